@@ -1,0 +1,1 @@
+"""Evaluation: metrics, baselines, benchmarks. Import as `from eval import metrics`."""

@@ -1,0 +1,3 @@
+"""text2tracks: prompt-based recommendation by generative retrieval over semantic IDs."""
+
+__version__ = "0.1.0"
