@@ -1,0 +1,1 @@
+"""Subcommands of the `text2tracks` command line."""
