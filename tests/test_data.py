@@ -1,0 +1,119 @@
+"""Tests for text2tracks.data: prompt normalisation, example sampling, collation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from text2tracks.data import Seq2SeqCollator, Seq2SeqPairs, encode_prompts, normalize_prompt
+
+RELEVANT = [[0, 1, 2, 3, 4], [5], [], [2, 6, 7]]
+N_ITEMS = 8
+DEPTH = 3
+SID_TOKEN_IDS = 500 + np.arange(N_ITEMS * DEPTH, dtype=np.int64).reshape(N_ITEMS, DEPTH)
+EOS = 1
+PROMPTS = [np.array([10, 11, EOS]), np.array([12, EOS]), np.array([13, EOS]), np.array([14, 15, 16, EOS])]
+
+
+def _pairs(**kwargs):
+    return Seq2SeqPairs(PROMPTS, RELEVANT, SID_TOKEN_IDS, EOS, **kwargs)
+
+
+def _examples(pairs):
+    return [pairs[i] for i in range(len(pairs))]
+
+
+def test_normalize_prompt():
+    assert normalize_prompt("  Chill\tVIBES \n") == "chill vibes"
+    assert normalize_prompt("ｃｈｉｌｌ") == "chill"  # full-width folded by NFKC
+    assert normalize_prompt("𝓬𝓱𝓲𝓵𝓵") == "chill"
+    assert normalize_prompt("Straße 🔥") == "strasse 🔥"
+    assert normalize_prompt("夏の歌") == "夏の歌"
+
+
+def test_encode_prompts_reuses_duplicates():
+    from transformers import ByT5Tokenizer
+
+    tokenizer = ByT5Tokenizer()
+    ids = encode_prompts(tokenizer, ["Chill", "chill ", "x" * 100], max_length=16)
+    assert ids[0] is ids[1]
+    assert len(ids[2]) == 16 and ids[2][-1] == tokenizer.eos_token_id
+
+
+def test_all_pairs_each_epoch():
+    pairs = _pairs(targets_per_playlist=0)
+    assert len(pairs) == sum(len(r) for r in RELEVANT)
+    for epoch in (0, 1):
+        pairs.set_epoch(epoch)
+        got = sorted(_examples(pairs))
+        assert got == sorted((p, i) for p, r in enumerate(RELEVANT) for i in r)
+
+
+def test_fixed_targets_per_playlist():
+    pairs = _pairs(targets_per_playlist=2, seed=3)
+    assert len(pairs) == 2 + 1 + 0 + 2
+    seen = set()
+    for epoch in range(20):
+        pairs.set_epoch(epoch)
+        examples = _examples(pairs)
+        assert len(examples) == len(pairs)
+        by_playlist: dict[int, list[int]] = {}
+        for p, item in examples:
+            assert item in RELEVANT[p]
+            by_playlist.setdefault(p, []).append(item)
+        assert {p: len(v) for p, v in by_playlist.items()} == {0: 2, 1: 1, 3: 2}
+        assert all(len(set(v)) == len(v) for v in by_playlist.values()), "drawn without replacement"
+        seen.update(examples)
+    # over epochs every pair comes up
+    assert seen == {(p, i) for p, r in enumerate(RELEVANT) for i in r}
+
+
+def test_deterministic_in_seed_and_epoch():
+    a, b = _pairs(targets_per_playlist=2, seed=7), _pairs(targets_per_playlist=2, seed=7)
+    a.set_epoch(4)
+    b.set_epoch(2)
+    b.set_epoch(4)
+    assert _examples(a) == _examples(b)
+    c = _pairs(targets_per_playlist=2, seed=8)
+    c.set_epoch(4)
+    epochs = set()
+    for e in range(5):
+        a.set_epoch(e)
+        epochs.add(tuple(_examples(a)))
+    assert len(epochs) > 1
+
+
+def test_popularity_power_tempers_popular_tracks():
+    relevant = [[0, 1]] * 400
+    counts = np.array([1000, 1] + [1] * (N_ITEMS - 2))
+    prompts = [PROMPTS[0]] * 400
+    uniform = Seq2SeqPairs(prompts, relevant, SID_TOKEN_IDS, EOS, targets_per_playlist=1, seed=0)
+    tempered = Seq2SeqPairs(prompts, relevant, SID_TOKEN_IDS, EOS, targets_per_playlist=1,
+                            popularity_power=1.0, item_counts=counts, seed=0)
+    share_uniform = np.mean([i == 0 for _, i in _examples(uniform)])
+    share_tempered = np.mean([i == 0 for _, i in _examples(tempered)])
+    assert 0.4 < share_uniform < 0.6
+    assert share_tempered < 0.02  # weight 1/1000 against 1
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="one entry per playlist"):
+        Seq2SeqPairs(PROMPTS[:2], RELEVANT, SID_TOKEN_IDS, EOS)
+    with pytest.raises(ValueError, match="targets_per_playlist"):
+        _pairs(targets_per_playlist=-1)
+    with pytest.raises(ValueError, match="item_counts"):
+        _pairs(targets_per_playlist=1, popularity_power=0.5)
+    with pytest.raises(ValueError, match="outside"):
+        Seq2SeqPairs(PROMPTS, [[99], [], [], []], SID_TOKEN_IDS, EOS)
+
+
+def test_collate_labels_and_padding():
+    collate = Seq2SeqCollator(PROMPTS, SID_TOKEN_IDS, pad_token_id=0, eos_token_id=EOS)
+    batch = collate([(0, 4), (1, 5), (3, 7)])
+    assert batch["input_ids"].tolist() == [[10, 11, EOS, 0], [12, EOS, 0, 0], [14, 15, 16, EOS]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1, 0], [1, 1, 0, 0], [1, 1, 1, 1]]
+    expected = [list(SID_TOKEN_IDS[i]) + [EOS] for i in (4, 5, 7)]
+    assert batch["labels"].tolist() == expected
+    assert batch["playlist_index"].tolist() == [0, 1, 3]
+    pairs = _pairs()
+    assert pairs.labels(4).tolist() == expected[0]

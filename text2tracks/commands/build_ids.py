@@ -1,0 +1,356 @@
+"""``text2tracks build-ids``: playlists -> CF embeddings -> semantic IDs, written as an artifact.
+
+Stages: read playlists, split them by playlist (seeded), build the playlist x track matrix of the
+*training* playlists (the catalogue: tracks in at least ``--min-count`` of them), fit CF, fit
+residual k-means on the item factors, add the collision digit. The artifact folder is written to
+a temporary sibling and renamed into place::
+
+    ARTIFACT_DIR/
+      text2tracks.json                manifest (format version, library versions, components)
+      cf/
+        config.json, item_factors.npy, playlist_factors.npy     CFModel
+        vocab.json, counts.npy                                   ItemVocab (training counts)
+        split.json        split parameters and the training playlist ids, in the order of
+                          playlist_factors' rows
+      semantic_ids/
+        config.json       the build settings and the catalogue stats
+        residual_kmeans/  ResidualKMeans (config.json, codebooks.npy, residual_scales.npy)
+        catalog/          SemanticIDCatalog (config.json, sid_codes.npy, item_ids.json)
+        tracks.json       name / artist / album of each catalogue item, in item order
+
+:func:`run_build_ids` does the work and is what evaluation code calls; the command line only maps
+flags onto :class:`BuildIDsConfig`. Heavy imports happen inside functions so that
+``text2tracks --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from semantic_ids.cf import CFConfig
+
+SPLIT_NAME = "split.json"
+TRACKS_NAME = "tracks.json"
+RKM_DIR = "residual_kmeans"
+CATALOG_DIR = "catalog"
+
+
+@dataclass(frozen=True)
+class BuildIDsConfig:
+    """Everything ``build-ids`` can be told; each field is one command-line flag."""
+
+    min_count: int = 2
+    cf: CFConfig = field(default_factory=CFConfig)
+    n_levels: int = 3
+    codebook_size: int = 256
+    assignment: str = "matching"
+    balance: float | None = None
+    normalize_input: bool = True
+    normalize_residuals: bool = True
+    kmeans_iterations: int = 20
+    validation_fraction: float = 0.1
+    test_fraction: float = 0.1
+    split_seed: int = 0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if int(self.min_count) < 1:
+            raise ValueError(f"min_count must be >= 1, got {self.min_count}")
+        if not isinstance(self.cf, CFConfig):
+            raise ValueError(f"cf must be a CFConfig, got {type(self.cf).__name__}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> BuildIDsConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown BuildIDsConfig keys: {sorted(unknown)}")
+        values = dict(values)
+        if isinstance(values.get("cf"), dict):
+            values["cf"] = CFConfig.from_dict(values["cf"])
+        return cls(**values)
+
+
+def run_build_ids(
+    playlists_path: str | Path,
+    out_dir: str | Path,
+    config: BuildIDsConfig | None = None,
+    force: bool = False,
+    show_progress: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Build CF embeddings and semantic IDs from the training split of ``playlists_path``.
+
+    Returns ``{"stats": catalogue stats, "timings": seconds per stage, "split": sizes, ...}``.
+
+    Raises:
+        FileExistsError: ``out_dir`` exists and ``force`` is False (checked before any work).
+        semantic_ids.playlists.PlaylistFormatError: unreadable playlists.
+        ValueError: a catalogue too small for the codebook, or CF factors that are not finite.
+    """
+    from semantic_ids.catalog import SemanticIDCatalog
+    from semantic_ids.cf import fit_cf
+    from semantic_ids.interactions import build_interactions
+    from semantic_ids.playlists import read_playlists, split_playlists
+    from semantic_ids.residual_kmeans import ResidualKMeans
+    from text2tracks.artifacts import new_artifact, write_json_atomic, write_manifest
+
+    config = config or BuildIDsConfig()
+    log = log or (lambda message: None)
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not force:
+        raise FileExistsError(f"{out_dir} already exists; pass --force to overwrite it")
+
+    timings: dict[str, float] = {}
+
+    def stage(name: str, started: float) -> None:
+        timings[name] = time.perf_counter() - started
+        log(f"  {name:<16} {timings[name]:7.2f} s")
+
+    log(f"reading playlists from {playlists_path}")
+    started = time.perf_counter()
+    playlist_set = read_playlists(playlists_path)
+    split = split_playlists(
+        playlist_set.playlists,
+        validation_fraction=config.validation_fraction,
+        test_fraction=config.test_fraction,
+        seed=config.split_seed,
+    )
+    stage("read+split", started)
+    log(
+        f"  {len(playlist_set.playlists)} playlists ({playlist_set.n_empty_skipped} empty skipped): "
+        f"{len(split.train)} train / {len(split.validation)} validation / {len(split.test)} test"
+    )
+    if not split.train:
+        raise ValueError(f"{playlists_path}: no training playlists after the split")
+
+    started = time.perf_counter()
+    matrix, vocab = build_interactions(split.train, min_count=config.min_count)
+    stage("interactions", started)
+    log(
+        f"  catalogue: {len(vocab)} tracks in >= {config.min_count} training playlists; "
+        f"matrix {matrix.shape[0]} x {matrix.shape[1]}, {matrix.nnz} entries"
+    )
+    if len(vocab) < config.codebook_size:
+        raise ValueError(
+            f"the catalogue has {len(vocab)} tracks, fewer than codebook_size="
+            f"{config.codebook_size}; lower --codebook-size or --min-count"
+        )
+
+    started = time.perf_counter()
+    cf_model = fit_cf(matrix, config.cf, show_progress=show_progress)
+    stage("cf", started)
+
+    started = time.perf_counter()
+    rkm = ResidualKMeans(
+        n_levels=config.n_levels,
+        codebook_size=config.codebook_size,
+        normalize_input=config.normalize_input,
+        normalize_residuals=config.normalize_residuals,
+        n_iter=config.kmeans_iterations,
+        seed=config.seed,
+        assignment=config.assignment,
+        balance=config.balance,
+    )
+    codes = rkm.fit_encode(cf_model.item_factors)
+    stage("residual_kmeans", started)
+
+    started = time.perf_counter()
+    catalog = SemanticIDCatalog.build(
+        vocab.item_ids, codes, vocab.counts, codebook_sizes=config.codebook_size
+    )
+    tracks = []
+    for item_id in vocab.item_ids:
+        track = playlist_set.tracks.get(item_id)
+        tracks.append({
+            "id": item_id,
+            "name": getattr(track, "name", None),
+            "artist": getattr(track, "artist", None),
+            "album": getattr(track, "album", None),
+        })
+    stats = catalog.stats(cf_model.item_factors, rkm, [t["artist"] for t in tracks])
+    stage("catalogue", started)
+
+    started = time.perf_counter()
+    split_info = {
+        "validation_fraction": config.validation_fraction,
+        "test_fraction": config.test_fraction,
+        "seed": config.split_seed,
+        "n_train": len(split.train),
+        "n_validation": len(split.validation),
+        "n_test": len(split.test),
+        "n_empty_skipped": playlist_set.n_empty_skipped,
+        # row r of playlist_factors is this playlist
+        "train_playlist_ids": [p.playlist_id for p in split.train],
+    }
+    with new_artifact(out_dir, force=force) as tmp:
+        cf_dir = tmp / "cf"
+        cf_model.save(cf_dir)
+        vocab.save(cf_dir)
+        write_json_atomic(cf_dir / SPLIT_NAME, split_info)
+        sid_dir = tmp / "semantic_ids"
+        sid_dir.mkdir()
+        rkm.save(sid_dir / RKM_DIR)
+        catalog.save(sid_dir / CATALOG_DIR)
+        with open(sid_dir / TRACKS_NAME, "w", encoding="utf-8") as f:
+            json.dump(tracks, f, ensure_ascii=False)
+        write_json_atomic(
+            sid_dir / "config.json",
+            {"build": config.to_dict(), "playlists": str(playlists_path), "stats": stats},
+        )
+        write_manifest(tmp, {
+            "cf": {"model": config.cf.model, "n_items": cf_model.n_items,
+                   "n_playlists": cf_model.n_playlists, "dim": cf_model.dim},
+            "semantic_ids": {"depth": catalog.depth, "level_sizes": list(catalog.level_sizes),
+                             "n_items": len(catalog)},
+        })
+    stage("write", started)
+    log(f"wrote {out_dir}")
+    return {
+        "stats": stats,
+        "timings": timings,
+        "split": {k: v for k, v in split_info.items() if k != "train_playlist_ids"},
+        "n_items": len(vocab),
+    }
+
+
+def load_semantic_ids(artifact_dir: str | Path):
+    """Read ``(ResidualKMeans, SemanticIDCatalog, tracks)`` from an artifact's ``semantic_ids/``."""
+    from semantic_ids.catalog import SemanticIDCatalog
+    from semantic_ids.residual_kmeans import ResidualKMeans
+
+    sid_dir = Path(artifact_dir) / "semantic_ids"
+    with open(sid_dir / TRACKS_NAME, encoding="utf-8") as f:
+        tracks = json.load(f)
+    return (
+        ResidualKMeans.load(sid_dir / RKM_DIR),
+        SemanticIDCatalog.load(sid_dir / CATALOG_DIR),
+        tracks,
+    )
+
+
+def format_stats_table(stats: dict[str, Any]) -> str:
+    """The catalogue stats as a small text table."""
+    lines = [
+        f"tracks {stats['tracks']}   unique prefixes {stats.get('unique_prefixes')}   "
+        f"in shared prefix {100 * stats.get('shared_prefix_share', 0.0):.2f}%   "
+        f"largest group {stats.get('largest_group')}   level sizes {stats.get('level_sizes')}",
+    ]
+    if "artist_pair_random" in stats:
+        lines.append(f"artist agreement of random pairs {stats['artist_pair_random']:.5f}")
+    header = (
+        f"{'level':>5} {'used':>6} {'perplexity':>10} {'prefixes':>9} {'max group':>9} "
+        f"{'recon mse':>9} {'nearest':>7} {'artist':>7} {'lift':>6}"
+    )
+    lines.append(header)
+
+    def fmt(value, spec):
+        return format(value, spec) if value is not None else "-"
+
+    for row in stats.get("levels", []):
+        lines.append(
+            f"{row['level']:>5} {row['codes_used_share']:>6.2f} {row['perplexity']:>10.1f} "
+            f"{row['prefixes']:>9} {row['largest_prefix_group']:>9} "
+            f"{fmt(row.get('reconstruction_mse'), '9.4f'):>9} "
+            f"{fmt(row.get('nearest_code_share'), '7.3f'):>7} "
+            f"{fmt(row.get('artist_pair_agreement'), '7.4f'):>7} "
+            f"{fmt(row.get('artist_lift'), '6.0f'):>6}"
+        )
+    return "\n".join(lines)
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``build-ids``."""
+    d = BuildIDsConfig()
+    c = d.cf
+    parser = subparsers.add_parser(
+        "build-ids",
+        help="build CF embeddings and semantic IDs from playlists into an artifact folder",
+        description=(
+            "Read playlists (MPD slices, JSONL or Parquet), split them by playlist, fit CF on the "
+            "training playlists and build semantic IDs (residual k-means + collision digit)."
+        ),
+    )
+    parser.add_argument("--playlists", required=True, help="playlist file or folder")
+    parser.add_argument("--out", required=True, help="artifact folder to write")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing --out")
+    parser.add_argument("--min-count", type=int, default=d.min_count,
+                        help="tracks in fewer training playlists are left out (default %(default)s)")
+    parser.add_argument("--cf-model", choices=("als", "bpr"), default=c.model)
+    parser.add_argument("--factors", type=int, default=c.factors)
+    parser.add_argument("--iterations", type=int, default=c.iterations)
+    parser.add_argument("--regularization", type=float, default=c.regularization)
+    parser.add_argument("--alpha", type=float, default=c.alpha)
+    parser.add_argument("--weighting", choices=("bm25", "tfidf", "none"), default=c.weighting)
+    parser.add_argument("--use-gpu", action="store_true", help="fit CF on the GPU")
+    parser.add_argument("--levels", type=int, default=d.n_levels)
+    parser.add_argument("--codebook-size", type=int, default=d.codebook_size)
+    parser.add_argument("--assignment", choices=("matching", "nearest"), default=d.assignment,
+                        help="catalogue code placement (default %(default)s; 'nearest' is plain "
+                             "residual k-means)")
+    parser.add_argument("--balance", type=float, default=d.balance,
+                        help="optional cap on a child prefix: balance x its fair share")
+    parser.add_argument("--kmeans-iterations", type=int, default=d.kmeans_iterations)
+    parser.add_argument("--no-normalize-input", action="store_true")
+    parser.add_argument("--no-normalize-residuals", action="store_true")
+    parser.add_argument("--validation-fraction", type=float, default=d.validation_fraction)
+    parser.add_argument("--test-fraction", type=float, default=d.test_fraction)
+    parser.add_argument("--split-seed", type=int, default=d.split_seed)
+    parser.add_argument("--seed", type=int, default=d.seed, help="seeds CF and k-means")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.set_defaults(func=_main)
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> BuildIDsConfig:
+    cf = CFConfig(
+        model=args.cf_model,
+        factors=args.factors,
+        regularization=args.regularization,
+        iterations=args.iterations,
+        alpha=args.alpha,
+        weighting=args.weighting,
+        use_gpu=args.use_gpu,
+        seed=args.seed,
+    )
+    return BuildIDsConfig(
+        min_count=args.min_count,
+        cf=cf,
+        n_levels=args.levels,
+        codebook_size=args.codebook_size,
+        assignment=args.assignment,
+        balance=args.balance,
+        normalize_input=not args.no_normalize_input,
+        normalize_residuals=not args.no_normalize_residuals,
+        kmeans_iterations=args.kmeans_iterations,
+        validation_fraction=args.validation_fraction,
+        test_fraction=args.test_fraction,
+        split_seed=args.split_seed,
+        seed=args.seed,
+    )
+
+
+def _main(args: argparse.Namespace) -> int:
+    from semantic_ids.playlists import PlaylistFormatError
+
+    try:
+        config = config_from_args(args)
+        result = run_build_ids(
+            args.playlists, args.out, config, force=args.force,
+            show_progress=not args.quiet, log=lambda m: print(m, file=sys.stderr, flush=True),
+        )
+    except (FileExistsError, FileNotFoundError, PlaylistFormatError, ValueError) as err:
+        print(f"text2tracks build-ids: error: {err}", file=sys.stderr)
+        return 2
+    print(format_stats_table(result["stats"]))
+    return 0

@@ -1,0 +1,670 @@
+"""``text2tracks export``: recommendations for a file of prompts, batched, resumable, sharded.
+
+Usage::
+
+    text2tracks export --artifact runs/demo/artifact --input prompts.jsonl \\
+        --output recs.jsonl --k 10 [--batch-size 32] [--resume]
+    accelerate launch --num_processes 2 -m text2tracks.commands.export --artifact ... (same flags)
+
+Input, chosen by extension:
+
+- ``.jsonl`` / ``.ndjson``: one JSON object per line, ``{"id": ..., "prompt": "..."}``;
+- ``.csv``: a header row with a ``prompt`` column and optionally an ``id`` column;
+- ``.parquet``: a ``prompt`` column and optionally an ``id`` column;
+- ``.txt`` (or no extension): one prompt per line.
+
+Without an id, a row's id is its line number (1-based; the data row number for CSV and
+Parquet). Ids are written as strings. Lines that are empty or only whitespace in JSONL and text
+files are not rows; they are counted in the summary.
+
+Output, chosen by extension (``.jsonl``, ``.csv``, ``.parquet``): one record per input row, in
+input order, with ``id``, ``prompt``, ``track_ids``, ``scores``, ``names``, ``artists`` (lists,
+best first) and ``error`` (null, or why the row has no recommendations). CSV cells hold the lists
+as JSON.
+
+Nothing is lost: a row without a prompt, with bytes that are not UTF-8, or with malformed JSON
+becomes an error record and the job goes on; the summary counts rows done and rows failed.
+
+Crash safety: results go to an append-only journal beside the output (``OUTPUT.partial.jsonl``,
+or ``OUTPUT.partial.pR.jsonl`` per process), one fsync per batch, keyed by input row index. The
+output itself is written only at the end, to a temporary file renamed into place, so a crash
+never leaves a corrupt output. ``--resume`` reads the journals (a line cut by the crash is
+dropped), skips the rows done and finishes; batches are fixed slices of the input, so a resumed
+run writes exactly what an uninterrupted one would. Without ``--resume`` an existing journal is
+an error.
+
+Several processes (``accelerate launch``): process ``p`` of ``P`` takes the rows whose index is
+``p`` modulo ``P`` and writes its own journal; the main process merges them in input order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import json
+import os
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+INPUT_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet",
+                 ".txt": "text", ".text": "text", "": "text"}
+OUTPUT_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}
+OUTPUT_FIELDS = ("id", "prompt", "track_ids", "scores", "names", "artists", "error")
+JOURNAL_VERSION = 1
+_SETTINGS_CHECKED = ("k", "mode", "num_beams", "n_rows", "input_size")
+
+
+class ExportError(RuntimeError):
+    """A problem with the export job as a whole (bad arguments, unreadable file, old journal)."""
+
+
+@dataclass(frozen=True)
+class InputRow:
+    """One input row: its 0-based index, id, prompt, and the error that makes it unusable."""
+
+    index: int
+    id: str
+    prompt: str | None
+    error: str | None = None
+
+
+@dataclass
+class InputFile:
+    rows: list[InputRow]
+    n_blank: int = 0
+
+
+@dataclass
+class ExportSummary:
+    """What :func:`run_export` did. Times in seconds; ``model_s`` is time inside ``recommend``."""
+
+    output: str
+    n_rows: int = 0
+    n_done: int = 0
+    n_failed: int = 0
+    n_blank: int = 0
+    n_resumed: int = 0
+    n_truncated: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    load_s: float = 0.0
+    total_s: float = 0.0
+    model_s: float = 0.0
+    read_s: float = 0.0
+    merge_s: float = 0.0
+    num_processes: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+# ----------------------------------------------------------------------------- reading input
+
+
+def _format_of(path: Path, table: dict[str, str], what: str) -> str:
+    suffix = path.suffix.lower()
+    if suffix not in table:
+        known = ", ".join(s for s in table if s)
+        raise ExportError(f"{what} {path}: unknown extension {suffix!r}; use one of {known}")
+    return table[suffix]
+
+
+def _decode(raw: bytes, line_no: int) -> tuple[str | None, str | None]:
+    try:
+        return raw.decode("utf-8"), None
+    except UnicodeDecodeError as err:
+        return None, f"line {line_no}: undecodable bytes, not UTF-8 ({err.reason} at byte {err.start})"
+
+
+def _lines(path: Path) -> Iterable[tuple[int, bytes]]:
+    with open(path, "rb") as f:
+        data = f.read()
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    if not data:
+        return
+    if data.endswith(b"\n"):  # the newline that ends the last line opens no new one
+        data = data[:-1]
+    for line_no, raw in enumerate(data.split(b"\n"), start=1):
+        yield line_no, raw.rstrip(b"\r")
+
+
+def _prompt_error(prompt: Any) -> str | None:
+    if prompt is None:
+        return "no prompt"
+    if not isinstance(prompt, str):
+        return f"prompt must be a string, got {type(prompt).__name__}"
+    if not prompt.strip():
+        return "empty prompt"
+    return None
+
+
+def _read_text(path: Path) -> InputFile:
+    out = InputFile([])
+    for line_no, raw in _lines(path):
+        text, error = _decode(raw, line_no)
+        if text is not None and not text.strip():
+            out.n_blank += 1
+            continue
+        out.rows.append(InputRow(len(out.rows), str(line_no), text, error))
+    return out
+
+
+def _read_jsonl(path: Path) -> InputFile:
+    out = InputFile([])
+    for line_no, raw in _lines(path):
+        text, error = _decode(raw, line_no)
+        if text is not None and not text.strip():
+            out.n_blank += 1
+            continue
+        row_id, prompt = str(line_no), None
+        if error is None:
+            try:
+                record = json.loads(text)
+            except json.JSONDecodeError as err:
+                error = f"line {line_no}: malformed JSON ({err.msg} at column {err.colno})"
+            else:
+                if not isinstance(record, dict):
+                    error = (f"line {line_no}: expected a JSON object like "
+                             f'{{"id": "1", "prompt": "..."}}, got {type(record).__name__}')
+                else:
+                    if record.get("id") is not None:
+                        row_id = str(record["id"])
+                    prompt = record.get("prompt")
+                    error = _prompt_error(prompt)
+                    if error is not None:
+                        error = f"line {line_no}: {error}"
+                        prompt = prompt if isinstance(prompt, str) else None
+        out.rows.append(InputRow(len(out.rows), row_id, prompt, error))
+    return out
+
+
+def _has_surrogates(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _read_csv(path: Path) -> InputFile:
+    out = InputFile([])
+    with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as f:
+        reader = csv.DictReader(f)
+        try:
+            fields = reader.fieldnames or []
+            if "prompt" not in fields:
+                raise ExportError(
+                    f"{path}: no 'prompt' column in the header ({', '.join(fields) or 'empty'}); "
+                    "a CSV input needs a 'prompt' column and optionally an 'id' column"
+                )
+            for data_row, record in enumerate(reader, start=1):
+                prompt, row_id = record.get("prompt"), record.get("id")
+                row_id = str(data_row) if row_id is None or not row_id.strip() else row_id
+                error = _prompt_error(prompt)
+                if error is None and _has_surrogates(prompt):
+                    error, prompt = "undecodable bytes, not UTF-8", None
+                if _has_surrogates(row_id):
+                    row_id = row_id.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+                if error is not None:
+                    error = f"row {data_row} (line {reader.line_num}): {error}"
+                out.rows.append(InputRow(len(out.rows), row_id, prompt, error))
+        except csv.Error as err:
+            raise ExportError(f"{path}, line {reader.line_num}: malformed CSV ({err})") from err
+    return out
+
+
+def _read_parquet(path: Path) -> InputFile:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        schema = pq.read_schema(path)
+        if "prompt" not in schema.names:
+            raise ExportError(
+                f"{path}: no 'prompt' column ({', '.join(schema.names)}); a Parquet input needs a "
+                "'prompt' column and optionally an 'id' column"
+            )
+        columns = ["prompt"] + (["id"] if "id" in schema.names else [])
+        table = pq.read_table(path, columns=columns)
+    except ExportError:
+        raise
+    except (pa.ArrowException, OSError) as err:
+        raise ExportError(f"{path}: not a readable Parquet file ({err})") from err
+    prompts = table.column("prompt").to_pylist()
+    ids = table.column("id").to_pylist() if "id" in columns else [None] * len(prompts)
+    out = InputFile([])
+    for data_row, (prompt, row_id) in enumerate(zip(prompts, ids, strict=True), start=1):
+        error = None
+        if isinstance(prompt, bytes):
+            try:
+                prompt = prompt.decode("utf-8")
+            except UnicodeDecodeError:
+                prompt, error = None, "undecodable bytes, not UTF-8"
+        error = error or _prompt_error(prompt)
+        if error is not None:
+            error = f"row {data_row}: {error}"
+            prompt = prompt if isinstance(prompt, str) else None
+        if isinstance(row_id, bytes):
+            row_id = row_id.decode("utf-8", "replace")
+        out.rows.append(InputRow(len(out.rows), str(data_row) if row_id is None else str(row_id),
+                                 prompt, error))
+    return out
+
+
+def read_input(path: str | os.PathLike) -> InputFile:
+    """Read every row of a prompt file (see the module docstring for the formats)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ExportError(f"input {path} does not exist")
+    fmt = _format_of(path, INPUT_FORMATS, "input")
+    reader = {"jsonl": _read_jsonl, "csv": _read_csv, "parquet": _read_parquet, "text": _read_text}
+    return reader[fmt](path)
+
+
+# ----------------------------------------------------------------------------- journal
+
+
+def journal_path(output: Path, rank: int = 0, num_processes: int = 1) -> Path:
+    """The journal of process ``rank`` beside ``output``."""
+    if num_processes == 1:
+        return output.with_name(f"{output.name}.partial.jsonl")
+    return output.with_name(f"{output.name}.partial.p{rank}.jsonl")
+
+
+def existing_journals(output: Path) -> list[Path]:
+    return sorted(output.parent.glob(f"{_glob_escape(output.name)}.partial*.jsonl"))
+
+
+def _glob_escape(name: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
+
+
+def _read_journal(path: Path) -> tuple[dict | None, dict[int, dict], int]:
+    """``(header, records by row, byte length of the complete lines)``; cut lines are dropped."""
+    with open(path, "rb") as f:
+        data = f.read()
+    header, records, good_end, pos = None, {}, 0, 0
+    while pos < len(data):
+        end = data.find(b"\n", pos)
+        if end < 0:  # a line cut by a crash: no newline yet
+            break
+        try:
+            record = json.loads(data[pos:end])
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            record = None
+        if isinstance(record, dict):
+            if "journal" in record and header is None:
+                header = record
+            elif isinstance(record.get("row"), int):
+                records.setdefault(record["row"], record)
+        pos = end + 1
+        good_end = pos
+    return header, records, good_end
+
+
+def _write_lines(handle, records: Iterable[dict]) -> None:
+    payload = b"".join(
+        json.dumps(r, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
+        for r in records
+    )
+    if payload:
+        handle.write(payload)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _open_journal(path: Path, header: dict, good_end: int | None) -> Any:
+    """Open this process's journal for appending: cut a crash's partial line, or start one."""
+    if good_end is not None and path.exists():
+        with open(path, "r+b") as f:
+            f.truncate(good_end)
+            f.flush()
+            os.fsync(f.fileno())
+        handle = open(path, "ab")
+        if good_end == 0:
+            _write_lines(handle, [header])
+        return handle
+    handle = open(path, "ab")
+    _write_lines(handle, [header])
+    return handle
+
+
+# ----------------------------------------------------------------------------- writing output
+
+
+def _output_record(record: dict) -> dict:
+    return {name: record.get(name) for name in OUTPUT_FIELDS}
+
+
+def write_output(path: Path, records: list[dict]) -> None:
+    """Write the final output atomically (temporary file in the same folder, then rename)."""
+    fmt = _format_of(path, OUTPUT_FORMATS, "output")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        if fmt == "jsonl":
+            with open(tmp, "wb") as f:
+                for r in records:
+                    line = json.dumps(_output_record(r), ensure_ascii=False)
+                    f.write(line.encode("utf-8") + b"\n")
+                f.flush()
+                os.fsync(f.fileno())
+        elif fmt == "csv":
+            with open(tmp, "w", encoding="utf-8", newline="") as f:
+                writer = csv.writer(f)
+                writer.writerow(OUTPUT_FIELDS)
+                for r in records:
+                    rec = _output_record(r)
+                    writer.writerow([
+                        rec["id"], rec["prompt"] if rec["prompt"] is not None else "",
+                        *(json.dumps(rec[c] or [], ensure_ascii=False)
+                          for c in ("track_ids", "scores", "names", "artists")),
+                        rec["error"] or "",
+                    ])
+                f.flush()
+                os.fsync(f.fileno())
+        else:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            schema = pa.schema([
+                ("id", pa.string()), ("prompt", pa.string()),
+                ("track_ids", pa.list_(pa.string())), ("scores", pa.list_(pa.float64())),
+                ("names", pa.list_(pa.string())), ("artists", pa.list_(pa.string())),
+                ("error", pa.string()),
+            ])
+            columns = {name: [_output_record(r)[name] for r in records] for name in OUTPUT_FIELDS}
+            for name in ("track_ids", "scores", "names", "artists"):
+                columns[name] = [v or [] for v in columns[name]]
+            pq.write_table(pa.table(columns, schema=schema), tmp)
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+# ----------------------------------------------------------------------------- the job
+
+
+def _result_records(rows: list[InputRow], recs: list) -> list[dict]:
+    return [
+        {
+            "row": row.index, "id": row.id, "prompt": row.prompt,
+            "track_ids": [r.track_id for r in answer],
+            "scores": [r.score for r in answer],
+            "names": [r.name for r in answer],
+            "artists": [r.artist for r in answer],
+            "error": None,
+        }
+        for row, answer in zip(rows, recs, strict=True)
+    ]
+
+
+def _error_record(row: InputRow, error: str) -> dict:
+    return {"row": row.index, "id": row.id, "prompt": row.prompt, "track_ids": [],
+            "scores": [], "names": [], "artists": [], "error": error}
+
+
+def _partial_state():
+    from accelerate import PartialState
+
+    return PartialState()
+
+
+def run_export(
+    artifact: str | os.PathLike,
+    input: str | os.PathLike,
+    output: str | os.PathLike,
+    k: int = 10,
+    batch_size: int = 32,
+    resume: bool = False,
+    num_beams: int | None = None,
+    mode: str = "generative",
+    progress: bool = True,
+    recommender=None,
+    after_batch: Callable[[int], None] | None = None,
+) -> ExportSummary:
+    """Run the export job (see the module docstring); returns the summary on every process.
+
+    ``recommender`` (a loaded :class:`~text2tracks.pipeline.Text2Tracks`) skips loading
+    ``artifact``; ``after_batch`` is called with the number of batches written (tests use it).
+    """
+    from tqdm.auto import tqdm
+
+    start = time.perf_counter()
+    input_path, output_path = Path(input), Path(output)
+    _format_of(output_path, OUTPUT_FORMATS, "output")
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ExportError(f"--k must be a positive integer, got {k!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ExportError(f"--batch-size must be a positive integer, got {batch_size!r}")
+    state = _partial_state()
+    rank, world = state.process_index, state.num_processes
+    summary = ExportSummary(output=str(output_path), num_processes=world)
+
+    t0 = time.perf_counter()
+    source = read_input(input_path)
+    rows = source.rows
+    summary.read_s = time.perf_counter() - t0
+    summary.n_rows, summary.n_blank = len(rows), source.n_blank
+    settings = {"journal": JOURNAL_VERSION, "k": k, "mode": mode, "num_beams": num_beams,
+                "n_rows": len(rows), "input_size": input_path.stat().st_size,
+                "input": str(input_path.resolve()), "artifact": str(Path(artifact).resolve())}
+
+    # 1. Journals of earlier runs: refuse them without --resume, else collect their rows.
+    journals = existing_journals(output_path)
+    if journals and not resume:
+        raise ExportError(
+            f"{journals[0]} exists: an earlier export to {output_path} did not finish. Run again "
+            f"with --resume to finish it, or delete {output_path.name}.partial*.jsonl to start over"
+        )
+    done: dict[int, dict] = {}
+    own = journal_path(output_path, rank, world)
+    own_end: int | None = None
+    for path in journals:
+        header, records, good_end = _read_journal(path)
+        if header is not None:
+            changed = [f"{key}={header.get(key)!r} (now {settings[key]!r})"
+                       for key in _SETTINGS_CHECKED if header.get(key) != settings[key]]
+            if changed:
+                raise ExportError(
+                    f"{path} was written with other settings or another input: "
+                    f"{', '.join(changed)}. Resume with the same settings, or delete "
+                    f"{output_path.name}.partial*.jsonl to start over"
+                )
+        for row, record in records.items():
+            done.setdefault(row, record)
+        if path == own:
+            own_end = good_end
+    state.wait_for_everyone()  # every process has looked before any writes a journal
+
+    if resume and not journals and output_path.exists():
+        if state.is_main_process:
+            print(f"export: {output_path} is complete (no journal to resume); nothing to do",
+                  file=sys.stderr)
+        return summary
+
+    mine = [row for row in rows if row.index % world == rank]
+    summary.n_resumed = sum(1 for row in mine if row.index in done)
+
+    # 2. The model (after the cheap checks, so that a bad job fails fast).
+    t0 = time.perf_counter()
+    if recommender is None:
+        from text2tracks.pipeline import Text2Tracks
+
+        if world > 1 and state.device.type == "cpu":
+            import torch
+
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // state.num_processes))
+        recommender = Text2Tracks.from_pretrained(artifact, device=state.device)
+    summary.load_s = time.perf_counter() - t0
+    if k > len(recommender):
+        raise ExportError(f"--k {k} is larger than the catalogue ({len(recommender)} tracks)")
+
+    # 3. This process's rows: bad rows at once, good rows in fixed batches.
+    handle = _open_journal(own, settings, own_end)
+    bar = tqdm(total=len(mine), initial=summary.n_resumed, unit="prompt", desc="export",
+               disable=not (progress and state.is_main_process) or None, dynamic_ncols=True,
+               smoothing=0.1)
+    n_batches = 0
+    try:
+        bad = [_error_record(row, row.error) for row in mine
+               if row.error is not None and row.index not in done]
+        _write_lines(handle, bad)
+        bar.update(len(bad))
+        good = [row for row in mine if row.error is None]
+        for first in range(0, len(good), batch_size):
+            batch = good[first:first + batch_size]
+            todo = {row.index for row in batch if row.index not in done}
+            if not todo:
+                continue
+            t_model = time.perf_counter()
+            records, truncated = _recommend_rows(recommender, batch, k, num_beams, mode)
+            summary.model_s += time.perf_counter() - t_model
+            summary.n_truncated += truncated
+            _write_lines(handle, [r for r in records if r["row"] in todo])
+            bar.update(len(todo))
+            n_batches += 1
+            if after_batch is not None:
+                after_batch(n_batches)
+    finally:
+        handle.close()
+        bar.close()
+
+    # 4. Merge on the main process, in input order; the output appears atomically.
+    state.wait_for_everyone()
+    if state.is_main_process:
+        t0 = time.perf_counter()
+        merged: dict[int, dict] = {}
+        for path in existing_journals(output_path):
+            for row, record in _read_journal(path)[1].items():
+                merged.setdefault(row, record)
+        missing = [row.index for row in rows if row.index not in merged]
+        if missing:
+            raise ExportError(
+                f"{len(missing)} rows have no result after the run (first: row {missing[0]}); "
+                "the journals are kept: run again with --resume"
+            )
+        ordered = [merged[row.index] for row in rows]
+        write_output(output_path, ordered)
+        for path in existing_journals(output_path):
+            path.unlink()
+        summary.merge_s = time.perf_counter() - t0
+        summary.n_failed = sum(1 for r in ordered if r.get("error"))
+        summary.n_done = len(ordered) - summary.n_failed
+        summary.failures = [(r["id"], r["error"]) for r in ordered if r.get("error")][:10]
+    state.wait_for_everyone()
+    summary.total_s = time.perf_counter() - start
+    return summary
+
+
+def _recommend_rows(recommender, batch: list[InputRow], k, num_beams, mode) -> tuple[list[dict], int]:
+    """Records for one batch; a row the model refuses becomes an error record, the rest go on."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            answers = recommender.recommend([row.prompt for row in batch], k=k,
+                                            num_beams=num_beams, batch_size=len(batch), mode=mode)
+            records = _result_records(batch, answers)
+        except (ValueError, TypeError):
+            if len(batch) == 1:
+                raise
+            records = []
+            for row in batch:
+                try:
+                    records += _recommend_rows(recommender, [row], k, num_beams, mode)[0]
+                except (ValueError, TypeError) as err:
+                    records.append(_error_record(row, str(err)))
+    truncated = sum(1 for w in caught if "truncated" in str(w.message))
+    for w in caught:
+        if "truncated" not in str(w.message):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return records, truncated
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--artifact", required=True, help="the artifact folder (text2tracks.json)")
+    parser.add_argument("--input", required=True,
+                        help="prompts: .jsonl ({\"id\", \"prompt\"}), .csv (id,prompt), "
+                             ".parquet, or .txt (one prompt per line)")
+    parser.add_argument("--output", required=True, help="results: .jsonl, .csv or .parquet")
+    parser.add_argument("--k", type=int, default=10, help="tracks per prompt (default 10)")
+    parser.add_argument("--batch-size", type=int, default=32, help="prompts per batch (default 32)")
+    parser.add_argument("--resume", action="store_true",
+                        help="finish an interrupted export from its journal")
+    parser.add_argument("--num-beams", type=int, default=None,
+                        help="beam width (default: the decoder's default for k)")
+    parser.add_argument("--mode", default="generative", choices=("generative", "latent", "hybrid"),
+                        help="generative (default); latent / hybrid need a diffusion head")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _run_from_args(args: argparse.Namespace) -> int:
+    from text2tracks.artifacts import ArtifactError
+
+    try:
+        summary = run_export(args.artifact, args.input, args.output, k=args.k,
+                             batch_size=args.batch_size, resume=args.resume,
+                             num_beams=args.num_beams, mode=args.mode,
+                             progress=not args.no_progress)
+    except (ExportError, ArtifactError) as err:
+        print(f"text2tracks export: error: {err}", file=sys.stderr)
+        return 2
+    if _partial_state().is_main_process:
+        print(format_summary(summary), file=sys.stderr)
+    return 0
+
+
+def format_summary(summary: ExportSummary) -> str:
+    rate = summary.n_rows / summary.total_s if summary.total_s else 0.0
+    lines = [
+        f"export: {summary.n_rows} rows -> {summary.output}: {summary.n_done} done, "
+        f"{summary.n_failed} failed"
+        + (f", {summary.n_resumed} taken from the journal" if summary.n_resumed else "")
+        + (f", {summary.n_truncated} prompts truncated" if summary.n_truncated else "")
+        + (f"; {summary.n_blank} blank lines skipped" if summary.n_blank else ""),
+        f"export: {summary.total_s:.1f} s ({rate:.1f} rows/s) on {summary.num_processes} "
+        f"process(es)",
+    ]
+    for row_id, error in summary.failures:
+        lines.append(f"  failed: id {row_id}: {error}")
+    if summary.n_failed > len(summary.failures):
+        lines.append(f"  ... and {summary.n_failed - len(summary.failures)} more (see 'error')")
+    return "\n".join(lines)
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``text2tracks export``."""
+    parser = subparsers.add_parser(
+        "export", help="recommendations for a file of prompts (batched, resumable)",
+        description=__doc__.split("\n\n")[0],
+    )
+    _add_arguments(parser)
+    parser.set_defaults(func=_run_from_args)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m text2tracks.commands.export`` (and ``accelerate launch -m``)."""
+    parser = argparse.ArgumentParser(prog="text2tracks export",
+                                     description=__doc__.split("\n\n")[0])
+    _add_arguments(parser)
+    return _run_from_args(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

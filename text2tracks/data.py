@@ -1,0 +1,208 @@
+"""Training pairs for the seq2seq model: prompt -> the semantic ID of one of its tracks.
+
+A playlist gives one prompt (its title, and description where present) and a set of relevant
+catalogue items. An *example* is (prompt, one item); its target is the item's semantic-ID tokens
+followed by EOS. Each epoch draws the examples afresh:
+
+- ``targets_per_playlist=0``: every (prompt, track) pair, as in the Text2Tracks paper; long
+  playlists weigh more.
+- ``targets_per_playlist=N``: N distinct tracks per playlist per epoch (all of them when it has
+  fewer), so every prompt weighs about the same and epochs are short and varied.
+- ``popularity_power=p`` (with N > 0): tracks are drawn with weight ``count ** -p`` (``count`` =
+  training playlists holding the track), so that p > 0 tempers the pull of popular tracks;
+  p = 0 is uniform.
+
+The draw is vectorised (Gumbel top-k over all pairs at once, no Python loop per playlist) and
+depends only on ``(seed, epoch)``, so that a resumed run sees the same examples.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Sequence
+
+import numpy as np
+
+_SPACES = re.compile(r"\s+")
+
+
+def normalize_prompt(text: str) -> str:
+    """NFKC, lower-case (``casefold``), whitespace runs collapsed to one space, stripped.
+
+    NFKC folds full-width letters and styled Unicode (𝓬𝓱𝓲𝓵𝓵 -> chill) into plain ones; emoji and
+    non-Latin scripts are kept. The same function must run at training and at inference.
+    """
+    return _SPACES.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
+
+
+def encode_prompts(tokenizer, prompts: Sequence[str], max_length: int,
+                   normalize: bool = True) -> list[np.ndarray]:
+    """Token ids (int64, EOS-terminated, at most ``max_length``) of each prompt.
+
+    Distinct prompts are tokenized once: playlist titles repeat a lot ("chill", "workout").
+    """
+    texts = [normalize_prompt(p) if normalize else p for p in prompts]
+    unique = list(dict.fromkeys(texts))
+    encoded = tokenizer(unique, truncation=True, max_length=max_length,
+                        add_special_tokens=True)["input_ids"]
+    by_text = {t: np.asarray(ids, dtype=np.int64) for t, ids in zip(unique, encoded)}
+    return [by_text[t] for t in texts]
+
+
+class Seq2SeqPairs:
+    """The (prompt, target item) examples of one epoch, as a map-style dataset.
+
+    Args:
+        prompt_ids: per playlist, its prompt's token ids (see :func:`encode_prompts`).
+        relevant: per playlist, the catalogue item indices of its tracks (may be empty: such a
+            playlist gives no example).
+        sid_token_ids: int64 ``(n_items, depth)``, the semantic-ID token ids of each item
+            (``SIDTokenLayout.codes_to_token_ids(catalog.sid_codes)``).
+        eos_token_id: appended to every target.
+        targets_per_playlist: 0 for every pair, else how many tracks each playlist gives per epoch.
+        popularity_power: p in ``weight = count ** -p``; needs ``item_counts`` when non-zero.
+        item_counts: ``(n_items,)`` training playlist count of each item.
+        seed: with the epoch, fixes the draw and the order.
+        shuffle: shuffle the examples of an epoch (off for validation).
+
+    Item ``i`` of the dataset is ``(playlist_index, item_index)``; :class:`Seq2SeqCollator` turns
+    a list of them into tensors. Call :meth:`set_epoch` before each epoch.
+    """
+
+    def __init__(
+        self,
+        prompt_ids: Sequence[np.ndarray],
+        relevant: Sequence[Sequence[int]],
+        sid_token_ids: np.ndarray,
+        eos_token_id: int,
+        targets_per_playlist: int = 0,
+        popularity_power: float = 0.0,
+        item_counts: np.ndarray | None = None,
+        seed: int = 0,
+        shuffle: bool = True,
+    ) -> None:
+        if len(prompt_ids) != len(relevant):
+            raise ValueError(
+                f"prompt_ids and relevant must have one entry per playlist, got "
+                f"{len(prompt_ids)} and {len(relevant)}"
+            )
+        if isinstance(targets_per_playlist, bool) or not isinstance(targets_per_playlist, (int, np.integer)) \
+                or targets_per_playlist < 0:
+            raise ValueError(f"targets_per_playlist must be an integer >= 0, got {targets_per_playlist!r}")
+        sid_token_ids = np.asarray(sid_token_ids, dtype=np.int64)
+        if sid_token_ids.ndim != 2:
+            raise ValueError(f"sid_token_ids must be (n_items, depth), got shape {sid_token_ids.shape}")
+        if popularity_power and item_counts is None:
+            raise ValueError("popularity_power != 0 needs item_counts")
+        if popularity_power and targets_per_playlist == 0:
+            raise ValueError("popularity_power needs targets_per_playlist > 0 (with 0 every pair is used)")
+        self.prompt_ids = list(prompt_ids)
+        self.sid_token_ids = sid_token_ids
+        self.eos_token_id = int(eos_token_id)
+        self.targets_per_playlist = int(targets_per_playlist)
+        self.seed = int(seed)
+        self.shuffle = bool(shuffle)
+        lengths = np.fromiter((len(r) for r in relevant), dtype=np.int64, count=len(relevant))
+        self.indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        self.items = (np.concatenate([np.asarray(r, dtype=np.int64) for r in relevant])
+                      if lengths.sum() else np.zeros(0, dtype=np.int64))
+        if self.items.size and (self.items.min() < 0 or self.items.max() >= len(sid_token_ids)):
+            raise ValueError("a relevant item index is outside sid_token_ids")
+        self.pair_playlist = np.repeat(np.arange(len(relevant), dtype=np.int64), lengths)
+        if popularity_power:
+            counts = np.maximum(np.asarray(item_counts, dtype=np.float64), 1.0)
+            self.log_weight = -float(popularity_power) * np.log(counts[self.items])
+        else:
+            self.log_weight = None
+        self.n_playlists_with_targets = int((lengths > 0).sum())
+        if self.targets_per_playlist:
+            self._length = int(np.minimum(lengths, self.targets_per_playlist).sum())
+        else:
+            self._length = int(lengths.sum())
+        self.epoch = -1
+        self.set_epoch(0)
+
+    def __len__(self) -> int:
+        return self._length
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw the examples of ``epoch`` (deterministic in ``(seed, epoch)``)."""
+        if epoch == self.epoch:
+            return
+        rng = np.random.default_rng([self.seed, int(epoch)])
+        if self.targets_per_playlist:
+            # Gumbel top-k: the N largest of log w + Gumbel noise within each playlist are a draw
+            # of N distinct tracks without replacement, proportional to w
+            keys = rng.gumbel(size=self.items.size)
+            if self.log_weight is not None:
+                keys = keys + self.log_weight
+            order = np.lexsort((-keys, self.pair_playlist))
+            rank = np.arange(order.size) - self.indptr[self.pair_playlist[order]]
+            chosen = order[rank < self.targets_per_playlist]
+        else:
+            chosen = np.arange(self.items.size)
+        if self.shuffle:
+            chosen = chosen[rng.permutation(chosen.size)]
+        self.example_playlist = self.pair_playlist[chosen]
+        self.example_item = self.items[chosen]
+        self.epoch = int(epoch)
+
+    def __getitem__(self, index: int) -> tuple[int, int]:
+        return int(self.example_playlist[index]), int(self.example_item[index])
+
+    def labels(self, item_index: int) -> np.ndarray:
+        """Target token ids of ``item_index``: its semantic-ID tokens, then EOS."""
+        return np.append(self.sid_token_ids[item_index], self.eos_token_id)
+
+
+class Seq2SeqCollator:
+    """``[(playlist_index, item_index), ...]`` -> ``input_ids``, ``attention_mask``, ``labels``.
+
+    Prompts are right-padded with ``pad_token_id`` to the longest in the batch. Every target has
+    the same length (depth + 1: the ID, then EOS), so labels need no padding. ``playlist_index``
+    and ``item_index`` ride along for validation.
+    """
+
+    def __init__(self, prompt_ids: Sequence[np.ndarray], sid_token_ids: np.ndarray,
+                 pad_token_id: int, eos_token_id: int) -> None:
+        self.prompt_ids = list(prompt_ids)
+        self.sid_token_ids = np.asarray(sid_token_ids, dtype=np.int64)
+        self.pad_token_id = int(pad_token_id)
+        self.eos_token_id = int(eos_token_id)
+
+    def __call__(self, batch: Sequence[tuple[int, int]]) -> dict:
+        import torch
+
+        playlists = np.fromiter((b[0] for b in batch), dtype=np.int64, count=len(batch))
+        items = np.fromiter((b[1] for b in batch), dtype=np.int64, count=len(batch))
+        prompts = [self.prompt_ids[p] for p in playlists]
+        width = max(len(p) for p in prompts)
+        input_ids = np.full((len(batch), width), self.pad_token_id, dtype=np.int64)
+        attention_mask = np.zeros((len(batch), width), dtype=np.int64)
+        for row, ids in enumerate(prompts):
+            input_ids[row, :len(ids)] = ids
+            attention_mask[row, :len(ids)] = 1
+        labels = np.empty((len(batch), self.sid_token_ids.shape[1] + 1), dtype=np.int64)
+        labels[:, :-1] = self.sid_token_ids[items]
+        labels[:, -1] = self.eos_token_id
+        return {
+            "input_ids": torch.from_numpy(input_ids),
+            "attention_mask": torch.from_numpy(attention_mask),
+            "labels": torch.from_numpy(labels),
+            "playlist_index": torch.from_numpy(playlists),
+            "item_index": torch.from_numpy(items),
+        }
+
+
+class PromptBatches:
+    """Validation prompts as a dataset of playlist indices, for Hits@K with beam search."""
+
+    def __init__(self, n_playlists: int) -> None:
+        self.n = int(n_playlists)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, index: int) -> tuple[int, int]:
+        return int(index), 0

@@ -1,0 +1,288 @@
+"""The seq2seq model that writes semantic IDs: build, save and load.
+
+Two kinds of base:
+
+- the built-in default (``ModelConfig.base is None``): a small T5 built from a config, with the
+  byte-level ``ByT5Tokenizer``. Nothing is downloaded; the tokenizer needs no files and reads any
+  title (emoji, non-Latin scripts) as UTF-8 bytes.
+- a pretrained Hugging Face seq2seq model given by the user: a local folder or a hub name
+  (``AutoModelForSeq2SeqLM`` / ``AutoTokenizer``). Optionally fine-tuned with LoRA (``peft``).
+
+Either way one token per (level, code) of the semantic IDs is added to the tokenizer
+(:func:`text2tracks.tokens.add_sid_tokens`) and the embedding matrix is resized.
+
+With LoRA the new tokens still need training: their input embeddings (decoder side) and, for
+models whose output layer is not tied to the input embeddings (T5 v1.1, flan-t5), their rows of
+``lm_head``. They are trained through peft's ``trainable_token_indices`` (only those rows, not
+the whole matrix) and saved inside the adapter. A saved LoRA folder therefore needs its base at
+load time (the path or hub name recorded in ``adapter_config.json``); :func:`load_seq2seq`
+merges the adapter into the base and returns a plain model.
+
+On-disk form of ``seq2seq/`` (no pickle anywhere): ``config.json`` + ``model.safetensors`` (or
+``adapter_config.json`` + ``adapter_model.safetensors``), ``generation_config.json``, the
+tokenizer files, ``sid_layout.json`` (the token ids of each level's block) and
+``text2tracks_seq2seq.json`` (the :class:`ModelConfig` it was built from).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from text2tracks.tokens import SIDTokenLayout, add_sid_tokens
+
+SID_LAYOUT_NAME = "sid_layout.json"
+MODEL_INFO_NAME = "text2tracks_seq2seq.json"
+_ADAPTER_CONFIG_NAME = "adapter_config.json"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """How to build the seq2seq model.
+
+    Attributes:
+        base: ``None`` for the built-in default (a T5 built from the fields below, byte-level
+            tokenizer, no download); otherwise a local folder or a hub name of a pretrained
+            seq2seq model, given by the user. The size fields are then ignored.
+        d_model, num_layers, num_decoder_layers, num_heads, d_ff, dropout: the default T5's
+            shape (``d_kv = d_model // num_heads``).
+        max_prompt_length: prompts are truncated to this many tokens (bytes for the default).
+        lora: fine-tune a pretrained base with LoRA adapters instead of all its weights.
+        lora_r, lora_alpha, lora_dropout, lora_target_modules: the LoRA settings (peft).
+    """
+
+    base: str | None = None
+    d_model: int = 256
+    num_layers: int = 4
+    num_decoder_layers: int = 4
+    num_heads: int = 4
+    d_ff: int = 1024
+    dropout: float = 0.1
+    max_prompt_length: int = 64
+    lora: bool = False
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_target_modules: tuple[str, ...] = ("q", "v")
+
+    def __post_init__(self) -> None:
+        if self.base is not None and (not isinstance(self.base, str) or not self.base.strip()):
+            raise ValueError(f"base must be None or a non-empty folder / hub name, got {self.base!r}")
+        for name in ("d_model", "num_layers", "num_decoder_layers", "num_heads", "d_ff",
+                     "max_prompt_length", "lora_r", "lora_alpha"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.d_model % self.num_heads:
+            raise ValueError(
+                f"d_model ({self.d_model}) must be a multiple of num_heads ({self.num_heads})"
+            )
+        for name in ("dropout", "lora_dropout"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+                raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
+        if self.lora and self.base is None:
+            raise ValueError(
+                "lora=True needs a pretrained base (base=FOLDER or hub name); the built-in default "
+                "is trained from scratch, where LoRA has nothing to adapt"
+            )
+        modules = self.lora_target_modules
+        if isinstance(modules, str):
+            modules = tuple(m.strip() for m in modules.split(",") if m.strip())
+        modules = tuple(modules)
+        if not modules or not all(isinstance(m, str) and m for m in modules):
+            raise ValueError(f"lora_target_modules must be non-empty module names, got {modules!r}")
+        object.__setattr__(self, "lora_target_modules", modules)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["lora_target_modules"] = list(self.lora_target_modules)
+        return d
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ModelConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown ModelConfig keys: {sorted(unknown)}")
+        values = dict(values)
+        if "lora_target_modules" in values:
+            values["lora_target_modules"] = tuple(values["lora_target_modules"])
+        return cls(**values)
+
+
+def _default_tokenizer():
+    from transformers import ByT5Tokenizer
+
+    return ByT5Tokenizer()
+
+
+def _set_generation(model, tokenizer, layout: SIDTokenLayout) -> None:
+    """Generation settings for writing one semantic ID: depth tokens, then EOS."""
+    config = model.config
+    pad = tokenizer.pad_token_id
+    eos = tokenizer.eos_token_id
+    start = getattr(config, "decoder_start_token_id", None)
+    if start is None:
+        start = pad
+    config.decoder_start_token_id = start
+    config.pad_token_id = pad
+    config.eos_token_id = eos
+    gen = model.generation_config
+    gen.decoder_start_token_id = start
+    gen.pad_token_id = pad
+    gen.eos_token_id = eos
+    gen.bos_token_id = None
+    gen.max_new_tokens = layout.depth + 1
+    gen.max_length = None
+    gen.min_length = 0
+    gen.forced_eos_token_id = None
+
+
+def sid_token_indices(layout: SIDTokenLayout) -> list[int]:
+    """Every semantic-ID token id of ``layout`` (the rows LoRA must train)."""
+    return list(range(layout.first_id, layout.end_id))
+
+
+def _lora_wrap(model, config: ModelConfig, layout: SIDTokenLayout):
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    indices = sid_token_indices(layout)
+    targets = {"shared": indices}
+    tied = bool(getattr(model.config, "tie_word_embeddings", False))
+    if not tied and model.get_output_embeddings() is not None:
+        targets["lm_head"] = indices
+    lora_config = LoraConfig(
+        task_type=TaskType.SEQ_2_SEQ_LM,
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=list(config.lora_target_modules),
+        trainable_token_indices=targets,
+    )
+    return get_peft_model(model, lora_config)
+
+
+def build_seq2seq(config: ModelConfig, level_sizes: tuple[int, ...] | list[int]):
+    """Build the model, its tokenizer (with the semantic-ID tokens) and the token layout.
+
+    Returns ``(model, tokenizer, layout)``. The model's embeddings cover the enlarged vocabulary
+    and its generation settings write ``depth`` tokens then EOS. With ``config.lora`` the model is
+    a ``peft`` model whose adapters and semantic-ID token rows are the only trainable weights.
+    """
+    if config.base is None:
+        from transformers import T5Config, T5ForConditionalGeneration
+
+        tokenizer = _default_tokenizer()
+        layout = add_sid_tokens(tokenizer, level_sizes)
+        t5_config = T5Config(
+            vocab_size=len(tokenizer),
+            d_model=config.d_model,
+            d_kv=config.d_model // config.num_heads,
+            d_ff=config.d_ff,
+            num_layers=config.num_layers,
+            num_decoder_layers=config.num_decoder_layers,
+            num_heads=config.num_heads,
+            dropout_rate=config.dropout,
+            feed_forward_proj="relu",
+            tie_word_embeddings=True,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            decoder_start_token_id=tokenizer.pad_token_id,
+        )
+        model = T5ForConditionalGeneration(t5_config)
+    else:
+        from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(config.base)
+        layout = add_sid_tokens(tokenizer, level_sizes)
+        model = AutoModelForSeq2SeqLM.from_pretrained(config.base)
+        if model.get_input_embeddings().num_embeddings < len(tokenizer):
+            model.resize_token_embeddings(len(tokenizer))
+    if model.get_input_embeddings().num_embeddings < layout.end_id:
+        raise ValueError(
+            f"the embedding matrix has {model.get_input_embeddings().num_embeddings} rows, fewer "
+            f"than the semantic-ID tokens need ({layout.end_id})"
+        )
+    _set_generation(model, tokenizer, layout)
+    if config.lora:
+        model = _lora_wrap(model, config, layout)
+    return model, tokenizer, layout
+
+
+def save_seq2seq(model, tokenizer, layout: SIDTokenLayout, directory: str | os.PathLike,
+                 config: ModelConfig | None = None) -> Path:
+    """Write the model in ``save_pretrained`` form (safetensors) with its tokenizer and layout.
+
+    A ``peft`` model writes its adapter (with the trained semantic-ID token rows) instead of the
+    full weights; :func:`load_seq2seq` needs its base to read it back.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    is_peft = hasattr(model, "peft_config")
+    if is_peft:
+        # the adapter holds the trained rows of the new tokens; "auto" would also copy the whole
+        # resized embedding matrix (it checks the base's vocab size, over the network for a hub name)
+        model.save_pretrained(directory, safe_serialization=True, save_embedding_layers=False)
+        model.get_base_model().generation_config.save_pretrained(directory)
+    else:
+        model.save_pretrained(directory, safe_serialization=True)
+    tokenizer.save_pretrained(directory)
+    with open(directory / SID_LAYOUT_NAME, "w", encoding="utf-8") as f:
+        json.dump(layout.to_dict(), f, indent=2)
+    info = {"lora": is_peft, "vocab_size": len(tokenizer)}
+    if config is not None:
+        info["model_config"] = config.to_dict()
+    with open(directory / MODEL_INFO_NAME, "w", encoding="utf-8") as f:
+        json.dump(info, f, indent=2, sort_keys=True)
+    return directory
+
+
+def load_sid_layout(directory: str | os.PathLike) -> SIDTokenLayout:
+    path = Path(directory) / SID_LAYOUT_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: {directory} is not a saved text2tracks seq2seq")
+    with open(path, encoding="utf-8") as f:
+        return SIDTokenLayout.from_dict(json.load(f))
+
+
+def load_seq2seq(directory: str | os.PathLike, base: str | None = None):
+    """Read a folder written by :func:`save_seq2seq`: ``(model, tokenizer, layout)``.
+
+    A LoRA folder is applied to its base (``base`` overrides the path recorded in the adapter
+    config, e.g. when the base folder has moved) and merged, so the model returned is always a
+    plain ``transformers`` model, in eval mode.
+    """
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    directory = Path(directory)
+    layout = load_sid_layout(directory)
+    tokenizer = AutoTokenizer.from_pretrained(directory)
+    if (directory / _ADAPTER_CONFIG_NAME).is_file():
+        from peft import PeftConfig, PeftModel
+
+        peft_config = PeftConfig.from_pretrained(directory)
+        base_path = base or peft_config.base_model_name_or_path
+        if not base_path:
+            raise ValueError(f"{directory} holds a LoRA adapter but names no base model; pass base=")
+        model = AutoModelForSeq2SeqLM.from_pretrained(base_path)
+        if model.get_input_embeddings().num_embeddings < len(tokenizer):
+            model.resize_token_embeddings(len(tokenizer))
+        model = PeftModel.from_pretrained(model, directory).merge_and_unload()
+        from transformers import GenerationConfig
+
+        model.generation_config = GenerationConfig.from_pretrained(directory)
+    else:
+        model = AutoModelForSeq2SeqLM.from_pretrained(directory)
+    if add_sid_tokens(tokenizer, layout.level_sizes) != layout:
+        raise ValueError(f"{directory}: the tokenizer's semantic-ID tokens do not match {SID_LAYOUT_NAME}")
+    model.eval()
+    return model, tokenizer, layout
+
+
+def count_parameters(model, trainable_only: bool = False) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

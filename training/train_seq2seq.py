@@ -1,0 +1,616 @@
+"""Train the seq2seq model (prompt -> semantic ID) on an artifact built by ``text2tracks build-ids``.
+
+The same script runs on one CPU and under the launcher::
+
+    python -m training.train_seq2seq --artifact ART --playlists PATH [flags]
+    accelerate launch -m training.train_seq2seq --artifact ART --playlists PATH [flags]
+
+Shape (accelerate's ``nlp_example.py`` / ``checkpointing.py``): ``Accelerator`` -> seed -> data ->
+model -> optimizer -> ``prepare`` -> loop with ``accumulate`` -> periodic validation (loss, and
+Hits@K with constrained beam search, ``gather_for_metrics``) -> ``wait_for_everyone``, unwrap,
+save on the main process into ``ART/seq2seq`` (:func:`text2tracks.modeling.save_seq2seq`, with
+``training_log.jsonl``, ``curve.json`` and ``train_config.json``).
+
+Checkpoints (``accelerator.save_state``: model weights as safetensors; optimizer and RNG states
+as accelerate writes them) go to ``ART/.checkpoints/checkpoint-STEP`` (or ``--checkpoint-dir``)
+with a ``trainer_state.json``; ``--resume`` picks the latest and skips the batches already seen
+in its epoch (``skip_first_batches``).
+
+The playlists are read again and re-split with the parameters stored in ``ART/cf/split.json``;
+the training playlist ids must match the ones the artifact was built from.
+
+:func:`train` runs the same thing in-process (for the benchmark).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from text2tracks.modeling import ModelConfig
+
+CHECKPOINTS_NAME = ".checkpoints"
+STATE_NAME = "trainer_state.json"
+LOG_NAME = "training_log.jsonl"
+CURVE_NAME = "curve.json"
+_SCHEDULES = ("linear", "cosine", "constant")
+_PRECISIONS = ("no", "fp16", "bf16")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything the training script can be told; each field is one flag.
+
+    Attributes:
+        artifact: folder written by ``text2tracks build-ids``; the model lands in its ``seq2seq/``.
+        playlists: the playlists the artifact was built from (re-split as recorded there).
+        model: how to build the model (``--base``, ``--d-model``, ... ``--lora``).
+        lr, weight_decay: AdamW settings (no decay on norms and biases).
+        batch_size: examples per device per forward pass; ``grad_accum`` passes per step.
+        epochs, max_steps, max_minutes: stop at whichever comes first (0 = no limit for steps and
+            minutes). ``max_minutes`` counts wall time from the start of the loop, validation
+            included; the run saves and exits when it is spent.
+        warmup_steps, schedule: linear warmup, then linear or cosine decay to 0 (or constant) over
+            the run's horizon: the fraction of steps or of ``max_minutes`` spent, whichever is
+            larger, so that a time-budgeted run decays to 0 when its time runs out.
+        mixed_precision: passed to ``Accelerator`` (no / fp16 / bf16).
+        eval_every: validate every this many steps (0 = only at the end).
+        eval_prompts: validation playlists used (0 = all of them).
+        eval_k, num_beams: Hits@eval_k with this beam width (None = eval_k).
+        checkpoint_every: checkpoint every this many steps (0 = only at the end).
+        checkpoint_dir: where checkpoints go (default ``ARTIFACT/.checkpoints``).
+        keep_checkpoints: older checkpoints beyond this many are deleted.
+        resume: ``"latest"`` (newest in checkpoint_dir) or a checkpoint folder.
+        targets_per_playlist, popularity_power: see :class:`text2tracks.data.Seq2SeqPairs`.
+        normalize_prompts: apply :func:`text2tracks.data.normalize_prompt`.
+        num_workers: DataLoader workers (0: batches built in the main process; they are cheap).
+        num_threads: torch CPU threads (0 = all CPUs of this process divided by local processes).
+        log_every: write the mean train loss every this many steps.
+        seed: seeds the model initialisation, the dropout and the draw of examples.
+        progress: show a tqdm bar (main process only).
+    """
+
+    artifact: str
+    playlists: str
+    model: ModelConfig = field(default_factory=ModelConfig)
+    lr: float = 1e-3
+    batch_size: int = 64
+    grad_accum: int = 1
+    epochs: int = 100
+    max_steps: int = 0
+    max_minutes: float = 0.0
+    warmup_steps: int = 200
+    weight_decay: float = 0.01
+    schedule: str = "linear"
+    mixed_precision: str = "no"
+    eval_every: int = 500
+    eval_prompts: int = 500
+    eval_k: int = 10
+    num_beams: int | None = None
+    checkpoint_every: int = 0
+    checkpoint_dir: str | None = None
+    keep_checkpoints: int = 2
+    resume: str | None = None
+    seed: int = 0
+    targets_per_playlist: int = 1
+    popularity_power: float = 0.0
+    normalize_prompts: bool = True
+    num_workers: int = 0
+    num_threads: int = 0
+    log_every: int = 50
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, ModelConfig):
+            raise ValueError(f"model must be a ModelConfig, got {type(self.model).__name__}")
+        positive = ("batch_size", "grad_accum", "epochs", "eval_k", "keep_checkpoints", "log_every")
+        non_negative = ("max_steps", "warmup_steps", "eval_every", "eval_prompts",
+                        "checkpoint_every", "targets_per_playlist", "num_workers", "num_threads")
+        for name in positive + non_negative:
+            value = getattr(self, name)
+            low = 1 if name in positive else 0
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        for name in ("lr", "max_minutes", "weight_decay", "popularity_power"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.max_minutes < 0 or self.weight_decay < 0 or self.popularity_power < 0:
+            raise ValueError("max_minutes, weight_decay and popularity_power must be >= 0")
+        if self.schedule not in _SCHEDULES:
+            raise ValueError(f"schedule must be one of {_SCHEDULES}, got {self.schedule!r}")
+        if self.mixed_precision not in _PRECISIONS:
+            raise ValueError(f"mixed_precision must be one of {_PRECISIONS}, got {self.mixed_precision!r}")
+        if self.num_beams is not None and (not isinstance(self.num_beams, int) or self.num_beams < self.eval_k):
+            raise ValueError(f"num_beams must be >= eval_k ({self.eval_k}), got {self.num_beams!r}")
+        if self.popularity_power and not self.targets_per_playlist:
+            raise ValueError("popularity_power needs targets_per_playlist > 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["model"] = self.model.to_dict()
+        return d
+
+
+# ------------------------------------------------------------------------------------ helpers
+
+
+def lr_factor(step: int, elapsed_s: float, config: TrainConfig, total_steps: int | None) -> float:
+    """Multiplier of the base learning rate before optimizer step ``step`` (0-based).
+
+    Written here rather than taken from ``transformers.get_*_schedule_with_warmup`` because those
+    need the number of steps in advance, and a time budget does not give one: progress is the
+    larger of the fraction of steps and the fraction of ``max_minutes`` spent.
+    """
+    if config.warmup_steps and step < config.warmup_steps:
+        return (step + 1) / config.warmup_steps
+    if config.schedule == "constant":
+        return 1.0
+    progress = 0.0
+    if total_steps:
+        span = max(1, total_steps - config.warmup_steps)
+        progress = (step - config.warmup_steps) / span
+    if config.max_minutes:
+        progress = max(progress, elapsed_s / (60.0 * config.max_minutes))
+    progress = min(max(progress, 0.0), 1.0)
+    if config.schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    return 1.0 - progress
+
+
+def _checkpoint_root(config: TrainConfig) -> Path:
+    return Path(config.checkpoint_dir) if config.checkpoint_dir else Path(config.artifact) / CHECKPOINTS_NAME
+
+
+def list_checkpoints(root: str | os.PathLike) -> list[Path]:
+    """Complete checkpoints under ``root``, oldest first."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.is_dir() and p.name.startswith("checkpoint-")
+             and (p / STATE_NAME).is_file()]
+    return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
+
+
+def _resolve_resume(config: TrainConfig) -> Path | None:
+    if config.resume is None:
+        return None
+    if config.resume == "latest":
+        found = list_checkpoints(_checkpoint_root(config))
+        if not found:
+            raise FileNotFoundError(f"--resume latest: no checkpoint in {_checkpoint_root(config)}")
+        return found[-1]
+    path = Path(config.resume)
+    if not (path / STATE_NAME).is_file():
+        # a checkpoint root: take its newest
+        found = list_checkpoints(path)
+        if not found:
+            raise FileNotFoundError(f"--resume {path}: not a checkpoint, and holds none")
+        return found[-1]
+    return path
+
+
+def load_training_data(config: TrainConfig, log=print):
+    """The artifact's catalogue and the train / validation playlists re-split as recorded.
+
+    Returns a dict with ``catalog``, ``vocab``, ``train`` and ``validation`` (playlists), and
+    ``train_relevant`` / ``validation_relevant`` (catalogue item indices per playlist).
+    """
+    from semantic_ids.catalog import SemanticIDCatalog
+    from semantic_ids.interactions import ItemVocab
+    from semantic_ids.playlists import read_playlists, split_playlists
+    from text2tracks.artifacts import read_json
+
+    artifact = Path(config.artifact)
+    split_info = read_json(artifact / "cf" / "split.json", "split parameters")
+    vocab = ItemVocab.load(artifact / "cf")
+    catalog = SemanticIDCatalog.load(artifact / "semantic_ids" / "catalog")
+    if tuple(catalog.item_ids) != tuple(vocab.item_ids):
+        raise ValueError(f"{artifact}: the catalogue and the CF vocabulary list different items")
+    playlist_set = read_playlists(config.playlists)
+    split = split_playlists(
+        playlist_set.playlists,
+        validation_fraction=split_info["validation_fraction"],
+        test_fraction=split_info["test_fraction"],
+        seed=split_info["seed"],
+    )
+    expected = split_info.get("train_playlist_ids")
+    if expected is not None and [p.playlist_id for p in split.train] != list(expected):
+        raise ValueError(
+            f"the training playlists of {config.playlists} (re-split with {artifact}/cf/split.json) "
+            f"are not those {artifact} was built from; pass the same --playlists as build-ids"
+        )
+    index = catalog._item_index if hasattr(catalog, "_item_index") else {
+        t: i for i, t in enumerate(catalog.item_ids)}
+
+    def relevant(playlists):
+        out = []
+        for p in playlists:
+            seen = dict.fromkeys(j for j in (index.get(t) for t in p.track_ids) if j is not None)
+            out.append(list(seen))
+        return out
+
+    return {
+        "catalog": catalog,
+        "vocab": vocab,
+        "train": split.train,
+        "validation": split.validation,
+        "train_relevant": relevant(split.train),
+        "validation_relevant": relevant(split.validation),
+    }
+
+
+# ------------------------------------------------------------------------------------ training
+
+
+def train(config: TrainConfig) -> dict[str, Any]:
+    """Train, validate, checkpoint and save into ``config.artifact``/seq2seq.
+
+    Returns a summary: ``steps``, ``epochs_done``, ``elapsed_s``, ``examples_seen``,
+    ``examples_per_s``, ``final_eval`` ({"val_loss", "val_hits@K"}), ``stopped_by``,
+    ``seq2seq_dir``, ``n_parameters``, ``n_validation_skipped``.
+    """
+    import numpy as np
+    import torch
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from torch.utils.data import DataLoader
+    from tqdm.auto import tqdm
+
+    from text2tracks.artifacts import component_writer
+    from text2tracks.data import PromptBatches, Seq2SeqCollator, Seq2SeqPairs, encode_prompts
+    from text2tracks.modeling import build_seq2seq, count_parameters, save_seq2seq
+
+    # 1. Accelerator, threads, seed
+    accelerator = Accelerator(mixed_precision=config.mixed_precision,
+                              gradient_accumulation_steps=config.grad_accum)
+    if accelerator.device.type == "cpu":
+        threads = config.num_threads or max(
+            1, len(os.sched_getaffinity(0)) // max(1, accelerator.num_processes))
+        torch.set_num_threads(threads)
+    set_seed(config.seed)
+    main = accelerator.is_main_process
+
+    def log(message: str) -> None:
+        if main:
+            print(message, file=sys.stderr, flush=True)
+
+    # 2. Data
+    data = load_training_data(config, log)
+    catalog = data["catalog"]
+
+    # 3. Model
+    model, tokenizer, layout = build_seq2seq(config.model, catalog.level_sizes)
+    sid_token_ids = layout.codes_to_token_ids(catalog.sid_codes)
+    n_params = count_parameters(model)
+    log(f"model: {n_params / 1e6:.2f}M parameters ({count_parameters(model, True) / 1e6:.2f}M "
+        f"trainable); catalogue {len(catalog)} items, level sizes {catalog.level_sizes}")
+
+    train_prompts = encode_prompts(tokenizer, [p.prompt for p in data["train"]],
+                                   config.model.max_prompt_length, config.normalize_prompts)
+    train_pairs = Seq2SeqPairs(
+        train_prompts, data["train_relevant"], sid_token_ids, tokenizer.eos_token_id,
+        targets_per_playlist=config.targets_per_playlist,
+        popularity_power=config.popularity_power, item_counts=data["vocab"].counts,
+        seed=config.seed,
+    )
+    if len(train_pairs) == 0:
+        raise ValueError("no training examples: no training playlist holds a catalogue track")
+    collate = Seq2SeqCollator(train_prompts, sid_token_ids, tokenizer.pad_token_id,
+                              tokenizer.eos_token_id)
+
+    # validation: playlists with at least one catalogue track; the others are skipped and counted
+    val_keep = [i for i, r in enumerate(data["validation_relevant"]) if r]
+    n_val_skipped = len(data["validation"]) - len(val_keep)
+    if config.eval_prompts and len(val_keep) > config.eval_prompts:
+        rng = np.random.default_rng(config.seed)
+        val_keep = sorted(rng.choice(val_keep, size=config.eval_prompts, replace=False).tolist())
+    val_relevant = [data["validation_relevant"][i] for i in val_keep]
+    val_prompts = encode_prompts(tokenizer, [data["validation"][i].prompt for i in val_keep],
+                                 config.model.max_prompt_length, config.normalize_prompts)
+    val_pairs = Seq2SeqPairs(val_prompts, val_relevant,
+                             sid_token_ids, tokenizer.eos_token_id, targets_per_playlist=1,
+                             seed=config.seed, shuffle=False)
+    val_collate = Seq2SeqCollator(val_prompts, sid_token_ids, tokenizer.pad_token_id,
+                                  tokenizer.eos_token_id)
+    log(f"data: {len(data['train'])} train playlists, {len(train_pairs)} examples per epoch; "
+        f"{len(val_keep)} validation prompts ({n_val_skipped} without catalogue tracks skipped)")
+
+    train_dl = DataLoader(train_pairs, batch_size=config.batch_size, shuffle=False,
+                          collate_fn=collate, num_workers=config.num_workers, drop_last=False)
+    eval_batch = max(1, min(64, config.batch_size))
+    val_loss_dl = DataLoader(val_pairs, batch_size=eval_batch, collate_fn=val_collate)
+    val_prompt_dl = DataLoader(PromptBatches(len(val_keep)), batch_size=eval_batch,
+                               collate_fn=val_collate)
+
+    # 4. Optimizer: no decay on norms and biases (1-d parameters)
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.ndim >= 2 else no_decay).append(p)
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": config.weight_decay},
+         {"params": no_decay, "weight_decay": 0.0}], lr=config.lr)
+
+    # 5. prepare
+    model, optimizer, train_dl, val_loss_dl, val_prompt_dl = accelerator.prepare(
+        model, optimizer, train_dl, val_loss_dl, val_prompt_dl)
+
+    steps_per_epoch = math.ceil(len(train_dl) / config.grad_accum)
+    total_steps = config.epochs * steps_per_epoch
+    if config.max_steps:
+        total_steps = min(total_steps, config.max_steps)
+
+    # trie for Hits@K (built once; pure arrays)
+    from text2tracks.decoding import constrained_generate
+    from text2tracks.trie import FlatTrie
+
+    trie = FlatTrie.from_codes(catalog.sid_codes, catalog.level_sizes)
+    relevant_sets = [set(r) for r in val_relevant]
+
+    def evaluate() -> dict[str, float]:
+        model.eval()
+        losses = []
+        with torch.no_grad():
+            for batch in val_loss_dl:
+                logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                               labels=batch["labels"]).logits
+                # per-example loss, so that gather_for_metrics can drop the padding duplicates
+                per_token = torch.nn.functional.cross_entropy(
+                    logits.float().transpose(1, 2), batch["labels"], reduction="none")
+                losses.append(accelerator.gather_for_metrics(per_token.mean(dim=1)))
+            unwrapped = accelerator.unwrap_model(model)
+            hits = []
+            for batch in val_prompt_dl:
+                items, _ = constrained_generate(
+                    unwrapped, batch["input_ids"], batch["attention_mask"], trie, layout,
+                    k=config.eval_k, num_beams=config.num_beams)
+                items = np.asarray(items.cpu() if hasattr(items, "cpu") else items)
+                rows = batch["playlist_index"].tolist()
+                hit = [float(any(int(j) in relevant_sets[r] for j in items[b]))
+                       for b, r in enumerate(rows)]
+                hits.append(accelerator.gather_for_metrics(
+                    torch.tensor(hit, device=accelerator.device)))
+        model.train()
+        val_loss = float(torch.cat(losses).mean()) if losses else float("nan")
+        hits_all = torch.cat(hits) if hits else torch.zeros(0)
+        return {"val_loss": val_loss,
+                f"val_hits@{config.eval_k}": float(hits_all.mean()) if hits_all.numel() else float("nan"),
+                "val_prompts": int(hits_all.numel())}
+
+    # 6. resume
+    ckpt_root = _checkpoint_root(config)
+    state = {"step": 0, "epoch": 0, "batches_in_epoch": 0, "elapsed_s": 0.0, "examples_seen": 0}
+    log_records: list[dict] = []
+    resume_from = _resolve_resume(config)
+    if resume_from is not None:
+        accelerator.load_state(str(resume_from))
+        with open(resume_from / STATE_NAME, encoding="utf-8") as f:
+            state.update(json.load(f))
+        log_path = resume_from / LOG_NAME
+        if log_path.is_file():
+            with open(log_path, encoding="utf-8") as f:
+                log_records = [json.loads(line) for line in f if line.strip()]
+        log(f"resumed from {resume_from} at step {state['step']} (epoch {state['epoch']})")
+
+    def save_checkpoint() -> Path:
+        path = ckpt_root / f"checkpoint-{state['step']:08d}"
+        accelerator.wait_for_everyone()
+        accelerator.save_state(str(path), safe_serialization=True)
+        if main:
+            with open(path / STATE_NAME, "w", encoding="utf-8") as f:
+                json.dump(state, f, indent=2)
+            with open(path / LOG_NAME, "w", encoding="utf-8") as f:
+                for record in log_records:
+                    f.write(json.dumps(record) + "\n")
+            for old in list_checkpoints(ckpt_root)[:-config.keep_checkpoints]:
+                shutil.rmtree(old, ignore_errors=True)
+        accelerator.wait_for_everyone()
+        return path
+
+    # 7. loop
+    start_time = time.perf_counter() - state["elapsed_s"]
+    bar = tqdm(total=total_steps, initial=state["step"], desc="train", dynamic_ncols=True,
+               disable=not (main and config.progress))
+    stopped_by = "epochs"
+    loss_sum = torch.zeros((), device=accelerator.device)
+    loss_n = 0
+    last_eval: dict[str, float] = {}
+    model.train()
+
+    def record_eval() -> None:
+        nonlocal last_eval
+        last_eval = evaluate()
+        record = {"step": state["step"], "elapsed_s": round(time.perf_counter() - start_time, 3),
+                  "examples_seen": state["examples_seen"], **last_eval}
+        log_records.append(record)
+        log(f"step {state['step']}: " + ", ".join(f"{k} {v:.4g}" for k, v in last_eval.items()))
+
+    done = state["step"] >= total_steps
+    while not done and state["epoch"] < config.epochs:
+        train_pairs.set_epoch(state["epoch"])
+        loader = train_dl
+        if state["batches_in_epoch"]:
+            loader = accelerator.skip_first_batches(train_dl, state["batches_in_epoch"])
+        for batch in loader:
+            with accelerator.accumulate(model):
+                out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                            labels=batch["labels"])
+                accelerator.backward(out.loss)
+                if accelerator.sync_gradients:
+                    factor = lr_factor(state["step"], time.perf_counter() - start_time,
+                                       config, total_steps)
+                    for group in optimizer.param_groups:
+                        group["lr"] = config.lr * factor
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            state["batches_in_epoch"] += 1
+            state["examples_seen"] += batch["labels"].shape[0] * accelerator.num_processes
+            loss_sum += out.loss.detach()
+            loss_n += 1
+            if not accelerator.sync_gradients:
+                continue
+            state["step"] += 1
+            bar.update(1)
+            elapsed = time.perf_counter() - start_time
+            state["elapsed_s"] = elapsed
+            if state["step"] % config.log_every == 0:
+                train_loss = float(accelerator.reduce(loss_sum, "mean")) / max(1, loss_n)
+                loss_sum.zero_()
+                loss_n = 0
+                log_records.append({"step": state["step"], "elapsed_s": round(elapsed, 3),
+                                    "examples_seen": state["examples_seen"],
+                                    "train_loss": train_loss,
+                                    "lr": optimizer.param_groups[0]["lr"]})
+                bar.set_postfix(loss=f"{train_loss:.3f}", refresh=False)
+            if config.eval_every and state["step"] % config.eval_every == 0:
+                record_eval()
+            if config.checkpoint_every and state["step"] % config.checkpoint_every == 0:
+                save_checkpoint()
+            if state["step"] >= total_steps:
+                stopped_by = "max_steps" if config.max_steps and total_steps == config.max_steps else "epochs"
+                done = True
+            elif config.max_minutes:
+                # the time check must agree across processes: one decides, all stop together
+                if main and time.perf_counter() - start_time >= 60.0 * config.max_minutes:
+                    accelerator.set_trigger()
+                if accelerator.check_trigger():
+                    stopped_by = "max_minutes"
+                    done = True
+            if done:
+                break
+        else:
+            state["epoch"] += 1
+            state["batches_in_epoch"] = 0
+    bar.close()
+    elapsed = time.perf_counter() - start_time
+    state["elapsed_s"] = elapsed
+    train_seconds = elapsed
+
+    # 8. final validation, checkpoint, save
+    if not log_records or log_records[-1].get("step") != state["step"] or "val_loss" not in log_records[-1]:
+        record_eval()
+    save_checkpoint()
+    accelerator.wait_for_everyone()
+    seq2seq_dir = Path(config.artifact) / "seq2seq"
+    summary = {
+        "steps": state["step"],
+        "epochs_done": state["epoch"],
+        "elapsed_s": round(train_seconds, 3),
+        "examples_seen": state["examples_seen"],
+        "examples_per_s": round(state["examples_seen"] / max(train_seconds, 1e-9), 2),
+        "final_eval": last_eval,
+        "stopped_by": stopped_by,
+        "n_parameters": n_params,
+        "n_validation_skipped": n_val_skipped,
+        "seq2seq_dir": str(seq2seq_dir),
+    }
+    if main:
+        unwrapped = accelerator.unwrap_model(model)
+        info = {"steps": state["step"], "elapsed_s": summary["elapsed_s"],
+                "level_sizes": list(catalog.level_sizes), **{k: v for k, v in last_eval.items()}}
+        with component_writer(config.artifact, "seq2seq", info) as tmp:
+            save_seq2seq(unwrapped, tokenizer, layout, tmp, config.model)
+            with open(tmp / LOG_NAME, "w", encoding="utf-8") as f:
+                for record in log_records:
+                    f.write(json.dumps(record) + "\n")
+            curve = [r for r in log_records if "val_loss" in r]
+            with open(tmp / CURVE_NAME, "w", encoding="utf-8") as f:
+                json.dump({"eval_k": config.eval_k, "points": curve,
+                           "n_validation_skipped": n_val_skipped}, f, indent=2)
+            with open(tmp / "train_config.json", "w", encoding="utf-8") as f:
+                json.dump({"config": config.to_dict(), "summary": summary}, f, indent=2)
+        log(f"saved {seq2seq_dir} after {state['step']} steps ({train_seconds:.0f} s, "
+            f"stopped by {stopped_by})")
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return summary
+
+
+# ------------------------------------------------------------------------------------ CLI
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """One flag per field of :class:`TrainConfig` and :class:`ModelConfig`."""
+    parser = argparse.ArgumentParser(
+        prog="python -m training.train_seq2seq",
+        description="Train the prompt -> semantic-ID seq2seq model on a build-ids artifact "
+                    "(also under `accelerate launch -m training.train_seq2seq`).")
+    parser.add_argument("--artifact", required=True, help="artifact folder from build-ids")
+    parser.add_argument("--playlists", required=True, help="the playlists build-ids read")
+    model_group = parser.add_argument_group("model (ModelConfig)")
+    for f in dataclasses.fields(ModelConfig):
+        _add_field(model_group, f, ModelConfig())
+    train_group = parser.add_argument_group("training (TrainConfig)")
+    defaults = TrainConfig(artifact="", playlists="")
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in ("artifact", "playlists", "model"):
+            continue
+        if f.name == "resume":
+            train_group.add_argument("--resume", nargs="?", const="latest", default=None,
+                                     metavar="DIR",
+                                     help="resume from the latest checkpoint (or from DIR)")
+            continue
+        _add_field(train_group, f, defaults)
+    return parser
+
+
+def _add_field(group, f: dataclasses.Field, defaults) -> None:
+    default = getattr(defaults, f.name)
+    flag = _flag(f.name)
+    if isinstance(default, bool):
+        group.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
+    elif isinstance(default, tuple):
+        group.add_argument(flag, default=",".join(default),
+                           help=f"comma-separated (default {','.join(default)})")
+    else:
+        kind = {int: int, float: float}.get(type(default), str)
+        if f.name in ("num_beams",):
+            kind = int
+        if f.name in ("mixed_precision",):
+            group.add_argument(flag, choices=_PRECISIONS, default=default)
+        elif f.name == "schedule":
+            group.add_argument(flag, choices=_SCHEDULES, default=default)
+        else:
+            group.add_argument(flag, type=kind, default=default, help=f"default {default}")
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    values = vars(args)
+    model_values = {f.name: values[f.name] for f in dataclasses.fields(ModelConfig)}
+    model_values["lora_target_modules"] = tuple(
+        m.strip() for m in str(model_values["lora_target_modules"]).split(",") if m.strip())
+    train_values = {f.name: values[f.name] for f in dataclasses.fields(TrainConfig)
+                    if f.name != "model"}
+    return TrainConfig(model=ModelConfig(**model_values), **train_values)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        config = config_from_args(args)
+    except ValueError as err:
+        parser.error(str(err))
+    summary = train(config)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
