@@ -35,6 +35,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from text2tracks.data import normalize_prompt
+
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 STATS_NAME = "latent_stats.npy"
@@ -91,7 +93,8 @@ class ByteEncoderConfig:
         n_layers, n_heads: transformer depth and heads.
         max_length: prompts are cut to this many UTF-8 bytes.
         dropout: dropout inside the transformer layers.
-        lowercase: lowercase prompts before encoding (titles mix cases freely).
+        normalize: apply :func:`text2tracks.data.normalize_prompt` (NFKC, casefold, spaces), as
+            the seq2seq does; titles mix cases and styled Unicode freely.
     """
 
     dim: int = 128
@@ -99,7 +102,7 @@ class ByteEncoderConfig:
     n_heads: int = 4
     max_length: int = 64
     dropout: float = 0.1
-    lowercase: bool = True
+    normalize: bool = True
 
     def __post_init__(self) -> None:
         if self.dim < 1 or self.n_layers < 1 or self.n_heads < 1 or self.max_length < 1:
@@ -134,7 +137,7 @@ class ByteEncoder(PromptEncoder):
         c = self.config
         rows = []
         for prompt in prompts:
-            text = prompt.lower() if c.lowercase else prompt
+            text = normalize_prompt(prompt) if c.normalize else prompt
             data = text.encode("utf-8")[: c.max_length] or b" "
             rows.append([b + 1 for b in data])
         width = max(len(r) for r in rows)
@@ -159,8 +162,11 @@ class FrozenSeq2SeqEncoder(PromptEncoder):
 
     kind = "seq2seq"
 
-    def __init__(self, model: nn.Module, tokenizer: Any, max_length: int = 128) -> None:
+    def __init__(
+        self, model: nn.Module, tokenizer: Any, max_length: int = 128, normalize: bool = True
+    ) -> None:
         super().__init__()
+        self.normalize = bool(normalize)
         self.encoder = model.get_encoder()
         self.tokenizer = tokenizer
         self.max_length = int(max_length)
@@ -175,8 +181,9 @@ class FrozenSeq2SeqEncoder(PromptEncoder):
         return self
 
     def tokenize(self, prompts: list[str]) -> dict[str, torch.Tensor]:
+        texts = [normalize_prompt(p) for p in prompts] if self.normalize else list(prompts)
         batch = self.tokenizer(
-            list(prompts), padding=True, truncation=True, max_length=self.max_length,
+            texts, padding=True, truncation=True, max_length=self.max_length,
             return_tensors="pt",
         )
         return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
@@ -193,7 +200,8 @@ def _encoder_payload(encoder: PromptEncoder | None) -> dict[str, Any]:
     if isinstance(encoder, ByteEncoder):
         return {"kind": "bytes", "config": asdict(encoder.config)}
     if isinstance(encoder, FrozenSeq2SeqEncoder):
-        return {"kind": "seq2seq", "max_length": encoder.max_length, "out_dim": encoder.out_dim}
+        return {"kind": "seq2seq", "max_length": encoder.max_length, "out_dim": encoder.out_dim,
+                "normalize": encoder.normalize}
     raise ValueError(f"cannot save an encoder of type {type(encoder).__name__}")
 
 
@@ -214,7 +222,8 @@ def _encoder_from_payload(
         from text2tracks.modeling import load_seq2seq
 
         model, tokenizer, _ = load_seq2seq(directory.parent / "seq2seq")
-        encoder = FrozenSeq2SeqEncoder(model, tokenizer, max_length=payload.get("max_length", 128))
+        encoder = FrozenSeq2SeqEncoder(model, tokenizer, max_length=payload.get("max_length", 128),
+                                       normalize=payload.get("normalize", True))
     if encoder.out_dim != payload.get("out_dim", encoder.out_dim):
         raise ValueError(
             f"encoder gives {encoder.out_dim}-d encodings, the saved head expects {payload['out_dim']}"

@@ -1,0 +1,537 @@
+"""Train the diffusion head (or the plain regressor baseline) on a built artifact.
+
+    python -m training.train_diffusion --artifact ART --playlists PATH [--encoder seq2seq|bytes] [--regressor]
+    accelerate launch -m training.train_diffusion --artifact ART --playlists PATH [flags]
+
+Pairs: (prompt of training playlist i, ``ART/cf/playlist_factors[i]``), the ALS query that ranks
+that playlist's tracks, standardised with statistics stored beside the head. Training playlists
+holding no catalogue track are skipped (their factor carries nothing).
+
+Shape (as ``training/train_seq2seq.py``, after accelerate's examples): ``Accelerator`` -> seed ->
+data -> model -> optimizer -> ``prepare`` -> loop with ``accumulate`` -> periodic validation ->
+checkpoints (``save_state`` into ``ART/.checkpoints-COMPONENT/checkpoint-STEP``; ``--resume``
+reloads with ``load_state`` and ``skip_first_batches``) -> unwrap and save on the main process into
+``ART/diffusion`` (or ``ART/latent_regressor`` with ``--regressor``).
+
+Validation is latent-only retrieval: validation playlists have no CF factor, so latents are
+sampled from their prompts and the items found by faiss around them are scored (Hits@K,
+Recall@K against their catalogue tracks).
+
+With ``--encoder seq2seq`` the trained seq2seq's encoder (``ART/seq2seq``) is frozen, so the prompt
+encodings are computed once up front; ``--encoder bytes`` trains a small byte-level encoder jointly.
+
+:func:`train` runs the same thing in-process (for the benchmark).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+CHECKPOINTS_PREFIX = ".checkpoints-"  # + component: diffusion / latent_regressor
+STATE_NAME = "trainer_state.json"
+LOG_NAME = "training_log.jsonl"
+_ENCODERS = ("seq2seq", "bytes")
+_PRECISIONS = ("no", "fp16", "bf16")
+
+
+@dataclass(frozen=True)
+class DiffusionTrainConfig:
+    """Everything the script can be told; each field is one flag (``--snake-case``).
+
+    Attributes:
+        artifact, playlists: the artifact built by ``build-ids`` (and trained seq2seq for
+            ``--encoder seq2seq``) and the playlists it was built from.
+        encoder: ``seq2seq`` (frozen, from ``ART/seq2seq``) or ``bytes`` (trained jointly).
+        regressor: train :class:`PromptToLatentRegressor` instead of the diffusion head.
+        hidden, n_blocks, time_embed_dim, dropout, beta_schedule, prediction_type,
+            cond_drop_prob, guidance_weight, ddim_steps: see :class:`DiffusionHeadConfig`.
+        regressor_loss: ``mse`` or ``cosine`` (regressor only).
+        byte_dim, byte_layers, byte_heads, byte_max_length: the byte encoder's shape.
+        lr, weight_decay, batch_size, grad_accum, epochs, max_steps, max_minutes, warmup_steps:
+            AdamW with linear warmup then cosine decay over the run's horizon (the larger of the
+            fraction of steps and of ``max_minutes`` spent); stop at the first limit reached.
+        eval_every, eval_prompts, eval_k, eval_samples: validation every N steps (0 = at the
+            end only) on up to ``eval_prompts`` validation playlists, Hits@eval_k from
+            ``eval_samples`` latents per prompt (max-pooled).
+        checkpoint_every, checkpoint_dir, keep_checkpoints, resume: see the module docstring.
+        num_threads: torch CPU threads (0 = this process's CPUs / local processes).
+    """
+
+    artifact: str
+    playlists: str
+    encoder: str = "seq2seq"
+    regressor: bool = False
+    hidden: int = 512
+    n_blocks: int = 4
+    time_embed_dim: int = 128
+    dropout: float = 0.0
+    beta_schedule: str = "squaredcos_cap_v2"
+    prediction_type: str = "epsilon"
+    cond_drop_prob: float = 0.1
+    guidance_weight: float = 2.0
+    ddim_steps: int = 20
+    regressor_loss: str = "mse"
+    byte_dim: int = 128
+    byte_layers: int = 2
+    byte_heads: int = 4
+    byte_max_length: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    batch_size: int = 256
+    grad_accum: int = 1
+    epochs: int = 50
+    max_steps: int = 0
+    max_minutes: float = 0.0
+    warmup_steps: int = 200
+    mixed_precision: str = "no"
+    eval_every: int = 1000
+    eval_prompts: int = 1000
+    eval_k: int = 10
+    eval_samples: int = 4
+    checkpoint_every: int = 0
+    checkpoint_dir: str | None = None
+    keep_checkpoints: int = 2
+    resume: str | None = None
+    seed: int = 0
+    num_threads: int = 0
+    log_every: int = 100
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.encoder not in _ENCODERS:
+            raise ValueError(f"encoder must be one of {_ENCODERS}, got {self.encoder!r}")
+        if self.mixed_precision not in _PRECISIONS:
+            raise ValueError(f"mixed_precision must be one of {_PRECISIONS}, got {self.mixed_precision!r}")
+        positive = ("batch_size", "grad_accum", "epochs", "eval_k", "eval_samples",
+                    "keep_checkpoints", "log_every")
+        non_negative = ("max_steps", "warmup_steps", "eval_every", "eval_prompts",
+                        "checkpoint_every", "num_threads")
+        for name in positive + non_negative:
+            value, low = getattr(self, name), 1 if name in positive else 0
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        if not (self.lr > 0 and self.weight_decay >= 0 and self.max_minutes >= 0):
+            raise ValueError("lr must be > 0, weight_decay and max_minutes >= 0")
+        # The model configs validate their own fields.
+        self.head_config(1, 1) if not self.regressor else self.regressor_config(1, 1)
+
+    def head_config(self, latent_dim: int, cond_dim: int):
+        from text2tracks.diffusion import DiffusionHeadConfig
+
+        return DiffusionHeadConfig(
+            latent_dim=latent_dim, cond_dim=cond_dim, hidden=self.hidden, n_blocks=self.n_blocks,
+            time_embed_dim=self.time_embed_dim, dropout=self.dropout,
+            beta_schedule=self.beta_schedule, prediction_type=self.prediction_type,
+            cond_drop_prob=self.cond_drop_prob, guidance_weight=self.guidance_weight,
+            ddim_steps=self.ddim_steps,
+        )
+
+    def regressor_config(self, latent_dim: int, cond_dim: int):
+        from text2tracks.diffusion import RegressorConfig
+
+        return RegressorConfig(latent_dim=latent_dim, cond_dim=cond_dim, hidden=self.hidden,
+                               n_blocks=max(1, self.n_blocks // 2), dropout=self.dropout or 0.1,
+                               loss=self.regressor_loss)
+
+    def byte_config(self):
+        from text2tracks.diffusion import ByteEncoderConfig
+
+        return ByteEncoderConfig(dim=self.byte_dim, n_layers=self.byte_layers,
+                                 n_heads=self.byte_heads, max_length=self.byte_max_length)
+
+    @property
+    def component(self) -> str:
+        return "latent_regressor" if self.regressor else "diffusion"
+
+
+# ------------------------------------------------------------------------------------ helpers
+
+
+def lr_factor(step: int, elapsed_s: float, config: DiffusionTrainConfig, total_steps: int) -> float:
+    """Linear warmup, then cosine to 0 over the horizon (steps or ``max_minutes``, the larger
+    fraction spent). Not transformers' schedulers: they need the step count up front, a time
+    budget does not give one."""
+    if config.warmup_steps and step < config.warmup_steps:
+        return (step + 1) / config.warmup_steps
+    progress = (step - config.warmup_steps) / max(1, total_steps - config.warmup_steps)
+    if config.max_minutes:
+        progress = max(progress, elapsed_s / (60.0 * config.max_minutes))
+    return 0.5 * (1.0 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
+
+
+def _checkpoint_root(config: DiffusionTrainConfig) -> Path:
+    if config.checkpoint_dir:
+        return Path(config.checkpoint_dir)
+    return Path(config.artifact) / (CHECKPOINTS_PREFIX + config.component)
+
+
+def list_checkpoints(root: str | os.PathLike) -> list[Path]:
+    """Complete checkpoints under ``root``, oldest first."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir()
+             if p.is_dir() and p.name.startswith("checkpoint-") and (p / STATE_NAME).is_file()]
+    return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
+
+
+def _resolve_resume(config: DiffusionTrainConfig) -> Path | None:
+    if config.resume is None:
+        return None
+    path = _checkpoint_root(config) if config.resume == "latest" else Path(config.resume)
+    if (path / STATE_NAME).is_file():
+        return path
+    found = list_checkpoints(path)
+    if not found:
+        raise FileNotFoundError(f"--resume {config.resume}: no checkpoint in {path}")
+    return found[-1]
+
+
+def load_pairs(artifact: str | os.PathLike, playlists: str | os.PathLike) -> dict[str, Any]:
+    """Training pairs and validation prompts of an artifact.
+
+    Returns ``item_factors`` (n_items, dim), ``train_prompts`` and ``train_latents``
+    (n_train, dim) (training playlists with at least one catalogue track), and
+    ``validation_prompts`` / ``validation_relevant`` (validation playlists with at least one
+    catalogue track; ``n_validation_skipped`` counts the others).
+    """
+    import numpy as np
+
+    from semantic_ids.cf import CFModel
+    from semantic_ids.interactions import ItemVocab, catalogue_tracks
+    from semantic_ids.playlists import read_playlists, split_playlists
+    from text2tracks.artifacts import read_json
+
+    artifact = Path(artifact)
+    split_info = read_json(artifact / "cf" / "split.json", "split parameters")
+    cf = CFModel.load(artifact / "cf")
+    vocab = ItemVocab.load(artifact / "cf")
+    split = split_playlists(
+        read_playlists(playlists).playlists,
+        validation_fraction=split_info["validation_fraction"],
+        test_fraction=split_info["test_fraction"], seed=split_info["seed"],
+    )
+    train_ids = [p.playlist_id for p in split.train]
+    if list(split_info.get("train_playlist_ids", train_ids)) != train_ids:
+        raise ValueError(f"{playlists} re-split with {artifact}/cf/split.json does not give the "
+                         f"training playlists {artifact} was built from; pass the same playlists")
+    if len(train_ids) != cf.playlist_factors.shape[0]:
+        raise ValueError(f"{len(train_ids)} training playlists but {cf.playlist_factors.shape[0]} "
+                         f"rows in {artifact}/cf/playlist_factors.npy")
+    keep = [i for i, p in enumerate(split.train) if catalogue_tracks(p, vocab)]
+    validation = [(p.prompt, catalogue_tracks(p, vocab)) for p in split.validation]
+    validation_kept = [(prompt, rel) for prompt, rel in validation if rel]
+    return {
+        "item_factors": cf.item_factors,
+        "train_prompts": [split.train[i].prompt for i in keep],
+        "train_latents": np.ascontiguousarray(cf.playlist_factors[keep]),
+        "validation_prompts": [prompt for prompt, _ in validation_kept],
+        "validation_relevant": [set(rel) for _, rel in validation_kept],
+        "n_validation_skipped": len(validation) - len(validation_kept),
+        "n_train_skipped": len(train_ids) - len(keep),
+    }
+
+
+def latent_retrieval_metrics(
+    latents, item_factors, relevant: list[set[int]], k: int, index=None
+) -> dict[str, float]:
+    """Hits@k and Recall@k of faiss search around latents (batch, [n_samples,] dim)."""
+    import numpy as np
+
+    from text2tracks.rerank import latent_candidates, per_prompt_metric
+
+    items, _ = latent_candidates(latents, item_factors, k=k, index=index)
+    hits = per_prompt_metric(items, relevant, "hits", k)
+    recall = np.array([len(set(items[b].tolist()) & rel) / min(len(rel), k) for b, rel in enumerate(relevant)])
+    return {f"hits@{k}": float(hits.mean()), f"recall@{k}": float(recall.mean())}
+
+
+# ------------------------------------------------------------------------------------ training
+
+
+def train(config: DiffusionTrainConfig) -> dict[str, Any]:
+    """Train, validate, checkpoint and save into ``ART/diffusion`` (or ``ART/latent_regressor``).
+
+    Returns a summary: ``steps``, ``elapsed_s``, ``final_eval``, ``stopped_by``,
+    ``component_dir``, ``n_parameters``, ``n_train_pairs``, ``n_validation``.
+    """
+    import numpy as np
+    import torch
+    from accelerate import Accelerator, DataLoaderConfiguration
+    from accelerate.utils import set_seed
+    from torch.utils.data import DataLoader, TensorDataset
+    from tqdm.auto import tqdm
+
+    from text2tracks.artifacts import component_writer
+    from text2tracks.diffusion import (
+        ByteEncoder,
+        DiffusionHead,
+        FrozenSeq2SeqEncoder,
+        PromptToLatentRegressor,
+        count_parameters,
+    )
+    from text2tracks.rerank import build_index
+
+    # 1. Accelerator, threads, seed
+    accelerator = Accelerator(
+        mixed_precision=config.mixed_precision, gradient_accumulation_steps=config.grad_accum,
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+    )
+    if accelerator.device.type == "cpu":
+        torch.set_num_threads(config.num_threads or max(
+            1, len(os.sched_getaffinity(0)) // max(1, accelerator.num_processes)))
+    set_seed(config.seed)
+    main = accelerator.is_main_process
+
+    def log(message: str) -> None:
+        if main:
+            print(message, file=sys.stderr, flush=True)
+
+    # 2. Data
+    data = load_pairs(config.artifact, config.playlists)
+    item_factors = data["item_factors"]
+    latents = torch.from_numpy(data["train_latents"])
+    if latents.shape[0] < 2:
+        raise ValueError("fewer than two training playlists hold a catalogue track")
+    val_prompts, val_relevant = data["validation_prompts"], data["validation_relevant"]
+    if config.eval_prompts and len(val_prompts) > config.eval_prompts:
+        pick = np.sort(np.random.default_rng(config.seed).choice(len(val_prompts), config.eval_prompts, replace=False))
+        val_prompts, val_relevant = [val_prompts[i] for i in pick], [val_relevant[i] for i in pick]
+
+    # 3. Encoder and model
+    frozen = None
+    if config.encoder == "seq2seq":
+        from text2tracks.modeling import load_seq2seq
+
+        seq2seq, tokenizer, _ = load_seq2seq(Path(config.artifact) / "seq2seq")
+        frozen = FrozenSeq2SeqEncoder(seq2seq, tokenizer).to(accelerator.device)
+        cond_dim = frozen.out_dim
+
+        def encode_all(prompts: list[str], batch: int = 512) -> torch.Tensor:
+            return torch.cat([frozen.encode(prompts[i: i + batch]).cpu() for i in range(0, len(prompts), batch)])
+
+        train_inputs = (encode_all(data["train_prompts"]),)
+        val_cond = encode_all(val_prompts) if val_prompts else None
+        encoder = None
+    else:
+        encoder = ByteEncoder(config.byte_config())
+        cond_dim = encoder.out_dim
+        tokens = encoder.tokenize(data["train_prompts"])
+        train_inputs = (tokens["input_ids"], tokens["attention_mask"])
+        val_cond = None
+    if config.regressor:
+        model = PromptToLatentRegressor(config.regressor_config(latents.shape[1], cond_dim), encoder)
+    else:
+        model = DiffusionHead(config.head_config(latents.shape[1], cond_dim), encoder)
+    model.set_latent_stats(latents)
+    latents_std = model.standardise(latents)
+    n_params = count_parameters(model)
+    log(f"{config.component}: {n_params / 1e6:.2f}M trainable parameters, encoder {config.encoder}, "
+        f"{latents.shape[0]} training pairs ({data['n_train_skipped']} playlists without catalogue "
+        f"tracks skipped), {len(val_prompts)} validation prompts")
+
+    loader = DataLoader(TensorDataset(*train_inputs, latents_std), batch_size=config.batch_size,
+                        shuffle=True, drop_last=latents.shape[0] > config.batch_size)
+
+    # 4. Optimizer (no decay on norms, biases and the null condition)
+    decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim < 2]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=config.lr)
+
+    # 5. prepare
+    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    steps_per_epoch = max(1, len(loader) // config.grad_accum)
+    total_steps = config.epochs * steps_per_epoch
+    if config.max_steps:
+        total_steps = min(total_steps, config.max_steps)
+
+    state = {"step": 0, "epoch": 0, "batches_in_epoch": 0, "elapsed_s": 0.0}
+    log_records: list[dict[str, Any]] = []
+    index = build_index(item_factors)
+
+    def evaluate() -> dict[str, float]:
+        if not val_prompts:
+            return {}
+        unwrapped = accelerator.unwrap_model(model)
+        unwrapped.eval()
+        with torch.no_grad():
+            outs = []
+            for i in range(0, len(val_prompts), 256):
+                cond = val_cond[i: i + 256] if val_cond is not None else unwrapped.encode(val_prompts[i: i + 256])
+                cond = cond.to(accelerator.device)
+                if config.regressor:
+                    outs.append(unwrapped.sample(cond, n_samples=1).cpu())
+                else:
+                    g = torch.Generator().manual_seed(config.seed + i)
+                    outs.append(unwrapped.sample(cond, n_samples=config.eval_samples, generator=g).cpu())
+        unwrapped.train()
+        return latent_retrieval_metrics(torch.cat(outs).numpy(), item_factors, val_relevant, config.eval_k, index)
+
+    root = _checkpoint_root(config)
+
+    def save_checkpoint() -> None:
+        path = root / f"checkpoint-{state['step']}"
+        accelerator.save_state(str(path))
+        if main:
+            with open(path / STATE_NAME, "w", encoding="utf-8") as f:
+                json.dump({**state, "config": dataclasses.asdict(config)}, f, indent=2)
+            for old in list_checkpoints(root)[:-config.keep_checkpoints]:
+                shutil.rmtree(old, ignore_errors=True)
+        accelerator.wait_for_everyone()
+
+    resume = _resolve_resume(config)
+    if resume is not None:
+        accelerator.load_state(str(resume))
+        with open(resume / STATE_NAME, encoding="utf-8") as f:
+            saved = json.load(f)
+        state.update({k: saved[k] for k in ("step", "epoch", "batches_in_epoch", "elapsed_s")})
+        log(f"resumed from {resume} at step {state['step']}")
+
+    # 6. Loop
+    model.train()
+    start = time.perf_counter() - state["elapsed_s"]
+    stopped_by = "epochs"
+    last_eval: dict[str, float] = {}
+    running, n_running = 0.0, 0
+    bar = tqdm(total=total_steps, initial=state["step"], disable=not (main and config.progress))
+    done = state["step"] >= total_steps
+    while not done and state["epoch"] < config.epochs:
+        loader.set_epoch(state["epoch"])
+        epoch_loader = loader
+        if state["batches_in_epoch"]:
+            epoch_loader = accelerator.skip_first_batches(loader, state["batches_in_epoch"])
+        for batch in epoch_loader:
+            *inputs, target = batch
+            with accelerator.accumulate(model):
+                if config.encoder == "seq2seq":
+                    loss = model(target, cond=inputs[0])
+                else:
+                    loss = model(target, input_ids=inputs[0], attention_mask=inputs[1])
+                accelerator.backward(loss)
+                if accelerator.sync_gradients:
+                    accelerator.clip_grad_norm_(model.parameters(), 1.0)
+                    for group in optimizer.param_groups:
+                        group["lr"] = config.lr * lr_factor(state["step"], time.perf_counter() - start, config, total_steps)
+                optimizer.step()
+                optimizer.zero_grad()
+            state["batches_in_epoch"] += 1
+            running += loss.detach().float().item()
+            n_running += 1
+            if not accelerator.sync_gradients:
+                continue
+            state["step"] += 1
+            state["elapsed_s"] = time.perf_counter() - start
+            bar.update(1)
+            record: dict[str, Any] = {}
+            if state["step"] % config.log_every == 0:
+                record = {"step": state["step"], "train_loss": running / max(1, n_running),
+                          "lr": optimizer.param_groups[0]["lr"], "elapsed_s": round(state["elapsed_s"], 2)}
+                running, n_running = 0.0, 0
+            if config.eval_every and state["step"] % config.eval_every == 0:
+                last_eval = evaluate()
+                record = {**record, "step": state["step"], **last_eval}
+                log(f"step {state['step']}: {last_eval}")
+            if record:
+                log_records.append(record)
+            if config.checkpoint_every and state["step"] % config.checkpoint_every == 0:
+                save_checkpoint()
+            if state["step"] >= total_steps:
+                stopped_by, done = "max_steps" if config.max_steps else "epochs", True
+            elif config.max_minutes and state["elapsed_s"] >= 60 * config.max_minutes:
+                stopped_by, done = "max_minutes", True
+            if done:
+                break
+        else:
+            state["epoch"] += 1
+            state["batches_in_epoch"] = 0
+    bar.close()
+
+    # 7. Final validation, checkpoint, save on the main process
+    if not log_records or log_records[-1].get("step") != state["step"] or not last_eval:
+        last_eval = evaluate()
+        log_records.append({"step": state["step"], **last_eval})
+    if config.checkpoint_every:
+        save_checkpoint()
+    accelerator.wait_for_everyone()
+    component_dir = Path(config.artifact) / config.component
+    summary = {
+        "steps": state["step"], "elapsed_s": round(state["elapsed_s"], 3), "final_eval": last_eval,
+        "stopped_by": stopped_by, "n_parameters": n_params, "n_train_pairs": int(latents.shape[0]),
+        "n_validation": len(val_prompts), "n_validation_skipped": data["n_validation_skipped"],
+        "component_dir": str(component_dir),
+    }
+    if main:
+        unwrapped = accelerator.unwrap_model(model)
+        if frozen is not None:
+            unwrapped.encoder = frozen  # recorded as kind "seq2seq"; its weights stay in seq2seq/
+        info = {"kind": unwrapped.component_kind, "encoder": config.encoder, "steps": state["step"], **last_eval}
+        with component_writer(config.artifact, config.component, info) as tmp:
+            unwrapped.save(tmp)
+            with open(tmp / LOG_NAME, "w", encoding="utf-8") as f:
+                for record in log_records:
+                    f.write(json.dumps(record) + "\n")
+            with open(tmp / "train_config.json", "w", encoding="utf-8") as f:
+                json.dump({"config": dataclasses.asdict(config), "summary": summary}, f, indent=2)
+        log(f"saved {component_dir} after {state['step']} steps ({state['elapsed_s']:.0f} s)")
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return summary
+
+
+# ------------------------------------------------------------------------------------ CLI
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """One flag per field of :class:`DiffusionTrainConfig`."""
+    parser = argparse.ArgumentParser(
+        prog="python -m training.train_diffusion",
+        description="Train the diffusion head (prompt -> CF query latent) or the plain regressor "
+                    "baseline on a build-ids artifact (also under `accelerate launch`).")
+    defaults = DiffusionTrainConfig(artifact="", playlists="")
+    choices = {"encoder": _ENCODERS, "mixed_precision": _PRECISIONS,
+               "beta_schedule": ("squaredcos_cap_v2", "linear", "scaled_linear"),
+               "prediction_type": ("epsilon", "v_prediction", "sample"),
+               "regressor_loss": ("mse", "cosine")}
+    for f in dataclasses.fields(DiffusionTrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        default = getattr(defaults, f.name)
+        if f.name in ("artifact", "playlists"):
+            parser.add_argument(flag, required=True)
+        elif f.name == "resume":
+            parser.add_argument(flag, nargs="?", const="latest", default=None, metavar="DIR",
+                                help="resume from the latest checkpoint (or from DIR)")
+        elif f.name == "checkpoint_dir":
+            parser.add_argument(flag, default=None)
+        elif isinstance(default, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
+        elif f.name in choices:
+            parser.add_argument(flag, choices=choices[f.name], default=default)
+        else:
+            parser.add_argument(flag, type=type(default), default=default, help=f"default {default}")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        config = DiffusionTrainConfig(**vars(args))
+    except ValueError as err:
+        parser.error(str(err))
+    print(json.dumps(train(config), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
