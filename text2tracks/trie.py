@@ -59,6 +59,7 @@ class FlatTrie:
             int((child_end[lv] - child_start[lv]).max()) if len(child_end[lv]) else 0
             for lv in range(self.depth - 1)
         ]
+        self._child_masks: dict[int, np.ndarray] = {}
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -218,6 +219,24 @@ class FlatTrie:
             raise ValueError(f"item indices must lie in [0, {self.n_items})")
         return np.stack([self.node_code[lv][self.item_nodes[lv, items]] for lv in range(self.depth)],
                         axis=-1)
+
+    def n_parents(self, level: int) -> int:
+        """Number of possible parents of a level-``level`` node (1, the root, for level 0)."""
+        return 1 if level == 0 else self.n_nodes(level - 1)
+
+    def child_mask(self, level: int) -> np.ndarray:
+        """Dense bool (n_parents(level), level_sizes[level]): row ``p`` marks the codes that may
+        follow parent ``p`` (a node of level ``level - 1``; the single row of level 0 is the root).
+
+        Built on first use and cached: ``n_parents * level_size`` bytes (about 8 MB for the widest
+        level of a 64k-item catalogue with 256 codes per level).
+        """
+        mask = self._child_masks.get(level)
+        if mask is None:
+            mask = np.zeros((self.n_parents(level), self.level_sizes[level]), dtype=bool)
+            mask[self.node_parent[level], self.node_code[level]] = True
+            self._child_masks[level] = mask
+        return mask
 
     def excluded_nodes(self, items: np.ndarray) -> list[np.ndarray]:
         """Per level, the sorted nodes whose whole subtree lies in the item set ``items``.
