@@ -22,8 +22,9 @@ default) the centroids are the same k-means centroids, but the items are placed 
 2. at the last level, the items of each shared prefix get *distinct* codes by a minimum-cost
    matching (``scipy.optimize.linear_sum_assignment``) on their squared distances to the level's
    centroids, so every item goes to the nearest code left free and the total distortion is the
-   least possible; a prefix with more items than codes is matched in rounds and only its overflow
-   collides.
+   least possible (for speed, a group of at most ``n_candidates`` items is matched over its
+   items' ``n_candidates`` nearest codes); a prefix with more items than codes is matched in
+   rounds and only its overflow collides.
 
 Where the nearest code has room (the common case) both kinds agree, so the codes keep their
 meaning; the benchmark ``eval/bench_ids.py`` reports artist coherence per level for both.
@@ -46,6 +47,7 @@ CONFIG_NAME = "config.json"
 CODEBOOKS_NAME = "codebooks.npy"
 SCALES_NAME = "residual_scales.npy"
 _EPS = 1e-12
+_MATCH_CHUNK = 2048  # items per sparse matching problem
 
 
 def _l2_normalize(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -352,10 +354,12 @@ class ResidualKMeans:
         self, residual: np.ndarray, index, centroids: np.ndarray, prefix: np.ndarray
     ) -> np.ndarray:
         from scipy.optimize import linear_sum_assignment
+        from threadpoolctl import threadpool_limits
 
         k = self.codebook_size
-        _, nearest = index.search(residual, 1)
-        codes = nearest[:, 0].astype(np.int64)
+        n_cand = min(self.n_candidates, k)
+        dist, cand = index.search(residual, n_cand)
+        codes = cand[:, 0].astype(np.int64)
         slots = prefix * k + codes
         order = np.lexsort((slots, prefix))
         # a prefix needs matching only where two of its items want the same code
@@ -368,16 +372,92 @@ class ResidualKMeans:
         by_prefix = np.argsort(prefix, kind="stable")
         starts = np.searchsorted(prefix[by_prefix], conflicted, side="left")
         ends = np.searchsorted(prefix[by_prefix], conflicted, side="right")
-        for start, end in zip(starts, ends, strict=True):
-            members = by_prefix[start:end]
-            cost = _squared_distances(residual[members], centroids)
-            remaining = np.arange(len(members))
-            # rounds of at most k items each: only a prefix larger than the codebook collides
-            while remaining.size:
-                rows, cols = linear_sum_assignment(cost[remaining])
-                codes[members[remaining[rows]]] = cols
-                remaining = np.delete(remaining, rows)
+        small = (ends - starts) <= n_cand
+        if small.any():
+            # small groups go many at a time into one sparse problem: an item's edges go to its
+            # candidate (prefix, code) slots, so the groups are independent components; chunks
+            # of a few thousand items, as the sparse solver's cost grows faster than linearly
+            lengths = (ends - starts)[small]
+            offsets = np.repeat(starts[small] - np.cumsum(lengths) + lengths, lengths)
+            members_all = by_prefix[np.arange(lengths.sum()) + offsets]
+            sizes_all = np.repeat(lengths, lengths)
+            bounds = np.concatenate(([0], np.cumsum(lengths)))
+            chunk_ends = np.unique(np.searchsorted(
+                bounds, np.arange(_MATCH_CHUNK, bounds[-1] + _MATCH_CHUNK, _MATCH_CHUNK)
+            ).clip(max=len(bounds) - 1))
+            lo = 0
+            for hi in bounds[chunk_ends]:
+                if hi <= lo:
+                    continue
+                members = members_all[lo:hi]
+                codes[members] = self._match_small_groups(
+                    dist[members], cand[members], prefix[members], sizes_all[lo:hi]
+                )
+                lo = hi
+        starts, ends = starts[~small], ends[~small]
+        # a few larger problems: a multi-threaded BLAS only adds overhead here
+        with threadpool_limits(limits=1, user_api="blas"):
+            for start, end in zip(starts, ends, strict=True):
+                members = by_prefix[start:end]
+                codes[members] = self._match_group(
+                    residual[members], dist[members], cand[members], centroids,
+                    linear_sum_assignment,
+                )
         return codes.astype(np.int32)
+
+    def _match_small_groups(
+        self, dist: np.ndarray, cand: np.ndarray, prefix: np.ndarray, group_size: np.ndarray
+    ) -> np.ndarray:
+        """Minimum-cost distinct codes within each prefix for groups of at most ``n_candidates``
+        items, over each item's ``g`` nearest codes in a group of ``g`` (a perfect matching
+        exists there, and an item never needs a code beyond its g-th nearest: at most g - 1 of
+        its nearer codes can be taken by the others)."""
+        from scipy.sparse import csr_matrix
+        from scipy.sparse.csgraph import min_weight_full_bipartite_matching
+
+        n, n_cand = cand.shape
+        keep = np.arange(n_cand)[None, :] < group_size[:, None]
+        rows = np.broadcast_to(np.arange(n)[:, None], cand.shape)[keep]
+        slots = prefix[rows] * self.codebook_size + cand[keep].astype(np.int64)
+        uniq, col = np.unique(slots, return_inverse=True)
+        # +1: every row is matched once, so a constant shift keeps the optimum and keeps
+        # zero distances from reading as missing edges
+        graph = csr_matrix(
+            (dist[keep].astype(np.float64) + 1.0, (rows, col.reshape(-1))),
+            shape=(n, uniq.size),
+        )
+        _, matched = min_weight_full_bipartite_matching(graph)
+        return uniq[matched] % self.codebook_size
+
+    @staticmethod
+    def _match_group(
+        residual: np.ndarray, dist: np.ndarray, cand: np.ndarray, centroids: np.ndarray, lsa
+    ) -> np.ndarray:
+        """Distinct codes for one prefix's items by minimum total squared distance.
+
+        A group no larger than the candidate lists is matched over its items' candidate codes
+        only (each item has at least as many candidates as the group has items, so a perfect
+        matching exists there, and codes outside an item's nearest ones would cost more); a
+        larger group is matched over every code, in rounds of at most ``codebook_size`` items,
+        so that only its overflow collides.
+        """
+        g, n_cand = cand.shape
+        if g <= n_cand:
+            cols, inverse = np.unique(cand, return_inverse=True)
+            cost = np.full((g, cols.size), np.inf)
+            cost[np.repeat(np.arange(g), n_cand), inverse.reshape(-1)] = dist.reshape(-1)
+            rows, picked = lsa(cost)
+            out = np.empty(g, dtype=np.int64)
+            out[rows] = cols[picked]
+            return out
+        cost = _squared_distances(residual, centroids)
+        out = np.empty(g, dtype=np.int64)
+        remaining = np.arange(g)
+        while remaining.size:
+            rows, picked = lsa(cost[remaining])
+            out[remaining[rows]] = picked
+            remaining = np.delete(remaining, rows)
+        return out
 
     # ------------------------------------------------------------------ encode / decode
 

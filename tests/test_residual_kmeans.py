@@ -179,3 +179,22 @@ def test_bad_input_raises():
         rkm.decode(np.full((1, 3), 8))
     with pytest.raises(RuntimeError, match="not fitted"):
         ResidualKMeans().encode(x)
+
+
+def test_matching_of_many_small_groups_is_minimum_cost_per_group():
+    from scipy.optimize import linear_sum_assignment
+
+    x, _ = clustered(n_clusters=40, per_cluster=30, spread=0.3)
+    rkm = ResidualKMeans(n_levels=2, codebook_size=64, assignment="matching")
+    codes = rkm.fit_encode(x)
+    assert len(np.unique(codes, axis=0)) == len(x)
+    # the last level's input: the normalised residual after level 0
+    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+    r = xn - rkm.codebooks_[0][codes[:, 0]]
+    r /= np.linalg.norm(r, axis=1, keepdims=True)
+    cost = ((r[:, None, :] - rkm.codebooks_[1][None]) ** 2).sum(-1)
+    for prefix in np.unique(codes[:, 0]):
+        members = np.flatnonzero(codes[:, 0] == prefix)
+        rows, cols = linear_sum_assignment(cost[members])
+        got = cost[members, codes[members, 1]].sum()
+        assert got == pytest.approx(cost[members][rows, cols].sum(), rel=1e-4, abs=1e-5)

@@ -341,6 +341,11 @@ def config_from_args(args: argparse.Namespace) -> BuildIDsConfig:
 
 
 def _main(args: argparse.Namespace) -> int:
+    import os
+
+    # spinning OpenMP threads (faiss, implicit) crawl when other processes share the cores;
+    # this only takes effect if no OpenMP runtime is loaded yet, as in a fresh command
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from semantic_ids.playlists import PlaylistFormatError
 
     try:
