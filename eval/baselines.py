@@ -245,16 +245,19 @@ class TitleKNNBaseline(Baseline):
     hold the item of ``cos(prompt, p) ** similarity_power``. Similarity is the cosine of
     sublinear TF-IDF vectors of ``char_wb`` n-grams of the NFKC, case-folded prompt text.
     Defaults were chosen on the validation split of the MPD development data (see
-    :func:`tune_title_knn`).
+    :func:`tune_title_knn`; split seed 0, 10% validation): ``char_wb`` (2, 4) n-grams,
+    1000 neighbours, similarity ** 1.5 reached Hits@10 0.407 there, against 0.389 for 200
+    neighbours with plain similarity; power 1.5 was best at every neighbour count from 200 up, and
+    many weak neighbours with a sharpened weight act as a title-conditioned popularity prior.
     """
 
     name = "title_knn"
 
     def __init__(
         self,
-        n_neighbors: int = 50,
+        n_neighbors: int = 1000,
         ngram_range: tuple[int, int] = (2, 4),
-        similarity_power: float = 1.0,
+        similarity_power: float = 1.5,
         min_df: int = 1,
     ) -> None:
         self.n_neighbors = int(n_neighbors)
@@ -319,7 +322,9 @@ def tune_title_knn(
     """Grid search of :class:`TitleKNNBaseline` settings on validation playlists only.
 
     Returns ``(best_params, [(params, mean metric@k), ...])``. The grid keys are constructor
-    arguments; the default grid covers ``n_neighbors``, ``ngram_range`` and ``similarity_power``.
+    arguments; the default grid (9 settings, one vectoriser) covers ``n_neighbors`` and
+    ``similarity_power`` at (2, 4) n-grams: on the MPD development data (2, 5) tied with (2, 4),
+    and (1, 3) and (3, 5) were no better.
     """
     import itertools
 
@@ -328,9 +333,9 @@ def tune_title_knn(
     grid = dict(
         grid
         or {
-            "ngram_range": [(2, 4), (1, 3), (2, 5), (3, 5)],
-            "n_neighbors": [10, 25, 50, 100, 200],
-            "similarity_power": [1.0, 2.0],
+            "ngram_range": [(2, 4)],
+            "n_neighbors": [50, 200, 1000],
+            "similarity_power": [1.0, 1.5, 2.0],
         }
     )
     kept, relevant, _ = relevant_items(validation_playlists, vocab)
@@ -339,7 +344,7 @@ def tune_title_knn(
     fitted: dict = {}
     names = list(grid)
     for values in itertools.product(*(grid[n] for n in names)):
-        params = dict(zip(names, values))
+        params = dict(zip(names, values, strict=True))
         build = {n: v for n, v in params.items() if n != "n_neighbors"}
         key = tuple(sorted((n, str(v)) for n, v in build.items()))
         if key not in fitted:
@@ -366,11 +371,15 @@ class BM25Baseline(Baseline):
     (document expansion: a track in twenty "chill" playlists says "chill" twenty times, which
     BM25's saturating term frequency turns into a strong but bounded signal). Tokenisation is
     bm25s's: lower-case word tokens of two or more characters, English stop words removed.
+
+    Measured on the validation split of the MPD development data (seed 0): Hits@10 0.223 without
+    expansion, 0.215 with it, so expansion is off by default. Titles are short and shared by many
+    playlists, and a popular track's document grows with every playlist holding it, so BM25's
+    length normalisation works against exactly the tracks a title vote would favour (title kNN
+    already uses that signal directly).
     """
 
-    def __init__(
-        self, expand_with_titles: bool = True, k1: float = 1.2, b: float = 0.75
-    ) -> None:
+    def __init__(self, expand_with_titles: bool = False, k1: float = 1.2, b: float = 0.75) -> None:
         self.expand_with_titles = bool(expand_with_titles)
         self.k1 = float(k1)
         self.b = float(b)
@@ -435,7 +444,9 @@ def _minilm_path() -> Path:
         )
     path = Path(next(iter(spec.submodule_search_locations))) / "model"
     if not (path / "config.json").exists():
-        raise FileNotFoundError(f"{path}: the MiniLM model files are missing; reinstall the package.")
+        raise FileNotFoundError(
+            f"{path}: the MiniLM model files are missing; reinstall the package."
+        )
     return path
 
 
@@ -488,6 +499,10 @@ class DenseBiEncoderBaseline(Baseline):
     sizes of the MPD development data); ``negatives="in_batch"`` samples one track per playlist
     and uses the other examples' tracks as negatives, for very large catalogues. Seeded and
     deterministic on CPU; the training time is logged and kept in ``train_seconds``.
+
+    Defaults (batch 512, 10 epochs, hidden 256, lr 3e-3) reached validation Hits@10 0.283 on the
+    MPD development data in about 2 minutes on 2 busy CPU cores; batch 128, 20 epochs, hidden 512
+    reached 0.317 but took 4-5 times as long. Either stays below title kNN (0.39-0.41).
     """
 
     name = "dense_biencoder"
@@ -495,10 +510,10 @@ class DenseBiEncoderBaseline(Baseline):
     def __init__(
         self,
         encoder: str = "tfidf",
-        hidden: int = 512,
-        epochs: int = 20,
-        batch_size: int = 128,
-        lr: float = 2e-3,
+        hidden: int = 256,
+        epochs: int = 10,
+        batch_size: int = 512,
+        lr: float = 3e-3,
         weight_decay: float = 1e-5,
         dropout: float = 0.1,
         negatives: str = "full",
@@ -617,12 +632,17 @@ class DenseBiEncoderBaseline(Baseline):
                     q = self._tower(x)
                     if self.negatives == "full":
                         logits = (q @ items.T) / self.temperature
-                        target = torch.from_numpy(targets[batch].toarray())
+                        rows = targets[batch].tocoo()
+                        picked = torch.log_softmax(logits, dim=1)[
+                            torch.from_numpy(rows.row.astype(np.int64)),
+                            torch.from_numpy(rows.col.astype(np.int64)),
+                        ]
+                        weights = torch.from_numpy(rows.data.astype(np.float32))
+                        loss = -(weights * picked).sum() / len(batch)
                     else:
                         positive = _sample_positives(targets[batch], rng)
                         logits = (q @ items[positive].T) / self.temperature
-                        target = torch.eye(len(batch))
-                    loss = -(target * torch.log_softmax(logits, dim=1)).sum(1).mean()
+                        loss = torch.nn.functional.cross_entropy(logits, torch.arange(len(batch)))
                     optimizer.zero_grad()
                     loss.backward()
                     optimizer.step()
@@ -656,7 +676,7 @@ class DenseBiEncoderBaseline(Baseline):
         return self.encode(list(prompts)) @ self._items.T
 
 
-def _rows(features, batch) -> "torch.Tensor":  # noqa: F821
+def _rows(features, batch):
     """Rows ``batch`` (all rows when None) of a scipy CSR or dense array, as a torch tensor."""
     import torch
 

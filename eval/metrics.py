@@ -238,7 +238,7 @@ def evaluate_rankings(
             "give one ranking per prompt."
         )
     keep = np.fromiter((r.size > 0 for r in rel), dtype=bool, count=len(rel))
-    rel = [r for r, kept in zip(rel, keep) if kept]
+    rel = [r for r, kept in zip(rel, keep, strict=True) if kept]
     rec = rec[keep]
     result: dict = {
         "k": int(k),

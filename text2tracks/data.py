@@ -46,7 +46,7 @@ def encode_prompts(tokenizer, prompts: Sequence[str], max_length: int,
     unique = list(dict.fromkeys(texts))
     encoded = tokenizer(unique, truncation=True, max_length=max_length,
                         add_special_tokens=True)["input_ids"]
-    by_text = {t: np.asarray(ids, dtype=np.int64) for t, ids in zip(unique, encoded)}
+    by_text = {t: np.asarray(ids, dtype=np.int64) for t, ids in zip(unique, encoded, strict=True)}
     return [by_text[t] for t in texts]
 
 

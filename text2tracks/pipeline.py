@@ -484,6 +484,9 @@ class Text2Tracks:
                     f"{len(self) - left} of the {len(self)} in the catalogue; lower k"
                 )
         beams = num_beams if num_beams is not None else self.num_beams
+        if beams is None or beams < 2:
+            # one beam would be greedy search, which reports no sequence scores
+            beams = max(k, 2)
         answers: list[list[Recommendation]] = []
         for start in range(0, len(texts), int(batch_size)):
             stop = start + int(batch_size)

@@ -164,7 +164,12 @@ def _read_jsonl(path: Path) -> InputFile:
             out.n_blank += 1
             continue
         row_id, prompt = str(line_no), None
-        if error is None:
+        if error is not None:  # keep the row's own id where the rest of the line is readable
+            with contextlib.suppress(json.JSONDecodeError):
+                record = json.loads(raw.decode("utf-8", "replace"))
+                if isinstance(record, dict) and record.get("id") is not None:
+                    row_id = str(record["id"])
+        else:
             try:
                 record = json.loads(text)
             except json.JSONDecodeError as err:
@@ -417,9 +422,13 @@ def _error_record(row: InputRow, error: str) -> dict:
 
 
 def _partial_state():
+    """accelerate's process state; on a machine without CUDA, processes started by the launcher
+    (``accelerate launch --multi_gpu --num_processes N``, i.e. torchrun) form a gloo CPU group."""
+    import torch
     from accelerate import PartialState
 
-    return PartialState()
+    force_cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
+    return PartialState(cpu=force_cpu or not torch.cuda.is_available())
 
 
 def run_export(
