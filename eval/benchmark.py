@@ -1,0 +1,386 @@
+"""The end-to-end benchmark: every system on the same split, one table.
+
+    python -m eval.benchmark --train PATH --test PATH --out DIR [--budget-minutes M]
+
+``--train`` and ``--test`` take any supported playlist format (an MPD folder, JSONL, Parquet).
+Without ``--test`` (or with the same path twice) a deterministic 10% of the training playlists is
+held out, whole playlists, as the test set. Catalogue, CF vectors, semantic IDs and every model
+see training playlists only; validation playlists (a further slice of ``--train``) tune the
+baselines and drive the model's early validation.
+
+Writes ``DIR/results.json``::
+
+    {"systems": {NAME: {"hits@10", "recall@10", "ndcg@10", "mrr", "*_ci", "coverage@10",
+                        "train_seconds", "latency_ms", ...}},
+     "comparisons": {...}, "split": {...}, "ids": {...}, "curve": [...], "config": {...}}
+
+and ``DIR/results.md`` (the same as a markdown table) and ``DIR/curve.png`` (validation Hits@10
+against training time). The main model is named ``text2tracks``; ID-scheme ablations are
+``ids-random`` (random codes of the same shape) and ``ids-atomic`` (one token per track), trained
+for ``--ablation-minutes`` each, beside ``ids-semantic-short``, the semantic-ID model under the
+same short budget. Any flag of ``python -m training.train_seq2seq`` (``--d-model``, ``--lr``,
+``--targets-per-playlist``, ...) is passed through to every model trained here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from eval import baselines as baselines_mod
+from eval.metrics import evaluate_rankings, format_table, paired_bootstrap_diff, relevant_items
+
+logger = logging.getLogger("eval.benchmark")
+
+_BASELINE_ORDER = ("popularity", "exact_title", "title_knn", "bm25", "dense_biencoder")
+
+
+def _log(message: str) -> None:
+    print(f"[benchmark {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+# ------------------------------------------------------------------------------------ data
+
+
+def _load_split(args) -> dict[str, Any]:
+    """Read playlists and split them exactly as build-ids will (same parameters, same hash)."""
+    from semantic_ids.playlists import read_playlists, split_playlists
+
+    same = args.test is None or Path(args.test).resolve() == Path(args.train).resolve()
+    test_fraction = args.test_fraction if same else 0.0
+    train_set = read_playlists(args.train)
+    split = split_playlists(train_set.playlists, validation_fraction=args.validation_fraction,
+                            test_fraction=test_fraction, seed=args.split_seed)
+    test = split.test if same else read_playlists(args.test).playlists
+    return {
+        "train": split.train, "validation": split.validation, "test": test,
+        "tracks": train_set.tracks, "test_fraction": test_fraction,
+        "held_out_from_train": same,
+    }
+
+
+def _model_rankings(artifact: Path, prompts: list[str], vocab, k: int, num_beams: int,
+                    batch_size: int) -> tuple[np.ndarray, float]:
+    """Rank catalogue items with the trained model through the public API; returns seconds."""
+    from text2tracks.pipeline import Text2Tracks
+
+    model = Text2Tracks.from_pretrained(artifact)
+    started = time.perf_counter()
+    recs = model.recommend(prompts, k=k, num_beams=num_beams, batch_size=batch_size)
+    elapsed = time.perf_counter() - started
+    index = {t: i for i, t in enumerate(vocab.item_ids)}
+    ranked = np.array([[index[r.track_id] for r in row] for row in recs], dtype=np.int64)
+    return ranked.reshape(len(prompts), k), elapsed
+
+
+def _latency(artifact: Path, prompts: list[str], k: int, num_beams: int, repeats: int) -> dict:
+    """Median latency of one prompt (k=10) and prompts per second at batch 64."""
+    from text2tracks.pipeline import Text2Tracks
+
+    model = Text2Tracks.from_pretrained(artifact)
+    model.recommend(prompts[0], k=k, num_beams=num_beams)  # warm-up
+    singles = []
+    for prompt in prompts[:repeats]:
+        started = time.perf_counter()
+        model.recommend(prompt, k=k, num_beams=num_beams)
+        singles.append(time.perf_counter() - started)
+    batch = (prompts * (64 // max(1, len(prompts)) + 1))[:64]
+    rates = []
+    for _ in range(3):
+        started = time.perf_counter()
+        model.recommend(batch, k=k, num_beams=num_beams, batch_size=64)
+        rates.append(len(batch) / (time.perf_counter() - started))
+    return {"latency_ms_one_prompt": 1000 * statistics.median(singles),
+            "prompts_per_s_batch64": statistics.median(rates)}
+
+
+# ------------------------------------------------------------------------------------ ablations
+
+
+def _variant_artifact(base: Path, out: Path, scheme: str, seed: int) -> Path:
+    """A copy of ``base`` whose catalogue uses another ID scheme (same items, same CF)."""
+    from semantic_ids.catalog import SemanticIDCatalog
+    from text2tracks.artifacts import read_json, write_json_atomic
+
+    if out.exists():
+        shutil.rmtree(out)
+    shutil.copytree(base, out, ignore=shutil.ignore_patterns("seq2seq", "diffusion", ".checkpoints"))
+    catalog_dir = out / "semantic_ids" / "catalog"
+    catalog = SemanticIDCatalog.load(catalog_dir)
+    n_items = len(catalog.item_ids)
+    if scheme == "random":
+        # Same shape as the semantic IDs: one code per residual level, drawn uniformly, then the
+        # collision digit ordered by popularity like the real catalogue.
+        rng = np.random.default_rng(seed)
+        n_levels = catalog.depth - 1
+        sizes = catalog.level_sizes[:n_levels]
+        codes = np.stack([rng.integers(0, s, n_items) for s in sizes], axis=1)
+        popularity = np.arange(n_items, 0, -1)  # catalogue items are ordered by count
+        variant = SemanticIDCatalog.build(catalog.item_ids, codes, popularity, list(sizes))
+    elif scheme == "atomic":
+        variant = SemanticIDCatalog(catalog.item_ids, np.arange(n_items)[:, None], (n_items,))
+    else:
+        raise ValueError(f"unknown ID scheme {scheme!r}; expected 'random' or 'atomic'")
+    shutil.rmtree(catalog_dir)
+    variant.save(catalog_dir)
+    manifest_path = out / "text2tracks.json"
+    manifest = read_json(manifest_path, "manifest")
+    manifest["components"].pop("seq2seq", None)
+    manifest["components"].pop("diffusion", None)
+    manifest["components"].setdefault("semantic_ids", {})["scheme"] = scheme
+    write_json_atomic(manifest_path, manifest)
+    return out
+
+
+# ------------------------------------------------------------------------------------ main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m eval.benchmark",
+        description="Run the whole pipeline and every baseline on one split; write results.json "
+                    "and results.md. Unknown flags go to training.train_seq2seq.")
+    parser.add_argument("--train", required=True, help="training playlists (MPD folder, JSONL, Parquet)")
+    parser.add_argument("--test", default=None,
+                        help="test playlists; omitted: a deterministic --test-fraction of --train")
+    parser.add_argument("--out", required=True, help="output folder (results.json, results.md)")
+    parser.add_argument("--budget-minutes", type=float, default=60.0,
+                        help="training time of the main model (default 60)")
+    parser.add_argument("--ablation-minutes", type=float, default=None,
+                        help="training time of each ID-scheme ablation (default budget / 6)")
+    parser.add_argument("--no-ablations", action="store_true", help="skip the ID-scheme ablation")
+    parser.add_argument("--baselines", default=",".join(_BASELINE_ORDER),
+                        help="comma-separated baselines to run (empty for none)")
+    parser.add_argument("--min-count", type=int, default=2, help="catalogue: min playlists per track")
+    parser.add_argument("--levels", type=int, default=3, help="residual k-means levels")
+    parser.add_argument("--codebook-size", type=int, default=256, help="codes per level")
+    parser.add_argument("--validation-fraction", type=float, default=0.1)
+    parser.add_argument("--test-fraction", type=float, default=0.1)
+    parser.add_argument("--split-seed", type=int, default=0)
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--beams", type=int, default=20, help="beam width at test time")
+    parser.add_argument("--eval-batch-size", type=int, default=64)
+    parser.add_argument("--max-test-prompts", type=int, default=0, help="0 = all test prompts")
+    parser.add_argument("--latency-repeats", type=int, default=20)
+    parser.add_argument("--n-bootstrap", type=int, default=1000)
+    parser.add_argument("--reuse-ids", action="store_true",
+                        help="keep DIR/artifact's IDs if present (skip build-ids)")
+    return parser
+
+
+def _train_config(train_args: list[str], artifact: Path, playlists: str, minutes: float):
+    from training.train_seq2seq import build_parser as train_parser
+    from training.train_seq2seq import config_from_args
+
+    argv = ["--artifact", str(artifact), "--playlists", playlists,
+            "--max-minutes", str(minutes), *train_args]
+    return config_from_args(train_parser().parse_args(argv))
+
+
+def run(args: argparse.Namespace, train_args: list[str]) -> dict[str, Any]:
+    from semantic_ids.cf import CFModel
+    from semantic_ids.interactions import ItemVocab
+    from text2tracks.commands.build_ids import BuildIDsConfig, run_build_ids
+    from training.train_seq2seq import train
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    artifact = out / "artifact"
+    results: dict[str, Any] = {"systems": {}, "comparisons": {}, "config": {
+        **{k: v for k, v in vars(args).items()}, "train_args": train_args}}
+    k = args.k
+
+    data = _load_split(args)
+    results["split"] = {name: len(data[name]) for name in ("train", "validation", "test")}
+    results["split"]["held_out_from_train"] = data["held_out_from_train"]
+    _log(f"split: {results['split']}")
+
+    # 1. Semantic IDs from the training playlists only.
+    started = time.perf_counter()
+    if not (args.reuse_ids and (artifact / "semantic_ids").is_dir()):
+        ids_config = BuildIDsConfig(min_count=args.min_count, n_levels=args.levels,
+                                    codebook_size=args.codebook_size,
+                                    validation_fraction=args.validation_fraction,
+                                    test_fraction=data["test_fraction"], split_seed=args.split_seed)
+        built = run_build_ids(args.train, artifact, ids_config, force=True, log=_log)
+        results["ids"] = {"stats": built.get("stats"), "timings": built.get("timings")}
+    results["ids_seconds"] = time.perf_counter() - started
+    vocab = ItemVocab.load(artifact / "cf")
+    cf = CFModel.load(artifact / "cf")
+
+    kept, relevant, n_skipped = relevant_items(data["test"], vocab)
+    if args.max_test_prompts:
+        kept, relevant = kept[: args.max_test_prompts], relevant[: args.max_test_prompts]
+    prompts = [data["test"][i].prompt for i in kept]
+    results["split"]["test_prompts_evaluated"] = len(prompts)
+    results["split"]["test_prompts_skipped_no_catalogue_track"] = n_skipped
+    _log(f"catalogue {len(vocab)} items; {len(prompts)} test prompts ({n_skipped} skipped)")
+    per_prompt: dict[str, dict] = {}
+
+    def record(name: str, ranked: np.ndarray, extra: dict) -> None:
+        metrics = evaluate_rankings(ranked, relevant, k=k, n_items=len(vocab),
+                                    n_bootstrap=args.n_bootstrap, n_skipped=n_skipped,
+                                    return_per_prompt=True)
+        per_prompt[name] = metrics.pop("per_prompt")
+        results["systems"][name] = {**metrics, **extra}
+        _log(f"{name}: hits@{k} {metrics[f'hits@{k}']:.4f} {extra}")
+        (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
+
+    # 2. Baselines, same split.
+    for name in [b for b in args.baselines.split(",") if b]:
+        started = time.perf_counter()
+        if name == "title_knn":
+            params, _ = baselines_mod.tune_title_knn(data["train"], data["validation"], vocab, k=k)
+            model = baselines_mod.make_baseline(name, **params)
+        else:
+            params, model = {}, baselines_mod.make_baseline(name)
+        model.fit(data["train"], vocab, tracks=data["tracks"], item_factors=cf.item_factors)
+        fit_s = time.perf_counter() - started
+        started = time.perf_counter()
+        ranked = model.recommend(prompts, k=k)
+        rec_s = time.perf_counter() - started
+        record(name, ranked, {"train_seconds": fit_s, "params": params,
+                              "latency_ms_per_prompt_batched": 1000 * rec_s / max(1, len(prompts))})
+
+    # 3. The main model under the full budget.
+    def train_and_score(name: str, art: Path, minutes: float) -> dict:
+        config = _train_config(train_args, art, args.train, minutes)
+        summary = train(config)
+        ranked, seconds = _model_rankings(art, prompts, vocab, k, args.beams, args.eval_batch_size)
+        catalog_depth = json.loads((art / "seq2seq" / "sid_layout.json").read_text())["level_sizes"]
+        extra = {"train_seconds": summary.get("elapsed_s"), "steps": summary.get("steps"),
+                 "decoding_steps_per_item": len(catalog_depth) + 1,
+                 "latency_ms_per_prompt_batched": 1000 * seconds / max(1, len(prompts))}
+        record(name, ranked, extra)
+        return summary
+
+    summary = train_and_score("text2tracks", artifact, args.budget_minutes)
+    results["systems"]["text2tracks"].update(_latency(artifact, prompts, k, args.beams,
+                                                      args.latency_repeats))
+    results["curve"] = _read_curve(artifact / "seq2seq")
+    results["training_summary"] = summary
+
+    # 4. ID-scheme ablation under a shorter, equal budget.
+    if not args.no_ablations:
+        minutes = args.ablation_minutes or args.budget_minutes / 6
+        for scheme in ("semantic", "random", "atomic"):
+            art = out / f"artifact-{scheme}"
+            if scheme == "semantic":
+                if art.exists():
+                    shutil.rmtree(art)
+                shutil.copytree(artifact, art,
+                                ignore=shutil.ignore_patterns("seq2seq", "diffusion", ".checkpoints"))
+                _strip_component(art, "seq2seq")
+            else:
+                _variant_artifact(artifact, art, scheme, seed=args.split_seed)
+            train_and_score(f"ids-{scheme}-short", art, minutes)
+            results["systems"][f"ids-{scheme}-short"]["curve"] = _read_curve(art / "seq2seq")
+
+    # 5. Paired comparisons against the best baseline.
+    base_names = [n for n in results["systems"] if n in _BASELINE_ORDER]
+    if base_names:
+        best = max(base_names, key=lambda n: results["systems"][n][f"hits@{k}"])
+        for name in results["systems"]:
+            if name in base_names:
+                continue
+            diff = paired_bootstrap_diff(per_prompt[name]["hits"], per_prompt[best]["hits"],
+                                         n_bootstrap=args.n_bootstrap)
+            best_hits = results["systems"][best][f"hits@{k}"]
+            diff["relative"] = (results["systems"][name][f"hits@{k}"] / best_hits - 1
+                                if best_hits else None)
+            results["comparisons"][f"{name} vs {best}"] = diff
+
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
+    (out / "results.md").write_text(_markdown(results, k))
+    _plot_curves(results, out / "curve.png")
+    return results
+
+
+def _strip_component(art: Path, name: str) -> None:
+    from text2tracks.artifacts import read_json, write_json_atomic
+
+    manifest = read_json(art / "text2tracks.json", "manifest")
+    manifest["components"].pop(name, None)
+    write_json_atomic(art / "text2tracks.json", manifest)
+
+
+def _read_curve(seq2seq_dir: Path) -> list[dict]:
+    for name in ("curve.json", "training_log.json"):
+        path = seq2seq_dir / name
+        if path.is_file():
+            data = json.loads(path.read_text())
+            return data if isinstance(data, list) else data.get("points", [])
+    return []
+
+
+def _markdown(results: dict, k: int) -> str:
+    columns = [f"hits@{k}", f"recall@{k}", f"ndcg@{k}", "mrr", f"coverage@{k}"]
+    lines = ["# Benchmark", "", f"split: {results['split']}", "",
+             format_table(results["systems"], columns=columns), "",
+             "| system | train s | decoding steps/item | latency ms/prompt (batched) |",
+             "|---|---|---|---|"]
+    for name, m in results["systems"].items():
+        lines.append(f"| {name} | {m.get('train_seconds') or 0:.0f} | "
+                     f"{m.get('decoding_steps_per_item', '-')} | "
+                     f"{m.get('latency_ms_per_prompt_batched', 0):.2f} |")
+    main = results["systems"].get("text2tracks", {})
+    if "latency_ms_one_prompt" in main:
+        lines += ["", f"text2tracks: one prompt (k={k}) {main['latency_ms_one_prompt']:.1f} ms; "
+                      f"{main['prompts_per_s_batch64']:.1f} prompts/s at batch 64"]
+    if results["comparisons"]:
+        lines += ["", "| comparison | Hits diff | 95% CI | relative | p |", "|---|---|---|---|---|"]
+        for name, c in results["comparisons"].items():
+            rel = f"{100 * c['relative']:+.1f}%" if c.get("relative") is not None else "-"
+            lines.append(f"| {name} | {c['diff']:+.4f} | [{c['ci'][0]:+.4f}, {c['ci'][1]:+.4f}] "
+                         f"| {rel} | {c['p_value']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def _plot_curves(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    curves = {"text2tracks": results.get("curve", [])}
+    curves.update({n: m.get("curve", []) for n, m in results["systems"].items() if "curve" in m})
+    for name, curve in curves.items():
+        key = "val_hits@10"
+        points = [(r["elapsed_s"] / 60, r[key]) for r in curve
+                  if r.get(key) is not None and r.get("elapsed_s") is not None]
+        if points:
+            xs, ys = zip(*points)
+            ax.plot(xs, ys, marker="o", label=name)
+    for name in _BASELINE_ORDER:
+        if name in results["systems"]:
+            ax.axhline(results["systems"][name]["hits@10"], linestyle=":", linewidth=1)
+            ax.text(0, results["systems"][name]["hits@10"], name, fontsize=7, va="bottom")
+    ax.set_xlabel("training minutes")
+    ax.set_ylabel("validation Hits@10 (baselines: test)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, train_args = parser.parse_known_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    results = run(args, train_args)
+    print(_markdown(results, args.k))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,214 @@
+"""Tests for training.train_seq2seq: config, schedule, and the real launcher on a tiny artifact."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from text2tracks.modeling import ModelConfig
+from training.train_seq2seq import (
+    CHECKPOINTS_NAME,
+    STATE_NAME,
+    TrainConfig,
+    build_parser,
+    config_from_args,
+    list_checkpoints,
+    lr_factor,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_FLAGS = [
+    "--d-model", "32", "--num-layers", "2", "--num-decoder-layers", "2", "--num-heads", "4",
+    "--d-ff", "64", "--batch-size", "16", "--lr", "3e-3", "--warmup-steps", "2",
+    "--eval-prompts", "16", "--num-beams", "10", "--log-every", "1", "--num-threads", "1",
+    "--no-progress",
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_artifact(tmp_path_factory):
+    """A demo JSONL and the artifact build-ids makes of it (2 levels x 8 codes), built once."""
+    from semantic_ids.cf import CFConfig
+    from semantic_ids.demo import write_demo_jsonl
+    from text2tracks.commands.build_ids import BuildIDsConfig, run_build_ids
+
+    root = tmp_path_factory.mktemp("tiny")
+    playlists = write_demo_jsonl(root / "demo.jsonl", n_tracks=120, n_playlists=150, seed=0)
+    config = BuildIDsConfig(n_levels=2, codebook_size=8, kmeans_iterations=5,
+                            cf=CFConfig(factors=8, iterations=3))
+    run_build_ids(playlists, root / "artifact", config, show_progress=False)
+    return playlists, root / "artifact"
+
+
+@pytest.fixture()
+def artifact(tiny_artifact, tmp_path):
+    playlists, source = tiny_artifact
+    target = tmp_path / "artifact"
+    shutil.copytree(source, target)
+    return playlists, target
+
+
+def _env():
+    env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false",
+               HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO))
+    return env
+
+
+def _run(cmd: list[str]) -> subprocess.CompletedProcess:
+    result = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=240)
+    if result.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stderr[-4000:]}")
+    return result
+
+
+# ------------------------------------------------------------------------------------ config
+
+
+def test_flags_map_one_to_one_onto_the_config():
+    parser = build_parser()
+    flags = {a.dest for a in parser._actions if a.dest != "help"}
+    fields = {f.name for f in dataclasses.fields(TrainConfig) if f.name != "model"}
+    fields |= {f.name for f in dataclasses.fields(ModelConfig)}
+    assert flags == fields
+    args = parser.parse_args(["--artifact", "a", "--playlists", "p", "--d-model", "64",
+                              "--lora-target-modules", "q,k,v", "--resume", "--max-minutes", "1.5",
+                              "--no-normalize-prompts"])
+    config = config_from_args(args)
+    assert config.model.d_model == 64 and config.model.lora_target_modules == ("q", "k", "v")
+    assert config.resume == "latest" and config.max_minutes == 1.5
+    assert config.normalize_prompts is False
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="batch_size"):
+        TrainConfig(artifact="a", playlists="p", batch_size=0)
+    with pytest.raises(ValueError, match="mixed_precision"):
+        TrainConfig(artifact="a", playlists="p", mixed_precision="fp8")
+    with pytest.raises(ValueError, match="num_beams"):
+        TrainConfig(artifact="a", playlists="p", num_beams=5, eval_k=10)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--artifact", "a", "--playlists", "p", "--bogus", "1"])
+
+
+def test_lr_schedule():
+    config = TrainConfig(artifact="a", playlists="p", warmup_steps=10)
+    assert lr_factor(0, 0.0, config, 110) == pytest.approx(0.1)
+    assert lr_factor(9, 0.0, config, 110) == pytest.approx(1.0)
+    assert lr_factor(60, 0.0, config, 110) == pytest.approx(0.5)
+    assert lr_factor(110, 0.0, config, 110) == pytest.approx(0.0)
+    cosine = dataclasses.replace(config, schedule="cosine")
+    assert lr_factor(60, 0.0, cosine, 110) == pytest.approx(0.5)
+    # a time budget decays by whichever of steps or time is further along
+    timed = dataclasses.replace(config, max_minutes=1.0)
+    assert lr_factor(20, 45.0, timed, 1010) == pytest.approx(0.25)
+    constant = dataclasses.replace(config, schedule="constant")
+    assert lr_factor(100, 0.0, constant, 110) == 1.0
+
+
+# ------------------------------------------------------------------------------------ runs
+
+
+def _check_written(artifact: Path, steps: int):
+    from text2tracks.modeling import load_seq2seq
+
+    seq2seq = artifact / "seq2seq"
+    names = {p.name for p in seq2seq.iterdir()}
+    assert {"config.json", "model.safetensors", "generation_config.json", "sid_layout.json",
+            "training_log.jsonl", "curve.json", "train_config.json"} <= names
+    assert any(n.startswith("tokenizer") for n in names)
+    manifest = json.loads((artifact / "text2tracks.json").read_text())
+    assert manifest["components"]["seq2seq"]["steps"] == steps
+    curve = json.loads((seq2seq / "curve.json").read_text())
+    assert curve["points"] and curve["points"][-1]["step"] == steps
+    for point in curve["points"]:
+        assert {"step", "elapsed_s", "val_loss", "val_hits@10"} <= set(point)
+        assert 0.0 <= point["val_hits@10"] <= 1.0
+    checkpoints = list_checkpoints(artifact / CHECKPOINTS_NAME)
+    assert checkpoints and (checkpoints[-1] / "model.safetensors").is_file()
+    state = json.loads((checkpoints[-1] / STATE_NAME).read_text())
+    assert state["step"] == steps
+    model, tokenizer, layout = load_seq2seq(seq2seq)
+    return model, tokenizer, layout
+
+
+@pytest.mark.slow
+def test_accelerate_launch_smoke(artifact):
+    playlists, art = artifact
+    cmd = ["accelerate", "launch", "--num_processes", "1", "--num_machines", "1", "--cpu",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "--num_cpu_threads_per_process", "1",
+           "-m", "training.train_seq2seq", "--artifact", str(art), "--playlists", str(playlists),
+           "--max-steps", "6", "--eval-every", "3", "--checkpoint-every", "3", *TINY_FLAGS]
+    if shutil.which("accelerate") is None:
+        cmd = [sys.executable, "-m", "accelerate.commands.launch", *cmd[2:]]
+    result = _run(cmd)
+    summary = json.loads(result.stdout[result.stdout.index("{"):])
+    assert summary["steps"] == 6 and summary["stopped_by"] == "max_steps"
+    model, tokenizer, layout = _check_written(art, 6)
+
+    # what was written decodes to catalogue items only
+    from semantic_ids.catalog import SemanticIDCatalog
+    from text2tracks.decoding import constrained_generate
+    from text2tracks.trie import FlatTrie
+
+    catalog = SemanticIDCatalog.load(art / "semantic_ids" / "catalog")
+    trie = FlatTrie.from_codes(catalog.sid_codes, catalog.level_sizes)
+    enc = tokenizer(["chill vibes", "90s rock 🔥"], padding=True, return_tensors="pt")
+    items, scores = constrained_generate(model, enc["input_ids"], enc["attention_mask"], trie,
+                                         layout, k=5, num_beams=8)
+    assert items.shape == (2, 5)
+    assert ((items >= 0) & (items < len(catalog))).all()
+
+
+@pytest.mark.slow
+def test_plain_python_and_resume_continue_the_step_count(artifact):
+    playlists, art = artifact
+    base = [sys.executable, "-m", "training.train_seq2seq", "--artifact", str(art),
+            "--playlists", str(playlists), "--eval-every", "0", *TINY_FLAGS]
+    _run([*base, "--max-steps", "4", "--checkpoint-every", "2"])
+    first_log = (art / "seq2seq" / "training_log.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in first_log if "train_loss" in json.loads(line)] == [1, 2, 3, 4]
+
+    result = _run([*base, "--max-steps", "7", "--resume"])
+    assert "resumed from" in result.stderr
+    summary = json.loads(result.stdout[result.stdout.index("{"):])
+    assert summary["steps"] == 7
+    _check_written(art, 7)
+    records = [json.loads(line) for line in (art / "seq2seq" / "training_log.jsonl").read_text().splitlines()]
+    train_steps = [r["step"] for r in records if "train_loss" in r]
+    assert train_steps == [1, 2, 3, 4, 5, 6, 7]
+    # elapsed time carries over: the resumed run's clock starts where the checkpoint's stopped
+    elapsed = [r["elapsed_s"] for r in records if "train_loss" in r]
+    assert elapsed == sorted(elapsed)
+
+
+def test_in_process_train_and_mismatched_playlists(artifact, tmp_path):
+    import torch
+
+    from training.train_seq2seq import train
+
+    playlists, art = artifact
+    threads = torch.get_num_threads()
+    args = build_parser().parse_args(
+        ["--artifact", str(art), "--playlists", str(playlists), "--max-steps", "3",
+         "--eval-every", "0", "--targets-per-playlist", "2", *TINY_FLAGS])
+    try:
+        summary = train(config_from_args(args))
+    finally:
+        torch.set_num_threads(threads)
+    assert summary["steps"] == 3 and summary["examples_seen"] == 3 * 16
+    assert "val_hits@10" in summary["final_eval"]
+
+    # other playlists than the artifact's: refused
+    from semantic_ids.demo import write_demo_jsonl
+
+    other = write_demo_jsonl(tmp_path / "other.jsonl", n_tracks=120, n_playlists=100, seed=1)
+    bad = dataclasses.replace(config_from_args(args), playlists=str(other))
+    with pytest.raises(ValueError, match="not those"):
+        train(bad)
