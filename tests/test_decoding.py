@@ -281,3 +281,17 @@ def test_masks_match_brute_force_on_random_tries(seed, dense_limit):
                 else:
                     expected = [EOS] if p in left else []
                 assert torch.nonzero(mask[r]).flatten().tolist() == expected, (p, r)
+
+
+def test_k_1_without_beams_returns_the_best_item_with_its_score():
+    # One beam would make transformers run greedy search, which has no sequence scores.
+    trie, layout, codes = random_catalogue(0)
+    model = tiny_t5(seed=0)
+    x = prompts(0)
+    top1, score1 = constrained_generate(model, x, torch.ones_like(x), trie, layout, k=1)
+    top2, score2 = constrained_generate(model, x, torch.ones_like(x), trie, layout, k=2)
+    assert top1.shape == (4, 1) and np.isfinite(score1).all() and (score1 < 0).all()
+    assert all(tuple(codes[i]) in trie for i in top1[:, 0])
+    # k=1 runs the same two-beam search as k=2 and keeps its best answer.
+    np.testing.assert_array_equal(top1[:, 0], top2[:, 0])
+    np.testing.assert_allclose(score1[:, 0], score2[:, 0], atol=1e-5)

@@ -14,7 +14,7 @@ import argparse
 import importlib
 import sys
 
-_COMMAND_MODULES = ("build_ids",)
+_COMMAND_MODULES = ("build_ids", "export")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -388,7 +388,7 @@ def constrained_generate(
         input_ids, attention_mask: the tokenised prompts (batch, seq_len), torch or numpy
             (``attention_mask`` may be ``None``).
         trie, layout: the catalogue's semantic-ID trie and the SID token layout.
-        k: items per prompt. ``num_beams``: beam width, at least ``k`` (default ``k``).
+        k: items per prompt. ``num_beams``: beam width, at least ``k`` and 2 (default ``max(k, 2)``).
         exclude: optional, per prompt a collection of item indices never to return (pruned
             inside decoding, so k items still come back).
         max_new_tokens: default ``depth + 1`` (the ID then EOS).
@@ -407,6 +407,8 @@ def constrained_generate(
         raise ValueError(f"layout must be a SIDTokenLayout, got {type(layout).__name__}")
     k = _check_int("k", k, 1)
     beams = k if num_beams is None else max(k, _check_int("num_beams", num_beams, 1))
+    # One beam makes transformers fall back to greedy search, which returns no sequence scores.
+    beams = max(beams, 2)
     depth = trie.depth
     if max_new_tokens is None:
         max_new_tokens = depth + 1

@@ -1,0 +1,163 @@
+"""The diffusion benchmark's evaluation functions on synthetic data whose answer is known."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from eval.bench_diffusion import (
+    DiffusionBenchConfig,
+    _plot_inversion,
+    _plot_negative,
+    build_parser,
+    format_report,
+    hits_at,
+    merge_into_results,
+    negative_share,
+    seed_similarity,
+    select_negative_pairs,
+    select_seed_playlists,
+    target_check,
+    title_matcher,
+    title_words,
+)
+
+
+def test_title_words_normalise_and_drop_stopwords_and_numbers():
+    assert title_words("Songs for the RAINY  Days 2000s 99") == ["rainy", "2000s"]
+    assert title_matcher("chill").search("late night chill") is not None
+    assert title_matcher("chill").search("chiller") is None
+
+
+def _titled_world():
+    """Two item blocks: 'party' playlists hold a few christmas items, 'worship' ones hold none."""
+    rng = np.random.default_rng(0)
+    christmas, party, worship = np.arange(0, 20), np.arange(20, 40), np.arange(40, 60)
+    titles, items = [], []
+    for i in range(12):
+        titles.append(f"christmas {i}")
+        items.append(rng.choice(christmas, 8, replace=False))
+        titles.append(f"Party Hits {i}")
+        items.append(np.concatenate([rng.choice(party, 6, replace=False), christmas[:2]]))
+        titles.append(f"worship {i}")
+        items.append(rng.choice(worship, 8, replace=False))
+    test_titles = ["party party", "sunday worship", "christmas party", "summer party"]
+    return titles, items, test_titles, christmas
+
+
+def test_negative_pairs_pick_the_contaminated_positive_and_exclude_matching_prompts():
+    titles, items, test_titles, christmas = _titled_world()
+    pairs = select_negative_pairs(titles, items, test_titles, n_pairs=3, prompts_per_pair=10,
+                                  min_playlists=5)
+    first = pairs[0]
+    assert (first["positive"], first["negative"]) == ("party", "christmas")
+    # the positive prompts match "party" but not "christmas"
+    assert first["prompt_indices"] == [0, 3]
+    assert set(first["negative_items"].tolist()) == set(christmas.tolist())
+    assert 0 < first["contamination"] < 1
+    # words are used once; a pair needs contamination (worship playlists share nothing)
+    words = [w for p in pairs for w in (p["positive"], p["negative"])]
+    assert len(words) == len(set(words))
+    assert all(p["contamination"] > 0 for p in pairs)
+    # near-synonyms (most of the positive's tracks are the negative's) are no contrast
+    capped = select_negative_pairs(titles, items, test_titles, n_pairs=3, min_playlists=5,
+                                   max_contamination=0.2)
+    assert ("party", "christmas") not in [(p["positive"], p["negative"]) for p in capped]
+
+
+def test_seed_playlists_share_no_title_word_and_no_track():
+    titles = ["rock anthems", "rock ballads", "jazz nights", "sleepy jazz", "pop party"]
+    relevant = [np.arange(0, 8), np.arange(4, 12), np.arange(20, 28), np.arange(24, 32), np.arange(40, 48)]
+    pairs = select_seed_playlists(titles, relevant, n_seed_tracks=3, max_prompts=0, seed=0)
+    assert len(pairs) == len(titles)
+    for i, j in pairs:
+        assert i != j
+        assert not set(title_words(titles[i])) & set(title_words(titles[j]))
+        assert not set(relevant[i].tolist()) & set(relevant[j].tolist())
+    assert len(select_seed_playlists(titles, relevant, 3, max_prompts=2)) == 2
+
+
+def test_shares_hits_and_seed_similarity_against_brute_force():
+    items = np.array([[1, 2, 3, -1], [4, 5, 6, 7]])
+    assert negative_share(items, np.array([2, 3, 7]), k=4).tolist() == [0.5, 0.25]
+    assert hits_at(items, [{9}, {7}], k=4).tolist() == [0.0, 1.0]
+    assert hits_at(items, [{9}, {7}], k=3).tolist() == [0.0, 0.0]
+    rng = np.random.default_rng(0)
+    factors = rng.normal(size=(8, 3)).astype(np.float32)
+    means = rng.normal(size=(2, 3))
+    got = seed_similarity(items, factors, means, k=4)
+    for b in range(2):
+        cos = [factors[i] @ means[b] / np.linalg.norm(factors[i]) / np.linalg.norm(means[b])
+               for i in items[b] if i >= 0]
+        assert got[b] == pytest.approx(np.mean(cos), rel=1e-5)
+
+
+def test_target_check_needs_half_the_share_and_nine_tenths_of_the_hits():
+    def point(w, s0, s1, h0, h1):
+        return {"w": w, "latent_share_without": s0, "latent_share_with": s1,
+                "latent_hits_without": h0, "latent_hits_with": h1}
+
+    curve = [point(1, 0.4, 0.4, 0.5, 0.5), point(3, 0.4, 0.2, 0.5, 0.46),
+             point(5, 0.4, 0.1, 0.5, 0.4), point(7, 0.0, 0.0, 0.5, 0.5)]
+    check = target_check(curve, "latent")
+    assert check["met_at"] == [3]
+    assert check["per_weight"][3]["share_ratio"] is None
+
+
+def _report():
+    system = {"hits@10": 0.5, "hits@10_ci": [0.4, 0.6], "recall@10": 0.1, "recall@10_ci": [0.05, 0.15],
+              "ndcg@10": 0.2, "ndcg@10_ci": [0.1, 0.3], "mrr": 0.3, "mrr_ci": [0.2, 0.4],
+              "coverage@10": 0.1}
+    curve = [{"w": w, **{f"{v}_{m}_{x}": 0.1 * w for v in ("latent", "hybrid") for m in ("share", "hits")
+                         for x in ("without", "with")}} for w in (1.0, 2.0)]
+    return {
+        "systems": {"hybrid": system, "generative": {**system, "hits@10": 0.45}},
+        "comparisons": {"hybrid vs generative": {"diff": 0.05, "ci": [0.0, 0.1], "p_value": 0.04,
+                                                 "n_prompts": 20, "relative": 0.111}},
+        "target": {"hybrid_relative_gain": 0.111, "meets_5pct": True, "gate_pays": False},
+        "training": {"encoders_tried": ["seq2seq"], "encoder_chosen": "seq2seq", "summaries": {}},
+        "negative_prompts": {"n_prompts": 4, "pairs": [{"positive": "party", "negative": "christmas"}],
+                             "curve": curve, "target": {"latent": target_check(curve, "latent"),
+                                                        "hybrid": target_check(curve, "hybrid")}},
+        "inversion": {"n_prompts": 3, "n_seed_tracks": 5, "prompt_only_reference": {"prompt_hits": 0.4},
+                      "curve": [{"strength": s, "seed_cosine": 1 - s, "seed_hits": 1 - s, "prompt_hits": s}
+                                for s in (0.0, 0.5, 1.0)]},
+        "latency": {"ddim_steps": 20, "n_samples": 4, "batch1": {"head_ms": 2.0, "total_ms": 10.0},
+                    "batch64_per_prompt": {"head_ms": 0.5, "total_ms": 2.0},
+                    "head_share_batch1": 0.2, "head_share_batch64": 0.25},
+    }
+
+
+def test_merge_keeps_existing_systems_and_report_and_plots_render(tmp_path):
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({"systems": {"text2tracks": {"hits@10": 0.3}}, "comparisons": {},
+                                "config": {"k": 10}}))
+    report = _report()
+    merged = merge_into_results(path, report)
+    on_disk = json.loads(path.read_text())
+    assert on_disk == merged
+    assert list(on_disk["systems"]) == ["text2tracks", "hybrid", "generative"]  # order kept
+    assert "hybrid vs generative" in on_disk["comparisons"]
+    assert on_disk["diffusion"]["target"]["meets_5pct"] is True
+    text = format_report(report)
+    assert "| hybrid |" in text and "hybrid vs generative" in text and "party" in text
+    _plot_negative(report["negative_prompts"], tmp_path / "neg.png", 10)
+    _plot_inversion(report["inversion"], tmp_path / "inv.png", 10)
+    for name in ("neg.png", "inv.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_config_validation_and_cli_flags():
+    assert DiffusionBenchConfig().grid == [1.0, 2.0, 3.0, 5.0, 7.5]
+    assert DiffusionBenchConfig(encoders="bytes").encoder_list == ["bytes"]
+    for bad in ({"budget_minutes": 0}, {"encoders": "clip"}, {"candidates": 5}, {"guidance_grid": "1,-2"},
+                {"strengths": "0,1.5"}, {"max_contamination": 0}, {"n_samples": 0}, {"latent_k": 3}, {"guidance_grid": "a"}):
+        with pytest.raises(ValueError):
+            DiffusionBenchConfig(**bad)
+    args = build_parser().parse_args(["--benchmark-dir", "d", "--train", "t", "--budget-minutes", "3",
+                                      "--no-progress", "--guidance-grid", "1,4"])
+    assert args.budget_minutes == 3.0 and args.progress is False and args.guidance_grid == "1,4"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--benchmark-dir", "d", "--train", "t", "--no-such-flag"])
