@@ -117,3 +117,106 @@ def test_collate_labels_and_padding():
     assert batch["playlist_index"].tolist() == [0, 1, 3]
     pairs = _pairs()
     assert pairs.labels(4).tolist() == expected[0]
+
+
+# ------------------------------------------------------------------------------------ grouping
+
+
+def _random_relevant(n_playlists, n_items, seed):
+    rng = np.random.default_rng(seed)
+    return [sorted(rng.choice(n_items, size=rng.integers(0, 20), replace=False).tolist())
+            for _ in range(n_playlists)]
+
+
+def _random_prompts(n_playlists, seed):
+    rng = np.random.default_rng(seed)
+    titles = [np.append(rng.integers(3, 200, size=n), EOS) for n in rng.integers(2, 40, size=30)]
+    return [titles[i] for i in rng.integers(0, len(titles), size=n_playlists)]
+
+
+@pytest.mark.parametrize("targets_per_playlist", [0, 3])
+@pytest.mark.parametrize("group_size,bucket_batches", [(1, 0), (4, 0), (1, 3), (4, 3), (50, 2)])
+def test_grouping_and_bucketing_keep_the_drawn_examples(targets_per_playlist, group_size,
+                                                          bucket_batches):
+    relevant = _random_relevant(60, 40, seed=1)
+    prompts = _random_prompts(60, seed=2)
+    sid = 500 + np.arange(40 * DEPTH, dtype=np.int64).reshape(40, DEPTH)
+    kwargs = dict(targets_per_playlist=targets_per_playlist, seed=5)
+    plain = Seq2SeqPairs(prompts, relevant, sid, EOS, **kwargs)
+    ordered = Seq2SeqPairs(prompts, relevant, sid, EOS, group_size=group_size,
+                           bucket_batches=bucket_batches, batch_size=16, **kwargs)
+    assert len(plain) == len(ordered)
+    for epoch in range(3):
+        plain.set_epoch(epoch)
+        ordered.set_epoch(epoch)
+        got = _examples(ordered)
+        # the same draw as without grouping (same targets per playlist), only reordered
+        assert sorted(got) == sorted(_examples(plain))
+        counts = {}
+        for p, item in got:
+            assert item in relevant[p]
+            counts[p] = counts.get(p, 0) + 1
+        expected = {p: (min(len(r), targets_per_playlist) if targets_per_playlist else len(r))
+                    for p, r in enumerate(relevant) if r}
+        assert counts == expected
+    again = Seq2SeqPairs(prompts, relevant, sid, EOS, group_size=group_size,
+                         bucket_batches=bucket_batches, batch_size=16, **kwargs)
+    again.set_epoch(2)
+    assert _examples(again) == got, "deterministic in (seed, epoch)"
+
+
+def test_groups_are_contiguous():
+    relevant = [list(range(10)), list(range(3)), list(range(7))] * 5
+    prompts = _random_prompts(len(relevant), seed=0)
+    sid = 500 + np.arange(10 * DEPTH, dtype=np.int64).reshape(10, DEPTH)
+    pairs = Seq2SeqPairs(prompts, relevant, sid, EOS, targets_per_playlist=0, group_size=4, seed=1)
+    playlists = [p for p, _ in _examples(pairs)]
+    runs = 1 + sum(a != b for a, b in zip(playlists[:-1], playlists[1:], strict=True))
+    # each playlist of n tracks comes in ceil(n / 4) groups (adjacent groups of one playlist merge)
+    assert sum(len(r) for r in relevant) == len(playlists)
+    assert runs <= sum(-(-len(r) // 4) for r in relevant)
+    assert runs > len(relevant), "groups of one playlist are spread over the epoch"
+
+
+def test_bucketing_reduces_padding():
+    relevant = _random_relevant(400, 40, seed=3)
+    prompts = _random_prompts(400, seed=4)
+    sid = 500 + np.arange(40 * DEPTH, dtype=np.int64).reshape(40, DEPTH)
+
+    def padded(pairs):
+        ex = _examples(pairs)
+        total = 0
+        for start in range(0, len(ex), 32):
+            lengths = [len(prompts[p]) for p, _ in ex[start:start + 32]]
+            total += max(lengths) * len(lengths) - sum(lengths)
+        return total
+
+    plain = Seq2SeqPairs(prompts, relevant, sid, EOS, targets_per_playlist=0, seed=0)
+    bucketed = Seq2SeqPairs(prompts, relevant, sid, EOS, targets_per_playlist=0, seed=0,
+                            bucket_batches=8, batch_size=32)
+    assert padded(bucketed) < 0.3 * padded(plain)
+
+
+def test_ordering_arguments():
+    with pytest.raises(ValueError, match="group_size"):
+        _pairs(group_size=0)
+    with pytest.raises(ValueError, match="batch_size"):
+        _pairs(bucket_batches=2)
+    with pytest.raises(ValueError, match="bucket_batches"):
+        _pairs(bucket_batches=-1, batch_size=4)
+
+
+def test_collate_shared_prompts():
+    prompts = [*PROMPTS, np.array([12, EOS])]  # playlist 4 has playlist 1's prompt
+    collate = Seq2SeqCollator(prompts, SID_TOKEN_IDS, pad_token_id=0, eos_token_id=EOS,
+                              share_prompts=True)
+    batch = collate([(3, 2), (3, 6), (1, 5), (4, 0), (0, 1), (3, 7)])
+    assert batch["input_ids"].tolist() == [[14, 15, 16, EOS], [12, EOS, 0, 0], [10, 11, EOS, 0]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1, 1], [1, 1, 0, 0], [1, 1, 1, 0]]
+    assert batch["prompt_index"].tolist() == [0, 0, 1, 1, 2, 0]
+    assert batch["labels"].tolist() == [list(SID_TOKEN_IDS[i]) + [EOS] for i in (2, 6, 5, 0, 1, 7)]
+    assert batch["playlist_index"].tolist() == [3, 3, 1, 4, 0, 3]
+    # expanded, it is the unshared batch
+    plain = Seq2SeqCollator(prompts, SID_TOKEN_IDS, pad_token_id=0, eos_token_id=EOS)(
+        [(3, 2), (3, 6), (1, 5), (4, 0), (0, 1), (3, 7)])
+    assert batch["input_ids"][batch["prompt_index"]].tolist() == plain["input_ids"].tolist()

@@ -14,6 +14,20 @@ followed by EOS. Each epoch draws the examples afresh:
 
 The draw is vectorised (Gumbel top-k over all pairs at once, no Python loop per playlist) and
 depends only on ``(seed, epoch)``, so that a resumed run sees the same examples.
+
+Two options change only the *order* of an epoch's examples (the drawn set is the same), to make
+training cheaper:
+
+- ``group_size=T`` (> 1): each playlist's drawn examples are cut into groups of at most T that
+  stay contiguous, and the groups are shuffled. A batch then holds few distinct prompts, and
+  :class:`Seq2SeqCollator` with ``share_prompts=True`` sends each distinct prompt once, with
+  ``prompt_index`` mapping every example to its prompt row: the encoder runs once per prompt.
+- ``bucket_batches=W`` (> 0, with ``batch_size``): within each window of W batches the groups are
+  sorted by prompt length (then prompt text), cut into batches, and the full batches of the
+  window shuffled; prompts of a batch have similar lengths, so padding stays small.
+
+The gradient of an epoch is unchanged (the same examples, each once); only batches are more
+correlated. Both orders are deterministic in ``(seed, epoch)`` and the options.
 """
 
 from __future__ import annotations
@@ -50,6 +64,19 @@ def encode_prompts(tokenizer, prompts: Sequence[str], max_length: int,
     return [by_text[t] for t in texts]
 
 
+def prompt_keys(prompt_ids: Sequence[np.ndarray]) -> np.ndarray:
+    """Per prompt, the index of its distinct token sequence (equal prompts share a key)."""
+    index: dict[bytes, int] = {}
+    return np.fromiter((index.setdefault(np.asarray(ids, dtype=np.int64).tobytes(), len(index))
+                        for ids in prompt_ids), dtype=np.int64, count=len(prompt_ids))
+
+
+def _check_int(name: str, value, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    return int(value)
+
+
 class Seq2SeqPairs:
     """The (prompt, target item) examples of one epoch, as a map-style dataset.
 
@@ -64,7 +91,13 @@ class Seq2SeqPairs:
         popularity_power: p in ``weight = count ** -p``; needs ``item_counts`` when non-zero.
         item_counts: ``(n_items,)`` training playlist count of each item.
         seed: with the epoch, fixes the draw and the order.
-        shuffle: shuffle the examples of an epoch (off for validation).
+        shuffle: shuffle the examples of an epoch (off for validation; the two options below
+            then do nothing).
+        group_size: keep each playlist's examples in contiguous groups of at most this many
+            (1 = no grouping: examples shuffled one by one).
+        bucket_batches: sort by prompt length within windows of this many batches (0 = off).
+        batch_size: the DataLoader's batch size (needed when ``bucket_batches > 0``: batches of
+            the window are cut at multiples of it, so they must match the loader's).
 
     Item ``i`` of the dataset is ``(playlist_index, item_index)``; :class:`Seq2SeqCollator` turns
     a list of them into tensors. Call :meth:`set_epoch` before each epoch.
@@ -81,6 +114,9 @@ class Seq2SeqPairs:
         item_counts: np.ndarray | None = None,
         seed: int = 0,
         shuffle: bool = True,
+        group_size: int = 1,
+        bucket_batches: int = 0,
+        batch_size: int | None = None,
     ) -> None:
         if len(prompt_ids) != len(relevant):
             raise ValueError(
@@ -97,7 +133,18 @@ class Seq2SeqPairs:
             raise ValueError("popularity_power != 0 needs item_counts")
         if popularity_power and targets_per_playlist == 0:
             raise ValueError("popularity_power needs targets_per_playlist > 0 (with 0 every pair is used)")
+        self.group_size = _check_int("group_size", group_size, 1)
+        self.bucket_batches = _check_int("bucket_batches", bucket_batches, 0)
+        if self.bucket_batches:
+            if batch_size is None:
+                raise ValueError("bucket_batches > 0 needs batch_size (the DataLoader's)")
+            self.batch_size = _check_int("batch_size", batch_size, 1)
+        else:
+            self.batch_size = None if batch_size is None else _check_int("batch_size", batch_size, 1)
         self.prompt_ids = list(prompt_ids)
+        self.prompt_length = np.fromiter((len(p) for p in self.prompt_ids), dtype=np.int64,
+                                         count=len(self.prompt_ids))
+        self.prompt_key = prompt_keys(self.prompt_ids) if self.bucket_batches else None
         self.sid_token_ids = sid_token_ids
         self.eos_token_id = int(eos_token_id)
         self.targets_per_playlist = int(targets_per_playlist)
@@ -143,10 +190,49 @@ class Seq2SeqPairs:
         else:
             chosen = np.arange(self.items.size)
         if self.shuffle:
-            chosen = chosen[rng.permutation(chosen.size)]
+            if self.group_size > 1 or self.bucket_batches:
+                chosen = self._grouped_order(chosen, rng)
+            else:
+                chosen = chosen[rng.permutation(chosen.size)]
         self.example_playlist = self.pair_playlist[chosen]
         self.example_item = self.items[chosen]
         self.epoch = int(epoch)
+
+    def _grouped_order(self, chosen: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """``chosen`` (pair indices) reordered: contiguous groups, then length buckets."""
+        n = chosen.size
+        playlist = self.pair_playlist[chosen]
+        # 1. a random order within each playlist, then groups of group_size consecutive examples
+        order = np.lexsort((rng.random(n), playlist))
+        chosen, playlist = chosen[order], playlist[order]
+        starts = np.r_[0, np.flatnonzero(playlist[1:] != playlist[:-1]) + 1] if n else np.zeros(0, np.int64)
+        run_start = np.repeat(starts, np.diff(np.r_[starts, n]).astype(np.int64))
+        rank = np.arange(n) - run_start
+        group = np.cumsum(np.r_[True, (playlist[1:] != playlist[:-1]) | (rank[1:] % self.group_size == 0)]) - 1 \
+            if n else np.zeros(0, np.int64)
+        # 2. groups in random order (examples keep their place inside their group)
+        group_key = rng.random(int(group[-1]) + 1 if n else 0)[group]
+        order = np.lexsort((rank, group_key))
+        chosen, playlist, group_key = chosen[order], playlist[order], group_key[order]
+        if not self.bucket_batches:
+            return chosen
+        # 3. within windows of bucket_batches batches: sort by prompt length (then text, so that
+        # equal prompts meet and share an encoder row), groups kept whole by their random key
+        window = np.arange(n) // (self.bucket_batches * self.batch_size)
+        order = np.lexsort((group_key, self.prompt_key[playlist], self.prompt_length[playlist], window))
+        chosen = chosen[order]
+        # 4. shuffle the full batches of each window; a last partial batch stays last
+        n_blocks = -(-n // self.batch_size)
+        block_window = np.arange(n_blocks) // self.bucket_batches
+        block_key = rng.random(n_blocks)
+        if n % self.batch_size:
+            block_key[-1] = np.inf
+        block_order = np.lexsort((block_key, block_window))
+        block_start = block_order * self.batch_size
+        block_len = np.minimum(self.batch_size, n - block_start)
+        take = np.repeat(block_start, block_len) + (
+            np.arange(n) - np.repeat(np.cumsum(block_len) - block_len, block_len))
+        return chosen[take]
 
     def __getitem__(self, index: int) -> tuple[int, int]:
         return int(self.example_playlist[index]), int(self.example_item[index])
@@ -162,24 +248,41 @@ class Seq2SeqCollator:
     Prompts are right-padded with ``pad_token_id`` to the longest in the batch. Every target has
     the same length (depth + 1: the ID, then EOS), so labels need no padding. ``playlist_index``
     and ``item_index`` ride along for validation.
+
+    With ``share_prompts=True`` each distinct prompt of the batch (equal token ids, whichever
+    playlist) is one row of ``input_ids`` / ``attention_mask``, in order of first appearance, and
+    ``prompt_index`` (one per example) gives its row: the encoder output of row
+    ``prompt_index[b]`` serves example ``b`` (``training.train_seq2seq.grouped_forward``).
     """
 
     def __init__(self, prompt_ids: Sequence[np.ndarray], sid_token_ids: np.ndarray,
-                 pad_token_id: int, eos_token_id: int) -> None:
+                 pad_token_id: int, eos_token_id: int, share_prompts: bool = False) -> None:
         self.prompt_ids = list(prompt_ids)
         self.sid_token_ids = np.asarray(sid_token_ids, dtype=np.int64)
         self.pad_token_id = int(pad_token_id)
         self.eos_token_id = int(eos_token_id)
+        self.share_prompts = bool(share_prompts)
+        self.prompt_key = prompt_keys(self.prompt_ids) if self.share_prompts else None
 
     def __call__(self, batch: Sequence[tuple[int, int]]) -> dict:
         import torch
 
         playlists = np.fromiter((b[0] for b in batch), dtype=np.int64, count=len(batch))
         items = np.fromiter((b[1] for b in batch), dtype=np.int64, count=len(batch))
-        prompts = [self.prompt_ids[p] for p in playlists]
+        out = {}
+        if self.share_prompts:
+            _, first, inverse = np.unique(self.prompt_key[playlists], return_index=True,
+                                          return_inverse=True)
+            rank = np.empty(first.size, dtype=np.int64)  # distinct prompts by first appearance
+            rank[np.argsort(first, kind="stable")] = np.arange(first.size)
+            rows = playlists[np.sort(first)]
+            out["prompt_index"] = torch.from_numpy(rank[inverse.reshape(-1)])
+        else:
+            rows = playlists
+        prompts = [self.prompt_ids[p] for p in rows]
         width = max(len(p) for p in prompts)
-        input_ids = np.full((len(batch), width), self.pad_token_id, dtype=np.int64)
-        attention_mask = np.zeros((len(batch), width), dtype=np.int64)
+        input_ids = np.full((len(prompts), width), self.pad_token_id, dtype=np.int64)
+        attention_mask = np.zeros((len(prompts), width), dtype=np.int64)
         for row, ids in enumerate(prompts):
             input_ids[row, :len(ids)] = ids
             attention_mask[row, :len(ids)] = 1
@@ -192,6 +295,7 @@ class Seq2SeqCollator:
             "labels": torch.from_numpy(labels),
             "playlist_index": torch.from_numpy(playlists),
             "item_index": torch.from_numpy(items),
+            **out,
         }
 
 

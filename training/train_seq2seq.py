@@ -16,6 +16,11 @@ as accelerate writes them) go to ``ART/.checkpoints/checkpoint-STEP`` (or ``--ch
 with a ``trainer_state.json``; ``--resume`` picks the latest and skips the batches already seen
 in its epoch (``skip_first_batches``).
 
+Batches are cheap to encode by default: up to ``--targets-per-prompt-group`` (8) examples of one
+playlist sit together in a batch and share one encoder pass (:func:`grouped_forward`), and prompts
+are sorted by length within windows of ``--length-bucket-window`` (32) batches so that little
+padding is encoded. ``--targets-per-prompt-group 1 --length-bucket-window 0`` is the plain path.
+
 The playlists are read again and re-split with the parameters stored in ``ART/cf/split.json``;
 the training playlist ids must match the ones the artifact was built from.
 
@@ -71,6 +76,12 @@ class TrainConfig:
         keep_checkpoints: older checkpoints beyond this many are deleted.
         resume: ``"latest"`` (newest in checkpoint_dir) or a checkpoint folder.
         targets_per_playlist, popularity_power: see :class:`text2tracks.data.Seq2SeqPairs`.
+        targets_per_prompt_group: keep up to this many examples of one playlist together in a
+            batch and run the encoder once per distinct prompt of the batch, its output shared
+            by the decoder rows (:func:`grouped_forward`); 1 = off (one encoder row per example).
+            Only the order of an epoch's examples changes, not which ones are drawn.
+        length_bucket_window: sort prompts by length within windows of this many batches, so
+            that little padding is encoded (0 = off). The batches of a window are shuffled.
         normalize_prompts: apply :func:`text2tracks.data.normalize_prompt`.
         num_workers: DataLoader workers (0: batches built in the main process; they are cheap).
         num_threads: torch CPU threads (0 = all CPUs of this process divided by local processes).
@@ -103,6 +114,8 @@ class TrainConfig:
     seed: int = 0
     targets_per_playlist: int = 1
     popularity_power: float = 0.0
+    targets_per_prompt_group: int = 8
+    length_bucket_window: int = 32
     normalize_prompts: bool = True
     num_workers: int = 0
     num_threads: int = 0
@@ -113,8 +126,10 @@ class TrainConfig:
         if not isinstance(self.model, ModelConfig):
             raise ValueError(f"model must be a ModelConfig, got {type(self.model).__name__}")
         positive = ("batch_size", "grad_accum", "epochs", "eval_k", "keep_checkpoints", "log_every")
+        positive += ("targets_per_prompt_group",)
         non_negative = ("max_steps", "warmup_steps", "eval_every", "eval_prompts",
-                        "checkpoint_every", "targets_per_playlist", "num_workers", "num_threads")
+                        "checkpoint_every", "targets_per_playlist", "num_workers", "num_threads",
+                        "length_bucket_window")
         for name in positive + non_negative:
             value = getattr(self, name)
             low = 1 if name in positive else 0
@@ -167,6 +182,48 @@ def lr_factor(step: int, elapsed_s: float, config: TrainConfig, total_steps: int
     if config.schedule == "cosine":
         return 0.5 * (1.0 + math.cos(math.pi * progress))
     return 1.0 - progress
+
+
+def grouped_forward(model, input_ids, attention_mask, prompt_index, labels, encoder=None,
+                    autocast=None):
+    """Seq2seq forward where several examples share one encoded prompt.
+
+    ``input_ids`` / ``attention_mask`` hold the distinct prompts (P rows); ``prompt_index`` (B,)
+    gives the prompt row of each of the B examples whose ``labels`` are given. The encoder runs on
+    the P rows; its hidden states and mask are gathered to B rows (``index_select``, the general
+    form of ``repeat_interleave``) and passed as ``encoder_outputs`` to ``model``'s forward, which
+    runs the decoder and the loss only. With dropout 0 the loss and gradients equal those of
+    ``model(input_ids[prompt_index], attention_mask[prompt_index], labels=labels)``.
+
+    Args:
+        model: what the training loop calls (plain, peft-wrapped, or prepared by accelerate,
+            DDP included): its forward runs, so DDP's hooks see this step.
+        encoder: the encoder module; default ``model.get_encoder()`` after unwrapping ``.module``
+            (DDP) layers. Pass ``accelerator.unwrap_model(model).get_encoder()`` under accelerate.
+        autocast: a context manager factory for the encoder call (``accelerator.autocast``): the
+            mixed-precision wrapper accelerate puts on the model's forward does not cover a
+            direct encoder call.
+
+    DDP stays correct: the encoder's parameters receive their gradients through the hidden
+    states that enter the wrapped forward, so the backward marks every parameter ready and the
+    reducer all-reduces them as usual (and ``no_sync`` under accumulation applies to this
+    forward as to any other).
+    """
+    import contextlib
+
+    from transformers.modeling_outputs import BaseModelOutput
+
+    if encoder is None:
+        inner = model
+        while hasattr(inner, "module"):
+            inner = inner.module
+        encoder = inner.get_encoder()
+    with (autocast() if autocast is not None else contextlib.nullcontext()):
+        hidden = encoder(input_ids=input_ids, attention_mask=attention_mask,
+                         return_dict=True).last_hidden_state
+    hidden = hidden.index_select(0, prompt_index)
+    return model(encoder_outputs=BaseModelOutput(last_hidden_state=hidden),
+                 attention_mask=attention_mask.index_select(0, prompt_index), labels=labels)
 
 
 def _checkpoint_root(config: TrainConfig) -> Path:
@@ -303,12 +360,14 @@ def train(config: TrainConfig) -> dict[str, Any]:
         train_prompts, data["train_relevant"], sid_token_ids, tokenizer.eos_token_id,
         targets_per_playlist=config.targets_per_playlist,
         popularity_power=config.popularity_power, item_counts=data["vocab"].counts,
-        seed=config.seed,
+        seed=config.seed, group_size=config.targets_per_prompt_group,
+        bucket_batches=config.length_bucket_window, batch_size=config.batch_size,
     )
     if len(train_pairs) == 0:
         raise ValueError("no training examples: no training playlist holds a catalogue track")
+    grouped = config.targets_per_prompt_group > 1
     collate = Seq2SeqCollator(train_prompts, sid_token_ids, tokenizer.pad_token_id,
-                              tokenizer.eos_token_id)
+                              tokenizer.eos_token_id, share_prompts=grouped)
 
     # validation: playlists with at least one catalogue track; the others are skipped and counted
     val_keep = [i for i, r in enumerate(data["validation_relevant"]) if r]
@@ -389,9 +448,23 @@ def train(config: TrainConfig) -> dict[str, Any]:
                 f"val_hits@{config.eval_k}": float(hits_all.mean()) if hits_all.numel() else float("nan"),
                 "val_prompts": int(hits_all.numel())}
 
+    train_encoder = accelerator.unwrap_model(model).get_encoder() if grouped else None
+
+    def train_forward(batch):
+        if "prompt_index" in batch:
+            return grouped_forward(model, batch["input_ids"], batch["attention_mask"],
+                                   batch["prompt_index"], batch["labels"], encoder=train_encoder,
+                                   autocast=accelerator.autocast)
+        return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                     labels=batch["labels"])
+
     # 6. resume
     ckpt_root = _checkpoint_root(config)
-    state = {"step": 0, "epoch": 0, "batches_in_epoch": 0, "elapsed_s": 0.0, "examples_seen": 0}
+    order = {"batch_size": config.batch_size, "targets_per_prompt_group": config.targets_per_prompt_group,
+             "length_bucket_window": config.length_bucket_window, "seed": config.seed,
+             "num_processes": accelerator.num_processes}
+    state = {"step": 0, "epoch": 0, "batches_in_epoch": 0, "elapsed_s": 0.0, "examples_seen": 0,
+             "order": order}
     log_records: list[dict] = []
     resume_from = _resolve_resume(config)
     if resume_from is not None:
@@ -403,6 +476,14 @@ def train(config: TrainConfig) -> dict[str, Any]:
             with open(log_path, encoding="utf-8") as f:
                 log_records = [json.loads(line) for line in f if line.strip()]
         log(f"resumed from {resume_from} at step {state['step']} (epoch {state['epoch']})")
+        saved_order = state.get("order")
+        if state["batches_in_epoch"] and saved_order != order:
+            # the skipped batches are those of the saved order: with other settings the rest of
+            # this epoch repeats or misses some examples (later epochs are unaffected)
+            log(f"warning: the example order settings changed since the checkpoint "
+                f"({saved_order} -> {order}); the rest of epoch {state['epoch']} is not the "
+                f"exact continuation")
+        state["order"] = order
 
     def save_checkpoint() -> Path:
         path = ckpt_root / f"checkpoint-{state['step']:08d}"
@@ -445,8 +526,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
             loader = accelerator.skip_first_batches(train_dl, state["batches_in_epoch"])
         for batch in loader:
             with accelerator.accumulate(model):
-                out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                            labels=batch["labels"])
+                out = train_forward(batch)
                 accelerator.backward(out.loss)
                 if accelerator.sync_gradients:
                     factor = lr_factor(state["step"], time.perf_counter() - start_time,
