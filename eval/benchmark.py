@@ -363,7 +363,7 @@ def _plot_curves(results: dict, path: Path) -> None:
         points = [(r["elapsed_s"] / 60, r[key]) for r in curve
                   if r.get(key) is not None and r.get("elapsed_s") is not None]
         if points:
-            xs, ys = zip(*points)
+            xs, ys = zip(*points, strict=True)
             ax.plot(xs, ys, marker="o", label=name)
     for name in _BASELINE_ORDER:
         if name in results["systems"]:

@@ -18,36 +18,13 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from tiny_artifact import build_tiny_artifact  # noqa: E402
+
 from text2tracks.artifacts import MANIFEST_NAME, ArtifactError  # noqa: E402
 from text2tracks.pipeline import Recommendation, Text2Tracks  # noqa: E402
 
 PROMPTS = ["chill 90s jazz", "sad songs", "workout hip hop", "oldies for slow dancing",
            "happy country 🤠", "night drive", "Relaxing Folk", "rock n roll 70s"]
-
-
-def build_tiny_artifact(root: Path) -> Path:
-    """Demo playlists -> build-ids (2 x 8 codes) -> an untrained 1+1-layer T5 in seq2seq/."""
-    from semantic_ids.catalog import SemanticIDCatalog
-    from semantic_ids.cf import CFConfig
-    from semantic_ids.demo import write_demo_jsonl
-    from text2tracks.artifacts import component_writer
-    from text2tracks.commands.build_ids import BuildIDsConfig, run_build_ids
-    from text2tracks.modeling import ModelConfig, build_seq2seq, save_seq2seq
-
-    playlists = write_demo_jsonl(root / "demo.jsonl", n_tracks=200, n_playlists=300, seed=0)
-    artifact = root / "artifact"
-    run_build_ids(playlists, artifact,
-                  BuildIDsConfig(min_count=1, n_levels=2, codebook_size=8,
-                                 cf=CFConfig(factors=16, iterations=3)),
-                  show_progress=False)
-    catalog = SemanticIDCatalog.load(artifact / "semantic_ids" / "catalog")
-    torch.manual_seed(0)
-    config = ModelConfig(d_model=32, num_layers=1, num_decoder_layers=1, num_heads=2, d_ff=64,
-                         dropout=0.0, max_prompt_length=32)
-    model, tokenizer, layout = build_seq2seq(config, catalog.level_sizes)
-    with component_writer(artifact, "seq2seq", {"steps": 0}) as tmp:
-        save_seq2seq(model, tokenizer, layout, tmp, config)
-    return artifact
 
 
 @pytest.fixture(scope="module")
