@@ -37,8 +37,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from training.checkpoints import STATE_NAME, list_checkpoints, resolve_resume
+
 CHECKPOINTS_PREFIX = ".checkpoints-"  # + component: diffusion / latent_regressor
-STATE_NAME = "trainer_state.json"
 LOG_NAME = "training_log.jsonl"
 _ENCODERS = ("seq2seq", "bytes")
 _PRECISIONS = ("no", "fp16", "bf16")
@@ -175,27 +176,8 @@ def _checkpoint_root(config: DiffusionTrainConfig) -> Path:
     return Path(config.artifact) / (CHECKPOINTS_PREFIX + config.component)
 
 
-def list_checkpoints(root: str | os.PathLike) -> list[Path]:
-    """Complete checkpoints under ``root``, oldest first."""
-    root = Path(root)
-    if not root.is_dir():
-        return []
-    found = [p for p in root.iterdir()
-             if p.is_dir() and p.name.startswith("checkpoint-") and (p / STATE_NAME).is_file()]
-    return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
-
-
-def _resolve_resume(config: DiffusionTrainConfig) -> Path | None:
-    if config.resume is None:
-        return None
-    path = _checkpoint_root(config) if config.resume == "latest" else Path(config.resume)
-    if (path / STATE_NAME).is_file():
-        return path
-    found = list_checkpoints(path)
-    if not found:
-        raise FileNotFoundError(f"--resume {config.resume}: no checkpoint in {path}")
-    return found[-1]
-
+def _resolve_resume(config) -> Path | None:
+    return resolve_resume(config.resume, _checkpoint_root(config))
 
 def load_pairs(artifact: str | os.PathLike, playlists: str | os.PathLike) -> dict[str, Any]:
     """Training pairs and validation prompts of an artifact.

@@ -42,9 +42,9 @@ from pathlib import Path
 from typing import Any
 
 from text2tracks.modeling import ModelConfig
+from training.checkpoints import STATE_NAME, list_checkpoints, resolve_resume
 
 CHECKPOINTS_NAME = ".checkpoints"
-STATE_NAME = "trainer_state.json"
 LOG_NAME = "training_log.jsonl"
 CURVE_NAME = "curve.json"
 _SCHEDULES = ("linear", "cosine", "constant")
@@ -230,33 +230,8 @@ def _checkpoint_root(config: TrainConfig) -> Path:
     return Path(config.checkpoint_dir) if config.checkpoint_dir else Path(config.artifact) / CHECKPOINTS_NAME
 
 
-def list_checkpoints(root: str | os.PathLike) -> list[Path]:
-    """Complete checkpoints under ``root``, oldest first."""
-    root = Path(root)
-    if not root.is_dir():
-        return []
-    found = [p for p in root.iterdir() if p.is_dir() and p.name.startswith("checkpoint-")
-             and (p / STATE_NAME).is_file()]
-    return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
-
-
-def _resolve_resume(config: TrainConfig) -> Path | None:
-    if config.resume is None:
-        return None
-    if config.resume == "latest":
-        found = list_checkpoints(_checkpoint_root(config))
-        if not found:
-            raise FileNotFoundError(f"--resume latest: no checkpoint in {_checkpoint_root(config)}")
-        return found[-1]
-    path = Path(config.resume)
-    if not (path / STATE_NAME).is_file():
-        # a checkpoint root: take its newest
-        found = list_checkpoints(path)
-        if not found:
-            raise FileNotFoundError(f"--resume {path}: not a checkpoint, and holds none")
-        return found[-1]
-    return path
-
+def _resolve_resume(config) -> Path | None:
+    return resolve_resume(config.resume, _checkpoint_root(config))
 
 def load_training_data(config: TrainConfig, log=print):
     """The artifact's catalogue and the train / validation playlists re-split as recorded.
