@@ -368,7 +368,8 @@ def _plot_curves(results: dict, path: Path) -> None:
     for name in _BASELINE_ORDER:
         if name in results["systems"]:
             ax.axhline(results["systems"][name]["hits@10"], linestyle=":", linewidth=1)
-            ax.text(0, results["systems"][name]["hits@10"], name, fontsize=7, va="bottom")
+            ax.text(0.99, results["systems"][name]["hits@10"], name, fontsize=7, va="bottom",
+                    ha="right", transform=ax.get_yaxis_transform())
     ax.set_xlabel("training minutes")
     ax.set_ylabel("validation Hits@10 (baselines: test)")
     ax.legend(fontsize=7)
