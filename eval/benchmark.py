@@ -15,11 +15,17 @@ Writes ``DIR/results.json``::
      "comparisons": {...}, "split": {...}, "ids": {...}, "curve": [...], "config": {...}}
 
 and ``DIR/results.md`` (the same as a markdown table) and ``DIR/curve.png`` (validation Hits@10
-against training time). The main model is named ``text2tracks``; ID-scheme ablations are
-``ids-random`` (random codes of the same shape) and ``ids-atomic`` (one token per track), trained
-for ``--ablation-minutes`` each, beside ``ids-semantic-short``, the semantic-ID model under the
-same short budget. Any flag of ``python -m training.train_seq2seq`` (``--d-model``, ``--lr``,
-``--targets-per-playlist``, ...) is passed through to every model trained here.
+against training time). The main model is named ``text2tracks``; ID-scheme ablations
+(``--ablation-schemes``, default all four) are ``ids-random-short`` (random codes of the same
+shape), ``ids-atomic-short`` (one token per track) and ``ids-content-short`` (content IDs: the
+bytes of "artist - title", at most ``--content-max-bytes``, written with the byte tokenizer's own
+byte tokens under the same trie constraint), trained for ``--ablation-minutes`` each, beside
+``ids-semantic-short``, the semantic-ID model under the same short budget. Each reports
+``decoding_steps_per_item`` (the fixed decoder steps: depth + EOS) and ``mean_id_tokens`` (the
+tokens that carry information: depth + 1 for fixed-depth IDs; for content IDs the real bytes,
+END, digit and EOS, what a decoder stopping at END would write). Any flag of
+``python -m training.train_seq2seq`` (``--d-model``, ``--lr``, ``--targets-per-playlist``, ...)
+is passed through to every model trained here.
 """
 
 from __future__ import annotations
@@ -42,6 +48,8 @@ from eval.metrics import evaluate_rankings, format_table, paired_bootstrap_diff,
 logger = logging.getLogger("eval.benchmark")
 
 _BASELINE_ORDER = ("popularity", "exact_title", "title_knn", "bm25", "dense_biencoder")
+ABLATION_SCHEMES = ("semantic", "random", "atomic", "content")
+DEFAULT_CONTENT_MAX_BYTES = 48
 
 
 def _log(message: str) -> None:
@@ -106,8 +114,32 @@ def _latency(artifact: Path, prompts: list[str], k: int, num_beams: int, repeats
 # ------------------------------------------------------------------------------------ ablations
 
 
-def _variant_artifact(base: Path, out: Path, scheme: str, seed: int) -> Path:
-    """A copy of ``base`` whose catalogue uses another ID scheme (same items, same CF)."""
+def ablation_schemes(value) -> tuple[str, ...]:
+    """``"semantic,random,..."`` (or a sequence) -> validated tuple of ID schemes, in order."""
+    names = [v.strip() for v in (value.split(",") if isinstance(value, str) else value)]
+    names = list(dict.fromkeys(n for n in names if n))
+    unknown = [n for n in names if n not in ABLATION_SCHEMES]
+    if unknown:
+        raise ValueError(f"unknown ID scheme(s) {unknown}; choose from {list(ABLATION_SCHEMES)}")
+    return tuple(names)
+
+
+def _argparse_schemes(value: str) -> tuple[str, ...]:
+    try:
+        return ablation_schemes(value)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from err
+
+
+def _variant_artifact(base: Path, out: Path, scheme: str, seed: int,
+                      content_max_bytes: int = DEFAULT_CONTENT_MAX_BYTES) -> Path:
+    """A copy of ``base`` whose catalogue uses another ID scheme (same items, same CF).
+
+    ``scheme``: ``"random"`` (random codes of the same shape), ``"atomic"`` (one token per
+    track) or ``"content"`` (content IDs from the artifact's ``semantic_ids/tracks.json``:
+    "artist - title" cut to ``content_max_bytes`` UTF-8 bytes; their figures go into the
+    manifest's ``semantic_ids`` entry as ``content_stats``).
+    """
     from semantic_ids.catalog import SemanticIDCatalog
     from text2tracks.artifacts import read_json, write_json_atomic
 
@@ -128,17 +160,50 @@ def _variant_artifact(base: Path, out: Path, scheme: str, seed: int) -> Path:
         variant = SemanticIDCatalog.build(catalog.item_ids, codes, popularity, list(sizes))
     elif scheme == "atomic":
         variant = SemanticIDCatalog(catalog.item_ids, np.arange(n_items)[:, None], (n_items,))
+    elif scheme == "content":
+        from semantic_ids.content_ids import content_catalog
+        from semantic_ids.interactions import ItemVocab
+        from text2tracks.pipeline import _read_track_metadata
+
+        metadata = _read_track_metadata(out / "semantic_ids")
+        meta = [metadata.get(t, (None, None)) for t in catalog.item_ids]
+        vocab = ItemVocab.load(out / "cf")
+        if tuple(vocab.item_ids) != tuple(catalog.item_ids):
+            raise ValueError(f"{base}: the catalogue and the CF vocabulary list different items")
+        variant, content_stats = content_catalog(
+            catalog.item_ids, [m[0] for m in meta], [m[1] for m in meta], vocab.counts,
+            max_bytes=content_max_bytes)
+        content_stats["share_without_metadata"] = float(
+            np.mean([m[0] is None and m[1] is None for m in meta]))
     else:
-        raise ValueError(f"unknown ID scheme {scheme!r}; expected 'random' or 'atomic'")
+        raise ValueError(
+            f"unknown ID scheme {scheme!r}; expected 'random', 'atomic' or 'content'")
     shutil.rmtree(catalog_dir)
     variant.save(catalog_dir)
     manifest_path = out / "text2tracks.json"
     manifest = read_json(manifest_path, "manifest")
     manifest["components"].pop("seq2seq", None)
     manifest["components"].pop("diffusion", None)
-    manifest["components"].setdefault("semantic_ids", {})["scheme"] = scheme
+    entry = manifest["components"].setdefault("semantic_ids", {})
+    entry.update(scheme=scheme, depth=variant.depth, level_sizes=list(variant.level_sizes),
+                 n_items=len(variant))
+    if scheme == "content":
+        entry["content_stats"] = content_stats
     write_json_atomic(manifest_path, manifest)
     return out
+
+
+def id_token_figures(art: Path) -> dict:
+    """``decoding_steps_per_item`` (depth + EOS) and ``mean_id_tokens`` of an artifact's IDs."""
+    from semantic_ids.catalog import SemanticIDCatalog
+    from semantic_ids.content_ids import id_token_counts
+
+    catalog = SemanticIDCatalog.load(art / "semantic_ids" / "catalog")
+    steps = catalog.depth + 1
+    mean = (float(id_token_counts(catalog.sid_codes).mean()) if catalog.scheme == "bytes"
+            else float(steps))
+    return {"decoding_steps_per_item": steps, "mean_id_tokens": mean,
+            "token_scheme": catalog.scheme}
 
 
 # ------------------------------------------------------------------------------------ main
@@ -158,6 +223,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ablation-minutes", type=float, default=None,
                         help="training time of each ID-scheme ablation (default budget / 6)")
     parser.add_argument("--no-ablations", action="store_true", help="skip the ID-scheme ablation")
+    parser.add_argument("--ablation-schemes", type=_argparse_schemes,
+                        default=",".join(ABLATION_SCHEMES),
+                        help="comma-separated ID schemes of the ablation, trained in this order "
+                             f"(default {','.join(ABLATION_SCHEMES)})")
+    parser.add_argument("--content-max-bytes", type=int, default=DEFAULT_CONTENT_MAX_BYTES,
+                        help="content IDs: UTF-8 bytes of 'artist - title' kept "
+                             f"(default {DEFAULT_CONTENT_MAX_BYTES})")
     parser.add_argument("--skip-main", action="store_true",
                         help="do not train the main model (e.g. run the ablation in a second "
                              "process, one core each)")
@@ -259,9 +331,8 @@ def run(args: argparse.Namespace, train_args: list[str]) -> dict[str, Any]:
         config = _train_config(train_args, art, args.train, minutes)
         summary = train(config)
         ranked, seconds = _model_rankings(art, prompts, vocab, k, args.beams, args.eval_batch_size)
-        catalog_depth = json.loads((art / "seq2seq" / "sid_layout.json").read_text())["level_sizes"]
         extra = {"train_seconds": summary.get("elapsed_s"), "steps": summary.get("steps"),
-                 "decoding_steps_per_item": len(catalog_depth) + 1,
+                 **id_token_figures(art),
                  "latency_ms_per_prompt_batched": 1000 * seconds / max(1, len(prompts))}
         record(name, ranked, extra)
         return summary
@@ -276,7 +347,7 @@ def run(args: argparse.Namespace, train_args: list[str]) -> dict[str, Any]:
     # 4. ID-scheme ablation under a shorter, equal budget.
     if not args.no_ablations:
         minutes = args.ablation_minutes or args.budget_minutes / 6
-        for scheme in ("semantic", "random", "atomic"):
+        for scheme in ablation_schemes(getattr(args, "ablation_schemes", ABLATION_SCHEMES)):
             art = out / f"artifact-{scheme}"
             if scheme == "semantic":
                 if art.exists():
@@ -285,9 +356,18 @@ def run(args: argparse.Namespace, train_args: list[str]) -> dict[str, Any]:
                                 ignore=shutil.ignore_patterns("seq2seq", "diffusion", ".checkpoints"))
                 _strip_component(art, "seq2seq")
             else:
-                _variant_artifact(artifact, art, scheme, seed=args.split_seed)
+                _variant_artifact(artifact, art, scheme, seed=args.split_seed,
+                                  content_max_bytes=getattr(args, "content_max_bytes",
+                                                            DEFAULT_CONTENT_MAX_BYTES))
             train_and_score(f"ids-{scheme}-short", art, minutes)
-            results["systems"][f"ids-{scheme}-short"]["curve"] = _read_curve(art / "seq2seq")
+            system = results["systems"][f"ids-{scheme}-short"]
+            system["curve"] = _read_curve(art / "seq2seq")
+            if scheme == "content":
+                from text2tracks.artifacts import read_json
+
+                manifest = read_json(art / "text2tracks.json", "manifest")
+                system["content_stats"] = manifest["components"]["semantic_ids"].get(
+                    "content_stats")
 
     # 5. Paired comparisons against the best baseline.
     base_names = [n for n in results["systems"] if n in _BASELINE_ORDER]
@@ -330,11 +410,14 @@ def _markdown(results: dict, k: int) -> str:
     columns = [f"hits@{k}", f"recall@{k}", f"ndcg@{k}", "mrr", f"coverage@{k}"]
     lines = ["# Benchmark", "", f"split: {results['split']}", "",
              format_table(results["systems"], columns=columns), "",
-             "| system | train s | decoding steps/item | latency ms/prompt (batched) |",
-             "|---|---|---|---|"]
+             "| system | train s | decoding steps/item | mean ID tokens | "
+             "latency ms/prompt (batched) |",
+             "|---|---|---|---|---|"]
     for name, m in results["systems"].items():
+        mean_tokens = m.get("mean_id_tokens")
         lines.append(f"| {name} | {m.get('train_seconds') or 0:.0f} | "
                      f"{m.get('decoding_steps_per_item', '-')} | "
+                     f"{'-' if mean_tokens is None else f'{mean_tokens:.1f}'} | "
                      f"{m.get('latency_ms_per_prompt_batched', 0):.2f} |")
     main = results["systems"].get("text2tracks", {})
     if "latency_ms_one_prompt" in main:

@@ -4,6 +4,12 @@ Every item's ID is its residual k-means codes followed by a *collision digit* (T
 depth): items that share all their codes get digits ``0 .. g-1`` ordered by popularity (digit 0 =
 most played, ties broken by item id); an item alone in its prefix gets digit 0. The digit level's
 size is the largest group.
+
+The catalogue also records its token *scheme*, which tells the model how codes become tokens:
+``"sid"`` (one token per (level, code), the semantic IDs and their random / atomic variants) or
+``"bytes"`` (content IDs, :mod:`semantic_ids.content_ids`: byte levels of size 257 written with
+the byte-level tokenizer's own byte tokens, then a collision digit). Catalogues saved without a
+scheme are ``"sid"``.
 """
 
 from __future__ import annotations
@@ -20,14 +26,26 @@ CONFIG_NAME = "config.json"
 CODES_NAME = "sid_codes.npy"
 ITEM_IDS_NAME = "item_ids.json"
 FORMAT_VERSION = 1
+SCHEMES = ("sid", "bytes")
 
 
-def _row_keys(codes: np.ndarray, sizes: Sequence[int]) -> np.ndarray:
-    """Mixed-radix int64 key of each row of ``codes`` (n, len(sizes))."""
-    keys = np.zeros(codes.shape[0], dtype=np.int64)
+def _prefix_ranks(codes: np.ndarray, sizes: Sequence[int]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per level ``l``: the sorted distinct keys of the prefixes ``codes[:, :l+1]`` and each row's rank.
+
+    A prefix's key is ``rank of its parent prefix * sizes[l] + code``, so keys stay small
+    (below ``n * max(sizes)``) however deep the IDs are (content IDs have 49 levels of 257 codes,
+    far beyond a mixed-radix int64 key); ranks follow the lexicographic order of the prefixes.
+    """
+    n = codes.shape[0]
+    rank = np.zeros(n, dtype=np.int64)
+    keys, ranks = [], []
     for level, size in enumerate(sizes):
-        keys = keys * int(size) + codes[:, level].astype(np.int64)
-    return keys
+        key = rank * int(size) + codes[:, level].astype(np.int64)
+        unique, rank = np.unique(key, return_inverse=True)
+        rank = rank.reshape(-1).astype(np.int64)
+        keys.append(unique)
+        ranks.append(rank)
+    return keys, ranks
 
 
 def _pairs(counts: np.ndarray) -> float:
@@ -50,10 +68,16 @@ class SemanticIDCatalog:
         item_ids: tuple of track ids; item ``i`` is ``item_ids[i]``.
         sid_codes: int64 ``(n_items, depth)``, the residual codes then the collision digit.
         level_sizes: codes per level: the codebook sizes, then the largest collision group.
+        scheme: ``"sid"`` (one token per (level, code)) or ``"bytes"`` (content IDs: byte
+            levels of 257 codes, then the collision digit).
     """
 
     def __init__(
-        self, item_ids: Sequence[str], sid_codes: np.ndarray, level_sizes: Sequence[int]
+        self,
+        item_ids: Sequence[str],
+        sid_codes: np.ndarray,
+        level_sizes: Sequence[int],
+        scheme: str = "sid",
     ) -> None:
         sid_codes = np.asarray(sid_codes)
         if sid_codes.ndim != 2 or sid_codes.shape[0] != len(item_ids):
@@ -61,7 +85,8 @@ class SemanticIDCatalog:
                 f"sid_codes must be (n_items={len(item_ids)}, depth), got {sid_codes.shape}"
             )
         level_sizes = tuple(int(s) for s in level_sizes)
-        if len(level_sizes) != sid_codes.shape[1] or any(s < 1 for s in level_sizes):
+        if (not level_sizes or len(level_sizes) != sid_codes.shape[1]
+                or any(s < 1 for s in level_sizes)):
             raise ValueError(
                 f"level_sizes {level_sizes} must give a positive size for each of the "
                 f"{sid_codes.shape[1]} levels"
@@ -70,17 +95,28 @@ class SemanticIDCatalog:
             sid_codes.min() < 0 or (sid_codes.max(axis=0) >= np.asarray(level_sizes)).any()
         ):
             raise ValueError(f"sid_codes out of range for level_sizes {level_sizes}")
-        if math.prod(level_sizes) >= 2**62:
-            raise ValueError(f"level_sizes {level_sizes} span more IDs than an int64 key holds")
+        if scheme not in SCHEMES:
+            raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
+        if scheme == "bytes":
+            from semantic_ids.content_ids import BYTE_LEVEL_SIZE
+
+            if len(level_sizes) < 2 or any(s != BYTE_LEVEL_SIZE for s in level_sizes[:-1]):
+                raise ValueError(
+                    f"a 'bytes' (content-ID) catalogue has byte levels of {BYTE_LEVEL_SIZE} codes "
+                    f"then a collision digit, got level_sizes {level_sizes}"
+                )
+        if len(item_ids) * max(level_sizes) >= 2**62:
+            raise ValueError(f"level_sizes {level_sizes} are too large for int64 prefix keys")
         self.item_ids = tuple(str(i) for i in item_ids)
         self.sid_codes = np.ascontiguousarray(sid_codes, dtype=np.int64)
         self.sid_codes.setflags(write=False)
         self.level_sizes = level_sizes
-        keys = _row_keys(self.sid_codes, level_sizes)
-        self._key_order = np.argsort(keys, kind="stable")
-        self._sorted_keys = keys[self._key_order]
-        if self._sorted_keys.size > 1 and (np.diff(self._sorted_keys) == 0).any():
+        self.scheme = scheme
+        self._level_keys, ranks = _prefix_ranks(self.sid_codes, level_sizes)
+        if self._level_keys[-1].size != len(self.item_ids):
             raise ValueError("two items share a full semantic ID; every item needs its own")
+        self._rank_item = np.empty(len(self.item_ids), dtype=np.int64)
+        self._rank_item[ranks[-1]] = np.arange(len(self.item_ids))
         self._item_index = {item_id: i for i, item_id in enumerate(self.item_ids)}
         if len(self._item_index) != len(self.item_ids):
             raise ValueError("item_ids must be unique")
@@ -123,7 +159,10 @@ class SemanticIDCatalog:
         if len(sizes) != n_levels:
             raise ValueError(f"{len(sizes)} codebook sizes for {n_levels} levels")
         codes = codes.astype(np.int64)
-        prefix_keys = _row_keys(codes, sizes)
+        if n_levels and n:
+            prefix_keys = _prefix_ranks(codes, sizes)[1][-1]
+        else:
+            prefix_keys = np.zeros(n, dtype=np.int64)
         ids = np.asarray([str(i) for i in item_ids])
         # sort by prefix, then most popular first, then item id
         order = np.lexsort((ids, -popularity.astype(np.float64), prefix_keys))
@@ -174,16 +213,17 @@ class SemanticIDCatalog:
         if codes.ndim != 2 or codes.shape[1] != self.depth:
             raise ValueError(f"codes must be (n, {self.depth}), got shape {codes.shape}")
         codes = codes.astype(np.int64)
-        valid = ((codes >= 0) & (codes < np.asarray(self.level_sizes))).all(axis=1)
-        out = np.full(codes.shape[0], -1, dtype=np.int64)
-        if not valid.any() or not len(self):
-            return out
-        keys = _row_keys(codes[valid], self.level_sizes)
-        pos = np.clip(np.searchsorted(self._sorted_keys, keys), 0, len(self._sorted_keys) - 1)
-        hit = self._sorted_keys[pos] == keys
-        found = np.where(hit, self._key_order[pos], -1)
-        out[np.flatnonzero(valid)] = found
-        return out
+        ok = ((codes >= 0) & (codes < np.asarray(self.level_sizes))).all(axis=1)
+        if not len(self):
+            return np.full(codes.shape[0], -1, dtype=np.int64)
+        rank = np.zeros(codes.shape[0], dtype=np.int64)
+        for level, size in enumerate(self.level_sizes):
+            keys = self._level_keys[level]
+            key = rank * size + np.where(ok, codes[:, level], 0)
+            pos = np.minimum(np.searchsorted(keys, key), keys.size - 1)
+            ok &= keys[pos] == key
+            rank = np.where(ok, pos, 0)
+        return np.where(ok, self._rank_item[rank], -1)
 
     def lookup(self, codes: Sequence[int]) -> int:
         """Item index of one full semantic ID; KeyError if no item has it."""
@@ -225,10 +265,12 @@ class SemanticIDCatalog:
         n = len(self)
         n_levels = self.n_levels
         residual = self.sid_codes[:, :n_levels]
-        out: dict = {"tracks": n, "depth": self.depth, "level_sizes": list(self.level_sizes)}
+        out: dict = {"tracks": n, "depth": self.depth, "level_sizes": list(self.level_sizes),
+                     "scheme": self.scheme}
         if n == 0:
             return out
-        prefix_keys = _row_keys(residual, self.level_sizes[:n_levels])
+        prefix_ranks = _prefix_ranks(residual, self.level_sizes[:n_levels])[1] if n_levels else []
+        prefix_keys = prefix_ranks[-1] if n_levels else np.zeros(n, dtype=np.int64)
         _, inverse, counts = np.unique(prefix_keys, return_inverse=True, return_counts=True)
         in_shared = counts[inverse.reshape(-1)] > 1
         out.update(
@@ -260,9 +302,8 @@ class SemanticIDCatalog:
         for level in range(n_levels):
             size = self.level_sizes[level]
             level_counts = np.bincount(residual[:, level], minlength=size)
-            prefix = _row_keys(residual[:, : level + 1], self.level_sizes[: level + 1])
             _, prefix_inverse, prefix_counts = np.unique(
-                prefix, return_inverse=True, return_counts=True
+                prefix_ranks[level], return_inverse=True, return_counts=True
             )
             row = {
                 "level": level,
@@ -299,7 +340,7 @@ class SemanticIDCatalog:
     # ------------------------------------------------------------------ persistence
 
     def save(self, directory: str | os.PathLike) -> None:
-        """Write ``config.json``, ``sid_codes.npy`` and ``item_ids.json`` into ``directory``."""
+        """Write ``config.json`` (with the scheme), ``sid_codes.npy`` and ``item_ids.json``."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         config = {
@@ -307,6 +348,7 @@ class SemanticIDCatalog:
             "n_items": len(self),
             "depth": self.depth,
             "level_sizes": list(self.level_sizes),
+            "scheme": self.scheme,
         }
         with open(directory / CONFIG_NAME, "w", encoding="utf-8") as f:
             json.dump(config, f, indent=2, sort_keys=True)
@@ -337,4 +379,5 @@ class SemanticIDCatalog:
                 f"{directory / CODES_NAME} has shape {sid_codes.shape}, config says "
                 f"({config['n_items']}, {config['depth']})"
             )
-        return cls(item_ids, sid_codes, config["level_sizes"])
+        # catalogues written before schemes existed are semantic IDs
+        return cls(item_ids, sid_codes, config["level_sizes"], scheme=config.get("scheme", "sid"))

@@ -295,3 +295,20 @@ def test_k_1_without_beams_returns_the_best_item_with_its_score():
     # k=1 runs the same two-beam search as k=2 and keeps its best answer.
     np.testing.assert_array_equal(top1[:, 0], top2[:, 0])
     np.testing.assert_allclose(score1[:, 0], score2[:, 0], atol=1e-5)
+
+
+def test_generate_finds_prefix_nodes_from_the_previous_step(monkeypatch):
+    """One walk from the root (step 0) per decode; later steps descend from the parent beam."""
+    trie, layout, _ = random_catalogue(5)
+    model = tiny_t5(seed=5)
+    walked = []
+    original = SIDConstraintProcessor._walk
+
+    def walk(self, codes, prow, d):
+        walked.append(codes.shape[1])
+        return original(self, codes, prow, d)
+
+    monkeypatch.setattr(SIDConstraintProcessor, "_walk", walk)
+    x = prompts(5, batch=3)
+    constrained_generate(model, x, None, trie, layout, k=4, exclude=[[0], [], [1, 2]])
+    assert walked == [0]  # (the masks themselves: test_processor_and_prefix_allowed_tokens_fn_agree)

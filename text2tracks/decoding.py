@@ -4,11 +4,18 @@ The decoder writes ``decoder_start`` (pad for T5), then ``depth`` SID tokens, th
 (:class:`text2tracks.trie.FlatTrie`) is keyed by SID codes only: the processor skips the first
 ``decoder_prompt_len`` decoder positions (the start token) and reads the codes after them.
 
-:class:`SIDConstraintProcessor` masks the scores of every beam at once with tensor ops (a
-``searchsorted`` walk down the flat trie to each beam's prefix node, then one row gather from a
-dense parent -> allowed-codes table of the current level, or for very wide levels a gather of the
-node's CSR child range and a scatter, written into the current level's block of the vocabulary
-only): no Python call per beam per step. In transformers 5.x
+:class:`SIDConstraintProcessor` masks the scores of every beam at once with tensor ops (each
+beam's prefix node, then one row gather from a dense parent -> allowed-codes table of the current
+level, or a gather of the node's CSR child range and a scatter, written into the current level's
+block of the vocabulary only): no Python call per beam per step. The prefix node costs O(1)
+tensor ops per step, whatever the depth: each beam's prefix minus its last token is matched to
+a row of the previous step (beam search extends the previous step's beams), whose node is
+known, and one ``searchsorted`` step goes down from there; a full ``searchsorted`` walk from the
+root (one op per level) is the fallback when no previous row matches. That matters for content
+IDs (:mod:`semantic_ids.content_ids`), whose tries are ~49 levels deep: a walk from the root at
+every step would cost O(depth^2) tensor ops per decode. Dense tables are used level by level
+while their total size stays within a budget (``dense_limit``), so a deep trie never holds one
+dense table per level. In transformers 5.x
 beam search, custom logits processors run on ``log_softmax`` output (log-probabilities), and the
 result is only added to the running beam scores and passed to ``topk`` (no softmax after it), so a
 row of ``-inf`` (an impossible beam) yields no NaN.
@@ -32,6 +39,7 @@ from text2tracks.tokens import SIDTokenLayout
 from text2tracks.trie import FlatTrie
 
 _NEG_INF = float("-inf")
+_HASH_PRIME = 2_147_483_647  # 2^31 - 1: products of two residues stay below 2^62
 
 
 def _check_int(name: str, value, minimum: int = 0) -> int:
@@ -79,15 +87,20 @@ class SIDConstraintProcessor(LogitsProcessor):
         num_beams: rows of the ``(batch * num_beams)`` input map to prompt rows by
             ``row // num_beams`` (only used with ``exclude``).
         decoder_prompt_len: decoder positions before the first SID token (1: the start token).
-        dense_limit: a level whose ``n_parents * level_size`` is at most this uses a dense bool
-            table (parent -> allowed codes, cached on the trie): one row gather per step. Wider
-            levels gather each parent's CSR child range and scatter it into the block instead.
+        dense_limit: budget, in bytes (bools), of all the dense tables together. Levels in order
+            get a dense table (parent -> allowed codes, ``n_parents * level_size`` bools, cached
+            on the trie: one row gather per step) while the running total stays within it; the
+            other levels gather each parent's CSR child range and scatter it into the block.
+            Both give the same masks. See :func:`dense_levels`.
 
     At step ``t`` (``t = cur_len - decoder_prompt_len`` SID tokens written), only level ``t``'s
-    block can be valid, so the mask is built inside that block only: walk each beam's prefix down
-    the trie (one ``searchsorted`` per level for all beams), look up its children, prune excluded
-    children of its prompt, and copy the allowed scores into a tensor of ``-inf``. Returns new scores; the
-    input is never modified. A beam whose prefix is not in the trie gets a row of ``-inf``.
+    block can be valid, so the mask is built inside that block only: find each beam's prefix node
+    (from its parent row of the previous call, else a walk from the root), look up its children,
+    prune excluded children of its prompt, and copy the allowed scores into a tensor of ``-inf``.
+    Returns new scores; the input is never modified. A beam whose prefix is not in the trie gets
+    a row of ``-inf``. The processor remembers the last call's prefixes and nodes (one
+    processor per ``generate`` call); they are a pure function of each prefix and prompt, so a
+    call that does not continue the previous one simply walks from the root.
     """
 
     def __init__(
@@ -127,9 +140,10 @@ class SIDConstraintProcessor(LogitsProcessor):
         self.depth = trie.depth
         self.exclude = _normalise_exclude(exclude, trie)
         self.dense_limit = _check_int("dense_limit", dense_limit)
-        # per level: dense child mask (parent -> allowed codes) when it fits, else CSR gather
-        self._dense = [trie.n_parents(lv) * trie.level_sizes[lv] <= self.dense_limit
-                       for lv in range(self.depth)]
+        # per level: dense child mask (parent -> allowed codes) within the budget, else CSR gather
+        self._dense = dense_levels(trie, self.dense_limit)
+        # last call's (codes (rows, t), node, ok): the parents of the next call's prefixes
+        self._state: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self._excl_np: list[dict[str, np.ndarray | int]] | None = None
         if self.exclude is not None:
             for r, items in enumerate(self.exclude):
@@ -167,6 +181,9 @@ class SIDConstraintProcessor(LogitsProcessor):
             return cached
         cached = dict(_trie_tensors(self.trie, device, self._dense))
         cached["offsets"] = torch.tensor(self.layout.offsets, dtype=torch.long, device=device)
+        generator = torch.Generator().manual_seed(0)
+        cached["hash_weights"] = torch.randint(1, _HASH_PRIME, (max(1, self.depth),),
+                                               generator=generator).to(device)
         if self._excl_np is not None:
             cached["excl"] = [
                 {
@@ -187,19 +204,68 @@ class SIDConstraintProcessor(LogitsProcessor):
         pos = torch.searchsorted(sorted_keys, keys).clamp_(max=sorted_keys.numel() - 1)
         return sorted_keys[pos] == keys
 
+    def _descend(self, lv: int, node, ok, code, prow, d: dict):
+        """One level down: the level-``lv`` child with ``code`` of each level ``lv - 1`` ``node``."""
+        size = self.trie.level_sizes[lv]
+        keys = d["keys"][lv]
+        ok = ok & (code >= 0) & (code < size)
+        key = node * size + code
+        pos = torch.searchsorted(keys, key).clamp_(max=keys.numel() - 1)
+        ok &= keys[pos] == key
+        if prow is not None:
+            ok &= ~self._is_in(d["excl"][lv]["node_keys"], prow * self.trie.n_nodes(lv) + pos)
+        return pos.masked_fill_(~ok, 0), ok
+
     def _walk(self, codes: torch.Tensor, prow: torch.Tensor | None, d: dict):
         """Node ids (at level t-1) of the prefixes ``codes`` (rows, t) and whether each is valid."""
         n_rows, t = codes.shape
         node = torch.zeros(n_rows, dtype=torch.long, device=codes.device)
-        ok = ((codes >= 0) & (codes < d["sizes"][:t])).all(dim=1)
+        ok = torch.ones(n_rows, dtype=torch.bool, device=codes.device)
         for lv in range(t):
-            keys = d["keys"][lv]
-            key = node * self.trie.level_sizes[lv] + codes[:, lv]
-            pos = torch.searchsorted(keys, key).clamp_(max=keys.numel() - 1)
-            ok &= keys[pos] == key
-            if prow is not None:
-                ok &= ~self._is_in(d["excl"][lv]["node_keys"], prow * self.trie.n_nodes(lv) + pos)
-            node = pos.masked_fill_(~ok, 0)
+            node, ok = self._descend(lv, node, ok, codes[:, lv], prow, d)
+        return node, ok
+
+    @staticmethod
+    def _row_hash(codes: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """Fingerprint of each row: ``sum(code_i * w_i) mod p`` with random weights (a universal
+        hash: two different rows collide with probability ~1/p, p ~ 2^31; no int64 overflow)."""
+        terms = (codes.remainder(_HASH_PRIME) * weights[:codes.shape[1]]).remainder_(_HASH_PRIME)
+        return terms.sum(dim=1)
+
+    def _parent_rows(self, prev: torch.Tensor, cur: torch.Tensor,
+                     weights: torch.Tensor) -> torch.Tensor | None:
+        """For each row of ``cur`` (rows, t-1), a row of ``prev`` (rows, t-1) of the same prompt
+        (rows ``num_beams`` at a time) holding the same prefix; ``None`` if a row has none.
+
+        Candidates come from equal fingerprints (prompts x beams x beams), then every chosen
+        pair is checked token by token, so a fingerprint collision only costs a full walk.
+        """
+        n_rows, width = cur.shape
+        g = self.num_beams
+        if n_rows % g:
+            return None
+        b = n_rows // g
+        # (prompts, beams, beams): beam i's prefix fingerprint equals the previous beam j's
+        same = (self._row_hash(cur, weights).view(b, g, 1)
+                == self._row_hash(prev, weights).view(b, 1, g))
+        first = same.to(torch.int32).argmax(dim=-1)  # the first candidate (0 if none)
+        parent = (torch.arange(b, device=cur.device)[:, None] * g + first).reshape(-1)
+        if not bool((prev[parent] == cur).all()):
+            return None
+        return parent
+
+    def _prefix_nodes(self, codes: torch.Tensor, prow: torch.Tensor | None, d: dict):
+        """Node (at level t-1) and validity of each prefix ``codes`` (rows, t); remembers them."""
+        n_rows, t = codes.shape
+        state, found = self._state, None
+        if (t > 0 and state is not None and state[0].shape == (n_rows, t - 1)
+                and state[0].device == codes.device):
+            parent = self._parent_rows(state[0], codes[:, :t - 1], d["hash_weights"])
+            if parent is not None:
+                found = self._descend(t - 1, state[1][parent], state[2][parent], codes[:, t - 1],
+                                      prow, d)
+        node, ok = found if found is not None else self._walk(codes, prow, d)
+        self._state = (codes, node, ok)
         return node, ok
 
     def _block_mask_dense(self, t: int, node, ok, prow, d: dict) -> torch.Tensor:
@@ -280,7 +346,7 @@ class SIDConstraintProcessor(LogitsProcessor):
             out[:, self.pad_token_id] = scores[:, self.pad_token_id]
             return out
         ids = input_ids[:, self.decoder_prompt_len:].to(device=scores.device, dtype=torch.long)
-        node, ok = self._walk(ids - d["offsets"][:t], prow, d)
+        node, ok = self._prefix_nodes(ids - d["offsets"][:t], prow, d)
         if t == self.depth:  # full ID written: only EOS
             out[:, self.eos_token_id] = scores[:, self.eos_token_id].masked_fill(~ok, _NEG_INF)
             return out
@@ -292,6 +358,23 @@ class SIDConstraintProcessor(LogitsProcessor):
         out[:, off:off + self.trie.level_sizes[t]] = scores[:, off:off + mask.shape[1]].masked_fill(
             ~mask, _NEG_INF)
         return out
+
+
+def dense_levels(trie: FlatTrie, budget: int) -> list[bool]:
+    """Which levels of ``trie`` get a dense child table within ``budget`` bools in all.
+
+    Levels are taken in order; a level whose table (``n_parents * level_size``) would take the
+    running total past the budget is served by the CSR path, and later, smaller ones may still
+    fit (e.g. the collision-digit level of a content-ID trie after its wide byte levels).
+    """
+    budget = _check_int("budget", budget)
+    used, out = 0, []
+    for lv in range(trie.depth):
+        size = trie.n_parents(lv) * trie.level_sizes[lv]
+        fits = used + size <= budget
+        used += size if fits else 0
+        out.append(fits)
+    return out
 
 
 def _as_long(a: np.ndarray, device: torch.device) -> torch.Tensor:

@@ -9,7 +9,11 @@ Two kinds of base:
   (``AutoModelForSeq2SeqLM`` / ``AutoTokenizer``). Optionally fine-tuned with LoRA (``peft``).
 
 Either way one token per (level, code) of the semantic IDs is added to the tokenizer
-(:func:`text2tracks.tokens.add_sid_tokens`) and the embedding matrix is resized.
+(:func:`text2tracks.tokens.add_sid_tokens`) and the embedding matrix is resized. Content IDs
+(``scheme="bytes"``, :func:`text2tracks.tokens.add_content_tokens`) instead reuse the byte-level
+tokenizer's byte tokens and add ``<sid_end>`` (id 259) and the collision digits; they need a
+byte-level tokenizer: the default one is then built without ByT5's sentinel ``extra_ids``, and a
+pretrained ByT5 base gets the same tokenizer (its sentinel rows 259.. are reused).
 
 With LoRA the new tokens still need training: their input embeddings (decoder side) and, for
 models whose output layer is not tied to the input embeddings (T5 v1.1, flan-t5), their rows of
@@ -20,7 +24,7 @@ merges the adapter into the base and returns a plain model.
 
 On-disk form of ``seq2seq/`` (no pickle anywhere): ``config.json`` + ``model.safetensors`` (or
 ``adapter_config.json`` + ``adapter_model.safetensors``), ``generation_config.json``, the
-tokenizer files, ``sid_layout.json`` (the token ids of each level's block) and
+tokenizer files, ``sid_layout.json`` (the token ids of each level's block and the scheme) and
 ``text2tracks_seq2seq.json`` (the :class:`ModelConfig` it was built from).
 """
 
@@ -33,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from text2tracks.tokens import SIDTokenLayout, add_sid_tokens
+from text2tracks.tokens import SCHEMES, SIDTokenLayout, add_layout_tokens
 
 SID_LAYOUT_NAME = "sid_layout.json"
 MODEL_INFO_NAME = "text2tracks_seq2seq.json"
@@ -115,10 +119,25 @@ class ModelConfig:
         return cls(**values)
 
 
-def _default_tokenizer():
+def _default_tokenizer(scheme: str = "sid"):
+    """The built-in byte-level tokenizer; for content IDs without ByT5's 125 sentinel tokens, so
+    that ``<sid_end>`` can take id 259 right after the bytes (sentinels serve span-corruption
+    pretraining, which text2tracks does not do)."""
     from transformers import ByT5Tokenizer
 
-    return ByT5Tokenizer()
+    return ByT5Tokenizer(extra_ids=0) if scheme == "bytes" else ByT5Tokenizer()
+
+
+def _pretrained_tokenizer(base: str, scheme: str):
+    """The base's tokenizer; for content IDs a ByT5 one is rebuilt without sentinel tokens."""
+    from transformers import AutoTokenizer, ByT5Tokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    if scheme == "bytes" and isinstance(tokenizer, ByT5Tokenizer) and len(tokenizer) > 259:
+        # same byte ids and special tokens; the sentinel ids (259..) become <sid_end> and digits
+        tokenizer = ByT5Tokenizer(eos_token=tokenizer.eos_token, unk_token=tokenizer.unk_token,
+                                  pad_token=tokenizer.pad_token, extra_ids=0)
+    return tokenizer
 
 
 def _set_generation(model, tokenizer, layout: SIDTokenLayout) -> None:
@@ -144,8 +163,15 @@ def _set_generation(model, tokenizer, layout: SIDTokenLayout) -> None:
 
 
 def sid_token_indices(layout: SIDTokenLayout) -> list[int]:
-    """Every semantic-ID token id of ``layout`` (the rows LoRA must train)."""
-    return list(range(layout.first_id, layout.end_id))
+    """Every token id the IDs of ``layout`` are written with (the rows LoRA must train).
+
+    For ``"sid"`` the new tokens; for ``"bytes"`` the 256 byte tokens (they are the content IDs'
+    vocabulary, shared with the prompt's input embeddings), ``<sid_end>`` and the digits.
+    """
+    ids: set[int] = set()
+    for offset, size in zip(layout.offsets, layout.level_sizes, strict=True):
+        ids.update(range(offset, offset + size))
+    return sorted(ids)
 
 
 def _lora_wrap(model, config: ModelConfig, layout: SIDTokenLayout):
@@ -167,18 +193,27 @@ def _lora_wrap(model, config: ModelConfig, layout: SIDTokenLayout):
     return get_peft_model(model, lora_config)
 
 
-def build_seq2seq(config: ModelConfig, level_sizes: tuple[int, ...] | list[int]):
+def build_seq2seq(config: ModelConfig, level_sizes: tuple[int, ...] | list[int],
+                  scheme: str = "sid"):
     """Build the model, its tokenizer (with the semantic-ID tokens) and the token layout.
+
+    Args:
+        config: the model's shape or pretrained base.
+        level_sizes: codes per level of the catalogue's IDs.
+        scheme: the catalogue's token scheme, ``"sid"`` or ``"bytes"`` (content IDs; needs the
+            built-in tokenizer or a ByT5 base, else ``ValueError``).
 
     Returns ``(model, tokenizer, layout)``. The model's embeddings cover the enlarged vocabulary
     and its generation settings write ``depth`` tokens then EOS. With ``config.lora`` the model is
-    a ``peft`` model whose adapters and semantic-ID token rows are the only trainable weights.
+    a ``peft`` model whose adapters and ID token rows are the only trainable weights.
     """
+    if scheme not in SCHEMES:
+        raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
     if config.base is None:
         from transformers import T5Config, T5ForConditionalGeneration
 
-        tokenizer = _default_tokenizer()
-        layout = add_sid_tokens(tokenizer, level_sizes)
+        tokenizer = _default_tokenizer(scheme)
+        layout = add_layout_tokens(tokenizer, level_sizes, scheme)
         t5_config = T5Config(
             vocab_size=len(tokenizer),
             d_model=config.d_model,
@@ -196,10 +231,10 @@ def build_seq2seq(config: ModelConfig, level_sizes: tuple[int, ...] | list[int])
         )
         model = T5ForConditionalGeneration(t5_config)
     else:
-        from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+        from transformers import AutoModelForSeq2SeqLM
 
-        tokenizer = AutoTokenizer.from_pretrained(config.base)
-        layout = add_sid_tokens(tokenizer, level_sizes)
+        tokenizer = _pretrained_tokenizer(config.base, scheme)
+        layout = add_layout_tokens(tokenizer, level_sizes, scheme)
         model = AutoModelForSeq2SeqLM.from_pretrained(config.base)
         if model.get_input_embeddings().num_embeddings < len(tokenizer):
             model.resize_token_embeddings(len(tokenizer))
@@ -253,6 +288,8 @@ def load_sid_layout(directory: str | os.PathLike) -> SIDTokenLayout:
 def load_seq2seq(directory: str | os.PathLike, base: str | None = None):
     """Read a folder written by :func:`save_seq2seq`: ``(model, tokenizer, layout)``.
 
+    The layout (with its scheme; older folders are ``"sid"``) is checked against the tokenizer.
+
     A LoRA folder is applied to its base (``base`` overrides the path recorded in the adapter
     config, e.g. when the base folder has moved) and merged, so the model returned is always a
     plain ``transformers`` model, in eval mode.
@@ -278,7 +315,7 @@ def load_seq2seq(directory: str | os.PathLike, base: str | None = None):
         model.generation_config = GenerationConfig.from_pretrained(directory)
     else:
         model = AutoModelForSeq2SeqLM.from_pretrained(directory)
-    if add_sid_tokens(tokenizer, layout.level_sizes) != layout:
+    if add_layout_tokens(tokenizer, layout.level_sizes, layout.scheme) != layout:
         raise ValueError(f"{directory}: the tokenizer's semantic-ID tokens do not match {SID_LAYOUT_NAME}")
     model.eval()
     return model, tokenizer, layout

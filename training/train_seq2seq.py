@@ -323,11 +323,16 @@ def train(config: TrainConfig) -> dict[str, Any]:
     catalog = data["catalog"]
 
     # 3. Model
-    model, tokenizer, layout = build_seq2seq(config.model, catalog.level_sizes)
+    # the catalogue's scheme says how codes become tokens ("bytes": content IDs); targets are
+    # then depth tokens + EOS whatever the scheme, and decoding follows layout / trie depth
+    model, tokenizer, layout = build_seq2seq(config.model, catalog.level_sizes,
+                                             scheme=catalog.scheme)
     sid_token_ids = layout.codes_to_token_ids(catalog.sid_codes)
     n_params = count_parameters(model)
+    shape = (f"level sizes {catalog.level_sizes}" if layout.scheme == "sid" else
+             f"content IDs of {layout.depth - 1} bytes + {catalog.level_sizes[-1]} digits")
     log(f"model: {n_params / 1e6:.2f}M parameters ({count_parameters(model, True) / 1e6:.2f}M "
-        f"trainable); catalogue {len(catalog)} items, level sizes {catalog.level_sizes}")
+        f"trainable); catalogue {len(catalog)} items, {shape}")
 
     train_prompts = encode_prompts(tokenizer, [p.prompt for p in data["train"]],
                                    config.model.max_prompt_length, config.normalize_prompts)
@@ -574,7 +579,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
     if main:
         unwrapped = accelerator.unwrap_model(model)
         info = {"steps": state["step"], "elapsed_s": summary["elapsed_s"],
-                "level_sizes": list(catalog.level_sizes), **{k: v for k, v in last_eval.items()}}
+                "level_sizes": list(catalog.level_sizes), "scheme": layout.scheme,
+                **{k: v for k, v in last_eval.items()}}
         with component_writer(config.artifact, "seq2seq", info) as tmp:
             save_seq2seq(unwrapped, tokenizer, layout, tmp, config.model)
             with open(tmp / LOG_NAME, "w", encoding="utf-8") as f:
