@@ -354,3 +354,69 @@ def test_read_input_numbers_rows_and_skips_blank_lines(tmp_path):
     source = read_input(tmp_path / "in.txt")
     assert [(r.index, r.id, r.prompt) for r in source.rows] == [(0, "1", "a"), (1, "4", "b")]
     assert source.n_blank == 2
+
+
+# ------------------------------------------------------------------------------ negative prompts
+
+
+def test_negative_prompt_is_read_from_every_format(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "in.jsonl").write_text("\n".join([
+        json.dumps({"id": "a", "prompt": "party", "negative_prompt": "rock"}),
+        json.dumps({"id": "b", "prompt": "party"}),
+        json.dumps({"id": "c", "prompt": "party", "negative_prompt": None}),
+        json.dumps({"id": "d", "prompt": "party", "negative_prompt": ["rock"]}),
+        json.dumps({"id": "e", "prompt": "party", "negative_prompt": ""}),
+    ]) + "\n", encoding="utf-8")
+    rows = read_input(tmp_path / "in.jsonl").rows
+    assert [r.negative_prompt for r in rows[:3]] == ["rock", None, None]
+    assert [r.error is None for r in rows] == [True, True, True, False, False]
+    assert "negative_prompt must be a string, got list" in rows[3].error
+    assert rows[3].prompt == "party" and "empty negative_prompt" in rows[4].error
+
+    (tmp_path / "in.csv").write_text("id,prompt,negative_prompt\n1,party,rock\n2,party,\n",
+                                     encoding="utf-8")
+    rows = read_input(tmp_path / "in.csv").rows
+    assert [(r.negative_prompt, r.error) for r in rows] == [("rock", None), (None, None)]
+
+    pq.write_table(pa.table({"prompt": ["party", "party", "party"],
+                             "negative_prompt": ["rock", None, " "]}), tmp_path / "in.parquet")
+    rows = read_input(tmp_path / "in.parquet").rows
+    assert [r.negative_prompt for r in rows[:2]] == ["rock", None]
+    assert rows[2].error and "empty negative_prompt" in rows[2].error
+
+
+def test_negative_prompt_in_generative_mode_fails_its_row_only(recommender, artifact, tmp_path):
+    source = tmp_path / "in.jsonl"
+    source.write_text("\n".join([
+        json.dumps({"id": "ok", "prompt": "sad songs"}),
+        json.dumps({"id": "neg", "prompt": "sad songs", "negative_prompt": "jazz"}),
+    ]) + "\n", encoding="utf-8")
+    summary = export(recommender, artifact, source, tmp_path / "out.jsonl")
+    records = read_output(tmp_path / "out.jsonl")
+    assert (summary.n_done, summary.n_failed) == (1, 1)
+    assert records[0]["track_ids"] == [r.track_id for r in recommender.recommend("sad songs", k=5)]
+    assert "negative_prompt need mode='latent' or mode='hybrid'" in records[1]["error"]
+    with pytest.raises(ExportError, match="--n-samples need --mode latent or hybrid"):
+        export(recommender, artifact, source, tmp_path / "o.jsonl", n_samples=3)
+    with pytest.raises(ExportError, match="needs a diffusion head"):
+        export(recommender, artifact, source, tmp_path / "o.jsonl", mode="latent")
+    with pytest.raises(ExportError, match="--mode must be one of"):
+        export(recommender, artifact, source, tmp_path / "o.jsonl", mode="magic")
+    with pytest.raises(ExportError, match="--seed"):
+        export(recommender, artifact, source, tmp_path / "o.jsonl", mode="latent", seed=-1)
+
+
+def test_sampling_flags_are_parsed():
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["export", "--artifact", "A", "--input", "i.txt", "--output", "o.csv",
+                              "--mode", "hybrid", "--guidance-weight", "3.5", "--n-samples", "8",
+                              "--seed", "11"])
+    assert (args.mode, args.guidance_weight, args.n_samples, args.seed) == ("hybrid", 3.5, 8, 11)
+    defaults = parser.parse_args(["export", "--artifact", "A", "--input", "i", "--output", "o.csv"])
+    assert (defaults.guidance_weight, defaults.n_samples, defaults.seed) == (None, None, 0)

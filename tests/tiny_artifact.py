@@ -28,3 +28,76 @@ def build_tiny_artifact(root: Path) -> Path:
     with component_writer(artifact, "seq2seq", {"steps": 0}) as tmp:
         save_seq2seq(model, tokenizer, layout, tmp, config)
     return artifact
+
+
+# A diffusion component whose right answer is known. The CF item factors of cf/ are replaced by
+# designed ones: a track of genre g sits at SCALE * e_g (plus a little noise), one axis per
+# genre. The head learns p(latent | prompt) from pairs (a genre's phrase -> its axis; a "party"
+# phrase -> the rock axis or the pop axis, half and half), conditioned on the tiny T5's frozen
+# encoder, as training.train_diffusion does with --encoder seq2seq.
+DIFFUSION_SCALE = 3.0
+PARTY_PROMPTS = ("party", "party mix", "party time")
+PARTY_GENRES = ("rock", "pop")
+
+
+def genre_of(track_id: str) -> str:
+    """The genre a demo track id spells (``demo:<genre>:<mood>:<era>:<index>``)."""
+    from semantic_ids.demo import demo_track_tags
+
+    return demo_track_tags(track_id)["genre"]
+
+
+def add_tiny_diffusion(artifact: Path, steps: int = 500, seed: int = 0) -> Path:
+    """Replace ``cf/item_factors.npy`` by genre-clustered factors and train a tiny diffusion head
+    into ``diffusion/`` (no fusion.json: tests write the fusion they need). A few seconds on CPU."""
+    import numpy as np
+
+    from semantic_ids.demo import GENRE_PHRASES, GENRES
+    from semantic_ids.interactions import ItemVocab
+    from text2tracks.artifacts import component_writer
+    from text2tracks.diffusion import DiffusionHead, DiffusionHeadConfig, FrozenSeq2SeqEncoder
+    from text2tracks.modeling import load_seq2seq
+
+    rng = np.random.default_rng(seed)
+    vocab = ItemVocab.load(artifact / "cf")
+    dim = np.load(artifact / "cf" / "item_factors.npy").shape[1]
+    centers = np.zeros((len(GENRES), dim), dtype=np.float32)
+    centers[np.arange(len(GENRES)), np.arange(len(GENRES))] = DIFFUSION_SCALE
+    genres = np.array([GENRES.index(genre_of(t)) for t in vocab.item_ids])
+    factors = centers[genres] + 0.3 * rng.normal(size=(len(genres), dim)).astype(np.float32)
+    np.save(artifact / "cf" / "item_factors.npy", factors.astype(np.float32), allow_pickle=False)
+
+    prompts = [p for g in GENRES for p in GENRE_PHRASES[g]] + list(PARTY_PROMPTS)
+    labels = [GENRES.index(g) for g in GENRES for _ in GENRE_PHRASES[g]] + [-1] * len(PARTY_PROMPTS)
+    model, tokenizer, _ = load_seq2seq(artifact / "seq2seq")
+    encoder = FrozenSeq2SeqEncoder(model, tokenizer)
+    with torch.no_grad():
+        conds = encoder.encode(prompts)
+    n = 4000
+    pick = rng.integers(0, len(prompts), n)
+    label = np.asarray(labels)[pick]
+    party = np.asarray([GENRES.index(g) for g in PARTY_GENRES])[rng.integers(0, 2, n)]
+    label = np.where(label >= 0, label, party)
+    latents = torch.tensor(centers[label] + 0.3 * rng.normal(size=(n, dim)), dtype=torch.float32)
+    cond = conds[torch.from_numpy(pick)]
+
+    torch.manual_seed(seed)
+    head = DiffusionHead(DiffusionHeadConfig(
+        latent_dim=dim, cond_dim=encoder.out_dim, hidden=64, n_blocks=2, time_embed_dim=32,
+        cond_drop_prob=0.2, guidance_weight=2.0, ddim_steps=10))
+    head.set_latent_stats(latents)
+    target = head.standardise(latents)
+    optimizer = torch.optim.AdamW(head.parameters(), lr=3e-3)
+    generator = torch.Generator().manual_seed(seed)
+    head.train()
+    for _ in range(steps):
+        batch = torch.randint(0, n, (256,), generator=generator)
+        loss = head(target[batch], cond[batch], generator=generator)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    head.eval()
+    head.encoder = encoder  # saved as kind "seq2seq": its weights stay in seq2seq/
+    with component_writer(artifact, "diffusion", {"kind": "diffusion_head", "encoder": "seq2seq"}) as tmp:
+        head.save(tmp)
+    return artifact

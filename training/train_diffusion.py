@@ -20,6 +20,15 @@ Recall@K against their catalogue tracks).
 With ``--encoder seq2seq`` the trained seq2seq's encoder (``ART/seq2seq``) is frozen, so the prompt
 encodings are computed once up front; ``--encoder bytes`` trains a small byte-level encoder jointly.
 
+The hybrid mode's fusion is fitted after the head is saved (unless ``--no-fit-fusion``, and only
+for the head, not ``--regressor``): up to ``--fusion-prompts`` validation prompts (default 300)
+get beam candidates from the seq2seq (``--fusion-candidates``) and latent candidates from the new
+head (``--fusion-samples`` samples, ``--fusion-latent-k`` neighbours each), gathered exactly as
+``Text2Tracks.recommend(mode="hybrid")`` gathers them, and a ``FixedBlendFusion`` (or, with
+``--fusion-kind gated``, a ``GatedFusion``) is fitted to maximise ``--fusion-metric`` at
+``--eval-k``. It goes to ``ART/diffusion/fusion.json`` with those settings, which the API then
+uses by default. An artifact without ``seq2seq/`` gets no fusion (hybrid mode then blends evenly).
+
 :func:`train` runs the same thing in-process (for the benchmark).
 """
 
@@ -43,6 +52,8 @@ CHECKPOINTS_PREFIX = ".checkpoints-"  # + component: diffusion / latent_regresso
 LOG_NAME = "training_log.jsonl"
 _ENCODERS = ("seq2seq", "bytes")
 _PRECISIONS = ("no", "fp16", "bf16")
+_FUSION_KINDS = ("fixed", "gated")
+_FUSION_METRICS = ("hits", "ndcg", "mrr")
 
 
 @dataclass(frozen=True)
@@ -66,6 +77,9 @@ class DiffusionTrainConfig:
             ``eval_samples`` latents per prompt (max-pooled).
         checkpoint_every, checkpoint_dir, keep_checkpoints, resume: see the module docstring.
         num_threads: torch CPU threads (0 = this process's CPUs / local processes).
+        fit_fusion, fusion_prompts, fusion_kind, fusion_metric, fusion_candidates,
+            fusion_latent_k, fusion_samples: the hybrid fusion fitted after training (see the
+            module docstring); the last three are stored as the API's defaults.
     """
 
     artifact: str
@@ -107,6 +121,13 @@ class DiffusionTrainConfig:
     num_threads: int = 0
     log_every: int = 100
     progress: bool = True
+    fit_fusion: bool = True
+    fusion_prompts: int = 300
+    fusion_kind: str = "fixed"
+    fusion_metric: str = "hits"
+    fusion_candidates: int = 50
+    fusion_latent_k: int = 100
+    fusion_samples: int = 4
 
     def __post_init__(self) -> None:
         if self.encoder not in _ENCODERS:
@@ -114,7 +135,8 @@ class DiffusionTrainConfig:
         if self.mixed_precision not in _PRECISIONS:
             raise ValueError(f"mixed_precision must be one of {_PRECISIONS}, got {self.mixed_precision!r}")
         positive = ("batch_size", "grad_accum", "epochs", "eval_k", "eval_samples",
-                    "keep_checkpoints", "log_every")
+                    "keep_checkpoints", "log_every", "fusion_prompts", "fusion_candidates",
+                    "fusion_latent_k", "fusion_samples")
         non_negative = ("max_steps", "warmup_steps", "eval_every", "eval_prompts",
                         "checkpoint_every", "num_threads")
         for name in positive + non_negative:
@@ -123,6 +145,10 @@ class DiffusionTrainConfig:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
         if not (self.lr > 0 and self.weight_decay >= 0 and self.max_minutes >= 0):
             raise ValueError("lr must be > 0, weight_decay and max_minutes >= 0")
+        if self.fusion_kind not in _FUSION_KINDS:
+            raise ValueError(f"fusion_kind must be one of {_FUSION_KINDS}, got {self.fusion_kind!r}")
+        if self.fusion_metric not in _FUSION_METRICS:
+            raise ValueError(f"fusion_metric must be one of {_FUSION_METRICS}, got {self.fusion_metric!r}")
         # The model configs validate their own fields.
         self.head_config(1, 1) if not self.regressor else self.regressor_config(1, 1)
 
@@ -224,6 +250,66 @@ def load_pairs(artifact: str | os.PathLike, playlists: str | os.PathLike) -> dic
     }
 
 
+def fit_artifact_fusion(
+    config: DiffusionTrainConfig, prompts: list[str], relevant: list[set[int]], device=None,
+    log=None,
+) -> dict[str, Any]:
+    """Fit the hybrid fusion of ``config.artifact`` (with its saved ``diffusion/``) on validation
+    prompts and write ``diffusion/fusion.json``; returns the fit's summary (or why it was skipped).
+
+    Args:
+        config: the training config (``fusion_*`` fields, ``eval_k``, ``seed``, ``progress``).
+        prompts, relevant: validation prompts and their relevant items as ``cf/`` vocabulary
+            indices (:func:`load_pairs`'s ``validation_prompts`` / ``validation_relevant``).
+        device: where the recommender runs (None: CUDA if available, else the CPU).
+        log: a function taking one message (None: silent).
+    """
+    import numpy as np
+
+    from semantic_ids.interactions import ItemVocab
+    from text2tracks.artifacts import read_manifest
+    from text2tracks.hybrid import HybridSettings, save_fusion
+    from text2tracks.pipeline import Text2Tracks
+
+    log = log or (lambda message: None)
+    artifact = Path(config.artifact)
+    components = read_manifest(artifact)["components"]
+    reason = None
+    if "seq2seq" not in components:
+        reason = "the artifact has no seq2seq/ component to draw beam candidates from"
+    elif "diffusion" not in components:
+        reason = "the artifact has no diffusion/ component"
+    elif not prompts:
+        reason = "no validation prompt holds a catalogue track"
+    if reason is not None:
+        log(f"fusion not fitted: {reason}; hybrid mode will blend the two views evenly")
+        return {"skipped": reason}
+    started = time.perf_counter()
+    if len(prompts) > config.fusion_prompts:
+        pick = np.sort(np.random.default_rng(config.seed).choice(
+            len(prompts), config.fusion_prompts, replace=False))
+        prompts, relevant = [prompts[i] for i in pick], [relevant[i] for i in pick]
+    vocab = ItemVocab.load(artifact / "cf")
+    relevant_ids = [[vocab.item_ids[i] for i in sorted(rel)] for rel in relevant]
+    settings = HybridSettings(n_samples=config.fusion_samples,
+                              beam_candidates=config.fusion_candidates,
+                              latent_k=config.fusion_latent_k)
+    recommender = Text2Tracks.from_pretrained(artifact, device=device)
+    summary = recommender.fit_fusion(prompts, relevant_ids, settings=settings,
+                                     kind=config.fusion_kind, metric=config.fusion_metric,
+                                     k=config.eval_k, progress=config.progress)
+    summary["elapsed_s"] = round(time.perf_counter() - started, 3)
+    save_fusion(artifact / "diffusion", recommender.fusion, settings, summary)
+    scores = summary[f"{config.fusion_metric}@{config.eval_k}"]
+    weights = (f"alpha {summary['alpha']}" if "alpha" in summary
+               else f"mean alpha {summary['alphas_mean']:.2f}")
+    log(f"fusion ({config.fusion_kind}, {summary['n_prompts']} validation prompts, "
+        f"{summary['elapsed_s']:.0f} s): {weights}; {config.fusion_metric}@{config.eval_k} "
+        f"generative {scores['generative']:.4f}, latent {scores['latent']:.4f}, "
+        f"fused {scores['fused']:.4f} (in-sample)")
+    return summary
+
+
 def latent_retrieval_metrics(
     latents, item_factors, relevant: list[set[int]], k: int, index=None
 ) -> dict[str, float]:
@@ -245,7 +331,8 @@ def train(config: DiffusionTrainConfig) -> dict[str, Any]:
     """Train, validate, checkpoint and save into ``ART/diffusion`` (or ``ART/latent_regressor``).
 
     Returns a summary: ``steps``, ``elapsed_s``, ``final_eval``, ``stopped_by``,
-    ``component_dir``, ``n_parameters``, ``n_train_pairs``, ``n_validation``.
+    ``component_dir``, ``n_parameters``, ``n_train_pairs``, ``n_validation`` and (on the main
+    process, when the fusion is fitted) ``fusion``: :func:`fit_artifact_fusion`'s summary.
     """
     import numpy as np
     import torch
@@ -466,6 +553,10 @@ def train(config: DiffusionTrainConfig) -> dict[str, Any]:
             with open(tmp / "train_config.json", "w", encoding="utf-8") as f:
                 json.dump({"config": dataclasses.asdict(config), "summary": summary}, f, indent=2)
         log(f"saved {component_dir} after {state['step']} steps ({state['elapsed_s']:.0f} s)")
+        if config.fit_fusion and not config.regressor:
+            summary["fusion"] = fit_artifact_fusion(
+                config, data["validation_prompts"], data["validation_relevant"],
+                device=accelerator.device, log=log)
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return summary
@@ -484,7 +575,8 @@ def build_parser() -> argparse.ArgumentParser:
     choices = {"encoder": _ENCODERS, "mixed_precision": _PRECISIONS,
                "beta_schedule": ("squaredcos_cap_v2", "linear", "scaled_linear"),
                "prediction_type": ("epsilon", "v_prediction", "sample"),
-               "regressor_loss": ("mse", "cosine")}
+               "regressor_loss": ("mse", "cosine"), "fusion_kind": _FUSION_KINDS,
+               "fusion_metric": _FUSION_METRICS}
     for f in dataclasses.fields(DiffusionTrainConfig):
         flag = "--" + f.name.replace("_", "-")
         default = getattr(defaults, f.name)

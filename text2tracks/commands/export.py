@@ -4,6 +4,7 @@ Usage::
 
     text2tracks export --artifact runs/demo/artifact --input prompts.jsonl \\
         --output recs.jsonl --k 10 [--batch-size 32] [--resume]
+    text2tracks export ... --mode hybrid [--guidance-weight 3] [--n-samples 8] [--seed 0]
     accelerate launch --num_processes 2 -m text2tracks.commands.export --artifact ... (same flags)
 
 Input, chosen by extension:
@@ -12,6 +13,14 @@ Input, chosen by extension:
 - ``.csv``: a header row with a ``prompt`` column and optionally an ``id`` column;
 - ``.parquet``: a ``prompt`` column and optionally an ``id`` column;
 - ``.txt`` (or no extension): one prompt per line.
+
+Modes (``--mode``): ``generative`` (constrained beam search, the default), ``latent`` and
+``hybrid`` (they need the artifact's diffusion head; see :meth:`Text2Tracks.recommend`). In the
+latent modes a row may carry a ``negative_prompt`` (a JSONL field, or a CSV / Parquet column;
+null, absent or, in CSV, an empty cell: none) to steer away from, and ``--guidance-weight``,
+``--n-samples`` and ``--seed`` set the sampling (the same seed gives the same output, so a
+resumed job writes what an uninterrupted one would). A negative prompt that is not a string, or
+is empty, makes its row an error record; so does any negative prompt in generative mode.
 
 Without an id, a row's id is its line number (1-based; the data row number for CSV and
 Parquet). Ids are written as strings. Lines that are empty or only whitespace in JSONL and text
@@ -57,8 +66,12 @@ INPUT_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet
                  ".txt": "text", ".text": "text", "": "text"}
 OUTPUT_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}
 OUTPUT_FIELDS = ("id", "prompt", "track_ids", "scores", "names", "artists", "error")
+MODES = ("generative", "latent", "hybrid")
 JOURNAL_VERSION = 1
-_SETTINGS_CHECKED = ("k", "mode", "num_beams", "n_rows", "input_size")
+_SETTINGS_CHECKED = ("k", "mode", "num_beams", "n_rows", "input_size", "guidance_weight",
+                     "n_samples", "seed")
+# Settings that journals written before they existed lack: read as these values.
+_SETTINGS_DEFAULTS = {"guidance_weight": None, "n_samples": None, "seed": 0}
 
 
 class ExportError(RuntimeError):
@@ -67,12 +80,14 @@ class ExportError(RuntimeError):
 
 @dataclass(frozen=True)
 class InputRow:
-    """One input row: its 0-based index, id, prompt, and the error that makes it unusable."""
+    """One input row: its 0-based index, id, prompt, the error that makes it unusable, and its
+    optional negative prompt (latent modes)."""
 
     index: int
     id: str
     prompt: str | None
     error: str | None = None
+    negative_prompt: str | None = None
 
 
 @dataclass
@@ -145,6 +160,16 @@ def _prompt_error(prompt: Any) -> str | None:
     return None
 
 
+def _negative_error(negative: Any) -> str | None:
+    if negative is None:
+        return None
+    if not isinstance(negative, str):
+        return f"negative_prompt must be a string, got {type(negative).__name__}"
+    if not negative.strip():
+        return "empty negative_prompt (leave it out, or null, for none)"
+    return None
+
+
 def _read_text(path: Path) -> InputFile:
     out = InputFile([])
     for line_no, raw in _lines(path):
@@ -163,7 +188,7 @@ def _read_jsonl(path: Path) -> InputFile:
         if text is not None and not text.strip():
             out.n_blank += 1
             continue
-        row_id, prompt = str(line_no), None
+        row_id, prompt, negative = str(line_no), None, None
         if error is not None:  # keep the row's own id where the rest of the line is readable
             with contextlib.suppress(json.JSONDecodeError):
                 record = json.loads(raw.decode("utf-8", "replace"))
@@ -182,11 +207,13 @@ def _read_jsonl(path: Path) -> InputFile:
                     if record.get("id") is not None:
                         row_id = str(record["id"])
                     prompt = record.get("prompt")
-                    error = _prompt_error(prompt)
+                    negative = record.get("negative_prompt")
+                    error = _prompt_error(prompt) or _negative_error(negative)
                     if error is not None:
                         error = f"line {line_no}: {error}"
                         prompt = prompt if isinstance(prompt, str) else None
-        out.rows.append(InputRow(len(out.rows), row_id, prompt, error))
+                        negative = negative if isinstance(negative, str) else None
+        out.rows.append(InputRow(len(out.rows), row_id, prompt, error, negative))
     return out
 
 
@@ -212,14 +239,15 @@ def _read_csv(path: Path) -> InputFile:
             for data_row, record in enumerate(reader, start=1):
                 prompt, row_id = record.get("prompt"), record.get("id")
                 row_id = str(data_row) if row_id is None or not row_id.strip() else row_id
-                error = _prompt_error(prompt)
-                if error is None and _has_surrogates(prompt):
-                    error, prompt = "undecodable bytes, not UTF-8", None
+                negative = record.get("negative_prompt") or None  # CSV: an empty cell is none
+                error = _prompt_error(prompt) or _negative_error(negative)
+                if error is None and (_has_surrogates(prompt) or _has_surrogates(negative or "")):
+                    error, prompt, negative = "undecodable bytes, not UTF-8", None, None
                 if _has_surrogates(row_id):
                     row_id = row_id.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
                 if error is not None:
                     error = f"row {data_row} (line {reader.line_num}): {error}"
-                out.rows.append(InputRow(len(out.rows), row_id, prompt, error))
+                out.rows.append(InputRow(len(out.rows), row_id, prompt, error, negative))
         except csv.Error as err:
             raise ExportError(f"{path}, line {reader.line_num}: malformed CSV ({err})") from err
     return out
@@ -236,7 +264,7 @@ def _read_parquet(path: Path) -> InputFile:
                 f"{path}: no 'prompt' column ({', '.join(schema.names)}); a Parquet input needs a "
                 "'prompt' column and optionally an 'id' column"
             )
-        columns = ["prompt"] + (["id"] if "id" in schema.names else [])
+        columns = ["prompt"] + [c for c in ("id", "negative_prompt") if c in schema.names]
         table = pq.read_table(path, columns=columns)
     except ExportError:
         raise
@@ -244,22 +272,31 @@ def _read_parquet(path: Path) -> InputFile:
         raise ExportError(f"{path}: not a readable Parquet file ({err})") from err
     prompts = table.column("prompt").to_pylist()
     ids = table.column("id").to_pylist() if "id" in columns else [None] * len(prompts)
+    negatives = (table.column("negative_prompt").to_pylist() if "negative_prompt" in columns
+                 else [None] * len(prompts))
     out = InputFile([])
-    for data_row, (prompt, row_id) in enumerate(zip(prompts, ids, strict=True), start=1):
+    for data_row, (prompt, row_id, negative) in enumerate(
+            zip(prompts, ids, negatives, strict=True), start=1):
         error = None
         if isinstance(prompt, bytes):
             try:
                 prompt = prompt.decode("utf-8")
             except UnicodeDecodeError:
                 prompt, error = None, "undecodable bytes, not UTF-8"
-        error = error or _prompt_error(prompt)
+        if isinstance(negative, bytes):
+            try:
+                negative = negative.decode("utf-8")
+            except UnicodeDecodeError:
+                negative, error = None, error or "undecodable bytes in negative_prompt, not UTF-8"
+        error = error or _prompt_error(prompt) or _negative_error(negative)
         if error is not None:
             error = f"row {data_row}: {error}"
             prompt = prompt if isinstance(prompt, str) else None
+            negative = negative if isinstance(negative, str) else None
         if isinstance(row_id, bytes):
             row_id = row_id.decode("utf-8", "replace")
         out.rows.append(InputRow(len(out.rows), str(data_row) if row_id is None else str(row_id),
-                                 prompt, error))
+                                 prompt, error, negative))
     return out
 
 
@@ -443,11 +480,17 @@ def run_export(
     progress: bool = True,
     recommender=None,
     after_batch: Callable[[int], None] | None = None,
+    guidance_weight: float | None = None,
+    n_samples: int | None = None,
+    seed: int = 0,
 ) -> ExportSummary:
     """Run the export job (see the module docstring); returns the summary on every process.
 
     ``recommender`` (a loaded :class:`~text2tracks.pipeline.Text2Tracks`) skips loading
     ``artifact``; ``after_batch`` is called with the number of batches written (tests use it).
+    ``guidance_weight`` (None: the head's default), ``n_samples`` (None: the artifact's
+    setting) and ``seed`` are the latent modes' sampling settings (they need ``mode`` latent or
+    hybrid, except ``seed``, which generative mode ignores).
     """
     from tqdm.auto import tqdm
 
@@ -458,6 +501,25 @@ def run_export(
         raise ExportError(f"--k must be a positive integer, got {k!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ExportError(f"--batch-size must be a positive integer, got {batch_size!r}")
+    if mode not in MODES:
+        raise ExportError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if mode == "generative":
+        given = [flag for flag, value in (("--guidance-weight", guidance_weight),
+                                          ("--n-samples", n_samples)) if value is not None]
+        if given:
+            raise ExportError(f"{' and '.join(given)} need --mode latent or hybrid (the diffusion "
+                              "head); generative mode cannot use them")
+    if guidance_weight is not None and (
+            isinstance(guidance_weight, bool) or not isinstance(guidance_weight, (int, float))
+            or not guidance_weight >= 0 or guidance_weight == float("inf")):
+        raise ExportError(f"--guidance-weight must be a finite number >= 0, got {guidance_weight!r}")
+    if n_samples is not None and (isinstance(n_samples, bool) or not isinstance(n_samples, int)
+                                  or n_samples < 1):
+        raise ExportError(f"--n-samples must be a positive integer, got {n_samples!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ExportError(f"--seed must be a non-negative integer, got {seed!r}")
+    sampling = {} if mode == "generative" else {
+        "guidance_weight": guidance_weight, "n_samples": n_samples, "seed": seed}
     state = _partial_state()
     rank, world = state.process_index, state.num_processes
     summary = ExportSummary(output=str(output_path), num_processes=world)
@@ -469,6 +531,8 @@ def run_export(
     summary.n_rows, summary.n_blank = len(rows), source.n_blank
     settings = {"journal": JOURNAL_VERSION, "k": k, "mode": mode, "num_beams": num_beams,
                 "n_rows": len(rows), "input_size": input_path.stat().st_size,
+                "guidance_weight": guidance_weight, "n_samples": n_samples,
+                "seed": 0 if mode == "generative" else seed,  # generative mode draws no noise
                 "input": str(input_path.resolve()), "artifact": str(Path(artifact).resolve())}
 
     # 1. Journals of earlier runs: refuse them without --resume, else collect their rows.
@@ -484,8 +548,8 @@ def run_export(
     for path in journals:
         header, records, good_end = _read_journal(path)
         if header is not None:
-            changed = [f"{key}={header.get(key)!r} (now {settings[key]!r})"
-                       for key in _SETTINGS_CHECKED if header.get(key) != settings[key]]
+            changed = [f"{key}={_setting(header, key)!r} (now {settings[key]!r})"
+                       for key in _SETTINGS_CHECKED if _setting(header, key) != settings[key]]
             if changed:
                 raise ExportError(
                     f"{path} was written with other settings or another input: "
@@ -520,6 +584,10 @@ def run_export(
     summary.load_s = time.perf_counter() - t0
     if k > len(recommender):
         raise ExportError(f"--k {k} is larger than the catalogue ({len(recommender)} tracks)")
+    if mode != "generative" and not recommender.has_diffusion:
+        raise ExportError(f"--mode {mode} needs a diffusion head, but {artifact} has no diffusion/ "
+                          "component; train one (python -m training.train_diffusion) or use "
+                          "--mode generative")
 
     # 3. This process's rows: bad rows at once, good rows in fixed batches.
     handle = _open_journal(own, settings, own_end)
@@ -539,7 +607,7 @@ def run_export(
             if not todo:
                 continue
             t_model = time.perf_counter()
-            records, truncated = _recommend_rows(recommender, batch, k, num_beams, mode)
+            records, truncated = _recommend_rows(recommender, batch, k, num_beams, mode, sampling)
             summary.model_s += time.perf_counter() - t_model
             summary.n_truncated += truncated
             _write_lines(handle, [r for r in records if r["row"] in todo])
@@ -578,13 +646,24 @@ def run_export(
     return summary
 
 
-def _recommend_rows(recommender, batch: list[InputRow], k, num_beams, mode) -> tuple[list[dict], int]:
+def _setting(header: dict, key: str) -> Any:
+    """A journal header's setting; journals older than a setting hold its default."""
+    return header.get(key, _SETTINGS_DEFAULTS.get(key))
+
+
+def _recommend_rows(recommender, batch: list[InputRow], k, num_beams, mode,
+                    sampling: dict | None = None) -> tuple[list[dict], int]:
     """Records for one batch; a row the model refuses becomes an error record, the rest go on."""
+    kwargs = dict(sampling or {})
+    negatives = [row.negative_prompt for row in batch]
+    if any(n is not None for n in negatives):
+        kwargs["negative_prompt"] = negatives
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             answers = recommender.recommend([row.prompt for row in batch], k=k,
-                                            num_beams=num_beams, batch_size=len(batch), mode=mode)
+                                            num_beams=num_beams, batch_size=len(batch), mode=mode,
+                                            **kwargs)
             records = _result_records(batch, answers)
         except (ValueError, TypeError):
             if len(batch) == 1:
@@ -592,7 +671,7 @@ def _recommend_rows(recommender, batch: list[InputRow], k, num_beams, mode) -> t
             records = []
             for row in batch:
                 try:
-                    records += _recommend_rows(recommender, [row], k, num_beams, mode)[0]
+                    records += _recommend_rows(recommender, [row], k, num_beams, mode, sampling)[0]
                 except (ValueError, TypeError) as err:
                     records.append(_error_record(row, str(err)))
     truncated = sum(1 for w in caught if "truncated" in str(w.message))
@@ -617,8 +696,17 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="finish an interrupted export from its journal")
     parser.add_argument("--num-beams", type=int, default=None,
                         help="beam width (default: the decoder's default for k)")
-    parser.add_argument("--mode", default="generative", choices=("generative", "latent", "hybrid"),
+    parser.add_argument("--mode", default="generative", choices=MODES,
                         help="generative (default); latent / hybrid need a diffusion head")
+    parser.add_argument("--guidance-weight", type=float, default=None,
+                        help="latent / hybrid: classifier-free guidance weight w (default: the "
+                             "head's stored default)")
+    parser.add_argument("--n-samples", type=int, default=None,
+                        help="latent / hybrid: latents sampled per prompt (default: the "
+                             "artifact's setting)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="latent / hybrid: noise seed; the same seed gives the same output "
+                             "(default 0)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -629,7 +717,8 @@ def _run_from_args(args: argparse.Namespace) -> int:
         summary = run_export(args.artifact, args.input, args.output, k=args.k,
                              batch_size=args.batch_size, resume=args.resume,
                              num_beams=args.num_beams, mode=args.mode,
-                             progress=not args.no_progress)
+                             progress=not args.no_progress, guidance_weight=args.guidance_weight,
+                             n_samples=args.n_samples, seed=args.seed)
     except (ExportError, ArtifactError) as err:
         print(f"text2tracks export: error: {err}", file=sys.stderr)
         return 2

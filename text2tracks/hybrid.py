@@ -1,0 +1,339 @@
+"""The hybrid path end to end: candidate settings, the fusion file, and fitting the fusion.
+
+:mod:`text2tracks.rerank` holds the pieces (faiss candidates, pooling, normalisation, the two
+fusions); this module holds what the API, the training script and the benchmark share:
+
+* :class:`HybridSettings`: how candidates are gathered (samples per prompt, beam candidates,
+  faiss neighbours, pooling). A fusion is fitted under some settings; inference uses the same
+  ones by default, so the weights see candidates of the kind they were fitted on.
+* ``diffusion/fusion.json``: the fitted fusion (``FixedBlendFusion`` or ``GatedFusion``, in the
+  plain-JSON form of their ``to_dict``), the settings and a validation summary, written by
+  :func:`save_fusion` and read by :func:`load_fusion`. :func:`text2tracks.rerank.fusion_from_dict`
+  reads the file's payload directly (it ignores the extra keys).
+* :func:`fit_fusion`: gather both views' candidates for validation prompts through two
+  callables (beam search, latent sampling), then fit the fusion's weights. The callables keep
+  this module free of models: the API passes its own methods, the benchmark its own.
+* :func:`catalogue_factors`: CF item factors in catalogue order (``cf/`` stores them in the
+  order of its item vocabulary).
+
+Without a ``fusion.json`` the API falls back to :func:`default_fusion`: an even blend
+(alpha = :data:`DEFAULT_ALPHA`) of the z-scored views.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from text2tracks.rerank import (
+    FEATURE_NAMES,
+    Candidates,
+    FixedBlendFusion,
+    GatedFusion,
+    blend,
+    build_index,
+    fusion_from_dict,
+    latent_candidates,
+    per_prompt_metric,
+    pool_candidates,
+    prompt_features,
+    top_k,
+)
+
+FUSION_NAME = "fusion.json"
+FUSION_FORMAT_VERSION = 1
+DEFAULT_ALPHA = 0.5
+FUSION_KINDS = ("fixed", "gated")
+_POOLS = ("max", "mean")
+_METRICS = ("hits", "ndcg", "mrr")
+
+Fusion = FixedBlendFusion | GatedFusion
+
+
+@dataclass(frozen=True)
+class HybridSettings:
+    """How the latent and hybrid modes gather candidates.
+
+    Attributes:
+        n_samples: diffusion samples per prompt; faiss searches around each, and their
+            candidates are pooled (diversity).
+        beam_candidates: items the constrained beam search returns per prompt in hybrid mode
+            (its beam width too, at least ``k``).
+        latent_k: faiss neighbours per sample (at least ``k`` are always searched).
+        pool: how an item's inner products with the samples are pooled: ``"max"`` or ``"mean"``.
+    """
+
+    n_samples: int = 4
+    beam_candidates: int = 50
+    latent_k: int = 100
+    pool: str = "max"
+
+    def __post_init__(self) -> None:
+        for name in ("n_samples", "beam_candidates", "latent_k"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"HybridSettings.{name} must be an integer >= 1, got {value!r}")
+        if self.pool not in _POOLS:
+            raise ValueError(f"HybridSettings.pool must be one of {_POOLS}, got {self.pool!r}")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> HybridSettings:
+        """Build from a dict; unknown keys raise ``ValueError``."""
+        unknown = set(values) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown HybridSettings keys: {sorted(unknown)}")
+        return cls(**values)
+
+
+def default_fusion() -> FixedBlendFusion:
+    """The blend used when an artifact has no fitted fusion: alpha = 0.5 on z-scored views."""
+    return FixedBlendFusion(DEFAULT_ALPHA, "zscore")
+
+
+# ------------------------------------------------------------------------------------ the file
+
+
+def save_fusion(
+    directory: str | os.PathLike, fusion: Fusion, settings: HybridSettings,
+    validation: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``directory/fusion.json`` atomically and return its path.
+
+    The payload is ``fusion.to_dict()`` plus ``format_version``, ``settings`` (the
+    :class:`HybridSettings` the fusion was fitted under) and ``validation`` (a summary).
+    """
+    from text2tracks.artifacts import write_json_atomic
+
+    if not isinstance(fusion, (FixedBlendFusion, GatedFusion)):
+        raise ValueError(f"fusion must be a FixedBlendFusion or GatedFusion, got {type(fusion).__name__}")
+    if not isinstance(settings, HybridSettings):
+        raise ValueError(f"settings must be HybridSettings, got {type(settings).__name__}")
+    payload = {
+        **fusion.to_dict(), "format_version": FUSION_FORMAT_VERSION, "settings": asdict(settings),
+        "validation": _plain(validation or {}),
+    }
+    path = Path(directory) / FUSION_NAME
+    write_json_atomic(path, payload)
+    return path
+
+
+def load_fusion(directory: str | os.PathLike) -> tuple[Fusion | None, HybridSettings, dict[str, Any]]:
+    """Read ``directory/fusion.json``: ``(fusion, settings, validation summary)``.
+
+    Without the file: ``(None, HybridSettings(), {})``. A malformed file raises ``ValueError``
+    naming it.
+    """
+    path = Path(directory) / FUSION_NAME
+    if not path.is_file():
+        return None, HybridSettings(), {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            payload = json.load(f)
+        if not isinstance(payload, dict):
+            raise ValueError("expected a JSON object")
+        version = payload.get("format_version", 1)
+        if not isinstance(version, int) or version > FUSION_FORMAT_VERSION:
+            raise ValueError(f"format version {version!r}, this text2tracks reads up to "
+                             f"{FUSION_FORMAT_VERSION}")
+        if payload.get("kind") == "gated" and list(payload.get("feature_names", [])) != list(FEATURE_NAMES):
+            raise ValueError(f"the gate was fitted on features {payload.get('feature_names')}, "
+                             f"this text2tracks computes {list(FEATURE_NAMES)}")
+        fusion = fusion_from_dict(payload)
+        settings = HybridSettings.from_dict(payload.get("settings", {}))
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"damaged fusion file {path}: {err}") from err
+    return fusion, settings, dict(payload.get("validation") or {})
+
+
+def _plain(value: Any) -> Any:
+    """Numpy scalars and arrays -> JSON-able Python values."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _plain(value.tolist())
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    return value
+
+
+# ------------------------------------------------------------------------------------ factors
+
+
+def catalogue_factors(
+    item_factors: np.ndarray, vocab_item_ids: Sequence[str], catalog_item_ids: Sequence[str]
+) -> np.ndarray:
+    """CF item factors ``(n_catalogue, dim)`` float32 in catalogue order.
+
+    ``item_factors[i]`` belongs to ``vocab_item_ids[i]`` (``cf/``'s order). ``build-ids`` makes
+    the catalogue from that vocabulary in the same order, but the mapping is done by id so that
+    a catalogue in another order (or a subset) still lines up. A catalogue track without a
+    factor raises ``ValueError``.
+    """
+    item_factors = np.asarray(item_factors)
+    if item_factors.ndim != 2 or item_factors.shape[0] != len(vocab_item_ids):
+        raise ValueError(f"item_factors must be ({len(vocab_item_ids)}, dim) to match the vocabulary, "
+                         f"got {item_factors.shape}")
+    position = {t: i for i, t in enumerate(vocab_item_ids)}
+    missing = [t for t in catalog_item_ids if t not in position]
+    if missing:
+        raise ValueError(f"{len(missing)} catalogue tracks have no CF factor (first: {missing[0]!r}); "
+                         "the catalogue and cf/ come from different builds")
+    rows = np.fromiter((position[t] for t in catalog_item_ids), dtype=np.int64, count=len(catalog_item_ids))
+    return np.ascontiguousarray(item_factors[rows], dtype=np.float32)
+
+
+# ------------------------------------------------------------------------------------ candidates
+
+
+def gather_candidates(
+    beam_items: np.ndarray, beam_scores: np.ndarray, latents: np.ndarray, item_factors: np.ndarray,
+    *, index=None, latent_k: int = 100, pool: str = "max", k: int = 1,
+    exclude: list[set[int]] | None = None,
+) -> Candidates:
+    """Both views' candidates, pooled: the beam's ``(batch, kb)`` items and log-probs, and faiss
+    around the latents ``(batch, n_samples, dim)`` (``max(k, latent_k)`` per sample). The latent
+    similarity is computed exactly for every pooled candidate, beam-only items included."""
+    lat_items, lat_sims = latent_candidates(latents, item_factors, max(int(k), int(latent_k)), index,
+                                            pool, exclude)
+    return pool_candidates(beam_items, beam_scores, lat_items, lat_sims, latents, item_factors, pool)
+
+
+def fuse(
+    fusion: Fusion, candidates: Candidates, k: int, *, latents: np.ndarray | None = None,
+    prompts: list[str] | None = None, exclude: list[set[int]] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The best ``k`` candidates by the fused score: ``(items (batch, k), scores (batch, k))``.
+
+    A :class:`GatedFusion` computes its per-prompt features from the candidates, the latents
+    and the prompts (the same ones it was fitted with)."""
+    features = prompt_features(candidates, latents, prompts) if isinstance(fusion, GatedFusion) else None
+    return fusion.fuse(candidates, k=k, features=features, exclude=exclude)
+
+
+# ------------------------------------------------------------------------------------ fitting
+
+
+def fit_fusion(
+    prompts: Sequence[str],
+    relevant: Sequence[set[int]],
+    beam: Callable[[list[str], int], tuple[np.ndarray, np.ndarray]],
+    sample: Callable[[list[str]], np.ndarray],
+    item_factors: np.ndarray,
+    *,
+    settings: HybridSettings | None = None,
+    index=None,
+    kind: str = "fixed",
+    metric: str = "hits",
+    k: int = 10,
+    batch_size: int = 32,
+    grid: np.ndarray | None = None,
+    progress: bool = False,
+    seed: int = 0,
+) -> tuple[Fusion, dict[str, Any]]:
+    """Fit a fusion's weights on validation prompts whose relevant items are known.
+
+    Args:
+        prompts: validation prompts.
+        relevant: per prompt, the relevant item indices (the same index space as ``beam``'s
+            items and the rows of ``item_factors``).
+        beam: ``beam(prompts, n) -> (items (b, n) int, log-probs (b, n))``, the constrained beam
+            search's candidates, best first (``n`` is ``settings.beam_candidates``).
+        sample: ``sample(prompts) -> latents (b, n_samples, dim)`` (or ``(b, dim)``), query
+            latents in the CF space, as the inference path draws them.
+        item_factors: ``(n_items, dim)`` CF item factors; ``index`` reuses a faiss index.
+        settings: how candidates are gathered (:class:`HybridSettings`; its defaults if None).
+        kind: ``"fixed"`` (:class:`FixedBlendFusion`, alpha by grid search) or ``"gated"``
+            (:class:`GatedFusion`, alpha per prompt from features).
+        metric, k: what the weights maximise (mean per-prompt ``hits``, ``ndcg`` or ``mrr`` at k).
+        batch_size: prompts per call of ``beam`` and ``sample``.
+        grid: alphas to search (default: the fusion's own grid).
+        seed: the gate's seed.
+
+    Returns:
+        ``(fusion, summary)``: the summary holds ``n_prompts``, the metric at k of the beam's
+        order (alpha 1), of the latent order (alpha 0) and of the fitted fusion on the same
+        prompts (in-sample), and the fixed blend's alpha grid with its scores.
+    """
+    from tqdm.auto import tqdm
+
+    settings = settings or HybridSettings()
+    if kind not in FUSION_KINDS:
+        raise ValueError(f"kind must be one of {FUSION_KINDS}, got {kind!r}")
+    if metric not in _METRICS:
+        raise ValueError(f"metric must be one of {_METRICS}, got {metric!r}")
+    prompts = list(prompts)
+    relevant = [set(map(int, r)) for r in relevant]
+    if not prompts or len(prompts) != len(relevant):
+        raise ValueError(f"need as many relevant sets as prompts (>= 1), got {len(prompts)} prompts "
+                         f"and {len(relevant)} sets")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    item_factors = np.ascontiguousarray(item_factors, dtype=np.float32)
+    index = build_index(item_factors) if index is None else index
+
+    # 1. Both views for every prompt, in batches (the beam is the costly part).
+    beam_items, beam_scores, latents = [], [], []
+    starts = range(0, len(prompts), int(batch_size))
+    for start in tqdm(starts, desc="fusion candidates", disable=not progress, leave=False):
+        batch = prompts[start:start + int(batch_size)]
+        items, scores = beam(batch, settings.beam_candidates)
+        beam_items.append(np.asarray(items, dtype=np.int64))
+        beam_scores.append(np.asarray(scores, dtype=np.float32))
+        lat = np.asarray(sample(batch), dtype=np.float32)
+        latents.append(lat[:, None, :] if lat.ndim == 2 else lat)
+    width = max(b.shape[1] for b in beam_items)
+    beam_items = np.concatenate([np.pad(b, ((0, 0), (0, width - b.shape[1])), constant_values=-1)
+                                 for b in beam_items])
+    beam_scores = np.concatenate([np.pad(s, ((0, 0), (0, width - s.shape[1])), constant_values=np.nan)
+                                  for s in beam_scores])
+    latents = np.concatenate(latents)
+    candidates = gather_candidates(beam_items, beam_scores, latents, item_factors, index=index,
+                                   latent_k=settings.latent_k, pool=settings.pool, k=k)
+
+    # 2. The weights.
+    if kind == "fixed":
+        fusion: Fusion = FixedBlendFusion().fit(candidates, relevant, metric=metric, k=k, grid=grid)
+    else:
+        features = prompt_features(candidates, latents, prompts)
+        fusion = GatedFusion(grid=grid, seed=seed).fit(candidates, relevant, features, metric=metric, k=k)
+
+    # 3. What it buys on these prompts (in-sample: an upper bound, not a test figure).
+    def score(items: np.ndarray) -> float:
+        return float(per_prompt_metric(items, relevant, metric, k).mean())
+
+    summary: dict[str, Any] = {
+        "kind": kind, "metric": metric, "k": int(k), "n_prompts": len(prompts),
+        "settings": asdict(settings),
+        f"{metric}@{k}": {
+            "generative": score(top_k(candidates, blend(candidates, 1.0, fusion.normalisation), k)[0]),
+            "latent": score(top_k(candidates, blend(candidates, 0.0, fusion.normalisation), k)[0]),
+            "fused": score(fuse(fusion, candidates, k, latents=latents, prompts=prompts)[0]),
+        },
+    }
+    if isinstance(fusion, FixedBlendFusion):
+        summary["alpha"] = fusion.alpha
+        summary["alpha_grid"] = [float(a) for a in fusion.grid_]
+        summary["alpha_grid_scores"] = [float(s) for s in fusion.grid_scores_]
+    else:
+        alphas = fusion.alphas(candidates, prompt_features(candidates, latents, prompts))
+        summary["alphas_mean"] = float(alphas.mean())
+        summary["fixed_alpha"] = float(fusion.fixed_alpha_)
+    return fusion, summary
+
+
+__all__ = [
+    "DEFAULT_ALPHA", "FUSION_KINDS", "FUSION_NAME", "HybridSettings", "catalogue_factors",
+    "default_fusion", "fit_fusion", "fuse", "gather_candidates", "load_fusion", "save_fusion",
+]
