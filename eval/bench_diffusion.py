@@ -87,6 +87,11 @@ class DiffusionBenchConfig:
         k: cut-off of the metrics. candidates: beam candidates per prompt (>= k) for the
             generative and hybrid systems; beams: beam width (at least ``candidates``).
         n_samples: diffusion samples per prompt; latent_k: faiss neighbours per sample.
+        mean_samples: samples of the ``latent-only-mean`` system, whose similarities are pooled
+            by their mean (the inner product with the samples' mean: an estimate of the
+            conditional mean, what a regressor predicts); 0 leaves the system out.
+        reuse_models: evaluate the head and regressor already in the artifact (``diffusion/``,
+            ``latent_regressor/``, from an earlier run) instead of training them again.
         guidance_weight: w of the head for retrieval (0 = the head's configured default).
         guidance_grid: weights of the negative-prompt curve.
         n_negative_pairs, prompts_per_pair, min_title_playlists: negative-prompt pairs, test
@@ -113,6 +118,7 @@ class DiffusionBenchConfig:
     candidates: int = 50
     beams: int = 50
     n_samples: int = 4
+    mean_samples: int = 16
     latent_k: int = 100
     guidance_weight: float = 0.0
     guidance_grid: str = "1,2,3,5,7.5"
@@ -130,6 +136,7 @@ class DiffusionBenchConfig:
     seed: int = 0
     num_threads: int = 0
     progress: bool = True
+    reuse_models: bool = False
 
     def __post_init__(self) -> None:
         if not self.budget_minutes > 0:
@@ -144,7 +151,8 @@ class DiffusionBenchConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        for name in ("max_inversion_prompts", "max_validation_prompts", "num_threads", "seed"):
+        for name in ("max_inversion_prompts", "max_validation_prompts", "num_threads", "seed",
+                     "mean_samples"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
@@ -431,7 +439,8 @@ def _train_models(ctx: _Context, train_path: str, config: DiffusionBenchConfig, 
                   n_blocks=config.n_blocks, lr=config.lr, batch_size=config.train_batch_size,
                   eval_every=0, eval_prompts=min(500, config.max_validation_prompts or 500),
                   eval_k=config.k, seed=config.seed, num_threads=config.num_threads,
-                  progress=config.progress, log_every=50, warmup_steps=100)
+                  progress=config.progress, log_every=50, warmup_steps=100,
+                  fit_fusion=False)  # the benchmark fits (and stores) the fusion itself
     runs_dir = out_dir / "diffusion_runs"
     runs_dir.mkdir(parents=True, exist_ok=True)
     heads, summaries = {}, {}
@@ -464,6 +473,26 @@ def _train_models(ctx: _Context, train_path: str, config: DiffusionBenchConfig, 
             "encoders_tried": encoders}
 
 
+def _load_models(ctx: _Context, out_dir: Path) -> dict:
+    """The head and regressor an earlier run left in the artifact, with that run's summaries."""
+    from text2tracks.diffusion import DiffusionHead, PromptToLatentRegressor
+
+    missing = [d for d in ("diffusion", "latent_regressor") if not (ctx.artifact / d).is_dir()]
+    if missing:
+        raise ValueError(f"--reuse-models: {ctx.artifact} has no {missing}; run without it first")
+    config_path = ctx.artifact / "diffusion" / "config.json"
+    encoder = json.loads(config_path.read_text()).get("encoder", {}).get("kind", "seq2seq")
+    frozen = ctx.frozen if encoder == "seq2seq" else None
+    head = DiffusionHead.load(ctx.artifact / "diffusion", encoder=frozen)
+    regressor = PromptToLatentRegressor.load(ctx.artifact / "latent_regressor", encoder=frozen)
+    previous = out_dir / "diffusion.json"
+    training = json.loads(previous.read_text()).get("training", {}) if previous.is_file() else {}
+    _log(f"reusing the trained head ({encoder} encoder) and regressor from {ctx.artifact}")
+    return {"heads": {encoder: head}, "best": encoder, "regressor": regressor,
+            "summaries": training.get("summaries", {}), "encoders_tried": training.get(
+                "encoders_tried", [encoder]), "reused": True}
+
+
 # ------------------------------------------------------------------------------------ main
 
 
@@ -493,6 +522,7 @@ def run_diffusion_benchmark(
     import torch
 
     from text2tracks.diffusion import seed_latent
+    from text2tracks.hybrid import HybridSettings, save_fusion
     from text2tracks.rerank import (
         FixedBlendFusion,
         GatedFusion,
@@ -518,8 +548,9 @@ def run_diffusion_benchmark(
     n_items = len(ctx.vocab)
     started_all = time.perf_counter()
 
-    # 1. Train the head(s) and the regressor.
-    trained = _train_models(ctx, str(train_path), config, out_dir)
+    # 1. Train the head(s) and the regressor (or take them from an earlier run).
+    trained = (_load_models(ctx, out_dir) if config.reuse_models
+               else _train_models(ctx, str(train_path), config, out_dir))
     head, regressor = trained["heads"][trained["best"]], trained["regressor"]
     w = config.guidance_weight or head.config.guidance_weight
     dim = ctx.item_factors.shape[1]
@@ -561,6 +592,12 @@ def run_diffusion_benchmark(
     gate = GatedFusion(seed=config.seed).fit(
         val_c, val_sets, prompt_features(val_c, val_lat, val_prompts), metric="ndcg", k=k)
     _log(f"fixed alpha {fixed.alpha} (regressor {fixed_reg.alpha}); gate fitted")
+    # What the API will use: the fixed blend, under the settings it was fitted with.
+    save_fusion(artifact / "diffusion", fixed,
+                HybridSettings(n_samples=config.n_samples, beam_candidates=config.candidates,
+                               latent_k=config.latent_k, pool="max"),
+                validation={"prompts": len(val_prompts), "metric": "hits", "k": k,
+                            "alpha": fixed.alpha, "source": "eval.bench_diffusion"})
 
     rankings = {
         "generative": test_beam[0][:, :k],
@@ -572,6 +609,12 @@ def run_diffusion_benchmark(
         "hybrid-gated": gate.fuse(test_c, k=k, features=prompt_features(test_c, test_lat, prompts))[0],
         "hybrid-regressor": fixed_reg.fuse(test_c_reg, k=k)[0],
     }
+    if config.mean_samples:
+        mean_noise = _noise(len(prompts), config.mean_samples, dim, config.seed + 3)
+        mean_lat = _sample(head, test_cond, mean_noise, config.mean_samples, w)
+        rankings["latent-only-mean"] = rerank(
+            "latent", k, latents=mean_lat.mean(axis=1, keepdims=True), item_factors=ctx.item_factors,
+            index=ctx.index, latent_k=config.latent_k)[0]
     extras = {
         "generative": {"candidates": config.candidates, "beams": max(config.candidates, config.beams)},
         "latent-only": {"encoder": trained["best"], "n_samples": config.n_samples, "guidance_weight": w,
@@ -582,6 +625,8 @@ def run_diffusion_benchmark(
         "hybrid-gated": {"alphas_test_mean": float(gate.alphas(
             test_c, prompt_features(test_c, test_lat, prompts)).mean()), "fixed_alpha": gate.fixed_alpha_},
         "hybrid-regressor": {"alpha": fixed_reg.alpha},
+        "latent-only-mean": {"n_samples": config.mean_samples, "pool": "mean of samples",
+                             "guidance_weight": w},
     }
     systems, per_prompt = {}, {}
     for name, ranked in rankings.items():

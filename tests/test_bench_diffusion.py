@@ -153,11 +153,28 @@ def test_config_validation_and_cli_flags():
     assert DiffusionBenchConfig().grid == [1.0, 2.0, 3.0, 5.0, 7.5]
     assert DiffusionBenchConfig(encoders="bytes").encoder_list == ["bytes"]
     for bad in ({"budget_minutes": 0}, {"encoders": "clip"}, {"candidates": 5}, {"guidance_grid": "1,-2"},
-                {"strengths": "0,1.5"}, {"max_contamination": 0}, {"n_samples": 0}, {"latent_k": 3}, {"guidance_grid": "a"}):
+                {"strengths": "0,1.5"}, {"max_contamination": 0}, {"n_samples": 0}, {"latent_k": 3}, {"guidance_grid": "a"},
+                {"mean_samples": -1}):
         with pytest.raises(ValueError):
             DiffusionBenchConfig(**bad)
     args = build_parser().parse_args(["--benchmark-dir", "d", "--train", "t", "--budget-minutes", "3",
                                       "--no-progress", "--guidance-grid", "1,4"])
     assert args.budget_minutes == 3.0 and args.progress is False and args.guidance_grid == "1,4"
+    assert args.reuse_models is False and args.mean_samples == 16
+    args = build_parser().parse_args(["--benchmark-dir", "d", "--train", "t", "--reuse-models",
+                                      "--mean-samples", "0"])
+    assert args.reuse_models is True and args.mean_samples == 0
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--benchmark-dir", "d", "--train", "t", "--no-such-flag"])
+
+
+def test_reuse_models_needs_the_trained_models_in_the_artifact(tmp_path):
+    from eval.bench_diffusion import _load_models
+
+    class _Ctx:
+        artifact = tmp_path / "artifact"
+        frozen = None
+
+    (tmp_path / "artifact" / "diffusion").mkdir(parents=True)
+    with pytest.raises(ValueError, match="latent_regressor"):
+        _load_models(_Ctx(), tmp_path)
