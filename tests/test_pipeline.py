@@ -307,3 +307,17 @@ def test_catalogue_that_does_not_match_the_model(artifact, tmp_path):
     config_path.write_text(json.dumps(layout))
     with pytest.raises(ArtifactError):
         Text2Tracks.from_pretrained(copy)
+
+
+def test_model_and_catalogue_of_different_token_schemes_are_refused(recommender):
+    from semantic_ids.catalog import SemanticIDCatalog
+
+    from text2tracks.tokens import SIDTokenLayout
+
+    # one byte level and a collision digit: level sizes a plain SID layout can have too
+    items = list(recommender.catalog.item_ids)[:200]
+    codes = np.stack([np.arange(len(items)), np.zeros(len(items), dtype=np.int64)], axis=1)
+    content = SemanticIDCatalog(items, codes, (257, 1), scheme="bytes")
+    sid_layout = SIDTokenLayout((257, 1), (recommender.layout.first_id, recommender.layout.first_id + 257))
+    with pytest.raises(ValueError, match="'sid' tokens but the catalogue holds 'bytes'"):
+        Text2Tracks(recommender.model, recommender.tokenizer, sid_layout, content)

@@ -7,7 +7,10 @@ Layout::
       cf/                    config.json + item_factors.npy + playlist_factors.npy + ...
       semantic_ids/          config.json + codebooks / codes (.npy)
       seq2seq/               save_pretrained form, with its tokenizer
-      diffusion/             config.json + model.safetensors
+      diffusion/             config.json + model.safetensors + latent_stats.npy, and
+                             fusion.json (the hybrid blend fitted on validation);
+                             item_factors.npy only when the artifact has no cf/
+      latent_regressor/      optional baseline head (same format), from the benchmark
 
 Every component writes its own ``config.json`` beside its arrays. Nothing here is pickled, and
 every write goes to a temporary folder that is renamed into place, so a crash never leaves a half

@@ -414,6 +414,12 @@ class Text2Tracks:
                 f"catalogue's level sizes {tuple(catalog.level_sizes)}; they come from different "
                 "builds"
             )
+        layout_scheme, catalog_scheme = getattr(layout, "scheme", "sid"), getattr(catalog, "scheme", "sid")
+        if layout_scheme != catalog_scheme:
+            raise ValueError(
+                f"the model writes {layout_scheme!r} tokens but the catalogue holds "
+                f"{catalog_scheme!r} IDs; they come from different builds"
+            )
         if isinstance(max_prompt_length, bool) or int(max_prompt_length) < 1:
             raise ValueError(f"max_prompt_length must be a positive integer, got {max_prompt_length!r}")
         self.model = model
