@@ -311,7 +311,6 @@ def test_catalogue_that_does_not_match_the_model(artifact, tmp_path):
 
 def test_model_and_catalogue_of_different_token_schemes_are_refused(recommender):
     from semantic_ids.catalog import SemanticIDCatalog
-
     from text2tracks.tokens import SIDTokenLayout
 
     # one byte level and a collision digit: level sizes a plain SID layout can have too
