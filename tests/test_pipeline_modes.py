@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -113,6 +114,19 @@ def test_latent_mode_gives_k_distinct_tracks_of_the_prompts_cluster(recommender)
         assert scores == sorted(scores, reverse=True) and np.isfinite(scores).all()
         assert _genres(recs).count(genre) >= 9, (prompt, _genres(recs))
         assert _same(recs, recommender.recommend(prompt, k=10, mode="latent"))  # batch = single
+
+
+def test_latent_mode_warns_when_the_heads_encoder_truncates_a_prompt(recommender):
+    encoder = recommender.diffusion_head.encoder
+    long_prompt = "chill jazz " * (encoder.max_length // 4 + 1)
+    assert encoder.input_lengths([long_prompt])[0] > encoder.max_length
+    with pytest.warns(UserWarning, match=rf"prompt 1 has \d+ {encoder.length_unit}, more than the "
+                      rf"diffusion head's encoder takes \({encoder.max_length}\)") as caught:
+        recommender.recommend(["jazz", long_prompt], k=5, mode="latent")
+    assert caught[0].filename == __file__  # points at the caller's line
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        recommender.recommend("jazz", k=5, mode="latent")
 
 
 def test_latent_scores_are_the_pooled_inner_products_with_the_samples(recommender):

@@ -158,6 +158,7 @@ def test_gated_fusion_picks_the_informative_view():
     # The gate round-trips through plain JSON-able data.
     again = fusion_from_dict(gate.to_dict())
     np.testing.assert_array_equal(again.alphas(test_cands, test_feats), gate.alphas(test_cands, test_feats))
+    assert again.fixed_alpha_ == gate.fixed_alpha_ is not None
 
 
 def test_bad_input_raises():

@@ -65,8 +65,14 @@ class PromptEncoder(nn.Module):
 
     kind: str = "none"
     out_dim: int
+    max_length: int  # longer prompts are cut to this many units (see ``length_unit``)
+    length_unit: str = "tokens"
 
     def tokenize(self, prompts: list[str]) -> dict[str, torch.Tensor]:  # pragma: no cover
+        raise NotImplementedError
+
+    def input_lengths(self, prompts: list[str]) -> list[int]:  # pragma: no cover
+        """Each prompt's length in ``length_unit`` before it is cut to ``max_length``."""
         raise NotImplementedError
 
     def encode(self, prompts: list[str]) -> torch.Tensor:
@@ -117,6 +123,7 @@ class ByteEncoder(PromptEncoder):
     """UTF-8 bytes -> embedding + learned positions -> transformer -> masked mean -> LayerNorm."""
 
     kind = "bytes"
+    length_unit = "bytes"
     PAD = 0  # byte b is token b + 1
 
     def __init__(self, config: ByteEncoderConfig | None = None) -> None:
@@ -124,6 +131,7 @@ class ByteEncoder(PromptEncoder):
         self.config = config or ByteEncoderConfig()
         c = self.config
         self.out_dim = c.dim
+        self.max_length = c.max_length
         self.embed = nn.Embedding(257, c.dim, padding_idx=self.PAD)
         self.position = nn.Embedding(c.max_length, c.dim)
         layer = nn.TransformerEncoderLayer(
@@ -145,6 +153,10 @@ class ByteEncoder(PromptEncoder):
         for i, row in enumerate(rows):
             input_ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
         return {"input_ids": input_ids, "attention_mask": (input_ids != self.PAD).long()}
+
+    def input_lengths(self, prompts: list[str]) -> list[int]:
+        norm = normalize_prompt if self.config.normalize else str
+        return [len(norm(p).encode("utf-8")) for p in prompts]
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         positions = torch.arange(input_ids.shape[1], device=input_ids.device)
@@ -187,6 +199,10 @@ class FrozenSeq2SeqEncoder(PromptEncoder):
             return_tensors="pt",
         )
         return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+
+    def input_lengths(self, prompts: list[str]) -> list[int]:
+        texts = [normalize_prompt(p) for p in prompts] if self.normalize else list(prompts)
+        return [len(ids) for ids in self.tokenizer(texts, truncation=False)["input_ids"]]
 
     @torch.no_grad()
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

@@ -1297,11 +1297,27 @@ class Text2Tracks:
             )
         return default_fusion()
 
+    def _warn_head_truncation(self, texts: list[str], first_index: int) -> None:
+        encoder = self.diffusion_head.encoder
+        if encoder is None:
+            return
+        for i, n in enumerate(encoder.input_lengths(texts)):
+            if n > encoder.max_length:
+                # user -> recommend -> _recommend_latent_batch -> here -> warn
+                warnings.warn(
+                    f"prompt {first_index + i} has {n} {encoder.length_unit}, more than the "
+                    f"diffusion head's encoder takes ({encoder.max_length}); it was truncated",
+                    UserWarning,
+                    stacklevel=4,
+                )
+
     def _recommend_latent_batch(self, mode, texts, excluded, k, num_beams, first_index, request):
         from text2tracks.hybrid import fuse, gather_candidates
 
         settings = self.hybrid_settings
         factors, index = self._latent_index()
+        if mode == "latent":  # in hybrid mode the seq2seq's own check (_encode) speaks
+            self._warn_head_truncation(texts, first_index)
         exclude_sets = [set() if e is None else set(e.tolist()) for e in excluded]
         with self._lock:
             latents = self._query_latents(texts, request)

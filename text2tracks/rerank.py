@@ -423,6 +423,7 @@ class GatedFusion:
         self.feature_std_: np.ndarray | None = None
         self.weights_: np.ndarray | None = None  # (n_features, n_grid)
         self.bias_: np.ndarray | None = None  # (n_grid,)
+        self.fixed_alpha_: float | None = None  # the best single alpha on the fitting prompts
 
     def fit(
         self, candidates: Candidates, relevant: list[set[int]], features: np.ndarray,
@@ -483,7 +484,7 @@ class GatedFusion:
             "kind": "gated", "grid": self.grid.tolist(), "normalisation": self.normalisation,
             "feature_names": list(FEATURE_NAMES), "feature_mean": self.feature_mean_.tolist(),
             "feature_std": self.feature_std_.tolist(), "weights": self.weights_.tolist(),
-            "bias": self.bias_.tolist(),
+            "bias": self.bias_.tolist(), "fixed_alpha": self.fixed_alpha_,
         }
 
 
@@ -498,6 +499,8 @@ def fusion_from_dict(payload: dict[str, Any]) -> FixedBlendFusion | GatedFusion:
         gate.feature_std_ = np.asarray(payload["feature_std"])
         gate.weights_ = np.asarray(payload["weights"])
         gate.bias_ = np.asarray(payload["bias"])
+        fixed_alpha = payload.get("fixed_alpha")  # absent from older files
+        gate.fixed_alpha_ = None if fixed_alpha is None else float(fixed_alpha)
         return gate
     raise ValueError(f"fusion kind must be 'fixed' or 'gated', got {kind!r}")
 
