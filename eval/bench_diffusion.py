@@ -29,7 +29,8 @@ share of the top k that occurs in training playlists whose normalised titles mat
 is measured with and without the negative prompt (same starting noise), beside Hits@k.
 
 Inversion: each test prompt gets seed tracks from another test playlist whose title shares no
-word with it; the seed latent (``seed_latent(..., "fold_in")``) is edited towards the prompt with
+word with it; the seed latent (``seed_latent(..., method)`` for each of ``--seed-methods``:
+the API's ``mean`` and the ALS ``fold_in``) is edited towards the prompt with
 :meth:`~text2tracks.diffusion.DiffusionHead.edit` at each strength; the top k (seed tracks
 excluded) is scored for similarity to the seeds (cosine of item factors to the seeds' mean
 factor; Hits@k against the seed playlist's other tracks) and relevance to the prompt (Hits@k).
@@ -99,6 +100,9 @@ class DiffusionBenchConfig:
         max_contamination: a pair whose positive playlists are mostly made of the negative's
             items is a near-synonym ("rap" / "hip"), not a contrast: skipped above this share.
         strengths, n_seed_tracks, max_inversion_prompts: the inversion curve.
+        seed_methods: comma-separated ways of turning the seed tracks into the starting latent
+            (``mean``, ``fold_in``; see :func:`text2tracks.diffusion.seed_latent`), one inversion
+            curve each; the first is written into the artifact's hybrid settings.
         max_validation_prompts: validation prompts used to fit the fusions (0 = all).
         latency_prompts: prompts timed one by one for the sampling cost.
         batch_size: prompts per beam-search / sampling batch.
@@ -127,6 +131,7 @@ class DiffusionBenchConfig:
     min_title_playlists: int = 5
     max_contamination: float = 0.6
     strengths: str = "0,0.25,0.5,0.75,1"
+    seed_methods: str = "mean,fold_in"
     n_seed_tracks: int = 5
     max_inversion_prompts: int = 200
     max_validation_prompts: int = 1000
@@ -168,6 +173,12 @@ class DiffusionBenchConfig:
             raise ValueError(f"guidance_grid must hold positive weights, got {self.guidance_grid!r}")
         if not self.strength_list or any(not 0 <= s <= 1 for s in self.strength_list):
             raise ValueError(f"strengths must lie in [0, 1], got {self.strengths!r}")
+        from text2tracks.hybrid import SEED_METHODS
+
+        methods = self.seed_method_list
+        if not methods or len(set(methods)) != len(methods) or set(methods) - set(SEED_METHODS):
+            raise ValueError(f"seed_methods must list distinct methods of {SEED_METHODS}, "
+                             f"got {self.seed_methods!r}")
 
     @property
     def encoder_list(self) -> list[str]:
@@ -176,6 +187,10 @@ class DiffusionBenchConfig:
     @property
     def grid(self) -> list[float]:
         return [float(w) for w in _split_floats(self.guidance_grid, "guidance_grid")]
+
+    @property
+    def seed_method_list(self) -> list[str]:
+        return [m.strip() for m in self.seed_methods.split(",") if m.strip()]
 
     @property
     def strength_list(self) -> list[float]:
@@ -595,7 +610,8 @@ def run_diffusion_benchmark(
     # What the API will use: the fixed blend, under the settings it was fitted with.
     save_fusion(artifact / "diffusion", fixed,
                 HybridSettings(n_samples=config.n_samples, beam_candidates=config.candidates,
-                               latent_k=config.latent_k, pool="max"),
+                               latent_k=config.latent_k, pool="max",
+                               seed_method=config.seed_method_list[0]),
                 validation={"prompts": len(val_prompts), "metric": "hits", "k": k,
                             "alpha": fixed.alpha, "source": "eval.bench_diffusion"})
 
@@ -775,20 +791,24 @@ def _inversion(ctx, head, config, prompts, relevant, test_cond, seed_latent, lat
     seeds = [relevant[j][: config.n_seed_tracks] for _, j in pairs]
     seed_rest = [set(map(int, relevant[j][config.n_seed_tracks:])) for _, j in pairs]
     prompt_rel = [set(map(int, relevant[i])) for i in pi]
-    seed_lat = np.stack([seed_latent(ctx.item_factors, s, "fold_in") for s in seeds])
     seed_means = np.stack([ctx.item_factors[s].mean(0) for s in seeds])
     exclude = [set(map(int, s)) for s in seeds]
     cond = test_cond[pi]
-    curve = []
-    for strength in config.strength_list:
-        lat = head.edit(torch.from_numpy(seed_lat), cond, strength=strength).cpu().numpy()
-        items, _ = latent_candidates(lat, ctx.item_factors, k, ctx.index, exclude=exclude)
-        row = {"strength": strength,
-               "seed_cosine": float(np.nanmean(seed_similarity(items, ctx.item_factors, seed_means, k))),
-               "seed_hits": float(hits_at(items, seed_rest, k).mean()),
-               "prompt_hits": float(hits_at(items, prompt_rel, k).mean())}
-        curve.append(row)
-        _log(f"inversion strength {strength}: {row}")
+    curves = {}
+    for method in config.seed_method_list:
+        seed_lat = np.stack([seed_latent(ctx.item_factors, s, method) for s in seeds])
+        curves[method] = []
+        for strength in config.strength_list:
+            lat = head.edit(torch.from_numpy(seed_lat), cond, strength=strength).cpu().numpy()
+            items, _ = latent_candidates(lat, ctx.item_factors, k, ctx.index, exclude=exclude)
+            row = {"strength": strength,
+                   "seed_cosine": float(np.nanmean(seed_similarity(items, ctx.item_factors, seed_means, k))),
+                   "seed_hits": float(hits_at(items, seed_rest, k).mean()),
+                   "prompt_hits": float(hits_at(items, prompt_rel, k).mean())}
+            curves[method].append(row)
+            _log(f"inversion ({method}) strength {strength}: {row}")
+    method = config.seed_method_list[0]
+    curve = curves[method]
     # Reference: plain samples from the prompt (no seed), one per prompt.
     noise = _noise(len(pi), 1, ctx.item_factors.shape[1], config.seed + 11)
     plain = _sample(head, cond, noise, 1, head.config.guidance_weight)
@@ -797,8 +817,8 @@ def _inversion(ctx, head, config, prompts, relevant, test_cond, seed_latent, lat
                  "seed_hits": float(hits_at(items, seed_rest, k).mean()),
                  "prompt_hits": float(hits_at(items, prompt_rel, k).mean())}
     first, last = curve[0], curve[-1]
-    return {"n_prompts": len(pairs), "n_seed_tracks": config.n_seed_tracks, "seed_method": "fold_in",
-            "curve": curve, "prompt_only_reference": reference,
+    return {"n_prompts": len(pairs), "n_seed_tracks": config.n_seed_tracks, "seed_method": method,
+            "curve": curve, "curves": curves, "prompt_only_reference": reference,
             "similarity_falls": bool(last["seed_cosine"] < first["seed_cosine"]),
             "relevance_rises": bool(last["prompt_hits"] > first["prompt_hits"]),
             "examples": [{"prompt": prompts[i], "seed_playlist": prompts[j]} for i, j in pairs[:5]]}
@@ -889,12 +909,15 @@ def _plot_negative(negative: dict, path: Path, k: int) -> None:
 def _plot_inversion(inversion: dict, path: Path, k: int) -> None:
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    curve = inversion.get("curve", [])
-    xs = [r["strength"] for r in curve]
-    axes[0].plot(xs, [r["seed_cosine"] for r in curve], marker="o", label="cosine to seed mean factor")
-    axes[0].plot(xs, [r["seed_hits"] for r in curve], marker="s", label=f"Hits@{k} vs seed playlist")
-    axes[1].plot(xs, [r["prompt_hits"] for r in curve], marker="o", color="tab:green",
-                 label=f"Hits@{k} vs prompt playlist")
+    curves = inversion.get("curves") or {inversion.get("seed_method", "seed"): inversion.get("curve", [])}
+    for (method, curve), style in zip(curves.items(), ("-", "--", ":"), strict=False):
+        xs = [r["strength"] for r in curve]
+        axes[0].plot(xs, [r["seed_cosine"] for r in curve], style, marker="o", color="tab:blue",
+                     label=f"cosine to seed mean factor ({method})")
+        axes[0].plot(xs, [r["seed_hits"] for r in curve], style, marker="s", color="tab:orange",
+                     label=f"Hits@{k} vs seed playlist ({method})")
+        axes[1].plot(xs, [r["prompt_hits"] for r in curve], style, marker="o", color="tab:green",
+                     label=f"Hits@{k} vs prompt playlist ({method})")
     ref = inversion.get("prompt_only_reference")
     if ref:
         axes[1].axhline(ref["prompt_hits"], linestyle=":", color="grey", label="prompt only (no seed)")
@@ -938,10 +961,12 @@ def format_report(report: dict, k: int = 10) -> str:
     inv = report["inversion"]
     if inv.get("curve"):
         lines += ["", f"inversion ({inv['n_prompts']} prompts, {inv['n_seed_tracks']} seed tracks):",
-                  "| strength | cosine to seeds | Hits vs seed playlist | Hits vs prompt |", "|---|---|---|---|"]
-        for r in inv["curve"]:
-            lines.append(f"| {r['strength']:g} | {r['seed_cosine']:.3f} | {r['seed_hits']:.3f} | "
-                         f"{r['prompt_hits']:.3f} |")
+                  "| seed latent | strength | cosine to seeds | Hits vs seed playlist | Hits vs prompt |",
+                  "|---|---|---|---|---|"]
+        for method, curve in (inv.get("curves") or {inv.get("seed_method", "-"): inv["curve"]}).items():
+            for r in curve:
+                lines.append(f"| {method} | {r['strength']:g} | {r['seed_cosine']:.3f} | "
+                             f"{r['seed_hits']:.3f} | {r['prompt_hits']:.3f} |")
     lat = report["latency"]
     lines += ["", f"sampling cost ({lat['ddim_steps']} DDIM steps, {lat['n_samples']} samples): head "
                   f"{lat['batch1']['head_ms']:.1f} ms of {lat['batch1']['total_ms']:.1f} ms per prompt at "
@@ -993,7 +1018,8 @@ def merge_into_results(path: Path, report: dict) -> dict:
     results["diffusion"] = {"target": report["target"], "training": report["training"],
                             "latency": report["latency"],
                             "negative_prompts_target": report["negative_prompts"].get("target"),
-                            "inversion_curve": report["inversion"].get("curve")}
+                            "inversion_curve": report["inversion"].get("curve"),
+                            "inversion_curves": report["inversion"].get("curves")}
     write_json(path, results)
     return json.loads(path.read_text())
 

@@ -110,6 +110,8 @@ def _report():
     system = {"hits@10": 0.5, "hits@10_ci": [0.4, 0.6], "recall@10": 0.1, "recall@10_ci": [0.05, 0.15],
               "ndcg@10": 0.2, "ndcg@10_ci": [0.1, 0.3], "mrr": 0.3, "mrr_ci": [0.2, 0.4],
               "coverage@10": 0.1}
+    inversion = {method: [{"strength": s, "seed_cosine": 1 - s, "seed_hits": 1 - s, "prompt_hits": s * scale}
+                          for s in (0.0, 0.5, 1.0)] for method, scale in (("mean", 1.0), ("fold_in", 0.5))}
     curve = [{"w": w, **{f"{v}_{m}_{x}": 0.1 * w for v in ("latent", "hybrid") for m in ("share", "hits")
                          for x in ("without", "with")}} for w in (1.0, 2.0)]
     return {
@@ -122,8 +124,7 @@ def _report():
                              "curve": curve, "target": {"latent": target_check(curve, "latent"),
                                                         "hybrid": target_check(curve, "hybrid")}},
         "inversion": {"n_prompts": 3, "n_seed_tracks": 5, "prompt_only_reference": {"prompt_hits": 0.4},
-                      "curve": [{"strength": s, "seed_cosine": 1 - s, "seed_hits": 1 - s, "prompt_hits": s}
-                                for s in (0.0, 0.5, 1.0)]},
+                      "seed_method": "mean", "curve": inversion["mean"], "curves": inversion},
         "latency": {"ddim_steps": 20, "n_samples": 4, "batch1": {"head_ms": 2.0, "total_ms": 10.0},
                     "batch64_per_prompt": {"head_ms": 0.5, "total_ms": 2.0},
                     "head_share_batch1": 0.2, "head_share_batch64": 0.25},
@@ -143,6 +144,8 @@ def test_merge_keeps_existing_systems_and_report_and_plots_render(tmp_path):
     assert on_disk["diffusion"]["target"]["meets_5pct"] is True
     text = format_report(report)
     assert "| hybrid |" in text and "hybrid vs generative" in text and "party" in text
+    assert "| mean | 1 | 0.000 | 0.000 | 1.000 |" in text and "| fold_in | 1 | 0.000 | 0.000 | 0.500 |" in text
+    assert on_disk["diffusion"]["inversion_curves"]["fold_in"][2]["prompt_hits"] == 0.5
     _plot_negative(report["negative_prompts"], tmp_path / "neg.png", 10)
     _plot_inversion(report["inversion"], tmp_path / "inv.png", 10)
     for name in ("neg.png", "inv.png"):
@@ -154,7 +157,8 @@ def test_config_validation_and_cli_flags():
     assert DiffusionBenchConfig(encoders="bytes").encoder_list == ["bytes"]
     for bad in ({"budget_minutes": 0}, {"encoders": "clip"}, {"candidates": 5}, {"guidance_grid": "1,-2"},
                 {"strengths": "0,1.5"}, {"max_contamination": 0}, {"n_samples": 0}, {"latent_k": 3}, {"guidance_grid": "a"},
-                {"mean_samples": -1}):
+                {"mean_samples": -1}, {"seed_methods": "mean,median"}, {"seed_methods": "mean,mean"},
+                {"seed_methods": ""}):
         with pytest.raises(ValueError):
             DiffusionBenchConfig(**bad)
     args = build_parser().parse_args(["--benchmark-dir", "d", "--train", "t", "--budget-minutes", "3",

@@ -15,6 +15,7 @@ import json
 import logging
 import shutil
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,7 @@ from tiny_artifact import (  # noqa: E402
 )
 
 from text2tracks.artifacts import MANIFEST_NAME, ArtifactError  # noqa: E402
+from text2tracks.diffusion import seed_latent  # noqa: E402
 from text2tracks.hybrid import (  # noqa: E402
     FUSION_NAME,
     HybridSettings,
@@ -188,7 +190,7 @@ def test_negative_prompt_lowers_the_share_of_the_negative_cluster(recommender):
     assert _same(both[1], recommender.recommend("party", seed=1, **kw))
 
 
-def test_like_tracks_strength_moves_from_the_seeds_to_the_prompt(recommender):
+def test_like_tracks_strength_moves_from_the_seeds_to_the_prompt(artifact, recommender):
     folk = _tracks_of(recommender, "folk")[:3]
     stay = recommender.recommend("jazz", k=10, mode="latent", like_tracks=folk, edit_strength=0.0)
     follow = recommender.recommend("jazz", k=10, mode="latent", like_tracks=folk, edit_strength=1.0)
@@ -199,6 +201,15 @@ def test_like_tracks_strength_moves_from_the_seeds_to_the_prompt(recommender):
     np.testing.assert_allclose(recommender.sample_latents("jazz", like_tracks=folk, edit_strength=0),
                                np.repeat(mean[None], recommender.hybrid_settings.n_samples, 0),
                                rtol=1e-6)
+    # ... or their ALS fold-in, when the settings say so
+    fold = _fresh(artifact)
+    fold.hybrid_settings = replace(fold.hybrid_settings, seed_method="fold_in")
+    idx = [recommender.catalog.index_of(t) for t in folk]
+    np.testing.assert_allclose(fold.sample_latents("jazz", like_tracks=folk, edit_strength=0)[0],
+                               seed_latent(recommender.item_factors, idx, "fold_in"), rtol=1e-5)
+    assert not np.allclose(seed_latent(recommender.item_factors, idx, "fold_in"), mean, rtol=1e-3)
+    with pytest.raises(ValueError, match="seed_method must be one of"):
+        replace(fold.hybrid_settings, seed_method="median")
     # one collection per prompt; None samples from the prompt as usual
     per_prompt = recommender.recommend(["jazz", "jazz"], k=10, mode="latent",
                                        like_tracks=[folk, None], edit_strength=0.0)

@@ -51,6 +51,7 @@ FUSION_FORMAT_VERSION = 1
 DEFAULT_ALPHA = 0.5
 FUSION_KINDS = ("fixed", "gated")
 _POOLS = ("max", "mean")
+SEED_METHODS = ("mean", "fold_in")
 _METRICS = ("hits", "ndcg", "mrr")
 
 Fusion = FixedBlendFusion | GatedFusion
@@ -67,12 +68,17 @@ class HybridSettings:
             (its beam width too, at least ``k``).
         latent_k: faiss neighbours per sample (at least ``k`` are always searched).
         pool: how an item's inner products with the samples are pooled: ``"max"`` or ``"mean"``.
+        seed_method: how ``like_tracks`` become the latent that DDIM inversion starts from:
+            ``"mean"`` (their mean item factor) or ``"fold_in"`` (the ALS factor of a playlist
+            holding exactly them, the kind of latent the head was trained on); see
+            :func:`text2tracks.diffusion.seed_latent`.
     """
 
     n_samples: int = 4
     beam_candidates: int = 50
     latent_k: int = 100
     pool: str = "max"
+    seed_method: str = "mean"
 
     def __post_init__(self) -> None:
         for name in ("n_samples", "beam_candidates", "latent_k"):
@@ -81,6 +87,9 @@ class HybridSettings:
                 raise ValueError(f"HybridSettings.{name} must be an integer >= 1, got {value!r}")
         if self.pool not in _POOLS:
             raise ValueError(f"HybridSettings.pool must be one of {_POOLS}, got {self.pool!r}")
+        if self.seed_method not in SEED_METHODS:
+            raise ValueError(f"HybridSettings.seed_method must be one of {SEED_METHODS}, "
+                             f"got {self.seed_method!r}")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> HybridSettings:
@@ -334,6 +343,7 @@ def fit_fusion(
 
 
 __all__ = [
-    "DEFAULT_ALPHA", "FUSION_KINDS", "FUSION_NAME", "HybridSettings", "catalogue_factors",
+    "DEFAULT_ALPHA", "FUSION_KINDS", "FUSION_NAME", "HybridSettings", "SEED_METHODS",
+    "catalogue_factors",
     "default_fusion", "fit_fusion", "fuse", "gather_candidates", "load_fusion", "save_fusion",
 ]

@@ -737,7 +737,8 @@ class Text2Tracks:
                 w * (eps(prompt) - eps(negative)); one ``str`` for every prompt, or one
                 ``str`` / ``None`` per prompt.
             guidance_weight: latent modes: w (``None``: the head's stored default); >= 0.
-            like_tracks: latent modes: track ids whose mean CF factor is the starting latent,
+            like_tracks: latent modes: track ids whose mean CF factor (or ALS fold-in, with
+                ``hybrid_settings.seed_method="fold_in"``) is the starting latent,
                 edited towards the prompt by DDIM inversion (one collection for every prompt,
                 or one collection / ``None`` per prompt). Unknown ids are ignored with a
                 warning; a prompt left with none raises ``ValueError``.
@@ -1274,7 +1275,8 @@ class Text2Tracks:
                 rows = torch.as_tensor(edited, device=cond.device)
                 factors = self.item_factors
                 start = torch.from_numpy(np.stack([
-                    seed_latent(factors, request.seeds[i], "mean") for i in edited]))
+                    seed_latent(factors, request.seeds[i], self.hybrid_settings.seed_method)
+                    for i in edited]))
                 source = self._conditions([request.sources[i] for i in edited])
                 moved = head.edit(start, cond[rows], request.strength, source_cond=source,
                                   negative_cond=negative[rows],
