@@ -182,3 +182,53 @@ def test_reuse_models_needs_the_trained_models_in_the_artifact(tmp_path):
     (tmp_path / "artifact" / "diffusion").mkdir(parents=True)
     with pytest.raises(ValueError, match="latent_regressor"):
         _load_models(_Ctx(), tmp_path)
+
+
+def test_the_whole_benchmark_runs_on_a_tiny_artifact(tmp_path):
+    """Train (a few seconds), evaluate every system, both seed methods, plots, fusion.json."""
+    torch = pytest.importorskip("torch")
+    from tiny_artifact import build_tiny_artifact
+
+    from eval.bench_diffusion import run_diffusion_benchmark
+    from eval.metrics import relevant_items
+    from semantic_ids.interactions import ItemVocab
+    from semantic_ids.playlists import read_playlists, split_playlists
+    from text2tracks.artifacts import read_json
+    from text2tracks.hybrid import load_fusion
+
+    torch.set_num_threads(1)
+    artifact = build_tiny_artifact(tmp_path)
+    train_path = tmp_path / "demo.jsonl"
+    info = read_json(artifact / "cf" / "split.json", "split")
+    split = split_playlists(read_playlists(train_path).playlists, validation_fraction=info["validation_fraction"],
+                            test_fraction=info["test_fraction"], seed=info["seed"])
+    kept, relevant, n_skipped = relevant_items(split.test, ItemVocab.load(artifact / "cf"))
+    prompts = [split.test[i].prompt for i in kept]
+    config = DiffusionBenchConfig(
+        budget_minutes=0.08, encoders="seq2seq", hidden=32, n_blocks=1, candidates=10, beams=10,
+        n_samples=2, mean_samples=3, latent_k=20, guidance_grid="1,3", n_negative_pairs=2,
+        prompts_per_pair=3, min_title_playlists=2, strengths="0,1", n_seed_tracks=2,
+        max_inversion_prompts=4, max_validation_prompts=10, latency_prompts=2, n_bootstrap=20,
+        num_threads=1, progress=False, seed_methods="fold_in,mean")
+    report = run_diffusion_benchmark(artifact, train_path, tmp_path / "out", prompts, relevant,
+                                     split.validation, split.train, config=config, n_skipped=n_skipped)
+
+    assert set(report["systems"]) == {"generative", "latent-only", "latent-regressor", "hybrid",
+                                      "hybrid-gated", "hybrid-regressor", "latent-only-mean"}
+    for system in report["systems"].values():
+        assert 0.0 <= system["hits@10"] <= 1.0 and system["n_prompts"] == len(prompts)
+    inversion = report["inversion"]
+    assert inversion["n_prompts"] >= 1
+    assert list(inversion["curves"]) == ["fold_in", "mean"] and inversion["seed_method"] == "fold_in"
+    assert inversion["curve"] == inversion["curves"]["fold_in"]
+    assert [r["strength"] for r in inversion["curves"]["mean"]] == [0.0, 1.0]
+    assert all(0.0 <= r["prompt_hits"] <= 1.0 for c in inversion["curves"].values() for r in c)
+    # what the API will read: the fixed blend under the first seed method
+    fusion, settings, summary = load_fusion(artifact / "diffusion")
+    assert settings.seed_method == "fold_in" and settings.n_samples == 2 and settings.latent_k == 20
+    assert fusion.alpha == report["systems"]["hybrid"]["alpha"]
+    on_disk = json.loads((tmp_path / "out" / "diffusion.json").read_text())
+    assert on_disk["inversion"]["curves"]["mean"] == inversion["curves"]["mean"]
+    for name in ("negative_prompts.png", "inversion.png"):
+        assert (tmp_path / "out" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"| fold_in | 1 | {inversion['curves']['fold_in'][1]['seed_cosine']:.3f}" in format_report(report)
