@@ -786,7 +786,7 @@ def _inversion(ctx, head, config, prompts, relevant, test_cond, seed_latent, lat
                                   config.seed)
     if not pairs:
         _log("inversion: no seed playlist pairs found")
-        return {"curve": [], "n_prompts": 0}
+        return {"curve": [], "curves": {}, "n_prompts": 0}
     pi = np.array([p for p, _ in pairs])
     seeds = [relevant[j][: config.n_seed_tracks] for _, j in pairs]
     seed_rest = [set(map(int, relevant[j][config.n_seed_tracks:])) for _, j in pairs]
@@ -909,8 +909,7 @@ def _plot_negative(negative: dict, path: Path, k: int) -> None:
 def _plot_inversion(inversion: dict, path: Path, k: int) -> None:
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    curves = inversion.get("curves") or {inversion.get("seed_method", "seed"): inversion.get("curve", [])}
-    for (method, curve), style in zip(curves.items(), ("-", "--", ":"), strict=False):
+    for (method, curve), style in zip(inversion["curves"].items(), ("-", "--", ":"), strict=False):
         xs = [r["strength"] for r in curve]
         axes[0].plot(xs, [r["seed_cosine"] for r in curve], style, marker="o", color="tab:blue",
                      label=f"cosine to seed mean factor ({method})")
@@ -963,7 +962,7 @@ def format_report(report: dict, k: int = 10) -> str:
         lines += ["", f"inversion ({inv['n_prompts']} prompts, {inv['n_seed_tracks']} seed tracks):",
                   "| seed latent | strength | cosine to seeds | Hits vs seed playlist | Hits vs prompt |",
                   "|---|---|---|---|---|"]
-        for method, curve in (inv.get("curves") or {inv.get("seed_method", "-"): inv["curve"]}).items():
+        for method, curve in inv["curves"].items():
             for r in curve:
                 lines.append(f"| {method} | {r['strength']:g} | {r['seed_cosine']:.3f} | "
                              f"{r['seed_hits']:.3f} | {r['prompt_hits']:.3f} |")

@@ -344,6 +344,6 @@ def fit_fusion(
 
 __all__ = [
     "DEFAULT_ALPHA", "FUSION_KINDS", "FUSION_NAME", "HybridSettings", "SEED_METHODS",
-    "catalogue_factors",
-    "default_fusion", "fit_fusion", "fuse", "gather_candidates", "load_fusion", "save_fusion",
+    "catalogue_factors", "default_fusion", "fit_fusion", "fuse", "gather_candidates", "load_fusion",
+    "save_fusion",
 ]

@@ -123,6 +123,21 @@ class Recommendation:
 # ------------------------------------------------------------------------------ file checks
 
 
+def _warn_long_prompts(
+    lengths: list[int], limit: int, unit: str, taker: str, first_index: int, stacklevel: int
+) -> list[int]:
+    """Warn, naming each prompt, about those longer than ``limit``; their batch positions."""
+    too_long = [i for i, n in enumerate(lengths) if n > limit]
+    for i in too_long:
+        warnings.warn(
+            f"prompt {first_index + i} has {lengths[i]} {unit}, more than {taker} takes ({limit}); "
+            "it was truncated",
+            UserWarning,
+            stacklevel=stacklevel,
+        )
+    return too_long
+
+
 def _check_npy(path: Path) -> None:
     """Raise ArtifactError if ``path`` is not a complete ``.npy`` file (header and data size)."""
     try:
@@ -1155,14 +1170,8 @@ class Text2Tracks:
 
     def _encode(self, texts: list[str], first_index: int, stacklevel: int = 4):
         lengths = [len(ids) for ids in self.tokenizer(texts, truncation=False)["input_ids"]]
-        too_long = [i for i, n in enumerate(lengths) if n > self.max_prompt_length]
-        for i in too_long:
-            warnings.warn(
-                f"prompt {first_index + i} has {lengths[i]} tokens, more than the model takes "
-                f"({self.max_prompt_length}); it was truncated",
-                UserWarning,
-                stacklevel=stacklevel,
-            )
+        too_long = _warn_long_prompts(lengths, self.max_prompt_length, "tokens", "the model",
+                                      first_index, stacklevel + 1)
         return self.tokenizer(
             texts,
             truncation=bool(too_long),
@@ -1299,27 +1308,16 @@ class Text2Tracks:
             )
         return default_fusion()
 
-    def _warn_head_truncation(self, texts: list[str], first_index: int) -> None:
-        encoder = self.diffusion_head.encoder
-        if encoder is None:
-            return
-        for i, n in enumerate(encoder.input_lengths(texts)):
-            if n > encoder.max_length:
-                # user -> recommend -> _recommend_latent_batch -> here -> warn
-                warnings.warn(
-                    f"prompt {first_index + i} has {n} {encoder.length_unit}, more than the "
-                    f"diffusion head's encoder takes ({encoder.max_length}); it was truncated",
-                    UserWarning,
-                    stacklevel=4,
-                )
-
     def _recommend_latent_batch(self, mode, texts, excluded, k, num_beams, first_index, request):
         from text2tracks.hybrid import fuse, gather_candidates
 
         settings = self.hybrid_settings
         factors, index = self._latent_index()
-        if mode == "latent":  # in hybrid mode the seq2seq's own check (_encode) speaks
-            self._warn_head_truncation(texts, first_index)
+        encoder = self.diffusion_head.encoder
+        if mode == "latent" and encoder is not None:  # in hybrid mode _encode speaks
+            # user -> recommend -> _recommend_latent_batch -> _warn_long_prompts -> warn
+            _warn_long_prompts(encoder.input_lengths(texts), encoder.max_length, encoder.length_unit,
+                               "the diffusion head's encoder", first_index, stacklevel=4)
         exclude_sets = [set() if e is None else set(e.tolist()) for e in excluded]
         with self._lock:
             latents = self._query_latents(texts, request)
