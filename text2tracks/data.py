@@ -11,6 +11,10 @@ followed by EOS. Each epoch draws the examples afresh:
 - ``popularity_power=p`` (with N > 0): tracks are drawn with weight ``count ** -p`` (``count`` =
   training playlists holding the track), so that p > 0 tempers the pull of popular tracks;
   p = 0 is uniform.
+- ``target_weights`` (with N > 0): per playlist a probability over its candidate items (for
+  example the title-kNN teacher of :mod:`text2tracks.teacher`); each epoch draws N targets per
+  playlist *with replacement* from it, so that the expected loss is the cross-entropy against
+  that distribution and the model's most likely IDs are the distribution's head.
 
 The draw is vectorised (Gumbel top-k over all pairs at once, no Python loop per playlist) and
 depends only on ``(seed, epoch)``, so that a resumed run sees the same examples.
@@ -117,6 +121,7 @@ class Seq2SeqPairs:
         group_size: int = 1,
         bucket_batches: int = 0,
         batch_size: int | None = None,
+        target_weights: Sequence[Sequence[float]] | None = None,
     ) -> None:
         if len(prompt_ids) != len(relevant):
             raise ValueError(
@@ -131,6 +136,15 @@ class Seq2SeqPairs:
             raise ValueError(f"sid_token_ids must be (n_items, depth), got shape {sid_token_ids.shape}")
         if popularity_power and item_counts is None:
             raise ValueError("popularity_power != 0 needs item_counts")
+        if target_weights is not None:
+            if targets_per_playlist == 0:
+                raise ValueError("target_weights needs targets_per_playlist > 0 (targets are drawn "
+                                 "from them with replacement)")
+            if popularity_power:
+                raise ValueError("target_weights and popularity_power exclude each other")
+            if len(target_weights) != len(relevant) or any(
+                    len(w) != len(r) for w, r in zip(target_weights, relevant, strict=True)):
+                raise ValueError("target_weights must hold one weight per relevant item")
         if popularity_power and targets_per_playlist == 0:
             raise ValueError("popularity_power needs targets_per_playlist > 0 (with 0 every pair is used)")
         self.group_size = _check_int("group_size", group_size, 1)
@@ -163,7 +177,25 @@ class Seq2SeqPairs:
         else:
             self.log_weight = None
         self.n_playlists_with_targets = int((lengths > 0).sum())
-        if self.targets_per_playlist:
+        self.cumulative = None
+        if target_weights is not None:
+            weights = (np.concatenate([np.asarray(w, dtype=np.float64) for w in target_weights])
+                       if lengths.sum() else np.zeros(0))
+            if weights.size and (not np.all(np.isfinite(weights)) or weights.min() < 0):
+                raise ValueError("target_weights must be finite and >= 0")
+            cum = np.r_[0.0, np.cumsum(weights)]
+            before = cum[self.indptr[:-1]]  # per playlist, the weight of earlier playlists
+            totals = cum[self.indptr[1:]] - before
+            if np.any(totals[lengths > 0] <= 0):
+                raise ValueError("every playlist with targets needs a positive total weight")
+            # per pair, its playlist's cumulative distribution up to it, shifted by the playlist's
+            # index, so that one searchsorted draws every playlist's targets at once
+            owner = self.pair_playlist
+            within = (cum[1:] - before[owner]) / np.where(totals > 0, totals, 1.0)[owner]
+            within[self.indptr[1:][lengths > 0] - 1] = 1.0
+            self.cumulative = np.minimum(within, 1.0) + owner
+            self._length = int(self.targets_per_playlist * (lengths > 0).sum())
+        elif self.targets_per_playlist:
             self._length = int(np.minimum(lengths, self.targets_per_playlist).sum())
         else:
             self._length = int(lengths.sum())
@@ -178,7 +210,14 @@ class Seq2SeqPairs:
         if epoch == self.epoch:
             return
         rng = np.random.default_rng([self.seed, int(epoch)])
-        if self.targets_per_playlist:
+        if self.cumulative is not None:
+            # N draws with replacement per playlist: u in [p, p + 1) falls in p's segment
+            with_targets = np.flatnonzero(np.diff(self.indptr) > 0)
+            owner = np.repeat(with_targets, self.targets_per_playlist)
+            draws = owner + rng.random(owner.size)
+            chosen = np.searchsorted(self.cumulative, draws, side="right")
+            chosen = np.minimum(chosen, self.indptr[owner + 1] - 1)
+        elif self.targets_per_playlist:
             # Gumbel top-k: the N largest of log w + Gumbel noise within each playlist are a draw
             # of N distinct tracks without replacement, proportional to w
             keys = rng.gumbel(size=self.items.size)

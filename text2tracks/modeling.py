@@ -42,6 +42,7 @@ from text2tracks.tokens import SCHEMES, SIDTokenLayout, add_layout_tokens
 SID_LAYOUT_NAME = "sid_layout.json"
 MODEL_INFO_NAME = "text2tracks_seq2seq.json"
 _ADAPTER_CONFIG_NAME = "adapter_config.json"
+PROMPT_TOKENIZERS = ("bytes", "subword")
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,12 @@ class ModelConfig:
         d_model, num_layers, num_decoder_layers, num_heads, d_ff, dropout: the default T5's
             shape (``d_kv = d_model // num_heads``).
         max_prompt_length: prompts are truncated to this many tokens (bytes for the default).
+        tokenizer: the built-in default's prompt tokenizer: ``"bytes"`` (ByT5's, no training)
+            or ``"subword"`` (a byte-level BPE learned from the training prompts with HF
+            ``tokenizers``: every string still encodes, emoji and all scripts included, since
+            its alphabet is the 256 bytes; common words become one token, so prompts are about
+            4x shorter and the model sees words). Ignored with ``base``.
+        subword_vocab_size: the BPE's vocabulary size (bytes and specials included).
         lora: fine-tune a pretrained base with LoRA adapters instead of all its weights.
         lora_r, lora_alpha, lora_dropout, lora_target_modules: the LoRA settings (peft).
     """
@@ -67,6 +74,8 @@ class ModelConfig:
     d_ff: int = 1024
     dropout: float = 0.1
     max_prompt_length: int = 64
+    tokenizer: str = "bytes"
+    subword_vocab_size: int = 8000
     lora: bool = False
     lora_r: int = 16
     lora_alpha: int = 32
@@ -81,6 +90,12 @@ class ModelConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.tokenizer not in PROMPT_TOKENIZERS:
+            raise ValueError(f"tokenizer must be one of {PROMPT_TOKENIZERS}, got {self.tokenizer!r}")
+        if isinstance(self.subword_vocab_size, bool) or not isinstance(self.subword_vocab_size, int) \
+                or self.subword_vocab_size < 300:
+            raise ValueError(f"subword_vocab_size must be an integer >= 300 (the bytes and the "
+                             f"special tokens fit in it), got {self.subword_vocab_size!r}")
         if self.d_model % self.num_heads:
             raise ValueError(
                 f"d_model ({self.d_model}) must be a multiple of num_heads ({self.num_heads})"
@@ -126,6 +141,33 @@ def _default_tokenizer(scheme: str = "sid"):
     from transformers import ByT5Tokenizer
 
     return ByT5Tokenizer(extra_ids=0) if scheme == "bytes" else ByT5Tokenizer()
+
+
+def train_subword_tokenizer(texts, vocab_size: int = 8000):
+    """A byte-level BPE learned from ``texts`` (HF ``tokenizers``), as a transformers tokenizer.
+
+    Specials follow T5's ids: ``<pad>`` 0, ``</s>`` 1 (appended to every prompt), ``<unk>`` 2.
+    The initial alphabet is the 256 bytes, so any text encodes (no ``<unk>`` in practice).
+    ``texts`` should already be normalised the way prompts are at inference
+    (:func:`text2tracks.data.normalize_prompt`).
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    texts = [t for t in texts if t]
+    if not texts:
+        raise ValueError("a subword tokenizer needs training prompts; got none")
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=2, show_progress=False,
+                                  special_tokens=["<pad>", "</s>", "<unk>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(texts, trainer=trainer)
+    tok.post_processor = processors.TemplateProcessing(
+        single="$A </s>", special_tokens=[("</s>", tok.token_to_id("</s>"))])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>",
+                                   unk_token="<unk>")
 
 
 def _pretrained_tokenizer(base: str, scheme: str):
@@ -194,7 +236,7 @@ def _lora_wrap(model, config: ModelConfig, layout: SIDTokenLayout):
 
 
 def build_seq2seq(config: ModelConfig, level_sizes: tuple[int, ...] | list[int],
-                  scheme: str = "sid"):
+                  scheme: str = "sid", prompt_texts=None):
     """Build the model, its tokenizer (with the semantic-ID tokens) and the token layout.
 
     Args:
@@ -202,6 +244,8 @@ def build_seq2seq(config: ModelConfig, level_sizes: tuple[int, ...] | list[int],
         level_sizes: codes per level of the catalogue's IDs.
         scheme: the catalogue's token scheme, ``"sid"`` or ``"bytes"`` (content IDs; needs the
             built-in tokenizer or a ByT5 base, else ``ValueError``).
+        prompt_texts: the normalised training prompts; needed (only) to learn the subword
+            tokenizer of ``config.tokenizer == "subword"``.
 
     Returns ``(model, tokenizer, layout)``. The model's embeddings cover the enlarged vocabulary
     and its generation settings write ``depth`` tokens then EOS. With ``config.lora`` the model is
@@ -212,7 +256,15 @@ def build_seq2seq(config: ModelConfig, level_sizes: tuple[int, ...] | list[int],
     if config.base is None:
         from transformers import T5Config, T5ForConditionalGeneration
 
-        tokenizer = _default_tokenizer(scheme)
+        if config.tokenizer == "subword":
+            if scheme == "bytes":
+                raise ValueError("content IDs are written with byte tokens: use tokenizer='bytes'")
+            if prompt_texts is None:
+                raise ValueError("tokenizer='subword' is learned from the training prompts: pass "
+                                 "prompt_texts")
+            tokenizer = train_subword_tokenizer(prompt_texts, config.subword_vocab_size)
+        else:
+            tokenizer = _default_tokenizer(scheme)
         layout = add_layout_tokens(tokenizer, level_sizes, scheme)
         t5_config = T5Config(
             vocab_size=len(tokenizer),

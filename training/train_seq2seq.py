@@ -49,6 +49,7 @@ LOG_NAME = "training_log.jsonl"
 CURVE_NAME = "curve.json"
 _SCHEDULES = ("linear", "cosine", "constant")
 _PRECISIONS = ("no", "fp16", "bf16")
+TARGET_SOURCES = ("playlist", "teacher")
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,13 @@ class TrainConfig:
             Only the order of an epoch's examples changes, not which ones are drawn.
         length_bucket_window: sort prompts by length within windows of this many batches, so
             that little padding is encoded (0 = off). The batches of a window are shuffled.
+        target_source: what each playlist's examples are drawn from: ``"playlist"`` its own
+            tracks (see ``targets_per_playlist``); ``"teacher"`` the title-kNN teacher's list for
+            its prompt (:func:`text2tracks.teacher.teacher_targets`), ``targets_per_playlist``
+            draws with replacement per epoch.
+        teacher_top_items, teacher_own_weight, teacher_leave_out: the teacher's list length, the
+            share of probability kept on the playlist's own tracks, and whether the playlist's
+            own vote is removed from its teacher scores.
         normalize_prompts: apply :func:`text2tracks.data.normalize_prompt`.
         num_workers: DataLoader workers (0: batches built in the main process; they are cheap).
         num_threads: torch CPU threads (0 = all CPUs of this process divided by local processes).
@@ -116,6 +124,10 @@ class TrainConfig:
     popularity_power: float = 0.0
     targets_per_prompt_group: int = 8
     length_bucket_window: int = 32
+    target_source: str = "playlist"
+    teacher_top_items: int = 200
+    teacher_own_weight: float = 0.0
+    teacher_leave_out: bool = True
     normalize_prompts: bool = True
     num_workers: int = 0
     num_threads: int = 0
@@ -126,7 +138,7 @@ class TrainConfig:
         if not isinstance(self.model, ModelConfig):
             raise ValueError(f"model must be a ModelConfig, got {type(self.model).__name__}")
         positive = ("batch_size", "grad_accum", "epochs", "eval_k", "keep_checkpoints", "log_every")
-        positive += ("targets_per_prompt_group",)
+        positive += ("targets_per_prompt_group", "teacher_top_items")
         non_negative = ("max_steps", "warmup_steps", "eval_every", "eval_prompts",
                         "checkpoint_every", "targets_per_playlist", "num_workers", "num_threads",
                         "length_bucket_window")
@@ -151,6 +163,16 @@ class TrainConfig:
             raise ValueError(f"num_beams must be >= eval_k ({self.eval_k}), got {self.num_beams!r}")
         if self.popularity_power and not self.targets_per_playlist:
             raise ValueError("popularity_power needs targets_per_playlist > 0")
+        if self.target_source not in TARGET_SOURCES:
+            raise ValueError(f"target_source must be one of {TARGET_SOURCES}, got {self.target_source!r}")
+        if self.target_source == "teacher":
+            if not self.targets_per_playlist:
+                raise ValueError("target_source='teacher' draws targets_per_playlist targets per "
+                                 "playlist and epoch; set targets_per_playlist > 0")
+            if self.popularity_power:
+                raise ValueError("popularity_power applies to target_source='playlist' only")
+        if not (isinstance(self.teacher_own_weight, (int, float)) and 0 <= self.teacher_own_weight <= 1):
+            raise ValueError(f"teacher_own_weight must be in [0, 1], got {self.teacher_own_weight!r}")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -325,8 +347,12 @@ def train(config: TrainConfig) -> dict[str, Any]:
     # 3. Model
     # the catalogue's scheme says how codes become tokens ("bytes": content IDs); targets are
     # then depth tokens + EOS whatever the scheme, and decoding follows layout / trie depth
-    model, tokenizer, layout = build_seq2seq(config.model, catalog.level_sizes,
-                                             scheme=catalog.scheme)
+    from text2tracks.data import normalize_prompt
+
+    texts = [p.prompt for p in data["train"]]
+    model, tokenizer, layout = build_seq2seq(
+        config.model, catalog.level_sizes, scheme=catalog.scheme,
+        prompt_texts=[normalize_prompt(t) if config.normalize_prompts else t for t in texts])
     sid_token_ids = layout.codes_to_token_ids(catalog.sid_codes)
     n_params = count_parameters(model)
     shape = (f"level sizes {catalog.level_sizes}" if layout.scheme == "sid" else
@@ -336,8 +362,21 @@ def train(config: TrainConfig) -> dict[str, Any]:
 
     train_prompts = encode_prompts(tokenizer, [p.prompt for p in data["train"]],
                                    config.model.max_prompt_length, config.normalize_prompts)
+    train_targets, target_weights = data["train_relevant"], None
+    if config.target_source == "teacher":
+        from text2tracks.teacher import teacher_targets
+
+        started = time.perf_counter()
+        teacher = teacher_targets(
+            [p.prompt for p in data["train"]], data["train_relevant"], len(catalog),
+            top_items=config.teacher_top_items, own_weight=config.teacher_own_weight,
+            leave_out=config.teacher_leave_out)
+        train_targets, target_weights = teacher.items, teacher.weights
+        log(f"teacher: title-kNN targets for {len(teacher)} playlists in "
+            f"{time.perf_counter() - started:.1f} s (top {config.teacher_top_items}, own weight "
+            f"{config.teacher_own_weight}, leave-out {config.teacher_leave_out})")
     train_pairs = Seq2SeqPairs(
-        train_prompts, data["train_relevant"], sid_token_ids, tokenizer.eos_token_id,
+        train_prompts, train_targets, sid_token_ids, tokenizer.eos_token_id, target_weights=target_weights,
         targets_per_playlist=config.targets_per_playlist,
         popularity_power=config.popularity_power, item_counts=data["vocab"].counts,
         seed=config.seed, group_size=config.targets_per_prompt_group,
@@ -647,6 +686,12 @@ def _add_field(group, f: dataclasses.Field, defaults) -> None:
             group.add_argument(flag, choices=_PRECISIONS, default=default)
         elif f.name == "schedule":
             group.add_argument(flag, choices=_SCHEDULES, default=default)
+        elif f.name == "tokenizer":
+            from text2tracks.modeling import PROMPT_TOKENIZERS
+
+            group.add_argument(flag, choices=PROMPT_TOKENIZERS, default=default)
+        elif f.name == "target_source":
+            group.add_argument(flag, choices=TARGET_SOURCES, default=default)
         else:
             group.add_argument(flag, type=kind, default=default, help=f"default {default}")
 
