@@ -16,6 +16,10 @@ Every component writes its own ``config.json`` beside its arrays. Nothing here i
 every write goes to a temporary folder that is renamed into place, so a crash never leaves a half
 written component or manifest behind.
 
+Before a component is loaded, :func:`component_dir` checks its files byte by byte (complete
+``.npy`` and safetensors files, valid JSON), so that a damaged artifact fails with a message that
+names the file instead of deep inside numpy or torch.
+
 This module imports neither torch nor transformers so that the item-side commands stay light.
 """
 
@@ -31,8 +35,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 FORMAT_VERSION = 1
 MANIFEST_NAME = "text2tracks.json"
+# component folders of an artifact
+SEQ2SEQ_COMPONENT = "seq2seq"
+CATALOG_COMPONENT = "semantic_ids"
+DIFFUSION_COMPONENT = "diffusion"
+CF_COMPONENT = "cf"
 _TRACKED_LIBRARIES = (
     "text2tracks", "numpy", "scipy", "implicit", "faiss-cpu", "scikit-learn",
     "torch", "transformers", "peft", "accelerate", "safetensors", "diffusers",
@@ -183,3 +194,101 @@ def component_writer(
 def write_manifest(artifact_dir: str | os.PathLike, components: dict[str, dict[str, Any]]) -> None:
     """Write a fresh manifest listing ``components``."""
     write_json_atomic(Path(artifact_dir) / MANIFEST_NAME, new_manifest(components))
+
+
+# ------------------------------------------------------------------------------ file checks
+
+
+def check_npy(path: Path) -> None:
+    """Raise ArtifactError if ``path`` is not a complete ``.npy`` file (header and data size)."""
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+            else:
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+            header_end = f.tell()
+    except (ValueError, OSError, EOFError) as err:
+        raise ArtifactError(f"damaged array file {path}: {err}") from err
+    if dtype.hasobject:
+        raise ArtifactError(f"{path} holds Python objects (pickle); artifacts never do")
+    expected = header_end + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    actual = path.stat().st_size
+    if actual != expected:
+        raise ArtifactError(
+            f"damaged array file {path}: {actual} bytes, its header {shape} {dtype} needs "
+            f"{expected} (truncated or overwritten?)"
+        )
+
+
+def check_safetensors(path: Path) -> None:
+    """Raise ArtifactError if ``path`` is not a complete safetensors file."""
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                raise ValueError("shorter than the 8-byte header length")
+            n = int.from_bytes(head, "little")
+            if n > size - 8:
+                raise ValueError(f"header length {n} runs past the end of the file")
+            header = json.loads(f.read(n))
+        ends = [int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"]
+    except (ValueError, KeyError, TypeError, IndexError, OSError) as err:
+        raise ArtifactError(f"damaged weights file {path}: {err}") from err
+    expected = 8 + n + max(ends, default=0)
+    if size != expected:
+        raise ArtifactError(
+            f"damaged weights file {path}: {size} bytes, its header needs {expected} "
+            "(truncated or overwritten?)"
+        )
+
+
+def check_component_files(directory: Path) -> None:
+    """Check every JSON, ``.npy`` and safetensors file of a component before loading it."""
+    for path in sorted(directory.rglob("*")):
+        if not path.is_file():
+            continue
+        if path.suffix == ".json":
+            try:
+                with open(path, encoding="utf-8") as f:
+                    json.load(f)
+            except (json.JSONDecodeError, UnicodeDecodeError) as err:
+                raise ArtifactError(f"damaged file {path}: not valid JSON ({err})") from err
+        elif path.suffix == ".npy":
+            check_npy(path)
+        elif path.suffix == ".safetensors":
+            check_safetensors(path)
+
+
+# Files each component needs (one of a tuple's alternatives), checked before loading.
+REQUIRED_FILES = {
+    CATALOG_COMPONENT: (("catalog/config.json",), ("catalog/sid_codes.npy",),
+                        ("catalog/item_ids.json",)),
+    SEQ2SEQ_COMPONENT: (("config.json", "adapter_config.json"), ("sid_layout.json",),
+                        ("model.safetensors", "adapter_model.safetensors")),
+    DIFFUSION_COMPONENT: (("config.json",), ("model.safetensors",), ("latent_stats.npy",)),
+    CF_COMPONENT: (("item_factors.npy",), ("vocab.json",)),
+}
+
+
+def component_dir(artifact_dir: Path, manifest: dict, name: str, hint: str) -> Path:
+    """The folder of component ``name``, after checking that the manifest lists it, that its
+    required files are there and that every JSON, ``.npy`` and safetensors file is whole.
+
+    Raises:
+        ArtifactError: naming the missing or damaged file (``hint`` says how to make it).
+    """
+    if name not in manifest["components"]:
+        raise ArtifactError(
+            f"{artifact_dir / MANIFEST_NAME} lists no '{name}' component; {hint}"
+        )
+    directory = artifact_dir / name
+    for alternatives in REQUIRED_FILES.get(name, ()):
+        if not any((directory / f).is_file() for f in alternatives):
+            raise ArtifactError(
+                f"damaged component {directory}: {directory / alternatives[0]} is missing"
+            )
+    check_component_files(directory)
+    return directory

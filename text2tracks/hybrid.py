@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -342,8 +342,60 @@ def fit_fusion(
     return fusion, summary
 
 
+def fit_recommender_fusion(
+    recommender, prompts: Sequence[str], relevant: Sequence[Iterable[str]], *,
+    settings: HybridSettings | None = None, kind: str = "fixed", metric: str = "hits",
+    k: int = 10, batch_size: int = 32, progress: bool = False,
+) -> tuple[Fusion, HybridSettings, dict[str, Any]]:
+    """:func:`fit_fusion` on a :class:`~text2tracks.pipeline.Text2Tracks`'s own candidates.
+
+    The candidates come through the recommender's public API exactly as its hybrid mode
+    gathers them (the same beam width, samples, seed 0 and faiss search). ``relevant`` holds each
+    prompt's right track ids; ids outside the catalogue are ignored, and prompts left with none
+    (or empty after normalisation) are skipped and counted in the summary's ``n_skipped``.
+
+    Returns:
+        ``(fusion, settings, summary)``; ``settings`` is ``settings`` or the recommender's.
+    """
+    from text2tracks.options import labelled_prompts
+
+    prompts = list(prompts)
+    settings = recommender.hybrid_settings if settings is None else settings
+    if not isinstance(settings, HybridSettings):
+        raise ValueError(f"settings must be HybridSettings, got {type(settings).__name__}")
+    catalog, n_items = recommender.catalog, len(recommender)
+
+    def index_of(track_id: str) -> int | None:
+        try:
+            return catalog.index_of(track_id)
+        except KeyError:
+            return None
+
+    texts, sets = labelled_prompts(prompts, relevant, index_of)
+    if not texts:
+        raise ValueError("no prompt has a relevant track in the catalogue: cannot fit the fusion")
+
+    def beam(batch: list[str], n: int) -> tuple[np.ndarray, np.ndarray]:
+        n = max(min(n, n_items), min(k, n_items))
+        ids, scores = recommender.recommend_arrays(batch, k=n, num_beams=n, batch_size=len(batch))
+        items = np.array([[catalog.index_of(t) for t in row] for row in ids], dtype=np.int64)
+        return items.reshape(len(batch), n), scores
+
+    def sample(batch: list[str]) -> np.ndarray:
+        return recommender.sample_latents(batch, n_samples=settings.n_samples, batch_size=len(batch))
+
+    factors, index = recommender.latent_index()
+    n_beam = min(settings.beam_candidates, n_items)
+    fusion, summary = fit_fusion(
+        texts, sets, beam, sample, factors, settings=replace(settings, beam_candidates=n_beam),
+        index=index, kind=kind, metric=metric, k=k, batch_size=batch_size, progress=progress)
+    summary["n_skipped"] = len(prompts) - len(texts)
+    summary["settings"] = asdict(settings)
+    return fusion, settings, summary
+
+
 __all__ = [
     "DEFAULT_ALPHA", "FUSION_KINDS", "FUSION_NAME", "HybridSettings", "SEED_METHODS",
-    "catalogue_factors", "default_fusion", "fit_fusion", "fuse", "gather_candidates", "load_fusion",
-    "save_fusion",
+    "catalogue_factors", "default_fusion", "fit_fusion", "fit_recommender_fusion", "fuse",
+    "gather_candidates", "load_fusion", "save_fusion",
 ]

@@ -1,0 +1,230 @@
+"""The latent side of the API: the diffusion head, the CF item factors it searches, and the query
+latents it samples for the ``"latent"`` and ``"hybrid"`` modes of
+:meth:`~text2tracks.pipeline.Text2Tracks.recommend`.
+
+- :func:`load_head` reads ``diffusion/`` (sharing the recommender's seq2seq as its frozen
+  encoder); :func:`catalogue_factor_loader` reads the item factors in catalogue order on first use.
+- :func:`query_latents` turns prompts and a :class:`~text2tracks.options.LatentRequest` into CF-space
+  latents ``(batch, n_samples, latent_dim)``: DDIM sampling from seeded noise, or (with
+  ``like_tracks``) a DDIM edit of the tracks' seed latent.
+- :func:`rank_latent_batch` ranks the catalogue around those latents (latent mode) or fuses them
+  with the beam's candidates (hybrid mode).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from text2tracks.artifacts import CF_COMPONENT, DIFFUSION_COMPONENT, ArtifactError
+from text2tracks.options import LatentRequest
+
+CATALOGUE_FACTORS_NAME = "item_factors.npy"  # diffusion/item_factors.npy: only when there is no cf/
+
+# The default-fusion warning keeps the logger name users configured before the split.
+logger = logging.getLogger("text2tracks.pipeline")
+
+
+def load_head(diffusion_dir: Path, model, tokenizer, device):
+    """The :class:`~text2tracks.diffusion.DiffusionHead` of ``diffusion/``.
+
+    A head conditioned on the seq2seq's frozen encoder shares the recommender's loaded model
+    (as in training, where it wraps the same weights) instead of loading ``seq2seq/`` again.
+    """
+    from text2tracks.diffusion import CONFIG_NAME, DiffusionHead, FrozenSeq2SeqEncoder
+
+    with open(diffusion_dir / CONFIG_NAME, encoding="utf-8") as f:
+        payload = json.load(f)
+    if payload.get("kind") != DiffusionHead.component_kind:
+        raise ArtifactError(
+            f"{diffusion_dir / CONFIG_NAME} holds a {payload.get('kind')!r}, not a diffusion head"
+        )
+    encoder_payload = payload.get("encoder") or {}
+    encoder = None
+    if encoder_payload.get("kind") == "seq2seq":
+        encoder = FrozenSeq2SeqEncoder(
+            model, tokenizer, max_length=int(encoder_payload.get("max_length", 128)),
+            normalize=bool(encoder_payload.get("normalize", True)),
+        )
+    elif encoder_payload.get("kind") == "none":
+        raise ArtifactError(
+            f"the diffusion head in {diffusion_dir} has no prompt encoder (it was trained on given "
+            "condition vectors), so it cannot be conditioned on prompts"
+        )
+    return DiffusionHead.load(diffusion_dir, encoder=encoder, map_location=str(device))
+
+
+def catalogue_factor_loader(
+    artifact_dir: Path, catalog, latent_dim: int
+) -> Callable[[], np.ndarray]:
+    """A function that reads the CF item factors in catalogue order (called on first use).
+
+    They come from ``cf/`` (``item_factors.npy`` in the order of ``cf/vocab.json``, the item
+    vocabulary the catalogue and the diffusion training were built from), mapped by track id;
+    ``diffusion/item_factors.npy`` (catalogue order) takes precedence where an artifact was
+    saved without ``cf/``.
+    """
+
+    def load() -> np.ndarray:
+        from semantic_ids.interactions import ItemVocab
+        from text2tracks.hybrid import catalogue_factors
+
+        own = artifact_dir / DIFFUSION_COMPONENT / CATALOGUE_FACTORS_NAME
+        try:
+            if own.is_file():
+                factors = np.ascontiguousarray(np.load(own, allow_pickle=False), dtype=np.float32)
+            else:
+                cf_dir = artifact_dir / CF_COMPONENT
+                vocab = ItemVocab.load(cf_dir)
+                raw = np.load(cf_dir / "item_factors.npy", allow_pickle=False, mmap_mode="r")
+                factors = catalogue_factors(raw, vocab.item_ids, catalog.item_ids)
+        except (OSError, ValueError, KeyError) as err:
+            raise ArtifactError(f"cannot read the CF item factors of {artifact_dir}: {err}") from err
+        if factors.shape != (len(catalog), latent_dim):
+            raise ArtifactError(
+                f"the CF item factors of {artifact_dir} have shape {factors.shape}; the catalogue "
+                f"and the diffusion head need ({len(catalog)}, {latent_dim})"
+            )
+        return factors
+
+    return load
+
+
+def checked_factors(factors, n_items: int, latent_dim: int) -> np.ndarray:
+    """``factors`` as C-contiguous float32 ``(n_items, latent_dim)``; ``ValueError`` otherwise."""
+    factors = np.ascontiguousarray(factors, dtype=np.float32)
+    expected = (n_items, latent_dim)
+    if factors.shape != expected:
+        raise ValueError(f"item_factors must have shape {expected} (catalogue size, the head's "
+                         f"latent_dim), got {factors.shape}")
+    if not np.isfinite(factors).all():
+        raise ValueError("item_factors hold NaN or infinite values")
+    return factors
+
+
+def check_diffusion_parts(head, item_factors, fusion, settings):
+    """Check what a recommender's latent modes are built from; the settings (``None``: the
+    default :class:`~text2tracks.hybrid.HybridSettings`). ``ValueError`` on a wrong part."""
+    from text2tracks.diffusion import DiffusionHead
+    from text2tracks.hybrid import HybridSettings
+    from text2tracks.rerank import FixedBlendFusion, GatedFusion
+
+    if not isinstance(head, DiffusionHead):
+        raise ValueError(f"diffusion_head must be a DiffusionHead, got {type(head).__name__}")
+    if head.encoder is None:
+        raise ValueError("diffusion_head has no prompt encoder; the API conditions it on prompts")
+    if item_factors is None:
+        raise ValueError("diffusion_head needs item_factors: (n_items, latent_dim) CF item "
+                         "factors in catalogue order, or a function that returns them")
+    if fusion is not None and not isinstance(fusion, (FixedBlendFusion, GatedFusion)):
+        raise ValueError(f"fusion must be a FixedBlendFusion or GatedFusion, got {type(fusion).__name__}")
+    settings = HybridSettings() if settings is None else settings
+    if not isinstance(settings, HybridSettings):
+        raise ValueError(f"hybrid_settings must be HybridSettings, got {type(settings).__name__}")
+    return settings
+
+
+def conditions(head, texts: Sequence[str | None]):
+    """Prompt encodings ``(batch, cond_dim)``; ``None`` rows get the head's null condition,
+    which is what the head itself uses for "no prompt" (so that every row takes the same
+    computation whatever its neighbours in the batch)."""
+    import torch
+
+    null = head.denoiser.null_cond.detach()
+    out = null.expand(len(texts), -1).clone()
+    given = [i for i, t in enumerate(texts) if t is not None]
+    if given:
+        encoded = head.encode([texts[i] for i in given])
+        out[torch.as_tensor(given, device=out.device)] = encoded.to(out.dtype)
+    return out
+
+
+def query_latents(
+    head, texts: list[str], request: LatentRequest,
+    item_factors: Callable[[], np.ndarray], seed_method: str,
+) -> np.ndarray:
+    """CF-space query latents ``(batch, n_samples, latent_dim)`` (the caller holds the model lock).
+
+    Prompts without ``like_tracks`` are sampled (DDIM, eta = 0) from the request's seeded
+    noise, guided by their negative prompt or the null condition; prompts with seeds are
+    edited (:meth:`DiffusionHead.edit`), which is deterministic, so their one latent is
+    repeated ``n_samples`` times (pooling is unchanged by repeats). ``item_factors`` returns the
+    catalogue's factors (only called when a prompt has seeds).
+    """
+    import torch
+
+    from text2tracks.diffusion import seed_latent
+
+    n, n_samples, dim = len(texts), request.n_samples, head.config.latent_dim
+    out = torch.zeros(n, n_samples, dim)
+    with torch.inference_mode():
+        cond = head.encode(texts)
+        negative = conditions(head, request.negatives)
+        plain = [i for i, s in enumerate(request.seeds) if s is None]
+        edited = [i for i, s in enumerate(request.seeds) if s is not None]
+        if plain:
+            rows = torch.as_tensor(plain, device=cond.device)
+            noise = None
+            if request.seed is not None:
+                generator = torch.Generator().manual_seed(request.seed)
+                noise = torch.randn((n_samples, dim), generator=generator).repeat(len(plain), 1)
+            sampled = head.sample(cond[rows], negative_cond=negative[rows],
+                                  guidance_weight=request.guidance_weight,
+                                  n_samples=n_samples, noise=noise)
+            out[plain] = sampled.float().cpu()
+        if edited:
+            rows = torch.as_tensor(edited, device=cond.device)
+            factors = item_factors()
+            start = torch.from_numpy(np.stack([
+                seed_latent(factors, request.seeds[i], seed_method) for i in edited]))
+            source = conditions(head, [request.sources[i] for i in edited])
+            moved = head.edit(start, cond[rows], request.strength, source_cond=source,
+                              negative_cond=negative[rows], guidance_weight=request.guidance_weight)
+            out[edited] = moved.float().cpu()[:, None, :].expand(-1, n_samples, -1)
+    return out.numpy()
+
+
+def hybrid_beam_width(k: int, num_beams: int | None, beam_candidates: int,
+                      excluded: Sequence[np.ndarray | None], n_items: int) -> int:
+    """How many beam candidates hybrid mode gathers: at least ``k`` (and 2), at most what is
+    left after exclusion."""
+    left = min(n_items - (0 if e is None else len(e)) for e in excluded)
+    wanted = beam_candidates if num_beams is None else int(num_beams)
+    return min(max(k, wanted, 2), left) if left >= 2 else left
+
+
+def rank_latent_batch(
+    mode: str, k: int, latents: np.ndarray, factors: np.ndarray, index, settings, fusion,
+    texts: list[str], excluded: Sequence[np.ndarray | None],
+    beam: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Item indices and scores ``(batch, k)`` of the latent mode (faiss around ``latents``) or the
+    hybrid mode (``beam``'s candidates and the latents' pooled, fused by ``fusion``)."""
+    from text2tracks.hybrid import fuse, gather_candidates
+    from text2tracks.rerank import rerank
+
+    exclude_sets = [set() if e is None else set(e.tolist()) for e in excluded]
+    if mode == "latent":
+        return rerank("latent", k, latents=latents, item_factors=factors, index=index,
+                      latent_k=settings.latent_k, pool=settings.pool, exclude=exclude_sets)
+    beam_items, beam_scores = beam
+    candidates = gather_candidates(beam_items, beam_scores, latents, factors, index=index,
+                                   latent_k=settings.latent_k, pool=settings.pool, k=k,
+                                   exclude=exclude_sets)
+    return fuse(fusion, candidates, k, latents=latents, prompts=texts, exclude=exclude_sets)
+
+
+def warn_default_fusion(where) -> None:
+    """Log once per recommender that hybrid mode runs on the default blend."""
+    from text2tracks.hybrid import DEFAULT_ALPHA
+
+    logger.warning(
+        "%s has no fitted fusion (diffusion/fusion.json): hybrid mode blends the z-scored "
+        "beam log-probabilities and latent similarities with alpha=%s; fit one with "
+        "python -m training.train_diffusion (or Text2Tracks.fit_fusion)",
+        where, DEFAULT_ALPHA,
+    )

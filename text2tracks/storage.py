@@ -1,0 +1,245 @@
+"""Reading and writing a whole recommender's artifact folder: the bodies of
+:meth:`Text2Tracks.from_pretrained <text2tracks.pipeline.Text2Tracks.from_pretrained>` and
+:meth:`~text2tracks.pipeline.Text2Tracks.save_pretrained`.
+
+Each component's files are checked (:func:`text2tracks.artifacts.component_dir`) before it is
+loaded, and any failure inside a component becomes an :class:`ArtifactError` naming it. Saving
+writes a temporary folder and renames it, copying the components that are not held in memory
+(``cf/``, training logs...) from the folder the recommender was loaded from.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from text2tracks.artifacts import (
+    CATALOG_COMPONENT,
+    CF_COMPONENT,
+    DIFFUSION_COMPONENT,
+    MANIFEST_NAME,
+    SEQ2SEQ_COMPONENT,
+    ArtifactError,
+    component_dir,
+    new_artifact,
+    new_manifest,
+    read_manifest,
+    write_json_atomic,
+)
+from text2tracks.latent import CATALOGUE_FACTORS_NAME, catalogue_factor_loader, load_head
+from text2tracks.metadata import (
+    CATALOG_SUBDIR,
+    TRACKS_NAME,
+    read_track_metadata,
+    write_track_metadata,
+)
+
+DEFAULT_MAX_PROMPT_LENGTH = 64
+
+
+@dataclass
+class Seq2SeqParts:
+    """What ``semantic_ids/`` and ``seq2seq/`` hold, read and checked."""
+
+    model: Any
+    tokenizer: Any
+    layout: Any
+    catalog: Any
+    metadata: dict[str, tuple[str | None, str | None]]
+    max_prompt_length: int
+    model_config: dict | None
+    device: str
+
+
+@dataclass
+class DiffusionParts:
+    """What ``diffusion/`` holds: the head, a loader of the item factors, the fitted fusion."""
+
+    head: Any
+    item_factors: Any  # a function returning (n_items, latent_dim) float32
+    fusion: Any
+    settings: Any
+    validation: dict[str, Any]
+
+
+def read_seq2seq_parts(artifact_dir: Path, manifest: dict, device=None) -> Seq2SeqParts:
+    """Read the catalogue, the track metadata and the seq2seq model of an artifact.
+
+    ``device`` ``None`` picks CUDA when available, else the CPU.
+    """
+    from semantic_ids.catalog import SemanticIDCatalog
+    from text2tracks.modeling import MODEL_INFO_NAME, load_seq2seq
+
+    catalog_dir = component_dir(
+        artifact_dir, manifest, CATALOG_COMPONENT,
+        "build the semantic IDs first (text2tracks build-ids)",
+    )
+    seq2seq_dir = component_dir(
+        artifact_dir, manifest, SEQ2SEQ_COMPONENT,
+        "train the model first (python -m training.train_seq2seq)",
+    )
+    try:
+        catalog = SemanticIDCatalog.load(catalog_dir / CATALOG_SUBDIR)
+        metadata = read_track_metadata(catalog_dir)
+    except ArtifactError:
+        raise
+    except Exception as err:  # noqa: BLE001 - any failure here is a damaged component
+        raise ArtifactError(f"cannot read component {catalog_dir}: {err}") from err
+    model_config = None
+    info_path = seq2seq_dir / MODEL_INFO_NAME
+    if info_path.is_file():
+        with open(info_path, encoding="utf-8") as f:
+            model_config = json.load(f).get("model_config")
+    max_len = (model_config or {}).get("max_prompt_length", DEFAULT_MAX_PROMPT_LENGTH)
+    try:
+        model, tokenizer, layout = load_seq2seq(seq2seq_dir)
+    except Exception as err:  # noqa: BLE001
+        raise ArtifactError(f"cannot load component {seq2seq_dir}: {err}") from err
+    if device is None:
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return Seq2SeqParts(model, tokenizer, layout, catalog, metadata, max_len, model_config, device)
+
+
+def read_diffusion_parts(
+    artifact_dir: Path, manifest: dict, model, tokenizer, device, catalog
+) -> DiffusionParts:
+    """Read ``diffusion/`` (head, latent statistics, fusion); the item factors are read on first
+    use through the returned loader."""
+    from text2tracks.hybrid import load_fusion
+
+    diffusion_dir = component_dir(
+        artifact_dir, manifest, DIFFUSION_COMPONENT,
+        "train one first (python -m training.train_diffusion)",
+    )
+    if not (diffusion_dir / CATALOGUE_FACTORS_NAME).is_file():
+        component_dir(
+            artifact_dir, manifest, CF_COMPONENT,
+            "the diffusion head searches the CF item factors that text2tracks build-ids writes",
+        )
+    try:
+        head = load_head(diffusion_dir, model, tokenizer, device)
+        fusion, settings, validation = load_fusion(diffusion_dir)
+    except ArtifactError:
+        raise
+    except Exception as err:  # noqa: BLE001 - any failure here is a damaged component
+        raise ArtifactError(f"cannot load component {diffusion_dir}: {err}") from err
+    loader = catalogue_factor_loader(artifact_dir, catalog, head.config.latent_dim)
+    return DiffusionParts(head, loader, fusion, settings, validation)
+
+
+@dataclass(frozen=True)
+class ArtifactOrigin:
+    """Where a recommender was read from: the folder, its manifest's components, and the fusion
+    (with its settings and validation summary) of its ``diffusion/fusion.json``."""
+
+    directory: Path
+    components: dict[str, dict]
+    fusion: Any = None
+    settings: Any = None
+    validation: dict[str, Any] = field(default_factory=dict)
+
+
+def load_recommender(cls, path, device=None):
+    """``cls.from_pretrained(path, device)``: read an artifact folder into a ``cls``
+    (:class:`~text2tracks.pipeline.Text2Tracks`), raising :class:`ArtifactError` naming what is
+    missing or damaged."""
+    artifact_dir = Path(path)
+    manifest = read_manifest(artifact_dir)
+    parts = read_seq2seq_parts(artifact_dir, manifest, device)
+    diffusion = None
+    if DIFFUSION_COMPONENT in manifest["components"]:
+        import torch
+
+        diffusion = read_diffusion_parts(artifact_dir, manifest, parts.model, parts.tokenizer,
+                                         torch.device(parts.device), parts.catalog)
+    origin = ArtifactOrigin(artifact_dir.resolve(), dict(manifest["components"]))
+    if diffusion is not None:
+        origin = replace(origin, fusion=diffusion.fusion, settings=diffusion.settings,
+                         validation=diffusion.validation)
+    try:
+        return cls(
+            parts.model, parts.tokenizer, parts.layout, parts.catalog, parts.metadata,
+            max_prompt_length=parts.max_prompt_length, device=parts.device,
+            model_config=parts.model_config, origin=origin,
+            **({} if diffusion is None else dict(
+                diffusion_head=diffusion.head, item_factors=diffusion.item_factors,
+                fusion=diffusion.fusion, hybrid_settings=diffusion.settings)),
+        )
+    except ValueError as err:
+        raise ArtifactError(f"artifact {artifact_dir}: {err}") from err
+
+
+@dataclass
+class DiffusionToSave:
+    """The diffusion side of a recommender being saved."""
+
+    head: Any
+    fusion: Any
+    settings: Any
+    fusion_changed: bool  # set or refitted in memory since it was loaded
+    summary: dict[str, Any]  # the validation summary of that fusion ({} if unknown)
+    item_factors: Any  # a function returning the catalogue's factors (called only if needed)
+
+
+def write_artifact(
+    path: Path, *, source: Path | None, components: dict[str, dict], catalog, names, artists,
+    model, tokenizer, layout, model_config: dict | None, diffusion: DiffusionToSave | None,
+) -> Path:
+    """Write a recommender as an artifact folder at ``path`` (atomically; replaces it).
+
+    Components of ``source`` (the folder it was loaded from, if any) are copied first; the parts
+    held in memory are then written over them.
+    """
+    from text2tracks.modeling import ModelConfig, save_seq2seq
+
+    components = dict(components)
+    with new_artifact(path, force=True) as tmp:
+        for name in components:
+            if source is not None and (source / name).is_dir():
+                shutil.copytree(source / name, tmp / name)
+        sid_dir = tmp / CATALOG_COMPONENT
+        sid_dir.mkdir(exist_ok=True)
+        shutil.rmtree(sid_dir / CATALOG_SUBDIR, ignore_errors=True)
+        catalog.save(sid_dir / CATALOG_SUBDIR)
+        write_track_metadata(
+            sid_dir, catalog.item_ids, names, artists,
+            None if source is None else source / CATALOG_COMPONENT / TRACKS_NAME,
+        )
+        config = None if model_config is None else ModelConfig.from_dict(model_config)
+        seq2seq_dir = tmp / SEQ2SEQ_COMPONENT
+        for stale in ("model.safetensors", "adapter_model.safetensors", "adapter_config.json"):
+            (seq2seq_dir / stale).unlink(missing_ok=True)
+        save_seq2seq(model, tokenizer, layout, seq2seq_dir, config)
+        if diffusion is not None:
+            _write_diffusion(tmp / DIFFUSION_COMPONENT, diffusion,
+                             has_cf=(tmp / CF_COMPONENT).is_dir())
+            components.setdefault(DIFFUSION_COMPONENT, {"kind": "diffusion_head"})
+        components.setdefault(CATALOG_COMPONENT, {
+            "depth": catalog.depth, "level_sizes": list(catalog.level_sizes),
+            "n_items": len(catalog),
+        })
+        components.setdefault(SEQ2SEQ_COMPONENT, {})
+        components = {n: c for n, c in components.items() if (tmp / n).is_dir()}
+        write_json_atomic(tmp / MANIFEST_NAME, new_manifest(components))
+    return path
+
+
+def _write_diffusion(directory: Path, diffusion: DiffusionToSave, has_cf: bool) -> None:
+    from text2tracks.hybrid import FUSION_NAME, save_fusion
+
+    directory.mkdir(exist_ok=True)
+    diffusion.head.save(directory)  # a frozen seq2seq encoder's weights stay in seq2seq/
+    fusion_path = directory / FUSION_NAME
+    if diffusion.fusion is None:
+        fusion_path.unlink(missing_ok=True)
+    elif diffusion.fusion_changed or not fusion_path.is_file():
+        save_fusion(directory, diffusion.fusion, diffusion.settings, diffusion.summary)
+    if not has_cf and not (directory / CATALOGUE_FACTORS_NAME).is_file():
+        np.save(directory / CATALOGUE_FACTORS_NAME, diffusion.item_factors(), allow_pickle=False)
