@@ -411,7 +411,8 @@ def tiny_artifact(tmp_path_factory):
 def test_benchmark_content_variant_builds_trains_and_serves(tiny_artifact, tmp_path):
     from eval.benchmark import _variant_artifact, ablation_schemes, id_token_figures
     from text2tracks.artifacts import component_writer, read_json
-    from text2tracks.pipeline import Text2Tracks, _read_track_metadata
+    from text2tracks.metadata import read_track_metadata
+    from text2tracks.pipeline import Text2Tracks
 
     art = _variant_artifact(tiny_artifact, tmp_path / "artifact-content", "content", seed=0,
                             content_max_bytes=24)
@@ -419,7 +420,7 @@ def test_benchmark_content_variant_builds_trains_and_serves(tiny_artifact, tmp_p
     base = SemanticIDCatalog.load(tiny_artifact / "semantic_ids" / "catalog")
     assert catalog.scheme == "bytes" and catalog.item_ids == base.item_ids
     assert catalog.level_sizes[:-1] == (BYTE_LEVEL_SIZE,) * 24
-    metadata = _read_track_metadata(art / "semantic_ids")
+    metadata = read_track_metadata(art / "semantic_ids")
     for i in (0, 7, len(catalog) - 1):
         name, artist = metadata[catalog.item_ids[i]]
         assert decode_text(catalog.sid_codes[i]) == truncate_utf8(
