@@ -106,7 +106,7 @@ def test_every_input_format_gives_the_same_recommendations(recommender, artifact
     reference = outputs["in.jsonl"]
     assert [r["id"] for r in reference] == [f"q{i}" for i in range(len(PROMPTS))]
     assert [r["prompt"] for r in reference] == PROMPTS
-    assert [r["id"] for r in outputs["in.txt"]] == [str(i + 1) for i in range(len(PROMPTS))]
+    assert [r["id"] for r in outputs["in.txt"]] == [f"line:{i + 1}" for i in range(len(PROMPTS))]
     for name, records in outputs.items():
         assert _strip(records, keep_id=name != "in.txt") == _strip(reference, keep_id=name != "in.txt")
     # and what the API says
@@ -163,22 +163,23 @@ def test_bad_rows_become_error_records_and_the_job_goes_on(recommender, artifact
         b'{"id": "bytes", "prompt": "caf\xe9"}',             # Latin-1 byte, not UTF-8
         json.dumps({"id": "num", "prompt": 7}).encode(),     # not a string
         json.dumps(["a", "list"]).encode(),                  # not an object
-        json.dumps({"prompt": "sad songs"}).encode(),        # no id: the line number
+        json.dumps({"prompt": "sad songs"}).encode(),        # no id: line:9
     ]
     source = tmp_path / "in.jsonl"
     source.write_bytes(b"\n".join(lines) + b"\n")
     out = tmp_path / "out.jsonl"
     summary = export(recommender, artifact, source, out)
     records = read_output(out)
-    assert [r["id"] for r in records] == ["ok1", "2", "noprompt", "blank", "bytes", "num", "8", "9"]
+    assert [r["id"] for r in records] == ["ok1", "line:2", "noprompt", "blank", "bytes", "num",
+                                          "line:8", "line:9"]
     errors = {r["id"]: r["error"] for r in records}
-    assert errors["ok1"] is None and errors["9"] is None
-    assert "malformed JSON" in errors["2"] and "line 2" in errors["2"]
+    assert errors["ok1"] is None and errors["line:9"] is None
+    assert "malformed JSON" in errors["line:2"] and "line 2" in errors["line:2"]
     assert "no prompt" in errors["noprompt"]
     assert "empty prompt" in errors["blank"]
     assert "undecodable bytes" in errors["bytes"] and "line 6" in errors["bytes"]
     assert "must be a string" in errors["num"]
-    assert "expected a JSON object" in errors["8"]
+    assert "expected a JSON object" in errors["line:8"]
     assert all(len(r["track_ids"]) == 5 for r in records if r["error"] is None)
     assert (summary.n_rows, summary.n_done, summary.n_failed, summary.n_blank) == (8, 2, 6, 1)
     assert len(summary.failures) == 6
@@ -191,7 +192,7 @@ def test_bad_rows_in_csv_text_and_parquet(recommender, artifact, tmp_path):
     (tmp_path / "in.csv").write_bytes(b"id,prompt\n1,chill\n2,\n3,caf\xe9\n4\n,sad songs\n")
     summary = export(recommender, artifact, tmp_path / "in.csv", tmp_path / "csv.jsonl")
     records = read_output(tmp_path / "csv.jsonl")
-    assert [r["id"] for r in records] == ["1", "2", "3", "4", "5"]
+    assert [r["id"] for r in records] == ["1", "2", "3", "4", "row:5"]
     assert [r["error"] is None for r in records] == [True, False, False, False, True]
     assert "undecodable" in records[2]["error"] and "no prompt" in records[3]["error"]
     assert (summary.n_done, summary.n_failed) == (2, 3)
@@ -199,7 +200,7 @@ def test_bad_rows_in_csv_text_and_parquet(recommender, artifact, tmp_path):
     (tmp_path / "in.txt").write_bytes(b"chill\n\n\xff\xfe\nsad songs\r\n")
     summary = export(recommender, artifact, tmp_path / "in.txt", tmp_path / "txt.jsonl")
     records = read_output(tmp_path / "txt.jsonl")
-    assert [r["id"] for r in records] == ["1", "3", "4"]
+    assert [r["id"] for r in records] == ["line:1", "line:3", "line:4"]
     assert records[1]["error"].startswith("line 3: undecodable") and records[2]["prompt"] == "sad songs"
     assert (summary.n_done, summary.n_failed, summary.n_blank) == (2, 1, 1)
 
@@ -349,10 +350,32 @@ def test_the_subcommand_is_registered():
     assert callable(args.func)
 
 
+def test_a_fallback_id_never_collides_with_a_real_one(tmp_path):
+    # issue 11: malformed JSON on line 3 and {"id": 3} on line 4 both came out as "3"
+    (tmp_path / "in.jsonl").write_text(
+        '{"id": "a", "prompt": "x"}\n{"id": "line:3", "prompt": "y"}\n{"id": 3, "prompt": \n'
+        '{"id": 3, "prompt": "z"}\n{"prompt": "w"}\n', encoding="utf-8")
+    ids = [r.id for r in read_input(tmp_path / "in.jsonl").rows]
+    assert ids == ["a", "line:3", "line:3~2", "3", "line:5"]
+    assert len(set(ids)) == len(ids)
+    (tmp_path / "bad.jsonl").write_text(
+        '{"id": 1, "prompt": "x"}\n{"prompt": \n{"id": 2, "prompt": "y"}\n{"id": "line:2~2"}\n',
+        encoding="utf-8")
+    rows = read_input(tmp_path / "bad.jsonl").rows
+    assert [r.id for r in rows] == ["1", "line:2", "2", "line:2~2"]
+    (tmp_path / "clash.jsonl").write_text(
+        '{"prompt": \n{"id": 2, "prompt": "y"}\n{"id": "line:1", "prompt": "z"}\n', encoding="utf-8")
+    rows = read_input(tmp_path / "clash.jsonl").rows
+    assert [r.id for r in rows] == ["line:1~2", "2", "line:1"]
+    assert len({r.id for r in rows}) == len(rows)
+    (tmp_path / "in.csv").write_text("id,prompt\n2,x\n,y\nrow:2,z\n", encoding="utf-8")
+    assert [r.id for r in read_input(tmp_path / "in.csv").rows] == ["2", "row:2~2", "row:2"]
+
+
 def test_read_input_numbers_rows_and_skips_blank_lines(tmp_path):
     (tmp_path / "in.txt").write_text("a\n\n  \nb\n", encoding="utf-8")
     source = read_input(tmp_path / "in.txt")
-    assert [(r.index, r.id, r.prompt) for r in source.rows] == [(0, "1", "a"), (1, "4", "b")]
+    assert [(r.index, r.id, r.prompt) for r in source.rows] == [(0, "line:1", "a"), (1, "line:4", "b")]
     assert source.n_blank == 2
 
 

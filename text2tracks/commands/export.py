@@ -22,8 +22,10 @@ null, absent or, in CSV, an empty cell: none) to steer away from, and ``--guidan
 resumed job writes what an uninterrupted one would). A negative prompt that is not a string, or
 is empty, makes its row an error record; so does any negative prompt in generative mode.
 
-Without an id, a row's id is its line number (1-based; the data row number for CSV and
-Parquet). Ids are written as strings. Lines that are empty or only whitespace in JSONL and text
+Without an id of its own (none given, or a line too broken to read one from), a row's id is
+``line:N`` (JSONL and text files: its 1-based line number) or ``row:N`` (CSV and Parquet: its
+1-based data row). Such an id never collides with one the file gives: where the file itself uses
+it, a ``~2`` (``~3``...) suffix is added. Ids are written as strings. Lines that are empty or only whitespace in JSONL and text
 files are not rows; they are counted in the summary.
 
 Output, chosen by extension (``.jsonl``, ``.csv``, ``.parquet``): one record per input row, in
@@ -58,7 +60,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +90,7 @@ class InputRow:
     prompt: str | None
     error: str | None = None
     negative_prompt: str | None = None
+    own_id: bool = True  # False: ``id`` is the fallback line:N / row:N
 
 
 @dataclass
@@ -177,7 +180,7 @@ def _read_text(path: Path) -> InputFile:
         if text is not None and not text.strip():
             out.n_blank += 1
             continue
-        out.rows.append(InputRow(len(out.rows), str(line_no), text, error))
+        out.rows.append(InputRow(len(out.rows), f"line:{line_no}", text, error, own_id=False))
     return out
 
 
@@ -188,7 +191,7 @@ def _read_jsonl(path: Path) -> InputFile:
         if text is not None and not text.strip():
             out.n_blank += 1
             continue
-        row_id, prompt, negative = str(line_no), None, None
+        row_id, prompt, negative = None, None, None
         if error is not None:  # keep the row's own id where the rest of the line is readable
             with contextlib.suppress(json.JSONDecodeError):
                 record = json.loads(raw.decode("utf-8", "replace"))
@@ -213,7 +216,9 @@ def _read_jsonl(path: Path) -> InputFile:
                         error = f"line {line_no}: {error}"
                         prompt = prompt if isinstance(prompt, str) else None
                         negative = negative if isinstance(negative, str) else None
-        out.rows.append(InputRow(len(out.rows), row_id, prompt, error, negative))
+        own_id = row_id is not None
+        row_id = row_id if own_id else f"line:{line_no}"
+        out.rows.append(InputRow(len(out.rows), row_id, prompt, error, negative, own_id))
     return out
 
 
@@ -238,7 +243,8 @@ def _read_csv(path: Path) -> InputFile:
                 )
             for data_row, record in enumerate(reader, start=1):
                 prompt, row_id = record.get("prompt"), record.get("id")
-                row_id = str(data_row) if row_id is None or not row_id.strip() else row_id
+                own_id = row_id is not None and bool(row_id.strip())
+                row_id = row_id if own_id else f"row:{data_row}"
                 negative = record.get("negative_prompt") or None  # CSV: an empty cell is none
                 error = _prompt_error(prompt) or _negative_error(negative)
                 if error is None and (_has_surrogates(prompt) or _has_surrogates(negative or "")):
@@ -247,7 +253,7 @@ def _read_csv(path: Path) -> InputFile:
                     row_id = row_id.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
                 if error is not None:
                     error = f"row {data_row} (line {reader.line_num}): {error}"
-                out.rows.append(InputRow(len(out.rows), row_id, prompt, error, negative))
+                out.rows.append(InputRow(len(out.rows), row_id, prompt, error, negative, own_id))
         except csv.Error as err:
             raise ExportError(f"{path}, line {reader.line_num}: malformed CSV ({err})") from err
     return out
@@ -295,8 +301,8 @@ def _read_parquet(path: Path) -> InputFile:
             negative = negative if isinstance(negative, str) else None
         if isinstance(row_id, bytes):
             row_id = row_id.decode("utf-8", "replace")
-        out.rows.append(InputRow(len(out.rows), str(data_row) if row_id is None else str(row_id),
-                                 prompt, error, negative))
+        out.rows.append(InputRow(len(out.rows), f"row:{data_row}" if row_id is None else str(row_id),
+                                 prompt, error, negative, own_id=row_id is not None))
     return out
 
 
@@ -307,7 +313,20 @@ def read_input(path: str | os.PathLike) -> InputFile:
         raise ExportError(f"input {path} does not exist")
     fmt = _format_of(path, INPUT_FORMATS, "input")
     reader = {"jsonl": _read_jsonl, "csv": _read_csv, "parquet": _read_parquet, "text": _read_text}
-    return reader[fmt](path)
+    return _settle_fallback_ids(reader[fmt](path))
+
+
+def _settle_fallback_ids(source: InputFile) -> InputFile:
+    """Make each fallback id (``line:N`` / ``row:N``) differ from every id the file gives, with a
+    ``~2``, ``~3``... suffix where the file itself uses it."""
+    given = {row.id for row in source.rows if row.own_id}
+    for i, row in enumerate(source.rows):
+        if not row.own_id and row.id in given:
+            n = 2
+            while f"{row.id}~{n}" in given:
+                n += 1
+            source.rows[i] = replace(row, id=f"{row.id}~{n}")
+    return source
 
 
 # ----------------------------------------------------------------------------- journal
