@@ -5,7 +5,8 @@ Each command module defines ``add_parser(subparsers)``, which registers its flag
 their heavy dependencies inside ``func`` so that ``text2tracks --help`` stays fast.
 
 Training is not a subcommand: it runs as ``accelerate launch -m training.train_seq2seq``
-(``training`` uses this package, never the reverse).
+(``training`` uses this package, never the reverse). ``serve`` needs the ``serve`` extra
+(``pip install "text2tracks[serve]"``) only when it runs.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import argparse
 import importlib
 import sys
 
-_COMMAND_MODULES = ("build_ids", "export")
+_COMMAND_MODULES = ("build_ids", "export", "serve")
 
 
 def build_parser() -> argparse.ArgumentParser:
