@@ -238,6 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--min-count", type=int, default=2, help="catalogue: min playlists per track")
     parser.add_argument("--levels", type=int, default=3, help="residual k-means levels")
     parser.add_argument("--codebook-size", type=int, default=256, help="codes per level")
+    parser.add_argument("--title-rows", type=float, default=0.0,
+                        help="build-ids: weight of title-term rows in a joint CF embedding")
     parser.add_argument("--validation-fraction", type=float, default=0.1)
     parser.add_argument("--test-fraction", type=float, default=0.1)
     parser.add_argument("--split-seed", type=int, default=0)
@@ -284,6 +286,7 @@ def run(args: argparse.Namespace, train_args: list[str]) -> dict[str, Any]:
     if not (args.reuse_ids and (artifact / "semantic_ids").is_dir()):
         ids_config = BuildIDsConfig(min_count=args.min_count, n_levels=args.levels,
                                     codebook_size=args.codebook_size,
+                                    title_rows=args.title_rows,
                                     validation_fraction=args.validation_fraction,
                                     test_fraction=data["test_fraction"], split_seed=args.split_seed)
         built = run_build_ids(args.train, artifact, ids_config, force=True, log=_log)

@@ -55,6 +55,7 @@ class BuildIDsConfig:
     normalize_input: bool = True
     normalize_residuals: bool = True
     kmeans_iterations: int = 20
+    title_rows: float = 0.0
     validation_fraction: float = 0.1
     test_fraction: float = 0.1
     split_seed: int = 0
@@ -63,6 +64,8 @@ class BuildIDsConfig:
     def __post_init__(self) -> None:
         if int(self.min_count) < 1:
             raise ValueError(f"min_count must be >= 1, got {self.min_count}")
+        if not (isinstance(self.title_rows, (int, float)) and self.title_rows >= 0):
+            raise ValueError(f"title_rows must be a number >= 0, got {self.title_rows!r}")
         if not isinstance(self.cf, CFConfig):
             raise ValueError(f"cf must be a CFConfig, got {type(self.cf).__name__}")
 
@@ -148,7 +151,23 @@ def run_build_ids(
         )
 
     started = time.perf_counter()
-    cf_model = fit_cf(matrix, config.cf, show_progress=show_progress)
+    if config.title_rows:
+        # a joint embedding: title-term x track rows under the playlist rows (see title_terms)
+        import numpy as np
+        import scipy.sparse as sp
+
+        from semantic_ids.cf import CFModel
+        from text2tracks.title_terms import title_term_matrix
+
+        terms, names = title_term_matrix([p.title for p in split.train], matrix)
+        log(f"  joint CF: {len(names)} title terms x {terms.shape[1]} tracks "
+            f"({terms.nnz} entries) stacked with weight {config.title_rows}")
+        stacked = sp.vstack([matrix.astype(np.float32), terms * float(config.title_rows)]).tocsr()
+        joint = fit_cf(stacked, config.cf, show_progress=show_progress)
+        cf_model = CFModel(joint.item_factors, joint.playlist_factors[: matrix.shape[0]],
+                           config.cf)
+    else:
+        cf_model = fit_cf(matrix, config.cf, show_progress=show_progress)
     stage("cf", started)
 
     started = time.perf_counter()
@@ -301,6 +320,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--balance", type=float, default=d.balance,
                         help="optional cap on a child prefix: balance x its fair share")
     parser.add_argument("--kmeans-iterations", type=int, default=d.kmeans_iterations)
+    parser.add_argument("--title-rows", type=float, default=d.title_rows,
+                        help="weight of title-term x track rows stacked under the playlists "
+                             "before ALS (a joint embedding; 0 = playlists only)")
     parser.add_argument("--no-normalize-input", action="store_true")
     parser.add_argument("--no-normalize-residuals", action="store_true")
     parser.add_argument("--validation-fraction", type=float, default=d.validation_fraction)
@@ -333,6 +355,7 @@ def config_from_args(args: argparse.Namespace) -> BuildIDsConfig:
         normalize_input=not args.no_normalize_input,
         normalize_residuals=not args.no_normalize_residuals,
         kmeans_iterations=args.kmeans_iterations,
+        title_rows=args.title_rows,
         validation_fraction=args.validation_fraction,
         test_fraction=args.test_fraction,
         split_seed=args.split_seed,

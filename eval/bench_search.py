@@ -1,0 +1,163 @@
+"""Does beam search find the model's best IDs? Exact scores against the beam, and the beam width.
+
+    python -m eval.bench_search --artifact DIR --train PATH [--prompts 100] [--beams 5,10,20,50]
+
+For a sample of held-out prompts (the test split recorded in ``DIR/cf/split.json``) every
+catalogue item is scored exactly: its semantic-ID tokens and EOS are teacher-forced through the
+decoder, batched over all items, and the log-probabilities summed, which is the score the beam
+assigns to a finished ID (transformers' beam search takes ``log_softmax`` before the constraint
+masks, so both are the same unrenormalised sum). The exact top ``k`` is the best any search could
+return. Per beam width the table gives:
+
+- ``overlap@k``: the share of the exact top ``k`` that the beam's top ``k`` holds;
+- ``hits@k`` of the beam and of the exact top ``k`` on the same prompts (the gap is what search
+  loses);
+- ``ms/prompt``: median one-prompt latency (batch 1), and ``hits@k per ms``.
+
+Prints a markdown table and writes ``--out`` (default ``bench_out/bench_search.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def exact_scores(model, encoder_ids, encoder_mask, labels, chunk: int = 2048):
+    """``(n_items,)`` float32: summed log-probability of each row of ``labels`` for one prompt.
+
+    Args:
+        model: an encoder-decoder in eval mode.
+        encoder_ids, encoder_mask: one prompt, ``(1, seq_len)`` torch tensors.
+        labels: ``(n_items, depth + 1)`` int64 torch tensor, every item's ID tokens then EOS.
+        chunk: items per decoder batch.
+    """
+    import torch
+    from transformers.modeling_outputs import BaseModelOutput
+
+    with torch.no_grad():
+        hidden = model.get_encoder()(input_ids=encoder_ids, attention_mask=encoder_mask,
+                                     return_dict=True).last_hidden_state
+        out = []
+        for start in range(0, labels.shape[0], chunk):
+            lab = labels[start:start + chunk]
+            n = lab.shape[0]
+            logits = model(encoder_outputs=BaseModelOutput(last_hidden_state=hidden.expand(n, -1, -1)),
+                           attention_mask=encoder_mask.expand(n, -1), labels=lab).logits
+            logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, lab[..., None])[..., 0]
+            out.append(logp.sum(dim=1))
+    return torch.cat(out).numpy()
+
+
+def run(args: argparse.Namespace) -> dict:
+    import torch
+
+    from eval.metrics import per_prompt_metrics, relevant_items
+    from semantic_ids.catalog import SemanticIDCatalog
+    from semantic_ids.interactions import ItemVocab
+    from semantic_ids.playlists import read_playlists, split_playlists
+    from text2tracks.data import encode_prompts
+    from text2tracks.decoding import constrained_generate
+    from text2tracks.modeling import ModelConfig, load_seq2seq
+    from text2tracks.trie import FlatTrie
+
+    torch.set_num_threads(args.num_threads)
+    art = Path(args.artifact)
+    split_info = json.loads((art / "cf" / "split.json").read_text())
+    playlists = read_playlists(args.train).playlists
+    split = split_playlists(playlists, validation_fraction=split_info["validation_fraction"],
+                            test_fraction=split_info["test_fraction"], seed=split_info["seed"])
+    if not split.test:
+        raise ValueError(f"{art} was built without a test split; nothing held out to score")
+    vocab = ItemVocab.load(art / "cf")
+    kept, relevant, _ = relevant_items(split.test, vocab)
+    rng = np.random.default_rng(args.seed)
+    pick = np.sort(rng.choice(len(kept), size=min(args.prompts, len(kept)), replace=False))
+    prompts = [split.test[kept[i]].prompt for i in pick]
+    relevant = [relevant[i] for i in pick]
+
+    model, tokenizer, layout = load_seq2seq(art / "seq2seq")
+    info = json.loads((art / "seq2seq" / "text2tracks_seq2seq.json").read_text())
+    max_len = ModelConfig.from_dict(info["model_config"]).max_prompt_length \
+        if "model_config" in info else 64
+    catalog = SemanticIDCatalog.load(art / "semantic_ids" / "catalog")
+    trie = FlatTrie.from_codes(catalog.sid_codes, catalog.level_sizes)
+    sid = layout.codes_to_token_ids(catalog.sid_codes)
+    labels = torch.from_numpy(np.concatenate(
+        [sid, np.full((len(sid), 1), tokenizer.eos_token_id)], axis=1).astype(np.int64))
+    encoded = encode_prompts(tokenizer, prompts, max_len)
+    k = args.k
+
+    started = time.perf_counter()
+    exact_top = np.zeros((len(prompts), k), dtype=np.int64)
+    for i, ids in enumerate(encoded):
+        ids_t = torch.from_numpy(ids)[None]
+        scores = exact_scores(model, ids_t, torch.ones_like(ids_t), labels)
+        exact_top[i] = np.argsort(-scores, kind="stable")[:k]
+    exact_s = time.perf_counter() - started
+    exact_hits = float(per_prompt_metrics(exact_top, relevant, k=k)["hits"].mean())
+
+    rows = []
+    for beams in args.beams:
+        tops, singles = [], []
+        for ids in encoded:
+            ids_t = torch.from_numpy(ids)[None]
+            t0 = time.perf_counter()
+            items, _ = constrained_generate(model, ids_t, torch.ones_like(ids_t), trie, layout,
+                                            k=k, num_beams=beams)
+            singles.append(time.perf_counter() - t0)
+            tops.append(np.asarray(items)[0])
+        top = np.stack(tops)
+        hits = float(per_prompt_metrics(top, relevant, k=k)["hits"].mean())
+        overlap = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(top, exact_top,
+                                                                           strict=True)]))
+        ms = 1000 * statistics.median(singles)
+        rows.append({"beams": beams, f"overlap@{k}": overlap, f"hits@{k}": hits,
+                     f"exact_hits@{k}": exact_hits, "ms_per_prompt": ms,
+                     f"hits@{k}_per_ms": hits / ms})
+    result = {"artifact": str(art), "prompts": len(prompts), "k": k, "rows": rows,
+              "exact_seconds_per_prompt": exact_s / max(1, len(prompts)),
+              "best_beams_by_hits_per_ms": max(rows, key=lambda r: r[f"hits@{k}_per_ms"])["beams"]}
+    return result
+
+
+def format_table(result: dict) -> str:
+    k = result["k"]
+    lines = [f"{result['prompts']} test prompts; exact top {k} Hits@{k} "
+             f"{result['rows'][0][f'exact_hits@{k}']:.3f} "
+             f"({result['exact_seconds_per_prompt']:.2f} s per prompt to score every item)", "",
+             f"| beams | overlap@{k} with exact | Hits@{k} | ms / prompt | Hits@{k} per ms |",
+             "|---|---|---|---|---|"]
+    for r in result["rows"]:
+        lines.append(f"| {r['beams']} | {r[f'overlap@{k}']:.3f} | {r[f'hits@{k}']:.3f} | "
+                     f"{r['ms_per_prompt']:.1f} | {r[f'hits@{k}_per_ms']:.4f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m eval.bench_search", description=__doc__.split("\n")[0])
+    parser.add_argument("--artifact", required=True, help="a trained artifact (with seq2seq/)")
+    parser.add_argument("--train", required=True, help="the playlists the artifact was built from")
+    parser.add_argument("--prompts", type=int, default=100, help="test prompts sampled")
+    parser.add_argument("--beams", type=lambda s: [int(x) for x in s.split(",")],
+                        default=[10, 20, 50, 100], help="comma-separated beam widths")
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--num-threads", type=int, default=1)
+    parser.add_argument("--out", default="bench_out/bench_search.json")
+    args = parser.parse_args(argv)
+    result = run(args)
+    print(format_table(result))
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
