@@ -27,6 +27,9 @@ CODES_NAME = "sid_codes.npy"
 ITEM_IDS_NAME = "item_ids.json"
 FORMAT_VERSION = 1
 SCHEMES = ("sid", "bytes")
+# a "bytes" (content-ID) level: UTF-8 bytes 0..255 and END (256); semantic_ids.content_ids
+# writes such codes, this module checks them (content_ids imports catalog, never the reverse)
+BYTE_LEVEL_SIZE = 257
 
 
 def _prefix_ranks(codes: np.ndarray, sizes: Sequence[int]) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -98,8 +101,6 @@ class SemanticIDCatalog:
         if scheme not in SCHEMES:
             raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
         if scheme == "bytes":
-            from semantic_ids.content_ids import BYTE_LEVEL_SIZE
-
             if len(level_sizes) < 2 or any(s != BYTE_LEVEL_SIZE for s in level_sizes[:-1]):
                 raise ValueError(
                     f"a 'bytes' (content-ID) catalogue has byte levels of {BYTE_LEVEL_SIZE} codes "

@@ -23,9 +23,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from semantic_ids.catalog import BYTE_LEVEL_SIZE, SemanticIDCatalog
+
 N_BYTE_CODES = 256
 END_CODE = 256  # after the last byte of a string, repeated up to max_bytes
-BYTE_LEVEL_SIZE = N_BYTE_CODES + 1
 DEFAULT_MAX_BYTES = 48
 SEPARATOR = " - "
 
@@ -192,8 +193,6 @@ def content_catalog(
 
     Returns ``(catalog, stats)`` with :func:`content_stats`' figures.
     """
-    from semantic_ids.catalog import SemanticIDCatalog
-
     if not len(item_ids) == len(names) == len(artists):
         raise ValueError(
             f"item_ids, names and artists differ in length: {len(item_ids)}, {len(names)}, "
