@@ -82,6 +82,12 @@ def test_stats_with_vectors_reports_reconstruction_per_level():
     stats = cat.stats(x, rkm)
     errors = [row["reconstruction_mse"] for row in stats["levels"]]
     assert errors[1] < errors[0]
-    assert all(0.0 <= row["nearest_code_share"] <= 1.0 for row in stats["levels"])
+    # brute force: the share of items whose codes[:l+1] are plain nearest-centroid codes; a
+    # longer prefix can only match less often
+    nearest = rkm.encode(x)
+    shares = [row["nearest_code_share"] for row in stats["levels"]]
+    assert shares == pytest.approx(
+        [float((nearest[:, :level + 1] == cat.sid_codes[:, :level + 1]).all(axis=1).mean()) for level in range(2)])
+    assert shares[1] <= shares[0]
     # 600 items for 16 x 16 full codes: matching spreads them, ceil(600 / 256) at most per code
     assert stats["largest_group"] == 3

@@ -256,7 +256,6 @@ def test_model_save_load_keeps_the_bytes_layout(tmp_path):
 
 
 def test_lora_on_a_byt5_base_covers_the_byte_rows(tmp_path):
-    pytest.importorskip("peft")
     from transformers import ByT5Tokenizer, T5Config, T5ForConditionalGeneration
 
     torch.manual_seed(0)

@@ -15,12 +15,10 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
+from tiny_artifact import build_tiny_artifact
 
-torch = pytest.importorskip("torch")
-
-from tiny_artifact import build_tiny_artifact  # noqa: E402
-
-from text2tracks.commands.export import (  # noqa: E402
+from text2tracks.commands.export import (
     ExportError,
     add_parser,
     existing_journals,
@@ -28,7 +26,7 @@ from text2tracks.commands.export import (  # noqa: E402
     read_input,
     run_export,
 )
-from text2tracks.pipeline import Text2Tracks  # noqa: E402
+from text2tracks.pipeline import Text2Tracks
 
 PROMPTS = ["chill 90s jazz", "sad songs", "workout hip hop", "oldies for slow dancing",
            "happy country 🤠", "night drive", "Relaxing Folk", "rock n roll 70s", "ｆｕｌｌ ｗｉｄｔｈ",

@@ -16,8 +16,6 @@ from text2tracks.modeling import (
     sid_token_indices,
 )
 
-pytest.importorskip("peft")
-
 LEVEL_SIZES = (4, 4, 3)
 
 

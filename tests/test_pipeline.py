@@ -15,13 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tiny_artifact import build_tiny_artifact
 
-torch = pytest.importorskip("torch")
-
-from tiny_artifact import build_tiny_artifact  # noqa: E402
-
-from text2tracks.artifacts import MANIFEST_NAME, ArtifactError  # noqa: E402
-from text2tracks.pipeline import Recommendation, Text2Tracks  # noqa: E402
+from text2tracks.artifacts import MANIFEST_NAME, ArtifactError
+from text2tracks.pipeline import Recommendation, Text2Tracks
 
 PROMPTS = ["chill 90s jazz", "sad songs", "workout hip hop", "oldies for slow dancing",
            "happy country 🤠", "night drive", "Relaxing Folk", "rock n roll 70s"]

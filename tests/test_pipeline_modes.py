@@ -20,26 +20,24 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-torch = pytest.importorskip("torch")
-
-from tiny_artifact import (  # noqa: E402
+import torch
+from tiny_artifact import (
     PARTY_GENRES,
     add_tiny_diffusion,
     build_tiny_artifact,
     genre_of,
 )
 
-from text2tracks.artifacts import MANIFEST_NAME, ArtifactError  # noqa: E402
-from text2tracks.diffusion import seed_latent  # noqa: E402
-from text2tracks.hybrid import (  # noqa: E402
+from text2tracks.artifacts import MANIFEST_NAME, ArtifactError
+from text2tracks.diffusion import seed_latent
+from text2tracks.hybrid import (
     FUSION_NAME,
     HybridSettings,
     load_fusion,
     save_fusion,
 )
-from text2tracks.pipeline import Text2Tracks  # noqa: E402
-from text2tracks.rerank import (  # noqa: E402
+from text2tracks.pipeline import Text2Tracks
+from text2tracks.rerank import (
     FixedBlendFusion,
     GatedFusion,
     fusion_from_dict,

@@ -46,6 +46,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from text2tracks.artifacts import ArtifactError
     from text2tracks.batching import ServeLimits
 
     try:
@@ -53,7 +54,13 @@ def _run(args: argparse.Namespace) -> int:
     except ImportError as err:
         raise SystemExit(f"text2tracks serve needs the 'serve' extra ({err.name} is missing): "
                          'pip install "text2tracks[serve]"') from err
-    limits = ServeLimits(**{f.name: getattr(args, f.name) for f in fields(ServeLimits)})
-    serve(args.artifact, host=args.host, port=args.port, device=args.device, limits=limits,
-          log_level=args.log_level)
+    try:
+        limits = ServeLimits(**{f.name: getattr(args, f.name) for f in fields(ServeLimits)})
+    except ValueError as err:
+        raise SystemExit(f"text2tracks serve: {err}") from err
+    try:
+        serve(args.artifact, host=args.host, port=args.port, device=args.device, limits=limits,
+              log_level=args.log_level)
+    except ArtifactError as err:
+        raise SystemExit(f"text2tracks serve: {err}") from err
     return 0

@@ -1,0 +1,148 @@
+"""text2tracks.artifacts: atomic writes, the manifest, and the byte-by-byte file checks."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from text2tracks.artifacts import (
+    FORMAT_VERSION,
+    MANIFEST_NAME,
+    ArtifactError,
+    check_npy,
+    check_safetensors,
+    component_dir,
+    component_writer,
+    new_artifact,
+    read_json,
+    read_manifest,
+    write_json_atomic,
+    write_manifest,
+)
+
+
+def _leftovers(directory) -> list[str]:
+    return sorted(p.name for p in directory.iterdir() if p.name.startswith("."))
+
+
+def test_write_json_atomic_replaces_and_leaves_no_temporary(tmp_path):
+    path = tmp_path / "a.json"
+    write_json_atomic(path, {"b": 1, "a": [1, 2]})
+    write_json_atomic(path, {"c": "é"})
+    assert json.loads(path.read_text(encoding="utf-8")) == {"c": "é"}
+    assert _leftovers(tmp_path) == []
+    with pytest.raises(TypeError):
+        write_json_atomic(path, {"bad": object()})  # fails midway: the old file stays whole
+    assert json.loads(path.read_text(encoding="utf-8")) == {"c": "é"}
+    assert _leftovers(tmp_path) == []
+
+
+def test_read_json_names_a_missing_or_malformed_file(tmp_path):
+    with pytest.raises(ArtifactError, match="missing manifest"):
+        read_json(tmp_path / "nope.json", what="manifest")
+    (tmp_path / "bad.json").write_text("{", encoding="utf-8")
+    with pytest.raises(ArtifactError, match="bad.json is not valid JSON"):
+        read_json(tmp_path / "bad.json")
+
+
+def test_read_manifest_checks_version_components_and_folders(tmp_path):
+    with pytest.raises(ArtifactError, match="no artifact folder"):
+        read_manifest(tmp_path / "none")
+    (tmp_path / "cf").mkdir()
+    write_manifest(tmp_path, {"cf": {"factors": 8}})
+    manifest = read_manifest(tmp_path)
+    assert manifest["format_version"] == FORMAT_VERSION and manifest["components"] == {"cf": {"factors": 8}}
+    assert "numpy" in manifest["library_versions"]
+    write_manifest(tmp_path, {"cf": {}, "seq2seq": {}})
+    with pytest.raises(ArtifactError, match="lists component 'seq2seq'"):
+        read_manifest(tmp_path)
+    for payload, message in (({"components": {}}, "no integer format_version"),
+                             ({"format_version": FORMAT_VERSION + 1, "components": {}}, "newer"),
+                             ({"format_version": 1}, "no 'components' table")):
+        write_json_atomic(tmp_path / MANIFEST_NAME, payload)
+        with pytest.raises(ArtifactError, match=message):
+            read_manifest(tmp_path)
+
+
+def test_new_artifact_is_all_or_nothing(tmp_path):
+    target = tmp_path / "art"
+    with pytest.raises(RuntimeError), new_artifact(target) as tmp:
+        (tmp / "half.txt").write_text("x")
+        raise RuntimeError("crash while writing")
+    assert not target.exists() and _leftovers(tmp_path) == []
+    with new_artifact(target) as tmp:
+        (tmp / "one.txt").write_text("1")
+    assert (target / "one.txt").read_text() == "1"
+    with pytest.raises(FileExistsError, match="--force"), new_artifact(target):
+        pass
+    with new_artifact(target, force=True) as tmp:
+        (tmp / "two.txt").write_text("2")
+    assert sorted(p.name for p in target.iterdir()) == ["two.txt"]
+    assert _leftovers(tmp_path) == []
+
+
+def test_component_writer_adds_replaces_and_keeps_the_old_on_failure(tmp_path):
+    with component_writer(tmp_path, "cf", {"v": 1}) as tmp:
+        (tmp / "a.txt").write_text("old")
+    assert read_manifest(tmp_path)["components"] == {"cf": {"v": 1}}
+    with pytest.raises(RuntimeError), component_writer(tmp_path, "cf", {"v": 2}) as tmp:
+        (tmp / "a.txt").write_text("new")
+        raise RuntimeError("crash")
+    assert (tmp_path / "cf" / "a.txt").read_text() == "old"
+    assert read_manifest(tmp_path)["components"] == {"cf": {"v": 1}}
+    with component_writer(tmp_path, "cf", {"v": 3}) as tmp:
+        (tmp / "b.txt").write_text("new")
+    assert sorted(p.name for p in (tmp_path / "cf").iterdir()) == ["b.txt"]
+    assert read_manifest(tmp_path)["components"] == {"cf": {"v": 3}}
+    with pytest.raises(FileExistsError), component_writer(tmp_path, "cf", force=False):
+        pass
+    assert [p for p in _leftovers(tmp_path)] == []
+
+
+def test_check_npy_accepts_whole_arrays_and_names_damage(tmp_path):
+    path = tmp_path / "x.npy"
+    np.save(path, np.arange(100, dtype=np.float32).reshape(10, 10))
+    check_npy(path)
+    data = path.read_bytes()
+    path.write_bytes(data[:-4])
+    with pytest.raises(ArtifactError, match="x.npy: .* bytes, its header .* needs"):
+        check_npy(path)
+    path.write_bytes(b"not an array")
+    with pytest.raises(ArtifactError, match="damaged array file"):
+        check_npy(path)
+    np.save(path, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(ArtifactError, match="Python objects"):
+        check_npy(path)
+
+
+def test_check_safetensors_accepts_whole_files_and_names_damage(tmp_path):
+    path = tmp_path / "model.safetensors"
+    save_file({"w": torch.ones(4, 4), "b": torch.zeros(3)}, str(path))
+    check_safetensors(path)
+    data = path.read_bytes()
+    path.write_bytes(data[:-1])
+    with pytest.raises(ArtifactError, match="truncated or overwritten"):
+        check_safetensors(path)
+    path.write_bytes((10**6).to_bytes(8, "little") + b"{}")
+    with pytest.raises(ArtifactError, match="runs past the end"):
+        check_safetensors(path)
+
+
+def test_component_dir_checks_listing_required_files_and_contents(tmp_path):
+    (tmp_path / "cf").mkdir()
+    write_manifest(tmp_path, {"cf": {}})
+    manifest = read_manifest(tmp_path)
+    with pytest.raises(ArtifactError, match="lists no 'seq2seq' component; train it"):
+        component_dir(tmp_path, manifest, "seq2seq", "train it")
+    with pytest.raises(ArtifactError, match="item_factors.npy is missing"):
+        component_dir(tmp_path, manifest, "cf", "")
+    np.save(tmp_path / "cf" / "item_factors.npy", np.ones((3, 2), dtype=np.float32))
+    (tmp_path / "cf" / "vocab.json").write_text("[", encoding="utf-8")
+    with pytest.raises(ArtifactError, match="vocab.json: not valid JSON"):
+        component_dir(tmp_path, manifest, "cf", "")
+    (tmp_path / "cf" / "vocab.json").write_text("[]", encoding="utf-8")
+    assert component_dir(tmp_path, manifest, "cf", "") == tmp_path / "cf"
