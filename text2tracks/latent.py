@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -126,6 +127,34 @@ def check_diffusion_parts(head, item_factors, fusion, settings):
     if not isinstance(settings, HybridSettings):
         raise ValueError(f"hybrid_settings must be HybridSettings, got {type(settings).__name__}")
     return settings
+
+
+class CatalogueFactors:
+    """The CF item factors ``(n_items, latent_dim)`` float32 in catalogue order, given or read on
+    first use (``factors`` may be a function returning them), and the faiss index over them,
+    built on first use. Thread-safe."""
+
+    def __init__(self, factors, n_items: int, latent_dim: int) -> None:
+        self._shape = (n_items, latent_dim)
+        self._loader = factors if callable(factors) else None
+        self._array = None if callable(factors) else checked_factors(factors, *self._shape)
+        self._index = None
+        self._lock = threading.Lock()
+
+    def array(self) -> np.ndarray:
+        with self._lock:
+            if self._array is None:
+                self._array = checked_factors(self._loader(), *self._shape)
+            return self._array
+
+    def index(self):
+        from text2tracks.rerank import build_index
+
+        factors = self.array()
+        with self._lock:
+            if self._index is None:
+                self._index = build_index(factors)
+            return self._index
 
 
 def conditions(head, texts: Sequence[str | None]):

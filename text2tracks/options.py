@@ -270,6 +270,48 @@ def latent_request(
     )
 
 
+@dataclass(frozen=True)
+class PreparedCall:
+    """A :meth:`Text2Tracks.recommend` call, checked: normalised texts, per-prompt excluded
+    catalogue indices, and the latent request (``None`` in generative mode)."""
+
+    texts: list[str]
+    single: bool
+    excluded: list[np.ndarray | None]
+    request: LatentRequest | None
+
+
+def prepare_call(
+    prompt_or_prompts, k, n_items: int, index_of: Callable[[str], int | None], *,
+    check_mode: Callable[[str], None], mode: str, batch_size, exclude, edit_strength, seed,
+    latent_defaults: Callable[[], dict], options: dict, stacklevel: int,
+) -> PreparedCall:
+    """Check every argument of a call (in the order the API documents) and spread the options
+    over its prompts. ``options`` holds the latent-only ones (:data:`LATENT_ONLY`);
+    ``latent_defaults()`` gives ``latent_request``'s defaults (called in the latent modes only)."""
+    prompts, single = prompt_list(prompt_or_prompts)
+    check_mode(mode)
+    check_k(k, n_items)
+    check_batch_size(batch_size)
+    if mode == "generative":
+        given = [name for name in LATENT_ONLY if options[name] is not None]
+        if given:
+            raise ValueError(
+                f"{', '.join(given)} need mode='latent' or mode='hybrid' (the diffusion head); "
+                "mode='generative' cannot use them"
+            )
+    texts = normalise_prompts(prompts)
+    request = None
+    if mode != "generative":
+        request = latent_request(len(prompts), single, index_of, stacklevel=stacklevel + 1,
+                                 edit_strength=edit_strength, seed=seed, **latent_defaults(),
+                                 **options)
+    excluded = track_indices(exclude, "exclude", index_of, len(prompts), single, required=False,
+                             stacklevel=stacklevel + 1, unknown_note="; they are never recommended")
+    check_k_left(k, excluded, n_items)
+    return PreparedCall(texts, single, excluded, request)
+
+
 def labelled_prompts(
     prompts: Sequence, relevant: Sequence[Iterable[str]], index_of: Callable[[str], int | None]
 ) -> tuple[list[str], list[set[int]]]:

@@ -87,8 +87,8 @@ from text2tracks.artifacts import (
 from text2tracks.generative import beam_width, check_layout, generate_items
 from text2tracks.latent import (
     CATALOGUE_FACTORS_NAME,
+    CatalogueFactors,
     check_diffusion_parts,
-    checked_factors,
     hybrid_beam_width,
     query_latents,
     rank_latent_batch,
@@ -102,15 +102,11 @@ from text2tracks.metadata import (
 )
 from text2tracks.options import (
     DEFAULT_EDIT_STRENGTH,
-    LATENT_ONLY,
     MODES,
     check_batch_size,
-    check_k,
-    check_k_left,
     latent_request,
     normalise_prompts,
-    prompt_list,
-    track_indices,
+    prepare_call,
     warn_long_prompts,
 )
 from text2tracks.recommendation import Recommendation, to_recommendations
@@ -212,10 +208,7 @@ class Text2Tracks:
         self.diffusion_head = None
         self.fusion = None
         self.hybrid_settings = None
-        self._item_factors: np.ndarray | None = None
-        self._item_factors_loader: Callable[[], np.ndarray] | None = None
-        self._index = None
-        self._latent_lock = threading.Lock()  # lazy item factors and faiss index
+        self._factors: CatalogueFactors | None = None  # item factors + faiss index, lazily
         self._warned_default_fusion = False
         # (fusion, settings) of the source's fusion.json; (fusion, its validation summary)
         self._fusion_on_disk = (None, None) if origin is None else (origin.fusion, origin.settings)
@@ -231,10 +224,7 @@ class Text2Tracks:
         head.to(self.device)
         head.eval()
         self.diffusion_head, self.fusion, self.hybrid_settings = head, fusion, settings
-        if callable(item_factors):
-            self._item_factors_loader = item_factors
-        else:
-            self._item_factors = checked_factors(item_factors, len(self.catalog), head.config.latent_dim)
+        self._factors = CatalogueFactors(item_factors, len(self.catalog), head.config.latent_dim)
 
     # -------------------------------------------------------------------------- loading, saving
 
@@ -296,21 +286,13 @@ class Text2Tracks:
         """CF item factors ``(n_items, latent_dim)`` float32 in catalogue order (read on first use)."""
         if self.diffusion_head is None:
             raise ValueError("this recommender has no diffusion head, so no item factors")
-        with self._latent_lock:
-            if self._item_factors is None:
-                self._item_factors = checked_factors(self._item_factors_loader(), len(self.catalog),
-                                                     self.diffusion_head.config.latent_dim)
-            return self._item_factors
+        return self._factors.array()
 
     def latent_index(self):
         """``(item_factors, faiss index over them)`` of the latent modes, built on first use."""
-        from text2tracks.rerank import build_index
-
-        factors = self.item_factors
-        with self._latent_lock:
-            if self._index is None:
-                self._index = build_index(factors)
-            return factors, self._index
+        if self.diffusion_head is None:
+            raise ValueError("this recommender has no diffusion head, so no latent index")
+        return self._factors.array(), self._factors.index()
 
     def __repr__(self) -> str:
         return (
@@ -417,30 +399,14 @@ class Text2Tracks:
         edit_strength=DEFAULT_EDIT_STRENGTH, source_prompt=None, n_samples=None, seed=0,
     ) -> tuple[bool, np.ndarray, np.ndarray]:
         """``(single, item indices (n, k) int64, scores (n, k) float64)`` of a call."""
-        prompts, single = prompt_list(prompt_or_prompts)
-        self._check_mode(mode)
-        check_k(k, len(self))
-        check_batch_size(batch_size)
-        options = dict(negative_prompt=negative_prompt, like_tracks=like_tracks,
-                       source_prompt=source_prompt, guidance_weight=guidance_weight,
-                       n_samples=n_samples)
-        if mode == "generative":
-            given = [name for name in LATENT_ONLY if options[name] is not None]
-            if given:
-                raise ValueError(
-                    f"{', '.join(given)} need mode='latent' or mode='hybrid' (the diffusion head); "
-                    "mode='generative' cannot use them"
-                )
-        texts = normalise_prompts(prompts)
-        request = None
-        if mode != "generative":  # stacklevel 3: _rank -> recommend -> the user's line
-            request = latent_request(len(prompts), single, self._catalogue_index, stacklevel=3,
-                                     edit_strength=edit_strength, seed=seed,
-                                     **self._latent_defaults(), **options)
-        excluded = track_indices(exclude, "exclude", self._catalogue_index, len(prompts), single,
-                                 required=False, stacklevel=3,
-                                 unknown_note="; they are never recommended")
-        check_k_left(k, excluded, len(self))
+        call = prepare_call(  # stacklevel 3: _rank -> recommend -> the user's line
+            prompt_or_prompts, k, len(self), self._catalogue_index, check_mode=self._check_mode,
+            mode=mode, batch_size=batch_size, exclude=exclude, edit_strength=edit_strength,
+            seed=seed, latent_defaults=self._latent_defaults, stacklevel=3,
+            options=dict(negative_prompt=negative_prompt, like_tracks=like_tracks,
+                         source_prompt=source_prompt, guidance_weight=guidance_weight,
+                         n_samples=n_samples))
+        texts, excluded, request = call.texts, call.excluded, call.request
         beams = beam_width(num_beams, self.num_beams, k)
         rows = [(np.zeros((0, k), np.int64), np.zeros((0, k), np.float64))]
         for start in range(0, len(texts), int(batch_size)):
@@ -452,7 +418,7 @@ class Text2Tracks:
                 rows.append(self._latent_batch(mode, texts[start:stop], excluded[start:stop], k,
                                                num_beams, start, request.rows(start, stop)))
         items = np.concatenate([r[0] for r in rows]).astype(np.int64, copy=False)
-        return single, items, np.concatenate([r[1] for r in rows]).astype(np.float64, copy=False)
+        return call.single, items, np.concatenate([r[1] for r in rows]).astype(np.float64, copy=False)
 
     def sample_latents(
         self,
