@@ -1,0 +1,251 @@
+"""Reading a file of prompts for ``text2tracks export``: JSONL, CSV, Parquet or plain text.
+
+Every input row becomes an :class:`InputRow` (its 0-based index, id, prompt, the error that makes
+it unusable, its optional negative prompt); nothing is dropped but blank lines of JSONL and text
+files, which are counted. Without an id of its own (none given, or a line too broken to read one
+from), a row's id is ``line:N`` (JSONL and text files: its 1-based line number) or ``row:N``
+(CSV and Parquet: its 1-based data row); such an id never collides with one the file gives:
+where the file itself uses it, a ``~2`` (``~3``...) suffix is added.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+INPUT_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet",
+                 ".txt": "text", ".text": "text", "": "text"}
+
+
+class ExportError(RuntimeError):
+    """A problem with the export job as a whole (bad arguments, unreadable file, old journal)."""
+
+
+@dataclass(frozen=True)
+class InputRow:
+    """One input row: its 0-based index, id, prompt, the error that makes it unusable, and its
+    optional negative prompt (latent modes)."""
+
+    index: int
+    id: str
+    prompt: str | None
+    error: str | None = None
+    negative_prompt: str | None = None
+    own_id: bool = True  # False: ``id`` is the fallback line:N / row:N
+
+
+@dataclass
+class InputFile:
+    rows: list[InputRow]
+    n_blank: int = 0
+
+
+def format_of(path: Path, table: dict[str, str], what: str) -> str:
+    """The format of ``path`` by its extension, from ``table``; ``ExportError`` naming the known ones."""
+    suffix = path.suffix.lower()
+    if suffix not in table:
+        known = ", ".join(s for s in table if s)
+        raise ExportError(f"{what} {path}: unknown extension {suffix!r}; use one of {known}")
+    return table[suffix]
+
+
+def _decode(raw: bytes, line_no: int) -> tuple[str | None, str | None]:
+    try:
+        return raw.decode("utf-8"), None
+    except UnicodeDecodeError as err:
+        return None, f"line {line_no}: undecodable bytes, not UTF-8 ({err.reason} at byte {err.start})"
+
+
+def _lines(path: Path) -> Iterable[tuple[int, bytes]]:
+    with open(path, "rb") as f:
+        data = f.read()
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    if not data:
+        return
+    if data.endswith(b"\n"):  # the newline that ends the last line opens no new one
+        data = data[:-1]
+    for line_no, raw in enumerate(data.split(b"\n"), start=1):
+        yield line_no, raw.rstrip(b"\r")
+
+
+def _prompt_error(prompt: Any) -> str | None:
+    if prompt is None:
+        return "no prompt"
+    if not isinstance(prompt, str):
+        return f"prompt must be a string, got {type(prompt).__name__}"
+    if not prompt.strip():
+        return "empty prompt"
+    return None
+
+
+def _negative_error(negative: Any) -> str | None:
+    if negative is None:
+        return None
+    if not isinstance(negative, str):
+        return f"negative_prompt must be a string, got {type(negative).__name__}"
+    if not negative.strip():
+        return "empty negative_prompt (leave it out, or null, for none)"
+    return None
+
+
+def _read_text(path: Path) -> InputFile:
+    out = InputFile([])
+    for line_no, raw in _lines(path):
+        text, error = _decode(raw, line_no)
+        if text is not None and not text.strip():
+            out.n_blank += 1
+            continue
+        out.rows.append(InputRow(len(out.rows), f"line:{line_no}", text, error, own_id=False))
+    return out
+
+
+def _read_jsonl(path: Path) -> InputFile:
+    out = InputFile([])
+    for line_no, raw in _lines(path):
+        text, error = _decode(raw, line_no)
+        if text is not None and not text.strip():
+            out.n_blank += 1
+            continue
+        row_id, prompt, negative = None, None, None
+        if error is not None:  # keep the row's own id where the rest of the line is readable
+            with contextlib.suppress(json.JSONDecodeError):
+                record = json.loads(raw.decode("utf-8", "replace"))
+                if isinstance(record, dict) and record.get("id") is not None:
+                    row_id = str(record["id"])
+        else:
+            try:
+                record = json.loads(text)
+            except json.JSONDecodeError as err:
+                error = f"line {line_no}: malformed JSON ({err.msg} at column {err.colno})"
+            else:
+                if not isinstance(record, dict):
+                    error = (f"line {line_no}: expected a JSON object like "
+                             f'{{"id": "1", "prompt": "..."}}, got {type(record).__name__}')
+                else:
+                    if record.get("id") is not None:
+                        row_id = str(record["id"])
+                    prompt = record.get("prompt")
+                    negative = record.get("negative_prompt")
+                    error = _prompt_error(prompt) or _negative_error(negative)
+                    if error is not None:
+                        error = f"line {line_no}: {error}"
+                        prompt = prompt if isinstance(prompt, str) else None
+                        negative = negative if isinstance(negative, str) else None
+        own_id = row_id is not None
+        row_id = row_id if own_id else f"line:{line_no}"
+        out.rows.append(InputRow(len(out.rows), row_id, prompt, error, negative, own_id))
+    return out
+
+
+def _has_surrogates(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _read_csv(path: Path) -> InputFile:
+    out = InputFile([])
+    with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as f:
+        reader = csv.DictReader(f)
+        try:
+            fields = reader.fieldnames or []
+            if "prompt" not in fields:
+                raise ExportError(
+                    f"{path}: no 'prompt' column in the header ({', '.join(fields) or 'empty'}); "
+                    "a CSV input needs a 'prompt' column and optionally an 'id' column"
+                )
+            for data_row, record in enumerate(reader, start=1):
+                prompt, row_id = record.get("prompt"), record.get("id")
+                own_id = row_id is not None and bool(row_id.strip())
+                row_id = row_id if own_id else f"row:{data_row}"
+                negative = record.get("negative_prompt") or None  # CSV: an empty cell is none
+                error = _prompt_error(prompt) or _negative_error(negative)
+                if error is None and (_has_surrogates(prompt) or _has_surrogates(negative or "")):
+                    error, prompt, negative = "undecodable bytes, not UTF-8", None, None
+                if _has_surrogates(row_id):
+                    row_id = row_id.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+                if error is not None:
+                    error = f"row {data_row} (line {reader.line_num}): {error}"
+                out.rows.append(InputRow(len(out.rows), row_id, prompt, error, negative, own_id))
+        except csv.Error as err:
+            raise ExportError(f"{path}, line {reader.line_num}: malformed CSV ({err})") from err
+    return out
+
+
+def _read_parquet(path: Path) -> InputFile:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        schema = pq.read_schema(path)
+        if "prompt" not in schema.names:
+            raise ExportError(
+                f"{path}: no 'prompt' column ({', '.join(schema.names)}); a Parquet input needs a "
+                "'prompt' column and optionally an 'id' column"
+            )
+        columns = ["prompt"] + [c for c in ("id", "negative_prompt") if c in schema.names]
+        table = pq.read_table(path, columns=columns)
+    except ExportError:
+        raise
+    except (pa.ArrowException, OSError) as err:
+        raise ExportError(f"{path}: not a readable Parquet file ({err})") from err
+    prompts = table.column("prompt").to_pylist()
+    ids = table.column("id").to_pylist() if "id" in columns else [None] * len(prompts)
+    negatives = (table.column("negative_prompt").to_pylist() if "negative_prompt" in columns
+                 else [None] * len(prompts))
+    out = InputFile([])
+    for data_row, (prompt, row_id, negative) in enumerate(
+            zip(prompts, ids, negatives, strict=True), start=1):
+        error = None
+        if isinstance(prompt, bytes):
+            try:
+                prompt = prompt.decode("utf-8")
+            except UnicodeDecodeError:
+                prompt, error = None, "undecodable bytes, not UTF-8"
+        if isinstance(negative, bytes):
+            try:
+                negative = negative.decode("utf-8")
+            except UnicodeDecodeError:
+                negative, error = None, error or "undecodable bytes in negative_prompt, not UTF-8"
+        error = error or _prompt_error(prompt) or _negative_error(negative)
+        if error is not None:
+            error = f"row {data_row}: {error}"
+            prompt = prompt if isinstance(prompt, str) else None
+            negative = negative if isinstance(negative, str) else None
+        if isinstance(row_id, bytes):
+            row_id = row_id.decode("utf-8", "replace")
+        out.rows.append(InputRow(len(out.rows), f"row:{data_row}" if row_id is None else str(row_id),
+                                 prompt, error, negative, own_id=row_id is not None))
+    return out
+
+
+def read_input(path: str | os.PathLike) -> InputFile:
+    """Read every row of a prompt file (see the module docstring for the formats)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ExportError(f"input {path} does not exist")
+    fmt = format_of(path, INPUT_FORMATS, "input")
+    reader = {"jsonl": _read_jsonl, "csv": _read_csv, "parquet": _read_parquet, "text": _read_text}
+    return _settle_fallback_ids(reader[fmt](path))
+
+
+def _settle_fallback_ids(source: InputFile) -> InputFile:
+    """Make each fallback id (``line:N`` / ``row:N``) differ from every id the file gives, with a
+    ``~2``, ``~3``... suffix where the file itself uses it."""
+    given = {row.id for row in source.rows if row.own_id}
+    for i, row in enumerate(source.rows):
+        if not row.own_id and row.id in given:
+            n = 2
+            while f"{row.id}~{n}" in given:
+                n += 1
+            source.rows[i] = replace(row, id=f"{row.id}~{n}")
+    return source
