@@ -36,6 +36,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from semantic_ids.interactions import ItemVocab, build_interactions
+from text2tracks.teacher import TitleNeighbors
+from text2tracks.teacher import prompt_text as _prompt_text
 
 logger = logging.getLogger(__name__)
 
@@ -69,11 +71,6 @@ def normalize_title(text: str) -> str:
     folded = unicodedata.normalize("NFKC", text or "").casefold()
     kept = "".join(ch for ch in folded if unicodedata.category(ch)[0] in "LMNS")
     return kept or folded.strip()
-
-
-def _prompt_text(text: str) -> str:
-    """Preprocessing of prompt text before n-gram features: NFKC and case folding."""
-    return unicodedata.normalize("NFKC", text or "").casefold()
 
 
 def rank_scores(
@@ -266,49 +263,20 @@ class TitleKNNBaseline(Baseline):
         self.min_df = min_df
 
     def fit(self, train_playlists, vocab, tracks=None, item_factors=None):
-        from sklearn.feature_extraction.text import TfidfVectorizer
-
         self._fit_common(train_playlists, vocab)
-        self._vectorizer = TfidfVectorizer(
-            analyzer="char_wb",
-            ngram_range=self.ngram_range,
-            preprocessor=_prompt_text,
-            sublinear_tf=True,
-            min_df=self.min_df,
-            dtype=np.float32,
-        )
-        texts = [p.prompt for p in self.train_playlists]
-        self._train_vectors = self._vectorizer.fit_transform(texts).tocsr()
+        # the same neighbours as the seq2seq's teacher (text2tracks.teacher)
+        self._neighbors = TitleNeighbors(
+            n_neighbors=self.n_neighbors, ngram_range=self.ngram_range,
+            similarity_power=self.similarity_power, min_df=self.min_df,
+        ).fit([p.prompt for p in self.train_playlists])
         return self
 
     def neighbor_weights(self, prompts) -> sp.csr_matrix:
         """``(n_prompts, n_train)`` similarity weights of each prompt's nearest playlists."""
-        queries = self._vectorizer.transform(list(prompts)).tocsr()
-        sims = (queries @ self._train_vectors.T).tocsr()
-        return _keep_top_per_row(sims, self.n_neighbors, self.similarity_power)
+        return self._neighbors.weights(list(prompts))
 
     def scores(self, prompts):
         return self.neighbor_weights(prompts) @ self.interactions
-
-
-def _keep_top_per_row(matrix: sp.csr_matrix, n: int, power: float) -> sp.csr_matrix:
-    """Keep the ``n`` largest positive entries of each row (ties to the lower column), ** power."""
-    matrix = matrix.tocsr()
-    matrix.eliminate_zeros()
-    lengths = np.diff(matrix.indptr)
-    if lengths.size == 0 or lengths.max(initial=0) <= n:
-        kept = matrix.copy()
-    else:
-        rows = np.repeat(np.arange(matrix.shape[0]), lengths)
-        # within each row: descending value, then ascending column
-        order = np.lexsort((matrix.indices, -matrix.data, rows))
-        rank = np.arange(order.size) - np.repeat(matrix.indptr[:-1], lengths)
-        keep = order[rank < n]
-        kept = sp.csr_matrix(
-            (matrix.data[keep], (rows[keep], matrix.indices[keep])), shape=matrix.shape
-        )
-    kept.data = np.power(np.maximum(kept.data, 0.0), power).astype(np.float32)
-    return kept
 
 
 def tune_title_knn(

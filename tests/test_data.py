@@ -220,3 +220,39 @@ def test_collate_shared_prompts():
     plain = Seq2SeqCollator(prompts, SID_TOKEN_IDS, pad_token_id=0, eos_token_id=EOS)(
         [(3, 2), (3, 6), (1, 5), (4, 0), (0, 1), (3, 7)])
     assert batch["input_ids"][batch["prompt_index"]].tolist() == plain["input_ids"].tolist()
+
+
+def test_target_weights_draw_with_replacement_in_proportion():
+    weights = [[0.7, 0.2, 0.1, 0.0, 0.0], [1.0], [], [0.0, 0.5, 0.5]]
+    pairs = _pairs(targets_per_playlist=4000, target_weights=weights, seed=3)
+    assert len(pairs) == 3 * 4000  # the empty playlist gives nothing
+    examples = np.array(_examples(pairs))
+    for playlist, items in enumerate(RELEVANT):
+        drawn = examples[examples[:, 0] == playlist, 1]
+        if not items:
+            assert drawn.size == 0
+            continue
+        assert drawn.size == 4000
+        shares = np.array([(drawn == i).mean() for i in items])
+        np.testing.assert_allclose(shares, np.array(weights[playlist]) / sum(weights[playlist]),
+                                   atol=0.03)
+    # zero-weight targets are never drawn
+    assert not np.isin(examples[examples[:, 0] == 0, 1], [3, 4]).any()
+    assert not (examples[examples[:, 0] == 3, 1] == 2).any()
+    # deterministic in (seed, epoch), different across epochs
+    again = _pairs(targets_per_playlist=4000, target_weights=weights, seed=3)
+    assert _examples(again) == _examples(pairs)
+    pairs.set_epoch(1)
+    assert _examples(pairs) != _examples(again)
+
+
+def test_target_weights_bad_arguments():
+    weights = [[1.0] * len(r) for r in RELEVANT]
+    with pytest.raises(ValueError, match="targets_per_playlist > 0"):
+        _pairs(target_weights=weights)
+    with pytest.raises(ValueError, match="one weight per relevant item"):
+        _pairs(targets_per_playlist=2, target_weights=[[1.0], [1.0], [], [1.0]])
+    with pytest.raises(ValueError, match="positive total"):
+        _pairs(targets_per_playlist=2, target_weights=[[0.0] * 5, [1.0], [], [1.0] * 3])
+    with pytest.raises(ValueError, match=">= 0"):
+        _pairs(targets_per_playlist=2, target_weights=[[-1.0] * 5, [1.0], [], [1.0] * 3])
