@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -28,7 +29,10 @@ def _one_thread():
     torch.set_num_threads(threads)
 
 
-TINY = ModelConfig(d_model=32, num_layers=2, num_decoder_layers=2, num_heads=4, d_ff=64, dropout=0.0)
+TINY = ModelConfig(d_model=32, num_layers=2, num_decoder_layers=2, num_heads=4, d_ff=64, dropout=0.0,
+                   tokenizer="bytes")
+TINY_SUBWORD = dataclasses.replace(TINY, tokenizer="subword", subword_vocab_size=300)
+TITLES = ["chill vibes", "chill", "workout", "workout hits", "rap caviar", "rap"] * 3
 
 
 def _batch(tokenizer, layout):
@@ -161,3 +165,30 @@ def test_lora_trains_new_token_rows_and_roundtrips(pretrained_base, tmp_path):
     with torch.no_grad():
         after = loaded(input_ids=input_ids, attention_mask=attention_mask, labels=labels).logits
     torch.testing.assert_close(before, after, atol=1e-4, rtol=1e-4)
+
+
+def test_subword_tokenizer_learns_words_and_reads_any_title(tmp_path):
+    model, tokenizer, layout = build_seq2seq(TINY_SUBWORD, LEVEL_SIZES, prompt_texts=TITLES)
+    ids = tokenizer("chill workout")["input_ids"]
+    byte_ids = build_seq2seq(TINY, LEVEL_SIZES)[1]("chill workout")["input_ids"]
+    assert ids[-1] == tokenizer.eos_token_id
+    assert len(ids) < len(byte_ids) / 2  # frequent words became single tokens
+    for text in ("Лето 2019 🔥", "夏の歌", "never seen before"):
+        enc = tokenizer(text)["input_ids"]
+        assert tokenizer.unk_token_id not in enc
+        assert tokenizer.decode(enc, skip_special_tokens=True).strip() == text
+    # the ID tokens follow the learned vocabulary in contiguous blocks, and survive a round trip
+    assert layout.offsets[0] == len(tokenizer) - sum(LEVEL_SIZES)
+    save_seq2seq(model, tokenizer, layout, tmp_path, TINY_SUBWORD)
+    _, loaded, loaded_layout = load_seq2seq(tmp_path)
+    assert loaded_layout == layout
+    assert loaded("chill workout")["input_ids"] == ids
+
+
+def test_subword_needs_training_prompts_and_content_ids_keep_bytes():
+    with pytest.raises(ValueError, match="prompt_texts"):
+        build_seq2seq(TINY_SUBWORD, LEVEL_SIZES)
+    with pytest.raises(ValueError, match="tokenizer must be one of"):
+        ModelConfig(tokenizer="words")
+    _, tokenizer, layout = build_seq2seq(TINY_SUBWORD, (257, 257, 2), scheme="bytes")
+    assert layout.scheme == "bytes" and tokenizer("a")["input_ids"][0] == ord("a") + 3

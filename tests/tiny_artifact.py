@@ -23,7 +23,7 @@ def build_tiny_artifact(root: Path) -> Path:
     catalog = SemanticIDCatalog.load(artifact / "semantic_ids" / "catalog")
     torch.manual_seed(0)
     config = ModelConfig(d_model=32, num_layers=1, num_decoder_layers=1, num_heads=2, d_ff=64,
-                         dropout=0.0, max_prompt_length=32)
+                         dropout=0.0, max_prompt_length=32, tokenizer="bytes")
     model, tokenizer, layout = build_seq2seq(config, catalog.level_sizes)
     with component_writer(artifact, "seq2seq", {"steps": 0}) as tmp:
         save_seq2seq(model, tokenizer, layout, tmp, config)

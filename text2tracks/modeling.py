@@ -57,7 +57,8 @@ class ModelConfig:
             shape (``d_kv = d_model // num_heads``).
         max_prompt_length: prompts are truncated to this many tokens (bytes for the default).
         tokenizer: the built-in default's prompt tokenizer: ``"bytes"`` (ByT5's, no training)
-            or ``"subword"`` (a byte-level BPE learned from the training prompts with HF
+            or ``"subword"`` (for semantic IDs; content IDs always read bytes, since they are
+            written with the byte tokens) (a byte-level BPE learned from the training prompts with HF
             ``tokenizers``: every string still encodes, emoji and all scripts included, since
             its alphabet is the 256 bytes; common words become one token, so prompts are about
             4x shorter and the model sees words). Ignored with ``base``.
@@ -256,9 +257,8 @@ def build_seq2seq(config: ModelConfig, level_sizes: tuple[int, ...] | list[int],
     if config.base is None:
         from transformers import T5Config, T5ForConditionalGeneration
 
-        if config.tokenizer == "subword":
-            if scheme == "bytes":
-                raise ValueError("content IDs are written with byte tokens: use tokenizer='bytes'")
+        # content IDs ("bytes") are written with the byte tokenizer's own tokens, so they keep it
+        if config.tokenizer == "subword" and scheme != "bytes":
             if prompt_texts is None:
                 raise ValueError("tokenizer='subword' is learned from the training prompts: pass "
                                  "prompt_texts")
