@@ -3,15 +3,19 @@
     python -m eval.bench_serve --artifact runs/demo/artifact [--clients 32] [--seconds 60]
 
 1. Start ``text2tracks serve`` on a free port in a subprocess (so that the clients do not share
-   the server's interpreter) and wait for ``GET /health``.
-2. Warm up, then run ``--clients`` asyncio clients for ``--seconds``: each posts one prompt
-   (cycling over a fixed prompt list from its own offset), waits for the answer, and posts the
-   next. Latency is measured at the client, from send to the whole answer.
-3. Read the batcher's counters from ``/health`` before and after the timed window: the batch
-   sizes the server formed.
-4. Stop the server and replay those same batch sizes in-process (``Text2Tracks.recommend`` on
-   batches of the same sizes, in proportion, for at most ``--inprocess-seconds``): the
-   throughput the API gives without HTTP. The ratio says what the service layer costs.
+   the server's interpreter), load the same artifact in this process, and wait for ``/health``.
+2. Warm up, then alternate ``--rounds`` rounds of two phases:
+   a. service: ``--clients`` asyncio clients for ``--seconds / rounds``; each posts one prompt
+      (cycling over a fixed prompt list from its own offset), waits for the answer and posts
+      the next. Latency is measured at the client, from send to the whole answer. The batch
+      sizes the server formed come from its ``/health`` counters before and after.
+   b. in-process: those same batch sizes replayed through ``Text2Tracks.recommend`` (in
+      proportion, for at most ``--inprocess-seconds / rounds``, in one worker thread as the
+      service decodes), while the server idles: the throughput the API gives without HTTP.
+   Alternating keeps both phases under the same load on a shared machine; the 1-minute load
+   average of each round is written beside the figures.
+3. The ratio of the two throughputs says what the service layer costs (or, when batching
+   pays, what it gains).
 
 Prints a table and writes ``bench_out/serve/serve.json`` (``--out``).
 """
@@ -28,6 +32,7 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +63,7 @@ def start_server(artifact: Path, port: int, args: argparse.Namespace) -> subproc
     command = [sys.executable, "-m", "text2tracks.cli", "serve", "--artifact", str(artifact),
                "--port", str(port), "--log-level", "warning", "--device", args.device,
                "--max-batch-prompts", str(args.max_batch_prompts),
-               "--max-wait-ms", str(args.max_wait_ms)]
+               "--max-wait-ms", str(args.max_wait_ms), "--torch-threads", str(args.torch_threads)]
     server = subprocess.Popen(command)
     deadline = time.monotonic() + 300
     while True:
@@ -118,29 +123,30 @@ def batch_sizes(before: dict, after: dict) -> dict[int, int]:
     return {s: new[s] - old.get(s, 0) for s in sorted(new) if new[s] - old.get(s, 0) > 0}
 
 
-def in_process(artifact: Path, sizes: dict[int, int], k: int, num_beams: int | None,
-               device: str, budget_s: float, seed: int = 0) -> dict[str, Any]:
+def in_process(recommender, sizes: dict[int, int], k: int, num_beams: int | None,
+               budget_s: float, seed: int = 0) -> dict[str, Any]:
     """Replay the server's batch sizes through the API in this process, for at most
     ``budget_s`` seconds (the calls drawn in proportion to the server's)."""
-    from text2tracks import Text2Tracks
-
-    recommender = Text2Tracks.from_pretrained(artifact, device=device)
     calls = [s for s, c in sizes.items() for _ in range(c)]
     random.Random(seed).shuffle(calls)
-    recommender.recommend(list(PROMPTS[:4]), k=k, num_beams=num_beams)  # warm-up
-    n_prompts, n_calls, offset = 0, 0, 0
-    start = time.perf_counter()
-    for size in calls:
-        batch = [PROMPTS[(offset + j) % len(PROMPTS)] for j in range(size)]
-        offset += size
-        recommender.recommend(batch, k=k, num_beams=num_beams, batch_size=size)
-        n_prompts += size
-        n_calls += 1
-        if time.perf_counter() - start > budget_s:
-            break
-    elapsed = time.perf_counter() - start
-    return {"prompts": n_prompts, "calls": n_calls, "elapsed_s": elapsed,
-            "prompts_per_s": n_prompts / elapsed if elapsed > 0 else float("nan")}
+
+    def replay() -> dict[str, Any]:
+        n_prompts, n_calls, offset = 0, 0, 0
+        start = time.perf_counter()
+        for size in calls:
+            batch = [PROMPTS[(offset + j) % len(PROMPTS)] for j in range(size)]
+            offset += size
+            recommender.recommend(batch, k=k, num_beams=num_beams, batch_size=size)
+            n_prompts += size
+            n_calls += 1
+            if time.perf_counter() - start > budget_s:
+                break
+        return {"prompts": n_prompts, "calls": n_calls, "elapsed_s": time.perf_counter() - start}
+
+    # In a worker thread, as the service decodes (asyncio.to_thread): on a loaded machine torch's
+    # intra-op threads behave very differently in the main thread, which would skew the ratio.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(replay).result()
 
 
 def summarise(run: dict[str, Any], sizes: dict[int, int], inproc: dict[str, Any],
@@ -149,9 +155,13 @@ def summarise(run: dict[str, Any], sizes: dict[int, int], inproc: dict[str, Any]
     n_ok, n_failed = len(lat), sum(run["failures"].values())
     throughput = n_ok / run["elapsed"]
     n_calls = sum(sizes.values())
+    inproc = {**inproc, "prompts_per_s": inproc["prompts"] / inproc["elapsed_s"]
+              if inproc["elapsed_s"] > 0 else float("nan")}
     return {
         "artifact": str(args.artifact), "clients": args.clients, "seconds": args.seconds,
+        "rounds": args.rounds,
         "k": args.k, "num_beams": args.num_beams, "device": args.device,
+        "torch_threads": args.torch_threads,
         "max_batch_prompts": args.max_batch_prompts, "max_wait_ms": args.max_wait_ms,
         "requests_ok": n_ok, "requests_failed": n_failed, "failures": run["failures"],
         "latency_ms": {
@@ -185,6 +195,9 @@ def print_table(result: dict[str, Any]) -> None:
         ("in-process, same batches (prompts/s)", f"{result['in_process']['prompts_per_s']:.1f}"),
         ("service / in-process throughput", f"{result['throughput_ratio_to_in_process']:.2f}"),
     ]
+    if result.get("load_average_1min"):
+        rows.append(("load average (1 min) per round",
+                     " / ".join(f"{x:.1f}" for x in result["load_average_1min"])))
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         print(f"{name:<{width}}  {value}")
@@ -198,34 +211,61 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--warmup-seconds", type=float, default=5.0)
     parser.add_argument("--inprocess-seconds", type=float, default=30.0)
+    parser.add_argument("--rounds", type=int, default=4,
+                        help="alternations of the service and the in-process phases")
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--num-beams", type=int, default=None)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--torch-threads", type=int, default=1,
+                        help="torch intra-op threads, the same for the server and in-process (on a "
+                             "shared CPU machine, oversubscribed threads can be ~50x slower)")
     parser.add_argument("--max-batch-prompts", type=int, default=64)
     parser.add_argument("--max-wait-ms", type=float, default=2.0)
     parser.add_argument("--out", type=Path, default=Path("bench_out/serve"))
     args = parser.parse_args(argv)
 
     import httpx
+    import torch
 
+    from text2tracks import Text2Tracks
+
+    torch.set_num_threads(args.torch_threads)
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     server = start_server(args.artifact, port, args)
+    recommender = Text2Tracks.from_pretrained(args.artifact, device=args.device)
+    run = {"latencies": [], "failures": {}, "elapsed": 0.0}
+    inproc = {"prompts": 0, "calls": 0, "elapsed_s": 0.0}
+    sizes: dict[int, int] = {}
+    load = []
     try:
         asyncio.run(run_clients(url, args.clients, args.warmup_seconds, args.k, args.num_beams))
-        before = httpx.get(f"{url}/health", timeout=30).json()
-        run = asyncio.run(run_clients(url, args.clients, args.seconds, args.k, args.num_beams))
-        after = httpx.get(f"{url}/health", timeout=30).json()
+        in_process(recommender, {4: 2}, args.k, args.num_beams, args.warmup_seconds)  # warm-up
+        for _ in range(args.rounds):
+            before = httpx.get(f"{url}/health", timeout=30).json()
+            part = asyncio.run(run_clients(url, args.clients, args.seconds / args.rounds, args.k,
+                                           args.num_beams))
+            after = httpx.get(f"{url}/health", timeout=30).json()
+            run["latencies"] += part["latencies"]
+            run["elapsed"] += part["elapsed"]
+            for name, count in part["failures"].items():
+                run["failures"][name] = run["failures"].get(name, 0) + count
+            formed = batch_sizes(before, after)
+            for size, count in formed.items():
+                sizes[size] = sizes.get(size, 0) + count
+            replayed = in_process(recommender, formed, args.k, args.num_beams,
+                                  args.inprocess_seconds / args.rounds)
+            for name in inproc:
+                inproc[name] += replayed[name]
+            load.append(os.getloadavg()[0])
     finally:
         server.terminate()
         try:
             server.wait(timeout=30)
         except subprocess.TimeoutExpired:
             server.kill()
-    sizes = batch_sizes(before, after)
-    inproc = in_process(args.artifact, sizes, args.k, args.num_beams, args.device,
-                        args.inprocess_seconds)
-    result = summarise(run, sizes, inproc, args)
+    result = summarise(run, dict(sorted(sizes.items())), inproc, args)
+    result["load_average_1min"] = load
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "serve.json"
     path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

@@ -253,7 +253,8 @@ class MicroBatcher:
         per_prompt = {name: _join([v for job in group for v in job.per_prompt[name]])
                       for name in _PER_PROMPT}
         answers = self.recommender.recommend(
-            prompts, **group[0].call_options(), batch_size=max(len(prompts), 1), **per_prompt)
+            prompts, **group[0].call_options(), batch_size=self.limits.max_batch_prompts,
+            **per_prompt)
         self.stats.calls += 1
         self.stats.prompts += len(prompts)
         self.stats.requests += len(group)

@@ -160,11 +160,20 @@ def _version() -> str:
 
 
 def serve(artifact: str, host: str = "127.0.0.1", port: int = 8000, device: str | None = None,
-          limits: ServeLimits | None = None, log_level: str = "info") -> None:
-    """Load ``artifact`` and serve it with uvicorn until interrupted."""
+          limits: ServeLimits | None = None, log_level: str = "info",
+          torch_threads: int | None = None) -> None:
+    """Load ``artifact`` and serve it with uvicorn until interrupted (``torch_threads``: torch's
+    intra-op threads; ``None`` leaves torch's default)."""
     import uvicorn
 
     from text2tracks.pipeline import Text2Tracks
+
+    if torch_threads is not None:
+        import torch
+
+        if torch_threads < 1:
+            raise ValueError(f"torch_threads must be a positive integer, got {torch_threads!r}")
+        torch.set_num_threads(torch_threads)
 
     recommender = Text2Tracks.from_pretrained(artifact, device=device)
     uvicorn.run(create_app(recommender, limits), host=host, port=port, log_level=log_level)

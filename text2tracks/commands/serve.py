@@ -36,6 +36,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     parser.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
     parser.add_argument("--device", default=None, help="torch device (default: CUDA if available)")
+    parser.add_argument("--torch-threads", type=int, default=None,
+                        help="torch intra-op threads (default: torch's own choice); on a shared "
+                             "machine 1 can be many times faster than oversubscribed cores")
     parser.add_argument("--log-level", default="info",
                         choices=("critical", "error", "warning", "info", "debug"))
     for name, value in defaults.items():
@@ -60,7 +63,7 @@ def _run(args: argparse.Namespace) -> int:
         raise SystemExit(f"text2tracks serve: {err}") from err
     try:
         serve(args.artifact, host=args.host, port=args.port, device=args.device, limits=limits,
-              log_level=args.log_level)
+              log_level=args.log_level, torch_threads=args.torch_threads)
     except ArtifactError as err:
         raise SystemExit(f"text2tracks serve: {err}") from err
     return 0
