@@ -227,7 +227,8 @@ class MicroBatcher:
                 size += len(job.prompts)
             groups: dict[tuple, list[Job]] = {}
             for job in jobs:
-                groups.setdefault(job.key, []).append(job)
+                if not job.future.done():  # a client that went away is not decoded for
+                    groups.setdefault(job.key, []).append(job)
             for group in groups.values():
                 await self._answer(group)
 
