@@ -387,6 +387,12 @@ def run(args: argparse.Namespace, train_args: list[str]) -> dict[str, Any]:
             results["comparisons"][f"{name} vs {best}"] = diff
 
     (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
+    # per-prompt hits and NDCG of every system, so that runs on the same split can be compared
+    # pairwise later (eval.metrics.paired_bootstrap_diff)
+    (out / "per_prompt.json").write_text(json.dumps(
+        {"prompt_index": [int(i) for i in kept],
+         "systems": {name: {m: [float(x) for x in v] for m, v in values.items()
+                            if m in ("hits", "ndcg")} for name, values in per_prompt.items()}}))
     (out / "results.md").write_text(_markdown(results, k))
     _plot_curves(results, out / "curve.png")
     return results

@@ -68,14 +68,14 @@ class ModelConfig:
     """
 
     base: str | None = None
-    d_model: int = 256
-    num_layers: int = 4
-    num_decoder_layers: int = 4
+    d_model: int = 128
+    num_layers: int = 3
+    num_decoder_layers: int = 3
     num_heads: int = 4
-    d_ff: int = 1024
-    dropout: float = 0.1
+    d_ff: int = 512
+    dropout: float = 0.0
     max_prompt_length: int = 64
-    tokenizer: str = "bytes"
+    tokenizer: str = "subword"
     subword_vocab_size: int = 8000
     lora: bool = False
     lora_r: int = 16

@@ -161,12 +161,12 @@ def run_demo(out: str | Path = "runs/demo", size: str = "small", force: bool = F
     t0 = time.perf_counter()
     model = ModelConfig(d_model=spec.d_model, num_layers=spec.num_layers,
                         num_decoder_layers=spec.num_layers, num_heads=spec.num_heads,
-                        d_ff=spec.d_ff, dropout=0.1, max_prompt_length=64)
+                        d_ff=spec.d_ff)
     summary = train(TrainConfig(
         artifact=str(artifact), playlists=str(playlists), model=model, lr=spec.lr,
         batch_size=spec.batch_size, max_steps=spec.max_steps, max_minutes=minutes,
         warmup_steps=spec.warmup_steps, eval_every=0, eval_prompts=200,
-        num_beams=spec.num_beams, targets_per_playlist=0, log_every=50, progress=progress,
+        num_beams=spec.num_beams, log_every=50, progress=progress,
         # A step budget and one thread keep the demo's result the same on a busy machine: a time
         # budget trained for a fraction of the steps there, and two torch threads on two shared
         # cores stall on each small op (measured: 3.5 s a step under load, 0.04 s on one thread).

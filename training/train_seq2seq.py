@@ -101,8 +101,8 @@ class TrainConfig:
     artifact: str
     playlists: str
     model: ModelConfig = field(default_factory=ModelConfig)
-    lr: float = 1e-3
-    batch_size: int = 64
+    lr: float = 2e-3
+    batch_size: int = 128
     grad_accum: int = 1
     epochs: int = 100
     max_steps: int = 0
@@ -120,13 +120,13 @@ class TrainConfig:
     keep_checkpoints: int = 2
     resume: str | None = None
     seed: int = 0
-    targets_per_playlist: int = 1
+    targets_per_playlist: int = 16
     popularity_power: float = 0.0
     targets_per_prompt_group: int = 8
     length_bucket_window: int = 32
-    target_source: str = "playlist"
+    target_source: str = "teacher"
     teacher_top_items: int = 200
-    teacher_own_weight: float = 0.0
+    teacher_own_weight: float = 0.3
     teacher_leave_out: bool = True
     normalize_prompts: bool = True
     num_workers: int = 0
