@@ -244,7 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--test-fraction", type=float, default=0.1)
     parser.add_argument("--split-seed", type=int, default=0)
     parser.add_argument("--k", type=int, default=10)
-    parser.add_argument("--beams", type=int, default=20, help="beam width at test time")
+    parser.add_argument("--beams", type=int, default=None,
+                        help="beam width at test time (default: the API's, "
+                             "text2tracks.modeling.DEFAULT_NUM_BEAMS)")
     parser.add_argument("--eval-batch-size", type=int, default=64)
     parser.add_argument("--max-test-prompts", type=int, default=0, help="0 = all test prompts")
     parser.add_argument("--latency-repeats", type=int, default=20)

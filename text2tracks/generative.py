@@ -12,16 +12,18 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from text2tracks.modeling import DEFAULT_NUM_BEAMS
 from text2tracks.options import warn_long_prompts
 
 
 def beam_width(num_beams: int | None, default: int | None, k: int) -> int:
-    """The beam width of a call: ``num_beams``, else the recommender's default, else ``k``; at
-    least 2 (one beam would be greedy search, which reports no sequence scores)."""
+    """The beam width of a call: ``num_beams``, else the recommender's default, else
+    ``max(k, DEFAULT_NUM_BEAMS)``; at least ``k`` and 2 (one beam would be greedy search, which
+    reports no sequence scores)."""
     beams = num_beams if num_beams is not None else default
-    if beams is None or beams < 2:
-        beams = max(k, 2)
-    return beams
+    if beams is None:
+        beams = max(k, DEFAULT_NUM_BEAMS)
+    return max(beams, k, 2)
 
 
 def encode_prompts(tokenizer, texts: list[str], max_length: int, first_index: int, stacklevel: int):

@@ -43,6 +43,10 @@ SID_LAYOUT_NAME = "sid_layout.json"
 MODEL_INFO_NAME = "text2tracks_seq2seq.json"
 _ADAPTER_CONFIG_NAME = "adapter_config.json"
 PROMPT_TOKENIZERS = ("bytes", "subword")
+# The recommended beam width, shared by the API, training's validation, the benchmark and the
+# demo. Chosen by Hits@10 per millisecond with eval.bench_search (see the README's "recommended
+# configuration"): wider beams find IDs the narrower ones miss, at a cost in latency.
+DEFAULT_NUM_BEAMS = 20
 
 
 @dataclass(frozen=True)

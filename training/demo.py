@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from text2tracks.modeling import DEFAULT_NUM_BEAMS
+
 DEMO_PROMPTS = (
     "chill 90s jazz",
     "sad songs",
@@ -72,7 +74,7 @@ SIZES = {
     "small": DemoSize(n_tracks=1000, n_playlists=3000, n_levels=2, codebook_size=32,
                       cf_factors=32, d_model=128, num_layers=2, num_heads=4, d_ff=512,
                       batch_size=64, lr=2e-3, max_steps=2500, max_minutes=0.0, warmup_steps=100,
-                      num_beams=20),
+                      num_beams=DEFAULT_NUM_BEAMS),
 }
 
 

@@ -71,7 +71,8 @@ class TrainConfig:
         mixed_precision: passed to ``Accelerator`` (no / fp16 / bf16).
         eval_every: validate every this many steps (0 = only at the end).
         eval_prompts: validation playlists used (0 = all of them).
-        eval_k, num_beams: Hits@eval_k with this beam width (None = eval_k).
+        eval_k, num_beams: Hits@eval_k with this beam width (None = the API's default,
+            ``text2tracks.modeling.DEFAULT_NUM_BEAMS``, or eval_k if larger).
         checkpoint_every: checkpoint every this many steps (0 = only at the end).
         checkpoint_dir: where checkpoints go (default ``ARTIFACT/.checkpoints``).
         keep_checkpoints: older checkpoints beyond this many are deleted.
@@ -432,6 +433,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
 
     # trie for Hits@K (built once; pure arrays)
     from text2tracks.decoding import constrained_generate
+    from text2tracks.modeling import DEFAULT_NUM_BEAMS
     from text2tracks.trie import FlatTrie
 
     trie = FlatTrie.from_codes(catalog.sid_codes, catalog.level_sizes)
@@ -453,7 +455,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
             for batch in val_prompt_dl:
                 items, _ = constrained_generate(
                     unwrapped, batch["input_ids"], batch["attention_mask"], trie, layout,
-                    k=config.eval_k, num_beams=config.num_beams)
+                    k=config.eval_k, num_beams=config.num_beams or max(config.eval_k, DEFAULT_NUM_BEAMS))
                 items = np.asarray(items.cpu() if hasattr(items, "cpu") else items)
                 rows = batch["playlist_index"].tolist()
                 hit = [float(any(int(j) in relevant_sets[r] for j in items[b]))
