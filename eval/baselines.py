@@ -273,7 +273,9 @@ class TitleKNNBaseline(Baseline):
 
     def neighbor_weights(self, prompts) -> sp.csr_matrix:
         """``(n_prompts, n_train)`` similarity weights of each prompt's nearest playlists."""
-        return self._neighbors.weights(list(prompts))
+        # the current n_neighbors / similarity_power (tune_title_knn changes them after fit)
+        return self._neighbors.weights(list(prompts), n_neighbors=self.n_neighbors,
+                                       similarity_power=self.similarity_power)
 
     def scores(self, prompts):
         return self.neighbor_weights(prompts) @ self.interactions

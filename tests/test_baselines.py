@@ -170,3 +170,19 @@ def test_recommend_before_fit_and_string_prompt(data):
     playlists, tracks, vocab, _ = data
     with pytest.raises(TypeError):
         TitleKNNBaseline().fit(playlists, vocab).recommend("rock")
+
+
+def test_title_knn_settings_changed_after_fit_take_effect(data):
+    """tune_title_knn sets n_neighbors / similarity_power on one fitted model per vectoriser;
+    the neighbour weights must follow them (a stale copy once made that grid a no-op)."""
+    playlists, _, vocab, _ = data
+    model = TitleKNNBaseline(n_neighbors=1000).fit(playlists, vocab)
+    prompts = ["rock", "jazz", "summer"]
+    wide = model.neighbor_weights(prompts)
+    model.n_neighbors, model.similarity_power = 1, 2.0
+    narrow = model.neighbor_weights(prompts)
+    assert np.diff(narrow.indptr).max() == 1 < np.diff(wide.indptr).max()
+    # the one neighbour kept is the most similar, its similarity squared instead of ** 1.5
+    row = wide.getrow(1).toarray()[0]
+    j = int(np.argmax(row))
+    assert narrow[1, j] == pytest.approx((row[j] ** (1 / 1.5)) ** 2.0, rel=1e-4)

@@ -92,13 +92,20 @@ class TitleNeighbors:
         self.train_vectors_ = self.vectorizer_.fit_transform(list(texts)).tocsr()
         return self
 
-    def weights(self, prompts: Sequence[str]) -> sp.csr_matrix:
-        """``(n_prompts, n_train)`` sharpened similarities to each prompt's nearest neighbours."""
+    def weights(self, prompts: Sequence[str], n_neighbors: int | None = None,
+                similarity_power: float | None = None) -> sp.csr_matrix:
+        """``(n_prompts, n_train)`` sharpened similarities to each prompt's nearest neighbours.
+
+        ``n_neighbors`` / ``similarity_power`` override the constructor's for this call (the
+        vectoriser does not depend on them, so a grid over them reuses one fit).
+        """
         if not hasattr(self, "train_vectors_"):
             raise RuntimeError("TitleNeighbors.weights called before fit()")
         queries = self.vectorizer_.transform(list(prompts)).tocsr()
         sims = (queries @ self.train_vectors_.T).tocsr()
-        return keep_top_per_row(sims, self.n_neighbors, self.similarity_power)
+        return keep_top_per_row(
+            sims, self.n_neighbors if n_neighbors is None else int(n_neighbors),
+            self.similarity_power if similarity_power is None else float(similarity_power))
 
 
 @dataclass
