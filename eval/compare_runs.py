@@ -1,0 +1,68 @@
+"""Paired comparison of systems from two benchmark runs on the same split.
+
+    python -m eval.compare_runs RUN_A:SYSTEM RUN_B:SYSTEM [--metric hits]
+
+Each run folder is an ``eval.benchmark --out`` folder with ``per_prompt.json`` (written by every
+run). The two systems must have been scored on the same test prompts (same data, split and
+seed); the prompt indices are checked. Prints the paired bootstrap difference A - B with its 95%
+interval and p-value (:func:`eval.metrics.paired_bootstrap_diff`) and the relative change.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from eval.metrics import paired_bootstrap_diff
+
+
+def load_per_prompt(spec: str, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """``RUN:SYSTEM`` -> ``(prompt_index, values)`` of that system's per-prompt ``metric``."""
+    run, sep, system = spec.rpartition(":")
+    if not sep or not run or not system:
+        raise ValueError(f"expected RUN_FOLDER:SYSTEM, got {spec!r}")
+    path = Path(run) / "per_prompt.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: run eval.benchmark into {run} first")
+    data = json.loads(path.read_text())
+    if system not in data["systems"]:
+        raise ValueError(f"{run} has no system {system!r}; it has {sorted(data['systems'])}")
+    values = data["systems"][system].get(metric)
+    if values is None:
+        raise ValueError(f"{run}:{system} has no per-prompt {metric!r}")
+    return np.asarray(data["prompt_index"], dtype=np.int64), np.asarray(values, dtype=np.float64)
+
+
+def compare(a: str, b: str, metric: str = "hits", n_bootstrap: int = 10000) -> dict:
+    index_a, values_a = load_per_prompt(a, metric)
+    index_b, values_b = load_per_prompt(b, metric)
+    if not np.array_equal(index_a, index_b):
+        raise ValueError(f"{a} and {b} were scored on different test prompts")
+    diff = paired_bootstrap_diff(values_a, values_b, n_bootstrap=n_bootstrap)
+    mean_b = float(values_b.mean())
+    return {"a": a, "b": b, "metric": metric, "mean_a": float(values_a.mean()), "mean_b": mean_b,
+            "relative": float(values_a.mean() / mean_b - 1) if mean_b else None, **diff}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m eval.compare_runs",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("a", help="RUN_FOLDER:SYSTEM")
+    parser.add_argument("b", help="RUN_FOLDER:SYSTEM")
+    parser.add_argument("--metric", default="hits", choices=("hits", "ndcg"))
+    parser.add_argument("--n-bootstrap", type=int, default=10000)
+    args = parser.parse_args(argv)
+    r = compare(args.a, args.b, args.metric, args.n_bootstrap)
+    rel = f"{100 * r['relative']:+.1f}%" if r["relative"] is not None else "-"
+    print(f"{r['metric']}@10: {r['mean_a']:.4f} vs {r['mean_b']:.4f}; diff {r['diff']:+.4f} "
+          f"[{r['ci'][0]:+.4f}, {r['ci'][1]:+.4f}], {rel}, p = {r['p_value']:.4f}")
+    print(json.dumps(r))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
