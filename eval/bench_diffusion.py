@@ -54,6 +54,14 @@ from typing import Any
 import numpy as np
 
 from eval.metrics import evaluate_rankings, format_table, paired_bootstrap_diff, relevant_items
+from text2tracks.artifacts import (
+    CATALOG_COMPONENT,
+    CF_COMPONENT,
+    DIFFUSION_COMPONENT,
+    REGRESSOR_COMPONENT,
+    SEQ2SEQ_COMPONENT,
+    write_json_atomic,
+)
 
 PREFERRED_NEGATIVES = ("christmas", "worship", "sleep", "country", "gospel", "halloween", "kids",
                        "disney", "classical", "metal")
@@ -374,13 +382,13 @@ class _Context:
         from text2tracks.trie import FlatTrie
 
         self.artifact = artifact
-        self.vocab = ItemVocab.load(artifact / "cf")
-        self.item_factors = np.ascontiguousarray(CFModel.load(artifact / "cf").item_factors, dtype=np.float32)
-        catalog = SemanticIDCatalog.load(artifact / "semantic_ids" / "catalog")
+        self.vocab = ItemVocab.load(artifact / CF_COMPONENT)
+        self.item_factors = np.ascontiguousarray(CFModel.load(artifact / CF_COMPONENT).item_factors, dtype=np.float32)
+        catalog = SemanticIDCatalog.load(artifact / CATALOG_COMPONENT / "catalog")
         self.catalog_to_vocab = self.vocab.indices(catalog.item_ids, skip_unknown=False)
         self.trie = FlatTrie.from_codes(catalog.sid_codes, catalog.level_sizes)
-        self.model, self.tokenizer, self.layout = load_seq2seq(artifact / "seq2seq")
-        info = artifact / "seq2seq" / MODEL_INFO_NAME
+        self.model, self.tokenizer, self.layout = load_seq2seq(artifact / SEQ2SEQ_COMPONENT)
+        info = artifact / SEQ2SEQ_COMPONENT / MODEL_INFO_NAME
         config = json.loads(info.read_text()).get("model_config", {}) if info.is_file() else {}
         self.max_prompt_length = int((config or {}).get("max_prompt_length", 64))
         self.frozen = FrozenSeq2SeqEncoder(self.model, self.tokenizer)
@@ -466,14 +474,14 @@ def _train_models(ctx: _Context, train_path: str, config: DiffusionBenchConfig, 
         summaries[f"head-{encoder}"] = train(cfg)
         saved = runs_dir / f"diffusion-{encoder}"
         shutil.rmtree(saved, ignore_errors=True)
-        shutil.copytree(ctx.artifact / "diffusion", saved)
+        shutil.copytree(ctx.artifact / DIFFUSION_COMPONENT, saved)
         heads[encoder] = DiffusionHead.load(saved, encoder=ctx.frozen if encoder == "seq2seq" else None)
     key = f"hits@{config.k}"
     best = max(encoders, key=lambda e: (summaries[f"head-{e}"]["final_eval"].get(key, 0.0), e == "seq2seq"))
     if best != encoders[-1]:  # the last one trained sits in the artifact: put the best there
         summary = summaries[f"head-{best}"]
         info = {"kind": "diffusion_head", "encoder": best, "steps": summary["steps"], **summary["final_eval"]}
-        with component_writer(ctx.artifact, "diffusion", info) as tmp:
+        with component_writer(ctx.artifact, DIFFUSION_COMPONENT, info) as tmp:
             shutil.rmtree(tmp)
             shutil.copytree(runs_dir / f"diffusion-{best}", tmp)
     _log(f"head encoder on validation: "
@@ -482,7 +490,7 @@ def _train_models(ctx: _Context, train_path: str, config: DiffusionBenchConfig, 
                                max_minutes=0.3 * config.budget_minutes, **common)
     _log(f"training the regressor ({best} encoder, {cfg.max_minutes:.2f} min)")
     summaries["regressor"] = train(cfg)
-    regressor = PromptToLatentRegressor.load(ctx.artifact / "latent_regressor",
+    regressor = PromptToLatentRegressor.load(ctx.artifact / REGRESSOR_COMPONENT,
                                              encoder=ctx.frozen if best == "seq2seq" else None)
     return {"heads": heads, "best": best, "regressor": regressor, "summaries": summaries,
             "encoders_tried": encoders}
@@ -492,14 +500,14 @@ def _load_models(ctx: _Context, out_dir: Path) -> dict:
     """The head and regressor an earlier run left in the artifact, with that run's summaries."""
     from text2tracks.diffusion import DiffusionHead, PromptToLatentRegressor
 
-    missing = [d for d in ("diffusion", "latent_regressor") if not (ctx.artifact / d).is_dir()]
+    missing = [d for d in (DIFFUSION_COMPONENT, REGRESSOR_COMPONENT) if not (ctx.artifact / d).is_dir()]
     if missing:
         raise ValueError(f"--reuse-models: {ctx.artifact} has no {missing}; run without it first")
-    config_path = ctx.artifact / "diffusion" / "config.json"
+    config_path = ctx.artifact / DIFFUSION_COMPONENT / "config.json"
     encoder = json.loads(config_path.read_text()).get("encoder", {}).get("kind", "seq2seq")
     frozen = ctx.frozen if encoder == "seq2seq" else None
-    head = DiffusionHead.load(ctx.artifact / "diffusion", encoder=frozen)
-    regressor = PromptToLatentRegressor.load(ctx.artifact / "latent_regressor", encoder=frozen)
+    head = DiffusionHead.load(ctx.artifact / DIFFUSION_COMPONENT, encoder=frozen)
+    regressor = PromptToLatentRegressor.load(ctx.artifact / REGRESSOR_COMPONENT, encoder=frozen)
     previous = out_dir / "diffusion.json"
     training = json.loads(previous.read_text()).get("training", {}) if previous.is_file() else {}
     _log(f"reusing the trained head ({encoder} encoder) and regressor from {ctx.artifact}")
@@ -608,7 +616,7 @@ def run_diffusion_benchmark(
         val_c, val_sets, prompt_features(val_c, val_lat, val_prompts), metric="ndcg", k=k)
     _log(f"fixed alpha {fixed.alpha} (regressor {fixed_reg.alpha}); gate fitted")
     # What the API will use: the fixed blend, under the settings it was fitted with.
-    save_fusion(artifact / "diffusion", fixed,
+    save_fusion(artifact / DIFFUSION_COMPONENT, fixed,
                 HybridSettings(n_samples=config.n_samples, beam_candidates=config.candidates,
                                latent_k=config.latent_k, pool="max",
                                seed_method=config.seed_method_list[0]),
@@ -691,27 +699,14 @@ def _training_playlists(artifact: Path, train_path: str | Path) -> list:
     from semantic_ids.playlists import read_playlists, split_playlists
     from text2tracks.artifacts import read_json
 
-    info = read_json(artifact / "cf" / "split.json", "split parameters")
+    info = read_json(artifact / CF_COMPONENT / "split.json", "split parameters")
     return split_playlists(read_playlists(train_path).playlists, validation_fraction=info["validation_fraction"],
                            test_fraction=info["test_fraction"], seed=info["seed"]).train
 
 
 def write_json(path: Path, payload: Any) -> None:
-    """Write JSON atomically (temporary file + rename), keys in insertion order, mode 0644."""
-    import os
-    import tempfile
-
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(payload, f, indent=2, default=_json_default)
-            f.write("\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write JSON atomically, keys in insertion order, numpy values as plain numbers."""
+    write_json_atomic(path, payload, sort_keys=False, default=_json_default)
 
 
 def _json_default(value: Any):
@@ -997,7 +992,7 @@ def load_benchmark_split(bench_dir: Path, train_path: str) -> dict[str, Any]:
         if name in recorded and recorded[name] != len(data[name]):
             raise ValueError(f"{train_path} split with {bench_dir}/results.json gives {len(data[name])} "
                              f"{name} playlists, the benchmark had {recorded[name]}: pass its --train")
-    vocab = ItemVocab.load(bench_dir / "artifact" / "cf")
+    vocab = ItemVocab.load(bench_dir / "artifact" / CF_COMPONENT)
     kept, relevant, n_skipped = relevant_items(data["test"], vocab)
     if cfg.get("max_test_prompts"):
         kept, relevant = kept[: cfg["max_test_prompts"]], relevant[: cfg["max_test_prompts"]]
@@ -1050,7 +1045,7 @@ def main(argv: list[str] | None = None) -> int:
         config = DiffusionBenchConfig(**args)
     except ValueError as err:
         parser.error(str(err))
-    if not (bench_dir / "results.json").is_file() or not (bench_dir / "artifact" / "seq2seq").is_dir():
+    if not (bench_dir / "results.json").is_file() or not (bench_dir / "artifact" / SEQ2SEQ_COMPONENT).is_dir():
         parser.error(f"{bench_dir} is not a finished eval.benchmark folder (results.json, artifact/seq2seq)")
     split = load_benchmark_split(bench_dir, train_path)
     if split["results"]["config"].get("k", config.k) != config.k:

@@ -13,6 +13,7 @@ from text2tracks.artifacts import (
     FORMAT_VERSION,
     MANIFEST_NAME,
     ArtifactError,
+    atomic_file,
     check_npy,
     check_safetensors,
     component_dir,
@@ -22,6 +23,7 @@ from text2tracks.artifacts import (
     read_manifest,
     write_json_atomic,
     write_manifest,
+    write_text_atomic,
 )
 
 
@@ -38,6 +40,32 @@ def test_write_json_atomic_replaces_and_leaves_no_temporary(tmp_path):
     with pytest.raises(TypeError):
         write_json_atomic(path, {"bad": object()})  # fails midway: the old file stays whole
     assert json.loads(path.read_text(encoding="utf-8")) == {"c": "é"}
+    assert _leftovers(tmp_path) == []
+
+
+def test_write_json_atomic_bytes_order_and_default(tmp_path):
+    path = tmp_path / "a.json"
+    write_json_atomic(path, {"b": 1, "a": [1, 2]})
+    assert path.read_text(encoding="utf-8") == '{\n  "a": [\n    1,\n    2\n  ],\n  "b": 1\n}\n'
+    write_json_atomic(path, {"b": np.int64(3), "a": 1}, sort_keys=False, default=int)
+    assert path.read_text(encoding="utf-8") == '{\n  "b": 3,\n  "a": 1\n}\n'
+
+
+def test_atomic_file_renames_on_success_only_and_makes_the_file_0644(tmp_path):
+    path = tmp_path / "out.bin"
+    with atomic_file(path) as tmp:
+        assert tmp.parent == tmp_path and tmp.name.startswith(".out.bin.")
+        tmp.write_bytes(b"first")
+        assert not path.exists()  # nothing at the target until the block ends
+    assert path.read_bytes() == b"first"
+    assert path.stat().st_mode & 0o777 == 0o644
+    with pytest.raises(RuntimeError, match="midway"), atomic_file(path) as tmp:
+        tmp.write_bytes(b"half")
+        raise RuntimeError("midway")
+    assert path.read_bytes() == b"first"
+    assert _leftovers(tmp_path) == []
+    write_text_atomic(path, "é\n")
+    assert path.read_bytes() == "é\n".encode()
     assert _leftovers(tmp_path) == []
 
 

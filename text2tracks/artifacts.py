@@ -31,7 +31,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,7 @@ SEQ2SEQ_COMPONENT = "seq2seq"
 CATALOG_COMPONENT = "semantic_ids"
 DIFFUSION_COMPONENT = "diffusion"
 CF_COMPONENT = "cf"
+REGRESSOR_COMPONENT = "latent_regressor"  # optional baseline head, written by the benchmark
 _TRACKED_LIBRARIES = (
     "text2tracks", "numpy", "scipy", "implicit", "faiss-cpu", "scikit-learn",
     "torch", "transformers", "peft", "accelerate", "safetensors", "diffusers",
@@ -65,21 +66,48 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def write_json_atomic(path: str | os.PathLike, payload: Any) -> None:
-    """Write JSON to ``path`` through a temporary file in the same folder and ``os.replace``."""
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
+    """Write one file atomically: yield a temporary path in the same folder as ``path``.
+
+    Write the whole file to the yielded path. When the block ends without an error the file is
+    flushed to disk (``fsync``), given mode 0644 (``mkstemp`` makes it 0600) and renamed onto
+    ``path`` with ``os.replace``, so a reader sees the old file or the new one, never half of
+    one. When the block raises, the temporary file is removed and ``path`` is left as it was.
+    The one place in the project that writes a file this way.
+    """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(payload, f, indent=2, sort_keys=True)
-            f.write("\n")
-            f.flush()
+        yield Path(tmp)
+        with open(tmp, "rb") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write UTF-8 text to ``path`` atomically (see :func:`atomic_file`)."""
+    with atomic_file(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json_atomic(
+    path: str | os.PathLike, payload: Any, *, sort_keys: bool = True,
+    default: Callable[[Any], Any] | None = None,
+) -> None:
+    """Write JSON (indent 2, a final newline) to ``path`` atomically (see :func:`atomic_file`).
+
+    ``sort_keys=False`` keeps insertion order; ``default`` converts values JSON does not know
+    (as in ``json.dumps``).
+    """
+    write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=sort_keys, default=default)
+                      + "\n")
 
 
 def read_json(path: str | os.PathLike, what: str = "file") -> Any:
@@ -126,6 +154,19 @@ def new_manifest(components: dict[str, dict[str, Any]] | None = None) -> dict[st
     }
 
 
+def _swap_folder_in(tmp: Path, target: Path) -> None:
+    """Rename the finished folder ``tmp`` to ``target``; an existing ``target`` is moved aside
+    to ``.NAME.old`` first and removed after, so ``target`` is never half written."""
+    if target.exists():
+        old = target.with_name(f".{target.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(target, old)
+        os.replace(tmp, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, target)
+
+
 @contextlib.contextmanager
 def new_artifact(artifact_dir: str | os.PathLike, force: bool = False) -> Iterator[Path]:
     """Create a fresh artifact folder atomically.
@@ -142,14 +183,7 @@ def new_artifact(artifact_dir: str | os.PathLike, force: bool = False) -> Iterat
     tmp = Path(tempfile.mkdtemp(prefix=f".{artifact_dir.name}.", suffix=".tmp", dir=artifact_dir.parent))
     try:
         yield tmp
-        if artifact_dir.exists():
-            old = artifact_dir.with_name(f".{artifact_dir.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(artifact_dir, old)
-            os.replace(tmp, artifact_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, artifact_dir)
+        _swap_folder_in(tmp, artifact_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -173,14 +207,7 @@ def component_writer(
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=artifact_dir))
     try:
         yield tmp
-        if target.exists():
-            old = artifact_dir / f".{name}.old"
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(target, old)
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
+        _swap_folder_in(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

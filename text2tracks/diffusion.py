@@ -35,6 +35,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from text2tracks.artifacts import SEQ2SEQ_COMPONENT
 from text2tracks.data import normalize_prompt
 
 CONFIG_NAME = "config.json"
@@ -237,7 +238,7 @@ def _encoder_from_payload(
         # The seq2seq sits beside us in the artifact folder.
         from text2tracks.modeling import load_seq2seq
 
-        model, tokenizer, _ = load_seq2seq(directory.parent / "seq2seq")
+        model, tokenizer, _ = load_seq2seq(directory.parent / SEQ2SEQ_COMPONENT)
         encoder = FrozenSeq2SeqEncoder(model, tokenizer, max_length=payload.get("max_length", 128),
                                        normalize=payload.get("normalize", True))
     if encoder.out_dim != payload.get("out_dim", encoder.out_dim):
