@@ -169,6 +169,40 @@ def per_prompt_metrics(recommended, relevant, k: int = 10) -> dict[str, np.ndarr
     }
 
 
+def first_hit_ranks(recommended, relevant, depth: int | None = None) -> np.ndarray:
+    """1-based rank of the first relevant item in each ranking's first ``depth`` entries.
+
+    int64 ``(n_prompts,)``; 0 where none of them is relevant. ``depth`` defaults to the widest
+    ranking. Hits@K of every ``K <= depth`` follows from it (:func:`hits_at_ks`), so saving
+    these ranks once is enough to draw Hits@K against K.
+    """
+    rel = _as_relevant(relevant)
+    if depth is None:
+        if isinstance(recommended, np.ndarray) and recommended.ndim == 2:
+            depth = recommended.shape[1]
+        else:
+            recommended = [np.asarray(r).ravel() for r in recommended]
+            depth = max((r.size for r in recommended), default=1)
+    rec = _as_matrix(recommended, max(1, int(depth)))
+    if rec.shape[0] != len(rel):
+        raise ValueError(
+            f"recommended has {rec.shape[0]} rows but relevant has {len(rel)} entries; "
+            "give one ranking per prompt."
+        )
+    hit = _relevance(rec, rel)
+    return np.where(hit.any(axis=1), hit.argmax(axis=1) + 1, 0).astype(np.int64)
+
+
+def hits_at_ks(first_ranks, ks: Sequence[int]) -> np.ndarray:
+    """Per-prompt Hits@K for each ``K`` of ``ks`` from :func:`first_hit_ranks`: float64
+    ``(len(ks), n_prompts)``; row ``j`` is 1 where the first relevant item ranks within ``ks[j]``."""
+    ranks = np.asarray(first_ranks, dtype=np.int64).ravel()
+    ks = np.asarray(ks, dtype=np.int64).ravel()
+    if ks.size and ks.min() < 1:
+        raise ValueError(f"every K must be >= 1, got {ks.min()}")
+    return ((ranks[None, :] >= 1) & (ranks[None, :] <= ks[:, None])).astype(np.float64)
+
+
 def coverage(recommended, n_items: int, k: int = 10) -> float:
     """Distinct valid items in the top ``k`` of all rankings, over the catalogue size."""
     if n_items < 1:

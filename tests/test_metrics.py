@@ -11,7 +11,9 @@ from eval.metrics import (
     bootstrap_means,
     coverage,
     evaluate_rankings,
+    first_hit_ranks,
     format_table,
+    hits_at_ks,
     paired_bootstrap_diff,
     per_prompt_metrics,
     relevant_items,
@@ -159,3 +161,33 @@ def test_format_table():
     assert lines[3].startswith("| other | 0.250 | - |")
     custom = format_table({"x": {"train_s": 1.5, "n_prompts": 3}}, columns=["train_s", "n_prompts"])
     assert custom.splitlines()[2] == "| x | 1.500 | 3 |"
+
+
+def test_first_hit_ranks_agree_with_brute_force_and_with_hits_and_mrr():
+    rng = np.random.default_rng(3)
+    rec = rng.integers(-1, 30, size=(200, 25))  # -1 padding and repeats included
+    rel = [rng.choice(30, size=rng.integers(1, 6), replace=False) for _ in range(200)]
+    ranks = first_hit_ranks(rec, rel)
+
+    def brute(row, relevant):
+        for position, item in enumerate(row, start=1):
+            if item >= 0 and item in set(relevant.tolist()):
+                return position
+        return 0
+
+    assert ranks.dtype == np.int64
+    assert ranks.tolist() == [brute(r, s) for r, s in zip(rec, rel, strict=True)]
+    for k in (1, 5, 10, 25):
+        m = per_prompt_metrics(rec, rel, k=k)
+        np.testing.assert_array_equal(hits_at_ks(ranks, [k])[0], m["hits"])
+        np.testing.assert_allclose(np.where((ranks >= 1) & (ranks <= k), 1.0 / np.maximum(ranks, 1), 0.0),
+                                   m["mrr"])
+    assert first_hit_ranks(rec, rel, depth=5).tolist() == [r if r <= 5 else 0 for r in ranks]
+    assert first_hit_ranks([[4, 2], [7]], [[2], [9]]).tolist() == [2, 0]  # ragged lists
+
+
+def test_hits_at_ks_shape_and_bad_k():
+    out = hits_at_ks([0, 1, 3, 10], [1, 3, 10])
+    assert out.tolist() == [[0, 1, 0, 0], [0, 1, 1, 0], [0, 1, 1, 1]]
+    with pytest.raises(ValueError, match="K must be >= 1"):
+        hits_at_ks([1], [0])
