@@ -131,3 +131,12 @@ def test_track_indices_warn_on_unknown_ids_and_required_ones_raise():
         track_indices([["a"], ["zz"]], "like_tracks", _index, 2, False, required=True, stacklevel=1)
     # an empty exclude is "nothing excluded", not an error
     assert track_indices([], "exclude", _index, 2, False, required=False, stacklevel=1) == [None, None]
+
+
+def test_top_k_at_a_fixed_beam_width_is_the_head_of_the_full_beam(recommender):
+    """The benchmark ranks as deep as the beam for the report's Hits@K curve: the first 10 of
+    k = num_beams must be the k = 10 answer at the same beam width (same items, same scores)."""
+    short = recommender.recommend(PROMPTS, 10, num_beams=20)
+    deep = recommender.recommend(PROMPTS, 20, num_beams=20)
+    for a, b in zip(short, deep, strict=True):
+        assert [(r.track_id, r.score) for r in a] == [(r.track_id, r.score) for r in b[:10]]
