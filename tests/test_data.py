@@ -29,6 +29,10 @@ def test_normalize_prompt():
     assert normalize_prompt("𝓬𝓱𝓲𝓵𝓵") == "chill"
     assert normalize_prompt("Straße 🔥") == "strasse 🔥"
     assert normalize_prompt("夏の歌") == "夏の歌"
+    assert normalize_prompt("W O R K O U T") == "workout"
+    assert normalize_prompt("s t u d y 🔥 music") == "study 🔥 music"
+    assert normalize_prompt("a b") == "a b"  # two letters may be words ("a b side")
+    assert normalize_prompt("top 5 a day") == "top 5 a day"
 
 
 def test_encode_prompts_reuses_duplicates():

@@ -43,15 +43,20 @@ from collections.abc import Sequence
 import numpy as np
 
 _SPACES = re.compile(r"\s+")
+# three or more single letters or digits separated by single spaces ("w o r k o u t")
+_SPACED_LETTERS = re.compile(r"(?<!\S)(?:\w ){2,}\w(?!\S)")
 
 
 def normalize_prompt(text: str) -> str:
-    """NFKC, lower-case (``casefold``), whitespace runs collapsed to one space, stripped.
+    """NFKC, lower-case (``casefold``), whitespace runs collapsed to one space, stripped, and
+    letters spelled out with spaces joined ("w o r k o u t" -> "workout", as the 2018 challenge
+    teams cleaned titles).
 
     NFKC folds full-width letters and styled Unicode (𝓬𝓱𝓲𝓵𝓵 -> chill) into plain ones; emoji and
     non-Latin scripts are kept. The same function must run at training and at inference.
     """
-    return _SPACES.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
+    text = _SPACES.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
+    return _SPACED_LETTERS.sub(lambda m: m.group(0).replace(" ", ""), text)
 
 
 def encode_prompts(tokenizer, prompts: Sequence[str], max_length: int,
