@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from semantic_ids.grouping import popularity_digits
+
 CONFIG_NAME = "config.json"
 CODES_NAME = "sid_codes.npy"
 ITEM_IDS_NAME = "item_ids.json"
@@ -165,22 +167,10 @@ class SemanticIDCatalog:
         else:
             prefix_keys = np.zeros(n, dtype=np.int64)
         ids = np.asarray([str(i) for i in item_ids])
-        # sort by prefix, then most popular first, then item id
-        order = np.lexsort((ids, -popularity.astype(np.float64), prefix_keys))
-        digit_sorted = SemanticIDCatalog._run_ranks(prefix_keys[order])
-        digits = np.empty(n, dtype=np.int64)
-        digits[order] = digit_sorted
+        # within a prefix: most popular first, then the smaller item id
+        digits = popularity_digits(prefix_keys, popularity, ids)
         max_group = int(digits.max()) + 1 if n else 1
         return cls(item_ids, np.column_stack([codes, digits]), sizes + (max_group,))
-
-    @staticmethod
-    def _run_ranks(sorted_keys: np.ndarray) -> np.ndarray:
-        if sorted_keys.size == 0:
-            return np.zeros(0, dtype=np.int64)
-        change = np.flatnonzero(sorted_keys[1:] != sorted_keys[:-1]) + 1
-        starts = np.concatenate(([0], change))
-        lengths = np.diff(np.append(starts, sorted_keys.size))
-        return np.arange(sorted_keys.size) - np.repeat(starts, lengths)
 
     # ------------------------------------------------------------------ lookups
 

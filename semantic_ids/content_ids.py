@@ -24,6 +24,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from semantic_ids.catalog import BYTE_LEVEL_SIZE, SemanticIDCatalog
+from semantic_ids.grouping import popularity_digits
 
 N_BYTE_CODES = 256
 END_CODE = 256  # after the last byte of a string, repeated up to max_bytes
@@ -89,14 +90,7 @@ def collision_digits(group_codes: np.ndarray, popularity: np.ndarray) -> np.ndar
     if n == 0:
         return np.zeros(0, dtype=np.int64)
     _, group = np.unique(group_codes, axis=0, return_inverse=True)
-    group = group.reshape(-1)
-    order = np.lexsort((np.arange(n), -np.asarray(popularity, dtype=np.float64), group))
-    sorted_group = group[order]
-    starts = np.flatnonzero(np.r_[True, sorted_group[1:] != sorted_group[:-1]])
-    lengths = np.diff(np.append(starts, n))
-    digits = np.empty(n, dtype=np.int64)
-    digits[order] = np.arange(n) - np.repeat(starts, lengths)
-    return digits
+    return popularity_digits(group.reshape(-1), popularity, np.arange(n))
 
 
 def content_codes(

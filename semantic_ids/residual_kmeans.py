@@ -42,6 +42,8 @@ from pathlib import Path
 
 import numpy as np
 
+from semantic_ids.grouping import rank_within_runs
+
 _ASSIGNMENTS = ("matching", "nearest")
 CONFIG_NAME = "config.json"
 CODEBOOKS_NAME = "codebooks.npy"
@@ -63,21 +65,6 @@ def _squared_distances(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
         + (centroids * centroids).sum(axis=1)[None, :]
     )
     return np.maximum(d, 0.0)
-
-
-def _group_starts(sorted_keys: np.ndarray) -> np.ndarray:
-    """Index where each run of equal values starts in a sorted array."""
-    if sorted_keys.size == 0:
-        return np.zeros(0, dtype=np.int64)
-    change = np.flatnonzero(sorted_keys[1:] != sorted_keys[:-1]) + 1
-    return np.concatenate(([0], change)).astype(np.int64)
-
-
-def _rank_within_runs(sorted_keys: np.ndarray) -> np.ndarray:
-    """0, 1, 2, ... within each run of equal values of a sorted array."""
-    starts = _group_starts(sorted_keys)
-    lengths = np.diff(np.append(starts, sorted_keys.size))
-    return np.arange(sorted_keys.size) - np.repeat(starts, lengths)
 
 
 class ResidualKMeans:
@@ -344,7 +331,7 @@ class ResidualKMeans:
             slot = slot_idx[rows, r]
             order = np.lexsort((dist[rows, r], slot))
             slot_sorted = slot[order]
-            accept = _rank_within_runs(slot_sorted) < room[slot_sorted]
+            accept = rank_within_runs(slot_sorted) < room[slot_sorted]
             taken = rows[order[accept]]
             assigned[items[taken]] = cand[taken, r]
             pending[taken] = False
