@@ -62,6 +62,7 @@ from text2tracks.artifacts import (
     SEQ2SEQ_COMPONENT,
     write_json_atomic,
 )
+from text2tracks.rerank import per_prompt_metric
 
 PREFERRED_NEGATIVES = ("christmas", "worship", "sleep", "country", "gospel", "halloween", "kids",
                        "disney", "classical", "metal")
@@ -334,12 +335,6 @@ def negative_share(items: np.ndarray, negative_items: np.ndarray, k: int) -> np.
     """Per prompt, the share of the top ``k`` (-1 = none) that lies in ``negative_items``."""
     top = np.asarray(items)[:, :k]
     return np.isin(top, np.asarray(negative_items, dtype=np.int64)).sum(1) / float(k)
-
-
-def hits_at(items: np.ndarray, relevant: list, k: int) -> np.ndarray:
-    """Per-prompt Hits@k of ranked items ``(batch, >= k)`` against relevant item collections."""
-    return np.array([float(np.isin(items[b, :k], np.asarray(list(rel), dtype=np.int64)).any())
-                     for b, rel in enumerate(relevant)])
 
 
 def seed_similarity(items: np.ndarray, item_factors: np.ndarray, seed_means: np.ndarray, k: int) -> np.ndarray:
@@ -759,7 +754,7 @@ def _negative_prompts(ctx, head, fixed, config, prompts, test_sets, test_beam, t
             out = views(_sample(head, cond, noise, config.n_samples, w, negative_cond=neg))
             for view, items in out.items():
                 row[f"{view}_share_{label}"] = share(items)
-                row[f"{view}_hits_{label}"] = float(hits_at(items, rel, k).mean())
+                row[f"{view}_hits_{label}"] = float(per_prompt_metric(items, rel, "hits", k).mean())
         curve.append(row)
         _log(f"negative w={w}: { {key: round(v, 4) for key, v in row.items()} }")
     generative_share = share(beam_items[:, :k])
@@ -798,8 +793,8 @@ def _inversion(ctx, head, config, prompts, relevant, test_cond, seed_latent, lat
             items, _ = latent_candidates(lat, ctx.item_factors, k, ctx.index, exclude=exclude)
             row = {"strength": strength,
                    "seed_cosine": float(np.nanmean(seed_similarity(items, ctx.item_factors, seed_means, k))),
-                   "seed_hits": float(hits_at(items, seed_rest, k).mean()),
-                   "prompt_hits": float(hits_at(items, prompt_rel, k).mean())}
+                   "seed_hits": float(per_prompt_metric(items, seed_rest, "hits", k).mean()),
+                   "prompt_hits": float(per_prompt_metric(items, prompt_rel, "hits", k).mean())}
             curves[method].append(row)
             _log(f"inversion ({method}) strength {strength}: {row}")
     method = config.seed_method_list[0]
@@ -809,8 +804,8 @@ def _inversion(ctx, head, config, prompts, relevant, test_cond, seed_latent, lat
     plain = _sample(head, cond, noise, 1, head.config.guidance_weight)
     items, _ = latent_candidates(plain, ctx.item_factors, k, ctx.index, exclude=exclude)
     reference = {"seed_cosine": float(np.nanmean(seed_similarity(items, ctx.item_factors, seed_means, k))),
-                 "seed_hits": float(hits_at(items, seed_rest, k).mean()),
-                 "prompt_hits": float(hits_at(items, prompt_rel, k).mean())}
+                 "seed_hits": float(per_prompt_metric(items, seed_rest, "hits", k).mean()),
+                 "prompt_hits": float(per_prompt_metric(items, prompt_rel, "hits", k).mean())}
     first, last = curve[0], curve[-1]
     return {"n_prompts": len(pairs), "n_seed_tracks": config.n_seed_tracks, "seed_method": method,
             "curve": curve, "curves": curves, "prompt_only_reference": reference,

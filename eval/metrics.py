@@ -1,29 +1,14 @@
-"""Ranking metrics at K with bootstrap confidence intervals (pure numpy).
+"""Ranking metrics at K with bootstrap confidence intervals (pure numpy): what eval code imports.
 
-Inputs shared by every function here:
+The per-prompt metrics (``per_prompt_metrics``: Hits, Recall, NDCG, MRR at k; ``first_hit_ranks``
+and ``hits_at_ks`` for Hits@K against K; ``coverage``) are implemented once, in
+:mod:`text2tracks.ranking_metrics`, whose docstring defines them and their inputs: the product
+fits its hybrid fusion with them, and ``text2tracks`` may not import ``eval``. They are
+re-exported here beside what only evaluation needs: :func:`relevant_items`, the bootstrap
+(:func:`evaluate_rankings`, :func:`paired_bootstrap_diff`) and :func:`format_table`.
 
-* ``recommended``: the ranked catalogue item indices of each prompt, best first: an int array
-  ``(n_prompts, K)`` or a list of lists / arrays. ``-1`` (or any negative index) is padding and
-  never counts as a hit. Only the first ``k`` entries of a row are used. A repeated item counts at
-  its first position only (a ranking is a list of *distinct* items; a repeat earns nothing).
-* ``relevant``: the relevant item indices of each prompt (set, list or array), the catalogue tracks
-  of the held-out playlist. A prompt with none cannot be scored: :func:`evaluate_rankings` skips it
-  and counts it in ``n_skipped``; :func:`relevant_items` does the same when building the lists from
-  playlists.
-
-Definitions (per prompt; ``hits`` = number of relevant items among the top ``k``):
-
-* ``hits@k``   1 if at least one relevant item is in the top ``k``, else 0.
-* ``recall@k`` ``hits / |relevant|``: the standard recall (not ``/ min(|relevant|, k)``). Long
-  playlists therefore have recall@10 far below 1 even for a perfect ranking; hits@k and ndcg@k
-  are the scale-free ones.
-* ``ndcg@k``   binary gains, ``DCG = sum over relevant ranks r (1-based) of 1 / log2(r + 1)``,
-  divided by the ideal DCG of ``min(|relevant|, k)`` relevant items at the top; in [0, 1].
-* ``mrr``      ``1 / rank`` of the first relevant item within the top ``k`` (0 when none): MRR@k,
-  truncated at the same ``k`` as the other metrics, so that every system is judged on the same
-  list it returns.
-* ``coverage@k`` (corpus level, no per-prompt value): distinct items recommended in the top ``k``
-  over all scored prompts, divided by ``n_items`` (the catalogue size).
+A prompt with no relevant item cannot be scored: :func:`evaluate_rankings` skips it and counts it
+in ``n_skipped``; :func:`relevant_items` does the same when building the lists from playlists.
 
 Intervals are percentile bootstrap intervals over prompts (``n_bootstrap`` resamples of the
 prompts with replacement, the same resamples for every metric), vectorised in chunks of
@@ -32,11 +17,24 @@ resamples so memory stays bounded for large test sets.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-PER_PROMPT_METRICS = ("hits", "recall", "ndcg", "mrr")
+from text2tracks.ranking_metrics import (
+    PER_PROMPT_METRICS,
+    as_rankings,
+    as_relevant,
+    coverage,
+    first_hit_ranks,
+    hits_at_ks,
+    per_prompt_metrics,
+)
+
+__all__ = [
+    "PER_PROMPT_METRICS", "bootstrap_means", "coverage", "evaluate_rankings", "first_hit_ranks",
+    "format_table", "hits_at_ks", "paired_bootstrap_diff", "per_prompt_metrics", "relevant_items",
+]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -69,147 +67,9 @@ def relevant_items(playlists: Sequence, vocab) -> tuple[np.ndarray, list[np.ndar
     return np.asarray(kept, dtype=np.int64), lists, n_skipped
 
 
-def _as_matrix(recommended, k: int) -> np.ndarray:
-    """Rankings as an int64 ``(n, k)`` matrix, rows cut to ``k`` and padded with -1."""
-    if isinstance(recommended, np.ndarray) and recommended.ndim == 2:
-        if recommended.size and not np.issubdtype(recommended.dtype, np.integer):
-            raise ValueError(f"recommended must hold integer item indices, got {recommended.dtype}")
-        out = np.full((recommended.shape[0], k), -1, dtype=np.int64)
-        width = min(k, recommended.shape[1])
-        out[:, :width] = recommended[:, :width]
-    else:
-        rows = list(recommended)
-        out = np.full((len(rows), k), -1, dtype=np.int64)
-        for i, row in enumerate(rows):
-            row = np.asarray(row, dtype=np.int64).ravel()[:k]
-            out[i, : row.size] = row
-    out[out < 0] = -1
-    return out
-
-
-def _first_occurrence(rec: np.ndarray) -> np.ndarray:
-    """Mask of entries that are valid (>= 0) and the first occurrence of their item in the row."""
-    n, k = rec.shape
-    valid = rec >= 0
-    if k <= 1:
-        return valid
-    order = np.argsort(rec, axis=1, kind="stable")
-    sorted_items = np.take_along_axis(rec, order, axis=1)
-    repeat_sorted = np.zeros_like(valid)
-    repeat_sorted[:, 1:] = sorted_items[:, 1:] == sorted_items[:, :-1]
-    repeat = np.zeros_like(valid)
-    np.put_along_axis(repeat, order, repeat_sorted, axis=1)
-    return valid & ~repeat
-
-
-def _relevance(rec: np.ndarray, relevant: Sequence[np.ndarray]) -> np.ndarray:
-    """Boolean ``(n, k)``: entry ``(i, j)`` is a relevant item of prompt ``i`` (first occurrence)."""
-    n, _ = rec.shape
-    sizes = np.fromiter((r.size for r in relevant), dtype=np.int64, count=n)
-    flat = np.concatenate(relevant) if n else np.zeros(0, dtype=np.int64)
-    top = max(int(rec.max(initial=-1)), int(flat.max(initial=-1))) + 1
-    # one integer key per (prompt, item): membership of every entry at once
-    rel_keys = np.repeat(np.arange(n, dtype=np.int64), sizes) * top + flat
-    rec_keys = np.arange(n, dtype=np.int64)[:, None] * top + rec
-    hit = np.isin(rec_keys, rel_keys) & _first_occurrence(rec)
-    return hit
-
-
-def _as_relevant(relevant: Iterable) -> list[np.ndarray]:
-    out = []
-    for r in relevant:
-        if isinstance(r, (set, frozenset)):
-            r = sorted(r)
-        arr = np.unique(np.asarray(r, dtype=np.int64).ravel())
-        out.append(arr[arr >= 0])
-    return out
-
-
 # ---------------------------------------------------------------------------------------------
 # Metrics
 # ---------------------------------------------------------------------------------------------
-
-
-def per_prompt_metrics(recommended, relevant, k: int = 10) -> dict[str, np.ndarray]:
-    """Per-prompt ``hits``, ``recall``, ``ndcg`` and ``mrr`` at ``k`` (float64 arrays, length n).
-
-    Every prompt must have at least one relevant item (skip the others first, see
-    :func:`relevant_items`); a ValueError names the first that has none.
-    """
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
-    rel = _as_relevant(relevant)
-    rec = _as_matrix(recommended, k)
-    if rec.shape[0] != len(rel):
-        raise ValueError(
-            f"recommended has {rec.shape[0]} rows but relevant has {len(rel)} entries; "
-            "give one ranking per prompt."
-        )
-    sizes = np.fromiter((r.size for r in rel), dtype=np.int64, count=len(rel))
-    if np.any(sizes == 0):
-        first = int(np.flatnonzero(sizes == 0)[0])
-        raise ValueError(
-            f"prompt {first} has no relevant item; skip such prompts (relevant_items does) "
-            "before scoring."
-        )
-    hit = _relevance(rec, rel)
-    n_hits = hit.sum(axis=1)
-    discounts = 1.0 / np.log2(np.arange(2, k + 2, dtype=np.float64))
-    dcg = (hit * discounts).sum(axis=1)
-    ideal = np.cumsum(discounts)[np.minimum(sizes, k) - 1]
-    any_hit = n_hits > 0
-    first_rank = np.where(any_hit, hit.argmax(axis=1) + 1, 0)
-    mrr = np.zeros(len(rel), dtype=np.float64)
-    mrr[any_hit] = 1.0 / first_rank[any_hit]
-    return {
-        "hits": any_hit.astype(np.float64),
-        "recall": n_hits / sizes,
-        "ndcg": dcg / ideal,
-        "mrr": mrr,
-    }
-
-
-def first_hit_ranks(recommended, relevant, depth: int | None = None) -> np.ndarray:
-    """1-based rank of the first relevant item in each ranking's first ``depth`` entries.
-
-    int64 ``(n_prompts,)``; 0 where none of them is relevant. ``depth`` defaults to the widest
-    ranking. Hits@K of every ``K <= depth`` follows from it (:func:`hits_at_ks`), so saving
-    these ranks once is enough to draw Hits@K against K.
-    """
-    rel = _as_relevant(relevant)
-    if depth is None:
-        if isinstance(recommended, np.ndarray) and recommended.ndim == 2:
-            depth = recommended.shape[1]
-        else:
-            recommended = [np.asarray(r).ravel() for r in recommended]
-            depth = max((r.size for r in recommended), default=1)
-    rec = _as_matrix(recommended, max(1, int(depth)))
-    if rec.shape[0] != len(rel):
-        raise ValueError(
-            f"recommended has {rec.shape[0]} rows but relevant has {len(rel)} entries; "
-            "give one ranking per prompt."
-        )
-    hit = _relevance(rec, rel)
-    return np.where(hit.any(axis=1), hit.argmax(axis=1) + 1, 0).astype(np.int64)
-
-
-def hits_at_ks(first_ranks, ks: Sequence[int]) -> np.ndarray:
-    """Per-prompt Hits@K for each ``K`` of ``ks`` from :func:`first_hit_ranks`: float64
-    ``(len(ks), n_prompts)``; row ``j`` is 1 where the first relevant item ranks within ``ks[j]``."""
-    ranks = np.asarray(first_ranks, dtype=np.int64).ravel()
-    ks = np.asarray(ks, dtype=np.int64).ravel()
-    if ks.size and ks.min() < 1:
-        raise ValueError(f"every K must be >= 1, got {ks.min()}")
-    return ((ranks[None, :] >= 1) & (ranks[None, :] <= ks[:, None])).astype(np.float64)
-
-
-def coverage(recommended, n_items: int, k: int = 10) -> float:
-    """Distinct valid items in the top ``k`` of all rankings, over the catalogue size."""
-    if n_items < 1:
-        raise ValueError(f"n_items must be >= 1, got {n_items}")
-    rec = _as_matrix(recommended, k)
-    items = np.unique(rec[rec >= 0])
-    return float(np.count_nonzero(items < n_items)) / float(n_items)
 
 
 def bootstrap_means(
@@ -264,8 +124,8 @@ def evaluate_rankings(
     ``return_per_prompt`` the per-prompt arrays are added under ``"per_prompt"`` (for
     :func:`paired_bootstrap_diff`; not JSON-ready).
     """
-    rel = _as_relevant(relevant)
-    rec = _as_matrix(recommended, k)
+    rel = as_relevant(relevant)
+    rec = as_rankings(recommended, k)
     if rec.shape[0] != len(rel):
         raise ValueError(
             f"recommended has {rec.shape[0]} rows but relevant has {len(rel)} entries; "

@@ -170,3 +170,36 @@ def test_bad_input_raises():
         FixedBlendFusion(1.5)
     with pytest.raises(ValueError, match="not fitted"):
         GatedFusion().alphas(_middle_example()[0], np.zeros((4, 6)))
+
+
+def _per_prompt_metric_before(items, relevant, metric, k):
+    """The loop per_prompt_metric ran before it used text2tracks.ranking_metrics (reference)."""
+    out = np.zeros(items.shape[0])
+    discounts = 1.0 / np.log2(np.arange(2, k + 2))
+    for b, rel in enumerate(relevant):
+        hits = np.array([int(i) in rel for i in items[b, :k]], dtype=np.float64)
+        if metric == "hits":
+            out[b] = hits.max(initial=0.0)
+        elif metric == "mrr":
+            nz = np.flatnonzero(hits)
+            out[b] = 1.0 / (nz[0] + 1) if nz.size else 0.0
+        else:
+            ideal = discounts[: min(len(rel), k)].sum()
+            out[b] = (hits * discounts[: hits.size]).sum() / ideal if ideal > 0 else 0.0
+    return out
+
+
+@pytest.mark.parametrize("metric", ["hits", "ndcg", "mrr"])
+def test_per_prompt_metric_is_unchanged_on_distinct_rankings(metric):
+    rng = np.random.default_rng(7)
+    # distinct items per row (what top_k returns), -1 padding, some prompts with no relevant item
+    items = np.stack([rng.permutation(40)[:12] for _ in range(150)])
+    items[::7, 9:] = -1
+    relevant = [set(rng.choice(40, size=rng.integers(0, 8), replace=False).tolist())
+                for _ in range(150)]
+    assert any(not r for r in relevant)
+    for k in (1, 5, 10, 12):
+        np.testing.assert_allclose(per_prompt_metric(items, relevant, metric, k),
+                                   _per_prompt_metric_before(items, relevant, metric, k))
+    with pytest.raises(ValueError, match="metric must be one of"):
+        per_prompt_metric(items, relevant, "recall", 10)

@@ -33,6 +33,7 @@ import numpy as np
 
 from text2tracks.rerank import (
     FEATURE_NAMES,
+    FUSION_METRICS,
     Candidates,
     FixedBlendFusion,
     GatedFusion,
@@ -52,7 +53,6 @@ DEFAULT_ALPHA = 0.5
 FUSION_KINDS = ("fixed", "gated")
 _POOLS = ("max", "mean")
 SEED_METHODS = ("mean", "fold_in")
-_METRICS = ("hits", "ndcg", "mrr")
 
 Fusion = FixedBlendFusion | GatedFusion
 
@@ -278,8 +278,8 @@ def fit_fusion(
     settings = settings or HybridSettings()
     if kind not in FUSION_KINDS:
         raise ValueError(f"kind must be one of {FUSION_KINDS}, got {kind!r}")
-    if metric not in _METRICS:
-        raise ValueError(f"metric must be one of {_METRICS}, got {metric!r}")
+    if metric not in FUSION_METRICS:
+        raise ValueError(f"metric must be one of {FUSION_METRICS}, got {metric!r}")
     prompts = list(prompts)
     relevant = [set(map(int, r)) for r in relevant]
     if not prompts or len(prompts) != len(relevant):

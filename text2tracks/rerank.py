@@ -23,9 +23,12 @@ from typing import Any
 
 import numpy as np
 
-MODES = ("generative", "latent", "hybrid")
+from text2tracks.options import MODES
+from text2tracks.ranking_metrics import per_prompt_metrics
+
 _NORMALISATIONS = ("zscore", "rank")
-_METRICS = ("hits", "ndcg", "mrr")
+# what a fusion's weights can be fitted to maximise (mean per-prompt value at k)
+FUSION_METRICS = ("hits", "ndcg", "mrr")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -284,22 +287,11 @@ def top_k(candidates: Candidates, scores: np.ndarray, k: int,
 
 
 def per_prompt_metric(items: np.ndarray, relevant: list[set[int]], metric: str = "hits", k: int = 10) -> np.ndarray:
-    """Per-prompt Hits@k, NDCG@k or MRR@k of ranked items ``(batch, >= k)``."""
-    if metric not in _METRICS:
-        raise ValueError(f"metric must be one of {_METRICS}, got {metric!r}")
-    out = np.zeros(items.shape[0])
-    discounts = 1.0 / np.log2(np.arange(2, k + 2))
-    for b, rel in enumerate(relevant):
-        hits = np.array([int(i) in rel for i in items[b, :k]], dtype=np.float64)
-        if metric == "hits":
-            out[b] = hits.max(initial=0.0)
-        elif metric == "mrr":
-            nz = np.flatnonzero(hits)
-            out[b] = 1.0 / (nz[0] + 1) if nz.size else 0.0
-        else:
-            ideal = discounts[: min(len(rel), k)].sum()
-            out[b] = (hits * discounts[: hits.size]).sum() / ideal if ideal > 0 else 0.0
-    return out
+    """Per-prompt Hits@k, NDCG@k or MRR@k of ranked items ``(batch, >= k)``; a prompt with no
+    relevant item scores 0. One of :func:`text2tracks.ranking_metrics.per_prompt_metrics`."""
+    if metric not in FUSION_METRICS:
+        raise ValueError(f"metric must be one of {FUSION_METRICS}, got {metric!r}")
+    return per_prompt_metrics(items, relevant, k, allow_empty=True)[metric]
 
 
 def alpha_curves(
@@ -549,7 +541,7 @@ def rerank(
 
 
 __all__ = [
-    "Candidates", "FEATURE_NAMES", "FixedBlendFusion", "GatedFusion", "MODES", "alpha_curves",
-    "blend", "build_index", "fusion_from_dict", "latent_candidates", "latent_similarity",
+    "Candidates", "FEATURE_NAMES", "FUSION_METRICS", "FixedBlendFusion", "GatedFusion", "MODES",
+    "alpha_curves", "blend", "build_index", "fusion_from_dict", "latent_candidates", "latent_similarity",
     "normalise_view", "per_prompt_metric", "pool_candidates", "prompt_features", "rerank", "top_k",
 ]
