@@ -41,7 +41,7 @@ import torch
 
 from text2tracks.data import Seq2SeqCollator, Seq2SeqPairs, encode_prompts
 from text2tracks.modeling import ModelConfig, build_seq2seq, count_parameters
-from training.train_seq2seq import grouped_forward
+from text2tracks.training_step import grouped_forward
 
 LETTERS = np.array(list("abcdefghijklmnopqrstuvwxyz  "))
 

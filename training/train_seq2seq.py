@@ -37,11 +37,15 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from text2tracks import config_flags as flags
+from text2tracks.config_flags import add_config_flags, command_parser
 from text2tracks.modeling import ModelConfig
+from text2tracks.training_step import grouped_forward  # noqa: F401  (re-exported: it lived here)
 from training.checkpoints import STATE_NAME, list_checkpoints, resolve_resume
 
 CHECKPOINTS_NAME = ".checkpoints"
@@ -61,7 +65,8 @@ class TrainConfig:
         playlists: the playlists the artifact was built from (re-split as recorded there).
         model: how to build the model (``--base``, ``--d-model``, ... ``--lora``).
         lr, weight_decay: AdamW settings (no decay on norms and biases).
-        batch_size: examples per device per forward pass; ``grad_accum`` passes per step.
+        batch_size, grad_accum: examples per device per forward pass, and forward passes per
+            optimizer step.
         epochs, max_steps, max_minutes: stop at whichever comes first (0 = no limit for steps and
             minutes). ``max_minutes`` counts wall time from the start of the loop, validation
             included; the run saves and exits when it is spent.
@@ -110,8 +115,8 @@ class TrainConfig:
     max_minutes: float = 0.0
     warmup_steps: int = 200
     weight_decay: float = 0.01
-    schedule: str = "linear"
-    mixed_precision: str = "no"
+    schedule: str = field(default="linear", metadata={"choices": _SCHEDULES})
+    mixed_precision: str = field(default="no", metadata={"choices": _PRECISIONS})
     eval_every: int = 500
     eval_prompts: int = 500
     eval_k: int = 10
@@ -119,13 +124,14 @@ class TrainConfig:
     checkpoint_every: int = 0
     checkpoint_dir: str | None = None
     keep_checkpoints: int = 2
-    resume: str | None = None
+    resume: str | None = field(default=None, metadata={"argparse": {
+        "nargs": "?", "const": "latest", "metavar": "DIR"}})
     seed: int = 0
     targets_per_playlist: int = 16
     popularity_power: float = 0.0
     targets_per_prompt_group: int = 8
     length_bucket_window: int = 32
-    target_source: str = "teacher"
+    target_source: str = field(default="teacher", metadata={"choices": TARGET_SOURCES})
     teacher_top_items: int = 200
     teacher_own_weight: float = 0.3
     teacher_leave_out: bool = True
@@ -207,48 +213,6 @@ def lr_factor(step: int, elapsed_s: float, config: TrainConfig, total_steps: int
     return 1.0 - progress
 
 
-def grouped_forward(model, input_ids, attention_mask, prompt_index, labels, encoder=None,
-                    autocast=None):
-    """Seq2seq forward where several examples share one encoded prompt.
-
-    ``input_ids`` / ``attention_mask`` hold the distinct prompts (P rows); ``prompt_index`` (B,)
-    gives the prompt row of each of the B examples whose ``labels`` are given. The encoder runs on
-    the P rows; its hidden states and mask are gathered to B rows (``index_select``, the general
-    form of ``repeat_interleave``) and passed as ``encoder_outputs`` to ``model``'s forward, which
-    runs the decoder and the loss only. With dropout 0 the loss and gradients equal those of
-    ``model(input_ids[prompt_index], attention_mask[prompt_index], labels=labels)``.
-
-    Args:
-        model: what the training loop calls (plain, peft-wrapped, or prepared by accelerate,
-            DDP included): its forward runs, so DDP's hooks see this step.
-        encoder: the encoder module; default ``model.get_encoder()`` after unwrapping ``.module``
-            (DDP) layers. Pass ``accelerator.unwrap_model(model).get_encoder()`` under accelerate.
-        autocast: a context manager factory for the encoder call (``accelerator.autocast``): the
-            mixed-precision wrapper accelerate puts on the model's forward does not cover a
-            direct encoder call.
-
-    DDP stays correct: the encoder's parameters receive their gradients through the hidden
-    states that enter the wrapped forward, so the backward marks every parameter ready and the
-    reducer all-reduces them as usual (and ``no_sync`` under accumulation applies to this
-    forward as to any other).
-    """
-    import contextlib
-
-    from transformers.modeling_outputs import BaseModelOutput
-
-    if encoder is None:
-        inner = model
-        while hasattr(inner, "module"):
-            inner = inner.module
-        encoder = inner.get_encoder()
-    with (autocast() if autocast is not None else contextlib.nullcontext()):
-        hidden = encoder(input_ids=input_ids, attention_mask=attention_mask,
-                         return_dict=True).last_hidden_state
-    hidden = hidden.index_select(0, prompt_index)
-    return model(encoder_outputs=BaseModelOutput(last_hidden_state=hidden),
-                 attention_mask=attention_mask.index_select(0, prompt_index), labels=labels)
-
-
 def _checkpoint_root(config: TrainConfig) -> Path:
     return Path(config.checkpoint_dir) if config.checkpoint_dir else Path(config.artifact) / CHECKPOINTS_NAME
 
@@ -309,25 +273,52 @@ def load_training_data(config: TrainConfig, log=print):
 # ------------------------------------------------------------------------------------ training
 
 
-def train(config: TrainConfig) -> dict[str, Any]:
-    """Train, validate, checkpoint and save into ``config.artifact``/seq2seq.
+@dataclass
+class _Run:
+    """What the stages of one training run share, in place of closures over ``nonlocal`` state.
 
-    Returns a summary: ``steps``, ``epochs_done``, ``elapsed_s``, ``examples_seen``,
-    ``examples_per_s``, ``final_eval`` ({"val_loss", "val_hits@K"}), ``stopped_by``,
-    ``seq2seq_dir``, ``n_parameters``, ``n_validation_skipped``.
+    Built once by :func:`train`; ``state`` (what a checkpoint stores: ``step``, ``epoch``,
+    ``batches_in_epoch``, ``elapsed_s``, ``examples_seen``, ``order``), ``log_records``,
+    ``last_eval``, the running train loss and ``stopped_by`` change as the loop runs.
     """
-    import numpy as np
+
+    config: TrainConfig
+    accelerator: Any
+    log: Callable[[str], None]
+    catalog: Any
+    layout: Any
+    tokenizer: Any
+    model: Any
+    optimizer: Any
+    train_pairs: Any
+    train_dl: Any
+    val_loss_dl: Any
+    val_prompt_dl: Any
+    val_relevant: list[set[int]]
+    trie: Any
+    train_encoder: Any
+    total_steps: int
+    n_params: int
+    n_val_skipped: int
+    state: dict[str, Any] = field(default_factory=dict)
+    log_records: list[dict] = field(default_factory=list)
+    last_eval: dict[str, float] = field(default_factory=dict)
+    start_time: float = 0.0
+    stopped_by: str = "epochs"
+    loss_sum: Any = None
+    loss_n: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.accelerator.is_main_process
+
+
+def _start(config: TrainConfig):
+    """1. ``Accelerator``, CPU threads, seed; and a logger that prints on the main process."""
     import torch
     from accelerate import Accelerator
     from accelerate.utils import set_seed
-    from torch.utils.data import DataLoader
-    from tqdm.auto import tqdm
 
-    from text2tracks.artifacts import component_writer
-    from text2tracks.data import PromptBatches, Seq2SeqCollator, Seq2SeqPairs, encode_prompts
-    from text2tracks.modeling import build_seq2seq, count_parameters, save_seq2seq
-
-    # 1. Accelerator, threads, seed
     accelerator = Accelerator(mixed_precision=config.mixed_precision,
                               gradient_accumulation_steps=config.grad_accum)
     if accelerator.device.type == "cpu":
@@ -335,47 +326,61 @@ def train(config: TrainConfig) -> dict[str, Any]:
             1, len(os.sched_getaffinity(0)) // max(1, accelerator.num_processes))
         torch.set_num_threads(threads)
     set_seed(config.seed)
-    main = accelerator.is_main_process
 
     def log(message: str) -> None:
-        if main:
+        if accelerator.is_main_process:
             print(message, file=sys.stderr, flush=True)
 
-    # 2. Data
-    data = load_training_data(config, log)
-    catalog = data["catalog"]
+    return accelerator, log
 
-    # 3. Model
+
+def _build_model(config: TrainConfig, catalog, train_playlists, log):
+    """3. The model, its tokenizer (a subword one learns from the training prompts) and layout."""
+    from text2tracks.data import normalize_prompt
+    from text2tracks.modeling import build_seq2seq, count_parameters
+
     # the catalogue's scheme says how codes become tokens ("bytes": content IDs); targets are
     # then depth tokens + EOS whatever the scheme, and decoding follows layout / trie depth
-    from text2tracks.data import normalize_prompt
-
-    texts = [p.prompt for p in data["train"]]
+    texts = [p.prompt for p in train_playlists]
     model, tokenizer, layout = build_seq2seq(
         config.model, catalog.level_sizes, scheme=catalog.scheme,
         prompt_texts=[normalize_prompt(t) if config.normalize_prompts else t for t in texts])
-    sid_token_ids = layout.codes_to_token_ids(catalog.sid_codes)
     n_params = count_parameters(model)
     shape = (f"level sizes {catalog.level_sizes}" if layout.scheme == "sid" else
              f"content IDs of {layout.depth - 1} bytes + {catalog.level_sizes[-1]} digits")
     log(f"model: {n_params / 1e6:.2f}M parameters ({count_parameters(model, True) / 1e6:.2f}M "
         f"trainable); catalogue {len(catalog)} items, {shape}")
+    return model, tokenizer, layout, n_params
+
+
+def _train_targets(config: TrainConfig, data: dict, log):
+    """Each training playlist's targets and their weights: its own tracks (no weights), or the
+    title-kNN teacher's list for its prompt."""
+    if config.target_source != "teacher":
+        return data["train_relevant"], None
+    from text2tracks.teacher import teacher_targets
+
+    started = time.perf_counter()
+    teacher = teacher_targets(
+        [p.prompt for p in data["train"]], data["train_relevant"], len(data["catalog"]),
+        top_items=config.teacher_top_items, own_weight=config.teacher_own_weight,
+        leave_out=config.teacher_leave_out)
+    log(f"teacher: title-kNN targets for {len(teacher)} playlists in "
+        f"{time.perf_counter() - started:.1f} s (top {config.teacher_top_items}, own weight "
+        f"{config.teacher_own_weight}, leave-out {config.teacher_leave_out})")
+    return teacher.items, teacher.weights
+
+
+def _build_examples(config: TrainConfig, data: dict, tokenizer, sid_token_ids, log) -> dict:
+    """The training pairs and collator; the validation sample (playlists with at least one
+    catalogue track; the others are skipped and counted), its pairs and collator."""
+    import numpy as np
+
+    from text2tracks.data import Seq2SeqCollator, Seq2SeqPairs, encode_prompts
 
     train_prompts = encode_prompts(tokenizer, [p.prompt for p in data["train"]],
                                    config.model.max_prompt_length, config.normalize_prompts)
-    train_targets, target_weights = data["train_relevant"], None
-    if config.target_source == "teacher":
-        from text2tracks.teacher import teacher_targets
-
-        started = time.perf_counter()
-        teacher = teacher_targets(
-            [p.prompt for p in data["train"]], data["train_relevant"], len(catalog),
-            top_items=config.teacher_top_items, own_weight=config.teacher_own_weight,
-            leave_out=config.teacher_leave_out)
-        train_targets, target_weights = teacher.items, teacher.weights
-        log(f"teacher: title-kNN targets for {len(teacher)} playlists in "
-            f"{time.perf_counter() - started:.1f} s (top {config.teacher_top_items}, own weight "
-            f"{config.teacher_own_weight}, leave-out {config.teacher_leave_out})")
+    train_targets, target_weights = _train_targets(config, data, log)
     train_pairs = Seq2SeqPairs(
         train_prompts, train_targets, sid_token_ids, tokenizer.eos_token_id, target_weights=target_weights,
         targets_per_playlist=config.targets_per_playlist,
@@ -385,11 +390,9 @@ def train(config: TrainConfig) -> dict[str, Any]:
     )
     if len(train_pairs) == 0:
         raise ValueError("no training examples: no training playlist holds a catalogue track")
-    grouped = config.targets_per_prompt_group > 1
     collate = Seq2SeqCollator(train_prompts, sid_token_ids, tokenizer.pad_token_id,
-                              tokenizer.eos_token_id, share_prompts=grouped)
+                              tokenizer.eos_token_id, share_prompts=config.targets_per_prompt_group > 1)
 
-    # validation: playlists with at least one catalogue track; the others are skipped and counted
     val_keep = [i for i, r in enumerate(data["validation_relevant"]) if r]
     n_val_skipped = len(data["validation"]) - len(val_keep)
     if config.eval_prompts and len(val_keep) > config.eval_prompts:
@@ -405,236 +408,320 @@ def train(config: TrainConfig) -> dict[str, Any]:
                                   tokenizer.eos_token_id)
     log(f"data: {len(data['train'])} train playlists, {len(train_pairs)} examples per epoch; "
         f"{len(val_keep)} validation prompts ({n_val_skipped} without catalogue tracks skipped)")
+    return {"train_pairs": train_pairs, "collate": collate, "val_pairs": val_pairs,
+            "val_collate": val_collate, "val_relevant": val_relevant,
+            "n_val_skipped": n_val_skipped}
 
-    train_dl = DataLoader(train_pairs, batch_size=config.batch_size, shuffle=False,
-                          collate_fn=collate, num_workers=config.num_workers, drop_last=False)
+
+def _build_loaders(config: TrainConfig, examples: dict):
+    """Data loaders: training batches, validation loss batches, validation prompt batches."""
+    from torch.utils.data import DataLoader
+
+    from text2tracks.data import PromptBatches
+
+    train_dl = DataLoader(examples["train_pairs"], batch_size=config.batch_size, shuffle=False,
+                          collate_fn=examples["collate"], num_workers=config.num_workers,
+                          drop_last=False)
     eval_batch = max(1, min(64, config.batch_size))
-    val_loss_dl = DataLoader(val_pairs, batch_size=eval_batch, collate_fn=val_collate)
-    val_prompt_dl = DataLoader(PromptBatches(len(val_keep)), batch_size=eval_batch,
-                               collate_fn=val_collate)
+    val_loss_dl = DataLoader(examples["val_pairs"], batch_size=eval_batch,
+                             collate_fn=examples["val_collate"])
+    val_prompt_dl = DataLoader(PromptBatches(len(examples["val_relevant"])), batch_size=eval_batch,
+                               collate_fn=examples["val_collate"])
+    return train_dl, val_loss_dl, val_prompt_dl
 
-    # 4. Optimizer: no decay on norms and biases (1-d parameters)
+
+def _build_optimizer(model, config: TrainConfig):
+    """4. AdamW, with no decay on norms and biases (1-d parameters)."""
+    import torch
+
     decay, no_decay = [], []
     for p in model.parameters():
         if p.requires_grad:
             (decay if p.ndim >= 2 else no_decay).append(p)
-    optimizer = torch.optim.AdamW(
+    return torch.optim.AdamW(
         [{"params": decay, "weight_decay": config.weight_decay},
          {"params": no_decay, "weight_decay": 0.0}], lr=config.lr)
 
-    # 5. prepare
-    model, optimizer, train_dl, val_loss_dl, val_prompt_dl = accelerator.prepare(
-        model, optimizer, train_dl, val_loss_dl, val_prompt_dl)
 
-    steps_per_epoch = math.ceil(len(train_dl) / config.grad_accum)
-    total_steps = config.epochs * steps_per_epoch
-    if config.max_steps:
-        total_steps = min(total_steps, config.max_steps)
+def _evaluate(run: _Run) -> dict[str, float]:
+    """Validation loss and Hits@eval_k (constrained beam search), gathered over processes."""
+    import numpy as np
+    import torch
 
-    # trie for Hits@K (built once; pure arrays)
     from text2tracks.decoding import constrained_generate
     from text2tracks.modeling import DEFAULT_NUM_BEAMS
-    from text2tracks.trie import FlatTrie
 
-    trie = FlatTrie.from_codes(catalog.sid_codes, catalog.level_sizes)
-    relevant_sets = [set(r) for r in val_relevant]
+    config, accelerator, model = run.config, run.accelerator, run.model
+    model.eval()
+    losses = []
+    with torch.no_grad():
+        for batch in run.val_loss_dl:
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                           labels=batch["labels"]).logits
+            # per-example loss, so that gather_for_metrics can drop the padding duplicates
+            per_token = torch.nn.functional.cross_entropy(
+                logits.float().transpose(1, 2), batch["labels"], reduction="none")
+            losses.append(accelerator.gather_for_metrics(per_token.mean(dim=1)))
+        unwrapped = accelerator.unwrap_model(model)
+        hits = []
+        for batch in run.val_prompt_dl:
+            items, _ = constrained_generate(
+                unwrapped, batch["input_ids"], batch["attention_mask"], run.trie, run.layout,
+                k=config.eval_k, num_beams=config.num_beams or max(config.eval_k, DEFAULT_NUM_BEAMS))
+            items = np.asarray(items.cpu() if hasattr(items, "cpu") else items)
+            rows = batch["playlist_index"].tolist()
+            hit = [float(any(int(j) in run.val_relevant[r] for j in items[b]))
+                   for b, r in enumerate(rows)]
+            hits.append(accelerator.gather_for_metrics(
+                torch.tensor(hit, device=accelerator.device)))
+    model.train()
+    val_loss = float(torch.cat(losses).mean()) if losses else float("nan")
+    hits_all = torch.cat(hits) if hits else torch.zeros(0)
+    return {"val_loss": val_loss,
+            f"val_hits@{config.eval_k}": float(hits_all.mean()) if hits_all.numel() else float("nan"),
+            "val_prompts": int(hits_all.numel())}
 
-    def evaluate() -> dict[str, float]:
-        model.eval()
-        losses = []
-        with torch.no_grad():
-            for batch in val_loss_dl:
-                logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                               labels=batch["labels"]).logits
-                # per-example loss, so that gather_for_metrics can drop the padding duplicates
-                per_token = torch.nn.functional.cross_entropy(
-                    logits.float().transpose(1, 2), batch["labels"], reduction="none")
-                losses.append(accelerator.gather_for_metrics(per_token.mean(dim=1)))
-            unwrapped = accelerator.unwrap_model(model)
-            hits = []
-            for batch in val_prompt_dl:
-                items, _ = constrained_generate(
-                    unwrapped, batch["input_ids"], batch["attention_mask"], trie, layout,
-                    k=config.eval_k, num_beams=config.num_beams or max(config.eval_k, DEFAULT_NUM_BEAMS))
-                items = np.asarray(items.cpu() if hasattr(items, "cpu") else items)
-                rows = batch["playlist_index"].tolist()
-                hit = [float(any(int(j) in relevant_sets[r] for j in items[b]))
-                       for b, r in enumerate(rows)]
-                hits.append(accelerator.gather_for_metrics(
-                    torch.tensor(hit, device=accelerator.device)))
-        model.train()
-        val_loss = float(torch.cat(losses).mean()) if losses else float("nan")
-        hits_all = torch.cat(hits) if hits else torch.zeros(0)
-        return {"val_loss": val_loss,
-                f"val_hits@{config.eval_k}": float(hits_all.mean()) if hits_all.numel() else float("nan"),
-                "val_prompts": int(hits_all.numel())}
 
-    train_encoder = accelerator.unwrap_model(model).get_encoder() if grouped else None
+def _record_eval(run: _Run) -> None:
+    run.last_eval = _evaluate(run)
+    record = {"step": run.state["step"],
+              "elapsed_s": round(time.perf_counter() - run.start_time, 3),
+              "examples_seen": run.state["examples_seen"], **run.last_eval}
+    run.log_records.append(record)
+    run.log(f"step {run.state['step']}: " + ", ".join(f"{k} {v:.4g}" for k, v in run.last_eval.items()))
 
-    def train_forward(batch):
-        if "prompt_index" in batch:
-            return grouped_forward(model, batch["input_ids"], batch["attention_mask"],
-                                   batch["prompt_index"], batch["labels"], encoder=train_encoder,
-                                   autocast=accelerator.autocast)
-        return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+
+def _train_forward(run: _Run, batch):
+    if "prompt_index" in batch:
+        return grouped_forward(run.model, batch["input_ids"], batch["attention_mask"],
+                               batch["prompt_index"], batch["labels"], encoder=run.train_encoder,
+                               autocast=run.accelerator.autocast)
+    return run.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                      labels=batch["labels"])
 
-    # 6. resume
-    ckpt_root = _checkpoint_root(config)
+
+def _resume(run: _Run) -> None:
+    """6. A fresh ``run.state``, or the one of the checkpoint ``config.resume`` names (with the
+    model, optimizer and RNG states, and the training log so far)."""
+    config, accelerator = run.config, run.accelerator
     order = {"batch_size": config.batch_size, "targets_per_prompt_group": config.targets_per_prompt_group,
              "length_bucket_window": config.length_bucket_window, "seed": config.seed,
              "num_processes": accelerator.num_processes}
-    state = {"step": 0, "epoch": 0, "batches_in_epoch": 0, "elapsed_s": 0.0, "examples_seen": 0,
-             "order": order}
-    log_records: list[dict] = []
+    run.state = {"step": 0, "epoch": 0, "batches_in_epoch": 0, "elapsed_s": 0.0,
+                 "examples_seen": 0, "order": order}
+    run.log_records = []
     resume_from = _resolve_resume(config)
-    if resume_from is not None:
-        accelerator.load_state(str(resume_from))
-        with open(resume_from / STATE_NAME, encoding="utf-8") as f:
-            state.update(json.load(f))
-        log_path = resume_from / LOG_NAME
-        if log_path.is_file():
-            with open(log_path, encoding="utf-8") as f:
-                log_records = [json.loads(line) for line in f if line.strip()]
-        log(f"resumed from {resume_from} at step {state['step']} (epoch {state['epoch']})")
-        saved_order = state.get("order")
-        if state["batches_in_epoch"] and saved_order != order:
-            # the skipped batches are those of the saved order: with other settings the rest of
-            # this epoch repeats or misses some examples (later epochs are unaffected)
-            log(f"warning: the example order settings changed since the checkpoint "
-                f"({saved_order} -> {order}); the rest of epoch {state['epoch']} is not the "
+    if resume_from is None:
+        return
+    accelerator.load_state(str(resume_from))
+    with open(resume_from / STATE_NAME, encoding="utf-8") as f:
+        run.state.update(json.load(f))
+    log_path = resume_from / LOG_NAME
+    if log_path.is_file():
+        with open(log_path, encoding="utf-8") as f:
+            run.log_records = [json.loads(line) for line in f if line.strip()]
+    run.log(f"resumed from {resume_from} at step {run.state['step']} (epoch {run.state['epoch']})")
+    saved_order = run.state.get("order")
+    if run.state["batches_in_epoch"] and saved_order != order:
+        # the skipped batches are those of the saved order: with other settings the rest of
+        # this epoch repeats or misses some examples (later epochs are unaffected)
+        run.log(f"warning: the example order settings changed since the checkpoint "
+                f"({saved_order} -> {order}); the rest of epoch {run.state['epoch']} is not the "
                 f"exact continuation")
-        state["order"] = order
+    run.state["order"] = order
 
-    def save_checkpoint() -> Path:
-        path = ckpt_root / f"checkpoint-{state['step']:08d}"
-        accelerator.wait_for_everyone()
-        accelerator.save_state(str(path), safe_serialization=True)
-        if main:
-            with open(path / STATE_NAME, "w", encoding="utf-8") as f:
-                json.dump(state, f, indent=2)
-            with open(path / LOG_NAME, "w", encoding="utf-8") as f:
-                for record in log_records:
-                    f.write(json.dumps(record) + "\n")
-            for old in list_checkpoints(ckpt_root)[:-config.keep_checkpoints]:
-                shutil.rmtree(old, ignore_errors=True)
-        accelerator.wait_for_everyone()
-        return path
 
-    # 7. loop
-    start_time = time.perf_counter() - state["elapsed_s"]
-    bar = tqdm(total=total_steps, initial=state["step"], desc="train", dynamic_ncols=True,
-               disable=not (main and config.progress))
-    stopped_by = "epochs"
-    loss_sum = torch.zeros((), device=accelerator.device)
-    loss_n = 0
-    last_eval: dict[str, float] = {}
-    model.train()
+def _save_checkpoint(run: _Run) -> Path:
+    ckpt_root = _checkpoint_root(run.config)
+    path = ckpt_root / f"checkpoint-{run.state['step']:08d}"
+    run.accelerator.wait_for_everyone()
+    run.accelerator.save_state(str(path), safe_serialization=True)
+    if run.main:
+        with open(path / STATE_NAME, "w", encoding="utf-8") as f:
+            json.dump(run.state, f, indent=2)
+        with open(path / LOG_NAME, "w", encoding="utf-8") as f:
+            for record in run.log_records:
+                f.write(json.dumps(record) + "\n")
+        for old in list_checkpoints(ckpt_root)[:-run.config.keep_checkpoints]:
+            shutil.rmtree(old, ignore_errors=True)
+    run.accelerator.wait_for_everyone()
+    return path
 
-    def record_eval() -> None:
-        nonlocal last_eval
-        last_eval = evaluate()
-        record = {"step": state["step"], "elapsed_s": round(time.perf_counter() - start_time, 3),
-                  "examples_seen": state["examples_seen"], **last_eval}
-        log_records.append(record)
-        log(f"step {state['step']}: " + ", ".join(f"{k} {v:.4g}" for k, v in last_eval.items()))
 
-    done = state["step"] >= total_steps
+def _train_batch(run: _Run, batch) -> bool:
+    """Forward and backward of one batch; an optimizer step when gradients sync (after
+    ``grad_accum`` batches). Returns whether they did."""
+    config, accelerator, state, optimizer = run.config, run.accelerator, run.state, run.optimizer
+    with accelerator.accumulate(run.model):
+        out = _train_forward(run, batch)
+        accelerator.backward(out.loss)
+        if accelerator.sync_gradients:
+            factor = lr_factor(state["step"], time.perf_counter() - run.start_time,
+                               config, run.total_steps)
+            for group in optimizer.param_groups:
+                group["lr"] = config.lr * factor
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    state["batches_in_epoch"] += 1
+    state["examples_seen"] += batch["labels"].shape[0] * accelerator.num_processes
+    run.loss_sum += out.loss.detach()
+    run.loss_n += 1
+    return accelerator.sync_gradients
+
+
+def _after_step(run: _Run, bar) -> bool:
+    """Count the optimizer step; log, validate and checkpoint when due. Returns whether the run
+    is done (steps spent, or ``max_minutes``, decided on the main process for all)."""
+    config, accelerator, state = run.config, run.accelerator, run.state
+    state["step"] += 1
+    bar.update(1)
+    elapsed = time.perf_counter() - run.start_time
+    state["elapsed_s"] = elapsed
+    if state["step"] % config.log_every == 0:
+        train_loss = float(accelerator.reduce(run.loss_sum, "mean")) / max(1, run.loss_n)
+        run.loss_sum.zero_()
+        run.loss_n = 0
+        run.log_records.append({"step": state["step"], "elapsed_s": round(elapsed, 3),
+                                "examples_seen": state["examples_seen"],
+                                "train_loss": train_loss,
+                                "lr": run.optimizer.param_groups[0]["lr"]})
+        bar.set_postfix(loss=f"{train_loss:.3f}", refresh=False)
+    if config.eval_every and state["step"] % config.eval_every == 0:
+        _record_eval(run)
+    if config.checkpoint_every and state["step"] % config.checkpoint_every == 0:
+        _save_checkpoint(run)
+    if state["step"] >= run.total_steps:
+        by_steps = config.max_steps and run.total_steps == config.max_steps
+        run.stopped_by = "max_steps" if by_steps else "epochs"
+        return True
+    if config.max_minutes:
+        # the time check must agree across processes: one decides, all stop together
+        if run.main and time.perf_counter() - run.start_time >= 60.0 * config.max_minutes:
+            accelerator.set_trigger()
+        if accelerator.check_trigger():
+            run.stopped_by = "max_minutes"
+            return True
+    return False
+
+
+def _train_loop(run: _Run) -> None:
+    """7. Epochs of batches from where ``run.state`` stands until a limit is reached."""
+    import torch
+    from tqdm.auto import tqdm
+
+    config, accelerator, state = run.config, run.accelerator, run.state
+    run.start_time = time.perf_counter() - state["elapsed_s"]
+    bar = tqdm(total=run.total_steps, initial=state["step"], desc="train", dynamic_ncols=True,
+               disable=not (run.main and config.progress))
+    run.stopped_by = "epochs"
+    run.loss_sum = torch.zeros((), device=accelerator.device)
+    run.loss_n = 0
+    run.last_eval = {}
+    run.model.train()
+    done = state["step"] >= run.total_steps
     while not done and state["epoch"] < config.epochs:
-        train_pairs.set_epoch(state["epoch"])
-        loader = train_dl
+        run.train_pairs.set_epoch(state["epoch"])
+        loader = run.train_dl
         if state["batches_in_epoch"]:
-            loader = accelerator.skip_first_batches(train_dl, state["batches_in_epoch"])
+            loader = accelerator.skip_first_batches(run.train_dl, state["batches_in_epoch"])
         for batch in loader:
-            with accelerator.accumulate(model):
-                out = train_forward(batch)
-                accelerator.backward(out.loss)
-                if accelerator.sync_gradients:
-                    factor = lr_factor(state["step"], time.perf_counter() - start_time,
-                                       config, total_steps)
-                    for group in optimizer.param_groups:
-                        group["lr"] = config.lr * factor
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-            state["batches_in_epoch"] += 1
-            state["examples_seen"] += batch["labels"].shape[0] * accelerator.num_processes
-            loss_sum += out.loss.detach()
-            loss_n += 1
-            if not accelerator.sync_gradients:
+            if not _train_batch(run, batch):
                 continue
-            state["step"] += 1
-            bar.update(1)
-            elapsed = time.perf_counter() - start_time
-            state["elapsed_s"] = elapsed
-            if state["step"] % config.log_every == 0:
-                train_loss = float(accelerator.reduce(loss_sum, "mean")) / max(1, loss_n)
-                loss_sum.zero_()
-                loss_n = 0
-                log_records.append({"step": state["step"], "elapsed_s": round(elapsed, 3),
-                                    "examples_seen": state["examples_seen"],
-                                    "train_loss": train_loss,
-                                    "lr": optimizer.param_groups[0]["lr"]})
-                bar.set_postfix(loss=f"{train_loss:.3f}", refresh=False)
-            if config.eval_every and state["step"] % config.eval_every == 0:
-                record_eval()
-            if config.checkpoint_every and state["step"] % config.checkpoint_every == 0:
-                save_checkpoint()
-            if state["step"] >= total_steps:
-                stopped_by = "max_steps" if config.max_steps and total_steps == config.max_steps else "epochs"
-                done = True
-            elif config.max_minutes:
-                # the time check must agree across processes: one decides, all stop together
-                if main and time.perf_counter() - start_time >= 60.0 * config.max_minutes:
-                    accelerator.set_trigger()
-                if accelerator.check_trigger():
-                    stopped_by = "max_minutes"
-                    done = True
+            done = _after_step(run, bar)
             if done:
                 break
         else:
             state["epoch"] += 1
             state["batches_in_epoch"] = 0
     bar.close()
-    elapsed = time.perf_counter() - start_time
-    state["elapsed_s"] = elapsed
-    train_seconds = elapsed
+    state["elapsed_s"] = time.perf_counter() - run.start_time
 
-    # 8. final validation, checkpoint, save
-    if not log_records or log_records[-1].get("step") != state["step"] or "val_loss" not in log_records[-1]:
-        record_eval()
-    save_checkpoint()
-    accelerator.wait_for_everyone()
-    seq2seq_dir = Path(config.artifact) / "seq2seq"
-    summary = {
+
+def _summary(run: _Run) -> dict[str, Any]:
+    state, seconds = run.state, run.state["elapsed_s"]
+    return {
         "steps": state["step"],
         "epochs_done": state["epoch"],
-        "elapsed_s": round(train_seconds, 3),
+        "elapsed_s": round(seconds, 3),
         "examples_seen": state["examples_seen"],
-        "examples_per_s": round(state["examples_seen"] / max(train_seconds, 1e-9), 2),
-        "final_eval": last_eval,
-        "stopped_by": stopped_by,
-        "n_parameters": n_params,
-        "n_validation_skipped": n_val_skipped,
-        "seq2seq_dir": str(seq2seq_dir),
+        "examples_per_s": round(state["examples_seen"] / max(seconds, 1e-9), 2),
+        "final_eval": run.last_eval,
+        "stopped_by": run.stopped_by,
+        "n_parameters": run.n_params,
+        "n_validation_skipped": run.n_val_skipped,
+        "seq2seq_dir": str(Path(run.config.artifact) / "seq2seq"),
     }
-    if main:
-        unwrapped = accelerator.unwrap_model(model)
-        info = {"steps": state["step"], "elapsed_s": summary["elapsed_s"],
-                "level_sizes": list(catalog.level_sizes), "scheme": layout.scheme,
-                **{k: v for k, v in last_eval.items()}}
-        with component_writer(config.artifact, "seq2seq", info) as tmp:
-            save_seq2seq(unwrapped, tokenizer, layout, tmp, config.model)
-            with open(tmp / LOG_NAME, "w", encoding="utf-8") as f:
-                for record in log_records:
-                    f.write(json.dumps(record) + "\n")
-            curve = [r for r in log_records if "val_loss" in r]
-            with open(tmp / CURVE_NAME, "w", encoding="utf-8") as f:
-                json.dump({"eval_k": config.eval_k, "points": curve,
-                           "n_validation_skipped": n_val_skipped}, f, indent=2)
-            with open(tmp / "train_config.json", "w", encoding="utf-8") as f:
-                json.dump({"config": config.to_dict(), "summary": summary}, f, indent=2)
-        log(f"saved {seq2seq_dir} after {state['step']} steps ({train_seconds:.0f} s, "
-            f"stopped by {stopped_by})")
+
+
+def _save_model(run: _Run, summary: dict[str, Any]) -> None:
+    """8. The unwrapped model, tokenizer and layout into ``ARTIFACT/seq2seq`` (main process),
+    with the training log, the validation curve and the config."""
+    from text2tracks.artifacts import component_writer
+    from text2tracks.modeling import save_seq2seq
+
+    config, state = run.config, run.state
+    unwrapped = run.accelerator.unwrap_model(run.model)
+    info = {"steps": state["step"], "elapsed_s": summary["elapsed_s"],
+            "level_sizes": list(run.catalog.level_sizes), "scheme": run.layout.scheme,
+            **{k: v for k, v in run.last_eval.items()}}
+    with component_writer(config.artifact, "seq2seq", info) as tmp:
+        save_seq2seq(unwrapped, run.tokenizer, run.layout, tmp, config.model)
+        with open(tmp / LOG_NAME, "w", encoding="utf-8") as f:
+            for record in run.log_records:
+                f.write(json.dumps(record) + "\n")
+        curve = [r for r in run.log_records if "val_loss" in r]
+        with open(tmp / CURVE_NAME, "w", encoding="utf-8") as f:
+            json.dump({"eval_k": config.eval_k, "points": curve,
+                       "n_validation_skipped": run.n_val_skipped}, f, indent=2)
+        with open(tmp / "train_config.json", "w", encoding="utf-8") as f:
+            json.dump({"config": config.to_dict(), "summary": summary}, f, indent=2)
+    run.log(f"saved {summary['seq2seq_dir']} after {state['step']} steps "
+            f"({state['elapsed_s']:.0f} s, stopped by {run.stopped_by})")
+
+
+def train(config: TrainConfig) -> dict[str, Any]:
+    """Train, validate, checkpoint and save into ``config.artifact``/seq2seq.
+
+    Returns a summary: ``steps``, ``epochs_done``, ``elapsed_s``, ``examples_seen``,
+    ``examples_per_s``, ``final_eval`` ({"val_loss", "val_hits@K"}), ``stopped_by``,
+    ``seq2seq_dir``, ``n_parameters``, ``n_validation_skipped``.
+    """
+    from text2tracks.trie import FlatTrie
+
+    accelerator, log = _start(config)
+    data = load_training_data(config, log)  # 2. data
+    catalog = data["catalog"]
+    model, tokenizer, layout, n_params = _build_model(config, catalog, data["train"], log)
+    sid_token_ids = layout.codes_to_token_ids(catalog.sid_codes)
+    examples = _build_examples(config, data, tokenizer, sid_token_ids, log)
+    train_dl, val_loss_dl, val_prompt_dl = _build_loaders(config, examples)
+    optimizer = _build_optimizer(model, config)
+    # 5. prepare
+    model, optimizer, train_dl, val_loss_dl, val_prompt_dl = accelerator.prepare(
+        model, optimizer, train_dl, val_loss_dl, val_prompt_dl)
+    total_steps = config.epochs * math.ceil(len(train_dl) / config.grad_accum)
+    if config.max_steps:
+        total_steps = min(total_steps, config.max_steps)
+    grouped = config.targets_per_prompt_group > 1
+    run = _Run(
+        config=config, accelerator=accelerator, log=log, catalog=catalog, layout=layout,
+        tokenizer=tokenizer, model=model, optimizer=optimizer,
+        train_pairs=examples["train_pairs"], train_dl=train_dl, val_loss_dl=val_loss_dl,
+        val_prompt_dl=val_prompt_dl, val_relevant=[set(r) for r in examples["val_relevant"]],
+        trie=FlatTrie.from_codes(catalog.sid_codes, catalog.level_sizes),
+        train_encoder=accelerator.unwrap_model(model).get_encoder() if grouped else None,
+        total_steps=total_steps, n_params=n_params, n_val_skipped=examples["n_val_skipped"])
+    _resume(run)
+    _train_loop(run)
+    # 8. final validation, checkpoint, save
+    last = run.log_records[-1] if run.log_records else {}
+    if last.get("step") != run.state["step"] or "val_loss" not in last:
+        _record_eval(run)
+    _save_checkpoint(run)
+    accelerator.wait_for_everyone()
+    summary = _summary(run)
+    if run.main:
+        _save_model(run, summary)
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return summary
@@ -642,82 +729,48 @@ def train(config: TrainConfig) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------------ CLI
 
+EPILOG = """examples:
+  text2tracks train --artifact artifacts/mpd --playlists path/to/mpd --max-minutes 60
+  accelerate launch -m training.train_seq2seq --artifact artifacts/mpd --playlists path/to/mpd \\
+      --mixed-precision bf16 --batch-size 512
+  text2tracks train --artifact artifacts/mpd --playlists path/to/mpd --resume   # after a crash
+  text2tracks train ... --d-model 256 --num-layers 4 --lr 1e-3   # any TrainConfig / ModelConfig field
+"""
 
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
 
+def build_parser(subparsers=None) -> argparse.ArgumentParser:
+    """``text2tracks train`` (``subparsers`` given) or ``python -m training.train_seq2seq``: one
+    flag per field of :class:`TrainConfig` and :class:`ModelConfig`
+    (:func:`text2tracks.config_flags.add_config_flags`)."""
+    from text2tracks.modeling import PROMPT_TOKENIZERS
 
-def build_parser() -> argparse.ArgumentParser:
-    """One flag per field of :class:`TrainConfig` and :class:`ModelConfig`."""
-    parser = argparse.ArgumentParser(
-        prog="python -m training.train_seq2seq",
+    parser = command_parser(
+        subparsers, "train", prog="python -m training.train_seq2seq",
+        help="train the prompt -> semantic-ID seq2seq model on a build-ids artifact",
         description="Train the prompt -> semantic-ID seq2seq model on a build-ids artifact "
-                    "(also under `accelerate launch -m training.train_seq2seq`).")
-    parser.add_argument("--artifact", required=True, help="artifact folder from build-ids")
-    parser.add_argument("--playlists", required=True, help="the playlists build-ids read")
-    model_group = parser.add_argument_group("model (ModelConfig)")
-    for f in dataclasses.fields(ModelConfig):
-        _add_field(model_group, f, ModelConfig())
-    train_group = parser.add_argument_group("training (TrainConfig)")
-    defaults = TrainConfig(artifact="", playlists="")
-    for f in dataclasses.fields(TrainConfig):
-        if f.name in ("artifact", "playlists", "model"):
-            continue
-        if f.name == "resume":
-            train_group.add_argument("--resume", nargs="?", const="latest", default=None,
-                                     metavar="DIR",
-                                     help="resume from the latest checkpoint (or from DIR)")
-            continue
-        _add_field(train_group, f, defaults)
+                    "(also under `accelerate launch -m training.train_seq2seq`).",
+        epilog=EPILOG)
+    add_config_flags(parser, TrainConfig, choices={"tokenizer": PROMPT_TOKENIZERS})
+    parser.set_defaults(func=_run_from_args)
     return parser
 
 
-def _add_field(group, f: dataclasses.Field, defaults) -> None:
-    default = getattr(defaults, f.name)
-    flag = _flag(f.name)
-    if isinstance(default, bool):
-        group.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
-    elif isinstance(default, tuple):
-        group.add_argument(flag, default=",".join(default),
-                           help=f"comma-separated (default {','.join(default)})")
-    else:
-        kind = {int: int, float: float}.get(type(default), str)
-        if f.name in ("num_beams",):
-            kind = int
-        if f.name in ("mixed_precision",):
-            group.add_argument(flag, choices=_PRECISIONS, default=default)
-        elif f.name == "schedule":
-            group.add_argument(flag, choices=_SCHEDULES, default=default)
-        elif f.name == "tokenizer":
-            from text2tracks.modeling import PROMPT_TOKENIZERS
-
-            group.add_argument(flag, choices=PROMPT_TOKENIZERS, default=default)
-        elif f.name == "target_source":
-            group.add_argument(flag, choices=TARGET_SOURCES, default=default)
-        else:
-            group.add_argument(flag, type=kind, default=default, help=f"default {default}")
+add_parser = build_parser
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    values = vars(args)
-    model_values = {f.name: values[f.name] for f in dataclasses.fields(ModelConfig)}
-    model_values["lora_target_modules"] = tuple(
-        m.strip() for m in str(model_values["lora_target_modules"]).split(",") if m.strip())
-    train_values = {f.name: values[f.name] for f in dataclasses.fields(TrainConfig)
-                    if f.name != "model"}
-    return TrainConfig(model=ModelConfig(**model_values), **train_values)
+    """The :class:`TrainConfig` (with its :class:`ModelConfig`) that parsed flags describe."""
+    return flags.config_from_args(TrainConfig, args)
+
+
+def _run_from_args(args: argparse.Namespace) -> int:
+    config = flags.build_config("text2tracks train", lambda: config_from_args(args))
+    print(json.dumps(train(config), indent=2))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        config = config_from_args(args)
-    except ValueError as err:
-        parser.error(str(err))
-    summary = train(config)
-    print(json.dumps(summary, indent=2))
-    return 0
+    return _run_from_args(build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":
