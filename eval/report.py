@@ -137,8 +137,10 @@ def plot_hits_at_k(results: Mapping, curves: Mapping[str, Mapping], k: int) -> s
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for name, c in curves.items():
-        (line,) = ax.plot(c["ks"], c["hits"], label=name)
-        ax.fill_between(c["ks"], c["low"], c["high"], color=line.get_color(), alpha=0.15)
+        # Hits@K is defined at whole K: steps, not slopes
+        (line,) = ax.step(c["ks"], c["hits"], where="post", label=name)
+        ax.fill_between(c["ks"], c["low"], c["high"], step="post", color=line.get_color(),
+                        alpha=0.15)
     for name, m in results.get("systems", {}).items():
         value, ci = m.get(f"hits@{k}"), m.get(f"hits@{k}_ci")
         if name in curves or value is None:
@@ -229,6 +231,13 @@ def _fmt(value: Any, digits: int = 3) -> str:
     if isinstance(value, (float, np.floating)):
         return f"{value:.{digits}f}"
     return html.escape(str(value))
+
+
+def _fmt_small(value: Any) -> str:
+    """Two decimals, or three significant digits below 1 (a lookup of 0.0001 ms is not 0)."""
+    if isinstance(value, (float, np.floating)) and 0 < abs(value) < 1:
+        return f"{value:.3g}"
+    return _fmt(value, 2)
 
 
 def _metric_cell(m: Mapping, key: str) -> str:
@@ -331,7 +340,7 @@ def _latency_section(results: Mapping) -> str:
     present = [name for name, m in systems.items() if any(m.get(key) is not None for key in keys)]
     if not present:
         return '<p class="missing">Latency: not recorded.</p>'
-    rows = [[name, *(f"<td>{_fmt(systems[name].get(key), 2)}</td>" for key in keys)]
+    rows = [[name, *(f"<td>{_fmt_small(systems[name].get(key))}</td>" for key in keys)]
             for name in present]
     out = [_table(["system", "ms/prompt (batched)", "ms one prompt", "prompts/s at batch 64",
                    "decoding steps/item", "mean ID tokens"], rows)]

@@ -33,7 +33,7 @@ def _results(with_ids=True) -> dict:
     results = {
         "systems": {
             "popularity": _system(0.125, [0.0, 0.375], train_seconds=0.1,
-                                  latency_ms_per_prompt_batched=0.01),
+                                  latency_ms_per_prompt_batched=0.0100004),
             "title_knn": _system(0.625, [0.25, 0.875], train_seconds=12.0,
                                  latency_ms_per_prompt_batched=3.2),
             "text2tracks": _system(0.5, [0.125, 0.875], train_seconds=600.0, steps=400,
@@ -161,6 +161,7 @@ def test_report_has_the_table_with_intervals_the_curves_and_the_images(tmp_path)
     latency_table = next(t for t in page.tables if "ms/prompt (batched)" in t[0])
     latency_rows = {row[0]: row[1:] for row in latency_table[1:]}
     assert latency_rows["text2tracks"][:3] == ["28.50", "20.60", "57.40"]
+    assert latency_rows["popularity"][0] == "0.01"  # small values keep their digits
 
     # four plots (Hits@K, training, codebooks, latency), each an inline PNG; nothing fetched
     assert len(page.images) == 4
