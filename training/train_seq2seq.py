@@ -30,7 +30,6 @@ the training playlist ids must match the ones the artifact was built from.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import os
@@ -44,173 +43,18 @@ from typing import Any
 
 from text2tracks import config_flags as flags
 from text2tracks.config_flags import add_config_flags, command_parser
-from text2tracks.modeling import ModelConfig
-from text2tracks.training_step import grouped_forward  # noqa: F401  (re-exported: it lived here)
+from text2tracks.training_step import grouped_forward  # also importable from here, where it lived
 from training.checkpoints import STATE_NAME, list_checkpoints, resolve_resume
+from training.seq2seq_config import (  # noqa: F401  (re-exported: they lived here)
+    TARGET_SOURCES,
+    TrainConfig,
+    lr_factor,
+)
+from training.seq2seq_data import build_examples, build_loaders, load_training_data
 
 CHECKPOINTS_NAME = ".checkpoints"
 LOG_NAME = "training_log.jsonl"
 CURVE_NAME = "curve.json"
-_SCHEDULES = ("linear", "cosine", "constant")
-_PRECISIONS = ("no", "fp16", "bf16")
-TARGET_SOURCES = ("playlist", "teacher")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything the training script can be told; each field is one flag.
-
-    Attributes:
-        artifact: folder written by ``text2tracks build-ids``; the model lands in its ``seq2seq/``.
-        playlists: the playlists the artifact was built from (re-split as recorded there).
-        model: how to build the model (``--base``, ``--d-model``, ... ``--lora``).
-        lr, weight_decay: AdamW settings (no decay on norms and biases).
-        batch_size, grad_accum: examples per device per forward pass, and forward passes per
-            optimizer step.
-        epochs, max_steps, max_minutes: stop at whichever comes first (0 = no limit for steps and
-            minutes). ``max_minutes`` counts wall time from the start of the loop, validation
-            included; the run saves and exits when it is spent.
-        warmup_steps, schedule: linear warmup, then linear or cosine decay to 0 (or constant) over
-            the run's horizon: the fraction of steps or of ``max_minutes`` spent, whichever is
-            larger, so that a time-budgeted run decays to 0 when its time runs out.
-        mixed_precision: passed to ``Accelerator`` (no / fp16 / bf16).
-        eval_every: validate every this many steps (0 = only at the end).
-        eval_prompts: validation playlists used (0 = all of them).
-        eval_k, num_beams: Hits@eval_k with this beam width (None = the API's default,
-            ``text2tracks.modeling.DEFAULT_NUM_BEAMS``, or eval_k if larger).
-        checkpoint_every: checkpoint every this many steps (0 = only at the end).
-        checkpoint_dir: where checkpoints go (default ``ARTIFACT/.checkpoints``).
-        keep_checkpoints: older checkpoints beyond this many are deleted.
-        resume: ``"latest"`` (newest in checkpoint_dir) or a checkpoint folder.
-        targets_per_playlist, popularity_power: see :class:`text2tracks.data.Seq2SeqPairs`.
-        targets_per_prompt_group: keep up to this many examples of one playlist together in a
-            batch and run the encoder once per distinct prompt of the batch, its output shared
-            by the decoder rows (:func:`grouped_forward`); 1 = off (one encoder row per example).
-            Only the order of an epoch's examples changes, not which ones are drawn.
-        length_bucket_window: sort prompts by length within windows of this many batches, so
-            that little padding is encoded (0 = off). The batches of a window are shuffled.
-        target_source: what each playlist's examples are drawn from: ``"playlist"`` its own
-            tracks (see ``targets_per_playlist``); ``"teacher"`` the title-kNN teacher's list for
-            its prompt (:func:`text2tracks.teacher.teacher_targets`), ``targets_per_playlist``
-            draws with replacement per epoch.
-        teacher_top_items, teacher_own_weight, teacher_leave_out: the teacher's list length, the
-            share of probability kept on the playlist's own tracks, and whether the playlist's
-            own vote is removed from its teacher scores.
-        normalize_prompts: apply :func:`text2tracks.data.normalize_prompt`.
-        num_workers: DataLoader workers (0: batches built in the main process; they are cheap).
-        num_threads: torch CPU threads (0 = all CPUs of this process divided by local processes).
-        log_every: write the mean train loss every this many steps.
-        seed: seeds the model initialisation, the dropout and the draw of examples.
-        progress: show a tqdm bar (main process only).
-    """
-
-    artifact: str
-    playlists: str
-    model: ModelConfig = field(default_factory=ModelConfig)
-    lr: float = 2e-3
-    batch_size: int = 128
-    grad_accum: int = 1
-    epochs: int = 100
-    max_steps: int = 0
-    max_minutes: float = 0.0
-    warmup_steps: int = 200
-    weight_decay: float = 0.01
-    schedule: str = field(default="linear", metadata={"choices": _SCHEDULES})
-    mixed_precision: str = field(default="no", metadata={"choices": _PRECISIONS})
-    eval_every: int = 500
-    eval_prompts: int = 500
-    eval_k: int = 10
-    num_beams: int | None = None
-    checkpoint_every: int = 0
-    checkpoint_dir: str | None = None
-    keep_checkpoints: int = 2
-    resume: str | None = field(default=None, metadata={"argparse": {
-        "nargs": "?", "const": "latest", "metavar": "DIR"}})
-    seed: int = 0
-    targets_per_playlist: int = 16
-    popularity_power: float = 0.0
-    targets_per_prompt_group: int = 8
-    length_bucket_window: int = 32
-    target_source: str = field(default="teacher", metadata={"choices": TARGET_SOURCES})
-    teacher_top_items: int = 200
-    teacher_own_weight: float = 0.3
-    teacher_leave_out: bool = True
-    normalize_prompts: bool = True
-    num_workers: int = 0
-    num_threads: int = 0
-    log_every: int = 50
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.model, ModelConfig):
-            raise ValueError(f"model must be a ModelConfig, got {type(self.model).__name__}")
-        positive = ("batch_size", "grad_accum", "epochs", "eval_k", "keep_checkpoints", "log_every")
-        positive += ("targets_per_prompt_group", "teacher_top_items")
-        non_negative = ("max_steps", "warmup_steps", "eval_every", "eval_prompts",
-                        "checkpoint_every", "targets_per_playlist", "num_workers", "num_threads",
-                        "length_bucket_window")
-        for name in positive + non_negative:
-            value = getattr(self, name)
-            low = 1 if name in positive else 0
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-        for name in ("lr", "max_minutes", "weight_decay", "popularity_power"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ValueError(f"{name} must be a finite number, got {value!r}")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        if self.max_minutes < 0 or self.weight_decay < 0 or self.popularity_power < 0:
-            raise ValueError("max_minutes, weight_decay and popularity_power must be >= 0")
-        if self.schedule not in _SCHEDULES:
-            raise ValueError(f"schedule must be one of {_SCHEDULES}, got {self.schedule!r}")
-        if self.mixed_precision not in _PRECISIONS:
-            raise ValueError(f"mixed_precision must be one of {_PRECISIONS}, got {self.mixed_precision!r}")
-        if self.num_beams is not None and (not isinstance(self.num_beams, int) or self.num_beams < self.eval_k):
-            raise ValueError(f"num_beams must be >= eval_k ({self.eval_k}), got {self.num_beams!r}")
-        if self.popularity_power and not self.targets_per_playlist:
-            raise ValueError("popularity_power needs targets_per_playlist > 0")
-        if self.target_source not in TARGET_SOURCES:
-            raise ValueError(f"target_source must be one of {TARGET_SOURCES}, got {self.target_source!r}")
-        if self.target_source == "teacher":
-            if not self.targets_per_playlist:
-                raise ValueError("target_source='teacher' draws targets_per_playlist targets per "
-                                 "playlist and epoch; set targets_per_playlist > 0")
-            if self.popularity_power:
-                raise ValueError("popularity_power applies to target_source='playlist' only")
-        if not (isinstance(self.teacher_own_weight, (int, float)) and 0 <= self.teacher_own_weight <= 1):
-            raise ValueError(f"teacher_own_weight must be in [0, 1], got {self.teacher_own_weight!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["model"] = self.model.to_dict()
-        return d
-
-
-# ------------------------------------------------------------------------------------ helpers
-
-
-def lr_factor(step: int, elapsed_s: float, config: TrainConfig, total_steps: int | None) -> float:
-    """Multiplier of the base learning rate before optimizer step ``step`` (0-based).
-
-    Written here rather than taken from ``transformers.get_*_schedule_with_warmup`` because those
-    need the number of steps in advance, and a time budget does not give one: progress is the
-    larger of the fraction of steps and the fraction of ``max_minutes`` spent.
-    """
-    if config.warmup_steps and step < config.warmup_steps:
-        return (step + 1) / config.warmup_steps
-    if config.schedule == "constant":
-        return 1.0
-    progress = 0.0
-    if total_steps:
-        span = max(1, total_steps - config.warmup_steps)
-        progress = (step - config.warmup_steps) / span
-    if config.max_minutes:
-        progress = max(progress, elapsed_s / (60.0 * config.max_minutes))
-    progress = min(max(progress, 0.0), 1.0)
-    if config.schedule == "cosine":
-        return 0.5 * (1.0 + math.cos(math.pi * progress))
-    return 1.0 - progress
 
 
 def _checkpoint_root(config: TrainConfig) -> Path:
@@ -219,55 +63,6 @@ def _checkpoint_root(config: TrainConfig) -> Path:
 
 def _resolve_resume(config) -> Path | None:
     return resolve_resume(config.resume, _checkpoint_root(config))
-
-def load_training_data(config: TrainConfig, log=print):
-    """The artifact's catalogue and the train / validation playlists re-split as recorded.
-
-    Returns a dict with ``catalog``, ``vocab``, ``train`` and ``validation`` (playlists), and
-    ``train_relevant`` / ``validation_relevant`` (catalogue item indices per playlist).
-    """
-    from semantic_ids.catalog import SemanticIDCatalog
-    from semantic_ids.interactions import ItemVocab
-    from semantic_ids.playlists import read_playlists, split_playlists
-    from text2tracks.artifacts import read_json
-
-    artifact = Path(config.artifact)
-    split_info = read_json(artifact / "cf" / "split.json", "split parameters")
-    vocab = ItemVocab.load(artifact / "cf")
-    catalog = SemanticIDCatalog.load(artifact / "semantic_ids" / "catalog")
-    if tuple(catalog.item_ids) != tuple(vocab.item_ids):
-        raise ValueError(f"{artifact}: the catalogue and the CF vocabulary list different items")
-    playlist_set = read_playlists(config.playlists)
-    split = split_playlists(
-        playlist_set.playlists,
-        validation_fraction=split_info["validation_fraction"],
-        test_fraction=split_info["test_fraction"],
-        seed=split_info["seed"],
-    )
-    expected = split_info.get("train_playlist_ids")
-    if expected is not None and [p.playlist_id for p in split.train] != list(expected):
-        raise ValueError(
-            f"the training playlists of {config.playlists} (re-split with {artifact}/cf/split.json) "
-            f"are not those {artifact} was built from; pass the same --playlists as build-ids"
-        )
-    index = catalog._item_index if hasattr(catalog, "_item_index") else {
-        t: i for i, t in enumerate(catalog.item_ids)}
-
-    def relevant(playlists):
-        out = []
-        for p in playlists:
-            seen = dict.fromkeys(j for j in (index.get(t) for t in p.track_ids) if j is not None)
-            out.append(list(seen))
-        return out
-
-    return {
-        "catalog": catalog,
-        "vocab": vocab,
-        "train": split.train,
-        "validation": split.validation,
-        "train_relevant": relevant(split.train),
-        "validation_relevant": relevant(split.validation),
-    }
 
 
 # ------------------------------------------------------------------------------------ training
@@ -351,83 +146,6 @@ def _build_model(config: TrainConfig, catalog, train_playlists, log):
     log(f"model: {n_params / 1e6:.2f}M parameters ({count_parameters(model, True) / 1e6:.2f}M "
         f"trainable); catalogue {len(catalog)} items, {shape}")
     return model, tokenizer, layout, n_params
-
-
-def _train_targets(config: TrainConfig, data: dict, log):
-    """Each training playlist's targets and their weights: its own tracks (no weights), or the
-    title-kNN teacher's list for its prompt."""
-    if config.target_source != "teacher":
-        return data["train_relevant"], None
-    from text2tracks.teacher import teacher_targets
-
-    started = time.perf_counter()
-    teacher = teacher_targets(
-        [p.prompt for p in data["train"]], data["train_relevant"], len(data["catalog"]),
-        top_items=config.teacher_top_items, own_weight=config.teacher_own_weight,
-        leave_out=config.teacher_leave_out)
-    log(f"teacher: title-kNN targets for {len(teacher)} playlists in "
-        f"{time.perf_counter() - started:.1f} s (top {config.teacher_top_items}, own weight "
-        f"{config.teacher_own_weight}, leave-out {config.teacher_leave_out})")
-    return teacher.items, teacher.weights
-
-
-def _build_examples(config: TrainConfig, data: dict, tokenizer, sid_token_ids, log) -> dict:
-    """The training pairs and collator; the validation sample (playlists with at least one
-    catalogue track; the others are skipped and counted), its pairs and collator."""
-    import numpy as np
-
-    from text2tracks.data import Seq2SeqCollator, Seq2SeqPairs, encode_prompts
-
-    train_prompts = encode_prompts(tokenizer, [p.prompt for p in data["train"]],
-                                   config.model.max_prompt_length, config.normalize_prompts)
-    train_targets, target_weights = _train_targets(config, data, log)
-    train_pairs = Seq2SeqPairs(
-        train_prompts, train_targets, sid_token_ids, tokenizer.eos_token_id, target_weights=target_weights,
-        targets_per_playlist=config.targets_per_playlist,
-        popularity_power=config.popularity_power, item_counts=data["vocab"].counts,
-        seed=config.seed, group_size=config.targets_per_prompt_group,
-        bucket_batches=config.length_bucket_window, batch_size=config.batch_size,
-    )
-    if len(train_pairs) == 0:
-        raise ValueError("no training examples: no training playlist holds a catalogue track")
-    collate = Seq2SeqCollator(train_prompts, sid_token_ids, tokenizer.pad_token_id,
-                              tokenizer.eos_token_id, share_prompts=config.targets_per_prompt_group > 1)
-
-    val_keep = [i for i, r in enumerate(data["validation_relevant"]) if r]
-    n_val_skipped = len(data["validation"]) - len(val_keep)
-    if config.eval_prompts and len(val_keep) > config.eval_prompts:
-        rng = np.random.default_rng(config.seed)
-        val_keep = sorted(rng.choice(val_keep, size=config.eval_prompts, replace=False).tolist())
-    val_relevant = [data["validation_relevant"][i] for i in val_keep]
-    val_prompts = encode_prompts(tokenizer, [data["validation"][i].prompt for i in val_keep],
-                                 config.model.max_prompt_length, config.normalize_prompts)
-    val_pairs = Seq2SeqPairs(val_prompts, val_relevant,
-                             sid_token_ids, tokenizer.eos_token_id, targets_per_playlist=1,
-                             seed=config.seed, shuffle=False)
-    val_collate = Seq2SeqCollator(val_prompts, sid_token_ids, tokenizer.pad_token_id,
-                                  tokenizer.eos_token_id)
-    log(f"data: {len(data['train'])} train playlists, {len(train_pairs)} examples per epoch; "
-        f"{len(val_keep)} validation prompts ({n_val_skipped} without catalogue tracks skipped)")
-    return {"train_pairs": train_pairs, "collate": collate, "val_pairs": val_pairs,
-            "val_collate": val_collate, "val_relevant": val_relevant,
-            "n_val_skipped": n_val_skipped}
-
-
-def _build_loaders(config: TrainConfig, examples: dict):
-    """Data loaders: training batches, validation loss batches, validation prompt batches."""
-    from torch.utils.data import DataLoader
-
-    from text2tracks.data import PromptBatches
-
-    train_dl = DataLoader(examples["train_pairs"], batch_size=config.batch_size, shuffle=False,
-                          collate_fn=examples["collate"], num_workers=config.num_workers,
-                          drop_last=False)
-    eval_batch = max(1, min(64, config.batch_size))
-    val_loss_dl = DataLoader(examples["val_pairs"], batch_size=eval_batch,
-                             collate_fn=examples["val_collate"])
-    val_prompt_dl = DataLoader(PromptBatches(len(examples["val_relevant"])), batch_size=eval_batch,
-                               collate_fn=examples["val_collate"])
-    return train_dl, val_loss_dl, val_prompt_dl
 
 
 def _build_optimizer(model, config: TrainConfig):
@@ -693,8 +411,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
     catalog = data["catalog"]
     model, tokenizer, layout, n_params = _build_model(config, catalog, data["train"], log)
     sid_token_ids = layout.codes_to_token_ids(catalog.sid_codes)
-    examples = _build_examples(config, data, tokenizer, sid_token_ids, log)
-    train_dl, val_loss_dl, val_prompt_dl = _build_loaders(config, examples)
+    examples = build_examples(config, data, tokenizer, sid_token_ids, log)
+    train_dl, val_loss_dl, val_prompt_dl = build_loaders(config, examples)
     optimizer = _build_optimizer(model, config)
     # 5. prepare
     model, optimizer, train_dl, val_loss_dl, val_prompt_dl = accelerator.prepare(

@@ -1,0 +1,173 @@
+"""What ``text2tracks train`` can be told (:class:`TrainConfig`, with the model's
+:class:`~text2tracks.modeling.ModelConfig`) and the learning-rate schedule it describes.
+
+Its defaults are the team's recommended configuration; every field is one flag
+(:func:`text2tracks.config_flags.add_config_flags`). ``training.train_seq2seq`` re-exports both.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from text2tracks.modeling import ModelConfig
+
+_SCHEDULES = ("linear", "cosine", "constant")
+_PRECISIONS = ("no", "fp16", "bf16")
+TARGET_SOURCES = ("playlist", "teacher")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything the training script can be told; each field is one flag.
+
+    Attributes:
+        artifact: folder written by ``text2tracks build-ids``; the model lands in its ``seq2seq/``.
+        playlists: the playlists the artifact was built from (re-split as recorded there).
+        model: how to build the model (``--base``, ``--d-model``, ... ``--lora``).
+        lr, weight_decay: AdamW settings (no decay on norms and biases).
+        batch_size, grad_accum: examples per device per forward pass, and forward passes per
+            optimizer step.
+        epochs, max_steps, max_minutes: stop at whichever comes first (0 = no limit for steps and
+            minutes). ``max_minutes`` counts wall time from the start of the loop, validation
+            included; the run saves and exits when it is spent.
+        warmup_steps, schedule: linear warmup, then linear or cosine decay to 0 (or constant) over
+            the run's horizon: the fraction of steps or of ``max_minutes`` spent, whichever is
+            larger, so that a time-budgeted run decays to 0 when its time runs out.
+        mixed_precision: passed to ``Accelerator`` (no / fp16 / bf16).
+        eval_every: validate every this many steps (0 = only at the end).
+        eval_prompts: validation playlists used (0 = all of them).
+        eval_k, num_beams: Hits@eval_k with this beam width (None = the API's default,
+            ``text2tracks.modeling.DEFAULT_NUM_BEAMS``, or eval_k if larger).
+        checkpoint_every: checkpoint every this many steps (0 = only at the end).
+        checkpoint_dir: where checkpoints go (default ``ARTIFACT/.checkpoints``).
+        keep_checkpoints: older checkpoints beyond this many are deleted.
+        resume: ``"latest"`` (newest in checkpoint_dir) or a checkpoint folder.
+        targets_per_playlist, popularity_power: see :class:`text2tracks.data.Seq2SeqPairs`.
+        targets_per_prompt_group: keep up to this many examples of one playlist together in a
+            batch and run the encoder once per distinct prompt of the batch, its output shared
+            by the decoder rows (:func:`grouped_forward`); 1 = off (one encoder row per example).
+            Only the order of an epoch's examples changes, not which ones are drawn.
+        length_bucket_window: sort prompts by length within windows of this many batches, so
+            that little padding is encoded (0 = off). The batches of a window are shuffled.
+        target_source: what each playlist's examples are drawn from: ``"playlist"`` its own
+            tracks (see ``targets_per_playlist``); ``"teacher"`` the title-kNN teacher's list for
+            its prompt (:func:`text2tracks.teacher.teacher_targets`), ``targets_per_playlist``
+            draws with replacement per epoch.
+        teacher_top_items, teacher_own_weight, teacher_leave_out: the teacher's list length, the
+            share of probability kept on the playlist's own tracks, and whether the playlist's
+            own vote is removed from its teacher scores.
+        normalize_prompts: apply :func:`text2tracks.data.normalize_prompt`.
+        num_workers: DataLoader workers (0: batches built in the main process; they are cheap).
+        num_threads: torch CPU threads (0 = all CPUs of this process divided by local processes).
+        log_every: write the mean train loss every this many steps.
+        seed: seeds the model initialisation, the dropout and the draw of examples.
+        progress: show a tqdm bar (main process only).
+    """
+
+    artifact: str
+    playlists: str
+    model: ModelConfig = field(default_factory=ModelConfig)
+    lr: float = 2e-3
+    batch_size: int = 128
+    grad_accum: int = 1
+    epochs: int = 100
+    max_steps: int = 0
+    max_minutes: float = 0.0
+    warmup_steps: int = 200
+    weight_decay: float = 0.01
+    schedule: str = field(default="linear", metadata={"choices": _SCHEDULES})
+    mixed_precision: str = field(default="no", metadata={"choices": _PRECISIONS})
+    eval_every: int = 500
+    eval_prompts: int = 500
+    eval_k: int = 10
+    num_beams: int | None = None
+    checkpoint_every: int = 0
+    checkpoint_dir: str | None = None
+    keep_checkpoints: int = 2
+    resume: str | None = field(default=None, metadata={"argparse": {
+        "nargs": "?", "const": "latest", "metavar": "DIR"}})
+    seed: int = 0
+    targets_per_playlist: int = 16
+    popularity_power: float = 0.0
+    targets_per_prompt_group: int = 8
+    length_bucket_window: int = 32
+    target_source: str = field(default="teacher", metadata={"choices": TARGET_SOURCES})
+    teacher_top_items: int = 200
+    teacher_own_weight: float = 0.3
+    teacher_leave_out: bool = True
+    normalize_prompts: bool = True
+    num_workers: int = 0
+    num_threads: int = 0
+    log_every: int = 50
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, ModelConfig):
+            raise ValueError(f"model must be a ModelConfig, got {type(self.model).__name__}")
+        positive = ("batch_size", "grad_accum", "epochs", "eval_k", "keep_checkpoints", "log_every")
+        positive += ("targets_per_prompt_group", "teacher_top_items")
+        non_negative = ("max_steps", "warmup_steps", "eval_every", "eval_prompts",
+                        "checkpoint_every", "targets_per_playlist", "num_workers", "num_threads",
+                        "length_bucket_window")
+        for name in positive + non_negative:
+            value = getattr(self, name)
+            low = 1 if name in positive else 0
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        for name in ("lr", "max_minutes", "weight_decay", "popularity_power"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.max_minutes < 0 or self.weight_decay < 0 or self.popularity_power < 0:
+            raise ValueError("max_minutes, weight_decay and popularity_power must be >= 0")
+        if self.schedule not in _SCHEDULES:
+            raise ValueError(f"schedule must be one of {_SCHEDULES}, got {self.schedule!r}")
+        if self.mixed_precision not in _PRECISIONS:
+            raise ValueError(f"mixed_precision must be one of {_PRECISIONS}, got {self.mixed_precision!r}")
+        if self.num_beams is not None and (not isinstance(self.num_beams, int) or self.num_beams < self.eval_k):
+            raise ValueError(f"num_beams must be >= eval_k ({self.eval_k}), got {self.num_beams!r}")
+        if self.popularity_power and not self.targets_per_playlist:
+            raise ValueError("popularity_power needs targets_per_playlist > 0")
+        if self.target_source not in TARGET_SOURCES:
+            raise ValueError(f"target_source must be one of {TARGET_SOURCES}, got {self.target_source!r}")
+        if self.target_source == "teacher":
+            if not self.targets_per_playlist:
+                raise ValueError("target_source='teacher' draws targets_per_playlist targets per "
+                                 "playlist and epoch; set targets_per_playlist > 0")
+            if self.popularity_power:
+                raise ValueError("popularity_power applies to target_source='playlist' only")
+        if not (isinstance(self.teacher_own_weight, (int, float)) and 0 <= self.teacher_own_weight <= 1):
+            raise ValueError(f"teacher_own_weight must be in [0, 1], got {self.teacher_own_weight!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["model"] = self.model.to_dict()
+        return d
+
+
+def lr_factor(step: int, elapsed_s: float, config: TrainConfig, total_steps: int | None) -> float:
+    """Multiplier of the base learning rate before optimizer step ``step`` (0-based).
+
+    Written here rather than taken from ``transformers.get_*_schedule_with_warmup`` because those
+    need the number of steps in advance, and a time budget does not give one: progress is the
+    larger of the fraction of steps and the fraction of ``max_minutes`` spent.
+    """
+    if config.warmup_steps and step < config.warmup_steps:
+        return (step + 1) / config.warmup_steps
+    if config.schedule == "constant":
+        return 1.0
+    progress = 0.0
+    if total_steps:
+        span = max(1, total_steps - config.warmup_steps)
+        progress = (step - config.warmup_steps) / span
+    if config.max_minutes:
+        progress = max(progress, elapsed_s / (60.0 * config.max_minutes))
+    progress = min(max(progress, 0.0), 1.0)
+    if config.schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    return 1.0 - progress
