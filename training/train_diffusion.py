@@ -42,10 +42,12 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from text2tracks import config_flags as flags
+from text2tracks.config_flags import add_config_flags, command_parser
 from training.checkpoints import STATE_NAME, list_checkpoints, resolve_resume
 
 CHECKPOINTS_PREFIX = ".checkpoints-"  # + component: diffusion / latent_regressor
@@ -77,6 +79,10 @@ class DiffusionTrainConfig:
             ``eval_samples`` latents per prompt (max-pooled).
         checkpoint_every, checkpoint_dir, keep_checkpoints, resume: see the module docstring.
         num_threads: torch CPU threads (0 = this process's CPUs / local processes).
+        mixed_precision: passed to ``Accelerator`` (no / fp16 / bf16).
+        seed: seeds the initialisation, the noise and the order of examples.
+        log_every: write the mean train loss every this many steps.
+        progress: show a tqdm bar (main process only).
         fit_fusion, fusion_prompts, fusion_kind, fusion_metric, fusion_candidates,
             fusion_latent_k, fusion_samples: the hybrid fusion fitted after training (see the
             module docstring); the last three are stored as the API's defaults.
@@ -84,18 +90,20 @@ class DiffusionTrainConfig:
 
     artifact: str
     playlists: str
-    encoder: str = "seq2seq"
+    encoder: str = field(default="seq2seq", metadata={"choices": _ENCODERS})
     regressor: bool = False
     hidden: int = 512
     n_blocks: int = 4
     time_embed_dim: int = 128
     dropout: float = 0.0
-    beta_schedule: str = "squaredcos_cap_v2"
-    prediction_type: str = "epsilon"
+    beta_schedule: str = field(default="squaredcos_cap_v2", metadata={"choices": (
+        "squaredcos_cap_v2", "linear", "scaled_linear")})
+    prediction_type: str = field(default="epsilon", metadata={"choices": (
+        "epsilon", "v_prediction", "sample")})
     cond_drop_prob: float = 0.1
     guidance_weight: float = 2.0
     ddim_steps: int = 20
-    regressor_loss: str = "mse"
+    regressor_loss: str = field(default="mse", metadata={"choices": ("mse", "cosine")})
     byte_dim: int = 128
     byte_layers: int = 2
     byte_heads: int = 4
@@ -108,7 +116,7 @@ class DiffusionTrainConfig:
     max_steps: int = 0
     max_minutes: float = 0.0
     warmup_steps: int = 200
-    mixed_precision: str = "no"
+    mixed_precision: str = field(default="no", metadata={"choices": _PRECISIONS})
     eval_every: int = 1000
     eval_prompts: int = 1000
     eval_k: int = 10
@@ -116,15 +124,16 @@ class DiffusionTrainConfig:
     checkpoint_every: int = 0
     checkpoint_dir: str | None = None
     keep_checkpoints: int = 2
-    resume: str | None = None
+    resume: str | None = field(default=None, metadata={"argparse": {
+        "nargs": "?", "const": "latest", "metavar": "DIR"}})
     seed: int = 0
     num_threads: int = 0
     log_every: int = 100
     progress: bool = True
     fit_fusion: bool = True
     fusion_prompts: int = 300
-    fusion_kind: str = "fixed"
-    fusion_metric: str = "hits"
+    fusion_kind: str = field(default="fixed", metadata={"choices": _FUSION_KINDS})
+    fusion_metric: str = field(default="hits", metadata={"choices": _FUSION_METRICS})
     fusion_candidates: int = 50
     fusion_latent_k: int = 100
     fusion_samples: int = 4
@@ -565,46 +574,40 @@ def train(config: DiffusionTrainConfig) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------ CLI
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """One flag per field of :class:`DiffusionTrainConfig`."""
-    parser = argparse.ArgumentParser(
-        prog="python -m training.train_diffusion",
+EPILOG = """examples:
+  text2tracks train-diffusion --artifact artifacts/mpd --playlists path/to/mpd --encoder seq2seq
+  accelerate launch -m training.train_diffusion --artifact artifacts/mpd --playlists path/to/mpd \\
+      --max-minutes 10
+  text2tracks train-diffusion --artifact artifacts/mpd --playlists path/to/mpd --regressor
+"""
+
+
+def build_parser(subparsers=None) -> argparse.ArgumentParser:
+    """``text2tracks train-diffusion`` (``subparsers`` given) or ``python -m
+    training.train_diffusion``: one flag per field of :class:`DiffusionTrainConfig`."""
+    parser = command_parser(
+        subparsers, "train-diffusion", prog="python -m training.train_diffusion",
+        help="train the optional diffusion head (or the plain regressor) on an artifact",
         description="Train the diffusion head (prompt -> CF query latent) or the plain regressor "
-                    "baseline on a build-ids artifact (also under `accelerate launch`).")
-    defaults = DiffusionTrainConfig(artifact="", playlists="")
-    choices = {"encoder": _ENCODERS, "mixed_precision": _PRECISIONS,
-               "beta_schedule": ("squaredcos_cap_v2", "linear", "scaled_linear"),
-               "prediction_type": ("epsilon", "v_prediction", "sample"),
-               "regressor_loss": ("mse", "cosine"), "fusion_kind": _FUSION_KINDS,
-               "fusion_metric": _FUSION_METRICS}
-    for f in dataclasses.fields(DiffusionTrainConfig):
-        flag = "--" + f.name.replace("_", "-")
-        default = getattr(defaults, f.name)
-        if f.name in ("artifact", "playlists"):
-            parser.add_argument(flag, required=True)
-        elif f.name == "resume":
-            parser.add_argument(flag, nargs="?", const="latest", default=None, metavar="DIR",
-                                help="resume from the latest checkpoint (or from DIR)")
-        elif f.name == "checkpoint_dir":
-            parser.add_argument(flag, default=None)
-        elif isinstance(default, bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
-        elif f.name in choices:
-            parser.add_argument(flag, choices=choices[f.name], default=default)
-        else:
-            parser.add_argument(flag, type=type(default), default=default, help=f"default {default}")
+                    "baseline on a build-ids artifact (also under `accelerate launch`).",
+        epilog=EPILOG)
+    add_config_flags(parser, DiffusionTrainConfig)
+    parser.set_defaults(func=_run_from_args)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        config = DiffusionTrainConfig(**vars(args))
-    except ValueError as err:
-        parser.error(str(err))
+add_parser = build_parser
+
+
+def _run_from_args(args: argparse.Namespace) -> int:
+    config = flags.build_config("text2tracks train-diffusion",
+                                lambda: flags.config_from_args(DiffusionTrainConfig, args))
     print(json.dumps(train(config), indent=2))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return _run_from_args(build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":
