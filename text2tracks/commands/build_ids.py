@@ -35,6 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from semantic_ids.cf import CFConfig
+from text2tracks import config_flags as flags
+from text2tracks.config_flags import add_config_flags, add_flag, add_progress_flag, command_parser
 
 SPLIT_NAME = "split.json"
 TRACKS_NAME = "tracks.json"
@@ -44,13 +46,31 @@ CATALOG_DIR = "catalog"
 
 @dataclass(frozen=True)
 class BuildIDsConfig:
-    """Everything ``build-ids`` can be told; each field is one command-line flag."""
+    """Everything ``build-ids`` can be told; each field is one command-line flag
+    (:func:`text2tracks.config_flags.add_config_flags`; ``cf``'s fields too, ``cf.model`` as
+    ``--cf-model``, and ``--seed`` seeds both CF and k-means).
+
+    Attributes:
+        min_count: tracks in fewer training playlists are left out of the catalogue.
+        cf: the CF model's settings (:class:`semantic_ids.cf.CFConfig`).
+        n_levels, codebook_size: residual k-means levels, and codes per level.
+        assignment: catalogue code placement: ``matching`` (balanced) or ``nearest`` (plain
+            residual k-means).
+        balance: optional cap on a child prefix: balance x its fair share.
+        normalize_input, normalize_residuals: L2-normalise the CF vectors, and each level's
+            residuals.
+        kmeans_iterations: k-means iterations per level.
+        title_rows: weight of title-term x track rows stacked under the playlists before ALS
+            (a joint embedding; 0 = playlists only).
+        validation_fraction, test_fraction, split_seed: the split by playlist (a seeded hash).
+        seed: seeds CF and k-means.
+    """
 
     min_count: int = 2
     cf: CFConfig = field(default_factory=CFConfig)
-    n_levels: int = 3
+    n_levels: int = field(default=3, metadata={"flag": "--levels"})
     codebook_size: int = 256
-    assignment: str = "matching"
+    assignment: str = field(default="matching", metadata={"choices": ("matching", "nearest")})
     balance: float | None = None
     normalize_input: bool = True
     normalize_residuals: bool = True
@@ -288,79 +308,40 @@ def format_stats_table(stats: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+EPILOG = """examples:
+  text2tracks build-ids --playlists path/to/mpd --artifact artifacts/mpd --min-count 2
+  text2tracks build-ids --playlists playlists.jsonl --artifact artifacts/small --levels 2 \\
+      --codebook-size 64 --factors 32 --force
+"""
+# CFConfig (semantic_ids) says nothing of flags: its spelling and choices are given here
+CF_FLAG_NAMES = {"model": "--cf-model"}
+CF_CHOICES = {"model": ("als", "bpr"), "weighting": ("bm25", "tfidf", "none")}
+
+
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    """Register ``build-ids``."""
-    d = BuildIDsConfig()
-    c = d.cf
-    parser = subparsers.add_parser(
-        "build-ids",
+    """Register ``build-ids``: the inputs, then one flag per field of :class:`BuildIDsConfig`."""
+    parser = command_parser(
+        subparsers, "build-ids", prog="text2tracks build-ids",
         help="build CF embeddings and semantic IDs from playlists into an artifact folder",
         description=(
             "Read playlists (MPD slices, JSONL or Parquet), split them by playlist, fit CF on the "
             "training playlists and build semantic IDs (residual k-means + collision digit)."
         ),
+        epilog=EPILOG,
     )
-    parser.add_argument("--playlists", required=True, help="playlist file or folder")
-    parser.add_argument("--out", required=True, help="artifact folder to write")
-    parser.add_argument("--force", action="store_true", help="overwrite an existing --out")
-    parser.add_argument("--min-count", type=int, default=d.min_count,
-                        help="tracks in fewer training playlists are left out (default %(default)s)")
-    parser.add_argument("--cf-model", choices=("als", "bpr"), default=c.model)
-    parser.add_argument("--factors", type=int, default=c.factors)
-    parser.add_argument("--iterations", type=int, default=c.iterations)
-    parser.add_argument("--regularization", type=float, default=c.regularization)
-    parser.add_argument("--alpha", type=float, default=c.alpha)
-    parser.add_argument("--weighting", choices=("bm25", "tfidf", "none"), default=c.weighting)
-    parser.add_argument("--use-gpu", action="store_true", help="fit CF on the GPU")
-    parser.add_argument("--levels", type=int, default=d.n_levels)
-    parser.add_argument("--codebook-size", type=int, default=d.codebook_size)
-    parser.add_argument("--assignment", choices=("matching", "nearest"), default=d.assignment,
-                        help="catalogue code placement (default %(default)s; 'nearest' is plain "
-                             "residual k-means)")
-    parser.add_argument("--balance", type=float, default=d.balance,
-                        help="optional cap on a child prefix: balance x its fair share")
-    parser.add_argument("--kmeans-iterations", type=int, default=d.kmeans_iterations)
-    parser.add_argument("--title-rows", type=float, default=d.title_rows,
-                        help="weight of title-term x track rows stacked under the playlists "
-                             "before ALS (a joint embedding; 0 = playlists only)")
-    parser.add_argument("--no-normalize-input", action="store_true")
-    parser.add_argument("--no-normalize-residuals", action="store_true")
-    parser.add_argument("--validation-fraction", type=float, default=d.validation_fraction)
-    parser.add_argument("--test-fraction", type=float, default=d.test_fraction)
-    parser.add_argument("--split-seed", type=int, default=d.split_seed)
-    parser.add_argument("--seed", type=int, default=d.seed, help="seeds CF and k-means")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_flag(parser, "--playlists", required=True, help="playlist file or folder")
+    add_flag(parser, "--artifact", aliases=("--out",), required=True,
+             help="artifact folder to write")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing --artifact")
+    add_progress_flag(parser)
+    add_config_flags(parser, BuildIDsConfig, names=CF_FLAG_NAMES, choices=CF_CHOICES)
     parser.set_defaults(func=_main)
     return parser
 
 
 def config_from_args(args: argparse.Namespace) -> BuildIDsConfig:
-    cf = CFConfig(
-        model=args.cf_model,
-        factors=args.factors,
-        regularization=args.regularization,
-        iterations=args.iterations,
-        alpha=args.alpha,
-        weighting=args.weighting,
-        use_gpu=args.use_gpu,
-        seed=args.seed,
-    )
-    return BuildIDsConfig(
-        min_count=args.min_count,
-        cf=cf,
-        n_levels=args.levels,
-        codebook_size=args.codebook_size,
-        assignment=args.assignment,
-        balance=args.balance,
-        normalize_input=not args.no_normalize_input,
-        normalize_residuals=not args.no_normalize_residuals,
-        kmeans_iterations=args.kmeans_iterations,
-        title_rows=args.title_rows,
-        validation_fraction=args.validation_fraction,
-        test_fraction=args.test_fraction,
-        split_seed=args.split_seed,
-        seed=args.seed,
-    )
+    """The :class:`BuildIDsConfig` (with its :class:`CFConfig`) that parsed flags describe."""
+    return flags.config_from_args(BuildIDsConfig, args)
 
 
 def _main(args: argparse.Namespace) -> int:
@@ -374,8 +355,8 @@ def _main(args: argparse.Namespace) -> int:
     try:
         config = config_from_args(args)
         result = run_build_ids(
-            args.playlists, args.out, config, force=args.force,
-            show_progress=not args.quiet, log=lambda m: print(m, file=sys.stderr, flush=True),
+            args.playlists, args.artifact, config, force=args.force,
+            show_progress=args.progress, log=lambda m: print(m, file=sys.stderr, flush=True),
         )
     except (FileExistsError, FileNotFoundError, PlaylistFormatError, ValueError) as err:
         print(f"text2tracks build-ids: error: {err}", file=sys.stderr)

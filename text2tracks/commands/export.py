@@ -64,6 +64,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from text2tracks.config_flags import add_flag, add_progress_flag, command_parser
 from text2tracks.prompt_files import (  # noqa: F401 - read_input and the rows are this command's API too
     INPUT_FORMATS,
     ExportError,
@@ -490,8 +491,8 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=32, help="prompts per batch (default 32)")
     parser.add_argument("--resume", action="store_true",
                         help="finish an interrupted export from its journal")
-    parser.add_argument("--num-beams", type=int, default=None,
-                        help="beam width (default: the decoder's default for k)")
+    add_flag(parser, "--num-beams", type=int, default=None,
+             help="beam width (default: the decoder's default for k)")
     parser.add_argument("--mode", default="generative", choices=MODES,
                         help="generative (default); latent / hybrid need a diffusion head")
     parser.add_argument("--guidance-weight", type=float, default=None,
@@ -503,7 +504,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0,
                         help="latent / hybrid: noise seed; the same seed gives the same output "
                              "(default 0)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_progress_flag(parser)
 
 
 def _run_from_args(args: argparse.Namespace) -> int:
@@ -513,7 +514,7 @@ def _run_from_args(args: argparse.Namespace) -> int:
         summary = run_export(args.artifact, args.input, args.output, k=args.k,
                              batch_size=args.batch_size, resume=args.resume,
                              num_beams=args.num_beams, mode=args.mode,
-                             progress=not args.no_progress, guidance_weight=args.guidance_weight,
+                             progress=args.progress, guidance_weight=args.guidance_weight,
                              n_samples=args.n_samples, seed=args.seed)
     except (ExportError, ArtifactError) as err:
         print(f"text2tracks export: error: {err}", file=sys.stderr)
@@ -541,12 +542,21 @@ def format_summary(summary: ExportSummary) -> str:
     return "\n".join(lines)
 
 
+EPILOG = """examples:
+  text2tracks export --artifact runs/demo/artifact --input prompts.jsonl --output recs.jsonl --k 10
+  text2tracks export ... --resume                      # after a crash: every row exactly once
+  text2tracks export ... --mode hybrid --guidance-weight 3 --n-samples 8
+  accelerate launch --num_processes 4 -m text2tracks.commands.export --artifact ... --input ... \\
+      --output ...
+"""
+
+
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    """Register ``text2tracks export``."""
-    parser = subparsers.add_parser(
-        "export", help="recommendations for a file of prompts (batched, resumable)",
-        description=__doc__.split("\n\n")[0],
-    )
+    """Register ``text2tracks export`` (or, ``subparsers=None``, the standalone parser)."""
+    parser = command_parser(
+        subparsers, "export", prog="text2tracks export",
+        help="recommendations for a file of prompts (batched, resumable)",
+        description=__doc__.split("\n\n")[0], epilog=EPILOG)
     _add_arguments(parser)
     parser.set_defaults(func=_run_from_args)
     return parser
@@ -554,10 +564,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m text2tracks.commands.export`` (and ``accelerate launch -m``)."""
-    parser = argparse.ArgumentParser(prog="text2tracks export",
-                                     description=__doc__.split("\n\n")[0])
-    _add_arguments(parser)
-    return _run_from_args(parser.parse_args(argv))
+    return _run_from_args(add_parser(None).parse_args(argv))
 
 
 if __name__ == "__main__":

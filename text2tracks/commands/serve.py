@@ -12,7 +12,8 @@ See :mod:`text2tracks.serve` for the endpoints, the batching and the error answe
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict, fields
+
+from text2tracks.config_flags import add_config_flags, command_parser, config_from_args
 
 _EPILOG = """examples:
   text2tracks serve --artifact runs/demo/artifact
@@ -26,12 +27,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``text2tracks serve``."""
     from text2tracks.batching import ServeLimits
 
-    defaults = asdict(ServeLimits())
-    parser = subparsers.add_parser(
-        "serve", help="serve an artifact over HTTP (POST /recommend, GET /health, /docs)",
-        description=__doc__.split("\n\n")[0], epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = command_parser(
+        subparsers, "serve", prog="text2tracks serve",
+        help="serve an artifact over HTTP (POST /recommend, GET /health, /docs)",
+        description=__doc__.split("\n\n")[0], epilog=_EPILOG)
     parser.add_argument("--artifact", required=True, help="the artifact folder to serve")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     parser.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
@@ -41,9 +40,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                              "machine 1 can be many times faster than oversubscribed cores")
     parser.add_argument("--log-level", default="info",
                         choices=("critical", "error", "warning", "info", "debug"))
-    for name, value in defaults.items():
-        parser.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value,
-                            help=f"limit: {name.replace('_', ' ')} (default: %(default)s)")
+    add_config_flags(parser, ServeLimits)
     parser.set_defaults(func=_run)
     return parser
 
@@ -58,7 +55,7 @@ def _run(args: argparse.Namespace) -> int:
         raise SystemExit(f"text2tracks serve needs the 'serve' extra ({err.name} is missing): "
                          'pip install "text2tracks[serve]"') from err
     try:
-        limits = ServeLimits(**{f.name: getattr(args, f.name) for f in fields(ServeLimits)})
+        limits = config_from_args(ServeLimits, args)
     except ValueError as err:
         raise SystemExit(f"text2tracks serve: {err}") from err
     try:
