@@ -1,12 +1,13 @@
 """The end-to-end benchmark: every system on the same split, one table.
 
-    python -m eval.benchmark --train PATH --test PATH --out DIR [--budget-minutes M]
+    text2tracks evaluate --playlists PATH --test-playlists PATH --out DIR [--max-minutes M]
+    python -m eval.benchmark ...     (the same; --train, --test, --budget-minutes still work)
 
-``--train`` and ``--test`` take any supported playlist format (an MPD folder, JSONL, Parquet).
-Without ``--test`` (or with the same path twice) a deterministic 10% of the training playlists is
-held out, whole playlists, as the test set. Catalogue, CF vectors, semantic IDs and every model
-see training playlists only; validation playlists (a further slice of ``--train``) tune the
-baselines and drive the model's early validation.
+``--playlists`` and ``--test-playlists`` take any supported playlist format (an MPD folder,
+JSONL, Parquet). Without ``--test-playlists`` (or with the same path twice) a deterministic 10%
+of the training playlists is held out, whole playlists, as the test set. Catalogue, CF vectors,
+semantic IDs and every model see training playlists only; validation playlists (a further slice
+of ``--playlists``) tune the baselines and drive the model's early validation.
 
 Writes ``DIR/results.json``::
 
@@ -44,6 +45,7 @@ import numpy as np
 
 from eval import baselines as baselines_mod
 from eval.metrics import evaluate_rankings, format_table, paired_bootstrap_diff, relevant_items
+from text2tracks.config_flags import add_flag, command_parser
 
 logger = logging.getLogger("eval.benchmark")
 
@@ -209,17 +211,36 @@ def id_token_figures(art: Path) -> dict:
 # ------------------------------------------------------------------------------------ main
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m eval.benchmark",
+EPILOG = """examples:
+  text2tracks evaluate --playlists path/to/mpd --out runs/bench --max-minutes 60
+  text2tracks evaluate --playlists train.jsonl --test-playlists test.jsonl --out runs/bench
+  text2tracks evaluate --playlists path/to/mpd --out runs/ablation --skip-main --baselines "" \\
+      --ablation-minutes 11 --ablation-schemes semantic,random,atomic,content
+  text2tracks evaluate --playlists path/to/mpd --out runs/bench --d-model 256 --lr 1e-3
+      (flags of `text2tracks train` go to every model trained here)
+"""
+
+
+def build_parser(subparsers=None) -> argparse.ArgumentParser:
+    """``text2tracks evaluate`` (``subparsers`` given) or ``python -m eval.benchmark``.
+
+    The ``dest`` names (``train``, ``test``, ``budget_minutes``, ``beams``) are those :func:`run`
+    reads and ``results.json`` records; the flags are spelled as every command spells them, the
+    old spellings (``--train``, ``--test``, ``--budget-minutes``, ``--beams``) hidden aliases.
+    """
+    parser = command_parser(
+        subparsers, "evaluate", prog="python -m eval.benchmark",
+        help="every system on one split: results.json, results.md, curve.png",
         description="Run the whole pipeline and every baseline on one split; write results.json "
-                    "and results.md. Unknown flags go to training.train_seq2seq.")
-    parser.add_argument("--train", required=True, help="training playlists (MPD folder, JSONL, Parquet)")
-    parser.add_argument("--test", default=None,
-                        help="test playlists; omitted: a deterministic --test-fraction of --train")
-    parser.add_argument("--out", required=True, help="output folder (results.json, results.md)")
-    parser.add_argument("--budget-minutes", type=float, default=60.0,
-                        help="training time of the main model (default 60)")
+                    "and results.md. Unknown flags go to training.train_seq2seq.",
+        epilog=EPILOG)
+    add_flag(parser, "--playlists", dest="train", aliases=("--train",), required=True,
+             help="training playlists (MPD folder, JSONL, Parquet)")
+    add_flag(parser, "--test-playlists", dest="test", aliases=("--test",), default=None,
+             help="test playlists; omitted: a deterministic --test-fraction of --playlists")
+    parser.add_argument("--out", required=True, help="run folder (results.json, results.md)")
+    add_flag(parser, "--max-minutes", dest="budget_minutes", type=float, default=60.0,
+             help="training time of the main model (default 60)")
     parser.add_argument("--ablation-minutes", type=float, default=None,
                         help="training time of each ID-scheme ablation (default budget / 6)")
     parser.add_argument("--no-ablations", action="store_true", help="skip the ID-scheme ablation")
@@ -244,16 +265,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--test-fraction", type=float, default=0.1)
     parser.add_argument("--split-seed", type=int, default=0)
     parser.add_argument("--k", type=int, default=10)
-    parser.add_argument("--beams", type=int, default=None,
-                        help="beam width at test time (default: the API's, "
-                             "text2tracks.modeling.DEFAULT_NUM_BEAMS)")
+    add_flag(parser, "--num-beams", dest="beams", type=int, default=None,
+             help="beam width at test time (default: the API's, "
+                  "text2tracks.modeling.DEFAULT_NUM_BEAMS)")
     parser.add_argument("--eval-batch-size", type=int, default=64)
     parser.add_argument("--max-test-prompts", type=int, default=0, help="0 = all test prompts")
     parser.add_argument("--latency-repeats", type=int, default=20)
     parser.add_argument("--n-bootstrap", type=int, default=1000)
     parser.add_argument("--reuse-ids", action="store_true",
                         help="keep DIR/artifact's IDs if present (skip build-ids)")
+    parser.set_defaults(func=_run_from_args)
     return parser
+
+
+add_parser = build_parser
 
 
 def _train_config(train_args: list[str], artifact: Path, playlists: str, minutes: float):
@@ -472,13 +497,18 @@ def _plot_curves(results: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def _run_from_args(args: argparse.Namespace, train_args: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    results = run(args, list(train_args or []))
+    print(_markdown(results, args.k))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, train_args = parser.parse_known_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    results = run(args, train_args)
-    print(_markdown(results, args.k))
-    return 0
+    vars(args).pop("func", None)  # results.json records the flags, not the handler
+    return _run_from_args(args, train_args)
 
 
 if __name__ == "__main__":

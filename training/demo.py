@@ -1,6 +1,7 @@
 """The main job on the built-in demo catalogue: no download, a few minutes on 2 CPU cores.
 
-    python -m training.demo [--out runs/demo] [--size tiny|small] [--force]
+    text2tracks demo [--out runs/demo] [--size tiny|small] [--force]
+    python -m training.demo ...          (the same)
 
 Stages, each the real code path of the project:
 
@@ -33,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from text2tracks.config_flags import add_flag, add_progress_flag, command_parser
 from text2tracks.modeling import DEFAULT_NUM_BEAMS
 
 DEMO_PROMPTS = (
@@ -219,26 +221,43 @@ def run_demo(out: str | Path = "runs/demo", size: str = "small", force: bool = F
     return results
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m training.demo",
+EPILOG = """examples:
+  text2tracks demo                                   # build IDs, train, evaluate, export: runs/demo
+  text2tracks demo --out runs/demo --force --max-minutes 5
+  text2tracks demo --size tiny --out /tmp/demo       # seconds, for a smoke test
+"""
+
+
+def add_parser(subparsers=None) -> argparse.ArgumentParser:
+    """``text2tracks demo`` (``subparsers`` given) or ``python -m training.demo``."""
+    parser = command_parser(
+        subparsers, "demo", prog="python -m training.demo",
+        help="the whole job on the built-in demo catalogue (no download, a few minutes)",
         description="Build IDs, train, evaluate and export on the built-in demo catalogue "
-                    "(no download).")
-    parser.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
+                    "(no download).", epilog=EPILOG)
+    parser.add_argument("--out", default="runs/demo", help="run folder (default runs/demo)")
     parser.add_argument("--size", choices=sorted(SIZES), default="small",
                         help="small (default, a few minutes) or tiny (seconds, for tests)")
     parser.add_argument("--force", action="store_true", help="replace an existing --out")
-    parser.add_argument("--minutes", type=float, default=None,
-                        help="training budget in minutes (default: the size's)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    args = parser.parse_args(argv)
+    add_flag(parser, "--max-minutes", type=float, default=None,
+             help="training budget in minutes (default: the size's)")
+    add_progress_flag(parser)
+    parser.set_defaults(func=_run_from_args)
+    return parser
+
+
+def _run_from_args(args: argparse.Namespace) -> int:
     try:
-        run_demo(args.out, args.size, force=args.force, max_minutes=args.minutes,
-                 progress=not args.no_progress)
+        run_demo(args.out, args.size, force=args.force, max_minutes=args.max_minutes,
+                 progress=args.progress)
     except FileExistsError as err:
-        print(f"python -m training.demo: error: {err}", file=sys.stderr)
+        print(f"text2tracks demo: error: {err}", file=sys.stderr)
         return 2
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return _run_from_args(add_parser().parse_args(argv))
 
 
 if __name__ == "__main__":
