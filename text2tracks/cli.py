@@ -1,31 +1,37 @@
-"""The ``text2tracks`` command line: one subcommand per module in ``text2tracks.commands``.
+"""The commands of the ``text2tracks`` package's own layer: ``build-ids``, ``export``, ``serve``.
 
-Each command module defines ``add_parser(subparsers)``, which registers its flags and sets
-``func`` (called with the parsed arguments, returning an exit code). Command modules import
-their heavy dependencies inside ``func`` so that ``text2tracks --help`` stays fast.
+    python -m text2tracks.cli build-ids | export | serve ...
 
-Training is not a subcommand: it runs as ``accelerate launch -m training.train_seq2seq``
-(``training`` uses this package, never the reverse). ``serve`` needs the ``serve`` extra
+The ``text2tracks`` console command (all stages: ``train``, ``train-diffusion``, ``evaluate``,
+``demo`` too) is :mod:`eval.cli`: imports run one way (``semantic_ids`` < ``text2tracks`` <
+``training`` < ``eval``), so a command that reaches training and evaluation must live in the top
+layer, and this package knows nothing of them. Both build their subcommands with the same
+``add_parser(subparsers)`` of each command module, which registers its flags and sets ``func``
+(called with the parsed arguments, returning an exit code). Command modules import their heavy
+dependencies inside ``func`` so that ``--help`` stays fast. ``serve`` needs the ``serve`` extra
 (``pip install "text2tracks[serve]"``) only when it runs.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 
-_COMMAND_MODULES = ("build_ids", "export", "serve")
+from text2tracks.commands import build_ids, export, serve
+
+COMMANDS = (("build-ids", build_ids.add_parser), ("export", export.add_parser),
+            ("serve", serve.add_parser))
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="text2tracks",
-        description="Prompt-based music recommendation by generative retrieval.",
+        description="Prompt-based music recommendation by generative retrieval "
+                    "(this layer's commands; `text2tracks --help` lists every stage).",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in _COMMAND_MODULES:
-        importlib.import_module(f"text2tracks.commands.{name}").add_parser(subparsers)
+    for _, add_parser in COMMANDS:
+        add_parser(subparsers)
     return parser
 
 
