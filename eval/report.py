@@ -293,6 +293,9 @@ def _hits_section(results: Mapping, per_prompt: Mapping | None, k: int) -> str:
         rows = [[name, *(f"<td>{_fmt(float(c['hits'][K - 1]))}</td>" if K <= c["ks"][-1]
                          else "<td>-</td>" for K in ks)] for name, c in curves.items()]
         out.append(_table(["system", *(f"Hits@{K}" for K in ks)], rows))
+        depths = ", ".join(f"{html.escape(name)} {int(c['ks'][-1])}" for name, c in curves.items())
+        out.append(f'<p class="note">Ranked depth (the last K drawn): {depths}. A generative '
+                   "model's curve ends at its beam width. Bands: 95% bootstrap over prompts.</p>")
     if not_recorded:
         reason = ("there is no per_prompt.json" if per_prompt is None
                   else "per_prompt.json has no first_hit_rank for them")

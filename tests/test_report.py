@@ -154,6 +154,7 @@ def test_report_has_the_table_with_intervals_the_curves_and_the_images(tmp_path)
     assert by_name["title_knn"] == ["0.250", "0.375", "0.500", "0.625", "0.750", "0.750"]
     assert by_name["text2tracks"] == ["0.125", "0.500", "0.500", "0.625", "-", "-"]
     assert "not recorded for popularity, ids-&lt;b&gt;odd&lt;/b&gt;-short" in text
+    assert "Ranked depth (the last K drawn): title_knn 100, text2tracks 20." in text
 
     codebook = _rows(page, "level")
     assert list(codebook) == ["level 0", "level 1", "level 2"]
