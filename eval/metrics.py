@@ -23,8 +23,7 @@ import numpy as np
 
 from text2tracks.ranking_metrics import (
     PER_PROMPT_METRICS,
-    as_rankings,
-    as_relevant,
+    as_inputs,
     coverage,
     first_hit_ranks,
     hits_at_ks,
@@ -124,13 +123,7 @@ def evaluate_rankings(
     ``return_per_prompt`` the per-prompt arrays are added under ``"per_prompt"`` (for
     :func:`paired_bootstrap_diff`; not JSON-ready).
     """
-    rel = as_relevant(relevant)
-    rec = as_rankings(recommended, k)
-    if rec.shape[0] != len(rel):
-        raise ValueError(
-            f"recommended has {rec.shape[0]} rows but relevant has {len(rel)} entries; "
-            "give one ranking per prompt."
-        )
+    rec, rel = as_inputs(recommended, relevant, k)
     keep = np.fromiter((r.size > 0 for r in rel), dtype=bool, count=len(rel))
     rel = [r for r, kept in zip(rel, keep, strict=True) if kept]
     rec = rec[keep]

@@ -96,6 +96,19 @@ def as_relevant(relevant: Iterable) -> list[np.ndarray]:
     return out
 
 
+def as_inputs(recommended, relevant, k: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """``(as_rankings(recommended, k), as_relevant(relevant))``, one ranking per prompt or a
+    ValueError."""
+    rel = as_relevant(relevant)
+    rec = as_rankings(recommended, k)
+    if rec.shape[0] != len(rel):
+        raise ValueError(
+            f"recommended has {rec.shape[0]} rows but relevant has {len(rel)} entries; "
+            "give one ranking per prompt."
+        )
+    return rec, rel
+
+
 def per_prompt_metrics(recommended, relevant, k: int = 10, *,
                        allow_empty: bool = False) -> dict[str, np.ndarray]:
     """Per-prompt ``hits``, ``recall``, ``ndcg`` and ``mrr`` at ``k`` (float64 arrays, length n).
@@ -107,13 +120,7 @@ def per_prompt_metrics(recommended, relevant, k: int = 10, *,
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
-    rel = as_relevant(relevant)
-    rec = as_rankings(recommended, k)
-    if rec.shape[0] != len(rel):
-        raise ValueError(
-            f"recommended has {rec.shape[0]} rows but relevant has {len(rel)} entries; "
-            "give one ranking per prompt."
-        )
+    rec, rel = as_inputs(recommended, relevant, k)
     sizes = np.fromiter((r.size for r in rel), dtype=np.int64, count=len(rel))
     if allow_empty and np.any(sizes == 0):
         scored = np.flatnonzero(sizes > 0)
@@ -153,19 +160,13 @@ def first_hit_ranks(recommended, relevant, depth: int | None = None) -> np.ndarr
     ranking. Hits@K of every ``K <= depth`` follows from it (:func:`hits_at_ks`), so saving
     these ranks once is enough to draw Hits@K against K.
     """
-    rel = as_relevant(relevant)
     if depth is None:
         if isinstance(recommended, np.ndarray) and recommended.ndim == 2:
             depth = recommended.shape[1]
         else:
             recommended = [np.asarray(r).ravel() for r in recommended]
             depth = max((r.size for r in recommended), default=1)
-    rec = as_rankings(recommended, max(1, int(depth)))
-    if rec.shape[0] != len(rel):
-        raise ValueError(
-            f"recommended has {rec.shape[0]} rows but relevant has {len(rel)} entries; "
-            "give one ranking per prompt."
-        )
+    rec, rel = as_inputs(recommended, relevant, max(1, int(depth)))
     hit = _relevance(rec, rel)
     return np.where(hit.any(axis=1), hit.argmax(axis=1) + 1, 0).astype(np.int64)
 
