@@ -44,7 +44,14 @@ from typing import Any
 import numpy as np
 
 from eval import baselines as baselines_mod
-from eval.metrics import evaluate_rankings, format_table, paired_bootstrap_diff, relevant_items
+from eval.metrics import (
+    evaluate_rankings,
+    first_hit_ranks,
+    format_table,
+    paired_bootstrap_diff,
+    relevant_items,
+)
+from text2tracks.artifacts import write_text_atomic
 from text2tracks.config_flags import add_flag, command_parser
 
 logger = logging.getLogger("eval.benchmark")
@@ -272,6 +279,9 @@ def build_parser(subparsers=None) -> argparse.ArgumentParser:
     parser.add_argument("--max-test-prompts", type=int, default=0, help="0 = all test prompts")
     parser.add_argument("--latency-repeats", type=int, default=20)
     parser.add_argument("--n-bootstrap", type=int, default=1000)
+    parser.add_argument("--hits-curve-k", type=int, default=100,
+                        help="rank the baselines this deep (the model: as deep as its beam) for "
+                             "Hits@K against K in report.html; metrics at --k use the first k")
     parser.add_argument("--reuse-ids", action="store_true",
                         help="keep DIR/artifact's IDs if present (skip build-ids)")
     parser.set_defaults(func=_run_from_args)
@@ -330,15 +340,25 @@ def run(args: argparse.Namespace, train_args: list[str]) -> dict[str, Any]:
     results["split"]["test_prompts_skipped_no_catalogue_track"] = n_skipped
     _log(f"catalogue {len(vocab)} items; {len(prompts)} test prompts ({n_skipped} skipped)")
     per_prompt: dict[str, dict] = {}
+    rank_depth: dict[str, int] = {}
+    # Rankings deeper than k feed Hits@K against K (report.html); the metrics at k read the first
+    # k columns, which are the k-deep answer (tests: test_top_k_is_the_head_of_a_deeper_ranking,
+    # test_top_k_at_a_fixed_beam_width_is_the_head_of_the_full_beam).
+    baseline_depth = max(k, getattr(args, "hits_curve_k", k))
+    from text2tracks.generative import beam_width
+
+    model_beams = beam_width(args.beams, None, k)  # what recommend(k=k) would search with
 
     def record(name: str, ranked: np.ndarray, extra: dict) -> None:
         metrics = evaluate_rankings(ranked, relevant, k=k, n_items=len(vocab),
                                     n_bootstrap=args.n_bootstrap, n_skipped=n_skipped,
                                     return_per_prompt=True)
         per_prompt[name] = metrics.pop("per_prompt")
+        per_prompt[name]["first_hit_rank"] = first_hit_ranks(ranked, relevant)
+        rank_depth[name] = int(ranked.shape[1])
         results["systems"][name] = {**metrics, **extra}
         _log(f"{name}: hits@{k} {metrics[f'hits@{k}']:.4f} {extra}")
-        (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
+        write_text_atomic(out / "results.json", json.dumps(results, indent=2, default=str))
 
     # 2. Baselines, same split.
     for name in [b for b in args.baselines.split(",") if b]:
@@ -351,7 +371,7 @@ def run(args: argparse.Namespace, train_args: list[str]) -> dict[str, Any]:
         model.fit(data["train"], vocab, tracks=data["tracks"], item_factors=cf.item_factors)
         fit_s = time.perf_counter() - started
         started = time.perf_counter()
-        ranked = model.recommend(prompts, k=k)
+        ranked = model.recommend(prompts, k=baseline_depth)
         rec_s = time.perf_counter() - started
         record(name, ranked, {"train_seconds": fit_s, "params": params,
                               "latency_ms_per_prompt_batched": 1000 * rec_s / max(1, len(prompts))})
@@ -360,7 +380,8 @@ def run(args: argparse.Namespace, train_args: list[str]) -> dict[str, Any]:
     def train_and_score(name: str, art: Path, minutes: float) -> dict:
         config = _train_config(train_args, art, args.train, minutes)
         summary = train(config)
-        ranked, seconds = _model_rankings(art, prompts, vocab, k, args.beams, args.eval_batch_size)
+        ranked, seconds = _model_rankings(art, prompts, vocab, model_beams, model_beams,
+                                          args.eval_batch_size)
         extra = {"train_seconds": summary.get("elapsed_s"), "steps": summary.get("steps"),
                  **id_token_figures(art),
                  "latency_ms_per_prompt_batched": 1000 * seconds / max(1, len(prompts))}
@@ -413,15 +434,20 @@ def run(args: argparse.Namespace, train_args: list[str]) -> dict[str, Any]:
                                 if best_hits else None)
             results["comparisons"][f"{name} vs {best}"] = diff
 
-    (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
+    write_text_atomic(out / "results.json", json.dumps(results, indent=2, default=str))
     # per-prompt hits and NDCG of every system, so that runs on the same split can be compared
     # pairwise later (eval.metrics.paired_bootstrap_diff)
-    (out / "per_prompt.json").write_text(json.dumps(
-        {"prompt_index": [int(i) for i in kept],
-         "systems": {name: {m: [float(x) for x in v] for m, v in values.items()
-                            if m in ("hits", "ndcg")} for name, values in per_prompt.items()}}))
-    (out / "results.md").write_text(_markdown(results, k))
+    write_text_atomic(out / "per_prompt.json", json.dumps(
+        {"prompt_index": [int(i) for i in kept], "rank_depth": rank_depth,
+         "systems": {name: {**{m: [float(x) for x in v] for m, v in values.items()
+                               if m in ("hits", "ndcg")},
+                            "first_hit_rank": [int(x) for x in values["first_hit_rank"]]}
+                     for name, values in per_prompt.items()}}))
+    write_text_atomic(out / "results.md", _markdown(results, k))
     _plot_curves(results, out / "curve.png")
+    from eval.report import write_report
+
+    write_report(out)
     return results
 
 
