@@ -42,152 +42,16 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from text2tracks import config_flags as flags
 from text2tracks.config_flags import add_config_flags, command_parser
 from training.checkpoints import STATE_NAME, list_checkpoints, resolve_resume
+from training.diffusion_config import DiffusionTrainConfig  # also importable from here
 
 CHECKPOINTS_PREFIX = ".checkpoints-"  # + component: diffusion / latent_regressor
 LOG_NAME = "training_log.jsonl"
-_ENCODERS = ("seq2seq", "bytes")
-_PRECISIONS = ("no", "fp16", "bf16")
-_FUSION_KINDS = ("fixed", "gated")
-_FUSION_METRICS = ("hits", "ndcg", "mrr")
-
-
-@dataclass(frozen=True)
-class DiffusionTrainConfig:
-    """Everything the script can be told; each field is one flag (``--snake-case``).
-
-    Attributes:
-        artifact, playlists: the artifact built by ``build-ids`` (and trained seq2seq for
-            ``--encoder seq2seq``) and the playlists it was built from.
-        encoder: ``seq2seq`` (frozen, from ``ART/seq2seq``) or ``bytes`` (trained jointly).
-        regressor: train :class:`PromptToLatentRegressor` instead of the diffusion head.
-        hidden, n_blocks, time_embed_dim, dropout, beta_schedule, prediction_type,
-            cond_drop_prob, guidance_weight, ddim_steps: see :class:`DiffusionHeadConfig`.
-        regressor_loss: ``mse`` or ``cosine`` (regressor only).
-        byte_dim, byte_layers, byte_heads, byte_max_length: the byte encoder's shape.
-        lr, weight_decay, batch_size, grad_accum, epochs, max_steps, max_minutes, warmup_steps:
-            AdamW with linear warmup then cosine decay over the run's horizon (the larger of the
-            fraction of steps and of ``max_minutes`` spent); stop at the first limit reached.
-        eval_every, eval_prompts, eval_k, eval_samples: validation every N steps (0 = at the
-            end only) on up to ``eval_prompts`` validation playlists, Hits@eval_k from
-            ``eval_samples`` latents per prompt (max-pooled).
-        checkpoint_every, checkpoint_dir, keep_checkpoints, resume: see the module docstring.
-        num_threads: torch CPU threads (0 = this process's CPUs / local processes).
-        mixed_precision: passed to ``Accelerator`` (no / fp16 / bf16).
-        seed: seeds the initialisation, the noise and the order of examples.
-        log_every: write the mean train loss every this many steps.
-        progress: show a tqdm bar (main process only).
-        fit_fusion, fusion_prompts, fusion_kind, fusion_metric, fusion_candidates,
-            fusion_latent_k, fusion_samples: the hybrid fusion fitted after training (see the
-            module docstring); the last three are stored as the API's defaults.
-    """
-
-    artifact: str
-    playlists: str
-    encoder: str = field(default="seq2seq", metadata={"choices": _ENCODERS})
-    regressor: bool = False
-    hidden: int = 512
-    n_blocks: int = 4
-    time_embed_dim: int = 128
-    dropout: float = 0.0
-    beta_schedule: str = field(default="squaredcos_cap_v2", metadata={"choices": (
-        "squaredcos_cap_v2", "linear", "scaled_linear")})
-    prediction_type: str = field(default="epsilon", metadata={"choices": (
-        "epsilon", "v_prediction", "sample")})
-    cond_drop_prob: float = 0.1
-    guidance_weight: float = 2.0
-    ddim_steps: int = 20
-    regressor_loss: str = field(default="mse", metadata={"choices": ("mse", "cosine")})
-    byte_dim: int = 128
-    byte_layers: int = 2
-    byte_heads: int = 4
-    byte_max_length: int = 64
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    batch_size: int = 256
-    grad_accum: int = 1
-    epochs: int = 50
-    max_steps: int = 0
-    max_minutes: float = 0.0
-    warmup_steps: int = 200
-    mixed_precision: str = field(default="no", metadata={"choices": _PRECISIONS})
-    eval_every: int = 1000
-    eval_prompts: int = 1000
-    eval_k: int = 10
-    eval_samples: int = 4
-    checkpoint_every: int = 0
-    checkpoint_dir: str | None = None
-    keep_checkpoints: int = 2
-    resume: str | None = field(default=None, metadata={"argparse": {
-        "nargs": "?", "const": "latest", "metavar": "DIR"}})
-    seed: int = 0
-    num_threads: int = 0
-    log_every: int = 100
-    progress: bool = True
-    fit_fusion: bool = True
-    fusion_prompts: int = 300
-    fusion_kind: str = field(default="fixed", metadata={"choices": _FUSION_KINDS})
-    fusion_metric: str = field(default="hits", metadata={"choices": _FUSION_METRICS})
-    fusion_candidates: int = 50
-    fusion_latent_k: int = 100
-    fusion_samples: int = 4
-
-    def __post_init__(self) -> None:
-        if self.encoder not in _ENCODERS:
-            raise ValueError(f"encoder must be one of {_ENCODERS}, got {self.encoder!r}")
-        if self.mixed_precision not in _PRECISIONS:
-            raise ValueError(f"mixed_precision must be one of {_PRECISIONS}, got {self.mixed_precision!r}")
-        positive = ("batch_size", "grad_accum", "epochs", "eval_k", "eval_samples",
-                    "keep_checkpoints", "log_every", "fusion_prompts", "fusion_candidates",
-                    "fusion_latent_k", "fusion_samples")
-        non_negative = ("max_steps", "warmup_steps", "eval_every", "eval_prompts",
-                        "checkpoint_every", "num_threads")
-        for name in positive + non_negative:
-            value, low = getattr(self, name), 1 if name in positive else 0
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-        if not (self.lr > 0 and self.weight_decay >= 0 and self.max_minutes >= 0):
-            raise ValueError("lr must be > 0, weight_decay and max_minutes >= 0")
-        if self.fusion_kind not in _FUSION_KINDS:
-            raise ValueError(f"fusion_kind must be one of {_FUSION_KINDS}, got {self.fusion_kind!r}")
-        if self.fusion_metric not in _FUSION_METRICS:
-            raise ValueError(f"fusion_metric must be one of {_FUSION_METRICS}, got {self.fusion_metric!r}")
-        # The model configs validate their own fields.
-        self.head_config(1, 1) if not self.regressor else self.regressor_config(1, 1)
-
-    def head_config(self, latent_dim: int, cond_dim: int):
-        from text2tracks.diffusion import DiffusionHeadConfig
-
-        return DiffusionHeadConfig(
-            latent_dim=latent_dim, cond_dim=cond_dim, hidden=self.hidden, n_blocks=self.n_blocks,
-            time_embed_dim=self.time_embed_dim, dropout=self.dropout,
-            beta_schedule=self.beta_schedule, prediction_type=self.prediction_type,
-            cond_drop_prob=self.cond_drop_prob, guidance_weight=self.guidance_weight,
-            ddim_steps=self.ddim_steps,
-        )
-
-    def regressor_config(self, latent_dim: int, cond_dim: int):
-        from text2tracks.diffusion import RegressorConfig
-
-        return RegressorConfig(latent_dim=latent_dim, cond_dim=cond_dim, hidden=self.hidden,
-                               n_blocks=max(1, self.n_blocks // 2), dropout=self.dropout or 0.1,
-                               loss=self.regressor_loss)
-
-    def byte_config(self):
-        from text2tracks.diffusion import ByteEncoderConfig
-
-        return ByteEncoderConfig(dim=self.byte_dim, n_layers=self.byte_layers,
-                                 n_heads=self.byte_heads, max_length=self.byte_max_length)
-
-    @property
-    def component(self) -> str:
-        return "latent_regressor" if self.regressor else "diffusion"
 
 
 # ------------------------------------------------------------------------------------ helpers
