@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from text2tracks.rerank import FUSION_METRICS as _FUSION_METRICS
+
 _ENCODERS = ("seq2seq", "bytes")
 _PRECISIONS = ("no", "fp16", "bf16")
 _FUSION_KINDS = ("fixed", "gated")
-_FUSION_METRICS = ("hits", "ndcg", "mrr")
 
 
 @dataclass(frozen=True)

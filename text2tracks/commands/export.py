@@ -65,6 +65,7 @@ from pathlib import Path
 from typing import Any
 
 from text2tracks.config_flags import add_flag, add_progress_flag, command_parser
+from text2tracks.options import MODES
 from text2tracks.prompt_files import (  # noqa: F401 - read_input and the rows are this command's API too
     INPUT_FORMATS,
     ExportError,
@@ -76,7 +77,6 @@ from text2tracks.prompt_files import (  # noqa: F401 - read_input and the rows a
 
 OUTPUT_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}
 OUTPUT_FIELDS = ("id", "prompt", "track_ids", "scores", "names", "artists", "error")
-MODES = ("generative", "latent", "hybrid")
 JOURNAL_VERSION = 1
 _SETTINGS_CHECKED = ("k", "mode", "num_beams", "n_rows", "input_size", "guidance_weight",
                      "n_samples", "seed")
