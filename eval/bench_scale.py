@@ -1,0 +1,397 @@
+"""Scale benchmark of the item side (issue 14): read, interactions, ALS, semantic IDs and trie
+on synthetic MPD-shaped sets of 10k, 100k and 1M playlists.
+
+For each ``--sizes`` value, in a fresh subprocess (so that peak RSS is per size): generate the
+synthetic set once (``semantic_ids.synthetic``; MPD slices up to ``--json-max`` playlists, Parquet
+always; reused when present), then time each stage and sample its peak RSS (psutil, every 10 ms):
+
+1. JSON parsing of MPD slices, parse only, one core: MB/s with the standard library and with
+   orjson; then the columnar MPD reader end to end (``semantic_ids.columnar``), MB/s per core.
+2. The columnar Parquet reader (row group at a time): rows/s.
+3. The interaction matrix from the columns (``interactions_from_columns``, min count 2).
+4. Implicit ALS (``semantic_ids.cf.fit_cf``) with ``--factors`` and ``--als-iterations``; the
+   time of the 15 iterations of the default config is extrapolated per iteration.
+5. Residual k-means (3 x 256, matching assignment, as build-ids) and the catalogue
+   (``SemanticIDCatalog.build``: collision digit).
+6. The flattened trie (``text2tracks.trie.FlatTrie.from_codes``): its arrays' bytes.
+7. For comparison, the object reader (``read_playlists`` + ``build_interactions``) up to
+   ``--object-max`` playlists (run last, so that its freed memory does not raise the others).
+
+Memory model (bytes; P playlists, R rows = nnz, T distinct tracks, I catalogue items, f factors,
+d = f, L = 3 levels, c = 32 candidates of the matching assignment). Each stage's model is printed
+beside its measured peak RSS increase:
+
+- columnar read, kept: 4 R (int32 codes) + 8 P (indptr) + ~110 P (id, title strings, list slots)
+  + 144 T (the track ids as a numpy ``<U36`` array); while reading, also ~160 T for the
+  vocabulary dict and its str objects, and the Python objects of the one slice being parsed
+  (~4x its bytes of indented JSON) -> peak ~4 R + 118 P + 304 T + 4 x slice bytes.
+- interaction matrix: kept 8 R (float32 data + int32 indices) + 8 P; transient while building
+  8 R (row ids, int64) + 8 R (column ids, int64) + 1 R (mask) -> peak ~25 R.
+- ALS: bm25 weighting makes a weighted copy through COO (~24 R transient, 8 R kept), implicit
+  keeps the item-user transpose (8 R) and the factors 4 f (P + I) -> peak ~40 R + 4 f (P + I).
+- residual k-means: the input and its normalised / residual copies ~16 d I, the matching
+  assignment's candidate lists 12 c I (int64 ids + float32 distances) -> ~(16 d + 12 c) I.
+- catalogue: int64 codes and per-level prefix keys ~8 (L + 1) x 3 I + the id -> index dict
+  ~100 I -> ~200 I.
+- trie: per node int64 code, parent, subtree count (24), internal nodes also child start/end
+  (16), per item its leaf and its node at each level (8 + 8 (L + 1)); the last two levels have
+  ~I nodes each -> ~120 I.
+
+Writes ``OUT/results.json`` and ``OUT/growth.png`` (time and peak RSS against playlists,
+log-log), and prints a table per size. Run::
+
+    python -m eval.bench_scale --sizes 10000,100000,1000000 --out bench_out/scale
+"""
+
+from __future__ import annotations
+
+import os
+
+# OpenMP threads that spin while waiting are ruinous when other processes share the cores
+# (see eval/bench_ids.py); set before faiss / implicit load their OpenMP runtime.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse  # noqa: E402
+import gc  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import resource  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+MB = 2**20
+STAGES = ("parse_json", "parse_orjson", "read_mpd_columnar", "read_parquet_columnar",
+          "interactions", "als", "residual_kmeans", "catalog", "trie", "object_reader")
+
+
+def _rss() -> int:
+    import psutil
+
+    return psutil.Process().memory_info().rss
+
+
+class PeakRSS:
+    """Samples this process's RSS in a thread; ``peak_mb`` and ``delta_mb`` over the block."""
+
+    def __init__(self, interval: float = 0.01) -> None:
+        self.interval = interval
+
+    def __enter__(self) -> PeakRSS:
+        gc.collect()
+        self.start = _rss()
+        self.peak = self.start
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        self.t0 = time.perf_counter()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.peak = max(self.peak, _rss())
+
+    def __exit__(self, *exc) -> None:
+        self.seconds = time.perf_counter() - self.t0
+        self._stop.set()
+        self._thread.join()
+        self.end = _rss()
+        self.peak = max(self.peak, self.end)
+
+    def record(self, **extra) -> dict:
+        return {"seconds": round(self.seconds, 3), "peak_rss_mb": round(self.peak / MB, 1),
+                "delta_peak_mb": round((self.peak - self.start) / MB, 1),
+                "kept_mb": round((self.end - self.start) / MB, 1), **extra}
+
+
+def ensure_data(n: int, root: Path, seed: int, json_max: int) -> tuple[Path, dict]:
+    """The synthetic set of ``n`` playlists under ``root`` (generated once, then reused)."""
+    from semantic_ids.synthetic import SyntheticConfig, write_synthetic
+
+    folder = root / f"synth_{n}_seed{seed}"
+    formats = ("mpd", "parquet") if n <= json_max else ("parquet",)
+    marker = folder / "synthetic.json"
+    if marker.exists():
+        summary = json.loads(marker.read_text())
+        if set(formats) <= set(summary["formats"]) and summary["n_playlists"] == n:
+            summary["generate_s"] = summary.get("generate_s")
+            return folder, summary
+    started = time.perf_counter()
+    summary = write_synthetic(SyntheticConfig(n_playlists=n, seed=seed), folder, formats,
+                              progress=sys.stderr.isatty())
+    summary["generate_s"] = round(time.perf_counter() - started, 1)
+    marker.write_text(json.dumps(summary, indent=2) + "\n")
+    return folder, summary
+
+
+def bench_parse(files: list[Path], max_files: int) -> dict:
+    """MB/s of JSON parsing (parse only, one core) for the stdlib and orjson, same bytes."""
+    import orjson
+
+    out = {}
+    for name, loads in (("parse_json", json.loads), ("parse_orjson", orjson.loads)):
+        n_bytes, seconds = 0, 0.0
+        with PeakRSS() as peak:
+            for file in files[:max_files]:
+                data = file.read_bytes()
+                t0 = time.perf_counter()
+                parsed = loads(data)
+                seconds += time.perf_counter() - t0
+                n_bytes += len(data)
+                del parsed, data
+        out[name] = peak.record(mb_per_s=round(n_bytes / MB / seconds, 1), files=min(
+            len(files), max_files), json_mb=round(n_bytes / MB, 1))
+        out[name]["seconds"] = round(seconds, 3)
+    return out
+
+
+def run_size(n: int, args: argparse.Namespace) -> dict:
+    """Every stage at one size, in this process; returns the record for results.json."""
+    from semantic_ids.catalog import SemanticIDCatalog
+    from semantic_ids.cf import CFConfig, available_cpus, fit_cf
+    from semantic_ids.columnar import (
+        interactions_from_columns,
+        read_mpd_columnar,
+        read_parquet_columnar,
+    )
+    from semantic_ids.residual_kmeans import ResidualKMeans
+    from text2tracks.trie import FlatTrie
+
+    started = time.perf_counter()
+    folder, summary = ensure_data(n, Path(args.data_dir), args.seed, args.json_max)
+    record: dict = {"n_playlists": n, "data": str(folder), "synthetic": summary,
+                    "stages": {}, "cpus": available_cpus()}
+    stages = record["stages"]
+    print(f"[{n}] data ready in {time.perf_counter() - started:.0f}s: {summary['n_rows']} rows",
+          flush=True)
+
+    # 1-2. reading
+    mpd_files = sorted((folder / "mpd").glob("mpd.slice.*.json"))
+    if mpd_files:
+        stages.update(bench_parse(mpd_files, args.parse_files))
+        with PeakRSS() as peak:
+            columns = read_mpd_columnar(folder / "mpd")
+        stages["read_mpd_columnar"] = peak.record(
+            mb_per_s=round(columns.bytes_read / MB / peak.seconds, 1),
+            json_mb=round(columns.bytes_read / MB, 1))
+        del columns
+    with PeakRSS() as peak:
+        columns = read_parquet_columnar(folder / "parquet")
+    P, R, T = columns.n_playlists, columns.n_rows, int(columns.track_ids.size)
+    stages["read_parquet_columnar"] = peak.record(
+        rows_per_s=round(R / peak.seconds), model_kept_mb=_mb(4 * R + 118 * P + 144 * T),
+        model_peak_mb=_mb(4 * R + 118 * P + 304 * T))
+    if "read_mpd_columnar" in stages:
+        slice_bytes = stages["read_mpd_columnar"]["json_mb"] * MB / len(mpd_files)
+        stages["read_mpd_columnar"].update(
+            model_kept_mb=_mb(4 * R + 118 * P + 144 * T),
+            model_peak_mb=_mb(4 * R + 118 * P + 304 * T + 4 * slice_bytes))
+    record.update(P=P, R=R, T=T)
+
+    # 3. the interaction matrix
+    with PeakRSS() as peak:
+        matrix, vocab = interactions_from_columns(columns, min_count=args.min_count)
+    nnz, n_items = int(matrix.nnz), len(vocab)
+    stages["interactions"] = peak.record(
+        nnz=nnz, n_items=n_items, matrix_mb=_mb(matrix.data.nbytes + matrix.indices.nbytes
+                                                + matrix.indptr.nbytes),
+        model_peak_mb=_mb(25 * R), model_kept_mb=_mb(8 * nnz + 8 * P))
+    record.update(nnz=nnz, I=n_items)
+    del columns
+    print(f"[{n}] {P} playlists, {R} rows, {T} tracks, catalogue {n_items} (>= {args.min_count})",
+          flush=True)
+
+    # 4. ALS
+    f = args.factors
+    config = CFConfig(factors=f, iterations=args.als_iterations)
+    with PeakRSS() as peak:
+        cf = fit_cf(matrix, config, show_progress=False)
+    per_iter = peak.seconds / args.als_iterations
+    stages["als"] = peak.record(
+        factors=f, iterations=args.als_iterations, seconds_per_iteration=round(per_iter, 2),
+        seconds_15_iterations_est=round(15 * per_iter, 1),
+        model_peak_mb=_mb(40 * nnz + 4 * f * (P + n_items)))
+    item_factors = cf.item_factors
+    del cf, matrix
+    gc.collect()
+
+    # 5. residual k-means + catalogue
+    with PeakRSS() as peak:
+        rkm = ResidualKMeans(n_levels=3, codebook_size=256, n_iter=args.kmeans_iterations,
+                             seed=args.seed)
+        codes = rkm.fit_encode(item_factors)
+    stages["residual_kmeans"] = peak.record(
+        n_iter=args.kmeans_iterations, model_peak_mb=_mb((16 * f + 12 * 32) * n_items))
+    with PeakRSS() as peak:
+        catalog = SemanticIDCatalog.build(vocab.item_ids, codes, vocab.counts, 256)
+    stats_group = int(catalog.level_sizes[-1])
+    stages["catalog"] = peak.record(largest_collision_group=stats_group,
+                                    model_peak_mb=_mb(200 * n_items))
+
+    # 6. trie
+    with PeakRSS() as peak:
+        trie = FlatTrie.from_codes(catalog.sid_codes, catalog.level_sizes)
+    trie_bytes = _trie_nbytes(trie)
+    stages["trie"] = peak.record(table_mb=_mb(trie_bytes),
+                                 bytes_per_item=round(trie_bytes / n_items, 1),
+                                 model_mb=_mb(120 * n_items))
+    del trie, catalog, rkm, codes, item_factors, vocab
+
+    # peak of the whole item-side build (generation included), before the comparison below
+    record["build_peak_rss_mb"] = round(
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)
+
+    # 7. the object path, for comparison
+    if n <= args.object_max and mpd_files:
+        from semantic_ids.interactions import build_interactions
+        from semantic_ids.playlists import read_playlists
+
+        with PeakRSS() as peak:
+            playlist_set = read_playlists(folder / "mpd")
+            build_interactions(playlist_set, min_count=args.min_count)
+        stages["object_reader"] = peak.record()
+        del playlist_set
+    record["process_peak_rss_mb"] = round(
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)
+    record["build_ids_s"] = round(sum(stages[s]["seconds"] for s in (
+        "read_parquet_columnar", "interactions", "residual_kmeans", "catalog", "trie"))
+        + stages["als"]["seconds_15_iterations_est"], 1)
+    return record
+
+
+def _mb(n_bytes: float) -> float:
+    return round(n_bytes / MB, 1)
+
+
+def _trie_nbytes(trie) -> int:
+    total = 0
+    for value in vars(trie).values():
+        arrays = value if isinstance(value, (list, tuple)) else [value]
+        total += sum(a.nbytes for a in arrays if isinstance(a, np.ndarray))
+    return total
+
+
+def print_table(record: dict) -> None:
+    n = record["n_playlists"]
+    print(f"\n== {n:,} playlists: {record['R']:,} rows, {record['T']:,} tracks, "
+          f"{record['I']:,} catalogue items, {record['nnz']:,} nnz; peak RSS of the build "
+          f"{record['build_peak_rss_mb']:,.0f} MB (with the object reader "
+          f"{record['process_peak_rss_mb']:,.0f} MB); build-ids est. {record['build_ids_s']:,.0f} s "
+          "(read Parquet + matrix + 15 ALS iterations + k-means + catalogue + trie)")
+    print(f"{'stage':<22}{'seconds':>10}{'peak MB':>10}{'+peak MB':>10}{'kept MB':>10}"
+          f"{'model +MB':>10}  detail")
+    for name in STAGES:
+        s = record["stages"].get(name)
+        if s is None:
+            continue
+        model = s.get("model_peak_mb", s.get("model_mb", ""))
+        detail = ", ".join(f"{k}={v}" for k, v in s.items() if k not in (
+            "seconds", "peak_rss_mb", "delta_peak_mb", "kept_mb", "model_peak_mb"))
+        print(f"{name:<22}{s['seconds']:>10.2f}{s['peak_rss_mb']:>10.0f}{s['delta_peak_mb']:>10.0f}"
+              f"{s['kept_mb']:>10.0f}{model!s:>10}  {detail}")
+
+
+def plot(records: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(12, 4.8))
+    sizes = [r["n_playlists"] for r in records]
+    for name in STAGES:
+        points = [(r["n_playlists"], r["stages"][name]) for r in records if name in r["stages"]]
+        if len(points) < 1 or name.startswith("parse_"):
+            continue
+        xs = [p[0] for p in points]
+        ax_t.plot(xs, [max(p[1]["seconds"], 1e-3) for p in points], "o-", label=name)
+        ax_m.plot(xs, [max(p[1]["delta_peak_mb"], 0.1) for p in points], "o-", label=name)
+    ax_m.plot(sizes, [r["build_peak_rss_mb"] for r in records], "k--", label="build peak RSS")
+    for ax, label in ((ax_t, "seconds"), (ax_m, "peak RSS increase of the stage (MB)")):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("playlists")
+        ax.set_ylabel(label)
+        ax.grid(True, which="both", alpha=0.3)
+    ax_t.set_title("time per stage")
+    ax_m.set_title("memory per stage")
+    ax_m.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def growth(records: list[dict]) -> dict:
+    """Log-log slope of each stage's time and peak between consecutive sizes."""
+    out = {}
+    for a, b in zip(records, records[1:], strict=False):
+        ratio = np.log(b["n_playlists"] / a["n_playlists"])
+        key = f"{a['n_playlists']}->{b['n_playlists']}"
+        out[key] = {
+            name: {"time_slope": round(float(np.log(max(b["stages"][name]["seconds"], 1e-3)
+                                                    / max(a["stages"][name]["seconds"], 1e-3))
+                                             / ratio), 2)}
+            for name in STAGES if name in a["stages"] and name in b["stages"]
+        }
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="10000,100000,1000000",
+                        help="playlist counts, comma-separated")
+    parser.add_argument("--out", default="bench_out/scale")
+    parser.add_argument("--data-dir", default=None, help="synthetic sets (default OUT/data)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json-max", type=int, default=100_000,
+                        help="write and read MPD JSON up to this size (Parquet above it)")
+    parser.add_argument("--object-max", type=int, default=100_000,
+                        help="run the object reader for comparison up to this size")
+    parser.add_argument("--parse-files", type=int, default=10,
+                        help="slice files timed for the parse-only MB/s")
+    parser.add_argument("--min-count", type=int, default=2)
+    parser.add_argument("--factors", type=int, default=64)
+    parser.add_argument("--als-iterations", type=int, default=3)
+    parser.add_argument("--kmeans-iterations", type=int, default=20)
+    parser.add_argument("--one-size", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--result-file", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    args.data_dir = args.data_dir or str(out / "data")
+
+    if args.one_size is not None:  # the child: one size, one process
+        record = run_size(args.one_size, args)
+        Path(args.result_file).write_text(json.dumps(record, indent=2) + "\n")
+        return 0
+
+    records = []
+    results_path = out / "results.json"
+    for n in [int(s) for s in args.sizes.split(",") if s.strip()]:
+        result_file = out / f"size_{n}.json"
+        child = [sys.executable, "-m", "eval.bench_scale", "--one-size", str(n),
+                 "--result-file", str(result_file)] + [a for a in (argv or sys.argv[1:])]
+        code = subprocess.call(child)
+        if code != 0:
+            print(f"size {n}: the run failed (exit {code}); stopping", file=sys.stderr)
+            break
+        record = json.loads(result_file.read_text())
+        records.append(record)
+        print_table(record)
+        payload = {"host": platform.node(), "python": platform.python_version(),
+                   "load_average": list(os.getloadavg()), "sizes": records,
+                   "growth": growth(records)}
+        results_path.write_text(json.dumps(payload, indent=2) + "\n")
+        plot(records, out / "growth.png")
+    if records:
+        print(f"\nwrote {results_path} and {out / 'growth.png'}")
+        print(json.dumps(growth(records), indent=1))
+    return 0 if records else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
