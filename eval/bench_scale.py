@@ -164,7 +164,7 @@ def run_size(n: int, args: argparse.Namespace) -> dict:
     started = time.perf_counter()
     folder, summary = ensure_data(n, Path(args.data_dir), args.seed, args.json_max)
     record: dict = {"n_playlists": n, "data": str(folder), "synthetic": summary,
-                    "stages": {}, "cpus": available_cpus()}
+                    "min_count": args.min_count, "stages": {}, "cpus": available_cpus()}
     stages = record["stages"]
     print(f"[{n}] data ready in {time.perf_counter() - started:.0f}s: {summary['n_rows']} rows",
           flush=True)

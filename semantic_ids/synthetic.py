@@ -21,7 +21,8 @@ The shape, and the real MPD figures it is anchored to (1,000,000 playlists, 66,3
   drawn from that topic's own Zipf over its share of the universe, so titles, tracks and artists
   co-occur as they do in real playlists (CF and title kNN have structure to find).
 - Artists and albums: consecutive tracks of a topic share an artist (~8 tracks each) and an
-  album (~3 tracks each), so popular artists have popular tracks.
+  album (~3 tracks each), so popular artists have popular tracks; half the rows follow
+  the previous row's artist, so a playlist names fewer artists than tracks (real: ~0.6).
 - Titles: a Zipf over a title universe (single common words first, then two- or three-word
   titles), written with realistic surface variation (case, trailing emoji or punctuation), so
   there are more distinct raw titles than normalised ones; ~2% of playlists have a description.
@@ -50,6 +51,7 @@ REAL_MPD_PLAYLISTS = 1_000_000
 REAL_MPD_TRACKS = 2_262_292
 HEAPS_EXPONENT = 0.54
 FORMATS = ("mpd", "parquet")
+ARTIST_TRACKS = 8  # tracks per artist (real MPD: 2.26M tracks / 296k artists)
 
 _WORDS = (
     "chill country rap workout party summer oldies throwback worship vibes christmas rock "
@@ -81,6 +83,7 @@ class SyntheticConfig:
         n_titles: size of the title universe; ``title_exponent``, ``title_offset`` its Zipf.
         length_median, length_mean, min_length, max_length: playlist lengths.
         description_share: share of playlists with a description.
+        artist_share: share of rows that take another track by the previous row's artist.
         slice_size: playlists per MPD slice file and per Parquet row group.
     """
 
@@ -99,14 +102,16 @@ class SyntheticConfig:
     min_length: int = 5
     max_length: int = 250
     description_share: float = 0.019
+    artist_share: float = 0.6
     slice_size: int = SLICE_SIZE
     universe: int = field(init=False)
 
     def __post_init__(self) -> None:
         if int(self.n_playlists) < 1:
             raise ValueError(f"n_playlists must be >= 1, got {self.n_playlists}")
-        if not 0.0 <= self.topic_share <= 1.0 or not 0.0 <= self.description_share <= 1.0:
-            raise ValueError("topic_share and description_share must be in [0, 1]")
+        if not all(0.0 <= v <= 1.0 for v in (self.topic_share, self.description_share,
+                                               self.artist_share)):
+            raise ValueError("topic_share, description_share and artist_share must be in [0, 1]")
         if not 1 <= self.min_length <= self.max_length:
             raise ValueError(f"need 1 <= min_length <= max_length, got {self.min_length}, "
                              f"{self.max_length}")
@@ -249,7 +254,8 @@ def generate_slice(config: SyntheticConfig, index: int) -> SyntheticSlice:
 
     # 1. lengths: log-normal with the real median and mean, clipped to the real range
     sigma = math.sqrt(2.0 * math.log(config.length_mean / config.length_median))
-    lengths = rng.lognormal(math.log(config.length_median), sigma, n)
+    # drawn 5% long: clipping at max_length and removing repeated tracks take about that back
+    lengths = rng.lognormal(math.log(1.05 * config.length_median), sigma, n)
     lengths = np.clip(np.rint(lengths), config.min_length, config.max_length).astype(np.int64)
 
     # 2. titles: Zipf over the title universe; the title fixes the topic
@@ -280,6 +286,18 @@ def generate_slice(config: SyntheticConfig, index: int) -> SyntheticSlice:
                             config.track_offset)
     tracks[local] = local_rank * config.n_topics + topics[row_playlist[local]].astype(np.int64)
 
+    # 3b. artist runs: some rows take another track by the previous row's artist (tracks of one
+    # artist are ARTIST_TRACKS consecutive local ranks of one topic), as real playlists repeat
+    # artists (real MPD: ~0.6 artists per track in a playlist)
+    follow = rng.random(rows) < config.artist_share
+    follow[np.concatenate([[0], np.cumsum(lengths)[:-1]])] = False  # not a playlist's first row
+    prev = tracks[np.flatnonzero(follow) - 1]
+    block = (prev // config.n_topics) // ARTIST_TRACKS * ARTIST_TRACKS
+    offset = (prev // config.n_topics) % ARTIST_TRACKS  # another track of the artist, never prev
+    local = block + (offset + rng.integers(1, ARTIST_TRACKS, prev.size)) % ARTIST_TRACKS
+    new = local * config.n_topics + prev % config.n_topics
+    tracks[follow] = np.where(new < config.universe, new, prev)
+
     # 4. a track once per playlist (first occurrence kept, order kept)
     key = row_playlist * config.universe + tracks
     _, first = np.unique(key, return_index=True)
@@ -306,7 +324,7 @@ class _TrackTable:
         u = self.unique.astype(np.uint64)
         topic = self.unique % config.n_topics
         local = self.unique // config.n_topics
-        self.artist = (local // 8) * config.n_topics + topic
+        self.artist = (local // ARTIST_TRACKS) * config.n_topics + topic
         self.album = (local // 3) * config.n_topics + topic
         seed = config.seed
         self.track_uri = ["spotify:track:" + s for s in _base62(u, 100 + seed)]
