@@ -14,6 +14,8 @@ always; reused when present), then time each stage and sample its peak RSS (psut
 5. Residual k-means (3 x 256, matching assignment, as build-ids) and the catalogue
    (``SemanticIDCatalog.build``: collision digit).
 6. The flattened trie (``text2tracks.trie.FlatTrie.from_codes``): its arrays' bytes.
+6b. Constrained decoding over that catalogue with one fixed model (``eval.bench_decoding``'s
+   T5, random weights, one torch thread): one-prompt latency (k=10) and prompts/s at batch 64.
 7. For comparison, the object reader (``read_playlists`` + ``build_interactions``) up to
    ``--object-max`` playlists (run last, so that its freed memory does not raise the others).
 
@@ -66,7 +68,7 @@ import numpy as np  # noqa: E402
 
 MB = 2**20
 STAGES = ("parse_json", "parse_orjson", "read_mpd_columnar", "read_parquet_columnar",
-          "interactions", "als", "residual_kmeans", "catalog", "trie", "object_reader")
+          "interactions", "als", "residual_kmeans", "catalog", "trie", "decode", "object_reader")
 
 
 def _rss() -> int:
@@ -117,15 +119,23 @@ def ensure_data(n: int, root: Path, seed: int, json_max: int) -> tuple[Path, dic
     marker = folder / "synthetic.json"
     if marker.exists():
         summary = json.loads(marker.read_text())
-        if set(formats) <= set(summary["formats"]) and summary["n_playlists"] == n:
+        if set(formats) <= set(summary["formats"]) and summary.get("config") == _config_key(
+                SyntheticConfig(n_playlists=n, seed=seed)):
             summary["generate_s"] = summary.get("generate_s")
             return folder, summary
     started = time.perf_counter()
     summary = write_synthetic(SyntheticConfig(n_playlists=n, seed=seed), folder, formats,
                               progress=sys.stderr.isatty())
     summary["generate_s"] = round(time.perf_counter() - started, 1)
+    summary["config"] = _config_key(SyntheticConfig(n_playlists=n, seed=seed))
     marker.write_text(json.dumps(summary, indent=2) + "\n")
     return folder, summary
+
+
+def _config_key(config) -> dict:
+    from dataclasses import asdict
+
+    return json.loads(json.dumps(asdict(config)))
 
 
 def bench_parse(files: list[Path], max_files: int) -> dict:
@@ -239,11 +249,12 @@ def run_size(n: int, args: argparse.Namespace) -> dict:
     stages["trie"] = peak.record(table_mb=_mb(trie_bytes),
                                  bytes_per_item=round(trie_bytes / n_items, 1),
                                  model_mb=_mb(120 * n_items))
-    del trie, catalog, rkm, codes, item_factors, vocab
-
-    # peak of the whole item-side build (generation included), before the comparison below
+    # peak of the whole item-side build (generation included), before torch is loaded below
     record["build_peak_rss_mb"] = round(
         resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)
+    if args.decode:
+        stages["decode"] = bench_decode(catalog.sid_codes, args)
+    del trie, catalog, rkm, codes, item_factors, vocab
 
     # 7. the object path, for comparison
     if n <= args.object_max and mpd_files:
@@ -261,6 +272,45 @@ def run_size(n: int, args: argparse.Namespace) -> dict:
         "read_parquet_columnar", "interactions", "residual_kmeans", "catalog", "trie"))
         + stages["als"]["seconds_15_iterations_est"], 1)
     return record
+
+
+DIGIT_BLOCK = 256  # the model's collision-digit block: one model for every catalogue size
+
+
+def bench_decode(sid_codes: np.ndarray, args: argparse.Namespace) -> dict:
+    """One-prompt latency (k=10) and prompts/s at batch 64 of constrained beam search over this
+    catalogue, with one fixed model (bench_decoding's T5, random weights) for every size."""
+    import torch
+
+    from eval.bench_decoding import BYTE_VOCAB, build_model
+    from text2tracks.decoding import constrained_generate
+    from text2tracks.tokens import SIDTokenLayout
+    from text2tracks.trie import FlatTrie
+
+    torch.set_num_threads(1)
+    digit = int(sid_codes[:, -1].max()) + 1
+    if digit > DIGIT_BLOCK:
+        return {"seconds": 0.0, "peak_rss_mb": 0.0, "delta_peak_mb": 0.0, "kept_mb": 0.0,
+                "skipped": f"collision group {digit} > {DIGIT_BLOCK}"}
+    sizes = (256, 256, 256, DIGIT_BLOCK)
+    layout = SIDTokenLayout(sizes, tuple(BYTE_VOCAB + sum(sizes[:lv]) for lv in range(4)))
+    model = build_model(layout.end_id, args.seed)
+    g = torch.Generator().manual_seed(args.seed)
+    x1 = torch.randint(3, 259, (1, 32), generator=g)
+    x64 = torch.randint(3, 259, (64, 32), generator=g)
+    with PeakRSS() as peak:
+        trie = FlatTrie.from_codes(sid_codes, sizes)
+        constrained_generate(model, x1, None, trie, layout, k=10)  # warm-up
+        latency = []
+        for _ in range(args.decode_repeats):
+            t0 = time.perf_counter()
+            constrained_generate(model, x1, None, trie, layout, k=10)
+            latency.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        constrained_generate(model, x64, None, trie, layout, k=10)
+        batch_s = time.perf_counter() - t0
+    return peak.record(latency_ms=round(1000 * float(np.median(latency)), 1),
+                       prompts_per_s_batch64=round(64 / batch_s, 1), torch_threads=1)
 
 
 def _mb(n_bytes: float) -> float:
@@ -305,7 +355,7 @@ def plot(records: list[dict], path: Path) -> None:
     sizes = [r["n_playlists"] for r in records]
     for name in STAGES:
         points = [(r["n_playlists"], r["stages"][name]) for r in records if name in r["stages"]]
-        if len(points) < 1 or name.startswith("parse_"):
+        if len(points) < 1 or name.startswith("parse_") or name == "decode":
             continue
         xs = [p[0] for p in points]
         ax_t.plot(xs, [max(p[1]["seconds"], 1e-3) for p in points], "o-", label=name)
@@ -357,6 +407,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--factors", type=int, default=64)
     parser.add_argument("--als-iterations", type=int, default=3)
     parser.add_argument("--kmeans-iterations", type=int, default=20)
+    parser.add_argument("--decode", action=argparse.BooleanOptionalAction, default=True,
+                        help="time constrained decoding over each catalogue (one fixed model)")
+    parser.add_argument("--decode-repeats", type=int, default=5)
     parser.add_argument("--one-size", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--result-file", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
