@@ -26,9 +26,12 @@ beside its measured peak RSS increase:
 - columnar read, kept: 4 R (int32 codes) + 8 P (indptr) + ~110 P (id, title strings, list slots)
   + 144 T (the track ids as a numpy ``<U36`` array); while reading, also ~160 T for the
   vocabulary dict and its str objects, and the Python objects of the one slice being parsed
-  (~4x its bytes of indented JSON) -> peak ~4 R + 118 P + 304 T + 4 x slice bytes.
+  (~2x its bytes of indented JSON) -> peak ~4 R + 118 P + 304 T + 2 x slice bytes.
 - interaction matrix: kept 8 R (float32 data + int32 indices) + 8 P; transient while building
-  8 R (row ids, int64) + 8 R (column ids, int64) + 1 R (mask) -> peak ~25 R.
+  8 R (row ids, int64) + 8 R (column ids, int64) + 1 R (mask), and per catalogue item its id
+  sorted as ``<U36`` (144) and the ItemVocab tuple + dict (~100) -> peak ~25 R + 250 I, kept
+  8 R + 8 P + 150 I (numpy buffers and Python objects traced exactly with tracemalloc: RSS
+  deltas miss memory reused from freed arenas).
 - ALS: bm25 weighting makes a weighted copy through COO (~24 R transient, 8 R kept), implicit
   keeps the item-user transpose (8 R) and the factors 4 f (P + I) -> peak ~40 R + 4 f (P + I).
 - residual k-means: the input and its normalised / residual copies ~16 d I, the matching
@@ -62,6 +65,7 @@ import subprocess  # noqa: E402
 import sys  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
+import tracemalloc  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -199,17 +203,20 @@ def run_size(n: int, args: argparse.Namespace) -> dict:
         slice_bytes = stages["read_mpd_columnar"]["json_mb"] * MB / len(mpd_files)
         stages["read_mpd_columnar"].update(
             model_kept_mb=_mb(4 * R + 118 * P + 144 * T),
-            model_peak_mb=_mb(4 * R + 118 * P + 304 * T + 4 * slice_bytes))
+            model_peak_mb=_mb(4 * R + 118 * P + 304 * T + 2 * slice_bytes))
     record.update(P=P, R=R, T=T)
 
     # 3. the interaction matrix
+    tracemalloc.start()  # numpy reports its buffers to tracemalloc: the exact transient peak
     with PeakRSS() as peak:
         matrix, vocab = interactions_from_columns(columns, min_count=args.min_count)
+    traced_peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
     nnz, n_items = int(matrix.nnz), len(vocab)
     stages["interactions"] = peak.record(
-        nnz=nnz, n_items=n_items, matrix_mb=_mb(matrix.data.nbytes + matrix.indices.nbytes
+        traced_peak_mb=_mb(traced_peak), nnz=nnz, n_items=n_items, matrix_mb=_mb(matrix.data.nbytes + matrix.indices.nbytes
                                                 + matrix.indptr.nbytes),
-        model_peak_mb=_mb(25 * R), model_kept_mb=_mb(8 * nnz + 8 * P))
+        model_peak_mb=_mb(25 * R + 250 * n_items), model_kept_mb=_mb(8 * nnz + 8 * P + 150 * n_items))
     record.update(nnz=nnz, I=n_items)
     del columns
     print(f"[{n}] {P} playlists, {R} rows, {T} tracks, catalogue {n_items} (>= {args.min_count})",
@@ -410,6 +417,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--decode", action=argparse.BooleanOptionalAction, default=True,
                         help="time constrained decoding over each catalogue (one fixed model)")
     parser.add_argument("--decode-repeats", type=int, default=5)
+    parser.add_argument("--merge", action=argparse.BooleanOptionalAction, default=True,
+                        help="include sizes measured earlier into OUT (size_N.json) in the output")
     parser.add_argument("--one-size", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--result-file", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -422,9 +431,14 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.result_file).write_text(json.dumps(record, indent=2) + "\n")
         return 0
 
-    records = []
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    # sizes measured by earlier runs into the same OUT join the table, the JSON and the plot
+    earlier = {int(p.stem.split("_")[1]): p for p in out.glob("size_*.json")} if args.merge else {}
+    records = [json.loads(p.read_text()) for n, p in sorted(earlier.items()) if n not in sizes]
+    for record in records:
+        print(f"(size {record['n_playlists']} from an earlier run: {earlier[record['n_playlists']]})")
     results_path = out / "results.json"
-    for n in [int(s) for s in args.sizes.split(",") if s.strip()]:
+    for n in sizes:
         result_file = out / f"size_{n}.json"
         child = [sys.executable, "-m", "eval.bench_scale", "--one-size", str(n),
                  "--result-file", str(result_file)] + [a for a in (argv or sys.argv[1:])]
@@ -434,6 +448,7 @@ def main(argv: list[str] | None = None) -> int:
             break
         record = json.loads(result_file.read_text())
         records.append(record)
+        records.sort(key=lambda r: r["n_playlists"])
         print_table(record)
         payload = {"host": platform.node(), "python": platform.python_version(),
                    "load_average": list(os.getloadavg()), "sizes": records,
@@ -441,6 +456,9 @@ def main(argv: list[str] | None = None) -> int:
         results_path.write_text(json.dumps(payload, indent=2) + "\n")
         plot(records, out / "growth.png")
     if records:
+        for record in records:
+            if record["n_playlists"] not in sizes:
+                print_table(record)
         print(f"\nwrote {results_path} and {out / 'growth.png'}")
         print(json.dumps(growth(records), indent=1))
     return 0 if records else 1
