@@ -304,10 +304,9 @@ def _parquet_chunk(out: _ChunkCollector, where: str, table) -> None:
         raise PlaylistFormatError(f"{where}: track_id is null in some rows; every track needs "
                                   "an id.")
     track_enc = pc.dictionary_encode(pc.cast(track_col, pa.string()))
-    distinct = track_enc.dictionary.to_pylist()
-    if "" in distinct or any(not s.strip() for s in distinct):
+    if pc.any(pc.equal(pc.utf8_trim_whitespace(track_enc.dictionary), "")).as_py():
         raise PlaylistFormatError(f"{where}: empty track_id in some rows; every track needs one.")
-    local = out.vocab.codes(distinct)
+    local = out.vocab.codes(track_enc.dictionary.to_pylist())
     codes = local[np.asarray(track_enc.indices, dtype=np.int64)]
     sorted_group = group[order]
     n_groups = len(pid_enc.dictionary)

@@ -130,6 +130,13 @@ def test_errors_name_the_file(tmp_path):
     file.write_text("{not json")
     with pytest.raises(PlaylistFormatError, match="malformed JSON"):
         read_mpd_columnar(file)
+    pq.write_table(pa.table({"playlist_id": ["p"], "title": ["t"], "track_id": [" "]}),
+                   tmp_path / "c.parquet")
+    with pytest.raises(PlaylistFormatError, match="empty track_id"):
+        read_parquet_columnar(tmp_path / "c.parquet")
+    write_slice(file, [playlist(1, "a", ["x", "  "])])
+    with pytest.raises(PlaylistFormatError, match="blank"):
+        read_mpd_columnar(file)
     pq.write_table(pa.table({"playlist_id": ["p"], "title": ["t"]}), tmp_path / "b.parquet")
     with pytest.raises(PlaylistFormatError, match="missing column"):
         read_parquet_columnar(tmp_path / "b.parquet")
