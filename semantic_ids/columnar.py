@@ -17,8 +17,10 @@ pyarrow, its track ids dictionary-encoded per row group so that no Python code r
 The same rules as the object readers hold (``semantic_ids.playlists``): a missing playlist id or
 title or track id is an error, empty playlists are skipped and counted, a track repeated in a
 playlist keeps its first occurrence, a playlist id used twice is an error, titles are stripped.
-``interactions_from_columns`` then gives exactly the matrix and vocabulary of
-``semantic_ids.interactions.build_interactions`` (tested), with no Python loop over rows.
+``ColumnarPlaylists.split`` gives the same train / validation / test sides as
+``split_playlists`` and ``take`` gathers a side's rows; ``interactions_from_columns`` then gives
+exactly the matrix and vocabulary of ``semantic_ids.interactions.build_interactions`` (tested),
+with no Python loop over rows.
 
 Memory model of the result (measured against in ``eval/bench_scale.py``): 4 bytes per row
 (``track_codes``) + 8 per playlist (``indptr``) + the strings (~60-100 bytes per playlist for id
@@ -42,6 +44,8 @@ from semantic_ids.playlists import (
     _mpd_files,
     _opt_str,
     _require_exists,
+    _unit_hash,
+    split_playlists,
 )
 
 try:  # optional: a faster JSON parser (pyproject lists it; the stdlib is the fallback)
@@ -107,6 +111,33 @@ class ColumnarPlaylists:
     def nbytes(self) -> int:
         """Bytes of the numeric arrays (the strings are not counted)."""
         return int(self.indptr.nbytes + self.track_codes.nbytes)
+
+    def take(self, rows: np.ndarray) -> ColumnarPlaylists:
+        """The playlists at ``rows`` (int indices, in that order), sharing the track vocabulary."""
+        rows = np.asarray(rows, dtype=np.int64)
+        starts, ends = self.indptr[rows], self.indptr[rows + 1]
+        lengths = ends - starts
+        indptr = np.zeros(rows.size + 1, dtype=np.int64)
+        np.cumsum(lengths, out=indptr[1:])
+        # gather rows without a Python loop: position of each output row in track_codes
+        flat = np.repeat(starts - indptr[:-1], lengths) + np.arange(indptr[-1])
+        listed = rows.tolist()
+        return ColumnarPlaylists(
+            [self.playlist_ids[r] for r in listed], [self.titles[r] for r in listed],
+            [self.descriptions[r] for r in listed], indptr, self.track_codes[flat],
+            self.track_ids, 0, 0)
+
+    def split(self, validation_fraction: float = 0.1, test_fraction: float = 0.1,
+              seed: int = 0) -> dict[str, np.ndarray]:
+        """Row indices of train / validation / test, the same sides as ``split_playlists``."""
+        split_playlists(  # validates the fractions with the same messages
+            [], validation_fraction=validation_fraction, test_fraction=test_fraction, seed=seed)
+        u = np.fromiter((_unit_hash(seed, pid) for pid in self.playlist_ids), dtype=np.float64,
+                        count=self.n_playlists)
+        side = np.where(u < test_fraction, 2, np.where(u < test_fraction + validation_fraction,
+                                                       1, 0))
+        return {name: np.flatnonzero(side == k)
+                for k, name in enumerate(("train", "validation", "test"))}
 
     def tracks_of(self, row: int) -> list[str]:
         """Track ids of playlist ``row``, in order (for checks and small data)."""

@@ -78,6 +78,26 @@ def test_synthetic_parquet_same_matrix_as_object_path(synth):
     assert columns.track_codes.dtype == np.int32
 
 
+def test_split_and_take_match_split_playlists(synth):
+    objects = read_playlists(synth / "mpd")
+    columns = read_columnar(synth / "mpd")
+    expected = split_playlists(objects, validation_fraction=0.2, test_fraction=0.1, seed=4)
+    sides = columns.split(validation_fraction=0.2, test_fraction=0.1, seed=4)
+    for name in ("train", "validation", "test"):
+        part = columns.take(sides[name])
+        playlists = getattr(expected, name)
+        assert part.playlist_ids == [p.playlist_id for p in playlists]
+        assert [tuple(part.tracks_of(r)) for r in range(part.n_playlists)] == \
+            [p.track_ids for p in playlists]
+    train = columns.take(sides["train"])
+    matrix, vocab = interactions_from_columns(train, min_count=2)
+    want, want_vocab = build_interactions(expected.train, min_count=2)
+    assert vocab == want_vocab
+    same_matrix(matrix, want)
+    with pytest.raises(ValueError, match="validation_fraction"):
+        columns.split(validation_fraction=1.5)
+
+
 def test_held_out_vocab_reuse_matches(synth):
     objects = read_playlists(synth / "mpd")
     split = split_playlists(objects, seed=1)
