@@ -443,15 +443,43 @@ def _parquet_table(sl: SyntheticSlice, table: _TrackTable):
     )
 
 
+def _render_slice(config: SyntheticConfig, formats: tuple[str, ...], index: int):
+    """Slice ``index`` rendered: (rows, MPD JSON bytes or None, Arrow table or None)."""
+    sl = generate_slice(config, index)
+    table = _TrackTable(config, sl.tracks)
+    text = _mpd_json(config, sl, table, index).encode("utf-8") if "mpd" in formats else None
+    arrow = _parquet_table(sl, table) if "parquet" in formats else None
+    return int(sl.tracks.size), text, arrow
+
+
+def _bounded(pool, render, n: int, window: int) -> Iterator:
+    """``render(i)`` for i in order, from ``pool``, with at most ``window`` slices in flight."""
+    from collections import deque
+
+    pending: deque = deque()
+    for index in range(n):
+        pending.append(pool.apply_async(render, (index,)))
+        if len(pending) >= window:
+            yield pending.popleft().get()
+    while pending:
+        yield pending.popleft().get()
+
+
 def write_synthetic(config: SyntheticConfig, out: str | Path, formats: tuple[str, ...] = ("mpd",),
-                    progress: bool = False) -> dict:
+                    progress: bool = False, workers: int = 1) -> dict:
     """Write the set under ``out``: ``out/mpd/mpd.slice.*.json`` and/or ``out/parquet/
     playlists.parquet`` (one row group per slice). Returns a summary (counts, bytes, paths).
-    Slices are written one at a time; a finished set is marked by ``out/synthetic.json``.
+
+    Slices are written one at a time, in order; with ``workers > 1`` they are rendered by that
+    many processes (at most 2 slices per worker in flight, so memory stays constant in the
+    number of playlists) and the files are the same bytes. A finished set is marked by
+    ``out/synthetic.json``.
     """
     bad = [f for f in formats if f not in FORMATS]
     if bad or not formats:
         raise ValueError(f"formats must be a non-empty subset of {FORMATS}, got {formats}")
+    if int(workers) < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     writer = None
@@ -465,22 +493,35 @@ def write_synthetic(config: SyntheticConfig, out: str | Path, formats: tuple[str
     if "mpd" in formats:
         (out / "mpd").mkdir(exist_ok=True)
     n_rows, json_bytes = 0, 0
+    from functools import partial
+
     from tqdm.auto import tqdm
 
-    for index in tqdm(range(config.n_slices), desc="synthetic slices", unit="slice",
-                      disable=not progress):
-        sl = generate_slice(config, index)
-        table = _TrackTable(config, sl.tracks)
-        n_rows += int(sl.tracks.size)
-        if "mpd" in formats:
-            text = _mpd_json(config, sl, table, index).encode("utf-8")
-            json_bytes += len(text)
-            path = out / "mpd" / slice_name(config, index)
-            tmp = path.with_suffix(".json.tmp")
-            tmp.write_bytes(text)
-            tmp.replace(path)
-        if writer is not None:
-            writer.write_table(_parquet_table(sl, table), row_group_size=1 << 30)
+    render = partial(_render_slice, config, tuple(formats))
+    pool = None
+    if workers > 1 and config.n_slices > 1:
+        import multiprocessing
+
+        pool = multiprocessing.get_context("spawn").Pool(int(workers))
+        rendered = _bounded(pool, render, config.n_slices, window=2 * int(workers))
+    else:
+        rendered = map(render, range(config.n_slices))
+    try:
+        for index, (rows, text, arrow) in enumerate(tqdm(
+                rendered, total=config.n_slices, desc="synthetic slices", unit="slice",
+                disable=not progress)):
+            n_rows += rows
+            if text is not None:
+                json_bytes += len(text)
+                path = out / "mpd" / slice_name(config, index)
+                tmp = path.with_suffix(".json.tmp")
+                tmp.write_bytes(text)
+                tmp.replace(path)
+            if writer is not None:
+                writer.write_table(arrow, row_group_size=1 << 30)
+    finally:
+        if pool is not None:
+            pool.terminate()
     if writer is not None:
         writer.close()
         parquet_path.with_suffix(".parquet.tmp").replace(parquet_path)
@@ -508,11 +549,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tracks", type=int, default=None,
                         help="track universe size (default: from the real MPD's Heaps curve)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="processes rendering slices (the output is the same)")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
     args = parser.parse_args(argv)
     formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
     config = SyntheticConfig(n_playlists=args.playlists, seed=args.seed, n_tracks=args.tracks)
-    summary = write_synthetic(config, args.out, formats, progress=args.progress)
+    summary = write_synthetic(config, args.out, formats, progress=args.progress,
+                              workers=args.workers)
     print(json.dumps(summary))
     return 0
 

@@ -94,7 +94,7 @@ def test_deterministic_and_seeded(tmp_path):
     e = generate_slice(SyntheticConfig(n_playlists=9000, seed=1, n_tracks=a.tracks.max() + 1), 0)
     assert np.array_equal(d.tracks, e.tracks)
     main(["--playlists", "1200", "--out", str(tmp_path / "x"), "--no-progress"])
-    main(["--playlists", "1200", "--out", str(tmp_path / "y"), "--no-progress"])
+    main(["--playlists", "1200", "--out", str(tmp_path / "y"), "--no-progress", "--workers", "2"])
     for name in ("mpd.slice.0-999.json", "mpd.slice.1000-1999.json"):
         assert (tmp_path / "x" / "mpd" / name).read_bytes() == \
             (tmp_path / "y" / "mpd" / name).read_bytes()
