@@ -114,7 +114,8 @@ class PeakRSS:
                 "kept_mb": round((self.end - self.start) / MB, 1), **extra}
 
 
-def ensure_data(n: int, root: Path, seed: int, json_max: int) -> tuple[Path, dict]:
+def ensure_data(n: int, root: Path, seed: int, json_max: int,
+                workers: int = 1) -> tuple[Path, dict]:
     """The synthetic set of ``n`` playlists under ``root`` (generated once, then reused)."""
     from semantic_ids.synthetic import SyntheticConfig, write_synthetic
 
@@ -129,7 +130,7 @@ def ensure_data(n: int, root: Path, seed: int, json_max: int) -> tuple[Path, dic
             return folder, summary
     started = time.perf_counter()
     summary = write_synthetic(SyntheticConfig(n_playlists=n, seed=seed), folder, formats,
-                              progress=sys.stderr.isatty())
+                              progress=sys.stderr.isatty(), workers=workers)
     summary["generate_s"] = round(time.perf_counter() - started, 1)
     summary["config"] = _config_key(SyntheticConfig(n_playlists=n, seed=seed))
     marker.write_text(json.dumps(summary, indent=2) + "\n")
@@ -176,7 +177,8 @@ def run_size(n: int, args: argparse.Namespace) -> dict:
     from text2tracks.trie import FlatTrie
 
     started = time.perf_counter()
-    folder, summary = ensure_data(n, Path(args.data_dir), args.seed, args.json_max)
+    folder, summary = ensure_data(n, Path(args.data_dir), args.seed, args.json_max,
+                                  args.gen_workers)
     record: dict = {"n_playlists": n, "data": str(folder), "synthetic": summary,
                     "min_count": args.min_count, "stages": {}, "cpus": available_cpus()}
     stages = record["stages"]
@@ -410,6 +412,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="run the object reader for comparison up to this size")
     parser.add_argument("--parse-files", type=int, default=10,
                         help="slice files timed for the parse-only MB/s")
+    parser.add_argument("--gen-workers", type=int, default=1,
+                        help="processes generating the synthetic set (not timed as a stage)")
     parser.add_argument("--min-count", type=int, default=2)
     parser.add_argument("--factors", type=int, default=64)
     parser.add_argument("--als-iterations", type=int, default=3)
