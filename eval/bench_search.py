@@ -1,6 +1,6 @@
 """Does beam search find the model's best IDs? Exact scores against the beam, and the beam width.
 
-    python -m eval.bench_search --artifact DIR --train PATH [--prompts 100] [--beams 5,10,20,50]
+    python -m eval.bench_search --artifact DIR --playlists PATH [--prompts 100] [--num-beams 10,20,50]
 
 For a sample of held-out prompts (the test split recorded in ``DIR/cf/split.json``) every
 catalogue item is scored exactly: its semantic-ID tokens and EOS are teacher-forced through the
@@ -181,9 +181,11 @@ def format_table(result: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m eval.bench_search", description=__doc__.split("\n")[0])
     parser.add_argument("--artifact", required=True, help="a trained artifact (with seq2seq/)")
-    parser.add_argument("--train", required=True, help="the playlists the artifact was built from")
+    parser.add_argument("--playlists", "--train", dest="train", required=True,
+                        help="the playlists the artifact was built from")
     parser.add_argument("--prompts", type=int, default=100, help="test prompts sampled")
-    parser.add_argument("--beams", type=lambda s: [int(x) for x in s.split(",")],
+    parser.add_argument("--num-beams", "--beams", dest="beams",
+                        type=lambda s: [int(x) for x in s.split(",")],
                         default=[10, 20, 50, 100], help="comma-separated beam widths")
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)

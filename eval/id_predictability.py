@@ -1,6 +1,6 @@
 """How predictable is each level of the semantic IDs from the title?
 
-    python -m eval.id_predictability --train PATH --artifacts DIR [DIR ...] [--names a,b]
+    python -m eval.id_predictability --playlists PATH --artifacts DIR [DIR ...] [--names a,b]
 
 For every validation playlist (the split recorded in each artifact), the title-kNN votes of the
 training playlists (:class:`text2tracks.teacher.TitleNeighbors`, the teacher's similarity) are
@@ -78,7 +78,8 @@ def predictability(artifact: str | Path, train: str, max_prompts: int = 0) -> li
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m eval.id_predictability",
                                      description=__doc__.split("\n")[0])
-    parser.add_argument("--train", required=True, help="the playlists the artifacts were built from")
+    parser.add_argument("--playlists", "--train", dest="train", required=True,
+                        help="the playlists the artifacts were built from")
     parser.add_argument("--artifacts", nargs="+", required=True)
     parser.add_argument("--names", default=None, help="comma-separated labels of the artifacts")
     parser.add_argument("--out", default="bench_out/id_predictability.json")
