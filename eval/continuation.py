@@ -37,11 +37,9 @@ tracks (issue 13) is scored against these. Prints a table and writes ``OUT/conti
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
@@ -203,6 +201,8 @@ def evaluate_tasks(scorers: Scorers, tasks: list[Task], item_ids, popularity_ord
     results: dict = {}
     for task in tasks:
         cat = task.category
+        if not task.titles:  # no playlist long enough for this category
+            continue
         systems = ["popularity"]
         if cat.title:
             systems.append("title_knn")
@@ -265,7 +265,10 @@ def run(train, validation, test, log=print) -> dict:
     for cat in results.values():
         for s, m in cat["systems"].items():
             overall.setdefault(s, []).append(m)
-    return {"categories": results, "fuse_weight": fuse_weight,
+    empty = [c.name for c in CATEGORIES if c.name not in results]
+    if empty:
+        log(f"categories without a playlist long enough: {empty}")
+    return {"categories": results, "empty_categories": empty, "fuse_weight": fuse_weight,
             "overall": {s: {m: float(np.mean([x[m] for x in ms])) for m in ms[0]}
                         | {"categories": len(ms)} for s, ms in overall.items()}}
 
@@ -286,6 +289,7 @@ def format_table(results: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from eval.report import write_table_and_json
     from semantic_ids.playlists import read_playlists, split_playlists
 
     parser = argparse.ArgumentParser(prog="python -m eval.continuation",
@@ -302,10 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     results = run(split.train, split.validation, split.test)
     table = format_table(results)
     print(table)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "continuation.json").write_text(json.dumps(results, indent=2))
-    (out / "continuation.md").write_text(table + "\n")
+    write_table_and_json(args.out, "continuation", results, table)
     return 0
 
 

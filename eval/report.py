@@ -51,6 +51,16 @@ th { background: #f3f3f3; } td.name, th.name { text-align: left; font-weight: 60
 # ------------------------------------------------------------------------------------ reading
 
 
+def write_table_and_json(out: str | Path, stem: str, results: Mapping, table: str) -> Path:
+    """A benchmark's outputs: ``OUT/STEM.json`` (the results) and ``OUT/STEM.md`` (the table),
+    written atomically; returns the folder."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / f"{stem}.json", json.dumps(results, indent=2))
+    write_text_atomic(out / f"{stem}.md", table + "\n")
+    return out
+
+
 def read_results(results_dir: str | Path) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """``(results.json, per_prompt.json or None)`` of a benchmark folder."""
     results_dir = Path(results_dir)

@@ -26,11 +26,9 @@ these numbers. Prints a markdown table and writes ``OUT/sequential.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
@@ -190,6 +188,7 @@ def format_table(results: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from eval.report import write_table_and_json
     from semantic_ids.playlists import read_playlists
     from semantic_ids.sequences import leave_last_out, read_sequences, sequences_from_playlists
 
@@ -208,10 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     results = run(split, n_bootstrap=args.n_bootstrap)
     table = format_table(results)
     print(table)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "sequential.json").write_text(json.dumps(results, indent=2))
-    (out / "sequential.md").write_text(table + "\n")
+    write_table_and_json(args.out, "sequential", results, table)
     return 0
 
 

@@ -73,3 +73,7 @@ def test_baselines_find_the_world():
     assert "fused_item_knn" in cats["title_first5"]["systems"]
     assert set(results["fuse_weight"]) == {"item_knn", "als_fold_in"}
     assert results["overall"]["popularity"]["categories"] == len(cats)
+    # 15-track playlists cannot serve the 25- and 100-seed categories: left out, not NaN
+    assert set(results["empty_categories"]) == {"title_first25", "title_random25",
+                                                "title_first100", "title_random100"}
+    assert all(np.isfinite(v) for m in results["overall"].values() for v in m.values())
