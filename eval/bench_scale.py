@@ -24,9 +24,10 @@ d = f, L = 3 levels, c = 32 candidates of the matching assignment). Each stage's
 beside its measured peak RSS increase:
 
 - columnar read, kept: 4 R (int32 codes) + 8 P (indptr) + ~110 P (id, title strings, list slots)
-  + 144 T (the track ids as a numpy ``<U36`` array); while reading, also ~160 T for the
-  vocabulary dict and its str objects, and the Python objects of the one slice being parsed
-  (~2x its bytes of indented JSON) -> peak ~4 R + 118 P + 304 T + 2 x slice bytes.
+  + 144 T (the track ids as a numpy ``<U36`` array); while reading, also 4 R for the per-file
+  code chunks before they are joined, ~160 T for the vocabulary dict and its str objects, and
+  the Python objects of the one slice being parsed (~2x its bytes of indented JSON)
+  -> peak ~8 R + 118 P + 304 T + 2 x slice bytes.
 - interaction matrix: kept 8 R (float32 data + int32 indices) + 8 P; transient while building
   8 R (row ids, int64) + 8 R (column ids, int64) + 1 R (mask), and per catalogue item its id
   sorted as ``<U36`` (144) and the ItemVocab tuple + dict (~100) -> peak ~25 R + 250 I, kept
@@ -36,8 +37,8 @@ beside its measured peak RSS increase:
   keeps the item-user transpose (8 R) and the factors 4 f (P + I) -> peak ~40 R + 4 f (P + I).
 - residual k-means: the input and its normalised / residual copies ~16 d I, the matching
   assignment's candidate lists 12 c I (int64 ids + float32 distances) -> ~(16 d + 12 c) I.
-- catalogue: int64 codes and per-level prefix keys ~8 (L + 1) x 3 I + the id -> index dict
-  ~100 I -> ~200 I.
+- catalogue: int64 codes and per-level prefix keys and ranks ~8 (L + 1) x 4 I, the sorted
+  ``<U36`` ids of the collision digit (144 I) and the id -> index dict (~100 I) -> ~370 I.
 - trie: per node int64 code, parent, subtree count (24), internal nodes also child start/end
   (16), per item its leaf and its node at each level (8 + 8 (L + 1)); the last two levels have
   ~I nodes each -> ~120 I.
@@ -200,12 +201,12 @@ def run_size(n: int, args: argparse.Namespace) -> dict:
     P, R, T = columns.n_playlists, columns.n_rows, int(columns.track_ids.size)
     stages["read_parquet_columnar"] = peak.record(
         rows_per_s=round(R / peak.seconds), model_kept_mb=_mb(4 * R + 118 * P + 144 * T),
-        model_peak_mb=_mb(4 * R + 118 * P + 304 * T))
+        model_peak_mb=_mb(8 * R + 118 * P + 304 * T))
     if "read_mpd_columnar" in stages:
         slice_bytes = stages["read_mpd_columnar"]["json_mb"] * MB / len(mpd_files)
         stages["read_mpd_columnar"].update(
             model_kept_mb=_mb(4 * R + 118 * P + 144 * T),
-            model_peak_mb=_mb(4 * R + 118 * P + 304 * T + 2 * slice_bytes))
+            model_peak_mb=_mb(8 * R + 118 * P + 304 * T + 2 * slice_bytes))
     record.update(P=P, R=R, T=T)
 
     # 3. the interaction matrix
@@ -249,7 +250,7 @@ def run_size(n: int, args: argparse.Namespace) -> dict:
         catalog = SemanticIDCatalog.build(vocab.item_ids, codes, vocab.counts, 256)
     stats_group = int(catalog.level_sizes[-1])
     stages["catalog"] = peak.record(largest_collision_group=stats_group,
-                                    model_peak_mb=_mb(200 * n_items))
+                                    model_peak_mb=_mb(370 * n_items))
 
     # 6. trie
     with PeakRSS() as peak:
