@@ -44,6 +44,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from eval.sequential import ItemCosine, als_fold_in_scores
+
 DEPTH = 500
 
 
@@ -142,8 +144,7 @@ class Scorers:
                     cols.append(index[t])
         self.train = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)),
                                    shape=(len(train_playlists), self.n_items))
-        self.inv_norms = (1.0 / np.sqrt(np.maximum(self.train.getnnz(axis=0), 1))).astype(np.float32)
-        self.scaled = (self.train @ sp.diags(self.inv_norms)).tocsr()
+        self.cosine = ItemCosine(self.train)
         self.neighbors = TitleNeighbors().fit([p.prompt for p in train_playlists])
         with threadpool_limits(limits=1, user_api="blas"):
             self.als = AlternatingLeastSquares(factors=als_factors, regularization=0.05,
@@ -163,13 +164,9 @@ class Scorers:
             return (self.neighbors.weights(titles) @ self.train).toarray()
         rows = self._seed_rows(seeds)
         if name == "item_knn":
-            left = (rows @ sp.diags(self.inv_norms)).tocsr()
-            return ((left @ self.scaled.T) @ self.scaled).toarray()
+            return self.cosine.scores(rows)
         if name == "als_fold_in":
-            users = np.arange(len(seeds))
-            factors = self.als.recalculate_user(users, rows)
-            return np.asarray(factors, np.float32).reshape(len(seeds), -1) @ np.asarray(
-                self.als.item_factors).T
+            return als_fold_in_scores(self.als, rows)
         raise ValueError(f"unknown system {name!r}")
 
 

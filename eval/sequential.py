@@ -98,17 +98,38 @@ def metrics_from_ranks(ranks: np.ndarray, n_bootstrap: int = 1000) -> dict:
     return out
 
 
-def _inverse_item_norms(train: sp.csr_matrix) -> np.ndarray:
-    """``1 / sqrt(number of training users)`` of each item (its column's L2 norm, binary)."""
-    return (1.0 / np.sqrt(np.maximum(train.getnnz(axis=0), 1))).astype(np.float32)
+class ItemCosine:
+    """Item co-occurrence kNN over a users x items training matrix (binary).
+
+    ``scores(rows)`` gives, per row of weighted history items ``h``, ``sum_j h_j * cos(j, i)``
+    for every item ``i``, as ``(h D^-1/2 X^T)(X D^-1/2)`` with ``D`` the items' user counts: no
+    item x item matrix is formed.
+    """
+
+    def __init__(self, train: sp.csr_matrix) -> None:
+        self.inv_norms = (1.0 / np.sqrt(np.maximum(train.getnnz(axis=0), 1))).astype(np.float32)
+        binary = train.copy()
+        binary.data = np.ones_like(binary.data, dtype=np.float32)
+        self.scaled = (binary @ sp.diags(self.inv_norms)).tocsr()
+
+    def scores(self, rows: sp.csr_matrix) -> np.ndarray:
+        left = (rows @ sp.diags(self.inv_norms)).tocsr()
+        return ((left @ self.scaled.T) @ self.scaled).toarray()
+
+
+def als_fold_in_scores(model, rows: sp.csr_matrix) -> np.ndarray:
+    """implicit ALS fold-in: each row's user factor solved from its items (item factors fixed),
+    then scored against every item."""
+    factors = model.recalculate_user(np.arange(rows.shape[0]), rows)
+    return np.asarray(factors, np.float32).reshape(rows.shape[0], -1) @ np.asarray(
+        model.item_factors).T
 
 
 def run(split, n_bootstrap: int = 1000, als_factors: int = 64, log=print) -> dict:
     index, popularity = _index(split)
     n_items = len(index)
     train_rows = _rows(split.train, index)
-    inv_norms = _inverse_item_norms(train_rows)
-    scaled = (train_rows @ sp.diags(inv_norms)).tocsr()  # X D^-1/2: X.T X -> item cosines
+    cosine = ItemCosine(train_rows)
     stages = {
         "validation": (split.train, split.validation),
         "test": ([split.test_history(u) for u in range(len(split.users))], split.test),
@@ -121,18 +142,15 @@ def run(split, n_bootstrap: int = 1000, als_factors: int = 64, log=print) -> dic
                                             (len(range(*rows.indices(len(histories)))), n_items))
 
     def score_knn(histories, decay):
-        # sum over history items j of decay**age * cos(j, i) = (h D^-1/2 X^T) (X D^-1/2)
-        left = (_rows(histories, index, decay) @ sp.diags(inv_norms)).tocsr()
-        return lambda rows: ((left[rows] @ scaled.T) @ scaled).toarray()
+        # sum over history items j of decay**age * cos(j, i)
+        weighted = _rows(histories, index, decay)
+        return lambda rows: cosine.scores(weighted[rows])
 
     def score_als(histories, model):
         hist = _rows(histories, index)
 
         def fn(rows):
-            users = np.arange(*rows.indices(hist.shape[0]))
-            # implicit's fold-in: each user's factor solved from its history, items fixed
-            factors = model.recalculate_user(users, hist[rows])
-            return np.asarray(factors) @ np.asarray(model.item_factors).T
+            return als_fold_in_scores(model, hist[rows])
         return fn
 
     def evaluate(name, make_scores, setting):
