@@ -7,8 +7,82 @@ throughput benchmark (``eval.bench_train_throughput``) both call it, so it lives
 from __future__ import annotations
 
 
+def sequence_log_probs(logits, labels):
+    """Log-probability of each label sequence under its decoder logits.
+
+    Args:
+        logits: (n, length, vocab) decoder logits (teacher-forced on ``labels``).
+        labels: (n, length) token ids; ``-100`` marks padding and adds nothing.
+
+    Returns:
+        (n,) float32: the sum over positions of ``log_softmax(logits)`` at the label ids.
+    """
+    return (_token_log_probs(logits, labels) * labels.ne(-100)).sum(dim=-1)
+
+
+def _token_log_probs(logits, labels):
+    """(n, length) float32 log-softmax of ``logits`` at ``labels`` (any value at ``-100``)."""
+    import torch
+
+    token_ids = torch.where(labels.ne(-100), labels, torch.zeros_like(labels))
+    log_probs = logits.float().log_softmax(dim=-1)
+    return log_probs.gather(-1, token_ids.unsqueeze(-1)).squeeze(-1)
+
+
+def draw_negatives(prompt_index, labels, num_prompts, num_negatives, generator=None):
+    """Pick, for each prompt, up to ``num_negatives`` label sequences of the batch that are not
+    one of its own.
+
+    Candidates are the distinct rows of ``labels``; those equal to any positive of prompt ``p``
+    are excluded for ``p`` (so a sequence of another prompt that is also ``p``'s own is never a
+    negative). Among the rest, a uniform draw without replacement (``torch.rand`` with
+    ``generator``, or the global RNG) picks the ``num_negatives`` kept.
+
+    Args:
+        prompt_index: (B,) prompt row of each example, in ``[0, num_prompts)``.
+        labels: (B, length) the examples' label sequences (``-100`` padding allowed).
+
+    Returns:
+        ``(sequences, index, valid)``: the (U, length) distinct label sequences; ``index``
+        (P, K), the rows of ``sequences`` drawn for each prompt, K = ``min(num_negatives, U)``;
+        ``valid`` (P, K) bool, False where prompt ``p`` had fewer than K candidates (those
+        entries hold one of its positives and must be left out).
+    """
+    import torch
+
+    sequences, inverse = torch.unique(labels, dim=0, return_inverse=True)
+    n_unique = sequences.shape[0]
+    is_positive = torch.zeros((num_prompts, n_unique), dtype=torch.bool, device=labels.device)
+    is_positive[prompt_index, inverse] = True
+    k = min(int(num_negatives), n_unique)
+    keys = torch.rand((num_prompts, n_unique), generator=generator,
+                      device=generator.device if generator is not None else labels.device)
+    keys = keys.to(labels.device).masked_fill(is_positive, -1.0)
+    top, index = keys.topk(k, dim=1)
+    return sequences, index, top.ge(0)
+
+
+def list_loss_from_scores(positive_scores, prompt_index, negative_scores, valid):
+    """Sampled softmax over sequences: the mean over examples ``e`` of
+    ``-log(exp(s_e) / (exp(s_e) + sum_n exp(s_n)))``, ``n`` over the valid negatives of
+    ``e``'s prompt.
+
+    Args:
+        positive_scores: (B,) sequence log-probabilities of the examples.
+        prompt_index: (B,) prompt row of each example.
+        negative_scores: (P, K) sequence log-probabilities of each prompt's negatives.
+        valid: (P, K) bool; invalid entries are left out of the sum.
+    """
+    import torch
+
+    negative_scores = negative_scores.masked_fill(~valid, float("-inf"))
+    logits = torch.cat([positive_scores.unsqueeze(1), negative_scores.index_select(0, prompt_index)],
+                       dim=1)
+    return (logits.logsumexp(dim=1) - positive_scores).mean()
+
+
 def grouped_forward(model, input_ids, attention_mask, prompt_index, labels, encoder=None,
-                    autocast=None):
+                    autocast=None, list_loss_weight=0.0, num_negatives=16, generator=None):
     """Seq2seq forward where several examples share one encoded prompt.
 
     ``input_ids`` / ``attention_mask`` hold the distinct prompts (P rows); ``prompt_index`` (B,)
@@ -26,6 +100,16 @@ def grouped_forward(model, input_ids, attention_mask, prompt_index, labels, enco
         autocast: a context manager factory for the encoder call (``accelerator.autocast``): the
             mixed-precision wrapper accelerate puts on the model's forward does not cover a
             direct encoder call.
+        list_loss_weight: weight of a sequence-level list loss added to the cross-entropy
+            (0 = off: nothing more runs and the output is the model's own). With weight w > 0,
+            each prompt's decoder also scores up to ``num_negatives`` label sequences of the
+            other prompts of the batch (:func:`draw_negatives`), the encoder states reused: the
+            P * K (prompt, negative) pairs join the B examples' rows in the one decoder forward
+            of ``model``, and the cross-entropy is computed here from the same log-softmax. The
+            output's ``loss`` is then ``ce_loss + w * list_loss``, with ``ce_loss`` (equal to the
+            model's loss up to float rounding) and ``list_loss`` (:func:`list_loss_from_scores`)
+            set on it as attributes; its ``logits`` are the B examples' rows.
+        generator: a ``torch.Generator`` for the draw of negatives (default: the global RNG).
 
     DDP stays correct: the encoder's parameters receive their gradients through the hidden
     states that enter the wrapped forward, so the backward marks every parameter ready and the
@@ -34,6 +118,7 @@ def grouped_forward(model, input_ids, attention_mask, prompt_index, labels, enco
     """
     import contextlib
 
+    import torch
     from transformers.modeling_outputs import BaseModelOutput
 
     if encoder is None:
@@ -44,6 +129,36 @@ def grouped_forward(model, input_ids, attention_mask, prompt_index, labels, enco
     with (autocast() if autocast is not None else contextlib.nullcontext()):
         hidden = encoder(input_ids=input_ids, attention_mask=attention_mask,
                          return_dict=True).last_hidden_state
-    hidden = hidden.index_select(0, prompt_index)
-    return model(encoder_outputs=BaseModelOutput(last_hidden_state=hidden),
-                 attention_mask=attention_mask.index_select(0, prompt_index), labels=labels)
+    if not list_loss_weight:
+        return model(encoder_outputs=BaseModelOutput(last_hidden_state=hidden.index_select(0, prompt_index)),
+                     attention_mask=attention_mask.index_select(0, prompt_index), labels=labels)
+    if num_negatives < 1:
+        raise ValueError(f"the list loss needs num_negatives >= 1, got {num_negatives!r}")
+    # with the list loss: one decoder pass over the B examples and the P * K (prompt, negative)
+    # pairs together, through the wrapped forward (DDP sees one forward, as without it), and one
+    # log-softmax over the vocabulary that serves both the cross-entropy and the sequence scores:
+    # the vocabulary projection and its softmax are most of a small model's decoder cost
+    num_prompts, batch = input_ids.shape[0], labels.shape[0]
+    sequences, index, valid = draw_negatives(prompt_index, labels, num_prompts, num_negatives,
+                                             generator)
+    pair_prompt = torch.arange(num_prompts, device=index.device).repeat_interleave(index.shape[1])
+    rows = torch.cat([prompt_index, pair_prompt])
+    all_labels = torch.cat([labels, sequences.index_select(0, index.reshape(-1))])
+    inner = model
+    while hasattr(inner, "module"):
+        inner = inner.module
+    out = model(encoder_outputs=BaseModelOutput(last_hidden_state=hidden.index_select(0, rows)),
+                attention_mask=attention_mask.index_select(0, rows),
+                decoder_input_ids=inner.prepare_decoder_input_ids_from_labels(labels=all_labels))
+    keep = all_labels.ne(-100)
+    token_log_probs = _token_log_probs(out.logits, all_labels) * keep
+    scores = token_log_probs.sum(dim=-1)
+    # the model's own loss: the mean over the examples' non-padding tokens
+    ce_loss = -token_log_probs[:batch].sum() / keep[:batch].sum()
+    list_loss = list_loss_from_scores(scores[:batch], prompt_index,
+                                      scores[batch:].view(index.shape), valid)
+    out.logits = out.logits[:batch]
+    out.loss = ce_loss + list_loss_weight * list_loss
+    out.ce_loss = ce_loss
+    out.list_loss = list_loss
+    return out

@@ -50,6 +50,11 @@ class TrainConfig:
             batch and run the encoder once per distinct prompt of the batch, its output shared
             by the decoder rows (:func:`grouped_forward`); 1 = off (one encoder row per example).
             Only the order of an epoch's examples changes, not which ones are drawn.
+        list_loss_weight, list_loss_negatives: add this weight times a sequence-level list loss
+            to the cross-entropy (0 = off): a sampled softmax of each example's label sequence
+            against up to ``list_loss_negatives`` label sequences of the batch's other prompts,
+            scored by the decoder on its prompt (:func:`grouped_forward`; needs
+            ``targets_per_prompt_group`` > 1). One more decoder pass per step.
         length_bucket_window: sort prompts by length within windows of this many batches, so
             that little padding is encoded (0 = off). The batches of a window are shuffled.
         target_source: what each playlist's examples are drawn from: ``"playlist"`` its own
@@ -93,6 +98,8 @@ class TrainConfig:
     targets_per_playlist: int = 16
     popularity_power: float = 0.0
     targets_per_prompt_group: int = 8
+    list_loss_weight: float = 0.0
+    list_loss_negatives: int = 16
     length_bucket_window: int = 32
     target_source: str = field(default="teacher", metadata={"choices": TARGET_SOURCES})
     teacher_top_items: int = 200
@@ -108,7 +115,7 @@ class TrainConfig:
         if not isinstance(self.model, ModelConfig):
             raise ValueError(f"model must be a ModelConfig, got {type(self.model).__name__}")
         positive = ("batch_size", "grad_accum", "epochs", "eval_k", "keep_checkpoints", "log_every")
-        positive += ("targets_per_prompt_group", "teacher_top_items")
+        positive += ("targets_per_prompt_group", "teacher_top_items", "list_loss_negatives")
         non_negative = ("max_steps", "warmup_steps", "eval_every", "eval_prompts",
                         "checkpoint_every", "targets_per_playlist", "num_workers", "num_threads",
                         "length_bucket_window")
@@ -117,7 +124,7 @@ class TrainConfig:
             low = 1 if name in positive else 0
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-        for name in ("lr", "max_minutes", "weight_decay", "popularity_power"):
+        for name in ("lr", "max_minutes", "weight_decay", "popularity_power", "list_loss_weight"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ValueError(f"{name} must be a finite number, got {value!r}")
@@ -125,6 +132,12 @@ class TrainConfig:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if self.max_minutes < 0 or self.weight_decay < 0 or self.popularity_power < 0:
             raise ValueError("max_minutes, weight_decay and popularity_power must be >= 0")
+        if self.list_loss_weight < 0:
+            raise ValueError(f"list_loss_weight must be >= 0, got {self.list_loss_weight}")
+        if self.list_loss_weight and self.targets_per_prompt_group < 2:
+            raise ValueError("list_loss_weight > 0 needs the grouped forward: set "
+                             "targets_per_prompt_group >= 2 (its negatives are other prompts' "
+                             "examples in the batch)")
         if self.schedule not in _SCHEDULES:
             raise ValueError(f"schedule must be one of {_SCHEDULES}, got {self.schedule!r}")
         if self.mixed_precision not in _PRECISIONS:

@@ -101,6 +101,7 @@ class _Run:
     start_time: float = 0.0
     stopped_by: str = "epochs"
     loss_sum: Any = None
+    list_loss_sum: Any = None
     loss_n: int = 0
 
     @property
@@ -210,10 +211,16 @@ def _record_eval(run: _Run) -> None:
 
 
 def _train_forward(run: _Run, batch):
+    config = run.config
     if "prompt_index" in batch:
         return grouped_forward(run.model, batch["input_ids"], batch["attention_mask"],
                                batch["prompt_index"], batch["labels"], encoder=run.train_encoder,
-                               autocast=run.accelerator.autocast)
+                               autocast=run.accelerator.autocast,
+                               list_loss_weight=config.list_loss_weight,
+                               num_negatives=config.list_loss_negatives)
+    if config.list_loss_weight:
+        raise ValueError("list_loss_weight > 0 needs the grouped forward (batches with "
+                         "prompt_index): set targets_per_prompt_group >= 2, or list_loss_weight 0")
     return run.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                      labels=batch["labels"])
 
@@ -283,6 +290,8 @@ def _train_batch(run: _Run, batch) -> bool:
     state["batches_in_epoch"] += 1
     state["examples_seen"] += batch["labels"].shape[0] * accelerator.num_processes
     run.loss_sum += out.loss.detach()
+    if getattr(out, "list_loss", None) is not None:
+        run.list_loss_sum += out.list_loss.detach()
     run.loss_n += 1
     return accelerator.sync_gradients
 
@@ -297,12 +306,16 @@ def _after_step(run: _Run, bar) -> bool:
     state["elapsed_s"] = elapsed
     if state["step"] % config.log_every == 0:
         train_loss = float(accelerator.reduce(run.loss_sum, "mean")) / max(1, run.loss_n)
+        record = {"step": state["step"], "elapsed_s": round(elapsed, 3),
+                  "examples_seen": state["examples_seen"], "train_loss": train_loss}
+        if config.list_loss_weight:
+            # train_loss is the sum; its list part, unweighted, beside it
+            record["train_list_loss"] = (float(accelerator.reduce(run.list_loss_sum, "mean"))
+                                         / max(1, run.loss_n))
         run.loss_sum.zero_()
+        run.list_loss_sum.zero_()
         run.loss_n = 0
-        run.log_records.append({"step": state["step"], "elapsed_s": round(elapsed, 3),
-                                "examples_seen": state["examples_seen"],
-                                "train_loss": train_loss,
-                                "lr": run.optimizer.param_groups[0]["lr"]})
+        run.log_records.append({**record, "lr": run.optimizer.param_groups[0]["lr"]})
         bar.set_postfix(loss=f"{train_loss:.3f}", refresh=False)
     if config.eval_every and state["step"] % config.eval_every == 0:
         _record_eval(run)
@@ -333,6 +346,7 @@ def _train_loop(run: _Run) -> None:
                disable=not (run.main and config.progress))
     run.stopped_by = "epochs"
     run.loss_sum = torch.zeros((), device=accelerator.device)
+    run.list_loss_sum = torch.zeros((), device=accelerator.device)
     run.loss_n = 0
     run.last_eval = {}
     run.model.train()
