@@ -86,24 +86,28 @@ def _load_split(args) -> dict[str, Any]:
 
 
 def _model_rankings(artifact: Path, prompts: list[str], vocab, k: int, num_beams: int,
-                    batch_size: int) -> tuple[np.ndarray, float]:
+                    batch_size: int, diversity: float | None = None) -> tuple[np.ndarray, float]:
     """Rank catalogue items with the trained model through the public API; returns seconds."""
     from text2tracks.pipeline import Text2Tracks
 
     model = Text2Tracks.from_pretrained(artifact)
     started = time.perf_counter()
-    recs = model.recommend(prompts, k=k, num_beams=num_beams, batch_size=batch_size)
+    recs = model.recommend(prompts, k=k, num_beams=num_beams, diversity=diversity,
+                           batch_size=batch_size)
     elapsed = time.perf_counter() - started
     index = {t: i for i, t in enumerate(vocab.item_ids)}
     ranked = np.array([[index[r.track_id] for r in row] for row in recs], dtype=np.int64)
     return ranked.reshape(len(prompts), k), elapsed
 
 
-def _latency(artifact: Path, prompts: list[str], k: int, num_beams: int, repeats: int) -> dict:
+def _latency(artifact: Path, prompts: list[str], k: int, num_beams: int, repeats: int,
+             diversity: float | None = None) -> dict:
     """Median latency of one prompt (k=10) and prompts per second at batch 64."""
     from text2tracks.pipeline import Text2Tracks
 
     model = Text2Tracks.from_pretrained(artifact)
+    if diversity is not None:
+        model.diversity = diversity
     model.recommend(prompts[0], k=k, num_beams=num_beams)  # warm-up
     singles = []
     for prompt in prompts[:repeats]:
@@ -275,6 +279,10 @@ def build_parser(subparsers=None) -> argparse.ArgumentParser:
     add_flag(parser, "--num-beams", dest="beams", type=int, default=None,
              help="beam width at test time (default: the API's, "
                   "text2tracks.modeling.DEFAULT_NUM_BEAMS)")
+    parser.add_argument("--diversity", type=float, default=None,
+                        help="diversity penalty at test time (default: the API's, "
+                             "text2tracks.modeling.DEFAULT_DIVERSITY); unless 0 the beam's own "
+                             "order is scored too, as text2tracks-beam-order")
     parser.add_argument("--eval-batch-size", type=int, default=64)
     parser.add_argument("--max-test-prompts", type=int, default=0, help="0 = all test prompts")
     parser.add_argument("--latency-repeats", type=int, default=20)
@@ -381,7 +389,7 @@ def run(args: argparse.Namespace, train_args: list[str]) -> dict[str, Any]:
         config = _train_config(train_args, art, args.train, minutes)
         summary = train(config)
         ranked, seconds = _model_rankings(art, prompts, vocab, model_beams, model_beams,
-                                          args.eval_batch_size)
+                                          args.eval_batch_size, args.diversity)
         extra = {"train_seconds": summary.get("elapsed_s"), "steps": summary.get("steps"),
                  **id_token_figures(art),
                  "latency_ms_per_prompt_batched": 1000 * seconds / max(1, len(prompts))}
@@ -391,7 +399,11 @@ def run(args: argparse.Namespace, train_args: list[str]) -> dict[str, Any]:
     if not args.skip_main:
         summary = train_and_score("text2tracks", artifact, args.budget_minutes)
         results["systems"]["text2tracks"].update(_latency(artifact, prompts, k, args.beams,
-                                                          args.latency_repeats))
+                                                          args.latency_repeats, args.diversity))
+        if args.diversity != 0:  # the same model, its beam's own order: what diversity adds
+            ranked, _ = _model_rankings(artifact, prompts, vocab, model_beams, model_beams,
+                                        args.eval_batch_size, diversity=0.0)
+            record("text2tracks-beam-order", ranked, {"diversity": 0.0})
         results["curve"] = _read_curve(artifact / "seq2seq")
         results["training_summary"] = summary
 

@@ -79,7 +79,7 @@ class Job:
         return dict(zip(_CALL_WIDE, self.key, strict=True))
 
 
-_CALL_WIDE = ("k", "num_beams", "mode", "guidance_weight", "edit_strength", "n_samples", "seed")
+_CALL_WIDE = ("k", "num_beams", "diversity", "mode", "guidance_weight", "edit_strength", "n_samples", "seed")
 _PER_PROMPT = ("exclude", "negative_prompt", "like_tracks", "source_prompt")
 
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from text2tracks.modeling import DEFAULT_NUM_BEAMS
+from text2tracks.modeling import DEFAULT_DIVERSITY, DEFAULT_NUM_BEAMS
 from text2tracks.options import warn_long_prompts
 
 
@@ -24,6 +24,55 @@ def beam_width(num_beams: int | None, default: int | None, k: int) -> int:
     if beams is None:
         beams = max(k, DEFAULT_NUM_BEAMS)
     return max(beams, k, 2)
+
+
+def diversity_penalty(value: float | None, default: float) -> float:
+    """The diversity penalty of a call: ``value``, else ``default``; a clear error unless a
+    finite number >= 0."""
+    value = default if value is None else value
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) \
+            or not np.isfinite(value) or value < 0:
+        raise ValueError(f"diversity must be a finite number >= 0 (0 keeps the beam's top k), "
+                         f"got {value!r}")
+    return float(value)
+
+
+def diversify(items: np.ndarray, scores: np.ndarray, groups: np.ndarray, k: int,
+               penalty: float) -> tuple[np.ndarray, np.ndarray]:
+    """Pick ``k`` of each row's candidates greedily, each time the best of
+    ``score - penalty * (picked candidates in the same group)`` (maximal marginal relevance).
+
+    Hand-written: it is a few vectorised numpy lines over the beam's own output. The beam's best
+    IDs crowd into one branch of the ID tree (near-duplicates for a set metric such as Hits@k);
+    charging each pick for the picks already made under the same first code spreads the list
+    over branches. Ranking still uses only the model's own scores and IDs.
+
+    Args:
+        items, scores: ``(n, C)`` candidates best first (``C >= k``), e.g. the beam's.
+        groups: ``(n, C)`` int, the group of each candidate (its first-level trie node).
+        penalty: 0 keeps the first ``k`` as they are.
+
+    Returns ``(items, adjusted scores)`` ``(n, k)`` in pick order; the adjusted scores
+    (``score - penalty * earlier picks in its group``) do not increase along a row.
+    """
+    n, width = items.shape
+    if width < k:
+        raise ValueError(f"diversify needs at least k={k} candidates per row, got {width}")
+    if penalty < 0:
+        raise ValueError(f"the diversity penalty must be >= 0, got {penalty}")
+    if penalty == 0:
+        return items[:, :k], scores[:, :k]
+    adjusted = scores.astype(np.float64, copy=True)
+    rows = np.arange(n)
+    picked = np.empty((n, k), dtype=np.int64)
+    picked_scores = np.empty((n, k), dtype=np.float64)
+    for step in range(k):
+        best = np.argmax(adjusted, axis=1)
+        picked[:, step] = items[rows, best]
+        picked_scores[:, step] = adjusted[rows, best]
+        adjusted[rows, best] = -np.inf
+        adjusted -= penalty * (groups == groups[rows, best][:, None])
+    return picked, picked_scores
 
 
 def encode_prompts(tokenizer, texts: list[str], max_length: int, first_index: int, stacklevel: int):
@@ -44,35 +93,44 @@ def encode_prompts(tokenizer, texts: list[str], max_length: int, first_index: in
 def generate_items(
     model, tokenizer, trie, layout, texts: list[str], excluded: Sequence[np.ndarray | None], *,
     k: int, num_beams: int, max_length: int, first_index: int, stacklevel: int,
+    diversity: float = DEFAULT_DIVERSITY,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Constrained beam search (the caller holds the model lock): catalogue item indices int64
     and log-probs float64, ``(batch, k)`` each, best first.
 
     ``excluded``: per prompt, a sorted int64 array of item indices never to return (or None).
+    ``diversity``: with ``num_beams > k``, every finished beam is a candidate and ``k`` are
+    picked by :func:`diversify` (scores are then the adjusted ones); 0 keeps the beam's top k.
     """
-    import torch
-
-    from text2tracks.decoding import constrained_generate
-
     exclude_arg = None if all(e is None for e in excluded) else [
         () if e is None else e for e in excluded
     ]
     encoded = encode_prompts(tokenizer, texts, max_length, first_index, stacklevel + 1)
     device = next(model.parameters()).device
+    return search_items(model, encoded["input_ids"].to(device),
+                        encoded["attention_mask"].to(device), trie, layout, k=k,
+                        num_beams=num_beams, diversity=diversity, exclude=exclude_arg)
+
+
+def search_items(model, input_ids, attention_mask, trie, layout, *, k: int, num_beams: int,
+                 diversity: float, exclude=None) -> tuple[np.ndarray, np.ndarray]:
+    """Constrained beam search, then (``diversity > 0``) :func:`diversify` over every finished
+    beam: the one ranking of the API, the benchmark and training's validation. Returns item
+    indices int64 and scores float64, ``(batch, k)``."""
+    import torch
+
+    from text2tracks.decoding import constrained_generate
+
+    candidates = k
+    if diversity > 0:  # every finished beam, as far as each prompt has items left
+        most_excluded = max((len(e) for e in exclude), default=0) if exclude else 0
+        candidates = max(k, min(num_beams, trie.n_items - most_excluded))
     with torch.inference_mode():
-        items, scores = constrained_generate(
-            model,
-            encoded["input_ids"].to(device),
-            encoded["attention_mask"].to(device),
-            trie,
-            layout,
-            k=k,
-            num_beams=num_beams,
-            exclude=exclude_arg,
-        )
+        items, scores = constrained_generate(model, input_ids, attention_mask, trie, layout,
+                                             k=candidates, num_beams=num_beams, exclude=exclude)
     items = np.asarray(items.cpu() if hasattr(items, "cpu") else items, dtype=np.int64)
     scores = np.asarray(scores.cpu() if hasattr(scores, "cpu") else scores, dtype=np.float64)
-    return items, scores
+    return diversify(items, scores, trie.item_nodes[0][items], k, diversity)
 
 
 def check_layout(layout, catalog) -> None:

@@ -84,7 +84,7 @@ from text2tracks.artifacts import (
     SEQ2SEQ_COMPONENT,
     ArtifactError,
 )
-from text2tracks.generative import beam_width, check_layout, generate_items
+from text2tracks.generative import beam_width, check_layout, diversity_penalty, generate_items
 from text2tracks.latent import (
     CATALOGUE_FACTORS_NAME,
     CatalogueFactors,
@@ -100,6 +100,7 @@ from text2tracks.metadata import (
     names_and_artists,
     read_track_metadata,
 )
+from text2tracks.modeling import DEFAULT_DIVERSITY
 from text2tracks.options import (
     DEFAULT_EDIT_STRENGTH,
     MODES,
@@ -147,6 +148,8 @@ class Text2Tracks:
         track_metadata: track id -> ``(name, artist)`` (or a ``Track``), for display.
         max_prompt_length: prompts are truncated to this many tokens, as in training.
         num_beams: default beam width (``None``: the decoder's default for ``k``).
+        diversity: default diversity penalty of the generative mode (``None``:
+            ``DEFAULT_DIVERSITY``; see :meth:`recommend`).
         device: torch device to run on (``None``: the model's current device).
         model_config: the ``ModelConfig`` dict the model was built from (kept on save).
         diffusion_head: a :class:`~text2tracks.diffusion.DiffusionHead` with a prompt encoder,
@@ -175,6 +178,7 @@ class Text2Tracks:
         *,
         max_prompt_length: int = DEFAULT_MAX_PROMPT_LENGTH,
         num_beams: int | None = None,
+        diversity: float | None = None,
         device=None,
         model_config: dict | None = None,
         diffusion_head=None,
@@ -197,6 +201,7 @@ class Text2Tracks:
         self.catalog = catalog
         self.max_prompt_length = int(max_prompt_length)
         self.num_beams = num_beams
+        self.diversity = diversity_penalty(diversity, DEFAULT_DIVERSITY)
         self.model_config = dict(model_config) if model_config else None
         self.trie = FlatTrie.from_codes(catalog.sid_codes, catalog.level_sizes)
         self._names, self._artists = names_and_artists(catalog.item_ids, track_metadata)
@@ -309,6 +314,7 @@ class Text2Tracks:
         *,
         exclude: Iterable[str] | Sequence[Iterable[str]] | None = None,
         num_beams: int | None = None,
+        diversity: float | None = None,
         batch_size: int = 32,
         mode: str = "generative",
         negative_prompt: str | Sequence[str | None] | None = None,
@@ -329,8 +335,14 @@ class Text2Tracks:
             prompt_or_prompts: a prompt (``str``) or a list of prompts.
             k: tracks per prompt, in ``[1, catalogue size]``.
             exclude: per prompt, track ids never to recommend (unknown ids: a warning).
-            num_beams: beam width (``None``: the constructor's, else ``k``); in hybrid mode the
-                beam's candidates (``None``: ``hybrid_settings.beam_candidates``).
+            num_beams: beam width (``None``: the constructor's, else
+                ``max(k, DEFAULT_NUM_BEAMS)``); in hybrid mode the beam's candidates (``None``:
+                ``hybrid_settings.beam_candidates``).
+            diversity: generative mode: the penalty of
+                :func:`~text2tracks.generative.diversify` (``None``: the constructor's, else
+                ``DEFAULT_DIVERSITY``); the ``k`` tracks are picked from all the beam's finished
+                IDs, each charged this much log-probability per earlier pick under the same
+                first code, and ``score`` is that adjusted log-probability. 0: the beam's top k.
             batch_size: prompts per ``generate`` call (and per diffusion batch).
             mode: ``"generative"`` (constrained beam search), ``"latent"`` (faiss around
                 diffusion samples) or ``"hybrid"`` (both, fused); the last two need a
@@ -363,8 +375,8 @@ class Text2Tracks:
             ...                       negative_prompt="country")  # doctest: +SKIP
         """
         single, items, scores = self._rank(
-            prompt_or_prompts, k, exclude=exclude, num_beams=num_beams, batch_size=batch_size,
-            mode=mode, negative_prompt=negative_prompt, guidance_weight=guidance_weight,
+            prompt_or_prompts, k, exclude=exclude, num_beams=num_beams, diversity=diversity,
+            batch_size=batch_size, mode=mode, negative_prompt=negative_prompt, guidance_weight=guidance_weight,
             like_tracks=like_tracks, edit_strength=edit_strength, source_prompt=source_prompt,
             n_samples=n_samples, seed=seed)
         answers = to_recommendations(items, scores, self.catalog.item_ids, self._names, self._artists)
@@ -394,8 +406,8 @@ class Text2Tracks:
         return (ids[0], scores[0]) if single else (ids, scores)
 
     def _rank(
-        self, prompt_or_prompts, k, *, exclude=None, num_beams=None, batch_size=32,
-        mode="generative", negative_prompt=None, guidance_weight=None, like_tracks=None,
+        self, prompt_or_prompts, k, *, exclude=None, num_beams=None, diversity=None,
+        batch_size=32, mode="generative", negative_prompt=None, guidance_weight=None, like_tracks=None,
         edit_strength=DEFAULT_EDIT_STRENGTH, source_prompt=None, n_samples=None, seed=0,
     ) -> tuple[bool, np.ndarray, np.ndarray]:
         """``(single, item indices (n, k) int64, scores (n, k) float64)`` of a call."""
@@ -408,12 +420,13 @@ class Text2Tracks:
                          n_samples=n_samples))
         texts, excluded, request = call.texts, call.excluded, call.request
         beams = beam_width(num_beams, self.num_beams, k)
+        diversity = diversity_penalty(diversity, self.diversity)
         rows = [(np.zeros((0, k), np.int64), np.zeros((0, k), np.float64))]
         for start in range(0, len(texts), int(batch_size)):
             stop = start + int(batch_size)
             if mode == "generative":
                 rows.append(self._generative_batch(texts[start:stop], excluded[start:stop], k,
-                                                   beams, start))
+                                                   beams, start, diversity))
             else:
                 rows.append(self._latent_batch(mode, texts[start:stop], excluded[start:stop], k,
                                                num_beams, start, request.rows(start, stop)))
@@ -515,16 +528,18 @@ class Text2Tracks:
         except KeyError:
             return None
 
-    def _generate(self, texts, excluded, k, num_beams, first_index, stacklevel):
+    def _generate(self, texts, excluded, k, num_beams, first_index, stacklevel, diversity=0.0):
         """Beam search over one batch (the caller holds the lock); ``stacklevel`` counts from
         the caller, as ``warnings.warn`` does."""
         return generate_items(self.model, self.tokenizer, self.trie, self.layout, texts, excluded,
                               k=k, num_beams=num_beams, max_length=self.max_prompt_length,
-                              first_index=first_index, stacklevel=stacklevel + 1)
+                              first_index=first_index, stacklevel=stacklevel + 1,
+                              diversity=diversity)
 
-    def _generative_batch(self, texts, excluded, k, num_beams, first_index):
+    def _generative_batch(self, texts, excluded, k, num_beams, first_index, diversity):
         with self._lock:  # stacklevel 4: here -> _rank -> recommend -> the user's line
-            return self._generate(texts, excluded, k, num_beams, first_index, stacklevel=4)
+            return self._generate(texts, excluded, k, num_beams, first_index, stacklevel=4,
+                                  diversity=diversity)
 
     def _query_latents(self, texts, request) -> np.ndarray:
         return query_latents(self.diffusion_head, texts, request, lambda: self.item_factors,

@@ -11,7 +11,7 @@ Install the extra and start it::
 Endpoints:
 
 - ``POST /recommend``: ``{"prompt": str | [str, ...], "k": 10, ...}`` with every option of
-  :meth:`Text2Tracks.recommend` (``exclude``, ``num_beams``, ``mode``, ``negative_prompt``,
+  :meth:`Text2Tracks.recommend` (``exclude``, ``num_beams``, ``diversity``, ``mode``, ``negative_prompt``,
   ``guidance_weight``, ``like_tracks``, ``edit_strength``, ``source_prompt``, ``n_samples``,
   ``seed``; same meaning, same defaults). The answer mirrors the API's shape:
   ``{"recommendations": [rec, ...]}`` for one prompt, ``[[rec, ...], ...]`` for a list.
@@ -66,6 +66,8 @@ class RecommendRequest(BaseModel):
     exclude: TrackIds | None = Field(None, description="track ids never to recommend: one list "
                                      "for every prompt, or one list (or null) per prompt")
     num_beams: int | None = Field(None, ge=1, description="beam width (null: the default)")
+    diversity: float | None = Field(None, ge=0, description="diversity penalty of the generative "
+                                    "mode (null: the default; 0: the beam's own order)")
     mode: Mode = "generative"
     negative_prompt: PerPromptText | None = None
     guidance_weight: float | None = None

@@ -164,11 +164,10 @@ def _build_optimizer(model, config: TrainConfig):
 
 def _evaluate(run: _Run) -> dict[str, float]:
     """Validation loss and Hits@eval_k (constrained beam search), gathered over processes."""
-    import numpy as np
     import torch
 
-    from text2tracks.decoding import constrained_generate
-    from text2tracks.modeling import DEFAULT_NUM_BEAMS
+    from text2tracks.generative import search_items
+    from text2tracks.modeling import DEFAULT_DIVERSITY, DEFAULT_NUM_BEAMS
 
     config, accelerator, model = run.config, run.accelerator, run.model
     model.eval()
@@ -184,10 +183,11 @@ def _evaluate(run: _Run) -> dict[str, float]:
         unwrapped = accelerator.unwrap_model(model)
         hits = []
         for batch in run.val_prompt_dl:
-            items, _ = constrained_generate(
+            # the API's ranking: its beam width and diversity (text2tracks.generative)
+            items, _ = search_items(
                 unwrapped, batch["input_ids"], batch["attention_mask"], run.trie, run.layout,
-                k=config.eval_k, num_beams=config.num_beams or max(config.eval_k, DEFAULT_NUM_BEAMS))
-            items = np.asarray(items.cpu() if hasattr(items, "cpu") else items)
+                k=config.eval_k, num_beams=config.num_beams or max(config.eval_k, DEFAULT_NUM_BEAMS),
+                diversity=DEFAULT_DIVERSITY)
             rows = batch["playlist_index"].tolist()
             hit = [float(any(int(j) in run.val_relevant[r] for j in items[b]))
                    for b, r in enumerate(rows)]

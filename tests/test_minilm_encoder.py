@@ -1,0 +1,87 @@
+"""ModelConfig(encoder="minilm"): the shipped all-MiniLM-L6-v2 as the prompt encoder of an
+EncoderDecoderModel; frozen, it learns a known mapping through the decoder alone and survives a
+save/load round trip."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from text2tracks.decoding import constrained_generate
+from text2tracks.modeling import ModelConfig, build_seq2seq, load_seq2seq, minilm_path, save_seq2seq
+from text2tracks.trie import FlatTrie
+
+LEVELS = (4, 4)
+CODES = np.array([[0, 1], [2, 3], [1, 0], [3, 2]])  # items 0..3
+PROMPTS = ["smooth jazz for a rainy evening", "heavy metal for the gym"]
+ANSWERS = [0, 1]  # item of each prompt
+CONFIG = ModelConfig(encoder="minilm", freeze_encoder=True, d_model=32, num_decoder_layers=1,
+                     num_heads=2, d_ff=64)
+
+
+@pytest.fixture(scope="module")
+def built():
+    torch.manual_seed(0)
+    return build_seq2seq(CONFIG, LEVELS)
+
+
+def _labels(layout, eos, items):
+    rows = [[layout.offsets[lv] + int(CODES[i, lv]) for lv in range(len(LEVELS))] + [eos]
+            for i in items]
+    return torch.tensor(rows)
+
+
+def test_the_encoder_is_the_shipped_minilm_and_only_it_is_frozen(built):
+    from transformers import AutoModel
+
+    model, tokenizer, layout = built
+    assert type(model).__name__ == "EncoderDecoderModel"
+    shipped = AutoModel.from_pretrained(minilm_path(), local_files_only=True)
+    name = "encoder.layer.0.attention.self.query.weight"
+    assert torch.equal(model.encoder.state_dict()[name], shipped.state_dict()[name])
+    assert not any(p.requires_grad for p in model.get_encoder().parameters())
+    assert all(p.requires_grad for p in model.get_decoder().parameters())
+    assert model.enc_to_dec_proj.weight.shape == (32, 384) and model.enc_to_dec_proj.weight.requires_grad
+    # IDs end with [SEP], and a prompt that spells an ID token's text still encodes
+    assert tokenizer.eos_token == tokenizer.sep_token
+    spelled = tokenizer.convert_ids_to_tokens(layout.offsets[0])
+    batch = tokenizer([f"songs {spelled}"], return_tensors="pt")
+    assert int(batch["input_ids"].max()) >= layout.offsets[0]
+    model.get_encoder()(**batch)
+
+
+def test_a_frozen_minilm_learns_a_known_mapping_and_round_trips(built, tmp_path):
+    model, tokenizer, layout = built
+    encoder_before = {k: v.clone() for k, v in model.get_encoder().state_dict().items()}
+    batch = tokenizer(PROMPTS, return_tensors="pt", padding=True)
+    labels = _labels(layout, tokenizer.eos_token_id, ANSWERS)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    model.train()
+    for _ in range(100):
+        loss = model(**batch, labels=labels).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert loss.item() < 0.1
+    after = model.get_encoder().state_dict()
+    assert all(torch.equal(encoder_before[k], after[k]) for k in encoder_before)
+    trie = FlatTrie.from_codes(CODES, LEVELS)
+    items, scores = constrained_generate(model, batch["input_ids"], batch["attention_mask"],
+                                         trie, layout, k=2, num_beams=4)
+    assert items[:, 0].tolist() == ANSWERS
+    save_seq2seq(model, tokenizer, layout, tmp_path / "s2s", CONFIG)
+    loaded, tokenizer2, layout2 = load_seq2seq(tmp_path / "s2s")
+    assert layout2 == layout and tokenizer2.eos_token_id == tokenizer.eos_token_id
+    items2, scores2 = constrained_generate(loaded, batch["input_ids"], batch["attention_mask"],
+                                           trie, layout2, k=2, num_beams=4)
+    assert np.array_equal(items, items2) and np.allclose(scores, scores2, atol=1e-5)
+
+
+def test_bad_combinations_are_named():
+    with pytest.raises(ValueError, match="encoder must be one of"):
+        ModelConfig(encoder="bert")
+    with pytest.raises(ValueError, match="cannot be combined with base="):
+        ModelConfig(encoder="minilm", base="some/folder")
+    with pytest.raises(ValueError, match="content IDs"):
+        build_seq2seq(CONFIG, LEVELS, scheme="bytes")
