@@ -15,18 +15,59 @@ from semantic_ids.demo import write_demo_jsonl
 def test_benchmark_writes_results_per_prompt_and_report(tmp_path):
     playlists = write_demo_jsonl(tmp_path / "demo.jsonl", n_tracks=200, n_playlists=300, seed=0)
     out = tmp_path / "bench"
-    code = benchmark.main([
-        "--train", str(playlists), "--out", str(out), "--budget-minutes", "1",
-        "--no-ablations", "--baselines", "popularity,title_knn", "--min-count", "1",
-        "--levels", "2", "--codebook-size", "8", "--latency-repeats", "2",
-        "--n-bootstrap", "50", "--hits-curve-k", "30",
-        # a tiny model for a few steps; the recommended recipe otherwise (teacher, subword)
-        "--d-model", "32", "--num-layers", "1", "--num-decoder-layers", "1", "--num-heads", "2",
-        "--d-ff", "64", "--max-steps", "30", "--eval-every", "0", "--num-threads", "1",
-        "--no-progress"])
+    code = benchmark.main(
+        [
+            "--train",
+            str(playlists),
+            "--out",
+            str(out),
+            "--budget-minutes",
+            "1",
+            "--no-ablations",
+            "--baselines",
+            "popularity,title_knn",
+            "--min-count",
+            "1",
+            "--levels",
+            "2",
+            "--codebook-size",
+            "8",
+            "--latency-repeats",
+            "2",
+            "--n-bootstrap",
+            "50",
+            "--hits-curve-k",
+            "30",
+            # a tiny model for a few steps; the recommended recipe otherwise (teacher, subword)
+            "--d-model",
+            "32",
+            "--num-layers",
+            "1",
+            "--num-decoder-layers",
+            "1",
+            "--num-heads",
+            "2",
+            "--d-ff",
+            "64",
+            "--max-steps",
+            "30",
+            "--eval-every",
+            "0",
+            "--num-threads",
+            "1",
+            "--no-progress",
+        ]
+    )
     assert code == 0
     results = json.loads((out / "results.json").read_text())
-    assert set(results["systems"]) == {"popularity", "title_knn", "text2tracks"}
+    # the default ranking diversifies the beam; the beam's own order is scored beside it
+    assert set(results["systems"]) == {
+        "popularity",
+        "title_knn",
+        "text2tracks",
+        "text2tracks-beam-order",
+    }
+    assert results["systems"]["text2tracks-beam-order"]["diversity"] == 0.0
     assert results["systems"]["text2tracks"]["steps"] == 30
     assert "text2tracks vs title_knn" in results["comparisons"]
     per_prompt = json.loads((out / "per_prompt.json").read_text())
@@ -36,9 +77,11 @@ def test_benchmark_writes_results_per_prompt_and_report(tmp_path):
         assert len(values["hits"]) == len(values["first_hit_rank"]) == n
         # a hit at 10 is a first relevant item at rank 1..10
         assert [h == 1.0 for h in values["hits"]] == [
-            0 < r <= 10 for r in values["first_hit_rank"]], name
+            0 < r <= 10 for r in values["first_hit_rank"]
+        ], name
     assert per_prompt["rank_depth"]["title_knn"] == 30
     assert (out / "report.html").is_file() and (out / "results.md").is_file()
     r = compare(f"{out}:text2tracks", f"{out}:title_knn", n_bootstrap=100)
-    assert r["diff"] == pytest.approx(results["systems"]["text2tracks"]["hits@10"]
-                                      - results["systems"]["title_knn"]["hits@10"])
+    assert r["diff"] == pytest.approx(
+        results["systems"]["text2tracks"]["hits@10"] - results["systems"]["title_knn"]["hits@10"]
+    )
