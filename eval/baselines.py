@@ -266,16 +266,19 @@ class TitleKNNBaseline(Baseline):
         self._fit_common(train_playlists, vocab)
         # the same neighbours as the seq2seq's teacher (text2tracks.teacher)
         self._neighbors = TitleNeighbors(
-            n_neighbors=self.n_neighbors, ngram_range=self.ngram_range,
-            similarity_power=self.similarity_power, min_df=self.min_df,
+            n_neighbors=self.n_neighbors,
+            ngram_range=self.ngram_range,
+            similarity_power=self.similarity_power,
+            min_df=self.min_df,
         ).fit([p.prompt for p in self.train_playlists])
         return self
 
     def neighbor_weights(self, prompts) -> sp.csr_matrix:
         """``(n_prompts, n_train)`` similarity weights of each prompt's nearest playlists."""
         # the current n_neighbors / similarity_power (tune_title_knn changes them after fit)
-        return self._neighbors.weights(list(prompts), n_neighbors=self.n_neighbors,
-                                       similarity_power=self.similarity_power)
+        return self._neighbors.weights(
+            list(prompts), n_neighbors=self.n_neighbors, similarity_power=self.similarity_power
+        )
 
     def scores(self, prompts):
         return self.neighbor_weights(prompts) @ self.interactions

@@ -82,18 +82,39 @@ def synthetic_catalogue(n_items: int, digit_size: int, seed: int) -> np.ndarray:
 
 def build_model(vocab: int, seed: int) -> T5ForConditionalGeneration:
     torch.manual_seed(seed)
-    config = T5Config(vocab_size=vocab, d_model=256, d_kv=64, d_ff=1024, num_layers=4,
-                      num_decoder_layers=4, num_heads=4, feed_forward_proj="relu",
-                      tie_word_embeddings=True, decoder_start_token_id=PAD, pad_token_id=PAD,
-                      eos_token_id=EOS, dropout_rate=0.0)
+    config = T5Config(
+        vocab_size=vocab,
+        d_model=256,
+        d_kv=64,
+        d_ff=1024,
+        num_layers=4,
+        num_decoder_layers=4,
+        num_heads=4,
+        feed_forward_proj="relu",
+        tie_word_embeddings=True,
+        decoder_start_token_id=PAD,
+        pad_token_id=PAD,
+        eos_token_id=EOS,
+        dropout_rate=0.0,
+    )
     return T5ForConditionalGeneration(config).eval()
 
 
 def generate(model, x, beams, k, depth, processor=None, min_new_tokens=None):
-    kwargs = dict(input_ids=x, attention_mask=torch.ones_like(x), num_beams=beams,
-                  num_return_sequences=k, output_scores=True, return_dict_in_generate=True,
-                  length_penalty=0.0, do_sample=False, early_stopping=True,
-                  max_new_tokens=depth + 1, eos_token_id=EOS, pad_token_id=PAD)
+    kwargs = dict(
+        input_ids=x,
+        attention_mask=torch.ones_like(x),
+        num_beams=beams,
+        num_return_sequences=k,
+        output_scores=True,
+        return_dict_in_generate=True,
+        length_penalty=0.0,
+        do_sample=False,
+        early_stopping=True,
+        max_new_tokens=depth + 1,
+        eos_token_id=EOS,
+        pad_token_id=PAD,
+    )
     if processor is not None:
         kwargs["logits_processor"] = LogitsProcessorList([processor])
     if min_new_tokens is not None:
@@ -118,10 +139,14 @@ def main(argv=None) -> dict:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--latency-repeats", type=int, default=15)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=1,
-                    help="torch intra-op threads (default 1: on a shared, oversubscribed CPU, "
-                         "multi-threaded small ops mostly wait for descheduled threads; 0 keeps "
-                         "torch's default)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch intra-op threads (default 1: on a shared, oversubscribed CPU, "
+        "multi-threaded small ops mostly wait for descheduled threads; 0 keeps "
+        "torch's default)",
+    )
     args = ap.parse_args(argv)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -155,8 +180,9 @@ def main(argv=None) -> dict:
         return out, total, timed
 
     def run_ours_excl():
-        timed = Timed(SIDConstraintProcessor(trie, layout, EOS, PAD, exclude=exclude,
-                                             num_beams=beams))
+        timed = Timed(
+            SIDConstraintProcessor(trie, layout, EOS, PAD, exclude=exclude, num_beams=beams)
+        )
         out, total = generate(model, x, beams, beams, depth, timed)
         return out, total, timed
 
@@ -165,8 +191,12 @@ def main(argv=None) -> dict:
         out, total = generate(model, x, beams, beams, depth, None, min_new_tokens=depth)
         return out, total, None
 
-    runs = {"ours": run_ours, "prefix_fn": run_prefix, "ours_exclude": run_ours_excl,
-            "unconstrained": run_free}
+    runs = {
+        "ours": run_ours,
+        "prefix_fn": run_prefix,
+        "ours_exclude": run_ours_excl,
+        "unconstrained": run_free,
+    }
     for f in runs.values():  # warm-up (allocator, first-call paths)
         f()
     rec = {name: {"total_s": [], "constraint_s": [], "steps": []} for name in runs}
@@ -181,10 +211,13 @@ def main(argv=None) -> dict:
             results[name] = out
         same_items &= torch.equal(results["ours"].sequences, results["prefix_fn"].sequences)
     summary = {name: {key: med(v) for key, v in r.items()} for name, r in rec.items()}
-    ratio_constraint = [p / o for p, o in zip(rec["prefix_fn"]["constraint_s"],
-                                              rec["ours"]["constraint_s"], strict=True)]
-    ratio_total = [o / u for o, u in zip(rec["ours"]["total_s"], rec["unconstrained"]["total_s"],
-                                         strict=True)]
+    ratio_constraint = [
+        p / o
+        for p, o in zip(rec["prefix_fn"]["constraint_s"], rec["ours"]["constraint_s"], strict=True)
+    ]
+    ratio_total = [
+        o / u for o, u in zip(rec["ours"]["total_s"], rec["unconstrained"]["total_s"], strict=True)
+    ]
 
     # end-to-end latency of one prompt, k = 10, and throughput at batch 64
     x1 = x[:1]
@@ -203,13 +236,23 @@ def main(argv=None) -> dict:
         thr.append(64 / (time.perf_counter() - t1))
 
     result = {
-        "device": "cpu", "load_average": list(os.getloadavg()), "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
-        "platform": platform.platform(), "torch": torch.__version__,
+        "device": "cpu",
+        "load_average": list(os.getloadavg()),
+        "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
         "model": {"d_model": 256, "layers": "4+4", "vocab": vocab, "parameters": n_params},
-        "catalogue": {"n_items": trie.n_items, "level_sizes": list(sizes),
-                      "nodes_per_level": [trie.n_nodes(lv) for lv in range(depth)],
-                      "trie_build_s": build_s},
-        "batch": B, "beams": beams, "k": beams, "prompt_len": args.prompt_len,
+        "catalogue": {
+            "n_items": trie.n_items,
+            "level_sizes": list(sizes),
+            "nodes_per_level": [trie.n_nodes(lv) for lv in range(depth)],
+            "trie_build_s": build_s,
+        },
+        "batch": B,
+        "beams": beams,
+        "k": beams,
+        "prompt_len": args.prompt_len,
         "repeats": args.repeats,
         "median": summary,
         "raw": rec,
@@ -228,19 +271,27 @@ def main(argv=None) -> dict:
         "constrained_within_15pct": result["constrained_over_unconstrained_total"] <= 1.15,
     }
 
-    print(f"catalogue {trie.n_items} items, nodes/level {result['catalogue']['nodes_per_level']}, "
-          f"model {n_params / 1e6:.1f}M params, batch {B}, beams {beams}, "
-          f"{torch.get_num_threads()} torch threads, median of {args.repeats}")
+    print(
+        f"catalogue {trie.n_items} items, nodes/level {result['catalogue']['nodes_per_level']}, "
+        f"model {n_params / 1e6:.1f}M params, batch {B}, beams {beams}, "
+        f"{torch.get_num_threads()} torch threads, median of {args.repeats}"
+    )
     print(f"{'run':<16}{'total s':>10}{'constraint s':>14}{'steps':>7}")
     for name, s in summary.items():
         print(f"{name:<16}{s['total_s']:>10.3f}{s['constraint_s']:>14.4f}{s['steps']:>7.0f}")
-    print(f"constraint time, prefix_fn / ours: {result['constraint_speedup_vs_prefix_fn']:.1f}x "
-          f"(target >= 5x)")
-    print(f"constrained / unconstrained total: {result['constrained_over_unconstrained_total']:.3f} "
-          f"(target <= 1.15)")
+    print(
+        f"constraint time, prefix_fn / ours: {result['constraint_speedup_vs_prefix_fn']:.1f}x "
+        f"(target >= 5x)"
+    )
+    print(
+        f"constrained / unconstrained total: {result['constrained_over_unconstrained_total']:.3f} "
+        f"(target <= 1.15)"
+    )
     print(f"identical beams ours vs prefix_fn: {same_items}")
-    print(f"latency, one prompt, k=10: {result['latency_one_prompt_k10_s'] * 1000:.1f} ms (median "
-          f"of {args.latency_repeats})")
+    print(
+        f"latency, one prompt, k=10: {result['latency_one_prompt_k10_s'] * 1000:.1f} ms (median "
+        f"of {args.latency_repeats})"
+    )
     print(f"throughput, batch 64, k=10: {result['prompts_per_s_batch64_k10']:.1f} prompts/s")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -64,15 +64,38 @@ from text2tracks.artifacts import (
 )
 from text2tracks.rerank import per_prompt_metric
 
-PREFERRED_NEGATIVES = ("christmas", "worship", "sleep", "country", "gospel", "halloween", "kids",
-                       "disney", "classical", "metal")
-PREFERRED_POSITIVES = ("party", "workout", "summer", "chill", "gym", "running", "road", "pop",
-                       "rap", "throwback", "vibes", "dance")
+PREFERRED_NEGATIVES = (
+    "christmas",
+    "worship",
+    "sleep",
+    "country",
+    "gospel",
+    "halloween",
+    "kids",
+    "disney",
+    "classical",
+    "metal",
+)
+PREFERRED_POSITIVES = (
+    "party",
+    "workout",
+    "summer",
+    "chill",
+    "gym",
+    "running",
+    "road",
+    "pop",
+    "rap",
+    "throwback",
+    "vibes",
+    "dance",
+)
 # Words that say nothing about the music: never a positive or negative word.
 STOPWORDS = frozenset(
     "the and for with you your my our this that from are was not all new old best good one "
     "songs song music playlist playlists mix list tracks track stuff time day days vol volume "
-    "de la el en le les los las del".split())
+    "de la el en le les los las del".split()
+)
 _WORD = re.compile(r"\w+")
 
 
@@ -158,15 +181,35 @@ class DiffusionBenchConfig:
         bad = [e for e in self.encoder_list if e not in ("seq2seq", "bytes")]
         if bad or not self.encoder_list:
             raise ValueError(f"encoders must list 'seq2seq' and/or 'bytes', got {self.encoders!r}")
-        for name in ("head_epochs", "regressor_epochs", "hidden", "n_blocks", "train_batch_size", "k",
-                     "candidates", "beams", "n_samples", "latent_k", "n_negative_pairs",
-                     "prompts_per_pair", "min_title_playlists", "n_seed_tracks", "batch_size",
-                     "latency_prompts", "n_bootstrap"):
+        for name in (
+            "head_epochs",
+            "regressor_epochs",
+            "hidden",
+            "n_blocks",
+            "train_batch_size",
+            "k",
+            "candidates",
+            "beams",
+            "n_samples",
+            "latent_k",
+            "n_negative_pairs",
+            "prompts_per_pair",
+            "min_title_playlists",
+            "n_seed_tracks",
+            "batch_size",
+            "latency_prompts",
+            "n_bootstrap",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        for name in ("max_inversion_prompts", "max_validation_prompts", "num_threads", "seed",
-                     "mean_samples"):
+        for name in (
+            "max_inversion_prompts",
+            "max_validation_prompts",
+            "num_threads",
+            "seed",
+            "mean_samples",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
@@ -179,15 +222,19 @@ class DiffusionBenchConfig:
         if not (self.lr > 0 and self.guidance_weight >= 0 and self.min_minutes_per_model >= 0):
             raise ValueError("lr must be > 0, guidance_weight and min_minutes_per_model >= 0")
         if not self.grid or any(w <= 0 for w in self.grid):
-            raise ValueError(f"guidance_grid must hold positive weights, got {self.guidance_grid!r}")
+            raise ValueError(
+                f"guidance_grid must hold positive weights, got {self.guidance_grid!r}"
+            )
         if not self.strength_list or any(not 0 <= s <= 1 for s in self.strength_list):
             raise ValueError(f"strengths must lie in [0, 1], got {self.strengths!r}")
         from text2tracks.hybrid import SEED_METHODS
 
         methods = self.seed_method_list
         if not methods or len(set(methods)) != len(methods) or set(methods) - set(SEED_METHODS):
-            raise ValueError(f"seed_methods must list distinct methods of {SEED_METHODS}, "
-                             f"got {self.seed_methods!r}")
+            raise ValueError(
+                f"seed_methods must list distinct methods of {SEED_METHODS}, "
+                f"got {self.seed_methods!r}"
+            )
 
     @property
     def encoder_list(self) -> list[str]:
@@ -221,8 +268,11 @@ def title_words(title: str) -> list[str]:
     normalised title."""
     from text2tracks.data import normalize_prompt
 
-    words = [w for w in _WORD.findall(normalize_prompt(title))
-             if len(w) >= 3 and not w.isdigit() and w not in STOPWORDS]
+    words = [
+        w
+        for w in _WORD.findall(normalize_prompt(title))
+        if len(w) >= 3 and not w.isdigit() and w not in STOPWORDS
+    ]
     return list(dict.fromkeys(words))
 
 
@@ -232,8 +282,13 @@ def title_matcher(word: str) -> re.Pattern:
 
 
 def select_negative_pairs(
-    train_titles: list[str], train_items: list[np.ndarray], test_titles: list[str],
-    n_pairs: int = 6, prompts_per_pair: int = 30, min_playlists: int = 5, max_contamination: float = 0.6,
+    train_titles: list[str],
+    train_items: list[np.ndarray],
+    test_titles: list[str],
+    n_pairs: int = 6,
+    prompts_per_pair: int = 30,
+    min_playlists: int = 5,
+    max_contamination: float = 0.6,
     preferred_negatives: tuple[str, ...] = PREFERRED_NEGATIVES,
     preferred_positives: tuple[str, ...] = PREFERRED_POSITIVES,
 ) -> list[dict[str, Any]]:
@@ -279,10 +334,15 @@ def select_negative_pairs(
         if neg in used:
             continue
         rows = np.flatnonzero(train_match[neg])
-        neg_items = np.unique(np.concatenate([np.asarray(train_items[i], np.int64) for i in rows])
-                              if rows.size else np.zeros(0, np.int64))
+        neg_items = np.unique(
+            np.concatenate([np.asarray(train_items[i], np.int64) for i in rows])
+            if rows.size
+            else np.zeros(0, np.int64)
+        )
         # per training playlist, the share of its items among the negative's items
-        share = np.array([np.isin(items, neg_items).mean() if len(items) else 0.0 for items in train_items])
+        share = np.array(
+            [np.isin(items, neg_items).mean() if len(items) else 0.0 for items in train_items]
+        )
         best = None
         for pos in positives:
             if pos in used or neg in pos or pos in neg:  # "00s" / "2000s" are one idea
@@ -300,14 +360,24 @@ def select_negative_pairs(
             continue
         (contamination, _), pos, prompts = best
         used.update((pos, neg))
-        pairs.append({"positive": pos, "negative": neg,
-                      "prompt_indices": [int(i) for i in prompts[:prompts_per_pair]],
-                      "contamination": contamination, "negative_items": neg_items})
+        pairs.append(
+            {
+                "positive": pos,
+                "negative": neg,
+                "prompt_indices": [int(i) for i in prompts[:prompts_per_pair]],
+                "contamination": contamination,
+                "negative_items": neg_items,
+            }
+        )
     return pairs
 
 
 def select_seed_playlists(
-    titles: list[str], relevant: list[np.ndarray], n_seed_tracks: int, max_prompts: int, seed: int = 0,
+    titles: list[str],
+    relevant: list[np.ndarray],
+    n_seed_tracks: int,
+    max_prompts: int,
+    seed: int = 0,
 ) -> list[tuple[int, int]]:
     """Pairs ``(prompt index, seed playlist index)`` of test playlists: the seed playlist shares no
     title word and no relevant track with the prompt's and holds more than ``n_seed_tracks``
@@ -337,7 +407,9 @@ def negative_share(items: np.ndarray, negative_items: np.ndarray, k: int) -> np.
     return np.isin(top, np.asarray(negative_items, dtype=np.int64)).sum(1) / float(k)
 
 
-def seed_similarity(items: np.ndarray, item_factors: np.ndarray, seed_means: np.ndarray, k: int) -> np.ndarray:
+def seed_similarity(
+    items: np.ndarray, item_factors: np.ndarray, seed_means: np.ndarray, k: int
+) -> np.ndarray:
     """Per prompt, mean cosine of the top-k items' factors to the seed tracks' mean factor."""
     top = np.asarray(items)[:, :k]
     f = item_factors[np.clip(top, 0, None)]
@@ -355,9 +427,15 @@ def target_check(curve: list[dict[str, Any]], view: str = "latent") -> dict[str,
         h0, h1 = point[f"{view}_hits_without"], point[f"{view}_hits_with"]
         share_ratio = with_neg / without if without > 0 else None
         hits_ratio = h1 / h0 if h0 > 0 else None
-        ok = (share_ratio is not None and share_ratio <= 0.5
-              and (hits_ratio is None or hits_ratio >= 0.9) and (h0 > 0 or h1 >= h0))
-        rows.append({"w": point["w"], "share_ratio": share_ratio, "hits_ratio": hits_ratio, "meets": ok})
+        ok = (
+            share_ratio is not None
+            and share_ratio <= 0.5
+            and (hits_ratio is None or hits_ratio >= 0.9)
+            and (h0 > 0 or h1 >= h0)
+        )
+        rows.append(
+            {"w": point["w"], "share_ratio": share_ratio, "hits_ratio": hits_ratio, "meets": ok}
+        )
     return {"per_weight": rows, "met_at": [r["w"] for r in rows if r["meets"]]}
 
 
@@ -378,7 +456,9 @@ class _Context:
 
         self.artifact = artifact
         self.vocab = ItemVocab.load(artifact / CF_COMPONENT)
-        self.item_factors = np.ascontiguousarray(CFModel.load(artifact / CF_COMPONENT).item_factors, dtype=np.float32)
+        self.item_factors = np.ascontiguousarray(
+            CFModel.load(artifact / CF_COMPONENT).item_factors, dtype=np.float32
+        )
         catalog = SemanticIDCatalog.load(artifact / CATALOG_COMPONENT / "catalog")
         self.catalog_to_vocab = self.vocab.indices(catalog.item_ids, skip_unknown=False)
         self.trie = FlatTrie.from_codes(catalog.sid_codes, catalog.level_sizes)
@@ -396,19 +476,35 @@ class _Context:
         from text2tracks.data import normalize_prompt
         from text2tracks.decoding import constrained_generate
 
-        enc = self.tokenizer([normalize_prompt(p) for p in prompts], padding=True, truncation=True,
-                             max_length=self.max_prompt_length, return_tensors="pt")
+        enc = self.tokenizer(
+            [normalize_prompt(p) for p in prompts],
+            padding=True,
+            truncation=True,
+            max_length=self.max_prompt_length,
+            return_tensors="pt",
+        )
         with torch.inference_mode():
-            items, scores = constrained_generate(self.model, enc["input_ids"], enc["attention_mask"],
-                                                 self.trie, self.layout, k=n, num_beams=max(n, beams))
+            items, scores = constrained_generate(
+                self.model,
+                enc["input_ids"],
+                enc["attention_mask"],
+                self.trie,
+                self.layout,
+                k=n,
+                num_beams=max(n, beams),
+            )
         return self.catalog_to_vocab[items], scores
 
 
 def _batched(fn, prompts: list[str], batch_size: int, desc: str, progress: bool):
     from tqdm.auto import tqdm
 
-    outs = [fn(prompts[i: i + batch_size])
-            for i in tqdm(range(0, len(prompts), batch_size), desc=desc, disable=not progress, leave=False)]
+    outs = [
+        fn(prompts[i : i + batch_size])
+        for i in tqdm(
+            range(0, len(prompts), batch_size), desc=desc, disable=not progress, leave=False
+        )
+    ]
     if isinstance(outs[0], tuple):
         return tuple(np.concatenate([o[j] for o in outs]) for j in range(len(outs[0])))
     return np.concatenate(outs)
@@ -418,8 +514,12 @@ def _encode(model, prompts: list[str], batch_size: int = 256):
     import torch
 
     with torch.no_grad():
-        return torch.cat([model.encode(prompts[i: i + batch_size]).cpu()
-                          for i in range(0, len(prompts), batch_size)])
+        return torch.cat(
+            [
+                model.encode(prompts[i : i + batch_size]).cpu()
+                for i in range(0, len(prompts), batch_size)
+            ]
+        )
 
 
 def _noise(n: int, n_samples: int, dim: int, seed: int):
@@ -428,21 +528,33 @@ def _noise(n: int, n_samples: int, dim: int, seed: int):
     return torch.randn((n * n_samples, dim), generator=torch.Generator().manual_seed(seed))
 
 
-def _sample(head, cond, noise, n_samples: int, w: float, negative_cond=None, batch_size: int = 256) -> np.ndarray:
+def _sample(
+    head, cond, noise, n_samples: int, w: float, negative_cond=None, batch_size: int = 256
+) -> np.ndarray:
     """Head samples ``(n, n_samples, dim)`` from fixed starting noise (paired comparisons)."""
     outs = []
     for i in range(0, cond.shape[0], batch_size):
-        neg = None if negative_cond is None else negative_cond[i: i + batch_size]
-        outs.append(head.sample(cond[i: i + batch_size], negative_cond=neg, guidance_weight=w,
-                                n_samples=n_samples,
-                                noise=noise[i * n_samples: (i + batch_size) * n_samples]).cpu().numpy())
+        neg = None if negative_cond is None else negative_cond[i : i + batch_size]
+        outs.append(
+            head.sample(
+                cond[i : i + batch_size],
+                negative_cond=neg,
+                guidance_weight=w,
+                n_samples=n_samples,
+                noise=noise[i * n_samples : (i + batch_size) * n_samples],
+            )
+            .cpu()
+            .numpy()
+        )
     return np.concatenate(outs)
 
 
 # ------------------------------------------------------------------------------------ training
 
 
-def _train_models(ctx: _Context, train_path: str, config: DiffusionBenchConfig, out_dir: Path) -> dict:
+def _train_models(
+    ctx: _Context, train_path: str, config: DiffusionBenchConfig, out_dir: Path
+) -> dict:
     """Train the head(s) and the regressor under the budget; returns models and summaries."""
     from text2tracks.artifacts import component_writer
     from text2tracks.diffusion import DiffusionHead, PromptToLatentRegressor
@@ -453,49 +565,88 @@ def _train_models(ctx: _Context, train_path: str, config: DiffusionBenchConfig, 
     while len(encoders) > 1 and head_minutes / len(encoders) < config.min_minutes_per_model:
         _log(f"budget too small for the {encoders[-1]} encoder too; skipping it")
         encoders = encoders[:-1]
-    common = dict(artifact=str(ctx.artifact), playlists=str(train_path), hidden=config.hidden,
-                  n_blocks=config.n_blocks, lr=config.lr, batch_size=config.train_batch_size,
-                  eval_every=0, eval_prompts=min(500, config.max_validation_prompts or 500),
-                  eval_k=config.k, seed=config.seed, num_threads=config.num_threads,
-                  progress=config.progress, log_every=50, warmup_steps=100,
-                  fit_fusion=False)  # the benchmark fits (and stores) the fusion itself
+    common = dict(
+        artifact=str(ctx.artifact),
+        playlists=str(train_path),
+        hidden=config.hidden,
+        n_blocks=config.n_blocks,
+        lr=config.lr,
+        batch_size=config.train_batch_size,
+        eval_every=0,
+        eval_prompts=min(500, config.max_validation_prompts or 500),
+        eval_k=config.k,
+        seed=config.seed,
+        num_threads=config.num_threads,
+        progress=config.progress,
+        log_every=50,
+        warmup_steps=100,
+        fit_fusion=False,
+    )  # the benchmark fits (and stores) the fusion itself
     runs_dir = out_dir / "diffusion_runs"
     runs_dir.mkdir(parents=True, exist_ok=True)
     heads, summaries = {}, {}
     for encoder in encoders:
-        cfg = DiffusionTrainConfig(encoder=encoder, epochs=config.head_epochs,
-                                   max_minutes=head_minutes / len(encoders), **common)
+        cfg = DiffusionTrainConfig(
+            encoder=encoder,
+            epochs=config.head_epochs,
+            max_minutes=head_minutes / len(encoders),
+            **common,
+        )
         _log(f"training the diffusion head ({encoder} encoder, {cfg.max_minutes:.2f} min)")
         summaries[f"head-{encoder}"] = train(cfg)
         saved = runs_dir / f"diffusion-{encoder}"
         shutil.rmtree(saved, ignore_errors=True)
         shutil.copytree(ctx.artifact / DIFFUSION_COMPONENT, saved)
-        heads[encoder] = DiffusionHead.load(saved, encoder=ctx.frozen if encoder == "seq2seq" else None)
+        heads[encoder] = DiffusionHead.load(
+            saved, encoder=ctx.frozen if encoder == "seq2seq" else None
+        )
     key = f"hits@{config.k}"
-    best = max(encoders, key=lambda e: (summaries[f"head-{e}"]["final_eval"].get(key, 0.0), e == "seq2seq"))
+    best = max(
+        encoders, key=lambda e: (summaries[f"head-{e}"]["final_eval"].get(key, 0.0), e == "seq2seq")
+    )
     if best != encoders[-1]:  # the last one trained sits in the artifact: put the best there
         summary = summaries[f"head-{best}"]
-        info = {"kind": "diffusion_head", "encoder": best, "steps": summary["steps"], **summary["final_eval"]}
+        info = {
+            "kind": "diffusion_head",
+            "encoder": best,
+            "steps": summary["steps"],
+            **summary["final_eval"],
+        }
         with component_writer(ctx.artifact, DIFFUSION_COMPONENT, info) as tmp:
             shutil.rmtree(tmp)
             shutil.copytree(runs_dir / f"diffusion-{best}", tmp)
-    _log(f"head encoder on validation: "
-         f"{ {e: summaries[f'head-{e}']['final_eval'] for e in encoders} } -> {best}")
-    cfg = DiffusionTrainConfig(encoder=best, regressor=True, epochs=config.regressor_epochs,
-                               max_minutes=0.3 * config.budget_minutes, **common)
+    _log(
+        f"head encoder on validation: "
+        f"{ {e: summaries[f'head-{e}']['final_eval'] for e in encoders} } -> {best}"
+    )
+    cfg = DiffusionTrainConfig(
+        encoder=best,
+        regressor=True,
+        epochs=config.regressor_epochs,
+        max_minutes=0.3 * config.budget_minutes,
+        **common,
+    )
     _log(f"training the regressor ({best} encoder, {cfg.max_minutes:.2f} min)")
     summaries["regressor"] = train(cfg)
-    regressor = PromptToLatentRegressor.load(ctx.artifact / REGRESSOR_COMPONENT,
-                                             encoder=ctx.frozen if best == "seq2seq" else None)
-    return {"heads": heads, "best": best, "regressor": regressor, "summaries": summaries,
-            "encoders_tried": encoders}
+    regressor = PromptToLatentRegressor.load(
+        ctx.artifact / REGRESSOR_COMPONENT, encoder=ctx.frozen if best == "seq2seq" else None
+    )
+    return {
+        "heads": heads,
+        "best": best,
+        "regressor": regressor,
+        "summaries": summaries,
+        "encoders_tried": encoders,
+    }
 
 
 def _load_models(ctx: _Context, out_dir: Path) -> dict:
     """The head and regressor an earlier run left in the artifact, with that run's summaries."""
     from text2tracks.diffusion import DiffusionHead, PromptToLatentRegressor
 
-    missing = [d for d in (DIFFUSION_COMPONENT, REGRESSOR_COMPONENT) if not (ctx.artifact / d).is_dir()]
+    missing = [
+        d for d in (DIFFUSION_COMPONENT, REGRESSOR_COMPONENT) if not (ctx.artifact / d).is_dir()
+    ]
     if missing:
         raise ValueError(f"--reuse-models: {ctx.artifact} has no {missing}; run without it first")
     config_path = ctx.artifact / DIFFUSION_COMPONENT / "config.json"
@@ -506,18 +657,31 @@ def _load_models(ctx: _Context, out_dir: Path) -> dict:
     previous = out_dir / "diffusion.json"
     training = json.loads(previous.read_text()).get("training", {}) if previous.is_file() else {}
     _log(f"reusing the trained head ({encoder} encoder) and regressor from {ctx.artifact}")
-    return {"heads": {encoder: head}, "best": encoder, "regressor": regressor,
-            "summaries": training.get("summaries", {}), "encoders_tried": training.get(
-                "encoders_tried", [encoder]), "reused": True}
+    return {
+        "heads": {encoder: head},
+        "best": encoder,
+        "regressor": regressor,
+        "summaries": training.get("summaries", {}),
+        "encoders_tried": training.get("encoders_tried", [encoder]),
+        "reused": True,
+    }
 
 
 # ------------------------------------------------------------------------------------ main
 
 
 def run_diffusion_benchmark(
-    artifact: str | Path, train_path: str | Path, out_dir: str | Path, prompts: list[str],
-    relevant: list[np.ndarray], validation: list, train_playlists: list | None = None, *,
-    config: DiffusionBenchConfig | None = None, budget_minutes: float | None = None, n_skipped: int = 0,
+    artifact: str | Path,
+    train_path: str | Path,
+    out_dir: str | Path,
+    prompts: list[str],
+    relevant: list[np.ndarray],
+    validation: list,
+    train_playlists: list | None = None,
+    *,
+    config: DiffusionBenchConfig | None = None,
+    budget_minutes: float | None = None,
+    n_skipped: int = 0,
 ) -> dict[str, Any]:
     """Train and evaluate the diffusion head on the benchmark's split.
 
@@ -554,7 +718,9 @@ def run_diffusion_benchmark(
     if budget_minutes is not None:
         config = replace(config, budget_minutes=float(budget_minutes))
     if len(prompts) != len(relevant) or not prompts:
-        raise ValueError(f"need as many relevant sets as prompts (>= 1), got {len(prompts)} and {len(relevant)}")
+        raise ValueError(
+            f"need as many relevant sets as prompts (>= 1), got {len(prompts)} and {len(relevant)}"
+        )
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     artifact, out_dir = Path(artifact), Path(out_dir)
@@ -567,8 +733,11 @@ def run_diffusion_benchmark(
     started_all = time.perf_counter()
 
     # 1. Train the head(s) and the regressor (or take them from an earlier run).
-    trained = (_load_models(ctx, out_dir) if config.reuse_models
-               else _train_models(ctx, str(train_path), config, out_dir))
+    trained = (
+        _load_models(ctx, out_dir)
+        if config.reuse_models
+        else _train_models(ctx, str(train_path), config, out_dir)
+    )
     head, regressor = trained["heads"][trained["best"]], trained["regressor"]
     w = config.guidance_weight or head.config.guidance_weight
     dim = ctx.item_factors.shape[1]
@@ -577,8 +746,11 @@ def run_diffusion_benchmark(
     kept, val_relevant, _ = relevant_items(validation, ctx.vocab)
     val_prompts = [validation[i].prompt for i in kept]
     if config.max_validation_prompts and len(val_prompts) > config.max_validation_prompts:
-        pick = np.sort(np.random.default_rng(config.seed).choice(
-            len(val_prompts), config.max_validation_prompts, replace=False))
+        pick = np.sort(
+            np.random.default_rng(config.seed).choice(
+                len(val_prompts), config.max_validation_prompts, replace=False
+            )
+        )
         val_prompts, val_relevant = [val_prompts[i] for i in pick], [val_relevant[i] for i in pick]
     if not val_prompts:
         raise ValueError("no validation prompt holds a catalogue track: cannot fit the fusion")
@@ -586,8 +758,10 @@ def run_diffusion_benchmark(
     test_sets = [set(map(int, r)) for r in relevant]
 
     # 3. Candidates of both views, test and validation.
-    _log(f"beam search ({config.candidates} candidates) for {len(prompts)} test and "
-         f"{len(val_prompts)} validation prompts")
+    _log(
+        f"beam search ({config.candidates} candidates) for {len(prompts)} test and "
+        f"{len(val_prompts)} validation prompts"
+    )
     beam = lambda ps: ctx.beam(ps, config.candidates, config.beams)  # noqa: E731
     test_beam = _batched(beam, prompts, config.batch_size, "beam test", progress)
     val_beam = _batched(beam, val_prompts, config.batch_size, "beam validation", progress)
@@ -608,80 +782,164 @@ def run_diffusion_benchmark(
     fixed = FixedBlendFusion().fit(val_c, val_sets, metric="hits", k=k)
     fixed_reg = FixedBlendFusion().fit(val_c_reg, val_sets, metric="hits", k=k)
     gate = GatedFusion(seed=config.seed).fit(
-        val_c, val_sets, prompt_features(val_c, val_lat, val_prompts), metric="ndcg", k=k)
+        val_c, val_sets, prompt_features(val_c, val_lat, val_prompts), metric="ndcg", k=k
+    )
     _log(f"fixed alpha {fixed.alpha} (regressor {fixed_reg.alpha}); gate fitted")
     # What the API will use: the fixed blend, under the settings it was fitted with.
-    save_fusion(artifact / DIFFUSION_COMPONENT, fixed,
-                HybridSettings(n_samples=config.n_samples, beam_candidates=config.candidates,
-                               latent_k=config.latent_k, pool="max",
-                               seed_method=config.seed_method_list[0]),
-                validation={"prompts": len(val_prompts), "metric": "hits", "k": k,
-                            "alpha": fixed.alpha, "source": "eval.bench_diffusion"})
+    save_fusion(
+        artifact / DIFFUSION_COMPONENT,
+        fixed,
+        HybridSettings(
+            n_samples=config.n_samples,
+            beam_candidates=config.candidates,
+            latent_k=config.latent_k,
+            pool="max",
+            seed_method=config.seed_method_list[0],
+        ),
+        validation={
+            "prompts": len(val_prompts),
+            "metric": "hits",
+            "k": k,
+            "alpha": fixed.alpha,
+            "source": "eval.bench_diffusion",
+        },
+    )
 
     rankings = {
         "generative": test_beam[0][:, :k],
-        "latent-only": rerank("latent", k, latents=test_lat, item_factors=ctx.item_factors,
-                              index=ctx.index, latent_k=config.latent_k)[0],
-        "latent-regressor": rerank("latent", k, latents=test_reg, item_factors=ctx.item_factors,
-                                   index=ctx.index, latent_k=config.latent_k)[0],
+        "latent-only": rerank(
+            "latent",
+            k,
+            latents=test_lat,
+            item_factors=ctx.item_factors,
+            index=ctx.index,
+            latent_k=config.latent_k,
+        )[0],
+        "latent-regressor": rerank(
+            "latent",
+            k,
+            latents=test_reg,
+            item_factors=ctx.item_factors,
+            index=ctx.index,
+            latent_k=config.latent_k,
+        )[0],
         "hybrid": fixed.fuse(test_c, k=k)[0],
-        "hybrid-gated": gate.fuse(test_c, k=k, features=prompt_features(test_c, test_lat, prompts))[0],
+        "hybrid-gated": gate.fuse(test_c, k=k, features=prompt_features(test_c, test_lat, prompts))[
+            0
+        ],
         "hybrid-regressor": fixed_reg.fuse(test_c_reg, k=k)[0],
     }
     if config.mean_samples:
         mean_noise = _noise(len(prompts), config.mean_samples, dim, config.seed + 3)
         mean_lat = _sample(head, test_cond, mean_noise, config.mean_samples, w)
         rankings["latent-only-mean"] = rerank(
-            "latent", k, latents=mean_lat.mean(axis=1, keepdims=True), item_factors=ctx.item_factors,
-            index=ctx.index, latent_k=config.latent_k)[0]
+            "latent",
+            k,
+            latents=mean_lat.mean(axis=1, keepdims=True),
+            item_factors=ctx.item_factors,
+            index=ctx.index,
+            latent_k=config.latent_k,
+        )[0]
     extras = {
-        "generative": {"candidates": config.candidates, "beams": max(config.candidates, config.beams)},
-        "latent-only": {"encoder": trained["best"], "n_samples": config.n_samples, "guidance_weight": w,
-                        "ddim_steps": head.config.ddim_steps},
+        "generative": {
+            "candidates": config.candidates,
+            "beams": max(config.candidates, config.beams),
+        },
+        "latent-only": {
+            "encoder": trained["best"],
+            "n_samples": config.n_samples,
+            "guidance_weight": w,
+            "ddim_steps": head.config.ddim_steps,
+        },
         "latent-regressor": {"encoder": trained["best"]},
-        "hybrid": {"alpha": fixed.alpha, "alpha_grid_validation": dict(zip(
-            map(float, fixed.grid_), map(float, fixed.grid_scores_), strict=True))},
-        "hybrid-gated": {"alphas_test_mean": float(gate.alphas(
-            test_c, prompt_features(test_c, test_lat, prompts)).mean()), "fixed_alpha": gate.fixed_alpha_},
+        "hybrid": {
+            "alpha": fixed.alpha,
+            "alpha_grid_validation": dict(
+                zip(map(float, fixed.grid_), map(float, fixed.grid_scores_), strict=True)
+            ),
+        },
+        "hybrid-gated": {
+            "alphas_test_mean": float(
+                gate.alphas(test_c, prompt_features(test_c, test_lat, prompts)).mean()
+            ),
+            "fixed_alpha": gate.fixed_alpha_,
+        },
         "hybrid-regressor": {"alpha": fixed_reg.alpha},
-        "latent-only-mean": {"n_samples": config.mean_samples, "pool": "mean of samples",
-                             "guidance_weight": w},
+        "latent-only-mean": {
+            "n_samples": config.mean_samples,
+            "pool": "mean of samples",
+            "guidance_weight": w,
+        },
     }
     systems, per_prompt = {}, {}
     for name, ranked in rankings.items():
-        metrics = evaluate_rankings(ranked, relevant, k=k, n_items=n_items, n_bootstrap=config.n_bootstrap,
-                                    n_skipped=n_skipped, return_per_prompt=True)
+        metrics = evaluate_rankings(
+            ranked,
+            relevant,
+            k=k,
+            n_items=n_items,
+            n_bootstrap=config.n_bootstrap,
+            n_skipped=n_skipped,
+            return_per_prompt=True,
+        )
         per_prompt[name] = metrics.pop("per_prompt")
         systems[name] = {**metrics, **extras[name]}
         _log(f"{name}: hits@{k} {metrics[f'hits@{k}']:.4f}")
     comparisons = {}
-    for a, b in (("hybrid", "generative"), ("hybrid-gated", "hybrid"), ("latent-only", "latent-regressor"),
-                 ("hybrid", "hybrid-regressor"), ("hybrid-gated", "generative")):
-        diff = paired_bootstrap_diff(per_prompt[a]["hits"], per_prompt[b]["hits"], n_bootstrap=config.n_bootstrap)
+    for a, b in (
+        ("hybrid", "generative"),
+        ("hybrid-gated", "hybrid"),
+        ("latent-only", "latent-regressor"),
+        ("hybrid", "hybrid-regressor"),
+        ("hybrid-gated", "generative"),
+    ):
+        diff = paired_bootstrap_diff(
+            per_prompt[a]["hits"], per_prompt[b]["hits"], n_bootstrap=config.n_bootstrap
+        )
         base = systems[b][f"hits@{k}"]
         diff["relative"] = systems[a][f"hits@{k}"] / base - 1 if base else None
         comparisons[f"{a} vs {b}"] = diff
     rel = comparisons["hybrid vs generative"]["relative"]
-    target = {"hybrid_relative_gain": rel, "meets_5pct": bool(rel is not None and rel >= 0.05),
-              "gate_pays": bool(systems["hybrid-gated"][f"hits@{k}"] > systems["hybrid"][f"hits@{k}"])}
+    target = {
+        "hybrid_relative_gain": rel,
+        "meets_5pct": bool(rel is not None and rel >= 0.05),
+        "gate_pays": bool(systems["hybrid-gated"][f"hits@{k}"] > systems["hybrid"][f"hits@{k}"]),
+    }
 
     # 4. Negative prompts.
-    negative = _negative_prompts(ctx, head, fixed, config, prompts, test_sets, test_beam, train_playlists, w)
+    negative = _negative_prompts(
+        ctx, head, fixed, config, prompts, test_sets, test_beam, train_playlists, w
+    )
 
     # 5. DDIM inversion.
-    inversion = _inversion(ctx, head, config, prompts, relevant, test_cond, seed_latent, latent_candidates)
+    inversion = _inversion(
+        ctx, head, config, prompts, relevant, test_cond, seed_latent, latent_candidates
+    )
 
     # 6. Sampling cost.
     latency = _latency(ctx, head, fixed, config, prompts, w)
 
     report = {
-        "systems": systems, "comparisons": comparisons, "target": target,
-        "training": {"summaries": trained["summaries"], "encoders_tried": trained["encoders_tried"],
-                     "encoder_chosen": trained["best"]},
-        "fusion": {"fixed": fixed.to_dict(), "fixed_regressor": fixed_reg.to_dict(), "gated": gate.to_dict()},
-        "negative_prompts": negative, "inversion": inversion, "latency": latency,
-        "n_test_prompts": len(prompts), "n_validation_prompts": len(val_prompts),
-        "config": asdict(config), "elapsed_s": time.perf_counter() - started_all,
+        "systems": systems,
+        "comparisons": comparisons,
+        "target": target,
+        "training": {
+            "summaries": trained["summaries"],
+            "encoders_tried": trained["encoders_tried"],
+            "encoder_chosen": trained["best"],
+        },
+        "fusion": {
+            "fixed": fixed.to_dict(),
+            "fixed_regressor": fixed_reg.to_dict(),
+            "gated": gate.to_dict(),
+        },
+        "negative_prompts": negative,
+        "inversion": inversion,
+        "latency": latency,
+        "n_test_prompts": len(prompts),
+        "n_validation_prompts": len(val_prompts),
+        "config": asdict(config),
+        "elapsed_s": time.perf_counter() - started_all,
     }
     _plot_negative(negative, out_dir / "negative_prompts.png", k)
     _plot_inversion(inversion, out_dir / "inversion.png", k)
@@ -695,8 +953,12 @@ def _training_playlists(artifact: Path, train_path: str | Path) -> list:
     from text2tracks.artifacts import read_json
 
     info = read_json(artifact / CF_COMPONENT / "split.json", "split parameters")
-    return split_playlists(read_playlists(train_path).playlists, validation_fraction=info["validation_fraction"],
-                           test_fraction=info["test_fraction"], seed=info["seed"]).train
+    return split_playlists(
+        read_playlists(train_path).playlists,
+        validation_fraction=info["validation_fraction"],
+        test_fraction=info["test_fraction"],
+        seed=info["seed"],
+    ).train
 
 
 def write_json(path: Path, payload: Any) -> None:
@@ -714,14 +976,22 @@ def _json_default(value: Any):
     raise TypeError(f"cannot write {type(value).__name__} to JSON")
 
 
-def _negative_prompts(ctx, head, fixed, config, prompts, test_sets, test_beam, train_playlists, w_default):
+def _negative_prompts(
+    ctx, head, fixed, config, prompts, test_sets, test_beam, train_playlists, w_default
+):
     from text2tracks.rerank import latent_candidates, pool_candidates, rerank
 
     k = config.k
     train_items = [ctx.vocab.indices(p.track_ids, skip_unknown=True) for p in train_playlists]
-    pairs = select_negative_pairs([p.title for p in train_playlists], train_items,
-                                  [p for p in prompts], config.n_negative_pairs, config.prompts_per_pair,
-                                  config.min_title_playlists, config.max_contamination)
+    pairs = select_negative_pairs(
+        [p.title for p in train_playlists],
+        train_items,
+        [p for p in prompts],
+        config.n_negative_pairs,
+        config.prompts_per_pair,
+        config.min_title_playlists,
+        config.max_contamination,
+    )
     if not pairs:
         _log("negative prompts: no pair found in the data")
         return {"pairs": [], "curve": [], "target": None}
@@ -732,11 +1002,19 @@ def _negative_prompts(ctx, head, fixed, config, prompts, test_sets, test_beam, t
     cond, neg_cond = _encode(head, sub_prompts), _encode(head, neg_words)
     noise = _noise(len(idx), config.n_samples, ctx.item_factors.shape[1], config.seed + 7)
     beam_items, beam_scores = test_beam[0][idx], test_beam[1][idx]
-    _log(f"negative prompts: {[(p['positive'], p['negative'], len(p['prompt_indices'])) for p in pairs]}")
+    _log(
+        f"negative prompts: {[(p['positive'], p['negative'], len(p['prompt_indices'])) for p in pairs]}"
+    )
 
     def views(latents):
-        lat_items = rerank("latent", k, latents=latents, item_factors=ctx.item_factors, index=ctx.index,
-                           latent_k=config.latent_k)[0]
+        lat_items = rerank(
+            "latent",
+            k,
+            latents=latents,
+            item_factors=ctx.item_factors,
+            index=ctx.index,
+            latent_k=config.latent_k,
+        )[0]
         items, sims = latent_candidates(latents, ctx.item_factors, config.latent_k, ctx.index)
         c = pool_candidates(beam_items, beam_scores, items, sims, latents, ctx.item_factors)
         return {"latent": lat_items, "hybrid": fixed.fuse(c, k=k)[0]}
@@ -744,8 +1022,14 @@ def _negative_prompts(ctx, head, fixed, config, prompts, test_sets, test_beam, t
     bounds = np.cumsum([0] + [len(p["prompt_indices"]) for p in pairs])
 
     def share(items):
-        return float(np.concatenate([negative_share(items[a:b], p["negative_items"], k)
-                                     for p, a, b in zip(pairs, bounds[:-1], bounds[1:], strict=True)]).mean())
+        return float(
+            np.concatenate(
+                [
+                    negative_share(items[a:b], p["negative_items"], k)
+                    for p, a, b in zip(pairs, bounds[:-1], bounds[1:], strict=True)
+                ]
+            ).mean()
+        )
 
     curve = []
     for w in config.grid:
@@ -759,12 +1043,23 @@ def _negative_prompts(ctx, head, fixed, config, prompts, test_sets, test_beam, t
         _log(f"negative w={w}: { {key: round(v, 4) for key, v in row.items()} }")
     generative_share = share(beam_items[:, :k])
     return {
-        "pairs": [{key: v for key, v in p.items() if key != "negative_items"} | {
-            "n_negative_items": len(p["negative_items"]), "n_prompts": len(p["prompt_indices"]),
-            "prompts": [prompts[i] for i in p["prompt_indices"][:5]]} for p in pairs],
-        "n_prompts": int(len(idx)), "curve": curve, "generative_share": generative_share,
+        "pairs": [
+            {key: v for key, v in p.items() if key != "negative_items"}
+            | {
+                "n_negative_items": len(p["negative_items"]),
+                "n_prompts": len(p["prompt_indices"]),
+                "prompts": [prompts[i] for i in p["prompt_indices"][:5]],
+            }
+            for p in pairs
+        ],
+        "n_prompts": int(len(idx)),
+        "curve": curve,
+        "generative_share": generative_share,
         "default_w": w_default,
-        "target": {"latent": target_check(curve, "latent"), "hybrid": target_check(curve, "hybrid")},
+        "target": {
+            "latent": target_check(curve, "latent"),
+            "hybrid": target_check(curve, "hybrid"),
+        },
     }
 
 
@@ -772,14 +1067,15 @@ def _inversion(ctx, head, config, prompts, relevant, test_cond, seed_latent, lat
     import torch
 
     k = config.k
-    pairs = select_seed_playlists(prompts, relevant, config.n_seed_tracks, config.max_inversion_prompts,
-                                  config.seed)
+    pairs = select_seed_playlists(
+        prompts, relevant, config.n_seed_tracks, config.max_inversion_prompts, config.seed
+    )
     if not pairs:
         _log("inversion: no seed playlist pairs found")
         return {"curve": [], "curves": {}, "n_prompts": 0}
     pi = np.array([p for p, _ in pairs])
     seeds = [relevant[j][: config.n_seed_tracks] for _, j in pairs]
-    seed_rest = [set(map(int, relevant[j][config.n_seed_tracks:])) for _, j in pairs]
+    seed_rest = [set(map(int, relevant[j][config.n_seed_tracks :])) for _, j in pairs]
     prompt_rel = [set(map(int, relevant[i])) for i in pi]
     seed_means = np.stack([ctx.item_factors[s].mean(0) for s in seeds])
     exclude = [set(map(int, s)) for s in seeds]
@@ -791,10 +1087,14 @@ def _inversion(ctx, head, config, prompts, relevant, test_cond, seed_latent, lat
         for strength in config.strength_list:
             lat = head.edit(torch.from_numpy(seed_lat), cond, strength=strength).cpu().numpy()
             items, _ = latent_candidates(lat, ctx.item_factors, k, ctx.index, exclude=exclude)
-            row = {"strength": strength,
-                   "seed_cosine": float(np.nanmean(seed_similarity(items, ctx.item_factors, seed_means, k))),
-                   "seed_hits": float(per_prompt_metric(items, seed_rest, "hits", k).mean()),
-                   "prompt_hits": float(per_prompt_metric(items, prompt_rel, "hits", k).mean())}
+            row = {
+                "strength": strength,
+                "seed_cosine": float(
+                    np.nanmean(seed_similarity(items, ctx.item_factors, seed_means, k))
+                ),
+                "seed_hits": float(per_prompt_metric(items, seed_rest, "hits", k).mean()),
+                "prompt_hits": float(per_prompt_metric(items, prompt_rel, "hits", k).mean()),
+            }
             curves[method].append(row)
             _log(f"inversion ({method}) strength {strength}: {row}")
     method = config.seed_method_list[0]
@@ -803,15 +1103,23 @@ def _inversion(ctx, head, config, prompts, relevant, test_cond, seed_latent, lat
     noise = _noise(len(pi), 1, ctx.item_factors.shape[1], config.seed + 11)
     plain = _sample(head, cond, noise, 1, head.config.guidance_weight)
     items, _ = latent_candidates(plain, ctx.item_factors, k, ctx.index, exclude=exclude)
-    reference = {"seed_cosine": float(np.nanmean(seed_similarity(items, ctx.item_factors, seed_means, k))),
-                 "seed_hits": float(per_prompt_metric(items, seed_rest, "hits", k).mean()),
-                 "prompt_hits": float(per_prompt_metric(items, prompt_rel, "hits", k).mean())}
+    reference = {
+        "seed_cosine": float(np.nanmean(seed_similarity(items, ctx.item_factors, seed_means, k))),
+        "seed_hits": float(per_prompt_metric(items, seed_rest, "hits", k).mean()),
+        "prompt_hits": float(per_prompt_metric(items, prompt_rel, "hits", k).mean()),
+    }
     first, last = curve[0], curve[-1]
-    return {"n_prompts": len(pairs), "n_seed_tracks": config.n_seed_tracks, "seed_method": method,
-            "curve": curve, "curves": curves, "prompt_only_reference": reference,
-            "similarity_falls": bool(last["seed_cosine"] < first["seed_cosine"]),
-            "relevance_rises": bool(last["prompt_hits"] > first["prompt_hits"]),
-            "examples": [{"prompt": prompts[i], "seed_playlist": prompts[j]} for i, j in pairs[:5]]}
+    return {
+        "n_prompts": len(pairs),
+        "n_seed_tracks": config.n_seed_tracks,
+        "seed_method": method,
+        "curve": curve,
+        "curves": curves,
+        "prompt_only_reference": reference,
+        "similarity_falls": bool(last["seed_cosine"] < first["seed_cosine"]),
+        "relevance_rises": bool(last["prompt_hits"] > first["prompt_hits"]),
+        "examples": [{"prompt": prompts[i], "seed_playlist": prompts[j]} for i, j in pairs[:5]],
+    }
 
 
 def _latency(ctx, head, fixed, config, prompts, w) -> dict[str, Any]:
@@ -833,14 +1141,20 @@ def _latency(ctx, head, fixed, config, prompts, w) -> dict[str, Any]:
             cond = head.encode(batch)
             t["head_encode"] = time.perf_counter() - t0
             t1 = time.perf_counter()
-            lat = head.sample(cond, n_samples=config.n_samples, guidance_weight=w, steps=steps).cpu().numpy()
+            lat = (
+                head.sample(cond, n_samples=config.n_samples, guidance_weight=w, steps=steps)
+                .cpu()
+                .numpy()
+            )
             t["head_sample"] = time.perf_counter() - t1
         t["head"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         items, sims = latent_candidates(lat, ctx.item_factors, config.latent_k, ctx.index)
         t["faiss"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        fixed.fuse(pool_candidates(beam_items, beam_scores, items, sims, lat, ctx.item_factors), k=k)
+        fixed.fuse(
+            pool_candidates(beam_items, beam_scores, items, sims, lat, ctx.item_factors), k=k
+        )
         t["fusion"] = time.perf_counter() - t0
         t["total"] = t["beam"] + t["head"] + t["faiss"] + t["fusion"]
         return t
@@ -851,11 +1165,17 @@ def _latency(ctx, head, fixed, config, prompts, w) -> dict[str, Any]:
     batch = (prompts * (64 // len(prompts) + 1))[:64]
     batched = stages(batch)
     per = {f"{name}_ms": 1000 * v / len(batch) for name, v in batched.items()}
-    return {"ddim_steps": steps, "n_samples": config.n_samples, "guidance_weight": w,
-            "candidates": config.candidates, "batch1": one, "batch64_per_prompt": per,
-            "head_share_batch1": one["head_ms"] / one["total_ms"],
-            "head_share_batch64": per["head_ms"] / per["total_ms"],
-            "threads": torch.get_num_threads()}
+    return {
+        "ddim_steps": steps,
+        "n_samples": config.n_samples,
+        "guidance_weight": w,
+        "candidates": config.candidates,
+        "batch1": one,
+        "batch64_per_prompt": per,
+        "head_share_batch1": one["head_ms"] / one["total_ms"],
+        "head_share_batch64": per["head_ms"] / per["total_ms"],
+        "threads": torch.get_num_threads(),
+    }
 
 
 # ------------------------------------------------------------------------------------ plots
@@ -878,12 +1198,26 @@ def _plot_negative(negative: dict, path: Path, k: int) -> None:
     for view, color in (("latent", "tab:blue"), ("hybrid", "tab:orange")):
         for label, style in (("without", "--"), ("with", "-")):
             if curve:
-                axes[0].plot(ws, [r[f"{view}_share_{label}"] for r in curve], style, marker="o",
-                             color=color, label=f"{view}, {label} negative")
-                axes[1].plot(ws, [r[f"{view}_hits_{label}"] for r in curve], style, marker="o",
-                             color=color, label=f"{view}, {label} negative")
+                axes[0].plot(
+                    ws,
+                    [r[f"{view}_share_{label}"] for r in curve],
+                    style,
+                    marker="o",
+                    color=color,
+                    label=f"{view}, {label} negative",
+                )
+                axes[1].plot(
+                    ws,
+                    [r[f"{view}_hits_{label}"] for r in curve],
+                    style,
+                    marker="o",
+                    color=color,
+                    label=f"{view}, {label} negative",
+                )
     if negative.get("generative_share") is not None:
-        axes[0].axhline(negative["generative_share"], linestyle=":", color="grey", label="generative (beam)")
+        axes[0].axhline(
+            negative["generative_share"], linestyle=":", color="grey", label="generative (beam)"
+        )
     axes[0].set_ylabel(f"share of top {k} in negative-titled training playlists")
     axes[1].set_ylabel(f"Hits@{k} on the positive prompt")
     for ax in axes:
@@ -901,15 +1235,35 @@ def _plot_inversion(inversion: dict, path: Path, k: int) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for (method, curve), style in zip(inversion["curves"].items(), ("-", "--", ":"), strict=False):
         xs = [r["strength"] for r in curve]
-        axes[0].plot(xs, [r["seed_cosine"] for r in curve], style, marker="o", color="tab:blue",
-                     label=f"cosine to seed mean factor ({method})")
-        axes[0].plot(xs, [r["seed_hits"] for r in curve], style, marker="s", color="tab:orange",
-                     label=f"Hits@{k} vs seed playlist ({method})")
-        axes[1].plot(xs, [r["prompt_hits"] for r in curve], style, marker="o", color="tab:green",
-                     label=f"Hits@{k} vs prompt playlist ({method})")
+        axes[0].plot(
+            xs,
+            [r["seed_cosine"] for r in curve],
+            style,
+            marker="o",
+            color="tab:blue",
+            label=f"cosine to seed mean factor ({method})",
+        )
+        axes[0].plot(
+            xs,
+            [r["seed_hits"] for r in curve],
+            style,
+            marker="s",
+            color="tab:orange",
+            label=f"Hits@{k} vs seed playlist ({method})",
+        )
+        axes[1].plot(
+            xs,
+            [r["prompt_hits"] for r in curve],
+            style,
+            marker="o",
+            color="tab:green",
+            label=f"Hits@{k} vs prompt playlist ({method})",
+        )
     ref = inversion.get("prompt_only_reference")
     if ref:
-        axes[1].axhline(ref["prompt_hits"], linestyle=":", color="grey", label="prompt only (no seed)")
+        axes[1].axhline(
+            ref["prompt_hits"], linestyle=":", color="grey", label="prompt only (no seed)"
+        )
     axes[0].set_ylabel("similarity to the seed tracks")
     axes[1].set_ylabel("relevance to the prompt")
     for ax in axes:
@@ -927,44 +1281,65 @@ def _plot_inversion(inversion: dict, path: Path, k: int) -> None:
 def format_report(report: dict, k: int = 10) -> str:
     """The systems table, comparisons, negative-prompt and inversion curves, and the cost."""
     columns = [f"hits@{k}", f"recall@{k}", f"ndcg@{k}", "mrr", f"coverage@{k}"]
-    lines = [format_table(report["systems"], columns=columns), "",
-             "| comparison | Hits diff | 95% CI | relative | p |", "|---|---|---|---|---|"]
+    lines = [
+        format_table(report["systems"], columns=columns),
+        "",
+        "| comparison | Hits diff | 95% CI | relative | p |",
+        "|---|---|---|---|---|",
+    ]
     for name, c in report["comparisons"].items():
         relative = f"{100 * c['relative']:+.1f}%" if c.get("relative") is not None else "-"
-        lines.append(f"| {name} | {c['diff']:+.4f} | [{c['ci'][0]:+.4f}, {c['ci'][1]:+.4f}] | "
-                     f"{relative} | {c['p_value']:.3f} |")
+        lines.append(
+            f"| {name} | {c['diff']:+.4f} | [{c['ci'][0]:+.4f}, {c['ci'][1]:+.4f}] | "
+            f"{relative} | {c['p_value']:.3f} |"
+        )
     neg = report["negative_prompts"]
     if neg.get("curve"):
-        lines += ["", f"negative prompts ({neg['n_prompts']} prompts; pairs "
-                      f"{[(p['positive'], p['negative']) for p in neg['pairs']]}):",
-                  "| w | latent share w/o -> with | latent hits w/o -> with | hybrid share w/o -> with "
-                  "| hybrid hits w/o -> with |", "|---|---|---|---|---|"]
+        lines += [
+            "",
+            f"negative prompts ({neg['n_prompts']} prompts; pairs "
+            f"{[(p['positive'], p['negative']) for p in neg['pairs']]}):",
+            "| w | latent share w/o -> with | latent hits w/o -> with | hybrid share w/o -> with "
+            "| hybrid hits w/o -> with |",
+            "|---|---|---|---|---|",
+        ]
         for r in neg["curve"]:
             lines.append(
                 f"| {r['w']:g} | {r['latent_share_without']:.3f} -> {r['latent_share_with']:.3f} | "
                 f"{r['latent_hits_without']:.3f} -> {r['latent_hits_with']:.3f} | "
                 f"{r['hybrid_share_without']:.3f} -> {r['hybrid_share_with']:.3f} | "
-                f"{r['hybrid_hits_without']:.3f} -> {r['hybrid_hits_with']:.3f} |")
-        lines.append(f"target met at w = latent {neg['target']['latent']['met_at']}, "
-                     f"hybrid {neg['target']['hybrid']['met_at']}")
+                f"{r['hybrid_hits_without']:.3f} -> {r['hybrid_hits_with']:.3f} |"
+            )
+        lines.append(
+            f"target met at w = latent {neg['target']['latent']['met_at']}, "
+            f"hybrid {neg['target']['hybrid']['met_at']}"
+        )
     inv = report["inversion"]
     if inv.get("curve"):
-        lines += ["", f"inversion ({inv['n_prompts']} prompts, {inv['n_seed_tracks']} seed tracks):",
-                  "| seed latent | strength | cosine to seeds | Hits vs seed playlist | Hits vs prompt |",
-                  "|---|---|---|---|---|"]
+        lines += [
+            "",
+            f"inversion ({inv['n_prompts']} prompts, {inv['n_seed_tracks']} seed tracks):",
+            "| seed latent | strength | cosine to seeds | Hits vs seed playlist | Hits vs prompt |",
+            "|---|---|---|---|---|",
+        ]
         for method, curve in inv["curves"].items():
             for r in curve:
-                lines.append(f"| {method} | {r['strength']:g} | {r['seed_cosine']:.3f} | "
-                             f"{r['seed_hits']:.3f} | {r['prompt_hits']:.3f} |")
+                lines.append(
+                    f"| {method} | {r['strength']:g} | {r['seed_cosine']:.3f} | "
+                    f"{r['seed_hits']:.3f} | {r['prompt_hits']:.3f} |"
+                )
     lat = report["latency"]
-    lines += ["", f"sampling cost ({lat['ddim_steps']} DDIM steps, {lat['n_samples']} samples): head "
-                  f"{lat['batch1']['head_ms']:.1f} ms of {lat['batch1']['total_ms']:.1f} ms per prompt at "
-                  f"batch 1 ({100 * lat['head_share_batch1']:.1f}%), {lat['batch64_per_prompt']['head_ms']:.2f}"
-                  f" of {lat['batch64_per_prompt']['total_ms']:.2f} ms batched "
-                  f"({100 * lat['head_share_batch64']:.1f}%)",
-              f"head encoder: tried {report['training']['encoders_tried']}, chose "
-              f"{report['training']['encoder_chosen']}; hybrid vs generative "
-              f"{report['target']['hybrid_relative_gain']}; gate pays: {report['target']['gate_pays']}"]
+    lines += [
+        "",
+        f"sampling cost ({lat['ddim_steps']} DDIM steps, {lat['n_samples']} samples): head "
+        f"{lat['batch1']['head_ms']:.1f} ms of {lat['batch1']['total_ms']:.1f} ms per prompt at "
+        f"batch 1 ({100 * lat['head_share_batch1']:.1f}%), {lat['batch64_per_prompt']['head_ms']:.2f}"
+        f" of {lat['batch64_per_prompt']['total_ms']:.2f} ms batched "
+        f"({100 * lat['head_share_batch64']:.1f}%)",
+        f"head encoder: tried {report['training']['encoders_tried']}, chose "
+        f"{report['training']['encoder_chosen']}; hybrid vs generative "
+        f"{report['target']['hybrid_relative_gain']}; gate pays: {report['target']['gate_pays']}",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -978,15 +1353,21 @@ def load_benchmark_split(bench_dir: Path, train_path: str) -> dict[str, Any]:
 
     results = json.loads((bench_dir / "results.json").read_text())
     cfg = results["config"]
-    args = SimpleNamespace(train=str(train_path), test=cfg.get("test"),
-                           validation_fraction=cfg["validation_fraction"],
-                           test_fraction=cfg["test_fraction"], split_seed=cfg["split_seed"])
+    args = SimpleNamespace(
+        train=str(train_path),
+        test=cfg.get("test"),
+        validation_fraction=cfg["validation_fraction"],
+        test_fraction=cfg["test_fraction"],
+        split_seed=cfg["split_seed"],
+    )
     data = _load_split(args)
     recorded = results.get("split", {})
     for name in ("train", "validation", "test"):
         if name in recorded and recorded[name] != len(data[name]):
-            raise ValueError(f"{train_path} split with {bench_dir}/results.json gives {len(data[name])} "
-                             f"{name} playlists, the benchmark had {recorded[name]}: pass its --train")
+            raise ValueError(
+                f"{train_path} split with {bench_dir}/results.json gives {len(data[name])} "
+                f"{name} playlists, the benchmark had {recorded[name]}: pass its --train"
+            )
     vocab = ItemVocab.load(bench_dir / "artifact" / CF_COMPONENT)
     kept, relevant, n_skipped = relevant_items(data["test"], vocab)
     if cfg.get("max_test_prompts"):
@@ -995,8 +1376,14 @@ def load_benchmark_split(bench_dir: Path, train_path: str) -> dict[str, Any]:
     expected = recorded.get("test_prompts_evaluated")
     if expected is not None and expected != len(prompts):
         raise ValueError(f"{len(prompts)} test prompts re-created, the benchmark scored {expected}")
-    return {"results": results, "prompts": prompts, "relevant": relevant, "n_skipped": n_skipped,
-            "validation": data["validation"], "train": data["train"]}
+    return {
+        "results": results,
+        "prompts": prompts,
+        "relevant": relevant,
+        "n_skipped": n_skipped,
+        "validation": data["validation"],
+        "train": data["train"],
+    }
 
 
 def merge_into_results(path: Path, report: dict) -> dict:
@@ -1004,11 +1391,14 @@ def merge_into_results(path: Path, report: dict) -> dict:
     results = json.loads(path.read_text())
     results.setdefault("systems", {}).update(report["systems"])
     results.setdefault("comparisons", {}).update(report["comparisons"])
-    results["diffusion"] = {"target": report["target"], "training": report["training"],
-                            "latency": report["latency"],
-                            "negative_prompts_target": report["negative_prompts"].get("target"),
-                            "inversion_curve": report["inversion"].get("curve"),
-                            "inversion_curves": report["inversion"].get("curves")}
+    results["diffusion"] = {
+        "target": report["target"],
+        "training": report["training"],
+        "latency": report["latency"],
+        "negative_prompts_target": report["negative_prompts"].get("target"),
+        "inversion_curve": report["inversion"].get("curve"),
+        "inversion_curves": report["inversion"].get("curves"),
+    }
     write_json(path, results)
     return json.loads(path.read_text())
 
@@ -1018,8 +1408,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m eval.bench_diffusion",
         description="Train the diffusion head on a finished eval.benchmark folder and add the "
-                    "latent, regressor and hybrid systems, negative-prompt and inversion curves.")
-    parser.add_argument("--benchmark-dir", required=True, help="output folder of python -m eval.benchmark")
+        "latent, regressor and hybrid systems, negative-prompt and inversion curves.",
+    )
+    parser.add_argument(
+        "--benchmark-dir", required=True, help="output folder of python -m eval.benchmark"
+    )
     parser.add_argument("--train", required=True, help="the --train playlists of that benchmark")
     defaults = DiffusionBenchConfig()
     for f in fields(DiffusionBenchConfig):
@@ -1028,7 +1421,9 @@ def build_parser() -> argparse.ArgumentParser:
         if isinstance(default, bool):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
         else:
-            parser.add_argument(flag, type=type(default), default=default, help=f"default {default}")
+            parser.add_argument(
+                flag, type=type(default), default=default, help=f"default {default}"
+            )
     return parser
 
 
@@ -1040,14 +1435,27 @@ def main(argv: list[str] | None = None) -> int:
         config = DiffusionBenchConfig(**args)
     except ValueError as err:
         parser.error(str(err))
-    if not (bench_dir / "results.json").is_file() or not (bench_dir / "artifact" / SEQ2SEQ_COMPONENT).is_dir():
-        parser.error(f"{bench_dir} is not a finished eval.benchmark folder (results.json, artifact/seq2seq)")
+    if (
+        not (bench_dir / "results.json").is_file()
+        or not (bench_dir / "artifact" / SEQ2SEQ_COMPONENT).is_dir()
+    ):
+        parser.error(
+            f"{bench_dir} is not a finished eval.benchmark folder (results.json, artifact/seq2seq)"
+        )
     split = load_benchmark_split(bench_dir, train_path)
     if split["results"]["config"].get("k", config.k) != config.k:
         _log(f"note: the benchmark used k={split['results']['config']['k']}, this run k={config.k}")
     report = run_diffusion_benchmark(
-        bench_dir / "artifact", train_path, bench_dir, split["prompts"], split["relevant"],
-        split["validation"], split["train"], config=config, n_skipped=split["n_skipped"])
+        bench_dir / "artifact",
+        train_path,
+        bench_dir,
+        split["prompts"],
+        split["relevant"],
+        split["validation"],
+        split["train"],
+        config=config,
+        n_skipped=split["n_skipped"],
+    )
     results = merge_into_results(bench_dir / "results.json", report)
     try:
         from eval.benchmark import _markdown

@@ -72,13 +72,23 @@ def bench_dev(data: str, min_counts: list[int], variants: list[str], levels: int
                 catalog = SemanticIDCatalog.build(vocab.item_ids, codes, vocab.counts, size)
                 t5 = time.perf_counter()
                 stats = catalog.stats(cf.item_factors, rkm, artists)
-                rows.append({
-                    "playlists": variant, "n_playlists": len(playlists), "min_count": min_count,
-                    "assignment": assignment, "tracks": len(vocab),
-                    "seconds": {"read": read_s, "interactions": t1 - t0, "cf": t2 - t1,
-                                "residual_kmeans": t4 - t3, "catalogue": t5 - t4},
-                    "stats": stats,
-                })
+                rows.append(
+                    {
+                        "playlists": variant,
+                        "n_playlists": len(playlists),
+                        "min_count": min_count,
+                        "assignment": assignment,
+                        "tracks": len(vocab),
+                        "seconds": {
+                            "read": read_s,
+                            "interactions": t1 - t0,
+                            "cf": t2 - t1,
+                            "residual_kmeans": t4 - t3,
+                            "catalogue": t5 - t4,
+                        },
+                        "stats": stats,
+                    }
+                )
                 _print_dev_row(rows[-1])
     return rows
 
@@ -95,9 +105,12 @@ def _print_dev_row(row):
         f"{row['playlists']:>5} mc={row['min_count']} {row['assignment']:>8} tracks={row['tracks']:>6} "
         f"shared={100 * s['shared_prefix_share']:6.2f}% largest={s['largest_group']:>4} "
         f"| cf {sec['cf']:5.1f}s rkm {sec['residual_kmeans']:5.1f}s "
-        f"| artist agreement/level " + " ".join(f(lv["artist_pair_agreement"], ".3f") for lv in levels)
-        + " | mse/level " + " ".join(f(lv["reconstruction_mse"], ".3f") for lv in levels)
-        + " | nearest-code share " + " ".join(f(lv["nearest_code_share"], ".2f") for lv in levels),
+        f"| artist agreement/level "
+        + " ".join(f(lv["artist_pair_agreement"], ".3f") for lv in levels)
+        + " | mse/level "
+        + " ".join(f(lv["reconstruction_mse"], ".3f") for lv in levels)
+        + " | nearest-code share "
+        + " ".join(f(lv["nearest_code_share"], ".2f") for lv in levels),
         flush=True,
     )
 
@@ -132,7 +145,9 @@ def bench_scale(n: int, sklearn_n: int, levels: int, size: int, n_iter: int):
     for assignment in ("matching", "nearest"):
         tracemalloc.start()
         t0 = time.perf_counter()
-        rkm = ResidualKMeans(n_levels=levels, codebook_size=size, n_iter=n_iter, assignment=assignment)
+        rkm = ResidualKMeans(
+            n_levels=levels, codebook_size=size, n_iter=n_iter, assignment=assignment
+        )
         codes = rkm.fit_encode(x)
         t1 = time.perf_counter()
         encoded = rkm.encode(x)
@@ -141,27 +156,45 @@ def bench_scale(n: int, sklearn_n: int, levels: int, size: int, n_iter: int):
         tracemalloc.stop()
         _, counts = np.unique(codes, axis=0, return_counts=True)
         out[assignment] = {
-            "fit_s": t1 - t0, "encode_s": t2 - t1, "fit_plus_encode_s": t2 - t0,
-            "numpy_peak_mb": traced_peak / 2**20, "process_peak_rss_mb": _peak_rss_mb(),
+            "fit_s": t1 - t0,
+            "encode_s": t2 - t1,
+            "fit_plus_encode_s": t2 - t0,
+            "numpy_peak_mb": traced_peak / 2**20,
+            "process_peak_rss_mb": _peak_rss_mb(),
             "shared_prefix_share": float(counts[counts > 1].sum() / n),
             "largest_group": int(counts.max()),
             "encode_equals_fit_codes_share": float((encoded == codes).all(axis=1).mean()),
         }
-        print(f"scale {n} x 64, {assignment}: fit {t1 - t0:.1f}s, encode {t2 - t1:.1f}s, "
-              f"numpy peak {traced_peak / 2**20:.0f} MB, process peak RSS {_peak_rss_mb():.0f} MB "
-              f"(before fitting {rss_before:.0f} MB)", flush=True)
+        print(
+            f"scale {n} x 64, {assignment}: fit {t1 - t0:.1f}s, encode {t2 - t1:.1f}s, "
+            f"numpy peak {traced_peak / 2**20:.0f} MB, process peak RSS {_peak_rss_mb():.0f} MB "
+            f"(before fitting {rss_before:.0f} MB)",
+            flush=True,
+        )
     sub = x[:sklearn_n]
     t0 = time.perf_counter()
-    ResidualKMeans(n_levels=levels, codebook_size=size, n_iter=n_iter, assignment="nearest",
-                   max_points_per_centroid=10**9).fit_encode(sub)
+    ResidualKMeans(
+        n_levels=levels,
+        codebook_size=size,
+        n_iter=n_iter,
+        assignment="nearest",
+        max_points_per_centroid=10**9,
+    ).fit_encode(sub)
     faiss_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     _sklearn_residual_kmeans(sub, levels, size, n_iter, seed=0)
     sklearn_s = time.perf_counter() - t0
-    out["subset"] = {"n": sklearn_n, "faiss_all_points_s": faiss_s, "sklearn_s": sklearn_s,
-                     "sklearn_over_faiss": sklearn_s / faiss_s}
-    print(f"subset {sklearn_n}: faiss (every point, no subsampling) {faiss_s:.1f}s, "
-          f"scikit-learn KMeans {sklearn_s:.1f}s, ratio {sklearn_s / faiss_s:.1f}x", flush=True)
+    out["subset"] = {
+        "n": sklearn_n,
+        "faiss_all_points_s": faiss_s,
+        "sklearn_s": sklearn_s,
+        "sklearn_over_faiss": sklearn_s / faiss_s,
+    }
+    print(
+        f"subset {sklearn_n}: faiss (every point, no subsampling) {faiss_s:.1f}s, "
+        f"scikit-learn KMeans {sklearn_s:.1f}s, ratio {sklearn_s / faiss_s:.1f}x",
+        flush=True,
+    )
     return out
 
 
@@ -181,16 +214,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     result = {
-        "machine": {"cpus": available_cpus(), "platform": platform.platform(),
-                    "load_average_start": _load_average(),
-                    "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")},
+        "machine": {
+            "cpus": available_cpus(),
+            "platform": platform.platform(),
+            "load_average_start": _load_average(),
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        },
     }
     if not args.skip_scale:  # first, so that its peak memory is not the MPD run's
-        result["scale"] = bench_scale(args.scale_n, args.sklearn_n, args.levels,
-                                      args.codebook_size, args.scale_iterations)
+        result["scale"] = bench_scale(
+            args.scale_n, args.sklearn_n, args.levels, args.codebook_size, args.scale_iterations
+        )
     if not args.skip_dev:
-        result["dev"] = bench_dev(args.data, args.min_counts, args.variants, args.levels,
-                                  args.codebook_size)
+        result["dev"] = bench_dev(
+            args.data, args.min_counts, args.variants, args.levels, args.codebook_size
+        )
     result["machine"]["load_average_end"] = _load_average()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

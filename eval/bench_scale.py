@@ -72,8 +72,19 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 MB = 2**20
-STAGES = ("parse_json", "parse_orjson", "read_mpd_columnar", "read_parquet_columnar",
-          "interactions", "als", "residual_kmeans", "catalog", "trie", "decode", "object_reader")
+STAGES = (
+    "parse_json",
+    "parse_orjson",
+    "read_mpd_columnar",
+    "read_parquet_columnar",
+    "interactions",
+    "als",
+    "residual_kmeans",
+    "catalog",
+    "trie",
+    "decode",
+    "object_reader",
+)
 
 
 def _rss() -> int:
@@ -110,13 +121,18 @@ class PeakRSS:
         self.peak = max(self.peak, self.end)
 
     def record(self, **extra) -> dict:
-        return {"seconds": round(self.seconds, 3), "peak_rss_mb": round(self.peak / MB, 1),
-                "delta_peak_mb": round((self.peak - self.start) / MB, 1),
-                "kept_mb": round((self.end - self.start) / MB, 1), **extra}
+        return {
+            "seconds": round(self.seconds, 3),
+            "peak_rss_mb": round(self.peak / MB, 1),
+            "delta_peak_mb": round((self.peak - self.start) / MB, 1),
+            "kept_mb": round((self.end - self.start) / MB, 1),
+            **extra,
+        }
 
 
-def ensure_data(n: int, root: Path, seed: int, json_max: int,
-                workers: int = 1) -> tuple[Path, dict]:
+def ensure_data(
+    n: int, root: Path, seed: int, json_max: int, workers: int = 1
+) -> tuple[Path, dict]:
     """The synthetic set of ``n`` playlists under ``root`` (generated once, then reused)."""
     from semantic_ids.synthetic import SyntheticConfig, write_synthetic
 
@@ -126,12 +142,18 @@ def ensure_data(n: int, root: Path, seed: int, json_max: int,
     if marker.exists():
         summary = json.loads(marker.read_text())
         if set(formats) <= set(summary["formats"]) and summary.get("config") == _config_key(
-                SyntheticConfig(n_playlists=n, seed=seed)):
+            SyntheticConfig(n_playlists=n, seed=seed)
+        ):
             summary["generate_s"] = summary.get("generate_s")
             return folder, summary
     started = time.perf_counter()
-    summary = write_synthetic(SyntheticConfig(n_playlists=n, seed=seed), folder, formats,
-                              progress=sys.stderr.isatty(), workers=workers)
+    summary = write_synthetic(
+        SyntheticConfig(n_playlists=n, seed=seed),
+        folder,
+        formats,
+        progress=sys.stderr.isatty(),
+        workers=workers,
+    )
     summary["generate_s"] = round(time.perf_counter() - started, 1)
     summary["config"] = _config_key(SyntheticConfig(n_playlists=n, seed=seed))
     marker.write_text(json.dumps(summary, indent=2) + "\n")
@@ -159,8 +181,11 @@ def bench_parse(files: list[Path], max_files: int) -> dict:
                 seconds += time.perf_counter() - t0
                 n_bytes += len(data)
                 del parsed, data
-        out[name] = peak.record(mb_per_s=round(n_bytes / MB / seconds, 1), files=min(
-            len(files), max_files), json_mb=round(n_bytes / MB, 1))
+        out[name] = peak.record(
+            mb_per_s=round(n_bytes / MB / seconds, 1),
+            files=min(len(files), max_files),
+            json_mb=round(n_bytes / MB, 1),
+        )
         out[name]["seconds"] = round(seconds, 3)
     return out
 
@@ -178,13 +203,22 @@ def run_size(n: int, args: argparse.Namespace) -> dict:
     from text2tracks.trie import FlatTrie
 
     started = time.perf_counter()
-    folder, summary = ensure_data(n, Path(args.data_dir), args.seed, args.json_max,
-                                  args.gen_workers)
-    record: dict = {"n_playlists": n, "data": str(folder), "synthetic": summary,
-                    "min_count": args.min_count, "stages": {}, "cpus": available_cpus()}
+    folder, summary = ensure_data(
+        n, Path(args.data_dir), args.seed, args.json_max, args.gen_workers
+    )
+    record: dict = {
+        "n_playlists": n,
+        "data": str(folder),
+        "synthetic": summary,
+        "min_count": args.min_count,
+        "stages": {},
+        "cpus": available_cpus(),
+    }
     stages = record["stages"]
-    print(f"[{n}] data ready in {time.perf_counter() - started:.0f}s: {summary['n_rows']} rows",
-          flush=True)
+    print(
+        f"[{n}] data ready in {time.perf_counter() - started:.0f}s: {summary['n_rows']} rows",
+        flush=True,
+    )
 
     # 1-2. reading
     mpd_files = sorted((folder / "mpd").glob("mpd.slice.*.json"))
@@ -194,19 +228,23 @@ def run_size(n: int, args: argparse.Namespace) -> dict:
             columns = read_mpd_columnar(folder / "mpd")
         stages["read_mpd_columnar"] = peak.record(
             mb_per_s=round(columns.bytes_read / MB / peak.seconds, 1),
-            json_mb=round(columns.bytes_read / MB, 1))
+            json_mb=round(columns.bytes_read / MB, 1),
+        )
         del columns
     with PeakRSS() as peak:
         columns = read_parquet_columnar(folder / "parquet")
     P, R, T = columns.n_playlists, columns.n_rows, int(columns.track_ids.size)
     stages["read_parquet_columnar"] = peak.record(
-        rows_per_s=round(R / peak.seconds), model_kept_mb=_mb(4 * R + 118 * P + 144 * T),
-        model_peak_mb=_mb(8 * R + 118 * P + 304 * T))
+        rows_per_s=round(R / peak.seconds),
+        model_kept_mb=_mb(4 * R + 118 * P + 144 * T),
+        model_peak_mb=_mb(8 * R + 118 * P + 304 * T),
+    )
     if "read_mpd_columnar" in stages:
         slice_bytes = stages["read_mpd_columnar"]["json_mb"] * MB / len(mpd_files)
         stages["read_mpd_columnar"].update(
             model_kept_mb=_mb(4 * R + 118 * P + 144 * T),
-            model_peak_mb=_mb(8 * R + 118 * P + 304 * T + 2 * slice_bytes))
+            model_peak_mb=_mb(8 * R + 118 * P + 304 * T + 2 * slice_bytes),
+        )
     record.update(P=P, R=R, T=T)
 
     # 3. the interaction matrix
@@ -217,13 +255,19 @@ def run_size(n: int, args: argparse.Namespace) -> dict:
     tracemalloc.stop()
     nnz, n_items = int(matrix.nnz), len(vocab)
     stages["interactions"] = peak.record(
-        traced_peak_mb=_mb(traced_peak), nnz=nnz, n_items=n_items, matrix_mb=_mb(matrix.data.nbytes + matrix.indices.nbytes
-                                                + matrix.indptr.nbytes),
-        model_peak_mb=_mb(25 * R + 250 * n_items), model_kept_mb=_mb(8 * nnz + 8 * P + 150 * n_items))
+        traced_peak_mb=_mb(traced_peak),
+        nnz=nnz,
+        n_items=n_items,
+        matrix_mb=_mb(matrix.data.nbytes + matrix.indices.nbytes + matrix.indptr.nbytes),
+        model_peak_mb=_mb(25 * R + 250 * n_items),
+        model_kept_mb=_mb(8 * nnz + 8 * P + 150 * n_items),
+    )
     record.update(nnz=nnz, I=n_items)
     del columns
-    print(f"[{n}] {P} playlists, {R} rows, {T} tracks, catalogue {n_items} (>= {args.min_count})",
-          flush=True)
+    print(
+        f"[{n}] {P} playlists, {R} rows, {T} tracks, catalogue {n_items} (>= {args.min_count})",
+        flush=True,
+    )
 
     # 4. ALS
     f = args.factors
@@ -232,36 +276,45 @@ def run_size(n: int, args: argparse.Namespace) -> dict:
         cf = fit_cf(matrix, config, show_progress=False)
     per_iter = peak.seconds / args.als_iterations
     stages["als"] = peak.record(
-        factors=f, iterations=args.als_iterations, seconds_per_iteration=round(per_iter, 2),
+        factors=f,
+        iterations=args.als_iterations,
+        seconds_per_iteration=round(per_iter, 2),
         seconds_15_iterations_est=round(15 * per_iter, 1),
-        model_peak_mb=_mb(40 * nnz + 4 * f * (P + n_items)))
+        model_peak_mb=_mb(40 * nnz + 4 * f * (P + n_items)),
+    )
     item_factors = cf.item_factors
     del cf, matrix
     gc.collect()
 
     # 5. residual k-means + catalogue
     with PeakRSS() as peak:
-        rkm = ResidualKMeans(n_levels=3, codebook_size=256, n_iter=args.kmeans_iterations,
-                             seed=args.seed)
+        rkm = ResidualKMeans(
+            n_levels=3, codebook_size=256, n_iter=args.kmeans_iterations, seed=args.seed
+        )
         codes = rkm.fit_encode(item_factors)
     stages["residual_kmeans"] = peak.record(
-        n_iter=args.kmeans_iterations, model_peak_mb=_mb((16 * f + 12 * 32) * n_items))
+        n_iter=args.kmeans_iterations, model_peak_mb=_mb((16 * f + 12 * 32) * n_items)
+    )
     with PeakRSS() as peak:
         catalog = SemanticIDCatalog.build(vocab.item_ids, codes, vocab.counts, 256)
     stats_group = int(catalog.level_sizes[-1])
-    stages["catalog"] = peak.record(largest_collision_group=stats_group,
-                                    model_peak_mb=_mb(370 * n_items))
+    stages["catalog"] = peak.record(
+        largest_collision_group=stats_group, model_peak_mb=_mb(370 * n_items)
+    )
 
     # 6. trie
     with PeakRSS() as peak:
         trie = FlatTrie.from_codes(catalog.sid_codes, catalog.level_sizes)
     trie_bytes = _trie_nbytes(trie)
-    stages["trie"] = peak.record(table_mb=_mb(trie_bytes),
-                                 bytes_per_item=round(trie_bytes / n_items, 1),
-                                 model_mb=_mb(120 * n_items))
+    stages["trie"] = peak.record(
+        table_mb=_mb(trie_bytes),
+        bytes_per_item=round(trie_bytes / n_items, 1),
+        model_mb=_mb(120 * n_items),
+    )
     # peak of the whole item-side build (generation included), before torch is loaded below
     record["build_peak_rss_mb"] = round(
-        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1
+    )
     if args.decode:
         stages["decode"] = bench_decode(catalog.sid_codes, args)
     del trie, catalog, rkm, codes, item_factors, vocab
@@ -277,10 +330,16 @@ def run_size(n: int, args: argparse.Namespace) -> dict:
         stages["object_reader"] = peak.record()
         del playlist_set
     record["process_peak_rss_mb"] = round(
-        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)
-    record["build_ids_s"] = round(sum(stages[s]["seconds"] for s in (
-        "read_parquet_columnar", "interactions", "residual_kmeans", "catalog", "trie"))
-        + stages["als"]["seconds_15_iterations_est"], 1)
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1
+    )
+    record["build_ids_s"] = round(
+        sum(
+            stages[s]["seconds"]
+            for s in ("read_parquet_columnar", "interactions", "residual_kmeans", "catalog", "trie")
+        )
+        + stages["als"]["seconds_15_iterations_est"],
+        1,
+    )
     return record
 
 
@@ -300,8 +359,13 @@ def bench_decode(sid_codes: np.ndarray, args: argparse.Namespace) -> dict:
     torch.set_num_threads(1)
     digit = int(sid_codes[:, -1].max()) + 1
     if digit > DIGIT_BLOCK:
-        return {"seconds": 0.0, "peak_rss_mb": 0.0, "delta_peak_mb": 0.0, "kept_mb": 0.0,
-                "skipped": f"collision group {digit} > {DIGIT_BLOCK}"}
+        return {
+            "seconds": 0.0,
+            "peak_rss_mb": 0.0,
+            "delta_peak_mb": 0.0,
+            "kept_mb": 0.0,
+            "skipped": f"collision group {digit} > {DIGIT_BLOCK}",
+        }
     sizes = (256, 256, 256, DIGIT_BLOCK)
     layout = SIDTokenLayout(sizes, tuple(BYTE_VOCAB + sum(sizes[:lv]) for lv in range(4)))
     model = build_model(layout.end_id, args.seed)
@@ -319,8 +383,11 @@ def bench_decode(sid_codes: np.ndarray, args: argparse.Namespace) -> dict:
         t0 = time.perf_counter()
         constrained_generate(model, x64, None, trie, layout, k=10)
         batch_s = time.perf_counter() - t0
-    return peak.record(latency_ms=round(1000 * float(np.median(latency)), 1),
-                       prompts_per_s_batch64=round(64 / batch_s, 1), torch_threads=1)
+    return peak.record(
+        latency_ms=round(1000 * float(np.median(latency)), 1),
+        prompts_per_s_batch64=round(64 / batch_s, 1),
+        torch_threads=1,
+    )
 
 
 def _mb(n_bytes: float) -> float:
@@ -337,22 +404,31 @@ def _trie_nbytes(trie) -> int:
 
 def print_table(record: dict) -> None:
     n = record["n_playlists"]
-    print(f"\n== {n:,} playlists: {record['R']:,} rows, {record['T']:,} tracks, "
-          f"{record['I']:,} catalogue items, {record['nnz']:,} nnz; peak RSS of the build "
-          f"{record['build_peak_rss_mb']:,.0f} MB (with the object reader "
-          f"{record['process_peak_rss_mb']:,.0f} MB); build-ids est. {record['build_ids_s']:,.0f} s "
-          "(read Parquet + matrix + 15 ALS iterations + k-means + catalogue + trie)")
-    print(f"{'stage':<22}{'seconds':>10}{'peak MB':>10}{'+peak MB':>10}{'kept MB':>10}"
-          f"{'model +MB':>10}  detail")
+    print(
+        f"\n== {n:,} playlists: {record['R']:,} rows, {record['T']:,} tracks, "
+        f"{record['I']:,} catalogue items, {record['nnz']:,} nnz; peak RSS of the build "
+        f"{record['build_peak_rss_mb']:,.0f} MB (with the object reader "
+        f"{record['process_peak_rss_mb']:,.0f} MB); build-ids est. {record['build_ids_s']:,.0f} s "
+        "(read Parquet + matrix + 15 ALS iterations + k-means + catalogue + trie)"
+    )
+    print(
+        f"{'stage':<22}{'seconds':>10}{'peak MB':>10}{'+peak MB':>10}{'kept MB':>10}"
+        f"{'model +MB':>10}  detail"
+    )
     for name in STAGES:
         s = record["stages"].get(name)
         if s is None:
             continue
         model = s.get("model_peak_mb", s.get("model_mb", ""))
-        detail = ", ".join(f"{k}={v}" for k, v in s.items() if k not in (
-            "seconds", "peak_rss_mb", "delta_peak_mb", "kept_mb", "model_peak_mb"))
-        print(f"{name:<22}{s['seconds']:>10.2f}{s['peak_rss_mb']:>10.0f}{s['delta_peak_mb']:>10.0f}"
-              f"{s['kept_mb']:>10.0f}{model!s:>10}  {detail}")
+        detail = ", ".join(
+            f"{k}={v}"
+            for k, v in s.items()
+            if k not in ("seconds", "peak_rss_mb", "delta_peak_mb", "kept_mb", "model_peak_mb")
+        )
+        print(
+            f"{name:<22}{s['seconds']:>10.2f}{s['peak_rss_mb']:>10.0f}{s['delta_peak_mb']:>10.0f}"
+            f"{s['kept_mb']:>10.0f}{model!s:>10}  {detail}"
+        )
 
 
 def plot(records: list[dict], path: Path) -> None:
@@ -392,38 +468,70 @@ def growth(records: list[dict]) -> dict:
         ratio = np.log(b["n_playlists"] / a["n_playlists"])
         key = f"{a['n_playlists']}->{b['n_playlists']}"
         out[key] = {
-            name: {"time_slope": round(float(np.log(max(b["stages"][name]["seconds"], 1e-3)
-                                                    / max(a["stages"][name]["seconds"], 1e-3))
-                                             / ratio), 2)}
-            for name in STAGES if name in a["stages"] and name in b["stages"]
+            name: {
+                "time_slope": round(
+                    float(
+                        np.log(
+                            max(b["stages"][name]["seconds"], 1e-3)
+                            / max(a["stages"][name]["seconds"], 1e-3)
+                        )
+                        / ratio
+                    ),
+                    2,
+                )
+            }
+            for name in STAGES
+            if name in a["stages"] and name in b["stages"]
         }
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="10000,100000,1000000",
-                        help="playlist counts, comma-separated")
+    parser.add_argument(
+        "--sizes", default="10000,100000,1000000", help="playlist counts, comma-separated"
+    )
     parser.add_argument("--out", default="bench_out/scale")
     parser.add_argument("--data-dir", default=None, help="synthetic sets (default OUT/data)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json-max", type=int, default=100_000,
-                        help="write and read MPD JSON up to this size (Parquet above it)")
-    parser.add_argument("--object-max", type=int, default=100_000,
-                        help="run the object reader for comparison up to this size")
-    parser.add_argument("--parse-files", type=int, default=10,
-                        help="slice files timed for the parse-only MB/s")
-    parser.add_argument("--gen-workers", type=int, default=1,
-                        help="processes generating the synthetic set (not timed as a stage)")
+    parser.add_argument(
+        "--json-max",
+        type=int,
+        default=100_000,
+        help="write and read MPD JSON up to this size (Parquet above it)",
+    )
+    parser.add_argument(
+        "--object-max",
+        type=int,
+        default=100_000,
+        help="run the object reader for comparison up to this size",
+    )
+    parser.add_argument(
+        "--parse-files", type=int, default=10, help="slice files timed for the parse-only MB/s"
+    )
+    parser.add_argument(
+        "--gen-workers",
+        type=int,
+        default=1,
+        help="processes generating the synthetic set (not timed as a stage)",
+    )
     parser.add_argument("--min-count", type=int, default=2)
     parser.add_argument("--factors", type=int, default=64)
     parser.add_argument("--als-iterations", type=int, default=3)
     parser.add_argument("--kmeans-iterations", type=int, default=20)
-    parser.add_argument("--decode", action=argparse.BooleanOptionalAction, default=True,
-                        help="time constrained decoding over each catalogue (one fixed model)")
+    parser.add_argument(
+        "--decode",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="time constrained decoding over each catalogue (one fixed model)",
+    )
     parser.add_argument("--decode-repeats", type=int, default=5)
-    parser.add_argument("--merge", action=argparse.BooleanOptionalAction, default=True,
-                        help="include sizes measured earlier into OUT (size_N.json) in the output")
+    parser.add_argument(
+        "--merge",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="include sizes measured earlier into OUT (size_N.json) in the output",
+    )
     parser.add_argument("--one-size", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--result-file", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -441,12 +549,21 @@ def main(argv: list[str] | None = None) -> int:
     earlier = {int(p.stem.split("_")[1]): p for p in out.glob("size_*.json")} if args.merge else {}
     records = [json.loads(p.read_text()) for n, p in sorted(earlier.items()) if n not in sizes]
     for record in records:
-        print(f"(size {record['n_playlists']} from an earlier run: {earlier[record['n_playlists']]})")
+        print(
+            f"(size {record['n_playlists']} from an earlier run: {earlier[record['n_playlists']]})"
+        )
     results_path = out / "results.json"
     for n in sizes:
         result_file = out / f"size_{n}.json"
-        child = [sys.executable, "-m", "eval.bench_scale", "--one-size", str(n),
-                 "--result-file", str(result_file)] + [a for a in (argv or sys.argv[1:])]
+        child = [
+            sys.executable,
+            "-m",
+            "eval.bench_scale",
+            "--one-size",
+            str(n),
+            "--result-file",
+            str(result_file),
+        ] + [a for a in (argv or sys.argv[1:])]
         code = subprocess.call(child)
         if code != 0:
             print(f"size {n}: the run failed (exit {code}); stopping", file=sys.stderr)
@@ -455,9 +572,13 @@ def main(argv: list[str] | None = None) -> int:
         records.append(record)
         records.sort(key=lambda r: r["n_playlists"])
         print_table(record)
-        payload = {"host": platform.node(), "python": platform.python_version(),
-                   "load_average": list(os.getloadavg()), "sizes": records,
-                   "growth": growth(records)}
+        payload = {
+            "host": platform.node(),
+            "python": platform.python_version(),
+            "load_average": list(os.getloadavg()),
+            "sizes": records,
+            "growth": growth(records),
+        }
         results_path.write_text(json.dumps(payload, indent=2) + "\n")
         plot(records, out / "growth.png")
     if records:

@@ -29,8 +29,16 @@ from pathlib import Path
 import numpy as np
 
 
-def exact_top_k(model, encoder_ids, encoder_mask, id_tokens, eos_token_id: int, k: int,
-                lower_bound: float, chunk: int = 4096):
+def exact_top_k(
+    model,
+    encoder_ids,
+    encoder_mask,
+    id_tokens,
+    eos_token_id: int,
+    k: int,
+    lower_bound: float,
+    chunk: int = 4096,
+):
     """The ``k`` items of highest summed log-probability for one prompt, found exactly.
 
     Every log-probability is <= 0, so an ID prefix scores at least as high as any ID below it: a
@@ -58,19 +66,24 @@ def exact_top_k(model, encoder_ids, encoder_mask, id_tokens, eos_token_id: int, 
     score = np.zeros(len(labels))
     rows_run = 0
     with torch.no_grad():
-        hidden = model.get_encoder()(input_ids=encoder_ids, attention_mask=encoder_mask,
-                                     return_dict=True).last_hidden_state
+        hidden = model.get_encoder()(
+            input_ids=encoder_ids, attention_mask=encoder_mask, return_dict=True
+        ).last_hidden_state
         for t in range(labels.shape[1]):
             prefixes, group = np.unique(labels[alive, :t], axis=0, return_inverse=True)
             group = group.reshape(-1)
             step_logp = np.zeros(len(alive))
             for c in range(0, len(prefixes), chunk):
-                block = prefixes[c:c + chunk]
+                block = prefixes[c : c + chunk]
                 n = len(block)
-                dec = torch.from_numpy(np.concatenate(
-                    [np.full((n, 1), start), block], axis=1).astype(np.int64))
-                out = model(encoder_outputs=BaseModelOutput(last_hidden_state=hidden.expand(n, -1, -1)),
-                            attention_mask=encoder_mask.expand(n, -1), decoder_input_ids=dec)
+                dec = torch.from_numpy(
+                    np.concatenate([np.full((n, 1), start), block], axis=1).astype(np.int64)
+                )
+                out = model(
+                    encoder_outputs=BaseModelOutput(last_hidden_state=hidden.expand(n, -1, -1)),
+                    attention_mask=encoder_mask.expand(n, -1),
+                    decoder_input_ids=dec,
+                )
                 lp = torch.log_softmax(out.logits[:, -1].float(), dim=-1).numpy()
                 members = (group >= c) & (group < c + n)
                 step_logp[members] = lp[group[members] - c, labels[alive[members], t]]
@@ -99,8 +112,12 @@ def run(args: argparse.Namespace) -> dict:
     art = Path(args.artifact)
     split_info = json.loads((art / "cf" / "split.json").read_text())
     playlists = read_playlists(args.train).playlists
-    split = split_playlists(playlists, validation_fraction=split_info["validation_fraction"],
-                            test_fraction=split_info["test_fraction"], seed=split_info["seed"])
+    split = split_playlists(
+        playlists,
+        validation_fraction=split_info["validation_fraction"],
+        test_fraction=split_info["test_fraction"],
+        seed=split_info["seed"],
+    )
     if not split.test:
         raise ValueError(f"{art} was built without a test split; nothing held out to score")
     vocab = ItemVocab.load(art / "cf")
@@ -112,8 +129,11 @@ def run(args: argparse.Namespace) -> dict:
 
     model, tokenizer, layout = load_seq2seq(art / "seq2seq")
     info = json.loads((art / "seq2seq" / "text2tracks_seq2seq.json").read_text())
-    max_len = ModelConfig.from_dict(info["model_config"]).max_prompt_length \
-        if "model_config" in info else 64
+    max_len = (
+        ModelConfig.from_dict(info["model_config"]).max_prompt_length
+        if "model_config" in info
+        else 64
+    )
     catalog = SemanticIDCatalog.load(art / "semantic_ids" / "catalog")
     trie = FlatTrie.from_codes(catalog.sid_codes, catalog.level_sizes)
     sid = layout.codes_to_token_ids(catalog.sid_codes)
@@ -126,11 +146,18 @@ def run(args: argparse.Namespace) -> dict:
     decoder_rows = []
     for i, ids in enumerate(encoded):
         ids_t = torch.from_numpy(ids)[None]
-        _, beam_scores = constrained_generate(model, ids_t, torch.ones_like(ids_t), trie, layout,
-                                              k=k, num_beams=max(args.beams))
-        exact_top[i], _, n_rows = exact_top_k(model, ids_t, torch.ones_like(ids_t), sid,
-                                              tokenizer.eos_token_id, k,
-                                              float(np.asarray(beam_scores)[0, -1]))
+        _, beam_scores = constrained_generate(
+            model, ids_t, torch.ones_like(ids_t), trie, layout, k=k, num_beams=max(args.beams)
+        )
+        exact_top[i], _, n_rows = exact_top_k(
+            model,
+            ids_t,
+            torch.ones_like(ids_t),
+            sid,
+            tokenizer.eos_token_id,
+            k,
+            float(np.asarray(beam_scores)[0, -1]),
+        )
         decoder_rows.append(n_rows)
     exact_s = time.perf_counter() - started
     exact_hits = float(per_prompt_metrics(exact_top, relevant, k=k)["hits"].mean())
@@ -151,42 +178,72 @@ def run(args: argparse.Namespace) -> dict:
             tops.append([index[r.track_id] for r in recs])
         top = np.asarray(tops, dtype=np.int64)
         hits = float(per_prompt_metrics(top, relevant, k=k)["hits"].mean())
-        overlap = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(top, exact_top,
-                                                                           strict=True)]))
+        overlap = float(
+            np.mean([len(set(a) & set(b)) / k for a, b in zip(top, exact_top, strict=True)])
+        )
         ms = 1000 * statistics.median(singles)
-        rows.append({"beams": beams, f"overlap@{k}": overlap, f"hits@{k}": hits,
-                     f"exact_hits@{k}": exact_hits, "ms_per_prompt": ms,
-                     f"hits@{k}_per_ms": hits / ms})
-    result = {"artifact": str(art), "prompts": len(prompts), "k": k, "rows": rows,
-              "exact_seconds_per_prompt": exact_s / max(1, len(prompts)),
-              "exact_decoder_rows_median": float(np.median(decoder_rows)),
-              "best_beams_by_hits_per_ms": max(rows, key=lambda r: r[f"hits@{k}_per_ms"])["beams"]}
+        rows.append(
+            {
+                "beams": beams,
+                f"overlap@{k}": overlap,
+                f"hits@{k}": hits,
+                f"exact_hits@{k}": exact_hits,
+                "ms_per_prompt": ms,
+                f"hits@{k}_per_ms": hits / ms,
+            }
+        )
+    result = {
+        "artifact": str(art),
+        "prompts": len(prompts),
+        "k": k,
+        "rows": rows,
+        "exact_seconds_per_prompt": exact_s / max(1, len(prompts)),
+        "exact_decoder_rows_median": float(np.median(decoder_rows)),
+        "best_beams_by_hits_per_ms": max(rows, key=lambda r: r[f"hits@{k}_per_ms"])["beams"],
+    }
     return result
 
 
 def format_table(result: dict) -> str:
     k = result["k"]
-    lines = [f"{result['prompts']} test prompts; exact top {k} Hits@{k} "
-             f"{result['rows'][0][f'exact_hits@{k}']:.3f} "
-             f"({result['exact_seconds_per_prompt']:.2f} s per prompt, "
-             f"{result['exact_decoder_rows_median']:.0f} decoder rows after pruning)", "",
-             f"| beams | overlap@{k} with exact | Hits@{k} | ms / prompt | Hits@{k} per ms |",
-             "|---|---|---|---|---|"]
+    lines = [
+        f"{result['prompts']} test prompts; exact top {k} Hits@{k} "
+        f"{result['rows'][0][f'exact_hits@{k}']:.3f} "
+        f"({result['exact_seconds_per_prompt']:.2f} s per prompt, "
+        f"{result['exact_decoder_rows_median']:.0f} decoder rows after pruning)",
+        "",
+        f"| beams | overlap@{k} with exact | Hits@{k} | ms / prompt | Hits@{k} per ms |",
+        "|---|---|---|---|---|",
+    ]
     for r in result["rows"]:
-        lines.append(f"| {r['beams']} | {r[f'overlap@{k}']:.3f} | {r[f'hits@{k}']:.3f} | "
-                     f"{r['ms_per_prompt']:.1f} | {r[f'hits@{k}_per_ms']:.4f} |")
+        lines.append(
+            f"| {r['beams']} | {r[f'overlap@{k}']:.3f} | {r[f'hits@{k}']:.3f} | "
+            f"{r['ms_per_prompt']:.1f} | {r[f'hits@{k}_per_ms']:.4f} |"
+        )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m eval.bench_search", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m eval.bench_search", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--artifact", required=True, help="a trained artifact (with seq2seq/)")
-    parser.add_argument("--playlists", "--train", dest="train", required=True,
-                        help="the playlists the artifact was built from")
+    parser.add_argument(
+        "--playlists",
+        "--train",
+        dest="train",
+        required=True,
+        help="the playlists the artifact was built from",
+    )
     parser.add_argument("--prompts", type=int, default=100, help="test prompts sampled")
-    parser.add_argument("--num-beams", "--beams", dest="beams",
-                        type=lambda s: [int(x) for x in s.split(",")],
-                        default=[10, 20, 50, 100], help="comma-separated beam widths")
+    parser.add_argument(
+        "--num-beams",
+        "--beams",
+        dest="beams",
+        type=lambda s: [int(x) for x in s.split(",")],
+        default=[10, 20, 50, 100],
+        help="comma-separated beam widths",
+    )
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--num-threads", type=int, default=1)

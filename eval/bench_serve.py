@@ -39,14 +39,38 @@ from typing import Any
 import numpy as np
 
 PROMPTS = (
-    "chill 90s jazz", "sad songs", "workout hip hop", "oldies for slow dancing",
-    "happy country", "night drive", "relaxing folk", "rock n roll 70s", "summer party",
-    "rainy morning coffee", "80s synth pop", "dark techno", "study beats", "road trip classics",
-    "romantic dinner", "angry punk", "sunday morning acoustic", "latin dance hits",
-    "epic movie soundtrack", "indie heartbreak", "gym motivation", "sleepy ambient",
-    "country roads", "90s rnb slow jams", "metal for running", "blues bar night",
-    "kids songs", "wedding first dance", "christmas oldies", "reggae sunshine",
-    "lofi for coding", "big band swing",
+    "chill 90s jazz",
+    "sad songs",
+    "workout hip hop",
+    "oldies for slow dancing",
+    "happy country",
+    "night drive",
+    "relaxing folk",
+    "rock n roll 70s",
+    "summer party",
+    "rainy morning coffee",
+    "80s synth pop",
+    "dark techno",
+    "study beats",
+    "road trip classics",
+    "romantic dinner",
+    "angry punk",
+    "sunday morning acoustic",
+    "latin dance hits",
+    "epic movie soundtrack",
+    "indie heartbreak",
+    "gym motivation",
+    "sleepy ambient",
+    "country roads",
+    "90s rnb slow jams",
+    "metal for running",
+    "blues bar night",
+    "kids songs",
+    "wedding first dance",
+    "christmas oldies",
+    "reggae sunshine",
+    "lofi for coding",
+    "big band swing",
 )
 
 
@@ -60,10 +84,26 @@ def start_server(artifact: Path, port: int, args: argparse.Namespace) -> subproc
     """``text2tracks serve`` in a subprocess; returns once ``/health`` answers."""
     import httpx
 
-    command = [sys.executable, "-m", "text2tracks.cli", "serve", "--artifact", str(artifact),
-               "--port", str(port), "--log-level", "warning", "--device", args.device,
-               "--max-batch-prompts", str(args.max_batch_prompts),
-               "--max-wait-ms", str(args.max_wait_ms), "--torch-threads", str(args.torch_threads)]
+    command = [
+        sys.executable,
+        "-m",
+        "text2tracks.cli",
+        "serve",
+        "--artifact",
+        str(artifact),
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        "--device",
+        args.device,
+        "--max-batch-prompts",
+        str(args.max_batch_prompts),
+        "--max-wait-ms",
+        str(args.max_wait_ms),
+        "--torch-threads",
+        str(args.torch_threads),
+    ]
     server = subprocess.Popen(command)
     deadline = time.monotonic() + 300
     while True:
@@ -80,8 +120,9 @@ def start_server(artifact: Path, port: int, args: argparse.Namespace) -> subproc
         time.sleep(0.2)
 
 
-async def run_clients(url: str, n_clients: int, seconds: float, k: int,
-                      num_beams: int | None) -> dict[str, Any]:
+async def run_clients(
+    url: str, n_clients: int, seconds: float, k: int, num_beams: int | None
+) -> dict[str, Any]:
     """``n_clients`` closed-loop clients for ``seconds``: latencies and failures."""
     import httpx
 
@@ -123,8 +164,14 @@ def batch_sizes(before: dict, after: dict) -> dict[int, int]:
     return {s: new[s] - old.get(s, 0) for s in sorted(new) if new[s] - old.get(s, 0) > 0}
 
 
-def in_process(recommender, sizes: dict[int, int], k: int, num_beams: int | None,
-               budget_s: float, seed: int = 0) -> dict[str, Any]:
+def in_process(
+    recommender,
+    sizes: dict[int, int],
+    k: int,
+    num_beams: int | None,
+    budget_s: float,
+    seed: int = 0,
+) -> dict[str, Any]:
     """Replay the server's batch sizes through the API in this process, for at most
     ``budget_s`` seconds (the calls drawn in proportion to the server's)."""
     calls = [s for s, c in sizes.items() for _ in range(c)]
@@ -149,21 +196,33 @@ def in_process(recommender, sizes: dict[int, int], k: int, num_beams: int | None
         return pool.submit(replay).result()
 
 
-def summarise(run: dict[str, Any], sizes: dict[int, int], inproc: dict[str, Any],
-              args: argparse.Namespace) -> dict[str, Any]:
+def summarise(
+    run: dict[str, Any], sizes: dict[int, int], inproc: dict[str, Any], args: argparse.Namespace
+) -> dict[str, Any]:
     lat = np.asarray(run["latencies"]) * 1000
     n_ok, n_failed = len(lat), sum(run["failures"].values())
     throughput = n_ok / run["elapsed"]
     n_calls = sum(sizes.values())
-    inproc = {**inproc, "prompts_per_s": inproc["prompts"] / inproc["elapsed_s"]
-              if inproc["elapsed_s"] > 0 else float("nan")}
+    inproc = {
+        **inproc,
+        "prompts_per_s": inproc["prompts"] / inproc["elapsed_s"]
+        if inproc["elapsed_s"] > 0
+        else float("nan"),
+    }
     return {
-        "artifact": str(args.artifact), "clients": args.clients, "seconds": args.seconds,
+        "artifact": str(args.artifact),
+        "clients": args.clients,
+        "seconds": args.seconds,
         "rounds": args.rounds,
-        "k": args.k, "num_beams": args.num_beams, "device": args.device,
+        "k": args.k,
+        "num_beams": args.num_beams,
+        "device": args.device,
         "torch_threads": args.torch_threads,
-        "max_batch_prompts": args.max_batch_prompts, "max_wait_ms": args.max_wait_ms,
-        "requests_ok": n_ok, "requests_failed": n_failed, "failures": run["failures"],
+        "max_batch_prompts": args.max_batch_prompts,
+        "max_wait_ms": args.max_wait_ms,
+        "requests_ok": n_ok,
+        "requests_failed": n_failed,
+        "failures": run["failures"],
         "latency_ms": {
             "p50": float(np.percentile(lat, 50)) if n_ok else None,
             "p90": float(np.percentile(lat, 90)) if n_ok else None,
@@ -177,8 +236,11 @@ def summarise(run: dict[str, Any], sizes: dict[int, int], inproc: dict[str, Any]
         "batch_sizes": {str(s): c for s, c in sizes.items()},
         "in_process": inproc,
         "throughput_ratio_to_in_process": throughput / inproc["prompts_per_s"],
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                    "platform": platform.platform()},
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+        },
     }
 
 
@@ -187,38 +249,57 @@ def print_table(result: dict[str, Any]) -> None:
     rows = [
         ("clients x seconds", f"{result['clients']} x {result['seconds']:g}"),
         ("requests ok / failed", f"{result['requests_ok']} / {result['requests_failed']}"),
-        ("latency p50 / p90 / p99 (ms)", f"{lat['p50']:.0f} / {lat['p90']:.0f} / {lat['p99']:.0f}"
-         if lat["p50"] is not None else "-"),
+        (
+            "latency p50 / p90 / p99 (ms)",
+            f"{lat['p50']:.0f} / {lat['p90']:.0f} / {lat['p99']:.0f}"
+            if lat["p50"] is not None
+            else "-",
+        ),
         ("throughput (req/s)", f"{result['throughput_req_per_s']:.1f}"),
-        ("decoding calls, mean batch", f"{result['decoding_calls']}, "
-         f"{result['mean_batch_size'] or 0:.1f}"),
+        (
+            "decoding calls, mean batch",
+            f"{result['decoding_calls']}, {result['mean_batch_size'] or 0:.1f}",
+        ),
         ("in-process, same batches (prompts/s)", f"{result['in_process']['prompts_per_s']:.1f}"),
         ("service / in-process throughput", f"{result['throughput_ratio_to_in_process']:.2f}"),
     ]
     if result.get("load_average_1min"):
-        rows.append(("load average (1 min) per round",
-                     " / ".join(f"{x:.1f}" for x in result["load_average_1min"])))
+        rows.append(
+            (
+                "load average (1 min) per round",
+                " / ".join(f"{x:.1f}" for x in result["load_average_1min"]),
+            )
+        )
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         print(f"{name:<{width}}  {value}")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m eval.bench_serve",
-                                     description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m eval.bench_serve", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--artifact", type=Path, required=True)
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--warmup-seconds", type=float, default=5.0)
     parser.add_argument("--inprocess-seconds", type=float, default=30.0)
-    parser.add_argument("--rounds", type=int, default=4,
-                        help="alternations of the service and the in-process phases")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=4,
+        help="alternations of the service and the in-process phases",
+    )
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--num-beams", type=int, default=None)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--torch-threads", type=int, default=1,
-                        help="torch intra-op threads, the same for the server and in-process (on a "
-                             "shared CPU machine, oversubscribed threads can be ~50x slower)")
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        default=1,
+        help="torch intra-op threads, the same for the server and in-process (on a "
+        "shared CPU machine, oversubscribed threads can be ~50x slower)",
+    )
     parser.add_argument("--max-batch-prompts", type=int, default=64)
     parser.add_argument("--max-wait-ms", type=float, default=2.0)
     parser.add_argument("--out", type=Path, default=Path("bench_out/serve"))
@@ -243,8 +324,9 @@ def main(argv: list[str] | None = None) -> int:
         in_process(recommender, {4: 2}, args.k, args.num_beams, args.warmup_seconds)  # warm-up
         for _ in range(args.rounds):
             before = httpx.get(f"{url}/health", timeout=30).json()
-            part = asyncio.run(run_clients(url, args.clients, args.seconds / args.rounds, args.k,
-                                           args.num_beams))
+            part = asyncio.run(
+                run_clients(url, args.clients, args.seconds / args.rounds, args.k, args.num_beams)
+            )
             after = httpx.get(f"{url}/health", timeout=30).json()
             run["latencies"] += part["latencies"]
             run["elapsed"] += part["elapsed"]
@@ -253,8 +335,9 @@ def main(argv: list[str] | None = None) -> int:
             formed = batch_sizes(before, after)
             for size, count in formed.items():
                 sizes[size] = sizes.get(size, 0) + count
-            replayed = in_process(recommender, formed, args.k, args.num_beams,
-                                  args.inprocess_seconds / args.rounds)
+            replayed = in_process(
+                recommender, formed, args.k, args.num_beams, args.inprocess_seconds / args.rounds
+            )
             for name in inproc:
                 inproc[name] += replayed[name]
             load.append(os.getloadavg()[0])

@@ -86,8 +86,14 @@ def synthetic_codes(n_items: int, seed: int) -> tuple[np.ndarray, tuple[int, ...
     rng = np.random.default_rng(seed)
     p = 1.0 / np.arange(1, 257) ** 0.6
     p /= p.sum()
-    base = np.stack([rng.choice(256, size=n_items, p=p), rng.choice(256, size=n_items, p=p),
-                     rng.integers(0, 256, size=n_items)], axis=1)
+    base = np.stack(
+        [
+            rng.choice(256, size=n_items, p=p),
+            rng.choice(256, size=n_items, p=p),
+            rng.integers(0, 256, size=n_items),
+        ],
+        axis=1,
+    )
     key = (base[:, 0] * 256 + base[:, 1]) * 256 + base[:, 2]
     order = np.argsort(key, kind="stable")
     sk = key[order]
@@ -106,8 +112,12 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--n-playlists", type=int, default=20000)
     ap.add_argument("--n-items", type=int, default=50000)
     ap.add_argument("--description-share", type=float, default=0.05)
-    ap.add_argument("--targets-per-playlist", type=int, default=0,
-                    help="0: every (prompt, track) pair, as in the paper (default)")
+    ap.add_argument(
+        "--targets-per-playlist",
+        type=int,
+        default=0,
+        help="0: every (prompt, track) pair, as in the paper (default)",
+    )
     ap.add_argument("--group", type=int, default=8, help="targets per prompt group (new path)")
     ap.add_argument("--bucket-window", type=int, default=32, help="batches (new path)")
     ap.add_argument("--batch-size", type=int, default=128)
@@ -120,12 +130,21 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     paths = {name: PATHS[name] for name in args.paths.split(",")}
-    paths = {name: ((args.group if g > 1 else 1), (args.bucket_window if w else 0))
-             for name, (g, w) in paths.items()}
+    paths = {
+        name: ((args.group if g > 1 else 1), (args.bucket_window if w else 0))
+        for name, (g, w) in paths.items()
+    }
 
     codes, level_sizes = synthetic_codes(args.n_items, args.seed)
-    config = ModelConfig(d_model=128, num_layers=3, num_decoder_layers=3, num_heads=4, d_ff=512,
-                         dropout=0.1, max_prompt_length=64)
+    config = ModelConfig(
+        d_model=128,
+        num_layers=3,
+        num_decoder_layers=3,
+        num_heads=4,
+        d_ff=512,
+        dropout=0.1,
+        max_prompt_length=64,
+    )
     model0, tokenizer, layout = build_seq2seq(config, level_sizes)
     init_state = {k: v.clone() for k, v in model0.state_dict().items()}
     sid = layout.codes_to_token_ids(codes)
@@ -136,16 +155,27 @@ def main(argv: list[str] | None = None) -> dict:
 
     runs = {}
     for name, (group, window) in paths.items():
-        pairs = Seq2SeqPairs(prompt_ids, relevant, sid, tokenizer.eos_token_id,
-                             targets_per_playlist=args.targets_per_playlist, seed=args.seed,
-                             group_size=group, bucket_batches=window, batch_size=args.batch_size)
-        collate = Seq2SeqCollator(prompt_ids, sid, tokenizer.pad_token_id, tokenizer.eos_token_id,
-                                  share_prompts=group > 1)
+        pairs = Seq2SeqPairs(
+            prompt_ids,
+            relevant,
+            sid,
+            tokenizer.eos_token_id,
+            targets_per_playlist=args.targets_per_playlist,
+            seed=args.seed,
+            group_size=group,
+            bucket_batches=window,
+            batch_size=args.batch_size,
+        )
+        collate = Seq2SeqCollator(
+            prompt_ids, sid, tokenizer.pad_token_id, tokenizer.eos_token_id, share_prompts=group > 1
+        )
         # per-batch statistics (collate only)
         rows = tokens = useful = 0
         n_stat = min(args.stat_batches, len(pairs) // args.batch_size)
         for b in range(n_stat):
-            batch = collate([pairs[i] for i in range(b * args.batch_size, (b + 1) * args.batch_size)])
+            batch = collate(
+                [pairs[i] for i in range(b * args.batch_size, (b + 1) * args.batch_size)]
+            )
             rows += batch["input_ids"].shape[0]
             tokens += batch["input_ids"].numel()
             useful += int(batch["attention_mask"].sum())
@@ -153,9 +183,16 @@ def main(argv: list[str] | None = None) -> dict:
         model.load_state_dict(init_state)
         model.train()
         runs[name] = {
-            "group": group, "window": window, "pairs": pairs, "collate": collate, "model": model,
+            "group": group,
+            "window": window,
+            "pairs": pairs,
+            "collate": collate,
+            "model": model,
             "optimizer": torch.optim.AdamW(model.parameters(), lr=1e-3),
-            "cursor": 0, "epoch": 0, "rates": [], "losses": [],
+            "cursor": 0,
+            "epoch": 0,
+            "rates": [],
+            "losses": [],
             "encoder_rows_per_example": rows / max(1, n_stat * args.batch_size),
             "padding_share": 1.0 - useful / max(1, tokens),
         }
@@ -166,15 +203,25 @@ def main(argv: list[str] | None = None) -> dict:
             run["epoch"] += 1
             pairs.set_epoch(run["epoch"])
             run["cursor"] = 0
-        batch = run["collate"]([pairs[i] for i in range(run["cursor"], run["cursor"] + args.batch_size)])
+        batch = run["collate"](
+            [pairs[i] for i in range(run["cursor"], run["cursor"] + args.batch_size)]
+        )
         run["cursor"] += args.batch_size
         model = run["model"]
         if "prompt_index" in batch:
-            out = grouped_forward(model, batch["input_ids"], batch["attention_mask"],
-                                  batch["prompt_index"], batch["labels"])
+            out = grouped_forward(
+                model,
+                batch["input_ids"],
+                batch["attention_mask"],
+                batch["prompt_index"],
+                batch["labels"],
+            )
         else:
-            out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                        labels=batch["labels"])
+            out = model(
+                input_ids=batch["input_ids"],
+                attention_mask=batch["attention_mask"],
+                labels=batch["labels"],
+            )
         out.loss.backward()
         run["optimizer"].step()
         run["optimizer"].zero_grad(set_to_none=True)
@@ -189,47 +236,78 @@ def main(argv: list[str] | None = None) -> dict:
             t0 = time.perf_counter()
             n = sum(step(run) for _ in range(args.window_batches))
             run["rates"].append(n / (time.perf_counter() - t0))
-        print(f"window {w + 1}/{args.windows}: " + ", ".join(
-            f"{name} {run['rates'][-1]:.0f}" for name, run in runs.items()), flush=True)
+        print(
+            f"window {w + 1}/{args.windows}: "
+            + ", ".join(f"{name} {run['rates'][-1]:.0f}" for name, run in runs.items()),
+            flush=True,
+        )
 
-    table = {name: {"targets_per_prompt_group": run["group"], "length_bucket_window": run["window"],
-                    "examples_per_s": float(statistics.median(run["rates"])),
-                    "examples_per_s_windows": [round(r, 2) for r in run["rates"]],
-                    "encoder_rows_per_example": round(run["encoder_rows_per_example"], 4),
-                    "padding_share": round(run["padding_share"], 4),
-                    "mean_train_loss": float(np.mean(run["losses"]))}
-             for name, run in runs.items()}
+    table = {
+        name: {
+            "targets_per_prompt_group": run["group"],
+            "length_bucket_window": run["window"],
+            "examples_per_s": float(statistics.median(run["rates"])),
+            "examples_per_s_windows": [round(r, 2) for r in run["rates"]],
+            "encoder_rows_per_example": round(run["encoder_rows_per_example"], 4),
+            "padding_share": round(run["padding_share"], 4),
+            "mean_train_loss": float(np.mean(run["losses"])),
+        }
+        for name, run in runs.items()
+    }
     result = {
         "benchmark": "bench_train_throughput",
-        "model": {**config.to_dict(), "n_parameters": count_parameters(model0),
-                  "vocab_size": len(tokenizer)},
-        "data": {"n_playlists": args.n_playlists, "n_items": args.n_items,
-                 "level_sizes": list(level_sizes), "examples_per_epoch": len(next(iter(runs.values()))["pairs"]),
-                 "targets_per_playlist": args.targets_per_playlist,
-                 "description_share": args.description_share,
-                 "prompt_length_tokens": {q: float(np.percentile(lengths, p)) for q, p in
-                                          (("p50", 50), ("p95", 95), ("p99", 99), ("max", 100))},
-                 "distinct_prompts": len({t for t in texts})},
-        "batch_size": args.batch_size, "window_batches": args.window_batches,
-        "windows": args.windows, "threads": args.threads,
+        "model": {
+            **config.to_dict(),
+            "n_parameters": count_parameters(model0),
+            "vocab_size": len(tokenizer),
+        },
+        "data": {
+            "n_playlists": args.n_playlists,
+            "n_items": args.n_items,
+            "level_sizes": list(level_sizes),
+            "examples_per_epoch": len(next(iter(runs.values()))["pairs"]),
+            "targets_per_playlist": args.targets_per_playlist,
+            "description_share": args.description_share,
+            "prompt_length_tokens": {
+                q: float(np.percentile(lengths, p))
+                for q, p in (("p50", 50), ("p95", 95), ("p99", 99), ("max", 100))
+            },
+            "distinct_prompts": len({t for t in texts}),
+        },
+        "batch_size": args.batch_size,
+        "window_batches": args.window_batches,
+        "windows": args.windows,
+        "threads": args.threads,
         "paths": table,
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__},
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "torch": torch.__version__,
+        },
     }
     if "plain" in table:
         for name in table:
-            ratios = [a / b for a, b in zip(runs[name]["rates"], runs["plain"]["rates"], strict=True)]
+            ratios = [
+                a / b for a, b in zip(runs[name]["rates"], runs["plain"]["rates"], strict=True)
+            ]
             table[name]["speedup_vs_plain"] = round(float(statistics.median(ratios)), 3)
 
-    print(f"\n{result['model']['n_parameters'] / 1e6:.2f}M parameters, batch {args.batch_size}, "
-          f"{args.threads} thread(s), prompts p50/p95/max "
-          f"{result['data']['prompt_length_tokens']['p50']:.0f}/"
-          f"{result['data']['prompt_length_tokens']['p95']:.0f}/"
-          f"{result['data']['prompt_length_tokens']['max']:.0f} tokens")
-    print(f"{'path':<18} {'group':>5} {'window':>6} {'ex/s':>8} {'x plain':>8} {'enc rows/ex':>11} {'padding':>8}")
+    print(
+        f"\n{result['model']['n_parameters'] / 1e6:.2f}M parameters, batch {args.batch_size}, "
+        f"{args.threads} thread(s), prompts p50/p95/max "
+        f"{result['data']['prompt_length_tokens']['p50']:.0f}/"
+        f"{result['data']['prompt_length_tokens']['p95']:.0f}/"
+        f"{result['data']['prompt_length_tokens']['max']:.0f} tokens"
+    )
+    print(
+        f"{'path':<18} {'group':>5} {'window':>6} {'ex/s':>8} {'x plain':>8} {'enc rows/ex':>11} {'padding':>8}"
+    )
     for name, row in table.items():
-        print(f"{name:<18} {row['targets_per_prompt_group']:>5} {row['length_bucket_window']:>6} "
-              f"{row['examples_per_s']:>8.1f} {row.get('speedup_vs_plain', float('nan')):>8.2f} "
-              f"{row['encoder_rows_per_example']:>11.3f} {row['padding_share']:>8.1%}")
+        print(
+            f"{name:<18} {row['targets_per_prompt_group']:>5} {row['length_bucket_window']:>6} "
+            f"{row['examples_per_s']:>8.1f} {row.get('speedup_vs_plain', float('nan')):>8.2f} "
+            f"{row['encoder_rows_per_example']:>11.3f} {row['padding_share']:>8.1%}"
+        )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w", encoding="utf-8") as f:

@@ -75,33 +75,54 @@ def _load_split(args) -> dict[str, Any]:
     same = args.test is None or Path(args.test).resolve() == Path(args.train).resolve()
     test_fraction = args.test_fraction if same else 0.0
     train_set = read_playlists(args.train)
-    split = split_playlists(train_set.playlists, validation_fraction=args.validation_fraction,
-                            test_fraction=test_fraction, seed=args.split_seed)
+    split = split_playlists(
+        train_set.playlists,
+        validation_fraction=args.validation_fraction,
+        test_fraction=test_fraction,
+        seed=args.split_seed,
+    )
     test = split.test if same else read_playlists(args.test).playlists
     return {
-        "train": split.train, "validation": split.validation, "test": test,
-        "tracks": train_set.tracks, "test_fraction": test_fraction,
+        "train": split.train,
+        "validation": split.validation,
+        "test": test,
+        "tracks": train_set.tracks,
+        "test_fraction": test_fraction,
         "held_out_from_train": same,
     }
 
 
-def _model_rankings(artifact: Path, prompts: list[str], vocab, k: int, num_beams: int,
-                    batch_size: int, diversity: float | None = None) -> tuple[np.ndarray, float]:
+def _model_rankings(
+    artifact: Path,
+    prompts: list[str],
+    vocab,
+    k: int,
+    num_beams: int,
+    batch_size: int,
+    diversity: float | None = None,
+) -> tuple[np.ndarray, float]:
     """Rank catalogue items with the trained model through the public API; returns seconds."""
     from text2tracks.pipeline import Text2Tracks
 
     model = Text2Tracks.from_pretrained(artifact)
     started = time.perf_counter()
-    recs = model.recommend(prompts, k=k, num_beams=num_beams, diversity=diversity,
-                           batch_size=batch_size)
+    recs = model.recommend(
+        prompts, k=k, num_beams=num_beams, diversity=diversity, batch_size=batch_size
+    )
     elapsed = time.perf_counter() - started
     index = {t: i for i, t in enumerate(vocab.item_ids)}
     ranked = np.array([[index[r.track_id] for r in row] for row in recs], dtype=np.int64)
     return ranked.reshape(len(prompts), k), elapsed
 
 
-def _latency(artifact: Path, prompts: list[str], k: int, num_beams: int, repeats: int,
-             diversity: float | None = None) -> dict:
+def _latency(
+    artifact: Path,
+    prompts: list[str],
+    k: int,
+    num_beams: int,
+    repeats: int,
+    diversity: float | None = None,
+) -> dict:
     """Median latency of one prompt (k=10) and prompts per second at batch 64."""
     from text2tracks.pipeline import Text2Tracks
 
@@ -120,8 +141,10 @@ def _latency(artifact: Path, prompts: list[str], k: int, num_beams: int, repeats
         started = time.perf_counter()
         model.recommend(batch, k=k, num_beams=num_beams, batch_size=64)
         rates.append(len(batch) / (time.perf_counter() - started))
-    return {"latency_ms_one_prompt": 1000 * statistics.median(singles),
-            "prompts_per_s_batch64": statistics.median(rates)}
+    return {
+        "latency_ms_one_prompt": 1000 * statistics.median(singles),
+        "prompts_per_s_batch64": statistics.median(rates),
+    }
 
 
 # ------------------------------------------------------------------------------------ ablations
@@ -144,8 +167,13 @@ def _argparse_schemes(value: str) -> tuple[str, ...]:
         raise argparse.ArgumentTypeError(str(err)) from err
 
 
-def _variant_artifact(base: Path, out: Path, scheme: str, seed: int,
-                      content_max_bytes: int = DEFAULT_CONTENT_MAX_BYTES) -> Path:
+def _variant_artifact(
+    base: Path,
+    out: Path,
+    scheme: str,
+    seed: int,
+    content_max_bytes: int = DEFAULT_CONTENT_MAX_BYTES,
+) -> Path:
     """A copy of ``base`` whose catalogue uses another ID scheme (same items, same CF).
 
     ``scheme``: ``"random"`` (random codes of the same shape), ``"atomic"`` (one token per
@@ -158,7 +186,9 @@ def _variant_artifact(base: Path, out: Path, scheme: str, seed: int,
 
     if out.exists():
         shutil.rmtree(out)
-    shutil.copytree(base, out, ignore=shutil.ignore_patterns("seq2seq", "diffusion", ".checkpoints"))
+    shutil.copytree(
+        base, out, ignore=shutil.ignore_patterns("seq2seq", "diffusion", ".checkpoints")
+    )
     catalog_dir = out / "semantic_ids" / "catalog"
     catalog = SemanticIDCatalog.load(catalog_dir)
     n_items = len(catalog.item_ids)
@@ -184,13 +214,17 @@ def _variant_artifact(base: Path, out: Path, scheme: str, seed: int,
         if tuple(vocab.item_ids) != tuple(catalog.item_ids):
             raise ValueError(f"{base}: the catalogue and the CF vocabulary list different items")
         variant, content_stats = content_catalog(
-            catalog.item_ids, [m[0] for m in meta], [m[1] for m in meta], vocab.counts,
-            max_bytes=content_max_bytes)
+            catalog.item_ids,
+            [m[0] for m in meta],
+            [m[1] for m in meta],
+            vocab.counts,
+            max_bytes=content_max_bytes,
+        )
         content_stats["share_without_metadata"] = float(
-            np.mean([m[0] is None and m[1] is None for m in meta]))
+            np.mean([m[0] is None and m[1] is None for m in meta])
+        )
     else:
-        raise ValueError(
-            f"unknown ID scheme {scheme!r}; expected 'random', 'atomic' or 'content'")
+        raise ValueError(f"unknown ID scheme {scheme!r}; expected 'random', 'atomic' or 'content'")
     shutil.rmtree(catalog_dir)
     variant.save(catalog_dir)
     manifest_path = out / "text2tracks.json"
@@ -198,8 +232,12 @@ def _variant_artifact(base: Path, out: Path, scheme: str, seed: int,
     manifest["components"].pop("seq2seq", None)
     manifest["components"].pop("diffusion", None)
     entry = manifest["components"].setdefault("semantic_ids", {})
-    entry.update(scheme=scheme, depth=variant.depth, level_sizes=list(variant.level_sizes),
-                 n_items=len(variant))
+    entry.update(
+        scheme=scheme,
+        depth=variant.depth,
+        level_sizes=list(variant.level_sizes),
+        n_items=len(variant),
+    )
     if scheme == "content":
         entry["content_stats"] = content_stats
     write_json_atomic(manifest_path, manifest)
@@ -213,10 +251,16 @@ def id_token_figures(art: Path) -> dict:
 
     catalog = SemanticIDCatalog.load(art / "semantic_ids" / "catalog")
     steps = catalog.depth + 1
-    mean = (float(id_token_counts(catalog.sid_codes).mean()) if catalog.scheme == "bytes"
-            else float(steps))
-    return {"decoding_steps_per_item": steps, "mean_id_tokens": mean,
-            "token_scheme": catalog.scheme}
+    mean = (
+        float(id_token_counts(catalog.sid_codes).mean())
+        if catalog.scheme == "bytes"
+        else float(steps)
+    )
+    return {
+        "decoding_steps_per_item": steps,
+        "mean_id_tokens": mean,
+        "token_scheme": catalog.scheme,
+    }
 
 
 # ------------------------------------------------------------------------------------ main
@@ -240,58 +284,118 @@ def build_parser(subparsers=None) -> argparse.ArgumentParser:
     old spellings (``--train``, ``--test``, ``--budget-minutes``, ``--beams``) hidden aliases.
     """
     parser = command_parser(
-        subparsers, "evaluate", prog="python -m eval.benchmark",
+        subparsers,
+        "evaluate",
+        prog="python -m eval.benchmark",
         help="every system on one split: results.json, results.md, curve.png",
         description="Run the whole pipeline and every baseline on one split; write results.json "
-                    "and results.md. Unknown flags go to training.train_seq2seq.",
-        epilog=EPILOG)
-    add_flag(parser, "--playlists", dest="train", aliases=("--train",), required=True,
-             help="training playlists (MPD folder, JSONL, Parquet)")
-    add_flag(parser, "--test-playlists", dest="test", aliases=("--test",), default=None,
-             help="test playlists; omitted: a deterministic --test-fraction of --playlists")
+        "and results.md. Unknown flags go to training.train_seq2seq.",
+        epilog=EPILOG,
+    )
+    add_flag(
+        parser,
+        "--playlists",
+        dest="train",
+        aliases=("--train",),
+        required=True,
+        help="training playlists (MPD folder, JSONL, Parquet)",
+    )
+    add_flag(
+        parser,
+        "--test-playlists",
+        dest="test",
+        aliases=("--test",),
+        default=None,
+        help="test playlists; omitted: a deterministic --test-fraction of --playlists",
+    )
     parser.add_argument("--out", required=True, help="run folder (results.json, results.md)")
-    add_flag(parser, "--max-minutes", dest="budget_minutes", type=float, default=60.0,
-             help="training time of the main model (default 60)")
-    parser.add_argument("--ablation-minutes", type=float, default=None,
-                        help="training time of each ID-scheme ablation (default budget / 6)")
+    add_flag(
+        parser,
+        "--max-minutes",
+        dest="budget_minutes",
+        type=float,
+        default=60.0,
+        help="training time of the main model (default 60)",
+    )
+    parser.add_argument(
+        "--ablation-minutes",
+        type=float,
+        default=None,
+        help="training time of each ID-scheme ablation (default budget / 6)",
+    )
     parser.add_argument("--no-ablations", action="store_true", help="skip the ID-scheme ablation")
-    parser.add_argument("--ablation-schemes", type=_argparse_schemes,
-                        default=",".join(ABLATION_SCHEMES),
-                        help="comma-separated ID schemes of the ablation, trained in this order "
-                             f"(default {','.join(ABLATION_SCHEMES)})")
-    parser.add_argument("--content-max-bytes", type=int, default=DEFAULT_CONTENT_MAX_BYTES,
-                        help="content IDs: UTF-8 bytes of 'artist - title' kept "
-                             f"(default {DEFAULT_CONTENT_MAX_BYTES})")
-    parser.add_argument("--skip-main", action="store_true",
-                        help="do not train the main model (e.g. run the ablation in a second "
-                             "process, one core each)")
-    parser.add_argument("--baselines", default=",".join(_BASELINE_ORDER),
-                        help="comma-separated baselines to run (empty for none)")
-    parser.add_argument("--min-count", type=int, default=2, help="catalogue: min playlists per track")
+    parser.add_argument(
+        "--ablation-schemes",
+        type=_argparse_schemes,
+        default=",".join(ABLATION_SCHEMES),
+        help="comma-separated ID schemes of the ablation, trained in this order "
+        f"(default {','.join(ABLATION_SCHEMES)})",
+    )
+    parser.add_argument(
+        "--content-max-bytes",
+        type=int,
+        default=DEFAULT_CONTENT_MAX_BYTES,
+        help="content IDs: UTF-8 bytes of 'artist - title' kept "
+        f"(default {DEFAULT_CONTENT_MAX_BYTES})",
+    )
+    parser.add_argument(
+        "--skip-main",
+        action="store_true",
+        help="do not train the main model (e.g. run the ablation in a second "
+        "process, one core each)",
+    )
+    parser.add_argument(
+        "--baselines",
+        default=",".join(_BASELINE_ORDER),
+        help="comma-separated baselines to run (empty for none)",
+    )
+    parser.add_argument(
+        "--min-count", type=int, default=2, help="catalogue: min playlists per track"
+    )
     parser.add_argument("--levels", type=int, default=3, help="residual k-means levels")
     parser.add_argument("--codebook-size", type=int, default=256, help="codes per level")
-    parser.add_argument("--title-rows", type=float, default=0.0,
-                        help="build-ids: weight of title-term rows in a joint CF embedding")
+    parser.add_argument(
+        "--title-rows",
+        type=float,
+        default=0.0,
+        help="build-ids: weight of title-term rows in a joint CF embedding",
+    )
     parser.add_argument("--validation-fraction", type=float, default=0.1)
     parser.add_argument("--test-fraction", type=float, default=0.1)
     parser.add_argument("--split-seed", type=int, default=0)
     parser.add_argument("--k", type=int, default=10)
-    add_flag(parser, "--num-beams", dest="beams", type=int, default=None,
-             help="beam width at test time (default: the API's, "
-                  "text2tracks.modeling.DEFAULT_NUM_BEAMS)")
-    parser.add_argument("--diversity", type=float, default=None,
-                        help="diversity penalty at test time (default: the API's, "
-                             "text2tracks.modeling.DEFAULT_DIVERSITY); unless 0 the beam's own "
-                             "order is scored too, as text2tracks-beam-order")
+    add_flag(
+        parser,
+        "--num-beams",
+        dest="beams",
+        type=int,
+        default=None,
+        help="beam width at test time (default: the API's, text2tracks.modeling.DEFAULT_NUM_BEAMS)",
+    )
+    parser.add_argument(
+        "--diversity",
+        type=float,
+        default=None,
+        help="diversity penalty at test time (default: the API's, "
+        "text2tracks.modeling.DEFAULT_DIVERSITY); unless 0 the beam's own "
+        "order is scored too, as text2tracks-beam-order",
+    )
     parser.add_argument("--eval-batch-size", type=int, default=64)
     parser.add_argument("--max-test-prompts", type=int, default=0, help="0 = all test prompts")
     parser.add_argument("--latency-repeats", type=int, default=20)
     parser.add_argument("--n-bootstrap", type=int, default=1000)
-    parser.add_argument("--hits-curve-k", type=int, default=100,
-                        help="rank the baselines this deep (the model: as deep as its beam) for "
-                             "Hits@K against K in report.html; metrics at --k use the first k")
-    parser.add_argument("--reuse-ids", action="store_true",
-                        help="keep DIR/artifact's IDs if present (skip build-ids)")
+    parser.add_argument(
+        "--hits-curve-k",
+        type=int,
+        default=100,
+        help="rank the baselines this deep (the model: as deep as its beam) for "
+        "Hits@K against K in report.html; metrics at --k use the first k",
+    )
+    parser.add_argument(
+        "--reuse-ids",
+        action="store_true",
+        help="keep DIR/artifact's IDs if present (skip build-ids)",
+    )
     parser.set_defaults(func=_run_from_args)
     return parser
 
@@ -303,8 +407,15 @@ def _train_config(train_args: list[str], artifact: Path, playlists: str, minutes
     from training.train_seq2seq import build_parser as train_parser
     from training.train_seq2seq import config_from_args
 
-    argv = ["--artifact", str(artifact), "--playlists", playlists,
-            "--max-minutes", str(minutes), *train_args]
+    argv = [
+        "--artifact",
+        str(artifact),
+        "--playlists",
+        playlists,
+        "--max-minutes",
+        str(minutes),
+        *train_args,
+    ]
     return config_from_args(train_parser().parse_args(argv))
 
 
@@ -317,8 +428,11 @@ def run(args: argparse.Namespace, train_args: list[str]) -> dict[str, Any]:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     artifact = out / "artifact"
-    results: dict[str, Any] = {"systems": {}, "comparisons": {}, "config": {
-        **{k: v for k, v in vars(args).items()}, "train_args": train_args}}
+    results: dict[str, Any] = {
+        "systems": {},
+        "comparisons": {},
+        "config": {**{k: v for k, v in vars(args).items()}, "train_args": train_args},
+    }
     k = args.k
 
     data = _load_split(args)
@@ -329,11 +443,15 @@ def run(args: argparse.Namespace, train_args: list[str]) -> dict[str, Any]:
     # 1. Semantic IDs from the training playlists only.
     started = time.perf_counter()
     if not (args.reuse_ids and (artifact / "semantic_ids").is_dir()):
-        ids_config = BuildIDsConfig(min_count=args.min_count, n_levels=args.levels,
-                                    codebook_size=args.codebook_size,
-                                    title_rows=args.title_rows,
-                                    validation_fraction=args.validation_fraction,
-                                    test_fraction=data["test_fraction"], split_seed=args.split_seed)
+        ids_config = BuildIDsConfig(
+            min_count=args.min_count,
+            n_levels=args.levels,
+            codebook_size=args.codebook_size,
+            title_rows=args.title_rows,
+            validation_fraction=args.validation_fraction,
+            test_fraction=data["test_fraction"],
+            split_seed=args.split_seed,
+        )
         built = run_build_ids(args.train, artifact, ids_config, force=True, log=_log)
         results["ids"] = {"stats": built.get("stats"), "timings": built.get("timings")}
     results["ids_seconds"] = time.perf_counter() - started
@@ -358,9 +476,15 @@ def run(args: argparse.Namespace, train_args: list[str]) -> dict[str, Any]:
     model_beams = beam_width(args.beams, None, k)  # what recommend(k=k) would search with
 
     def record(name: str, ranked: np.ndarray, extra: dict) -> None:
-        metrics = evaluate_rankings(ranked, relevant, k=k, n_items=len(vocab),
-                                    n_bootstrap=args.n_bootstrap, n_skipped=n_skipped,
-                                    return_per_prompt=True)
+        metrics = evaluate_rankings(
+            ranked,
+            relevant,
+            k=k,
+            n_items=len(vocab),
+            n_bootstrap=args.n_bootstrap,
+            n_skipped=n_skipped,
+            return_per_prompt=True,
+        )
         per_prompt[name] = metrics.pop("per_prompt")
         per_prompt[name]["first_hit_rank"] = first_hit_ranks(ranked, relevant)
         rank_depth[name] = int(ranked.shape[1])
@@ -381,28 +505,47 @@ def run(args: argparse.Namespace, train_args: list[str]) -> dict[str, Any]:
         started = time.perf_counter()
         ranked = model.recommend(prompts, k=baseline_depth)
         rec_s = time.perf_counter() - started
-        record(name, ranked, {"train_seconds": fit_s, "params": params,
-                              "latency_ms_per_prompt_batched": 1000 * rec_s / max(1, len(prompts))})
+        record(
+            name,
+            ranked,
+            {
+                "train_seconds": fit_s,
+                "params": params,
+                "latency_ms_per_prompt_batched": 1000 * rec_s / max(1, len(prompts)),
+            },
+        )
 
     # 3. The main model under the full budget.
     def train_and_score(name: str, art: Path, minutes: float) -> dict:
         config = _train_config(train_args, art, args.train, minutes)
         summary = train(config)
-        ranked, seconds = _model_rankings(art, prompts, vocab, model_beams, model_beams,
-                                          args.eval_batch_size, args.diversity)
-        extra = {"train_seconds": summary.get("elapsed_s"), "steps": summary.get("steps"),
-                 **id_token_figures(art),
-                 "latency_ms_per_prompt_batched": 1000 * seconds / max(1, len(prompts))}
+        ranked, seconds = _model_rankings(
+            art, prompts, vocab, model_beams, model_beams, args.eval_batch_size, args.diversity
+        )
+        extra = {
+            "train_seconds": summary.get("elapsed_s"),
+            "steps": summary.get("steps"),
+            **id_token_figures(art),
+            "latency_ms_per_prompt_batched": 1000 * seconds / max(1, len(prompts)),
+        }
         record(name, ranked, extra)
         return summary
 
     if not args.skip_main:
         summary = train_and_score("text2tracks", artifact, args.budget_minutes)
-        results["systems"]["text2tracks"].update(_latency(artifact, prompts, k, args.beams,
-                                                          args.latency_repeats, args.diversity))
+        results["systems"]["text2tracks"].update(
+            _latency(artifact, prompts, k, args.beams, args.latency_repeats, args.diversity)
+        )
         if args.diversity != 0:  # the same model, its beam's own order: what diversity adds
-            ranked, _ = _model_rankings(artifact, prompts, vocab, model_beams, model_beams,
-                                        args.eval_batch_size, diversity=0.0)
+            ranked, _ = _model_rankings(
+                artifact,
+                prompts,
+                vocab,
+                model_beams,
+                model_beams,
+                args.eval_batch_size,
+                diversity=0.0,
+            )
             record("text2tracks-beam-order", ranked, {"diversity": 0.0})
         results["curve"] = _read_curve(artifact / "seq2seq")
         results["training_summary"] = summary
@@ -415,13 +558,20 @@ def run(args: argparse.Namespace, train_args: list[str]) -> dict[str, Any]:
             if scheme == "semantic":
                 if art.exists():
                     shutil.rmtree(art)
-                shutil.copytree(artifact, art,
-                                ignore=shutil.ignore_patterns("seq2seq", "diffusion", ".checkpoints"))
+                shutil.copytree(
+                    artifact,
+                    art,
+                    ignore=shutil.ignore_patterns("seq2seq", "diffusion", ".checkpoints"),
+                )
                 _strip_component(art, "seq2seq")
             else:
-                _variant_artifact(artifact, art, scheme, seed=args.split_seed,
-                                  content_max_bytes=getattr(args, "content_max_bytes",
-                                                            DEFAULT_CONTENT_MAX_BYTES))
+                _variant_artifact(
+                    artifact,
+                    art,
+                    scheme,
+                    seed=args.split_seed,
+                    content_max_bytes=getattr(args, "content_max_bytes", DEFAULT_CONTENT_MAX_BYTES),
+                )
             train_and_score(f"ids-{scheme}-short", art, minutes)
             system = results["systems"][f"ids-{scheme}-short"]
             system["curve"] = _read_curve(art / "seq2seq")
@@ -430,7 +580,8 @@ def run(args: argparse.Namespace, train_args: list[str]) -> dict[str, Any]:
 
                 manifest = read_json(art / "text2tracks.json", "manifest")
                 system["content_stats"] = manifest["components"]["semantic_ids"].get(
-                    "content_stats")
+                    "content_stats"
+                )
 
     # 5. Paired comparisons against the best baseline.
     base_names = [n for n in results["systems"] if n in _BASELINE_ORDER]
@@ -439,22 +590,38 @@ def run(args: argparse.Namespace, train_args: list[str]) -> dict[str, Any]:
         for name in results["systems"]:
             if name in base_names:
                 continue
-            diff = paired_bootstrap_diff(per_prompt[name]["hits"], per_prompt[best]["hits"],
-                                         n_bootstrap=args.n_bootstrap)
+            diff = paired_bootstrap_diff(
+                per_prompt[name]["hits"], per_prompt[best]["hits"], n_bootstrap=args.n_bootstrap
+            )
             best_hits = results["systems"][best][f"hits@{k}"]
-            diff["relative"] = (results["systems"][name][f"hits@{k}"] / best_hits - 1
-                                if best_hits else None)
+            diff["relative"] = (
+                results["systems"][name][f"hits@{k}"] / best_hits - 1 if best_hits else None
+            )
             results["comparisons"][f"{name} vs {best}"] = diff
 
     write_text_atomic(out / "results.json", json.dumps(results, indent=2, default=str))
     # per-prompt hits and NDCG of every system, so that runs on the same split can be compared
     # pairwise later (eval.metrics.paired_bootstrap_diff)
-    write_text_atomic(out / "per_prompt.json", json.dumps(
-        {"prompt_index": [int(i) for i in kept], "rank_depth": rank_depth,
-         "systems": {name: {**{m: [float(x) for x in v] for m, v in values.items()
-                               if m in ("hits", "ndcg")},
-                            "first_hit_rank": [int(x) for x in values["first_hit_rank"]]}
-                     for name, values in per_prompt.items()}}))
+    write_text_atomic(
+        out / "per_prompt.json",
+        json.dumps(
+            {
+                "prompt_index": [int(i) for i in kept],
+                "rank_depth": rank_depth,
+                "systems": {
+                    name: {
+                        **{
+                            m: [float(x) for x in v]
+                            for m, v in values.items()
+                            if m in ("hits", "ndcg")
+                        },
+                        "first_hit_rank": [int(x) for x in values["first_hit_rank"]],
+                    }
+                    for name, values in per_prompt.items()
+                },
+            }
+        ),
+    )
     write_text_atomic(out / "results.md", _markdown(results, k))
     _plot_curves(results, out / "curve.png")
     from eval.report import write_report
@@ -482,27 +649,39 @@ def _read_curve(seq2seq_dir: Path) -> list[dict]:
 
 def _markdown(results: dict, k: int) -> str:
     columns = [f"hits@{k}", f"recall@{k}", f"ndcg@{k}", "mrr", f"coverage@{k}"]
-    lines = ["# Benchmark", "", f"split: {results['split']}", "",
-             format_table(results["systems"], columns=columns), "",
-             "| system | train s | decoding steps/item | mean ID tokens | "
-             "latency ms/prompt (batched) |",
-             "|---|---|---|---|---|"]
+    lines = [
+        "# Benchmark",
+        "",
+        f"split: {results['split']}",
+        "",
+        format_table(results["systems"], columns=columns),
+        "",
+        "| system | train s | decoding steps/item | mean ID tokens | latency ms/prompt (batched) |",
+        "|---|---|---|---|---|",
+    ]
     for name, m in results["systems"].items():
         mean_tokens = m.get("mean_id_tokens")
-        lines.append(f"| {name} | {m.get('train_seconds') or 0:.0f} | "
-                     f"{m.get('decoding_steps_per_item', '-')} | "
-                     f"{'-' if mean_tokens is None else f'{mean_tokens:.1f}'} | "
-                     f"{m.get('latency_ms_per_prompt_batched', 0):.2f} |")
+        lines.append(
+            f"| {name} | {m.get('train_seconds') or 0:.0f} | "
+            f"{m.get('decoding_steps_per_item', '-')} | "
+            f"{'-' if mean_tokens is None else f'{mean_tokens:.1f}'} | "
+            f"{m.get('latency_ms_per_prompt_batched', 0):.2f} |"
+        )
     main = results["systems"].get("text2tracks", {})
     if "latency_ms_one_prompt" in main:
-        lines += ["", f"text2tracks: one prompt (k={k}) {main['latency_ms_one_prompt']:.1f} ms; "
-                      f"{main['prompts_per_s_batch64']:.1f} prompts/s at batch 64"]
+        lines += [
+            "",
+            f"text2tracks: one prompt (k={k}) {main['latency_ms_one_prompt']:.1f} ms; "
+            f"{main['prompts_per_s_batch64']:.1f} prompts/s at batch 64",
+        ]
     if results["comparisons"]:
         lines += ["", "| comparison | Hits diff | 95% CI | relative | p |", "|---|---|---|---|---|"]
         for name, c in results["comparisons"].items():
             rel = f"{100 * c['relative']:+.1f}%" if c.get("relative") is not None else "-"
-            lines.append(f"| {name} | {c['diff']:+.4f} | [{c['ci'][0]:+.4f}, {c['ci'][1]:+.4f}] "
-                         f"| {rel} | {c['p_value']:.3f} |")
+            lines.append(
+                f"| {name} | {c['diff']:+.4f} | [{c['ci'][0]:+.4f}, {c['ci'][1]:+.4f}] "
+                f"| {rel} | {c['p_value']:.3f} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -517,16 +696,26 @@ def _plot_curves(results: dict, path: Path) -> None:
     curves.update({n: m.get("curve", []) for n, m in results["systems"].items() if "curve" in m})
     for name, curve in curves.items():
         key = "val_hits@10"
-        points = [(r["elapsed_s"] / 60, r[key]) for r in curve
-                  if r.get(key) is not None and r.get("elapsed_s") is not None]
+        points = [
+            (r["elapsed_s"] / 60, r[key])
+            for r in curve
+            if r.get(key) is not None and r.get("elapsed_s") is not None
+        ]
         if points:
             xs, ys = zip(*points, strict=True)
             ax.plot(xs, ys, marker="o", label=name)
     for name in _BASELINE_ORDER:
         if name in results["systems"]:
             ax.axhline(results["systems"][name]["hits@10"], linestyle=":", linewidth=1)
-            ax.text(0.99, results["systems"][name]["hits@10"], name, fontsize=7, va="bottom",
-                    ha="right", transform=ax.get_yaxis_transform())
+            ax.text(
+                0.99,
+                results["systems"][name]["hits@10"],
+                name,
+                fontsize=7,
+                va="bottom",
+                ha="right",
+                transform=ax.get_yaxis_transform(),
+            )
     ax.set_xlabel("training minutes")
     ax.set_ylabel("validation Hits@10 (baselines: test)")
     ax.legend(fontsize=7)

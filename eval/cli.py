@@ -56,8 +56,11 @@ EPILOG = """examples:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="text2tracks", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Prompt-based music recommendation by generative retrieval.")
+        prog="text2tracks",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Prompt-based music recommendation by generative retrieval.",
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, add_parser in STAGES:
         sub = add_parser(subparsers)

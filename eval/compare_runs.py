@@ -44,8 +44,15 @@ def compare(a: str, b: str, metric: str = "hits", n_bootstrap: int = 10000) -> d
         raise ValueError(f"{a} and {b} were scored on different test prompts")
     diff = paired_bootstrap_diff(values_a, values_b, n_bootstrap=n_bootstrap)
     mean_b = float(values_b.mean())
-    return {"a": a, "b": b, "metric": metric, "mean_a": float(values_a.mean()), "mean_b": mean_b,
-            "relative": float(values_a.mean() / mean_b - 1) if mean_b else None, **diff}
+    return {
+        "a": a,
+        "b": b,
+        "metric": metric,
+        "mean_a": float(values_a.mean()),
+        "mean_b": mean_b,
+        "relative": float(values_a.mean() / mean_b - 1) if mean_b else None,
+        **diff,
+    }
 
 
 def seen_title_mask(run: str, playlists: str) -> np.ndarray:
@@ -55,29 +62,39 @@ def seen_title_mask(run: str, playlists: str) -> np.ndarray:
     from semantic_ids.playlists import read_playlists, split_playlists
 
     info = json.loads((Path(run) / "artifact" / "cf" / "split.json").read_text())
-    split = split_playlists(read_playlists(playlists).playlists,
-                            validation_fraction=info["validation_fraction"],
-                            test_fraction=info["test_fraction"], seed=info["seed"])
+    split = split_playlists(
+        read_playlists(playlists).playlists,
+        validation_fraction=info["validation_fraction"],
+        test_fraction=info["test_fraction"],
+        seed=info["seed"],
+    )
     train_titles = {normalize_title(p.title) for p in split.train}
     index = json.loads((Path(run) / "per_prompt.json").read_text())["prompt_index"]
     return np.array([normalize_title(split.test[i].title) in train_titles for i in index])
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m eval.compare_runs",
-                                     description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m eval.compare_runs", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("a", help="RUN_FOLDER:SYSTEM")
     parser.add_argument("b", help="RUN_FOLDER:SYSTEM")
     parser.add_argument("--metric", default="hits", choices=("hits", "ndcg"))
     parser.add_argument("--n-bootstrap", type=int, default=10000)
-    parser.add_argument("--seen-titles", metavar="PLAYLISTS", default=None,
-                        help="also split the prompts by whether their title occurs in training "
-                             "(reads the playlists the first run was built from)")
+    parser.add_argument(
+        "--seen-titles",
+        metavar="PLAYLISTS",
+        default=None,
+        help="also split the prompts by whether their title occurs in training "
+        "(reads the playlists the first run was built from)",
+    )
     args = parser.parse_args(argv)
     r = compare(args.a, args.b, args.metric, args.n_bootstrap)
     rel = f"{100 * r['relative']:+.1f}%" if r["relative"] is not None else "-"
-    print(f"{r['metric']}@10: {r['mean_a']:.4f} vs {r['mean_b']:.4f}; diff {r['diff']:+.4f} "
-          f"[{r['ci'][0]:+.4f}, {r['ci'][1]:+.4f}], {rel}, p = {r['p_value']:.4f}")
+    print(
+        f"{r['metric']}@10: {r['mean_a']:.4f} vs {r['mean_b']:.4f}; diff {r['diff']:+.4f} "
+        f"[{r['ci'][0]:+.4f}, {r['ci'][1]:+.4f}], {rel}, p = {r['p_value']:.4f}"
+    )
     if args.seen_titles:
         seen = seen_title_mask(args.a.rpartition(":")[0], args.seen_titles)
         _, a = load_per_prompt(args.a, args.metric)
@@ -86,9 +103,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"either system hits: {float(np.mean((a > 0) | (b > 0))):.4f}")
         for name, mask in (("title seen in training", seen), ("title not seen", ~seen)):
             d = paired_bootstrap_diff(a[mask], b[mask], n_bootstrap=args.n_bootstrap)
-            print(f"{name} ({mask.mean():.0%} of prompts): {a[mask].mean():.4f} vs "
-                  f"{b[mask].mean():.4f}; diff {d['diff']:+.4f} [{d['ci'][0]:+.4f}, "
-                  f"{d['ci'][1]:+.4f}], p = {d['p_value']:.4f}")
+            print(
+                f"{name} ({mask.mean():.0%} of prompts): {a[mask].mean():.4f} vs "
+                f"{b[mask].mean():.4f}; diff {d['diff']:+.4f} [{d['ci'][0]:+.4f}, "
+                f"{d['ci'][1]:+.4f}], p = {d['p_value']:.4f}"
+            )
     print(json.dumps(r))
     return 0
 

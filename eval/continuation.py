@@ -81,8 +81,12 @@ class Task:
     withheld: list[list[str]]
 
 
-def make_tasks(playlists: Sequence, index: dict[str, int], seed: int = 0,
-               categories: Sequence[Category] = CATEGORIES) -> list[Task]:
+def make_tasks(
+    playlists: Sequence,
+    index: dict[str, int],
+    seed: int = 0,
+    categories: Sequence[Category] = CATEGORIES,
+) -> list[Task]:
     """Cut held-out playlists into the categories; seeds unknown to ``index`` are dropped."""
     rng = np.random.default_rng(seed)
     tasks = []
@@ -104,8 +108,9 @@ def make_tasks(playlists: Sequence, index: dict[str, int], seed: int = 0,
     return tasks
 
 
-def challenge_metrics(ranked_ids: Sequence[Sequence[str]], withheld: Sequence[Sequence[str]]
-                      ) -> dict[str, np.ndarray]:
+def challenge_metrics(
+    ranked_ids: Sequence[Sequence[str]], withheld: Sequence[Sequence[str]]
+) -> dict[str, np.ndarray]:
     """Per prompt: ``r_precision``, ``ndcg``, ``clicks`` (over the 500 ranked ids), ``hits@10``."""
     n = len(withheld)
     out = {m: np.zeros(n) for m in ("r_precision", "ndcg", "clicks", "hits@10")}
@@ -127,8 +132,13 @@ def challenge_metrics(ranked_ids: Sequence[Sequence[str]], withheld: Sequence[Se
 class Scorers:
     """The baselines' scores over the item index, fitted on the training playlists."""
 
-    def __init__(self, train_playlists: Sequence, index: dict[str, int], popularity: np.ndarray,
-                 als_factors: int = 64) -> None:
+    def __init__(
+        self,
+        train_playlists: Sequence,
+        index: dict[str, int],
+        popularity: np.ndarray,
+        als_factors: int = 64,
+    ) -> None:
         from implicit.als import AlternatingLeastSquares
         from threadpoolctl import threadpool_limits
 
@@ -142,20 +152,24 @@ class Scorers:
                 if t in index:
                     rows.append(r)
                     cols.append(index[t])
-        self.train = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)),
-                                   shape=(len(train_playlists), self.n_items))
+        self.train = sp.csr_matrix(
+            (np.ones(len(rows), np.float32), (rows, cols)),
+            shape=(len(train_playlists), self.n_items),
+        )
         self.cosine = ItemCosine(self.train)
         self.neighbors = TitleNeighbors().fit([p.prompt for p in train_playlists])
         with threadpool_limits(limits=1, user_api="blas"):
-            self.als = AlternatingLeastSquares(factors=als_factors, regularization=0.05,
-                                               iterations=15, random_state=0)
+            self.als = AlternatingLeastSquares(
+                factors=als_factors, regularization=0.05, iterations=15, random_state=0
+            )
             self.als.fit(self.train, show_progress=False)
 
     def _seed_rows(self, seeds: Sequence[np.ndarray]) -> sp.csr_matrix:
         indptr = np.r_[0, np.cumsum([len(s) for s in seeds])]
         cols = np.concatenate(seeds) if len(seeds) and indptr[-1] else np.zeros(0, np.int64)
-        return sp.csr_matrix((np.ones(len(cols), np.float32), cols, indptr),
-                             shape=(len(seeds), self.n_items))
+        return sp.csr_matrix(
+            (np.ones(len(cols), np.float32), cols, indptr), shape=(len(seeds), self.n_items)
+        )
 
     def score(self, name: str, titles: list[str], seeds: Sequence[np.ndarray]) -> np.ndarray:
         if name == "popularity":
@@ -175,8 +189,12 @@ def _normalise(scores: np.ndarray) -> np.ndarray:
     return scores / np.where(top > 0, top, 1.0)
 
 
-def rank(scores: np.ndarray, seeds: Sequence[np.ndarray], popularity_order: np.ndarray,
-         item_ids: Sequence[str]) -> list[list[str]]:
+def rank(
+    scores: np.ndarray,
+    seeds: Sequence[np.ndarray],
+    popularity_order: np.ndarray,
+    item_ids: Sequence[str],
+) -> list[list[str]]:
     """Top ``DEPTH`` track ids per row, seeds excluded, ties to the more popular item."""
     scores = np.array(scores, dtype=np.float64)[:, popularity_order]  # stable tie order
     position = np.empty_like(popularity_order)
@@ -192,8 +210,14 @@ def rank(scores: np.ndarray, seeds: Sequence[np.ndarray], popularity_order: np.n
     return out
 
 
-def evaluate_tasks(scorers: Scorers, tasks: list[Task], item_ids, popularity_order,
-                   fuse_weight: dict[str, float] | None = None, chunk: int = 64) -> dict:
+def evaluate_tasks(
+    scorers: Scorers,
+    tasks: list[Task],
+    item_ids,
+    popularity_order,
+    fuse_weight: dict[str, float] | None = None,
+    chunk: int = 64,
+) -> dict:
     """Per category and system, the mean challenge metrics."""
     results: dict = {}
     for task in tasks:
@@ -207,16 +231,19 @@ def evaluate_tasks(scorers: Scorers, tasks: list[Task], item_ids, popularity_ord
             systems += ["item_knn", "als_fold_in"]
         if cat.title and cat.n_seeds and fuse_weight is not None:
             systems += [f"fused_{s}" for s in ("item_knn", "als_fold_in")]
-        per_system = {s: {m: [] for m in ("r_precision", "ndcg", "clicks", "hits@10")}
-                      for s in systems}
+        per_system = {
+            s: {m: [] for m in ("r_precision", "ndcg", "clicks", "hits@10")} for s in systems
+        }
         for start in range(0, len(task.titles), chunk):
-            titles = task.titles[start:start + chunk]
-            seeds = task.seeds[start:start + chunk]
-            withheld = task.withheld[start:start + chunk]
-            base = {s: scorers.score(s, titles, seeds) for s in systems if not s.startswith("fused")}
+            titles = task.titles[start : start + chunk]
+            seeds = task.seeds[start : start + chunk]
+            withheld = task.withheld[start : start + chunk]
+            base = {
+                s: scorers.score(s, titles, seeds) for s in systems if not s.startswith("fused")
+            }
             for s in systems:
                 if s.startswith("fused_"):
-                    seed_system = s[len("fused_"):]
+                    seed_system = s[len("fused_") :]
                     w = fuse_weight.get(seed_system, 0.5)
                     scores = _normalise(base[seed_system]) + w * _normalise(base["title_knn"])
                 else:
@@ -224,9 +251,13 @@ def evaluate_tasks(scorers: Scorers, tasks: list[Task], item_ids, popularity_ord
                 m = challenge_metrics(rank(scores, seeds, popularity_order, item_ids), withheld)
                 for name, values in m.items():
                     per_system[s][name].extend(values.tolist())
-        results[cat.name] = {"n": len(task.titles), "systems": {
-            s: {m: float(np.mean(v)) if v else float("nan") for m, v in ms.items()}
-            for s, ms in per_system.items()}}
+        results[cat.name] = {
+            "n": len(task.titles),
+            "systems": {
+                s: {m: float(np.mean(v)) if v else float("nan") for m, v in ms.items()}
+                for s, ms in per_system.items()
+            },
+        }
     return results
 
 
@@ -244,20 +275,24 @@ def run(train, validation, test, log=print) -> dict:
 
     # fusion weight per seed system, chosen on the validation playlists (R-precision, all
     # categories with a title and seeds)
-    val_tasks = [t for t in make_tasks(validation, index, seed=1) if t.category.title
-                 and t.category.n_seeds]
+    val_tasks = [
+        t for t in make_tasks(validation, index, seed=1) if t.category.title and t.category.n_seeds
+    ]
     fuse_weight, best = {"item_knn": 0.5, "als_fold_in": 0.5}, {}
     for w in (0.1, 0.3, 1.0, 3.0):
-        r = evaluate_tasks(scorers, val_tasks, item_ids, popularity_order,
-                           {"item_knn": w, "als_fold_in": w})
+        r = evaluate_tasks(
+            scorers, val_tasks, item_ids, popularity_order, {"item_knn": w, "als_fold_in": w}
+        )
         for seed_system in fuse_weight:
-            score = float(np.mean([c["systems"][f"fused_{seed_system}"]["r_precision"]
-                                   for c in r.values()]))
+            score = float(
+                np.mean([c["systems"][f"fused_{seed_system}"]["r_precision"] for c in r.values()])
+            )
             if score > best.get(seed_system, -1.0):
                 fuse_weight[seed_system], best[seed_system] = w, score
     log(f"fusion weights (validation): {fuse_weight}")
-    results = evaluate_tasks(scorers, make_tasks(test, index, seed=0), item_ids,
-                             popularity_order, fuse_weight)
+    results = evaluate_tasks(
+        scorers, make_tasks(test, index, seed=0), item_ids, popularity_order, fuse_weight
+    )
     overall: dict = {}
     for cat in results.values():
         for s, m in cat["systems"].items():
@@ -265,23 +300,39 @@ def run(train, validation, test, log=print) -> dict:
     empty = [c.name for c in CATEGORIES if c.name not in results]
     if empty:
         log(f"categories without a playlist long enough: {empty}")
-    return {"categories": results, "empty_categories": empty, "fuse_weight": fuse_weight,
-            "overall": {s: {m: float(np.mean([x[m] for x in ms])) for m in ms[0]}
-                        | {"categories": len(ms)} for s, ms in overall.items()}}
+    return {
+        "categories": results,
+        "empty_categories": empty,
+        "fuse_weight": fuse_weight,
+        "overall": {
+            s: {m: float(np.mean([x[m] for x in ms])) for m in ms[0]} | {"categories": len(ms)}
+            for s, ms in overall.items()
+        },
+    }
 
 
 def format_table(results: dict) -> str:
-    lines = ["| category | n | system | R-precision | NDCG | clicks | Hits@10 |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| category | n | system | R-precision | NDCG | clicks | Hits@10 |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for name, cat in results["categories"].items():
         for s, m in cat["systems"].items():
-            lines.append(f"| {name} | {cat['n']} | {s} | {m['r_precision']:.4f} | "
-                         f"{m['ndcg']:.4f} | {m['clicks']:.2f} | {m['hits@10']:.3f} |")
-    lines += ["", "| overall (mean over the categories it serves) | categories | R-precision | "
-              "NDCG | clicks | Hits@10 |", "|---|---|---|---|---|---|"]
+            lines.append(
+                f"| {name} | {cat['n']} | {s} | {m['r_precision']:.4f} | "
+                f"{m['ndcg']:.4f} | {m['clicks']:.2f} | {m['hits@10']:.3f} |"
+            )
+    lines += [
+        "",
+        "| overall (mean over the categories it serves) | categories | R-precision | "
+        "NDCG | clicks | Hits@10 |",
+        "|---|---|---|---|---|---|",
+    ]
     for s, m in results["overall"].items():
-        lines.append(f"| {s} | {m['categories']} | {m['r_precision']:.4f} | {m['ndcg']:.4f} | "
-                     f"{m['clicks']:.2f} | {m['hits@10']:.3f} |")
+        lines.append(
+            f"| {s} | {m['categories']} | {m['r_precision']:.4f} | {m['ndcg']:.4f} | "
+            f"{m['clicks']:.2f} | {m['hits@10']:.3f} |"
+        )
     return "\n".join(lines)
 
 
@@ -289,17 +340,21 @@ def main(argv: list[str] | None = None) -> int:
     from eval.report import write_table_and_json
     from semantic_ids.playlists import read_playlists, split_playlists
 
-    parser = argparse.ArgumentParser(prog="python -m eval.continuation",
-                                     description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m eval.continuation", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--playlists", required=True, help="playlists (MPD, JSONL, Parquet)")
     parser.add_argument("--out", required=True)
     parser.add_argument("--validation-fraction", type=float, default=0.1)
     parser.add_argument("--test-fraction", type=float, default=0.1)
     parser.add_argument("--split-seed", type=int, default=0)
     args = parser.parse_args(argv)
-    split = split_playlists(read_playlists(args.playlists).playlists,
-                            validation_fraction=args.validation_fraction,
-                            test_fraction=args.test_fraction, seed=args.split_seed)
+    split = split_playlists(
+        read_playlists(args.playlists).playlists,
+        validation_fraction=args.validation_fraction,
+        test_fraction=args.test_fraction,
+        seed=args.split_seed,
+    )
     results = run(split.train, split.validation, split.test)
     table = format_table(results)
     print(table)

@@ -35,9 +35,12 @@ def predictability(artifact: str | Path, train: str, max_prompts: int = 0) -> li
 
     art = Path(artifact)
     info = json.loads((art / "cf" / "split.json").read_text())
-    split = split_playlists(read_playlists(train).playlists,
-                            validation_fraction=info["validation_fraction"],
-                            test_fraction=info["test_fraction"], seed=info["seed"])
+    split = split_playlists(
+        read_playlists(train).playlists,
+        validation_fraction=info["validation_fraction"],
+        test_fraction=info["test_fraction"],
+        seed=info["seed"],
+    )
     vocab = ItemVocab.load(art / "cf")
     catalog = SemanticIDCatalog.load(art / "semantic_ids" / "catalog")
     train_matrix, _ = build_interactions(split.train, vocab=vocab)
@@ -58,8 +61,10 @@ def predictability(artifact: str | Path, train: str, max_prompts: int = 0) -> li
         _, prefix = np.unique(codes[:, : level + 1], axis=0, return_inverse=True)
         prefix = prefix.reshape(-1)
         n_prefix = int(prefix.max()) + 1
-        to_prefix = sp.csr_matrix((np.ones(len(prefix), dtype=np.float32),
-                                   (np.arange(len(prefix)), prefix)), shape=(len(prefix), n_prefix))
+        to_prefix = sp.csr_matrix(
+            (np.ones(len(prefix), dtype=np.float32), (np.arange(len(prefix)), prefix)),
+            shape=(len(prefix), n_prefix),
+        )
         votes = (item_votes @ to_prefix).toarray()
         truth = (val_matrix @ to_prefix).toarray()  # tracks of the playlist under each prefix
         prior = popularity @ to_prefix
@@ -76,10 +81,16 @@ def predictability(artifact: str | Path, train: str, max_prompts: int = 0) -> li
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m eval.id_predictability",
-                                     description=__doc__.split("\n")[0])
-    parser.add_argument("--playlists", "--train", dest="train", required=True,
-                        help="the playlists the artifacts were built from")
+    parser = argparse.ArgumentParser(
+        prog="python -m eval.id_predictability", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--playlists",
+        "--train",
+        dest="train",
+        required=True,
+        help="the playlists the artifacts were built from",
+    )
     parser.add_argument("--artifacts", nargs="+", required=True)
     parser.add_argument("--names", default=None, help="comma-separated labels of the artifacts")
     parser.add_argument("--out", default="bench_out/id_predictability.json")
@@ -87,14 +98,17 @@ def main(argv: list[str] | None = None) -> int:
     names = args.names.split(",") if args.names else args.artifacts
     if len(names) != len(args.artifacts):
         parser.error("--names needs one label per artifact")
-    result = {name: predictability(a, args.train) for name, a in zip(names, args.artifacts,
-                                                                       strict=True)}
+    result = {
+        name: predictability(a, args.train) for name, a in zip(names, args.artifacts, strict=True)
+    }
     print("| IDs | level | prefixes | acc@1 | prior@1 | acc@10 | prior@10 |")
     print("|---|---|---|---|---|---|---|")
     for name, rows in result.items():
         for r in rows:
-            print(f"| {name} | {r['level']} | {r['prefixes']} | {r['acc@1']:.3f} | "
-                  f"{r['prior@1']:.3f} | {r['acc@10']:.3f} | {r['prior@10']:.3f} |")
+            print(
+                f"| {name} | {r['level']} | {r['prefixes']} | {r['acc@1']:.3f} | "
+                f"{r['prior@1']:.3f} | {r['acc@10']:.3f} | {r['prior@10']:.3f} |"
+            )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
     return 0

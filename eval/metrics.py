@@ -31,8 +31,16 @@ from text2tracks.ranking_metrics import (
 )
 
 __all__ = [
-    "PER_PROMPT_METRICS", "bootstrap_means", "coverage", "evaluate_rankings", "first_hit_ranks",
-    "format_table", "hits_at_ks", "paired_bootstrap_diff", "per_prompt_metrics", "relevant_items",
+    "PER_PROMPT_METRICS",
+    "bootstrap_means",
+    "coverage",
+    "evaluate_rankings",
+    "first_hit_ranks",
+    "format_table",
+    "hits_at_ks",
+    "paired_bootstrap_diff",
+    "per_prompt_metrics",
+    "relevant_items",
 ]
 
 

@@ -66,7 +66,9 @@ def read_results(results_dir: str | Path) -> tuple[dict[str, Any], dict[str, Any
     results_dir = Path(results_dir)
     path = results_dir / "results.json"
     if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist: is {results_dir} a benchmark --out folder?")
+        raise FileNotFoundError(
+            f"{path} does not exist: is {results_dir} a benchmark --out folder?"
+        )
     results = json.loads(path.read_text(encoding="utf-8"))
     per_path = results_dir / "per_prompt.json"
     per_prompt = json.loads(per_path.read_text(encoding="utf-8")) if per_path.is_file() else None
@@ -75,12 +77,14 @@ def read_results(results_dir: str | Path) -> tuple[dict[str, Any], dict[str, Any
 
 def _k(results: Mapping) -> int:
     systems = results.get("systems", {})
-    return int(next((m["k"] for m in systems.values() if "k" in m),
-                    results.get("config", {}).get("k", 10)))
+    return int(
+        next((m["k"] for m in systems.values() if "k" in m), results.get("config", {}).get("k", 10))
+    )
 
 
-def hits_curves(results: Mapping, per_prompt: Mapping | None, n_bootstrap: int = 200
-                ) -> tuple[dict[str, dict[str, np.ndarray]], list[str]]:
+def hits_curves(
+    results: Mapping, per_prompt: Mapping | None, n_bootstrap: int = 200
+) -> tuple[dict[str, dict[str, np.ndarray]], list[str]]:
     """Hits@K against K for every system that recorded its first-hit ranks.
 
     Returns ``(curves, not_recorded)``: ``curves[name]`` holds ``ks`` (1 .. depth), ``hits``
@@ -149,8 +153,9 @@ def plot_hits_at_k(results: Mapping, curves: Mapping[str, Mapping], k: int) -> s
     for name, c in curves.items():
         # Hits@K is defined at whole K: steps, not slopes
         (line,) = ax.step(c["ks"], c["hits"], where="post", label=name)
-        ax.fill_between(c["ks"], c["low"], c["high"], step="post", color=line.get_color(),
-                        alpha=0.15)
+        ax.fill_between(
+            c["ks"], c["low"], c["high"], step="post", color=line.get_color(), alpha=0.15
+        )
     for name, m in results.get("systems", {}).items():
         value, ci = m.get(f"hits@{k}"), m.get(f"hits@{k}_ci")
         if name in curves or value is None:
@@ -174,8 +179,11 @@ def plot_training(results: Mapping, curves: Mapping[str, list[dict]], k: int) ->
     for name, points in curves.items():
         hit_key = next((key for p in points for key in p if key.startswith("val_hits@")), None)
         for ax, key in ((ax_hits, hit_key), (ax_loss, "val_loss")):
-            xy = [(p["elapsed_s"] / 60, p[key]) for p in points
-                  if key and p.get(key) is not None and p.get("elapsed_s") is not None]
+            xy = [
+                (p["elapsed_s"] / 60, p[key])
+                for p in points
+                if key and p.get(key) is not None and p.get("elapsed_s") is not None
+            ]
             if xy:
                 xs, ys = zip(*xy, strict=True)
                 ax.plot(xs, ys, marker="o", markersize=3, label=name)
@@ -183,8 +191,15 @@ def plot_training(results: Mapping, curves: Mapping[str, list[dict]], k: int) ->
         value = results.get("systems", {}).get(name, {}).get(f"hits@{k}")
         if value is not None:
             ax_hits.axhline(value, linestyle=":", linewidth=1, color="gray")
-            ax_hits.text(0.99, value, name, fontsize=7, va="bottom", ha="right",
-                         transform=ax_hits.get_yaxis_transform())
+            ax_hits.text(
+                0.99,
+                value,
+                name,
+                fontsize=7,
+                va="bottom",
+                ha="right",
+                transform=ax_hits.get_yaxis_transform(),
+            )
     ax_hits.set_xlabel("training minutes")
     ax_hits.set_ylabel(f"validation Hits@{k} (baselines: test)")
     ax_loss.set_xlabel("training minutes")
@@ -203,8 +218,9 @@ def plot_codebooks(levels: Sequence[Mapping]) -> str:
     fig, ax = plt.subplots(figsize=(6, 3.5))
     x = np.arange(len(levels))
     used = [float(lv.get("codes_used_share") or 0.0) for lv in levels]
-    spread = [float(lv.get("perplexity") or 0.0) / float(lv.get("codebook_size") or 1)
-              for lv in levels]
+    spread = [
+        float(lv.get("perplexity") or 0.0) / float(lv.get("codebook_size") or 1) for lv in levels
+    ]
     ax.bar(x - 0.2, used, width=0.4, label="codes used (share)")
     ax.bar(x + 0.2, spread, width=0.4, label="perplexity / codebook size")
     ax.set_xticks(x, [f"level {lv.get('level', i)}" for i, lv in enumerate(levels)])
@@ -264,12 +280,16 @@ def _relative(value: float | None) -> str:
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """``rows`` of already formatted cells; the first cell of each row is the (escaped) name."""
-    head = "".join(f'<th{" class=name" if i == 0 else ""}>{html.escape(h)}</th>'
-                   for i, h in enumerate(header))
-    body = "".join(f'<tr><td class="name">{html.escape(str(r[0]))}</td>{"".join(r[1:])}</tr>'
-                   for r in rows)
-    return (f'<div class="wide"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody>'
-            "</table></div>")
+    head = "".join(
+        f"<th{' class=name' if i == 0 else ''}>{html.escape(h)}</th>" for i, h in enumerate(header)
+    )
+    body = "".join(
+        f'<tr><td class="name">{html.escape(str(r[0]))}</td>{"".join(r[1:])}</tr>' for r in rows
+    )
+    return (
+        f'<div class="wide"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody>'
+        "</table></div>"
+    )
 
 
 def _results_section(results: Mapping, k: int) -> str:
@@ -277,19 +297,36 @@ def _results_section(results: Mapping, k: int) -> str:
     if not systems:
         return '<p class="missing">No systems in results.json.</p>'
     metrics = [f"hits@{k}", f"recall@{k}", f"ndcg@{k}", "mrr"]
-    rows = [[name, *(_metric_cell(m, key) for key in metrics),
-             f"<td>{_fmt(m.get(f'coverage@{k}'), 4)}</td>", f"<td>{_fmt(m.get('n_prompts'))}</td>",
-             f"<td>{_fmt(m.get('train_seconds'), 0)}</td>"] for name, m in systems.items()]
-    out = [_table(["system", *metrics, f"coverage@{k}", "prompts", "train s"], rows),
-           '<p class="note">Intervals: 95% percentile bootstrap over test prompts.</p>']
+    rows = [
+        [
+            name,
+            *(_metric_cell(m, key) for key in metrics),
+            f"<td>{_fmt(m.get(f'coverage@{k}'), 4)}</td>",
+            f"<td>{_fmt(m.get('n_prompts'))}</td>",
+            f"<td>{_fmt(m.get('train_seconds'), 0)}</td>",
+        ]
+        for name, m in systems.items()
+    ]
+    out = [
+        _table(["system", *metrics, f"coverage@{k}", "prompts", "train s"], rows),
+        '<p class="note">Intervals: 95% percentile bootstrap over test prompts.</p>',
+    ]
     comparisons = results.get("comparisons") or {}
     if comparisons:
-        rows = [[name, f"<td>{c['diff']:+.4f}</td>",
-                 f"<td>[{c['ci'][0]:+.4f}, {c['ci'][1]:+.4f}]</td>",
-                 f"<td>{_relative(c.get('relative'))}</td>",
-                 f"<td>{_fmt(c.get('p_value'))}</td>"] for name, c in comparisons.items()]
-        out += [f"<h3>Paired comparisons (Hits@{k})</h3>",
-                _table(["comparison", "difference", "95% CI", "relative", "p"], rows)]
+        rows = [
+            [
+                name,
+                f"<td>{c['diff']:+.4f}</td>",
+                f"<td>[{c['ci'][0]:+.4f}, {c['ci'][1]:+.4f}]</td>",
+                f"<td>{_relative(c.get('relative'))}</td>",
+                f"<td>{_fmt(c.get('p_value'))}</td>",
+            ]
+            for name, c in comparisons.items()
+        ]
+        out += [
+            f"<h3>Paired comparisons (Hits@{k})</h3>",
+            _table(["comparison", "difference", "95% CI", "relative", "p"], rows),
+        ]
     return "\n".join(out)
 
 
@@ -300,18 +337,35 @@ def _hits_section(results: Mapping, per_prompt: Mapping | None, k: int) -> str:
     out = [_img(plot_hits_at_k(results, curves, k), "Hits@K against K")]
     if curves:
         ks = [K for K in (1, 5, 10, 20, 50, 100) if any(K <= c["ks"][-1] for c in curves.values())]
-        rows = [[name, *(f"<td>{_fmt(float(c['hits'][K - 1]))}</td>" if K <= c["ks"][-1]
-                         else "<td>-</td>" for K in ks)] for name, c in curves.items()]
+        rows = [
+            [
+                name,
+                *(
+                    f"<td>{_fmt(float(c['hits'][K - 1]))}</td>"
+                    if K <= c["ks"][-1]
+                    else "<td>-</td>"
+                    for K in ks
+                ),
+            ]
+            for name, c in curves.items()
+        ]
         out.append(_table(["system", *(f"Hits@{K}" for K in ks)], rows))
         depths = ", ".join(f"{html.escape(name)} {int(c['ks'][-1])}" for name, c in curves.items())
-        out.append(f'<p class="note">Ranked depth (the last K drawn): {depths}. A generative '
-                   "model's curve ends at its beam width. Bands: 95% bootstrap over prompts.</p>")
+        out.append(
+            f'<p class="note">Ranked depth (the last K drawn): {depths}. A generative '
+            "model's curve ends at its beam width. Bands: 95% bootstrap over prompts.</p>"
+        )
     if not_recorded:
-        reason = ("there is no per_prompt.json" if per_prompt is None
-                  else "per_prompt.json has no first_hit_rank for them")
-        out.append(f'<p class="missing">Hits@K for K other than {k}: not recorded for '
-                   f"{html.escape(', '.join(not_recorded))} ({reason}); shown as one point "
-                   f"at K = {k}.</p>")
+        reason = (
+            "there is no per_prompt.json"
+            if per_prompt is None
+            else "per_prompt.json has no first_hit_rank for them"
+        )
+        out.append(
+            f'<p class="missing">Hits@K for K other than {k}: not recorded for '
+            f"{html.escape(', '.join(not_recorded))} ({reason}); shown as one point "
+            f"at K = {k}.</p>"
+        )
     return "\n".join(out)
 
 
@@ -323,8 +377,12 @@ def _training_section(results: Mapping, k: int) -> str:
     summary = results.get("training_summary") or {}
     if summary:
         keys = ("steps", "epochs_done", "elapsed_s", "examples_per_s", "n_parameters", "stopped_by")
-        out.append(_table(["text2tracks", *keys],
-                          [["training", *(f"<td>{_fmt(summary.get(key), 1)}</td>" for key in keys)]]))
+        out.append(
+            _table(
+                ["text2tracks", *keys],
+                [["training", *(f"<td>{_fmt(summary.get(key), 1)}</td>" for key in keys)]],
+            )
+        )
     return "\n".join(out)
 
 
@@ -332,33 +390,72 @@ def _codebook_section(results: Mapping) -> str:
     stats = (results.get("ids") or {}).get("stats") or {}
     levels = stats.get("levels") or []
     if not stats:
-        return ('<p class="missing">Codebook use: not recorded (results.json has no ids.stats; '
-                "the run reused existing IDs).</p>")
-    overall = ("tracks", "depth", "level_sizes", "unique_prefixes", "shared_prefix_share",
-               "shared_groups", "largest_group")
-    out = [_table(["catalogue", *overall],
-                  [["semantic IDs", *(f"<td>{_fmt(stats.get(key), 4)}</td>" for key in overall)]])]
+        return (
+            '<p class="missing">Codebook use: not recorded (results.json has no ids.stats; '
+            "the run reused existing IDs).</p>"
+        )
+    overall = (
+        "tracks",
+        "depth",
+        "level_sizes",
+        "unique_prefixes",
+        "shared_prefix_share",
+        "shared_groups",
+        "largest_group",
+    )
+    out = [
+        _table(
+            ["catalogue", *overall],
+            [["semantic IDs", *(f"<td>{_fmt(stats.get(key), 4)}</td>" for key in overall)]],
+        )
+    ]
     if levels:
         keys = [key for key in levels[0] if key != "level"]
-        rows = [[f"level {lv.get('level', i)}", *(f"<td>{_fmt(lv.get(key), 3)}</td>" for key in keys)]
-                for i, lv in enumerate(levels)]
-        out += [_img(plot_codebooks(levels), "codebook use per level"), _table(["level", *keys], rows)]
+        rows = [
+            [f"level {lv.get('level', i)}", *(f"<td>{_fmt(lv.get(key), 3)}</td>" for key in keys)]
+            for i, lv in enumerate(levels)
+        ]
+        out += [
+            _img(plot_codebooks(levels), "codebook use per level"),
+            _table(["level", *keys], rows),
+        ]
     return "\n".join(out)
 
 
 def _latency_section(results: Mapping) -> str:
     systems = results.get("systems", {})
-    keys = ("latency_ms_per_prompt_batched", "latency_ms_one_prompt", "prompts_per_s_batch64",
-            "decoding_steps_per_item", "mean_id_tokens")
+    keys = (
+        "latency_ms_per_prompt_batched",
+        "latency_ms_one_prompt",
+        "prompts_per_s_batch64",
+        "decoding_steps_per_item",
+        "mean_id_tokens",
+    )
     present = [name for name, m in systems.items() if any(m.get(key) is not None for key in keys)]
     if not present:
         return '<p class="missing">Latency: not recorded.</p>'
-    rows = [[name, *(f"<td>{_fmt_small(systems[name].get(key))}</td>" for key in keys)]
-            for name in present]
-    out = [_table(["system", "ms/prompt (batched)", "ms one prompt", "prompts/s at batch 64",
-                   "decoding steps/item", "mean ID tokens"], rows)]
-    bars = [(name, float(systems[name]["latency_ms_per_prompt_batched"])) for name in present
-            if systems[name].get("latency_ms_per_prompt_batched") is not None]
+    rows = [
+        [name, *(f"<td>{_fmt_small(systems[name].get(key))}</td>" for key in keys)]
+        for name in present
+    ]
+    out = [
+        _table(
+            [
+                "system",
+                "ms/prompt (batched)",
+                "ms one prompt",
+                "prompts/s at batch 64",
+                "decoding steps/item",
+                "mean ID tokens",
+            ],
+            rows,
+        )
+    ]
+    bars = [
+        (name, float(systems[name]["latency_ms_per_prompt_batched"]))
+        for name in present
+        if systems[name].get("latency_ms_per_prompt_batched") is not None
+    ]
     if bars:
         out.insert(0, _img(plot_latency(bars), "latency per prompt"))
     return "\n".join(out)
@@ -368,7 +465,9 @@ def render_report(results: Mapping, per_prompt: Mapping | None = None, title: st
     """The HTML page (a string) for a loaded ``results.json`` and optional ``per_prompt.json``."""
     k = _k(results)
     split = results.get("split") or {}
-    split_text = ", ".join(f"{html.escape(str(key))}: {_fmt(value)}" for key, value in split.items())
+    split_text = ", ".join(
+        f"{html.escape(str(key))}: {_fmt(value)}" for key, value in split.items()
+    )
     sections = [
         ("Results", _results_section(results, k)),
         ("Hits@K against K", _hits_section(results, per_prompt, k)),
@@ -376,13 +475,16 @@ def render_report(results: Mapping, per_prompt: Mapping | None = None, title: st
         ("Codebook use per level", _codebook_section(results)),
         ("Latency", _latency_section(results)),
     ]
-    body = "\n".join(f"<section><h2>{html.escape(name)}</h2>\n{content}</section>"
-                     for name, content in sections)
+    body = "\n".join(
+        f"<section><h2>{html.escape(name)}</h2>\n{content}</section>" for name, content in sections
+    )
     heading = html.escape(f"text2tracks benchmark{': ' + title if title else ''}")
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-            f"<title>{heading}</title><style>{_CSS}</style></head><body>\n"
-            f"<h1>{heading}</h1>\n<p class=\"note\">Split: {split_text or 'not recorded'}.</p>\n"
-            f"{body}\n</body></html>\n")
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{heading}</title><style>{_CSS}</style></head><body>\n"
+        f'<h1>{heading}</h1>\n<p class="note">Split: {split_text or "not recorded"}.</p>\n'
+        f"{body}\n</body></html>\n"
+    )
 
 
 def write_report(results_dir: str | Path) -> Path:
@@ -398,7 +500,8 @@ def write_report(results_dir: str | Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m eval.report",
-        description="Write DIR/report.html (one self-contained page) from a benchmark --out folder.")
+        description="Write DIR/report.html (one self-contained page) from a benchmark --out folder.",
+    )
     parser.add_argument("results_dir", metavar="DIR", help="folder holding results.json")
     args = parser.parse_args(argv)
     try:

@@ -48,24 +48,28 @@ def _index(split) -> tuple[dict[str, int], np.ndarray]:
     return {item: j for j, item in enumerate(items)}, np.array([counts[i] for i in items])
 
 
-def _rows(histories: Sequence[Sequence[str]], index: dict[str, int], decay: float = 1.0
-          ) -> sp.csr_matrix:
+def _rows(
+    histories: Sequence[Sequence[str]], index: dict[str, int], decay: float = 1.0
+) -> sp.csr_matrix:
     """Users x items; the entry of a history item is ``decay ** age`` (last item: age 0)."""
     indptr, cols, vals = [0], [], []
     for history in histories:
         known = [(index[i], age) for age, i in enumerate(reversed(history)) if i in index]
         row: dict[int, float] = {}
         for j, age in known:
-            row[j] = max(row.get(j, 0.0), decay ** age)
+            row[j] = max(row.get(j, 0.0), decay**age)
         cols.extend(row)
         vals.extend(row.values())
         indptr.append(len(cols))
-    return sp.csr_matrix((np.asarray(vals, np.float32), np.asarray(cols, np.int64),
-                          np.asarray(indptr, np.int64)), shape=(len(histories), len(index)))
+    return sp.csr_matrix(
+        (np.asarray(vals, np.float32), np.asarray(cols, np.int64), np.asarray(indptr, np.int64)),
+        shape=(len(histories), len(index)),
+    )
 
 
-def rank_of_targets(scores_fn, histories, targets, index, n_items: int, depth: int = 10,
-                    chunk: int = 128) -> np.ndarray:
+def rank_of_targets(
+    scores_fn, histories, targets, index, n_items: int, depth: int = 10, chunk: int = 128
+) -> np.ndarray:
     """0-based rank of each target among the non-history items (``depth`` if below it or
     unknown). ``scores_fn(rows)`` gives dense ``(len(rows), n_items)`` scores for user rows."""
     ranks = np.full(len(targets), depth, dtype=np.int64)
@@ -89,12 +93,16 @@ def rank_of_targets(scores_fn, histories, targets, index, n_items: int, depth: i
 def metrics_from_ranks(ranks: np.ndarray, n_bootstrap: int = 1000) -> dict:
     out = {}
     for k in KS:
-        for name, per_user in (("recall", (ranks < k).astype(np.float64)),
-                               ("ndcg", np.where(ranks < k, 1.0 / np.log2(ranks + 2.0), 0.0))):
+        for name, per_user in (
+            ("recall", (ranks < k).astype(np.float64)),
+            ("ndcg", np.where(ranks < k, 1.0 / np.log2(ranks + 2.0), 0.0)),
+        ):
             samples = bootstrap_means(per_user, n_bootstrap, 0)
             out[f"{name}@{k}"] = float(per_user.mean())
-            out[f"{name}@{k}_ci"] = [float(np.quantile(samples, 0.025)),
-                                     float(np.quantile(samples, 0.975))]
+            out[f"{name}@{k}_ci"] = [
+                float(np.quantile(samples, 0.025)),
+                float(np.quantile(samples, 0.975)),
+            ]
     return out
 
 
@@ -121,8 +129,10 @@ def als_fold_in_scores(model, rows: sp.csr_matrix) -> np.ndarray:
     """implicit ALS fold-in: each row's user factor solved from its items (item factors fixed),
     then scored against every item."""
     factors = model.recalculate_user(np.arange(rows.shape[0]), rows)
-    return np.asarray(factors, np.float32).reshape(rows.shape[0], -1) @ np.asarray(
-        model.item_factors).T
+    return (
+        np.asarray(factors, np.float32).reshape(rows.shape[0], -1)
+        @ np.asarray(model.item_factors).T
+    )
 
 
 def run(split, n_bootstrap: int = 1000, als_factors: int = 64, log=print) -> dict:
@@ -134,12 +144,17 @@ def run(split, n_bootstrap: int = 1000, als_factors: int = 64, log=print) -> dic
         "validation": (split.train, split.validation),
         "test": ([split.test_history(u) for u in range(len(split.users))], split.test),
     }
-    results: dict = {"users": len(split.users), "too_short": split.n_too_short,
-                     "items": n_items, "systems": {}}
+    results: dict = {
+        "users": len(split.users),
+        "too_short": split.n_too_short,
+        "items": n_items,
+        "systems": {},
+    }
 
     def score_popularity(histories):
-        return lambda rows: np.broadcast_to(popularity.astype(np.float64),
-                                            (len(range(*rows.indices(len(histories)))), n_items))
+        return lambda rows: np.broadcast_to(
+            popularity.astype(np.float64), (len(range(*rows.indices(len(histories)))), n_items)
+        )
 
     def score_knn(histories, decay):
         # sum over history items j of decay**age * cos(j, i)
@@ -151,6 +166,7 @@ def run(split, n_bootstrap: int = 1000, als_factors: int = 64, log=print) -> dic
 
         def fn(rows):
             return als_fold_in_scores(model, hist[rows])
+
         return fn
 
     def evaluate(name, make_scores, setting):
@@ -180,11 +196,15 @@ def run(split, n_bootstrap: int = 1000, als_factors: int = 64, log=print) -> dic
     best = None
     for regularization in (0.01, 0.1):
         with threadpool_limits(limits=1, user_api="blas"):
-            model = AlternatingLeastSquares(factors=als_factors, regularization=regularization,
-                                            iterations=15, random_state=0)
+            model = AlternatingLeastSquares(
+                factors=als_factors, regularization=regularization, iterations=15, random_state=0
+            )
             model.fit(train_rows, show_progress=False)
-        r = evaluate("als_fold_in", lambda h, m=model: score_als(h, m),
-                     {"factors": als_factors, "regularization": regularization})
+        r = evaluate(
+            "als_fold_in",
+            lambda h, m=model: score_als(h, m),
+            {"factors": als_factors, "regularization": regularization},
+        )
         if best is None or r["validation"]["recall@10"] > best["validation"]["recall@10"]:
             best = r
     results["systems"]["als_fold_in"] = best
@@ -193,15 +213,20 @@ def run(split, n_bootstrap: int = 1000, als_factors: int = 64, log=print) -> dic
 
 
 def format_table(results: dict) -> str:
-    lines = [f"{results['users']} users ({results['too_short']} with < 3 items left out), "
-             f"{results['items']} training items; test targets", "",
-             "| system | Recall@5 | NDCG@5 | Recall@10 [95% CI] | NDCG@10 | setting |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        f"{results['users']} users ({results['too_short']} with < 3 items left out), "
+        f"{results['items']} training items; test targets",
+        "",
+        "| system | Recall@5 | NDCG@5 | Recall@10 [95% CI] | NDCG@10 | setting |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, r in results["systems"].items():
         t = r["test"]
         ci = t["recall@10_ci"]
-        lines.append(f"| {name} | {t['recall@5']:.4f} | {t['ndcg@5']:.4f} | {t['recall@10']:.4f} "
-                     f"[{ci[0]:.4f}, {ci[1]:.4f}] | {t['ndcg@10']:.4f} | {r['setting']} |")
+        lines.append(
+            f"| {name} | {t['recall@5']:.4f} | {t['ndcg@5']:.4f} | {t['recall@10']:.4f} "
+            f"[{ci[0]:.4f}, {ci[1]:.4f}] | {t['ndcg@10']:.4f} | {r['setting']} |"
+        )
     return "\n".join(lines)
 
 
@@ -210,8 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     from semantic_ids.playlists import read_playlists
     from semantic_ids.sequences import leave_last_out, read_sequences, sequences_from_playlists
 
-    parser = argparse.ArgumentParser(prog="python -m eval.sequential",
-                                     description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m eval.sequential", description=__doc__.split("\n")[0]
+    )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--sequences", help="JSONL {user, items} or CSV user,item,timestamp")
     source.add_argument("--playlists", help="playlists (MPD, JSONL, Parquet) used as sequences")
@@ -219,8 +245,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-length", type=int, default=3)
     parser.add_argument("--n-bootstrap", type=int, default=1000)
     args = parser.parse_args(argv)
-    sequences = (read_sequences(args.sequences) if args.sequences
-                 else sequences_from_playlists(read_playlists(args.playlists).playlists))
+    sequences = (
+        read_sequences(args.sequences)
+        if args.sequences
+        else sequences_from_playlists(read_playlists(args.playlists).playlists)
+    )
     split = leave_last_out(sequences, min_length=args.min_length)
     results = run(split, n_bootstrap=args.n_bootstrap)
     table = format_table(results)

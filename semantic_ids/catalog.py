@@ -34,7 +34,9 @@ SCHEMES = ("sid", "bytes")
 BYTE_LEVEL_SIZE = 257
 
 
-def _prefix_ranks(codes: np.ndarray, sizes: Sequence[int]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def _prefix_ranks(
+    codes: np.ndarray, sizes: Sequence[int]
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Per level ``l``: the sorted distinct keys of the prefixes ``codes[:, :l+1]`` and each row's rank.
 
     A prefix's key is ``rank of its parent prefix * sizes[l] + code``, so keys stay small
@@ -90,8 +92,11 @@ class SemanticIDCatalog:
                 f"sid_codes must be (n_items={len(item_ids)}, depth), got {sid_codes.shape}"
             )
         level_sizes = tuple(int(s) for s in level_sizes)
-        if (not level_sizes or len(level_sizes) != sid_codes.shape[1]
-                or any(s < 1 for s in level_sizes)):
+        if (
+            not level_sizes
+            or len(level_sizes) != sid_codes.shape[1]
+            or any(s < 1 for s in level_sizes)
+        ):
             raise ValueError(
                 f"level_sizes {level_sizes} must give a positive size for each of the "
                 f"{sid_codes.shape[1]} levels"
@@ -256,8 +261,12 @@ class SemanticIDCatalog:
         n = len(self)
         n_levels = self.n_levels
         residual = self.sid_codes[:, :n_levels]
-        out: dict = {"tracks": n, "depth": self.depth, "level_sizes": list(self.level_sizes),
-                     "scheme": self.scheme}
+        out: dict = {
+            "tracks": n,
+            "depth": self.depth,
+            "level_sizes": list(self.level_sizes),
+            "scheme": self.scheme,
+        }
         if n == 0:
             return out
         prefix_ranks = _prefix_ranks(residual, self.level_sizes[:n_levels])[1] if n_levels else []
@@ -354,7 +363,9 @@ class SemanticIDCatalog:
         directory = Path(directory)
         config_path = directory / CONFIG_NAME
         if not config_path.is_file():
-            raise FileNotFoundError(f"no semantic-ID catalogue at {directory}: {config_path} is missing")
+            raise FileNotFoundError(
+                f"no semantic-ID catalogue at {directory}: {config_path} is missing"
+            )
         with open(config_path, encoding="utf-8") as f:
             config = json.load(f)
         version = config.get("format_version")

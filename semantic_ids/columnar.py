@@ -79,8 +79,9 @@ class TrackVocabBuilder:
     def codes(self, track_ids: list[str]) -> np.ndarray:
         """int32 codes of ``track_ids`` (one dict lookup per id), adding unseen ids."""
         setdefault, index = self.index.setdefault, self.index
-        return np.fromiter((setdefault(t, len(index)) for t in track_ids), dtype=np.int32,
-                           count=len(track_ids))
+        return np.fromiter(
+            (setdefault(t, len(index)) for t in track_ids), dtype=np.int32, count=len(track_ids)
+        )
 
     def track_ids(self) -> np.ndarray:
         """The vocabulary as a numpy str array, code order."""
@@ -123,25 +124,39 @@ class ColumnarPlaylists:
         flat = np.repeat(starts - indptr[:-1], lengths) + np.arange(indptr[-1])
         listed = rows.tolist()
         return ColumnarPlaylists(
-            [self.playlist_ids[r] for r in listed], [self.titles[r] for r in listed],
-            [self.descriptions[r] for r in listed], indptr, self.track_codes[flat],
-            self.track_ids, 0, 0)
+            [self.playlist_ids[r] for r in listed],
+            [self.titles[r] for r in listed],
+            [self.descriptions[r] for r in listed],
+            indptr,
+            self.track_codes[flat],
+            self.track_ids,
+            0,
+            0,
+        )
 
-    def split(self, validation_fraction: float = 0.1, test_fraction: float = 0.1,
-              seed: int = 0) -> dict[str, np.ndarray]:
+    def split(
+        self, validation_fraction: float = 0.1, test_fraction: float = 0.1, seed: int = 0
+    ) -> dict[str, np.ndarray]:
         """Row indices of train / validation / test, the same sides as ``split_playlists``."""
         split_playlists(  # validates the fractions with the same messages
-            [], validation_fraction=validation_fraction, test_fraction=test_fraction, seed=seed)
-        u = np.fromiter((_unit_hash(seed, pid) for pid in self.playlist_ids), dtype=np.float64,
-                        count=self.n_playlists)
-        side = np.where(u < test_fraction, 2, np.where(u < test_fraction + validation_fraction,
-                                                       1, 0))
-        return {name: np.flatnonzero(side == k)
-                for k, name in enumerate(("train", "validation", "test"))}
+            [], validation_fraction=validation_fraction, test_fraction=test_fraction, seed=seed
+        )
+        u = np.fromiter(
+            (_unit_hash(seed, pid) for pid in self.playlist_ids),
+            dtype=np.float64,
+            count=self.n_playlists,
+        )
+        side = np.where(
+            u < test_fraction, 2, np.where(u < test_fraction + validation_fraction, 1, 0)
+        )
+        return {
+            name: np.flatnonzero(side == k)
+            for k, name in enumerate(("train", "validation", "test"))
+        }
 
     def tracks_of(self, row: int) -> list[str]:
         """Track ids of playlist ``row``, in order (for checks and small data)."""
-        return self.track_ids[self.track_codes[self.indptr[row]:self.indptr[row + 1]]].tolist()
+        return self.track_ids[self.track_codes[self.indptr[row] : self.indptr[row + 1]]].tolist()
 
 
 class _ChunkCollector:
@@ -157,8 +172,15 @@ class _ChunkCollector:
         self.n_empty_skipped = 0
         self.bytes_read = 0
 
-    def add_chunk(self, where: str, pids: list[str], titles: list[object],
-                  descriptions: list[object], lengths: np.ndarray, codes: np.ndarray) -> None:
+    def add_chunk(
+        self,
+        where: str,
+        pids: list[str],
+        titles: list[object],
+        descriptions: list[object],
+        lengths: np.ndarray,
+        codes: np.ndarray,
+    ) -> None:
         """One file's playlists: ``lengths[p]`` rows each, ``codes`` concatenated (int32)."""
         for k, title in enumerate(titles):
             if title is None:
@@ -215,9 +237,16 @@ class _ChunkCollector:
         indptr = np.zeros(lengths.size + 1, dtype=np.int64)
         np.cumsum(lengths, out=indptr[1:])
         codes = np.concatenate(self.codes) if self.codes else np.zeros(0, np.int32)
-        return ColumnarPlaylists(self.playlist_ids, self.titles, self.descriptions, indptr,
-                                 codes, track_ids, self.n_empty_skipped,
-                                 self.bytes_read)
+        return ColumnarPlaylists(
+            self.playlist_ids,
+            self.titles,
+            self.descriptions,
+            indptr,
+            codes,
+            track_ids,
+            self.n_empty_skipped,
+            self.bytes_read,
+        )
 
 
 def _mpd_chunk(out: _ChunkCollector, file: Path, parser: str) -> None:
@@ -317,8 +346,9 @@ def _parquet_chunk(out: _ChunkCollector, where: str, table) -> None:
         return
     pid_col = table.column("playlist_id").combine_chunks()
     if pid_col.null_count:
-        raise PlaylistFormatError(f"{where}: playlist_id is null in some rows; every row needs "
-                                  "its playlist's id.")
+        raise PlaylistFormatError(
+            f"{where}: playlist_id is null in some rows; every row needs its playlist's id."
+        )
     # group rows by playlist in order of first appearance (as the object reader does), then by
     # position where that column exists; all with array operations
     pid_enc = pc.dictionary_encode(pid_col)
@@ -332,8 +362,9 @@ def _parquet_chunk(out: _ChunkCollector, where: str, table) -> None:
         order = np.argsort(group, kind="stable")
     track_col = table.column("track_id").combine_chunks().take(pa.array(order))
     if track_col.null_count:
-        raise PlaylistFormatError(f"{where}: track_id is null in some rows; every track needs "
-                                  "an id.")
+        raise PlaylistFormatError(
+            f"{where}: track_id is null in some rows; every track needs an id."
+        )
     track_enc = pc.dictionary_encode(pc.cast(track_col, pa.string()))
     if pc.any(pc.equal(pc.utf8_trim_whitespace(track_enc.dictionary), "")).as_py():
         raise PlaylistFormatError(f"{where}: empty track_id in some rows; every track needs one.")
@@ -346,8 +377,11 @@ def _parquet_chunk(out: _ChunkCollector, where: str, table) -> None:
     first = pa.array(first_row)
     pids = [str(p).strip() for p in pid_enc.dictionary.to_pylist()]
     titles = table.column("title").take(first).to_pylist()
-    descriptions = (table.column("description").take(first).to_pylist()
-                    if "description" in table.column_names else [None] * n_groups)
+    descriptions = (
+        table.column("description").take(first).to_pylist()
+        if "description" in table.column_names
+        else [None] * n_groups
+    )
     out.add_chunk(where, pids, titles, descriptions, lengths, codes)
 
 
@@ -405,8 +439,9 @@ def interactions_from_columns(
         remap[order] = np.arange(order.size)
     else:
         get = vocab._index.get
-        remap = np.fromiter((get(t, -1) for t in track_ids.tolist()), dtype=np.int64,
-                            count=track_ids.size)
+        remap = np.fromiter(
+            (get(t, -1) for t in track_ids.tolist()), dtype=np.int64, count=track_ids.size
+        )
     cols = remap[codes] if codes.size else np.zeros(0, dtype=np.int64)
     keep = cols >= 0
     row_of = np.repeat(np.arange(n_rows, dtype=np.int64), np.diff(columns.indptr))

@@ -159,8 +159,9 @@ def content_stats(texts: Sequence[str], codes: np.ndarray) -> dict:
     out: dict = {"tracks": len(texts), "max_bytes": max_bytes, "decode_steps": max_bytes + 2}
     if not texts:
         return out
-    full = np.fromiter((len(str(t).encode("utf-8")) for t in texts), dtype=np.int64,
-                       count=len(texts))
+    full = np.fromiter(
+        (len(str(t).encode("utf-8")) for t in texts), dtype=np.int64, count=len(texts)
+    )
     kept = id_lengths(codes)
     _, group, counts = np.unique(codes[:, :-1], axis=0, return_inverse=True, return_counts=True)
     out.update(

@@ -22,8 +22,9 @@ def rank_within_runs(sorted_keys: np.ndarray) -> np.ndarray:
     return np.arange(sorted_keys.size, dtype=np.int64) - np.repeat(starts, lengths)
 
 
-def popularity_digits(group_keys: np.ndarray, popularity: np.ndarray,
-                      tie_keys: np.ndarray) -> np.ndarray:
+def popularity_digits(
+    group_keys: np.ndarray, popularity: np.ndarray, tie_keys: np.ndarray
+) -> np.ndarray:
     """Digit of each item within its group of equal ``group_keys``: 0 for the most popular, then
     1, 2, ...; among equal popularity the smaller ``tie_keys`` value first.
 
@@ -35,8 +36,10 @@ def popularity_digits(group_keys: np.ndarray, popularity: np.ndarray,
     popularity = np.asarray(popularity, dtype=np.float64)
     tie_keys = np.asarray(tie_keys)
     if popularity.shape != (n,) or tie_keys.shape != (n,):
-        raise ValueError(f"group_keys, popularity and tie_keys must all be ({n},), got "
-                         f"{popularity.shape} and {tie_keys.shape}")
+        raise ValueError(
+            f"group_keys, popularity and tie_keys must all be ({n},), got "
+            f"{popularity.shape} and {tie_keys.shape}"
+        )
     order = np.lexsort((tie_keys, -popularity, group_keys))
     digits = np.empty(n, dtype=np.int64)
     digits[order] = rank_within_runs(group_keys[order])

@@ -233,9 +233,13 @@ class ResidualKMeans:
             best = None
             for run in range(self.n_redo):  # faiss's own nredo does not say which run won
                 km = faiss.Kmeans(
-                    dim, k, niter=self.n_iter, seed=self.seed + level + 7919 * run,
+                    dim,
+                    k,
+                    niter=self.n_iter,
+                    seed=self.seed + level + 7919 * run,
                     max_points_per_centroid=self.max_points_per_centroid,
-                    min_points_per_centroid=1, verbose=self.verbose,
+                    min_points_per_centroid=1,
+                    verbose=self.verbose,
                 )
                 km.train(residual)
                 obj = [float(v) for v in km.obj]
@@ -369,9 +373,11 @@ class ResidualKMeans:
             members_all = by_prefix[np.arange(lengths.sum()) + offsets]
             sizes_all = np.repeat(lengths, lengths)
             bounds = np.concatenate(([0], np.cumsum(lengths)))
-            chunk_ends = np.unique(np.searchsorted(
-                bounds, np.arange(_MATCH_CHUNK, bounds[-1] + _MATCH_CHUNK, _MATCH_CHUNK)
-            ).clip(max=len(bounds) - 1))
+            chunk_ends = np.unique(
+                np.searchsorted(
+                    bounds, np.arange(_MATCH_CHUNK, bounds[-1] + _MATCH_CHUNK, _MATCH_CHUNK)
+                ).clip(max=len(bounds) - 1)
+            )
             lo = 0
             for hi in bounds[chunk_ends]:
                 if hi <= lo:
@@ -387,7 +393,10 @@ class ResidualKMeans:
             for start, end in zip(starts, ends, strict=True):
                 members = by_prefix[start:end]
                 codes[members] = self._match_group(
-                    residual[members], dist[members], cand[members], centroids,
+                    residual[members],
+                    dist[members],
+                    cand[members],
+                    centroids,
                     linear_sum_assignment,
                 )
         return codes.astype(np.int32)

@@ -21,8 +21,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Sequences", "SequenceSplit", "read_sequences", "sequences_from_playlists",
-           "leave_last_out"]
+__all__ = [
+    "Sequences",
+    "SequenceSplit",
+    "read_sequences",
+    "sequences_from_playlists",
+    "leave_last_out",
+]
 
 
 class SequenceFormatError(ValueError):
@@ -73,10 +78,14 @@ def _read_jsonl(path: Path) -> Sequences:
                 record = json.loads(line)
             except json.JSONDecodeError as err:
                 raise SequenceFormatError(f"{path}:{line_no}: not JSON ({err.msg})") from None
-            if not isinstance(record, dict) or "user" not in record or not isinstance(
-                    record.get("items"), list):
+            if (
+                not isinstance(record, dict)
+                or "user" not in record
+                or not isinstance(record.get("items"), list)
+            ):
                 raise SequenceFormatError(
-                    f"{path}:{line_no}: expected {{\"user\": ..., \"items\": [...]}}")
+                    f'{path}:{line_no}: expected {{"user": ..., "items": [...]}}'
+                )
             users.append(str(record["user"]))
             items.append([str(i) for i in record["items"]])
     return Sequences(users, items)
@@ -90,13 +99,15 @@ def _read_csv(path: Path) -> Sequences:
         if missing:
             raise SequenceFormatError(
                 f"{path}: the header needs the columns user, item, timestamp; missing "
-                f"{sorted(missing)}")
+                f"{sorted(missing)}"
+            )
         for row_no, row in enumerate(reader, 2):
             try:
                 stamp = float(row["timestamp"])
             except (TypeError, ValueError):
                 raise SequenceFormatError(
-                    f"{path}:{row_no}: timestamp {row['timestamp']!r} is not a number") from None
+                    f"{path}:{row_no}: timestamp {row['timestamp']!r} is not a number"
+                ) from None
             by_user.setdefault(row["user"], []).append((stamp, row_no, row["item"]))
     users = list(by_user)
     return Sequences(users, [[item for _, _, item in sorted(by_user[u])] for u in users])

@@ -109,12 +109,14 @@ class SyntheticConfig:
     def __post_init__(self) -> None:
         if int(self.n_playlists) < 1:
             raise ValueError(f"n_playlists must be >= 1, got {self.n_playlists}")
-        if not all(0.0 <= v <= 1.0 for v in (self.topic_share, self.description_share,
-                                               self.artist_share)):
+        if not all(
+            0.0 <= v <= 1.0 for v in (self.topic_share, self.description_share, self.artist_share)
+        ):
             raise ValueError("topic_share, description_share and artist_share must be in [0, 1]")
         if not 1 <= self.min_length <= self.max_length:
-            raise ValueError(f"need 1 <= min_length <= max_length, got {self.min_length}, "
-                             f"{self.max_length}")
+            raise ValueError(
+                f"need 1 <= min_length <= max_length, got {self.min_length}, {self.max_length}"
+            )
         if self.length_mean <= self.length_median or self.length_median <= 0:
             raise ValueError("need 0 < length_median < length_mean (a right-skewed log-normal)")
         if int(self.n_topics) < 1 or int(self.slice_size) < 1 or int(self.n_titles) < 1:
@@ -170,7 +172,9 @@ def _zm_mass(universe: int, a: float, q: float) -> float:
     return float(_zm_cdf(float(universe), a, q))
 
 
-def zipf_ranks(rng: np.random.Generator, size: int, universe: int, a: float, q: float) -> np.ndarray:
+def zipf_ranks(
+    rng: np.random.Generator, size: int, universe: int, a: float, q: float
+) -> np.ndarray:
     """``size`` int64 ranks in ``[0, universe)`` with ``p(rank) ~ (rank + q)^-a`` (inverse CDF)."""
     u = rng.random(size) * _zm_mass(universe, a, q)
     if abs(a - 1.0) < 1e-9:
@@ -206,13 +210,20 @@ def _base62(keys: np.ndarray, salt: int, width: int = 22) -> list[str]:
     return digits.view(f"S{width}").ravel().astype(str).tolist()
 
 
-def _words(keys: np.ndarray, salt: int, vocab: tuple[str, ...], n_min: int, n_max: int,
-           title_case: bool = True) -> list[str]:
+def _words(
+    keys: np.ndarray,
+    salt: int,
+    vocab: tuple[str, ...],
+    n_min: int,
+    n_max: int,
+    title_case: bool = True,
+) -> list[str]:
     """A short deterministic phrase per key, drawn from ``vocab``."""
     h = _mix(keys, salt)
     n_words = (n_min + (h % np.uint64(n_max - n_min + 1))).astype(np.intp)
-    picks = [(_mix(keys, salt + 1 + j) % np.uint64(len(vocab))).astype(np.intp)
-             for j in range(n_max)]
+    picks = [
+        (_mix(keys, salt + 1 + j) % np.uint64(len(vocab))).astype(np.intp) for j in range(n_max)
+    ]
     words = [w.capitalize() for w in vocab] if title_case else list(vocab)
     cols = [[words[i] for i in p.tolist()] for p in picks]
     return [" ".join(col[k] for col in cols[:n]) for k, n in enumerate(n_words.tolist())]
@@ -282,8 +293,9 @@ def generate_slice(config: SyntheticConfig, index: int) -> SyntheticSlice:
     tracks = zipf_ranks(rng, rows, config.universe, config.track_exponent, config.track_offset)
     local = rng.random(rows) < config.topic_share
     per_topic = config.universe // config.n_topics
-    local_rank = zipf_ranks(rng, int(local.sum()), per_topic, config.track_exponent,
-                            config.track_offset)
+    local_rank = zipf_ranks(
+        rng, int(local.sum()), per_topic, config.track_exponent, config.track_offset
+    )
     tracks[local] = local_rank * config.n_topics + topics[row_playlist[local]].astype(np.int64)
 
     # 3b. artist runs: some rows take another track by the previous row's artist (tracks of one
@@ -312,8 +324,9 @@ def generate_slice(config: SyntheticConfig, index: int) -> SyntheticSlice:
     edits = 1 + rng.geometric(0.05, n).astype(np.int64)
     modified_at = 1_262_304_000 + rng.integers(0, 7 * 365 * 86400, n)
     collaborative = rng.random(n) < 0.02
-    return SyntheticSlice(pids, titles, descriptions, indptr, tracks, followers, edits,
-                          modified_at, collaborative)
+    return SyntheticSlice(
+        pids, titles, descriptions, indptr, tracks, followers, edits, modified_at, collaborative
+    )
 
 
 class _TrackTable:
@@ -328,10 +341,12 @@ class _TrackTable:
         self.album = (local // 3) * config.n_topics + topic
         seed = config.seed
         self.track_uri = ["spotify:track:" + s for s in _base62(u, 100 + seed)]
-        self.artist_uri = ["spotify:artist:" + s
-                           for s in _base62(self.artist.astype(np.uint64), 200 + seed)]
-        self.album_uri = ["spotify:album:" + s
-                          for s in _base62(self.album.astype(np.uint64), 300 + seed)]
+        self.artist_uri = [
+            "spotify:artist:" + s for s in _base62(self.artist.astype(np.uint64), 200 + seed)
+        ]
+        self.album_uri = [
+            "spotify:album:" + s for s in _base62(self.album.astype(np.uint64), 300 + seed)
+        ]
         self.track_name = _words(u, 400 + seed, _NAME_WORDS, 1, 4)
         self.artist_name = _words(self.artist.astype(np.uint64), 500 + seed, _NAME_WORDS, 1, 3)
         self.album_name = _words(self.album.astype(np.uint64), 600 + seed, _NAME_WORDS, 1, 4)
@@ -362,7 +377,7 @@ def _mpd_json(config: SyntheticConfig, sl: SyntheticSlice, table: _TrackTable, i
         f'"{table.track_uri[k]}",{k5}"artist_uri": "{table.artist_uri[k]}",{k5}"track_name": '
         f'{dump(table.track_name[k])},{k5}"album_uri": "{table.album_uri[k]}",{k5}'
         f'"duration_ms": {table.duration_ms[k]},{k5}"album_name": {dump(table.album_name[k])}'
-        f'\n                }}'
+        f"\n                }}"
         for k in range(table.unique.size)
     ]
     inverse = table.inverse.tolist()
@@ -402,16 +417,18 @@ def _mpd_json(config: SyntheticConfig, sl: SyntheticSlice, table: _TrackTable, i
 def _parquet_schema():
     import pyarrow as pa
 
-    return pa.schema([
-        ("playlist_id", pa.int64()),
-        ("title", pa.string()),
-        ("description", pa.string()),
-        ("position", pa.int32()),
-        ("track_id", pa.string()),
-        ("track_name", pa.string()),
-        ("artist_name", pa.string()),
-        ("album_name", pa.string()),
-    ])
+    return pa.schema(
+        [
+            ("playlist_id", pa.int64()),
+            ("title", pa.string()),
+            ("description", pa.string()),
+            ("position", pa.int32()),
+            ("track_id", pa.string()),
+            ("track_name", pa.string()),
+            ("artist_name", pa.string()),
+            ("album_name", pa.string()),
+        ]
+    )
 
 
 def _parquet_table(sl: SyntheticSlice, table: _TrackTable):
@@ -465,8 +482,13 @@ def _bounded(pool, render, n: int, window: int) -> Iterator:
         yield pending.popleft().get()
 
 
-def write_synthetic(config: SyntheticConfig, out: str | Path, formats: tuple[str, ...] = ("mpd",),
-                    progress: bool = False, workers: int = 1) -> dict:
+def write_synthetic(
+    config: SyntheticConfig,
+    out: str | Path,
+    formats: tuple[str, ...] = ("mpd",),
+    progress: bool = False,
+    workers: int = 1,
+) -> dict:
     """Write the set under ``out``: ``out/mpd/mpd.slice.*.json`` and/or ``out/parquet/
     playlists.parquet`` (one row group per slice). Returns a summary (counts, bytes, paths).
 
@@ -488,8 +510,9 @@ def write_synthetic(config: SyntheticConfig, out: str | Path, formats: tuple[str
 
         (out / "parquet").mkdir(exist_ok=True)
         parquet_path = out / "parquet" / "playlists.parquet"
-        writer = pq.ParquetWriter(parquet_path.with_suffix(".parquet.tmp"), _parquet_schema(),
-                                  compression="zstd")
+        writer = pq.ParquetWriter(
+            parquet_path.with_suffix(".parquet.tmp"), _parquet_schema(), compression="zstd"
+        )
     if "mpd" in formats:
         (out / "mpd").mkdir(exist_ok=True)
     n_rows, json_bytes = 0, 0
@@ -507,9 +530,15 @@ def write_synthetic(config: SyntheticConfig, out: str | Path, formats: tuple[str
     else:
         rendered = map(render, range(config.n_slices))
     try:
-        for index, (rows, text, arrow) in enumerate(tqdm(
-                rendered, total=config.n_slices, desc="synthetic slices", unit="slice",
-                disable=not progress)):
+        for index, (rows, text, arrow) in enumerate(
+            tqdm(
+                rendered,
+                total=config.n_slices,
+                desc="synthetic slices",
+                unit="slice",
+                disable=not progress,
+            )
+        ):
             n_rows += rows
             if text is not None:
                 json_bytes += len(text)
@@ -544,19 +573,26 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--playlists", type=int, required=True, help="number of playlists")
     parser.add_argument("--out", required=True, help="output folder (mpd/ and parquet/ inside)")
-    parser.add_argument("--format", default="mpd",
-                        help="mpd, parquet or mpd,parquet (default: mpd)")
+    parser.add_argument(
+        "--format", default="mpd", help="mpd, parquet or mpd,parquet (default: mpd)"
+    )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--tracks", type=int, default=None,
-                        help="track universe size (default: from the real MPD's Heaps curve)")
-    parser.add_argument("--workers", type=int, default=1,
-                        help="processes rendering slices (the output is the same)")
+    parser.add_argument(
+        "--tracks",
+        type=int,
+        default=None,
+        help="track universe size (default: from the real MPD's Heaps curve)",
+    )
+    parser.add_argument(
+        "--workers", type=int, default=1, help="processes rendering slices (the output is the same)"
+    )
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
     args = parser.parse_args(argv)
     formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
     config = SyntheticConfig(n_playlists=args.playlists, seed=args.seed, n_tracks=args.tracks)
-    summary = write_synthetic(config, args.out, formats, progress=args.progress,
-                              workers=args.workers)
+    summary = write_synthetic(
+        config, args.out, formats, progress=args.progress, workers=args.workers
+    )
     print(json.dumps(summary))
     return 0
 

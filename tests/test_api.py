@@ -27,13 +27,20 @@ def recommender(tmp_path_factory):
 
 
 def test_importing_the_package_loads_no_torch():
-    code = ("import sys, text2tracks; "
-            "assert 'torch' not in sys.modules and 'transformers' not in sys.modules; "
-            "from text2tracks import Text2Tracks, Recommendation; "
-            "assert 'torch' not in sys.modules, 'the API module must import torch lazily'; "
-            "print(Text2Tracks.__module__, Recommendation.__module__)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=Path(__file__).resolve().parents[1], check=True)
+    code = (
+        "import sys, text2tracks; "
+        "assert 'torch' not in sys.modules and 'transformers' not in sys.modules; "
+        "from text2tracks import Text2Tracks, Recommendation; "
+        "assert 'torch' not in sys.modules, 'the API module must import torch lazily'; "
+        "print(Text2Tracks.__module__, Recommendation.__module__)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+        check=True,
+    )
     assert out.stdout.split() == ["text2tracks.pipeline", "text2tracks.recommendation"]
 
 
@@ -99,13 +106,19 @@ def _as_lists(arrays):
 
 
 def test_track_indices_spread_one_collection_or_one_per_prompt():
-    assert track_indices(None, "exclude", _index, 2, False, required=False, stacklevel=1) == [None, None]
-    shared = track_indices(["c", "a", "a"], "exclude", _index, 2, False, required=False, stacklevel=1)
+    assert track_indices(None, "exclude", _index, 2, False, required=False, stacklevel=1) == [
+        None,
+        None,
+    ]
+    shared = track_indices(
+        ["c", "a", "a"], "exclude", _index, 2, False, required=False, stacklevel=1
+    )
     assert _as_lists(shared) == [[0, 2], [0, 2]]  # sorted, unique
     per = track_indices([["b"], None], "exclude", _index, 2, False, required=False, stacklevel=1)
     assert _as_lists(per) == [[1], None]
-    assert _as_lists(track_indices("d", "exclude", _index, 1, True, required=False,
-                                   stacklevel=1)) == [[3]]
+    assert _as_lists(
+        track_indices("d", "exclude", _index, 1, True, required=False, stacklevel=1)
+    ) == [[3]]
     with pytest.raises(ValueError, match="exclude has 1 collections for 2 prompts"):
         track_indices([["a"]], "exclude", _index, 2, False, required=False, stacklevel=1)
     with pytest.raises(TypeError, match=r"exclude holds track ids \(str\), got int 3"):
@@ -116,12 +129,21 @@ def test_track_indices_spread_one_collection_or_one_per_prompt():
 
 def test_track_indices_warn_on_unknown_ids_and_required_ones_raise():
     with pytest.warns(UserWarning, match=r"exclude: ignored 1 track id\(s\).*'zz'\); never"):
-        out = track_indices(["a", "zz"], "exclude", _index, 1, True, required=False,
-                            stacklevel=1, unknown_note="; never")
+        out = track_indices(
+            ["a", "zz"],
+            "exclude",
+            _index,
+            1,
+            True,
+            required=False,
+            stacklevel=1,
+            unknown_note="; never",
+        )
     assert _as_lists(out) == [[0]]
     with pytest.warns(UserWarning, match="ignored 1 track id"):  # all unknown: nothing excluded
-        assert track_indices(["zz"], "exclude", _index, 1, True, required=False,
-                             stacklevel=1) == [None]
+        assert track_indices(["zz"], "exclude", _index, 1, True, required=False, stacklevel=1) == [
+            None
+        ]
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # known ids only: no warning
         track_indices(["a"], "exclude", _index, 1, True, required=False, stacklevel=1)
@@ -130,7 +152,10 @@ def test_track_indices_warn_on_unknown_ids_and_required_ones_raise():
     with pytest.raises(ValueError, match="none of the 1 like_tracks of prompt 1"):
         track_indices([["a"], ["zz"]], "like_tracks", _index, 2, False, required=True, stacklevel=1)
     # an empty exclude is "nothing excluded", not an error
-    assert track_indices([], "exclude", _index, 2, False, required=False, stacklevel=1) == [None, None]
+    assert track_indices([], "exclude", _index, 2, False, required=False, stacklevel=1) == [
+        None,
+        None,
+    ]
 
 
 def test_top_k_at_a_fixed_beam_width_is_the_head_of_the_full_beam(recommender):

@@ -83,14 +83,18 @@ def test_read_manifest_checks_version_components_and_folders(tmp_path):
     (tmp_path / "cf").mkdir()
     write_manifest(tmp_path, {"cf": {"factors": 8}})
     manifest = read_manifest(tmp_path)
-    assert manifest["format_version"] == FORMAT_VERSION and manifest["components"] == {"cf": {"factors": 8}}
+    assert manifest["format_version"] == FORMAT_VERSION and manifest["components"] == {
+        "cf": {"factors": 8}
+    }
     assert "numpy" in manifest["library_versions"]
     write_manifest(tmp_path, {"cf": {}, "seq2seq": {}})
     with pytest.raises(ArtifactError, match="lists component 'seq2seq'"):
         read_manifest(tmp_path)
-    for payload, message in (({"components": {}}, "no integer format_version"),
-                             ({"format_version": FORMAT_VERSION + 1, "components": {}}, "newer"),
-                             ({"format_version": 1}, "no 'components' table")):
+    for payload, message in (
+        ({"components": {}}, "no integer format_version"),
+        ({"format_version": FORMAT_VERSION + 1, "components": {}}, "newer"),
+        ({"format_version": 1}, "no 'components' table"),
+    ):
         write_json_atomic(tmp_path / MANIFEST_NAME, payload)
         with pytest.raises(ArtifactError, match=message):
             read_manifest(tmp_path)

@@ -188,15 +188,26 @@ def test_title_knn_settings_changed_after_fit_take_effect(data):
     assert narrow[1, j] == pytest.approx((row[j] ** (1 / 1.5)) ** 2.0, rel=1e-4)
 
 
-@pytest.mark.parametrize("cls", [PopularityBaseline, ExactTitleBaseline, TitleKNNBaseline, BM25Baseline,
-                                 DenseBiEncoderBaseline])
+@pytest.mark.parametrize(
+    "cls",
+    [
+        PopularityBaseline,
+        ExactTitleBaseline,
+        TitleKNNBaseline,
+        BM25Baseline,
+        DenseBiEncoderBaseline,
+    ],
+)
 def test_top_k_is_the_head_of_a_deeper_ranking(data, cls):
     """Ranking 100 deep for the report's Hits@K curve must not move the figures at K = 10."""
     playlists, tracks, vocab, _ = data
     rng = np.random.default_rng(0)
     factors = rng.normal(size=(len(vocab), 8)).astype(np.float32)
-    model = (cls(epochs=2, hidden=16, batch_size=32, verbose=False)
-             if cls is DenseBiEncoderBaseline else cls())
+    model = (
+        cls(epochs=2, hidden=16, batch_size=32, verbose=False)
+        if cls is DenseBiEncoderBaseline
+        else cls()
+    )
     model.fit(playlists, vocab, tracks=tracks, item_factors=factors)
     prompts = ["Rock", "jazz!", "summer pop", "party", "monk", "nothing like it"]
     deep = model.recommend(prompts, k=30)

@@ -48,8 +48,9 @@ def _titled_world():
 
 def test_negative_pairs_pick_the_contaminated_positive_and_exclude_matching_prompts():
     titles, items, test_titles, christmas = _titled_world()
-    pairs = select_negative_pairs(titles, items, test_titles, n_pairs=3, prompts_per_pair=10,
-                                  min_playlists=5)
+    pairs = select_negative_pairs(
+        titles, items, test_titles, n_pairs=3, prompts_per_pair=10, min_playlists=5
+    )
     first = pairs[0]
     assert (first["positive"], first["negative"]) == ("party", "christmas")
     # the positive prompts match "party" but not "christmas"
@@ -61,14 +62,21 @@ def test_negative_pairs_pick_the_contaminated_positive_and_exclude_matching_prom
     assert len(words) == len(set(words))
     assert all(p["contamination"] > 0 for p in pairs)
     # near-synonyms (most of the positive's tracks are the negative's) are no contrast
-    capped = select_negative_pairs(titles, items, test_titles, n_pairs=3, min_playlists=5,
-                                   max_contamination=0.2)
+    capped = select_negative_pairs(
+        titles, items, test_titles, n_pairs=3, min_playlists=5, max_contamination=0.2
+    )
     assert ("party", "christmas") not in [(p["positive"], p["negative"]) for p in capped]
 
 
 def test_seed_playlists_share_no_title_word_and_no_track():
     titles = ["rock anthems", "rock ballads", "jazz nights", "sleepy jazz", "pop party"]
-    relevant = [np.arange(0, 8), np.arange(4, 12), np.arange(20, 28), np.arange(24, 32), np.arange(40, 48)]
+    relevant = [
+        np.arange(0, 8),
+        np.arange(4, 12),
+        np.arange(20, 28),
+        np.arange(24, 32),
+        np.arange(40, 48),
+    ]
     pairs = select_seed_playlists(titles, relevant, n_seed_tracks=3, max_prompts=0, seed=0)
     assert len(pairs) == len(titles)
     for i, j in pairs:
@@ -86,52 +94,114 @@ def test_shares_and_seed_similarity_against_brute_force():
     means = rng.normal(size=(2, 3))
     got = seed_similarity(items, factors, means, k=4)
     for b in range(2):
-        cos = [factors[i] @ means[b] / np.linalg.norm(factors[i]) / np.linalg.norm(means[b])
-               for i in items[b] if i >= 0]
+        cos = [
+            factors[i] @ means[b] / np.linalg.norm(factors[i]) / np.linalg.norm(means[b])
+            for i in items[b]
+            if i >= 0
+        ]
         assert got[b] == pytest.approx(np.mean(cos), rel=1e-5)
 
 
 def test_target_check_needs_half_the_share_and_nine_tenths_of_the_hits():
     def point(w, s0, s1, h0, h1):
-        return {"w": w, "latent_share_without": s0, "latent_share_with": s1,
-                "latent_hits_without": h0, "latent_hits_with": h1}
+        return {
+            "w": w,
+            "latent_share_without": s0,
+            "latent_share_with": s1,
+            "latent_hits_without": h0,
+            "latent_hits_with": h1,
+        }
 
-    curve = [point(1, 0.4, 0.4, 0.5, 0.5), point(3, 0.4, 0.2, 0.5, 0.46),
-             point(5, 0.4, 0.1, 0.5, 0.4), point(7, 0.0, 0.0, 0.5, 0.5)]
+    curve = [
+        point(1, 0.4, 0.4, 0.5, 0.5),
+        point(3, 0.4, 0.2, 0.5, 0.46),
+        point(5, 0.4, 0.1, 0.5, 0.4),
+        point(7, 0.0, 0.0, 0.5, 0.5),
+    ]
     check = target_check(curve, "latent")
     assert check["met_at"] == [3]
     assert check["per_weight"][3]["share_ratio"] is None
 
 
 def _report():
-    system = {"hits@10": 0.5, "hits@10_ci": [0.4, 0.6], "recall@10": 0.1, "recall@10_ci": [0.05, 0.15],
-              "ndcg@10": 0.2, "ndcg@10_ci": [0.1, 0.3], "mrr": 0.3, "mrr_ci": [0.2, 0.4],
-              "coverage@10": 0.1}
-    inversion = {method: [{"strength": s, "seed_cosine": 1 - s, "seed_hits": 1 - s, "prompt_hits": s * scale}
-                          for s in (0.0, 0.5, 1.0)] for method, scale in (("mean", 1.0), ("fold_in", 0.5))}
-    curve = [{"w": w, **{f"{v}_{m}_{x}": 0.1 * w for v in ("latent", "hybrid") for m in ("share", "hits")
-                         for x in ("without", "with")}} for w in (1.0, 2.0)]
+    system = {
+        "hits@10": 0.5,
+        "hits@10_ci": [0.4, 0.6],
+        "recall@10": 0.1,
+        "recall@10_ci": [0.05, 0.15],
+        "ndcg@10": 0.2,
+        "ndcg@10_ci": [0.1, 0.3],
+        "mrr": 0.3,
+        "mrr_ci": [0.2, 0.4],
+        "coverage@10": 0.1,
+    }
+    inversion = {
+        method: [
+            {"strength": s, "seed_cosine": 1 - s, "seed_hits": 1 - s, "prompt_hits": s * scale}
+            for s in (0.0, 0.5, 1.0)
+        ]
+        for method, scale in (("mean", 1.0), ("fold_in", 0.5))
+    }
+    curve = [
+        {
+            "w": w,
+            **{
+                f"{v}_{m}_{x}": 0.1 * w
+                for v in ("latent", "hybrid")
+                for m in ("share", "hits")
+                for x in ("without", "with")
+            },
+        }
+        for w in (1.0, 2.0)
+    ]
     return {
         "systems": {"hybrid": system, "generative": {**system, "hits@10": 0.45}},
-        "comparisons": {"hybrid vs generative": {"diff": 0.05, "ci": [0.0, 0.1], "p_value": 0.04,
-                                                 "n_prompts": 20, "relative": 0.111}},
+        "comparisons": {
+            "hybrid vs generative": {
+                "diff": 0.05,
+                "ci": [0.0, 0.1],
+                "p_value": 0.04,
+                "n_prompts": 20,
+                "relative": 0.111,
+            }
+        },
         "target": {"hybrid_relative_gain": 0.111, "meets_5pct": True, "gate_pays": False},
         "training": {"encoders_tried": ["seq2seq"], "encoder_chosen": "seq2seq", "summaries": {}},
-        "negative_prompts": {"n_prompts": 4, "pairs": [{"positive": "party", "negative": "christmas"}],
-                             "curve": curve, "target": {"latent": target_check(curve, "latent"),
-                                                        "hybrid": target_check(curve, "hybrid")}},
-        "inversion": {"n_prompts": 3, "n_seed_tracks": 5, "prompt_only_reference": {"prompt_hits": 0.4},
-                      "seed_method": "mean", "curve": inversion["mean"], "curves": inversion},
-        "latency": {"ddim_steps": 20, "n_samples": 4, "batch1": {"head_ms": 2.0, "total_ms": 10.0},
-                    "batch64_per_prompt": {"head_ms": 0.5, "total_ms": 2.0},
-                    "head_share_batch1": 0.2, "head_share_batch64": 0.25},
+        "negative_prompts": {
+            "n_prompts": 4,
+            "pairs": [{"positive": "party", "negative": "christmas"}],
+            "curve": curve,
+            "target": {
+                "latent": target_check(curve, "latent"),
+                "hybrid": target_check(curve, "hybrid"),
+            },
+        },
+        "inversion": {
+            "n_prompts": 3,
+            "n_seed_tracks": 5,
+            "prompt_only_reference": {"prompt_hits": 0.4},
+            "seed_method": "mean",
+            "curve": inversion["mean"],
+            "curves": inversion,
+        },
+        "latency": {
+            "ddim_steps": 20,
+            "n_samples": 4,
+            "batch1": {"head_ms": 2.0, "total_ms": 10.0},
+            "batch64_per_prompt": {"head_ms": 0.5, "total_ms": 2.0},
+            "head_share_batch1": 0.2,
+            "head_share_batch64": 0.25,
+        },
     }
 
 
 def test_merge_keeps_existing_systems_and_report_and_plots_render(tmp_path):
     path = tmp_path / "results.json"
-    path.write_text(json.dumps({"systems": {"text2tracks": {"hits@10": 0.3}}, "comparisons": {},
-                                "config": {"k": 10}}))
+    path.write_text(
+        json.dumps(
+            {"systems": {"text2tracks": {"hits@10": 0.3}}, "comparisons": {}, "config": {"k": 10}}
+        )
+    )
     report = _report()
     merged = merge_into_results(path, report)
     on_disk = json.loads(path.read_text())
@@ -141,7 +211,10 @@ def test_merge_keeps_existing_systems_and_report_and_plots_render(tmp_path):
     assert on_disk["diffusion"]["target"]["meets_5pct"] is True
     text = format_report(report)
     assert "| hybrid |" in text and "hybrid vs generative" in text and "party" in text
-    assert "| mean | 1 | 0.000 | 0.000 | 1.000 |" in text and "| fold_in | 1 | 0.000 | 0.000 | 0.500 |" in text
+    assert (
+        "| mean | 1 | 0.000 | 0.000 | 1.000 |" in text
+        and "| fold_in | 1 | 0.000 | 0.000 | 0.500 |" in text
+    )
     assert on_disk["diffusion"]["inversion_curves"]["fold_in"][2]["prompt_hits"] == 0.5
     _plot_negative(report["negative_prompts"], tmp_path / "neg.png", 10)
     _plot_inversion(report["inversion"], tmp_path / "inv.png", 10)
@@ -152,18 +225,41 @@ def test_merge_keeps_existing_systems_and_report_and_plots_render(tmp_path):
 def test_config_validation_and_cli_flags():
     assert DiffusionBenchConfig().grid == [1.0, 2.0, 3.0, 5.0, 7.5]
     assert DiffusionBenchConfig(encoders="bytes").encoder_list == ["bytes"]
-    for bad in ({"budget_minutes": 0}, {"encoders": "clip"}, {"candidates": 5}, {"guidance_grid": "1,-2"},
-                {"strengths": "0,1.5"}, {"max_contamination": 0}, {"n_samples": 0}, {"latent_k": 3}, {"guidance_grid": "a"},
-                {"mean_samples": -1}, {"seed_methods": "mean,median"}, {"seed_methods": "mean,mean"},
-                {"seed_methods": ""}):
+    for bad in (
+        {"budget_minutes": 0},
+        {"encoders": "clip"},
+        {"candidates": 5},
+        {"guidance_grid": "1,-2"},
+        {"strengths": "0,1.5"},
+        {"max_contamination": 0},
+        {"n_samples": 0},
+        {"latent_k": 3},
+        {"guidance_grid": "a"},
+        {"mean_samples": -1},
+        {"seed_methods": "mean,median"},
+        {"seed_methods": "mean,mean"},
+        {"seed_methods": ""},
+    ):
         with pytest.raises(ValueError):
             DiffusionBenchConfig(**bad)
-    args = build_parser().parse_args(["--benchmark-dir", "d", "--train", "t", "--budget-minutes", "3",
-                                      "--no-progress", "--guidance-grid", "1,4"])
+    args = build_parser().parse_args(
+        [
+            "--benchmark-dir",
+            "d",
+            "--train",
+            "t",
+            "--budget-minutes",
+            "3",
+            "--no-progress",
+            "--guidance-grid",
+            "1,4",
+        ]
+    )
     assert args.budget_minutes == 3.0 and args.progress is False and args.guidance_grid == "1,4"
     assert args.reuse_models is False and args.mean_samples == 16
-    args = build_parser().parse_args(["--benchmark-dir", "d", "--train", "t", "--reuse-models",
-                                      "--mean-samples", "0"])
+    args = build_parser().parse_args(
+        ["--benchmark-dir", "d", "--train", "t", "--reuse-models", "--mean-samples", "0"]
+    )
     assert args.reuse_models is True and args.mean_samples == 0
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--benchmark-dir", "d", "--train", "t", "--no-such-flag"])
@@ -197,32 +293,76 @@ def test_the_whole_benchmark_runs_on_a_tiny_artifact(tmp_path):
     artifact = build_tiny_artifact(tmp_path)
     train_path = tmp_path / "demo.jsonl"
     info = read_json(artifact / "cf" / "split.json", "split")
-    split = split_playlists(read_playlists(train_path).playlists, validation_fraction=info["validation_fraction"],
-                            test_fraction=info["test_fraction"], seed=info["seed"])
+    split = split_playlists(
+        read_playlists(train_path).playlists,
+        validation_fraction=info["validation_fraction"],
+        test_fraction=info["test_fraction"],
+        seed=info["seed"],
+    )
     kept, relevant, n_skipped = relevant_items(split.test, ItemVocab.load(artifact / "cf"))
     prompts = [split.test[i].prompt for i in kept]
     config = DiffusionBenchConfig(
-        budget_minutes=0.08, encoders="seq2seq", hidden=32, n_blocks=1, candidates=10, beams=10,
-        n_samples=2, mean_samples=3, latent_k=20, guidance_grid="1,3", n_negative_pairs=2,
-        prompts_per_pair=3, min_title_playlists=2, strengths="0,1", n_seed_tracks=2,
-        max_inversion_prompts=4, max_validation_prompts=10, latency_prompts=2, n_bootstrap=20,
-        num_threads=1, progress=False, seed_methods="fold_in,mean")
-    report = run_diffusion_benchmark(artifact, train_path, tmp_path / "out", prompts, relevant,
-                                     split.validation, split.train, config=config, n_skipped=n_skipped)
+        budget_minutes=0.08,
+        encoders="seq2seq",
+        hidden=32,
+        n_blocks=1,
+        candidates=10,
+        beams=10,
+        n_samples=2,
+        mean_samples=3,
+        latent_k=20,
+        guidance_grid="1,3",
+        n_negative_pairs=2,
+        prompts_per_pair=3,
+        min_title_playlists=2,
+        strengths="0,1",
+        n_seed_tracks=2,
+        max_inversion_prompts=4,
+        max_validation_prompts=10,
+        latency_prompts=2,
+        n_bootstrap=20,
+        num_threads=1,
+        progress=False,
+        seed_methods="fold_in,mean",
+    )
+    report = run_diffusion_benchmark(
+        artifact,
+        train_path,
+        tmp_path / "out",
+        prompts,
+        relevant,
+        split.validation,
+        split.train,
+        config=config,
+        n_skipped=n_skipped,
+    )
 
-    assert set(report["systems"]) == {"generative", "latent-only", "latent-regressor", "hybrid",
-                                      "hybrid-gated", "hybrid-regressor", "latent-only-mean"}
+    assert set(report["systems"]) == {
+        "generative",
+        "latent-only",
+        "latent-regressor",
+        "hybrid",
+        "hybrid-gated",
+        "hybrid-regressor",
+        "latent-only-mean",
+    }
     for system in report["systems"].values():
         # recall@10 <= hits@10 per prompt (a prompt recalls nothing without a hit)
         assert system["recall@10"] <= system["hits@10"] and system["n_prompts"] == len(prompts)
     inversion = report["inversion"]
     assert inversion["n_prompts"] >= 1
-    assert list(inversion["curves"]) == ["fold_in", "mean"] and inversion["seed_method"] == "fold_in"
+    assert (
+        list(inversion["curves"]) == ["fold_in", "mean"] and inversion["seed_method"] == "fold_in"
+    )
     assert inversion["curve"] == inversion["curves"]["fold_in"]
     assert [r["strength"] for r in inversion["curves"]["mean"]] == [0.0, 1.0]
     # a share of the inversion prompts: a whole number of them
-    assert all(r["prompt_hits"] * inversion["n_prompts"] == pytest.approx(
-        round(r["prompt_hits"] * inversion["n_prompts"])) for c in inversion["curves"].values() for r in c)
+    assert all(
+        r["prompt_hits"] * inversion["n_prompts"]
+        == pytest.approx(round(r["prompt_hits"] * inversion["n_prompts"]))
+        for c in inversion["curves"].values()
+        for r in c
+    )
     # what the API will read: the fixed blend under the first seed method
     fusion, settings, summary = load_fusion(artifact / "diffusion")
     assert settings.seed_method == "fold_in" and settings.n_samples == 2 and settings.latent_k == 20
@@ -231,4 +371,7 @@ def test_the_whole_benchmark_runs_on_a_tiny_artifact(tmp_path):
     assert on_disk["inversion"]["curves"]["mean"] == inversion["curves"]["mean"]
     for name in ("negative_prompts.png", "inversion.png"):
         assert (tmp_path / "out" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert f"| fold_in | 1 | {inversion['curves']['fold_in'][1]['seed_cosine']:.3f}" in format_report(report)
+    assert (
+        f"| fold_in | 1 | {inversion['curves']['fold_in'][1]['seed_cosine']:.3f}"
+        in format_report(report)
+    )

@@ -20,8 +20,19 @@ from text2tracks.commands.build_ids import (
     run_build_ids,
 )
 
-TINY = ["--min-count", "2", "--factors", "8", "--iterations", "3", "--codebook-size", "8",
-        "--levels", "2", "--quiet"]
+TINY = [
+    "--min-count",
+    "2",
+    "--factors",
+    "8",
+    "--iterations",
+    "3",
+    "--codebook-size",
+    "8",
+    "--levels",
+    "2",
+    "--quiet",
+]
 
 
 @pytest.fixture(scope="module")
@@ -67,16 +78,19 @@ def test_cli_writes_the_artifact_and_refuses_to_overwrite(playlists, tmp_path, c
     assert "--force" in capsys.readouterr().err
     assert (out / "semantic_ids" / "catalog" / "sid_codes.npy").read_bytes() == before
     assert cli.main([*args, "--force", "--assignment", "nearest"]) == 0
-    assert json.loads((out / "semantic_ids" / "config.json").read_text())["build"][
-        "assignment"] == "nearest"
+    assert (
+        json.loads((out / "semantic_ids" / "config.json").read_text())["build"]["assignment"]
+        == "nearest"
+    )
     assert not list(tmp_path.glob(".artifact*"))  # no temporary folders left behind
 
 
 def test_run_build_ids_is_deterministic(playlists, tmp_path):
     from semantic_ids.cf import CFConfig
 
-    config = BuildIDsConfig(cf=CFConfig(factors=8, iterations=3, num_threads=1),
-                            n_levels=2, codebook_size=8)
+    config = BuildIDsConfig(
+        cf=CFConfig(factors=8, iterations=3, num_threads=1), n_levels=2, codebook_size=8
+    )
     a = run_build_ids(playlists, tmp_path / "a", config, show_progress=False)
     b = run_build_ids(playlists, tmp_path / "b", config, show_progress=False)
     assert a["stats"]["tracks"] == b["stats"]["tracks"] > 8
@@ -89,8 +103,16 @@ def test_run_build_ids_is_deterministic(playlists, tmp_path):
 
 
 def test_too_small_catalogue_is_a_clear_error(playlists, tmp_path, capsys):
-    args = ["build-ids", "--playlists", str(playlists), "--out", str(tmp_path / "x"), *TINY,
-            "--codebook-size", "100000"]
+    args = [
+        "build-ids",
+        "--playlists",
+        str(playlists),
+        "--out",
+        str(tmp_path / "x"),
+        *TINY,
+        "--codebook-size",
+        "100000",
+    ]
     assert cli.main(args) == 2
     assert "codebook_size" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()

@@ -87,7 +87,11 @@ def test_stats_with_vectors_reports_reconstruction_per_level():
     nearest = rkm.encode(x)
     shares = [row["nearest_code_share"] for row in stats["levels"]]
     assert shares == pytest.approx(
-        [float((nearest[:, :level + 1] == cat.sid_codes[:, :level + 1]).all(axis=1).mean()) for level in range(2)])
+        [
+            float((nearest[:, : level + 1] == cat.sid_codes[:, : level + 1]).all(axis=1).mean())
+            for level in range(2)
+        ]
+    )
     assert shares[1] <= shares[0]
     # 600 items for 16 x 16 full codes: matching spreads them, ceil(600 / 256) at most per code
     assert stats["largest_group"] == 3

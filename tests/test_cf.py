@@ -16,7 +16,8 @@ def block_matrix(n_blocks=4, items_per_block=25, playlists=200, per_playlist=10,
         block = p % n_blocks
         items = rng.choice(
             np.arange(block * items_per_block, (block + 1) * items_per_block),
-            per_playlist, replace=False,
+            per_playlist,
+            replace=False,
         )
         rows += [p] * per_playlist
         cols += items.tolist()
@@ -58,8 +59,12 @@ def test_same_block_items_are_closer(config):
 
 def test_fit_is_seeded():
     matrix, _ = block_matrix()
-    a = fit_cf(matrix, CFConfig(factors=8, iterations=5, seed=1, num_threads=1), show_progress=False)
-    b = fit_cf(matrix, CFConfig(factors=8, iterations=5, seed=1, num_threads=1), show_progress=False)
+    a = fit_cf(
+        matrix, CFConfig(factors=8, iterations=5, seed=1, num_threads=1), show_progress=False
+    )
+    b = fit_cf(
+        matrix, CFConfig(factors=8, iterations=5, seed=1, num_threads=1), show_progress=False
+    )
     np.testing.assert_allclose(a.item_factors, b.item_factors, rtol=1e-5, atol=1e-6)
 
 
@@ -71,7 +76,9 @@ def test_recommend_batch_equals_single():
         items, scores = model.recommend_for_factor(model.playlist_factors[row], k=5)
         np.testing.assert_array_equal(items, batch_items[row])
         np.testing.assert_allclose(scores, batch_scores[row], rtol=1e-5)
-    items, _ = model.recommend_for_factor(model.playlist_factors[0], k=5, exclude=batch_items[0][:2])
+    items, _ = model.recommend_for_factor(
+        model.playlist_factors[0], k=5, exclude=batch_items[0][:2]
+    )
     assert not set(items) & set(batch_items[0][:2].tolist())
 
 

@@ -29,10 +29,15 @@ REPO = Path(__file__).resolve().parents[1]
 COMMANDS = ("build-ids", "export", "serve")
 ALL_COMMANDS = ("build-ids", "train", "train-diffusion", "evaluate", "export", "serve", "demo")
 # the parsers behind `python -m` / `accelerate launch -m`, which must show the same help
-STANDALONE = {"build-ids": None, "train": train_seq2seq.build_parser,
-              "train-diffusion": train_diffusion.build_parser, "evaluate": benchmark.build_parser,
-              "export": lambda: export.add_parser(None), "serve": None,
-              "demo": lambda: demo.add_parser(None)}
+STANDALONE = {
+    "build-ids": None,
+    "train": train_seq2seq.build_parser,
+    "train-diffusion": train_diffusion.build_parser,
+    "evaluate": benchmark.build_parser,
+    "export": lambda: export.add_parser(None),
+    "serve": None,
+    "demo": lambda: demo.add_parser(None),
+}
 
 
 def _exit_code(main, argv) -> int:
@@ -91,9 +96,11 @@ def test_no_command_or_an_unknown_one_is_a_usage_error(capsys):
 
 @pytest.mark.parametrize("module", ["text2tracks.cli", "eval.cli"])
 def test_building_the_parser_loads_no_heavy_library(module):
-    code = (f"import sys; from {module} import build_parser; build_parser(); "
-            "heavy = [m for m in ('torch', 'transformers', 'fastapi', 'faiss') if m in sys.modules]; "
-            "assert not heavy, heavy")
+    code = (
+        f"import sys; from {module} import build_parser; build_parser(); "
+        "heavy = [m for m in ('torch', 'transformers', 'fastapi', 'faiss') if m in sys.modules]; "
+        "assert not heavy, heavy"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
 
 
@@ -121,16 +128,23 @@ def _capture(monkeypatch, module, name):
 def test_train_old_and_new_spellings_give_one_config(monkeypatch):
     calls = _capture(monkeypatch, train_seq2seq, "train")
     base = ["train", "--artifact", "a", "--playlists", "p"]
-    for extra in (["--max-minutes", "2.5", "--num-beams", "30", "--no-progress"],
-                  ["--minutes", "2.5", "--beams", "30", "--quiet"],
-                  ["--budget-minutes", "2.5", "--num-beams", "30", "--quiet"]):
+    for extra in (
+        ["--max-minutes", "2.5", "--num-beams", "30", "--no-progress"],
+        ["--minutes", "2.5", "--beams", "30", "--quiet"],
+        ["--budget-minutes", "2.5", "--num-beams", "30", "--quiet"],
+    ):
         assert full_cli.main([*base, *extra]) == 0
     configs = [args[0] for args, _ in calls]
-    assert configs[0] == configs[1] == configs[2] == TrainConfig(
-        artifact="a", playlists="p", max_minutes=2.5, num_beams=30, progress=False)
+    assert (
+        configs[0]
+        == configs[1]
+        == configs[2]
+        == TrainConfig(artifact="a", playlists="p", max_minutes=2.5, num_beams=30, progress=False)
+    )
     # python -m training.train_seq2seq reads the same flags
-    args = train_seq2seq.build_parser().parse_args([*base[1:], "--minutes", "2.5", "--beams", "30",
-                                                    "--quiet"])
+    args = train_seq2seq.build_parser().parse_args(
+        [*base[1:], "--minutes", "2.5", "--beams", "30", "--quiet"]
+    )
     assert train_seq2seq.config_from_args(args) == configs[0]
 
 
@@ -139,30 +153,79 @@ def test_train_diffusion_old_and_new_spellings_give_one_config(monkeypatch):
     base = ["train-diffusion", "--artifact", "a", "--playlists", "p", "--encoder", "bytes"]
     assert full_cli.main([*base, "--max-minutes", "3", "--no-progress"]) == 0
     assert full_cli.main([*base, "--minutes", "3", "--quiet"]) == 0
-    assert calls[0][0][0] == calls[1][0][0] == DiffusionTrainConfig(
-        artifact="a", playlists="p", encoder="bytes", max_minutes=3.0, progress=False)
+    assert (
+        calls[0][0][0]
+        == calls[1][0][0]
+        == DiffusionTrainConfig(
+            artifact="a", playlists="p", encoder="bytes", max_minutes=3.0, progress=False
+        )
+    )
 
 
 def test_build_ids_old_and_new_spellings(monkeypatch, capsys):
     calls = []
     monkeypatch.setattr(build_ids, "format_stats_table", lambda stats: "")
-    monkeypatch.setattr(build_ids, "run_build_ids", lambda *a, **kw: calls.append((a, kw)) or
-                        {"stats": {}})
-    assert full_cli.main(["build-ids", "--playlists", "p", "--artifact", "A", "--no-progress",
-                          "--levels", "2", "--factors", "8", "--cf-model", "bpr", "--seed", "3",
-                          "--no-normalize-input"]) == 0
-    assert full_cli.main(["build-ids", "--playlists", "p", "--out", "A", "--quiet",
-                          "--levels", "2", "--factors", "8", "--cf-model", "bpr", "--seed", "3",
-                          "--no-normalize-input"]) == 0
+    monkeypatch.setattr(
+        build_ids, "run_build_ids", lambda *a, **kw: calls.append((a, kw)) or {"stats": {}}
+    )
+    assert (
+        full_cli.main(
+            [
+                "build-ids",
+                "--playlists",
+                "p",
+                "--artifact",
+                "A",
+                "--no-progress",
+                "--levels",
+                "2",
+                "--factors",
+                "8",
+                "--cf-model",
+                "bpr",
+                "--seed",
+                "3",
+                "--no-normalize-input",
+            ]
+        )
+        == 0
+    )
+    assert (
+        full_cli.main(
+            [
+                "build-ids",
+                "--playlists",
+                "p",
+                "--out",
+                "A",
+                "--quiet",
+                "--levels",
+                "2",
+                "--factors",
+                "8",
+                "--cf-model",
+                "bpr",
+                "--seed",
+                "3",
+                "--no-normalize-input",
+            ]
+        )
+        == 0
+    )
     (new_args, new_kw), (old_args, old_kw) = calls
     new_kw.pop("log"), old_kw.pop("log")
     assert new_args == old_args and new_kw == old_kw
     assert new_args[:2] == ("p", "A") and new_kw["show_progress"] is False
     assert new_args[2] == build_ids.BuildIDsConfig(
-        n_levels=2, normalize_input=False, seed=3, cf=CFConfig(model="bpr", factors=8, seed=3))
+        n_levels=2, normalize_input=False, seed=3, cf=CFConfig(model="bpr", factors=8, seed=3)
+    )
     # either spelling of a required flag will do, but not both, and not neither
-    assert _exit_code(full_cli.main, ["build-ids", "--playlists", "p", "--out", "A",
-                                      "--artifact", "B"]) == 2
+    assert (
+        _exit_code(
+            full_cli.main, ["build-ids", "--playlists", "p", "--out", "A", "--artifact", "B"]
+        )
+        == 2
+    )
     assert _exit_code(full_cli.main, ["build-ids", "--playlists", "p"]) == 2
     assert "one of the arguments --artifact is required" in capsys.readouterr().err
 
@@ -174,23 +237,62 @@ def test_evaluate_keeps_the_published_command_and_passes_training_flags_on(monke
     canonical = ["--playlists", "../shared/data/mpd", "--out", "D", "--max-minutes", "60"]
     assert benchmark.main(published) == 0
     assert full_cli.main(["evaluate", *canonical]) == 0
-    assert full_cli.main(["evaluate", "--playlists", "a", "--test-playlists", "b", "--out", "D",
-                          "--num-beams", "30", "--d-model", "64", "--no-progress"]) == 0
-    assert benchmark.main(["--train", "a", "--test", "b", "--out", "D", "--beams", "30",
-                           "--d-model", "64", "--no-progress"]) == 0
+    assert (
+        full_cli.main(
+            [
+                "evaluate",
+                "--playlists",
+                "a",
+                "--test-playlists",
+                "b",
+                "--out",
+                "D",
+                "--num-beams",
+                "30",
+                "--d-model",
+                "64",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    assert (
+        benchmark.main(
+            [
+                "--train",
+                "a",
+                "--test",
+                "b",
+                "--out",
+                "D",
+                "--beams",
+                "30",
+                "--d-model",
+                "64",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     (old, old_train), (new, new_train), (a, a_train), (b, b_train) = [args for args, _ in calls]
     # run() reads the same names as before, and results.json records the flags only
     assert vars(old) == vars(new) and old_train == new_train == []
-    assert (old.train, old.test, old.budget_minutes, old.beams) == ("../shared/data/mpd", None,
-                                                                     60.0, None)
+    assert (old.train, old.test, old.budget_minutes, old.beams) == (
+        "../shared/data/mpd",
+        None,
+        60.0,
+        None,
+    )
     assert vars(a) == vars(b) and (a.train, a.test, a.beams) == ("a", "b", 30)
     assert a_train == b_train == ["--d-model", "64", "--no-progress"]
     assert not {"func", "command"} & set(vars(a))
 
 
 def test_unknown_flags_are_an_error_outside_evaluate(capsys):
-    assert _exit_code(full_cli.main, ["train", "--artifact", "a", "--playlists", "p",
-                                      "--bogus", "1"]) == 2
+    assert (
+        _exit_code(full_cli.main, ["train", "--artifact", "a", "--playlists", "p", "--bogus", "1"])
+        == 2
+    )
     assert "unrecognized arguments: --bogus 1" in capsys.readouterr().err
 
 
@@ -198,8 +300,11 @@ def test_demo_and_export_spellings(monkeypatch):
     calls = _capture(monkeypatch, demo, "run_demo")
     assert full_cli.main(["demo", "--out", "o", "--max-minutes", "1", "--no-progress"]) == 0
     assert demo.main(["--out", "o", "--minutes", "1", "--quiet"]) == 0
-    assert calls[0] == calls[1] == (("o", "small"), {"force": False, "max_minutes": 1.0,
-                                                     "progress": False})
+    assert (
+        calls[0]
+        == calls[1]
+        == (("o", "small"), {"force": False, "max_minutes": 1.0, "progress": False})
+    )
     parser = argparse.ArgumentParser()
     export.add_parser(parser.add_subparsers(dest="command"))
     base = ["export", "--artifact", "A", "--input", "i.txt", "--output", "o.csv"]
@@ -240,13 +345,28 @@ def _changed(config, **skip):
 
 
 ROUND_TRIPS = {
-    "TrainConfig": (train_seq2seq.build_parser, TrainConfig, TrainConfig(
-        artifact="a", playlists="p", resume="ckpt", checkpoint_dir="c", num_beams=40,
-        model=ModelConfig(base="t5-small", tokenizer="bytes", lora=True))),
-    "DiffusionTrainConfig": (train_diffusion.build_parser, DiffusionTrainConfig,
-                             DiffusionTrainConfig(artifact="a", playlists="p", resume="latest")),
-    "BuildIDsConfig": (None, build_ids.BuildIDsConfig, build_ids.BuildIDsConfig(
-        balance=1.5, cf=CFConfig(model="bpr", weighting="tfidf"))),
+    "TrainConfig": (
+        train_seq2seq.build_parser,
+        TrainConfig,
+        TrainConfig(
+            artifact="a",
+            playlists="p",
+            resume="ckpt",
+            checkpoint_dir="c",
+            num_beams=40,
+            model=ModelConfig(base="t5-small", tokenizer="bytes", lora=True),
+        ),
+    ),
+    "DiffusionTrainConfig": (
+        train_diffusion.build_parser,
+        DiffusionTrainConfig,
+        DiffusionTrainConfig(artifact="a", playlists="p", resume="latest"),
+    ),
+    "BuildIDsConfig": (
+        None,
+        build_ids.BuildIDsConfig,
+        build_ids.BuildIDsConfig(balance=1.5, cf=CFConfig(model="bpr", weighting="tfidf")),
+    ),
     "ServeLimits": (None, ServeLimits, ServeLimits()),
 }
 
@@ -262,21 +382,37 @@ def test_the_mapper_round_trips_each_config(name):
     build, cls, config = ROUND_TRIPS[name]
     command = {"BuildIDsConfig": "build-ids", "ServeLimits": "serve"}.get(name)
     parser = build() if build else _subparser(command)
-    extra = {"BuildIDsConfig": ["--playlists", "p", "--artifact", "A"],
-             "ServeLimits": ["--artifact", "A"]}.get(name, [])
+    extra = {
+        "BuildIDsConfig": ["--playlists", "p", "--artifact", "A"],
+        "ServeLimits": ["--artifact", "A"],
+    }.get(name, [])
     names = build_ids.CF_FLAG_NAMES if name == "BuildIDsConfig" else None
     if name == "BuildIDsConfig":  # --seed seeds CF and k-means: one value for both
-        changes = [dataclasses.replace(_changed(config, seed=1), seed=7,
-                                       cf=dataclasses.replace(_changed(config.cf), seed=7))]
+        changes = [
+            dataclasses.replace(
+                _changed(config, seed=1),
+                seed=7,
+                cf=dataclasses.replace(_changed(config.cf), seed=7),
+            )
+        ]
     elif name == "TrainConfig":  # d_model must stay a multiple of num_heads
-        model = dataclasses.replace(_changed(config.model, d_model=1, num_heads=1), d_model=256,
-                                    num_heads=8)
+        model = dataclasses.replace(
+            _changed(config.model, d_model=1, num_heads=1), d_model=256, num_heads=8
+        )
         changes = [dataclasses.replace(_changed(config, d_model=1, num_heads=1), model=model)]
     else:
         changes = [_changed(config)]
-    for value in (config, cls(**{f.name: getattr(config, f.name) for f in dataclasses.fields(cls)
-                                 if f.default is dataclasses.MISSING and
-                                 f.default_factory is dataclasses.MISSING}), *changes):
+    for value in (
+        config,
+        cls(
+            **{
+                f.name: getattr(config, f.name)
+                for f in dataclasses.fields(cls)
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+            }
+        ),
+        *changes,
+    ):
         args = parser.parse_args([*extra, *config_to_argv(value, names=names)])
         assert config_from_args(cls, args) == value
 
@@ -296,14 +432,26 @@ def test_every_field_is_one_flag_with_help():
                 assert action.help and not action.help.startswith("default:"), action.dest
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["train", "--schedule", "sideways"], "argument --schedule: invalid choice: 'sideways' "
-                                          "(choose from 'linear', 'cosine', 'constant')"),
-    (["train", "--tokenizer", "words"], "argument --tokenizer: invalid choice: 'words'"),
-    (["train", "--batch-size", "many"], "argument --batch-size: invalid int value: 'many'"),
-    (["train-diffusion", "--fusion-kind", "mlp"], "argument --fusion-kind: invalid choice: 'mlp'"),
-    (["build-ids", "--out", "A", "--cf-model", "svd"], "argument --cf-model: invalid choice: 'svd'"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (
+            ["train", "--schedule", "sideways"],
+            "argument --schedule: invalid choice: 'sideways' "
+            "(choose from 'linear', 'cosine', 'constant')",
+        ),
+        (["train", "--tokenizer", "words"], "argument --tokenizer: invalid choice: 'words'"),
+        (["train", "--batch-size", "many"], "argument --batch-size: invalid int value: 'many'"),
+        (
+            ["train-diffusion", "--fusion-kind", "mlp"],
+            "argument --fusion-kind: invalid choice: 'mlp'",
+        ),
+        (
+            ["build-ids", "--out", "A", "--cf-model", "svd"],
+            "argument --cf-model: invalid choice: 'svd'",
+        ),
+    ],
+)
 def test_bad_choices_are_usage_errors(argv, message, capsys):
     needs = [] if argv[0] == "build-ids" else ["--artifact", "a"]
     assert _exit_code(full_cli.main, [argv[0], *needs, "--playlists", "p", *argv[1:]]) == 2
@@ -313,10 +461,16 @@ def test_bad_choices_are_usage_errors(argv, message, capsys):
 
 def test_a_value_the_config_refuses_is_a_usage_error_before_any_work(monkeypatch, capsys):
     calls = _capture(monkeypatch, train_seq2seq, "train")
-    assert _exit_code(full_cli.main, ["train", "--artifact", "a", "--playlists", "p",
-                                      "--batch-size", "0"]) == 2
-    assert "text2tracks train: error: batch_size must be an integer >= 1, got 0" in \
-        capsys.readouterr().err
+    assert (
+        _exit_code(
+            full_cli.main, ["train", "--artifact", "a", "--playlists", "p", "--batch-size", "0"]
+        )
+        == 2
+    )
+    assert (
+        "text2tracks train: error: batch_size must be an integer >= 1, got 0"
+        in capsys.readouterr().err
+    )
     assert not calls
 
 
@@ -324,9 +478,27 @@ def test_serve_flags_map_onto_the_limits(monkeypatch):
     import text2tracks.serve
 
     seen = {}
-    monkeypatch.setattr(text2tracks.serve, "serve", lambda artifact, **kw: seen.update(kw, artifact=artifact))
-    assert cli.main(["serve", "--artifact", "A", "--port", "9001", "--max-k", "7",
-                     "--max-wait-ms", "0.5", "--max-prompts", "3"]) == 0
+    monkeypatch.setattr(
+        text2tracks.serve, "serve", lambda artifact, **kw: seen.update(kw, artifact=artifact)
+    )
+    assert (
+        cli.main(
+            [
+                "serve",
+                "--artifact",
+                "A",
+                "--port",
+                "9001",
+                "--max-k",
+                "7",
+                "--max-wait-ms",
+                "0.5",
+                "--max-prompts",
+                "3",
+            ]
+        )
+        == 0
+    )
     assert seen["artifact"] == "A" and seen["port"] == 9001 and seen["host"] == "127.0.0.1"
     assert seen["limits"] == ServeLimits(max_k=7, max_wait_ms=0.5, max_prompts=3)
     with pytest.raises(SystemExit, match="max_k must be a positive integer"):
@@ -348,9 +520,23 @@ def test_the_serve_command_answers_http(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "text2tracks.cli", "serve", "--artifact",
-                               str(artifact), "--port", str(port), "--device", "cpu",
-                               "--log-level", "warning"], cwd=REPO)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "text2tracks.cli",
+            "serve",
+            "--artifact",
+            str(artifact),
+            "--port",
+            str(port),
+            "--device",
+            "cpu",
+            "--log-level",
+            "warning",
+        ],
+        cwd=REPO,
+    )
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -362,8 +548,9 @@ def test_the_serve_command_answers_http(tmp_path):
                 assert time.monotonic() < deadline, "no answer from the server"
                 time.sleep(0.2)
         assert health.json()["status"] == "ok"
-        answer = httpx.post(f"http://127.0.0.1:{port}/recommend", timeout=60,
-                            json={"prompt": "sad songs", "k": 3})
+        answer = httpx.post(
+            f"http://127.0.0.1:{port}/recommend", timeout=60, json={"prompt": "sad songs", "k": 3}
+        )
         assert answer.status_code == 200 and len(answer.json()["recommendations"]) == 3
     finally:
         server.terminate()

@@ -87,8 +87,9 @@ def test_split_and_take_match_split_playlists(synth):
         part = columns.take(sides[name])
         playlists = getattr(expected, name)
         assert part.playlist_ids == [p.playlist_id for p in playlists]
-        assert [tuple(part.tracks_of(r)) for r in range(part.n_playlists)] == \
-            [p.track_ids for p in playlists]
+        assert [tuple(part.tracks_of(r)) for r in range(part.n_playlists)] == [
+            p.track_ids for p in playlists
+        ]
     train = columns.take(sides["train"])
     matrix, vocab = interactions_from_columns(train, min_count=2)
     want, want_vocab = build_interactions(expected.train, min_count=2)
@@ -110,11 +111,14 @@ def test_held_out_vocab_reuse_matches(synth):
 
 
 def test_rules_duplicates_empty_and_titles(tmp_path):
-    write_slice(tmp_path / "mpd.slice.0-999.json", [
-        playlist(1, "  chill  ", ["a", "b", "a", "c"], description=" slow "),
-        playlist(2, "empty", []),
-        playlist(3, "🔥", ["c", "a"]),
-    ])
+    write_slice(
+        tmp_path / "mpd.slice.0-999.json",
+        [
+            playlist(1, "  chill  ", ["a", "b", "a", "c"], description=" slow "),
+            playlist(2, "empty", []),
+            playlist(3, "🔥", ["c", "a"]),
+        ],
+    )
     write_slice(tmp_path / "mpd.slice.1000-1999.json", [playlist(4, "", ["d", "c"])])
     _, columns = check_same_as_objects(tmp_path)
     assert columns.playlist_ids == ["1", "3", "4"] and columns.n_empty_skipped == 1
@@ -125,12 +129,14 @@ def test_rules_duplicates_empty_and_titles(tmp_path):
 
 
 def test_parquet_groups_and_positions(tmp_path):
-    table = pa.table({
-        "playlist_id": ["p2", "p1", "p2", "p1", "p1"],
-        "title": ["two", "one", "two", "one", "one"],
-        "track_id": ["x", "y", "z", "x", "y"],
-        "position": [1, 2, 0, 0, 1],
-    })
+    table = pa.table(
+        {
+            "playlist_id": ["p2", "p1", "p2", "p1", "p1"],
+            "title": ["two", "one", "two", "one", "one"],
+            "track_id": ["x", "y", "z", "x", "y"],
+            "position": [1, 2, 0, 0, 1],
+        }
+    )
     pq.write_table(table, tmp_path / "a.parquet")
     _, columns = check_same_as_objects(tmp_path / "a.parquet")
     assert columns.playlist_ids == ["p2", "p1"]
@@ -150,8 +156,9 @@ def test_errors_name_the_file(tmp_path):
     file.write_text("{not json")
     with pytest.raises(PlaylistFormatError, match="malformed JSON"):
         read_mpd_columnar(file)
-    pq.write_table(pa.table({"playlist_id": ["p"], "title": ["t"], "track_id": [" "]}),
-                   tmp_path / "c.parquet")
+    pq.write_table(
+        pa.table({"playlist_id": ["p"], "title": ["t"], "track_id": [" "]}), tmp_path / "c.parquet"
+    )
     with pytest.raises(PlaylistFormatError, match="empty track_id"):
         read_parquet_columnar(tmp_path / "c.parquet")
     write_slice(file, [playlist(1, "a", ["x", "  "])])

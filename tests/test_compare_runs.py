@@ -11,8 +11,9 @@ from eval.compare_runs import compare, main
 
 def _run(folder, systems, index=(0, 1, 2, 3)):
     folder.mkdir()
-    (folder / "per_prompt.json").write_text(json.dumps(
-        {"prompt_index": list(index), "systems": systems}))
+    (folder / "per_prompt.json").write_text(
+        json.dumps({"prompt_index": list(index), "systems": systems})
+    )
     return folder
 
 

@@ -36,8 +36,15 @@ from text2tracks.tokens import (
 )
 from text2tracks.trie import FlatTrie
 
-TINY = ModelConfig(d_model=32, num_layers=1, num_decoder_layers=1, num_heads=2, d_ff=64,
-                   dropout=0.0, max_prompt_length=32)
+TINY = ModelConfig(
+    d_model=32,
+    num_layers=1,
+    num_decoder_layers=1,
+    num_heads=2,
+    d_ff=64,
+    dropout=0.0,
+    max_prompt_length=32,
+)
 TRACKS = [  # (name, artist)
     ("Dancing Queen", "ABBA"),
     ("Dancing Queen (Live)", "ABBA"),
@@ -140,8 +147,13 @@ def test_random_strings_get_unique_ids_that_spell_their_prefix(seed):
 
 def test_content_catalog_scheme_round_trip(tmp_path):
     ids = [f"t{i}" for i in range(len(TRACKS))]
-    catalog, stats = content_catalog(ids, [n for n, _ in TRACKS], [a for _, a in TRACKS],
-                                     np.arange(len(TRACKS))[::-1], max_bytes=16)
+    catalog, stats = content_catalog(
+        ids,
+        [n for n, _ in TRACKS],
+        [a for _, a in TRACKS],
+        np.arange(len(TRACKS))[::-1],
+        max_bytes=16,
+    )
     assert catalog.scheme == "bytes" and catalog.depth == 17 and stats["tracks"] == len(TRACKS)
     assert decode_text(catalog.sid_codes[7]) == "U2 - One"
     assert decode_text(catalog.sid_codes[0]) == "ABBA - Dancing Q"  # 16 bytes
@@ -160,8 +172,9 @@ def test_content_catalog_scheme_round_trip(tmp_path):
 
 
 def test_old_catalogue_without_scheme_loads_as_sid(tmp_path):
-    cat = SemanticIDCatalog.build(["a", "b", "c"], np.array([[0, 1], [0, 1], [1, 0]]),
-                                  np.array([1, 2, 3]), codebook_sizes=2)
+    cat = SemanticIDCatalog.build(
+        ["a", "b", "c"], np.array([[0, 1], [0, 1], [1, 0]]), np.array([1, 2, 3]), codebook_sizes=2
+    )
     assert cat.scheme == "sid"
     cat.save(tmp_path / "cat")
     config_path = tmp_path / "cat" / "config.json"
@@ -190,8 +203,10 @@ def test_bytes_layout_maps_byte_b_to_b_plus_3_and_end_to_259():
     token_ids = layout.codes_to_token_ids(codes)[0]
     utf8 = "Été 😀".encode()
     # the decoder's byte tokens are exactly the ids the encoder reads for the same text
-    assert token_ids[:len(utf8)].tolist() == tokenizer("Été 😀", add_special_tokens=False)[
-        "input_ids"]
+    assert (
+        token_ids[: len(utf8)].tolist()
+        == tokenizer("Été 😀", add_special_tokens=False)["input_ids"]
+    )
     assert token_ids[len(utf8)] == 259  # END
     assert token_ids[-1] == 260  # digit 0
     np.testing.assert_array_equal(layout.token_ids_to_codes(token_ids[None, :]), codes)
@@ -221,8 +236,9 @@ def test_non_byte_tokenizers_are_refused_naming_the_fix():
     sizes = (BYTE_LEVEL_SIZE,) * 4 + (2,)
     words = Tokenizer(WordLevel({"<pad>": 0, "</s>": 1, "<unk>": 2, "a": 3}, unk_token="<unk>"))
     words.pre_tokenizer = Whitespace()
-    word_tokenizer = PreTrainedTokenizerFast(tokenizer_object=words, unk_token="<unk>",
-                                             pad_token="<pad>", eos_token="</s>")
+    word_tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=words, unk_token="<unk>", pad_token="<pad>", eos_token="</s>"
+    )
     with pytest.raises(ValueError, match="byte-level tokenizer"):
         add_content_tokens(word_tokenizer, sizes)
     sentinels = ByT5Tokenizer()  # extra_ids hold ids 259..383
@@ -260,8 +276,16 @@ def test_lora_on_a_byt5_base_covers_the_byte_rows(tmp_path):
 
     torch.manual_seed(0)
     base_tokenizer = ByT5Tokenizer()  # a pretrained ByT5 keeps its 125 sentinels
-    config = T5Config(vocab_size=len(base_tokenizer), d_model=32, d_kv=8, d_ff=64, num_layers=1,
-                      num_heads=4, decoder_start_token_id=0, dropout_rate=0.0)
+    config = T5Config(
+        vocab_size=len(base_tokenizer),
+        d_model=32,
+        d_kv=8,
+        d_ff=64,
+        num_layers=1,
+        num_heads=4,
+        decoder_start_token_id=0,
+        dropout_rate=0.0,
+    )
     T5ForConditionalGeneration(config).save_pretrained(tmp_path / "base")
     base_tokenizer.save_pretrained(tmp_path / "base")
     sizes = (BYTE_LEVEL_SIZE,) * 4 + (2,)
@@ -283,8 +307,13 @@ def test_lora_on_a_byt5_base_covers_the_byte_rows(tmp_path):
 
 def small_content_trie(max_bytes=12):
     ids = [f"t{i}" for i in range(len(TRACKS))]
-    catalog, _ = content_catalog(ids, [n for n, _ in TRACKS], [a for _, a in TRACKS],
-                                 np.arange(len(TRACKS))[::-1], max_bytes=max_bytes)
+    catalog, _ = content_catalog(
+        ids,
+        [n for n, _ in TRACKS],
+        [a for _, a in TRACKS],
+        np.arange(len(TRACKS))[::-1],
+        max_bytes=max_bytes,
+    )
     return catalog, FlatTrie.from_codes(catalog.sid_codes, catalog.level_sizes)
 
 
@@ -295,15 +324,17 @@ def test_untrained_model_decodes_only_real_content_ids(seed):
     model, tokenizer, layout = build_seq2seq(TINY, catalog.level_sizes, scheme="bytes")
     enc = tokenizer(["summer", "夏の歌 please", "rap 🔥"], padding=True, return_tensors="pt")
     k = 5
-    items, scores = constrained_generate(model, enc["input_ids"], enc["attention_mask"], trie,
-                                         layout, k=k)
+    items, scores = constrained_generate(
+        model, enc["input_ids"], enc["attention_mask"], trie, layout, k=k
+    )
     assert items.shape == (3, k) and np.isfinite(scores).all()
     for row in items:
         assert len(set(row.tolist())) == k and ((row >= 0) & (row < len(catalog))).all()
     # exclusions still leave k real items
     exclude = [[0, 1, 2], [], list(range(4))]
-    items_x, _ = constrained_generate(model, enc["input_ids"], enc["attention_mask"], trie,
-                                      layout, k=k, exclude=exclude)
+    items_x, _ = constrained_generate(
+        model, enc["input_ids"], enc["attention_mask"], trie, layout, k=k, exclude=exclude
+    )
     for row, ex in zip(items_x, exclude, strict=True):
         assert len(set(row.tolist())) == k and not set(row.tolist()) & set(ex)
 
@@ -335,10 +366,14 @@ def test_incremental_prefix_nodes_match_a_full_walk(exclude, collide, monkeypatc
     monkeypatch.setattr(SIDConstraintProcessor, "_walk", walk)
     monkeypatch.setattr(SIDConstraintProcessor, "__call__", call)
     if collide:
-        monkeypatch.setattr(SIDConstraintProcessor, "_row_hash",
-                            staticmethod(lambda codes, weights: torch.zeros(codes.shape[0])))
-    constrained_generate(model, enc["input_ids"], enc["attention_mask"], trie, layout, k=4,
-                         num_beams=4, exclude=excl)
+        monkeypatch.setattr(
+            SIDConstraintProcessor,
+            "_row_hash",
+            staticmethod(lambda codes, weights: torch.zeros(codes.shape[0])),
+        )
+    constrained_generate(
+        model, enc["input_ids"], enc["attention_mask"], trie, layout, k=4, num_beams=4, exclude=excl
+    )
     if collide:
         assert len(walked) > 1 and walked[0] == 0  # fell back to walks from the root
     else:
@@ -346,8 +381,9 @@ def test_incremental_prefix_nodes_match_a_full_walk(exclude, collide, monkeypatc
     monkeypatch.setattr(SIDConstraintProcessor, "__call__", original_call)
     vocab = masks[0][1].shape[1]
     for input_ids, mask in masks:
-        fresh = SIDConstraintProcessor(trie, layout, tokenizer.eos_token_id, tokenizer.pad_token_id,
-                                       exclude=excl, num_beams=4)
+        fresh = SIDConstraintProcessor(
+            trie, layout, tokenizer.eos_token_id, tokenizer.pad_token_id, exclude=excl, num_beams=4
+        )
         assert torch.equal(fresh.allowed_mask(input_ids, vocab), mask)
 
 
@@ -368,8 +404,14 @@ def test_dense_tables_are_budgeted_over_the_whole_trie():
     proc_dense = SIDConstraintProcessor(trie, layout, 1, 0, dense_limit=budget)
     proc_csr = SIDConstraintProcessor(trie, layout, 1, 0, dense_limit=0)
     for lv in range(trie.depth + 1):
-        ids = torch.tensor(np.column_stack([np.zeros(len(catalog), dtype=np.int64),
-                                            layout.codes_to_token_ids(catalog.sid_codes)[:, :lv]]))
+        ids = torch.tensor(
+            np.column_stack(
+                [
+                    np.zeros(len(catalog), dtype=np.int64),
+                    layout.codes_to_token_ids(catalog.sid_codes)[:, :lv],
+                ]
+            )
+        )
         vocab = layout.end_id
         assert torch.equal(proc_dense.allowed_mask(ids, vocab), proc_csr.allowed_mask(ids, vocab))
 
@@ -377,8 +419,9 @@ def test_dense_tables_are_budgeted_over_the_whole_trie():
 def test_tiny_model_learns_prompts_to_content_ids():
     catalog, trie = small_content_trie(max_bytes=16)
     torch.manual_seed(0)
-    config = ModelConfig(d_model=64, num_layers=1, num_decoder_layers=1, num_heads=4, d_ff=128,
-                         dropout=0.0)
+    config = ModelConfig(
+        d_model=64, num_layers=1, num_decoder_layers=1, num_heads=4, d_ff=128, dropout=0.0
+    )
     model, tokenizer, layout = build_seq2seq(config, catalog.level_sizes, scheme="bytes")
     prompts = ["party 70s", "angry rap", "japanese summer", "russian choir"]
     targets = [0, 2, 3, 4]
@@ -392,8 +435,9 @@ def test_tiny_model_learns_prompts_to_content_ids():
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
-    items, _ = constrained_generate(model, enc["input_ids"], enc["attention_mask"], trie, layout,
-                                    k=3)
+    items, _ = constrained_generate(
+        model, enc["input_ids"], enc["attention_mask"], trie, layout, k=3
+    )
     assert items[:, 0].tolist() == targets
 
 
@@ -413,8 +457,9 @@ def test_benchmark_content_variant_builds_trains_and_serves(tiny_artifact, tmp_p
     from text2tracks.metadata import read_track_metadata
     from text2tracks.pipeline import Text2Tracks
 
-    art = _variant_artifact(tiny_artifact, tmp_path / "artifact-content", "content", seed=0,
-                            content_max_bytes=24)
+    art = _variant_artifact(
+        tiny_artifact, tmp_path / "artifact-content", "content", seed=0, content_max_bytes=24
+    )
     catalog = SemanticIDCatalog.load(art / "semantic_ids" / "catalog")
     base = SemanticIDCatalog.load(tiny_artifact / "semantic_ids" / "catalog")
     assert catalog.scheme == "bytes" and catalog.item_ids == base.item_ids
@@ -422,8 +467,10 @@ def test_benchmark_content_variant_builds_trains_and_serves(tiny_artifact, tmp_p
     metadata = read_track_metadata(art / "semantic_ids")
     for i in (0, 7, len(catalog) - 1):
         name, artist = metadata[catalog.item_ids[i]]
-        assert decode_text(catalog.sid_codes[i]) == truncate_utf8(
-            content_text(name, artist), 24).decode()
+        assert (
+            decode_text(catalog.sid_codes[i])
+            == truncate_utf8(content_text(name, artist), 24).decode()
+        )
     entry = read_json(art / "text2tracks.json", "manifest")["components"]["semantic_ids"]
     assert entry["scheme"] == "content" and entry["depth"] == 25
     assert entry["content_stats"]["tracks"] == len(catalog)
@@ -455,14 +502,41 @@ def test_train_seq2seq_runs_on_a_content_artifact(tiny_artifact, tmp_path):
     from eval.benchmark import _variant_artifact
     from training.train_seq2seq import build_parser, config_from_args, train
 
-    art = _variant_artifact(tiny_artifact, tmp_path / "artifact-content", "content", seed=0,
-                            content_max_bytes=16)
+    art = _variant_artifact(
+        tiny_artifact, tmp_path / "artifact-content", "content", seed=0, content_max_bytes=16
+    )
     playlists = tiny_artifact.parent / "demo.jsonl"
-    args = build_parser().parse_args([
-        "--artifact", str(art), "--playlists", str(playlists), "--max-steps", "2",
-        "--eval-every", "0", "--eval-prompts", "4", "--batch-size", "8", "--d-model", "32",
-        "--num-layers", "1", "--num-decoder-layers", "1", "--num-heads", "2", "--d-ff", "64",
-        "--num-threads", "1", "--no-progress", "--warmup-steps", "1"])
+    args = build_parser().parse_args(
+        [
+            "--artifact",
+            str(art),
+            "--playlists",
+            str(playlists),
+            "--max-steps",
+            "2",
+            "--eval-every",
+            "0",
+            "--eval-prompts",
+            "4",
+            "--batch-size",
+            "8",
+            "--d-model",
+            "32",
+            "--num-layers",
+            "1",
+            "--num-decoder-layers",
+            "1",
+            "--num-heads",
+            "2",
+            "--d-ff",
+            "64",
+            "--num-threads",
+            "1",
+            "--no-progress",
+            "--warmup-steps",
+            "1",
+        ]
+    )
     summary = train(config_from_args(args))
     assert summary["steps"] == 2 and "val_hits@10" in summary["final_eval"]
     _, _, layout = load_seq2seq(art / "seq2seq")

@@ -35,7 +35,8 @@ def test_make_tasks_cuts_seeds_and_withholds_the_rest():
     assert len(tasks["title_first25"].titles) == 0
     random = make_tasks([p], index, categories=[Category("r", True, 5, random=True)])[0]
     assert len(random.seeds[0]) == 5 and not set(random.withheld[0]) & {
-        f"t{j}" for j in random.seeds[0]}
+        f"t{j}" for j in random.seeds[0]
+    }
 
 
 def test_rank_excludes_seeds_and_breaks_ties_by_popularity():
@@ -66,14 +67,20 @@ def test_baselines_find_the_world():
     # within a world tracks are uniform, so R-precision is capped near 10/35; popularity serves
     # only the rock two thirds, the seed systems serve both worlds
     for system in ("item_knn", "als_fold_in"):
-        assert cats["first5"]["systems"][system]["r_precision"] > \
-            cats["first5"]["systems"]["popularity"]["r_precision"] + 0.03, system
+        assert (
+            cats["first5"]["systems"][system]["r_precision"]
+            > cats["first5"]["systems"]["popularity"]["r_precision"] + 0.03
+        ), system
         assert cats["first5"]["systems"][system]["hits@10"] >= 0.9, system
     assert "title_knn" not in cats["first5"]["systems"]
     assert "fused_item_knn" in cats["title_first5"]["systems"]
     assert set(results["fuse_weight"]) == {"item_knn", "als_fold_in"}
     assert results["overall"]["popularity"]["categories"] == len(cats)
     # 15-track playlists cannot serve the 25- and 100-seed categories: left out, not NaN
-    assert set(results["empty_categories"]) == {"title_first25", "title_random25",
-                                                "title_first100", "title_random100"}
+    assert set(results["empty_categories"]) == {
+        "title_first25",
+        "title_random25",
+        "title_first100",
+        "title_random100",
+    }
     assert all(np.isfinite(v) for m in results["overall"].values() for v in m.values())

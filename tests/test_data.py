@@ -12,7 +12,12 @@ N_ITEMS = 8
 DEPTH = 3
 SID_TOKEN_IDS = 500 + np.arange(N_ITEMS * DEPTH, dtype=np.int64).reshape(N_ITEMS, DEPTH)
 EOS = 1
-PROMPTS = [np.array([10, 11, EOS]), np.array([12, EOS]), np.array([13, EOS]), np.array([14, 15, 16, EOS])]
+PROMPTS = [
+    np.array([10, 11, EOS]),
+    np.array([12, EOS]),
+    np.array([13, EOS]),
+    np.array([14, 15, 16, EOS]),
+]
 
 
 def _pairs(**kwargs):
@@ -92,8 +97,16 @@ def test_popularity_power_tempers_popular_tracks():
     counts = np.array([1000, 1] + [1] * (N_ITEMS - 2))
     prompts = [PROMPTS[0]] * 400
     uniform = Seq2SeqPairs(prompts, relevant, SID_TOKEN_IDS, EOS, targets_per_playlist=1, seed=0)
-    tempered = Seq2SeqPairs(prompts, relevant, SID_TOKEN_IDS, EOS, targets_per_playlist=1,
-                            popularity_power=1.0, item_counts=counts, seed=0)
+    tempered = Seq2SeqPairs(
+        prompts,
+        relevant,
+        SID_TOKEN_IDS,
+        EOS,
+        targets_per_playlist=1,
+        popularity_power=1.0,
+        item_counts=counts,
+        seed=0,
+    )
     share_uniform = np.mean([i == 0 for _, i in _examples(uniform)])
     share_tempered = np.mean([i == 0 for _, i in _examples(tempered)])
     assert 0.4 < share_uniform < 0.6
@@ -128,8 +141,10 @@ def test_collate_labels_and_padding():
 
 def _random_relevant(n_playlists, n_items, seed):
     rng = np.random.default_rng(seed)
-    return [sorted(rng.choice(n_items, size=rng.integers(0, 20), replace=False).tolist())
-            for _ in range(n_playlists)]
+    return [
+        sorted(rng.choice(n_items, size=rng.integers(0, 20), replace=False).tolist())
+        for _ in range(n_playlists)
+    ]
 
 
 def _random_prompts(n_playlists, seed):
@@ -140,15 +155,24 @@ def _random_prompts(n_playlists, seed):
 
 @pytest.mark.parametrize("targets_per_playlist", [0, 3])
 @pytest.mark.parametrize("group_size,bucket_batches", [(1, 0), (4, 0), (1, 3), (4, 3), (50, 2)])
-def test_grouping_and_bucketing_keep_the_drawn_examples(targets_per_playlist, group_size,
-                                                          bucket_batches):
+def test_grouping_and_bucketing_keep_the_drawn_examples(
+    targets_per_playlist, group_size, bucket_batches
+):
     relevant = _random_relevant(60, 40, seed=1)
     prompts = _random_prompts(60, seed=2)
     sid = 500 + np.arange(40 * DEPTH, dtype=np.int64).reshape(40, DEPTH)
     kwargs = dict(targets_per_playlist=targets_per_playlist, seed=5)
     plain = Seq2SeqPairs(prompts, relevant, sid, EOS, **kwargs)
-    ordered = Seq2SeqPairs(prompts, relevant, sid, EOS, group_size=group_size,
-                           bucket_batches=bucket_batches, batch_size=16, **kwargs)
+    ordered = Seq2SeqPairs(
+        prompts,
+        relevant,
+        sid,
+        EOS,
+        group_size=group_size,
+        bucket_batches=bucket_batches,
+        batch_size=16,
+        **kwargs,
+    )
     assert len(plain) == len(ordered)
     for epoch in range(3):
         plain.set_epoch(epoch)
@@ -160,11 +184,22 @@ def test_grouping_and_bucketing_keep_the_drawn_examples(targets_per_playlist, gr
         for p, item in got:
             assert item in relevant[p]
             counts[p] = counts.get(p, 0) + 1
-        expected = {p: (min(len(r), targets_per_playlist) if targets_per_playlist else len(r))
-                    for p, r in enumerate(relevant) if r}
+        expected = {
+            p: (min(len(r), targets_per_playlist) if targets_per_playlist else len(r))
+            for p, r in enumerate(relevant)
+            if r
+        }
         assert counts == expected
-    again = Seq2SeqPairs(prompts, relevant, sid, EOS, group_size=group_size,
-                         bucket_batches=bucket_batches, batch_size=16, **kwargs)
+    again = Seq2SeqPairs(
+        prompts,
+        relevant,
+        sid,
+        EOS,
+        group_size=group_size,
+        bucket_batches=bucket_batches,
+        batch_size=16,
+        **kwargs,
+    )
     again.set_epoch(2)
     assert _examples(again) == got, "deterministic in (seed, epoch)"
 
@@ -191,13 +226,14 @@ def test_bucketing_reduces_padding():
         ex = _examples(pairs)
         total = 0
         for start in range(0, len(ex), 32):
-            lengths = [len(prompts[p]) for p, _ in ex[start:start + 32]]
+            lengths = [len(prompts[p]) for p, _ in ex[start : start + 32]]
             total += max(lengths) * len(lengths) - sum(lengths)
         return total
 
     plain = Seq2SeqPairs(prompts, relevant, sid, EOS, targets_per_playlist=0, seed=0)
-    bucketed = Seq2SeqPairs(prompts, relevant, sid, EOS, targets_per_playlist=0, seed=0,
-                            bucket_batches=8, batch_size=32)
+    bucketed = Seq2SeqPairs(
+        prompts, relevant, sid, EOS, targets_per_playlist=0, seed=0, bucket_batches=8, batch_size=32
+    )
     assert padded(bucketed) < 0.3 * padded(plain)
 
 
@@ -212,8 +248,9 @@ def test_ordering_arguments():
 
 def test_collate_shared_prompts():
     prompts = [*PROMPTS, np.array([12, EOS])]  # playlist 4 has playlist 1's prompt
-    collate = Seq2SeqCollator(prompts, SID_TOKEN_IDS, pad_token_id=0, eos_token_id=EOS,
-                              share_prompts=True)
+    collate = Seq2SeqCollator(
+        prompts, SID_TOKEN_IDS, pad_token_id=0, eos_token_id=EOS, share_prompts=True
+    )
     batch = collate([(3, 2), (3, 6), (1, 5), (4, 0), (0, 1), (3, 7)])
     assert batch["input_ids"].tolist() == [[14, 15, 16, EOS], [12, EOS, 0, 0], [10, 11, EOS, 0]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1, 1], [1, 1, 0, 0], [1, 1, 1, 0]]
@@ -222,7 +259,8 @@ def test_collate_shared_prompts():
     assert batch["playlist_index"].tolist() == [3, 3, 1, 4, 0, 3]
     # expanded, it is the unshared batch
     plain = Seq2SeqCollator(prompts, SID_TOKEN_IDS, pad_token_id=0, eos_token_id=EOS)(
-        [(3, 2), (3, 6), (1, 5), (4, 0), (0, 1), (3, 7)])
+        [(3, 2), (3, 6), (1, 5), (4, 0), (0, 1), (3, 7)]
+    )
     assert batch["input_ids"][batch["prompt_index"]].tolist() == plain["input_ids"].tolist()
 
 
@@ -238,8 +276,9 @@ def test_target_weights_draw_with_replacement_in_proportion():
             continue
         assert drawn.size == 4000
         shares = np.array([(drawn == i).mean() for i in items])
-        np.testing.assert_allclose(shares, np.array(weights[playlist]) / sum(weights[playlist]),
-                                   atol=0.03)
+        np.testing.assert_allclose(
+            shares, np.array(weights[playlist]) / sum(weights[playlist]), atol=0.03
+        )
     # zero-weight targets are never drawn
     assert not np.isin(examples[examples[:, 0] == 0, 1], [3, 4]).any()
     assert not (examples[examples[:, 0] == 3, 1] == 2).any()

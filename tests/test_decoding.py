@@ -12,14 +12,16 @@ from text2tracks.tokens import SIDTokenLayout
 from text2tracks.trie import FlatTrie
 
 # vocabulary of 10: 0 pad / decoder start, 1 EOS, SID blocks [2, 4) [4, 7) [7, 9), 9 a plain token
-CODES = np.array([
-    [0, 0, 0],  # item 0
-    [0, 0, 1],  # item 1
-    [0, 2, 0],  # item 2
-    [1, 1, 0],  # item 3
-    [1, 1, 1],  # item 4
-    [1, 2, 1],  # item 5
-])
+CODES = np.array(
+    [
+        [0, 0, 0],  # item 0
+        [0, 0, 1],  # item 1
+        [0, 2, 0],  # item 2
+        [1, 1, 0],  # item 3
+        [1, 1, 1],  # item 4
+        [1, 2, 1],  # item 5
+    ]
+)
 SIZES = (2, 3, 2)
 LAYOUT = SIDTokenLayout(SIZES, (2, 4, 7))
 VOCAB = 10
@@ -67,16 +69,18 @@ def test_decoder_start_is_skipped_not_part_of_the_key(trie, dense_limit):
         assert allowed(proc, [[start, 3]]) == [[5, 6]]
         assert allowed(proc, [[start, 3, 5, 8]]) == [[EOS]]
     # with no decoder prompt, the first position is level 0
-    proc0 = SIDConstraintProcessor(trie, LAYOUT, EOS, PAD, decoder_prompt_len=0,
-                                   dense_limit=dense_limit)
+    proc0 = SIDConstraintProcessor(
+        trie, LAYOUT, EOS, PAD, decoder_prompt_len=0, dense_limit=dense_limit
+    )
     assert allowed(proc0, [[3]]) == [[5, 6]]
 
 
 @PATHS
 def test_exclusions_prune_leaves_and_whole_subtrees(trie, dense_limit):
     exclude = [[2], [0, 1], [3, 4, 5], [0]]
-    proc = SIDConstraintProcessor(trie, LAYOUT, EOS, PAD, exclude=exclude, num_beams=2,
-                                  dense_limit=dense_limit)
+    proc = SIDConstraintProcessor(
+        trie, LAYOUT, EOS, PAD, exclude=exclude, num_beams=2, dense_limit=dense_limit
+    )
     # rows map to prompts by row // num_beams
     step0 = allowed(proc, [[0]] * 8)
     assert step0 == [[2, 3]] * 4 + [[2]] * 2 + [[2, 3]] * 2  # prompt 2: subtree of code 1 gone
@@ -93,8 +97,9 @@ def test_exclusions_prune_leaves_and_whole_subtrees(trie, dense_limit):
 
 @PATHS
 def test_does_not_modify_input_scores(trie, dense_limit):
-    proc = SIDConstraintProcessor(trie, LAYOUT, EOS, PAD, exclude=[[1]], num_beams=2,
-                                  dense_limit=dense_limit)
+    proc = SIDConstraintProcessor(
+        trie, LAYOUT, EOS, PAD, exclude=[[1]], num_beams=2, dense_limit=dense_limit
+    )
     scores = torch.randn(2, VOCAB)
     before = scores.clone()
     for ids in ([[0], [0]], [[0, 2], [0, 3]], [[0, 2, 4], [0, 2, 4]], [[0, 2, 4, 7]] * 2):
@@ -136,10 +141,20 @@ def test_constructor_and_call_errors(trie):
 
 # ---------------------------------------------------------------- with a tiny random T5
 
+
 def tiny_t5(vocab=12, seed=0):
     torch.manual_seed(seed)
-    config = T5Config(vocab_size=vocab, d_model=32, num_layers=2, num_heads=2, d_ff=64, d_kv=16,
-                      decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
+    config = T5Config(
+        vocab_size=vocab,
+        d_model=32,
+        num_layers=2,
+        num_heads=2,
+        d_ff=64,
+        d_kv=16,
+        decoder_start_token_id=0,
+        pad_token_id=0,
+        eos_token_id=1,
+    )
     return T5ForConditionalGeneration(config).eval()
 
 
@@ -173,8 +188,9 @@ def test_property_decoded_items_exist_distinct_and_respect_exclusions(seed):
     assert np.isfinite(scores).all() and (scores < 0).all()
 
     rng = np.random.default_rng(seed)
-    exclude = [rng.choice(trie.n_items, size=trie.n_items - k, replace=False).tolist()
-               for _ in range(4)]
+    exclude = [
+        rng.choice(trie.n_items, size=trie.n_items - k, replace=False).tolist() for _ in range(4)
+    ]
     exclude[0] = items[0].tolist()  # excluding the previous answer forces new ones
     items_x, scores_x = constrained_generate(model, x, None, trie, layout, k=k, exclude=exclude)
     for r in range(4):
@@ -191,11 +207,19 @@ def test_processor_and_prefix_allowed_tokens_fn_agree(seed):
     k, beams = 4, 6
     items, scores = constrained_generate(model, x, None, trie, layout, k=k, num_beams=beams)
     fn = prefix_allowed_tokens_fn_from_trie(trie, layout, eos_token_id=1, pad_token_id=0)
-    out = model.generate(input_ids=x, num_beams=beams, num_return_sequences=k,
-                         prefix_allowed_tokens_fn=fn, output_scores=True,
-                         return_dict_in_generate=True, length_penalty=0.0, do_sample=False,
-                         early_stopping=True, max_new_tokens=trie.depth + 1)
-    codes = out.sequences[:, 1:1 + trie.depth].numpy() - np.asarray(layout.offsets)
+    out = model.generate(
+        input_ids=x,
+        num_beams=beams,
+        num_return_sequences=k,
+        prefix_allowed_tokens_fn=fn,
+        output_scores=True,
+        return_dict_in_generate=True,
+        length_penalty=0.0,
+        do_sample=False,
+        early_stopping=True,
+        max_new_tokens=trie.depth + 1,
+    )
+    codes = out.sequences[:, 1 : 1 + trie.depth].numpy() - np.asarray(layout.offsets)
     base_items = trie.items_of(codes).reshape(3, k)
     assert np.array_equal(items, base_items)
     np.testing.assert_allclose(scores, out.sequences_scores.view(3, k).numpy(), rtol=1e-6)
@@ -209,9 +233,10 @@ def test_scores_are_summed_log_probabilities():
     for r in range(2):
         for j in range(3):
             target = torch.tensor(
-                layout.codes_to_token_ids(codes[items[r, j]][None, :]).tolist()[0] + [1])[None, :]
+                layout.codes_to_token_ids(codes[items[r, j]][None, :]).tolist()[0] + [1]
+            )[None, :]
             with torch.no_grad():
-                logits = model(input_ids=x[r:r + 1], labels=target).logits
+                logits = model(input_ids=x[r : r + 1], labels=target).logits
             logp = torch.log_softmax(logits, -1)[0].gather(1, target[0][:, None]).sum().item()
             assert scores[r, j] == pytest.approx(logp, abs=1e-4)
 
@@ -256,21 +281,27 @@ def test_masks_match_brute_force_on_random_tries(seed, dense_limit):
     rng = np.random.default_rng(seed)
     sizes = tuple(int(s) for s in rng.integers(1, 5, size=int(rng.integers(1, 4))))
     universe = np.array(list(np.ndindex(*sizes)))
-    codes = universe[rng.choice(len(universe), size=int(rng.integers(1, len(universe) + 1)),
-                                replace=False)]
+    codes = universe[
+        rng.choice(len(universe), size=int(rng.integers(1, len(universe) + 1)), replace=False)
+    ]
     trie = FlatTrie.from_codes(codes, sizes)
     offsets = tuple(2 + sum(sizes[:lv]) for lv in range(len(sizes)))
     layout = SIDTokenLayout(sizes, offsets)
     vocab = layout.end_id + 1
     n_prompts, beams = 3, 2
-    exclude = [rng.choice(trie.n_items, size=int(rng.integers(0, trie.n_items)), replace=False)
-               for _ in range(n_prompts)]
-    proc = SIDConstraintProcessor(trie, layout, EOS, PAD, exclude=exclude, num_beams=beams,
-                                  dense_limit=dense_limit)
+    exclude = [
+        rng.choice(trie.n_items, size=int(rng.integers(0, trie.n_items)), replace=False)
+        for _ in range(n_prompts)
+    ]
+    proc = SIDConstraintProcessor(
+        trie, layout, EOS, PAD, exclude=exclude, num_beams=beams, dense_limit=dense_limit
+    )
     ids = [tuple(c) for c in codes.tolist()]
     for t in range(len(sizes) + 1):
-        prefixes = sorted({i[:t] for i in ids} | {tuple(rng.integers(0, sizes[:t] + np.ones(t, int)))
-                                                  for _ in range(3)})
+        prefixes = sorted(
+            {i[:t] for i in ids}
+            | {tuple(rng.integers(0, sizes[:t] + np.ones(t, int))) for _ in range(3)}
+        )
         for p in prefixes:
             row = [0] + [offsets[lv] + c for lv, c in enumerate(p)]
             mask = proc.allowed_mask(torch.tensor([row] * (n_prompts * beams)), vocab)
@@ -311,4 +342,6 @@ def test_generate_finds_prefix_nodes_from_the_previous_step(monkeypatch):
     monkeypatch.setattr(SIDConstraintProcessor, "_walk", walk)
     x = prompts(5, batch=3)
     constrained_generate(model, x, None, trie, layout, k=4, exclude=[[0], [], [1, 2]])
-    assert walked == [0]  # (the masks themselves: test_processor_and_prefix_allowed_tokens_fn_agree)
+    assert walked == [
+        0
+    ]  # (the masks themselves: test_processor_and_prefix_allowed_tokens_fn_agree)

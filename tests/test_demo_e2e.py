@@ -21,9 +21,20 @@ def test_demo_runs_end_to_end_at_tiny_size(tmp_path):
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     done = subprocess.run(
-        [sys.executable, "-m", "training.demo", "--out", str(out), "--size", "tiny",
-         "--no-progress"],
-        env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "training.demo",
+            "--out",
+            str(out),
+            "--size",
+            "tiny",
+            "--no-progress",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr[-4000:]
     # what it prints: the metrics table and the recommendations of the demo prompts
@@ -35,16 +46,24 @@ def test_demo_runs_end_to_end_at_tiny_size(tmp_path):
         assert 0.0 <= results["systems"][system]["hits@10"] <= 1.0
         assert results["systems"][system]["n_prompts"] > 0
     assert results["training"]["steps"] > 0
-    records = [json.loads(line) for line in
-               (out / "recommendations.jsonl").read_text(encoding="utf-8").splitlines()]
-    assert len(records) == 5 and all(len(r["track_ids"]) == 5 and r["error"] is None
-                                     for r in records)
+    records = [
+        json.loads(line)
+        for line in (out / "recommendations.jsonl").read_text(encoding="utf-8").splitlines()
+    ]
+    assert len(records) == 5 and all(
+        len(r["track_ids"]) == 5 and r["error"] is None for r in records
+    )
     assert (out / "artifact" / "text2tracks.json").is_file()
     from text2tracks.pipeline import Text2Tracks
 
     recs = Text2Tracks.from_pretrained(out / "artifact", device="cpu").recommend("sad songs", k=3)
     assert [r.rank for r in recs] == [1, 2, 3]
 
-    again = subprocess.run([sys.executable, "-m", "training.demo", "--out", str(out), "--size",
-                            "tiny"], env=env, capture_output=True, text=True, timeout=60)
+    again = subprocess.run(
+        [sys.executable, "-m", "training.demo", "--out", str(out), "--size", "tiny"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert again.returncode == 2 and "--force" in again.stderr

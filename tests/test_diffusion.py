@@ -66,8 +66,15 @@ def _fit(model, cond_of, latents, steps: int, lr: float = 3e-3, batch: int = 256
 def head() -> DiffusionHead:
     torch.manual_seed(0)
     labels, latents = _toy_data(4000, torch.Generator().manual_seed(0))
-    config = DiffusionHeadConfig(latent_dim=DIM, cond_dim=2, hidden=64, n_blocks=2, time_embed_dim=32,
-                                 cond_drop_prob=0.2, guidance_weight=1.0)
+    config = DiffusionHeadConfig(
+        latent_dim=DIM,
+        cond_dim=2,
+        hidden=64,
+        n_blocks=2,
+        time_embed_dim=32,
+        cond_drop_prob=0.2,
+        guidance_weight=1.0,
+    )
     return _fit(DiffusionHead(config), lambda idx: CONDS[labels[idx]], latents, steps=700)
 
 
@@ -85,15 +92,24 @@ def test_samples_land_in_the_prompts_cluster(head):
     assert torch.allclose(samples[..., 1].mean(), torch.tensor(5.0), atol=0.3)
     assert 0.5 * SPREAD < samples[0, :, 2:].std() < 2 * SPREAD
     # Unconditional samples cover both clusters.
-    free = head.sample(None, batch_size=1, n_samples=400, generator=torch.Generator().manual_seed(2))
+    free = head.sample(
+        None, batch_size=1, n_samples=400, generator=torch.Generator().manual_seed(2)
+    )
     assert 0.2 < (_side(free[0]) > 0).float().mean() < 0.8
 
 
 def test_negative_prompt_moves_samples_away(head):
     g = 3
-    plain = head.sample(CONDS[[0]], guidance_weight=2.0, n_samples=200, generator=torch.Generator().manual_seed(g))
-    away = head.sample(CONDS[[0]], negative_cond=CONDS[[1]], guidance_weight=2.0, n_samples=200,
-                       generator=torch.Generator().manual_seed(g))
+    plain = head.sample(
+        CONDS[[0]], guidance_weight=2.0, n_samples=200, generator=torch.Generator().manual_seed(g)
+    )
+    away = head.sample(
+        CONDS[[0]],
+        negative_cond=CONDS[[1]],
+        guidance_weight=2.0,
+        n_samples=200,
+        generator=torch.Generator().manual_seed(g),
+    )
     dist_plain = (plain[0] - CENTERS[1]).norm(dim=-1).mean()
     dist_away = (away[0] - CENTERS[1]).norm(dim=-1).mean()
     assert dist_away > dist_plain + 0.5
@@ -133,10 +149,17 @@ def test_edit_strength_moves_from_seed_to_prompt(head):
 def test_save_load_gives_identical_samples(head, tmp_path):
     head.save(tmp_path / "diffusion")
     assert sorted(p.name for p in (tmp_path / "diffusion").iterdir()) == [
-        "config.json", "latent_stats.npy", "model.safetensors"]
+        "config.json",
+        "latent_stats.npy",
+        "model.safetensors",
+    ]
     again = DiffusionHead.load(tmp_path / "diffusion")
-    a = head.sample(CONDS, n_samples=5, generator=torch.Generator().manual_seed(6), guidance_weight=3.0)
-    b = again.sample(CONDS, n_samples=5, generator=torch.Generator().manual_seed(6), guidance_weight=3.0)
+    a = head.sample(
+        CONDS, n_samples=5, generator=torch.Generator().manual_seed(6), guidance_weight=3.0
+    )
+    b = again.sample(
+        CONDS, n_samples=5, generator=torch.Generator().manual_seed(6), guidance_weight=3.0
+    )
     torch.testing.assert_close(a, b, rtol=0, atol=0)
     assert again.config == head.config
 
@@ -146,9 +169,12 @@ def test_byte_encoder_head_trains_jointly_and_round_trips(tmp_path):
     words = [["party", "dance", "club night"], ["sleep", "rainy calm", "lullaby"]]
     labels, latents = _toy_data(2000, torch.Generator().manual_seed(7))
     prompts = [words[int(lab)][i % 3] + f" {i % 7}" for i, lab in enumerate(labels)]
-    encoder = ByteEncoder(ByteEncoderConfig(dim=32, n_layers=1, n_heads=2, max_length=16, dropout=0.0))
-    config = DiffusionHeadConfig(latent_dim=DIM, cond_dim=32, hidden=64, n_blocks=2, time_embed_dim=32,
-                                 guidance_weight=2.0)
+    encoder = ByteEncoder(
+        ByteEncoderConfig(dim=32, n_layers=1, n_heads=2, max_length=16, dropout=0.0)
+    )
+    config = DiffusionHeadConfig(
+        latent_dim=DIM, cond_dim=32, hidden=64, n_blocks=2, time_embed_dim=32, guidance_weight=2.0
+    )
     head = DiffusionHead(config, encoder)
     tokens = encoder.tokenize(prompts)
 
@@ -156,8 +182,9 @@ def test_byte_encoder_head_trains_jointly_and_round_trips(tmp_path):
         return encoder(tokens["input_ids"][idx], tokens["attention_mask"][idx])
 
     _fit(head, cond_of, latents, steps=250, batch=128)
-    samples = head.sample_prompts(["dance 3", "lullaby 5"], n_samples=50,
-                                  generator=torch.Generator().manual_seed(8))
+    samples = head.sample_prompts(
+        ["dance 3", "lullaby 5"], n_samples=50, generator=torch.Generator().manual_seed(8)
+    )
     assert (_side(samples[0]) > 0).float().mean() > 0.9
     assert (_side(samples[1]) < 0).float().mean() > 0.9
 
@@ -165,8 +192,12 @@ def test_byte_encoder_head_trains_jointly_and_round_trips(tmp_path):
     again = DiffusionHead.load(tmp_path / "d")
     assert isinstance(again.encoder, ByteEncoder)
     kw = dict(n_samples=3, generator=None, negative_prompts=["party 1", "sleep 2"])
-    a = head.sample_prompts(["dance 3", "lullaby 5"], **{**kw, "generator": torch.Generator().manual_seed(9)})
-    b = again.sample_prompts(["dance 3", "lullaby 5"], **{**kw, "generator": torch.Generator().manual_seed(9)})
+    a = head.sample_prompts(
+        ["dance 3", "lullaby 5"], **{**kw, "generator": torch.Generator().manual_seed(9)}
+    )
+    b = again.sample_prompts(
+        ["dance 3", "lullaby 5"], **{**kw, "generator": torch.Generator().manual_seed(9)}
+    )
     torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
@@ -174,7 +205,9 @@ def test_byte_encoder_head_trains_jointly_and_round_trips(tmp_path):
 def test_regressor_baseline_fits_the_cluster_means_and_round_trips(loss, tmp_path):
     torch.manual_seed(0)
     labels, latents = _toy_data(2000, torch.Generator().manual_seed(10))
-    model = PromptToLatentRegressor(RegressorConfig(latent_dim=DIM, cond_dim=2, hidden=32, dropout=0.0, loss=loss))
+    model = PromptToLatentRegressor(
+        RegressorConfig(latent_dim=DIM, cond_dim=2, hidden=32, dropout=0.0, loss=loss)
+    )
     _fit(model, lambda idx: CONDS[labels[idx]], latents, steps=300)
     pred = model.predict(CONDS)
     assert torch.sign(pred[:, 0]).tolist() == [1.0, -1.0]
@@ -182,7 +215,9 @@ def test_regressor_baseline_fits_the_cluster_means_and_round_trips(loss, tmp_pat
         torch.testing.assert_close(pred, CENTERS, atol=0.3, rtol=0)
     assert model.sample(CONDS, n_samples=4).shape == (2, 4, DIM)
     model.save(tmp_path / "r")
-    torch.testing.assert_close(PromptToLatentRegressor.load(tmp_path / "r").predict(CONDS), pred, rtol=0, atol=0)
+    torch.testing.assert_close(
+        PromptToLatentRegressor.load(tmp_path / "r").predict(CONDS), pred, rtol=0, atol=0
+    )
     with pytest.raises(ValueError, match="latent_regressor"):
         DiffusionHead.load(tmp_path / "r")
 
@@ -206,13 +241,18 @@ def test_config_and_input_validation():
         DiffusionHeadConfig(latent_dim=2, cond_dim=2, cond_drop_prob=1.0)
     with pytest.raises(ValueError, match="unknown"):
         DiffusionHeadConfig.from_dict({"latent_dim": 2, "cond_dim": 2, "lr": 1})
-    small = DiffusionHead(DiffusionHeadConfig(latent_dim=2, cond_dim=2, hidden=8, n_blocks=1, time_embed_dim=8))
+    small = DiffusionHead(
+        DiffusionHeadConfig(latent_dim=2, cond_dim=2, hidden=8, n_blocks=1, time_embed_dim=8)
+    )
     with pytest.raises(ValueError, match="cond"):
         small.sample(torch.zeros(2))
     with pytest.raises(ValueError, match="batch_size"):
         small.sample(None)
     with pytest.raises(ValueError, match="cond_dim"):
-        DiffusionHead(DiffusionHeadConfig(latent_dim=2, cond_dim=3), ByteEncoder(ByteEncoderConfig(dim=8, n_heads=2)))
+        DiffusionHead(
+            DiffusionHeadConfig(latent_dim=2, cond_dim=3),
+            ByteEncoder(ByteEncoderConfig(dim=8, n_heads=2)),
+        )
 
 
 # ------------------------------------------------------------------------------------ training script
@@ -227,16 +267,46 @@ def demo_artifact(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("demo")
     playlists = write_demo_jsonl(root / "demo.jsonl", n_tracks=120, n_playlists=150, seed=0)
-    run_build_ids(playlists, root / "artifact", BuildIDsConfig(
-        n_levels=2, codebook_size=8, kmeans_iterations=5, cf=CFConfig(factors=8, iterations=3)),
-        show_progress=False)
+    run_build_ids(
+        playlists,
+        root / "artifact",
+        BuildIDsConfig(
+            n_levels=2, codebook_size=8, kmeans_iterations=5, cf=CFConfig(factors=8, iterations=3)
+        ),
+        show_progress=False,
+    )
     return playlists, root / "artifact"
 
 
-TINY = ["--hidden", "32", "--n-blocks", "1", "--time-embed-dim", "16", "--byte-dim", "16",
-        "--byte-layers", "1", "--byte-heads", "2", "--batch-size", "32", "--eval-prompts", "8",
-        "--eval-samples", "2", "--warmup-steps", "2", "--log-every", "1", "--num-threads", "1",
-        "--no-progress", "--encoder", "bytes"]
+TINY = [
+    "--hidden",
+    "32",
+    "--n-blocks",
+    "1",
+    "--time-embed-dim",
+    "16",
+    "--byte-dim",
+    "16",
+    "--byte-layers",
+    "1",
+    "--byte-heads",
+    "2",
+    "--batch-size",
+    "32",
+    "--eval-prompts",
+    "8",
+    "--eval-samples",
+    "2",
+    "--warmup-steps",
+    "2",
+    "--log-every",
+    "1",
+    "--num-threads",
+    "1",
+    "--no-progress",
+    "--encoder",
+    "bytes",
+]
 
 
 @pytest.mark.slow
@@ -247,7 +317,10 @@ def test_train_script_checkpoints_resumes_and_saves(demo_artifact):
     base = ["--artifact", str(art), "--playlists", str(playlists), *TINY]
     assert main([*base, "--max-steps", "4", "--checkpoint-every", "2", "--eval-every", "2"]) == 0
     assert main([*base, "--max-steps", "6", "--resume"]) == 0
-    records = [json.loads(line) for line in (art / "diffusion" / "training_log.jsonl").read_text().splitlines()]
+    records = [
+        json.loads(line)
+        for line in (art / "diffusion" / "training_log.jsonl").read_text().splitlines()
+    ]
     assert [r["step"] for r in records if "train_loss" in r] == [5, 6]  # the resumed run's log
     assert "hits@10" in records[-1]
     config = json.loads((art / "diffusion" / "train_config.json").read_text())
@@ -272,14 +345,39 @@ def test_train_script_regressor_under_accelerate_launch(demo_artifact, tmp_path)
     art = tmp_path / "artifact"
     shutil.copytree(source, art)
     repo = Path(__file__).resolve().parents[1]
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1",
-           "--num_machines", "1", "--cpu", "--mixed_precision", "no", "--dynamo_backend", "no",
-           "-m", "training.train_diffusion", "--artifact", str(art), "--playlists", str(playlists),
-           *TINY, "--regressor", "--max-steps", "3"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--num_processes",
+        "1",
+        "--num_machines",
+        "1",
+        "--cpu",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "-m",
+        "training.train_diffusion",
+        "--artifact",
+        str(art),
+        "--playlists",
+        str(playlists),
+        *TINY,
+        "--regressor",
+        "--max-steps",
+        "3",
+    ]
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", PYTHONPATH=str(repo))
     result = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
     assert sorted(p.name for p in (art / "latent_regressor").iterdir()) == [
-        "config.json", "latent_stats.npy", "model.safetensors", "train_config.json", "training_log.jsonl"]
+        "config.json",
+        "latent_stats.npy",
+        "model.safetensors",
+        "train_config.json",
+        "training_log.jsonl",
+    ]
     model = PromptToLatentRegressor.load(art / "latent_regressor")
     assert model.predict(model.encode(["road trip"])).shape == (1, 8)

@@ -62,8 +62,9 @@ def test_bad_arguments_are_named():
 def recommender(tmp_path_factory):
     from text2tracks import Text2Tracks
 
-    return Text2Tracks.from_pretrained(build_tiny_artifact(tmp_path_factory.mktemp("div")),
-                                       device="cpu")
+    return Text2Tracks.from_pretrained(
+        build_tiny_artifact(tmp_path_factory.mktemp("div")), device="cpu"
+    )
 
 
 def _first_codes(recommender, recs):
@@ -77,8 +78,13 @@ def test_the_api_spreads_its_answer_over_first_codes(recommender):
     spread = recommender.recommend(prompts, 5, num_beams=24, diversity=100.0)
     beam = recommender.recommend(prompts, 24, num_beams=24, diversity=0)
     for p_row, s_row, b_row, s_codes, b_codes in zip(
-            plain, spread, beam, _first_codes(recommender, spread),
-            _first_codes(recommender, beam), strict=True):
+        plain,
+        spread,
+        beam,
+        _first_codes(recommender, spread),
+        _first_codes(recommender, beam),
+        strict=True,
+    ):
         # 0 is the beam's own top k; a huge penalty takes the best candidate of each first code
         # first, in score order
         assert [r.track_id for r in p_row] == [r.track_id for r in b_row[:5]]
@@ -86,7 +92,7 @@ def test_the_api_spreads_its_answer_over_first_codes(recommender):
         for r, code in zip(b_row, b_codes, strict=True):
             best_per_code.setdefault(code, r.track_id)
         expected = list(best_per_code.values())[:5]
-        assert [r.track_id for r in s_row][:len(expected)] == expected
+        assert [r.track_id for r in s_row][: len(expected)] == expected
         assert len(set(s_codes)) == min(5, len(best_per_code))
 
 
@@ -96,6 +102,7 @@ def test_the_default_comes_from_the_constructor_and_bad_values_are_refused(recom
     assert recommender.diversity == DEFAULT_DIVERSITY
     explicit = recommender.recommend("night drive", 5, diversity=DEFAULT_DIVERSITY)
     assert [r.track_id for r in recommender.recommend("night drive", 5)] == [
-        r.track_id for r in explicit]
+        r.track_id for r in explicit
+    ]
     with pytest.raises(ValueError, match="diversity must be a finite number >= 0"):
         recommender.recommend("night drive", 5, diversity=-1)

@@ -34,8 +34,9 @@ def test_popularity_digits_against_brute_force():
         groups = rng.integers(0, 6, n)
         popularity = rng.integers(0, 4, n)  # many ties
         ties = rng.permutation(n)
-        np.testing.assert_array_equal(popularity_digits(groups, popularity, ties),
-                                      _brute_digits(groups, popularity, ties))
+        np.testing.assert_array_equal(
+            popularity_digits(groups, popularity, ties), _brute_digits(groups, popularity, ties)
+        )
 
 
 def test_popularity_digits_checks_shapes():

@@ -27,8 +27,12 @@ def test_settings_check_their_fields_and_unknown_keys():
     assert HybridSettings.from_dict({"n_samples": 2}) == HybridSettings(n_samples=2)
     with pytest.raises(ValueError, match="unknown HybridSettings keys: \\['colour'\\]"):
         HybridSettings.from_dict({"colour": 1})
-    for bad in (dict(n_samples=0), dict(latent_k=True), dict(pool="median"),
-                dict(seed_method="random")):
+    for bad in (
+        dict(n_samples=0),
+        dict(latent_k=True),
+        dict(pool="median"),
+        dict(seed_method="random"),
+    ):
         with pytest.raises(ValueError, match="HybridSettings"):
             HybridSettings(**bad)
 
@@ -46,9 +50,11 @@ def test_fusion_file_round_trips_and_names_damage(tmp_path):
     assert (fusion.alpha, fusion.normalisation) == (0.3, "rank")
     assert loaded == settings and validation == {"hits": 0.25}
     payload = json.loads((tmp_path / FUSION_NAME).read_text())
-    for change, message in (({"format_version": 99}, "format version 99"),
-                            ({"settings": {"colour": 1}}, "unknown HybridSettings keys"),
-                            ({"kind": "gated", "feature_names": ["x"]}, "fitted on features")):
+    for change, message in (
+        ({"format_version": 99}, "format version 99"),
+        ({"settings": {"colour": 1}}, "unknown HybridSettings keys"),
+        ({"kind": "gated", "feature_names": ["x"]}, "fitted on features"),
+    ):
         (tmp_path / FUSION_NAME).write_text(json.dumps({**payload, **change}))
         with pytest.raises(ValueError, match=f"damaged fusion file .*{FUSION_NAME}: .*{message}"):
             load_fusion(tmp_path)
@@ -95,8 +101,17 @@ def _synthetic(beam_right: bool):
 def test_fit_fusion_finds_the_view_that_is_right(beam_right):
     prompts, relevant, beam, sample, factors = _synthetic(beam_right)
     settings = HybridSettings(n_samples=1, beam_candidates=5, latent_k=5)
-    fusion, summary = fit_fusion(prompts, relevant, beam, sample, factors, settings=settings,
-                                 metric="hits", k=1, batch_size=4)
+    fusion, summary = fit_fusion(
+        prompts,
+        relevant,
+        beam,
+        sample,
+        factors,
+        settings=settings,
+        metric="hits",
+        k=1,
+        batch_size=4,
+    )
     scores = summary["hits@1"]
     assert (scores["generative"], scores["latent"]) == ((1.0, 0.0) if beam_right else (0.0, 1.0))
     assert scores["fused"] == 1.0

@@ -77,8 +77,11 @@ def _graph() -> dict[str, dict[str, int]]:
 def test_the_parser_sees_function_level_and_relative_imports(tmp_path):
     source = tmp_path / "pkg" / "mod.py"
     source.parent.mkdir()
-    source.write_text("import os\n\ndef f():\n    from eval import metrics\n    from . import sib\n"
-                      "    from .sub import thing\n", encoding="utf-8")
+    source.write_text(
+        "import os\n\ndef f():\n    from eval import metrics\n    from . import sib\n"
+        "    from .sub import thing\n",
+        encoding="utf-8",
+    )
     got = {t for t, _ in imports_of("pkg.mod", source)}
     assert {"os", "eval", "eval.metrics", "pkg", "pkg.sib", "pkg.sub", "pkg.sub.thing"} <= got
 
@@ -93,12 +96,14 @@ def test_no_module_imports_a_higher_layer():
             if top not in LAYERS or LAYERS[top] <= own:
                 continue
             key = (module, target)
-            if key in UPWARD_ALLOWED or (target not in modules and (module, target.rpartition(".")[0])
-                                         in UPWARD_ALLOWED):
+            if key in UPWARD_ALLOWED or (
+                target not in modules and (module, target.rpartition(".")[0]) in UPWARD_ALLOWED
+            ):
                 used.add(key if key in UPWARD_ALLOWED else (module, target.rpartition(".")[0]))
                 continue
-            upward.append(f"{path.relative_to(REPO)}:{line} imports {target} "
-                          f"({module.split('.')[0]} < {top})")
+            upward.append(
+                f"{path.relative_to(REPO)}:{line} imports {target} ({module.split('.')[0]} < {top})"
+            )
     assert not upward, "imports that run upward:\n" + "\n".join(upward)
     stale = set(UPWARD_ALLOWED) - used
     assert not stale, f"allow-list entries no longer needed (remove them): {sorted(stale)}"
@@ -148,7 +153,8 @@ def test_no_import_cycle_between_modules():
                 del edges[target]
     cycles = [c for c in _cycles(graph) if frozenset(c) not in CYCLES_ALLOWED]
     assert not cycles, "import cycles (function-level imports included):\n" + "\n".join(
-        " <-> ".join(c) for c in cycles)
+        " <-> ".join(c) for c in cycles
+    )
 
 
 def test_the_catalog_and_content_ids_cycle_is_gone():

@@ -28,17 +28,32 @@ def _tiny_t5(seed=0):
     from transformers import T5Config, T5ForConditionalGeneration
 
     torch.manual_seed(seed)
-    config = T5Config(vocab_size=48, d_model=16, d_kv=4, d_ff=32, num_layers=1,
-                      num_decoder_layers=1, num_heads=4, dropout_rate=0.0,
-                      feed_forward_proj="relu", pad_token_id=0, eos_token_id=1,
-                      decoder_start_token_id=0)
+    config = T5Config(
+        vocab_size=48,
+        d_model=16,
+        d_kv=4,
+        d_ff=32,
+        num_layers=1,
+        num_decoder_layers=1,
+        num_heads=4,
+        dropout_rate=0.0,
+        feed_forward_proj="relu",
+        pad_token_id=0,
+        eos_token_id=1,
+        decoder_start_token_id=0,
+    )
     return T5ForConditionalGeneration(config).eval()
 
 
 # three prompts; sequences A..E of depth 3 + EOS. Prompt 0 owns A, B; prompt 1 owns B (shared
 # with prompt 0), C; prompt 2 owns D twice and E.
-A, B, C, D, E = ([20, 30, 40, 1], [21, 30, 40, 1], [22, 31, 41, 1], [23, 32, 42, 1],
-                 [24, 33, 43, 1])
+A, B, C, D, E = (
+    [20, 30, 40, 1],
+    [21, 30, 40, 1],
+    [22, 31, 41, 1],
+    [23, 32, 42, 1],
+    [24, 33, 43, 1],
+)
 
 
 def _batch():
@@ -60,14 +75,19 @@ def _plain_sequence_log_prob(model, input_ids, attention_mask, sequence):
     """One prompt, one sequence, plain forward, log-softmax by hand in float64."""
     labels = torch.tensor([sequence])
     with torch.no_grad():
-        logits = model(input_ids=input_ids[None], attention_mask=attention_mask[None],
-                       labels=labels).logits[0].double()
+        logits = (
+            model(input_ids=input_ids[None], attention_mask=attention_mask[None], labels=labels)
+            .logits[0]
+            .double()
+        )
     total = 0.0
     for t, token in enumerate(sequence):
         if token == -100:
             continue
         row = logits[t]
-        total += float(row[token]) - math.log(float(torch.exp(row - row.max()).sum())) - float(row.max())
+        total += (
+            float(row[token]) - math.log(float(torch.exp(row - row.max()).sum())) - float(row.max())
+        )
     return total
 
 
@@ -85,8 +105,9 @@ def test_sequence_log_probs_equal_a_manual_sum():
                 s += float(row[labels[i, t]] - torch.log(torch.exp(row).sum()))
         want.append(s)
     assert got.dtype == torch.float32
-    torch.testing.assert_close(got.double(), torch.tensor(want, dtype=torch.float64),
-                               atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        got.double(), torch.tensor(want, dtype=torch.float64), atol=1e-5, rtol=0
+    )
     assert float(got[2]) == 0.0
 
 
@@ -95,9 +116,11 @@ def test_list_loss_from_scores_by_hand():
     prompt_index = torch.tensor([0, 0, 1])
     negative = torch.tensor([[-3.0, -1.5], [-0.2, 7.0]])
     valid = torch.tensor([[True, True], [True, False]])  # 7.0 is left out
-    want = [-math.log(math.exp(-1.0) / (math.exp(-1.0) + math.exp(-3.0) + math.exp(-1.5))),
-            -math.log(math.exp(-2.0) / (math.exp(-2.0) + math.exp(-3.0) + math.exp(-1.5))),
-            -math.log(math.exp(-0.5) / (math.exp(-0.5) + math.exp(-0.2)))]
+    want = [
+        -math.log(math.exp(-1.0) / (math.exp(-1.0) + math.exp(-3.0) + math.exp(-1.5))),
+        -math.log(math.exp(-2.0) / (math.exp(-2.0) + math.exp(-3.0) + math.exp(-1.5))),
+        -math.log(math.exp(-0.5) / (math.exp(-0.5) + math.exp(-0.2))),
+    ]
     got = list_loss_from_scores(positive, prompt_index, negative, valid)
     assert abs(float(got) - sum(want) / 3) < 1e-6
 
@@ -105,11 +128,19 @@ def test_list_loss_from_scores_by_hand():
 def test_grouped_list_loss_equals_a_hand_computation_with_the_same_negatives():
     model = _tiny_t5()
     input_ids, attention_mask, prompt_index, labels = _batch()
-    out = grouped_forward(model, input_ids, attention_mask, prompt_index, labels,
-                          list_loss_weight=0.5, num_negatives=2,
-                          generator=torch.Generator().manual_seed(3))
-    sequences, index, valid = draw_negatives(prompt_index, labels, 3, 2,
-                                             torch.Generator().manual_seed(3))
+    out = grouped_forward(
+        model,
+        input_ids,
+        attention_mask,
+        prompt_index,
+        labels,
+        list_loss_weight=0.5,
+        num_negatives=2,
+        generator=torch.Generator().manual_seed(3),
+    )
+    sequences, index, valid = draw_negatives(
+        prompt_index, labels, 3, 2, torch.Generator().manual_seed(3)
+    )
     assert valid.all()  # every prompt has >= 2 candidates here
     negatives = {p: [sequences[j].tolist() for j in index[p].tolist()] for p in range(3)}
 
@@ -124,8 +155,11 @@ def test_grouped_list_loss_equals_a_hand_computation_with_the_same_negatives():
     want = sum(per_example) / len(per_example)
     assert abs(out.list_loss.item() - want) < 1e-4
     assert abs(out.loss.item() - (out.ce_loss.item() + 0.5 * want)) < 1e-4
-    ref = model(input_ids=input_ids[prompt_index], attention_mask=attention_mask[prompt_index],
-                labels=labels)
+    ref = model(
+        input_ids=input_ids[prompt_index],
+        attention_mask=attention_mask[prompt_index],
+        labels=labels,
+    )
     assert abs(out.ce_loss.item() - ref.loss.item()) < 1e-5
 
 
@@ -134,14 +168,27 @@ def test_weight_zero_is_the_old_forward_bit_for_bit():
 
     model = _tiny_t5()
     input_ids, attention_mask, prompt_index, labels = _batch()
-    hidden = model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask,
-                                 return_dict=True).last_hidden_state
-    old = model(encoder_outputs=BaseModelOutput(last_hidden_state=hidden.index_select(0, prompt_index)),
-                attention_mask=attention_mask.index_select(0, prompt_index), labels=labels)
+    hidden = model.get_encoder()(
+        input_ids=input_ids, attention_mask=attention_mask, return_dict=True
+    ).last_hidden_state
+    old = model(
+        encoder_outputs=BaseModelOutput(last_hidden_state=hidden.index_select(0, prompt_index)),
+        attention_mask=attention_mask.index_select(0, prompt_index),
+        labels=labels,
+    )
     rng = torch.get_rng_state()
-    for out in (grouped_forward(model, input_ids, attention_mask, prompt_index, labels),
-                grouped_forward(model, input_ids, attention_mask, prompt_index, labels,
-                                list_loss_weight=0.0, num_negatives=4)):
+    for out in (
+        grouped_forward(model, input_ids, attention_mask, prompt_index, labels),
+        grouped_forward(
+            model,
+            input_ids,
+            attention_mask,
+            prompt_index,
+            labels,
+            list_loss_weight=0.0,
+            num_negatives=4,
+        ),
+    ):
         assert torch.equal(out.loss, old.loss)
         assert torch.equal(out.logits, old.logits)
         assert not hasattr(out, "list_loss")
@@ -151,9 +198,16 @@ def test_weight_zero_is_the_old_forward_bit_for_bit():
 def test_the_list_loss_trains_encoder_and_decoder():
     model = _tiny_t5().train()
     input_ids, attention_mask, prompt_index, labels = _batch()
-    out = grouped_forward(model, input_ids, attention_mask, prompt_index, labels,
-                          list_loss_weight=1.0, num_negatives=3,
-                          generator=torch.Generator().manual_seed(0))
+    out = grouped_forward(
+        model,
+        input_ids,
+        attention_mask,
+        prompt_index,
+        labels,
+        list_loss_weight=1.0,
+        num_negatives=3,
+        generator=torch.Generator().manual_seed(0),
+    )
     assert out.list_loss.item() > 0
     out.list_loss.backward()
     grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
@@ -162,9 +216,16 @@ def test_the_list_loss_trains_encoder_and_decoder():
 
     # the total is CE + weight * list, so its gradient differs from the CE one
     model.zero_grad(set_to_none=True)
-    out = grouped_forward(model, input_ids, attention_mask, prompt_index, labels,
-                          list_loss_weight=1.0, num_negatives=3,
-                          generator=torch.Generator().manual_seed(0))
+    out = grouped_forward(
+        model,
+        input_ids,
+        attention_mask,
+        prompt_index,
+        labels,
+        list_loss_weight=1.0,
+        num_negatives=3,
+        generator=torch.Generator().manual_seed(0),
+    )
     out.loss.backward()
     total = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
     model.zero_grad(set_to_none=True)
@@ -180,17 +241,26 @@ def test_list_loss_under_ddp_matches_the_plain_model(tmp_path):
 
     def grads(m, wrapped):
         m.zero_grad(set_to_none=True)
-        out = grouped_forward(wrapped, input_ids, attention_mask, prompt_index, labels,
-                              list_loss_weight=1.0, num_negatives=3,
-                              generator=torch.Generator().manual_seed(1))
+        out = grouped_forward(
+            wrapped,
+            input_ids,
+            attention_mask,
+            prompt_index,
+            labels,
+            list_loss_weight=1.0,
+            num_negatives=3,
+            generator=torch.Generator().manual_seed(1),
+        )
         out.loss.backward()
-        return out.loss.item(), {n: p.grad.clone() for n, p in m.named_parameters()
-                                 if p.grad is not None}
+        return out.loss.item(), {
+            n: p.grad.clone() for n, p in m.named_parameters() if p.grad is not None
+        }
 
     model = _tiny_t5()
     ref = grads(model, model)
-    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0,
-                            world_size=1)
+    dist.init_process_group(
+        "gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1
+    )
     try:
         ddp = torch.nn.parallel.DistributedDataParallel(model)
         for _ in range(2):  # one forward with the pairs' rows, one backward, step after step
@@ -212,8 +282,11 @@ def test_negatives_are_never_a_positive_of_the_same_prompt(seed):
     sequences, index, valid = draw_negatives(prompt_index, labels, 3, 2 + seed % 4, gen)
     assert len({tuple(r) for r in sequences.tolist()}) == sequences.shape[0] == len(every)
     for p in range(3):
-        drawn = [tuple(sequences[j].tolist()) for j, ok in zip(index[p].tolist(),
-                                                                   valid[p].tolist(), strict=True) if ok]
+        drawn = [
+            tuple(sequences[j].tolist())
+            for j, ok in zip(index[p].tolist(), valid[p].tolist(), strict=True)
+            if ok
+        ]
         assert len(drawn) == len(set(drawn)) == min(index.shape[1], len(every - own[p]))
         assert not set(drawn) & own[p], (p, drawn)
     # B is a positive of prompts 0 and 1: it may only be a negative of prompt 2
@@ -230,12 +303,26 @@ def test_negatives_with_padding_and_all_candidates():
     assert valid.tolist() == [[True, False], [False, False]]
     assert sequences[index[0, 0]].tolist() == [3, 4, 5, 1]
     model = _tiny_t5()
-    out = grouped_forward(model, torch.tensor([[5, 1], [6, 1]]), torch.ones(2, 2, dtype=torch.long),
-                          prompt_index, labels, list_loss_weight=1.0, num_negatives=8)
+    out = grouped_forward(
+        model,
+        torch.tensor([[5, 1], [6, 1]]),
+        torch.ones(2, 2, dtype=torch.long),
+        prompt_index,
+        labels,
+        list_loss_weight=1.0,
+        num_negatives=8,
+    )
     assert math.isfinite(out.loss.item()) and out.list_loss.item() > 0
     with pytest.raises(ValueError, match="num_negatives"):
-        grouped_forward(model, torch.tensor([[5, 1], [6, 1]]), torch.ones(2, 2, dtype=torch.long),
-                        prompt_index, labels, list_loss_weight=1.0, num_negatives=0)
+        grouped_forward(
+            model,
+            torch.tensor([[5, 1], [6, 1]]),
+            torch.ones(2, 2, dtype=torch.long),
+            prompt_index,
+            labels,
+            list_loss_weight=1.0,
+            num_negatives=0,
+        )
 
 
 def test_train_config_validates_the_list_loss_fields():

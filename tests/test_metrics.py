@@ -180,8 +180,9 @@ def test_first_hit_ranks_agree_with_brute_force_and_with_hits_and_mrr():
     for k in (1, 5, 10, 25):
         m = per_prompt_metrics(rec, rel, k=k)
         np.testing.assert_array_equal(hits_at_ks(ranks, [k])[0], m["hits"])
-        np.testing.assert_allclose(np.where((ranks >= 1) & (ranks <= k), 1.0 / np.maximum(ranks, 1), 0.0),
-                                   m["mrr"])
+        np.testing.assert_allclose(
+            np.where((ranks >= 1) & (ranks <= k), 1.0 / np.maximum(ranks, 1), 0.0), m["mrr"]
+        )
     assert first_hit_ranks(rec, rel, depth=5).tolist() == [r if r <= 5 else 0 for r in ranks]
     assert first_hit_ranks([[4, 2], [7]], [[2], [9]]).tolist() == [2, 0]  # ragged lists
 

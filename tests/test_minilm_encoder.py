@@ -16,8 +16,9 @@ LEVELS = (4, 4)
 CODES = np.array([[0, 1], [2, 3], [1, 0], [3, 2]])  # items 0..3
 PROMPTS = ["smooth jazz for a rainy evening", "heavy metal for the gym"]
 ANSWERS = [0, 1]  # item of each prompt
-CONFIG = ModelConfig(encoder="minilm", freeze_encoder=True, d_model=32, num_decoder_layers=1,
-                     num_heads=2, d_ff=64)
+CONFIG = ModelConfig(
+    encoder="minilm", freeze_encoder=True, d_model=32, num_decoder_layers=1, num_heads=2, d_ff=64
+)
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +28,9 @@ def built():
 
 
 def _labels(layout, eos, items):
-    rows = [[layout.offsets[lv] + int(CODES[i, lv]) for lv in range(len(LEVELS))] + [eos]
-            for i in items]
+    rows = [
+        [layout.offsets[lv] + int(CODES[i, lv]) for lv in range(len(LEVELS))] + [eos] for i in items
+    ]
     return torch.tensor(rows)
 
 
@@ -42,7 +44,10 @@ def test_the_encoder_is_the_shipped_minilm_and_only_it_is_frozen(built):
     assert torch.equal(model.encoder.state_dict()[name], shipped.state_dict()[name])
     assert not any(p.requires_grad for p in model.get_encoder().parameters())
     assert all(p.requires_grad for p in model.get_decoder().parameters())
-    assert model.enc_to_dec_proj.weight.shape == (32, 384) and model.enc_to_dec_proj.weight.requires_grad
+    assert (
+        model.enc_to_dec_proj.weight.shape == (32, 384)
+        and model.enc_to_dec_proj.weight.requires_grad
+    )
     # IDs end with [SEP], and a prompt that spells an ID token's text still encodes
     assert tokenizer.eos_token == tokenizer.sep_token
     spelled = tokenizer.convert_ids_to_tokens(layout.offsets[0])
@@ -67,14 +72,16 @@ def test_a_frozen_minilm_learns_a_known_mapping_and_round_trips(built, tmp_path)
     after = model.get_encoder().state_dict()
     assert all(torch.equal(encoder_before[k], after[k]) for k in encoder_before)
     trie = FlatTrie.from_codes(CODES, LEVELS)
-    items, scores = constrained_generate(model, batch["input_ids"], batch["attention_mask"],
-                                         trie, layout, k=2, num_beams=4)
+    items, scores = constrained_generate(
+        model, batch["input_ids"], batch["attention_mask"], trie, layout, k=2, num_beams=4
+    )
     assert items[:, 0].tolist() == ANSWERS
     save_seq2seq(model, tokenizer, layout, tmp_path / "s2s", CONFIG)
     loaded, tokenizer2, layout2 = load_seq2seq(tmp_path / "s2s")
     assert layout2 == layout and tokenizer2.eos_token_id == tokenizer.eos_token_id
-    items2, scores2 = constrained_generate(loaded, batch["input_ids"], batch["attention_mask"],
-                                           trie, layout2, k=2, num_beams=4)
+    items2, scores2 = constrained_generate(
+        loaded, batch["input_ids"], batch["attention_mask"], trie, layout2, k=2, num_beams=4
+    )
     assert np.array_equal(items, items2) and np.allclose(scores, scores2, atol=1e-5)
 
 

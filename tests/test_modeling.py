@@ -29,8 +29,15 @@ def _one_thread():
     torch.set_num_threads(threads)
 
 
-TINY = ModelConfig(d_model=32, num_layers=2, num_decoder_layers=2, num_heads=4, d_ff=64, dropout=0.0,
-                   tokenizer="bytes")
+TINY = ModelConfig(
+    d_model=32,
+    num_layers=2,
+    num_decoder_layers=2,
+    num_heads=4,
+    d_ff=64,
+    dropout=0.0,
+    tokenizer="bytes",
+)
 TINY_SUBWORD = dataclasses.replace(TINY, tokenizer="subword", subword_vocab_size=300)
 TITLES = ["chill vibes", "chill", "workout", "workout hits", "rap caviar", "rap"] * 3
 
@@ -112,8 +119,16 @@ def pretrained_base(tmp_path):
 
     torch.manual_seed(0)
     tokenizer = ByT5Tokenizer()
-    config = T5Config(vocab_size=len(tokenizer), d_model=32, d_kv=8, d_ff=64, num_layers=2,
-                      num_heads=4, decoder_start_token_id=0, dropout_rate=0.0)
+    config = T5Config(
+        vocab_size=len(tokenizer),
+        d_model=32,
+        d_kv=8,
+        d_ff=64,
+        num_layers=2,
+        num_heads=4,
+        decoder_start_token_id=0,
+        dropout_rate=0.0,
+    )
     path = tmp_path / "base"
     T5ForConditionalGeneration(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
@@ -136,8 +151,9 @@ def test_lora_trains_new_token_rows_and_roundtrips(pretrained_base, tmp_path):
     assert any("lora_" in n for n in trainable)
     assert any("trainable_tokens" in n for n in trainable)
     # only adapters and the token rows train: the base's dense weights are frozen
-    assert not any(n.endswith("shared.weight") or ".q.weight" in n and "lora" not in n
-                   for n in trainable)
+    assert not any(
+        n.endswith("shared.weight") or ".q.weight" in n and "lora" not in n for n in trainable
+    )
     input_ids, attention_mask, labels = _batch(tokenizer, layout)
     sid_rows = torch.tensor(sid_token_indices(layout))
     before_rows = model.get_base_model().get_input_embeddings()(sid_rows).detach().clone()

@@ -20,8 +20,16 @@ from tiny_artifact import build_tiny_artifact
 from text2tracks.artifacts import MANIFEST_NAME, ArtifactError
 from text2tracks.pipeline import Recommendation, Text2Tracks
 
-PROMPTS = ["chill 90s jazz", "sad songs", "workout hip hop", "oldies for slow dancing",
-           "happy country 🤠", "night drive", "Relaxing Folk", "rock n roll 70s"]
+PROMPTS = [
+    "chill 90s jazz",
+    "sad songs",
+    "workout hip hop",
+    "oldies for slow dancing",
+    "happy country 🤠",
+    "night drive",
+    "Relaxing Folk",
+    "rock n roll 70s",
+]
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +67,10 @@ def test_one_prompt_gives_a_list_and_a_list_gives_a_list_of_lists(recommender):
 
 @pytest.mark.parametrize("k", [1, 10, 25])
 def test_k_distinct_catalogue_tracks_ranked_with_metadata(recommender, artifact, k):
-    tracks = {t["id"]: t for t in json.loads(
-        (artifact / "semantic_ids" / "tracks.json").read_text(encoding="utf-8"))}
+    tracks = {
+        t["id"]: t
+        for t in json.loads((artifact / "semantic_ids" / "tracks.json").read_text(encoding="utf-8"))
+    }
     for recs in recommender.recommend(PROMPTS, k=k):
         assert len(recs) == k
         assert len(set(_ids(recs))) == k
@@ -113,14 +123,17 @@ def test_deterministic_and_batch_matches_single(recommender):
     singles = [recommender.recommend(p, k=10) for p in PROMPTS]
     for batch_recs, single_recs in zip(a, singles, strict=True):
         assert _ids(batch_recs) == _ids(single_recs)
-        np.testing.assert_allclose([r.score for r in batch_recs],
-                                   [r.score for r in single_recs], rtol=0, atol=1e-4)
+        np.testing.assert_allclose(
+            [r.score for r in batch_recs], [r.score for r in single_recs], rtol=0, atol=1e-4
+        )
 
 
 def test_batch_size_does_not_change_answers(recommender):
     assert recommender.recommend(PROMPTS, k=5, batch_size=3) == [
-        *recommender.recommend(PROMPTS[:3], k=5), *recommender.recommend(PROMPTS[3:6], k=5),
-        *recommender.recommend(PROMPTS[6:], k=5)]
+        *recommender.recommend(PROMPTS[:3], k=5),
+        *recommender.recommend(PROMPTS[3:6], k=5),
+        *recommender.recommend(PROMPTS[6:], k=5),
+    ]
 
 
 def test_threads_give_the_same_answers_as_serial_calls(recommender):
@@ -129,17 +142,19 @@ def test_threads_give_the_same_answers_as_serial_calls(recommender):
     with ThreadPoolExecutor(max_workers=8) as pool:
         threaded = list(pool.map(lambda p: recommender.recommend(p, k=10), prompts))
     assert threaded == serial
-    excludes = [list(recommender.catalog.item_ids[i:i + 3]) for i in (0, 3, 6)]
+    excludes = [list(recommender.catalog.item_ids[i : i + 3]) for i in (0, 3, 6)]
     serial_batches = [recommender.recommend(PROMPTS, k=5, exclude=e) for e in excludes]
     with ThreadPoolExecutor(max_workers=3) as pool:
-        threaded_batches = list(pool.map(
-            lambda e: recommender.recommend(PROMPTS, k=5, exclude=e), excludes))
+        threaded_batches = list(
+            pool.map(lambda e: recommender.recommend(PROMPTS, k=5, exclude=e), excludes)
+        )
     assert threaded_batches == serial_batches
 
 
 def test_prompt_normalised_as_in_training(recommender):
     assert recommender.recommend("  CHILL   90s\tJazz ", k=5) == recommender.recommend(
-        "chill 90s jazz", k=5)
+        "chill 90s jazz", k=5
+    )
 
 
 # ------------------------------------------------------------------------------ bad input
@@ -163,7 +178,9 @@ def test_non_string_prompt_raises(recommender):
 def test_long_prompt_is_truncated_with_a_warning(recommender):
     long_prompt = "chill jazz " * 20
     limit = recommender.max_prompt_length
-    with pytest.warns(UserWarning, match=rf"prompt 0 has \d+ tokens, more than the model takes \({limit}\)"):
+    with pytest.warns(
+        UserWarning, match=rf"prompt 0 has \d+ tokens, more than the model takes \({limit}\)"
+    ):
         recs = recommender.recommend(long_prompt, k=5)
     # byte-level tokenizer: the model sees the first limit - 1 bytes and EOS
     short = long_prompt.strip()[: limit - 1]
@@ -174,12 +191,16 @@ def test_long_prompt_is_truncated_with_a_warning(recommender):
 
 @pytest.mark.parametrize("k", [0, -3])
 def test_k_below_one_raises_with_the_limits(recommender, k):
-    with pytest.raises(ValueError, match=rf"between 1 and the catalogue size \({len(recommender)} tracks\)"):
+    with pytest.raises(
+        ValueError, match=rf"between 1 and the catalogue size \({len(recommender)} tracks\)"
+    ):
         recommender.recommend("sad songs", k=k)
 
 
 def test_k_above_catalogue_raises_with_the_limits(recommender):
-    with pytest.raises(ValueError, match=rf"\({len(recommender)} tracks\), got {len(recommender) + 1}"):
+    with pytest.raises(
+        ValueError, match=rf"\({len(recommender)} tracks\), got {len(recommender) + 1}"
+    ):
         recommender.recommend("sad songs", k=len(recommender) + 1)
     with pytest.raises(TypeError, match="k must be an integer"):
         recommender.recommend("sad songs", k=2.5)
@@ -219,8 +240,9 @@ def test_save_then_load_gives_the_same_answers(recommender, artifact, tmp_path):
     assert loaded.recommend(PROMPTS, k=10) == recommender.recommend(PROMPTS, k=10)
     # saving over the folder it was loaded from works too
     loaded.save_pretrained(saved)
-    assert Text2Tracks.from_pretrained(saved).recommend("sad songs", k=3) == \
-        recommender.recommend("sad songs", k=3)
+    assert Text2Tracks.from_pretrained(saved).recommend("sad songs", k=3) == recommender.recommend(
+        "sad songs", k=3
+    )
 
 
 def test_newer_format_version_is_refused(artifact, tmp_path):
@@ -257,13 +279,16 @@ def test_component_not_in_manifest(artifact, tmp_path):
         Text2Tracks.from_pretrained(copy)
 
 
-@pytest.mark.parametrize("relative", [
-    "seq2seq/model.safetensors",
-    "seq2seq/config.json",
-    "seq2seq/sid_layout.json",
-    "semantic_ids/catalog/sid_codes.npy",
-    "semantic_ids/catalog/item_ids.json",
-])
+@pytest.mark.parametrize(
+    "relative",
+    [
+        "seq2seq/model.safetensors",
+        "seq2seq/config.json",
+        "seq2seq/sid_layout.json",
+        "semantic_ids/catalog/sid_codes.npy",
+        "semantic_ids/catalog/item_ids.json",
+    ],
+)
 def test_missing_file_is_named(artifact, tmp_path, relative):
     copy = _copy(artifact, tmp_path)
     (copy / relative).unlink()
@@ -271,24 +296,32 @@ def test_missing_file_is_named(artifact, tmp_path, relative):
         Text2Tracks.from_pretrained(copy)
 
 
-@pytest.mark.parametrize("relative", [
-    "seq2seq/model.safetensors",
-    "semantic_ids/catalog/sid_codes.npy",
-])
+@pytest.mark.parametrize(
+    "relative",
+    [
+        "seq2seq/model.safetensors",
+        "semantic_ids/catalog/sid_codes.npy",
+    ],
+)
 def test_truncated_file_is_named(artifact, tmp_path, relative):
     copy = _copy(artifact, tmp_path)
     path = copy / relative
     data = path.read_bytes()
     path.write_bytes(data[: len(data) - 7])
-    with pytest.raises(ArtifactError, match=rf"damaged .*{Path(relative).name.replace('.', '[.]')}"):
+    with pytest.raises(
+        ArtifactError, match=rf"damaged .*{Path(relative).name.replace('.', '[.]')}"
+    ):
         Text2Tracks.from_pretrained(copy)
 
 
-@pytest.mark.parametrize("relative", [
-    "seq2seq/config.json",
-    "semantic_ids/catalog/config.json",
-    "semantic_ids/tracks.json",
-])
+@pytest.mark.parametrize(
+    "relative",
+    [
+        "seq2seq/config.json",
+        "semantic_ids/catalog/config.json",
+        "semantic_ids/tracks.json",
+    ],
+)
 def test_garbled_json_is_named(artifact, tmp_path, relative):
     copy = _copy(artifact, tmp_path)
     (copy / relative).write_text('{"oops": ', encoding="utf-8")
@@ -314,6 +347,8 @@ def test_model_and_catalogue_of_different_token_schemes_are_refused(recommender)
     items = list(recommender.catalog.item_ids)[:200]
     codes = np.stack([np.arange(len(items)), np.zeros(len(items), dtype=np.int64)], axis=1)
     content = SemanticIDCatalog(items, codes, (257, 1), scheme="bytes")
-    sid_layout = SIDTokenLayout((257, 1), (recommender.layout.first_id, recommender.layout.first_id + 257))
+    sid_layout = SIDTokenLayout(
+        (257, 1), (recommender.layout.first_id, recommender.layout.first_id + 257)
+    )
     with pytest.raises(ValueError, match="'sid' tokens but the catalogue holds 'bytes'"):
         Text2Tracks(recommender.model, recommender.tokenizer, sid_layout, content)

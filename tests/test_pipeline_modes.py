@@ -45,8 +45,13 @@ from text2tracks.rerank import (
     prompt_features,
 )
 
-GENRE_PROMPTS = [("jazz", "jazz"), ("smooth jazz", "jazz"), ("rap", "hiphop"),
-                 ("country music", "country"), ("indie folk", "folk")]
+GENRE_PROMPTS = [
+    ("jazz", "jazz"),
+    ("smooth jazz", "jazz"),
+    ("rap", "hiphop"),
+    ("country music", "country"),
+    ("indie folk", "folk"),
+]
 PROMPTS = [p for p, _ in GENRE_PROMPTS] + ["party", "sad songs", "night drive"]
 
 
@@ -82,8 +87,9 @@ def _same(a, b) -> bool:
     changes the rounding of its matrix products, as for the generative mode)."""
     if a and isinstance(a[0], list):
         return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
-    return _ids(a) == _ids(b) and np.allclose([r.score for r in a], [r.score for r in b],
-                                              rtol=1e-5, atol=1e-5)
+    return _ids(a) == _ids(b) and np.allclose(
+        [r.score for r in a], [r.score for r in b], rtol=1e-5, atol=1e-5
+    )
 
 
 def _genres(recs) -> list[str]:
@@ -120,8 +126,11 @@ def test_latent_mode_warns_when_the_heads_encoder_truncates_a_prompt(recommender
     encoder = recommender.diffusion_head.encoder
     long_prompt = "chill jazz " * (encoder.max_length // 4 + 1)
     assert encoder.input_lengths([long_prompt])[0] > encoder.max_length
-    with pytest.warns(UserWarning, match=rf"prompt 1 has \d+ {encoder.length_unit}, more than the "
-                      rf"diffusion head's encoder takes \({encoder.max_length}\)") as caught:
+    with pytest.warns(
+        UserWarning,
+        match=rf"prompt 1 has \d+ {encoder.length_unit}, more than the "
+        rf"diffusion head's encoder takes \({encoder.max_length}\)",
+    ) as caught:
         recommender.recommend(["jazz", long_prompt], k=5, mode="latent")
     assert caught[0].filename == __file__  # points at the caller's line
     with warnings.catch_warnings():
@@ -132,14 +141,20 @@ def test_latent_mode_warns_when_the_heads_encoder_truncates_a_prompt(recommender
 def test_latent_scores_are_the_pooled_inner_products_with_the_samples(recommender):
     """faiss + pooling against a brute-force numpy reference."""
     latents = recommender.sample_latents("smooth jazz")
-    assert latents.shape == (recommender.hybrid_settings.n_samples,
-                             recommender.diffusion_head.config.latent_dim)
+    assert latents.shape == (
+        recommender.hybrid_settings.n_samples,
+        recommender.diffusion_head.config.latent_dim,
+    )
     pooled = (recommender.item_factors @ latents.T).max(1)
     top = np.argsort(-pooled, kind="stable")[:10]
     recs = recommender.recommend("smooth jazz", k=10, mode="latent")
     assert _ids(recs) == [recommender.catalog.item_ids[i] for i in top]
     np.testing.assert_allclose([r.score for r in recs], pooled[top], rtol=1e-5)
-    assert recommender.sample_latents(["jazz", "rap"], n_samples=3).shape == (2, 3, latents.shape[1])
+    assert recommender.sample_latents(["jazz", "rap"], n_samples=3).shape == (
+        2,
+        3,
+        latents.shape[1],
+    )
 
 
 def test_same_seed_same_answer_whatever_the_batching(recommender):
@@ -147,10 +162,13 @@ def test_same_seed_same_answer_whatever_the_batching(recommender):
     assert a == recommender.recommend(PROMPTS, k=8, mode="latent", seed=7)
     assert _same(a, recommender.recommend(PROMPTS, k=8, mode="latent", seed=7, batch_size=3))
     hybrid = recommender.recommend(PROMPTS, k=8, mode="hybrid", num_beams=8, seed=7)
-    assert _same(hybrid, recommender.recommend(PROMPTS, k=8, mode="hybrid", num_beams=8, seed=7,
-                                               batch_size=1))
-    assert not np.allclose(recommender.sample_latents("party", seed=0),
-                           recommender.sample_latents("party", seed=1))
+    assert _same(
+        hybrid,
+        recommender.recommend(PROMPTS, k=8, mode="hybrid", num_beams=8, seed=7, batch_size=1),
+    )
+    assert not np.allclose(
+        recommender.sample_latents("party", seed=0), recommender.sample_latents("party", seed=1)
+    )
     fresh = recommender.recommend("party", k=8, mode="latent", seed=None)
     assert len(set(_ids(fresh))) == 8
 
@@ -161,8 +179,13 @@ def test_threads_give_the_same_answers_as_serial_calls(recommender):
     calls = [(p, m) for p in PROMPTS for m in ("latent", "hybrid")]
 
     def ask(call):
-        return recommender.recommend(call[0], k=8, mode=call[1], num_beams=8,
-                                     negative_prompt="rock" if call[0] == "party" else None)
+        return recommender.recommend(
+            call[0],
+            k=8,
+            mode=call[1],
+            num_beams=8,
+            negative_prompt="rock" if call[0] == "party" else None,
+        )
 
     serial = [ask(c) for c in calls]
     with ThreadPoolExecutor(max_workers=4) as pool:
@@ -171,16 +194,21 @@ def test_threads_give_the_same_answers_as_serial_calls(recommender):
 
 def test_negative_prompt_lowers_the_share_of_the_negative_cluster(recommender):
     kw = dict(k=30, mode="latent", n_samples=8, guidance_weight=3.0)
-    plain = sum(_genres(recommender.recommend("party", seed=s, **kw)).count("rock") for s in range(4))
-    away = sum(_genres(recommender.recommend("party", seed=s, negative_prompt="rock", **kw)).count("rock")
-               for s in range(4))
+    plain = sum(
+        _genres(recommender.recommend("party", seed=s, **kw)).count("rock") for s in range(4)
+    )
+    away = sum(
+        _genres(recommender.recommend("party", seed=s, negative_prompt="rock", **kw)).count("rock")
+        for s in range(4)
+    )
     assert plain >= 20, plain  # "party" is half rock: something to steer away from
     assert away <= plain / 2, (plain, away)
     # the samples themselves: fewer on the rock axis (axis 0; pop is axis 1)
     rock = PARTY_GENRES.index("rock")
     share = (recommender.sample_latents("party", n_samples=64).argmax(1) == rock).mean()
-    share_away = (recommender.sample_latents("party", n_samples=64, negative_prompt="rock")
-                  .argmax(1) == rock).mean()
+    share_away = (
+        recommender.sample_latents("party", n_samples=64, negative_prompt="rock").argmax(1) == rock
+    ).mean()
     assert share_away < share
     # one negative per prompt, None for none: each prompt answers as it would alone
     both = recommender.recommend(["party", "party"], negative_prompt=["rock", None], seed=1, **kw)
@@ -196,30 +224,44 @@ def test_like_tracks_strength_moves_from_the_seeds_to_the_prompt(artifact, recom
     assert _genres(follow).count("jazz") >= 9, _genres(follow)
     # strength 0 is the seeds' mean factor itself
     mean = recommender.item_factors[[recommender.catalog.index_of(t) for t in folk]].mean(0)
-    np.testing.assert_allclose(recommender.sample_latents("jazz", like_tracks=folk, edit_strength=0),
-                               np.repeat(mean[None], recommender.hybrid_settings.n_samples, 0),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        recommender.sample_latents("jazz", like_tracks=folk, edit_strength=0),
+        np.repeat(mean[None], recommender.hybrid_settings.n_samples, 0),
+        rtol=1e-6,
+    )
     # ... or their ALS fold-in, when the settings say so
     fold = _fresh(artifact)
     fold.hybrid_settings = replace(fold.hybrid_settings, seed_method="fold_in")
     idx = [recommender.catalog.index_of(t) for t in folk]
-    np.testing.assert_allclose(fold.sample_latents("jazz", like_tracks=folk, edit_strength=0)[0],
-                               seed_latent(recommender.item_factors, idx, "fold_in"), rtol=1e-5)
+    np.testing.assert_allclose(
+        fold.sample_latents("jazz", like_tracks=folk, edit_strength=0)[0],
+        seed_latent(recommender.item_factors, idx, "fold_in"),
+        rtol=1e-5,
+    )
     assert not np.allclose(seed_latent(recommender.item_factors, idx, "fold_in"), mean, rtol=1e-3)
     with pytest.raises(ValueError, match="seed_method must be one of"):
         replace(fold.hybrid_settings, seed_method="median")
     # one collection per prompt; None samples from the prompt as usual
-    per_prompt = recommender.recommend(["jazz", "jazz"], k=10, mode="latent",
-                                       like_tracks=[folk, None], edit_strength=0.0)
+    per_prompt = recommender.recommend(
+        ["jazz", "jazz"], k=10, mode="latent", like_tracks=[folk, None], edit_strength=0.0
+    )
     assert _same(per_prompt, [stay, recommender.recommend("jazz", k=10, mode="latent")])
     # unknown ids are ignored with a warning
     with pytest.warns(UserWarning, match=r"like_tracks: ignored 1 track id\(s\).*'nope:1'"):
-        again = recommender.recommend("jazz", k=10, mode="latent", like_tracks=[*folk, "nope:1"],
-                                      edit_strength=0.0)
+        again = recommender.recommend(
+            "jazz", k=10, mode="latent", like_tracks=[*folk, "nope:1"], edit_strength=0.0
+        )
     assert _same(again, stay)
     # inversion under a source prompt, in hybrid mode too
-    edited = recommender.recommend("jazz", k=10, mode="hybrid", like_tracks=folk,
-                                   source_prompt="indie folk", edit_strength=0.5, num_beams=10)
+    edited = recommender.recommend(
+        "jazz",
+        k=10,
+        mode="hybrid",
+        like_tracks=folk,
+        source_prompt="indie folk",
+        edit_strength=0.5,
+        num_beams=10,
+    )
     assert len(set(_ids(edited))) == 10
 
 
@@ -256,12 +298,14 @@ def test_hybrid_gives_k_distinct_tracks_and_its_ends_are_the_pure_modes(artifact
 
     fresh.fusion = FixedBlendFusion(1.0)  # all weight on the beam
     generative = fresh.recommend(PROMPTS, k=5, num_beams=8)
-    assert [_ids(r) for r in fresh.recommend(PROMPTS, k=5, num_beams=8, mode="hybrid")] == \
-        [_ids(r) for r in generative]
+    assert [_ids(r) for r in fresh.recommend(PROMPTS, k=5, num_beams=8, mode="hybrid")] == [
+        _ids(r) for r in generative
+    ]
     fresh.fusion = FixedBlendFusion(0.0)  # all weight on the latent view
     latent = fresh.recommend(PROMPTS, k=5, mode="latent")
-    assert [_ids(r) for r in fresh.recommend(PROMPTS, k=5, num_beams=8, mode="hybrid")] == \
-        [_ids(r) for r in latent]
+    assert [_ids(r) for r in fresh.recommend(PROMPTS, k=5, num_beams=8, mode="hybrid")] == [
+        _ids(r) for r in latent
+    ]
 
 
 def test_fit_fusion_on_prompts_whose_answer_is_known(artifact, tmp_path):
@@ -271,7 +315,10 @@ def test_fit_fusion_on_prompts_whose_answer_is_known(artifact, tmp_path):
     assert fresh.fusion.alpha == 0.9
     prompts = [p for p, _ in GENRE_PROMPTS] + ["jazzy", "rnb", "   "]
     relevant = [_tracks_of(fresh, g) for _, g in GENRE_PROMPTS] + [
-        _tracks_of(fresh, "jazz"), ["nope:1"], _tracks_of(fresh, "pop")]
+        _tracks_of(fresh, "jazz"),
+        ["nope:1"],
+        _tracks_of(fresh, "pop"),
+    ]
     settings = HybridSettings(n_samples=2, beam_candidates=10, latent_k=20)
     summary = fresh.fit_fusion(prompts, relevant, settings=settings, metric="ndcg", k=10)
     assert (summary["n_prompts"], summary["n_skipped"]) == (6, 2)
@@ -284,7 +331,8 @@ def test_fit_fusion_on_prompts_whose_answer_is_known(artifact, tmp_path):
     recs = fresh.recommend("jazz", k=10, mode="hybrid")
     assert _genres(recs).count("jazz") >= 9
     fusion, saved_settings, validation = load_fusion(
-        fresh.save_pretrained(tmp_path / "after") / "diffusion")
+        fresh.save_pretrained(tmp_path / "after") / "diffusion"
+    )
     assert (fusion.alpha, saved_settings) == (fresh.fusion.alpha, settings)
     assert validation["n_prompts"] == 6 and "ndcg@10" in validation
     with pytest.raises(ValueError, match="no prompt has a relevant track"):
@@ -297,8 +345,13 @@ def test_fit_fusion_on_prompts_whose_answer_is_known(artifact, tmp_path):
 def test_clear_errors(recommender):
     r = recommender
     folk = _tracks_of(r, "folk")[:2]
-    for kwargs in ({"negative_prompt": "rock"}, {"like_tracks": folk}, {"guidance_weight": 2.0},
-                   {"n_samples": 4}, {"source_prompt": "folk"}):
+    for kwargs in (
+        {"negative_prompt": "rock"},
+        {"like_tracks": folk},
+        {"guidance_weight": 2.0},
+        {"n_samples": 4},
+        {"source_prompt": "folk"},
+    ):
         name = next(iter(kwargs))
         with pytest.raises(ValueError, match=rf"{name} need mode='latent' or mode='hybrid'"):
             r.recommend("jazz", k=5, **kwargs)
@@ -325,7 +378,9 @@ def test_clear_errors(recommender):
         r.recommend(["jazz", "rap"], mode="latent", negative_prompt=["rock", 3])
     with pytest.raises(ValueError, match="like_tracks is empty"):
         r.recommend("jazz", mode="latent", like_tracks=[])
-    with pytest.raises(ValueError, match="none of the 2 like_tracks of the prompts is in the catalogue"):
+    with pytest.raises(
+        ValueError, match="none of the 2 like_tracks of the prompts is in the catalogue"
+    ):
         r.recommend("jazz", mode="latent", like_tracks=["nope:1", "nope:2"])
     with pytest.raises(ValueError, match="like_tracks has 1 collections for 2 prompts"):
         r.recommend(["jazz", "rap"], mode="latent", like_tracks=[folk])
@@ -348,15 +403,24 @@ def test_artifact_without_diffusion_refuses_the_latent_modes(artifact, tmp_path)
         plain.sample_latents("jazz")
     (tmp_path / "in.txt").write_text("jazz\n")
     with pytest.raises(ExportError, match="needs a diffusion head"):
-        run_export(copy, tmp_path / "in.txt", tmp_path / "out.jsonl", mode="hybrid",
-                   progress=False, recommender=plain)
+        run_export(
+            copy,
+            tmp_path / "in.txt",
+            tmp_path / "out.jsonl",
+            mode="hybrid",
+            progress=False,
+            recommender=plain,
+        )
 
 
-@pytest.mark.parametrize(("relative", "match"), [
-    ("diffusion/latent_stats.npy", "latent_stats"),
-    ("diffusion/model.safetensors", "model.safetensors"),
-    ("cf/item_factors.npy", "item_factors"),
-])
+@pytest.mark.parametrize(
+    ("relative", "match"),
+    [
+        ("diffusion/latent_stats.npy", "latent_stats"),
+        ("diffusion/model.safetensors", "model.safetensors"),
+        ("cf/item_factors.npy", "item_factors"),
+    ],
+)
 def test_missing_diffusion_files_are_named(artifact, tmp_path, relative, match):
     copy = _copy(artifact, tmp_path)
     (copy / relative).unlink()
@@ -388,26 +452,43 @@ def test_save_pretrained_carries_the_diffusion_component(artifact, recommender, 
     assert (loaded.fusion.alpha, loaded.fusion.normalisation) == (0.3, "rank")
     assert loaded.hybrid_settings == fresh.hybrid_settings
     for mode in ("latent", "hybrid"):
-        assert _same(loaded.recommend(PROMPTS, k=10, mode=mode),
-                     fresh.recommend(PROMPTS, k=10, mode=mode))
+        assert _same(
+            loaded.recommend(PROMPTS, k=10, mode=mode), fresh.recommend(PROMPTS, k=10, mode=mode)
+        )
     assert _same(loaded.recommend(PROMPTS, k=10), recommender.recommend(PROMPTS, k=10))
 
     # built from its parts (no cf/ to copy): the item factors travel in diffusion/
-    parts = Text2Tracks(recommender.model, recommender.tokenizer, recommender.layout,
-                        recommender.catalog, diffusion_head=recommender.diffusion_head,
-                        item_factors=recommender.item_factors)
+    parts = Text2Tracks(
+        recommender.model,
+        recommender.tokenizer,
+        recommender.layout,
+        recommender.catalog,
+        diffusion_head=recommender.diffusion_head,
+        item_factors=recommender.item_factors,
+    )
     again = Text2Tracks.from_pretrained(parts.save_pretrained(tmp_path / "parts"), device="cpu")
     assert (tmp_path / "parts" / "diffusion" / "item_factors.npy").is_file()
     assert not (tmp_path / "parts" / "diffusion" / FUSION_NAME).exists()
-    assert [_ids(r) for r in again.recommend(PROMPTS, k=10, mode="latent")] == \
-        [_ids(r) for r in recommender.recommend(PROMPTS, k=10, mode="latent")]
+    assert [_ids(r) for r in again.recommend(PROMPTS, k=10, mode="latent")] == [
+        _ids(r) for r in recommender.recommend(PROMPTS, k=10, mode="latent")
+    ]
     with pytest.raises(ValueError, match="item_factors must have shape"):
-        Text2Tracks(recommender.model, recommender.tokenizer, recommender.layout,
-                    recommender.catalog, diffusion_head=recommender.diffusion_head,
-                    item_factors=np.zeros((3, 3)))
+        Text2Tracks(
+            recommender.model,
+            recommender.tokenizer,
+            recommender.layout,
+            recommender.catalog,
+            diffusion_head=recommender.diffusion_head,
+            item_factors=np.zeros((3, 3)),
+        )
     with pytest.raises(ValueError, match="pass diffusion_head too"):
-        Text2Tracks(recommender.model, recommender.tokenizer, recommender.layout,
-                    recommender.catalog, fusion=FixedBlendFusion())
+        Text2Tracks(
+            recommender.model,
+            recommender.tokenizer,
+            recommender.layout,
+            recommender.catalog,
+            fusion=FixedBlendFusion(),
+        )
 
 
 def _gate() -> tuple[GatedFusion, object, np.ndarray]:
@@ -436,15 +517,18 @@ def test_fusion_json_round_trip(tmp_path):
     again, _, _ = load_fusion(tmp_path)
     assert isinstance(again, GatedFusion)
     np.testing.assert_array_equal(again.alphas(cands, features), gate.alphas(cands, features))
-    np.testing.assert_array_equal(again.fuse(cands, k=3, features=features)[0],
-                                  gate.fuse(cands, k=3, features=features)[0])
+    np.testing.assert_array_equal(
+        again.fuse(cands, k=3, features=features)[0], gate.fuse(cands, k=3, features=features)[0]
+    )
 
     assert load_fusion(tmp_path / "nowhere") == (None, HybridSettings(), {})
     payload = json.loads(path.read_text())
-    for key, value, match in (("feature_names", ["x"], "features"),
-                              ("format_version", 99, "format version 99"),
-                              ("settings", {"n_samples": 0}, "n_samples"),
-                              ("settings", {"beams": 3}, "unknown HybridSettings keys")):
+    for key, value, match in (
+        ("feature_names", ["x"], "features"),
+        ("format_version", 99, "format version 99"),
+        ("settings", {"n_samples": 0}, "n_samples"),
+        ("settings", {"beams": 3}, "unknown HybridSettings keys"),
+    ):
         path.write_text(json.dumps({**payload, key: value}))
         with pytest.raises(ValueError, match=rf"damaged fusion file .*{match}"):
             load_fusion(tmp_path)
@@ -460,10 +544,24 @@ def test_train_diffusion_fits_and_writes_the_fusion(artifact, tmp_path):
 
     copy = _copy(artifact, tmp_path)
     playlists = artifact.parent / "demo.jsonl"
-    tiny = dict(encoder="seq2seq", hidden=32, n_blocks=1, time_embed_dim=16, batch_size=64,
-                max_steps=2, eval_prompts=8, eval_samples=2, warmup_steps=1, ddim_steps=5,
-                num_threads=1, progress=False, fusion_prompts=10, fusion_candidates=10,
-                fusion_latent_k=20, fusion_samples=2)
+    tiny = dict(
+        encoder="seq2seq",
+        hidden=32,
+        n_blocks=1,
+        time_embed_dim=16,
+        batch_size=64,
+        max_steps=2,
+        eval_prompts=8,
+        eval_samples=2,
+        warmup_steps=1,
+        ddim_steps=5,
+        num_threads=1,
+        progress=False,
+        fusion_prompts=10,
+        fusion_candidates=10,
+        fusion_latent_k=20,
+        fusion_samples=2,
+    )
     summary = train(DiffusionTrainConfig(artifact=str(copy), playlists=str(playlists), **tiny))
     assert summary["fusion"]["n_prompts"] == 10 and "alpha" in summary["fusion"]
     fusion, settings, validation = load_fusion(copy / "diffusion")
@@ -475,11 +573,25 @@ def test_train_diffusion_fits_and_writes_the_fusion(artifact, tmp_path):
     assert len(set(_ids(loaded.recommend("jazz", k=10, mode="hybrid")))) == 10
 
     shutil.rmtree(copy / "diffusion")
-    summary = train(DiffusionTrainConfig(artifact=str(copy), playlists=str(playlists),
-                                         **{**tiny, "fit_fusion": False}))
+    summary = train(
+        DiffusionTrainConfig(
+            artifact=str(copy), playlists=str(playlists), **{**tiny, "fit_fusion": False}
+        )
+    )
     assert "fusion" not in summary and not (copy / "diffusion" / FUSION_NAME).exists()
-    args = build_parser().parse_args(["--artifact", "a", "--playlists", "p", "--no-fit-fusion",
-                                      "--fusion-prompts", "50", "--fusion-kind", "gated"])
+    args = build_parser().parse_args(
+        [
+            "--artifact",
+            "a",
+            "--playlists",
+            "p",
+            "--no-fit-fusion",
+            "--fusion-prompts",
+            "50",
+            "--fusion-kind",
+            "gated",
+        ]
+    )
     assert (args.fit_fusion, args.fusion_prompts, args.fusion_kind) == (False, 50, "gated")
     for bad in ({"fusion_prompts": 0}, {"fusion_kind": "mlp"}, {"fusion_metric": "recall"}):
         with pytest.raises(ValueError, match="fusion"):
@@ -500,13 +612,23 @@ def test_export_hybrid_runs_end_to_end_and_resumes(artifact, recommender, tmp_pa
 
     rows = [{"id": f"q{i}", "prompt": p} for i, p in enumerate(PROMPTS)]
     rows[5]["negative_prompt"] = "rock"  # "party"
-    rows += [{"id": "badneg", "prompt": "jazz", "negative_prompt": 7},
-             {"id": "emptyneg", "prompt": "jazz", "negative_prompt": " "},
-             {"id": "nullneg", "prompt": "rap", "negative_prompt": None}]
+    rows += [
+        {"id": "badneg", "prompt": "jazz", "negative_prompt": 7},
+        {"id": "emptyneg", "prompt": "jazz", "negative_prompt": " "},
+        {"id": "nullneg", "prompt": "rap", "negative_prompt": None},
+    ]
     source = tmp_path / "in.jsonl"
     source.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    kw = dict(k=6, batch_size=3, mode="hybrid", num_beams=8, progress=False,
-              recommender=recommender, seed=3, n_samples=2)
+    kw = dict(
+        k=6,
+        batch_size=3,
+        mode="hybrid",
+        num_beams=8,
+        progress=False,
+        recommender=recommender,
+        seed=3,
+        n_samples=2,
+    )
     reference = tmp_path / "reference.jsonl"
     summary = run_export(artifact, source, reference, **kw)
     assert (summary.n_rows, summary.n_done, summary.n_failed) == (len(rows), len(rows) - 2, 2)
@@ -514,8 +636,9 @@ def test_export_hybrid_runs_end_to_end_and_resumes(artifact, recommender, tmp_pa
     errors = {r["id"]: r["error"] for r in records}
     assert "negative_prompt must be a string" in errors["badneg"]
     assert "empty negative_prompt" in errors["emptyneg"]
-    party = recommender.recommend("party", k=6, mode="hybrid", num_beams=8, seed=3, n_samples=2,
-                                  negative_prompt="rock")
+    party = recommender.recommend(
+        "party", k=6, mode="hybrid", num_beams=8, seed=3, n_samples=2, negative_prompt="rock"
+    )
     assert records[5]["track_ids"] == _ids(party)
 
     class Crash(RuntimeError):
@@ -539,10 +662,40 @@ def test_export_hybrid_runs_end_to_end_and_resumes(artifact, recommender, tmp_pa
 
     # the command line, loading the artifact itself
     cli_out = tmp_path / "cli.csv"
-    assert main(["--artifact", str(artifact), "--input", str(source), "--output", str(cli_out),
-                 "--k", "6", "--batch-size", "4", "--mode", "latent", "--guidance-weight", "3",
-                 "--n-samples", "2", "--seed", "1", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "--artifact",
+                str(artifact),
+                "--input",
+                str(source),
+                "--output",
+                str(cli_out),
+                "--k",
+                "6",
+                "--batch-size",
+                "4",
+                "--mode",
+                "latent",
+                "--guidance-weight",
+                "3",
+                "--n-samples",
+                "2",
+                "--seed",
+                "1",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert cli_out.read_text(encoding="utf-8").count("\n") == len(rows) + 1
     with pytest.raises(ExportError, match="--guidance-weight and --n-samples need --mode latent"):
-        run_export(artifact, source, tmp_path / "gen.jsonl", guidance_weight=2.0, n_samples=2,
-                   progress=False, recommender=recommender)
+        run_export(
+            artifact,
+            source,
+            tmp_path / "gen.jsonl",
+            guidance_weight=2.0,
+            n_samples=2,
+            progress=False,
+            recommender=recommender,
+        )

@@ -21,53 +21,112 @@ NAME_TO_ESCAPE = "ids-<b>odd</b>-short"
 
 
 def _system(hits, ci, **extra):
-    return {"k": 10, "n_prompts": 8, "n_skipped": 1, "hits@10": hits, "hits@10_ci": ci,
-            "recall@10": 0.05, "recall@10_ci": [0.01, 0.09], "ndcg@10": 0.2,
-            "ndcg@10_ci": [0.1, 0.3], "mrr": 0.25, "mrr_ci": [0.12, 0.38],
-            "coverage@10": 0.0123, **extra}
+    return {
+        "k": 10,
+        "n_prompts": 8,
+        "n_skipped": 1,
+        "hits@10": hits,
+        "hits@10_ci": ci,
+        "recall@10": 0.05,
+        "recall@10_ci": [0.01, 0.09],
+        "ndcg@10": 0.2,
+        "ndcg@10_ci": [0.1, 0.3],
+        "mrr": 0.25,
+        "mrr_ci": [0.12, 0.38],
+        "coverage@10": 0.0123,
+        **extra,
+    }
 
 
 def _results(with_ids=True) -> dict:
-    curve = [{"step": 100 * i, "elapsed_s": 60.0 * i, "val_loss": 3.0 - 0.2 * i,
-              "val_hits@10": 0.1 + 0.05 * i, "val_prompts": 200} for i in range(1, 5)]
+    curve = [
+        {
+            "step": 100 * i,
+            "elapsed_s": 60.0 * i,
+            "val_loss": 3.0 - 0.2 * i,
+            "val_hits@10": 0.1 + 0.05 * i,
+            "val_prompts": 200,
+        }
+        for i in range(1, 5)
+    ]
     results = {
         "systems": {
-            "popularity": _system(0.125, [0.0, 0.375], train_seconds=0.1,
-                                  latency_ms_per_prompt_batched=0.0100004),
-            "title_knn": _system(0.625, [0.25, 0.875], train_seconds=12.0,
-                                 latency_ms_per_prompt_batched=3.2),
-            "text2tracks": _system(0.5, [0.125, 0.875], train_seconds=600.0, steps=400,
-                                   decoding_steps_per_item=5, mean_id_tokens=5.0,
-                                   latency_ms_per_prompt_batched=28.5,
-                                   latency_ms_one_prompt=20.6, prompts_per_s_batch64=57.4),
+            "popularity": _system(
+                0.125, [0.0, 0.375], train_seconds=0.1, latency_ms_per_prompt_batched=0.0100004
+            ),
+            "title_knn": _system(
+                0.625, [0.25, 0.875], train_seconds=12.0, latency_ms_per_prompt_batched=3.2
+            ),
+            "text2tracks": _system(
+                0.5,
+                [0.125, 0.875],
+                train_seconds=600.0,
+                steps=400,
+                decoding_steps_per_item=5,
+                mean_id_tokens=5.0,
+                latency_ms_per_prompt_batched=28.5,
+                latency_ms_one_prompt=20.6,
+                prompts_per_s_batch64=57.4,
+            ),
             NAME_TO_ESCAPE: _system(0.25, [0.0, 0.5], curve=curve[:2]),
         },
-        "comparisons": {"text2tracks vs title_knn": {"diff": -0.125, "ci": [-0.5, 0.25],
-                                                     "p_value": 0.61, "n_prompts": 8,
-                                                     "relative": -0.2}},
+        "comparisons": {
+            "text2tracks vs title_knn": {
+                "diff": -0.125,
+                "ci": [-0.5, 0.25],
+                "p_value": 0.61,
+                "n_prompts": 8,
+                "relative": -0.2,
+            }
+        },
         "split": {"train": 80, "validation": 10, "test": 9, "test_prompts_evaluated": 8},
         "curve": curve,
         "training_summary": {"steps": 400, "elapsed_s": 600.0, "stopped_by": "max_minutes"},
         "config": {"k": 10},
     }
     if with_ids:
-        results["ids"] = {"stats": {
-            "tracks": 1000, "depth": 4, "level_sizes": [16, 16, 16, 3], "unique_prefixes": 990,
-            "shared_prefix_share": 0.02, "shared_groups": 10, "largest_group": 3,
-            "levels": [{"level": lv, "codebook_size": 16, "codes_used_share": used,
-                        "perplexity": perplexity, "prefixes": 16 ** (lv + 1)}
-                       for lv, (used, perplexity) in enumerate([(1.0, 15.0), (0.9375, 12.5),
-                                                                (0.5, 6.0)])]}}
+        results["ids"] = {
+            "stats": {
+                "tracks": 1000,
+                "depth": 4,
+                "level_sizes": [16, 16, 16, 3],
+                "unique_prefixes": 990,
+                "shared_prefix_share": 0.02,
+                "shared_groups": 10,
+                "largest_group": 3,
+                "levels": [
+                    {
+                        "level": lv,
+                        "codebook_size": 16,
+                        "codes_used_share": used,
+                        "perplexity": perplexity,
+                        "prefixes": 16 ** (lv + 1),
+                    }
+                    for lv, (used, perplexity) in enumerate(
+                        [(1.0, 15.0), (0.9375, 12.5), (0.5, 6.0)]
+                    )
+                ],
+            }
+        }
     return results
 
 
 def _per_prompt() -> dict:
-    return {"prompt_index": list(range(8)), "rank_depth": {"title_knn": 100, "text2tracks": 20},
-            "systems": {"title_knn": {"hits": [float(0 < r <= 10) for r in KNN_RANKS],
-                                      "first_hit_rank": KNN_RANKS},
-                        "text2tracks": {"hits": [float(0 < r <= 10) for r in MODEL_RANKS],
-                                        "first_hit_rank": MODEL_RANKS},
-                        "popularity": {"hits": [0.0] * 7 + [1.0]}}}
+    return {
+        "prompt_index": list(range(8)),
+        "rank_depth": {"title_knn": 100, "text2tracks": 20},
+        "systems": {
+            "title_knn": {
+                "hits": [float(0 < r <= 10) for r in KNN_RANKS],
+                "first_hit_rank": KNN_RANKS,
+            },
+            "text2tracks": {
+                "hits": [float(0 < r <= 10) for r in MODEL_RANKS],
+                "first_hit_rank": MODEL_RANKS,
+            },
+            "popularity": {"hits": [0.0] * 7 + [1.0]},
+        },
+    }
 
 
 def _folder(tmp_path: Path, per_prompt=True, with_ids=True) -> Path:
@@ -140,12 +199,20 @@ def test_report_has_the_table_with_intervals_the_curves_and_the_images(tmp_path)
     results = _rows(page, "system")  # the first table headed "system" is the results table
     assert list(results) == ["popularity", "title_knn", "text2tracks", NAME_TO_ESCAPE]
     assert results["title_knn"][0] == "0.625 [0.250, 0.875]"
-    assert results["text2tracks"][:4] == ["0.500 [0.125, 0.875]", "0.050 [0.010, 0.090]",
-                                          "0.200 [0.100, 0.300]", "0.250 [0.120, 0.380]"]
+    assert results["text2tracks"][:4] == [
+        "0.500 [0.125, 0.875]",
+        "0.050 [0.010, 0.090]",
+        "0.200 [0.100, 0.300]",
+        "0.250 [0.120, 0.380]",
+    ]
     assert results["text2tracks"][4:] == ["0.0123", "8", "600"]
     comparisons = _rows(page, "comparison")
-    assert comparisons["text2tracks vs title_knn"] == ["-0.1250", "[-0.5000, +0.2500]", "-20.0%",
-                                                       "0.610"]
+    assert comparisons["text2tracks vs title_knn"] == [
+        "-0.1250",
+        "[-0.5000, +0.2500]",
+        "-20.0%",
+        "0.610",
+    ]
 
     # Hits@K from the first-hit ranks, exactly; the model was ranked 20 deep only
     hits = next(t for t in page.tables if t[0][:2] == ["system", "Hits@1"])
@@ -219,16 +286,29 @@ def _chromium() -> str | None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(_chromium() is None,
-                    reason="no headless Chromium on PATH (Debian: apt-get install chromium)")
+@pytest.mark.skipif(
+    _chromium() is None, reason="no headless Chromium on PATH (Debian: apt-get install chromium)"
+)
 def test_report_renders_in_headless_chromium(tmp_path):
     from PIL import Image
 
     path = write_report(_folder(tmp_path))
     shot = tmp_path / "shot.png"
-    subprocess.run([_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                    "--window-size=1200,2400", f"--screenshot={shot}", path.as_uri()],
-                   check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            _chromium(),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--window-size=1200,2400",
+            f"--screenshot={shot}",
+            path.as_uri(),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     pixels = np.asarray(Image.open(shot).convert("RGB"), dtype=np.int64)
     assert pixels.shape[:2] == (2400, 1200)
     not_white = (pixels < 240).any(axis=2)

@@ -48,7 +48,9 @@ def test_latent_candidates_exclude_and_single_sample_shape():
     item_factors, _, _, latents = _random_views()
     items, _ = latent_candidates(latents[:, 0], item_factors, k=5)
     best = items[:, 0]
-    excluded, _ = latent_candidates(latents[:, 0], item_factors, k=5, exclude=[{int(b)} for b in best])
+    excluded, _ = latent_candidates(
+        latents[:, 0], item_factors, k=5, exclude=[{int(b)} for b in best]
+    )
     assert not np.any(excluded == best[:, None])
     np.testing.assert_array_equal(excluded[:, :4], items[:, 1:5])
 
@@ -66,10 +68,21 @@ def test_alpha_one_is_generative_order_and_alpha_zero_is_latent_order():
         expected = cands.items[b][valid][np.argsort(-cands.latent[b][valid], kind="stable")][:10]
         np.testing.assert_array_equal(lat_order[b], expected)
     # rerank's pure modes agree with the views.
-    np.testing.assert_array_equal(rerank("generative", kb, beam_items=beam_items, beam_scores=beam_scores)[0], beam_items)
-    np.testing.assert_array_equal(rerank("latent", 10, latents=latents, item_factors=item_factors)[0], lat_items)
-    hybrid = rerank("hybrid", 10, beam_items=beam_items, beam_scores=beam_scores, latents=latents,
-                    item_factors=item_factors, fusion=FixedBlendFusion(1.0))[0]
+    np.testing.assert_array_equal(
+        rerank("generative", kb, beam_items=beam_items, beam_scores=beam_scores)[0], beam_items
+    )
+    np.testing.assert_array_equal(
+        rerank("latent", 10, latents=latents, item_factors=item_factors)[0], lat_items
+    )
+    hybrid = rerank(
+        "hybrid",
+        10,
+        beam_items=beam_items,
+        beam_scores=beam_scores,
+        latents=latents,
+        item_factors=item_factors,
+        fusion=FixedBlendFusion(1.0),
+    )[0]
     np.testing.assert_array_equal(hybrid[:, :kb], beam_items)
 
 
@@ -102,7 +115,10 @@ def test_grid_search_picks_the_alpha_that_is_right():
     cands, relevant = _middle_example()
     grid = np.linspace(0, 1, 21)
     fusion = FixedBlendFusion().fit(cands, relevant, metric="hits", k=1, grid=grid)
-    hits_at = {a: per_prompt_metric(top_k(cands, blend(cands, a), 1)[0], relevant, "hits", 1).mean() for a in grid}
+    hits_at = {
+        a: per_prompt_metric(top_k(cands, blend(cands, a), 1)[0], relevant, "hits", 1).mean()
+        for a in grid
+    }
     assert hits_at[0.0] == 0 and hits_at[1.0] == 0
     assert hits_at[fusion.alpha] == 1.0
     assert 0.0 < fusion.alpha < 1.0
@@ -138,8 +154,12 @@ def _two_regime_set(n: int = 200, seed: int = 0):
         lat_items.append(lat)
         lat_sims.append(sims)
         relevant.append({int(rel)})
-    cands = pool_candidates(np.array(beam_items), np.array(beam_scores, dtype=np.float32),
-                            np.array(lat_items), np.array(lat_sims, dtype=np.float32))
+    cands = pool_candidates(
+        np.array(beam_items),
+        np.array(beam_scores, dtype=np.float32),
+        np.array(lat_items),
+        np.array(lat_sims, dtype=np.float32),
+    )
     return cands, relevant
 
 
@@ -152,12 +172,16 @@ def test_gated_fusion_picks_the_informative_view():
     test_cands, test_relevant = _two_regime_set(seed=1)
     test_feats = prompt_features(test_cands)
     fixed_hits = per_prompt_metric(fixed.fuse(test_cands, k=1)[0], test_relevant, "hits", 1).mean()
-    gated_hits = per_prompt_metric(gate.fuse(test_cands, k=1, features=test_feats)[0], test_relevant, "hits", 1).mean()
+    gated_hits = per_prompt_metric(
+        gate.fuse(test_cands, k=1, features=test_feats)[0], test_relevant, "hits", 1
+    ).mean()
     assert fixed_hits < 0.75  # no single alpha serves both regimes
     assert gated_hits > 0.95
     # The gate round-trips through plain JSON-able data.
     again = fusion_from_dict(gate.to_dict())
-    np.testing.assert_array_equal(again.alphas(test_cands, test_feats), gate.alphas(test_cands, test_feats))
+    np.testing.assert_array_equal(
+        again.alphas(test_cands, test_feats), gate.alphas(test_cands, test_feats)
+    )
     assert again.fixed_alpha_ == gate.fixed_alpha_ is not None
 
 
@@ -195,11 +219,14 @@ def test_per_prompt_metric_is_unchanged_on_distinct_rankings(metric):
     # distinct items per row (what top_k returns), -1 padding, some prompts with no relevant item
     items = np.stack([rng.permutation(40)[:12] for _ in range(150)])
     items[::7, 9:] = -1
-    relevant = [set(rng.choice(40, size=rng.integers(0, 8), replace=False).tolist())
-                for _ in range(150)]
+    relevant = [
+        set(rng.choice(40, size=rng.integers(0, 8), replace=False).tolist()) for _ in range(150)
+    ]
     assert any(not r for r in relevant)
     for k in (1, 5, 10, 12):
-        np.testing.assert_allclose(per_prompt_metric(items, relevant, metric, k),
-                                   _per_prompt_metric_before(items, relevant, metric, k))
+        np.testing.assert_allclose(
+            per_prompt_metric(items, relevant, metric, k),
+            _per_prompt_metric_before(items, relevant, metric, k),
+        )
     with pytest.raises(ValueError, match="metric must be one of"):
         per_prompt_metric(items, relevant, "recall", 10)

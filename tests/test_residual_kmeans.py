@@ -48,9 +48,9 @@ def test_clusters_come_back_as_level0_codes_up_to_relabelling():
     centers = np.eye(6, dtype=np.float32) * 4  # well separated: k-means finds them
     labels = np.repeat(np.arange(6), 100)
     x = centers[labels] + 0.1 * rng.normal(size=(600, 6)).astype(np.float32)
-    codes = ResidualKMeans(
-        n_levels=2, codebook_size=6, normalize_input=False, n_redo=5
-    ).fit_encode(x)
+    codes = ResidualKMeans(n_levels=2, codebook_size=6, normalize_input=False, n_redo=5).fit_encode(
+        x
+    )
     pairs = set(zip(labels.tolist(), codes[:, 0].tolist(), strict=True))
     assert len(pairs) == 6 and len({c for _, c in pairs}) == 6
 
@@ -122,7 +122,9 @@ def test_matching_gives_every_item_its_own_codes_when_groups_fit():
 
 def test_matching_is_the_minimum_cost_assignment_in_a_group():
     x, _ = clustered(n_clusters=4, per_cluster=40, spread=0.3, dim=6)
-    rkm = ResidualKMeans(n_levels=1, codebook_size=160, assignment="matching", max_points_per_centroid=10)
+    rkm = ResidualKMeans(
+        n_levels=1, codebook_size=160, assignment="matching", max_points_per_centroid=10
+    )
     codes = rkm.fit_encode(x)[:, 0]
     assert len(np.unique(codes)) == len(x)  # one group (empty prefix), all codes distinct
     from scipy.optimize import linear_sum_assignment

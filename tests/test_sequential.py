@@ -20,8 +20,12 @@ from semantic_ids.sequences import (
 
 def test_readers_keep_time_order(tmp_path):
     jsonl = tmp_path / "s.jsonl"
-    jsonl.write_text(json.dumps({"user": "u1", "items": ["a", "b", "c"]}) + "\n\n"
-                     + json.dumps({"user": 2, "items": [1, 2]}) + "\n")
+    jsonl.write_text(
+        json.dumps({"user": "u1", "items": ["a", "b", "c"]})
+        + "\n\n"
+        + json.dumps({"user": 2, "items": [1, 2]})
+        + "\n"
+    )
     seqs = read_sequences(jsonl)
     assert seqs.users == ["u1", "2"] and seqs.items == [["a", "b", "c"], ["1", "2"]]
     csv = tmp_path / "s.csv"
@@ -54,9 +58,13 @@ def test_reader_errors_name_the_problem(tmp_path):
 
 
 def test_leave_last_out():
-    seqs = sequences_from_playlists([Playlist("p1", "t", ("a", "b", "c", "d")),
-                                     Playlist("p2", "t", ("a", "b")),
-                                     Playlist("p3", "t", ("x", "y", "z"))])
+    seqs = sequences_from_playlists(
+        [
+            Playlist("p1", "t", ("a", "b", "c", "d")),
+            Playlist("p2", "t", ("a", "b")),
+            Playlist("p3", "t", ("x", "y", "z")),
+        ]
+    )
     split = leave_last_out(seqs)
     assert split.users == ["p1", "p3"] and split.n_too_short == 1
     assert split.train == [["a", "b"], ["x"]]

@@ -19,8 +19,16 @@ from text2tracks import Text2Tracks  # noqa: E402
 from text2tracks.batching import ServeLimits  # noqa: E402
 from text2tracks.serve import create_app  # noqa: E402
 
-PROMPTS = ["chill 90s jazz", "sad songs", "workout hip hop", "night drive", "happy country",
-           "rock n roll 70s", "oldies for slow dancing", "relaxing folk"]
+PROMPTS = [
+    "chill 90s jazz",
+    "sad songs",
+    "workout hip hop",
+    "night drive",
+    "happy country",
+    "rock n roll 70s",
+    "oldies for slow dancing",
+    "relaxing folk",
+]
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +58,16 @@ def _get(app, path: str) -> httpx.Response:
 
 
 def _as_json(recs) -> list[dict]:
-    return [{"track_id": r.track_id, "score": r.score, "rank": r.rank, "name": r.name,
-             "artist": r.artist} for r in recs]
+    return [
+        {
+            "track_id": r.track_id,
+            "score": r.score,
+            "rank": r.rank,
+            "name": r.name,
+            "artist": r.artist,
+        }
+        for r in recs
+    ]
 
 
 def _same(got: list[dict], recs) -> bool:
@@ -60,15 +76,20 @@ def _same(got: list[dict], recs) -> bool:
     want = _as_json(recs)
     strip = [{k: v for k, v in r.items() if k != "score"} for r in got]
     return strip == [{k: v for k, v in r.items() if k != "score"} for r in want] and all(
-        g["score"] == pytest.approx(w["score"], rel=1e-5, abs=1e-5) for g, w in zip(got, want, strict=True))
+        g["score"] == pytest.approx(w["score"], rel=1e-5, abs=1e-5)
+        for g, w in zip(got, want, strict=True)
+    )
 
 
 def test_answers_are_the_apis_for_one_prompt_and_for_a_list(recommender):
     app = create_app(recommender)
-    one, many = _post_all(app, [
-        {"prompt": "sad songs", "k": 5},
-        {"prompt": PROMPTS[:3], "k": 4, "exclude": [["x:unknown"], None, None]},
-    ])
+    one, many = _post_all(
+        app,
+        [
+            {"prompt": "sad songs", "k": 5},
+            {"prompt": PROMPTS[:3], "k": 4, "exclude": [["x:unknown"], None, None]},
+        ],
+    )
     assert one.status_code == 200 and many.status_code == 200
     assert _same(one.json()["recommendations"], recommender.recommend("sad songs", k=5))
     expected = recommender.recommend(PROMPTS[:3], k=4)
@@ -117,26 +138,36 @@ def test_limits_answer_clear_4xx(recommender):
     for (body, status, message), answer in zip(cases, answers, strict=True):
         assert answer.status_code == status, (body, answer.text)
         assert message in answer.json()["detail"], (body, answer.text)
-    for body in ({"prompt": "sad songs", "k": "ten"}, {"prompt": "sad songs", "colour": "red"},
-                 {"k": 5}, {"prompt": 3}, {"prompt": "a", "mode": "magic"}):
+    for body in (
+        {"prompt": "sad songs", "k": "ten"},
+        {"prompt": "sad songs", "colour": "red"},
+        {"k": 5},
+        {"prompt": 3},
+        {"prompt": "a", "mode": "magic"},
+    ):
         (answer,) = _post_all(app, [body])
         assert answer.status_code == 422, (body, answer.text)
 
 
 def test_the_apis_own_refusals_are_422_and_hide_the_artifact_path(recommender):
     app = create_app(recommender, ServeLimits(max_wait_ms=100))
-    good, blank, latent_option, latent_mode = _post_all(app, [
-        {"prompt": "sad songs", "k": 5},
-        {"prompt": ["jazz", "   "], "k": 5},  # batched with the good one, fails alone
-        {"prompt": "sad songs", "k": 5, "negative_prompt": "rock"},
-        {"prompt": "sad songs", "k": 5, "mode": "latent"},
-    ])
+    good, blank, latent_option, latent_mode = _post_all(
+        app,
+        [
+            {"prompt": "sad songs", "k": 5},
+            {"prompt": ["jazz", "   "], "k": 5},  # batched with the good one, fails alone
+            {"prompt": "sad songs", "k": 5, "negative_prompt": "rock"},
+            {"prompt": "sad songs", "k": 5, "mode": "latent"},
+        ],
+    )
     assert good.status_code == 200
     assert _same(good.json()["recommendations"], recommender.recommend("sad songs", k=5))
     assert blank.status_code == 422 and "prompt 1 is empty" in blank.json()["detail"]
     assert latent_option.status_code == 422
     assert "need mode='latent' or mode='hybrid'" in latent_option.json()["detail"]
-    assert latent_mode.status_code == 422 and "needs a diffusion head" in latent_mode.json()["detail"]
+    assert (
+        latent_mode.status_code == 422 and "needs a diffusion head" in latent_mode.json()["detail"]
+    )
     for answer in (blank, latent_option, latent_mode):
         assert str(recommender._source_dir) not in answer.text
 
@@ -186,8 +217,9 @@ def test_a_real_server_on_a_socket(recommender):
     import uvicorn
 
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(recommender), host="127.0.0.1", port=port,
-                                           log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(recommender), host="127.0.0.1", port=port, log_level="warning")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
@@ -200,8 +232,9 @@ def test_a_real_server_on_a_socket(recommender):
             answer = client.post("/recommend", json={"prompt": ["sad songs", "jazz"], "k": 3})
             assert answer.status_code == 200
             expected = recommender.recommend(["sad songs", "jazz"], k=3)
-            assert all(_same(g, w) for g, w in zip(answer.json()["recommendations"], expected,
-                                                   strict=True))
+            assert all(
+                _same(g, w) for g, w in zip(answer.json()["recommendations"], expected, strict=True)
+            )
             assert client.post("/recommend", json={"prompt": "x", "k": 1000}).status_code == 422
     finally:
         server.should_exit = True

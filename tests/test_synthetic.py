@@ -30,18 +30,40 @@ def test_writes_full_mpd_slices(synth):
     config, out, summary = synth
     files = sorted((out / "mpd").glob("mpd.slice.*.json"))
     assert [f.name for f in files] == [
-        "mpd.slice.0-999.json", "mpd.slice.1000-1999.json", "mpd.slice.2000-2999.json"]
+        "mpd.slice.0-999.json",
+        "mpd.slice.1000-1999.json",
+        "mpd.slice.2000-2999.json",
+    ]
     data = json.loads(files[0].read_text())
     assert set(data) == {"info", "playlists"} and len(data["playlists"]) == 1000
     # laid out as the real files are: json.dump(..., indent=4)
     assert files[0].read_text() == json.dumps(data, indent=4)
     playlist = data["playlists"][0]
-    assert {"name", "collaborative", "pid", "modified_at", "num_tracks", "num_albums",
-            "num_followers", "num_edits", "duration_ms", "num_artists", "tracks"} <= set(playlist)
+    assert {
+        "name",
+        "collaborative",
+        "pid",
+        "modified_at",
+        "num_tracks",
+        "num_albums",
+        "num_followers",
+        "num_edits",
+        "duration_ms",
+        "num_artists",
+        "tracks",
+    } <= set(playlist)
     assert playlist["num_tracks"] == len(playlist["tracks"])
     track = playlist["tracks"][0]
-    assert set(track) == {"pos", "artist_name", "track_uri", "artist_uri", "track_name",
-                          "album_uri", "duration_ms", "album_name"}
+    assert set(track) == {
+        "pos",
+        "artist_name",
+        "track_uri",
+        "artist_uri",
+        "track_name",
+        "album_uri",
+        "duration_ms",
+        "album_name",
+    }
     assert track["track_uri"].startswith("spotify:track:") and len(track["track_uri"]) == 36
     assert [t["pos"] for t in playlist["tracks"]] == list(range(playlist["num_tracks"]))
     assert len(json.loads(files[-1].read_text())["playlists"]) == 500
@@ -96,8 +118,9 @@ def test_deterministic_and_seeded(tmp_path):
     main(["--playlists", "1200", "--out", str(tmp_path / "x"), "--no-progress"])
     main(["--playlists", "1200", "--out", str(tmp_path / "y"), "--no-progress", "--workers", "2"])
     for name in ("mpd.slice.0-999.json", "mpd.slice.1000-1999.json"):
-        assert (tmp_path / "x" / "mpd" / name).read_bytes() == \
-            (tmp_path / "y" / "mpd" / name).read_bytes()
+        assert (tmp_path / "x" / "mpd" / name).read_bytes() == (
+            tmp_path / "y" / "mpd" / name
+        ).read_bytes()
 
 
 def test_catalogue_grows_along_the_heaps_curve():

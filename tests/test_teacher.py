@@ -80,7 +80,8 @@ def test_title_terms_and_matrix():
     assert title_terms("Chill Vibes 🔥!!") == ["chill", "vibes", "🔥", "=chill vibes 🔥"]
     assert title_terms("") == []
     interactions = sp.csr_matrix(
-        (np.ones(5, dtype=np.float32), ([0, 0, 1, 2, 2], [0, 1, 1, 2, 3])), shape=(3, 4))
+        (np.ones(5, dtype=np.float32), ([0, 0, 1, 2, 2], [0, 1, 1, 2, 3])), shape=(3, 4)
+    )
     matrix, terms = title_term_matrix(["chill", "Chill vibes", "rock"], interactions)
     assert terms == ["chill"]  # the only term of >= 2 playlists
     np.testing.assert_array_equal(matrix.toarray(), [[1, 2, 0, 0]])

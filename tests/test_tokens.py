@@ -39,7 +39,9 @@ def test_add_sid_tokens_gives_one_contiguous_block_per_level():
         ids = tokenizer.convert_tokens_to_ids([sid_token(level, c) for c in range(size)])
         assert ids == list(range(offset, offset + size))
     assert (layout.first_id, layout.end_id) == (before, before + sum(LEVEL_SIZES))
-    assert layout.tokens() == [sid_token(lv, c) for lv, s in enumerate(LEVEL_SIZES) for c in range(s)]
+    assert layout.tokens() == [
+        sid_token(lv, c) for lv, s in enumerate(LEVEL_SIZES) for c in range(s)
+    ]
     # a tokenizer that already has them (saved after the call) is reused, not extended
     assert add_sid_tokens(tokenizer, LEVEL_SIZES) == layout and len(tokenizer) == before + 9
 
@@ -66,15 +68,22 @@ def test_layout_to_dict_round_trips_and_old_files_read_as_sid():
     assert SIDTokenLayout.from_dict({"level_sizes": [4, 3], "offsets": [5, 9]}).scheme == "sid"
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(level_sizes=(4, 3), offsets=(1,)), "equal length"),
-    (dict(level_sizes=(), offsets=()), "non-empty"),
-    (dict(level_sizes=(4, 0), offsets=(1, 5)), "at least one code"),
-    (dict(level_sizes=(4,), offsets=(1,), scheme="words"), "scheme must be one of"),
-    (dict(level_sizes=(BYTE_LEVEL_SIZE, 3), offsets=(0, 300), scheme="bytes"), "byte levels"),
-    (dict(level_sizes=(BYTE_LEVEL_SIZE, 3), offsets=(BYTE_TOKEN_OFFSET, 200), scheme="bytes"),
-     "must follow"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(level_sizes=(4, 3), offsets=(1,)), "equal length"),
+        (dict(level_sizes=(), offsets=()), "non-empty"),
+        (dict(level_sizes=(4, 0), offsets=(1, 5)), "at least one code"),
+        (dict(level_sizes=(4,), offsets=(1,), scheme="words"), "scheme must be one of"),
+        (dict(level_sizes=(BYTE_LEVEL_SIZE, 3), offsets=(0, 300), scheme="bytes"), "byte levels"),
+        (
+            dict(
+                level_sizes=(BYTE_LEVEL_SIZE, 3), offsets=(BYTE_TOKEN_OFFSET, 200), scheme="bytes"
+            ),
+            "must follow",
+        ),
+    ],
+)
 def test_bad_layouts_raise(kwargs, message):
     with pytest.raises(ValueError, match=message):
         SIDTokenLayout(**kwargs)

@@ -25,9 +25,30 @@ from training.train_seq2seq import (
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_FLAGS = [
-    "--d-model", "32", "--num-layers", "2", "--num-decoder-layers", "2", "--num-heads", "4",
-    "--d-ff", "64", "--batch-size", "16", "--lr", "3e-3", "--warmup-steps", "2",
-    "--eval-prompts", "16", "--num-beams", "10", "--log-every", "1", "--num-threads", "1",
+    "--d-model",
+    "32",
+    "--num-layers",
+    "2",
+    "--num-decoder-layers",
+    "2",
+    "--num-heads",
+    "4",
+    "--d-ff",
+    "64",
+    "--batch-size",
+    "16",
+    "--lr",
+    "3e-3",
+    "--warmup-steps",
+    "2",
+    "--eval-prompts",
+    "16",
+    "--num-beams",
+    "10",
+    "--log-every",
+    "1",
+    "--num-threads",
+    "1",
     "--no-progress",
 ]
 
@@ -41,8 +62,9 @@ def tiny_artifact(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("tiny")
     playlists = write_demo_jsonl(root / "demo.jsonl", n_tracks=120, n_playlists=150, seed=0)
-    config = BuildIDsConfig(n_levels=2, codebook_size=8, kmeans_iterations=5,
-                            cf=CFConfig(factors=8, iterations=3))
+    config = BuildIDsConfig(
+        n_levels=2, codebook_size=8, kmeans_iterations=5, cf=CFConfig(factors=8, iterations=3)
+    )
     run_build_ids(playlists, root / "artifact", config, show_progress=False)
     return playlists, root / "artifact"
 
@@ -56,15 +78,22 @@ def artifact(tiny_artifact, tmp_path):
 
 
 def _env():
-    env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false",
-               HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO))
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS="1",
+        TOKENIZERS_PARALLELISM="false",
+        HF_HUB_OFFLINE="1",
+        PYTHONPATH=str(REPO),
+    )
     return env
 
 
 def _run(cmd: list[str]) -> subprocess.CompletedProcess:
     result = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=240)
     if result.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stderr[-4000:]}")
+        raise AssertionError(
+            f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stderr[-4000:]}"
+        )
     return result
 
 
@@ -77,9 +106,22 @@ def test_flags_map_one_to_one_onto_the_config():
     fields = {f.name for f in dataclasses.fields(TrainConfig) if f.name != "model"}
     fields |= {f.name for f in dataclasses.fields(ModelConfig)}
     assert flags == fields
-    args = parser.parse_args(["--artifact", "a", "--playlists", "p", "--d-model", "64",
-                              "--lora-target-modules", "q,k,v", "--resume", "--max-minutes", "1.5",
-                              "--no-normalize-prompts"])
+    args = parser.parse_args(
+        [
+            "--artifact",
+            "a",
+            "--playlists",
+            "p",
+            "--d-model",
+            "64",
+            "--lora-target-modules",
+            "q,k,v",
+            "--resume",
+            "--max-minutes",
+            "1.5",
+            "--no-normalize-prompts",
+        ]
+    )
     config = config_from_args(args)
     assert config.model.d_model == 64 and config.model.lora_target_modules == ("q", "k", "v")
     assert config.resume == "latest" and config.max_minutes == 1.5
@@ -120,8 +162,15 @@ def _check_written(artifact: Path, steps: int):
 
     seq2seq = artifact / "seq2seq"
     names = {p.name for p in seq2seq.iterdir()}
-    assert {"config.json", "model.safetensors", "generation_config.json", "sid_layout.json",
-            "training_log.jsonl", "curve.json", "train_config.json"} <= names
+    assert {
+        "config.json",
+        "model.safetensors",
+        "generation_config.json",
+        "sid_layout.json",
+        "training_log.jsonl",
+        "curve.json",
+        "train_config.json",
+    } <= names
     assert any(n.startswith("tokenizer") for n in names)
     manifest = json.loads((artifact / "text2tracks.json").read_text())
     assert manifest["components"]["seq2seq"]["steps"] == steps
@@ -141,14 +190,38 @@ def _check_written(artifact: Path, steps: int):
 @pytest.mark.slow
 def test_accelerate_launch_smoke(artifact):
     playlists, art = artifact
-    cmd = ["accelerate", "launch", "--num_processes", "1", "--num_machines", "1", "--cpu",
-           "--mixed_precision", "no", "--dynamo_backend", "no", "--num_cpu_threads_per_process", "1",
-           "-m", "training.train_seq2seq", "--artifact", str(art), "--playlists", str(playlists),
-           "--max-steps", "6", "--eval-every", "3", "--checkpoint-every", "3", *TINY_FLAGS]
+    cmd = [
+        "accelerate",
+        "launch",
+        "--num_processes",
+        "1",
+        "--num_machines",
+        "1",
+        "--cpu",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--num_cpu_threads_per_process",
+        "1",
+        "-m",
+        "training.train_seq2seq",
+        "--artifact",
+        str(art),
+        "--playlists",
+        str(playlists),
+        "--max-steps",
+        "6",
+        "--eval-every",
+        "3",
+        "--checkpoint-every",
+        "3",
+        *TINY_FLAGS,
+    ]
     if shutil.which("accelerate") is None:
         cmd = [sys.executable, "-m", "accelerate.commands.launch", *cmd[2:]]
     result = _run(cmd)
-    summary = json.loads(result.stdout[result.stdout.index("{"):])
+    summary = json.loads(result.stdout[result.stdout.index("{") :])
     assert summary["steps"] == 6 and summary["stopped_by"] == "max_steps"
     model, tokenizer, layout = _check_written(art, 6)
 
@@ -160,8 +233,9 @@ def test_accelerate_launch_smoke(artifact):
     catalog = SemanticIDCatalog.load(art / "semantic_ids" / "catalog")
     trie = FlatTrie.from_codes(catalog.sid_codes, catalog.level_sizes)
     enc = tokenizer(["chill vibes", "90s rock 🔥"], padding=True, return_tensors="pt")
-    items, scores = constrained_generate(model, enc["input_ids"], enc["attention_mask"], trie,
-                                         layout, k=5, num_beams=8)
+    items, scores = constrained_generate(
+        model, enc["input_ids"], enc["attention_mask"], trie, layout, k=5, num_beams=8
+    )
     assert items.shape == (2, 5)
     assert ((items >= 0) & (items < len(catalog))).all()
 
@@ -169,18 +243,36 @@ def test_accelerate_launch_smoke(artifact):
 @pytest.mark.slow
 def test_plain_python_and_resume_continue_the_step_count(artifact):
     playlists, art = artifact
-    base = [sys.executable, "-m", "training.train_seq2seq", "--artifact", str(art),
-            "--playlists", str(playlists), "--eval-every", "0", *TINY_FLAGS]
+    base = [
+        sys.executable,
+        "-m",
+        "training.train_seq2seq",
+        "--artifact",
+        str(art),
+        "--playlists",
+        str(playlists),
+        "--eval-every",
+        "0",
+        *TINY_FLAGS,
+    ]
     _run([*base, "--max-steps", "4", "--checkpoint-every", "2"])
     first_log = (art / "seq2seq" / "training_log.jsonl").read_text().splitlines()
-    assert [json.loads(line)["step"] for line in first_log if "train_loss" in json.loads(line)] == [1, 2, 3, 4]
+    assert [json.loads(line)["step"] for line in first_log if "train_loss" in json.loads(line)] == [
+        1,
+        2,
+        3,
+        4,
+    ]
 
     result = _run([*base, "--max-steps", "7", "--resume"])
     assert "resumed from" in result.stderr
-    summary = json.loads(result.stdout[result.stdout.index("{"):])
+    summary = json.loads(result.stdout[result.stdout.index("{") :])
     assert summary["steps"] == 7
     _check_written(art, 7)
-    records = [json.loads(line) for line in (art / "seq2seq" / "training_log.jsonl").read_text().splitlines()]
+    records = [
+        json.loads(line)
+        for line in (art / "seq2seq" / "training_log.jsonl").read_text().splitlines()
+    ]
     train_steps = [r["step"] for r in records if "train_loss" in r]
     assert train_steps == [1, 2, 3, 4, 5, 6, 7]
     # elapsed time carries over: the resumed run's clock starts where the checkpoint's stopped
@@ -196,8 +288,20 @@ def test_in_process_train_and_mismatched_playlists(artifact, tmp_path):
     playlists, art = artifact
     threads = torch.get_num_threads()
     args = build_parser().parse_args(
-        ["--artifact", str(art), "--playlists", str(playlists), "--max-steps", "3",
-         "--eval-every", "0", "--targets-per-playlist", "2", *TINY_FLAGS])
+        [
+            "--artifact",
+            str(art),
+            "--playlists",
+            str(playlists),
+            "--max-steps",
+            "3",
+            "--eval-every",
+            "0",
+            "--targets-per-playlist",
+            "2",
+            *TINY_FLAGS,
+        ]
+    )
     try:
         summary = train(config_from_args(args))
     finally:
@@ -222,10 +326,20 @@ def _tiny_t5(seed=0):
     from transformers import T5Config, T5ForConditionalGeneration
 
     torch.manual_seed(seed)
-    config = T5Config(vocab_size=64, d_model=32, d_kv=8, d_ff=64, num_layers=2,
-                      num_decoder_layers=2, num_heads=4, dropout_rate=0.0,
-                      feed_forward_proj="relu", pad_token_id=0, eos_token_id=1,
-                      decoder_start_token_id=0)
+    config = T5Config(
+        vocab_size=64,
+        d_model=32,
+        d_kv=8,
+        d_ff=64,
+        num_layers=2,
+        num_decoder_layers=2,
+        num_heads=4,
+        dropout_rate=0.0,
+        feed_forward_proj="relu",
+        pad_token_id=0,
+        eos_token_id=1,
+        decoder_start_token_id=0,
+    )
     return T5ForConditionalGeneration(config)
 
 
@@ -234,8 +348,12 @@ def _grouped_batch():
 
     from text2tracks.data import Seq2SeqCollator
 
-    prompts = [np.array([5, 6, 7, 1]), np.array([8, 1]), np.array([9, 10, 11, 12, 13, 1]),
-               np.array([8, 1])]
+    prompts = [
+        np.array([5, 6, 7, 1]),
+        np.array([8, 1]),
+        np.array([9, 10, 11, 12, 13, 1]),
+        np.array([8, 1]),
+    ]
     sid = 30 + np.arange(6 * 3, dtype=np.int64).reshape(6, 3)
     examples = [(0, 1), (0, 4), (0, 5), (2, 0), (1, 3), (3, 2), (2, 5)]
     shared = Seq2SeqCollator(prompts, sid, 0, 1, share_prompts=True)(examples)
@@ -247,8 +365,9 @@ def _grouped_batch():
 def _loss_and_grads(model, out):
     model.zero_grad(set_to_none=True)
     out.loss.backward()
-    return out.loss.detach().item(), {n: p.grad.clone() for n, p in model.named_parameters()
-                             if p.grad is not None}
+    return out.loss.detach().item(), {
+        n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None
+    }
 
 
 def _assert_same(a, b):
@@ -265,11 +384,24 @@ def test_grouped_forward_equals_the_plain_forward():
 
     model = _tiny_t5()
     shared, plain = _grouped_batch()
-    ref = _loss_and_grads(model, model(input_ids=plain["input_ids"],
-                                       attention_mask=plain["attention_mask"],
-                                       labels=plain["labels"]))
-    got = _loss_and_grads(model, grouped_forward(model, shared["input_ids"], shared["attention_mask"],
-                                                 shared["prompt_index"], shared["labels"]))
+    ref = _loss_and_grads(
+        model,
+        model(
+            input_ids=plain["input_ids"],
+            attention_mask=plain["attention_mask"],
+            labels=plain["labels"],
+        ),
+    )
+    got = _loss_and_grads(
+        model,
+        grouped_forward(
+            model,
+            shared["input_ids"],
+            shared["attention_mask"],
+            shared["prompt_index"],
+            shared["labels"],
+        ),
+    )
     _assert_same(got, ref)
     assert any(n.startswith("encoder.") for n in got[1]), "the encoder gets gradients"
 
@@ -283,17 +415,31 @@ def test_grouped_forward_under_ddp_and_peft(tmp_path):
     shared, plain = _grouped_batch()
     # DDP (one gloo process): the forward through the wrapper with encoder_outputs computed outside
     # it must leave no parameter unreduced, step after step
-    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    dist.init_process_group(
+        "gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1
+    )
     try:
         model = _tiny_t5()
         ddp = torch.nn.parallel.DistributedDataParallel(model)
-        ref = _loss_and_grads(model, model(input_ids=plain["input_ids"],
-                                           attention_mask=plain["attention_mask"],
-                                           labels=plain["labels"]))
+        ref = _loss_and_grads(
+            model,
+            model(
+                input_ids=plain["input_ids"],
+                attention_mask=plain["attention_mask"],
+                labels=plain["labels"],
+            ),
+        )
         for _ in range(2):
-            got = _loss_and_grads(model, grouped_forward(ddp, shared["input_ids"],
-                                                         shared["attention_mask"],
-                                                         shared["prompt_index"], shared["labels"]))
+            got = _loss_and_grads(
+                model,
+                grouped_forward(
+                    ddp,
+                    shared["input_ids"],
+                    shared["attention_mask"],
+                    shared["prompt_index"],
+                    shared["labels"],
+                ),
+            )
             _assert_same(got, ref)
     finally:
         dist.destroy_process_group()
@@ -301,15 +447,36 @@ def test_grouped_forward_under_ddp_and_peft(tmp_path):
     # peft (LoRA on q, v; lora_dropout 0)
     from peft import LoraConfig, TaskType, get_peft_model
 
-    peft_model = get_peft_model(_tiny_t5(), LoraConfig(
-        task_type=TaskType.SEQ_2_SEQ_LM, r=4, lora_alpha=8, lora_dropout=0.0,
-        target_modules=["q", "v"], init_lora_weights=False))
-    ref = _loss_and_grads(peft_model, peft_model(input_ids=plain["input_ids"],
-                                                 attention_mask=plain["attention_mask"],
-                                                 labels=plain["labels"]))
-    got = _loss_and_grads(peft_model, grouped_forward(
-        peft_model, shared["input_ids"], shared["attention_mask"], shared["prompt_index"],
-        shared["labels"], encoder=peft_model.get_encoder()))
+    peft_model = get_peft_model(
+        _tiny_t5(),
+        LoraConfig(
+            task_type=TaskType.SEQ_2_SEQ_LM,
+            r=4,
+            lora_alpha=8,
+            lora_dropout=0.0,
+            target_modules=["q", "v"],
+            init_lora_weights=False,
+        ),
+    )
+    ref = _loss_and_grads(
+        peft_model,
+        peft_model(
+            input_ids=plain["input_ids"],
+            attention_mask=plain["attention_mask"],
+            labels=plain["labels"],
+        ),
+    )
+    got = _loss_and_grads(
+        peft_model,
+        grouped_forward(
+            peft_model,
+            shared["input_ids"],
+            shared["attention_mask"],
+            shared["prompt_index"],
+            shared["labels"],
+            encoder=peft_model.get_encoder(),
+        ),
+    )
     _assert_same(got, ref)
     assert any("encoder" in n and "lora" in n for n in got[1])
 
@@ -324,11 +491,26 @@ def test_in_process_grouped_and_plain_paths_cover_one_epoch(artifact):
     threads = torch.get_num_threads()
     summaries = {}
     try:
-        for name, flags in {"grouped": ["--targets-per-prompt-group", "4", "--length-bucket-window", "2"],
-                            "plain": ["--targets-per-prompt-group", "1", "--length-bucket-window", "0"]}.items():
+        for name, flags in {
+            "grouped": ["--targets-per-prompt-group", "4", "--length-bucket-window", "2"],
+            "plain": ["--targets-per-prompt-group", "1", "--length-bucket-window", "0"],
+        }.items():
             args = build_parser().parse_args(
-                ["--artifact", str(art), "--playlists", str(playlists), "--epochs", "1",
-                 "--eval-every", "0", "--targets-per-playlist", "3", *TINY_FLAGS, *flags])
+                [
+                    "--artifact",
+                    str(art),
+                    "--playlists",
+                    str(playlists),
+                    "--epochs",
+                    "1",
+                    "--eval-every",
+                    "0",
+                    "--targets-per-playlist",
+                    "3",
+                    *TINY_FLAGS,
+                    *flags,
+                ]
+            )
             summaries[name] = train(config_from_args(args))
     finally:
         torch.set_num_threads(threads)

@@ -7,14 +7,16 @@ from hypothesis import strategies as st
 
 from text2tracks.trie import FlatTrie
 
-CODES = np.array([
-    [0, 0, 0],  # item 0
-    [0, 0, 1],  # item 1
-    [0, 2, 0],  # item 2
-    [1, 1, 0],  # item 3
-    [1, 1, 1],  # item 4
-    [1, 2, 1],  # item 5
-])
+CODES = np.array(
+    [
+        [0, 0, 0],  # item 0
+        [0, 0, 1],  # item 1
+        [0, 2, 0],  # item 2
+        [1, 1, 0],  # item 3
+        [1, 1, 1],  # item 4
+        [1, 2, 1],  # item 5
+    ]
+)
 SIZES = (2, 3, 2)
 
 
@@ -101,8 +103,9 @@ def test_errors():
 def catalogues(draw):
     sizes = tuple(draw(st.lists(st.integers(1, 4), min_size=1, max_size=4)))
     universe = list(itertools.product(*[range(s) for s in sizes]))
-    chosen = draw(st.lists(st.sampled_from(universe), min_size=1, max_size=len(universe),
-                           unique=True))
+    chosen = draw(
+        st.lists(st.sampled_from(universe), min_size=1, max_size=len(universe), unique=True)
+    )
     return np.array(chosen, dtype=np.int64).reshape(len(chosen), len(sizes)), sizes
 
 
@@ -127,6 +130,9 @@ def test_matches_brute_force(cat, data):
     ex = trie.excluded_nodes(excluded)
     for t in range(1, len(sizes) + 1):
         prefixes = sorted({i[:t] for i in ids})  # node order = lexicographic prefix order
-        full = [n for n, p in enumerate(prefixes)
-                if all(j in excluded for j, i in enumerate(ids) if i[:t] == p)]
+        full = [
+            n
+            for n, p in enumerate(prefixes)
+            if all(j in excluded for j, i in enumerate(ids) if i[:t] == p)
+        ]
         assert ex[t - 1].tolist() == full

@@ -16,14 +16,26 @@ def build_tiny_artifact(root: Path) -> Path:
 
     playlists = write_demo_jsonl(root / "demo.jsonl", n_tracks=200, n_playlists=300, seed=0)
     artifact = root / "artifact"
-    run_build_ids(playlists, artifact,
-                  BuildIDsConfig(min_count=1, n_levels=2, codebook_size=8,
-                                 cf=CFConfig(factors=16, iterations=3)),
-                  show_progress=False)
+    run_build_ids(
+        playlists,
+        artifact,
+        BuildIDsConfig(
+            min_count=1, n_levels=2, codebook_size=8, cf=CFConfig(factors=16, iterations=3)
+        ),
+        show_progress=False,
+    )
     catalog = SemanticIDCatalog.load(artifact / "semantic_ids" / "catalog")
     torch.manual_seed(0)
-    config = ModelConfig(d_model=32, num_layers=1, num_decoder_layers=1, num_heads=2, d_ff=64,
-                         dropout=0.0, max_prompt_length=32, tokenizer="bytes")
+    config = ModelConfig(
+        d_model=32,
+        num_layers=1,
+        num_decoder_layers=1,
+        num_heads=2,
+        d_ff=64,
+        dropout=0.0,
+        max_prompt_length=32,
+        tokenizer="bytes",
+    )
     model, tokenizer, layout = build_seq2seq(config, catalog.level_sizes)
     with component_writer(artifact, "seq2seq", {"steps": 0}) as tmp:
         save_seq2seq(model, tokenizer, layout, tmp, config)
@@ -82,9 +94,18 @@ def add_tiny_diffusion(artifact: Path, steps: int = 500, seed: int = 0) -> Path:
     cond = conds[torch.from_numpy(pick)]
 
     torch.manual_seed(seed)
-    head = DiffusionHead(DiffusionHeadConfig(
-        latent_dim=dim, cond_dim=encoder.out_dim, hidden=64, n_blocks=2, time_embed_dim=32,
-        cond_drop_prob=0.2, guidance_weight=2.0, ddim_steps=10))
+    head = DiffusionHead(
+        DiffusionHeadConfig(
+            latent_dim=dim,
+            cond_dim=encoder.out_dim,
+            hidden=64,
+            n_blocks=2,
+            time_embed_dim=32,
+            cond_drop_prob=0.2,
+            guidance_weight=2.0,
+            ddim_steps=10,
+        )
+    )
     head.set_latent_stats(latents)
     target = head.standardise(latents)
     optimizer = torch.optim.AdamW(head.parameters(), lr=3e-3)
@@ -98,6 +119,8 @@ def add_tiny_diffusion(artifact: Path, steps: int = 500, seed: int = 0) -> Path:
         optimizer.step()
     head.eval()
     head.encoder = encoder  # saved as kind "seq2seq": its weights stay in seq2seq/
-    with component_writer(artifact, "diffusion", {"kind": "diffusion_head", "encoder": "seq2seq"}) as tmp:
+    with component_writer(
+        artifact, "diffusion", {"kind": "diffusion_head", "encoder": "seq2seq"}
+    ) as tmp:
         head.save(tmp)
     return artifact

@@ -46,8 +46,18 @@ DIFFUSION_COMPONENT = "diffusion"
 CF_COMPONENT = "cf"
 REGRESSOR_COMPONENT = "latent_regressor"  # optional baseline head, written by the benchmark
 _TRACKED_LIBRARIES = (
-    "text2tracks", "numpy", "scipy", "implicit", "faiss-cpu", "scikit-learn",
-    "torch", "transformers", "peft", "accelerate", "safetensors", "diffusers",
+    "text2tracks",
+    "numpy",
+    "scipy",
+    "implicit",
+    "faiss-cpu",
+    "scikit-learn",
+    "torch",
+    "transformers",
+    "peft",
+    "accelerate",
+    "safetensors",
+    "diffusers",
 )
 
 
@@ -98,7 +108,10 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
 
 
 def write_json_atomic(
-    path: str | os.PathLike, payload: Any, *, sort_keys: bool = True,
+    path: str | os.PathLike,
+    payload: Any,
+    *,
+    sort_keys: bool = True,
     default: Callable[[Any], Any] | None = None,
 ) -> None:
     """Write JSON (indent 2, a final newline) to ``path`` atomically (see :func:`atomic_file`).
@@ -106,8 +119,9 @@ def write_json_atomic(
     ``sort_keys=False`` keeps insertion order; ``default`` converts values JSON does not know
     (as in ``json.dumps``).
     """
-    write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=sort_keys, default=default)
-                      + "\n")
+    write_text_atomic(
+        path, json.dumps(payload, indent=2, sort_keys=sort_keys, default=default) + "\n"
+    )
 
 
 def read_json(path: str | os.PathLike, what: str = "file") -> Any:
@@ -130,14 +144,18 @@ def read_manifest(artifact_dir: str | os.PathLike) -> dict[str, Any]:
     manifest = read_json(artifact_dir / MANIFEST_NAME, what="manifest")
     version = manifest.get("format_version")
     if not isinstance(version, int):
-        raise ArtifactError(f"damaged manifest: {artifact_dir / MANIFEST_NAME} has no integer format_version")
+        raise ArtifactError(
+            f"damaged manifest: {artifact_dir / MANIFEST_NAME} has no integer format_version"
+        )
     if version > FORMAT_VERSION:
         raise ArtifactError(
             f"{artifact_dir / MANIFEST_NAME} has format version {version}, newer than this "
             f"text2tracks reads ({FORMAT_VERSION}); upgrade text2tracks to load it"
         )
     if not isinstance(manifest.get("components"), dict):
-        raise ArtifactError(f"damaged manifest: {artifact_dir / MANIFEST_NAME} has no 'components' table")
+        raise ArtifactError(
+            f"damaged manifest: {artifact_dir / MANIFEST_NAME} has no 'components' table"
+        )
     for name in manifest["components"]:
         if not (artifact_dir / name).is_dir():
             raise ArtifactError(
@@ -180,7 +198,9 @@ def new_artifact(artifact_dir: str | os.PathLike, force: bool = False) -> Iterat
             f"{artifact_dir} already exists; pass --force (force=True) to overwrite it"
         )
     artifact_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{artifact_dir.name}.", suffix=".tmp", dir=artifact_dir.parent))
+    tmp = Path(
+        tempfile.mkdtemp(prefix=f".{artifact_dir.name}.", suffix=".tmp", dir=artifact_dir.parent)
+    )
     try:
         yield tmp
         _swap_folder_in(tmp, artifact_dir)
@@ -191,7 +211,9 @@ def new_artifact(artifact_dir: str | os.PathLike, force: bool = False) -> Iterat
 
 @contextlib.contextmanager
 def component_writer(
-    artifact_dir: str | os.PathLike, name: str, info: dict[str, Any] | None = None,
+    artifact_dir: str | os.PathLike,
+    name: str,
+    info: dict[str, Any] | None = None,
     force: bool = True,
 ) -> Iterator[Path]:
     """Add or replace one component of an existing artifact folder atomically.
@@ -291,10 +313,16 @@ def check_component_files(directory: Path) -> None:
 
 # Files each component needs (one of a tuple's alternatives), checked before loading.
 REQUIRED_FILES = {
-    CATALOG_COMPONENT: (("catalog/config.json",), ("catalog/sid_codes.npy",),
-                        ("catalog/item_ids.json",)),
-    SEQ2SEQ_COMPONENT: (("config.json", "adapter_config.json"), ("sid_layout.json",),
-                        ("model.safetensors", "adapter_model.safetensors")),
+    CATALOG_COMPONENT: (
+        ("catalog/config.json",),
+        ("catalog/sid_codes.npy",),
+        ("catalog/item_ids.json",),
+    ),
+    SEQ2SEQ_COMPONENT: (
+        ("config.json", "adapter_config.json"),
+        ("sid_layout.json",),
+        ("model.safetensors", "adapter_model.safetensors"),
+    ),
     DIFFUSION_COMPONENT: (("config.json",), ("model.safetensors",), ("latent_stats.npy",)),
     CF_COMPONENT: (("item_factors.npy",), ("vocab.json",)),
 }
@@ -308,9 +336,7 @@ def component_dir(artifact_dir: Path, manifest: dict, name: str, hint: str) -> P
         ArtifactError: naming the missing or damaged file (``hint`` says how to make it).
     """
     if name not in manifest["components"]:
-        raise ArtifactError(
-            f"{artifact_dir / MANIFEST_NAME} lists no '{name}' component; {hint}"
-        )
+        raise ArtifactError(f"{artifact_dir / MANIFEST_NAME} lists no '{name}' component; {hint}")
     directory = artifact_dir / name
     for alternatives in REQUIRED_FILES.get(name, ()):
         if not any((directory / f).is_file() for f in alternatives):

@@ -48,8 +48,14 @@ class ServeLimits:
     max_queue: int = 1024
 
     def __post_init__(self) -> None:
-        for name in ("max_k", "max_prompt_chars", "max_prompts", "max_track_ids",
-                     "max_batch_prompts", "max_queue"):
+        for name in (
+            "max_k",
+            "max_prompt_chars",
+            "max_prompts",
+            "max_track_ids",
+            "max_batch_prompts",
+            "max_queue",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -79,7 +85,16 @@ class Job:
         return dict(zip(_CALL_WIDE, self.key, strict=True))
 
 
-_CALL_WIDE = ("k", "num_beams", "diversity", "mode", "guidance_weight", "edit_strength", "n_samples", "seed")
+_CALL_WIDE = (
+    "k",
+    "num_beams",
+    "diversity",
+    "mode",
+    "guidance_weight",
+    "edit_strength",
+    "n_samples",
+    "seed",
+)
 _PER_PROMPT = ("exclude", "negative_prompt", "like_tracks", "source_prompt")
 
 
@@ -90,8 +105,11 @@ def _spread_ids(value, n: int, single: bool, name: str) -> list:
     if single or not value or not all(v is None or isinstance(v, list) for v in value):
         return [list(value)] * n
     if len(value) != n:
-        raise RequestError(422, f"{name} has {len(value)} lists for {n} prompts; give one per "
-                                "prompt, or one list of track ids for all of them")
+        raise RequestError(
+            422,
+            f"{name} has {len(value)} lists for {n} prompts; give one per "
+            "prompt, or one list of track ids for all of them",
+        )
     return list(value)
 
 
@@ -101,8 +119,11 @@ def _spread_text(value, n: int, single: bool, name: str) -> list:
     if single:
         raise RequestError(422, f"{name} must be a string or null for one prompt")
     if len(value) != n:
-        raise RequestError(422, f"{name} has {len(value)} entries for {n} prompts; give one "
-                                "(string or null) per prompt, or one string for all")
+        raise RequestError(
+            422,
+            f"{name} has {len(value)} entries for {n} prompts; give one "
+            "(string or null) per prompt, or one string for all",
+        )
     return list(value)
 
 
@@ -118,25 +139,32 @@ def make_job(body, limits: ServeLimits, n_items: int) -> Job:
     if not 1 <= body.k <= max_k:
         raise RequestError(422, f"k must be between 1 and {max_k}, got {body.k}")
     if body.num_beams is not None and body.num_beams > max(4 * max_k, 2):
-        raise RequestError(422, f"num_beams must be at most {max(4 * max_k, 2)}, got {body.num_beams}")
+        raise RequestError(
+            422, f"num_beams must be at most {max(4 * max_k, 2)}, got {body.num_beams}"
+        )
     per_prompt = {
         "exclude": _spread_ids(body.exclude, n, single, "exclude"),
         "like_tracks": _spread_ids(body.like_tracks, n, single, "like_tracks"),
         "negative_prompt": _spread_text(body.negative_prompt, n, single, "negative_prompt"),
         "source_prompt": _spread_text(body.source_prompt, n, single, "source_prompt"),
     }
-    for name, texts in (("prompt", prompts), ("negative_prompt", per_prompt["negative_prompt"]),
-                        ("source_prompt", per_prompt["source_prompt"])):
+    for name, texts in (
+        ("prompt", prompts),
+        ("negative_prompt", per_prompt["negative_prompt"]),
+        ("source_prompt", per_prompt["source_prompt"]),
+    ):
         for i, text in enumerate(texts):
             if text is not None and len(text) > limits.max_prompt_chars:
-                raise RequestError(413, f"{name} {i} has {len(text)} characters; at most "
-                                        f"{limits.max_prompt_chars}")
+                raise RequestError(
+                    413, f"{name} {i} has {len(text)} characters; at most {limits.max_prompt_chars}"
+                )
     if body.like_tracks == []:
         raise RequestError(422, "like_tracks is empty; give some track ids, or null")
     n_ids = _count_ids(body.exclude) + _count_ids(body.like_tracks)
     if n_ids > limits.max_track_ids:
-        raise RequestError(413, f"{n_ids} track ids in exclude and like_tracks; at most "
-                                f"{limits.max_track_ids}")
+        raise RequestError(
+            413, f"{n_ids} track ids in exclude and like_tracks; at most {limits.max_track_ids}"
+        )
     key = tuple(getattr(body, name) for name in _CALL_WIDE)
     return Job(prompts, single, key, per_prompt)
 
@@ -165,8 +193,12 @@ class BatchStats:
     sizes: Counter = field(default_factory=Counter)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"calls": self.calls, "prompts": self.prompts, "requests": self.requests,
-                "batch_sizes": {str(s): c for s, c in sorted(self.sizes.items())}}
+        return {
+            "calls": self.calls,
+            "prompts": self.prompts,
+            "requests": self.requests,
+            "batch_sizes": {str(s): c for s, c in sorted(self.sizes.items())},
+        }
 
 
 class MicroBatcher:
@@ -244,18 +276,22 @@ class MicroBatcher:
             return
         start = 0
         for job in group:
-            rows = answers[start:start + len(job.prompts)]
+            rows = answers[start : start + len(job.prompts)]
             start += len(job.prompts)
             if not job.future.done():
                 job.future.set_result(rows[0] if job.single else rows)
 
     def _decode(self, group: list[Job]) -> list:
         prompts = [p for job in group for p in job.prompts]
-        per_prompt = {name: _join([v for job in group for v in job.per_prompt[name]])
-                      for name in _PER_PROMPT}
+        per_prompt = {
+            name: _join([v for job in group for v in job.per_prompt[name]]) for name in _PER_PROMPT
+        }
         answers = self.recommender.recommend(
-            prompts, **group[0].call_options(), batch_size=self.limits.max_batch_prompts,
-            **per_prompt)
+            prompts,
+            **group[0].call_options(),
+            batch_size=self.limits.max_batch_prompts,
+            **per_prompt,
+        )
         self.stats.calls += 1
         self.stats.prompts += len(prompts)
         self.stats.requests += len(group)

@@ -19,15 +19,18 @@ import sys
 
 from text2tracks.commands import build_ids, export, serve
 
-COMMANDS = (("build-ids", build_ids.add_parser), ("export", export.add_parser),
-            ("serve", serve.add_parser))
+COMMANDS = (
+    ("build-ids", build_ids.add_parser),
+    ("export", export.add_parser),
+    ("serve", serve.add_parser),
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="text2tracks",
         description="Prompt-based music recommendation by generative retrieval "
-                    "(this layer's commands; `text2tracks --help` lists every stage).",
+        "(this layer's commands; `text2tracks --help` lists every stage).",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for _, add_parser in COMMANDS:

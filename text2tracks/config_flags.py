@@ -65,19 +65,22 @@ def flag_name(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def command_parser(subparsers, name: str | None, *, prog: str, help: str, description: str,
-                   epilog: str) -> argparse.ArgumentParser:
+def command_parser(
+    subparsers, name: str | None, *, prog: str, help: str, description: str, epilog: str
+) -> argparse.ArgumentParser:
     """A subcommand's parser (``subparsers`` given) or a standalone one (``python -m``), both
     with the examples in ``epilog`` kept as written."""
-    kwargs = dict(description=description, epilog=epilog,
-                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    kwargs = dict(
+        description=description, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     if subparsers is None:
         return argparse.ArgumentParser(prog=prog, **kwargs)
     return subparsers.add_parser(name, help=help, **kwargs)
 
 
-def add_flag(parser, flag: str, *, aliases: Sequence[str] = (), required: bool = False,
-             **kwargs) -> argparse.Action:
+def add_flag(
+    parser, flag: str, *, aliases: Sequence[str] = (), required: bool = False, **kwargs
+) -> argparse.Action:
     """``parser.add_argument(flag, **kwargs)`` plus hidden old spellings with the same ``dest``.
 
     The aliases are separate actions with ``help=argparse.SUPPRESS``; a required flag with
@@ -99,15 +102,21 @@ def add_flag(parser, flag: str, *, aliases: Sequence[str] = (), required: bool =
         hidden = {"action": "store_false"}
         aliases = (QUIET_ALIAS,) if flag == "--progress" else ()
     for alias in aliases:
-        target.add_argument(alias, dest=dest, help=argparse.SUPPRESS,
-                            default=argparse.SUPPRESS, **hidden)
+        target.add_argument(
+            alias, dest=dest, help=argparse.SUPPRESS, default=argparse.SUPPRESS, **hidden
+        )
     return action
 
 
 def add_progress_flag(parser, default: bool = True) -> argparse.Action:
     """``--progress/--no-progress`` (and the hidden ``--quiet``), ``dest="progress"``."""
-    return add_flag(parser, "--progress", action=argparse.BooleanOptionalAction, default=default,
-                    help="show progress bars (--no-progress: none)")
+    return add_flag(
+        parser,
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=default,
+        help="show progress bars (--no-progress: none)",
+    )
 
 
 # ------------------------------------------------------------------------------ dataclasses
@@ -135,7 +144,7 @@ def _docstring_help(cls) -> dict[str, str]:
         return {}
     entries: list[list[str]] = []
     base = None
-    for line in lines[start + 1:]:
+    for line in lines[start + 1 :]:
         if not line.strip():
             continue
         indent = len(line) - len(line.lstrip())
@@ -174,8 +183,15 @@ def _field_flags(cls) -> list[_FieldFlag | tuple[str, type]]:
             default = f.default_factory()
         else:
             default = dataclasses.MISSING
-        out.append(_FieldFlag(f.name, annotation, default, f.metadata,
-                              f.metadata.get("help", docs.get(f.name, ""))))
+        out.append(
+            _FieldFlag(
+                f.name,
+                annotation,
+                default,
+                f.metadata,
+                f.metadata.get("help", docs.get(f.name, "")),
+            )
+        )
     return out
 
 
@@ -227,10 +243,16 @@ def _argparse_kwargs(spec: _FieldFlag, choices: Sequence | None) -> dict[str, An
     return kwargs
 
 
-def add_config_flags(parser, cls, *, skip: Sequence[str] = (),
-                     choices: Mapping[str, Sequence] | None = None,
-                     names: Mapping[str, str] | None = None,
-                     groups: bool = True, _seen: dict | None = None) -> list[str]:
+def add_config_flags(
+    parser,
+    cls,
+    *,
+    skip: Sequence[str] = (),
+    choices: Mapping[str, Sequence] | None = None,
+    names: Mapping[str, str] | None = None,
+    groups: bool = True,
+    _seen: dict | None = None,
+) -> list[str]:
     """Add one flag per field of the dataclass ``cls`` (nested ones flattened) to ``parser``.
 
     Args:
@@ -256,16 +278,19 @@ def add_config_flags(parser, cls, *, skip: Sequence[str] = (),
             continue
         if spec.name in seen:
             if seen[spec.name] != spec.default:
-                raise ValueError(f"{cls.__name__}.{spec.name}: shares its flag with a field "
-                                 f"whose default differs ({seen[spec.name]!r} != {spec.default!r})")
+                raise ValueError(
+                    f"{cls.__name__}.{spec.name}: shares its flag with a field "
+                    f"whose default differs ({seen[spec.name]!r} != {spec.default!r})"
+                )
             continue
         seen[spec.name] = spec.default
         flag = spec.metadata.get("flag") or names.get(spec.name) or flag_name(spec.name)
         add_flag(target, flag, dest=spec.name, **_argparse_kwargs(spec, choices.get(spec.name)))
         added.append(spec.name)
     for _, inner in nested:
-        added += add_config_flags(parser, inner, skip=skip, choices=choices, names=names,
-                                  groups=groups, _seen=seen)
+        added += add_config_flags(
+            parser, inner, skip=skip, choices=choices, names=names, groups=groups, _seen=seen
+        )
     return added
 
 
@@ -287,8 +312,9 @@ def config_from_args(cls, args: argparse.Namespace | Mapping[str, Any], **given)
     return cls(**kwargs, **given)
 
 
-def config_to_argv(config, skip: Sequence[str] = (),
-                   names: Mapping[str, str] | None = None) -> list[str]:
+def config_to_argv(
+    config, skip: Sequence[str] = (), names: Mapping[str, str] | None = None
+) -> list[str]:
     """The flags that :func:`config_from_args` turns back into ``config`` (the inverse map)."""
     names = dict(names or {})
     argv: list[str] = []

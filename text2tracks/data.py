@@ -59,16 +59,18 @@ def normalize_prompt(text: str) -> str:
     return _SPACED_LETTERS.sub(lambda m: m.group(0).replace(" ", ""), text)
 
 
-def encode_prompts(tokenizer, prompts: Sequence[str], max_length: int,
-                   normalize: bool = True) -> list[np.ndarray]:
+def encode_prompts(
+    tokenizer, prompts: Sequence[str], max_length: int, normalize: bool = True
+) -> list[np.ndarray]:
     """Token ids (int64, EOS-terminated, at most ``max_length``) of each prompt.
 
     Distinct prompts are tokenized once: playlist titles repeat a lot ("chill", "workout").
     """
     texts = [normalize_prompt(p) if normalize else p for p in prompts]
     unique = list(dict.fromkeys(texts))
-    encoded = tokenizer(unique, truncation=True, max_length=max_length,
-                        add_special_tokens=True)["input_ids"]
+    encoded = tokenizer(unique, truncation=True, max_length=max_length, add_special_tokens=True)[
+        "input_ids"
+    ]
     by_text = {t: np.asarray(ids, dtype=np.int64) for t, ids in zip(unique, encoded, strict=True)}
     return [by_text[t] for t in texts]
 
@@ -76,8 +78,14 @@ def encode_prompts(tokenizer, prompts: Sequence[str], max_length: int,
 def prompt_keys(prompt_ids: Sequence[np.ndarray]) -> np.ndarray:
     """Per prompt, the index of its distinct token sequence (equal prompts share a key)."""
     index: dict[bytes, int] = {}
-    return np.fromiter((index.setdefault(np.asarray(ids, dtype=np.int64).tobytes(), len(index))
-                        for ids in prompt_ids), dtype=np.int64, count=len(prompt_ids))
+    return np.fromiter(
+        (
+            index.setdefault(np.asarray(ids, dtype=np.int64).tobytes(), len(index))
+            for ids in prompt_ids
+        ),
+        dtype=np.int64,
+        count=len(prompt_ids),
+    )
 
 
 def _check_int(name: str, value, low: int) -> int:
@@ -133,25 +141,37 @@ class Seq2SeqPairs:
                 f"prompt_ids and relevant must have one entry per playlist, got "
                 f"{len(prompt_ids)} and {len(relevant)}"
             )
-        if isinstance(targets_per_playlist, bool) or not isinstance(targets_per_playlist, (int, np.integer)) \
-                or targets_per_playlist < 0:
-            raise ValueError(f"targets_per_playlist must be an integer >= 0, got {targets_per_playlist!r}")
+        if (
+            isinstance(targets_per_playlist, bool)
+            or not isinstance(targets_per_playlist, (int, np.integer))
+            or targets_per_playlist < 0
+        ):
+            raise ValueError(
+                f"targets_per_playlist must be an integer >= 0, got {targets_per_playlist!r}"
+            )
         sid_token_ids = np.asarray(sid_token_ids, dtype=np.int64)
         if sid_token_ids.ndim != 2:
-            raise ValueError(f"sid_token_ids must be (n_items, depth), got shape {sid_token_ids.shape}")
+            raise ValueError(
+                f"sid_token_ids must be (n_items, depth), got shape {sid_token_ids.shape}"
+            )
         if popularity_power and item_counts is None:
             raise ValueError("popularity_power != 0 needs item_counts")
         if target_weights is not None:
             if targets_per_playlist == 0:
-                raise ValueError("target_weights needs targets_per_playlist > 0 (targets are drawn "
-                                 "from them with replacement)")
+                raise ValueError(
+                    "target_weights needs targets_per_playlist > 0 (targets are drawn "
+                    "from them with replacement)"
+                )
             if popularity_power:
                 raise ValueError("target_weights and popularity_power exclude each other")
             if len(target_weights) != len(relevant) or any(
-                    len(w) != len(r) for w, r in zip(target_weights, relevant, strict=True)):
+                len(w) != len(r) for w, r in zip(target_weights, relevant, strict=True)
+            ):
                 raise ValueError("target_weights must hold one weight per relevant item")
         if popularity_power and targets_per_playlist == 0:
-            raise ValueError("popularity_power needs targets_per_playlist > 0 (with 0 every pair is used)")
+            raise ValueError(
+                "popularity_power needs targets_per_playlist > 0 (with 0 every pair is used)"
+            )
         self.group_size = _check_int("group_size", group_size, 1)
         self.bucket_batches = _check_int("bucket_batches", bucket_batches, 0)
         if self.bucket_batches:
@@ -159,10 +179,13 @@ class Seq2SeqPairs:
                 raise ValueError("bucket_batches > 0 needs batch_size (the DataLoader's)")
             self.batch_size = _check_int("batch_size", batch_size, 1)
         else:
-            self.batch_size = None if batch_size is None else _check_int("batch_size", batch_size, 1)
+            self.batch_size = (
+                None if batch_size is None else _check_int("batch_size", batch_size, 1)
+            )
         self.prompt_ids = list(prompt_ids)
-        self.prompt_length = np.fromiter((len(p) for p in self.prompt_ids), dtype=np.int64,
-                                         count=len(self.prompt_ids))
+        self.prompt_length = np.fromiter(
+            (len(p) for p in self.prompt_ids), dtype=np.int64, count=len(self.prompt_ids)
+        )
         self.prompt_key = prompt_keys(self.prompt_ids) if self.bucket_batches else None
         self.sid_token_ids = sid_token_ids
         self.eos_token_id = int(eos_token_id)
@@ -171,8 +194,11 @@ class Seq2SeqPairs:
         self.shuffle = bool(shuffle)
         lengths = np.fromiter((len(r) for r in relevant), dtype=np.int64, count=len(relevant))
         self.indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-        self.items = (np.concatenate([np.asarray(r, dtype=np.int64) for r in relevant])
-                      if lengths.sum() else np.zeros(0, dtype=np.int64))
+        self.items = (
+            np.concatenate([np.asarray(r, dtype=np.int64) for r in relevant])
+            if lengths.sum()
+            else np.zeros(0, dtype=np.int64)
+        )
         if self.items.size and (self.items.min() < 0 or self.items.max() >= len(sid_token_ids)):
             raise ValueError("a relevant item index is outside sid_token_ids")
         self.pair_playlist = np.repeat(np.arange(len(relevant), dtype=np.int64), lengths)
@@ -184,8 +210,11 @@ class Seq2SeqPairs:
         self.n_playlists_with_targets = int((lengths > 0).sum())
         self.cumulative = None
         if target_weights is not None:
-            weights = (np.concatenate([np.asarray(w, dtype=np.float64) for w in target_weights])
-                       if lengths.sum() else np.zeros(0))
+            weights = (
+                np.concatenate([np.asarray(w, dtype=np.float64) for w in target_weights])
+                if lengths.sum()
+                else np.zeros(0)
+            )
             if weights.size and (not np.all(np.isfinite(weights)) or weights.min() < 0):
                 raise ValueError("target_weights must be finite and >= 0")
             cum = np.r_[0.0, np.cumsum(weights)]
@@ -249,11 +278,21 @@ class Seq2SeqPairs:
         # 1. a random order within each playlist, then groups of group_size consecutive examples
         order = np.lexsort((rng.random(n), playlist))
         chosen, playlist = chosen[order], playlist[order]
-        starts = np.r_[0, np.flatnonzero(playlist[1:] != playlist[:-1]) + 1] if n else np.zeros(0, np.int64)
+        starts = (
+            np.r_[0, np.flatnonzero(playlist[1:] != playlist[:-1]) + 1]
+            if n
+            else np.zeros(0, np.int64)
+        )
         run_start = np.repeat(starts, np.diff(np.r_[starts, n]).astype(np.int64))
         rank = np.arange(n) - run_start
-        group = np.cumsum(np.r_[True, (playlist[1:] != playlist[:-1]) | (rank[1:] % self.group_size == 0)]) - 1 \
-            if n else np.zeros(0, np.int64)
+        group = (
+            np.cumsum(
+                np.r_[True, (playlist[1:] != playlist[:-1]) | (rank[1:] % self.group_size == 0)]
+            )
+            - 1
+            if n
+            else np.zeros(0, np.int64)
+        )
         # 2. groups in random order (examples keep their place inside their group)
         group_key = rng.random(int(group[-1]) + 1 if n else 0)[group]
         order = np.lexsort((rank, group_key))
@@ -263,7 +302,9 @@ class Seq2SeqPairs:
         # 3. within windows of bucket_batches batches: sort by prompt length (then text, so that
         # equal prompts meet and share an encoder row), groups kept whole by their random key
         window = np.arange(n) // (self.bucket_batches * self.batch_size)
-        order = np.lexsort((group_key, self.prompt_key[playlist], self.prompt_length[playlist], window))
+        order = np.lexsort(
+            (group_key, self.prompt_key[playlist], self.prompt_length[playlist], window)
+        )
         chosen = chosen[order]
         # 4. shuffle the full batches of each window; a last partial batch stays last
         n_blocks = -(-n // self.batch_size)
@@ -275,7 +316,8 @@ class Seq2SeqPairs:
         block_start = block_order * self.batch_size
         block_len = np.minimum(self.batch_size, n - block_start)
         take = np.repeat(block_start, block_len) + (
-            np.arange(n) - np.repeat(np.cumsum(block_len) - block_len, block_len))
+            np.arange(n) - np.repeat(np.cumsum(block_len) - block_len, block_len)
+        )
         return chosen[take]
 
     def __getitem__(self, index: int) -> tuple[int, int]:
@@ -299,8 +341,14 @@ class Seq2SeqCollator:
     ``prompt_index[b]`` serves example ``b`` (``training.train_seq2seq.grouped_forward``).
     """
 
-    def __init__(self, prompt_ids: Sequence[np.ndarray], sid_token_ids: np.ndarray,
-                 pad_token_id: int, eos_token_id: int, share_prompts: bool = False) -> None:
+    def __init__(
+        self,
+        prompt_ids: Sequence[np.ndarray],
+        sid_token_ids: np.ndarray,
+        pad_token_id: int,
+        eos_token_id: int,
+        share_prompts: bool = False,
+    ) -> None:
         self.prompt_ids = list(prompt_ids)
         self.sid_token_ids = np.asarray(sid_token_ids, dtype=np.int64)
         self.pad_token_id = int(pad_token_id)
@@ -315,8 +363,9 @@ class Seq2SeqCollator:
         items = np.fromiter((b[1] for b in batch), dtype=np.int64, count=len(batch))
         out = {}
         if self.share_prompts:
-            _, first, inverse = np.unique(self.prompt_key[playlists], return_index=True,
-                                          return_inverse=True)
+            _, first, inverse = np.unique(
+                self.prompt_key[playlists], return_index=True, return_inverse=True
+            )
             rank = np.empty(first.size, dtype=np.int64)  # distinct prompts by first appearance
             rank[np.argsort(first, kind="stable")] = np.arange(first.size)
             rows = playlists[np.sort(first)]
@@ -328,8 +377,8 @@ class Seq2SeqCollator:
         input_ids = np.full((len(prompts), width), self.pad_token_id, dtype=np.int64)
         attention_mask = np.zeros((len(prompts), width), dtype=np.int64)
         for row, ids in enumerate(prompts):
-            input_ids[row, :len(ids)] = ids
-            attention_mask[row, :len(ids)] = 1
+            input_ids[row, : len(ids)] = ids
+            attention_mask[row, : len(ids)] = 1
         labels = np.empty((len(batch), self.sid_token_ids.shape[1] + 1), dtype=np.int64)
         labels[:, :-1] = self.sid_token_ids[items]
         labels[:, -1] = self.eos_token_id

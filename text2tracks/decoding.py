@@ -124,8 +124,9 @@ class SIDConstraintProcessor(LogitsProcessor):
                 f"{tuple(layout.level_sizes)}"
             )
         self.eos_token_id = _check_int("eos_token_id", eos_token_id)
-        self.pad_token_id = (self.eos_token_id if pad_token_id is None
-                             else _check_int("pad_token_id", pad_token_id))
+        self.pad_token_id = (
+            self.eos_token_id if pad_token_id is None else _check_int("pad_token_id", pad_token_id)
+        )
         for name, tok in (("eos_token_id", self.eos_token_id), ("pad_token_id", self.pad_token_id)):
             for lv, (off, size) in enumerate(zip(layout.offsets, layout.level_sizes, strict=True)):
                 if off <= tok < off + size:
@@ -166,12 +167,14 @@ class SIDConstraintProcessor(LogitsProcessor):
                 order = np.argsort(parent_keys, kind="stable")
                 parent_keys = parent_keys[order]
                 _, counts = np.unique(parent_keys, return_counts=True)
-                self._excl_np.append({
-                    "node_keys": node_keys,
-                    "parent_keys": parent_keys,
-                    "codes": trie.node_code[lv][nodes][order],
-                    "max_per_parent": int(counts.max()) if counts.size else 0,
-                })
+                self._excl_np.append(
+                    {
+                        "node_keys": node_keys,
+                        "parent_keys": parent_keys,
+                        "codes": trie.node_code[lv][nodes][order],
+                        "max_per_parent": int(counts.max()) if counts.size else 0,
+                    }
+                )
         self._cache: dict[torch.device, dict] = {}
 
     # ------------------------------------------------------------------ device tensors
@@ -182,8 +185,9 @@ class SIDConstraintProcessor(LogitsProcessor):
         cached = dict(_trie_tensors(self.trie, device, self._dense))
         cached["offsets"] = torch.tensor(self.layout.offsets, dtype=torch.long, device=device)
         generator = torch.Generator().manual_seed(0)
-        cached["hash_weights"] = torch.randint(1, _HASH_PRIME, (max(1, self.depth),),
-                                               generator=generator).to(device)
+        cached["hash_weights"] = torch.randint(
+            1, _HASH_PRIME, (max(1, self.depth),), generator=generator
+        ).to(device)
         if self._excl_np is not None:
             cached["excl"] = [
                 {
@@ -229,11 +233,12 @@ class SIDConstraintProcessor(LogitsProcessor):
     def _row_hash(codes: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """Fingerprint of each row: ``sum(code_i * w_i) mod p`` with random weights (a universal
         hash: two different rows collide with probability ~1/p, p ~ 2^31; no int64 overflow)."""
-        terms = (codes.remainder(_HASH_PRIME) * weights[:codes.shape[1]]).remainder_(_HASH_PRIME)
+        terms = (codes.remainder(_HASH_PRIME) * weights[: codes.shape[1]]).remainder_(_HASH_PRIME)
         return terms.sum(dim=1)
 
-    def _parent_rows(self, prev: torch.Tensor, cur: torch.Tensor,
-                     weights: torch.Tensor) -> torch.Tensor | None:
+    def _parent_rows(
+        self, prev: torch.Tensor, cur: torch.Tensor, weights: torch.Tensor
+    ) -> torch.Tensor | None:
         """For each row of ``cur`` (rows, t-1), a row of ``prev`` (rows, t-1) of the same prompt
         (rows ``num_beams`` at a time) holding the same prefix; ``None`` if a row has none.
 
@@ -246,8 +251,9 @@ class SIDConstraintProcessor(LogitsProcessor):
             return None
         b = n_rows // g
         # (prompts, beams, beams): beam i's prefix fingerprint equals the previous beam j's
-        same = (self._row_hash(cur, weights).view(b, g, 1)
-                == self._row_hash(prev, weights).view(b, 1, g))
+        same = self._row_hash(cur, weights).view(b, g, 1) == self._row_hash(prev, weights).view(
+            b, 1, g
+        )
         first = same.to(torch.int32).argmax(dim=-1)  # the first candidate (0 if none)
         parent = (torch.arange(b, device=cur.device)[:, None] * g + first).reshape(-1)
         if not bool((prev[parent] == cur).all()):
@@ -258,12 +264,17 @@ class SIDConstraintProcessor(LogitsProcessor):
         """Node (at level t-1) and validity of each prefix ``codes`` (rows, t); remembers them."""
         n_rows, t = codes.shape
         state, found = self._state, None
-        if (t > 0 and state is not None and state[0].shape == (n_rows, t - 1)
-                and state[0].device == codes.device):
-            parent = self._parent_rows(state[0], codes[:, :t - 1], d["hash_weights"])
+        if (
+            t > 0
+            and state is not None
+            and state[0].shape == (n_rows, t - 1)
+            and state[0].device == codes.device
+        ):
+            parent = self._parent_rows(state[0], codes[:, : t - 1], d["hash_weights"])
             if parent is not None:
-                found = self._descend(t - 1, state[1][parent], state[2][parent], codes[:, t - 1],
-                                      prow, d)
+                found = self._descend(
+                    t - 1, state[1][parent], state[2][parent], codes[:, t - 1], prow, d
+                )
         node, ok = found if found is not None else self._walk(codes, prow, d)
         self._state = (codes, node, ok)
         return node, ok
@@ -279,8 +290,9 @@ class SIDConstraintProcessor(LogitsProcessor):
             idx = lo[:, None] + e["arange"][None, :]
             hit = idx < hi[:, None]
             size = self.trie.level_sizes[t]
-            col = torch.where(hit, e["codes"][idx.clamp_(max=e["codes"].numel() - 1)],
-                              torch.full_like(idx, size))
+            col = torch.where(
+                hit, e["codes"][idx.clamp_(max=e["codes"].numel() - 1)], torch.full_like(idx, size)
+            )
             keep = torch.ones(mask.shape[0], size + 1, dtype=torch.bool, device=mask.device)
             keep.scatter_(1, col, False)
             mask &= keep[:, :size]
@@ -300,8 +312,9 @@ class SIDConstraintProcessor(LogitsProcessor):
         allowed = (child < end[:, None]) & ok[:, None]
         child = child.clamp_(max=self.trie.n_nodes(t) - 1)
         if prow is not None:
-            allowed &= ~self._is_in(d["excl"][t]["node_keys"],
-                                    prow[:, None] * self.trie.n_nodes(t) + child)
+            allowed &= ~self._is_in(
+                d["excl"][t]["node_keys"], prow[:, None] * self.trie.n_nodes(t) + child
+            )
         col = torch.where(allowed, d["node_code"][t][child], torch.full_like(child, size))
         mask = torch.zeros(n_rows, size + 1, dtype=torch.bool, device=node.device)
         mask.scatter_(1, col, True)
@@ -345,7 +358,7 @@ class SIDConstraintProcessor(LogitsProcessor):
         if t > self.depth:  # after EOS: only padding
             out[:, self.pad_token_id] = scores[:, self.pad_token_id]
             return out
-        ids = input_ids[:, self.decoder_prompt_len:].to(device=scores.device, dtype=torch.long)
+        ids = input_ids[:, self.decoder_prompt_len :].to(device=scores.device, dtype=torch.long)
         node, ok = self._prefix_nodes(ids - d["offsets"][:t], prow, d)
         if t == self.depth:  # full ID written: only EOS
             out[:, self.eos_token_id] = scores[:, self.eos_token_id].masked_fill(~ok, _NEG_INF)
@@ -355,8 +368,9 @@ class SIDConstraintProcessor(LogitsProcessor):
         else:
             mask = self._block_mask_csr(t, node, ok, prow, d)
         off = self.layout.offsets[t]
-        out[:, off:off + self.trie.level_sizes[t]] = scores[:, off:off + mask.shape[1]].masked_fill(
-            ~mask, _NEG_INF)
+        out[:, off : off + self.trie.level_sizes[t]] = scores[
+            :, off : off + mask.shape[1]
+        ].masked_fill(~mask, _NEG_INF)
         return out
 
 
@@ -398,8 +412,10 @@ def _trie_tensors(trie: FlatTrie, device: torch.device, dense: list[bool]) -> di
             "child_end": [_as_long(c, device) for c in trie.child_end],
             "sizes": torch.tensor(trie.level_sizes, dtype=torch.long, device=device),
             "arange": [torch.arange(w, device=device) for w in trie.max_children],
-            "child_mask": [torch.as_tensor(trie.child_mask(lv), device=device) if dense[lv] else None
-                           for lv in range(trie.depth)],
+            "child_mask": [
+                torch.as_tensor(trie.child_mask(lv), device=device) if dense[lv] else None
+                for lv in range(trie.depth)
+            ],
         }
         per_trie[key] = cached
     return cached
@@ -427,12 +443,23 @@ def prefix_allowed_tokens_fn_from_trie(
         if t > depth:
             return [pad]
         if t == depth:
-            return [eos] if trie.item_of(
-                [int(x) - offsets[lv] for lv, x in enumerate(sent[decoder_prompt_len:].tolist())]
-            ) >= 0 else [pad]
+            return (
+                [eos]
+                if trie.item_of(
+                    [
+                        int(x) - offsets[lv]
+                        for lv, x in enumerate(sent[decoder_prompt_len:].tolist())
+                    ]
+                )
+                >= 0
+                else [pad]
+            )
         prefix = [int(x) - offsets[lv] for lv, x in enumerate(sent[decoder_prompt_len:].tolist())]
-        nxt = trie.valid_next(prefix) if all(
-            0 <= c < trie.level_sizes[lv] for lv, c in enumerate(prefix)) else ()
+        nxt = (
+            trie.valid_next(prefix)
+            if all(0 <= c < trie.level_sizes[lv] for lv, c in enumerate(prefix))
+            else ()
+        )
         if len(nxt) == 0:  # impossible beam (its score is -inf already): anything non-empty
             return [pad]
         return (np.asarray(nxt) + offsets[t]).tolist()
@@ -497,15 +524,24 @@ def constrained_generate(
         max_new_tokens = depth + 1
     max_new_tokens = _check_int("max_new_tokens", max_new_tokens, 1)
     if max_new_tokens < depth + 1:
-        raise ValueError(f"max_new_tokens must be at least depth + 1 = {depth + 1}, got {max_new_tokens}")
-    for forbidden in ("decoder_input_ids", "num_return_sequences", "logits_processor",
-                      "prefix_allowed_tokens_fn", "do_sample"):
+        raise ValueError(
+            f"max_new_tokens must be at least depth + 1 = {depth + 1}, got {max_new_tokens}"
+        )
+    for forbidden in (
+        "decoder_input_ids",
+        "num_return_sequences",
+        "logits_processor",
+        "prefix_allowed_tokens_fn",
+        "do_sample",
+    ):
         if forbidden in generate_kwargs:
             raise ValueError(f"constrained_generate sets {forbidden} itself; do not pass it")
     device = next(model.parameters()).device
     input_ids = torch.as_tensor(input_ids, dtype=torch.long).to(device)
     if input_ids.dim() != 2 or input_ids.shape[0] == 0:
-        raise ValueError(f"input_ids must be (batch, seq_len) with batch >= 1, got {tuple(input_ids.shape)}")
+        raise ValueError(
+            f"input_ids must be (batch, seq_len) with batch >= 1, got {tuple(input_ids.shape)}"
+        )
     batch = input_ids.shape[0]
     if attention_mask is not None:
         attention_mask = torch.as_tensor(attention_mask, dtype=torch.long).to(device)
@@ -517,7 +553,9 @@ def constrained_generate(
     excl = _normalise_exclude(exclude, trie)
     if excl is not None and len(excl) != batch:
         raise ValueError(f"exclude has {len(excl)} rows, expected one per prompt ({batch})")
-    left = np.array([trie.n_items - (0 if excl is None else len(e)) for e in (excl or [None] * batch)])
+    left = np.array(
+        [trie.n_items - (0 if excl is None else len(e)) for e in (excl or [None] * batch)]
+    )
     if (left < k).any():
         r = int(np.argmin(left))
         raise ValueError(
@@ -528,8 +566,9 @@ def constrained_generate(
     pad = _gen_token(model, "pad_token_id", generate_kwargs.pop("pad_token_id", None))
     if eos is None:
         raise ValueError("no eos_token_id: pass it or set it in the model's generation config")
-    processor = SIDConstraintProcessor(trie, layout, eos, pad, exclude=excl, num_beams=beams,
-                                       decoder_prompt_len=1)
+    processor = SIDConstraintProcessor(
+        trie, layout, eos, pad, exclude=excl, num_beams=beams, decoder_prompt_len=1
+    )
     was_training = model.training
     model.eval()
     try:
@@ -556,7 +595,7 @@ def constrained_generate(
     scores = out.sequences_scores.detach().float().cpu().numpy().reshape(batch, k)
     if seqs.shape[1] < 1 + depth:
         raise RuntimeError(f"generate returned sequences of length {seqs.shape[1]} < 1 + depth")
-    codes = seqs[:, 1:1 + depth].astype(np.int64) - np.asarray(layout.offsets, dtype=np.int64)
+    codes = seqs[:, 1 : 1 + depth].astype(np.int64) - np.asarray(layout.offsets, dtype=np.int64)
     in_range = ((codes >= 0) & (codes < np.asarray(layout.level_sizes))).all(axis=1)
     items = np.where(in_range, trie.items_of(np.where(in_range[:, None], codes, 0)), -1)
     items = items.reshape(batch, k)
@@ -566,8 +605,11 @@ def constrained_generate(
     scores = np.take_along_axis(scores, order, axis=1).astype(np.float32)
     bad = (items < 0) | ~np.isfinite(scores)
     for r in range(batch):
-        if bad[r].any() or len(np.unique(items[r])) != k or (
-                excl is not None and np.isin(items[r], excl[r]).any()):
+        if (
+            bad[r].any()
+            or len(np.unique(items[r])) != k
+            or (excl is not None and np.isin(items[r], excl[r]).any())
+        ):
             raise RuntimeError(
                 f"constrained beam search returned an invalid, repeated or excluded item for "
                 f"prompt {r}: items {items[r].tolist()}, scores {scores[r].tolist()}"

@@ -115,7 +115,9 @@ class ByteEncoderConfig:
         if self.dim < 1 or self.n_layers < 1 or self.n_heads < 1 or self.max_length < 1:
             raise ValueError(f"ByteEncoderConfig needs positive sizes, got {self}")
         if self.dim % self.n_heads:
-            raise ValueError(f"ByteEncoderConfig.dim ({self.dim}) must divide by n_heads ({self.n_heads})")
+            raise ValueError(
+                f"ByteEncoderConfig.dim ({self.dim}) must divide by n_heads ({self.n_heads})"
+            )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"ByteEncoderConfig.dropout must be in [0, 1), got {self.dropout}")
 
@@ -136,8 +138,13 @@ class ByteEncoder(PromptEncoder):
         self.embed = nn.Embedding(257, c.dim, padding_idx=self.PAD)
         self.position = nn.Embedding(c.max_length, c.dim)
         layer = nn.TransformerEncoderLayer(
-            c.dim, c.n_heads, dim_feedforward=4 * c.dim, dropout=c.dropout,
-            activation="gelu", batch_first=True, norm_first=True,
+            c.dim,
+            c.n_heads,
+            dim_feedforward=4 * c.dim,
+            dropout=c.dropout,
+            activation="gelu",
+            batch_first=True,
+            norm_first=True,
         )
         self.layers = nn.TransformerEncoder(layer, c.n_layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(c.dim)
@@ -196,7 +203,10 @@ class FrozenSeq2SeqEncoder(PromptEncoder):
     def tokenize(self, prompts: list[str]) -> dict[str, torch.Tensor]:
         texts = [normalize_prompt(p) for p in prompts] if self.normalize else list(prompts)
         batch = self.tokenizer(
-            texts, padding=True, truncation=True, max_length=self.max_length,
+            texts,
+            padding=True,
+            truncation=True,
+            max_length=self.max_length,
             return_tensors="pt",
         )
         return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
@@ -217,8 +227,12 @@ def _encoder_payload(encoder: PromptEncoder | None) -> dict[str, Any]:
     if isinstance(encoder, ByteEncoder):
         return {"kind": "bytes", "config": asdict(encoder.config)}
     if isinstance(encoder, FrozenSeq2SeqEncoder):
-        return {"kind": "seq2seq", "max_length": encoder.max_length, "out_dim": encoder.out_dim,
-                "normalize": encoder.normalize}
+        return {
+            "kind": "seq2seq",
+            "max_length": encoder.max_length,
+            "out_dim": encoder.out_dim,
+            "normalize": encoder.normalize,
+        }
     raise ValueError(f"cannot save an encoder of type {type(encoder).__name__}")
 
 
@@ -227,7 +241,9 @@ def _encoder_from_payload(
 ) -> PromptEncoder | None:
     kind = payload.get("kind")
     if kind not in _ENCODER_KINDS:
-        raise ValueError(f"{directory / CONFIG_NAME}: encoder kind must be one of {_ENCODER_KINDS}, got {kind!r}")
+        raise ValueError(
+            f"{directory / CONFIG_NAME}: encoder kind must be one of {_ENCODER_KINDS}, got {kind!r}"
+        )
     if kind == "none":
         return encoder
     if kind == "bytes":
@@ -239,8 +255,12 @@ def _encoder_from_payload(
         from text2tracks.modeling import load_seq2seq
 
         model, tokenizer, _ = load_seq2seq(directory.parent / SEQ2SEQ_COMPONENT)
-        encoder = FrozenSeq2SeqEncoder(model, tokenizer, max_length=payload.get("max_length", 128),
-                                       normalize=payload.get("normalize", True))
+        encoder = FrozenSeq2SeqEncoder(
+            model,
+            tokenizer,
+            max_length=payload.get("max_length", 128),
+            normalize=payload.get("normalize", True),
+        )
     if encoder.out_dim != payload.get("out_dim", encoder.out_dim):
         raise ValueError(
             f"encoder gives {encoder.out_dim}-d encodings, the saved head expects {payload['out_dim']}"
@@ -287,15 +307,30 @@ class DiffusionHeadConfig:
     ddim_steps: int = 20
 
     def __post_init__(self) -> None:
-        for name in ("latent_dim", "cond_dim", "hidden", "n_blocks", "time_embed_dim", "ddim_steps"):
+        for name in (
+            "latent_dim",
+            "cond_dim",
+            "hidden",
+            "n_blocks",
+            "time_embed_dim",
+            "ddim_steps",
+        ):
             if int(getattr(self, name)) < 1:
-                raise ValueError(f"DiffusionHeadConfig.{name} must be >= 1, got {getattr(self, name)}")
+                raise ValueError(
+                    f"DiffusionHeadConfig.{name} must be >= 1, got {getattr(self, name)}"
+                )
         if self.time_embed_dim % 2:
-            raise ValueError(f"DiffusionHeadConfig.time_embed_dim must be even, got {self.time_embed_dim}")
+            raise ValueError(
+                f"DiffusionHeadConfig.time_embed_dim must be even, got {self.time_embed_dim}"
+            )
         if self.beta_schedule not in _BETA_SCHEDULES:
-            raise ValueError(f"beta_schedule must be one of {_BETA_SCHEDULES}, got {self.beta_schedule!r}")
+            raise ValueError(
+                f"beta_schedule must be one of {_BETA_SCHEDULES}, got {self.beta_schedule!r}"
+            )
         if self.prediction_type not in _PREDICTION_TYPES:
-            raise ValueError(f"prediction_type must be one of {_PREDICTION_TYPES}, got {self.prediction_type!r}")
+            raise ValueError(
+                f"prediction_type must be one of {_PREDICTION_TYPES}, got {self.prediction_type!r}"
+            )
         if not 0.0 <= self.cond_drop_prob < 1.0:
             raise ValueError(f"cond_drop_prob must be in [0, 1), got {self.cond_drop_prob}")
         if not 0.0 <= self.dropout < 1.0:
@@ -352,7 +387,10 @@ class _FiLMBlock(nn.Module):
         self.norm = nn.LayerNorm(hidden, elementwise_affine=False)
         self.film = nn.Linear(hidden, 2 * hidden)
         self.mlp = nn.Sequential(
-            nn.Linear(hidden, 2 * hidden), nn.SiLU(), nn.Dropout(dropout), nn.Linear(2 * hidden, hidden)
+            nn.Linear(hidden, 2 * hidden),
+            nn.SiLU(),
+            nn.Dropout(dropout),
+            nn.Linear(2 * hidden, hidden),
         )
         # Start each block as the identity: zero scale/shift and zero last layer.
         nn.init.zeros_(self.film.weight)
@@ -379,7 +417,9 @@ class Denoiser(nn.Module):
         c = config
         self.time_proj = Timesteps(c.time_embed_dim, flip_sin_to_cos=True, downscale_freq_shift=0)
         self.time_embed = TimestepEmbedding(c.time_embed_dim, c.hidden)
-        self.cond_embed = nn.Sequential(nn.Linear(c.cond_dim, c.hidden), nn.SiLU(), nn.Linear(c.hidden, c.hidden))
+        self.cond_embed = nn.Sequential(
+            nn.Linear(c.cond_dim, c.hidden), nn.SiLU(), nn.Linear(c.hidden, c.hidden)
+        )
         self.null_cond = nn.Parameter(torch.zeros(c.cond_dim))
         self.in_proj = nn.Linear(c.latent_dim, c.hidden)
         self.blocks = nn.ModuleList(_FiLMBlock(c.hidden, c.dropout) for _ in range(c.n_blocks))
@@ -389,7 +429,10 @@ class Denoiser(nn.Module):
         nn.init.zeros_(self.out.bias)
 
     def forward(
-        self, x_t: torch.Tensor, timesteps: torch.Tensor, cond: torch.Tensor | None,
+        self,
+        x_t: torch.Tensor,
+        timesteps: torch.Tensor,
+        cond: torch.Tensor | None,
         drop_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``x_t`` (batch, latent_dim), ``timesteps`` (batch,), ``cond`` (batch, cond_dim) or None
@@ -408,12 +451,19 @@ class Denoiser(nn.Module):
 
 
 class _ResidualMLP(nn.Module):
-    def __init__(self, in_dim: int, out_dim: int, hidden: int, n_blocks: int, dropout: float) -> None:
+    def __init__(
+        self, in_dim: int, out_dim: int, hidden: int, n_blocks: int, dropout: float
+    ) -> None:
         super().__init__()
         self.in_proj = nn.Linear(in_dim, hidden)
         self.blocks = nn.ModuleList(
-            nn.Sequential(nn.LayerNorm(hidden), nn.Linear(hidden, 2 * hidden), nn.SiLU(),
-                          nn.Dropout(dropout), nn.Linear(2 * hidden, hidden))
+            nn.Sequential(
+                nn.LayerNorm(hidden),
+                nn.Linear(hidden, 2 * hidden),
+                nn.SiLU(),
+                nn.Dropout(dropout),
+                nn.Linear(2 * hidden, hidden),
+            )
             for _ in range(n_blocks)
         )
         self.out = nn.Sequential(nn.LayerNorm(hidden), nn.Linear(hidden, out_dim))
@@ -448,7 +498,11 @@ class _LatentModel(nn.Module):
     def set_latent_stats(self, latents: np.ndarray | torch.Tensor) -> None:
         """Fit the standardisation on the target latents ``(n, latent_dim)``."""
         latents = torch.as_tensor(np.asarray(latents, dtype=np.float32))
-        if latents.ndim != 2 or latents.shape[1] != self.latent_mean.shape[0] or latents.shape[0] < 2:
+        if (
+            latents.ndim != 2
+            or latents.shape[1] != self.latent_mean.shape[0]
+            or latents.shape[0] < 2
+        ):
             raise ValueError(
                 f"latent stats need (n >= 2, {self.latent_mean.shape[0]}) latents, got {tuple(latents.shape)}"
             )
@@ -482,7 +536,8 @@ class _LatentModel(nn.Module):
         """Weights to save: everything but a frozen seq2seq encoder (it lives in ``seq2seq/``)."""
         skip = "encoder." if isinstance(self.encoder, FrozenSeq2SeqEncoder) else None
         return {
-            k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()
+            k: v.detach().cpu().contiguous()
+            for k, v in self.state_dict().items()
             if not (skip and k.startswith(skip)) and k not in ("latent_mean", "latent_std")
         }
 
@@ -517,9 +572,13 @@ class _LatentModel(nn.Module):
         with open(path, encoding="utf-8") as f:
             payload = json.load(f)
         if payload.get("kind") != cls.component_kind:
-            raise ValueError(f"{path} holds a {payload.get('kind')!r}, not a {cls.component_kind!r}")
+            raise ValueError(
+                f"{path} holds a {payload.get('kind')!r}, not a {cls.component_kind!r}"
+            )
         if payload.get("format_version", 0) > FORMAT_VERSION:
-            raise ValueError(f"{path} has format version {payload['format_version']}, newer than {FORMAT_VERSION}")
+            raise ValueError(
+                f"{path} has format version {payload['format_version']}, newer than {FORMAT_VERSION}"
+            )
         encoder = _encoder_from_payload(payload["encoder"], directory, encoder)
         stats = np.load(directory / STATS_NAME, allow_pickle=False)
         return payload, encoder, stats
@@ -534,7 +593,9 @@ class _LatentModel(nn.Module):
         missing, unexpected = self.load_state_dict(state, strict=False)
         missing = [k for k in missing if not (frozen and k.startswith("encoder."))]
         if missing or unexpected:
-            raise ValueError(f"{directory / WEIGHTS_NAME}: missing {missing}, unexpected {unexpected}")
+            raise ValueError(
+                f"{directory / WEIGHTS_NAME}: missing {missing}, unexpected {unexpected}"
+            )
         self.eval()
 
 
@@ -564,12 +625,17 @@ class DiffusionHead(_LatentModel):
         from diffusers import DDPMScheduler
 
         if encoder is not None and encoder.out_dim != config.cond_dim:
-            raise ValueError(f"encoder gives {encoder.out_dim}-d encodings but cond_dim is {config.cond_dim}")
+            raise ValueError(
+                f"encoder gives {encoder.out_dim}-d encodings but cond_dim is {config.cond_dim}"
+            )
         self.config = config
         self.denoiser = Denoiser(config)
         self.noise_scheduler = DDPMScheduler(
-            num_train_timesteps=config.num_train_timesteps, beta_schedule=config.beta_schedule,
-            beta_start=config.beta_start, beta_end=config.beta_end, clip_sample=False,
+            num_train_timesteps=config.num_train_timesteps,
+            beta_schedule=config.beta_schedule,
+            beta_start=config.beta_start,
+            beta_end=config.beta_end,
+            clip_sample=False,
             prediction_type=config.prediction_type,
         )
 
@@ -581,9 +647,15 @@ class DiffusionHead(_LatentModel):
     def _scheduler_kwargs(self) -> dict[str, Any]:
         c = self.config
         return dict(
-            num_train_timesteps=c.num_train_timesteps, beta_schedule=c.beta_schedule,
-            beta_start=c.beta_start, beta_end=c.beta_end, prediction_type=c.prediction_type,
-            clip_sample=False, set_alpha_to_one=True, steps_offset=0, timestep_spacing="leading",
+            num_train_timesteps=c.num_train_timesteps,
+            beta_schedule=c.beta_schedule,
+            beta_start=c.beta_start,
+            beta_end=c.beta_end,
+            prediction_type=c.prediction_type,
+            clip_sample=False,
+            set_alpha_to_one=True,
+            steps_offset=0,
+            timestep_spacing="leading",
         )
 
     def _ddim(self, steps: int):
@@ -603,14 +675,19 @@ class DiffusionHead(_LatentModel):
     def _steps(self, steps: int | None) -> int:
         steps = self.config.ddim_steps if steps is None else int(steps)
         if not 1 <= steps <= self.config.num_train_timesteps:
-            raise ValueError(f"steps must be in [1, {self.config.num_train_timesteps}], got {steps}")
+            raise ValueError(
+                f"steps must be in [1, {self.config.num_train_timesteps}], got {steps}"
+            )
         return steps
 
     # --- training -------------------------------------------------------------------------------
 
     def forward(
-        self, latents_std: torch.Tensor, cond: torch.Tensor | None = None,
-        generator: torch.Generator | None = None, **encoder_inputs: torch.Tensor,
+        self,
+        latents_std: torch.Tensor,
+        cond: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        **encoder_inputs: torch.Tensor,
     ) -> torch.Tensor:
         """DDPM loss on a batch of standardised latents ``(batch, latent_dim)``.
 
@@ -648,8 +725,12 @@ class DiffusionHead(_LatentModel):
     # --- guidance -------------------------------------------------------------------------------
 
     def _guided(
-        self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None,
-        negative_cond: torch.Tensor | None, w: float,
+        self,
+        x_t: torch.Tensor,
+        t: torch.Tensor,
+        cond: torch.Tensor | None,
+        negative_cond: torch.Tensor | None,
+        w: float,
     ) -> torch.Tensor:
         """Classifier-free guidance: eps = eps(c_neg or 0) + w * (eps(c) - eps(c_neg or 0))."""
         timesteps = t.expand(x_t.shape[0]) if t.ndim == 0 else t
@@ -662,19 +743,31 @@ class DiffusionHead(_LatentModel):
             return self.denoiser(x_t, timesteps, cond)
         n = x_t.shape[0]
         if negative_cond is None:
-            base, drop = cond, torch.cat([torch.zeros(n, dtype=torch.bool), torch.ones(n, dtype=torch.bool)])
+            base, drop = (
+                cond,
+                torch.cat([torch.zeros(n, dtype=torch.bool), torch.ones(n, dtype=torch.bool)]),
+            )
         else:
             base, drop = negative_cond, torch.zeros(2 * n, dtype=torch.bool)
         out = self.denoiser(
-            torch.cat([x_t, x_t]), torch.cat([timesteps, timesteps]),
-            torch.cat([cond, base.to(cond.dtype)]), drop.to(x_t.device),
+            torch.cat([x_t, x_t]),
+            torch.cat([timesteps, timesteps]),
+            torch.cat([cond, base.to(cond.dtype)]),
+            drop.to(x_t.device),
         )
         out_cond, out_base = out.chunk(2)
         return out_base + w * (out_cond - out_base)
 
     def _denoise(
-        self, x_t: torch.Tensor, scheduler, timesteps: torch.Tensor, cond, negative_cond, w: float,
-        eta: float, generator: torch.Generator | None,
+        self,
+        x_t: torch.Tensor,
+        scheduler,
+        timesteps: torch.Tensor,
+        cond,
+        negative_cond,
+        w: float,
+        eta: float,
+        generator: torch.Generator | None,
     ) -> torch.Tensor:
         for t in timesteps:
             model_output = self._guided(x_t, t, cond, negative_cond, w)
@@ -687,9 +780,15 @@ class DiffusionHead(_LatentModel):
 
     @torch.no_grad()
     def sample(
-        self, cond: torch.Tensor | None, negative_cond: torch.Tensor | None = None,
-        guidance_weight: float | None = None, n_samples: int = 1, steps: int | None = None,
-        generator: torch.Generator | None = None, eta: float = 0.0, batch_size: int | None = None,
+        self,
+        cond: torch.Tensor | None,
+        negative_cond: torch.Tensor | None = None,
+        guidance_weight: float | None = None,
+        n_samples: int = 1,
+        steps: int | None = None,
+        generator: torch.Generator | None = None,
+        eta: float = 0.0,
+        batch_size: int | None = None,
         noise: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Sample query latents in the CF space: ``(batch, n_samples, latent_dim)``.
@@ -732,7 +831,9 @@ class DiffusionHead(_LatentModel):
             x_t = noise.to(self.device, torch.float32)
         scheduler = self._ddim(steps)
         # 2. for t = T ... 0: guided model output, DDIM step  3. destandardise x_0
-        x_0 = self._denoise(x_t, scheduler, scheduler.timesteps, cond, negative_cond, w, eta, generator)
+        x_0 = self._denoise(
+            x_t, scheduler, scheduler.timesteps, cond, negative_cond, w, eta, generator
+        )
         return self.destandardise(x_0).reshape(batch, n_samples, -1)
 
     # --- inversion and editing ------------------------------------------------------------------
@@ -751,7 +852,10 @@ class DiffusionHead(_LatentModel):
 
     @torch.no_grad()
     def invert(
-        self, latents: torch.Tensor, source_cond: torch.Tensor | None = None, steps: int | None = None
+        self,
+        latents: torch.Tensor,
+        source_cond: torch.Tensor | None = None,
+        steps: int | None = None,
     ) -> torch.Tensor:
         """Deterministic DDIM inversion of CF latents ``(n, latent_dim)`` to x_T (standardised).
 
@@ -764,9 +868,14 @@ class DiffusionHead(_LatentModel):
 
     @torch.no_grad()
     def edit(
-        self, latents: torch.Tensor, prompt_cond: torch.Tensor | None, strength: float,
-        source_cond: torch.Tensor | None = None, negative_cond: torch.Tensor | None = None,
-        guidance_weight: float | None = None, steps: int | None = None,
+        self,
+        latents: torch.Tensor,
+        prompt_cond: torch.Tensor | None,
+        strength: float,
+        source_cond: torch.Tensor | None = None,
+        negative_cond: torch.Tensor | None = None,
+        guidance_weight: float | None = None,
+        steps: int | None = None,
     ) -> torch.Tensor:
         """Move seed latents ``(n, latent_dim)`` (e.g. the mean factor of some tracks) towards a
         prompt: invert them for ``round(strength * steps)`` DDIM steps under ``source_cond``
@@ -786,12 +895,22 @@ class DiffusionHead(_LatentModel):
             return latents.clone()
         w = self.config.guidance_weight if guidance_weight is None else float(guidance_weight)
         # 1. x_0 -> x_{t_k}, k = n_invert, under c_src (DDIMInverseScheduler, eta = 0)
-        x_t = self._invert_std(self.standardise(latents), _as_2d(source_cond, "source_cond"), steps, n_invert)
+        x_t = self._invert_std(
+            self.standardise(latents), _as_2d(source_cond, "source_cond"), steps, n_invert
+        )
         # 2. x_{t_k} -> x_0 under c (and c_neg) with guidance w (DDIMScheduler, eta = 0)
         scheduler = self._ddim(steps)
-        timesteps = scheduler.timesteps[steps - n_invert:]
-        x_0 = self._denoise(x_t, scheduler, timesteps, _as_2d(prompt_cond, "prompt_cond"),
-                            _as_2d(negative_cond, "negative_cond"), w, 0.0, None)
+        timesteps = scheduler.timesteps[steps - n_invert :]
+        x_0 = self._denoise(
+            x_t,
+            scheduler,
+            timesteps,
+            _as_2d(prompt_cond, "prompt_cond"),
+            _as_2d(negative_cond, "negative_cond"),
+            w,
+            0.0,
+            None,
+        )
         return self.destandardise(x_0)
 
     # --- prompt-level conveniences ---------------------------------------------------------------
@@ -809,7 +928,9 @@ class DiffusionHead(_LatentModel):
 
     @classmethod
     def load(
-        cls, directory: str | os.PathLike, encoder: PromptEncoder | None = None,
+        cls,
+        directory: str | os.PathLike,
+        encoder: PromptEncoder | None = None,
         map_location: str | torch.device = "cpu",
     ) -> DiffusionHead:
         """Load a head saved by :meth:`save`. A seq2seq-conditioned head needs ``encoder`` or a
@@ -833,15 +954,22 @@ class PromptToLatentRegressor(_LatentModel):
     def __init__(self, config: RegressorConfig, encoder: PromptEncoder | None = None) -> None:
         super().__init__(config.latent_dim, encoder)
         if encoder is not None and encoder.out_dim != config.cond_dim:
-            raise ValueError(f"encoder gives {encoder.out_dim}-d encodings but cond_dim is {config.cond_dim}")
+            raise ValueError(
+                f"encoder gives {encoder.out_dim}-d encodings but cond_dim is {config.cond_dim}"
+            )
         self.config = config
-        self.net = _ResidualMLP(config.cond_dim, config.latent_dim, config.hidden, config.n_blocks, config.dropout)
+        self.net = _ResidualMLP(
+            config.cond_dim, config.latent_dim, config.hidden, config.n_blocks, config.dropout
+        )
 
     def _config_dict(self) -> dict[str, Any]:
         return asdict(self.config)
 
     def forward(
-        self, latents_std: torch.Tensor, cond: torch.Tensor | None = None, **encoder_inputs: torch.Tensor
+        self,
+        latents_std: torch.Tensor,
+        cond: torch.Tensor | None = None,
+        **encoder_inputs: torch.Tensor,
     ) -> torch.Tensor:
         """Training loss (MSE or 1 - cosine) against standardised latents ``(batch, latent_dim)``."""
         cond = self._condition(cond, encoder_inputs)
@@ -864,7 +992,9 @@ class PromptToLatentRegressor(_LatentModel):
 
     @classmethod
     def load(
-        cls, directory: str | os.PathLike, encoder: PromptEncoder | None = None,
+        cls,
+        directory: str | os.PathLike,
+        encoder: PromptEncoder | None = None,
         map_location: str | torch.device = "cpu",
     ) -> PromptToLatentRegressor:
         payload, encoder, stats = cls._load_parts(directory, encoder)
@@ -879,7 +1009,9 @@ class PromptToLatentRegressor(_LatentModel):
 
 
 def seed_latent(
-    item_factors: np.ndarray, item_indices: list[int] | np.ndarray, method: str = "mean",
+    item_factors: np.ndarray,
+    item_indices: list[int] | np.ndarray,
+    method: str = "mean",
     regularization: float = 0.01,
 ) -> np.ndarray:
     """One CF-space seed latent ``(dim,)`` for a set of tracks.
@@ -892,7 +1024,9 @@ def seed_latent(
     item_factors = np.asarray(item_factors, dtype=np.float64)
     idx = np.asarray(item_indices, dtype=np.int64)
     if idx.size == 0 or idx.min() < 0 or idx.max() >= item_factors.shape[0]:
-        raise ValueError(f"item_indices must be non-empty and in [0, {item_factors.shape[0]}), got {idx}")
+        raise ValueError(
+            f"item_indices must be non-empty and in [0, {item_factors.shape[0]}), got {idx}"
+        )
     if method == "mean":
         return item_factors[idx].mean(0).astype(np.float32)
     if method == "fold_in":
@@ -906,7 +1040,16 @@ def count_parameters(module: nn.Module, trainable_only: bool = True) -> int:
 
 
 __all__ = [
-    "ByteEncoder", "ByteEncoderConfig", "Denoiser", "DiffusionHead", "DiffusionHeadConfig",
-    "FrozenSeq2SeqEncoder", "PromptEncoder", "PromptToLatentRegressor", "RegressorConfig",
-    "count_parameters", "masked_mean", "seed_latent",
+    "ByteEncoder",
+    "ByteEncoderConfig",
+    "Denoiser",
+    "DiffusionHead",
+    "DiffusionHeadConfig",
+    "FrozenSeq2SeqEncoder",
+    "PromptEncoder",
+    "PromptToLatentRegressor",
+    "RegressorConfig",
+    "count_parameters",
+    "masked_mean",
+    "seed_latent",
 ]

@@ -30,15 +30,21 @@ def diversity_penalty(value: float | None, default: float) -> float:
     """The diversity penalty of a call: ``value``, else ``default``; a clear error unless a
     finite number >= 0."""
     value = default if value is None else value
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) \
-            or not np.isfinite(value) or value < 0:
-        raise ValueError(f"diversity must be a finite number >= 0 (0 keeps the beam's top k), "
-                         f"got {value!r}")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float, np.floating))
+        or not np.isfinite(value)
+        or value < 0
+    ):
+        raise ValueError(
+            f"diversity must be a finite number >= 0 (0 keeps the beam's top k), got {value!r}"
+        )
     return float(value)
 
 
-def diversify(items: np.ndarray, scores: np.ndarray, groups: np.ndarray, k: int,
-               penalty: float) -> tuple[np.ndarray, np.ndarray]:
+def diversify(
+    items: np.ndarray, scores: np.ndarray, groups: np.ndarray, k: int, penalty: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Pick ``k`` of each row's candidates greedily, each time the best of
     ``score - penalty * (picked candidates in the same group)`` (maximal marginal relevance).
 
@@ -79,8 +85,9 @@ def encode_prompts(tokenizer, texts: list[str], max_length: int, first_index: in
     """Tokenize a batch, truncating (with a warning naming each prompt) those over ``max_length``
     tokens. ``stacklevel`` as ``warnings.warn`` counts it from the caller's frame."""
     lengths = [len(ids) for ids in tokenizer(texts, truncation=False)["input_ids"]]
-    too_long = warn_long_prompts(lengths, max_length, "tokens", "the model", first_index,
-                                 stacklevel + 1)
+    too_long = warn_long_prompts(
+        lengths, max_length, "tokens", "the model", first_index, stacklevel + 1
+    )
     return tokenizer(
         texts,
         truncation=bool(too_long),
@@ -91,8 +98,18 @@ def encode_prompts(tokenizer, texts: list[str], max_length: int, first_index: in
 
 
 def generate_items(
-    model, tokenizer, trie, layout, texts: list[str], excluded: Sequence[np.ndarray | None], *,
-    k: int, num_beams: int, max_length: int, first_index: int, stacklevel: int,
+    model,
+    tokenizer,
+    trie,
+    layout,
+    texts: list[str],
+    excluded: Sequence[np.ndarray | None],
+    *,
+    k: int,
+    num_beams: int,
+    max_length: int,
+    first_index: int,
+    stacklevel: int,
     diversity: float = DEFAULT_DIVERSITY,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Constrained beam search (the caller holds the model lock): catalogue item indices int64
@@ -102,18 +119,36 @@ def generate_items(
     ``diversity``: with ``num_beams > k``, every finished beam is a candidate and ``k`` are
     picked by :func:`diversify` (scores are then the adjusted ones); 0 keeps the beam's top k.
     """
-    exclude_arg = None if all(e is None for e in excluded) else [
-        () if e is None else e for e in excluded
-    ]
+    exclude_arg = (
+        None if all(e is None for e in excluded) else [() if e is None else e for e in excluded]
+    )
     encoded = encode_prompts(tokenizer, texts, max_length, first_index, stacklevel + 1)
     device = next(model.parameters()).device
-    return search_items(model, encoded["input_ids"].to(device),
-                        encoded["attention_mask"].to(device), trie, layout, k=k,
-                        num_beams=num_beams, diversity=diversity, exclude=exclude_arg)
+    return search_items(
+        model,
+        encoded["input_ids"].to(device),
+        encoded["attention_mask"].to(device),
+        trie,
+        layout,
+        k=k,
+        num_beams=num_beams,
+        diversity=diversity,
+        exclude=exclude_arg,
+    )
 
 
-def search_items(model, input_ids, attention_mask, trie, layout, *, k: int, num_beams: int,
-                 diversity: float, exclude=None) -> tuple[np.ndarray, np.ndarray]:
+def search_items(
+    model,
+    input_ids,
+    attention_mask,
+    trie,
+    layout,
+    *,
+    k: int,
+    num_beams: int,
+    diversity: float,
+    exclude=None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Constrained beam search, then (``diversity > 0``) :func:`diversify` over every finished
     beam: the one ranking of the API, the benchmark and training's validation. Returns item
     indices int64 and scores float64, ``(batch, k)``."""
@@ -126,8 +161,16 @@ def search_items(model, input_ids, attention_mask, trie, layout, *, k: int, num_
         most_excluded = max((len(e) for e in exclude), default=0) if exclude else 0
         candidates = max(k, min(num_beams, trie.n_items - most_excluded))
     with torch.inference_mode():
-        items, scores = constrained_generate(model, input_ids, attention_mask, trie, layout,
-                                             k=candidates, num_beams=num_beams, exclude=exclude)
+        items, scores = constrained_generate(
+            model,
+            input_ids,
+            attention_mask,
+            trie,
+            layout,
+            k=candidates,
+            num_beams=num_beams,
+            exclude=exclude,
+        )
     items = np.asarray(items.cpu() if hasattr(items, "cpu") else items, dtype=np.int64)
     scores = np.asarray(scores.cpu() if hasattr(scores, "cpu") else scores, dtype=np.float64)
     return diversify(items, scores, trie.item_nodes[0][items], k, diversity)
@@ -142,7 +185,10 @@ def check_layout(layout, catalog) -> None:
             f"catalogue's level sizes {tuple(catalog.level_sizes)}; they come from different "
             "builds"
         )
-    layout_scheme, catalog_scheme = getattr(layout, "scheme", "sid"), getattr(catalog, "scheme", "sid")
+    layout_scheme, catalog_scheme = (
+        getattr(layout, "scheme", "sid"),
+        getattr(catalog, "scheme", "sid"),
+    )
     if layout_scheme != catalog_scheme:
         raise ValueError(
             f"the model writes {layout_scheme!r} tokens but the catalogue holds "

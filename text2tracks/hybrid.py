@@ -88,8 +88,10 @@ class HybridSettings:
         if self.pool not in _POOLS:
             raise ValueError(f"HybridSettings.pool must be one of {_POOLS}, got {self.pool!r}")
         if self.seed_method not in SEED_METHODS:
-            raise ValueError(f"HybridSettings.seed_method must be one of {SEED_METHODS}, "
-                             f"got {self.seed_method!r}")
+            raise ValueError(
+                f"HybridSettings.seed_method must be one of {SEED_METHODS}, "
+                f"got {self.seed_method!r}"
+            )
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> HybridSettings:
@@ -109,7 +111,9 @@ def default_fusion() -> FixedBlendFusion:
 
 
 def save_fusion(
-    directory: str | os.PathLike, fusion: Fusion, settings: HybridSettings,
+    directory: str | os.PathLike,
+    fusion: Fusion,
+    settings: HybridSettings,
     validation: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``directory/fusion.json`` atomically and return its path.
@@ -120,11 +124,15 @@ def save_fusion(
     from text2tracks.artifacts import write_json_atomic
 
     if not isinstance(fusion, (FixedBlendFusion, GatedFusion)):
-        raise ValueError(f"fusion must be a FixedBlendFusion or GatedFusion, got {type(fusion).__name__}")
+        raise ValueError(
+            f"fusion must be a FixedBlendFusion or GatedFusion, got {type(fusion).__name__}"
+        )
     if not isinstance(settings, HybridSettings):
         raise ValueError(f"settings must be HybridSettings, got {type(settings).__name__}")
     payload = {
-        **fusion.to_dict(), "format_version": FUSION_FORMAT_VERSION, "settings": asdict(settings),
+        **fusion.to_dict(),
+        "format_version": FUSION_FORMAT_VERSION,
+        "settings": asdict(settings),
         "validation": _plain(validation or {}),
     }
     path = Path(directory) / FUSION_NAME
@@ -132,7 +140,9 @@ def save_fusion(
     return path
 
 
-def load_fusion(directory: str | os.PathLike) -> tuple[Fusion | None, HybridSettings, dict[str, Any]]:
+def load_fusion(
+    directory: str | os.PathLike,
+) -> tuple[Fusion | None, HybridSettings, dict[str, Any]]:
     """Read ``directory/fusion.json``: ``(fusion, settings, validation summary)``.
 
     Without the file: ``(None, HybridSettings(), {})``. A malformed file raises ``ValueError``
@@ -148,11 +158,16 @@ def load_fusion(directory: str | os.PathLike) -> tuple[Fusion | None, HybridSett
             raise ValueError("expected a JSON object")
         version = payload.get("format_version", 1)
         if not isinstance(version, int) or version > FUSION_FORMAT_VERSION:
-            raise ValueError(f"format version {version!r}, this text2tracks reads up to "
-                             f"{FUSION_FORMAT_VERSION}")
-        if payload.get("kind") == "gated" and list(payload.get("feature_names", [])) != list(FEATURE_NAMES):
-            raise ValueError(f"the gate was fitted on features {payload.get('feature_names')}, "
-                             f"this text2tracks computes {list(FEATURE_NAMES)}")
+            raise ValueError(
+                f"format version {version!r}, this text2tracks reads up to {FUSION_FORMAT_VERSION}"
+            )
+        if payload.get("kind") == "gated" and list(payload.get("feature_names", [])) != list(
+            FEATURE_NAMES
+        ):
+            raise ValueError(
+                f"the gate was fitted on features {payload.get('feature_names')}, "
+                f"this text2tracks computes {list(FEATURE_NAMES)}"
+            )
         fusion = fusion_from_dict(payload)
         settings = HybridSettings.from_dict(payload.get("settings", {}))
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as err:
@@ -190,14 +205,20 @@ def catalogue_factors(
     """
     item_factors = np.asarray(item_factors)
     if item_factors.ndim != 2 or item_factors.shape[0] != len(vocab_item_ids):
-        raise ValueError(f"item_factors must be ({len(vocab_item_ids)}, dim) to match the vocabulary, "
-                         f"got {item_factors.shape}")
+        raise ValueError(
+            f"item_factors must be ({len(vocab_item_ids)}, dim) to match the vocabulary, "
+            f"got {item_factors.shape}"
+        )
     position = {t: i for i, t in enumerate(vocab_item_ids)}
     missing = [t for t in catalog_item_ids if t not in position]
     if missing:
-        raise ValueError(f"{len(missing)} catalogue tracks have no CF factor (first: {missing[0]!r}); "
-                         "the catalogue and cf/ come from different builds")
-    rows = np.fromiter((position[t] for t in catalog_item_ids), dtype=np.int64, count=len(catalog_item_ids))
+        raise ValueError(
+            f"{len(missing)} catalogue tracks have no CF factor (first: {missing[0]!r}); "
+            "the catalogue and cf/ come from different builds"
+        )
+    rows = np.fromiter(
+        (position[t] for t in catalog_item_ids), dtype=np.int64, count=len(catalog_item_ids)
+    )
     return np.ascontiguousarray(item_factors[rows], dtype=np.float32)
 
 
@@ -205,27 +226,44 @@ def catalogue_factors(
 
 
 def gather_candidates(
-    beam_items: np.ndarray, beam_scores: np.ndarray, latents: np.ndarray, item_factors: np.ndarray,
-    *, index=None, latent_k: int = 100, pool: str = "max", k: int = 1,
+    beam_items: np.ndarray,
+    beam_scores: np.ndarray,
+    latents: np.ndarray,
+    item_factors: np.ndarray,
+    *,
+    index=None,
+    latent_k: int = 100,
+    pool: str = "max",
+    k: int = 1,
     exclude: list[set[int]] | None = None,
 ) -> Candidates:
     """Both views' candidates, pooled: the beam's ``(batch, kb)`` items and log-probs, and faiss
     around the latents ``(batch, n_samples, dim)`` (``max(k, latent_k)`` per sample). The latent
     similarity is computed exactly for every pooled candidate, beam-only items included."""
-    lat_items, lat_sims = latent_candidates(latents, item_factors, max(int(k), int(latent_k)), index,
-                                            pool, exclude)
-    return pool_candidates(beam_items, beam_scores, lat_items, lat_sims, latents, item_factors, pool)
+    lat_items, lat_sims = latent_candidates(
+        latents, item_factors, max(int(k), int(latent_k)), index, pool, exclude
+    )
+    return pool_candidates(
+        beam_items, beam_scores, lat_items, lat_sims, latents, item_factors, pool
+    )
 
 
 def fuse(
-    fusion: Fusion, candidates: Candidates, k: int, *, latents: np.ndarray | None = None,
-    prompts: list[str] | None = None, exclude: list[set[int]] | None = None,
+    fusion: Fusion,
+    candidates: Candidates,
+    k: int,
+    *,
+    latents: np.ndarray | None = None,
+    prompts: list[str] | None = None,
+    exclude: list[set[int]] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The best ``k`` candidates by the fused score: ``(items (batch, k), scores (batch, k))``.
 
     A :class:`GatedFusion` computes its per-prompt features from the candidates, the latents
     and the prompts (the same ones it was fitted with)."""
-    features = prompt_features(candidates, latents, prompts) if isinstance(fusion, GatedFusion) else None
+    features = (
+        prompt_features(candidates, latents, prompts) if isinstance(fusion, GatedFusion) else None
+    )
     return fusion.fuse(candidates, k=k, features=features, exclude=exclude)
 
 
@@ -283,11 +321,17 @@ def fit_fusion(
     prompts = list(prompts)
     relevant = [set(map(int, r)) for r in relevant]
     if not prompts or len(prompts) != len(relevant):
-        raise ValueError(f"need as many relevant sets as prompts (>= 1), got {len(prompts)} prompts "
-                         f"and {len(relevant)} sets")
+        raise ValueError(
+            f"need as many relevant sets as prompts (>= 1), got {len(prompts)} prompts "
+            f"and {len(relevant)} sets"
+        )
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+    if (
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, (int, np.integer))
+        or batch_size < 1
+    ):
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     item_factors = np.ascontiguousarray(item_factors, dtype=np.float32)
     index = build_index(item_factors) if index is None else index
@@ -296,37 +340,54 @@ def fit_fusion(
     beam_items, beam_scores, latents = [], [], []
     starts = range(0, len(prompts), int(batch_size))
     for start in tqdm(starts, desc="fusion candidates", disable=not progress, leave=False):
-        batch = prompts[start:start + int(batch_size)]
+        batch = prompts[start : start + int(batch_size)]
         items, scores = beam(batch, settings.beam_candidates)
         beam_items.append(np.asarray(items, dtype=np.int64))
         beam_scores.append(np.asarray(scores, dtype=np.float32))
         lat = np.asarray(sample(batch), dtype=np.float32)
         latents.append(lat[:, None, :] if lat.ndim == 2 else lat)
     width = max(b.shape[1] for b in beam_items)
-    beam_items = np.concatenate([np.pad(b, ((0, 0), (0, width - b.shape[1])), constant_values=-1)
-                                 for b in beam_items])
-    beam_scores = np.concatenate([np.pad(s, ((0, 0), (0, width - s.shape[1])), constant_values=np.nan)
-                                  for s in beam_scores])
+    beam_items = np.concatenate(
+        [np.pad(b, ((0, 0), (0, width - b.shape[1])), constant_values=-1) for b in beam_items]
+    )
+    beam_scores = np.concatenate(
+        [np.pad(s, ((0, 0), (0, width - s.shape[1])), constant_values=np.nan) for s in beam_scores]
+    )
     latents = np.concatenate(latents)
-    candidates = gather_candidates(beam_items, beam_scores, latents, item_factors, index=index,
-                                   latent_k=settings.latent_k, pool=settings.pool, k=k)
+    candidates = gather_candidates(
+        beam_items,
+        beam_scores,
+        latents,
+        item_factors,
+        index=index,
+        latent_k=settings.latent_k,
+        pool=settings.pool,
+        k=k,
+    )
 
     # 2. The weights.
     if kind == "fixed":
         fusion: Fusion = FixedBlendFusion().fit(candidates, relevant, metric=metric, k=k, grid=grid)
     else:
         features = prompt_features(candidates, latents, prompts)
-        fusion = GatedFusion(grid=grid, seed=seed).fit(candidates, relevant, features, metric=metric, k=k)
+        fusion = GatedFusion(grid=grid, seed=seed).fit(
+            candidates, relevant, features, metric=metric, k=k
+        )
 
     # 3. What it buys on these prompts (in-sample: an upper bound, not a test figure).
     def score(items: np.ndarray) -> float:
         return float(per_prompt_metric(items, relevant, metric, k).mean())
 
     summary: dict[str, Any] = {
-        "kind": kind, "metric": metric, "k": int(k), "n_prompts": len(prompts),
+        "kind": kind,
+        "metric": metric,
+        "k": int(k),
+        "n_prompts": len(prompts),
         "settings": asdict(settings),
         f"{metric}@{k}": {
-            "generative": score(top_k(candidates, blend(candidates, 1.0, fusion.normalisation), k)[0]),
+            "generative": score(
+                top_k(candidates, blend(candidates, 1.0, fusion.normalisation), k)[0]
+            ),
             "latent": score(top_k(candidates, blend(candidates, 0.0, fusion.normalisation), k)[0]),
             "fused": score(fuse(fusion, candidates, k, latents=latents, prompts=prompts)[0]),
         },
@@ -343,9 +404,16 @@ def fit_fusion(
 
 
 def fit_recommender_fusion(
-    recommender, prompts: Sequence[str], relevant: Sequence[Iterable[str]], *,
-    settings: HybridSettings | None = None, kind: str = "fixed", metric: str = "hits",
-    k: int = 10, batch_size: int = 32, progress: bool = False,
+    recommender,
+    prompts: Sequence[str],
+    relevant: Sequence[Iterable[str]],
+    *,
+    settings: HybridSettings | None = None,
+    kind: str = "fixed",
+    metric: str = "hits",
+    k: int = 10,
+    batch_size: int = 32,
+    progress: bool = False,
 ) -> tuple[Fusion, HybridSettings, dict[str, Any]]:
     """:func:`fit_fusion` on a :class:`~text2tracks.pipeline.Text2Tracks`'s own candidates.
 
@@ -382,20 +450,43 @@ def fit_recommender_fusion(
         return items.reshape(len(batch), n), scores
 
     def sample(batch: list[str]) -> np.ndarray:
-        return recommender.sample_latents(batch, n_samples=settings.n_samples, batch_size=len(batch))
+        return recommender.sample_latents(
+            batch, n_samples=settings.n_samples, batch_size=len(batch)
+        )
 
     factors, index = recommender.latent_index()
     n_beam = min(settings.beam_candidates, n_items)
     fusion, summary = fit_fusion(
-        texts, sets, beam, sample, factors, settings=replace(settings, beam_candidates=n_beam),
-        index=index, kind=kind, metric=metric, k=k, batch_size=batch_size, progress=progress)
+        texts,
+        sets,
+        beam,
+        sample,
+        factors,
+        settings=replace(settings, beam_candidates=n_beam),
+        index=index,
+        kind=kind,
+        metric=metric,
+        k=k,
+        batch_size=batch_size,
+        progress=progress,
+    )
     summary["n_skipped"] = len(prompts) - len(texts)
     summary["settings"] = asdict(settings)
     return fusion, settings, summary
 
 
 __all__ = [
-    "DEFAULT_ALPHA", "FUSION_KINDS", "FUSION_NAME", "HybridSettings", "SEED_METHODS",
-    "catalogue_factors", "default_fusion", "fit_fusion", "fit_recommender_fusion", "fuse",
-    "gather_candidates", "load_fusion", "save_fusion",
+    "DEFAULT_ALPHA",
+    "FUSION_KINDS",
+    "FUSION_NAME",
+    "HybridSettings",
+    "SEED_METHODS",
+    "catalogue_factors",
+    "default_fusion",
+    "fit_fusion",
+    "fit_recommender_fusion",
+    "fuse",
+    "gather_candidates",
+    "load_fusion",
+    "save_fusion",
 ]

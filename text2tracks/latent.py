@@ -48,7 +48,9 @@ def load_head(diffusion_dir: Path, model, tokenizer, device):
     encoder = None
     if encoder_payload.get("kind") == "seq2seq":
         encoder = FrozenSeq2SeqEncoder(
-            model, tokenizer, max_length=int(encoder_payload.get("max_length", 128)),
+            model,
+            tokenizer,
+            max_length=int(encoder_payload.get("max_length", 128)),
             normalize=bool(encoder_payload.get("normalize", True)),
         )
     elif encoder_payload.get("kind") == "none":
@@ -84,7 +86,9 @@ def catalogue_factor_loader(
                 raw = np.load(cf_dir / "item_factors.npy", allow_pickle=False, mmap_mode="r")
                 factors = catalogue_factors(raw, vocab.item_ids, catalog.item_ids)
         except (OSError, ValueError, KeyError) as err:
-            raise ArtifactError(f"cannot read the CF item factors of {artifact_dir}: {err}") from err
+            raise ArtifactError(
+                f"cannot read the CF item factors of {artifact_dir}: {err}"
+            ) from err
         if factors.shape != (len(catalog), latent_dim):
             raise ArtifactError(
                 f"the CF item factors of {artifact_dir} have shape {factors.shape}; the catalogue "
@@ -100,8 +104,10 @@ def checked_factors(factors, n_items: int, latent_dim: int) -> np.ndarray:
     factors = np.ascontiguousarray(factors, dtype=np.float32)
     expected = (n_items, latent_dim)
     if factors.shape != expected:
-        raise ValueError(f"item_factors must have shape {expected} (catalogue size, the head's "
-                         f"latent_dim), got {factors.shape}")
+        raise ValueError(
+            f"item_factors must have shape {expected} (catalogue size, the head's "
+            f"latent_dim), got {factors.shape}"
+        )
     if not np.isfinite(factors).all():
         raise ValueError("item_factors hold NaN or infinite values")
     return factors
@@ -119,10 +125,14 @@ def check_diffusion_parts(head, item_factors, fusion, settings):
     if head.encoder is None:
         raise ValueError("diffusion_head has no prompt encoder; the API conditions it on prompts")
     if item_factors is None:
-        raise ValueError("diffusion_head needs item_factors: (n_items, latent_dim) CF item "
-                         "factors in catalogue order, or a function that returns them")
+        raise ValueError(
+            "diffusion_head needs item_factors: (n_items, latent_dim) CF item "
+            "factors in catalogue order, or a function that returns them"
+        )
     if fusion is not None and not isinstance(fusion, (FixedBlendFusion, GatedFusion)):
-        raise ValueError(f"fusion must be a FixedBlendFusion or GatedFusion, got {type(fusion).__name__}")
+        raise ValueError(
+            f"fusion must be a FixedBlendFusion or GatedFusion, got {type(fusion).__name__}"
+        )
     settings = HybridSettings() if settings is None else settings
     if not isinstance(settings, HybridSettings):
         raise ValueError(f"hybrid_settings must be HybridSettings, got {type(settings).__name__}")
@@ -173,8 +183,11 @@ def conditions(head, texts: Sequence[str | None]):
 
 
 def query_latents(
-    head, texts: list[str], request: LatentRequest,
-    item_factors: Callable[[], np.ndarray], seed_method: str,
+    head,
+    texts: list[str],
+    request: LatentRequest,
+    item_factors: Callable[[], np.ndarray],
+    seed_method: str,
 ) -> np.ndarray:
     """CF-space query latents ``(batch, n_samples, latent_dim)`` (the caller holds the model lock).
 
@@ -201,24 +214,40 @@ def query_latents(
             if request.seed is not None:
                 generator = torch.Generator().manual_seed(request.seed)
                 noise = torch.randn((n_samples, dim), generator=generator).repeat(len(plain), 1)
-            sampled = head.sample(cond[rows], negative_cond=negative[rows],
-                                  guidance_weight=request.guidance_weight,
-                                  n_samples=n_samples, noise=noise)
+            sampled = head.sample(
+                cond[rows],
+                negative_cond=negative[rows],
+                guidance_weight=request.guidance_weight,
+                n_samples=n_samples,
+                noise=noise,
+            )
             out[plain] = sampled.float().cpu()
         if edited:
             rows = torch.as_tensor(edited, device=cond.device)
             factors = item_factors()
-            start = torch.from_numpy(np.stack([
-                seed_latent(factors, request.seeds[i], seed_method) for i in edited]))
+            start = torch.from_numpy(
+                np.stack([seed_latent(factors, request.seeds[i], seed_method) for i in edited])
+            )
             source = conditions(head, [request.sources[i] for i in edited])
-            moved = head.edit(start, cond[rows], request.strength, source_cond=source,
-                              negative_cond=negative[rows], guidance_weight=request.guidance_weight)
+            moved = head.edit(
+                start,
+                cond[rows],
+                request.strength,
+                source_cond=source,
+                negative_cond=negative[rows],
+                guidance_weight=request.guidance_weight,
+            )
             out[edited] = moved.float().cpu()[:, None, :].expand(-1, n_samples, -1)
     return out.numpy()
 
 
-def hybrid_beam_width(k: int, num_beams: int | None, beam_candidates: int,
-                      excluded: Sequence[np.ndarray | None], n_items: int) -> int:
+def hybrid_beam_width(
+    k: int,
+    num_beams: int | None,
+    beam_candidates: int,
+    excluded: Sequence[np.ndarray | None],
+    n_items: int,
+) -> int:
     """How many beam candidates hybrid mode gathers: at least ``k`` (and 2), at most what is
     left after exclusion."""
     left = min(n_items - (0 if e is None else len(e)) for e in excluded)
@@ -227,8 +256,15 @@ def hybrid_beam_width(k: int, num_beams: int | None, beam_candidates: int,
 
 
 def rank_latent_batch(
-    mode: str, k: int, latents: np.ndarray, factors: np.ndarray, index, settings, fusion,
-    texts: list[str], excluded: Sequence[np.ndarray | None],
+    mode: str,
+    k: int,
+    latents: np.ndarray,
+    factors: np.ndarray,
+    index,
+    settings,
+    fusion,
+    texts: list[str],
+    excluded: Sequence[np.ndarray | None],
     beam: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Item indices and scores ``(batch, k)`` of the latent mode (faiss around ``latents``) or the
@@ -238,12 +274,28 @@ def rank_latent_batch(
 
     exclude_sets = [set() if e is None else set(e.tolist()) for e in excluded]
     if mode == "latent":
-        return rerank("latent", k, latents=latents, item_factors=factors, index=index,
-                      latent_k=settings.latent_k, pool=settings.pool, exclude=exclude_sets)
+        return rerank(
+            "latent",
+            k,
+            latents=latents,
+            item_factors=factors,
+            index=index,
+            latent_k=settings.latent_k,
+            pool=settings.pool,
+            exclude=exclude_sets,
+        )
     beam_items, beam_scores = beam
-    candidates = gather_candidates(beam_items, beam_scores, latents, factors, index=index,
-                                   latent_k=settings.latent_k, pool=settings.pool, k=k,
-                                   exclude=exclude_sets)
+    candidates = gather_candidates(
+        beam_items,
+        beam_scores,
+        latents,
+        factors,
+        index=index,
+        latent_k=settings.latent_k,
+        pool=settings.pool,
+        k=k,
+        exclude=exclude_sets,
+    )
     return fuse(fusion, candidates, k, latents=latents, prompts=texts, exclude=exclude_sets)
 
 
@@ -255,5 +307,6 @@ def warn_default_fusion(where) -> None:
         "%s has no fitted fusion (diffusion/fusion.json): hybrid mode blends the z-scored "
         "beam log-probabilities and latent similarities with alpha=%s; fit one with "
         "python -m training.train_diffusion (or Text2Tracks.fit_fusion)",
-        where, DEFAULT_ALPHA,
+        where,
+        DEFAULT_ALPHA,
     )

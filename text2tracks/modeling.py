@@ -105,23 +105,42 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         if self.base is not None and (not isinstance(self.base, str) or not self.base.strip()):
-            raise ValueError(f"base must be None or a non-empty folder / hub name, got {self.base!r}")
-        for name in ("d_model", "num_layers", "num_decoder_layers", "num_heads", "d_ff",
-                     "max_prompt_length", "lora_r", "lora_alpha"):
+            raise ValueError(
+                f"base must be None or a non-empty folder / hub name, got {self.base!r}"
+            )
+        for name in (
+            "d_model",
+            "num_layers",
+            "num_decoder_layers",
+            "num_heads",
+            "d_ff",
+            "max_prompt_length",
+            "lora_r",
+            "lora_alpha",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if self.tokenizer not in PROMPT_TOKENIZERS:
-            raise ValueError(f"tokenizer must be one of {PROMPT_TOKENIZERS}, got {self.tokenizer!r}")
+            raise ValueError(
+                f"tokenizer must be one of {PROMPT_TOKENIZERS}, got {self.tokenizer!r}"
+            )
         if self.encoder not in ENCODERS:
             raise ValueError(f"encoder must be one of {ENCODERS}, got {self.encoder!r}")
         if self.encoder != "t5" and self.base is not None:
-            raise ValueError(f"encoder={self.encoder!r} builds the built-in model around a "
-                             "pretrained encoder; it cannot be combined with base= (leave one unset)")
-        if isinstance(self.subword_vocab_size, bool) or not isinstance(self.subword_vocab_size, int) \
-                or self.subword_vocab_size < 300:
-            raise ValueError(f"subword_vocab_size must be an integer >= 300 (the bytes and the "
-                             f"special tokens fit in it), got {self.subword_vocab_size!r}")
+            raise ValueError(
+                f"encoder={self.encoder!r} builds the built-in model around a "
+                "pretrained encoder; it cannot be combined with base= (leave one unset)"
+            )
+        if (
+            isinstance(self.subword_vocab_size, bool)
+            or not isinstance(self.subword_vocab_size, int)
+            or self.subword_vocab_size < 300
+        ):
+            raise ValueError(
+                f"subword_vocab_size must be an integer >= 300 (the bytes and the "
+                f"special tokens fit in it), got {self.subword_vocab_size!r}"
+            )
         if self.d_model % self.num_heads:
             raise ValueError(
                 f"d_model ({self.d_model}) must be a multiple of num_heads ({self.num_heads})"
@@ -173,7 +192,9 @@ def minilm_path() -> Path:
         )
     path = Path(next(iter(spec.submodule_search_locations))) / "model"
     if not (path / "config.json").exists():
-        raise FileNotFoundError(f"{path}: the MiniLM model files are missing; reinstall the package.")
+        raise FileNotFoundError(
+            f"{path}: the MiniLM model files are missing; reinstall the package."
+        )
     return path
 
 
@@ -189,8 +210,10 @@ def _minilm_seq2seq(config: ModelConfig, level_sizes, scheme: str):
     )
 
     if scheme != "sid":
-        raise ValueError("encoder='minilm' writes semantic IDs (scheme 'sid'); content IDs are "
-                         "spelled with byte tokens, which need the built-in byte tokenizer")
+        raise ValueError(
+            "encoder='minilm' writes semantic IDs (scheme 'sid'); content IDs are "
+            "spelled with byte tokens, which need the built-in byte tokenizer"
+        )
     path = minilm_path()
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     if tokenizer.eos_token is None:  # BERT ends a text with [SEP]: it ends an ID too
@@ -199,12 +222,22 @@ def _minilm_seq2seq(config: ModelConfig, level_sizes, scheme: str):
     encoder = AutoModel.from_pretrained(path, local_files_only=True)
     # a prompt that spells an ID token's text encodes to it: give the encoder those rows too
     encoder.resize_token_embeddings(len(tokenizer), mean_resizing=False)
-    decoder = BertLMHeadModel(BertConfig(
-        vocab_size=len(tokenizer), hidden_size=config.d_model, num_hidden_layers=config.num_decoder_layers,
-        num_attention_heads=config.num_heads, intermediate_size=config.d_ff, hidden_act="relu",
-        hidden_dropout_prob=config.dropout, attention_probs_dropout_prob=config.dropout,
-        max_position_embeddings=64, is_decoder=True, add_cross_attention=True,
-        pad_token_id=tokenizer.pad_token_id))
+    decoder = BertLMHeadModel(
+        BertConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=config.d_model,
+            num_hidden_layers=config.num_decoder_layers,
+            num_attention_heads=config.num_heads,
+            intermediate_size=config.d_ff,
+            hidden_act="relu",
+            hidden_dropout_prob=config.dropout,
+            attention_probs_dropout_prob=config.dropout,
+            max_position_embeddings=64,
+            is_decoder=True,
+            add_cross_attention=True,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    )
     model = EncoderDecoderModel(encoder=encoder, decoder=decoder)
     model.config.decoder_start_token_id = tokenizer.cls_token_id
     model.config.pad_token_id = tokenizer.pad_token_id
@@ -238,14 +271,20 @@ def train_subword_tokenizer(texts, vocab_size: int = 8000):
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=2, show_progress=False,
-                                  special_tokens=["<pad>", "</s>", "<unk>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=2,
+        show_progress=False,
+        special_tokens=["<pad>", "</s>", "<unk>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     tok.train_from_iterator(texts, trainer=trainer)
     tok.post_processor = processors.TemplateProcessing(
-        single="$A </s>", special_tokens=[("</s>", tok.token_to_id("</s>"))])
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>",
-                                   unk_token="<unk>")
+        single="$A </s>", special_tokens=[("</s>", tok.token_to_id("</s>"))]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>"
+    )
 
 
 def _pretrained_tokenizer(base: str, scheme: str):
@@ -255,8 +294,12 @@ def _pretrained_tokenizer(base: str, scheme: str):
     tokenizer = AutoTokenizer.from_pretrained(base)
     if scheme == "bytes" and isinstance(tokenizer, ByT5Tokenizer) and len(tokenizer) > 259:
         # same byte ids and special tokens; the sentinel ids (259..) become <sid_end> and digits
-        tokenizer = ByT5Tokenizer(eos_token=tokenizer.eos_token, unk_token=tokenizer.unk_token,
-                                  pad_token=tokenizer.pad_token, extra_ids=0)
+        tokenizer = ByT5Tokenizer(
+            eos_token=tokenizer.eos_token,
+            unk_token=tokenizer.unk_token,
+            pad_token=tokenizer.pad_token,
+            extra_ids=0,
+        )
     return tokenizer
 
 
@@ -313,8 +356,12 @@ def _lora_wrap(model, config: ModelConfig, layout: SIDTokenLayout):
     return get_peft_model(model, lora_config)
 
 
-def build_seq2seq(config: ModelConfig, level_sizes: tuple[int, ...] | list[int],
-                  scheme: str = "sid", prompt_texts=None):
+def build_seq2seq(
+    config: ModelConfig,
+    level_sizes: tuple[int, ...] | list[int],
+    scheme: str = "sid",
+    prompt_texts=None,
+):
     """Build the model, its tokenizer (with the semantic-ID tokens) and the token layout.
 
     Args:
@@ -339,8 +386,9 @@ def build_seq2seq(config: ModelConfig, level_sizes: tuple[int, ...] | list[int],
         # content IDs ("bytes") are written with the byte tokenizer's own tokens, so they keep it
         if config.tokenizer == "subword" and scheme != "bytes":
             if prompt_texts is None:
-                raise ValueError("tokenizer='subword' is learned from the training prompts: pass "
-                                 "prompt_texts")
+                raise ValueError(
+                    "tokenizer='subword' is learned from the training prompts: pass prompt_texts"
+                )
             tokenizer = train_subword_tokenizer(prompt_texts, config.subword_vocab_size)
         else:
             tokenizer = _default_tokenizer(scheme)
@@ -383,8 +431,13 @@ def build_seq2seq(config: ModelConfig, level_sizes: tuple[int, ...] | list[int],
     return model, tokenizer, layout
 
 
-def save_seq2seq(model, tokenizer, layout: SIDTokenLayout, directory: str | os.PathLike,
-                 config: ModelConfig | None = None) -> Path:
+def save_seq2seq(
+    model,
+    tokenizer,
+    layout: SIDTokenLayout,
+    directory: str | os.PathLike,
+    config: ModelConfig | None = None,
+) -> Path:
     """Write the model in ``save_pretrained`` form (safetensors) with its tokenizer and layout.
 
     A ``peft`` model writes its adapter (with the trained semantic-ID token rows) instead of the
@@ -414,7 +467,9 @@ def save_seq2seq(model, tokenizer, layout: SIDTokenLayout, directory: str | os.P
 def load_sid_layout(directory: str | os.PathLike) -> SIDTokenLayout:
     path = Path(directory) / SID_LAYOUT_NAME
     if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: {directory} is not a saved text2tracks seq2seq")
+        raise FileNotFoundError(
+            f"{path} is missing: {directory} is not a saved text2tracks seq2seq"
+        )
     with open(path, encoding="utf-8") as f:
         return SIDTokenLayout.from_dict(json.load(f))
 
@@ -439,7 +494,9 @@ def load_seq2seq(directory: str | os.PathLike, base: str | None = None):
         peft_config = PeftConfig.from_pretrained(directory)
         base_path = base or peft_config.base_model_name_or_path
         if not base_path:
-            raise ValueError(f"{directory} holds a LoRA adapter but names no base model; pass base=")
+            raise ValueError(
+                f"{directory} holds a LoRA adapter but names no base model; pass base="
+            )
         model = AutoModelForSeq2SeqLM.from_pretrained(base_path)
         if model.get_input_embeddings().num_embeddings < len(tokenizer):
             model.resize_token_embeddings(len(tokenizer))
@@ -450,7 +507,9 @@ def load_seq2seq(directory: str | os.PathLike, base: str | None = None):
     else:
         model = AutoModelForSeq2SeqLM.from_pretrained(directory)
     if add_layout_tokens(tokenizer, layout.level_sizes, layout.scheme) != layout:
-        raise ValueError(f"{directory}: the tokenizer's semantic-ID tokens do not match {SID_LAYOUT_NAME}")
+        raise ValueError(
+            f"{directory}: the tokenizer's semantic-ID tokens do not match {SID_LAYOUT_NAME}"
+        )
     model.eval()
     return model, tokenizer, layout
 

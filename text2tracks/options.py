@@ -38,7 +38,9 @@ def prompt_list(prompt_or_prompts) -> tuple[list, bool]:
     a mapping) -> ``(list(it), False)``; anything else raises ``TypeError``."""
     if isinstance(prompt_or_prompts, str):
         return [prompt_or_prompts], True
-    if isinstance(prompt_or_prompts, Iterable) and not isinstance(prompt_or_prompts, (bytes, Mapping)):
+    if isinstance(prompt_or_prompts, Iterable) and not isinstance(
+        prompt_or_prompts, (bytes, Mapping)
+    ):
         return list(prompt_or_prompts), False
     raise TypeError(
         f"prompt_or_prompts must be a str or a list of str, got {type(prompt_or_prompts).__name__}"
@@ -114,11 +116,15 @@ def per_prompt_texts(value, name: str, n_prompts: int, single: bool) -> list[str
     elif isinstance(value, Iterable) and not isinstance(value, (bytes, Mapping)):
         values = list(value)
         if len(values) != n_prompts:
-            raise ValueError(f"{name} has {len(values)} entries for {n_prompts} prompts; give "
-                             "one (str or None) per prompt, or a single str for all of them")
+            raise ValueError(
+                f"{name} has {len(values)} entries for {n_prompts} prompts; give "
+                "one (str or None) per prompt, or a single str for all of them"
+            )
     else:
-        raise TypeError(f"{name} must be a str, or a list of str / None (one per prompt), got "
-                        f"{type(value).__name__}")
+        raise TypeError(
+            f"{name} must be a str, or a list of str / None (one per prompt), got "
+            f"{type(value).__name__}"
+        )
     out: list[str | None] = []
     for i, text in enumerate(values):
         if text is None:
@@ -159,8 +165,10 @@ def track_indices(
     if isinstance(value, str):
         value = [value]
     if isinstance(value, Mapping) or not isinstance(value, Iterable):
-        raise TypeError(f"{name} must be a collection of track ids (or one per prompt), got "
-                        f"{type(value).__name__}")
+        raise TypeError(
+            f"{name} must be a collection of track ids (or one per prompt), got "
+            f"{type(value).__name__}"
+        )
     value = list(value)
     per_prompt = (
         not single
@@ -169,8 +177,10 @@ def track_indices(
     )
     if per_prompt:
         if len(value) != n_prompts:
-            raise ValueError(f"{name} has {len(value)} collections for {n_prompts} prompts; give "
-                             "one per prompt, or a single collection of track ids for all of them")
+            raise ValueError(
+                f"{name} has {len(value)} collections for {n_prompts} prompts; give "
+                "one per prompt, or a single collection of track ids for all of them"
+            )
         groups = [[] if e is None else list(e) for e in value]
     else:
         if required and not value:
@@ -182,8 +192,9 @@ def track_indices(
         found = []
         for track_id in group:
             if not isinstance(track_id, str):
-                raise TypeError(f"{name} holds track ids (str), got "
-                                f"{type(track_id).__name__} {track_id!r}")
+                raise TypeError(
+                    f"{name} holds track ids (str), got {type(track_id).__name__} {track_id!r}"
+                )
             index = index_of(track_id)
             if index is None:
                 unknown.append(track_id)
@@ -191,8 +202,10 @@ def track_indices(
                 found.append(index)
         if required and group and not found:
             which = f"prompt {i}" if per_prompt else "the prompts"
-            raise ValueError(f"none of the {len(group)} {name} of {which} is in the "
-                             f"catalogue (e.g. {group[0]!r}); give catalogue track ids")
+            raise ValueError(
+                f"none of the {len(group)} {name} of {which} is in the "
+                f"catalogue (e.g. {group[0]!r}); give catalogue track ids"
+            )
         arrays.append(np.unique(np.asarray(found, dtype=np.int64)) if found else None)
     if unknown:
         shown = ", ".join(repr(t) for t in list(dict.fromkeys(unknown))[:_UNKNOWN_SHOWN])
@@ -219,9 +232,15 @@ class LatentRequest:
     seed: int | None
 
     def rows(self, start: int, stop: int) -> LatentRequest:
-        return LatentRequest(self.negatives[start:stop], self.seeds[start:stop],
-                             self.sources[start:stop], self.strength, self.guidance_weight,
-                             self.n_samples, self.seed)
+        return LatentRequest(
+            self.negatives[start:stop],
+            self.seeds[start:stop],
+            self.sources[start:stop],
+            self.strength,
+            self.guidance_weight,
+            self.n_samples,
+            self.seed,
+        )
 
 
 def latent_request(
@@ -245,27 +264,43 @@ def latent_request(
     if guidance_weight is None:
         guidance_weight = default_guidance_weight
     elif not is_number(guidance_weight) or not np.isfinite(guidance_weight) or guidance_weight < 0:
-        raise ValueError(f"guidance_weight must be a finite number >= 0 (1 = plain conditional, "
-                         f"> 1 = stronger prompt), got {guidance_weight!r}")
+        raise ValueError(
+            f"guidance_weight must be a finite number >= 0 (1 = plain conditional, "
+            f"> 1 = stronger prompt), got {guidance_weight!r}"
+        )
     if n_samples is None:
         n_samples = default_n_samples
     elif not is_integer(n_samples) or n_samples < 1:
         raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
     if not is_number(edit_strength) or not 0.0 <= float(edit_strength) <= 1.0:
-        raise ValueError(f"edit_strength must be a number in [0, 1] (0 = stay at like_tracks, "
-                         f"1 = follow the prompt), got {edit_strength!r}")
+        raise ValueError(
+            f"edit_strength must be a number in [0, 1] (0 = stay at like_tracks, "
+            f"1 = follow the prompt), got {edit_strength!r}"
+        )
     if seed is not None and (not is_integer(seed) or not 0 <= seed < 2**63):
         raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
-    seeds = track_indices(like_tracks, "like_tracks", index_of, n_prompts, single,
-                          required=True, stacklevel=stacklevel + 1)
+    seeds = track_indices(
+        like_tracks,
+        "like_tracks",
+        index_of,
+        n_prompts,
+        single,
+        required=True,
+        stacklevel=stacklevel + 1,
+    )
     sources = per_prompt_texts(source_prompt, "source_prompt", n_prompts, single)
     if any(s is not None for s in sources) and all(s is None for s in seeds):
-        raise ValueError("source_prompt is the prompt DDIM inversion runs under; it only "
-                         "applies with like_tracks")
+        raise ValueError(
+            "source_prompt is the prompt DDIM inversion runs under; it only "
+            "applies with like_tracks"
+        )
     return LatentRequest(
         negatives=per_prompt_texts(negative_prompt, "negative_prompt", n_prompts, single),
-        seeds=seeds, sources=sources, strength=float(edit_strength),
-        guidance_weight=float(guidance_weight), n_samples=int(n_samples),
+        seeds=seeds,
+        sources=sources,
+        strength=float(edit_strength),
+        guidance_weight=float(guidance_weight),
+        n_samples=int(n_samples),
         seed=None if seed is None else int(seed),
     )
 
@@ -282,9 +317,20 @@ class PreparedCall:
 
 
 def prepare_call(
-    prompt_or_prompts, k, n_items: int, index_of: Callable[[str], int | None], *,
-    check_mode: Callable[[str], None], mode: str, batch_size, exclude, edit_strength, seed,
-    latent_defaults: Callable[[], dict], options: dict, stacklevel: int,
+    prompt_or_prompts,
+    k,
+    n_items: int,
+    index_of: Callable[[str], int | None],
+    *,
+    check_mode: Callable[[str], None],
+    mode: str,
+    batch_size,
+    exclude,
+    edit_strength,
+    seed,
+    latent_defaults: Callable[[], dict],
+    options: dict,
+    stacklevel: int,
 ) -> PreparedCall:
     """Check every argument of a call (in the order the API documents) and spread the options
     over its prompts. ``options`` holds the latent-only ones (:data:`LATENT_ONLY`);
@@ -303,11 +349,26 @@ def prepare_call(
     texts = normalise_prompts(prompts)
     request = None
     if mode != "generative":
-        request = latent_request(len(prompts), single, index_of, stacklevel=stacklevel + 1,
-                                 edit_strength=edit_strength, seed=seed, **latent_defaults(),
-                                 **options)
-    excluded = track_indices(exclude, "exclude", index_of, len(prompts), single, required=False,
-                             stacklevel=stacklevel + 1, unknown_note="; they are never recommended")
+        request = latent_request(
+            len(prompts),
+            single,
+            index_of,
+            stacklevel=stacklevel + 1,
+            edit_strength=edit_strength,
+            seed=seed,
+            **latent_defaults(),
+            **options,
+        )
+    excluded = track_indices(
+        exclude,
+        "exclude",
+        index_of,
+        len(prompts),
+        single,
+        required=False,
+        stacklevel=stacklevel + 1,
+        unknown_note="; they are never recommended",
+    )
     check_k_left(k, excluded, n_items)
     return PreparedCall(texts, single, excluded, request)
 

@@ -123,9 +123,19 @@ from text2tracks.storage import (
 _read_track_metadata = read_track_metadata
 
 __all__ = [
-    "ArtifactError", "CATALOGUE_FACTORS_NAME", "CATALOG_COMPONENT", "CATALOG_SUBDIR", "CF_COMPONENT",
-    "DEFAULT_EDIT_STRENGTH", "DEFAULT_MAX_PROMPT_LENGTH", "DIFFUSION_COMPONENT", "MODES",
-    "Recommendation", "SEQ2SEQ_COMPONENT", "TRACKS_NAME", "Text2Tracks",
+    "ArtifactError",
+    "CATALOGUE_FACTORS_NAME",
+    "CATALOG_COMPONENT",
+    "CATALOG_SUBDIR",
+    "CF_COMPONENT",
+    "DEFAULT_EDIT_STRENGTH",
+    "DEFAULT_MAX_PROMPT_LENGTH",
+    "DIFFUSION_COMPONENT",
+    "MODES",
+    "Recommendation",
+    "SEQ2SEQ_COMPONENT",
+    "TRACKS_NAME",
+    "Text2Tracks",
 ]
 
 
@@ -191,7 +201,9 @@ class Text2Tracks:
 
         check_layout(layout, catalog)
         if isinstance(max_prompt_length, bool) or int(max_prompt_length) < 1:
-            raise ValueError(f"max_prompt_length must be a positive integer, got {max_prompt_length!r}")
+            raise ValueError(
+                f"max_prompt_length must be a positive integer, got {max_prompt_length!r}"
+            )
         self.model = model
         if device is not None:
             self.model.to(device)
@@ -221,8 +233,10 @@ class Text2Tracks:
         if diffusion_head is not None:
             self._attach_diffusion(diffusion_head, item_factors, fusion, hybrid_settings)
         elif item_factors is not None or fusion is not None or hybrid_settings is not None:
-            raise ValueError("item_factors, fusion and hybrid_settings belong to a diffusion head; "
-                             "pass diffusion_head too")
+            raise ValueError(
+                "item_factors, fusion and hybrid_settings belong to a diffusion head; "
+                "pass diffusion_head too"
+            )
 
     def _attach_diffusion(self, head, item_factors, fusion, settings) -> None:
         settings = check_diffusion_parts(head, item_factors, fusion, settings)
@@ -260,16 +274,29 @@ class Text2Tracks:
         if self.diffusion_head is not None:
             fitted, summary = self._fusion_summary
             changed = self.fusion is not None and (
-                (self.fusion, self.hybrid_settings) != self._fusion_on_disk)
+                (self.fusion, self.hybrid_settings) != self._fusion_on_disk
+            )
             diffusion = DiffusionToSave(
-                self.diffusion_head, self.fusion, self.hybrid_settings, fusion_changed=changed,
+                self.diffusion_head,
+                self.fusion,
+                self.hybrid_settings,
+                fusion_changed=changed,
                 summary=summary if fitted is self.fusion else {},
-                item_factors=lambda: self.item_factors)
+                item_factors=lambda: self.item_factors,
+            )
         return write_artifact(
-            Path(path), source=self._source_dir, components=self._components,
-            catalog=self.catalog, names=self._names, artists=self._artists, model=self.model,
-            tokenizer=self.tokenizer, layout=self.layout, model_config=self.model_config,
-            diffusion=diffusion)
+            Path(path),
+            source=self._source_dir,
+            components=self._components,
+            catalog=self.catalog,
+            names=self._names,
+            artists=self._artists,
+            model=self.model,
+            tokenizer=self.tokenizer,
+            layout=self.layout,
+            model_config=self.model_config,
+            diffusion=diffusion,
+        )
 
     # -------------------------------------------------------------------------- properties
 
@@ -375,11 +402,24 @@ class Text2Tracks:
             ...                       negative_prompt="country")  # doctest: +SKIP
         """
         single, items, scores = self._rank(
-            prompt_or_prompts, k, exclude=exclude, num_beams=num_beams, diversity=diversity,
-            batch_size=batch_size, mode=mode, negative_prompt=negative_prompt, guidance_weight=guidance_weight,
-            like_tracks=like_tracks, edit_strength=edit_strength, source_prompt=source_prompt,
-            n_samples=n_samples, seed=seed)
-        answers = to_recommendations(items, scores, self.catalog.item_ids, self._names, self._artists)
+            prompt_or_prompts,
+            k,
+            exclude=exclude,
+            num_beams=num_beams,
+            diversity=diversity,
+            batch_size=batch_size,
+            mode=mode,
+            negative_prompt=negative_prompt,
+            guidance_weight=guidance_weight,
+            like_tracks=like_tracks,
+            edit_strength=edit_strength,
+            source_prompt=source_prompt,
+            n_samples=n_samples,
+            seed=seed,
+        )
+        answers = to_recommendations(
+            items, scores, self.catalog.item_ids, self._names, self._artists
+        )
         return answers[0] if single else answers
 
     def recommend_arrays(
@@ -406,18 +446,45 @@ class Text2Tracks:
         return (ids[0], scores[0]) if single else (ids, scores)
 
     def _rank(
-        self, prompt_or_prompts, k, *, exclude=None, num_beams=None, diversity=None,
-        batch_size=32, mode="generative", negative_prompt=None, guidance_weight=None, like_tracks=None,
-        edit_strength=DEFAULT_EDIT_STRENGTH, source_prompt=None, n_samples=None, seed=0,
+        self,
+        prompt_or_prompts,
+        k,
+        *,
+        exclude=None,
+        num_beams=None,
+        diversity=None,
+        batch_size=32,
+        mode="generative",
+        negative_prompt=None,
+        guidance_weight=None,
+        like_tracks=None,
+        edit_strength=DEFAULT_EDIT_STRENGTH,
+        source_prompt=None,
+        n_samples=None,
+        seed=0,
     ) -> tuple[bool, np.ndarray, np.ndarray]:
         """``(single, item indices (n, k) int64, scores (n, k) float64)`` of a call."""
         call = prepare_call(  # stacklevel 3: _rank -> recommend -> the user's line
-            prompt_or_prompts, k, len(self), self._catalogue_index, check_mode=self._check_mode,
-            mode=mode, batch_size=batch_size, exclude=exclude, edit_strength=edit_strength,
-            seed=seed, latent_defaults=self._latent_defaults, stacklevel=3,
-            options=dict(negative_prompt=negative_prompt, like_tracks=like_tracks,
-                         source_prompt=source_prompt, guidance_weight=guidance_weight,
-                         n_samples=n_samples))
+            prompt_or_prompts,
+            k,
+            len(self),
+            self._catalogue_index,
+            check_mode=self._check_mode,
+            mode=mode,
+            batch_size=batch_size,
+            exclude=exclude,
+            edit_strength=edit_strength,
+            seed=seed,
+            latent_defaults=self._latent_defaults,
+            stacklevel=3,
+            options=dict(
+                negative_prompt=negative_prompt,
+                like_tracks=like_tracks,
+                source_prompt=source_prompt,
+                guidance_weight=guidance_weight,
+                n_samples=n_samples,
+            ),
+        )
         texts, excluded, request = call.texts, call.excluded, call.request
         beams = beam_width(num_beams, self.num_beams, k)
         diversity = diversity_penalty(diversity, self.diversity)
@@ -425,13 +492,29 @@ class Text2Tracks:
         for start in range(0, len(texts), int(batch_size)):
             stop = start + int(batch_size)
             if mode == "generative":
-                rows.append(self._generative_batch(texts[start:stop], excluded[start:stop], k,
-                                                   beams, start, diversity))
+                rows.append(
+                    self._generative_batch(
+                        texts[start:stop], excluded[start:stop], k, beams, start, diversity
+                    )
+                )
             else:
-                rows.append(self._latent_batch(mode, texts[start:stop], excluded[start:stop], k,
-                                               num_beams, start, request.rows(start, stop)))
+                rows.append(
+                    self._latent_batch(
+                        mode,
+                        texts[start:stop],
+                        excluded[start:stop],
+                        k,
+                        num_beams,
+                        start,
+                        request.rows(start, stop),
+                    )
+                )
         items = np.concatenate([r[0] for r in rows]).astype(np.int64, copy=False)
-        return call.single, items, np.concatenate([r[1] for r in rows]).astype(np.float64, copy=False)
+        return (
+            call.single,
+            items,
+            np.concatenate([r[1] for r in rows]).astype(np.float64, copy=False),
+        )
 
     def sample_latents(
         self,
@@ -462,10 +545,19 @@ class Text2Tracks:
         check_batch_size(batch_size)
         texts = normalise_prompts(prompts)
         request = latent_request(
-            len(prompts), single, self._catalogue_index, negative_prompt=negative_prompt,
-            like_tracks=like_tracks, source_prompt=source_prompt, guidance_weight=guidance_weight,
-            n_samples=n_samples, edit_strength=edit_strength, seed=seed, stacklevel=2,
-            **self._latent_defaults())
+            len(prompts),
+            single,
+            self._catalogue_index,
+            negative_prompt=negative_prompt,
+            like_tracks=like_tracks,
+            source_prompt=source_prompt,
+            guidance_weight=guidance_weight,
+            n_samples=n_samples,
+            edit_strength=edit_strength,
+            seed=seed,
+            stacklevel=2,
+            **self._latent_defaults(),
+        )
         dim = self.diffusion_head.config.latent_dim
         out = [np.zeros((0, request.n_samples, dim), dtype=np.float32)]
         for start in range(0, len(texts), int(batch_size)):
@@ -476,8 +568,15 @@ class Text2Tracks:
         return latents[0] if single else latents
 
     def fit_fusion(
-        self, prompts: Sequence[str], relevant: Sequence[Iterable[str]], *, settings=None,
-        kind: str = "fixed", metric: str = "hits", k: int = 10, batch_size: int = 32,
+        self,
+        prompts: Sequence[str],
+        relevant: Sequence[Iterable[str]],
+        *,
+        settings=None,
+        kind: str = "fixed",
+        metric: str = "hits",
+        k: int = 10,
+        batch_size: int = 32,
         progress: bool = False,
     ) -> dict[str, Any]:
         """Fit the hybrid mode's fusion on validation prompts and keep it (``self.fusion``).
@@ -499,8 +598,16 @@ class Text2Tracks:
 
         self._check_mode("hybrid")
         fusion, settings, summary = fit_recommender_fusion(
-            self, prompts, relevant, settings=settings, kind=kind, metric=metric, k=k,
-            batch_size=batch_size, progress=progress)
+            self,
+            prompts,
+            relevant,
+            settings=settings,
+            kind=kind,
+            metric=metric,
+            k=k,
+            batch_size=batch_size,
+            progress=progress,
+        )
         self.fusion, self.hybrid_settings = fusion, settings
         self._fusion_summary = (fusion, summary)
         return summary
@@ -519,8 +626,10 @@ class Text2Tracks:
             )
 
     def _latent_defaults(self) -> dict[str, Any]:
-        return dict(default_guidance_weight=self.diffusion_head.config.guidance_weight,
-                    default_n_samples=self.hybrid_settings.n_samples)
+        return dict(
+            default_guidance_weight=self.diffusion_head.config.guidance_weight,
+            default_n_samples=self.hybrid_settings.n_samples,
+        )
 
     def _catalogue_index(self, track_id: str) -> int | None:
         try:
@@ -531,19 +640,35 @@ class Text2Tracks:
     def _generate(self, texts, excluded, k, num_beams, first_index, stacklevel, diversity=0.0):
         """Beam search over one batch (the caller holds the lock); ``stacklevel`` counts from
         the caller, as ``warnings.warn`` does."""
-        return generate_items(self.model, self.tokenizer, self.trie, self.layout, texts, excluded,
-                              k=k, num_beams=num_beams, max_length=self.max_prompt_length,
-                              first_index=first_index, stacklevel=stacklevel + 1,
-                              diversity=diversity)
+        return generate_items(
+            self.model,
+            self.tokenizer,
+            self.trie,
+            self.layout,
+            texts,
+            excluded,
+            k=k,
+            num_beams=num_beams,
+            max_length=self.max_prompt_length,
+            first_index=first_index,
+            stacklevel=stacklevel + 1,
+            diversity=diversity,
+        )
 
     def _generative_batch(self, texts, excluded, k, num_beams, first_index, diversity):
         with self._lock:  # stacklevel 4: here -> _rank -> recommend -> the user's line
-            return self._generate(texts, excluded, k, num_beams, first_index, stacklevel=4,
-                                  diversity=diversity)
+            return self._generate(
+                texts, excluded, k, num_beams, first_index, stacklevel=4, diversity=diversity
+            )
 
     def _query_latents(self, texts, request) -> np.ndarray:
-        return query_latents(self.diffusion_head, texts, request, lambda: self.item_factors,
-                             self.hybrid_settings.seed_method)
+        return query_latents(
+            self.diffusion_head,
+            texts,
+            request,
+            lambda: self.item_factors,
+            self.hybrid_settings.seed_method,
+        )
 
     def _hybrid_fusion(self):
         if self.fusion is not None:
@@ -560,14 +685,23 @@ class Text2Tracks:
         factors, index = self.latent_index()
         encoder = self.diffusion_head.encoder
         if mode == "latent" and encoder is not None:  # in hybrid mode the beam's encoding warns
-            warn_long_prompts(encoder.input_lengths(texts), encoder.max_length, encoder.length_unit,
-                              "the diffusion head's encoder", first_index, stacklevel=4)
+            warn_long_prompts(
+                encoder.input_lengths(texts),
+                encoder.max_length,
+                encoder.length_unit,
+                "the diffusion head's encoder",
+                first_index,
+                stacklevel=4,
+            )
         beam = None
         with self._lock:
             latents = self._query_latents(texts, request)
             if mode == "hybrid":
-                n_beam = hybrid_beam_width(k, num_beams, settings.beam_candidates, excluded, len(self))
+                n_beam = hybrid_beam_width(
+                    k, num_beams, settings.beam_candidates, excluded, len(self)
+                )
                 beam = self._generate(texts, excluded, n_beam, n_beam, first_index, stacklevel=4)
         fusion = self._hybrid_fusion() if mode == "hybrid" else None
-        return rank_latent_batch(mode, k, latents, factors, index, settings, fusion, texts,
-                                 excluded, beam)
+        return rank_latent_batch(
+            mode, k, latents, factors, index, settings, fusion, texts, excluded, beam
+        )

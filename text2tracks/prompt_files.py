@@ -19,8 +19,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-INPUT_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet",
-                 ".txt": "text", ".text": "text", "": "text"}
+INPUT_FORMATS = {
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".csv": "csv",
+    ".parquet": "parquet",
+    ".txt": "text",
+    ".text": "text",
+    "": "text",
+}
 
 
 class ExportError(RuntimeError):
@@ -59,7 +66,10 @@ def _decode(raw: bytes, line_no: int) -> tuple[str | None, str | None]:
     try:
         return raw.decode("utf-8"), None
     except UnicodeDecodeError as err:
-        return None, f"line {line_no}: undecodable bytes, not UTF-8 ({err.reason} at byte {err.start})"
+        return (
+            None,
+            f"line {line_no}: undecodable bytes, not UTF-8 ({err.reason} at byte {err.start})",
+        )
 
 
 def _lines(path: Path) -> Iterable[tuple[int, bytes]]:
@@ -126,8 +136,10 @@ def _read_jsonl(path: Path) -> InputFile:
                 error = f"line {line_no}: malformed JSON ({err.msg} at column {err.colno})"
             else:
                 if not isinstance(record, dict):
-                    error = (f"line {line_no}: expected a JSON object like "
-                             f'{{"id": "1", "prompt": "..."}}, got {type(record).__name__}')
+                    error = (
+                        f"line {line_no}: expected a JSON object like "
+                        f'{{"id": "1", "prompt": "..."}}, got {type(record).__name__}'
+                    )
                 else:
                     if record.get("id") is not None:
                         row_id = str(record["id"])
@@ -200,11 +212,15 @@ def _read_parquet(path: Path) -> InputFile:
         raise ExportError(f"{path}: not a readable Parquet file ({err})") from err
     prompts = table.column("prompt").to_pylist()
     ids = table.column("id").to_pylist() if "id" in columns else [None] * len(prompts)
-    negatives = (table.column("negative_prompt").to_pylist() if "negative_prompt" in columns
-                 else [None] * len(prompts))
+    negatives = (
+        table.column("negative_prompt").to_pylist()
+        if "negative_prompt" in columns
+        else [None] * len(prompts)
+    )
     out = InputFile([])
     for data_row, (prompt, row_id, negative) in enumerate(
-            zip(prompts, ids, negatives, strict=True), start=1):
+        zip(prompts, ids, negatives, strict=True), start=1
+    ):
         error = None
         if isinstance(prompt, bytes):
             try:
@@ -223,8 +239,16 @@ def _read_parquet(path: Path) -> InputFile:
             negative = negative if isinstance(negative, str) else None
         if isinstance(row_id, bytes):
             row_id = row_id.decode("utf-8", "replace")
-        out.rows.append(InputRow(len(out.rows), f"row:{data_row}" if row_id is None else str(row_id),
-                                 prompt, error, negative, own_id=row_id is not None))
+        out.rows.append(
+            InputRow(
+                len(out.rows),
+                f"row:{data_row}" if row_id is None else str(row_id),
+                prompt,
+                error,
+                negative,
+                own_id=row_id is not None,
+            )
+        )
     return out
 
 

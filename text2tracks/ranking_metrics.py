@@ -109,8 +109,9 @@ def as_inputs(recommended, relevant, k: int) -> tuple[np.ndarray, list[np.ndarra
     return rec, rel
 
 
-def per_prompt_metrics(recommended, relevant, k: int = 10, *,
-                       allow_empty: bool = False) -> dict[str, np.ndarray]:
+def per_prompt_metrics(
+    recommended, relevant, k: int = 10, *, allow_empty: bool = False
+) -> dict[str, np.ndarray]:
     """Per-prompt ``hits``, ``recall``, ``ndcg`` and ``mrr`` at ``k`` (float64 arrays, length n).
 
     Every prompt must have at least one relevant item (skip the others first, see
@@ -188,5 +189,3 @@ def coverage(recommended, n_items: int, k: int = 10) -> float:
     rec = as_rankings(recommended, k)
     items = np.unique(rec[rec >= 0])
     return float(np.count_nonzero(items < n_items)) / float(n_items)
-
-

@@ -49,11 +49,15 @@ def build_index(item_factors: np.ndarray):
 
 
 def _as_samples(latents: Any) -> np.ndarray:
-    latents = np.asarray(latents.detach().cpu() if hasattr(latents, "detach") else latents, dtype=np.float32)
+    latents = np.asarray(
+        latents.detach().cpu() if hasattr(latents, "detach") else latents, dtype=np.float32
+    )
     if latents.ndim == 2:
         latents = latents[:, None, :]
     if latents.ndim != 3:
-        raise ValueError(f"latents must be (batch, dim) or (batch, n_samples, dim), got {latents.shape}")
+        raise ValueError(
+            f"latents must be (batch, dim) or (batch, n_samples, dim), got {latents.shape}"
+        )
     return latents
 
 
@@ -73,7 +77,11 @@ def latent_similarity(
 
 
 def latent_candidates(
-    latents: Any, item_factors: np.ndarray, k: int = 100, index=None, pool: str = "max",
+    latents: Any,
+    item_factors: np.ndarray,
+    k: int = 100,
+    index=None,
+    pool: str = "max",
     exclude: list[set[int]] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Faiss search around each sample, candidates pooled per prompt.
@@ -137,8 +145,13 @@ class Candidates:
         return self.items.shape[0]
 
     def subset(self, rows: np.ndarray) -> Candidates:
-        return Candidates(self.items[rows], self.generative[rows], self.latent[rows],
-                          self.beam_rank[rows], self.latent_rank[rows])
+        return Candidates(
+            self.items[rows],
+            self.generative[rows],
+            self.latent[rows],
+            self.beam_rank[rows],
+            self.latent_rank[rows],
+        )
 
 
 def _np(x: Any, dtype) -> np.ndarray | None:
@@ -150,8 +163,13 @@ def _np(x: Any, dtype) -> np.ndarray | None:
 
 
 def pool_candidates(
-    beam_items: Any = None, beam_scores: Any = None, latent_items: Any = None, latent_scores: Any = None,
-    latents: Any = None, item_factors: np.ndarray | None = None, pool: str = "max",
+    beam_items: Any = None,
+    beam_scores: Any = None,
+    latent_items: Any = None,
+    latent_scores: Any = None,
+    latents: Any = None,
+    item_factors: np.ndarray | None = None,
+    pool: str = "max",
 ) -> Candidates:
     """Merge beam candidates ``(batch, kb)`` and latent candidates ``(batch, kl)`` into one
     :class:`Candidates`. With ``latents`` and ``item_factors`` the latent similarity is computed
@@ -170,7 +188,9 @@ def pool_candidates(
     if l_scores is None or l_scores.shape != l_items.shape:
         raise ValueError(f"latent_scores must match latent_items {l_items.shape}")
     if l_items.shape[0] != batch:
-        raise ValueError(f"beam and latent candidates differ in batch: {batch} vs {l_items.shape[0]}")
+        raise ValueError(
+            f"beam and latent candidates differ in batch: {batch} vs {l_items.shape[0]}"
+        )
 
     width = b_items.shape[1] + l_items.shape[1]
     items = np.full((batch, width), -1, np.int64)
@@ -181,7 +201,8 @@ def pool_candidates(
     for b in range(batch):
         slot: dict[int, int] = {}
         for its, scs, scores, ranks in (
-            (b_items[b], b_scores[b], gen, brank), (l_items[b], l_scores[b], lat, lrank)
+            (b_items[b], b_scores[b], gen, brank),
+            (l_items[b], l_scores[b], lat, lrank),
         ):
             order = np.argsort(-np.where(its >= 0, scs, -np.inf), kind="stable")
             rank = 0
@@ -245,7 +266,9 @@ def normalise_view(scores: np.ndarray, method: str = "zscore") -> np.ndarray:
     return out
 
 
-def blend(candidates: Candidates, alpha: np.ndarray | float, normalisation: str = "zscore") -> np.ndarray:
+def blend(
+    candidates: Candidates, alpha: np.ndarray | float, normalisation: str = "zscore"
+) -> np.ndarray:
     """Fused scores ``(batch, n)``: alpha * norm(generative) + (1 - alpha) * norm(latent).
 
     ``alpha`` is a scalar or one value per prompt; padding gets -inf. Where alpha is exactly 1
@@ -262,8 +285,9 @@ def blend(candidates: Candidates, alpha: np.ndarray | float, normalisation: str 
     return np.where(candidates.items >= 0, fused, -np.inf)
 
 
-def top_k(candidates: Candidates, scores: np.ndarray, k: int,
-          exclude: list[set[int]] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def top_k(
+    candidates: Candidates, scores: np.ndarray, k: int, exclude: list[set[int]] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """The best ``k`` candidates by ``scores``: ``(items (batch, k), scores (batch, k))``, -1 / -inf padded."""
     scores = np.array(scores, dtype=np.float64)
     if exclude:
@@ -286,7 +310,9 @@ def top_k(candidates: Candidates, scores: np.ndarray, k: int,
 # ------------------------------------------------------------------------------------------------
 
 
-def per_prompt_metric(items: np.ndarray, relevant: list[set[int]], metric: str = "hits", k: int = 10) -> np.ndarray:
+def per_prompt_metric(
+    items: np.ndarray, relevant: list[set[int]], metric: str = "hits", k: int = 10
+) -> np.ndarray:
     """Per-prompt Hits@k, NDCG@k or MRR@k of ranked items ``(batch, >= k)``; a prompt with no
     relevant item scores 0. One of :func:`text2tracks.ranking_metrics.per_prompt_metrics`."""
     if metric not in FUSION_METRICS:
@@ -295,16 +321,25 @@ def per_prompt_metric(items: np.ndarray, relevant: list[set[int]], metric: str =
 
 
 def alpha_curves(
-    candidates: Candidates, relevant: list[set[int]], grid: np.ndarray, metric: str, k: int,
+    candidates: Candidates,
+    relevant: list[set[int]],
+    grid: np.ndarray,
+    metric: str,
+    k: int,
     normalisation: str,
 ) -> np.ndarray:
     """Per-prompt metric for each alpha of ``grid``: ``(batch, len(grid))``."""
     if len(relevant) != len(candidates):
         raise ValueError(f"{len(relevant)} relevant sets for {len(candidates)} prompts")
-    return np.stack([
-        per_prompt_metric(top_k(candidates, blend(candidates, a, normalisation), k)[0], relevant, metric, k)
-        for a in grid
-    ], axis=1)
+    return np.stack(
+        [
+            per_prompt_metric(
+                top_k(candidates, blend(candidates, a, normalisation), k)[0], relevant, metric, k
+            )
+            for a in grid
+        ],
+        axis=1,
+    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -319,15 +354,22 @@ class FixedBlendFusion:
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], got {alpha}")
         if normalisation not in _NORMALISATIONS:
-            raise ValueError(f"normalisation must be one of {_NORMALISATIONS}, got {normalisation!r}")
+            raise ValueError(
+                f"normalisation must be one of {_NORMALISATIONS}, got {normalisation!r}"
+            )
         self.alpha = float(alpha)
         self.normalisation = normalisation
         self.grid_: np.ndarray | None = None
         self.grid_scores_: np.ndarray | None = None
 
     def fit(
-        self, candidates: Candidates, relevant: list[set[int]], metric: str = "hits", k: int = 10,
-        grid: np.ndarray | None = None, **_: Any,
+        self,
+        candidates: Candidates,
+        relevant: list[set[int]],
+        metric: str = "hits",
+        k: int = 10,
+        grid: np.ndarray | None = None,
+        **_: Any,
     ) -> FixedBlendFusion:
         """Grid-search alpha on validation prompts to maximise the mean ``metric``@k (ties: the
         alpha nearest 0.5, then the smaller)."""
@@ -342,7 +384,9 @@ class FixedBlendFusion:
     def alphas(self, candidates: Candidates, **_: Any) -> np.ndarray:
         return np.full(len(candidates), self.alpha)
 
-    def fuse(self, candidates: Candidates, k: int = 10, exclude=None, **_: Any) -> tuple[np.ndarray, np.ndarray]:
+    def fuse(
+        self, candidates: Candidates, k: int = 10, exclude=None, **_: Any
+    ) -> tuple[np.ndarray, np.ndarray]:
         return top_k(candidates, blend(candidates, self.alpha, self.normalisation), k, exclude)
 
     def to_dict(self) -> dict[str, Any]:
@@ -350,12 +394,20 @@ class FixedBlendFusion:
 
 
 FEATURE_NAMES = (
-    "beam_entropy", "beam_margin", "latent_margin", "latent_spread", "overlap", "prompt_length",
+    "beam_entropy",
+    "beam_margin",
+    "latent_margin",
+    "latent_spread",
+    "overlap",
+    "prompt_length",
 )
 
 
 def prompt_features(
-    candidates: Candidates, latents: Any = None, prompts: list[str] | None = None, top: int = 10,
+    candidates: Candidates,
+    latents: Any = None,
+    prompts: list[str] | None = None,
+    top: int = 10,
 ) -> np.ndarray:
     """Per-prompt features ``(batch, len(FEATURE_NAMES))`` for the gate.
 
@@ -378,8 +430,16 @@ def prompt_features(
         if lt.size > 1:
             ls = np.sort(lt)[::-1]
             feats[b, 2] = (ls[0] - ls[1]) / (np.abs(ls).mean() + 1e-12)
-        beam_top = set(candidates.items[b][(candidates.beam_rank[b] >= 0) & (candidates.beam_rank[b] < top)].tolist())
-        lat_top = set(candidates.items[b][(candidates.latent_rank[b] >= 0) & (candidates.latent_rank[b] < top)].tolist())
+        beam_top = set(
+            candidates.items[b][
+                (candidates.beam_rank[b] >= 0) & (candidates.beam_rank[b] < top)
+            ].tolist()
+        )
+        lat_top = set(
+            candidates.items[b][
+                (candidates.latent_rank[b] >= 0) & (candidates.latent_rank[b] < top)
+            ].tolist()
+        )
         union = beam_top | lat_top
         feats[b, 4] = len(beam_top & lat_top) / len(union) if union else 0.0
         if prompts is not None:
@@ -403,14 +463,28 @@ class GatedFusion:
     """
 
     def __init__(
-        self, grid: np.ndarray | None = None, normalisation: str = "zscore", l2: float = 1e-3,
-        temperature: float = 1.0, n_iter: int = 300, seed: int = 0,
+        self,
+        grid: np.ndarray | None = None,
+        normalisation: str = "zscore",
+        l2: float = 1e-3,
+        temperature: float = 1.0,
+        n_iter: int = 300,
+        seed: int = 0,
     ) -> None:
         if normalisation not in _NORMALISATIONS:
-            raise ValueError(f"normalisation must be one of {_NORMALISATIONS}, got {normalisation!r}")
-        self.grid = np.linspace(0.0, 1.0, 11) if grid is None else np.asarray(grid, dtype=np.float64)
+            raise ValueError(
+                f"normalisation must be one of {_NORMALISATIONS}, got {normalisation!r}"
+            )
+        self.grid = (
+            np.linspace(0.0, 1.0, 11) if grid is None else np.asarray(grid, dtype=np.float64)
+        )
         self.normalisation = normalisation
-        self.l2, self.temperature, self.n_iter, self.seed = float(l2), float(temperature), int(n_iter), int(seed)
+        self.l2, self.temperature, self.n_iter, self.seed = (
+            float(l2),
+            float(temperature),
+            int(n_iter),
+            int(seed),
+        )
         self.feature_mean_: np.ndarray | None = None
         self.feature_std_: np.ndarray | None = None
         self.weights_: np.ndarray | None = None  # (n_features, n_grid)
@@ -418,8 +492,13 @@ class GatedFusion:
         self.fixed_alpha_: float | None = None  # the best single alpha on the fitting prompts
 
     def fit(
-        self, candidates: Candidates, relevant: list[set[int]], features: np.ndarray,
-        metric: str = "ndcg", k: int = 10, **_: Any,
+        self,
+        candidates: Candidates,
+        relevant: list[set[int]],
+        features: np.ndarray,
+        metric: str = "ndcg",
+        k: int = 10,
+        **_: Any,
     ) -> GatedFusion:
         """Fit on validation prompts; ``features`` from :func:`prompt_features`."""
         import torch
@@ -438,7 +517,9 @@ class GatedFusion:
         bias0 = torch.zeros(self.grid.size, dtype=torch.float64)
         bias0[int(np.argmax(curves.mean(0)))] = 2.0
         bias = bias0.clone().requires_grad_(True)
-        optimizer = torch.optim.LBFGS([weights, bias], max_iter=self.n_iter, line_search_fn="strong_wolfe")
+        optimizer = torch.optim.LBFGS(
+            [weights, bias], max_iter=self.n_iter, line_search_fn="strong_wolfe"
+        )
 
         def closure():
             optimizer.zero_grad()
@@ -454,7 +535,9 @@ class GatedFusion:
         self.train_curves_ = curves
         return self
 
-    def alphas(self, candidates: Candidates, features: np.ndarray | None = None, **_: Any) -> np.ndarray:
+    def alphas(
+        self, candidates: Candidates, features: np.ndarray | None = None, **_: Any
+    ) -> np.ndarray:
         if self.weights_ is None:
             raise ValueError("GatedFusion is not fitted; call fit first")
         if features is None:
@@ -463,7 +546,11 @@ class GatedFusion:
         return self.grid[np.argmax(x @ self.weights_ + self.bias_, axis=1)]
 
     def fuse(
-        self, candidates: Candidates, k: int = 10, features: np.ndarray | None = None, exclude=None,
+        self,
+        candidates: Candidates,
+        k: int = 10,
+        features: np.ndarray | None = None,
+        exclude=None,
         **_: Any,
     ) -> tuple[np.ndarray, np.ndarray]:
         alphas = self.alphas(candidates, features)
@@ -473,10 +560,15 @@ class GatedFusion:
         if self.weights_ is None:
             raise ValueError("GatedFusion is not fitted")
         return {
-            "kind": "gated", "grid": self.grid.tolist(), "normalisation": self.normalisation,
-            "feature_names": list(FEATURE_NAMES), "feature_mean": self.feature_mean_.tolist(),
-            "feature_std": self.feature_std_.tolist(), "weights": self.weights_.tolist(),
-            "bias": self.bias_.tolist(), "fixed_alpha": self.fixed_alpha_,
+            "kind": "gated",
+            "grid": self.grid.tolist(),
+            "normalisation": self.normalisation,
+            "feature_names": list(FEATURE_NAMES),
+            "feature_mean": self.feature_mean_.tolist(),
+            "feature_std": self.feature_std_.tolist(),
+            "weights": self.weights_.tolist(),
+            "bias": self.bias_.tolist(),
+            "fixed_alpha": self.fixed_alpha_,
         }
 
 
@@ -503,9 +595,18 @@ def fusion_from_dict(payload: dict[str, Any]) -> FixedBlendFusion | GatedFusion:
 
 
 def rerank(
-    mode: str, k: int = 10, *, beam_items: Any = None, beam_scores: Any = None, latents: Any = None,
-    item_factors: np.ndarray | None = None, index=None, latent_k: int = 100, pool: str = "max",
-    fusion: FixedBlendFusion | GatedFusion | None = None, prompts: list[str] | None = None,
+    mode: str,
+    k: int = 10,
+    *,
+    beam_items: Any = None,
+    beam_scores: Any = None,
+    latents: Any = None,
+    item_factors: np.ndarray | None = None,
+    index=None,
+    latent_k: int = 100,
+    pool: str = "max",
+    fusion: FixedBlendFusion | GatedFusion | None = None,
+    prompts: list[str] | None = None,
     exclude: list[set[int]] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Rank items per prompt: ``(item_indices (batch, k), scores (batch, k))``, -1 padded.
@@ -530,18 +631,37 @@ def rerank(
     if mode == "generative":
         cands = pool_candidates(beam_items, beam_scores)
         return top_k(cands, np.where(cands.items >= 0, cands.generative, -np.inf), k, exclude)
-    lat_items, lat_sims = latent_candidates(latents, item_factors, max(k, latent_k), index, pool, exclude)
+    lat_items, lat_sims = latent_candidates(
+        latents, item_factors, max(k, latent_k), index, pool, exclude
+    )
     if mode == "latent":
         cands = pool_candidates(latent_items=lat_items, latent_scores=lat_sims)
         return top_k(cands, np.where(cands.items >= 0, cands.latent, -np.inf), k, exclude)
-    cands = pool_candidates(beam_items, beam_scores, lat_items, lat_sims, latents, item_factors, pool)
+    cands = pool_candidates(
+        beam_items, beam_scores, lat_items, lat_sims, latents, item_factors, pool
+    )
     fusion = fusion or FixedBlendFusion(0.5)
     features = prompt_features(cands, latents, prompts) if isinstance(fusion, GatedFusion) else None
     return fusion.fuse(cands, k=k, features=features, exclude=exclude)
 
 
 __all__ = [
-    "Candidates", "FEATURE_NAMES", "FUSION_METRICS", "FixedBlendFusion", "GatedFusion", "MODES",
-    "alpha_curves", "blend", "build_index", "fusion_from_dict", "latent_candidates", "latent_similarity",
-    "normalise_view", "per_prompt_metric", "pool_candidates", "prompt_features", "rerank", "top_k",
+    "Candidates",
+    "FEATURE_NAMES",
+    "FUSION_METRICS",
+    "FixedBlendFusion",
+    "GatedFusion",
+    "MODES",
+    "alpha_curves",
+    "blend",
+    "build_index",
+    "fusion_from_dict",
+    "latent_candidates",
+    "latent_similarity",
+    "normalise_view",
+    "per_prompt_metric",
+    "pool_candidates",
+    "prompt_features",
+    "rerank",
+    "top_k",
 ]

@@ -56,18 +56,34 @@ PerPromptText = str | list[str | None]
 class RecommendRequest(BaseModel):
     """One call of :meth:`Text2Tracks.recommend` (see its docstring for each option)."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"prompt": "chill 90s jazz", "k": 5},
-        {"prompt": ["sad songs", "workout hip hop"], "k": 10, "exclude": [["demo:x"], None]},
-    ]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"prompt": "chill 90s jazz", "k": 5},
+                {
+                    "prompt": ["sad songs", "workout hip hop"],
+                    "k": 10,
+                    "exclude": [["demo:x"], None],
+                },
+            ]
+        },
+    )
 
     prompt: str | list[str] = Field(description="a prompt, or a list of prompts")
     k: int = Field(10, description="tracks per prompt")
-    exclude: TrackIds | None = Field(None, description="track ids never to recommend: one list "
-                                     "for every prompt, or one list (or null) per prompt")
+    exclude: TrackIds | None = Field(
+        None,
+        description="track ids never to recommend: one list "
+        "for every prompt, or one list (or null) per prompt",
+    )
     num_beams: int | None = Field(None, ge=1, description="beam width (null: the default)")
-    diversity: float | None = Field(None, ge=0, description="diversity penalty of the generative "
-                                    "mode (null: the default; 0: the beam's own order)")
+    diversity: float | None = Field(
+        None,
+        ge=0,
+        description="diversity penalty of the generative "
+        "mode (null: the default; 0: the beam's own order)",
+    )
     mode: Mode = "generative"
     negative_prompt: PerPromptText | None = None
     guidance_weight: float | None = None
@@ -108,8 +124,9 @@ def create_app(recommender, limits: ServeLimits | None = None) -> FastAPI:
     app = FastAPI(
         title="text2tracks",
         description="Prompt-based music recommendation by generative retrieval over semantic "
-                    "IDs. POST /recommend with one prompt or a list.",
-        version=_version(), lifespan=lifespan,
+        "IDs. POST /recommend with one prompt or a list.",
+        version=_version(),
+        lifespan=lifespan,
     )
     app.state.batcher = batcher
 
@@ -123,15 +140,23 @@ def create_app(recommender, limits: ServeLimits | None = None) -> FastAPI:
         logger.error("unhandled error on %s", request.url.path, exc_info=err)
         return JSONResponse({"detail": "internal error"}, status_code=500)
 
-    @app.post("/recommend", response_model=RecommendResponse,
-              responses={413: {"description": "too many prompts, or a prompt too long"},
-                         422: {"description": "k or an option out of range"},
-                         503: {"description": "the queue is full; retry"}})
+    @app.post(
+        "/recommend",
+        response_model=RecommendResponse,
+        responses={
+            413: {"description": "too many prompts, or a prompt too long"},
+            422: {"description": "k or an option out of range"},
+            503: {"description": "the queue is full; retry"},
+        },
+    )
     async def recommend(body: RecommendRequest) -> dict[str, Any]:
         """Recommend ``k`` tracks for a prompt, or for each prompt of a list."""
         if body.mode != "generative" and not recommender.has_diffusion:
-            raise RequestError(422, f"mode={body.mode!r} needs a diffusion head and this "
-                                    "service's artifact has none; use mode='generative'")
+            raise RequestError(
+                422,
+                f"mode={body.mode!r} needs a diffusion head and this "
+                "service's artifact has none; use mode='generative'",
+            )
         job = make_job(body, limits, len(recommender))
         if not job.prompts:
             return {"recommendations": []}
@@ -142,8 +167,13 @@ def create_app(recommender, limits: ServeLimits | None = None) -> FastAPI:
     async def health() -> dict[str, Any]:
         """Liveness, what the service offers, and the batcher's counters."""
         modes = ["generative", "latent", "hybrid"] if recommender.has_diffusion else ["generative"]
-        return {"status": "ok", "tracks": len(recommender), "modes": modes,
-                "limits": asdict(limits), "batching": batcher.stats.as_dict()}
+        return {
+            "status": "ok",
+            "tracks": len(recommender),
+            "modes": modes,
+            "limits": asdict(limits),
+            "batching": batcher.stats.as_dict(),
+        }
 
     return app
 
@@ -151,8 +181,16 @@ def create_app(recommender, limits: ServeLimits | None = None) -> FastAPI:
 def _plain(answers: Sequence) -> list:
     if answers and isinstance(answers[0], list):
         return [_plain(row) for row in answers]
-    return [{"track_id": r.track_id, "score": r.score, "rank": r.rank, "name": r.name,
-             "artist": r.artist} for r in answers]
+    return [
+        {
+            "track_id": r.track_id,
+            "score": r.score,
+            "rank": r.rank,
+            "name": r.name,
+            "artist": r.artist,
+        }
+        for r in answers
+    ]
 
 
 def _version() -> str:
@@ -161,9 +199,15 @@ def _version() -> str:
     return __version__
 
 
-def serve(artifact: str, host: str = "127.0.0.1", port: int = 8000, device: str | None = None,
-          limits: ServeLimits | None = None, log_level: str = "info",
-          torch_threads: int | None = None) -> None:
+def serve(
+    artifact: str,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    device: str | None = None,
+    limits: ServeLimits | None = None,
+    log_level: str = "info",
+    torch_threads: int | None = None,
+) -> None:
     """Load ``artifact`` and serve it with uvicorn until interrupted (``torch_threads``: torch's
     intra-op threads; ``None`` leaves torch's default)."""
     import uvicorn

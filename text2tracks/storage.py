@@ -76,11 +76,15 @@ def read_seq2seq_parts(artifact_dir: Path, manifest: dict, device=None) -> Seq2S
     from text2tracks.modeling import MODEL_INFO_NAME, load_seq2seq
 
     catalog_dir = component_dir(
-        artifact_dir, manifest, CATALOG_COMPONENT,
+        artifact_dir,
+        manifest,
+        CATALOG_COMPONENT,
         "build the semantic IDs first (text2tracks build-ids)",
     )
     seq2seq_dir = component_dir(
-        artifact_dir, manifest, SEQ2SEQ_COMPONENT,
+        artifact_dir,
+        manifest,
+        SEQ2SEQ_COMPONENT,
         "train the model first (python -m training.train_seq2seq)",
     )
     try:
@@ -115,12 +119,16 @@ def read_diffusion_parts(
     from text2tracks.hybrid import load_fusion
 
     diffusion_dir = component_dir(
-        artifact_dir, manifest, DIFFUSION_COMPONENT,
+        artifact_dir,
+        manifest,
+        DIFFUSION_COMPONENT,
         "train one first (python -m training.train_diffusion)",
     )
     if not (diffusion_dir / CATALOGUE_FACTORS_NAME).is_file():
         component_dir(
-            artifact_dir, manifest, CF_COMPONENT,
+            artifact_dir,
+            manifest,
+            CF_COMPONENT,
             "the diffusion head searches the CF item factors that text2tracks build-ids writes",
         )
     try:
@@ -157,20 +165,43 @@ def load_recommender(cls, path, device=None):
     if DIFFUSION_COMPONENT in manifest["components"]:
         import torch
 
-        diffusion = read_diffusion_parts(artifact_dir, manifest, parts.model, parts.tokenizer,
-                                         torch.device(parts.device), parts.catalog)
+        diffusion = read_diffusion_parts(
+            artifact_dir,
+            manifest,
+            parts.model,
+            parts.tokenizer,
+            torch.device(parts.device),
+            parts.catalog,
+        )
     origin = ArtifactOrigin(artifact_dir.resolve(), dict(manifest["components"]))
     if diffusion is not None:
-        origin = replace(origin, fusion=diffusion.fusion, settings=diffusion.settings,
-                         validation=diffusion.validation)
+        origin = replace(
+            origin,
+            fusion=diffusion.fusion,
+            settings=diffusion.settings,
+            validation=diffusion.validation,
+        )
     try:
         return cls(
-            parts.model, parts.tokenizer, parts.layout, parts.catalog, parts.metadata,
-            max_prompt_length=parts.max_prompt_length, device=parts.device,
-            model_config=parts.model_config, origin=origin,
-            **({} if diffusion is None else dict(
-                diffusion_head=diffusion.head, item_factors=diffusion.item_factors,
-                fusion=diffusion.fusion, hybrid_settings=diffusion.settings)),
+            parts.model,
+            parts.tokenizer,
+            parts.layout,
+            parts.catalog,
+            parts.metadata,
+            max_prompt_length=parts.max_prompt_length,
+            device=parts.device,
+            model_config=parts.model_config,
+            origin=origin,
+            **(
+                {}
+                if diffusion is None
+                else dict(
+                    diffusion_head=diffusion.head,
+                    item_factors=diffusion.item_factors,
+                    fusion=diffusion.fusion,
+                    hybrid_settings=diffusion.settings,
+                )
+            ),
         )
     except ValueError as err:
         raise ArtifactError(f"artifact {artifact_dir}: {err}") from err
@@ -189,8 +220,18 @@ class DiffusionToSave:
 
 
 def write_artifact(
-    path: Path, *, source: Path | None, components: dict[str, dict], catalog, names, artists,
-    model, tokenizer, layout, model_config: dict | None, diffusion: DiffusionToSave | None,
+    path: Path,
+    *,
+    source: Path | None,
+    components: dict[str, dict],
+    catalog,
+    names,
+    artists,
+    model,
+    tokenizer,
+    layout,
+    model_config: dict | None,
+    diffusion: DiffusionToSave | None,
 ) -> Path:
     """Write a recommender as an artifact folder at ``path`` (atomically; replaces it).
 
@@ -209,7 +250,10 @@ def write_artifact(
         shutil.rmtree(sid_dir / CATALOG_SUBDIR, ignore_errors=True)
         catalog.save(sid_dir / CATALOG_SUBDIR)
         write_track_metadata(
-            sid_dir, catalog.item_ids, names, artists,
+            sid_dir,
+            catalog.item_ids,
+            names,
+            artists,
             None if source is None else source / CATALOG_COMPONENT / TRACKS_NAME,
         )
         config = None if model_config is None else ModelConfig.from_dict(model_config)
@@ -218,13 +262,18 @@ def write_artifact(
             (seq2seq_dir / stale).unlink(missing_ok=True)
         save_seq2seq(model, tokenizer, layout, seq2seq_dir, config)
         if diffusion is not None:
-            _write_diffusion(tmp / DIFFUSION_COMPONENT, diffusion,
-                             has_cf=(tmp / CF_COMPONENT).is_dir())
+            _write_diffusion(
+                tmp / DIFFUSION_COMPONENT, diffusion, has_cf=(tmp / CF_COMPONENT).is_dir()
+            )
             components.setdefault(DIFFUSION_COMPONENT, {"kind": "diffusion_head"})
-        components.setdefault(CATALOG_COMPONENT, {
-            "depth": catalog.depth, "level_sizes": list(catalog.level_sizes),
-            "n_items": len(catalog),
-        })
+        components.setdefault(
+            CATALOG_COMPONENT,
+            {
+                "depth": catalog.depth,
+                "level_sizes": list(catalog.level_sizes),
+                "n_items": len(catalog),
+            },
+        )
         components.setdefault(SEQ2SEQ_COMPONENT, {})
         components = {n: c for n, c in components.items() if (tmp / n).is_dir()}
         write_json_atomic(tmp / MANIFEST_NAME, new_manifest(components))

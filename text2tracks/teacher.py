@@ -35,8 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["TitleNeighbors", "TeacherTargets", "keep_top_per_row", "prompt_text",
-           "teacher_targets"]
+__all__ = ["TitleNeighbors", "TeacherTargets", "keep_top_per_row", "prompt_text", "teacher_targets"]
 
 
 def prompt_text(text: str) -> str:
@@ -74,8 +73,13 @@ class TitleNeighbors:
         min_df: the vectoriser's minimum document frequency.
     """
 
-    def __init__(self, n_neighbors: int = 1000, ngram_range: tuple[int, int] = (2, 4),
-                 similarity_power: float = 1.5, min_df: int = 1) -> None:
+    def __init__(
+        self,
+        n_neighbors: int = 1000,
+        ngram_range: tuple[int, int] = (2, 4),
+        similarity_power: float = 1.5,
+        min_df: int = 1,
+    ) -> None:
         if n_neighbors < 1:
             raise ValueError(f"n_neighbors must be >= 1, got {n_neighbors}")
         self.n_neighbors = int(n_neighbors)
@@ -87,13 +91,22 @@ class TitleNeighbors:
         from sklearn.feature_extraction.text import TfidfVectorizer
 
         self.vectorizer_ = TfidfVectorizer(
-            analyzer="char_wb", ngram_range=self.ngram_range, preprocessor=prompt_text,
-            sublinear_tf=True, min_df=self.min_df, dtype=np.float32)
+            analyzer="char_wb",
+            ngram_range=self.ngram_range,
+            preprocessor=prompt_text,
+            sublinear_tf=True,
+            min_df=self.min_df,
+            dtype=np.float32,
+        )
         self.train_vectors_ = self.vectorizer_.fit_transform(list(texts)).tocsr()
         return self
 
-    def weights(self, prompts: Sequence[str], n_neighbors: int | None = None,
-                similarity_power: float | None = None) -> sp.csr_matrix:
+    def weights(
+        self,
+        prompts: Sequence[str],
+        n_neighbors: int | None = None,
+        similarity_power: float | None = None,
+    ) -> sp.csr_matrix:
         """``(n_prompts, n_train)`` sharpened similarities to each prompt's nearest neighbours.
 
         ``n_neighbors`` / ``similarity_power`` override the constructor's for this call (the
@@ -104,8 +117,10 @@ class TitleNeighbors:
         queries = self.vectorizer_.transform(list(prompts)).tocsr()
         sims = (queries @ self.train_vectors_.T).tocsr()
         return keep_top_per_row(
-            sims, self.n_neighbors if n_neighbors is None else int(n_neighbors),
-            self.similarity_power if similarity_power is None else float(similarity_power))
+            sims,
+            self.n_neighbors if n_neighbors is None else int(n_neighbors),
+            self.similarity_power if similarity_power is None else float(similarity_power),
+        )
 
 
 @dataclass
@@ -159,25 +174,30 @@ def teacher_targets(
     if top_items < 1:
         raise ValueError(f"top_items must be >= 1, got {top_items}")
     lengths = np.fromiter((len(r) for r in relevant), dtype=np.int64, count=n)
-    cols = (np.concatenate([np.asarray(r, dtype=np.int64) for r in relevant]) if lengths.sum()
-            else np.zeros(0, dtype=np.int64))
+    cols = (
+        np.concatenate([np.asarray(r, dtype=np.int64) for r in relevant])
+        if lengths.sum()
+        else np.zeros(0, dtype=np.int64)
+    )
     if cols.size and (cols.min() < 0 or cols.max() >= n_items):
         raise ValueError("a relevant item index is outside the catalogue")
     interactions = sp.csr_matrix(
-        (np.ones(cols.size, dtype=np.float32), cols,
-         np.concatenate([[0], np.cumsum(lengths)])), shape=(n, n_items))
+        (np.ones(cols.size, dtype=np.float32), cols, np.concatenate([[0], np.cumsum(lengths)])),
+        shape=(n, n_items),
+    )
     neighbors = TitleNeighbors(n_neighbors=n_neighbors, similarity_power=similarity_power)
     neighbors.fit(prompts)
     # equal prompts get equal neighbours: score each distinct prompt once
-    unique, inverse = np.unique(np.asarray([prompt_text(p) for p in prompts], dtype=object),
-                                return_inverse=True)
+    unique, inverse = np.unique(
+        np.asarray([prompt_text(p) for p in prompts], dtype=object), return_inverse=True
+    )
     first = np.zeros(unique.size, dtype=np.int64)
     first[inverse[::-1]] = np.arange(n)[::-1]
     items_out: list[np.ndarray] = [np.zeros(0, np.int64)] * n
     weights_out: list[np.ndarray] = [np.zeros(0, np.float64)] * n
     order = np.argsort(inverse, kind="stable")  # playlists grouped by distinct prompt
     for start in range(0, n, chunk_rows):
-        rows = order[start:start + chunk_rows]
+        rows = order[start : start + chunk_rows]
         distinct, local = np.unique(inverse[rows], return_inverse=True)
         weights = neighbors.weights([prompts[first[d]] for d in distinct])
         scores = (weights @ interactions).toarray()[local]  # (rows, n_items)

@@ -37,8 +37,9 @@ def title_terms(title: str) -> list[str]:
     return list(dict.fromkeys(words + whole))
 
 
-def title_term_matrix(titles: Sequence[str], interactions: sp.csr_matrix,
-                      min_playlists: int = 2) -> tuple[sp.csr_matrix, list[str]]:
+def title_term_matrix(
+    titles: Sequence[str], interactions: sp.csr_matrix, min_playlists: int = 2
+) -> tuple[sp.csr_matrix, list[str]]:
     """``(n_terms, n_items)`` track counts under each title term, and the terms.
 
     Args:
@@ -57,8 +58,9 @@ def title_term_matrix(titles: Sequence[str], interactions: sp.csr_matrix,
             rows.append(vocab.setdefault(term, len(vocab)))
             cols.append(p)
     terms = list(vocab)
-    term_playlist = sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)),
-                                  shape=(len(terms), len(titles)))
+    term_playlist = sp.csr_matrix(
+        (np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(len(terms), len(titles))
+    )
     keep = np.flatnonzero(np.asarray(term_playlist.sum(axis=1)).ravel() >= min_playlists)
     binary = interactions.copy().tocsr()
     binary.data = np.ones_like(binary.data, dtype=np.float32)

@@ -66,8 +66,11 @@ class SIDTokenLayout:
             raise ValueError(f"scheme must be one of {SCHEMES}, got {self.scheme!r}")
         if self.scheme == "bytes":
             byte_levels = self.level_sizes[:-1]
-            if (len(self.level_sizes) < 2 or any(s != BYTE_LEVEL_SIZE for s in byte_levels)
-                    or any(o != BYTE_TOKEN_OFFSET for o in self.offsets[:-1])):
+            if (
+                len(self.level_sizes) < 2
+                or any(s != BYTE_LEVEL_SIZE for s in byte_levels)
+                or any(o != BYTE_TOKEN_OFFSET for o in self.offsets[:-1])
+            ):
                 raise ValueError(
                     f"a 'bytes' layout has byte levels of {BYTE_LEVEL_SIZE} codes at offset "
                     f"{BYTE_TOKEN_OFFSET}, then a collision-digit level; got level_sizes "
@@ -120,14 +123,20 @@ class SIDTokenLayout:
         return codes
 
     def to_dict(self) -> dict:
-        return {"level_sizes": list(self.level_sizes), "offsets": list(self.offsets),
-                "scheme": self.scheme}
+        return {
+            "level_sizes": list(self.level_sizes),
+            "offsets": list(self.offsets),
+            "scheme": self.scheme,
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> SIDTokenLayout:
         """Inverse of :meth:`to_dict`; a dict without ``scheme`` (older files) is ``"sid"``."""
-        return cls(tuple(int(x) for x in d["level_sizes"]), tuple(int(x) for x in d["offsets"]),
-                   str(d.get("scheme", "sid")))
+        return cls(
+            tuple(int(x) for x in d["level_sizes"]),
+            tuple(int(x) for x in d["offsets"]),
+            str(d.get("scheme", "sid")),
+        )
 
 
 def add_sid_tokens(tokenizer, level_sizes: tuple[int, ...] | list[int]) -> SIDTokenLayout:
@@ -145,7 +154,7 @@ def add_sid_tokens(tokenizer, level_sizes: tuple[int, ...] | list[int]) -> SIDTo
     ids = tokenizer.convert_tokens_to_ids(tokens)
     offsets, start = [], 0
     for size in level_sizes:
-        block = ids[start:start + size]
+        block = ids[start : start + size]
         if block != list(range(block[0], block[0] + size)):
             raise ValueError("semantic-ID tokens of a level are not contiguous in the vocabulary")
         offsets.append(block[0])
@@ -165,8 +174,9 @@ def check_byte_tokenizer(tokenizer) -> None:
         ids = tokenizer(_PROBE, add_special_tokens=False)["input_ids"]
         byte_tokens = tokenizer.convert_tokens_to_ids([chr(b) for b in range(N_BYTES)])
     except Exception as err:  # noqa: BLE001 - any failure means: not a byte tokenizer
-        raise ValueError(f"{type(tokenizer).__name__} is not a byte-level tokenizer ({err}); "
-                         f"{_CONTENT_FIX}") from err
+        raise ValueError(
+            f"{type(tokenizer).__name__} is not a byte-level tokenizer ({err}); {_CONTENT_FIX}"
+        ) from err
     expected = [b + BYTE_TOKEN_OFFSET for b in _PROBE.encode("utf-8")]
     if list(ids) != expected or list(byte_tokens) != list(range(BYTE_TOKEN_OFFSET, SID_END_ID)):
         raise ValueError(
@@ -189,8 +199,11 @@ def add_content_tokens(tokenizer, level_sizes: tuple[int, ...] | list[int]) -> S
     sentinel tokens already hold ids 259..383); these checks run before anything is added.
     """
     level_sizes = tuple(int(s) for s in level_sizes)
-    if (len(level_sizes) < 2 or any(s != BYTE_LEVEL_SIZE for s in level_sizes[:-1])
-            or level_sizes[-1] < 1):
+    if (
+        len(level_sizes) < 2
+        or any(s != BYTE_LEVEL_SIZE for s in level_sizes[:-1])
+        or level_sizes[-1] < 1
+    ):
         raise ValueError(
             f"content-ID level sizes are ({BYTE_LEVEL_SIZE},) * max_bytes + (collision digits,), "
             f"got {level_sizes}"
@@ -200,8 +213,9 @@ def add_content_tokens(tokenizer, level_sizes: tuple[int, ...] | list[int]) -> S
     if SID_END_TOKEN in vocab:
         end_id = tokenizer.convert_tokens_to_ids(SID_END_TOKEN)
         if end_id != SID_END_ID:
-            raise ValueError(f"{SID_END_TOKEN} is token {end_id}, expected {SID_END_ID}; "
-                             f"{_CONTENT_FIX}")
+            raise ValueError(
+                f"{SID_END_TOKEN} is token {end_id}, expected {SID_END_ID}; {_CONTENT_FIX}"
+            )
     elif len(tokenizer) != SID_END_ID:
         held = tokenizer.convert_ids_to_tokens(SID_END_ID) if len(tokenizer) > SID_END_ID else None
         raise ValueError(
@@ -219,13 +233,16 @@ def add_content_tokens(tokenizer, level_sizes: tuple[int, ...] | list[int]) -> S
         tokenizer.add_tokens(missing, special_tokens=False)
     ids = tokenizer.convert_tokens_to_ids(digits)
     if ids != list(range(ids[0], ids[0] + len(ids))) or ids[0] <= SID_END_ID:
-        raise ValueError("the collision-digit tokens are not one contiguous block after "
-                         f"{SID_END_TOKEN} in the vocabulary")
+        raise ValueError(
+            "the collision-digit tokens are not one contiguous block after "
+            f"{SID_END_TOKEN} in the vocabulary"
+        )
     return SIDTokenLayout(level_sizes, (BYTE_TOKEN_OFFSET,) * last + (ids[0],), "bytes")
 
 
-def add_layout_tokens(tokenizer, level_sizes: tuple[int, ...] | list[int],
-                      scheme: str = "sid") -> SIDTokenLayout:
+def add_layout_tokens(
+    tokenizer, level_sizes: tuple[int, ...] | list[int], scheme: str = "sid"
+) -> SIDTokenLayout:
     """:func:`add_sid_tokens` for ``scheme="sid"``, :func:`add_content_tokens` for ``"bytes"``."""
     if scheme == "sid":
         return add_sid_tokens(tokenizer, level_sizes)

@@ -55,8 +55,11 @@ def draw_negatives(prompt_index, labels, num_prompts, num_negatives, generator=N
     is_positive = torch.zeros((num_prompts, n_unique), dtype=torch.bool, device=labels.device)
     is_positive[prompt_index, inverse] = True
     k = min(int(num_negatives), n_unique)
-    keys = torch.rand((num_prompts, n_unique), generator=generator,
-                      device=generator.device if generator is not None else labels.device)
+    keys = torch.rand(
+        (num_prompts, n_unique),
+        generator=generator,
+        device=generator.device if generator is not None else labels.device,
+    )
     keys = keys.to(labels.device).masked_fill(is_positive, -1.0)
     top, index = keys.topk(k, dim=1)
     return sequences, index, top.ge(0)
@@ -76,13 +79,24 @@ def list_loss_from_scores(positive_scores, prompt_index, negative_scores, valid)
     import torch
 
     negative_scores = negative_scores.masked_fill(~valid, float("-inf"))
-    logits = torch.cat([positive_scores.unsqueeze(1), negative_scores.index_select(0, prompt_index)],
-                       dim=1)
+    logits = torch.cat(
+        [positive_scores.unsqueeze(1), negative_scores.index_select(0, prompt_index)], dim=1
+    )
     return (logits.logsumexp(dim=1) - positive_scores).mean()
 
 
-def grouped_forward(model, input_ids, attention_mask, prompt_index, labels, encoder=None,
-                    autocast=None, list_loss_weight=0.0, num_negatives=16, generator=None):
+def grouped_forward(
+    model,
+    input_ids,
+    attention_mask,
+    prompt_index,
+    labels,
+    encoder=None,
+    autocast=None,
+    list_loss_weight=0.0,
+    num_negatives=16,
+    generator=None,
+):
     """Seq2seq forward where several examples share one encoded prompt.
 
     ``input_ids`` / ``attention_mask`` hold the distinct prompts (P rows); ``prompt_index`` (B,)
@@ -126,12 +140,16 @@ def grouped_forward(model, input_ids, attention_mask, prompt_index, labels, enco
         while hasattr(inner, "module"):
             inner = inner.module
         encoder = inner.get_encoder()
-    with (autocast() if autocast is not None else contextlib.nullcontext()):
-        hidden = encoder(input_ids=input_ids, attention_mask=attention_mask,
-                         return_dict=True).last_hidden_state
+    with autocast() if autocast is not None else contextlib.nullcontext():
+        hidden = encoder(
+            input_ids=input_ids, attention_mask=attention_mask, return_dict=True
+        ).last_hidden_state
     if not list_loss_weight:
-        return model(encoder_outputs=BaseModelOutput(last_hidden_state=hidden.index_select(0, prompt_index)),
-                     attention_mask=attention_mask.index_select(0, prompt_index), labels=labels)
+        return model(
+            encoder_outputs=BaseModelOutput(last_hidden_state=hidden.index_select(0, prompt_index)),
+            attention_mask=attention_mask.index_select(0, prompt_index),
+            labels=labels,
+        )
     if num_negatives < 1:
         raise ValueError(f"the list loss needs num_negatives >= 1, got {num_negatives!r}")
     # with the list loss: one decoder pass over the B examples and the P * K (prompt, negative)
@@ -139,24 +157,28 @@ def grouped_forward(model, input_ids, attention_mask, prompt_index, labels, enco
     # log-softmax over the vocabulary that serves both the cross-entropy and the sequence scores:
     # the vocabulary projection and its softmax are most of a small model's decoder cost
     num_prompts, batch = input_ids.shape[0], labels.shape[0]
-    sequences, index, valid = draw_negatives(prompt_index, labels, num_prompts, num_negatives,
-                                             generator)
+    sequences, index, valid = draw_negatives(
+        prompt_index, labels, num_prompts, num_negatives, generator
+    )
     pair_prompt = torch.arange(num_prompts, device=index.device).repeat_interleave(index.shape[1])
     rows = torch.cat([prompt_index, pair_prompt])
     all_labels = torch.cat([labels, sequences.index_select(0, index.reshape(-1))])
     inner = model
     while hasattr(inner, "module"):
         inner = inner.module
-    out = model(encoder_outputs=BaseModelOutput(last_hidden_state=hidden.index_select(0, rows)),
-                attention_mask=attention_mask.index_select(0, rows),
-                decoder_input_ids=inner.prepare_decoder_input_ids_from_labels(labels=all_labels))
+    out = model(
+        encoder_outputs=BaseModelOutput(last_hidden_state=hidden.index_select(0, rows)),
+        attention_mask=attention_mask.index_select(0, rows),
+        decoder_input_ids=inner.prepare_decoder_input_ids_from_labels(labels=all_labels),
+    )
     keep = all_labels.ne(-100)
     token_log_probs = _token_log_probs(out.logits, all_labels) * keep
     scores = token_log_probs.sum(dim=-1)
     # the model's own loss: the mean over the examples' non-padding tokens
     ce_loss = -token_log_probs[:batch].sum() / keep[:batch].sum()
-    list_loss = list_loss_from_scores(scores[:batch], prompt_index,
-                                      scores[batch:].view(index.shape), valid)
+    list_loss = list_loss_from_scores(
+        scores[:batch], prompt_index, scores[batch:].view(index.shape), valid
+    )
     out.logits = out.logits[:batch]
     out.loss = ce_loss + list_loss_weight * list_loss
     out.ce_loss = ce_loss

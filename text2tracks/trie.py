@@ -122,10 +122,16 @@ class FlatTrie:
         item_nodes = np.empty((depth, n), dtype=np.int64)
         for lv in range(depth):
             item_nodes[lv, order] = row_node[lv]
-        return cls(level_sizes, node_code, node_parent,
-                   [c.astype(np.int64) for c in child_start],
-                   [c.astype(np.int64) for c in child_end],
-                   subtree_count, order.astype(np.int64), item_nodes)
+        return cls(
+            level_sizes,
+            node_code,
+            node_parent,
+            [c.astype(np.int64) for c in child_start],
+            [c.astype(np.int64) for c in child_end],
+            subtree_count,
+            order.astype(np.int64),
+            item_nodes,
+        )
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -154,7 +160,9 @@ class FlatTrie:
         """
         p = np.asarray(prefixes, dtype=np.int64)
         if p.ndim != 2 or not 1 <= p.shape[1] <= self.depth:
-            raise ValueError(f"prefixes must have shape (n, t) with 1 <= t <= {self.depth}, got {p.shape}")
+            raise ValueError(
+                f"prefixes must have shape (n, t) with 1 <= t <= {self.depth}, got {p.shape}"
+            )
         node = np.zeros(p.shape[0], dtype=np.int64)
         ok = np.ones(p.shape[0], dtype=bool)
         for lv in range(p.shape[1]):
@@ -202,7 +210,7 @@ class FlatTrie:
         if node < 0:
             return np.empty(0, dtype=np.int64)
         lv = t - 1
-        return self.node_code[t][self.child_start[lv][node]:self.child_end[lv][node]].copy()
+        return self.node_code[t][self.child_start[lv][node] : self.child_end[lv][node]].copy()
 
     def count_under(self, prefix: Sequence[int]) -> int:
         """Number of items whose ID starts with ``prefix`` (all items for the empty prefix)."""
@@ -217,8 +225,9 @@ class FlatTrie:
         items = np.asarray(items, dtype=np.int64)
         if ((items < 0) | (items >= self.n_items)).any():
             raise ValueError(f"item indices must lie in [0, {self.n_items})")
-        return np.stack([self.node_code[lv][self.item_nodes[lv, items]] for lv in range(self.depth)],
-                        axis=-1)
+        return np.stack(
+            [self.node_code[lv][self.item_nodes[lv, items]] for lv in range(self.depth)], axis=-1
+        )
 
     def n_parents(self, level: int) -> int:
         """Number of possible parents of a level-``level`` node (1, the root, for level 0)."""

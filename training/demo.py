@@ -69,14 +69,41 @@ class DemoSize:
 
 SIZES = {
     # for the end-to-end test: seconds, and the numbers mean nothing
-    "tiny": DemoSize(n_tracks=200, n_playlists=300, n_levels=2, codebook_size=8, cf_factors=16,
-                     d_model=32, num_layers=1, num_heads=2, d_ff=64, batch_size=32, lr=3e-3,
-                     max_steps=15, max_minutes=0.0, warmup_steps=2, num_beams=10),
+    "tiny": DemoSize(
+        n_tracks=200,
+        n_playlists=300,
+        n_levels=2,
+        codebook_size=8,
+        cf_factors=16,
+        d_model=32,
+        num_layers=1,
+        num_heads=2,
+        d_ff=64,
+        batch_size=32,
+        lr=3e-3,
+        max_steps=15,
+        max_minutes=0.0,
+        warmup_steps=2,
+        num_beams=10,
+    ),
     # the default: a few minutes on 2 CPU cores, and a model that beats popularity clearly
-    "small": DemoSize(n_tracks=1000, n_playlists=3000, n_levels=2, codebook_size=32,
-                      cf_factors=32, d_model=128, num_layers=2, num_heads=4, d_ff=512,
-                      batch_size=64, lr=2e-3, max_steps=2500, max_minutes=0.0, warmup_steps=100,
-                      num_beams=DEFAULT_NUM_BEAMS),
+    "small": DemoSize(
+        n_tracks=1000,
+        n_playlists=3000,
+        n_levels=2,
+        codebook_size=32,
+        cf_factors=32,
+        d_model=128,
+        num_layers=2,
+        num_heads=4,
+        d_ff=512,
+        batch_size=64,
+        lr=2e-3,
+        max_steps=2500,
+        max_minutes=0.0,
+        warmup_steps=100,
+        num_beams=DEFAULT_NUM_BEAMS,
+    ),
 }
 
 
@@ -84,8 +111,9 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def evaluate_demo(artifact: Path, playlists: Path, k: int = 10, num_beams: int | None = None,
-                  batch_size: int = 64) -> dict[str, Any]:
+def evaluate_demo(
+    artifact: Path, playlists: Path, k: int = 10, num_beams: int | None = None, batch_size: int = 64
+) -> dict[str, Any]:
     """Hits@k etc. of the trained model and of popularity on the artifact's test playlists."""
     from eval.metrics import evaluate_rankings, relevant_items
     from semantic_ids.interactions import ItemVocab
@@ -94,9 +122,12 @@ def evaluate_demo(artifact: Path, playlists: Path, k: int = 10, num_beams: int |
     from text2tracks.pipeline import Text2Tracks
 
     split_info = read_json(artifact / "cf" / "split.json", "split parameters")
-    split = split_playlists(read_playlists(playlists).playlists,
-                            validation_fraction=split_info["validation_fraction"],
-                            test_fraction=split_info["test_fraction"], seed=split_info["seed"])
+    split = split_playlists(
+        read_playlists(playlists).playlists,
+        validation_fraction=split_info["validation_fraction"],
+        test_fraction=split_info["test_fraction"],
+        seed=split_info["seed"],
+    )
     vocab = ItemVocab.load(artifact / "cf")
     kept, relevant, n_skipped = relevant_items(split.test, vocab)
     test = [split.test[i] for i in kept]
@@ -104,23 +135,31 @@ def evaluate_demo(artifact: Path, playlists: Path, k: int = 10, num_beams: int |
     if tuple(recommender.catalog.item_ids) != tuple(vocab.item_ids):
         raise ValueError(f"{artifact}: the catalogue and the CF vocabulary list different items")
     started = time.perf_counter()
-    answers = recommender.recommend([p.prompt for p in test], k=k, num_beams=num_beams,
-                                    batch_size=batch_size)
+    answers = recommender.recommend(
+        [p.prompt for p in test], k=k, num_beams=num_beams, batch_size=batch_size
+    )
     seconds = time.perf_counter() - started
     model_rankings = [[recommender.catalog.index_of(r.track_id) for r in recs] for recs in answers]
     popular = list(range(min(k, len(vocab))))  # ItemVocab is ordered by training count
     results = {
-        "text2tracks": evaluate_rankings(model_rankings, relevant, k=k, n_items=len(vocab),
-                                         n_skipped=n_skipped),
-        "popularity": evaluate_rankings([popular] * len(test), relevant, k=k, n_items=len(vocab),
-                                        n_skipped=n_skipped),
+        "text2tracks": evaluate_rankings(
+            model_rankings, relevant, k=k, n_items=len(vocab), n_skipped=n_skipped
+        ),
+        "popularity": evaluate_rankings(
+            [popular] * len(test), relevant, k=k, n_items=len(vocab), n_skipped=n_skipped
+        ),
     }
     results["text2tracks"]["prompts_per_s"] = len(test) / seconds if seconds else None
     return results
 
 
-def run_demo(out: str | Path = "runs/demo", size: str = "small", force: bool = False,
-             max_minutes: float | None = None, progress: bool = True) -> dict[str, Any]:
+def run_demo(
+    out: str | Path = "runs/demo",
+    size: str = "small",
+    force: bool = False,
+    max_minutes: float | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Run the whole demo into ``out``; returns what ``results.json`` holds."""
     from eval.metrics import format_table
     from semantic_ids.cf import CFConfig
@@ -144,18 +183,27 @@ def run_demo(out: str | Path = "runs/demo", size: str = "small", force: bool = F
 
     _log(f"[1/5] demo playlists: {spec.n_tracks} tracks, {spec.n_playlists} playlists")
     t0 = time.perf_counter()
-    playlists = write_demo_jsonl(out / "playlists.jsonl", n_tracks=spec.n_tracks,
-                                 n_playlists=spec.n_playlists, seed=0)
+    playlists = write_demo_jsonl(
+        out / "playlists.jsonl", n_tracks=spec.n_tracks, n_playlists=spec.n_playlists, seed=0
+    )
     timings["data_s"] = time.perf_counter() - t0
 
-    _log(f"[2/5] semantic IDs: {spec.n_levels} levels x {spec.codebook_size} codes + collision digit")
+    _log(
+        f"[2/5] semantic IDs: {spec.n_levels} levels x {spec.codebook_size} codes + collision digit"
+    )
     t0 = time.perf_counter()
     artifact = out / "artifact"
     build = run_build_ids(
-        playlists, artifact,
-        BuildIDsConfig(min_count=1, n_levels=spec.n_levels, codebook_size=spec.codebook_size,
-                       cf=CFConfig(factors=spec.cf_factors, iterations=10)),
-        show_progress=progress, log=_log,
+        playlists,
+        artifact,
+        BuildIDsConfig(
+            min_count=1,
+            n_levels=spec.n_levels,
+            codebook_size=spec.codebook_size,
+            cf=CFConfig(factors=spec.cf_factors, iterations=10),
+        ),
+        show_progress=progress,
+        log=_log,
     )
     timings["build_ids_s"] = time.perf_counter() - t0
 
@@ -163,19 +211,34 @@ def run_demo(out: str | Path = "runs/demo", size: str = "small", force: bool = F
     budget = f"{minutes:g} min" if minutes else f"{spec.max_steps} steps"
     _log(f"[3/5] training the seq2seq model ({budget})")
     t0 = time.perf_counter()
-    model = ModelConfig(d_model=spec.d_model, num_layers=spec.num_layers,
-                        num_decoder_layers=spec.num_layers, num_heads=spec.num_heads,
-                        d_ff=spec.d_ff)
-    summary = train(TrainConfig(
-        artifact=str(artifact), playlists=str(playlists), model=model, lr=spec.lr,
-        batch_size=spec.batch_size, max_steps=spec.max_steps, max_minutes=minutes,
-        warmup_steps=spec.warmup_steps, eval_every=0, eval_prompts=200,
-        num_beams=spec.num_beams, log_every=50, progress=progress,
-        # A step budget and one thread keep the demo's result the same on a busy machine: a time
-        # budget trained for a fraction of the steps there, and two torch threads on two shared
-        # cores stall on each small op (measured: 3.5 s a step under load, 0.04 s on one thread).
-        num_threads=1,
-    ))
+    model = ModelConfig(
+        d_model=spec.d_model,
+        num_layers=spec.num_layers,
+        num_decoder_layers=spec.num_layers,
+        num_heads=spec.num_heads,
+        d_ff=spec.d_ff,
+    )
+    summary = train(
+        TrainConfig(
+            artifact=str(artifact),
+            playlists=str(playlists),
+            model=model,
+            lr=spec.lr,
+            batch_size=spec.batch_size,
+            max_steps=spec.max_steps,
+            max_minutes=minutes,
+            warmup_steps=spec.warmup_steps,
+            eval_every=0,
+            eval_prompts=200,
+            num_beams=spec.num_beams,
+            log_every=50,
+            progress=progress,
+            # A step budget and one thread keep the demo's result the same on a busy machine: a time
+            # budget trained for a fraction of the steps there, and two torch threads on two shared
+            # cores stall on each small op (measured: 3.5 s a step under load, 0.04 s on one thread).
+            num_threads=1,
+        )
+    )
     timings["train_s"] = time.perf_counter() - t0
 
     _log("[4/5] evaluating on the held-out test playlists")
@@ -188,8 +251,9 @@ def run_demo(out: str | Path = "runs/demo", size: str = "small", force: bool = F
     prompts = out / "prompts.txt"
     prompts.write_text("\n".join(DEMO_PROMPTS) + "\n", encoding="utf-8")
     recommendations = out / "recommendations.jsonl"
-    export = run_export(artifact, prompts, recommendations, k=5, num_beams=spec.num_beams,
-                        progress=False)
+    export = run_export(
+        artifact, prompts, recommendations, k=5, num_beams=spec.num_beams, progress=False
+    )
     _log(format_summary(export))
     timings["export_s"] = time.perf_counter() - t0
     timings["total_s"] = time.perf_counter() - started
@@ -198,8 +262,10 @@ def run_demo(out: str | Path = "runs/demo", size: str = "small", force: bool = F
         "size": size,
         "systems": metrics,
         "build_ids": {"n_items": build["n_items"], "split": build["split"]},
-        "training": {k: summary.get(k) for k in ("steps", "elapsed_s", "stopped_by",
-                                                  "n_parameters", "final_eval")},
+        "training": {
+            k: summary.get(k)
+            for k in ("steps", "elapsed_s", "stopped_by", "n_parameters", "final_eval")
+        },
         "timings": {k: round(v, 2) for k, v in timings.items()},
     }
     with open(out / "results.json", "w", encoding="utf-8") as f:
@@ -212,12 +278,21 @@ def run_demo(out: str | Path = "runs/demo", size: str = "small", force: bool = F
         for line in f:
             record = json.loads(line)
             print(f"{record['prompt']!r}")
-            for rank, (track_id, name, artist, score) in enumerate(zip(
-                    record["track_ids"], record["names"], record["artists"], record["scores"],
-                    strict=True), start=1):
+            for rank, (track_id, name, artist, score) in enumerate(
+                zip(
+                    record["track_ids"],
+                    record["names"],
+                    record["artists"],
+                    record["scores"],
+                    strict=True,
+                ),
+                start=1,
+            ):
                 print(f"  {rank}. {name} - {artist}  ({track_id}, {score:.2f})")
-    print(f"\nartifact: {artifact}   results: {out / 'results.json'}   "
-          f"total {timings['total_s']:.0f} s")
+    print(
+        f"\nartifact: {artifact}   results: {out / 'results.json'}   "
+        f"total {timings['total_s']:.0f} s"
+    )
     return results
 
 
@@ -231,16 +306,29 @@ EPILOG = """examples:
 def add_parser(subparsers=None) -> argparse.ArgumentParser:
     """``text2tracks demo`` (``subparsers`` given) or ``python -m training.demo``."""
     parser = command_parser(
-        subparsers, "demo", prog="python -m training.demo",
+        subparsers,
+        "demo",
+        prog="python -m training.demo",
         help="the whole job on the built-in demo catalogue (no download, a few minutes)",
         description="Build IDs, train, evaluate and export on the built-in demo catalogue "
-                    "(no download).", epilog=EPILOG)
+        "(no download).",
+        epilog=EPILOG,
+    )
     parser.add_argument("--out", default="runs/demo", help="run folder (default runs/demo)")
-    parser.add_argument("--size", choices=sorted(SIZES), default="small",
-                        help="small (default, a few minutes) or tiny (seconds, for tests)")
+    parser.add_argument(
+        "--size",
+        choices=sorted(SIZES),
+        default="small",
+        help="small (default, a few minutes) or tiny (seconds, for tests)",
+    )
     parser.add_argument("--force", action="store_true", help="replace an existing --out")
-    add_flag(parser, "--max-minutes", type=float, default=None,
-             help="training budget in minutes (default: the size's)")
+    add_flag(
+        parser,
+        "--max-minutes",
+        type=float,
+        default=None,
+        help="training budget in minutes (default: the size's)",
+    )
     add_progress_flag(parser)
     parser.set_defaults(func=_run_from_args)
     return parser
@@ -248,8 +336,13 @@ def add_parser(subparsers=None) -> argparse.ArgumentParser:
 
 def _run_from_args(args: argparse.Namespace) -> int:
     try:
-        run_demo(args.out, args.size, force=args.force, max_minutes=args.max_minutes,
-                 progress=args.progress)
+        run_demo(
+            args.out,
+            args.size,
+            force=args.force,
+            max_minutes=args.max_minutes,
+            progress=args.progress,
+        )
     except FileExistsError as err:
         print(f"text2tracks demo: error: {err}", file=sys.stderr)
         return 2

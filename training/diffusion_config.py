@@ -52,10 +52,13 @@ class DiffusionTrainConfig:
     n_blocks: int = 4
     time_embed_dim: int = 128
     dropout: float = 0.0
-    beta_schedule: str = field(default="squaredcos_cap_v2", metadata={"choices": (
-        "squaredcos_cap_v2", "linear", "scaled_linear")})
-    prediction_type: str = field(default="epsilon", metadata={"choices": (
-        "epsilon", "v_prediction", "sample")})
+    beta_schedule: str = field(
+        default="squaredcos_cap_v2",
+        metadata={"choices": ("squaredcos_cap_v2", "linear", "scaled_linear")},
+    )
+    prediction_type: str = field(
+        default="epsilon", metadata={"choices": ("epsilon", "v_prediction", "sample")}
+    )
     cond_drop_prob: float = 0.1
     guidance_weight: float = 2.0
     ddim_steps: int = 20
@@ -80,8 +83,9 @@ class DiffusionTrainConfig:
     checkpoint_every: int = 0
     checkpoint_dir: str | None = None
     keep_checkpoints: int = 2
-    resume: str | None = field(default=None, metadata={"argparse": {
-        "nargs": "?", "const": "latest", "metavar": "DIR"}})
+    resume: str | None = field(
+        default=None, metadata={"argparse": {"nargs": "?", "const": "latest", "metavar": "DIR"}}
+    )
     seed: int = 0
     num_threads: int = 0
     log_every: int = 100
@@ -98,12 +102,30 @@ class DiffusionTrainConfig:
         if self.encoder not in _ENCODERS:
             raise ValueError(f"encoder must be one of {_ENCODERS}, got {self.encoder!r}")
         if self.mixed_precision not in _PRECISIONS:
-            raise ValueError(f"mixed_precision must be one of {_PRECISIONS}, got {self.mixed_precision!r}")
-        positive = ("batch_size", "grad_accum", "epochs", "eval_k", "eval_samples",
-                    "keep_checkpoints", "log_every", "fusion_prompts", "fusion_candidates",
-                    "fusion_latent_k", "fusion_samples")
-        non_negative = ("max_steps", "warmup_steps", "eval_every", "eval_prompts",
-                        "checkpoint_every", "num_threads")
+            raise ValueError(
+                f"mixed_precision must be one of {_PRECISIONS}, got {self.mixed_precision!r}"
+            )
+        positive = (
+            "batch_size",
+            "grad_accum",
+            "epochs",
+            "eval_k",
+            "eval_samples",
+            "keep_checkpoints",
+            "log_every",
+            "fusion_prompts",
+            "fusion_candidates",
+            "fusion_latent_k",
+            "fusion_samples",
+        )
+        non_negative = (
+            "max_steps",
+            "warmup_steps",
+            "eval_every",
+            "eval_prompts",
+            "checkpoint_every",
+            "num_threads",
+        )
         for name in positive + non_negative:
             value, low = getattr(self, name), 1 if name in positive else 0
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -111,9 +133,13 @@ class DiffusionTrainConfig:
         if not (self.lr > 0 and self.weight_decay >= 0 and self.max_minutes >= 0):
             raise ValueError("lr must be > 0, weight_decay and max_minutes >= 0")
         if self.fusion_kind not in _FUSION_KINDS:
-            raise ValueError(f"fusion_kind must be one of {_FUSION_KINDS}, got {self.fusion_kind!r}")
+            raise ValueError(
+                f"fusion_kind must be one of {_FUSION_KINDS}, got {self.fusion_kind!r}"
+            )
         if self.fusion_metric not in _FUSION_METRICS:
-            raise ValueError(f"fusion_metric must be one of {_FUSION_METRICS}, got {self.fusion_metric!r}")
+            raise ValueError(
+                f"fusion_metric must be one of {_FUSION_METRICS}, got {self.fusion_metric!r}"
+            )
         # The model configs validate their own fields.
         self.head_config(1, 1) if not self.regressor else self.regressor_config(1, 1)
 
@@ -121,25 +147,40 @@ class DiffusionTrainConfig:
         from text2tracks.diffusion import DiffusionHeadConfig
 
         return DiffusionHeadConfig(
-            latent_dim=latent_dim, cond_dim=cond_dim, hidden=self.hidden, n_blocks=self.n_blocks,
-            time_embed_dim=self.time_embed_dim, dropout=self.dropout,
-            beta_schedule=self.beta_schedule, prediction_type=self.prediction_type,
-            cond_drop_prob=self.cond_drop_prob, guidance_weight=self.guidance_weight,
+            latent_dim=latent_dim,
+            cond_dim=cond_dim,
+            hidden=self.hidden,
+            n_blocks=self.n_blocks,
+            time_embed_dim=self.time_embed_dim,
+            dropout=self.dropout,
+            beta_schedule=self.beta_schedule,
+            prediction_type=self.prediction_type,
+            cond_drop_prob=self.cond_drop_prob,
+            guidance_weight=self.guidance_weight,
             ddim_steps=self.ddim_steps,
         )
 
     def regressor_config(self, latent_dim: int, cond_dim: int):
         from text2tracks.diffusion import RegressorConfig
 
-        return RegressorConfig(latent_dim=latent_dim, cond_dim=cond_dim, hidden=self.hidden,
-                               n_blocks=max(1, self.n_blocks // 2), dropout=self.dropout or 0.1,
-                               loss=self.regressor_loss)
+        return RegressorConfig(
+            latent_dim=latent_dim,
+            cond_dim=cond_dim,
+            hidden=self.hidden,
+            n_blocks=max(1, self.n_blocks // 2),
+            dropout=self.dropout or 0.1,
+            loss=self.regressor_loss,
+        )
 
     def byte_config(self):
         from text2tracks.diffusion import ByteEncoderConfig
 
-        return ByteEncoderConfig(dim=self.byte_dim, n_layers=self.byte_layers,
-                                 n_heads=self.byte_heads, max_length=self.byte_max_length)
+        return ByteEncoderConfig(
+            dim=self.byte_dim,
+            n_layers=self.byte_layers,
+            n_heads=self.byte_heads,
+            max_length=self.byte_max_length,
+        )
 
     @property
     def component(self) -> str:

@@ -92,8 +92,9 @@ class TrainConfig:
     checkpoint_every: int = 0
     checkpoint_dir: str | None = None
     keep_checkpoints: int = 2
-    resume: str | None = field(default=None, metadata={"argparse": {
-        "nargs": "?", "const": "latest", "metavar": "DIR"}})
+    resume: str | None = field(
+        default=None, metadata={"argparse": {"nargs": "?", "const": "latest", "metavar": "DIR"}}
+    )
     seed: int = 0
     targets_per_playlist: int = 16
     popularity_power: float = 0.0
@@ -116,9 +117,17 @@ class TrainConfig:
             raise ValueError(f"model must be a ModelConfig, got {type(self.model).__name__}")
         positive = ("batch_size", "grad_accum", "epochs", "eval_k", "keep_checkpoints", "log_every")
         positive += ("targets_per_prompt_group", "teacher_top_items", "list_loss_negatives")
-        non_negative = ("max_steps", "warmup_steps", "eval_every", "eval_prompts",
-                        "checkpoint_every", "targets_per_playlist", "num_workers", "num_threads",
-                        "length_bucket_window")
+        non_negative = (
+            "max_steps",
+            "warmup_steps",
+            "eval_every",
+            "eval_prompts",
+            "checkpoint_every",
+            "targets_per_playlist",
+            "num_workers",
+            "num_threads",
+            "length_bucket_window",
+        )
         for name in positive + non_negative:
             value = getattr(self, name)
             low = 1 if name in positive else 0
@@ -126,7 +135,11 @@ class TrainConfig:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
         for name in ("lr", "max_minutes", "weight_decay", "popularity_power", "list_loss_weight"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not math.isfinite(value)
+            ):
                 raise ValueError(f"{name} must be a finite number, got {value!r}")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
@@ -135,27 +148,41 @@ class TrainConfig:
         if self.list_loss_weight < 0:
             raise ValueError(f"list_loss_weight must be >= 0, got {self.list_loss_weight}")
         if self.list_loss_weight and self.targets_per_prompt_group < 2:
-            raise ValueError("list_loss_weight > 0 needs the grouped forward: set "
-                             "targets_per_prompt_group >= 2 (its negatives are other prompts' "
-                             "examples in the batch)")
+            raise ValueError(
+                "list_loss_weight > 0 needs the grouped forward: set "
+                "targets_per_prompt_group >= 2 (its negatives are other prompts' "
+                "examples in the batch)"
+            )
         if self.schedule not in _SCHEDULES:
             raise ValueError(f"schedule must be one of {_SCHEDULES}, got {self.schedule!r}")
         if self.mixed_precision not in _PRECISIONS:
-            raise ValueError(f"mixed_precision must be one of {_PRECISIONS}, got {self.mixed_precision!r}")
-        if self.num_beams is not None and (not isinstance(self.num_beams, int) or self.num_beams < self.eval_k):
+            raise ValueError(
+                f"mixed_precision must be one of {_PRECISIONS}, got {self.mixed_precision!r}"
+            )
+        if self.num_beams is not None and (
+            not isinstance(self.num_beams, int) or self.num_beams < self.eval_k
+        ):
             raise ValueError(f"num_beams must be >= eval_k ({self.eval_k}), got {self.num_beams!r}")
         if self.popularity_power and not self.targets_per_playlist:
             raise ValueError("popularity_power needs targets_per_playlist > 0")
         if self.target_source not in TARGET_SOURCES:
-            raise ValueError(f"target_source must be one of {TARGET_SOURCES}, got {self.target_source!r}")
+            raise ValueError(
+                f"target_source must be one of {TARGET_SOURCES}, got {self.target_source!r}"
+            )
         if self.target_source == "teacher":
             if not self.targets_per_playlist:
-                raise ValueError("target_source='teacher' draws targets_per_playlist targets per "
-                                 "playlist and epoch; set targets_per_playlist > 0")
+                raise ValueError(
+                    "target_source='teacher' draws targets_per_playlist targets per "
+                    "playlist and epoch; set targets_per_playlist > 0"
+                )
             if self.popularity_power:
                 raise ValueError("popularity_power applies to target_source='playlist' only")
-        if not (isinstance(self.teacher_own_weight, (int, float)) and 0 <= self.teacher_own_weight <= 1):
-            raise ValueError(f"teacher_own_weight must be in [0, 1], got {self.teacher_own_weight!r}")
+        if not (
+            isinstance(self.teacher_own_weight, (int, float)) and 0 <= self.teacher_own_weight <= 1
+        ):
+            raise ValueError(
+                f"teacher_own_weight must be in [0, 1], got {self.teacher_own_weight!r}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

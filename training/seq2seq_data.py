@@ -41,8 +41,11 @@ def load_training_data(config: TrainConfig, log=print):
             f"the training playlists of {config.playlists} (re-split with {artifact}/cf/split.json) "
             f"are not those {artifact} was built from; pass the same --playlists as build-ids"
         )
-    index = catalog._item_index if hasattr(catalog, "_item_index") else {
-        t: i for i, t in enumerate(catalog.item_ids)}
+    index = (
+        catalog._item_index
+        if hasattr(catalog, "_item_index")
+        else {t: i for i, t in enumerate(catalog.item_ids)}
+    )
 
     def relevant(playlists):
         out = []
@@ -70,12 +73,18 @@ def playlist_targets(config: TrainConfig, data: dict, log):
 
     started = time.perf_counter()
     teacher = teacher_targets(
-        [p.prompt for p in data["train"]], data["train_relevant"], len(data["catalog"]),
-        top_items=config.teacher_top_items, own_weight=config.teacher_own_weight,
-        leave_out=config.teacher_leave_out)
-    log(f"teacher: title-kNN targets for {len(teacher)} playlists in "
+        [p.prompt for p in data["train"]],
+        data["train_relevant"],
+        len(data["catalog"]),
+        top_items=config.teacher_top_items,
+        own_weight=config.teacher_own_weight,
+        leave_out=config.teacher_leave_out,
+    )
+    log(
+        f"teacher: title-kNN targets for {len(teacher)} playlists in "
         f"{time.perf_counter() - started:.1f} s (top {config.teacher_top_items}, own weight "
-        f"{config.teacher_own_weight}, leave-out {config.teacher_leave_out})")
+        f"{config.teacher_own_weight}, leave-out {config.teacher_leave_out})"
+    )
     return teacher.items, teacher.weights
 
 
@@ -86,20 +95,36 @@ def build_examples(config: TrainConfig, data: dict, tokenizer, sid_token_ids, lo
 
     from text2tracks.data import Seq2SeqCollator, Seq2SeqPairs, encode_prompts
 
-    train_prompts = encode_prompts(tokenizer, [p.prompt for p in data["train"]],
-                                   config.model.max_prompt_length, config.normalize_prompts)
+    train_prompts = encode_prompts(
+        tokenizer,
+        [p.prompt for p in data["train"]],
+        config.model.max_prompt_length,
+        config.normalize_prompts,
+    )
     train_targets, target_weights = playlist_targets(config, data, log)
     train_pairs = Seq2SeqPairs(
-        train_prompts, train_targets, sid_token_ids, tokenizer.eos_token_id, target_weights=target_weights,
+        train_prompts,
+        train_targets,
+        sid_token_ids,
+        tokenizer.eos_token_id,
+        target_weights=target_weights,
         targets_per_playlist=config.targets_per_playlist,
-        popularity_power=config.popularity_power, item_counts=data["vocab"].counts,
-        seed=config.seed, group_size=config.targets_per_prompt_group,
-        bucket_batches=config.length_bucket_window, batch_size=config.batch_size,
+        popularity_power=config.popularity_power,
+        item_counts=data["vocab"].counts,
+        seed=config.seed,
+        group_size=config.targets_per_prompt_group,
+        bucket_batches=config.length_bucket_window,
+        batch_size=config.batch_size,
     )
     if len(train_pairs) == 0:
         raise ValueError("no training examples: no training playlist holds a catalogue track")
-    collate = Seq2SeqCollator(train_prompts, sid_token_ids, tokenizer.pad_token_id,
-                              tokenizer.eos_token_id, share_prompts=config.targets_per_prompt_group > 1)
+    collate = Seq2SeqCollator(
+        train_prompts,
+        sid_token_ids,
+        tokenizer.pad_token_id,
+        tokenizer.eos_token_id,
+        share_prompts=config.targets_per_prompt_group > 1,
+    )
 
     val_keep = [i for i, r in enumerate(data["validation_relevant"]) if r]
     n_val_skipped = len(data["validation"]) - len(val_keep)
@@ -107,18 +132,36 @@ def build_examples(config: TrainConfig, data: dict, tokenizer, sid_token_ids, lo
         rng = np.random.default_rng(config.seed)
         val_keep = sorted(rng.choice(val_keep, size=config.eval_prompts, replace=False).tolist())
     val_relevant = [data["validation_relevant"][i] for i in val_keep]
-    val_prompts = encode_prompts(tokenizer, [data["validation"][i].prompt for i in val_keep],
-                                 config.model.max_prompt_length, config.normalize_prompts)
-    val_pairs = Seq2SeqPairs(val_prompts, val_relevant,
-                             sid_token_ids, tokenizer.eos_token_id, targets_per_playlist=1,
-                             seed=config.seed, shuffle=False)
-    val_collate = Seq2SeqCollator(val_prompts, sid_token_ids, tokenizer.pad_token_id,
-                                  tokenizer.eos_token_id)
-    log(f"data: {len(data['train'])} train playlists, {len(train_pairs)} examples per epoch; "
-        f"{len(val_keep)} validation prompts ({n_val_skipped} without catalogue tracks skipped)")
-    return {"train_pairs": train_pairs, "collate": collate, "val_pairs": val_pairs,
-            "val_collate": val_collate, "val_relevant": val_relevant,
-            "n_val_skipped": n_val_skipped}
+    val_prompts = encode_prompts(
+        tokenizer,
+        [data["validation"][i].prompt for i in val_keep],
+        config.model.max_prompt_length,
+        config.normalize_prompts,
+    )
+    val_pairs = Seq2SeqPairs(
+        val_prompts,
+        val_relevant,
+        sid_token_ids,
+        tokenizer.eos_token_id,
+        targets_per_playlist=1,
+        seed=config.seed,
+        shuffle=False,
+    )
+    val_collate = Seq2SeqCollator(
+        val_prompts, sid_token_ids, tokenizer.pad_token_id, tokenizer.eos_token_id
+    )
+    log(
+        f"data: {len(data['train'])} train playlists, {len(train_pairs)} examples per epoch; "
+        f"{len(val_keep)} validation prompts ({n_val_skipped} without catalogue tracks skipped)"
+    )
+    return {
+        "train_pairs": train_pairs,
+        "collate": collate,
+        "val_pairs": val_pairs,
+        "val_collate": val_collate,
+        "val_relevant": val_relevant,
+        "n_val_skipped": n_val_skipped,
+    }
 
 
 def build_loaders(config: TrainConfig, examples: dict):
@@ -127,12 +170,21 @@ def build_loaders(config: TrainConfig, examples: dict):
 
     from text2tracks.data import PromptBatches
 
-    train_dl = DataLoader(examples["train_pairs"], batch_size=config.batch_size, shuffle=False,
-                          collate_fn=examples["collate"], num_workers=config.num_workers,
-                          drop_last=False)
+    train_dl = DataLoader(
+        examples["train_pairs"],
+        batch_size=config.batch_size,
+        shuffle=False,
+        collate_fn=examples["collate"],
+        num_workers=config.num_workers,
+        drop_last=False,
+    )
     eval_batch = max(1, min(64, config.batch_size))
-    val_loss_dl = DataLoader(examples["val_pairs"], batch_size=eval_batch,
-                             collate_fn=examples["val_collate"])
-    val_prompt_dl = DataLoader(PromptBatches(len(examples["val_relevant"])), batch_size=eval_batch,
-                               collate_fn=examples["val_collate"])
+    val_loss_dl = DataLoader(
+        examples["val_pairs"], batch_size=eval_batch, collate_fn=examples["val_collate"]
+    )
+    val_prompt_dl = DataLoader(
+        PromptBatches(len(examples["val_relevant"])),
+        batch_size=eval_batch,
+        collate_fn=examples["val_collate"],
+    )
     return train_dl, val_loss_dl, val_prompt_dl

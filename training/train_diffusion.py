@@ -78,6 +78,7 @@ def _checkpoint_root(config: DiffusionTrainConfig) -> Path:
 def _resolve_resume(config) -> Path | None:
     return resolve_resume(config.resume, _checkpoint_root(config))
 
+
 def load_pairs(artifact: str | os.PathLike, playlists: str | os.PathLike) -> dict[str, Any]:
     """Training pairs and validation prompts of an artifact.
 
@@ -100,15 +101,20 @@ def load_pairs(artifact: str | os.PathLike, playlists: str | os.PathLike) -> dic
     split = split_playlists(
         read_playlists(playlists).playlists,
         validation_fraction=split_info["validation_fraction"],
-        test_fraction=split_info["test_fraction"], seed=split_info["seed"],
+        test_fraction=split_info["test_fraction"],
+        seed=split_info["seed"],
     )
     train_ids = [p.playlist_id for p in split.train]
     if list(split_info.get("train_playlist_ids", train_ids)) != train_ids:
-        raise ValueError(f"{playlists} re-split with {artifact}/cf/split.json does not give the "
-                         f"training playlists {artifact} was built from; pass the same playlists")
+        raise ValueError(
+            f"{playlists} re-split with {artifact}/cf/split.json does not give the "
+            f"training playlists {artifact} was built from; pass the same playlists"
+        )
     if len(train_ids) != cf.playlist_factors.shape[0]:
-        raise ValueError(f"{len(train_ids)} training playlists but {cf.playlist_factors.shape[0]} "
-                         f"rows in {artifact}/cf/playlist_factors.npy")
+        raise ValueError(
+            f"{len(train_ids)} training playlists but {cf.playlist_factors.shape[0]} "
+            f"rows in {artifact}/cf/playlist_factors.npy"
+        )
     keep = [i for i, p in enumerate(split.train) if catalogue_tracks(p, vocab)]
     validation = [(p.prompt, catalogue_tracks(p, vocab)) for p in split.validation]
     validation_kept = [(prompt, rel) for prompt, rel in validation if rel]
@@ -124,7 +130,10 @@ def load_pairs(artifact: str | os.PathLike, playlists: str | os.PathLike) -> dic
 
 
 def fit_artifact_fusion(
-    config: DiffusionTrainConfig, prompts: list[str], relevant: list[set[int]], device=None,
+    config: DiffusionTrainConfig,
+    prompts: list[str],
+    relevant: list[set[int]],
+    device=None,
     log=None,
 ) -> dict[str, Any]:
     """Fit the hybrid fusion of ``config.artifact`` (with its saved ``diffusion/``) on validation
@@ -159,27 +168,43 @@ def fit_artifact_fusion(
         return {"skipped": reason}
     started = time.perf_counter()
     if len(prompts) > config.fusion_prompts:
-        pick = np.sort(np.random.default_rng(config.seed).choice(
-            len(prompts), config.fusion_prompts, replace=False))
+        pick = np.sort(
+            np.random.default_rng(config.seed).choice(
+                len(prompts), config.fusion_prompts, replace=False
+            )
+        )
         prompts, relevant = [prompts[i] for i in pick], [relevant[i] for i in pick]
     vocab = ItemVocab.load(artifact / "cf")
     relevant_ids = [[vocab.item_ids[i] for i in sorted(rel)] for rel in relevant]
-    settings = HybridSettings(n_samples=config.fusion_samples,
-                              beam_candidates=config.fusion_candidates,
-                              latent_k=config.fusion_latent_k)
+    settings = HybridSettings(
+        n_samples=config.fusion_samples,
+        beam_candidates=config.fusion_candidates,
+        latent_k=config.fusion_latent_k,
+    )
     recommender = Text2Tracks.from_pretrained(artifact, device=device)
-    summary = recommender.fit_fusion(prompts, relevant_ids, settings=settings,
-                                     kind=config.fusion_kind, metric=config.fusion_metric,
-                                     k=config.eval_k, progress=config.progress)
+    summary = recommender.fit_fusion(
+        prompts,
+        relevant_ids,
+        settings=settings,
+        kind=config.fusion_kind,
+        metric=config.fusion_metric,
+        k=config.eval_k,
+        progress=config.progress,
+    )
     summary["elapsed_s"] = round(time.perf_counter() - started, 3)
     save_fusion(artifact / "diffusion", recommender.fusion, settings, summary)
     scores = summary[f"{config.fusion_metric}@{config.eval_k}"]
-    weights = (f"alpha {summary['alpha']}" if "alpha" in summary
-               else f"mean alpha {summary['alphas_mean']:.2f}")
-    log(f"fusion ({config.fusion_kind}, {summary['n_prompts']} validation prompts, "
+    weights = (
+        f"alpha {summary['alpha']}"
+        if "alpha" in summary
+        else f"mean alpha {summary['alphas_mean']:.2f}"
+    )
+    log(
+        f"fusion ({config.fusion_kind}, {summary['n_prompts']} validation prompts, "
         f"{summary['elapsed_s']:.0f} s): {weights}; {config.fusion_metric}@{config.eval_k} "
         f"generative {scores['generative']:.4f}, latent {scores['latent']:.4f}, "
-        f"fused {scores['fused']:.4f} (in-sample)")
+        f"fused {scores['fused']:.4f} (in-sample)"
+    )
     return summary
 
 
@@ -193,7 +218,9 @@ def latent_retrieval_metrics(
 
     items, _ = latent_candidates(latents, item_factors, k=k, index=index)
     hits = per_prompt_metric(items, relevant, "hits", k)
-    recall = np.array([len(set(items[b].tolist()) & rel) / min(len(rel), k) for b, rel in enumerate(relevant)])
+    recall = np.array(
+        [len(set(items[b].tolist()) & rel) / min(len(rel), k) for b, rel in enumerate(relevant)]
+    )
     return {f"hits@{k}": float(hits.mean()), f"recall@{k}": float(recall.mean())}
 
 
@@ -226,12 +253,15 @@ def train(config: DiffusionTrainConfig) -> dict[str, Any]:
 
     # 1. Accelerator, threads, seed
     accelerator = Accelerator(
-        mixed_precision=config.mixed_precision, gradient_accumulation_steps=config.grad_accum,
+        mixed_precision=config.mixed_precision,
+        gradient_accumulation_steps=config.grad_accum,
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
     )
     if accelerator.device.type == "cpu":
-        torch.set_num_threads(config.num_threads or max(
-            1, len(os.sched_getaffinity(0)) // max(1, accelerator.num_processes)))
+        torch.set_num_threads(
+            config.num_threads
+            or max(1, len(os.sched_getaffinity(0)) // max(1, accelerator.num_processes))
+        )
     set_seed(config.seed)
     main = accelerator.is_main_process
 
@@ -247,7 +277,11 @@ def train(config: DiffusionTrainConfig) -> dict[str, Any]:
         raise ValueError("fewer than two training playlists hold a catalogue track")
     val_prompts, val_relevant = data["validation_prompts"], data["validation_relevant"]
     if config.eval_prompts and len(val_prompts) > config.eval_prompts:
-        pick = np.sort(np.random.default_rng(config.seed).choice(len(val_prompts), config.eval_prompts, replace=False))
+        pick = np.sort(
+            np.random.default_rng(config.seed).choice(
+                len(val_prompts), config.eval_prompts, replace=False
+            )
+        )
         val_prompts, val_relevant = [val_prompts[i] for i in pick], [val_relevant[i] for i in pick]
 
     # 3. Encoder and model
@@ -260,7 +294,9 @@ def train(config: DiffusionTrainConfig) -> dict[str, Any]:
         cond_dim = frozen.out_dim
 
         def encode_all(prompts: list[str], batch: int = 512) -> torch.Tensor:
-            return torch.cat([frozen.encode(prompts[i: i + batch]).cpu() for i in range(0, len(prompts), batch)])
+            return torch.cat(
+                [frozen.encode(prompts[i : i + batch]).cpu() for i in range(0, len(prompts), batch)]
+            )
 
         train_inputs = (encode_all(data["train_prompts"]),)
         val_cond = encode_all(val_prompts) if val_prompts else None
@@ -272,24 +308,37 @@ def train(config: DiffusionTrainConfig) -> dict[str, Any]:
         train_inputs = (tokens["input_ids"], tokens["attention_mask"])
         val_cond = None
     if config.regressor:
-        model = PromptToLatentRegressor(config.regressor_config(latents.shape[1], cond_dim), encoder)
+        model = PromptToLatentRegressor(
+            config.regressor_config(latents.shape[1], cond_dim), encoder
+        )
     else:
         model = DiffusionHead(config.head_config(latents.shape[1], cond_dim), encoder)
     model.set_latent_stats(latents)
     latents_std = model.standardise(latents)
     n_params = count_parameters(model)
-    log(f"{config.component}: {n_params / 1e6:.2f}M trainable parameters, encoder {config.encoder}, "
+    log(
+        f"{config.component}: {n_params / 1e6:.2f}M trainable parameters, encoder {config.encoder}, "
         f"{latents.shape[0]} training pairs ({data['n_train_skipped']} playlists without catalogue "
-        f"tracks skipped), {len(val_prompts)} validation prompts")
+        f"tracks skipped), {len(val_prompts)} validation prompts"
+    )
 
-    loader = DataLoader(TensorDataset(*train_inputs, latents_std), batch_size=config.batch_size,
-                        shuffle=True, drop_last=latents.shape[0] > config.batch_size)
+    loader = DataLoader(
+        TensorDataset(*train_inputs, latents_std),
+        batch_size=config.batch_size,
+        shuffle=True,
+        drop_last=latents.shape[0] > config.batch_size,
+    )
 
     # 4. Optimizer (no decay on norms, biases and the null condition)
     decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim < 2]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=config.lr)
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": config.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=config.lr,
+    )
 
     # 5. prepare
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
@@ -310,15 +359,23 @@ def train(config: DiffusionTrainConfig) -> dict[str, Any]:
         with torch.no_grad():
             outs = []
             for i in range(0, len(val_prompts), 256):
-                cond = val_cond[i: i + 256] if val_cond is not None else unwrapped.encode(val_prompts[i: i + 256])
+                cond = (
+                    val_cond[i : i + 256]
+                    if val_cond is not None
+                    else unwrapped.encode(val_prompts[i : i + 256])
+                )
                 cond = cond.to(accelerator.device)
                 if config.regressor:
                     outs.append(unwrapped.sample(cond, n_samples=1).cpu())
                 else:
                     g = torch.Generator().manual_seed(config.seed + i)
-                    outs.append(unwrapped.sample(cond, n_samples=config.eval_samples, generator=g).cpu())
+                    outs.append(
+                        unwrapped.sample(cond, n_samples=config.eval_samples, generator=g).cpu()
+                    )
         unwrapped.train()
-        return latent_retrieval_metrics(torch.cat(outs).numpy(), item_factors, val_relevant, config.eval_k, index)
+        return latent_retrieval_metrics(
+            torch.cat(outs).numpy(), item_factors, val_relevant, config.eval_k, index
+        )
 
     root = _checkpoint_root(config)
 
@@ -328,7 +385,7 @@ def train(config: DiffusionTrainConfig) -> dict[str, Any]:
         if main:
             with open(path / STATE_NAME, "w", encoding="utf-8") as f:
                 json.dump({**state, "config": dataclasses.asdict(config)}, f, indent=2)
-            for old in list_checkpoints(root)[:-config.keep_checkpoints]:
+            for old in list_checkpoints(root)[: -config.keep_checkpoints]:
                 shutil.rmtree(old, ignore_errors=True)
         accelerator.wait_for_everyone()
 
@@ -364,7 +421,9 @@ def train(config: DiffusionTrainConfig) -> dict[str, Any]:
                 if accelerator.sync_gradients:
                     accelerator.clip_grad_norm_(model.parameters(), 1.0)
                     for group in optimizer.param_groups:
-                        group["lr"] = config.lr * lr_factor(state["step"], time.perf_counter() - start, config, total_steps)
+                        group["lr"] = config.lr * lr_factor(
+                            state["step"], time.perf_counter() - start, config, total_steps
+                        )
                 optimizer.step()
                 optimizer.zero_grad()
             state["batches_in_epoch"] += 1
@@ -377,8 +436,12 @@ def train(config: DiffusionTrainConfig) -> dict[str, Any]:
             bar.update(1)
             record: dict[str, Any] = {}
             if state["step"] % config.log_every == 0:
-                record = {"step": state["step"], "train_loss": running / max(1, n_running),
-                          "lr": optimizer.param_groups[0]["lr"], "elapsed_s": round(state["elapsed_s"], 2)}
+                record = {
+                    "step": state["step"],
+                    "train_loss": running / max(1, n_running),
+                    "lr": optimizer.param_groups[0]["lr"],
+                    "elapsed_s": round(state["elapsed_s"], 2),
+                }
                 running, n_running = 0.0, 0
             if config.eval_every and state["step"] % config.eval_every == 0:
                 last_eval = evaluate()
@@ -408,16 +471,26 @@ def train(config: DiffusionTrainConfig) -> dict[str, Any]:
     accelerator.wait_for_everyone()
     component_dir = Path(config.artifact) / config.component
     summary = {
-        "steps": state["step"], "elapsed_s": round(state["elapsed_s"], 3), "final_eval": last_eval,
-        "stopped_by": stopped_by, "n_parameters": n_params, "n_train_pairs": int(latents.shape[0]),
-        "n_validation": len(val_prompts), "n_validation_skipped": data["n_validation_skipped"],
+        "steps": state["step"],
+        "elapsed_s": round(state["elapsed_s"], 3),
+        "final_eval": last_eval,
+        "stopped_by": stopped_by,
+        "n_parameters": n_params,
+        "n_train_pairs": int(latents.shape[0]),
+        "n_validation": len(val_prompts),
+        "n_validation_skipped": data["n_validation_skipped"],
         "component_dir": str(component_dir),
     }
     if main:
         unwrapped = accelerator.unwrap_model(model)
         if frozen is not None:
             unwrapped.encoder = frozen  # recorded as kind "seq2seq"; its weights stay in seq2seq/
-        info = {"kind": unwrapped.component_kind, "encoder": config.encoder, "steps": state["step"], **last_eval}
+        info = {
+            "kind": unwrapped.component_kind,
+            "encoder": config.encoder,
+            "steps": state["step"],
+            **last_eval,
+        }
         with component_writer(config.artifact, config.component, info) as tmp:
             unwrapped.save(tmp)
             with open(tmp / LOG_NAME, "w", encoding="utf-8") as f:
@@ -428,8 +501,12 @@ def train(config: DiffusionTrainConfig) -> dict[str, Any]:
         log(f"saved {component_dir} after {state['step']} steps ({state['elapsed_s']:.0f} s)")
         if config.fit_fusion and not config.regressor:
             summary["fusion"] = fit_artifact_fusion(
-                config, data["validation_prompts"], data["validation_relevant"],
-                device=accelerator.device, log=log)
+                config,
+                data["validation_prompts"],
+                data["validation_relevant"],
+                device=accelerator.device,
+                log=log,
+            )
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return summary
@@ -450,11 +527,14 @@ def build_parser(subparsers=None) -> argparse.ArgumentParser:
     """``text2tracks train-diffusion`` (``subparsers`` given) or ``python -m
     training.train_diffusion``: one flag per field of :class:`DiffusionTrainConfig`."""
     parser = command_parser(
-        subparsers, "train-diffusion", prog="python -m training.train_diffusion",
+        subparsers,
+        "train-diffusion",
+        prog="python -m training.train_diffusion",
         help="train the optional diffusion head (or the plain regressor) on an artifact",
         description="Train the diffusion head (prompt -> CF query latent) or the plain regressor "
-                    "baseline on a build-ids artifact (also under `accelerate launch`).",
-        epilog=EPILOG)
+        "baseline on a build-ids artifact (also under `accelerate launch`).",
+        epilog=EPILOG,
+    )
     add_config_flags(parser, DiffusionTrainConfig)
     parser.set_defaults(func=_run_from_args)
     return parser
@@ -464,8 +544,9 @@ add_parser = build_parser
 
 
 def _run_from_args(args: argparse.Namespace) -> int:
-    config = flags.build_config("text2tracks train-diffusion",
-                                lambda: flags.config_from_args(DiffusionTrainConfig, args))
+    config = flags.build_config(
+        "text2tracks train-diffusion", lambda: flags.config_from_args(DiffusionTrainConfig, args)
+    )
     print(json.dumps(train(config), indent=2))
     return 0
 

@@ -58,7 +58,11 @@ CURVE_NAME = "curve.json"
 
 
 def _checkpoint_root(config: TrainConfig) -> Path:
-    return Path(config.checkpoint_dir) if config.checkpoint_dir else Path(config.artifact) / CHECKPOINTS_NAME
+    return (
+        Path(config.checkpoint_dir)
+        if config.checkpoint_dir
+        else Path(config.artifact) / CHECKPOINTS_NAME
+    )
 
 
 def _resolve_resume(config) -> Path | None:
@@ -115,11 +119,13 @@ def _start(config: TrainConfig):
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
-    accelerator = Accelerator(mixed_precision=config.mixed_precision,
-                              gradient_accumulation_steps=config.grad_accum)
+    accelerator = Accelerator(
+        mixed_precision=config.mixed_precision, gradient_accumulation_steps=config.grad_accum
+    )
     if accelerator.device.type == "cpu":
         threads = config.num_threads or max(
-            1, len(os.sched_getaffinity(0)) // max(1, accelerator.num_processes))
+            1, len(os.sched_getaffinity(0)) // max(1, accelerator.num_processes)
+        )
         torch.set_num_threads(threads)
     set_seed(config.seed)
 
@@ -139,13 +145,21 @@ def _build_model(config: TrainConfig, catalog, train_playlists, log):
     # then depth tokens + EOS whatever the scheme, and decoding follows layout / trie depth
     texts = [p.prompt for p in train_playlists]
     model, tokenizer, layout = build_seq2seq(
-        config.model, catalog.level_sizes, scheme=catalog.scheme,
-        prompt_texts=[normalize_prompt(t) if config.normalize_prompts else t for t in texts])
+        config.model,
+        catalog.level_sizes,
+        scheme=catalog.scheme,
+        prompt_texts=[normalize_prompt(t) if config.normalize_prompts else t for t in texts],
+    )
     n_params = count_parameters(model)
-    shape = (f"level sizes {catalog.level_sizes}" if layout.scheme == "sid" else
-             f"content IDs of {layout.depth - 1} bytes + {catalog.level_sizes[-1]} digits")
-    log(f"model: {n_params / 1e6:.2f}M parameters ({count_parameters(model, True) / 1e6:.2f}M "
-        f"trainable); catalogue {len(catalog)} items, {shape}")
+    shape = (
+        f"level sizes {catalog.level_sizes}"
+        if layout.scheme == "sid"
+        else f"content IDs of {layout.depth - 1} bytes + {catalog.level_sizes[-1]} digits"
+    )
+    log(
+        f"model: {n_params / 1e6:.2f}M parameters ({count_parameters(model, True) / 1e6:.2f}M "
+        f"trainable); catalogue {len(catalog)} items, {shape}"
+    )
     return model, tokenizer, layout, n_params
 
 
@@ -158,8 +172,12 @@ def _build_optimizer(model, config: TrainConfig):
         if p.requires_grad:
             (decay if p.ndim >= 2 else no_decay).append(p)
     return torch.optim.AdamW(
-        [{"params": decay, "weight_decay": config.weight_decay},
-         {"params": no_decay, "weight_decay": 0.0}], lr=config.lr)
+        [
+            {"params": decay, "weight_decay": config.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=config.lr,
+    )
 
 
 def _evaluate(run: _Run) -> dict[str, float]:
@@ -174,66 +192,105 @@ def _evaluate(run: _Run) -> dict[str, float]:
     losses = []
     with torch.no_grad():
         for batch in run.val_loss_dl:
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                           labels=batch["labels"]).logits
+            logits = model(
+                input_ids=batch["input_ids"],
+                attention_mask=batch["attention_mask"],
+                labels=batch["labels"],
+            ).logits
             # per-example loss, so that gather_for_metrics can drop the padding duplicates
             per_token = torch.nn.functional.cross_entropy(
-                logits.float().transpose(1, 2), batch["labels"], reduction="none")
+                logits.float().transpose(1, 2), batch["labels"], reduction="none"
+            )
             losses.append(accelerator.gather_for_metrics(per_token.mean(dim=1)))
         unwrapped = accelerator.unwrap_model(model)
         hits = []
         for batch in run.val_prompt_dl:
             # the API's ranking: its beam width and diversity (text2tracks.generative)
             items, _ = search_items(
-                unwrapped, batch["input_ids"], batch["attention_mask"], run.trie, run.layout,
-                k=config.eval_k, num_beams=config.num_beams or max(config.eval_k, DEFAULT_NUM_BEAMS),
-                diversity=DEFAULT_DIVERSITY)
+                unwrapped,
+                batch["input_ids"],
+                batch["attention_mask"],
+                run.trie,
+                run.layout,
+                k=config.eval_k,
+                num_beams=config.num_beams or max(config.eval_k, DEFAULT_NUM_BEAMS),
+                diversity=DEFAULT_DIVERSITY,
+            )
             rows = batch["playlist_index"].tolist()
-            hit = [float(any(int(j) in run.val_relevant[r] for j in items[b]))
-                   for b, r in enumerate(rows)]
-            hits.append(accelerator.gather_for_metrics(
-                torch.tensor(hit, device=accelerator.device)))
+            hit = [
+                float(any(int(j) in run.val_relevant[r] for j in items[b]))
+                for b, r in enumerate(rows)
+            ]
+            hits.append(
+                accelerator.gather_for_metrics(torch.tensor(hit, device=accelerator.device))
+            )
     model.train()
     val_loss = float(torch.cat(losses).mean()) if losses else float("nan")
     hits_all = torch.cat(hits) if hits else torch.zeros(0)
-    return {"val_loss": val_loss,
-            f"val_hits@{config.eval_k}": float(hits_all.mean()) if hits_all.numel() else float("nan"),
-            "val_prompts": int(hits_all.numel())}
+    return {
+        "val_loss": val_loss,
+        f"val_hits@{config.eval_k}": float(hits_all.mean()) if hits_all.numel() else float("nan"),
+        "val_prompts": int(hits_all.numel()),
+    }
 
 
 def _record_eval(run: _Run) -> None:
     run.last_eval = _evaluate(run)
-    record = {"step": run.state["step"],
-              "elapsed_s": round(time.perf_counter() - run.start_time, 3),
-              "examples_seen": run.state["examples_seen"], **run.last_eval}
+    record = {
+        "step": run.state["step"],
+        "elapsed_s": round(time.perf_counter() - run.start_time, 3),
+        "examples_seen": run.state["examples_seen"],
+        **run.last_eval,
+    }
     run.log_records.append(record)
-    run.log(f"step {run.state['step']}: " + ", ".join(f"{k} {v:.4g}" for k, v in run.last_eval.items()))
+    run.log(
+        f"step {run.state['step']}: " + ", ".join(f"{k} {v:.4g}" for k, v in run.last_eval.items())
+    )
 
 
 def _train_forward(run: _Run, batch):
     config = run.config
     if "prompt_index" in batch:
-        return grouped_forward(run.model, batch["input_ids"], batch["attention_mask"],
-                               batch["prompt_index"], batch["labels"], encoder=run.train_encoder,
-                               autocast=run.accelerator.autocast,
-                               list_loss_weight=config.list_loss_weight,
-                               num_negatives=config.list_loss_negatives)
+        return grouped_forward(
+            run.model,
+            batch["input_ids"],
+            batch["attention_mask"],
+            batch["prompt_index"],
+            batch["labels"],
+            encoder=run.train_encoder,
+            autocast=run.accelerator.autocast,
+            list_loss_weight=config.list_loss_weight,
+            num_negatives=config.list_loss_negatives,
+        )
     if config.list_loss_weight:
-        raise ValueError("list_loss_weight > 0 needs the grouped forward (batches with "
-                         "prompt_index): set targets_per_prompt_group >= 2, or list_loss_weight 0")
-    return run.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                     labels=batch["labels"])
+        raise ValueError(
+            "list_loss_weight > 0 needs the grouped forward (batches with "
+            "prompt_index): set targets_per_prompt_group >= 2, or list_loss_weight 0"
+        )
+    return run.model(
+        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"]
+    )
 
 
 def _resume(run: _Run) -> None:
     """6. A fresh ``run.state``, or the one of the checkpoint ``config.resume`` names (with the
     model, optimizer and RNG states, and the training log so far)."""
     config, accelerator = run.config, run.accelerator
-    order = {"batch_size": config.batch_size, "targets_per_prompt_group": config.targets_per_prompt_group,
-             "length_bucket_window": config.length_bucket_window, "seed": config.seed,
-             "num_processes": accelerator.num_processes}
-    run.state = {"step": 0, "epoch": 0, "batches_in_epoch": 0, "elapsed_s": 0.0,
-                 "examples_seen": 0, "order": order}
+    order = {
+        "batch_size": config.batch_size,
+        "targets_per_prompt_group": config.targets_per_prompt_group,
+        "length_bucket_window": config.length_bucket_window,
+        "seed": config.seed,
+        "num_processes": accelerator.num_processes,
+    }
+    run.state = {
+        "step": 0,
+        "epoch": 0,
+        "batches_in_epoch": 0,
+        "elapsed_s": 0.0,
+        "examples_seen": 0,
+        "order": order,
+    }
     run.log_records = []
     resume_from = _resolve_resume(config)
     if resume_from is None:
@@ -250,9 +307,11 @@ def _resume(run: _Run) -> None:
     if run.state["batches_in_epoch"] and saved_order != order:
         # the skipped batches are those of the saved order: with other settings the rest of
         # this epoch repeats or misses some examples (later epochs are unaffected)
-        run.log(f"warning: the example order settings changed since the checkpoint "
-                f"({saved_order} -> {order}); the rest of epoch {run.state['epoch']} is not the "
-                f"exact continuation")
+        run.log(
+            f"warning: the example order settings changed since the checkpoint "
+            f"({saved_order} -> {order}); the rest of epoch {run.state['epoch']} is not the "
+            f"exact continuation"
+        )
     run.state["order"] = order
 
 
@@ -267,7 +326,7 @@ def _save_checkpoint(run: _Run) -> Path:
         with open(path / LOG_NAME, "w", encoding="utf-8") as f:
             for record in run.log_records:
                 f.write(json.dumps(record) + "\n")
-        for old in list_checkpoints(ckpt_root)[:-run.config.keep_checkpoints]:
+        for old in list_checkpoints(ckpt_root)[: -run.config.keep_checkpoints]:
             shutil.rmtree(old, ignore_errors=True)
     run.accelerator.wait_for_everyone()
     return path
@@ -281,8 +340,9 @@ def _train_batch(run: _Run, batch) -> bool:
         out = _train_forward(run, batch)
         accelerator.backward(out.loss)
         if accelerator.sync_gradients:
-            factor = lr_factor(state["step"], time.perf_counter() - run.start_time,
-                               config, run.total_steps)
+            factor = lr_factor(
+                state["step"], time.perf_counter() - run.start_time, config, run.total_steps
+            )
             for group in optimizer.param_groups:
                 group["lr"] = config.lr * factor
         optimizer.step()
@@ -306,12 +366,17 @@ def _after_step(run: _Run, bar) -> bool:
     state["elapsed_s"] = elapsed
     if state["step"] % config.log_every == 0:
         train_loss = float(accelerator.reduce(run.loss_sum, "mean")) / max(1, run.loss_n)
-        record = {"step": state["step"], "elapsed_s": round(elapsed, 3),
-                  "examples_seen": state["examples_seen"], "train_loss": train_loss}
+        record = {
+            "step": state["step"],
+            "elapsed_s": round(elapsed, 3),
+            "examples_seen": state["examples_seen"],
+            "train_loss": train_loss,
+        }
         if config.list_loss_weight:
             # train_loss is the sum; its list part, unweighted, beside it
-            record["train_list_loss"] = (float(accelerator.reduce(run.list_loss_sum, "mean"))
-                                         / max(1, run.loss_n))
+            record["train_list_loss"] = float(accelerator.reduce(run.list_loss_sum, "mean")) / max(
+                1, run.loss_n
+            )
         run.loss_sum.zero_()
         run.list_loss_sum.zero_()
         run.loss_n = 0
@@ -342,8 +407,13 @@ def _train_loop(run: _Run) -> None:
 
     config, accelerator, state = run.config, run.accelerator, run.state
     run.start_time = time.perf_counter() - state["elapsed_s"]
-    bar = tqdm(total=run.total_steps, initial=state["step"], desc="train", dynamic_ncols=True,
-               disable=not (run.main and config.progress))
+    bar = tqdm(
+        total=run.total_steps,
+        initial=state["step"],
+        desc="train",
+        dynamic_ncols=True,
+        disable=not (run.main and config.progress),
+    )
     run.stopped_by = "epochs"
     run.loss_sum = torch.zeros((), device=accelerator.device)
     run.list_loss_sum = torch.zeros((), device=accelerator.device)
@@ -393,9 +463,13 @@ def _save_model(run: _Run, summary: dict[str, Any]) -> None:
 
     config, state = run.config, run.state
     unwrapped = run.accelerator.unwrap_model(run.model)
-    info = {"steps": state["step"], "elapsed_s": summary["elapsed_s"],
-            "level_sizes": list(run.catalog.level_sizes), "scheme": run.layout.scheme,
-            **{k: v for k, v in run.last_eval.items()}}
+    info = {
+        "steps": state["step"],
+        "elapsed_s": summary["elapsed_s"],
+        "level_sizes": list(run.catalog.level_sizes),
+        "scheme": run.layout.scheme,
+        **{k: v for k, v in run.last_eval.items()},
+    }
     with component_writer(config.artifact, "seq2seq", info) as tmp:
         save_seq2seq(unwrapped, run.tokenizer, run.layout, tmp, config.model)
         with open(tmp / LOG_NAME, "w", encoding="utf-8") as f:
@@ -403,12 +477,21 @@ def _save_model(run: _Run, summary: dict[str, Any]) -> None:
                 f.write(json.dumps(record) + "\n")
         curve = [r for r in run.log_records if "val_loss" in r]
         with open(tmp / CURVE_NAME, "w", encoding="utf-8") as f:
-            json.dump({"eval_k": config.eval_k, "points": curve,
-                       "n_validation_skipped": run.n_val_skipped}, f, indent=2)
+            json.dump(
+                {
+                    "eval_k": config.eval_k,
+                    "points": curve,
+                    "n_validation_skipped": run.n_val_skipped,
+                },
+                f,
+                indent=2,
+            )
         with open(tmp / "train_config.json", "w", encoding="utf-8") as f:
             json.dump({"config": config.to_dict(), "summary": summary}, f, indent=2)
-    run.log(f"saved {summary['seq2seq_dir']} after {state['step']} steps "
-            f"({state['elapsed_s']:.0f} s, stopped by {run.stopped_by})")
+    run.log(
+        f"saved {summary['seq2seq_dir']} after {state['step']} steps "
+        f"({state['elapsed_s']:.0f} s, stopped by {run.stopped_by})"
+    )
 
 
 def train(config: TrainConfig) -> dict[str, Any]:
@@ -430,19 +513,32 @@ def train(config: TrainConfig) -> dict[str, Any]:
     optimizer = _build_optimizer(model, config)
     # 5. prepare
     model, optimizer, train_dl, val_loss_dl, val_prompt_dl = accelerator.prepare(
-        model, optimizer, train_dl, val_loss_dl, val_prompt_dl)
+        model, optimizer, train_dl, val_loss_dl, val_prompt_dl
+    )
     total_steps = config.epochs * math.ceil(len(train_dl) / config.grad_accum)
     if config.max_steps:
         total_steps = min(total_steps, config.max_steps)
     grouped = config.targets_per_prompt_group > 1
     run = _Run(
-        config=config, accelerator=accelerator, log=log, catalog=catalog, layout=layout,
-        tokenizer=tokenizer, model=model, optimizer=optimizer,
-        train_pairs=examples["train_pairs"], train_dl=train_dl, val_loss_dl=val_loss_dl,
-        val_prompt_dl=val_prompt_dl, val_relevant=[set(r) for r in examples["val_relevant"]],
+        config=config,
+        accelerator=accelerator,
+        log=log,
+        catalog=catalog,
+        layout=layout,
+        tokenizer=tokenizer,
+        model=model,
+        optimizer=optimizer,
+        train_pairs=examples["train_pairs"],
+        train_dl=train_dl,
+        val_loss_dl=val_loss_dl,
+        val_prompt_dl=val_prompt_dl,
+        val_relevant=[set(r) for r in examples["val_relevant"]],
         trie=FlatTrie.from_codes(catalog.sid_codes, catalog.level_sizes),
         train_encoder=accelerator.unwrap_model(model).get_encoder() if grouped else None,
-        total_steps=total_steps, n_params=n_params, n_val_skipped=examples["n_val_skipped"])
+        total_steps=total_steps,
+        n_params=n_params,
+        n_val_skipped=examples["n_val_skipped"],
+    )
     _resume(run)
     _train_loop(run)
     # 8. final validation, checkpoint, save
@@ -477,11 +573,14 @@ def build_parser(subparsers=None) -> argparse.ArgumentParser:
     from text2tracks.modeling import PROMPT_TOKENIZERS
 
     parser = command_parser(
-        subparsers, "train", prog="python -m training.train_seq2seq",
+        subparsers,
+        "train",
+        prog="python -m training.train_seq2seq",
         help="train the prompt -> semantic-ID seq2seq model on a build-ids artifact",
         description="Train the prompt -> semantic-ID seq2seq model on a build-ids artifact "
-                    "(also under `accelerate launch -m training.train_seq2seq`).",
-        epilog=EPILOG)
+        "(also under `accelerate launch -m training.train_seq2seq`).",
+        epilog=EPILOG,
+    )
     add_config_flags(parser, TrainConfig, choices={"tokenizer": PROMPT_TOKENIZERS})
     parser.set_defaults(func=_run_from_args)
     return parser

@@ -180,12 +180,13 @@ def run_build_ids(
         from text2tracks.title_terms import title_term_matrix
 
         terms, names = title_term_matrix([p.title for p in split.train], matrix)
-        log(f"  joint CF: {len(names)} title terms x {terms.shape[1]} tracks "
-            f"({terms.nnz} entries) stacked with weight {config.title_rows}")
+        log(
+            f"  joint CF: {len(names)} title terms x {terms.shape[1]} tracks "
+            f"({terms.nnz} entries) stacked with weight {config.title_rows}"
+        )
         stacked = sp.vstack([matrix.astype(np.float32), terms * float(config.title_rows)]).tocsr()
         joint = fit_cf(stacked, config.cf, show_progress=show_progress)
-        cf_model = CFModel(joint.item_factors, joint.playlist_factors[: matrix.shape[0]],
-                           config.cf)
+        cf_model = CFModel(joint.item_factors, joint.playlist_factors[: matrix.shape[0]], config.cf)
     else:
         cf_model = fit_cf(matrix, config.cf, show_progress=show_progress)
     stage("cf", started)
@@ -211,12 +212,14 @@ def run_build_ids(
     tracks = []
     for item_id in vocab.item_ids:
         track = playlist_set.tracks.get(item_id)
-        tracks.append({
-            "id": item_id,
-            "name": getattr(track, "name", None),
-            "artist": getattr(track, "artist", None),
-            "album": getattr(track, "album", None),
-        })
+        tracks.append(
+            {
+                "id": item_id,
+                "name": getattr(track, "name", None),
+                "artist": getattr(track, "artist", None),
+                "album": getattr(track, "album", None),
+            }
+        )
     stats = catalog.stats(cf_model.item_factors, rkm, [t["artist"] for t in tracks])
     stage("catalogue", started)
 
@@ -247,12 +250,22 @@ def run_build_ids(
             sid_dir / "config.json",
             {"build": config.to_dict(), "playlists": str(playlists_path), "stats": stats},
         )
-        write_manifest(tmp, {
-            "cf": {"model": config.cf.model, "n_items": cf_model.n_items,
-                   "n_playlists": cf_model.n_playlists, "dim": cf_model.dim},
-            "semantic_ids": {"depth": catalog.depth, "level_sizes": list(catalog.level_sizes),
-                             "n_items": len(catalog)},
-        })
+        write_manifest(
+            tmp,
+            {
+                "cf": {
+                    "model": config.cf.model,
+                    "n_items": cf_model.n_items,
+                    "n_playlists": cf_model.n_playlists,
+                    "dim": cf_model.dim,
+                },
+                "semantic_ids": {
+                    "depth": catalog.depth,
+                    "level_sizes": list(catalog.level_sizes),
+                    "n_items": len(catalog),
+                },
+            },
+        )
     stage("write", started)
     log(f"wrote {out_dir}")
     return {
@@ -321,7 +334,9 @@ CF_CHOICES = {"model": ("als", "bpr"), "weighting": ("bm25", "tfidf", "none")}
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``build-ids``: the inputs, then one flag per field of :class:`BuildIDsConfig`."""
     parser = command_parser(
-        subparsers, "build-ids", prog="text2tracks build-ids",
+        subparsers,
+        "build-ids",
+        prog="text2tracks build-ids",
         help="build CF embeddings and semantic IDs from playlists into an artifact folder",
         description=(
             "Read playlists (MPD slices, JSONL or Parquet), split them by playlist, fit CF on the "
@@ -330,8 +345,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         epilog=EPILOG,
     )
     add_flag(parser, "--playlists", required=True, help="playlist file or folder")
-    add_flag(parser, "--artifact", aliases=("--out",), required=True,
-             help="artifact folder to write")
+    add_flag(
+        parser, "--artifact", aliases=("--out",), required=True, help="artifact folder to write"
+    )
     parser.add_argument("--force", action="store_true", help="overwrite an existing --artifact")
     add_progress_flag(parser)
     add_config_flags(parser, BuildIDsConfig, names=CF_FLAG_NAMES, choices=CF_CHOICES)
@@ -355,8 +371,12 @@ def _main(args: argparse.Namespace) -> int:
     try:
         config = config_from_args(args)
         result = run_build_ids(
-            args.playlists, args.artifact, config, force=args.force,
-            show_progress=args.progress, log=lambda m: print(m, file=sys.stderr, flush=True),
+            args.playlists,
+            args.artifact,
+            config,
+            force=args.force,
+            show_progress=args.progress,
+            log=lambda m: print(m, file=sys.stderr, flush=True),
         )
     except (FileExistsError, FileNotFoundError, PlaylistFormatError, ValueError) as err:
         print(f"text2tracks build-ids: error: {err}", file=sys.stderr)

@@ -78,8 +78,16 @@ from text2tracks.prompt_files import (  # noqa: F401 - read_input and the rows a
 OUTPUT_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}
 OUTPUT_FIELDS = ("id", "prompt", "track_ids", "scores", "names", "artists", "error")
 JOURNAL_VERSION = 1
-_SETTINGS_CHECKED = ("k", "mode", "num_beams", "n_rows", "input_size", "guidance_weight",
-                     "n_samples", "seed")
+_SETTINGS_CHECKED = (
+    "k",
+    "mode",
+    "num_beams",
+    "n_rows",
+    "input_size",
+    "guidance_weight",
+    "n_samples",
+    "seed",
+)
 # Settings that journals written before they existed lack: read as these values.
 _SETTINGS_DEFAULTS = {"guidance_weight": None, "n_samples": None, "seed": 0}
 
@@ -202,24 +210,34 @@ def write_output(path: Path, records: list[dict]) -> None:
                 writer.writerow(OUTPUT_FIELDS)
                 for r in records:
                     rec = _output_record(r)
-                    writer.writerow([
-                        rec["id"], rec["prompt"] if rec["prompt"] is not None else "",
-                        *(json.dumps(rec[c] or [], ensure_ascii=False)
-                          for c in ("track_ids", "scores", "names", "artists")),
-                        rec["error"] or "",
-                    ])
+                    writer.writerow(
+                        [
+                            rec["id"],
+                            rec["prompt"] if rec["prompt"] is not None else "",
+                            *(
+                                json.dumps(rec[c] or [], ensure_ascii=False)
+                                for c in ("track_ids", "scores", "names", "artists")
+                            ),
+                            rec["error"] or "",
+                        ]
+                    )
                 f.flush()
                 os.fsync(f.fileno())
         else:
             import pyarrow as pa
             import pyarrow.parquet as pq
 
-            schema = pa.schema([
-                ("id", pa.string()), ("prompt", pa.string()),
-                ("track_ids", pa.list_(pa.string())), ("scores", pa.list_(pa.float64())),
-                ("names", pa.list_(pa.string())), ("artists", pa.list_(pa.string())),
-                ("error", pa.string()),
-            ])
+            schema = pa.schema(
+                [
+                    ("id", pa.string()),
+                    ("prompt", pa.string()),
+                    ("track_ids", pa.list_(pa.string())),
+                    ("scores", pa.list_(pa.float64())),
+                    ("names", pa.list_(pa.string())),
+                    ("artists", pa.list_(pa.string())),
+                    ("error", pa.string()),
+                ]
+            )
             columns = {name: [_output_record(r)[name] for r in records] for name in OUTPUT_FIELDS}
             for name in ("track_ids", "scores", "names", "artists"):
                 columns[name] = [v or [] for v in columns[name]]
@@ -239,7 +257,9 @@ def write_output(path: Path, records: list[dict]) -> None:
 def _result_records(rows: list[InputRow], recs: list) -> list[dict]:
     return [
         {
-            "row": row.index, "id": row.id, "prompt": row.prompt,
+            "row": row.index,
+            "id": row.id,
+            "prompt": row.prompt,
             "track_ids": [r.track_id for r in answer],
             "scores": [r.score for r in answer],
             "names": [r.name for r in answer],
@@ -251,8 +271,16 @@ def _result_records(rows: list[InputRow], recs: list) -> list[dict]:
 
 
 def _error_record(row: InputRow, error: str) -> dict:
-    return {"row": row.index, "id": row.id, "prompt": row.prompt, "track_ids": [],
-            "scores": [], "names": [], "artists": [], "error": error}
+    return {
+        "row": row.index,
+        "id": row.id,
+        "prompt": row.prompt,
+        "track_ids": [],
+        "scores": [],
+        "names": [],
+        "artists": [],
+        "error": error,
+    }
 
 
 def _partial_state():
@@ -301,22 +329,36 @@ def run_export(
     if mode not in MODES:
         raise ExportError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
     if mode == "generative":
-        given = [flag for flag, value in (("--guidance-weight", guidance_weight),
-                                          ("--n-samples", n_samples)) if value is not None]
+        given = [
+            flag
+            for flag, value in (("--guidance-weight", guidance_weight), ("--n-samples", n_samples))
+            if value is not None
+        ]
         if given:
-            raise ExportError(f"{' and '.join(given)} need --mode latent or hybrid (the diffusion "
-                              "head); generative mode cannot use them")
+            raise ExportError(
+                f"{' and '.join(given)} need --mode latent or hybrid (the diffusion "
+                "head); generative mode cannot use them"
+            )
     if guidance_weight is not None and (
-            isinstance(guidance_weight, bool) or not isinstance(guidance_weight, (int, float))
-            or not guidance_weight >= 0 or guidance_weight == float("inf")):
-        raise ExportError(f"--guidance-weight must be a finite number >= 0, got {guidance_weight!r}")
-    if n_samples is not None and (isinstance(n_samples, bool) or not isinstance(n_samples, int)
-                                  or n_samples < 1):
+        isinstance(guidance_weight, bool)
+        or not isinstance(guidance_weight, (int, float))
+        or not guidance_weight >= 0
+        or guidance_weight == float("inf")
+    ):
+        raise ExportError(
+            f"--guidance-weight must be a finite number >= 0, got {guidance_weight!r}"
+        )
+    if n_samples is not None and (
+        isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1
+    ):
         raise ExportError(f"--n-samples must be a positive integer, got {n_samples!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ExportError(f"--seed must be a non-negative integer, got {seed!r}")
-    sampling = {} if mode == "generative" else {
-        "guidance_weight": guidance_weight, "n_samples": n_samples, "seed": seed}
+    sampling = (
+        {}
+        if mode == "generative"
+        else {"guidance_weight": guidance_weight, "n_samples": n_samples, "seed": seed}
+    )
     state = _partial_state()
     rank, world = state.process_index, state.num_processes
     summary = ExportSummary(output=str(output_path), num_processes=world)
@@ -326,11 +368,19 @@ def run_export(
     rows = source.rows
     summary.read_s = time.perf_counter() - t0
     summary.n_rows, summary.n_blank = len(rows), source.n_blank
-    settings = {"journal": JOURNAL_VERSION, "k": k, "mode": mode, "num_beams": num_beams,
-                "n_rows": len(rows), "input_size": input_path.stat().st_size,
-                "guidance_weight": guidance_weight, "n_samples": n_samples,
-                "seed": 0 if mode == "generative" else seed,  # generative mode draws no noise
-                "input": str(input_path.resolve()), "artifact": str(Path(artifact).resolve())}
+    settings = {
+        "journal": JOURNAL_VERSION,
+        "k": k,
+        "mode": mode,
+        "num_beams": num_beams,
+        "n_rows": len(rows),
+        "input_size": input_path.stat().st_size,
+        "guidance_weight": guidance_weight,
+        "n_samples": n_samples,
+        "seed": 0 if mode == "generative" else seed,  # generative mode draws no noise
+        "input": str(input_path.resolve()),
+        "artifact": str(Path(artifact).resolve()),
+    }
 
     # 1. Journals of earlier runs: refuse them without --resume, else collect their rows.
     journals = existing_journals(output_path)
@@ -345,8 +395,11 @@ def run_export(
     for path in journals:
         header, records, good_end = _read_journal(path)
         if header is not None:
-            changed = [f"{key}={_setting(header, key)!r} (now {settings[key]!r})"
-                       for key in _SETTINGS_CHECKED if _setting(header, key) != settings[key]]
+            changed = [
+                f"{key}={_setting(header, key)!r} (now {settings[key]!r})"
+                for key in _SETTINGS_CHECKED
+                if _setting(header, key) != settings[key]
+            ]
             if changed:
                 raise ExportError(
                     f"{path} was written with other settings or another input: "
@@ -361,8 +414,10 @@ def run_export(
 
     if resume and not journals and output_path.exists():
         if state.is_main_process:
-            print(f"export: {output_path} is complete (no journal to resume); nothing to do",
-                  file=sys.stderr)
+            print(
+                f"export: {output_path} is complete (no journal to resume); nothing to do",
+                file=sys.stderr,
+            )
         return summary
 
     mine = [row for row in rows if row.index % world == rank]
@@ -382,24 +437,35 @@ def run_export(
     if k > len(recommender):
         raise ExportError(f"--k {k} is larger than the catalogue ({len(recommender)} tracks)")
     if mode != "generative" and not recommender.has_diffusion:
-        raise ExportError(f"--mode {mode} needs a diffusion head, but {artifact} has no diffusion/ "
-                          "component; train one (python -m training.train_diffusion) or use "
-                          "--mode generative")
+        raise ExportError(
+            f"--mode {mode} needs a diffusion head, but {artifact} has no diffusion/ "
+            "component; train one (python -m training.train_diffusion) or use "
+            "--mode generative"
+        )
 
     # 3. This process's rows: bad rows at once, good rows in fixed batches.
     handle = _open_journal(own, settings, own_end)
-    bar = tqdm(total=len(mine), initial=summary.n_resumed, unit="prompt", desc="export",
-               disable=not (progress and state.is_main_process) or None, dynamic_ncols=True,
-               smoothing=0.1)
+    bar = tqdm(
+        total=len(mine),
+        initial=summary.n_resumed,
+        unit="prompt",
+        desc="export",
+        disable=not (progress and state.is_main_process) or None,
+        dynamic_ncols=True,
+        smoothing=0.1,
+    )
     n_batches = 0
     try:
-        bad = [_error_record(row, row.error) for row in mine
-               if row.error is not None and row.index not in done]
+        bad = [
+            _error_record(row, row.error)
+            for row in mine
+            if row.error is not None and row.index not in done
+        ]
         _write_lines(handle, bad)
         bar.update(len(bad))
         good = [row for row in mine if row.error is None]
         for first in range(0, len(good), batch_size):
-            batch = good[first:first + batch_size]
+            batch = good[first : first + batch_size]
             todo = {row.index for row in batch if row.index not in done}
             if not todo:
                 continue
@@ -448,8 +514,9 @@ def _setting(header: dict, key: str) -> Any:
     return header.get(key, _SETTINGS_DEFAULTS.get(key))
 
 
-def _recommend_rows(recommender, batch: list[InputRow], k, num_beams, mode,
-                    sampling: dict | None = None) -> tuple[list[dict], int]:
+def _recommend_rows(
+    recommender, batch: list[InputRow], k, num_beams, mode, sampling: dict | None = None
+) -> tuple[list[dict], int]:
     """Records for one batch; a row the model refuses becomes an error record, the rest go on."""
     kwargs = dict(sampling or {})
     negatives = [row.negative_prompt for row in batch]
@@ -458,9 +525,14 @@ def _recommend_rows(recommender, batch: list[InputRow], k, num_beams, mode,
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            answers = recommender.recommend([row.prompt for row in batch], k=k,
-                                            num_beams=num_beams, batch_size=len(batch), mode=mode,
-                                            **kwargs)
+            answers = recommender.recommend(
+                [row.prompt for row in batch],
+                k=k,
+                num_beams=num_beams,
+                batch_size=len(batch),
+                mode=mode,
+                **kwargs,
+            )
             records = _result_records(batch, answers)
         except (ValueError, TypeError):
             if len(batch) == 1:
@@ -483,27 +555,50 @@ def _recommend_rows(recommender, batch: list[InputRow], k, num_beams, mode,
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--artifact", required=True, help="the artifact folder (text2tracks.json)")
-    parser.add_argument("--input", required=True,
-                        help="prompts: .jsonl ({\"id\", \"prompt\"}), .csv (id,prompt), "
-                             ".parquet, or .txt (one prompt per line)")
+    parser.add_argument(
+        "--input",
+        required=True,
+        help='prompts: .jsonl ({"id", "prompt"}), .csv (id,prompt), '
+        ".parquet, or .txt (one prompt per line)",
+    )
     parser.add_argument("--output", required=True, help="results: .jsonl, .csv or .parquet")
     parser.add_argument("--k", type=int, default=10, help="tracks per prompt (default 10)")
     parser.add_argument("--batch-size", type=int, default=32, help="prompts per batch (default 32)")
-    parser.add_argument("--resume", action="store_true",
-                        help="finish an interrupted export from its journal")
-    add_flag(parser, "--num-beams", type=int, default=None,
-             help="beam width (default: the decoder's default for k)")
-    parser.add_argument("--mode", default="generative", choices=MODES,
-                        help="generative (default); latent / hybrid need a diffusion head")
-    parser.add_argument("--guidance-weight", type=float, default=None,
-                        help="latent / hybrid: classifier-free guidance weight w (default: the "
-                             "head's stored default)")
-    parser.add_argument("--n-samples", type=int, default=None,
-                        help="latent / hybrid: latents sampled per prompt (default: the "
-                             "artifact's setting)")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="latent / hybrid: noise seed; the same seed gives the same output "
-                             "(default 0)")
+    parser.add_argument(
+        "--resume", action="store_true", help="finish an interrupted export from its journal"
+    )
+    add_flag(
+        parser,
+        "--num-beams",
+        type=int,
+        default=None,
+        help="beam width (default: the decoder's default for k)",
+    )
+    parser.add_argument(
+        "--mode",
+        default="generative",
+        choices=MODES,
+        help="generative (default); latent / hybrid need a diffusion head",
+    )
+    parser.add_argument(
+        "--guidance-weight",
+        type=float,
+        default=None,
+        help="latent / hybrid: classifier-free guidance weight w (default: the "
+        "head's stored default)",
+    )
+    parser.add_argument(
+        "--n-samples",
+        type=int,
+        default=None,
+        help="latent / hybrid: latents sampled per prompt (default: the artifact's setting)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="latent / hybrid: noise seed; the same seed gives the same output (default 0)",
+    )
     add_progress_flag(parser)
 
 
@@ -511,11 +606,20 @@ def _run_from_args(args: argparse.Namespace) -> int:
     from text2tracks.artifacts import ArtifactError
 
     try:
-        summary = run_export(args.artifact, args.input, args.output, k=args.k,
-                             batch_size=args.batch_size, resume=args.resume,
-                             num_beams=args.num_beams, mode=args.mode,
-                             progress=args.progress, guidance_weight=args.guidance_weight,
-                             n_samples=args.n_samples, seed=args.seed)
+        summary = run_export(
+            args.artifact,
+            args.input,
+            args.output,
+            k=args.k,
+            batch_size=args.batch_size,
+            resume=args.resume,
+            num_beams=args.num_beams,
+            mode=args.mode,
+            progress=args.progress,
+            guidance_weight=args.guidance_weight,
+            n_samples=args.n_samples,
+            seed=args.seed,
+        )
     except (ExportError, ArtifactError) as err:
         print(f"text2tracks export: error: {err}", file=sys.stderr)
         return 2
@@ -554,9 +658,13 @@ EPILOG = """examples:
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``text2tracks export`` (or, ``subparsers=None``, the standalone parser)."""
     parser = command_parser(
-        subparsers, "export", prog="text2tracks export",
+        subparsers,
+        "export",
+        prog="text2tracks export",
         help="recommendations for a file of prompts (batched, resumable)",
-        description=__doc__.split("\n\n")[0], epilog=EPILOG)
+        description=__doc__.split("\n\n")[0],
+        epilog=EPILOG,
+    )
     _add_arguments(parser)
     parser.set_defaults(func=_run_from_args)
     return parser

@@ -28,18 +28,29 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     from text2tracks.batching import ServeLimits
 
     parser = command_parser(
-        subparsers, "serve", prog="text2tracks serve",
+        subparsers,
+        "serve",
+        prog="text2tracks serve",
         help="serve an artifact over HTTP (POST /recommend, GET /health, /docs)",
-        description=__doc__.split("\n\n")[0], epilog=_EPILOG)
+        description=__doc__.split("\n\n")[0],
+        epilog=_EPILOG,
+    )
     parser.add_argument("--artifact", required=True, help="the artifact folder to serve")
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default: %(default)s)"
+    )
     parser.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
     parser.add_argument("--device", default=None, help="torch device (default: CUDA if available)")
-    parser.add_argument("--torch-threads", type=int, default=None,
-                        help="torch intra-op threads (default: torch's own choice); on a shared "
-                             "machine 1 can be many times faster than oversubscribed cores")
-    parser.add_argument("--log-level", default="info",
-                        choices=("critical", "error", "warning", "info", "debug"))
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        default=None,
+        help="torch intra-op threads (default: torch's own choice); on a shared "
+        "machine 1 can be many times faster than oversubscribed cores",
+    )
+    parser.add_argument(
+        "--log-level", default="info", choices=("critical", "error", "warning", "info", "debug")
+    )
     add_config_flags(parser, ServeLimits)
     parser.set_defaults(func=_run)
     return parser
@@ -52,15 +63,24 @@ def _run(args: argparse.Namespace) -> int:
     try:
         from text2tracks.serve import serve
     except ImportError as err:
-        raise SystemExit(f"text2tracks serve needs the 'serve' extra ({err.name} is missing): "
-                         'pip install "text2tracks[serve]"') from err
+        raise SystemExit(
+            f"text2tracks serve needs the 'serve' extra ({err.name} is missing): "
+            'pip install "text2tracks[serve]"'
+        ) from err
     try:
         limits = config_from_args(ServeLimits, args)
     except ValueError as err:
         raise SystemExit(f"text2tracks serve: {err}") from err
     try:
-        serve(args.artifact, host=args.host, port=args.port, device=args.device, limits=limits,
-              log_level=args.log_level, torch_threads=args.torch_threads)
+        serve(
+            args.artifact,
+            host=args.host,
+            port=args.port,
+            device=args.device,
+            limits=limits,
+            log_level=args.log_level,
+            torch_threads=args.torch_threads,
+        )
     except ArtifactError as err:
         raise SystemExit(f"text2tracks serve: {err}") from err
     return 0
