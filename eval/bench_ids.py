@@ -219,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
             "platform": platform.platform(),
             "load_average_start": _load_average(),
             "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
-        },
+        }
     }
     if not args.skip_scale:  # first, so that its peak memory is not the MPD run's
         result["scale"] = bench_scale(

@@ -109,9 +109,7 @@ def _as_list(playlists: Sequence[Playlist] | PlaylistSet) -> Sequence[Playlist]:
 
 
 def build_interactions(
-    playlists: Sequence[Playlist] | PlaylistSet,
-    min_count: int = 2,
-    vocab: ItemVocab | None = None,
+    playlists: Sequence[Playlist] | PlaylistSet, min_count: int = 2, vocab: ItemVocab | None = None
 ) -> tuple[sp.csr_matrix, ItemVocab]:
     """Binary interactions of playlists with catalogue items.
 

@@ -419,8 +419,7 @@ class ResidualKMeans:
         # +1: every row is matched once, so a constant shift keeps the optimum and keeps
         # zero distances from reading as missing edges
         graph = csr_matrix(
-            (dist[keep].astype(np.float64) + 1.0, (rows, col.reshape(-1))),
-            shape=(n, uniq.size),
+            (dist[keep].astype(np.float64) + 1.0, (rows, col.reshape(-1))), shape=(n, uniq.size)
         )
         _, matched = min_weight_full_bipartite_matching(graph)
         return uniq[matched] % self.codebook_size

@@ -30,13 +30,7 @@ def test_exact_matrix_min_count_1():
     np.testing.assert_array_equal(vocab.counts, [3, 3, 1, 1, 1])
     assert vocab.counts.dtype == np.int64
     expected = np.array(
-        [
-            [1, 1, 0, 0, 1],
-            [1, 1, 0, 1, 0],
-            [1, 1, 0, 0, 0],
-            [0, 0, 1, 0, 0],
-        ],
-        dtype=np.float32,
+        [[1, 1, 0, 0, 1], [1, 1, 0, 1, 0], [1, 1, 0, 0, 0], [0, 0, 1, 0, 0]], dtype=np.float32
     )
     np.testing.assert_array_equal(dense(matrix), expected)
     # counts are the column sums of the binary matrix

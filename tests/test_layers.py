@@ -20,7 +20,7 @@ LAYERS = {"semantic_ids": 0, "text2tracks": 1, "training": 2, "eval": 3}
 # (importing module, imported module) -> why it is still allowed. Remove an entry with its import.
 UPWARD_ALLOWED: dict[tuple[str, str], str] = {
     ("training.demo", "eval.metrics"): "issue 11: the demo evaluates with eval's metrics; "
-    "the metrics belong below training (or the demo above eval)",
+    "the metrics belong below training (or the demo above eval)"
 }
 CYCLES_ALLOWED: dict[frozenset[str], str] = {}
 

@@ -297,11 +297,7 @@ def test_missing_file_is_named(artifact, tmp_path, relative):
 
 
 @pytest.mark.parametrize(
-    "relative",
-    [
-        "seq2seq/model.safetensors",
-        "semantic_ids/catalog/sid_codes.npy",
-    ],
+    "relative", ["seq2seq/model.safetensors", "semantic_ids/catalog/sid_codes.npy"]
 )
 def test_truncated_file_is_named(artifact, tmp_path, relative):
     copy = _copy(artifact, tmp_path)
@@ -316,11 +312,7 @@ def test_truncated_file_is_named(artifact, tmp_path, relative):
 
 @pytest.mark.parametrize(
     "relative",
-    [
-        "seq2seq/config.json",
-        "semantic_ids/catalog/config.json",
-        "semantic_ids/tracks.json",
-    ],
+    ["seq2seq/config.json", "semantic_ids/catalog/config.json", "semantic_ids/tracks.json"],
 )
 def test_garbled_json_is_named(artifact, tmp_path, relative):
     copy = _copy(artifact, tmp_path)

@@ -21,21 +21,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tiny_artifact import (
-    PARTY_GENRES,
-    add_tiny_diffusion,
-    build_tiny_artifact,
-    genre_of,
-)
+from tiny_artifact import PARTY_GENRES, add_tiny_diffusion, build_tiny_artifact, genre_of
 
 from text2tracks.artifacts import MANIFEST_NAME, ArtifactError
 from text2tracks.diffusion import seed_latent
-from text2tracks.hybrid import (
-    FUSION_NAME,
-    HybridSettings,
-    load_fusion,
-    save_fusion,
-)
+from text2tracks.hybrid import FUSION_NAME, HybridSettings, load_fusion, save_fusion
 from text2tracks.pipeline import Text2Tracks
 from text2tracks.rerank import (
     FixedBlendFusion,

@@ -203,11 +203,7 @@ class FrozenSeq2SeqEncoder(PromptEncoder):
     def tokenize(self, prompts: list[str]) -> dict[str, torch.Tensor]:
         texts = [normalize_prompt(p) for p in prompts] if self.normalize else list(prompts)
         batch = self.tokenizer(
-            texts,
-            padding=True,
-            truncation=True,
-            max_length=self.max_length,
-            return_tensors="pt",
+            texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
         )
         return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
 

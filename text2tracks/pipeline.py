@@ -94,12 +94,7 @@ from text2tracks.latent import (
     rank_latent_batch,
     warn_default_fusion,
 )
-from text2tracks.metadata import (
-    CATALOG_SUBDIR,
-    TRACKS_NAME,
-    names_and_artists,
-    read_track_metadata,
-)
+from text2tracks.metadata import CATALOG_SUBDIR, TRACKS_NAME, names_and_artists, read_track_metadata
 from text2tracks.modeling import DEFAULT_DIVERSITY
 from text2tracks.options import (
     DEFAULT_EDIT_STRENGTH,

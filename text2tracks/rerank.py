@@ -404,10 +404,7 @@ FEATURE_NAMES = (
 
 
 def prompt_features(
-    candidates: Candidates,
-    latents: Any = None,
-    prompts: list[str] | None = None,
-    top: int = 10,
+    candidates: Candidates, latents: Any = None, prompts: list[str] | None = None, top: int = 10
 ) -> np.ndarray:
     """Per-prompt features ``(batch, len(FEATURE_NAMES))`` for the gate.
 

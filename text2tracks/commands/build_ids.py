@@ -296,7 +296,7 @@ def format_stats_table(stats: dict[str, Any]) -> str:
     lines = [
         f"tracks {stats['tracks']}   unique prefixes {stats.get('unique_prefixes')}   "
         f"in shared prefix {100 * stats.get('shared_prefix_share', 0.0):.2f}%   "
-        f"largest group {stats.get('largest_group')}   level sizes {stats.get('level_sizes')}",
+        f"largest group {stats.get('largest_group')}   level sizes {stats.get('level_sizes')}"
     ]
     if "artist_pair_random" in stats:
         lines.append(f"artist agreement of random pairs {stats['artist_pair_random']:.5f}")
