@@ -173,18 +173,7 @@ def teacher_targets(
         raise ValueError(f"own_weight must be in [0, 1], got {own_weight}")
     if top_items < 1:
         raise ValueError(f"top_items must be >= 1, got {top_items}")
-    lengths = np.fromiter((len(r) for r in relevant), dtype=np.int64, count=n)
-    cols = (
-        np.concatenate([np.asarray(r, dtype=np.int64) for r in relevant])
-        if lengths.sum()
-        else np.zeros(0, dtype=np.int64)
-    )
-    if cols.size and (cols.min() < 0 or cols.max() >= n_items):
-        raise ValueError("a relevant item index is outside the catalogue")
-    interactions = sp.csr_matrix(
-        (np.ones(cols.size, dtype=np.float32), cols, np.concatenate([[0], np.cumsum(lengths)])),
-        shape=(n, n_items),
-    )
+    interactions = _interaction_matrix(relevant, n_items)
     neighbors = TitleNeighbors(n_neighbors=n_neighbors, similarity_power=similarity_power)
     neighbors.fit(prompts)
     # equal prompts get equal neighbours: score each distinct prompt once
@@ -211,22 +200,49 @@ def teacher_targets(
         top = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
         for r, p in enumerate(rows):
             cand = top[r][scores[r, top[r]] > 0]
-            w = scores[r, cand].astype(np.float64)
             mine = np.asarray(relevant[p], dtype=np.int64)
-            has_teacher, has_own = bool(w.sum() > 0), bool(mine.size)
-            if has_teacher and has_own:
-                teacher_share, own_share = 1.0 - own_weight, own_weight
-            else:
-                teacher_share, own_share = float(has_teacher), float(has_own)
-            prob = np.zeros(0, np.float64)
-            item = np.zeros(0, np.int64)
-            if teacher_share:
-                item, prob = cand, teacher_share * w / w.sum()
-            if own_share:
-                item = np.concatenate([item, mine])
-                prob = np.concatenate([prob, np.full(mine.size, own_share / mine.size)])
-            if item.size:
-                item, where = np.unique(item, return_inverse=True)
-                prob = np.bincount(where, weights=prob, minlength=item.size)
-            items_out[p], weights_out[p] = item, prob
+            items_out[p], weights_out[p] = _blend(
+                cand, scores[r, cand].astype(np.float64), mine, own_weight
+            )
     return TeacherTargets(items_out, weights_out)
+
+
+def _interaction_matrix(relevant: Sequence[Sequence[int]], n_items: int) -> sp.csr_matrix:
+    """``(n_playlists, n_items)`` float32 0/1 matrix of the playlists' catalogue items."""
+    n = len(relevant)
+    lengths = np.fromiter((len(r) for r in relevant), dtype=np.int64, count=n)
+    cols = (
+        np.concatenate([np.asarray(r, dtype=np.int64) for r in relevant])
+        if lengths.sum()
+        else np.zeros(0, dtype=np.int64)
+    )
+    if cols.size and (cols.min() < 0 or cols.max() >= n_items):
+        raise ValueError("a relevant item index is outside the catalogue")
+    return sp.csr_matrix(
+        (np.ones(cols.size, dtype=np.float32), cols, np.concatenate([[0], np.cumsum(lengths)])),
+        shape=(n, n_items),
+    )
+
+
+def _blend(
+    cand: np.ndarray, w: np.ndarray, mine: np.ndarray, own_weight: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """One playlist's ``(items, probabilities)``: the teacher's candidates ``cand`` (scores
+    ``w``) get ``1 - own_weight``, its own tracks ``mine`` (uniformly) ``own_weight``; a side
+    without evidence gives its share to the other."""
+    has_teacher, has_own = bool(w.sum() > 0), bool(mine.size)
+    if has_teacher and has_own:
+        teacher_share, own_share = 1.0 - own_weight, own_weight
+    else:
+        teacher_share, own_share = float(has_teacher), float(has_own)
+    prob = np.zeros(0, np.float64)
+    item = np.zeros(0, np.int64)
+    if teacher_share:
+        item, prob = cand, teacher_share * w / w.sum()
+    if own_share:
+        item = np.concatenate([item, mine])
+        prob = np.concatenate([prob, np.full(mine.size, own_share / mine.size)])
+    if item.size:
+        item, where = np.unique(item, return_inverse=True)
+        prob = np.bincount(where, weights=prob, minlength=item.size)
+    return item, prob

@@ -130,20 +130,9 @@ def grouped_forward(
     reducer all-reduces them as usual (and ``no_sync`` under accumulation applies to this
     forward as to any other).
     """
-    import contextlib
-
-    import torch
     from transformers.modeling_outputs import BaseModelOutput
 
-    if encoder is None:
-        inner = model
-        while hasattr(inner, "module"):
-            inner = inner.module
-        encoder = inner.get_encoder()
-    with autocast() if autocast is not None else contextlib.nullcontext():
-        hidden = encoder(
-            input_ids=input_ids, attention_mask=attention_mask, return_dict=True
-        ).last_hidden_state
+    hidden = _encode_prompts(model, encoder, autocast, input_ids, attention_mask)
     if not list_loss_weight:
         return model(
             encoder_outputs=BaseModelOutput(last_hidden_state=hidden.index_select(0, prompt_index)),
@@ -152,24 +141,59 @@ def grouped_forward(
         )
     if num_negatives < 1:
         raise ValueError(f"the list loss needs num_negatives >= 1, got {num_negatives!r}")
-    # with the list loss: one decoder pass over the B examples and the P * K (prompt, negative)
-    # pairs together, through the wrapped forward (DDP sees one forward, as without it), and one
-    # log-softmax over the vocabulary that serves both the cross-entropy and the sequence scores:
-    # the vocabulary projection and its softmax are most of a small model's decoder cost
-    num_prompts, batch = input_ids.shape[0], labels.shape[0]
-    sequences, index, valid = draw_negatives(
-        prompt_index, labels, num_prompts, num_negatives, generator
+    return _forward_with_list_loss(
+        model,
+        hidden,
+        attention_mask,
+        prompt_index,
+        labels,
+        list_loss_weight,
+        draw_negatives(prompt_index, labels, input_ids.shape[0], num_negatives, generator),
     )
+
+
+def _unwrapped(model):
+    """``model`` without its ``.module`` wrappers (DDP, accelerate)."""
+    while hasattr(model, "module"):
+        model = model.module
+    return model
+
+
+def _encode_prompts(model, encoder, autocast, input_ids, attention_mask):
+    """(P, length, d_model) encoder states of the distinct prompts, under ``autocast``."""
+    import contextlib
+
+    if encoder is None:
+        encoder = _unwrapped(model).get_encoder()
+    with autocast() if autocast is not None else contextlib.nullcontext():
+        return encoder(
+            input_ids=input_ids, attention_mask=attention_mask, return_dict=True
+        ).last_hidden_state
+
+
+def _forward_with_list_loss(
+    model, hidden, attention_mask, prompt_index, labels, list_loss_weight, negatives
+):
+    """The forward of :func:`grouped_forward` with the list loss; ``negatives`` is
+    :func:`draw_negatives`' ``(sequences, index, valid)``."""
+    import torch
+    from transformers.modeling_outputs import BaseModelOutput
+
+    # one decoder pass over the B examples and the P * K (prompt, negative) pairs together,
+    # through the wrapped forward (DDP sees one forward, as without it), and one log-softmax
+    # over the vocabulary that serves both the cross-entropy and the sequence scores: the
+    # vocabulary projection and its softmax are most of a small model's decoder cost
+    sequences, index, valid = negatives
+    num_prompts, batch = hidden.shape[0], labels.shape[0]
     pair_prompt = torch.arange(num_prompts, device=index.device).repeat_interleave(index.shape[1])
     rows = torch.cat([prompt_index, pair_prompt])
     all_labels = torch.cat([labels, sequences.index_select(0, index.reshape(-1))])
-    inner = model
-    while hasattr(inner, "module"):
-        inner = inner.module
     out = model(
         encoder_outputs=BaseModelOutput(last_hidden_state=hidden.index_select(0, rows)),
         attention_mask=attention_mask.index_select(0, rows),
-        decoder_input_ids=inner.prepare_decoder_input_ids_from_labels(labels=all_labels),
+        decoder_input_ids=_unwrapped(model).prepare_decoder_input_ids_from_labels(
+            labels=all_labels
+        ),
     )
     keep = all_labels.ne(-100)
     token_log_probs = _token_log_probs(out.logits, all_labels) * keep

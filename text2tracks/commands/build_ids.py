@@ -30,6 +30,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -122,11 +123,7 @@ def run_build_ids(
         ValueError: a catalogue too small for the codebook, or CF factors that are not finite.
     """
     from semantic_ids.catalog import SemanticIDCatalog
-    from semantic_ids.cf import fit_cf
-    from semantic_ids.interactions import build_interactions
-    from semantic_ids.playlists import read_playlists, split_playlists
-    from semantic_ids.residual_kmeans import ResidualKMeans
-    from text2tracks.artifacts import new_artifact, write_json_atomic, write_manifest
+    from text2tracks.artifacts import new_artifact
 
     config = config or BuildIDsConfig()
     log = log or (lambda message: None)
@@ -135,31 +132,81 @@ def run_build_ids(
         raise FileExistsError(f"{out_dir} already exists; pass --force to overwrite it")
 
     timings: dict[str, float] = {}
+    playlist_set, split = _read_and_split(playlists_path, config, timings, log)
+    matrix, vocab = _training_interactions(split.train, config, timings, log)
+    with _stage("cf", timings, log):
+        cf_model = _fit_cf(matrix, [p.title for p in split.train], config, show_progress, log)
+    with _stage("residual_kmeans", timings, log):
+        rkm = _residual_kmeans(config)
+        codes = rkm.fit_encode(cf_model.item_factors)
+    with _stage("catalogue", timings, log):
+        catalog = SemanticIDCatalog.build(
+            vocab.item_ids, codes, vocab.counts, codebook_sizes=config.codebook_size
+        )
+        tracks = _track_records(vocab.item_ids, playlist_set.tracks)
+        stats = catalog.stats(cf_model.item_factors, rkm, [t["artist"] for t in tracks])
+    with _stage("write", timings, log):
+        split_info = _split_info(config, split, playlist_set.n_empty_skipped)
+        with new_artifact(out_dir, force=force) as tmp:
+            _write_build(
+                tmp,
+                config=config,
+                playlists_path=playlists_path,
+                cf_model=cf_model,
+                vocab=vocab,
+                split_info=split_info,
+                rkm=rkm,
+                catalog=catalog,
+                tracks=tracks,
+                stats=stats,
+            )
+    log(f"wrote {out_dir}")
+    return {
+        "stats": stats,
+        "timings": timings,
+        "split": {k: v for k, v in split_info.items() if k != "train_playlist_ids"},
+        "n_items": len(vocab),
+    }
 
-    def stage(name: str, started: float) -> None:
-        timings[name] = time.perf_counter() - started
-        log(f"  {name:<16} {timings[name]:7.2f} s")
+
+@contextmanager
+def _stage(name: str, timings: dict[str, float], log: Callable[[str], None]):
+    """Time the stage run inside the block into ``timings[name]`` and log it (not on error)."""
+    started = time.perf_counter()
+    yield
+    timings[name] = time.perf_counter() - started
+    log(f"  {name:<16} {timings[name]:7.2f} s")
+
+
+def _read_and_split(playlists_path, config: BuildIDsConfig, timings, log):
+    """``(PlaylistSet, split)`` of the playlists file; raises when no training playlist is left."""
+    from semantic_ids.playlists import read_playlists, split_playlists
 
     log(f"reading playlists from {playlists_path}")
-    started = time.perf_counter()
-    playlist_set = read_playlists(playlists_path)
-    split = split_playlists(
-        playlist_set.playlists,
-        validation_fraction=config.validation_fraction,
-        test_fraction=config.test_fraction,
-        seed=config.split_seed,
-    )
-    stage("read+split", started)
+    with _stage("read+split", timings, log):
+        playlist_set = read_playlists(playlists_path)
+        split = split_playlists(
+            playlist_set.playlists,
+            validation_fraction=config.validation_fraction,
+            test_fraction=config.test_fraction,
+            seed=config.split_seed,
+        )
     log(
         f"  {len(playlist_set.playlists)} playlists ({playlist_set.n_empty_skipped} empty skipped): "
         f"{len(split.train)} train / {len(split.validation)} validation / {len(split.test)} test"
     )
     if not split.train:
         raise ValueError(f"{playlists_path}: no training playlists after the split")
+    return playlist_set, split
 
-    started = time.perf_counter()
-    matrix, vocab = build_interactions(split.train, min_count=config.min_count)
-    stage("interactions", started)
+
+def _training_interactions(train, config: BuildIDsConfig, timings, log):
+    """``(matrix, ItemVocab)`` of the training playlists; raises when the catalogue is smaller
+    than the codebook."""
+    from semantic_ids.interactions import build_interactions
+
+    with _stage("interactions", timings, log):
+        matrix, vocab = build_interactions(train, min_count=config.min_count)
     log(
         f"  catalogue: {len(vocab)} tracks in >= {config.min_count} training playlists; "
         f"matrix {matrix.shape[0]} x {matrix.shape[1]}, {matrix.nnz} entries"
@@ -169,30 +216,38 @@ def run_build_ids(
             f"the catalogue has {len(vocab)} tracks, fewer than codebook_size="
             f"{config.codebook_size}; lower --codebook-size or --min-count"
         )
+    return matrix, vocab
 
-    started = time.perf_counter()
-    if config.title_rows:
-        # a joint embedding: title-term x track rows under the playlist rows (see title_terms)
-        import numpy as np
-        import scipy.sparse as sp
 
-        from semantic_ids.cf import CFModel
-        from text2tracks.title_terms import title_term_matrix
+def _fit_cf(matrix, titles: list[str], config: BuildIDsConfig, show_progress: bool, log):
+    """The CF model of the training matrix; with ``config.title_rows``, fitted jointly with
+    title-term x track rows stacked under the playlists (the playlist factors keep their rows)."""
+    from semantic_ids.cf import fit_cf
 
-        terms, names = title_term_matrix([p.title for p in split.train], matrix)
-        log(
-            f"  joint CF: {len(names)} title terms x {terms.shape[1]} tracks "
-            f"({terms.nnz} entries) stacked with weight {config.title_rows}"
-        )
-        stacked = sp.vstack([matrix.astype(np.float32), terms * float(config.title_rows)]).tocsr()
-        joint = fit_cf(stacked, config.cf, show_progress=show_progress)
-        cf_model = CFModel(joint.item_factors, joint.playlist_factors[: matrix.shape[0]], config.cf)
-    else:
-        cf_model = fit_cf(matrix, config.cf, show_progress=show_progress)
-    stage("cf", started)
+    if not config.title_rows:
+        return fit_cf(matrix, config.cf, show_progress=show_progress)
+    # a joint embedding: title-term x track rows under the playlist rows (see title_terms)
+    import numpy as np
+    import scipy.sparse as sp
 
-    started = time.perf_counter()
-    rkm = ResidualKMeans(
+    from semantic_ids.cf import CFModel
+    from text2tracks.title_terms import title_term_matrix
+
+    terms, names = title_term_matrix(titles, matrix)
+    log(
+        f"  joint CF: {len(names)} title terms x {terms.shape[1]} tracks "
+        f"({terms.nnz} entries) stacked with weight {config.title_rows}"
+    )
+    stacked = sp.vstack([matrix.astype(np.float32), terms * float(config.title_rows)]).tocsr()
+    joint = fit_cf(stacked, config.cf, show_progress=show_progress)
+    return CFModel(joint.item_factors, joint.playlist_factors[: matrix.shape[0]], config.cf)
+
+
+def _residual_kmeans(config: BuildIDsConfig):
+    """An unfitted :class:`~semantic_ids.residual_kmeans.ResidualKMeans` with the settings."""
+    from semantic_ids.residual_kmeans import ResidualKMeans
+
+    return ResidualKMeans(
         n_levels=config.n_levels,
         codebook_size=config.codebook_size,
         normalize_input=config.normalize_input,
@@ -202,16 +257,13 @@ def run_build_ids(
         assignment=config.assignment,
         balance=config.balance,
     )
-    codes = rkm.fit_encode(cf_model.item_factors)
-    stage("residual_kmeans", started)
 
-    started = time.perf_counter()
-    catalog = SemanticIDCatalog.build(
-        vocab.item_ids, codes, vocab.counts, codebook_sizes=config.codebook_size
-    )
+
+def _track_records(item_ids, known_tracks) -> list[dict[str, Any]]:
+    """``tracks.json``'s records: id, name, artist, album of each item (None where unknown)."""
     tracks = []
-    for item_id in vocab.item_ids:
-        track = playlist_set.tracks.get(item_id)
+    for item_id in item_ids:
+        track = known_tracks.get(item_id)
         tracks.append(
             {
                 "id": item_id,
@@ -220,60 +272,70 @@ def run_build_ids(
                 "album": getattr(track, "album", None),
             }
         )
-    stats = catalog.stats(cf_model.item_factors, rkm, [t["artist"] for t in tracks])
-    stage("catalogue", started)
+    return tracks
 
-    started = time.perf_counter()
-    split_info = {
+
+def _split_info(config: BuildIDsConfig, split, n_empty_skipped: int) -> dict[str, Any]:
+    """``cf/split.json``: the split's parameters and sizes, and the training playlist ids."""
+    return {
         "validation_fraction": config.validation_fraction,
         "test_fraction": config.test_fraction,
         "seed": config.split_seed,
         "n_train": len(split.train),
         "n_validation": len(split.validation),
         "n_test": len(split.test),
-        "n_empty_skipped": playlist_set.n_empty_skipped,
+        "n_empty_skipped": n_empty_skipped,
         # row r of playlist_factors is this playlist
         "train_playlist_ids": [p.playlist_id for p in split.train],
     }
-    with new_artifact(out_dir, force=force) as tmp:
-        cf_dir = tmp / "cf"
-        cf_model.save(cf_dir)
-        vocab.save(cf_dir)
-        write_json_atomic(cf_dir / SPLIT_NAME, split_info)
-        sid_dir = tmp / "semantic_ids"
-        sid_dir.mkdir()
-        rkm.save(sid_dir / RKM_DIR)
-        catalog.save(sid_dir / CATALOG_DIR)
-        with open(sid_dir / TRACKS_NAME, "w", encoding="utf-8") as f:
-            json.dump(tracks, f, ensure_ascii=False)
-        write_json_atomic(
-            sid_dir / "config.json",
-            {"build": config.to_dict(), "playlists": str(playlists_path), "stats": stats},
-        )
-        write_manifest(
-            tmp,
-            {
-                "cf": {
-                    "model": config.cf.model,
-                    "n_items": cf_model.n_items,
-                    "n_playlists": cf_model.n_playlists,
-                    "dim": cf_model.dim,
-                },
-                "semantic_ids": {
-                    "depth": catalog.depth,
-                    "level_sizes": list(catalog.level_sizes),
-                    "n_items": len(catalog),
-                },
+
+
+def _write_build(
+    tmp: Path,
+    *,
+    config: BuildIDsConfig,
+    playlists_path,
+    cf_model,
+    vocab,
+    split_info,
+    rkm,
+    catalog,
+    tracks,
+    stats,
+) -> None:
+    """Write the built components and the manifest into the new artifact folder ``tmp``."""
+    from text2tracks.artifacts import write_json_atomic, write_manifest
+
+    cf_dir = tmp / "cf"
+    cf_model.save(cf_dir)
+    vocab.save(cf_dir)
+    write_json_atomic(cf_dir / SPLIT_NAME, split_info)
+    sid_dir = tmp / "semantic_ids"
+    sid_dir.mkdir()
+    rkm.save(sid_dir / RKM_DIR)
+    catalog.save(sid_dir / CATALOG_DIR)
+    with open(sid_dir / TRACKS_NAME, "w", encoding="utf-8") as f:
+        json.dump(tracks, f, ensure_ascii=False)
+    write_json_atomic(
+        sid_dir / "config.json",
+        {"build": config.to_dict(), "playlists": str(playlists_path), "stats": stats},
+    )
+    write_manifest(
+        tmp,
+        {
+            "cf": {
+                "model": config.cf.model,
+                "n_items": cf_model.n_items,
+                "n_playlists": cf_model.n_playlists,
+                "dim": cf_model.dim,
             },
-        )
-    stage("write", started)
-    log(f"wrote {out_dir}")
-    return {
-        "stats": stats,
-        "timings": timings,
-        "split": {k: v for k, v in split_info.items() if k != "train_playlist_ids"},
-        "n_items": len(vocab),
-    }
+            "semantic_ids": {
+                "depth": catalog.depth,
+                "level_sizes": list(catalog.level_sizes),
+                "n_items": len(catalog),
+            },
+        },
+    )
 
 
 def load_semantic_ids(artifact_dir: str | Path):
