@@ -1,0 +1,127 @@
+"""Hyperparameters of the prompt -> latent heads, validated when they are built.
+
+:class:`DiffusionHeadConfig` describes the diffusion head (its denoiser and DDPM/DDIM schedule),
+:class:`RegressorConfig` the plain regressor baseline. Both are frozen dataclasses stored in a
+head's ``config.json``; :func:`config_from_dict` rebuilds one and rejects unknown keys.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+_BETA_SCHEDULES = ("squaredcos_cap_v2", "linear", "scaled_linear")
+_PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
+
+
+def config_from_dict(cls, values: dict[str, Any]):
+    """``cls(**values)`` for a config dataclass; a key that is not a field raises ``ValueError``."""
+    known = {f.name for f in fields(cls)}
+    unknown = set(values) - known
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} keys: {sorted(unknown)}")
+    return cls(**values)
+
+
+@dataclass(frozen=True)
+class DiffusionHeadConfig:
+    """Hyperparameters of the diffusion head.
+
+    Attributes:
+        latent_dim: width of the CF space (the ALS factor width).
+        cond_dim: width of the pooled prompt encoding.
+        hidden, n_blocks: width and depth of the residual MLP denoiser.
+        time_embed_dim: channels of the sinusoidal timestep embedding.
+        dropout: dropout inside the residual blocks.
+        num_train_timesteps, beta_schedule, beta_start, beta_end: the DDPM noise schedule.
+        prediction_type: what the denoiser predicts: ``"epsilon"``, ``"v_prediction"``, ``"sample"``.
+        cond_drop_prob: probability of replacing the condition by the learned null condition
+            during training (classifier-free guidance needs it > 0).
+        guidance_weight: default w; 1 = plain conditional, > 1 = stronger prompt.
+        ddim_steps: default number of DDIM sampling / inversion steps.
+    """
+
+    latent_dim: int
+    cond_dim: int
+    hidden: int = 512
+    n_blocks: int = 4
+    time_embed_dim: int = 128
+    dropout: float = 0.0
+    num_train_timesteps: int = 1000
+    beta_schedule: str = "squaredcos_cap_v2"
+    beta_start: float = 0.0001
+    beta_end: float = 0.02
+    prediction_type: str = "epsilon"
+    cond_drop_prob: float = 0.1
+    guidance_weight: float = 2.0
+    ddim_steps: int = 20
+
+    def __post_init__(self) -> None:
+        for name in (
+            "latent_dim",
+            "cond_dim",
+            "hidden",
+            "n_blocks",
+            "time_embed_dim",
+            "ddim_steps",
+        ):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(
+                    f"DiffusionHeadConfig.{name} must be >= 1, got {getattr(self, name)}"
+                )
+        if self.time_embed_dim % 2:
+            raise ValueError(
+                f"DiffusionHeadConfig.time_embed_dim must be even, got {self.time_embed_dim}"
+            )
+        if self.beta_schedule not in _BETA_SCHEDULES:
+            raise ValueError(
+                f"beta_schedule must be one of {_BETA_SCHEDULES}, got {self.beta_schedule!r}"
+            )
+        if self.prediction_type not in _PREDICTION_TYPES:
+            raise ValueError(
+                f"prediction_type must be one of {_PREDICTION_TYPES}, got {self.prediction_type!r}"
+            )
+        if not 0.0 <= self.cond_drop_prob < 1.0:
+            raise ValueError(f"cond_drop_prob must be in [0, 1), got {self.cond_drop_prob}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.ddim_steps > self.num_train_timesteps:
+            raise ValueError(
+                f"ddim_steps ({self.ddim_steps}) cannot exceed num_train_timesteps ({self.num_train_timesteps})"
+            )
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> DiffusionHeadConfig:
+        return config_from_dict(cls, values)
+
+
+@dataclass(frozen=True)
+class RegressorConfig:
+    """The plain baseline: prompt encoding -> standardised latent, with the same encoder.
+
+    Attributes:
+        loss: ``"mse"`` on standardised latents or ``"cosine"`` (1 - cosine similarity).
+    """
+
+    latent_dim: int
+    cond_dim: int
+    hidden: int = 512
+    n_blocks: int = 2
+    dropout: float = 0.1
+    loss: str = "mse"
+
+    def __post_init__(self) -> None:
+        for name in ("latent_dim", "cond_dim", "hidden", "n_blocks"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"RegressorConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.loss not in ("mse", "cosine"):
+            raise ValueError(f"RegressorConfig.loss must be 'mse' or 'cosine', got {self.loss!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> RegressorConfig:
+        return config_from_dict(cls, values)
+
+
+__all__ = ["DiffusionHeadConfig", "RegressorConfig", "config_from_dict"]
