@@ -68,6 +68,54 @@ def _perplexity(counts: np.ndarray) -> float:
     return float(math.exp(-(p * np.log(p)).sum()))
 
 
+def _shared_prefix_stats(prefix_keys: np.ndarray) -> dict:
+    """How many items share their full residual prefix with another item."""
+    _, inverse, counts = np.unique(prefix_keys, return_inverse=True, return_counts=True)
+    in_shared = counts[inverse.reshape(-1)] > 1
+    return {
+        "unique_prefixes": int(counts.size),
+        "shared_prefix_share": float(in_shared.mean()),
+        "shared_groups": int((counts > 1).sum()),
+        "largest_group": int(counts.max()),
+    }
+
+
+def _artist_codes(artists: Sequence[str | None], n: int) -> tuple[np.ndarray, float | None]:
+    """``(codes, random_agreement)``: an int artist code per item (-1 where unknown), and the
+    share of random pairs of items with a known artist that have the same one (None under two)."""
+    if len(artists) != n:
+        raise ValueError(f"{len(artists)} artists for {n} items")
+    known = np.array([a is not None and str(a) != "" for a in artists])
+    _, codes = np.unique(
+        np.array([str(a) if a is not None else "" for a in artists]), return_inverse=True
+    )
+    codes = np.where(known, codes.reshape(-1), -1)
+    n_known = int(known.sum())
+    total = n_known * (n_known - 1) / 2
+    random_agreement = _pairs(np.bincount(codes[known])) / total if total else None
+    return codes, random_agreement
+
+
+def _artist_agreement(
+    prefix_inverse: np.ndarray, artist_codes: np.ndarray, random_agreement: float | None
+) -> dict:
+    """Of the pairs of items (with a known artist) under the same prefix, the share by the same
+    artist, and its lift over random pairs."""
+    keep = artist_codes >= 0
+    p = prefix_inverse.reshape(-1)[keep]
+    same_prefix = _pairs(np.bincount(p))
+    joint = p.astype(np.int64) * (int(artist_codes.max()) + 1) + artist_codes[keep]
+    _, joint_counts = np.unique(joint, return_counts=True)
+    agreement = _pairs(joint_counts) / same_prefix if same_prefix else None
+    return {
+        "same_prefix_pairs": int(same_prefix),
+        "artist_pair_agreement": agreement,
+        "artist_lift": (
+            agreement / random_agreement if agreement is not None and random_agreement else None
+        ),
+    }
+
+
 class SemanticIDCatalog:
     """Items and their fixed-depth semantic IDs.
 
@@ -271,28 +319,10 @@ class SemanticIDCatalog:
             return out
         prefix_ranks = _prefix_ranks(residual, self.level_sizes[:n_levels])[1] if n_levels else []
         prefix_keys = prefix_ranks[-1] if n_levels else np.zeros(n, dtype=np.int64)
-        _, inverse, counts = np.unique(prefix_keys, return_inverse=True, return_counts=True)
-        in_shared = counts[inverse.reshape(-1)] > 1
-        out.update(
-            unique_prefixes=int(counts.size),
-            shared_prefix_share=float(in_shared.mean()),
-            shared_groups=int((counts > 1).sum()),
-            largest_group=int(counts.max()),
-        )
-        artist_codes = None
-        random_agreement = None
+        out.update(_shared_prefix_stats(prefix_keys))
+        artist_codes = random_agreement = None
         if artists is not None:
-            if len(artists) != n:
-                raise ValueError(f"{len(artists)} artists for {n} items")
-            known = np.array([a is not None and str(a) != "" for a in artists])
-            _, artist_codes = np.unique(
-                np.array([str(a) if a is not None else "" for a in artists]), return_inverse=True
-            )
-            artist_codes = np.where(known, artist_codes.reshape(-1), -1)
-            n_known = int(known.sum())
-            artist_counts = np.bincount(artist_codes[known])
-            total = n_known * (n_known - 1) / 2
-            random_agreement = _pairs(artist_counts) / total if total else None
+            artist_codes, random_agreement = _artist_codes(artists, n)
             out["artist_pair_random"] = random_agreement
         errors = nearest = None
         if item_vectors is not None and rkm is not None:
@@ -320,19 +350,7 @@ class SemanticIDCatalog:
                     (nearest[:, : level + 1] == residual[:, : level + 1]).all(axis=1).mean()
                 )
             if artist_codes is not None:
-                keep = artist_codes >= 0
-                p = prefix_inverse.reshape(-1)[keep]
-                same_prefix = _pairs(np.bincount(p))
-                joint = p.astype(np.int64) * (int(artist_codes.max()) + 1) + artist_codes[keep]
-                _, joint_counts = np.unique(joint, return_counts=True)
-                agreement = _pairs(joint_counts) / same_prefix if same_prefix else None
-                row["same_prefix_pairs"] = int(same_prefix)
-                row["artist_pair_agreement"] = agreement
-                row["artist_lift"] = (
-                    agreement / random_agreement
-                    if agreement is not None and random_agreement
-                    else None
-                )
+                row.update(_artist_agreement(prefix_inverse, artist_codes, random_agreement))
             levels.append(row)
         out["levels"] = levels
         return out
