@@ -1,0 +1,205 @@
+"""Both views' candidates in one table, and the blend of their scores.
+
+:class:`Candidates` holds the union of the beam's and the latent search's candidates per prompt,
+each item with its score and rank in either view (:func:`pool_candidates`). Since beam
+log-probabilities and inner products live on unrelated scales, each view is normalised per
+prompt (:func:`normalise_view`: z-score or rank-based) before :func:`blend` mixes them with a
+weight alpha; :func:`top_k` takes the best items by any score.
+
+Arrays use ``-1`` for "no item" and NaN for "no score".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from text2tracks.latent_search import latent_similarity
+
+NORMALISATIONS = ("zscore", "rank")
+
+
+@dataclass
+class Candidates:
+    """Union of both views' candidates per prompt.
+
+    Attributes:
+        items: (batch, n) int64 item indices, -1 = padding.
+        generative: (batch, n) beam log-probs, NaN where the beam did not return the item.
+        latent: (batch, n) pooled latent similarities, NaN where unknown.
+        beam_rank / latent_rank: (batch, n) 0-based rank within each view, -1 where absent.
+    """
+
+    items: np.ndarray
+    generative: np.ndarray
+    latent: np.ndarray
+    beam_rank: np.ndarray
+    latent_rank: np.ndarray
+
+    def __len__(self) -> int:
+        return self.items.shape[0]
+
+    def subset(self, rows: np.ndarray) -> Candidates:
+        return Candidates(
+            self.items[rows],
+            self.generative[rows],
+            self.latent[rows],
+            self.beam_rank[rows],
+            self.latent_rank[rows],
+        )
+
+
+def _np(x: Any, dtype) -> np.ndarray | None:
+    if x is None:
+        return None
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x, dtype=dtype)
+
+
+def pool_candidates(
+    beam_items: Any = None,
+    beam_scores: Any = None,
+    latent_items: Any = None,
+    latent_scores: Any = None,
+    latents: Any = None,
+    item_factors: np.ndarray | None = None,
+    pool: str = "max",
+) -> Candidates:
+    """Merge beam candidates ``(batch, kb)`` and latent candidates ``(batch, kl)`` into one
+    :class:`Candidates`. With ``latents`` and ``item_factors`` the latent similarity is computed
+    exactly for every candidate (beam-only items included)."""
+    b_items, b_scores = _np(beam_items, np.int64), _np(beam_scores, np.float32)
+    l_items, l_scores = _np(latent_items, np.int64), _np(latent_scores, np.float32)
+    if b_items is None and l_items is None:
+        raise ValueError("pool_candidates needs beam candidates, latent candidates or both")
+    batch = (b_items if b_items is not None else l_items).shape[0]
+    if b_items is None:
+        b_items, b_scores = np.full((batch, 0), -1, np.int64), np.zeros((batch, 0), np.float32)
+    if l_items is None:
+        l_items, l_scores = np.full((batch, 0), -1, np.int64), np.zeros((batch, 0), np.float32)
+    if b_scores is None or b_scores.shape != b_items.shape:
+        raise ValueError(f"beam_scores must match beam_items {b_items.shape}")
+    if l_scores is None or l_scores.shape != l_items.shape:
+        raise ValueError(f"latent_scores must match latent_items {l_items.shape}")
+    if l_items.shape[0] != batch:
+        raise ValueError(
+            f"beam and latent candidates differ in batch: {batch} vs {l_items.shape[0]}"
+        )
+
+    width = b_items.shape[1] + l_items.shape[1]
+    items = np.full((batch, width), -1, np.int64)
+    gen = np.full((batch, width), np.nan, np.float32)
+    lat = np.full((batch, width), np.nan, np.float32)
+    brank = np.full((batch, width), -1, np.int64)
+    lrank = np.full((batch, width), -1, np.int64)
+    for b in range(batch):
+        slot: dict[int, int] = {}
+        for its, scs, scores, ranks in (
+            (b_items[b], b_scores[b], gen, brank),
+            (l_items[b], l_scores[b], lat, lrank),
+        ):
+            order = np.argsort(-np.where(its >= 0, scs, -np.inf), kind="stable")
+            rank = 0
+            for j in order:
+                item = int(its[j])
+                if item < 0:
+                    continue
+                if item not in slot:
+                    slot[item] = len(slot)
+                    items[b, slot[item]] = item
+                s = slot[item]
+                if ranks[b, s] < 0:  # keep a view's best score for duplicates
+                    scores[b, s], ranks[b, s] = scs[j], rank
+                    rank += 1
+    n = max(1, int((items >= 0).sum(1).max()))
+    items, gen, lat, brank, lrank = (a[:, :n] for a in (items, gen, lat, brank, lrank))
+    if latents is not None:
+        if item_factors is None:
+            raise ValueError("latents given without item_factors")
+        lat = latent_similarity(latents, item_factors, items, pool)
+        lrank = np.full_like(items, -1)
+        for b in range(batch):
+            valid = np.flatnonzero(items[b] >= 0)
+            order = valid[np.argsort(-lat[b, valid], kind="stable")]
+            lrank[b, order] = np.arange(order.size)
+    return Candidates(items, gen, lat, brank, lrank)
+
+
+# ------------------------------------------------------------------------------------------------
+# Normalisation and blending
+# ------------------------------------------------------------------------------------------------
+
+
+def normalise_view(scores: np.ndarray, method: str = "zscore") -> np.ndarray:
+    """Per-row normalisation of one view's scores ``(batch, n)``; NaN (missing) -> the row's floor.
+
+    ``zscore``: (s - mean) / std over present entries, missing at the row's minimum minus one
+    standard unit (strictly below every present item). ``rank``: 1 - rank / n_present, in
+    (0, 1], missing at 0. A row with no present entries is all zeros.
+    """
+    if method not in NORMALISATIONS:
+        raise ValueError(f"normalisation must be one of {NORMALISATIONS}, got {method!r}")
+    scores = np.asarray(scores, dtype=np.float64)
+    out = np.zeros_like(scores)
+    present = ~np.isnan(scores)
+    for b in range(scores.shape[0]):
+        idx = np.flatnonzero(present[b])
+        if idx.size == 0:
+            continue
+        vals = scores[b, idx]
+        if method == "zscore":
+            std = vals.std()
+            z = (vals - vals.mean()) / std if std > 0 else np.zeros_like(vals)
+            out[b] = z.min() - 1.0
+            out[b, idx] = z
+        else:
+            order = np.argsort(-vals, kind="stable")
+            rank = np.empty(idx.size)
+            rank[order] = np.arange(idx.size)
+            out[b, idx] = 1.0 - rank / idx.size
+    return out
+
+
+def blend(
+    candidates: Candidates, alpha: np.ndarray | float, normalisation: str = "zscore"
+) -> np.ndarray:
+    """Fused scores ``(batch, n)``: alpha * norm(generative) + (1 - alpha) * norm(latent).
+
+    ``alpha`` is a scalar or one value per prompt; padding gets -inf. Where alpha is exactly 1
+    (or 0) the other view only breaks ties, so the order is exactly that view's order.
+    """
+    alpha = np.broadcast_to(np.asarray(alpha, dtype=np.float64), (len(candidates),))[:, None]
+    if np.any((alpha < 0) | (alpha > 1)):
+        raise ValueError("alpha must be in [0, 1]")
+    g = normalise_view(candidates.generative, normalisation)
+    lt = normalise_view(candidates.latent, normalisation)
+    tie = 1e-6
+    fused = alpha * g + (1 - alpha) * lt
+    fused = fused + tie * np.where(alpha == 1, lt, 0) + tie * np.where(alpha == 0, g, 0)
+    return np.where(candidates.items >= 0, fused, -np.inf)
+
+
+def top_k(
+    candidates: Candidates, scores: np.ndarray, k: int, exclude: list[set[int]] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The best ``k`` candidates by ``scores``: ``(items (batch, k), scores (batch, k))``, -1 / -inf padded."""
+    scores = np.array(scores, dtype=np.float64)
+    if exclude:
+        for b, ex in enumerate(exclude):
+            if ex:
+                scores[b, np.isin(candidates.items[b], list(ex))] = -np.inf
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    items = np.take_along_axis(candidates.items, order, 1)
+    top = np.take_along_axis(scores, order, 1)
+    items = np.where(np.isfinite(top), items, -1)
+    if items.shape[1] < k:
+        pad = k - items.shape[1]
+        items = np.pad(items, ((0, 0), (0, pad)), constant_values=-1)
+        top = np.pad(top, ((0, 0), (0, pad)), constant_values=-np.inf)
+    return items, top
+
+
+__all__ = ["NORMALISATIONS", "Candidates", "blend", "normalise_view", "pool_candidates", "top_k"]

@@ -1,0 +1,309 @@
+"""Fusion models: how much each view counts when the two are blended, fitted on known answers.
+
+:class:`FixedBlendFusion` (DAR) blends with one alpha found by grid search on validation
+prompts; :class:`GatedFusion` (ADaFuSE's idea) picks alpha per prompt from cheap features of the
+two candidate sets (:func:`prompt_features`). Both fit to maximise a per-prompt ranking metric
+(:func:`per_prompt_metric`, one of :data:`FUSION_METRICS`) and save as plain JSON
+(``to_dict`` / :func:`fusion_from_dict`, no pickle).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from text2tracks.candidate_pool import NORMALISATIONS, Candidates, blend, top_k
+from text2tracks.latent_search import as_samples
+from text2tracks.ranking_metrics import per_prompt_metrics
+
+# what a fusion's weights can be fitted to maximise (mean per-prompt value at k)
+FUSION_METRICS = ("hits", "ndcg", "mrr")
+
+
+def per_prompt_metric(
+    items: np.ndarray, relevant: list[set[int]], metric: str = "hits", k: int = 10
+) -> np.ndarray:
+    """Per-prompt Hits@k, NDCG@k or MRR@k of ranked items ``(batch, >= k)``; a prompt with no
+    relevant item scores 0. One of :func:`text2tracks.ranking_metrics.per_prompt_metrics`."""
+    if metric not in FUSION_METRICS:
+        raise ValueError(f"metric must be one of {FUSION_METRICS}, got {metric!r}")
+    return per_prompt_metrics(items, relevant, k, allow_empty=True)[metric]
+
+
+def alpha_curves(
+    candidates: Candidates,
+    relevant: list[set[int]],
+    grid: np.ndarray,
+    metric: str,
+    k: int,
+    normalisation: str,
+) -> np.ndarray:
+    """Per-prompt metric for each alpha of ``grid``: ``(batch, len(grid))``."""
+    if len(relevant) != len(candidates):
+        raise ValueError(f"{len(relevant)} relevant sets for {len(candidates)} prompts")
+    return np.stack(
+        [
+            per_prompt_metric(
+                top_k(candidates, blend(candidates, a, normalisation), k)[0], relevant, metric, k
+            )
+            for a in grid
+        ],
+        axis=1,
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# Fusion models
+# ------------------------------------------------------------------------------------------------
+
+
+class FixedBlendFusion:
+    """score = alpha * norm(beam log-prob) + (1 - alpha) * norm(latent similarity) (DAR)."""
+
+    def __init__(self, alpha: float = 0.5, normalisation: str = "zscore") -> None:
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+        if normalisation not in NORMALISATIONS:
+            raise ValueError(
+                f"normalisation must be one of {NORMALISATIONS}, got {normalisation!r}"
+            )
+        self.alpha = float(alpha)
+        self.normalisation = normalisation
+        self.grid_: np.ndarray | None = None
+        self.grid_scores_: np.ndarray | None = None
+
+    def fit(
+        self,
+        candidates: Candidates,
+        relevant: list[set[int]],
+        metric: str = "hits",
+        k: int = 10,
+        grid: np.ndarray | None = None,
+        **_: Any,
+    ) -> FixedBlendFusion:
+        """Grid-search alpha on validation prompts to maximise the mean ``metric``@k (ties: the
+        alpha nearest 0.5, then the smaller)."""
+        grid = np.linspace(0.0, 1.0, 21) if grid is None else np.asarray(grid, dtype=np.float64)
+        curves = alpha_curves(candidates, relevant, grid, metric, k, self.normalisation)
+        means = curves.mean(0)
+        best = np.flatnonzero(np.isclose(means, means.max()))
+        self.alpha = float(grid[best[np.argmin(np.abs(grid[best] - 0.5))]])
+        self.grid_, self.grid_scores_ = grid, means
+        return self
+
+    def alphas(self, candidates: Candidates, **_: Any) -> np.ndarray:
+        return np.full(len(candidates), self.alpha)
+
+    def fuse(
+        self, candidates: Candidates, k: int = 10, exclude=None, **_: Any
+    ) -> tuple[np.ndarray, np.ndarray]:
+        return top_k(candidates, blend(candidates, self.alpha, self.normalisation), k, exclude)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "fixed", "alpha": self.alpha, "normalisation": self.normalisation}
+
+
+FEATURE_NAMES = (
+    "beam_entropy",
+    "beam_margin",
+    "latent_margin",
+    "latent_spread",
+    "overlap",
+    "prompt_length",
+)
+
+
+def prompt_features(
+    candidates: Candidates, latents: Any = None, prompts: list[str] | None = None, top: int = 10
+) -> np.ndarray:
+    """Per-prompt features ``(batch, len(FEATURE_NAMES))`` for the gate.
+
+    beam_entropy: entropy of the softmax over the beam's log-probs (0 when it has no beams);
+    beam_margin: top-1 minus top-2 beam log-prob; latent_margin: the same for latent similarity;
+    latent_spread: mean per-dimension std of the samples (0 for one sample) over the mean
+    sample norm; overlap: Jaccard of the two views' top-``top`` sets; prompt_length: log(1 + chars).
+    """
+    batch = len(candidates)
+    feats = np.zeros((batch, len(FEATURE_NAMES)))
+    for b in range(batch):
+        g = candidates.generative[b][~np.isnan(candidates.generative[b])]
+        if g.size:
+            p = np.exp(g - g.max())
+            p /= p.sum()
+            feats[b, 0] = -(p * np.log(p + 1e-12)).sum()
+            gs = np.sort(g)[::-1]
+            feats[b, 1] = gs[0] - gs[1] if gs.size > 1 else 0.0
+        lt = candidates.latent[b][~np.isnan(candidates.latent[b])]
+        if lt.size > 1:
+            ls = np.sort(lt)[::-1]
+            feats[b, 2] = (ls[0] - ls[1]) / (np.abs(ls).mean() + 1e-12)
+        beam_top = set(
+            candidates.items[b][
+                (candidates.beam_rank[b] >= 0) & (candidates.beam_rank[b] < top)
+            ].tolist()
+        )
+        lat_top = set(
+            candidates.items[b][
+                (candidates.latent_rank[b] >= 0) & (candidates.latent_rank[b] < top)
+            ].tolist()
+        )
+        union = beam_top | lat_top
+        feats[b, 4] = len(beam_top & lat_top) / len(union) if union else 0.0
+        if prompts is not None:
+            feats[b, 5] = np.log1p(len(prompts[b]))
+    if latents is not None:
+        samples = as_samples(latents)
+        if samples.shape[1] > 1:
+            spread = samples.std(1).mean(-1)
+            norm = np.linalg.norm(samples, axis=-1).mean(-1) + 1e-12
+            feats[:, 3] = spread / norm
+    return feats
+
+
+class GatedFusion:
+    """A learned per-prompt gate over a grid of alphas (ADaFuSE's idea).
+
+    A linear softmax policy over the alpha grid, from standardised :func:`prompt_features`,
+    trained to maximise the expected per-prompt metric on validation prompts (so it needs no
+    per-prompt "right alpha" label), with L2 on the weights. At inference it takes the most
+    likely alpha. Falls back to the best fixed alpha when features carry no signal.
+    """
+
+    def __init__(
+        self,
+        grid: np.ndarray | None = None,
+        normalisation: str = "zscore",
+        l2: float = 1e-3,
+        temperature: float = 1.0,
+        n_iter: int = 300,
+        seed: int = 0,
+    ) -> None:
+        if normalisation not in NORMALISATIONS:
+            raise ValueError(
+                f"normalisation must be one of {NORMALISATIONS}, got {normalisation!r}"
+            )
+        self.grid = (
+            np.linspace(0.0, 1.0, 11) if grid is None else np.asarray(grid, dtype=np.float64)
+        )
+        self.normalisation = normalisation
+        self.l2, self.temperature, self.n_iter, self.seed = (
+            float(l2),
+            float(temperature),
+            int(n_iter),
+            int(seed),
+        )
+        self.feature_mean_: np.ndarray | None = None
+        self.feature_std_: np.ndarray | None = None
+        self.weights_: np.ndarray | None = None  # (n_features, n_grid)
+        self.bias_: np.ndarray | None = None  # (n_grid,)
+        self.fixed_alpha_: float | None = None  # the best single alpha on the fitting prompts
+
+    def fit(
+        self,
+        candidates: Candidates,
+        relevant: list[set[int]],
+        features: np.ndarray,
+        metric: str = "ndcg",
+        k: int = 10,
+        **_: Any,
+    ) -> GatedFusion:
+        """Fit on validation prompts; ``features`` from :func:`prompt_features`."""
+        import torch
+
+        features = np.asarray(features, dtype=np.float64)
+        if features.shape[0] != len(candidates):
+            raise ValueError(f"features has {features.shape[0]} rows for {len(candidates)} prompts")
+        curves = alpha_curves(candidates, relevant, self.grid, metric, k, self.normalisation)
+        self.feature_mean_ = features.mean(0)
+        self.feature_std_ = features.std(0) + 1e-8
+        x = torch.tensor((features - self.feature_mean_) / self.feature_std_, dtype=torch.float64)
+        reward = torch.tensor(curves, dtype=torch.float64)
+        torch.manual_seed(self.seed)
+        weights = torch.zeros(x.shape[1], self.grid.size, dtype=torch.float64, requires_grad=True)
+        # Start from the best fixed alpha so that the gate only moves away from it where it pays.
+        bias0 = torch.zeros(self.grid.size, dtype=torch.float64)
+        bias0[int(np.argmax(curves.mean(0)))] = 2.0
+        bias = bias0.clone().requires_grad_(True)
+        optimizer = torch.optim.LBFGS(
+            [weights, bias], max_iter=self.n_iter, line_search_fn="strong_wolfe"
+        )
+
+        def closure():
+            optimizer.zero_grad()
+            policy = torch.softmax((x @ weights + bias) / self.temperature, dim=1)
+            loss = -(policy * reward).sum(1).mean() + self.l2 * (weights**2).sum()
+            loss.backward()
+            return loss
+
+        optimizer.step(closure)
+        self.weights_ = weights.detach().numpy()
+        self.bias_ = bias.detach().numpy()
+        self.fixed_alpha_ = float(self.grid[int(np.argmax(curves.mean(0)))])
+        self.train_curves_ = curves
+        return self
+
+    def alphas(
+        self, candidates: Candidates, features: np.ndarray | None = None, **_: Any
+    ) -> np.ndarray:
+        if self.weights_ is None:
+            raise ValueError("GatedFusion is not fitted; call fit first")
+        if features is None:
+            raise ValueError("GatedFusion needs per-prompt features (prompt_features(...))")
+        x = (np.asarray(features, dtype=np.float64) - self.feature_mean_) / self.feature_std_
+        return self.grid[np.argmax(x @ self.weights_ + self.bias_, axis=1)]
+
+    def fuse(
+        self,
+        candidates: Candidates,
+        k: int = 10,
+        features: np.ndarray | None = None,
+        exclude=None,
+        **_: Any,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        alphas = self.alphas(candidates, features)
+        return top_k(candidates, blend(candidates, alphas, self.normalisation), k, exclude)
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.weights_ is None:
+            raise ValueError("GatedFusion is not fitted")
+        return {
+            "kind": "gated",
+            "grid": self.grid.tolist(),
+            "normalisation": self.normalisation,
+            "feature_names": list(FEATURE_NAMES),
+            "feature_mean": self.feature_mean_.tolist(),
+            "feature_std": self.feature_std_.tolist(),
+            "weights": self.weights_.tolist(),
+            "bias": self.bias_.tolist(),
+            "fixed_alpha": self.fixed_alpha_,
+        }
+
+
+def fusion_from_dict(payload: dict[str, Any]) -> FixedBlendFusion | GatedFusion:
+    """Rebuild a fusion saved with ``to_dict`` (plain JSON, no pickle)."""
+    kind = payload.get("kind")
+    if kind == "fixed":
+        return FixedBlendFusion(payload["alpha"], payload["normalisation"])
+    if kind == "gated":
+        gate = GatedFusion(np.asarray(payload["grid"]), payload["normalisation"])
+        gate.feature_mean_ = np.asarray(payload["feature_mean"])
+        gate.feature_std_ = np.asarray(payload["feature_std"])
+        gate.weights_ = np.asarray(payload["weights"])
+        gate.bias_ = np.asarray(payload["bias"])
+        fixed_alpha = payload.get("fixed_alpha")  # absent from older files
+        gate.fixed_alpha_ = None if fixed_alpha is None else float(fixed_alpha)
+        return gate
+    raise ValueError(f"fusion kind must be 'fixed' or 'gated', got {kind!r}")
+
+
+__all__ = [
+    "FEATURE_NAMES",
+    "FUSION_METRICS",
+    "FixedBlendFusion",
+    "GatedFusion",
+    "alpha_curves",
+    "fusion_from_dict",
+    "per_prompt_metric",
+    "prompt_features",
+]
