@@ -34,31 +34,59 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import shutil
 import statistics
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from eval import baselines as baselines_mod
-from eval.metrics import (
-    evaluate_rankings,
-    first_hit_ranks,
-    format_table,
-    paired_bootstrap_diff,
-    relevant_items,
+from eval.ablation_artifacts import (
+    ABLATION_SCHEMES,
+    DEFAULT_CONTENT_MAX_BYTES,
+    ablation_artifact,
+    ablation_schemes,
+    content_stats_of,
+    id_token_figures,
+    strip_component,
+    variant_artifact,
 )
+from eval.benchmark_flags import (
+    BENCHMARK_BASELINES,
+    add_ablation_flags,
+    add_ids_flags,
+    add_run_flags,
+    add_scoring_flags,
+    add_system_flags,
+)
+from eval.benchmark_outputs import markdown, per_prompt_json, plot_curves
+from eval.metrics import evaluate_rankings, first_hit_ranks, paired_bootstrap_diff, relevant_items
 from text2tracks.artifacts import write_text_atomic
-from text2tracks.config_flags import add_flag, command_parser
+from text2tracks.config_flags import command_parser
 
 logger = logging.getLogger("eval.benchmark")
 
-_BASELINE_ORDER = ("popularity", "exact_title", "title_knn", "bm25", "dense_biencoder")
-ABLATION_SCHEMES = ("semantic", "random", "atomic", "content")
-DEFAULT_CONTENT_MAX_BYTES = 48
+_BASELINE_ORDER = BENCHMARK_BASELINES
+
+__all__ = [
+    "ABLATION_SCHEMES",
+    "DEFAULT_CONTENT_MAX_BYTES",
+    "ablation_schemes",
+    "add_parser",
+    "build_parser",
+    "id_token_figures",
+    "main",
+    "run",
+]
+
+# Kept importable from here under their old names (they moved to eval.ablation_artifacts and
+# eval.benchmark_outputs in issue 11; tests/test_cli.py replaces _markdown).
+_variant_artifact = variant_artifact
+_strip_component = strip_component
+_markdown = markdown
 
 
 def _log(message: str) -> None:
@@ -147,123 +175,7 @@ def _latency(
     }
 
 
-# ------------------------------------------------------------------------------------ ablations
-
-
-def ablation_schemes(value) -> tuple[str, ...]:
-    """``"semantic,random,..."`` (or a sequence) -> validated tuple of ID schemes, in order."""
-    names = [v.strip() for v in (value.split(",") if isinstance(value, str) else value)]
-    names = list(dict.fromkeys(n for n in names if n))
-    unknown = [n for n in names if n not in ABLATION_SCHEMES]
-    if unknown:
-        raise ValueError(f"unknown ID scheme(s) {unknown}; choose from {list(ABLATION_SCHEMES)}")
-    return tuple(names)
-
-
-def _argparse_schemes(value: str) -> tuple[str, ...]:
-    try:
-        return ablation_schemes(value)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from err
-
-
-def _variant_artifact(
-    base: Path,
-    out: Path,
-    scheme: str,
-    seed: int,
-    content_max_bytes: int = DEFAULT_CONTENT_MAX_BYTES,
-) -> Path:
-    """A copy of ``base`` whose catalogue uses another ID scheme (same items, same CF).
-
-    ``scheme``: ``"random"`` (random codes of the same shape), ``"atomic"`` (one token per
-    track) or ``"content"`` (content IDs from the artifact's ``semantic_ids/tracks.json``:
-    "artist - title" cut to ``content_max_bytes`` UTF-8 bytes; their figures go into the
-    manifest's ``semantic_ids`` entry as ``content_stats``).
-    """
-    from semantic_ids.catalog import SemanticIDCatalog
-    from text2tracks.artifacts import read_json, write_json_atomic
-
-    if out.exists():
-        shutil.rmtree(out)
-    shutil.copytree(
-        base, out, ignore=shutil.ignore_patterns("seq2seq", "diffusion", ".checkpoints")
-    )
-    catalog_dir = out / "semantic_ids" / "catalog"
-    catalog = SemanticIDCatalog.load(catalog_dir)
-    n_items = len(catalog.item_ids)
-    if scheme == "random":
-        # Same shape as the semantic IDs: one code per residual level, drawn uniformly, then the
-        # collision digit ordered by popularity like the real catalogue.
-        rng = np.random.default_rng(seed)
-        n_levels = catalog.depth - 1
-        sizes = catalog.level_sizes[:n_levels]
-        codes = np.stack([rng.integers(0, s, n_items) for s in sizes], axis=1)
-        popularity = np.arange(n_items, 0, -1)  # catalogue items are ordered by count
-        variant = SemanticIDCatalog.build(catalog.item_ids, codes, popularity, list(sizes))
-    elif scheme == "atomic":
-        variant = SemanticIDCatalog(catalog.item_ids, np.arange(n_items)[:, None], (n_items,))
-    elif scheme == "content":
-        from semantic_ids.content_ids import content_catalog
-        from semantic_ids.interactions import ItemVocab
-        from text2tracks.pipeline import _read_track_metadata
-
-        metadata = _read_track_metadata(out / "semantic_ids")
-        meta = [metadata.get(t, (None, None)) for t in catalog.item_ids]
-        vocab = ItemVocab.load(out / "cf")
-        if tuple(vocab.item_ids) != tuple(catalog.item_ids):
-            raise ValueError(f"{base}: the catalogue and the CF vocabulary list different items")
-        variant, content_stats = content_catalog(
-            catalog.item_ids,
-            [m[0] for m in meta],
-            [m[1] for m in meta],
-            vocab.counts,
-            max_bytes=content_max_bytes,
-        )
-        content_stats["share_without_metadata"] = float(
-            np.mean([m[0] is None and m[1] is None for m in meta])
-        )
-    else:
-        raise ValueError(f"unknown ID scheme {scheme!r}; expected 'random', 'atomic' or 'content'")
-    shutil.rmtree(catalog_dir)
-    variant.save(catalog_dir)
-    manifest_path = out / "text2tracks.json"
-    manifest = read_json(manifest_path, "manifest")
-    manifest["components"].pop("seq2seq", None)
-    manifest["components"].pop("diffusion", None)
-    entry = manifest["components"].setdefault("semantic_ids", {})
-    entry.update(
-        scheme=scheme,
-        depth=variant.depth,
-        level_sizes=list(variant.level_sizes),
-        n_items=len(variant),
-    )
-    if scheme == "content":
-        entry["content_stats"] = content_stats
-    write_json_atomic(manifest_path, manifest)
-    return out
-
-
-def id_token_figures(art: Path) -> dict:
-    """``decoding_steps_per_item`` (depth + EOS) and ``mean_id_tokens`` of an artifact's IDs."""
-    from semantic_ids.catalog import SemanticIDCatalog
-    from semantic_ids.content_ids import id_token_counts
-
-    catalog = SemanticIDCatalog.load(art / "semantic_ids" / "catalog")
-    steps = catalog.depth + 1
-    mean = (
-        float(id_token_counts(catalog.sid_codes).mean())
-        if catalog.scheme == "bytes"
-        else float(steps)
-    )
-    return {
-        "decoding_steps_per_item": steps,
-        "mean_id_tokens": mean,
-        "token_scheme": catalog.scheme,
-    }
-
-
-# ------------------------------------------------------------------------------------ main
+# ------------------------------------------------------------------------------------ flags
 
 
 EPILOG = """examples:
@@ -292,105 +204,11 @@ def build_parser(subparsers=None) -> argparse.ArgumentParser:
         "and results.md. Unknown flags go to training.train_seq2seq.",
         epilog=EPILOG,
     )
-    add_flag(
-        parser,
-        "--playlists",
-        dest="train",
-        aliases=("--train",),
-        required=True,
-        help="training playlists (MPD folder, JSONL, Parquet)",
-    )
-    add_flag(
-        parser,
-        "--test-playlists",
-        dest="test",
-        aliases=("--test",),
-        default=None,
-        help="test playlists; omitted: a deterministic --test-fraction of --playlists",
-    )
-    parser.add_argument("--out", required=True, help="run folder (results.json, results.md)")
-    add_flag(
-        parser,
-        "--max-minutes",
-        dest="budget_minutes",
-        type=float,
-        default=60.0,
-        help="training time of the main model (default 60)",
-    )
-    parser.add_argument(
-        "--ablation-minutes",
-        type=float,
-        default=None,
-        help="training time of each ID-scheme ablation (default budget / 6)",
-    )
-    parser.add_argument("--no-ablations", action="store_true", help="skip the ID-scheme ablation")
-    parser.add_argument(
-        "--ablation-schemes",
-        type=_argparse_schemes,
-        default=",".join(ABLATION_SCHEMES),
-        help="comma-separated ID schemes of the ablation, trained in this order "
-        f"(default {','.join(ABLATION_SCHEMES)})",
-    )
-    parser.add_argument(
-        "--content-max-bytes",
-        type=int,
-        default=DEFAULT_CONTENT_MAX_BYTES,
-        help="content IDs: UTF-8 bytes of 'artist - title' kept "
-        f"(default {DEFAULT_CONTENT_MAX_BYTES})",
-    )
-    parser.add_argument(
-        "--skip-main",
-        action="store_true",
-        help="do not train the main model (e.g. run the ablation in a second "
-        "process, one core each)",
-    )
-    parser.add_argument(
-        "--baselines",
-        default=",".join(_BASELINE_ORDER),
-        help="comma-separated baselines to run (empty for none)",
-    )
-    parser.add_argument(
-        "--min-count", type=int, default=2, help="catalogue: min playlists per track"
-    )
-    parser.add_argument("--levels", type=int, default=3, help="residual k-means levels")
-    parser.add_argument("--codebook-size", type=int, default=256, help="codes per level")
-    parser.add_argument(
-        "--title-rows",
-        type=float,
-        default=0.0,
-        help="build-ids: weight of title-term rows in a joint CF embedding",
-    )
-    parser.add_argument("--validation-fraction", type=float, default=0.1)
-    parser.add_argument("--test-fraction", type=float, default=0.1)
-    parser.add_argument("--split-seed", type=int, default=0)
-    parser.add_argument("--k", type=int, default=10)
-    add_flag(
-        parser,
-        "--num-beams",
-        dest="beams",
-        type=int,
-        default=None,
-        help="beam width at test time (default: the API's, text2tracks.modeling.DEFAULT_NUM_BEAMS)",
-    )
-    parser.add_argument(
-        "--diversity",
-        type=float,
-        default=None,
-        help="diversity penalty at test time (default: the API's, "
-        "text2tracks.modeling.DEFAULT_DIVERSITY); unless 0 the beam's own "
-        "order is scored too, as text2tracks-beam-order",
-    )
-    parser.add_argument("--eval-batch-size", type=int, default=64)
-    parser.add_argument("--max-test-prompts", type=int, default=0, help="0 = all test prompts")
-    parser.add_argument("--latency-repeats", type=int, default=20)
-    parser.add_argument("--n-bootstrap", type=int, default=1000)
-    parser.add_argument(
-        "--hits-curve-k",
-        type=int,
-        default=100,
-        help="rank the baselines this deep (the model: as deep as its beam) for "
-        "Hits@K against K in report.html; metrics at --k use the first k",
-    )
+    add_run_flags(parser)
+    add_ablation_flags(parser)
+    add_system_flags(parser)
+    add_ids_flags(parser)
+    add_scoring_flags(parser)
     parser.add_argument(
         "--reuse-ids",
         action="store_true",
@@ -419,11 +237,94 @@ def _train_config(train_args: list[str], artifact: Path, playlists: str, minutes
     return config_from_args(train_parser().parse_args(argv))
 
 
+# ------------------------------------------------------------------------------------ run
+
+
+@dataclass
+class _Evaluation:
+    """The test prompts every system is scored on, and the scores so far.
+
+    ``results`` is what ``results.json`` holds (rewritten after each system); ``per_prompt``
+    and ``rank_depth`` feed ``per_prompt.json``.
+    """
+
+    args: argparse.Namespace
+    train_args: list[str]
+    out: Path
+    results: dict[str, Any]
+    vocab: Any
+    prompts: list[str]
+    kept: list[int]
+    relevant: list
+    n_skipped: int
+    per_prompt: dict[str, dict] = field(default_factory=dict)
+    rank_depth: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def model_beams(self) -> int:
+        """The beam width ``recommend(k=k)`` would search with."""
+        from text2tracks.generative import beam_width
+
+        return beam_width(self.args.beams, None, self.args.k)
+
+    def record(self, name: str, ranked: np.ndarray, extra: dict) -> None:
+        """Score one system's rankings ``(n_prompts, depth)``; write ``results.json``."""
+        k = self.args.k
+        metrics = evaluate_rankings(
+            ranked,
+            self.relevant,
+            k=k,
+            n_items=len(self.vocab),
+            n_bootstrap=self.args.n_bootstrap,
+            n_skipped=self.n_skipped,
+            return_per_prompt=True,
+        )
+        self.per_prompt[name] = metrics.pop("per_prompt")
+        self.per_prompt[name]["first_hit_rank"] = first_hit_ranks(ranked, self.relevant)
+        self.rank_depth[name] = int(ranked.shape[1])
+        self.results["systems"][name] = {**metrics, **extra}
+        _log(f"{name}: hits@{k} {metrics[f'hits@{k}']:.4f} {extra}")
+        self.write_results()
+
+    def write_results(self) -> None:
+        write_text_atomic(
+            self.out / "results.json", json.dumps(self.results, indent=2, default=str)
+        )
+
+    def rankings(self, artifact: Path, diversity: float | None) -> tuple[np.ndarray, float]:
+        """The trained model's rankings of the test prompts, as deep as its beam; seconds."""
+        beams = self.model_beams
+        return _model_rankings(
+            artifact,
+            self.prompts,
+            self.vocab,
+            beams,
+            beams,
+            self.args.eval_batch_size,
+            diversity=diversity,
+        )
+
+    def train_and_score(self, name: str, art: Path, minutes: float) -> dict:
+        """Train a model into ``art`` for ``minutes``, score it as ``name``; its summary."""
+        from training.train_seq2seq import train
+
+        config = _train_config(self.train_args, art, self.args.train, minutes)
+        summary = train(config)
+        ranked, seconds = self.rankings(art, self.args.diversity)
+        extra = {
+            "train_seconds": summary.get("elapsed_s"),
+            "steps": summary.get("steps"),
+            **id_token_figures(art),
+            "latency_ms_per_prompt_batched": 1000 * seconds / max(1, len(self.prompts)),
+        }
+        self.record(name, ranked, extra)
+        return summary
+
+
 def run(args: argparse.Namespace, train_args: list[str]) -> dict[str, Any]:
+    """Every system on one split; writes and returns ``results.json`` (see the module doc)."""
     from semantic_ids.cf import CFModel
     from semantic_ids.interactions import ItemVocab
-    from text2tracks.commands.build_ids import BuildIDsConfig, run_build_ids
-    from training.train_seq2seq import train
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -433,14 +334,30 @@ def run(args: argparse.Namespace, train_args: list[str]) -> dict[str, Any]:
         "comparisons": {},
         "config": {**{k: v for k, v in vars(args).items()}, "train_args": train_args},
     }
-    k = args.k
-
     data = _load_split(args)
     results["split"] = {name: len(data[name]) for name in ("train", "validation", "test")}
     results["split"]["held_out_from_train"] = data["held_out_from_train"]
     _log(f"split: {results['split']}")
 
-    # 1. Semantic IDs from the training playlists only.
+    _build_ids(args, artifact, data, results)  # 1. semantic IDs from the training playlists only
+    vocab = ItemVocab.load(artifact / "cf")
+    cf = CFModel.load(artifact / "cf")
+    evaluation = _test_prompts(args, train_args, out, results, vocab, data["test"])
+    _run_baselines(evaluation, data, cf)  # 2. baselines, same split
+    if not args.skip_main:
+        _run_main_model(evaluation, artifact)  # 3. the main model under the full budget
+    if not args.no_ablations:
+        _run_ablation(evaluation, artifact)  # 4. ID schemes under a shorter, equal budget
+    _compare_with_best_baseline(evaluation)  # 5. paired comparisons against the best baseline
+    _write_outputs(evaluation)
+    return results
+
+
+def _build_ids(args, artifact: Path, data: dict, results: dict) -> None:
+    """build-ids into ``artifact`` (unless ``--reuse-ids`` finds IDs there); its figures and
+    time go into ``results``."""
+    from text2tracks.commands.build_ids import BuildIDsConfig, run_build_ids
+
     started = time.perf_counter()
     if not (args.reuse_ids and (artifact / "semantic_ids").is_dir()):
         ids_config = BuildIDsConfig(
@@ -455,57 +372,43 @@ def run(args: argparse.Namespace, train_args: list[str]) -> dict[str, Any]:
         built = run_build_ids(args.train, artifact, ids_config, force=True, log=_log)
         results["ids"] = {"stats": built.get("stats"), "timings": built.get("timings")}
     results["ids_seconds"] = time.perf_counter() - started
-    vocab = ItemVocab.load(artifact / "cf")
-    cf = CFModel.load(artifact / "cf")
 
-    kept, relevant, n_skipped = relevant_items(data["test"], vocab)
+
+def _test_prompts(args, train_args, out: Path, results: dict, vocab, test) -> _Evaluation:
+    """The test playlists with a catalogue track (at most ``--max-test-prompts``), counted in
+    ``results["split"]``."""
+    kept, relevant, n_skipped = relevant_items(test, vocab)
     if args.max_test_prompts:
         kept, relevant = kept[: args.max_test_prompts], relevant[: args.max_test_prompts]
-    prompts = [data["test"][i].prompt for i in kept]
+    prompts = [test[i].prompt for i in kept]
     results["split"]["test_prompts_evaluated"] = len(prompts)
     results["split"]["test_prompts_skipped_no_catalogue_track"] = n_skipped
     _log(f"catalogue {len(vocab)} items; {len(prompts)} test prompts ({n_skipped} skipped)")
-    per_prompt: dict[str, dict] = {}
-    rank_depth: dict[str, int] = {}
+    return _Evaluation(args, train_args, out, results, vocab, prompts, kept, relevant, n_skipped)
+
+
+def _run_baselines(evaluation: _Evaluation, data: dict, cf) -> None:
+    """Fit and score each of ``--baselines`` (title kNN tuned on the validation playlists)."""
+    args, prompts, vocab = evaluation.args, evaluation.prompts, evaluation.vocab
     # Rankings deeper than k feed Hits@K against K (report.html); the metrics at k read the first
     # k columns, which are the k-deep answer (tests: test_top_k_is_the_head_of_a_deeper_ranking,
     # test_top_k_at_a_fixed_beam_width_is_the_head_of_the_full_beam).
-    baseline_depth = max(k, getattr(args, "hits_curve_k", k))
-    from text2tracks.generative import beam_width
-
-    model_beams = beam_width(args.beams, None, k)  # what recommend(k=k) would search with
-
-    def record(name: str, ranked: np.ndarray, extra: dict) -> None:
-        metrics = evaluate_rankings(
-            ranked,
-            relevant,
-            k=k,
-            n_items=len(vocab),
-            n_bootstrap=args.n_bootstrap,
-            n_skipped=n_skipped,
-            return_per_prompt=True,
-        )
-        per_prompt[name] = metrics.pop("per_prompt")
-        per_prompt[name]["first_hit_rank"] = first_hit_ranks(ranked, relevant)
-        rank_depth[name] = int(ranked.shape[1])
-        results["systems"][name] = {**metrics, **extra}
-        _log(f"{name}: hits@{k} {metrics[f'hits@{k}']:.4f} {extra}")
-        write_text_atomic(out / "results.json", json.dumps(results, indent=2, default=str))
-
-    # 2. Baselines, same split.
+    depth = max(args.k, getattr(args, "hits_curve_k", args.k))
     for name in [b for b in args.baselines.split(",") if b]:
         started = time.perf_counter()
         if name == "title_knn":
-            params, _ = baselines_mod.tune_title_knn(data["train"], data["validation"], vocab, k=k)
+            params, _ = baselines_mod.tune_title_knn(
+                data["train"], data["validation"], vocab, k=args.k
+            )
             model = baselines_mod.make_baseline(name, **params)
         else:
             params, model = {}, baselines_mod.make_baseline(name)
         model.fit(data["train"], vocab, tracks=data["tracks"], item_factors=cf.item_factors)
         fit_s = time.perf_counter() - started
         started = time.perf_counter()
-        ranked = model.recommend(prompts, k=baseline_depth)
+        ranked = model.recommend(prompts, k=depth)
         rec_s = time.perf_counter() - started
-        record(
+        evaluation.record(
             name,
             ranked,
             {
@@ -515,127 +418,80 @@ def run(args: argparse.Namespace, train_args: list[str]) -> dict[str, Any]:
             },
         )
 
-    # 3. The main model under the full budget.
-    def train_and_score(name: str, art: Path, minutes: float) -> dict:
-        config = _train_config(train_args, art, args.train, minutes)
-        summary = train(config)
-        ranked, seconds = _model_rankings(
-            art, prompts, vocab, model_beams, model_beams, args.eval_batch_size, args.diversity
+
+def _run_main_model(evaluation: _Evaluation, artifact: Path) -> None:
+    """Train and score ``text2tracks``, its latency, and (unless the diversity is 0) its beam's
+    own order as ``text2tracks-beam-order``; its curve and summary go into the results."""
+    args, results = evaluation.args, evaluation.results
+    summary = evaluation.train_and_score("text2tracks", artifact, args.budget_minutes)
+    results["systems"]["text2tracks"].update(
+        _latency(
+            artifact, evaluation.prompts, args.k, args.beams, args.latency_repeats, args.diversity
         )
-        extra = {
-            "train_seconds": summary.get("elapsed_s"),
-            "steps": summary.get("steps"),
-            **id_token_figures(art),
-            "latency_ms_per_prompt_batched": 1000 * seconds / max(1, len(prompts)),
-        }
-        record(name, ranked, extra)
-        return summary
+    )
+    if args.diversity != 0:  # the same model, its beam's own order: what diversity adds
+        ranked, _ = evaluation.rankings(artifact, diversity=0.0)
+        evaluation.record("text2tracks-beam-order", ranked, {"diversity": 0.0})
+    results["curve"] = _read_curve(artifact / "seq2seq")
+    results["training_summary"] = summary
 
-    if not args.skip_main:
-        summary = train_and_score("text2tracks", artifact, args.budget_minutes)
-        results["systems"]["text2tracks"].update(
-            _latency(artifact, prompts, k, args.beams, args.latency_repeats, args.diversity)
+
+def _run_ablation(evaluation: _Evaluation, artifact: Path) -> None:
+    """Train and score ``ids-SCHEME-short`` for each ID scheme, each for the ablation budget."""
+    args = evaluation.args
+    minutes = args.ablation_minutes or args.budget_minutes / 6
+    for scheme in ablation_schemes(getattr(args, "ablation_schemes", ABLATION_SCHEMES)):
+        art = ablation_artifact(
+            artifact,
+            evaluation.out / f"artifact-{scheme}",
+            scheme,
+            seed=args.split_seed,
+            content_max_bytes=getattr(args, "content_max_bytes", DEFAULT_CONTENT_MAX_BYTES),
         )
-        if args.diversity != 0:  # the same model, its beam's own order: what diversity adds
-            ranked, _ = _model_rankings(
-                artifact,
-                prompts,
-                vocab,
-                model_beams,
-                model_beams,
-                args.eval_batch_size,
-                diversity=0.0,
-            )
-            record("text2tracks-beam-order", ranked, {"diversity": 0.0})
-        results["curve"] = _read_curve(artifact / "seq2seq")
-        results["training_summary"] = summary
+        evaluation.train_and_score(f"ids-{scheme}-short", art, minutes)
+        system = evaluation.results["systems"][f"ids-{scheme}-short"]
+        system["curve"] = _read_curve(art / "seq2seq")
+        if scheme == "content":
+            system["content_stats"] = content_stats_of(art)
 
-    # 4. ID-scheme ablation under a shorter, equal budget.
-    if not args.no_ablations:
-        minutes = args.ablation_minutes or args.budget_minutes / 6
-        for scheme in ablation_schemes(getattr(args, "ablation_schemes", ABLATION_SCHEMES)):
-            art = out / f"artifact-{scheme}"
-            if scheme == "semantic":
-                if art.exists():
-                    shutil.rmtree(art)
-                shutil.copytree(
-                    artifact,
-                    art,
-                    ignore=shutil.ignore_patterns("seq2seq", "diffusion", ".checkpoints"),
-                )
-                _strip_component(art, "seq2seq")
-            else:
-                _variant_artifact(
-                    artifact,
-                    art,
-                    scheme,
-                    seed=args.split_seed,
-                    content_max_bytes=getattr(args, "content_max_bytes", DEFAULT_CONTENT_MAX_BYTES),
-                )
-            train_and_score(f"ids-{scheme}-short", art, minutes)
-            system = results["systems"][f"ids-{scheme}-short"]
-            system["curve"] = _read_curve(art / "seq2seq")
-            if scheme == "content":
-                from text2tracks.artifacts import read_json
 
-                manifest = read_json(art / "text2tracks.json", "manifest")
-                system["content_stats"] = manifest["components"]["semantic_ids"].get(
-                    "content_stats"
-                )
+def _compare_with_best_baseline(evaluation: _Evaluation) -> None:
+    """``results["comparisons"]``: each other system against the baseline with the best Hits@k
+    (paired bootstrap over the test prompts)."""
+    systems, k = evaluation.results["systems"], evaluation.args.k
+    base_names = [n for n in systems if n in _BASELINE_ORDER]
+    if not base_names:
+        return
+    best = max(base_names, key=lambda n: systems[n][f"hits@{k}"])
+    per_prompt = evaluation.per_prompt
+    for name in systems:
+        if name in base_names:
+            continue
+        diff = paired_bootstrap_diff(
+            per_prompt[name]["hits"],
+            per_prompt[best]["hits"],
+            n_bootstrap=evaluation.args.n_bootstrap,
+        )
+        best_hits = systems[best][f"hits@{k}"]
+        diff["relative"] = systems[name][f"hits@{k}"] / best_hits - 1 if best_hits else None
+        evaluation.results["comparisons"][f"{name} vs {best}"] = diff
 
-    # 5. Paired comparisons against the best baseline.
-    base_names = [n for n in results["systems"] if n in _BASELINE_ORDER]
-    if base_names:
-        best = max(base_names, key=lambda n: results["systems"][n][f"hits@{k}"])
-        for name in results["systems"]:
-            if name in base_names:
-                continue
-            diff = paired_bootstrap_diff(
-                per_prompt[name]["hits"], per_prompt[best]["hits"], n_bootstrap=args.n_bootstrap
-            )
-            best_hits = results["systems"][best][f"hits@{k}"]
-            diff["relative"] = (
-                results["systems"][name][f"hits@{k}"] / best_hits - 1 if best_hits else None
-            )
-            results["comparisons"][f"{name} vs {best}"] = diff
 
-    write_text_atomic(out / "results.json", json.dumps(results, indent=2, default=str))
+def _write_outputs(evaluation: _Evaluation) -> None:
+    """results.json, per_prompt.json, results.md, curve.png and report.html."""
+    from eval.report import write_report
+
+    out = evaluation.out
+    evaluation.write_results()
     # per-prompt hits and NDCG of every system, so that runs on the same split can be compared
     # pairwise later (eval.metrics.paired_bootstrap_diff)
     write_text_atomic(
         out / "per_prompt.json",
-        json.dumps(
-            {
-                "prompt_index": [int(i) for i in kept],
-                "rank_depth": rank_depth,
-                "systems": {
-                    name: {
-                        **{
-                            m: [float(x) for x in v]
-                            for m, v in values.items()
-                            if m in ("hits", "ndcg")
-                        },
-                        "first_hit_rank": [int(x) for x in values["first_hit_rank"]],
-                    }
-                    for name, values in per_prompt.items()
-                },
-            }
-        ),
+        per_prompt_json(evaluation.kept, evaluation.rank_depth, evaluation.per_prompt),
     )
-    write_text_atomic(out / "results.md", _markdown(results, k))
-    _plot_curves(results, out / "curve.png")
-    from eval.report import write_report
-
+    write_text_atomic(out / "results.md", _markdown(evaluation.results, evaluation.args.k))
+    plot_curves(evaluation.results, out / "curve.png", _BASELINE_ORDER)
     write_report(out)
-    return results
-
-
-def _strip_component(art: Path, name: str) -> None:
-    from text2tracks.artifacts import read_json, write_json_atomic
-
-    manifest = read_json(art / "text2tracks.json", "manifest")
-    manifest["components"].pop(name, None)
-    write_json_atomic(art / "text2tracks.json", manifest)
 
 
 def _read_curve(seq2seq_dir: Path) -> list[dict]:
@@ -647,81 +503,8 @@ def _read_curve(seq2seq_dir: Path) -> list[dict]:
     return []
 
 
-def _markdown(results: dict, k: int) -> str:
-    columns = [f"hits@{k}", f"recall@{k}", f"ndcg@{k}", "mrr", f"coverage@{k}"]
-    lines = [
-        "# Benchmark",
-        "",
-        f"split: {results['split']}",
-        "",
-        format_table(results["systems"], columns=columns),
-        "",
-        "| system | train s | decoding steps/item | mean ID tokens | latency ms/prompt (batched) |",
-        "|---|---|---|---|---|",
-    ]
-    for name, m in results["systems"].items():
-        mean_tokens = m.get("mean_id_tokens")
-        lines.append(
-            f"| {name} | {m.get('train_seconds') or 0:.0f} | "
-            f"{m.get('decoding_steps_per_item', '-')} | "
-            f"{'-' if mean_tokens is None else f'{mean_tokens:.1f}'} | "
-            f"{m.get('latency_ms_per_prompt_batched', 0):.2f} |"
-        )
-    main = results["systems"].get("text2tracks", {})
-    if "latency_ms_one_prompt" in main:
-        lines += [
-            "",
-            f"text2tracks: one prompt (k={k}) {main['latency_ms_one_prompt']:.1f} ms; "
-            f"{main['prompts_per_s_batch64']:.1f} prompts/s at batch 64",
-        ]
-    if results["comparisons"]:
-        lines += ["", "| comparison | Hits diff | 95% CI | relative | p |", "|---|---|---|---|---|"]
-        for name, c in results["comparisons"].items():
-            rel = f"{100 * c['relative']:+.1f}%" if c.get("relative") is not None else "-"
-            lines.append(
-                f"| {name} | {c['diff']:+.4f} | [{c['ci'][0]:+.4f}, {c['ci'][1]:+.4f}] "
-                f"| {rel} | {c['p_value']:.3f} |"
-            )
-    return "\n".join(lines) + "\n"
-
-
 def _plot_curves(results: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    curves = {"text2tracks": results.get("curve", [])}
-    curves.update({n: m.get("curve", []) for n, m in results["systems"].items() if "curve" in m})
-    for name, curve in curves.items():
-        key = "val_hits@10"
-        points = [
-            (r["elapsed_s"] / 60, r[key])
-            for r in curve
-            if r.get(key) is not None and r.get("elapsed_s") is not None
-        ]
-        if points:
-            xs, ys = zip(*points, strict=True)
-            ax.plot(xs, ys, marker="o", label=name)
-    for name in _BASELINE_ORDER:
-        if name in results["systems"]:
-            ax.axhline(results["systems"][name]["hits@10"], linestyle=":", linewidth=1)
-            ax.text(
-                0.99,
-                results["systems"][name]["hits@10"],
-                name,
-                fontsize=7,
-                va="bottom",
-                ha="right",
-                transform=ax.get_yaxis_transform(),
-            )
-    ax.set_xlabel("training minutes")
-    ax.set_ylabel("validation Hits@10 (baselines: test)")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    plot_curves(results, path, _BASELINE_ORDER)
 
 
 def _run_from_args(args: argparse.Namespace, train_args: list[str] | None = None) -> int:
