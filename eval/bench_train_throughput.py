@@ -34,7 +34,9 @@ import os
 import platform
 import statistics
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -106,7 +108,8 @@ def synthetic_codes(n_items: int, seed: int) -> tuple[np.ndarray, tuple[int, ...
 PATHS = {"plain": (1, 0), "bucketed": (1, 32), "grouped": (8, 0), "grouped+bucketed": (8, 32)}
 
 
-def main(argv: list[str] | None = None) -> dict:
+def build_parser() -> argparse.ArgumentParser:
+    """The flags of ``python -m eval.bench_train_throughput``."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="bench_out/bench_train_throughput.json")
     ap.add_argument("--n-playlists", type=int, default=20000)
@@ -127,14 +130,27 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--paths", default=",".join(PATHS), help=f"subset of {','.join(PATHS)}")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    paths = {name: PATHS[name] for name in args.paths.split(",")}
-    paths = {
-        name: ((args.group if g > 1 else 1), (args.bucket_window if w else 0))
-        for name, (g, w) in paths.items()
-    }
+    return ap
 
+
+@dataclass
+class Workload:
+    """The synthetic data and the initial model every path trains from."""
+
+    config: ModelConfig
+    level_sizes: tuple[int, ...]
+    model0: torch.nn.Module
+    tokenizer: Any
+    init_state: dict
+    sid: Any
+    texts: list[str]
+    prompt_ids: list
+    relevant: list[np.ndarray]
+    lengths: np.ndarray
+
+
+def build_workload(args: argparse.Namespace) -> Workload:
+    """Codes, prompts, playlists and the project's model at the benchmark's size."""
     codes, level_sizes = synthetic_codes(args.n_items, args.seed)
     config = ModelConfig(
         d_model=128,
@@ -152,89 +168,110 @@ def main(argv: list[str] | None = None) -> dict:
     prompt_ids = encode_prompts(tokenizer, texts, config.max_prompt_length)
     relevant = synthetic_playlists(args.n_playlists, args.n_items, args.seed)
     lengths = np.array([len(p) for p in prompt_ids])
+    return Workload(
+        config,
+        level_sizes,
+        model0,
+        tokenizer,
+        init_state,
+        sid,
+        texts,
+        prompt_ids,
+        relevant,
+        lengths,
+    )
 
-    runs = {}
-    for name, (group, window) in paths.items():
-        pairs = Seq2SeqPairs(
-            prompt_ids,
-            relevant,
-            sid,
-            tokenizer.eos_token_id,
-            targets_per_playlist=args.targets_per_playlist,
-            seed=args.seed,
-            group_size=group,
-            bucket_batches=window,
-            batch_size=args.batch_size,
-        )
-        collate = Seq2SeqCollator(
-            prompt_ids, sid, tokenizer.pad_token_id, tokenizer.eos_token_id, share_prompts=group > 1
-        )
-        # per-batch statistics (collate only)
-        rows = tokens = useful = 0
-        n_stat = min(args.stat_batches, len(pairs) // args.batch_size)
-        for b in range(n_stat):
-            batch = collate(
-                [pairs[i] for i in range(b * args.batch_size, (b + 1) * args.batch_size)]
-            )
-            rows += batch["input_ids"].shape[0]
-            tokens += batch["input_ids"].numel()
-            useful += int(batch["attention_mask"].sum())
-        model, _, _ = build_seq2seq(config, level_sizes)
-        model.load_state_dict(init_state)
-        model.train()
-        runs[name] = {
-            "group": group,
-            "window": window,
-            "pairs": pairs,
-            "collate": collate,
-            "model": model,
-            "optimizer": torch.optim.AdamW(model.parameters(), lr=1e-3),
-            "cursor": 0,
-            "epoch": 0,
-            "rates": [],
-            "losses": [],
-            "encoder_rows_per_example": rows / max(1, n_stat * args.batch_size),
-            "padding_share": 1.0 - useful / max(1, tokens),
-        }
 
-    def step(run) -> int:
-        pairs = run["pairs"]
-        if run["cursor"] + args.batch_size > len(pairs):
-            run["epoch"] += 1
-            pairs.set_epoch(run["epoch"])
-            run["cursor"] = 0
-        batch = run["collate"](
-            [pairs[i] for i in range(run["cursor"], run["cursor"] + args.batch_size)]
-        )
-        run["cursor"] += args.batch_size
-        model = run["model"]
-        if "prompt_index" in batch:
-            out = grouped_forward(
-                model,
-                batch["input_ids"],
-                batch["attention_mask"],
-                batch["prompt_index"],
-                batch["labels"],
-            )
-        else:
-            out = model(
-                input_ids=batch["input_ids"],
-                attention_mask=batch["attention_mask"],
-                labels=batch["labels"],
-            )
-        out.loss.backward()
-        run["optimizer"].step()
-        run["optimizer"].zero_grad(set_to_none=True)
-        run["losses"].append(out.loss.item())
-        return batch["labels"].shape[0]
+def prepare_path(work: Workload, group: int, window: int, args: argparse.Namespace) -> dict:
+    """One path's pairs, collator, fresh model (the shared initial weights) and optimizer, with
+    its batch statistics over the first ``--stat-batches`` batches."""
+    tokenizer = work.tokenizer
+    pairs = Seq2SeqPairs(
+        work.prompt_ids,
+        work.relevant,
+        work.sid,
+        tokenizer.eos_token_id,
+        targets_per_playlist=args.targets_per_playlist,
+        seed=args.seed,
+        group_size=group,
+        bucket_batches=window,
+        batch_size=args.batch_size,
+    )
+    collate = Seq2SeqCollator(
+        work.prompt_ids,
+        work.sid,
+        tokenizer.pad_token_id,
+        tokenizer.eos_token_id,
+        share_prompts=group > 1,
+    )
+    # per-batch statistics (collate only)
+    rows = tokens = useful = 0
+    n_stat = min(args.stat_batches, len(pairs) // args.batch_size)
+    for b in range(n_stat):
+        batch = collate([pairs[i] for i in range(b * args.batch_size, (b + 1) * args.batch_size)])
+        rows += batch["input_ids"].shape[0]
+        tokens += batch["input_ids"].numel()
+        useful += int(batch["attention_mask"].sum())
+    model, _, _ = build_seq2seq(work.config, work.level_sizes)
+    model.load_state_dict(work.init_state)
+    model.train()
+    return {
+        "group": group,
+        "window": window,
+        "pairs": pairs,
+        "collate": collate,
+        "model": model,
+        "optimizer": torch.optim.AdamW(model.parameters(), lr=1e-3),
+        "cursor": 0,
+        "epoch": 0,
+        "rates": [],
+        "losses": [],
+        "encoder_rows_per_example": rows / max(1, n_stat * args.batch_size),
+        "padding_share": 1.0 - useful / max(1, tokens),
+    }
 
+
+def train_step(run: dict, batch_size: int) -> int:
+    """One full training step of a path (a new epoch when its pairs run out); its examples."""
+    pairs = run["pairs"]
+    if run["cursor"] + batch_size > len(pairs):
+        run["epoch"] += 1
+        pairs.set_epoch(run["epoch"])
+        run["cursor"] = 0
+    batch = run["collate"]([pairs[i] for i in range(run["cursor"], run["cursor"] + batch_size)])
+    run["cursor"] += batch_size
+    model = run["model"]
+    if "prompt_index" in batch:
+        out = grouped_forward(
+            model,
+            batch["input_ids"],
+            batch["attention_mask"],
+            batch["prompt_index"],
+            batch["labels"],
+        )
+    else:
+        out = model(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            labels=batch["labels"],
+        )
+    out.loss.backward()
+    run["optimizer"].step()
+    run["optimizer"].zero_grad(set_to_none=True)
+    run["losses"].append(out.loss.item())
+    return batch["labels"].shape[0]
+
+
+def time_windows(runs: dict[str, dict], args: argparse.Namespace) -> None:
+    """Two warm-up steps per path, then ``--windows`` timed windows, round-robin across paths;
+    each window's examples/s goes to the path's ``rates``."""
     for run in runs.values():  # warm-up
         for _ in range(2):
-            step(run)
+            train_step(run, args.batch_size)
     for w in range(args.windows):
         for run in runs.values():
             t0 = time.perf_counter()
-            n = sum(step(run) for _ in range(args.window_batches))
+            n = sum(train_step(run, args.batch_size) for _ in range(args.window_batches))
             run["rates"].append(n / (time.perf_counter() - t0))
         print(
             f"window {w + 1}/{args.windows}: "
@@ -242,6 +279,10 @@ def main(argv: list[str] | None = None) -> dict:
             flush=True,
         )
 
+
+def path_table(runs: dict[str, dict]) -> dict[str, dict]:
+    """Per path: its settings, median examples/s (and speed-up over ``plain`` when it ran),
+    batch statistics and mean training loss."""
     table = {
         name: {
             "targets_per_prompt_group": run["group"],
@@ -254,25 +295,36 @@ def main(argv: list[str] | None = None) -> dict:
         }
         for name, run in runs.items()
     }
-    result = {
+    if "plain" in table:
+        for name in table:
+            ratios = [
+                a / b for a, b in zip(runs[name]["rates"], runs["plain"]["rates"], strict=True)
+            ]
+            table[name]["speedup_vs_plain"] = round(float(statistics.median(ratios)), 3)
+    return table
+
+
+def describe(work: Workload, runs: dict, table: dict, args: argparse.Namespace) -> dict:
+    """The JSON report: model, data, settings, the path table and the machine."""
+    return {
         "benchmark": "bench_train_throughput",
         "model": {
-            **config.to_dict(),
-            "n_parameters": count_parameters(model0),
-            "vocab_size": len(tokenizer),
+            **work.config.to_dict(),
+            "n_parameters": count_parameters(work.model0),
+            "vocab_size": len(work.tokenizer),
         },
         "data": {
             "n_playlists": args.n_playlists,
             "n_items": args.n_items,
-            "level_sizes": list(level_sizes),
+            "level_sizes": list(work.level_sizes),
             "examples_per_epoch": len(next(iter(runs.values()))["pairs"]),
             "targets_per_playlist": args.targets_per_playlist,
             "description_share": args.description_share,
             "prompt_length_tokens": {
-                q: float(np.percentile(lengths, p))
+                q: float(np.percentile(work.lengths, p))
                 for q, p in (("p50", 50), ("p95", 95), ("p99", 99), ("max", 100))
             },
-            "distinct_prompts": len({t for t in texts}),
+            "distinct_prompts": len({t for t in work.texts}),
         },
         "batch_size": args.batch_size,
         "window_batches": args.window_batches,
@@ -285,13 +337,10 @@ def main(argv: list[str] | None = None) -> dict:
             "torch": torch.__version__,
         },
     }
-    if "plain" in table:
-        for name in table:
-            ratios = [
-                a / b for a, b in zip(runs[name]["rates"], runs["plain"]["rates"], strict=True)
-            ]
-            table[name]["speedup_vs_plain"] = round(float(statistics.median(ratios)), 3)
 
+
+def print_summary(result: dict, args: argparse.Namespace) -> None:
+    """The model size, the prompt lengths and one line per path."""
     print(
         f"\n{result['model']['n_parameters'] / 1e6:.2f}M parameters, batch {args.batch_size}, "
         f"{args.threads} thread(s), prompts p50/p95/max "
@@ -302,12 +351,29 @@ def main(argv: list[str] | None = None) -> dict:
     print(
         f"{'path':<18} {'group':>5} {'window':>6} {'ex/s':>8} {'x plain':>8} {'enc rows/ex':>11} {'padding':>8}"
     )
-    for name, row in table.items():
+    for name, row in result["paths"].items():
         print(
             f"{name:<18} {row['targets_per_prompt_group']:>5} {row['length_bucket_window']:>6} "
             f"{row['examples_per_s']:>8.1f} {row.get('speedup_vs_plain', float('nan')):>8.2f} "
             f"{row['encoder_rows_per_example']:>11.3f} {row['padding_share']:>8.1%}"
         )
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = build_parser().parse_args(argv)
+    torch.set_num_threads(args.threads)
+    paths = {name: PATHS[name] for name in args.paths.split(",")}
+    paths = {
+        name: ((args.group if g > 1 else 1), (args.bucket_window if w else 0))
+        for name, (g, w) in paths.items()
+    }
+    work = build_workload(args)
+    runs = {
+        name: prepare_path(work, group, window, args) for name, (group, window) in paths.items()
+    }
+    time_windows(runs, args)
+    result = describe(work, runs, path_table(runs), args)
+    print_summary(result, args)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w", encoding="utf-8") as f:
