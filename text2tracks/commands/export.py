@@ -46,25 +46,42 @@ an error.
 
 Several processes (``accelerate launch``): process ``p`` of ``P`` takes the rows whose index is
 ``p`` modulo ``P`` and writes its own journal; the main process merges them in input order.
+
+The journals are :mod:`text2tracks.export_journal`'s job, the records and the output file
+:mod:`text2tracks.export_output`'s, reading the input :mod:`text2tracks.prompt_files`'; this
+module runs the job and holds the command line.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import csv
-import json
 import os
 import sys
-import tempfile
 import time
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from text2tracks.config_flags import add_flag, add_progress_flag, command_parser
+from text2tracks.export_journal import (  # noqa: F401 - the journal's names are this command's API too
+    JOURNAL_VERSION,
+    append_records,
+    existing_journals,
+    journal_header,
+    journal_path,
+    merged_records,
+    open_journal,
+    resumed_records,
+)
+from text2tracks.export_output import (  # noqa: F401 - as are the output's
+    OUTPUT_FIELDS,
+    OUTPUT_FORMATS,
+    error_record,
+    result_records,
+    write_output,
+)
 from text2tracks.options import MODES
 from text2tracks.prompt_files import (  # noqa: F401 - read_input and the rows are this command's API too
     INPUT_FORMATS,
@@ -74,22 +91,6 @@ from text2tracks.prompt_files import (  # noqa: F401 - read_input and the rows a
     format_of,
     read_input,
 )
-
-OUTPUT_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}
-OUTPUT_FIELDS = ("id", "prompt", "track_ids", "scores", "names", "artists", "error")
-JOURNAL_VERSION = 1
-_SETTINGS_CHECKED = (
-    "k",
-    "mode",
-    "num_beams",
-    "n_rows",
-    "input_size",
-    "guidance_weight",
-    "n_samples",
-    "seed",
-)
-# Settings that journals written before they existed lack: read as these values.
-_SETTINGS_DEFAULTS = {"guidance_weight": None, "n_samples": None, "seed": 0}
 
 
 @dataclass
@@ -113,174 +114,6 @@ class ExportSummary:
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
-
-
-# ----------------------------------------------------------------------------- journal
-
-
-def journal_path(output: Path, rank: int = 0, num_processes: int = 1) -> Path:
-    """The journal of process ``rank`` beside ``output``."""
-    if num_processes == 1:
-        return output.with_name(f"{output.name}.partial.jsonl")
-    return output.with_name(f"{output.name}.partial.p{rank}.jsonl")
-
-
-def existing_journals(output: Path) -> list[Path]:
-    return sorted(output.parent.glob(f"{_glob_escape(output.name)}.partial*.jsonl"))
-
-
-def _glob_escape(name: str) -> str:
-    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
-
-
-def _read_journal(path: Path) -> tuple[dict | None, dict[int, dict], int]:
-    """``(header, records by row, byte length of the complete lines)``; cut lines are dropped."""
-    with open(path, "rb") as f:
-        data = f.read()
-    header, records, good_end, pos = None, {}, 0, 0
-    while pos < len(data):
-        end = data.find(b"\n", pos)
-        if end < 0:  # a line cut by a crash: no newline yet
-            break
-        try:
-            record = json.loads(data[pos:end])
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            record = None
-        if isinstance(record, dict):
-            if "journal" in record and header is None:
-                header = record
-            elif isinstance(record.get("row"), int):
-                records.setdefault(record["row"], record)
-        pos = end + 1
-        good_end = pos
-    return header, records, good_end
-
-
-def _write_lines(handle, records: Iterable[dict]) -> None:
-    payload = b"".join(
-        json.dumps(r, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
-        for r in records
-    )
-    if payload:
-        handle.write(payload)
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-def _open_journal(path: Path, header: dict, good_end: int | None) -> Any:
-    """Open this process's journal for appending: cut a crash's partial line, or start one."""
-    if good_end is not None and path.exists():
-        with open(path, "r+b") as f:
-            f.truncate(good_end)
-            f.flush()
-            os.fsync(f.fileno())
-        handle = open(path, "ab")
-        if good_end == 0:
-            _write_lines(handle, [header])
-        return handle
-    handle = open(path, "ab")
-    _write_lines(handle, [header])
-    return handle
-
-
-# ----------------------------------------------------------------------------- writing output
-
-
-def _output_record(record: dict) -> dict:
-    return {name: record.get(name) for name in OUTPUT_FIELDS}
-
-
-def write_output(path: Path, records: list[dict]) -> None:
-    """Write the final output atomically (temporary file in the same folder, then rename)."""
-    fmt = format_of(path, OUTPUT_FORMATS, "output")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        if fmt == "jsonl":
-            with open(tmp, "wb") as f:
-                for r in records:
-                    line = json.dumps(_output_record(r), ensure_ascii=False)
-                    f.write(line.encode("utf-8") + b"\n")
-                f.flush()
-                os.fsync(f.fileno())
-        elif fmt == "csv":
-            with open(tmp, "w", encoding="utf-8", newline="") as f:
-                writer = csv.writer(f)
-                writer.writerow(OUTPUT_FIELDS)
-                for r in records:
-                    rec = _output_record(r)
-                    writer.writerow(
-                        [
-                            rec["id"],
-                            rec["prompt"] if rec["prompt"] is not None else "",
-                            *(
-                                json.dumps(rec[c] or [], ensure_ascii=False)
-                                for c in ("track_ids", "scores", "names", "artists")
-                            ),
-                            rec["error"] or "",
-                        ]
-                    )
-                f.flush()
-                os.fsync(f.fileno())
-        else:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
-            schema = pa.schema(
-                [
-                    ("id", pa.string()),
-                    ("prompt", pa.string()),
-                    ("track_ids", pa.list_(pa.string())),
-                    ("scores", pa.list_(pa.float64())),
-                    ("names", pa.list_(pa.string())),
-                    ("artists", pa.list_(pa.string())),
-                    ("error", pa.string()),
-                ]
-            )
-            columns = {name: [_output_record(r)[name] for r in records] for name in OUTPUT_FIELDS}
-            for name in ("track_ids", "scores", "names", "artists"):
-                columns[name] = [v or [] for v in columns[name]]
-            pq.write_table(pa.table(columns, schema=schema), tmp)
-            with open(tmp, "rb") as f:
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-# ----------------------------------------------------------------------------- the job
-
-
-def _result_records(rows: list[InputRow], recs: list) -> list[dict]:
-    return [
-        {
-            "row": row.index,
-            "id": row.id,
-            "prompt": row.prompt,
-            "track_ids": [r.track_id for r in answer],
-            "scores": [r.score for r in answer],
-            "names": [r.name for r in answer],
-            "artists": [r.artist for r in answer],
-            "error": None,
-        }
-        for row, answer in zip(rows, recs, strict=True)
-    ]
-
-
-def _error_record(row: InputRow, error: str) -> dict:
-    return {
-        "row": row.index,
-        "id": row.id,
-        "prompt": row.prompt,
-        "track_ids": [],
-        "scores": [],
-        "names": [],
-        "artists": [],
-        "error": error,
-    }
 
 
 def _partial_state():
@@ -317,11 +150,94 @@ def run_export(
     setting) and ``seed`` are the latent modes' sampling settings (they need ``mode`` latent or
     hybrid, except ``seed``, which generative mode ignores).
     """
-    from tqdm.auto import tqdm
-
     start = time.perf_counter()
     input_path, output_path = Path(input), Path(output)
     format_of(output_path, OUTPUT_FORMATS, "output")
+    sampling = _checked_sampling(k, batch_size, mode, guidance_weight, n_samples, seed)
+    state = _partial_state()
+    rank, world = state.process_index, state.num_processes
+    summary = ExportSummary(output=str(output_path), num_processes=world)
+    rows = _read_rows(input_path, summary)
+    settings = journal_header(
+        k=k,
+        mode=mode,
+        num_beams=num_beams,
+        n_rows=len(rows),
+        input_path=input_path,
+        artifact=artifact,
+        guidance_weight=guidance_weight,
+        n_samples=n_samples,
+        seed=seed,
+    )
+
+    # 1. Journals of earlier runs: refuse them without --resume, else collect their rows.
+    journals = existing_journals(output_path)
+    own = journal_path(output_path, rank, world)
+    done, own_end = _earlier_records(journals, resume, settings, own, output_path)
+    state.wait_for_everyone()  # every process has looked before any writes a journal
+    if resume and not journals and output_path.exists():
+        _tell(state, f"export: {output_path} is complete (no journal to resume); nothing to do")
+        return summary
+    mine = [row for row in rows if row.index % world == rank]
+    summary.n_resumed = sum(1 for row in mine if row.index in done)
+
+    # 2. The model (after the cheap checks, so that a bad job fails fast).
+    t0 = time.perf_counter()
+    recommender = _load_recommender(recommender, artifact, state)
+    summary.load_s = time.perf_counter() - t0
+    _check_recommender(recommender, artifact, k, mode)
+
+    # 3. This process's rows: bad rows at once, good rows in fixed batches.
+    with open_journal(own, settings, own_end) as handle:
+        _export_rows(
+            recommender,
+            mine,
+            done,
+            handle,
+            summary,
+            batch_size=batch_size,
+            recommend_options=(k, num_beams, mode, sampling),
+            show_progress=progress and state.is_main_process,
+            after_batch=after_batch,
+        )
+
+    # 4. Merge on the main process, in input order; the output appears atomically.
+    _merge_on_main(state, output_path, rows, summary)
+    summary.total_s = time.perf_counter() - start
+    return summary
+
+
+def _tell(state, message: str) -> None:
+    """Print ``message`` to stderr, once: on the main process."""
+    if state.is_main_process:
+        print(message, file=sys.stderr)
+
+
+def _read_rows(input_path: Path, summary: ExportSummary) -> list[InputRow]:
+    """The input's rows; the time taken and the counts go into ``summary``."""
+    t0 = time.perf_counter()
+    source = read_input(input_path)
+    summary.read_s = time.perf_counter() - t0
+    summary.n_rows, summary.n_blank = len(source.rows), source.n_blank
+    return source.rows
+
+
+def _earlier_records(
+    journals: list[Path], resume: bool, settings: dict, own: Path, output: Path
+) -> tuple[dict[int, dict], int | None]:
+    """:func:`~text2tracks.export_journal.resumed_records` of the earlier runs' ``journals``;
+    ``ExportError`` if there are any and ``resume`` is off."""
+    if journals and not resume:
+        raise ExportError(
+            f"{journals[0]} exists: an earlier export to {output} did not finish. Run again "
+            f"with --resume to finish it, or delete {output.name}.partial*.jsonl to start over"
+        )
+    return resumed_records(journals, settings, own, output)
+
+
+def _checked_sampling(k, batch_size, mode, guidance_weight, n_samples, seed) -> dict[str, Any]:
+    """The latent modes' sampling options for ``recommend`` (none in generative mode), after
+    checking every option: ``ExportError`` names the flag of a bad one."""
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ExportError(f"--k must be a positive integer, got {k!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -354,86 +270,27 @@ def run_export(
         raise ExportError(f"--n-samples must be a positive integer, got {n_samples!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ExportError(f"--seed must be a non-negative integer, got {seed!r}")
-    sampling = (
-        {}
-        if mode == "generative"
-        else {"guidance_weight": guidance_weight, "n_samples": n_samples, "seed": seed}
-    )
-    state = _partial_state()
-    rank, world = state.process_index, state.num_processes
-    summary = ExportSummary(output=str(output_path), num_processes=world)
+    if mode == "generative":
+        return {}
+    return {"guidance_weight": guidance_weight, "n_samples": n_samples, "seed": seed}
 
-    t0 = time.perf_counter()
-    source = read_input(input_path)
-    rows = source.rows
-    summary.read_s = time.perf_counter() - t0
-    summary.n_rows, summary.n_blank = len(rows), source.n_blank
-    settings = {
-        "journal": JOURNAL_VERSION,
-        "k": k,
-        "mode": mode,
-        "num_beams": num_beams,
-        "n_rows": len(rows),
-        "input_size": input_path.stat().st_size,
-        "guidance_weight": guidance_weight,
-        "n_samples": n_samples,
-        "seed": 0 if mode == "generative" else seed,  # generative mode draws no noise
-        "input": str(input_path.resolve()),
-        "artifact": str(Path(artifact).resolve()),
-    }
 
-    # 1. Journals of earlier runs: refuse them without --resume, else collect their rows.
-    journals = existing_journals(output_path)
-    if journals and not resume:
-        raise ExportError(
-            f"{journals[0]} exists: an earlier export to {output_path} did not finish. Run again "
-            f"with --resume to finish it, or delete {output_path.name}.partial*.jsonl to start over"
-        )
-    done: dict[int, dict] = {}
-    own = journal_path(output_path, rank, world)
-    own_end: int | None = None
-    for path in journals:
-        header, records, good_end = _read_journal(path)
-        if header is not None:
-            changed = [
-                f"{key}={_setting(header, key)!r} (now {settings[key]!r})"
-                for key in _SETTINGS_CHECKED
-                if _setting(header, key) != settings[key]
-            ]
-            if changed:
-                raise ExportError(
-                    f"{path} was written with other settings or another input: "
-                    f"{', '.join(changed)}. Resume with the same settings, or delete "
-                    f"{output_path.name}.partial*.jsonl to start over"
-                )
-        for row, record in records.items():
-            done.setdefault(row, record)
-        if path == own:
-            own_end = good_end
-    state.wait_for_everyone()  # every process has looked before any writes a journal
+def _load_recommender(recommender, artifact, state):
+    """``recommender``, or else ``artifact`` loaded onto this process's device (sharing the CPU
+    cores among the processes that run on it)."""
+    if recommender is not None:
+        return recommender
+    from text2tracks.pipeline import Text2Tracks
 
-    if resume and not journals and output_path.exists():
-        if state.is_main_process:
-            print(
-                f"export: {output_path} is complete (no journal to resume); nothing to do",
-                file=sys.stderr,
-            )
-        return summary
+    if state.num_processes > 1 and state.device.type == "cpu":
+        import torch
 
-    mine = [row for row in rows if row.index % world == rank]
-    summary.n_resumed = sum(1 for row in mine if row.index in done)
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // state.num_processes))
+    return Text2Tracks.from_pretrained(artifact, device=state.device)
 
-    # 2. The model (after the cheap checks, so that a bad job fails fast).
-    t0 = time.perf_counter()
-    if recommender is None:
-        from text2tracks.pipeline import Text2Tracks
 
-        if world > 1 and state.device.type == "cpu":
-            import torch
-
-            torch.set_num_threads(max(1, (os.cpu_count() or 1) // state.num_processes))
-        recommender = Text2Tracks.from_pretrained(artifact, device=state.device)
-    summary.load_s = time.perf_counter() - t0
+def _check_recommender(recommender, artifact, k: int, mode: str) -> None:
+    """``ExportError`` if the catalogue is smaller than ``k`` or ``mode`` needs a missing head."""
     if k > len(recommender):
         raise ExportError(f"--k {k} is larger than the catalogue ({len(recommender)} tracks)")
     if mode != "generative" and not recommender.has_diffusion:
@@ -443,25 +300,40 @@ def run_export(
             "--mode generative"
         )
 
-    # 3. This process's rows: bad rows at once, good rows in fixed batches.
-    handle = _open_journal(own, settings, own_end)
+
+def _export_rows(
+    recommender,
+    mine: list[InputRow],
+    done: dict[int, dict],
+    handle,
+    summary: ExportSummary,
+    *,
+    batch_size: int,
+    recommend_options: tuple,
+    show_progress: bool,
+    after_batch: Callable[[int], None] | None,
+) -> None:
+    """Journal this process's rows not ``done`` yet: bad rows at once, good rows in fixed
+    batches of ``batch_size`` (fixed slices of ``mine``, so a resumed run batches the same)."""
+    from tqdm.auto import tqdm
+
     bar = tqdm(
         total=len(mine),
         initial=summary.n_resumed,
         unit="prompt",
         desc="export",
-        disable=not (progress and state.is_main_process) or None,
+        disable=not show_progress or None,
         dynamic_ncols=True,
         smoothing=0.1,
     )
     n_batches = 0
-    try:
+    with bar:
         bad = [
-            _error_record(row, row.error)
+            error_record(row, row.error)
             for row in mine
             if row.error is not None and row.index not in done
         ]
-        _write_lines(handle, bad)
+        append_records(handle, bad)
         bar.update(len(bad))
         good = [row for row in mine if row.error is None]
         for first in range(0, len(good), batch_size):
@@ -470,48 +342,36 @@ def run_export(
             if not todo:
                 continue
             t_model = time.perf_counter()
-            records, truncated = _recommend_rows(recommender, batch, k, num_beams, mode, sampling)
+            records, truncated = _recommend_rows(recommender, batch, *recommend_options)
             summary.model_s += time.perf_counter() - t_model
             summary.n_truncated += truncated
-            _write_lines(handle, [r for r in records if r["row"] in todo])
+            append_records(handle, [r for r in records if r["row"] in todo])
             bar.update(len(todo))
             n_batches += 1
             if after_batch is not None:
                 after_batch(n_batches)
-    finally:
-        handle.close()
-        bar.close()
 
-    # 4. Merge on the main process, in input order; the output appears atomically.
+
+def _merge_on_main(state, output: Path, rows: list[InputRow], summary: ExportSummary) -> None:
+    """On the main process, once every process is done: write the journals' records in input
+    order as the output, remove the journals, and count the rows done and failed into
+    ``summary``."""
     state.wait_for_everyone()
     if state.is_main_process:
-        t0 = time.perf_counter()
-        merged: dict[int, dict] = {}
-        for path in existing_journals(output_path):
-            for row, record in _read_journal(path)[1].items():
-                merged.setdefault(row, record)
-        missing = [row.index for row in rows if row.index not in merged]
-        if missing:
-            raise ExportError(
-                f"{len(missing)} rows have no result after the run (first: row {missing[0]}); "
-                "the journals are kept: run again with --resume"
-            )
-        ordered = [merged[row.index] for row in rows]
-        write_output(output_path, ordered)
-        for path in existing_journals(output_path):
-            path.unlink()
-        summary.merge_s = time.perf_counter() - t0
-        summary.n_failed = sum(1 for r in ordered if r.get("error"))
-        summary.n_done = len(ordered) - summary.n_failed
-        summary.failures = [(r["id"], r["error"]) for r in ordered if r.get("error")][:10]
+        _merge_output(output, rows, summary)
     state.wait_for_everyone()
-    summary.total_s = time.perf_counter() - start
-    return summary
 
 
-def _setting(header: dict, key: str) -> Any:
-    """A journal header's setting; journals older than a setting hold its default."""
-    return header.get(key, _SETTINGS_DEFAULTS.get(key))
+def _merge_output(output: Path, rows: list[InputRow], summary: ExportSummary) -> None:
+    t0 = time.perf_counter()
+    ordered = merged_records(output, rows)
+    write_output(output, ordered)
+    for path in existing_journals(output):
+        path.unlink()
+    summary.merge_s = time.perf_counter() - t0
+    summary.n_failed = sum(1 for r in ordered if r.get("error"))
+    summary.n_done = len(ordered) - summary.n_failed
+    summary.failures = [(r["id"], r["error"]) for r in ordered if r.get("error")][:10]
 
 
 def _recommend_rows(
@@ -533,7 +393,7 @@ def _recommend_rows(
                 mode=mode,
                 **kwargs,
             )
-            records = _result_records(batch, answers)
+            records = result_records(batch, answers)
         except (ValueError, TypeError):
             if len(batch) == 1:
                 raise
@@ -542,7 +402,7 @@ def _recommend_rows(
                 try:
                     records += _recommend_rows(recommender, [row], k, num_beams, mode, sampling)[0]
                 except (ValueError, TypeError) as err:
-                    records.append(_error_record(row, str(err)))
+                    records.append(error_record(row, str(err)))
     truncated = sum(1 for w in caught if "truncated" in str(w.message))
     for w in caught:
         if "truncated" not in str(w.message):
