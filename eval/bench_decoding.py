@@ -26,6 +26,7 @@ import os
 import platform
 import statistics
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -129,7 +130,8 @@ def med(xs):
     return float(statistics.median(xs))
 
 
-def main(argv=None) -> dict:
+def build_parser() -> argparse.ArgumentParser:
+    """The flags of ``python -m eval.bench_decoding``."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="bench_out/bench_decoding.json")
     ap.add_argument("--n-items", type=int, default=65536)
@@ -147,61 +149,91 @@ def main(argv=None) -> dict:
         "multi-threaded small ops mostly wait for descheduled threads; 0 keeps "
         "torch's default)",
     )
-    args = ap.parse_args(argv)
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
+    return ap
 
+
+@dataclass
+class Setup:
+    """The catalogue, its trie, the model and the prompts every run decodes."""
+
+    sizes: tuple[int, ...]
+    layout: SIDTokenLayout
+    trie: FlatTrie
+    build_s: float
+    model: T5ForConditionalGeneration
+    n_params: int
+    generator: torch.Generator
+    x: torch.Tensor
+    exclude: list[np.ndarray]
+
+    @property
+    def depth(self) -> int:
+        return self.trie.depth
+
+
+def build_setup(args: argparse.Namespace) -> Setup:
+    """A synthetic catalogue of 3 x 256 codes + a 32-way collision digit, its trie (timed),
+    a random-weight model, a batch of random byte prompts and 50 excluded items per prompt."""
     sizes = (256, 256, 256, 32)
     offsets = tuple(BYTE_VOCAB + sum(sizes[:lv]) for lv in range(len(sizes)))
     layout = SIDTokenLayout(sizes, offsets)
-    vocab = layout.end_id
     t0 = time.perf_counter()
     codes = synthetic_catalogue(args.n_items, sizes[-1], args.seed)
     trie = FlatTrie.from_codes(codes, sizes)
     build_s = time.perf_counter() - t0
-    depth = trie.depth
-    model = build_model(vocab, args.seed)
+    model = build_model(layout.end_id, args.seed)
     n_params = sum(p.numel() for p in model.parameters())
     g = torch.Generator().manual_seed(args.seed)
     x = torch.randint(3, 259, (args.batch, args.prompt_len), generator=g)
-    B, beams = args.batch, args.beams
     rng = np.random.default_rng(args.seed)
-    exclude = [rng.choice(trie.n_items, size=50, replace=False) for _ in range(B)]
-    fn = prefix_allowed_tokens_fn_from_trie(trie, layout, EOS, PAD)
+    exclude = [rng.choice(trie.n_items, size=50, replace=False) for _ in range(args.batch)]
+    return Setup(sizes, layout, trie, build_s, model, n_params, g, x, exclude)
+
+
+def beam_search_runs(s: Setup, beams: int) -> dict:
+    """The four beam searches compared, by name: each returns ``(output, seconds, Timed or
+    None)``."""
+    fn = prefix_allowed_tokens_fn_from_trie(s.trie, s.layout, EOS, PAD)
 
     def run_ours():
-        timed = Timed(SIDConstraintProcessor(trie, layout, EOS, PAD))
-        out, total = generate(model, x, beams, beams, depth, timed)
+        timed = Timed(SIDConstraintProcessor(s.trie, s.layout, EOS, PAD))
+        out, total = generate(s.model, s.x, beams, beams, s.depth, timed)
         return out, total, timed
 
     def run_prefix():
         timed = Timed(PrefixConstrainedLogitsProcessor(fn, beams))
-        out, total = generate(model, x, beams, beams, depth, timed)
+        out, total = generate(s.model, s.x, beams, beams, s.depth, timed)
         return out, total, timed
 
     def run_ours_excl():
         timed = Timed(
-            SIDConstraintProcessor(trie, layout, EOS, PAD, exclude=exclude, num_beams=beams)
+            SIDConstraintProcessor(s.trie, s.layout, EOS, PAD, exclude=s.exclude, num_beams=beams)
         )
-        out, total = generate(model, x, beams, beams, depth, timed)
+        out, total = generate(s.model, s.x, beams, beams, s.depth, timed)
         return out, total, timed
 
     def run_free():
         # same beams and the same number of steps: EOS is held back until depth tokens
-        out, total = generate(model, x, beams, beams, depth, None, min_new_tokens=depth)
+        out, total = generate(s.model, s.x, beams, beams, s.depth, None, min_new_tokens=s.depth)
         return out, total, None
 
-    runs = {
+    return {
         "ours": run_ours,
         "prefix_fn": run_prefix,
         "ours_exclude": run_ours_excl,
         "unconstrained": run_free,
     }
+
+
+def time_beam_searches(runs: dict, repeats: int) -> tuple[dict, bool]:
+    """One warm-up of each run, then ``repeats`` interleaved rounds: per run the lists
+    ``total_s``, ``constraint_s`` and ``steps``; and whether ours and the prefix function
+    always found the same sequences."""
     for f in runs.values():  # warm-up (allocator, first-call paths)
         f()
     rec = {name: {"total_s": [], "constraint_s": [], "steps": []} for name in runs}
     same_items = True
-    for _ in range(args.repeats):
+    for _ in range(repeats):
         results = {}
         for name, f in runs.items():
             out, total, timed = f()
@@ -210,6 +242,31 @@ def main(argv=None) -> dict:
             rec[name]["steps"].append(len(out.scores))
             results[name] = out
         same_items &= torch.equal(results["ours"].sequences, results["prefix_fn"].sequences)
+    return rec, same_items
+
+
+def end_to_end(s: Setup, args: argparse.Namespace) -> tuple[list[float], list[float]]:
+    """:func:`constrained_generate` at k=10: seconds of one prompt per repeat, and prompts per
+    second at batch 64 per repeat (each after a warm-up call)."""
+    x1 = s.x[:1]
+    constrained_generate(s.model, x1, None, s.trie, s.layout, k=10)
+    lat = []
+    for _ in range(args.latency_repeats):
+        t1 = time.perf_counter()
+        constrained_generate(s.model, x1, None, s.trie, s.layout, k=10)
+        lat.append(time.perf_counter() - t1)
+    x64 = torch.randint(3, 259, (64, args.prompt_len), generator=s.generator)
+    constrained_generate(s.model, x64, None, s.trie, s.layout, k=10)
+    thr = []
+    for _ in range(max(3, args.repeats // 2)):
+        t1 = time.perf_counter()
+        constrained_generate(s.model, x64, None, s.trie, s.layout, k=10)
+        thr.append(64 / (time.perf_counter() - t1))
+    return lat, thr
+
+
+def describe(s: Setup, args, rec: dict, same_items: bool, lat: list, thr: list) -> dict:
+    """The JSON report: machine, model, catalogue, medians and raw timings, ratios, targets."""
     summary = {name: {key: med(v) for key, v in r.items()} for name, r in rec.items()}
     ratio_constraint = [
         p / o
@@ -218,23 +275,6 @@ def main(argv=None) -> dict:
     ratio_total = [
         o / u for o, u in zip(rec["ours"]["total_s"], rec["unconstrained"]["total_s"], strict=True)
     ]
-
-    # end-to-end latency of one prompt, k = 10, and throughput at batch 64
-    x1 = x[:1]
-    constrained_generate(model, x1, None, trie, layout, k=10)
-    lat = []
-    for _ in range(args.latency_repeats):
-        t1 = time.perf_counter()
-        constrained_generate(model, x1, None, trie, layout, k=10)
-        lat.append(time.perf_counter() - t1)
-    x64 = torch.randint(3, 259, (64, args.prompt_len), generator=g)
-    constrained_generate(model, x64, None, trie, layout, k=10)
-    thr = []
-    for _ in range(max(3, args.repeats // 2)):
-        t1 = time.perf_counter()
-        constrained_generate(model, x64, None, trie, layout, k=10)
-        thr.append(64 / (time.perf_counter() - t1))
-
     result = {
         "device": "cpu",
         "load_average": list(os.getloadavg()),
@@ -242,16 +282,21 @@ def main(argv=None) -> dict:
         "cpu_count": os.cpu_count(),
         "platform": platform.platform(),
         "torch": torch.__version__,
-        "model": {"d_model": 256, "layers": "4+4", "vocab": vocab, "parameters": n_params},
-        "catalogue": {
-            "n_items": trie.n_items,
-            "level_sizes": list(sizes),
-            "nodes_per_level": [trie.n_nodes(lv) for lv in range(depth)],
-            "trie_build_s": build_s,
+        "model": {
+            "d_model": 256,
+            "layers": "4+4",
+            "vocab": s.layout.end_id,
+            "parameters": s.n_params,
         },
-        "batch": B,
-        "beams": beams,
-        "k": beams,
+        "catalogue": {
+            "n_items": s.trie.n_items,
+            "level_sizes": list(s.sizes),
+            "nodes_per_level": [s.trie.n_nodes(lv) for lv in range(s.depth)],
+            "trie_build_s": s.build_s,
+        },
+        "batch": args.batch,
+        "beams": args.beams,
+        "k": args.beams,
         "prompt_len": args.prompt_len,
         "repeats": args.repeats,
         "median": summary,
@@ -270,14 +315,20 @@ def main(argv=None) -> dict:
         "constraint_speedup": result["constraint_speedup_vs_prefix_fn"] >= 5.0,
         "constrained_within_15pct": result["constrained_over_unconstrained_total"] <= 1.15,
     }
+    return result
 
+
+def print_summary(result: dict, args: argparse.Namespace) -> None:
+    """The setting, a table of median times per run, the ratios against their targets and the
+    end-to-end figures."""
     print(
-        f"catalogue {trie.n_items} items, nodes/level {result['catalogue']['nodes_per_level']}, "
-        f"model {n_params / 1e6:.1f}M params, batch {B}, beams {beams}, "
-        f"{torch.get_num_threads()} torch threads, median of {args.repeats}"
+        f"catalogue {result['catalogue']['n_items']} items, "
+        f"nodes/level {result['catalogue']['nodes_per_level']}, "
+        f"model {result['model']['parameters'] / 1e6:.1f}M params, batch {args.batch}, "
+        f"beams {args.beams}, {torch.get_num_threads()} torch threads, median of {args.repeats}"
     )
     print(f"{'run':<16}{'total s':>10}{'constraint s':>14}{'steps':>7}")
-    for name, s in summary.items():
+    for name, s in result["median"].items():
         print(f"{name:<16}{s['total_s']:>10.3f}{s['constraint_s']:>14.4f}{s['steps']:>7.0f}")
     print(
         f"constraint time, prefix_fn / ours: {result['constraint_speedup_vs_prefix_fn']:.1f}x "
@@ -287,12 +338,23 @@ def main(argv=None) -> dict:
         f"constrained / unconstrained total: {result['constrained_over_unconstrained_total']:.3f} "
         f"(target <= 1.15)"
     )
-    print(f"identical beams ours vs prefix_fn: {same_items}")
+    print(f"identical beams ours vs prefix_fn: {result['identical_sequences_ours_vs_prefix_fn']}")
     print(
         f"latency, one prompt, k=10: {result['latency_one_prompt_k10_s'] * 1000:.1f} ms (median "
         f"of {args.latency_repeats})"
     )
     print(f"throughput, batch 64, k=10: {result['prompts_per_s_batch64_k10']:.1f} prompts/s")
+
+
+def main(argv=None) -> dict:
+    args = build_parser().parse_args(argv)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    setup = build_setup(args)
+    rec, same_items = time_beam_searches(beam_search_runs(setup, args.beams), args.repeats)
+    lat, thr = end_to_end(setup, args)
+    result = describe(setup, args, rec, same_items, lat, thr)
+    print_summary(result, args)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
