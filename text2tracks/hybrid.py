@@ -311,9 +311,51 @@ def fit_fusion(
         order (alpha 1), of the latent order (alpha 0) and of the fitted fusion on the same
         prompts (in-sample), and the fixed blend's alpha grid with its scores.
     """
-    from tqdm.auto import tqdm
-
     settings = settings or HybridSettings()
+    prompts, relevant = _checked_fit_inputs(prompts, relevant, kind, metric, k, batch_size)
+    item_factors = np.ascontiguousarray(item_factors, dtype=np.float32)
+    index = build_index(item_factors) if index is None else index
+
+    # 1. Both views for every prompt, in batches (the beam is the costly part).
+    beam_items, beam_scores, latents = _query_both_views(
+        prompts, beam, sample, settings.beam_candidates, int(batch_size), progress
+    )
+    candidates = gather_candidates(
+        beam_items,
+        beam_scores,
+        latents,
+        item_factors,
+        index=index,
+        latent_k=settings.latent_k,
+        pool=settings.pool,
+        k=k,
+    )
+
+    # 2. The weights.
+    fusion = _fit_weights(kind, candidates, relevant, latents, prompts, metric, k, grid, seed)
+
+    # 3. What it buys on these prompts (in-sample: an upper bound, not a test figure).
+    summary: dict[str, Any] = {
+        "kind": kind,
+        "metric": metric,
+        "k": int(k),
+        "n_prompts": len(prompts),
+        "settings": asdict(settings),
+        **_in_sample_scores(fusion, candidates, relevant, latents, prompts, metric, k),
+    }
+    return fusion, summary
+
+
+def _checked_fit_inputs(
+    prompts: Sequence[str],
+    relevant: Sequence[set[int]],
+    kind: str,
+    metric: str,
+    k: int,
+    batch_size: int,
+) -> tuple[list[str], list[set[int]]]:
+    """:func:`fit_fusion`'s arguments checked (``ValueError`` naming the bad one); the prompts
+    as a list and the relevant sets as sets of ints."""
     if kind not in FUSION_KINDS:
         raise ValueError(f"kind must be one of {FUSION_KINDS}, got {kind!r}")
     if metric not in FUSION_METRICS:
@@ -333,74 +375,100 @@ def fit_fusion(
         or batch_size < 1
     ):
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    item_factors = np.ascontiguousarray(item_factors, dtype=np.float32)
-    index = build_index(item_factors) if index is None else index
+    return prompts, relevant
 
-    # 1. Both views for every prompt, in batches (the beam is the costly part).
+
+def _query_both_views(
+    prompts: list[str],
+    beam: Callable[[list[str], int], tuple[np.ndarray, np.ndarray]],
+    sample: Callable[[list[str]], np.ndarray],
+    n_beam: int,
+    batch_size: int,
+    progress: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``beam`` and ``sample`` over all prompts in batches: ``(beam items (n, kb), beam
+    log-probs (n, kb), latents (n, n_samples, dim))``, the beam padded with -1 / NaN to the
+    widest batch."""
+    from tqdm.auto import tqdm
+
     beam_items, beam_scores, latents = [], [], []
-    starts = range(0, len(prompts), int(batch_size))
+    starts = range(0, len(prompts), batch_size)
     for start in tqdm(starts, desc="fusion candidates", disable=not progress, leave=False):
-        batch = prompts[start : start + int(batch_size)]
-        items, scores = beam(batch, settings.beam_candidates)
+        batch = prompts[start : start + batch_size]
+        items, scores = beam(batch, n_beam)
         beam_items.append(np.asarray(items, dtype=np.int64))
         beam_scores.append(np.asarray(scores, dtype=np.float32))
         lat = np.asarray(sample(batch), dtype=np.float32)
         latents.append(lat[:, None, :] if lat.ndim == 2 else lat)
     width = max(b.shape[1] for b in beam_items)
-    beam_items = np.concatenate(
-        [np.pad(b, ((0, 0), (0, width - b.shape[1])), constant_values=-1) for b in beam_items]
-    )
-    beam_scores = np.concatenate(
-        [np.pad(s, ((0, 0), (0, width - s.shape[1])), constant_values=np.nan) for s in beam_scores]
-    )
-    latents = np.concatenate(latents)
-    candidates = gather_candidates(
-        beam_items,
-        beam_scores,
-        latents,
-        item_factors,
-        index=index,
-        latent_k=settings.latent_k,
-        pool=settings.pool,
-        k=k,
+    return (
+        _stack_padded(beam_items, width, -1),
+        _stack_padded(beam_scores, width, np.nan),
+        np.concatenate(latents),
     )
 
-    # 2. The weights.
+
+def _stack_padded(blocks: list[np.ndarray], width: int, fill: float) -> np.ndarray:
+    """Row blocks ``(b_i, <= width)`` padded on the right with ``fill`` and stacked."""
+    return np.concatenate(
+        [np.pad(b, ((0, 0), (0, width - b.shape[1])), constant_values=fill) for b in blocks]
+    )
+
+
+def _fit_weights(
+    kind: str,
+    candidates: Candidates,
+    relevant: list[set[int]],
+    latents: np.ndarray,
+    prompts: list[str],
+    metric: str,
+    k: int,
+    grid: np.ndarray | None,
+    seed: int,
+) -> Fusion:
+    """A :class:`FixedBlendFusion` (``kind="fixed"``) or :class:`GatedFusion` fitted to these
+    candidates; the gate's features come from the candidates, latents and prompts."""
     if kind == "fixed":
-        fusion: Fusion = FixedBlendFusion().fit(candidates, relevant, metric=metric, k=k, grid=grid)
-    else:
-        features = prompt_features(candidates, latents, prompts)
-        fusion = GatedFusion(grid=grid, seed=seed).fit(
-            candidates, relevant, features, metric=metric, k=k
-        )
+        return FixedBlendFusion().fit(candidates, relevant, metric=metric, k=k, grid=grid)
+    features = prompt_features(candidates, latents, prompts)
+    return GatedFusion(grid=grid, seed=seed).fit(candidates, relevant, features, metric=metric, k=k)
 
-    # 3. What it buys on these prompts (in-sample: an upper bound, not a test figure).
+
+def _in_sample_scores(
+    fusion: Fusion,
+    candidates: Candidates,
+    relevant: list[set[int]],
+    latents: np.ndarray,
+    prompts: list[str],
+    metric: str,
+    k: int,
+) -> dict[str, Any]:
+    """The mean ``metric``@k of the beam's order (alpha 1), the latent order (alpha 0) and the
+    fitted fusion on the fitting prompts, then the fixed blend's alpha grid with its scores or
+    the gate's mean alpha and fallback alpha."""
+
     def score(items: np.ndarray) -> float:
         return float(per_prompt_metric(items, relevant, metric, k).mean())
 
-    summary: dict[str, Any] = {
-        "kind": kind,
-        "metric": metric,
-        "k": int(k),
-        "n_prompts": len(prompts),
-        "settings": asdict(settings),
+    def pure_view(alpha: float) -> float:
+        return score(top_k(candidates, blend(candidates, alpha, fusion.normalisation), k)[0])
+
+    scores: dict[str, Any] = {
         f"{metric}@{k}": {
-            "generative": score(
-                top_k(candidates, blend(candidates, 1.0, fusion.normalisation), k)[0]
-            ),
-            "latent": score(top_k(candidates, blend(candidates, 0.0, fusion.normalisation), k)[0]),
+            "generative": pure_view(1.0),
+            "latent": pure_view(0.0),
             "fused": score(fuse(fusion, candidates, k, latents=latents, prompts=prompts)[0]),
         },
     }
     if isinstance(fusion, FixedBlendFusion):
-        summary["alpha"] = fusion.alpha
-        summary["alpha_grid"] = [float(a) for a in fusion.grid_]
-        summary["alpha_grid_scores"] = [float(s) for s in fusion.grid_scores_]
+        scores["alpha"] = fusion.alpha
+        scores["alpha_grid"] = [float(a) for a in fusion.grid_]
+        scores["alpha_grid_scores"] = [float(s) for s in fusion.grid_scores_]
     else:
         alphas = fusion.alphas(candidates, prompt_features(candidates, latents, prompts))
-        summary["alphas_mean"] = float(alphas.mean())
-        summary["fixed_alpha"] = float(fusion.fixed_alpha_)
-    return fusion, summary
+        scores["alphas_mean"] = float(alphas.mean())
+        scores["fixed_alpha"] = float(fusion.fixed_alpha_)
+    return scores
 
 
 def fit_recommender_fusion(
