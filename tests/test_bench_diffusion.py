@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from eval.bench_diffusion import (
     DiffusionBenchConfig,
-    _plot_inversion,
-    _plot_negative,
     build_parser,
     format_report,
     merge_into_results,
@@ -22,6 +21,7 @@ from eval.bench_diffusion import (
     title_matcher,
     title_words,
 )
+from eval.bench_diffusion_report import plot_inversion, plot_negative
 
 
 def test_title_words_normalise_and_drop_stopwords_and_numbers():
@@ -216,8 +216,8 @@ def test_merge_keeps_existing_systems_and_report_and_plots_render(tmp_path):
         and "| fold_in | 1 | 0.000 | 0.000 | 0.500 |" in text
     )
     assert on_disk["diffusion"]["inversion_curves"]["fold_in"][2]["prompt_hits"] == 0.5
-    _plot_negative(report["negative_prompts"], tmp_path / "neg.png", 10)
-    _plot_inversion(report["inversion"], tmp_path / "inv.png", 10)
+    plot_negative(report["negative_prompts"], tmp_path / "neg.png", 10)
+    plot_inversion(report["inversion"], tmp_path / "inv.png", 10)
     for name in ("neg.png", "inv.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -265,20 +265,58 @@ def test_config_validation_and_cli_flags():
         build_parser().parse_args(["--benchmark-dir", "d", "--train", "t", "--no-such-flag"])
 
 
-def test_reuse_models_needs_the_trained_models_in_the_artifact(tmp_path):
-    from eval.bench_diffusion import _load_models
+def test_reuse_models_needs_the_trained_models_in_the_copy_or_the_artifact(tmp_path):
+    from eval.bench_diffusion_models import WORK_ARTIFACT, reuse_models
 
-    class _Ctx:
-        artifact = tmp_path / "artifact"
-        frozen = None
-
-    (tmp_path / "artifact" / "diffusion").mkdir(parents=True)
+    artifact, out = tmp_path / "artifact", tmp_path / "out"
+    (artifact / "diffusion").mkdir(parents=True)
     with pytest.raises(ValueError, match="latent_regressor"):
-        _load_models(_Ctx(), tmp_path)
+        reuse_models(artifact, out)
+    # a run before the working copy existed trained into the artifact: it is read from there
+    (artifact / "latent_regressor").mkdir()
+    (artifact / "diffusion" / "config.json").write_text(json.dumps({"encoder": {"kind": "bytes"}}))
+    found = reuse_models(artifact, out)
+    assert found["artifact"] == artifact and found["best"] == "bytes"
+    # the working copy, when it holds both, comes first
+    for name in ("diffusion", "latent_regressor"):
+        (out / WORK_ARTIFACT / name).mkdir(parents=True)
+    (out / WORK_ARTIFACT / "diffusion" / "config.json").write_text("{}")
+    assert reuse_models(artifact, out)["artifact"] == out / WORK_ARTIFACT
+
+
+def test_the_working_copy_leaves_the_artifact_alone(tmp_path):
+    from eval.bench_diffusion_models import prepare_work_artifact
+
+    source = tmp_path / "artifact"
+    (source / "cf").mkdir(parents=True)
+    (source / "cf" / "item_factors.npy").write_bytes(b"factors")
+    (source / "text2tracks.json").write_text("{}")
+    (source / ".checkpoints-diffusion").mkdir()
+    before = _file_hashes(source)
+    work = prepare_work_artifact(source, tmp_path / "out" / "work")
+    assert sorted(p.name for p in work.iterdir()) == ["cf", "text2tracks.json"]
+    (work / "text2tracks.json").unlink()  # what an atomic rewrite does first
+    (work / "text2tracks.json").write_text('{"changed": true}')
+    assert _file_hashes(source) == before
+    with pytest.raises(ValueError):
+        prepare_work_artifact(source, source)
+
+
+def _file_hashes(folder) -> dict[str, str]:
+    """Every file under ``folder`` (relative path) -> its sha256."""
+    import hashlib
+
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_the_whole_benchmark_runs_on_a_tiny_artifact(tmp_path):
-    """Train (a few seconds), evaluate every system, both seed methods, plots, fusion.json."""
+    """Train (a few seconds), evaluate every system through the API, both seed methods, plots,
+    fusion.json in the run folder; the artifact's files stay byte-identical, and a second run
+    on the trained models (--reuse-models) measures the same."""
     import torch
     from tiny_artifact import build_tiny_artifact
 
@@ -300,6 +338,7 @@ def test_the_whole_benchmark_runs_on_a_tiny_artifact(tmp_path):
         seed=info["seed"],
     )
     kept, relevant, n_skipped = relevant_items(split.test, ItemVocab.load(artifact / "cf"))
+    before = _file_hashes(artifact)
     prompts = [split.test[i].prompt for i in kept]
     config = DiffusionBenchConfig(
         budget_minutes=0.08,
@@ -325,17 +364,22 @@ def test_the_whole_benchmark_runs_on_a_tiny_artifact(tmp_path):
         progress=False,
         seed_methods="fold_in,mean",
     )
-    report = run_diffusion_benchmark(
-        artifact,
-        train_path,
-        tmp_path / "out",
-        prompts,
-        relevant,
-        split.validation,
-        split.train,
-        config=config,
-        n_skipped=n_skipped,
-    )
+
+    def run(config):
+        return run_diffusion_benchmark(
+            artifact,
+            train_path,
+            tmp_path / "out",
+            prompts,
+            relevant,
+            split.validation,
+            split.train,
+            config=config,
+            n_skipped=n_skipped,
+        )
+
+    report = run(config)
+    assert _file_hashes(artifact) == before  # the evaluated artifact is never written
 
     assert set(report["systems"]) == {
         "generative",
@@ -363,10 +407,23 @@ def test_the_whole_benchmark_runs_on_a_tiny_artifact(tmp_path):
         for c in inversion["curves"].values()
         for r in c
     )
-    # what the API will read: the fixed blend under the first seed method
-    fusion, settings, summary = load_fusion(artifact / "diffusion")
+    # the fitted fixed blend, under the first seed method, in the run folder (API format)
+    fusion, settings, summary = load_fusion(tmp_path / "out")
     assert settings.seed_method == "fold_in" and settings.n_samples == 2 and settings.latent_k == 20
+    assert settings.beam_candidates == 10 and summary["source"] == "eval.bench_diffusion"
     assert fusion.alpha == report["systems"]["hybrid"]["alpha"]
+    assert report["fusion"]["path"] == str(tmp_path / "out" / "fusion.json")
+    # the models trained into the working copy, which holds no fusion either
+    work = tmp_path / "out" / "diffusion_artifact"
+    assert report["training"]["artifact"] == str(work)
+    assert (work / "diffusion" / "model.safetensors").is_file()
+    assert (work / "latent_regressor").is_dir() and not (
+        work / "diffusion" / "fusion.json"
+    ).exists()
+    # the benchmark's rankings are the API's: recommend_arrays gives the same in every mode
+    parity = report["api_parity"]
+    assert parity["n_prompts"] >= 1
+    assert parity["generative"] and parity["latent-only"] and parity["hybrid"]
     on_disk = json.loads((tmp_path / "out" / "diffusion.json").read_text())
     assert on_disk["inversion"]["curves"]["mean"] == inversion["curves"]["mean"]
     for name in ("negative_prompts.png", "inversion.png"):
@@ -375,3 +432,9 @@ def test_the_whole_benchmark_runs_on_a_tiny_artifact(tmp_path):
         f"| fold_in | 1 | {inversion['curves']['fold_in'][1]['seed_cosine']:.3f}"
         in format_report(report)
     )
+    # --reuse-models evaluates the trained copy again: the same numbers, the artifact untouched
+    again = run(replace(config, reuse_models=True, mean_samples=0))
+    assert _file_hashes(artifact) == before
+    assert again["training"]["encoders_tried"] == ["seq2seq"]
+    for name, system in again["systems"].items():
+        assert system["hits@10"] == report["systems"][name]["hits@10"], name

@@ -1,0 +1,278 @@
+"""What the diffusion benchmark's two curves are measured on, chosen from the data, and their
+measures (pure numpy, no model).
+
+* Negative prompts: :func:`select_negative_pairs` picks (positive word, negative word) pairs from
+  training titles; :func:`negative_share` is the share of a ranking that falls in the negative's
+  playlists; :func:`target_check` says at which guidance weights the target is met.
+* Inversion: :func:`select_seed_playlists` pairs each test prompt with a seed playlist that
+  shares nothing with it; :func:`seed_similarity` measures how close a ranking stays to the seeds.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from typing import Any
+
+import numpy as np
+
+PREFERRED_NEGATIVES = (
+    "christmas",
+    "worship",
+    "sleep",
+    "country",
+    "gospel",
+    "halloween",
+    "kids",
+    "disney",
+    "classical",
+    "metal",
+)
+PREFERRED_POSITIVES = (
+    "party",
+    "workout",
+    "summer",
+    "chill",
+    "gym",
+    "running",
+    "road",
+    "pop",
+    "rap",
+    "throwback",
+    "vibes",
+    "dance",
+)
+# Words that say nothing about the music: never a positive or negative word.
+STOPWORDS = frozenset(
+    "the and for with you your my our this that from are was not all new old best good one "
+    "songs song music playlist playlists mix list tracks track stuff time day days vol volume "
+    "de la el en le les los las del".split()
+)
+_WORD = re.compile(r"\w+")
+
+
+# ------------------------------------------------------------------------------------ titles
+
+
+def title_words(title: str) -> list[str]:
+    """Distinct words (``\\w+``, 3+ characters, not only digits, not in :data:`STOPWORDS`) of a
+    normalised title."""
+    from text2tracks.data import normalize_prompt
+
+    words = [
+        w
+        for w in _WORD.findall(normalize_prompt(title))
+        if len(w) >= 3 and not w.isdigit() and w not in STOPWORDS
+    ]
+    return list(dict.fromkeys(words))
+
+
+def title_matcher(word: str) -> re.Pattern:
+    """The regex a normalised title must match to count as a ``word`` playlist."""
+    return re.compile(rf"(?<!\w){re.escape(word)}(?!\w)")
+
+
+def _title_matches(words: list[str], titles: list[str]) -> dict[str, np.ndarray]:
+    """Per word, which of the (normalised) ``titles`` match it: a bool array."""
+    out = {}
+    for word in words:
+        pattern = title_matcher(word)
+        out[word] = np.array([bool(pattern.search(t)) for t in titles], dtype=bool)
+    return out
+
+
+# ------------------------------------------------------------------------------------ pairs
+
+
+def _candidate_words(
+    train_titles: list[str],
+    test_titles: list[str],
+    n_pairs: int,
+    min_playlists: int,
+    preferred_negatives: tuple[str, ...],
+    preferred_positives: tuple[str, ...],
+) -> tuple[list[str], list[str]]:
+    """``(negatives, positives)`` to try, best first: the preferred negatives that title at least
+    ``min_playlists`` training playlists, then the most frequent words; positives are frequent
+    training words that title some test prompt, the preferred ones first."""
+    df = Counter(w for t in train_titles for w in title_words(t))
+    frequent = [w for w, c in df.most_common() if c >= min_playlists]
+    negatives = [w for w in preferred_negatives if df.get(w, 0) >= min_playlists]
+    negatives += [w for w in frequent if w not in negatives]
+    test_df = Counter(w for t in test_titles for w in title_words(t))
+    positives = [w for w in frequent if test_df.get(w, 0) > 0]
+    positives.sort(key=lambda w: (w not in preferred_positives, -df[w]))
+    return negatives[: max(4 * n_pairs, 20)], positives[:60]
+
+
+def _best_positive(
+    negative: str,
+    positives: list[str],
+    used: set[str],
+    share: np.ndarray,
+    train_match: dict[str, np.ndarray],
+    test_match: dict[str, np.ndarray],
+    max_contamination: float,
+    preferred_positives: tuple[str, ...],
+) -> tuple[float, str, np.ndarray] | None:
+    """``(contamination, positive word, its test prompt indices)`` of the most contaminated
+    positive for ``negative`` (preferred words win ties), or None. ``share``: per training
+    playlist, the share of its items among the negative's items."""
+    best = None
+    for pos in positives:
+        if pos in used or negative in pos or pos in negative:  # "00s" / "2000s" are one idea
+            continue
+        prompts = np.flatnonzero(test_match[pos] & ~test_match[negative])
+        mask = train_match[pos] & ~train_match[negative]
+        if prompts.size == 0 or not mask.any():
+            continue
+        key = (float(share[mask].mean()), pos in preferred_positives)
+        if key[0] > max_contamination:
+            continue
+        if best is None or key > best[0]:
+            best = (key, pos, prompts)
+    if best is None:
+        return None
+    (contamination, _), pos, prompts = best
+    return contamination, pos, prompts
+
+
+def select_negative_pairs(
+    train_titles: list[str],
+    train_items: list[np.ndarray],
+    test_titles: list[str],
+    n_pairs: int = 6,
+    prompts_per_pair: int = 30,
+    min_playlists: int = 5,
+    max_contamination: float = 0.6,
+    preferred_negatives: tuple[str, ...] = PREFERRED_NEGATIVES,
+    preferred_positives: tuple[str, ...] = PREFERRED_POSITIVES,
+) -> list[dict[str, Any]]:
+    """Choose (positive word, negative word) pairs and their positive test prompts, from the data.
+
+    Negative candidates: the preferred words that title at least ``min_playlists`` training
+    playlists, then the most frequent training-title words. For each negative N, the positive
+    word P (titling at least ``min_playlists`` training playlists and some test prompt that does
+    not match N) is the one whose training playlists (not matching N) hold the largest mean share
+    of items of N's playlists ("contamination": something to steer away from; preferred positives
+    win ties), among those with at most ``max_contamination`` (above it the words are near-synonyms,
+    e.g. "rap" / "hip"). Each word is used once; pairs with no contamination are dropped.
+
+    Returns ``[{"positive", "negative", "prompt_indices", "contamination", "negative_items"}]``
+    (``prompt_indices`` into ``test_titles``; ``negative_items`` a sorted int64 array).
+    """
+    from text2tracks.data import normalize_prompt
+
+    negatives, positives = _candidate_words(
+        train_titles, test_titles, n_pairs, min_playlists, preferred_negatives, preferred_positives
+    )
+    words = list(dict.fromkeys(negatives + positives))
+    train_match = _title_matches(words, [normalize_prompt(t) for t in train_titles])
+    test_match = _title_matches(words, [normalize_prompt(t) for t in test_titles])
+    pairs: list[dict[str, Any]] = []
+    used: set[str] = set()
+    for neg in negatives:
+        if len(pairs) >= n_pairs:
+            break
+        if neg in used:
+            continue
+        rows = np.flatnonzero(train_match[neg])
+        neg_items = np.unique(
+            np.concatenate([np.asarray(train_items[i], np.int64) for i in rows])
+            if rows.size
+            else np.zeros(0, np.int64)
+        )
+        share = np.array(
+            [np.isin(items, neg_items).mean() if len(items) else 0.0 for items in train_items]
+        )
+        best = _best_positive(
+            neg,
+            positives,
+            used,
+            share,
+            train_match,
+            test_match,
+            max_contamination,
+            preferred_positives,
+        )
+        if best is None or best[0] <= 0:
+            continue
+        contamination, pos, prompts = best
+        used.update((pos, neg))
+        pairs.append(
+            {
+                "positive": pos,
+                "negative": neg,
+                "prompt_indices": [int(i) for i in prompts[:prompts_per_pair]],
+                "contamination": contamination,
+                "negative_items": neg_items,
+            }
+        )
+    return pairs
+
+
+def select_seed_playlists(
+    titles: list[str],
+    relevant: list[np.ndarray],
+    n_seed_tracks: int,
+    max_prompts: int,
+    seed: int = 0,
+) -> list[tuple[int, int]]:
+    """Pairs ``(prompt index, seed playlist index)`` of test playlists: the seed playlist shares no
+    title word and no relevant track with the prompt's and holds more than ``n_seed_tracks``
+    catalogue tracks (the rest measure closeness to it)."""
+    rng = np.random.default_rng(seed)
+    words = [set(title_words(t)) for t in titles]
+    sets = [set(map(int, r)) for r in relevant]
+    donors = [j for j, r in enumerate(relevant) if len(r) > n_seed_tracks]
+    order = rng.permutation(len(titles))
+    pairs = []
+    for i in order:
+        if max_prompts and len(pairs) >= max_prompts:
+            break
+        for j in rng.permutation(donors)[:50]:
+            if j != i and not (words[i] & words[j]) and not (sets[i] & sets[j]):
+                pairs.append((int(i), int(j)))
+                break
+    return pairs
+
+
+# ------------------------------------------------------------------------------------ measures
+
+
+def negative_share(items: np.ndarray, negative_items: np.ndarray, k: int) -> np.ndarray:
+    """Per prompt, the share of the top ``k`` (-1 = none) that lies in ``negative_items``."""
+    top = np.asarray(items)[:, :k]
+    return np.isin(top, np.asarray(negative_items, dtype=np.int64)).sum(1) / float(k)
+
+
+def seed_similarity(
+    items: np.ndarray, item_factors: np.ndarray, seed_means: np.ndarray, k: int
+) -> np.ndarray:
+    """Per prompt, mean cosine of the top-k items' factors to the seed tracks' mean factor."""
+    top = np.asarray(items)[:, :k]
+    f = item_factors[np.clip(top, 0, None)]
+    f = f / (np.linalg.norm(f, axis=-1, keepdims=True) + 1e-12)
+    s = seed_means / (np.linalg.norm(seed_means, axis=-1, keepdims=True) + 1e-12)
+    cos = np.einsum("bkd,bd->bk", f, s).astype(np.float64)
+    return np.nanmean(np.where(top >= 0, cos, np.nan), axis=1)
+
+
+def target_check(curve: list[dict[str, Any]], view: str = "latent") -> dict[str, Any]:
+    """The negative-prompt target per guidance weight: share falls by >= half, Hits@k by <= 10%."""
+    rows = []
+    for point in curve:
+        without, with_neg = point[f"{view}_share_without"], point[f"{view}_share_with"]
+        h0, h1 = point[f"{view}_hits_without"], point[f"{view}_hits_with"]
+        share_ratio = with_neg / without if without > 0 else None
+        hits_ratio = h1 / h0 if h0 > 0 else None
+        ok = (
+            share_ratio is not None
+            and share_ratio <= 0.5
+            and (hits_ratio is None or hits_ratio >= 0.9)
+            and (h0 > 0 or h1 >= h0)
+        )
+        rows.append(
+            {"w": point["w"], "share_ratio": share_ratio, "hits_ratio": hits_ratio, "meets": ok}
+        )
+    return {"per_weight": rows, "met_at": [r["w"] for r in rows if r["meets"]]}

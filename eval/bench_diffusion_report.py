@@ -1,0 +1,233 @@
+"""The diffusion benchmark's outputs: the plots of its two curves, the report table, and the
+JSON it writes (``diffusion.json``; its systems merged into the benchmark's ``results.json``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from eval.metrics import format_table
+from text2tracks.artifacts import write_json_atomic
+
+# ------------------------------------------------------------------------------------ JSON
+
+
+def write_json(path: Path, payload: Any) -> None:
+    """Write JSON atomically, keys in insertion order, numpy values as plain numbers."""
+    write_json_atomic(path, payload, sort_keys=False, default=_json_default)
+
+
+def _json_default(value: Any):
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if isinstance(value, (np.ndarray, set)):
+        return sorted(value) if isinstance(value, set) else value.tolist()
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
+
+def merge_into_results(path: Path, report: dict) -> dict:
+    """Re-read ``results.json``, add the systems and comparisons (keeping the others), write atomically."""
+    results = json.loads(path.read_text())
+    results.setdefault("systems", {}).update(report["systems"])
+    results.setdefault("comparisons", {}).update(report["comparisons"])
+    results["diffusion"] = {
+        "target": report["target"],
+        "training": report["training"],
+        "latency": report["latency"],
+        "negative_prompts_target": report["negative_prompts"].get("target"),
+        "inversion_curve": report["inversion"].get("curve"),
+        "inversion_curves": report["inversion"].get("curves"),
+        "api_parity": report.get("api_parity"),
+        "fusion_path": report.get("fusion", {}).get("path"),
+    }
+    write_json(path, results)
+    return json.loads(path.read_text())
+
+
+# ------------------------------------------------------------------------------------ plots
+
+
+def _plt():
+    """matplotlib's pyplot on the file-only Agg backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_negative(negative: dict, path: Path, k: int) -> None:
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    curve = negative.get("curve", [])
+    ws = [r["w"] for r in curve]
+    for view, color in (("latent", "tab:blue"), ("hybrid", "tab:orange")):
+        for label, style in (("without", "--"), ("with", "-")):
+            if curve:
+                axes[0].plot(
+                    ws,
+                    [r[f"{view}_share_{label}"] for r in curve],
+                    style,
+                    marker="o",
+                    color=color,
+                    label=f"{view}, {label} negative",
+                )
+                axes[1].plot(
+                    ws,
+                    [r[f"{view}_hits_{label}"] for r in curve],
+                    style,
+                    marker="o",
+                    color=color,
+                    label=f"{view}, {label} negative",
+                )
+    if negative.get("generative_share") is not None:
+        axes[0].axhline(
+            negative["generative_share"], linestyle=":", color="grey", label="generative (beam)"
+        )
+    axes[0].set_ylabel(f"share of top {k} in negative-titled training playlists")
+    axes[1].set_ylabel(f"Hits@{k} on the positive prompt")
+    for ax in axes:
+        ax.set_xlabel("guidance weight w")
+        ax.legend(fontsize=7)
+    pairs = ", ".join(f"{p['positive']} / -{p['negative']}" for p in negative.get("pairs", []))
+    fig.suptitle(f"negative prompts ({negative.get('n_prompts', 0)} prompts: {pairs})", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_inversion(inversion: dict, path: Path, k: int) -> None:
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for (method, curve), style in zip(inversion["curves"].items(), ("-", "--", ":"), strict=False):
+        xs = [r["strength"] for r in curve]
+        axes[0].plot(
+            xs,
+            [r["seed_cosine"] for r in curve],
+            style,
+            marker="o",
+            color="tab:blue",
+            label=f"cosine to seed mean factor ({method})",
+        )
+        axes[0].plot(
+            xs,
+            [r["seed_hits"] for r in curve],
+            style,
+            marker="s",
+            color="tab:orange",
+            label=f"Hits@{k} vs seed playlist ({method})",
+        )
+        axes[1].plot(
+            xs,
+            [r["prompt_hits"] for r in curve],
+            style,
+            marker="o",
+            color="tab:green",
+            label=f"Hits@{k} vs prompt playlist ({method})",
+        )
+    ref = inversion.get("prompt_only_reference")
+    if ref:
+        axes[1].axhline(
+            ref["prompt_hits"], linestyle=":", color="grey", label="prompt only (no seed)"
+        )
+    axes[0].set_ylabel("similarity to the seed tracks")
+    axes[1].set_ylabel("relevance to the prompt")
+    for ax in axes:
+        ax.set_xlabel("edit strength")
+        ax.legend(fontsize=7)
+    fig.suptitle(f"DDIM inversion edits ({inversion.get('n_prompts', 0)} prompts)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _negative_lines(neg: dict) -> list[str]:
+    if not neg.get("curve"):
+        return []
+    lines = [
+        "",
+        f"negative prompts ({neg['n_prompts']} prompts; pairs "
+        f"{[(p['positive'], p['negative']) for p in neg['pairs']]}):",
+        "| w | latent share w/o -> with | latent hits w/o -> with | hybrid share w/o -> with "
+        "| hybrid hits w/o -> with |",
+        "|---|---|---|---|---|",
+    ]
+    for r in neg["curve"]:
+        lines.append(
+            f"| {r['w']:g} | {r['latent_share_without']:.3f} -> {r['latent_share_with']:.3f} | "
+            f"{r['latent_hits_without']:.3f} -> {r['latent_hits_with']:.3f} | "
+            f"{r['hybrid_share_without']:.3f} -> {r['hybrid_share_with']:.3f} | "
+            f"{r['hybrid_hits_without']:.3f} -> {r['hybrid_hits_with']:.3f} |"
+        )
+    lines.append(
+        f"target met at w = latent {neg['target']['latent']['met_at']}, "
+        f"hybrid {neg['target']['hybrid']['met_at']}"
+    )
+    return lines
+
+
+def _inversion_lines(inv: dict) -> list[str]:
+    if not inv.get("curve"):
+        return []
+    lines = [
+        "",
+        f"inversion ({inv['n_prompts']} prompts, {inv['n_seed_tracks']} seed tracks):",
+        "| seed latent | strength | cosine to seeds | Hits vs seed playlist | Hits vs prompt |",
+        "|---|---|---|---|---|",
+    ]
+    for method, curve in inv["curves"].items():
+        for r in curve:
+            lines.append(
+                f"| {method} | {r['strength']:g} | {r['seed_cosine']:.3f} | "
+                f"{r['seed_hits']:.3f} | {r['prompt_hits']:.3f} |"
+            )
+    return lines
+
+
+def _cost_lines(report: dict) -> list[str]:
+    lat = report["latency"]
+    lines = [
+        "",
+        f"sampling cost ({lat['ddim_steps']} DDIM steps, {lat['n_samples']} samples): head "
+        f"{lat['batch1']['head_ms']:.1f} ms of {lat['batch1']['total_ms']:.1f} ms per prompt at "
+        f"batch 1 ({100 * lat['head_share_batch1']:.1f}%), {lat['batch64_per_prompt']['head_ms']:.2f}"
+        f" of {lat['batch64_per_prompt']['total_ms']:.2f} ms batched "
+        f"({100 * lat['head_share_batch64']:.1f}%)",
+        f"head encoder: tried {report['training']['encoders_tried']}, chose "
+        f"{report['training']['encoder_chosen']}; hybrid vs generative "
+        f"{report['target']['hybrid_relative_gain']}; gate pays: {report['target']['gate_pays']}",
+    ]
+    if report.get("api_parity"):
+        lines.append(f"the same rankings as recommend_arrays (first batch): {report['api_parity']}")
+    if report.get("fusion", {}).get("path"):
+        lines.append(
+            f"fitted fusion: {report['fusion']['path']} (text2tracks.hybrid.load_fusion reads it)"
+        )
+    return lines
+
+
+def format_report(report: dict, k: int = 10) -> str:
+    """The systems table, comparisons, negative-prompt and inversion curves, and the cost."""
+    columns = [f"hits@{k}", f"recall@{k}", f"ndcg@{k}", "mrr", f"coverage@{k}"]
+    lines = [
+        format_table(report["systems"], columns=columns),
+        "",
+        "| comparison | Hits diff | 95% CI | relative | p |",
+        "|---|---|---|---|---|",
+    ]
+    for name, c in report["comparisons"].items():
+        relative = f"{100 * c['relative']:+.1f}%" if c.get("relative") is not None else "-"
+        lines.append(
+            f"| {name} | {c['diff']:+.4f} | [{c['ci'][0]:+.4f}, {c['ci'][1]:+.4f}] | "
+            f"{relative} | {c['p_value']:.3f} |"
+        )
+    lines += _negative_lines(report["negative_prompts"])
+    lines += _inversion_lines(report["inversion"])
+    lines += _cost_lines(report)
+    return "\n".join(lines) + "\n"
