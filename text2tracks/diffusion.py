@@ -25,7 +25,7 @@ from here:
   :class:`ByteEncoder`, :class:`FrozenSeq2SeqEncoder`);
 * :mod:`text2tracks.head_configs`: :class:`DiffusionHeadConfig`, :class:`RegressorConfig`;
 * :mod:`text2tracks.denoiser`: the network eps_theta (:class:`Denoiser`);
-* :mod:`text2tracks.latent_model`: latent standardisation, save and load;
+* :mod:`text2tracks.head_base`: latent standardisation, save and load;
 * :mod:`text2tracks.latent_regressor`: the plain baseline (:class:`PromptToLatentRegressor`).
 
 This module holds the head itself (training loss, guidance, DDIM sampling, inversion, editing)
@@ -45,15 +45,15 @@ from torch import nn
 from torch.nn import functional as F
 
 from text2tracks.denoiser import Denoiser
-from text2tracks.head_configs import DiffusionHeadConfig, RegressorConfig
 
 # The names below are re-exported (``as`` spells that out): code that imported them from here
 # keeps working.
-from text2tracks.latent_model import CONFIG_NAME as CONFIG_NAME
-from text2tracks.latent_model import FORMAT_VERSION as FORMAT_VERSION
-from text2tracks.latent_model import STATS_NAME as STATS_NAME
-from text2tracks.latent_model import WEIGHTS_NAME as WEIGHTS_NAME
-from text2tracks.latent_model import LatentModel, as_2d
+from text2tracks.head_base import CONFIG_NAME as CONFIG_NAME
+from text2tracks.head_base import FORMAT_VERSION as FORMAT_VERSION
+from text2tracks.head_base import STATS_NAME as STATS_NAME
+from text2tracks.head_base import WEIGHTS_NAME as WEIGHTS_NAME
+from text2tracks.head_base import LatentModel, as_2d
+from text2tracks.head_configs import DiffusionHeadConfig, RegressorConfig
 from text2tracks.latent_regressor import PromptToLatentRegressor
 from text2tracks.prompt_encoders import (
     ByteEncoder,

@@ -2,7 +2,7 @@
 
 :class:`PromptToLatentRegressor` maps a pooled prompt encoding through a residual MLP to a
 standardised CF latent (MSE or cosine loss), with the same encoders, standardisation and
-on-disk format as the diffusion head (:class:`~text2tracks.latent_model.LatentModel`).
+on-disk format as the diffusion head (:class:`~text2tracks.head_base.LatentModel`).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from text2tracks.head_base import LatentModel, as_2d
 from text2tracks.head_configs import RegressorConfig
-from text2tracks.latent_model import LatentModel, as_2d
 from text2tracks.prompt_encoders import PromptEncoder
 
 

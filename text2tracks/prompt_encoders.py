@@ -5,7 +5,7 @@ the tensors ``forward(**batch)`` pools into ``(batch, out_dim)``; ``encode(promp
 :class:`ByteEncoder` is a small transformer over UTF-8 bytes trained with the head;
 :class:`FrozenSeq2SeqEncoder` reuses the trained seq2seq's encoder, frozen. How an encoder is
 written into a head's ``config.json`` lives with the heads' save/load in
-:mod:`text2tracks.latent_model`.
+:mod:`text2tracks.head_base`.
 """
 
 from __future__ import annotations
