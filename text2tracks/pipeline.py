@@ -19,8 +19,9 @@ Example (after ``python -m training.demo --out runs/demo``, which writes ``runs/
 Everything after ``k`` is keyword-only. The class is the facade; each job lives in the module
 that names it: :mod:`text2tracks.options` (checking the options and spreading them over the
 prompts), :mod:`text2tracks.generative` (beam search), :mod:`text2tracks.latent` (the diffusion
-head and its latents), :mod:`text2tracks.storage` (reading and writing the artifact folder),
-:mod:`text2tracks.metadata` (track names), :mod:`text2tracks.recommendation` (the answers).
+head and its latents), :mod:`text2tracks.latent_modes` (the class's latent and hybrid modes),
+:mod:`text2tracks.storage` (reading and writing the artifact folder), :mod:`text2tracks.metadata`
+(track names), :mod:`text2tracks.recommendation` (the answers).
 
 Decisions on input (each tested in ``tests/test_pipeline.py``; the latent and hybrid modes in
 ``tests/test_pipeline_modes.py``):
@@ -36,6 +37,12 @@ Decisions on input (each tested in ``tests/test_pipeline.py``; the latent and hy
   collection of ids applies to every prompt; for a list of prompts, a list of as many
   collections gives each prompt its own. Ids that are not in the catalogue cannot be
   recommended anyway: they are ignored with a ``UserWarning`` that names a few of them.
+- ``num_beams``: the beam width (``None``: the constructor's, else ``max(k, DEFAULT_NUM_BEAMS)``);
+  in hybrid mode, the beam's candidates (``None``: ``hybrid_settings.beam_candidates``).
+- ``diversity`` (generative mode): the penalty of :func:`~text2tracks.generative.diversify`
+  (``None``: the constructor's, else ``DEFAULT_DIVERSITY``). The ``k`` tracks are picked from
+  all the beam's finished IDs, each charged this much log-probability per earlier pick under
+  the same first code, and ``score`` is that adjusted log-probability; 0 gives the beam's top k.
 - ``mode``: ``"generative"`` (constrained beam search, the default); ``"latent"`` (query latents
   sampled from the diffusion head, faiss search around each over the catalogue's CF item
   factors, candidates pooled); ``"hybrid"`` (beam candidates and latent candidates pooled, their
@@ -88,28 +95,19 @@ from text2tracks.generative import beam_width, check_layout, diversity_penalty, 
 from text2tracks.latent import (
     CATALOGUE_FACTORS_NAME,
     CatalogueFactors,
-    check_diffusion_parts,
-    hybrid_beam_width,
-    query_latents,
-    rank_latent_batch,
-    warn_default_fusion,
 )
+from text2tracks.latent_modes import LatentModesMixin
 from text2tracks.metadata import CATALOG_SUBDIR, TRACKS_NAME, names_and_artists, read_track_metadata
 from text2tracks.modeling import DEFAULT_DIVERSITY
 from text2tracks.options import (
     DEFAULT_EDIT_STRENGTH,
     MODES,
-    check_batch_size,
-    latent_request,
-    normalise_prompts,
     prepare_call,
-    warn_long_prompts,
 )
 from text2tracks.recommendation import Recommendation, to_recommendations
 from text2tracks.storage import (
     DEFAULT_MAX_PROMPT_LENGTH,
     ArtifactOrigin,
-    DiffusionToSave,
     load_recommender,
     write_artifact,
 )
@@ -134,7 +132,7 @@ __all__ = [
 ]
 
 
-class Text2Tracks:
+class Text2Tracks(LatentModesMixin):
     """A trained recommender: prompt -> ranked catalogue tracks.
 
     Build it with :meth:`from_pretrained` (the usual way) or from its parts. Example::
@@ -233,13 +231,6 @@ class Text2Tracks:
                 "pass diffusion_head too"
             )
 
-    def _attach_diffusion(self, head, item_factors, fusion, settings) -> None:
-        settings = check_diffusion_parts(head, item_factors, fusion, settings)
-        head.to(self.device)
-        head.eval()
-        self.diffusion_head, self.fusion, self.hybrid_settings = head, fusion, settings
-        self._factors = CatalogueFactors(item_factors, len(self.catalog), head.config.latent_dim)
-
     # -------------------------------------------------------------------------- loading, saving
 
     @classmethod
@@ -265,20 +256,6 @@ class Text2Tracks:
         from memory; other components of the folder it was loaded from (``cf/``, training logs
         in ``diffusion/``...) are copied as they are.
         """
-        diffusion = None
-        if self.diffusion_head is not None:
-            fitted, summary = self._fusion_summary
-            changed = self.fusion is not None and (
-                (self.fusion, self.hybrid_settings) != self._fusion_on_disk
-            )
-            diffusion = DiffusionToSave(
-                self.diffusion_head,
-                self.fusion,
-                self.hybrid_settings,
-                fusion_changed=changed,
-                summary=summary if fitted is self.fusion else {},
-                item_factors=lambda: self.item_factors,
-            )
         return write_artifact(
             Path(path),
             source=self._source_dir,
@@ -290,7 +267,7 @@ class Text2Tracks:
             tokenizer=self.tokenizer,
             layout=self.layout,
             model_config=self.model_config,
-            diffusion=diffusion,
+            diffusion=self._diffusion_to_save(),
         )
 
     # -------------------------------------------------------------------------- properties
@@ -302,24 +279,6 @@ class Text2Tracks:
     @property
     def device(self):
         return next(self.model.parameters()).device
-
-    @property
-    def has_diffusion(self) -> bool:
-        """Whether the ``"latent"`` and ``"hybrid"`` modes are available."""
-        return self.diffusion_head is not None
-
-    @property
-    def item_factors(self) -> np.ndarray:
-        """CF item factors ``(n_items, latent_dim)`` float32 in catalogue order (read on first use)."""
-        if self.diffusion_head is None:
-            raise ValueError("this recommender has no diffusion head, so no item factors")
-        return self._factors.array()
-
-    def latent_index(self):
-        """``(item_factors, faiss index over them)`` of the latent modes, built on first use."""
-        if self.diffusion_head is None:
-            raise ValueError("this recommender has no diffusion head, so no latent index")
-        return self._factors.array(), self._factors.index()
 
     def __repr__(self) -> str:
         return (
@@ -357,14 +316,10 @@ class Text2Tracks:
             prompt_or_prompts: a prompt (``str``) or a list of prompts.
             k: tracks per prompt, in ``[1, catalogue size]``.
             exclude: per prompt, track ids never to recommend (unknown ids: a warning).
-            num_beams: beam width (``None``: the constructor's, else
-                ``max(k, DEFAULT_NUM_BEAMS)``); in hybrid mode the beam's candidates (``None``:
-                ``hybrid_settings.beam_candidates``).
-            diversity: generative mode: the penalty of
-                :func:`~text2tracks.generative.diversify` (``None``: the constructor's, else
-                ``DEFAULT_DIVERSITY``); the ``k`` tracks are picked from all the beam's finished
-                IDs, each charged this much log-probability per earlier pick under the same
-                first code, and ``score`` is that adjusted log-probability. 0: the beam's top k.
+            num_beams: beam width (``None``: the constructor's, else ``max(k, DEFAULT_NUM_BEAMS)``;
+                in hybrid mode the beam's candidates).
+            diversity: generative mode: the diversity penalty (``None``: the constructor's, else
+                ``DEFAULT_DIVERSITY``; 0: the beam's top k).
             batch_size: prompts per ``generate`` call (and per diffusion batch).
             mode: ``"generative"`` (constrained beam search), ``"latent"`` (faiss around
                 diffusion samples) or ``"hybrid"`` (both, fused); the last two need a
@@ -390,11 +345,7 @@ class Text2Tracks:
             ValueError: bad ``k``, prompts, mode or options; a latent-mode option in generative
                 mode; a latent mode without a diffusion head.
 
-        Example::
-
-            >>> recs = recommender.recommend("old classics for slow dancing", k=3)  # doctest: +SKIP
-            >>> recommender.recommend("summer party", k=3, mode="hybrid",
-            ...                       negative_prompt="country")  # doctest: +SKIP
+        The module docstring and the class's give examples.
         """
         single, items, scores = self._rank(
             prompt_or_prompts,
@@ -511,102 +462,6 @@ class Text2Tracks:
             np.concatenate([r[1] for r in rows]).astype(np.float64, copy=False),
         )
 
-    def sample_latents(
-        self,
-        prompt_or_prompts: str | Sequence[str],
-        *,
-        negative_prompt: str | Sequence[str | None] | None = None,
-        guidance_weight: float | None = None,
-        like_tracks: Iterable[str] | Sequence[Iterable[str] | None] | None = None,
-        edit_strength: float = DEFAULT_EDIT_STRENGTH,
-        source_prompt: str | Sequence[str | None] | None = None,
-        n_samples: int | None = None,
-        seed: int | None = 0,
-        batch_size: int = 32,
-    ) -> np.ndarray:
-        """The query latents that the latent and hybrid modes search around.
-
-        Takes the options of :meth:`recommend` (same meaning, same defaults, same checks), so
-        ``recommend(..., mode="latent")`` ranks the tracks by their pooled inner product with
-        exactly these latents.
-
-        Returns:
-            float32 CF-space latents ``(n_samples, latent_dim)`` for a ``str``,
-            ``(n_prompts, n_samples, latent_dim)`` for a list.
-        """
-        single = isinstance(prompt_or_prompts, str)
-        prompts = [prompt_or_prompts] if single else list(prompt_or_prompts)
-        self._check_mode("latent")
-        check_batch_size(batch_size)
-        texts = normalise_prompts(prompts)
-        request = latent_request(
-            len(prompts),
-            single,
-            self._catalogue_index,
-            negative_prompt=negative_prompt,
-            like_tracks=like_tracks,
-            source_prompt=source_prompt,
-            guidance_weight=guidance_weight,
-            n_samples=n_samples,
-            edit_strength=edit_strength,
-            seed=seed,
-            stacklevel=2,
-            **self._latent_defaults(),
-        )
-        dim = self.diffusion_head.config.latent_dim
-        out = [np.zeros((0, request.n_samples, dim), dtype=np.float32)]
-        for start in range(0, len(texts), int(batch_size)):
-            stop = start + int(batch_size)
-            with self._lock:
-                out.append(self._query_latents(texts[start:stop], request.rows(start, stop)))
-        latents = np.concatenate(out)
-        return latents[0] if single else latents
-
-    def fit_fusion(
-        self,
-        prompts: Sequence[str],
-        relevant: Sequence[Iterable[str]],
-        *,
-        settings=None,
-        kind: str = "fixed",
-        metric: str = "hits",
-        k: int = 10,
-        batch_size: int = 32,
-        progress: bool = False,
-    ) -> dict[str, Any]:
-        """Fit the hybrid mode's fusion on validation prompts and keep it (``self.fusion``).
-
-        Candidates are gathered exactly as :meth:`recommend` gathers them in hybrid mode (the
-        same beam width, samples, seed 0 and faiss search), then
-        :func:`text2tracks.hybrid.fit_fusion` fits the weights (``kind`` ``"fixed"`` or
-        ``"gated"``, maximising ``metric`` at ``k``); :meth:`save_pretrained` writes the result.
-        ``relevant`` holds each prompt's right track ids; ids outside the catalogue are ignored
-        and prompts left with none (or empty) are skipped and counted. ``settings``
-        (:class:`~text2tracks.hybrid.HybridSettings`, ``None``: ``self.hybrid_settings``)
-        become ``self.hybrid_settings``.
-
-        Returns:
-            The fit's summary (``n_prompts``, ``n_skipped``, the metric of the beam order, the
-            latent order and the fused order on these prompts, the alpha grid).
-        """
-        from text2tracks.hybrid import fit_recommender_fusion
-
-        self._check_mode("hybrid")
-        fusion, settings, summary = fit_recommender_fusion(
-            self,
-            prompts,
-            relevant,
-            settings=settings,
-            kind=kind,
-            metric=metric,
-            k=k,
-            batch_size=batch_size,
-            progress=progress,
-        )
-        self.fusion, self.hybrid_settings = fusion, settings
-        self._fusion_summary = (fusion, summary)
-        return summary
-
     # -------------------------------------------------------------------------- helpers
 
     def _check_mode(self, mode: str) -> None:
@@ -619,12 +474,6 @@ class Text2Tracks:
                 "component; train one (python -m training.train_diffusion) or use "
                 "mode='generative'"
             )
-
-    def _latent_defaults(self) -> dict[str, Any]:
-        return dict(
-            default_guidance_weight=self.diffusion_head.config.guidance_weight,
-            default_n_samples=self.hybrid_settings.n_samples,
-        )
 
     def _catalogue_index(self, track_id: str) -> int | None:
         try:
@@ -655,48 +504,3 @@ class Text2Tracks:
             return self._generate(
                 texts, excluded, k, num_beams, first_index, stacklevel=4, diversity=diversity
             )
-
-    def _query_latents(self, texts, request) -> np.ndarray:
-        return query_latents(
-            self.diffusion_head,
-            texts,
-            request,
-            lambda: self.item_factors,
-            self.hybrid_settings.seed_method,
-        )
-
-    def _hybrid_fusion(self):
-        if self.fusion is not None:
-            return self.fusion
-        from text2tracks.hybrid import default_fusion
-
-        if not self._warned_default_fusion:
-            self._warned_default_fusion = True
-            warn_default_fusion(self._source_dir or "this recommender")
-        return default_fusion()
-
-    def _latent_batch(self, mode, texts, excluded, k, num_beams, first_index, request):
-        settings = self.hybrid_settings
-        factors, index = self.latent_index()
-        encoder = self.diffusion_head.encoder
-        if mode == "latent" and encoder is not None:  # in hybrid mode the beam's encoding warns
-            warn_long_prompts(
-                encoder.input_lengths(texts),
-                encoder.max_length,
-                encoder.length_unit,
-                "the diffusion head's encoder",
-                first_index,
-                stacklevel=4,
-            )
-        beam = None
-        with self._lock:
-            latents = self._query_latents(texts, request)
-            if mode == "hybrid":
-                n_beam = hybrid_beam_width(
-                    k, num_beams, settings.beam_candidates, excluded, len(self)
-                )
-                beam = self._generate(texts, excluded, n_beam, n_beam, first_index, stacklevel=4)
-        fusion = self._hybrid_fusion() if mode == "hybrid" else None
-        return rank_latent_batch(
-            mode, k, latents, factors, index, settings, fusion, texts, excluded, beam
-        )

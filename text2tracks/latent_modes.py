@@ -1,0 +1,231 @@
+"""The latent and hybrid modes of :class:`text2tracks.pipeline.Text2Tracks`.
+
+:class:`LatentModesMixin` is the diffusion side of the recommender: attaching a diffusion head
+with its CF item factors and fusion, sampling the query latents (:meth:`sample_latents`),
+ranking one batch around them (latent mode) or fusing them with beam candidates (hybrid mode),
+fitting the hybrid fusion, and what :meth:`save_pretrained` writes of all this. The
+computations live in :mod:`text2tracks.latent`; this class keeps their per-recommender state.
+
+It is a part of ``Text2Tracks``, not a class of its own: it reads the recommender's
+``catalog``, ``device``, ``_lock``, ``_source_dir``, ``_check_mode``, ``_catalogue_index`` and
+``_generate``, and sets ``diffusion_head``, ``fusion``, ``hybrid_settings``, ``_factors``,
+``_warned_default_fusion``, ``_fusion_on_disk`` and ``_fusion_summary``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from text2tracks.latent import (
+    CatalogueFactors,
+    check_diffusion_parts,
+    hybrid_beam_width,
+    query_latents,
+    rank_latent_batch,
+    warn_default_fusion,
+)
+from text2tracks.options import (
+    DEFAULT_EDIT_STRENGTH,
+    check_batch_size,
+    latent_request,
+    normalise_prompts,
+    warn_long_prompts,
+)
+from text2tracks.storage import DiffusionToSave
+
+
+class LatentModesMixin:
+    """The ``"latent"`` and ``"hybrid"`` modes of :class:`~text2tracks.pipeline.Text2Tracks`
+    (see this module's docstring for what it expects of the class)."""
+
+    def _attach_diffusion(self, head, item_factors, fusion, settings) -> None:
+        settings = check_diffusion_parts(head, item_factors, fusion, settings)
+        head.to(self.device)
+        head.eval()
+        self.diffusion_head, self.fusion, self.hybrid_settings = head, fusion, settings
+        self._factors = CatalogueFactors(item_factors, len(self.catalog), head.config.latent_dim)
+
+    def _diffusion_to_save(self) -> DiffusionToSave | None:
+        """What :meth:`save_pretrained` writes of the diffusion side (``None``: no head)."""
+        if self.diffusion_head is None:
+            return None
+        fitted, summary = self._fusion_summary
+        changed = self.fusion is not None and (
+            (self.fusion, self.hybrid_settings) != self._fusion_on_disk
+        )
+        return DiffusionToSave(
+            self.diffusion_head,
+            self.fusion,
+            self.hybrid_settings,
+            fusion_changed=changed,
+            summary=summary if fitted is self.fusion else {},
+            item_factors=lambda: self.item_factors,
+        )
+
+    @property
+    def has_diffusion(self) -> bool:
+        """Whether the ``"latent"`` and ``"hybrid"`` modes are available."""
+        return self.diffusion_head is not None
+
+    @property
+    def item_factors(self) -> np.ndarray:
+        """CF item factors ``(n_items, latent_dim)`` float32 in catalogue order (read on first use)."""
+        if self.diffusion_head is None:
+            raise ValueError("this recommender has no diffusion head, so no item factors")
+        return self._factors.array()
+
+    def latent_index(self):
+        """``(item_factors, faiss index over them)`` of the latent modes, built on first use."""
+        if self.diffusion_head is None:
+            raise ValueError("this recommender has no diffusion head, so no latent index")
+        return self._factors.array(), self._factors.index()
+
+    def sample_latents(
+        self,
+        prompt_or_prompts: str | Sequence[str],
+        *,
+        negative_prompt: str | Sequence[str | None] | None = None,
+        guidance_weight: float | None = None,
+        like_tracks: Iterable[str] | Sequence[Iterable[str] | None] | None = None,
+        edit_strength: float = DEFAULT_EDIT_STRENGTH,
+        source_prompt: str | Sequence[str | None] | None = None,
+        n_samples: int | None = None,
+        seed: int | None = 0,
+        batch_size: int = 32,
+    ) -> np.ndarray:
+        """The query latents that the latent and hybrid modes search around.
+
+        Takes the options of :meth:`recommend` (same meaning, same defaults, same checks), so
+        ``recommend(..., mode="latent")`` ranks the tracks by their pooled inner product with
+        exactly these latents.
+
+        Returns:
+            float32 CF-space latents ``(n_samples, latent_dim)`` for a ``str``,
+            ``(n_prompts, n_samples, latent_dim)`` for a list.
+        """
+        single = isinstance(prompt_or_prompts, str)
+        prompts = [prompt_or_prompts] if single else list(prompt_or_prompts)
+        self._check_mode("latent")
+        check_batch_size(batch_size)
+        texts = normalise_prompts(prompts)
+        request = latent_request(
+            len(prompts),
+            single,
+            self._catalogue_index,
+            negative_prompt=negative_prompt,
+            like_tracks=like_tracks,
+            source_prompt=source_prompt,
+            guidance_weight=guidance_weight,
+            n_samples=n_samples,
+            edit_strength=edit_strength,
+            seed=seed,
+            stacklevel=2,
+            **self._latent_defaults(),
+        )
+        dim = self.diffusion_head.config.latent_dim
+        out = [np.zeros((0, request.n_samples, dim), dtype=np.float32)]
+        for start in range(0, len(texts), int(batch_size)):
+            stop = start + int(batch_size)
+            with self._lock:
+                out.append(self._query_latents(texts[start:stop], request.rows(start, stop)))
+        latents = np.concatenate(out)
+        return latents[0] if single else latents
+
+    def fit_fusion(
+        self,
+        prompts: Sequence[str],
+        relevant: Sequence[Iterable[str]],
+        *,
+        settings=None,
+        kind: str = "fixed",
+        metric: str = "hits",
+        k: int = 10,
+        batch_size: int = 32,
+        progress: bool = False,
+    ) -> dict[str, Any]:
+        """Fit the hybrid mode's fusion on validation prompts and keep it (``self.fusion``).
+
+        Candidates are gathered exactly as :meth:`recommend` gathers them in hybrid mode (the
+        same beam width, samples, seed 0 and faiss search), then
+        :func:`text2tracks.hybrid.fit_fusion` fits the weights (``kind`` ``"fixed"`` or
+        ``"gated"``, maximising ``metric`` at ``k``); :meth:`save_pretrained` writes the result.
+        ``relevant`` holds each prompt's right track ids; ids outside the catalogue are ignored
+        and prompts left with none (or empty) are skipped and counted. ``settings``
+        (:class:`~text2tracks.hybrid.HybridSettings`, ``None``: ``self.hybrid_settings``)
+        become ``self.hybrid_settings``.
+
+        Returns:
+            The fit's summary (``n_prompts``, ``n_skipped``, the metric of the beam order, the
+            latent order and the fused order on these prompts, the alpha grid).
+        """
+        from text2tracks.hybrid import fit_recommender_fusion
+
+        self._check_mode("hybrid")
+        fusion, settings, summary = fit_recommender_fusion(
+            self,
+            prompts,
+            relevant,
+            settings=settings,
+            kind=kind,
+            metric=metric,
+            k=k,
+            batch_size=batch_size,
+            progress=progress,
+        )
+        self.fusion, self.hybrid_settings = fusion, settings
+        self._fusion_summary = (fusion, summary)
+        return summary
+
+    def _latent_defaults(self) -> dict[str, Any]:
+        return dict(
+            default_guidance_weight=self.diffusion_head.config.guidance_weight,
+            default_n_samples=self.hybrid_settings.n_samples,
+        )
+
+    def _query_latents(self, texts, request) -> np.ndarray:
+        return query_latents(
+            self.diffusion_head,
+            texts,
+            request,
+            lambda: self.item_factors,
+            self.hybrid_settings.seed_method,
+        )
+
+    def _hybrid_fusion(self):
+        if self.fusion is not None:
+            return self.fusion
+        from text2tracks.hybrid import default_fusion
+
+        if not self._warned_default_fusion:
+            self._warned_default_fusion = True
+            warn_default_fusion(self._source_dir or "this recommender")
+        return default_fusion()
+
+    def _latent_batch(self, mode, texts, excluded, k, num_beams, first_index, request):
+        settings = self.hybrid_settings
+        factors, index = self.latent_index()
+        encoder = self.diffusion_head.encoder
+        if mode == "latent" and encoder is not None:  # in hybrid mode the beam's encoding warns
+            warn_long_prompts(
+                encoder.input_lengths(texts),
+                encoder.max_length,
+                encoder.length_unit,
+                "the diffusion head's encoder",
+                first_index,
+                stacklevel=4,
+            )
+        beam = None
+        with self._lock:
+            latents = self._query_latents(texts, request)
+            if mode == "hybrid":
+                n_beam = hybrid_beam_width(
+                    k, num_beams, settings.beam_candidates, excluded, len(self)
+                )
+                beam = self._generate(texts, excluded, n_beam, n_beam, first_index, stacklevel=4)
+        fusion = self._hybrid_fusion() if mode == "hybrid" else None
+        return rank_latent_batch(
+            mode, k, latents, factors, index, settings, fusion, texts, excluded, beam
+        )
