@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -313,10 +314,36 @@ def _file_hashes(folder) -> dict[str, str]:
     }
 
 
-def test_the_whole_benchmark_runs_on_a_tiny_artifact(tmp_path):
-    """Train (a few seconds), evaluate every system through the API, both seed methods, plots,
-    fusion.json in the run folder; the artifact's files stay byte-identical, and a second run
-    on the trained models (--reuse-models) measures the same."""
+TINY_CONFIG = DiffusionBenchConfig(
+    budget_minutes=0.08,
+    encoders="seq2seq",
+    hidden=32,
+    n_blocks=1,
+    candidates=10,
+    beams=10,
+    n_samples=2,
+    mean_samples=3,
+    latent_k=20,
+    guidance_grid="1,3",
+    n_negative_pairs=2,
+    prompts_per_pair=3,
+    min_title_playlists=2,
+    strengths="0,1",
+    n_seed_tracks=2,
+    max_inversion_prompts=4,
+    max_validation_prompts=10,
+    latency_prompts=2,
+    n_bootstrap=20,
+    num_threads=1,
+    progress=False,
+    seed_methods="fold_in,mean",
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """The whole benchmark on a tiny artifact (training takes a few seconds): the artifact, its
+    file hashes before the run, the run folder, the report, and ``rerun(config)``."""
     import torch
     from tiny_artifact import build_tiny_artifact
 
@@ -325,11 +352,10 @@ def test_the_whole_benchmark_runs_on_a_tiny_artifact(tmp_path):
     from semantic_ids.interactions import ItemVocab
     from semantic_ids.playlists import read_playlists, split_playlists
     from text2tracks.artifacts import read_json
-    from text2tracks.hybrid import load_fusion
 
     torch.set_num_threads(1)
-    artifact = build_tiny_artifact(tmp_path)
-    train_path = tmp_path / "demo.jsonl"
+    root = tmp_path_factory.mktemp("bench_diffusion")
+    artifact, train_path = build_tiny_artifact(root), root / "demo.jsonl"
     info = read_json(artifact / "cf" / "split.json", "split")
     split = split_playlists(
         read_playlists(train_path).playlists,
@@ -338,38 +364,14 @@ def test_the_whole_benchmark_runs_on_a_tiny_artifact(tmp_path):
         seed=info["seed"],
     )
     kept, relevant, n_skipped = relevant_items(split.test, ItemVocab.load(artifact / "cf"))
-    before = _file_hashes(artifact)
     prompts = [split.test[i].prompt for i in kept]
-    config = DiffusionBenchConfig(
-        budget_minutes=0.08,
-        encoders="seq2seq",
-        hidden=32,
-        n_blocks=1,
-        candidates=10,
-        beams=10,
-        n_samples=2,
-        mean_samples=3,
-        latent_k=20,
-        guidance_grid="1,3",
-        n_negative_pairs=2,
-        prompts_per_pair=3,
-        min_title_playlists=2,
-        strengths="0,1",
-        n_seed_tracks=2,
-        max_inversion_prompts=4,
-        max_validation_prompts=10,
-        latency_prompts=2,
-        n_bootstrap=20,
-        num_threads=1,
-        progress=False,
-        seed_methods="fold_in,mean",
-    )
+    before = _file_hashes(artifact)
 
-    def run(config):
+    def rerun(config):
         return run_diffusion_benchmark(
             artifact,
             train_path,
-            tmp_path / "out",
+            root / "out",
             prompts,
             relevant,
             split.validation,
@@ -378,9 +380,19 @@ def test_the_whole_benchmark_runs_on_a_tiny_artifact(tmp_path):
             n_skipped=n_skipped,
         )
 
-    report = run(config)
-    assert _file_hashes(artifact) == before  # the evaluated artifact is never written
+    report = rerun(TINY_CONFIG)
+    return SimpleNamespace(
+        artifact=artifact,
+        before=before,
+        out=root / "out",
+        prompts=prompts,
+        report=report,
+        rerun=rerun,
+    )
 
+
+def test_the_benchmark_scores_every_system_and_writes_its_files(tiny_run):
+    report = tiny_run.report
     assert set(report["systems"]) == {
         "generative",
         "latent-only",
@@ -392,12 +404,19 @@ def test_the_whole_benchmark_runs_on_a_tiny_artifact(tmp_path):
     }
     for system in report["systems"].values():
         # recall@10 <= hits@10 per prompt (a prompt recalls nothing without a hit)
-        assert system["recall@10"] <= system["hits@10"] and system["n_prompts"] == len(prompts)
-    inversion = report["inversion"]
+        assert system["recall@10"] <= system["hits@10"]
+        assert system["n_prompts"] == len(tiny_run.prompts)
+    on_disk = json.loads((tiny_run.out / "diffusion.json").read_text())
+    assert on_disk["inversion"]["curves"]["mean"] == report["inversion"]["curves"]["mean"]
+    for name in ("negative_prompts.png", "inversion.png"):
+        assert (tiny_run.out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_inversion_curve_has_one_curve_per_seed_method(tiny_run):
+    inversion = tiny_run.report["inversion"]
     assert inversion["n_prompts"] >= 1
-    assert (
-        list(inversion["curves"]) == ["fold_in", "mean"] and inversion["seed_method"] == "fold_in"
-    )
+    assert list(inversion["curves"]) == ["fold_in", "mean"]
+    assert inversion["seed_method"] == "fold_in"
     assert inversion["curve"] == inversion["curves"]["fold_in"]
     assert [r["strength"] for r in inversion["curves"]["mean"]] == [0.0, 1.0]
     # a share of the inversion prompts: a whole number of them
@@ -407,34 +426,45 @@ def test_the_whole_benchmark_runs_on_a_tiny_artifact(tmp_path):
         for c in inversion["curves"].values()
         for r in c
     )
-    # the fitted fixed blend, under the first seed method, in the run folder (API format)
-    fusion, settings, summary = load_fusion(tmp_path / "out")
+    assert (
+        f"| fold_in | 1 | {inversion['curves']['fold_in'][1]['seed_cosine']:.3f}"
+        in format_report(tiny_run.report)
+    )
+
+
+def test_the_fusion_goes_to_the_run_folder_and_the_models_to_a_copy(tiny_run):
+    from text2tracks.hybrid import load_fusion
+
+    report = tiny_run.report
+    # the fitted fixed blend, under the first seed method, in the API's format
+    fusion, settings, summary = load_fusion(tiny_run.out)
     assert settings.seed_method == "fold_in" and settings.n_samples == 2 and settings.latent_k == 20
     assert settings.beam_candidates == 10 and summary["source"] == "eval.bench_diffusion"
     assert fusion.alpha == report["systems"]["hybrid"]["alpha"]
-    assert report["fusion"]["path"] == str(tmp_path / "out" / "fusion.json")
+    assert report["fusion"]["path"] == str(tiny_run.out / "fusion.json")
     # the models trained into the working copy, which holds no fusion either
-    work = tmp_path / "out" / "diffusion_artifact"
+    work = tiny_run.out / "diffusion_artifact"
     assert report["training"]["artifact"] == str(work)
     assert (work / "diffusion" / "model.safetensors").is_file()
-    assert (work / "latent_regressor").is_dir() and not (
-        work / "diffusion" / "fusion.json"
-    ).exists()
-    # the benchmark's rankings are the API's: recommend_arrays gives the same in every mode
-    parity = report["api_parity"]
-    assert parity["n_prompts"] >= 1
-    assert parity["generative"] and parity["latent-only"] and parity["hybrid"]
-    on_disk = json.loads((tmp_path / "out" / "diffusion.json").read_text())
-    assert on_disk["inversion"]["curves"]["mean"] == inversion["curves"]["mean"]
-    for name in ("negative_prompts.png", "inversion.png"):
-        assert (tmp_path / "out" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert (
-        f"| fold_in | 1 | {inversion['curves']['fold_in'][1]['seed_cosine']:.3f}"
-        in format_report(report)
-    )
+    assert (work / "latent_regressor").is_dir()
+    assert not (work / "diffusion" / "fusion.json").exists()
+
+
+def test_the_rankings_are_the_apis(tiny_run):
+    """recommend_arrays answers the first batch exactly as the benchmark ranked it, per mode."""
+    parity = tiny_run.report["api_parity"]
+    assert parity["n_prompts"] == min(len(tiny_run.prompts), TINY_CONFIG.batch_size)
+    assert parity["generative"] is True
+    assert parity["latent-only"] is True
+    assert parity["hybrid"] is True
+
+
+def test_the_artifact_stays_byte_identical_and_a_rerun_measures_the_same(tiny_run):
+    assert _file_hashes(tiny_run.artifact) == tiny_run.before
     # --reuse-models evaluates the trained copy again: the same numbers, the artifact untouched
-    again = run(replace(config, reuse_models=True, mean_samples=0))
-    assert _file_hashes(artifact) == before
+    again = tiny_run.rerun(replace(TINY_CONFIG, reuse_models=True, mean_samples=0))
+    assert _file_hashes(tiny_run.artifact) == tiny_run.before
     assert again["training"]["encoders_tried"] == ["seq2seq"]
+    assert set(again["systems"]) == set(tiny_run.report["systems"]) - {"latent-only-mean"}
     for name, system in again["systems"].items():
-        assert system["hits@10"] == report["systems"][name]["hits@10"], name
+        assert system["hits@10"] == tiny_run.report["systems"][name]["hits@10"], name
