@@ -10,8 +10,6 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("torch")
-
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -42,9 +40,11 @@ def test_demo_runs_end_to_end_at_tiny_size(tmp_path):
     assert "'chill 90s jazz'" in done.stdout and "  5. " in done.stdout
     # what it writes
     results = json.loads((out / "results.json").read_text(encoding="utf-8"))
-    for system in ("text2tracks", "popularity"):
-        assert 0.0 <= results["systems"][system]["hits@10"] <= 1.0
-        assert results["systems"][system]["n_prompts"] > 0
+    systems = results["systems"]
+    assert systems["text2tracks"]["n_prompts"] == systems["popularity"]["n_prompts"] > 0
+    # the point of the demo: the trained model ranks the test playlists' tracks better than
+    # recommending the most popular tracks to everyone
+    assert systems["text2tracks"]["hits@10"] > systems["popularity"]["hits@10"]
     assert results["training"]["steps"] > 0
     records = [
         json.loads(line)
