@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch  # noqa: F401  (a hard dependency: a broken install fails here, not skips)
 
 REPO = Path(__file__).resolve().parents[1]
 
