@@ -71,20 +71,10 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+# STAGES is kept importable from here (it moved with the table and the plot, issue 11)
+from eval.bench_scale_report import STAGES, growth, plot, print_table  # noqa: E402, F401
+
 MB = 2**20
-STAGES = (
-    "parse_json",
-    "parse_orjson",
-    "read_mpd_columnar",
-    "read_parquet_columnar",
-    "interactions",
-    "als",
-    "residual_kmeans",
-    "catalog",
-    "trie",
-    "decode",
-    "object_reader",
-)
 
 
 def _rss() -> int:
@@ -191,16 +181,12 @@ def bench_parse(files: list[Path], max_files: int) -> dict:
 
 
 def run_size(n: int, args: argparse.Namespace) -> dict:
-    """Every stage at one size, in this process; returns the record for results.json."""
-    from semantic_ids.catalog import SemanticIDCatalog
-    from semantic_ids.cf import CFConfig, available_cpus, fit_cf
-    from semantic_ids.columnar import (
-        interactions_from_columns,
-        read_mpd_columnar,
-        read_parquet_columnar,
-    )
-    from semantic_ids.residual_kmeans import ResidualKMeans
-    from text2tracks.trie import FlatTrie
+    """Every stage at one size, in this process; returns the record for results.json.
+
+    Each stage's inputs are deleted as soon as no later stage needs them, so that each peak
+    RSS counts what the stage itself holds.
+    """
+    from semantic_ids.cf import available_cpus
 
     started = time.perf_counter()
     folder, summary = ensure_data(
@@ -219,9 +205,53 @@ def run_size(n: int, args: argparse.Namespace) -> dict:
         f"[{n}] data ready in {time.perf_counter() - started:.0f}s: {summary['n_rows']} rows",
         flush=True,
     )
-
-    # 1-2. reading
     mpd_files = sorted((folder / "mpd").glob("mpd.slice.*.json"))
+    columns = bench_reading(folder, mpd_files, args, stages)  # 1-2
+    P, R, T = columns.n_playlists, columns.n_rows, int(columns.track_ids.size)
+    record.update(P=P, R=R, T=T)
+    matrix, vocab = bench_interactions(columns, args, stages)  # 3
+    nnz, n_items = int(matrix.nnz), len(vocab)
+    record.update(nnz=nnz, I=n_items)
+    del columns
+    print(
+        f"[{n}] {P} playlists, {R} rows, {T} tracks, catalogue {n_items} (>= {args.min_count})",
+        flush=True,
+    )
+    item_factors = bench_als(matrix, args, stages, P)  # 4
+    del matrix
+    gc.collect()
+    rkm, codes = bench_residual_kmeans(item_factors, args, stages)  # 5
+    catalog = bench_catalog(vocab, codes, stages)
+    trie = bench_trie(catalog, stages)  # 6
+    # peak of the whole item-side build (generation included), before torch is loaded below
+    record["build_peak_rss_mb"] = _max_rss_mb()
+    if args.decode:
+        stages["decode"] = bench_decode(catalog.sid_codes, args)
+    del trie, catalog, rkm, codes, item_factors, vocab
+    if n <= args.object_max and mpd_files:  # 7. the object path, for comparison
+        stages["object_reader"] = bench_object_reader(folder, args)
+    record["process_peak_rss_mb"] = _max_rss_mb()
+    record["build_ids_s"] = round(
+        sum(
+            stages[s]["seconds"]
+            for s in ("read_parquet_columnar", "interactions", "residual_kmeans", "catalog", "trie")
+        )
+        + stages["als"]["seconds_15_iterations_est"],
+        1,
+    )
+    return record
+
+
+def _max_rss_mb() -> float:
+    """This process's peak RSS so far, MB."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)
+
+
+def bench_reading(folder: Path, mpd_files: list[Path], args, stages: dict):
+    """Stages 1-2: JSON parsing and the columnar MPD reader (when the size has MPD slices),
+    then the columnar Parquet reader, with their memory models; returns the Parquet columns."""
+    from semantic_ids.columnar import read_mpd_columnar, read_parquet_columnar
+
     if mpd_files:
         stages.update(bench_parse(mpd_files, args.parse_files))
         with PeakRSS() as peak:
@@ -245,9 +275,15 @@ def run_size(n: int, args: argparse.Namespace) -> dict:
             model_kept_mb=_mb(4 * R + 118 * P + 144 * T),
             model_peak_mb=_mb(8 * R + 118 * P + 304 * T + 2 * slice_bytes),
         )
-    record.update(P=P, R=R, T=T)
+    return columns
 
-    # 3. the interaction matrix
+
+def bench_interactions(columns, args, stages: dict):
+    """Stage 3: the interaction matrix from the columns (peak traced exactly); ``(matrix,
+    vocab)``."""
+    from semantic_ids.columnar import interactions_from_columns
+
+    R, P = columns.n_rows, columns.n_playlists
     tracemalloc.start()  # numpy reports its buffers to tracemalloc: the exact transient peak
     with PeakRSS() as peak:
         matrix, vocab = interactions_from_columns(columns, min_count=args.min_count)
@@ -262,15 +298,14 @@ def run_size(n: int, args: argparse.Namespace) -> dict:
         model_peak_mb=_mb(25 * R + 250 * n_items),
         model_kept_mb=_mb(8 * nnz + 8 * P + 150 * n_items),
     )
-    record.update(nnz=nnz, I=n_items)
-    del columns
-    print(
-        f"[{n}] {P} playlists, {R} rows, {T} tracks, catalogue {n_items} (>= {args.min_count})",
-        flush=True,
-    )
+    return matrix, vocab
 
-    # 4. ALS
-    f = args.factors
+
+def bench_als(matrix, args, stages: dict, n_playlists: int) -> np.ndarray:
+    """Stage 4: implicit ALS for ``--als-iterations`` (15 extrapolated); the item factors."""
+    from semantic_ids.cf import CFConfig, fit_cf
+
+    f, nnz, n_items = args.factors, int(matrix.nnz), matrix.shape[1]
     config = CFConfig(factors=f, iterations=args.als_iterations)
     with PeakRSS() as peak:
         cf = fit_cf(matrix, config, show_progress=False)
@@ -280,29 +315,45 @@ def run_size(n: int, args: argparse.Namespace) -> dict:
         iterations=args.als_iterations,
         seconds_per_iteration=round(per_iter, 2),
         seconds_15_iterations_est=round(15 * per_iter, 1),
-        model_peak_mb=_mb(40 * nnz + 4 * f * (P + n_items)),
+        model_peak_mb=_mb(40 * nnz + 4 * f * (n_playlists + n_items)),
     )
-    item_factors = cf.item_factors
-    del cf, matrix
-    gc.collect()
+    return cf.item_factors
 
-    # 5. residual k-means + catalogue
+
+def bench_residual_kmeans(item_factors: np.ndarray, args, stages: dict):
+    """Stage 5a: residual k-means, 3 x 256, as build-ids; ``(model, codes)``."""
+    from semantic_ids.residual_kmeans import ResidualKMeans
+
+    n_items = item_factors.shape[0]
     with PeakRSS() as peak:
         rkm = ResidualKMeans(
             n_levels=3, codebook_size=256, n_iter=args.kmeans_iterations, seed=args.seed
         )
         codes = rkm.fit_encode(item_factors)
     stages["residual_kmeans"] = peak.record(
-        n_iter=args.kmeans_iterations, model_peak_mb=_mb((16 * f + 12 * 32) * n_items)
+        n_iter=args.kmeans_iterations, model_peak_mb=_mb((16 * args.factors + 12 * 32) * n_items)
     )
+    return rkm, codes
+
+
+def bench_catalog(vocab, codes: np.ndarray, stages: dict):
+    """Stage 5b: the catalogue (collision digit) of the codes."""
+    from semantic_ids.catalog import SemanticIDCatalog
+
     with PeakRSS() as peak:
         catalog = SemanticIDCatalog.build(vocab.item_ids, codes, vocab.counts, 256)
     stats_group = int(catalog.level_sizes[-1])
     stages["catalog"] = peak.record(
-        largest_collision_group=stats_group, model_peak_mb=_mb(370 * n_items)
+        largest_collision_group=stats_group, model_peak_mb=_mb(370 * len(vocab))
     )
+    return catalog
 
-    # 6. trie
+
+def bench_trie(catalog, stages: dict):
+    """Stage 6: the flattened trie of the catalogue and the bytes of its arrays."""
+    from text2tracks.trie import FlatTrie
+
+    n_items = len(catalog.item_ids)
     with PeakRSS() as peak:
         trie = FlatTrie.from_codes(catalog.sid_codes, catalog.level_sizes)
     trie_bytes = _trie_nbytes(trie)
@@ -311,35 +362,19 @@ def run_size(n: int, args: argparse.Namespace) -> dict:
         bytes_per_item=round(trie_bytes / n_items, 1),
         model_mb=_mb(120 * n_items),
     )
-    # peak of the whole item-side build (generation included), before torch is loaded below
-    record["build_peak_rss_mb"] = round(
-        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1
-    )
-    if args.decode:
-        stages["decode"] = bench_decode(catalog.sid_codes, args)
-    del trie, catalog, rkm, codes, item_factors, vocab
+    return trie
 
-    # 7. the object path, for comparison
-    if n <= args.object_max and mpd_files:
-        from semantic_ids.interactions import build_interactions
-        from semantic_ids.playlists import read_playlists
 
-        with PeakRSS() as peak:
-            playlist_set = read_playlists(folder / "mpd")
-            build_interactions(playlist_set, min_count=args.min_count)
-        stages["object_reader"] = peak.record()
-        del playlist_set
-    record["process_peak_rss_mb"] = round(
-        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1
-    )
-    record["build_ids_s"] = round(
-        sum(
-            stages[s]["seconds"]
-            for s in ("read_parquet_columnar", "interactions", "residual_kmeans", "catalog", "trie")
-        )
-        + stages["als"]["seconds_15_iterations_est"],
-        1,
-    )
+def bench_object_reader(folder: Path, args) -> dict:
+    """Stage 7: the object reader (``read_playlists`` + ``build_interactions``) of the MPD."""
+    from semantic_ids.interactions import build_interactions
+    from semantic_ids.playlists import read_playlists
+
+    with PeakRSS() as peak:
+        playlist_set = read_playlists(folder / "mpd")
+        build_interactions(playlist_set, min_count=args.min_count)
+    record = peak.record()
+    del playlist_set
     return record
 
 
@@ -402,91 +437,8 @@ def _trie_nbytes(trie) -> int:
     return total
 
 
-def print_table(record: dict) -> None:
-    n = record["n_playlists"]
-    print(
-        f"\n== {n:,} playlists: {record['R']:,} rows, {record['T']:,} tracks, "
-        f"{record['I']:,} catalogue items, {record['nnz']:,} nnz; peak RSS of the build "
-        f"{record['build_peak_rss_mb']:,.0f} MB (with the object reader "
-        f"{record['process_peak_rss_mb']:,.0f} MB); build-ids est. {record['build_ids_s']:,.0f} s "
-        "(read Parquet + matrix + 15 ALS iterations + k-means + catalogue + trie)"
-    )
-    print(
-        f"{'stage':<22}{'seconds':>10}{'peak MB':>10}{'+peak MB':>10}{'kept MB':>10}"
-        f"{'model +MB':>10}  detail"
-    )
-    for name in STAGES:
-        s = record["stages"].get(name)
-        if s is None:
-            continue
-        model = s.get("model_peak_mb", s.get("model_mb", ""))
-        detail = ", ".join(
-            f"{k}={v}"
-            for k, v in s.items()
-            if k not in ("seconds", "peak_rss_mb", "delta_peak_mb", "kept_mb", "model_peak_mb")
-        )
-        print(
-            f"{name:<22}{s['seconds']:>10.2f}{s['peak_rss_mb']:>10.0f}{s['delta_peak_mb']:>10.0f}"
-            f"{s['kept_mb']:>10.0f}{model!s:>10}  {detail}"
-        )
-
-
-def plot(records: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(12, 4.8))
-    sizes = [r["n_playlists"] for r in records]
-    for name in STAGES:
-        points = [(r["n_playlists"], r["stages"][name]) for r in records if name in r["stages"]]
-        if len(points) < 1 or name.startswith("parse_") or name == "decode":
-            continue
-        xs = [p[0] for p in points]
-        ax_t.plot(xs, [max(p[1]["seconds"], 1e-3) for p in points], "o-", label=name)
-        ax_m.plot(xs, [max(p[1]["delta_peak_mb"], 0.1) for p in points], "o-", label=name)
-    ax_m.plot(sizes, [r["build_peak_rss_mb"] for r in records], "k--", label="build peak RSS")
-    for ax, label in ((ax_t, "seconds"), (ax_m, "peak RSS increase of the stage (MB)")):
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("playlists")
-        ax.set_ylabel(label)
-        ax.grid(True, which="both", alpha=0.3)
-    ax_t.set_title("time per stage")
-    ax_m.set_title("memory per stage")
-    ax_m.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def growth(records: list[dict]) -> dict:
-    """Log-log slope of each stage's time and peak between consecutive sizes."""
-    out = {}
-    for a, b in zip(records, records[1:], strict=False):
-        ratio = np.log(b["n_playlists"] / a["n_playlists"])
-        key = f"{a['n_playlists']}->{b['n_playlists']}"
-        out[key] = {
-            name: {
-                "time_slope": round(
-                    float(
-                        np.log(
-                            max(b["stages"][name]["seconds"], 1e-3)
-                            / max(a["stages"][name]["seconds"], 1e-3)
-                        )
-                        / ratio
-                    ),
-                    2,
-                )
-            }
-            for name in STAGES
-            if name in a["stages"] and name in b["stages"]
-        }
-    return out
-
-
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The flags of ``python -m eval.bench_scale`` (two hidden ones for its child processes)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--sizes", default="10000,100000,1000000", help="playlist counts, comma-separated"
@@ -534,7 +486,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--one-size", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--result-file", default=None, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     args.data_dir = args.data_dir or str(out / "data")
@@ -545,41 +501,16 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
-    # sizes measured by earlier runs into the same OUT join the table, the JSON and the plot
-    earlier = {int(p.stem.split("_")[1]): p for p in out.glob("size_*.json")} if args.merge else {}
-    records = [json.loads(p.read_text()) for n, p in sorted(earlier.items()) if n not in sizes]
-    for record in records:
-        print(
-            f"(size {record['n_playlists']} from an earlier run: {earlier[record['n_playlists']]})"
-        )
+    records = earlier_records(out, sizes) if args.merge else []
     results_path = out / "results.json"
     for n in sizes:
-        result_file = out / f"size_{n}.json"
-        child = [
-            sys.executable,
-            "-m",
-            "eval.bench_scale",
-            "--one-size",
-            str(n),
-            "--result-file",
-            str(result_file),
-        ] + [a for a in (argv or sys.argv[1:])]
-        code = subprocess.call(child)
-        if code != 0:
-            print(f"size {n}: the run failed (exit {code}); stopping", file=sys.stderr)
+        record = run_child(n, out, argv)
+        if record is None:
             break
-        record = json.loads(result_file.read_text())
         records.append(record)
         records.sort(key=lambda r: r["n_playlists"])
         print_table(record)
-        payload = {
-            "host": platform.node(),
-            "python": platform.python_version(),
-            "load_average": list(os.getloadavg()),
-            "sizes": records,
-            "growth": growth(records),
-        }
-        results_path.write_text(json.dumps(payload, indent=2) + "\n")
+        write_results(records, results_path)
         plot(records, out / "growth.png")
     if records:
         for record in records:
@@ -588,6 +519,49 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nwrote {results_path} and {out / 'growth.png'}")
         print(json.dumps(growth(records), indent=1))
     return 0 if records else 1
+
+
+def earlier_records(out: Path, sizes: list[int]) -> list[dict]:
+    """The sizes measured by earlier runs into ``out`` (``size_N.json``), but not in ``sizes``:
+    they join the table, the JSON and the plot."""
+    earlier = {int(p.stem.split("_")[1]): p for p in out.glob("size_*.json")}
+    records = [json.loads(p.read_text()) for n, p in sorted(earlier.items()) if n not in sizes]
+    for record in records:
+        print(
+            f"(size {record['n_playlists']} from an earlier run: {earlier[record['n_playlists']]})"
+        )
+    return records
+
+
+def run_child(n: int, out: Path, argv: list[str] | None) -> dict | None:
+    """Size ``n`` in a fresh process with this run's flags; its record, or None if it failed."""
+    result_file = out / f"size_{n}.json"
+    child = [
+        sys.executable,
+        "-m",
+        "eval.bench_scale",
+        "--one-size",
+        str(n),
+        "--result-file",
+        str(result_file),
+    ] + [a for a in (argv or sys.argv[1:])]
+    code = subprocess.call(child)
+    if code != 0:
+        print(f"size {n}: the run failed (exit {code}); stopping", file=sys.stderr)
+        return None
+    return json.loads(result_file.read_text())
+
+
+def write_results(records: list[dict], path: Path) -> None:
+    """``results.json``: the host, every size's record and the growth between sizes."""
+    payload = {
+        "host": platform.node(),
+        "python": platform.python_version(),
+        "load_average": list(os.getloadavg()),
+        "sizes": records,
+        "growth": growth(records),
+    }
+    path.write_text(json.dumps(payload, indent=2) + "\n")
 
 
 if __name__ == "__main__":
