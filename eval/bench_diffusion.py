@@ -232,18 +232,12 @@ def run_diffusion_benchmark(
         measured["rankings"], measured["extras"], relevant, len(views.vocab), config, n_skipped
     )
     comparisons, target = compare_systems(systems, per_prompt, config)
-    # 4. Negative prompts; 5. DDIM inversion; 6. sampling cost.
-    test_sets = [set(map(int, r)) for r in relevant]
     report = {
         "systems": systems,
         "comparisons": comparisons,
         "target": target,
         **_training_and_fusion(trained, measured),
-        "negative_prompts": negative_prompt_curve(
-            views, config, measured["test"], test_sets, train_playlists, w
-        ),
-        "inversion": inversion_curve(views, config, prompts, relevant),
-        "latency": sampling_cost(views, config, prompts, w),
+        **_curves(views, config, measured["test"], relevant, train_playlists, w),
         "n_test_prompts": len(prompts),
         "n_validation_prompts": measured["n_validation"],
         "config": asdict(config),
@@ -254,6 +248,18 @@ def run_diffusion_benchmark(
     write_json(out_dir / "diffusion.json", report)
     report["per_prompt"] = per_prompt
     return report
+
+
+def _curves(views, config, test, relevant, train_playlists, w) -> dict[str, Any]:
+    """4. Negative prompts; 5. DDIM inversion; 6. sampling cost."""
+    test_sets = [set(map(int, r)) for r in relevant]
+    return {
+        "negative_prompts": negative_prompt_curve(
+            views, config, test, test_sets, train_playlists, w
+        ),
+        "inversion": inversion_curve(views, config, test.prompts, relevant),
+        "latency": sampling_cost(views, config, test.prompts, w),
+    }
 
 
 def _checked_config(config, budget_minutes, prompts, relevant) -> DiffusionBenchConfig:
