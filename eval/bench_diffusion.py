@@ -56,7 +56,7 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import asdict, fields, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -101,6 +101,7 @@ from eval.bench_diffusion_systems import (
 from eval.bench_diffusion_views import ProductViews, api_parity
 from eval.metrics import relevant_items
 from text2tracks.artifacts import CF_COMPONENT, SEQ2SEQ_COMPONENT
+from text2tracks.config_flags import add_config_flags, add_flag, config_from_args
 
 __all__ = [
     "DiffusionBenchConfig",
@@ -362,17 +363,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--benchmark-dir", required=True, help="output folder of python -m eval.benchmark"
     )
-    parser.add_argument("--train", required=True, help="the --train playlists of that benchmark")
-    defaults = DiffusionBenchConfig()
-    for f in fields(DiffusionBenchConfig):
-        flag = "--" + f.name.replace("_", "-")
-        default = getattr(defaults, f.name)
-        if isinstance(default, bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
-        else:
-            parser.add_argument(
-                flag, type=type(default), default=default, help=f"default {default}"
-            )
+    add_flag(
+        parser,
+        "--playlists",
+        aliases=("--train",),
+        dest="train",
+        required=True,
+        help="the --playlists of that benchmark",
+    )
+    # one flag per DiffusionBenchConfig field (text2tracks.config_flags, as every command)
+    add_config_flags(parser, DiffusionBenchConfig, names={"budget_minutes": "--max-minutes"})
     return parser
 
 
@@ -381,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
     args = vars(parser.parse_args(argv))
     bench_dir, train_path = Path(args.pop("benchmark_dir")), args.pop("train")
     try:
-        config = DiffusionBenchConfig(**args)
+        config = config_from_args(DiffusionBenchConfig, args)
     except ValueError as err:
         parser.error(str(err))
     if (
