@@ -21,7 +21,10 @@ equal scores go to the more popular item, so every result is deterministic.
 * :class:`BM25Baseline` - BM25 (``bm25s``) over track text, optionally expanded with the titles of
   the training playlists that hold the track.
 * :class:`DenseBiEncoderBaseline` - a prompt tower trained contrastively into the frozen CF item
-  space; retrieval by inner product.
+  space; retrieval by inner product (in :mod:`eval.dense_biencoder`).
+
+The shared interface (:class:`Baseline`, :func:`rank_scores`) is in :mod:`eval.baseline_core`;
+every name stays importable from here.
 """
 
 from __future__ import annotations
