@@ -244,7 +244,7 @@ def bootstrap_means(
     return out[0] if squeeze else out
 
 
-def _interval(samples: np.ndarray, confidence: float) -> np.ndarray:
+def bootstrap_interval(samples: np.ndarray, confidence: float) -> np.ndarray:
     alpha = (1.0 - confidence) / 2.0
     return np.quantile(samples, [alpha, 1.0 - alpha], axis=-1)
 
@@ -289,7 +289,7 @@ def evaluate_rankings(
         return result
     per_prompt = per_prompt_metrics(rec, rel, k)
     stacked = np.stack([per_prompt[m] for m in PER_PROMPT_METRICS])
-    lows, highs = _interval(bootstrap_means(stacked, n_bootstrap, seed), confidence)
+    lows, highs = bootstrap_interval(bootstrap_means(stacked, n_bootstrap, seed), confidence)
     for row, metric in enumerate(PER_PROMPT_METRICS):
         name = names[metric]
         result[name] = float(stacked[row].mean())
