@@ -5,7 +5,8 @@
 
 Pairs: (prompt of training playlist i, ``ART/cf/playlist_factors[i]``), the ALS query that ranks
 that playlist's tracks, standardised with statistics stored beside the head. Training playlists
-holding no catalogue track are skipped (their factor carries nothing).
+holding no catalogue track are skipped (their factor carries nothing). They are read by
+:mod:`training.diffusion_data`.
 
 Shape (as ``training/train_seq2seq.py``, after accelerate's examples): ``Accelerator`` -> seed ->
 data -> model -> optimizer -> ``prepare`` -> loop with ``accumulate`` -> periodic validation ->
@@ -28,6 +29,7 @@ head (``--fusion-samples`` samples, ``--fusion-latent-k`` neighbours each), gath
 ``--fusion-kind gated``, a ``GatedFusion``) is fitted to maximise ``--fusion-metric`` at
 ``--eval-k``. It goes to ``ART/diffusion/fusion.json`` with those settings, which the API then
 uses by default. An artifact without ``seq2seq/`` gets no fusion (hybrid mode then blends evenly).
+The fit is :mod:`training.diffusion_fusion`.
 
 :func:`train` runs the same thing in-process (for the benchmark).
 """
@@ -42,6 +44,8 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +53,8 @@ from text2tracks import config_flags as flags
 from text2tracks.config_flags import add_config_flags, command_parser
 from training.checkpoints import STATE_NAME, list_checkpoints, resolve_resume
 from training.diffusion_config import DiffusionTrainConfig  # also importable from here
+from training.diffusion_data import load_pairs, prompt_inputs, validation_subset
+from training.diffusion_fusion import fit_artifact_fusion  # also importable from here
 
 CHECKPOINTS_PREFIX = ".checkpoints-"  # + component: diffusion / latent_regressor
 LOG_NAME = "training_log.jsonl"
@@ -79,135 +85,6 @@ def _resolve_resume(config) -> Path | None:
     return resolve_resume(config.resume, _checkpoint_root(config))
 
 
-def load_pairs(artifact: str | os.PathLike, playlists: str | os.PathLike) -> dict[str, Any]:
-    """Training pairs and validation prompts of an artifact.
-
-    Returns ``item_factors`` (n_items, dim), ``train_prompts`` and ``train_latents``
-    (n_train, dim) (training playlists with at least one catalogue track), and
-    ``validation_prompts`` / ``validation_relevant`` (validation playlists with at least one
-    catalogue track; ``n_validation_skipped`` counts the others).
-    """
-    import numpy as np
-
-    from semantic_ids.cf import CFModel
-    from semantic_ids.interactions import ItemVocab, catalogue_tracks
-    from semantic_ids.playlists import read_playlists, split_playlists
-    from text2tracks.artifacts import read_json
-
-    artifact = Path(artifact)
-    split_info = read_json(artifact / "cf" / "split.json", "split parameters")
-    cf = CFModel.load(artifact / "cf")
-    vocab = ItemVocab.load(artifact / "cf")
-    split = split_playlists(
-        read_playlists(playlists).playlists,
-        validation_fraction=split_info["validation_fraction"],
-        test_fraction=split_info["test_fraction"],
-        seed=split_info["seed"],
-    )
-    train_ids = [p.playlist_id for p in split.train]
-    if list(split_info.get("train_playlist_ids", train_ids)) != train_ids:
-        raise ValueError(
-            f"{playlists} re-split with {artifact}/cf/split.json does not give the "
-            f"training playlists {artifact} was built from; pass the same playlists"
-        )
-    if len(train_ids) != cf.playlist_factors.shape[0]:
-        raise ValueError(
-            f"{len(train_ids)} training playlists but {cf.playlist_factors.shape[0]} "
-            f"rows in {artifact}/cf/playlist_factors.npy"
-        )
-    keep = [i for i, p in enumerate(split.train) if catalogue_tracks(p, vocab)]
-    validation = [(p.prompt, catalogue_tracks(p, vocab)) for p in split.validation]
-    validation_kept = [(prompt, rel) for prompt, rel in validation if rel]
-    return {
-        "item_factors": cf.item_factors,
-        "train_prompts": [split.train[i].prompt for i in keep],
-        "train_latents": np.ascontiguousarray(cf.playlist_factors[keep]),
-        "validation_prompts": [prompt for prompt, _ in validation_kept],
-        "validation_relevant": [set(rel) for _, rel in validation_kept],
-        "n_validation_skipped": len(validation) - len(validation_kept),
-        "n_train_skipped": len(train_ids) - len(keep),
-    }
-
-
-def fit_artifact_fusion(
-    config: DiffusionTrainConfig,
-    prompts: list[str],
-    relevant: list[set[int]],
-    device=None,
-    log=None,
-) -> dict[str, Any]:
-    """Fit the hybrid fusion of ``config.artifact`` (with its saved ``diffusion/``) on validation
-    prompts and write ``diffusion/fusion.json``; returns the fit's summary (or why it was skipped).
-
-    Args:
-        config: the training config (``fusion_*`` fields, ``eval_k``, ``seed``, ``progress``).
-        prompts, relevant: validation prompts and their relevant items as ``cf/`` vocabulary
-            indices (:func:`load_pairs`'s ``validation_prompts`` / ``validation_relevant``).
-        device: where the recommender runs (None: CUDA if available, else the CPU).
-        log: a function taking one message (None: silent).
-    """
-    import numpy as np
-
-    from semantic_ids.interactions import ItemVocab
-    from text2tracks.artifacts import read_manifest
-    from text2tracks.hybrid import HybridSettings, save_fusion
-    from text2tracks.pipeline import Text2Tracks
-
-    log = log or (lambda message: None)
-    artifact = Path(config.artifact)
-    components = read_manifest(artifact)["components"]
-    reason = None
-    if "seq2seq" not in components:
-        reason = "the artifact has no seq2seq/ component to draw beam candidates from"
-    elif "diffusion" not in components:
-        reason = "the artifact has no diffusion/ component"
-    elif not prompts:
-        reason = "no validation prompt holds a catalogue track"
-    if reason is not None:
-        log(f"fusion not fitted: {reason}; hybrid mode will blend the two views evenly")
-        return {"skipped": reason}
-    started = time.perf_counter()
-    if len(prompts) > config.fusion_prompts:
-        pick = np.sort(
-            np.random.default_rng(config.seed).choice(
-                len(prompts), config.fusion_prompts, replace=False
-            )
-        )
-        prompts, relevant = [prompts[i] for i in pick], [relevant[i] for i in pick]
-    vocab = ItemVocab.load(artifact / "cf")
-    relevant_ids = [[vocab.item_ids[i] for i in sorted(rel)] for rel in relevant]
-    settings = HybridSettings(
-        n_samples=config.fusion_samples,
-        beam_candidates=config.fusion_candidates,
-        latent_k=config.fusion_latent_k,
-    )
-    recommender = Text2Tracks.from_pretrained(artifact, device=device)
-    summary = recommender.fit_fusion(
-        prompts,
-        relevant_ids,
-        settings=settings,
-        kind=config.fusion_kind,
-        metric=config.fusion_metric,
-        k=config.eval_k,
-        progress=config.progress,
-    )
-    summary["elapsed_s"] = round(time.perf_counter() - started, 3)
-    save_fusion(artifact / "diffusion", recommender.fusion, settings, summary)
-    scores = summary[f"{config.fusion_metric}@{config.eval_k}"]
-    weights = (
-        f"alpha {summary['alpha']}"
-        if "alpha" in summary
-        else f"mean alpha {summary['alphas_mean']:.2f}"
-    )
-    log(
-        f"fusion ({config.fusion_kind}, {summary['n_prompts']} validation prompts, "
-        f"{summary['elapsed_s']:.0f} s): {weights}; {config.fusion_metric}@{config.eval_k} "
-        f"generative {scores['generative']:.4f}, latent {scores['latent']:.4f}, "
-        f"fused {scores['fused']:.4f} (in-sample)"
-    )
-    return summary
-
-
 def latent_retrieval_metrics(
     latents, item_factors, relevant: list[set[int]], k: int, index=None
 ) -> dict[str, float]:
@@ -227,31 +104,50 @@ def latent_retrieval_metrics(
 # ------------------------------------------------------------------------------------ training
 
 
-def train(config: DiffusionTrainConfig) -> dict[str, Any]:
-    """Train, validate, checkpoint and save into ``ART/diffusion`` (or ``ART/latent_regressor``).
+@dataclass
+class _Run:
+    """What the stages of one training run share, in place of closures over local state.
 
-    Returns a summary: ``steps``, ``elapsed_s``, ``final_eval``, ``stopped_by``,
-    ``component_dir``, ``n_parameters``, ``n_train_pairs``, ``n_validation`` and (on the main
-    process, when the fusion is fitted) ``fusion``: :func:`fit_artifact_fusion`'s summary.
+    Built once by :func:`train`; ``state`` (what a checkpoint stores: ``step``, ``epoch``,
+    ``batches_in_epoch``, ``elapsed_s``), ``log_records``, ``last_eval``, the running train loss
+    and ``stopped_by`` change as the loop runs.
     """
-    import numpy as np
+
+    config: DiffusionTrainConfig
+    accelerator: Any
+    log: Callable[[str], None]
+    data: dict[str, Any]
+    n_train_pairs: int
+    val_prompts: list[str]
+    val_relevant: list[set[int]]
+    val_cond: Any
+    frozen: Any
+    model: Any
+    optimizer: Any
+    loader: Any
+    total_steps: int
+    n_params: int
+    index: Any
+    state: dict[str, Any] = field(default_factory=dict)
+    log_records: list[dict[str, Any]] = field(default_factory=list)
+    last_eval: dict[str, float] = field(default_factory=dict)
+    start_time: float = 0.0
+    stopped_by: str = "epochs"
+    running: float = 0.0
+    n_running: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.accelerator.is_main_process
+
+
+def _start(config: DiffusionTrainConfig):
+    """1. ``Accelerator`` (seedable sampler), CPU threads, seed; and a logger that prints on the
+    main process."""
     import torch
     from accelerate import Accelerator, DataLoaderConfiguration
     from accelerate.utils import set_seed
-    from torch.utils.data import DataLoader, TensorDataset
-    from tqdm.auto import tqdm
 
-    from text2tracks.artifacts import component_writer
-    from text2tracks.diffusion import (
-        ByteEncoder,
-        DiffusionHead,
-        FrozenSeq2SeqEncoder,
-        PromptToLatentRegressor,
-        count_parameters,
-    )
-    from text2tracks.rerank import build_index
-
-    # 1. Accelerator, threads, seed
     accelerator = Accelerator(
         mixed_precision=config.mixed_precision,
         gradient_accumulation_steps=config.grad_accum,
@@ -263,50 +159,19 @@ def train(config: DiffusionTrainConfig) -> dict[str, Any]:
             or max(1, len(os.sched_getaffinity(0)) // max(1, accelerator.num_processes))
         )
     set_seed(config.seed)
-    main = accelerator.is_main_process
 
     def log(message: str) -> None:
-        if main:
+        if accelerator.is_main_process:
             print(message, file=sys.stderr, flush=True)
 
-    # 2. Data
-    data = load_pairs(config.artifact, config.playlists)
-    item_factors = data["item_factors"]
-    latents = torch.from_numpy(data["train_latents"])
-    if latents.shape[0] < 2:
-        raise ValueError("fewer than two training playlists hold a catalogue track")
-    val_prompts, val_relevant = data["validation_prompts"], data["validation_relevant"]
-    if config.eval_prompts and len(val_prompts) > config.eval_prompts:
-        pick = np.sort(
-            np.random.default_rng(config.seed).choice(
-                len(val_prompts), config.eval_prompts, replace=False
-            )
-        )
-        val_prompts, val_relevant = [val_prompts[i] for i in pick], [val_relevant[i] for i in pick]
+    return accelerator, log
 
-    # 3. Encoder and model
-    frozen = None
-    if config.encoder == "seq2seq":
-        from text2tracks.modeling import load_seq2seq
 
-        seq2seq, tokenizer, _ = load_seq2seq(Path(config.artifact) / "seq2seq")
-        frozen = FrozenSeq2SeqEncoder(seq2seq, tokenizer).to(accelerator.device)
-        cond_dim = frozen.out_dim
+def _build_model(config: DiffusionTrainConfig, latents, cond_dim: int, encoder):
+    """3. The head (or the regressor) with the training latents' statistics; returns it and the
+    standardised latents it learns to produce."""
+    from text2tracks.diffusion import DiffusionHead, PromptToLatentRegressor
 
-        def encode_all(prompts: list[str], batch: int = 512) -> torch.Tensor:
-            return torch.cat(
-                [frozen.encode(prompts[i : i + batch]).cpu() for i in range(0, len(prompts), batch)]
-            )
-
-        train_inputs = (encode_all(data["train_prompts"]),)
-        val_cond = encode_all(val_prompts) if val_prompts else None
-        encoder = None
-    else:
-        encoder = ByteEncoder(config.byte_config())
-        cond_dim = encoder.out_dim
-        tokens = encoder.tokenize(data["train_prompts"])
-        train_inputs = (tokens["input_ids"], tokens["attention_mask"])
-        val_cond = None
     if config.regressor:
         model = PromptToLatentRegressor(
             config.regressor_config(latents.shape[1], cond_dim), encoder
@@ -314,25 +179,16 @@ def train(config: DiffusionTrainConfig) -> dict[str, Any]:
     else:
         model = DiffusionHead(config.head_config(latents.shape[1], cond_dim), encoder)
     model.set_latent_stats(latents)
-    latents_std = model.standardise(latents)
-    n_params = count_parameters(model)
-    log(
-        f"{config.component}: {n_params / 1e6:.2f}M trainable parameters, encoder {config.encoder}, "
-        f"{latents.shape[0]} training pairs ({data['n_train_skipped']} playlists without catalogue "
-        f"tracks skipped), {len(val_prompts)} validation prompts"
-    )
+    return model, model.standardise(latents)
 
-    loader = DataLoader(
-        TensorDataset(*train_inputs, latents_std),
-        batch_size=config.batch_size,
-        shuffle=True,
-        drop_last=latents.shape[0] > config.batch_size,
-    )
 
-    # 4. Optimizer (no decay on norms, biases and the null condition)
+def _build_optimizer(model, config: DiffusionTrainConfig):
+    """4. AdamW, with no decay on norms, biases and the null condition (1-d parameters)."""
+    import torch
+
     decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim < 2]
-    optimizer = torch.optim.AdamW(
+    return torch.optim.AdamW(
         [
             {"params": decay, "weight_decay": config.weight_decay},
             {"params": no_decay, "weight_decay": 0.0},
@@ -340,121 +196,151 @@ def train(config: DiffusionTrainConfig) -> dict[str, Any]:
         lr=config.lr,
     )
 
-    # 5. prepare
-    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
-    steps_per_epoch = max(1, len(loader) // config.grad_accum)
-    total_steps = config.epochs * steps_per_epoch
-    if config.max_steps:
-        total_steps = min(total_steps, config.max_steps)
 
-    state = {"step": 0, "epoch": 0, "batches_in_epoch": 0, "elapsed_s": 0.0}
-    log_records: list[dict[str, Any]] = []
-    index = build_index(item_factors)
+def _evaluate(run: _Run) -> dict[str, float]:
+    """Latent-only retrieval on the validation prompts: latents sampled from each prompt, the
+    items faiss finds around them scored (:func:`latent_retrieval_metrics`)."""
+    import torch
 
-    def evaluate() -> dict[str, float]:
-        if not val_prompts:
-            return {}
-        unwrapped = accelerator.unwrap_model(model)
-        unwrapped.eval()
-        with torch.no_grad():
-            outs = []
-            for i in range(0, len(val_prompts), 256):
-                cond = (
-                    val_cond[i : i + 256]
-                    if val_cond is not None
-                    else unwrapped.encode(val_prompts[i : i + 256])
+    config, accelerator, val_prompts = run.config, run.accelerator, run.val_prompts
+    if not val_prompts:
+        return {}
+    unwrapped = accelerator.unwrap_model(run.model)
+    unwrapped.eval()
+    with torch.no_grad():
+        outs = []
+        for i in range(0, len(val_prompts), 256):
+            cond = (
+                run.val_cond[i : i + 256]
+                if run.val_cond is not None
+                else unwrapped.encode(val_prompts[i : i + 256])
+            )
+            cond = cond.to(accelerator.device)
+            if config.regressor:
+                outs.append(unwrapped.sample(cond, n_samples=1).cpu())
+            else:
+                g = torch.Generator().manual_seed(config.seed + i)
+                outs.append(
+                    unwrapped.sample(cond, n_samples=config.eval_samples, generator=g).cpu()
                 )
-                cond = cond.to(accelerator.device)
-                if config.regressor:
-                    outs.append(unwrapped.sample(cond, n_samples=1).cpu())
-                else:
-                    g = torch.Generator().manual_seed(config.seed + i)
-                    outs.append(
-                        unwrapped.sample(cond, n_samples=config.eval_samples, generator=g).cpu()
-                    )
-        unwrapped.train()
-        return latent_retrieval_metrics(
-            torch.cat(outs).numpy(), item_factors, val_relevant, config.eval_k, index
-        )
+    unwrapped.train()
+    return latent_retrieval_metrics(
+        torch.cat(outs).numpy(),
+        run.data["item_factors"],
+        run.val_relevant,
+        config.eval_k,
+        run.index,
+    )
 
-    root = _checkpoint_root(config)
 
-    def save_checkpoint() -> None:
-        path = root / f"checkpoint-{state['step']}"
-        accelerator.save_state(str(path))
-        if main:
-            with open(path / STATE_NAME, "w", encoding="utf-8") as f:
-                json.dump({**state, "config": dataclasses.asdict(config)}, f, indent=2)
-            for old in list_checkpoints(root)[: -config.keep_checkpoints]:
-                shutil.rmtree(old, ignore_errors=True)
-        accelerator.wait_for_everyone()
+def _save_checkpoint(run: _Run) -> None:
+    root = _checkpoint_root(run.config)
+    path = root / f"checkpoint-{run.state['step']}"
+    run.accelerator.save_state(str(path))
+    if run.main:
+        with open(path / STATE_NAME, "w", encoding="utf-8") as f:
+            json.dump({**run.state, "config": dataclasses.asdict(run.config)}, f, indent=2)
+        for old in list_checkpoints(root)[: -run.config.keep_checkpoints]:
+            shutil.rmtree(old, ignore_errors=True)
+    run.accelerator.wait_for_everyone()
 
-    resume = _resolve_resume(config)
-    if resume is not None:
-        accelerator.load_state(str(resume))
-        with open(resume / STATE_NAME, encoding="utf-8") as f:
-            saved = json.load(f)
-        state.update({k: saved[k] for k in ("step", "epoch", "batches_in_epoch", "elapsed_s")})
-        log(f"resumed from {resume} at step {state['step']}")
 
-    # 6. Loop
-    model.train()
-    start = time.perf_counter() - state["elapsed_s"]
-    stopped_by = "epochs"
-    last_eval: dict[str, float] = {}
-    running, n_running = 0.0, 0
-    bar = tqdm(total=total_steps, initial=state["step"], disable=not (main and config.progress))
-    done = state["step"] >= total_steps
+def _resume(run: _Run) -> None:
+    """6. A fresh ``run.state``, or the one of the checkpoint ``config.resume`` names (with the
+    model, optimizer and RNG states)."""
+    run.state = {"step": 0, "epoch": 0, "batches_in_epoch": 0, "elapsed_s": 0.0}
+    run.log_records = []
+    resume = _resolve_resume(run.config)
+    if resume is None:
+        return
+    run.accelerator.load_state(str(resume))
+    with open(resume / STATE_NAME, encoding="utf-8") as f:
+        saved = json.load(f)
+    run.state.update({k: saved[k] for k in ("step", "epoch", "batches_in_epoch", "elapsed_s")})
+    run.log(f"resumed from {resume} at step {run.state['step']}")
+
+
+def _train_batch(run: _Run, batch) -> bool:
+    """Forward and backward of one batch; an optimizer step (clipped gradients, scheduled
+    learning rate) when gradients sync, after ``grad_accum`` batches. Returns whether they did."""
+    config, accelerator, model, optimizer = run.config, run.accelerator, run.model, run.optimizer
+    *inputs, target = batch
+    with accelerator.accumulate(model):
+        if config.encoder == "seq2seq":
+            loss = model(target, cond=inputs[0])
+        else:
+            loss = model(target, input_ids=inputs[0], attention_mask=inputs[1])
+        accelerator.backward(loss)
+        if accelerator.sync_gradients:
+            accelerator.clip_grad_norm_(model.parameters(), 1.0)
+            for group in optimizer.param_groups:
+                group["lr"] = config.lr * lr_factor(
+                    run.state["step"], time.perf_counter() - run.start_time, config, run.total_steps
+                )
+        optimizer.step()
+        optimizer.zero_grad()
+    run.state["batches_in_epoch"] += 1
+    run.running += loss.detach().float().item()
+    run.n_running += 1
+    return accelerator.sync_gradients
+
+
+def _after_step(run: _Run, bar) -> bool:
+    """Count the optimizer step; log, validate and checkpoint when due. Returns whether the run
+    is done (steps spent, or ``max_minutes``)."""
+    config, state = run.config, run.state
+    state["step"] += 1
+    state["elapsed_s"] = time.perf_counter() - run.start_time
+    bar.update(1)
+    record: dict[str, Any] = {}
+    if state["step"] % config.log_every == 0:
+        record = {
+            "step": state["step"],
+            "train_loss": run.running / max(1, run.n_running),
+            "lr": run.optimizer.param_groups[0]["lr"],
+            "elapsed_s": round(state["elapsed_s"], 2),
+        }
+        run.running, run.n_running = 0.0, 0
+    if config.eval_every and state["step"] % config.eval_every == 0:
+        run.last_eval = _evaluate(run)
+        record = {**record, "step": state["step"], **run.last_eval}
+        run.log(f"step {state['step']}: {run.last_eval}")
+    if record:
+        run.log_records.append(record)
+    if config.checkpoint_every and state["step"] % config.checkpoint_every == 0:
+        _save_checkpoint(run)
+    if state["step"] >= run.total_steps:
+        run.stopped_by = "max_steps" if config.max_steps else "epochs"
+        return True
+    if config.max_minutes and state["elapsed_s"] >= 60 * config.max_minutes:
+        run.stopped_by = "max_minutes"
+        return True
+    return False
+
+
+def _train_loop(run: _Run) -> None:
+    """7. Epochs of batches from where ``run.state`` stands until a limit is reached."""
+    from tqdm.auto import tqdm
+
+    config, accelerator, state = run.config, run.accelerator, run.state
+    run.model.train()
+    run.start_time = time.perf_counter() - state["elapsed_s"]
+    run.stopped_by = "epochs"
+    run.last_eval = {}
+    run.running, run.n_running = 0.0, 0
+    bar = tqdm(
+        total=run.total_steps, initial=state["step"], disable=not (run.main and config.progress)
+    )
+    done = state["step"] >= run.total_steps
     while not done and state["epoch"] < config.epochs:
-        loader.set_epoch(state["epoch"])
-        epoch_loader = loader
+        run.loader.set_epoch(state["epoch"])
+        epoch_loader = run.loader
         if state["batches_in_epoch"]:
-            epoch_loader = accelerator.skip_first_batches(loader, state["batches_in_epoch"])
+            epoch_loader = accelerator.skip_first_batches(run.loader, state["batches_in_epoch"])
         for batch in epoch_loader:
-            *inputs, target = batch
-            with accelerator.accumulate(model):
-                if config.encoder == "seq2seq":
-                    loss = model(target, cond=inputs[0])
-                else:
-                    loss = model(target, input_ids=inputs[0], attention_mask=inputs[1])
-                accelerator.backward(loss)
-                if accelerator.sync_gradients:
-                    accelerator.clip_grad_norm_(model.parameters(), 1.0)
-                    for group in optimizer.param_groups:
-                        group["lr"] = config.lr * lr_factor(
-                            state["step"], time.perf_counter() - start, config, total_steps
-                        )
-                optimizer.step()
-                optimizer.zero_grad()
-            state["batches_in_epoch"] += 1
-            running += loss.detach().float().item()
-            n_running += 1
-            if not accelerator.sync_gradients:
+            if not _train_batch(run, batch):
                 continue
-            state["step"] += 1
-            state["elapsed_s"] = time.perf_counter() - start
-            bar.update(1)
-            record: dict[str, Any] = {}
-            if state["step"] % config.log_every == 0:
-                record = {
-                    "step": state["step"],
-                    "train_loss": running / max(1, n_running),
-                    "lr": optimizer.param_groups[0]["lr"],
-                    "elapsed_s": round(state["elapsed_s"], 2),
-                }
-                running, n_running = 0.0, 0
-            if config.eval_every and state["step"] % config.eval_every == 0:
-                last_eval = evaluate()
-                record = {**record, "step": state["step"], **last_eval}
-                log(f"step {state['step']}: {last_eval}")
-            if record:
-                log_records.append(record)
-            if config.checkpoint_every and state["step"] % config.checkpoint_every == 0:
-                save_checkpoint()
-            if state["step"] >= total_steps:
-                stopped_by, done = "max_steps" if config.max_steps else "epochs", True
-            elif config.max_minutes and state["elapsed_s"] >= 60 * config.max_minutes:
-                stopped_by, done = "max_minutes", True
+            done = _after_step(run, bar)
             if done:
                 break
         else:
@@ -462,43 +348,123 @@ def train(config: DiffusionTrainConfig) -> dict[str, Any]:
             state["batches_in_epoch"] = 0
     bar.close()
 
-    # 7. Final validation, checkpoint, save on the main process
-    if not log_records or log_records[-1].get("step") != state["step"] or not last_eval:
-        last_eval = evaluate()
-        log_records.append({"step": state["step"], **last_eval})
-    if config.checkpoint_every:
-        save_checkpoint()
-    accelerator.wait_for_everyone()
-    component_dir = Path(config.artifact) / config.component
-    summary = {
+
+def _summary(run: _Run) -> dict[str, Any]:
+    state = run.state
+    return {
         "steps": state["step"],
         "elapsed_s": round(state["elapsed_s"], 3),
-        "final_eval": last_eval,
-        "stopped_by": stopped_by,
-        "n_parameters": n_params,
-        "n_train_pairs": int(latents.shape[0]),
-        "n_validation": len(val_prompts),
-        "n_validation_skipped": data["n_validation_skipped"],
-        "component_dir": str(component_dir),
+        "final_eval": run.last_eval,
+        "stopped_by": run.stopped_by,
+        "n_parameters": run.n_params,
+        "n_train_pairs": run.n_train_pairs,
+        "n_validation": len(run.val_prompts),
+        "n_validation_skipped": run.data["n_validation_skipped"],
+        "component_dir": str(Path(run.config.artifact) / run.config.component),
     }
-    if main:
-        unwrapped = accelerator.unwrap_model(model)
-        if frozen is not None:
-            unwrapped.encoder = frozen  # recorded as kind "seq2seq"; its weights stay in seq2seq/
-        info = {
-            "kind": unwrapped.component_kind,
-            "encoder": config.encoder,
-            "steps": state["step"],
-            **last_eval,
-        }
-        with component_writer(config.artifact, config.component, info) as tmp:
-            unwrapped.save(tmp)
-            with open(tmp / LOG_NAME, "w", encoding="utf-8") as f:
-                for record in log_records:
-                    f.write(json.dumps(record) + "\n")
-            with open(tmp / "train_config.json", "w", encoding="utf-8") as f:
-                json.dump({"config": dataclasses.asdict(config), "summary": summary}, f, indent=2)
-        log(f"saved {component_dir} after {state['step']} steps ({state['elapsed_s']:.0f} s)")
+
+
+def _save_component(run: _Run, summary: dict[str, Any]) -> None:
+    """8. The unwrapped model into ``ART/COMPONENT`` (main process), with the training log and
+    the config; a frozen seq2seq encoder is recorded, its weights stay in ``seq2seq/``."""
+    from text2tracks.artifacts import component_writer
+
+    config, state = run.config, run.state
+    unwrapped = run.accelerator.unwrap_model(run.model)
+    if run.frozen is not None:
+        unwrapped.encoder = run.frozen  # recorded as kind "seq2seq"; its weights stay in seq2seq/
+    info = {
+        "kind": unwrapped.component_kind,
+        "encoder": config.encoder,
+        "steps": state["step"],
+        **run.last_eval,
+    }
+    with component_writer(config.artifact, config.component, info) as tmp:
+        unwrapped.save(tmp)
+        with open(tmp / LOG_NAME, "w", encoding="utf-8") as f:
+            for record in run.log_records:
+                f.write(json.dumps(record) + "\n")
+        with open(tmp / "train_config.json", "w", encoding="utf-8") as f:
+            json.dump({"config": dataclasses.asdict(config), "summary": summary}, f, indent=2)
+    run.log(
+        f"saved {summary['component_dir']} after {state['step']} steps ({state['elapsed_s']:.0f} s)"
+    )
+
+
+def _finish(run: _Run) -> None:
+    """8. A final validation unless the last step had one, and a last checkpoint."""
+    last = run.log_records[-1] if run.log_records else {}
+    if last.get("step") != run.state["step"] or not run.last_eval:
+        run.last_eval = _evaluate(run)
+        run.log_records.append({"step": run.state["step"], **run.last_eval})
+    if run.config.checkpoint_every:
+        _save_checkpoint(run)
+    run.accelerator.wait_for_everyone()
+
+
+def train(config: DiffusionTrainConfig) -> dict[str, Any]:
+    """Train, validate, checkpoint and save into ``ART/diffusion`` (or ``ART/latent_regressor``).
+
+    Returns a summary: ``steps``, ``elapsed_s``, ``final_eval``, ``stopped_by``,
+    ``component_dir``, ``n_parameters``, ``n_train_pairs``, ``n_validation`` and (on the main
+    process, when the fusion is fitted) ``fusion``: :func:`fit_artifact_fusion`'s summary.
+    """
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from text2tracks.diffusion import count_parameters
+    from text2tracks.rerank import build_index
+
+    accelerator, log = _start(config)
+    # 2. data
+    data = load_pairs(config.artifact, config.playlists)
+    latents = torch.from_numpy(data["train_latents"])
+    if latents.shape[0] < 2:
+        raise ValueError("fewer than two training playlists hold a catalogue track")
+    val_prompts, val_relevant = validation_subset(config, data)
+    inputs = prompt_inputs(config, data["train_prompts"], val_prompts, accelerator.device)
+    model, latents_std = _build_model(config, latents, inputs["cond_dim"], inputs["encoder"])
+    n_params = count_parameters(model)
+    log(
+        f"{config.component}: {n_params / 1e6:.2f}M trainable parameters, encoder {config.encoder}, "
+        f"{latents.shape[0]} training pairs ({data['n_train_skipped']} playlists without catalogue "
+        f"tracks skipped), {len(val_prompts)} validation prompts"
+    )
+    loader = DataLoader(
+        TensorDataset(*inputs["train_inputs"], latents_std),
+        batch_size=config.batch_size,
+        shuffle=True,
+        drop_last=latents.shape[0] > config.batch_size,
+    )
+    optimizer = _build_optimizer(model, config)
+    # 5. prepare
+    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    total_steps = config.epochs * max(1, len(loader) // config.grad_accum)
+    if config.max_steps:
+        total_steps = min(total_steps, config.max_steps)
+    run = _Run(
+        config=config,
+        accelerator=accelerator,
+        log=log,
+        data=data,
+        n_train_pairs=int(latents.shape[0]),
+        val_prompts=val_prompts,
+        val_relevant=val_relevant,
+        val_cond=inputs["val_cond"],
+        frozen=inputs["frozen"],
+        model=model,
+        optimizer=optimizer,
+        loader=loader,
+        total_steps=total_steps,
+        n_params=n_params,
+        index=build_index(data["item_factors"]),
+    )
+    _resume(run)
+    _train_loop(run)
+    _finish(run)
+    summary = _summary(run)
+    if run.main:
+        _save_component(run, summary)
         if config.fit_fusion and not config.regressor:
             summary["fusion"] = fit_artifact_fusion(
                 config,

@@ -1,0 +1,91 @@
+"""The hybrid mode's fusion, fitted once the diffusion head is saved
+(:mod:`training.train_diffusion`, unless ``--no-fit-fusion``): beam candidates of the seq2seq and
+latent candidates of the head on validation prompts, gathered as ``Text2Tracks.recommend(
+mode="hybrid")`` gathers them, and a fusion fitted to them into ``ART/diffusion/fusion.json``."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from training.diffusion_config import DiffusionTrainConfig
+
+
+def fit_artifact_fusion(
+    config: DiffusionTrainConfig,
+    prompts: list[str],
+    relevant: list[set[int]],
+    device=None,
+    log=None,
+) -> dict[str, Any]:
+    """Fit the hybrid fusion of ``config.artifact`` (with its saved ``diffusion/``) on validation
+    prompts and write ``diffusion/fusion.json``; returns the fit's summary (or why it was skipped).
+
+    Args:
+        config: the training config (``fusion_*`` fields, ``eval_k``, ``seed``, ``progress``).
+        prompts, relevant: validation prompts and their relevant items as ``cf/`` vocabulary
+            indices (:func:`load_pairs`'s ``validation_prompts`` / ``validation_relevant``).
+        device: where the recommender runs (None: CUDA if available, else the CPU).
+        log: a function taking one message (None: silent).
+    """
+    import numpy as np
+
+    from semantic_ids.interactions import ItemVocab
+    from text2tracks.artifacts import read_manifest
+    from text2tracks.hybrid import HybridSettings, save_fusion
+    from text2tracks.pipeline import Text2Tracks
+
+    log = log or (lambda message: None)
+    artifact = Path(config.artifact)
+    components = read_manifest(artifact)["components"]
+    reason = None
+    if "seq2seq" not in components:
+        reason = "the artifact has no seq2seq/ component to draw beam candidates from"
+    elif "diffusion" not in components:
+        reason = "the artifact has no diffusion/ component"
+    elif not prompts:
+        reason = "no validation prompt holds a catalogue track"
+    if reason is not None:
+        log(f"fusion not fitted: {reason}; hybrid mode will blend the two views evenly")
+        return {"skipped": reason}
+    started = time.perf_counter()
+    if len(prompts) > config.fusion_prompts:
+        pick = np.sort(
+            np.random.default_rng(config.seed).choice(
+                len(prompts), config.fusion_prompts, replace=False
+            )
+        )
+        prompts, relevant = [prompts[i] for i in pick], [relevant[i] for i in pick]
+    vocab = ItemVocab.load(artifact / "cf")
+    relevant_ids = [[vocab.item_ids[i] for i in sorted(rel)] for rel in relevant]
+    settings = HybridSettings(
+        n_samples=config.fusion_samples,
+        beam_candidates=config.fusion_candidates,
+        latent_k=config.fusion_latent_k,
+    )
+    recommender = Text2Tracks.from_pretrained(artifact, device=device)
+    summary = recommender.fit_fusion(
+        prompts,
+        relevant_ids,
+        settings=settings,
+        kind=config.fusion_kind,
+        metric=config.fusion_metric,
+        k=config.eval_k,
+        progress=config.progress,
+    )
+    summary["elapsed_s"] = round(time.perf_counter() - started, 3)
+    save_fusion(artifact / "diffusion", recommender.fusion, settings, summary)
+    scores = summary[f"{config.fusion_metric}@{config.eval_k}"]
+    weights = (
+        f"alpha {summary['alpha']}"
+        if "alpha" in summary
+        else f"mean alpha {summary['alphas_mean']:.2f}"
+    )
+    log(
+        f"fusion ({config.fusion_kind}, {summary['n_prompts']} validation prompts, "
+        f"{summary['elapsed_s']:.0f} s): {weights}; {config.fusion_metric}@{config.eval_k} "
+        f"generative {scores['generative']:.4f}, latent {scores['latent']:.4f}, "
+        f"fused {scores['fused']:.4f} (in-sample)"
+    )
+    return summary
