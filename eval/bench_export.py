@@ -157,36 +157,15 @@ def bench_resume(
     n_batches = -(-len(prompts) // batch_size)
     boundaries = sorted(rng.sample(range(n_batches), min(kills, n_batches)))
     out = workdir / "resume-output.jsonl"
-    journal = journal_path(out)
-    kill_points = []
     started = time.perf_counter()
-
-    def journal_rows() -> int:
-        return max(journal.read_bytes().count(b"\n") - 1, 0) if journal.exists() else -1
-
-    for attempt, boundary in enumerate(boundaries):
-        target = min(boundary * batch_size, len(prompts))
-        delay = rng.uniform(0.0, 0.9) * batch_size * seconds_per_prompt
-        proc = subprocess.Popen(
-            _export_cmd(artifact, source, out, k, batch_size, num_beams, attempt > 0),
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        while proc.poll() is None and journal_rows() < target:
-            time.sleep(0.002)
-        time.sleep(delay)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        kill_points.append(
-            {
-                "attempt": attempt + 1,
-                "after_rows": target,
-                "delay_s": round(delay, 3),
-                "rows_in_journal_after_kill": max(journal_rows(), 0),
-                "output_written_before_kill": out.exists(),
-            }
-        )
+    kill_points = _kill_runs(
+        lambda resume: _export_cmd(artifact, source, out, k, batch_size, num_beams, resume),
+        env,
+        journal_path(out),
+        out,
+        [min(boundary * batch_size, len(prompts)) for boundary in boundaries],
+        [rng.uniform(0.0, 0.9) * batch_size * seconds_per_prompt for _ in boundaries],
+    )
     final = subprocess.run(
         _export_cmd(artifact, source, out, k, batch_size, num_beams, True),
         env=env,
@@ -206,6 +185,38 @@ def bench_resume(
         "uninterrupted_s": round(reference_s, 2),
         "with_kills_s": round(killed_s, 2),
     }
+
+
+def _kill_runs(
+    command, env: dict, journal: Path, out: Path, targets: list[int], delays: list[float]
+) -> list[dict]:
+    """Start the export (``command(resume)``, resuming from the second start on) once per
+    target, wait until its journal holds that many rows, wait the matching delay and SIGKILL
+    it; what each kill left behind."""
+
+    def journal_rows() -> int:
+        return max(journal.read_bytes().count(b"\n") - 1, 0) if journal.exists() else -1
+
+    kill_points = []
+    for attempt, (target, delay) in enumerate(zip(targets, delays, strict=True)):
+        proc = subprocess.Popen(
+            command(attempt > 0), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        while proc.poll() is None and journal_rows() < target:
+            time.sleep(0.002)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        kill_points.append(
+            {
+                "attempt": attempt + 1,
+                "after_rows": target,
+                "delay_s": round(delay, 3),
+                "rows_in_journal_after_kill": max(journal_rows(), 0),
+                "output_written_before_kill": out.exists(),
+            }
+        )
+    return kill_points
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -97,19 +97,56 @@ def exact_top_k(
 
 
 def run(args: argparse.Namespace) -> dict:
+    """Exact top ``k`` and the beam at each width on sampled test prompts; the result dict."""
     import torch
 
-    from eval.metrics import per_prompt_metrics, relevant_items
+    from eval.metrics import per_prompt_metrics
     from semantic_ids.catalog import SemanticIDCatalog
-    from semantic_ids.interactions import ItemVocab
-    from semantic_ids.playlists import read_playlists, split_playlists
     from text2tracks.data import encode_prompts
-    from text2tracks.decoding import constrained_generate
     from text2tracks.modeling import ModelConfig, load_seq2seq
     from text2tracks.trie import FlatTrie
 
     torch.set_num_threads(args.num_threads)
     art = Path(args.artifact)
+    prompts, relevant = sample_test_prompts(art, args)
+    model, tokenizer, layout = load_seq2seq(art / "seq2seq")
+    info = json.loads((art / "seq2seq" / "text2tracks_seq2seq.json").read_text())
+    max_len = (
+        ModelConfig.from_dict(info["model_config"]).max_prompt_length
+        if "model_config" in info
+        else 64
+    )
+    catalog = SemanticIDCatalog.load(art / "semantic_ids" / "catalog")
+    trie = FlatTrie.from_codes(catalog.sid_codes, catalog.level_sizes)
+    sid = layout.codes_to_token_ids(catalog.sid_codes)
+    encoded = encode_prompts(tokenizer, prompts, max_len)
+    k = args.k
+
+    started = time.perf_counter()
+    exact_top, decoder_rows = exact_tops(
+        model, tokenizer, layout, trie, sid, encoded, k, max(args.beams)
+    )
+    exact_s = time.perf_counter() - started
+    exact_hits = float(per_prompt_metrics(exact_top, relevant, k=k)["hits"].mean())
+    rows = beam_rows(art, catalog.item_ids, prompts, relevant, exact_top, exact_hits, args)
+    return {
+        "artifact": str(art),
+        "prompts": len(prompts),
+        "k": k,
+        "rows": rows,
+        "exact_seconds_per_prompt": exact_s / max(1, len(prompts)),
+        "exact_decoder_rows_median": float(np.median(decoder_rows)),
+        "best_beams_by_hits_per_ms": max(rows, key=lambda r: r[f"hits@{k}_per_ms"])["beams"],
+    }
+
+
+def sample_test_prompts(art: Path, args: argparse.Namespace) -> tuple[list[str], list]:
+    """``--prompts`` test prompts (the split recorded in ``art/cf/split.json``) with a
+    catalogue track, sampled with ``--seed``, and their relevant catalogue items."""
+    from eval.metrics import relevant_items
+    from semantic_ids.interactions import ItemVocab
+    from semantic_ids.playlists import read_playlists, split_playlists
+
     split_info = json.loads((art / "cf" / "split.json").read_text())
     playlists = read_playlists(args.train).playlists
     split = split_playlists(
@@ -124,30 +161,22 @@ def run(args: argparse.Namespace) -> dict:
     kept, relevant, _ = relevant_items(split.test, vocab)
     rng = np.random.default_rng(args.seed)
     pick = np.sort(rng.choice(len(kept), size=min(args.prompts, len(kept)), replace=False))
-    prompts = [split.test[kept[i]].prompt for i in pick]
-    relevant = [relevant[i] for i in pick]
+    return [split.test[kept[i]].prompt for i in pick], [relevant[i] for i in pick]
 
-    model, tokenizer, layout = load_seq2seq(art / "seq2seq")
-    info = json.loads((art / "seq2seq" / "text2tracks_seq2seq.json").read_text())
-    max_len = (
-        ModelConfig.from_dict(info["model_config"]).max_prompt_length
-        if "model_config" in info
-        else 64
-    )
-    catalog = SemanticIDCatalog.load(art / "semantic_ids" / "catalog")
-    trie = FlatTrie.from_codes(catalog.sid_codes, catalog.level_sizes)
-    sid = layout.codes_to_token_ids(catalog.sid_codes)
-    encoded = encode_prompts(tokenizer, prompts, max_len)
-    k = args.k
 
-    # the widest beam's k-th score bounds the exact search from below
-    started = time.perf_counter()
-    exact_top = np.zeros((len(prompts), k), dtype=np.int64)
+def exact_tops(model, tokenizer, layout, trie, sid, encoded, k: int, widest: int):
+    """Per encoded prompt, the exact top ``k`` items ``(n_prompts, k)`` and the decoder rows
+    run; the ``widest`` beam's k-th score bounds the exact search from below."""
+    import torch
+
+    from text2tracks.decoding import constrained_generate
+
+    exact_top = np.zeros((len(encoded), k), dtype=np.int64)
     decoder_rows = []
     for i, ids in enumerate(encoded):
         ids_t = torch.from_numpy(ids)[None]
         _, beam_scores = constrained_generate(
-            model, ids_t, torch.ones_like(ids_t), trie, layout, k=k, num_beams=max(args.beams)
+            model, ids_t, torch.ones_like(ids_t), trie, layout, k=k, num_beams=widest
         )
         exact_top[i], _, n_rows = exact_top_k(
             model,
@@ -159,14 +188,21 @@ def run(args: argparse.Namespace) -> dict:
             float(np.asarray(beam_scores)[0, -1]),
         )
         decoder_rows.append(n_rows)
-    exact_s = time.perf_counter() - started
-    exact_hits = float(per_prompt_metrics(exact_top, relevant, k=k)["hits"].mean())
+    return exact_top, decoder_rows
 
+
+def beam_rows(
+    art: Path, item_ids, prompts, relevant, exact_top: np.ndarray, exact_hits: float, args
+) -> list[dict]:
+    """Per beam width of ``--num-beams``: overlap with the exact top ``k``, Hits@k beside the
+    exact top's ``exact_hits``, and the median one-prompt latency of beam search as users get
+    it (the public API, whose constraint tables are built once)."""
+    from eval.metrics import per_prompt_metrics
     from text2tracks.pipeline import Text2Tracks
 
-    # beam search as users get it: the public API (its constraint tables are built once)
+    k = args.k
     recommender = Text2Tracks.from_pretrained(art)
-    index = {t: i for i, t in enumerate(catalog.item_ids)}
+    index = {t: i for i, t in enumerate(item_ids)}
     rows = []
     for beams in args.beams:
         recommender.recommend(prompts[0], k=k, num_beams=beams)  # warm-up
@@ -192,16 +228,7 @@ def run(args: argparse.Namespace) -> dict:
                 f"hits@{k}_per_ms": hits / ms,
             }
         )
-    result = {
-        "artifact": str(art),
-        "prompts": len(prompts),
-        "k": k,
-        "rows": rows,
-        "exact_seconds_per_prompt": exact_s / max(1, len(prompts)),
-        "exact_decoder_rows_median": float(np.median(decoder_rows)),
-        "best_beams_by_hits_per_ms": max(rows, key=lambda r: r[f"hits@{k}_per_ms"])["beams"],
-    }
-    return result
+    return rows
 
 
 def format_table(result: dict) -> str:
