@@ -7,9 +7,10 @@ The same script runs on one CPU and under the launcher::
 
 Shape (accelerate's ``nlp_example.py`` / ``checkpointing.py``): ``Accelerator`` -> seed -> data ->
 model -> optimizer -> ``prepare`` -> loop with ``accumulate`` -> periodic validation (loss, and
-Hits@K with constrained beam search, ``gather_for_metrics``) -> ``wait_for_everyone``, unwrap,
-save on the main process into ``ART/seq2seq`` (:func:`text2tracks.modeling.save_seq2seq`, with
-``training_log.jsonl``, ``curve.json`` and ``train_config.json``).
+Hits@K with constrained beam search, ``gather_for_metrics``: :mod:`training.seq2seq_validation`)
+-> ``wait_for_everyone``, unwrap, save on the main process into ``ART/seq2seq``
+(:func:`text2tracks.modeling.save_seq2seq`, with ``training_log.jsonl``, ``curve.json`` and
+``train_config.json``).
 
 Checkpoints (``accelerator.save_state``: model weights as safetensors; optimizer and RNG states
 as accelerate writes them) go to ``ART/.checkpoints/checkpoint-STEP`` (or ``--checkpoint-dir``)
@@ -51,6 +52,7 @@ from training.seq2seq_config import (  # noqa: F401  (re-exported: they lived he
     lr_factor,
 )
 from training.seq2seq_data import build_examples, build_loaders, load_training_data
+from training.seq2seq_validation import validate
 
 CHECKPOINTS_NAME = ".checkpoints"
 LOG_NAME = "training_log.jsonl"
@@ -180,62 +182,17 @@ def _build_optimizer(model, config: TrainConfig):
     )
 
 
-def _evaluate(run: _Run) -> dict[str, float]:
-    """Validation loss and Hits@eval_k (constrained beam search), gathered over processes."""
-    import torch
-
-    from text2tracks.generative import search_items
-    from text2tracks.modeling import DEFAULT_DIVERSITY, DEFAULT_NUM_BEAMS
-
-    config, accelerator, model = run.config, run.accelerator, run.model
-    model.eval()
-    losses = []
-    with torch.no_grad():
-        for batch in run.val_loss_dl:
-            logits = model(
-                input_ids=batch["input_ids"],
-                attention_mask=batch["attention_mask"],
-                labels=batch["labels"],
-            ).logits
-            # per-example loss, so that gather_for_metrics can drop the padding duplicates
-            per_token = torch.nn.functional.cross_entropy(
-                logits.float().transpose(1, 2), batch["labels"], reduction="none"
-            )
-            losses.append(accelerator.gather_for_metrics(per_token.mean(dim=1)))
-        unwrapped = accelerator.unwrap_model(model)
-        hits = []
-        for batch in run.val_prompt_dl:
-            # the API's ranking: its beam width and diversity (text2tracks.generative)
-            items, _ = search_items(
-                unwrapped,
-                batch["input_ids"],
-                batch["attention_mask"],
-                run.trie,
-                run.layout,
-                k=config.eval_k,
-                num_beams=config.num_beams or max(config.eval_k, DEFAULT_NUM_BEAMS),
-                diversity=DEFAULT_DIVERSITY,
-            )
-            rows = batch["playlist_index"].tolist()
-            hit = [
-                float(any(int(j) in run.val_relevant[r] for j in items[b]))
-                for b, r in enumerate(rows)
-            ]
-            hits.append(
-                accelerator.gather_for_metrics(torch.tensor(hit, device=accelerator.device))
-            )
-    model.train()
-    val_loss = float(torch.cat(losses).mean()) if losses else float("nan")
-    hits_all = torch.cat(hits) if hits else torch.zeros(0)
-    return {
-        "val_loss": val_loss,
-        f"val_hits@{config.eval_k}": float(hits_all.mean()) if hits_all.numel() else float("nan"),
-        "val_prompts": int(hits_all.numel()),
-    }
-
-
 def _record_eval(run: _Run) -> None:
-    run.last_eval = _evaluate(run)
+    run.last_eval = validate(
+        run.config,
+        run.accelerator,
+        run.model,
+        run.val_loss_dl,
+        run.val_prompt_dl,
+        run.val_relevant,
+        run.trie,
+        run.layout,
+    )
     record = {
         "step": run.state["step"],
         "elapsed_s": round(time.perf_counter() - run.start_time, 3),
