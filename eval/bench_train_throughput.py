@@ -4,11 +4,12 @@ On synthetic data shaped like the MPD (no MPD file is read):
 
 - prompts: titles of 5-25 bytes drawn from a pool of distinct titles with a Zipf-like frequency
   (MPD titles repeat a lot: "chill", "workout"), and a share (default 5%) of prompts carrying a
-  description, 26 to 64 bytes (the prompt limit); tokenised by the real byte-level tokenizer;
+  description, 26 to 64 bytes; tokenised by the recommended subword tokenizer, learned on them;
 - playlists of 5 to 250 tracks (log-normal, mean about 60) over a catalogue of 50k items whose
   semantic IDs are 3 levels of 256 codes plus a collision digit;
-- the project's model (:func:`text2tracks.modeling.build_seq2seq`, default byte-level T5) at
-  d_model 128, 3 + 3 layers, d_ff 512, dropout 0.1; AdamW; batch 128; one torch thread.
+- the project's recommended model (:func:`text2tracks.modeling.build_seq2seq` with
+  ``ModelConfig()``: T5 d_model 128, 3 + 3 layers, d_ff 512, no dropout); AdamW; batch 128; one
+  torch thread.
 
 Measured in one run, windows interleaved round-robin across paths (the CPU may be shared):
 examples/s of full training steps (collate, forward, backward, optimizer step), the median over
@@ -152,19 +153,12 @@ class Workload:
 def build_workload(args: argparse.Namespace) -> Workload:
     """Codes, prompts, playlists and the project's model at the benchmark's size."""
     codes, level_sizes = synthetic_codes(args.n_items, args.seed)
-    config = ModelConfig(
-        d_model=128,
-        num_layers=3,
-        num_decoder_layers=3,
-        num_heads=4,
-        d_ff=512,
-        dropout=0.1,
-        max_prompt_length=64,
-    )
-    model0, tokenizer, layout = build_seq2seq(config, level_sizes)
+    texts = synthetic_prompts(args.n_playlists, args.description_share, args.seed)
+    # the recommended model (ModelConfig's defaults), its subword tokenizer learned on the prompts
+    config = ModelConfig()
+    model0, tokenizer, layout = build_seq2seq(config, level_sizes, prompt_texts=texts)
     init_state = {k: v.clone() for k, v in model0.state_dict().items()}
     sid = layout.codes_to_token_ids(codes)
-    texts = synthetic_prompts(args.n_playlists, args.description_share, args.seed)
     prompt_ids = encode_prompts(tokenizer, texts, config.max_prompt_length)
     relevant = synthetic_playlists(args.n_playlists, args.n_items, args.seed)
     lengths = np.array([len(p) for p in prompt_ids])
@@ -212,7 +206,7 @@ def prepare_path(work: Workload, group: int, window: int, args: argparse.Namespa
         rows += batch["input_ids"].shape[0]
         tokens += batch["input_ids"].numel()
         useful += int(batch["attention_mask"].sum())
-    model, _, _ = build_seq2seq(work.config, work.level_sizes)
+    model, _, _ = build_seq2seq(work.config, work.level_sizes, prompt_texts=work.texts)
     model.load_state_dict(work.init_state)
     model.train()
     return {
