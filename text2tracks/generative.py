@@ -1,9 +1,10 @@
-"""The generative mode of the API: prompts -> tokenizer -> constrained beam search -> catalogue
-item indices and log-probabilities (:func:`generate_items`).
+"""The generative mode of the API: prompts -> tokenizer -> constrained beam search -> a
+diversified top k of catalogue item indices and scores (:func:`generate_items`).
 
 The beam search itself is :func:`text2tracks.decoding.constrained_generate`; this module holds
 what the API adds around it: truncation with a warning that names the prompt, the beam width
-rule, and plain numpy out.
+rule, the pick of k answers among the finished beams (:func:`diversify`; :func:`search_items`
+is the one ranking of the API, the benchmark and training's validation), and plain numpy out.
 """
 
 from __future__ import annotations
@@ -113,11 +114,12 @@ def generate_items(
     diversity: float = DEFAULT_DIVERSITY,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Constrained beam search (the caller holds the model lock): catalogue item indices int64
-    and log-probs float64, ``(batch, k)`` each, best first.
+    and scores float64, ``(batch, k)`` each, best first.
 
     ``excluded``: per prompt, a sorted int64 array of item indices never to return (or None).
-    ``diversity``: with ``num_beams > k``, every finished beam is a candidate and ``k`` are
-    picked by :func:`diversify` (scores are then the adjusted ones); 0 keeps the beam's top k.
+    ``diversity``: above 0, every finished beam is a candidate and ``k`` are picked by
+    :func:`diversify` (scores are then the adjusted log-probabilities); 0 keeps the beam's top k
+    and their log-probabilities.
     """
     exclude_arg = (
         None if all(e is None for e in excluded) else [() if e is None else e for e in excluded]
