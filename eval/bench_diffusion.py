@@ -313,7 +313,7 @@ def _training_playlists(artifact: Path, train_path: str | Path) -> list:
 
 def load_benchmark_split(bench_dir: Path, train_path: str) -> dict[str, Any]:
     """Re-create the benchmark's split and test prompts from ``bench_dir/results.json``."""
-    from eval.benchmark import _load_split
+    from eval.benchmark import load_split
     from semantic_ids.interactions import ItemVocab
 
     results = json.loads((bench_dir / "results.json").read_text())
@@ -325,7 +325,7 @@ def load_benchmark_split(bench_dir: Path, train_path: str) -> dict[str, Any]:
         test_fraction=cfg["test_fraction"],
         split_seed=cfg["split_seed"],
     )
-    data = _load_split(args)
+    data = load_split(args)
     recorded = results.get("split", {})
     for name in ("train", "validation", "test"):
         if name in recorded and recorded[name] != len(data[name]):
@@ -407,9 +407,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     results = merge_into_results(bench_dir / "results.json", report)
     try:
-        from eval.benchmark import _markdown
+        from eval.benchmark_outputs import markdown
 
-        (bench_dir / "results.md").write_text(_markdown(results, config.k))
+        (bench_dir / "results.md").write_text(markdown(results, config.k))
     except (ImportError, KeyError) as err:  # the table is a convenience; results.json is the record
         log(f"results.md not rewritten: {err}")
     print(format_report(report, config.k))

@@ -96,7 +96,7 @@ def _log(message: str) -> None:
 # ------------------------------------------------------------------------------------ data
 
 
-def _load_split(args) -> dict[str, Any]:
+def load_split(args) -> dict[str, Any]:
     """Read playlists and split them exactly as build-ids will (same parameters, same hash)."""
     from semantic_ids.playlists import read_playlists, split_playlists
 
@@ -334,7 +334,7 @@ def run(args: argparse.Namespace, train_args: list[str]) -> dict[str, Any]:
         "comparisons": {},
         "config": {**{k: v for k, v in vars(args).items()}, "train_args": train_args},
     }
-    data = _load_split(args)
+    data = load_split(args)
     results["split"] = {name: len(data[name]) for name in ("train", "validation", "test")}
     results["split"]["held_out_from_train"] = data["held_out_from_train"]
     _log(f"split: {results['split']}")

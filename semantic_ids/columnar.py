@@ -40,12 +40,12 @@ import scipy.sparse as sp
 from semantic_ids.interactions import ItemVocab
 from semantic_ids.playlists import (
     PlaylistFormatError,
-    _files_with,
-    _mpd_files,
-    _opt_str,
-    _require_exists,
-    _unit_hash,
+    files_with,
+    mpd_files,
+    opt_str,
+    require_exists,
     split_playlists,
+    unit_hash,
 )
 
 try:  # optional: a faster JSON parser (pyproject lists it; the stdlib is the fallback)
@@ -142,7 +142,7 @@ class ColumnarPlaylists:
             [], validation_fraction=validation_fraction, test_fraction=test_fraction, seed=seed
         )
         u = np.fromiter(
-            (_unit_hash(seed, pid) for pid in self.playlist_ids),
+            (unit_hash(seed, pid) for pid in self.playlist_ids),
             dtype=np.float64,
             count=self.n_playlists,
         )
@@ -213,7 +213,7 @@ class _ChunkCollector:
             lengths = lengths[~empty]
         self.playlist_ids.extend(pids)
         self.titles.extend(t.strip() for t in titles)
-        self.descriptions.extend(_opt_str(d) for d in descriptions)
+        self.descriptions.extend(opt_str(d) for d in descriptions)
         self.lengths.append(np.asarray(lengths, dtype=np.int64))
         self.codes.append(np.asarray(codes, dtype=np.int32))
 
@@ -303,7 +303,7 @@ def read_mpd_columnar(path: str | Path, parser: str = "auto") -> ColumnarPlaylis
     """MPD slices (a folder of ``mpd.slice.*.json`` in name order, or one file) as arrays."""
     root = Path(path)
     out = _ChunkCollector()
-    for file in _mpd_files(root):
+    for file in mpd_files(root):
         _mpd_chunk(out, file, parser)
     return out.result(root)
 
@@ -316,8 +316,8 @@ def iter_parquet_row_groups(path: str | Path, columns: tuple[str, ...]) -> Itera
     import pyarrow.parquet as pq
 
     root = Path(path)
-    _require_exists(root)
-    files = _files_with(root, (".parquet",)) if root.is_dir() else [root]
+    require_exists(root)
+    files = files_with(root, (".parquet",)) if root.is_dir() else [root]
     if not files:
         raise PlaylistFormatError(f"{root}: no .parquet files in this folder.")
     for file in files:
@@ -402,10 +402,10 @@ def read_parquet_columnar(path: str | Path) -> ColumnarPlaylists:
 def read_columnar(path: str | Path, parser: str = "auto") -> ColumnarPlaylists:
     """MPD slices or Parquet as arrays: ``.parquet`` files / folders of them, else MPD slices."""
     root = Path(path)
-    _require_exists(root)
+    require_exists(root)
     if root.is_dir():
         mpd = any(root.glob("mpd.slice.*.json")) or any((root / "data").glob("mpd.slice.*.json"))
-        if not mpd and _files_with(root, (".parquet",)):
+        if not mpd and files_with(root, (".parquet",)):
             return read_parquet_columnar(root)
         return read_mpd_columnar(root, parser)
     if root.suffix.lower() == ".parquet":

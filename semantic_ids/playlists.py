@@ -88,7 +88,7 @@ def _where(path: Path, line: int | None = None, playlist: str | None = None) -> 
     return ", ".join(parts)
 
 
-def _opt_str(value: object) -> str | None:
+def opt_str(value: object) -> str | None:
     """Metadata strings: None stays None, anything else becomes a stripped str."""
     if value is None:
         return None
@@ -153,15 +153,13 @@ class _Collector:
                 playlist_id=pid,
                 title=title.strip(),
                 track_ids=tuple(unique),
-                description=_opt_str(description),
+                description=opt_str(description),
             )
         )
 
     def add_track(self, track_id: str, name: object, artist: object, album: object) -> None:
         if track_id not in self.tracks:
-            self.tracks[track_id] = Track(
-                track_id, _opt_str(name), _opt_str(artist), _opt_str(album)
-            )
+            self.tracks[track_id] = Track(track_id, opt_str(name), opt_str(artist), opt_str(album))
 
     def result(self, source: object) -> PlaylistSet:
         if self.n_empty_skipped:
@@ -171,7 +169,7 @@ class _Collector:
         return PlaylistSet(self.playlists, self.tracks, self.n_empty_skipped)
 
 
-def _require_exists(path: Path) -> None:
+def require_exists(path: Path) -> None:
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file or folder; check the path to the playlists.")
 
@@ -191,8 +189,8 @@ def _load_json(path: Path) -> object:
         raise PlaylistFormatError(f"{path}: cannot be read ({err}).") from err
 
 
-def _mpd_files(path: Path) -> list[Path]:
-    _require_exists(path)
+def mpd_files(path: Path) -> list[Path]:
+    require_exists(path)
     if path.is_file():
         return [path]
     files = sorted(path.glob("mpd.slice.*.json"))
@@ -215,7 +213,7 @@ def read_mpd(path: str | Path) -> PlaylistSet:
     ``track_name``, ``artist_name``, ``album_name``. ``playlist_id`` is ``str(pid)``.
     """
     root = Path(path)
-    files = _mpd_files(root)
+    files = mpd_files(root)
     out = _Collector()
     for file in tqdm(files, desc="MPD slices", unit="file", disable=None):
         data = _load_json(file)
@@ -267,8 +265,8 @@ def read_jsonl(path: str | Path) -> PlaylistSet:
     ``*.ndjson`` files (read in name order).
     """
     root = Path(path)
-    _require_exists(root)
-    files = _files_with(root, (".jsonl", ".ndjson")) if root.is_dir() else [root]
+    require_exists(root)
+    files = files_with(root, (".jsonl", ".ndjson")) if root.is_dir() else [root]
     if not files:
         raise PlaylistFormatError(f"{root}: no .jsonl or .ndjson files in this folder.")
     out = _Collector()
@@ -346,8 +344,8 @@ def read_parquet(path: str | Path) -> PlaylistSet:
     import pyarrow.parquet as pq
 
     root = Path(path)
-    _require_exists(root)
-    files = _files_with(root, (".parquet",)) if root.is_dir() else [root]
+    require_exists(root)
+    files = files_with(root, (".parquet",)) if root.is_dir() else [root]
     if not files:
         raise PlaylistFormatError(f"{root}: no .parquet files in this folder.")
     out = _Collector()
@@ -405,7 +403,7 @@ def _parquet_table(out: _Collector, file: Path, cols: dict[str, list]) -> None:
         )
 
 
-def _files_with(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
+def files_with(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in suffixes)
 
 
@@ -417,13 +415,13 @@ def read_playlists(path: str | Path) -> PlaylistSet:
     (or ``data/mpd.slice.*.json``), else as all its JSONL files, else all its Parquet files.
     """
     root = Path(path)
-    _require_exists(root)
+    require_exists(root)
     if root.is_dir():
         if any(root.glob("mpd.slice.*.json")) or any((root / "data").glob("mpd.slice.*.json")):
             return read_mpd(root)
-        if _files_with(root, (".jsonl", ".ndjson")):
+        if files_with(root, (".jsonl", ".ndjson")):
             return read_jsonl(root)
-        if _files_with(root, (".parquet",)):
+        if files_with(root, (".parquet",)):
             return read_parquet(root)
         raise PlaylistFormatError(
             f"{root}: found no playlist files in this folder. Supported: {SUPPORTED_FORMATS}."
@@ -455,7 +453,7 @@ class PlaylistSplit:
     test: list[Playlist]
 
 
-def _unit_hash(seed: int, playlist_id: str) -> float:
+def unit_hash(seed: int, playlist_id: str) -> float:
     digest = hashlib.blake2b(f"{seed}\x00{playlist_id}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") / 2.0**64
 
@@ -489,7 +487,7 @@ def split_playlists(
     split = PlaylistSplit([], [], [])
     held_out = test_fraction + validation_fraction
     for playlist in playlists:
-        u = _unit_hash(seed, playlist.playlist_id)
+        u = unit_hash(seed, playlist.playlist_id)
         if u < test_fraction:
             split.test.append(playlist)
         elif u < held_out:

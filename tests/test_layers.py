@@ -163,3 +163,20 @@ def test_the_catalog_and_content_ids_cycle_is_gone():
 @pytest.mark.parametrize("package", sorted(LAYERS))
 def test_every_package_is_seen(package):
     assert any(m.split(".")[0] == package for m in _modules())
+
+
+def test_no_private_name_is_imported_across_modules():
+    """``from project.module import _name`` reaches into another module's internals: make the
+    name public where it is shared."""
+    crossing = []
+    for name, path in _modules().items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                if node.module.split(".")[0] not in LAYERS:
+                    continue
+                crossing += [
+                    f"{name}: from {node.module} import {alias.name}"
+                    for alias in node.names
+                    if alias.name.startswith("_") and not alias.name.startswith("__")
+                ]
+    assert not crossing, crossing

@@ -5,10 +5,9 @@ from __future__ import annotations
 import math
 
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-
-from text2tracks.training_step import (  # noqa: E402
+from text2tracks.training_step import (
     draw_negatives,
     grouped_forward,
     list_loss_from_scores,
