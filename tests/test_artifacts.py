@@ -178,3 +178,20 @@ def test_component_dir_checks_listing_required_files_and_contents(tmp_path):
         component_dir(tmp_path, manifest, "cf", "")
     (tmp_path / "cf" / "vocab.json").write_text("[]", encoding="utf-8")
     assert component_dir(tmp_path, manifest, "cf", "") == tmp_path / "cf"
+
+
+def test_artifact_split_gives_the_build_split_and_refuses_other_playlists(tmp_path):
+    import json
+
+    from tiny_artifact import build_tiny_artifact
+
+    from text2tracks.artifacts import artifact_split
+
+    artifact = build_tiny_artifact(tmp_path)
+    info = json.loads((artifact / "cf" / "split.json").read_text())
+    split = artifact_split(artifact, tmp_path / "demo.jsonl")
+    assert [p.playlist_id for p in split.train] == info["train_playlist_ids"]
+    fewer = tmp_path / "fewer.jsonl"
+    fewer.write_text("".join((tmp_path / "demo.jsonl").read_text().splitlines(True)[:250]))
+    with pytest.raises(ValueError, match="are not those .* was built from"):
+        artifact_split(artifact, fewer)

@@ -44,6 +44,7 @@ SEQ2SEQ_COMPONENT = "seq2seq"
 CATALOG_COMPONENT = "semantic_ids"
 DIFFUSION_COMPONENT = "diffusion"
 CF_COMPONENT = "cf"
+SPLIT_NAME = "split.json"  # in cf/: the split's parameters and the training playlist ids
 REGRESSOR_COMPONENT = "latent_regressor"  # optional baseline head, written by the benchmark
 _TRACKED_LIBRARIES = (
     "text2tracks",
@@ -345,3 +346,26 @@ def component_dir(artifact_dir: Path, manifest: dict, name: str, hint: str) -> P
             )
     check_component_files(directory)
     return directory
+
+
+def artifact_split(artifact: str | os.PathLike, playlists: str | os.PathLike):
+    """Read ``playlists`` and split them with the parameters of ``ARTIFACT/cf/split.json``, as
+    build-ids did; ``ValueError`` if the training playlists are not those the artifact was built
+    from (another file, or other split parameters). Returns the ``PlaylistSplit``."""
+    from semantic_ids.playlists import read_playlists, split_playlists
+
+    artifact = Path(artifact)
+    info = read_json(artifact / CF_COMPONENT / SPLIT_NAME, "split parameters")
+    split = split_playlists(
+        read_playlists(playlists).playlists,
+        validation_fraction=info["validation_fraction"],
+        test_fraction=info["test_fraction"],
+        seed=info["seed"],
+    )
+    expected = info.get("train_playlist_ids")
+    if expected is not None and [p.playlist_id for p in split.train] != list(expected):
+        raise ValueError(
+            f"the training playlists of {playlists} (re-split with {artifact}/cf/{SPLIT_NAME}) "
+            f"are not those {artifact} was built from; pass the same playlists as build-ids"
+        )
+    return split

@@ -119,18 +119,11 @@ def evaluate_demo(
 ) -> dict[str, Any]:
     """Hits@k etc. of the trained model and of popularity on the artifact's test playlists."""
     from semantic_ids.interactions import ItemVocab
-    from semantic_ids.playlists import read_playlists, split_playlists
-    from text2tracks.artifacts import read_json
+    from text2tracks.artifacts import artifact_split
     from text2tracks.pipeline import Text2Tracks
     from text2tracks.ranking_metrics import evaluate_rankings, relevant_items
 
-    split_info = read_json(artifact / "cf" / "split.json", "split parameters")
-    split = split_playlists(
-        read_playlists(playlists).playlists,
-        validation_fraction=split_info["validation_fraction"],
-        test_fraction=split_info["test_fraction"],
-        seed=split_info["seed"],
-    )
+    split = artifact_split(artifact, playlists)
     vocab = ItemVocab.load(artifact / "cf")
     kept, relevant, n_skipped = relevant_items(split.test, vocab)
     test = [split.test[i] for i in kept]

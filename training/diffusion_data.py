@@ -23,25 +23,13 @@ def load_pairs(artifact: str | os.PathLike, playlists: str | os.PathLike) -> dic
 
     from semantic_ids.cf import CFModel
     from semantic_ids.interactions import ItemVocab, catalogue_tracks
-    from semantic_ids.playlists import read_playlists, split_playlists
-    from text2tracks.artifacts import read_json
+    from text2tracks.artifacts import artifact_split
 
     artifact = Path(artifact)
-    split_info = read_json(artifact / "cf" / "split.json", "split parameters")
     cf = CFModel.load(artifact / "cf")
     vocab = ItemVocab.load(artifact / "cf")
-    split = split_playlists(
-        read_playlists(playlists).playlists,
-        validation_fraction=split_info["validation_fraction"],
-        test_fraction=split_info["test_fraction"],
-        seed=split_info["seed"],
-    )
+    split = artifact_split(artifact, playlists)
     train_ids = [p.playlist_id for p in split.train]
-    if list(split_info.get("train_playlist_ids", train_ids)) != train_ids:
-        raise ValueError(
-            f"{playlists} re-split with {artifact}/cf/split.json does not give the "
-            f"training playlists {artifact} was built from; pass the same playlists"
-        )
     if len(train_ids) != cf.playlist_factors.shape[0]:
         raise ValueError(
             f"{len(train_ids)} training playlists but {cf.playlist_factors.shape[0]} "

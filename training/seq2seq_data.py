@@ -19,28 +19,14 @@ def load_training_data(config: TrainConfig, log=print):
     """
     from semantic_ids.catalog import SemanticIDCatalog
     from semantic_ids.interactions import ItemVocab
-    from semantic_ids.playlists import read_playlists, split_playlists
-    from text2tracks.artifacts import read_json
+    from text2tracks.artifacts import artifact_split
 
     artifact = Path(config.artifact)
-    split_info = read_json(artifact / "cf" / "split.json", "split parameters")
     vocab = ItemVocab.load(artifact / "cf")
     catalog = SemanticIDCatalog.load(artifact / "semantic_ids" / "catalog")
     if tuple(catalog.item_ids) != tuple(vocab.item_ids):
         raise ValueError(f"{artifact}: the catalogue and the CF vocabulary list different items")
-    playlist_set = read_playlists(config.playlists)
-    split = split_playlists(
-        playlist_set.playlists,
-        validation_fraction=split_info["validation_fraction"],
-        test_fraction=split_info["test_fraction"],
-        seed=split_info["seed"],
-    )
-    expected = split_info.get("train_playlist_ids")
-    if expected is not None and [p.playlist_id for p in split.train] != list(expected):
-        raise ValueError(
-            f"the training playlists of {config.playlists} (re-split with {artifact}/cf/split.json) "
-            f"are not those {artifact} was built from; pass the same --playlists as build-ids"
-        )
+    split = artifact_split(artifact, config.playlists)
     index = (
         catalog._item_index
         if hasattr(catalog, "_item_index")

@@ -39,7 +39,6 @@ from semantic_ids.cf import CFConfig
 from text2tracks import config_flags as flags
 from text2tracks.config_flags import add_config_flags, add_flag, add_progress_flag, command_parser
 
-SPLIT_NAME = "split.json"
 TRACKS_NAME = "tracks.json"
 RKM_DIR = "residual_kmeans"
 CATALOG_DIR = "catalog"
@@ -304,7 +303,7 @@ def _write_build(
     stats,
 ) -> None:
     """Write the built components and the manifest into the new artifact folder ``tmp``."""
-    from text2tracks.artifacts import write_json_atomic, write_manifest
+    from text2tracks.artifacts import SPLIT_NAME, write_json_atomic, write_manifest
 
     cf_dir = tmp / "cf"
     cf_model.save(cf_dir)
