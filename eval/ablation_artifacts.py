@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from text2tracks.artifacts import CATALOG_COMPONENT, CF_COMPONENT
+
 ABLATION_SCHEMES = ("semantic", "random", "atomic", "content")
 DEFAULT_CONTENT_MAX_BYTES = 48
 # what a variant does not inherit from the artifact it copies: its trained models
@@ -82,7 +84,7 @@ def variant_artifact(
     from semantic_ids.catalog import SemanticIDCatalog
 
     copy_without_models(base, out)
-    catalog_dir = out / "semantic_ids" / "catalog"
+    catalog_dir = out / CATALOG_COMPONENT / "catalog"
     catalog = SemanticIDCatalog.load(catalog_dir)
     content_stats = None
     if scheme == "random":
@@ -124,9 +126,9 @@ def _content_catalog_of(base: Path, out: Path, catalog, content_max_bytes: int):
     from semantic_ids.interactions import ItemVocab
     from text2tracks.metadata import read_track_metadata
 
-    metadata = read_track_metadata(out / "semantic_ids")
+    metadata = read_track_metadata(out / CATALOG_COMPONENT)
     meta = [metadata.get(t, (None, None)) for t in catalog.item_ids]
-    vocab = ItemVocab.load(out / "cf")
+    vocab = ItemVocab.load(out / CF_COMPONENT)
     if tuple(vocab.item_ids) != tuple(catalog.item_ids):
         raise ValueError(f"{base}: the catalogue and the CF vocabulary list different items")
     variant, content_stats = content_catalog(
@@ -175,7 +177,7 @@ def id_token_figures(art: Path) -> dict:
     from semantic_ids.catalog import SemanticIDCatalog
     from semantic_ids.content_ids import id_token_counts
 
-    catalog = SemanticIDCatalog.load(art / "semantic_ids" / "catalog")
+    catalog = SemanticIDCatalog.load(art / CATALOG_COMPONENT / "catalog")
     steps = catalog.depth + 1
     mean = (
         float(id_token_counts(catalog.sid_codes).mean())

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from text2tracks.artifacts import CATALOG_COMPONENT, CF_COMPONENT, SEQ2SEQ_COMPONENT
+
 
 def exact_top_k(
     model,
@@ -109,14 +111,14 @@ def run(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.num_threads)
     art = Path(args.artifact)
     prompts, relevant = sample_test_prompts(art, args)
-    model, tokenizer, layout = load_seq2seq(art / "seq2seq")
-    info = json.loads((art / "seq2seq" / "text2tracks_seq2seq.json").read_text())
+    model, tokenizer, layout = load_seq2seq(art / SEQ2SEQ_COMPONENT)
+    info = json.loads((art / SEQ2SEQ_COMPONENT / "text2tracks_seq2seq.json").read_text())
     max_len = (
         ModelConfig.from_dict(info["model_config"]).max_prompt_length
         if "model_config" in info
         else 64
     )
-    catalog = SemanticIDCatalog.load(art / "semantic_ids" / "catalog")
+    catalog = SemanticIDCatalog.load(art / CATALOG_COMPONENT / "catalog")
     trie = FlatTrie.from_codes(catalog.sid_codes, catalog.level_sizes)
     sid = layout.codes_to_token_ids(catalog.sid_codes)
     encoded = encode_prompts(tokenizer, prompts, max_len)
@@ -147,7 +149,7 @@ def sample_test_prompts(art: Path, args: argparse.Namespace) -> tuple[list[str],
     from semantic_ids.interactions import ItemVocab
     from semantic_ids.playlists import read_playlists, split_playlists
 
-    split_info = json.loads((art / "cf" / "split.json").read_text())
+    split_info = json.loads((art / CF_COMPONENT / "split.json").read_text())
     playlists = read_playlists(args.train).playlists
     split = split_playlists(
         playlists,
@@ -157,7 +159,7 @@ def sample_test_prompts(art: Path, args: argparse.Namespace) -> tuple[list[str],
     )
     if not split.test:
         raise ValueError(f"{art} was built without a test split; nothing held out to score")
-    vocab = ItemVocab.load(art / "cf")
+    vocab = ItemVocab.load(art / CF_COMPONENT)
     kept, relevant, _ = relevant_items(split.test, vocab)
     rng = np.random.default_rng(args.seed)
     pick = np.sort(rng.choice(len(kept), size=min(args.prompts, len(kept)), replace=False))

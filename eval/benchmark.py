@@ -64,7 +64,12 @@ from eval.benchmark_flags import (
 )
 from eval.benchmark_outputs import markdown, per_prompt_json, plot_curves
 from eval.metrics import evaluate_rankings, first_hit_ranks, paired_bootstrap_diff, relevant_items
-from text2tracks.artifacts import write_text_atomic
+from text2tracks.artifacts import (
+    CATALOG_COMPONENT,
+    CF_COMPONENT,
+    SEQ2SEQ_COMPONENT,
+    write_text_atomic,
+)
 from text2tracks.config_flags import command_parser
 
 logger = logging.getLogger("eval.benchmark")
@@ -340,8 +345,8 @@ def run(args: argparse.Namespace, train_args: list[str]) -> dict[str, Any]:
     _log(f"split: {results['split']}")
 
     _build_ids(args, artifact, data, results)  # 1. semantic IDs from the training playlists only
-    vocab = ItemVocab.load(artifact / "cf")
-    cf = CFModel.load(artifact / "cf")
+    vocab = ItemVocab.load(artifact / CF_COMPONENT)
+    cf = CFModel.load(artifact / CF_COMPONENT)
     evaluation = _test_prompts(args, train_args, out, results, vocab, data["test"])
     _run_baselines(evaluation, data, cf)  # 2. baselines, same split
     if not args.skip_main:
@@ -359,7 +364,7 @@ def _build_ids(args, artifact: Path, data: dict, results: dict) -> None:
     from text2tracks.commands.build_ids import BuildIDsConfig, run_build_ids
 
     started = time.perf_counter()
-    if not (args.reuse_ids and (artifact / "semantic_ids").is_dir()):
+    if not (args.reuse_ids and (artifact / CATALOG_COMPONENT).is_dir()):
         ids_config = BuildIDsConfig(
             min_count=args.min_count,
             n_levels=args.levels,
@@ -432,7 +437,7 @@ def _run_main_model(evaluation: _Evaluation, artifact: Path) -> None:
     if args.diversity != 0:  # the same model, its beam's own order: what diversity adds
         ranked, _ = evaluation.rankings(artifact, diversity=0.0)
         evaluation.record("text2tracks-beam-order", ranked, {"diversity": 0.0})
-    results["curve"] = _read_curve(artifact / "seq2seq")
+    results["curve"] = _read_curve(artifact / SEQ2SEQ_COMPONENT)
     results["training_summary"] = summary
 
 
@@ -450,7 +455,7 @@ def _run_ablation(evaluation: _Evaluation, artifact: Path) -> None:
         )
         evaluation.train_and_score(f"ids-{scheme}-short", art, minutes)
         system = evaluation.results["systems"][f"ids-{scheme}-short"]
-        system["curve"] = _read_curve(art / "seq2seq")
+        system["curve"] = _read_curve(art / SEQ2SEQ_COMPONENT)
         if scheme == "content":
             system["content_stats"] = content_stats_of(art)
 

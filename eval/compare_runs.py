@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from eval.metrics import paired_bootstrap_diff
+from text2tracks.artifacts import CF_COMPONENT
 
 
 def load_per_prompt(spec: str, metric: str) -> tuple[np.ndarray, np.ndarray]:
@@ -61,7 +62,7 @@ def seen_title_mask(run: str, playlists: str) -> np.ndarray:
     from eval.baselines import normalize_title
     from semantic_ids.playlists import read_playlists, split_playlists
 
-    info = json.loads((Path(run) / "artifact" / "cf" / "split.json").read_text())
+    info = json.loads((Path(run) / "artifact" / CF_COMPONENT / "split.json").read_text())
     split = split_playlists(
         read_playlists(playlists).playlists,
         validation_fraction=info["validation_fraction"],

@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
+from text2tracks.artifacts import CATALOG_COMPONENT, CF_COMPONENT
+
 
 def predictability(artifact: str | Path, train: str, max_prompts: int = 0) -> list[dict]:
     """Per level, ``acc@1``, ``acc@10``, ``prior@1``, ``prior@10`` (see the module docstring)."""
@@ -34,15 +36,15 @@ def predictability(artifact: str | Path, train: str, max_prompts: int = 0) -> li
     from text2tracks.teacher import TitleNeighbors
 
     art = Path(artifact)
-    info = json.loads((art / "cf" / "split.json").read_text())
+    info = json.loads((art / CF_COMPONENT / "split.json").read_text())
     split = split_playlists(
         read_playlists(train).playlists,
         validation_fraction=info["validation_fraction"],
         test_fraction=info["test_fraction"],
         seed=info["seed"],
     )
-    vocab = ItemVocab.load(art / "cf")
-    catalog = SemanticIDCatalog.load(art / "semantic_ids" / "catalog")
+    vocab = ItemVocab.load(art / CF_COMPONENT)
+    catalog = SemanticIDCatalog.load(art / CATALOG_COMPONENT / "catalog")
     train_matrix, _ = build_interactions(split.train, vocab=vocab)
     val_matrix, _ = build_interactions(split.validation, vocab=vocab)
     keep = np.flatnonzero(val_matrix.getnnz(axis=1) > 0)

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from text2tracks.artifacts import CF_COMPONENT
 from text2tracks.config_flags import add_flag, add_progress_flag, command_parser
 from text2tracks.modeling import DEFAULT_NUM_BEAMS
 
@@ -124,7 +125,7 @@ def evaluate_demo(
     from text2tracks.ranking_metrics import evaluate_rankings, relevant_items
 
     split = artifact_split(artifact, playlists)
-    vocab = ItemVocab.load(artifact / "cf")
+    vocab = ItemVocab.load(artifact / CF_COMPONENT)
     kept, relevant, n_skipped = relevant_items(split.test, vocab)
     test = [split.test[i] for i in kept]
     recommender = Text2Tracks.from_pretrained(artifact, device="cpu")

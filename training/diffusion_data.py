@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from text2tracks.artifacts import CF_COMPONENT, SEQ2SEQ_COMPONENT
 from training.diffusion_config import DiffusionTrainConfig
 
 
@@ -26,8 +27,8 @@ def load_pairs(artifact: str | os.PathLike, playlists: str | os.PathLike) -> dic
     from text2tracks.artifacts import artifact_split
 
     artifact = Path(artifact)
-    cf = CFModel.load(artifact / "cf")
-    vocab = ItemVocab.load(artifact / "cf")
+    cf = CFModel.load(artifact / CF_COMPONENT)
+    vocab = ItemVocab.load(artifact / CF_COMPONENT)
     split = artifact_split(artifact, playlists)
     train_ids = [p.playlist_id for p in split.train]
     if len(train_ids) != cf.playlist_factors.shape[0]:
@@ -84,7 +85,7 @@ def prompt_inputs(
         from text2tracks.diffusion import FrozenSeq2SeqEncoder
         from text2tracks.modeling import load_seq2seq
 
-        seq2seq, tokenizer, _ = load_seq2seq(Path(config.artifact) / "seq2seq")
+        seq2seq, tokenizer, _ = load_seq2seq(Path(config.artifact) / SEQ2SEQ_COMPONENT)
         frozen = FrozenSeq2SeqEncoder(seq2seq, tokenizer).to(device)
 
         def encode_all(prompts: list[str], batch: int = 512) -> torch.Tensor:

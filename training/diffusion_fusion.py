@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from text2tracks.artifacts import CF_COMPONENT, DIFFUSION_COMPONENT
 from training.diffusion_config import DiffusionTrainConfig
 
 
@@ -57,7 +58,7 @@ def fit_artifact_fusion(
             )
         )
         prompts, relevant = [prompts[i] for i in pick], [relevant[i] for i in pick]
-    vocab = ItemVocab.load(artifact / "cf")
+    vocab = ItemVocab.load(artifact / CF_COMPONENT)
     relevant_ids = [[vocab.item_ids[i] for i in sorted(rel)] for rel in relevant]
     settings = HybridSettings(
         n_samples=config.fusion_samples,
@@ -75,7 +76,7 @@ def fit_artifact_fusion(
         progress=config.progress,
     )
     summary["elapsed_s"] = round(time.perf_counter() - started, 3)
-    save_fusion(artifact / "diffusion", recommender.fusion, settings, summary)
+    save_fusion(artifact / DIFFUSION_COMPONENT, recommender.fusion, settings, summary)
     scores = summary[f"{config.fusion_metric}@{config.eval_k}"]
     weights = (
         f"alpha {summary['alpha']}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from text2tracks.artifacts import CATALOG_COMPONENT, CF_COMPONENT
 from training.seq2seq_config import TrainConfig
 
 
@@ -22,8 +23,8 @@ def load_training_data(config: TrainConfig, log=print):
     from text2tracks.artifacts import artifact_split
 
     artifact = Path(config.artifact)
-    vocab = ItemVocab.load(artifact / "cf")
-    catalog = SemanticIDCatalog.load(artifact / "semantic_ids" / "catalog")
+    vocab = ItemVocab.load(artifact / CF_COMPONENT)
+    catalog = SemanticIDCatalog.load(artifact / CATALOG_COMPONENT / "catalog")
     if tuple(catalog.item_ids) != tuple(vocab.item_ids):
         raise ValueError(f"{artifact}: the catalogue and the CF vocabulary list different items")
     split = artifact_split(artifact, config.playlists)

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from text2tracks import config_flags as flags
+from text2tracks.artifacts import SEQ2SEQ_COMPONENT
 from text2tracks.config_flags import add_config_flags, command_parser
 from text2tracks.training_step import grouped_forward  # also importable from here, where it lived
 from training.checkpoints import STATE_NAME, list_checkpoints, resolve_resume
@@ -408,7 +409,7 @@ def _summary(run: _Run) -> dict[str, Any]:
         "stopped_by": run.stopped_by,
         "n_parameters": run.n_params,
         "n_validation_skipped": run.n_val_skipped,
-        "seq2seq_dir": str(Path(run.config.artifact) / "seq2seq"),
+        "seq2seq_dir": str(Path(run.config.artifact) / SEQ2SEQ_COMPONENT),
     }
 
 

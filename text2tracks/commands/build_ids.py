@@ -37,6 +37,7 @@ from typing import Any
 
 from semantic_ids.cf import CFConfig
 from text2tracks import config_flags as flags
+from text2tracks.artifacts import CATALOG_COMPONENT, CF_COMPONENT
 from text2tracks.config_flags import add_config_flags, add_flag, add_progress_flag, command_parser
 
 TRACKS_NAME = "tracks.json"
@@ -305,11 +306,11 @@ def _write_build(
     """Write the built components and the manifest into the new artifact folder ``tmp``."""
     from text2tracks.artifacts import SPLIT_NAME, write_json_atomic, write_manifest
 
-    cf_dir = tmp / "cf"
+    cf_dir = tmp / CF_COMPONENT
     cf_model.save(cf_dir)
     vocab.save(cf_dir)
     write_json_atomic(cf_dir / SPLIT_NAME, split_info)
-    sid_dir = tmp / "semantic_ids"
+    sid_dir = tmp / CATALOG_COMPONENT
     sid_dir.mkdir()
     rkm.save(sid_dir / RKM_DIR)
     catalog.save(sid_dir / CATALOG_DIR)
@@ -342,7 +343,7 @@ def load_semantic_ids(artifact_dir: str | Path):
     from semantic_ids.catalog import SemanticIDCatalog
     from semantic_ids.residual_kmeans import ResidualKMeans
 
-    sid_dir = Path(artifact_dir) / "semantic_ids"
+    sid_dir = Path(artifact_dir) / CATALOG_COMPONENT
     with open(sid_dir / TRACKS_NAME, encoding="utf-8") as f:
         tracks = json.load(f)
     return (
