@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from tiny_artifact import tiny_t5
 
 from text2tracks.training_step import (
     draw_negatives,
@@ -24,24 +25,7 @@ def _one_thread():
 
 
 def _tiny_t5(seed=0):
-    from transformers import T5Config, T5ForConditionalGeneration
-
-    torch.manual_seed(seed)
-    config = T5Config(
-        vocab_size=48,
-        d_model=16,
-        d_kv=4,
-        d_ff=32,
-        num_layers=1,
-        num_decoder_layers=1,
-        num_heads=4,
-        dropout_rate=0.0,
-        feed_forward_proj="relu",
-        pad_token_id=0,
-        eos_token_id=1,
-        decoder_start_token_id=0,
-    )
-    return T5ForConditionalGeneration(config).eval()
+    return tiny_t5(seed, vocab_size=48, d_model=16, num_layers=1).eval()
 
 
 # three prompts; sequences A..E of depth 3 + EOS. Prompt 0 owns A, B; prompt 1 owns B (shared

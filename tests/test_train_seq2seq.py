@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from tiny_artifact import tiny_t5
 
 from text2tracks.modeling import ModelConfig
 from training.train_seq2seq import (
@@ -322,25 +323,7 @@ def test_in_process_train_and_mismatched_playlists(artifact, tmp_path):
 
 
 def _tiny_t5(seed=0):
-    import torch
-    from transformers import T5Config, T5ForConditionalGeneration
-
-    torch.manual_seed(seed)
-    config = T5Config(
-        vocab_size=64,
-        d_model=32,
-        d_kv=8,
-        d_ff=64,
-        num_layers=2,
-        num_decoder_layers=2,
-        num_heads=4,
-        dropout_rate=0.0,
-        feed_forward_proj="relu",
-        pad_token_id=0,
-        eos_token_id=1,
-        decoder_start_token_id=0,
-    )
-    return T5ForConditionalGeneration(config)
+    return tiny_t5(seed)
 
 
 def _grouped_batch():

@@ -124,3 +124,26 @@ def add_tiny_diffusion(artifact: Path, steps: int = 500, seed: int = 0) -> Path:
     ) as tmp:
         head.save(tmp)
     return artifact
+
+
+def tiny_t5(seed: int = 0, vocab_size: int = 64, d_model: int = 32, num_layers: int = 2):
+    """A T5 built from a config (no download), ids 0 pad / 1 EOS, seeded; heads of width
+    ``d_model // 4``."""
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    torch.manual_seed(seed)
+    config = T5Config(
+        vocab_size=vocab_size,
+        d_model=d_model,
+        d_kv=d_model // 4,
+        d_ff=2 * d_model,
+        num_layers=num_layers,
+        num_decoder_layers=num_layers,
+        num_heads=4,
+        dropout_rate=0.0,
+        feed_forward_proj="relu",
+        pad_token_id=0,
+        eos_token_id=1,
+        decoder_start_token_id=0,
+    )
+    return T5ForConditionalGeneration(config)
