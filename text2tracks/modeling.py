@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from text2tracks.output_head import install_id_output_head, output_token_ids
 from text2tracks.tokens import SCHEMES, SIDTokenLayout, add_layout_tokens
 
 SID_LAYOUT_NAME = "sid_layout.json"
@@ -81,6 +82,11 @@ class ModelConfig:
             384 -> ``d_model``). ``num_layers`` and ``tokenizer`` are then unused.
         freeze_encoder: keep the encoder's weights fixed (trained: the decoder, and the
             projection for ``"minilm"``).
+        id_only_output: score only the tokens IDs are written with (the ID tokens and EOS) in
+            the decoder's output layer (:mod:`text2tracks.output_head`), so that the softmax,
+            in training and in search, is over what the model can write, and the projection
+            onto the prompt vocabulary (most of a small decoder's cost) is skipped. Saved in
+            the model's info file and restored on load; ignored with ``lora``.
         lora: fine-tune a pretrained base with LoRA adapters instead of all its weights.
         lora_r, lora_alpha, lora_dropout, lora_target_modules: the LoRA settings (peft).
     """
@@ -97,6 +103,7 @@ class ModelConfig:
     subword_vocab_size: int = 8000
     encoder: str = "t5"
     freeze_encoder: bool = False
+    id_only_output: bool = True
     lora: bool = False
     lora_r: int = 16
     lora_alpha: int = 32
@@ -426,6 +433,8 @@ def build_seq2seq(
     _set_generation(model, tokenizer, layout)
     if config.freeze_encoder:
         model.get_encoder().requires_grad_(False)
+    if config.id_only_output and not config.lora:
+        install_id_output_head(model, output_token_ids(layout, tokenizer.eos_token_id))
     if config.lora:
         model = _lora_wrap(model, config, layout)
     return model, tokenizer, layout
@@ -510,8 +519,21 @@ def load_seq2seq(directory: str | os.PathLike, base: str | None = None):
         raise ValueError(
             f"{directory}: the tokenizer's semantic-ID tokens do not match {SID_LAYOUT_NAME}"
         )
+    saved = _saved_config(directory)
+    if saved.get("id_only_output", False) and not saved.get("lora", False):
+        install_id_output_head(model, output_token_ids(layout, tokenizer.eos_token_id))
     model.eval()
     return model, tokenizer, layout
+
+
+def _saved_config(directory: Path) -> dict[str, Any]:
+    """The :class:`ModelConfig` fields recorded beside a saved model (``{}`` for folders written
+    before the info file, or without a config: those load with the settings' old behaviour)."""
+    path = directory / MODEL_INFO_NAME
+    if not path.is_file():
+        return {}
+    with open(path, encoding="utf-8") as f:
+        return json.load(f).get("model_config") or {}
 
 
 def count_parameters(model, trainable_only: bool = False) -> int:

@@ -45,6 +45,7 @@ from typing import Any
 from text2tracks import config_flags as flags
 from text2tracks.artifacts import SEQ2SEQ_COMPONENT
 from text2tracks.config_flags import add_config_flags, command_parser
+from text2tracks.training_step import FrozenEncoderCache
 from text2tracks.training_step import grouped_forward  # also importable from here, where it lived
 from training.checkpoints import STATE_NAME, list_checkpoints, resolve_resume
 from training.seq2seq_config import (  # noqa: F401  (re-exported: they lived here)
@@ -452,6 +453,15 @@ def _save_model(run: _Run, summary: dict[str, Any]) -> None:
     )
 
 
+def _train_encoder(model):
+    """The encoder the grouped forward calls: the model's own, or, when it is frozen, a cache of
+    each prompt's states (:class:`FrozenEncoderCache`: a frozen encoder runs once per prompt)."""
+    encoder = model.get_encoder()
+    if any(p.requires_grad for p in encoder.parameters()):
+        return encoder
+    return FrozenEncoderCache(encoder)
+
+
 def train(config: TrainConfig) -> dict[str, Any]:
     """Train, validate, checkpoint and save into ``config.artifact``/seq2seq.
 
@@ -492,7 +502,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
         val_prompt_dl=val_prompt_dl,
         val_relevant=[set(r) for r in examples["val_relevant"]],
         trie=FlatTrie.from_codes(catalog.sid_codes, catalog.level_sizes),
-        train_encoder=accelerator.unwrap_model(model).get_encoder() if grouped else None,
+        train_encoder=_train_encoder(accelerator.unwrap_model(model)) if grouped else None,
         total_steps=total_steps,
         n_params=n_params,
         n_val_skipped=examples["n_val_skipped"],
