@@ -32,6 +32,12 @@ training cheaper:
 
 The gradient of an epoch is unchanged (the same examples, each once); only batches are more
 correlated. Both orders are deterministic in ``(seed, epoch)`` and the options.
+
+Seed tracks (``seeds=SeedDraw(...)``, off by default): per playlist and epoch some prompts also
+carry seed tracks of the playlist, and their targets are its other tracks
+(:mod:`text2tracks.seed_draw`). The encoder then reads :func:`seeded_prompt_ids`: the title's
+tokens, then each seed's semantic-ID tokens, the one encoding of training, validation and the
+API. Without seeds nothing changes: the same examples, in the same order, bit for bit.
 """
 
 from __future__ import annotations
@@ -41,6 +47,9 @@ import unicodedata
 from collections.abc import Sequence
 
 import numpy as np
+
+from text2tracks.pair_options import check_draw_options, check_int, cumulative_weights
+from text2tracks.seed_draw import SeedDraw, draw_seeds, seeded_targets
 
 _SPACES = re.compile(r"\s+")
 # three or more single letters or digits separated by single spaces ("w o r k o u t")
@@ -75,6 +84,39 @@ def encode_prompts(
     return [by_text[t] for t in texts]
 
 
+def seeded_prompt_ids(
+    title_ids: np.ndarray,
+    seed_items: Sequence[int] | np.ndarray | None,
+    sid_token_ids: np.ndarray,
+    max_seeds: int | None,
+) -> np.ndarray:
+    """The encoder input of a prompt with seed tracks (TIGER): the title's token ids as
+    :func:`encode_prompts` gives them (already cut to ``max_prompt_length``, EOS included; for a
+    prompt without title, the encoding of ``""``), then, for each of the last ``max_seeds`` seeds
+    in order, its semantic-ID tokens (every level, the collision digit included).
+
+    The title and the seeds have separate budgets, so neither cuts the other: the input is at
+    most ``max_prompt_length + max_seeds * depth`` tokens. Seeds beyond ``max_seeds`` are cut
+    from the front (the most recent are kept); a seed is never cut in the middle of its ID.
+    ``max_seeds=None`` keeps every seed; ``0`` reads none.
+
+    Args:
+        title_ids: int64 ``(n_title_tokens,)``.
+        seed_items: catalogue item indices of the seeds, oldest first (``None``: none).
+        sid_token_ids: int64 ``(n_items, depth)``, each item's semantic-ID token ids.
+        max_seeds: the most seeds read.
+    """
+    title_ids = np.asarray(title_ids, dtype=np.int64)
+    if seed_items is None:
+        return title_ids
+    seed_items = np.asarray(seed_items, dtype=np.int64).reshape(-1)
+    if max_seeds is not None:
+        seed_items = seed_items[seed_items.size - min(seed_items.size, int(max_seeds)) :]
+    if seed_items.size == 0:
+        return title_ids
+    return np.concatenate([title_ids, np.asarray(sid_token_ids, np.int64)[seed_items].reshape(-1)])
+
+
 def prompt_keys(prompt_ids: Sequence[np.ndarray]) -> np.ndarray:
     """Per prompt, the index of its distinct token sequence (equal prompts share a key)."""
     index: dict[bytes, int] = {}
@@ -86,83 +128,6 @@ def prompt_keys(prompt_ids: Sequence[np.ndarray]) -> np.ndarray:
         dtype=np.int64,
         count=len(prompt_ids),
     )
-
-
-def _check_int(name: str, value, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-    return int(value)
-
-
-def _check_draw_options(
-    prompt_ids,
-    relevant,
-    sid_token_ids,
-    targets_per_playlist,
-    popularity_power,
-    item_counts,
-    target_weights,
-) -> np.ndarray:
-    """Check :class:`Seq2SeqPairs`' data and draw options together (some exclude others);
-    returns ``sid_token_ids`` as an int64 array."""
-    if len(prompt_ids) != len(relevant):
-        raise ValueError(
-            f"prompt_ids and relevant must have one entry per playlist, got "
-            f"{len(prompt_ids)} and {len(relevant)}"
-        )
-    if (
-        isinstance(targets_per_playlist, bool)
-        or not isinstance(targets_per_playlist, (int, np.integer))
-        or targets_per_playlist < 0
-    ):
-        raise ValueError(
-            f"targets_per_playlist must be an integer >= 0, got {targets_per_playlist!r}"
-        )
-    sid_token_ids = np.asarray(sid_token_ids, dtype=np.int64)
-    if sid_token_ids.ndim != 2:
-        raise ValueError(f"sid_token_ids must be (n_items, depth), got shape {sid_token_ids.shape}")
-    if popularity_power and item_counts is None:
-        raise ValueError("popularity_power != 0 needs item_counts")
-    if target_weights is not None:
-        if targets_per_playlist == 0:
-            raise ValueError(
-                "target_weights needs targets_per_playlist > 0 (targets are drawn "
-                "from them with replacement)"
-            )
-        if popularity_power:
-            raise ValueError("target_weights and popularity_power exclude each other")
-        if len(target_weights) != len(relevant) or any(
-            len(w) != len(r) for w, r in zip(target_weights, relevant, strict=True)
-        ):
-            raise ValueError("target_weights must hold one weight per relevant item")
-    if popularity_power and targets_per_playlist == 0:
-        raise ValueError(
-            "popularity_power needs targets_per_playlist > 0 (with 0 every pair is used)"
-        )
-    return sid_token_ids
-
-
-def _cumulative_weights(
-    target_weights, indptr: np.ndarray, lengths: np.ndarray, pair_playlist: np.ndarray
-) -> np.ndarray:
-    """Per (playlist, item) pair, its playlist's cumulative target distribution up to it plus
-    the playlist's index, so that one ``searchsorted`` draws every playlist's targets at once."""
-    weights = (
-        np.concatenate([np.asarray(w, dtype=np.float64) for w in target_weights])
-        if lengths.sum()
-        else np.zeros(0)
-    )
-    if weights.size and (not np.all(np.isfinite(weights)) or weights.min() < 0):
-        raise ValueError("target_weights must be finite and >= 0")
-    cum = np.r_[0.0, np.cumsum(weights)]
-    before = cum[indptr[:-1]]  # per playlist, the weight of earlier playlists
-    totals = cum[indptr[1:]] - before
-    if np.any(totals[lengths > 0] <= 0):
-        raise ValueError("every playlist with targets needs a positive total weight")
-    owner = pair_playlist
-    within = (cum[1:] - before[owner]) / np.where(totals > 0, totals, 1.0)[owner]
-    within[indptr[1:][lengths > 0] - 1] = 1.0
-    return np.minimum(within, 1.0) + owner
 
 
 class Seq2SeqPairs:
@@ -187,8 +152,18 @@ class Seq2SeqPairs:
         batch_size: the DataLoader's batch size (needed when ``bucket_batches > 0``: batches of
             the window are cut at multiples of it, so they must match the loader's).
 
-    Item ``i`` of the dataset is ``(playlist_index, item_index)``; :class:`Seq2SeqCollator` turns
-    a list of them into tensors. Call :meth:`set_epoch` before each epoch.
+        seeds: draw seed tracks per playlist and epoch (:class:`~text2tracks.seed_draw.SeedDraw`;
+            ``None``: off, exactly the examples of a run without seeds).
+        own_tracks: with ``seeds``: per playlist, its own catalogue tracks in playlist order,
+            where seeds and their targets come from (``None``: ``relevant``; pass them when
+            ``relevant`` is the teacher's list).
+        blank_prompt_ids: with ``seeds``: the encoding of ``""``, the prompt of a playlist whose
+            title is dropped (its length counts for ``bucket_batches``).
+
+    Item ``i`` of the dataset is ``(playlist_index, item_index)``, and with ``seeds``
+    ``(playlist_index, item_index, seed_items, with_title)``; :class:`Seq2SeqCollator` turns a
+    list of them into tensors. Call :meth:`set_epoch` before each epoch. With seeds the number of
+    examples may change from epoch to epoch (a seeded playlist's targets exclude its seeds).
     """
 
     def __init__(
@@ -206,8 +181,11 @@ class Seq2SeqPairs:
         bucket_batches: int = 0,
         batch_size: int | None = None,
         target_weights: Sequence[Sequence[float]] | None = None,
+        seeds: SeedDraw | None = None,
+        own_tracks: Sequence[Sequence[int]] | None = None,
+        blank_prompt_ids: np.ndarray | None = None,
     ) -> None:
-        sid_token_ids = _check_draw_options(
+        sid_token_ids = check_draw_options(
             prompt_ids,
             relevant,
             sid_token_ids,
@@ -216,16 +194,14 @@ class Seq2SeqPairs:
             item_counts,
             target_weights,
         )
-        self.group_size = _check_int("group_size", group_size, 1)
-        self.bucket_batches = _check_int("bucket_batches", bucket_batches, 0)
+        self.group_size = check_int("group_size", group_size, 1)
+        self.bucket_batches = check_int("bucket_batches", bucket_batches, 0)
         if self.bucket_batches:
             if batch_size is None:
                 raise ValueError("bucket_batches > 0 needs batch_size (the DataLoader's)")
-            self.batch_size = _check_int("batch_size", batch_size, 1)
+            self.batch_size = check_int("batch_size", batch_size, 1)
         else:
-            self.batch_size = (
-                None if batch_size is None else _check_int("batch_size", batch_size, 1)
-            )
+            self.batch_size = None if batch_size is None else check_int("batch_size", batch_size, 1)
         self.prompt_ids = list(prompt_ids)
         self.prompt_length = np.fromiter(
             (len(p) for p in self.prompt_ids), dtype=np.int64, count=len(self.prompt_ids)
@@ -254,7 +230,7 @@ class Seq2SeqPairs:
         self.n_playlists_with_targets = int((lengths > 0).sum())
         self.cumulative = None
         if target_weights is not None:
-            self.cumulative = _cumulative_weights(
+            self.cumulative = cumulative_weights(
                 target_weights, self.indptr, lengths, self.pair_playlist
             )
             self._length = int(self.targets_per_playlist * (lengths > 0).sum())
@@ -262,8 +238,43 @@ class Seq2SeqPairs:
             self._length = int(np.minimum(lengths, self.targets_per_playlist).sum())
         else:
             self._length = int(lengths.sum())
+        self.seed_draw = None
+        if seeds is not None:
+            self._init_seeds(
+                seeds, relevant if own_tracks is None else own_tracks, blank_prompt_ids
+            )
         self.epoch = -1
         self.set_epoch(0)
+
+    def _init_seeds(self, seeds: SeedDraw, own_tracks, blank_prompt_ids) -> None:
+        if not isinstance(seeds, SeedDraw):
+            raise ValueError(f"seeds must be a SeedDraw or None, got {type(seeds).__name__}")
+        if len(own_tracks) != len(self.prompt_ids):
+            raise ValueError(
+                f"own_tracks must have one entry per playlist, got {len(own_tracks)} for "
+                f"{len(self.prompt_ids)} playlists"
+            )
+        if blank_prompt_ids is None:
+            raise ValueError(
+                "seeds need blank_prompt_ids, the encoding of the empty title "
+                '(encode_prompts(tokenizer, [""], max_length)[0])'
+            )
+        self.seed_draw = seeds
+        self.blank_prompt_ids = np.asarray(blank_prompt_ids, dtype=np.int64)
+        lengths = np.fromiter((len(r) for r in own_tracks), dtype=np.int64, count=len(own_tracks))
+        self.own_indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        self.own_items = (
+            np.concatenate([np.asarray(r, dtype=np.int64) for r in own_tracks])
+            if lengths.sum()
+            else np.zeros(0, dtype=np.int64)
+        )
+        if self.own_items.size and (
+            self.own_items.min() < 0 or self.own_items.max() >= len(self.sid_token_ids)
+        ):
+            raise ValueError("an own_tracks item index is outside sid_token_ids")
+        self.own_playlist = np.repeat(np.arange(len(own_tracks), dtype=np.int64), lengths)
+        if self.prompt_key is None:
+            self.prompt_key = prompt_keys(self.prompt_ids)
 
     def __len__(self) -> int:
         return self._length
@@ -273,14 +284,38 @@ class Seq2SeqPairs:
         if epoch == self.epoch:
             return
         rng = np.random.default_rng([self.seed, int(epoch)])
+        chosen = self._draw_targets(rng)
+        playlist, item = self.pair_playlist[chosen], self.items[chosen]
+        self.epoch_seeds = None
+        if self.seed_draw is not None:
+            # a generator of its own, so that the draw above is the one of a run without seeds
+            seed_rng = np.random.default_rng([self.seed, int(epoch), 1])
+            self.epoch_seeds = draw_seeds(self.own_indptr, self.own_items, self.seed_draw, seed_rng)
+            keep = ~self.epoch_seeds.has_seeds[playlist]
+            seeded = seeded_targets(self.epoch_seeds, self.targets_per_playlist, seed_rng)
+            playlist = np.concatenate([playlist[keep], self.own_playlist[seeded]])
+            item = np.concatenate([item[keep], self.own_items[seeded]])
+            self._length = int(playlist.size)
+        if self.shuffle:
+            if self.group_size > 1 or self.bucket_batches:
+                order = self._grouped_order(playlist, rng)
+            else:
+                order = rng.permutation(playlist.size)
+            playlist, item = playlist[order], item[order]
+        self.example_playlist = playlist
+        self.example_item = item
+        self.epoch = int(epoch)
+
+    def _draw_targets(self, rng: np.random.Generator) -> np.ndarray:
+        """The epoch's (playlist, item) pairs, as indices into ``self.items``."""
         if self.cumulative is not None:
             # N draws with replacement per playlist: u in [p, p + 1) falls in p's segment
             with_targets = np.flatnonzero(np.diff(self.indptr) > 0)
             owner = np.repeat(with_targets, self.targets_per_playlist)
             draws = owner + rng.random(owner.size)
             chosen = np.searchsorted(self.cumulative, draws, side="right")
-            chosen = np.minimum(chosen, self.indptr[owner + 1] - 1)
-        elif self.targets_per_playlist:
+            return np.minimum(chosen, self.indptr[owner + 1] - 1)
+        if self.targets_per_playlist:
             # Gumbel top-k: the N largest of log w + Gumbel noise within each playlist are a draw
             # of N distinct tracks without replacement, proportional to w
             keys = rng.gumbel(size=self.items.size)
@@ -288,22 +323,28 @@ class Seq2SeqPairs:
                 keys = keys + self.log_weight
             order = np.lexsort((-keys, self.pair_playlist))
             rank = np.arange(order.size) - self.indptr[self.pair_playlist[order]]
-            chosen = order[rank < self.targets_per_playlist]
-        else:
-            chosen = np.arange(self.items.size)
-        if self.shuffle:
-            if self.group_size > 1 or self.bucket_batches:
-                chosen = self._grouped_order(chosen, rng)
-            else:
-                chosen = chosen[rng.permutation(chosen.size)]
-        self.example_playlist = self.pair_playlist[chosen]
-        self.example_item = self.items[chosen]
-        self.epoch = int(epoch)
+            return order[rank < self.targets_per_playlist]
+        return np.arange(self.items.size)
 
-    def _grouped_order(self, chosen: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """``chosen`` (pair indices) reordered: contiguous groups, then length buckets."""
-        n = chosen.size
-        playlist = self.pair_playlist[chosen]
+    def _prompt_lengths_keys(self, playlist: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per example (of ``playlist``), its prompt's length and a key equal for equal prompts:
+        a playlist with seeds this epoch has a prompt of its own."""
+        length, key = self.prompt_length[playlist], self.prompt_key[playlist]
+        if self.epoch_seeds is None:
+            return length, key
+        seeded = self.epoch_seeds.has_seeds[playlist]
+        n_seeds = np.minimum(self.epoch_seeds.n_seeds(), self.seed_draw.max_seeds)[playlist]
+        title = np.where(self.epoch_seeds.with_title[playlist], length, self.blank_prompt_ids.size)
+        depth = self.sid_token_ids.shape[1]
+        length = np.where(seeded, title + depth * n_seeds, length)
+        key = np.where(seeded, int(self.prompt_key.max(initial=0)) + 1 + playlist, key)
+        return length, key
+
+    def _grouped_order(self, playlist: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """The permutation of the examples (of ``playlist``): contiguous groups, then length
+        buckets."""
+        n = playlist.size
+        chosen = np.arange(n)
         # 1. a random order within each playlist, then groups of group_size consecutive examples
         order = np.lexsort((rng.random(n), playlist))
         chosen, playlist = chosen[order], playlist[order]
@@ -331,9 +372,8 @@ class Seq2SeqPairs:
         # 3. within windows of bucket_batches batches: sort by prompt length (then text, so that
         # equal prompts meet and share an encoder row), groups kept whole by their random key
         window = np.arange(n) // (self.bucket_batches * self.batch_size)
-        order = np.lexsort(
-            (group_key, self.prompt_key[playlist], self.prompt_length[playlist], window)
-        )
+        length, key = self._prompt_lengths_keys(playlist)
+        order = np.lexsort((group_key, key, length, window))
         chosen = chosen[order]
         # 4. shuffle the full batches of each window; a last partial batch stays last
         n_blocks = -(-n // self.batch_size)
@@ -349,8 +389,27 @@ class Seq2SeqPairs:
         )
         return chosen[take]
 
-    def __getitem__(self, index: int) -> tuple[int, int]:
-        return int(self.example_playlist[index]), int(self.example_item[index])
+    def __getitem__(self, index: int) -> tuple:
+        playlist, item = int(self.example_playlist[index]), int(self.example_item[index])
+        if self.epoch_seeds is None:
+            return playlist, item
+        return self.prompt_item(playlist, item)
+
+    def prompt_item(self, playlist: int, item: int = 0) -> tuple:
+        """``(playlist, item, seed_items, with_title)`` of ``playlist`` in the current epoch
+        (the seeds of a playlist without seeds this epoch are empty)."""
+        if self.epoch_seeds is None:
+            return int(playlist), int(item), np.zeros(0, np.int64), True
+        return (
+            int(playlist),
+            int(item),
+            self.epoch_seeds.seeds_of(playlist),
+            bool(self.epoch_seeds.with_title[playlist]),
+        )
+
+    def seeds_of(self, playlist: int) -> np.ndarray:
+        """The seed items of ``playlist`` in the current epoch (empty without seeds)."""
+        return self.prompt_item(playlist)[2]
 
     def labels(self, item_index: int) -> np.ndarray:
         """Target token ids of ``item_index``: its semantic-ID tokens, then EOS."""
@@ -368,6 +427,11 @@ class Seq2SeqCollator:
     playlist) is one row of ``input_ids`` / ``attention_mask``, in order of first appearance, and
     ``prompt_index`` (one per example) gives its row: the encoder output of row
     ``prompt_index[b]`` serves example ``b`` (``training.train_seq2seq.grouped_forward``).
+
+    Items with seeds, ``(playlist_index, item_index, seed_items, with_title)`` (from
+    :class:`Seq2SeqPairs` with ``seeds``), get the prompt :func:`seeded_prompt_ids` builds from
+    the playlist's title (or ``blank_prompt_ids`` without it) and the last ``max_seed_tracks``
+    seeds; equal prompts (same title and seeds) still share a row.
     """
 
     def __init__(
@@ -377,6 +441,8 @@ class Seq2SeqCollator:
         pad_token_id: int,
         eos_token_id: int,
         share_prompts: bool = False,
+        blank_prompt_ids: np.ndarray | None = None,
+        max_seed_tracks: int | None = None,
     ) -> None:
         self.prompt_ids = list(prompt_ids)
         self.sid_token_ids = np.asarray(sid_token_ids, dtype=np.int64)
@@ -384,14 +450,22 @@ class Seq2SeqCollator:
         self.eos_token_id = int(eos_token_id)
         self.share_prompts = bool(share_prompts)
         self.prompt_key = prompt_keys(self.prompt_ids) if self.share_prompts else None
+        self.blank_prompt_ids = (
+            None if blank_prompt_ids is None else np.asarray(blank_prompt_ids, dtype=np.int64)
+        )
+        self.max_seed_tracks = max_seed_tracks
 
-    def __call__(self, batch: Sequence[tuple[int, int]]) -> dict:
+    def __call__(self, batch: Sequence[tuple]) -> dict:
         import torch
 
         playlists = np.fromiter((b[0] for b in batch), dtype=np.int64, count=len(batch))
         items = np.fromiter((b[1] for b in batch), dtype=np.int64, count=len(batch))
         out = {}
-        if self.share_prompts:
+        if batch and len(batch[0]) > 2:
+            prompts, index = self._seeded_prompts(batch)
+            if self.share_prompts:
+                out["prompt_index"] = torch.from_numpy(index)
+        elif self.share_prompts:
             _, first, inverse = np.unique(
                 self.prompt_key[playlists], return_index=True, return_inverse=True
             )
@@ -399,15 +473,10 @@ class Seq2SeqCollator:
             rank[np.argsort(first, kind="stable")] = np.arange(first.size)
             rows = playlists[np.sort(first)]
             out["prompt_index"] = torch.from_numpy(rank[inverse.reshape(-1)])
+            prompts = [self.prompt_ids[p] for p in rows]
         else:
-            rows = playlists
-        prompts = [self.prompt_ids[p] for p in rows]
-        width = max(len(p) for p in prompts)
-        input_ids = np.full((len(prompts), width), self.pad_token_id, dtype=np.int64)
-        attention_mask = np.zeros((len(prompts), width), dtype=np.int64)
-        for row, ids in enumerate(prompts):
-            input_ids[row, : len(ids)] = ids
-            attention_mask[row, : len(ids)] = 1
+            prompts = [self.prompt_ids[p] for p in playlists]
+        input_ids, attention_mask = pad_prompts(prompts, self.pad_token_id)
         labels = np.empty((len(batch), self.sid_token_ids.shape[1] + 1), dtype=np.int64)
         labels[:, :-1] = self.sid_token_ids[items]
         labels[:, -1] = self.eos_token_id
@@ -420,15 +489,59 @@ class Seq2SeqCollator:
             **out,
         }
 
+    def _seeded_prompts(self, batch) -> tuple[list[np.ndarray], np.ndarray]:
+        """The prompts of items with seeds (one per example, or one per distinct prompt with
+        ``share_prompts``) and each example's row among them."""
+        prompts: list[np.ndarray] = []
+        rows: dict[bytes, int] = {}
+        index = np.empty(len(batch), dtype=np.int64)
+        for b, (playlist, _, seeds, with_title) in enumerate(batch):
+            if with_title:
+                title = self.prompt_ids[playlist]
+            elif self.blank_prompt_ids is None:
+                raise ValueError(
+                    "an example without title needs the collator's blank_prompt_ids (the "
+                    'encoding of "")'
+                )
+            else:
+                title = self.blank_prompt_ids
+            ids = seeded_prompt_ids(title, seeds, self.sid_token_ids, self.max_seed_tracks)
+            key = ids.tobytes() if self.share_prompts else b
+            if key not in rows:
+                rows[key] = len(prompts)
+                prompts.append(ids)
+            index[b] = rows[key]
+        return prompts, index
+
+
+def pad_prompts(prompts: Sequence[np.ndarray], pad_token_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Right-pad token id arrays to the longest: ``(input_ids, attention_mask)`` int64
+    ``(n, width)``."""
+    width = max(len(p) for p in prompts)
+    input_ids = np.full((len(prompts), width), pad_token_id, dtype=np.int64)
+    attention_mask = np.zeros((len(prompts), width), dtype=np.int64)
+    for row, ids in enumerate(prompts):
+        input_ids[row, : len(ids)] = ids
+        attention_mask[row, : len(ids)] = 1
+    return input_ids, attention_mask
+
 
 class PromptBatches:
-    """Validation prompts as a dataset of playlist indices, for Hits@K with beam search."""
+    """Validation prompts as a dataset of playlist indices, for Hits@K with beam search.
 
-    def __init__(self, n_playlists: int) -> None:
+    With ``pairs`` (a :class:`Seq2SeqPairs` drawn with seeds), item ``i`` carries playlist
+    ``i``'s seeds of the pairs' current epoch, so that the collator builds the same prompt as
+    for the validation loss.
+    """
+
+    def __init__(self, n_playlists: int, pairs: Seq2SeqPairs | None = None) -> None:
         self.n = int(n_playlists)
+        self.pairs = pairs
 
     def __len__(self) -> int:
         return self.n
 
-    def __getitem__(self, index: int) -> tuple[int, int]:
+    def __getitem__(self, index: int) -> tuple:
+        if self.pairs is not None and self.pairs.seed_draw is not None:
+            return self.pairs.prompt_item(index)
         return int(index), 0
