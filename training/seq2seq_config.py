@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from text2tracks.modeling import ModelConfig
+from text2tracks.seed_draw import DEFAULT_MAX_SEED_TRACKS, SeedDraw
 
 _SCHEDULES = ("linear", "cosine", "constant")
 _PRECISIONS = ("no", "fp16", "bf16")
@@ -64,6 +65,18 @@ class TrainConfig:
         teacher_top_items, teacher_own_weight, teacher_leave_out: the teacher's list length, the
             share of probability kept on the playlist's own tracks, and whether the playlist's
             own vote is removed from its teacher scores.
+        seed_prob: the share of training playlists that carry seed tracks in an epoch (0 = off:
+            title-only prompts, exactly the examples of a run before seeds existed). A playlist
+            with seeds reads its title (or not, ``seed_title_drop``) and 1 .. ``max_seed_tracks``
+            of its tracks (log-uniform; its first ones, or a random subset with probability
+            ``seed_random_subset``) as their semantic-ID tokens, and its targets are its other
+            tracks: its own, also with ``target_source="teacher"`` (the teacher answers the
+            title only), drawn uniformly (``popularity_power`` applies to the rest). Validation
+            prompts are drawn the same way, once (:mod:`text2tracks.seed_draw`).
+        max_seed_tracks: the most seeds a prompt carries, in training and (recorded in
+            ``train_config.json``) at inference, where the most recent are kept.
+        seed_title_drop, seed_random_subset: with seeds, the probability of a prompt without
+            title and of seeds drawn as a random subset rather than the first tracks.
         normalize_prompts: apply :func:`text2tracks.data.normalize_prompt`.
         num_workers: DataLoader workers (0: batches built in the main process; they are cheap).
         num_threads: torch CPU threads (0 = all CPUs of this process divided by local processes).
@@ -106,6 +119,10 @@ class TrainConfig:
     teacher_top_items: int = 200
     teacher_own_weight: float = 0.3
     teacher_leave_out: bool = True
+    seed_prob: float = 0.0
+    max_seed_tracks: int = DEFAULT_MAX_SEED_TRACKS
+    seed_title_drop: float = 0.3
+    seed_random_subset: float = 0.3
     normalize_prompts: bool = True
     num_workers: int = 0
     num_threads: int = 0
@@ -177,12 +194,29 @@ class TrainConfig:
                 )
             if self.popularity_power:
                 raise ValueError("popularity_power applies to target_source='playlist' only")
+        try:
+            self.seed_draw()
+        except ValueError as err:
+            raise ValueError(
+                f"seed options: {err} (flags --seed-prob, --max-seed-tracks, "
+                "--seed-title-drop, --seed-random-subset)"
+            ) from None
         if not (
             isinstance(self.teacher_own_weight, (int, float)) and 0 <= self.teacher_own_weight <= 1
         ):
             raise ValueError(
                 f"teacher_own_weight must be in [0, 1], got {self.teacher_own_weight!r}"
             )
+
+    def seed_draw(self) -> SeedDraw | None:
+        """The seed draw of the training examples (``None`` when ``seed_prob`` is 0)."""
+        draw = SeedDraw(
+            prob=self.seed_prob,
+            max_seeds=self.max_seed_tracks,
+            title_drop=self.seed_title_drop,
+            random_subset=self.seed_random_subset,
+        )
+        return draw if self.seed_prob > 0 else None
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

@@ -11,6 +11,8 @@ from pathlib import Path
 from text2tracks.artifacts import CATALOG_COMPONENT, CF_COMPONENT
 from training.seq2seq_config import TrainConfig
 
+MINILM_POSITIONS = 512  # all-MiniLM-L6-v2's max_position_embeddings
+
 
 def load_training_data(config: TrainConfig, log=print):
     """The artifact's catalogue and the train / validation playlists re-split as recorded.
@@ -89,6 +91,15 @@ def build_examples(config: TrainConfig, data: dict, tokenizer, sid_token_ids, lo
         config.normalize_prompts,
     )
     train_targets, target_weights = playlist_targets(config, data, log)
+    seeds = config.seed_draw()
+    blank = encode_prompts(tokenizer, [""], config.model.max_prompt_length)[0]
+    if seeds is not None:
+        check_seed_room(config, sid_token_ids.shape[1])
+    seed_options = (
+        {}
+        if seeds is None
+        else dict(seeds=seeds, own_tracks=data["train_relevant"], blank_prompt_ids=blank)
+    )
     train_pairs = Seq2SeqPairs(
         train_prompts,
         train_targets,
@@ -102,6 +113,7 @@ def build_examples(config: TrainConfig, data: dict, tokenizer, sid_token_ids, lo
         group_size=config.targets_per_prompt_group,
         bucket_batches=config.length_bucket_window,
         batch_size=config.batch_size,
+        **seed_options,
     )
     if len(train_pairs) == 0:
         raise ValueError("no training examples: no training playlist holds a catalogue track")
@@ -111,6 +123,8 @@ def build_examples(config: TrainConfig, data: dict, tokenizer, sid_token_ids, lo
         tokenizer.pad_token_id,
         tokenizer.eos_token_id,
         share_prompts=config.targets_per_prompt_group > 1,
+        blank_prompt_ids=blank,
+        max_seed_tracks=config.max_seed_tracks,
     )
 
     val_keep = [i for i, r in enumerate(data["validation_relevant"]) if r]
@@ -133,14 +147,29 @@ def build_examples(config: TrainConfig, data: dict, tokenizer, sid_token_ids, lo
         targets_per_playlist=1,
         seed=config.seed,
         shuffle=False,
+        **({} if seeds is None else dict(seed_options, own_tracks=val_relevant)),
     )
+    if seeds is not None:  # a seeded prompt's relevant tracks are its playlist's other tracks
+        seed_sets = [set(val_pairs.seeds_of(i).tolist()) for i in range(len(val_relevant))]
+        val_relevant = [
+            [j for j in r if j not in seeds_i]
+            for r, seeds_i in zip(val_relevant, seed_sets, strict=True)
+        ]
     val_collate = Seq2SeqCollator(
-        val_prompts, sid_token_ids, tokenizer.pad_token_id, tokenizer.eos_token_id
+        val_prompts,
+        sid_token_ids,
+        tokenizer.pad_token_id,
+        tokenizer.eos_token_id,
+        blank_prompt_ids=blank,
+        max_seed_tracks=config.max_seed_tracks,
     )
     log(
         f"data: {len(data['train'])} train playlists, {len(train_pairs)} examples per epoch; "
         f"{len(val_keep)} validation prompts ({n_val_skipped} without catalogue tracks skipped)"
     )
+    if seeds is not None:
+        n_seeded = int(train_pairs.epoch_seeds.has_seeds.sum())
+        log(f"seeds: {n_seeded} of {len(data['train'])} training playlists carry seeds in epoch 0")
     return {
         "train_pairs": train_pairs,
         "collate": collate,
@@ -149,6 +178,18 @@ def build_examples(config: TrainConfig, data: dict, tokenizer, sid_token_ids, lo
         "val_relevant": val_relevant,
         "n_val_skipped": n_val_skipped,
     }
+
+
+def check_seed_room(config: TrainConfig, depth: int) -> None:
+    """A MiniLM (BERT) encoder has 512 positions: the longest prompt, ``max_prompt_length``
+    title tokens and ``max_seed_tracks`` IDs of ``depth`` tokens, must fit in them."""
+    longest = config.model.max_prompt_length + config.max_seed_tracks * depth
+    if config.model.encoder == "minilm" and longest > MINILM_POSITIONS:
+        raise ValueError(
+            f"prompts with seeds take up to {longest} tokens ({config.model.max_prompt_length} "
+            f"for the title + {config.max_seed_tracks} seeds x {depth}), more than the MiniLM "
+            f"encoder's {MINILM_POSITIONS} positions; lower --max-seed-tracks"
+        )
 
 
 def build_loaders(config: TrainConfig, examples: dict):
@@ -170,7 +211,7 @@ def build_loaders(config: TrainConfig, examples: dict):
         examples["val_pairs"], batch_size=eval_batch, collate_fn=examples["val_collate"]
     )
     val_prompt_dl = DataLoader(
-        PromptBatches(len(examples["val_relevant"])),
+        PromptBatches(len(examples["val_relevant"]), examples["val_pairs"]),
         batch_size=eval_batch,
         collate_fn=examples["val_collate"],
     )
