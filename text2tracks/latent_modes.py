@@ -204,7 +204,7 @@ class LatentModesMixin:
             warn_default_fusion(self._source_dir or "this recommender")
         return default_fusion()
 
-    def _latent_batch(self, mode, texts, excluded, k, num_beams, first_index, request):
+    def _latent_batch(self, mode, texts, excluded, k, num_beams, first_index, request, seeds=None):
         settings = self.hybrid_settings
         factors, index = self.latent_index()
         encoder = self.diffusion_head.encoder
@@ -224,7 +224,9 @@ class LatentModesMixin:
                 n_beam = hybrid_beam_width(
                     k, num_beams, settings.beam_candidates, excluded, len(self)
                 )
-                beam = self._generate(texts, excluded, n_beam, n_beam, first_index, stacklevel=4)
+                beam = self._generate(
+                    texts, excluded, n_beam, n_beam, first_index, stacklevel=4, seeds=seeds
+                )
         fusion = self._hybrid_fusion() if mode == "hybrid" else None
         return rank_latent_batch(
             mode, k, latents, factors, index, settings, fusion, texts, excluded, beam

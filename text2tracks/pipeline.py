@@ -57,6 +57,10 @@ Decisions on input (each tested in ``tests/test_pipeline.py``; the latent and hy
   seed (tracks like these), 1 follows the prompt. Unknown ids are ignored with a warning; a
   prompt left with none raises ``ValueError``. ``n_samples`` (None: the stored setting) latents
   per prompt give diversity; an edit is deterministic, so it gives one.
+- ``seed_tracks``: per prompt, track ids the prompt continues (a playlist's tracks, oldest
+  first), read by the model after the text as their semantic-ID tokens; a prompt may then be
+  empty. Never recommended back; unknown ids are ignored with a warning. See
+  :mod:`text2tracks.seed_prompts` for every decision.
 - ``seed``: every prompt starts from the same ``n_samples`` noise vectors drawn from ``seed``,
   so the same call gives the same answer and a prompt's answer does not depend on the batch it
   is in; ``seed=None`` draws fresh noise each call.
@@ -102,9 +106,19 @@ from text2tracks.modeling import DEFAULT_DIVERSITY
 from text2tracks.options import (
     DEFAULT_EDIT_STRENGTH,
     MODES,
+    check_k_left,
     prepare_call,
 )
 from text2tracks.recommendation import Recommendation, to_recommendations
+from text2tracks.seed_prompts import (
+    check_max_seed_tracks,
+    check_seed_room,
+    generate_seeded,
+    merge_excluded,
+    read_max_seed_tracks,
+    seeded_prompts,
+    write_max_seed_tracks,
+)
 from text2tracks.storage import (
     DEFAULT_MAX_PROMPT_LENGTH,
     ArtifactOrigin,
@@ -165,6 +179,9 @@ class Text2Tracks(LatentModesMixin):
             prompt, beam candidates, faiss neighbours, pooling; ``None``: the defaults).
         origin: the artifact folder it was read from (:meth:`from_pretrained` sets it), whose
             other components :meth:`save_pretrained` copies.
+        max_seed_tracks: the most seed tracks the model reads per prompt, the most recent kept
+            (0: trained without seeds, it reads none; :meth:`from_pretrained` reads the value
+            its training recorded).
 
     Attributes ``diffusion_head``, ``fusion`` and ``hybrid_settings`` may be replaced after
     construction (e.g. a fusion refitted with :meth:`fit_fusion`); :meth:`save_pretrained`
@@ -189,6 +206,7 @@ class Text2Tracks(LatentModesMixin):
         fusion=None,
         hybrid_settings=None,
         origin: ArtifactOrigin | None = None,
+        max_seed_tracks: int = 0,
     ) -> None:
         from text2tracks.trie import FlatTrie
 
@@ -209,6 +227,8 @@ class Text2Tracks(LatentModesMixin):
         self.diversity = diversity_penalty(diversity, DEFAULT_DIVERSITY)
         self.model_config = dict(model_config) if model_config else None
         self.trie = FlatTrie.from_codes(catalog.sid_codes, catalog.level_sizes)
+        self.max_seed_tracks = max_seed_tracks
+        self._sid_token_ids: np.ndarray | None = None  # (n_items, depth), on first seeded call
         self._names, self._artists = names_and_artists(catalog.item_ids, track_metadata)
         self._id_array: np.ndarray | None = None  # catalogue ids as a numpy str array, on first use
         self._lock = threading.Lock()  # the tokenizer, generate and the head are not re-entrant
@@ -247,7 +267,9 @@ class Text2Tracks(LatentModesMixin):
                 message names the file), or the manifest's format version is newer than this
                 text2tracks reads.
         """
-        return load_recommender(cls, path, device)
+        recommender = load_recommender(cls, path, device)
+        recommender.max_seed_tracks = read_max_seed_tracks(Path(path) / SEQ2SEQ_COMPONENT)
+        return recommender
 
     def save_pretrained(self, path: str | os.PathLike) -> Path:
         """Write this recommender as an artifact folder at ``path`` (atomically; replaces it).
@@ -256,7 +278,7 @@ class Text2Tracks(LatentModesMixin):
         from memory; other components of the folder it was loaded from (``cf/``, training logs
         in ``diffusion/``...) are copied as they are.
         """
-        return write_artifact(
+        written = write_artifact(
             Path(path),
             source=self._source_dir,
             components=self._components,
@@ -269,12 +291,25 @@ class Text2Tracks(LatentModesMixin):
             model_config=self.model_config,
             diffusion=self._diffusion_to_save(),
         )
+        write_max_seed_tracks(written / SEQ2SEQ_COMPONENT, self.max_seed_tracks)
+        return written
 
     # -------------------------------------------------------------------------- properties
 
     def __len__(self) -> int:
         """Number of tracks in the catalogue."""
         return len(self.catalog)
+
+    @property
+    def max_seed_tracks(self) -> int:
+        """The most seed tracks the model reads per prompt (settable; checked)."""
+        return self._max_seed_tracks
+
+    @max_seed_tracks.setter
+    def max_seed_tracks(self, value: int) -> None:
+        value = check_max_seed_tracks(value)
+        check_seed_room(self.model, self.max_prompt_length, value, self.layout.depth)
+        self._max_seed_tracks = value
 
     @property
     def device(self):
@@ -305,6 +340,7 @@ class Text2Tracks(LatentModesMixin):
         source_prompt: str | Sequence[str | None] | None = None,
         n_samples: int | None = None,
         seed: int | None = 0,
+        seed_tracks: Iterable[str] | Sequence[Iterable[str] | None] | None = None,
     ) -> list[Recommendation] | list[list[Recommendation]]:
         """Recommend ``k`` tracks for one prompt or for each of a list of prompts.
 
@@ -337,13 +373,18 @@ class Text2Tracks(LatentModesMixin):
             n_samples: latent modes: latents per prompt (``None``: ``hybrid_settings``).
             seed: latent modes: the noise seed (the same noise for every prompt, so answers do
                 not depend on batching); ``None`` draws fresh noise each call.
+            seed_tracks: per prompt, track ids it continues, oldest first (a prompt may then be
+                ``""``): the model reads the last ``max_seed_tracks`` after the text; they are
+                never recommended back; unknown ids are ignored with a warning. The latent view
+                reads the text only (a latent mode needs text).
 
         Returns:
             ``list[Recommendation]`` (best first) for a ``str``; a list of those for a list.
 
         Raises:
             ValueError: bad ``k``, prompts, mode or options; a latent-mode option in generative
-                mode; a latent mode without a diffusion head.
+                mode; a latent mode without a diffusion head; a prompt with neither text nor a
+                known seed track.
 
         The module docstring and the class's give examples.
         """
@@ -362,6 +403,7 @@ class Text2Tracks(LatentModesMixin):
             source_prompt=source_prompt,
             n_samples=n_samples,
             seed=seed,
+            seed_tracks=seed_tracks,
         )
         answers = to_recommendations(
             items, scores, self.catalog.item_ids, self._names, self._artists
@@ -408,10 +450,19 @@ class Text2Tracks(LatentModesMixin):
         source_prompt=None,
         n_samples=None,
         seed=0,
+        seed_tracks=None,
     ) -> tuple[bool, np.ndarray, np.ndarray]:
         """``(single, item indices (n, k) int64, scores (n, k) float64)`` of a call."""
-        call = prepare_call(  # stacklevel 3: _rank -> recommend -> the user's line
-            prompt_or_prompts,
+        prompts, single, seeds, seeds_alone = seeded_prompts(  # stacklevel 3: _rank ->
+            prompt_or_prompts,  # recommend -> the user's line
+            seed_tracks,
+            self._catalogue_index,
+            max_seed_tracks=self.max_seed_tracks,
+            mode=mode,
+            stacklevel=3,
+        )
+        call = prepare_call(
+            prompts[0] if single else prompts,
             k,
             len(self),
             self._catalogue_index,
@@ -431,7 +482,12 @@ class Text2Tracks(LatentModesMixin):
                 n_samples=n_samples,
             ),
         )
-        texts, excluded, request = call.texts, call.excluded, call.request
+        texts, request = call.texts, call.request
+        texts = ["" if alone else text for text, alone in zip(texts, seeds_alone, strict=True)]
+        excluded = merge_excluded(call.excluded, seeds)
+        check_k_left(k, excluded, len(self))
+        if not self.max_seed_tracks:
+            seeds = [None] * len(texts)
         beams = beam_width(num_beams, self.num_beams, k)
         diversity = diversity_penalty(diversity, self.diversity)
         rows = [(np.zeros((0, k), np.int64), np.zeros((0, k), np.float64))]
@@ -440,7 +496,13 @@ class Text2Tracks(LatentModesMixin):
             if mode == "generative":
                 rows.append(
                     self._generative_batch(
-                        texts[start:stop], excluded[start:stop], k, beams, start, diversity
+                        texts[start:stop],
+                        excluded[start:stop],
+                        k,
+                        beams,
+                        start,
+                        diversity,
+                        seeds[start:stop],
                     )
                 )
             else:
@@ -453,6 +515,7 @@ class Text2Tracks(LatentModesMixin):
                         num_beams,
                         start,
                         request.rows(start, stop),
+                        seeds[start:stop],
                     )
                 )
         items = np.concatenate([r[0] for r in rows]).astype(np.int64, copy=False)
@@ -481,9 +544,32 @@ class Text2Tracks(LatentModesMixin):
         except KeyError:
             return None
 
-    def _generate(self, texts, excluded, k, num_beams, first_index, stacklevel, diversity=0.0):
+    def _generate(
+        self, texts, excluded, k, num_beams, first_index, stacklevel, diversity=0.0, seeds=None
+    ):
         """Beam search over one batch (the caller holds the lock); ``stacklevel`` counts from
-        the caller, as ``warnings.warn`` does."""
+        the caller, as ``warnings.warn`` does. ``seeds``: per prompt, the catalogue indices of
+        its seed tracks in order (or None)."""
+        if seeds is not None and any(s is not None for s in seeds):
+            if self._sid_token_ids is None:
+                self._sid_token_ids = self.layout.codes_to_token_ids(self.catalog.sid_codes)
+            return generate_seeded(
+                self.model,
+                self.tokenizer,
+                self.trie,
+                self.layout,
+                self._sid_token_ids,
+                texts,
+                excluded,
+                seeds,
+                k=k,
+                num_beams=num_beams,
+                max_length=self.max_prompt_length,
+                max_seeds=self.max_seed_tracks,
+                first_index=first_index,
+                stacklevel=stacklevel + 1,
+                diversity=diversity,
+            )
         return generate_items(
             self.model,
             self.tokenizer,
@@ -499,8 +585,15 @@ class Text2Tracks(LatentModesMixin):
             diversity=diversity,
         )
 
-    def _generative_batch(self, texts, excluded, k, num_beams, first_index, diversity):
+    def _generative_batch(self, texts, excluded, k, num_beams, first_index, diversity, seeds):
         with self._lock:  # stacklevel 4: here -> _rank -> recommend -> the user's line
             return self._generate(
-                texts, excluded, k, num_beams, first_index, stacklevel=4, diversity=diversity
+                texts,
+                excluded,
+                k,
+                num_beams,
+                first_index,
+                stacklevel=4,
+                diversity=diversity,
+                seeds=seeds,
             )

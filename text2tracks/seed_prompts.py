@@ -1,0 +1,322 @@
+"""Seed tracks in the API: a prompt is a title (possibly empty) plus zero or more seed tracks,
+in order (oldest first, as in a playlist).
+
+Decisions (each tested in ``tests/test_seed_tracks.py``):
+
+- ``seed_tracks`` is one collection of track ids for every prompt, or, with a list of prompts,
+  one collection (or ``None``) per prompt. Its order is kept; ids the catalogue does not know are
+  ignored with one ``UserWarning`` naming a few of them.
+- Seeds are never recommended back: they join the prompt's ``exclude``.
+- A prompt may be empty when it has known seeds; with neither text nor a known seed it raises
+  ``ValueError`` naming the prompt and the fix.
+- The model reads the seeds as their semantic-ID tokens after the title
+  (:func:`text2tracks.data.seeded_prompt_ids`, the encoding training uses): the title keeps its
+  own limit (``max_prompt_length`` tokens, cut with a warning as before) and the seeds theirs
+  (the last ``max_seed_tracks``, each ID whole, with a warning naming the prompt when older
+  ones are left out), so neither is cut to make room for the other.
+- A model trained without seeds (``max_seed_tracks`` 0, the default of an artifact whose
+  training had ``seed_prob`` 0) does not read them: they are only excluded, with a warning, and
+  a prompt of seeds alone raises ``ValueError``.
+
+``max_seed_tracks`` is stored in ``seq2seq/seed_tracks.json`` (written by
+:meth:`Text2Tracks.save_pretrained`), or read from the training run's ``train_config.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+SEED_SETTINGS_NAME = "seed_tracks.json"
+TRAIN_CONFIG_NAME = "train_config.json"
+_UNKNOWN_SHOWN = 5
+# prepare_call refuses empty prompts; a prompt of seeds alone passes it under this text, which
+# is replaced by "" again before the model reads it
+_SEEDS_ONLY = "(seed tracks only)"
+
+
+def check_max_seed_tracks(value) -> int:
+    """``value`` as an int; ``ValueError`` unless an integer >= 0 (0: the model reads no seeds)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(
+            f"max_seed_tracks must be an integer >= 0 (0: the model reads no seeds), got {value!r}"
+        )
+    return int(value)
+
+
+def read_max_seed_tracks(seq2seq_dir: str | Path) -> int:
+    """How many seeds the model of ``seq2seq_dir`` reads: ``seed_tracks.json``'s
+    ``max_seed_tracks``, else its training's (``train_config.json``, when ``seed_prob`` > 0),
+    else 0."""
+    seq2seq_dir = Path(seq2seq_dir)
+    path = seq2seq_dir / SEED_SETTINGS_NAME
+    if path.is_file():
+        with open(path, encoding="utf-8") as f:
+            return check_max_seed_tracks(json.load(f).get("max_seed_tracks", 0))
+    path = seq2seq_dir / TRAIN_CONFIG_NAME
+    if path.is_file():
+        with open(path, encoding="utf-8") as f:
+            config = json.load(f).get("config", {})
+        if config.get("seed_prob", 0) > 0:
+            return check_max_seed_tracks(config.get("max_seed_tracks", 0))
+    return 0
+
+
+def write_max_seed_tracks(seq2seq_dir: str | Path, max_seed_tracks: int) -> None:
+    """Record ``max_seed_tracks`` in ``seq2seq_dir/seed_tracks.json`` (atomically)."""
+    from text2tracks.artifacts import write_json_atomic
+
+    write_json_atomic(
+        Path(seq2seq_dir) / SEED_SETTINGS_NAME,
+        {"max_seed_tracks": check_max_seed_tracks(max_seed_tracks)},
+    )
+
+
+def resolve_seed_tracks(
+    value,
+    index_of: Callable[[str], int | None],
+    n_prompts: int,
+    single: bool,
+    *,
+    stacklevel: int,
+) -> list[np.ndarray | None]:
+    """``seed_tracks`` -> per prompt, the catalogue indices of its known seeds in the order
+    given (int64; ``None`` where a prompt has none). Unknown ids: one ``UserWarning``."""
+    if value is None:
+        return [None] * n_prompts
+    if isinstance(value, str):
+        value = [value]
+    if isinstance(value, Mapping) or not isinstance(value, Iterable):
+        raise TypeError(
+            "seed_tracks must be a list of track ids (or one list per prompt), got "
+            f"{type(value).__name__}"
+        )
+    value = list(value)
+    per_prompt = (
+        not single
+        and len(value) > 0
+        and all(e is None or (isinstance(e, Iterable) and not isinstance(e, str)) for e in value)
+    )
+    if per_prompt and len(value) != n_prompts:
+        raise ValueError(
+            f"seed_tracks has {len(value)} lists for {n_prompts} prompts; give one list (or "
+            "None) per prompt, or a single list of track ids for all of them"
+        )
+    groups = [[] if e is None else list(e) for e in value] if per_prompt else [value]
+    unknown: list[str] = []
+    out: list[np.ndarray | None] = []
+    for group in groups:
+        found = []
+        for track_id in group:
+            if not isinstance(track_id, str):
+                raise TypeError(
+                    f"seed_tracks holds track ids (str), got {type(track_id).__name__} {track_id!r}"
+                )
+            index = index_of(track_id)
+            if index is None:
+                unknown.append(track_id)
+            else:
+                found.append(index)
+        out.append(np.asarray(found, dtype=np.int64) if found else None)
+    if unknown:
+        names = list(dict.fromkeys(unknown))
+        shown = ", ".join(repr(t) for t in names[:_UNKNOWN_SHOWN])
+        more = len(names) - _UNKNOWN_SHOWN
+        warnings.warn(
+            f"seed_tracks: ignored {len(names)} track id(s) that are not in the catalogue "
+            f"({shown}{f' and {more} more' if more > 0 else ''})",
+            UserWarning,
+            stacklevel=stacklevel + 1,
+        )
+    return out if per_prompt else out * n_prompts
+
+
+def call_prompts(
+    prompts: list, seeds: list[np.ndarray | None], reads_seeds: bool
+) -> tuple[list, list[bool]]:
+    """``(prompts to check as usual, seeds_alone)``: a prompt of seeds alone stands in as a
+    placeholder text, and ``seeds_alone`` marks it; ``ValueError`` for a prompt with neither
+    text nor a known seed, naming it and the fix."""
+    from text2tracks.data import normalize_prompt
+
+    out, alone = list(prompts), [False] * len(prompts)
+    for i, (prompt, found) in enumerate(zip(prompts, seeds, strict=True)):
+        if not isinstance(prompt, str) or normalize_prompt(prompt):
+            continue  # a non-str prompt gets prepare_call's TypeError
+        if found is None:
+            raise ValueError(
+                f"prompt {i} has neither text ({prompt!r}) nor a seed track in the catalogue; "
+                "give some text, or seed_tracks with catalogue track ids"
+            )
+        if not reads_seeds:
+            raise ValueError(
+                f"prompt {i} has seed tracks but no text, and this model was trained without "
+                "seed tracks (max_seed_tracks 0), so it cannot read them; give some text, or "
+                "train with --seed-prob > 0"
+            )
+        out[i], alone[i] = _SEEDS_ONLY, True
+    return out, alone
+
+
+def seeded_prompts(
+    prompt_or_prompts,
+    seed_tracks,
+    index_of: Callable[[str], int | None],
+    *,
+    max_seed_tracks: int,
+    mode: str,
+    stacklevel: int,
+) -> tuple[list, bool, list[np.ndarray | None], list[bool]]:
+    """The prompts of a call and their seeds: ``(prompts to check as usual, single, seeds,
+    seeds_alone)`` (:func:`resolve_seed_tracks`, then :func:`call_prompts`); a latent mode
+    refuses a prompt of seeds alone, and a model that reads no seeds warns that they are only
+    excluded (:func:`warn_unread_seeds`)."""
+    from text2tracks.options import prompt_list
+
+    prompts, single = prompt_list(prompt_or_prompts)
+    seeds = resolve_seed_tracks(
+        seed_tracks, index_of, len(prompts), single, stacklevel=stacklevel + 1
+    )
+    prompts, seeds_alone = call_prompts(prompts, seeds, max_seed_tracks > 0)
+    if mode != "generative" and any(seeds_alone):
+        raise ValueError(
+            f"prompt {seeds_alone.index(True)} has seed tracks but no text, and "
+            f"mode={mode!r} reads the text (the diffusion head does not read seeds); give "
+            "some text, or use mode='generative'"
+        )
+    if not max_seed_tracks:
+        warn_unread_seeds(seeds, stacklevel=stacklevel + 1)
+    return prompts, single, seeds, seeds_alone
+
+
+def merge_excluded(
+    excluded: Sequence[np.ndarray | None], seeds: Sequence[np.ndarray | None]
+) -> list[np.ndarray | None]:
+    """Each prompt's excluded indices joined with its seeds (sorted unique int64)."""
+    out = []
+    for e, s in zip(excluded, seeds, strict=True):
+        if s is None:
+            out.append(e)
+        else:
+            out.append(np.union1d(s, e) if e is not None else np.unique(s))
+    return out
+
+
+def warn_unread_seeds(seeds: Sequence[np.ndarray | None], stacklevel: int) -> None:
+    """A model that reads no seeds: say that they only keep their tracks out of the answer."""
+    if any(s is not None for s in seeds):
+        warnings.warn(
+            "seed_tracks: this model was trained without seed tracks (max_seed_tracks 0), so "
+            "it reads the text only; the seeds are only kept out of the answer (train with "
+            "--seed-prob > 0 for a model that continues from them)",
+            UserWarning,
+            stacklevel=stacklevel + 1,
+        )
+
+
+def seeded_batch(
+    tokenizer,
+    texts: list[str],
+    seeds: Sequence[np.ndarray | None],
+    sid_token_ids: np.ndarray,
+    *,
+    max_length: int,
+    max_seeds: int,
+    first_index: int,
+    stacklevel: int,
+):
+    """``(input_ids, attention_mask)`` int64 tensors of a batch of prompts with seeds, each
+    :func:`text2tracks.data.seeded_prompt_ids` of its title and seeds, right-padded; a warning
+    names each prompt whose title or seeds were cut."""
+    import torch
+
+    from text2tracks.data import encode_prompts, pad_prompts, seeded_prompt_ids
+    from text2tracks.options import warn_long_prompts
+
+    lengths = [len(ids) for ids in tokenizer(texts, truncation=False)["input_ids"]]
+    warn_long_prompts(lengths, max_length, "tokens", "the model", first_index, stacklevel + 1)
+    for i, found in enumerate(seeds):
+        if found is not None and len(found) > max_seeds:
+            warnings.warn(
+                f"prompt {first_index + i} has {len(found)} seed tracks, more than the model "
+                f"reads ({max_seeds}); the {len(found) - max_seeds} oldest were truncated",
+                UserWarning,
+                stacklevel=stacklevel + 1,
+            )
+    titles = encode_prompts(tokenizer, texts, max_length, normalize=False)
+    prompts = [
+        seeded_prompt_ids(title, found, sid_token_ids, max_seeds)
+        for title, found in zip(titles, seeds, strict=True)
+    ]
+    input_ids, attention_mask = pad_prompts(prompts, tokenizer.pad_token_id)
+    return torch.from_numpy(input_ids), torch.from_numpy(attention_mask)
+
+
+def check_seed_room(model, max_prompt_length: int, max_seed_tracks: int, depth: int) -> None:
+    """An encoder with absolute positions (MiniLM / BERT) must hold the longest prompt:
+    ``max_prompt_length`` title tokens and ``max_seed_tracks`` IDs of ``depth`` tokens."""
+    config = getattr(model, "config", None)
+    encoder_config = getattr(config, "encoder", None)
+    limit = getattr(encoder_config, "max_position_embeddings", None)
+    longest = max_prompt_length + max_seed_tracks * depth
+    if isinstance(limit, int) and max_seed_tracks and longest > limit:
+        raise ValueError(
+            f"prompts with seeds take up to {longest} tokens ({max_prompt_length} for the title "
+            f"+ {max_seed_tracks} seeds x {depth}), more than the encoder's {limit} positions; "
+            "lower max_seed_tracks"
+        )
+
+
+def generate_seeded(
+    model,
+    tokenizer,
+    trie,
+    layout,
+    sid_token_ids: np.ndarray,
+    texts: list[str],
+    excluded: Sequence[np.ndarray | None],
+    seeds: Sequence[np.ndarray | None],
+    *,
+    k: int,
+    num_beams: int,
+    max_length: int,
+    max_seeds: int,
+    first_index: int,
+    stacklevel: int,
+    diversity: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`text2tracks.generative.generate_items` for a batch with seeds (the caller holds
+    the model lock): the encoder reads :func:`seeded_batch`, then the API's one ranking
+    (:func:`text2tracks.generative.search_items`). Item indices int64 and scores float64,
+    ``(batch, k)``."""
+    from text2tracks.generative import search_items
+
+    input_ids, attention_mask = seeded_batch(
+        tokenizer,
+        texts,
+        seeds,
+        sid_token_ids,
+        max_length=max_length,
+        max_seeds=max_seeds,
+        first_index=first_index,
+        stacklevel=stacklevel + 1,
+    )
+    device = next(model.parameters()).device
+    exclude = (
+        None if all(e is None for e in excluded) else [() if e is None else e for e in excluded]
+    )
+    return search_items(
+        model,
+        input_ids.to(device),
+        attention_mask.to(device),
+        trie,
+        layout,
+        k=k,
+        num_beams=num_beams,
+        diversity=diversity,
+        exclude=exclude,
+    )
