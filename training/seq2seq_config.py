@@ -18,6 +18,12 @@ from text2tracks.seed_draw import DEFAULT_MAX_SEED_TRACKS, SeedDraw
 _SCHEDULES = ("linear", "cosine", "constant")
 _PRECISIONS = ("no", "fp16", "bf16")
 TARGET_SOURCES = ("playlist", "teacher")
+_SEED_FIELDS = {
+    "prob": "seed_prob",
+    "max_seeds": "max_seed_tracks",
+    "title_drop": "seed_title_drop",
+    "random_subset": "seed_random_subset",
+}
 
 
 @dataclass(frozen=True)
@@ -196,11 +202,12 @@ class TrainConfig:
                 raise ValueError("popularity_power applies to target_source='playlist' only")
         try:
             self.seed_draw()
-        except ValueError as err:
-            raise ValueError(
-                f"seed options: {err} (flags --seed-prob, --max-seed-tracks, "
-                "--seed-title-drop, --seed-random-subset)"
-            ) from None
+        except ValueError as err:  # SeedDraw names its fields; say which of ours it was
+            message = str(err)
+            for inner, outer in _SEED_FIELDS.items():
+                if message.startswith(inner + " "):
+                    message = outer + message[len(inner) :]
+            raise ValueError(message) from None
         if not (
             isinstance(self.teacher_own_weight, (int, float)) and 0 <= self.teacher_own_weight <= 1
         ):

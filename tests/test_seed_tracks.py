@@ -1,0 +1,444 @@
+"""Prompts with seed tracks: the training draw, the one encoding (title tokens, then each seed's
+ID tokens), the API's decisions, and a tiny model that learns to continue from its seeds.
+
+Synthetic catalogue whose right answer is known: 4 groups of 8 tracks, the first ID code is the
+group; every playlist holds tracks of one group and every title is the same word, so only the
+seeds can tell the group.
+"""
+
+import hashlib
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from semantic_ids.catalog import SemanticIDCatalog
+from text2tracks.data import (
+    PromptBatches,
+    Seq2SeqCollator,
+    Seq2SeqPairs,
+    encode_prompts,
+    seeded_prompt_ids,
+)
+from text2tracks.seed_draw import SeedDraw, draw_seeds
+
+N_GROUPS, PER_GROUP = 4, 8
+TITLE = "mix"
+
+
+def _catalog() -> SemanticIDCatalog:
+    ids = [f"g{g}:t{i}" for g in range(N_GROUPS) for i in range(PER_GROUP)]
+    codes = np.array([[g, i, 0] for g in range(N_GROUPS) for i in range(PER_GROUP)], np.int64)
+    return SemanticIDCatalog(ids, codes, (N_GROUPS, PER_GROUP, 1))
+
+
+def _group(item: int) -> int:
+    return item // PER_GROUP
+
+
+def _model_config():
+    from text2tracks.modeling import ModelConfig
+
+    return ModelConfig(
+        d_model=32,
+        num_layers=1,
+        num_decoder_layers=1,
+        num_heads=2,
+        d_ff=64,
+        max_prompt_length=16,
+        tokenizer="bytes",
+    )
+
+
+def _model_parts(seed: int = 0):
+    from text2tracks.modeling import build_seq2seq
+
+    torch.manual_seed(seed)
+    return build_seq2seq(_model_config(), _catalog().level_sizes)
+
+
+def _recommender(max_seed_tracks: int = 4, model_parts=None):
+    from text2tracks import Text2Tracks
+
+    model, tokenizer, layout = model_parts or _model_parts()
+    return Text2Tracks(
+        model,
+        tokenizer,
+        layout,
+        _catalog(),
+        max_seed_tracks=max_seed_tracks,
+        num_beams=8,
+        model_config=_model_config().to_dict(),
+    )
+
+
+# ------------------------------------------------------------------ the default is unchanged
+
+# sha256 of the examples and collated batches of four option sets over three epochs, computed
+# with the code before seed tracks existed (commit c4d383c): the default must stay bit-identical
+DEFAULT_DIGEST = "f0c5c0bb18375bb65d92ffd9427e86d6d8f64837d36f7fbeb2dcf8f448c940c5"
+
+
+def _digest_fixture():
+    rng = np.random.default_rng(5)
+    n_items, depth = 40, 3
+    sid = (rng.integers(0, 8, (n_items, depth)) + 10 + np.arange(depth) * 8).astype(np.int64)
+    prompts = [np.r_[rng.integers(3, 9, rng.integers(1, 6)), 1].astype(np.int64) for _ in range(30)]
+    relevant = [rng.choice(n_items, rng.integers(0, 12), replace=False).tolist() for _ in range(30)]
+    weights = [rng.random(len(r)) + 0.01 for r in relevant]
+    counts = rng.integers(1, 50, n_items)
+    return prompts, relevant, sid, weights, counts
+
+
+def test_default_examples_are_bit_identical_to_before_seeds():
+    prompts, relevant, sid, weights, counts = _digest_fixture()
+    digest = hashlib.sha256()
+    configs = [
+        dict(targets_per_playlist=0),
+        dict(targets_per_playlist=4, popularity_power=0.5, item_counts=counts),
+        dict(
+            targets_per_playlist=3,
+            target_weights=weights,
+            group_size=4,
+            bucket_batches=2,
+            batch_size=5,
+        ),
+        dict(targets_per_playlist=5, group_size=3),
+    ]
+    for options in configs:
+        pairs = Seq2SeqPairs(prompts, relevant, sid, 1, seed=3, **options)
+        collate = Seq2SeqCollator(
+            prompts, sid, 0, 1, share_prompts=options.get("group_size", 1) > 1
+        )
+        for epoch in range(3):
+            pairs.set_epoch(epoch)
+            batch = [pairs[i] for i in range(len(pairs))]
+            digest.update(np.asarray(batch, dtype=np.int64).tobytes())
+            out = collate(batch[:7])
+            for key in sorted(out):
+                digest.update(key.encode())
+                digest.update(out[key].numpy().tobytes())
+    assert digest.hexdigest() == DEFAULT_DIGEST
+
+
+def test_train_config_default_draws_no_seeds():
+    from training.seq2seq_config import TrainConfig
+
+    config = TrainConfig(artifact="a", playlists="p")
+    assert config.seed_prob == 0 and config.seed_draw() is None
+    assert TrainConfig(artifact="a", playlists="p", seed_prob=0.5).seed_draw().prob == 0.5
+    with pytest.raises(ValueError, match="seed_prob"):
+        TrainConfig(artifact="a", playlists="p", seed_prob=1.5)
+    with pytest.raises(ValueError, match="max_seed_tracks"):
+        TrainConfig(artifact="a", playlists="p", seed_prob=0.5, max_seed_tracks=0)
+
+
+# ------------------------------------------------------------------ the encoding
+
+
+def test_seeded_prompt_ids_title_then_the_most_recent_seed_ids():
+    sid = np.array([[10, 20, 30], [11, 21, 31], [12, 22, 32]], np.int64)
+    title = np.array([5, 6, 1])
+    assert seeded_prompt_ids(title, [2, 0], sid, 5).tolist() == [5, 6, 1, 12, 22, 32, 10, 20, 30]
+    assert seeded_prompt_ids(title, [2, 0, 1], sid, 2).tolist() == [5, 6, 1, 10, 20, 30, 11, 21, 31]
+    assert seeded_prompt_ids(title, [2, 0], sid, 0).tolist() == [5, 6, 1]
+    assert seeded_prompt_ids(title, None, sid, 3).tolist() == [5, 6, 1]
+
+
+def test_api_and_training_encode_a_seeded_prompt_alike():
+    from text2tracks.seed_prompts import seeded_batch
+
+    model, tokenizer, layout = _model_parts()
+    sid = layout.codes_to_token_ids(_catalog().sid_codes)
+    seeds = np.array([3, 9, 17])
+    titles = encode_prompts(tokenizer, [TITLE], 16)
+    blank = encode_prompts(tokenizer, [""], 16)[0]
+    collate = Seq2SeqCollator(
+        titles, sid, tokenizer.pad_token_id, 1, blank_prompt_ids=blank, max_seed_tracks=2
+    )
+    for text, with_title in ((TITLE, True), ("", False)):
+        trained = collate([(0, 0, seeds, with_title)])
+        with pytest.warns(UserWarning, match="1 oldest were truncated"):
+            api_ids, api_mask = seeded_batch(
+                tokenizer,
+                [text],
+                [seeds],
+                sid,
+                max_length=16,
+                max_seeds=2,
+                first_index=0,
+                stacklevel=1,
+            )
+        assert torch.equal(trained["input_ids"], api_ids)
+        assert torch.equal(trained["attention_mask"], api_mask)
+
+
+# ------------------------------------------------------------------ the training draw
+
+
+def _playlists(n: int = 60, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    groups = rng.integers(0, N_GROUPS, n)
+    lengths = rng.integers(1, PER_GROUP + 1, n)
+    return [
+        (g * PER_GROUP + rng.permutation(PER_GROUP)[:length]).tolist()
+        for g, length in zip(groups, lengths, strict=True)
+    ]
+
+
+def test_seed_draw_prefix_or_ordered_subset_and_other_tracks_as_targets():
+    own = _playlists()
+    sid = _catalog().sid_codes + 10
+    draw = SeedDraw(prob=0.7, max_seeds=5, title_drop=0.5, random_subset=0.5)
+    prompts = [np.array([7, 1])] * len(own)
+    pairs = Seq2SeqPairs(
+        prompts, own, sid, 1, targets_per_playlist=2, seeds=draw, blank_prompt_ids=np.array([1])
+    )
+    seen_prefix = seen_subset = seen_untitled = 0
+    for epoch in range(4):
+        pairs.set_epoch(epoch)
+        seeds = pairs.epoch_seeds
+        for p, tracks in enumerate(own):
+            chosen = pairs.seeds_of(p).tolist()
+            if not seeds.has_seeds[p]:
+                assert chosen == [] and seeds.with_title[p]
+                continue
+            assert 1 <= len(chosen) <= min(5, len(tracks) - 1)
+            positions = [tracks.index(t) for t in chosen]
+            assert positions == sorted(positions)  # playlist order kept
+            seen_prefix += positions == list(range(len(chosen)))
+            seen_subset += positions != list(range(len(chosen)))
+            seen_untitled += not seeds.with_title[p]
+        for i in range(len(pairs)):
+            playlist, item, chosen, _ = pairs[i]
+            assert item in own[playlist] and item not in chosen.tolist()
+    assert seen_prefix and seen_subset and seen_untitled
+    assert not np.any(seeds.has_seeds[[len(t) < 2 for t in own]])
+
+
+def test_seed_draw_is_deterministic_and_teacher_playlists_use_own_tracks():
+    own = _playlists()
+    teacher = [[0, 1, 2]] * len(own)  # a teacher list unrelated to the playlists
+    sid = _catalog().sid_codes + 10
+    kwargs = dict(
+        targets_per_playlist=2,
+        target_weights=[[1.0, 1.0, 1.0]] * len(own),
+        seeds=SeedDraw(prob=0.5, max_seeds=3),
+        own_tracks=own,
+        blank_prompt_ids=np.array([1]),
+        seed=4,
+        group_size=2,
+        bucket_batches=2,
+        batch_size=4,
+    )
+    prompts = [np.array([7, 1])] * len(own)
+    a = Seq2SeqPairs(prompts, teacher, sid, 1, **kwargs)
+    b = Seq2SeqPairs(prompts, teacher, sid, 1, **kwargs)
+    b.set_epoch(1)
+    b.set_epoch(0)
+    items_a = [(p, i, s.tolist(), t) for p, i, s, t in (a[j] for j in range(len(a)))]
+    items_b = [(p, i, s.tolist(), t) for p, i, s, t in (b[j] for j in range(len(b)))]
+    assert items_a == items_b
+    for playlist, item, chosen, _ in items_a:
+        if chosen:
+            assert item in own[playlist] and item not in chosen
+        else:
+            assert item in teacher[playlist]
+
+
+def test_seed_draw_checks_its_options():
+    with pytest.raises(ValueError, match="prob"):
+        SeedDraw(prob=-0.1)
+    with pytest.raises(ValueError, match="title_drop"):
+        SeedDraw(prob=0.5, title_drop=2)
+    with pytest.raises(ValueError, match="blank_prompt_ids"):
+        Seq2SeqPairs([np.array([1])], [[0, 1]], np.zeros((2, 2), np.int64), 1, seeds=SeedDraw(1))
+    indptr, items = np.array([0, 3, 3, 5]), np.array([0, 1, 2, 3, 4])
+    draw = draw_seeds(indptr, items, SeedDraw(1.0, max_seeds=2), np.random.default_rng(0))
+    assert draw.n_seeds().tolist() == [len(draw.seeds_of(p)) for p in range(3)]
+
+
+def test_collator_shares_equal_seeded_prompts_only():
+    sid = np.array([[10, 20], [11, 21], [12, 22]], np.int64)
+    prompts = [np.array([5, 1]), np.array([5, 1])]
+    collate = Seq2SeqCollator(
+        prompts, sid, 0, 1, share_prompts=True, blank_prompt_ids=np.array([1]), max_seed_tracks=3
+    )
+    batch = [
+        (0, 2, np.array([0]), True),
+        (0, 1, np.array([0]), True),
+        (1, 2, np.array([0]), True),  # same title and seeds: the same prompt row
+        (1, 0, np.array([1]), False),
+    ]
+    out = collate(batch)
+    assert out["prompt_index"].tolist() == [0, 0, 0, 1]
+    assert out["input_ids"].tolist() == [[5, 1, 10, 20], [1, 11, 21, 0]]
+
+
+def test_validation_prompt_batches_carry_the_pairs_seeds():
+    own = _playlists(20)
+    sid = _catalog().sid_codes + 10
+    pairs = Seq2SeqPairs(
+        [np.array([7, 1])] * len(own),
+        own,
+        sid,
+        1,
+        targets_per_playlist=1,
+        shuffle=False,
+        seeds=SeedDraw(prob=1.0, max_seeds=3),
+        blank_prompt_ids=np.array([1]),
+    )
+    batches = PromptBatches(len(own), pairs)
+    for p in range(len(own)):
+        assert batches[p][2].tolist() == pairs.seeds_of(p).tolist()
+    assert PromptBatches(3)[1] == (1, 0)
+
+
+# ------------------------------------------------------------------ the API's decisions
+
+
+def test_seeds_are_never_recommended_back():
+    rec = _recommender(max_seed_tracks=8)
+    seeds = [f"g0:t{i}" for i in range(6)]
+    for answer in (
+        rec.recommend(TITLE, k=20, seed_tracks=seeds, diversity=0),
+        rec.recommend("", k=20, seed_tracks=seeds),
+    ):
+        assert len(answer) == 20
+        assert not {r.track_id for r in answer} & set(seeds)
+    ids, _ = rec.recommend_arrays([TITLE, TITLE], k=26, seed_tracks=[seeds, None])
+    assert not set(ids[0]) & set(seeds) and len(set(ids[1])) == 26
+    with pytest.raises(ValueError, match="left"):
+        rec.recommend(TITLE, k=30, seed_tracks=seeds)
+
+
+def test_unknown_seeds_warn_and_are_ignored():
+    rec = _recommender()
+    with pytest.warns(UserWarning, match="not-a-track"):
+        with_unknown = rec.recommend(TITLE, k=3, seed_tracks=["g1:t0", "not-a-track"])
+    assert with_unknown == rec.recommend(TITLE, k=3, seed_tracks=["g1:t0"])
+
+
+def test_a_prompt_needs_text_or_a_known_seed():
+    rec = _recommender()
+    with pytest.raises(ValueError, match="neither text .* nor a seed track"):
+        rec.recommend("  ", k=3)
+    with pytest.warns(UserWarning, match="nope"):
+        with pytest.raises(ValueError, match="prompt 1 has neither"):
+            rec.recommend([TITLE, ""], k=3, seed_tracks=[None, ["nope"]])
+    assert len(rec.recommend("", k=3, seed_tracks=["g2:t1"])) == 3
+
+
+def test_batch_equals_single_with_seeds():
+    rec = _recommender()
+    seeds = [["g0:t1", "g0:t2"], None, ["g3:t4"]]
+    prompts = [TITLE, "other", ""]
+    batch = rec.recommend(prompts, k=4, seed_tracks=seeds)
+    for prompt, seed_tracks, answer in zip(prompts, seeds, batch, strict=True):
+        single = rec.recommend(prompt, k=4, seed_tracks=seed_tracks)
+        assert [r.track_id for r in single] == [r.track_id for r in answer]
+        np.testing.assert_allclose([r.score for r in single], [r.score for r in answer], rtol=1e-5)
+
+
+def test_only_the_most_recent_seeds_are_read():
+    rec = _recommender(max_seed_tracks=2)
+    old, recent = ["g0:t1", "g1:t1", "g2:t1"], ["g3:t1", "g3:t2"]
+    with pytest.warns(UserWarning, match="3 oldest were truncated"):
+        cut = rec.recommend_arrays(TITLE, k=5, seed_tracks=old + recent)
+    plain = rec.recommend_arrays(TITLE, k=5, seed_tracks=recent, exclude=old)
+    assert cut[0].tolist() == plain[0].tolist()
+    np.testing.assert_allclose(cut[1], plain[1], rtol=1e-5)
+
+
+def test_a_model_trained_without_seeds_only_excludes_them(tmp_path):
+    rec = _recommender(max_seed_tracks=0)
+    with pytest.warns(UserWarning, match="trained without seed tracks"):
+        answer = rec.recommend(TITLE, k=5, seed_tracks=["g0:t0"])
+    assert answer == rec.recommend(TITLE, k=5, exclude=["g0:t0"])
+    with pytest.raises(ValueError, match="cannot read them"):
+        rec.recommend("", k=5, seed_tracks=["g0:t0"])
+    with pytest.raises(ValueError, match="max_seed_tracks"):
+        rec.max_seed_tracks = -1
+
+
+def test_max_seed_tracks_survives_save_and_load(tmp_path):
+    from text2tracks import Text2Tracks
+
+    rec = _recommender(max_seed_tracks=3)
+    rec.save_pretrained(tmp_path / "artifact")
+    loaded = Text2Tracks.from_pretrained(tmp_path / "artifact", device="cpu")
+    assert loaded.max_seed_tracks == 3
+    seeds = ["g0:t1", "g2:t3"]
+    loaded.num_beams = rec.num_beams
+    assert loaded.recommend("", k=4, seed_tracks=seeds) == rec.recommend("", k=4, seed_tracks=seeds)
+
+
+def test_max_seed_tracks_from_the_training_config(tmp_path):
+    import json
+
+    from text2tracks.seed_prompts import read_max_seed_tracks
+
+    (tmp_path / "train_config.json").write_text(
+        json.dumps({"config": {"seed_prob": 0.0, "max_seed_tracks": 50}})
+    )
+    assert read_max_seed_tracks(tmp_path) == 0
+    (tmp_path / "train_config.json").write_text(
+        json.dumps({"config": {"seed_prob": 0.5, "max_seed_tracks": 50}})
+    )
+    assert read_max_seed_tracks(tmp_path) == 50
+
+
+# ------------------------------------------------------------------ a tiny model learns seeds
+
+
+def test_a_tiny_model_continues_from_its_seeds():
+    """Titles say nothing, seeds say the group: after a few hundred steps the answers to a
+    prompt of seeds are tracks of the seeds' group (chance: 1 in 4), never the seeds."""
+    model, tokenizer, layout = _model_parts(seed=1)
+    catalog = _catalog()
+    sid = layout.codes_to_token_ids(catalog.sid_codes)
+    own = _playlists(400, seed=2)
+    titles = encode_prompts(tokenizer, [TITLE] * len(own), 16)
+    blank = encode_prompts(tokenizer, [""], 16)[0]
+    draw = SeedDraw(prob=1.0, max_seeds=4, title_drop=0.5, random_subset=0.5)
+    pairs = Seq2SeqPairs(
+        titles, own, sid, 1, targets_per_playlist=3, seeds=draw, blank_prompt_ids=blank
+    )
+    collate = Seq2SeqCollator(
+        titles, sid, tokenizer.pad_token_id, 1, blank_prompt_ids=blank, max_seed_tracks=4
+    )
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    torch.set_num_threads(1)
+    for epoch in range(12):
+        pairs.set_epoch(epoch)
+        order = np.arange(len(pairs))
+        for start in range(0, len(order), 64):
+            batch = collate([pairs[i] for i in order[start : start + 64]])
+            loss = model(
+                input_ids=batch["input_ids"],
+                attention_mask=batch["attention_mask"],
+                labels=batch["labels"],
+            ).loss
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    rec = _recommender(max_seed_tracks=4, model_parts=(model, tokenizer, layout))
+    prompts, seeds, groups = [], [], []
+    for g in range(N_GROUPS):
+        for text, chosen in ((TITLE, [0, 1]), ("", [2, 5, 6]), (TITLE, [7])):
+            prompts.append(text)
+            seeds.append([f"g{g}:t{i}" for i in chosen])
+            groups.append(g)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        answers = rec.recommend(prompts, k=3, seed_tracks=seeds, diversity=0)
+    in_group = [
+        int(r.track_id.split(":")[0][1:]) == g
+        for a, g in zip(answers, groups, strict=True)
+        for r in a
+    ]
+    assert np.mean(in_group) >= 0.9
+    for answer, chosen in zip(answers, seeds, strict=True):
+        assert not {r.track_id for r in answer} & set(chosen)
