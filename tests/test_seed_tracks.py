@@ -322,10 +322,10 @@ def test_unknown_seeds_warn_and_are_ignored():
 
 def test_a_prompt_needs_text_or_a_known_seed():
     rec = _recommender()
-    with pytest.raises(ValueError, match="neither text .* nor a seed track"):
+    with pytest.raises(ValueError, match="prompt 0 is empty .* no seed track"):
         rec.recommend("  ", k=3)
     with pytest.warns(UserWarning, match="nope"):
-        with pytest.raises(ValueError, match="prompt 1 has neither"):
+        with pytest.raises(ValueError, match="prompt 1 is empty"):
             rec.recommend([TITLE, ""], k=3, seed_tracks=[None, ["nope"]])
     assert len(rec.recommend("", k=3, seed_tracks=["g2:t1"])) == 3
 

@@ -103,20 +103,12 @@ from text2tracks.latent import (
 from text2tracks.latent_modes import LatentModesMixin
 from text2tracks.metadata import CATALOG_SUBDIR, TRACKS_NAME, names_and_artists, read_track_metadata
 from text2tracks.modeling import DEFAULT_DIVERSITY
-from text2tracks.options import (
-    DEFAULT_EDIT_STRENGTH,
-    MODES,
-    check_k_left,
-    prepare_call,
-)
+from text2tracks.options import DEFAULT_EDIT_STRENGTH, MODES
 from text2tracks.recommendation import Recommendation, to_recommendations
 from text2tracks.seed_prompts import (
-    check_max_seed_tracks,
-    check_seed_room,
-    generate_seeded,
-    merge_excluded,
+    SeedTracksMixin,
+    prepare_seeded_call,
     read_max_seed_tracks,
-    seeded_prompts,
     write_max_seed_tracks,
 )
 from text2tracks.storage import (
@@ -146,7 +138,7 @@ __all__ = [
 ]
 
 
-class Text2Tracks(LatentModesMixin):
+class Text2Tracks(LatentModesMixin, SeedTracksMixin):
     """A trained recommender: prompt -> ranked catalogue tracks.
 
     Build it with :meth:`from_pretrained` (the usual way) or from its parts. Example::
@@ -228,7 +220,6 @@ class Text2Tracks(LatentModesMixin):
         self.model_config = dict(model_config) if model_config else None
         self.trie = FlatTrie.from_codes(catalog.sid_codes, catalog.level_sizes)
         self.max_seed_tracks = max_seed_tracks
-        self._sid_token_ids: np.ndarray | None = None  # (n_items, depth), on first seeded call
         self._names, self._artists = names_and_artists(catalog.item_ids, track_metadata)
         self._id_array: np.ndarray | None = None  # catalogue ids as a numpy str array, on first use
         self._lock = threading.Lock()  # the tokenizer, generate and the head are not re-entrant
@@ -301,17 +292,6 @@ class Text2Tracks(LatentModesMixin):
         return len(self.catalog)
 
     @property
-    def max_seed_tracks(self) -> int:
-        """The most seed tracks the model reads per prompt (settable; checked)."""
-        return self._max_seed_tracks
-
-    @max_seed_tracks.setter
-    def max_seed_tracks(self, value: int) -> None:
-        value = check_max_seed_tracks(value)
-        check_seed_room(self.model, self.max_prompt_length, value, self.layout.depth)
-        self._max_seed_tracks = value
-
-    @property
     def device(self):
         return next(self.model.parameters()).device
 
@@ -344,9 +324,9 @@ class Text2Tracks(LatentModesMixin):
     ) -> list[Recommendation] | list[list[Recommendation]]:
         """Recommend ``k`` tracks for one prompt or for each of a list of prompts.
 
-        The module docstring gives each decision on input in full. Every option after ``k``
-        is keyword-only; those marked "per prompt" take one value for every prompt or (with a
-        list of prompts) a list of one value (or ``None``) per prompt.
+        The module docstring gives each decision on input in full, and examples. Options marked
+        "per prompt" take one value for every prompt or (with a list of prompts) a list of one
+        value (or ``None``) per prompt.
 
         Args:
             prompt_or_prompts: a prompt (``str``) or a list of prompts.
@@ -373,20 +353,14 @@ class Text2Tracks(LatentModesMixin):
             n_samples: latent modes: latents per prompt (``None``: ``hybrid_settings``).
             seed: latent modes: the noise seed (the same noise for every prompt, so answers do
                 not depend on batching); ``None`` draws fresh noise each call.
-            seed_tracks: per prompt, track ids it continues, oldest first (a prompt may then be
-                ``""``): the model reads the last ``max_seed_tracks`` after the text; they are
-                never recommended back; unknown ids are ignored with a warning. The latent view
-                reads the text only (a latent mode needs text).
+            seed_tracks: per prompt, track ids it continues, oldest first; never recommended.
 
         Returns:
             ``list[Recommendation]`` (best first) for a ``str``; a list of those for a list.
 
         Raises:
             ValueError: bad ``k``, prompts, mode or options; a latent-mode option in generative
-                mode; a latent mode without a diffusion head; a prompt with neither text nor a
-                known seed track.
-
-        The module docstring and the class's give examples.
+                mode; a latent mode without a diffusion head; a prompt without text or seeds.
         """
         single, items, scores = self._rank(
             prompt_or_prompts,
@@ -453,19 +427,13 @@ class Text2Tracks(LatentModesMixin):
         seed_tracks=None,
     ) -> tuple[bool, np.ndarray, np.ndarray]:
         """``(single, item indices (n, k) int64, scores (n, k) float64)`` of a call."""
-        prompts, single, seeds, seeds_alone = seeded_prompts(  # stacklevel 3: _rank ->
-            prompt_or_prompts,  # recommend -> the user's line
-            seed_tracks,
-            self._catalogue_index,
-            max_seed_tracks=self.max_seed_tracks,
-            mode=mode,
-            stacklevel=3,
-        )
-        call = prepare_call(
-            prompts[0] if single else prompts,
+        call = prepare_seeded_call(  # stacklevel 3: _rank -> recommend -> the user's line
+            prompt_or_prompts,
             k,
             len(self),
             self._catalogue_index,
+            seed_tracks=seed_tracks,
+            max_seed_tracks=self.max_seed_tracks,
             check_mode=self._check_mode,
             mode=mode,
             batch_size=batch_size,
@@ -482,12 +450,7 @@ class Text2Tracks(LatentModesMixin):
                 n_samples=n_samples,
             ),
         )
-        texts, request = call.texts, call.request
-        texts = ["" if alone else text for text, alone in zip(texts, seeds_alone, strict=True)]
-        excluded = merge_excluded(call.excluded, seeds)
-        check_k_left(k, excluded, len(self))
-        if not self.max_seed_tracks:
-            seeds = [None] * len(texts)
+        texts, excluded, seeds, request = call.texts, call.excluded, call.seeds, call.request
         beams = beam_width(num_beams, self.num_beams, k)
         diversity = diversity_penalty(diversity, self.diversity)
         rows = [(np.zeros((0, k), np.int64), np.zeros((0, k), np.float64))]
@@ -551,25 +514,8 @@ class Text2Tracks(LatentModesMixin):
         the caller, as ``warnings.warn`` does. ``seeds``: per prompt, the catalogue indices of
         its seed tracks in order (or None)."""
         if seeds is not None and any(s is not None for s in seeds):
-            if self._sid_token_ids is None:
-                self._sid_token_ids = self.layout.codes_to_token_ids(self.catalog.sid_codes)
-            return generate_seeded(
-                self.model,
-                self.tokenizer,
-                self.trie,
-                self.layout,
-                self._sid_token_ids,
-                texts,
-                excluded,
-                seeds,
-                k=k,
-                num_beams=num_beams,
-                max_length=self.max_prompt_length,
-                max_seeds=self.max_seed_tracks,
-                first_index=first_index,
-                stacklevel=stacklevel + 1,
-                diversity=diversity,
-            )
+            args = (texts, excluded, k, num_beams, first_index, stacklevel + 1, diversity, seeds)
+            return self._generate_seeded(*args)
         return generate_items(
             self.model,
             self.tokenizer,
@@ -587,13 +533,4 @@ class Text2Tracks(LatentModesMixin):
 
     def _generative_batch(self, texts, excluded, k, num_beams, first_index, diversity, seeds):
         with self._lock:  # stacklevel 4: here -> _rank -> recommend -> the user's line
-            return self._generate(
-                texts,
-                excluded,
-                k,
-                num_beams,
-                first_index,
-                stacklevel=4,
-                diversity=diversity,
-                seeds=seeds,
-            )
+            return self._generate(texts, excluded, k, num_beams, first_index, 4, diversity, seeds)

@@ -27,7 +27,9 @@ from __future__ import annotations
 import json
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -149,8 +151,8 @@ def call_prompts(
             continue  # a non-str prompt gets prepare_call's TypeError
         if found is None:
             raise ValueError(
-                f"prompt {i} has neither text ({prompt!r}) nor a seed track in the catalogue; "
-                "give some text, or seed_tracks with catalogue track ids"
+                f"prompt {i} is empty or only whitespace ({prompt!r}) and has no seed track in "
+                "the catalogue; give some text, or seed_tracks with catalogue track ids"
             )
         if not reads_seeds:
             raise ValueError(
@@ -162,20 +164,36 @@ def call_prompts(
     return out, alone
 
 
-def seeded_prompts(
+@dataclass(frozen=True)
+class SeededCall:
+    """:class:`text2tracks.options.PreparedCall` with seeds: normalised texts (``""`` for a
+    prompt of seeds alone), per prompt the excluded indices (seeds included) and the seeds in
+    order (``None`` where none, and for every prompt when the model reads none)."""
+
+    texts: list[str]
+    single: bool
+    excluded: list[np.ndarray | None]
+    seeds: list[np.ndarray | None]
+    request: Any
+
+
+def prepare_seeded_call(
     prompt_or_prompts,
-    seed_tracks,
+    k,
+    n_items: int,
     index_of: Callable[[str], int | None],
     *,
+    seed_tracks,
     max_seed_tracks: int,
     mode: str,
     stacklevel: int,
-) -> tuple[list, bool, list[np.ndarray | None], list[bool]]:
-    """The prompts of a call and their seeds: ``(prompts to check as usual, single, seeds,
-    seeds_alone)`` (:func:`resolve_seed_tracks`, then :func:`call_prompts`); a latent mode
-    refuses a prompt of seeds alone, and a model that reads no seeds warns that they are only
-    excluded (:func:`warn_unread_seeds`)."""
-    from text2tracks.options import prompt_list
+    **call_options,
+) -> SeededCall:
+    """:func:`text2tracks.options.prepare_call` for prompts that may carry seed tracks:
+    :func:`resolve_seed_tracks`, then :func:`call_prompts`; a latent mode refuses a prompt of
+    seeds alone; a model that reads no seeds warns that they are only excluded; the seeds join
+    ``exclude`` and ``k`` must leave enough tracks."""
+    from text2tracks.options import check_k_left, prepare_call, prompt_list
 
     prompts, single = prompt_list(prompt_or_prompts)
     seeds = resolve_seed_tracks(
@@ -190,7 +208,21 @@ def seeded_prompts(
         )
     if not max_seed_tracks:
         warn_unread_seeds(seeds, stacklevel=stacklevel + 1)
-    return prompts, single, seeds, seeds_alone
+    call = prepare_call(
+        prompts[0] if single else prompts,
+        k,
+        n_items,
+        index_of,
+        mode=mode,
+        stacklevel=stacklevel + 1,
+        **call_options,
+    )
+    texts = ["" if alone else t for t, alone in zip(call.texts, seeds_alone, strict=True)]
+    excluded = merge_excluded(call.excluded, seeds)
+    check_k_left(k, excluded, n_items)
+    if not max_seed_tracks:
+        seeds = [None] * len(texts)
+    return SeededCall(texts, single, excluded, seeds, call.request)
 
 
 def merge_excluded(
@@ -320,3 +352,45 @@ def generate_seeded(
         diversity=diversity,
         exclude=exclude,
     )
+
+
+class SeedTracksMixin:
+    """What :class:`~text2tracks.pipeline.Text2Tracks` adds for seed tracks: the checked
+    ``max_seed_tracks`` and beam search over prompts with seeds. The class provides ``model``,
+    ``tokenizer``, ``trie``, ``layout``, ``catalog`` and ``max_prompt_length``."""
+
+    @property
+    def max_seed_tracks(self) -> int:
+        """The most seed tracks the model reads per prompt, the most recent kept (0: none);
+        settable, checked against the encoder's positions."""
+        return self._max_seed_tracks
+
+    @max_seed_tracks.setter
+    def max_seed_tracks(self, value: int) -> None:
+        value = check_max_seed_tracks(value)
+        check_seed_room(self.model, self.max_prompt_length, value, self.layout.depth)
+        self._max_seed_tracks = value
+
+    def _generate_seeded(
+        self, texts, excluded, k, num_beams, first_index, stacklevel, diversity, seeds
+    ):
+        """``_generate`` for a batch with seeds (the caller holds the lock)."""
+        if getattr(self, "_sid_token_ids", None) is None:  # (n_items, depth), on first use
+            self._sid_token_ids = self.layout.codes_to_token_ids(self.catalog.sid_codes)
+        return generate_seeded(
+            self.model,
+            self.tokenizer,
+            self.trie,
+            self.layout,
+            self._sid_token_ids,
+            texts,
+            excluded,
+            seeds,
+            k=k,
+            num_beams=num_beams,
+            max_length=self.max_prompt_length,
+            max_seeds=self.max_seed_tracks,
+            first_index=first_index,
+            stacklevel=stacklevel + 1,
+            diversity=diversity,
+        )

@@ -80,8 +80,6 @@ def playlist_targets(config: TrainConfig, data: dict, log):
 def build_examples(config: TrainConfig, data: dict, tokenizer, sid_token_ids, log) -> dict:
     """The training pairs and collator; the validation sample (playlists with at least one
     catalogue track; the others are skipped and counted), its pairs and collator."""
-    import numpy as np
-
     from text2tracks.data import Seq2SeqCollator, Seq2SeqPairs, encode_prompts
 
     train_prompts = encode_prompts(
@@ -127,6 +125,28 @@ def build_examples(config: TrainConfig, data: dict, tokenizer, sid_token_ids, lo
         max_seed_tracks=config.max_seed_tracks,
     )
 
+    val = _validation_examples(config, data, tokenizer, sid_token_ids, seed_options, blank)
+    log(
+        f"data: {len(data['train'])} train playlists, {len(train_pairs)} examples per epoch; "
+        f"{len(val['val_relevant'])} validation prompts ({val['n_val_skipped']} without "
+        "catalogue tracks skipped)"
+    )
+    if seeds is not None:
+        n_seeded = int(train_pairs.epoch_seeds.has_seeds.sum())
+        log(f"seeds: {n_seeded} of {len(data['train'])} training playlists carry seeds in epoch 0")
+    return {"train_pairs": train_pairs, "collate": collate, **val}
+
+
+def _validation_examples(
+    config: TrainConfig, data: dict, tokenizer, sid_token_ids, seed_options: dict, blank
+) -> dict:
+    """The validation sample (playlists with at least one catalogue track; the others are
+    skipped and counted), its pairs and collator. With seeds, each prompt's seeds are drawn once
+    and its relevant tracks are its playlist's other tracks."""
+    import numpy as np
+
+    from text2tracks.data import Seq2SeqCollator, Seq2SeqPairs, encode_prompts
+
     val_keep = [i for i, r in enumerate(data["validation_relevant"]) if r]
     n_val_skipped = len(data["validation"]) - len(val_keep)
     if config.eval_prompts and len(val_keep) > config.eval_prompts:
@@ -147,9 +167,9 @@ def build_examples(config: TrainConfig, data: dict, tokenizer, sid_token_ids, lo
         targets_per_playlist=1,
         seed=config.seed,
         shuffle=False,
-        **({} if seeds is None else dict(seed_options, own_tracks=val_relevant)),
+        **({} if not seed_options else dict(seed_options, own_tracks=val_relevant)),
     )
-    if seeds is not None:  # a seeded prompt's relevant tracks are its playlist's other tracks
+    if seed_options:  # a seeded prompt's relevant tracks are its playlist's other tracks
         seed_sets = [set(val_pairs.seeds_of(i).tolist()) for i in range(len(val_relevant))]
         val_relevant = [
             [j for j in r if j not in seeds_i]
@@ -163,16 +183,7 @@ def build_examples(config: TrainConfig, data: dict, tokenizer, sid_token_ids, lo
         blank_prompt_ids=blank,
         max_seed_tracks=config.max_seed_tracks,
     )
-    log(
-        f"data: {len(data['train'])} train playlists, {len(train_pairs)} examples per epoch; "
-        f"{len(val_keep)} validation prompts ({n_val_skipped} without catalogue tracks skipped)"
-    )
-    if seeds is not None:
-        n_seeded = int(train_pairs.epoch_seeds.has_seeds.sum())
-        log(f"seeds: {n_seeded} of {len(data['train'])} training playlists carry seeds in epoch 0")
     return {
-        "train_pairs": train_pairs,
-        "collate": collate,
         "val_pairs": val_pairs,
         "val_collate": val_collate,
         "val_relevant": val_relevant,
