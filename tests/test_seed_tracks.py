@@ -442,3 +442,41 @@ def test_a_tiny_model_continues_from_its_seeds():
     assert np.mean(in_group) >= 0.9
     for answer, chosen in zip(answers, seeds, strict=True):
         assert not {r.track_id for r in answer} & set(chosen)
+
+
+# ------------------------------------------------------------------ the real training entry point
+
+
+def test_training_with_seeds_writes_a_model_that_reads_them(tmp_path):
+    """``train`` with ``--seed-prob``: a few steps through the grouped forward and the seeded
+    validation; the artifact then reads seeds (max_seed_tracks from train_config.json)."""
+    from semantic_ids.cf import CFConfig
+    from semantic_ids.demo import write_demo_jsonl
+    from text2tracks import Text2Tracks
+    from text2tracks.commands.build_ids import BuildIDsConfig, run_build_ids
+    from training.train_seq2seq import build_parser, config_from_args, train
+
+    playlists = write_demo_jsonl(tmp_path / "demo.jsonl", n_tracks=120, n_playlists=150, seed=0)
+    build = BuildIDsConfig(
+        n_levels=2, codebook_size=8, kmeans_iterations=5, cf=CFConfig(factors=8, iterations=3)
+    )
+    run_build_ids(playlists, tmp_path / "artifact", build, show_progress=False)
+    flags = "--d-model 32 --num-layers 1 --num-decoder-layers 1 --num-heads 4 --d-ff 64 "
+    flags += "--batch-size 16 --eval-prompts 16 --num-beams 10 --num-threads 1 --no-progress "
+    flags += "--max-steps 3 --eval-every 0 --seed-prob 0.8 --max-seed-tracks 5"
+    args = build_parser().parse_args(
+        ["--artifact", str(tmp_path / "artifact"), "--playlists", str(playlists), *flags.split()]
+    )
+    threads = torch.get_num_threads()
+    try:
+        summary = train(config_from_args(args))
+    finally:
+        torch.set_num_threads(threads)
+    assert summary["steps"] == 3 and np.isfinite(summary["final_eval"]["val_loss"])
+    recommender = Text2Tracks.from_pretrained(tmp_path / "artifact", device="cpu")
+    assert recommender.max_seed_tracks == 5
+    seeds = list(recommender.catalog.item_ids[:3])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        answer = recommender.recommend("", k=5, seed_tracks=seeds)
+    assert len(answer) == 5 and not {r.track_id for r in answer} & set(seeds)
