@@ -480,3 +480,116 @@ def test_training_with_seeds_writes_a_model_that_reads_them(tmp_path):
         warnings.simplefilter("error")
         answer = recommender.recommend("", k=5, seed_tracks=seeds)
     assert len(answer) == 5 and not {r.track_id for r in answer} & set(seeds)
+
+
+# ------------------------------------------------------------------ export
+
+
+def _export(recommender, source, out, **kwargs):
+    from text2tracks.commands.export import run_export
+
+    return run_export(
+        "in-memory",
+        source,
+        out,
+        k=4,
+        batch_size=2,
+        progress=False,
+        recommender=recommender,
+        **kwargs,
+    )
+
+
+def _records(path):
+    import json
+
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_export_reads_seed_tracks_and_reports_bad_rows(tmp_path):
+    import json
+
+    rec = _recommender()
+    rows = [
+        {"id": "a", "prompt": TITLE, "seed_tracks": ["g0:t1", "g0:t2"]},
+        {"id": "b", "seed_tracks": ["g1:t3"]},  # seeds alone
+        {"id": "c", "prompt": TITLE, "seed_tracks": "g0:t1"},  # not a list: bad row
+        {"id": "d", "prompt": "", "seed_tracks": ["not-a-track"]},  # nothing known: bad row
+        {"id": "e", "prompt": TITLE},
+        {"id": "f", "prompt": "", "seed_tracks": []},  # empty: bad row
+    ]
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    with pytest.warns(UserWarning, match="not-a-track"):
+        summary = _export(rec, source, tmp_path / "out.jsonl")
+    records = {r["id"]: r for r in _records(tmp_path / "out.jsonl")}
+    assert (summary.n_done, summary.n_failed) == (3, 3)
+    assert "seed_tracks must be a list" in records["c"]["error"]
+    assert "prompt" in records["d"]["error"] and "empty prompt" in records["f"]["error"]
+    for row in rows[:2] + rows[4:5]:
+        record = records[row["id"]]
+        assert record["error"] is None and len(record["track_ids"]) == 4
+        assert not set(record["track_ids"]) & set(row.get("seed_tracks", []))
+        expected = rec.recommend(row.get("prompt", ""), k=4, seed_tracks=row.get("seed_tracks"))
+        assert record["track_ids"] == [r.track_id for r in expected]
+
+
+def test_export_csv_seed_tracks_column_and_resume(tmp_path):
+    import csv
+
+    from text2tracks.commands.export import existing_journals
+
+    rec = _recommender()
+    source = tmp_path / "in.csv"
+    with open(source, "w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["id", "prompt", "seed_tracks"])
+        writer.writerows(
+            [
+                ["a", TITLE, "g0:t1 g0:t2"],
+                ["b", "", "g2:t0"],
+                ["c", TITLE, ""],
+                ["d", "", ""],  # neither: bad row
+                ["e", "", "g3:t1  g3:t2 g3:t3"],
+            ]
+        )
+    reference = tmp_path / "reference.jsonl"
+    _export(rec, source, reference)
+    records = {r["id"]: r for r in _records(reference)}
+    assert [records[i]["error"] is None for i in "abcde"] == [True, True, True, False, True]
+    assert not {"g3:t1", "g3:t2", "g3:t3"} & set(records["e"]["track_ids"])
+    seeded = rec.recommend("", k=4, seed_tracks=["g3:t1", "g3:t2", "g3:t3"])
+    assert records["e"]["track_ids"] == [r.track_id for r in seeded]
+
+    class Crash(Exception):
+        pass
+
+    def crash(n_batches):
+        if n_batches == 1:
+            raise Crash
+
+    out = tmp_path / "out.jsonl"
+    with pytest.raises(Crash):
+        _export(rec, source, out, after_batch=crash)
+    summary = _export(rec, source, out, resume=True)
+    assert summary.n_resumed > 0 and not existing_journals(out)
+    assert out.read_bytes() == reference.read_bytes()
+
+
+def test_read_input_seed_tracks_from_parquet(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from text2tracks.prompt_files import read_input
+
+    table = pa.table(
+        {
+            "prompt": [TITLE, None, "x", None],
+            "seed_tracks": [["g0:t1", "g0:t2"], ["g1:t1"], None, None],
+        }
+    )
+    pq.write_table(table, tmp_path / "in.parquet")
+    rows = read_input(tmp_path / "in.parquet").rows
+    assert [r.seed_tracks for r in rows] == [("g0:t1", "g0:t2"), ("g1:t1",), None, None]
+    assert [r.prompt for r in rows[:3]] == [TITLE, "", "x"]
+    assert [r.error is None for r in rows] == [True, True, True, False]

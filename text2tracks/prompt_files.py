@@ -6,6 +6,13 @@ files, which are counted. Without an id of its own (none given, or a line too br
 from), a row's id is ``line:N`` (JSONL and text files: its 1-based line number) or ``row:N``
 (CSV and Parquet: its 1-based data row); such an id never collides with one the file gives:
 where the file itself uses it, a ``~2`` (``~3``...) suffix is added.
+
+Seed tracks (optional, :meth:`Text2Tracks.recommend`'s ``seed_tracks``): a JSONL field
+``"seed_tracks"`` holding a list of track ids; a CSV column ``seed_tracks`` holding the ids
+separated by whitespace (track ids contain no spaces; an empty cell is none); a Parquet column
+``seed_tracks``, a list of strings (or one string of whitespace-separated ids). Oldest first. A
+row with seeds may have an empty or absent prompt (the seeds alone are the prompt); seeds that
+are not a list of strings make the row an error.
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ class InputRow:
     error: str | None = None
     negative_prompt: str | None = None
     own_id: bool = True  # False: ``id`` is the fallback line:N / row:N
+    seed_tracks: tuple[str, ...] | None = None  # track ids, oldest first
 
 
 @dataclass
@@ -85,7 +93,25 @@ def _lines(path: Path) -> Iterable[tuple[int, bytes]]:
         yield line_no, raw.rstrip(b"\r")
 
 
-def _prompt_error(prompt: Any) -> str | None:
+def _seed_tracks(value: Any, text: bool = False) -> tuple[tuple[str, ...] | None, str | None]:
+    """A JSONL / Parquet ``seed_tracks`` value -> ``(track ids or None, error or None)``; with
+    ``text`` (a Parquet string column) a string is whitespace-separated ids, as in a CSV cell."""
+    if value is None:
+        return None, None
+    if text and isinstance(value, str):
+        value = value.split()
+    elif isinstance(value, tuple) or (hasattr(value, "tolist") and not isinstance(value, dict)):
+        value = list(value.tolist() if hasattr(value, "tolist") else value)
+    if not isinstance(value, list) or not all(isinstance(t, str) and t.strip() for t in value):
+        return None, (
+            f"seed_tracks must be a list of track ids (non-empty strings), got {value!r:.80}"
+        )
+    return (tuple(t.strip() for t in value) or None), None
+
+
+def _prompt_error(prompt: Any, has_seeds: bool = False) -> str | None:
+    if has_seeds and (prompt is None or (isinstance(prompt, str) and not prompt.strip())):
+        return None  # the seeds alone are the prompt
     if prompt is None:
         return "no prompt"
     if not isinstance(prompt, str):
@@ -123,7 +149,7 @@ def _read_jsonl(path: Path) -> InputFile:
         if text is not None and not text.strip():
             out.n_blank += 1
             continue
-        row_id, prompt, negative = None, None, None
+        row_id, prompt, negative, seeds = None, None, None, None
         if error is not None:  # keep the row's own id where the rest of the line is readable
             with contextlib.suppress(json.JSONDecodeError):
                 record = json.loads(raw.decode("utf-8", "replace"))
@@ -145,14 +171,21 @@ def _read_jsonl(path: Path) -> InputFile:
                         row_id = str(record["id"])
                     prompt = record.get("prompt")
                     negative = record.get("negative_prompt")
-                    error = _prompt_error(prompt) or _negative_error(negative)
+                    seeds, error = _seed_tracks(record.get("seed_tracks"))
+                    error = (
+                        error
+                        or _prompt_error(prompt, seeds is not None)
+                        or _negative_error(negative)
+                    )
                     if error is not None:
                         error = f"line {line_no}: {error}"
                         prompt = prompt if isinstance(prompt, str) else None
                         negative = negative if isinstance(negative, str) else None
+                    elif prompt is None:
+                        prompt = ""
         own_id = row_id is not None
         row_id = row_id if own_id else f"line:{line_no}"
-        out.rows.append(InputRow(len(out.rows), row_id, prompt, error, negative, own_id))
+        out.rows.append(InputRow(len(out.rows), row_id, prompt, error, negative, own_id, seeds))
     return out
 
 
@@ -180,14 +213,23 @@ def _read_csv(path: Path) -> InputFile:
                 own_id = row_id is not None and bool(row_id.strip())
                 row_id = row_id if own_id else f"row:{data_row}"
                 negative = record.get("negative_prompt") or None  # CSV: an empty cell is none
-                error = _prompt_error(prompt) or _negative_error(negative)
-                if error is None and (_has_surrogates(prompt) or _has_surrogates(negative or "")):
+                seeds = tuple((record.get("seed_tracks") or "").split()) or None
+                error = _prompt_error(prompt, seeds is not None) or _negative_error(negative)
+                if error is None and (
+                    _has_surrogates(prompt or "")
+                    or _has_surrogates(negative or "")
+                    or _has_surrogates(" ".join(seeds or ()))
+                ):
                     error, prompt, negative = "undecodable bytes, not UTF-8", None, None
                 if _has_surrogates(row_id):
                     row_id = row_id.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
                 if error is not None:
                     error = f"row {data_row} (line {reader.line_num}): {error}"
-                out.rows.append(InputRow(len(out.rows), row_id, prompt, error, negative, own_id))
+                elif prompt is None:  # a short row of seeds alone
+                    prompt = ""
+                out.rows.append(
+                    InputRow(len(out.rows), row_id, prompt, error, negative, own_id, seeds)
+                )
         except csv.Error as err:
             raise ExportError(f"{path}, line {reader.line_num}: malformed CSV ({err})") from err
     return out
@@ -204,7 +246,8 @@ def _read_parquet(path: Path) -> InputFile:
                 f"{path}: no 'prompt' column ({', '.join(schema.names)}); a Parquet input needs a "
                 "'prompt' column and optionally an 'id' column"
             )
-        columns = ["prompt"] + [c for c in ("id", "negative_prompt") if c in schema.names]
+        optional = ("id", "negative_prompt", "seed_tracks")
+        columns = ["prompt"] + [c for c in optional if c in schema.names]
         table = pq.read_table(path, columns=columns)
     except ExportError:
         raise
@@ -217,11 +260,16 @@ def _read_parquet(path: Path) -> InputFile:
         if "negative_prompt" in columns
         else [None] * len(prompts)
     )
+    seed_values = (
+        table.column("seed_tracks").to_pylist()
+        if "seed_tracks" in columns
+        else [None] * len(prompts)
+    )
     out = InputFile([])
-    for data_row, (prompt, row_id, negative) in enumerate(
-        zip(prompts, ids, negatives, strict=True), start=1
+    for data_row, (prompt, row_id, negative, seed_value) in enumerate(
+        zip(prompts, ids, negatives, seed_values, strict=True), start=1
     ):
-        error = None
+        seeds, error = _seed_tracks(seed_value, text=True)
         if isinstance(prompt, bytes):
             try:
                 prompt = prompt.decode("utf-8")
@@ -232,11 +280,13 @@ def _read_parquet(path: Path) -> InputFile:
                 negative = negative.decode("utf-8")
             except UnicodeDecodeError:
                 negative, error = None, error or "undecodable bytes in negative_prompt, not UTF-8"
-        error = error or _prompt_error(prompt) or _negative_error(negative)
+        error = error or _prompt_error(prompt, seeds is not None) or _negative_error(negative)
         if error is not None:
             error = f"row {data_row}: {error}"
             prompt = prompt if isinstance(prompt, str) else None
             negative = negative if isinstance(negative, str) else None
+        elif prompt is None:  # seeds alone
+            prompt = ""
         if isinstance(row_id, bytes):
             row_id = row_id.decode("utf-8", "replace")
         out.rows.append(
@@ -247,6 +297,7 @@ def _read_parquet(path: Path) -> InputFile:
                 error,
                 negative,
                 own_id=row_id is not None,
+                seed_tracks=seeds,
             )
         )
     return out

@@ -14,6 +14,12 @@ Input, chosen by extension:
 - ``.parquet``: a ``prompt`` column and optionally an ``id`` column;
 - ``.txt`` (or no extension): one prompt per line.
 
+Seed tracks (the prompt continues them; never recommended back): a JSONL field
+``"seed_tracks": ["id", ...]``, a CSV column ``seed_tracks`` with the ids separated by spaces,
+or a Parquet column ``seed_tracks`` (a list of strings), oldest first. A row with seeds may leave
+its prompt empty. Seeds that are not a list of strings, or a row with neither text nor a seed in
+the catalogue, make an error record; unknown seed ids are ignored with a warning.
+
 Modes (``--mode``): ``generative`` (constrained beam search, the default), ``latent`` and
 ``hybrid`` (they need the artifact's diffusion head; see :meth:`Text2Tracks.recommend`). In the
 latent modes a row may carry a ``negative_prompt`` (a JSONL field, or a CSV / Parquet column;
@@ -382,6 +388,9 @@ def _recommend_rows(
     negatives = [row.negative_prompt for row in batch]
     if any(n is not None for n in negatives):
         kwargs["negative_prompt"] = negatives
+    seeds = [None if row.seed_tracks is None else list(row.seed_tracks) for row in batch]
+    if any(s is not None for s in seeds):
+        kwargs["seed_tracks"] = seeds
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -418,7 +427,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--input",
         required=True,
-        help='prompts: .jsonl ({"id", "prompt"}), .csv (id,prompt), '
+        help='prompts: .jsonl ({"id", "prompt", "seed_tracks"}), .csv (id,prompt,seed_tracks), '
         ".parquet, or .txt (one prompt per line)",
     )
     parser.add_argument("--output", required=True, help="results: .jsonl, .csv or .parquet")
