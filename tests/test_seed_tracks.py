@@ -593,3 +593,46 @@ def test_read_input_seed_tracks_from_parquet(tmp_path):
     assert [r.seed_tracks for r in rows] == [("g0:t1", "g0:t2"), ("g1:t1",), None, None]
     assert [r.prompt for r in rows[:3]] == [TITLE, "", "x"]
     assert [r.error is None for r in rows] == [True, True, True, False]
+
+
+# ------------------------------------------------------------------ the HTTP service
+
+
+def test_the_service_takes_seed_tracks():
+    import asyncio
+
+    pytest.importorskip("fastapi")
+    httpx = pytest.importorskip("httpx")
+    from text2tracks.batching import ServeLimits
+    from text2tracks.serve import create_app
+
+    rec = _recommender()
+    app = create_app(rec, ServeLimits(max_wait_ms=200, max_track_ids=6))
+    bodies = [
+        {"prompt": "", "k": 4, "seed_tracks": ["g0:t1", "g0:t2"]},
+        {"prompt": [TITLE, ""], "k": 4, "seed_tracks": [None, ["g2:t2"]]},
+        {"prompt": TITLE, "k": 4},  # batched with the seeded ones
+        {"prompt": "", "k": 4},  # neither text nor seeds
+        {"prompt": [TITLE, TITLE], "k": 4, "seed_tracks": [["g0:t1"]]},  # 1 list, 2 prompts
+        {"prompt": TITLE, "k": 4, "seed_tracks": ["g0:t1"] * 4, "exclude": ["g1:t1"] * 3},
+    ]
+
+    async def go():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            return await asyncio.gather(*(client.post("/recommend", json=b) for b in bodies))
+
+    answers = asyncio.run(go())
+    assert [a.status_code for a in answers] == [200, 200, 200, 422, 422, 413]
+    assert "seed track" in answers[3].json()["detail"]
+    assert "seed_tracks has 1 lists for 2 prompts" in answers[4].json()["detail"]
+
+    def ids(recs):
+        return [r["track_id"] if isinstance(r, dict) else r.track_id for r in recs]
+
+    got = answers[0].json()["recommendations"]
+    assert ids(got) == ids(rec.recommend("", k=4, seed_tracks=["g0:t1", "g0:t2"]))
+    got = answers[1].json()["recommendations"]
+    want = rec.recommend([TITLE, ""], k=4, seed_tracks=[None, ["g2:t2"]])
+    assert [ids(g) for g in got] == [ids(w) for w in want]
+    assert ids(answers[2].json()["recommendations"]) == ids(rec.recommend(TITLE, k=4))
