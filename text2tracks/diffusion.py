@@ -44,6 +44,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from text2tracks.contrastive import ContrastiveTargets
 from text2tracks.denoiser import Denoiser
 
 # The names below are re-exported (``as`` spells that out): code that imported them from here
@@ -145,15 +146,42 @@ class DiffusionHead(LatentModel):
         latents_std: torch.Tensor,
         cond: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
+        contrastive_targets: ContrastiveTargets | None = None,
+        return_losses: bool = False,
         **encoder_inputs: torch.Tensor,
-    ) -> torch.Tensor:
-        """DDPM loss on a batch of standardised latents ``(batch, latent_dim)``.
+    ) -> torch.Tensor | dict[str, torch.Tensor]:
+        """The training loss on a batch of standardised latents ``(batch, latent_dim)``: the
+        ``"loss"`` of :meth:`losses`, or (``return_losses``) all of them, so that a training
+        loop logs the parts through the wrapped module's forward (as DDP needs)."""
+        losses = self.losses(latents_std, cond, generator, contrastive_targets, **encoder_inputs)
+        return losses if return_losses else losses["loss"]
+
+    def losses(
+        self,
+        latents_std: torch.Tensor,
+        cond: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        contrastive_targets: ContrastiveTargets | None = None,
+        **encoder_inputs: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
+        """DDPM loss (``"mse"``), the contrastive term (``"contrastive"``, when the config's
+        ``contrastive_weight`` > 0) and their weighted sum (``"loss"``).
 
         The condition is ``cond`` (batch, cond_dim), or the encoder's output for
         ``encoder_inputs`` (e.g. ``input_ids``, ``attention_mask``), or None (null).
+        ``contrastive_targets`` (the items of the batch and which of them each row should
+        retrieve) is needed exactly when ``contrastive_weight`` > 0. The contrastive term is
+        averaged over the rows that kept their condition: it teaches the prompt-conditional
+        prediction to retrieve, and the null condition stays the plain denoiser CFG needs.
         """
         from diffusers.utils.torch_utils import randn_tensor
 
+        use_contrastive = self.config.contrastive_weight > 0
+        if use_contrastive != (contrastive_targets is not None):
+            raise ValueError(
+                f"contrastive_weight is {self.config.contrastive_weight}: contrastive_targets "
+                f"must be {'given' if use_contrastive else 'None'}"
+            )
         x_0 = latents_std
         cond = self._condition(cond, encoder_inputs)
         n = x_0.shape[0]
@@ -178,7 +206,30 @@ class DiffusionHead(LatentModel):
             target = self.noise_scheduler.get_velocity(x_0, noise, timesteps)
         else:
             target = x_0
-        return F.mse_loss(output.float(), target.float())
+        out = {"mse": F.mse_loss(output.float(), target.float())}
+        out["loss"] = out["mse"]
+        if use_contrastive:
+            # 5. GDR: the predicted x_0, destandardised into the CF space, as a retrieval query
+            x_0_hat = self._predicted_x0(output, x_t, timesteps)
+            per_row = contrastive_targets.losses(
+                self.destandardise(x_0_hat), self.config.contrastive_temperature
+            )
+            kept = per_row if drop is None else per_row[~drop]
+            out["contrastive"] = kept.mean() if kept.numel() else per_row.sum() * 0.0
+            out["loss"] = out["mse"] + self.config.contrastive_weight * out["contrastive"]
+        return out
+
+    def _predicted_x0(
+        self, output: torch.Tensor, x_t: torch.Tensor, timesteps: torch.Tensor
+    ) -> torch.Tensor:
+        """x_0_hat from the denoiser's output: itself (``sample``), or
+        sqrt(alpha_bar_t) x_t - sqrt(1 - alpha_bar_t) v (``v_prediction``)."""
+        if self.config.prediction_type == "sample":
+            return output
+        if self.config.prediction_type != "v_prediction":
+            raise ValueError(f"no stable x_0 estimate for {self.config.prediction_type!r}")
+        alpha_bar = self.noise_scheduler.alphas_cumprod.to(x_t.device)[timesteps][:, None]
+        return alpha_bar.sqrt().to(x_t.dtype) * x_t - (1 - alpha_bar).sqrt().to(x_t.dtype) * output
 
     # --- guidance -------------------------------------------------------------------------------
 

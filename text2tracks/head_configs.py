@@ -23,6 +23,26 @@ def config_from_dict(cls, values: dict[str, Any]):
     return cls(**values)
 
 
+def _check_contrastive(weight: float, temperature: float, prediction_type: str) -> None:
+    """``ValueError`` unless the contrastive settings make sense together."""
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight >= 0:
+        raise ValueError(f"contrastive_weight must be a number >= 0, got {weight!r}")
+    if weight == float("inf"):
+        raise ValueError("contrastive_weight must be finite, got inf")
+    if (
+        isinstance(temperature, bool)
+        or not isinstance(temperature, (int, float))
+        or not 0 < temperature < float("inf")
+    ):
+        raise ValueError(f"contrastive_temperature must be a number > 0, got {temperature!r}")
+    if weight > 0 and prediction_type == "epsilon":
+        raise ValueError(
+            "contrastive_weight > 0 needs an x_0 estimate that is stable at every timestep: "
+            "use prediction_type 'sample' (GDR's x_0 prediction) or 'v_prediction', "
+            "got 'epsilon'"
+        )
+
+
 @dataclass(frozen=True)
 class DiffusionHeadConfig:
     """Hyperparameters of the diffusion head.
@@ -39,6 +59,14 @@ class DiffusionHeadConfig:
             during training (classifier-free guidance needs it > 0).
         guidance_weight: default w; 1 = plain conditional, > 1 = stronger prompt.
         ddim_steps: default number of DDIM sampling / inversion steps.
+        contrastive_weight: lambda of GDR's objective: the loss is the diffusion MSE plus lambda
+            times an InfoNCE term that makes the predicted x_0, read as a retrieval query, rank
+            the playlist's tracks above the other playlists' tracks of the batch
+            (:func:`text2tracks.contrastive.info_nce`). 0 = MSE alone. It needs an x_0 estimate
+            that is stable at every t: ``prediction_type`` ``"sample"`` (GDR) or
+            ``"v_prediction"``, not ``"epsilon"`` (x_0 from eps divides by sqrt(alpha_bar_t)).
+        contrastive_temperature: tau of the InfoNCE term, dividing the retrieval similarity
+            (the inner product of the CF-space query with the CF item factors).
     """
 
     latent_dim: int
@@ -55,6 +83,8 @@ class DiffusionHeadConfig:
     cond_drop_prob: float = 0.1
     guidance_weight: float = 2.0
     ddim_steps: int = 20
+    contrastive_weight: float = 0.0
+    contrastive_temperature: float = 0.05
 
     def __post_init__(self) -> None:
         for name in (
@@ -85,6 +115,9 @@ class DiffusionHeadConfig:
             raise ValueError(f"cond_drop_prob must be in [0, 1), got {self.cond_drop_prob}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        _check_contrastive(
+            self.contrastive_weight, self.contrastive_temperature, self.prediction_type
+        )
         if self.ddim_steps > self.num_train_timesteps:
             raise ValueError(
                 f"ddim_steps ({self.ddim_steps}) cannot exceed num_train_timesteps ({self.num_train_timesteps})"

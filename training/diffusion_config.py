@@ -12,6 +12,8 @@ from text2tracks.rerank import FUSION_METRICS as _FUSION_METRICS
 _ENCODERS = ("seq2seq", "bytes")
 _PRECISIONS = ("no", "fp16", "bf16")
 _FUSION_KINDS = ("fixed", "gated")
+_POOLS = ("max", "mean")
+_NEGATIVES = ("in_batch", "full")  # text2tracks.contrastive.NEGATIVES
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,16 @@ class DiffusionTrainConfig:
         regressor: train :class:`PromptToLatentRegressor` instead of the diffusion head.
         hidden, n_blocks, time_embed_dim, dropout, beta_schedule, prediction_type,
             cond_drop_prob, guidance_weight, ddim_steps: see :class:`DiffusionHeadConfig`.
+        contrastive_weight, contrastive_temperature: GDR's objective (head only; the regressor
+            keeps ``regressor_loss``): the diffusion MSE plus ``contrastive_weight`` times an
+            InfoNCE term between the predicted x_0, read as a retrieval query (inner product
+            with the CF item factors, as faiss ranks), and the playlist's tracks, at temperature
+            ``contrastive_temperature``; 0 = MSE alone. Needs ``prediction_type`` ``sample``
+            (x_0 prediction, GDR) or ``v_prediction``.
+        contrastive_negatives: ``in_batch`` (one track drawn per playlist of the batch; the
+            other playlists' tracks are the negatives) or ``full`` (every catalogue track).
+        pool: how an item's inner products with a prompt's samples are pooled (``max`` or
+            ``mean``), in validation and in the hybrid settings saved with the fusion.
         regressor_loss: ``mse`` or ``cosine`` (regressor only).
         byte_dim, byte_layers, byte_heads, byte_max_length: the byte encoder's shape.
         lr, weight_decay, batch_size, grad_accum, epochs, max_steps, max_minutes, warmup_steps:
@@ -32,7 +44,7 @@ class DiffusionTrainConfig:
             fraction of steps and of ``max_minutes`` spent); stop at the first limit reached.
         eval_every, eval_prompts, eval_k, eval_samples: validation every N steps (0 = at the
             end only) on up to ``eval_prompts`` validation playlists, Hits@eval_k from
-            ``eval_samples`` latents per prompt (max-pooled).
+            ``eval_samples`` latents per prompt (pooled by ``pool``).
         checkpoint_every, checkpoint_dir, keep_checkpoints, resume: see the module docstring.
         num_threads: torch CPU threads (0 = this process's CPUs / local processes).
         mixed_precision: passed to ``Accelerator`` (no / fp16 / bf16).
@@ -62,6 +74,10 @@ class DiffusionTrainConfig:
     cond_drop_prob: float = 0.1
     guidance_weight: float = 2.0
     ddim_steps: int = 20
+    contrastive_weight: float = 0.0
+    contrastive_temperature: float = 0.05
+    contrastive_negatives: str = field(default="in_batch", metadata={"choices": _NEGATIVES})
+    pool: str = field(default="max", metadata={"choices": _POOLS})
     regressor_loss: str = field(default="mse", metadata={"choices": ("mse", "cosine")})
     byte_dim: int = 128
     byte_layers: int = 2
@@ -140,8 +156,18 @@ class DiffusionTrainConfig:
             raise ValueError(
                 f"fusion_metric must be one of {_FUSION_METRICS}, got {self.fusion_metric!r}"
             )
-        # The model configs validate their own fields.
-        self.head_config(1, 1) if not self.regressor else self.regressor_config(1, 1)
+        if self.contrastive_negatives not in _NEGATIVES:
+            raise ValueError(
+                f"contrastive_negatives must be one of {_NEGATIVES}, "
+                f"got {self.contrastive_negatives!r}"
+            )
+        if self.pool not in _POOLS:
+            raise ValueError(f"pool must be one of {_POOLS}, got {self.pool!r}")
+        # The model configs validate their own fields (the contrastive ones included, for the
+        # head: a regressor run trains no contrastive term and only checks them here).
+        self.head_config(1, 1)
+        if self.regressor:
+            self.regressor_config(1, 1)
 
     def head_config(self, latent_dim: int, cond_dim: int):
         from text2tracks.diffusion import DiffusionHeadConfig
@@ -158,6 +184,8 @@ class DiffusionTrainConfig:
             cond_drop_prob=self.cond_drop_prob,
             guidance_weight=self.guidance_weight,
             ddim_steps=self.ddim_steps,
+            contrastive_weight=self.contrastive_weight,
+            contrastive_temperature=self.contrastive_temperature,
         )
 
     def regressor_config(self, latent_dim: int, cond_dim: int):

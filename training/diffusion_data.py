@@ -15,8 +15,10 @@ from training.diffusion_config import DiffusionTrainConfig
 def load_pairs(artifact: str | os.PathLike, playlists: str | os.PathLike) -> dict[str, Any]:
     """Training pairs and validation prompts of an artifact.
 
-    Returns ``item_factors`` (n_items, dim), ``train_prompts`` and ``train_latents``
-    (n_train, dim) (training playlists with at least one catalogue track), and
+    Returns ``item_factors`` (n_items, dim), ``train_prompts``, ``train_latents``
+    (n_train, dim) and ``train_tracks`` (scipy CSR (n_train, n_items), each playlist's
+    catalogue tracks, what the contrastive term retrieves) of the training playlists with at
+    least one catalogue track, and
     ``validation_prompts`` / ``validation_relevant`` (validation playlists with at least one
     catalogue track; ``n_validation_skipped`` counts the others).
     """
@@ -36,18 +38,33 @@ def load_pairs(artifact: str | os.PathLike, playlists: str | os.PathLike) -> dic
             f"{len(train_ids)} training playlists but {cf.playlist_factors.shape[0]} "
             f"rows in {artifact}/cf/playlist_factors.npy"
         )
-    keep = [i for i, p in enumerate(split.train) if catalogue_tracks(p, vocab)]
+    train_tracks = [catalogue_tracks(p, vocab) for p in split.train]
+    keep = [i for i, tracks in enumerate(train_tracks) if tracks]
     validation = [(p.prompt, catalogue_tracks(p, vocab)) for p in split.validation]
     validation_kept = [(prompt, rel) for prompt, rel in validation if rel]
     return {
         "item_factors": cf.item_factors,
         "train_prompts": [split.train[i].prompt for i in keep],
         "train_latents": np.ascontiguousarray(cf.playlist_factors[keep]),
+        "train_tracks": tracks_matrix([train_tracks[i] for i in keep], len(vocab)),
         "validation_prompts": [prompt for prompt, _ in validation_kept],
         "validation_relevant": [set(rel) for _, rel in validation_kept],
         "n_validation_skipped": len(validation) - len(validation_kept),
         "n_train_skipped": len(train_ids) - len(keep),
     }
+
+
+def tracks_matrix(tracks: list[list[int]], n_items: int):
+    """scipy CSR ``(len(tracks), n_items)`` float32 with a 1 at each playlist's item indices."""
+    import numpy as np
+    import scipy.sparse as sp
+
+    indptr = np.concatenate([[0], np.cumsum([len(t) for t in tracks])]).astype(np.int64)
+    indices = np.fromiter((i for t in tracks for i in t), dtype=np.int64, count=int(indptr[-1]))
+    data = np.ones(indices.size, dtype=np.float32)
+    matrix = sp.csr_matrix((data, indices, indptr), shape=(len(tracks), n_items))
+    matrix.sum_duplicates()
+    return matrix
 
 
 def validation_subset(

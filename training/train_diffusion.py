@@ -86,14 +86,15 @@ def _resolve_resume(config) -> Path | None:
 
 
 def latent_retrieval_metrics(
-    latents, item_factors, relevant: list[set[int]], k: int, index=None
+    latents, item_factors, relevant: list[set[int]], k: int, index=None, pool: str = "max"
 ) -> dict[str, float]:
-    """Hits@k and Recall@k of faiss search around latents (batch, [n_samples,] dim)."""
+    """Hits@k and Recall@k of faiss search around latents (batch, [n_samples,] dim), an item's
+    similarities to a prompt's samples pooled by ``pool`` (``max`` or ``mean``)."""
     import numpy as np
 
     from text2tracks.rerank import latent_candidates, per_prompt_metric
 
-    items, _ = latent_candidates(latents, item_factors, k=k, index=index)
+    items, _ = latent_candidates(latents, item_factors, k=k, index=index, pool=pool)
     hits = per_prompt_metric(items, relevant, "hits", k)
     recall = np.array(
         [len(set(items[b].tolist()) & rel) / min(len(rel), k) for b, rel in enumerate(relevant)]
@@ -128,12 +129,13 @@ class _Run:
     total_steps: int
     n_params: int
     index: Any
+    item_tensor: Any = None  # CF item factors on the device (contrastive term only)
     state: dict[str, Any] = field(default_factory=dict)
     log_records: list[dict[str, Any]] = field(default_factory=list)
     last_eval: dict[str, float] = field(default_factory=dict)
     start_time: float = 0.0
     stopped_by: str = "epochs"
-    running: float = 0.0
+    running: dict[str, float] = field(default_factory=dict)
     n_running: int = 0
 
     @property
@@ -230,6 +232,7 @@ def _evaluate(run: _Run) -> dict[str, float]:
         run.val_relevant,
         config.eval_k,
         run.index,
+        config.pool,
     )
 
 
@@ -260,16 +263,49 @@ def _resume(run: _Run) -> None:
     run.log(f"resumed from {resume} at step {run.state['step']}")
 
 
+def _contrastive_targets(run: _Run, rows):
+    """The batch's :class:`~text2tracks.contrastive.ContrastiveTargets` (None without the
+    contrastive term). The tracks are drawn from a generator seeded by (seed, step, process,
+    batch in epoch), so a resumed run draws what the uninterrupted one would have."""
+    import numpy as np
+
+    from text2tracks.contrastive import contrastive_targets
+
+    config = run.config
+    if config.regressor or config.contrastive_weight == 0:
+        return None
+    rng = np.random.default_rng(
+        (
+            config.seed,
+            run.state["step"],
+            run.accelerator.process_index,
+            run.state["batches_in_epoch"],
+        )
+    )
+    return contrastive_targets(
+        run.data["train_tracks"][rows.cpu().numpy()],
+        run.item_tensor,
+        config.contrastive_negatives,
+        rng,
+    )
+
+
 def _train_batch(run: _Run, batch) -> bool:
     """Forward and backward of one batch; an optimizer step (clipped gradients, scheduled
     learning rate) when gradients sync, after ``grad_accum`` batches. Returns whether they did."""
     config, accelerator, model, optimizer = run.config, run.accelerator, run.model, run.optimizer
-    *inputs, target = batch
+    *inputs, target, rows = batch
     with accelerator.accumulate(model):
         if config.encoder == "seq2seq":
-            loss = model(target, cond=inputs[0])
+            model_inputs = {"cond": inputs[0]}
         else:
-            loss = model(target, input_ids=inputs[0], attention_mask=inputs[1])
+            model_inputs = {"input_ids": inputs[0], "attention_mask": inputs[1]}
+        if config.regressor:
+            parts = {"loss": model(target, **model_inputs)}
+        else:
+            targets = _contrastive_targets(run, rows)
+            parts = model(target, contrastive_targets=targets, return_losses=True, **model_inputs)
+        loss = parts["loss"]
         accelerator.backward(loss)
         if accelerator.sync_gradients:
             accelerator.clip_grad_norm_(model.parameters(), 1.0)
@@ -280,7 +316,8 @@ def _train_batch(run: _Run, batch) -> bool:
         optimizer.step()
         optimizer.zero_grad()
     run.state["batches_in_epoch"] += 1
-    run.running += loss.detach().float().item()
+    for name, value in parts.items():
+        run.running[name] = run.running.get(name, 0.0) + value.detach().float().item()
     run.n_running += 1
     return accelerator.sync_gradients
 
@@ -294,13 +331,15 @@ def _after_step(run: _Run, bar) -> bool:
     bar.update(1)
     record: dict[str, Any] = {}
     if state["step"] % config.log_every == 0:
+        means = {name: total / max(1, run.n_running) for name, total in run.running.items()}
         record = {
             "step": state["step"],
-            "train_loss": run.running / max(1, run.n_running),
+            "train_loss": means.pop("loss", 0.0),
+            **{f"train_{name}": value for name, value in means.items()},
             "lr": run.optimizer.param_groups[0]["lr"],
             "elapsed_s": round(state["elapsed_s"], 2),
         }
-        run.running, run.n_running = 0.0, 0
+        run.running, run.n_running = {}, 0
     if config.eval_every and state["step"] % config.eval_every == 0:
         run.last_eval = _evaluate(run)
         record = {**record, "step": state["step"], **run.last_eval}
@@ -327,7 +366,7 @@ def _train_loop(run: _Run) -> None:
     run.start_time = time.perf_counter() - state["elapsed_s"]
     run.stopped_by = "epochs"
     run.last_eval = {}
-    run.running, run.n_running = 0.0, 0
+    run.running, run.n_running = {}, 0
     bar = tqdm(
         total=run.total_steps, initial=state["step"], disable=not (run.main and config.progress)
     )
@@ -430,8 +469,9 @@ def train(config: DiffusionTrainConfig) -> dict[str, Any]:
         f"{latents.shape[0]} training pairs ({data['n_train_skipped']} playlists without catalogue "
         f"tracks skipped), {len(val_prompts)} validation prompts"
     )
+    rows = torch.arange(latents.shape[0])  # each example's row of data["train_tracks"]
     loader = DataLoader(
-        TensorDataset(*inputs["train_inputs"], latents_std),
+        TensorDataset(*inputs["train_inputs"], latents_std, rows),
         batch_size=config.batch_size,
         shuffle=True,
         drop_last=latents.shape[0] > config.batch_size,
@@ -458,6 +498,7 @@ def train(config: DiffusionTrainConfig) -> dict[str, Any]:
         total_steps=total_steps,
         n_params=n_params,
         index=build_index(data["item_factors"]),
+        item_tensor=torch.from_numpy(data["item_factors"]).float().to(accelerator.device),
     )
     _resume(run)
     _train_loop(run)
