@@ -123,6 +123,7 @@ def test_default_examples_are_bit_identical_to_before_seeds():
 
 
 def test_train_config_default_draws_no_seeds():
+    from text2tracks.modeling import ModelConfig
     from training.seq2seq_config import TrainConfig
 
     config = TrainConfig(artifact="a", playlists="p")
@@ -132,6 +133,9 @@ def test_train_config_default_draws_no_seeds():
         TrainConfig(artifact="a", playlists="p", seed_prob=1.5)
     with pytest.raises(ValueError, match="max_seed_tracks"):
         TrainConfig(artifact="a", playlists="p", seed_prob=0.5, max_seed_tracks=0)
+    frozen = ModelConfig(freeze_encoder=True)
+    with pytest.raises(ValueError, match="trainable encoder"):
+        TrainConfig(artifact="a", playlists="p", seed_prob=0.5, model=frozen)
 
 
 # ------------------------------------------------------------------ the encoding

@@ -200,6 +200,12 @@ class TrainConfig:
                 )
             if self.popularity_power:
                 raise ValueError("popularity_power applies to target_source='playlist' only")
+        if self.seed_prob and self.model.freeze_encoder:
+            raise ValueError(
+                "seed_prob > 0 needs a trainable encoder: it reads seeds as semantic-ID tokens, "
+                "whose encoder embeddings are new; with freeze_encoder=True they stay random. "
+                "Drop --freeze-encoder, or set --seed-prob 0"
+            )
         try:
             self.seed_draw()
         except ValueError as err:  # SeedDraw names its fields; say which of ours it was

@@ -72,14 +72,22 @@ def _validation_hits(
     config: TrainConfig, accelerator, unwrapped, val_prompt_dl, val_relevant, trie, layout
 ) -> list:
     """Hit (1.0) or miss (0.0) of each validation prompt's top ``eval_k`` items, gathered (one
-    tensor per batch)."""
+    tensor per batch). A prompt's seed tracks (prompt batches drawn with seeds) are excluded, as
+    the API excludes them."""
+    import numpy as np
     import torch
 
     from text2tracks.generative import search_items
     from text2tracks.modeling import DEFAULT_DIVERSITY, DEFAULT_NUM_BEAMS
 
+    pairs = getattr(getattr(val_prompt_dl, "dataset", None), "pairs", None)
+    seeded = pairs is not None and pairs.seed_draw is not None
     hits = []
     for batch in val_prompt_dl:
+        rows = batch["playlist_index"].tolist()
+        exclude = [np.unique(pairs.seeds_of(r)) for r in rows] if seeded else None
+        if exclude is not None and not any(e.size for e in exclude):
+            exclude = None
         # the API's ranking: its beam width and diversity (text2tracks.generative)
         items, _ = search_items(
             unwrapped,
@@ -90,8 +98,8 @@ def _validation_hits(
             k=config.eval_k,
             num_beams=config.num_beams or max(config.eval_k, DEFAULT_NUM_BEAMS),
             diversity=DEFAULT_DIVERSITY,
+            exclude=exclude,
         )
-        rows = batch["playlist_index"].tolist()
         hit = [float(any(int(j) in val_relevant[r] for j in items[b])) for b, r in enumerate(rows)]
         hits.append(accelerator.gather_for_metrics(torch.tensor(hit, device=accelerator.device)))
     return hits
