@@ -200,6 +200,16 @@ class TrainConfig:
                 )
             if self.popularity_power:
                 raise ValueError("popularity_power applies to target_source='playlist' only")
+        self._check_seed_options()
+        if not (
+            isinstance(self.teacher_own_weight, (int, float)) and 0 <= self.teacher_own_weight <= 1
+        ):
+            raise ValueError(
+                f"teacher_own_weight must be in [0, 1], got {self.teacher_own_weight!r}"
+            )
+
+    def _check_seed_options(self) -> None:
+        """seed_prob and the frozen encoder, and the seed draw's own checks under our names."""
         if self.seed_prob and self.model.freeze_encoder:
             raise ValueError(
                 "seed_prob > 0 needs a trainable encoder: it reads seeds as semantic-ID tokens, "
@@ -214,12 +224,6 @@ class TrainConfig:
                 if message.startswith(inner + " "):
                     message = outer + message[len(inner) :]
             raise ValueError(message) from None
-        if not (
-            isinstance(self.teacher_own_weight, (int, float)) and 0 <= self.teacher_own_weight <= 1
-        ):
-            raise ValueError(
-                f"teacher_own_weight must be in [0, 1], got {self.teacher_own_weight!r}"
-            )
 
     def seed_draw(self) -> SeedDraw | None:
         """The seed draw of the training examples (``None`` when ``seed_prob`` is 0)."""
