@@ -640,3 +640,37 @@ def test_the_service_takes_seed_tracks():
     want = rec.recommend([TITLE, ""], k=4, seed_tracks=[None, ["g2:t2"]])
     assert [ids(g) for g in got] == [ids(w) for w in want]
     assert ids(answers[2].json()["recommendations"]) == ids(rec.recommend(TITLE, k=4))
+
+
+# ------------------------------------------------------------------ latent and hybrid modes
+
+
+def test_hybrid_beam_reads_seeds_and_latent_modes_exclude_them(tmp_path):
+    from tiny_artifact import add_tiny_diffusion, build_tiny_artifact
+
+    from text2tracks import Text2Tracks
+    from text2tracks.fusion import FixedBlendFusion
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        artifact = add_tiny_diffusion(build_tiny_artifact(tmp_path), steps=50)
+        rec = Text2Tracks.from_pretrained(artifact, device="cpu")
+    finally:
+        torch.set_num_threads(threads)
+    rec.max_seed_tracks = 4  # an untrained model: what matters is what it is given to read
+    rec.fusion = FixedBlendFusion(1.0)  # all weight on the beam: its own order
+    seeds = list(rec.catalog.item_ids[:3])
+
+    def ids(answers):
+        return [[r.track_id for r in a] for a in answers]
+
+    prompts = ["jazz", "party"]
+    generative = rec.recommend(prompts, k=5, num_beams=8, diversity=0, seed_tracks=seeds)
+    hybrid = rec.recommend(prompts, k=5, num_beams=8, mode="hybrid", seed_tracks=seeds)
+    assert ids(hybrid) == ids(generative)
+    assert ids(generative) != ids(rec.recommend(prompts, k=5, num_beams=8, diversity=0))
+    latent = rec.recommend(prompts, k=20, mode="latent", seed_tracks=seeds)
+    assert not {t for a in ids(latent) for t in a} & set(seeds)
+    with pytest.raises(ValueError, match="reads the text"):
+        rec.recommend("", k=5, mode="latent", seed_tracks=seeds)

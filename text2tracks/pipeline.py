@@ -29,7 +29,7 @@ Decisions on input (each tested in ``tests/test_pipeline.py``; the latent and hy
 - ``prompt_or_prompts``: one ``str`` gives a ``list[Recommendation]``; a list (or any non-string
   sequence) of ``str`` gives a ``list[list[Recommendation]]`` in the same order; an empty list
   gives ``[]``. A prompt that is empty or only whitespace (after the same normalisation as in
-  training) raises ``ValueError`` naming its index. A prompt longer than the model takes is
+  training) raises ``ValueError`` naming its index, unless it has seed tracks. A prompt longer than the model takes is
   truncated to ``max_prompt_length`` tokens with a ``UserWarning`` naming its index.
 - ``k`` must be an integer in ``[1, catalogue size]``, else ``ValueError`` stating the limits;
   with ``exclude`` it must also leave ``k`` tracks to recommend.
