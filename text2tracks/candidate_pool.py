@@ -4,7 +4,8 @@
 each item with its score and rank in either view (:func:`pool_candidates`). Since beam
 log-probabilities and inner products live on unrelated scales, each view is normalised per
 prompt (:func:`normalise_view`: z-score or rank-based) before :func:`blend` mixes them with a
-weight alpha; :func:`top_k` takes the best items by any score.
+weight alpha; :func:`top_k` takes the best items by any score. :func:`negative_penalty` is
+what a negative prompt takes off the fused scores in hybrid mode.
 
 Arrays use ``-1`` for "no item" and NaN for "no score".
 """
@@ -16,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from text2tracks.latent_search import latent_similarity
+from text2tracks.latent_search import as_samples, latent_similarity
 
 NORMALISATIONS = ("zscore", "rank")
 
@@ -202,4 +203,61 @@ def top_k(
     return items, top
 
 
-__all__ = ["NORMALISATIONS", "Candidates", "blend", "normalise_view", "pool_candidates", "top_k"]
+def negative_penalty(
+    candidates: Candidates,
+    negative_latents: Any,
+    item_factors: np.ndarray,
+    weight: float = 1.0,
+    pool: str = "max",
+) -> np.ndarray:
+    """What a negative prompt takes off each candidate's fused score: ``(batch, n)``.
+
+    A candidate's similarity to each of the negative prompt's latents ``(batch, n_samples,
+    dim)`` is the retrieval similarity (inner product with its CF factor), z-scored against the
+    whole catalogue's similarities to that latent (their mean ``mu . q`` and variance
+    ``q^T Sigma q`` from the item factors' mean and covariance), then pooled over the samples by
+    ``pool``. Only the part above the catalogue's mean counts: the penalty is
+    ``weight * max(z, 0)``. So a track far more like the negative than the average track loses
+    several units of the (z-scored) fused score, whichever view brought it; one no more like
+    it than the average keeps its score; and the verdict does not depend on how many of the
+    other candidates resemble the negative. A prompt without a negative (NaN rows of
+    ``negative_latents``) and padding get 0.
+    """
+    if not np.isfinite(weight) or weight < 0:
+        raise ValueError(f"negative weight must be a finite number >= 0, got {weight!r}")
+    if pool not in ("max", "mean"):
+        raise ValueError(f"pool must be 'max' or 'mean', got {pool!r}")
+    negative_latents = as_samples(negative_latents)
+    if negative_latents.shape[0] != len(candidates):
+        raise ValueError(
+            f"negative_latents has {negative_latents.shape[0]} rows for {len(candidates)} prompts"
+        )
+    penalty = np.zeros(candidates.items.shape, dtype=np.float64)
+    given = np.flatnonzero(np.isfinite(negative_latents).all(axis=(1, 2)))
+    if weight == 0 or given.size == 0:
+        return penalty
+    factors = np.asarray(item_factors, dtype=np.float64)
+    mean, cov = (
+        factors.mean(0),
+        np.cov(factors, rowvar=False, bias=True).reshape(factors.shape[1], factors.shape[1]),
+    )
+    queries = negative_latents[given].astype(np.float64)  # (g, s, dim)
+    centre = queries @ mean  # (g, s)
+    spread = np.sqrt(np.maximum(np.einsum("gsd,de,gse->gs", queries, cov, queries), 1e-24))
+    items = candidates.items[given]
+    sims = np.einsum("gnd,gsd->gns", factors[np.clip(items, 0, None)], queries)
+    z = (sims - centre[:, None, :]) / spread[:, None, :]
+    pooled = z.max(-1) if pool == "max" else z.mean(-1)
+    penalty[given] = np.where(items >= 0, weight * np.maximum(pooled, 0.0), 0.0)
+    return penalty
+
+
+__all__ = [
+    "NORMALISATIONS",
+    "Candidates",
+    "blend",
+    "negative_penalty",
+    "normalise_view",
+    "pool_candidates",
+    "top_k",
+]

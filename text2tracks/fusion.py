@@ -95,10 +95,14 @@ class FixedBlendFusion:
     def alphas(self, candidates: Candidates, **_: Any) -> np.ndarray:
         return np.full(len(candidates), self.alpha)
 
+    def scores(self, candidates: Candidates, **_: Any) -> np.ndarray:
+        """Fused scores ``(batch, n)`` of the candidates (padding -inf)."""
+        return blend(candidates, self.alpha, self.normalisation)
+
     def fuse(
         self, candidates: Candidates, k: int = 10, exclude=None, **_: Any
     ) -> tuple[np.ndarray, np.ndarray]:
-        return top_k(candidates, blend(candidates, self.alpha, self.normalisation), k, exclude)
+        return top_k(candidates, self.scores(candidates), k, exclude)
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": "fixed", "alpha": self.alpha, "normalisation": self.normalisation}
@@ -253,6 +257,12 @@ class GatedFusion:
         x = (np.asarray(features, dtype=np.float64) - self.feature_mean_) / self.feature_std_
         return self.grid[np.argmax(x @ self.weights_ + self.bias_, axis=1)]
 
+    def scores(
+        self, candidates: Candidates, features: np.ndarray | None = None, **_: Any
+    ) -> np.ndarray:
+        """Fused scores ``(batch, n)`` with each prompt's alpha (padding -inf)."""
+        return blend(candidates, self.alphas(candidates, features), self.normalisation)
+
     def fuse(
         self,
         candidates: Candidates,
@@ -261,8 +271,7 @@ class GatedFusion:
         exclude=None,
         **_: Any,
     ) -> tuple[np.ndarray, np.ndarray]:
-        alphas = self.alphas(candidates, features)
-        return top_k(candidates, blend(candidates, alphas, self.normalisation), k, exclude)
+        return top_k(candidates, self.scores(candidates, features), k, exclude)
 
     def to_dict(self) -> dict[str, Any]:
         if self.weights_ is None:

@@ -72,6 +72,11 @@ class HybridSettings:
             ``"mean"`` (their mean item factor) or ``"fold_in"`` (the ALS factor of a playlist
             holding exactly them, the kind of latent the head was trained on); see
             :func:`text2tracks.diffusion.seed_latent`.
+        negative_weight: how hard a negative prompt demotes candidates in hybrid mode, beam
+            candidates included: each loses ``negative_weight`` times the positive part of its
+            similarity to the negative prompt's latent, z-scored against the catalogue
+            (:func:`text2tracks.candidate_pool.negative_penalty`); 0 = the negative only guides
+            the latent view.
     """
 
     n_samples: int = 4
@@ -79,6 +84,7 @@ class HybridSettings:
     latent_k: int = 100
     pool: str = "max"
     seed_method: str = "mean"
+    negative_weight: float = 1.0
 
     def __post_init__(self) -> None:
         for name in ("n_samples", "beam_candidates", "latent_k"):
@@ -87,6 +93,15 @@ class HybridSettings:
                 raise ValueError(f"HybridSettings.{name} must be an integer >= 1, got {value!r}")
         if self.pool not in _POOLS:
             raise ValueError(f"HybridSettings.pool must be one of {_POOLS}, got {self.pool!r}")
+        weight = self.negative_weight
+        if (
+            isinstance(weight, bool)
+            or not isinstance(weight, (int, float, np.floating))
+            or not 0 <= weight < np.inf
+        ):
+            raise ValueError(
+                f"HybridSettings.negative_weight must be a finite number >= 0, got {weight!r}"
+            )
         if self.seed_method not in SEED_METHODS:
             raise ValueError(
                 f"HybridSettings.seed_method must be one of {SEED_METHODS}, "
@@ -256,15 +271,25 @@ def fuse(
     latents: np.ndarray | None = None,
     prompts: list[str] | None = None,
     exclude: list[set[int]] | None = None,
+    penalty: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The best ``k`` candidates by the fused score: ``(items (batch, k), scores (batch, k))``.
 
     A :class:`GatedFusion` computes its per-prompt features from the candidates, the latents
-    and the prompts (the same ones it was fitted with)."""
+    and the prompts (the same ones it was fitted with). ``penalty`` ``(batch, n)`` is taken off
+    the fused scores first (a negative prompt's :func:`~text2tracks.candidate_pool.negative_penalty`).
+    """
     features = (
         prompt_features(candidates, latents, prompts) if isinstance(fusion, GatedFusion) else None
     )
-    return fusion.fuse(candidates, k=k, features=features, exclude=exclude)
+    if penalty is None:
+        return fusion.fuse(candidates, k=k, features=features, exclude=exclude)
+    penalty = np.asarray(penalty, dtype=np.float64)
+    if penalty.shape != candidates.items.shape:
+        raise ValueError(
+            f"penalty must have the candidates' shape {candidates.items.shape}, got {penalty.shape}"
+        )
+    return top_k(candidates, fusion.scores(candidates, features=features) - penalty, k, exclude)
 
 
 # ------------------------------------------------------------------------------------ fitting

@@ -7,6 +7,8 @@ latents it samples for the ``"latent"`` and ``"hybrid"`` modes of
 - :func:`query_latents` turns prompts and a :class:`~text2tracks.options.LatentRequest` into CF-space
   latents ``(batch, n_samples, latent_dim)``: DDIM sampling from seeded noise, or (with
   ``like_tracks``) a DDIM edit of the tracks' seed latent.
+- :func:`negative_latents` samples the latents of the negative prompts themselves, which hybrid
+  mode uses to demote every candidate (the beam's too) that resembles the negative.
 - :func:`rank_latent_batch` ranks the catalogue around those latents (latent mode) or fuses them
   with the beam's candidates (hybrid mode).
 """
@@ -241,6 +243,31 @@ def query_latents(
     return out.numpy()
 
 
+def negative_latents(head, request: LatentRequest) -> np.ndarray | None:
+    """CF-space latents ``(batch, n_samples, latent_dim)`` of each prompt's negative prompt,
+    sampled as :func:`query_latents` samples the prompts (the request's guidance weight and seeded
+    noise, relative to the null condition); NaN rows for prompts without one, and None when no
+    prompt has one. The caller holds the model lock."""
+    import torch
+
+    given = [i for i, t in enumerate(request.negatives) if t is not None]
+    if not given:
+        return None
+    n, n_samples, dim = len(request.negatives), request.n_samples, head.config.latent_dim
+    out = np.full((n, n_samples, dim), np.nan, dtype=np.float32)
+    with torch.inference_mode():
+        cond = head.encode([request.negatives[i] for i in given])
+        noise = None
+        if request.seed is not None:
+            generator = torch.Generator().manual_seed(request.seed)
+            noise = torch.randn((n_samples, dim), generator=generator).repeat(len(given), 1)
+        sampled = head.sample(
+            cond, guidance_weight=request.guidance_weight, n_samples=n_samples, noise=noise
+        )
+    out[given] = sampled.float().cpu().numpy()
+    return out
+
+
 def hybrid_beam_width(
     k: int,
     num_beams: int | None,
@@ -266,9 +293,16 @@ def rank_latent_batch(
     texts: list[str],
     excluded: Sequence[np.ndarray | None],
     beam: tuple[np.ndarray, np.ndarray] | None = None,
+    negative: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Item indices and scores ``(batch, k)`` of the latent mode (faiss around ``latents``) or the
-    hybrid mode (``beam``'s candidates and the latents' pooled, fused by ``fusion``)."""
+    hybrid mode (``beam``'s candidates and the latents' pooled, fused by ``fusion``).
+
+    In hybrid mode ``negative`` (:func:`negative_latents`) demotes every pooled candidate by its
+    similarity to the negative prompt's latent, weighted by ``settings.negative_weight``
+    (:func:`text2tracks.candidate_pool.negative_penalty`); the latent mode ignores it, its
+    latents being guided away from the negative already."""
+    from text2tracks.candidate_pool import negative_penalty
     from text2tracks.hybrid import fuse, gather_candidates
     from text2tracks.rerank import rerank
 
@@ -296,7 +330,20 @@ def rank_latent_batch(
         k=k,
         exclude=exclude_sets,
     )
-    return fuse(fusion, candidates, k, latents=latents, prompts=texts, exclude=exclude_sets)
+    penalty = None
+    if negative is not None:
+        penalty = negative_penalty(
+            candidates, negative, factors, settings.negative_weight, settings.pool
+        )
+    return fuse(
+        fusion,
+        candidates,
+        k,
+        latents=latents,
+        prompts=texts,
+        exclude=exclude_sets,
+        penalty=penalty,
+    )
 
 
 def warn_default_fusion(where) -> None:

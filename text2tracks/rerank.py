@@ -28,7 +28,14 @@ from typing import Any
 
 import numpy as np
 
-from text2tracks.candidate_pool import Candidates, blend, normalise_view, pool_candidates, top_k
+from text2tracks.candidate_pool import (
+    Candidates,
+    blend,
+    negative_penalty,
+    normalise_view,
+    pool_candidates,
+    top_k,
+)
 from text2tracks.fusion import (
     FEATURE_NAMES,
     FUSION_METRICS,
@@ -61,6 +68,8 @@ def rerank(
     fusion: FixedBlendFusion | GatedFusion | None = None,
     prompts: list[str] | None = None,
     exclude: list[set[int]] | None = None,
+    negative_latents: Any = None,
+    negative_weight: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Rank items per prompt: ``(item_indices (batch, k), scores (batch, k))``, -1 padded.
 
@@ -74,6 +83,9 @@ def rerank(
         fusion: a fitted fusion for hybrid (default ``FixedBlendFusion(0.5)``).
         prompts: only used for the gate's prompt-length feature.
         exclude: per prompt, items never to return.
+        negative_latents: hybrid only: (batch, [n_samples,] dim) latents of each prompt's
+            negative prompt (NaN rows: none). Every pooled candidate, the beam's too, loses
+            ``negative_weight`` times its :func:`negative_penalty` before the top k is taken.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -81,6 +93,11 @@ def rerank(
         raise ValueError(f"mode {mode!r} needs beam_items and beam_scores")
     if mode in ("latent", "hybrid") and (latents is None or item_factors is None):
         raise ValueError(f"mode {mode!r} needs latents and item_factors")
+    if negative_latents is not None and mode != "hybrid":
+        raise ValueError(
+            f"negative_latents act on the fused list of mode 'hybrid', got mode {mode!r} "
+            "(in latent mode the negative prompt guides the sampling)"
+        )
     if mode == "generative":
         cands = pool_candidates(beam_items, beam_scores)
         return top_k(cands, np.where(cands.items >= 0, cands.generative, -np.inf), k, exclude)
@@ -95,7 +112,10 @@ def rerank(
     )
     fusion = fusion or FixedBlendFusion(0.5)
     features = prompt_features(cands, latents, prompts) if isinstance(fusion, GatedFusion) else None
-    return fusion.fuse(cands, k=k, features=features, exclude=exclude)
+    if negative_latents is None:
+        return fusion.fuse(cands, k=k, features=features, exclude=exclude)
+    penalty = negative_penalty(cands, negative_latents, item_factors, negative_weight, pool)
+    return top_k(cands, fusion.scores(cands, features=features) - penalty, k, exclude)
 
 
 __all__ = [
@@ -111,6 +131,7 @@ __all__ = [
     "fusion_from_dict",
     "latent_candidates",
     "latent_similarity",
+    "negative_penalty",
     "normalise_view",
     "per_prompt_metric",
     "pool_candidates",

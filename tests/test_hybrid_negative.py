@@ -1,0 +1,221 @@
+"""A negative prompt acts on the final hybrid list, beam candidates included.
+
+The penalty (:func:`text2tracks.candidate_pool.negative_penalty`) is checked against a hand
+computation; then on a space whose answer is known (synthetic factors, one axis per genre) and on
+the tiny artifact with its tiny diffusion head (``tiny_artifact.add_tiny_diffusion``: "party"
+means rock or pop; the seq2seq is untrained, so its beams hold arbitrary genres), a negative
+"rock" must take the rock candidates out of the top k, the beam's included, and keep the others.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from tiny_artifact import add_tiny_diffusion, build_tiny_artifact, genre_of
+
+from text2tracks.candidate_pool import negative_penalty, pool_candidates
+from text2tracks.hybrid import HybridSettings, fuse, load_fusion, save_fusion
+from text2tracks.latent import negative_latents, rank_latent_batch
+from text2tracks.options import LatentRequest
+from text2tracks.rerank import FixedBlendFusion, rerank
+
+# ------------------------------------------------------------------------------------ the penalty
+
+
+def test_penalty_is_the_positive_part_of_the_similarity_z_scored_over_the_catalogue():
+    factors = np.array([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5], [2.0, 0.0]], dtype=np.float32)
+    cands = pool_candidates(
+        beam_items=np.array([[0, 1, 2], [3, 1, -1]]),
+        beam_scores=np.array([[-1.0, -2.0, -3.0], [-1.0, -2.0, np.nan]]),
+    )
+    negative = np.array([[[1.0, 0.0]], [[np.nan, np.nan]]], dtype=np.float32)
+    got = negative_penalty(cands, negative, factors, weight=2.0)
+    catalogue = np.array([1.0, 0.0, 0.5, 2.0])  # every track against the negative (1, 0)
+    z = (catalogue - catalogue.mean()) / catalogue.std()
+    np.testing.assert_allclose(got[0, :3], 2.0 * np.maximum(z[:3], 0.0), rtol=1e-6)
+    assert got[0, 0] > 0 and got[0, 1] == 0.0 and got[0, 2] == 0.0  # below the mean: untouched
+    np.testing.assert_array_equal(got[1], 0.0)  # no negative for this prompt
+    # several samples: their z-scores pooled by max or mean
+    two = np.array([[[1.0, 0.0], [0.0, 1.0]], [[np.nan] * 2] * 2], dtype=np.float32)
+    z2 = (factors[:, 1] - factors[:, 1].mean()) / factors[:, 1].std()  # against (0, 1)
+    np.testing.assert_allclose(
+        negative_penalty(cands, two, factors, pool="max")[0, :3],
+        np.maximum(np.maximum(z[:3], z2[:3]), 0.0),
+        rtol=1e-6,
+    )
+    np.testing.assert_allclose(
+        negative_penalty(cands, two, factors, pool="mean")[0, :3],
+        np.maximum((z[:3] + z2[:3]) / 2, 0.0),
+        rtol=1e-6,
+    )
+    np.testing.assert_array_equal(negative_penalty(cands, negative, factors, weight=0.0), 0.0)
+    with pytest.raises(ValueError, match="negative weight"):
+        negative_penalty(cands, negative, factors, weight=-1.0)
+    with pytest.raises(ValueError, match="1 rows for 2 prompts"):
+        negative_penalty(cands, negative[:1], factors)
+
+
+def test_fuse_and_rerank_check_the_penalty():
+    cands = pool_candidates(beam_items=np.array([[0, 1]]), beam_scores=np.array([[-1.0, -2.0]]))
+    with pytest.raises(ValueError, match="candidates' shape"):
+        fuse(FixedBlendFusion(), cands, 2, penalty=np.zeros((1, 5)))
+    factors = np.eye(2, dtype=np.float32)
+    with pytest.raises(ValueError, match="mode 'hybrid'"):
+        rerank(
+            "latent",
+            1,
+            latents=np.ones((1, 2), np.float32),
+            item_factors=factors,
+            negative_latents=np.ones((1, 2), np.float32),
+        )
+
+
+def test_settings_carry_the_negative_weight_through_the_fusion_file(tmp_path):
+    with pytest.raises(ValueError, match="negative_weight"):
+        HybridSettings(negative_weight=-0.5)
+    with pytest.raises(ValueError, match="negative_weight"):
+        HybridSettings(negative_weight=float("inf"))
+    settings = HybridSettings(negative_weight=2.5)
+    save_fusion(tmp_path, FixedBlendFusion(0.3), settings)
+    assert load_fusion(tmp_path)[1] == settings
+    # a file written before the field existed reads with the default
+    assert HybridSettings.from_dict({"n_samples": 2}).negative_weight == 1.0
+
+
+# ------------------------------------------------------------------------------------ known answer
+
+N_GENRES, PER_GENRE, DIM = 8, 20, 8  # a genre is an eighth of the catalogue
+
+
+def _genre_space(seed: int = 0):
+    rng = np.random.default_rng(seed)
+    genre = np.repeat(np.arange(N_GENRES), PER_GENRE)
+    factors = 3.0 * np.eye(DIM, dtype=np.float32)[genre] + 0.2 * rng.normal(
+        size=(genre.size, DIM)
+    ).astype(np.float32)
+    return genre, factors
+
+
+def test_negative_demotes_beam_candidates_of_its_genre_and_keeps_the_rest():
+    genre, factors = _genre_space()
+    rng = np.random.default_rng(1)
+    # the beam (alpha 0.9: it dominates) mixes genres 0 and 1; the latent points at genre 0
+    beam_items = rng.permutation(np.flatnonzero(genre <= 1))[None, :20]
+    beam_scores = -np.arange(20, dtype=np.float32)[None]
+    latents = np.eye(DIM, dtype=np.float32)[None, :1] + 0.2 * np.eye(DIM, dtype=np.float32)[1]
+    negative = np.eye(DIM, dtype=np.float32)[None, 1:2]  # genre 1's axis
+    common = dict(
+        beam_items=beam_items,
+        beam_scores=beam_scores,
+        latents=latents,
+        item_factors=factors,
+        latent_k=10,
+        fusion=FixedBlendFusion(0.9),
+    )
+    plain, _ = rerank("hybrid", 10, **common)
+    steered, _ = rerank("hybrid", 10, negative_latents=negative, **common)
+    n_neg_plain, n_neg_steered = (int((genre[r[0]] == 1).sum()) for r in (plain, steered))
+    assert n_neg_plain >= 3  # the beam brought genre 1 into the top 10
+    assert n_neg_steered == 0
+    kept = set(plain[0][genre[plain[0]] != 1].tolist())
+    assert kept <= set(steered[0].tolist())  # every other candidate stays
+    assert np.all(steered[0] >= 0)
+    # weight 0 is the plain ranking
+    off, _ = rerank("hybrid", 10, negative_latents=negative, negative_weight=0.0, **common)
+    np.testing.assert_array_equal(off, plain)
+
+
+# ------------------------------------------------------------------------------------ the API path
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def recommender(tmp_path_factory):
+    from text2tracks.pipeline import Text2Tracks
+
+    artifact = add_tiny_diffusion(build_tiny_artifact(tmp_path_factory.mktemp("negative")))
+    return Text2Tracks.from_pretrained(artifact, device="cpu")
+
+
+def _request(negatives, n_samples=4, guidance_weight=2.0, seed=0) -> LatentRequest:
+    n = len(negatives)
+    return LatentRequest(
+        negatives=list(negatives),
+        seeds=[None] * n,
+        sources=[None] * n,
+        strength=0.5,
+        guidance_weight=guidance_weight,
+        n_samples=n_samples,
+        seed=seed,
+    )
+
+
+def test_negative_latents_sample_the_negative_prompt(recommender):
+    head = recommender.diffusion_head
+    assert negative_latents(head, _request([None, None])) is None
+    latents = negative_latents(head, _request([None, "rock"]))
+    assert latents.shape == (2, 4, head.config.latent_dim)
+    assert np.isnan(latents[0]).all() and np.isfinite(latents[1]).all()
+    # the negative's latent is the prompt's latent: "rock" sampled as a prompt, same noise
+    as_prompt = recommender.sample_latents("rock", n_samples=4, seed=0)
+    np.testing.assert_allclose(latents[1], as_prompt, atol=1e-4)
+    # its tracks are rock: the same answer the head gives for the prompt itself
+    factors = recommender.item_factors
+    top = np.argsort(-(latents[1] @ factors.T).max(0))[:10]
+    assert [genre_of(recommender.catalog.item_ids[i]) for i in top].count("rock") >= 8
+
+
+def test_hybrid_negative_removes_the_negative_genre_from_beam_candidates(recommender):
+    catalog, k = recommender.catalog, 10
+    genre = np.array([genre_of(t) for t in catalog.item_ids])
+    # The tiny seq2seq is untrained and its beams rank rock arbitrarily: the beam here is a
+    # designed one that leads with rock, alternating with other genres, best first.
+    rock, other = np.flatnonzero(genre == "rock")[:15], np.flatnonzero(genre != "rock")[:15]
+    beam_items = np.stack([rock, other], axis=1).reshape(1, -1)
+    beam = (beam_items, -np.arange(beam_items.shape[1], dtype=np.float32)[None])
+    latents = recommender.sample_latents(["party"], negative_prompt="rock", n_samples=4, seed=0)
+    factors, index = recommender.latent_index()
+    settings = replace(recommender.hybrid_settings, n_samples=4, latent_k=30)
+    negative = negative_latents(recommender.diffusion_head, _request(["rock"]))
+    fusion = FixedBlendFusion(0.8)  # the beam dominates: rock comes in through it
+
+    def top(neg):
+        items, _ = rank_latent_batch(
+            "hybrid", k, latents, factors, index, settings, fusion, ["party"], [None], beam, neg
+        )
+        return items[0]
+
+    plain, steered = top(None), top(negative)
+    beam_rock = set(plain.tolist()) & set(rock.tolist())
+    assert len(beam_rock) >= 3, "precondition: the beam brings rock tracks into the plain top k"
+    n_rock = [int((genre[items] == "rock").sum()) for items in (plain, steered)]
+    assert n_rock[1] <= n_rock[0] // 2, n_rock
+    assert not beam_rock & set(steered.tolist())
+    kept = set(plain[genre[plain] != "rock"].tolist())
+    assert kept <= set(steered.tolist())  # the others stay
+    assert np.all(steered >= 0)
+    # the same call without a negative prompt in the batch row changes nothing
+    unchanged, _ = rank_latent_batch(
+        "hybrid",
+        k,
+        latents,
+        factors,
+        index,
+        settings,
+        fusion,
+        ["party"],
+        [None],
+        beam,
+        np.full_like(negative, np.nan),
+    )
+    np.testing.assert_array_equal(unchanged[0], plain)
