@@ -6,7 +6,7 @@ Its worker takes the first waiting job, then whatever else arrives within ``max_
 to ``max_batch_prompts`` prompts), groups the jobs whose call-wide options agree (mode, k,
 beams, sampling) and runs each group as one :meth:`Text2Tracks.recommend` call in a thread, so
 the event loop keeps accepting requests while the model runs. Per-prompt options (exclude,
-negative prompt, like tracks, source prompt) travel per prompt. The API's answers do not depend
+negative prompt, like tracks, source prompt, seed tracks) travel per prompt. The API's answers do not depend
 on the batch a prompt lands in, so batching changes speed, never results.
 
 Standard library only: :mod:`text2tracks.serve` puts FastAPI in front of it.
@@ -33,7 +33,8 @@ class ServeLimits:
         max_k: largest ``k`` (capped at the catalogue size).
         max_prompt_chars: longest prompt, in characters (also for negative and source prompts).
         max_prompts: prompts per request.
-        max_track_ids: track ids per request, over ``exclude`` and ``like_tracks``.
+        max_track_ids: track ids per request, over ``exclude``, ``like_tracks`` and
+            ``seed_tracks``.
         max_batch_prompts: prompts per decoding call (requests are batched up to it).
         max_wait_ms: how long the batcher waits for more requests after the first one.
         max_queue: requests waiting at most; more get 503.
@@ -78,7 +79,7 @@ class Job:
     prompts: list[str]
     single: bool
     key: tuple  # the call-wide options; jobs with the same key share a decoding call
-    per_prompt: dict[str, list]  # exclude, negative_prompt, like_tracks, source_prompt
+    per_prompt: dict[str, list]  # one list per name of _PER_PROMPT
     future: asyncio.Future = field(repr=False, default=None)
 
     def call_options(self) -> dict[str, Any]:
@@ -95,7 +96,8 @@ _CALL_WIDE = (
     "n_samples",
     "seed",
 )
-_PER_PROMPT = ("exclude", "negative_prompt", "like_tracks", "source_prompt")
+_PER_PROMPT = ("exclude", "negative_prompt", "like_tracks", "source_prompt", "seed_tracks")
+_TRACK_ID_OPTIONS = ("exclude", "like_tracks", "seed_tracks")  # counted in max_track_ids
 
 
 def _spread_ids(value, n: int, single: bool, name: str) -> list:
@@ -147,6 +149,7 @@ def make_job(body, limits: ServeLimits, n_items: int) -> Job:
         "like_tracks": _spread_ids(body.like_tracks, n, single, "like_tracks"),
         "negative_prompt": _spread_text(body.negative_prompt, n, single, "negative_prompt"),
         "source_prompt": _spread_text(body.source_prompt, n, single, "source_prompt"),
+        "seed_tracks": _spread_ids(body.seed_tracks, n, single, "seed_tracks"),
     }
     for name, texts in (
         ("prompt", prompts),
@@ -160,17 +163,19 @@ def make_job(body, limits: ServeLimits, n_items: int) -> Job:
                 )
     if body.like_tracks == []:
         raise RequestError(422, "like_tracks is empty; give some track ids, or null")
-    n_ids = _count_ids(body.exclude) + _count_ids(body.like_tracks)
+    n_ids = sum(_count_ids(getattr(body, name)) for name in _TRACK_ID_OPTIONS)
     if n_ids > limits.max_track_ids:
         raise RequestError(
-            413, f"{n_ids} track ids in exclude and like_tracks; at most {limits.max_track_ids}"
+            413,
+            f"{n_ids} track ids in {', '.join(_TRACK_ID_OPTIONS)}; at most {limits.max_track_ids}",
         )
     key = tuple(getattr(body, name) for name in _CALL_WIDE)
     return Job(prompts, single, key, per_prompt)
 
 
 def _count_ids(value) -> int:
-    """Track ids in a request's ``exclude`` / ``like_tracks`` (as given, before spreading)."""
+    """Track ids in a request's ``exclude`` / ``like_tracks`` / ``seed_tracks`` (as given,
+    before spreading)."""
     if not value:
         return 0
     if all(v is None or isinstance(v, list) for v in value):

@@ -114,77 +114,6 @@ class RecommendResponse(BaseModel):
     recommendations: list[Track] | list[list[Track]]
 
 
-# ------------------------------------------------------------------------------ seed tracks
-
-
-def make_seeded_job(body: RecommendRequest, limits: ServeLimits, n_items: int):
-    """:func:`~text2tracks.batching.make_job`, plus the request's ``seed_tracks`` spread over
-    its prompts (``job.per_prompt["seed_tracks"]``), counted towards ``max_track_ids``."""
-    job = make_job(body, limits, n_items)
-    n, seeds = len(job.prompts), body.seed_tracks
-    if seeds is None:
-        spread = [None] * n
-    elif job.single or not seeds or not all(v is None or isinstance(v, list) for v in seeds):
-        spread = [list(seeds) or None] * n
-    elif len(seeds) != n:
-        raise RequestError(
-            422,
-            f"seed_tracks has {len(seeds)} lists for {n} prompts; give one per prompt, or one "
-            "list of track ids for all of them",
-        )
-    else:
-        spread = [v or None for v in seeds]
-    n_ids = sum(_n_ids(v) for v in (body.exclude, body.like_tracks, seeds))
-    if n_ids > limits.max_track_ids:
-        raise RequestError(
-            413,
-            f"{n_ids} track ids in exclude, like_tracks and seed_tracks; at most "
-            f"{limits.max_track_ids}",
-        )
-    job.per_prompt["seed_tracks"] = spread
-    return job
-
-
-def _n_ids(value) -> int:
-    if not value:
-        return 0
-    return sum(len(v) if isinstance(v, list) else 1 for v in value if v is not None)
-
-
-class SeedTracksBatcher(MicroBatcher):
-    """:class:`~text2tracks.batching.MicroBatcher` that passes each prompt's ``seed_tracks``
-    (from :func:`make_seeded_job`) to ``recommend``; a group whose prompts have none is decoded
-    exactly as before. (The batcher's own per-prompt options are a fixed list; this adds one
-    without changing it.)"""
-
-    def _decode(self, group: list) -> list:
-        seeds = [
-            s for job in group for s in job.per_prompt.get("seed_tracks", [None] * len(job.prompts))
-        ]
-        if all(s is None for s in seeds):
-            return super()._decode(group)
-        plain = self.recommender
-        self.recommender = _WithSeeds(plain, seeds)  # one decode at a time: the worker awaits it
-        try:
-            return super()._decode(group)
-        finally:
-            self.recommender = plain
-
-
-class _WithSeeds:
-    """A recommender whose ``recommend`` also gets ``seed_tracks`` (one entry per prompt)."""
-
-    def __init__(self, recommender, seeds: list) -> None:
-        self._recommender = recommender
-        self._seeds = seeds
-
-    def recommend(self, prompts, **options):
-        return self._recommender.recommend(prompts, seed_tracks=self._seeds, **options)
-
-    def __getattr__(self, name: str):
-        return getattr(self._recommender, name)
-
-
 # ------------------------------------------------------------------------------ the app
 
 
@@ -193,7 +122,7 @@ def create_app(recommender, limits: ServeLimits | None = None) -> FastAPI:
     from contextlib import asynccontextmanager
 
     limits = limits or ServeLimits()
-    batcher = SeedTracksBatcher(recommender, limits)
+    batcher = MicroBatcher(recommender, limits)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -236,7 +165,7 @@ def create_app(recommender, limits: ServeLimits | None = None) -> FastAPI:
                 f"mode={body.mode!r} needs a diffusion head and this "
                 "service's artifact has none; use mode='generative'",
             )
-        job = make_seeded_job(body, limits, len(recommender))
+        job = make_job(body, limits, len(recommender))
         if not job.prompts:
             return {"recommendations": []}
         answers = await batcher.submit(job)
