@@ -316,3 +316,83 @@ def test_train_script_logs_and_saves_the_contrastive_head(demo_artifact, negativ
     head = DiffusionHead.load(art / "diffusion")
     assert head.config.contrastive_weight == 0.5 and head.config.prediction_type == "sample"
     assert head.sample_prompts(["chill vibes"], n_samples=2).shape == (1, 2, 8)
+
+
+# ------------------------------------------------------------------------------------ the A/B
+
+
+def test_gdr_bench_config_checks_and_lists_its_poolings():
+    from eval.bench_diffusion_gdr import GDRBenchConfig, build_parser
+
+    with pytest.raises(ValueError, match="variants"):
+        GDRBenchConfig(variants="mse,nope")
+    with pytest.raises(ValueError, match="variants"):
+        GDRBenchConfig(variants="gdr,gdr")
+    with pytest.raises(ValueError, match="minutes_per_variant"):
+        GDRBenchConfig(minutes_per_variant=0)
+    config = GDRBenchConfig(n_samples=4, mean_samples=16)
+    assert config.poolings() == [
+        ("max@4", "max", 4),
+        ("mean@4", "mean", 4),
+        ("mean@16", "mean", 16),
+    ]
+    assert [p[0] for p in GDRBenchConfig(mean_samples=0).poolings()] == ["max@4", "mean@4"]
+    args = build_parser().parse_args(
+        ["--benchmark-dir", "d", "--playlists", "p", "--out", "o", "--variants", "mse,gdr-full"]
+    )
+    assert args.variants == "mse,gdr-full"
+
+
+@pytest.mark.slow
+def test_gdr_bench_trains_each_variant_on_a_copy_and_scores_the_same_prompts(tmp_path):
+    import hashlib
+
+    from tiny_artifact import build_tiny_artifact
+
+    from eval.bench_diffusion_gdr import GDRBenchConfig, run_gdr_benchmark
+    from semantic_ids.interactions import ItemVocab, catalogue_tracks
+    from semantic_ids.playlists import read_playlists
+
+    artifact = build_tiny_artifact(tmp_path)
+    before = {
+        p: hashlib.sha256(p.read_bytes()).hexdigest() for p in artifact.rglob("*") if p.is_file()
+    }
+    vocab = ItemVocab.load(artifact / "cf")
+    playlists = read_playlists(tmp_path / "demo.jsonl").playlists[:40]
+    pairs = [(p.prompt, catalogue_tracks(p, vocab)) for p in playlists]
+    prompts = [prompt for prompt, rel in pairs if rel]
+    relevant = [np.asarray(rel) for _, rel in pairs if rel]
+    config = GDRBenchConfig(
+        variants="mse,gdr",
+        minutes_per_variant=0.05,
+        hidden=32,
+        n_blocks=1,
+        batch_size=64,
+        n_samples=2,
+        mean_samples=4,
+        n_bootstrap=50,
+        num_threads=1,
+    )
+    out = tmp_path / "gdr"
+    report = run_gdr_benchmark(
+        artifact, str(tmp_path / "demo.jsonl"), out, prompts, relevant, config
+    )
+    assert set(report["systems"]) == {"mse", "gdr"}
+    for by_pool in report["systems"].values():
+        assert set(by_pool) == {"max@2", "mean@2", "mean@4"}
+        for metrics in by_pool.values():
+            low, high = metrics["hits@10_ci"]
+            assert 0 <= low <= metrics["hits@10"] <= high <= 1
+    assert set(report["comparisons"]) == {
+        f"gdr vs mse ({n})" for n in ("max@2", "mean@2", "mean@4")
+    }
+    gdr_head = json.loads((out / "runs" / "gdr" / "config.json").read_text())["config"]
+    assert gdr_head["contrastive_weight"] == 1.0 and gdr_head["prediction_type"] == "sample"
+    mse_head = json.loads((out / "runs" / "mse" / "config.json").read_text())["config"]
+    assert mse_head["contrastive_weight"] == 0.0 and mse_head["prediction_type"] == "epsilon"
+    assert "| gdr |" in (out / "gdr.md").read_text()
+    assert json.loads((out / "gdr.json").read_text())["n_test_prompts"] == len(prompts)
+    after = {
+        p: hashlib.sha256(p.read_bytes()).hexdigest() for p in artifact.rglob("*") if p.is_file()
+    }
+    assert after == before  # the artifact is only read

@@ -148,7 +148,11 @@ class FrozenSeq2SeqEncoder(PromptEncoder):
         self.encoder = model.get_encoder()
         self.tokenizer = tokenizer
         self.max_length = int(max_length)
-        self.out_dim = int(model.config.d_model)
+        # T5 names its width d_model; an EncoderDecoderModel (the MiniLM encoder) keeps it in
+        # the encoder's own config as hidden_size.
+        encoder_config = self.encoder.config
+        width = getattr(encoder_config, "d_model", None) or encoder_config.hidden_size
+        self.out_dim = int(width)
         for p in self.encoder.parameters():
             p.requires_grad_(False)
         self.encoder.eval()
