@@ -52,9 +52,16 @@ def _negative_row(
             n_samples=config.n_samples,
             seed=config.seed + 7,
         )
+        # hybrid mode also demotes the candidates like the negative prompt's own latent (the
+        # negative sampled as a prompt: text2tracks.latent.negative_latents does the same)
+        negative_latents = None
+        if negative is not None:
+            negative_latents = views.latents(
+                negative, guidance_weight=w, n_samples=config.n_samples, seed=config.seed + 7
+            )
         ranked = {
             "latent": views.latent_ranking(latents, k),
-            "hybrid": views.hybrid_ranking(sub, k, latents=latents),
+            "hybrid": views.hybrid_ranking(sub, k, latents=latents, negative=negative_latents),
         }
         for view, items in ranked.items():
             items = views.vocab_items(items)

@@ -187,11 +187,15 @@ class ProductViews:
             "latent", k, latents, self.factors, self.index, settings, None, [""] * n, [None] * n
         )[0]
 
-    def hybrid_ranking(self, views: Gathered, k: int, fusion=None, latents=None) -> np.ndarray:
+    def hybrid_ranking(
+        self, views: Gathered, k: int, fusion=None, latents=None, negative=None
+    ) -> np.ndarray:
         """Hybrid mode's top ``k`` from the gathered views: catalogue indices ``(b, k)``.
 
         ``fusion`` (None: the recommender's) and ``latents`` (None: the head's) may be swapped
-        for another fitted fusion or another model's latents."""
+        for another fitted fusion or another model's latents; ``negative`` (the negative
+        prompts' own latents, NaN rows for none) demotes the candidates that resemble them,
+        the beam's included (``hybrid_settings.negative_weight``)."""
         from text2tracks.latent import rank_latent_batch
 
         fusion = self.recommender.fusion if fusion is None else fusion
@@ -207,6 +211,7 @@ class ProductViews:
             views.texts,
             [None] * len(views.texts),
             (views.beam_items, views.beam_scores),
+            negative,
         )[0]
 
     def candidates(self, views: Gathered, k: int, latents=None):
