@@ -24,7 +24,8 @@ def fit_artifact_fusion(
     prompts and write ``diffusion/fusion.json``; returns the fit's summary (or why it was skipped).
 
     Args:
-        config: the training config (``fusion_*`` fields, ``eval_k``, ``seed``, ``progress``).
+        config: the training config (``fusion_*`` fields, ``pool``, ``eval_k``, ``seed``,
+            ``progress``).
         prompts, relevant: validation prompts and their relevant items as ``cf/`` vocabulary
             indices (:func:`load_pairs`'s ``validation_prompts`` / ``validation_relevant``).
         device: where the recommender runs (None: CUDA if available, else the CPU).
@@ -64,6 +65,7 @@ def fit_artifact_fusion(
         n_samples=config.fusion_samples,
         beam_candidates=config.fusion_candidates,
         latent_k=config.fusion_latent_k,
+        pool=config.pool,
     )
     recommender = Text2Tracks.from_pretrained(artifact, device=device)
     summary = recommender.fit_fusion(
