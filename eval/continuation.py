@@ -1,6 +1,8 @@
 """Continue a playlist: the RecSys Challenge 2018 protocol on held-out playlists.
 
     python -m eval.continuation --playlists ../shared/data/mpd --out bench_out/continuation
+    python -m eval.continuation --playlists ../shared/data/mpd --artifact ART --k 50 \\
+        --max-per-category 200 --out DIR          # the text2tracks rows too, on ART's split
 
 Held-out playlists (the benchmark's split: a hash of the playlist id, 10% test, 10% validation)
 are cut into the challenge's ten categories of seeds:
@@ -30,8 +32,15 @@ kNN baseline's neighbours voting their tracks; categories with a title); ``item_
 co-occurrence cosine summed over the seeds) and ``als_fold_in`` (implicit ALS,
 ``recalculate_user`` on the seeds), for categories with seeds; ``fused`` (the better seed
 system on validation, blended with title kNN: ``seed / max(seed) + w * title / max(title)``,
-``w`` chosen on the validation playlists) where both apply. The generative model with seed
-tracks (issue 13) is scored against these. Prints a table and writes ``OUT/continuation.json``.
+``w`` chosen on the validation playlists) where both apply.
+
+With ``--artifact``, the generative model with seed tracks (issue 13) is scored on the same
+playlists through its public API, with its own title-only answer as a reference row in the
+categories with seeds (:mod:`eval.continuation_model`, which says what its shallower depth,
+``--k``, means for each metric). Every row has percentile bootstrap intervals over playlists;
+overall rows resample each category alike. ``--max-per-category`` keeps a seeded random subset
+of each category (every system on the same playlists). Prints a table and writes
+``OUT/continuation.json``.
 """
 
 from __future__ import annotations
@@ -44,9 +53,12 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from eval.metrics import bootstrap_interval, bootstrap_means
 from eval.sequential import ItemCosine, als_fold_in_scores
 
 DEPTH = 500
+METRICS = ("r_precision", "ndcg", "clicks", "hits@10")
+SEED_SYSTEMS = ("item_knn", "als_fold_in")
 
 
 @dataclass(frozen=True)
@@ -73,12 +85,25 @@ CATEGORIES = (
 
 @dataclass
 class Task:
-    """Prompts of one category: title (or ""), seed item indices, withheld track ids."""
+    """Prompts of one category, one entry per playlist in each list."""
 
     category: Category
-    titles: list[str]
-    seeds: list[np.ndarray]
-    withheld: list[list[str]]
+    titles: list[str]  # the prompt's text: the playlist's title, or "" where the category hides it
+    seeds: list[np.ndarray]  # seed indices in the baselines' item index (unknown ones dropped)
+    withheld: list[list[str]]  # the track ids to find
+    seed_ids: list[list[str]]  # the seed track ids, in playlist order, all of them
+    playlist_titles: list[str]  # the playlist's title, also where the category hides it
+
+    def subset(self, rows: np.ndarray) -> Task:
+        """The playlists at ``rows`` (in that order)."""
+        pick = [int(r) for r in rows]
+        return Task(
+            self.category,
+            *([getattr(self, name)[r] for r in pick] for name in _TASK_LISTS),
+        )
+
+
+_TASK_LISTS = ("titles", "seeds", "withheld", "seed_ids", "playlist_titles")
 
 
 def make_tasks(
@@ -86,12 +111,18 @@ def make_tasks(
     index: dict[str, int],
     seed: int = 0,
     categories: Sequence[Category] = CATEGORIES,
+    max_per_category: int | None = None,
 ) -> list[Task]:
-    """Cut held-out playlists into the categories; seeds unknown to ``index`` are dropped."""
+    """Cut held-out playlists into the categories; seeds unknown to ``index`` are dropped from
+    ``Task.seeds`` (the baselines' view) and kept in ``Task.seed_ids``. ``max_per_category``:
+    at most this many playlists per category, a seeded random subset in playlist order (drawn
+    apart from the random seeds, which stay those of the full run)."""
+    if max_per_category is not None and max_per_category < 1:
+        raise ValueError(f"max_per_category must be a positive integer, got {max_per_category}")
     rng = np.random.default_rng(seed)
     tasks = []
-    for cat in categories:
-        titles, seeds, withheld = [], [], []
+    for c, cat in enumerate(categories):
+        lists: dict[str, list] = {name: [] for name in _TASK_LISTS}
         for p in playlists:
             tracks = list(dict.fromkeys(p.track_ids))
             if len(tracks) <= cat.n_seeds:
@@ -101,17 +132,29 @@ def make_tasks(
             else:
                 chosen = set(range(cat.n_seeds))
             seed_ids = [t for i, t in enumerate(tracks) if i in chosen]
-            titles.append(p.prompt if cat.title else "")
-            seeds.append(np.array([index[t] for t in seed_ids if t in index], dtype=np.int64))
-            withheld.append([t for i, t in enumerate(tracks) if i not in chosen])
-        tasks.append(Task(cat, titles, seeds, withheld))
+            lists["titles"].append(p.prompt if cat.title else "")
+            lists["seeds"].append(
+                np.array([index[t] for t in seed_ids if t in index], dtype=np.int64)
+            )
+            lists["withheld"].append([t for i, t in enumerate(tracks) if i not in chosen])
+            lists["seed_ids"].append(seed_ids)
+            lists["playlist_titles"].append(p.prompt)
+        task = Task(cat, *(lists[name] for name in _TASK_LISTS))
+        n = len(task.titles)
+        if max_per_category is not None and n > max_per_category:
+            pick = np.random.default_rng([seed, c]).choice(n, max_per_category, replace=False)
+            task = task.subset(np.sort(pick))
+        tasks.append(task)
     return tasks
 
 
 def challenge_metrics(
     ranked_ids: Sequence[Sequence[str]], withheld: Sequence[Sequence[str]]
 ) -> dict[str, np.ndarray]:
-    """Per prompt: ``r_precision``, ``ndcg``, ``clicks`` (over the 500 ranked ids), ``hits@10``."""
+    """Per prompt: ``r_precision``, ``ndcg``, ``clicks`` (over the ranked ids, 500 in the
+    challenge), ``hits@10``. A shorter list scores the missing ranks as misses: its R-precision
+    (when shorter than the withheld tracks) and NDCG are lower bounds of the 500-deep values,
+    and clicks count 51 when no hit is within it."""
     n = len(withheld)
     out = {m: np.zeros(n) for m in ("r_precision", "ndcg", "clicks", "hits@10")}
     for u, (ranked, truth) in enumerate(zip(ranked_ids, withheld, strict=True)):
@@ -210,6 +253,47 @@ def rank(
     return out
 
 
+def baseline_systems(cat: Category, fused: bool) -> list[str]:
+    """The baselines that apply to a category (``fused``: with the fused rows)."""
+    systems = ["popularity"]
+    if cat.title:
+        systems.append("title_knn")
+    if cat.n_seeds:
+        systems += ["item_knn", "als_fold_in"]
+    if cat.title and cat.n_seeds and fused:
+        systems += [f"fused_{s}" for s in SEED_SYSTEMS]
+    return systems
+
+
+def score_baselines(
+    scorers: Scorers,
+    task: Task,
+    item_ids,
+    popularity_order,
+    fuse_weight: dict[str, float] | None,
+    chunk: int = 64,
+) -> dict[str, dict[str, np.ndarray]]:
+    """Per baseline of the task's category, per metric, the values per playlist."""
+    systems = baseline_systems(task.category, fuse_weight is not None)
+    values: dict[str, dict[str, list]] = {s: {m: [] for m in METRICS} for s in systems}
+    for start in range(0, len(task.titles), chunk):
+        titles = task.titles[start : start + chunk]
+        seeds = task.seeds[start : start + chunk]
+        withheld = task.withheld[start : start + chunk]
+        base = {s: scorers.score(s, titles, seeds) for s in systems if not s.startswith("fused")}
+        for s in systems:
+            if s.startswith("fused_"):
+                seed_system = s[len("fused_") :]
+                w = fuse_weight.get(seed_system, 0.5)
+                scores = _normalise(base[seed_system]) + w * _normalise(base["title_knn"])
+            else:
+                scores = base[s]
+            m = challenge_metrics(rank(scores, seeds, popularity_order, item_ids), withheld)
+            for name, v in m.items():
+                values[s][name].extend(v.tolist())
+    return {s: {m: np.asarray(v) for m, v in ms.items()} for s, ms in values.items()}
+
+
 def evaluate_tasks(
     scorers: Scorers,
     tasks: list[Task],
@@ -217,111 +301,150 @@ def evaluate_tasks(
     popularity_order,
     fuse_weight: dict[str, float] | None = None,
     chunk: int = 64,
+    model=None,
 ) -> dict:
-    """Per category and system, the mean challenge metrics."""
+    """Per category with playlists: ``{"n", "per_prompt": {system: {metric: (n,) values}},
+    "depth": {system: ranked ids per playlist}, "notes": {system: {...}}}``. ``model``: an
+    :class:`eval.continuation_model.ModelSystem` scored beside the baselines."""
     results: dict = {}
+    depth = min(DEPTH, len(item_ids) - 1)
     for task in tasks:
-        cat = task.category
         if not task.titles:  # no playlist long enough for this category
             continue
-        systems = ["popularity"]
-        if cat.title:
-            systems.append("title_knn")
-        if cat.n_seeds:
-            systems += ["item_knn", "als_fold_in"]
-        if cat.title and cat.n_seeds and fuse_weight is not None:
-            systems += [f"fused_{s}" for s in ("item_knn", "als_fold_in")]
-        per_system = {
-            s: {m: [] for m in ("r_precision", "ndcg", "clicks", "hits@10")} for s in systems
-        }
-        for start in range(0, len(task.titles), chunk):
-            titles = task.titles[start : start + chunk]
-            seeds = task.seeds[start : start + chunk]
-            withheld = task.withheld[start : start + chunk]
-            base = {
-                s: scorers.score(s, titles, seeds) for s in systems if not s.startswith("fused")
-            }
-            for s in systems:
-                if s.startswith("fused_"):
-                    seed_system = s[len("fused_") :]
-                    w = fuse_weight.get(seed_system, 0.5)
-                    scores = _normalise(base[seed_system]) + w * _normalise(base["title_knn"])
-                else:
-                    scores = base[s]
-                m = challenge_metrics(rank(scores, seeds, popularity_order, item_ids), withheld)
-                for name, values in m.items():
-                    per_system[s][name].extend(values.tolist())
-        results[cat.name] = {
+        per_prompt = score_baselines(scorers, task, item_ids, popularity_order, fuse_weight, chunk)
+        depths = dict.fromkeys(per_prompt, depth)
+        notes: dict[str, dict] = {}
+        if model is not None:
+            for system in model.systems(task.category):
+                ranked, notes[system] = model.rank(system, task)
+                per_prompt[system] = challenge_metrics(ranked, task.withheld)
+                depths[system] = model.k
+        results[task.category.name] = {
             "n": len(task.titles),
-            "systems": {
-                s: {m: float(np.mean(v)) if v else float("nan") for m, v in ms.items()}
-                for s, ms in per_system.items()
-            },
+            "per_prompt": per_prompt,
+            "depth": depths,
+            "notes": notes,
         }
     return results
 
 
-def run(train, validation, test, log=print) -> dict:
+def summarise(evaluated: dict, n_bootstrap: int = 1000, confidence: float = 0.95) -> dict:
+    """Means and percentile bootstrap intervals per category and system, and overall: the mean
+    over the categories a system serves, its interval from the same resamples of each category
+    (one seed per category, so systems are resampled alike)."""
+    categories, overall_samples = {}, {}
+    for c, (name, cat) in enumerate(evaluated.items()):
+        systems = {}
+        for system, values in cat["per_prompt"].items():
+            stacked = np.stack([values[m] for m in METRICS])
+            samples = bootstrap_means(stacked, n_bootstrap, seed=c)
+            low, high = bootstrap_interval(samples, confidence)
+            row: dict = {"depth": cat["depth"][system]}
+            for i, m in enumerate(METRICS):
+                row[m] = float(stacked[i].mean())
+                row[f"{m}_ci"] = [float(low[i]), float(high[i])]
+            row.update(cat["notes"].get(system, {}))
+            systems[system] = row
+            overall_samples.setdefault(system, []).append((stacked.mean(axis=1), samples))
+        categories[name] = {"n": cat["n"], "systems": systems}
+    overall = {}
+    for system, parts in overall_samples.items():
+        means = np.mean([p[0] for p in parts], axis=0)
+        low, high = bootstrap_interval(np.mean([p[1] for p in parts], axis=0), confidence)
+        overall[system] = {"categories": len(parts)}
+        for i, m in enumerate(METRICS):
+            overall[system][m] = float(means[i])
+            overall[system][f"{m}_ci"] = [float(low[i]), float(high[i])]
+    return {"categories": categories, "overall": overall}
+
+
+def item_index(train) -> tuple[list[str], dict[str, int], np.ndarray]:
+    """``(item_ids, index, popularity)`` over the training playlists, most popular first."""
     counts: dict[str, int] = {}
     for p in train:
         for t in dict.fromkeys(p.track_ids):
             counts[t] = counts.get(t, 0) + 1
     item_ids = sorted(counts, key=lambda t: (-counts[t], t))
     index = {t: i for i, t in enumerate(item_ids)}
-    popularity = np.array([counts[t] for t in item_ids], dtype=np.float64)
-    popularity_order = np.arange(len(item_ids))  # items are already in popularity order
-    scorers = Scorers(train, index, popularity)
-    log(f"{len(train)} training playlists, {len(item_ids)} tracks")
+    return item_ids, index, np.array([counts[t] for t in item_ids], dtype=np.float64)
 
-    # fusion weight per seed system, chosen on the validation playlists (R-precision, all
-    # categories with a title and seeds)
+
+def fit_fuse_weights(scorers: Scorers, validation, index, item_ids, popularity_order) -> dict:
+    """Per seed system, the title-kNN weight of its fused row with the best mean R-precision
+    on the validation playlists (the categories with a title and seeds)."""
     val_tasks = [
         t for t in make_tasks(validation, index, seed=1) if t.category.title and t.category.n_seeds
     ]
-    fuse_weight, best = {"item_knn": 0.5, "als_fold_in": 0.5}, {}
+    fuse_weight, best = dict.fromkeys(SEED_SYSTEMS, 0.5), {}
     for w in (0.1, 0.3, 1.0, 3.0):
         r = evaluate_tasks(
-            scorers, val_tasks, item_ids, popularity_order, {"item_knn": w, "als_fold_in": w}
+            scorers, val_tasks, item_ids, popularity_order, dict.fromkeys(SEED_SYSTEMS, w)
         )
         for seed_system in fuse_weight:
             score = float(
-                np.mean([c["systems"][f"fused_{seed_system}"]["r_precision"] for c in r.values()])
+                np.mean(
+                    [
+                        c["per_prompt"][f"fused_{seed_system}"]["r_precision"].mean()
+                        for c in r.values()
+                    ]
+                )
             )
             if score > best.get(seed_system, -1.0):
                 fuse_weight[seed_system], best[seed_system] = w, score
+    return fuse_weight
+
+
+def run(
+    train,
+    validation,
+    test,
+    log=print,
+    *,
+    model=None,
+    n_bootstrap: int = 1000,
+    max_per_category: int | None = None,
+) -> dict:
+    """The whole protocol: baselines fitted on ``train``, fusion weights on ``validation``,
+    every system scored on ``test``'s categories (``model``: a
+    :class:`eval.continuation_model.ModelSystem`, or ``None`` for the baselines alone)."""
+    item_ids, index, popularity = item_index(train)
+    popularity_order = np.arange(len(item_ids))  # items are already in popularity order
+    scorers = Scorers(train, index, popularity)
+    log(f"{len(train)} training playlists, {len(item_ids)} tracks")
+    fuse_weight = fit_fuse_weights(scorers, validation, index, item_ids, popularity_order)
     log(f"fusion weights (validation): {fuse_weight}")
-    results = evaluate_tasks(
-        scorers, make_tasks(test, index, seed=0), item_ids, popularity_order, fuse_weight
-    )
-    overall: dict = {}
-    for cat in results.values():
-        for s, m in cat["systems"].items():
-            overall.setdefault(s, []).append(m)
-    empty = [c.name for c in CATEGORIES if c.name not in results]
+    tasks = make_tasks(test, index, seed=0, max_per_category=max_per_category)
+    evaluated = evaluate_tasks(scorers, tasks, item_ids, popularity_order, fuse_weight, model=model)
+    empty = [c.name for c in CATEGORIES if c.name not in evaluated]
     if empty:
         log(f"categories without a playlist long enough: {empty}")
-    return {
-        "categories": results,
+    return summarise(evaluated, n_bootstrap) | {
         "empty_categories": empty,
         "fuse_weight": fuse_weight,
-        "overall": {
-            s: {m: float(np.mean([x[m] for x in ms])) for m in ms[0]} | {"categories": len(ms)}
-            for s, ms in overall.items()
-        },
+        "max_per_category": max_per_category,
     }
 
 
+def _cell(m: dict, name: str, digits: int) -> str:
+    low, high = m[f"{name}_ci"]
+    return f"{m[name]:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def _cells(m: dict) -> str:
+    return " | ".join(
+        _cell(m, name, digits) for name, digits in zip(METRICS, (4, 4, 2, 3), strict=True)
+    )
+
+
 def format_table(results: dict) -> str:
+    """Markdown: per category and system, then overall, each metric with its interval."""
     lines = [
-        "| category | n | system | R-precision | NDCG | clicks | Hits@10 |",
-        "|---|---|---|---|---|---|---|",
+        "| category | n | system | depth | R-precision | NDCG | clicks | Hits@10 |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, cat in results["categories"].items():
         for s, m in cat["systems"].items():
-            lines.append(
-                f"| {name} | {cat['n']} | {s} | {m['r_precision']:.4f} | "
-                f"{m['ndcg']:.4f} | {m['clicks']:.2f} | {m['hits@10']:.3f} |"
-            )
+            lines.append(f"| {name} | {cat['n']} | {s} | {m['depth']} | {_cells(m)} |")
     lines += [
         "",
         "| overall (mean over the categories it serves) | categories | R-precision | "
@@ -329,33 +452,65 @@ def format_table(results: dict) -> str:
         "|---|---|---|---|---|---|",
     ]
     for s, m in results["overall"].items():
-        lines.append(
-            f"| {s} | {m['categories']} | {m['r_precision']:.4f} | {m['ndcg']:.4f} | "
-            f"{m['clicks']:.2f} | {m['hits@10']:.3f} |"
-        )
+        lines.append(f"| {s} | {m['categories']} | {_cells(m)} |")
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    from eval.report import write_table_and_json
-    from semantic_ids.playlists import read_playlists, split_playlists
-
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m eval.continuation", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--playlists", required=True, help="playlists (MPD, JSONL, Parquet)")
     parser.add_argument("--out", required=True)
+    parser.add_argument(
+        "--artifact",
+        help="score this artifact's model too (text2tracks rows), on the split it was built "
+        "with (its cf/split.json; the split flags are then ignored)",
+    )
+    parser.add_argument("--k", type=int, default=50, help="the model's recommendations")
+    parser.add_argument("--num-beams", type=int, help="the model's beam width (default: --k)")
+    parser.add_argument("--batch-size", type=int, default=32, help="the model's prompts per call")
+    parser.add_argument("--device", help="torch device (default: CUDA when available)")
+    parser.add_argument("--num-threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument(
+        "--max-per-category", type=int, default=0, help="test playlists per category (0: all)"
+    )
+    parser.add_argument("--n-bootstrap", type=int, default=1000)
     parser.add_argument("--validation-fraction", type=float, default=0.1)
     parser.add_argument("--test-fraction", type=float, default=0.1)
     parser.add_argument("--split-seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    split = split_playlists(
-        read_playlists(args.playlists).playlists,
-        validation_fraction=args.validation_fraction,
-        test_fraction=args.test_fraction,
-        seed=args.split_seed,
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from eval.continuation_model import ModelSystem, load_model
+    from eval.report import write_table_and_json
+    from semantic_ids.playlists import read_playlists, split_playlists
+    from text2tracks.artifacts import artifact_split
+
+    args = build_parser().parse_args(argv)
+    model = None
+    if args.artifact:
+        split = artifact_split(args.artifact, args.playlists)
+        recommender = load_model(args.artifact, args.device, args.num_threads)
+        model = ModelSystem(recommender, args.k, args.num_beams, args.batch_size)
+    else:
+        split = split_playlists(
+            read_playlists(args.playlists).playlists,
+            validation_fraction=args.validation_fraction,
+            test_fraction=args.test_fraction,
+            seed=args.split_seed,
+        )
+    results = run(
+        split.train,
+        split.validation,
+        split.test,
+        model=model,
+        n_bootstrap=args.n_bootstrap,
+        max_per_category=args.max_per_category or None,
     )
-    results = run(split.train, split.validation, split.test)
+    if model is not None:
+        results["model"] = model.describe() | {"artifact": str(args.artifact)}
     table = format_table(results)
     print(table)
     write_table_and_json(args.out, "continuation", results, table)

@@ -83,4 +83,6 @@ def test_baselines_find_the_world():
         "title_first100",
         "title_random100",
     }
-    assert all(np.isfinite(v) for m in results["overall"].values() for v in m.values())
+    assert all(np.all(np.isfinite(v)) for m in results["overall"].values() for v in m.values())
+    for m in results["overall"].values():
+        assert m["r_precision_ci"][0] <= m["r_precision"] <= m["r_precision_ci"][1]
