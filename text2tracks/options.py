@@ -47,20 +47,45 @@ def prompt_list(prompt_or_prompts) -> tuple[list, bool]:
     )
 
 
-def normalise_prompts(prompts: Sequence) -> list[str]:
+def normalise_prompts(prompts: Sequence, allow_empty: bool | Sequence[bool] = False) -> list[str]:
     """The prompts normalised as in training; ``TypeError`` / ``ValueError`` naming the index of a
-    prompt that is not a ``str`` or is empty."""
+    prompt that is not a ``str`` or is empty.
+
+    ``allow_empty``: ``True`` for every prompt, or one bool per prompt: such a prompt may be
+    empty (it normalises to ``""``), because something else says what it is about (seed tracks).
+    """
     from text2tracks.data import normalize_prompt
 
+    allowed = empty_allowed(allow_empty, len(prompts))
     texts = []
     for i, prompt in enumerate(prompts):
         if not isinstance(prompt, str):
             raise TypeError(f"prompt {i} must be a str, got {type(prompt).__name__} {prompt!r}")
         text = normalize_prompt(prompt)
         if not text.strip():
-            raise ValueError(f"prompt {i} is empty or only whitespace ({prompt!r}); give some text")
+            if not allowed[i]:
+                raise ValueError(
+                    f"prompt {i} is empty or only whitespace ({prompt!r}); give some text"
+                )
+            text = ""
         texts.append(text)
     return texts
+
+
+def empty_allowed(allow_empty: bool | Sequence[bool], n_prompts: int) -> list[bool]:
+    """``allow_empty`` (one bool, or one per prompt) -> one bool per prompt."""
+    if isinstance(allow_empty, (bool, np.bool_)):
+        return [bool(allow_empty)] * n_prompts
+    if isinstance(allow_empty, (str, bytes, Mapping)) or not isinstance(allow_empty, Iterable):
+        raise TypeError(
+            f"allow_empty must be a bool or one bool per prompt, got {type(allow_empty).__name__}"
+        )
+    allowed = list(allow_empty)
+    if len(allowed) != n_prompts or not all(isinstance(a, (bool, np.bool_)) for a in allowed):
+        raise ValueError(
+            f"allow_empty must hold one bool per prompt ({n_prompts}), got {allowed!r}"
+        )
+    return [bool(a) for a in allowed]
 
 
 def check_k(k, n_items: int) -> None:
@@ -331,10 +356,13 @@ def prepare_call(
     latent_defaults: Callable[[], dict],
     options: dict,
     stacklevel: int,
+    allow_empty: bool | Sequence[bool] = False,
 ) -> PreparedCall:
     """Check every argument of a call (in the order the API documents) and spread the options
     over its prompts. ``options`` holds the latent-only ones (:data:`LATENT_ONLY`);
-    ``latent_defaults()`` gives ``latent_request``'s defaults (called in the latent modes only)."""
+    ``latent_defaults()`` gives ``latent_request``'s defaults (called in the latent modes only).
+    ``allow_empty`` (one bool, or one per prompt): which prompts may be empty (their text is
+    ``""``), e.g. a prompt of seed tracks alone; by default an empty prompt raises ``ValueError``."""
     prompts, single = prompt_list(prompt_or_prompts)
     check_mode(mode)
     check_k(k, n_items)
@@ -346,7 +374,7 @@ def prepare_call(
                 f"{', '.join(given)} need mode='latent' or mode='hybrid' (the diffusion head); "
                 "mode='generative' cannot use them"
             )
-    texts = normalise_prompts(prompts)
+    texts = normalise_prompts(prompts, allow_empty)
     request = None
     if mode != "generative":
         request = latent_request(

@@ -36,9 +36,6 @@ import numpy as np
 SEED_SETTINGS_NAME = "seed_tracks.json"
 TRAIN_CONFIG_NAME = "train_config.json"
 _UNKNOWN_SHOWN = 5
-# prepare_call refuses empty prompts; a prompt of seeds alone passes it under this text, which
-# is replaced by "" again before the model reads it
-_SEEDS_ONLY = "(seed tracks only)"
 
 
 def check_max_seed_tracks(value) -> int:
@@ -137,15 +134,13 @@ def resolve_seed_tracks(
     return out if per_prompt else out * n_prompts
 
 
-def call_prompts(
-    prompts: list, seeds: list[np.ndarray | None], reads_seeds: bool
-) -> tuple[list, list[bool]]:
-    """``(prompts to check as usual, seeds_alone)``: a prompt of seeds alone stands in as a
-    placeholder text, and ``seeds_alone`` marks it; ``ValueError`` for a prompt with neither
-    text nor a known seed, naming it and the fix."""
+def seeds_alone(prompts: list, seeds: list[np.ndarray | None], reads_seeds: bool) -> list[bool]:
+    """Per prompt, whether it is seeds alone (no text, known seeds): such a prompt may be empty
+    (``prepare_call``'s ``allow_empty``). ``ValueError`` for a prompt with neither text nor a
+    known seed, or with seeds alone for a model that reads none, naming it and the fix."""
     from text2tracks.data import normalize_prompt
 
-    out, alone = list(prompts), [False] * len(prompts)
+    alone = [False] * len(prompts)
     for i, (prompt, found) in enumerate(zip(prompts, seeds, strict=True)):
         if not isinstance(prompt, str) or normalize_prompt(prompt):
             continue  # a non-str prompt gets prepare_call's TypeError
@@ -160,8 +155,8 @@ def call_prompts(
                 "seed tracks (max_seed_tracks 0), so it cannot read them; give some text, or "
                 "train with --seed-prob > 0"
             )
-        out[i], alone[i] = _SEEDS_ONLY, True
-    return out, alone
+        alone[i] = True
+    return alone
 
 
 @dataclass(frozen=True)
@@ -190,8 +185,8 @@ def prepare_seeded_call(
     **call_options,
 ) -> SeededCall:
     """:func:`text2tracks.options.prepare_call` for prompts that may carry seed tracks:
-    :func:`resolve_seed_tracks`, then :func:`call_prompts`; a latent mode refuses a prompt of
-    seeds alone; a model that reads no seeds warns that they are only excluded; the seeds join
+    :func:`resolve_seed_tracks`, then :func:`seeds_alone` (those prompts may be empty); a latent
+    mode refuses a prompt of seeds alone; a model that reads no seeds warns that they are only excluded; the seeds join
     ``exclude`` and ``k`` must leave enough tracks."""
     from text2tracks.options import check_k_left, prepare_call, prompt_list
 
@@ -199,10 +194,10 @@ def prepare_seeded_call(
     seeds = resolve_seed_tracks(
         seed_tracks, index_of, len(prompts), single, stacklevel=stacklevel + 1
     )
-    prompts, seeds_alone = call_prompts(prompts, seeds, max_seed_tracks > 0)
-    if mode != "generative" and any(seeds_alone):
+    alone = seeds_alone(prompts, seeds, max_seed_tracks > 0)
+    if mode != "generative" and any(alone):
         raise ValueError(
-            f"prompt {seeds_alone.index(True)} has seed tracks but no text, and "
+            f"prompt {alone.index(True)} has seed tracks but no text, and "
             f"mode={mode!r} reads the text (the diffusion head does not read seeds); give "
             "some text, or use mode='generative'"
         )
@@ -215,14 +210,14 @@ def prepare_seeded_call(
         index_of,
         mode=mode,
         stacklevel=stacklevel + 1,
+        allow_empty=alone,
         **call_options,
     )
-    texts = ["" if alone else t for t, alone in zip(call.texts, seeds_alone, strict=True)]
     excluded = merge_excluded(call.excluded, seeds)
     check_k_left(k, excluded, n_items)
     if not max_seed_tracks:
-        seeds = [None] * len(texts)
-    return SeededCall(texts, single, excluded, seeds, call.request)
+        seeds = [None] * len(call.texts)
+    return SeededCall(call.texts, single, excluded, seeds, call.request)
 
 
 def merge_excluded(
