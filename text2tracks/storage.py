@@ -232,13 +232,17 @@ def write_artifact(
     layout,
     model_config: dict | None,
     diffusion: DiffusionToSave | None,
+    max_seed_tracks: int | None = None,
 ) -> Path:
     """Write a recommender as an artifact folder at ``path`` (atomically; replaces it).
 
     Components of ``source`` (the folder it was loaded from, if any) are copied first; the parts
-    held in memory are then written over them.
+    held in memory are then written over them. ``max_seed_tracks`` (the most seed tracks the
+    model reads) goes to ``seq2seq/seed_tracks.json`` inside the temporary folder, so the
+    folder renamed into place is whole; ``None`` keeps the source's file, if any.
     """
     from text2tracks.modeling import ModelConfig, save_seq2seq
+    from text2tracks.seed_prompts import write_max_seed_tracks
 
     components = dict(components)
     with new_artifact(path, force=True) as tmp:
@@ -261,6 +265,8 @@ def write_artifact(
         for stale in ("model.safetensors", "adapter_model.safetensors", "adapter_config.json"):
             (seq2seq_dir / stale).unlink(missing_ok=True)
         save_seq2seq(model, tokenizer, layout, seq2seq_dir, config)
+        if max_seed_tracks is not None:
+            write_max_seed_tracks(seq2seq_dir, max_seed_tracks)
         if diffusion is not None:
             _write_diffusion(
                 tmp / DIFFUSION_COMPONENT, diffusion, has_cf=(tmp / CF_COMPONENT).is_dir()
