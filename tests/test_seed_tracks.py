@@ -41,6 +41,7 @@ def _model_config():
     from text2tracks.modeling import ModelConfig
 
     return ModelConfig(
+        encoder="t5",
         d_model=32,
         num_layers=1,
         num_decoder_layers=1,
@@ -128,11 +129,12 @@ def test_train_config_default_draws_no_seeds():
 
     config = TrainConfig(artifact="a", playlists="p")
     assert config.seed_prob == 0 and config.seed_draw() is None
-    assert TrainConfig(artifact="a", playlists="p", seed_prob=0.5).seed_draw().prob == 0.5
+    t5 = ModelConfig(encoder="t5")  # trainable: seeds need their ID tokens' encoder embeddings
+    assert TrainConfig(artifact="a", playlists="p", seed_prob=0.5, model=t5).seed_draw().prob == 0.5
     with pytest.raises(ValueError, match="seed_prob"):
-        TrainConfig(artifact="a", playlists="p", seed_prob=1.5)
+        TrainConfig(artifact="a", playlists="p", seed_prob=1.5, model=t5)
     with pytest.raises(ValueError, match="max_seed_tracks"):
-        TrainConfig(artifact="a", playlists="p", seed_prob=0.5, max_seed_tracks=0)
+        TrainConfig(artifact="a", playlists="p", seed_prob=0.5, max_seed_tracks=0, model=t5)
     frozen = ModelConfig(freeze_encoder=True)
     with pytest.raises(ValueError, match="trainable encoder"):
         TrainConfig(artifact="a", playlists="p", seed_prob=0.5, model=frozen)
@@ -467,7 +469,7 @@ def test_training_with_seeds_writes_a_model_that_reads_them(tmp_path):
     run_build_ids(playlists, tmp_path / "artifact", build, show_progress=False)
     flags = "--d-model 32 --num-layers 1 --num-decoder-layers 1 --num-heads 4 --d-ff 64 "
     flags += "--batch-size 16 --eval-prompts 16 --num-beams 10 --num-threads 1 --no-progress "
-    flags += "--max-steps 3 --eval-every 0 --seed-prob 0.8 --max-seed-tracks 5"
+    flags += "--max-steps 3 --eval-every 0 --seed-prob 0.8 --max-seed-tracks 5 --encoder t5"
     args = build_parser().parse_args(
         ["--artifact", str(tmp_path / "artifact"), "--playlists", str(playlists), *flags.split()]
     )
