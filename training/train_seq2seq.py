@@ -45,8 +45,10 @@ from typing import Any
 from text2tracks import config_flags as flags
 from text2tracks.artifacts import SEQ2SEQ_COMPONENT
 from text2tracks.config_flags import add_config_flags, command_parser
-from text2tracks.training_step import FrozenEncoderCache
-from text2tracks.training_step import grouped_forward  # also importable from here, where it lived
+from text2tracks.training_step import (
+    FrozenEncoderCache,
+    grouped_forward,  # also importable from here, where it lived
+)
 from training.checkpoints import STATE_NAME, list_checkpoints, resolve_resume
 from training.seq2seq_config import (  # noqa: F401  (re-exported: they lived here)
     TARGET_SOURCES,
@@ -167,25 +169,28 @@ def _build_model(config: TrainConfig, catalog, train_playlists, log):
     return model, tokenizer, layout, n_params
 
 
-def _build_optimizer(model, config: TrainConfig):
-    """4. AdamW, with no decay on norms and biases (1-d parameters)."""
+def build_optimizer(model, lr: float, weight_decay: float, fused: bool | None = None):
+    """AdamW over the trainable parameters, with no decay on norms and biases (1-d ones).
+
+    ``fused`` (default: where torch has it, CPU and CUDA) uses torch's fused AdamW, one kernel
+    over all tensors: 3x faster than the default per-tensor loop on one CPU thread
+    (``python -m eval.bench_step_cost``); at the default model's 2M parameters the optimizer
+    step was about a third of a training step."""
     import torch
 
     decay, no_decay = [], []
     for p in model.parameters():
         if p.requires_grad:
             (decay if p.ndim >= 2 else no_decay).append(p)
-    # torch's fused AdamW (one kernel over all tensors, CPU and CUDA) is 3x faster than the
-    # default per-tensor loop on CPU: at the default model's 2M parameters the optimizer step
-    # was about a third of a training step on one thread
-    devices = {p.device.type for p in decay + no_decay}
-    fused = devices <= {"cpu", "cuda"} and all(p.is_floating_point() for p in decay + no_decay)
+    if fused is None:
+        devices = {p.device.type for p in decay + no_decay}
+        fused = devices <= {"cpu", "cuda"} and all(p.is_floating_point() for p in decay + no_decay)
     return torch.optim.AdamW(
         [
-            {"params": decay, "weight_decay": config.weight_decay},
+            {"params": decay, "weight_decay": weight_decay},
             {"params": no_decay, "weight_decay": 0.0},
         ],
-        lr=config.lr,
+        lr=lr,
         fused=fused or None,
     )
 
@@ -484,7 +489,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
     sid_token_ids = layout.codes_to_token_ids(catalog.sid_codes)
     examples = build_examples(config, data, tokenizer, sid_token_ids, log)
     train_dl, val_loss_dl, val_prompt_dl = build_loaders(config, examples)
-    optimizer = _build_optimizer(model, config)
+    optimizer = build_optimizer(model, config.lr, config.weight_decay)  # 4.
     # 5. prepare
     model, optimizer, train_dl, val_loss_dl, val_prompt_dl = accelerator.prepare(
         model, optimizer, train_dl, val_loss_dl, val_prompt_dl

@@ -1,0 +1,175 @@
+"""What a training step costs with and without the ID-only output layer, the fused optimizer
+and the frozen-encoder cache, for the T5 and the frozen MiniLM encoder.
+
+    python -m eval.bench_step_cost [--encoders t5,minilm] [--out bench_out/bench_step_cost.json]
+
+On the synthetic MPD-shaped data of :mod:`eval.bench_train_throughput` (Zipf-like titles,
+log-normal playlists over 50k items, 3 x 256 codes + collision digit), grouped and
+length-bucketed batches of 128 examples as in training. Per encoder, variants built from the
+same seed (the output layer holds no weights of its own, so every variant starts from the same
+model):
+
+- ``full``: softmax over the whole vocabulary, torch's default AdamW loop (the old path);
+- ``id_head``: the ID-only output layer (:mod:`text2tracks.output_head`), loss on its columns;
+- ``id_head+fused``: and the fused AdamW of training (:func:`training.train_seq2seq.build_optimizer`);
+- ``id_head+fused+cache`` (frozen encoders only): and :class:`FrozenEncoderCache`.
+
+Windows of ``--window-batches`` steps are timed round-robin across variants, so that a busy
+machine slows all of them alike; the table gives the median examples/s and the median ratio
+to ``full`` over windows. Prints a markdown table and writes ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from eval.bench_train_throughput import synthetic_codes, synthetic_playlists, synthetic_prompts
+from text2tracks.data import Seq2SeqCollator, Seq2SeqPairs, encode_prompts
+from text2tracks.modeling import ModelConfig, build_seq2seq
+from text2tracks.training_step import FrozenEncoderCache, grouped_forward
+from training.train_seq2seq import build_optimizer
+
+VARIANTS = ("full", "id_head", "id_head+fused", "id_head+fused+cache")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m eval.bench_step_cost", description=__doc__)
+    ap.add_argument("--encoders", default="t5,minilm", help="t5 and/or minilm (frozen)")
+    ap.add_argument("--n-playlists", type=int, default=5000)
+    ap.add_argument("--n-items", type=int, default=50000)
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--group", type=int, default=8, help="targets per prompt group")
+    ap.add_argument("--window-batches", type=int, default=4)
+    ap.add_argument("--windows", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default="bench_out/bench_step_cost.json")
+    return ap
+
+
+def _variant(encoder: str, name: str, data: dict, args) -> dict:
+    """A fresh model, optimizer, batches and encoder call for one variant."""
+    config = ModelConfig(
+        encoder=encoder, freeze_encoder=encoder == "minilm", id_only_output=name != "full"
+    )
+    torch.manual_seed(args.seed)
+    model, tokenizer, layout = build_seq2seq(
+        config, data["level_sizes"], prompt_texts=data["texts"]
+    )
+    prompt_ids = encode_prompts(tokenizer, data["texts"], config.max_prompt_length)
+    sid = layout.codes_to_token_ids(data["codes"])
+    pairs = Seq2SeqPairs(
+        prompt_ids,
+        data["relevant"],
+        sid,
+        tokenizer.eos_token_id,
+        seed=args.seed,
+        group_size=args.group,
+        bucket_batches=32,
+        batch_size=args.batch_size,
+    )
+    collate = Seq2SeqCollator(
+        prompt_ids, sid, tokenizer.pad_token_id, tokenizer.eos_token_id, share_prompts=True
+    )
+    fused = "fused" in name
+    optimizer = build_optimizer(model, lr=1e-3, weight_decay=0.01, fused=fused)
+    encoder_call = model.get_encoder()
+    if name.endswith("cache"):
+        encoder_call = FrozenEncoderCache(encoder_call)
+    model.train()
+    return {
+        "model": model,
+        "optimizer": optimizer,
+        "pairs": pairs,
+        "collate": collate,
+        "encoder": encoder_call,
+        "cursor": 0,
+        "rates": [],
+        "vocab": len(tokenizer),
+    }
+
+
+def _steps(run: dict, n: int, batch_size: int) -> int:
+    """``n`` training steps of a variant; the examples they saw."""
+    seen = 0
+    for _ in range(n):
+        if run["cursor"] + batch_size > len(run["pairs"]):
+            run["cursor"] = 0
+        rows = range(run["cursor"], run["cursor"] + batch_size)
+        batch = run["collate"]([run["pairs"][i] for i in rows])
+        run["cursor"] += batch_size
+        out = grouped_forward(
+            run["model"],
+            batch["input_ids"],
+            batch["attention_mask"],
+            batch["prompt_index"],
+            batch["labels"],
+            encoder=run["encoder"],
+        )
+        out.loss.backward()
+        run["optimizer"].step()
+        run["optimizer"].zero_grad(set_to_none=True)
+        seen += batch["labels"].shape[0]
+    return seen
+
+
+def measure(args) -> dict:
+    torch.set_num_threads(args.threads)
+    codes, level_sizes = synthetic_codes(args.n_items, args.seed)
+    data = {
+        "codes": codes,
+        "level_sizes": level_sizes,
+        "texts": synthetic_prompts(args.n_playlists, 0.05, args.seed),
+        "relevant": synthetic_playlists(args.n_playlists, args.n_items, args.seed),
+    }
+    result = {}
+    for encoder in [e for e in args.encoders.split(",") if e]:
+        names = VARIANTS if encoder == "minilm" else VARIANTS[:3]
+        runs = {name: _variant(encoder, name, data, args) for name in names}
+        for run in runs.values():
+            _steps(run, 2, args.batch_size)  # warm-up (and the cache's first fill)
+        for _ in range(args.windows):
+            for run in runs.values():
+                started = time.perf_counter()
+                n = _steps(run, args.window_batches, args.batch_size)
+                run["rates"].append(n / (time.perf_counter() - started))
+        base = runs["full"]["rates"]
+        result[encoder] = {
+            name: {
+                "examples_per_s": statistics.median(run["rates"]),
+                "speedup_vs_full": statistics.median(
+                    [a / b for a, b in zip(run["rates"], base, strict=True)]
+                ),
+                "vocab_size": run["vocab"],
+            }
+            for name, run in runs.items()
+        }
+        for name, row in result[encoder].items():
+            print(
+                f"| {encoder} | {name} | {row['examples_per_s']:.0f} | "
+                f"{row['speedup_vs_full']:.2f}x |",
+                flush=True,
+            )
+    return result
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    print("| encoder | variant | examples/s (median) | vs full |")
+    print("|---|---|---|---|")
+    result = measure(args)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"settings": vars(args), "results": result}, indent=2))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
