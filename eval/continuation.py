@@ -39,7 +39,7 @@ playlists through its public API, with its own title-only answer as a reference 
 categories with seeds (:mod:`eval.continuation_model`, which says what its shallower depth,
 ``--k``, means for each metric). Every row has percentile bootstrap intervals over playlists;
 overall rows resample each category alike. ``--max-per-category`` keeps a seeded random subset
-of each category (every system on the same playlists). Prints a table and writes
+of each category, validation and test (every system on the same playlists). Prints a table and writes
 ``OUT/continuation.json``.
 """
 
@@ -369,28 +369,46 @@ def item_index(train) -> tuple[list[str], dict[str, int], np.ndarray]:
     return item_ids, index, np.array([counts[t] for t in item_ids], dtype=np.float64)
 
 
-def fit_fuse_weights(scorers: Scorers, validation, index, item_ids, popularity_order) -> dict:
-    """Per seed system, the title-kNN weight of its fused row with the best mean R-precision
-    on the validation playlists (the categories with a title and seeds)."""
+FUSE_WEIGHTS = (0.1, 0.3, 1.0, 3.0)
+
+
+def fit_fuse_weights(
+    scorers: Scorers,
+    validation,
+    index,
+    item_ids,
+    popularity_order,
+    max_per_category: int | None = None,
+    chunk: int = 64,
+) -> dict:
+    """Per seed system, the title-kNN weight (of :data:`FUSE_WEIGHTS`) of its fused row with the
+    best mean R-precision on the validation playlists (the categories with a title and seeds;
+    ``max_per_category`` as in :func:`make_tasks`). Each system's scores are computed once per
+    chunk and blended with every weight."""
     val_tasks = [
-        t for t in make_tasks(validation, index, seed=1) if t.category.title and t.category.n_seeds
+        t
+        for t in make_tasks(validation, index, seed=1, max_per_category=max_per_category)
+        if t.category.title and t.category.n_seeds and t.titles
     ]
-    fuse_weight, best = dict.fromkeys(SEED_SYSTEMS, 0.5), {}
-    for w in (0.1, 0.3, 1.0, 3.0):
-        r = evaluate_tasks(
-            scorers, val_tasks, item_ids, popularity_order, dict.fromkeys(SEED_SYSTEMS, w)
-        )
-        for seed_system in fuse_weight:
-            score = float(
-                np.mean(
-                    [
-                        c["per_prompt"][f"fused_{seed_system}"]["r_precision"].mean()
-                        for c in r.values()
-                    ]
-                )
-            )
-            if score > best.get(seed_system, -1.0):
-                fuse_weight[seed_system], best[seed_system] = w, score
+    r_precision = {(s, w): [] for s in SEED_SYSTEMS for w in FUSE_WEIGHTS}
+    for task in val_tasks:
+        per_weight = {key: [] for key in r_precision}
+        for start in range(0, len(task.titles), chunk):
+            titles = task.titles[start : start + chunk]
+            seeds = task.seeds[start : start + chunk]
+            withheld = task.withheld[start : start + chunk]
+            title = _normalise(scorers.score("title_knn", titles, seeds))
+            for s in SEED_SYSTEMS:
+                base = _normalise(scorers.score(s, titles, seeds))
+                for w in FUSE_WEIGHTS:
+                    ranked = rank(base + w * title, seeds, popularity_order, item_ids)
+                    per_weight[s, w].extend(challenge_metrics(ranked, withheld)["r_precision"])
+        for key, values in per_weight.items():
+            r_precision[key].append(float(np.mean(values)))  # categories count alike
+    fuse_weight = dict.fromkeys(SEED_SYSTEMS, 0.5)
+    if val_tasks:
+        for s in SEED_SYSTEMS:
+            fuse_weight[s] = max(FUSE_WEIGHTS, key=lambda w: np.mean(r_precision[s, w]))
     return fuse_weight
 
 
@@ -411,7 +429,9 @@ def run(
     popularity_order = np.arange(len(item_ids))  # items are already in popularity order
     scorers = Scorers(train, index, popularity)
     log(f"{len(train)} training playlists, {len(item_ids)} tracks")
-    fuse_weight = fit_fuse_weights(scorers, validation, index, item_ids, popularity_order)
+    fuse_weight = fit_fuse_weights(
+        scorers, validation, index, item_ids, popularity_order, max_per_category
+    )
     log(f"fusion weights (validation): {fuse_weight}")
     tasks = make_tasks(test, index, seed=0, max_per_category=max_per_category)
     evaluated = evaluate_tasks(scorers, tasks, item_ids, popularity_order, fuse_weight, model=model)
