@@ -109,7 +109,6 @@ from text2tracks.seed_prompts import (
     SeedTracksMixin,
     prepare_seeded_call,
     read_max_seed_tracks,
-    write_max_seed_tracks,
 )
 from text2tracks.storage import (
     DEFAULT_MAX_PROMPT_LENGTH,
@@ -269,7 +268,7 @@ class Text2Tracks(LatentModesMixin, SeedTracksMixin):
         from memory; other components of the folder it was loaded from (``cf/``, training logs
         in ``diffusion/``...) are copied as they are.
         """
-        written = write_artifact(
+        return write_artifact(
             Path(path),
             source=self._source_dir,
             components=self._components,
@@ -281,9 +280,8 @@ class Text2Tracks(LatentModesMixin, SeedTracksMixin):
             layout=self.layout,
             model_config=self.model_config,
             diffusion=self._diffusion_to_save(),
+            max_seed_tracks=self.max_seed_tracks,
         )
-        write_max_seed_tracks(written / SEQ2SEQ_COMPONENT, self.max_seed_tracks)
-        return written
 
     # -------------------------------------------------------------------------- properties
 
