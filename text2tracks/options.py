@@ -174,9 +174,11 @@ def track_indices(
     required: bool,
     stacklevel: int,
     unknown_note: str = "",
+    keep_order: bool = False,
 ) -> list[np.ndarray | None]:
     """Track ids given for every prompt or per prompt -> one sorted int64 array of catalogue
-    indices per prompt (``None``: no tracks for that prompt).
+    indices per prompt (``None``: no tracks for that prompt); with ``keep_order`` (seed
+    tracks, whose order the model reads) the known ids in the order given instead.
 
     ``value`` is ``None``, one collection of track ids for every prompt, or (with a list of
     prompts) one collection or ``None`` per prompt. Ids that ``index_of`` does not know are
@@ -231,7 +233,8 @@ def track_indices(
                 f"none of the {len(group)} {name} of {which} is in the "
                 f"catalogue (e.g. {group[0]!r}); give catalogue track ids"
             )
-        arrays.append(np.unique(np.asarray(found, dtype=np.int64)) if found else None)
+        found = np.asarray(found, dtype=np.int64)
+        arrays.append((found if keep_order else np.unique(found)) if found.size else None)
     if unknown:
         shown = ", ".join(repr(t) for t in list(dict.fromkeys(unknown))[:_UNKNOWN_SHOWN])
         more = len(set(unknown)) - _UNKNOWN_SHOWN

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,6 @@ import numpy as np
 
 SEED_SETTINGS_NAME = "seed_tracks.json"
 TRAIN_CONFIG_NAME = "train_config.json"
-_UNKNOWN_SHOWN = 5
 
 
 def check_max_seed_tracks(value) -> int:
@@ -84,54 +83,21 @@ def resolve_seed_tracks(
     stacklevel: int,
 ) -> list[np.ndarray | None]:
     """``seed_tracks`` -> per prompt, the catalogue indices of its known seeds in the order
-    given (int64; ``None`` where a prompt has none). Unknown ids: one ``UserWarning``."""
-    if value is None:
-        return [None] * n_prompts
-    if isinstance(value, str):
-        value = [value]
-    if isinstance(value, Mapping) or not isinstance(value, Iterable):
-        raise TypeError(
-            "seed_tracks must be a list of track ids (or one list per prompt), got "
-            f"{type(value).__name__}"
-        )
-    value = list(value)
-    per_prompt = (
-        not single
-        and len(value) > 0
-        and all(e is None or (isinstance(e, Iterable) and not isinstance(e, str)) for e in value)
+    given (int64; ``None`` where a prompt has none). Unknown ids: one ``UserWarning``. The
+    same reading as ``exclude`` and ``like_tracks`` (:func:`text2tracks.options.track_indices`),
+    the order kept."""
+    from text2tracks.options import track_indices
+
+    return track_indices(
+        value,
+        "seed_tracks",
+        index_of,
+        n_prompts,
+        single,
+        required=False,
+        stacklevel=stacklevel + 1,
+        keep_order=True,
     )
-    if per_prompt and len(value) != n_prompts:
-        raise ValueError(
-            f"seed_tracks has {len(value)} lists for {n_prompts} prompts; give one list (or "
-            "None) per prompt, or a single list of track ids for all of them"
-        )
-    groups = [[] if e is None else list(e) for e in value] if per_prompt else [value]
-    unknown: list[str] = []
-    out: list[np.ndarray | None] = []
-    for group in groups:
-        found = []
-        for track_id in group:
-            if not isinstance(track_id, str):
-                raise TypeError(
-                    f"seed_tracks holds track ids (str), got {type(track_id).__name__} {track_id!r}"
-                )
-            index = index_of(track_id)
-            if index is None:
-                unknown.append(track_id)
-            else:
-                found.append(index)
-        out.append(np.asarray(found, dtype=np.int64) if found else None)
-    if unknown:
-        names = list(dict.fromkeys(unknown))
-        shown = ", ".join(repr(t) for t in names[:_UNKNOWN_SHOWN])
-        more = len(names) - _UNKNOWN_SHOWN
-        warnings.warn(
-            f"seed_tracks: ignored {len(names)} track id(s) that are not in the catalogue "
-            f"({shown}{f' and {more} more' if more > 0 else ''})",
-            UserWarning,
-            stacklevel=stacklevel + 1,
-        )
-    return out if per_prompt else out * n_prompts
 
 
 def seeds_alone(prompts: list, seeds: list[np.ndarray | None], reads_seeds: bool) -> list[bool]:
