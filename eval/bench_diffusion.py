@@ -142,7 +142,7 @@ def _open_views(artifact: Path, config: DiffusionBenchConfig):
         n_samples=config.n_samples,
         beam_candidates=candidate_count(config, views),
         latent_k=config.latent_k,
-        pool="max",
+        pool=config.pool,
         seed_method=config.seed_method_list[0],
     )
     w = config.guidance_weight or recommender.diffusion_head.config.guidance_weight

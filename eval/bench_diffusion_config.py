@@ -29,6 +29,8 @@ class DiffusionBenchConfig:
             width (at least ``candidates``; the API's hybrid mode searches with as many beams as
             candidates, so a wider beam is checked against it only when they are equal).
         n_samples: diffusion samples per prompt; latent_k: faiss neighbours per sample.
+        pool: how an item's similarities to a prompt's samples are pooled in the latent and
+            hybrid systems (``mean``, which measured better for the head, or ``max``).
         mean_samples: samples of the ``latent-only-mean`` system, whose similarities are pooled
             by their mean (the inner product with the samples' mean: an estimate of the
             conditional mean, what a regressor predicts); 0 leaves the system out.
@@ -66,6 +68,7 @@ class DiffusionBenchConfig:
     beams: int = 50
     n_samples: int = 4
     mean_samples: int = 16
+    pool: str = "mean"
     latent_k: int = 100
     guidance_weight: float = 0.0
     guidance_grid: str = "1,2,3,5,7.5"
@@ -124,6 +127,8 @@ class DiffusionBenchConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+        if self.pool not in ("max", "mean"):
+            raise ValueError(f"pool must be 'max' or 'mean', got {self.pool!r}")
         if self.candidates < self.k:
             raise ValueError(f"candidates ({self.candidates}) must be >= k ({self.k})")
         if self.latent_k < self.k:

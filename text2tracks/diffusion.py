@@ -124,10 +124,13 @@ class DiffusionHead(LatentModel):
         scheduler.set_timesteps(steps, device=self.device)
         return scheduler
 
-    def _ddim_inverse(self, steps: int):
+    def _ddim_inverse(self, steps: int, prediction_type: str | None = None):
         from diffusers import DDIMInverseScheduler
 
-        scheduler = DDIMInverseScheduler(**self._scheduler_kwargs())
+        kwargs = self._scheduler_kwargs()
+        if prediction_type is not None:
+            kwargs["prediction_type"] = prediction_type
+        scheduler = DDIMInverseScheduler(**kwargs)
         scheduler.set_timesteps(steps, device=self.device)
         return scheduler
 
@@ -350,12 +353,21 @@ class DiffusionHead(LatentModel):
     def _invert_std(
         self, x_0: torch.Tensor, source_cond: torch.Tensor | None, steps: int, n_steps: int
     ) -> torch.Tensor:
-        scheduler = self._ddim_inverse(steps)
+        # An x_0-predicting head steps through an epsilon-form inverse scheduler: diffusers'
+        # DDIMInverseScheduler turns x_0_hat into eps_hat with alpha_bar of the *current* level,
+        # which is 1 at the first step (0 / 0 = NaN). Here eps_hat is computed at the timestep
+        # the model was evaluated at (alpha_bar_t < 1), the same approximation as below.
+        from_x0 = self.config.prediction_type == "sample"
+        scheduler = self._ddim_inverse(steps, "epsilon" if from_x0 else None)
+        alphas_cumprod = scheduler.alphas_cumprod.to(x_0.device)
         x_t = x_0
         for t in scheduler.timesteps[:n_steps]:
             # Inverse DDIM (eta = 0): x_t from x_{t-1} with eps_theta(x_{t-1}, t, c_src), the usual
             # approximation eps_theta(x_t) ~ eps_theta(x_{t-1}); no guidance (w = 1) keeps it exact-ish.
             model_output = self._guided(x_t, t, source_cond, None, 1.0)
+            if from_x0:
+                alpha_bar = alphas_cumprod[t]
+                model_output = (x_t - alpha_bar.sqrt() * model_output) / (1 - alpha_bar).sqrt()
             x_t = scheduler.step(model_output, t, x_t).prev_sample
         return x_t
 
