@@ -23,6 +23,7 @@ from text2tracks.latent import (
     CatalogueFactors,
     check_diffusion_parts,
     hybrid_beam_width,
+    negative_latents,
     query_latents,
     rank_latent_batch,
     warn_default_fusion,
@@ -217,10 +218,11 @@ class LatentModesMixin:
                 first_index,
                 stacklevel=4,
             )
-        beam = None
+        beam = negative = None
         with self._lock:
             latents = self._query_latents(texts, request)
-            if mode == "hybrid":
+            if mode == "hybrid":  # a negative prompt demotes every fused candidate, the beam's too
+                negative = negative_latents(self.diffusion_head, request)
                 n_beam = hybrid_beam_width(
                     k, num_beams, settings.beam_candidates, excluded, len(self)
                 )
@@ -229,5 +231,5 @@ class LatentModesMixin:
                 )
         fusion = self._hybrid_fusion() if mode == "hybrid" else None
         return rank_latent_batch(
-            mode, k, latents, factors, index, settings, fusion, texts, excluded, beam
+            mode, k, latents, factors, index, settings, fusion, texts, excluded, beam, negative
         )
