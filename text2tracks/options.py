@@ -236,15 +236,20 @@ def track_indices(
         found = np.asarray(found, dtype=np.int64)
         arrays.append((found if keep_order else np.unique(found)) if found.size else None)
     if unknown:
-        shown = ", ".join(repr(t) for t in list(dict.fromkeys(unknown))[:_UNKNOWN_SHOWN])
-        more = len(set(unknown)) - _UNKNOWN_SHOWN
-        warnings.warn(
-            f"{name}: ignored {len(set(unknown))} track id(s) that are not in the catalogue "
-            f"({shown}{f' and {more} more' if more > 0 else ''}){unknown_note}",
-            UserWarning,
-            stacklevel=stacklevel + 1,
-        )
+        _warn_unknown(name, unknown, unknown_note, stacklevel + 1)
     return arrays if per_prompt else arrays * n_prompts
+
+
+def _warn_unknown(name: str, unknown: list[str], note: str, stacklevel: int) -> None:
+    """One ``UserWarning`` naming a few of the track ids ``name`` gave that are not known."""
+    shown = ", ".join(repr(t) for t in list(dict.fromkeys(unknown))[:_UNKNOWN_SHOWN])
+    more = len(set(unknown)) - _UNKNOWN_SHOWN
+    warnings.warn(
+        f"{name}: ignored {len(set(unknown))} track id(s) that are not in the catalogue "
+        f"({shown}{f' and {more} more' if more > 0 else ''}){note}",
+        UserWarning,
+        stacklevel=stacklevel + 1,
+    )
 
 
 @dataclass(frozen=True)
