@@ -6,8 +6,13 @@ import json
 import pytest
 import torch
 
-from text2tracks.modeling import MODEL_INFO_NAME, ModelConfig, build_seq2seq, load_seq2seq
-from text2tracks.modeling import save_seq2seq
+from text2tracks.modeling import (
+    MODEL_INFO_NAME,
+    ModelConfig,
+    build_seq2seq,
+    load_seq2seq,
+    save_seq2seq,
+)
 from text2tracks.output_head import MASKED_LOGIT, has_id_output_head, output_token_ids
 from text2tracks.training_step import FrozenEncoderCache, grouped_forward
 
@@ -27,7 +32,9 @@ def _batch(tokenizer, layout, n_prompts=3, per_prompt=2, seed=0):
     rows = []
     for _ in range(n_prompts * per_prompt):
         codes = [int(torch.randint(s, (1,), generator=g)) for s in layout.level_sizes]
-        rows.append([o + c for o, c in zip(layout.offsets, codes)] + [tokenizer.eos_token_id])
+        rows.append(
+            [o + c for o, c in zip(layout.offsets, codes, strict=True)] + [tokenizer.eos_token_id]
+        )
     labels = torch.tensor(rows)
     labels[0, -1] = -100  # padding is ignored
     index = torch.arange(n_prompts).repeat_interleave(per_prompt)
@@ -90,7 +97,13 @@ def test_the_list_loss_runs_on_compact_columns():
     plain, _, _ = _build(id_only_output=False)
     ids, mask, index, labels = _batch(tokenizer, layout)
     out = grouped_forward(
-        model, ids, mask, index, labels, list_loss_weight=1.0, num_negatives=2,
+        model,
+        ids,
+        mask,
+        index,
+        labels,
+        list_loss_weight=1.0,
+        num_negatives=2,
         generator=torch.Generator().manual_seed(0),
     )
     reference = model(input_ids=ids[index], attention_mask=mask[index], labels=labels).loss
