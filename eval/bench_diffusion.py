@@ -63,7 +63,7 @@ from typing import Any
 
 import numpy as np
 
-from eval.bench_diffusion_config import DiffusionBenchConfig, log
+from eval.bench_diffusion_config import DiffusionBenchConfig, add_benchmark_source_flags, log
 from eval.bench_diffusion_curves import inversion_curve, negative_prompt_curve, sampling_cost
 from eval.bench_diffusion_models import (
     load_recommender,
@@ -101,7 +101,7 @@ from eval.bench_diffusion_systems import (
 from eval.bench_diffusion_views import ProductViews, api_parity
 from eval.metrics import relevant_items
 from text2tracks.artifacts import CF_COMPONENT, SEQ2SEQ_COMPONENT
-from text2tracks.config_flags import add_config_flags, add_flag, config_from_args
+from text2tracks.config_flags import add_config_flags, config_from_args
 
 __all__ = [
     "DiffusionBenchConfig",
@@ -360,17 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
         "hybrid systems, negative-prompt and inversion curves; the fitted fusion goes to "
         "DIR/fusion.json.",
     )
-    parser.add_argument(
-        "--benchmark-dir", required=True, help="output folder of python -m eval.benchmark"
-    )
-    add_flag(
-        parser,
-        "--playlists",
-        aliases=("--train",),
-        dest="train",
-        required=True,
-        help="the --playlists of that benchmark",
-    )
+    add_benchmark_source_flags(parser)
     # one flag per DiffusionBenchConfig field (text2tracks.config_flags, as every command)
     add_config_flags(parser, DiffusionBenchConfig, names={"budget_minutes": "--max-minutes"})
     return parser

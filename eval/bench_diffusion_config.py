@@ -174,3 +174,21 @@ def _split_floats(text: str, name: str) -> list[float]:
         return [float(x) for x in str(text).split(",") if x.strip()]
     except ValueError as err:
         raise ValueError(f"{name} must be comma-separated numbers, got {text!r}") from err
+
+
+def add_benchmark_source_flags(parser) -> None:
+    """``--benchmark-dir`` (a finished ``eval.benchmark`` folder, only read) and the
+    ``--playlists`` it was run on: the source of every diffusion benchmark."""
+    from text2tracks.config_flags import add_flag
+
+    parser.add_argument(
+        "--benchmark-dir", required=True, help="output folder of python -m eval.benchmark"
+    )
+    add_flag(
+        parser,
+        "--playlists",
+        aliases=("--train",),
+        dest="train",
+        required=True,
+        help="the --playlists of that benchmark",
+    )

@@ -39,9 +39,9 @@ from typing import Any
 
 import numpy as np
 
-from eval.bench_diffusion_config import log
+from eval.bench_diffusion_config import add_benchmark_source_flags, log
 from eval.metrics import bootstrap_means, paired_bootstrap_diff, per_prompt_metrics
-from text2tracks.config_flags import add_config_flags, add_flag, config_from_args
+from text2tracks.config_flags import add_config_flags, config_from_args
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "mse": {"prediction_type": "epsilon", "contrastive_weight": 0.0},
@@ -320,17 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
         "finished eval.benchmark folder (into OUT, DIR is only read) and compare their "
         "latent-only Hits@k on its test prompts.",
     )
-    parser.add_argument(
-        "--benchmark-dir", required=True, help="output folder of python -m eval.benchmark"
-    )
-    add_flag(
-        parser,
-        "--playlists",
-        aliases=("--train",),
-        dest="train",
-        required=True,
-        help="the --playlists of that benchmark",
-    )
+    add_benchmark_source_flags(parser)
     parser.add_argument("--out", required=True, help="where the heads, gdr.json and gdr.md go")
     add_config_flags(parser, GDRBenchConfig)
     return parser
