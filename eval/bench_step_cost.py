@@ -29,10 +29,15 @@ from pathlib import Path
 
 import torch
 
-from eval.bench_train_throughput import synthetic_codes, synthetic_playlists, synthetic_prompts
+from eval.bench_train_throughput import (
+    synthetic_codes,
+    synthetic_playlists,
+    synthetic_prompts,
+    train_step,
+)
 from text2tracks.data import Seq2SeqCollator, Seq2SeqPairs, encode_prompts
 from text2tracks.modeling import ModelConfig, build_seq2seq
-from text2tracks.training_step import FrozenEncoderCache, grouped_forward
+from text2tracks.training_step import FrozenEncoderCache
 from training.train_seq2seq import build_optimizer
 
 VARIANTS = ("full", "id_head", "id_head+fused", "id_head+fused+cache")
@@ -90,33 +95,17 @@ def _variant(encoder: str, name: str, data: dict, args) -> dict:
         "collate": collate,
         "encoder": encoder_call,
         "cursor": 0,
+        "epoch": 0,
+        "losses": [],
         "rates": [],
         "vocab": len(tokenizer),
     }
 
 
 def _steps(run: dict, n: int, batch_size: int) -> int:
-    """``n`` training steps of a variant; the examples they saw."""
-    seen = 0
-    for _ in range(n):
-        if run["cursor"] + batch_size > len(run["pairs"]):
-            run["cursor"] = 0
-        rows = range(run["cursor"], run["cursor"] + batch_size)
-        batch = run["collate"]([run["pairs"][i] for i in rows])
-        run["cursor"] += batch_size
-        out = grouped_forward(
-            run["model"],
-            batch["input_ids"],
-            batch["attention_mask"],
-            batch["prompt_index"],
-            batch["labels"],
-            encoder=run["encoder"],
-        )
-        out.loss.backward()
-        run["optimizer"].step()
-        run["optimizer"].zero_grad(set_to_none=True)
-        seen += batch["labels"].shape[0]
-    return seen
+    """``n`` training steps of a variant (``eval.bench_train_throughput.train_step``, with the
+    variant's encoder call); the examples they saw."""
+    return sum(train_step(run, batch_size) for _ in range(n))
 
 
 def measure(args) -> dict:

@@ -242,6 +242,7 @@ def train_step(run: dict, batch_size: int) -> int:
             batch["attention_mask"],
             batch["prompt_index"],
             batch["labels"],
+            encoder=run.get("encoder"),  # None: the model's own (eval.bench_step_cost: a cache)
         )
     else:
         out = model(

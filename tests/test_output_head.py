@@ -11,9 +11,10 @@ from text2tracks.modeling import (
     ModelConfig,
     build_seq2seq,
     load_seq2seq,
+    output_token_ids,
     save_seq2seq,
 )
-from text2tracks.output_head import MASKED_LOGIT, has_id_output_head, output_token_ids
+from text2tracks.output_head import MASKED_LOGIT, has_id_output_head
 from text2tracks.training_step import FrozenEncoderCache, grouped_forward
 
 LEVEL_SIZES = (6, 5, 2)

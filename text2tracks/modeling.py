@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from text2tracks.output_head import install_id_output_head, output_token_ids
+from text2tracks.output_head import install_id_output_head
 from text2tracks.tokens import SCHEMES, SIDTokenLayout, add_layout_tokens
 
 SID_LAYOUT_NAME = "sid_layout.json"
@@ -342,6 +342,12 @@ def sid_token_indices(layout: SIDTokenLayout) -> list[int]:
     for offset, size in zip(layout.offsets, layout.level_sizes, strict=True):
         ids.update(range(offset, offset + size))
     return sorted(ids)
+
+
+def output_token_ids(layout: SIDTokenLayout, eos_token_id: int) -> list[int]:
+    """Every token the decoder may write: the layout's ID tokens and EOS, sorted (what an
+    :class:`text2tracks.output_head.IDOutputHead` scores)."""
+    return sorted({*sid_token_indices(layout), int(eos_token_id)})
 
 
 def _lora_wrap(model, config: ModelConfig, layout: SIDTokenLayout):

@@ -26,14 +26,6 @@ import functools
 MASKED_LOGIT = -1.0e4
 
 
-def output_token_ids(layout, eos_token_id: int) -> list[int]:
-    """Every token the decoder may write: the layout's ID tokens and EOS, sorted."""
-    ids = {int(eos_token_id)}
-    for offset, size in zip(layout.offsets, layout.level_sizes, strict=True):
-        ids.update(range(int(offset), int(offset) + int(size)))
-    return sorted(ids)
-
-
 @functools.cache
 def _id_output_head_class():
     import torch

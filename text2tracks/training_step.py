@@ -147,7 +147,14 @@ def grouped_forward(
                 prompt_index, labels, input_ids.shape[0], num_negatives, generator
             )
             return _forward_with_list_loss(
-                model, hidden, attention_mask, prompt_index, labels, list_loss_weight, negatives
+                model,
+                hidden,
+                attention_mask,
+                prompt_index,
+                labels,
+                list_loss_weight,
+                negatives,
+                head,
             )
         if head is None:
             return model(
@@ -198,10 +205,11 @@ def _encode_prompts(model, encoder, autocast, input_ids, attention_mask):
 
 
 def _forward_with_list_loss(
-    model, hidden, attention_mask, prompt_index, labels, list_loss_weight, negatives
+    model, hidden, attention_mask, prompt_index, labels, list_loss_weight, negatives, head=None
 ):
     """The forward of :func:`grouped_forward` with the list loss; ``negatives`` is
-    :func:`draw_negatives`' ``(sequences, index, valid)``."""
+    :func:`draw_negatives`' ``(sequences, index, valid)``; ``head`` the model's ID output head
+    in compact mode (its columns are scored), or None."""
     import torch
     from transformers.modeling_outputs import BaseModelOutput
 
@@ -222,8 +230,7 @@ def _forward_with_list_loss(
         ),
     )
     keep = all_labels.ne(-100)
-    head = _unwrapped(model).get_output_embeddings()
-    if getattr(head, "compact", False):  # an ID output head inside compact_output
+    if head is not None:
         all_labels = head.compact_labels(all_labels)
     token_log_probs = _token_log_probs(out.logits, all_labels) * keep
     scores = token_log_probs.sum(dim=-1)
@@ -274,9 +281,10 @@ class FrozenEncoderCache:
         import torch
         from transformers.modeling_outputs import BaseModelOutput
 
-        lengths = attention_mask.sum(dim=1).tolist()
+        counts = attention_mask.sum(dim=1, keepdim=True)
+        lengths = counts.squeeze(1).tolist()
         positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
-        if not torch.equal(attention_mask.bool(), positions < attention_mask.sum(1, keepdim=True)):
+        if not torch.equal(attention_mask.bool(), positions < counts):
             raise ValueError("FrozenEncoderCache expects right-padded prompts (mask 1...1 0...0)")
         keys = [row[:n].cpu().numpy().tobytes() for row, n in zip(input_ids, lengths, strict=True)]
         missing = sorted({i for i, key in enumerate(keys) if key not in self._states})
