@@ -1,0 +1,175 @@
+"""The cost of the hybrid mode: its latency as a ratio to generative-only, at batch 1 and 64.
+
+    python -m eval.bench_hybrid_latency --artifact DIR --playlists PATH [--batch-sizes 1,64]
+        [--repeats 7] [--calls 4] [--k 10] [--num-threads 1] [--out bench_out/bench_hybrid_latency.json]
+
+Prompts are the titles of held-out (test split) playlists. Both modes are timed in one run
+through the public API (``recommend(prompts, k, mode=..., batch_size=b)``), each at its own
+defaults (the generative beam width, the hybrid settings' beam candidates, samples and faiss
+neighbours). The repeats interleave the modes, in alternating order (generative first in even
+repeats, hybrid first in odd ones), so that drift in the machine's load falls on both alike;
+each repeat times ``--calls`` calls per mode and batch size, each on other prompts, after one
+untimed warm-up call per mode and batch size. Reports the median seconds per call and per prompt
+of each mode, and ``ratio`` = median hybrid / median generative per batch size (also the median
+of the per-repeat ratios, a paired estimate). Prints a markdown table and writes ``--out`` (JSON).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+MODES = ("generative", "hybrid")
+
+
+def _ints(text: str) -> list[int]:
+    return [int(v) for v in text.split(",") if v.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m eval.bench_hybrid_latency", description=__doc__
+    )
+    parser.add_argument("--artifact", required=True, help="an artifact with a diffusion head")
+    parser.add_argument("--playlists", required=True, help="the playlists build-ids read")
+    parser.add_argument("--batch-sizes", type=_ints, default=[1, 64])
+    parser.add_argument("--repeats", type=int, default=7, help="interleaved repeats")
+    parser.add_argument("--calls", type=int, default=4, help="timed calls per repeat and cell")
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--num-threads", type=int, default=1)
+    parser.add_argument("--out", default="bench_out/bench_hybrid_latency.json")
+    return parser
+
+
+def time_modes(
+    recommender, prompts: list[str], batch_sizes: list[int], repeats: int, calls: int, k: int = 10
+) -> dict[int, dict[str, list[list[float]]]]:
+    """Seconds per call, ``{batch size: {mode: [[per call] per repeat]}}``, timed interleaved.
+
+    Call ``c`` of repeat ``r`` at batch size ``b`` takes ``b`` prompts starting at
+    ``(r * calls + c) * b`` (cycling through ``prompts``), the same prompts for both modes.
+    """
+    if repeats < 1 or calls < 1:
+        raise ValueError(f"repeats and calls must be >= 1, got {repeats} and {calls}")
+    bad = [b for b in batch_sizes if b < 1]
+    if not batch_sizes or bad:
+        raise ValueError(f"batch sizes must be integers >= 1, got {batch_sizes}")
+
+    def batch(index: int, size: int) -> list[str]:
+        return [prompts[(index * size + j) % len(prompts)] for j in range(size)]
+
+    def call(mode: str, texts: list[str]) -> float:
+        started = time.perf_counter()
+        recommender.recommend(texts, k=k, mode=mode, batch_size=len(texts))
+        return time.perf_counter() - started
+
+    times = {b: {m: [] for m in MODES} for b in batch_sizes}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # over-long prompts, default fusion
+        for size in batch_sizes:  # warm-up: lazy faiss index, first allocations
+            for mode in MODES:
+                call(mode, batch(0, size))
+        for r in range(repeats):
+            order = MODES if r % 2 == 0 else MODES[::-1]
+            for size in batch_sizes:
+                for mode in order:
+                    times[size][mode].append(
+                        [call(mode, batch(r * calls + c, size)) for c in range(calls)]
+                    )
+    return times
+
+
+def summarise(times: dict[int, dict[str, list[list[float]]]]) -> list[dict[str, Any]]:
+    """One row per batch size: medians per mode, the ratio of medians, the median paired ratio
+    (per repeat: median hybrid / median generative)."""
+    rows = []
+    for size, by_mode in times.items():
+        row: dict[str, Any] = {"batch_size": size}
+        for mode in MODES:
+            flat = [t for rep in by_mode[mode] for t in rep]
+            row[f"{mode}_s_per_call"] = statistics.median(flat)
+            row[f"{mode}_ms_per_prompt"] = 1000 * row[f"{mode}_s_per_call"] / size
+            row[f"{mode}_n_calls"] = len(flat)
+        row["ratio"] = row["hybrid_s_per_call"] / row["generative_s_per_call"]
+        row["ratio_paired_median"] = statistics.median(
+            statistics.median(h) / statistics.median(g)
+            for h, g in zip(by_mode["hybrid"], by_mode["generative"], strict=True)
+        )
+        rows.append(row)
+    return rows
+
+
+def run(args) -> dict[str, Any]:
+    import torch
+
+    from text2tracks.artifacts import artifact_split
+    from text2tracks.pipeline import Text2Tracks
+
+    if args.num_threads:
+        torch.set_num_threads(args.num_threads)
+    recommender = Text2Tracks.from_pretrained(args.artifact)
+    if not recommender.has_diffusion:
+        raise ValueError(
+            f"{args.artifact} has no diffusion head: the hybrid mode cannot run "
+            "(train one with python -m training.train_diffusion)"
+        )
+    prompts = [p.prompt for p in artifact_split(args.artifact, args.playlists).test]
+    prompts = [p for p in prompts if p.strip()]
+    if not prompts:
+        raise ValueError(f"{args.playlists}: no test playlist has a title")
+    times = time_modes(recommender, prompts, args.batch_sizes, args.repeats, args.calls, k=args.k)
+    settings = recommender.hybrid_settings
+    return {
+        "artifact": str(args.artifact),
+        "device": str(recommender.device),
+        "num_threads": torch.get_num_threads(),
+        "k": args.k,
+        "repeats": args.repeats,
+        "calls_per_repeat": args.calls,
+        "generative_num_beams": "default (max(k, DEFAULT_NUM_BEAMS))"
+        if recommender.num_beams is None
+        else recommender.num_beams,
+        "hybrid_settings": {
+            "n_samples": settings.n_samples,
+            "beam_candidates": settings.beam_candidates,
+            "latent_k": settings.latent_k,
+            "pool": settings.pool,
+        },
+        "fusion": type(recommender.fusion).__name__ if recommender.fusion else "default",
+        "rows": summarise(times),
+        "times_s": {str(size): by_mode for size, by_mode in times.items()},
+    }
+
+
+def format_table(result: dict[str, Any]) -> str:
+    lines = [
+        "| batch | generative ms/prompt | hybrid ms/prompt | ratio (medians) | ratio (paired) |",
+        "|---|---|---|---|---|",
+    ]
+    for row in result["rows"]:
+        lines.append(
+            f"| {row['batch_size']} | {row['generative_ms_per_prompt']:.1f} | "
+            f"{row['hybrid_ms_per_prompt']:.1f} | {row['ratio']:.2f}x | "
+            f"{row['ratio_paired_median']:.2f}x |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    result = run(args)
+    print(format_table(result))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
