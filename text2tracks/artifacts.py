@@ -45,6 +45,7 @@ CATALOG_COMPONENT = "semantic_ids"
 DIFFUSION_COMPONENT = "diffusion"
 CF_COMPONENT = "cf"
 SPLIT_NAME = "split.json"  # in cf/: the split's parameters and the training playlist ids
+MEMBER_PREFIX = "seq2seq_"  # seq2seq_1, seq2seq_2...: more ensemble members beside seq2seq/
 REGRESSOR_COMPONENT = "latent_regressor"  # optional baseline head, written by the benchmark
 _TRACKED_LIBRARIES = (
     "text2tracks",
@@ -235,10 +236,65 @@ def component_writer(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     manifest_path = artifact_dir / MANIFEST_NAME
-    manifest = read_json(manifest_path, "manifest") if manifest_path.exists() else new_manifest()
-    manifest["library_versions"] = library_versions()
-    manifest["components"][name] = dict(info or {})
-    write_json_atomic(manifest_path, manifest)
+    with _manifest_lock(artifact_dir):
+        manifest = (
+            read_json(manifest_path, "manifest") if manifest_path.exists() else new_manifest()
+        )
+        manifest["library_versions"] = library_versions()
+        manifest["components"][name] = dict(info or {})
+        write_json_atomic(manifest_path, manifest)
+
+
+def member_component(member: int) -> str:
+    """The component of ensemble member ``member``: ``seq2seq`` for 0, ``seq2seq_1``..."""
+    return SEQ2SEQ_COMPONENT if member == 0 else f"{MEMBER_PREFIX}{member}"
+
+
+def member_indices(components: dict[str, Any]) -> list[int]:
+    """The ensemble members (>= 1) a manifest's components list, consecutive from 1."""
+    found = set()
+    for name in components:
+        suffix = name[len(MEMBER_PREFIX) :] if name.startswith(MEMBER_PREFIX) else ""
+        if suffix.isdigit() and int(suffix) >= 1:
+            found.add(int(suffix))
+    out = []
+    while len(out) + 1 in found:
+        out.append(len(out) + 1)
+    return out
+
+
+def remove_components(artifact_dir: str | os.PathLike, names: list[str]) -> None:
+    """Delete components (folders and manifest entries), e.g. ensemble members of an earlier
+    training that a new one with fewer members must not leave behind."""
+    artifact_dir = Path(artifact_dir)
+    manifest_path = artifact_dir / MANIFEST_NAME
+    with _manifest_lock(artifact_dir):
+        for name in names:
+            shutil.rmtree(artifact_dir / name, ignore_errors=True)
+        if manifest_path.exists():
+            manifest = read_json(manifest_path, "manifest")
+            if any(n in manifest["components"] for n in names):
+                for name in names:
+                    manifest["components"].pop(name, None)
+                write_json_atomic(manifest_path, manifest)
+
+
+@contextlib.contextmanager
+def _manifest_lock(artifact_dir: Path) -> Iterator[None]:
+    """An exclusive lock around a read-modify-write of the manifest: ensemble members train in
+    parallel processes and each adds its component. A no-op where ``fcntl`` does not exist."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: members there are trained one after another
+        yield
+        return
+    artifact_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(artifact_dir, os.O_RDONLY)  # the folder itself: no lock file left behind
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def write_manifest(artifact_dir: str | os.PathLike, components: dict[str, dict[str, Any]]) -> None:

@@ -26,6 +26,8 @@ from text2tracks.artifacts import (
     SEQ2SEQ_COMPONENT,
     ArtifactError,
     component_dir,
+    member_component,
+    member_indices,
     new_artifact,
     new_manifest,
     read_manifest,
@@ -54,6 +56,7 @@ class Seq2SeqParts:
     max_prompt_length: int
     model_config: dict | None
     device: str
+    members: list = field(default_factory=list)  # ensemble members 1.. (MemberModel)
 
 
 @dataclass
@@ -108,7 +111,36 @@ def read_seq2seq_parts(artifact_dir: Path, manifest: dict, device=None) -> Seq2S
         import torch
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    return Seq2SeqParts(model, tokenizer, layout, catalog, metadata, max_len, model_config, device)
+    members = [
+        _read_member(artifact_dir, manifest, i, catalog)
+        for i in member_indices(manifest["components"])
+    ]
+    return Seq2SeqParts(
+        model, tokenizer, layout, catalog, metadata, max_len, model_config, device, members
+    )
+
+
+def _read_member(artifact_dir: Path, manifest: dict, member: int, catalog):
+    """Ensemble member ``member`` (its ``seq2seq_MEMBER/`` component) as a ``MemberModel``."""
+    from text2tracks.ensemble import MemberModel
+    from text2tracks.generative import check_layout
+    from text2tracks.modeling import MODEL_INFO_NAME, load_seq2seq
+    from text2tracks.seed_prompts import read_max_seed_tracks
+
+    name = member_component(member)
+    directory = component_dir(artifact_dir, manifest, name, "train the ensemble again")
+    try:
+        model, tokenizer, layout = load_seq2seq(directory)
+        check_layout(layout, catalog)
+        info_path = directory / MODEL_INFO_NAME
+        config = {}
+        if info_path.is_file():
+            with open(info_path, encoding="utf-8") as f:
+                config = json.load(f).get("model_config") or {}
+        max_len = config.get("max_prompt_length", DEFAULT_MAX_PROMPT_LENGTH)
+        return MemberModel(model, tokenizer, layout, max_len, read_max_seed_tracks(directory))
+    except Exception as err:  # noqa: BLE001 - any failure here is a damaged component
+        raise ArtifactError(f"cannot load ensemble member {directory}: {err}") from err
 
 
 def read_diffusion_parts(
@@ -192,6 +224,7 @@ def load_recommender(cls, path, device=None):
             device=parts.device,
             model_config=parts.model_config,
             origin=origin,
+            members=parts.members,
             **(
                 {}
                 if diffusion is None

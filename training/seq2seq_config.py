@@ -88,6 +88,14 @@ class TrainConfig:
         num_threads: torch CPU threads (0 = all CPUs of this process divided by local processes).
         log_every: write the mean train loss every this many steps.
         seed: seeds the model initialisation, the dropout and the draw of examples.
+        members: how many models to train for the ensemble that the API decodes as one
+            (:mod:`text2tracks.ensemble`). On one machine they train at the same time, one process
+            each, ``num_threads`` (default: the CPUs divided among them) each, for the same
+            ``max_minutes``; member ``i`` draws with ``seed + i`` and is saved as
+            ``seq2seq_i/`` (member 0 as ``seq2seq/``). Under a multi-process launch
+            (``accelerate launch``) they train one after the other.
+        member: which member this run trains (set by the run that trains them all; give it to
+            train or resume one member by itself).
         progress: show a tqdm bar (main process only).
     """
 
@@ -115,6 +123,8 @@ class TrainConfig:
         default=None, metadata={"argparse": {"nargs": "?", "const": "latest", "metavar": "DIR"}}
     )
     seed: int = 0
+    members: int = 1
+    member: int = 0
     targets_per_playlist: int = 16
     popularity_power: float = 0.0
     targets_per_prompt_group: int = 8
@@ -139,6 +149,7 @@ class TrainConfig:
         if not isinstance(self.model, ModelConfig):
             raise ValueError(f"model must be a ModelConfig, got {type(self.model).__name__}")
         positive = ("batch_size", "grad_accum", "epochs", "eval_k", "keep_checkpoints", "log_every")
+        positive += ("members",)
         positive += ("targets_per_prompt_group", "teacher_top_items", "list_loss_negatives")
         non_negative = (
             "max_steps",
@@ -150,6 +161,7 @@ class TrainConfig:
             "num_workers",
             "num_threads",
             "length_bucket_window",
+            "member",
         )
         for name in positive + non_negative:
             value = getattr(self, name)
@@ -201,6 +213,11 @@ class TrainConfig:
             if self.popularity_power:
                 raise ValueError("popularity_power applies to target_source='playlist' only")
         self._check_seed_options()
+        if self.member >= self.members:
+            raise ValueError(
+                f"member must be below members ({self.members}), got {self.member}; members "
+                "are numbered from 0"
+            )
         if not (
             isinstance(self.teacher_own_weight, (int, float)) and 0 <= self.teacher_own_weight <= 1
         ):

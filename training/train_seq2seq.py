@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from text2tracks import config_flags as flags
-from text2tracks.artifacts import SEQ2SEQ_COMPONENT
+from text2tracks.artifacts import member_component
 from text2tracks.config_flags import add_config_flags, command_parser
 from text2tracks.training_step import (
     FrozenEncoderCache,
@@ -64,11 +64,12 @@ CURVE_NAME = "curve.json"
 
 
 def _checkpoint_root(config: TrainConfig) -> Path:
-    return (
+    root = (
         Path(config.checkpoint_dir)
         if config.checkpoint_dir
         else Path(config.artifact) / CHECKPOINTS_NAME
     )
+    return root / f"member_{config.member}" if config.member else root
 
 
 def _resolve_resume(config) -> Path | None:
@@ -135,9 +136,11 @@ def _start(config: TrainConfig):
         torch.set_num_threads(threads)
     set_seed(config.seed)
 
+    prefix = f"[member {config.member}] " if config.members > 1 else ""
+
     def log(message: str) -> None:
         if accelerator.is_main_process:
-            print(message, file=sys.stderr, flush=True)
+            print(prefix + message, file=sys.stderr, flush=True)
 
     return accelerator, log
 
@@ -421,7 +424,7 @@ def _summary(run: _Run) -> dict[str, Any]:
         "stopped_by": run.stopped_by,
         "n_parameters": run.n_params,
         "n_validation_skipped": run.n_val_skipped,
-        "seq2seq_dir": str(Path(run.config.artifact) / SEQ2SEQ_COMPONENT),
+        "seq2seq_dir": str(Path(run.config.artifact) / member_component(run.config.member)),
     }
 
 
@@ -440,7 +443,9 @@ def _save_model(run: _Run, summary: dict[str, Any]) -> None:
         "scheme": run.layout.scheme,
         **{k: v for k, v in run.last_eval.items()},
     }
-    with component_writer(config.artifact, "seq2seq", info) as tmp:
+    if config.members > 1:
+        info["member"] = config.member
+    with component_writer(config.artifact, member_component(config.member), info) as tmp:
         save_seq2seq(unwrapped, run.tokenizer, run.layout, tmp, config.model)
         with open(tmp / LOG_NAME, "w", encoding="utf-8") as f:
             for record in run.log_records:
@@ -474,12 +479,82 @@ def _train_encoder(model):
 
 
 def train(config: TrainConfig) -> dict[str, Any]:
-    """Train, validate, checkpoint and save into ``config.artifact``/seq2seq.
+    """Train, validate, checkpoint and save into ``config.artifact``/seq2seq (and, with
+    ``members`` > 1, the other members into ``seq2seq_1/``...: :func:`train_members`).
 
     Returns a summary: ``steps``, ``epochs_done``, ``elapsed_s``, ``examples_seen``,
     ``examples_per_s``, ``final_eval`` ({"val_loss", "val_hits@K"}), ``stopped_by``,
-    ``seq2seq_dir``, ``n_parameters``, ``n_validation_skipped``.
+    ``seq2seq_dir``, ``n_parameters``, ``n_validation_skipped`` (member 0's), and with several
+    members ``members``: every member's summary.
     """
+    if config.member == 0:
+        _remove_stale_members(config)
+    if config.members > 1 and config.member == 0:
+        return train_members(config)
+    return _train_one(config)
+
+
+def _remove_stale_members(config: TrainConfig) -> None:
+    """Drop ``seq2seq_M/`` components with ``M >= members`` (left by an earlier, larger
+    ensemble): the API decodes every member it finds."""
+    from text2tracks.artifacts import MANIFEST_NAME, member_indices, read_json, remove_components
+
+    manifest = Path(config.artifact) / MANIFEST_NAME
+    if manifest.is_file():
+        found = member_indices(read_json(manifest, "manifest")["components"])
+        stale = [member_component(m) for m in found if m >= config.members]
+        if stale:
+            remove_components(config.artifact, stale)
+
+
+def train_members(config: TrainConfig) -> dict[str, Any]:
+    """Train ``config.members`` models, member ``i`` with seed ``seed + i``.
+
+    On one machine they run at the same time, members 1.. in spawned processes and member 0 in
+    this one, each on ``num_threads`` CPU threads (default: this process's CPUs divided among
+    them), for the same budget: a small model gains little from a second thread, so two models
+    side by side use two cores better than one model on both. Under a multi-process launch
+    (``accelerate launch``, ``WORLD_SIZE`` > 1) every process already holds a device, so they
+    train one after the other. Returns member 0's summary with ``members``: all summaries.
+    """
+    import dataclasses
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    n = config.members
+    threads = config.num_threads or max(1, len(os.sched_getaffinity(0)) // n)
+    configs = [
+        dataclasses.replace(
+            config,
+            member=i,
+            seed=config.seed + i,
+            num_threads=threads,
+            progress=config.progress and i == 0,
+        )
+        for i in range(n)
+    ]
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        summaries = [_train_one(c) for c in configs]
+    else:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=n - 1, mp_context=context) as pool:
+            futures = [pool.submit(_train_one, c) for c in configs[1:]]
+            first = _train_one(configs[0])
+            summaries = [first]
+            for i, future in enumerate(futures, start=1):
+                try:
+                    summaries.append(future.result())
+                except Exception as err:
+                    raise RuntimeError(
+                        f"ensemble member {i} failed ({err}); member 0 is saved. Train it by "
+                        f"itself with --members {n} --member {i} (add --resume to continue "
+                        "from its last checkpoint)"
+                    ) from err
+    return {**summaries[0], "members": summaries}
+
+
+def _train_one(config: TrainConfig) -> dict[str, Any]:
+    """One model (member ``config.member``): the training run itself."""
     from text2tracks.trie import FlatTrie
 
     accelerator, log = _start(config)

@@ -1,0 +1,328 @@
+"""Several seq2seq models decoded as one: a product-of-experts constrained beam search.
+
+Models trained apart (another seed, another encoder) make different mistakes; scoring each
+semantic-ID continuation by the *mean* of their log-probabilities (the geometric mean of their
+distributions, a product of experts) and searching that in one beam gives a list that none of
+them writes alone. Each member keeps its own tokenizer and its own token layout: the beam is held
+in the catalogue's code space (``(rows, t)`` codes), and each member reads it through its own
+``offset + code`` tokens, so a T5 over subwords and a MiniLM over WordPieces can be decoded
+together as long as they spell the same catalogue.
+
+Hand-written: transformers' ``generate`` runs one model; no library searches a mean of several
+models' scores. The IDs have a fixed depth (every beam ends with EOS at step ``depth``), so the
+search is ``depth + 1`` steps of "score, mask with the trie, keep the best ``num_beams``", with
+no finished-hypothesis bookkeeping. Masks (and exclusions) come from
+:class:`text2tracks.constraint_processor.SIDConstraintProcessor`, fed through the first member's
+layout. The scores are the same unrenormalised sums that ``constrained_generate`` returns (the
+log-softmax is taken over each member's vocabulary before the trie mask), so an ensemble of one
+model returns what :func:`text2tracks.decoding.constrained_generate` returns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from text2tracks.constraint_processor import SIDConstraintProcessor
+from text2tracks.decoding_args import check_int, normalise_exclude
+from text2tracks.tokens import SIDTokenLayout
+from text2tracks.trie import FlatTrie
+
+__all__ = ["EnsembleMember", "MemberModel", "ensemble_generate", "search_ensemble"]
+
+
+@dataclass
+class EnsembleMember:
+    """One model of an ensemble and its tokenised prompts.
+
+    ``input_ids``/``attention_mask``: ``(batch, seq_len)`` torch tensors in the model's own
+    vocabulary (same prompts, same order for every member). ``layout``: where the model's
+    semantic-ID tokens sit; ``eos_token_id``: its end-of-ID token.
+    """
+
+    model: object
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor | None
+    layout: SIDTokenLayout
+    eos_token_id: int
+
+
+@dataclass
+class MemberModel:
+    """A trained member as the API holds it: the model, its tokenizer and token layout, how
+    many prompt tokens and seed tracks it reads. The recommender's own model is member 0."""
+
+    model: object
+    tokenizer: object
+    layout: SIDTokenLayout
+    max_prompt_length: int
+    max_seed_tracks: int = 0
+    _sid_token_ids: np.ndarray | None = None
+
+    @property
+    def eos_token_id(self) -> int:
+        eos = getattr(self.model.generation_config, "eos_token_id", None)
+        if eos is None:
+            eos = self.model.config.eos_token_id
+        return int(eos[0] if isinstance(eos, (list, tuple)) else eos)
+
+    def sid_token_ids(self, catalog) -> np.ndarray:
+        """``(n_items, depth)`` every catalogue item's ID tokens in this member's vocabulary."""
+        if self._sid_token_ids is None:
+            self._sid_token_ids = self.layout.codes_to_token_ids(catalog.sid_codes)
+        return self._sid_token_ids
+
+
+def search_ensemble(
+    models: Sequence[MemberModel],
+    catalog,
+    trie: FlatTrie,
+    texts: list[str],
+    excluded: Sequence[np.ndarray | None],
+    seeds: Sequence[np.ndarray | None] | None,
+    *,
+    k: int,
+    num_beams: int,
+    diversity: float,
+    first_index: int,
+    stacklevel: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The API's ranking (:func:`text2tracks.generative.search_items`) for an ensemble: each
+    member tokenises the prompts (and seeds) its own way, :func:`ensemble_generate` searches
+    their mean log-probability, then (``diversity > 0``) every finished beam is a candidate of
+    :func:`text2tracks.generative.diversify`. Item indices int64 and scores float64,
+    ``(batch, k)``. The caller holds the model lock."""
+    from text2tracks.generative import diversify, encode_prompts
+    from text2tracks.seed_prompts import seeded_batch
+
+    with_seeds = seeds is not None and any(s is not None for s in seeds)
+    members = []
+    for i, m in enumerate(models):
+        # truncation warnings once, from the first member; the others would repeat them
+        run = _call if i == 0 else _quiet
+        if with_seeds:
+            ids, mask = run(
+                seeded_batch,
+                m.tokenizer,
+                texts,
+                seeds,
+                m.sid_token_ids(catalog),
+                max_length=m.max_prompt_length,
+                max_seeds=m.max_seed_tracks,
+                first_index=first_index,
+                stacklevel=stacklevel + 2,
+            )
+        else:
+            enc = run(
+                encode_prompts, m.tokenizer, texts, m.max_prompt_length, first_index, stacklevel + 2
+            )
+            ids, mask = enc["input_ids"], enc["attention_mask"]
+        members.append(EnsembleMember(m.model, ids, mask, m.layout, m.eos_token_id))
+    exclude = (
+        None if all(e is None for e in excluded) else [() if e is None else e for e in excluded]
+    )
+    candidates = k
+    if diversity > 0:  # every finished beam, as far as each prompt has items left
+        most_excluded = max((len(e) for e in exclude), default=0) if exclude else 0
+        candidates = max(k, min(num_beams, trie.n_items - most_excluded))
+    items, scores = ensemble_generate(
+        members, trie, k=candidates, num_beams=max(num_beams, candidates), exclude=exclude
+    )
+    return diversify(items, scores.astype(np.float64), trie.item_nodes[0][items], k, diversity)
+
+
+def _call(fn, *args, **kwargs):
+    return fn(*args, **kwargs)
+
+
+def _quiet(fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` without its warnings."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fn(*args, **kwargs)
+
+
+class _MemberState:
+    """A member's encoder states (repeated per beam) and its decoder start token."""
+
+    def __init__(self, member: EnsembleMember, beams: int) -> None:
+        model = member.model
+        self.model = model
+        self.layout = member.layout
+        self.eos = int(member.eos_token_id)
+        start = getattr(model.config, "decoder_start_token_id", None)
+        if start is None:
+            start = getattr(
+                getattr(model, "generation_config", None), "decoder_start_token_id", None
+            )
+        if start is None:
+            raise ValueError("an ensemble member has no decoder_start_token_id in its config")
+        self.start = int(start)
+        device = next(model.parameters()).device
+        ids = member.input_ids.to(device)
+        mask = None if member.attention_mask is None else member.attention_mask.to(device)
+        hidden = model.get_encoder()(
+            input_ids=ids, attention_mask=mask, return_dict=True
+        ).last_hidden_state
+        self.hidden = hidden.repeat_interleave(beams, dim=0)
+        self.mask = None if mask is None else mask.repeat_interleave(beams, dim=0)
+        self.device = device
+
+    def step_logprobs(self, codes: torch.Tensor, level: int | None) -> torch.Tensor:
+        """Log-probabilities of level ``level``'s codes (rows, level size) after each row's
+        ``codes`` prefix, or of EOS (rows, 1) when ``level`` is None."""
+        from transformers.modeling_outputs import BaseModelOutput
+
+        rows, t = codes.shape
+        offsets = torch.as_tensor(self.layout.offsets[:t], dtype=torch.long, device=self.device)
+        tokens = torch.cat(
+            [
+                torch.full((rows, 1), self.start, dtype=torch.long, device=self.device),
+                codes.to(self.device) + offsets,
+            ],
+            dim=1,
+        )
+        out = self.model(
+            encoder_outputs=BaseModelOutput(last_hidden_state=self.hidden),
+            attention_mask=self.mask,
+            decoder_input_ids=tokens,
+            use_cache=False,
+            return_dict=True,
+        )
+        logp = torch.log_softmax(out.logits[:, -1, :].float(), dim=-1)
+        if level is None:
+            return logp[:, self.eos : self.eos + 1]
+        off = self.layout.offsets[level]
+        return logp[:, off : off + self.layout.level_sizes[level]]
+
+
+def ensemble_generate(
+    members: Sequence[EnsembleMember],
+    trie: FlatTrie,
+    k: int = 10,
+    num_beams: int | None = None,
+    exclude: Sequence[Iterable[int]] | None = None,
+    weights: Sequence[float] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k catalogue items per prompt under the members' mean log-probability.
+
+    Args:
+        members: one or more :class:`EnsembleMember`, the same prompts each.
+        trie: the catalogue's trie (every member's layout must have its level sizes).
+        k: items per prompt; ``num_beams``: beam width (at least ``k``; default ``k``).
+        exclude: optional, per prompt the item indices never to return.
+        weights: optional, one weight per member (normalised to sum 1; default equal).
+
+    Returns ``items`` int64 and ``scores`` float32, ``(batch, k)``, best first: the weighted mean
+    over members of each ID's summed log-probability (EOS included).
+    """
+    if not members:
+        raise ValueError("an ensemble needs at least one member")
+    k = check_int("k", k, 1)
+    beams = k if num_beams is None else max(k, check_int("num_beams", num_beams, 1))
+    batch = members[0].input_ids.shape[0]
+    for i, m in enumerate(members):
+        if tuple(m.layout.level_sizes) != tuple(trie.level_sizes):
+            raise ValueError(
+                f"ensemble member {i} writes IDs of level sizes {tuple(m.layout.level_sizes)}, "
+                f"but the catalogue's are {tuple(trie.level_sizes)}: members must spell one "
+                "catalogue"
+            )
+        if m.input_ids.shape[0] != batch:
+            raise ValueError(f"member {i} has {m.input_ids.shape[0]} prompts, member 0 {batch}")
+    w = np.full(len(members), 1.0 / len(members)) if weights is None else np.asarray(weights, float)
+    if w.shape != (len(members),) or not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+        raise ValueError(
+            f"weights must be {len(members)} finite numbers >= 0, not all 0: {weights}"
+        )
+    w = w / w.sum()
+    excl = normalise_exclude(exclude, trie)
+    left = trie.n_items - (0 if excl is None else max(len(e) for e in excl))
+    if left < k:
+        raise ValueError(
+            f"a prompt has only {left} decodable items (catalogue minus exclusions), fewer than "
+            f"k={k}: ask for a smaller k"
+        )
+    first = members[0]
+    processor = SIDConstraintProcessor(
+        trie, first.layout, first.eos_token_id, exclude=excl, num_beams=beams, decoder_prompt_len=0
+    )
+    was_training = [bool(getattr(m.model, "training", False)) for m in members]
+    for m in members:
+        m.model.eval()
+    try:
+        with torch.no_grad():
+            states = [_MemberState(m, beams) for m in members]
+            items, scores = _search(states, w, processor, trie, batch, beams)
+    finally:
+        for m, flag in zip(members, was_training, strict=True):
+            m.model.train(flag)
+    return _best_k(items, scores, k, excl)
+
+
+def _search(states, w, processor, trie: FlatTrie, batch: int, beams: int):
+    """The beam search in code space: ``(items (batch, beams), scores (batch, beams))``."""
+    depth = trie.depth
+    layout = processor.layout
+    rows = batch * beams
+    codes = torch.zeros((rows, 0), dtype=torch.long)
+    # one live beam per prompt at the start (the others would repeat it)
+    total = torch.full((batch, beams), float("-inf"))
+    total[:, 0] = 0.0
+    total = total.reshape(-1)
+    vocab = max(layout.end_id, processor.eos_token_id, processor.pad_token_id) + 1
+    for t in range(depth + 1):
+        level = t if t < depth else None
+        step = sum(
+            float(wi) * s.step_logprobs(codes, level).cpu() for wi, s in zip(w, states, strict=True)
+        )
+        # the trie mask (and exclusions) through the first member's layout
+        full = torch.zeros((rows, vocab))
+        tokens = codes + torch.as_tensor(layout.offsets[:t], dtype=torch.long)
+        allowed = torch.isfinite(processor(tokens, full))
+        if level is None:
+            step = step.masked_fill(
+                ~allowed[:, processor.eos_token_id : processor.eos_token_id + 1], float("-inf")
+            )
+        else:
+            off = layout.offsets[level]
+            step = step.masked_fill(~allowed[:, off : off + step.shape[1]], float("-inf"))
+        cand = (total[:, None] + step).reshape(batch, -1)  # (batch, beams * width)
+        width = step.shape[1]
+        best, flat = torch.topk(cand, beams, dim=1)
+        parent = (flat // width) + torch.arange(batch)[:, None] * beams
+        parent = parent.reshape(-1)
+        total = best.reshape(-1)
+        if level is not None:
+            codes = torch.cat([codes[parent], (flat % width).reshape(-1, 1)], dim=1)
+        else:
+            codes = codes[parent]
+    valid = torch.isfinite(total)
+    items = np.full(rows, -1, dtype=np.int64)
+    if bool(valid.any()):
+        items[valid.numpy()] = trie.items_of(codes[valid].numpy())
+    return items.reshape(batch, beams), total.numpy().reshape(batch, beams).astype(np.float32)
+
+
+def _best_k(items: np.ndarray, scores: np.ndarray, k: int, excl):
+    """The ``k`` best finished beams per prompt; ``RuntimeError`` if fewer are valid."""
+    order = np.argsort(-scores, axis=1, kind="stable")
+    items = np.take_along_axis(items, order, axis=1)[:, :k]
+    scores = np.take_along_axis(scores, order, axis=1)[:, :k]
+    for r in range(len(items)):
+        if (
+            (items[r] < 0).any()
+            or not np.isfinite(scores[r]).all()
+            or len(np.unique(items[r])) != k
+            or (excl is not None and np.isin(items[r], excl[r]).any())
+        ):
+            raise RuntimeError(
+                f"ensemble beam search returned an invalid, repeated or excluded item for prompt "
+                f"{r}: items {items[r].tolist()}; widen num_beams"
+            )
+    return items.astype(np.int64), scores.astype(np.float32)
