@@ -20,6 +20,7 @@ model returns what :func:`text2tracks.decoding.constrained_generate` returns.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -172,6 +173,14 @@ class _MemberState:
         self.hidden = hidden.repeat_interleave(beams, dim=0)
         self.mask = None if mask is None else mask.repeat_interleave(beams, dim=0)
         self.device = device
+        self.cache = None  # the decoder's key/value cache, reordered with the beams
+        # transformers 5 calls it ``cache``, 4.x ``past_key_values`` (argument and output)
+        params = inspect.signature(model.forward).parameters
+        self.cache_arg = "cache" if "cache" in params else "past_key_values"
+
+    def reorder(self, parent: torch.Tensor) -> None:
+        """Follow the beams: row ``i`` of the cache becomes the old row ``parent[i]``."""
+        self.cache.reorder_cache(parent.to(self.device))
 
     def step_logprobs(self, codes: torch.Tensor, level: int | None) -> torch.Tensor:
         """Log-probabilities of level ``level``'s codes (rows, level size) after each row's
@@ -179,21 +188,20 @@ class _MemberState:
         from transformers.modeling_outputs import BaseModelOutput
 
         rows, t = codes.shape
-        offsets = torch.as_tensor(self.layout.offsets[:t], dtype=torch.long, device=self.device)
-        tokens = torch.cat(
-            [
-                torch.full((rows, 1), self.start, dtype=torch.long, device=self.device),
-                codes.to(self.device) + offsets,
-            ],
-            dim=1,
-        )
+        if self.cache is None:  # the first step: the decoder start token alone
+            tokens = torch.full((rows, 1), self.start, dtype=torch.long, device=self.device)
+        else:  # later steps: the last code, the cache holds the rest
+            off = self.layout.offsets[t - 1]
+            tokens = codes[:, -1:].to(self.device) + off
         out = self.model(
             encoder_outputs=BaseModelOutput(last_hidden_state=self.hidden),
             attention_mask=self.mask,
             decoder_input_ids=tokens,
-            use_cache=False,
+            use_cache=True,
             return_dict=True,
+            **{self.cache_arg: self.cache},
         )
+        self.cache = out[self.cache_arg]
         logp = torch.log_softmax(out.logits[:, -1, :].float(), dim=-1)
         if level is None:
             return logp[:, self.eos : self.eos + 1]
@@ -298,6 +306,9 @@ def _search(states, w, processor, trie: FlatTrie, batch: int, beams: int):
         parent = (flat // width) + torch.arange(batch)[:, None] * beams
         parent = parent.reshape(-1)
         total = best.reshape(-1)
+        if level is not None:
+            for s in states:
+                s.reorder(parent)
         if level is not None:
             codes = torch.cat([codes[parent], (flat % width).reshape(-1, 1)], dim=1)
         else:
