@@ -319,6 +319,11 @@ class _Evaluation:
         extra = {
             "train_seconds": summary.get("elapsed_s"),
             "steps": summary.get("steps"),
+            **(
+                {"member_steps": [m.get("steps") for m in summary["members"]]}
+                if "members" in summary
+                else {}
+            ),
             **id_token_figures(art),
             "latency_ms_per_prompt_batched": 1000 * seconds / max(1, len(self.prompts)),
         }

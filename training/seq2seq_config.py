@@ -123,7 +123,7 @@ class TrainConfig:
         default=None, metadata={"argparse": {"nargs": "?", "const": "latest", "metavar": "DIR"}}
     )
     seed: int = 0
-    members: int = 1
+    members: int = 2
     member: int = 0
     targets_per_playlist: int = 16
     popularity_power: float = 0.0
