@@ -251,9 +251,9 @@ def test_training_members_side_by_side_and_stale_members_are_removed(tmp_path):
         assert all(len(r) == 3 for r in recs)
         # a member index outside the ensemble is refused
         with pytest.raises(ValueError, match="member must be below members"):
-            config_from_args(build_parser().parse_args([*base, "--member", "1"]))
+            config_from_args(build_parser().parse_args([*base, "--members", "1", "--member", "1"]))
         # retraining with one member removes the stale seq2seq_1
-        train(config_from_args(build_parser().parse_args(base)))
+        train(config_from_args(build_parser().parse_args([*base, "--members", "1"])))
     finally:
         torch.set_num_threads(threads)
     assert "seq2seq_1" not in read_manifest(artifact)["components"]
