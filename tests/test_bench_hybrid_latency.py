@@ -8,18 +8,11 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 from tiny_artifact import add_tiny_diffusion, build_tiny_artifact
 
 from eval.bench_hybrid_latency import MODES, main, summarise, time_modes
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class _Recorder:

@@ -6,18 +6,11 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from tiny_artifact import add_tiny_diffusion, build_tiny_artifact
 
 from eval.bench_multiturn import FIXED, GATE, SEEDS, TEXT, main, round_metrics, simulate
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

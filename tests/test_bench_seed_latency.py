@@ -9,7 +9,6 @@ import json
 from collections import Counter
 
 import pytest
-import torch
 from tiny_artifact import build_tiny_artifact
 
 from eval.bench_seed_latency import (
@@ -20,13 +19,7 @@ from eval.bench_seed_latency import (
     time_seed_counts,
 )
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -30,13 +30,7 @@ SPREAD = 0.3
 CONDS = torch.eye(2)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # Tiny models: thread hand-offs cost more than they save, worst on a shared machine.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _toy_data(n: int, generator: torch.Generator):

@@ -23,12 +23,7 @@ from text2tracks.diffusion import DiffusionHead, DiffusionHeadConfig
 N_GENRES, DIM, PER_GENRE, TRACKS_PER_PLAYLIST = 4, 8, 30, 10
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ------------------------------------------------------------------------------------ the loss

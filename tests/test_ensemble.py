@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.tiny_artifact import build_tiny_artifact
+from tests.tiny_artifact import build_tiny_artifact, tiny_model_config
 
 
 @pytest.fixture(scope="module")
@@ -22,19 +22,10 @@ def tiny(tmp_path_factory):
 def _models(artifact, seeds=(1, 2), d_model=32):
     """Untrained tiny T5s of the artifact's catalogue, one per seed (different weights)."""
     from semantic_ids.catalog import SemanticIDCatalog
-    from text2tracks.modeling import ModelConfig, build_seq2seq
+    from text2tracks.modeling import build_seq2seq
 
     catalog = SemanticIDCatalog.load(artifact / "semantic_ids" / "catalog")
-    config = ModelConfig(
-        d_model=d_model,
-        num_layers=1,
-        num_decoder_layers=1,
-        num_heads=2,
-        d_ff=64,
-        dropout=0.0,
-        max_prompt_length=32,
-        tokenizer="bytes",
-    )
+    config = tiny_model_config(d_model=d_model)
     out = []
     for seed in seeds:
         torch.manual_seed(seed)
@@ -142,7 +133,7 @@ def test_members_with_other_vocabularies_decode_together(tiny):
     same code-space beam: swapping which member comes first changes nothing."""
     from semantic_ids.catalog import SemanticIDCatalog
     from text2tracks.ensemble import ensemble_generate
-    from text2tracks.modeling import ModelConfig, build_seq2seq
+    from text2tracks.modeling import build_seq2seq
     from text2tracks.trie import FlatTrie
 
     catalog = SemanticIDCatalog.load(tiny / "semantic_ids" / "catalog")
@@ -150,10 +141,7 @@ def test_members_with_other_vocabularies_decode_together(tiny):
     built = []
     for seed, tok in ((1, "bytes"), (2, "subword")):
         torch.manual_seed(seed)
-        config = ModelConfig(
-            d_model=32, num_layers=1, num_decoder_layers=1, num_heads=2, d_ff=64, dropout=0.0,
-            max_prompt_length=32, tokenizer=tok, subword_vocab_size=300,
-        )  # fmt: skip
+        config = tiny_model_config(tokenizer=tok, subword_vocab_size=300)
         texts = ["rock party", "sad jazz", "pop hits for the car"] * 5
         built.append(build_seq2seq(config, catalog.level_sizes, prompt_texts=texts))
     assert built[0][2].offsets != built[1][2].offsets
@@ -168,7 +156,7 @@ def test_members_with_other_vocabularies_decode_together(tiny):
 def test_the_api_loads_members_and_decodes_them_as_one(tiny, tmp_path):
     from text2tracks.artifacts import component_writer
     from text2tracks.ensemble import MemberModel, search_ensemble
-    from text2tracks.modeling import ModelConfig, save_seq2seq
+    from text2tracks.modeling import save_seq2seq
     from text2tracks.pipeline import Text2Tracks
 
     artifact = tmp_path / "artifact"
@@ -176,10 +164,7 @@ def test_the_api_loads_members_and_decodes_them_as_one(tiny, tmp_path):
     single = Text2Tracks.from_pretrained(artifact, device="cpu")
     assert single.members == []
     catalog, [(model, tokenizer, layout)] = _models(artifact, seeds=(5,))
-    config = ModelConfig(
-        d_model=32, num_layers=1, num_decoder_layers=1, num_heads=2, d_ff=64, dropout=0.0,
-        max_prompt_length=32, tokenizer="bytes",
-    )  # fmt: skip
+    config = tiny_model_config()
     with component_writer(artifact, "seq2seq_1", {"member": 1}) as tmp:
         save_seq2seq(model, tokenizer, layout, tmp, config)
     ensemble = Text2Tracks.from_pretrained(artifact, device="cpu")

@@ -13,7 +13,6 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-import torch
 from tiny_artifact import add_tiny_diffusion, build_tiny_artifact, genre_of
 
 from text2tracks.candidate_pool import negative_penalty, pool_candidates
@@ -131,12 +130,7 @@ def test_negative_demotes_beam_candidates_of_its_genre_and_keeps_the_rest():
 # ------------------------------------------------------------------------------------ the API path
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from tiny_artifact import PARTY_GENRES, add_tiny_diffusion, build_tiny_artifact, genre_of
 
 from text2tracks.artifacts import MANIFEST_NAME, ArtifactError
@@ -45,12 +44,7 @@ GENRE_PROMPTS = [
 PROMPTS = [p for p, _ in GENRE_PROMPTS] + ["party", "sad songs", "night drive"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ import warnings
 
 import numpy as np
 import pytest
-import torch
 from tiny_artifact import add_tiny_diffusion, build_tiny_artifact, genre_of
 
 from text2tracks.rerank import FixedBlendFusion
@@ -21,12 +20,7 @@ from text2tracks.session import RecommendationSession, next_rounds
 K = 5
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,23 @@ from pathlib import Path
 import torch
 
 
+def tiny_model_config(**changes):
+    """The ModelConfig of the tiny artifact's T5 (1+1 layers, d_model 32, byte tokenizer)."""
+    from text2tracks.modeling import ModelConfig
+
+    fields = dict(
+        d_model=32,
+        num_layers=1,
+        num_decoder_layers=1,
+        num_heads=2,
+        d_ff=64,
+        dropout=0.0,
+        max_prompt_length=32,
+        tokenizer="bytes",
+    )
+    return ModelConfig(**{**fields, **changes})
+
+
 def build_tiny_artifact(root: Path) -> Path:
     """Demo playlists -> build-ids (2 x 8 codes) -> an untrained 1+1-layer T5 in seq2seq/."""
     from semantic_ids.catalog import SemanticIDCatalog
@@ -12,7 +29,7 @@ def build_tiny_artifact(root: Path) -> Path:
     from semantic_ids.demo import write_demo_jsonl
     from text2tracks.artifacts import component_writer
     from text2tracks.commands.build_ids import BuildIDsConfig, run_build_ids
-    from text2tracks.modeling import ModelConfig, build_seq2seq, save_seq2seq
+    from text2tracks.modeling import build_seq2seq, save_seq2seq
 
     playlists = write_demo_jsonl(root / "demo.jsonl", n_tracks=200, n_playlists=300, seed=0)
     artifact = root / "artifact"
@@ -26,16 +43,7 @@ def build_tiny_artifact(root: Path) -> Path:
     )
     catalog = SemanticIDCatalog.load(artifact / "semantic_ids" / "catalog")
     torch.manual_seed(0)
-    config = ModelConfig(
-        d_model=32,
-        num_layers=1,
-        num_decoder_layers=1,
-        num_heads=2,
-        d_ff=64,
-        dropout=0.0,
-        max_prompt_length=32,
-        tokenizer="bytes",
-    )
+    config = tiny_model_config()
     model, tokenizer, layout = build_seq2seq(config, catalog.level_sizes)
     with component_writer(artifact, "seq2seq", {"steps": 0}) as tmp:
         save_seq2seq(model, tokenizer, layout, tmp, config)
