@@ -179,8 +179,15 @@ class _MemberState:
         self.cache_arg = "cache" if "cache" in params else "past_key_values"
 
     def reorder(self, parent: torch.Tensor) -> None:
-        """Follow the beams: row ``i`` of the cache becomes the old row ``parent[i]``."""
-        self.cache.reorder_cache(parent.to(self.device))
+        """Follow the beams: row ``i`` of the cache becomes the old row ``parent[i]``.
+
+        Only the decoder's self-attention cache moves: a beam's parent is a beam of the same
+        prompt, whose cross-attention keys and values (over the same encoder states) are the
+        same rows already. Copying them too would cost ``beams x prompt length`` per layer and
+        step, most of the time with long prompts (seed tracks)."""
+        parent = parent.to(self.device)
+        inner = getattr(self.cache, "self_attention_cache", None)
+        (inner if inner is not None else self.cache).reorder_cache(parent)
 
     def step_logprobs(self, codes: torch.Tensor, level: int | None) -> torch.Tensor:
         """Log-probabilities of level ``level``'s codes (rows, level size) after each row's
