@@ -23,16 +23,25 @@ from __future__ import annotations
 import inspect
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from text2tracks.constraint_processor import SIDConstraintProcessor
 from text2tracks.decoding_args import check_int, normalise_exclude
 from text2tracks.tokens import SIDTokenLayout
 from text2tracks.trie import FlatTrie
 
-__all__ = ["EnsembleMember", "MemberModel", "ensemble_generate", "search_ensemble"]
+if TYPE_CHECKING:  # torch is imported lazily: importing text2tracks loads no torch
+    import torch
+
+__all__ = [
+    "EnsembleMember",
+    "EnsembleMixin",
+    "MemberModel",
+    "ensemble_generate",
+    "prepare_members",
+    "search_ensemble",
+]
 
 
 @dataclass
@@ -75,6 +84,58 @@ class MemberModel:
         if self._sid_token_ids is None:
             self._sid_token_ids = self.layout.codes_to_token_ids(catalog.sid_codes)
         return self._sid_token_ids
+
+
+def prepare_members(members, catalog, device, max_seed_tracks: int) -> list[MemberModel]:
+    """The recommender's extra members, checked against its catalogue (``ValueError``), moved to
+    ``device`` (unless ``None``) and put in eval mode."""
+    from text2tracks.generative import check_layout
+
+    out = list(members or [])
+    for i, member in enumerate(out, start=1):
+        check_layout(member.layout, catalog)
+        if device is not None:
+            member.model.to(device)
+        member.model.eval()
+        if max_seed_tracks and member.max_seed_tracks != max_seed_tracks:
+            raise ValueError(
+                f"ensemble member {i} reads {member.max_seed_tracks} seed tracks, the first "
+                f"model {max_seed_tracks}: train the members with the same --max-seed-tracks"
+            )
+    return out
+
+
+class EnsembleMixin:
+    """What :class:`~text2tracks.pipeline.Text2Tracks` adds for ensembles: the generative
+    search over its own model and ``members`` as one. The class provides ``model``,
+    ``tokenizer``, ``layout``, ``catalog``, ``trie``, ``max_prompt_length``,
+    ``max_seed_tracks`` and ``members``."""
+
+    def _generate_ensemble(
+        self, texts, excluded, k, num_beams, first_index, stacklevel, diversity, seeds
+    ):
+        """``_generate`` for a recommender with members (the caller holds the lock)."""
+        first = MemberModel(
+            self.model,
+            self.tokenizer,
+            self.layout,
+            self.max_prompt_length,
+            self.max_seed_tracks,
+            getattr(self, "_sid_token_ids", None),
+        )
+        return search_ensemble(
+            [first, *self.members],
+            self.catalog,
+            self.trie,
+            texts,
+            excluded,
+            seeds,
+            k=k,
+            num_beams=num_beams,
+            diversity=diversity,
+            first_index=first_index,
+            stacklevel=stacklevel + 1,
+        )
 
 
 def search_ensemble(
@@ -192,6 +253,7 @@ class _MemberState:
     def step_logprobs(self, codes: torch.Tensor, level: int | None) -> torch.Tensor:
         """Log-probabilities of level ``level``'s codes (rows, level size) after each row's
         ``codes`` prefix, or of EOS (rows, 1) when ``level`` is None."""
+        import torch
         from transformers.modeling_outputs import BaseModelOutput
 
         rows, t = codes.shape
@@ -236,6 +298,10 @@ def ensemble_generate(
     Returns ``items`` int64 and ``scores`` float32, ``(batch, k)``, best first: the weighted mean
     over members of each ID's summed log-probability (EOS included).
     """
+    import torch
+
+    from text2tracks.constraint_processor import SIDConstraintProcessor
+
     if not members:
         raise ValueError("an ensemble needs at least one member")
     k = check_int("k", k, 1)
@@ -282,6 +348,8 @@ def ensemble_generate(
 
 def _search(states, w, processor, trie: FlatTrie, batch: int, beams: int):
     """The beam search in code space: ``(items (batch, beams), scores (batch, beams))``."""
+    import torch
+
     depth = trie.depth
     layout = processor.layout
     rows = batch * beams

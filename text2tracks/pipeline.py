@@ -95,6 +95,7 @@ from text2tracks.artifacts import (
     SEQ2SEQ_COMPONENT,
     ArtifactError,
 )
+from text2tracks.ensemble import EnsembleMixin, prepare_members
 from text2tracks.generative import beam_width, check_layout, diversity_penalty, generate_items
 from text2tracks.latent import (
     CATALOGUE_FACTORS_NAME,
@@ -137,7 +138,7 @@ __all__ = [
 ]
 
 
-class Text2Tracks(LatentModesMixin, SeedTracksMixin):
+class Text2Tracks(LatentModesMixin, SeedTracksMixin, EnsembleMixin):
     """A trained recommender: prompt -> ranked catalogue tracks.
 
     Build it with :meth:`from_pretrained` (the usual way) or from its parts. Example::
@@ -173,11 +174,7 @@ class Text2Tracks(LatentModesMixin, SeedTracksMixin):
         max_seed_tracks: the most seed tracks the model reads per prompt, the most recent kept
             (0: trained without seeds, it reads none; :meth:`from_pretrained` reads the value
             its training recorded).
-        members: more trained models of the same catalogue
-            (:class:`~text2tracks.ensemble.MemberModel`; :meth:`from_pretrained` reads the
-            artifact's ``seq2seq_1/``, ``seq2seq_2/``... components): the generative mode then
-            decodes all of them as one, a beam search over their mean log-probability
-            (:mod:`text2tracks.ensemble`).
+        members: more ``MemberModel``s (``seq2seq_1/``...), decoded with ``model`` as one.
 
     Attributes ``diffusion_head``, ``fusion`` and ``hybrid_settings`` may be replaced after
     construction (e.g. a fusion refitted with :meth:`fit_fusion`); :meth:`save_pretrained`
@@ -225,17 +222,7 @@ class Text2Tracks(LatentModesMixin, SeedTracksMixin):
         self.model_config = dict(model_config) if model_config else None
         self.trie = FlatTrie.from_codes(catalog.sid_codes, catalog.level_sizes)
         self.max_seed_tracks = max_seed_tracks
-        self.members = list(members or [])
-        for i, member in enumerate(self.members, start=1):
-            check_layout(member.layout, catalog)
-            if device is not None:
-                member.model.to(device)
-            member.model.eval()
-            if member.max_seed_tracks != max_seed_tracks and max_seed_tracks:
-                raise ValueError(
-                    f"ensemble member {i} reads {member.max_seed_tracks} seed tracks, the first "
-                    f"model {max_seed_tracks}: train the members with the same --max-seed-tracks"
-                )
+        self.members = prepare_members(members, catalog, device, max_seed_tracks)
         self._names, self._artists = names_and_artists(catalog.item_ids, track_metadata)
         self._id_array: np.ndarray | None = None  # catalogue ids as a numpy str array, on first use
         self._lock = threading.Lock()  # the tokenizer, generate and the head are not re-entrant
@@ -528,32 +515,10 @@ class Text2Tracks(LatentModesMixin, SeedTracksMixin):
         """Beam search over one batch (the caller holds the lock); ``stacklevel`` counts from
         the caller, as ``warnings.warn`` does. ``seeds``: per prompt, the catalogue indices of
         its seed tracks in order (or None)."""
+        args = (texts, excluded, k, num_beams, first_index, stacklevel + 1, diversity, seeds)
         if self.members:
-            from text2tracks.ensemble import MemberModel, search_ensemble
-
-            first = MemberModel(
-                self.model,
-                self.tokenizer,
-                self.layout,
-                self.max_prompt_length,
-                self.max_seed_tracks,
-                getattr(self, "_sid_token_ids", None),
-            )
-            return search_ensemble(
-                [first, *self.members],
-                self.catalog,
-                self.trie,
-                texts,
-                excluded,
-                seeds,
-                k=k,
-                num_beams=num_beams,
-                diversity=diversity,
-                first_index=first_index,
-                stacklevel=stacklevel + 1,
-            )
+            return self._generate_ensemble(*args)
         if seeds is not None and any(s is not None for s in seeds):
-            args = (texts, excluded, k, num_beams, first_index, stacklevel + 1, diversity, seeds)
             return self._generate_seeded(*args)
         return generate_items(
             self.model,

@@ -479,78 +479,16 @@ def _train_encoder(model):
 
 
 def train(config: TrainConfig) -> dict[str, Any]:
-    """Train, validate, checkpoint and save into ``config.artifact``/seq2seq (and, with
-    ``members`` > 1, the other members into ``seq2seq_1/``...: :func:`train_members`).
+    """Train, validate, checkpoint and save into ``config.artifact``/seq2seq (with ``members``
+    > 1, the others into ``seq2seq_1/``...: :func:`training.members.train_members`).
 
     Returns a summary: ``steps``, ``epochs_done``, ``elapsed_s``, ``examples_seen``,
     ``examples_per_s``, ``final_eval`` ({"val_loss", "val_hits@K"}), ``stopped_by``,
-    ``seq2seq_dir``, ``n_parameters``, ``n_validation_skipped`` (member 0's), and with several
-    members ``members``: every member's summary.
-    """
-    if config.member == 0:
-        _remove_stale_members(config)
-    if config.members > 1 and config.member == 0:
-        return train_members(config)
-    return _train_one(config)
+    ``seq2seq_dir``, ``n_parameters``, ``n_validation_skipped`` (member 0's; ``members``:
+    every member's summary)."""
+    from training.members import train_members
 
-
-def _remove_stale_members(config: TrainConfig) -> None:
-    """Drop ``seq2seq_M/`` components with ``M >= members`` (left by an earlier, larger
-    ensemble): the API decodes every member it finds."""
-    from text2tracks.artifacts import MANIFEST_NAME, member_indices, read_json, remove_components
-
-    manifest = Path(config.artifact) / MANIFEST_NAME
-    if manifest.is_file():
-        found = member_indices(read_json(manifest, "manifest")["components"])
-        stale = [member_component(m) for m in found if m >= config.members]
-        if stale:
-            remove_components(config.artifact, stale)
-
-
-def train_members(config: TrainConfig) -> dict[str, Any]:
-    """Train ``config.members`` models, member ``i`` with seed ``seed + i``.
-
-    On one machine they run at the same time, members 1.. in spawned processes and member 0 in
-    this one, each on ``num_threads`` CPU threads (default: this process's CPUs divided among
-    them), for the same budget: a small model gains little from a second thread, so two models
-    side by side use two cores better than one model on both. Under a multi-process launch
-    (``accelerate launch``, ``WORLD_SIZE`` > 1) every process already holds a device, so they
-    train one after the other. Returns member 0's summary with ``members``: all summaries.
-    """
-    import dataclasses
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    n = config.members
-    threads = config.num_threads or max(1, len(os.sched_getaffinity(0)) // n)
-    configs = [
-        dataclasses.replace(
-            config,
-            member=i,
-            seed=config.seed + i,
-            num_threads=threads,
-            progress=config.progress and i == 0,
-        )
-        for i in range(n)
-    ]
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        summaries = [_train_one(c) for c in configs]
-    else:
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=n - 1, mp_context=context) as pool:
-            futures = [pool.submit(_train_one, c) for c in configs[1:]]
-            first = _train_one(configs[0])
-            summaries = [first]
-            for i, future in enumerate(futures, start=1):
-                try:
-                    summaries.append(future.result())
-                except Exception as err:
-                    raise RuntimeError(
-                        f"ensemble member {i} failed ({err}); member 0 is saved. Train it by "
-                        f"itself with --members {n} --member {i} (add --resume to continue "
-                        "from its last checkpoint)"
-                    ) from err
-    return {**summaries[0], "members": summaries}
+    return train_members(config, _train_one)
 
 
 def _train_one(config: TrainConfig) -> dict[str, Any]:
