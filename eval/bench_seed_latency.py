@@ -22,7 +22,6 @@ per-repeat ratios, a paired estimate). Prints a markdown table and writes ``--ou
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 import warnings
@@ -234,14 +233,9 @@ def format_table(result: dict[str, Any]) -> str:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    result = run(args)
-    print(format_table(result))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    print(f"wrote {out}")
-    return 0
+    from eval.benchmark_outputs import table_main
+
+    return table_main(argv, build_parser, run, format_table)
 
 
 if __name__ == "__main__":

@@ -130,3 +130,21 @@ def per_prompt_json(prompt_index: Sequence[int], rank_depth: dict, per_prompt: d
             },
         }
     )
+
+
+def write_json(path: str | Path, result: dict) -> Path:
+    """Write a benchmark's result as indented JSON (creating the folder); returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2))
+    return path
+
+
+def table_main(argv, build_parser, run, format_table) -> int:
+    """The ``main`` of a benchmark that prints one table: parse ``argv``, ``run(args)``, print
+    ``format_table(result)``, write the result to ``args.out`` as JSON."""
+    args = build_parser().parse_args(argv)
+    result = run(args)
+    print(format_table(result))
+    print(f"wrote {write_json(args.out, result)}")
+    return 0

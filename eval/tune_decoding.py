@@ -14,7 +14,6 @@ writes ``--out`` (JSON). This is how ``DEFAULT_NUM_BEAMS`` and ``DEFAULT_DIVERSI
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -105,11 +104,9 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     print(f"| beams | diversity | Hits@{args.k} [95% CI] | NDCG@{args.k} | ms/prompt (batched) |")
     print("|---|---|---|---|---|")
-    result = tune(args)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    print(f"wrote {out}")
+    from eval.benchmark_outputs import write_json
+
+    print(f"wrote {write_json(args.out, tune(args))}")
     return 0
 
 
