@@ -244,8 +244,8 @@ class _MemberState:
 
         Only the decoder's self-attention cache moves: a beam's parent is a beam of the same
         prompt, whose cross-attention keys and values (over the same encoder states) are the
-        same rows already. Copying them too would cost ``beams x prompt length`` per layer and
-        step, most of the time with long prompts (seed tracks)."""
+        same rows already; copying them would move ``beams x prompt length`` rows per layer and
+        step for nothing."""
         parent = parent.to(self.device)
         inner = getattr(self.cache, "self_attention_cache", None)
         (inner if inner is not None else self.cache).reorder_cache(parent)
