@@ -109,7 +109,7 @@ class EnsembleMixin:
     """What :class:`~text2tracks.pipeline.Text2Tracks` adds for ensembles: the generative
     search over its own model and ``members`` as one. The class provides ``model``,
     ``tokenizer``, ``layout``, ``catalog``, ``trie``, ``max_prompt_length``,
-    ``max_seed_tracks`` and ``members``."""
+    ``max_seed_tracks``, ``members`` and (``SeedTracksMixin``) ``_seed_token_ids``."""
 
     def _generate_ensemble(
         self, texts, excluded, k, num_beams, first_index, stacklevel, diversity, seeds
@@ -121,7 +121,9 @@ class EnsembleMixin:
             self.layout,
             self.max_prompt_length,
             self.max_seed_tracks,
-            getattr(self, "_sid_token_ids", None),
+            self._seed_token_ids()
+            if seeds is not None and any(x is not None for x in seeds)
+            else None,
         )
         return search_ensemble(
             [first, *self.members],
@@ -157,7 +159,12 @@ def search_ensemble(
     their mean log-probability, then (``diversity > 0``) every finished beam is a candidate of
     :func:`text2tracks.generative.diversify`. Item indices int64 and scores float64,
     ``(batch, k)``. The caller holds the model lock."""
-    from text2tracks.generative import diversify, encode_prompts
+    from text2tracks.generative import (
+        candidate_count,
+        diversify,
+        encode_prompts,
+        exclude_argument,
+    )
     from text2tracks.seed_prompts import seeded_batch
 
     with_seeds = seeds is not None and any(s is not None for s in seeds)
@@ -183,13 +190,8 @@ def search_ensemble(
             )
             ids, mask = enc["input_ids"], enc["attention_mask"]
         members.append(EnsembleMember(m.model, ids, mask, m.layout, m.eos_token_id))
-    exclude = (
-        None if all(e is None for e in excluded) else [() if e is None else e for e in excluded]
-    )
-    candidates = k
-    if diversity > 0:  # every finished beam, as far as each prompt has items left
-        most_excluded = max((len(e) for e in exclude), default=0) if exclude else 0
-        candidates = max(k, min(num_beams, trie.n_items - most_excluded))
+    exclude = exclude_argument(excluded)
+    candidates = candidate_count(trie, k, num_beams, diversity, exclude)
     items, scores = ensemble_generate(
         members, trie, k=candidates, num_beams=max(num_beams, candidates), exclude=exclude
     )

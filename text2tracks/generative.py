@@ -82,6 +82,23 @@ def diversify(
     return picked, picked_scores
 
 
+def exclude_argument(excluded: Sequence[np.ndarray | None]):
+    """Per-prompt exclusions (``None`` where a prompt has none) as the search takes them:
+    ``None`` when no prompt excludes anything, else one collection per prompt."""
+    if all(e is None for e in excluded):
+        return None
+    return [() if e is None else e for e in excluded]
+
+
+def candidate_count(trie, k: int, num_beams: int, diversity: float, exclude) -> int:
+    """How many finished beams a search returns: ``k``, or with ``diversity > 0`` every finished
+    beam (as far as each prompt has items left), the candidates of :func:`diversify`."""
+    if diversity <= 0:
+        return k
+    most_excluded = max((len(e) for e in exclude), default=0) if exclude else 0
+    return max(k, min(num_beams, trie.n_items - most_excluded))
+
+
 def encode_prompts(tokenizer, texts: list[str], max_length: int, first_index: int, stacklevel: int):
     """Tokenize a batch, truncating (with a warning naming each prompt) those over ``max_length``
     tokens. ``stacklevel`` as ``warnings.warn`` counts it from the caller's frame."""
@@ -121,9 +138,7 @@ def generate_items(
     :func:`diversify` (scores are then the adjusted log-probabilities); 0 keeps the beam's top k
     and their log-probabilities.
     """
-    exclude_arg = (
-        None if all(e is None for e in excluded) else [() if e is None else e for e in excluded]
-    )
+    exclude_arg = exclude_argument(excluded)
     encoded = encode_prompts(tokenizer, texts, max_length, first_index, stacklevel + 1)
     device = next(model.parameters()).device
     return search_items(
@@ -158,10 +173,7 @@ def search_items(
 
     from text2tracks.decoding import constrained_generate
 
-    candidates = k
-    if diversity > 0:  # every finished beam, as far as each prompt has items left
-        most_excluded = max((len(e) for e in exclude), default=0) if exclude else 0
-        candidates = max(k, min(num_beams, trie.n_items - most_excluded))
+    candidates = candidate_count(trie, k, num_beams, diversity, exclude)
     with torch.inference_mode():
         items, scores = constrained_generate(
             model,

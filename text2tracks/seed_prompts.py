@@ -286,7 +286,7 @@ def generate_seeded(
     the model lock): the encoder reads :func:`seeded_batch`, then the API's one ranking
     (:func:`text2tracks.generative.search_items`). Item indices int64 and scores float64,
     ``(batch, k)``."""
-    from text2tracks.generative import search_items
+    from text2tracks.generative import exclude_argument, search_items
 
     input_ids, attention_mask = seeded_batch(
         tokenizer,
@@ -299,9 +299,7 @@ def generate_seeded(
         stacklevel=stacklevel + 1,
     )
     device = next(model.parameters()).device
-    exclude = (
-        None if all(e is None for e in excluded) else [() if e is None else e for e in excluded]
-    )
+    exclude = exclude_argument(excluded)
     return search_items(
         model,
         input_ids.to(device),
@@ -332,18 +330,23 @@ class SeedTracksMixin:
         check_seed_room(self.model, self.max_prompt_length, value, self.layout.depth)
         self._max_seed_tracks = value
 
+    def _seed_token_ids(self) -> np.ndarray:
+        """``(n_items, depth)`` every catalogue item's ID tokens, as the encoder reads seeds;
+        computed on first use and kept."""
+        if getattr(self, "_sid_token_ids", None) is None:
+            self._sid_token_ids = self.layout.codes_to_token_ids(self.catalog.sid_codes)
+        return self._sid_token_ids
+
     def _generate_seeded(
         self, texts, excluded, k, num_beams, first_index, stacklevel, diversity, seeds
     ):
         """``_generate`` for a batch with seeds (the caller holds the lock)."""
-        if getattr(self, "_sid_token_ids", None) is None:  # (n_items, depth), on first use
-            self._sid_token_ids = self.layout.codes_to_token_ids(self.catalog.sid_codes)
         return generate_seeded(
             self.model,
             self.tokenizer,
             self.trie,
             self.layout,
-            self._sid_token_ids,
+            self._seed_token_ids(),
             texts,
             excluded,
             seeds,
