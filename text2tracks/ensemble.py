@@ -20,6 +20,7 @@ model returns what :func:`text2tracks.decoding.constrained_generate` returns.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ __all__ = [
     "EnsembleMixin",
     "MemberModel",
     "ensemble_generate",
+    "model_eos_token_id",
     "prepare_members",
     "search_ensemble",
 ]
@@ -74,16 +76,23 @@ class MemberModel:
 
     @property
     def eos_token_id(self) -> int:
-        eos = getattr(self.model.generation_config, "eos_token_id", None)
-        if eos is None:
-            eos = self.model.config.eos_token_id
-        return int(eos[0] if isinstance(eos, (list, tuple)) else eos)
+        return model_eos_token_id(self.model)
 
     def sid_token_ids(self, catalog) -> np.ndarray:
         """``(n_items, depth)`` every catalogue item's ID tokens in this member's vocabulary."""
         if self._sid_token_ids is None:
             self._sid_token_ids = self.layout.codes_to_token_ids(catalog.sid_codes)
         return self._sid_token_ids
+
+
+def model_eos_token_id(model) -> int:
+    """A seq2seq's end-of-ID token: its generation config's, else its config's."""
+    eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    if eos is None:
+        eos = model.config.eos_token_id
+    if eos is None:
+        raise ValueError("the model has no eos_token_id in its config or generation config")
+    return int(eos[0] if isinstance(eos, (list, tuple)) else eos)
 
 
 def prepare_members(members, catalog, device, max_seed_tracks: int) -> list[MemberModel]:
@@ -212,9 +221,13 @@ def _quiet(fn, *args, **kwargs):
 
 
 class _MemberState:
-    """A member's encoder states (repeated per beam) and its decoder start token."""
+    """A member's encoder states and its decoder start token.
 
-    def __init__(self, member: EnsembleMember, beams: int) -> None:
+    ``shared``: the model computes cross-attention once per prompt
+    (:mod:`text2tracks.shared_cross_attention` is active), so the states stay ``(batch, L, d)``;
+    otherwise they are repeated per beam."""
+
+    def __init__(self, member: EnsembleMember, beams: int, shared: bool = False) -> None:
         model = member.model
         self.model = model
         self.layout = member.layout
@@ -233,8 +246,13 @@ class _MemberState:
         hidden = model.get_encoder()(
             input_ids=ids, attention_mask=mask, return_dict=True
         ).last_hidden_state
-        self.hidden = hidden.repeat_interleave(beams, dim=0)
-        self.mask = None if mask is None else mask.repeat_interleave(beams, dim=0)
+        if shared:
+            from text2tracks.shared_cross_attention import additive_mask
+
+            self.hidden, self.mask = hidden, additive_mask(mask, hidden.dtype)
+        else:
+            self.hidden = hidden.repeat_interleave(beams, dim=0)
+            self.mask = None if mask is None else mask.repeat_interleave(beams, dim=0)
         self.device = device
         self.cache = None  # the decoder's key/value cache, reordered with the beams
         # transformers 5 calls it ``cache``, 4.x ``past_key_values`` (argument and output)
@@ -303,6 +321,7 @@ def ensemble_generate(
     import torch
 
     from text2tracks.constraint_processor import SIDConstraintProcessor
+    from text2tracks.shared_cross_attention import shared_cross_attention
 
     if not members:
         raise ValueError("an ensemble needs at least one member")
@@ -339,8 +358,9 @@ def ensemble_generate(
     for m in members:
         m.model.eval()
     try:
-        with torch.no_grad():
-            states = [_MemberState(m, beams) for m in members]
+        with torch.no_grad(), contextlib.ExitStack() as stack:
+            shared = [stack.enter_context(shared_cross_attention(m.model)) for m in members]
+            states = [_MemberState(m, beams, s) for m, s in zip(members, shared, strict=True)]
             items, scores = _search(states, w, processor, trie, batch, beams)
     finally:
         for m, flag in zip(members, was_training, strict=True):

@@ -1,8 +1,11 @@
 """The generative mode of the API: prompts -> tokenizer -> constrained beam search -> a
 diversified top k of catalogue item indices and scores (:func:`generate_items`).
 
-The beam search itself is :func:`text2tracks.decoding.constrained_generate`; this module holds
-what the API adds around it: truncation with a warning that names the prompt, the beam width
+The beam search itself is the code-space search of :func:`text2tracks.ensemble.ensemble_generate`
+(one member here), which computes cross-attention once per prompt instead of once per beam
+(:mod:`text2tracks.shared_cross_attention`) and returns what
+:func:`text2tracks.decoding.constrained_generate` (transformers' ``generate``) returns, faster;
+this module holds what the API adds around it: truncation with a warning that names the prompt, the beam width
 rule, the pick of k answers among the finished beams (:func:`diversify`; :func:`search_items`
 is the one ranking of the API, the benchmark and training's validation), and plain numpy out.
 """
@@ -171,22 +174,16 @@ def search_items(
     indices int64 and scores float64, ``(batch, k)``."""
     import torch
 
-    from text2tracks.decoding import constrained_generate
+    from text2tracks.ensemble import EnsembleMember, ensemble_generate, model_eos_token_id
 
     candidates = candidate_count(trie, k, num_beams, diversity, exclude)
+    member = EnsembleMember(model, input_ids, attention_mask, layout, model_eos_token_id(model))
     with torch.inference_mode():
-        items, scores = constrained_generate(
-            model,
-            input_ids,
-            attention_mask,
-            trie,
-            layout,
-            k=candidates,
-            num_beams=num_beams,
-            exclude=exclude,
+        items, scores = ensemble_generate(
+            [member], trie, k=candidates, num_beams=max(num_beams, candidates), exclude=exclude
         )
-    items = np.asarray(items.cpu() if hasattr(items, "cpu") else items, dtype=np.int64)
-    scores = np.asarray(scores.cpu() if hasattr(scores, "cpu") else scores, dtype=np.float64)
+    items = np.asarray(items, dtype=np.int64)
+    scores = np.asarray(scores, dtype=np.float64)
     return diversify(items, scores, trie.item_nodes[0][items], k, diversity)
 
 
