@@ -7,7 +7,10 @@ the same files one at a time into flat arrays:
 - ``indptr`` int64 ``(n_playlists + 1,)``: playlist ``p``'s rows are ``indptr[p]:indptr[p+1]``;
 - ``track_codes`` int32 ``(n_rows,)``: codes into ``track_ids``, a vocabulary built
   incrementally in first-seen order (one dict entry per distinct track, never one per row);
-- ``playlist_ids``, ``titles``, ``descriptions``: one string per playlist.
+- ``playlist_ids``, ``titles``, ``descriptions``: one string per playlist;
+- with ``track_metadata=True``, ``track_metadata``: ``{"name", "artist", "album"}`` -> one
+  list entry per distinct track (code order), the first record seen for it, as in
+  ``PlaylistSet.tracks`` (what ``build-ids`` writes to ``tracks.json``).
 
 Only the file being parsed is ever held as Python objects. MPD slices are parsed with ``orjson``
 where it is installed (it parses the MPD-shaped slices several times faster than the standard
@@ -24,13 +27,14 @@ with no Python loop over rows.
 
 Memory model of the result (measured against in ``eval/bench_scale.py``): 4 bytes per row
 (``track_codes``) + 8 per playlist (``indptr``) + the strings (~60-100 bytes per playlist for id
-and title, ~150 bytes per distinct track for its id and vocabulary entry).
+and title, ~150 bytes per distinct track for its id and vocabulary entry, and with
+``track_metadata`` its three metadata strings).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +44,7 @@ import scipy.sparse as sp
 from semantic_ids.interactions import ItemVocab
 from semantic_ids.playlists import (
     PlaylistFormatError,
+    Track,
     files_with,
     mpd_files,
     opt_str,
@@ -54,6 +59,9 @@ except ImportError:  # pragma: no cover - exercised only where orjson is missing
     _orjson = None
 
 PARSERS = ("auto", "orjson", "json")
+TRACK_FIELDS = ("name", "artist", "album")
+# where each field is in MPD track objects and Parquet columns
+_TRACK_SOURCES = {"name": "track_name", "artist": "artist_name", "album": "album_name"}
 
 
 def parse_json_bytes(data: bytes, parser: str = "auto") -> object:
@@ -69,9 +77,21 @@ def parse_json_bytes(data: bytes, parser: str = "auto") -> object:
 
 @dataclass
 class TrackVocabBuilder:
-    """Track id -> code in first-seen order, grown one file (or row group) at a time."""
+    """Track id -> code in first-seen order, grown one file (or row group) at a time.
+
+    ``metadata`` (None: not kept) holds, per :data:`TRACK_FIELDS` name, one stripped string or
+    None per code: whoever adds codes adds the first-seen metadata of the new ones.
+    """
 
     index: dict[str, int] = field(default_factory=dict)
+    metadata: dict[str, list[str | None]] | None = None
+
+    def add_metadata(self, columns: dict[str, list]) -> None:
+        """Append the metadata of the newest codes (``columns``: field -> values, code order)."""
+        if self.metadata is None:
+            return
+        for name, values in self.metadata.items():
+            values.extend(opt_str(v) for v in columns[name])
 
     def __len__(self) -> int:
         return len(self.index)
@@ -100,6 +120,7 @@ class ColumnarPlaylists:
     track_ids: np.ndarray
     n_empty_skipped: int = 0
     bytes_read: int = 0
+    track_metadata: dict[str, list[str | None]] | None = None
 
     @property
     def n_playlists(self) -> int:
@@ -132,6 +153,7 @@ class ColumnarPlaylists:
             self.track_ids,
             0,
             0,
+            self.track_metadata,
         )
 
     def split(
@@ -158,12 +180,30 @@ class ColumnarPlaylists:
         """Track ids of playlist ``row``, in order (for checks and small data)."""
         return self.track_ids[self.track_codes[self.indptr[row] : self.indptr[row + 1]]].tolist()
 
+    def tracks_for(self, item_ids: Sequence[str]) -> dict[str, Track]:
+        """``PlaylistSet.tracks``' entries for ``item_ids`` (a catalogue): ``{id: Track}`` of
+        those in the vocabulary, ``{}`` when read without ``track_metadata``. Python runs once
+        per asked id, never once per distinct track."""
+        if self.track_metadata is None or not len(item_ids) or not self.track_ids.size:
+            return {}
+        wanted = np.asarray(item_ids, dtype=str)
+        order = np.argsort(self.track_ids, kind="stable")
+        found = order[np.searchsorted(self.track_ids, wanted, sorter=order).clip(0, order.size - 1)]
+        known = self.track_ids[found] == wanted
+        names, artists, albums = (self.track_metadata[f] for f in TRACK_FIELDS)
+        return {
+            item_id: Track(item_id, names[code], artists[code], albums[code])
+            for item_id, code, ok in zip(item_ids, found.tolist(), known.tolist(), strict=True)
+            if ok
+        }
+
 
 class _ChunkCollector:
     """Concatenates per-file chunks, applying the shared reader rules with array operations."""
 
-    def __init__(self) -> None:
-        self.vocab = TrackVocabBuilder()
+    def __init__(self, track_metadata: bool = False) -> None:
+        metadata = {name: [] for name in TRACK_FIELDS} if track_metadata else None
+        self.vocab = TrackVocabBuilder(metadata=metadata)
         self.playlist_ids: list[str] = []
         self.titles: list[str] = []
         self.descriptions: list[str | None] = []
@@ -246,6 +286,7 @@ class _ChunkCollector:
             track_ids,
             self.n_empty_skipped,
             self.bytes_read,
+            self.vocab.metadata,
         )
 
 
@@ -269,6 +310,8 @@ def _mpd_chunk(out: _ChunkCollector, file: Path, parser: str) -> None:
             f"{file}: expected a JSON object with a 'playlists' list (the MPD slice format)."
         )
     pids, titles, descriptions, uris = [], [], [], []
+    # the file's track objects, one per row, only while its new tracks' metadata is taken
+    rows: list | None = [] if out.vocab.metadata is not None else None
     lengths = np.zeros(len(playlists), dtype=np.int64)
     for index, raw in enumerate(playlists):
         if not isinstance(raw, dict):
@@ -295,14 +338,34 @@ def _mpd_chunk(out: _ChunkCollector, file: Path, parser: str) -> None:
         descriptions.append(raw.get("description"))
         lengths[index] = len(track_uris)
         uris.extend(track_uris)
+        if rows is not None:
+            rows.extend(tracks)
+    n_known = len(out.vocab)
     codes = out.vocab.codes(uris)
+    if rows is not None:
+        first = _first_rows_of_new(codes, n_known)
+        new = [rows[r] for r in first.tolist()]
+        out.vocab.add_metadata(
+            {name: [t.get(_TRACK_SOURCES[name]) for t in new] for name in TRACK_FIELDS}
+        )
     out.add_chunk(str(file), pids, titles, descriptions, lengths, codes)
 
 
-def read_mpd_columnar(path: str | Path, parser: str = "auto") -> ColumnarPlaylists:
-    """MPD slices (a folder of ``mpd.slice.*.json`` in name order, or one file) as arrays."""
+def _first_rows_of_new(codes: np.ndarray, n_known: int) -> np.ndarray:
+    """Row of the first occurrence of each code ``>= n_known``, in code order."""
+    rows = np.flatnonzero(codes >= n_known)
+    _, first = np.unique(codes[rows], return_index=True)
+    return rows[first]
+
+
+def read_mpd_columnar(
+    path: str | Path, parser: str = "auto", track_metadata: bool = False
+) -> ColumnarPlaylists:
+    """MPD slices (a folder of ``mpd.slice.*.json`` in name order, or one file) as arrays;
+    with ``track_metadata``, each distinct track's ``track_name`` / ``artist_name`` /
+    ``album_name`` too."""
     root = Path(path)
-    out = _ChunkCollector()
+    out = _ChunkCollector(track_metadata)
     for file in mpd_files(root):
         _mpd_chunk(out, file, parser)
     return out.result(root)
@@ -368,8 +431,19 @@ def _parquet_chunk(out: _ChunkCollector, where: str, table) -> None:
     track_enc = pc.dictionary_encode(pc.cast(track_col, pa.string()))
     if pc.any(pc.equal(pc.utf8_trim_whitespace(track_enc.dictionary), "")).as_py():
         raise PlaylistFormatError(f"{where}: empty track_id in some rows; every track needs one.")
+    n_known = len(out.vocab)
     local = out.vocab.codes(track_enc.dictionary.to_pylist())
     codes = local[np.asarray(track_enc.indices, dtype=np.int64)]
+    if out.vocab.metadata is not None:
+        rows = pa.array(order[_first_rows_of_new(codes, n_known)])
+        out.vocab.add_metadata(
+            {
+                name: table.column(_TRACK_SOURCES[name]).take(rows).to_pylist()
+                if _TRACK_SOURCES[name] in table.column_names
+                else [None] * len(rows)
+                for name in TRACK_FIELDS
+            }
+        )
     sorted_group = group[order]
     n_groups = len(pid_enc.dictionary)
     lengths = np.bincount(sorted_group, minlength=n_groups)
@@ -385,32 +459,53 @@ def _parquet_chunk(out: _ChunkCollector, where: str, table) -> None:
     out.add_chunk(where, pids, titles, descriptions, lengths, codes)
 
 
-def read_parquet_columnar(path: str | Path) -> ColumnarPlaylists:
+def read_parquet_columnar(path: str | Path, track_metadata: bool = False) -> ColumnarPlaylists:
     """Parquet (one row per playlist-track) read one row group at a time, as arrays.
 
     Same columns as :func:`semantic_ids.playlists.read_parquet`. A playlist's rows must lie in
-    one row group (a playlist split across row groups is reported as a repeated id).
+    one row group (a playlist split across row groups is reported as a repeated id). With
+    ``track_metadata``, the ``track_name`` / ``artist_name`` / ``album_name`` columns (where
+    present) of each distinct track's first row are kept.
     """
-    out = _ChunkCollector()
+    out = _ChunkCollector(track_metadata)
     columns = ("playlist_id", "title", "track_id", "description", "position")
+    if track_metadata:
+        columns += tuple(_TRACK_SOURCES[name] for name in TRACK_FIELDS)
     for file, group, table in iter_parquet_row_groups(path, columns):
         out.bytes_read += table.nbytes
         _parquet_chunk(out, f"{file}, row group {group}", table)
     return out.result(Path(path))
 
 
-def read_columnar(path: str | Path, parser: str = "auto") -> ColumnarPlaylists:
-    """MPD slices or Parquet as arrays: ``.parquet`` files / folders of them, else MPD slices."""
+def read_columnar(
+    path: str | Path, parser: str = "auto", track_metadata: bool = False
+) -> ColumnarPlaylists:
+    """MPD slices or Parquet as arrays: ``.parquet`` files / folders of them, else MPD slices
+    (``track_metadata``: see :func:`read_mpd_columnar` and :func:`read_parquet_columnar`)."""
     root = Path(path)
     require_exists(root)
     if root.is_dir():
-        mpd = any(root.glob("mpd.slice.*.json")) or any((root / "data").glob("mpd.slice.*.json"))
-        if not mpd and files_with(root, (".parquet",)):
-            return read_parquet_columnar(root)
-        return read_mpd_columnar(root, parser)
+        if not _has_mpd_slices(root) and files_with(root, (".parquet",)):
+            return read_parquet_columnar(root, track_metadata)
+        return read_mpd_columnar(root, parser, track_metadata)
     if root.suffix.lower() == ".parquet":
-        return read_parquet_columnar(root)
-    return read_mpd_columnar(root, parser)
+        return read_parquet_columnar(root, track_metadata)
+    return read_mpd_columnar(root, parser, track_metadata)
+
+
+def _has_mpd_slices(folder: Path) -> bool:
+    return any(folder.glob("mpd.slice.*.json")) or any((folder / "data").glob("mpd.slice.*.json"))
+
+
+def columnar_readable(path: str | Path) -> bool:
+    """Whether ``read_playlists`` would read ``path`` as MPD slices or Parquet, which
+    :func:`read_columnar` reads too (False for JSONL, unknown formats and missing paths)."""
+    root = Path(path)
+    if root.is_dir():
+        if _has_mpd_slices(root):
+            return True
+        return not files_with(root, (".jsonl", ".ndjson")) and bool(files_with(root, (".parquet",)))
+    return root.is_file() and root.suffix.lower() in (".json", ".parquet")
 
 
 def interactions_from_columns(

@@ -3,7 +3,13 @@
 Stages: read playlists, split them by playlist (seeded), build the playlist x track matrix of the
 *training* playlists (the catalogue: tracks in at least ``--min-count`` of them), fit CF, fit
 residual k-means on the item factors, add the collision digit. The artifact folder is written to
-a temporary sibling and renamed into place::
+a temporary sibling and renamed into place.
+
+Two readers give the same artifact (tested): ``columnar`` (:mod:`semantic_ids.columnar`: flat
+arrays, no Python object per playlist or row, for MPD slices and Parquet at full-MPD scale) and
+``objects`` (:func:`semantic_ids.playlists.read_playlists`: every format, JSONL included).
+``--reader auto`` (the default) takes the columnar one wherever it reads the input. The reader is
+a run argument, not a :class:`BuildIDsConfig` field, since it changes nothing that is written::
 
     ARTIFACT_DIR/
       text2tracks.json                manifest (format version, library versions, components)
@@ -29,7 +35,7 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -40,6 +46,7 @@ from text2tracks import config_flags as flags
 from text2tracks.artifacts import CATALOG_COMPONENT, CF_COMPONENT
 from text2tracks.config_flags import add_config_flags, add_flag, add_progress_flag, command_parser
 
+READERS = ("auto", "columnar", "objects")
 TRACKS_NAME = "tracks.json"
 RKM_DIR = "residual_kmeans"
 CATALOG_DIR = "catalog"
@@ -112,15 +119,22 @@ def run_build_ids(
     force: bool = False,
     show_progress: bool = True,
     log: Callable[[str], None] | None = None,
+    reader: str = "auto",
 ) -> dict[str, Any]:
     """Build CF embeddings and semantic IDs from the training split of ``playlists_path``.
 
-    Returns ``{"stats": catalogue stats, "timings": seconds per stage, "split": sizes, ...}``.
+    ``reader`` is ``"columnar"`` (MPD slices and Parquet as flat arrays), ``"objects"`` (one
+    object per playlist; every format) or ``"auto"``: columnar wherever it reads the input, so
+    objects for JSONL. Both write the same artifact.
+
+    Returns ``{"stats": catalogue stats, "timings": seconds per stage, "split": sizes,
+    "n_items": catalogue size, "reader": the reader used}``.
 
     Raises:
         FileExistsError: ``out_dir`` exists and ``force`` is False (checked before any work).
         semantic_ids.playlists.PlaylistFormatError: unreadable playlists.
-        ValueError: a catalogue too small for the codebook, or CF factors that are not finite.
+        ValueError: a catalogue too small for the codebook, CF factors that are not finite, an
+            unknown ``reader``, or ``"columnar"`` for an input it does not read.
     """
     from semantic_ids.catalog import SemanticIDCatalog
     from text2tracks.artifacts import new_artifact
@@ -131,11 +145,14 @@ def run_build_ids(
     if out_dir.exists() and not force:
         raise FileExistsError(f"{out_dir} already exists; pass --force to overwrite it")
 
+    reader = _resolve_reader(playlists_path, reader)
     timings: dict[str, float] = {}
-    playlist_set, split = _read_and_split(playlists_path, config, timings, log)
-    matrix, vocab = _training_interactions(split.train, config, timings, log)
+    log(f"reading playlists from {playlists_path} ({reader} reader)")
+    read = _read_columnar if reader == "columnar" else _read_objects
+    train = read(playlists_path, config, timings, log)
+    vocab = train.vocab
     with _stage("cf", timings, log):
-        cf_model = _fit_cf(matrix, [p.title for p in split.train], config, show_progress, log)
+        cf_model = _fit_cf(train.matrix, train.titles, config, show_progress, log)
     with _stage("residual_kmeans", timings, log):
         rkm = _residual_kmeans(config)
         codes = rkm.fit_encode(cf_model.item_factors)
@@ -143,10 +160,10 @@ def run_build_ids(
         catalog = SemanticIDCatalog.build(
             vocab.item_ids, codes, vocab.counts, codebook_sizes=config.codebook_size
         )
-        tracks = _track_records(vocab.item_ids, playlist_set.tracks)
+        tracks = _track_records(vocab.item_ids, train.known_tracks)
         stats = catalog.stats(cf_model.item_factors, rkm, [t["artist"] for t in tracks])
     with _stage("write", timings, log):
-        split_info = _split_info(config, split, playlist_set.n_empty_skipped)
+        split_info = _split_info(config, train)
         with new_artifact(out_dir, force=force) as tmp:
             _write_build(
                 tmp,
@@ -166,6 +183,7 @@ def run_build_ids(
         "timings": timings,
         "split": {k: v for k, v in split_info.items() if k != "train_playlist_ids"},
         "n_items": len(vocab),
+        "reader": reader,
     }
 
 
@@ -178,11 +196,46 @@ def _stage(name: str, timings: dict[str, float], log: Callable[[str], None]):
     log(f"  {name:<16} {timings[name]:7.2f} s")
 
 
-def _read_and_split(playlists_path, config: BuildIDsConfig, timings, log):
-    """``(PlaylistSet, split)`` of the playlists file; raises when no training playlist is left."""
+@dataclass(frozen=True)
+class _Training:
+    """What the later stages need of the read and split playlists, whichever reader read them.
+
+    ``matrix`` ``(n_train, n_items)`` and ``vocab`` as ``build_interactions`` gives them;
+    ``playlist_ids`` and ``titles`` of the training playlists in row order; ``sizes`` (train,
+    validation, test); ``known_tracks``: track id -> ``Track`` for at least the catalogue.
+    """
+
+    matrix: Any
+    vocab: Any
+    playlist_ids: list[str]
+    titles: list[str]
+    sizes: tuple[int, int, int]
+    n_empty_skipped: int
+    known_tracks: Mapping[str, Any]
+
+
+def _resolve_reader(playlists_path, reader: str) -> str:
+    """``"columnar"`` or ``"objects"``: ``reader`` checked, ``"auto"`` decided by the input."""
+    from semantic_ids.columnar import columnar_readable
+
+    if reader not in READERS:
+        raise ValueError(f"reader must be one of {READERS}, got {reader!r}")
+    if reader == "objects":
+        return reader
+    readable = columnar_readable(playlists_path)
+    if reader == "columnar" and not readable and Path(playlists_path).exists():
+        raise ValueError(
+            f"{playlists_path}: the columnar reader reads MPD slices and Parquet only; use "
+            "reader 'auto' or 'objects' for other formats (JSONL)"
+        )
+    return "columnar" if readable or reader == "columnar" else "objects"
+
+
+def _read_objects(playlists_path, config: BuildIDsConfig, timings, log) -> _Training:
+    """Read, split and build the training matrix with one Python object per playlist."""
+    from semantic_ids.interactions import build_interactions
     from semantic_ids.playlists import read_playlists, split_playlists
 
-    log(f"reading playlists from {playlists_path}")
     with _stage("read+split", timings, log):
         playlist_set = read_playlists(playlists_path)
         split = split_playlists(
@@ -191,22 +244,61 @@ def _read_and_split(playlists_path, config: BuildIDsConfig, timings, log):
             test_fraction=config.test_fraction,
             seed=config.split_seed,
         )
-    log(
-        f"  {len(playlist_set.playlists)} playlists ({playlist_set.n_empty_skipped} empty skipped): "
-        f"{len(split.train)} train / {len(split.validation)} validation / {len(split.test)} test"
-    )
-    if not split.train:
-        raise ValueError(f"{playlists_path}: no training playlists after the split")
-    return playlist_set, split
-
-
-def _training_interactions(train, config: BuildIDsConfig, timings, log):
-    """``(matrix, ItemVocab)`` of the training playlists; raises when the catalogue is smaller
-    than the codebook."""
-    from semantic_ids.interactions import build_interactions
-
+    sizes = (len(split.train), len(split.validation), len(split.test))
+    _check_split(playlists_path, sizes, playlist_set.n_empty_skipped, log)
     with _stage("interactions", timings, log):
-        matrix, vocab = build_interactions(train, min_count=config.min_count)
+        matrix, vocab = build_interactions(split.train, min_count=config.min_count)
+    _check_catalogue(matrix, vocab, config, log)
+    return _Training(
+        matrix,
+        vocab,
+        [p.playlist_id for p in split.train],
+        [p.title for p in split.train],
+        sizes,
+        playlist_set.n_empty_skipped,
+        playlist_set.tracks,
+    )
+
+
+def _read_columnar(playlists_path, config: BuildIDsConfig, timings, log) -> _Training:
+    """Read, split and build the training matrix as flat arrays (MPD slices, Parquet); only the
+    training rows outlive the split, and track metadata is looked up for the catalogue only."""
+    from semantic_ids.columnar import interactions_from_columns, read_columnar
+
+    with _stage("read+split", timings, log):
+        columns = read_columnar(playlists_path, track_metadata=True)
+        sides = columns.split(
+            validation_fraction=config.validation_fraction,
+            test_fraction=config.test_fraction,
+            seed=config.split_seed,
+        )
+        train = columns.take(sides["train"])
+    sizes = tuple(int(sides[name].size) for name in ("train", "validation", "test"))
+    n_empty_skipped = columns.n_empty_skipped
+    del columns, sides
+    _check_split(playlists_path, sizes, n_empty_skipped, log)
+    with _stage("interactions", timings, log):
+        matrix, vocab = interactions_from_columns(train, min_count=config.min_count)
+        known_tracks = train.tracks_for(vocab.item_ids)
+    _check_catalogue(matrix, vocab, config, log)
+    return _Training(
+        matrix, vocab, train.playlist_ids, train.titles, sizes, n_empty_skipped, known_tracks
+    )
+
+
+def _check_split(playlists_path, sizes, n_empty_skipped: int, log) -> None:
+    """Log the split's sizes; raise when no training playlist is left."""
+    n_train, n_validation, n_test = sizes
+    log(
+        f"  {sum(sizes)} playlists ({n_empty_skipped} empty skipped): "
+        f"{n_train} train / {n_validation} validation / {n_test} test"
+    )
+    if not n_train:
+        raise ValueError(f"{playlists_path}: no training playlists after the split")
+
+
+def _check_catalogue(matrix, vocab, config: BuildIDsConfig, log) -> None:
+    """Log the catalogue; raise when it is smaller than the codebook."""
     log(
         f"  catalogue: {len(vocab)} tracks in >= {config.min_count} training playlists; "
         f"matrix {matrix.shape[0]} x {matrix.shape[1]}, {matrix.nnz} entries"
@@ -216,7 +308,6 @@ def _training_interactions(train, config: BuildIDsConfig, timings, log):
             f"the catalogue has {len(vocab)} tracks, fewer than codebook_size="
             f"{config.codebook_size}; lower --codebook-size or --min-count"
         )
-    return matrix, vocab
 
 
 def _fit_cf(matrix, titles: list[str], config: BuildIDsConfig, show_progress: bool, log):
@@ -275,18 +366,19 @@ def _track_records(item_ids, known_tracks) -> list[dict[str, Any]]:
     return tracks
 
 
-def _split_info(config: BuildIDsConfig, split, n_empty_skipped: int) -> dict[str, Any]:
+def _split_info(config: BuildIDsConfig, train: _Training) -> dict[str, Any]:
     """``cf/split.json``: the split's parameters and sizes, and the training playlist ids."""
+    n_train, n_validation, n_test = train.sizes
     return {
         "validation_fraction": config.validation_fraction,
         "test_fraction": config.test_fraction,
         "seed": config.split_seed,
-        "n_train": len(split.train),
-        "n_validation": len(split.validation),
-        "n_test": len(split.test),
-        "n_empty_skipped": n_empty_skipped,
+        "n_train": n_train,
+        "n_validation": n_validation,
+        "n_test": n_test,
+        "n_empty_skipped": train.n_empty_skipped,
         # row r of playlist_factors is this playlist
-        "train_playlist_ids": [p.playlist_id for p in split.train],
+        "train_playlist_ids": list(train.playlist_ids),
     }
 
 
@@ -385,6 +477,7 @@ def format_stats_table(stats: dict[str, Any]) -> str:
 
 EPILOG = """examples:
   text2tracks build-ids --playlists path/to/mpd --artifact artifacts/mpd --min-count 2
+  text2tracks build-ids --playlists mpd.parquet --artifact artifacts/mpd --reader columnar
   text2tracks build-ids --playlists playlists.jsonl --artifact artifacts/small --levels 2 \\
       --codebook-size 64 --factors 32 --force
 """
@@ -411,6 +504,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         parser, "--artifact", aliases=("--out",), required=True, help="artifact folder to write"
     )
     parser.add_argument("--force", action="store_true", help="overwrite an existing --artifact")
+    parser.add_argument(
+        "--reader",
+        choices=READERS,
+        default="auto",
+        help=(
+            "how to read --playlists: columnar (MPD slices and Parquet as flat arrays, for the "
+            "full MPD), objects (any format), or auto: columnar where it can (default: auto); "
+            "both write the same artifact"
+        ),
+    )
     add_progress_flag(parser)
     add_config_flags(parser, BuildIDsConfig, names=CF_FLAG_NAMES, choices=CF_CHOICES)
     parser.set_defaults(func=_main)
@@ -439,6 +542,7 @@ def _main(args: argparse.Namespace) -> int:
             force=args.force,
             show_progress=args.progress,
             log=lambda m: print(m, file=sys.stderr, flush=True),
+            reader=args.reader,
         )
     except (FileExistsError, FileNotFoundError, PlaylistFormatError, ValueError) as err:
         print(f"text2tracks build-ids: error: {err}", file=sys.stderr)
