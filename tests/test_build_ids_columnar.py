@@ -12,7 +12,7 @@ import pytest
 from semantic_ids.cf import CFConfig
 from semantic_ids.columnar import columnar_readable, read_columnar
 from semantic_ids.demo import write_demo_jsonl
-from semantic_ids.playlists import read_playlists
+from semantic_ids.playlists import PlaylistFormatError, read_playlists
 from text2tracks import cli
 from text2tracks.commands.build_ids import BuildIDsConfig, run_build_ids
 
@@ -198,3 +198,24 @@ def test_columnar_readable(data, tmp_path):
     (mixed / "a.jsonl").write_text("")
     (mixed / "b.parquet").write_bytes((data / "parquet" / "a.parquet").read_bytes())
     assert not columnar_readable(mixed)  # read_playlists reads such a folder as JSONL
+
+
+def test_auto_falls_back_to_objects_for_playlists_that_span_row_groups(data, tmp_path):
+    """A Parquet file whose playlists' rows cross row-group boundaries: the columnar reader
+    refuses it, "auto" reads it as objects and writes what "objects" writes."""
+    table = pq.read_table(data / "parquet" / "a.parquet")
+    folder = tmp_path / "spanning"
+    folder.mkdir()
+    pq.write_table(table, folder / "a.parquet", row_group_size=7)  # cuts playlists apart
+    logs: list[str] = []
+    auto = run_build_ids(
+        folder, tmp_path / "auto", tiny_config(), show_progress=False, log=logs.append
+    )
+    assert auto["reader"] == "objects"
+    assert any("columnar reader refused" in m for m in logs)
+    run_build_ids(
+        folder, tmp_path / "objects", tiny_config(), show_progress=False, reader="objects"
+    )
+    assert_same_artifact(tmp_path / "auto", tmp_path / "objects")
+    with pytest.raises(PlaylistFormatError, match="row group"):
+        run_build_ids(folder, tmp_path / "columnar", tiny_config(), reader="columnar")

@@ -145,11 +145,8 @@ def run_build_ids(
     if out_dir.exists() and not force:
         raise FileExistsError(f"{out_dir} already exists; pass --force to overwrite it")
 
-    reader = _resolve_reader(playlists_path, reader)
     timings: dict[str, float] = {}
-    log(f"reading playlists from {playlists_path} ({reader} reader)")
-    read = _read_columnar if reader == "columnar" else _read_objects
-    train = read(playlists_path, config, timings, log)
+    reader, train = _read_training(playlists_path, reader, config, timings, log)
     vocab = train.vocab
     with _stage("cf", timings, log):
         cf_model = _fit_cf(train.matrix, train.titles, config, show_progress, log)
@@ -212,6 +209,25 @@ class _Training:
     sizes: tuple[int, int, int]
     n_empty_skipped: int
     known_tracks: Mapping[str, Any]
+
+
+def _read_training(playlists_path, requested: str, config: BuildIDsConfig, timings, log):
+    """``(reader used, _Training)``: the input read by the requested reader (see
+    :func:`run_build_ids`)."""
+    from semantic_ids.playlists import PlaylistFormatError
+
+    reader = _resolve_reader(playlists_path, requested)
+    log(f"reading playlists from {playlists_path} ({reader} reader)")
+    try:
+        read = _read_columnar if reader == "columnar" else _read_objects
+        return reader, read(playlists_path, config, timings, log)
+    except PlaylistFormatError as err:
+        # "auto" falls back where only the columnar reader refuses the layout (a Parquet
+        # playlist whose rows span row groups); a truly bad file fails in the object reader too
+        if requested != "auto" or reader != "columnar":
+            raise
+        log(f"  the columnar reader refused the input ({err}); reading it as objects")
+        return "objects", _read_objects(playlists_path, config, timings, log)
 
 
 def _resolve_reader(playlists_path, reader: str) -> str:
