@@ -3,7 +3,9 @@
 One record per input row: ``id``, ``prompt``, ``track_ids``, ``scores``, ``names``, ``artists``
 (lists, best first) and ``error`` (null, or why the row has no recommendations); journal
 records also carry ``row``, the input row index. :func:`write_output` writes them as JSONL, CSV
-(lists as JSON in their cells) or Parquet, chosen by the output's extension, atomically.
+(lists as JSON in their cells) or Parquet, chosen by the output's extension, atomically, from
+any iterable of records, a record at a time (Parquet: a row group of ``PARQUET_ROW_GROUP``
+records at a time), so that memory does not grow with the output.
 """
 
 from __future__ import annotations
@@ -13,12 +15,15 @@ import csv
 import json
 import os
 import tempfile
+from collections.abc import Iterable
+from itertools import islice
 from pathlib import Path
 
 from text2tracks.prompt_files import InputRow, format_of
 
 OUTPUT_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}
 OUTPUT_FIELDS = ("id", "prompt", "track_ids", "scores", "names", "artists", "error")
+PARQUET_ROW_GROUP = 4096
 
 
 def result_records(rows: list[InputRow], recs: list) -> list[dict]:
@@ -56,8 +61,9 @@ def _output_record(record: dict) -> dict:
     return {name: record.get(name) for name in OUTPUT_FIELDS}
 
 
-def write_output(path: Path, records: list[dict]) -> None:
-    """Write the final output atomically (temporary file in the same folder, then rename)."""
+def write_output(path: Path, records: Iterable[dict]) -> None:
+    """Write the final output atomically (temporary file in the same folder, then rename),
+    consuming ``records`` as it goes; if they raise, no output appears."""
     fmt = format_of(path, OUTPUT_FORMATS, "output")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -71,7 +77,7 @@ def write_output(path: Path, records: list[dict]) -> None:
         raise
 
 
-def _write_jsonl(tmp: str, records: list[dict]) -> None:
+def _write_jsonl(tmp: str, records: Iterable[dict]) -> None:
     with open(tmp, "wb") as f:
         for r in records:
             line = json.dumps(_output_record(r), ensure_ascii=False)
@@ -80,7 +86,7 @@ def _write_jsonl(tmp: str, records: list[dict]) -> None:
         os.fsync(f.fileno())
 
 
-def _write_csv(tmp: str, records: list[dict]) -> None:
+def _write_csv(tmp: str, records: Iterable[dict]) -> None:
     with open(tmp, "w", encoding="utf-8", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(OUTPUT_FIELDS)
@@ -101,7 +107,7 @@ def _write_csv(tmp: str, records: list[dict]) -> None:
         os.fsync(f.fileno())
 
 
-def _write_parquet(tmp: str, records: list[dict]) -> None:
+def _write_parquet(tmp: str, records: Iterable[dict]) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -116,9 +122,12 @@ def _write_parquet(tmp: str, records: list[dict]) -> None:
             ("error", pa.string()),
         ]
     )
-    columns = {name: [_output_record(r)[name] for r in records] for name in OUTPUT_FIELDS}
-    for name in ("track_ids", "scores", "names", "artists"):
-        columns[name] = [v or [] for v in columns[name]]
-    pq.write_table(pa.table(columns, schema=schema), tmp)
+    records = iter(records)
+    with pq.ParquetWriter(tmp, schema) as writer:
+        while group := [_output_record(r) for r in islice(records, PARQUET_ROW_GROUP)]:
+            columns = {name: [r[name] for r in group] for name in OUTPUT_FIELDS}
+            for name in ("track_ids", "scores", "names", "artists"):
+                columns[name] = [v or [] for v in columns[name]]
+            writer.write_table(pa.table(columns, schema=schema))
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())

@@ -13,6 +13,11 @@ separated by whitespace (track ids contain no spaces; an empty cell is none); a 
 ``seed_tracks``, a list of strings (or one string of whitespace-separated ids). Oldest first. A
 row with seeds may have an empty or absent prompt (the seeds alone are the prompt); seeds that
 are not a list of strings make the row an error.
+
+The file is read as a stream: :func:`scan_input` reads it once for its counts and for the ids it
+gives that look like fallback ids (the only ones a fallback id can collide with), and
+:meth:`PromptFile.rows` reads it again a row at a time, so memory does not grow with the file.
+:func:`read_input` keeps every row in a list, for callers that want them all.
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ import contextlib
 import csv
 import json
 import os
-from collections.abc import Iterable
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -61,6 +67,12 @@ class InputFile:
     n_blank: int = 0
 
 
+# Ids a fallback id (``line:N`` / ``row:N``, maybe with a ``~n`` suffix) could collide with.
+_FALLBACK_LIKE = re.compile(r"(?:line|row):[0-9]+(?:~[0-9]+)?")
+# Parquet rows read at a time.
+_PARQUET_BATCH = 4096
+
+
 def format_of(path: Path, table: dict[str, str], what: str) -> str:
     """The format of ``path`` by its extension, from ``table``; ``ExportError`` naming the known ones."""
     suffix = path.suffix.lower()
@@ -80,17 +92,16 @@ def _decode(raw: bytes, line_no: int) -> tuple[str | None, str | None]:
         )
 
 
-def _lines(path: Path) -> Iterable[tuple[int, bytes]]:
+def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """``(1-based line number, line without its line end)``, streamed; a UTF-8 BOM is dropped,
+    and the newline that ends the last line opens no new one."""
     with open(path, "rb") as f:
-        data = f.read()
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-    if not data:
-        return
-    if data.endswith(b"\n"):  # the newline that ends the last line opens no new one
-        data = data[:-1]
-    for line_no, raw in enumerate(data.split(b"\n"), start=1):
-        yield line_no, raw.rstrip(b"\r")
+        for line_no, raw in enumerate(f, start=1):
+            if line_no == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
+                if not raw:  # the file is a BOM alone
+                    return
+            yield line_no, raw.removesuffix(b"\n").rstrip(b"\r")
 
 
 def _seed_tracks(value: Any, text: bool = False) -> tuple[tuple[str, ...] | None, str | None]:
@@ -131,23 +142,27 @@ def _negative_error(negative: Any) -> str | None:
     return None
 
 
-def _read_text(path: Path) -> InputFile:
-    out = InputFile([])
+# The readers yield every row of a file, in order, as an InputRow with its fallback id not yet
+# settled, and None for each blank line.
+
+
+def _read_text(path: Path) -> Iterator[InputRow | None]:
+    index = 0
     for line_no, raw in _lines(path):
         text, error = _decode(raw, line_no)
         if text is not None and not text.strip():
-            out.n_blank += 1
+            yield None
             continue
-        out.rows.append(InputRow(len(out.rows), f"line:{line_no}", text, error, own_id=False))
-    return out
+        yield InputRow(index, f"line:{line_no}", text, error, own_id=False)
+        index += 1
 
 
-def _read_jsonl(path: Path) -> InputFile:
-    out = InputFile([])
+def _read_jsonl(path: Path) -> Iterator[InputRow | None]:
+    index = 0
     for line_no, raw in _lines(path):
         text, error = _decode(raw, line_no)
         if text is not None and not text.strip():
-            out.n_blank += 1
+            yield None
             continue
         row_id, prompt, negative, seeds = None, None, None, None
         if error is not None:  # keep the row's own id where the rest of the line is readable
@@ -185,8 +200,8 @@ def _read_jsonl(path: Path) -> InputFile:
                         prompt = ""
         own_id = row_id is not None
         row_id = row_id if own_id else f"line:{line_no}"
-        out.rows.append(InputRow(len(out.rows), row_id, prompt, error, negative, own_id, seeds))
-    return out
+        yield InputRow(index, row_id, prompt, error, negative, own_id, seeds)
+        index += 1
 
 
 def _has_surrogates(text: str) -> bool:
@@ -197,8 +212,7 @@ def _has_surrogates(text: str) -> bool:
     return False
 
 
-def _read_csv(path: Path) -> InputFile:
-    out = InputFile([])
+def _read_csv(path: Path) -> Iterator[InputRow | None]:
     with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as f:
         reader = csv.DictReader(f)
         try:
@@ -227,100 +241,125 @@ def _read_csv(path: Path) -> InputFile:
                     error = f"row {data_row} (line {reader.line_num}): {error}"
                 elif prompt is None:  # a short row of seeds alone
                     prompt = ""
-                out.rows.append(
-                    InputRow(len(out.rows), row_id, prompt, error, negative, own_id, seeds)
-                )
+                yield InputRow(data_row - 1, row_id, prompt, error, negative, own_id, seeds)
         except csv.Error as err:
             raise ExportError(f"{path}, line {reader.line_num}: malformed CSV ({err})") from err
-    return out
 
 
-def _read_parquet(path: Path) -> InputFile:
+def _read_parquet(path: Path) -> Iterator[InputRow | None]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        schema = pq.read_schema(path)
-        if "prompt" not in schema.names:
+        parquet = pq.ParquetFile(path)
+        names = parquet.schema_arrow.names
+        if "prompt" not in names:
             raise ExportError(
-                f"{path}: no 'prompt' column ({', '.join(schema.names)}); a Parquet input needs a "
+                f"{path}: no 'prompt' column ({', '.join(names)}); a Parquet input needs a "
                 "'prompt' column and optionally an 'id' column"
             )
         optional = ("id", "negative_prompt", "seed_tracks")
-        columns = ["prompt"] + [c for c in optional if c in schema.names]
-        table = pq.read_table(path, columns=columns)
+        columns = ["prompt"] + [c for c in optional if c in names]
+        data_row = 0
+        with parquet:
+            for batch in parquet.iter_batches(batch_size=_PARQUET_BATCH, columns=columns):
+                cells = [
+                    batch.column(c).to_pylist() if c in columns else [None] * batch.num_rows
+                    for c in ("prompt", *optional)
+                ]
+                for prompt, row_id, negative, seed_value in zip(*cells, strict=True):
+                    data_row += 1
+                    yield _parquet_row(data_row, prompt, row_id, negative, seed_value)
     except ExportError:
         raise
     except (pa.ArrowException, OSError) as err:
         raise ExportError(f"{path}: not a readable Parquet file ({err})") from err
-    prompts = table.column("prompt").to_pylist()
-    ids = table.column("id").to_pylist() if "id" in columns else [None] * len(prompts)
-    negatives = (
-        table.column("negative_prompt").to_pylist()
-        if "negative_prompt" in columns
-        else [None] * len(prompts)
-    )
-    seed_values = (
-        table.column("seed_tracks").to_pylist()
-        if "seed_tracks" in columns
-        else [None] * len(prompts)
-    )
-    out = InputFile([])
-    for data_row, (prompt, row_id, negative, seed_value) in enumerate(
-        zip(prompts, ids, negatives, seed_values, strict=True), start=1
-    ):
-        seeds, error = _seed_tracks(seed_value, text=True)
-        if isinstance(prompt, bytes):
-            try:
-                prompt = prompt.decode("utf-8")
-            except UnicodeDecodeError:
-                prompt, error = None, "undecodable bytes, not UTF-8"
-        if isinstance(negative, bytes):
-            try:
-                negative = negative.decode("utf-8")
-            except UnicodeDecodeError:
-                negative, error = None, error or "undecodable bytes in negative_prompt, not UTF-8"
-        error = error or _prompt_error(prompt, seeds is not None) or _negative_error(negative)
-        if error is not None:
-            error = f"row {data_row}: {error}"
-            prompt = prompt if isinstance(prompt, str) else None
-            negative = negative if isinstance(negative, str) else None
-        elif prompt is None:  # seeds alone
-            prompt = ""
-        if isinstance(row_id, bytes):
-            row_id = row_id.decode("utf-8", "replace")
-        out.rows.append(
-            InputRow(
-                len(out.rows),
-                f"row:{data_row}" if row_id is None else str(row_id),
-                prompt,
-                error,
-                negative,
-                own_id=row_id is not None,
-                seed_tracks=seeds,
-            )
-        )
-    return out
 
 
-def read_input(path: str | os.PathLike) -> InputFile:
-    """Read every row of a prompt file (see the module docstring for the formats)."""
+def _parquet_row(data_row: int, prompt, row_id, negative, seed_value) -> InputRow:
+    """The row of a Parquet file's ``data_row`` (1-based) from its cells."""
+    seeds, error = _seed_tracks(seed_value, text=True)
+    if isinstance(prompt, bytes):
+        try:
+            prompt = prompt.decode("utf-8")
+        except UnicodeDecodeError:
+            prompt, error = None, "undecodable bytes, not UTF-8"
+    if isinstance(negative, bytes):
+        try:
+            negative = negative.decode("utf-8")
+        except UnicodeDecodeError:
+            negative, error = None, error or "undecodable bytes in negative_prompt, not UTF-8"
+    error = error or _prompt_error(prompt, seeds is not None) or _negative_error(negative)
+    if error is not None:
+        error = f"row {data_row}: {error}"
+        prompt = prompt if isinstance(prompt, str) else None
+        negative = negative if isinstance(negative, str) else None
+    elif prompt is None:  # seeds alone
+        prompt = ""
+    if isinstance(row_id, bytes):
+        row_id = row_id.decode("utf-8", "replace")
+    return InputRow(
+        data_row - 1,
+        f"row:{data_row}" if row_id is None else str(row_id),
+        prompt,
+        error,
+        negative,
+        own_id=row_id is not None,
+        seed_tracks=seeds,
+    )
+
+
+_READERS = {"jsonl": _read_jsonl, "csv": _read_csv, "parquet": _read_parquet, "text": _read_text}
+
+
+@dataclass(frozen=True)
+class PromptFile:
+    """A prompt file, scanned once (:func:`scan_input`): its format, its rows and blank lines,
+    and the ids it gives that look like a fallback id. :meth:`rows` reads it again."""
+
+    path: Path
+    format: str
+    n_rows: int
+    n_blank: int
+    taken_ids: frozenset[str]  # the file's own ids that a fallback id could collide with
+
+    def rows(self) -> Iterator[InputRow]:
+        """Every row, in order, a row at a time, fallback ids settled (see the module)."""
+        for row in _READERS[self.format](self.path):
+            if row is not None:
+                yield _settled(row, self.taken_ids)
+
+
+def scan_input(path: str | os.PathLike) -> PromptFile:
+    """Read a prompt file once, a row at a time: ``ExportError`` if it is missing, of an unknown
+    format or unreadable as a whole; else its :class:`PromptFile`."""
     path = Path(path)
     if not path.is_file():
         raise ExportError(f"input {path} does not exist")
     fmt = format_of(path, INPUT_FORMATS, "input")
-    reader = {"jsonl": _read_jsonl, "csv": _read_csv, "parquet": _read_parquet, "text": _read_text}
-    return _settle_fallback_ids(reader[fmt](path))
+    n_rows, n_blank, taken = 0, 0, set()
+    for row in _READERS[fmt](path):
+        if row is None:
+            n_blank += 1
+            continue
+        n_rows += 1
+        if row.own_id and _FALLBACK_LIKE.fullmatch(row.id):
+            taken.add(row.id)
+    return PromptFile(path, fmt, n_rows, n_blank, frozenset(taken))
 
 
-def _settle_fallback_ids(source: InputFile) -> InputFile:
-    """Make each fallback id (``line:N`` / ``row:N``) differ from every id the file gives, with a
-    ``~2``, ``~3``... suffix where the file itself uses it."""
-    given = {row.id for row in source.rows if row.own_id}
-    for i, row in enumerate(source.rows):
-        if not row.own_id and row.id in given:
-            n = 2
-            while f"{row.id}~{n}" in given:
-                n += 1
-            source.rows[i] = replace(row, id=f"{row.id}~{n}")
-    return source
+def read_input(path: str | os.PathLike) -> InputFile:
+    """Read every row of a prompt file (see the module docstring for the formats) into a list."""
+    source = scan_input(path)
+    return InputFile(list(source.rows()), source.n_blank)
+
+
+def _settled(row: InputRow, taken: frozenset[str]) -> InputRow:
+    """``row``, its fallback id (``line:N`` / ``row:N``) made to differ from every id the file
+    gives, with a ``~2``, ``~3``... suffix where the file itself uses it."""
+    if row.own_id or row.id not in taken:
+        return row
+    n = 2
+    while f"{row.id}~{n}" in taken:
+        n += 1
+    return replace(row, id=f"{row.id}~{n}")

@@ -42,9 +42,10 @@ as JSON.
 Nothing is lost: a row without a prompt, with bytes that are not UTF-8, or with malformed JSON
 becomes an error record and the job goes on; the summary counts rows done and rows failed.
 
-Crash safety: results go to an append-only journal beside the output (``OUTPUT.partial.jsonl``,
-or ``OUTPUT.partial.pR.jsonl`` per process), one fsync per batch, keyed by input row index. The
-output itself is written only at the end, to a temporary file renamed into place, so a crash
+Crash safety: the model's results go to an append-only journal beside the output
+(``OUTPUT.partial.jsonl``, or ``OUTPUT.partial.pR.jsonl`` per process), one fsync per batch,
+keyed by input row index (a bad row needs no model: its record is made from the input at the
+merge, and "taken from the journal" counts the model's rows only). The output itself is written only at the end, to a temporary file renamed into place, so a crash
 never leaves a corrupt output. ``--resume`` reads the journals (a line cut by the crash is
 dropped), skips the rows done and finishes; batches are fixed slices of the input, so a resumed
 run writes exactly what an uninterrupted one would. Without ``--resume`` an existing journal is
@@ -52,6 +53,11 @@ an error.
 
 Several processes (``accelerate launch``): process ``p`` of ``P`` takes the rows whose index is
 ``p`` modulo ``P`` and writes its own journal; the main process merges them in input order.
+
+Memory does not grow with the number of prompts: the input is read a row at a time (once to
+count it, once to run it, once more to merge), the journals are merged as streams, and the
+output is written as the merge goes. What remains per prompt is one bit, the set of rows an
+earlier run finished (:class:`~text2tracks.export_journal.DoneRows`).
 
 The journals are :mod:`text2tracks.export_journal`'s job, the records and the output file
 :mod:`text2tracks.export_output`'s, reading the input :mod:`text2tracks.prompt_files`'; this
@@ -65,21 +71,23 @@ import os
 import sys
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
 from text2tracks.config_flags import add_flag, add_progress_flag, command_parser
 from text2tracks.export_journal import (  # noqa: F401 - the journal's names are this command's API too
     JOURNAL_VERSION,
+    DoneRows,
     append_records,
     existing_journals,
     journal_header,
     journal_path,
     merged_records,
     open_journal,
-    resumed_records,
+    resumed_rows,
 )
 from text2tracks.export_output import (  # noqa: F401 - as are the output's
     OUTPUT_FIELDS,
@@ -94,8 +102,10 @@ from text2tracks.prompt_files import (  # noqa: F401 - read_input and the rows a
     ExportError,
     InputFile,
     InputRow,
+    PromptFile,
     format_of,
     read_input,
+    scan_input,
 )
 
 
@@ -163,12 +173,12 @@ def run_export(
     state = _partial_state()
     rank, world = state.process_index, state.num_processes
     summary = ExportSummary(output=str(output_path), num_processes=world)
-    rows = _read_rows(input_path, summary)
+    source = _scan_input(input_path, summary)
     settings = journal_header(
         k=k,
         mode=mode,
         num_beams=num_beams,
-        n_rows=len(rows),
+        n_rows=source.n_rows,
         input_path=input_path,
         artifact=artifact,
         guidance_weight=guidance_weight,
@@ -179,13 +189,12 @@ def run_export(
     # 1. Journals of earlier runs: refuse them without --resume, else collect their rows.
     journals = existing_journals(output_path)
     own = journal_path(output_path, rank, world)
-    done, own_end = _earlier_records(journals, resume, settings, own, output_path)
+    done, own_end = _earlier_rows(journals, resume, settings, own, output_path)
     state.wait_for_everyone()  # every process has looked before any writes a journal
     if resume and not journals and output_path.exists():
         _tell(state, f"export: {output_path} is complete (no journal to resume); nothing to do")
         return summary
-    mine = [row for row in rows if row.index % world == rank]
-    summary.n_resumed = sum(1 for row in mine if row.index in done)
+    summary.n_resumed = done.count(rank, world)
 
     # 2. The model (after the cheap checks, so that a bad job fails fast).
     t0 = time.perf_counter()
@@ -197,7 +206,8 @@ def run_export(
     with open_journal(own, settings, own_end) as handle:
         _export_rows(
             recommender,
-            mine,
+            (row for row in source.rows() if row.index % world == rank),
+            len(range(rank, source.n_rows, world)),
             done,
             handle,
             summary,
@@ -208,7 +218,7 @@ def run_export(
         )
 
     # 4. Merge on the main process, in input order; the output appears atomically.
-    _merge_on_main(state, output_path, rows, summary)
+    _merge_on_main(state, output_path, source, summary)
     summary.total_s = time.perf_counter() - start
     return summary
 
@@ -219,26 +229,26 @@ def _tell(state, message: str) -> None:
         print(message, file=sys.stderr)
 
 
-def _read_rows(input_path: Path, summary: ExportSummary) -> list[InputRow]:
-    """The input's rows; the time taken and the counts go into ``summary``."""
+def _scan_input(input_path: Path, summary: ExportSummary) -> PromptFile:
+    """The input, scanned; the time taken and the counts go into ``summary``."""
     t0 = time.perf_counter()
-    source = read_input(input_path)
+    source = scan_input(input_path)
     summary.read_s = time.perf_counter() - t0
-    summary.n_rows, summary.n_blank = len(source.rows), source.n_blank
-    return source.rows
+    summary.n_rows, summary.n_blank = source.n_rows, source.n_blank
+    return source
 
 
-def _earlier_records(
+def _earlier_rows(
     journals: list[Path], resume: bool, settings: dict, own: Path, output: Path
-) -> tuple[dict[int, dict], int | None]:
-    """:func:`~text2tracks.export_journal.resumed_records` of the earlier runs' ``journals``;
+) -> tuple[DoneRows, int | None]:
+    """:func:`~text2tracks.export_journal.resumed_rows` of the earlier runs' ``journals``;
     ``ExportError`` if there are any and ``resume`` is off."""
     if journals and not resume:
         raise ExportError(
             f"{journals[0]} exists: an earlier export to {output} did not finish. Run again "
             f"with --resume to finish it, or delete {output.name}.partial*.jsonl to start over"
         )
-    return resumed_records(journals, settings, own, output)
+    return resumed_rows(journals, settings, own, output)
 
 
 def _checked_sampling(k, batch_size, mode, guidance_weight, n_samples, seed) -> dict[str, Any]:
@@ -309,8 +319,9 @@ def _check_recommender(recommender, artifact, k: int, mode: str) -> None:
 
 def _export_rows(
     recommender,
-    mine: list[InputRow],
-    done: dict[int, dict],
+    mine: Iterable[InputRow],
+    n_mine: int,
+    done: DoneRows,
     handle,
     summary: ExportSummary,
     *,
@@ -319,12 +330,13 @@ def _export_rows(
     show_progress: bool,
     after_batch: Callable[[int], None] | None,
 ) -> None:
-    """Journal this process's rows not ``done`` yet: bad rows at once, good rows in fixed
-    batches of ``batch_size`` (fixed slices of ``mine``, so a resumed run batches the same)."""
+    """Journal this process's rows (``mine``, ``n_mine`` of them, streamed) not ``done`` yet,
+    in fixed batches of ``batch_size`` good rows (fixed slices of them, so a resumed run batches
+    the same). Bad rows need no model: the merge makes their records from the input."""
     from tqdm.auto import tqdm
 
     bar = tqdm(
-        total=len(mine),
+        total=n_mine,
         initial=summary.n_resumed,
         unit="prompt",
         desc="export",
@@ -332,52 +344,67 @@ def _export_rows(
         dynamic_ncols=True,
         smoothing=0.1,
     )
-    n_batches = 0
+    n_batches, n_bad, batch = 0, 0, []
     with bar:
-        bad = [
-            error_record(row, row.error)
-            for row in mine
-            if row.error is not None and row.index not in done
-        ]
-        append_records(handle, bad)
-        bar.update(len(bad))
-        good = [row for row in mine if row.error is None]
-        for first in range(0, len(good), batch_size):
-            batch = good[first : first + batch_size]
-            todo = {row.index for row in batch if row.index not in done}
-            if not todo:
+        for row in chain(mine, [None]):  # None: the end, which closes the last batch
+            if row is not None and row.error is not None:
+                n_bad += row.index not in done
                 continue
-            t_model = time.perf_counter()
-            records, truncated = _recommend_rows(recommender, batch, *recommend_options)
-            summary.model_s += time.perf_counter() - t_model
-            summary.n_truncated += truncated
-            append_records(handle, [r for r in records if r["row"] in todo])
-            bar.update(len(todo))
-            n_batches += 1
-            if after_batch is not None:
-                after_batch(n_batches)
+            if row is not None:
+                batch.append(row)
+                if len(batch) < batch_size:
+                    continue
+            n_written = _journal_batch(recommender, batch, done, handle, summary, recommend_options)
+            bar.update(n_written + n_bad)
+            n_bad, batch = 0, []
+            if n_written:
+                n_batches += 1
+                if after_batch is not None:
+                    after_batch(n_batches)
 
 
-def _merge_on_main(state, output: Path, rows: list[InputRow], summary: ExportSummary) -> None:
+def _journal_batch(recommender, batch, done: DoneRows, handle, summary, recommend_options) -> int:
+    """Journal the records of ``batch``'s rows not ``done`` yet (the model runs on the whole
+    batch, if any); the number journaled."""
+    todo = {row.index for row in batch if row.index not in done}
+    if not todo:
+        return 0
+    t_model = time.perf_counter()
+    records, truncated = _recommend_rows(recommender, batch, *recommend_options)
+    summary.model_s += time.perf_counter() - t_model
+    summary.n_truncated += truncated
+    append_records(handle, [r for r in records if r["row"] in todo])
+    return len(todo)
+
+
+def _merge_on_main(state, output: Path, source: PromptFile, summary: ExportSummary) -> None:
     """On the main process, once every process is done: write the journals' records in input
     order as the output, remove the journals, and count the rows done and failed into
     ``summary``."""
     state.wait_for_everyone()
     if state.is_main_process:
-        _merge_output(output, rows, summary)
+        _merge_output(output, source, summary)
     state.wait_for_everyone()
 
 
-def _merge_output(output: Path, rows: list[InputRow], summary: ExportSummary) -> None:
+def _merge_output(output: Path, source: PromptFile, summary: ExportSummary) -> None:
     t0 = time.perf_counter()
-    ordered = merged_records(output, rows)
-    write_output(output, ordered)
+    write_output(output, _counted(merged_records(output, source.rows()), summary))
     for path in existing_journals(output):
         path.unlink()
     summary.merge_s = time.perf_counter() - t0
-    summary.n_failed = sum(1 for r in ordered if r.get("error"))
-    summary.n_done = len(ordered) - summary.n_failed
-    summary.failures = [(r["id"], r["error"]) for r in ordered if r.get("error")][:10]
+
+
+def _counted(records: Iterable[dict], summary: ExportSummary) -> Iterator[dict]:
+    """``records``, passed on as they come, counted into ``summary`` (the first 10 failures)."""
+    for record in records:
+        if record.get("error"):
+            summary.n_failed += 1
+            if len(summary.failures) < 10:
+                summary.failures.append((record["id"], record["error"]))
+        else:
+            summary.n_done += 1
+        yield record
 
 
 def _recommend_rows(
