@@ -345,3 +345,46 @@ def test_generate_finds_prefix_nodes_from_the_previous_step(monkeypatch):
     assert walked == [
         0
     ]  # (the masks themselves: test_processor_and_prefix_allowed_tokens_fn_agree)
+
+
+@pytest.mark.parametrize("seed", range(6))
+@PATHS
+def test_next_code_mask_is_the_level_block_of_the_processor(seed, dense_limit):
+    """The code-space search's mask (text2tracks.ensemble) is what the processor writes into the
+    next level's block of the vocabulary (or EOS), exclusions included, at every step."""
+    rng = np.random.default_rng(100 + seed)
+    sizes = tuple(int(s) for s in rng.integers(1, 5, size=int(rng.integers(1, 4))))
+    universe = np.array(list(np.ndindex(*sizes)))
+    codes = universe[
+        rng.choice(len(universe), size=int(rng.integers(1, len(universe) + 1)), replace=False)
+    ]
+    trie = FlatTrie.from_codes(codes, sizes)
+    offsets = tuple(2 + sum(sizes[:lv]) for lv in range(len(sizes)))
+    layout = SIDTokenLayout(sizes, offsets)
+    vocab = layout.end_id + 1
+    n_prompts, beams = 2, 3
+    exclude = [
+        rng.choice(trie.n_items, size=int(rng.integers(0, trie.n_items)), replace=False)
+        for _ in range(n_prompts)
+    ]
+    kwargs = dict(exclude=exclude, num_beams=beams, dense_limit=dense_limit)
+    by_call = SIDConstraintProcessor(trie, layout, EOS, PAD, **kwargs)
+    by_code = SIDConstraintProcessor(trie, layout, EOS, PAD, decoder_prompt_len=0, **kwargs)
+    rows = n_prompts * beams
+    prefix = torch.zeros((rows, 0), dtype=torch.long)
+    for t in range(len(sizes) + 1):
+        tokens = torch.cat(
+            [torch.zeros((rows, 1), dtype=torch.long), prefix + torch.tensor(offsets[:t])], 1
+        )
+        full = by_call.allowed_mask(tokens, vocab)
+        mask = by_code.next_code_mask(prefix)
+        if t < len(sizes):
+            assert torch.equal(mask, full[:, offsets[t] : offsets[t] + sizes[t]])
+        else:
+            assert torch.equal(mask, full[:, EOS : EOS + 1])
+            break
+        # extend each row by an allowed code where there is one (else any code)
+        pick = torch.where(mask.any(1), mask.float().argmax(1), torch.zeros(rows, dtype=torch.long))
+        prefix = torch.cat([prefix, pick[:, None]], 1)
+    with pytest.raises(ValueError, match="levels"):
+        by_code.next_code_mask(torch.zeros((rows, len(sizes) + 1), dtype=torch.long))

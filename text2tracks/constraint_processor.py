@@ -283,6 +283,31 @@ class SIDConstraintProcessor(LogitsProcessor):
         mask.scatter_(1, col, True)
         return mask[:, :size]
 
+    def next_code_mask(self, codes: torch.Tensor) -> torch.Tensor:
+        """What ``__call__`` allows after each row's ID prefix, in code space and without the
+        vocabulary-wide arrays (for a search that scores each level's codes only).
+
+        ``codes``: (rows, t) the codes written so far (not token ids). Returns a bool mask
+        (rows, ``level_sizes[t]``) of the next level's allowed codes, or (rows, 1) for EOS once
+        the ID is complete (``t == depth``)."""
+        n_rows, t = codes.shape
+        if t > self.depth:
+            raise ValueError(f"codes has {t} levels, more than the IDs' depth {self.depth}")
+        d = self._tensors(codes.device)
+        prow = None
+        if self.exclude is not None:
+            if n_rows != len(self.exclude) * self.num_beams:
+                raise ValueError(
+                    f"{n_rows} rows, expected {len(self.exclude)} prompts x {self.num_beams} beams"
+                )
+            prow = torch.arange(n_rows, device=codes.device) // self.num_beams
+        node, ok = self._prefix_nodes(codes.to(dtype=torch.long), prow, d)
+        if t == self.depth:
+            return ok[:, None]
+        if self._dense[t]:
+            return self._block_mask_dense(t, node, ok, prow, d)
+        return self._block_mask_csr(t, node, ok, prow, d)
+
     # ------------------------------------------------------------------ the processor
     def allowed_mask(self, input_ids: torch.LongTensor, vocab_size: int) -> torch.Tensor:
         """Boolean (batch*beams, vocab_size) mask of the tokens allowed next (for tests/inspection)."""

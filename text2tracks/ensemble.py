@@ -373,30 +373,19 @@ def _search(states, w, processor, trie: FlatTrie, batch: int, beams: int):
     import torch
 
     depth = trie.depth
-    layout = processor.layout
     rows = batch * beams
     codes = torch.zeros((rows, 0), dtype=torch.long)
     # one live beam per prompt at the start (the others would repeat it)
     total = torch.full((batch, beams), float("-inf"))
     total[:, 0] = 0.0
     total = total.reshape(-1)
-    vocab = max(layout.end_id, processor.eos_token_id, processor.pad_token_id) + 1
     for t in range(depth + 1):
         level = t if t < depth else None
         step = sum(
             float(wi) * s.step_logprobs(codes, level).cpu() for wi, s in zip(w, states, strict=True)
         )
-        # the trie mask (and exclusions) through the first member's layout
-        full = torch.zeros((rows, vocab))
-        tokens = codes + torch.as_tensor(layout.offsets[:t], dtype=torch.long)
-        allowed = torch.isfinite(processor(tokens, full))
-        if level is None:
-            step = step.masked_fill(
-                ~allowed[:, processor.eos_token_id : processor.eos_token_id + 1], float("-inf")
-            )
-        else:
-            off = layout.offsets[level]
-            step = step.masked_fill(~allowed[:, off : off + step.shape[1]], float("-inf"))
+        # the trie mask (and exclusions), in code space
+        step = step.masked_fill(~processor.next_code_mask(codes), float("-inf"))
         cand = (total[:, None] + step).reshape(batch, -1)  # (batch, beams * width)
         width = step.shape[1]
         best, flat = torch.topk(cand, beams, dim=1)
