@@ -11,7 +11,7 @@ candidates from 50 beams, as when the 10 answers are diversified). Paths:
 - ``generate``: transformers' ``generate`` with the trie's logits processor
   (:func:`text2tracks.decoding.constrained_generate`); the encoder states are repeated per beam,
   and every step reorders the whole cache, cross-attention included;
-- ``code_space_repeated``: the code-space search (:func:`text2tracks.ensemble.ensemble_generate`,
+- ``code_space_repeated``: the code-space search (:func:`text2tracks.code_search.ensemble_generate`,
   one member) with the encoder states repeated per beam;
 - ``code_space_shared``: the same search with cross-attention computed once per prompt
   (:mod:`text2tracks.shared_cross_attention`), which the API uses.
@@ -74,8 +74,8 @@ def _setup(args):
 def _search(path, model, layout, trie, x, args):
     """One search of ``path`` over the prompts ``x``; its items."""
     import text2tracks.shared_cross_attention as sca
+    from text2tracks.code_search import EnsembleMember, ensemble_generate
     from text2tracks.decoding import constrained_generate
-    from text2tracks.ensemble import EnsembleMember, ensemble_generate
 
     mask = torch.ones_like(x)
     if path == "generate":

@@ -121,7 +121,7 @@ def test_ensemble_search_is_the_same_with_and_without_sharing(monkeypatch):
     """The search's answer does not depend on the cross-attention path (the fallback for a model
     that cannot switch its attention repeats the states per beam)."""
     import text2tracks.shared_cross_attention as sca
-    from text2tracks.ensemble import EnsembleMember, ensemble_generate
+    from text2tracks.code_search import EnsembleMember, ensemble_generate
     from text2tracks.tokens import SIDTokenLayout
     from text2tracks.trie import FlatTrie
 

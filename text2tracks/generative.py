@@ -1,7 +1,7 @@
 """The generative mode of the API: prompts -> tokenizer -> constrained beam search -> a
 diversified top k of catalogue item indices and scores (:func:`generate_items`).
 
-The beam search itself is the code-space search of :func:`text2tracks.ensemble.ensemble_generate`
+The beam search itself is the code-space search of :func:`text2tracks.code_search.ensemble_generate`
 (one member here), which computes cross-attention once per prompt instead of once per beam
 (:mod:`text2tracks.shared_cross_attention`) and returns what
 :func:`text2tracks.decoding.constrained_generate` (transformers' ``generate``) returns, faster;
@@ -174,7 +174,7 @@ def search_items(
     indices int64 and scores float64, ``(batch, k)``."""
     import torch
 
-    from text2tracks.ensemble import EnsembleMember, ensemble_generate, model_eos_token_id
+    from text2tracks.code_search import EnsembleMember, ensemble_generate, model_eos_token_id
 
     candidates = candidate_count(trie, k, num_beams, diversity, exclude)
     member = EnsembleMember(model, input_ids, attention_mask, layout, model_eos_token_id(model))
