@@ -1,0 +1,139 @@
+"""Decoding cost against catalogue size, with one model (issue 14: "decoding flat in catalogue
+size"; target: latency at 2M items within 1.5x of 10k, trie tables under 1 GiB at 2M).
+
+    python -m eval.bench_catalogue_size [--items 10000,100000,1000000,2000000]
+        [--out bench_out/bench_catalogue_size.json]
+
+One model for every size (the default ``ModelConfig``, byte prompts, random weights: speed does
+not depend on training) and synthetic catalogues of 3 x 256 codes and a collision digit
+(:func:`eval.bench_decoding.synthetic_catalogue`: skewed first codes, so branches are uneven as
+in real IDs). Per size: the trie's build time and its arrays' bytes, then the API's search (the
+code-space search with shared cross-attention, :func:`text2tracks.generative.search_items`:
+beam 50, 10 answers diversified over 50 candidates) timed for one prompt (median of
+``--repeats``) and for a batch of 64 prompts, the sizes interleaved in each repeat so that a
+busy machine slows all alike. Ratios are to the smallest catalogue, medians of the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from eval.bench_decoding import synthetic_catalogue
+from eval.benchmark_outputs import table_main
+
+SIZES = (256, 256, 256, 32)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m eval.bench_catalogue_size", description=__doc__)
+    ap.add_argument("--items", default="10000,100000,1000000,2000000", help="catalogue sizes")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--prompt-tokens", type=int, default=16)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default="bench_out/bench_catalogue_size.json")
+    return ap
+
+
+def trie_nbytes(trie) -> int:
+    """Bytes of the trie's numpy arrays (what decoding keeps in memory for the catalogue)."""
+    total = 0
+    for value in vars(trie).values():
+        arrays = value if isinstance(value, (list, tuple)) else [value]
+        total += sum(a.nbytes for a in arrays if isinstance(a, np.ndarray))
+    return total
+
+
+def run(args) -> dict:
+    from text2tracks.generative import search_items
+    from text2tracks.modeling import ModelConfig, build_seq2seq
+    from text2tracks.trie import FlatTrie
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    model, _, layout = build_seq2seq(ModelConfig(tokenizer="bytes"), SIZES)
+    model.eval()
+    g = torch.Generator().manual_seed(args.seed)
+    one = torch.randint(3, 259, (1, args.prompt_tokens), generator=g)
+    many = torch.randint(3, 259, (args.batch, args.prompt_tokens), generator=g)
+    tries, rows = {}, {}
+    for n in [int(v) for v in args.items.split(",") if v.strip()]:
+        codes = synthetic_catalogue(n, SIZES[-1], args.seed)
+        t0 = time.perf_counter()
+        tries[n] = FlatTrie.from_codes(codes, SIZES)
+        rows[n] = {
+            "items": tries[n].n_items,
+            "trie_build_s": time.perf_counter() - t0,
+            "trie_mb": trie_nbytes(tries[n]) / 2**20,
+            "one": [],
+            "batch": [],
+        }
+
+    def search(trie, x):
+        ones = torch.ones_like(x)
+        return search_items(model, x, ones, trie, layout, k=10, num_beams=50, diversity=0.5)
+
+    for trie in tries.values():  # warm-up
+        search(trie, one)
+    for rep in range(args.repeats):
+        for n in list(tries) if rep % 2 == 0 else list(tries)[::-1]:
+            t0 = time.perf_counter()
+            search(tries[n], one)
+            rows[n]["one"].append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            search(tries[n], many)
+            rows[n]["batch"].append(time.perf_counter() - t0)
+    smallest = min(rows)
+    out = []
+    for n, r in rows.items():
+        ratio = [a / b for a, b in zip(r["one"], rows[smallest]["one"], strict=True)]
+        out.append(
+            {
+                "requested_items": n,
+                "items": r["items"],
+                "trie_build_s": r["trie_build_s"],
+                "trie_mb": r["trie_mb"],
+                "one_prompt_ms": 1000 * statistics.median(r["one"]),
+                "batch_ms_per_prompt": 1000 * statistics.median(r["batch"]) / args.batch,
+                "one_prompt_ratio_to_smallest": statistics.median(ratio),
+                "times_one_s": r["one"],
+                "times_batch_s": r["batch"],
+            }
+        )
+    return {
+        "threads": args.threads,
+        "repeats": args.repeats,
+        "batch": args.batch,
+        "prompt_tokens": args.prompt_tokens,
+        "rows": out,
+    }
+
+
+def format_table(result: dict) -> str:
+    lines = [
+        f"one thread per search, beam 50, k 10 (50 candidates), median of {result['repeats']}",
+        "| items | trie build s | trie MB | one prompt ms | vs smallest | batch "
+        f"{result['batch']} ms/prompt |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in result["rows"]:
+        lines.append(
+            f"| {r['items']:,} | {r['trie_build_s']:.1f} | {r['trie_mb']:.0f} | "
+            f"{r['one_prompt_ms']:.1f} | {r['one_prompt_ratio_to_smallest']:.2f}x | "
+            f"{r['batch_ms_per_prompt']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    return table_main(argv, build_parser, run, format_table)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
