@@ -20,7 +20,6 @@ import argparse
 import statistics
 import time
 
-import numpy as np
 import torch
 
 from eval.bench_decoding import synthetic_catalogue
@@ -39,15 +38,6 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="bench_out/bench_catalogue_size.json")
     return ap
-
-
-def trie_nbytes(trie) -> int:
-    """Bytes of the trie's numpy arrays (what decoding keeps in memory for the catalogue)."""
-    total = 0
-    for value in vars(trie).values():
-        arrays = value if isinstance(value, (list, tuple)) else [value]
-        total += sum(a.nbytes for a in arrays if isinstance(a, np.ndarray))
-    return total
 
 
 def run(args) -> dict:
@@ -70,7 +60,7 @@ def run(args) -> dict:
         rows[n] = {
             "items": tries[n].n_items,
             "trie_build_s": time.perf_counter() - t0,
-            "trie_mb": trie_nbytes(tries[n]) / 2**20,
+            "trie_mb": tries[n].nbytes / 2**20,
             "one": [],
             "batch": [],
         }

@@ -356,7 +356,7 @@ def bench_trie(catalog, stages: dict):
     n_items = len(catalog.item_ids)
     with PeakRSS() as peak:
         trie = FlatTrie.from_codes(catalog.sid_codes, catalog.level_sizes)
-    trie_bytes = _trie_nbytes(trie)
+    trie_bytes = trie.nbytes
     stages["trie"] = peak.record(
         table_mb=_mb(trie_bytes),
         bytes_per_item=round(trie_bytes / n_items, 1),
@@ -427,14 +427,6 @@ def bench_decode(sid_codes: np.ndarray, args: argparse.Namespace) -> dict:
 
 def _mb(n_bytes: float) -> float:
     return round(n_bytes / MB, 1)
-
-
-def _trie_nbytes(trie) -> int:
-    total = 0
-    for value in vars(trie).values():
-        arrays = value if isinstance(value, (list, tuple)) else [value]
-        total += sum(a.nbytes for a in arrays if isinstance(a, np.ndarray))
-    return total
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -275,10 +275,9 @@ def test_generate_argument_errors(trie):
     assert model.training  # restored after decoding
 
 
-@pytest.mark.parametrize("seed", range(8))
-@pytest.mark.parametrize("dense_limit", [1 << 26, 0], ids=["dense", "csr"])
-def test_masks_match_brute_force_on_random_tries(seed, dense_limit):
-    rng = np.random.default_rng(seed)
+def random_trie(rng, n_prompts: int):
+    """A random small catalogue (1-3 levels of 1-4 codes, a random subset of the IDs), its trie
+    and token layout (blocks from token 2), and a random exclusion list per prompt."""
     sizes = tuple(int(s) for s in rng.integers(1, 5, size=int(rng.integers(1, 4))))
     universe = np.array(list(np.ndindex(*sizes)))
     codes = universe[
@@ -286,13 +285,20 @@ def test_masks_match_brute_force_on_random_tries(seed, dense_limit):
     ]
     trie = FlatTrie.from_codes(codes, sizes)
     offsets = tuple(2 + sum(sizes[:lv]) for lv in range(len(sizes)))
-    layout = SIDTokenLayout(sizes, offsets)
-    vocab = layout.end_id + 1
-    n_prompts, beams = 3, 2
     exclude = [
         rng.choice(trie.n_items, size=int(rng.integers(0, trie.n_items)), replace=False)
         for _ in range(n_prompts)
     ]
+    return sizes, codes, trie, offsets, SIDTokenLayout(sizes, offsets), exclude
+
+
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("dense_limit", [1 << 26, 0], ids=["dense", "csr"])
+def test_masks_match_brute_force_on_random_tries(seed, dense_limit):
+    rng = np.random.default_rng(seed)
+    n_prompts, beams = 3, 2
+    sizes, codes, trie, offsets, layout, exclude = random_trie(rng, n_prompts)
+    vocab = layout.end_id + 1
     proc = SIDConstraintProcessor(
         trie, layout, EOS, PAD, exclude=exclude, num_beams=beams, dense_limit=dense_limit
     )
@@ -350,23 +356,12 @@ def test_generate_finds_prefix_nodes_from_the_previous_step(monkeypatch):
 @pytest.mark.parametrize("seed", range(6))
 @PATHS
 def test_next_code_mask_is_the_level_block_of_the_processor(seed, dense_limit):
-    """The code-space search's mask (text2tracks.ensemble) is what the processor writes into the
+    """The code-space search's mask (text2tracks.code_search) is what the processor writes into the
     next level's block of the vocabulary (or EOS), exclusions included, at every step."""
     rng = np.random.default_rng(100 + seed)
-    sizes = tuple(int(s) for s in rng.integers(1, 5, size=int(rng.integers(1, 4))))
-    universe = np.array(list(np.ndindex(*sizes)))
-    codes = universe[
-        rng.choice(len(universe), size=int(rng.integers(1, len(universe) + 1)), replace=False)
-    ]
-    trie = FlatTrie.from_codes(codes, sizes)
-    offsets = tuple(2 + sum(sizes[:lv]) for lv in range(len(sizes)))
-    layout = SIDTokenLayout(sizes, offsets)
-    vocab = layout.end_id + 1
     n_prompts, beams = 2, 3
-    exclude = [
-        rng.choice(trie.n_items, size=int(rng.integers(0, trie.n_items)), replace=False)
-        for _ in range(n_prompts)
-    ]
+    sizes, _, trie, offsets, layout, exclude = random_trie(rng, n_prompts)
+    vocab = layout.end_id + 1
     kwargs = dict(exclude=exclude, num_beams=beams, dense_limit=dense_limit)
     by_call = SIDConstraintProcessor(trie, layout, EOS, PAD, **kwargs)
     by_code = SIDConstraintProcessor(trie, layout, EOS, PAD, decoder_prompt_len=0, **kwargs)

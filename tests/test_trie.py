@@ -136,3 +136,17 @@ def test_matches_brute_force(cat, data):
             if all(j in excluded for j, i in enumerate(ids) if i[:t] == p)
         ]
         assert ex[t - 1].tolist() == full
+
+
+def test_nbytes_counts_every_array_and_grows_with_the_catalogue():
+    codes, _ = shuffled()
+    small = FlatTrie.from_codes(codes[: len(codes) // 2], SIZES)
+    full = FlatTrie.from_codes(codes, SIZES)
+    arrays = [
+        a
+        for v in vars(full).values()
+        for a in (v if isinstance(v, (list, tuple)) else [v])
+        if isinstance(a, np.ndarray)
+    ]
+    assert full.nbytes == sum(a.nbytes for a in arrays) > 0
+    assert full.nbytes > small.nbytes

@@ -142,6 +142,15 @@ class FlatTrie:
     def n_items(self) -> int:
         return int(self.leaf_item.shape[0])
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the trie's numpy arrays: what it keeps in memory for the catalogue."""
+        total = 0
+        for value in vars(self).values():
+            arrays = value if isinstance(value, (list, tuple)) else [value]
+            total += sum(a.nbytes for a in arrays if isinstance(a, np.ndarray))
+        return total
+
     def n_nodes(self, level: int) -> int:
         return int(self.node_code[level].shape[0])
 
