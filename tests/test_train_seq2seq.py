@@ -189,6 +189,32 @@ def _check_written(artifact: Path, steps: int):
 
 
 @pytest.mark.slow
+def test_two_cpu_processes_train_as_one_group(artifact):
+    """``accelerate launch --multi_gpu --num_processes 2`` on a machine without CUDA: one gloo
+    group (each step takes a batch per process; one log, one summary, one writer), not two
+    independent trainings writing the same files."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this test runs the CPU processes of a machine without CUDA")
+    playlists, art = artifact
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu"]
+    launch += ["--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no"]
+    launch += ["--dynamo_backend", "no", "--main_process_port", "29531", "-m"]
+    args = ["training.train_seq2seq", "--artifact", str(art), "--playlists", str(playlists)]
+    args += ["--max-steps", "4", "--eval-every", "4", "--checkpoint-every", "4", "--members", "1"]
+    args += TINY_FLAGS
+    result = _run(launch + args)
+    summaries = result.stdout.count('"stopped_by"')
+    assert summaries == 1, result.stdout
+    summary = json.loads(result.stdout[result.stdout.index("{") :])
+    batch = int(TINY_FLAGS[TINY_FLAGS.index("--batch-size") + 1])
+    assert summary["steps"] == 4 and summary["examples_seen"] == 4 * batch * 2
+    assert result.stderr.count("data: ") == 1  # the main process logs
+    _check_written(art, 4)
+
+
+@pytest.mark.slow
 def test_accelerate_launch_smoke(artifact):
     playlists, art = artifact
     cmd = [

@@ -55,6 +55,7 @@ from training.checkpoints import STATE_NAME, list_checkpoints, resolve_resume
 from training.diffusion_config import DiffusionTrainConfig  # also importable from here
 from training.diffusion_data import load_pairs, prompt_inputs, validation_subset
 from training.diffusion_fusion import fit_artifact_fusion  # also importable from here
+from training.launch import force_cpu, print_on_main
 
 CHECKPOINTS_PREFIX = ".checkpoints-"  # + component: diffusion / latent_regressor
 LOG_NAME = "training_log.jsonl"
@@ -151,6 +152,7 @@ def _start(config: DiffusionTrainConfig):
     from accelerate.utils import set_seed
 
     accelerator = Accelerator(
+        cpu=force_cpu(),
         mixed_precision=config.mixed_precision,
         gradient_accumulation_steps=config.grad_accum,
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
@@ -554,7 +556,7 @@ def _run_from_args(args: argparse.Namespace) -> int:
     config = flags.build_config(
         "text2tracks train-diffusion", lambda: flags.config_from_args(DiffusionTrainConfig, args)
     )
-    print(json.dumps(train(config), indent=2))
+    print_on_main(train(config))
     return 0
 
 

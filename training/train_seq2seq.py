@@ -23,9 +23,8 @@ are sorted by length within windows of ``--length-bucket-window`` (32) batches s
 padding is encoded. ``--targets-per-prompt-group 1 --length-bucket-window 0`` is the plain path.
 
 The playlists are read again and re-split with the parameters stored in ``ART/cf/split.json``;
-the training playlist ids must match the ones the artifact was built from.
-
-:func:`train` runs the same thing in-process (for the benchmark).
+the training playlist ids must match the ones the artifact was built from. :func:`train` runs
+the same thing in-process (for the benchmark).
 """
 
 from __future__ import annotations
@@ -50,6 +49,7 @@ from text2tracks.training_step import (
     grouped_forward,  # also importable from here, where it lived
 )
 from training.checkpoints import STATE_NAME, list_checkpoints, resolve_resume
+from training.launch import force_cpu, print_on_main
 from training.seq2seq_config import (  # noqa: F401  (re-exported: they lived here)
     TARGET_SOURCES,
     TrainConfig,
@@ -127,13 +127,13 @@ def _start(config: TrainConfig):
     from accelerate.utils import set_seed
 
     accelerator = Accelerator(
-        mixed_precision=config.mixed_precision, gradient_accumulation_steps=config.grad_accum
+        cpu=force_cpu(),
+        mixed_precision=config.mixed_precision,
+        gradient_accumulation_steps=config.grad_accum,
     )
     if accelerator.device.type == "cpu":
-        threads = config.num_threads or max(
-            1, len(os.sched_getaffinity(0)) // max(1, accelerator.num_processes)
-        )
-        torch.set_num_threads(threads)
+        share = len(os.sched_getaffinity(0)) // max(1, accelerator.num_processes)
+        torch.set_num_threads(config.num_threads or max(1, share))
     set_seed(config.seed)
 
     prefix = f"[member {config.member}] " if config.members > 1 else ""
@@ -588,7 +588,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def _run_from_args(args: argparse.Namespace) -> int:
     config = flags.build_config("text2tracks train", lambda: config_from_args(args))
-    print(json.dumps(train(config), indent=2))
+    print_on_main(train(config))
     return 0
 
 
