@@ -24,6 +24,7 @@ import torch
 
 from eval.bench_decoding import synthetic_catalogue
 from eval.benchmark_outputs import table_main
+from eval.timing import int_list, time_interleaved
 
 SIZES = (256, 256, 256, 32)
 
@@ -32,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m eval.bench_catalogue_size", description=__doc__)
     ap.add_argument("--items", default="10000,100000,1000000,2000000", help="catalogue sizes")
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--batch", type=int, default=64, help="the batch timed beside one prompt (> 1)")
     ap.add_argument("--prompt-tokens", type=int, default=16)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
@@ -45,6 +46,10 @@ def run(args) -> dict:
     from text2tracks.modeling import ModelConfig, build_seq2seq
     from text2tracks.trie import FlatTrie
 
+    if args.batch < 2:
+        raise SystemExit(
+            f"--batch must be at least 2 (one prompt is timed anyway), got {args.batch}"
+        )
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     model, _, layout = build_seq2seq(ModelConfig(tokenizer="bytes"), SIZES)
@@ -53,7 +58,7 @@ def run(args) -> dict:
     one = torch.randint(3, 259, (1, args.prompt_tokens), generator=g)
     many = torch.randint(3, 259, (args.batch, args.prompt_tokens), generator=g)
     tries, rows = {}, {}
-    for n in [int(v) for v in args.items.split(",") if v.strip()]:
+    for n in int_list(args.items):
         codes = synthetic_catalogue(n, SIZES[-1], args.seed)
         t0 = time.perf_counter()
         tries[n] = FlatTrie.from_codes(codes, SIZES)
@@ -61,24 +66,19 @@ def run(args) -> dict:
             "items": tries[n].n_items,
             "trie_build_s": time.perf_counter() - t0,
             "trie_mb": tries[n].nbytes / 2**20,
-            "one": [],
-            "batch": [],
         }
 
-    def search(trie, x):
-        ones = torch.ones_like(x)
-        return search_items(model, x, ones, trie, layout, k=10, num_beams=50, diversity=0.5)
+    def search(n: int, _: int, size: int) -> None:
+        x = one if size == 1 else many
+        search_items(
+            model, x, torch.ones_like(x), tries[n], layout, k=10, num_beams=50, diversity=0.5
+        )
 
-    for trie in tries.values():  # warm-up
-        search(trie, one)
-    for rep in range(args.repeats):
-        for n in list(tries) if rep % 2 == 0 else list(tries)[::-1]:
-            t0 = time.perf_counter()
-            search(tries[n], one)
-            rows[n]["one"].append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            search(tries[n], many)
-            rows[n]["batch"].append(time.perf_counter() - t0)
+    # warm-up included; one call per repeat at batch 1 and at --batch
+    timed = time_interleaved(search, list(tries), [1, args.batch], args.repeats, calls=1)
+    for n, r in rows.items():
+        r["one"] = [t for (t,) in timed[1][n]]
+        r["batch"] = [t for (t,) in timed[args.batch][n]]
     smallest = min(rows)
     out = []
     for n, r in rows.items():

@@ -18,15 +18,12 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 import warnings
 from typing import Any
 
+from eval.timing import int_list, time_interleaved
+
 MODES = ("generative", "hybrid")
-
-
-def _ints(text: str) -> list[int]:
-    return [int(v) for v in text.split(",") if v.strip()]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--artifact", required=True, help="an artifact with a diffusion head")
     parser.add_argument("--playlists", required=True, help="the playlists build-ids read")
-    parser.add_argument("--batch-sizes", type=_ints, default=[1, 64])
+    parser.add_argument("--batch-sizes", type=int_list, default=[1, 64])
     parser.add_argument("--repeats", type=int, default=7, help="interleaved repeats")
     parser.add_argument("--calls", type=int, default=4, help="timed calls per repeat and cell")
     parser.add_argument("--k", type=int, default=10)
@@ -47,39 +44,21 @@ def build_parser() -> argparse.ArgumentParser:
 def time_modes(
     recommender, prompts: list[str], batch_sizes: list[int], repeats: int, calls: int, k: int = 10
 ) -> dict[int, dict[str, list[list[float]]]]:
-    """Seconds per call, ``{batch size: {mode: [[per call] per repeat]}}``, timed interleaved.
+    """Seconds per call, ``{batch size: {mode: [[per call] per repeat]}}``, timed interleaved
+    (:func:`eval.timing.time_interleaved`).
 
     Call ``c`` of repeat ``r`` at batch size ``b`` takes ``b`` prompts starting at
     ``(r * calls + c) * b`` (cycling through ``prompts``), the same prompts for both modes.
     """
-    if repeats < 1 or calls < 1:
-        raise ValueError(f"repeats and calls must be >= 1, got {repeats} and {calls}")
-    bad = [b for b in batch_sizes if b < 1]
-    if not batch_sizes or bad:
-        raise ValueError(f"batch sizes must be integers >= 1, got {batch_sizes}")
 
-    def batch(index: int, size: int) -> list[str]:
-        return [prompts[(index * size + j) % len(prompts)] for j in range(size)]
+    def run(mode: str, index: int, size: int) -> None:
+        texts = [prompts[(index * size + j) % len(prompts)] for j in range(size)]
+        recommender.recommend(texts, k=k, mode=mode, batch_size=size)
 
-    def call(mode: str, texts: list[str]) -> float:
-        started = time.perf_counter()
-        recommender.recommend(texts, k=k, mode=mode, batch_size=len(texts))
-        return time.perf_counter() - started
-
-    times = {b: {m: [] for m in MODES} for b in batch_sizes}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # over-long prompts, default fusion
-        for size in batch_sizes:  # warm-up: lazy faiss index, first allocations
-            for mode in MODES:
-                call(mode, batch(0, size))
-        for r in range(repeats):
-            order = MODES if r % 2 == 0 else MODES[::-1]
-            for size in batch_sizes:
-                for mode in order:
-                    times[size][mode].append(
-                        [call(mode, batch(r * calls + c, size)) for c in range(calls)]
-                    )
-    return times
+        # warm-up included: lazy faiss index, first allocations
+        return time_interleaved(run, MODES, batch_sizes, repeats, calls)
 
 
 def summarise(times: dict[int, dict[str, list[list[float]]]]) -> list[dict[str, Any]]:

@@ -28,13 +28,13 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
-import time
 
 import numpy as np
 import torch
 
 from eval.bench_decoding import synthetic_catalogue
 from eval.benchmark_outputs import table_main
+from eval.timing import int_list, time_interleaved
 
 PATHS = ("generate", "code_space_repeated", "code_space_shared")
 
@@ -54,10 +54,6 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def _ints(text: str) -> list[int]:
-    return [int(v) for v in text.split(",") if v.strip()]
-
-
 def _setup(args):
     from text2tracks.modeling import ModelConfig, build_seq2seq
     from text2tracks.trie import FlatTrie
@@ -73,7 +69,6 @@ def _setup(args):
 
 def _search(path, model, layout, trie, x, args):
     """One search of ``path`` over the prompts ``x``; its items."""
-    import text2tracks.shared_cross_attention as sca
     from text2tracks.code_search import EnsembleMember, ensemble_generate
     from text2tracks.decoding import constrained_generate
 
@@ -84,13 +79,13 @@ def _search(path, model, layout, trie, x, args):
         )
         return np.asarray(items)
     member = EnsembleMember(model, x, mask, layout, int(model.generation_config.eos_token_id))
-    supported = sca._supported
-    if path == "code_space_repeated":
-        sca._supported = lambda model: False
-    try:
-        items, _ = ensemble_generate([member], trie, k=args.k, num_beams=args.num_beams)
-    finally:
-        sca._supported = supported
+    items, _ = ensemble_generate(
+        [member],
+        trie,
+        k=args.k,
+        num_beams=args.num_beams,
+        share_cross_attention=path == "code_space_shared",
+    )
     return items
 
 
@@ -101,21 +96,26 @@ def run(args) -> dict:
     unknown = sorted(set(paths) - set(PATHS))
     if unknown:
         raise SystemExit(f"unknown --paths {unknown}; choose from {', '.join(PATHS)}")
-    lengths, batches = _ints(args.prompt_lengths), _ints(args.batches)
+    lengths, batches = int_list(args.prompt_lengths), int_list(args.batches)
     g = torch.Generator().manual_seed(args.seed)
     prompts = {(n, b): torch.randint(3, 259, (b, n), generator=g) for n in lengths for b in batches}
-    cells = [(p, n, b) for p in paths for n in lengths for b in batches]
-    times: dict = {c: [] for c in cells}
+    variants = [(p, n) for p in paths for n in lengths]
+    cells = [(p, n, b) for p, n in variants for b in batches]
     agree: dict = {}
-    first = {}
     with torch.inference_mode():
-        for c in cells:  # warm-up, and whether the paths return the same items
-            first[c] = _search(c[0], model, layout, trie, prompts[c[1:]], args)
-        for rep in range(args.repeats):
-            for c in cells if rep % 2 == 0 else cells[::-1]:
-                t0 = time.perf_counter()
-                _search(c[0], model, layout, trie, prompts[c[1:]], args)
-                times[c].append(time.perf_counter() - t0)
+        # warm-up, and whether the paths return the same items
+        first = {
+            (p, n, b): _search(p, model, layout, trie, prompts[n, b], args) for p, n, b in cells
+        }
+        timed = time_interleaved(
+            lambda v, _, b: _search(v[0], model, layout, trie, prompts[v[1], b], args),
+            variants,
+            batches,
+            args.repeats,
+            calls=1,
+            warm_up=False,
+        )
+    times = {(p, n, b): [t for (t,) in timed[b][p, n]] for p, n, b in cells}
     rows = []
     for p, n, b in cells:
         med = statistics.median(times[(p, n, b)])

@@ -23,16 +23,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 import warnings
 from pathlib import Path
 from typing import Any
 
+from eval.timing import int_list, time_interleaved
+
 DEFAULT_SEED_COUNTS = (0, 1, 10, 25, 100)
-
-
-def _ints(text: str) -> list[int]:
-    return [int(v) for v in text.split(",") if v.strip()]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,11 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--playlists", required=True, help="the playlists build-ids read")
     parser.add_argument(
         "--seed-counts",
-        type=_ints,
+        type=int_list,
         default=list(DEFAULT_SEED_COUNTS),
         help="seeds per prompt (0 is always timed: the ratios' reference)",
     )
-    parser.add_argument("--batch-sizes", type=_ints, default=[1, 64])
+    parser.add_argument("--batch-sizes", type=int_list, default=[1, 64])
     parser.add_argument("--repeats", type=int, default=5, help="interleaved repeats")
     parser.add_argument("--calls", type=int, default=2, help="timed calls per repeat and cell")
     parser.add_argument("--k", type=int, default=10)
@@ -104,11 +101,6 @@ def time_seed_counts(
     ``b`` takes ``b`` playlists starting at ``(r * calls + c) * b`` (cycling through them), the
     same playlists for every seed count, each prompt with its playlist's first N tracks as seeds.
     """
-    if repeats < 1 or calls < 1:
-        raise ValueError(f"repeats and calls must be >= 1, got {repeats} and {calls}")
-    bad = [b for b in batch_sizes if b < 1]
-    if not batch_sizes or bad:
-        raise ValueError(f"batch sizes must be integers >= 1, got {batch_sizes}")
     seed_counts = check_seed_counts(seed_counts)
     short = [t for t, tracks in playlists if len(tracks) < seed_counts[-1]]
     if not playlists or short:
@@ -117,30 +109,16 @@ def time_seed_counts(
             f"{len(short)} of {len(playlists)} have fewer"
         )
 
-    def batch(index: int, size: int) -> list[tuple[str, list[str]]]:
-        return [playlists[(index * size + j) % len(playlists)] for j in range(size)]
-
-    def call(n_seeds: int, chosen: list[tuple[str, list[str]]]) -> float:
+    def run(n_seeds: int, index: int, size: int) -> None:
+        chosen = [playlists[(index * size + j) % len(playlists)] for j in range(size)]
         titles = [title for title, _ in chosen]
         seeds = [tracks[:n_seeds] for _, tracks in chosen]
-        started = time.perf_counter()
-        recommender.recommend(titles, k=k, seed_tracks=seeds, batch_size=len(titles))
-        return time.perf_counter() - started
+        recommender.recommend(titles, k=k, seed_tracks=seeds, batch_size=size)
 
-    times = {b: {n: [] for n in seed_counts} for b in batch_sizes}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # over-long titles, seeds over the model's
-        for size in batch_sizes:  # warm-up: first allocations
-            for n in seed_counts:
-                call(n, batch(0, size))
-        for r in range(repeats):
-            order = seed_counts if r % 2 == 0 else seed_counts[::-1]
-            for size in batch_sizes:
-                for n in order:
-                    times[size][n].append(
-                        [call(n, batch(r * calls + c, size)) for c in range(calls)]
-                    )
-    return times
+        # warm-up included: first allocations
+        return time_interleaved(run, seed_counts, batch_sizes, repeats, calls)
 
 
 def summarise(times: dict[int, dict[int, list[list[float]]]]) -> list[dict[str, Any]]:

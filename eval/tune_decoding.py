@@ -19,20 +19,18 @@ from pathlib import Path
 
 import numpy as np
 
+from eval.timing import int_list
+
 
 def _floats(text: str) -> list[float]:
     return [float(v) for v in text.split(",") if v.strip()]
-
-
-def _ints(text: str) -> list[int]:
-    return [int(v) for v in text.split(",") if v.strip()]
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m eval.tune_decoding", description=__doc__)
     parser.add_argument("--artifact", required=True, help="a trained artifact (with seq2seq/)")
     parser.add_argument("--playlists", required=True, help="the playlists build-ids read")
-    parser.add_argument("--num-beams", type=_ints, default=[20, 50, 100])
+    parser.add_argument("--num-beams", type=int_list, default=[20, 50, 100])
     parser.add_argument("--diversity", type=_floats, default=[0.0, 0.3, 0.5, 0.75])
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--prompts", type=int, default=0, help="0 = every validation prompt")

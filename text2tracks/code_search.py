@@ -149,6 +149,7 @@ def ensemble_generate(
     num_beams: int | None = None,
     exclude: Sequence[Iterable[int]] | None = None,
     weights: Sequence[float] | None = None,
+    share_cross_attention: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-k catalogue items per prompt under the members' mean log-probability.
 
@@ -158,6 +159,9 @@ def ensemble_generate(
         k: items per prompt; ``num_beams``: beam width (at least ``k``; default ``k``).
         exclude: optional, per prompt the item indices never to return.
         weights: optional, one weight per member (normalised to sum 1; default equal).
+        share_cross_attention: compute each prompt's cross-attention once, not once per beam
+            (:mod:`text2tracks.shared_cross_attention`; same results); False repeats the
+            encoder states per beam, as ``generate`` does (for comparison).
 
     Returns ``items`` int64 and ``scores`` float32, ``(batch, k)``, best first: the weighted mean
     over members of each ID's summed log-probability (EOS included).
@@ -203,7 +207,10 @@ def ensemble_generate(
         m.model.eval()
     try:
         with torch.no_grad(), contextlib.ExitStack() as stack:
-            shared = [stack.enter_context(shared_cross_attention(m.model)) for m in members]
+            shared = [
+                share_cross_attention and stack.enter_context(shared_cross_attention(m.model))
+                for m in members
+            ]
             states = [_MemberState(m, beams, s) for m, s in zip(members, shared, strict=True)]
             items, scores = _search(states, w, processor, trie, batch, beams)
     finally:
