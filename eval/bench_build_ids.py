@@ -25,9 +25,11 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
 import shutil  # noqa: E402
-import subprocess  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
+
+from eval.bench_scale import PeakRSS, ensure_data, run_child  # noqa: E402
+from eval.timing import int_list  # noqa: E402
 
 STAGES = ("read+split", "interactions", "cf", "residual_kmeans", "catalogue", "write")
 TARGET_SECONDS, TARGET_RSS_MB = 30 * 60, 16 * 1024
@@ -42,12 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--workers", type=int, default=1, help="processes generating the data")
     ap.add_argument("--keep-artifacts", action="store_true", help="keep each size's artifact")
     ap.add_argument("--one-size", type=int, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--result-file", default=None, help=argparse.SUPPRESS)
     return ap
 
 
 def run_size(n: int, args) -> dict:
     """Build IDs for the ``n``-playlist set in this process; its record."""
-    from eval.bench_scale import PeakRSS, ensure_data
     from text2tracks.commands.build_ids import BuildIDsConfig, run_build_ids
 
     out = Path(args.out)
@@ -137,16 +139,14 @@ def main(argv: list[str] | None = None) -> int:
     args.data_dir = args.data_dir or str(out / "data")
     if args.one_size is not None:  # the child: one size, one process
         record = run_size(args.one_size, args)
-        (out / f"size_{args.one_size}.json").write_text(json.dumps(record, indent=2) + "\n")
+        Path(args.result_file).write_text(json.dumps(record, indent=2) + "\n")
         return 0
     records = []
-    for n in [int(s) for s in args.sizes.split(",") if s.strip()]:
-        child = [sys.executable, "-m", "eval.bench_build_ids", "--one-size", str(n)]
-        code = subprocess.call(child + list(argv if argv is not None else sys.argv[1:]))
-        if code != 0:
-            print(f"size {n}: build-ids failed (exit {code}); stopping", file=sys.stderr)
+    for n in int_list(args.sizes):
+        record = run_child(n, out, argv, module="eval.bench_build_ids")
+        if record is None:
             break
-        records.append(json.loads((out / f"size_{n}.json").read_text()))
+        records.append(record)
     if not records:
         return 1
     payload = {"host": platform.node(), "load_average": list(os.getloadavg()), "sizes": records}

@@ -525,19 +525,14 @@ def earlier_records(out: Path, sizes: list[int]) -> list[dict]:
     return records
 
 
-def run_child(n: int, out: Path, argv: list[str] | None) -> dict | None:
-    """Size ``n`` in a fresh process with this run's flags; its record, or None if it failed."""
+def run_child(
+    n: int, out: Path, argv: list[str] | None, module: str = "eval.bench_scale"
+) -> dict | None:
+    """Size ``n`` in a fresh process (``python -m module --one-size n --result-file F`` plus this
+    run's flags), so that its peak RSS is its own; its record, or None if it failed."""
     result_file = out / f"size_{n}.json"
-    child = [
-        sys.executable,
-        "-m",
-        "eval.bench_scale",
-        "--one-size",
-        str(n),
-        "--result-file",
-        str(result_file),
-    ] + [a for a in (argv or sys.argv[1:])]
-    code = subprocess.call(child)
+    child = [sys.executable, "-m", module, "--one-size", str(n), "--result-file", str(result_file)]
+    code = subprocess.call(child + list(argv if argv is not None else sys.argv[1:]))
     if code != 0:
         print(f"size {n}: the run failed (exit {code}); stopping", file=sys.stderr)
         return None
