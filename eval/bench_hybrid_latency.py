@@ -21,7 +21,7 @@ import statistics
 import warnings
 from typing import Any
 
-from eval.timing import int_list, time_interleaved
+from eval.timing import int_list, paired_ratio, time_interleaved
 
 MODES = ("generative", "hybrid")
 
@@ -73,10 +73,7 @@ def summarise(times: dict[int, dict[str, list[list[float]]]]) -> list[dict[str, 
             row[f"{mode}_ms_per_prompt"] = 1000 * row[f"{mode}_s_per_call"] / size
             row[f"{mode}_n_calls"] = len(flat)
         row["ratio"] = row["hybrid_s_per_call"] / row["generative_s_per_call"]
-        row["ratio_paired_median"] = statistics.median(
-            statistics.median(h) / statistics.median(g)
-            for h, g in zip(by_mode["hybrid"], by_mode["generative"], strict=True)
-        )
+        row["ratio_paired_median"] = paired_ratio(by_mode["hybrid"], by_mode["generative"])
         rows.append(row)
     return rows
 

@@ -27,7 +27,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from eval.timing import int_list, time_interleaved
+from eval.timing import int_list, paired_ratio, time_interleaved
 
 DEFAULT_SEED_COUNTS = (0, 1, 10, 25, 100)
 
@@ -142,10 +142,7 @@ def summarise(times: dict[int, dict[int, list[list[float]]]]) -> list[dict[str, 
                     "ms_per_prompt": 1000 * median / size,
                     "n_calls": len(flat),
                     "ratio": median / zero_median,
-                    "ratio_paired_median": statistics.median(
-                        statistics.median(s) / statistics.median(z)
-                        for s, z in zip(reps, zero, strict=True)
-                    ),
+                    "ratio_paired_median": paired_ratio(reps, zero),
                 }
             )
     return rows

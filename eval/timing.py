@@ -7,10 +7,11 @@ alternates between repeats, so that drift in the machine's load falls on all of 
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Callable, Hashable, Sequence
 
-__all__ = ["int_list", "time_interleaved"]
+__all__ = ["int_list", "paired_ratio", "time_interleaved"]
 
 
 def int_list(text: str) -> list[int]:
@@ -58,3 +59,11 @@ def time_interleaved(
                     [timed(variant, r * calls + c, size) for c in range(calls)]
                 )
     return times
+
+
+def paired_ratio(reps: list[list[float]], reference: list[list[float]]) -> float:
+    """The median over repeats of (median of ``reps[r]`` / median of ``reference[r]``): a ratio
+    of two variants timed in the same repeats (:func:`time_interleaved`), robust to drift."""
+    return statistics.median(
+        statistics.median(a) / statistics.median(b) for a, b in zip(reps, reference, strict=True)
+    )
