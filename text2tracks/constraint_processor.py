@@ -294,16 +294,27 @@ class SIDConstraintProcessor(LogitsProcessor):
         if t > self.depth:
             raise ValueError(f"codes has {t} levels, more than the IDs' depth {self.depth}")
         d = self._tensors(codes.device)
-        prow = None
-        if self.exclude is not None:
-            if n_rows != len(self.exclude) * self.num_beams:
-                raise ValueError(
-                    f"{n_rows} rows, expected {len(self.exclude)} prompts x {self.num_beams} beams"
-                )
-            prow = torch.arange(n_rows, device=codes.device) // self.num_beams
+        prow = self._prompt_rows(n_rows, codes.device)
         node, ok = self._prefix_nodes(codes.to(dtype=torch.long), prow, d)
         if t == self.depth:
             return ok[:, None]
+        return self._level_mask(t, node, ok, prow, d)
+
+    def _prompt_rows(self, n_rows: int, device) -> torch.Tensor | None:
+        """Each row's prompt (``row // num_beams``) where there are exclusions, else None;
+        ``ValueError`` if the rows are not one block of beams per excluded prompt."""
+        if self.exclude is None:
+            return None
+        if n_rows != len(self.exclude) * self.num_beams:
+            raise ValueError(
+                f"{n_rows} rows (of scores or codes), expected {len(self.exclude)} prompts x "
+                f"{self.num_beams} beams = {len(self.exclude) * self.num_beams} (one exclude "
+                "entry per prompt)"
+            )
+        return torch.arange(n_rows, device=device) // self.num_beams
+
+    def _level_mask(self, t: int, node, ok, prow, d: dict) -> torch.Tensor:
+        """Bool (rows, level_sizes[t]) mask of the codes allowed after the prefixes' nodes."""
         if self._dense[t]:
             return self._block_mask_dense(t, node, ok, prow, d)
         return self._block_mask_csr(t, node, ok, prow, d)
@@ -333,15 +344,7 @@ class SIDConstraintProcessor(LogitsProcessor):
                 f"prompt ({self.decoder_prompt_len})"
             )
         d = self._tensors(scores.device)
-        prow = None
-        if self.exclude is not None:
-            if n_rows != len(self.exclude) * self.num_beams:
-                raise ValueError(
-                    f"{n_rows} rows of scores, expected {len(self.exclude)} prompts x "
-                    f"{self.num_beams} beams = {len(self.exclude) * self.num_beams} (one exclude "
-                    "entry per prompt)"
-                )
-            prow = torch.arange(n_rows, device=scores.device) // self.num_beams
+        prow = self._prompt_rows(n_rows, scores.device)
         out = torch.full_like(scores, _NEG_INF)
         if t > self.depth:  # after EOS: only padding
             out[:, self.pad_token_id] = scores[:, self.pad_token_id]
@@ -351,10 +354,7 @@ class SIDConstraintProcessor(LogitsProcessor):
         if t == self.depth:  # full ID written: only EOS
             out[:, self.eos_token_id] = scores[:, self.eos_token_id].masked_fill(~ok, _NEG_INF)
             return out
-        if self._dense[t]:
-            mask = self._block_mask_dense(t, node, ok, prow, d)
-        else:
-            mask = self._block_mask_csr(t, node, ok, prow, d)
+        mask = self._level_mask(t, node, ok, prow, d)
         off = self.layout.offsets[t]
         out[:, off : off + self.trie.level_sizes[t]] = scores[
             :, off : off + mask.shape[1]
