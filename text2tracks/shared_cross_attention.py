@@ -39,15 +39,26 @@ def _make_attention(inner: str):
     """The attention function registered as ``t2t_beam_shared_<inner>``."""
     from transformers import AttentionInterface
 
+    # the wrapped implementation, looked up once: the registered one, else (eager) the model
+    # module's own eager_attention_forward, once per attention class
+    registered = AttentionInterface._global_mapping.get(inner) if inner != "eager" else None
+    eager_of: dict[type, object] = {}
+
+    def delegate(module):
+        if registered is not None:
+            return registered
+        kind = type(module)
+        if kind not in eager_of:
+            fn = getattr(sys.modules[kind.__module__], "eager_attention_forward", None)
+            if fn is None:
+                raise RuntimeError(f"no {inner!r} attention for {kind.__name__}")
+            eager_of[kind] = fn
+        return eager_of[kind]
+
     def attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
         rows, kv_rows = query.shape[0], key.shape[0]
         if rows == kv_rows:  # self-attention, or cross-attention over expanded states
-            eager = getattr(sys.modules[type(module).__module__], "eager_attention_forward", None)
-            fn = AttentionInterface._global_mapping.get(inner) if inner != "eager" else None
-            fn = fn or eager
-            if fn is None:
-                raise RuntimeError(f"no {inner!r} attention for {type(module).__name__}")
-            return fn(
+            return delegate(module)(
                 module,
                 query,
                 key,
