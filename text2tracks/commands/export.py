@@ -45,11 +45,11 @@ becomes an error record and the job goes on; the summary counts rows done and ro
 Crash safety: the model's results go to an append-only journal beside the output
 (``OUTPUT.partial.jsonl``, or ``OUTPUT.partial.pR.jsonl`` per process), one fsync per batch,
 keyed by input row index (a bad row needs no model: its record is made from the input at the
-merge, and "taken from the journal" counts the model's rows only). The output itself is written only at the end, to a temporary file renamed into place, so a crash
-never leaves a corrupt output. ``--resume`` reads the journals (a line cut by the crash is
-dropped), skips the rows done and finishes; batches are fixed slices of the input, so a resumed
-run writes exactly what an uninterrupted one would. Without ``--resume`` an existing journal is
-an error.
+merge, and "taken from the journal" counts the model's rows only). The output itself is written
+only at the end, to a temporary file renamed into place, so a crash never leaves a corrupt
+output. ``--resume`` reads the journals (a line cut by the crash is dropped), skips the rows
+done and finishes; batches are fixed slices of the input, so a resumed run writes exactly what
+an uninterrupted one would. Without ``--resume`` an existing journal is an error.
 
 Several processes (``accelerate launch``): process ``p`` of ``P`` takes the rows whose index is
 ``p`` modulo ``P`` and writes its own journal; the main process merges them in input order.
