@@ -48,6 +48,7 @@ from semantic_ids.playlists import (
     files_with,
     mpd_files,
     opt_str,
+    playlist_prompt,
     require_exists,
     split_playlists,
     unit_hash,
@@ -175,6 +176,10 @@ class ColumnarPlaylists:
             name: np.flatnonzero(side == k)
             for k, name in enumerate(("train", "validation", "test"))
         }
+
+    def prompts(self) -> list[str]:
+        """Each playlist's prompt, as ``Playlist.prompt`` gives it."""
+        return [playlist_prompt(t, d) for t, d in zip(self.titles, self.descriptions, strict=True)]
 
     def tracks_of(self, row: int) -> list[str]:
         """Track ids of playlist ``row``, in order (for checks and small data)."""

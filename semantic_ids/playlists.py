@@ -36,9 +36,14 @@ class Playlist:
     @property
     def prompt(self) -> str:
         """The prompt of this playlist: its title, and its description where present."""
-        if self.description and self.description.strip():
-            return f"{self.title.strip()}. {self.description.strip()}"
-        return self.title.strip()
+        return playlist_prompt(self.title, self.description)
+
+
+def playlist_prompt(title: str, description: str | None) -> str:
+    """A playlist's prompt: its title, and its description where present ("title. description")."""
+    if description and description.strip():
+        return f"{title.strip()}. {description.strip()}"
+    return title.strip()
 
 
 @dataclass

@@ -410,18 +410,44 @@ def artifact_split(artifact: str | os.PathLike, playlists: str | os.PathLike):
     from (another file, or other split parameters). Returns the ``PlaylistSplit``."""
     from semantic_ids.playlists import read_playlists, split_playlists
 
-    artifact = Path(artifact)
-    info = read_json(artifact / CF_COMPONENT / SPLIT_NAME, "split parameters")
+    info = _split_info(artifact)
     split = split_playlists(
         read_playlists(playlists).playlists,
         validation_fraction=info["validation_fraction"],
         test_fraction=info["test_fraction"],
         seed=info["seed"],
     )
+    _check_train_ids(artifact, playlists, info, [p.playlist_id for p in split.train])
+    return split
+
+
+def artifact_split_columns(artifact: str | os.PathLike, playlists: str | os.PathLike) -> dict:
+    """:func:`artifact_split` with the columnar reader (MPD slices or Parquet; see
+    ``semantic_ids.columnar.columnar_readable``): ``{"train", "validation", "test"}`` as
+    ``ColumnarPlaylists``, the same playlists in the same order, without one Python object per
+    track (what full-MPD training data needs)."""
+    from semantic_ids.columnar import read_columnar
+
+    info = _split_info(artifact)
+    columns = read_columnar(playlists)
+    sides = columns.split(
+        validation_fraction=info["validation_fraction"],
+        test_fraction=info["test_fraction"],
+        seed=info["seed"],
+    )
+    ids = columns.playlist_ids
+    _check_train_ids(artifact, playlists, info, [ids[r] for r in sides["train"].tolist()])
+    return {name: columns.take(rows) for name, rows in sides.items()}
+
+
+def _split_info(artifact: str | os.PathLike) -> dict:
+    return read_json(Path(artifact) / CF_COMPONENT / SPLIT_NAME, "split parameters")
+
+
+def _check_train_ids(artifact, playlists, info: dict, train_ids: list[str]) -> None:
     expected = info.get("train_playlist_ids")
-    if expected is not None and [p.playlist_id for p in split.train] != list(expected):
+    if expected is not None and train_ids != list(expected):
         raise ValueError(
             f"the training playlists of {playlists} (re-split with {artifact}/cf/{SPLIT_NAME}) "
             f"are not those {artifact} was built from; pass the same playlists as build-ids"
         )
-    return split

@@ -49,6 +49,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from text2tracks.pair_options import check_draw_options, check_int, cumulative_weights
+from text2tracks.ragged import Ragged, as_ragged
 from text2tracks.seed_draw import SeedDraw, draw_seeds, seeded_targets
 
 _SPACES = re.compile(r"\s+")
@@ -136,7 +137,8 @@ class Seq2SeqPairs:
     Args:
         prompt_ids: per playlist, its prompt's token ids (see :func:`encode_prompts`).
         relevant: per playlist, the catalogue item indices of its tracks (may be empty: such a
-            playlist gives no example).
+            playlist gives no example); a sequence of lists, or a
+            :class:`~text2tracks.ragged.Ragged` (no Python object per entry, for full-MPD scale).
         sid_token_ids: int64 ``(n_items, depth)``, the semantic-ID token ids of each item
             (``SIDTokenLayout.codes_to_token_ids(catalog.sid_codes)``).
         eos_token_id: appended to every target.
@@ -169,7 +171,7 @@ class Seq2SeqPairs:
     def __init__(
         self,
         prompt_ids: Sequence[np.ndarray],
-        relevant: Sequence[Sequence[int]],
+        relevant: Sequence[Sequence[int]] | Ragged,
         sid_token_ids: np.ndarray,
         eos_token_id: int,
         targets_per_playlist: int = 0,
@@ -180,9 +182,9 @@ class Seq2SeqPairs:
         group_size: int = 1,
         bucket_batches: int = 0,
         batch_size: int | None = None,
-        target_weights: Sequence[Sequence[float]] | None = None,
+        target_weights: Sequence[Sequence[float]] | Ragged | None = None,
         seeds: SeedDraw | None = None,
-        own_tracks: Sequence[Sequence[int]] | None = None,
+        own_tracks: Sequence[Sequence[int]] | Ragged | None = None,
         blank_prompt_ids: np.ndarray | None = None,
     ) -> None:
         sid_token_ids = check_draw_options(
@@ -212,13 +214,9 @@ class Seq2SeqPairs:
         self.targets_per_playlist = int(targets_per_playlist)
         self.seed = int(seed)
         self.shuffle = bool(shuffle)
-        lengths = np.fromiter((len(r) for r in relevant), dtype=np.int64, count=len(relevant))
-        self.indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-        self.items = (
-            np.concatenate([np.asarray(r, dtype=np.int64) for r in relevant])
-            if lengths.sum()
-            else np.zeros(0, dtype=np.int64)
-        )
+        relevant = as_ragged(relevant)
+        lengths = relevant.lengths()
+        self.indptr, self.items = relevant.indptr, relevant.values
         if self.items.size and (self.items.min() < 0 or self.items.max() >= len(sid_token_ids)):
             raise ValueError("a relevant item index is outside sid_token_ids")
         self.pair_playlist = np.repeat(np.arange(len(relevant), dtype=np.int64), lengths)
@@ -261,13 +259,9 @@ class Seq2SeqPairs:
             )
         self.seed_draw = seeds
         self.blank_prompt_ids = np.asarray(blank_prompt_ids, dtype=np.int64)
-        lengths = np.fromiter((len(r) for r in own_tracks), dtype=np.int64, count=len(own_tracks))
-        self.own_indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-        self.own_items = (
-            np.concatenate([np.asarray(r, dtype=np.int64) for r in own_tracks])
-            if lengths.sum()
-            else np.zeros(0, dtype=np.int64)
-        )
+        own_tracks = as_ragged(own_tracks)
+        lengths = own_tracks.lengths()
+        self.own_indptr, self.own_items = own_tracks.indptr, own_tracks.values
         if self.own_items.size and (
             self.own_items.min() < 0 or self.own_items.max() >= len(self.sid_token_ids)
         ):

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from text2tracks.ragged import Ragged, as_ragged
+
 
 def check_int(name: str, value, low: int) -> int:
     """``value`` as an int; ``ValueError`` unless an integer (not a bool) >= ``low``."""
@@ -50,8 +52,8 @@ def check_draw_options(
             )
         if popularity_power:
             raise ValueError("target_weights and popularity_power exclude each other")
-        if len(target_weights) != len(relevant) or any(
-            len(w) != len(r) for w, r in zip(target_weights, relevant, strict=True)
+        if len(target_weights) != len(relevant) or not np.array_equal(
+            _lengths(target_weights), _lengths(relevant)
         ):
             raise ValueError("target_weights must hold one weight per relevant item")
     if popularity_power and targets_per_playlist == 0:
@@ -61,16 +63,19 @@ def check_draw_options(
     return sid_token_ids
 
 
+def _lengths(rows) -> np.ndarray:
+    """Per row, its length (a :class:`Ragged`'s without a Python loop)."""
+    if isinstance(rows, Ragged):
+        return rows.lengths()
+    return np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
+
+
 def cumulative_weights(
     target_weights, indptr: np.ndarray, lengths: np.ndarray, pair_playlist: np.ndarray
 ) -> np.ndarray:
     """Per (playlist, item) pair, its playlist's cumulative target distribution up to it plus
     the playlist's index, so that one ``searchsorted`` draws every playlist's targets at once."""
-    weights = (
-        np.concatenate([np.asarray(w, dtype=np.float64) for w in target_weights])
-        if lengths.sum()
-        else np.zeros(0)
-    )
+    weights = as_ragged(target_weights, np.float64).values
     if weights.size and (not np.all(np.isfinite(weights)) or weights.min() < 0):
         raise ValueError("target_weights must be finite and >= 0")
     cum = np.r_[0.0, np.cumsum(weights)]

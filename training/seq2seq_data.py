@@ -17,37 +17,80 @@ MINILM_POSITIONS = 512  # all-MiniLM-L6-v2's max_position_embeddings
 def load_training_data(config: TrainConfig, log=print):
     """The artifact's catalogue and the train / validation playlists re-split as recorded.
 
-    Returns a dict with ``catalog``, ``vocab``, ``train`` and ``validation`` (playlists), and
-    ``train_relevant`` / ``validation_relevant`` (catalogue item indices per playlist).
+    MPD slices and Parquet are read with the columnar reader (no Python object per track: what
+    a million playlists need), JSONL with the object reader; both give the same data.
+
+    Returns a dict with ``catalog``, ``vocab``, ``train_prompts`` and ``validation_prompts``
+    (one string per playlist), and ``train_relevant`` / ``validation_relevant`` (per playlist,
+    its catalogue item indices in playlist order, as a :class:`~text2tracks.ragged.Ragged`).
     """
     from semantic_ids.catalog import SemanticIDCatalog
+    from semantic_ids.columnar import columnar_readable
     from semantic_ids.interactions import ItemVocab
-    from text2tracks.artifacts import artifact_split
 
     artifact = Path(config.artifact)
     vocab = ItemVocab.load(artifact / CF_COMPONENT)
     catalog = SemanticIDCatalog.load(artifact / CATALOG_COMPONENT / "catalog")
     if tuple(catalog.item_ids) != tuple(vocab.item_ids):
         raise ValueError(f"{artifact}: the catalogue and the CF vocabulary list different items")
-    split = artifact_split(artifact, config.playlists)
     index = (
         catalog._item_index
         if hasattr(catalog, "_item_index")
         else {t: i for i, t in enumerate(catalog.item_ids)}
     )
+    started = time.perf_counter()
+    if columnar_readable(config.playlists):
+        sides = _columnar_sides(artifact, config.playlists, index)
+    else:
+        sides = _object_sides(artifact, config.playlists, index)
+    log(
+        f"playlists: {len(sides['train_prompts'])} train, {len(sides['validation_prompts'])} "
+        f"validation, read and matched to the catalogue in {time.perf_counter() - started:.1f} s"
+    )
+    return {"catalog": catalog, "vocab": vocab, **sides}
 
-    def relevant(playlists):
+
+def _columnar_sides(artifact: Path, playlists, index: dict) -> dict:
+    """Train / validation prompts and catalogue items from the columnar reader: each distinct
+    track's catalogue index is looked up once, then every row is mapped by one array gather."""
+    import numpy as np
+
+    from text2tracks.artifacts import artifact_split_columns
+    from text2tracks.ragged import Ragged
+
+    sides = artifact_split_columns(artifact, playlists)
+    some = sides["train"]
+    code_item = np.fromiter(
+        (index.get(t, -1) for t in some.track_ids.tolist()),
+        dtype=np.int64,
+        count=len(some.track_ids),
+    )
+    out = {}
+    for name in ("train", "validation"):
+        columns = sides[name]
+        items = code_item[columns.track_codes]
+        out[f"{name}_prompts"] = columns.prompts()
+        out[f"{name}_relevant"] = Ragged(columns.indptr, items).filter(items >= 0)
+    return out
+
+
+def _object_sides(artifact: Path, playlists, index: dict) -> dict:
+    """Train / validation prompts and catalogue items from the object reader (JSONL)."""
+    from text2tracks.artifacts import artifact_split
+    from text2tracks.ragged import Ragged
+
+    split = artifact_split(artifact, playlists)
+
+    def relevant(side):
         out = []
-        for p in playlists:
+        for p in side:
             seen = dict.fromkeys(j for j in (index.get(t) for t in p.track_ids) if j is not None)
             out.append(list(seen))
-        return out
+        return Ragged.from_rows(out)
 
     return {
-        "catalog": catalog,
-        "vocab": vocab,
-        "train": split.train,
-        "validation": split.validation,
+        "train_prompts": [p.prompt for p in split.train],
+        "validation_prompts": [p.prompt for p in split.validation],
         "train_relevant": relevant(split.train),
         "validation_relevant": relevant(split.validation),
     }
@@ -62,7 +105,7 @@ def playlist_targets(config: TrainConfig, data: dict, log):
 
     started = time.perf_counter()
     teacher = teacher_targets(
-        [p.prompt for p in data["train"]],
+        data["train_prompts"],
         data["train_relevant"],
         len(data["catalog"]),
         top_items=config.teacher_top_items,
@@ -84,7 +127,7 @@ def build_examples(config: TrainConfig, data: dict, tokenizer, sid_token_ids, lo
 
     train_prompts = encode_prompts(
         tokenizer,
-        [p.prompt for p in data["train"]],
+        data["train_prompts"],
         config.model.max_prompt_length,
         config.normalize_prompts,
     )
@@ -127,13 +170,15 @@ def build_examples(config: TrainConfig, data: dict, tokenizer, sid_token_ids, lo
 
     val = _validation_examples(config, data, tokenizer, sid_token_ids, seed_options, blank)
     log(
-        f"data: {len(data['train'])} train playlists, {len(train_pairs)} examples per epoch; "
+        f"data: {len(data['train_prompts'])} train playlists, {len(train_pairs)} examples per epoch; "
         f"{len(val['val_relevant'])} validation prompts ({val['n_val_skipped']} without "
         "catalogue tracks skipped)"
     )
     if seeds is not None:
         n_seeded = int(train_pairs.epoch_seeds.has_seeds.sum())
-        log(f"seeds: {n_seeded} of {len(data['train'])} training playlists carry seeds in epoch 0")
+        log(
+            f"seeds: {n_seeded} of {len(data['train_prompts'])} training playlists carry seeds in epoch 0"
+        )
     return {"train_pairs": train_pairs, "collate": collate, **val}
 
 
@@ -147,15 +192,15 @@ def _validation_examples(
 
     from text2tracks.data import Seq2SeqCollator, Seq2SeqPairs, encode_prompts
 
-    val_keep = [i for i, r in enumerate(data["validation_relevant"]) if r]
-    n_val_skipped = len(data["validation"]) - len(val_keep)
+    val_keep = np.flatnonzero(data["validation_relevant"].lengths() > 0).tolist()
+    n_val_skipped = len(data["validation_prompts"]) - len(val_keep)
     if config.eval_prompts and len(val_keep) > config.eval_prompts:
         rng = np.random.default_rng(config.seed)
         val_keep = sorted(rng.choice(val_keep, size=config.eval_prompts, replace=False).tolist())
-    val_relevant = [data["validation_relevant"][i] for i in val_keep]
+    val_relevant = [data["validation_relevant"][i].tolist() for i in val_keep]
     val_prompts = encode_prompts(
         tokenizer,
-        [data["validation"][i].prompt for i in val_keep],
+        [data["validation_prompts"][i] for i in val_keep],
         config.model.max_prompt_length,
         config.normalize_prompts,
     )

@@ -145,19 +145,20 @@ def _start(config: TrainConfig):
     return accelerator, log
 
 
-def _build_model(config: TrainConfig, catalog, train_playlists, log):
+def _build_model(config: TrainConfig, catalog, train_prompts: list[str], log):
     """3. The model, its tokenizer (a subword one learns from the training prompts) and layout."""
     from text2tracks.data import normalize_prompt
     from text2tracks.modeling import build_seq2seq, count_parameters
 
     # the catalogue's scheme says how codes become tokens ("bytes": content IDs); targets are
     # then depth tokens + EOS whatever the scheme, and decoding follows layout / trie depth
-    texts = [p.prompt for p in train_playlists]
     model, tokenizer, layout = build_seq2seq(
         config.model,
         catalog.level_sizes,
         scheme=catalog.scheme,
-        prompt_texts=[normalize_prompt(t) if config.normalize_prompts else t for t in texts],
+        prompt_texts=[
+            normalize_prompt(t) if config.normalize_prompts else t for t in train_prompts
+        ],
     )
     n_params = count_parameters(model)
     shape = (
@@ -498,7 +499,7 @@ def _train_one(config: TrainConfig) -> dict[str, Any]:
     accelerator, log = _start(config)
     data = load_training_data(config, log)  # 2. data
     catalog = data["catalog"]
-    model, tokenizer, layout, n_params = _build_model(config, catalog, data["train"], log)
+    model, tokenizer, layout, n_params = _build_model(config, catalog, data["train_prompts"], log)
     sid_token_ids = layout.codes_to_token_ids(catalog.sid_codes)
     examples = build_examples(config, data, tokenizer, sid_token_ids, log)
     train_dl, val_loss_dl, val_prompt_dl = build_loaders(config, examples)
