@@ -145,7 +145,7 @@ def _start(config: TrainConfig):
     return accelerator, log
 
 
-def _build_model(config: TrainConfig, catalog, train_prompts: list[str], log):
+def _build_model(config: TrainConfig, catalog, prompts: list[str], log):
     """3. The model, its tokenizer (a subword one learns from the training prompts) and layout."""
     from text2tracks.data import normalize_prompt
     from text2tracks.modeling import build_seq2seq, count_parameters
@@ -156,9 +156,7 @@ def _build_model(config: TrainConfig, catalog, train_prompts: list[str], log):
         config.model,
         catalog.level_sizes,
         scheme=catalog.scheme,
-        prompt_texts=[
-            normalize_prompt(t) if config.normalize_prompts else t for t in train_prompts
-        ],
+        prompt_texts=[normalize_prompt(t) if config.normalize_prompts else t for t in prompts],
     )
     n_params = count_parameters(model)
     shape = (
