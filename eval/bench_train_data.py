@@ -41,6 +41,7 @@ from eval.bench_scale import PeakRSS, ensure_data, run_child  # noqa: E402
 from eval.timing import int_list  # noqa: E402
 
 PREP_STAGES = ("load", "model", "examples", "epoch")
+REAL = 0  # --one-size 0: the --real playlists
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,6 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--window-batches", type=int, default=4)
     ap.add_argument(
         "--target-source", default=None, help="override TrainConfig's (default: its default)"
+    )
+    ap.add_argument(
+        "--real",
+        nargs=2,
+        metavar=("PLAYLISTS", "ARTIFACT"),
+        default=None,
+        help="also measure real playlists with an artifact built from them (first row)",
     )
     ap.add_argument("--one-size", type=int, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--result-file", default=None, help=argparse.SUPPRESS)
@@ -98,10 +106,15 @@ def run_size(n: int, args) -> dict:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    folder, summary = ensure_data(n, Path(args.data_dir), args.seed, json_max=0)
-    artifact = ensure_artifact(n, folder / "parquet", args)
+    if n == REAL:
+        playlists, artifact = map(Path, args.real)
+        summary = {}
+    else:
+        folder, summary = ensure_data(n, Path(args.data_dir), args.seed, json_max=0)
+        playlists = folder / "parquet"
+        artifact = ensure_artifact(n, playlists, args)
     extra = {} if args.target_source is None else {"target_source": args.target_source}
-    config = TrainConfig(artifact=str(artifact), playlists=str(folder / "parquet"), **extra)
+    config = TrainConfig(artifact=str(artifact), playlists=str(playlists), **extra)
     log: list[str] = []
     stages: dict[str, dict] = {}
     with PeakRSS() as rss:
@@ -147,7 +160,9 @@ def run_size(n: int, args) -> dict:
     loader_rate = _windows(load_only, args.windows, args.window_batches * 10, batch)
     train_rate = _windows(lambda: train_step(run, batch), args.windows, args.window_batches, batch)
     return {
-        "n_playlists": n,
+        "set": "real" if n == REAL else "synthetic",
+        "playlists": str(playlists),
+        "n_playlists": n if n != REAL else None,
         "rows": summary.get("n_rows"),
         "catalogue_items": len(catalog),
         "train_playlists": len(data["train_prompts"]),
@@ -167,15 +182,18 @@ def run_size(n: int, args) -> dict:
 
 
 def format_table(records: list[dict]) -> str:
-    head = "| playlists | rows | catalogue | examples/epoch | " + " | ".join(PREP_STAGES)
+    head = "| set | train playlists | rows | catalogue | examples/epoch | " + " | ".join(
+        PREP_STAGES
+    )
     lines = [
         head + " | prep s | peak RSS MB | loader ex/s | train ex/s |",
-        "|" + "---|" * (len(PREP_STAGES) + 8),
+        "|" + "---|" * (len(PREP_STAGES) + 9),
     ]
     for r in records:
         stages = " | ".join(f"{r['stages'][s]['seconds']:.1f}" for s in PREP_STAGES)
+        rows = f"{r['rows']:,}" if r["rows"] else "-"
         lines.append(
-            f"| {r['n_playlists']:,} | {r['rows'] or 0:,} | {r['catalogue_items']:,} | "
+            f"| {r['set']} | {r['train_playlists']:,} | {rows} | {r['catalogue_items']:,} | "
             f"{r['examples_per_epoch']:,} | {stages} | {r['prep_seconds']:.0f} | "
             f"{r['peak_rss_mb']:,.0f} | {r['loader_examples_per_s']:,.0f} | "
             f"{r['train_examples_per_s']:,.0f} |"
@@ -183,8 +201,8 @@ def format_table(records: list[dict]) -> str:
     if len(records) > 1:
         small, big = records[0], records[-1]
         lines.append(
-            f"training throughput at {big['n_playlists']:,} playlists / at "
-            f"{small['n_playlists']:,}: "
+            f"training throughput at {big['train_playlists']:,} training playlists / at "
+            f"{small['train_playlists']:,}: "
             f"{big['train_examples_per_s'] / small['train_examples_per_s']:.2f}x "
             f"(data loader alone: "
             f"{big['loader_examples_per_s'] / small['loader_examples_per_s']:.2f}x)"
@@ -200,23 +218,23 @@ def plot(records: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    n = [r["n_playlists"] for r in records]
+    n = [r["train_playlists"] for r in records]
     fig, (left, mid, right) = plt.subplots(1, 3, figsize=(14, 4))
     left.loglog(n, [r["prep_seconds"] for r in records], "o-", label="total", linewidth=2)
     for stage in PREP_STAGES:
         left.loglog(
             n, [max(r["stages"][stage]["seconds"], 1e-3) for r in records], ".--", label=stage
         )
-    left.set(xlabel="playlists", ylabel="seconds", title="training data preparation")
+    left.set(xlabel="training playlists", ylabel="seconds", title="training data preparation")
     left.legend(fontsize=7)
     mid.loglog(n, [r["peak_rss_mb"] for r in records], "o-")
-    mid.set(xlabel="playlists", ylabel="peak RSS (MB)", title="preparation memory")
+    mid.set(xlabel="training playlists", ylabel="peak RSS (MB)", title="preparation memory")
     right.semilogx(n, [r["train_examples_per_s"] for r in records], "o-", label="training step")
     right.semilogx(
         n, [r["loader_examples_per_s"] / 10 for r in records], "s--", label="loader / 10"
     )
     right.set_ylim(bottom=0)
-    right.set(xlabel="playlists", ylabel="examples / s", title="throughput")
+    right.set(xlabel="training playlists", ylabel="examples / s", title="throughput")
     right.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -234,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.result_file).write_text(json.dumps(record, indent=2) + "\n")
         return 0
     records = []
-    for n in int_list(args.sizes):
+    for n in ([REAL] if args.real else []) + int_list(args.sizes):
         record = run_child(n, out, argv, module="eval.bench_train_data")
         if record is None:
             break

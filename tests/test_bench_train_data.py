@@ -23,4 +23,4 @@ def test_one_size_gives_a_record_a_table_and_the_plot(tmp_path, capsys):
     assert record["loss_finite"]
     assert (out / "artifact_400" / "semantic_ids").is_dir()  # built once, then reused
     assert (out / "growth.png").stat().st_size > 1000
-    assert "| 400 |" in capsys.readouterr().out
+    assert "| synthetic |" in capsys.readouterr().out
