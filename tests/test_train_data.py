@@ -136,3 +136,21 @@ def test_pairs_from_ragged_equal_pairs_from_lists():
             targets_per_playlist=4,
             **common,
         )
+
+
+def test_cumulative_weights_blocks_give_one_result():
+    from text2tracks.pair_options import cumulative_weights
+
+    rng = np.random.default_rng(2)
+    weights = as_ragged([rng.random(rng.integers(0, 6)) + 0.01 for _ in range(30)], np.float32)
+    lengths = weights.lengths()
+    owner = weights.row_of_value()
+    whole = cumulative_weights(weights, weights.indptr, lengths, owner)
+    blocked = cumulative_weights(weights, weights.indptr, lengths, owner, block=4)
+    np.testing.assert_array_equal(whole, blocked)
+    # per playlist: increasing, ends at its index + 1, first step its first weight's share
+    for p in np.flatnonzero(lengths):
+        row = whole[weights.indptr[p] : weights.indptr[p + 1]] - p
+        assert np.all(np.diff(row) > 0) and row[-1] == 1.0
+        w = weights[p].astype(np.float64)
+        np.testing.assert_allclose(row, np.cumsum(w) / w.sum(), rtol=1e-9)
