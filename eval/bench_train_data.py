@@ -11,17 +11,21 @@ length buckets, the default T5 and subword tokenizer) and ``--threads`` torch th
 
 - ``load``: :func:`training.seq2seq_data.load_training_data` (read, re-split, catalogue items
   per playlist as arrays);
-- ``model``: the tokenizer learned on the training prompts and the model built;
-- ``examples``: :func:`training.seq2seq_data.build_examples` (prompts encoded, the title-kNN
-  teacher, the epoch's draw), with the teacher's own seconds from its log line;
-- ``epoch``: drawing the next epoch (``set_epoch``: vectorised, no Python loop over pairs);
-- throughput: examples/s of the data loader alone (indexing + collation) and of full training
-  steps (collate, forward, backward, AdamW), each the median of ``--windows`` windows of
-  ``--window-batches`` batches.
+- ``targets``: :func:`training.seq2seq_data.playlist_targets` (the title-kNN teacher);
+- per prompt tokenizer, the recommended subword one (learned on the training prompts, up to
+  8,000 tokens: a larger set fills more of it, so the model's embedding grows) and bytes (the
+  same model at every size): ``model`` (tokenizer and model built), ``examples``
+  (:func:`training.seq2seq_data.build_examples` from the computed targets: prompts encoded,
+  pairs, the epoch's draw) and ``epoch`` (drawing the next epoch: ``set_epoch``, vectorised,
+  no Python loop over pairs);
+- throughput per tokenizer: examples/s of the data loader alone (indexing + collation) and of
+  full training steps (collate, forward, backward, AdamW), each the median of ``--windows``
+  windows of ``--window-batches`` batches.
 
 Prints a table, writes ``OUT/results.json`` (``size_N.json`` per size) and ``OUT/growth.png``
-(preparation seconds and peak RSS against playlists, and throughput against playlists), and
-states the issue's check: training throughput at the largest size against the smallest.
+(preparation seconds and peak RSS, and training throughput, against training playlists), and
+states the issue's check per tokenizer: training throughput at the largest synthetic size
+against the smallest (``--real PLAYLISTS ARTIFACT`` adds real playlists as a first row).
 """
 
 from __future__ import annotations
@@ -35,12 +39,13 @@ import json  # noqa: E402
 import platform  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
+from dataclasses import replace  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from eval.bench_scale import PeakRSS, ensure_data, run_child  # noqa: E402
 from eval.timing import int_list  # noqa: E402
 
-PREP_STAGES = ("load", "model", "examples", "epoch")
+PREP_STAGES = ("load", "targets", "model (subword)", "examples (subword)", "epoch (subword)")
 REAL = 0  # --one-size 0: the --real playlists
 
 
@@ -98,14 +103,10 @@ def run_size(n: int, args) -> dict:
     """Prepare the ``n``-playlist set's training data in this process and time training."""
     import torch
 
-    from eval.bench_train_throughput import train_step
-    from text2tracks.data import normalize_prompt
-    from text2tracks.modeling import build_seq2seq
     from training.seq2seq_config import TrainConfig
-    from training.seq2seq_data import build_examples, load_training_data
+    from training.seq2seq_data import load_training_data, playlist_targets
 
     torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
     if n == REAL:
         playlists, artifact = map(Path, args.real)
         summary = {}
@@ -122,25 +123,61 @@ def run_size(n: int, args) -> dict:
             data = load_training_data(config, log.append)
         stages["load"] = stage.record()
         with PeakRSS() as stage:
-            catalog = data["catalog"]
-            texts = data["train_prompts"]
-            model, tokenizer, layout = build_seq2seq(
-                config.model,
-                catalog.level_sizes,
-                scheme=catalog.scheme,
-                prompt_texts=[normalize_prompt(t) for t in texts],
-            )
-            sid = layout.codes_to_token_ids(catalog.sid_codes)
-        stages["model"] = stage.record()
-        with PeakRSS() as stage:
-            examples = build_examples(config, data, tokenizer, sid, log.append)
-        stages["examples"] = stage.record()
-        pairs = examples["train_pairs"]
-        with PeakRSS() as stage:
-            pairs.set_epoch(1)
-        stages["epoch"] = stage.record()
-    teacher = [line for line in log if line.startswith("teacher:")]
-    run = {
+            targets = playlist_targets(config, data, log.append)
+        stages["targets"] = stage.record()
+        runs = {}
+        for tokenizer in ("subword", "bytes"):  # the recommended one first
+            tokenizer_config = replace(config, model=replace(config.model, tokenizer=tokenizer))
+            runs[tokenizer] = _prepare(tokenizer_config, data, targets, stages, tokenizer, log)
+    record = {
+        "set": "real" if n == REAL else "synthetic",
+        "playlists": str(playlists),
+        "n_playlists": n if n != REAL else None,
+        "rows": summary.get("n_rows"),
+        "catalogue_items": len(data["catalog"]),
+        "train_playlists": len(data["train_prompts"]),
+        "examples_per_epoch": len(runs["subword"]["pairs"]),
+        "target_source": config.target_source,
+        "threads": args.threads,
+        "batch_size": config.batch_size,
+        "stages": stages,
+        "prep_seconds": rss.seconds,
+        "peak_rss_mb": rss.peak / 2**20,
+        "log": log,
+    }
+    for tokenizer, run in runs.items():
+        record[tokenizer] = _throughput(run, config.batch_size, args)
+    return record
+
+
+def _prepare(config, data, targets, stages: dict, name: str, log) -> dict:
+    """The model (tokenizer learned on the training prompts), the examples from the computed
+    ``targets`` and the next epoch's draw, timed into ``stages``."""
+    import torch
+
+    from text2tracks.data import normalize_prompt
+    from text2tracks.modeling import build_seq2seq, count_parameters
+    from training.seq2seq_data import build_examples
+
+    torch.manual_seed(config.seed)
+    with PeakRSS() as stage:
+        catalog = data["catalog"]
+        model, tokenizer, layout = build_seq2seq(
+            config.model,
+            catalog.level_sizes,
+            scheme=catalog.scheme,
+            prompt_texts=[normalize_prompt(t) for t in data["train_prompts"]],
+        )
+        sid = layout.codes_to_token_ids(catalog.sid_codes)
+    stages[f"model ({name})"] = stage.record()
+    with PeakRSS() as stage:
+        examples = build_examples(config, data, tokenizer, sid, log.append, targets=targets)
+    stages[f"examples ({name})"] = stage.record()
+    pairs = examples["train_pairs"]
+    with PeakRSS() as stage:
+        pairs.set_epoch(1)
+    stages[f"epoch ({name})"] = stage.record()
+    return {
         "pairs": pairs,
         "collate": examples["collate"],
         "model": model.train(),
@@ -148,46 +185,43 @@ def run_size(n: int, args) -> dict:
         "cursor": 0,
         "epoch": 1,
         "losses": [],
+        "vocab_size": len(tokenizer),
+        "n_params": count_parameters(model),
     }
-    batch = config.batch_size
+
+
+def _throughput(run: dict, batch: int, args) -> dict:
+    """Examples/s of the data loader alone (indexing + collation) and of training steps."""
+    from eval.bench_train_throughput import train_step
+
+    pairs, collate = run["pairs"], run["collate"]
     cursor = {"at": 0}
 
     def load_only() -> int:
         at = cursor["at"] % max(1, len(pairs) - batch)
         cursor["at"] += batch
-        return examples["collate"]([pairs[i] for i in range(at, at + batch)])["labels"].shape[0]
+        return collate([pairs[i] for i in range(at, at + batch)])["labels"].shape[0]
 
-    loader_rate = _windows(load_only, args.windows, args.window_batches * 10, batch)
-    train_rate = _windows(lambda: train_step(run, batch), args.windows, args.window_batches, batch)
+    loader = _windows(load_only, args.windows, args.window_batches * 10, batch)
+    train = _windows(lambda: train_step(run, batch), args.windows, args.window_batches, batch)
     return {
-        "set": "real" if n == REAL else "synthetic",
-        "playlists": str(playlists),
-        "n_playlists": n if n != REAL else None,
-        "rows": summary.get("n_rows"),
-        "catalogue_items": len(catalog),
-        "train_playlists": len(data["train_prompts"]),
-        "examples_per_epoch": len(pairs),
-        "target_source": config.target_source,
-        "threads": args.threads,
-        "batch_size": batch,
-        "stages": stages,
-        "prep_seconds": rss.seconds,
-        "peak_rss_mb": rss.peak / 2**20,
-        "teacher_log": teacher[0] if teacher else None,
-        "loader_examples_per_s": loader_rate,
-        "train_examples_per_s": train_rate,
-        "loss_finite": all(map(lambda x: x == x, run["losses"])),
-        "log": log,
+        "vocab_size": run["vocab_size"],
+        "n_params": run["n_params"],
+        "loader_examples_per_s": loader,
+        "train_examples_per_s": train,
+        "loss_finite": bool(run["losses"]) and all(x == x for x in run["losses"]),
     }
 
 
+TOKENIZERS = ("subword", "bytes")
+
+
 def format_table(records: list[dict]) -> str:
-    head = "| set | train playlists | rows | catalogue | examples/epoch | " + " | ".join(
-        PREP_STAGES
-    )
+    """The preparation table, the throughput table (per tokenizer) and the throughput ratios."""
+    head = "| set | train playlists | rows | catalogue | examples/epoch | "
     lines = [
-        head + " | prep s | peak RSS MB | loader ex/s | train ex/s |",
-        "|" + "---|" * (len(PREP_STAGES) + 9),
+        head + " | ".join(PREP_STAGES) + " | prep s | peak RSS MB |",
+        "|" + "---|" * (len(PREP_STAGES) + 7),
     ]
     for r in records:
         stages = " | ".join(f"{r['stages'][s]['seconds']:.1f}" for s in PREP_STAGES)
@@ -195,24 +229,38 @@ def format_table(records: list[dict]) -> str:
         lines.append(
             f"| {r['set']} | {r['train_playlists']:,} | {rows} | {r['catalogue_items']:,} | "
             f"{r['examples_per_epoch']:,} | {stages} | {r['prep_seconds']:.0f} | "
-            f"{r['peak_rss_mb']:,.0f} | {r['loader_examples_per_s']:,.0f} | "
-            f"{r['train_examples_per_s']:,.0f} |"
+            f"{r['peak_rss_mb']:,.0f} |"
         )
-    if len(records) > 1:
-        small, big = records[0], records[-1]
-        lines.append(
-            f"training throughput at {big['train_playlists']:,} training playlists / at "
-            f"{small['train_playlists']:,}: "
-            f"{big['train_examples_per_s'] / small['train_examples_per_s']:.2f}x "
-            f"(data loader alone: "
-            f"{big['loader_examples_per_s'] / small['loader_examples_per_s']:.2f}x)"
-        )
+    lines += [
+        "",
+        "| set | train playlists | tokenizer | vocabulary | parameters | loader ex/s | train ex/s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in records:
+        for name in TOKENIZERS:
+            t = r[name]
+            lines.append(
+                f"| {r['set']} | {r['train_playlists']:,} | {name} | {t['vocab_size']:,} | "
+                f"{t['n_params']:,} | {t['loader_examples_per_s']:,.0f} | "
+                f"{t['train_examples_per_s']:,.0f} |"
+            )
+    synthetic = [r for r in records if r["set"] == "synthetic"]
+    if len(synthetic) > 1:
+        small, big = synthetic[0], synthetic[-1]
+        for name in TOKENIZERS:
+            a, b = small[name], big[name]
+            lines.append(
+                f"{name}: training throughput at {big['train_playlists']:,} training playlists "
+                f"/ at {small['train_playlists']:,}: "
+                f"{b['train_examples_per_s'] / a['train_examples_per_s']:.2f}x (data loader "
+                f"alone: {b['loader_examples_per_s'] / a['loader_examples_per_s']:.2f}x)"
+            )
     return "\n".join(lines)
 
 
 def plot(records: list[dict], path: Path) -> None:
-    """Preparation seconds per stage and peak RSS against playlists (log-log), and training
-    and loader throughput against playlists."""
+    """Preparation seconds per stage and peak RSS against training playlists (log-log), and
+    training throughput per tokenizer against training playlists."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -229,12 +277,12 @@ def plot(records: list[dict], path: Path) -> None:
     left.legend(fontsize=7)
     mid.loglog(n, [r["peak_rss_mb"] for r in records], "o-")
     mid.set(xlabel="training playlists", ylabel="peak RSS (MB)", title="preparation memory")
-    right.semilogx(n, [r["train_examples_per_s"] for r in records], "o-", label="training step")
-    right.semilogx(
-        n, [r["loader_examples_per_s"] / 10 for r in records], "s--", label="loader / 10"
-    )
+    for name, style in zip(TOKENIZERS, ("o-", "s--"), strict=True):
+        right.semilogx(
+            n, [r[name]["train_examples_per_s"] for r in records], style, label=f"{name} prompts"
+        )
     right.set_ylim(bottom=0)
-    right.set(xlabel="training playlists", ylabel="examples / s", title="throughput")
+    right.set(xlabel="training playlists", ylabel="examples / s", title="training throughput")
     right.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

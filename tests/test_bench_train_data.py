@@ -6,21 +6,26 @@ import json
 
 
 def test_one_size_gives_a_record_a_table_and_the_plot(tmp_path, capsys):
-    from eval.bench_train_data import PREP_STAGES, main
+    from eval.bench_train_data import PREP_STAGES, TOKENIZERS, main
 
     out = tmp_path / "t"
     argv = ["--sizes", "400", "--out", str(out), "--windows", "1", "--window-batches", "1"]
     assert main(argv) == 0
     record = json.loads((out / "results.json").read_text())["sizes"][0]
     assert record["n_playlists"] == 400 and record["target_source"] == "teacher"
-    assert set(PREP_STAGES) == set(record["stages"])
+    assert set(PREP_STAGES) < set(record["stages"])
+    assert {"model (bytes)", "examples (bytes)", "epoch (bytes)"} < set(record["stages"])
     assert record["prep_seconds"] >= sum(s["seconds"] for s in record["stages"].values()) * 0.99
     # 16 teacher targets per training playlist with at least one catalogue track
     assert record["examples_per_epoch"] % 16 == 0
     assert 0 < record["examples_per_epoch"] <= 16 * record["train_playlists"]
-    assert record["teacher_log"].startswith("teacher: title-kNN targets for")
-    assert record["train_examples_per_s"] > 0 and record["loader_examples_per_s"] > 0
-    assert record["loss_finite"]
+    assert any(line.startswith("teacher: title-kNN targets for") for line in record["log"])
+    for name in TOKENIZERS:
+        run = record[name]
+        assert run["train_examples_per_s"] > 0 and run["loader_examples_per_s"] > 0
+        assert run["loss_finite"] and run["n_params"] > 0
+    # bytes: ByT5's 256 bytes and specials plus the ID tokens; subword learned from the prompts
+    assert record["bytes"]["vocab_size"] != record["subword"]["vocab_size"]
     assert (out / "artifact_400" / "semantic_ids").is_dir()  # built once, then reused
     assert (out / "growth.png").stat().st_size > 1000
     assert "| synthetic |" in capsys.readouterr().out

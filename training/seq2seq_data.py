@@ -120,9 +120,13 @@ def playlist_targets(config: TrainConfig, data: dict, log):
     return teacher.items, teacher.weights
 
 
-def build_examples(config: TrainConfig, data: dict, tokenizer, sid_token_ids, log) -> dict:
+def build_examples(
+    config: TrainConfig, data: dict, tokenizer, sid_token_ids, log, targets=None
+) -> dict:
     """The training pairs and collator; the validation sample (playlists with at least one
-    catalogue track; the others are skipped and counted), its pairs and collator."""
+    catalogue track; the others are skipped and counted), its pairs and collator.
+
+    ``targets``: :func:`playlist_targets`' result when already computed (default: computed)."""
     from text2tracks.data import Seq2SeqCollator, Seq2SeqPairs, encode_prompts
 
     train_prompts = encode_prompts(
@@ -131,7 +135,7 @@ def build_examples(config: TrainConfig, data: dict, tokenizer, sid_token_ids, lo
         config.model.max_prompt_length,
         config.normalize_prompts,
     )
-    train_targets, target_weights = playlist_targets(config, data, log)
+    train_targets, target_weights = targets or playlist_targets(config, data, log)
     seeds = config.seed_draw()
     blank = encode_prompts(tokenizer, [""], config.model.max_prompt_length)[0]
     if seeds is not None:
