@@ -112,7 +112,7 @@ def test_tiny_block_budget_gives_the_one_block_result():
     prompts, relevant, n_items = random_data(seed=3, n=120)
     kwargs = dict(top_items=5, own_weight=0.2, n_neighbors=9)
     one = teacher_targets(prompts, relevant, n_items, **kwargs)
-    many = teacher_targets(prompts, relevant, n_items, max_block_bytes=1, **kwargs)
+    many = teacher_targets(prompts, relevant, n_items, max_block_bytes=1, progress=True, **kwargs)
     np.testing.assert_array_equal(one.items.indptr, many.items.indptr)
     np.testing.assert_array_equal(one.items.values, many.items.values)
     np.testing.assert_array_equal(one.weights.values, many.weights.values)
