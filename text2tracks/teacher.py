@@ -30,21 +30,20 @@ a byte budget (``max_block_bytes``), never a dense ``n_items`` row:
    nearest are expanded to training playlists (a title held by many playlists counts that many
    times; at the boundary the lowest playlist indices win, as :func:`keep_top_per_row` on the
    playlist columns would). Cost: ~``titles**2`` sparse products.
-2. Scores. ``weights (titles x playlists) @ interactions (playlists x items)``, computed as
-   ``(interactions.T @ weights.T).T`` (same sums in the same order, a short accumulator),
-   ~``n_neighbors x 66`` products per title (the dominant term: ~60% of the time), ~32 bytes
-   per nonzero score while a block is selected; then per title its top ``top_items + m``
-   items, ``m`` the longest own list among that title's playlists whose own vote counts
-   (removing a vote only lowers that playlist's own items, so its new top ``top_items`` lies
-   within that list).
+2. Scores. ``weights (titles x playlists) @ interactions (playlists x items)``, a scipy sparse
+   product, ~``n_neighbors x 66`` products per title (~40 ns each with its output entry, the
+   largest term), ~32 bytes per nonzero score while a block is selected; then per title its
+   top ``top_items + m`` items, ``m`` the longest own list among that title's playlists whose
+   own vote counts (removing a vote only lowers that playlist's own items, so its new top
+   ``top_items`` lies within that list).
 3. Per playlist, vectorised: its title's list minus its own vote on its own items, the top
    ``top_items`` positive ones, blended with its own items as a sum of two sparse rows (~64
    bytes per candidate while a block is processed).
 
 Memory: the result holds ~``top_items + 66`` entries per playlist, 8 bytes each (int32 item,
 float32 probability; ~1.7 GB for 800k playlists, held twice while assembled in playlist order),
-plus the interactions and their transpose (16 bytes per track), the title vectors (~27 n-grams
-per distinct title) and one block. Measured on a synthetic MPD-shaped set (Zipf titles and
+plus the interactions (8 bytes per track), the title vectors (~27 n-grams per distinct title)
+and one block. Measured on a synthetic MPD-shaped set (Zipf titles and
 items), one core: 100k playlists ~2 min, 800k ~13 min at ~4 GiB peak (with the input).
 
 No torch here: the teacher runs once before training, on CPU (single-threaded scipy).
@@ -349,7 +348,6 @@ def teacher_targets(
         raise ValueError(f"max_block_bytes must be >= 1, got {max_block_bytes}")
     own = as_ragged(relevant, np.int64)
     interactions = _interaction_matrix(own, n_items)
-    holders = interactions.T.tocsr()  # (n_items, n_train): per item, the playlists holding it
     out = _Collector(n)
     if n == 0:
         return out.result()
@@ -373,7 +371,7 @@ def teacher_targets(
         for lo, _, weights in nb.iter_weights(nb.title_vectors_):
             cost = _title_costs(weights, lengths, n_items, members[lo:], top_items + own_max[lo:])
             for a, b in _split_by_cost(cost, max_block_bytes):
-                part = _Block(nb, (interactions, holders, lengths), weights[a:b], lo + a)
+                part = _Block(nb, (interactions, lengths), weights[a:b], lo + a)
                 out.add(part.members, part.targets(top_items, own_weight, leave_out))
                 bar.update(b - a)
     return out.result()
@@ -411,8 +409,8 @@ class _Block:
     """Consecutive distinct titles ``[first, first + rows)`` and their training playlists."""
 
     def __init__(self, nb, playlists, weights, first):
-        """``playlists``: the interactions, their transpose, the own list lengths."""
-        self.interactions, self.holders, self.lengths = playlists
+        """``playlists``: the interactions and the own list lengths."""
+        self.interactions, self.lengths = playlists
         self.weights = weights
         rows = weights.shape[0]
         self.members = nb.members_[nb.member_ptr_[first] : nb.member_ptr_[first + rows]]
@@ -427,9 +425,9 @@ class _Block:
         # per title: its top items, enough for each voting playlist to lose its own
         longest = np.zeros(rows, dtype=np.int64)
         np.maximum.at(longest, local[vote > 0], self.lengths[members][vote > 0])
-        # (holders @ weights.T).T == weights @ interactions, same summation order, but the
-        # product's accumulator is one block row long instead of n_items (10-30% faster)
-        scores = (self.holders @ self.weights.T.tocsr()).T.tocsr()
+        # not (interactions.T @ weights.T).T: faster on small data, but each product visits
+        # every (item, playlist) pair, ~0.2 s per block at 800k playlists
+        scores = (self.weights @ self.interactions).tocsr()
         lists = _top_k(scores, top_items + longest)
         lists = _filter_csr(lists, lists.data > 0)
         lists.sort_indices()
