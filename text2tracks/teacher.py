@@ -43,8 +43,9 @@ a byte budget (``max_block_bytes``), never a dense ``n_items`` row:
 Memory: the result holds ~``top_items + 66`` entries per playlist, 8 bytes each (int32 item,
 float32 probability; ~1.7 GB for 800k playlists, held twice while assembled in playlist order),
 plus the interactions (8 bytes per track), the title vectors (~27 n-grams per distinct title)
-and one block. Measured on a synthetic MPD-shaped set (Zipf titles and
-items), one core: 100k playlists ~2 min, 800k ~13 min at ~4 GiB peak (with the input).
+and one block. Measured on a synthetic MPD-shaped set (Zipf titles and items), one core of a
+busy 2-core machine: 100k playlists (34k titles) ~2.5 min, 800k (122k titles) ~14 min at
+4.2 GiB peak RSS, the input included.
 
 No torch here: the teacher runs once before training, on CPU (single-threaded scipy).
 """
@@ -169,7 +170,7 @@ class TitleNeighbors:
 
         ``n_neighbors`` / ``similarity_power`` override the constructor's for this call (the
         vectoriser does not depend on them, so a grid over them reuses one fit). Computed in
-        blocks of prompts; the result holds ``n_neighbors`` entries per prompt.
+        blocks of prompts; the result holds at most ``n_neighbors`` entries per prompt.
         """
         if not hasattr(self, "title_vectors_"):
             raise RuntimeError("TitleNeighbors.weights called before fit()")
