@@ -144,9 +144,8 @@ def test_cumulative_weights_blocks_give_one_result():
     rng = np.random.default_rng(2)
     weights = as_ragged([rng.random(rng.integers(0, 6)) + 0.01 for _ in range(30)], np.float32)
     lengths = weights.lengths()
-    owner = weights.row_of_value()
-    whole = cumulative_weights(weights, weights.indptr, lengths, owner)
-    blocked = cumulative_weights(weights, weights.indptr, lengths, owner, block=4)
+    whole = cumulative_weights(weights, weights.indptr, lengths)
+    blocked = cumulative_weights(weights, weights.indptr, lengths, block=4)
     np.testing.assert_array_equal(whole, blocked)
     # per playlist: increasing, ends at its index + 1, first step its first weight's share
     for p in np.flatnonzero(lengths):

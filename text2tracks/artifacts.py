@@ -421,23 +421,27 @@ def artifact_split(artifact: str | os.PathLike, playlists: str | os.PathLike):
     return split
 
 
-def artifact_split_columns(artifact: str | os.PathLike, playlists: str | os.PathLike) -> dict:
+def artifact_split_columns(
+    artifact: str | os.PathLike,
+    playlists: str | os.PathLike,
+    sides: tuple[str, ...] = ("train", "validation", "test"),
+) -> dict:
     """:func:`artifact_split` with the columnar reader (MPD slices or Parquet; see
-    ``semantic_ids.columnar.columnar_readable``): ``{"train", "validation", "test"}`` as
-    ``ColumnarPlaylists``, the same playlists in the same order, without one Python object per
-    track (what full-MPD training data needs)."""
+    ``semantic_ids.columnar.columnar_readable``): each of ``sides`` (of train, validation,
+    test) as ``ColumnarPlaylists``, the same playlists in the same order, without one Python
+    object per track (what full-MPD training data needs)."""
     from semantic_ids.columnar import read_columnar
 
     info = _split_info(artifact)
     columns = read_columnar(playlists)
-    sides = columns.split(
+    split = columns.split(
         validation_fraction=info["validation_fraction"],
         test_fraction=info["test_fraction"],
         seed=info["seed"],
     )
     ids = columns.playlist_ids
-    _check_train_ids(artifact, playlists, info, [ids[r] for r in sides["train"].tolist()])
-    return {name: columns.take(rows) for name, rows in sides.items()}
+    _check_train_ids(artifact, playlists, info, [ids[r] for r in split["train"].tolist()])
+    return {name: columns.take(split[name]) for name in sides}
 
 
 def _split_info(artifact: str | os.PathLike) -> dict:

@@ -214,34 +214,7 @@ class Seq2SeqPairs:
         self.targets_per_playlist = int(targets_per_playlist)
         self.seed = int(seed)
         self.shuffle = bool(shuffle)
-        relevant = relevant if isinstance(relevant, Ragged) else as_ragged(relevant)
-        lengths = relevant.lengths()
-        self.indptr = relevant.indptr
-        if relevant.values.size and (
-            relevant.values.min() < 0 or relevant.values.max() >= len(sid_token_ids)
-        ):
-            raise ValueError("a relevant item index is outside sid_token_ids")
-        # 4-byte indices where they fit: per pair, its item and its playlist (66M pairs at MPD
-        # scale, or 200M teacher entries: 0.8 GB each instead of 1.6)
-        index = np.int32 if max(len(sid_token_ids), len(relevant)) < 2**31 else np.int64
-        self.items = relevant.values.astype(index, copy=False)
-        self.pair_playlist = np.repeat(np.arange(len(relevant), dtype=index), lengths)
-        if popularity_power:
-            counts = np.maximum(np.asarray(item_counts, dtype=np.float64), 1.0)
-            self.log_weight = -float(popularity_power) * np.log(counts[self.items])
-        else:
-            self.log_weight = None
-        self.n_playlists_with_targets = int((lengths > 0).sum())
-        self.cumulative = None
-        if target_weights is not None:
-            self.cumulative = cumulative_weights(
-                target_weights, self.indptr, lengths, self.pair_playlist
-            )
-            self._length = int(self.targets_per_playlist * (lengths > 0).sum())
-        elif self.targets_per_playlist:
-            self._length = int(np.minimum(lengths, self.targets_per_playlist).sum())
-        else:
-            self._length = int(lengths.sum())
+        self._init_pairs(relevant, popularity_power, item_counts, target_weights)
         self.seed_draw = None
         if seeds is not None:
             self._init_seeds(
@@ -249,6 +222,35 @@ class Seq2SeqPairs:
             )
         self.epoch = -1
         self.set_epoch(0)
+
+    def _init_pairs(self, relevant, popularity_power, item_counts, target_weights) -> None:
+        """The (playlist, item) pairs as arrays, and what the epoch's draw reads."""
+        relevant = relevant if isinstance(relevant, Ragged) else as_ragged(relevant)
+        lengths = relevant.lengths()
+        self.indptr = relevant.indptr
+        values = relevant.values
+        if values.size and (values.min() < 0 or values.max() >= len(self.sid_token_ids)):
+            raise ValueError("a relevant item index is outside sid_token_ids")
+        # 4-byte indices where they fit: per pair, its item and (without target weights) its
+        # playlist: 66M pairs at MPD scale, 0.26 GB each instead of 0.53
+        index = np.int32 if max(len(self.sid_token_ids), len(relevant)) < 2**31 else np.int64
+        self.items = values.astype(index, copy=False)
+        self.n_playlists_with_targets = int((lengths > 0).sum())
+        self.log_weight = self.cumulative = self.pair_playlist = None
+        if target_weights is not None:
+            # the draw gives each target's playlist: no per-pair playlist array (200M teacher
+            # entries at MPD scale)
+            self.cumulative = cumulative_weights(target_weights, self.indptr, lengths)
+            self._length = int(self.targets_per_playlist * self.n_playlists_with_targets)
+            return
+        self.pair_playlist = np.repeat(np.arange(len(relevant), dtype=index), lengths)
+        if popularity_power:
+            counts = np.maximum(np.asarray(item_counts, dtype=np.float64), 1.0)
+            self.log_weight = -float(popularity_power) * np.log(counts[self.items])
+        if self.targets_per_playlist:
+            self._length = int(np.minimum(lengths, self.targets_per_playlist).sum())
+        else:
+            self._length = int(lengths.sum())
 
     def _init_seeds(self, seeds: SeedDraw, own_tracks, blank_prompt_ids) -> None:
         if not isinstance(seeds, SeedDraw):
@@ -284,8 +286,8 @@ class Seq2SeqPairs:
         if epoch == self.epoch:
             return
         rng = np.random.default_rng([self.seed, int(epoch)])
-        chosen = self._draw_targets(rng)
-        playlist, item = self.pair_playlist[chosen], self.items[chosen]
+        chosen, playlist = self._draw_targets(rng)
+        item = self.items[chosen]
         self.epoch_seeds = None
         if self.seed_draw is not None:
             # a generator of its own, so that the draw above is the one of a run without seeds
@@ -306,15 +308,16 @@ class Seq2SeqPairs:
         self.example_item = item
         self.epoch = int(epoch)
 
-    def _draw_targets(self, rng: np.random.Generator) -> np.ndarray:
-        """The epoch's (playlist, item) pairs, as indices into ``self.items``."""
+    def _draw_targets(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """The epoch's (playlist, item) pairs, as indices into ``self.items``, and their
+        playlists."""
         if self.cumulative is not None:
             # N draws with replacement per playlist: u in [p, p + 1) falls in p's segment
             with_targets = np.flatnonzero(np.diff(self.indptr) > 0)
             owner = np.repeat(with_targets, self.targets_per_playlist)
             draws = owner + rng.random(owner.size)
             chosen = np.searchsorted(self.cumulative, draws, side="right")
-            return np.minimum(chosen, self.indptr[owner + 1] - 1)
+            return np.minimum(chosen, self.indptr[owner + 1] - 1), owner
         if self.targets_per_playlist:
             # Gumbel top-k: the N largest of log w + Gumbel noise within each playlist are a draw
             # of N distinct tracks without replacement, proportional to w
@@ -323,8 +326,9 @@ class Seq2SeqPairs:
                 keys = keys + self.log_weight
             order = np.lexsort((-keys, self.pair_playlist))
             rank = np.arange(order.size) - self.indptr[self.pair_playlist[order]]
-            return order[rank < self.targets_per_playlist]
-        return np.arange(self.items.size)
+            chosen = order[rank < self.targets_per_playlist]
+            return chosen, self.pair_playlist[chosen]
+        return np.arange(self.items.size), self.pair_playlist
 
     def _prompt_lengths_keys(self, playlist: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per example (of ``playlist``), its prompt's length and a key equal for equal prompts:

@@ -71,11 +71,7 @@ def _lengths(rows) -> np.ndarray:
 
 
 def cumulative_weights(
-    target_weights,
-    indptr: np.ndarray,
-    lengths: np.ndarray,
-    pair_playlist: np.ndarray,
-    block: int = 1 << 22,
+    target_weights, indptr: np.ndarray, lengths: np.ndarray, block: int = 1 << 22
 ) -> np.ndarray:
     """Per (playlist, item) pair, its playlist's cumulative target distribution up to it plus
     the playlist's index, so that one ``searchsorted`` draws every playlist's targets at once.
@@ -96,13 +92,16 @@ def cumulative_weights(
         raise ValueError("every playlist with targets needs a positive total weight")
     scale = 1.0 / np.where(totals > 0, totals, 1.0)
     within = cum[1:]  # overwritten block by block: a block only reads its own entries
+    ends = indptr[1:][lengths > 0] - 1  # each playlist's last entry: exactly 1 (+ its index)
     for start in range(0, within.size, block):
-        owner = pair_playlist[start : start + block]
-        part = within[start : start + block]
+        stop = min(start + block, within.size)
+        # each entry's playlist, found from indptr (no per-pair playlist array is kept)
+        owner = np.searchsorted(indptr, np.arange(start, stop), side="right") - 1
+        part = within[start:stop]
         part -= before[owner]
         part *= scale[owner]
         np.minimum(part, 1.0, out=part)
-    within[indptr[1:][lengths > 0] - 1] = 1.0
-    for start in range(0, within.size, block):
-        within[start : start + block] += pair_playlist[start : start + block]
+        lo, hi = np.searchsorted(ends, [start, stop])
+        part[ends[lo:hi] - start] = 1.0
+        part += owner
     return within

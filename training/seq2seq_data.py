@@ -58,11 +58,11 @@ def _columnar_sides(artifact: Path, playlists, index: dict) -> dict:
     from text2tracks.artifacts import artifact_split_columns
     from text2tracks.ragged import Ragged
 
-    sides = artifact_split_columns(artifact, playlists)
+    sides = artifact_split_columns(artifact, playlists, ("train", "validation"))
     some = sides["train"]
-    code_item = np.fromiter(
+    code_item = np.fromiter(  # catalogue indices fit in 4 bytes (66M rows: 0.26 GB)
         (index.get(t, -1) for t in some.track_ids.tolist()),
-        dtype=np.int64,
+        dtype=np.int32,
         count=len(some.track_ids),
     )
     out = {}
