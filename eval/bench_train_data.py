@@ -47,6 +47,7 @@ from eval.timing import int_list  # noqa: E402
 
 PREP_STAGES = ("load", "targets", "model (subword)", "examples (subword)", "epoch (subword)")
 REAL = 0  # --one-size 0: the --real playlists
+TOKENIZERS = ("subword", "bytes")  # the recommended one first
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -125,10 +126,13 @@ def run_size(n: int, args) -> dict:
         with PeakRSS() as stage:
             targets = playlist_targets(config, data, log.append)
         stages["targets"] = stage.record()
-        runs = {}
-        for tokenizer in ("subword", "bytes"):  # the recommended one first
+        throughput, n_examples = {}, 0
+        for tokenizer in TOKENIZERS:  # one at a time, so that the peak is one run's
             tokenizer_config = replace(config, model=replace(config.model, tokenizer=tokenizer))
-            runs[tokenizer] = _prepare(tokenizer_config, data, targets, stages, tokenizer, log)
+            run = _prepare(tokenizer_config, data, targets, stages, tokenizer, log)
+            n_examples = len(run["pairs"])
+            throughput[tokenizer] = _throughput(run, config.batch_size, args)
+            del run
     record = {
         "set": "real" if n == REAL else "synthetic",
         "playlists": str(playlists),
@@ -136,18 +140,16 @@ def run_size(n: int, args) -> dict:
         "rows": summary.get("n_rows"),
         "catalogue_items": len(data["catalog"]),
         "train_playlists": len(data["train_prompts"]),
-        "examples_per_epoch": len(runs["subword"]["pairs"]),
+        "examples_per_epoch": n_examples,
         "target_source": config.target_source,
         "threads": args.threads,
         "batch_size": config.batch_size,
         "stages": stages,
-        "prep_seconds": rss.seconds,
+        "prep_seconds": sum(stage["seconds"] for stage in stages.values()),
         "peak_rss_mb": rss.peak / 2**20,
         "log": log,
     }
-    for tokenizer, run in runs.items():
-        record[tokenizer] = _throughput(run, config.batch_size, args)
-    return record
+    return {**record, **throughput}
 
 
 def _prepare(config, data, targets, stages: dict, name: str, log) -> dict:
@@ -211,9 +213,6 @@ def _throughput(run: dict, batch: int, args) -> dict:
         "train_examples_per_s": train,
         "loss_finite": bool(run["losses"]) and all(x == x for x in run["losses"]),
     }
-
-
-TOKENIZERS = ("subword", "bytes")
 
 
 def format_table(records: list[dict]) -> str:
