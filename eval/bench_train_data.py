@@ -24,8 +24,10 @@ length buckets, the default T5 and subword tokenizer) and ``--threads`` torch th
 
 Prints a table, writes ``OUT/results.json`` (``size_N.json`` per size) and ``OUT/growth.png``
 (preparation seconds and peak RSS, and training throughput, against training playlists), and
-states the issue's check per tokenizer: training throughput at the largest synthetic size
-against the smallest (``--real PLAYLISTS ARTIFACT`` adds real playlists as a first row).
+states the issue's check per tokenizer: each size's training throughput against the
+``--reference`` size's (default the smallest), both prepared in the same process and timed
+round-robin, so that the machine's load falls on both alike (``--real PLAYLISTS ARTIFACT``
+adds real playlists as a first row).
 """
 
 from __future__ import annotations
@@ -38,7 +40,6 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
 import statistics  # noqa: E402
-import time  # noqa: E402
 from dataclasses import replace  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -60,6 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
+    ap.add_argument(
+        "--reference",
+        type=int,
+        default=None,
+        help="time each other size against this one in the same process (default: the "
+        "smallest of --sizes; 0: off)",
+    )
     ap.add_argument("--windows", type=int, default=5)
     ap.add_argument("--window-batches", type=int, default=4)
     ap.add_argument(
@@ -87,27 +95,10 @@ def ensure_artifact(n: int, folder: Path, args) -> Path:
     return artifact
 
 
-def _windows(step, n_windows: int, n_batches: int, batch_size: int) -> float:
-    """Median examples/s over ``n_windows`` windows of ``n_batches`` calls of ``step()`` (after
-    one untimed warm-up call)."""
-    step()
-    rates = []
-    for _ in range(n_windows):
-        started, seen = time.perf_counter(), 0
-        for _ in range(n_batches):
-            seen += step()
-        rates.append(seen / (time.perf_counter() - started))
-    return statistics.median(rates)
-
-
-def run_size(n: int, args) -> dict:
-    """Prepare the ``n``-playlist set's training data in this process and time training."""
-    import torch
-
+def _dataset(n: int, args) -> tuple:
+    """Size ``n``'s (or the ``--real`` set's) playlists path, synthetic summary and config."""
     from training.seq2seq_config import TrainConfig
-    from training.seq2seq_data import load_training_data, playlist_targets
 
-    torch.set_num_threads(args.threads)
     if n == REAL:
         playlists, artifact = map(Path, args.real)
         summary = {}
@@ -116,8 +107,28 @@ def run_size(n: int, args) -> dict:
         playlists = folder / "parquet"
         artifact = ensure_artifact(n, playlists, args)
     extra = {} if args.target_source is None else {"target_source": args.target_source}
-    config = TrainConfig(artifact=str(artifact), playlists=str(playlists), **extra)
+    return (
+        playlists,
+        summary,
+        TrainConfig(artifact=str(artifact), playlists=str(playlists), **extra),
+    )
+
+
+def run_size(n: int, args) -> dict:
+    """Prepare the ``n``-playlist set's training data in this process and time training; with
+    a ``--reference`` size other than ``n``, that set's training too, interleaved."""
+    import torch
+
+    from training.seq2seq_data import load_training_data, playlist_targets
+
+    torch.set_num_threads(args.threads)
     log: list[str] = []
+    playlists, summary, config = _dataset(n, args)
+    reference = None
+    if args.reference and n not in (args.reference, REAL):
+        _, _, ref_config = _dataset(args.reference, args)
+        ref_data = load_training_data(ref_config, print)
+        reference = (ref_config, ref_data, playlist_targets(ref_config, ref_data, print))
     stages: dict[str, dict] = {}
     with PeakRSS() as rss:
         with PeakRSS() as stage:
@@ -128,11 +139,17 @@ def run_size(n: int, args) -> dict:
         stages["targets"] = stage.record()
         throughput, n_examples = {}, 0
         for tokenizer in TOKENIZERS:  # one at a time, so that the peak is one run's
-            tokenizer_config = replace(config, model=replace(config.model, tokenizer=tokenizer))
-            run = _prepare(tokenizer_config, data, targets, stages, tokenizer, log)
+            run = _prepare(
+                _with_tokenizer(config, tokenizer), data, targets, stages, tokenizer, log
+            )
+            ref_run = None
+            if reference is not None:
+                ref_config, ref_data, ref_targets = reference
+                ref_config = _with_tokenizer(ref_config, tokenizer)
+                ref_run = _prepare(ref_config, ref_data, ref_targets, {}, tokenizer, [])
             n_examples = len(run["pairs"])
-            throughput[tokenizer] = _throughput(run, config.batch_size, args)
-            del run
+            throughput[tokenizer] = _throughput(run, ref_run, config.batch_size, args)
+            del run, ref_run
     record = {
         "set": "real" if n == REAL else "synthetic",
         "playlists": str(playlists),
@@ -144,12 +161,17 @@ def run_size(n: int, args) -> dict:
         "target_source": config.target_source,
         "threads": args.threads,
         "batch_size": config.batch_size,
+        "reference": None if reference is None else args.reference,
         "stages": stages,
         "prep_seconds": sum(stage["seconds"] for stage in stages.values()),
         "peak_rss_mb": rss.peak / 2**20,
         "log": log,
     }
     return {**record, **throughput}
+
+
+def _with_tokenizer(config, tokenizer: str):
+    return replace(config, model=replace(config.model, tokenizer=tokenizer))
 
 
 def _prepare(config, data, targets, stages: dict, name: str, log) -> dict:
@@ -192,27 +214,36 @@ def _prepare(config, data, targets, stages: dict, name: str, log) -> dict:
     }
 
 
-def _throughput(run: dict, batch: int, args) -> dict:
-    """Examples/s of the data loader alone (indexing + collation) and of training steps."""
+def _throughput(run: dict, ref_run: dict | None, batch: int, args) -> dict:
+    """Examples/s of the data loader alone (indexing + collation) and of training steps: the
+    median over ``--windows`` repeats of ``--window-batches`` batches (the loader: ten times
+    as many), timed round-robin with the reference size's run when there is one, and then the
+    ratio of the two in the same repeats."""
     from eval.bench_train_throughput import train_step
+    from eval.timing import paired_ratio, time_interleaved
 
-    pairs, collate = run["pairs"], run["collate"]
-    cursor = {"at": 0}
+    runs = {"this": run} if ref_run is None else {"this": run, "reference": ref_run}
 
-    def load_only() -> int:
-        at = cursor["at"] % max(1, len(pairs) - batch)
-        cursor["at"] += batch
-        return collate([pairs[i] for i in range(at, at + batch)])["labels"].shape[0]
+    def load_only(name, index, size) -> None:
+        pairs = runs[name]["pairs"]
+        at = (index * size) % max(1, len(pairs) - size)
+        runs[name]["collate"]([pairs[i] for i in range(at, at + size)])
 
-    loader = _windows(load_only, args.windows, args.window_batches * 10, batch)
-    train = _windows(lambda: train_step(run, batch), args.windows, args.window_batches, batch)
-    return {
-        "vocab_size": run["vocab_size"],
-        "n_params": run["n_params"],
-        "loader_examples_per_s": loader,
-        "train_examples_per_s": train,
-        "loss_finite": bool(run["losses"]) and all(x == x for x in run["losses"]),
-    }
+    def step(name, index, size) -> None:
+        train_step(runs[name], size)
+
+    out = {"vocab_size": run["vocab_size"], "n_params": run["n_params"]}
+    for key, work, calls in (
+        ("loader", load_only, args.window_batches * 10),
+        ("train", step, args.window_batches),
+    ):
+        times = time_interleaved(work, list(runs), [batch], args.windows, calls)[batch]
+        per_call = statistics.median(statistics.median(r) for r in times["this"])
+        out[f"{key}_examples_per_s"] = batch / per_call
+        if ref_run is not None:  # throughput ratio = the reference's time / this one's
+            out[f"{key}_ratio_to_reference"] = paired_ratio(times["reference"], times["this"])
+    out["loss_finite"] = bool(run["losses"]) and all(x == x for x in run["losses"])
+    return out
 
 
 def format_table(records: list[dict]) -> str:
@@ -232,27 +263,30 @@ def format_table(records: list[dict]) -> str:
         )
     lines += [
         "",
-        "| set | train playlists | tokenizer | vocabulary | parameters | loader ex/s | train ex/s |",
-        "|---|---|---|---|---|---|---|",
+        "| set | train playlists | tokenizer | vocabulary | parameters | loader ex/s | "
+        "train ex/s | loader vs reference | train vs reference |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in records:
         for name in TOKENIZERS:
             t = r[name]
+            ratios = " | ".join(
+                f"{t[f'{key}_ratio_to_reference']:.2f}x" if r.get("reference") else "-"
+                for key in ("loader", "train")
+            )
             lines.append(
                 f"| {r['set']} | {r['train_playlists']:,} | {name} | {t['vocab_size']:,} | "
                 f"{t['n_params']:,} | {t['loader_examples_per_s']:,.0f} | "
-                f"{t['train_examples_per_s']:,.0f} |"
+                f"{t['train_examples_per_s']:,.0f} | {ratios} |"
             )
-    synthetic = [r for r in records if r["set"] == "synthetic"]
-    if len(synthetic) > 1:
-        small, big = synthetic[0], synthetic[-1]
-        for name in TOKENIZERS:
-            a, b = small[name], big[name]
+    for r in records:
+        if r.get("reference"):
             lines.append(
-                f"{name}: training throughput at {big['train_playlists']:,} training playlists "
-                f"/ at {small['train_playlists']:,}: "
-                f"{b['train_examples_per_s'] / a['train_examples_per_s']:.2f}x (data loader "
-                f"alone: {b['loader_examples_per_s'] / a['loader_examples_per_s']:.2f}x)"
+                f"training throughput at {r['train_playlists']:,} training playlists / at the "
+                f"{r['reference']:,}-playlist set, timed round-robin in one process: "
+                + ", ".join(
+                    f"{name} {r[name]['train_ratio_to_reference']:.2f}x" for name in TOKENIZERS
+                )
             )
     return "\n".join(lines)
 
@@ -294,12 +328,15 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     args.data_dir = args.data_dir or str(out / "data")
     args.artifact_dir = args.artifact_dir or str(out)
+    sizes = int_list(args.sizes)
+    if args.reference is None:
+        args.reference = min(sizes) if len(sizes) > 1 else 0
     if args.one_size is not None:  # the child: one size, one process
         record = run_size(args.one_size, args)
         Path(args.result_file).write_text(json.dumps(record, indent=2) + "\n")
         return 0
     records = []
-    for n in ([REAL] if args.real else []) + int_list(args.sizes):
+    for n in ([REAL] if args.real else []) + sizes:
         record = run_child(n, out, argv, module="eval.bench_train_data")
         if record is None:
             break

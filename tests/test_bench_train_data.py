@@ -5,13 +5,19 @@ from __future__ import annotations
 import json
 
 
-def test_one_size_gives_a_record_a_table_and_the_plot(tmp_path, capsys):
+def test_sizes_give_records_same_run_ratios_a_table_and_the_plot(tmp_path, capsys):
     from eval.bench_train_data import PREP_STAGES, TOKENIZERS, main
 
     out = tmp_path / "t"
-    argv = ["--sizes", "400", "--out", str(out), "--windows", "1", "--window-batches", "1"]
+    argv = ["--sizes", "300,400", "--out", str(out), "--windows", "1", "--window-batches", "1"]
     assert main(argv) == 0
-    record = json.loads((out / "results.json").read_text())["sizes"][0]
+    small, record = json.loads((out / "results.json").read_text())["sizes"]
+    # the larger size is timed against the smallest in its own process; the smallest is not
+    assert small["reference"] is None and record["reference"] == 300
+    for name in TOKENIZERS:
+        assert "train_ratio_to_reference" not in small[name]
+        assert record[name]["train_ratio_to_reference"] > 0
+        assert record[name]["loader_ratio_to_reference"] > 0
     assert record["n_playlists"] == 400 and record["target_source"] == "teacher"
     assert set(PREP_STAGES) < set(record["stages"])
     assert {"model (bytes)", "examples (bytes)", "epoch (bytes)"} < set(record["stages"])
@@ -28,4 +34,5 @@ def test_one_size_gives_a_record_a_table_and_the_plot(tmp_path, capsys):
     assert record["bytes"]["vocab_size"] != record["subword"]["vocab_size"]
     assert (out / "artifact_400" / "semantic_ids").is_dir()  # built once, then reused
     assert (out / "growth.png").stat().st_size > 1000
-    assert "| synthetic |" in capsys.readouterr().out
+    table = capsys.readouterr().out
+    assert "| synthetic |" in table and "at the 300-playlist set" in table
