@@ -22,13 +22,11 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
 import shutil  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from eval.bench_scale import PeakRSS, ensure_data, run_child  # noqa: E402
+from eval.bench_scale import PeakRSS, ensure_data, per_size_main  # noqa: E402
 from eval.timing import int_list  # noqa: E402
 
 STAGES = ("read+split", "interactions", "cf", "residual_kmeans", "catalogue", "write")
@@ -137,24 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     args.data_dir = args.data_dir or str(out / "data")
-    if args.one_size is not None:  # the child: one size, one process
-        record = run_size(args.one_size, args)
-        Path(args.result_file).write_text(json.dumps(record, indent=2) + "\n")
-        return 0
-    records = []
-    for n in int_list(args.sizes):
-        record = run_child(n, out, argv, module="eval.bench_build_ids")
-        if record is None:
-            break
-        records.append(record)
-    if not records:
-        return 1
-    payload = {"host": platform.node(), "load_average": list(os.getloadavg()), "sizes": records}
-    (out / "results.json").write_text(json.dumps(payload, indent=2) + "\n")
-    plot(records, out / "growth.png")
-    print(format_table(records))
-    print(f"wrote {out / 'results.json'} and {out / 'growth.png'}")
-    return 0
+    return per_size_main(
+        args, int_list(args.sizes), argv, "eval.bench_build_ids", run_size, plot, format_table
+    )
 
 
 if __name__ == "__main__":

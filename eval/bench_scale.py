@@ -539,6 +539,31 @@ def run_child(
     return json.loads(result_file.read_text())
 
 
+def per_size_main(args, sizes: list[int], argv, module: str, run_size, plot, format_table) -> int:
+    """The per-size benchmarks' ``main`` after parsing: a child (``--one-size``) runs its size
+    and writes its record; the parent runs each size in a child, then writes
+    ``OUT/results.json`` and ``OUT/growth.png`` and prints the table."""
+    out = Path(args.out)
+    if args.one_size is not None:  # the child: one size, one process
+        record = run_size(args.one_size, args)
+        Path(args.result_file).write_text(json.dumps(record, indent=2) + "\n")
+        return 0
+    records = []
+    for n in sizes:
+        record = run_child(n, out, argv, module=module)
+        if record is None:
+            break
+        records.append(record)
+    if not records:
+        return 1
+    payload = {"host": platform.node(), "load_average": list(os.getloadavg()), "sizes": records}
+    (out / "results.json").write_text(json.dumps(payload, indent=2) + "\n")
+    plot(records, out / "growth.png")
+    print(format_table(records))
+    print(f"wrote {out / 'results.json'} and {out / 'growth.png'}")
+    return 0
+
+
 def write_results(records: list[dict], path: Path) -> None:
     """``results.json``: the host, every size's record and the growth between sizes."""
     payload = {

@@ -37,13 +37,11 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
 import statistics  # noqa: E402
 from dataclasses import replace  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from eval.bench_scale import PeakRSS, ensure_data, run_child  # noqa: E402
+from eval.bench_scale import PeakRSS, ensure_data, per_size_main  # noqa: E402
 from eval.timing import int_list  # noqa: E402
 
 PREP_STAGES = ("load", "targets", "model (subword)", "examples (subword)", "epoch (subword)")
@@ -331,24 +329,15 @@ def main(argv: list[str] | None = None) -> int:
     sizes = int_list(args.sizes)
     if args.reference is None:
         args.reference = min(sizes) if len(sizes) > 1 else 0
-    if args.one_size is not None:  # the child: one size, one process
-        record = run_size(args.one_size, args)
-        Path(args.result_file).write_text(json.dumps(record, indent=2) + "\n")
-        return 0
-    records = []
-    for n in ([REAL] if args.real else []) + sizes:
-        record = run_child(n, out, argv, module="eval.bench_train_data")
-        if record is None:
-            break
-        records.append(record)
-    if not records:
-        return 1
-    payload = {"host": platform.node(), "load_average": list(os.getloadavg()), "sizes": records}
-    (out / "results.json").write_text(json.dumps(payload, indent=2) + "\n")
-    plot(records, out / "growth.png")
-    print(format_table(records))
-    print(f"wrote {out / 'results.json'} and {out / 'growth.png'}")
-    return 0
+    return per_size_main(
+        args,
+        ([REAL] if args.real else []) + sizes,
+        argv,
+        "eval.bench_train_data",
+        run_size,
+        plot,
+        format_table,
+    )
 
 
 if __name__ == "__main__":
