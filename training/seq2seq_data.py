@@ -1,6 +1,22 @@
 """The data of a seq2seq training run: the artifact's catalogue, the playlists re-split as
 recorded in ``ART/cf/split.json``, the training examples (own tracks or the title-kNN teacher's)
 and the validation sample, and their data loaders. Used by :mod:`training.train_seq2seq`.
+
+Nothing here holds a Python object per track or per pair, so that the full MPD (800k training
+playlists, 53M training rows, 2.2M catalogue items) trains on one machine. Memory model (bytes;
+P training playlists, R their catalogue rows, E teacher entries, ~266 per playlist with the
+default 200 + its own tracks, X examples per epoch = 16 P):
+
+- playlists (:func:`load_training_data`, columnar reader): 4 R (int32 items) + 8 P (indptr) +
+  the prompt strings (~60 P); while reading, the columnar reader's peak (see
+  ``semantic_ids.columnar``);
+- teacher targets: 8 E (int32 item + float32 probability, :mod:`text2tracks.teacher`);
+- pairs (:class:`text2tracks.data.Seq2SeqPairs`): 8 E (the float64 cumulative weights; items
+  are the teacher's array, not a copy) or, with own-track targets, 4 R items + 4 R playlists;
+- an epoch's draw: 12 X (int64 playlist + int32 item per example), plus its sort's
+  temporaries while drawing.
+
+``eval.bench_train_data`` measures each stage's peak and kept RSS against this model.
 """
 
 from __future__ import annotations
