@@ -153,3 +153,40 @@ def test_cumulative_weights_blocks_give_one_result():
         assert np.all(np.diff(row) > 0) and row[-1] == 1.0
         w = weights[p].astype(np.float64)
         np.testing.assert_allclose(row, np.cumsum(w) / w.sum(), rtol=1e-9)
+
+
+def test_teacher_targets_are_cached_memory_mapped_and_keyed(built, tmp_path):
+    import shutil
+
+    from training.seq2seq_config import TrainConfig
+    from training.seq2seq_data import TEACHER_CACHE, load_training_data, playlist_targets
+
+    root, artifact = built
+    artifact = shutil.copytree(artifact, tmp_path / "artifact")
+    config = TrainConfig(artifact=str(artifact), playlists=str(root / "parquet"))
+    data = load_training_data(config, lambda *_: None)
+    log: list[str] = []
+    items, weights = playlist_targets(config, data, log.append)
+    again_items, again_weights = playlist_targets(config, data, log.append)
+    assert "title-kNN targets for" in log[0] and "from" in log[1]
+    caches = list((artifact / TEACHER_CACHE).iterdir())
+    assert len(caches) == 1 and sorted(p.name for p in caches[0].iterdir()) == [
+        "indptr.npy",
+        "items.npy",
+        "weights.npy",
+    ]
+    assert isinstance(again_items.values, np.memmap)
+    assert again_items.tolist() == items.tolist()
+    np.testing.assert_array_equal(again_weights.values, weights.values)
+    # one probability distribution per playlist with catalogue tracks
+    sums = np.add.reduceat(np.asarray(weights.values, np.float64), weights.indptr[:-1])
+    assert np.allclose(sums[weights.lengths() > 0], 1.0, atol=1e-5)
+    # other settings or other data: another key, computed afresh
+    fewer = TrainConfig(
+        artifact=str(artifact), playlists=str(root / "parquet"), teacher_top_items=5
+    )
+    playlist_targets(fewer, data, log.append)
+    data["train_prompts"] = [p + "!" for p in data["train_prompts"]]
+    playlist_targets(config, data, log.append)
+    assert len(list((artifact / TEACHER_CACHE).iterdir())) == 3
+    assert all("title-kNN targets for" in line for line in log[2:])

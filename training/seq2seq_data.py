@@ -92,6 +92,8 @@ def _columnar_sides(artifact: Path, playlists, index: dict) -> dict:
 
 def _object_sides(artifact: Path, playlists, index: dict) -> dict:
     """Train / validation prompts and catalogue items from the object reader (JSONL)."""
+    import numpy as np
+
     from text2tracks.artifacts import artifact_split
     from text2tracks.ragged import Ragged
 
@@ -102,7 +104,7 @@ def _object_sides(artifact: Path, playlists, index: dict) -> dict:
         for p in side:
             seen = dict.fromkeys(j for j in (index.get(t) for t in p.track_ids) if j is not None)
             out.append(list(seen))
-        return Ragged.from_rows(out)
+        return Ragged.from_rows(out, np.int32)
 
     return {
         "train_prompts": [p.prompt for p in split.train],
@@ -112,13 +114,27 @@ def _object_sides(artifact: Path, playlists, index: dict) -> dict:
     }
 
 
+TEACHER_CACHE = ".cache"  # ART/.cache/teacher-KEY/: the teacher's targets, memory-mapped
+
+
 def playlist_targets(config: TrainConfig, data: dict, log):
     """Each training playlist's targets and their weights: its own tracks (no weights), or the
-    title-kNN teacher's list for its prompt."""
+    title-kNN teacher's list for its prompt.
+
+    The teacher's lists are computed once per artifact, training data and teacher settings and
+    kept in ``ART/.cache/teacher-KEY/`` as ``.npy`` files that later runs, ensemble members and
+    the other processes of a launch memory-map (one copy in the page cache, not one per
+    process; at 1M playlists the teacher takes minutes). ``KEY`` hashes the settings and the
+    data, so that a cache never serves other data."""
     if config.target_source != "teacher":
         return data["train_relevant"], None
     from text2tracks.teacher import teacher_targets
 
+    folder = Path(config.artifact) / TEACHER_CACHE / f"teacher-{_teacher_key(config, data)}"
+    if (folder / "weights.npy").is_file():
+        items, weights = _load_targets(folder)
+        log(f"teacher: targets for {len(items)} playlists from {folder}")
+        return items, weights
     started = time.perf_counter()
     teacher = teacher_targets(
         data["train_prompts"],
@@ -133,7 +149,66 @@ def playlist_targets(config: TrainConfig, data: dict, log):
         f"{time.perf_counter() - started:.1f} s (top {config.teacher_top_items}, own weight "
         f"{config.teacher_own_weight}, leave-out {config.teacher_leave_out})"
     )
-    return teacher.items, teacher.weights
+    _save_targets(folder, teacher.items, teacher.weights)
+    return _load_targets(folder)
+
+
+def _teacher_key(config: TrainConfig, data: dict) -> str:
+    """A digest of the teacher's settings, the catalogue size and the training data."""
+    import hashlib
+    import json
+
+    import numpy as np
+
+    digest = hashlib.sha256()
+    settings = [
+        config.teacher_top_items,
+        config.teacher_own_weight,
+        config.teacher_leave_out,
+        len(data["catalog"]),
+    ]
+    digest.update(json.dumps(settings).encode())
+    relevant = data["train_relevant"]
+    digest.update(np.ascontiguousarray(relevant.indptr, dtype=np.int64).tobytes())
+    digest.update(np.ascontiguousarray(relevant.values, dtype=np.int64).tobytes())
+    digest.update("\0".join(data["train_prompts"]).encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()[:20]
+
+
+def _save_targets(folder: Path, items, weights) -> None:
+    """The targets as ``.npy`` files (no pickle), written to a temporary folder and renamed, so
+    that a reader never sees half a cache."""
+    import os
+    import shutil
+    import tempfile
+
+    import numpy as np
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    try:
+        np.save(tmp / "indptr.npy", items.indptr, allow_pickle=False)
+        np.save(tmp / "items.npy", items.values, allow_pickle=False)
+        np.save(tmp / "weights.npy", weights.values, allow_pickle=False)
+        os.replace(tmp, folder)
+    except OSError:
+        if not (folder / "weights.npy").is_file():  # not another process's finished cache
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _load_targets(folder: Path):
+    """The cached targets as two memory-mapped :class:`~text2tracks.ragged.Ragged`."""
+    import numpy as np
+
+    from text2tracks.ragged import Ragged
+
+    def load(name):
+        return np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False)
+
+    indptr = load("indptr")
+    return Ragged(indptr, load("items")), Ragged(indptr, load("weights"))
 
 
 def build_examples(

@@ -499,7 +499,8 @@ def _train_one(config: TrainConfig) -> dict[str, Any]:
     catalog = data["catalog"]
     model, tokenizer, layout, n_params = _build_model(config, catalog, data["train_prompts"], log)
     sid_token_ids = layout.codes_to_token_ids(catalog.sid_codes)
-    examples = build_examples(config, data, tokenizer, sid_token_ids, log)
+    with accelerator.main_process_first():  # the main process writes the teacher's cache
+        examples = build_examples(config, data, tokenizer, sid_token_ids, log)
     train_dl, val_loss_dl, val_prompt_dl = build_loaders(config, examples)
     optimizer = build_optimizer(model, config.lr, config.weight_decay)  # 4.
     # 5. prepare
