@@ -11,7 +11,9 @@ length buckets, the default T5 and subword tokenizer) and ``--threads`` torch th
 
 - ``load``: :func:`training.seq2seq_data.load_training_data` (read, re-split, catalogue items
   per playlist as arrays);
-- ``targets``: :func:`training.seq2seq_data.playlist_targets` (the title-kNN teacher);
+- ``targets``: :func:`training.seq2seq_data.playlist_targets` (the title-kNN teacher; marked
+  "(cache)" when an earlier run's lists were memory-mapped from ``ARTIFACT/.cache``: delete
+  that folder to time the teacher again);
 - per prompt tokenizer, the recommended subword one (learned on the training prompts, up to
   8,000 tokens: a larger set fills more of it, so the model's embedding grows) and bytes (the
   same model at every size): ``model`` (tokenizer and model built), ``examples``
@@ -163,6 +165,8 @@ def run_size(n: int, args) -> dict:
         "stages": stages,
         "prep_seconds": sum(stage["seconds"] for stage in stages.values()),
         "peak_rss_mb": rss.peak / 2**20,
+        # the teacher's lists come from ARTIFACT/.cache when an earlier run left them there
+        "targets_from_cache": any(line.startswith("teacher: targets for") for line in log),
         "log": log,
     }
     return {**record, **throughput}
@@ -252,7 +256,11 @@ def format_table(records: list[dict]) -> str:
         "|" + "---|" * (len(PREP_STAGES) + 7),
     ]
     for r in records:
-        stages = " | ".join(f"{r['stages'][s]['seconds']:.1f}" for s in PREP_STAGES)
+        stages = " | ".join(
+            f"{r['stages'][s]['seconds']:.1f}"
+            + (" (cache)" if s == "targets" and r.get("targets_from_cache") else "")
+            for s in PREP_STAGES
+        )
         rows = f"{r['rows']:,}" if r["rows"] else "-"
         lines.append(
             f"| {r['set']} | {r['train_playlists']:,} | {rows} | {r['catalogue_items']:,} | "

@@ -26,6 +26,7 @@ def test_sizes_give_records_same_run_ratios_a_table_and_the_plot(tmp_path, capsy
     assert record["examples_per_epoch"] % 16 == 0
     assert 0 < record["examples_per_epoch"] <= 16 * record["train_playlists"]
     assert any(line.startswith("teacher: title-kNN targets for") for line in record["log"])
+    assert not record["targets_from_cache"]
     for name in TOKENIZERS:
         run = record[name]
         assert run["train_examples_per_s"] > 0 and run["loader_examples_per_s"] > 0
