@@ -181,18 +181,14 @@ def _prepare(config, data, targets, stages: dict, name: str, log) -> dict:
     ``targets`` and the next epoch's draw, timed into ``stages``."""
     import torch
 
-    from text2tracks.data import normalize_prompt
-    from text2tracks.modeling import build_seq2seq, count_parameters
     from training.seq2seq_data import build_examples
+    from training.train_seq2seq import build_model
 
     torch.manual_seed(config.seed)
     with PeakRSS() as stage:
         catalog = data["catalog"]
-        model, tokenizer, layout = build_seq2seq(
-            config.model,
-            catalog.level_sizes,
-            scheme=catalog.scheme,
-            prompt_texts=[normalize_prompt(t) for t in data["train_prompts"]],
+        model, tokenizer, layout, n_params = build_model(
+            config, catalog, data["train_prompts"], lambda *_: None
         )
         sid = layout.codes_to_token_ids(catalog.sid_codes)
     stages[f"model ({name})"] = stage.record()
@@ -212,7 +208,7 @@ def _prepare(config, data, targets, stages: dict, name: str, log) -> dict:
         "epoch": 1,
         "losses": [],
         "vocab_size": len(tokenizer),
-        "n_params": count_parameters(model),
+        "n_params": n_params,
     }
 
 

@@ -145,7 +145,7 @@ def _start(config: TrainConfig):
     return accelerator, log
 
 
-def _build_model(config: TrainConfig, catalog, prompts: list[str], log):
+def build_model(config: TrainConfig, catalog, prompts: list[str], log):
     """3. The model, its tokenizer (a subword one learns from the training prompts) and layout."""
     from text2tracks.data import normalize_prompt
     from text2tracks.modeling import build_seq2seq, count_parameters
@@ -497,7 +497,7 @@ def _train_one(config: TrainConfig) -> dict[str, Any]:
     accelerator, log = _start(config)
     data = load_training_data(config, log)  # 2. data
     catalog = data["catalog"]
-    model, tokenizer, layout, n_params = _build_model(config, catalog, data["train_prompts"], log)
+    model, tokenizer, layout, n_params = build_model(config, catalog, data["train_prompts"], log)
     sid_token_ids = layout.codes_to_token_ids(catalog.sid_codes)
     with accelerator.main_process_first():  # the main process writes the teacher's cache
         examples = build_examples(config, data, tokenizer, sid_token_ids, log)
