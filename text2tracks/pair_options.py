@@ -79,9 +79,10 @@ def cumulative_weights(
     One float64 array of the pairs' size is allocated (8 bytes per pair: 1.6 GB for 800k
     teacher lists of 250); the per-pair arithmetic runs in blocks of ``block`` pairs, in place,
     so that no temporary of the full size is made."""
-    weights = target_weights.values if isinstance(target_weights, Ragged) else None
-    if weights is None:
-        weights = as_ragged(target_weights, np.float64).values
+    # a Ragged's weights are read as they are (float32 teacher lists: no float64 copy)
+    if not isinstance(target_weights, Ragged):
+        target_weights = as_ragged(target_weights, np.float64)
+    weights = target_weights.values
     if weights.size and (not np.all(np.isfinite(weights)) or weights.min() < 0):
         raise ValueError("target_weights must be finite and >= 0")
     cum = np.zeros(weights.size + 1, dtype=np.float64)
