@@ -398,21 +398,40 @@ def test_max_seed_tracks_from_the_training_config(tmp_path):
 # ------------------------------------------------------------------ a tiny model learns seeds
 
 
-def test_a_tiny_model_continues_from_its_seeds():
+@pytest.mark.parametrize("encoding", ["codes", "item"])
+def test_a_tiny_model_continues_from_its_seeds(encoding):
     """Titles say nothing, seeds say the group: after a few hundred steps the answers to a
-    prompt of seeds are tracks of the seeds' group (chance: 1 in 4), never the seeds."""
+    prompt of seeds are tracks of the seeds' group (chance: 1 in 4), never the seeds; with the
+    seeds read as their ID tokens and as one token each."""
+    from text2tracks.seed_embedding import attach_seed_items
+
     model, tokenizer, layout = _model_parts(seed=1)
     catalog = _catalog()
     sid = layout.codes_to_token_ids(catalog.sid_codes)
+    seed_ids = attach_seed_items(model, sid, encoding)
+    assert seed_ids.shape == ((len(catalog), 1) if encoding == "item" else sid.shape)
     own = _playlists(400, seed=2)
     titles = encode_prompts(tokenizer, [TITLE] * len(own), 16)
     blank = encode_prompts(tokenizer, [""], 16)[0]
     draw = SeedDraw(prob=1.0, max_seeds=4, title_drop=0.5, random_subset=0.5)
     pairs = Seq2SeqPairs(
-        titles, own, sid, 1, targets_per_playlist=3, seeds=draw, blank_prompt_ids=blank
+        titles,
+        own,
+        sid,
+        1,
+        targets_per_playlist=3,
+        seeds=draw,
+        blank_prompt_ids=blank,
+        seed_width=seed_ids.shape[1],
     )
     collate = Seq2SeqCollator(
-        titles, sid, tokenizer.pad_token_id, 1, blank_prompt_ids=blank, max_seed_tracks=4
+        titles,
+        sid,
+        tokenizer.pad_token_id,
+        1,
+        blank_prompt_ids=blank,
+        max_seed_tracks=4,
+        seed_token_ids=seed_ids,
     )
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     model.train()
@@ -460,6 +479,7 @@ def test_training_with_seeds_writes_a_model_that_reads_them(tmp_path):
     from semantic_ids.demo import write_demo_jsonl
     from text2tracks import Text2Tracks
     from text2tracks.commands.build_ids import BuildIDsConfig, run_build_ids
+    from text2tracks.seed_embedding import seed_encoding_of
     from training.train_seq2seq import build_parser, config_from_args, train
 
     playlists = write_demo_jsonl(tmp_path / "demo.jsonl", n_tracks=120, n_playlists=150, seed=0)
@@ -481,6 +501,7 @@ def test_training_with_seeds_writes_a_model_that_reads_them(tmp_path):
     assert summary["steps"] == 3 and np.isfinite(summary["final_eval"]["val_loss"])
     recommender = Text2Tracks.from_pretrained(tmp_path / "artifact", device="cpu")
     assert recommender.max_seed_tracks == 5
+    assert seed_encoding_of(recommender.model) == "item"  # the default: one token per seed
     seeds = list(recommender.catalog.item_ids[:3])
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -161,6 +161,8 @@ class Seq2SeqPairs:
             ``relevant`` is the teacher's list).
         blank_prompt_ids: with ``seeds``: the encoding of ``""``, the prompt of a playlist whose
             title is dropped (its length counts for ``bucket_batches``).
+        seed_width: encoder tokens per seed, for ``bucket_batches`` (``None``: depth; 1 when the
+            model reads one token per seed).
 
     Item ``i`` of the dataset is ``(playlist_index, item_index)``, and with ``seeds``
     ``(playlist_index, item_index, seed_items, with_title)``; :class:`Seq2SeqCollator` turns a
@@ -186,6 +188,7 @@ class Seq2SeqPairs:
         seeds: SeedDraw | None = None,
         own_tracks: Sequence[Sequence[int]] | Ragged | None = None,
         blank_prompt_ids: np.ndarray | None = None,
+        seed_width: int | None = None,
     ) -> None:
         sid_token_ids = check_draw_options(
             prompt_ids,
@@ -210,6 +213,8 @@ class Seq2SeqPairs:
         )
         self.prompt_key = prompt_keys(self.prompt_ids) if self.bucket_batches else None
         self.sid_token_ids = sid_token_ids
+        # encoder tokens per seed, for length buckets: depth, or 1 with one token per seed
+        self.seed_width = sid_token_ids.shape[1] if seed_width is None else int(seed_width)
         self.eos_token_id = int(eos_token_id)
         self.targets_per_playlist = int(targets_per_playlist)
         self.seed = int(seed)
@@ -339,8 +344,7 @@ class Seq2SeqPairs:
         seeded = self.epoch_seeds.has_seeds[playlist]
         n_seeds = np.minimum(self.epoch_seeds.n_seeds(), self.seed_draw.max_seeds)[playlist]
         title = np.where(self.epoch_seeds.with_title[playlist], length, self.blank_prompt_ids.size)
-        depth = self.sid_token_ids.shape[1]
-        length = np.where(seeded, title + depth * n_seeds, length)
+        length = np.where(seeded, title + self.seed_width * n_seeds, length)
         key = np.where(seeded, int(self.prompt_key.max(initial=0)) + 1 + playlist, key)
         return length, key
 
@@ -435,7 +439,8 @@ class Seq2SeqCollator:
     Items with seeds, ``(playlist_index, item_index, seed_items, with_title)`` (from
     :class:`Seq2SeqPairs` with ``seeds``), get the prompt :func:`seeded_prompt_ids` builds from
     the playlist's title (or ``blank_prompt_ids`` without it) and the last ``max_seed_tracks``
-    seeds; equal prompts (same title and seeds) still share a row.
+    seeds (each as its row of ``seed_token_ids``, default ``sid_token_ids``: see
+    :mod:`text2tracks.seed_embedding`); equal prompts (same title and seeds) still share a row.
     """
 
     def __init__(
@@ -447,9 +452,15 @@ class Seq2SeqCollator:
         share_prompts: bool = False,
         blank_prompt_ids: np.ndarray | None = None,
         max_seed_tracks: int | None = None,
+        seed_token_ids: np.ndarray | None = None,
     ) -> None:
         self.prompt_ids = list(prompt_ids)
         self.sid_token_ids = np.asarray(sid_token_ids, dtype=np.int64)
+        self.seed_token_ids = (
+            self.sid_token_ids
+            if seed_token_ids is None
+            else np.asarray(seed_token_ids, dtype=np.int64)
+        )
         self.pad_token_id = int(pad_token_id)
         self.eos_token_id = int(eos_token_id)
         self.share_prompts = bool(share_prompts)
@@ -509,7 +520,7 @@ class Seq2SeqCollator:
                 )
             else:
                 title = self.blank_prompt_ids
-            ids = seeded_prompt_ids(title, seeds, self.sid_token_ids, self.max_seed_tracks)
+            ids = seeded_prompt_ids(title, seeds, self.seed_token_ids, self.max_seed_tracks)
             key = ids.tobytes() if self.share_prompts else b
             if key not in rows:
                 rows[key] = len(prompts)

@@ -55,10 +55,15 @@ class MemberModel:
     def eos_token_id(self) -> int:
         return model_eos_token_id(self.model)
 
-    def sid_token_ids(self, catalog) -> np.ndarray:
-        """``(n_items, depth)`` every catalogue item's ID tokens in this member's vocabulary."""
+    def seed_token_ids(self, catalog) -> np.ndarray:
+        """``(n_items, width)`` what this member's encoder reads for each catalogue item as a
+        seed (:func:`text2tracks.seed_embedding.seed_token_table`)."""
         if self._sid_token_ids is None:
-            self._sid_token_ids = self.layout.codes_to_token_ids(catalog.sid_codes)
+            from text2tracks.seed_embedding import seed_token_table
+
+            self._sid_token_ids = seed_token_table(
+                self.model, self.layout.codes_to_token_ids(catalog.sid_codes)
+            )
         return self._sid_token_ids
 
 
@@ -154,7 +159,7 @@ def search_ensemble(
                 m.tokenizer,
                 texts,
                 seeds,
-                m.sid_token_ids(catalog),
+                m.seed_token_ids(catalog),
                 max_length=m.max_prompt_length,
                 max_seeds=m.max_seed_tracks,
                 first_index=first_index,

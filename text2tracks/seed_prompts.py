@@ -46,31 +46,53 @@ def check_max_seed_tracks(value) -> int:
     return int(value)
 
 
-def read_max_seed_tracks(seq2seq_dir: str | Path) -> int:
-    """How many seeds the model of ``seq2seq_dir`` reads: ``seed_tracks.json``'s
-    ``max_seed_tracks``, else its training's (``train_config.json``, when ``seed_prob`` > 0),
-    else 0."""
+def _seed_settings(seq2seq_dir: str | Path) -> dict:
+    """``seed_tracks.json``, else the seed fields of the training's ``train_config.json`` (when
+    ``seed_prob`` > 0), else ``{}``."""
     seq2seq_dir = Path(seq2seq_dir)
     path = seq2seq_dir / SEED_SETTINGS_NAME
     if path.is_file():
         with open(path, encoding="utf-8") as f:
-            return check_max_seed_tracks(json.load(f).get("max_seed_tracks", 0))
+            return json.load(f)
     path = seq2seq_dir / TRAIN_CONFIG_NAME
     if path.is_file():
         with open(path, encoding="utf-8") as f:
             config = json.load(f).get("config", {})
         if config.get("seed_prob", 0) > 0:
-            return check_max_seed_tracks(config.get("max_seed_tracks", 0))
-    return 0
+            return config
+    return {}
 
 
-def write_max_seed_tracks(seq2seq_dir: str | Path, max_seed_tracks: int) -> None:
-    """Record ``max_seed_tracks`` in ``seq2seq_dir/seed_tracks.json`` (atomically)."""
+def read_max_seed_tracks(seq2seq_dir: str | Path) -> int:
+    """How many seeds the model of ``seq2seq_dir`` reads: ``seed_tracks.json``'s
+    ``max_seed_tracks``, else its training's (``train_config.json``, when ``seed_prob`` > 0),
+    else 0."""
+    return check_max_seed_tracks(_seed_settings(seq2seq_dir).get("max_seed_tracks", 0))
+
+
+def read_seed_encoding(seq2seq_dir: str | Path) -> str:
+    """How the model of ``seq2seq_dir`` reads a seed (:mod:`text2tracks.seed_embedding`), from
+    the same files as :func:`read_max_seed_tracks`; models from before the choice existed read
+    ``"codes"``."""
+    from text2tracks.seed_embedding import check_seed_encoding
+
+    return check_seed_encoding(_seed_settings(seq2seq_dir).get("seed_encoding", "codes"))
+
+
+def write_max_seed_tracks(
+    seq2seq_dir: str | Path, max_seed_tracks: int, seed_encoding: str = "codes"
+) -> None:
+    """Record ``max_seed_tracks`` and ``seed_encoding`` in ``seq2seq_dir/seed_tracks.json``
+    (atomically)."""
     from text2tracks.artifacts import write_json_atomic
+    from text2tracks.seed_embedding import check_seed_encoding
 
     write_json_atomic(
         Path(seq2seq_dir) / SEED_SETTINGS_NAME,
-        {"max_seed_tracks": check_max_seed_tracks(max_seed_tracks)},
+        {
+            "max_seed_tracks": check_max_seed_tracks(max_seed_tracks),
+            "seed_encoding": check_seed_encoding(seed_encoding),
+        },
     )
 
 
@@ -251,10 +273,15 @@ def seeded_batch(
 
 def check_seed_room(model, max_prompt_length: int, max_seed_tracks: int, depth: int) -> None:
     """An encoder with absolute positions (MiniLM / BERT) must hold the longest prompt:
-    ``max_prompt_length`` title tokens and ``max_seed_tracks`` IDs of ``depth`` tokens."""
+    ``max_prompt_length`` title tokens and ``max_seed_tracks`` seeds of ``depth`` tokens each
+    (of one token when the model reads one per seed)."""
+    from text2tracks.seed_embedding import seed_encoding_of
+
     config = getattr(model, "config", None)
     encoder_config = getattr(config, "encoder", None)
     limit = getattr(encoder_config, "max_position_embeddings", None)
+    if isinstance(limit, int) and seed_encoding_of(model) == "item":
+        depth = 1
     longest = max_prompt_length + max_seed_tracks * depth
     if isinstance(limit, int) and max_seed_tracks and longest > limit:
         raise ValueError(
@@ -331,10 +358,15 @@ class SeedTracksMixin:
         self._max_seed_tracks = value
 
     def _seed_token_ids(self) -> np.ndarray:
-        """``(n_items, depth)`` every catalogue item's ID tokens, as the encoder reads seeds;
+        """``(n_items, width)`` what the encoder reads for each catalogue item as a seed (its ID
+        tokens, or its one seed token: :func:`text2tracks.seed_embedding.seed_token_table`);
         computed on first use and kept."""
         if getattr(self, "_sid_token_ids", None) is None:
-            self._sid_token_ids = self.layout.codes_to_token_ids(self.catalog.sid_codes)
+            from text2tracks.seed_embedding import seed_token_table
+
+            self._sid_token_ids = seed_token_table(
+                self.model, self.layout.codes_to_token_ids(self.catalog.sid_codes)
+            )
         return self._sid_token_ids
 
     def _generate_seeded(

@@ -105,6 +105,7 @@ def read_seq2seq_parts(artifact_dir: Path, manifest: dict, device=None) -> Seq2S
     max_len = (model_config or {}).get("max_prompt_length", DEFAULT_MAX_PROMPT_LENGTH)
     try:
         model, tokenizer, layout = load_seq2seq(seq2seq_dir)
+        _attach_seeds(model, layout, catalog, seq2seq_dir)
     except Exception as err:  # noqa: BLE001
         raise ArtifactError(f"cannot load component {seq2seq_dir}: {err}") from err
     if device is None:
@@ -120,6 +121,17 @@ def read_seq2seq_parts(artifact_dir: Path, manifest: dict, device=None) -> Seq2S
     )
 
 
+def _attach_seeds(model, layout, catalog, seq2seq_dir: Path) -> None:
+    """A model trained to read one token per seed gets its seed embedding back
+    (:func:`text2tracks.seed_embedding.attach_seed_items`)."""
+    from text2tracks.seed_embedding import attach_seed_items
+    from text2tracks.seed_prompts import read_seed_encoding
+
+    encoding = read_seed_encoding(seq2seq_dir)
+    if encoding != "codes":
+        attach_seed_items(model, layout.codes_to_token_ids(catalog.sid_codes), encoding)
+
+
 def _read_member(artifact_dir: Path, manifest: dict, member: int, catalog):
     """Ensemble member ``member`` (its ``seq2seq_MEMBER/`` component) as a ``MemberModel``."""
     from text2tracks.ensemble import MemberModel
@@ -132,6 +144,7 @@ def _read_member(artifact_dir: Path, manifest: dict, member: int, catalog):
     try:
         model, tokenizer, layout = load_seq2seq(directory)
         check_layout(layout, catalog)
+        _attach_seeds(model, layout, catalog, directory)
         info_path = directory / MODEL_INFO_NAME
         config = {}
         if info_path.is_file():
@@ -275,6 +288,7 @@ def write_artifact(
     folder renamed into place is whole; ``None`` keeps the source's file, if any.
     """
     from text2tracks.modeling import ModelConfig, save_seq2seq
+    from text2tracks.seed_embedding import seed_encoding_of
     from text2tracks.seed_prompts import write_max_seed_tracks
 
     components = dict(components)
@@ -299,7 +313,7 @@ def write_artifact(
             (seq2seq_dir / stale).unlink(missing_ok=True)
         save_seq2seq(model, tokenizer, layout, seq2seq_dir, config)
         if max_seed_tracks is not None:
-            write_max_seed_tracks(seq2seq_dir, max_seed_tracks)
+            write_max_seed_tracks(seq2seq_dir, max_seed_tracks, seed_encoding_of(model))
         if diffusion is not None:
             _write_diffusion(
                 tmp / DIFFUSION_COMPONENT, diffusion, has_cf=(tmp / CF_COMPONENT).is_dir()

@@ -14,6 +14,7 @@ from typing import Any
 
 from text2tracks.modeling import ModelConfig
 from text2tracks.seed_draw import DEFAULT_MAX_SEED_TRACKS, SeedDraw
+from text2tracks.seed_embedding import DEFAULT_SEED_ENCODING, SEED_ENCODINGS, check_seed_encoding
 
 _SCHEDULES = ("linear", "cosine", "constant")
 _PRECISIONS = ("no", "fp16", "bf16")
@@ -83,6 +84,9 @@ class TrainConfig:
             ``train_config.json``) at inference, where the most recent are kept.
         seed_title_drop, seed_random_subset: with seeds, the probability of a prompt without
             title and of seeds drawn as a random subset rather than the first tracks.
+        seed_encoding: how the encoder reads a seed: ``"item"``, one position whose embedding
+            is the sum of its ID tokens' (:mod:`text2tracks.seed_embedding`), or ``"codes"``,
+            its ``depth`` ID tokens (TIGER). Recorded with the model.
         normalize_prompts: apply :func:`text2tracks.data.normalize_prompt`.
         num_workers: DataLoader workers (0: batches built in the main process; they are cheap).
         num_threads: torch CPU threads (0 = all CPUs of this process divided by local processes).
@@ -139,6 +143,7 @@ class TrainConfig:
     max_seed_tracks: int = DEFAULT_MAX_SEED_TRACKS
     seed_title_drop: float = 0.3
     seed_random_subset: float = 0.3
+    seed_encoding: str = field(default=DEFAULT_SEED_ENCODING, metadata={"choices": SEED_ENCODINGS})
     normalize_prompts: bool = True
     num_workers: int = 0
     num_threads: int = 0
@@ -227,6 +232,7 @@ class TrainConfig:
 
     def _check_seed_options(self) -> None:
         """seed_prob and the frozen encoder, and the seed draw's own checks under our names."""
+        check_seed_encoding(self.seed_encoding)
         if self.seed_prob and self.model.freeze_encoder:
             raise ValueError(
                 "seed_prob > 0 needs a trainable encoder: it reads seeds as semantic-ID tokens, "

@@ -213,12 +213,20 @@ def _load_targets(folder: Path):
 
 
 def build_examples(
-    config: TrainConfig, data: dict, tokenizer, sid_token_ids, log, targets=None
+    config: TrainConfig,
+    data: dict,
+    tokenizer,
+    sid_token_ids,
+    log,
+    targets=None,
+    seed_token_ids=None,
 ) -> dict:
     """The training pairs and collator; the validation sample (playlists with at least one
     catalogue track; the others are skipped and counted), its pairs and collator.
 
-    ``targets``: :func:`playlist_targets`' result when already computed (default: computed)."""
+    ``targets``: :func:`playlist_targets`' result when already computed (default: computed).
+    ``seed_token_ids``: what the encoder reads for each item as a seed
+    (:func:`text2tracks.seed_embedding.seed_token_table`; default: its ID tokens)."""
     from text2tracks.data import Seq2SeqCollator, Seq2SeqPairs, encode_prompts
 
     train_prompts = encode_prompts(
@@ -230,12 +238,18 @@ def build_examples(
     train_targets, target_weights = targets or playlist_targets(config, data, log)
     seeds = config.seed_draw()
     blank = encode_prompts(tokenizer, [""], config.model.max_prompt_length)[0]
+    seed_token_ids = sid_token_ids if seed_token_ids is None else seed_token_ids
     if seeds is not None:
-        check_seed_room(config, sid_token_ids.shape[1])
+        check_seed_room(config, seed_token_ids.shape[1])
     seed_options = (
         {}
         if seeds is None
-        else dict(seeds=seeds, own_tracks=data["train_relevant"], blank_prompt_ids=blank)
+        else dict(
+            seeds=seeds,
+            own_tracks=data["train_relevant"],
+            blank_prompt_ids=blank,
+            seed_width=seed_token_ids.shape[1],
+        )
     )
     train_pairs = Seq2SeqPairs(
         train_prompts,
@@ -262,9 +276,12 @@ def build_examples(
         share_prompts=config.targets_per_prompt_group > 1,
         blank_prompt_ids=blank,
         max_seed_tracks=config.max_seed_tracks,
+        seed_token_ids=seed_token_ids,
     )
 
-    val = _validation_examples(config, data, tokenizer, sid_token_ids, seed_options, blank)
+    val = _validation_examples(
+        config, data, tokenizer, sid_token_ids, seed_options, blank, seed_token_ids
+    )
     n_train = len(data["train_prompts"])
     log(
         f"data: {n_train} train playlists, {len(train_pairs)} examples per epoch; "
@@ -278,7 +295,13 @@ def build_examples(
 
 
 def _validation_examples(
-    config: TrainConfig, data: dict, tokenizer, sid_token_ids, seed_options: dict, blank
+    config: TrainConfig,
+    data: dict,
+    tokenizer,
+    sid_token_ids,
+    seed_options: dict,
+    blank,
+    seed_token_ids,
 ) -> dict:
     """The validation sample (playlists with at least one catalogue track; the others are
     skipped and counted), its pairs and collator. With seeds, each prompt's seeds are drawn once
@@ -322,6 +345,7 @@ def _validation_examples(
         tokenizer.eos_token_id,
         blank_prompt_ids=blank,
         max_seed_tracks=config.max_seed_tracks,
+        seed_token_ids=seed_token_ids,
     )
     return {
         "val_pairs": val_pairs,
@@ -333,7 +357,8 @@ def _validation_examples(
 
 def check_seed_room(config: TrainConfig, depth: int) -> None:
     """A MiniLM (BERT) encoder has 512 positions: the longest prompt, ``max_prompt_length``
-    title tokens and ``max_seed_tracks`` IDs of ``depth`` tokens, must fit in them."""
+    title tokens and ``max_seed_tracks`` seeds of ``depth`` tokens (1 with one token per seed),
+    must fit in them."""
     longest = config.model.max_prompt_length + config.max_seed_tracks * depth
     if config.model.encoder == "minilm" and longest > MINILM_POSITIONS:
         raise ValueError(

@@ -44,10 +44,8 @@ from typing import Any
 from text2tracks import config_flags as flags
 from text2tracks.artifacts import member_component
 from text2tracks.config_flags import add_config_flags, command_parser
-from text2tracks.training_step import (
-    FrozenEncoderCache,
-    grouped_forward,  # also importable from here, where it lived
-)
+from text2tracks.seed_embedding import attach_seed_items
+from text2tracks.training_step import FrozenEncoderCache, grouped_forward  # noqa: F401 (it lived here)
 from training.checkpoints import STATE_NAME, list_checkpoints, resolve_resume
 from training.launch import force_cpu, print_on_main
 from training.seq2seq_config import (  # noqa: F401  (re-exported: they lived here)
@@ -64,11 +62,7 @@ CURVE_NAME = "curve.json"
 
 
 def _checkpoint_root(config: TrainConfig) -> Path:
-    root = (
-        Path(config.checkpoint_dir)
-        if config.checkpoint_dir
-        else Path(config.artifact) / CHECKPOINTS_NAME
-    )
+    root = Path(config.checkpoint_dir or Path(config.artifact) / CHECKPOINTS_NAME)
     return root / f"member_{config.member}" if config.member else root
 
 
@@ -499,8 +493,10 @@ def _train_one(config: TrainConfig) -> dict[str, Any]:
     catalog = data["catalog"]
     model, tokenizer, layout, n_params = build_model(config, catalog, data["train_prompts"], log)
     sid_token_ids = layout.codes_to_token_ids(catalog.sid_codes)
+    seed_encoding = config.seed_encoding if config.seed_prob else "codes"
+    seed_ids = attach_seed_items(model, sid_token_ids, seed_encoding)  # before the optimizer
     with accelerator.main_process_first():  # the main process writes the teacher's cache
-        examples = build_examples(config, data, tokenizer, sid_token_ids, log)
+        examples = build_examples(config, data, tokenizer, sid_token_ids, log, None, seed_ids)
     train_dl, val_loss_dl, val_prompt_dl = build_loaders(config, examples)
     optimizer = build_optimizer(model, config.lr, config.weight_decay)  # 4.
     # 5. prepare
