@@ -19,8 +19,20 @@ Metrics (one target per user): Recall@K (= Hits@K) and NDCG@K = 1 / log2(rank + 
 - ``als_fold_in``: implicit ALS on the training histories; a user's factor is recomputed from
   the history (``recommend(..., recalculate_user=True)``), so users need no refit.
 
-The generative model reading seed tracks as semantic-ID tokens (issue 13) is scored against
-these numbers. Prints a markdown table and writes ``OUT/sequential.json``.
+The generative model (issue 13), the ``text2tracks`` row: a seq2seq model trained on the
+training histories as title-less playlists, asked ``recommend("", seed_tracks=history, k=10,
+num_beams=10)`` (:mod:`eval.sequential_model`, which says how it is built and trained)::
+
+    python -m eval.sequential --playlists ../shared/data/mpd --out DIR --train-minutes 20
+    python -m eval.sequential --playlists ../shared/data/mpd --out DIR --model-artifact ART
+
+``--train-minutes`` builds ``OUT/artifact`` (or ``--model-artifact``) from the training
+histories and trains it; ``--model-artifact`` alone scores an artifact built so, refused when its
+recorded split is not this one. The row is compared with item kNN and ALS fold-in by a paired
+bootstrap on the same users (Recall@10 and NDCG@10: difference, interval, p-value).
+``--max-users N`` scores every system on a seeded subset of N users (fitting still reads every
+training history). Prints a markdown table and writes ``OUT/sequential.json`` (with each
+system's per-user test ranks).
 """
 
 from __future__ import annotations
@@ -33,9 +45,11 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from eval.metrics import bootstrap_means
+from eval.metrics import bootstrap_means, paired_bootstrap_diff
 
 KS = (5, 10)
+MODEL_SYSTEM = "text2tracks"
+PAIRED_AGAINST = ("item_knn", "als_fold_in")
 
 
 def _index(split) -> tuple[dict[str, int], np.ndarray]:
@@ -135,25 +149,81 @@ def als_fold_in_scores(model, rows: sp.csr_matrix) -> np.ndarray:
     )
 
 
-def run(split, n_bootstrap: int = 1000, als_factors: int = 64, log=print) -> dict:
-    index, popularity = _index(split)
-    n_items = len(index)
+def scored_users(n_users: int, max_users: int | None = None, seed: int = 0) -> np.ndarray:
+    """The rows of the users every system is scored on: all of them, or a seeded random subset
+    of ``max_users`` (sorted). Models are fitted on every user's training history either way."""
+    if max_users is None or max_users >= n_users:
+        return np.arange(n_users)
+    if isinstance(max_users, bool) or not isinstance(max_users, int) or max_users < 1:
+        raise ValueError(f"max_users must be a positive integer or None, got {max_users!r}")
+    return np.sort(np.random.default_rng(seed).choice(n_users, size=max_users, replace=False))
+
+
+def per_user_metrics(ranks: np.ndarray, k: int) -> dict[str, np.ndarray]:
+    """Per user: Recall@k (hit or not) and NDCG@k = 1 / log2(rank + 2) of a 0-based rank."""
+    ranks = np.asarray(ranks)
+    return {
+        f"recall@{k}": (ranks < k).astype(np.float64),
+        f"ndcg@{k}": np.where(ranks < k, 1.0 / np.log2(ranks + 2.0), 0.0),
+    }
+
+
+class _Evaluation:
+    """The stages (validation, test) of the scored users and the training item index that
+    every system is scored with; the test ranks of each system, for the paired tests."""
+
+    def __init__(self, split, rows: np.ndarray, n_bootstrap: int) -> None:
+        self.index, self.popularity = _index(split)
+        self.n_items = len(self.index)
+        self.n_bootstrap = n_bootstrap
+        self.stages = {
+            "validation": ([split.train[u] for u in rows], [split.validation[u] for u in rows]),
+            "test": ([split.test_history(u) for u in rows], [split.test[u] for u in rows]),
+        }
+        self.test_ranks: dict[str, np.ndarray] = {}
+
+    def baseline(self, make_scores, setting: dict) -> tuple[dict, np.ndarray]:
+        """Score a baseline (``make_scores(histories)`` -> ``scores_fn`` of
+        :func:`rank_of_targets`) on both stages: ``(result, test ranks)``."""
+        started = time.perf_counter()
+        out: dict = {"setting": setting}
+        for stage, (histories, targets) in self.stages.items():
+            ranks = rank_of_targets(
+                make_scores(histories), histories, targets, self.index, self.n_items
+            )
+            out[stage] = metrics_from_ranks(ranks, self.n_bootstrap)
+        out["seconds"] = time.perf_counter() - started
+        return out, ranks
+
+    def model(self, model, setting: dict, stages: Sequence[str]) -> dict:
+        """Score a model with ``rank(histories, targets) -> (ranks, notes)`` (such as
+        :class:`eval.sequential_model.SequentialModel`) on ``stages``."""
+        started = time.perf_counter()
+        out: dict = {"setting": setting, "notes": {}}
+        for stage in stages:
+            ranks, notes = model.rank(*self.stages[stage])
+            out[stage] = metrics_from_ranks(ranks, self.n_bootstrap)
+            out["notes"][stage] = notes
+            if stage == "test":
+                self.test_ranks["text2tracks"] = np.asarray(ranks)
+        out["seconds"] = time.perf_counter() - started
+        return out
+
+
+def _fit_baselines(split, ev: _Evaluation, als_factors: int, log) -> dict:
+    """popularity, item kNN (recency decay chosen on validation) and ALS fold-in
+    (regularisation chosen on validation), fitted on every training history."""
+    from implicit.als import AlternatingLeastSquares
+    from threadpoolctl import threadpool_limits
+
+    index, n_items = ev.index, ev.n_items
     train_rows = _rows(split.train, index)
     cosine = ItemCosine(train_rows)
-    stages = {
-        "validation": (split.train, split.validation),
-        "test": ([split.test_history(u) for u in range(len(split.users))], split.test),
-    }
-    results: dict = {
-        "users": len(split.users),
-        "too_short": split.n_too_short,
-        "items": n_items,
-        "systems": {},
-    }
+    popularity = ev.popularity.astype(np.float64)
 
     def score_popularity(histories):
         return lambda rows: np.broadcast_to(
-            popularity.astype(np.float64), (len(range(*rows.indices(len(histories)))), n_items)
+            popularity, (len(range(*rows.indices(len(histories)))), n_items)
         )
 
     def score_knn(histories, decay):
@@ -163,59 +233,105 @@ def run(split, n_bootstrap: int = 1000, als_factors: int = 64, log=print) -> dic
 
     def score_als(histories, model):
         hist = _rows(histories, index)
+        return lambda rows: als_fold_in_scores(model, hist[rows])
 
-        def fn(rows):
-            return als_fold_in_scores(model, hist[rows])
+    def best_of(candidates):
+        best = None
+        for result, ranks in candidates:
+            if (
+                best is None
+                or result["validation"]["recall@10"] > best[0]["validation"]["recall@10"]
+            ):
+                best = (result, ranks)
+        return best
 
-        return fn
+    def als_candidates():
+        for regularization in (0.01, 0.1):
+            with threadpool_limits(limits=1, user_api="blas"):
+                model = AlternatingLeastSquares(
+                    factors=als_factors,
+                    regularization=regularization,
+                    iterations=15,
+                    random_state=0,
+                )
+                model.fit(train_rows, show_progress=False)
+            setting = {"factors": als_factors, "regularization": regularization}
+            yield ev.baseline(lambda h, m=model: score_als(h, m), setting)
 
-    def evaluate(name, make_scores, setting):
-        started = time.perf_counter()
-        out = {"setting": setting}
-        for stage, (histories, targets) in stages.items():
-            ranks = rank_of_targets(make_scores(histories), histories, targets, index, n_items)
-            out[stage] = metrics_from_ranks(ranks, n_bootstrap)
-        out["seconds"] = time.perf_counter() - started
-        return out
+    systems = {}
+    chosen = {
+        "popularity": (ev.baseline(score_popularity, {}),),
+        "item_knn": (
+            ev.baseline(lambda h, d=decay: score_knn(h, d), {"decay": decay})
+            for decay in (1.0, 0.9, 0.7)
+        ),
+        "als_fold_in": als_candidates(),
+    }
+    for name, candidates in chosen.items():
+        systems[name], ev.test_ranks[name] = best_of(candidates)
+        r = systems[name]
+        log(f"{name}: test recall@10 {r['test']['recall@10']:.4f} {r['setting']}")
+    return systems
 
-    results["systems"]["popularity"] = evaluate("popularity", score_popularity, {})
-    log(f"popularity: test recall@10 {results['systems']['popularity']['test']['recall@10']:.4f}")
 
-    # item kNN: the recency decay is chosen on the validation targets
-    best = None
-    for decay in (1.0, 0.9, 0.7):
-        r = evaluate("item_knn", lambda h, d=decay: score_knn(h, d), {"decay": decay})
-        if best is None or r["validation"]["recall@10"] > best["validation"]["recall@10"]:
-            best = r
-    results["systems"]["item_knn"] = best
-    log(f"item_knn: test recall@10 {best['test']['recall@10']:.4f} {best['setting']}")
+def paired_tests(test_ranks: dict[str, np.ndarray], system: str, n_bootstrap: int) -> dict:
+    """``system`` against each personalised baseline on the same test users: the paired
+    bootstrap difference of Recall@10 and NDCG@10 (:func:`eval.metrics.paired_bootstrap_diff`)."""
+    ours = per_user_metrics(test_ranks[system], 10)
+    out = {}
+    for other in PAIRED_AGAINST:
+        if other in test_ranks:
+            theirs = per_user_metrics(test_ranks[other], 10)
+            out[other] = {
+                metric: paired_bootstrap_diff(ours[metric], theirs[metric], n_bootstrap, seed=0)
+                for metric in ours
+            }
+    return out
 
-    from implicit.als import AlternatingLeastSquares
-    from threadpoolctl import threadpool_limits
 
-    best = None
-    for regularization in (0.01, 0.1):
-        with threadpool_limits(limits=1, user_api="blas"):
-            model = AlternatingLeastSquares(
-                factors=als_factors, regularization=regularization, iterations=15, random_state=0
-            )
-            model.fit(train_rows, show_progress=False)
-        r = evaluate(
-            "als_fold_in",
-            lambda h, m=model: score_als(h, m),
-            {"factors": als_factors, "regularization": regularization},
-        )
-        if best is None or r["validation"]["recall@10"] > best["validation"]["recall@10"]:
-            best = r
-    results["systems"]["als_fold_in"] = best
-    log(f"als_fold_in: test recall@10 {best['test']['recall@10']:.4f} {best['setting']}")
+def run(
+    split,
+    n_bootstrap: int = 1000,
+    als_factors: int = 64,
+    log=print,
+    model=None,
+    model_setting: dict | None = None,
+    model_stages: Sequence[str] = ("validation", "test"),
+    max_users: int | None = None,
+    sample_seed: int = 0,
+) -> dict:
+    """The baselines (and ``model``, the ``text2tracks`` row, when given: anything with
+    ``rank(histories, targets) -> (ranks, notes)``, scored on ``model_stages`` and compared with
+    item kNN and ALS fold-in by paired bootstrap) on the scored users (:func:`scored_users`)."""
+    rows = scored_users(len(split.users), max_users, sample_seed)
+    ev = _Evaluation(split, rows, n_bootstrap)
+    results: dict = {
+        "users": len(split.users),
+        "scored_users": int(rows.size),
+        "sample_seed": sample_seed if rows.size < len(split.users) else None,
+        "too_short": split.n_too_short,
+        "items": ev.n_items,
+        "systems": _fit_baselines(split, ev, als_factors, log),
+    }
+    if model is not None:
+        if "test" not in model_stages:
+            raise ValueError(f"model_stages must include 'test', got {list(model_stages)}")
+        r = ev.model(model, dict(model_setting or {}), model_stages)
+        r["paired"] = paired_tests(ev.test_ranks, MODEL_SYSTEM, n_bootstrap)
+        results["systems"][MODEL_SYSTEM] = r
+        log(f"{MODEL_SYSTEM}: test recall@10 {r['test']['recall@10']:.4f} {r['notes']['test']}")
+    results["per_user"] = {
+        "rows": rows.tolist(),
+        "test_ranks": {name: ranks.tolist() for name, ranks in ev.test_ranks.items()},
+    }
     return results
 
 
 def format_table(results: dict) -> str:
+    scored = results.get("scored_users", results["users"])
     lines = [
         f"{results['users']} users ({results['too_short']} with < 3 items left out), "
-        f"{results['items']} training items; test targets",
+        f"{results['items']} training items; test targets of {scored} users",
         "",
         "| system | Recall@5 | NDCG@5 | Recall@10 [95% CI] | NDCG@10 | setting |",
         "|---|---|---|---|---|---|",
@@ -227,14 +343,21 @@ def format_table(results: dict) -> str:
             f"| {name} | {t['recall@5']:.4f} | {t['ndcg@5']:.4f} | {t['recall@10']:.4f} "
             f"[{ci[0]:.4f}, {ci[1]:.4f}] | {t['ndcg@10']:.4f} | {r['setting']} |"
         )
+    paired = [(name, r["paired"]) for name, r in results["systems"].items() if r.get("paired")]
+    if paired:
+        lines.append("")
+    for name, tests_by_other in paired:
+        for other, tests in tests_by_other.items():
+            cells = [
+                f"{metric} {d['diff']:+.4f} [{d['ci'][0]:+.4f}, {d['ci'][1]:+.4f}] "
+                f"p = {d['p_value']:.4f}"
+                for metric, d in tests.items()
+            ]
+            lines.append(f"- {name} - {other} (paired bootstrap): " + "; ".join(cells))
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    from eval.report import write_table_and_json
-    from semantic_ids.playlists import read_playlists
-    from semantic_ids.sequences import leave_last_out, read_sequences, sequences_from_playlists
-
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m eval.sequential", description=__doc__.split("\n")[0]
     )
@@ -244,14 +367,117 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="output folder (sequential.json)")
     parser.add_argument("--min-length", type=int, default=3)
     parser.add_argument("--n-bootstrap", type=int, default=1000)
+    parser.add_argument(
+        "--max-users",
+        type=int,
+        default=None,
+        help="score every system on a seeded random subset of this many users (all "
+        "training histories still fit the models)",
+    )
+    parser.add_argument("--sample-seed", type=int, default=0, help="seeds --max-users")
+    model = parser.add_argument_group("the text2tracks row (eval.sequential_model)")
+    model.add_argument(
+        "--model-artifact",
+        metavar="DIR",
+        help="score this artifact, built on this split's training histories (its recorded "
+        "split is checked); with --train-minutes: build and train it here",
+    )
+    model.add_argument(
+        "--train-minutes",
+        type=float,
+        default=None,
+        help="build an artifact from the training histories (OUT/artifact unless "
+        "--model-artifact) and train its model this long, then score it",
+    )
+    model.add_argument("--build-flags", default="", help='more build-ids flags, "--levels 3 ..."')
+    model.add_argument("--train-flags", default="", help='more trainer flags, "--d-model 256 ..."')
+    model.add_argument("--force", action="store_true", help="overwrite an existing artifact")
+    model.add_argument("--num-beams", type=int, default=10, help="beam width (default 10)")
+    model.add_argument("--batch-size", type=int, default=64, help="users per recommend call")
+    model.add_argument("--num-threads", type=int, default=0, help="torch threads (0: default)")
+    model.add_argument("--device", default=None, help="torch device (default: CUDA if any)")
+    model.add_argument(
+        "--no-model-validation",
+        action="store_true",
+        help="score the model on the test targets only (half the beam searches)",
+    )
+    return parser
+
+
+def prepare_model(args: argparse.Namespace, split, log=print):
+    """``(SequentialModel, setting)`` of the command line's model flags: the artifact built
+    and trained with ``--train-minutes``, or the ``--model-artifact`` given, checked against
+    the split."""
+    from pathlib import Path
+
+    from eval.sequential_model import (
+        HISTORIES_FILE,
+        build_artifact,
+        load_sequential_model,
+        split_flags,
+        train_artifact,
+    )
+
+    artifact = Path(args.model_artifact or Path(args.out) / "artifact")
+    setting: dict = {"artifact": str(artifact)}
+    if args.train_minutes is not None:
+        if not args.train_minutes > 0:
+            raise ValueError(f"--train-minutes must be > 0, got {args.train_minutes}")
+        histories = Path(args.out) / HISTORIES_FILE
+        build_artifact(split, artifact, histories, split_flags(args.build_flags), args.force, log)
+        summary = train_artifact(
+            artifact,
+            histories,
+            args.train_minutes,
+            split_flags(args.train_flags),
+            num_threads=args.num_threads,
+            log=log,
+        )
+        setting.update(
+            train_minutes=args.train_minutes,
+            steps=summary.get("steps"),
+            stopped_by=summary.get("stopped_by"),
+        )
+    model = load_sequential_model(
+        artifact,
+        split,
+        device=args.device,
+        num_threads=args.num_threads,
+        num_beams=args.num_beams,
+        batch_size=args.batch_size,
+        log=log,
+    )
+    setting.update(model.describe())
+    return model, setting
+
+
+def main(argv: list[str] | None = None) -> int:
+    from eval.report import write_table_and_json
+    from semantic_ids.playlists import read_playlists
+    from semantic_ids.sequences import leave_last_out, read_sequences, sequences_from_playlists
+
+    parser = build_parser()
     args = parser.parse_args(argv)
+    if args.max_users is not None and args.max_users < 1:
+        parser.error(f"--max-users must be >= 1, got {args.max_users}")
     sequences = (
         read_sequences(args.sequences)
         if args.sequences
         else sequences_from_playlists(read_playlists(args.playlists).playlists)
     )
     split = leave_last_out(sequences, min_length=args.min_length)
-    results = run(split, n_bootstrap=args.n_bootstrap)
+    model, setting = None, None
+    if args.model_artifact or args.train_minutes is not None:
+        model, setting = prepare_model(args, split)
+    results = run(
+        split,
+        n_bootstrap=args.n_bootstrap,
+        model=model,
+        model_setting=setting,
+        model_stages=("test",) if args.no_model_validation else ("validation", "test"),
+        max_users=args.max_users,
+        sample_seed=args.sample_seed,
+    )
     table = format_table(results)
     print(table)
     write_table_and_json(args.out, "sequential", results, table)
