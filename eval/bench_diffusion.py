@@ -25,7 +25,7 @@ its hybrid settings go to ``DIR/fusion.json`` (``text2tracks.hybrid.load_fusion(
 set it as a recommender's ``fusion`` / ``hybrid_settings``); no artifact receives it. It also
 writes ``DIR/diffusion.json`` (everything, with the negative-prompt and inversion curves, the
 sampling cost and a check that the rankings equal ``recommend_arrays``'s),
-``DIR/negative_prompts.png`` and ``DIR/inversion.png``.
+``DIR/negative_prompts.png``, ``DIR/inversion.png`` and ``DIR/joint_at_k.png``.
 
 Negative prompts: pairs (positive test prompt, negative word) are chosen from the data: negative
 words are frequent training-title words (a preferred list first, e.g. "christmas", "worship"),
@@ -39,14 +39,25 @@ word with it; ``recommend(mode="latent", like_tracks=seeds, edit_strength=s, exc
 edits the seed latent (for each of ``--seed-methods``: the API's ``mean`` and the ALS
 ``fold_in``) towards the prompt at each strength; the top k is scored for similarity to the seeds
 (cosine of item factors to the seeds' mean factor; Hits@k against the seed playlist's other
-tracks) and relevance to the prompt (Hits@k).
+tracks) and relevance to the prompt (Hits@k). Joint@K, as MO-DiT measures pattern-preserving
+retrieval (:mod:`eval.bench_diffusion_joint`): the share of the top K (10 and k) that both stays
+in the seeds' pattern (shares a training playlist with a seed; or, ``pattern_cf``, is among the
+``--joint-neighbours`` tracks nearest their mean factor) and matches the prompt (is in a
+training playlist whose title holds one of the prompt's content words), beside Pattern@K and
+Attribute@K alone, for each strength, for the hybrid mode's edits (``--joint-hybrid``), and for
+two yardsticks on the same prompts: the seeds' mean alone (the catalogue by inner product with
+their mean factor) and the prompt alone (``recommend(prompt, mode="latent")``), seeds excluded
+throughout. ``inversion.joint.target`` says at which strengths Joint@10 beats both yardsticks,
+whether Attribute@10 rises and Pattern@10 falls with the strength, and whether Joint@10 is
+unimodal; ``DIR/joint_at_k.png`` draws the curves.
 
 The work is split by job: :mod:`eval.bench_diffusion_config` (settings),
 :mod:`eval.bench_diffusion_models` (training into the copy, loading),
 :mod:`eval.bench_diffusion_views` (the API's views and rankings),
 :mod:`eval.bench_diffusion_systems` (fusions, systems, metrics),
 :mod:`eval.bench_diffusion_pairs` (negative pairs, seed playlists, their measures),
-:mod:`eval.bench_diffusion_curves` (the two curves, the cost) and
+:mod:`eval.bench_diffusion_curves` (the two curves, the cost),
+:mod:`eval.bench_diffusion_joint` (the edits' Joint@K) and
 :mod:`eval.bench_diffusion_report` (JSON, plots, table).
 """
 
@@ -84,6 +95,7 @@ from eval.bench_diffusion_report import (
     format_report,
     merge_into_results,
     plot_inversion,
+    plot_joint,
     plot_negative,
     write_json,
 )
@@ -246,19 +258,22 @@ def run_diffusion_benchmark(
     }
     plot_negative(report["negative_prompts"], out_dir / "negative_prompts.png", config.k)
     plot_inversion(report["inversion"], out_dir / "inversion.png", config.k)
+    if report["inversion"].get("joint"):
+        plot_joint(report["inversion"], out_dir / "joint_at_k.png", 10)
     write_json(out_dir / "diffusion.json", report)
     report["per_prompt"] = per_prompt
     return report
 
 
 def _curves(views, config, test, relevant, train_playlists, w) -> dict[str, Any]:
-    """4. Negative prompts; 5. DDIM inversion; 6. sampling cost."""
+    """4. Negative prompts; 5. DDIM inversion (with Joint@K); 6. sampling cost."""
     test_sets = [set(map(int, r)) for r in relevant]
+    # the training playlists in the vocabulary, once for both curves
+    titles = [p.title for p in train_playlists]
+    items = [views.vocab.indices(p.track_ids, skip_unknown=True) for p in train_playlists]
     return {
-        "negative_prompts": negative_prompt_curve(
-            views, config, test, test_sets, train_playlists, w
-        ),
-        "inversion": inversion_curve(views, config, test.prompts, relevant),
+        "negative_prompts": negative_prompt_curve(views, config, test, test_sets, titles, items, w),
+        "inversion": inversion_curve(views, config, test.prompts, relevant, titles, items),
         "latency": sampling_cost(views, config, test.prompts, w),
     }
 

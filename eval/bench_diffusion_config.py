@@ -44,6 +44,10 @@ class DiffusionBenchConfig:
         max_contamination: a pair whose positive playlists are mostly made of the negative's
             items is a near-synonym ("rap" / "hip"), not a contrast: skipped above this share.
         strengths, n_seed_tracks, max_inversion_prompts: the inversion curve.
+        joint_neighbours: N of the inversion's second pattern definition for Joint@K (a track
+            is in the seeds' pattern when among the N of highest cosine to their mean factor).
+        joint_hybrid: also measure the edits' Joint@K in hybrid mode (one beam search per
+            strength).
         seed_methods: comma-separated ways of turning the seed tracks into the starting latent
             (``mean``, ``fold_in``; see :func:`text2tracks.diffusion.seed_latent`), one inversion
             curve each; the first goes into the hybrid settings saved with the fitted fusion
@@ -80,6 +84,8 @@ class DiffusionBenchConfig:
     seed_methods: str = "mean,fold_in"
     n_seed_tracks: int = 5
     max_inversion_prompts: int = 200
+    joint_neighbours: int = 200
+    joint_hybrid: bool = True
     max_validation_prompts: int = 1000
     latency_prompts: int = 20
     batch_size: int = 32
@@ -110,6 +116,7 @@ class DiffusionBenchConfig:
             "prompts_per_pair",
             "min_title_playlists",
             "n_seed_tracks",
+            "joint_neighbours",
             "batch_size",
             "latency_prompts",
             "n_bootstrap",

@@ -5,7 +5,9 @@
   ``seed``), for the latent and the hybrid rankings;
 * :func:`inversion_curve`: ``recommend(mode="latent", like_tracks=seeds, edit_strength=s,
   exclude=seeds)`` per seed method and strength, scored for closeness to the seeds and relevance
-  to the prompt;
+  to the prompt, and for Joint@K (:mod:`eval.bench_diffusion_joint`) against two yardsticks
+  measured on the same prompts (the seeds' mean alone, the prompt alone), with the hybrid mode's
+  edits beside them;
 * :func:`sampling_cost`: the time of each hybrid stage, and of ``recommend(mode="hybrid")``.
 """
 
@@ -19,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from eval.bench_diffusion_config import DiffusionBenchConfig, log
+from eval.bench_diffusion_joint import joint_sets, joint_target_check, nearest_items
 from eval.bench_diffusion_pairs import (
     negative_share,
     seed_similarity,
@@ -85,16 +88,17 @@ def negative_prompt_curve(
     config: DiffusionBenchConfig,
     test: Gathered,
     test_sets: list[set[int]],
-    train_playlists: list,
+    train_titles: list[str],
+    train_items: list[np.ndarray],
     w_default: float,
 ) -> dict[str, Any]:
-    """The negative-prompt curve on pairs chosen from the training titles (vocabulary indices;
-    the hybrid view reuses the test prompts' beam and the recommender's fusion)."""
-    vocab = views.vocab
+    """The negative-prompt curve on pairs chosen from the training playlists' titles and items
+    (vocabulary indices; the hybrid view reuses the test prompts' beam and the recommender's
+    fusion)."""
     prompts = test.prompts
     pairs = select_negative_pairs(
-        [p.title for p in train_playlists],
-        [vocab.indices(p.track_ids, skip_unknown=True) for p in train_playlists],
+        train_titles,
+        train_items,
         list(prompts),
         config.n_negative_pairs,
         config.prompts_per_pair,
@@ -141,13 +145,24 @@ def negative_prompt_curve(
 
 
 def _inversion_point(items: np.ndarray, measure: dict[str, Any], k: int) -> dict[str, float]:
-    return {
+    """Closeness to the seeds and relevance to the prompt of the top ``k``, and the Joint@K
+    measures when ``measure["joint"]`` holds the :class:`~eval.bench_diffusion_joint.JointSets`."""
+    top = items[:, :k]
+    point = {
         "seed_cosine": float(
-            np.nanmean(seed_similarity(items, measure["factors"], measure["seed_means"], k))
+            np.nanmean(seed_similarity(top, measure["factors"], measure["seed_means"], k))
         ),
-        "seed_hits": float(per_prompt_metric(items, measure["seed_rest"], "hits", k).mean()),
-        "prompt_hits": float(per_prompt_metric(items, measure["prompt_rel"], "hits", k).mean()),
+        "seed_hits": float(per_prompt_metric(top, measure["seed_rest"], "hits", k).mean()),
+        "prompt_hits": float(per_prompt_metric(top, measure["prompt_rel"], "hits", k).mean()),
     }
+    if measure.get("joint") is not None:
+        point |= measure["joint"].measure(items, measure["ks"])
+    return point
+
+
+def joint_ks(k: int) -> list[int]:
+    """The K of Joint@K: 10 (MO-DiT's) and the benchmark's ``k``."""
+    return sorted({10, int(k)})
 
 
 def inversion_curve(
@@ -155,10 +170,15 @@ def inversion_curve(
     config: DiffusionBenchConfig,
     prompts: list[str],
     relevant: list[np.ndarray],
+    train_titles: list[str] | None = None,
+    train_items: list[np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Seed tracks from another test playlist, edited towards each prompt by the API's
-    ``like_tracks`` path, per seed method and strength (seeds excluded from the answers)."""
-    recommender, k = views.recommender, config.k
+    ``like_tracks`` path, per seed method and strength (seeds excluded from the answers).
+
+    With the training playlists' titles and items (vocabulary indices), every point also gets
+    Joint@K, Pattern@K and Attribute@K (:mod:`eval.bench_diffusion_joint`), and ``"joint"``
+    holds the yardsticks, the hybrid mode's edits and the targets (:func:`_joint_summary`)."""
     in_catalogue = [r[views.to_catalogue[r] >= 0] for r in relevant]
     pairs = select_seed_playlists(
         prompts, in_catalogue, config.n_seed_tracks, config.max_inversion_prompts, config.seed
@@ -168,37 +188,27 @@ def inversion_curve(
         return {"curve": [], "curves": {}, "n_prompts": 0}
     sub = [prompts[i] for i, _ in pairs]
     seeds = [in_catalogue[j][: config.n_seed_tracks] for _, j in pairs]
-    seed_ids = [views.track_ids(s) for s in seeds]
     factors = views.vocab_factors
     measure = {
         "factors": factors,
         "seed_means": np.stack([factors[s].mean(0) for s in seeds]),
         "seed_rest": [set(map(int, in_catalogue[j][config.n_seed_tracks :])) for _, j in pairs],
         "prompt_rel": [set(map(int, relevant[i])) for i, _ in pairs],
+        "ks": joint_ks(config.k),
+        "joint": None,
     }
-
-    def ranked(**options) -> np.ndarray:
-        ids = recommender.recommend_arrays(
-            sub, k=k, mode="latent", exclude=seed_ids, batch_size=views.batch_size, **options
-        )[0]
-        return views.vocab_items(views.catalogue_items(ids))
-
-    settings, curves = recommender.hybrid_settings, {}
-    try:
-        for method in config.seed_method_list:
-            recommender.hybrid_settings = replace(settings, seed_method=method)
-            curves[method] = []
-            for strength in config.strength_list:
-                items = ranked(like_tracks=seed_ids, edit_strength=strength, n_samples=1)
-                curves[method].append({"strength": strength, **_inversion_point(items, measure, k)})
-                log(f"inversion ({method}) strength {strength}: {curves[method][-1]}")
-    finally:
-        recommender.hybrid_settings = settings
+    if train_titles is not None and train_items is not None:
+        measure["joint"] = joint_sets(
+            train_titles, train_items, sub, seeds, factors, config.joint_neighbours
+        )
+    depth = max(measure["ks"]) if measure["joint"] is not None else config.k
+    ranked = _ranker(views, sub, [views.track_ids(s) for s in seeds], depth)
+    curves = _edit_curves(views.recommender, config, ranked, measure, config.seed_method_list)
     # Reference: plain samples from the prompt (no seed), one per prompt.
-    reference = _inversion_point(ranked(n_samples=1, seed=config.seed + 11), measure, k)
+    reference = _inversion_point(ranked(n_samples=1, seed=config.seed + 11), measure, config.k)
     method = config.seed_method_list[0]
     first, last = curves[method][0], curves[method][-1]
-    return {
+    out = {
         "n_prompts": len(pairs),
         "n_seed_tracks": config.n_seed_tracks,
         "seed_method": method,
@@ -209,6 +219,112 @@ def inversion_curve(
         "relevance_rises": bool(last["prompt_hits"] > first["prompt_hits"]),
         "examples": [{"prompt": prompts[i], "seed_playlist": prompts[j]} for i, j in pairs[:5]],
     }
+    if measure["joint"] is not None:
+        out["joint"] = _joint_summary(views, config, ranked, measure, seeds, curves)
+    return out
+
+
+def _ranker(views: ProductViews, prompts: list[str], seed_ids: list[list[str]], k: int):
+    """``ranked(mode="latent", like_tracks=False, **options)``: the API's top ``k`` of each
+    prompt (vocabulary indices), seeds excluded; ``like_tracks=True`` edits from the seeds."""
+
+    def ranked(mode: str = "latent", like_tracks: bool = False, **options) -> np.ndarray:
+        if like_tracks:
+            options["like_tracks"] = seed_ids
+        ids = views.recommender.recommend_arrays(
+            prompts, k=k, mode=mode, exclude=seed_ids, batch_size=views.batch_size, **options
+        )[0]
+        return views.vocab_items(views.catalogue_items(ids))
+
+    return ranked
+
+
+def _edit_curves(
+    recommender, config: DiffusionBenchConfig, ranked, measure, methods: list[str], mode="latent"
+) -> dict[str, list[dict[str, Any]]]:
+    """Per seed method, one point per strength of ``ranked(mode, like_tracks=True, ...)``."""
+    settings, curves = recommender.hybrid_settings, {}
+    try:
+        for method in methods:
+            recommender.hybrid_settings = replace(settings, seed_method=method)
+            curves[method] = []
+            for strength in config.strength_list:
+                # an edit is deterministic: one sample is every sample
+                items = ranked(mode, like_tracks=True, edit_strength=strength, n_samples=1)
+                point = {"strength": strength, **_inversion_point(items, measure, config.k)}
+                curves[method].append(point)
+                log(f"inversion ({mode}, {method}) strength {strength}: {point}")
+    finally:
+        recommender.hybrid_settings = settings
+    return curves
+
+
+def _joint_summary(views, config, ranked, measure, seeds, curves) -> dict[str, Any]:
+    """Joint@K's yardsticks (the seeds' mean alone: the catalogue by inner product with their
+    mean factor; the prompt alone: ``recommend(prompt, mode="latent")``, and in hybrid mode),
+    the hybrid mode's edit curve (first seed method) and :func:`joint_target_check`."""
+    joint, ks, depth = measure["joint"], measure["ks"], max(measure["ks"])
+    by_mean = nearest_items(measure["factors"], measure["seed_means"], depth, seeds, cosine=False)
+    yardsticks = {
+        "seed_mean": joint.measure(by_mean, ks),
+        "prompt_only": joint.measure(ranked(seed=config.seed + 11), ks),
+    }
+    hybrid = None
+    if config.joint_hybrid:
+        yardsticks["hybrid_prompt_only"] = joint.measure(ranked("hybrid", seed=config.seed), ks)
+        method = config.seed_method_list[0]
+        hybrid = _edit_curves(views.recommender, config, ranked, measure, [method], "hybrid")
+        hybrid = hybrid[method]
+    return {
+        "ks": ks,
+        "n_prompts": int(joint.measured.size),
+        "n_neighbours": config.joint_neighbours,
+        "definitions": _JOINT_DEFINITIONS,
+        "yardsticks": yardsticks,
+        "seed_mean_matches_strength_0": _seed_mean_match(views, config, ranked, by_mean),
+        "hybrid_curve": hybrid,
+        "target": _joint_targets(curves, hybrid, yardsticks),
+    }
+
+
+_JOINT_DEFINITIONS = {
+    "pattern": "the track shares a training playlist with at least one seed",
+    "pattern_cf": "the track is among the n_neighbours of highest cosine to the seeds' mean "
+    "factor (seeds left out)",
+    "attribute": "the track is in a training playlist whose normalised title holds one of the "
+    "prompt's content words (title_words; prompts without one are not averaged)",
+    "joint": "pattern and attribute at once (joint_cf: pattern_cf and attribute)",
+}
+
+
+def _joint_targets(curves, hybrid, yardsticks) -> dict[str, Any]:
+    """Per pattern definition, the target check of each seed method's curve and of hybrid's."""
+    latent_bars = {name: yardsticks[name] for name in ("seed_mean", "prompt_only")}
+    out = {}
+    for pattern, name in (("", "pattern"), ("_cf", "pattern_cf")):
+        out[name] = {
+            method: joint_target_check(curve, latent_bars, 10, pattern)
+            for method, curve in curves.items()
+        }
+        if hybrid is not None:
+            out[name]["hybrid"] = joint_target_check(hybrid, yardsticks, 10, pattern)
+    return out
+
+
+def _seed_mean_match(views, config, ranked, by_mean: np.ndarray) -> float | None:
+    """Share of prompts whose top k at strength 0 from the ``mean`` seed latent is, as a set, the
+    seeds'-mean yardstick's (faiss may be approximate; None without the ``mean`` method)."""
+    if "mean" not in config.seed_method_list:
+        return None
+    recommender, settings = views.recommender, views.recommender.hybrid_settings
+    try:
+        recommender.hybrid_settings = replace(settings, seed_method="mean")
+        items = ranked(like_tracks=True, edit_strength=0.0, n_samples=1)
+    finally:
+        recommender.hybrid_settings = settings
+    k = config.k
+    same = [set(a[:k].tolist()) == set(b[:k].tolist()) for a, b in zip(items, by_mean, strict=True)]
+    return float(np.mean(same))
 
 
 # ------------------------------------------------------------------------------------ cost

@@ -1,5 +1,6 @@
-"""The diffusion benchmark's outputs: the plots of its two curves, the report table, and the
-JSON it writes (``diffusion.json``; its systems merged into the benchmark's ``results.json``)."""
+"""The diffusion benchmark's outputs: the plots of its two curves and of the edits' Joint@K, the
+report table, and the JSON it writes (``diffusion.json``; its systems merged into the
+benchmark's ``results.json``)."""
 
 from __future__ import annotations
 
@@ -42,11 +43,20 @@ def merge_into_results(path: Path, report: dict) -> dict:
         "negative_prompts_target": report["negative_prompts"].get("target"),
         "inversion_curve": report["inversion"].get("curve"),
         "inversion_curves": report["inversion"].get("curves"),
+        "joint_at_k": _joint_record(report["inversion"].get("joint")),
         "api_parity": report.get("api_parity"),
         "fusion_path": report.get("fusion", {}).get("path"),
     }
     write_json(path, results)
     return json.loads(path.read_text())
+
+
+def _joint_record(joint: dict | None) -> dict | None:
+    """What ``results.json`` keeps of Joint@K (its points are in the inversion curves)."""
+    if joint is None:
+        return None
+    keep = ("ks", "n_prompts", "n_neighbours", "yardsticks", "hybrid_curve", "target")
+    return {key: joint[key] for key in keep}
 
 
 # ------------------------------------------------------------------------------------ plots
@@ -147,6 +157,50 @@ def plot_inversion(inversion: dict, path: Path, k: int) -> None:
     plt.close(fig)
 
 
+_JOINT_LINES = (
+    ("joint", "-", "Joint"),
+    ("pattern", "--", "Pattern"),
+    ("attribute", ":", "Attribute"),
+)
+
+
+def plot_joint(inversion: dict, path: Path, k: int = 10) -> None:
+    """Joint@k, Pattern@k and Attribute@k of the edits against the strength, per seed method
+    (and hybrid mode), with the two yardsticks' Joint@k as horizontal lines; one panel per
+    pattern definition (co-occurrence, CF neighbourhood)."""
+    joint = inversion.get("joint") or {}
+    curves = dict(inversion.get("curves", {}))
+    if joint.get("hybrid_curve"):
+        curves["hybrid"] = joint["hybrid_curve"]
+    colors = ("tab:blue", "tab:orange", "tab:green", "tab:purple")
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
+    for ax, pattern, title in zip(
+        axes, ("", "_cf"), ("co-occurrence", "CF neighbourhood"), strict=True
+    ):
+        for (method, curve), color in zip(curves.items(), colors, strict=False):
+            xs = [r["strength"] for r in curve]
+            for measure, style, label in _JOINT_LINES:
+                key = f"{measure}{pattern if measure != 'attribute' else ''}@{k}"
+                if curve and curve[0].get(key) is not None:
+                    ys = [r[key] for r in curve]
+                    ax.plot(xs, ys, style, marker="o", color=color, label=f"{label}@{k} ({method})")
+        for name, color in (("seed_mean", "grey"), ("prompt_only", "black")):
+            value = joint.get("yardsticks", {}).get(name, {}).get(f"joint{pattern}@{k}")
+            if value is not None:
+                ax.axhline(value, linestyle="-.", color=color, label=f"Joint@{k}: {name} alone")
+        ax.set_xlabel("edit strength")
+        ax.set_title(f"pattern = {title}", fontsize=9)
+        ax.legend(fontsize=6)
+    axes[0].set_ylabel(f"share of the top {k}")
+    fig.suptitle(
+        f"Joint@{k} of DDIM inversion edits ({joint.get('n_prompts', 0)} prompts)", fontsize=9
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def _negative_lines(neg: dict) -> list[str]:
     if not neg.get("curve"):
         return []
@@ -190,6 +244,43 @@ def _inversion_lines(inv: dict) -> list[str]:
     return lines
 
 
+def _joint_lines(inv: dict) -> list[str]:
+    joint = inv.get("joint")
+    if not joint:
+        return []
+    names = [
+        f"{m}@{k}"
+        for k in joint["ks"]
+        for m in ("joint", "pattern", "attribute", "joint_cf", "pattern_cf")
+    ]
+    lines = [
+        "",
+        f"Joint@K of the edits ({joint['n_prompts']} prompts with a content word; pattern: "
+        f"co-occurrence, _cf: {joint['n_neighbours']} CF neighbours):",
+        "| edit | strength | " + " | ".join(names) + " |",
+        "|---|---|" + "---|" * len(names),
+    ]
+    rows = [(m, r) for m, c in inv["curves"].items() for r in c]
+    rows += [("hybrid", r) for r in joint.get("hybrid_curve") or []]
+    rows += [(f"{name} alone", {"strength": "-"} | y) for name, y in joint["yardsticks"].items()]
+    for label, r in rows:
+        values = " | ".join("-" if r.get(n) is None else f"{r[n]:.3f}" for n in names)
+        strength = r["strength"] if isinstance(r["strength"], str) else f"{r['strength']:g}"
+        lines.append(f"| {label} | {strength} | {values} |")
+    for pattern, checks in joint["target"].items():
+        for edit, c in checks.items():
+            if not c.get("evaluable"):
+                lines.append(f"{pattern}, {edit}: not evaluable")
+                continue
+            lines.append(
+                f"{pattern}, {edit}: Joint@10 above both yardsticks at strengths "
+                f"{c['joint_above_yardsticks_at']}; Attribute@10 rises {c['attribute_rises']}, "
+                f"Pattern@10 falls {c['pattern_falls']} (monotone {c['monotone']}); Joint@10 "
+                f"unimodal {c['joint_unimodal']}, peak at {c['joint_peak_strength']:g}"
+            )
+    return lines
+
+
 def _cost_lines(report: dict) -> list[str]:
     lat = report["latency"]
     lines = [
@@ -213,7 +304,8 @@ def _cost_lines(report: dict) -> list[str]:
 
 
 def format_report(report: dict, k: int = 10) -> str:
-    """The systems table, comparisons, negative-prompt and inversion curves, and the cost."""
+    """The systems table, comparisons, negative-prompt and inversion curves (with Joint@K), and
+    the cost."""
     columns = [f"hits@{k}", f"recall@{k}", f"ndcg@{k}", "mrr", f"coverage@{k}"]
     lines = [
         format_table(report["systems"], columns=columns),
@@ -229,5 +321,6 @@ def format_report(report: dict, k: int = 10) -> str:
         )
     lines += _negative_lines(report["negative_prompts"])
     lines += _inversion_lines(report["inversion"])
+    lines += _joint_lines(report["inversion"])
     lines += _cost_lines(report)
     return "\n".join(lines) + "\n"

@@ -408,8 +408,38 @@ def test_the_benchmark_scores_every_system_and_writes_its_files(tiny_run):
         assert system["n_prompts"] == len(tiny_run.prompts)
     on_disk = json.loads((tiny_run.out / "diffusion.json").read_text())
     assert on_disk["inversion"]["curves"]["mean"] == report["inversion"]["curves"]["mean"]
-    for name in ("negative_prompts.png", "inversion.png"):
+    assert on_disk["inversion"]["joint"]["target"] == report["inversion"]["joint"]["target"]
+    for name in ("negative_prompts.png", "inversion.png", "joint_at_k.png"):
         assert (tiny_run.out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_edits_get_joint_at_k_beside_their_yardsticks(tiny_run):
+    inversion = tiny_run.report["inversion"]
+    joint = inversion["joint"]
+    assert joint["ks"] == [10] and joint["n_neighbours"] == TINY_CONFIG.joint_neighbours
+    assert 1 <= joint["n_prompts"] <= inversion["n_prompts"]
+    assert set(joint["yardsticks"]) == {"seed_mean", "prompt_only", "hybrid_prompt_only"}
+    assert [r["strength"] for r in joint["hybrid_curve"]] == [0.0, 1.0]
+    points = [r for c in inversion["curves"].values() for r in c] + joint["hybrid_curve"]
+    points += list(joint["yardsticks"].values()) + [inversion["prompt_only_reference"]]
+    for r in points:
+        for pattern in ("", "_cf"):
+            # both conditions at once: never above either alone
+            assert 0 <= r[f"joint{pattern}@10"] <= min(r[f"pattern{pattern}@10"], r["attribute@10"])
+            # a share of 10 slots of the measured prompts
+            assert r[f"joint{pattern}@10"] * 10 * joint["n_prompts"] == pytest.approx(
+                round(r[f"joint{pattern}@10"] * 10 * joint["n_prompts"])
+            )
+    # the seeds' mean alone is what the API's latent mode ranks at strength 0 from their mean
+    assert joint["seed_mean_matches_strength_0"] == 1.0
+    for pattern in ("pattern", "pattern_cf"):
+        assert set(joint["target"][pattern]) == {"fold_in", "mean", "hybrid"}
+        for check in joint["target"][pattern].values():
+            assert check["evaluable"] is True and isinstance(check["monotone"], bool)
+    text = format_report(tiny_run.report)
+    assert "Joint@K of the edits" in text and "| prompt_only alone | - |" in text
+    merged = json.loads((tiny_run.out / "diffusion.json").read_text())["inversion"]["joint"]
+    assert merged["yardsticks"] == joint["yardsticks"]
 
 
 def test_the_inversion_curve_has_one_curve_per_seed_method(tiny_run):
