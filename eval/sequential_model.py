@@ -288,7 +288,7 @@ class SequentialModel:
         said: Counter = Counter()
         for start in range(0, len(rows), self.batch_size):
             batch = rows[start : start + self.batch_size]
-            answers = self._recommend([seeds[i] for i in batch], said)
+            answers = self._recommend([seeds[i] for i in batch], cap, said)
             for i, answer in zip(batch, answers, strict=True):
                 ids = [r.track_id for r in answer]
                 if targets[i] in ids:
@@ -300,12 +300,16 @@ class SequentialModel:
             "unanswered": len(targets) - len(rows),
             "unknown_seeds": sum(len(h) for h in histories) - sum(len(s) for s in seeds),
             "targets_outside_catalogue": sum(t not in self.known for t in targets),
+            "api_warnings": dict(said.most_common(_WARNINGS_SHOWN)),
         }
         return ranks, notes
 
-    def _recommend(self, seeds: list[list[str]], said: Counter) -> list:
-        """One API call of empty prompts with seeds; its warnings counted in ``said`` by kind
+    def _recommend(self, seeds: list[list[str]], cap: int, said: Counter) -> list:
+        """One API call of empty prompts with seeds: the most recent ``cap`` (what the model
+        reads) as seeds, the older ones excluded (the whole history stays out of the answer,
+        without a truncation warning per user); other warnings counted in ``said`` by kind
         (numbers blanked)."""
+        older = [s[:-cap] or None for s in seeds]
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             answers = self.recommender.recommend(
@@ -313,7 +317,8 @@ class SequentialModel:
                 k=self.k,
                 num_beams=self.num_beams,
                 batch_size=self.batch_size,
-                seed_tracks=seeds,
+                seed_tracks=[s[-cap:] for s in seeds],
+                exclude=older if any(older) else None,
             )
         said.update(re.sub(r"\d+", "N", str(w.message).split(";")[0]) for w in caught)
         return answers

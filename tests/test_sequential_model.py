@@ -34,7 +34,7 @@ N_GROUPS, PER_GROUP = 4, 12
 TINY_BUILD = "--codebook-size 4 --levels 2 --factors 8 --iterations 5 --kmeans-iterations 5"
 TINY_MODEL = (
     "--d-model 32 --num-layers 1 --num-decoder-layers 1 --num-heads 2 --d-ff 64 "
-    "--batch-size 32 --max-steps 300 --lr 3e-3 --warmup-steps 20 --max-seed-tracks 8"
+    "--batch-size 32 --max-steps 300 --lr 3e-3 --warmup-steps 20 --max-seed-tracks 4"
 )
 
 
@@ -113,9 +113,12 @@ class _Scripted:
         self.catalog = SimpleNamespace(item_ids=items)
         self.answers = answers
         self.calls = []
+        self.asked = {}  # seeds -> what was excluded besides them
 
-    def recommend(self, prompts, k, num_beams, batch_size, seed_tracks):
-        self.calls.append((list(prompts), [list(s) for s in seed_tracks], k, num_beams))
+    def recommend(self, prompts, k, num_beams, batch_size, seed_tracks, exclude):
+        self.calls.append((list(prompts), len(seed_tracks), k, num_beams))
+        for i, seeds in enumerate(seed_tracks):
+            self.asked[tuple(seeds)] = None if exclude is None else exclude[i]
         return [[SimpleNamespace(track_id=t) for t in self.answers[s[-1]][:k]] for s in seed_tracks]
 
 
@@ -128,20 +131,33 @@ def test_ranks_of_handmade_answers():
     }
     recommender = _Scripted(items, answers)
     model = SequentialModel(recommender, k=10, num_beams=10, batch_size=2, log=lambda m: None)
-    histories = [["t3", "t0"], ["t1"], ["t0", "t2"], ["zz"], ["yy", "t1"]]
-    targets = ["t8", "t2", "t1", "t4", "nope"]
+    long = ["t4", "t5", "t6", "t7", "t9", "t10", "t0"]  # more than the 5 seeds it reads
+    histories = [["t3", "t0"], ["t1"], ["t0", "t2"], ["zz"], ["yy", "t1"], long]
+    targets = ["t8", "t2", "t1", "t4", "nope", "t11"]
     ranks, notes = model.rank(histories, targets)
-    assert ranks.tolist() == [3, 0, 10, 10, 10]
-    assert notes == {"unanswered": 1, "unknown_seeds": 2, "targets_outside_catalogue": 1}
-    asked = [seeds for _, batch, _, _ in recommender.calls for seeds in batch]
-    assert sorted(asked) == sorted([["t3", "t0"], ["t1"], ["t0", "t2"], ["t1"]])  # no "zz", "yy"
+    assert ranks.tolist() == [3, 0, 10, 10, 10, 6]
+    assert notes == {
+        "unanswered": 1,
+        "unknown_seeds": 2,
+        "targets_outside_catalogue": 1,
+        "api_warnings": {},
+    }
+    # unknown seeds dropped, the user without any not asked; the most recent 5 read, the
+    # older ones excluded, so the whole history stays out of the answer
+    assert recommender.asked == {
+        ("t3", "t0"): None,
+        ("t1",): None,
+        ("t0", "t2"): None,
+        ("t6", "t7", "t9", "t10", "t0"): ["t4", "t5"],
+    }
     assert all(set(p) == {""} and k == 10 and b == 10 for p, _, k, b in recommender.calls)
-    assert max(len(batch) for _, batch, _, _ in recommender.calls) == 2
+    assert [n for _, n, _, _ in recommender.calls] == [2, 2, 1]  # batches of 2: 5 users asked
 
     m = metrics_from_ranks(ranks, n_bootstrap=50)
-    assert m["recall@5"] == pytest.approx(2 / 5) and m["recall@10"] == pytest.approx(2 / 5)
-    assert m["ndcg@5"] == pytest.approx((1 / np.log2(5) + 1) / 5)
-    assert per_user_metrics(ranks, 1)["recall@1"].tolist() == [0, 1, 0, 0, 0]
+    assert m["recall@5"] == pytest.approx(2 / 6) and m["recall@10"] == pytest.approx(3 / 6)
+    assert m["ndcg@5"] == pytest.approx((1 / np.log2(5) + 1) / 6)
+    assert m["ndcg@10"] == pytest.approx((1 / np.log2(5) + 1 + 1 / np.log2(8)) / 6)
+    assert per_user_metrics(ranks, 1)["recall@1"].tolist() == [0, 1, 0, 0, 0, 0]
     with pytest.raises(ValueError, match="num_beams"):
         SequentialModel(recommender, k=10, num_beams=5)
     with pytest.raises(ValueError, match="targets"):
@@ -215,8 +231,9 @@ def test_a_tiny_trained_model_beats_popularity_and_rescoring_checks_the_split(tm
                  "--build-flags", TINY_BUILD, "--train-flags", TINY_MODEL]) == 0  # fmt: skip
     results = json.loads((out / "sequential.json").read_text())
     ours = results["systems"]["text2tracks"]
-    assert ours["setting"]["steps"] == 300 and ours["setting"]["max_seed_tracks"] == 8
-    assert ours["notes"]["test"]["unanswered"] == 0
+    assert ours["setting"]["steps"] == 300 and ours["setting"]["max_seed_tracks"] == 4
+    # histories of 5 to 7 items: the 4 most recent are read, the rest excluded, no warning
+    assert ours["notes"]["test"]["unanswered"] == 0 and ours["notes"]["test"]["api_warnings"] == {}
     popularity = results["systems"]["popularity"]["test"]["recall@10"]
     assert ours["test"]["recall@10"] >= 0.9 > popularity + 0.3
     assert ours["test"]["ndcg@10"] > results["systems"]["popularity"]["test"]["ndcg@10"] + 0.3
