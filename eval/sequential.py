@@ -38,6 +38,7 @@ system's per-user test ranks).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections.abc import Sequence
@@ -389,6 +390,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="build an artifact from the training histories (OUT/artifact unless "
         "--model-artifact) and train its model this long, then score it",
     )
+    model.add_argument(
+        "--history-window",
+        type=int,
+        default=0,
+        help="with --train-minutes: train on windows of this many consecutive history items "
+        "(every half window) instead of whole histories (default 0: whole)",
+    )
     model.add_argument("--build-flags", default="", help='more build-ids flags, "--levels 3 ..."')
     model.add_argument("--train-flags", default="", help='more trainer flags, "--d-model 256 ..."')
     model.add_argument("--force", action="store_true", help="overwrite an existing artifact")
@@ -412,6 +420,7 @@ def prepare_model(args: argparse.Namespace, split, log=print):
 
     from eval.sequential_model import (
         HISTORIES_FILE,
+        SPLIT_FILE,
         build_artifact,
         load_sequential_model,
         split_flags,
@@ -424,7 +433,15 @@ def prepare_model(args: argparse.Namespace, split, log=print):
         if not args.train_minutes > 0:
             raise ValueError(f"--train-minutes must be > 0, got {args.train_minutes}")
         histories = Path(args.out) / HISTORIES_FILE
-        build_artifact(split, artifact, histories, split_flags(args.build_flags), args.force, log)
+        build_artifact(
+            split,
+            artifact,
+            histories,
+            split_flags(args.build_flags),
+            force=args.force,
+            log=log,
+            window=args.history_window,
+        )
         summary = train_artifact(
             artifact,
             histories,
@@ -447,7 +464,8 @@ def prepare_model(args: argparse.Namespace, split, log=print):
         batch_size=args.batch_size,
         log=log,
     )
-    setting.update(model.describe())
+    recorded = json.loads((artifact / SPLIT_FILE).read_text(encoding="utf-8"))  # checked above
+    setting.update(model.describe(), history_window=recorded.get("history_window", 0))
     return model, setting
 
 
@@ -460,6 +478,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.max_users is not None and args.max_users < 1:
         parser.error(f"--max-users must be >= 1, got {args.max_users}")
+    if args.history_window and args.train_minutes is None:
+        parser.error("--history-window shapes the training data: it needs --train-minutes")
     sequences = (
         read_sequences(args.sequences)
         if args.sequences

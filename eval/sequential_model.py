@@ -10,7 +10,11 @@ semantic ID of what comes next.
    for up to 500 users (seeded) the history plus its validation item, to watch training by;
    build-ids leaves them out of the CF vectors, the catalogue and the training examples, and
    no test item is in the file. ``build-ids`` splits by a hash of the playlist id, so each id
-   is ``u<row>`` / ``v<row>`` or the first ``~1``, ``~2``... variant on the wanted side.
+   is ``u<row>`` / ``v<row>`` or the first ``~1``, ``~2``... variant on the wanted side. With
+   a ``window`` (``--history-window W``), each history is written as overlapping windows of W
+   consecutive items (:func:`history_windows`), so that prefixes start anywhere in a history
+   and targets lie at most W - 1 items ahead (nearer TIGER's next item); the catalogue keeps
+   the same items, the CF vectors see co-occurrence within windows.
 2. :func:`build_artifact`: ``text2tracks build-ids`` on that file with ``--min-count 1`` (every
    training item in the catalogue: a target outside it is a miss for the model, as an item
    never seen in training is for the baselines). The split is recorded in
@@ -101,9 +105,9 @@ def check_artifact_split(artifact: str | Path, split) -> dict[str, Any]:
         )
     recorded = json.loads(path.read_text(encoding="utf-8"))
     expected = split_record(split)
-    differ = sorted(k for k in expected.keys() | recorded.keys() if recorded.get(k) != expected[k])
+    differ = [k for k in expected if recorded.get(k) != expected[k]]  # other keys: how it trained
     if differ:
-        shown = ", ".join(f"{k}: {recorded.get(k)!r} vs {expected.get(k)!r}" for k in differ)
+        shown = ", ".join(f"{k}: {recorded.get(k)!r} vs {expected[k]!r}" for k in differ)
         raise SplitMismatchError(
             f"{artifact} was built on another split than this one (artifact vs this run: "
             f"{shown}); score it on the data and --min-length it was built with, or rebuild it"
@@ -124,11 +128,32 @@ def _side_id(stem: str, split_seed: int, train: bool) -> str:
     raise RuntimeError(f"no id for {stem!r} on the {'train' if train else 'validation'} side")
 
 
+def history_windows(history: Sequence[str], window: int = 0) -> list[list[str]]:
+    """``history`` cut into windows of ``window`` consecutive items, every ``window // 2``, the
+    last one ending at the history's end (0, or a history no longer than ``window``: the
+    history whole)."""
+    if isinstance(window, bool) or not isinstance(window, int) or window < 0 or window == 1:
+        raise ValueError(f"window must be 0 (whole histories) or an integer >= 2, got {window!r}")
+    history = list(history)
+    if not window or len(history) <= window:
+        return [history]
+    starts = list(range(0, len(history) - window + 1, max(1, window // 2)))
+    if starts[-1] != len(history) - window:
+        starts.append(len(history) - window)
+    return [history[s : s + window] for s in starts]
+
+
 def write_training_histories(
-    split, path: str | Path, split_seed: int = 0, n_validation: int = N_VALIDATION, seed: int = 0
+    split,
+    path: str | Path,
+    split_seed: int = 0,
+    n_validation: int = N_VALIDATION,
+    seed: int = 0,
+    window: int = 0,
 ) -> Path:
     """The split's training histories as title-less JSONL playlists, ids on build-ids' training
-    side, and the trainer's validation playlists (see the module docstring)."""
+    side (cut by :func:`history_windows` with ``window`` > 0), and the trainer's validation
+    playlists (see the module docstring)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -136,8 +161,10 @@ def write_training_histories(
     sample = np.sort(rng.choice(n, size=min(n_validation, n), replace=False)).tolist()
     with open(path, "w", encoding="utf-8") as f:
         for row, history in enumerate(split.train):
-            record = {"id": _side_id(f"u{row}", split_seed, True), "title": "", "tracks": history}
-            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+            for j, part in enumerate(history_windows(history, window)):
+                stem = f"u{row}" if not j else f"u{row}.{j}"
+                record = {"id": _side_id(stem, split_seed, True), "title": "", "tracks": part}
+                f.write(json.dumps(record, ensure_ascii=False) + "\n")
         for row in sample:
             tracks = [*split.train[row], split.validation[row]]
             record = {"id": _side_id(f"v{row}", split_seed, False), "title": "", "tracks": tracks}
@@ -152,11 +179,13 @@ def build_artifact(
     build_flags: Sequence[str] = (),
     force: bool = False,
     log: Callable[[str], None] = print,
+    window: int = 0,
 ) -> Path:
     """Write the training histories to ``playlists`` and build ``artifact`` from them with
     ``text2tracks build-ids`` (``--min-count 1``, every history on the training side;
-    ``build_flags``: more build-ids flags, e.g. ``--codebook-size 64``), then record the split
-    in it.
+    ``build_flags``: more build-ids flags, e.g. ``--codebook-size 64``; ``window`` > 0: each
+    history as windows of that many items, :func:`history_windows`), then record the split
+    (and the window) in it.
 
     Raises:
         FileExistsError: ``artifact`` exists and ``force`` is False.
@@ -177,13 +206,14 @@ def build_artifact(
             "the sequential artifact places every training history on the training side: "
             "leave --validation-fraction and --test-fraction out of the build flags"
         )
+    history_windows([], window)  # checks window before any work
     if Path(artifact).exists() and not force:
         raise FileExistsError(f"{artifact} already exists; pass --force to overwrite it")
-    write_training_histories(split, playlists, split_seed=config.split_seed)
+    write_training_histories(split, playlists, split_seed=config.split_seed, window=window)
     result = run_build_ids(
         playlists, artifact, config, force=force, show_progress=False, log=log, reader="objects"
     )
-    record = split_record(split)
+    record = {**split_record(split), "history_window": window}
     Path(artifact, SPLIT_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     log(f"artifact {artifact}: {result['n_items']} items from {len(split.train)} histories")
     return Path(artifact)

@@ -23,6 +23,7 @@ from eval.sequential_model import (
     SplitMismatchError,
     build_artifact,
     check_artifact_split,
+    history_windows,
     write_training_histories,
 )
 from semantic_ids.playlists import read_playlists, split_playlists
@@ -74,13 +75,33 @@ def test_the_training_file_holds_training_histories_only(tmp_path):
     path = write_training_histories(split, tmp_path / "h2.jsonl", split_seed=11, n_validation=10)
     sides = split_playlists(read_playlists(path).playlists, VALIDATION_SIDE, 0, seed=11)
     assert [list(p.track_ids) for p in sides.train] == split.train
+    # windows of 2: each history as its consecutive pairs, still on the training side
+    path = write_training_histories(split, tmp_path / "w.jsonl", n_validation=10, window=2)
+    sides = split_playlists(read_playlists(path).playlists, VALIDATION_SIDE, 0, seed=0)
+    pairs = [[h[0], h[1]] for h in split.train] + [[h[1], h[2]] for h in split.train]
+    assert sorted(list(p.track_ids) for p in sides.train) == sorted(pairs)
+    assert len(sides.validation) == 10
+
+
+def test_history_windows_cover_each_history_in_order():
+    h = [f"t{i}" for i in range(10)]
+    assert history_windows(h, 4) == [h[0:4], h[2:6], h[4:8], h[6:10]]
+    h11 = [*h, "t10"]  # the last window ends at the history's end
+    assert history_windows(h11, 4) == [h11[0:4], h11[2:6], h11[4:8], h11[6:10], h11[7:11]]
+    assert history_windows(h, 5) == [h[0:5], h[2:7], h[4:9], h[5:10]]
+    assert history_windows(h, 0) == [h] == history_windows(h, 10)
+    for bad in (1, -1, 2.5, True):
+        with pytest.raises(ValueError, match="window"):
+            history_windows(h, bad)
 
 
 def test_an_artifact_of_another_split_is_refused(tmp_path):
     split = leave_last_out(_cyclic(80))
     artifact = tmp_path / "artifact"
-    build_artifact(split, artifact, tmp_path / "h.jsonl", TINY_BUILD.split(), log=lambda m: None)
-    assert check_artifact_split(artifact, split)["n_users"] == 80
+    build = dict(log=lambda m: None, window=3)  # windows: more playlists, the same items
+    build_artifact(split, artifact, tmp_path / "h.jsonl", TINY_BUILD.split(), **build)
+    recorded = check_artifact_split(artifact, split)
+    assert recorded["n_users"] == 80 and recorded["history_window"] == 3
     catalogue = json.loads((artifact / "semantic_ids" / "catalog" / "item_ids.json").read_text())
     assert set(catalogue) == {t for h in split.train for t in h}  # min-count 1: every item
 
