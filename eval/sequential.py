@@ -106,19 +106,27 @@ def rank_of_targets(
 
 
 def metrics_from_ranks(ranks: np.ndarray, n_bootstrap: int = 1000) -> dict:
+    """Recall@K and NDCG@K (K in ``KS``) of 0-based target ranks, means and bootstrap 95%
+    intervals (:func:`per_user_metrics` per user)."""
     out = {}
     for k in KS:
-        for name, per_user in (
-            ("recall", (ranks < k).astype(np.float64)),
-            ("ndcg", np.where(ranks < k, 1.0 / np.log2(ranks + 2.0), 0.0)),
-        ):
+        for name, per_user in per_user_metrics(ranks, k).items():
             samples = bootstrap_means(per_user, n_bootstrap, 0)
-            out[f"{name}@{k}"] = float(per_user.mean())
-            out[f"{name}@{k}_ci"] = [
+            out[name] = float(per_user.mean())
+            out[f"{name}_ci"] = [
                 float(np.quantile(samples, 0.025)),
                 float(np.quantile(samples, 0.975)),
             ]
     return out
+
+
+def per_user_metrics(ranks: np.ndarray, k: int) -> dict[str, np.ndarray]:
+    """Per user: Recall@k (hit or not) and NDCG@k = 1 / log2(rank + 2) of a 0-based rank."""
+    ranks = np.asarray(ranks)
+    return {
+        f"recall@{k}": (ranks < k).astype(np.float64),
+        f"ndcg@{k}": np.where(ranks < k, 1.0 / np.log2(ranks + 2.0), 0.0),
+    }
 
 
 class ItemCosine:
@@ -153,20 +161,13 @@ def als_fold_in_scores(model, rows: sp.csr_matrix) -> np.ndarray:
 def scored_users(n_users: int, max_users: int | None = None, seed: int = 0) -> np.ndarray:
     """The rows of the users every system is scored on: all of them, or a seeded random subset
     of ``max_users`` (sorted). Models are fitted on every user's training history either way."""
+    if max_users is not None and (
+        isinstance(max_users, bool) or not isinstance(max_users, int) or max_users < 1
+    ):
+        raise ValueError(f"max_users must be a positive integer or None, got {max_users!r}")
     if max_users is None or max_users >= n_users:
         return np.arange(n_users)
-    if isinstance(max_users, bool) or not isinstance(max_users, int) or max_users < 1:
-        raise ValueError(f"max_users must be a positive integer or None, got {max_users!r}")
     return np.sort(np.random.default_rng(seed).choice(n_users, size=max_users, replace=False))
-
-
-def per_user_metrics(ranks: np.ndarray, k: int) -> dict[str, np.ndarray]:
-    """Per user: Recall@k (hit or not) and NDCG@k = 1 / log2(rank + 2) of a 0-based rank."""
-    ranks = np.asarray(ranks)
-    return {
-        f"recall@{k}": (ranks < k).astype(np.float64),
-        f"ndcg@{k}": np.where(ranks < k, 1.0 / np.log2(ranks + 2.0), 0.0),
-    }
 
 
 class _Evaluation:
@@ -206,7 +207,7 @@ class _Evaluation:
             out[stage] = metrics_from_ranks(ranks, self.n_bootstrap)
             out["notes"][stage] = notes
             if stage == "test":
-                self.test_ranks["text2tracks"] = np.asarray(ranks)
+                self.test_ranks[MODEL_SYSTEM] = np.asarray(ranks)
         out["seconds"] = time.perf_counter() - started
         return out
 
@@ -304,6 +305,10 @@ def run(
     """The baselines (and ``model``, the ``text2tracks`` row, when given: anything with
     ``rank(histories, targets) -> (ranks, notes)``, scored on ``model_stages`` and compared with
     item kNN and ALS fold-in by paired bootstrap) on the scored users (:func:`scored_users`)."""
+    if "test" not in model_stages or not set(model_stages) <= {"validation", "test"}:
+        raise ValueError(
+            f"model_stages must hold 'test' and maybe 'validation', got {list(model_stages)}"
+        )
     rows = scored_users(len(split.users), max_users, sample_seed)
     ev = _Evaluation(split, rows, n_bootstrap)
     results: dict = {
@@ -315,8 +320,6 @@ def run(
         "systems": _fit_baselines(split, ev, als_factors, log),
     }
     if model is not None:
-        if "test" not in model_stages:
-            raise ValueError(f"model_stages must include 'test', got {list(model_stages)}")
         r = ev.model(model, dict(model_setting or {}), model_stages)
         r["paired"] = paired_tests(ev.test_ranks, MODEL_SYSTEM, n_bootstrap)
         results["systems"][MODEL_SYSTEM] = r

@@ -227,8 +227,11 @@ def test_run_adds_the_model_row_with_paired_tests_on_the_same_users():
     hopeless = run(split, n_bootstrap=200, als_factors=8, log=lambda m: None, model=_Fixed(10))
     paired = hopeless["systems"]["text2tracks"]["paired"]["item_knn"]["ndcg@10"]
     assert paired["diff"] < 0 and hopeless["scored_users"] == 300
-    with pytest.raises(ValueError, match="test"):
-        run(split, n_bootstrap=10, model=_Fixed(0), model_stages=("validation",))
+    for stages in (("validation",), ("test", "train")):
+        with pytest.raises(ValueError, match="model_stages"):
+            run(split, n_bootstrap=10, model=_Fixed(0), model_stages=stages)
+    with pytest.raises(ValueError, match="max_users"):
+        run(split, n_bootstrap=10, max_users=0)
 
 
 # ------------------------------------------------------------------ the command, end to end
