@@ -3,9 +3,18 @@
 The timestep (sinusoidal, ``diffusers``' ``Timesteps`` + ``TimestepEmbedding``) and the pooled
 prompt encoding share one embedding that scales and shifts every residual block. A learned
 ``null_cond`` stands for "no prompt", which classifier-free guidance needs.
+
+With ``seed_conditioning`` (MO-DiT) the seed set joins the same embedding: the mean CF item
+factor of a prompt's seeds, standardised by the item factors' per-dimension statistics
+(``seed_shift`` / ``seed_scale``, buffers saved with the weights), and a count feature
+``log(1 + n) / log(1 + max_seed_tracks)``, through a small MLP; ``null_seeds``, a learned
+embedding, stands for "no seeds". The condition dropped for guidance drops both: the
+unconditional branch is the null prompt without seeds.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -56,6 +65,14 @@ class Denoiser(nn.Module):
             nn.Linear(c.cond_dim, c.hidden), nn.SiLU(), nn.Linear(c.hidden, c.hidden)
         )
         self.null_cond = nn.Parameter(torch.zeros(c.cond_dim))
+        self.max_seed_tracks = c.max_seed_tracks
+        if c.seed_conditioning:
+            self.seed_embed = nn.Sequential(
+                nn.Linear(c.latent_dim + 1, c.hidden), nn.SiLU(), nn.Linear(c.hidden, c.hidden)
+            )
+            self.null_seeds = nn.Parameter(torch.zeros(c.hidden))
+            self.register_buffer("seed_shift", torch.zeros(c.latent_dim))
+            self.register_buffer("seed_scale", torch.ones(c.latent_dim))
         self.in_proj = nn.Linear(c.latent_dim, c.hidden)
         self.blocks = nn.ModuleList(_FiLMBlock(c.hidden, c.dropout) for _ in range(c.n_blocks))
         self.out_norm = nn.LayerNorm(c.hidden)
@@ -63,22 +80,62 @@ class Denoiser(nn.Module):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
+    @property
+    def reads_seeds(self) -> bool:
+        return hasattr(self, "seed_embed")
+
+    def seed_embedding(
+        self,
+        seed_latents: torch.Tensor | None,
+        seed_counts: torch.Tensor | None,
+        drop_mask: torch.Tensor | None,
+        n: int,
+        dtype: torch.dtype,
+    ) -> torch.Tensor:
+        """``(n, hidden)``: the seed set's embedding, ``null_seeds`` where a row has none
+        (``seed_counts`` 0, or no seeds given) or is dropped."""
+        null = self.null_seeds.to(dtype).expand(n, -1)
+        if seed_latents is None:
+            return null
+        counts = seed_counts.to(dtype).clamp(0, self.max_seed_tracks)
+        z = (seed_latents.to(dtype) - self.seed_shift) / self.seed_scale
+        count_feature = torch.log1p(counts) / math.log1p(self.max_seed_tracks)
+        emb = self.seed_embed(torch.cat([z, count_feature[:, None]], dim=1))
+        absent = counts <= 0
+        if drop_mask is not None:
+            absent = absent | drop_mask
+        return torch.where(absent[:, None], null, emb)
+
     def forward(
         self,
         x_t: torch.Tensor,
         timesteps: torch.Tensor,
         cond: torch.Tensor | None,
         drop_mask: torch.Tensor | None = None,
+        seed_latents: torch.Tensor | None = None,
+        seed_counts: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``x_t`` (batch, latent_dim), ``timesteps`` (batch,), ``cond`` (batch, cond_dim) or None
-        (all null); ``drop_mask`` (batch,) bool replaces those rows' condition by the null one."""
+        (all null); ``drop_mask`` (batch,) bool replaces those rows' condition (and seeds) by the
+        null one. ``seed_latents`` (batch, latent_dim), the mean CF factor of each row's seeds,
+        and ``seed_counts`` (batch,), how many (0: none), only for a seed-conditioned denoiser
+        (None: no row has seeds)."""
+        if (seed_latents is None) != (seed_counts is None):
+            raise ValueError("seed_latents and seed_counts go together")
+        if seed_latents is not None and not self.reads_seeds:
+            raise ValueError("this denoiser was built without seed_conditioning; it reads no seeds")
         null = self.null_cond.to(x_t.dtype).expand(x_t.shape[0], -1)
         if cond is None:
             cond = null
         elif drop_mask is not None:
             cond = torch.where(drop_mask[:, None], null, cond.to(x_t.dtype))
         temb = self.time_embed(self.time_proj(timesteps).to(x_t.dtype))
-        emb = F.silu(temb + self.cond_embed(cond.to(x_t.dtype)))
+        temb = temb + self.cond_embed(cond.to(x_t.dtype))
+        if self.reads_seeds:
+            temb = temb + self.seed_embedding(
+                seed_latents, seed_counts, drop_mask, x_t.shape[0], x_t.dtype
+            )
+        emb = F.silu(temb)
         h = self.in_proj(x_t)
         for block in self.blocks:
             h = block(h, emb)

@@ -28,8 +28,11 @@ from here:
 * :mod:`text2tracks.head_base`: latent standardisation, save and load;
 * :mod:`text2tracks.latent_regressor`: the plain baseline (:class:`PromptToLatentRegressor`).
 
-This module holds the head itself (training loss, guidance, DDIM sampling, inversion, editing)
-and :func:`seed_latent`, the CF-space starting point of an edit.
+* :mod:`text2tracks.head_seeds`: seed tracks as the head reads them (:func:`seed_latent`, the
+  CF-space starting point of an edit; :func:`~text2tracks.head_seeds.seed_inputs`, the seed sets
+  a seed-conditioned head reads).
+
+This module holds the head itself (training loss, guidance, DDIM sampling, inversion, editing).
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ from text2tracks.head_base import STATS_NAME as STATS_NAME
 from text2tracks.head_base import WEIGHTS_NAME as WEIGHTS_NAME
 from text2tracks.head_base import LatentModel, as_2d
 from text2tracks.head_configs import DiffusionHeadConfig, RegressorConfig
+from text2tracks.head_seeds import seed_latent as seed_latent
 from text2tracks.latent_regressor import PromptToLatentRegressor
 from text2tracks.prompt_encoders import (
     ByteEncoder,
@@ -100,6 +104,45 @@ class DiffusionHead(LatentModel):
 
     def _config_dict(self) -> dict[str, Any]:
         return asdict(self.config)
+
+    # --- seeds (MO-DiT) ---------------------------------------------------------------------------
+
+    @property
+    def reads_seeds(self) -> bool:
+        """Whether the condition reads seed tracks (``config.seed_conditioning``)."""
+        return self.denoiser.reads_seeds
+
+    def set_seed_stats(self, item_factors: np.ndarray | torch.Tensor) -> None:
+        """Fit the standardisation of seed means on the CF item factors ``(n_items, latent_dim)``
+        (their per-dimension mean and std); only for a seed-conditioned head."""
+        if not self.reads_seeds:
+            raise ValueError("this head was built without seed_conditioning")
+        factors = torch.as_tensor(np.asarray(item_factors, dtype=np.float32))
+        if factors.ndim != 2 or factors.shape[1] != self.config.latent_dim or len(factors) < 2:
+            raise ValueError(
+                f"seed stats need (n >= 2, {self.config.latent_dim}) item factors, "
+                f"got {tuple(factors.shape)}"
+            )
+        self.denoiser.seed_shift.copy_(factors.mean(0))
+        self.denoiser.seed_scale.copy_(factors.std(0).clamp_min(1e-6))
+
+    def _seeds(self, seed_latents, seed_counts, batch: int):
+        """``(seed_latents, seed_counts)`` on the device, checked, or None."""
+        if seed_latents is None and seed_counts is None:
+            return None
+        if seed_latents is None or seed_counts is None:
+            raise ValueError("seed_latents and seed_counts go together")
+        if not self.reads_seeds:
+            raise ValueError("this head was built without seed_conditioning, so it reads no seeds")
+        latents = torch.as_tensor(seed_latents, dtype=torch.float32, device=self.device)
+        counts = torch.as_tensor(seed_counts, dtype=torch.float32, device=self.device)
+        expected = (batch, self.config.latent_dim)
+        if tuple(latents.shape) != expected or tuple(counts.shape) != (batch,):
+            raise ValueError(
+                f"seed_latents must be {expected} and seed_counts ({batch},), "
+                f"got {tuple(latents.shape)} and {tuple(counts.shape)}"
+            )
+        return latents, counts
 
     # --- schedulers -----------------------------------------------------------------------------
 
@@ -151,12 +194,24 @@ class DiffusionHead(LatentModel):
         generator: torch.Generator | None = None,
         contrastive_targets: ContrastiveTargets | None = None,
         return_losses: bool = False,
+        seed_latents: torch.Tensor | None = None,
+        seed_counts: torch.Tensor | None = None,
+        prompt_kept: torch.Tensor | None = None,
         **encoder_inputs: torch.Tensor,
     ) -> torch.Tensor | dict[str, torch.Tensor]:
         """The training loss on a batch of standardised latents ``(batch, latent_dim)``: the
         ``"loss"`` of :meth:`losses`, or (``return_losses``) all of them, so that a training
         loop logs the parts through the wrapped module's forward (as DDP needs)."""
-        losses = self.losses(latents_std, cond, generator, contrastive_targets, **encoder_inputs)
+        losses = self.losses(
+            latents_std,
+            cond,
+            generator,
+            contrastive_targets,
+            seed_latents=seed_latents,
+            seed_counts=seed_counts,
+            prompt_kept=prompt_kept,
+            **encoder_inputs,
+        )
         return losses if return_losses else losses["loss"]
 
     def losses(
@@ -165,6 +220,9 @@ class DiffusionHead(LatentModel):
         cond: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
         contrastive_targets: ContrastiveTargets | None = None,
+        seed_latents: torch.Tensor | None = None,
+        seed_counts: torch.Tensor | None = None,
+        prompt_kept: torch.Tensor | None = None,
         **encoder_inputs: torch.Tensor,
     ) -> dict[str, torch.Tensor]:
         """DDPM loss (``"mse"``), the contrastive term (``"contrastive"``, when the config's
@@ -176,6 +234,11 @@ class DiffusionHead(LatentModel):
         retrieve) is needed exactly when ``contrastive_weight`` > 0. The contrastive term is
         averaged over the rows that kept their condition: it teaches the prompt-conditional
         prediction to retrieve, and the null condition stays the plain denoiser CFG needs.
+
+        A seed-conditioned head also reads ``seed_latents`` (batch, latent_dim) and
+        ``seed_counts`` (batch,) (0: that row has no seeds), and ``prompt_kept`` (batch,) bool
+        puts the null prompt in the rows where it is False (a prompt of seeds alone). The
+        guidance drop replaces prompt and seeds alike.
         """
         from diffusers.utils.torch_utils import randn_tensor
 
@@ -188,6 +251,10 @@ class DiffusionHead(LatentModel):
         x_0 = latents_std
         cond = self._condition(cond, encoder_inputs)
         n = x_0.shape[0]
+        seeds = self._seeds(seed_latents, seed_counts, n)
+        if prompt_kept is not None:
+            null = self.denoiser.null_cond.expand(n, -1)
+            cond = null if cond is None else torch.where(prompt_kept[:, None], cond, null)
         # 1. t ~ Uniform{0..T-1}, eps ~ N(0, I) (drawn where the generator lives, then moved)
         where = generator.device if generator is not None else x_0.device
         timesteps = torch.randint(
@@ -202,7 +269,7 @@ class DiffusionHead(LatentModel):
             u = torch.rand(n, generator=generator, device=where)
             drop = (u < self.config.cond_drop_prob).to(x_0.device)
         # 4. regress the model output on its target (eps, v or x_0)
-        output = self.denoiser(x_t, timesteps, cond, drop)
+        output = self.denoiser(x_t, timesteps, cond, drop, *(seeds or ()))
         if self.config.prediction_type == "epsilon":
             target = noise
         elif self.config.prediction_type == "v_prediction":
@@ -243,17 +310,29 @@ class DiffusionHead(LatentModel):
         cond: torch.Tensor | None,
         negative_cond: torch.Tensor | None,
         w: float,
+        seeds: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """Classifier-free guidance: eps = eps(c_neg or 0) + w * (eps(c) - eps(c_neg or 0))."""
+        """Classifier-free guidance: eps = eps(c_neg or 0) + w * (eps(c) - eps(c_neg or 0)).
+
+        With seeds S (a seed-conditioned head) the conditional branch is eps(c, S) and the base
+        reads no seeds, eps(c_neg or 0, no seeds): guidance strengthens prompt and seeds
+        together, as training dropped them together."""
         timesteps = t.expand(x_t.shape[0]) if t.ndim == 0 else t
         if cond is None:
-            if negative_cond is None:
+            if negative_cond is None and seeds is None:
                 return self.denoiser(x_t, timesteps, None)
-            # No prompt but a negative: guide away from it, relative to the null condition.
+            # No prompt but a negative or seeds: guide relative to the null condition.
             cond = self.denoiser.null_cond.expand(x_t.shape[0], -1)
         if negative_cond is None and w == 1.0:
-            return self.denoiser(x_t, timesteps, cond)
+            return self.denoiser(x_t, timesteps, cond, None, *(seeds or ()))
         n = x_t.shape[0]
+        both_seeds = ()
+        if seeds is not None:
+            seed_latents, seed_counts = seeds
+            both_seeds = (
+                torch.cat([seed_latents, seed_latents]),
+                torch.cat([seed_counts, torch.zeros_like(seed_counts)]),
+            )
         if negative_cond is None:
             base, drop = (
                 cond,
@@ -266,6 +345,7 @@ class DiffusionHead(LatentModel):
             torch.cat([timesteps, timesteps]),
             torch.cat([cond, base.to(cond.dtype)]),
             drop.to(x_t.device),
+            *both_seeds,
         )
         out_cond, out_base = out.chunk(2)
         return out_base + w * (out_cond - out_base)
@@ -280,9 +360,10 @@ class DiffusionHead(LatentModel):
         w: float,
         eta: float,
         generator: torch.Generator | None,
+        seeds: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         for t in timesteps:
-            model_output = self._guided(x_t, t, cond, negative_cond, w)
+            model_output = self._guided(x_t, t, cond, negative_cond, w, seeds)
             # DDIM update (Song et al. eq. 12): x_{t-1} = sqrt(alpha_bar_{t-1}) x_0_hat
             #   + sqrt(1 - alpha_bar_{t-1} - sigma_t^2) eps_hat + sigma_t z, sigma_t from eta.
             x_t = scheduler.step(model_output, t, x_t, eta=eta, generator=generator).prev_sample
@@ -302,6 +383,8 @@ class DiffusionHead(LatentModel):
         eta: float = 0.0,
         batch_size: int | None = None,
         noise: torch.Tensor | None = None,
+        seed_latents: torch.Tensor | None = None,
+        seed_counts: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Sample query latents in the CF space: ``(batch, n_samples, latent_dim)``.
 
@@ -316,6 +399,9 @@ class DiffusionHead(LatentModel):
             generator: for reproducible noise.
             eta: 0 = deterministic DDIM.
             noise: start from this x_T (batch * n_samples, latent_dim) instead of fresh noise.
+            seed_latents, seed_counts: a seed-conditioned head's seed sets, (batch, latent_dim)
+                mean CF factors of each prompt's seeds and (batch,) their counts (0: none);
+                see :func:`text2tracks.head_seeds.seed_inputs`.
         """
         from diffusers.utils.torch_utils import randn_tensor
 
@@ -329,6 +415,9 @@ class DiffusionHead(LatentModel):
             raise ValueError(f"n_samples must be >= 1, got {n_samples}")
         w = self.config.guidance_weight if guidance_weight is None else float(guidance_weight)
         steps = self._steps(steps)
+        seeds = self._seeds(seed_latents, seed_counts, batch)
+        if seeds is not None:
+            seeds = tuple(s.repeat_interleave(n_samples, dim=0) for s in seeds)
         if cond is not None:
             cond = cond.to(self.device).repeat_interleave(n_samples, dim=0)
         if negative_cond is not None:
@@ -344,7 +433,7 @@ class DiffusionHead(LatentModel):
         scheduler = self._ddim(steps)
         # 2. for t = T ... 0: guided model output, DDIM step  3. destandardise x_0
         x_0 = self._denoise(
-            x_t, scheduler, scheduler.timesteps, cond, negative_cond, w, eta, generator
+            x_t, scheduler, scheduler.timesteps, cond, negative_cond, w, eta, generator, seeds
         )
         return self.destandardise(x_0).reshape(batch, n_samples, -1)
 
@@ -397,13 +486,16 @@ class DiffusionHead(LatentModel):
         negative_cond: torch.Tensor | None = None,
         guidance_weight: float | None = None,
         steps: int | None = None,
+        seed_latents: torch.Tensor | None = None,
+        seed_counts: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Move seed latents ``(n, latent_dim)`` (e.g. the mean factor of some tracks) towards a
         prompt: invert them for ``round(strength * steps)`` DDIM steps under ``source_cond``
         (None = null), then denoise the rest of the way under ``prompt_cond`` with guidance.
 
         strength 0 returns the seeds; 1 inverts the whole trajectory and follows the prompt.
-        Returns CF-space latents ``(n, latent_dim)``.
+        A seed-conditioned head denoises under the seed sets ``seed_latents`` / ``seed_counts``
+        too (the inversion reads none). Returns CF-space latents ``(n, latent_dim)``.
         """
         if not 0.0 <= float(strength) <= 1.0:
             raise ValueError(f"strength must be in [0, 1], got {strength}")
@@ -412,6 +504,7 @@ class DiffusionHead(LatentModel):
         if latents.ndim != 2:
             raise ValueError(f"latents must be (n, latent_dim), got {tuple(latents.shape)}")
         n_invert = int(round(float(strength) * steps))
+        seeds = self._seeds(seed_latents, seed_counts, latents.shape[0])
         if n_invert == 0:
             return latents.clone()
         w = self.config.guidance_weight if guidance_weight is None else float(guidance_weight)
@@ -431,6 +524,7 @@ class DiffusionHead(LatentModel):
             w,
             0.0,
             None,
+            seeds,
         )
         return self.destandardise(x_0)
 
@@ -460,38 +554,6 @@ class DiffusionHead(LatentModel):
         head = cls(DiffusionHeadConfig.from_dict(payload["config"]), encoder)
         head._finish_load(Path(directory), stats, str(map_location))
         return head.to(map_location)
-
-
-# ------------------------------------------------------------------------------------------------
-# Seeds for editing
-# ------------------------------------------------------------------------------------------------
-
-
-def seed_latent(
-    item_factors: np.ndarray,
-    item_indices: list[int] | np.ndarray,
-    method: str = "mean",
-    regularization: float = 0.01,
-) -> np.ndarray:
-    """One CF-space seed latent ``(dim,)`` for a set of tracks.
-
-    ``"mean"`` is their mean item factor. ``"fold_in"`` solves the ALS user step for a playlist
-    holding exactly these tracks, ``(Y^T Y + lambda I)^{-1} Y_S^T 1`` (implicit's
-    ``recalculate_user`` with unit confidence), which lives in the same space as the playlist
-    factors the head was trained on.
-    """
-    item_factors = np.asarray(item_factors, dtype=np.float64)
-    idx = np.asarray(item_indices, dtype=np.int64)
-    if idx.size == 0 or idx.min() < 0 or idx.max() >= item_factors.shape[0]:
-        raise ValueError(
-            f"item_indices must be non-empty and in [0, {item_factors.shape[0]}), got {idx}"
-        )
-    if method == "mean":
-        return item_factors[idx].mean(0).astype(np.float32)
-    if method == "fold_in":
-        gram = item_factors.T @ item_factors + regularization * np.eye(item_factors.shape[1])
-        return np.linalg.solve(gram, item_factors[idx].sum(0)).astype(np.float32)
-    raise ValueError(f"method must be 'mean' or 'fold_in', got {method!r}")
 
 
 def count_parameters(module: nn.Module, trainable_only: bool = True) -> int:

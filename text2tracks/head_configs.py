@@ -67,6 +67,13 @@ class DiffusionHeadConfig:
             ``"v_prediction"``, not ``"epsilon"`` (x_0 from eps divides by sqrt(alpha_bar_t)).
         contrastive_temperature: tau of the InfoNCE term, dividing the retrieval similarity
             (the inner product of the CF-space query with the CF item factors).
+        seed_conditioning: MO-DiT: the condition also reads the seed set, the mean CF item
+            factor of a prompt's seed tracks and their count, through a small learned layer added
+            to the prompt's; a learned "no seeds" embedding stands for a prompt without any, and
+            for the unconditional branch of guidance. False (the default, and what a saved head
+            without the key loads as): seeds are not read.
+        max_seed_tracks: with ``seed_conditioning``: the most seeds read per prompt (the most
+            recent kept), also the cap of the count feature; the training draw's maximum.
     """
 
     latent_dim: int
@@ -85,9 +92,14 @@ class DiffusionHeadConfig:
     ddim_steps: int = 20
     contrastive_weight: float = 0.0
     contrastive_temperature: float = 0.05
+    seed_conditioning: bool = False
+    max_seed_tracks: int = 100
 
     def __post_init__(self) -> None:
+        if not isinstance(self.seed_conditioning, bool):
+            raise ValueError(f"seed_conditioning must be a bool, got {self.seed_conditioning!r}")
         for name in (
+            "max_seed_tracks",
             "latent_dim",
             "cond_dim",
             "hidden",

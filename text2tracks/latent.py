@@ -6,7 +6,10 @@ latents it samples for the ``"latent"`` and ``"hybrid"`` modes of
   encoder); :func:`catalogue_factor_loader` reads the item factors in catalogue order on first use.
 - :func:`query_latents` turns prompts and a :class:`~text2tracks.options.LatentRequest` into CF-space
   latents ``(batch, n_samples, latent_dim)``: DDIM sampling from seeded noise, or (with
-  ``like_tracks``) a DDIM edit of the tracks' seed latent.
+  ``like_tracks``) a DDIM edit of the tracks' seed latent; a seed-conditioned head also reads
+  each prompt's seed tracks (MO-DiT), and a prompt of seeds alone gets the null prompt.
+- :func:`warn_unread_head_seeds`: a head without seed conditioning ignores seed tracks, once
+  said.
 - :func:`negative_latents` samples the latents of the negative prompts themselves, which hybrid
   mode uses to demote every candidate (the beam's too) that resembles the negative.
 - :func:`rank_latent_batch` ranks the catalogue around those latents (latent mode) or fuses them
@@ -190,6 +193,7 @@ def query_latents(
     request: LatentRequest,
     item_factors: Callable[[], np.ndarray],
     seed_method: str,
+    seed_tracks: Sequence[np.ndarray | None] | None = None,
 ) -> np.ndarray:
     """CF-space query latents ``(batch, n_samples, latent_dim)`` (the caller holds the model lock).
 
@@ -197,17 +201,33 @@ def query_latents(
     noise, guided by their negative prompt or the null condition; prompts with seeds are
     edited (:meth:`DiffusionHead.edit`), which is deterministic, so their one latent is
     repeated ``n_samples`` times (pooling is unchanged by repeats). ``item_factors`` returns the
-    catalogue's factors (only called when a prompt has seeds).
+    catalogue's factors (only called when a prompt has ``like_tracks`` or seed tracks).
+
+    ``seed_tracks``: per prompt, the catalogue indices of its seed tracks in order (or None),
+    read by a seed-conditioned head (:func:`text2tracks.head_seeds.seed_inputs`) in sampling
+    and editing alike; a prompt whose text is ``""`` (seeds alone) gets the null prompt. A head
+    without seed conditioning must be given none (the caller warns and drops them).
     """
     import torch
 
-    from text2tracks.diffusion import seed_latent
+    from text2tracks.head_seeds import seed_inputs, seed_latent
 
     n, n_samples, dim = len(texts), request.n_samples, head.config.latent_dim
     out = torch.zeros(n, n_samples, dim)
     with torch.inference_mode():
-        cond = head.encode(texts)
+        cond = conditions(head, [t if t else None for t in texts])
         negative = conditions(head, request.negatives)
+        seed_kwargs = {}
+        if seed_tracks is not None and any(s is not None for s in seed_tracks):
+            seed_latents, seed_counts = (
+                torch.from_numpy(a)
+                for a in seed_inputs(item_factors(), seed_tracks, head.config.max_seed_tracks)
+            )
+            seed_kwargs = dict(seed_latents=seed_latents, seed_counts=seed_counts)
+
+        def rows_of(indices: list[int]) -> dict:
+            return {name: value[indices] for name, value in seed_kwargs.items()}
+
         plain = [i for i, s in enumerate(request.seeds) if s is None]
         edited = [i for i, s in enumerate(request.seeds) if s is not None]
         if plain:
@@ -222,6 +242,7 @@ def query_latents(
                 guidance_weight=request.guidance_weight,
                 n_samples=n_samples,
                 noise=noise,
+                **rows_of(plain),
             )
             out[plain] = sampled.float().cpu()
         if edited:
@@ -238,6 +259,7 @@ def query_latents(
                 source_cond=source,
                 negative_cond=negative[rows],
                 guidance_weight=request.guidance_weight,
+                **rows_of(edited),
             )
             out[edited] = moved.float().cpu()[:, None, :].expand(-1, n_samples, -1)
     return out.numpy()
@@ -344,6 +366,20 @@ def rank_latent_batch(
         exclude=exclude_sets,
         penalty=penalty,
     )
+
+
+def warn_unread_head_seeds(seed_tracks, stacklevel: int) -> None:
+    """A head without seed conditioning: say that its latents read the text only."""
+    import warnings
+
+    if seed_tracks is not None and any(s is not None for s in seed_tracks):
+        warnings.warn(
+            "seed_tracks: the diffusion head was trained without seed conditioning, so its "
+            "latents read the text only; the seeds are only kept out of the answer (train the "
+            "head with --seed-conditioning for latents that continue from them)",
+            UserWarning,
+            stacklevel=stacklevel + 1,
+        )
 
 
 def warn_default_fusion(where) -> None:

@@ -10,6 +10,11 @@ It is a part of ``Text2Tracks``, not a class of its own: it reads the recommende
 ``catalog``, ``device``, ``_lock``, ``_source_dir``, ``_check_mode``, ``_catalogue_index`` and
 ``_generate``, and sets ``diffusion_head``, ``fusion``, ``hybrid_settings``, ``_factors``,
 ``_warned_default_fusion``, ``_fusion_on_disk`` and ``_fusion_summary``.
+
+Seed tracks (MO-DiT): a head trained with ``seed_conditioning`` reads each prompt's seeds (their
+mean CF factor and count) in :meth:`sample_latents` and in the latent modes of ``recommend``; a
+prompt of seeds alone (empty text) gets the null prompt. A head without it ignores them with one
+warning (:func:`~text2tracks.latent.warn_unread_head_seeds`); seeds are never recommended back.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from text2tracks.latent import (
     query_latents,
     rank_latent_batch,
     warn_default_fusion,
+    warn_unread_head_seeds,
 )
 from text2tracks.options import (
     DEFAULT_EDIT_STRENGTH,
@@ -72,6 +78,11 @@ class LatentModesMixin:
         return self.diffusion_head is not None
 
     @property
+    def head_reads_seeds(self) -> bool:
+        """Whether the diffusion head conditions on seed tracks (``seed_conditioning``)."""
+        return self.diffusion_head is not None and self.diffusion_head.reads_seeds
+
+    @property
     def item_factors(self) -> np.ndarray:
         """CF item factors ``(n_items, latent_dim)`` float32 in catalogue order (read on first use)."""
         if self.diffusion_head is None:
@@ -96,12 +107,17 @@ class LatentModesMixin:
         n_samples: int | None = None,
         seed: int | None = 0,
         batch_size: int = 32,
+        seed_tracks: Iterable[str] | Sequence[Iterable[str] | None] | None = None,
     ) -> np.ndarray:
         """The query latents that the latent and hybrid modes search around.
 
         Takes the options of :meth:`recommend` (same meaning, same defaults, same checks), so
         ``recommend(..., mode="latent")`` ranks the tracks by their pooled inner product with
-        exactly these latents.
+        exactly these latents. ``seed_tracks`` (per prompt, track ids it continues, oldest
+        first; unknown ids ignored with a warning) are read by a seed-conditioned head, and a
+        prompt may then be empty; a head without seed conditioning ignores them with a warning
+        (and refuses a prompt of seeds alone). A prompt with neither text nor a known seed
+        raises ``ValueError``.
 
         Returns:
             float32 CF-space latents ``(n_samples, latent_dim)`` for a ``str``,
@@ -111,7 +127,8 @@ class LatentModesMixin:
         prompts = [prompt_or_prompts] if single else list(prompt_or_prompts)
         self._check_mode("latent")
         check_batch_size(batch_size)
-        texts = normalise_prompts(prompts)
+        seeds, alone = self._latent_seeds(prompts, seed_tracks, single)
+        texts = normalise_prompts(prompts, allow_empty=alone)
         request = latent_request(
             len(prompts),
             single,
@@ -131,7 +148,11 @@ class LatentModesMixin:
         for start in range(0, len(texts), int(batch_size)):
             stop = start + int(batch_size)
             with self._lock:
-                out.append(self._query_latents(texts[start:stop], request.rows(start, stop)))
+                out.append(
+                    self._query_latents(
+                        texts[start:stop], request.rows(start, stop), seeds[start:stop]
+                    )
+                )
         latents = np.concatenate(out)
         return latents[0] if single else latents
 
@@ -180,19 +201,41 @@ class LatentModesMixin:
         self._fusion_summary = (fusion, summary)
         return summary
 
+    def _latent_seeds(self, prompts, seed_tracks, single) -> tuple[list, list[bool]]:
+        """``(per prompt its seeds' catalogue indices or None, whether it is seeds alone)`` of
+        :meth:`sample_latents` (stacklevel: the user's line); the seeds are None for a head
+        without seed conditioning, which warns."""
+        from text2tracks.seed_prompts import resolve_seed_tracks, seeds_alone
+
+        seeds = resolve_seed_tracks(
+            seed_tracks, self._catalogue_index, len(prompts), single, stacklevel=3
+        )
+        alone = seeds_alone(prompts, seeds, reads_seeds=True)
+        if self.head_reads_seeds:
+            return seeds, alone
+        if any(alone):
+            raise ValueError(
+                f"prompt {alone.index(True)} has seed tracks but no text, and the diffusion head "
+                "was trained without seed conditioning, so it cannot read them; give some "
+                "text, or train the head with --seed-conditioning"
+            )
+        warn_unread_head_seeds(seeds, stacklevel=3)
+        return [None] * len(prompts), alone
+
     def _latent_defaults(self) -> dict[str, Any]:
         return dict(
             default_guidance_weight=self.diffusion_head.config.guidance_weight,
             default_n_samples=self.hybrid_settings.n_samples,
         )
 
-    def _query_latents(self, texts, request) -> np.ndarray:
+    def _query_latents(self, texts, request, seeds=None) -> np.ndarray:
         return query_latents(
             self.diffusion_head,
             texts,
             request,
             lambda: self.item_factors,
             self.hybrid_settings.seed_method,
+            seeds if self.head_reads_seeds else None,
         )
 
     def _hybrid_fusion(self):
@@ -218,16 +261,19 @@ class LatentModesMixin:
                 first_index,
                 stacklevel=4,
             )
+        if not self.head_reads_seeds:  # stacklevel 4: here -> _rank -> recommend -> the user's line
+            warn_unread_head_seeds(seeds, stacklevel=4)
         beam = negative = None
         with self._lock:
-            latents = self._query_latents(texts, request)
+            latents = self._query_latents(texts, request, seeds)
             if mode == "hybrid":  # a negative prompt demotes every fused candidate, the beam's too
                 negative = negative_latents(self.diffusion_head, request)
                 n_beam = hybrid_beam_width(
                     k, num_beams, settings.beam_candidates, excluded, len(self)
                 )
+                beam_seeds = seeds if self.max_seed_tracks else None  # a model reading none
                 beam = self._generate(
-                    texts, excluded, n_beam, n_beam, first_index, stacklevel=4, seeds=seeds
+                    texts, excluded, n_beam, n_beam, first_index, stacklevel=4, seeds=beam_seeds
                 )
         fusion = self._hybrid_fusion() if mode == "hybrid" else None
         return rank_latent_batch(

@@ -36,6 +36,15 @@ class DiffusionTrainConfig:
             prediction, GDR; the default) or ``v_prediction``.
         contrastive_negatives: ``in_batch`` (one track drawn per playlist of the batch; the
             other playlists' tracks are the negatives) or ``full`` (every catalogue track).
+        seed_conditioning, seed_prob, max_seed_tracks: MO-DiT (head only): the head's condition
+            also reads a seed set (:class:`DiffusionHeadConfig`'s ``seed_conditioning``). Per
+            epoch, a playlist (with two tracks or more) carries seeds with probability
+            ``seed_prob``: 1 .. ``max_seed_tracks`` of its tracks (log-uniform), its first ones
+            or (30%) a random subset, its title dropped 30% of the time
+            (:func:`text2tracks.seed_draw.draw_seeds`, as the seq2seq's training draws them).
+            The target stays the playlist's CF factor; the contrastive term's positives leave
+            the seeds out (:mod:`training.diffusion_seeds`). ``seed_prob`` is read only with
+            ``seed_conditioning``.
         pool: how an item's inner products with a prompt's samples are pooled (``max`` or
             ``mean``), in validation and in the hybrid settings saved with the fusion.
         regressor_loss: ``mse`` or ``cosine`` (regressor only).
@@ -83,6 +92,9 @@ class DiffusionTrainConfig:
     contrastive_weight: float = 1.0
     contrastive_temperature: float = 0.05
     contrastive_negatives: str = field(default="in_batch", metadata={"choices": _NEGATIVES})
+    seed_conditioning: bool = False
+    seed_prob: float = 0.5
+    max_seed_tracks: int = 100
     pool: str = field(default="max", metadata={"choices": _POOLS})
     regressor_loss: str = field(default="mse", metadata={"choices": ("mse", "cosine")})
     byte_dim: int = 128
@@ -139,6 +151,7 @@ class DiffusionTrainConfig:
             "fusion_candidates",
             "fusion_latent_k",
             "fusion_samples",
+            "max_seed_tracks",
         )
         non_negative = (
             "max_steps",
@@ -167,6 +180,10 @@ class DiffusionTrainConfig:
                 f"contrastive_negatives must be one of {_NEGATIVES}, "
                 f"got {self.contrastive_negatives!r}"
             )
+        if not 0.0 <= self.seed_prob <= 1.0:
+            raise ValueError(f"seed_prob must be in [0, 1], got {self.seed_prob!r}")
+        if self.seed_conditioning and self.regressor:
+            raise ValueError("seed_conditioning is for the diffusion head, not --regressor")
         if self.pool not in _POOLS:
             raise ValueError(f"pool must be one of {_POOLS}, got {self.pool!r}")
         # The model configs validate their own fields (the contrastive ones included, for the
@@ -192,6 +209,8 @@ class DiffusionTrainConfig:
             ddim_steps=self.ddim_steps,
             contrastive_weight=self.contrastive_weight,
             contrastive_temperature=self.contrastive_temperature,
+            seed_conditioning=self.seed_conditioning,
+            max_seed_tracks=self.max_seed_tracks,
         )
 
     def regressor_config(self, latent_dim: int, cond_dim: int):

@@ -17,8 +17,10 @@ def load_pairs(artifact: str | os.PathLike, playlists: str | os.PathLike) -> dic
 
     Returns ``item_factors`` (n_items, dim), ``train_prompts``, ``train_latents``
     (n_train, dim) and ``train_tracks`` (scipy CSR (n_train, n_items), each playlist's
-    catalogue tracks, what the contrastive term retrieves) of the training playlists with at
-    least one catalogue track, and
+    catalogue tracks, what the contrastive term retrieves) and ``train_sequences`` (``(indptr,
+    items)`` int64: the same tracks in playlist order, row ``i``'s are
+    ``items[indptr[i]:indptr[i + 1]]``, from which seed tracks are drawn) of the training
+    playlists with at least one catalogue track, and
     ``validation_prompts`` / ``validation_relevant`` (validation playlists with at least one
     catalogue track; ``n_validation_skipped`` counts the others).
     """
@@ -47,6 +49,7 @@ def load_pairs(artifact: str | os.PathLike, playlists: str | os.PathLike) -> dic
         "train_prompts": [split.train[i].prompt for i in keep],
         "train_latents": np.ascontiguousarray(cf.playlist_factors[keep]),
         "train_tracks": tracks_matrix([train_tracks[i] for i in keep], len(vocab)),
+        "train_sequences": sequences([train_tracks[i] for i in keep]),
         "validation_prompts": [prompt for prompt, _ in validation_kept],
         "validation_relevant": [set(rel) for _, rel in validation_kept],
         "n_validation_skipped": len(validation) - len(validation_kept),
@@ -54,13 +57,21 @@ def load_pairs(artifact: str | os.PathLike, playlists: str | os.PathLike) -> dic
     }
 
 
+def sequences(tracks: list[list[int]]):
+    """``(indptr, items)`` int64 of per-playlist item lists, in order."""
+    import numpy as np
+
+    indptr = np.concatenate([[0], np.cumsum([len(t) for t in tracks])]).astype(np.int64)
+    items = np.fromiter((i for t in tracks for i in t), dtype=np.int64, count=int(indptr[-1]))
+    return indptr, items
+
+
 def tracks_matrix(tracks: list[list[int]], n_items: int):
     """scipy CSR ``(len(tracks), n_items)`` float32 with a 1 at each playlist's item indices."""
     import numpy as np
     import scipy.sparse as sp
 
-    indptr = np.concatenate([[0], np.cumsum([len(t) for t in tracks])]).astype(np.int64)
-    indices = np.fromiter((i for t in tracks for i in t), dtype=np.int64, count=int(indptr[-1]))
+    indptr, indices = sequences(tracks)
     data = np.ones(indices.size, dtype=np.float32)
     matrix = sp.csr_matrix((data, indices, indptr), shape=(len(tracks), n_items))
     matrix.sum_duplicates()

@@ -18,6 +18,10 @@ Validation is latent-only retrieval: validation playlists have no CF factor, so 
 sampled from their prompts and the items found by faiss around them are scored (Hits@K,
 Recall@K against their catalogue tracks).
 
+With ``--seed-conditioning`` the head also reads a seed set (MO-DiT), drawn per playlist and
+epoch by :mod:`training.diffusion_seeds` (``--seed-prob``, ``--max-seed-tracks``); validation
+stays on the prompts alone.
+
 With ``--encoder seq2seq`` the trained seq2seq's encoder (``ART/seq2seq``) is frozen, so the prompt
 encodings are computed once up front; ``--encoder bytes`` trains a small byte-level encoder jointly.
 
@@ -55,6 +59,7 @@ from training.checkpoints import STATE_NAME, list_checkpoints, resolve_resume
 from training.diffusion_config import DiffusionTrainConfig  # also importable from here
 from training.diffusion_data import load_pairs, prompt_inputs, validation_subset
 from training.diffusion_fusion import fit_artifact_fusion  # also importable from here
+from training.diffusion_seeds import SeedBatches
 from training.launch import force_cpu, print_on_main
 
 CHECKPOINTS_PREFIX = ".checkpoints-"  # + component: diffusion / latent_regressor
@@ -131,6 +136,7 @@ class _Run:
     n_params: int
     index: Any
     item_tensor: Any = None  # CF item factors on the device (contrastive term only)
+    seeds: SeedBatches | None = None  # the seed draws (--seed-conditioning only)
     state: dict[str, Any] = field(default_factory=dict)
     log_records: list[dict[str, Any]] = field(default_factory=list)
     last_eval: dict[str, float] = field(default_factory=dict)
@@ -171,9 +177,10 @@ def _start(config: DiffusionTrainConfig):
     return accelerator, log
 
 
-def _build_model(config: DiffusionTrainConfig, latents, cond_dim: int, encoder):
-    """3. The head (or the regressor) with the training latents' statistics; returns it and the
-    standardised latents it learns to produce."""
+def _build_model(config: DiffusionTrainConfig, latents, cond_dim: int, encoder, item_factors):
+    """3. The head (or the regressor) with the training latents' statistics (and, reading seeds,
+    the item factors' for the seed means); returns it and the standardised latents it learns
+    to produce."""
     from text2tracks.diffusion import DiffusionHead, PromptToLatentRegressor
 
     if config.regressor:
@@ -183,6 +190,8 @@ def _build_model(config: DiffusionTrainConfig, latents, cond_dim: int, encoder):
     else:
         model = DiffusionHead(config.head_config(latents.shape[1], cond_dim), encoder)
     model.set_latent_stats(latents)
+    if config.seed_conditioning:
+        model.set_seed_stats(item_factors)
     return model, model.standardise(latents)
 
 
@@ -284,8 +293,11 @@ def _contrastive_targets(run: _Run, rows):
             run.state["batches_in_epoch"],
         )
     )
+    tracks = run.data["train_tracks"][rows.cpu().numpy()]
+    if run.seeds is not None:  # the seeds are never recommended back: not positives either
+        tracks = run.seeds.positives(tracks, rows.cpu().numpy())
     return contrastive_targets(
-        run.data["train_tracks"][rows.cpu().numpy()],
+        tracks,
         run.item_tensor,
         config.contrastive_negatives,
         rng,
@@ -302,6 +314,8 @@ def _train_batch(run: _Run, batch) -> bool:
             model_inputs = {"cond": inputs[0]}
         else:
             model_inputs = {"input_ids": inputs[0], "attention_mask": inputs[1]}
+        if run.seeds is not None:
+            model_inputs.update(run.seeds.inputs(rows.cpu().numpy(), target.device))
         if config.regressor:
             parts = {"loss": model(target, **model_inputs)}
         else:
@@ -375,6 +389,8 @@ def _train_loop(run: _Run) -> None:
     done = state["step"] >= run.total_steps
     while not done and state["epoch"] < config.epochs:
         run.loader.set_epoch(state["epoch"])
+        if run.seeds is not None:
+            run.seeds.set_epoch(state["epoch"])
         epoch_loader = run.loader
         if state["batches_in_epoch"]:
             epoch_loader = accelerator.skip_first_batches(run.loader, state["batches_in_epoch"])
@@ -464,7 +480,9 @@ def train(config: DiffusionTrainConfig) -> dict[str, Any]:
         raise ValueError("fewer than two training playlists hold a catalogue track")
     val_prompts, val_relevant = validation_subset(config, data)
     inputs = prompt_inputs(config, data["train_prompts"], val_prompts, accelerator.device)
-    model, latents_std = _build_model(config, latents, inputs["cond_dim"], inputs["encoder"])
+    model, latents_std = _build_model(
+        config, latents, inputs["cond_dim"], inputs["encoder"], data["item_factors"]
+    )
     n_params = count_parameters(model)
     log(
         f"{config.component}: {n_params / 1e6:.2f}M trainable parameters, encoder {config.encoder}, "
@@ -501,6 +519,7 @@ def train(config: DiffusionTrainConfig) -> dict[str, Any]:
         n_params=n_params,
         index=build_index(data["item_factors"]),
         item_tensor=torch.from_numpy(data["item_factors"]).float().to(accelerator.device),
+        seeds=SeedBatches.of_run(config, data),
     )
     _resume(run)
     _train_loop(run)
