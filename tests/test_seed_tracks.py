@@ -223,6 +223,46 @@ def test_seed_draw_prefix_or_ordered_subset_and_other_tracks_as_targets():
     assert not np.any(seeds.has_seeds[[len(t) < 2 for t in own]])
 
 
+def _targets_by_playlist(pairs, own) -> dict[int, list[int]]:
+    targets: dict[int, list[int]] = {}
+    for i in range(len(pairs)):
+        playlist, item, _, _ = pairs[i]
+        targets.setdefault(playlist, []).append(own[playlist].index(item))
+    return {p: sorted(t) for p, t in targets.items()}
+
+
+@pytest.mark.parametrize("window", [1, 3])
+def test_seed_draw_next_window_targets_follow_a_prefix(window):
+    """With next_window, a prefix's targets are the tracks right after it (TIGER's next item
+    for 1); a random subset's are any other track."""
+    own = _playlists()
+    sid = _catalog().sid_codes + 10
+    prompts = [np.array([7, 1])] * len(own)
+    far = 0
+    for subset in (0.0, 1.0):
+        draw = SeedDraw(prob=1.0, max_seeds=5, random_subset=subset, next_window=window)
+        pairs = Seq2SeqPairs(
+            prompts, own, sid, 1, targets_per_playlist=0, seeds=draw, blank_prompt_ids=np.array([1])
+        )
+        for epoch in range(3):
+            pairs.set_epoch(epoch)
+            targets = _targets_by_playlist(pairs, own)
+            for p, tracks in enumerate(own):
+                positions = [tracks.index(t) for t in pairs.seeds_of(p).tolist()]
+                if not positions:  # too short for seeds: the usual targets
+                    assert targets[p] == list(range(len(tracks)))
+                elif subset == 0.0:  # a prefix: exactly the next `window` tracks
+                    n = len(positions)
+                    assert positions == list(range(n))
+                    assert targets[p] == list(range(n, min(n + window, len(tracks))))
+                else:  # a random subset: every other track
+                    assert targets[p] == sorted(set(range(len(tracks))) - set(positions))
+                    far += targets[p][-1] >= len(positions) + window
+    assert far  # some subset targets lie beyond the window a prefix would allow
+    with pytest.raises(ValueError, match="next_window"):
+        SeedDraw(prob=0.5, next_window=-1)
+
+
 def test_seed_draw_is_deterministic_and_teacher_playlists_use_own_tracks():
     own = _playlists()
     teacher = [[0, 1, 2]] * len(own)  # a teacher list unrelated to the playlists

@@ -15,7 +15,8 @@ and epoch (:class:`SeedDraw`):
    its first ``n``; either way they keep the playlist's order;
 4. with probability ``title_drop`` the title is dropped (the prompt is the seeds alone);
 5. its targets are its own tracks that are not seeds (never the title-kNN teacher's list, which
-   answers the title only).
+   answers the title only); with ``next_window`` > 0, a prefix's targets are only the tracks
+   that follow it within that window (1: TIGER's next item).
 
 Everything is vectorised over playlists (no Python loop) and depends only on the generator the
 caller passes (``(seed, epoch)``), so a resumed run sees the same draw.
@@ -42,12 +43,16 @@ class SeedDraw:
         title_drop: with seeds, the probability that the title is left out, in ``[0, 1]``.
         random_subset: with seeds, the probability that they are a random subset of the
             playlist's tracks rather than its first tracks, in ``[0, 1]``.
+        next_window: when > 0, the targets of a prefix are only the ``next_window`` tracks
+            that follow it (1: the next track, TIGER's next-item task); 0: any other track.
+            Random subsets keep every other track as a target.
     """
 
     prob: float
     max_seeds: int = DEFAULT_MAX_SEED_TRACKS
     title_drop: float = 0.3
     random_subset: float = 0.3
+    next_window: int = 0
 
     def __post_init__(self) -> None:
         for name in ("prob", "title_drop", "random_subset"):
@@ -64,6 +69,12 @@ class SeedDraw:
             or self.max_seeds < 1
         ):
             raise ValueError(f"max_seeds must be an integer >= 1, got {self.max_seeds!r}")
+        if (
+            isinstance(self.next_window, bool)
+            or not isinstance(self.next_window, (int, np.integer))
+            or self.next_window < 0
+        ):
+            raise ValueError(f"next_window must be an integer >= 0, got {self.next_window!r}")
 
 
 @dataclass(frozen=True)
@@ -74,6 +85,8 @@ class EpochSeeds:
         has_seeds: bool ``(P,)``, the playlist carries seeds this epoch.
         with_title: bool ``(P,)``, its prompt keeps the title (always True without seeds).
         is_seed: bool ``(n_pairs,)`` over the own (playlist, track) pairs in playlist order.
+        is_target: bool ``(n_pairs,)``, the pair may be a target (a non-seed track of a
+            playlist with seeds, within ``next_window`` of a prefix).
     """
 
     has_seeds: np.ndarray
@@ -81,6 +94,7 @@ class EpochSeeds:
     is_seed: np.ndarray
     indptr: np.ndarray
     items: np.ndarray
+    is_target: np.ndarray
 
     def seeds_of(self, playlist: int) -> np.ndarray:
         """The seed items of ``playlist`` in playlist order (int64, empty without seeds)."""
@@ -120,18 +134,26 @@ def draw_seeds(
     is_seed = rank < n_seeds[pair_playlist]
     # 4. the title dropped or kept
     with_title = ~(has_seeds & (rng.random(n_playlists) < draw.title_drop))
-    return EpochSeeds(has_seeds, with_title, is_seed, np.asarray(indptr), np.asarray(items))
+    # 5. which other tracks may be targets: all, or the next_window after a prefix
+    is_target = has_seeds[pair_playlist] & ~is_seed
+    if draw.next_window:
+        near = position < (n_seeds + draw.next_window)[pair_playlist]
+        is_target &= random_subset[pair_playlist] | near
+    return EpochSeeds(
+        has_seeds, with_title, is_seed, np.asarray(indptr), np.asarray(items), is_target
+    )
 
 
 def seeded_targets(
     seeds: EpochSeeds, targets_per_playlist: int, rng: np.random.Generator
 ) -> np.ndarray:
     """Step 5: the own pairs (indices into ``seeds.items``) that are this epoch's targets of the
-    playlists with seeds: ``targets_per_playlist`` of their non-seed tracks drawn uniformly
-    without replacement (all of them when 0 or when fewer are left), in playlist order."""
+    playlists with seeds: ``targets_per_playlist`` of their non-seed tracks (those within
+    ``next_window`` of a prefix) drawn uniformly without replacement (all of them when 0 or when
+    fewer are left), in playlist order."""
     lengths = np.diff(seeds.indptr)
     pair_playlist = np.repeat(np.arange(lengths.size, dtype=np.int64), lengths)
-    eligible = np.flatnonzero(seeds.has_seeds[pair_playlist] & ~seeds.is_seed)
+    eligible = np.flatnonzero(seeds.is_target)
     if not targets_per_playlist:
         return eligible
     keys = rng.gumbel(size=eligible.size)

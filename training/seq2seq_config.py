@@ -24,6 +24,7 @@ _SEED_FIELDS = {
     "max_seeds": "max_seed_tracks",
     "title_drop": "seed_title_drop",
     "random_subset": "seed_random_subset",
+    "next_window": "seed_next_window",
 }
 
 
@@ -84,6 +85,8 @@ class TrainConfig:
             ``train_config.json``) at inference, where the most recent are kept.
         seed_title_drop, seed_random_subset: with seeds, the probability of a prompt without
             title and of seeds drawn as a random subset rather than the first tracks.
+        seed_next_window: with seeds drawn as a prefix, only the next this-many tracks are its
+            targets (1: TIGER's next item); 0: any other track of the playlist.
         seed_encoding: how the encoder reads a seed: ``"item"``, one position whose embedding
             is the sum of its ID tokens' (:mod:`text2tracks.seed_embedding`), or ``"codes"``,
             its ``depth`` ID tokens (TIGER). Recorded with the model.
@@ -143,6 +146,7 @@ class TrainConfig:
     max_seed_tracks: int = DEFAULT_MAX_SEED_TRACKS
     seed_title_drop: float = 0.3
     seed_random_subset: float = 0.3
+    seed_next_window: int = 0
     seed_encoding: str = field(default=DEFAULT_SEED_ENCODING, metadata={"choices": SEED_ENCODINGS})
     normalize_prompts: bool = True
     num_workers: int = 0
@@ -255,6 +259,7 @@ class TrainConfig:
             max_seeds=self.max_seed_tracks,
             title_drop=self.seed_title_drop,
             random_subset=self.seed_random_subset,
+            next_window=self.seed_next_window,
         )
         return draw if self.seed_prob > 0 else None
 
