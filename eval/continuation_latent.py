@@ -22,6 +22,9 @@ as ``hybrid_settings.pool``), seeds excluded, ``--k`` deep:
   yardstick); ``seed_fold_in``: the ALS fold-in of the seeds
   (:func:`text2tracks.head_seeds.seed_latent`).
 
+A prompt a row cannot answer (no text, or no seed in the catalogue, as the row needs) gets an
+empty list, scored as a miss and counted under ``unanswered``.
+
 Metrics are the challenge's (:func:`eval.continuation.challenge_metrics`) with bootstrap
 intervals (:func:`eval.continuation.summarise`); a ``--k``-deep list makes R-precision and NDCG
 lower bounds of the 500-deep values, as in :mod:`eval.continuation_model`.
@@ -58,47 +61,70 @@ def rank_latents(recommender, latents: np.ndarray, seeds: list[np.ndarray], k: i
     return [[ids[i] for i in row if i >= 0] for row in items]
 
 
-def system_latents(system: str, seeded, plain, task, seeds: list[np.ndarray], batch: int):
-    """Query latents ``(n, n_samples, dim)`` of one system on a task (None: not served)."""
+def answerable(system: str, task, seeds: list[np.ndarray]) -> np.ndarray:
+    """Which prompts a system can answer (bool ``(n,)``): a text that normalises to something,
+    or (the seeded head, the seed rows) at least one seed in the catalogue."""
+    from text2tracks.data import normalize_prompt
+
+    has_seeds = np.array([len(s) > 0 for s in seeds], dtype=bool)
+    if system in ("seed_mean", "seed_fold_in"):
+        return has_seeds
+    texts = task.playlist_titles if system == "latent_plain" else task.titles
+    has_text = np.array([bool(normalize_prompt(t)) for t in texts], dtype=bool)
+    return has_text | has_seeds if system == "latent_seeded" else has_text
+
+
+def system_latents(system: str, seeded, plain, task, seeds: list[np.ndarray], rows, batch: int):
+    """Query latents ``(len(rows), n_samples, dim)`` of one system for the prompts ``rows``."""
     from text2tracks.head_seeds import seed_latent
 
-    factors = seeded.item_factors
     if system in ("seed_mean", "seed_fold_in"):
-        if not all(len(s) for s in seeds):
-            return None
         method = "mean" if system == "seed_mean" else "fold_in"
-        return np.stack([seed_latent(factors, s, method) for s in seeds])[:, None, :]
+        factors = seeded.item_factors
+        return np.stack([seed_latent(factors, seeds[r], method) for r in rows])[:, None, :]
     if system == "latent_seeded":
-        ids = [list(s) or None for s in task.seed_ids]
-        return seeded.sample_latents(task.titles, seed_tracks=ids, batch_size=batch)
-    texts = task.titles if system == "latent_seeded_text" else task.playlist_titles
-    if not all(texts):
-        return None
-    model = seeded if system == "latent_seeded_text" else plain
-    return model.sample_latents(texts, batch_size=batch)
+        ids = seeded.catalog.item_ids
+        seed_ids = [[ids[i] for i in seeds[r]] or None for r in rows]
+        texts = [task.titles[r] for r in rows]
+        return seeded.sample_latents(texts, seed_tracks=seed_ids, batch_size=batch)
+    if system == "latent_seeded_text":
+        return seeded.sample_latents([task.titles[r] for r in rows], batch_size=batch)
+    return plain.sample_latents([task.playlist_titles[r] for r in rows], batch_size=batch)
 
 
 def evaluate(seeded, plain, tasks, k: int, batch: int, log: Callable[[str], None] = print):
-    """Per category ``{"n", "per_prompt", "depth", "notes"}`` as :func:`summarise` reads it."""
+    """Per category ``{"n", "per_prompt", "depth", "notes"}`` as :func:`summarise` reads it; a
+    prompt a system cannot answer gets an empty list (a miss), counted under ``unanswered``."""
     evaluated = {}
     for task in tasks:
         if not task.titles:
             continue
         known = [np.asarray(s, dtype=np.int64) for s in task.seeds]
-        per_prompt, depths = {}, {}
+        per_prompt, depths, notes = {}, {}, {}
         for system in SYSTEMS:
             if not task.category.n_seeds and system != "latent_seeded_text":
                 continue
-            latents = system_latents(system, seeded, plain, task, known, batch)
-            if latents is None:
+            if not task.category.title and system == "latent_seeded_text":
                 continue
-            ranked = rank_latents(seeded, latents, known, k)
+            rows = np.flatnonzero(answerable(system, task, known))
+            ranked: list[list[str]] = [[] for _ in task.titles]
+            if rows.size:
+                latents = system_latents(system, seeded, plain, task, known, rows, batch)
+                for r, answer in zip(
+                    rows, rank_latents(seeded, latents, [known[r] for r in rows], k), strict=True
+                ):
+                    ranked[r] = answer
             per_prompt[system] = challenge_metrics(ranked, task.withheld)
             depths[system] = k
+            notes[system] = {"unanswered": int(len(task.titles) - rows.size)}
         name = task.category.name
-        evaluated[name] = {"n": len(task.titles), "per_prompt": per_prompt, "depth": depths}
-        evaluated[name]["notes"] = {}
-        log(f"{name}: {len(task.titles)} playlists, {list(per_prompt)}")
+        evaluated[name] = {
+            "n": len(task.titles),
+            "per_prompt": per_prompt,
+            "depth": depths,
+            "notes": notes,
+        }
+        log(f"{name}: {len(task.titles)} playlists, {notes}")
     return evaluated
 
 

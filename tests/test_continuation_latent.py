@@ -68,5 +68,19 @@ def test_every_system_is_scored_where_it_applies():
     assert first5["latent_seeded"]["r_precision"].mean() == pytest.approx(1.0)
     assert first5["seed_mean"]["r_precision"].mean() == pytest.approx(1.0)
     assert first5["latent_plain"]["r_precision"].mean() == pytest.approx(0.0)
+    assert evaluated["title_first5"]["notes"]["seed_mean"] == {"unanswered": 0}
     summary = summarise(evaluated, n_bootstrap=20)
     assert summary["overall"]["latent_seeded"]["categories"] == 2
+
+
+def test_prompts_a_row_cannot_answer_are_misses_and_counted():
+    # seeds outside the catalogue and no title: only latent_plain (the hidden title) answers
+    playlists = [Playlist("0", "a", tuple(f"x{i}" for i in range(5)) + tuple(IDS[:5]))]
+    first5 = [c for c in CATEGORIES if c.name == "first5"]
+    tasks = make_tasks(playlists, {t: i for i, t in enumerate(IDS)}, 0, first5)
+    evaluated = evaluate(_Fake(True), _Fake(False), tasks, k=10, batch=2, log=lambda _: None)
+    notes, per_prompt = evaluated["first5"]["notes"], evaluated["first5"]["per_prompt"]
+    assert notes["latent_seeded"] == notes["seed_mean"] == {"unanswered": 1}
+    assert notes["latent_plain"] == {"unanswered": 0}
+    assert per_prompt["latent_seeded"]["clicks"][0] == 51
+    assert per_prompt["latent_plain"]["hits@10"][0] == 1.0
