@@ -406,9 +406,10 @@ def test_the_mapper_round_trips_each_config(name):
         outer = _changed(config, d_model=1, num_heads=1, freeze_encoder=1)
         changes = [dataclasses.replace(outer, model=model)]
     elif name == "DiffusionTrainConfig":
-        # the time embedding width must stay even, and the contrastive term (on by default)
-        # needs an x_0 prediction type, so those two keep their defaults
-        changes = [_changed(config, time_embed_dim=1, prediction_type=1)]
+        # the time embedding width must stay even, the contrastive term (on by default) needs
+        # an x_0 prediction type, and seed conditioning is refused with --regressor (which the
+        # change turns on), so those three keep their defaults
+        changes = [_changed(config, time_embed_dim=1, prediction_type=1, seed_conditioning=1)]
     else:
         changes = [_changed(config)]
     for value in (

@@ -351,3 +351,29 @@ def test_train_diffusion_with_seed_conditioning_writes_a_head_that_reads_seeds(
         DiffusionTrainConfig(artifact="a", playlists="p", regressor=True, seed_conditioning=True)
     with pytest.raises(ValueError, match="seed_prob"):
         DiffusionTrainConfig(artifact="a", playlists="p", seed_prob=1.5)
+
+
+def test_recommend_passes_seeds_to_the_head_when_the_seq2seq_reads_none(recommenders):
+    """A head with seed conditioning reads the seeds in latent mode even when the seq2seq reads
+    none: a prompt of seeds alone is answered from them, without the "only excluded" warning;
+    hybrid mode still needs the seq2seq to read them for a prompt of seeds alone."""
+    seeded = recommenders[0]
+    saved = seeded.max_seed_tracks
+    seeded.max_seed_tracks = 0
+    try:
+        for genre in ("folk", "jazz"):
+            seeds = _ids_of(seeded, genre, 3)
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                recs = seeded.recommend("", k=10, mode="latent", seed_tracks=seeds)
+            genres = [genre_of(r.track_id) for r in recs]
+            assert genres.count(genre) >= 8 and not {r.track_id for r in recs} & set(seeds)
+        with pytest.raises(ValueError, match="the seq2seq does not read seeds"):
+            seeded.recommend("", k=10, mode="hybrid", seed_tracks=seeds)
+        with pytest.warns(UserWarning, match="only kept out of the answer"):
+            seeded.recommend("jazz", k=10, mode="generative", seed_tracks=seeds)
+    finally:
+        seeded.max_seed_tracks = saved
+    plain = recommenders[1]
+    with pytest.raises(ValueError, match="seed tracks but no text"):  # nothing reads them
+        plain.recommend("", k=10, mode="latent", seed_tracks=_ids_of(plain, "folk", 3))

@@ -436,6 +436,7 @@ class Text2Tracks(LatentModesMixin, SeedTracksMixin, EnsembleMixin):
             self._catalogue_index,
             seed_tracks=seed_tracks,
             max_seed_tracks=self.max_seed_tracks,
+            head_reads_seeds=self.head_reads_seeds,
             check_mode=self._check_mode,
             mode=mode,
             batch_size=batch_size,
@@ -483,12 +484,8 @@ class Text2Tracks(LatentModesMixin, SeedTracksMixin, EnsembleMixin):
                         seeds[start:stop],
                     )
                 )
-        items = np.concatenate([r[0] for r in rows]).astype(np.int64, copy=False)
-        return (
-            call.single,
-            items,
-            np.concatenate([r[1] for r in rows]).astype(np.float64, copy=False),
-        )
+        items, scores = (np.concatenate(column) for column in zip(*rows, strict=True))
+        return call.single, items.astype(np.int64), scores.astype(np.float64)
 
     # -------------------------------------------------------------------------- helpers
 

@@ -20,9 +20,9 @@ neither transformers nor torch has an embedding whose rows are sums of other row
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
-import torch
-from torch import nn
 
 SEED_ENCODINGS = ("codes", "item")
 DEFAULT_SEED_ENCODING = "item"
@@ -37,51 +37,67 @@ def check_seed_encoding(value) -> str:
     return value
 
 
-class SeedItemEmbedding(nn.Module):
-    """An input embedding that reads ids ``>= vocab_rows`` as seed items.
+@functools.cache
+def seed_item_embedding_class():
+    """The :class:`SeedItemEmbedding` class, built on first use so that importing this module
+    (the CLI's config and flags do) does not import torch."""
+    import torch
 
-    Args:
-        embedding: the encoder's ``nn.Embedding`` (or a ``SeedItemEmbedding`` to re-table); its
-            ``weight`` is shared, not copied.
-        item_tokens: int ``(n_items, depth)``, each item's ID token ids (rows of ``weight``).
-    """
+    class SeedItemEmbedding(torch.nn.Module):
+        """An input embedding that reads ids ``>= vocab_rows`` as seed items.
 
-    def __init__(self, embedding: nn.Module, item_tokens: np.ndarray) -> None:
-        super().__init__()
-        self.weight = embedding.weight
-        self.padding_idx = getattr(embedding, "padding_idx", None)
-        item_tokens = np.asarray(item_tokens)
-        if item_tokens.ndim != 2 or item_tokens.shape[1] < 1:
-            raise ValueError(f"item_tokens must be (n_items, depth), got {item_tokens.shape}")
-        if item_tokens.size and (item_tokens.min() < 0 or item_tokens.max() >= self.vocab_rows):
-            raise ValueError("item_tokens hold ids outside the embedding's rows")
-        # a plain attribute, not a buffer: a buffer would be broadcast by DDP at every step
-        self._item_tokens = torch.from_numpy(item_tokens.astype(np.int64))
-        self.scale = float(item_tokens.shape[1]) ** -0.5
+        Args:
+            embedding: the encoder's ``nn.Embedding`` (or a ``SeedItemEmbedding`` to re-table); its
+                ``weight`` is shared, not copied.
+            item_tokens: int ``(n_items, depth)``, each item's ID token ids (rows of ``weight``).
+        """
 
-    @property
-    def vocab_rows(self) -> int:
-        return int(self.weight.shape[0])
+        def __init__(self, embedding, item_tokens: np.ndarray) -> None:
+            super().__init__()
+            self.weight = embedding.weight
+            self.padding_idx = getattr(embedding, "padding_idx", None)
+            item_tokens = np.asarray(item_tokens)
+            if item_tokens.ndim != 2 or item_tokens.shape[1] < 1:
+                raise ValueError(f"item_tokens must be (n_items, depth), got {item_tokens.shape}")
+            if item_tokens.size and (item_tokens.min() < 0 or item_tokens.max() >= self.vocab_rows):
+                raise ValueError("item_tokens hold ids outside the embedding's rows")
+            # a plain attribute, not a buffer: a buffer would be broadcast by DDP at every step
+            self._item_tokens = torch.from_numpy(item_tokens.astype(np.int64))
+            self.scale = float(item_tokens.shape[1]) ** -0.5
 
-    @property
-    def n_items(self) -> int:
-        return int(self._item_tokens.shape[0])
+        @property
+        def vocab_rows(self) -> int:
+            return int(self.weight.shape[0])
 
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        rows = self.vocab_rows
-        is_seed = input_ids >= rows
-        if not bool(is_seed.any()):
-            return nn.functional.embedding(input_ids, self.weight, self.padding_idx)
-        items = input_ids[is_seed] - rows
-        if int(items.max()) >= self.n_items:
-            raise IndexError(
-                f"seed item {int(items.max())} is outside the {self.n_items} items this model "
-                "was given (attach_seed_items with the artifact's catalogue)"
+        @property
+        def n_items(self) -> int:
+            return int(self._item_tokens.shape[0])
+
+        def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+            rows = self.vocab_rows
+            is_seed = input_ids >= rows
+            if not bool(is_seed.any()):
+                return torch.nn.functional.embedding(input_ids, self.weight, self.padding_idx)
+            items = input_ids[is_seed] - rows
+            if int(items.max()) >= self.n_items:
+                raise IndexError(
+                    f"seed item {int(items.max())} is outside the {self.n_items} items this model "
+                    "was given (attach_seed_items with the artifact's catalogue)"
+                )
+            out = torch.nn.functional.embedding(
+                input_ids.clamp(max=rows - 1), self.weight, self.padding_idx
             )
-        out = nn.functional.embedding(input_ids.clamp(max=rows - 1), self.weight, self.padding_idx)
-        tokens = self._item_tokens.to(input_ids.device)[items]
-        seed_vectors = self.weight[tokens].sum(dim=1) * self.scale
-        return out.masked_scatter(is_seed.unsqueeze(-1), seed_vectors.to(out.dtype))
+            tokens = self._item_tokens.to(input_ids.device)[items]
+            seed_vectors = self.weight[tokens].sum(dim=1) * self.scale
+            return out.masked_scatter(is_seed.unsqueeze(-1), seed_vectors.to(out.dtype))
+
+    return SeedItemEmbedding
+
+
+def __getattr__(name: str):
+    if name == "SeedItemEmbedding":
+        return seed_item_embedding_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _encoder(model):
@@ -94,14 +110,14 @@ def _encoder(model):
 def seed_encoding_of(model) -> str:
     """``"item"`` when ``model``'s encoder reads one token per seed, else ``"codes"``."""
     embedding = _encoder(model).get_input_embeddings()
-    return "item" if isinstance(embedding, SeedItemEmbedding) else "codes"
+    return "item" if isinstance(embedding, seed_item_embedding_class()) else "codes"
 
 
-def install_seed_items(model, item_tokens: np.ndarray) -> SeedItemEmbedding:
+def install_seed_items(model, item_tokens: np.ndarray):
     """Make ``model``'s encoder read one token per seed (idempotent: a second call replaces
     the item table). Returns the new input embedding."""
     encoder = _encoder(model)
-    layer = SeedItemEmbedding(encoder.get_input_embeddings(), item_tokens)
+    layer = seed_item_embedding_class()(encoder.get_input_embeddings(), item_tokens)
     encoder.set_input_embeddings(layer)
     return layer
 
@@ -112,7 +128,7 @@ def seed_token_table(model, item_tokens: np.ndarray) -> np.ndarray:
     ``item_tokens`` are the items' ID tokens; with one token per seed the table is
     ``vocab_rows + item`` (width 1), else ``item_tokens`` themselves (width ``depth``)."""
     embedding = _encoder(model).get_input_embeddings()
-    if isinstance(embedding, SeedItemEmbedding):
+    if isinstance(embedding, seed_item_embedding_class()):
         return (embedding.vocab_rows + np.arange(embedding.n_items, dtype=np.int64))[:, None]
     return np.asarray(item_tokens, dtype=np.int64)
 
@@ -129,7 +145,7 @@ def attach_seed_items(model, item_tokens: np.ndarray, seed_encoding: str) -> np.
 __all__ = [
     "DEFAULT_SEED_ENCODING",
     "SEED_ENCODINGS",
-    "SeedItemEmbedding",
+    "seed_item_embedding_class",
     "attach_seed_items",
     "check_seed_encoding",
     "install_seed_items",

@@ -170,26 +170,38 @@ def prepare_seeded_call(
     max_seed_tracks: int,
     mode: str,
     stacklevel: int,
+    head_reads_seeds: bool = False,
     **call_options,
 ) -> SeededCall:
     """:func:`text2tracks.options.prepare_call` for prompts that may carry seed tracks:
-    :func:`resolve_seed_tracks`, then :func:`seeds_alone` (those prompts may be empty); a latent
-    mode refuses a prompt of seeds alone; a model that reads no seeds warns that they are only excluded; the seeds join
-    ``exclude`` and ``k`` must leave enough tracks."""
+    :func:`resolve_seed_tracks`, then :func:`seeds_alone` (those prompts may be empty); the
+    seeds join ``exclude`` and ``k`` must leave enough tracks.
+
+    Who reads the seeds: the seq2seq (``max_seed_tracks`` > 0) and, in the latent and hybrid
+    modes, a diffusion head trained with seed conditioning (``head_reads_seeds``). When neither
+    does, a warning says they are only excluded and they are not passed on. A prompt of seeds
+    alone needs a reader for every view of its mode: latent mode the head, hybrid mode the head
+    and the seq2seq."""
     from text2tracks.options import check_k_left, prepare_call, prompt_list
 
     prompts, single = prompt_list(prompt_or_prompts)
     seeds = resolve_seed_tracks(
         seed_tracks, index_of, len(prompts), single, stacklevel=stacklevel + 1
     )
-    alone = seeds_alone(prompts, seeds, max_seed_tracks > 0)
-    if mode != "generative" and any(alone):
-        raise ValueError(
-            f"prompt {alone.index(True)} has seed tracks but no text, and "
-            f"mode={mode!r} reads the text (the diffusion head does not read seeds); give "
-            "some text, or use mode='generative'"
+    head_reads = mode != "generative" and bool(head_reads_seeds)
+    alone = seeds_alone(prompts, seeds, max_seed_tracks > 0 or head_reads)
+    every_view_reads = head_reads and (mode == "latent" or max_seed_tracks > 0)
+    if mode != "generative" and any(alone) and not every_view_reads:
+        reader = (
+            "the seq2seq"
+            if head_reads
+            else "the diffusion head (train it with --seed-conditioning)"
         )
-    if not max_seed_tracks:
+        raise ValueError(
+            f"prompt {alone.index(True)} has seed tracks but no text, and in mode={mode!r} "
+            f"{reader} does not read seeds; give some text, or use mode='generative'"
+        )
+    if not max_seed_tracks and not head_reads:
         warn_unread_seeds(seeds, stacklevel=stacklevel + 1)
     call = prepare_call(
         prompts[0] if single else prompts,
@@ -203,7 +215,7 @@ def prepare_seeded_call(
     )
     excluded = merge_excluded(call.excluded, seeds)
     check_k_left(k, excluded, n_items)
-    if not max_seed_tracks:
+    if not max_seed_tracks and not head_reads:
         seeds = [None] * len(call.texts)
     return SeededCall(call.texts, single, excluded, seeds, call.request)
 
