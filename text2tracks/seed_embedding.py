@@ -87,7 +87,9 @@ def seed_item_embedding_class():
             out = torch.nn.functional.embedding(
                 input_ids.clamp(max=rows - 1), self.weight, self.padding_idx
             )
-            tokens = self._item_tokens.to(input_ids.device)[items]
+            if self._item_tokens.device != input_ids.device:  # moved once, not at every step
+                self._item_tokens = self._item_tokens.to(input_ids.device)
+            tokens = self._item_tokens[items]
             seed_vectors = self.weight[tokens].sum(dim=1) * self.scale
             return out.masked_scatter(is_seed.unsqueeze(-1), seed_vectors.to(out.dtype))
 
