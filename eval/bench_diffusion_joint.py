@@ -35,6 +35,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from eval.bench_diffusion_pairs import title_words
+from training.diffusion_data import tracks_matrix
 
 # The per-point keys, for K = 10: "pattern@10", "pattern_cf@10", "attribute@10", "joint@10",
 # "joint_cf@10" (pattern by co-occurrence / by CF neighbourhood).
@@ -47,20 +48,10 @@ PATTERNS = {"": "co-occurs with a seed in a training playlist", "_cf": "CF neigh
 def track_playlist_matrix(train_items: Sequence[np.ndarray], n_items: int) -> sp.csr_matrix:
     """``(n_items, n_playlists)`` float32 CSR, 1 where the track is in the training playlist
     (repeats within a playlist count once)."""
-    lengths = np.fromiter((len(items) for items in train_items), dtype=np.int64)
-    indptr = np.concatenate([[0], np.cumsum(lengths)])
-    indices = (
-        np.concatenate([np.asarray(items, dtype=np.int64) for items in train_items])
-        if lengths.sum()
-        else np.zeros(0, np.int64)
-    )
+    indices = np.concatenate([np.zeros(0, np.int64), *map(np.ravel, train_items)])
     if indices.size and (indices.min() < 0 or indices.max() >= n_items):
         raise ValueError(f"training items must lie in [0, {n_items}), got {indices.min()}..")
-    if indices.size < np.iinfo(np.int32).max and n_items < np.iinfo(np.int32).max:
-        indices, indptr = indices.astype(np.int32), indptr.astype(np.int32)  # half the memory
-    data = np.ones(indices.size, dtype=np.float32)
-    by_playlist = sp.csr_matrix((data, indices, indptr), shape=(len(lengths), n_items))
-    by_playlist.sum_duplicates()
+    by_playlist = tracks_matrix(train_items, n_items)  # int32 indices where they fit (scipy)
     by_playlist.data[:] = 1.0
     return by_playlist.T.tocsr()
 
@@ -84,7 +75,7 @@ def prompt_title_playlists(
         for word in found[title]:
             rows_of[word].append(row)
     cols = [np.unique(np.asarray([r for w in ws for r in rows_of[w]], np.int64)) for ws in words]
-    return _indicator(cols, len(train_titles)), words
+    return tracks_matrix(cols, len(train_titles)), words
 
 
 def seed_playlist_matrix(
@@ -92,7 +83,7 @@ def seed_playlist_matrix(
 ) -> sp.csr_matrix:
     """``(n_prompts, n_playlists)``: 1 where the training playlist holds one of the prompt's seeds
     (the seeds' rows of ``track_playlists``, summed)."""
-    seed_rows = _indicator(
+    seed_rows = tracks_matrix(
         [np.unique(np.asarray(s, np.int64)) for s in seeds], track_playlists.shape[0]
     )
     out = (seed_rows @ track_playlists).tocsr()
@@ -134,15 +125,6 @@ def nearest_items(
         top, best = np.take_along_axis(part, order, 1), np.take_along_axis(best, order, 1)
         out[start : start + len(q), :width] = np.where(np.isfinite(best), top, -1)
     return out
-
-
-def _indicator(cols: Sequence[np.ndarray], n_cols: int) -> sp.csr_matrix:
-    """``(len(cols), n_cols)`` float32 CSR with 1 at each row's sorted, distinct ``cols``."""
-    lengths = np.fromiter((len(c) for c in cols), dtype=np.int64, count=len(cols))
-    indptr = np.concatenate([[0], np.cumsum(lengths)])
-    indices = np.concatenate(list(cols)) if lengths.sum() else np.zeros(0, np.int64)
-    data = np.ones(indices.size, dtype=np.float32)
-    return sp.csr_matrix((data, indices, indptr), shape=(len(cols), n_cols))
 
 
 # ------------------------------------------------------------------------------------ measures

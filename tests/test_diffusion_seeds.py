@@ -24,6 +24,7 @@ from text2tracks.contrastive import contrastive_targets
 from text2tracks.diffusion import CONFIG_NAME, DiffusionHead, DiffusionHeadConfig
 from text2tracks.head_seeds import seed_inputs
 from text2tracks.pipeline import Text2Tracks
+from text2tracks.ragged import Ragged
 from training.diffusion_seeds import SeedBatches
 
 N_GROUPS, DIM, PER_GROUP, TRACKS = 4, 8, 30, 10
@@ -63,7 +64,7 @@ def _world(seed: int = 0, n: int = 1500):
         (np.ones(items_in_order.size, np.float32), items_in_order, indptr),
         shape=(n, item_group.size),
     )
-    data = {"item_factors": items, "train_sequences": (indptr, items_in_order)}
+    data = {"item_factors": items, "train_sequences": Ragged(indptr, items_in_order)}
     return data, item_group, group, factors, matrix
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from text2tracks.artifacts import CF_COMPONENT, SEQ2SEQ_COMPONENT
+from text2tracks.ragged import Ragged
 from training.diffusion_config import DiffusionTrainConfig
 
 
@@ -17,9 +18,9 @@ def load_pairs(artifact: str | os.PathLike, playlists: str | os.PathLike) -> dic
 
     Returns ``item_factors`` (n_items, dim), ``train_prompts``, ``train_latents``
     (n_train, dim) and ``train_tracks`` (scipy CSR (n_train, n_items), each playlist's
-    catalogue tracks, what the contrastive term retrieves) and ``train_sequences`` (``(indptr,
-    items)`` int64: the same tracks in playlist order, row ``i``'s are
-    ``items[indptr[i]:indptr[i + 1]]``, from which seed tracks are drawn) of the training
+    catalogue tracks, what the contrastive term retrieves) and ``train_sequences`` (a
+    :class:`~text2tracks.ragged.Ragged` of int64: the same tracks in playlist order, from which
+    seed tracks are drawn) of the training
     playlists with at least one catalogue track, and
     ``validation_prompts`` / ``validation_relevant`` (validation playlists with at least one
     catalogue track; ``n_validation_skipped`` counts the others).
@@ -49,7 +50,7 @@ def load_pairs(artifact: str | os.PathLike, playlists: str | os.PathLike) -> dic
         "train_prompts": [split.train[i].prompt for i in keep],
         "train_latents": np.ascontiguousarray(cf.playlist_factors[keep]),
         "train_tracks": tracks_matrix([train_tracks[i] for i in keep], len(vocab)),
-        "train_sequences": sequences([train_tracks[i] for i in keep]),
+        "train_sequences": Ragged.from_rows([train_tracks[i] for i in keep]),
         "validation_prompts": [prompt for prompt, _ in validation_kept],
         "validation_relevant": [set(rel) for _, rel in validation_kept],
         "n_validation_skipped": len(validation) - len(validation_kept),
@@ -57,23 +58,15 @@ def load_pairs(artifact: str | os.PathLike, playlists: str | os.PathLike) -> dic
     }
 
 
-def sequences(tracks: list[list[int]]):
-    """``(indptr, items)`` int64 of per-playlist item lists, in order."""
-    import numpy as np
-
-    indptr = np.concatenate([[0], np.cumsum([len(t) for t in tracks])]).astype(np.int64)
-    items = np.fromiter((i for t in tracks for i in t), dtype=np.int64, count=int(indptr[-1]))
-    return indptr, items
-
-
-def tracks_matrix(tracks: list[list[int]], n_items: int):
-    """scipy CSR ``(len(tracks), n_items)`` float32 with a 1 at each playlist's item indices."""
+def tracks_matrix(tracks, n_items: int):
+    """scipy CSR ``(len(tracks), n_items)`` float32 with a 1 at each row's item indices (a
+    repeated index sums); ``tracks`` is a sequence of index lists or arrays."""
     import numpy as np
     import scipy.sparse as sp
 
-    indptr, indices = sequences(tracks)
-    data = np.ones(indices.size, dtype=np.float32)
-    matrix = sp.csr_matrix((data, indices, indptr), shape=(len(tracks), n_items))
+    rows = Ragged.from_rows(tracks)
+    data = np.ones(rows.values.size, dtype=np.float32)
+    matrix = sp.csr_matrix((data, rows.values, rows.indptr), shape=(len(tracks), n_items))
     matrix.sum_duplicates()
     return matrix
 

@@ -36,7 +36,8 @@ class SeedBatches:
     """
 
     def __init__(self, data: dict[str, Any], prob: float, max_seeds: int, seed: int) -> None:
-        self.indptr, self.items = data["train_sequences"]
+        sequences = data["train_sequences"]
+        self.indptr, self.items = sequences.indptr, sequences.values
         self.item_factors = np.asarray(data["item_factors"], dtype=np.float32)
         self.draw = SeedDraw(prob=prob, max_seeds=max_seeds)
         self.seed = seed
