@@ -7,7 +7,7 @@ seeds log-uniform, its first tracks or a random subset, the title dropped at tim
 depends only on ``(seed, epoch)``, so every process and a resumed run see the same one.
 
 Per batch, :meth:`SeedBatches.inputs` gives what the head reads (the seeds' mean CF item factor
-and count, as :func:`text2tracks.head_seeds.seed_inputs` computes them at inference, and
+and count, by :func:`text2tracks.head_seeds.seed_inputs`, the function inference uses, and
 whether the prompt keeps its title), and :meth:`SeedBatches.positives` the tracks the
 contrastive term should retrieve: the playlist's tracks without its seeds, which the API never
 recommends back. The target latent stays the playlist's CF factor.
@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from text2tracks.head_seeds import seed_inputs
 from text2tracks.seed_draw import EpochSeeds, SeedDraw, draw_seeds
 
 # Keeps this draw's generator apart from the contrastive term's, seeded by (seed, step, ...).
@@ -75,12 +76,11 @@ class SeedBatches:
         ``seed_counts`` (batch,) (0: none) and ``prompt_kept`` (batch,) bool, on ``device``."""
         import torch
 
-        if self._seed_matrix is None:
+        if self.drawn is None:
             raise ValueError("call set_epoch before asking for a batch's seeds")
-        seeds = self._seed_matrix[rows]
-        counts = np.asarray(seeds.sum(axis=1), dtype=np.float32).ravel()
-        sums = np.asarray(seeds @ self.item_factors, dtype=np.float32)
-        means = sums / np.maximum(counts, 1.0)[:, None]
+        means, counts = seed_inputs(
+            self.item_factors, [self.drawn.seeds_of(r) for r in rows], self.draw.max_seeds
+        )
         return {
             "seed_latents": torch.from_numpy(means).to(device),
             "seed_counts": torch.from_numpy(counts).to(device),
