@@ -49,7 +49,7 @@ class MemberModel:
     layout: SIDTokenLayout
     max_prompt_length: int
     max_seed_tracks: int = 0
-    _sid_token_ids: np.ndarray | None = None
+    _seed_tokens: np.ndarray | None = None
 
     @property
     def eos_token_id(self) -> int:
@@ -58,13 +58,11 @@ class MemberModel:
     def seed_token_ids(self, catalog) -> np.ndarray:
         """``(n_items, width)`` what this member's encoder reads for each catalogue item as a
         seed (:func:`text2tracks.seed_embedding.seed_token_table`)."""
-        if self._sid_token_ids is None:
-            from text2tracks.seed_embedding import seed_token_table
+        if self._seed_tokens is None:
+            from text2tracks.seed_embedding import catalogue_seed_tokens
 
-            self._sid_token_ids = seed_token_table(
-                self.model, self.layout.codes_to_token_ids(catalog.sid_codes)
-            )
-        return self._sid_token_ids
+            self._seed_tokens = catalogue_seed_tokens(self.model, self.layout, catalog.sid_codes)
+        return self._seed_tokens
 
 
 def prepare_members(members, catalog, device, max_seed_tracks: int) -> list[MemberModel]:

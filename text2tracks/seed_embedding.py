@@ -135,6 +135,12 @@ def seed_token_table(model, item_tokens: np.ndarray) -> np.ndarray:
     return np.asarray(item_tokens, dtype=np.int64)
 
 
+def catalogue_seed_tokens(model, layout, sid_codes: np.ndarray) -> np.ndarray:
+    """:func:`seed_token_table` of a catalogue: ``layout`` turns its ``sid_codes`` into the
+    items' ID tokens."""
+    return seed_token_table(model, layout.codes_to_token_ids(sid_codes))
+
+
 def attach_seed_items(model, item_tokens: np.ndarray, seed_encoding: str) -> np.ndarray:
     """Install :class:`SeedItemEmbedding` when the model reads (or is to be trained to read)
     ``seed_encoding="item"``; ``"codes"`` leaves it as it is. Returns
@@ -149,6 +155,7 @@ __all__ = [
     "SEED_ENCODINGS",
     "seed_item_embedding_class",
     "attach_seed_items",
+    "catalogue_seed_tokens",
     "check_seed_encoding",
     "install_seed_items",
     "seed_encoding_of",

@@ -373,13 +373,13 @@ class SeedTracksMixin:
         """``(n_items, width)`` what the encoder reads for each catalogue item as a seed (its ID
         tokens, or its one seed token: :func:`text2tracks.seed_embedding.seed_token_table`);
         computed on first use and kept."""
-        if getattr(self, "_sid_token_ids", None) is None:
-            from text2tracks.seed_embedding import seed_token_table
+        if getattr(self, "_seed_tokens", None) is None:
+            from text2tracks.seed_embedding import catalogue_seed_tokens
 
-            self._sid_token_ids = seed_token_table(
-                self.model, self.layout.codes_to_token_ids(self.catalog.sid_codes)
+            self._seed_tokens = catalogue_seed_tokens(
+                self.model, self.layout, self.catalog.sid_codes
             )
-        return self._sid_token_ids
+        return self._seed_tokens
 
     def _generate_seeded(
         self, texts, excluded, k, num_beams, first_index, stacklevel, diversity, seeds

@@ -128,7 +128,7 @@ def _attach_seeds(model, layout, catalog, seq2seq_dir: Path) -> None:
     from text2tracks.seed_prompts import read_seed_encoding
 
     encoding = read_seed_encoding(seq2seq_dir)
-    if encoding != "codes":
+    if encoding != "codes":  # "codes" needs no layer, so not the ID-token table either
         attach_seed_items(model, layout.codes_to_token_ids(catalog.sid_codes), encoding)
 
 
