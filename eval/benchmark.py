@@ -264,6 +264,7 @@ class _Evaluation:
     n_skipped: int
     per_prompt: dict[str, dict] = field(default_factory=dict)
     rank_depth: dict[str, int] = field(default_factory=dict)
+    fitted: dict[str, Any] = field(default_factory=dict)  # the fitted baselines, by name
 
     @property
     def model_beams(self) -> int:
@@ -356,6 +357,10 @@ def run(args: argparse.Namespace, train_args: list[str]) -> dict[str, Any]:
     _run_baselines(evaluation, data, cf)  # 2. baselines, same split
     if not args.skip_main:
         _run_main_model(evaluation, artifact)  # 3. the main model under the full budget
+        if args.hybrid_views:  # 3b. its beam's candidates re-ranked with the baselines'
+            from eval.hybrid_candidates import run_hybrid
+
+            run_hybrid(evaluation, artifact, data["validation"], evaluation.fitted)
     if not args.no_ablations:
         _run_ablation(evaluation, artifact)  # 4. ID schemes under a shorter, equal budget
     _compare_with_best_baseline(evaluation)  # 5. paired comparisons against the best baseline
@@ -414,6 +419,7 @@ def _run_baselines(evaluation: _Evaluation, data: dict, cf) -> None:
         else:
             params, model = {}, baselines_mod.make_baseline(name)
         model.fit(data["train"], vocab, tracks=data["tracks"], item_factors=cf.item_factors)
+        evaluation.fitted[name] = model
         fit_s = time.perf_counter() - started
         started = time.perf_counter()
         ranked = model.recommend(prompts, k=depth)
@@ -433,7 +439,14 @@ def _run_main_model(evaluation: _Evaluation, artifact: Path) -> None:
     """Train and score ``text2tracks``, its latency, and (unless the diversity is 0) its beam's
     own order as ``text2tracks-beam-order``; its curve and summary go into the results."""
     args, results = evaluation.args, evaluation.results
-    summary = evaluation.train_and_score("text2tracks", artifact, args.budget_minutes)
+    if args.reuse_model:
+        ranked, seconds = evaluation.rankings(artifact, args.diversity)
+        extra = {"reused": True, **id_token_figures(artifact)}
+        extra["latency_ms_per_prompt_batched"] = 1000 * seconds / max(1, len(evaluation.prompts))
+        evaluation.record("text2tracks", ranked, extra)
+        summary = {"reused": str(artifact)}
+    else:
+        summary = evaluation.train_and_score("text2tracks", artifact, args.budget_minutes)
     results["systems"]["text2tracks"].update(
         _latency(
             artifact, evaluation.prompts, args.k, args.beams, args.latency_repeats, args.diversity

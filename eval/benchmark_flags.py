@@ -92,6 +92,25 @@ def add_system_flags(parser: argparse.ArgumentParser) -> None:
         default=",".join(BENCHMARK_BASELINES),
         help="comma-separated baselines to run (empty for none)",
     )
+    parser.add_argument(
+        "--reuse-model",
+        action="store_true",
+        help="score the model already in DIR/artifact instead of training one "
+        "(re-evaluate a run, e.g. with new systems)",
+    )
+    parser.add_argument(
+        "--hybrid-views",
+        default="title_knn",
+        help="baselines whose candidates text2tracks-hybrid re-ranks with the beam's, fitted "
+        "on the validation playlists (comma-separated, each also in --baselines; empty: no "
+        "text2tracks-hybrid)",
+    )
+    parser.add_argument(
+        "--hybrid-depth",
+        type=int,
+        default=50,
+        help="candidates per view for text2tracks-hybrid (default 50)",
+    )
 
 
 def add_ids_flags(parser: argparse.ArgumentParser) -> None:

@@ -9,55 +9,58 @@ import pytest
 from eval import benchmark
 from eval.compare_runs import compare
 from semantic_ids.demo import write_demo_jsonl
+from text2tracks.candidate_rerank import CandidateReranker
+
+
+def benchmark_argv(playlists, out) -> list[str]:
+    return [
+        "--train",
+        str(playlists),
+        "--out",
+        str(out),
+        "--budget-minutes",
+        "1",
+        "--no-ablations",
+        "--baselines",
+        "popularity,title_knn",
+        "--min-count",
+        "1",
+        "--levels",
+        "2",
+        "--codebook-size",
+        "8",
+        "--latency-repeats",
+        "2",
+        "--n-bootstrap",
+        "50",
+        "--hits-curve-k",
+        "30",
+        # a tiny model for a few steps; the recommended recipe otherwise (teacher, subword)
+        "--d-model",
+        "32",
+        "--num-layers",
+        "1",
+        "--num-decoder-layers",
+        "1",
+        "--num-heads",
+        "2",
+        "--d-ff",
+        "64",
+        "--max-steps",
+        "30",
+        "--eval-every",
+        "0",
+        "--num-threads",
+        "1",
+        "--no-progress",
+    ]
 
 
 @pytest.mark.slow
 def test_benchmark_writes_results_per_prompt_and_report(tmp_path):
     playlists = write_demo_jsonl(tmp_path / "demo.jsonl", n_tracks=200, n_playlists=300, seed=0)
     out = tmp_path / "bench"
-    code = benchmark.main(
-        [
-            "--train",
-            str(playlists),
-            "--out",
-            str(out),
-            "--budget-minutes",
-            "1",
-            "--no-ablations",
-            "--baselines",
-            "popularity,title_knn",
-            "--min-count",
-            "1",
-            "--levels",
-            "2",
-            "--codebook-size",
-            "8",
-            "--latency-repeats",
-            "2",
-            "--n-bootstrap",
-            "50",
-            "--hits-curve-k",
-            "30",
-            # a tiny model for a few steps; the recommended recipe otherwise (teacher, subword)
-            "--d-model",
-            "32",
-            "--num-layers",
-            "1",
-            "--num-decoder-layers",
-            "1",
-            "--num-heads",
-            "2",
-            "--d-ff",
-            "64",
-            "--max-steps",
-            "30",
-            "--eval-every",
-            "0",
-            "--num-threads",
-            "1",
-            "--no-progress",
-        ]
-    )
+    code = benchmark.main(benchmark_argv(playlists, out))
     assert code == 0
     results = json.loads((out / "results.json").read_text())
     # the default ranking diversifies the beam; the beam's own order is scored beside it
@@ -66,7 +69,14 @@ def test_benchmark_writes_results_per_prompt_and_report(tmp_path):
         "title_knn",
         "text2tracks",
         "text2tracks-beam-order",
+        "text2tracks-hybrid",  # the beam's and title kNN's candidates, re-ranked
     }
+    hybrid = results["systems"]["text2tracks-hybrid"]
+    assert hybrid["views"] == ["beam", "title_knn"]
+    assert hybrid["fit_prompts"] > 0 and hybrid["penalty"] in (0.0, 0.5, 1.0, 1.5)
+    saved = CandidateReranker.from_dict(json.loads((out / "hybrid_reranker.json").read_text()))
+    assert saved.views == ("beam", "title_knn") and saved.penalty_ == hybrid["penalty"]
+    assert "text2tracks-hybrid vs title_knn" in results["comparisons"]
     assert results["systems"]["text2tracks-beam-order"]["diversity"] == 0.0
     assert results["systems"]["text2tracks"]["steps"] == 30
     assert "text2tracks vs title_knn" in results["comparisons"]
@@ -85,3 +95,15 @@ def test_benchmark_writes_results_per_prompt_and_report(tmp_path):
     assert r["diff"] == pytest.approx(
         results["systems"]["text2tracks"]["hits@10"] - results["systems"]["title_knn"]["hits@10"]
     )
+
+    # --reuse-model scores the saved model again without training it: the same answers
+    again = tmp_path / "again"
+    again.mkdir()
+    (again / "artifact").symlink_to(out / "artifact", target_is_directory=True)
+    argv = benchmark_argv(playlists, again)
+    code = benchmark.main([*argv, "--reuse-ids", "--reuse-model", "--hybrid-views", ""])
+    assert code == 0
+    rescored = json.loads((again / "results.json").read_text())["systems"]
+    assert rescored["text2tracks"]["reused"] is True and "steps" not in rescored["text2tracks"]
+    assert rescored["text2tracks"]["hits@10"] == results["systems"]["text2tracks"]["hits@10"]
+    assert "text2tracks-hybrid" not in rescored

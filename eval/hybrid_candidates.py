@@ -1,0 +1,117 @@
+"""``text2tracks-hybrid`` in the benchmark (issue 10, direction 6; LIGER, COBRA, SpecGR).
+
+The beam's candidates (the trained model's top ``depth`` IDs, its own scores) are unioned with
+those of baselines fitted on the same training playlists (``--hybrid-views``, default the tuned
+title kNN) and ranked by a :class:`text2tracks.candidate_rerank.CandidateReranker`, fitted on the
+validation playlists (never the test ones); the fitted reranker is written to
+``OUT/hybrid_reranker.json``. It is scored beside ``text2tracks``, which ranks with the seq2seq
+alone.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from text2tracks.candidate_rerank import CandidateReranker, View
+
+HYBRID_SYSTEM = "text2tracks-hybrid"
+DEFAULT_HYBRID_VIEWS = ("title_knn",)
+DEFAULT_HYBRID_DEPTH = 50
+
+
+def item_groups(catalog, vocab) -> np.ndarray:
+    """Each vocabulary item's first semantic-ID code (``-1`` for an item without an ID)."""
+    codes = np.asarray(catalog.sid_codes)
+    index = {track: i for i, track in enumerate(catalog.item_ids)}
+    rows = np.asarray([index.get(track, -1) for track in vocab.item_ids], dtype=np.int64)
+    return np.where(rows >= 0, codes[np.maximum(rows, 0), 0], -1)
+
+
+def model_view(model, prompts: Sequence[str], vocab, depth: int, batch_size: int) -> View:
+    """The beam's top ``depth`` items (vocabulary indices) and log-probabilities, beam order."""
+    ids, scores = model.recommend_arrays(
+        list(prompts), k=depth, num_beams=depth, diversity=0.0, batch_size=batch_size
+    )
+    index = {track: i for i, track in enumerate(vocab.item_ids)}
+    items = np.asarray([[index.get(t, -1) for t in row] for row in ids], dtype=np.int64)
+    return items.reshape(len(prompts), depth), np.asarray(scores, dtype=np.float64)
+
+
+def baseline_view(baseline, prompts: Sequence[str], depth: int, block: int = 64) -> View:
+    """A fitted baseline's top ``depth`` items and their scores."""
+    items = baseline.recommend(list(prompts), k=depth)
+    scores = np.zeros(items.shape)
+    for start in range(0, len(prompts), block):
+        rows = baseline.scores(list(prompts[start : start + block]))
+        rows = rows.toarray() if sp.issparse(rows) else np.asarray(rows)
+        chunk = items[start : start + block]
+        scores[start : start + block] = np.take_along_axis(rows, np.maximum(chunk, 0), axis=1)
+    return items, np.where(items >= 0, scores, -np.inf)
+
+
+def views_for(
+    model, baselines: Mapping[str, Any], prompts: Sequence[str], vocab, depth: int, batch: int
+) -> dict[str, View]:
+    """``{"beam": ..., name: ...}`` for ``prompts``."""
+    views = {"beam": model_view(model, prompts, vocab, depth, batch)}
+    for name, baseline in baselines.items():
+        views[name] = baseline_view(baseline, prompts, depth)
+    return views
+
+
+def run_hybrid(evaluation, artifact: Path, validation: Sequence, fitted: Mapping[str, Any]) -> None:
+    """Fit the reranker on ``validation`` playlists, score ``text2tracks-hybrid`` on the test
+    prompts into ``evaluation``, and write ``OUT/hybrid_reranker.json``."""
+    from eval.metrics import relevant_items
+    from text2tracks.pipeline import Text2Tracks
+
+    args, vocab = evaluation.args, evaluation.vocab
+    names = [n for n in args.hybrid_views.split(",") if n]
+    missing = [n for n in names if n not in fitted]
+    if missing:
+        raise ValueError(
+            f"--hybrid-views {missing} were not run as baselines; add them to --baselines"
+        )
+    baselines = {n: fitted[n] for n in names}
+    depth, batch, k = args.hybrid_depth, args.eval_batch_size, args.k
+    model = Text2Tracks.from_pretrained(artifact)
+    popularity = np.asarray(vocab.counts, dtype=np.float64)
+    groups = item_groups(model.catalog, vocab)
+    kept, relevant, _ = relevant_items(validation, vocab)
+    fit_prompts = [validation[i].prompt for i in kept]
+    started = time.perf_counter()
+    reranker = CandidateReranker(("beam", *names)).fit(
+        views_for(model, baselines, fit_prompts, vocab, depth, batch),
+        relevant,
+        popularity,
+        groups,
+        k,
+    )
+    fit_s = time.perf_counter() - started
+    started = time.perf_counter()
+    test_views = views_for(model, baselines, evaluation.prompts, vocab, depth, batch)
+    ranked, _ = reranker.rank(test_views, popularity, groups, k)
+    seconds = time.perf_counter() - started
+    (evaluation.out / "hybrid_reranker.json").write_text(
+        json.dumps(reranker.to_dict(), indent=2), encoding="utf-8"
+    )
+    evaluation.record(
+        HYBRID_SYSTEM,
+        ranked,
+        {
+            "views": ["beam", *names],
+            "depth": depth,
+            "penalty": reranker.penalty_,
+            "fit_prompts": len(fit_prompts),
+            "fit_hits": reranker.fit_hits_,
+            "train_seconds": fit_s,
+            "latency_ms_per_prompt_batched": 1000 * seconds / max(1, len(evaluation.prompts)),
+        },
+    )

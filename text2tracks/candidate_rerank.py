@@ -1,0 +1,221 @@
+"""Learned re-ranking of the candidates of several retrieval views (LIGER, COBRA, SpecGR).
+
+``text2tracks-hybrid`` unions the beam's candidates with those of other views (title kNN, a
+dense retriever, ...) and ranks the union by a logistic regression over per-candidate features,
+fitted on validation prompts whose relevant tracks are known; the final ``k`` are picked with
+the same first-code diversification as the generative list (:func:`text2tracks.generative.
+diversify`). It is a separate system from ``text2tracks``, whose ranking uses the seq2seq's own
+scores only.
+
+A view is ``(items, scores)``: ``(n_prompts, depth)`` item indices best first (``-1`` for none)
+and their scores on any scale. Each view contributes four features per candidate, computed per
+prompt so that unrelated score scales do not matter: present in the view, the score as a
+z-score among the view's candidates (absent: half a standard deviation below its worst), the
+reciprocal rank, and the log rank (absent: ``log(depth + 1)``); then the log popularity of the
+item and the number of views that return it.
+
+The fitted model is a few numbers (standardisation, weights, the diversity penalty), saved as
+JSON (:meth:`CandidateReranker.to_dict`), and applied with numpy; scikit-learn fits it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from text2tracks.generative import diversify
+from text2tracks.ranking_metrics import per_prompt_metrics
+
+View = tuple[np.ndarray, np.ndarray]
+FEATURES_PER_VIEW = ("present", "zscore", "reciprocal_rank", "log_rank")
+SHARED_FEATURES = ("log_popularity", "n_views")
+DEFAULT_PENALTIES = (0.0, 0.5, 1.0, 1.5)
+
+
+def feature_names(views: Sequence[str]) -> list[str]:
+    """The columns of :func:`candidate_features` for these view names, in order."""
+    return [f"{v}.{f}" for v in views for f in FEATURES_PER_VIEW] + list(SHARED_FEATURES)
+
+
+def _check_views(views: Mapping[str, View], names: Sequence[str]) -> int:
+    missing = [n for n in names if n not in views]
+    if missing:
+        raise ValueError(f"missing candidate views {missing}; got {sorted(views)}")
+    sizes = {n: np.asarray(views[n][0]).shape for n in names}
+    for name, (items, scores) in ((n, views[n]) for n in names):
+        if np.asarray(items).ndim != 2 or np.asarray(items).shape != np.asarray(scores).shape:
+            raise ValueError(f"view {name!r}: items and scores must be the same (n, depth) shape")
+    if len({shape[0] for shape in sizes.values()}) > 1:
+        raise ValueError(f"views cover different numbers of prompts: {sizes}")
+    return next(iter(sizes.values()))[0]
+
+
+def candidate_features(
+    views: Mapping[str, View], names: Sequence[str], popularity: np.ndarray
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per prompt, ``(items, features)``: the union of the views' candidates (each once, in
+    view order) and their ``(n_candidates, len(feature_names(names)))`` features."""
+    n_prompts = _check_views(views, names)
+    popularity = np.asarray(popularity, dtype=np.float64)
+    rows = []
+    for r in range(n_prompts):
+        lists = []
+        for name in names:
+            items, scores = np.asarray(views[name][0][r]), np.asarray(views[name][1][r], float)
+            keep = items >= 0
+            lists.append((items[keep], scores[keep], items.shape[0]))
+        union = np.asarray(
+            list(dict.fromkeys(int(i) for items, _, _ in lists for i in items)), dtype=np.int64
+        )
+        features = np.zeros((union.size, 4 * len(names) + 2))
+        sorter = np.argsort(union)
+        for v, (items, scores, depth) in enumerate(lists):
+            columns = features[:, 4 * v : 4 * v + 4]
+            mean = scores.mean() if scores.size else 0.0
+            std = scores.std() + 1e-9 if scores.size else 1.0
+            columns[:, 1] = ((scores.min() - mean) / std if scores.size else 0.0) - 0.5
+            columns[:, 3] = np.log(depth + 1)
+            position = sorter[np.searchsorted(union, items, sorter=sorter)]
+            ranks = np.arange(items.size)
+            columns[position, 0] = 1.0
+            columns[position, 1] = (scores - mean) / std
+            columns[position, 2] = 1.0 / (ranks + 1)
+            columns[position, 3] = np.log(ranks + 1)
+        if union.size:
+            features[:, -2] = np.log1p(popularity[union])
+            features[:, -1] = features[:, 0 : 4 * len(names) : 4].sum(axis=1)
+        rows.append((union, features))
+    return rows
+
+
+class CandidateReranker:
+    """Logistic regression over :func:`candidate_features`, then first-code diversification.
+
+    Args:
+        views: the names of the views it reads, in order (e.g. ``("beam", "title_knn")``).
+        C: inverse L2 strength of the logistic regression.
+        penalties: the diversity penalties tried on the fitting prompts; the one with the best
+            mean Hits@k there is kept (0 keeps the regression's order).
+    """
+
+    def __init__(
+        self,
+        views: Sequence[str],
+        C: float = 0.1,
+        penalties: Sequence[float] = DEFAULT_PENALTIES,
+    ) -> None:
+        if not views:
+            raise ValueError("a CandidateReranker needs at least one view")
+        if len(set(views)) != len(views):
+            raise ValueError(f"view names must be distinct, got {list(views)}")
+        if C <= 0:
+            raise ValueError(f"C must be > 0, got {C}")
+        if not penalties or min(penalties) < 0:
+            raise ValueError(f"penalties must be non-empty and >= 0, got {list(penalties)}")
+        self.views = tuple(views)
+        self.C = float(C)
+        self.penalties = tuple(float(p) for p in penalties)
+
+    def fit(
+        self,
+        views: Mapping[str, View],
+        relevant: Sequence[set[int]],
+        popularity: np.ndarray,
+        groups: np.ndarray,
+        k: int = 10,
+    ) -> CandidateReranker:
+        """Fit on prompts whose ``relevant`` item sets are known; ``groups[i]`` is item ``i``'s
+        first ID code (what diversification spreads over). Sets ``fit_hits_`` per penalty."""
+        from sklearn.linear_model import LogisticRegression
+
+        rows = candidate_features(views, self.views, popularity)
+        if len(relevant) != len(rows):
+            raise ValueError(f"{len(relevant)} relevant sets for {len(rows)} prompts")
+        features = np.vstack([f for _, f in rows])
+        labels = np.concatenate(
+            [np.isin(items, list(rel)) for (items, _), rel in zip(rows, relevant, strict=True)]
+        )
+        if labels.all() or not labels.any():
+            raise ValueError(
+                "the fitting prompts' candidates are all relevant or all irrelevant; fit on "
+                "more prompts (validation playlists whose tracks the views sometimes miss)"
+            )
+        self.mean_ = features.mean(axis=0)
+        self.scale_ = np.where(features.std(axis=0) > 0, features.std(axis=0), 1.0)
+        model = LogisticRegression(C=self.C, max_iter=2000)
+        model.fit((features - self.mean_) / self.scale_, labels)
+        self.coef_ = model.coef_.ravel().astype(np.float64)
+        self.intercept_ = float(model.intercept_[0])
+        self.penalty_ = 0.0
+        self.fit_hits_ = {}
+        for penalty in self.penalties:
+            self.penalty_ = penalty
+            ranked, _ = self._rank_rows(rows, groups, k)
+            self.fit_hits_[penalty] = float(per_prompt_metrics(ranked, relevant, k)["hits"].mean())
+        self.penalty_ = max(self.fit_hits_, key=lambda p: (self.fit_hits_[p], -p))
+        return self
+
+    def rank(
+        self, views: Mapping[str, View], popularity: np.ndarray, groups: np.ndarray, k: int = 10
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(items, scores)`` ``(n_prompts, k)``, best first; ``-1`` / ``-inf`` where a prompt
+        has fewer than ``k`` candidates."""
+        if not hasattr(self, "coef_"):
+            raise RuntimeError("CandidateReranker.rank called before fit() or from_dict()")
+        return self._rank_rows(candidate_features(views, self.views, popularity), groups, k)
+
+    def _rank_rows(self, rows, groups: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        groups = np.asarray(groups)
+        out_items = np.full((len(rows), k), -1, dtype=np.int64)
+        out_scores = np.full((len(rows), k), -np.inf)
+        for r, (items, features) in enumerate(rows):
+            if not items.size:
+                continue
+            scores = ((features - self.mean_) / self.scale_) @ self.coef_ + self.intercept_
+            order = np.argsort(-scores, kind="stable")
+            width = min(k, items.size)
+            picked, picked_scores = diversify(
+                items[order][None],
+                scores[order][None],
+                groups[items[order]][None],
+                width,
+                self.penalty_,
+            )
+            out_items[r, :width], out_scores[r, :width] = picked[0], picked_scores[0]
+        return out_items, out_scores
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON: the views, the feature names, the standardisation, weights and penalty."""
+        if not hasattr(self, "coef_"):
+            raise RuntimeError("CandidateReranker.to_dict called before fit()")
+        return {
+            "type": "candidate_reranker",
+            "views": list(self.views),
+            "features": feature_names(self.views),
+            "C": self.C,
+            "penalties": list(self.penalties),
+            "mean": self.mean_.tolist(),
+            "scale": self.scale_.tolist(),
+            "coef": self.coef_.tolist(),
+            "intercept": self.intercept_,
+            "penalty": self.penalty_,
+            "fit_hits": {str(p): h for p, h in self.fit_hits_.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, payload: Mapping[str, Any]) -> CandidateReranker:
+        """The reranker :meth:`to_dict` wrote; ``ValueError`` if it is not one."""
+        if payload.get("type") != "candidate_reranker":
+            raise ValueError(f"not a saved CandidateReranker (type {payload.get('type')!r})")
+        reranker = cls(payload["views"], payload["C"], payload["penalties"])
+        if payload.get("features") != feature_names(reranker.views):
+            raise ValueError("the saved reranker's features are not this version's; refit it")
+        reranker.mean_ = np.asarray(payload["mean"], dtype=np.float64)
+        reranker.scale_ = np.asarray(payload["scale"], dtype=np.float64)
+        reranker.coef_ = np.asarray(payload["coef"], dtype=np.float64)
+        reranker.intercept_ = float(payload["intercept"])
+        reranker.penalty_ = float(payload["penalty"])
+        reranker.fit_hits_ = {float(p): h for p, h in payload.get("fit_hits", {}).items()}
+        return reranker
