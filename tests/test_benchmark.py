@@ -9,6 +9,7 @@ import pytest
 from eval import benchmark
 from eval.compare_runs import compare
 from semantic_ids.demo import write_demo_jsonl
+from tests.tiny_artifact import TINY_MODEL_FLAGS
 from text2tracks.candidate_rerank import CandidateReranker
 
 
@@ -36,16 +37,7 @@ def benchmark_argv(playlists, out) -> list[str]:
         "--hits-curve-k",
         "30",
         # a tiny model for a few steps; the recommended recipe otherwise (teacher, subword)
-        "--d-model",
-        "32",
-        "--num-layers",
-        "1",
-        "--num-decoder-layers",
-        "1",
-        "--num-heads",
-        "2",
-        "--d-ff",
-        "64",
+        *TINY_MODEL_FLAGS,
         "--max-steps",
         "30",
         "--eval-every",

@@ -500,6 +500,7 @@ def test_benchmark_content_variant_builds_trains_and_serves(tiny_artifact, tmp_p
 
 def test_train_seq2seq_runs_on_a_content_artifact(tiny_artifact, tmp_path):
     from eval.benchmark import _variant_artifact
+    from tests.tiny_artifact import TINY_MODEL_FLAGS
     from training.train_seq2seq import build_parser, config_from_args, train
 
     art = _variant_artifact(
@@ -520,16 +521,7 @@ def test_train_seq2seq_runs_on_a_content_artifact(tiny_artifact, tmp_path):
             "4",
             "--batch-size",
             "8",
-            "--d-model",
-            "32",
-            "--num-layers",
-            "1",
-            "--num-decoder-layers",
-            "1",
-            "--num-heads",
-            "2",
-            "--d-ff",
-            "64",
+            *TINY_MODEL_FLAGS,
             "--num-threads",
             "1",
             "--no-progress",

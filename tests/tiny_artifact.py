@@ -4,6 +4,12 @@ from pathlib import Path
 
 import torch
 
+# the tiny model's shape as training flags, for tests that train through a command line
+TINY_MODEL_FLAGS = (
+    *("--d-model", "32", "--num-layers", "1", "--num-decoder-layers", "1"),
+    *("--num-heads", "2", "--d-ff", "64"),
+)
+
 
 def tiny_model_config(**changes):
     """The ModelConfig of the tiny artifact's T5 (1+1 layers, d_model 32, byte tokenizer)."""
