@@ -39,6 +39,9 @@ class DiffusionBenchConfig:
             artifact) instead of training them again.
         guidance_weight: w of the head for retrieval (0 = the head's configured default).
         guidance_grid: weights of the negative-prompt curve.
+        negative_weights: hybrid mode's ``negative_weight`` values of the second negative-prompt
+            curve (at the head's retrieval guidance weight): how hard the fused list, beam
+            candidates included, is pushed away from the negative.
         n_negative_pairs, prompts_per_pair, min_title_playlists: negative-prompt pairs, test
             prompts per pair, and how many training titles a word needs to be considered.
         max_contamination: a pair whose positive playlists are mostly made of the negative's
@@ -76,6 +79,7 @@ class DiffusionBenchConfig:
     latent_k: int = 100
     guidance_weight: float = 0.0
     guidance_grid: str = "1,2,3,5,7.5"
+    negative_weights: str = "0.5,1,2,4,8"
     n_negative_pairs: int = 6
     prompts_per_pair: int = 30
     min_title_playlists: int = 5
@@ -148,6 +152,10 @@ class DiffusionBenchConfig:
             raise ValueError(
                 f"guidance_grid must hold positive weights, got {self.guidance_grid!r}"
             )
+        if not self.negative_weight_list or any(w < 0 for w in self.negative_weight_list):
+            raise ValueError(
+                f"negative_weights must hold weights >= 0, got {self.negative_weights!r}"
+            )
         if not self.strength_list or any(not 0 <= s <= 1 for s in self.strength_list):
             raise ValueError(f"strengths must lie in [0, 1], got {self.strengths!r}")
         from text2tracks.hybrid import SEED_METHODS
@@ -166,6 +174,10 @@ class DiffusionBenchConfig:
     @property
     def grid(self) -> list[float]:
         return [float(w) for w in _split_floats(self.guidance_grid, "guidance_grid")]
+
+    @property
+    def negative_weight_list(self) -> list[float]:
+        return _split_floats(self.negative_weights, "negative_weights")
 
     @property
     def seed_method_list(self) -> list[str]:

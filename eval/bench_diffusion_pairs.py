@@ -258,8 +258,16 @@ def seed_similarity(
     return np.nanmean(np.where(top >= 0, cos, np.nan), axis=1)
 
 
-def target_check(curve: list[dict[str, Any]], view: str = "latent") -> dict[str, Any]:
-    """The negative-prompt target per guidance weight: share falls by >= half, Hits@k by <= 10%."""
+# the negative-prompt target (issue 12): the negative's share at most half, Hits@k at least 95%
+MAX_SHARE_RATIO, MIN_HITS_RATIO = 0.5, 0.95
+
+
+def target_check(
+    curve: list[dict[str, Any]], view: str = "latent", key: str = "w"
+) -> dict[str, Any]:
+    """The negative-prompt target per point of ``curve`` (``key`` names its x: the guidance
+    weight ``w`` or the hybrid ``negative_weight``): the negative's share falls by at least
+    half and Hits@k by at most 5%."""
     rows = []
     for point in curve:
         without, with_neg = point[f"{view}_share_without"], point[f"{view}_share_with"]
@@ -268,11 +276,11 @@ def target_check(curve: list[dict[str, Any]], view: str = "latent") -> dict[str,
         hits_ratio = h1 / h0 if h0 > 0 else None
         ok = (
             share_ratio is not None
-            and share_ratio <= 0.5
-            and (hits_ratio is None or hits_ratio >= 0.9)
+            and share_ratio <= MAX_SHARE_RATIO
+            and (hits_ratio is None or hits_ratio >= MIN_HITS_RATIO)
             and (h0 > 0 or h1 >= h0)
         )
         rows.append(
-            {"w": point["w"], "share_ratio": share_ratio, "hits_ratio": hits_ratio, "meets": ok}
+            {key: point[key], "share_ratio": share_ratio, "hits_ratio": hits_ratio, "meets": ok}
         )
-    return {"per_weight": rows, "met_at": [r["w"] for r in rows if r["meets"]]}
+    return {"per_weight": rows, "met_at": [r[key] for r in rows if r["meets"]]}

@@ -103,7 +103,7 @@ def test_shares_and_seed_similarity_against_brute_force():
         assert got[b] == pytest.approx(np.mean(cos), rel=1e-5)
 
 
-def test_target_check_needs_half_the_share_and_nine_tenths_of_the_hits():
+def test_target_check_needs_half_the_share_and_95_percent_of_the_hits():
     def point(w, s0, s1, h0, h1):
         return {
             "w": w,
@@ -115,13 +115,17 @@ def test_target_check_needs_half_the_share_and_nine_tenths_of_the_hits():
 
     curve = [
         point(1, 0.4, 0.4, 0.5, 0.5),
-        point(3, 0.4, 0.2, 0.5, 0.46),
+        point(3, 0.4, 0.2, 0.5, 0.48),
+        point(4, 0.4, 0.2, 0.5, 0.46),  # hits down 8%: more than the 5% allowed
         point(5, 0.4, 0.1, 0.5, 0.4),
         point(7, 0.0, 0.0, 0.5, 0.5),
     ]
     check = target_check(curve, "latent")
     assert check["met_at"] == [3]
-    assert check["per_weight"][3]["share_ratio"] is None
+    assert check["per_weight"][4]["share_ratio"] is None
+    # the same check over another x (hybrid mode's negative_weight)
+    renamed = [{"negative_weight": p.pop("w"), **p} for p in curve]
+    assert target_check(renamed, "latent", "negative_weight")["met_at"] == [3]
 
 
 def _report():
@@ -325,6 +329,7 @@ TINY_CONFIG = DiffusionBenchConfig(
     mean_samples=3,
     latent_k=20,
     guidance_grid="1,3",
+    negative_weights="0,4",
     n_negative_pairs=2,
     prompts_per_pair=3,
     min_title_playlists=2,
@@ -411,6 +416,19 @@ def test_the_benchmark_scores_every_system_and_writes_its_files(tiny_run):
     assert on_disk["inversion"]["joint"]["target"] == report["inversion"]["joint"]["target"]
     for name in ("negative_prompts.png", "inversion.png", "joint_at_k.png"):
         assert (tiny_run.out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_hybrid_negatives_are_measured_per_negative_weight(tiny_run):
+    negatives = tiny_run.report["negative_prompts"]
+    rows = negatives["negative_weight_curve"]
+    assert [r["negative_weight"] for r in rows] == [0.0, 4.0]
+    # the same latents at every weight: only the demotion changes, never the answer without one
+    assert len({(r["hybrid_share_without"], r["hybrid_hits_without"]) for r in rows}) == 1
+    # demoting what resembles the negative can only lower its share of the list
+    assert rows[1]["hybrid_share_with"] <= rows[0]["hybrid_share_with"]
+    checked = negatives["target"]["hybrid_by_negative_weight"]["per_weight"]
+    assert [r["negative_weight"] for r in checked] == [0.0, 4.0]
+    assert negatives["default_negative_weight"] == 1.0  # restored after the sweep
 
 
 def test_the_edits_get_joint_at_k_beside_their_yardsticks(tiny_run):
