@@ -487,7 +487,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="score this artifact's model too (text2tracks rows), on the split it was built "
         "with (its cf/split.json; the split flags are then ignored)",
     )
-    parser.add_argument("--k", type=int, default=50, help="the model's recommendations")
+    parser.add_argument(
+        "--k",
+        type=int,
+        default=DEPTH,
+        help=f"the model's recommendations (default {DEPTH}, as deep as the challenge scores "
+        "and the baselines rank; fewer decode faster but lower R-precision and NDCG)",
+    )
     parser.add_argument("--num-beams", type=int, help="the model's beam width (default: --k)")
     parser.add_argument("--batch-size", type=int, default=32, help="the model's prompts per call")
     parser.add_argument("--device", help="torch device (default: CUDA when available)")
