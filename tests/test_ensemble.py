@@ -103,6 +103,30 @@ def test_a_wide_beam_finds_the_exact_top_k_of_the_mean_score(tiny):
         assert set(own.tolist()) != set(items[0].tolist())
 
 
+def test_item_scores_are_the_scores_the_search_gives(tiny):
+    from text2tracks.code_search import ensemble_item_scores
+    from text2tracks.ensemble import ensemble_generate
+    from text2tracks.trie import FlatTrie
+
+    catalog, members = _models(tiny)
+    trie = FlatTrie.from_codes(catalog.sid_codes, catalog.level_sizes)
+    texts = ["chill pop", "rock party anthems"]
+    ens = [_member(m, t, lay, texts) for m, t, lay in members]
+    items, scores = ensemble_generate(ens, trie, k=6, num_beams=12, weights=[0.3, 0.7])
+    codes = np.asarray(catalog.sid_codes)
+    again = ensemble_item_scores(ens, codes[items], weights=[0.3, 0.7])
+    np.testing.assert_allclose(again, scores, atol=1e-4)
+    # any items, not only the beam's: each member's exact teacher-forced sum, averaged
+    some = np.array([[0, 3, 9], [4, 4, 1]])
+    exact = [
+        np.mean([_exact_scores(m, t, lay, catalog, text)[row] for m, t, lay in members], axis=0)
+        for text, row in zip(texts, some, strict=True)
+    ]
+    np.testing.assert_allclose(ensemble_item_scores(ens, codes[some]), exact, atol=1e-4)
+    with pytest.raises(ValueError, match="batch=2"):
+        ensemble_item_scores(ens, codes[some[:1]])
+
+
 def test_weights_select_a_member_and_bad_input_is_refused(tiny):
     from text2tracks.decoding import constrained_generate
     from text2tracks.ensemble import ensemble_generate

@@ -35,7 +35,7 @@ from text2tracks.trie import FlatTrie
 if TYPE_CHECKING:  # torch is imported lazily: importing text2tracks loads no torch
     import torch
 
-__all__ = ["EnsembleMember", "ensemble_generate", "model_eos_token_id"]
+__all__ = ["EnsembleMember", "ensemble_generate", "ensemble_item_scores", "model_eos_token_id"]
 
 
 @dataclass
@@ -185,12 +185,7 @@ def ensemble_generate(
             )
         if m.input_ids.shape[0] != batch:
             raise ValueError(f"member {i} has {m.input_ids.shape[0]} prompts, member 0 {batch}")
-    w = np.full(len(members), 1.0 / len(members)) if weights is None else np.asarray(weights, float)
-    if w.shape != (len(members),) or not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
-        raise ValueError(
-            f"weights must be {len(members)} finite numbers >= 0, not all 0: {weights}"
-        )
-    w = w / w.sum()
+    w = _member_weights(weights, len(members))
     excl = normalise_exclude(exclude, trie)
     left = trie.n_items - (0 if excl is None else max(len(e) for e in excl))
     if left < k:
@@ -202,21 +197,81 @@ def ensemble_generate(
     processor = SIDConstraintProcessor(
         trie, first.layout, first.eos_token_id, exclude=excl, num_beams=beams, decoder_prompt_len=0
     )
+    with _eval_mode(members), torch.no_grad(), contextlib.ExitStack() as stack:
+        shared = [
+            share_cross_attention and stack.enter_context(shared_cross_attention(m.model))
+            for m in members
+        ]
+        states = [_MemberState(m, beams, s) for m, s in zip(members, shared, strict=True)]
+        items, scores = _search(states, w, processor, trie, batch, beams)
+    return _best_k(items, scores, k, excl)
+
+
+def ensemble_item_scores(
+    members: Sequence[EnsembleMember],
+    codes: np.ndarray,
+    weights: Sequence[float] | None = None,
+) -> np.ndarray:
+    """The score the search gives each of the given IDs, without searching: the members'
+    weighted mean of the ID's summed log-probability, EOS included (teacher-forced, the same
+    unrenormalised sum as :func:`ensemble_generate`'s).
+
+    Args:
+        members: the prompts, tokenised by each member (as for :func:`ensemble_generate`).
+        codes: int ``(batch, n, depth)``, per prompt the catalogue codes of ``n`` IDs to score
+            (e.g. ``catalog.sid_codes[items]``).
+        weights: optional, one weight per member (normalised to sum 1; default equal).
+
+    Returns float64 ``(batch, n)``.
+    """
+    import torch
+
+    from text2tracks.shared_cross_attention import shared_cross_attention
+
+    if not members:
+        raise ValueError("scoring needs at least one model")
+    codes = np.asarray(codes, dtype=np.int64)
+    batch = members[0].input_ids.shape[0]
+    if codes.ndim != 3 or codes.shape[0] != batch:
+        raise ValueError(f"codes must be (batch={batch}, n, depth), got shape {codes.shape}")
+    _, n, depth = codes.shape
+    w = _member_weights(weights, len(members))
+    flat = torch.from_numpy(codes.reshape(batch * n, depth))
+    total = torch.zeros(batch * n, dtype=torch.float64)
+    if n == 0:
+        return total.numpy().reshape(batch, 0)
+    with _eval_mode(members), torch.no_grad(), contextlib.ExitStack() as stack:
+        shared = [stack.enter_context(shared_cross_attention(m.model)) for m in members]
+        # n rows per prompt play the beams: the cache never reorders, each row keeps its ID
+        states = [_MemberState(m, n, s) for m, s in zip(members, shared, strict=True)]
+        for t in range(depth + 1):
+            level = t if t < depth else None
+            for wi, state in zip(w, states, strict=True):
+                step = state.step_logprobs(flat[:, :t], level).cpu().double()
+                picked = step[:, 0] if level is None else step.gather(1, flat[:, t : t + 1])[:, 0]
+                total += float(wi) * picked
+    return total.numpy().reshape(batch, n)
+
+
+def _member_weights(weights: Sequence[float] | None, n: int) -> np.ndarray:
+    """``weights`` (default equal) checked and normalised to sum 1."""
+    w = np.full(n, 1.0 / n) if weights is None else np.asarray(weights, float)
+    if w.shape != (n,) or not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+        raise ValueError(f"weights must be {n} finite numbers >= 0, not all 0: {weights}")
+    return w / w.sum()
+
+
+@contextlib.contextmanager
+def _eval_mode(members: Sequence[EnsembleMember]):
+    """The members' models in eval mode for the block, their training flags restored after."""
     was_training = [bool(getattr(m.model, "training", False)) for m in members]
     for m in members:
         m.model.eval()
     try:
-        with torch.no_grad(), contextlib.ExitStack() as stack:
-            shared = [
-                share_cross_attention and stack.enter_context(shared_cross_attention(m.model))
-                for m in members
-            ]
-            states = [_MemberState(m, beams, s) for m, s in zip(members, shared, strict=True)]
-            items, scores = _search(states, w, processor, trie, batch, beams)
+        yield
     finally:
         for m, flag in zip(members, was_training, strict=True):
             m.model.train(flag)
-    return _best_k(items, scores, k, excl)
 
 
 def _search(states, w, processor, trie: FlatTrie, batch: int, beams: int):
