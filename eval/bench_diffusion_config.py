@@ -42,6 +42,8 @@ class DiffusionBenchConfig:
         negative_weights: hybrid mode's ``negative_weight`` values of the second negative-prompt
             curve (at the head's retrieval guidance weight): how hard the fused list, beam
             candidates included, is pushed away from the negative.
+        negative_contrasts: hybrid mode's ``negative_contrast`` values of a third curve (at the
+            default ``negative_weight``): the negative prompt guiding the beam's view too.
         n_negative_pairs, prompts_per_pair, min_title_playlists: negative-prompt pairs, test
             prompts per pair, and how many training titles a word needs to be considered.
         max_contamination: a pair whose positive playlists are mostly made of the negative's
@@ -80,6 +82,7 @@ class DiffusionBenchConfig:
     guidance_weight: float = 0.0
     guidance_grid: str = "1,2,3,5,7.5"
     negative_weights: str = "0.5,1,2,4,8"
+    negative_contrasts: str = "0.25,0.5,1,2"
     n_negative_pairs: int = 6
     prompts_per_pair: int = 30
     min_title_playlists: int = 5
@@ -152,10 +155,10 @@ class DiffusionBenchConfig:
             raise ValueError(
                 f"guidance_grid must hold positive weights, got {self.guidance_grid!r}"
             )
-        if not self.negative_weight_list or any(w < 0 for w in self.negative_weight_list):
-            raise ValueError(
-                f"negative_weights must hold weights >= 0, got {self.negative_weights!r}"
-            )
+        for name in ("negative_weights", "negative_contrasts"):
+            values = _split_floats(getattr(self, name), name)
+            if not values or any(w < 0 for w in values):
+                raise ValueError(f"{name} must hold weights >= 0, got {getattr(self, name)!r}")
         if not self.strength_list or any(not 0 <= s <= 1 for s in self.strength_list):
             raise ValueError(f"strengths must lie in [0, 1], got {self.strengths!r}")
         from text2tracks.hybrid import SEED_METHODS
@@ -178,6 +181,10 @@ class DiffusionBenchConfig:
     @property
     def negative_weight_list(self) -> list[float]:
         return _split_floats(self.negative_weights, "negative_weights")
+
+    @property
+    def negative_contrast_list(self) -> list[float]:
+        return _split_floats(self.negative_contrasts, "negative_contrasts")
 
     @property
     def seed_method_list(self) -> list[str]:

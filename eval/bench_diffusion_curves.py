@@ -128,12 +128,15 @@ def negative_prompt_curve(
     for w in config.grid:
         curve.append(_negative_row(views, sub, negatives, relevant, share, w, config))
         log(f"negative w={w}: { {key: round(v, 4) for key, v in curve[-1].items()} }")
-    weights = _negative_weight_curve(views, sub, negatives, relevant, share, w_default, config)
+    weights, contrasts = _negative_weight_curves(
+        views, sub, negatives, relevant, share, w_default, config
+    )
     return {
         "pairs": [_pair_summary(p, prompts) for p in pairs],
         "n_prompts": int(len(idx)),
         "curve": curve,
         "negative_weight_curve": weights,
+        "negative_contrast_curve": contrasts,
         "generative_share": share(views.vocab_items(sub.beam_items[:, : config.k])),
         "default_w": w_default,
         "default_negative_weight": views.recommender.hybrid_settings.negative_weight,
@@ -141,11 +144,12 @@ def negative_prompt_curve(
             "latent": target_check(curve, "latent"),
             "hybrid": target_check(curve, "hybrid"),
             "hybrid_by_negative_weight": target_check(weights, "hybrid", "negative_weight"),
+            "hybrid_by_negative_contrast": target_check(contrasts, "hybrid", "negative_contrast"),
         },
     }
 
 
-def _negative_weight_curve(
+def _negative_weight_curves(
     views: ProductViews,
     sub: Gathered,
     negatives: list[str],
@@ -153,39 +157,52 @@ def _negative_weight_curve(
     share,
     w: float,
     config: DiffusionBenchConfig,
-) -> list[dict[str, Any]]:
-    """Hybrid mode's share and Hits@k per ``negative_weight`` (``config.negative_weight_list``)
-    at guidance weight ``w``: the same latents for every point, only the demotion of the fused
-    candidates changes (the recommender's settings are restored afterwards)."""
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Hybrid mode's share and Hits@k at guidance weight ``w``, per ``negative_weight``
+    (``config.negative_weight_list``, no contrast) and per ``negative_contrast``
+    (``config.negative_contrast_list``, at the default ``negative_weight``). The same latents
+    for every point: only the demotion of the fused candidates changes (the recommender's
+    settings are restored afterwards)."""
     k, recommender = config.k, views.recommender
     options = {"guidance_weight": w, "n_samples": config.n_samples, "seed": config.seed + 7}
     plain = views.latents(sub.prompts, **options)
     guided = views.latents(sub.prompts, negative_prompt=negatives, **options)
     negative_latents = views.latents(negatives, **options)
 
-    def measure(latents, negative) -> tuple[float, float]:
-        items = views.vocab_items(views.hybrid_ranking(sub, k, latents=latents, negative=negative))
+    def measure(latents, negative, contrast=None) -> tuple[float, float]:
+        ranked = views.hybrid_ranking(sub, k, latents=latents, negative=negative, contrast=contrast)
+        items = views.vocab_items(ranked)
         return share(items), float(per_prompt_metric(items, relevant, "hits", k).mean())
 
     without = measure(plain, None)
-    settings, rows = recommender.hybrid_settings, []
+    settings = recommender.hybrid_settings
+    curves: tuple[list, list] = ([], [])
+    points = [
+        (0, "negative_weight", {"negative_weight": x, "negative_contrast": 0.0})
+        for x in config.negative_weight_list
+    ]
+    points += [
+        (1, "negative_contrast", {"negative_contrast": x}) for x in config.negative_contrast_list
+    ]
     try:
-        for weight in config.negative_weight_list:
-            recommender.hybrid_settings = replace(settings, negative_weight=weight)
-            with_negative = measure(guided, negative_latents)
-            rows.append(
-                {
-                    "negative_weight": weight,
-                    "hybrid_share_without": without[0],
-                    "hybrid_share_with": with_negative[0],
-                    "hybrid_hits_without": without[1],
-                    "hybrid_hits_with": with_negative[1],
-                }
-            )
-            log(f"negative weight {weight}: { {key: round(v, 4) for key, v in rows[-1].items()} }")
+        for curve, key, change in points:
+            recommender.hybrid_settings = replace(settings, **change)
+            contrast = None
+            if recommender.hybrid_settings.negative_contrast > 0:
+                contrast = recommender._negative_contrast(sub.texts, negatives, 0)
+            share_with, hits_with = measure(guided, negative_latents, contrast)
+            row = {
+                key: change[key],
+                "hybrid_share_without": without[0],
+                "hybrid_share_with": share_with,
+                "hybrid_hits_without": without[1],
+                "hybrid_hits_with": hits_with,
+            }
+            curves[curve].append(row)
+            log(f"hybrid {key} {change[key]}: { {n: round(v, 4) for n, v in row.items()} }")
     finally:
         recommender.hybrid_settings = settings
-    return rows
+    return curves
 
 
 # ------------------------------------------------------------------------------------ inversion

@@ -223,22 +223,24 @@ def _negative_lines(neg: dict) -> list[str]:
         f"target met at w = latent {neg['target']['latent']['met_at']}, "
         f"hybrid {neg['target']['hybrid']['met_at']}"
     )
-    if neg.get("negative_weight_curve"):
+    for key in ("negative_weight", "negative_contrast"):
+        rows = neg.get(f"{key}_curve")
+        if not rows:
+            continue
         lines += [
             "",
-            f"hybrid mode per negative_weight (w = {neg['default_w']:g}; the default is "
+            f"hybrid mode per {key} (w = {neg['default_w']:g}; default negative_weight "
             f"{neg['default_negative_weight']:g}):",
-            "| negative_weight | hybrid share w/o -> with | hybrid hits w/o -> with |",
+            f"| {key} | hybrid share w/o -> with | hybrid hits w/o -> with |",
             "|---|---|---|",
         ]
-        for r in neg["negative_weight_curve"]:
+        for r in rows:
             lines.append(
-                f"| {r['negative_weight']:g} | {r['hybrid_share_without']:.3f} -> "
+                f"| {r[key]:g} | {r['hybrid_share_without']:.3f} -> "
                 f"{r['hybrid_share_with']:.3f} | {r['hybrid_hits_without']:.3f} -> "
                 f"{r['hybrid_hits_with']:.3f} |"
             )
-        met = neg["target"]["hybrid_by_negative_weight"]["met_at"]
-        lines.append(f"hybrid target met at negative_weight = {met}")
+        lines.append(f"hybrid target met at {key} = {neg['target'][f'hybrid_by_{key}']['met_at']}")
     return lines
 
 

@@ -188,14 +188,15 @@ class ProductViews:
         )[0]
 
     def hybrid_ranking(
-        self, views: Gathered, k: int, fusion=None, latents=None, negative=None
+        self, views: Gathered, k: int, fusion=None, latents=None, negative=None, contrast=None
     ) -> np.ndarray:
         """Hybrid mode's top ``k`` from the gathered views: catalogue indices ``(b, k)``.
 
         ``fusion`` (None: the recommender's) and ``latents`` (None: the head's) may be swapped
         for another fitted fusion or another model's latents; ``negative`` (the negative
         prompts' own latents, NaN rows for none) demotes the candidates that resemble them,
-        the beam's included (``hybrid_settings.negative_weight``)."""
+        the beam's included (``hybrid_settings.negative_weight``); ``contrast``: the
+        negative prompts' guidance of the beam's view (``Text2Tracks._negative_contrast``)."""
         from text2tracks.latent import rank_latent_batch
 
         fusion = self.recommender.fusion if fusion is None else fusion
@@ -212,6 +213,7 @@ class ProductViews:
             [None] * len(views.texts),
             (views.beam_items, views.beam_scores),
             negative,
+            contrast,
         )[0]
 
     def candidates(self, views: Gathered, k: int, latents=None):

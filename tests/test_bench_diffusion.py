@@ -330,6 +330,7 @@ TINY_CONFIG = DiffusionBenchConfig(
     latent_k=20,
     guidance_grid="1,3",
     negative_weights="0,4",
+    negative_contrasts="1",
     n_negative_pairs=2,
     prompts_per_pair=3,
     min_title_playlists=2,
@@ -429,6 +430,11 @@ def test_hybrid_negatives_are_measured_per_negative_weight(tiny_run):
     checked = negatives["target"]["hybrid_by_negative_weight"]["per_weight"]
     assert [r["negative_weight"] for r in checked] == [0.0, 4.0]
     assert negatives["default_negative_weight"] == 1.0  # restored after the sweep
+    # the negative also guiding the beam's view: one point, the same list without a negative
+    [contrast] = negatives["negative_contrast_curve"]
+    assert contrast["negative_contrast"] == 1.0
+    assert contrast["hybrid_share_without"] == rows[0]["hybrid_share_without"]
+    assert "hybrid_by_negative_contrast" in negatives["target"]
 
 
 def test_the_edits_get_joint_at_k_beside_their_yardsticks(tiny_run):

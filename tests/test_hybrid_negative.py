@@ -235,3 +235,61 @@ def test_recommend_in_hybrid_mode_applies_the_negative_prompt_to_the_final_list(
         recommender.fusion = saved
     assert plain >= 2, "precondition: the beam brings several tracks of one genre"
     assert steered <= plain // 2, (genre, plain, steered)
+
+
+# ------------------------------------------------------------------ the negative guides the beam
+
+
+def _hybrid(recommender, prompt, contrast, **options):
+    saved = recommender.hybrid_settings
+    recommender.hybrid_settings = replace(saved, negative_contrast=contrast)
+    try:
+        return recommender.recommend_arrays(prompt, k=10, mode="hybrid", seed=0, **options)
+    finally:
+        recommender.hybrid_settings = saved
+
+
+def test_negative_contrast_demotes_what_the_seq2seq_finds_likelier_under_the_negative(
+    recommender,
+):
+    prompt, negative = "party", "sad jazz for a rainy day"
+    index = {t: i for i, t in enumerate(recommender.catalog.item_ids)}
+
+    def excess(ids):
+        items = np.array([[index[t] for t in ids]])
+        with recommender._lock:
+            on_negative = recommender._score_items([negative], items, 0, 1)
+            on_prompt = recommender._score_items([prompt], items, 0, 1)
+        return (on_negative - on_prompt)[0]
+
+    plain, _ = _hybrid(recommender, prompt, 0.0, negative_prompt=negative)
+    assert (excess(plain) > 0).sum() >= 2, "precondition: the plain list holds such candidates"
+    # a contrast far above the fused scores' scale puts every candidate the negative makes
+    # likelier below every other one
+    steered, _ = _hybrid(recommender, prompt, 1e6, negative_prompt=negative)
+    assert (excess(steered) <= 1e-9).all()
+    assert set(steered) != set(plain)
+    # a negative the same as the prompt makes nothing likelier: the list does not move
+    same = [_hybrid(recommender, prompt, w, negative_prompt=prompt)[0] for w in (0.0, 1e6)]
+    np.testing.assert_array_equal(same[0], same[1])
+    # and without a negative prompt the setting is not used at all
+    np.testing.assert_array_equal(
+        _hybrid(recommender, prompt, 0.0)[0], _hybrid(recommender, prompt, 1e6)[0]
+    )
+
+
+def test_item_scores_of_the_api_are_the_beams_scores(recommender):
+    ids, scores = recommender.recommend_arrays("party", k=5, num_beams=10, diversity=0.0)
+    index = {t: i for i, t in enumerate(recommender.catalog.item_ids)}
+    items = np.array([[index[t] for t in ids], [-1] * 5])
+    with recommender._lock:
+        again = recommender._score_items(["party", "party"], items, 0, 1)
+    np.testing.assert_allclose(again[0], scores, atol=1e-4)
+    assert np.isnan(again[1]).all()  # no item, no score
+
+
+def test_hybrid_settings_check_the_negative_contrast():
+    assert HybridSettings(negative_contrast=2.5).negative_contrast == 2.5
+    for bad in (-1.0, float("inf"), True):
+        with pytest.raises(ValueError, match="negative_contrast"):
+            HybridSettings(negative_contrast=bad)

@@ -118,6 +118,22 @@ class EnsembleMixin:
             stacklevel=stacklevel + 1,
         )
 
+    def _score_items(self, texts, items, first_index, stacklevel):
+        """The search's score of each of ``items`` (catalogue indices ``(batch, n)``, ``-1``
+        for none; NaN there) for ``texts``, over the model and its members (the caller holds
+        the lock)."""
+        first = MemberModel(
+            self.model, self.tokenizer, self.layout, self.max_prompt_length, 0, None
+        )
+        return score_ensemble(
+            [first, *self.members],
+            self.catalog,
+            texts,
+            items,
+            first_index=first_index,
+            stacklevel=stacklevel + 1,
+        )
+
 
 def search_ensemble(
     models: Sequence[MemberModel],
@@ -138,12 +154,41 @@ def search_ensemble(
     their mean log-probability, then (``diversity > 0``) every finished beam is a candidate of
     :func:`text2tracks.generative.diversify`. Item indices int64 and scores float64,
     ``(batch, k)``. The caller holds the model lock."""
-    from text2tracks.generative import (
-        candidate_count,
-        diversify,
-        encode_prompts,
-        exclude_argument,
+    from text2tracks.generative import candidate_count, diversify, exclude_argument
+
+    members = _encoded_members(models, catalog, texts, seeds, first_index, stacklevel + 1)
+    exclude = exclude_argument(excluded)
+    candidates = candidate_count(trie, k, num_beams, diversity, exclude)
+    items, scores = ensemble_generate(
+        members, trie, k=candidates, num_beams=max(num_beams, candidates), exclude=exclude
     )
+    return diversify(items, scores.astype(np.float64), trie.item_nodes[0][items], k, diversity)
+
+
+def score_ensemble(
+    models: Sequence[MemberModel],
+    catalog,
+    texts: list[str],
+    items: np.ndarray,
+    *,
+    first_index: int,
+    stacklevel: int,
+) -> np.ndarray:
+    """What the search would score each of ``items`` (catalogue indices ``(batch, n)``, ``-1``
+    for none) for ``texts``: :func:`ensemble_item_scores` of their IDs; NaN where no item. The
+    caller holds the model lock."""
+    from text2tracks.code_search import ensemble_item_scores
+
+    items = np.asarray(items, dtype=np.int64)
+    members = _encoded_members(models, catalog, texts, None, first_index, stacklevel + 1)
+    codes = np.asarray(catalog.sid_codes)[np.maximum(items, 0)]
+    scores = ensemble_item_scores(members, codes)
+    return np.where(items >= 0, scores, np.nan)
+
+
+def _encoded_members(models, catalog, texts, seeds, first_index: int, stacklevel: int):
+    """Each model's :class:`EnsembleMember`: the prompts (and seeds) in its own tokens."""
+    from text2tracks.generative import encode_prompts
     from text2tracks.seed_prompts import seeded_batch
 
     with_seeds = seeds is not None and any(s is not None for s in seeds)
@@ -169,12 +214,7 @@ def search_ensemble(
             )
             ids, mask = enc["input_ids"], enc["attention_mask"]
         members.append(EnsembleMember(m.model, ids, mask, m.layout, m.eos_token_id))
-    exclude = exclude_argument(excluded)
-    candidates = candidate_count(trie, k, num_beams, diversity, exclude)
-    items, scores = ensemble_generate(
-        members, trie, k=candidates, num_beams=max(num_beams, candidates), exclude=exclude
-    )
-    return diversify(items, scores.astype(np.float64), trie.item_nodes[0][items], k, diversity)
+    return members
 
 
 def _call(fn, *args, **kwargs):

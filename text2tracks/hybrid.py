@@ -77,6 +77,11 @@ class HybridSettings:
             similarity to the negative prompt's latent, z-scored against the catalogue
             (:func:`text2tracks.candidate_pool.negative_penalty`); 0 = the negative only guides
             the latent view.
+        negative_contrast: the negative prompt also guides the beam's view (contrastive
+            decoding): each candidate loses ``negative_contrast`` times the part of its
+            log-probability under the negative prompt above that under the prompt, both as the
+            seq2seq scores the ID (:func:`text2tracks.code_search.ensemble_item_scores`); 0 =
+            off (no extra model calls).
     """
 
     n_samples: int = 4
@@ -85,6 +90,7 @@ class HybridSettings:
     pool: str = "max"
     seed_method: str = "mean"
     negative_weight: float = 1.0
+    negative_contrast: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("n_samples", "beam_candidates", "latent_k"):
@@ -93,15 +99,16 @@ class HybridSettings:
                 raise ValueError(f"HybridSettings.{name} must be an integer >= 1, got {value!r}")
         if self.pool not in _POOLS:
             raise ValueError(f"HybridSettings.pool must be one of {_POOLS}, got {self.pool!r}")
-        weight = self.negative_weight
-        if (
-            isinstance(weight, bool)
-            or not isinstance(weight, (int, float, np.floating))
-            or not 0 <= weight < np.inf
-        ):
-            raise ValueError(
-                f"HybridSettings.negative_weight must be a finite number >= 0, got {weight!r}"
-            )
+        for name in ("negative_weight", "negative_contrast"):
+            weight = getattr(self, name)
+            if (
+                isinstance(weight, bool)
+                or not isinstance(weight, (int, float, np.floating))
+                or not 0 <= weight < np.inf
+            ):
+                raise ValueError(
+                    f"HybridSettings.{name} must be a finite number >= 0, got {weight!r}"
+                )
         if self.seed_method not in SEED_METHODS:
             raise ValueError(
                 f"HybridSettings.seed_method must be one of {SEED_METHODS}, "

@@ -316,6 +316,7 @@ def rank_latent_batch(
     excluded: Sequence[np.ndarray | None],
     beam: tuple[np.ndarray, np.ndarray] | None = None,
     negative: np.ndarray | None = None,
+    contrast=None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Item indices and scores ``(batch, k)`` of the latent mode (faiss around ``latents``) or the
     hybrid mode (``beam``'s candidates and the latents' pooled, fused by ``fusion``).
@@ -323,7 +324,9 @@ def rank_latent_batch(
     In hybrid mode ``negative`` (:func:`negative_latents`) demotes every pooled candidate by its
     similarity to the negative prompt's latent, weighted by ``settings.negative_weight``
     (:func:`text2tracks.candidate_pool.negative_penalty`); the latent mode ignores it, its
-    latents being guided away from the negative already."""
+    latents being guided away from the negative already. ``contrast`` (hybrid only): a function
+    of the pooled candidates' items ``(batch, n)`` giving a further penalty ``(batch, n)`` (the
+    negative prompt's guidance of the beam's view, ``settings.negative_contrast``)."""
     from text2tracks.candidate_pool import negative_penalty
     from text2tracks.hybrid import fuse, gather_candidates
     from text2tracks.rerank import rerank
@@ -357,6 +360,9 @@ def rank_latent_batch(
         penalty = negative_penalty(
             candidates, negative, factors, settings.negative_weight, settings.pool
         )
+    if contrast is not None:
+        extra = contrast(candidates.items)
+        penalty = extra if penalty is None else penalty + extra
     return fuse(
         fusion,
         candidates,

@@ -276,6 +276,45 @@ class LatentModesMixin:
                     texts, excluded, n_beam, n_beam, first_index, stacklevel=4, seeds=beam_seeds
                 )
         fusion = self._hybrid_fusion() if mode == "hybrid" else None
+        contrast = None
+        if mode == "hybrid" and settings.negative_contrast > 0:
+            contrast = self._negative_contrast(texts, request.negatives, first_index)
         return rank_latent_batch(
-            mode, k, latents, factors, index, settings, fusion, texts, excluded, beam, negative
+            mode,
+            k,
+            latents,
+            factors,
+            index,
+            settings,
+            fusion,
+            texts,
+            excluded,
+            beam,
+            negative,
+            contrast,
         )
+
+    def _negative_contrast(self, texts, negatives, first_index):
+        """Hybrid mode's guidance of the beam's view by the negative prompts (``None`` when no
+        prompt has one): a function from the pooled candidates ``(batch, n)`` to their penalty,
+        ``negative_contrast`` times how far each ID's log-probability under the negative
+        prompt exceeds that under the prompt (the seq2seq's own scores, every member's)."""
+        import warnings
+
+        rows = [i for i, t in enumerate(negatives) if t is not None]
+        if not rows:
+            return None
+        weight = self.hybrid_settings.negative_contrast
+
+        def contrast(items: np.ndarray) -> np.ndarray:
+            penalty = np.zeros(items.shape, dtype=np.float64)
+            sub = items[rows]
+            with self._lock, warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the beam's encoding warned about the prompts
+                on_prompt = self._score_items([texts[i] for i in rows], sub, first_index, 1)
+                on_negative = self._score_items([negatives[i] for i in rows], sub, first_index, 1)
+            excess = np.nan_to_num(on_negative - on_prompt, nan=0.0)
+            penalty[rows] = np.where(sub >= 0, weight * np.maximum(excess, 0.0), 0.0)
+            return penalty
+
+        return contrast
