@@ -63,6 +63,7 @@ from eval.benchmark_flags import (
     add_system_flags,
 )
 from eval.benchmark_outputs import markdown, per_prompt_json, plot_curves
+from eval.hybrid_candidates import hybrid_views
 from eval.metrics import evaluate_rankings, first_hit_ranks, paired_bootstrap_diff, relevant_items
 from text2tracks.artifacts import (
     CATALOG_COMPONENT,
@@ -337,6 +338,7 @@ def run(args: argparse.Namespace, train_args: list[str]) -> dict[str, Any]:
     from semantic_ids.cf import CFModel
     from semantic_ids.interactions import ItemVocab
 
+    args.hybrid_views = hybrid_views(args.hybrid_views, args.baselines)  # checked before training
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     artifact = out / "artifact"

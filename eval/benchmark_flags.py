@@ -100,10 +100,10 @@ def add_system_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--hybrid-views",
-        default="title_knn",
+        default=None,
         help="baselines whose candidates text2tracks-hybrid re-ranks with the beam's, fitted "
         "on the validation playlists (comma-separated, each also in --baselines; empty: no "
-        "text2tracks-hybrid)",
+        "text2tracks-hybrid; default: title_knn when it runs as a baseline)",
     )
     parser.add_argument(
         "--hybrid-depth",

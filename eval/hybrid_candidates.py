@@ -26,6 +26,23 @@ DEFAULT_HYBRID_VIEWS = ("title_knn",)
 DEFAULT_HYBRID_DEPTH = 50
 
 
+def hybrid_views(requested: str | None, baselines: str) -> str:
+    """The views of ``text2tracks-hybrid`` as ``--hybrid-views`` gives them (``None``: the
+    default, title kNN when it runs as a baseline, else none), checked against ``--baselines``
+    before anything is trained; ``""`` turns the system off."""
+    running = [b for b in baselines.split(",") if b]
+    if requested is None:
+        return ",".join(v for v in DEFAULT_HYBRID_VIEWS if v in running)
+    views = [v for v in requested.split(",") if v]
+    missing = [v for v in views if v not in running]
+    if missing:
+        raise ValueError(
+            f"--hybrid-views {missing} are not run as baselines: add them to --baselines "
+            f"(now {running}), or pass --hybrid-views '' for no text2tracks-hybrid"
+        )
+    return ",".join(views)
+
+
 def item_groups(catalog, vocab) -> np.ndarray:
     """Each vocabulary item's first semantic-ID code (``-1`` for an item without an ID)."""
     codes = np.asarray(catalog.sid_codes)
@@ -74,12 +91,7 @@ def run_hybrid(evaluation, artifact: Path, validation: Sequence, fitted: Mapping
 
     args, vocab = evaluation.args, evaluation.vocab
     names = [n for n in args.hybrid_views.split(",") if n]
-    missing = [n for n in names if n not in fitted]
-    if missing:
-        raise ValueError(
-            f"--hybrid-views {missing} were not run as baselines; add them to --baselines"
-        )
-    baselines = {n: fitted[n] for n in names}
+    baselines = {n: fitted[n] for n in names}  # hybrid_views checked they run
     depth, batch, k = args.hybrid_depth, args.eval_batch_size, args.k
     model = Text2Tracks.from_pretrained(artifact)
     popularity = np.asarray(vocab.counts, dtype=np.float64)

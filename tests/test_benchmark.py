@@ -99,3 +99,19 @@ def test_benchmark_writes_results_per_prompt_and_report(tmp_path):
     assert rescored["text2tracks"]["reused"] is True and "steps" not in rescored["text2tracks"]
     assert rescored["text2tracks"]["hits@10"] == results["systems"]["text2tracks"]["hits@10"]
     assert "text2tracks-hybrid" not in rescored
+
+
+def test_hybrid_views_default_to_title_knn_when_it_runs_and_are_checked_before_training(tmp_path):
+    from eval.hybrid_candidates import hybrid_views
+
+    assert hybrid_views(None, "popularity,title_knn") == "title_knn"
+    assert hybrid_views(None, "popularity") == ""  # no title kNN: no hybrid, no error
+    assert hybrid_views("", "title_knn") == ""
+    assert hybrid_views("title_knn,bm25", "bm25,title_knn") == "title_knn,bm25"
+    with pytest.raises(ValueError, match=r"\['dense_biencoder'\] are not run as baselines"):
+        hybrid_views("dense_biencoder", "title_knn")
+    # the benchmark refuses before it builds or trains anything
+    with pytest.raises(ValueError, match="not run as baselines"):
+        benchmark.main(["--train", "missing.jsonl", "--out", str(tmp_path / "x"), "--baselines", "",
+                        "--hybrid-views", "title_knn"])  # fmt: skip
+    assert not (tmp_path / "x").exists()
