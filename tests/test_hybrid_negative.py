@@ -249,29 +249,27 @@ def _hybrid(recommender, prompt, contrast, **options):
         recommender.hybrid_settings = saved
 
 
-def test_negative_contrast_demotes_what_the_seq2seq_finds_likelier_under_the_negative(
+def test_negative_contrast_demotes_what_the_seq2seq_finds_likely_under_the_negative(
     recommender,
 ):
     prompt, negative = "party", "sad jazz for a rainy day"
     index = {t: i for i, t in enumerate(recommender.catalog.item_ids)}
 
-    def excess(ids):
+    def on_negative(ids):
         items = np.array([[index[t] for t in ids]])
         with recommender._lock:
-            on_negative = recommender._score_items([negative], items, 0, 1)
-            on_prompt = recommender._score_items([prompt], items, 0, 1)
-        return (on_negative - on_prompt)[0]
+            return recommender._score_items([negative], items, 0, 1)[0]
 
     plain, _ = _hybrid(recommender, prompt, 0.0, negative_prompt=negative)
-    assert (excess(plain) > 0).sum() >= 2, "precondition: the plain list holds such candidates"
-    # a contrast far above the fused scores' scale puts every candidate the negative makes
-    # likelier below every other one
     steered, _ = _hybrid(recommender, prompt, 1e6, negative_prompt=negative)
-    assert (excess(steered) <= 1e-9).all()
     assert set(steered) != set(plain)
-    # a negative the same as the prompt makes nothing likelier: the list does not move
-    same = [_hybrid(recommender, prompt, w, negative_prompt=prompt)[0] for w in (0.0, 1e6)]
-    np.testing.assert_array_equal(same[0], same[1])
+    # a contrast far above the fused scores' scale keeps out every candidate that the negative
+    # makes likelier than the average candidate: what is left is less likely under it
+    assert on_negative(steered).max() < on_negative(plain).max()
+    assert on_negative(steered).mean() < on_negative(plain).mean()
+    # a moderate one moves the list part of the way
+    middle, _ = _hybrid(recommender, prompt, 1.0, negative_prompt=negative)
+    assert on_negative(steered).mean() <= on_negative(middle).mean() <= on_negative(plain).mean()
     # and without a negative prompt the setting is not used at all
     np.testing.assert_array_equal(
         _hybrid(recommender, prompt, 0.0)[0], _hybrid(recommender, prompt, 1e6)[0]

@@ -77,11 +77,11 @@ class HybridSettings:
             similarity to the negative prompt's latent, z-scored against the catalogue
             (:func:`text2tracks.candidate_pool.negative_penalty`); 0 = the negative only guides
             the latent view.
-        negative_contrast: the negative prompt also guides the beam's view (contrastive
-            decoding): each candidate loses ``negative_contrast`` times the part of its
-            log-probability under the negative prompt above that under the prompt, both as the
-            seq2seq scores the ID (:func:`text2tracks.code_search.ensemble_item_scores`); 0 =
-            off (no extra model calls).
+        negative_contrast: the negative prompt also guides the beam's view: each candidate
+            loses ``negative_contrast`` times how far its log-probability under the negative
+            prompt, as the seq2seq scores the ID (:func:`text2tracks.code_search.
+            ensemble_item_scores`), stands above the prompt's other candidates' (z-scored per
+            prompt, positive part); 0 = off (no extra model calls).
     """
 
     n_samples: int = 4

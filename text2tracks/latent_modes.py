@@ -297,8 +297,11 @@ class LatentModesMixin:
     def _negative_contrast(self, texts, negatives, first_index):
         """Hybrid mode's guidance of the beam's view by the negative prompts (``None`` when no
         prompt has one): a function from the pooled candidates ``(batch, n)`` to their penalty,
-        ``negative_contrast`` times how far each ID's log-probability under the negative
-        prompt exceeds that under the prompt (the seq2seq's own scores, every member's)."""
+        ``negative_contrast`` times how far each ID's log-probability under the negative prompt
+        stands above the prompt's other candidates' (z-scored per prompt, the positive part;
+        the seq2seq's own scores, every member's). The candidates' log-probabilities under the
+        prompt itself would not do: they were chosen for being high, so hardly any candidate is
+        likelier under the negative than under the prompt."""
         import warnings
 
         rows = [i for i, t in enumerate(negatives) if t is not None]
@@ -310,11 +313,13 @@ class LatentModesMixin:
             penalty = np.zeros(items.shape, dtype=np.float64)
             sub = items[rows]
             with self._lock, warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # the beam's encoding warned about the prompts
-                on_prompt = self._score_items([texts[i] for i in rows], sub, first_index, 1)
-                on_negative = self._score_items([negatives[i] for i in rows], sub, first_index, 1)
-            excess = np.nan_to_num(on_negative - on_prompt, nan=0.0)
-            penalty[rows] = np.where(sub >= 0, weight * np.maximum(excess, 0.0), 0.0)
+                warnings.simplefilter("ignore")  # truncation: the head's encoding warned
+                scores = self._score_items([negatives[i] for i in rows], sub, first_index, 1)
+            valid = sub >= 0
+            mean = np.nanmean(np.where(valid, scores, np.nan), axis=1, keepdims=True)
+            std = np.nanstd(np.where(valid, scores, np.nan), axis=1, keepdims=True)
+            z = (scores - mean) / np.where(std > 0, std, 1.0)
+            penalty[rows] = np.where(valid, weight * np.maximum(np.nan_to_num(z), 0.0), 0.0)
             return penalty
 
         return contrast
