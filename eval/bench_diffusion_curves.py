@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import statistics
 import time
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -35,16 +36,27 @@ from text2tracks.rerank import per_prompt_metric
 # ------------------------------------------------------------------------------------ negatives
 
 
+@dataclass
+class _NegativeSet:
+    """The test prompts of the negative pairs (``sub``), each one's negative prompt and
+    relevant items, and ``share(items)``: the negatives' share of a ranking's top k."""
+
+    sub: Gathered
+    negatives: list[str]
+    relevant: list[set[int]]
+    share: Callable[[np.ndarray], float]
+
+
 def _negative_row(
-    views: ProductViews,
-    sub: Gathered,
-    negatives: list[str],
-    relevant: list[set[int]],
-    share,
-    w: float,
-    config: DiffusionBenchConfig,
+    views: ProductViews, prompts: _NegativeSet, w: float, config: DiffusionBenchConfig
 ) -> dict[str, Any]:
     """One point of the curve: both views' share and Hits@k, without and with the negatives."""
+    sub, negatives, relevant, share = (
+        prompts.sub,
+        prompts.negatives,
+        prompts.relevant,
+        prompts.share,
+    )
     k = config.k
     row: dict[str, Any] = {"w": w}
     for label, negative in (("without", None), ("with", negatives)):
@@ -124,13 +136,12 @@ def negative_prompt_curve(
             ).mean()
         )
 
+    rows = _NegativeSet(sub, negatives, relevant, share)
     curve = []
     for w in config.grid:
-        curve.append(_negative_row(views, sub, negatives, relevant, share, w, config))
+        curve.append(_negative_row(views, rows, w, config))
         log(f"negative w={w}: { {key: round(v, 4) for key, v in curve[-1].items()} }")
-    weights, contrasts = _negative_weight_curves(
-        views, sub, negatives, relevant, share, w_default, config
-    )
+    weights, contrasts = _negative_weight_curves(views, rows, w_default, config)
     return {
         "pairs": [_pair_summary(p, prompts) for p in pairs],
         "n_prompts": int(len(idx)),
@@ -150,13 +161,7 @@ def negative_prompt_curve(
 
 
 def _negative_weight_curves(
-    views: ProductViews,
-    sub: Gathered,
-    negatives: list[str],
-    relevant: list[set[int]],
-    share,
-    w: float,
-    config: DiffusionBenchConfig,
+    views: ProductViews, prompts: _NegativeSet, w: float, config: DiffusionBenchConfig
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Hybrid mode's share and Hits@k at guidance weight ``w``, per ``negative_weight``
     (``config.negative_weight_list``, no contrast) and per ``negative_contrast``
@@ -164,6 +169,12 @@ def _negative_weight_curves(
     for every point: only the demotion of the fused candidates changes (the recommender's
     settings are restored afterwards)."""
     k, recommender = config.k, views.recommender
+    sub, negatives, relevant, share = (
+        prompts.sub,
+        prompts.negatives,
+        prompts.relevant,
+        prompts.share,
+    )
     options = {"guidance_weight": w, "n_samples": config.n_samples, "seed": config.seed + 7}
     plain = views.latents(sub.prompts, **options)
     guided = views.latents(sub.prompts, negative_prompt=negatives, **options)
