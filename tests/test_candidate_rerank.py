@@ -128,8 +128,9 @@ def test_bad_input_is_refused_with_the_reason():
 
 def test_padding_and_short_lists_leave_empty_slots():
     views, relevant = _views(0, n_prompts=6, depth=5)
+    # a fitting prompt without a relevant item counts as a miss, not an error
     reranker = CandidateReranker(("beam", "knn"), penalties=(0.0,)).fit(
-        views, relevant, POPULARITY, GROUPS
+        views, [set(), *relevant[1:]], POPULARITY, GROUPS
     )
     items, scores = views["beam"][0].copy(), views["beam"][1].copy()
     items[0, 2:] = -1  # a prompt the beam answered with two items only

@@ -153,7 +153,9 @@ class CandidateReranker:
         for penalty in self.penalties:
             self.penalty_ = penalty
             ranked, _ = self._rank_rows(rows, groups, k)
-            self.fit_hits_[penalty] = float(per_prompt_metrics(ranked, relevant, k)["hits"].mean())
+            self.fit_hits_[penalty] = float(
+                per_prompt_metrics(ranked, relevant, k, allow_empty=True)["hits"].mean()
+            )
         self.penalty_ = max(self.fit_hits_, key=lambda p: (self.fit_hits_[p], -p))
         return self
 
