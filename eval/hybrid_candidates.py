@@ -5,7 +5,10 @@ those of baselines fitted on the same training playlists (``--hybrid-views``, de
 title kNN) and ranked by a :class:`text2tracks.candidate_rerank.CandidateReranker`, fitted on the
 validation playlists (never the test ones); the fitted reranker is written to
 ``OUT/hybrid_reranker.json``. It is scored beside ``text2tracks``, which ranks with the seq2seq
-alone.
+alone. A second fusion is fitted on the same validation playlists: ``text2tracks``'s own top
+``n``, then the first baseline's list (:class:`text2tracks.candidate_rerank.ListInterleave`);
+whichever has the better validation Hits@k is the system's ranking (ties: the interleave, one
+parameter against a regression's dozen).
 """
 
 from __future__ import annotations
@@ -19,9 +22,10 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from text2tracks.candidate_rerank import CandidateReranker, View
+from text2tracks.candidate_rerank import CandidateReranker, ListInterleave, View
 
 HYBRID_SYSTEM = "text2tracks-hybrid"
+GENERATIVE = "text2tracks"  # the generative system's own answer, one list of ListInterleave
 DEFAULT_HYBRID_VIEWS = ("title_knn",)
 DEFAULT_HYBRID_DEPTH = 50
 
@@ -53,12 +57,19 @@ def item_groups(catalog, vocab) -> np.ndarray:
 
 def model_view(model, prompts: Sequence[str], vocab, depth: int, batch_size: int) -> View:
     """The beam's top ``depth`` items (vocabulary indices) and log-probabilities, beam order."""
-    ids, scores = model.recommend_arrays(
-        list(prompts), k=depth, num_beams=depth, diversity=0.0, batch_size=batch_size
-    )
+    return _recommended(model, prompts, vocab, depth, batch_size, num_beams=depth, diversity=0.0)
+
+
+def answer_view(model, prompts: Sequence[str], vocab, k: int, batch_size: int) -> View:
+    """``text2tracks``'s own answer (the API's defaults: its beam, its diversification)."""
+    return _recommended(model, prompts, vocab, k, batch_size)
+
+
+def _recommended(model, prompts, vocab, k: int, batch_size: int, **options) -> View:
+    ids, scores = model.recommend_arrays(list(prompts), k=k, batch_size=batch_size, **options)
     index = {track: i for i, track in enumerate(vocab.item_ids)}
     items = np.asarray([[index.get(t, -1) for t in row] for row in ids], dtype=np.int64)
-    return items.reshape(len(prompts), depth), np.asarray(scores, dtype=np.float64)
+    return items.reshape(len(prompts), k), np.asarray(scores, dtype=np.float64)
 
 
 def baseline_view(baseline, prompts: Sequence[str], depth: int, block: int = 64) -> View:
@@ -99,20 +110,26 @@ def run_hybrid(evaluation, artifact: Path, validation: Sequence, fitted: Mapping
     kept, relevant, _ = relevant_items(validation, vocab)
     fit_prompts = [validation[i].prompt for i in kept]
     started = time.perf_counter()
-    reranker = CandidateReranker(("beam", *names)).fit(
-        views_for(model, baselines, fit_prompts, vocab, depth, batch),
-        relevant,
-        popularity,
-        groups,
-        k,
+    fit_views = views_for(model, baselines, fit_prompts, vocab, depth, batch)
+    fit_views[GENERATIVE] = answer_view(model, fit_prompts, vocab, k, batch)
+    reranker = CandidateReranker(("beam", *names)).fit(fit_views, relevant, popularity, groups, k)
+    interleave = ListInterleave(GENERATIVE, names[0]).fit(_lists(fit_views), relevant, k)
+    fusion = (
+        interleave
+        if interleave.fit_hits_[interleave.n_] >= reranker.fit_hits_[reranker.penalty_]
+        else reranker
     )
     fit_s = time.perf_counter() - started
     started = time.perf_counter()
     test_views = views_for(model, baselines, evaluation.prompts, vocab, depth, batch)
-    ranked, _ = reranker.rank(test_views, popularity, groups, k)
+    if fusion is interleave:
+        test_views[GENERATIVE] = answer_view(model, evaluation.prompts, vocab, k, batch)
+        ranked = interleave.rank(_lists(test_views), k)
+    else:
+        ranked, _ = reranker.rank(test_views, popularity, groups, k)
     seconds = time.perf_counter() - started
     (evaluation.out / "hybrid_reranker.json").write_text(
-        json.dumps(reranker.to_dict(), indent=2), encoding="utf-8"
+        json.dumps(fusion.to_dict(), indent=2), encoding="utf-8"
     )
     evaluation.record(
         HYBRID_SYSTEM,
@@ -120,10 +137,20 @@ def run_hybrid(evaluation, artifact: Path, validation: Sequence, fitted: Mapping
         {
             "views": ["beam", *names],
             "depth": depth,
+            "fusion": fusion.to_dict()["type"],
+            "validation_hits": {
+                "candidate_reranker": reranker.fit_hits_[reranker.penalty_],
+                "list_interleave": interleave.fit_hits_[interleave.n_],
+            },
             "penalty": reranker.penalty_,
+            "interleave_n": interleave.n_,
             "fit_prompts": len(fit_prompts),
             "fit_hits": reranker.fit_hits_,
             "train_seconds": fit_s,
             "latency_ms_per_prompt_batched": 1000 * seconds / max(1, len(evaluation.prompts)),
         },
     )
+
+
+def _lists(views: Mapping[str, View]) -> dict[str, np.ndarray]:
+    return {name: items for name, (items, _) in views.items()}

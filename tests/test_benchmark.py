@@ -10,7 +10,7 @@ from eval import benchmark
 from eval.compare_runs import compare
 from semantic_ids.demo import write_demo_jsonl
 from tests.tiny_artifact import TINY_MODEL_FLAGS
-from text2tracks.candidate_rerank import CandidateReranker
+from text2tracks.candidate_rerank import hybrid_fusion_from_dict
 
 
 def benchmark_argv(playlists, out) -> list[str]:
@@ -66,8 +66,11 @@ def test_benchmark_writes_results_per_prompt_and_report(tmp_path):
     hybrid = results["systems"]["text2tracks-hybrid"]
     assert hybrid["views"] == ["beam", "title_knn"]
     assert hybrid["fit_prompts"] > 0 and hybrid["penalty"] in (0.0, 0.5, 1.0, 1.5)
-    saved = CandidateReranker.from_dict(json.loads((out / "hybrid_reranker.json").read_text()))
-    assert saved.views == ("beam", "title_knn") and saved.penalty_ == hybrid["penalty"]
+    # the fusion with the better validation Hits@10 is kept and saved
+    scores = hybrid["validation_hits"]
+    assert hybrid["fusion"] == max(scores, key=lambda name: (scores[name], name))
+    saved = hybrid_fusion_from_dict(json.loads((out / "hybrid_reranker.json").read_text()))
+    assert saved.to_dict()["type"] == hybrid["fusion"]
     assert "text2tracks-hybrid vs title_knn" in results["comparisons"]
     assert results["systems"]["text2tracks-beam-order"]["diversity"] == 0.0
     assert results["systems"]["text2tracks"]["steps"] == 30

@@ -9,8 +9,10 @@ import pytest
 
 from text2tracks.candidate_rerank import (
     CandidateReranker,
+    ListInterleave,
     candidate_features,
     feature_names,
+    hybrid_fusion_from_dict,
 )
 from text2tracks.ranking_metrics import per_prompt_metrics
 
@@ -138,3 +140,33 @@ def test_padding_and_short_lists_leave_empty_slots():
     ranked, ranked_scores = reranker.rank(empty, POPULARITY, GROUPS, k=4)
     assert set(ranked[0, :2].tolist()) == set(items[0, :2].tolist())
     assert (ranked[0, 2:] == -1).all() and np.isneginf(ranked_scores[0, 2:]).all()
+
+
+def test_interleave_keeps_each_lists_best_guesses_and_fits_n():
+    rng = np.random.default_rng(0)
+    n_prompts, k = 40, 10
+    first = np.stack([rng.choice(100, k, replace=False) for _ in range(n_prompts)])
+    second = np.stack([rng.choice(np.arange(100, 200), k, replace=False) for _ in range(n_prompts)])
+    # the first list's top item is relevant for even prompts, the second's for odd ones
+    relevant = [{int(first[r, 0])} if r % 2 == 0 else {int(second[r, 0])} for r in range(n_prompts)]
+    lists = {"text2tracks": first, "title_knn": second}
+    fusion = ListInterleave("text2tracks", "title_knn").fit(lists, relevant, k)
+    assert fusion.fit_hits_[0] == fusion.fit_hits_[k] == 0.5  # either list alone
+    assert fusion.fit_hits_[fusion.n_] == 1.0 and fusion.n_ == k - 1  # ties: more of the first
+    merged = fusion.rank(lists, k)
+    np.testing.assert_array_equal(merged[:, : k - 1], first[:, : k - 1])
+    np.testing.assert_array_equal(merged[:, k - 1], second[:, 0])
+    # shared items appear once; a list that runs out is filled from the other
+    shared = {"text2tracks": np.array([[1, 2, 3, -1]]), "title_knn": np.array([[2, 5, 1, 6]])}
+    fusion.n_ = 2
+    assert fusion.rank(shared, 4).tolist() == [[1, 2, 5, 6]]
+    assert fusion.rank(shared, 6).tolist() == [[1, 2, 5, 6, 3, -1]]
+    loaded = hybrid_fusion_from_dict(json.loads(json.dumps(fusion.to_dict())))
+    assert isinstance(loaded, ListInterleave) and loaded.n_ == 2
+    assert loaded.fit_hits_ == fusion.fit_hits_
+    with pytest.raises(ValueError, match="missing ranked lists"):
+        fusion.rank({"text2tracks": first}, k)
+    with pytest.raises(ValueError, match="twice"):
+        ListInterleave("a", "a")
+    with pytest.raises(ValueError, match="unknown hybrid fusion type"):
+        hybrid_fusion_from_dict({"type": "gated"})

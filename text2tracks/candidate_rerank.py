@@ -16,6 +16,10 @@ item and the number of views that return it.
 
 The fitted model is a few numbers (standardisation, weights, the diversity penalty), saved as
 JSON (:meth:`CandidateReranker.to_dict`), and applied with numpy; scikit-learn fits it.
+
+:class:`ListInterleave` is the simpler alternative: the generative system's own top ``n``, then
+the other view's list, ``n`` fitted the same way. The benchmark keeps whichever of the two
+scores better on the validation playlists (:func:`hybrid_fusion_from_dict` reads either back).
 """
 
 from __future__ import annotations
@@ -221,3 +225,90 @@ class CandidateReranker:
         reranker.penalty_ = float(payload["penalty"])
         reranker.fit_hits_ = {float(p): h for p, h in payload.get("fit_hits", {}).items()}
         return reranker
+
+
+class ListInterleave:
+    """The first ranked list's top ``n`` in its own order, then the second list's items that are
+    not in it yet, up to ``k``; ``n`` (0 .. ``k``) is the one with the best mean Hits@k on the
+    fitting prompts.
+
+    For a set metric such as Hits@k this keeps each view's own best guesses, where a pointwise
+    score tends to pick the items both views agree on, which add little to either's hits.
+
+    Args:
+        first, second: the names of the two lists it reads (e.g. ``"text2tracks"``, the
+            generative system's own diversified answer, and ``"title_knn"``).
+    """
+
+    def __init__(self, first: str, second: str) -> None:
+        if first == second:
+            raise ValueError(f"interleave two different lists, got {first!r} twice")
+        self.first, self.second = first, second
+
+    def fit(
+        self, lists: Mapping[str, np.ndarray], relevant: Sequence[set[int]], k: int = 10
+    ) -> ListInterleave:
+        """Pick ``n_`` on prompts whose ``relevant`` sets are known; ``fit_hits_`` per ``n``."""
+        self.fit_hits_ = {
+            n: float(
+                per_prompt_metrics(self._merge(lists, n, k), relevant, k, allow_empty=True)[
+                    "hits"
+                ].mean()
+            )
+            for n in range(k + 1)
+        }
+        self.n_ = max(self.fit_hits_, key=lambda n: (self.fit_hits_[n], n))
+        return self
+
+    def rank(self, lists: Mapping[str, np.ndarray], k: int = 10) -> np.ndarray:
+        """Item indices ``(n_prompts, k)``, ``-1`` where both lists run out."""
+        if not hasattr(self, "n_"):
+            raise RuntimeError("ListInterleave.rank called before fit() or from_dict()")
+        return self._merge(lists, min(self.n_, k), k)
+
+    def _merge(self, lists: Mapping[str, np.ndarray], n: int, k: int) -> np.ndarray:
+        missing = [v for v in (self.first, self.second) if v not in lists]
+        if missing:
+            raise ValueError(f"missing ranked lists {missing}; got {sorted(lists)}")
+        first, second = np.asarray(lists[self.first]), np.asarray(lists[self.second])
+        if first.ndim != 2 or second.ndim != 2 or len(first) != len(second):
+            raise ValueError(
+                f"the lists must be (n_prompts, depth) for the same prompts, got {first.shape} "
+                f"and {second.shape}"
+            )
+        out = np.full((len(first), k), -1, dtype=np.int64)
+        for r in range(len(first)):
+            head = [int(i) for i in first[r, :n] if i >= 0]
+            merged = list(dict.fromkeys([*head, *(int(i) for i in second[r] if i >= 0)]))
+            merged = list(dict.fromkeys([*merged, *(int(i) for i in first[r, n:] if i >= 0)]))
+            out[r, : min(k, len(merged))] = merged[:k]
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        if not hasattr(self, "n_"):
+            raise RuntimeError("ListInterleave.to_dict called before fit()")
+        return {
+            "type": "list_interleave",
+            "first": self.first,
+            "second": self.second,
+            "n": self.n_,
+            "fit_hits": {str(n): h for n, h in self.fit_hits_.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, payload: Mapping[str, Any]) -> ListInterleave:
+        if payload.get("type") != "list_interleave":
+            raise ValueError(f"not a saved ListInterleave (type {payload.get('type')!r})")
+        fusion = cls(payload["first"], payload["second"])
+        fusion.n_ = int(payload["n"])
+        fusion.fit_hits_ = {int(n): h for n, h in payload.get("fit_hits", {}).items()}
+        return fusion
+
+
+def hybrid_fusion_from_dict(payload: Mapping[str, Any]) -> CandidateReranker | ListInterleave:
+    """The fusion ``text2tracks-hybrid`` saved (``OUT/hybrid_reranker.json``), of either kind."""
+    kinds = {"candidate_reranker": CandidateReranker, "list_interleave": ListInterleave}
+    kind = payload.get("type")
+    if kind not in kinds:
+        raise ValueError(f"unknown hybrid fusion type {kind!r}; expected one of {sorted(kinds)}")
+    return kinds[kind].from_dict(payload)
