@@ -10,7 +10,7 @@ import json
 import pytest
 from tiny_artifact import add_tiny_diffusion, build_tiny_artifact
 
-from eval.bench_hybrid_latency import MODES, main, summarise, time_modes
+from eval.bench_hybrid_latency import MODES, NEGATIVE, main, summarise, time_modes
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -54,6 +54,35 @@ def test_repeats_interleave_the_modes_on_the_same_prompts():
         time_modes(stub, prompts, [0], repeats=1, calls=1)
 
 
+class _SettingsRecorder(_Recorder):
+    """Records the negative prompt and the contrast each call ran with."""
+
+    def __init__(self):
+        from text2tracks.hybrid import HybridSettings
+
+        super().__init__()
+        self.hybrid_settings = HybridSettings()
+        self.seen = []
+
+    def recommend(self, prompts, k, mode, batch_size, negative_prompt=None):
+        self.seen.append((mode, negative_prompt, self.hybrid_settings.negative_contrast))
+        return super().recommend(prompts, k, mode, batch_size)
+
+
+def test_a_negative_prompt_adds_a_mode_with_the_contrast_set_only_for_it():
+    stub = _SettingsRecorder()
+    times = time_modes(stub, ["a", "b"], [1], repeats=2, calls=1, negative=("sad", 2.0))
+    assert set(times[1]) == {*MODES, NEGATIVE}
+    assert set(stub.seen) == {
+        ("generative", None, 0.0),
+        ("hybrid", None, 0.0),
+        ("hybrid", "sad", 2.0),  # the negative mode: hybrid, the negative, the contrast
+    }
+    assert stub.hybrid_settings.negative_contrast == 0.0  # restored
+    (row,) = summarise({1: {"generative": [[1.0]], "hybrid": [[2.0]], NEGATIVE: [[3.0]]}})
+    assert row["negative_ratio"] == 3.0 and row["negative_ratio_paired_median"] == 3.0
+
+
 def test_summary_takes_medians_and_their_ratio():
     times = {2: {"generative": [[1.0, 3.0], [2.0, 2.0]], "hybrid": [[4.0, 4.0], [6.0, 2.0]]}}
     (row,) = summarise(times)
@@ -79,12 +108,15 @@ def test_runs_end_to_end_and_refuses_an_artifact_without_a_head(tmp_path):
                 "2",
                 "--calls",
                 "2",
+                "--negative-prompt",
+                "rock",
                 "--out",
                 str(out),
             ]
         )
         == 0
     )
+    assert json.loads(out.read_text())["negative"] == {"prompt": "rock", "negative_contrast": 1.0}
     result = json.loads(out.read_text())
     assert [row["batch_size"] for row in result["rows"]] == [1, 4]
     for row in result["rows"]:
@@ -93,3 +125,6 @@ def test_runs_end_to_end_and_refuses_an_artifact_without_a_head(tmp_path):
             row["hybrid_s_per_call"] / row["generative_s_per_call"]
         )
     assert len(result["times_s"]["4"]["hybrid"]) == 2
+    assert all(
+        row[f"{NEGATIVE}_n_calls"] == 4 and row["negative_ratio"] > 0 for row in result["rows"]
+    )
