@@ -49,7 +49,7 @@ def benchmark_argv(playlists, out) -> list[str]:
 
 
 @pytest.mark.slow
-def test_benchmark_writes_results_per_prompt_and_report(tmp_path):
+def test_benchmark_writes_results_per_prompt_and_report(tmp_path, monkeypatch):
     playlists = write_demo_jsonl(tmp_path / "demo.jsonl", n_tracks=200, n_playlists=300, seed=0)
     out = tmp_path / "bench"
     code = benchmark.main(benchmark_argv(playlists, out))
@@ -91,17 +91,38 @@ def test_benchmark_writes_results_per_prompt_and_report(tmp_path):
         results["systems"]["text2tracks"]["hits@10"] - results["systems"]["title_knn"]["hits@10"]
     )
 
-    # --reuse-model scores the saved model again without training it: the same answers
+    # --reuse-model scores the saved model again without training it: the same answers; and
+    # with an interleave that fits worse, the hybrid is the reranker's ranking
+    import eval.hybrid_candidates as hybrid_module
+    from text2tracks.candidate_rerank import ListInterleave
+
+    class _Worse(ListInterleave):
+        def fit(self, lists, relevant, k=10):
+            super().fit(lists, relevant, k)
+            self.fit_hits_ = {n: -1.0 for n in self.fit_hits_}
+            return self
+
+    monkeypatch.setattr(hybrid_module, "ListInterleave", _Worse)
     again = tmp_path / "again"
     again.mkdir()
     (again / "artifact").symlink_to(out / "artifact", target_is_directory=True)
-    argv = benchmark_argv(playlists, again)
-    code = benchmark.main([*argv, "--reuse-ids", "--reuse-model", "--hybrid-views", ""])
+    code = benchmark.main([*benchmark_argv(playlists, again), "--reuse-ids", "--reuse-model"])
     assert code == 0
     rescored = json.loads((again / "results.json").read_text())["systems"]
     assert rescored["text2tracks"]["reused"] is True and "steps" not in rescored["text2tracks"]
     assert rescored["text2tracks"]["hits@10"] == results["systems"]["text2tracks"]["hits@10"]
-    assert "text2tracks-hybrid" not in rescored
+    assert rescored["text2tracks-hybrid"]["fusion"] == "candidate_reranker"
+    saved = hybrid_fusion_from_dict(json.loads((again / "hybrid_reranker.json").read_text()))
+    assert saved.views == ("beam", "title_knn")
+    assert saved.penalty_ == rescored["text2tracks-hybrid"]["penalty"]
+    no_hybrid = tmp_path / "no-hybrid"
+    no_hybrid.mkdir()
+    (no_hybrid / "artifact").symlink_to(out / "artifact", target_is_directory=True)
+    argv = [*benchmark_argv(playlists, no_hybrid), "--reuse-ids", "--reuse-model"]
+    assert benchmark.main([*argv, "--hybrid-views", ""]) == 0
+    assert (
+        "text2tracks-hybrid" not in json.loads((no_hybrid / "results.json").read_text())["systems"]
+    )
 
 
 def test_hybrid_views_default_to_title_knn_when_it_runs_and_are_checked_before_training(tmp_path):
