@@ -51,15 +51,9 @@ def _negative_row(
     views: ProductViews, prompts: _NegativeSet, w: float, config: DiffusionBenchConfig
 ) -> dict[str, Any]:
     """One point of the curve: both views' share and Hits@k, without and with the negatives."""
-    sub, negatives, relevant, share = (
-        prompts.sub,
-        prompts.negatives,
-        prompts.relevant,
-        prompts.share,
-    )
-    k = config.k
+    sub, k = prompts.sub, config.k
     row: dict[str, Any] = {"w": w}
-    for label, negative in (("without", None), ("with", negatives)):
+    for label, negative in (("without", None), ("with", prompts.negatives)):
         latents = views.latents(
             sub.prompts,
             negative_prompt=negative,
@@ -80,9 +74,9 @@ def _negative_row(
         }
         for view, items in ranked.items():
             items = views.vocab_items(items)
-            row[f"{view}_share_{label}"] = share(items)
+            row[f"{view}_share_{label}"] = prompts.share(items)
             row[f"{view}_hits_{label}"] = float(
-                per_prompt_metric(items, relevant, "hits", k).mean()
+                per_prompt_metric(items, prompts.relevant, "hits", k).mean()
             )
     return row
 
@@ -169,12 +163,7 @@ def _negative_weight_curves(
     for every point: only the demotion of the fused candidates changes (the recommender's
     settings are restored afterwards)."""
     k, recommender = config.k, views.recommender
-    sub, negatives, relevant, share = (
-        prompts.sub,
-        prompts.negatives,
-        prompts.relevant,
-        prompts.share,
-    )
+    sub, negatives = prompts.sub, prompts.negatives
     options = {"guidance_weight": w, "n_samples": config.n_samples, "seed": config.seed + 7}
     plain = views.latents(sub.prompts, **options)
     guided = views.latents(sub.prompts, negative_prompt=negatives, **options)
@@ -183,7 +172,8 @@ def _negative_weight_curves(
     def measure(latents, negative, contrast=None) -> tuple[float, float]:
         ranked = views.hybrid_ranking(sub, k, latents=latents, negative=negative, contrast=contrast)
         items = views.vocab_items(ranked)
-        return share(items), float(per_prompt_metric(items, relevant, "hits", k).mean())
+        hits = per_prompt_metric(items, prompts.relevant, "hits", k)
+        return prompts.share(items), float(hits.mean())
 
     without = measure(plain, None)
     settings = recommender.hybrid_settings

@@ -317,20 +317,22 @@ class _Evaluation:
 
         config = _train_config(self.train_args, art, self.args.train, minutes)
         summary = train(config)
+        extra = {"train_seconds": summary.get("elapsed_s"), "steps": summary.get("steps")}
+        if "members" in summary:
+            extra["member_steps"] = [m.get("steps") for m in summary["members"]]
+        self.score(name, art, extra)
+        return summary
+
+    def score(self, name: str, art: Path, extra: dict) -> None:
+        """Score the model in ``art`` as ``name``: its rankings, ID figures and batched latency
+        join ``extra`` in the results."""
         ranked, seconds = self.rankings(art, self.args.diversity)
         extra = {
-            "train_seconds": summary.get("elapsed_s"),
-            "steps": summary.get("steps"),
-            **(
-                {"member_steps": [m.get("steps") for m in summary["members"]]}
-                if "members" in summary
-                else {}
-            ),
+            **extra,
             **id_token_figures(art),
             "latency_ms_per_prompt_batched": 1000 * seconds / max(1, len(self.prompts)),
         }
         self.record(name, ranked, extra)
-        return summary
 
 
 def run(args: argparse.Namespace, train_args: list[str]) -> dict[str, Any]:
@@ -442,10 +444,7 @@ def _run_main_model(evaluation: _Evaluation, artifact: Path) -> None:
     own order as ``text2tracks-beam-order``; its curve and summary go into the results."""
     args, results = evaluation.args, evaluation.results
     if args.reuse_model:
-        ranked, seconds = evaluation.rankings(artifact, args.diversity)
-        extra = {"reused": True, **id_token_figures(artifact)}
-        extra["latency_ms_per_prompt_batched"] = 1000 * seconds / max(1, len(evaluation.prompts))
-        evaluation.record("text2tracks", ranked, extra)
+        evaluation.score("text2tracks", artifact, {"reused": True})
         summary = {"reused": str(artifact)}
     else:
         summary = evaluation.train_and_score("text2tracks", artifact, args.budget_minutes)

@@ -94,16 +94,8 @@ class EnsembleMixin:
         self, texts, excluded, k, num_beams, first_index, stacklevel, diversity, seeds
     ):
         """``_generate`` for a recommender with members (the caller holds the lock)."""
-        first = MemberModel(
-            self.model,
-            self.tokenizer,
-            self.layout,
-            self.max_prompt_length,
-            self.max_seed_tracks,
-            self._seed_token_ids()
-            if seeds is not None and any(x is not None for x in seeds)
-            else None,
-        )
+        with_seeds = seeds is not None and any(x is not None for x in seeds)
+        first = self._own_member(self._seed_token_ids() if with_seeds else None)
         return search_ensemble(
             [first, *self.members],
             self.catalog,
@@ -118,15 +110,24 @@ class EnsembleMixin:
             stacklevel=stacklevel + 1,
         )
 
+    def _own_member(self, seed_tokens: np.ndarray | None = None) -> MemberModel:
+        """The recommender's own model as member 0 (``seed_tokens``: its seed table, when the
+        prompts carry seeds)."""
+        return MemberModel(
+            self.model,
+            self.tokenizer,
+            self.layout,
+            self.max_prompt_length,
+            self.max_seed_tracks,
+            seed_tokens,
+        )
+
     def _score_items(self, texts, items, first_index, stacklevel):
         """The search's score of each of ``items`` (catalogue indices ``(batch, n)``, ``-1``
         for none; NaN there) for ``texts``, over the model and its members (the caller holds
         the lock)."""
-        first = MemberModel(
-            self.model, self.tokenizer, self.layout, self.max_prompt_length, 0, None
-        )
         return score_ensemble(
-            [first, *self.members],
+            [self._own_member(), *self.members],
             self.catalog,
             texts,
             items,

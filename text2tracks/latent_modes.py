@@ -304,6 +304,8 @@ class LatentModesMixin:
         likelier under the negative than under the prompt."""
         import warnings
 
+        from text2tracks.candidate_pool import normalise_view
+
         rows = [i for i, t in enumerate(negatives) if t is not None]
         if not rows:
             return None
@@ -315,11 +317,8 @@ class LatentModesMixin:
             with self._lock, warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # truncation: the head's encoding warned
                 scores = self._score_items([negatives[i] for i in rows], sub, first_index, 1)
-            valid = sub >= 0
-            mean = np.nanmean(np.where(valid, scores, np.nan), axis=1, keepdims=True)
-            std = np.nanstd(np.where(valid, scores, np.nan), axis=1, keepdims=True)
-            z = (scores - mean) / np.where(std > 0, std, 1.0)
-            penalty[rows] = np.where(valid, weight * np.maximum(np.nan_to_num(z), 0.0), 0.0)
+            z = normalise_view(scores, "zscore")  # per prompt, over its candidates (NaN: none)
+            penalty[rows] = np.where(sub >= 0, weight * np.maximum(z, 0.0), 0.0)
             return penalty
 
         return contrast
