@@ -106,3 +106,37 @@ def test_the_default_comes_from_the_constructor_and_bad_values_are_refused(recom
     ]
     with pytest.raises(ValueError, match="diversity must be a finite number >= 0"):
         recommender.recommend("night drive", 5, diversity=-1)
+
+
+def test_only_the_first_depth_picks_are_charged_and_the_tail_keeps_the_beams_order():
+    rng = np.random.default_rng(1)
+    n, width = 30, 40
+    items = np.argsort(rng.random((n, 200)), axis=1)[:, :width]
+    scores = -np.sort(rng.exponential(size=(n, width)).cumsum(axis=1), axis=1)
+    groups = rng.integers(0, 3, size=(n, width))
+    full, _ = diversify(items, scores, groups, k=width, penalty=0.7, depth=width)
+    cut, cut_scores = diversify(items, scores, groups, k=width, penalty=0.7, depth=6)
+    # the head is the fully charged list's head; the rest are the others in the beam's order
+    assert np.array_equal(cut[:, :6], full[:, :6])
+    for row in range(n):
+        head = set(cut[row, :6].tolist())
+        assert cut[row, 6:].tolist() == [i for i in items[row].tolist() if i not in head]
+    assert not np.array_equal(cut, full)  # charging all 40 picks reorders the tail
+    assert (np.diff(cut_scores, axis=1) <= 1e-12).all()
+    # the tail's scores keep their differences (one shift per row)
+    tail_raw = np.array(
+        [
+            [s for i, s in zip(items[r], scores[r], strict=True) if i not in set(cut[r, :6])]
+            for r in range(n)
+        ]
+    )
+    assert np.allclose(np.diff(cut_scores[:, 6:], axis=1), np.diff(tail_raw, axis=1))
+    with pytest.raises(ValueError, match="depth must be a positive integer"):
+        diversify(items, scores, groups, k=5, penalty=0.7, depth=0)
+
+
+def test_candidates_scored_minus_infinity_are_never_picked_twice():
+    items = np.array([[1, 2, 3, 4]])
+    scores = np.array([[0.0, -np.inf, -np.inf, -np.inf]])
+    picked, _ = diversify(items, scores, np.array([[0, 0, 1, 1]]), k=4, penalty=0.5, depth=4)
+    assert sorted(picked[0].tolist()) == [1, 2, 3, 4]
