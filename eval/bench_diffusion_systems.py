@@ -21,6 +21,7 @@ from eval.metrics import evaluate_rankings, paired_bootstrap_diff, relevant_item
 
 COMPARISONS = (
     ("hybrid", "generative"),
+    ("generative", "generative-beam-order"),
     ("hybrid-gated", "hybrid"),
     ("latent-only", "latent-regressor"),
     ("hybrid", "hybrid-regressor"),
@@ -89,6 +90,7 @@ def fit_fusions(
             k=config.k,
             batch_size=len(val.texts),
             seed=config.seed,
+            item_groups=views.recommender.trie.item_nodes[0],
         )
 
     fixed, fixed_summary = fit(val.latents, "fixed", "hits")
@@ -118,10 +120,25 @@ def save_fusion_to_run(out_dir: Path, fusions: Fusions, settings, n_prompts: int
 def system_rankings(
     views: ProductViews, test: Gathered, fusions: Fusions, config: DiffusionBenchConfig, w: float
 ) -> dict[str, np.ndarray]:
-    """Each system's top k of the test prompts, in vocabulary indices ``(n, k)``."""
+    """Each system's top k of the test prompts, in vocabulary indices ``(n, k)``.
+
+    ``generative`` is what the API's generative mode answers (the beam's candidates spread over
+    first codes with the recommender's ``diversity``, :func:`text2tracks.generative.diversify`),
+    ``generative-beam-order`` the beam's own top k, the list hybrid mode starts from."""
+    from text2tracks.generative import diversify
+
     k = config.k
+    groups = views.recommender.trie.item_nodes[0]
+    spread, _ = diversify(
+        test.beam_items,
+        test.beam_scores,
+        groups[test.beam_items],
+        k,
+        views.recommender.diversity,
+    )
     rankings = {
-        "generative": test.beam_items[:, :k],
+        "generative": spread,
+        "generative-beam-order": test.beam_items[:, :k],
         "latent-only": views.latent_ranking(test.latents, k),
         "latent-regressor": views.latent_ranking(test.regressor, k),
         "hybrid": views.hybrid_ranking(test, k, fusions.fixed),
@@ -154,7 +171,12 @@ def system_extras(
     alphas = gate.alphas(candidates, prompt_features(candidates, test.latents, test.texts))
     head_config = views.recommender.diffusion_head.config
     return {
-        "generative": {"candidates": test.beam_items.shape[1], "beams": beam_width(config, views)},
+        "generative": {
+            "candidates": test.beam_items.shape[1],
+            "beams": beam_width(config, views),
+            "diversity": views.recommender.diversity,
+        },
+        "generative-beam-order": {"candidates": test.beam_items.shape[1], "diversity": 0.0},
         "latent-only": {
             "encoder": encoder,
             "n_samples": config.n_samples,
@@ -164,6 +186,8 @@ def system_extras(
         "latent-regressor": {"encoder": encoder},
         "hybrid": {
             "alpha": fixed.alpha,
+            "diversity": fixed.diversity,
+            "diversity_validation": {str(d): v for d, v in fixed.diversity_scores_.items()},
             "alpha_grid_validation": dict(
                 zip(map(float, fixed.grid_), map(float, fixed.grid_scores_), strict=True)
             ),
@@ -171,6 +195,7 @@ def system_extras(
         "hybrid-gated": {
             "alphas_test_mean": float(alphas.mean()),
             "fixed_alpha": gate.fixed_alpha_,
+            "diversity": gate.diversity,
         },
         "hybrid-regressor": {"alpha": fusions.fixed_regressor.alpha},
         "latent-only-mean": {

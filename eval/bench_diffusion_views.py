@@ -214,6 +214,7 @@ class ProductViews:
             (views.beam_items, views.beam_scores),
             negative,
             contrast,
+            self.recommender.trie.item_nodes[0],
         )[0]
 
     def candidates(self, views: Gathered, k: int, latents=None):
@@ -230,6 +231,7 @@ class ProductViews:
             latent_k=settings.latent_k,
             pool=settings.pool,
             k=k,
+            item_groups=self.recommender.trie.item_nodes[0],
         )
 
 

@@ -401,6 +401,7 @@ def test_the_benchmark_scores_every_system_and_writes_its_files(tiny_run):
     report = tiny_run.report
     assert set(report["systems"]) == {
         "generative",
+        "generative-beam-order",
         "latent-only",
         "latent-regressor",
         "hybrid",
@@ -412,6 +413,16 @@ def test_the_benchmark_scores_every_system_and_writes_its_files(tiny_run):
         # recall@10 <= hits@10 per prompt (a prompt recalls nothing without a hit)
         assert system["recall@10"] <= system["hits@10"]
         assert system["n_prompts"] == len(tiny_run.prompts)
+    # generative mode as the API answers (spread over first codes), and the beam's own order
+    from text2tracks.fusion import DIVERSITY_GRID
+    from text2tracks.modeling import DEFAULT_DIVERSITY
+
+    assert report["systems"]["generative"]["diversity"] == DEFAULT_DIVERSITY
+    assert report["systems"]["generative-beam-order"]["diversity"] == 0.0
+    # the fused list's penalty is fitted with the blend, among the grid
+    hybrid = report["systems"]["hybrid"]
+    assert hybrid["diversity"] in DIVERSITY_GRID
+    assert set(hybrid["diversity_validation"]) == {str(d) for d in DIVERSITY_GRID}
     on_disk = json.loads((tiny_run.out / "diffusion.json").read_text())
     assert on_disk["inversion"]["curves"]["mean"] == report["inversion"]["curves"]["mean"]
     assert on_disk["inversion"]["joint"]["target"] == report["inversion"]["joint"]["target"]

@@ -12,7 +12,7 @@ Arrays use ``-1`` for "no item" and NaN for "no score".
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -31,6 +31,8 @@ class Candidates:
         generative: (batch, n) beam log-probs, NaN where the beam did not return the item.
         latent: (batch, n) pooled latent similarities, NaN where unknown.
         beam_rank / latent_rank: (batch, n) 0-based rank within each view, -1 where absent.
+        groups: (batch, n) int64 first ID code of each candidate (-1 for padding), what a
+            fusion's ``diversity`` spreads the list over (:func:`with_groups`); None if unset.
     """
 
     items: np.ndarray
@@ -38,6 +40,7 @@ class Candidates:
     latent: np.ndarray
     beam_rank: np.ndarray
     latent_rank: np.ndarray
+    groups: np.ndarray | None = None
 
     def __len__(self) -> int:
         return self.items.shape[0]
@@ -49,7 +52,19 @@ class Candidates:
             self.latent[rows],
             self.beam_rank[rows],
             self.latent_rank[rows],
+            None if self.groups is None else self.groups[rows],
         )
+
+
+def with_groups(candidates: Candidates, item_groups: np.ndarray | None) -> Candidates:
+    """``candidates`` with each one's group, ``item_groups[item]`` (a catalogue's first-level
+    trie node per item, as :func:`text2tracks.generative.diversify` groups the beam's list);
+    ``None`` leaves them as they are."""
+    if item_groups is None:
+        return candidates
+    item_groups = np.asarray(item_groups, dtype=np.int64)
+    groups = np.where(candidates.items >= 0, item_groups[np.maximum(candidates.items, 0)], -1)
+    return replace(candidates, groups=groups)
 
 
 def _np(x: Any, dtype) -> np.ndarray | None:
@@ -184,22 +199,44 @@ def blend(
 
 
 def top_k(
-    candidates: Candidates, scores: np.ndarray, k: int, exclude: list[set[int]] | None = None
+    candidates: Candidates,
+    scores: np.ndarray,
+    k: int,
+    exclude: list[set[int]] | None = None,
+    diversity: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The best ``k`` candidates by ``scores``: ``(items (batch, k), scores (batch, k))``, -1 / -inf padded."""
+    """The best ``k`` candidates by ``scores``: ``(items (batch, k), scores (batch, k))``, -1 / -inf
+    padded. ``diversity`` > 0 picks the first answers as the generative list does
+    (:func:`text2tracks.generative.diversify` over ``candidates.groups``; the scores returned are
+    then the adjusted ones)."""
     scores = np.array(scores, dtype=np.float64)
     if exclude:
         for b, ex in enumerate(exclude):
             if ex:
                 scores[b, np.isin(candidates.items[b], list(ex))] = -np.inf
-    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    width = k if diversity <= 0 else scores.shape[1]
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :width]
     items = np.take_along_axis(candidates.items, order, 1)
     top = np.take_along_axis(scores, order, 1)
-    items = np.where(np.isfinite(top), items, -1)
     if items.shape[1] < k:
         pad = k - items.shape[1]
         items = np.pad(items, ((0, 0), (0, pad)), constant_values=-1)
         top = np.pad(top, ((0, 0), (0, pad)), constant_values=-np.inf)
+        order = np.pad(order, ((0, 0), (0, pad)), constant_values=-1)
+    if diversity > 0:
+        if candidates.groups is None:
+            raise ValueError(
+                f"this fusion spreads its list over first ID codes (diversity={diversity}) but "
+                "the candidates carry no groups; gather them with item_groups (the catalogue's "
+                "first-level trie nodes, e.g. Text2Tracks.trie.item_nodes[0])"
+            )
+        from text2tracks.generative import diversify
+
+        groups = np.where(
+            order >= 0, np.take_along_axis(candidates.groups, np.maximum(order, 0), 1), -1
+        )
+        items, top = diversify(items, top, groups, k, diversity)
+    items = np.where(np.isfinite(top), items, -1)
     return items, top
 
 
@@ -260,4 +297,5 @@ __all__ = [
     "normalise_view",
     "pool_candidates",
     "top_k",
+    "with_groups",
 ]

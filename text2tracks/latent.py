@@ -317,6 +317,7 @@ def rank_latent_batch(
     beam: tuple[np.ndarray, np.ndarray] | None = None,
     negative: np.ndarray | None = None,
     contrast=None,
+    item_groups: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Item indices and scores ``(batch, k)`` of the latent mode (faiss around ``latents``) or the
     hybrid mode (``beam``'s candidates and the latents' pooled, fused by ``fusion``).
@@ -326,7 +327,9 @@ def rank_latent_batch(
     (:func:`text2tracks.candidate_pool.negative_penalty`); the latent mode ignores it, its
     latents being guided away from the negative already. ``contrast`` (hybrid only): a function
     of the pooled candidates' items ``(batch, n)`` giving a further penalty ``(batch, n)`` (the
-    negative prompt's guidance of the beam's view, ``settings.negative_contrast``)."""
+    negative prompt's guidance of the beam's view, ``settings.negative_contrast``).
+    ``item_groups`` (hybrid): each item's first ID code, which the fusion's ``diversity``
+    spreads its list over."""
     from text2tracks.candidate_pool import negative_penalty
     from text2tracks.hybrid import fuse, gather_candidates
     from text2tracks.rerank import rerank
@@ -354,6 +357,7 @@ def rank_latent_batch(
         pool=settings.pool,
         k=k,
         exclude=exclude_sets,
+        item_groups=item_groups,
     )
     penalty = None
     if negative is not None:

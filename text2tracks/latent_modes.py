@@ -292,6 +292,7 @@ class LatentModesMixin:
             beam,
             negative,
             contrast,
+            self.trie.item_nodes[0],
         )
 
     def _negative_contrast(self, texts, negatives, first_index):

@@ -35,6 +35,7 @@ from text2tracks.candidate_pool import (
     normalise_view,
     pool_candidates,
     top_k,
+    with_groups,
 )
 from text2tracks.fusion import (
     FEATURE_NAMES,
@@ -70,6 +71,7 @@ def rerank(
     exclude: list[set[int]] | None = None,
     negative_latents: Any = None,
     negative_weight: float = 1.0,
+    item_groups: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Rank items per prompt: ``(item_indices (batch, k), scores (batch, k))``, -1 padded.
 
@@ -86,6 +88,8 @@ def rerank(
         negative_latents: hybrid only: (batch, [n_samples,] dim) latents of each prompt's
             negative prompt (NaN rows: none). Every pooled candidate, the beam's too, loses
             ``negative_weight`` times its :func:`negative_penalty` before the top k is taken.
+        item_groups: hybrid only: each item's first ID code (``trie.item_nodes[0]``), needed by
+            a fusion whose ``diversity`` is above 0.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -110,12 +114,15 @@ def rerank(
     cands = pool_candidates(
         beam_items, beam_scores, lat_items, lat_sims, latents, item_factors, pool
     )
+    cands = with_groups(cands, item_groups)
     fusion = fusion or FixedBlendFusion(0.5)
     features = prompt_features(cands, latents, prompts) if isinstance(fusion, GatedFusion) else None
     if negative_latents is None:
         return fusion.fuse(cands, k=k, features=features, exclude=exclude)
     penalty = negative_penalty(cands, negative_latents, item_factors, negative_weight, pool)
-    return top_k(cands, fusion.scores(cands, features=features) - penalty, k, exclude)
+    return top_k(
+        cands, fusion.scores(cands, features=features) - penalty, k, exclude, fusion.diversity
+    )
 
 
 __all__ = [
@@ -138,4 +145,5 @@ __all__ = [
     "prompt_features",
     "rerank",
     "top_k",
+    "with_groups",
 ]
