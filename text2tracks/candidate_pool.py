@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from text2tracks.latent_search import as_samples, latent_similarity
+from text2tracks.latent_search import as_samples, latent_candidates, latent_similarity
 
 NORMALISATIONS = ("zscore", "rank")
 
@@ -142,6 +142,33 @@ def pool_candidates(
             order = valid[np.argsort(-lat[b, valid], kind="stable")]
             lrank[b, order] = np.arange(order.size)
     return Candidates(items, gen, lat, brank, lrank)
+
+
+def gather_candidates(
+    beam_items: np.ndarray,
+    beam_scores: np.ndarray,
+    latents: np.ndarray,
+    item_factors: np.ndarray,
+    *,
+    index=None,
+    latent_k: int = 100,
+    pool: str = "max",
+    k: int = 1,
+    exclude: list[set[int]] | None = None,
+    item_groups: np.ndarray | None = None,
+) -> Candidates:
+    """Both views' candidates, pooled: the beam's ``(batch, kb)`` items and log-probs, and faiss
+    around the latents ``(batch, n_samples, dim)`` (``max(k, latent_k)`` per sample). The latent
+    similarity is computed exactly for every pooled candidate, beam-only items included.
+    ``item_groups``: each catalogue item's first-level trie node (``trie.item_nodes[0]``), which
+    a fusion's ``diversity`` spreads the list over."""
+    lat_items, lat_sims = latent_candidates(
+        latents, item_factors, max(int(k), int(latent_k)), index, pool, exclude
+    )
+    candidates = pool_candidates(
+        beam_items, beam_scores, lat_items, lat_sims, latents, item_factors, pool
+    )
+    return with_groups(candidates, item_groups)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -293,6 +320,7 @@ __all__ = [
     "NORMALISATIONS",
     "Candidates",
     "blend",
+    "gather_candidates",
     "negative_penalty",
     "normalise_view",
     "pool_candidates",

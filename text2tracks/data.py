@@ -163,6 +163,9 @@ class Seq2SeqPairs:
             title is dropped (its length counts for ``bucket_batches``).
         seed_width: encoder tokens per seed, for ``bucket_batches`` (``None``: depth; 1 when the
             model reads one token per seed).
+        seed_cf, seed_cf_weight: with ``seeds``: per playlist, its CF fold-in list
+            (:func:`text2tracks.cf_targets.cf_lists`), and the probability that a seeded target
+            is drawn from it instead of the playlist's own tracks (0: off).
 
     Item ``i`` of the dataset is ``(playlist_index, item_index)``, and with ``seeds``
     ``(playlist_index, item_index, seed_items, with_title)``; :class:`Seq2SeqCollator` turns a
@@ -189,6 +192,8 @@ class Seq2SeqPairs:
         own_tracks: Sequence[Sequence[int]] | Ragged | None = None,
         blank_prompt_ids: np.ndarray | None = None,
         seed_width: int | None = None,
+        seed_cf=None,
+        seed_cf_weight: float = 0.0,
     ) -> None:
         sid_token_ids = check_draw_options(
             prompt_ids,
@@ -221,10 +226,20 @@ class Seq2SeqPairs:
         self.shuffle = bool(shuffle)
         self._init_pairs(relevant, popularity_power, item_counts, target_weights)
         self.seed_draw = None
+        if not 0 <= seed_cf_weight <= 1:
+            raise ValueError(f"seed_cf_weight must be in [0, 1], got {seed_cf_weight!r}")
+        if seed_cf_weight and (seeds is None or seed_cf is None):
+            raise ValueError("seed_cf_weight > 0 needs seeds and seed_cf (the CF lists)")
+        self.seed_cf, self.seed_cf_weight = seed_cf, float(seed_cf_weight)
         if seeds is not None:
             self._init_seeds(
                 seeds, relevant if own_tracks is None else own_tracks, blank_prompt_ids
             )
+            if seed_cf is not None and len(seed_cf) != len(self.prompt_ids):
+                raise ValueError(
+                    f"seed_cf must have one list per playlist, got {len(seed_cf)} for "
+                    f"{len(self.prompt_ids)}"
+                )
         self.epoch = -1
         self.set_epoch(0)
 
@@ -300,8 +315,11 @@ class Seq2SeqPairs:
             self.epoch_seeds = draw_seeds(self.own_indptr, self.own_items, self.seed_draw, seed_rng)
             keep = ~self.epoch_seeds.has_seeds[playlist]
             seeded = seeded_targets(self.epoch_seeds, self.targets_per_playlist, seed_rng)
+            seeded_items = self.own_items[seeded]
+            if self.seed_cf_weight:
+                seeded_items = self._cf_targets(seeded, seed_rng)
             playlist = np.concatenate([playlist[keep], self.own_playlist[seeded]])
-            item = np.concatenate([item[keep], self.own_items[seeded]])
+            item = np.concatenate([item[keep], seeded_items])
             self._length = int(playlist.size)
         if self.shuffle:
             if self.group_size > 1 or self.bucket_batches:
@@ -312,6 +330,21 @@ class Seq2SeqPairs:
         self.example_playlist = playlist
         self.example_item = item
         self.epoch = int(epoch)
+
+    def _cf_targets(self, seeded: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """The seeded targets (own pairs ``seeded``), each drawn from its playlist's CF list
+        with probability ``seed_cf_weight`` (never one of the epoch's seeds)."""
+        n_items = len(self.sid_token_ids)
+        is_seed = self.epoch_seeds.is_seed
+        seed_keys = self.own_playlist[is_seed] * n_items + self.own_items[is_seed]
+        return self.seed_cf.mix(
+            self.own_playlist[seeded],
+            self.own_items[seeded],
+            self.seed_cf_weight,
+            seed_keys,
+            n_items,
+            rng,
+        ).astype(self.own_items.dtype)
 
     def _draw_targets(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """The epoch's (playlist, item) pairs, as indices into ``self.items``, and their

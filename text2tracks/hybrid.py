@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from text2tracks.candidate_pool import gather_candidates
 from text2tracks.rerank import (
     FEATURE_NAMES,
     FUSION_METRICS,
@@ -40,12 +41,9 @@ from text2tracks.rerank import (
     blend,
     build_index,
     fusion_from_dict,
-    latent_candidates,
     per_prompt_metric,
-    pool_candidates,
     prompt_features,
     top_k,
-    with_groups,
 )
 
 FUSION_NAME = "fusion.json"
@@ -251,33 +249,6 @@ def catalogue_factors(
 
 
 # ------------------------------------------------------------------------------------ candidates
-
-
-def gather_candidates(
-    beam_items: np.ndarray,
-    beam_scores: np.ndarray,
-    latents: np.ndarray,
-    item_factors: np.ndarray,
-    *,
-    index=None,
-    latent_k: int = 100,
-    pool: str = "max",
-    k: int = 1,
-    exclude: list[set[int]] | None = None,
-    item_groups: np.ndarray | None = None,
-) -> Candidates:
-    """Both views' candidates, pooled: the beam's ``(batch, kb)`` items and log-probs, and faiss
-    around the latents ``(batch, n_samples, dim)`` (``max(k, latent_k)`` per sample). The latent
-    similarity is computed exactly for every pooled candidate, beam-only items included.
-    ``item_groups``: each catalogue item's first-level trie node (``trie.item_nodes[0]``), which
-    a fusion's ``diversity`` spreads the list over."""
-    lat_items, lat_sims = latent_candidates(
-        latents, item_factors, max(int(k), int(latent_k)), index, pool, exclude
-    )
-    candidates = pool_candidates(
-        beam_items, beam_scores, lat_items, lat_sims, latents, item_factors, pool
-    )
-    return with_groups(candidates, item_groups)
 
 
 def fuse(

@@ -87,6 +87,11 @@ class TrainConfig:
             title and of seeds drawn as a random subset rather than the first tracks.
         seed_next_window: with seeds drawn as a prefix, only the next this-many tracks are its
             targets (1: TIGER's next item); 0: any other track of the playlist.
+        seed_cf_weight: with seeds, the probability that a target is drawn from the playlist's
+            CF fold-in list (:mod:`text2tracks.cf_targets`: the items the ALS item factors rank
+            highest for the whole playlist, in proportion to their scores) instead of its own
+            other tracks; 0: own tracks only.
+        seed_cf_top: the length of that list.
         seed_encoding: how the encoder reads a seed: ``"item"``, one position whose embedding
             is the sum of its ID tokens' (:mod:`text2tracks.seed_embedding`), or ``"codes"``,
             its ``depth`` ID tokens (TIGER). Recorded with the model.
@@ -147,6 +152,8 @@ class TrainConfig:
     seed_title_drop: float = 0.3
     seed_random_subset: float = 0.3
     seed_next_window: int = 0
+    seed_cf_weight: float = 0.0
+    seed_cf_top: int = 100
     seed_encoding: str = field(default=DEFAULT_SEED_ENCODING, metadata={"choices": SEED_ENCODINGS})
     normalize_prompts: bool = True
     num_workers: int = 0
@@ -237,6 +244,10 @@ class TrainConfig:
     def _check_seed_options(self) -> None:
         """seed_prob and the frozen encoder, and the seed draw's own checks under our names."""
         check_seed_encoding(self.seed_encoding)
+        if isinstance(self.seed_cf_weight, bool) or not 0 <= self.seed_cf_weight <= 1:
+            raise ValueError(f"seed_cf_weight must be in [0, 1], got {self.seed_cf_weight!r}")
+        if isinstance(self.seed_cf_top, bool) or self.seed_cf_top < 1:
+            raise ValueError(f"seed_cf_top must be a positive integer, got {self.seed_cf_top!r}")
         if self.seed_prob and self.model.freeze_encoder:
             raise ValueError(
                 "seed_prob > 0 needs a trainable encoder: it reads seeds as semantic-ID tokens, "

@@ -236,21 +236,14 @@ def build_examples(
         config.normalize_prompts,
     )
     train_targets, target_weights = targets or playlist_targets(config, data, log)
-    seeds = config.seed_draw()
     blank = encode_prompts(tokenizer, [""], config.model.max_prompt_length)[0]
     seed_token_ids = sid_token_ids if seed_token_ids is None else seed_token_ids
-    if seeds is not None:
-        check_seed_room(config, seed_token_ids.shape[1])
-    seed_options = (
-        {}
-        if seeds is None
-        else dict(
-            seeds=seeds,
-            own_tracks=data["train_relevant"],
-            blank_prompt_ids=blank,
-            seed_width=seed_token_ids.shape[1],
+    seed_options = _seed_options(config, data, blank, seed_token_ids.shape[1])
+    train_seed_options = dict(seed_options)
+    if seed_options and config.seed_cf_weight:
+        train_seed_options.update(
+            seed_cf=seed_cf_lists(config, data, log), seed_cf_weight=config.seed_cf_weight
         )
-    )
     train_pairs = Seq2SeqPairs(
         train_prompts,
         train_targets,
@@ -264,7 +257,7 @@ def build_examples(
         group_size=config.targets_per_prompt_group,
         bucket_batches=config.length_bucket_window,
         batch_size=config.batch_size,
-        **seed_options,
+        **train_seed_options,
     )
     if len(train_pairs) == 0:
         raise ValueError("no training examples: no training playlist holds a catalogue track")
@@ -288,10 +281,49 @@ def build_examples(
         f"{len(val['val_relevant'])} validation prompts ({val['n_val_skipped']} without "
         "catalogue tracks skipped)"
     )
-    if seeds is not None:
+    if seed_options:
         n_seeded = int(train_pairs.epoch_seeds.has_seeds.sum())
         log(f"seeds: {n_seeded} of {n_train} training playlists carry seeds in epoch 0")
     return {"train_pairs": train_pairs, "collate": collate, **val}
+
+
+def _seed_options(config: TrainConfig, data: dict, blank, seed_width: int) -> dict:
+    """``Seq2SeqPairs``' seed arguments (empty when the config draws no seeds)."""
+    seeds = config.seed_draw()
+    if seeds is None:
+        return {}
+    check_seed_room(config, seed_width)
+    return dict(
+        seeds=seeds,
+        own_tracks=data["train_relevant"],
+        blank_prompt_ids=blank,
+        seed_width=seed_width,
+    )
+
+
+def seed_cf_lists(config: TrainConfig, data: dict, log):
+    """The training playlists' CF fold-in lists (:func:`text2tracks.cf_targets.cf_lists`) over
+    the artifact's ALS item factors (``ART/cf/item_factors.npy``, rows in catalogue order)."""
+    import numpy as np
+
+    from semantic_ids.cf import ITEM_FACTORS_NAME
+    from text2tracks.cf_targets import cf_lists
+
+    started = time.perf_counter()
+    path = Path(config.artifact) / "cf" / ITEM_FACTORS_NAME
+    factors = np.load(path, allow_pickle=False)
+    if len(factors) != len(data["vocab"].item_ids):
+        raise ValueError(
+            f"{path} has {len(factors)} rows for a catalogue of {len(data['vocab'].item_ids)} "
+            "items: the CF factors and the catalogue come from different builds"
+        )
+    lists = cf_lists(data["train_relevant"], factors, top=config.seed_cf_top)
+    log(
+        f"seeds: CF fold-in lists for {len(lists)} playlists in "
+        f"{time.perf_counter() - started:.1f} s (top {config.seed_cf_top}, weight "
+        f"{config.seed_cf_weight})"
+    )
+    return lists
 
 
 def _validation_examples(
