@@ -24,6 +24,7 @@ import numpy as np
 from eval.bench_diffusion_config import DiffusionBenchConfig, log
 from eval.bench_diffusion_joint import joint_sets, joint_target_check, nearest_items
 from eval.bench_diffusion_pairs import (
+    hits_through_negative,
     negative_share,
     seed_similarity,
     select_negative_pairs,
@@ -143,6 +144,12 @@ def negative_prompt_curve(
         "negative_weight_curve": weights,
         "negative_contrast_curve": contrasts,
         "generative_share": share(views.vocab_items(sub.beam_items[:, : config.k])),
+        "hybrid_hits_through_negative": hits_through_negative(
+            views.vocab_items(views.hybrid_ranking(sub, config.k)),
+            relevant,
+            [p["negative_items"] for p in pairs for _ in p["prompt_indices"]],
+            config.k,
+        ),
         "default_w": w_default,
         "default_negative_weight": views.recommender.hybrid_settings.negative_weight,
         "target": {

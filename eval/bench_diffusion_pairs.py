@@ -246,6 +246,22 @@ def negative_share(items: np.ndarray, negative_items: np.ndarray, k: int) -> np.
     return np.isin(top, np.asarray(negative_items, dtype=np.int64)).sum(1) / float(k)
 
 
+def hits_through_negative(
+    items: np.ndarray, relevant: list[set[int]], negative_items: list[np.ndarray], k: int
+) -> float:
+    """Of the prompts whose top ``k`` holds a relevant item, the share whose every relevant item
+    there lies in that prompt's ``negative_items``: the hits that removing the negative's
+    tracks from the list would lose (before refilling it), so the floor that any control
+    halving the negative's share works against."""
+    hit = through = 0
+    for row, rel, neg in zip(np.asarray(items)[:, :k], relevant, negative_items, strict=True):
+        found = [int(i) for i in row if int(i) in rel]
+        if found:
+            hit += 1
+            through += bool(np.isin(found, neg).all())
+    return through / hit if hit else 0.0
+
+
 def seed_similarity(
     items: np.ndarray, item_factors: np.ndarray, seed_means: np.ndarray, k: int
 ) -> np.ndarray:

@@ -223,6 +223,12 @@ def _negative_lines(neg: dict) -> list[str]:
         f"target met at w = latent {neg['target']['latent']['met_at']}, "
         f"hybrid {neg['target']['hybrid']['met_at']}"
     )
+    through = neg.get("hybrid_hits_through_negative")
+    if through is not None:
+        lines.append(
+            f"of the prompts hybrid mode hits without a negative, {through:.1%} are hit only by "
+            "tracks in the negative's playlists (removing those tracks loses them)"
+        )
     for key in ("negative_weight", "negative_contrast"):
         rows = neg.get(f"{key}_curve")
         if not rows:

@@ -90,6 +90,14 @@ def test_seed_playlists_share_no_title_word_and_no_track():
 def test_shares_and_seed_similarity_against_brute_force():
     items = np.array([[1, 2, 3, -1], [4, 5, 6, 7]])
     assert negative_share(items, np.array([2, 3, 7]), k=4).tolist() == [0.5, 0.25]
+    from eval.bench_diffusion_pairs import hits_through_negative
+
+    negative = [np.array([2, 3, 7])] * 3
+    three = np.array([[1, 2, 3, -1], [4, 5, 6, 7], [8, 9, 10, 11]])
+    # prompt 0 is hit by 2 and 3 (both the negative's), prompt 1 by 4 and 7 (4 is not), prompt 2
+    # not at all: one of the two hit prompts is hit only through the negative's tracks
+    assert hits_through_negative(three, [{2, 3}, {4, 7}, {1}], negative, k=4) == 0.5
+    assert hits_through_negative(three, [{1}, {4}, {0}], negative, k=4) == 0.0
     rng = np.random.default_rng(0)
     factors = rng.normal(size=(8, 3)).astype(np.float32)
     means = rng.normal(size=(2, 3))
@@ -446,6 +454,7 @@ def test_hybrid_negatives_are_measured_per_negative_weight(tiny_run):
     assert contrast["negative_contrast"] == 1.0
     assert contrast["hybrid_share_without"] == rows[0]["hybrid_share_without"]
     assert "hybrid_by_negative_contrast" in negatives["target"]
+    assert 0.0 <= negatives["hybrid_hits_through_negative"] <= 1.0
 
 
 def test_the_edits_get_joint_at_k_beside_their_yardsticks(tiny_run):
