@@ -190,3 +190,27 @@ def test_teacher_targets_are_cached_memory_mapped_and_keyed(built, tmp_path):
     playlist_targets(config, data, log.append)
     assert len(list((artifact / TEACHER_CACHE).iterdir())) == 3
     assert all("title-kNN targets for" in line for line in log[2:])
+
+
+def test_training_refuses_ids_copied_without_their_manifest(built, tmp_path):
+    """Folders copied without text2tracks.json would train for an hour, then never load."""
+    import json
+    import shutil
+
+    from text2tracks.artifacts import ArtifactError
+    from training.seq2seq_config import TrainConfig
+    from training.seq2seq_data import load_training_data
+
+    root, artifact = built
+    bare = tmp_path / "bare"
+    for name in ("cf", "semantic_ids"):
+        shutil.copytree(artifact / name, bare / name)
+    config = TrainConfig(artifact=str(bare), playlists=str(root / "parquet"))
+    with pytest.raises(ArtifactError, match="has no text2tracks.json: build the semantic IDs"):
+        load_training_data(config, lambda *_: None)
+    # a manifest that lists only another component: named, with the fix
+    manifest = json.loads((artifact / "text2tracks.json").read_text())
+    manifest["components"] = {"cf": manifest["components"]["cf"]}
+    (bare / "text2tracks.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match="lists no 'semantic_ids' component; build the"):
+        load_training_data(config, lambda *_: None)

@@ -45,6 +45,7 @@ def load_training_data(config: TrainConfig, log=print):
     from semantic_ids.interactions import ItemVocab
 
     artifact = Path(config.artifact)
+    check_ids_built(artifact)
     vocab = ItemVocab.load(artifact / CF_COMPONENT)
     catalog = SemanticIDCatalog.load(artifact / CATALOG_COMPONENT / "catalog")
     if tuple(catalog.item_ids) != tuple(vocab.item_ids):
@@ -64,6 +65,24 @@ def load_training_data(config: TrainConfig, log=print):
         f"validation, read and matched to the catalogue in {time.perf_counter() - started:.1f} s"
     )
     return {"catalog": catalog, "vocab": vocab, **sides}
+
+
+def check_ids_built(artifact: Path) -> None:
+    """Refuse, before anything trains, an artifact whose manifest does not list the CF and
+    semantic-ID components (e.g. their folders copied without ``text2tracks.json``): the model
+    would train, then never load."""
+    from text2tracks.artifacts import MANIFEST_NAME, ArtifactError, component_dir, read_manifest
+
+    if not (artifact / MANIFEST_NAME).is_file():
+        raise ArtifactError(
+            f"{artifact} has no {MANIFEST_NAME}: build the semantic IDs first (text2tracks "
+            "build-ids), or copy the manifest with the cf/ and semantic_ids/ folders"
+        )
+    manifest = read_manifest(artifact)
+    for name in (CF_COMPONENT, CATALOG_COMPONENT):
+        component_dir(
+            artifact, manifest, name, "build the semantic IDs first (text2tracks build-ids)"
+        )
 
 
 def _columnar_sides(artifact: Path, playlists, index: dict) -> dict:
