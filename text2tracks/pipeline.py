@@ -43,6 +43,9 @@ Decisions on input (each tested in ``tests/test_pipeline.py``; the latent and hy
   (``None``: the constructor's, else ``DEFAULT_DIVERSITY``). The ``k`` tracks are picked from
   all the beam's finished IDs, each charged this much log-probability per earlier pick under
   the same first code, and ``score`` is that adjusted log-probability; 0 gives the beam's top k.
+  Only the first ``DIVERSITY_DEPTH`` (10) picks are charged; a longer list goes on in the
+  beam's order. Hybrid mode spreads its fused list with its fusion's own fitted penalty
+  (``fusion.diversity``) instead.
 - ``mode``: ``"generative"`` (constrained beam search, the default); ``"latent"`` (query latents
   sampled from the diffusion head, faiss search around each over the catalogue's CF item
   factors, candidates pooled); ``"hybrid"`` (beam candidates and latent candidates pooled, their
