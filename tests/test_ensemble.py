@@ -258,6 +258,13 @@ def test_training_members_side_by_side_and_stale_members_are_removed(tmp_path):
             warnings.simplefilter("ignore")
             recs = recommender.recommend(["rock", "jazz"], k=3)
         assert all(len(r) == 3 for r in recs)
+        # member 1 trained by itself draws with the seed it had beside member 0 (seed + 1):
+        # the same weights, so a member can be retrained or resumed alone
+        together = {n: t.clone() for n, t in b.items()}
+        alone = [*base, "--members", "2", "--member", "1", "--num-threads", "1"]
+        train(config_from_args(build_parser().parse_args(alone)))
+        again = Text2Tracks.from_pretrained(artifact, device="cpu").members[0].model.state_dict()
+        assert all(torch.allclose(together[n], again[n], atol=1e-6) for n in together)
         # a member index outside the ensemble is refused
         with pytest.raises(ValueError, match="member must be below members"):
             config_from_args(build_parser().parse_args([*base, "--members", "1", "--member", "1"]))

@@ -28,7 +28,9 @@ def remove_stale_members(config: TrainConfig) -> None:
 
 def train_members(config: TrainConfig, train_one: Callable[[TrainConfig], dict]) -> dict[str, Any]:
     """Train ``config.members`` models, member ``i`` with seed ``seed + i`` (one model when
-    ``members`` is 1, or only member ``config.member`` when it is not 0).
+    ``members`` is 1, or only member ``config.member`` when it is not 0, with the same seed
+    ``seed + member`` as when all train, so that training or resuming it alone gives the same
+    member).
 
     On one machine they run at the same time, members 1.. in spawned processes and member 0 in
     this one, each on ``num_threads`` CPU threads (default: this process's CPUs divided among
@@ -43,8 +45,10 @@ def train_members(config: TrainConfig, train_one: Callable[[TrainConfig], dict])
 
     if config.member == 0:
         remove_stale_members(config)
-    if config.members == 1 or config.member != 0:  # one model, or one member by itself
+    if config.members == 1:
         return train_one(config)
+    if config.member != 0:  # one member by itself: the seed it draws with in the full run
+        return train_one(dataclasses.replace(config, seed=config.seed + config.member))
     n = config.members
     threads = config.num_threads or max(1, len(os.sched_getaffinity(0)) // n)
     configs = [
