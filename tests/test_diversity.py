@@ -31,12 +31,17 @@ def test_zero_penalty_keeps_the_beams_order():
     assert items.tolist() == [[10, 11, 12]] and np.array_equal(scores, SCORES[:, :3])
 
 
-def test_picks_are_distinct_non_increasing_and_a_shorter_list_is_the_head_of_a_longer_one():
-    rng = np.random.default_rng(0)
-    n, width = 50, 20
-    items = np.argsort(rng.random((n, 100)), axis=1)[:, :width]
+def _random_beams(seed: int, n: int, width: int, n_items: int, n_groups: int):
+    """``n`` rows of ``width`` distinct items with decreasing scores, in ``n_groups`` groups."""
+    rng = np.random.default_rng(seed)
+    items = np.argsort(rng.random((n, n_items)), axis=1)[:, :width]
     scores = -np.sort(rng.exponential(size=(n, width)).cumsum(axis=1), axis=1)
-    groups = rng.integers(0, 4, size=(n, width))
+    return items, scores, rng.integers(0, n_groups, size=(n, width))
+
+
+def test_picks_are_distinct_non_increasing_and_a_shorter_list_is_the_head_of_a_longer_one():
+    width = 20
+    items, scores, groups = _random_beams(0, 50, width, 100, 4)
     long_items, long_scores = diversify(items, scores, groups, k=width, penalty=0.7)
     short_items, short_scores = diversify(items, scores, groups, k=5, penalty=0.7)
     assert np.array_equal(short_items, long_items[:, :5])
@@ -109,11 +114,8 @@ def test_the_default_comes_from_the_constructor_and_bad_values_are_refused(recom
 
 
 def test_only_the_first_depth_picks_are_charged_and_the_tail_keeps_the_beams_order():
-    rng = np.random.default_rng(1)
     n, width = 30, 40
-    items = np.argsort(rng.random((n, 200)), axis=1)[:, :width]
-    scores = -np.sort(rng.exponential(size=(n, width)).cumsum(axis=1), axis=1)
-    groups = rng.integers(0, 3, size=(n, width))
+    items, scores, groups = _random_beams(1, n, width, 200, 3)
     full, _ = diversify(items, scores, groups, k=width, penalty=0.7, depth=width)
     cut, cut_scores = diversify(items, scores, groups, k=width, penalty=0.7, depth=6)
     # the head is the fully charged list's head; the rest are the others in the beam's order
