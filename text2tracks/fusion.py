@@ -355,6 +355,36 @@ class GatedFusion:
         }
 
 
+def fuse(
+    fusion: FixedBlendFusion | GatedFusion,
+    candidates: Candidates,
+    k: int,
+    *,
+    latents: np.ndarray | None = None,
+    prompts: list[str] | None = None,
+    exclude: list[set[int]] | None = None,
+    penalty: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The best ``k`` candidates by the fused score: ``(items (batch, k), scores (batch, k))``.
+
+    A :class:`GatedFusion` computes its per-prompt features from the candidates, the latents
+    and the prompts (the same ones it was fitted with). ``penalty`` ``(batch, n)`` is taken off
+    the fused scores first (a negative prompt's :func:`~text2tracks.candidate_pool.negative_penalty`).
+    """
+    features = (
+        prompt_features(candidates, latents, prompts) if isinstance(fusion, GatedFusion) else None
+    )
+    if penalty is None:
+        return fusion.fuse(candidates, k=k, features=features, exclude=exclude)
+    penalty = np.asarray(penalty, dtype=np.float64)
+    if penalty.shape != candidates.items.shape:
+        raise ValueError(
+            f"penalty must have the candidates' shape {candidates.items.shape}, got {penalty.shape}"
+        )
+    scores = fusion.scores(candidates, features=features) - penalty
+    return top_k(candidates, scores, k, exclude, fusion.diversity)
+
+
 def fusion_from_dict(payload: dict[str, Any]) -> FixedBlendFusion | GatedFusion:
     """Rebuild a fusion saved with ``to_dict`` (plain JSON, no pickle)."""
     kind = payload.get("kind")
@@ -383,6 +413,7 @@ __all__ = [
     "GatedFusion",
     "alpha_curves",
     "diversity_curves",
+    "fuse",
     "fusion_from_dict",
     "per_prompt_metric",
     "prompt_features",

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from text2tracks.candidate_pool import gather_candidates
+from text2tracks.fusion import fuse
 from text2tracks.rerank import (
     FEATURE_NAMES,
     FUSION_METRICS,
@@ -246,39 +247,6 @@ def catalogue_factors(
         (position[t] for t in catalog_item_ids), dtype=np.int64, count=len(catalog_item_ids)
     )
     return np.ascontiguousarray(item_factors[rows], dtype=np.float32)
-
-
-# ------------------------------------------------------------------------------------ candidates
-
-
-def fuse(
-    fusion: Fusion,
-    candidates: Candidates,
-    k: int,
-    *,
-    latents: np.ndarray | None = None,
-    prompts: list[str] | None = None,
-    exclude: list[set[int]] | None = None,
-    penalty: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """The best ``k`` candidates by the fused score: ``(items (batch, k), scores (batch, k))``.
-
-    A :class:`GatedFusion` computes its per-prompt features from the candidates, the latents
-    and the prompts (the same ones it was fitted with). ``penalty`` ``(batch, n)`` is taken off
-    the fused scores first (a negative prompt's :func:`~text2tracks.candidate_pool.negative_penalty`).
-    """
-    features = (
-        prompt_features(candidates, latents, prompts) if isinstance(fusion, GatedFusion) else None
-    )
-    if penalty is None:
-        return fusion.fuse(candidates, k=k, features=features, exclude=exclude)
-    penalty = np.asarray(penalty, dtype=np.float64)
-    if penalty.shape != candidates.items.shape:
-        raise ValueError(
-            f"penalty must have the candidates' shape {candidates.items.shape}, got {penalty.shape}"
-        )
-    scores = fusion.scores(candidates, features=features) - penalty
-    return top_k(candidates, scores, k, exclude, fusion.diversity)
 
 
 # ------------------------------------------------------------------------------------ fitting

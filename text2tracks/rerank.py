@@ -31,6 +31,7 @@ import numpy as np
 from text2tracks.candidate_pool import (
     Candidates,
     blend,
+    gather_candidates,
     negative_penalty,
     normalise_view,
     pool_candidates,
@@ -43,6 +44,7 @@ from text2tracks.fusion import (
     FixedBlendFusion,
     GatedFusion,
     alpha_curves,
+    fuse,
     fusion_from_dict,
     per_prompt_metric,
     prompt_features,
@@ -105,23 +107,35 @@ def rerank(
     if mode == "generative":
         cands = pool_candidates(beam_items, beam_scores)
         return top_k(cands, np.where(cands.items >= 0, cands.generative, -np.inf), k, exclude)
-    lat_items, lat_sims = latent_candidates(
-        latents, item_factors, max(k, latent_k), index, pool, exclude
-    )
     if mode == "latent":
+        lat_items, lat_sims = latent_candidates(
+            latents, item_factors, max(k, latent_k), index, pool, exclude
+        )
         cands = pool_candidates(latent_items=lat_items, latent_scores=lat_sims)
         return top_k(cands, np.where(cands.items >= 0, cands.latent, -np.inf), k, exclude)
-    cands = pool_candidates(
-        beam_items, beam_scores, lat_items, lat_sims, latents, item_factors, pool
+    cands = gather_candidates(
+        beam_items,
+        beam_scores,
+        latents,
+        item_factors,
+        index=index,
+        latent_k=latent_k,
+        pool=pool,
+        k=k,
+        exclude=exclude,
+        item_groups=item_groups,
     )
-    cands = with_groups(cands, item_groups)
-    fusion = fusion or FixedBlendFusion(0.5)
-    features = prompt_features(cands, latents, prompts) if isinstance(fusion, GatedFusion) else None
-    if negative_latents is None:
-        return fusion.fuse(cands, k=k, features=features, exclude=exclude)
-    penalty = negative_penalty(cands, negative_latents, item_factors, negative_weight, pool)
-    return top_k(
-        cands, fusion.scores(cands, features=features) - penalty, k, exclude, fusion.diversity
+    penalty = None
+    if negative_latents is not None:
+        penalty = negative_penalty(cands, negative_latents, item_factors, negative_weight, pool)
+    return fuse(
+        fusion or FixedBlendFusion(0.5),
+        cands,
+        k,
+        latents=latents,
+        prompts=prompts,
+        exclude=exclude,
+        penalty=penalty,
     )
 
 
