@@ -326,6 +326,8 @@ def test_in_process_train_and_mismatched_playlists(artifact, tmp_path):
             "0",
             "--targets-per-playlist",
             "2",
+            "--subword-dropout",  # BPE-dropout on the way (tests/test_subword_dropout.py)
+            "0.2",
             *TINY_FLAGS,
         ]
     )

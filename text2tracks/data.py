@@ -42,47 +42,14 @@ API. Without seeds nothing changes: the same examples, in the same order, bit fo
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from collections.abc import Sequence
 
 import numpy as np
 
 from text2tracks.pair_options import check_draw_options, check_int, cumulative_weights
+from text2tracks.prompt_tokens import encode_prompts, normalize_prompt  # noqa: F401 (re-exported)
 from text2tracks.ragged import Ragged, as_ragged
 from text2tracks.seed_draw import SeedDraw, draw_seeds, seeded_targets
-
-_SPACES = re.compile(r"\s+")
-# three or more single letters or digits separated by single spaces ("w o r k o u t")
-_SPACED_LETTERS = re.compile(r"(?<!\S)(?:\w ){2,}\w(?!\S)")
-
-
-def normalize_prompt(text: str) -> str:
-    """NFKC, lower-case (``casefold``), whitespace runs collapsed to one space, stripped, and
-    letters spelled out with spaces joined ("w o r k o u t" -> "workout", as the 2018 challenge
-    teams cleaned titles).
-
-    NFKC folds full-width letters and styled Unicode (𝓬𝓱𝓲𝓵𝓵 -> chill) into plain ones; emoji and
-    non-Latin scripts are kept. The same function must run at training and at inference.
-    """
-    text = _SPACES.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
-    return _SPACED_LETTERS.sub(lambda m: m.group(0).replace(" ", ""), text)
-
-
-def encode_prompts(
-    tokenizer, prompts: Sequence[str], max_length: int, normalize: bool = True
-) -> list[np.ndarray]:
-    """Token ids (int64, EOS-terminated, at most ``max_length``) of each prompt.
-
-    Distinct prompts are tokenized once: playlist titles repeat a lot ("chill", "workout").
-    """
-    texts = [normalize_prompt(p) if normalize else p for p in prompts]
-    unique = list(dict.fromkeys(texts))
-    encoded = tokenizer(unique, truncation=True, max_length=max_length, add_special_tokens=True)[
-        "input_ids"
-    ]
-    by_text = {t: np.asarray(ids, dtype=np.int64) for t, ids in zip(unique, encoded, strict=True)}
-    return [by_text[t] for t in texts]
 
 
 def seeded_prompt_ids(
@@ -301,6 +268,18 @@ class Seq2SeqPairs:
     def __len__(self) -> int:
         return self._length
 
+    def set_prompts(self, prompt_ids: Sequence[np.ndarray]) -> None:
+        """Replace every playlist's prompt token ids (e.g. an epoch's BPE-dropout segmentation,
+        :class:`text2tracks.prompt_tokens.SubwordDropout`); the next :meth:`set_epoch` draws
+        again, since the order of an epoch depends on prompt lengths."""
+        if len(prompt_ids) != len(self.prompt_ids):
+            raise ValueError(f"need {len(self.prompt_ids)} prompts, got {len(prompt_ids)}")
+        self.prompt_ids = list(prompt_ids)
+        self.prompt_length = np.fromiter(map(len, self.prompt_ids), np.int64, len(prompt_ids))
+        if self.prompt_key is not None:
+            self.prompt_key = prompt_keys(self.prompt_ids)
+        self.epoch = -1
+
     def set_epoch(self, epoch: int) -> None:
         """Draw the examples of ``epoch`` (deterministic in ``(seed, epoch)``)."""
         if epoch == self.epoch:
@@ -502,6 +481,11 @@ class Seq2SeqCollator:
             None if blank_prompt_ids is None else np.asarray(blank_prompt_ids, dtype=np.int64)
         )
         self.max_seed_tracks = max_seed_tracks
+
+    def set_prompts(self, prompt_ids: Sequence[np.ndarray]) -> None:
+        """Replace every playlist's prompt token ids (see :meth:`Seq2SeqPairs.set_prompts`)."""
+        self.prompt_ids = list(prompt_ids)
+        self.prompt_key = prompt_keys(self.prompt_ids) if self.share_prompts else None
 
     def __call__(self, batch: Sequence[tuple]) -> dict:
         import torch

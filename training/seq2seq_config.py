@@ -96,6 +96,11 @@ class TrainConfig:
             is the sum of its ID tokens' (:mod:`text2tracks.seed_embedding`), or ``"codes"``,
             its ``depth`` ID tokens (TIGER). Recorded with the model.
         normalize_prompts: apply :func:`text2tracks.data.normalize_prompt`.
+        subword_dropout: BPE-dropout of the training prompts: each epoch re-segments them,
+            skipping each merge of the subword tokenizer with this probability
+            (:class:`text2tracks.prompt_tokens.SubwordDropout`; seeded by ``seed`` and the
+            epoch). 0: the tokenizer's own segmentation. Needs ``model.tokenizer="subword"``
+            and the T5 encoder; validation and inference always read the tokenizer's own.
         num_workers: DataLoader workers (0: batches built in the main process; they are cheap).
         num_threads: torch CPU threads (0 = all CPUs of this process divided by local processes).
         log_every: write the mean train loss every this many steps.
@@ -156,6 +161,7 @@ class TrainConfig:
     seed_cf_top: int = 100
     seed_encoding: str = field(default=DEFAULT_SEED_ENCODING, metadata={"choices": SEED_ENCODINGS})
     normalize_prompts: bool = True
+    subword_dropout: float = 0.0
     num_workers: int = 0
     num_threads: int = 0
     log_every: int = 50
@@ -229,6 +235,7 @@ class TrainConfig:
             if self.popularity_power:
                 raise ValueError("popularity_power applies to target_source='playlist' only")
         self._check_seed_options()
+        self._check_subword_dropout()
         if self.member >= self.members:
             raise ValueError(
                 f"member must be below members ({self.members}), got {self.member}; members "
@@ -239,6 +246,17 @@ class TrainConfig:
         ):
             raise ValueError(
                 f"teacher_own_weight must be in [0, 1], got {self.teacher_own_weight!r}"
+            )
+
+    def _check_subword_dropout(self) -> None:
+        value = self.subword_dropout
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+            raise ValueError(f"subword_dropout must be in [0, 1), got {value!r}")
+        if value and (self.model.tokenizer != "subword" or self.model.encoder != "t5"):
+            raise ValueError(
+                "subword_dropout re-segments the learned subword prompts of the T5 encoder; "
+                f"this model reads {self.model.tokenizer!r} with {self.model.encoder!r}: set "
+                "--subword-dropout 0, or use --tokenizer subword --encoder t5"
             )
 
     def _check_seed_options(self) -> None:

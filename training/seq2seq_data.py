@@ -303,7 +303,35 @@ def build_examples(
     if seed_options:
         n_seeded = int(train_pairs.epoch_seeds.has_seeds.sum())
         log(f"seeds: {n_seeded} of {n_train} training playlists carry seeds in epoch 0")
-    return {"train_pairs": train_pairs, "collate": collate, **val}
+    epochs = TrainEpochs(config, data, tokenizer, train_pairs, collate)
+    return {"train_pairs": train_pairs, "collate": collate, "epochs": epochs, **val}
+
+
+class TrainEpochs:
+    """Sets up each training epoch: with ``config.subword_dropout`` its BPE-dropout prompts
+    (:class:`text2tracks.prompt_tokens.SubwordDropout`, drawn from ``(seed, epoch)`` so that a
+    resumed run reads the same), then its examples (``Seq2SeqPairs.set_epoch``)."""
+
+    def __init__(self, config: TrainConfig, data: dict, tokenizer, pairs, collate) -> None:
+        from text2tracks.prompt_tokens import SubwordDropout, normalize_prompt
+
+        self.config, self.pairs, self.collate = config, pairs, collate
+        self.dropout, self.prompts_epoch = None, None
+        if config.subword_dropout:
+            self.dropout = SubwordDropout(tokenizer, config.subword_dropout)
+            normalize = config.normalize_prompts
+            self.texts = [normalize_prompt(t) if normalize else t for t in data["train_prompts"]]
+
+    def start(self, epoch: int) -> None:
+        import numpy as np
+
+        if self.dropout is not None and epoch != self.prompts_epoch:
+            self.prompts_epoch = epoch
+            rng = np.random.default_rng([self.config.seed, int(epoch), 2])
+            prompts = self.dropout.encode(self.texts, self.config.model.max_prompt_length, rng)
+            self.pairs.set_prompts(prompts)
+            self.collate.set_prompts(prompts)
+        self.pairs.set_epoch(epoch)
 
 
 def _seed_options(config: TrainConfig, data: dict, blank, seed_width: int) -> dict:

@@ -108,6 +108,7 @@ class _Run:
     loss_sum: Any = None
     list_loss_sum: Any = None
     loss_n: int = 0
+    epochs: Any = None  # training.seq2seq_data.TrainEpochs
 
     @property
     def main(self) -> bool:
@@ -388,7 +389,7 @@ def _train_loop(run: _Run) -> None:
     run.model.train()
     done = state["step"] >= run.total_steps
     while not done and state["epoch"] < config.epochs:
-        run.train_pairs.set_epoch(state["epoch"])
+        run.epochs.start(state["epoch"])
         loader = run.train_dl
         if state["batches_in_epoch"]:
             loader = accelerator.skip_first_batches(run.train_dl, state["batches_in_epoch"])
@@ -526,6 +527,7 @@ def _train_one(config: TrainConfig) -> dict[str, Any]:
         total_steps=total_steps,
         n_params=n_params,
         n_val_skipped=examples["n_val_skipped"],
+        epochs=examples["epochs"],
     )
     _resume(run)
     _train_loop(run)
