@@ -84,6 +84,9 @@ def variant_artifact(
     from semantic_ids.catalog import SemanticIDCatalog
 
     copy_without_models(base, out)
+    # the quantiser made the semantic IDs, not these: training must not start the ID tokens
+    # from its centroids (training.seq2seq_data.init_ids_from_codebooks)
+    shutil.rmtree(out / CATALOG_COMPONENT / "residual_kmeans", ignore_errors=True)
     catalog_dir = out / CATALOG_COMPONENT / "catalog"
     catalog = SemanticIDCatalog.load(catalog_dir)
     content_stats = None

@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from text2tracks.id_embedding_init import ID_INITS, check_id_init
 from text2tracks.modeling import ModelConfig
 from text2tracks.seed_draw import DEFAULT_MAX_SEED_TRACKS, SeedDraw
 from text2tracks.seed_embedding import DEFAULT_SEED_ENCODING, SEED_ENCODINGS, check_seed_encoding
@@ -95,6 +96,11 @@ class TrainConfig:
         seed_encoding: how the encoder reads a seed: ``"item"``, one position whose embedding
             is the sum of its ID tokens' (:mod:`text2tracks.seed_embedding`), or ``"codes"``,
             its ``depth`` ID tokens (TIGER). Recorded with the model.
+        id_init: how the semantic-ID tokens' embeddings start: ``"codebooks"``, a fixed random
+            projection of the residual k-means centroids each code stands for
+            (:mod:`text2tracks.id_embedding_init`; where the artifact has them: IDs built by
+            build-ids; the ablation's random, atomic and content IDs have none and start
+            random), or ``"random"``, the model's own initialisation.
         normalize_prompts: apply :func:`text2tracks.data.normalize_prompt`.
         subword_dropout: BPE-dropout of the training prompts: each epoch re-segments them,
             skipping each merge of the subword tokenizer with this probability
@@ -160,6 +166,7 @@ class TrainConfig:
     seed_cf_weight: float = 0.0
     seed_cf_top: int = 100
     seed_encoding: str = field(default=DEFAULT_SEED_ENCODING, metadata={"choices": SEED_ENCODINGS})
+    id_init: str = field(default="codebooks", metadata={"choices": ID_INITS})
     normalize_prompts: bool = True
     subword_dropout: float = 0.0
     num_workers: int = 0
@@ -235,7 +242,7 @@ class TrainConfig:
             if self.popularity_power:
                 raise ValueError("popularity_power applies to target_source='playlist' only")
         self._check_seed_options()
-        self._check_subword_dropout()
+        self._check_token_options()
         if self.member >= self.members:
             raise ValueError(
                 f"member must be below members ({self.members}), got {self.member}; members "
@@ -248,7 +255,8 @@ class TrainConfig:
                 f"teacher_own_weight must be in [0, 1], got {self.teacher_own_weight!r}"
             )
 
-    def _check_subword_dropout(self) -> None:
+    def _check_token_options(self) -> None:
+        check_id_init(self.id_init)
         value = self.subword_dropout
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
             raise ValueError(f"subword_dropout must be in [0, 1), got {value!r}")

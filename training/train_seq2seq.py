@@ -144,6 +144,7 @@ def build_model(config: TrainConfig, catalog, prompts: list[str], log):
     """3. The model, its tokenizer (a subword one learns from the training prompts) and layout."""
     from text2tracks.data import normalize_prompt
     from text2tracks.modeling import build_seq2seq, count_parameters
+    from training.seq2seq_data import init_ids_from_codebooks
 
     # the catalogue's scheme says how codes become tokens ("bytes": content IDs); targets are
     # then depth tokens + EOS whatever the scheme, and decoding follows layout / trie depth
@@ -153,6 +154,7 @@ def build_model(config: TrainConfig, catalog, prompts: list[str], log):
         scheme=catalog.scheme,
         prompt_texts=[normalize_prompt(t) if config.normalize_prompts else t for t in prompts],
     )
+    init_ids_from_codebooks(config, model, layout, catalog, log)
     n_params = count_parameters(model)
     shape = (
         f"level sizes {catalog.level_sizes}"
