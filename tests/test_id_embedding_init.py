@@ -80,20 +80,15 @@ def test_codebooks_of_other_ids_are_refused():
 
 
 def test_training_starts_from_the_artifacts_centroids_only_for_its_own_ids(tmp_path):
+    from tiny_artifact import build_tiny_artifact
+
     from semantic_ids.catalog import SemanticIDCatalog
-    from semantic_ids.cf import CFConfig
-    from semantic_ids.demo import write_demo_jsonl
     from semantic_ids.residual_kmeans import ResidualKMeans
-    from text2tracks.commands.build_ids import BuildIDsConfig, run_build_ids
     from training.seq2seq_config import TrainConfig
     from training.seq2seq_data import init_ids_from_codebooks
 
-    playlists = write_demo_jsonl(tmp_path / "demo.jsonl", n_tracks=120, n_playlists=150, seed=0)
-    art = tmp_path / "artifact"
-    build = BuildIDsConfig(
-        n_levels=2, codebook_size=8, kmeans_iterations=5, cf=CFConfig(factors=8, iterations=3)
-    )
-    run_build_ids(playlists, art, build, show_progress=False)
+    art = build_tiny_artifact(tmp_path)  # IDs of 2 x 8 codes (and an untrained model)
+    playlists = tmp_path / "demo.jsonl"
     catalog = SemanticIDCatalog.load(art / "semantic_ids" / "catalog")
     books = ResidualKMeans.load(art / "semantic_ids" / "residual_kmeans").codebooks_
     messages: list[str] = []
