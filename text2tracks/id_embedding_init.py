@@ -43,15 +43,10 @@ def projected_codebooks(codebooks: np.ndarray, width: int, seed: int = 0) -> np.
 
 def codebook_token_rows(layout, level_sizes, n_levels: int) -> np.ndarray:
     """``(n_levels, K)`` token ids of code ``c`` at level ``l`` under ``layout``
-    (:class:`~text2tracks.tokens.SIDTokenLayout`)."""
-    size = level_sizes[0]
-    codes = np.zeros((size, layout.depth), dtype=np.int64)
-    rows = []
-    for level in range(n_levels):
-        codes[:, level] = np.arange(size)
-        rows.append(layout.codes_to_token_ids(codes)[:, level])
-        codes[:, level] = 0
-    return np.stack(rows)
+    (:class:`~text2tracks.tokens.SIDTokenLayout`: a level's codes are consecutive ids from its
+    offset)."""
+    offsets = np.asarray(layout.offsets[:n_levels], dtype=np.int64)
+    return offsets[:, None] + np.arange(level_sizes[0], dtype=np.int64)
 
 
 def init_id_embeddings(model, layout, level_sizes, codebooks: np.ndarray, seed: int = 0) -> int:

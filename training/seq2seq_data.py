@@ -235,15 +235,13 @@ def init_ids_from_codebooks(config: TrainConfig, model, layout, catalog, log) ->
     """With ``config.id_init == "codebooks"``, start the ID tokens' embeddings from the
     artifact's residual k-means centroids (:mod:`text2tracks.id_embedding_init`), when it has
     them and they made these IDs (semantic IDs; not the ablation's other schemes)."""
-    import numpy as np
-
-    from semantic_ids.residual_kmeans import CODEBOOKS_NAME
+    from semantic_ids.residual_kmeans import ResidualKMeans
     from text2tracks.id_embedding_init import init_id_embeddings
 
-    path = Path(config.artifact) / CATALOG_COMPONENT / "residual_kmeans" / CODEBOOKS_NAME
-    if config.id_init != "codebooks" or layout.scheme != "sid" or not path.is_file():
+    path = Path(config.artifact) / CATALOG_COMPONENT / "residual_kmeans"
+    if config.id_init != "codebooks" or layout.scheme != "sid" or not path.is_dir():
         return
-    codebooks = np.load(path, allow_pickle=False)
+    codebooks = ResidualKMeans.load(path).codebooks_  # checked against its config
     if codebooks.shape[0] != catalog.depth - 1:  # not the quantiser of these IDs
         log(f"id init: {path} has {codebooks.shape[0]} levels, the IDs {catalog.depth - 1}; random")
         return
