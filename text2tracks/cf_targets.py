@@ -32,7 +32,7 @@ import numpy as np
 
 from text2tracks.ragged import Ragged, as_ragged
 
-__all__ = ["CFLists", "cf_lists"]
+__all__ = ["CFLists", "cf_lists", "ridge_fold_in"]
 
 DEFAULT_REGULARISATION = 0.1
 _BLOCK_ENTRIES = 1 << 24  # playlist x item scores per block (64 MiB of float32)
@@ -104,7 +104,7 @@ def cf_lists(
     n_items, dim = factors.shape
     if own.values.size and (own.values.min() < 0 or own.values.max() >= n_items):
         raise ValueError("an own track index is outside item_factors' rows")
-    users = _fold_in(own, factors, float(regularisation))
+    users = ridge_fold_in(own, factors, float(regularisation))
     top = min(int(top), n_items)
     block = max(1, _BLOCK_ENTRIES // max(n_items, 1))
     lists, weights = [], []
@@ -121,8 +121,9 @@ def cf_lists(
     return _as_lists(items.astype(np.int64), w.astype(np.float64))
 
 
-def _fold_in(own: Ragged, factors: np.ndarray, reg: float) -> np.ndarray:
-    """``(V_p^T V_p + reg I)^-1 V_p^T 1`` per playlist, ``(n_playlists, dim)`` float32 (one
+def ridge_fold_in(own: Ragged, factors: np.ndarray, reg: float) -> np.ndarray:
+    """The unweighted ridge fold-in of each playlist of ``own`` (its item indices):
+    ``(V_p^T V_p + reg I)^-1 V_p^T 1`` per playlist, ``(n_playlists, dim)`` float32 (one
     ``dim x dim`` Gram matrix per playlist, then one batched solve per block)."""
     dim = factors.shape[1]
     users = np.zeros((len(own), dim), dtype=np.float32)
