@@ -36,6 +36,8 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
+from eval.baseline_core import rank_scores
+from text2tracks.cf_targets import ridge_fold_in
 from text2tracks.ragged import as_ragged
 
 DEFAULT_WEIGHTS = (0.05, 0.1, 0.2, 0.4)
@@ -62,18 +64,8 @@ def fold_in_scores(
         raise ValueError(f"top must be >= 1, got {top}")
     top = min(int(top), scores.shape[1])
     best = np.argpartition(-scores, top - 1, axis=1)[:, :top]
-    kept = [row[scores[i, row] > 0] for i, row in enumerate(best)]
-    users = ridge_fold_in_rows(kept, item_factors, reg)
-    return users @ item_factors.T
-
-
-def ridge_fold_in_rows(rows: Sequence[np.ndarray], item_factors: np.ndarray, reg: float):
-    """:func:`text2tracks.cf_targets.ridge_fold_in` of per-row item lists."""
-    from text2tracks.cf_targets import ridge_fold_in
-
-    return ridge_fold_in(
-        as_ragged([np.asarray(r, np.int64) for r in rows], np.int64), item_factors, reg
-    )
+    kept = as_ragged([row[scores[i, row] > 0] for i, row in enumerate(best)])
+    return ridge_fold_in(kept, item_factors, reg) @ item_factors.T
 
 
 def max_blend(base: np.ndarray, view: np.ndarray, weight: float) -> np.ndarray:
@@ -87,12 +79,15 @@ def max_blend(base: np.ndarray, view: np.ndarray, weight: float) -> np.ndarray:
     return scaled(base) + weight * scaled(view)
 
 
-def hits_at_k(scores: np.ndarray, relevant: Sequence[np.ndarray], k: int = K) -> np.ndarray:
-    """Per prompt, 1.0 when one of its ``k`` best-scored items is relevant (ties by index)."""
+def hits_at_k(
+    scores: np.ndarray, relevant: Sequence[np.ndarray], popularity_order: np.ndarray, k: int = K
+) -> np.ndarray:
+    """Per prompt, 1.0 when one of its ``k`` best-scored items is relevant, ranked as the
+    baselines rank (:func:`eval.baseline_core.rank_scores`: ties, and rows with fewer than ``k``
+    positive scores, filled in ``popularity_order``)."""
     from text2tracks.ranking_metrics import per_prompt_metrics
 
-    top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-    return per_prompt_metrics(top, relevant, k)["hits"]
+    return per_prompt_metrics(rank_scores(scores, k, popularity_order), relevant, k)["hits"]
 
 
 def view_scores(
@@ -109,21 +104,23 @@ def view_scores(
     return views
 
 
-def _side(split, side: str, vocab, knn, factors, fold_in_top) -> tuple:
-    """One side's per-prompt Hits@10 of the kNN and of each view alone, the views' scores, the
-    kNN's scores and the relevant items (the blends are scored by :func:`measure`)."""
+def _side(split, side: str, vocab, knn, factors, fold_in_top, weights) -> dict[str, np.ndarray]:
+    """One side's per-prompt Hits@10 of every system (the kNN, each view alone, each blend)."""
     from text2tracks.ranking_metrics import relevant_items
 
     playlists = getattr(split, side)
     kept, relevant, _ = relevant_items(playlists, vocab)
     prompts = [playlists[i].prompt for i in kept]
-    weights = knn.neighbor_weights(prompts)
-    base = np.asarray((weights @ knn.interactions).todense(), dtype=np.float32)
-    hits = {"title_knn": hits_at_k(base, relevant)}
-    views = view_scores(base, weights, factors["playlist"], factors["item"], fold_in_top)
+    neighbours = knn.neighbor_weights(prompts)
+    base = np.asarray((neighbours @ knn.interactions).todense(), dtype=np.float32)
+    order = knn.popularity_order
+    hits = {"title_knn": hits_at_k(base, relevant, order)}
+    views = view_scores(base, neighbours, factors["playlist"], factors["item"], fold_in_top)
     for name, view in views.items():
-        hits[name] = hits_at_k(view, relevant)
-    return hits, views, base, relevant
+        hits[name] = hits_at_k(view, relevant, order)
+        for w in weights:
+            hits[f"title_knn + {w} * {name}"] = hits_at_k(max_blend(base, view, w), relevant, order)
+    return hits
 
 
 def measure(artifact, playlists, weights=DEFAULT_WEIGHTS, fold_in_top=DEFAULT_FOLD_IN_TOP) -> dict:
@@ -141,13 +138,10 @@ def measure(artifact, playlists, weights=DEFAULT_WEIGHTS, fold_in_top=DEFAULT_FO
         for side in ("item", "playlist")
     }
     knn = TitleKNNBaseline().fit(split.train, vocab)
-    per_side = {}
-    for side in ("validation", "test"):
-        hits, views, base, relevant = _side(split, side, vocab, knn, factors, fold_in_top)
-        for name, view in views.items():
-            for w in weights:
-                hits[f"title_knn + {w} * {name}"] = hits_at_k(max_blend(base, view, w), relevant)
-        per_side[side] = hits
+    per_side = {
+        side: _side(split, side, vocab, knn, factors, fold_in_top, weights)
+        for side in ("validation", "test")
+    }
     rows = []
     for name in per_side["validation"]:
         row = {side: float(per_side[side][name].mean()) for side in per_side}
@@ -157,6 +151,7 @@ def measure(artifact, playlists, weights=DEFAULT_WEIGHTS, fold_in_top=DEFAULT_FO
         )
         rows.append(row)
     chosen = {}
+    views = [r["system"] for r in rows if r["system"] != "title_knn" and " * " not in r["system"]]
     for name in views:  # the blend weight each view would get, chosen on validation
         blends = [r for r in rows if r["system"].endswith(f"* {name}")]
         chosen[name] = max(blends, key=lambda r: r["validation"])["system"]

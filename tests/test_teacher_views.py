@@ -59,11 +59,16 @@ def test_max_blend_scales_each_row_to_its_maximum():
     assert list(np.argsort(-blended[1])) == [1, 2, 0]
 
 
-def test_hits_at_k_counts_a_relevant_item_in_the_top_k_with_ties_by_index():
+def test_hits_at_k_counts_a_relevant_item_in_the_top_k_with_ties_by_popularity():
     scores = np.array([[0.0, 3.0, 2.0, 1.0], [1.0, 1.0, 1.0, 0.0]])
     relevant = [np.array([2]), np.array([2])]
-    np.testing.assert_array_equal(hits_at_k(scores, relevant, k=2), [1.0, 0.0])
-    np.testing.assert_array_equal(hits_at_k(scores, relevant, k=3), [1.0, 1.0])
+    by_index = np.arange(4)  # a popularity order that breaks ties by index
+    np.testing.assert_array_equal(hits_at_k(scores, relevant, by_index, k=2), [1.0, 0.0])
+    np.testing.assert_array_equal(hits_at_k(scores, relevant, by_index, k=3), [1.0, 1.0])
+    # ties go to the more popular item, as the baselines rank
+    np.testing.assert_array_equal(
+        hits_at_k(scores, relevant, np.array([2, 0, 1, 3]), k=2), [1.0, 1.0]
+    )
 
 
 def test_the_command_scores_every_view_and_chooses_weights_on_validation(tmp_path, capsys):
