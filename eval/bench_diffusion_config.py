@@ -23,6 +23,9 @@ class DiffusionBenchConfig:
         encoders: comma-separated encoders of the head to try, in order (``seq2seq``, ``bytes``).
         min_minutes_per_model: an extra encoder is tried only if its share is at least this.
         head_epochs, regressor_epochs: epoch caps (time usually stops training first).
+        head_eval_every: validate the heads and the regressor every this many steps (0 = at
+            the end only); each keeps its best validation's weights
+            (``DiffusionTrainConfig.keep_best``).
         hidden, n_blocks, lr, train_batch_size: model width/depth and optimiser (both models).
         k: cut-off of the metrics. candidates: beam candidates per prompt (>= k) for the
             generative and hybrid systems (the hybrid settings' ``beam_candidates``); beams: beam
@@ -68,6 +71,7 @@ class DiffusionBenchConfig:
     min_minutes_per_model: float = 1.0
     head_epochs: int = 2000
     regressor_epochs: int = 200
+    head_eval_every: int = 250
     hidden: int = 512
     n_blocks: int = 4
     lr: float = 1e-3
@@ -134,6 +138,7 @@ class DiffusionBenchConfig:
         for name in (
             "max_inversion_prompts",
             "max_validation_prompts",
+            "head_eval_every",
             "num_threads",
             "seed",
             "mean_samples",

@@ -82,8 +82,9 @@ def _train_settings(config: DiffusionBenchConfig, work: Path, train_path: str) -
         n_blocks=config.n_blocks,
         lr=config.lr,
         batch_size=config.train_batch_size,
-        eval_every=0,
+        eval_every=config.head_eval_every,
         eval_prompts=min(500, config.max_validation_prompts or 500),
+        pool=config.pool,  # validation (and --keep-best) ranks as the benchmark's latent does
         eval_k=config.k,
         seed=config.seed,
         num_threads=config.num_threads,
@@ -125,7 +126,10 @@ def train_models(
     for encoder in encoders:
         minutes = 0.7 * config.budget_minutes / len(encoders)
         cfg = DiffusionTrainConfig(
-            encoder=encoder, epochs=config.head_epochs, max_minutes=minutes, **common
+            encoder=encoder,
+            epochs=config.head_epochs,
+            max_minutes=minutes,
+            **common,
         )
         log(f"training the diffusion head ({encoder} encoder, {minutes:.2f} min) in {work}")
         summaries[f"head-{encoder}"] = train(cfg)

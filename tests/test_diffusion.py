@@ -375,3 +375,89 @@ def test_train_script_regressor_under_accelerate_launch(demo_artifact, tmp_path)
     ]
     model = PromptToLatentRegressor.load(art / "latent_regressor")
     assert model.predict(model.encode(["road trip"])).shape == (1, 8)
+
+
+def test_best_weights_keeps_restores_and_round_trips(tmp_path):
+    from training.best_weights import BestWeights
+
+    model = torch.nn.Linear(3, 2)
+    best = BestWeights("hits@10")
+    assert not best.update(model, {}, 1)  # no validation prompts: nothing to compare
+    snapshots = {}
+    for step, score in ((2, 0.2), (4, 0.5), (6, 0.5), (8, 0.1)):
+        with torch.no_grad():
+            model.weight.add_(1.0)  # the weights move every "step"
+        snapshots[step] = model.weight.detach().clone()
+        best.update(model, {"hits@10": score, "recall@10": score / 2}, step)
+    assert (best.step, best.score, best.scores["recall@10"]) == (4, 0.5, 0.25)  # ties: earlier
+    assert best.restore(model, current_step=8)
+    assert torch.equal(model.weight, snapshots[4])
+    assert not best.restore(model, current_step=4)  # already the best: nothing to load
+    best.save(tmp_path)
+    again = BestWeights("hits@10")
+    assert again.load(tmp_path) and (again.step, again.scores) == (4, best.scores)
+    with torch.no_grad():
+        model.weight.zero_()
+    assert again.restore(model, current_step=10)
+    assert torch.equal(model.weight, snapshots[4])
+    assert not BestWeights("hits@5").load(tmp_path)  # another metric: not this run's best
+    assert not BestWeights("hits@10").load(tmp_path / "missing")
+
+
+def _scripted_validation(monkeypatch, scores):
+    """Replace the head's validation by scores chosen per step (the run's other code is real);
+    a score that is an exception is raised instead (a crash)."""
+    import training.train_diffusion as train_diffusion
+
+    def fake(run):
+        score = scores[run.state["step"]]
+        if isinstance(score, Exception):
+            raise score
+        return {"hits@10": score, "recall@10": 0.0}
+
+    monkeypatch.setattr(train_diffusion, "_evaluate", fake)
+
+
+def _weights(folder):
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "model.safetensors"))
+
+
+@pytest.mark.slow
+def test_train_script_keeps_the_best_validations_weights(demo_artifact, tmp_path, monkeypatch):
+    import shutil
+
+    from training.train_diffusion import main
+
+    playlists, source = demo_artifact
+    arts = {}
+    for name in ("best", "resumed", "last"):
+        arts[name] = tmp_path / name
+        shutil.copytree(source, arts[name])
+    run = ["--playlists", str(playlists), *TINY, "--eval-every", "2", "--max-steps", "6"]
+    _scripted_validation(monkeypatch, {2: 0.3, 4: 0.7, 6: 0.2})
+    assert main(["--artifact", str(arts["best"]), *run]) == 0
+    last = ["--artifact", str(arts["last"]), *run, "--no-keep-best", "--checkpoint-every", "2"]
+    assert main([*last, "--keep-checkpoints", "3"]) == 0
+    # a crash after step 4's checkpoint: the resumed run still knows step 4 was the best
+    resumed = ["--artifact", str(arts["resumed"]), *run, "--checkpoint-every", "4"]
+    _scripted_validation(monkeypatch, {2: 0.3, 4: 0.7, 6: RuntimeError("crash")})
+    with pytest.raises(RuntimeError, match="crash"):
+        main(resumed)
+    _scripted_validation(monkeypatch, {2: 0.3, 4: 0.7, 6: 0.2})
+    assert main([*resumed, "--resume"]) == 0
+    at4 = _weights(arts["last"] / ".checkpoints-diffusion" / "checkpoint-4")
+    at6 = _weights(arts["last"] / "diffusion")
+    assert any(not torch.equal(at4[k], at6[k]) for k in at6)  # the weights did move after 4
+    for name in ("best", "resumed"):
+        saved = _weights(arts[name] / "diffusion")
+        assert all(torch.allclose(saved[k], at4[k]) for k in saved), name
+        config = json.loads((arts[name] / "diffusion" / "train_config.json").read_text())
+        assert config["summary"]["best_step"] == 4
+        assert config["summary"]["final_eval"]["hits@10"] == 0.7
+        manifest = json.loads((arts[name] / "text2tracks.json").read_text())
+        assert manifest["components"]["diffusion"]["hits@10"] == 0.7
+    config = json.loads((arts["last"] / "diffusion" / "train_config.json").read_text())
+    assert config["summary"]["best_step"] is None
+    assert config["summary"]["final_eval"]["hits@10"] == 0.2

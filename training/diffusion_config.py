@@ -55,6 +55,9 @@ class DiffusionTrainConfig:
         eval_every, eval_prompts, eval_k, eval_samples: validation every N steps (0 = at the
             end only) on up to ``eval_prompts`` validation playlists, Hits@eval_k from
             ``eval_samples`` latents per prompt (pooled by ``pool``).
+        keep_best: at the end, restore the weights of the validation with the best
+            Hits@eval_k (the last one included; needs ``eval_every`` > 0 to have a choice), as
+            transformers' ``load_best_model_at_end``; ``--no-keep-best`` keeps the last weights.
         checkpoint_every, checkpoint_dir, keep_checkpoints, resume: see the module docstring.
         num_threads: torch CPU threads (0 = this process's CPUs / local processes).
         mixed_precision: passed to ``Accelerator`` (no / fp16 / bf16).
@@ -114,6 +117,7 @@ class DiffusionTrainConfig:
     eval_prompts: int = 1000
     eval_k: int = 10
     eval_samples: int = 4
+    keep_best: bool = True
     checkpoint_every: int = 0
     checkpoint_dir: str | None = None
     keep_checkpoints: int = 2

@@ -132,3 +132,20 @@ def prompt_inputs(
         "train_inputs": (tokens["input_ids"], tokens["attention_mask"]),
         "val_cond": None,
     }
+
+
+def latent_retrieval_metrics(
+    latents, item_factors, relevant: list[set[int]], k: int, index=None, pool: str = "max"
+) -> dict[str, float]:
+    """Hits@k and Recall@k of faiss search around latents (batch, [n_samples,] dim), an item's
+    similarities to a prompt's samples pooled by ``pool`` (``max`` or ``mean``)."""
+    import numpy as np
+
+    from text2tracks.rerank import latent_candidates, per_prompt_metric
+
+    items, _ = latent_candidates(latents, item_factors, k=k, index=index, pool=pool)
+    hits = per_prompt_metric(items, relevant, "hits", k)
+    recall = np.array(
+        [len(set(items[b].tolist()) & rel) / min(len(rel), k) for b, rel in enumerate(relevant)]
+    )
+    return {f"hits@{k}": float(hits.mean()), f"recall@{k}": float(recall.mean())}

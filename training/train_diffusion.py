@@ -55,9 +55,15 @@ from typing import Any
 
 from text2tracks import config_flags as flags
 from text2tracks.config_flags import add_config_flags, command_parser
+from training.best_weights import BestWeights
 from training.checkpoints import STATE_NAME, list_checkpoints, resolve_resume
 from training.diffusion_config import DiffusionTrainConfig  # also importable from here
-from training.diffusion_data import load_pairs, prompt_inputs, validation_subset
+from training.diffusion_data import (
+    latent_retrieval_metrics,
+    load_pairs,
+    prompt_inputs,
+    validation_subset,
+)
 from training.diffusion_fusion import fit_artifact_fusion  # also importable from here
 from training.diffusion_seeds import SeedBatches
 from training.launch import force_cpu, print_on_main
@@ -91,23 +97,6 @@ def _resolve_resume(config) -> Path | None:
     return resolve_resume(config.resume, _checkpoint_root(config))
 
 
-def latent_retrieval_metrics(
-    latents, item_factors, relevant: list[set[int]], k: int, index=None, pool: str = "max"
-) -> dict[str, float]:
-    """Hits@k and Recall@k of faiss search around latents (batch, [n_samples,] dim), an item's
-    similarities to a prompt's samples pooled by ``pool`` (``max`` or ``mean``)."""
-    import numpy as np
-
-    from text2tracks.rerank import latent_candidates, per_prompt_metric
-
-    items, _ = latent_candidates(latents, item_factors, k=k, index=index, pool=pool)
-    hits = per_prompt_metric(items, relevant, "hits", k)
-    recall = np.array(
-        [len(set(items[b].tolist()) & rel) / min(len(rel), k) for b, rel in enumerate(relevant)]
-    )
-    return {f"hits@{k}": float(hits.mean()), f"recall@{k}": float(recall.mean())}
-
-
 # ------------------------------------------------------------------------------------ training
 
 
@@ -137,6 +126,7 @@ class _Run:
     index: Any
     item_tensor: Any = None  # CF item factors on the device (contrastive term only)
     seeds: SeedBatches | None = None  # the seed draws (--seed-conditioning only)
+    best: BestWeights | None = None  # the best validation's weights (--keep-best only)
     state: dict[str, Any] = field(default_factory=dict)
     log_records: list[dict[str, Any]] = field(default_factory=list)
     last_eval: dict[str, float] = field(default_factory=dict)
@@ -247,6 +237,13 @@ def _evaluate(run: _Run) -> dict[str, float]:
     )
 
 
+def _validate(run: _Run) -> None:
+    """Validate into ``run.last_eval``; with ``--keep-best``, keep the weights if it is the best."""
+    run.last_eval = _evaluate(run)
+    if run.best is not None:
+        run.best.update(run.accelerator.unwrap_model(run.model), run.last_eval, run.state["step"])
+
+
 def _save_checkpoint(run: _Run) -> None:
     root = _checkpoint_root(run.config)
     path = root / f"checkpoint-{run.state['step']}"
@@ -254,6 +251,8 @@ def _save_checkpoint(run: _Run) -> None:
     if run.main:
         with open(path / STATE_NAME, "w", encoding="utf-8") as f:
             json.dump({**run.state, "config": dataclasses.asdict(run.config)}, f, indent=2)
+        if run.best is not None:
+            run.best.save(path)
         for old in list_checkpoints(root)[: -run.config.keep_checkpoints]:
             shutil.rmtree(old, ignore_errors=True)
     run.accelerator.wait_for_everyone()
@@ -271,6 +270,8 @@ def _resume(run: _Run) -> None:
     with open(resume / STATE_NAME, encoding="utf-8") as f:
         saved = json.load(f)
     run.state.update({k: saved[k] for k in ("step", "epoch", "batches_in_epoch", "elapsed_s")})
+    if run.best is not None:
+        run.best.load(resume)
     run.log(f"resumed from {resume} at step {run.state['step']}")
 
 
@@ -357,7 +358,7 @@ def _after_step(run: _Run, bar) -> bool:
         }
         run.running, run.n_running = {}, 0
     if config.eval_every and state["step"] % config.eval_every == 0:
-        run.last_eval = _evaluate(run)
+        _validate(run)
         record = {**record, "step": state["step"], **run.last_eval}
         run.log(f"step {state['step']}: {run.last_eval}")
     if record:
@@ -413,6 +414,7 @@ def _summary(run: _Run) -> dict[str, Any]:
         "elapsed_s": round(state["elapsed_s"], 3),
         "final_eval": run.last_eval,
         "stopped_by": run.stopped_by,
+        "best_step": run.best.step if run.best is not None else None,
         "n_parameters": run.n_params,
         "n_train_pairs": run.n_train_pairs,
         "n_validation": len(run.val_prompts),
@@ -452,10 +454,14 @@ def _finish(run: _Run) -> None:
     """8. A final validation unless the last step had one, and a last checkpoint."""
     last = run.log_records[-1] if run.log_records else {}
     if last.get("step") != run.state["step"] or not run.last_eval:
-        run.last_eval = _evaluate(run)
+        _validate(run)
         run.log_records.append({"step": run.state["step"], **run.last_eval})
     if run.config.checkpoint_every:
         _save_checkpoint(run)
+    best, unwrapped = run.best, run.accelerator.unwrap_model(run.model)
+    if best is not None and best.restore(unwrapped, run.state["step"]):
+        run.log(f"restored the best validation's weights: step {best.step}, {best.scores}")
+        run.last_eval = dict(best.scores)
     run.accelerator.wait_for_everyone()
 
 
@@ -520,6 +526,7 @@ def train(config: DiffusionTrainConfig) -> dict[str, Any]:
         index=build_index(data["item_factors"]),
         item_tensor=torch.from_numpy(data["item_factors"]).float().to(accelerator.device),
         seeds=SeedBatches.of_run(config, data),
+        best=BestWeights(f"hits@{config.eval_k}") if config.keep_best else None,
     )
     _resume(run)
     _train_loop(run)
