@@ -378,7 +378,7 @@ def test_train_script_regressor_under_accelerate_launch(demo_artifact, tmp_path)
 
 
 def test_best_weights_keeps_restores_and_round_trips(tmp_path):
-    from training.best_weights import BestWeights
+    from training.final_weights import BestWeights
 
     model = torch.nn.Linear(3, 2)
     best = BestWeights("hits@10")
@@ -461,3 +461,74 @@ def test_train_script_keeps_the_best_validations_weights(demo_artifact, tmp_path
     config = json.loads((arts["last"] / "diffusion" / "train_config.json").read_text())
     assert config["summary"]["best_step"] is None
     assert config["summary"]["final_eval"]["hits@10"] == 0.2
+
+
+def test_weight_average_tracks_swaps_and_copies():
+    from training.final_weights import WeightAverage
+
+    model = torch.nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    average = WeightAverage(model, decay=0.5)
+    average.step()  # the first step copies: decay 0
+    with torch.no_grad():
+        model.weight.fill_(3.0)
+    average.step()  # decay min(0.5, 2/11) = 2/11: 2/11 * 1 + 9/11 * 3
+    expected = 2 / 11 * 1.0 + 9 / 11 * 3.0
+    with average.swapped_in():
+        assert torch.allclose(model.weight, torch.full_like(model.weight, expected))
+    assert torch.equal(model.weight, torch.full_like(model.weight, 3.0))  # restored
+    state = average.state_dict()
+    other = WeightAverage(model, decay=0.5)
+    other.load_state_dict(state)
+    other.copy_to_model()
+    assert torch.allclose(model.weight, torch.full_like(model.weight, expected))
+
+
+@pytest.mark.slow
+def test_train_script_saves_the_weight_average_and_resumes_it(demo_artifact, tmp_path, monkeypatch):
+    import shutil
+
+    from training.final_weights import WeightAverage
+    from training.train_diffusion import DiffusionTrainConfig, main
+
+    playlists, source = demo_artifact
+    arts = {}
+    for name in ("raw", "ema", "resumed"):
+        arts[name] = tmp_path / name
+        shutil.copytree(source, arts[name])
+    run = ["--playlists", str(playlists), *TINY, "--eval-every", "2", "--max-steps", "6"]
+    run += ["--no-keep-best", "--lr", "0.01"]
+    _scripted_validation(monkeypatch, {2: 0.1, 4: 0.1, 6: 0.1})
+    assert main(["--artifact", str(arts["raw"]), *run]) == 0
+    assert main(["--artifact", str(arts["ema"]), *run, "--ema-decay", "0.9"]) == 0
+    raw, ema = _weights(arts["raw"] / "diffusion"), _weights(arts["ema"] / "diffusion")
+    assert any(not torch.allclose(raw[k], ema[k]) for k in raw)  # the average was saved
+    # a crash after step 4's checkpoint, which holds the average beside the raw weights
+    resumed = ["--artifact", str(arts["resumed"]), *run, "--ema-decay", "0.9"]
+    resumed += ["--checkpoint-every", "4"]
+    _scripted_validation(monkeypatch, {2: 0.1, 4: 0.1, 6: RuntimeError("crash")})
+    with pytest.raises(RuntimeError, match="crash"):
+        main(resumed)
+    checkpoint = arts["resumed"] / ".checkpoints-diffusion" / "checkpoint-4"
+    saved = torch.load(checkpoint / "custom_checkpoint_0.pkl", weights_only=False)
+    at4 = _weights(checkpoint)
+    assert not all(
+        torch.equal(a, w) for a, w in zip(saved["shadow_params"], at4.values(), strict=False)
+    )
+    loaded = []
+    real_load = WeightAverage.load_state_dict
+    monkeypatch.setattr(
+        WeightAverage,
+        "load_state_dict",
+        lambda self, state: (loaded.append(state), real_load(self, state))[1],
+    )
+    _scripted_validation(monkeypatch, {2: 0.1, 4: 0.1, 6: 0.1})
+    assert main([*resumed, "--resume"]) == 0
+    assert len(loaded) == 1 and loaded[0]["optimization_step"] == 4
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(loaded[0]["shadow_params"], saved["shadow_params"], strict=True)
+    )
+    with pytest.raises(ValueError, match="ema_decay"):
+        DiffusionTrainConfig(artifact="a", playlists="p", ema_decay=1.0)

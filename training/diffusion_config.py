@@ -5,6 +5,7 @@ re-exports it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from text2tracks.rerank import FUSION_METRICS as _FUSION_METRICS
@@ -55,6 +56,9 @@ class DiffusionTrainConfig:
         eval_every, eval_prompts, eval_k, eval_samples: validation every N steps (0 = at the
             end only) on up to ``eval_prompts`` validation playlists, Hits@eval_k from
             ``eval_samples`` latents per prompt (pooled by ``pool``).
+        ema_decay: keep an exponential moving average of the weights (diffusers' ``EMAModel``,
+            this maximum decay; 0 = off): validation scores the average and the run saves it
+            (:mod:`training.final_weights`).
         keep_best: at the end, restore the weights of the validation with the best
             Hits@eval_k (the last one included; needs ``eval_every`` > 0 to have a choice), as
             transformers' ``load_best_model_at_end``; ``--no-keep-best`` keeps the last weights.
@@ -117,6 +121,7 @@ class DiffusionTrainConfig:
     eval_prompts: int = 1000
     eval_k: int = 10
     eval_samples: int = 4
+    ema_decay: float = 0.0
     keep_best: bool = True
     checkpoint_every: int = 0
     checkpoint_dir: str | None = None
@@ -169,6 +174,8 @@ class DiffusionTrainConfig:
             value, low = getattr(self, name), 1 if name in positive else 0
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1) (0 = off), got {self.ema_decay!r}")
         if not (self.lr > 0 and self.weight_decay >= 0 and self.max_minutes >= 0):
             raise ValueError("lr must be > 0, weight_decay and max_minutes >= 0")
         if self.fusion_kind not in _FUSION_KINDS:
@@ -242,3 +249,15 @@ class DiffusionTrainConfig:
     @property
     def component(self) -> str:
         return "latent_regressor" if self.regressor else "diffusion"
+
+
+def lr_factor(step: int, elapsed_s: float, config: DiffusionTrainConfig, total_steps: int) -> float:
+    """Linear warmup, then cosine to 0 over the horizon (steps or ``max_minutes``, the larger
+    fraction spent). Not transformers' schedulers: they need the step count up front, a time
+    budget does not give one."""
+    if config.warmup_steps and step < config.warmup_steps:
+        return (step + 1) / config.warmup_steps
+    progress = (step - config.warmup_steps) / max(1, total_steps - config.warmup_steps)
+    if config.max_minutes:
+        progress = max(progress, elapsed_s / (60.0 * config.max_minutes))
+    return 0.5 * (1.0 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))

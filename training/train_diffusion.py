@@ -43,21 +43,20 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import os
 import shutil
 import sys
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from text2tracks import config_flags as flags
 from text2tracks.config_flags import add_config_flags, command_parser
-from training.best_weights import BestWeights
 from training.checkpoints import STATE_NAME, list_checkpoints, resolve_resume
-from training.diffusion_config import DiffusionTrainConfig  # also importable from here
+from training.diffusion_config import DiffusionTrainConfig, lr_factor  # also importable here
 from training.diffusion_data import (
     latent_retrieval_metrics,
     load_pairs,
@@ -66,6 +65,7 @@ from training.diffusion_data import (
 )
 from training.diffusion_fusion import fit_artifact_fusion  # also importable from here
 from training.diffusion_seeds import SeedBatches
+from training.final_weights import BestWeights, WeightAverage
 from training.launch import force_cpu, print_on_main
 
 CHECKPOINTS_PREFIX = ".checkpoints-"  # + component: diffusion / latent_regressor
@@ -73,18 +73,6 @@ LOG_NAME = "training_log.jsonl"
 
 
 # ------------------------------------------------------------------------------------ helpers
-
-
-def lr_factor(step: int, elapsed_s: float, config: DiffusionTrainConfig, total_steps: int) -> float:
-    """Linear warmup, then cosine to 0 over the horizon (steps or ``max_minutes``, the larger
-    fraction spent). Not transformers' schedulers: they need the step count up front, a time
-    budget does not give one."""
-    if config.warmup_steps and step < config.warmup_steps:
-        return (step + 1) / config.warmup_steps
-    progress = (step - config.warmup_steps) / max(1, total_steps - config.warmup_steps)
-    if config.max_minutes:
-        progress = max(progress, elapsed_s / (60.0 * config.max_minutes))
-    return 0.5 * (1.0 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
 
 
 def _checkpoint_root(config: DiffusionTrainConfig) -> Path:
@@ -127,6 +115,7 @@ class _Run:
     item_tensor: Any = None  # CF item factors on the device (contrastive term only)
     seeds: SeedBatches | None = None  # the seed draws (--seed-conditioning only)
     best: BestWeights | None = None  # the best validation's weights (--keep-best only)
+    average: WeightAverage | None = None  # the weights' moving average (--ema-decay only)
     state: dict[str, Any] = field(default_factory=dict)
     log_records: list[dict[str, Any]] = field(default_factory=list)
     last_eval: dict[str, float] = field(default_factory=dict)
@@ -238,10 +227,13 @@ def _evaluate(run: _Run) -> dict[str, float]:
 
 
 def _validate(run: _Run) -> None:
-    """Validate into ``run.last_eval``; with ``--keep-best``, keep the weights if it is the best."""
-    run.last_eval = _evaluate(run)
-    if run.best is not None:
-        run.best.update(run.accelerator.unwrap_model(run.model), run.last_eval, run.state["step"])
+    """Validate into ``run.last_eval`` (the moving average's weights with ``--ema-decay``); with
+    ``--keep-best``, keep the weights validated if they are the best so far."""
+    with run.average.swapped_in() if run.average is not None else nullcontext():
+        run.last_eval = _evaluate(run)
+        if run.best is not None:
+            unwrapped = run.accelerator.unwrap_model(run.model)
+            run.best.update(unwrapped, run.last_eval, run.state["step"])
 
 
 def _save_checkpoint(run: _Run) -> None:
@@ -332,6 +324,8 @@ def _train_batch(run: _Run, batch) -> bool:
                 )
         optimizer.step()
         optimizer.zero_grad()
+        if accelerator.sync_gradients and run.average is not None:
+            run.average.step()
     run.state["batches_in_epoch"] += 1
     for name, value in parts.items():
         run.running[name] = run.running.get(name, 0.0) + value.detach().float().item()
@@ -458,6 +452,8 @@ def _finish(run: _Run) -> None:
         run.log_records.append({"step": run.state["step"], **run.last_eval})
     if run.config.checkpoint_every:
         _save_checkpoint(run)
+    if run.average is not None:  # the run ends with the average it validated
+        run.average.copy_to_model()
     best, unwrapped = run.best, run.accelerator.unwrap_model(run.model)
     if best is not None and best.restore(unwrapped, run.state["step"]):
         run.log(f"restored the best validation's weights: step {best.step}, {best.scores}")
@@ -528,6 +524,9 @@ def train(config: DiffusionTrainConfig) -> dict[str, Any]:
         seeds=SeedBatches.of_run(config, data),
         best=BestWeights(f"hits@{config.eval_k}") if config.keep_best else None,
     )
+    if config.ema_decay:
+        run.average = WeightAverage(accelerator.unwrap_model(model), config.ema_decay)
+        accelerator.register_for_checkpointing(run.average)
     _resume(run)
     _train_loop(run)
     _finish(run)

@@ -1,21 +1,27 @@
-"""The weights of a run's best validation, to be restored at its end (``--keep-best``).
+"""Which weights a training run ends with: an exponential moving average of its steps
+(``--ema-decay``, :class:`WeightAverage`) and/or its best validation's (``--keep-best``,
+:class:`BestWeights`).
 
 A time-budgeted run decays its learning rate to 0 over the budget, and the diffusion head's
-validation Hits@K can peak before the end and fall after (three heads trained on one recipe
-scored 0.280, 0.259 and 0.226 on the test split, the longest budget the lowest). Keeping the best
-validation's weights, as transformers' ``Trainer(load_best_model_at_end=True)`` does, makes the
-saved head the one validation preferred.
+validation Hits@K moves by +-0.02 from one validation to the next, even late (three heads trained
+on one recipe scored 0.280, 0.259 and 0.226 on the test split, the longest budget the lowest).
+Averaging the weights over the last steps is the diffusion models' usual remedy (diffusers'
+``EMAModel``, used here), and keeping the best validation's weights, as transformers'
+``Trainer(load_best_model_at_end=True)`` does, makes the saved head the one validation preferred.
+With both, validation scores the averaged weights and the best average is kept.
 
-Written by hand: the Trainer keeps the best model through its checkpoints folder and the
-accelerate loop here has no such hook; a copy of a small model's state in memory (CPU tensors) is
-cheaper than a checkpoint per validation. A checkpoint stores the copy as safetensors next to the
-run's state (``best_weights.safetensors`` + ``best_weights.json``), so a resumed run still knows
-its best.
+:class:`BestWeights` is written by hand: the Trainer keeps the best model through its
+checkpoints folder and the accelerate loop here has no such hook; a copy of a small model's state
+in memory (CPU tensors) is cheaper than a checkpoint per validation. A checkpoint stores the copy
+as safetensors next to the run's state (``best_weights.safetensors`` + ``best_weights.json``), so
+a resumed run still knows its best.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -86,3 +92,42 @@ class BestWeights:
         self.step, self.scores = int(info["step"]), dict(info["scores"])
         self._state = load_file(str(directory / WEIGHTS_NAME))
         return True
+
+
+class WeightAverage:
+    """An exponential moving average of a model's trainable parameters (diffusers' ``EMAModel``:
+    decay ``min(decay, (1 + step) / (10 + step))``, so a short run averages over its last
+    ~step/9 steps and a long one over ~1 / (1 - decay)).
+
+    ``step`` after each optimizer step; inside ``swapped_in()`` the model holds the average (for
+    validation); ``copy_to_model`` makes the average the model's weights for good. The average
+    is a checkpointed object (``state_dict`` / ``load_state_dict``:
+    ``accelerator.register_for_checkpointing``).
+    """
+
+    def __init__(self, model, decay: float) -> None:
+        from diffusers.training_utils import EMAModel
+
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.ema = EMAModel(self.params, decay=decay)
+
+    def step(self) -> None:
+        self.ema.step(self.params)
+
+    @contextmanager
+    def swapped_in(self) -> Iterator[None]:
+        self.ema.store(self.params)
+        self.ema.copy_to(self.params)
+        try:
+            yield
+        finally:
+            self.ema.restore(self.params)
+
+    def copy_to_model(self) -> None:
+        self.ema.copy_to(self.params)
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.ema.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.ema.load_state_dict(state)
