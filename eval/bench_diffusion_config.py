@@ -7,6 +7,10 @@ import sys
 import time
 from dataclasses import dataclass
 
+from training.diffusion_config import DiffusionTrainConfig
+
+_HEAD_DEFAULTS = DiffusionTrainConfig  # the training script's defaults, as class attributes
+
 
 def log(message: str) -> None:
     """One progress line on stderr, stamped with the time."""
@@ -23,6 +27,8 @@ class DiffusionBenchConfig:
         encoders: comma-separated encoders of the head to try, in order (``seq2seq``, ``bytes``).
         min_minutes_per_model: an extra encoder is tried only if its share is at least this.
         head_epochs, regressor_epochs: epoch caps (time usually stops training first).
+        head_ema_decay: the heads' moving average of weights (``DiffusionTrainConfig.ema_decay``,
+            whose default it takes; 0 = none).
         head_eval_every: validate the heads and the regressor every this many steps (0 = at
             the end only); each keeps its best validation's weights
             (``DiffusionTrainConfig.keep_best``).
@@ -71,6 +77,7 @@ class DiffusionBenchConfig:
     min_minutes_per_model: float = 1.0
     head_epochs: int = 2000
     regressor_epochs: int = 200
+    head_ema_decay: float = _HEAD_DEFAULTS.ema_decay
     head_eval_every: int = 250
     hidden: int = 512
     n_blocks: int = 4
@@ -154,6 +161,8 @@ class DiffusionBenchConfig:
             raise ValueError(f"latent_k ({self.latent_k}) must be >= k ({self.k})")
         if not 0 < self.max_contamination <= 1:
             raise ValueError(f"max_contamination must be in (0, 1], got {self.max_contamination}")
+        if not 0 <= self.head_ema_decay < 1:
+            raise ValueError(f"head_ema_decay must be in [0, 1), got {self.head_ema_decay}")
         if not (self.lr > 0 and self.guidance_weight >= 0 and self.min_minutes_per_model >= 0):
             raise ValueError("lr must be > 0, guidance_weight and min_minutes_per_model >= 0")
         if not self.grid or any(w <= 0 for w in self.grid):

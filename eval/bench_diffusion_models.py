@@ -129,6 +129,7 @@ def train_models(
             encoder=encoder,
             epochs=config.head_epochs,
             max_minutes=minutes,
+            ema_decay=config.head_ema_decay,
             **common,
         )
         log(f"training the diffusion head ({encoder} encoder, {minutes:.2f} min) in {work}")

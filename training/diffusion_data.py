@@ -43,6 +43,8 @@ def load_pairs(artifact: str | os.PathLike, playlists: str | os.PathLike) -> dic
         )
     train_tracks = [catalogue_tracks(p, vocab) for p in split.train]
     keep = [i for i, tracks in enumerate(train_tracks) if tracks]
+    if len(keep) < 2:
+        raise ValueError("fewer than two training playlists hold a catalogue track")
     validation = [(p.prompt, catalogue_tracks(p, vocab)) for p in split.validation]
     validation_kept = [(prompt, rel) for prompt, rel in validation if rel]
     return {

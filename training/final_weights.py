@@ -111,6 +111,16 @@ class WeightAverage:
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.ema = EMAModel(self.params, decay=decay)
 
+    @classmethod
+    def registered(cls, accelerator, model, decay: float) -> WeightAverage | None:
+        """The average of ``model``'s weights, registered for ``accelerator``'s checkpoints (so
+        a resume loads it); None when ``decay`` is 0."""
+        if not decay:
+            return None
+        average = cls(accelerator.unwrap_model(model), decay)
+        accelerator.register_for_checkpointing(average)
+        return average
+
     def step(self) -> None:
         self.ema.step(self.params)
 

@@ -478,8 +478,6 @@ def train(config: DiffusionTrainConfig) -> dict[str, Any]:
     # 2. data
     data = load_pairs(config.artifact, config.playlists)
     latents = torch.from_numpy(data["train_latents"])
-    if latents.shape[0] < 2:
-        raise ValueError("fewer than two training playlists hold a catalogue track")
     val_prompts, val_relevant = validation_subset(config, data)
     inputs = prompt_inputs(config, data["train_prompts"], val_prompts, accelerator.device)
     model, latents_std = _build_model(
@@ -523,10 +521,8 @@ def train(config: DiffusionTrainConfig) -> dict[str, Any]:
         item_tensor=torch.from_numpy(data["item_factors"]).float().to(accelerator.device),
         seeds=SeedBatches.of_run(config, data),
         best=BestWeights(f"hits@{config.eval_k}") if config.keep_best else None,
+        average=WeightAverage.registered(accelerator, model, config.ema_decay),
     )
-    if config.ema_decay:
-        run.average = WeightAverage(accelerator.unwrap_model(model), config.ema_decay)
-        accelerator.register_for_checkpointing(run.average)
     _resume(run)
     _train_loop(run)
     _finish(run)
