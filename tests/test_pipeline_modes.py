@@ -122,16 +122,26 @@ def test_latent_mode_warns_when_the_heads_encoder_truncates_a_prompt(recommender
         recommender.recommend("jazz", k=5, mode="latent")
 
 
-def test_latent_scores_are_the_pooled_inner_products_with_the_samples(recommender):
-    """faiss + pooling against a brute-force numpy reference."""
+@pytest.mark.parametrize("pool", ["mean", "max"])
+def test_latent_scores_are_the_pooled_inner_products_with_the_samples(recommender, pool):
+    """faiss + pooling (the default, mean, and max) against a brute-force numpy reference."""
+    import dataclasses
+
+    from text2tracks.hybrid import HybridSettings
+
+    assert HybridSettings().pool == "mean"
+    default = recommender.hybrid_settings
+    recommender.hybrid_settings = dataclasses.replace(default, pool=pool)
     latents = recommender.sample_latents("smooth jazz")
     assert latents.shape == (
         recommender.hybrid_settings.n_samples,
         recommender.diffusion_head.config.latent_dim,
     )
-    pooled = (recommender.item_factors @ latents.T).max(1)
+    dots = recommender.item_factors @ latents.T
+    pooled = dots.mean(1) if pool == "mean" else dots.max(1)
     top = np.argsort(-pooled, kind="stable")[:10]
     recs = recommender.recommend("smooth jazz", k=10, mode="latent")
+    recommender.hybrid_settings = default
     assert _ids(recs) == [recommender.catalog.item_ids[i] for i in top]
     np.testing.assert_allclose([r.score for r in recs], pooled[top], rtol=1e-5)
     assert recommender.sample_latents(["jazz", "rap"], n_samples=3).shape == (
