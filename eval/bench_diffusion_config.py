@@ -29,9 +29,9 @@ class DiffusionBenchConfig:
         head_epochs, regressor_epochs: epoch caps (time usually stops training first).
         head_ema_decay: the heads' moving average of weights (``DiffusionTrainConfig.ema_decay``,
             whose default it takes; 0 = none).
-        head_eval_every: validate the heads and the regressor every this many steps (0 = at
-            the end only); each keeps its best validation's weights
-            (``DiffusionTrainConfig.keep_best``).
+        head_eval_every: validate the heads and the regressor every this many steps and keep
+            each one's best validation's weights (``DiffusionTrainConfig.keep_best``); 0 = one
+            validation at the end, the last weights kept.
         hidden, n_blocks, lr, train_batch_size: model width/depth and optimiser (both models).
         k: cut-off of the metrics. candidates: beam candidates per prompt (>= k) for the
             generative and hybrid systems (the hybrid settings' ``beam_candidates``); beams: beam
@@ -78,7 +78,7 @@ class DiffusionBenchConfig:
     head_epochs: int = 2000
     regressor_epochs: int = 200
     head_ema_decay: float = _HEAD_DEFAULTS.ema_decay
-    head_eval_every: int = 250
+    head_eval_every: int = 0
     hidden: int = 512
     n_blocks: int = 4
     lr: float = 1e-3

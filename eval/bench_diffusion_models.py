@@ -83,6 +83,7 @@ def _train_settings(config: DiffusionBenchConfig, work: Path, train_path: str) -
         lr=config.lr,
         batch_size=config.train_batch_size,
         eval_every=config.head_eval_every,
+        keep_best=config.head_eval_every > 0,
         eval_prompts=min(500, config.max_validation_prompts or 500),
         pool=config.pool,  # validation (and --keep-best) ranks as the benchmark's latent does
         eval_k=config.k,

@@ -437,11 +437,11 @@ def test_train_script_keeps_the_best_validations_weights(demo_artifact, tmp_path
         shutil.copytree(source, arts[name])
     run = ["--playlists", str(playlists), *TINY, "--eval-every", "2", "--max-steps", "6"]
     _scripted_validation(monkeypatch, {2: 0.3, 4: 0.7, 6: 0.2})
-    assert main(["--artifact", str(arts["best"]), *run]) == 0
-    last = ["--artifact", str(arts["last"]), *run, "--no-keep-best", "--checkpoint-every", "2"]
+    assert main(["--artifact", str(arts["best"]), *run, "--keep-best"]) == 0
+    last = ["--artifact", str(arts["last"]), *run, "--checkpoint-every", "2"]  # default: last
     assert main([*last, "--keep-checkpoints", "3"]) == 0
     # a crash after step 4's checkpoint: the resumed run still knows step 4 was the best
-    resumed = ["--artifact", str(arts["resumed"]), *run, "--checkpoint-every", "4"]
+    resumed = ["--artifact", str(arts["resumed"]), *run, "--keep-best", "--checkpoint-every", "4"]
     _scripted_validation(monkeypatch, {2: 0.3, 4: 0.7, 6: RuntimeError("crash")})
     with pytest.raises(RuntimeError, match="crash"):
         main(resumed)
