@@ -424,18 +424,23 @@ def _weights(folder):
     return load_file(str(folder / "model.safetensors"))
 
 
-@pytest.mark.slow
-def test_train_script_keeps_the_best_validations_weights(demo_artifact, tmp_path, monkeypatch):
+def _six_step_runs(demo_artifact, tmp_path, names):
+    """A copy of the demo artifact per name, and the flags of a 6-step run validated every 2."""
     import shutil
 
+    playlists, source = demo_artifact
+    arts = {name: tmp_path / name for name in names}
+    for path in arts.values():
+        shutil.copytree(source, path)
+    run = ["--playlists", str(playlists), *TINY, "--eval-every", "2", "--max-steps", "6"]
+    return playlists, arts, run
+
+
+@pytest.mark.slow
+def test_train_script_keeps_the_best_validations_weights(demo_artifact, tmp_path, monkeypatch):
     from training.train_diffusion import main
 
-    playlists, source = demo_artifact
-    arts = {}
-    for name in ("best", "resumed", "last"):
-        arts[name] = tmp_path / name
-        shutil.copytree(source, arts[name])
-    run = ["--playlists", str(playlists), *TINY, "--eval-every", "2", "--max-steps", "6"]
+    playlists, arts, run = _six_step_runs(demo_artifact, tmp_path, ("best", "resumed", "last"))
     _scripted_validation(monkeypatch, {2: 0.3, 4: 0.7, 6: 0.2})
     assert main(["--artifact", str(arts["best"]), *run, "--keep-best"]) == 0
     last = ["--artifact", str(arts["last"]), *run, "--checkpoint-every", "2"]  # default: last
@@ -487,18 +492,11 @@ def test_weight_average_tracks_swaps_and_copies():
 
 @pytest.mark.slow
 def test_train_script_saves_the_weight_average_and_resumes_it(demo_artifact, tmp_path, monkeypatch):
-    import shutil
-
     from training.final_weights import WeightAverage
     from training.train_diffusion import DiffusionTrainConfig, main
 
-    playlists, source = demo_artifact
-    arts = {}
-    for name in ("raw", "ema", "resumed"):
-        arts[name] = tmp_path / name
-        shutil.copytree(source, arts[name])
-    run = ["--playlists", str(playlists), *TINY, "--eval-every", "2", "--max-steps", "6"]
-    run += ["--no-keep-best", "--lr", "0.01"]
+    playlists, arts, run = _six_step_runs(demo_artifact, tmp_path, ("raw", "ema", "resumed"))
+    run += ["--lr", "0.01"]
     _scripted_validation(monkeypatch, {2: 0.1, 4: 0.1, 6: 0.1})
     assert main(["--artifact", str(arts["raw"]), *run]) == 0
     assert main(["--artifact", str(arts["ema"]), *run, "--ema-decay", "0.9"]) == 0

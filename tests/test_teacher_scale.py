@@ -115,7 +115,9 @@ def test_tiny_block_budget_gives_the_one_block_result():
     many = teacher_targets(prompts, relevant, n_items, max_block_bytes=1, progress=True, **kwargs)
     np.testing.assert_array_equal(one.items.indptr, many.items.indptr)
     np.testing.assert_array_equal(one.items.values, many.items.values)
-    np.testing.assert_array_equal(one.weights.values, many.weights.values)
+    # same items, same weights to float32 rounding: numpy (2.4 and later) vectorises a sum by the
+    # shape of its block, so a row's normalising sum may differ in the last bit between blocks
+    np.testing.assert_allclose(one.weights.values, many.weights.values, rtol=1e-6, atol=0)
 
 
 def test_ragged_input_equals_list_input_and_output_types():
