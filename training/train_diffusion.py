@@ -17,6 +17,8 @@ reloads with ``load_state`` and ``skip_first_batches``) -> unwrap and save on th
 Validation is latent-only retrieval: validation playlists have no CF factor, so latents are
 sampled from their prompts and the items found by faiss around them are scored (Hits@K,
 Recall@K against their catalogue tracks).
+With ``--ema-decay`` validation scores, and the run saves, a moving average of the weights; with
+``--keep-best`` the run ends with its best validation's weights (:mod:`training.final_weights`).
 
 With ``--seed-conditioning`` the head also reads a seed set (MO-DiT), drawn per playlist and
 epoch by :mod:`training.diffusion_seeds` (``--seed-prob``, ``--max-seed-tracks``); validation
