@@ -9,8 +9,6 @@ from dataclasses import dataclass
 
 from training.diffusion_config import DiffusionTrainConfig
 
-_HEAD_DEFAULTS = DiffusionTrainConfig  # the training script's defaults, as class attributes
-
 
 def log(message: str) -> None:
     """One progress line on stderr, stamped with the time."""
@@ -77,7 +75,7 @@ class DiffusionBenchConfig:
     min_minutes_per_model: float = 1.0
     head_epochs: int = 2000
     regressor_epochs: int = 200
-    head_ema_decay: float = _HEAD_DEFAULTS.ema_decay
+    head_ema_decay: float = DiffusionTrainConfig.ema_decay  # the training default
     head_eval_every: int = 0
     hidden: int = 512
     n_blocks: int = 4
