@@ -30,6 +30,10 @@ class DiffusionBenchConfig:
         head_eval_every: validate the heads and the regressor every this many steps and keep
             each one's best validation's weights (``DiffusionTrainConfig.keep_best``); 0 = one
             validation at the end, the last weights kept.
+        head_contrastive_targets, head_latent_target: what the heads learn from, the playlist's
+            own tracks and factor or the title-kNN teacher's list
+            (``DiffusionTrainConfig.contrastive_targets`` / ``latent_target``, whose defaults
+            they take); the regressor, a yardstick, keeps the playlist's factor.
         hidden, n_blocks, lr, train_batch_size: model width/depth and optimiser (both models).
         k: cut-off of the metrics. candidates: beam candidates per prompt (>= k) for the
             generative and hybrid systems (the hybrid settings' ``beam_candidates``); beams: beam
@@ -77,6 +81,8 @@ class DiffusionBenchConfig:
     regressor_epochs: int = 200
     head_ema_decay: float = DiffusionTrainConfig.ema_decay  # the training default
     head_eval_every: int = 0
+    head_contrastive_targets: str = DiffusionTrainConfig.contrastive_targets
+    head_latent_target: str = DiffusionTrainConfig.latent_target
     hidden: int = 512
     n_blocks: int = 4
     lr: float = 1e-3
@@ -159,6 +165,11 @@ class DiffusionBenchConfig:
             raise ValueError(f"latent_k ({self.latent_k}) must be >= k ({self.k})")
         if not 0 < self.max_contamination <= 1:
             raise ValueError(f"max_contamination must be in (0, 1], got {self.max_contamination}")
+        for name in ("head_contrastive_targets", "head_latent_target"):
+            if getattr(self, name) not in ("playlist", "teacher"):
+                raise ValueError(
+                    f"{name} must be 'playlist' or 'teacher', got {getattr(self, name)!r}"
+                )
         if not 0 <= self.head_ema_decay < 1:
             raise ValueError(f"head_ema_decay must be in [0, 1), got {self.head_ema_decay}")
         if not (self.lr > 0 and self.guidance_weight >= 0 and self.min_minutes_per_model >= 0):

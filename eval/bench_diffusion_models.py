@@ -131,6 +131,8 @@ def train_models(
             epochs=config.head_epochs,
             max_minutes=minutes,
             ema_decay=config.head_ema_decay,
+            contrastive_targets=config.head_contrastive_targets,
+            latent_target=config.head_latent_target,
             **common,
         )
         log(f"training the diffusion head ({encoder} encoder, {minutes:.2f} min) in {work}")

@@ -88,6 +88,7 @@ def contrastive_targets(
     item_factors: np.ndarray | torch.Tensor,
     negatives: str,
     rng: np.random.Generator,
+    weighted: bool = False,
 ) -> ContrastiveTargets:
     """The targets of a batch of playlists.
 
@@ -99,6 +100,10 @@ def contrastive_targets(
             ``rng``), and each playlist's targets are the drawn tracks it holds, weighted
             evenly; ``"full"``: the items are the whole catalogue and each playlist's targets
             are all its tracks, weighted evenly (the dense bi-encoder's loss).
+        weighted: read ``tracks``' values as each row's probabilities over items (a teacher's
+            list, :mod:`training.diffusion_teacher`): the in-batch track is drawn in proportion
+            to them, and the targets are weighted by them (normalised per row) instead of
+            evenly.
     """
     import scipy.sparse as sp
 
@@ -113,19 +118,36 @@ def contrastive_targets(
         chosen = tracks
         items = factors
     else:
-        offsets = (rng.random(lengths.size) * lengths).astype(np.int64)
-        drawn = tracks.indices[tracks.indptr[:-1] + offsets].astype(np.int64)
+        if weighted:
+            drawn = tracks.indices[_weighted_draw(tracks, rng)].astype(np.int64)
+        else:
+            offsets = (rng.random(lengths.size) * lengths).astype(np.int64)
+            drawn = tracks.indices[tracks.indptr[:-1] + offsets].astype(np.int64)
         chosen = tracks[:, drawn]  # (batch, batch): playlist i holds the track drawn for j
         items = factors[torch.from_numpy(drawn).to(factors.device)]
     chosen = sp.coo_matrix(chosen)
-    per_row = np.bincount(chosen.row, minlength=lengths.size).astype(np.float32)
+    mass = chosen.data.astype(np.float64) if weighted else np.ones(chosen.nnz)
+    per_row = np.bincount(chosen.row, weights=mass, minlength=lengths.size)
     device = factors.device
     return ContrastiveTargets(
         items=items,
         rows=torch.from_numpy(chosen.row.astype(np.int64)).to(device),
         cols=torch.from_numpy(chosen.col.astype(np.int64)).to(device),
-        weights=torch.from_numpy(1.0 / per_row[chosen.row]).to(device),
+        weights=torch.from_numpy((mass / per_row[chosen.row]).astype(np.float32)).to(device),
     )
+
+
+def _weighted_draw(tracks, rng: np.random.Generator) -> np.ndarray:
+    """One entry of each row of CSR ``tracks`` drawn in proportion to its (positive) values:
+    the positions in ``tracks.indices``. One uniform number a row, as the even draw takes."""
+    values = np.asarray(tracks.data, dtype=np.float64)
+    if (values <= 0).any():
+        raise ValueError("weighted contrastive targets need positive weights")
+    cumulative = np.cumsum(values)
+    before = np.concatenate([[0.0], cumulative])[tracks.indptr[:-1]]
+    totals = cumulative[tracks.indptr[1:] - 1] - before
+    picked = np.searchsorted(cumulative, before + rng.random(totals.size) * totals, side="right")
+    return np.clip(picked, tracks.indptr[:-1], tracks.indptr[1:] - 1)
 
 
 __all__ = ["NEGATIVES", "ContrastiveTargets", "contrastive_targets", "info_nce"]

@@ -15,6 +15,7 @@ _PRECISIONS = ("no", "fp16", "bf16")
 _FUSION_KINDS = ("fixed", "gated")
 _POOLS = ("max", "mean")
 _NEGATIVES = ("in_batch", "full")  # text2tracks.contrastive.NEGATIVES
+_TARGETS = ("playlist", "teacher")  # training.diffusion_teacher
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,14 @@ class DiffusionTrainConfig:
             prediction, GDR; the default) or ``v_prediction``.
         contrastive_negatives: ``in_batch`` (one track drawn per playlist of the batch; the
             other playlists' tracks are the negatives) or ``full`` (every catalogue track).
+        contrastive_targets, latent_target: what the head learns from (``playlist``: the
+            playlist's own tracks and ALS factor; ``teacher``: the title-kNN teacher's list for
+            its prompt, as the seq2seq learns; :mod:`training.diffusion_teacher`): the
+            contrastive term's positives, and the x_0 target (the ridge fold-in of the
+            teacher's ``teacher_fold_in_top`` best tracks). ``latent_target`` applies to the
+            regressor too.
+        teacher_top_items, teacher_own_weight: the teacher's list length and the share of its
+            probability on the playlist's own tracks (as the seq2seq's ``TrainConfig``).
         seed_conditioning, seed_prob, max_seed_tracks: MO-DiT (head only): the head's condition
             also reads a seed set (:class:`DiffusionHeadConfig`'s ``seed_conditioning``). Per
             epoch, a playlist (with two tracks or more) carries seeds with probability
@@ -106,6 +115,11 @@ class DiffusionTrainConfig:
     contrastive_weight: float = 1.0
     contrastive_temperature: float = 0.05
     contrastive_negatives: str = field(default="in_batch", metadata={"choices": _NEGATIVES})
+    contrastive_targets: str = field(default="playlist", metadata={"choices": _TARGETS})
+    latent_target: str = field(default="playlist", metadata={"choices": _TARGETS})
+    teacher_top_items: int = 200
+    teacher_own_weight: float = 0.3
+    teacher_fold_in_top: int = 100
     seed_conditioning: bool = False
     seed_prob: float = 0.5
     max_seed_tracks: int = 100
@@ -168,6 +182,8 @@ class DiffusionTrainConfig:
             "fusion_latent_k",
             "fusion_samples",
             "max_seed_tracks",
+            "teacher_top_items",
+            "teacher_fold_in_top",
         )
         non_negative = (
             "max_steps",
@@ -181,6 +197,13 @@ class DiffusionTrainConfig:
             value, low = getattr(self, name), 1 if name in positive else 0
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        for name in ("contrastive_targets", "latent_target"):
+            if getattr(self, name) not in _TARGETS:
+                raise ValueError(f"{name} must be one of {_TARGETS}, got {getattr(self, name)!r}")
+        if not 0.0 <= self.teacher_own_weight <= 1.0:
+            raise ValueError(
+                f"teacher_own_weight must be in [0, 1], got {self.teacher_own_weight!r}"
+            )
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1) (0 = off), got {self.ema_decay!r}")
         if not (self.lr > 0 and self.weight_decay >= 0 and self.max_minutes >= 0):

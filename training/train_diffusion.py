@@ -67,6 +67,7 @@ from training.diffusion_data import (
 )
 from training.diffusion_fusion import fit_artifact_fusion  # also importable from here
 from training.diffusion_seeds import SeedBatches
+from training.diffusion_teacher import apply_teacher, teacher_positives
 from training.final_weights import BestWeights, WeightAverage
 from training.launch import force_cpu, print_on_main
 
@@ -296,6 +297,7 @@ def _contrastive_targets(run: _Run, rows):
         run.item_tensor,
         config.contrastive_negatives,
         rng,
+        weighted=teacher_positives(config),
     )
 
 
@@ -478,7 +480,7 @@ def train(config: DiffusionTrainConfig) -> dict[str, Any]:
 
     accelerator, log = _start(config)
     # 2. data
-    data = load_pairs(config.artifact, config.playlists)
+    data = apply_teacher(config, load_pairs(config.artifact, config.playlists), log)
     latents = torch.from_numpy(data["train_latents"])
     val_prompts, val_relevant = validation_subset(config, data)
     inputs = prompt_inputs(config, data["train_prompts"], val_prompts, accelerator.device)

@@ -1,0 +1,114 @@
+"""Title-kNN teacher targets for the diffusion head (``train-diffusion --contrastive-targets
+teacher`` / ``--latent-target teacher``), after DGR's distillation of a ranker into a retriever.
+
+A playlist's own tracks are one noisy draw of what its title asks for. The seq2seq learns better
+from the title-kNN teacher's list (:mod:`text2tracks.teacher`: the tracks of the training
+playlists whose titles resemble this one, its own vote left out, part of the mass on its own
+tracks); the head can learn from the same list in two places:
+
+- ``contrastive_targets="teacher"``: the contrastive term's positives are drawn from the
+  teacher's list, weighted by its probabilities, instead of uniformly from the playlist's tracks;
+- ``latent_target="teacher"``: the x_0 the head learns to write is the ridge fold-in of the
+  teacher's ``teacher_fold_in_top`` best tracks into the CF space (the query vector that scores
+  those tracks highest, as ALS folds in a new user), instead of the playlist's own ALS factor.
+
+Both are computed once per run from the training playlists that :func:`load_pairs` keeps (a few
+seconds for the development data).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from training.diffusion_config import DiffusionTrainConfig
+
+FOLD_IN_REGULARISATION = 0.1  # eval.teacher_views' ridge, under which the fold-in was measured
+
+
+def teacher_positives(config: DiffusionTrainConfig) -> bool:
+    """Whether the contrastive term (the head's, when it has one) draws from the teacher."""
+    contrastive = not config.regressor and config.contrastive_weight > 0
+    return contrastive and config.contrastive_targets == "teacher"
+
+
+def uses_teacher(config: DiffusionTrainConfig) -> bool:
+    """Whether ``config`` reads the teacher anywhere (then :func:`apply_teacher` computes it)."""
+    return config.latent_target == "teacher" or teacher_positives(config)
+
+
+def apply_teacher(config: DiffusionTrainConfig, data: dict[str, Any], log=None) -> dict[str, Any]:
+    """``data`` (:func:`training.diffusion_data.load_pairs`'s) with the teacher's targets in
+    place of the playlists' own where ``config`` asks for them: ``train_tracks`` becomes the
+    teacher's probabilities (scipy CSR, rows sum to 1) and/or ``train_latents`` the fold-in of
+    the teacher's best tracks. The playlists' own stay as ``own_tracks`` / ``own_latents``, and
+    a playlist the teacher has nothing for (no similar title and ``teacher_own_weight`` 0) keeps
+    its own tracks and factor. A copy; ``data`` itself is not changed."""
+    import time
+
+    import scipy.sparse as sp
+
+    from text2tracks.cf_targets import ridge_fold_in
+    from text2tracks.ragged import Ragged
+    from text2tracks.teacher import teacher_targets
+
+    if not uses_teacher(config):
+        return data
+    started = time.perf_counter()
+    own = data["train_tracks"]
+    n_items = own.shape[1]
+    teacher = teacher_targets(
+        data["train_prompts"],
+        Ragged(own.indptr.astype(np.int64), own.indices.astype(np.int64)),
+        n_items,
+        top_items=config.teacher_top_items,
+        own_weight=config.teacher_own_weight,
+        leave_out=True,
+        progress=config.progress,
+    )
+    probabilities = sp.csr_matrix(
+        (teacher.weights.values, teacher.items.values, teacher.items.indptr),
+        shape=(len(teacher), n_items),
+        dtype=np.float32,
+    )
+    empty = np.diff(probabilities.indptr) == 0
+    if empty.any():
+        own_rows = sp.csr_matrix(own, dtype=np.float32)
+        own_rows = sp.diags(1.0 / np.asarray(own_rows.sum(1)).ravel()) @ own_rows
+        probabilities = sp.csr_matrix(
+            sp.vstack([own_rows[p] if empty[p] else probabilities[p] for p in range(len(empty))])
+        )
+    out = dict(data, own_tracks=own, own_latents=data["train_latents"])
+    if teacher_positives(config):
+        out["train_tracks"] = probabilities
+    if config.latent_target == "teacher":
+        best = [_top_items(probabilities, p, config.teacher_fold_in_top) for p in range(len(empty))]
+        folded = ridge_fold_in(Ragged.from_rows(best), data["item_factors"], FOLD_IN_REGULARISATION)
+        folded[empty] = data["train_latents"][empty]
+        out["train_latents"] = np.ascontiguousarray(folded, dtype=np.float32)
+    if log is not None:
+        log(
+            f"teacher: title-kNN targets for {len(empty)} playlists ({int(empty.sum())} without "
+            f"any kept their own) in {time.perf_counter() - started:.1f} s (contrastive "
+            f"positives: {'teacher' if teacher_positives(config) else 'playlist'}, latent "
+            f"target: {config.latent_target})"
+        )
+    return out
+
+
+def _top_items(probabilities, row: int, top: int) -> np.ndarray:
+    """The ``top`` items of highest probability in ``row`` (all of them when fewer)."""
+    lo, hi = probabilities.indptr[row], probabilities.indptr[row + 1]
+    items, weights = probabilities.indices[lo:hi], probabilities.data[lo:hi]
+    if items.size > top:
+        items = items[np.argsort(-weights, kind="stable")[:top]]
+    return items.astype(np.int64)
+
+
+__all__ = [
+    "FOLD_IN_REGULARISATION",
+    "apply_teacher",
+    "teacher_positives",
+    "uses_teacher",
+]
