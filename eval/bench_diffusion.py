@@ -200,6 +200,7 @@ def run_diffusion_benchmark(
     config: DiffusionBenchConfig | None = None,
     budget_minutes: float | None = None,
     n_skipped: int = 0,
+    baselines: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Train and evaluate the diffusion head on the benchmark's split.
 
@@ -215,6 +216,8 @@ def run_diffusion_benchmark(
             None re-splits ``train_path`` with ``artifact/cf/split.json``.
         config: :class:`DiffusionBenchConfig`; ``budget_minutes`` overrides its budget.
         n_skipped: test prompts without catalogue tracks (reported with the metrics).
+        baselines: per-prompt Hits of the benchmark's systems on these prompts, by name
+            (:func:`benchmark_baselines`), each compared with latent-only.
 
     Returns ``{"systems", "comparisons", "per_prompt", ...}``: the systems and comparisons are
     in the benchmark's ``results.json`` format; ``per_prompt`` holds per-prompt metric arrays.
@@ -244,7 +247,7 @@ def run_diffusion_benchmark(
     systems, per_prompt = score_systems(
         measured["rankings"], measured["extras"], relevant, len(views.vocab), config, n_skipped
     )
-    comparisons, target = compare_systems(systems, per_prompt, config)
+    comparisons, target = compare_systems(systems, per_prompt, config, baselines)
     report = {
         "systems": systems,
         "comparisons": comparisons,
@@ -358,11 +361,34 @@ def load_benchmark_split(bench_dir: Path, train_path: str) -> dict[str, Any]:
         raise ValueError(f"{len(prompts)} test prompts re-created, the benchmark scored {expected}")
     return {
         "results": results,
+        "kept": kept,
         "prompts": prompts,
         "relevant": relevant,
         "n_skipped": n_skipped,
         "validation": data["validation"],
         "train": data["train"],
+    }
+
+
+LATENT_YARDSTICKS = ("dense_biencoder",)  # the issue's yardstick of the latent, when it ran
+
+
+def benchmark_baselines(bench_dir: Path, kept: list[int]) -> dict[str, np.ndarray]:
+    """Per-prompt Hits of :data:`LATENT_YARDSTICKS` from ``bench_dir/per_prompt.json``, whose
+    prompts must be ``kept`` (the test playlists this run scores, in order); a system the
+    benchmark did not run, or a file of other prompts, is left out with a log line."""
+    path = bench_dir / "per_prompt.json"
+    if not path.is_file():
+        log(f"no {path}: latent-only is not compared with the benchmark's baselines")
+        return {}
+    data = json.loads(path.read_text())
+    if [int(i) for i in data["prompt_index"]] != [int(i) for i in kept]:
+        log(f"{path} scored other test prompts than this run: baselines left out")
+        return {}
+    return {
+        name: np.asarray(data["systems"][name]["hits"], dtype=np.float64)
+        for name in LATENT_YARDSTICKS
+        if name in data["systems"]
     }
 
 
@@ -397,6 +423,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{bench_dir} is not a finished eval.benchmark folder (results.json, artifact/seq2seq)"
         )
     split = load_benchmark_split(bench_dir, train_path)
+    baselines = benchmark_baselines(bench_dir, split["kept"])
     if split["results"]["config"].get("k", config.k) != config.k:
         log(f"note: the benchmark used k={split['results']['config']['k']}, this run k={config.k}")
     report = run_diffusion_benchmark(
@@ -409,6 +436,7 @@ def main(argv: list[str] | None = None) -> int:
         split["train"],
         config=config,
         n_skipped=split["n_skipped"],
+        baselines=baselines,
     )
     results = merge_into_results(bench_dir / "results.json", report)
     try:

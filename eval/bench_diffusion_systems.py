@@ -245,17 +245,30 @@ def score_systems(
 
 
 def compare_systems(
-    systems: dict[str, Any], per_prompt: dict[str, Any], config: DiffusionBenchConfig
+    systems: dict[str, Any],
+    per_prompt: dict[str, Any],
+    config: DiffusionBenchConfig,
+    baselines: dict[str, np.ndarray] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """``(comparisons, target)``: paired bootstrap Hits differences of :data:`COMPARISONS`, and
-    whether hybrid beats generative by 5% and the gate beats the fixed blend."""
+    whether hybrid beats generative by 5% and the gate beats the fixed blend.
+
+    ``baselines``: per-prompt Hits of benchmark systems on the same test prompts (the
+    benchmark's ``per_prompt.json``, e.g. the dense bi-encoder, the latent's yardstick); each
+    is compared with ``latent-only`` as ``"latent-only vs NAME"``."""
     key = f"hits@{config.k}"
     comparisons = {}
-    for a, b in COMPARISONS:
-        diff = paired_bootstrap_diff(
-            per_prompt[a]["hits"], per_prompt[b]["hits"], n_bootstrap=config.n_bootstrap
-        )
-        base = systems[b][key]
+    pairs = [
+        (a, b, per_prompt[a]["hits"], per_prompt[b]["hits"], systems[b][key])
+        for a, b in COMPARISONS
+    ]
+    for name, hits in (baselines or {}).items():
+        latent = per_prompt["latent-only"]["hits"]
+        if len(hits) != len(latent):
+            raise ValueError(f"{name}: {len(hits)} per-prompt values for {len(latent)} prompts")
+        pairs.append(("latent-only", name, latent, hits, float(np.mean(hits))))
+    for a, b, hits_a, hits_b, base in pairs:
+        diff = paired_bootstrap_diff(hits_a, hits_b, n_bootstrap=config.n_bootstrap)
         diff["relative"] = systems[a][key] / base - 1 if base else None
         comparisons[f"{a} vs {b}"] = diff
     rel = comparisons["hybrid vs generative"]["relative"]

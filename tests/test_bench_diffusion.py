@@ -235,6 +235,39 @@ def test_merge_keeps_existing_systems_and_report_and_plots_render(tmp_path):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_latent_is_compared_with_the_benchmarks_bi_encoder_on_the_same_prompts(tmp_path):
+    from eval.bench_diffusion import benchmark_baselines
+    from eval.bench_diffusion_systems import COMPARISONS, compare_systems
+
+    rng = np.random.default_rng(0)
+    names = {name for pair in COMPARISONS for name in pair}
+    per_prompt = {name: {"hits": rng.integers(0, 2, 40).astype(float)} for name in names}
+    per_prompt["latent-only"]["hits"] = np.r_[np.ones(30), np.zeros(10)]
+    systems = {name: {"hits@10": per_prompt[name]["hits"].mean()} for name in names}
+    kept = list(range(3, 43))  # test playlists 0-2 hold no catalogue track
+    biencoder = np.r_[np.ones(20), np.zeros(20)]
+    (tmp_path / "per_prompt.json").write_text(
+        json.dumps(
+            {
+                "prompt_index": kept,
+                "systems": {"dense_biencoder": {"hits": biencoder.tolist()}, "title_knn": {}},
+            }
+        )
+    )
+    baselines = benchmark_baselines(tmp_path, kept)
+    assert set(baselines) == {"dense_biencoder"}  # the latent's yardstick only
+    config = DiffusionBenchConfig(n_bootstrap=200)
+    comparisons, _ = compare_systems(systems, per_prompt, config, baselines)
+    versus = comparisons["latent-only vs dense_biencoder"]
+    assert versus["diff"] == pytest.approx(0.25)
+    assert versus["relative"] == pytest.approx(0.75 / 0.5 - 1)
+    assert versus["p_value"] < 0.05
+    assert len(comparisons) == len(COMPARISONS) + 1
+    # other prompts (another split, or a capped run): no comparison, rather than a wrong one
+    assert benchmark_baselines(tmp_path, kept[:-1]) == {}
+    assert benchmark_baselines(tmp_path / "missing", kept) == {}
+
+
 def test_config_validation_and_cli_flags():
     assert DiffusionBenchConfig().grid == [1.0, 2.0, 3.0, 5.0, 7.5]
     assert DiffusionBenchConfig(encoders="bytes").encoder_list == ["bytes"]

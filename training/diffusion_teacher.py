@@ -42,9 +42,9 @@ def apply_teacher(config: DiffusionTrainConfig, data: dict[str, Any], log=None) 
     """``data`` (:func:`training.diffusion_data.load_pairs`'s) with the teacher's targets in
     place of the playlists' own where ``config`` asks for them: ``train_tracks`` becomes the
     teacher's probabilities (scipy CSR, rows sum to 1) and/or ``train_latents`` the fold-in of
-    the teacher's best tracks. The playlists' own stay as ``own_tracks`` / ``own_latents``, and
-    a playlist the teacher has nothing for (no similar title and ``teacher_own_weight`` 0) keeps
-    its own tracks and factor. A copy; ``data`` itself is not changed."""
+    the teacher's best tracks. The playlists' own stay as ``own_tracks`` / ``own_latents``. A
+    playlist whose title resembles no other's gets its own tracks as the teacher's list
+    (:func:`text2tracks.teacher.teacher_targets`). A copy; ``data`` itself is not changed."""
     import time
 
     import scipy.sparse as sp
@@ -72,25 +72,19 @@ def apply_teacher(config: DiffusionTrainConfig, data: dict[str, Any], log=None) 
         shape=(len(teacher), n_items),
         dtype=np.float32,
     )
-    empty = np.diff(probabilities.indptr) == 0
-    if empty.any():
-        own_rows = sp.csr_matrix(own, dtype=np.float32)
-        own_rows = sp.diags(1.0 / np.asarray(own_rows.sum(1)).ravel()) @ own_rows
-        probabilities = sp.csr_matrix(
-            sp.vstack([own_rows[p] if empty[p] else probabilities[p] for p in range(len(empty))])
-        )
     out = dict(data, own_tracks=own, own_latents=data["train_latents"])
     if teacher_positives(config):
         out["train_tracks"] = probabilities
     if config.latent_target == "teacher":
-        best = [_top_items(probabilities, p, config.teacher_fold_in_top) for p in range(len(empty))]
+        best = [
+            _top_items(probabilities, p, config.teacher_fold_in_top) for p in range(len(teacher))
+        ]
         folded = ridge_fold_in(Ragged.from_rows(best), data["item_factors"], FOLD_IN_REGULARISATION)
-        folded[empty] = data["train_latents"][empty]
         out["train_latents"] = np.ascontiguousarray(folded, dtype=np.float32)
     if log is not None:
         log(
-            f"teacher: title-kNN targets for {len(empty)} playlists ({int(empty.sum())} without "
-            f"any kept their own) in {time.perf_counter() - started:.1f} s (contrastive "
+            f"teacher: title-kNN targets for {len(teacher)} playlists in "
+            f"{time.perf_counter() - started:.1f} s (contrastive "
             f"positives: {'teacher' if teacher_positives(config) else 'playlist'}, latent "
             f"target: {config.latent_target})"
         )
