@@ -33,7 +33,7 @@ class DiffusionBenchConfig:
         head_contrastive_targets, head_latent_target: what the heads learn from, the playlist's
             own tracks and factor or the title-kNN teacher's list
             (``DiffusionTrainConfig.contrastive_targets`` / ``latent_target``, whose defaults
-            they take); the regressor, a yardstick, keeps the playlist's factor.
+            they take); the regressor, the head's yardstick, learns the same latent target.
         hidden, n_blocks, lr, train_batch_size: model width/depth and optimiser (both models).
         k: cut-off of the metrics. candidates: beam candidates per prompt (>= k) for the
             generative and hybrid systems (the hybrid settings' ``beam_candidates``); beams: beam

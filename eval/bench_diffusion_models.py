@@ -153,6 +153,7 @@ def train_models(
         regressor=True,
         epochs=config.regressor_epochs,
         max_minutes=0.3 * config.budget_minutes,
+        latent_target=config.head_latent_target,  # the yardstick learns what the head writes
         **common,
     )
     log(f"training the regressor ({best} encoder, {cfg.max_minutes:.2f} min)")

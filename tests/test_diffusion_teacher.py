@@ -116,16 +116,18 @@ def _config(**changes) -> DiffusionTrainConfig:
 
 def test_playlist_targets_leave_the_data_alone():
     data = _grouped_data()
-    assert not uses_teacher(_config())
-    assert apply_teacher(_config(), data) is data
+    own = {"contrastive_targets": "playlist", "latent_target": "playlist"}
+    assert not uses_teacher(_config(**own))
+    assert apply_teacher(_config(**own), data) is data
+    assert uses_teacher(_config())  # the default learns from the teacher
     # the regressor has no contrastive term: teacher positives alone do not make it a teacher run
-    assert not uses_teacher(_config(regressor=True, contrastive_targets="teacher"))
-    assert not uses_teacher(_config(contrastive_weight=0.0, contrastive_targets="teacher"))
+    assert not uses_teacher(_config(regressor=True, latent_target="playlist"))
+    assert not uses_teacher(_config(contrastive_weight=0.0, latent_target="playlist"))
 
 
 def test_teacher_positives_are_the_same_titles_tracks():
     data = _grouped_data()
-    out = apply_teacher(_config(contrastive_targets="teacher", teacher_own_weight=0.3), data)
+    out = apply_teacher(_config(latent_target="playlist", teacher_own_weight=0.3), data)
     teacher = out["train_tracks"]
     np.testing.assert_allclose(np.asarray(teacher.sum(1)).ravel(), 1.0, rtol=1e-5)
     for p in range(12):
@@ -151,13 +153,13 @@ def test_teacher_positives_are_the_same_titles_tracks():
 
 def test_teacher_latent_is_the_fold_in_of_its_best_tracks():
     data = _grouped_data()
-    config = _config(latent_target="teacher", teacher_own_weight=0.0, teacher_fold_in_top=4)
+    config = _config(contrastive_targets="playlist", teacher_own_weight=0.0, teacher_fold_in_top=4)
     out = apply_teacher(config, data)
     assert out["train_tracks"] is data["train_tracks"]  # positives stay the playlist's own
     p = 1
-    probabilities = apply_teacher(
-        _config(contrastive_targets="teacher", teacher_own_weight=0.0), data
-    )["train_tracks"][p]
+    probabilities = apply_teacher(_config(latent_target="playlist", teacher_own_weight=0.0), data)[
+        "train_tracks"
+    ][p]
     best = probabilities.indices[np.argsort(-probabilities.data, kind="stable")[:4]]
     expected = ridge_fold_in(Ragged.from_rows([best]), data["item_factors"], FOLD_IN_REGULARISATION)
     np.testing.assert_allclose(out["train_latents"][p], expected[0], rtol=1e-5)
@@ -201,12 +203,12 @@ def test_train_script_learns_the_teachers_latents(tmp_path):
         ),
         show_progress=False,
     )
-    flags = ["--contrastive-targets", "teacher", "--latent-target", "teacher"]
+    own_flags = ["--contrastive-targets", "playlist", "--latent-target", "playlist"]
     tiny = "--hidden 32 --n-blocks 1 --time-embed-dim 16 --byte-dim 16 --byte-layers 1"
     tiny += " --byte-heads 2 --batch-size 32 --eval-prompts 8 --eval-samples 2 --warmup-steps 2"
     tiny += " --num-threads 1 --no-progress --encoder bytes --max-steps 3 --no-fit-fusion"
     base = ["--artifact", str(art), "--playlists", str(playlists), *tiny.split()]
-    assert main([*base, *flags]) == 0
+    assert main(base) == 0  # the defaults learn from the teacher
     saved = json.loads((art / "diffusion" / "train_config.json").read_text())
     assert saved["config"]["contrastive_targets"] == saved["config"]["latent_target"] == "teacher"
     config = DiffusionTrainConfig(
@@ -216,7 +218,7 @@ def test_train_script_learns_the_teachers_latents(tmp_path):
     head = DiffusionHead.load(art / "diffusion")
     # the head standardises what it learns to write: the fold-ins, not the playlists' factors
     np.testing.assert_allclose(head.latent_mean.numpy(), folded.mean(0), rtol=1e-4, atol=1e-6)
-    assert main(base) == 0
+    assert main([*base, *own_flags]) == 0
     own = load_pairs(art, playlists)["train_latents"]
     head = DiffusionHead.load(art / "diffusion")
     np.testing.assert_allclose(head.latent_mean.numpy(), own.mean(0), rtol=1e-4, atol=1e-6)

@@ -43,7 +43,9 @@ class DiffusionTrainConfig:
             its prompt, as the seq2seq learns; :mod:`training.diffusion_teacher`): the
             contrastive term's positives, and the x_0 target (the ridge fold-in of the
             teacher's ``teacher_fold_in_top`` best tracks). ``latent_target`` applies to the
-            regressor too.
+            regressor too. Both ``teacher`` by default: on the development data the head's
+            latent-only Hits@10 went from 0.257 / 0.246 to 0.313 / 0.313 (two seeds); the
+            fold-in target alone, with the playlist's tracks as positives, scored 0.220.
         teacher_top_items, teacher_own_weight: the teacher's list length and the share of its
             probability on the playlist's own tracks (as the seq2seq's ``TrainConfig``).
         seed_conditioning, seed_prob, max_seed_tracks: MO-DiT (head only): the head's condition
@@ -115,8 +117,8 @@ class DiffusionTrainConfig:
     contrastive_weight: float = 1.0
     contrastive_temperature: float = 0.05
     contrastive_negatives: str = field(default="in_batch", metadata={"choices": _NEGATIVES})
-    contrastive_targets: str = field(default="playlist", metadata={"choices": _TARGETS})
-    latent_target: str = field(default="playlist", metadata={"choices": _TARGETS})
+    contrastive_targets: str = field(default="teacher", metadata={"choices": _TARGETS})
+    latent_target: str = field(default="teacher", metadata={"choices": _TARGETS})
     teacher_top_items: int = 200
     teacher_own_weight: float = 0.3
     teacher_fold_in_top: int = 100
