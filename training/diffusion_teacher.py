@@ -51,7 +51,7 @@ def apply_teacher(config: DiffusionTrainConfig, data: dict[str, Any], log=None) 
 
     from text2tracks.cf_targets import ridge_fold_in
     from text2tracks.ragged import Ragged
-    from text2tracks.teacher import teacher_targets
+    from text2tracks.teacher import keep_top_per_row, teacher_targets
 
     if not uses_teacher(config):
         return data
@@ -76,10 +76,10 @@ def apply_teacher(config: DiffusionTrainConfig, data: dict[str, Any], log=None) 
     if teacher_positives(config):
         out["train_tracks"] = probabilities
     if config.latent_target == "teacher":
-        best = [
-            _top_items(probabilities, p, config.teacher_fold_in_top) for p in range(len(teacher))
-        ]
-        folded = ridge_fold_in(Ragged.from_rows(best), data["item_factors"], FOLD_IN_REGULARISATION)
+        best = keep_top_per_row(probabilities, config.teacher_fold_in_top, 1.0)
+        best.sort_indices()
+        best_rows = Ragged(best.indptr.astype(np.int64), best.indices.astype(np.int64))
+        folded = ridge_fold_in(best_rows, data["item_factors"], FOLD_IN_REGULARISATION)
         out["train_latents"] = np.ascontiguousarray(folded, dtype=np.float32)
     if log is not None:
         log(
@@ -89,15 +89,6 @@ def apply_teacher(config: DiffusionTrainConfig, data: dict[str, Any], log=None) 
             f"target: {config.latent_target})"
         )
     return out
-
-
-def _top_items(probabilities, row: int, top: int) -> np.ndarray:
-    """The ``top`` items of highest probability in ``row`` (all of them when fewer)."""
-    lo, hi = probabilities.indptr[row], probabilities.indptr[row + 1]
-    items, weights = probabilities.indices[lo:hi], probabilities.data[lo:hi]
-    if items.size > top:
-        items = items[np.argsort(-weights, kind="stable")[:top]]
-    return items.astype(np.int64)
 
 
 __all__ = [
