@@ -46,8 +46,9 @@ class DiffusionTrainConfig:
             regressor too. Both ``teacher`` by default: on the development data the head's
             latent-only Hits@10 went from 0.257 / 0.246 to 0.313 / 0.313 (two seeds); the
             fold-in target alone, with the playlist's tracks as positives, scored 0.220.
-        teacher_top_items, teacher_own_weight: the teacher's list length and the share of its
-            probability on the playlist's own tracks (as the seq2seq's ``TrainConfig``).
+        teacher_top_items, teacher_own_weight, teacher_fold_in_top: the teacher's list length,
+            the share of its probability on the playlist's own tracks (as the seq2seq's
+            ``TrainConfig``), and how many of its best tracks the x_0 target folds in.
         seed_conditioning, seed_prob, max_seed_tracks: MO-DiT (head only): the head's condition
             also reads a seed set (:class:`DiffusionHeadConfig`'s ``seed_conditioning``). Per
             epoch, a playlist (with two tracks or more) carries seeds with probability
