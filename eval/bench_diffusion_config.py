@@ -34,6 +34,9 @@ class DiffusionBenchConfig:
             own tracks and factor or the title-kNN teacher's list
             (``DiffusionTrainConfig.contrastive_targets`` / ``latent_target``, whose defaults
             they take); the regressor, the head's yardstick, learns the same latent target.
+        head_contrastive_negatives, head_contrastive_weight: the heads' contrastive term
+            (``DiffusionTrainConfig.contrastive_negatives`` / ``contrastive_weight``, whose
+            defaults they take).
         hidden, n_blocks, lr, train_batch_size: model width/depth and optimiser (both models).
         k: cut-off of the metrics. candidates: beam candidates per prompt (>= k) for the
             generative and hybrid systems (the hybrid settings' ``beam_candidates``); beams: beam
@@ -83,6 +86,8 @@ class DiffusionBenchConfig:
     head_eval_every: int = 0
     head_contrastive_targets: str = DiffusionTrainConfig.contrastive_targets
     head_latent_target: str = DiffusionTrainConfig.latent_target
+    head_contrastive_negatives: str = DiffusionTrainConfig.contrastive_negatives
+    head_contrastive_weight: float = DiffusionTrainConfig.contrastive_weight
     hidden: int = 512
     n_blocks: int = 4
     lr: float = 1e-3
@@ -170,6 +175,15 @@ class DiffusionBenchConfig:
                 raise ValueError(
                     f"{name} must be 'playlist' or 'teacher', got {getattr(self, name)!r}"
                 )
+        if self.head_contrastive_negatives not in ("in_batch", "full"):
+            raise ValueError(
+                "head_contrastive_negatives must be 'in_batch' or 'full', "
+                f"got {self.head_contrastive_negatives!r}"
+            )
+        if not self.head_contrastive_weight >= 0:
+            raise ValueError(
+                f"head_contrastive_weight must be >= 0, got {self.head_contrastive_weight}"
+            )
         if not 0 <= self.head_ema_decay < 1:
             raise ValueError(f"head_ema_decay must be in [0, 1), got {self.head_ema_decay}")
         if not (self.lr > 0 and self.guidance_weight >= 0 and self.min_minutes_per_model >= 0):

@@ -133,6 +133,8 @@ def train_models(
             ema_decay=config.head_ema_decay,
             contrastive_targets=config.head_contrastive_targets,
             latent_target=config.head_latent_target,
+            contrastive_negatives=config.head_contrastive_negatives,
+            contrastive_weight=config.head_contrastive_weight,
             **common,
         )
         log(f"training the diffusion head ({encoder} encoder, {minutes:.2f} min) in {work}")
