@@ -285,9 +285,21 @@ def test_config_validation_and_cli_flags():
         {"seed_methods": "mean,median"},
         {"seed_methods": "mean,mean"},
         {"seed_methods": ""},
+        {"head_contrastive_targets": "knn"},
+        {"head_latent_target": "als"},
+        {"head_contrastive_negatives": "hard"},
+        {"head_contrastive_weight": -1.0},
     ):
         with pytest.raises(ValueError):
             DiffusionBenchConfig(**bad)
+    # the heads' training settings default to train-diffusion's
+    from training.diffusion_config import DiffusionTrainConfig
+
+    defaults, train = DiffusionBenchConfig(), DiffusionTrainConfig(artifact="a", playlists="p")
+    assert defaults.head_contrastive_targets == train.contrastive_targets == "teacher"
+    assert defaults.head_latent_target == train.latent_target == "teacher"
+    assert defaults.head_contrastive_negatives == train.contrastive_negatives
+    assert defaults.head_contrastive_weight == train.contrastive_weight
     args = build_parser().parse_args(
         [
             "--benchmark-dir",
@@ -555,6 +567,12 @@ def test_the_fusion_goes_to_the_run_folder_and_the_models_to_a_copy(tiny_run):
     assert (work / "diffusion" / "model.safetensors").is_file()
     assert (work / "latent_regressor").is_dir()
     assert not (work / "diffusion" / "fusion.json").exists()
+    # the head learns from the teacher, and its yardstick regressor learns the same target
+    head = json.loads((work / "diffusion" / "train_config.json").read_text())["config"]
+    regressor = json.loads((work / "latent_regressor" / "train_config.json").read_text())["config"]
+    assert (head["contrastive_targets"], head["latent_target"]) == ("teacher", "teacher")
+    assert regressor["regressor"] and regressor["latent_target"] == head["latent_target"]
+    assert head["contrastive_negatives"] == TINY_CONFIG.head_contrastive_negatives
 
 
 def test_the_rankings_are_the_apis(tiny_run):
