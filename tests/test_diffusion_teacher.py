@@ -172,6 +172,36 @@ def test_teacher_latent_is_the_fold_in_of_its_best_tracks():
     assert not np.allclose(out["train_latents"][:12], data["train_latents"][:12])
 
 
+def test_a_playlist_carrying_seeds_learns_its_own_tracks_and_fold_in():
+    from training.diffusion_seeds import SeedBatches
+
+    data = _grouped_data()
+    out = apply_teacher(_config(seed_conditioning=True), data)
+    seeds = SeedBatches(out, prob=0.5, max_seeds=2, seed=0)
+    seeds.set_epoch(0)
+    rows = np.arange(len(data["train_prompts"]))
+    seeded = seeds.drawn.has_seeds[rows]
+    assert seeded.any() and not seeded.all()
+    positives = seeds.positives(out["train_tracks"][rows], rows)
+    for r in rows:
+        got = set(positives[r].indices.tolist())
+        if seeded[r]:  # its own tracks, its seeds left out
+            own = set(data["train_tracks"][r].indices.tolist())
+            assert got == own - set(seeds.drawn.seeds_of(r).tolist())
+        else:  # the teacher's list
+            assert got == set(out["train_tracks"][r].indices.tolist())
+    # the x_0 target: the fold-in of its own tracks while it carries seeds, else the teacher's
+    teacher_target = torch.from_numpy(out["train_latents"])
+    assert seeds.target(teacher_target, rows) is teacher_target  # no own targets given yet
+    own_target = torch.from_numpy(out["own_fold_in"])
+    seeds.use_own_targets(own_target)
+    mixed = seeds.target(teacher_target, rows)
+    torch.testing.assert_close(mixed[seeded], own_target[seeded])
+    torch.testing.assert_close(mixed[~seeded], teacher_target[~seeded])
+    expected = ridge_fold_in(Ragged.from_rows([[18, 19]]), data["item_factors"], 0.1)
+    np.testing.assert_allclose(out["own_fold_in"][12], expected[0], rtol=1e-5)
+
+
 def test_teacher_settings_are_checked():
     with pytest.raises(ValueError, match="contrastive_targets"):
         _config(contrastive_targets="kNN")

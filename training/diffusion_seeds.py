@@ -11,6 +11,12 @@ and count, by :func:`text2tracks.head_seeds.seed_inputs`, the function inference
 whether the prompt keeps its title), and :meth:`SeedBatches.positives` the tracks the
 contrastive term should retrieve: the playlist's tracks without its seeds, which the API never
 recommends back. The target latent stays the playlist's CF factor.
+
+The title-kNN teacher (:mod:`training.diffusion_teacher`, the default) answers titles, not seeds:
+a playlist that carries seeds in an epoch learns from its own tracks (without the seeds) as the
+contrastive term's positives, and, with the teacher's fold-in as the x_0 target, from the
+fold-in of its own tracks (the same kind of vector, :meth:`SeedBatches.target`); a playlist
+without seeds that epoch learns the teacher's.
 """
 
 from __future__ import annotations
@@ -45,6 +51,26 @@ class SeedBatches:
         self.epoch: int | None = None
         self.drawn: EpochSeeds | None = None
         self._seed_matrix = None
+        # with the teacher: each playlist's own tracks, and its own x_0 target (standardised,
+        # set by use_own_targets once the head's statistics are known)
+        self.own_tracks = data.get("own_tracks")
+        self.own_targets = None
+
+    def use_own_targets(self, targets) -> None:
+        """The x_0 target (a tensor ``(n_train, dim)``, standardised as the head learns) of each
+        playlist while it carries seeds, in place of the teacher's (:meth:`target`)."""
+        self.own_targets = targets
+
+    def target(self, target, rows: np.ndarray):
+        """The batch's x_0 targets: the teacher's ``target`` rows, but for playlists that carry
+        seeds this epoch their own (:meth:`use_own_targets`; unchanged without)."""
+        import torch
+
+        if self.own_targets is None:
+            return target
+        seeded = torch.from_numpy(self.drawn.has_seeds[rows]).to(target.device)
+        own = self.own_targets[torch.from_numpy(rows)].to(target.device, target.dtype)
+        return torch.where(seeded[:, None], own, target)
 
     @classmethod
     def of_run(cls, config, data: dict[str, Any]) -> SeedBatches | None:
@@ -88,11 +114,18 @@ class SeedBatches:
         }
 
     def positives(self, tracks, rows: np.ndarray):
-        """``tracks`` (scipy CSR (batch, n_items), the playlists ``rows``' tracks) without their
-        seeds; a row that would be left empty keeps its tracks."""
+        """``tracks`` (scipy CSR (batch, n_items), the playlists ``rows``' tracks, or the
+        teacher's lists) without their seeds; a playlist carrying seeds takes its own tracks in
+        place of the teacher's list, and a row that would be left empty keeps its tracks."""
         import scipy.sparse as sp
 
         tracks = sp.csr_matrix(tracks)
+        if self.own_tracks is not None:
+            seeded = self.drawn.has_seeds[rows].astype(np.float32)
+            tracks = sp.csr_matrix(
+                sp.diags(seeded) @ self.own_tracks[rows] + sp.diags(1.0 - seeded) @ tracks
+            )
+            tracks.eliminate_zeros()
         left = sp.csr_matrix(tracks - tracks.multiply(self._seed_matrix[rows] > 0))
         left.eliminate_zeros()
         empty = np.diff(left.indptr) == 0

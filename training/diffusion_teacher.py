@@ -42,7 +42,9 @@ def apply_teacher(config: DiffusionTrainConfig, data: dict[str, Any], log=None) 
     """``data`` (:func:`training.diffusion_data.load_pairs`'s) with the teacher's targets in
     place of the playlists' own where ``config`` asks for them: ``train_tracks`` becomes the
     teacher's probabilities (scipy CSR, rows sum to 1) and/or ``train_latents`` the fold-in of
-    the teacher's best tracks. The playlists' own stay as ``own_tracks`` / ``own_latents``. A
+    the teacher's best tracks. The playlists' own stay as ``own_tracks`` / ``own_latents``
+    (and, for a seed-conditioned head, ``own_fold_in``: the fold-in of each playlist's own
+    tracks, its x_0 target while it carries seeds; :mod:`training.diffusion_seeds`). A
     playlist whose title resembles no other's gets its own tracks as the teacher's list
     (:func:`text2tracks.teacher.teacher_targets`). A copy; ``data`` itself is not changed."""
     import time
@@ -81,6 +83,11 @@ def apply_teacher(config: DiffusionTrainConfig, data: dict[str, Any], log=None) 
         best_rows = Ragged(best.indptr.astype(np.int64), best.indices.astype(np.int64))
         folded = ridge_fold_in(best_rows, data["item_factors"], FOLD_IN_REGULARISATION)
         out["train_latents"] = np.ascontiguousarray(folded, dtype=np.float32)
+        if config.seed_conditioning:  # what a playlist learns while it carries seeds
+            own_rows = Ragged(own.indptr.astype(np.int64), own.indices.astype(np.int64))
+            out["own_fold_in"] = ridge_fold_in(
+                own_rows, data["item_factors"], FOLD_IN_REGULARISATION
+            )
     if log is not None:
         log(
             f"teacher: title-kNN targets for {len(teacher)} playlists in "

@@ -313,6 +313,7 @@ def _train_batch(run: _Run, batch) -> bool:
             model_inputs = {"input_ids": inputs[0], "attention_mask": inputs[1]}
         if run.seeds is not None:
             model_inputs.update(run.seeds.inputs(rows.cpu().numpy(), target.device))
+            target = run.seeds.target(target, rows.cpu().numpy())
         if config.regressor:
             parts = {"loss": model(target, **model_inputs)}
         else:
@@ -488,6 +489,9 @@ def train(config: DiffusionTrainConfig) -> dict[str, Any]:
         config, latents, inputs["cond_dim"], inputs["encoder"], data["item_factors"]
     )
     n_params = count_parameters(model)
+    seeds = SeedBatches.of_run(config, data)
+    if seeds is not None and "own_fold_in" in data:
+        seeds.use_own_targets(model.standardise(torch.from_numpy(data["own_fold_in"])))
     log(
         f"{config.component}: {n_params / 1e6:.2f}M trainable parameters, encoder {config.encoder}, "
         f"{latents.shape[0]} training pairs ({data['n_train_skipped']} playlists without catalogue "
@@ -523,7 +527,7 @@ def train(config: DiffusionTrainConfig) -> dict[str, Any]:
         n_params=n_params,
         index=build_index(data["item_factors"]),
         item_tensor=torch.from_numpy(data["item_factors"]).float().to(accelerator.device),
-        seeds=SeedBatches.of_run(config, data),
+        seeds=seeds,
         best=BestWeights(f"hits@{config.eval_k}") if config.keep_best else None,
         average=WeightAverage.registered(accelerator, model, config.ema_decay),
     )
