@@ -216,23 +216,13 @@ def test_teacher_settings_are_checked():
 
 @pytest.mark.slow
 def test_train_script_learns_the_teachers_latents(tmp_path):
-    from semantic_ids.cf import CFConfig
-    from semantic_ids.demo import write_demo_jsonl
-    from text2tracks.commands.build_ids import BuildIDsConfig, run_build_ids
+    from tiny_artifact import build_tiny_artifact
+
     from text2tracks.diffusion import DiffusionHead
     from training.diffusion_data import load_pairs
     from training.train_diffusion import main
 
-    playlists = write_demo_jsonl(tmp_path / "demo.jsonl", n_tracks=120, n_playlists=150, seed=0)
-    art = tmp_path / "artifact"
-    run_build_ids(
-        playlists,
-        art,
-        BuildIDsConfig(
-            n_levels=2, codebook_size=8, kmeans_iterations=5, cf=CFConfig(factors=8, iterations=3)
-        ),
-        show_progress=False,
-    )
+    art, playlists = build_tiny_artifact(tmp_path), tmp_path / "demo.jsonl"
     own_flags = ["--contrastive-targets", "playlist", "--latent-target", "playlist"]
     tiny = "--hidden 32 --n-blocks 1 --time-embed-dim 16 --byte-dim 16 --byte-layers 1"
     tiny += " --byte-heads 2 --batch-size 32 --eval-prompts 8 --eval-samples 2 --warmup-steps 2"
