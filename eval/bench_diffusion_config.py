@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 from training.diffusion_config import DiffusionTrainConfig
 
+_TARGETS = ("playlist", "teacher")  # DiffusionTrainConfig's contrastive_targets / latent_target
+
 
 def log(message: str) -> None:
     """One progress line on stderr, stamped with the time."""
@@ -170,22 +172,7 @@ class DiffusionBenchConfig:
             raise ValueError(f"latent_k ({self.latent_k}) must be >= k ({self.k})")
         if not 0 < self.max_contamination <= 1:
             raise ValueError(f"max_contamination must be in (0, 1], got {self.max_contamination}")
-        for name in ("head_contrastive_targets", "head_latent_target"):
-            if getattr(self, name) not in ("playlist", "teacher"):
-                raise ValueError(
-                    f"{name} must be 'playlist' or 'teacher', got {getattr(self, name)!r}"
-                )
-        if self.head_contrastive_negatives not in ("in_batch", "full"):
-            raise ValueError(
-                "head_contrastive_negatives must be 'in_batch' or 'full', "
-                f"got {self.head_contrastive_negatives!r}"
-            )
-        if not self.head_contrastive_weight >= 0:
-            raise ValueError(
-                f"head_contrastive_weight must be >= 0, got {self.head_contrastive_weight}"
-            )
-        if not 0 <= self.head_ema_decay < 1:
-            raise ValueError(f"head_ema_decay must be in [0, 1), got {self.head_ema_decay}")
+        self._check_head_training()
         if not (self.lr > 0 and self.guidance_weight >= 0 and self.min_minutes_per_model >= 0):
             raise ValueError("lr must be > 0, guidance_weight and min_minutes_per_model >= 0")
         if not self.grid or any(w <= 0 for w in self.grid):
@@ -205,6 +192,20 @@ class DiffusionBenchConfig:
             raise ValueError(
                 f"seed_methods must list distinct methods of {SEED_METHODS}, "
                 f"got {self.seed_methods!r}"
+            )
+
+    def _check_head_training(self) -> None:
+        """The heads' training settings passed to ``DiffusionTrainConfig``."""
+        heads = {"head_contrastive_negatives": ("in_batch", "full")}
+        heads.update(dict.fromkeys(("head_contrastive_targets", "head_latent_target"), _TARGETS))
+        for name, choices in heads.items():
+            if getattr(self, name) not in choices:
+                raise ValueError(f"{name} must be one of {choices}, got {getattr(self, name)!r}")
+        if not 0 <= self.head_ema_decay < 1:
+            raise ValueError(f"head_ema_decay must be in [0, 1), got {self.head_ema_decay}")
+        if not self.head_contrastive_weight >= 0:
+            raise ValueError(
+                f"head_contrastive_weight must be >= 0, got {self.head_contrastive_weight}"
             )
 
     @property

@@ -73,12 +73,19 @@ class SeedBatches:
         return torch.where(seeded[:, None], own, target)
 
     @classmethod
-    def of_run(cls, config, data: dict[str, Any]) -> SeedBatches | None:
+    def of_run(cls, config, data: dict[str, Any], model=None) -> SeedBatches | None:
         """The draws of a training run (a :class:`~training.diffusion_config.DiffusionTrainConfig`)
-        with ``seed_conditioning``; None without."""
+        with ``seed_conditioning``; None without. With the teacher's fold-in target
+        (``data["own_fold_in"]``), ``model`` standardises each playlist's own target for the
+        epochs it carries seeds (:meth:`use_own_targets`)."""
         if not config.seed_conditioning:
             return None
-        return cls(data, config.seed_prob, config.max_seed_tracks, config.seed)
+        seeds = cls(data, config.seed_prob, config.max_seed_tracks, config.seed)
+        if "own_fold_in" in data and model is not None:
+            import torch
+
+            seeds.use_own_targets(model.standardise(torch.from_numpy(data["own_fold_in"])))
+        return seeds
 
     def set_epoch(self, epoch: int) -> None:
         """Draw the seeds of ``epoch`` (a no-op when it is the one drawn)."""

@@ -489,9 +489,6 @@ def train(config: DiffusionTrainConfig) -> dict[str, Any]:
         config, latents, inputs["cond_dim"], inputs["encoder"], data["item_factors"]
     )
     n_params = count_parameters(model)
-    seeds = SeedBatches.of_run(config, data)
-    if seeds is not None and "own_fold_in" in data:
-        seeds.use_own_targets(model.standardise(torch.from_numpy(data["own_fold_in"])))
     log(
         f"{config.component}: {n_params / 1e6:.2f}M trainable parameters, encoder {config.encoder}, "
         f"{latents.shape[0]} training pairs ({data['n_train_skipped']} playlists without catalogue "
@@ -527,7 +524,7 @@ def train(config: DiffusionTrainConfig) -> dict[str, Any]:
         n_params=n_params,
         index=build_index(data["item_factors"]),
         item_tensor=torch.from_numpy(data["item_factors"]).float().to(accelerator.device),
-        seeds=seeds,
+        seeds=SeedBatches.of_run(config, data, model),
         best=BestWeights(f"hits@{config.eval_k}") if config.keep_best else None,
         average=WeightAverage.registered(accelerator, model, config.ema_decay),
     )
