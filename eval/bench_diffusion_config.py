@@ -7,9 +7,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from training.diffusion_config import DiffusionTrainConfig
-
-_TARGETS = ("playlist", "teacher")  # DiffusionTrainConfig's contrastive_targets / latent_target
+from training.diffusion_config import NEGATIVES, TARGET_SOURCES, DiffusionTrainConfig
 
 
 def log(message: str) -> None:
@@ -196,8 +194,10 @@ class DiffusionBenchConfig:
 
     def _check_head_training(self) -> None:
         """The heads' training settings passed to ``DiffusionTrainConfig``."""
-        heads = {"head_contrastive_negatives": ("in_batch", "full")}
-        heads.update(dict.fromkeys(("head_contrastive_targets", "head_latent_target"), _TARGETS))
+        heads = {"head_contrastive_negatives": NEGATIVES}
+        heads.update(
+            dict.fromkeys(("head_contrastive_targets", "head_latent_target"), TARGET_SOURCES)
+        )
         for name, choices in heads.items():
             if getattr(self, name) not in choices:
                 raise ValueError(f"{name} must be one of {choices}, got {getattr(self, name)!r}")

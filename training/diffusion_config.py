@@ -9,13 +9,13 @@ import math
 from dataclasses import dataclass, field
 
 from text2tracks.rerank import FUSION_METRICS as _FUSION_METRICS
+from training.seq2seq_config import TARGET_SOURCES  # the seq2seq's choice of targets
 
 _ENCODERS = ("seq2seq", "bytes")
 _PRECISIONS = ("no", "fp16", "bf16")
 _FUSION_KINDS = ("fixed", "gated")
 _POOLS = ("max", "mean")
-_NEGATIVES = ("in_batch", "full")  # text2tracks.contrastive.NEGATIVES
-_TARGETS = ("playlist", "teacher")  # training.diffusion_teacher
+NEGATIVES = ("in_batch", "full")  # text2tracks.contrastive.NEGATIVES (which imports torch)
 
 
 @dataclass(frozen=True)
@@ -117,9 +117,9 @@ class DiffusionTrainConfig:
     # is the default too (max of 4 0.211, mean of 4 0.255, same run), as in HybridSettings.
     contrastive_weight: float = 1.0
     contrastive_temperature: float = 0.05
-    contrastive_negatives: str = field(default="in_batch", metadata={"choices": _NEGATIVES})
-    contrastive_targets: str = field(default="teacher", metadata={"choices": _TARGETS})
-    latent_target: str = field(default="teacher", metadata={"choices": _TARGETS})
+    contrastive_negatives: str = field(default="in_batch", metadata={"choices": NEGATIVES})
+    contrastive_targets: str = field(default="teacher", metadata={"choices": TARGET_SOURCES})
+    latent_target: str = field(default="teacher", metadata={"choices": TARGET_SOURCES})
     teacher_top_items: int = 200
     teacher_own_weight: float = 0.3
     teacher_fold_in_top: int = 100
@@ -201,8 +201,10 @@ class DiffusionTrainConfig:
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
         for name in ("contrastive_targets", "latent_target"):
-            if getattr(self, name) not in _TARGETS:
-                raise ValueError(f"{name} must be one of {_TARGETS}, got {getattr(self, name)!r}")
+            if getattr(self, name) not in TARGET_SOURCES:
+                raise ValueError(
+                    f"{name} must be one of {TARGET_SOURCES}, got {getattr(self, name)!r}"
+                )
         if not 0.0 <= self.teacher_own_weight <= 1.0:
             raise ValueError(
                 f"teacher_own_weight must be in [0, 1], got {self.teacher_own_weight!r}"
@@ -219,9 +221,9 @@ class DiffusionTrainConfig:
             raise ValueError(
                 f"fusion_metric must be one of {_FUSION_METRICS}, got {self.fusion_metric!r}"
             )
-        if self.contrastive_negatives not in _NEGATIVES:
+        if self.contrastive_negatives not in NEGATIVES:
             raise ValueError(
-                f"contrastive_negatives must be one of {_NEGATIVES}, "
+                f"contrastive_negatives must be one of {NEGATIVES}, "
                 f"got {self.contrastive_negatives!r}"
             )
         if not 0.0 <= self.seed_prob <= 1.0:

@@ -42,9 +42,9 @@ def apply_teacher(config: DiffusionTrainConfig, data: dict[str, Any], log=None) 
     """``data`` (:func:`training.diffusion_data.load_pairs`'s) with the teacher's targets in
     place of the playlists' own where ``config`` asks for them: ``train_tracks`` becomes the
     teacher's probabilities (scipy CSR, rows sum to 1) and/or ``train_latents`` the fold-in of
-    the teacher's best tracks. The playlists' own stay as ``own_tracks`` / ``own_latents``
-    (and, for a seed-conditioned head, ``own_fold_in``: the fold-in of each playlist's own
-    tracks, its x_0 target while it carries seeds; :mod:`training.diffusion_seeds`). A
+    the teacher's best tracks. Replaced tracks stay as ``own_tracks`` (and, for a
+    seed-conditioned head, ``own_fold_in`` is the fold-in of each playlist's own tracks, its x_0
+    target while it carries seeds; :mod:`training.diffusion_seeds`). A
     playlist whose title resembles no other's gets its own tracks as the teacher's list
     (:func:`text2tracks.teacher.teacher_targets`). A copy; ``data`` itself is not changed."""
     import time
@@ -60,9 +60,10 @@ def apply_teacher(config: DiffusionTrainConfig, data: dict[str, Any], log=None) 
     started = time.perf_counter()
     own = data["train_tracks"]
     n_items = own.shape[1]
+    own_rows = Ragged(own.indptr.astype(np.int64), own.indices.astype(np.int64))
     teacher = teacher_targets(
         data["train_prompts"],
-        Ragged(own.indptr.astype(np.int64), own.indices.astype(np.int64)),
+        own_rows,
         n_items,
         top_items=config.teacher_top_items,
         own_weight=config.teacher_own_weight,
@@ -74,9 +75,9 @@ def apply_teacher(config: DiffusionTrainConfig, data: dict[str, Any], log=None) 
         shape=(len(teacher), n_items),
         dtype=np.float32,
     )
-    out = dict(data, own_tracks=own, own_latents=data["train_latents"])
+    out = dict(data)
     if teacher_positives(config):
-        out["train_tracks"] = probabilities
+        out["train_tracks"], out["own_tracks"] = probabilities, own
     if config.latent_target == "teacher":
         best = keep_top_per_row(probabilities, config.teacher_fold_in_top, 1.0)
         best.sort_indices()
@@ -84,7 +85,6 @@ def apply_teacher(config: DiffusionTrainConfig, data: dict[str, Any], log=None) 
         folded = ridge_fold_in(best_rows, data["item_factors"], FOLD_IN_REGULARISATION)
         out["train_latents"] = np.ascontiguousarray(folded, dtype=np.float32)
         if config.seed_conditioning:  # what a playlist learns while it carries seeds
-            own_rows = Ragged(own.indptr.astype(np.int64), own.indices.astype(np.int64))
             out["own_fold_in"] = ridge_fold_in(
                 own_rows, data["item_factors"], FOLD_IN_REGULARISATION
             )
