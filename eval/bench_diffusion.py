@@ -156,6 +156,7 @@ def _open_views(artifact: Path, config: DiffusionBenchConfig):
         latent_k=config.latent_k,
         pool=config.pool,
         seed_method=config.seed_method_list[0],
+        edit_method=config.edit_method,
     )
     w = config.guidance_weight or recommender.diffusion_head.config.guidance_weight
     return views, load_regressor(artifact, recommender), float(w)

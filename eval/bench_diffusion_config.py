@@ -71,6 +71,8 @@ class DiffusionBenchConfig:
             (``mean``, ``fold_in``; see :func:`text2tracks.diffusion.seed_latent`), one inversion
             curve each; the first goes into the hybrid settings saved with the fitted fusion
             (``DIR/fusion.json``).
+        edit_method: how the edits combine the seeds and the prompt (``anchor``, the API's
+            default, or ``inversion``; :class:`text2tracks.hybrid.HybridSettings`).
         max_validation_prompts: validation prompts used to fit the fusions (0 = all).
         latency_prompts: prompts timed one by one for the sampling cost.
         batch_size: prompts per beam-search / sampling batch.
@@ -107,8 +109,9 @@ class DiffusionBenchConfig:
     prompts_per_pair: int = 30
     min_title_playlists: int = 5
     max_contamination: float = 0.6
-    strengths: str = "0,0.25,0.5,0.75,1"
+    strengths: str = "0,0.25,0.5,0.6,0.7,0.8,0.9,1"
     seed_methods: str = "mean,fold_in"
+    edit_method: str = "anchor"
     n_seed_tracks: int = 5
     max_inversion_prompts: int = 200
     joint_neighbours: int = 200
@@ -183,8 +186,10 @@ class DiffusionBenchConfig:
                 raise ValueError(f"{name} must hold weights >= 0, got {getattr(self, name)!r}")
         if not self.strength_list or any(not 0 <= s <= 1 for s in self.strength_list):
             raise ValueError(f"strengths must lie in [0, 1], got {self.strengths!r}")
-        from text2tracks.hybrid import SEED_METHODS
+        from text2tracks.hybrid import EDIT_METHODS, SEED_METHODS
 
+        if self.edit_method not in EDIT_METHODS:
+            raise ValueError(f"edit_method must be one of {EDIT_METHODS}, got {self.edit_method!r}")
         methods = self.seed_method_list
         if not methods or len(set(methods)) != len(methods) or set(methods) - set(SEED_METHODS):
             raise ValueError(

@@ -312,17 +312,27 @@ def _ranker(views: ProductViews, prompts: list[str], seed_ids: list[list[str]], 
 
 
 def _edit_curves(
-    recommender, config: DiffusionBenchConfig, ranked, measure, methods: list[str], mode="latent"
+    recommender,
+    config: DiffusionBenchConfig,
+    ranked,
+    measure,
+    methods: list[str],
+    mode="latent",
+    seed: int | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
-    """Per seed method, one point per strength of ``ranked(mode, like_tracks=True, ...)``."""
+    """Per seed method, one point per strength of ``ranked(mode, like_tracks=True, ...)``.
+
+    The prompt's samples use the noise seed ``seed`` and the benchmark's ``n_samples``, as its
+    prompt-alone yardstick does, so that an anchored edit at strength 1 is that yardstick's
+    ranking (an inversion edit is deterministic: its one latent is every sample)."""
     settings, curves = recommender.hybrid_settings, {}
+    sampling = {"n_samples": config.n_samples, "seed": config.seed + 11 if seed is None else seed}
     try:
         for method in methods:
             recommender.hybrid_settings = replace(settings, seed_method=method)
             curves[method] = []
             for strength in config.strength_list:
-                # an edit is deterministic: one sample is every sample
-                items = ranked(mode, like_tracks=True, edit_strength=strength, n_samples=1)
+                items = ranked(mode, like_tracks=True, edit_strength=strength, **sampling)
                 point = {"strength": strength, **_inversion_point(items, measure, config.k)}
                 curves[method].append(point)
                 log(f"inversion ({mode}, {method}) strength {strength}: {point}")
@@ -345,7 +355,9 @@ def _joint_summary(views, config, ranked, measure, seeds, curves) -> dict[str, A
     if config.joint_hybrid:
         yardsticks["hybrid_prompt_only"] = joint.measure(ranked("hybrid", seed=config.seed), ks)
         method = config.seed_method_list[0]
-        hybrid = _edit_curves(views.recommender, config, ranked, measure, [method], "hybrid")
+        hybrid = _edit_curves(
+            views.recommender, config, ranked, measure, [method], "hybrid", seed=config.seed
+        )
         hybrid = hybrid[method]
     return {
         "ks": ks,

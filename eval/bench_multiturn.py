@@ -16,8 +16,8 @@ Systems (those the artifact cannot run are skipped, and the output says why):
 
 * ``text``: generative, the title re-queried with the shown tracks excluded (no seeds, no likes);
 * ``generative+seeds``: generative, liked tracks read as seed tracks (a model trained with seeds);
-* ``fixed blend``: hybrid mode (needs a diffusion head), liked tracks as ``like_tracks`` (DDIM
-  inversion edit, ``--edit-strength``), fused by a fixed blend: the artifact's fitted one, the
+* ``fixed blend``: hybrid mode (needs a diffusion head), liked tracks as ``like_tracks`` (edited
+  towards the title by ``--edit-method``, the API's anchor by default, at ``--edit-strength``), fused by a fixed blend: the artifact's fitted one, the
   fixed alpha its gate fell back to, or the default even blend when it has no ``fusion.json``;
 * ``gate``: the same with the artifact's ADaFuSE gate (``GatedFusion``).
 
@@ -33,10 +33,14 @@ import argparse
 import json
 import time
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from text2tracks.hybrid import EDIT_METHODS
+from text2tracks.options import DEFAULT_EDIT_STRENGTH
 
 TEXT, SEEDS, FIXED, GATE = "text", "generative+seeds", "fixed blend", "gate"
 
@@ -48,7 +52,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--prompts", type=int, default=200, help="test prompts (0 = all)")
     parser.add_argument("--rounds", type=int, default=5, help="rounds after round 0")
     parser.add_argument("--k", type=int, default=10, help="tracks shown per round")
-    parser.add_argument("--edit-strength", type=float, default=0.5, help="hybrid: like_tracks")
+    parser.add_argument(
+        "--edit-strength",
+        type=float,
+        default=DEFAULT_EDIT_STRENGTH,
+        help="hybrid: like_tracks (default: the API's, %(default)s)",
+    )
+    parser.add_argument(
+        "--edit-method",
+        choices=EDIT_METHODS,
+        default=None,
+        help="hybrid: how like_tracks are edited towards the title (default: the artifact's "
+        "hybrid settings, else the API's 'anchor')",
+    )
     parser.add_argument(
         "--fit-fusion",
         type=int,
@@ -74,7 +90,7 @@ def simulate(
     rounds: int,
     k: int = 10,
     batch_size: int = 32,
-    edit_strength: float = 0.5,
+    edit_strength: float = DEFAULT_EDIT_STRENGTH,
 ) -> np.ndarray:
     """Run one session per prompt for rounds 0..``rounds`` with the simulated user.
 
@@ -269,6 +285,10 @@ def run(args) -> dict[str, Any]:
         args.artifact, args.playlists, args.prompts
     )
     recommender = Text2Tracks.from_pretrained(args.artifact)
+    if args.edit_method is not None:
+        recommender.hybrid_settings = replace(
+            recommender.hybrid_settings, edit_method=args.edit_method
+        )
     fitted = {}
     if args.fit_fusion and recommender.has_diffusion:
         fitted = _fit_fusions(recommender, split, vocab, args.fit_fusion, args.k, args.batch_size)
@@ -297,6 +317,7 @@ def run(args) -> dict[str, Any]:
         "k": args.k,
         "rounds": args.rounds,
         "edit_strength": args.edit_strength,
+        "edit_method": recommender.hybrid_settings.edit_method,
         "fit_fusion_prompts": args.fit_fusion if fitted else 0,
         "systems": results,
         "skipped_systems": skipped,

@@ -11,6 +11,7 @@ which is what makes the hybrid's two ends distinguishable.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import shutil
@@ -210,22 +211,60 @@ def test_negative_prompt_lowers_the_share_of_the_negative_cluster(recommender):
     assert _same(both[1], recommender.recommend("party", seed=1, **kw))
 
 
+def _catalogue_spread(factors: np.ndarray, query: np.ndarray) -> float:
+    """The standard deviation over the catalogue of the items' inner products with ``query``."""
+    return float(np.std(np.asarray(factors, np.float64) @ np.asarray(query, np.float64)))
+
+
+def test_anchored_edits_trade_the_seeds_genre_for_the_prompts_one_monotonically(recommender):
+    folk = _tracks_of(recommender, "folk")[:3]
+    kw = dict(k=10, mode="latent", like_tracks=folk, seed=3)
+    strengths = np.linspace(0, 1, 11)
+    counts = [
+        (_genres(r).count("folk"), _genres(r).count("jazz"))
+        for r in (recommender.recommend("jazz", edit_strength=float(s), **kw) for s in strengths)
+    ]
+    folk_counts, jazz_counts = zip(*counts, strict=True)
+    assert folk_counts[0] >= 9 and jazz_counts[-1] >= 9, counts
+    assert all(b <= a for a, b in itertools.pairwise(folk_counts)), counts  # never back
+    assert all(b >= a for a, b in itertools.pairwise(jazz_counts)), counts
+    assert any(f > 0 and j > 0 for f, j in counts), counts  # a strength in between mixes them
+    # strength 1 is the prompt alone, same noise (its samples scaled by one number a prompt)
+    alone = recommender.recommend("jazz", k=10, mode="latent", seed=3)
+    assert _ids(recommender.recommend("jazz", edit_strength=1.0, **kw)) == _ids(alone)
+    # the source prompt is the base the prompt's samples are guided away from
+    edited = recommender.sample_latents(
+        "jazz", like_tracks=folk, edit_strength=1.0, source_prompt="indie folk", seed=3
+    )
+    guided = recommender.sample_latents("jazz", negative_prompt="indie folk", seed=3)
+    ratio = edited / guided
+    np.testing.assert_allclose(ratio, ratio.flat[0], rtol=1e-4)
+    plain = recommender.sample_latents("jazz", like_tracks=folk, edit_strength=1.0, seed=3)
+    assert not np.allclose(plain / guided, ratio.flat[0], rtol=1e-3)
+    with pytest.raises(ValueError, match="edit_method must be one of"):
+        replace(recommender.hybrid_settings, edit_method="blend")
+
+
 def test_like_tracks_strength_moves_from_the_seeds_to_the_prompt(artifact, recommender):
     folk = _tracks_of(recommender, "folk")[:3]
     stay = recommender.recommend("jazz", k=10, mode="latent", like_tracks=folk, edit_strength=0.0)
     follow = recommender.recommend("jazz", k=10, mode="latent", like_tracks=folk, edit_strength=1.0)
     assert _genres(stay).count("folk") >= 9, _genres(stay)
     assert _genres(follow).count("jazz") >= 9, _genres(follow)
-    # strength 0 is the seeds' mean factor itself
+    # strength 0 is the seeds' mean factor itself (the anchor divides it by the spread of its
+    # similarities over the catalogue, which leaves its ranking alone)
     mean = recommender.item_factors[[recommender.catalog.index_of(t) for t in folk]].mean(0)
+    spread = _catalogue_spread(recommender.item_factors, mean)
     np.testing.assert_allclose(
         recommender.sample_latents("jazz", like_tracks=folk, edit_strength=0),
-        np.repeat(mean[None], recommender.hybrid_settings.n_samples, 0),
-        rtol=1e-6,
+        np.repeat(mean[None] / spread, recommender.hybrid_settings.n_samples, 0),
+        rtol=1e-5,
     )
-    # ... or their ALS fold-in, when the settings say so
+    # ... or their ALS fold-in, when the settings say so; inversion starts from it unscaled
     fold = _fresh(artifact)
-    fold.hybrid_settings = replace(fold.hybrid_settings, seed_method="fold_in")
+    fold.hybrid_settings = replace(
+        fold.hybrid_settings, seed_method="fold_in", edit_method="inversion"
+    )
     idx = [recommender.catalog.index_of(t) for t in folk]
     np.testing.assert_allclose(
         fold.sample_latents("jazz", like_tracks=folk, edit_strength=0)[0],

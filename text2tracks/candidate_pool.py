@@ -17,7 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from text2tracks.latent_search import as_samples, latent_candidates, latent_similarity
+from text2tracks.latent_search import (
+    as_samples,
+    catalogue_moments,
+    latent_candidates,
+    latent_similarity,
+    similarity_spread,
+)
 
 NORMALISATIONS = ("zscore", "rank")
 
@@ -301,13 +307,10 @@ def negative_penalty(
     if weight == 0 or given.size == 0:
         return penalty
     factors = np.asarray(item_factors, dtype=np.float64)
-    mean, cov = (
-        factors.mean(0),
-        np.cov(factors, rowvar=False, bias=True).reshape(factors.shape[1], factors.shape[1]),
-    )
+    mean, cov = catalogue_moments(factors)
     queries = negative_latents[given].astype(np.float64)  # (g, s, dim)
     centre = queries @ mean  # (g, s)
-    spread = np.sqrt(np.maximum(np.einsum("gsd,de,gse->gs", queries, cov, queries), 1e-24))
+    spread = similarity_spread(queries, cov)  # (g, s)
     items = candidates.items[given]
     sims = np.einsum("gnd,gsd->gns", factors[np.clip(items, 0, None)], queries)
     z = (sims - centre[:, None, :]) / spread[:, None, :]

@@ -57,6 +57,7 @@ DEFAULT_FUSION_DIVERSITY = 0.5
 FUSION_KINDS = ("fixed", "gated")
 _POOLS = ("max", "mean")
 SEED_METHODS = ("mean", "fold_in")
+EDIT_METHODS = ("anchor", "inversion")
 
 Fusion = FixedBlendFusion | GatedFusion
 
@@ -74,7 +75,18 @@ class HybridSettings:
         pool: how an item's inner products with the samples are pooled: ``"mean"`` (the inner
             product with the samples' mean: latent-only Hits@10 0.255 against 0.211 for
             ``"max"`` with 4 samples, ``python -m eval.bench_diffusion_gdr``) or ``"max"``.
-        seed_method: how ``like_tracks`` become the latent that DDIM inversion starts from:
+        edit_method: how ``like_tracks`` and a prompt make one query (``edit_strength`` s):
+            ``"anchor"`` (default) keeps the tracks' seed latent as an anchor and adds the
+            prompt's samples, each side divided by the spread of its similarities over the
+            catalogue, ``(1 - s) q_seed / sd(q_seed) + s q_prompt / sd(q_prompt)``, so the
+            ranking is the z-scored blend of both views; ``"inversion"`` inverts the seed latent
+            for ``round(s * ddim_steps)`` DDIM steps and regenerates it under the prompt
+            (:meth:`text2tracks.diffusion.DiffusionHead.edit`). Inversion moves little with a
+            head whose x_0 prediction follows the prompt more than its noisy input (the
+            teacher-trained default: one inverted step of five already lands on the prompt's
+            latent), which is why the anchor is the default; see the README's edits section.
+        seed_method: how ``like_tracks`` become their seed latent (the anchor, or the latent
+            DDIM inversion starts from):
             ``"mean"`` (their mean item factor) or ``"fold_in"`` (the ALS factor of a playlist
             holding exactly them, the kind of latent the head was trained on); see
             :func:`text2tracks.diffusion.seed_latent`.
@@ -95,6 +107,7 @@ class HybridSettings:
     latent_k: int = 100
     pool: str = "mean"
     seed_method: str = "mean"
+    edit_method: str = "anchor"
     negative_weight: float = 1.0
     negative_contrast: float = 0.0
 
@@ -119,6 +132,11 @@ class HybridSettings:
             raise ValueError(
                 f"HybridSettings.seed_method must be one of {SEED_METHODS}, "
                 f"got {self.seed_method!r}"
+            )
+        if self.edit_method not in EDIT_METHODS:
+            raise ValueError(
+                f"HybridSettings.edit_method must be one of {EDIT_METHODS}, "
+                f"got {self.edit_method!r}"
             )
 
     @classmethod
@@ -545,6 +563,7 @@ __all__ = [
     "FUSION_KINDS",
     "FUSION_NAME",
     "HybridSettings",
+    "EDIT_METHODS",
     "SEED_METHODS",
     "catalogue_factors",
     "default_fusion",

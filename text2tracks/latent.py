@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -187,6 +188,62 @@ def conditions(head, texts: Sequence[str | None]):
     return out
 
 
+# The catalogue's factor moments, per factor array (held weakly): a batch with like_tracks needs
+# the covariance, and computing it costs n_items * dim^2 each time.
+_MOMENTS: dict[int, tuple[weakref.ref, tuple[np.ndarray, np.ndarray]]] = {}
+_MOMENTS_LOCK = threading.Lock()
+
+
+def catalogue_moments_of(factors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`~text2tracks.latent_search.catalogue_moments` of ``factors``, computed once per
+    array (the recommender keeps one catalogue factor array for its lifetime)."""
+    from text2tracks.latent_search import catalogue_moments
+
+    with _MOMENTS_LOCK:
+        held = _MOMENTS.get(id(factors))
+        if held is not None and held[0]() is factors:
+            return held[1]
+        moments = catalogue_moments(factors)
+        for key in [k for k, (ref, _) in _MOMENTS.items() if ref() is None]:
+            del _MOMENTS[key]
+        _MOMENTS[id(factors)] = (weakref.ref(factors), moments)
+        return moments
+
+
+def anchored_latents(
+    seed_latents: np.ndarray, prompt_latents: np.ndarray, strength: float, cov: np.ndarray
+) -> np.ndarray:
+    """The anchored edit: ``(batch, n_samples, dim)`` float32 query latents.
+
+    ``seed_latents`` ``(batch, dim)``: the liked tracks' latents; ``prompt_latents``
+    ``(batch, n_samples, dim)``: the prompt's samples; ``cov``: the catalogue factors'
+    covariance. Each side is divided by the standard deviation of its similarities over the
+    catalogue (the prompt's by that of its samples' mean), so that the inner product with an
+    item is ``(1 - s) z_seed + s z_prompt`` up to a per-prompt constant, the z-scored blend of
+    the two views, and the pooled ranking is the seeds' at ``s = 0`` and the prompt's alone at
+    ``s = 1``. Written here rather than taken from a library: it is a blend of two retrieval
+    queries in the CF space, which no diffusion or search library provides.
+    """
+    from text2tracks.latent_search import similarity_spread
+
+    if not 0.0 <= float(strength) <= 1.0:
+        raise ValueError(f"strength must be in [0, 1], got {strength}")
+    seed_latents = np.asarray(seed_latents, dtype=np.float64)
+    prompt_latents = np.asarray(prompt_latents, dtype=np.float64)
+    if prompt_latents.ndim != 3 or seed_latents.shape != (
+        prompt_latents.shape[0],
+        prompt_latents.shape[2],
+    ):
+        raise ValueError(
+            f"need seed_latents (batch, dim) and prompt_latents (batch, n_samples, dim), got "
+            f"{seed_latents.shape} and {prompt_latents.shape}"
+        )
+    seed_part = seed_latents / similarity_spread(seed_latents, cov)[:, None]
+    prompt_part = prompt_latents / similarity_spread(prompt_latents.mean(1), cov)[:, None, None]
+    s = float(strength)
+    return ((1.0 - s) * seed_part[:, None, :] + s * prompt_part).astype(np.float32)
+
+
 def query_latents(
     head,
     texts: list[str],
@@ -194,14 +251,19 @@ def query_latents(
     item_factors: Callable[[], np.ndarray],
     seed_method: str,
     seed_tracks: Sequence[np.ndarray | None] | None = None,
+    edit_method: str = "anchor",
 ) -> np.ndarray:
     """CF-space query latents ``(batch, n_samples, latent_dim)`` (the caller holds the model lock).
 
     Prompts without ``like_tracks`` are sampled (DDIM, eta = 0) from the request's seeded
-    noise, guided by their negative prompt or the null condition; prompts with seeds are
-    edited (:meth:`DiffusionHead.edit`), which is deterministic, so their one latent is
-    repeated ``n_samples`` times (pooling is unchanged by repeats). ``item_factors`` returns the
-    catalogue's factors (only called when a prompt has ``like_tracks`` or seed tracks).
+    noise, guided by their negative prompt or the null condition. Prompts with ``like_tracks``
+    are edits of the tracks' seed latent (``seed_method``) towards the prompt, by
+    ``edit_method`` (:class:`~text2tracks.hybrid.HybridSettings`): ``"anchor"`` blends the seed
+    latent with the prompt's samples (:func:`anchored_latents`; the samples guided by the
+    negative prompt, else the source prompt, else the null condition); ``"inversion"`` is
+    :meth:`DiffusionHead.edit`, deterministic, so its one latent is repeated ``n_samples`` times
+    (pooling is unchanged by repeats). ``item_factors`` returns the catalogue's factors (only
+    called when a prompt has ``like_tracks`` or seed tracks).
 
     ``seed_tracks``: per prompt, the catalogue indices of its seed tracks in order (or None),
     read by a seed-conditioned head (:func:`text2tracks.head_seeds.seed_inputs`) in sampling
@@ -211,7 +273,10 @@ def query_latents(
     import torch
 
     from text2tracks.head_seeds import seed_inputs, seed_latent
+    from text2tracks.hybrid import EDIT_METHODS
 
+    if edit_method not in EDIT_METHODS:
+        raise ValueError(f"edit_method must be one of {EDIT_METHODS}, got {edit_method!r}")
     n, n_samples, dim = len(texts), request.n_samples, head.config.latent_dim
     out = torch.zeros(n, n_samples, dim)
     with torch.inference_mode():
@@ -230,33 +295,43 @@ def query_latents(
 
         plain = [i for i, s in enumerate(request.seeds) if s is None]
         edited = [i for i, s in enumerate(request.seeds) if s is not None]
-        if plain:
-            rows = torch.as_tensor(plain, device=cond.device)
+
+        def sampled(indices: list[int], base) -> torch.Tensor:
+            rows = torch.as_tensor(indices, device=cond.device)
             noise = None
             if request.seed is not None:
                 generator = torch.Generator().manual_seed(request.seed)
-                noise = torch.randn((n_samples, dim), generator=generator).repeat(len(plain), 1)
-            sampled = head.sample(
+                noise = torch.randn((n_samples, dim), generator=generator).repeat(len(indices), 1)
+            return head.sample(
                 cond[rows],
-                negative_cond=negative[rows],
+                negative_cond=base,
                 guidance_weight=request.guidance_weight,
                 n_samples=n_samples,
                 noise=noise,
-                **rows_of(plain),
-            )
-            out[plain] = sampled.float().cpu()
-        if edited:
+                **rows_of(indices),
+            ).float()
+
+        if plain:
+            out[plain] = sampled(plain, negative[torch.as_tensor(plain, device=cond.device)]).cpu()
+        if edited and edit_method == "anchor":
+            factors = item_factors()
+            start = np.stack([seed_latent(factors, request.seeds[i], seed_method) for i in edited])
+            # the prompt's samples, guided away from the negative (else the source) prompt
+            bases = [request.negatives[i] or request.sources[i] for i in edited]
+            prompt = sampled(edited, conditions(head, bases)).cpu().numpy()
+            _, cov = catalogue_moments_of(factors)
+            out[edited] = torch.from_numpy(anchored_latents(start, prompt, request.strength, cov))
+        elif edited:
             rows = torch.as_tensor(edited, device=cond.device)
             factors = item_factors()
             start = torch.from_numpy(
                 np.stack([seed_latent(factors, request.seeds[i], seed_method) for i in edited])
             )
-            source = conditions(head, [request.sources[i] for i in edited])
             moved = head.edit(
                 start,
                 cond[rows],
                 request.strength,
-                source_cond=source,
+                source_cond=conditions(head, [request.sources[i] for i in edited]),
                 negative_cond=negative[rows],
                 guidance_weight=request.guidance_weight,
                 **rows_of(edited),

@@ -236,6 +236,7 @@ class LatentModesMixin:
             lambda: self.item_factors,
             self.hybrid_settings.seed_method,
             seeds if self.head_reads_seeds else None,
+            self.hybrid_settings.edit_method,
         )
 
     def _hybrid_fusion(self):

@@ -97,4 +97,29 @@ def latent_candidates(
     return out_items, out_sims
 
 
-__all__ = ["as_samples", "build_index", "latent_candidates", "latent_similarity"]
+def catalogue_moments(item_factors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(mean (dim,), covariance (dim, dim))`` of the item factors, in float64: the catalogue's
+    similarities to a query ``q`` have mean ``mean . q`` and variance ``q^T cov q``."""
+    factors = np.asarray(item_factors, dtype=np.float64)
+    if factors.ndim != 2 or factors.shape[0] == 0:
+        raise ValueError(f"item_factors must be (n_items >= 1, dim), got {factors.shape}")
+    dim = factors.shape[1]
+    return factors.mean(0), np.cov(factors, rowvar=False, bias=True).reshape(dim, dim)
+
+
+def similarity_spread(queries: np.ndarray, cov: np.ndarray) -> np.ndarray:
+    """The standard deviation over the catalogue of each query's similarities,
+    ``sqrt(q^T cov q)`` for queries ``(..., dim)`` (floored at 1e-12), with ``cov`` from
+    :func:`catalogue_moments`."""
+    queries = np.asarray(queries, dtype=np.float64)
+    return np.sqrt(np.maximum(np.einsum("...d,de,...e->...", queries, cov, queries), 1e-24))
+
+
+__all__ = [
+    "as_samples",
+    "build_index",
+    "catalogue_moments",
+    "latent_candidates",
+    "latent_similarity",
+    "similarity_spread",
+]
