@@ -7,6 +7,7 @@ import sys
 import time
 from dataclasses import dataclass
 
+from eval.bench_diffusion_pairs import NEGATIVE_SETS
 from training.diffusion_config import NEGATIVES, TARGET_SOURCES, DiffusionTrainConfig
 
 
@@ -62,6 +63,10 @@ class DiffusionBenchConfig:
             prompts per pair, and how many training titles a word needs to be considered.
         max_contamination: a pair whose positive playlists are mostly made of the negative's
             items is a near-synonym ("rap" / "hip"), not a contrast: skipped above this share.
+        negative_set, min_negative_share: which tracks the negative's share counts:
+            ``characteristic`` (default), those at least ``min_negative_share`` of whose training
+            playlists are titled with the negative word, or ``union``, every track of those
+            playlists (:func:`eval.bench_diffusion_pairs.select_negative_pairs`).
         strengths, n_seed_tracks, max_inversion_prompts: the inversion curve.
         joint_neighbours: N of the inversion's second pattern definition for Joint@K (a track
             is in the seeds' pattern when among the N of highest cosine to their mean factor).
@@ -109,6 +114,8 @@ class DiffusionBenchConfig:
     prompts_per_pair: int = 30
     min_title_playlists: int = 5
     max_contamination: float = 0.6
+    negative_set: str = "characteristic"
+    min_negative_share: float = 0.5
     strengths: str = "0,0.25,0.5,0.6,0.7,0.8,0.9,1"
     seed_methods: str = "mean,fold_in"
     edit_method: str = "anchor"
@@ -171,6 +178,12 @@ class DiffusionBenchConfig:
             raise ValueError(f"candidates ({self.candidates}) must be >= k ({self.k})")
         if self.latent_k < self.k:
             raise ValueError(f"latent_k ({self.latent_k}) must be >= k ({self.k})")
+        if self.negative_set not in NEGATIVE_SETS:
+            raise ValueError(
+                f"negative_set must be one of {NEGATIVE_SETS}, got {self.negative_set!r}"
+            )
+        if not 0 < self.min_negative_share <= 1:
+            raise ValueError(f"min_negative_share must be in (0, 1], got {self.min_negative_share}")
         if not 0 < self.max_contamination <= 1:
             raise ValueError(f"max_contamination must be in (0, 1], got {self.max_contamination}")
         self._check_head_training()

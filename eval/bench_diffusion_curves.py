@@ -111,6 +111,8 @@ def negative_prompt_curve(
         config.prompts_per_pair,
         config.min_title_playlists,
         config.max_contamination,
+        negative_set=config.negative_set,
+        min_negative_share=config.min_negative_share,
     )
     if not pairs:
         log("negative prompts: no pair found in the data")
@@ -139,6 +141,7 @@ def negative_prompt_curve(
     weights, contrasts = _negative_weight_curves(views, rows, w_default, config)
     return {
         "pairs": [_pair_summary(p, prompts) for p in pairs],
+        "negative_set": config.negative_set,
         "n_prompts": int(len(idx)),
         "curve": curve,
         "negative_weight_curve": weights,

@@ -49,6 +49,8 @@ STOPWORDS = frozenset(
     "de la el en le les los las del".split()
 )
 _WORD = re.compile(r"\w+")
+# What the negative's share of a ranking counts (select_negative_pairs).
+NEGATIVE_SETS = ("characteristic", "union")
 
 
 # ------------------------------------------------------------------------------------ titles
@@ -137,6 +139,15 @@ def _best_positive(
     return contamination, pos, prompts
 
 
+def _playlist_counts(distinct: list[np.ndarray], rows: np.ndarray, n_items: int) -> np.ndarray:
+    """Per item, in how many of the playlists where ``rows`` is true it occurs (``distinct``:
+    each playlist's distinct items)."""
+    chosen = [d for d, keep in zip(distinct, rows, strict=True) if keep]
+    if not chosen:
+        return np.zeros(n_items, np.int64)
+    return np.bincount(np.concatenate(chosen), minlength=n_items)
+
+
 def select_negative_pairs(
     train_titles: list[str],
     train_items: list[np.ndarray],
@@ -147,6 +158,8 @@ def select_negative_pairs(
     max_contamination: float = 0.6,
     preferred_negatives: tuple[str, ...] = PREFERRED_NEGATIVES,
     preferred_positives: tuple[str, ...] = PREFERRED_POSITIVES,
+    negative_set: str = "characteristic",
+    min_negative_share: float = 0.5,
 ) -> list[dict[str, Any]]:
     """Choose (positive word, negative word) pairs and their positive test prompts, from the data.
 
@@ -158,9 +171,21 @@ def select_negative_pairs(
     win ties), among those with at most ``max_contamination`` (above it the words are near-synonyms,
     e.g. "rap" / "hip"). Each word is used once; pairs with no contamination are dropped.
 
-    Returns ``[{"positive", "negative", "prompt_indices", "contamination", "negative_items"}]``
-    (``prompt_indices`` into ``test_titles``; ``negative_items`` a sorted int64 array).
+    ``negative_items``, what the negative's share of a ranking counts, is by ``negative_set``:
+
+    * ``"characteristic"``: the tracks at least ``min_negative_share`` of whose training
+      playlists are titled with N (the negative's own tracks: a Christmas song, not a hit that
+      some Christmas playlist also holds);
+    * ``"union"``: every track of any of N's training playlists (what contamination counts).
+
+    Returns ``[{"positive", "negative", "prompt_indices", "contamination", "negative_items",
+    "n_union_items"}]`` (``prompt_indices`` into ``test_titles``; ``negative_items`` a sorted
+    int64 array).
     """
+    if negative_set not in NEGATIVE_SETS:
+        raise ValueError(f"negative_set must be one of {NEGATIVE_SETS}, got {negative_set!r}")
+    if not 0 < min_negative_share <= 1:
+        raise ValueError(f"min_negative_share must be in (0, 1], got {min_negative_share}")
     from text2tracks.data import normalize_prompt
 
     negatives, positives = _candidate_words(
@@ -169,6 +194,9 @@ def select_negative_pairs(
     words = list(dict.fromkeys(negatives + positives))
     train_match = _title_matches(words, [normalize_prompt(t) for t in train_titles])
     test_match = _title_matches(words, [normalize_prompt(t) for t in test_titles])
+    distinct = [np.unique(np.asarray(items, np.int64)) for items in train_items]
+    n_items = 1 + max((int(d[-1]) for d in distinct if d.size), default=-1)
+    playlists_of = _playlist_counts(distinct, np.ones(len(distinct), bool), n_items)
     pairs: list[dict[str, Any]] = []
     used: set[str] = set()
     for neg in negatives:
@@ -199,13 +227,21 @@ def select_negative_pairs(
             continue
         contamination, pos, prompts = best
         used.update((pos, neg))
+        counted = neg_items
+        if negative_set == "characteristic":
+            in_neg = _playlist_counts(distinct, train_match[neg], n_items)
+            share_of = np.divide(
+                in_neg, playlists_of, out=np.zeros(n_items), where=playlists_of > 0
+            )
+            counted = np.flatnonzero((in_neg > 0) & (share_of >= min_negative_share))
         pairs.append(
             {
                 "positive": pos,
                 "negative": neg,
                 "prompt_indices": [int(i) for i in prompts[:prompts_per_pair]],
                 "contamination": contamination,
-                "negative_items": neg_items,
+                "negative_items": counted.astype(np.int64),
+                "n_union_items": int(neg_items.size),
             }
         )
     return pairs

@@ -56,8 +56,34 @@ def test_negative_pairs_pick_the_contaminated_positive_and_exclude_matching_prom
     assert (first["positive"], first["negative"]) == ("party", "christmas")
     # the positive prompts match "party" but not "christmas"
     assert first["prompt_indices"] == [0, 3]
-    assert set(first["negative_items"].tolist()) == set(christmas.tolist())
+    # the negative's share counts its own tracks: not the two that the party playlists hold too
+    assert set(first["negative_items"].tolist()) == set(christmas[2:].tolist())
+    assert first["n_union_items"] == len(christmas)
     assert 0 < first["contamination"] < 1
+    union = select_negative_pairs(
+        titles,
+        items,
+        test_titles,
+        n_pairs=3,
+        prompts_per_pair=10,
+        min_playlists=5,
+        negative_set="union",
+    )[0]
+    assert set(union["negative_items"].tolist()) == set(christmas.tolist())
+    assert (union["positive"], union["contamination"]) == ("party", first["contamination"])
+    # a share threshold of 1/4 takes the shared two in too (each in >= 4 of 16 playlists)
+    loose = select_negative_pairs(
+        titles,
+        items,
+        test_titles,
+        n_pairs=3,
+        prompts_per_pair=10,
+        min_playlists=5,
+        min_negative_share=0.25,
+    )[0]
+    assert set(loose["negative_items"].tolist()) == set(christmas.tolist())
+    with pytest.raises(ValueError, match="negative_set must be one of"):
+        select_negative_pairs(titles, items, test_titles, negative_set="every")
     # words are used once; a pair needs contamination (worship playlists share nothing)
     words = [w for p in pairs for w in (p["positive"], p["negative"])]
     assert len(words) == len(set(words))
