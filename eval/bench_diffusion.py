@@ -157,6 +157,7 @@ def _open_views(artifact: Path, config: DiffusionBenchConfig):
         pool=config.pool,
         seed_method=config.seed_method_list[0],
         edit_method=config.edit_method,
+        negative_reference=config.negative_reference,
     )
     w = config.guidance_weight or recommender.diffusion_head.config.guidance_weight
     return views, load_regressor(artifact, recommender), float(w)

@@ -63,6 +63,8 @@ class DiffusionBenchConfig:
             prompts per pair, and how many training titles a word needs to be considered.
         max_contamination: a pair whose positive playlists are mostly made of the negative's
             items is a near-synonym ("rap" / "hip"), not a contrast: skipped above this share.
+        negative_reference: hybrid mode's ``negative_reference`` (``catalogue`` or ``prompt``;
+            :class:`text2tracks.hybrid.HybridSettings`).
         negative_set, min_negative_share: which tracks the negative's share counts:
             ``characteristic`` (default), those at least ``min_negative_share`` of whose training
             playlists are titled with the negative word, or ``union``, every track of those
@@ -115,6 +117,7 @@ class DiffusionBenchConfig:
     min_title_playlists: int = 5
     max_contamination: float = 0.6
     negative_set: str = "characteristic"
+    negative_reference: str = "catalogue"
     min_negative_share: float = 0.5
     strengths: str = "0,0.25,0.5,0.6,0.7,0.8,0.9,1"
     seed_methods: str = "mean,fold_in"
@@ -199,8 +202,13 @@ class DiffusionBenchConfig:
                 raise ValueError(f"{name} must hold weights >= 0, got {getattr(self, name)!r}")
         if not self.strength_list or any(not 0 <= s <= 1 for s in self.strength_list):
             raise ValueError(f"strengths must lie in [0, 1], got {self.strengths!r}")
-        from text2tracks.hybrid import EDIT_METHODS, SEED_METHODS
+        from text2tracks.hybrid import EDIT_METHODS, NEGATIVE_REFERENCES, SEED_METHODS
 
+        if self.negative_reference not in NEGATIVE_REFERENCES:
+            raise ValueError(
+                f"negative_reference must be one of {NEGATIVE_REFERENCES}, "
+                f"got {self.negative_reference!r}"
+            )
         if self.edit_method not in EDIT_METHODS:
             raise ValueError(f"edit_method must be one of {EDIT_METHODS}, got {self.edit_method!r}")
         methods = self.seed_method_list

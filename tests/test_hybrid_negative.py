@@ -57,6 +57,33 @@ def test_penalty_is_the_positive_part_of_the_similarity_z_scored_over_the_catalo
         negative_penalty(cands, negative[:1], factors)
 
 
+def test_a_prompt_reference_charges_only_what_resembles_the_negative_more_than_the_prompt():
+    # axis 0: the negative's genre; axis 1: the prompt's; track 2 fits both alike
+    factors = np.array([[1.0, 0.0], [0.0, 1.0], [0.7, 0.7], [-1.0, -1.0]], dtype=np.float32)
+    cands = pool_candidates(
+        beam_items=np.array([[0, 1, 2]]), beam_scores=np.array([[-1.0, -2.0, -3.0]])
+    )
+    negative = np.array([[[1.0, 0.0]]], dtype=np.float32)
+    prompt = np.array([[[0.0, 1.0]]], dtype=np.float32)
+
+    def z(query):
+        sims = factors.astype(np.float64) @ np.asarray(query, np.float64)
+        return (sims - sims.mean()) / sims.std()
+
+    plain = negative_penalty(cands, negative, factors, weight=1.0)
+    relative = negative_penalty(cands, negative, factors, weight=1.0, prompt_latents=prompt)
+    np.testing.assert_allclose(
+        relative[0], np.maximum(z([1, 0]) - z([0, 1]), 0)[:3], rtol=1e-6, atol=1e-9
+    )
+    assert plain[0, 2] > 0 and relative[0, 2] == 0.0  # fits the prompt as well: spared
+    assert relative[0, 0] > plain[0, 0] > 0  # the negative's own track: charged, and more
+    assert relative[0, 1] == plain[0, 1] == 0.0
+    with pytest.raises(ValueError, match="prompt_latents has 2 rows for 1 prompts"):
+        negative_penalty(cands, negative, factors, prompt_latents=np.concatenate([prompt] * 2))
+    with pytest.raises(ValueError, match="negative_reference must be one of"):
+        HybridSettings(negative_reference="playlist")
+
+
 def test_fuse_and_rerank_check_the_penalty():
     cands = pool_candidates(beam_items=np.array([[0, 1]]), beam_scores=np.array([[-1.0, -2.0]]))
     with pytest.raises(ValueError, match="candidates' shape"):

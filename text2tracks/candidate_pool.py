@@ -279,6 +279,7 @@ def negative_penalty(
     item_factors: np.ndarray,
     weight: float = 1.0,
     pool: str = "max",
+    prompt_latents: Any = None,
 ) -> np.ndarray:
     """What a negative prompt takes off each candidate's fused score: ``(batch, n)``.
 
@@ -292,6 +293,11 @@ def negative_penalty(
     it than the average keeps its score; and the verdict does not depend on how many of the
     other candidates resemble the negative. A prompt without a negative (NaN rows of
     ``negative_latents``) and padding get 0.
+
+    With ``prompt_latents`` (the prompt's own latents, same shape) a candidate is charged only
+    for how much more it resembles the negative than the prompt: ``weight * max(z_negative -
+    z_prompt, 0)``, each z pooled over its samples. A track that fits the prompt at least as
+    well as the negative (a hit that a Christmas playlist also holds) keeps its score.
     """
     if not np.isfinite(weight) or weight < 0:
         raise ValueError(f"negative weight must be a finite number >= 0, got {weight!r}")
@@ -307,16 +313,30 @@ def negative_penalty(
     if weight == 0 or given.size == 0:
         return penalty
     factors = np.asarray(item_factors, dtype=np.float64)
-    mean, cov = catalogue_moments(factors)
-    queries = negative_latents[given].astype(np.float64)  # (g, s, dim)
-    centre = queries @ mean  # (g, s)
-    spread = similarity_spread(queries, cov)  # (g, s)
+    moments = catalogue_moments(factors)
     items = candidates.items[given]
-    sims = np.einsum("gnd,gsd->gns", factors[np.clip(items, 0, None)], queries)
-    z = (sims - centre[:, None, :]) / spread[:, None, :]
-    pooled = z.max(-1) if pool == "max" else z.mean(-1)
+    pooled = _pooled_z(factors, items, negative_latents[given], moments, pool)
+    if prompt_latents is not None:
+        prompt_latents = as_samples(prompt_latents)
+        if prompt_latents.shape[0] != len(candidates):
+            raise ValueError(
+                f"prompt_latents has {prompt_latents.shape[0]} rows for {len(candidates)} prompts"
+            )
+        pooled = pooled - _pooled_z(factors, items, prompt_latents[given], moments, pool)
     penalty[given] = np.where(items >= 0, weight * np.maximum(pooled, 0.0), 0.0)
     return penalty
+
+
+def _pooled_z(factors, items, queries, moments, pool: str) -> np.ndarray:
+    """``(g, n)``: each candidate's similarity to each query ``(g, s, dim)``, z-scored against
+    the catalogue's similarities to it, pooled over the samples."""
+    mean, cov = moments
+    queries = np.asarray(queries, dtype=np.float64)
+    centre = queries @ mean  # (g, s)
+    spread = similarity_spread(queries, cov)  # (g, s)
+    sims = np.einsum("gnd,gsd->gns", factors[np.clip(items, 0, None)], queries)
+    z = (sims - centre[:, None, :]) / spread[:, None, :]
+    return z.max(-1) if pool == "max" else z.mean(-1)
 
 
 __all__ = [

@@ -58,6 +58,7 @@ FUSION_KINDS = ("fixed", "gated")
 _POOLS = ("max", "mean")
 SEED_METHODS = ("mean", "fold_in")
 EDIT_METHODS = ("anchor", "inversion")
+NEGATIVE_REFERENCES = ("catalogue", "prompt")
 
 Fusion = FixedBlendFusion | GatedFusion
 
@@ -95,6 +96,10 @@ class HybridSettings:
             similarity to the negative prompt's latent, z-scored against the catalogue
             (:func:`text2tracks.candidate_pool.negative_penalty`); 0 = the negative only guides
             the latent view.
+        negative_reference: what a candidate's likeness to the negative is measured against:
+            ``"catalogue"`` (the penalty is ``negative_weight * max(z_negative, 0)``) or
+            ``"prompt"`` (``negative_weight * max(z_negative - z_prompt, 0)``: only what
+            resembles the negative more than the prompt pays).
         negative_contrast: the negative prompt also guides the beam's view: each candidate
             loses ``negative_contrast`` times how far its log-probability under the negative
             prompt, as the seq2seq scores the ID (:func:`text2tracks.code_search.
@@ -109,6 +114,7 @@ class HybridSettings:
     seed_method: str = "mean"
     edit_method: str = "anchor"
     negative_weight: float = 1.0
+    negative_reference: str = "catalogue"
     negative_contrast: float = 0.0
 
     def __post_init__(self) -> None:
@@ -132,6 +138,11 @@ class HybridSettings:
             raise ValueError(
                 f"HybridSettings.seed_method must be one of {SEED_METHODS}, "
                 f"got {self.seed_method!r}"
+            )
+        if self.negative_reference not in NEGATIVE_REFERENCES:
+            raise ValueError(
+                f"HybridSettings.negative_reference must be one of {NEGATIVE_REFERENCES}, "
+                f"got {self.negative_reference!r}"
             )
         if self.edit_method not in EDIT_METHODS:
             raise ValueError(
@@ -564,6 +575,7 @@ __all__ = [
     "FUSION_NAME",
     "HybridSettings",
     "EDIT_METHODS",
+    "NEGATIVE_REFERENCES",
     "SEED_METHODS",
     "catalogue_factors",
     "default_fusion",

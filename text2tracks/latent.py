@@ -437,7 +437,12 @@ def rank_latent_batch(
     penalty = None
     if negative is not None:
         penalty = negative_penalty(
-            candidates, negative, factors, settings.negative_weight, settings.pool
+            candidates,
+            negative,
+            factors,
+            settings.negative_weight,
+            settings.pool,
+            latents if settings.negative_reference == "prompt" else None,
         )
     if contrast is not None:
         extra = contrast(candidates.items)

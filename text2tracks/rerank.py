@@ -74,6 +74,7 @@ def rerank(
     negative_latents: Any = None,
     negative_weight: float = 1.0,
     item_groups: np.ndarray | None = None,
+    negative_reference: str = "catalogue",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Rank items per prompt: ``(item_indices (batch, k), scores (batch, k))``, -1 padded.
 
@@ -92,6 +93,8 @@ def rerank(
             ``negative_weight`` times its :func:`negative_penalty` before the top k is taken.
         item_groups: hybrid only: each item's first ID code (``trie.item_nodes[0]``), needed by
             a fusion whose ``diversity`` is above 0.
+        negative_reference: hybrid only: ``"prompt"`` charges a candidate only for resembling
+            the negative more than the prompt's ``latents`` (see :func:`negative_penalty`).
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -127,7 +130,14 @@ def rerank(
     )
     penalty = None
     if negative_latents is not None:
-        penalty = negative_penalty(cands, negative_latents, item_factors, negative_weight, pool)
+        if negative_reference not in ("catalogue", "prompt"):
+            raise ValueError(
+                f"negative_reference must be 'catalogue' or 'prompt', got {negative_reference!r}"
+            )
+        relative = latents if negative_reference == "prompt" else None
+        penalty = negative_penalty(
+            cands, negative_latents, item_factors, negative_weight, pool, relative
+        )
     return fuse(
         fusion or FixedBlendFusion(0.5),
         cands,
