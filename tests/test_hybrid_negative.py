@@ -240,6 +240,20 @@ def test_hybrid_negative_removes_the_negative_genre_from_beam_candidates(recomme
         np.full_like(negative, np.nan),
     )
     np.testing.assert_array_equal(unchanged[0], plain)
+    # measured against the prompt: the same list as fusing with the relative penalty by hand
+    from text2tracks.hybrid import fuse, gather_candidates
+
+    relative = replace(settings, negative_reference="prompt")
+    got = rank_latent_batch(
+        "hybrid", k, latents, factors, index, relative, fusion, ["party"], [None], beam, negative
+    )[0][0]
+    cands = gather_candidates(
+        *beam, latents, factors, index=index, latent_k=settings.latent_k, pool=settings.pool, k=k
+    )
+    penalty = negative_penalty(cands, negative, factors, 1.0, settings.pool, latents)
+    assert not np.allclose(penalty, negative_penalty(cands, negative, factors, 1.0, settings.pool))
+    expected = fuse(fusion, cands, k, latents=latents, prompts=["party"], penalty=penalty)[0][0]
+    np.testing.assert_array_equal(got, expected)
 
 
 def test_recommend_in_hybrid_mode_applies_the_negative_prompt_to_the_final_list(recommender):
