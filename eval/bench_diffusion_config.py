@@ -65,10 +65,12 @@ class DiffusionBenchConfig:
             items is a near-synonym ("rap" / "hip"), not a contrast: skipped above this share.
         negative_reference: hybrid mode's ``negative_reference`` (``catalogue`` or ``prompt``;
             :class:`text2tracks.hybrid.HybridSettings`).
-        negative_set, min_negative_share: which tracks the negative's share counts:
-            ``characteristic`` (default), those at least ``min_negative_share`` of whose training
-            playlists are titled with the negative word, or ``union``, every track of those
-            playlists (:func:`eval.bench_diffusion_pairs.select_negative_pairs`).
+        negative_set, min_negative_share: which tracks the negative's share counts: ``union``
+            (default), every track of the training playlists titled with the negative word, or
+            ``characteristic``, those at least ``min_negative_share`` of whose training
+            playlists are (:func:`eval.bench_diffusion_pairs.select_negative_pairs`; on the
+            development data the positive prompts' lists hold none of those, so the share is 0
+            with or without a negative and the target cannot be judged by it).
         strengths, n_seed_tracks, max_inversion_prompts: the inversion curve.
         joint_neighbours: N of the inversion's second pattern definition for Joint@K (a track
             is in the seeds' pattern when among the N of highest cosine to their mean factor).
@@ -116,7 +118,7 @@ class DiffusionBenchConfig:
     prompts_per_pair: int = 30
     min_title_playlists: int = 5
     max_contamination: float = 0.6
-    negative_set: str = "characteristic"
+    negative_set: str = "union"
     negative_reference: str = "catalogue"
     min_negative_share: float = 0.5
     strengths: str = "0,0.25,0.5,0.6,0.7,0.8,0.9,1"

@@ -158,7 +158,7 @@ def select_negative_pairs(
     max_contamination: float = 0.6,
     preferred_negatives: tuple[str, ...] = PREFERRED_NEGATIVES,
     preferred_positives: tuple[str, ...] = PREFERRED_POSITIVES,
-    negative_set: str = "characteristic",
+    negative_set: str = "union",
     min_negative_share: float = 0.5,
 ) -> list[dict[str, Any]]:
     """Choose (positive word, negative word) pairs and their positive test prompts, from the data.
@@ -173,10 +173,11 @@ def select_negative_pairs(
 
     ``negative_items``, what the negative's share of a ranking counts, is by ``negative_set``:
 
+    * ``"union"`` (default): every track of any of N's training playlists (what contamination
+      counts);
     * ``"characteristic"``: the tracks at least ``min_negative_share`` of whose training
       playlists are titled with N (the negative's own tracks: a Christmas song, not a hit that
-      some Christmas playlist also holds);
-    * ``"union"``: every track of any of N's training playlists (what contamination counts).
+      some Christmas playlist also holds).
 
     Returns ``[{"positive", "negative", "prompt_indices", "contamination", "negative_items",
     "n_union_items"}]`` (``prompt_indices`` into ``test_titles``; ``negative_items`` a sorted

@@ -56,21 +56,22 @@ def test_negative_pairs_pick_the_contaminated_positive_and_exclude_matching_prom
     assert (first["positive"], first["negative"]) == ("party", "christmas")
     # the positive prompts match "party" but not "christmas"
     assert first["prompt_indices"] == [0, 3]
-    # the negative's share counts its own tracks: not the two that the party playlists hold too
-    assert set(first["negative_items"].tolist()) == set(christmas[2:].tolist())
+    # by default the share counts every track of the negative's playlists
+    assert set(first["negative_items"].tolist()) == set(christmas.tolist())
     assert first["n_union_items"] == len(christmas)
     assert 0 < first["contamination"] < 1
-    union = select_negative_pairs(
+    # ... or its own tracks: not the two that the party playlists hold too
+    own = select_negative_pairs(
         titles,
         items,
         test_titles,
         n_pairs=3,
         prompts_per_pair=10,
         min_playlists=5,
-        negative_set="union",
+        negative_set="characteristic",
     )[0]
-    assert set(union["negative_items"].tolist()) == set(christmas.tolist())
-    assert (union["positive"], union["contamination"]) == ("party", first["contamination"])
+    assert set(own["negative_items"].tolist()) == set(christmas[2:].tolist())
+    assert (own["positive"], own["contamination"]) == ("party", first["contamination"])
     # a share threshold of 1/4 takes the shared two in too (each in >= 4 of 16 playlists)
     loose = select_negative_pairs(
         titles,
@@ -79,6 +80,7 @@ def test_negative_pairs_pick_the_contaminated_positive_and_exclude_matching_prom
         n_pairs=3,
         prompts_per_pair=10,
         min_playlists=5,
+        negative_set="characteristic",
         min_negative_share=0.25,
     )[0]
     assert set(loose["negative_items"].tolist()) == set(christmas.tolist())
@@ -413,10 +415,6 @@ TINY_CONFIG = DiffusionBenchConfig(
     n_negative_pairs=2,
     prompts_per_pair=3,
     min_title_playlists=2,
-    # the demo's genre words title few playlists each, so nearly every track of a genre's
-    # playlists is characteristic of it; the union count keeps the shares comparable with the
-    # curves' earlier figures here (the characteristic count is checked on its own above)
-    negative_set="union",
     strengths="0,1",
     n_seed_tracks=2,
     max_inversion_prompts=4,
