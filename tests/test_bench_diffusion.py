@@ -49,9 +49,13 @@ def _titled_world():
 
 def test_negative_pairs_pick_the_contaminated_positive_and_exclude_matching_prompts():
     titles, items, test_titles, christmas = _titled_world()
-    pairs = select_negative_pairs(
-        titles, items, test_titles, n_pairs=3, prompts_per_pair=10, min_playlists=5
-    )
+
+    def pairs_of(**options):
+        return select_negative_pairs(
+            titles, items, test_titles, n_pairs=3, prompts_per_pair=10, min_playlists=5, **options
+        )
+
+    pairs = pairs_of()
     first = pairs[0]
     assert (first["positive"], first["negative"]) == ("party", "christmas")
     # the positive prompts match "party" but not "christmas"
@@ -61,28 +65,11 @@ def test_negative_pairs_pick_the_contaminated_positive_and_exclude_matching_prom
     assert first["n_union_items"] == len(christmas)
     assert 0 < first["contamination"] < 1
     # ... or its own tracks: not the two that the party playlists hold too
-    own = select_negative_pairs(
-        titles,
-        items,
-        test_titles,
-        n_pairs=3,
-        prompts_per_pair=10,
-        min_playlists=5,
-        negative_set="characteristic",
-    )[0]
+    own = pairs_of(negative_set="characteristic")[0]
     assert set(own["negative_items"].tolist()) == set(christmas[2:].tolist())
     assert (own["positive"], own["contamination"]) == ("party", first["contamination"])
     # a share threshold of 1/4 takes the shared two in too (each in >= 4 of 16 playlists)
-    loose = select_negative_pairs(
-        titles,
-        items,
-        test_titles,
-        n_pairs=3,
-        prompts_per_pair=10,
-        min_playlists=5,
-        negative_set="characteristic",
-        min_negative_share=0.25,
-    )[0]
+    loose = pairs_of(negative_set="characteristic", min_negative_share=0.25)[0]
     assert set(loose["negative_items"].tolist()) == set(christmas.tolist())
     with pytest.raises(ValueError, match="negative_set must be one of"):
         select_negative_pairs(titles, items, test_titles, negative_set="every")
