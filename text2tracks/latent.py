@@ -6,7 +6,8 @@ latents it samples for the ``"latent"`` and ``"hybrid"`` modes of
   encoder); :func:`catalogue_factor_loader` reads the item factors in catalogue order on first use.
 - :func:`query_latents` turns prompts and a :class:`~text2tracks.options.LatentRequest` into CF-space
   latents ``(batch, n_samples, latent_dim)``: DDIM sampling from seeded noise, or (with
-  ``like_tracks``) a DDIM edit of the tracks' seed latent; a seed-conditioned head also reads
+  ``like_tracks``) an edit of the tracks' seed latent towards the prompt (anchored by default,
+  :func:`anchored_latents`; or DDIM inversion); a seed-conditioned head also reads
   each prompt's seed tracks (MO-DiT), and a prompt of seeds alone gets the null prompt.
 - :func:`warn_unread_head_seeds`: a head without seed conditioning ignores seed tracks, once
   said.

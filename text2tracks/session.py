@@ -19,8 +19,8 @@ The rules, round after round:
 
   - ``mode="generative"``: as ``seed_tracks`` when the model reads seeds
     (``recommender.max_seed_tracks > 0``); a model trained without seeds only excludes them;
-  - ``mode="latent"``: as ``like_tracks`` (a DDIM-inversion edit from the liked tracks towards
-    the prompt, ``edit_strength``);
+  - ``mode="latent"``: as ``like_tracks`` (an edit from the liked tracks towards the prompt,
+    ``edit_strength``, by ``recommender.hybrid_settings.edit_method``: anchored by default);
   - ``mode="hybrid"``: as ``like_tracks`` for the latent view and, when the model reads seeds,
     also as ``seed_tracks`` for the beam (the beam reads seeds, the head does not);
 
