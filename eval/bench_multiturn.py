@@ -285,10 +285,9 @@ def run(args) -> dict[str, Any]:
         args.artifact, args.playlists, args.prompts
     )
     recommender = Text2Tracks.from_pretrained(args.artifact)
-    if args.edit_method is not None:
-        recommender.hybrid_settings = replace(
-            recommender.hybrid_settings, edit_method=args.edit_method
-        )
+    settings = recommender.hybrid_settings  # None without a diffusion head
+    if args.edit_method is not None and settings is not None:
+        recommender.hybrid_settings = settings = replace(settings, edit_method=args.edit_method)
     fitted = {}
     if args.fit_fusion and recommender.has_diffusion:
         fitted = _fit_fusions(recommender, split, vocab, args.fit_fusion, args.k, args.batch_size)
@@ -317,7 +316,7 @@ def run(args) -> dict[str, Any]:
         "k": args.k,
         "rounds": args.rounds,
         "edit_strength": args.edit_strength,
-        "edit_method": recommender.hybrid_settings.edit_method,
+        "edit_method": None if settings is None else settings.edit_method,
         "fit_fusion_prompts": args.fit_fusion if fitted else 0,
         "systems": results,
         "skipped_systems": skipped,

@@ -109,6 +109,7 @@ def test_generative_only_artifact_runs_text_and_skips_the_hybrid_systems(plain_a
     assert list(result["systems"]) == [TEXT]
     assert set(result["skipped_systems"]) == {SEEDS, FIXED, GATE}
     assert "diffusion head" in result["skipped_systems"][FIXED]
+    assert result["edit_method"] is None  # no head: no edits, and --edit-method changes nothing
     _check_rounds(result["systems"][TEXT], 3)
 
 
@@ -120,6 +121,13 @@ def test_diffusion_artifact_runs_the_fixed_blend_and_a_fitted_gate(diffusion_art
     assert "no fitted gate" in result["skipped_systems"][GATE]
     assert result["systems"][FIXED]["fusion"] == {"kind": "FixedBlendFusion", "alpha": 0.5}
     assert result["systems"][FIXED]["mode"] == "hybrid" and result["systems"][FIXED]["pull"]
+    assert result["edit_method"] == "anchor"  # the API's default
+    inverted = tmp_path / "inversion.json"
+    assert main(_argv(diffusion_artifact, inverted, "--edit-method", "inversion")) == 0
+    inverted = json.loads(inverted.read_text())
+    assert inverted["edit_method"] == "inversion"
+    assert inverted["systems"][TEXT]["rounds"] == result["systems"][TEXT]["rounds"]
+    _check_rounds(inverted["systems"][FIXED], 3)
 
     out2 = tmp_path / "fitted.json"
     assert main(_argv(diffusion_artifact, out2, "--fit-fusion", "10")) == 0
