@@ -50,7 +50,7 @@ STOPWORDS = frozenset(
 )
 _WORD = re.compile(r"\w+")
 # What the negative's share of a ranking counts (select_negative_pairs).
-NEGATIVE_SETS = ("characteristic", "union")
+NEGATIVE_SETS = ("union", "characteristic")
 
 
 # ------------------------------------------------------------------------------------ titles
