@@ -183,10 +183,7 @@ class DiffusionBenchConfig:
             raise ValueError(f"candidates ({self.candidates}) must be >= k ({self.k})")
         if self.latent_k < self.k:
             raise ValueError(f"latent_k ({self.latent_k}) must be >= k ({self.k})")
-        if self.negative_set not in NEGATIVE_SETS:
-            raise ValueError(
-                f"negative_set must be one of {NEGATIVE_SETS}, got {self.negative_set!r}"
-            )
+        self._check_choices()
         if not 0 < self.min_negative_share <= 1:
             raise ValueError(f"min_negative_share must be in (0, 1], got {self.min_negative_share}")
         if not 0 < self.max_contamination <= 1:
@@ -204,15 +201,19 @@ class DiffusionBenchConfig:
                 raise ValueError(f"{name} must hold weights >= 0, got {getattr(self, name)!r}")
         if not self.strength_list or any(not 0 <= s <= 1 for s in self.strength_list):
             raise ValueError(f"strengths must lie in [0, 1], got {self.strengths!r}")
+
+    def _check_choices(self) -> None:
+        """The settings that name one of a fixed set of choices."""
         from text2tracks.hybrid import EDIT_METHODS, NEGATIVE_REFERENCES, SEED_METHODS
 
-        if self.negative_reference not in NEGATIVE_REFERENCES:
-            raise ValueError(
-                f"negative_reference must be one of {NEGATIVE_REFERENCES}, "
-                f"got {self.negative_reference!r}"
-            )
-        if self.edit_method not in EDIT_METHODS:
-            raise ValueError(f"edit_method must be one of {EDIT_METHODS}, got {self.edit_method!r}")
+        choices = {
+            "negative_set": NEGATIVE_SETS,
+            "negative_reference": NEGATIVE_REFERENCES,
+            "edit_method": EDIT_METHODS,
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         methods = self.seed_method_list
         if not methods or len(set(methods)) != len(methods) or set(methods) - set(SEED_METHODS):
             raise ValueError(

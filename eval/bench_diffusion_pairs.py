@@ -148,6 +148,35 @@ def _playlist_counts(distinct: list[np.ndarray], rows: np.ndarray, n_items: int)
     return np.bincount(np.concatenate(chosen), minlength=n_items)
 
 
+def _union_and_share(
+    train_items: list[np.ndarray], distinct: list[np.ndarray], titled: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(the items of the titled playlists, sorted; per playlist, the share of its items among
+    them)``."""
+    rows = np.flatnonzero(titled)
+    union = np.unique(np.concatenate([np.zeros(0, np.int64)] + [distinct[i] for i in rows]))
+    share = np.array([np.isin(items, union).mean() if len(items) else 0.0 for items in train_items])
+    return union, share
+
+
+def _characteristic(distinct: list[np.ndarray], titled: np.ndarray, min_share: float) -> np.ndarray:
+    """The items at least ``min_share`` of whose playlists (``distinct``: each playlist's
+    distinct items) are ``titled``, and one at least."""
+    n_items = 1 + max((int(d[-1]) for d in distinct if d.size), default=-1)
+    every = _playlist_counts(distinct, np.ones(len(distinct), bool), n_items)
+    in_titled = _playlist_counts(distinct, titled, n_items)
+    share = np.divide(in_titled, every, out=np.zeros(n_items), where=every > 0)
+    return np.flatnonzero((in_titled > 0) & (share >= min_share))
+
+
+def _check_negative_set(negative_set: str, min_share: float) -> None:
+    if negative_set not in NEGATIVE_SETS or not 0 < min_share <= 1:
+        raise ValueError(
+            f"negative_set must be one of {NEGATIVE_SETS} and min_negative_share in (0, 1], "
+            f"got {negative_set!r} and {min_share}"
+        )
+
+
 def select_negative_pairs(
     train_titles: list[str],
     train_items: list[np.ndarray],
@@ -179,14 +208,10 @@ def select_negative_pairs(
       playlists are titled with N (the negative's own tracks: a Christmas song, not a hit that
       some Christmas playlist also holds).
 
-    Returns ``[{"positive", "negative", "prompt_indices", "contamination", "negative_items",
-    "n_union_items"}]`` (``prompt_indices`` into ``test_titles``; ``negative_items`` a sorted
-    int64 array).
+    Returns ``[{"positive", "negative", "prompt_indices" (into test_titles), "contamination",
+    "negative_items" (a sorted int64 array), "n_union_items"}]``.
     """
-    if negative_set not in NEGATIVE_SETS:
-        raise ValueError(f"negative_set must be one of {NEGATIVE_SETS}, got {negative_set!r}")
-    if not 0 < min_negative_share <= 1:
-        raise ValueError(f"min_negative_share must be in (0, 1], got {min_negative_share}")
+    _check_negative_set(negative_set, min_negative_share)
     from text2tracks.data import normalize_prompt
 
     negatives, positives = _candidate_words(
@@ -196,8 +221,6 @@ def select_negative_pairs(
     train_match = _title_matches(words, [normalize_prompt(t) for t in train_titles])
     test_match = _title_matches(words, [normalize_prompt(t) for t in test_titles])
     distinct = [np.unique(np.asarray(items, np.int64)) for items in train_items]
-    n_items = 1 + max((int(d[-1]) for d in distinct if d.size), default=-1)
-    playlists_of = _playlist_counts(distinct, np.ones(len(distinct), bool), n_items)
     pairs: list[dict[str, Any]] = []
     used: set[str] = set()
     for neg in negatives:
@@ -205,15 +228,7 @@ def select_negative_pairs(
             break
         if neg in used:
             continue
-        rows = np.flatnonzero(train_match[neg])
-        neg_items = np.unique(
-            np.concatenate([np.asarray(train_items[i], np.int64) for i in rows])
-            if rows.size
-            else np.zeros(0, np.int64)
-        )
-        share = np.array(
-            [np.isin(items, neg_items).mean() if len(items) else 0.0 for items in train_items]
-        )
+        neg_items, share = _union_and_share(train_items, distinct, train_match[neg])
         best = _best_positive(
             neg,
             positives,
@@ -230,11 +245,7 @@ def select_negative_pairs(
         used.update((pos, neg))
         counted = neg_items
         if negative_set == "characteristic":
-            in_neg = _playlist_counts(distinct, train_match[neg], n_items)
-            share_of = np.divide(
-                in_neg, playlists_of, out=np.zeros(n_items), where=playlists_of > 0
-            )
-            counted = np.flatnonzero((in_neg > 0) & (share_of >= min_negative_share))
+            counted = _characteristic(distinct, train_match[neg], min_negative_share)
         pairs.append(
             {
                 "positive": pos,

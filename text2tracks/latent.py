@@ -245,6 +245,34 @@ def anchored_latents(
     return ((1.0 - s) * seed_part[:, None, :] + s * prompt_part).astype(np.float32)
 
 
+def _seed_rows(head, item_factors: Callable[[], np.ndarray], seed_tracks) -> Callable:
+    """``rows_of(indices)``: the seed-conditioning arguments of those prompts for
+    :meth:`DiffusionHead.sample` / ``edit`` (none when no prompt has seed tracks)."""
+    import torch
+
+    from text2tracks.head_seeds import seed_inputs
+
+    if seed_tracks is None or all(s is None for s in seed_tracks):
+        return lambda indices: {}
+    latents, counts = (
+        torch.from_numpy(a)
+        for a in seed_inputs(item_factors(), seed_tracks, head.config.max_seed_tracks)
+    )
+    return lambda indices: {"seed_latents": latents[indices], "seed_counts": counts[indices]}
+
+
+def _request_noise(request: LatentRequest, dim: int, n_prompts: int):
+    """The request's seeded x_T, the same for every prompt (answers do not depend on
+    batching): ``(n_prompts * n_samples, dim)``; None draws fresh noise."""
+    import torch
+
+    if request.seed is None:
+        return None
+    generator = torch.Generator().manual_seed(request.seed)
+    noise = torch.randn((request.n_samples, dim), generator=generator)
+    return noise.repeat(n_prompts, 1)
+
+
 def query_latents(
     head,
     texts: list[str],
@@ -273,7 +301,7 @@ def query_latents(
     """
     import torch
 
-    from text2tracks.head_seeds import seed_inputs, seed_latent
+    from text2tracks.head_seeds import seed_latent
     from text2tracks.hybrid import EDIT_METHODS
 
     if edit_method not in EDIT_METHODS:
@@ -283,40 +311,26 @@ def query_latents(
     with torch.inference_mode():
         cond = conditions(head, [t if t else None for t in texts])
         negative = conditions(head, request.negatives)
-        seed_kwargs = {}
-        if seed_tracks is not None and any(s is not None for s in seed_tracks):
-            seed_latents, seed_counts = (
-                torch.from_numpy(a)
-                for a in seed_inputs(item_factors(), seed_tracks, head.config.max_seed_tracks)
-            )
-            seed_kwargs = dict(seed_latents=seed_latents, seed_counts=seed_counts)
-
-        def rows_of(indices: list[int]) -> dict:
-            return {name: value[indices] for name, value in seed_kwargs.items()}
-
+        rows_of = _seed_rows(head, item_factors, seed_tracks)
         plain = [i for i, s in enumerate(request.seeds) if s is None]
         edited = [i for i, s in enumerate(request.seeds) if s is not None]
 
         def sampled(indices: list[int], base) -> torch.Tensor:
-            rows = torch.as_tensor(indices, device=cond.device)
-            noise = None
-            if request.seed is not None:
-                generator = torch.Generator().manual_seed(request.seed)
-                noise = torch.randn((n_samples, dim), generator=generator).repeat(len(indices), 1)
             return head.sample(
-                cond[rows],
+                cond[torch.as_tensor(indices, device=cond.device)],
                 negative_cond=base,
                 guidance_weight=request.guidance_weight,
                 n_samples=n_samples,
-                noise=noise,
+                noise=_request_noise(request, dim, len(indices)),
                 **rows_of(indices),
             ).float()
 
         if plain:
             out[plain] = sampled(plain, negative[torch.as_tensor(plain, device=cond.device)]).cpu()
-        if edited and edit_method == "anchor":
+        if edited:
             factors = item_factors()
             start = np.stack([seed_latent(factors, request.seeds[i], seed_method) for i in edited])
+        if edited and edit_method == "anchor":
             # the prompt's samples, guided away from the negative (else the source) prompt
             bases = [request.negatives[i] or request.sources[i] for i in edited]
             prompt = sampled(edited, conditions(head, bases)).cpu().numpy()
@@ -324,15 +338,12 @@ def query_latents(
             out[edited] = torch.from_numpy(anchored_latents(start, prompt, request.strength, cov))
         elif edited:
             rows = torch.as_tensor(edited, device=cond.device)
-            factors = item_factors()
-            start = torch.from_numpy(
-                np.stack([seed_latent(factors, request.seeds[i], seed_method) for i in edited])
-            )
+            sources = conditions(head, [request.sources[i] for i in edited])
             moved = head.edit(
-                start,
+                torch.from_numpy(start),
                 cond[rows],
                 request.strength,
-                source_cond=conditions(head, [request.sources[i] for i in edited]),
+                source_cond=sources,
                 negative_cond=negative[rows],
                 guidance_weight=request.guidance_weight,
                 **rows_of(edited),
@@ -355,10 +366,7 @@ def negative_latents(head, request: LatentRequest) -> np.ndarray | None:
     out = np.full((n, n_samples, dim), np.nan, dtype=np.float32)
     with torch.inference_mode():
         cond = head.encode([request.negatives[i] for i in given])
-        noise = None
-        if request.seed is not None:
-            generator = torch.Generator().manual_seed(request.seed)
-            noise = torch.randn((n_samples, dim), generator=generator).repeat(len(given), 1)
+        noise = _request_noise(request, dim, len(given))
         sampled = head.sample(
             cond, guidance_weight=request.guidance_weight, n_samples=n_samples, noise=noise
         )

@@ -348,19 +348,11 @@ class Text2Tracks(LatentModesMixin, SeedTracksMixin, EnsembleMixin):
             negative_prompt: latent modes, per prompt: guide away from it,
                 eps = eps(negative) + w * (eps(prompt) - eps(negative)).
             guidance_weight: latent modes: w >= 0 (``None``: the head's stored default).
-            like_tracks: latent modes, per prompt: track ids whose mean CF factor (or ALS
-                fold-in, ``hybrid_settings.seed_method``) is moved towards the prompt, by
-                ``hybrid_settings.edit_method``: ``"anchor"`` (default) blends it with the
-                prompt's samples, each z-scored over the catalogue; ``"inversion"`` inverts it
-                by DDIM and regenerates it under the prompt. Unknown ids are ignored with a
-                warning, none known raises.
-            edit_strength: with ``like_tracks``, in ``[0, 1]``: 0 stays at the tracks, 1
-                follows the prompt alone (anchor: the prompt's weight in the blend; inversion:
-                the share of the DDIM steps inverted and regenerated).
-            source_prompt: with ``like_tracks``, per prompt: what the tracks are and the prompt
-                should move away from (anchor: the base the prompt's samples are guided from,
-                when there is no negative prompt; inversion: the prompt the inversion runs
-                under); ``None``: the null condition.
+            like_tracks: latent modes, per prompt: track ids moved towards the prompt by
+                ``hybrid_settings.edit_method`` (unknown ids: a warning; none known raises).
+            edit_strength: with ``like_tracks``, in ``[0, 1]``: 0 = the tracks, 1 = the prompt.
+            source_prompt: with ``like_tracks``, per prompt: what to move away from (the
+                anchor's guidance base, the inversion's condition; ``None``: the null one).
             n_samples: latent modes: latents per prompt (``None``: ``hybrid_settings``).
             seed: latent modes: the noise seed (the same noise for every prompt, so answers do
                 not depend on batching); ``None`` draws fresh noise each call.

@@ -57,6 +57,31 @@ from text2tracks.options import MODES
 # ------------------------------------------------------------------------------------------------
 
 
+def _check_inputs(mode: str, beam: tuple, latent: tuple, negative_latents: Any) -> None:
+    """What :func:`rerank` needs in each mode: ``beam`` = (items, scores), ``latent`` =
+    (latents, item factors)."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if mode in ("generative", "hybrid") and any(x is None for x in beam):
+        raise ValueError(f"mode {mode!r} needs beam_items and beam_scores")
+    if mode in ("latent", "hybrid") and any(x is None for x in latent):
+        raise ValueError(f"mode {mode!r} needs latents and item_factors")
+    if negative_latents is not None and mode != "hybrid":
+        raise ValueError(
+            f"negative_latents act on the fused list of mode 'hybrid', got mode {mode!r} "
+            "(in latent mode the negative prompt guides the sampling)"
+        )
+
+
+def _reference_latents(negative_reference: str, latents: Any) -> Any:
+    """What the negative penalty measures candidates against besides the catalogue."""
+    if negative_reference not in ("catalogue", "prompt"):
+        raise ValueError(
+            f"negative_reference must be 'catalogue' or 'prompt', got {negative_reference!r}"
+        )
+    return latents if negative_reference == "prompt" else None
+
+
 def rerank(
     mode: str,
     k: int = 10,
@@ -93,20 +118,10 @@ def rerank(
             ``negative_weight`` times its :func:`negative_penalty` before the top k is taken.
         item_groups: hybrid only: each item's first ID code (``trie.item_nodes[0]``), needed by
             a fusion whose ``diversity`` is above 0.
-        negative_reference: hybrid only: ``"prompt"`` charges a candidate only for resembling
-            the negative more than the prompt's ``latents`` (see :func:`negative_penalty`).
+        negative_reference: ``"prompt"``: charge only what resembles the negative more than
+            ``latents`` (:func:`negative_penalty`).
     """
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    if mode in ("generative", "hybrid") and (beam_items is None or beam_scores is None):
-        raise ValueError(f"mode {mode!r} needs beam_items and beam_scores")
-    if mode in ("latent", "hybrid") and (latents is None or item_factors is None):
-        raise ValueError(f"mode {mode!r} needs latents and item_factors")
-    if negative_latents is not None and mode != "hybrid":
-        raise ValueError(
-            f"negative_latents act on the fused list of mode 'hybrid', got mode {mode!r} "
-            "(in latent mode the negative prompt guides the sampling)"
-        )
+    _check_inputs(mode, (beam_items, beam_scores), (latents, item_factors), negative_latents)
     if mode == "generative":
         cands = pool_candidates(beam_items, beam_scores)
         return top_k(cands, np.where(cands.items >= 0, cands.generative, -np.inf), k, exclude)
@@ -130,11 +145,7 @@ def rerank(
     )
     penalty = None
     if negative_latents is not None:
-        if negative_reference not in ("catalogue", "prompt"):
-            raise ValueError(
-                f"negative_reference must be 'catalogue' or 'prompt', got {negative_reference!r}"
-            )
-        relative = latents if negative_reference == "prompt" else None
+        relative = _reference_latents(negative_reference, latents)
         penalty = negative_penalty(
             cands, negative_latents, item_factors, negative_weight, pool, relative
         )
