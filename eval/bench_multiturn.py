@@ -16,9 +16,10 @@ Systems (those the artifact cannot run are skipped, and the output says why):
 
 * ``text``: generative, the title re-queried with the shown tracks excluded (no seeds, no likes);
 * ``generative+seeds``: generative, liked tracks read as seed tracks (a model trained with seeds);
-* ``fixed blend``: hybrid mode (needs a diffusion head), liked tracks as ``like_tracks`` (edited
-  towards the title by ``--edit-method``, the API's anchor by default, at ``--edit-strength``), fused by a fixed blend: the artifact's fitted one, the
-  fixed alpha its gate fell back to, or the default even blend when it has no ``fusion.json``;
+* ``fixed blend``: hybrid mode (needs a diffusion head), liked tracks as ``like_tracks``
+  (edited towards the title by ``--edit-method``, the API's anchor by default, at
+  ``--edit-strength``), fused by a fixed blend: the artifact's fitted one, the fixed alpha its
+  gate fell back to, or the default even blend when it has no ``fusion.json``;
 * ``gate``: the same with the artifact's ADaFuSE gate (``GatedFusion``).
 
 ``--fit-fusion N`` fits both fusions on N validation prompts first (never the test split) and
