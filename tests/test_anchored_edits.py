@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from text2tracks.latent import anchored_latents, catalogue_moments_of
-from text2tracks.latent_search import catalogue_moments, similarity_spread
+from text2tracks.latent import anchored_latents
+from text2tracks.latent_search import catalogue_moments, catalogue_moments_of, similarity_spread
 
 
 def _catalogue(seed: int = 0, n: int = 300, dim: int = 8) -> np.ndarray:

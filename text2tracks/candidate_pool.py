@@ -19,13 +19,16 @@ import numpy as np
 
 from text2tracks.latent_search import (
     as_samples,
-    catalogue_moments,
+    catalogue_moments_of,
     latent_candidates,
     latent_similarity,
     similarity_spread,
 )
 
 NORMALISATIONS = ("zscore", "rank")
+# What negative_penalty measures a candidate's likeness to the negative against: the catalogue
+# alone, or the prompt's own latents too (prompt_latents).
+NEGATIVE_REFERENCES = ("catalogue", "prompt")
 
 
 @dataclass
@@ -312,8 +315,9 @@ def negative_penalty(
     given = np.flatnonzero(np.isfinite(negative_latents).all(axis=(1, 2)))
     if weight == 0 or given.size == 0:
         return penalty
-    factors = np.asarray(item_factors, dtype=np.float64)
-    moments = catalogue_moments(factors)
+    item_factors = np.asarray(item_factors)  # the same array when it is one: cached moments
+    moments = catalogue_moments_of(item_factors)
+    factors = item_factors.astype(np.float64, copy=False)
     items = candidates.items[given]
     pooled = _pooled_z(factors, items, negative_latents[given], moments, pool)
     if prompt_latents is not None:
@@ -340,6 +344,7 @@ def _pooled_z(factors, items, queries, moments, pool: str) -> np.ndarray:
 
 
 __all__ = [
+    "NEGATIVE_REFERENCES",
     "NORMALISATIONS",
     "Candidates",
     "blend",

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from text2tracks.candidate_pool import gather_candidates
+from text2tracks.candidate_pool import NEGATIVE_REFERENCES, gather_candidates
 from text2tracks.fusion import fuse
 from text2tracks.rerank import (
     FEATURE_NAMES,
@@ -58,7 +58,6 @@ FUSION_KINDS = ("fixed", "gated")
 _POOLS = ("max", "mean")
 SEED_METHODS = ("mean", "fold_in")
 EDIT_METHODS = ("anchor", "inversion")
-NEGATIVE_REFERENCES = ("catalogue", "prompt")
 
 Fusion = FixedBlendFusion | GatedFusion
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -189,28 +188,6 @@ def conditions(head, texts: Sequence[str | None]):
     return out
 
 
-# The catalogue's factor moments, per factor array (held weakly): a batch with like_tracks needs
-# the covariance, and computing it costs n_items * dim^2 each time.
-_MOMENTS: dict[int, tuple[weakref.ref, tuple[np.ndarray, np.ndarray]]] = {}
-_MOMENTS_LOCK = threading.Lock()
-
-
-def catalogue_moments_of(factors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`~text2tracks.latent_search.catalogue_moments` of ``factors``, computed once per
-    array (the recommender keeps one catalogue factor array for its lifetime)."""
-    from text2tracks.latent_search import catalogue_moments
-
-    with _MOMENTS_LOCK:
-        held = _MOMENTS.get(id(factors))
-        if held is not None and held[0]() is factors:
-            return held[1]
-        moments = catalogue_moments(factors)
-        for key in [k for k, (ref, _) in _MOMENTS.items() if ref() is None]:
-            del _MOMENTS[key]
-        _MOMENTS[id(factors)] = (weakref.ref(factors), moments)
-        return moments
-
-
 def anchored_latents(
     seed_latents: np.ndarray, prompt_latents: np.ndarray, strength: float, cov: np.ndarray
 ) -> np.ndarray:
@@ -303,6 +280,7 @@ def query_latents(
 
     from text2tracks.head_seeds import seed_latent
     from text2tracks.hybrid import EDIT_METHODS
+    from text2tracks.latent_search import catalogue_moments_of
 
     if edit_method not in EDIT_METHODS:
         raise ValueError(f"edit_method must be one of {EDIT_METHODS}, got {edit_method!r}")
@@ -334,7 +312,7 @@ def query_latents(
             # the prompt's samples, guided away from the negative (else the source) prompt
             bases = [request.negatives[i] or request.sources[i] for i in edited]
             prompt = sampled(edited, conditions(head, bases)).cpu().numpy()
-            _, cov = catalogue_moments_of(factors)
+            _, cov = catalogue_moments_of(factors)  # cached: the same array every batch
             out[edited] = torch.from_numpy(anchored_latents(start, prompt, request.strength, cov))
         elif edited:
             rows = torch.as_tensor(edited, device=cond.device)

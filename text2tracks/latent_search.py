@@ -8,6 +8,8 @@ for "no score".
 
 from __future__ import annotations
 
+import threading
+import weakref
 from typing import Any
 
 import numpy as np
@@ -107,6 +109,26 @@ def catalogue_moments(item_factors: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return factors.mean(0), np.cov(factors, rowvar=False, bias=True).reshape(dim, dim)
 
 
+# catalogue_moments_of's cache, per factor array (held weakly): the moments cost n_items * dim^2,
+# and the recommender passes the same catalogue factor array with every batch.
+_MOMENTS: dict[int, tuple[weakref.ref, tuple[np.ndarray, np.ndarray]]] = {}
+_MOMENTS_LOCK = threading.Lock()
+
+
+def catalogue_moments_of(factors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`catalogue_moments` of ``factors``, computed once per array (kept while the array
+    lives; pass the array itself, not a converted copy, for the cache to hold)."""
+    with _MOMENTS_LOCK:
+        held = _MOMENTS.get(id(factors))
+        if held is not None and held[0]() is factors:
+            return held[1]
+        moments = catalogue_moments(factors)
+        for key in [k for k, (ref, _) in _MOMENTS.items() if ref() is None]:
+            del _MOMENTS[key]
+        _MOMENTS[id(factors)] = (weakref.ref(factors), moments)
+        return moments
+
+
 def similarity_spread(queries: np.ndarray, cov: np.ndarray) -> np.ndarray:
     """The standard deviation over the catalogue of each query's similarities,
     ``sqrt(q^T cov q)`` for queries ``(..., dim)`` (floored at 1e-12), with ``cov`` from
@@ -119,6 +141,7 @@ __all__ = [
     "as_samples",
     "build_index",
     "catalogue_moments",
+    "catalogue_moments_of",
     "latent_candidates",
     "latent_similarity",
     "similarity_spread",

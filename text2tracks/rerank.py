@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from text2tracks.candidate_pool import (
+    NEGATIVE_REFERENCES,
     Candidates,
     blend,
     gather_candidates,
@@ -75,9 +76,9 @@ def _check_inputs(mode: str, beam: tuple, latent: tuple, negative_latents: Any) 
 
 def _reference_latents(negative_reference: str, latents: Any) -> Any:
     """What the negative penalty measures candidates against besides the catalogue."""
-    if negative_reference not in ("catalogue", "prompt"):
+    if negative_reference not in NEGATIVE_REFERENCES:
         raise ValueError(
-            f"negative_reference must be 'catalogue' or 'prompt', got {negative_reference!r}"
+            f"negative_reference must be one of {NEGATIVE_REFERENCES}, got {negative_reference!r}"
         )
     return latents if negative_reference == "prompt" else None
 
