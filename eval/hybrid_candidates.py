@@ -3,12 +3,13 @@
 The beam's candidates (the trained model's top ``depth`` IDs, its own scores) are unioned with
 those of baselines fitted on the same training playlists (``--hybrid-views``, default the tuned
 title kNN) and ranked by a :class:`text2tracks.candidate_rerank.CandidateReranker`, fitted on the
-validation playlists (never the test ones); the fitted reranker is written to
-``OUT/hybrid_reranker.json``. It is scored beside ``text2tracks``, which ranks with the seq2seq
-alone. A second fusion is fitted on the same validation playlists: ``text2tracks``'s own top
-``n``, then the first baseline's list (:class:`text2tracks.candidate_rerank.ListInterleave`);
-whichever has the better validation Hits@k is the system's ranking (ties: the interleave, one
-parameter against a regression's dozen).
+validation playlists (never the test ones). It is scored beside ``text2tracks``, which ranks
+with the seq2seq alone. Two more fusions are fitted on the same validation playlists:
+``text2tracks``'s own top ``n``, then the first baseline's list
+(:class:`text2tracks.candidate_rerank.ListInterleave`), and the beam's and the first baseline's
+candidates read as distributions and mixed
+(:class:`text2tracks.candidate_rerank.ScoreMixture`). Whichever has the best validation Hits@k
+(ties: NDCG@k) is the system's ranking, written to ``OUT/hybrid_reranker.json``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from text2tracks.candidate_rerank import CandidateReranker, ListInterleave, View
+from text2tracks.candidate_rerank import CandidateReranker, ListInterleave, ScoreMixture, View
 
 HYBRID_SYSTEM = "text2tracks-hybrid"
 GENERATIVE = "text2tracks"  # the generative system's own answer, one list of ListInterleave
@@ -95,7 +96,7 @@ def views_for(
 
 
 def run_hybrid(evaluation, artifact: Path, validation: Sequence, fitted: Mapping[str, Any]) -> None:
-    """Fit both fusions on the ``validation`` playlists, score the better one there as
+    """Fit the fusions on the ``validation`` playlists, score the best one there as
     ``text2tracks-hybrid`` on the test prompts into ``evaluation`` (its latency: what that
     fusion needs, the model's search included), and write ``OUT/hybrid_reranker.json``."""
     from eval.metrics import relevant_items
@@ -113,46 +114,72 @@ def run_hybrid(evaluation, artifact: Path, validation: Sequence, fitted: Mapping
     started = time.perf_counter()
     fit_views = views_for(model, baselines, fit_prompts, vocab, depth, batch)
     fit_views[GENERATIVE] = answer_view(model, fit_prompts, vocab, k, batch)
-    reranker = CandidateReranker(("beam", *names)).fit(fit_views, relevant, popularity, groups, k)
-    interleave = ListInterleave(GENERATIVE, names[0]).fit(_lists(fit_views), relevant, k)
-    fusion = (
-        interleave
-        if interleave.fit_hits_[interleave.n_] >= reranker.fit_hits_[reranker.penalty_]
-        else reranker
-    )
+    fusions = {
+        "candidate_reranker": CandidateReranker(("beam", *names)).fit(
+            fit_views, relevant, popularity, groups, k
+        ),
+        "list_interleave": ListInterleave(GENERATIVE, names[0]).fit(_lists(fit_views), relevant, k),
+        "score_mixture": ScoreMixture("beam", names[0]).fit(fit_views, relevant, groups, k),
+    }
+    fit_scores = {
+        name: _validation_scores(_rank(f, fit_views, popularity, groups, k), relevant, k)
+        for name, f in fusions.items()
+    }
+    chosen = max(fit_scores, key=lambda name: fit_scores[name])
+    fusion = fusions[chosen]
     fit_s = time.perf_counter() - started
     started = time.perf_counter()
     prompts = evaluation.prompts
-    if fusion is interleave:
-        lists = {n: baseline_view(b, prompts, depth)[0] for n, b in baselines.items()}
-        lists[GENERATIVE] = answer_view(model, prompts, vocab, k, batch)[0]
-        ranked = interleave.rank(lists, k)
+    if chosen == "list_interleave":
+        test_views = {n: (baseline_view(b, prompts, depth)[0], None) for n, b in baselines.items()}
+        test_views[GENERATIVE] = answer_view(model, prompts, vocab, k, batch)
     else:
         test_views = views_for(model, baselines, prompts, vocab, depth, batch)
-        ranked, _ = reranker.rank(test_views, popularity, groups, k)
+    ranked = _rank(fusion, test_views, popularity, groups, k)
     seconds = time.perf_counter() - started
     (evaluation.out / "hybrid_reranker.json").write_text(
         json.dumps(fusion.to_dict(), indent=2), encoding="utf-8"
     )
+    reranker, interleave, mixture = fusions.values()
     evaluation.record(
         HYBRID_SYSTEM,
         ranked,
         {
             "views": ["beam", *names],
             "depth": depth,
-            "fusion": fusion.to_dict()["type"],
-            "validation_hits": {
-                "candidate_reranker": reranker.fit_hits_[reranker.penalty_],
-                "list_interleave": interleave.fit_hits_[interleave.n_],
-            },
+            "fusion": chosen,
+            "validation_hits": {name: h for name, (h, _) in fit_scores.items()},
+            "validation_ndcg": {name: n for name, (_, n) in fit_scores.items()},
             "penalty": reranker.penalty_,
             "interleave_n": interleave.n_,
+            "mixture": {
+                "weight": mixture.weight_,
+                "temperature": mixture.temperature_,
+                "penalty": mixture.penalty_,
+            },
             "fit_prompts": len(fit_prompts),
             "fit_hits": reranker.fit_hits_,
             "train_seconds": fit_s,
             "latency_ms_per_prompt_batched": 1000 * seconds / max(1, len(evaluation.prompts)),
         },
     )
+
+
+def _rank(fusion, views: Mapping[str, View], popularity, groups, k: int) -> np.ndarray:
+    """``fusion``'s top ``k`` items for the prompts of ``views``, whichever kind it is."""
+    if isinstance(fusion, ListInterleave):
+        return fusion.rank(_lists(views), k)
+    if isinstance(fusion, ScoreMixture):
+        return fusion.rank(views, groups, k)[0]
+    return fusion.rank(views, popularity, groups, k)[0]
+
+
+def _validation_scores(ranked: np.ndarray, relevant, k: int) -> tuple[float, float]:
+    """Mean Hits@k and NDCG@k, what picks the fusion."""
+    from text2tracks.ranking_metrics import per_prompt_metrics
+
+    m = per_prompt_metrics(ranked, relevant, k, allow_empty=True)
+    return float(m["hits"].mean()), float(m["ndcg"].mean())
 
 
 def _lists(views: Mapping[str, View]) -> dict[str, np.ndarray]:

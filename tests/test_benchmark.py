@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from eval import benchmark
@@ -66,9 +67,12 @@ def test_benchmark_writes_results_per_prompt_and_report(tmp_path, monkeypatch):
     hybrid = results["systems"]["text2tracks-hybrid"]
     assert hybrid["views"] == ["beam", "title_knn"]
     assert hybrid["fit_prompts"] > 0 and hybrid["penalty"] in (0.0, 0.5, 1.0, 1.5)
-    # the fusion with the better validation Hits@10 is kept and saved
-    scores = hybrid["validation_hits"]
-    assert hybrid["fusion"] == max(scores, key=lambda name: (scores[name], name))
+    # the fusion with the best validation Hits@10 (ties: NDCG@10) is kept and saved
+    hits, ndcg = hybrid["validation_hits"], hybrid["validation_ndcg"]
+    assert set(hits) == {"candidate_reranker", "list_interleave", "score_mixture"}
+    best = max(hits.values())
+    assert hits[hybrid["fusion"]] == best
+    assert ndcg[hybrid["fusion"]] == max(ndcg[n] for n in hits if hits[n] == best)
     saved = hybrid_fusion_from_dict(json.loads((out / "hybrid_reranker.json").read_text()))
     assert saved.to_dict()["type"] == hybrid["fusion"]
     assert "text2tracks-hybrid vs title_knn" in results["comparisons"]
@@ -92,17 +96,21 @@ def test_benchmark_writes_results_per_prompt_and_report(tmp_path, monkeypatch):
     )
 
     # --reuse-model scores the saved model again without training it: the same answers; and
-    # with an interleave that fits worse, the hybrid is the reranker's ranking
+    # when the other fusions rank nothing, the hybrid is the reranker's ranking
     import eval.hybrid_candidates as hybrid_module
-    from text2tracks.candidate_rerank import ListInterleave
+    from text2tracks.candidate_rerank import ListInterleave, ScoreMixture
 
-    class _Worse(ListInterleave):
-        def fit(self, lists, relevant, k=10):
-            super().fit(lists, relevant, k)
-            self.fit_hits_ = {n: -1.0 for n in self.fit_hits_}
-            return self
+    class _EmptyInterleave(ListInterleave):
+        def rank(self, lists, k=10):
+            return np.full_like(super().rank(lists, k), -1)
 
-    monkeypatch.setattr(hybrid_module, "ListInterleave", _Worse)
+    class _EmptyMixture(ScoreMixture):
+        def rank(self, views, groups, k=10):
+            items, scores = super().rank(views, groups, k)
+            return np.full_like(items, -1), scores
+
+    monkeypatch.setattr(hybrid_module, "ListInterleave", _EmptyInterleave)
+    monkeypatch.setattr(hybrid_module, "ScoreMixture", _EmptyMixture)
     again = tmp_path / "again"
     again.mkdir()
     (again / "artifact").symlink_to(out / "artifact", target_is_directory=True)

@@ -10,6 +10,7 @@ import pytest
 from text2tracks.candidate_rerank import (
     CandidateReranker,
     ListInterleave,
+    ScoreMixture,
     candidate_features,
     feature_names,
     hybrid_fusion_from_dict,
@@ -170,3 +171,68 @@ def test_interleave_keeps_each_lists_best_guesses_and_fits_n():
         ListInterleave("a", "a")
     with pytest.raises(ValueError, match="unknown hybrid fusion type"):
         hybrid_fusion_from_dict({"type": "gated"})
+
+
+def test_score_mixture_mixes_the_views_distributions_with_its_temperature():
+    groups = np.arange(10)  # every item its own first code: no diversification effect
+    views = {
+        "beam": (np.array([[1, 2]]), np.log(np.array([[0.75, 0.25]]))),
+        "knn": (np.array([[2, 3, 4]]), np.array([[3.0, 1.0, -2.0]])),  # negative: clipped to 0
+    }
+    fusion = ScoreMixture("beam", "knn")
+    fusion.weight_, fusion.temperature_, fusion.penalty_ = 0.5, 1.0, 0.0
+    items, scores = fusion.rank(views, groups, k=4)
+    # p_beam = {1: .75, 2: .25}, p_knn = {2: .75, 3: .25, 4: 0}: item 2 gains from both
+    assert items.tolist() == [[2, 1, 3, -1]]
+    np.testing.assert_allclose(np.exp(scores[0, :3]), [0.5, 0.375, 0.125], rtol=1e-6)
+    assert np.isneginf(scores[0, 3])
+    # temperature 2 sharpens the beam's distribution to {1: .9, 2: .1}: item 1 goes first
+    fusion.temperature_ = 2.0
+    items, scores = fusion.rank(views, groups, k=3)
+    assert items.tolist() == [[1, 2, 3]]
+    np.testing.assert_allclose(np.exp(scores[0]), [0.45, 0.425, 0.125], rtol=1e-6)
+    # weight 1 is the beam alone
+    fusion.weight_ = 1.0
+    assert fusion.rank(views, groups, k=2)[0].tolist() == [[1, 2]]
+
+
+def test_score_mixture_fit_finds_what_both_views_agree_on_and_round_trips():
+    views, relevant = _views(seed=3)
+    # flat scores: each view alone is a uniform guess, and only agreement singles the target out
+    flat = {name: (items, np.zeros(items.shape) + 1.0) for name, (items, _) in views.items()}
+    groups = np.arange(N_ITEMS)
+    fusion = ScoreMixture("beam", "knn").fit(flat, relevant, groups, k=1)
+    assert 0 < fusion.weight_ < 1
+    assert max(fusion.fit_hits_.values()) == 1.0
+    ranked, _ = fusion.rank(flat, groups, k=1)
+    assert per_prompt_metrics(ranked, relevant, 1)["hits"].mean() == 1.0
+    for name in ("beam", "knn"):  # either view alone never ranks the target first
+        assert per_prompt_metrics(flat[name][0][:, :1], relevant, 1)["hits"].mean() == 0.0
+    assert len(fusion.fit_hits_) == 5 * 3 * 4  # the whole grid was tried
+    loaded = hybrid_fusion_from_dict(json.loads(json.dumps(fusion.to_dict())))
+    assert isinstance(loaded, ScoreMixture)
+    assert (loaded.weight_, loaded.temperature_, loaded.penalty_) == (
+        fusion.weight_,
+        fusion.temperature_,
+        fusion.penalty_,
+    )
+    np.testing.assert_array_equal(
+        loaded.rank(flat, groups, k=3)[0], fusion.rank(flat, groups, 3)[0]
+    )
+
+
+def test_score_mixture_rejects_bad_settings():
+    with pytest.raises(ValueError, match="twice"):
+        ScoreMixture("beam", "beam")
+    with pytest.raises(ValueError, match=r"weights must lie in \[0, 1\]"):
+        ScoreMixture("beam", "knn", weights=(1.5,))
+    with pytest.raises(ValueError, match="temperatures must be > 0"):
+        ScoreMixture("beam", "knn", temperatures=(0.0,))
+    with pytest.raises(ValueError, match="penalties must not be empty"):
+        ScoreMixture("beam", "knn", penalties=())
+    with pytest.raises(RuntimeError, match="before fit"):
+        ScoreMixture("beam", "knn").rank({}, np.arange(3))
+    with pytest.raises(ValueError, match="missing candidate views"):
+        fusion = ScoreMixture("beam", "knn")
+        fusion.weight_, fusion.temperature_, fusion.penalty_ = 0.5, 1.0, 0.0
+        fusion.rank({"beam": (np.zeros((1, 2), int), np.zeros((1, 2)))}, np.arange(3))

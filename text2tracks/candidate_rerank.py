@@ -18,8 +18,10 @@ The fitted model is a few numbers (standardisation, weights, the diversity penal
 JSON (:meth:`CandidateReranker.to_dict`), and applied with numpy; scikit-learn fits it.
 
 :class:`ListInterleave` is the simpler alternative: the generative system's own top ``n``, then
-the other view's list, ``n`` fitted the same way. The benchmark keeps whichever of the two
-scores better on the validation playlists (:func:`hybrid_fusion_from_dict` reads either back).
+the other view's list, ``n`` fitted the same way. :class:`ScoreMixture` reads both views as
+distributions over their candidates and mixes them (DAR's fixed blend, in probability space).
+The benchmark keeps whichever fusion scores best on the validation playlists
+(:func:`hybrid_fusion_from_dict` reads any of them back).
 """
 
 from __future__ import annotations
@@ -36,6 +38,10 @@ View = tuple[np.ndarray, np.ndarray]
 FEATURES_PER_VIEW = ("present", "zscore", "reciprocal_rank", "log_rank")
 SHARED_FEATURES = ("log_popularity", "n_views")
 DEFAULT_PENALTIES = (0.0, 0.5, 1.0, 1.5)
+# ScoreMixture's grid: the first view's weight, the temperature of its softmax, the penalty
+MIX_WEIGHTS = (0.1, 0.2, 0.3, 0.5, 0.7)
+MIX_TEMPERATURES = (0.5, 1.0, 2.0)
+MIX_PENALTIES = (0.0, 0.25, 0.5, 1.0)
 
 
 def feature_names(views: Sequence[str]) -> list[str]:
@@ -305,9 +311,166 @@ class ListInterleave:
         return fusion
 
 
-def hybrid_fusion_from_dict(payload: Mapping[str, Any]) -> CandidateReranker | ListInterleave:
-    """The fusion ``text2tracks-hybrid`` saved (``OUT/hybrid_reranker.json``), of either kind."""
-    kinds = {"candidate_reranker": CandidateReranker, "list_interleave": ListInterleave}
+class ScoreMixture:
+    """Two views read as distributions over their candidates and mixed:
+    ``weight * p_first + (1 - weight) * p_second``, ranked by that probability with first-code
+    diversification (:func:`text2tracks.generative.diversify`).
+
+    ``p_first`` is the softmax of ``temperature * score`` over the first view's candidates
+    (beam log-probabilities: temperature 1 is the model's own distribution renormalised on its
+    beam); ``p_second`` is the second view's scores, clipped at 0, over their sum (title kNN's
+    neighbour votes). A candidate that a view does not return has probability 0 in it, so an
+    item both views return gains from both. ``weight``, ``temperature`` and the diversity
+    ``penalty`` are the grid point with the best mean Hits@k on the fitting prompts (ties: the
+    better NDCG@k, then the earlier grid point).
+
+    Hand-written: a few numpy lines over :func:`text2tracks.candidate_pool.pool_candidates`;
+    fusion libraries (ranx) combine normalised scores, not two distributions over a union of
+    candidates followed by this diversification.
+
+    Args:
+        first, second: the names of the views it reads (e.g. ``"beam"``, ``"title_knn"``).
+        weights, temperatures, penalties: the grid searched by :meth:`fit`.
+    """
+
+    def __init__(
+        self,
+        first: str,
+        second: str,
+        weights: Sequence[float] = MIX_WEIGHTS,
+        temperatures: Sequence[float] = MIX_TEMPERATURES,
+        penalties: Sequence[float] = MIX_PENALTIES,
+    ) -> None:
+        if first == second:
+            raise ValueError(f"mix two different views, got {first!r} twice")
+        grids = {"weights": weights, "temperatures": temperatures, "penalties": penalties}
+        for name, grid in grids.items():
+            if not len(grid):
+                raise ValueError(f"{name} must not be empty")
+        if not all(0 <= w <= 1 for w in weights):
+            raise ValueError(f"weights must lie in [0, 1], got {list(weights)}")
+        if not all(t > 0 for t in temperatures) or min(penalties) < 0:
+            raise ValueError(
+                f"temperatures must be > 0 and penalties >= 0, got {list(temperatures)} and "
+                f"{list(penalties)}"
+            )
+        self.first, self.second = first, second
+        self.weights = tuple(float(w) for w in weights)
+        self.temperatures = tuple(float(t) for t in temperatures)
+        self.penalties = tuple(float(p) for p in penalties)
+
+    def fit(
+        self,
+        views: Mapping[str, View],
+        relevant: Sequence[set[int]],
+        groups: np.ndarray,
+        k: int = 10,
+    ) -> ScoreMixture:
+        """Pick ``weight_``, ``temperature_`` and ``penalty_`` on prompts whose ``relevant`` sets
+        are known; ``groups[i]`` is item ``i``'s first ID code. ``fit_hits_``: per grid point
+        ``"weight,temperature,penalty"``."""
+        candidates = self._pool(views, groups)
+        self.fit_hits_, ranked_by = {}, {}
+        for w in self.weights:
+            for t in self.temperatures:
+                log_p = self._log_mixture(candidates, w, t)
+                for p in self.penalties:
+                    ranked = _top(candidates, log_p, k, p)[0]
+                    m = per_prompt_metrics(ranked, relevant, k, allow_empty=True)
+                    key = f"{w:g},{t:g},{p:g}"
+                    self.fit_hits_[key] = float(m["hits"].mean())
+                    ranked_by[key] = (self.fit_hits_[key], float(m["ndcg"].mean()))
+        best = max(ranked_by, key=lambda key: ranked_by[key])  # max keeps the earliest on ties
+        self.weight_, self.temperature_, self.penalty_ = (float(x) for x in best.split(","))
+        return self
+
+    def rank(
+        self, views: Mapping[str, View], groups: np.ndarray, k: int = 10
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(items, log-probabilities)`` ``(n_prompts, k)``, best first (the scores are the
+        diversification's adjusted ones when the penalty is not 0); ``-1`` / ``-inf`` where a
+        prompt has fewer than ``k`` candidates."""
+        if not hasattr(self, "weight_"):
+            raise RuntimeError("ScoreMixture.rank called before fit() or from_dict()")
+        candidates = self._pool(views, groups)
+        log_p = self._log_mixture(candidates, self.weight_, self.temperature_)
+        return _top(candidates, log_p, k, self.penalty_)
+
+    def _pool(self, views: Mapping[str, View], groups: np.ndarray):
+        from text2tracks.candidate_pool import pool_candidates, with_groups
+
+        _check_views(views, (self.first, self.second))
+        (a_items, a_scores), (b_items, b_scores) = views[self.first], views[self.second]
+        return with_groups(pool_candidates(a_items, a_scores, b_items, b_scores), groups)
+
+    @staticmethod
+    def _log_mixture(candidates, weight: float, temperature: float) -> np.ndarray:
+        valid = candidates.items >= 0
+        first = np.where(valid & ~np.isnan(candidates.generative), candidates.generative, -np.inf)
+        z = temperature * first.astype(np.float64)
+        top = np.max(z, axis=1, keepdims=True)
+        p_first = np.exp(z - np.where(np.isfinite(top), top, 0.0))
+        p_first /= np.maximum(p_first.sum(axis=1, keepdims=True), 1e-300)
+        second = np.where(valid, np.nan_to_num(candidates.latent.astype(np.float64), nan=0.0), 0.0)
+        second = np.maximum(second, 0.0)
+        p_second = second / np.maximum(second.sum(axis=1, keepdims=True), 1e-300)
+        mixed = weight * p_first + (1.0 - weight) * p_second
+        with np.errstate(divide="ignore"):
+            return np.where(valid & (mixed > 0), np.log(mixed), -np.inf)
+
+    def to_dict(self) -> dict[str, Any]:
+        if not hasattr(self, "weight_"):
+            raise RuntimeError("ScoreMixture.to_dict called before fit()")
+        return {
+            "type": "score_mixture",
+            "first": self.first,
+            "second": self.second,
+            "grid": {
+                "weights": list(self.weights),
+                "temperatures": list(self.temperatures),
+                "penalties": list(self.penalties),
+            },
+            "weight": self.weight_,
+            "temperature": self.temperature_,
+            "penalty": self.penalty_,
+            "fit_hits": dict(self.fit_hits_),
+        }
+
+    @classmethod
+    def from_dict(cls, payload: Mapping[str, Any]) -> ScoreMixture:
+        if payload.get("type") != "score_mixture":
+            raise ValueError(f"not a saved ScoreMixture (type {payload.get('type')!r})")
+        grid = payload["grid"]
+        fusion = cls(
+            payload["first"],
+            payload["second"],
+            grid["weights"],
+            grid["temperatures"],
+            grid["penalties"],
+        )
+        fusion.weight_ = float(payload["weight"])
+        fusion.temperature_ = float(payload["temperature"])
+        fusion.penalty_ = float(payload["penalty"])
+        fusion.fit_hits_ = dict(payload.get("fit_hits", {}))
+        return fusion
+
+
+def _top(candidates, log_p: np.ndarray, k: int, penalty: float):
+    from text2tracks.candidate_pool import top_k
+
+    return top_k(candidates, log_p, k, diversity=penalty)
+
+
+Fusion = CandidateReranker | ListInterleave | ScoreMixture
+
+
+def hybrid_fusion_from_dict(payload: Mapping[str, Any]) -> Fusion:
+    """The fusion ``text2tracks-hybrid`` saved (``OUT/hybrid_reranker.json``), of any kind."""
+    kinds = {
+        "candidate_reranker": CandidateReranker,
+        "list_interleave": ListInterleave,
+        "score_mixture": ScoreMixture,
+    }
     kind = payload.get("type")
     if kind not in kinds:
         raise ValueError(f"unknown hybrid fusion type {kind!r}; expected one of {sorted(kinds)}")
