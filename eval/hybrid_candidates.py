@@ -73,9 +73,15 @@ def _recommended(model, prompts, vocab, k: int, batch_size: int, **options) -> V
     return items.reshape(len(prompts), k), np.asarray(scores, dtype=np.float64)
 
 
-def baseline_view(baseline, prompts: Sequence[str], depth: int, block: int = 64) -> View:
-    """A fitted baseline's top ``depth`` items and their scores."""
+def baseline_view(
+    baseline, prompts: Sequence[str], depth: int, block: int = 64, also: np.ndarray | None = None
+) -> View:
+    """A fitted baseline's top ``depth`` items and their scores; ``also`` ``(n_prompts, m)``:
+    more items (``-1`` for none) appended with the baseline's scores for them, so that a
+    fusion knows what the baseline thinks of another view's candidates."""
     items = baseline.recommend(list(prompts), k=depth)
+    if also is not None:
+        items = np.concatenate([items, np.asarray(also, dtype=np.int64)], axis=1)
     scores = np.zeros(items.shape)
     for start in range(0, len(prompts), block):
         rows = baseline.scores(list(prompts[start : start + block]))
@@ -83,16 +89,6 @@ def baseline_view(baseline, prompts: Sequence[str], depth: int, block: int = 64)
         chunk = items[start : start + block]
         scores[start : start + block] = np.take_along_axis(rows, np.maximum(chunk, 0), axis=1)
     return items, np.where(items >= 0, scores, -np.inf)
-
-
-def views_for(
-    model, baselines: Mapping[str, Any], prompts: Sequence[str], vocab, depth: int, batch: int
-) -> dict[str, View]:
-    """``{"beam": ..., name: ...}`` for ``prompts``."""
-    views = {"beam": model_view(model, prompts, vocab, depth, batch)}
-    for name, baseline in baselines.items():
-        views[name] = baseline_view(baseline, prompts, depth)
-    return views
 
 
 def run_hybrid(evaluation, artifact: Path, validation: Sequence, fitted: Mapping[str, Any]) -> None:
@@ -112,17 +108,20 @@ def run_hybrid(evaluation, artifact: Path, validation: Sequence, fitted: Mapping
     kept, relevant, _ = relevant_items(validation, vocab)
     fit_prompts = [validation[i].prompt for i in kept]
     started = time.perf_counter()
-    fit_views = views_for(model, baselines, fit_prompts, vocab, depth, batch)
-    fit_views[GENERATIVE] = answer_view(model, fit_prompts, vocab, k, batch)
+    fit_inputs = _fusion_inputs(model, baselines, fit_prompts, vocab, depth, batch, k)
     fusions = {
         "candidate_reranker": CandidateReranker(("beam", *names)).fit(
-            fit_views, relevant, popularity, groups, k
+            fit_inputs["candidate_reranker"], relevant, popularity, groups, k
         ),
-        "list_interleave": ListInterleave(GENERATIVE, names[0]).fit(_lists(fit_views), relevant, k),
-        "score_mixture": ScoreMixture("beam", names[0]).fit(fit_views, relevant, groups, k),
+        "list_interleave": ListInterleave(GENERATIVE, names[0]).fit(
+            fit_inputs["list_interleave"], relevant, k
+        ),
+        "score_mixture": ScoreMixture("beam", names[0]).fit(
+            fit_inputs["score_mixture"], relevant, groups, k
+        ),
     }
     fit_scores = {
-        name: _validation_scores(_rank(f, fit_views, popularity, groups, k), relevant, k)
+        name: _validation_scores(_rank(f, fit_inputs[name], popularity, groups, k), relevant, k)
         for name, f in fusions.items()
     }
     chosen = max(fit_scores, key=lambda name: fit_scores[name])
@@ -130,12 +129,8 @@ def run_hybrid(evaluation, artifact: Path, validation: Sequence, fitted: Mapping
     fit_s = time.perf_counter() - started
     started = time.perf_counter()
     prompts = evaluation.prompts
-    if chosen == "list_interleave":
-        test_views = {n: (baseline_view(b, prompts, depth)[0], None) for n, b in baselines.items()}
-        test_views[GENERATIVE] = answer_view(model, prompts, vocab, k, batch)
-    else:
-        test_views = views_for(model, baselines, prompts, vocab, depth, batch)
-    ranked = _rank(fusion, test_views, popularity, groups, k)
+    inputs = _fusion_inputs(model, baselines, prompts, vocab, depth, batch, k, only=chosen)
+    ranked = _rank(fusion, inputs[chosen], popularity, groups, k)
     seconds = time.perf_counter() - started
     (evaluation.out / "hybrid_reranker.json").write_text(
         json.dumps(fusion.to_dict(), indent=2), encoding="utf-8"
@@ -165,13 +160,39 @@ def run_hybrid(evaluation, artifact: Path, validation: Sequence, fitted: Mapping
     )
 
 
-def _rank(fusion, views: Mapping[str, View], popularity, groups, k: int) -> np.ndarray:
-    """``fusion``'s top ``k`` items for the prompts of ``views``, whichever kind it is."""
+def _fusion_inputs(
+    model, baselines, prompts, vocab, depth: int, batch: int, k: int, only: str | None = None
+) -> dict[str, Any]:
+    """What each fusion reads for ``prompts`` (``only``: just that fusion's): the reranker the
+    views, the interleave the generative answer and the first baseline's list, the mixture the
+    beam and the first baseline's list with the beam's candidates appended (all scored by it)."""
+    name, first = next(iter(baselines.items()))
+    beam = model_view(model, prompts, vocab, depth, batch)
+    inputs: dict[str, Any] = {}
+    if only in (None, "candidate_reranker"):
+        inputs["candidate_reranker"] = {"beam": beam}
+        for other, baseline in baselines.items():
+            inputs["candidate_reranker"][other] = baseline_view(baseline, prompts, depth)
+    if only in (None, "list_interleave"):
+        inputs["list_interleave"] = {
+            GENERATIVE: answer_view(model, prompts, vocab, k, batch)[0],
+            name: baseline_view(first, prompts, depth)[0],
+        }
+    if only in (None, "score_mixture"):
+        inputs["score_mixture"] = {
+            "beam": beam,
+            name: baseline_view(first, prompts, depth, also=beam[0]),
+        }
+    return inputs
+
+
+def _rank(fusion, inputs, popularity, groups, k: int) -> np.ndarray:
+    """``fusion``'s top ``k`` items from ``inputs`` (:func:`_fusion_inputs`), whichever kind."""
     if isinstance(fusion, ListInterleave):
-        return fusion.rank(_lists(views), k)
+        return fusion.rank(inputs, k)
     if isinstance(fusion, ScoreMixture):
-        return fusion.rank(views, groups, k)[0]
-    return fusion.rank(views, popularity, groups, k)[0]
+        return fusion.rank(inputs, groups, k)[0]
+    return fusion.rank(inputs, popularity, groups, k)[0]
 
 
 def _validation_scores(ranked: np.ndarray, relevant, k: int) -> tuple[float, float]:
@@ -180,7 +201,3 @@ def _validation_scores(ranked: np.ndarray, relevant, k: int) -> tuple[float, flo
 
     m = per_prompt_metrics(ranked, relevant, k, allow_empty=True)
     return float(m["hits"].mean()), float(m["ndcg"].mean())
-
-
-def _lists(views: Mapping[str, View]) -> dict[str, np.ndarray]:
-    return {name: items for name, (items, _) in views.items()}
