@@ -165,24 +165,28 @@ def _fusion_inputs(
 ) -> dict[str, Any]:
     """What each fusion reads for ``prompts`` (``only``: just that fusion's): the reranker the
     views, the interleave the generative answer and the first baseline's list, the mixture the
-    beam and the first baseline's list with the beam's candidates appended (all scored by it)."""
+    beam and the first baseline's list with the beam's candidates appended (all scored by it).
+    The beam is searched only for a fusion that reads it, and the first baseline runs once."""
     name, first = next(iter(baselines.items()))
-    beam = model_view(model, prompts, vocab, depth, batch)
+    beam = None
+    if only in (None, "candidate_reranker", "score_mixture"):
+        beam = model_view(model, prompts, vocab, depth, batch)
+    also = beam[0] if only in (None, "score_mixture") else None
+    listed = baseline_view(first, prompts, depth, also=also)
+    width = listed[0].shape[1] - (0 if also is None else also.shape[1])
+    own = (listed[0][:, :width], listed[1][:, :width])  # the baseline's own top depth
     inputs: dict[str, Any] = {}
     if only in (None, "candidate_reranker"):
-        inputs["candidate_reranker"] = {"beam": beam}
-        for other, baseline in baselines.items():
+        inputs["candidate_reranker"] = {"beam": beam, name: own}
+        for other, baseline in list(baselines.items())[1:]:
             inputs["candidate_reranker"][other] = baseline_view(baseline, prompts, depth)
     if only in (None, "list_interleave"):
         inputs["list_interleave"] = {
             GENERATIVE: answer_view(model, prompts, vocab, k, batch)[0],
-            name: baseline_view(first, prompts, depth)[0],
+            name: own[0],
         }
     if only in (None, "score_mixture"):
-        inputs["score_mixture"] = {
-            "beam": beam,
-            name: baseline_view(first, prompts, depth, also=beam[0]),
-        }
+        inputs["score_mixture"] = {"beam": beam, name: listed}
     return inputs
 
 
