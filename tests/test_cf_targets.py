@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from text2tracks.cf_targets import cf_lists
+from text2tracks.cf_targets import cf_lists, cooccurrence_lists
 from text2tracks.data import Seq2SeqPairs
 from text2tracks.seed_draw import SeedDraw
 
@@ -64,6 +64,56 @@ def test_bad_input_is_named():
         cf_lists([[0]], np.zeros(5))
 
 
+def _brute_cooccurrence(own, n_items, p):
+    """score(i) for playlist p: cosine over the OTHER playlists' co-occurrence, with the norms
+    of all playlists (cooccurrence_lists' definition), computed pair by pair."""
+    counts = np.zeros(n_items)
+    for tracks in own:
+        counts[list(set(tracks))] += 1
+    scores = np.zeros(n_items)
+    for q, tracks in enumerate(own):
+        if q == p:
+            continue
+        q_items = set(tracks)
+        for j in set(own[p]) & q_items:
+            for i in q_items:
+                scores[i] += 1.0 / np.sqrt(counts[i] * counts[j])
+    return scores
+
+
+def test_cooccurrence_lists_match_a_pair_by_pair_count_with_the_own_vote_left_out():
+    own = [[0, 1, 2], [1, 2, 3], [2, 3], [4, 5], [0, 1, 1], [6]]
+    lists = cooccurrence_lists(own, 8, top=8)
+    for p in range(len(own)):
+        expected = _brute_cooccurrence(own, 8, p)
+        items = lists.items[lists.indptr[p] : lists.indptr[p + 1]]
+        cum = lists.cumulative[lists.indptr[p] : lists.indptr[p + 1]]
+        support = np.flatnonzero(expected > 0)
+        assert sorted(items.tolist()) == support.tolist()
+        if items.size:
+            assert expected[items].tolist() == sorted(expected[items].tolist(), reverse=True)
+            shares = np.diff(np.r_[p, cum])
+            assert shares == pytest.approx(expected[items] / expected[items].sum())
+    # [4, 5] and [6]: nobody else holds their tracks, so their lists are empty; item 7 is in
+    # no playlist and in no list
+    for p in (3, 5):
+        assert lists.indptr[p + 1] == lists.indptr[p]
+    assert 7 not in lists.items.tolist()
+
+
+def test_cooccurrence_lists_stay_in_the_cluster_and_check_their_input():
+    own = _own(n=80)
+    lists = cooccurrence_lists(own, len(_factors()), top=6)
+    for p, tracks in enumerate(own):
+        items = lists.items[lists.indptr[p] : lists.indptr[p + 1]]
+        assert 0 < items.size <= 6
+        assert {_cluster(i) for i in items.tolist()} == {_cluster(tracks[0])}
+    with pytest.raises(ValueError, match="top must be a positive integer"):
+        cooccurrence_lists(own, 48, top=0)
+    with pytest.raises(ValueError, match="outside the catalogue's 48 items"):
+        cooccurrence_lists([[48]], 48)
+
+
 def _pairs(own, weight, lists=None):
     sid = np.arange(len(_factors()))[:, None] + 10
     return Seq2SeqPairs(
@@ -113,3 +163,33 @@ def test_the_training_config_checks_the_cf_options():
         TrainConfig(artifact="a", playlists="p", seed_cf_weight=2.0)
     with pytest.raises(ValueError, match="seed_cf_top must be a positive integer"):
         TrainConfig(artifact="a", playlists="p", seed_cf_top=0)
+    with pytest.raises(ValueError, match="seed_cf_source must be one of"):
+        TrainConfig(artifact="a", playlists="p", seed_cf_source="svd")
+
+
+def test_the_trainer_builds_the_list_its_source_names(tmp_path):
+    from types import SimpleNamespace
+
+    from training.seq2seq_config import TrainConfig
+    from training.seq2seq_data import seed_cf_lists
+
+    own = _own(n=60)
+    data = {
+        "vocab": SimpleNamespace(item_ids=[f"t{i}" for i in range(len(_factors()))]),
+        "train_relevant": own,
+    }
+    config = TrainConfig(
+        artifact=str(tmp_path), playlists="p", seed_cf_source="cooccurrence", seed_cf_top=5
+    )
+    logged = []
+    lists = seed_cf_lists(config, data, logged.append)
+    expected = cooccurrence_lists(own, len(_factors()), top=5)
+    assert np.array_equal(lists.items, expected.items)
+    assert np.array_equal(lists.indptr, expected.indptr)
+    assert "item co-occurrence lists for 60 playlists" in logged[0]
+    # the ALS source reads the artifact's item factors
+    (tmp_path / "cf").mkdir()
+    np.save(tmp_path / "cf" / "item_factors.npy", _factors())
+    als = seed_cf_lists(TrainConfig(artifact=str(tmp_path), playlists="p"), data, logged.append)
+    assert np.array_equal(als.items, cf_lists(own, _factors(), top=100).items)
+    assert "CF fold-in lists" in logged[1]

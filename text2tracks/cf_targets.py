@@ -32,7 +32,11 @@ import numpy as np
 
 from text2tracks.ragged import Ragged, as_ragged
 
-__all__ = ["CFLists", "cf_lists", "ridge_fold_in"]
+__all__ = ["CF_SOURCES", "CFLists", "cf_lists", "cooccurrence_lists", "ridge_fold_in"]
+
+# where a seeded target's smoothed list comes from: ALS fold-in (cf_lists) or item co-occurrence
+# (cooccurrence_lists)
+CF_SOURCES = ("als", "cooccurrence")
 
 DEFAULT_REGULARISATION = 0.1
 _BLOCK_ENTRIES = 1 << 24  # playlist x item scores per block (64 MiB of float32)
@@ -118,6 +122,54 @@ def cf_lists(
     items = np.concatenate(lists) if lists else np.zeros((0, top), np.int64)
     w = np.concatenate(weights) if weights else np.zeros((0, top), np.float32)
     w[own.lengths() == 0] = 0.0
+    return _as_lists(items.astype(np.int64), w.astype(np.float64))
+
+
+def cooccurrence_lists(own_tracks, n_items: int, top: int = 100) -> CFLists:
+    """Item co-occurrence lists of every playlist of ``own_tracks``, its own vote left out: the
+    ``top`` items by ``score(i) = sum over p's tracks j of cos(j, i)``, the cosine over the
+    other training playlists (the item-kNN baseline of :mod:`eval.sequential`, fitted without
+    ``p``), weighted by that score. With ``X`` the binary playlists x items matrix and ``D`` the
+    items' playlist counts, ``x_p D^-1/2 X^T X D^-1/2`` minus ``p``'s own row of ``X^T X``:
+    each of ``p``'s items loses ``sum over j in p of 1 / sqrt(n_i n_j)`` and the others nothing
+    (the norms keep ``p``'s counts: a small bias, and it keeps one matrix for all playlists).
+    Items only ``p`` holds score 0 and are left out, so a list holds what other playlists
+    support. Computed a block of playlists at a time (``_BLOCK_ENTRIES`` scores each); no item
+    x item matrix is formed."""
+    import scipy.sparse as sp
+
+    own: Ragged = as_ragged(own_tracks)
+    if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1:
+        raise ValueError(f"top must be a positive integer, got {top!r}")
+    if own.values.size and (own.values.min() < 0 or own.values.max() >= n_items):
+        raise ValueError(f"an own track index is outside the catalogue's {n_items} items")
+    lengths = own.lengths()
+    rows = np.repeat(np.arange(len(own)), lengths)
+    binary = sp.csr_matrix(
+        (np.ones(own.values.size, np.float32), (rows, own.values)), shape=(len(own), n_items)
+    )
+    binary.sum_duplicates()
+    binary.data[:] = 1.0
+    inv = (1.0 / np.sqrt(np.maximum(binary.getnnz(axis=0), 1))).astype(np.float32)
+    scaled = (binary @ sp.diags(inv)).tocsr()
+    top = min(int(top), n_items)
+    block = max(1, _BLOCK_ENTRIES // max(n_items, 1))
+    lists, weights = [], []
+    for start in range(0, len(own), block):
+        part = scaled[start : start + block]
+        scores = ((part @ binary.T) @ scaled).toarray()  # x_p D^-1/2 X^T X D^-1/2
+        # leave the playlist's own vote out: its row of X^T X, scaled, on its own items
+        own_mass = np.asarray(part.sum(axis=1)).ravel()
+        r, c = part.nonzero()
+        scores[r, c] -= own_mass[r] * inv[c]
+        best = np.argpartition(-scores, top - 1, axis=1)[:, :top]
+        best_scores = np.take_along_axis(scores, best, 1)
+        order = np.argsort(-best_scores, axis=1, kind="stable")
+        lists.append(np.take_along_axis(best, order, 1))
+        kept = np.take_along_axis(best_scores, order, 1)
+        weights.append(np.where(kept > 1e-6, kept, 0.0))  # float rounding of a left-out 0
+    items = np.concatenate(lists) if lists else np.zeros((0, top), np.int64)
+    w = np.concatenate(weights) if weights else np.zeros((0, top), np.float64)
     return _as_lists(items.astype(np.int64), w.astype(np.float64))
 
 

@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from text2tracks.cf_targets import CF_SOURCES
 from text2tracks.id_embedding_init import ID_INITS, check_id_init
 from text2tracks.modeling import ModelConfig
 from text2tracks.seed_draw import DEFAULT_MAX_SEED_TRACKS, SeedDraw
@@ -93,6 +94,9 @@ class TrainConfig:
             highest for the whole playlist, in proportion to their scores) instead of its own
             other tracks; 0: own tracks only.
         seed_cf_top: the length of that list.
+        seed_cf_source: where that list comes from: ``"als"``, the ALS fold-in above, or
+            ``"cooccurrence"``, the items that co-occur with the playlist's tracks in the other
+            training playlists (item-kNN cosine, :func:`text2tracks.cf_targets.cooccurrence_lists`).
         seed_encoding: how the encoder reads a seed: ``"item"``, one position whose embedding
             is the sum of its ID tokens' (:mod:`text2tracks.seed_embedding`), or ``"codes"``,
             its ``depth`` ID tokens (TIGER). Recorded with the model.
@@ -165,6 +169,7 @@ class TrainConfig:
     seed_next_window: int = 0
     seed_cf_weight: float = 0.0
     seed_cf_top: int = 100
+    seed_cf_source: str = field(default="als", metadata={"choices": CF_SOURCES})
     seed_encoding: str = field(default=DEFAULT_SEED_ENCODING, metadata={"choices": SEED_ENCODINGS})
     id_init: str = field(default="codebooks", metadata={"choices": ID_INITS})
     normalize_prompts: bool = True
@@ -274,6 +279,10 @@ class TrainConfig:
             raise ValueError(f"seed_cf_weight must be in [0, 1], got {self.seed_cf_weight!r}")
         if isinstance(self.seed_cf_top, bool) or self.seed_cf_top < 1:
             raise ValueError(f"seed_cf_top must be a positive integer, got {self.seed_cf_top!r}")
+        if self.seed_cf_source not in CF_SOURCES:
+            raise ValueError(
+                f"seed_cf_source must be one of {CF_SOURCES}, got {self.seed_cf_source!r}"
+            )
         if self.seed_prob and self.model.freeze_encoder:
             raise ValueError(
                 "seed_prob > 0 needs a trainable encoder: it reads seeds as semantic-ID tokens, "

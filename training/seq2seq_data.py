@@ -367,24 +367,32 @@ def _seed_options(config: TrainConfig, data: dict, blank, seed_width: int) -> di
 
 
 def seed_cf_lists(config: TrainConfig, data: dict, log):
-    """The training playlists' CF fold-in lists (:func:`text2tracks.cf_targets.cf_lists`) over
-    the artifact's ALS item factors (``ART/cf/item_factors.npy``, rows in catalogue order)."""
+    """The training playlists' CF lists for seeded targets: the ALS fold-in over the artifact's
+    item factors (``ART/cf/item_factors.npy``, rows in catalogue order;
+    :func:`text2tracks.cf_targets.cf_lists`) or the item co-occurrence of the other training
+    playlists (:func:`text2tracks.cf_targets.cooccurrence_lists`), by ``seed_cf_source``."""
     import numpy as np
 
     from semantic_ids.cf import ITEM_FACTORS_NAME
-    from text2tracks.cf_targets import cf_lists
+    from text2tracks.cf_targets import cf_lists, cooccurrence_lists
 
     started = time.perf_counter()
-    path = Path(config.artifact) / "cf" / ITEM_FACTORS_NAME
-    factors = np.load(path, allow_pickle=False)
-    if len(factors) != len(data["vocab"].item_ids):
-        raise ValueError(
-            f"{path} has {len(factors)} rows for a catalogue of {len(data['vocab'].item_ids)} "
-            "items: the CF factors and the catalogue come from different builds"
-        )
-    lists = cf_lists(data["train_relevant"], factors, top=config.seed_cf_top)
+    n_items = len(data["vocab"].item_ids)
+    if config.seed_cf_source == "cooccurrence":
+        lists = cooccurrence_lists(data["train_relevant"], n_items, top=config.seed_cf_top)
+        what = "item co-occurrence"
+    else:
+        path = Path(config.artifact) / "cf" / ITEM_FACTORS_NAME
+        factors = np.load(path, allow_pickle=False)
+        if len(factors) != n_items:
+            raise ValueError(
+                f"{path} has {len(factors)} rows for a catalogue of {n_items} "
+                "items: the CF factors and the catalogue come from different builds"
+            )
+        lists = cf_lists(data["train_relevant"], factors, top=config.seed_cf_top)
+        what = "CF fold-in"
     log(
-        f"seeds: CF fold-in lists for {len(lists)} playlists in "
+        f"seeds: {what} lists for {len(lists)} playlists in "
         f"{time.perf_counter() - started:.1f} s (top {config.seed_cf_top}, weight "
         f"{config.seed_cf_weight})"
     )
