@@ -101,24 +101,18 @@ def cf_lists(
     factors = np.ascontiguousarray(item_factors, dtype=np.float32)
     if factors.ndim != 2:
         raise ValueError(f"item_factors must be 2-d (n_items, dim), got {factors.shape}")
-    if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1:
-        raise ValueError(f"top must be a positive integer, got {top!r}")
     if not regularisation > 0:
         raise ValueError(f"regularisation must be > 0, got {regularisation!r}")
     n_items, dim = factors.shape
-    if own.values.size and (own.values.min() < 0 or own.values.max() >= n_items):
-        raise ValueError("an own track index is outside item_factors' rows")
+    _check_own_and_top(own, top, n_items, "item_factors' rows")
     users = ridge_fold_in(own, factors, float(regularisation))
     top = min(int(top), n_items)
     block = max(1, _BLOCK_ENTRIES // max(n_items, 1))
     lists, weights = [], []
     for start in range(0, len(own), block):
-        scores = users[start : start + block] @ factors.T
-        best = np.argpartition(-scores, top - 1, axis=1)[:, :top]
-        best_scores = np.take_along_axis(scores, best, 1)
-        order = np.argsort(-best_scores, axis=1, kind="stable")
-        lists.append(np.take_along_axis(best, order, 1))
-        weights.append(np.maximum(np.take_along_axis(best_scores, order, 1), 0.0))
+        best, best_scores = _top_per_row(users[start : start + block] @ factors.T, top)
+        lists.append(best)
+        weights.append(np.maximum(best_scores, 0.0))
     items = np.concatenate(lists) if lists else np.zeros((0, top), np.int64)
     w = np.concatenate(weights) if weights else np.zeros((0, top), np.float32)
     w[own.lengths() == 0] = 0.0
@@ -139,10 +133,7 @@ def cooccurrence_lists(own_tracks, n_items: int, top: int = 100) -> CFLists:
     import scipy.sparse as sp
 
     own: Ragged = as_ragged(own_tracks)
-    if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1:
-        raise ValueError(f"top must be a positive integer, got {top!r}")
-    if own.values.size and (own.values.min() < 0 or own.values.max() >= n_items):
-        raise ValueError(f"an own track index is outside the catalogue's {n_items} items")
+    _check_own_and_top(own, top, n_items, f"the catalogue's {n_items} items")
     lengths = own.lengths()
     rows = np.repeat(np.arange(len(own)), lengths)
     binary = sp.csr_matrix(
@@ -162,15 +153,28 @@ def cooccurrence_lists(own_tracks, n_items: int, top: int = 100) -> CFLists:
         own_mass = np.asarray(part.sum(axis=1)).ravel()
         r, c = part.nonzero()
         scores[r, c] -= own_mass[r] * inv[c]
-        best = np.argpartition(-scores, top - 1, axis=1)[:, :top]
-        best_scores = np.take_along_axis(scores, best, 1)
-        order = np.argsort(-best_scores, axis=1, kind="stable")
-        lists.append(np.take_along_axis(best, order, 1))
-        kept = np.take_along_axis(best_scores, order, 1)
-        weights.append(np.where(kept > 1e-6, kept, 0.0))  # float rounding of a left-out 0
+        best, best_scores = _top_per_row(scores, top)
+        lists.append(best)
+        weights.append(np.where(best_scores > 1e-6, best_scores, 0.0))  # rounding of a left-out 0
     items = np.concatenate(lists) if lists else np.zeros((0, top), np.int64)
     w = np.concatenate(weights) if weights else np.zeros((0, top), np.float64)
     return _as_lists(items.astype(np.int64), w.astype(np.float64))
+
+
+def _check_own_and_top(own: Ragged, top, n_items: int, rows_named: str) -> None:
+    """``top`` is a positive integer and every own track indexes one of ``n_items`` rows."""
+    if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1:
+        raise ValueError(f"top must be a positive integer, got {top!r}")
+    if own.values.size and (own.values.min() < 0 or own.values.max() >= n_items):
+        raise ValueError(f"an own track index is outside {rows_named}")
+
+
+def _top_per_row(scores: np.ndarray, top: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's ``top`` columns by score, best first (ties in column order), and their scores."""
+    best = np.argpartition(-scores, top - 1, axis=1)[:, :top]
+    best_scores = np.take_along_axis(scores, best, 1)
+    order = np.argsort(-best_scores, axis=1, kind="stable")
+    return np.take_along_axis(best, order, 1), np.take_along_axis(best_scores, order, 1)
 
 
 def ridge_fold_in(own: Ragged, factors: np.ndarray, reg: float) -> np.ndarray:
