@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import torch
 
 from eval.bench_step_cost import main
@@ -35,3 +36,44 @@ def test_the_fused_optimizer_takes_the_same_steps_as_the_default():
             opt.zero_grad()
     torch.testing.assert_close(a.weight, b.weight)
     torch.testing.assert_close(a.bias, b.bias)
+
+
+def _tiny_t5():
+    from text2tracks.modeling import ModelConfig, build_seq2seq
+
+    config = ModelConfig(
+        d_model=16, d_ff=32, num_layers=1, num_decoder_layers=1, num_heads=2, tokenizer="bytes"
+    )
+    return build_seq2seq(config, [4, 4])[0]
+
+
+def test_encoder_lr_moves_the_encoder_at_its_own_rate_and_leaves_shared_weights_to_lr():
+    torch.manual_seed(0)
+    model = _tiny_t5()
+    optimizer = build_optimizer(model, lr=1e-2, weight_decay=0.0, encoder_lr=1e-5, fused=False)
+    lr_of = {id(p): g["lr"] for g in optimizer.param_groups for p in g["params"]}
+    encoder_block = model.get_encoder().block[0].layer[0].SelfAttention.q.weight
+    decoder_block = model.get_decoder().block[0].layer[0].SelfAttention.q.weight
+    shared = model.get_input_embeddings().weight  # T5 ties it across encoder and decoder
+    assert lr_of[id(encoder_block)] == 1e-5
+    assert lr_of[id(decoder_block)] == lr_of[id(shared)] == 1e-2
+    assert len(lr_of) == sum(p.requires_grad for p in model.parameters())
+    # the first Adam step moves each weight by about its group's lr
+    before = {n: t.detach().clone() for n, t in (("enc", encoder_block), ("dec", decoder_block))}
+    ids = torch.randint(3, 10, (2, 5))
+    model(input_ids=ids, labels=torch.randint(3, 10, (2, 3))).loss.backward()
+    optimizer.step()
+    moved = {
+        n: (t - before[n]).abs().max().item()
+        for n, t in (("enc", encoder_block), ("dec", decoder_block))
+    }
+    assert 0 < moved["enc"] <= 1.1e-5 and 0.5e-2 < moved["dec"] <= 1.1e-2
+
+
+def test_encoder_lr_zero_keeps_the_two_groups_of_before_and_negative_is_refused():
+    model = _tiny_t5()
+    optimizer = build_optimizer(model, lr=1e-3, weight_decay=0.01)
+    assert [g["weight_decay"] for g in optimizer.param_groups] == [0.01, 0.0]
+    assert {g["lr"] for g in optimizer.param_groups} == {1e-3}
+    with pytest.raises(ValueError, match="encoder_lr"):
+        build_optimizer(model, lr=1e-3, weight_decay=0.01, encoder_lr=-1)

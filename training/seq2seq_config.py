@@ -39,6 +39,9 @@ class TrainConfig:
         playlists: the playlists the artifact was built from (re-split as recorded there).
         model: how to build the model (``--base``, ``--d-model``, ... ``--lora``).
         lr, weight_decay: AdamW settings (no decay on norms and biases).
+        encoder_lr: the learning rate of the encoder's own parameters (0: ``lr``); for
+            fine-tuning a pretrained encoder (``--encoder minilm`` without
+            ``--freeze-encoder``) at a rate it survives, such as 1e-4.
         batch_size, grad_accum: examples per device per forward pass, and forward passes per
             optimizer step.
         epochs, max_steps, max_minutes: stop at whichever comes first (0 = no limit for steps and
@@ -130,6 +133,7 @@ class TrainConfig:
     playlists: str
     model: ModelConfig = field(default_factory=ModelConfig)
     lr: float = 2e-3
+    encoder_lr: float = 0.0
     batch_size: int = 128
     grad_accum: int = 1
     epochs: int = 100
@@ -202,7 +206,14 @@ class TrainConfig:
             low = 1 if name in positive else 0
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-        for name in ("lr", "max_minutes", "weight_decay", "popularity_power", "list_loss_weight"):
+        for name in (
+            "lr",
+            "encoder_lr",
+            "max_minutes",
+            "weight_decay",
+            "popularity_power",
+            "list_loss_weight",
+        ):
             value = getattr(self, name)
             if (
                 isinstance(value, bool)
@@ -214,6 +225,13 @@ class TrainConfig:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if self.max_minutes < 0 or self.weight_decay < 0 or self.popularity_power < 0:
             raise ValueError("max_minutes, weight_decay and popularity_power must be >= 0")
+        if self.encoder_lr < 0:
+            raise ValueError(f"encoder_lr must be >= 0 (0: the same as lr), got {self.encoder_lr}")
+        if self.encoder_lr and self.model.freeze_encoder:
+            raise ValueError(
+                "encoder_lr sets the learning rate of the encoder, which freeze_encoder=True "
+                "keeps fixed: drop --freeze-encoder to fine-tune it, or --encoder-lr"
+            )
         if self.list_loss_weight < 0:
             raise ValueError(f"list_loss_weight must be >= 0, got {self.list_loss_weight}")
         if self.list_loss_weight and self.targets_per_prompt_group < 2:
