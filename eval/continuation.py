@@ -29,7 +29,8 @@ and overall (mean over categories, as the challenge ranked).
 
 Baselines, fitted on the training playlists only: ``popularity``; ``title_knn`` (the title
 kNN baseline's neighbours voting their tracks; categories with a title); ``item_knn`` (item
-co-occurrence cosine summed over the seeds) and ``als_fold_in`` (implicit ALS,
+co-occurrence cosine summed over the seeds, each seed's vote scaled by its count to the power
+chosen on validation: :class:`eval.sequential.ItemCosine`) and ``als_fold_in`` (implicit ALS,
 ``recalculate_user`` on the seeds), for categories with seeds; ``fused`` (the better seed
 system on validation, blended with title kNN: ``seed / max(seed) + w * title / max(title)``,
 ``w`` chosen on the validation playlists) where both apply.
@@ -54,7 +55,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from eval.metrics import bootstrap_interval, bootstrap_means
-from eval.sequential import ItemCosine, als_fold_in_scores
+from eval.sequential import KNN_HISTORY_POWERS, ItemCosine, als_fold_in_scores
 
 DEPTH = 500
 METRICS = ("r_precision", "ndcg", "clicks", "hits@10")
@@ -199,7 +200,8 @@ class Scorers:
             (np.ones(len(rows), np.float32), (rows, cols)),
             shape=(len(train_playlists), self.n_items),
         )
-        self.cosine = ItemCosine(self.train)
+        self.cosines = {p: ItemCosine(self.train, p) for p in KNN_HISTORY_POWERS}
+        self.knn_power = 0.5  # the plain cosine until :func:`fit_knn_power` chooses
         self.neighbors = TitleNeighbors().fit([p.prompt for p in train_playlists])
         with threadpool_limits(limits=1, user_api="blas"):
             self.als = AlternatingLeastSquares(
@@ -221,7 +223,7 @@ class Scorers:
             return (self.neighbors.weights(titles) @ self.train).toarray()
         rows = self._seed_rows(seeds)
         if name == "item_knn":
-            return self.cosine.scores(rows)
+            return self.cosines[self.knn_power].scores(rows)
         if name == "als_fold_in":
             return als_fold_in_scores(self.als, rows)
         raise ValueError(f"unknown system {name!r}")
@@ -372,6 +374,38 @@ def item_index(train) -> tuple[list[str], dict[str, int], np.ndarray]:
 FUSE_WEIGHTS = (0.1, 0.3, 1.0, 3.0)
 
 
+def validation_tasks(validation, index, max_per_category: int | None = None) -> list[Task]:
+    """The categories with seeds, cut from the validation playlists (seeded apart from test's)."""
+    return [
+        t
+        for t in make_tasks(validation, index, seed=1, max_per_category=max_per_category)
+        if t.category.n_seeds and t.titles
+    ]
+
+
+def fit_knn_power(
+    scorers: Scorers, val_tasks: list[Task], item_ids, popularity_order, chunk: int = 64
+) -> float:
+    """Item kNN's ``history_power`` (of :data:`eval.sequential.KNN_HISTORY_POWERS`) with the
+    best mean R-precision over the seeded validation categories; set on ``scorers``."""
+    by_power = {}
+    for power in KNN_HISTORY_POWERS:
+        scorers.knn_power = power
+        per_task = []
+        for task in val_tasks:
+            values = []
+            for start in range(0, len(task.titles), chunk):
+                seeds = task.seeds[start : start + chunk]
+                scores = scorers.score("item_knn", task.titles[start : start + chunk], seeds)
+                ranked = rank(scores, seeds, popularity_order, item_ids)
+                withheld = task.withheld[start : start + chunk]
+                values.extend(challenge_metrics(ranked, withheld)["r_precision"])
+            per_task.append(float(np.mean(values)))  # categories count alike
+        by_power[power] = float(np.mean(per_task)) if per_task else 0.0
+    scorers.knn_power = max(KNN_HISTORY_POWERS, key=lambda p: by_power[p])
+    return scorers.knn_power
+
+
 def fit_fuse_weights(
     scorers: Scorers,
     validation,
@@ -387,8 +421,8 @@ def fit_fuse_weights(
     chunk and blended with every weight."""
     val_tasks = [
         t
-        for t in make_tasks(validation, index, seed=1, max_per_category=max_per_category)
-        if t.category.title and t.category.n_seeds and t.titles
+        for t in validation_tasks(validation, index, max_per_category)
+        if t.category.title and t.category.n_seeds
     ]
     r_precision = {(s, w): [] for s in SEED_SYSTEMS for w in FUSE_WEIGHTS}
     for task in val_tasks:
@@ -429,6 +463,10 @@ def run(
     popularity_order = np.arange(len(item_ids))  # items are already in popularity order
     scorers = Scorers(train, index, popularity)
     log(f"{len(train)} training playlists, {len(item_ids)} tracks")
+    knn_power = fit_knn_power(
+        scorers, validation_tasks(validation, index, max_per_category), item_ids, popularity_order
+    )
+    log(f"item kNN history_power (validation): {knn_power}")
     fuse_weight = fit_fuse_weights(
         scorers, validation, index, item_ids, popularity_order, max_per_category
     )
@@ -441,6 +479,7 @@ def run(
     return summarise(evaluated, n_bootstrap) | {
         "empty_categories": empty,
         "fuse_weight": fuse_weight,
+        "item_knn_history_power": knn_power,
         "max_per_category": max_per_category,
     }
 

@@ -15,7 +15,9 @@ Metrics (one target per user): Recall@K (= Hits@K) and NDCG@K = 1 / log2(rank + 
 
 - ``popularity``: most frequent training items;
 - ``item_knn``: item co-occurrence kNN, ``score(i) = sum over history items j of
-  decay ** age(j) * cos(j, i)`` (cosine of the items' user columns; ``age`` 0 for the last item);
+  decay ** age(j) * n_j ** (0.5 - p) * cos(j, i)`` (cosine of the items' user columns, ``n_j``
+  the history item's user count; ``age`` 0 for the last item; the decay and ``p``, 0 or 0.5,
+  chosen on validation: :class:`ItemCosine`);
 - ``als_fold_in``: implicit ALS on the training histories; a user's factor is recomputed from
   the history (``recommend(..., recalculate_user=True)``), so users need no refit.
 
@@ -51,6 +53,10 @@ from eval.metrics import bootstrap_means, paired_bootstrap_diff
 KS = (5, 10)
 MODEL_SYSTEM = "text2tracks"
 PAIRED_AGAINST = ("item_knn", "als_fold_in")
+# item kNN's settings, chosen on the validation targets: recency decay and the history side's
+# count normalisation (:class:`ItemCosine`)
+KNN_DECAYS = (1.0, 0.9, 0.7, 0.5)
+KNN_HISTORY_POWERS = (0.0, 0.5)
 
 
 def _index(split) -> tuple[dict[str, int], np.ndarray]:
@@ -132,20 +138,31 @@ def per_user_metrics(ranks: np.ndarray, k: int) -> dict[str, np.ndarray]:
 class ItemCosine:
     """Item co-occurrence kNN over a users x items training matrix (binary).
 
-    ``scores(rows)`` gives, per row of weighted history items ``h``, ``sum_j h_j * cos(j, i)``
-    for every item ``i``, as ``(h D^-1/2 X^T)(X D^-1/2)`` with ``D`` the items' user counts: no
-    item x item matrix is formed.
+    ``scores(rows)`` gives, per row of weighted history items ``h``,
+    ``sum_j h_j * n_j ** (0.5 - history_power) * cos(j, i)`` for every item ``i``, with ``n`` the
+    items' user counts and ``cos(j, i) = |U_j & U_i| / sqrt(n_j n_i)``: ``history_power`` 0.5 is
+    the plain sum of cosines; 0 does not divide by the history item's count at all
+    (``sum_j h_j |U_j & U_i| / sqrt(n_i)``), so a popular history item votes as much as a rare
+    one; 1 divides it by ``n_j``. Computed as ``(h D^-p X^T)(X D^-1/2)``: no item x item
+    matrix is formed.
     """
 
-    def __init__(self, train: sp.csr_matrix) -> None:
-        self.inv_norms = (1.0 / np.sqrt(np.maximum(train.getnnz(axis=0), 1))).astype(np.float32)
+    def __init__(self, train: sp.csr_matrix, history_power: float = 0.5) -> None:
+        if not 0 <= history_power <= 1:
+            raise ValueError(f"history_power must be in [0, 1], got {history_power!r}")
+        self.history_power = float(history_power)
+        counts = np.maximum(train.getnnz(axis=0), 1).astype(np.float64)
+        self.inv_norms = (1.0 / np.sqrt(counts)).astype(np.float32)
+        self.history_scale = (counts**-self.history_power).astype(np.float32)
         binary = train.copy()
         binary.data = np.ones_like(binary.data, dtype=np.float32)
         self.scaled = (binary @ sp.diags(self.inv_norms)).tocsr()
+        self.binary_t = binary.T.tocsr()
 
     def scores(self, rows: sp.csr_matrix) -> np.ndarray:
-        left = (rows @ sp.diags(self.inv_norms)).tocsr()
-        return ((left @ self.scaled.T) @ self.scaled).toarray()
+        left = (rows @ sp.diags(self.history_scale)).tocsr()
+        users = (left @ self.binary_t).toarray()  # rows x users, dense: the next product is dense
+        return np.asarray((self.scaled.T @ users.T).T, dtype=np.float32)
 
 
 def als_fold_in_scores(model, rows: sp.csr_matrix) -> np.ndarray:
@@ -220,7 +237,7 @@ def _fit_baselines(split, ev: _Evaluation, als_factors: int, log) -> dict:
 
     index, n_items = ev.index, ev.n_items
     train_rows = _rows(split.train, index)
-    cosine = ItemCosine(train_rows)
+    cosines = {p: ItemCosine(train_rows, p) for p in KNN_HISTORY_POWERS}
     popularity = ev.popularity.astype(np.float64)
 
     def score_popularity(histories):
@@ -228,10 +245,10 @@ def _fit_baselines(split, ev: _Evaluation, als_factors: int, log) -> dict:
             popularity, (len(range(*rows.indices(len(histories)))), n_items)
         )
 
-    def score_knn(histories, decay):
-        # sum over history items j of decay**age * cos(j, i)
+    def score_knn(histories, decay, power):
+        # sum over history items j of decay**age * n_j**(0.5 - power) * cos(j, i)
         weighted = _rows(histories, index, decay)
-        return lambda rows: cosine.scores(weighted[rows])
+        return lambda rows: cosines[power].scores(weighted[rows])
 
     def score_als(histories, model):
         hist = _rows(histories, index)
@@ -264,8 +281,12 @@ def _fit_baselines(split, ev: _Evaluation, als_factors: int, log) -> dict:
     chosen = {
         "popularity": (ev.baseline(score_popularity, {}),),
         "item_knn": (
-            ev.baseline(lambda h, d=decay: score_knn(h, d), {"decay": decay})
-            for decay in (1.0, 0.9, 0.7)
+            ev.baseline(
+                lambda h, d=decay, p=power: score_knn(h, d, p),
+                {"decay": decay, "history_power": power},
+            )
+            for power in KNN_HISTORY_POWERS
+            for decay in KNN_DECAYS
         ),
         "als_fold_in": als_candidates(),
     }

@@ -5,7 +5,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from eval.continuation import CATEGORIES, Category, challenge_metrics, make_tasks, rank, run
+from eval.continuation import (
+    CATEGORIES,
+    Category,
+    Scorers,
+    challenge_metrics,
+    evaluate_tasks,
+    fit_knn_power,
+    item_index,
+    make_tasks,
+    rank,
+    run,
+    validation_tasks,
+)
 from semantic_ids.playlists import Playlist
 
 
@@ -86,3 +98,39 @@ def test_baselines_find_the_world():
     assert all(np.all(np.isfinite(v)) for m in results["overall"].values() for v in m.values())
     for m in results["overall"].values():
         assert m["r_precision_ci"][0] <= m["r_precision"] <= m["r_precision_ci"][1]
+
+
+def _hub_world(seed=0):
+    """Two genres, a small one (A, 40 playlists) and a large one (B, 120), and a hub track in
+    nine playlists of ten of both: the two item-kNN powers rank them differently."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for g, n, pool in (("a", 40, 30), ("b", 120, 30)):
+        for k in range(n):
+            tracks = [f"{g}{t}" for t in rng.choice(pool, 9, replace=False)]
+            if rng.random() < 0.9:
+                tracks.insert(0, "hub")
+            out.append(Playlist(f"{g}{k}", f"mix {k}", tracks))
+    return out
+
+
+def test_the_item_knn_power_is_the_one_that_ranks_validation_best():
+    playlists = _hub_world()
+    rng = np.random.default_rng(1)
+    rng.shuffle(playlists)
+    train, validation = playlists[:120], playlists[120:]
+    item_ids, index, popularity = item_index(train)
+    order = np.arange(len(item_ids))
+    scorers = Scorers(train, index, popularity)
+    tasks = validation_tasks(validation, index)
+    by_power = {}
+    for power in (0.0, 0.5):
+        scorers.knn_power = power
+        got = evaluate_tasks(scorers, tasks, item_ids, order)
+        by_power[power] = np.mean(
+            [c["per_prompt"]["item_knn"]["r_precision"].mean() for c in got.values()]
+        )
+    best = max(by_power, key=by_power.get)
+    assert abs(by_power[0.5] - by_power[0.0]) > 0.01  # the choice matters here
+    scorers.knn_power = 0.5 - best  # the other one; the fit must move it
+    assert fit_knn_power(scorers, tasks, item_ids, order) == best == scorers.knn_power

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from eval.sequential import format_table, metrics_from_ranks, run
+from eval.sequential import ItemCosine, format_table, metrics_from_ranks, run
 from semantic_ids.playlists import Playlist
 from semantic_ids.sequences import (
     SequenceFormatError,
@@ -106,5 +106,34 @@ def test_baselines_on_clustered_sequences():
     assert test["als_fold_in"]["recall@10"] > test["popularity"]["recall@10"] + 0.05
     for r in test.values():
         assert r["recall@5"] <= r["recall@10"] and r["ndcg@5"] <= r["ndcg@10"]
-    assert results["systems"]["item_knn"]["setting"]["decay"] in (1.0, 0.9, 0.7)
+    setting = results["systems"]["item_knn"]["setting"]
+    assert setting["decay"] in (1.0, 0.9, 0.7, 0.5) and setting["history_power"] in (0.0, 0.5)
     assert "| item_knn |" in format_table(results)
+
+
+@pytest.mark.parametrize("power", [0.0, 0.5, 1.0])
+def test_item_cosine_is_the_documented_sum_over_history_items(power):
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(0)
+    train = sp.csr_matrix((rng.random((30, 12)) < 0.3).astype(np.float32))
+    train[0, 11] = 0  # item 11 may have no user: its count is taken as 1, its scores are 0
+    train.eliminate_zeros()
+    history = sp.csr_matrix(rng.random((4, 12)) * (rng.random((4, 12)) < 0.4))
+    got = ItemCosine(train, history_power=power).scores(history)
+    x = train.toarray() > 0
+    n = np.maximum(x.sum(axis=0), 1)
+    expected = np.zeros((4, 12))
+    for u in range(4):
+        for j in np.flatnonzero(history[u].toarray()[0]):
+            for i in range(12):
+                cos = (x[:, j] & x[:, i]).sum() / np.sqrt(n[j] * n[i])
+                expected[u, i] += history[u, j] * n[j] ** (0.5 - power) * cos
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_item_cosine_refuses_a_power_outside_0_1():
+    import scipy.sparse as sp
+
+    with pytest.raises(ValueError, match="history_power"):
+        ItemCosine(sp.csr_matrix(np.eye(3, dtype=np.float32)), history_power=2)
