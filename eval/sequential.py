@@ -49,6 +49,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from eval.metrics import bootstrap_means, paired_bootstrap_diff
+from text2tracks.cf_targets import ItemCosine  # noqa: F401 (eval.continuation imports it here)
 
 KS = (5, 10)
 MODEL_SYSTEM = "text2tracks"
@@ -133,36 +134,6 @@ def per_user_metrics(ranks: np.ndarray, k: int) -> dict[str, np.ndarray]:
         f"recall@{k}": (ranks < k).astype(np.float64),
         f"ndcg@{k}": np.where(ranks < k, 1.0 / np.log2(ranks + 2.0), 0.0),
     }
-
-
-class ItemCosine:
-    """Item co-occurrence kNN over a users x items training matrix (binary).
-
-    ``scores(rows)`` gives, per row of weighted history items ``h``,
-    ``sum_j h_j * n_j ** (0.5 - history_power) * cos(j, i)`` for every item ``i``, with ``n`` the
-    items' user counts and ``cos(j, i) = |U_j & U_i| / sqrt(n_j n_i)``: ``history_power`` 0.5 is
-    the plain sum of cosines; 0 does not divide by the history item's count at all
-    (``sum_j h_j |U_j & U_i| / sqrt(n_i)``), so a popular history item votes as much as a rare
-    one; 1 divides it by ``n_j``. Computed as ``(h D^-p X^T)(X D^-1/2)``: no item x item
-    matrix is formed.
-    """
-
-    def __init__(self, train: sp.csr_matrix, history_power: float = 0.5) -> None:
-        if not 0 <= history_power <= 1:
-            raise ValueError(f"history_power must be in [0, 1], got {history_power!r}")
-        self.history_power = float(history_power)
-        counts = np.maximum(train.getnnz(axis=0), 1).astype(np.float64)
-        self.inv_norms = (1.0 / np.sqrt(counts)).astype(np.float32)
-        self.history_scale = (counts**-self.history_power).astype(np.float32)
-        binary = train.copy()
-        binary.data = np.ones_like(binary.data, dtype=np.float32)
-        self.scaled = (binary @ sp.diags(self.inv_norms)).tocsr()
-        self.binary_t = binary.T.tocsr()
-
-    def scores(self, rows: sp.csr_matrix) -> np.ndarray:
-        left = (rows @ sp.diags(self.history_scale)).tocsr()
-        users = (left @ self.binary_t).toarray()  # rows x users, dense: the next product is dense
-        return np.asarray((self.scaled.T @ users.T).T, dtype=np.float32)
 
 
 def als_fold_in_scores(model, rows: sp.csr_matrix) -> np.ndarray:

@@ -27,12 +27,16 @@ scale keep ``seed_cf_weight`` at 0 or precompute on a machine with a GPU).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from text2tracks.ragged import Ragged, as_ragged
 
-__all__ = ["CF_SOURCES", "CFLists", "cf_lists", "cooccurrence_lists", "ridge_fold_in"]
+if TYPE_CHECKING:
+    import scipy.sparse as sp
+
+__all__ = ["CF_SOURCES", "CFLists", "ItemCosine", "cf_lists", "cooccurrence_lists", "ridge_fold_in"]
 
 # where a seeded target's smoothed list comes from: ALS fold-in (cf_lists) or item co-occurrence
 # (cooccurrence_lists)
@@ -123,13 +127,13 @@ def cooccurrence_lists(own_tracks, n_items: int, top: int = 100) -> CFLists:
     """Item co-occurrence lists of every playlist of ``own_tracks``, its own vote left out: the
     ``top`` items by ``score(i) = sum over p's tracks j of cos(j, i)``, the cosine over the
     other training playlists (the item-kNN baseline of :mod:`eval.sequential`, fitted without
-    ``p``), weighted by that score. With ``X`` the binary playlists x items matrix and ``D`` the
-    items' playlist counts, ``x_p D^-1/2 X^T X D^-1/2`` minus ``p``'s own row of ``X^T X``:
-    each of ``p``'s items loses ``sum over j in p of 1 / sqrt(n_i n_j)`` and the others nothing
-    (the norms keep ``p``'s counts: a small bias, and it keeps one matrix for all playlists).
-    Items only ``p`` holds score 0 and are left out, so a list holds what other playlists
-    support. Computed a block of playlists at a time (``_BLOCK_ENTRIES`` scores each); no item
-    x item matrix is formed."""
+    ``p``: :class:`ItemCosine`), weighted by that score. With ``X`` the binary playlists x items
+    matrix and ``D`` the items' playlist counts, ``x_p D^-1/2 X^T X D^-1/2`` minus ``p``'s own
+    row of ``X^T X``: each of ``p``'s items loses ``sum over j in p of 1 / sqrt(n_i n_j)`` and
+    the others nothing (the norms keep ``p``'s counts: a small bias, and it keeps one matrix for
+    all playlists). Items only ``p`` holds score 0 and are left out, so a list holds what other
+    playlists support. Computed a block of playlists at a time (``_BLOCK_ENTRIES`` scores each);
+    no item x item matrix is formed."""
     import scipy.sparse as sp
 
     own: Ragged = as_ragged(own_tracks)
@@ -141,24 +145,59 @@ def cooccurrence_lists(own_tracks, n_items: int, top: int = 100) -> CFLists:
     )
     binary.sum_duplicates()
     binary.data[:] = 1.0
-    inv = (1.0 / np.sqrt(np.maximum(binary.getnnz(axis=0), 1))).astype(np.float32)
-    scaled = (binary @ sp.diags(inv)).tocsr()
+    cosine = ItemCosine(binary)
     top = min(int(top), n_items)
     block = max(1, _BLOCK_ENTRIES // max(n_items, 1))
     lists, weights = [], []
     for start in range(0, len(own), block):
-        part = scaled[start : start + block]
-        scores = ((part @ binary.T) @ scaled).toarray()  # x_p D^-1/2 X^T X D^-1/2
+        part = binary[start : start + block]
+        scores = cosine.scores(part)  # x_p D^-1/2 X^T X D^-1/2
         # leave the playlist's own vote out: its row of X^T X, scaled, on its own items
-        own_mass = np.asarray(part.sum(axis=1)).ravel()
+        own_mass = np.asarray((part @ sp.diags(cosine.history_scale)).sum(axis=1)).ravel()
         r, c = part.nonzero()
-        scores[r, c] -= own_mass[r] * inv[c]
+        scores[r, c] -= own_mass[r] * cosine.inv_norms[c]
         best, best_scores = _top_per_row(scores, top)
         lists.append(best)
         weights.append(np.where(best_scores > 1e-6, best_scores, 0.0))  # rounding of a left-out 0
     items = np.concatenate(lists) if lists else np.zeros((0, top), np.int64)
     w = np.concatenate(weights) if weights else np.zeros((0, top), np.float64)
     return _as_lists(items.astype(np.int64), w.astype(np.float64))
+
+
+class ItemCosine:
+    """Item co-occurrence kNN over a users x items training matrix (binary): the item-kNN
+    baseline of :mod:`eval.sequential` and :mod:`eval.continuation`, and the scores of
+    :func:`cooccurrence_lists`.
+
+    ``scores(rows)`` gives, per row of weighted history items ``h``,
+    ``sum_j h_j * n_j ** (0.5 - history_power) * cos(j, i)`` for every item ``i``, with ``n`` the
+    items' user counts and ``cos(j, i) = |U_j & U_i| / sqrt(n_j n_i)``: ``history_power`` 0.5 is
+    the plain sum of cosines; 0 does not divide by the history item's count at all
+    (``sum_j h_j |U_j & U_i| / sqrt(n_i)``), so a popular history item votes as much as a rare
+    one; 1 divides it by ``n_j``. Computed as ``(h D^-p X^T)(X D^-1/2)``: no item x item
+    matrix is formed.
+    """
+
+    def __init__(self, train: sp.csr_matrix, history_power: float = 0.5) -> None:
+        import scipy.sparse as sp
+
+        if not 0 <= history_power <= 1:
+            raise ValueError(f"history_power must be in [0, 1], got {history_power!r}")
+        self.history_power = float(history_power)
+        counts = np.maximum(train.getnnz(axis=0), 1).astype(np.float64)
+        self.inv_norms = (1.0 / np.sqrt(counts)).astype(np.float32)
+        self.history_scale = (counts**-self.history_power).astype(np.float32)
+        binary = train.copy()
+        binary.data = np.ones_like(binary.data, dtype=np.float32)
+        self.scaled = (binary @ sp.diags(self.inv_norms)).tocsr()
+        self.binary_t = binary.T.tocsr()
+
+    def scores(self, rows: sp.csr_matrix) -> np.ndarray:
+        import scipy.sparse as sp
+
+        left = (rows @ sp.diags(self.history_scale)).tocsr()
+        users = (left @ self.binary_t).toarray()  # rows x users, dense: the next product is dense
+        return np.asarray((self.scaled.T @ users.T).T, dtype=np.float32)
 
 
 def _check_own_and_top(own: Ragged, top, n_items: int, rows_named: str) -> None:
