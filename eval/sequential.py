@@ -93,22 +93,32 @@ def rank_of_targets(
     scores_fn, histories, targets, index, n_items: int, depth: int = 10, chunk: int = 128
 ) -> np.ndarray:
     """0-based rank of each target among the non-history items (``depth`` if below it or
-    unknown). ``scores_fn(rows)`` gives dense ``(len(rows), n_items)`` scores for user rows."""
+    unknown). ``scores_fn(rows)`` gives dense ``(len(rows), n_items)`` scores for user rows.
+
+    The rank is the target's place in a stable sort by descending score (ties go to the more
+    popular item, the lower index), counted instead of sorted: the items scoring above it
+    plus those tied with it at a lower index. One pass over each row, not a sort of the
+    catalogue."""
     ranks = np.full(len(targets), depth, dtype=np.int64)
     seen = _rows(histories, index)
+    columns = np.arange(n_items)
     for start in range(0, len(targets), chunk):
         stop = min(start + chunk, len(targets))
-        scores = np.array(scores_fn(slice(start, stop)), dtype=np.float32)
-        block = seen[start:stop]
-        scores[block.nonzero()] = -np.inf  # never recommend the history back
-        # ties go to the more popular item (lower index): order by -score then index
-        top = np.argsort(-scores, axis=1, kind="stable")[:, :depth]
-        for r, u in enumerate(range(start, stop)):
+        rows, cols = [], []
+        for u in range(start, stop):
             j = index.get(targets[u])
             if j is not None:
-                where = np.flatnonzero(top[r] == j)
-                if where.size:
-                    ranks[u] = int(where[0])
+                rows.append(u - start)
+                cols.append(j)
+        if not rows:
+            continue
+        scores = np.array(scores_fn(slice(start, stop)), dtype=np.float32)
+        scores[seen[start:stop].nonzero()] = -np.inf  # never recommend the history back
+        rows, cols = np.asarray(rows), np.asarray(cols)
+        block = scores[rows]
+        own = block[np.arange(len(rows)), cols][:, None]
+        place = (block > own).sum(axis=1) + ((block == own) & (columns < cols[:, None])).sum(axis=1)
+        ranks[start + rows] = np.minimum(place, depth)
     return ranks
 
 

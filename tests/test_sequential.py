@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from eval.sequential import ItemCosine, format_table, metrics_from_ranks, run
+from eval.sequential import ItemCosine, format_table, metrics_from_ranks, rank_of_targets, run
 from semantic_ids.playlists import Playlist
 from semantic_ids.sequences import (
     SequenceFormatError,
@@ -137,3 +137,20 @@ def test_item_cosine_refuses_a_power_outside_0_1():
 
     with pytest.raises(ValueError, match="history_power"):
         ItemCosine(sp.csr_matrix(np.eye(3, dtype=np.float32)), history_power=2)
+
+
+def test_rank_of_targets_is_the_place_in_a_stable_sort_with_history_left_out():
+    rng = np.random.default_rng(3)
+    n_items, n_users = 40, 30
+    index = {f"i{j}": j for j in range(n_items)}
+    scores = rng.integers(0, 5, (n_users, n_items)).astype(np.float32)  # many ties
+    histories = [[f"i{j}" for j in rng.choice(n_items, 4, replace=False)] for _ in range(n_users)]
+    targets = [f"i{rng.integers(n_items)}" for _ in range(n_users - 1)] + ["unknown"]
+    got = rank_of_targets(lambda rows: scores[rows], histories, targets, index, n_items, 10, 7)
+    for u in range(n_users):
+        row = scores[u].copy()
+        row[[index[i] for i in histories[u]]] = -np.inf
+        order = list(np.argsort(-row, kind="stable")[:10])
+        j = index.get(targets[u])
+        assert got[u] == (order.index(j) if j in order else 10), u
+    assert got[-1] == 10
