@@ -87,7 +87,8 @@ class ModelConfig:
             with cross-attention, joined by ``transformers.EncoderDecoderModel``, which projects
             384 -> ``d_model``). ``num_layers`` and ``tokenizer`` are then unused.
         freeze_encoder: keep the encoder's weights fixed (trained: the decoder, and the
-            projection for ``"minilm"``).
+            projection for ``"minilm"``). Without it MiniLM is fine-tuned, with ``dropout``
+            (not its pretrained 0.1); give it its own learning rate (``--encoder-lr``).
         id_only_output: score only the tokens IDs are written with (the ID tokens and EOS) in
             the decoder's output layer (:mod:`text2tracks.output_head`), so that the softmax,
             in training and in search, is over what the model can write, and the projection
@@ -232,7 +233,14 @@ def _minilm_seq2seq(config: ModelConfig, level_sizes, scheme: str):
     if tokenizer.eos_token is None:  # BERT ends a text with [SEP]: it ends an ID too
         tokenizer.add_special_tokens({"eos_token": tokenizer.sep_token})
     layout = add_layout_tokens(tokenizer, level_sizes, scheme)
-    encoder = AutoModel.from_pretrained(path, local_files_only=True)
+    # the model's dropout for the encoder too (0 by default, as for the T5), not MiniLM's own
+    # 0.1: fine-tuned with it, the decoder learns from noisy states it never sees at inference
+    encoder = AutoModel.from_pretrained(
+        path,
+        local_files_only=True,
+        hidden_dropout_prob=config.dropout,
+        attention_probs_dropout_prob=config.dropout,
+    )
     # a prompt that spells an ID token's text encodes to it: give the encoder those rows too
     encoder.resize_token_embeddings(len(tokenizer), mean_resizing=False)
     decoder = BertLMHeadModel(
