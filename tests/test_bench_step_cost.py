@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from eval.bench_step_cost import main
-from training.train_seq2seq import build_optimizer
+from training.train_seq2seq import build_optimizer, schedule_lr
 
 
 def test_each_variant_is_timed_and_reported(tmp_path):
@@ -77,3 +77,15 @@ def test_encoder_lr_zero_keeps_the_two_groups_of_before_and_negative_is_refused(
     assert {g["lr"] for g in optimizer.param_groups} == {1e-3}
     with pytest.raises(ValueError, match="encoder_lr"):
         build_optimizer(model, lr=1e-3, weight_decay=0.01, encoder_lr=-1)
+
+
+def test_the_schedule_scales_each_group_from_its_own_rate():
+    model = _tiny_t5()
+    optimizer = build_optimizer(model, lr=1e-2, weight_decay=0.0, encoder_lr=1e-4)
+    for factor in (0.5, 0.25):  # twice: from the base rate, not from the last step's
+        schedule_lr(optimizer, factor, default_lr=1e-2)
+        assert sorted({g["lr"] for g in optimizer.param_groups}) == [1e-4 * factor, 1e-2 * factor]
+    # a group from an older checkpoint, without a base rate, takes the run's lr
+    del optimizer.param_groups[0]["base_lr"]
+    schedule_lr(optimizer, 0.5, default_lr=3e-3)
+    assert optimizer.param_groups[0]["lr"] == 1.5e-3

@@ -168,6 +168,11 @@ def build_model(config: TrainConfig, catalog, prompts: list[str], log):
     return model, tokenizer, layout, n_params
 
 
+# the key of an optimizer group's unscheduled learning rate (the training loop sets "lr" to it
+# times the schedule's factor every step)
+BASE_LR = "base_lr"
+
+
 def build_optimizer(
     model, lr: float, weight_decay: float, fused: bool | None = None, encoder_lr: float = 0.0
 ):
@@ -199,6 +204,7 @@ def build_optimizer(
                 "params": group,
                 "weight_decay": weight_decay if decays else 0.0,
                 "lr": encoder_lr if in_encoder else lr,
+                BASE_LR: encoder_lr if in_encoder else lr,  # what the schedule scales
             }
             # decayed before not decayed, as before encoder_lr existed (resumed optimizer states)
             for (in_encoder, decays), group in sorted(
@@ -208,6 +214,14 @@ def build_optimizer(
         lr=lr,
         fused=fused or None,
     )
+
+
+def schedule_lr(optimizer, factor: float, default_lr: float) -> None:
+    """Set each group's learning rate to its own base rate (:func:`build_optimizer`'s; a group
+    without one, from an older checkpoint, takes ``default_lr``) times the schedule's
+    ``factor``."""
+    for group in optimizer.param_groups:
+        group["lr"] = group.get(BASE_LR, default_lr) * factor
 
 
 def _encoder_only_parameters(model) -> set[int]:
@@ -336,8 +350,7 @@ def _train_batch(run: _Run, batch) -> bool:
             factor = lr_factor(
                 state["step"], time.perf_counter() - run.start_time, config, run.total_steps
             )
-            for group in optimizer.param_groups:
-                group["lr"] = config.lr * factor
+            schedule_lr(optimizer, factor, config.lr)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
     state["batches_in_epoch"] += 1
