@@ -186,41 +186,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.model, ModelConfig):
             raise ValueError(f"model must be a ModelConfig, got {type(self.model).__name__}")
-        positive = ("batch_size", "grad_accum", "epochs", "eval_k", "keep_checkpoints", "log_every")
-        positive += ("members",)
-        positive += ("targets_per_prompt_group", "teacher_top_items", "list_loss_negatives")
-        non_negative = (
-            "max_steps",
-            "warmup_steps",
-            "eval_every",
-            "eval_prompts",
-            "checkpoint_every",
-            "targets_per_playlist",
-            "num_workers",
-            "num_threads",
-            "length_bucket_window",
-            "member",
-        )
-        for name in positive + non_negative:
-            value = getattr(self, name)
-            low = 1 if name in positive else 0
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-        for name in (
-            "lr",
-            "encoder_lr",
-            "max_minutes",
-            "weight_decay",
-            "popularity_power",
-            "list_loss_weight",
-        ):
-            value = getattr(self, name)
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, (int, float))
-                or not math.isfinite(value)
-            ):
-                raise ValueError(f"{name} must be a finite number, got {value!r}")
+        self._check_number_types()
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if self.max_minutes < 0 or self.weight_decay < 0 or self.popularity_power < 0:
@@ -277,6 +243,44 @@ class TrainConfig:
             raise ValueError(
                 f"teacher_own_weight must be in [0, 1], got {self.teacher_own_weight!r}"
             )
+
+    def _check_number_types(self) -> None:
+        """Integer fields are integers (>= 1 or >= 0), float fields finite numbers."""
+        positive = ("batch_size", "grad_accum", "epochs", "eval_k", "keep_checkpoints", "log_every")
+        positive += ("members",)
+        positive += ("targets_per_prompt_group", "teacher_top_items", "list_loss_negatives")
+        non_negative = (
+            "max_steps",
+            "warmup_steps",
+            "eval_every",
+            "eval_prompts",
+            "checkpoint_every",
+            "targets_per_playlist",
+            "num_workers",
+            "num_threads",
+            "length_bucket_window",
+            "member",
+        )
+        for name in positive + non_negative:
+            value = getattr(self, name)
+            low = 1 if name in positive else 0
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        for name in (
+            "lr",
+            "encoder_lr",
+            "max_minutes",
+            "weight_decay",
+            "popularity_power",
+            "list_loss_weight",
+        ):
+            value = getattr(self, name)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not math.isfinite(value)
+            ):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
 
     def _check_token_options(self) -> None:
         check_id_init(self.id_init)
