@@ -35,6 +35,15 @@ def is_integer(value) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
+def check_integer_fields(config, positive: Sequence[str], non_negative: Sequence[str]) -> None:
+    """Each named field of ``config`` is a plain int, >= 1 (``positive``) or >= 0; else a
+    ``ValueError`` naming the field, the bound and the value."""
+    for name in (*positive, *non_negative):
+        value, low = getattr(config, name), 1 if name in positive else 0
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+
+
 def prompt_list(prompt_or_prompts) -> tuple[list, bool]:
     """``(prompts, single)``: one ``str`` -> ``([it], True)``; any other iterable (not bytes or
     a mapping) -> ``(list(it), False)``; anything else raises ``TypeError``."""

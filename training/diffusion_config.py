@@ -8,8 +8,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from text2tracks.options import check_integer_fields
 from text2tracks.rerank import FUSION_METRICS as _FUSION_METRICS
-from training.seq2seq_config import TARGET_SOURCES  # the seq2seq's choice of targets
+from training.seq2seq_config import LOOP_COUNTS, TARGET_SOURCES  # shared with the seq2seq
 
 _ENCODERS = ("seq2seq", "bytes")
 _PRECISIONS = ("no", "fp16", "bf16")
@@ -188,18 +189,7 @@ class DiffusionTrainConfig:
             "teacher_top_items",
             "teacher_fold_in_top",
         )
-        non_negative = (
-            "max_steps",
-            "warmup_steps",
-            "eval_every",
-            "eval_prompts",
-            "checkpoint_every",
-            "num_threads",
-        )
-        for name in positive + non_negative:
-            value, low = getattr(self, name), 1 if name in positive else 0
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        check_integer_fields(self, positive, (*LOOP_COUNTS, "num_threads"))
         for name in ("contrastive_targets", "latent_target"):
             if getattr(self, name) not in TARGET_SOURCES:
                 raise ValueError(

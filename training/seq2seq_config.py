@@ -15,10 +15,13 @@ from typing import Any
 from text2tracks.cf_targets import CF_SOURCES
 from text2tracks.id_embedding_init import ID_INITS, check_id_init
 from text2tracks.modeling import ModelConfig
+from text2tracks.options import check_integer_fields
 from text2tracks.seed_draw import DEFAULT_MAX_SEED_TRACKS, SeedDraw
 from text2tracks.seed_embedding import DEFAULT_SEED_ENCODING, SEED_ENCODINGS, check_seed_encoding
 
 _SCHEDULES = ("linear", "cosine", "constant")
+# the training loop's counts (>= 0) that both trainers' configs have
+LOOP_COUNTS = ("max_steps", "warmup_steps", "eval_every", "eval_prompts", "checkpoint_every")
 _PRECISIONS = ("no", "fp16", "bf16")
 TARGET_SOURCES = ("playlist", "teacher")
 _SEED_FIELDS = {
@@ -250,22 +253,14 @@ class TrainConfig:
         positive += ("members",)
         positive += ("targets_per_prompt_group", "teacher_top_items", "list_loss_negatives")
         non_negative = (
-            "max_steps",
-            "warmup_steps",
-            "eval_every",
-            "eval_prompts",
-            "checkpoint_every",
+            *LOOP_COUNTS,
             "targets_per_playlist",
             "num_workers",
             "num_threads",
             "length_bucket_window",
             "member",
         )
-        for name in positive + non_negative:
-            value = getattr(self, name)
-            low = 1 if name in positive else 0
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        check_integer_fields(self, positive, non_negative)
         for name in (
             "lr",
             "encoder_lr",
