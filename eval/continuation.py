@@ -30,8 +30,8 @@ and overall (mean over categories, as the challenge ranked).
 Baselines, fitted on the training playlists only: ``popularity``; ``title_knn`` (the title
 kNN baseline's neighbours voting their tracks; categories with a title); ``item_knn`` (item
 co-occurrence cosine summed over the seeds, each seed's vote scaled by its count to the power
-chosen on validation: :class:`eval.sequential.ItemCosine`) and ``als_fold_in`` (implicit ALS,
-``recalculate_user`` on the seeds), for categories with seeds; ``fused`` (the better seed
+chosen on validation: :class:`text2tracks.cf_targets.ItemCosine`) and ``als_fold_in``
+(implicit ALS, ``recalculate_user`` on the seeds), for categories with seeds; ``fused`` (the better seed
 system on validation, blended with title kNN: ``seed / max(seed) + w * title / max(title)``,
 ``w`` chosen on the validation playlists) where both apply.
 
@@ -55,7 +55,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from eval.metrics import bootstrap_interval, bootstrap_means
-from eval.sequential import KNN_HISTORY_POWERS, ItemCosine, als_fold_in_scores
+from eval.sequential import KNN_HISTORY_POWERS, als_fold_in_scores
+from text2tracks.cf_targets import ItemCosine
 
 DEPTH = 500
 METRICS = ("r_precision", "ndcg", "clicks", "hits@10")
@@ -200,7 +201,7 @@ class Scorers:
             (np.ones(len(rows), np.float32), (rows, cols)),
             shape=(len(train_playlists), self.n_items),
         )
-        self.cosines = {p: ItemCosine(self.train, p) for p in KNN_HISTORY_POWERS}
+        self.cosine = ItemCosine(self.train)
         self.knn_power = 0.5  # the plain cosine until :func:`fit_knn_power` chooses
         self.neighbors = TitleNeighbors().fit([p.prompt for p in train_playlists])
         with threadpool_limits(limits=1, user_api="blas"):
@@ -223,7 +224,7 @@ class Scorers:
             return (self.neighbors.weights(titles) @ self.train).toarray()
         rows = self._seed_rows(seeds)
         if name == "item_knn":
-            return self.cosines[self.knn_power].scores(rows)
+            return self.cosine.scores(rows, self.knn_power)
         if name == "als_fold_in":
             return als_fold_in_scores(self.als, rows)
         raise ValueError(f"unknown system {name!r}")

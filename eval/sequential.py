@@ -49,7 +49,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from eval.metrics import bootstrap_means, paired_bootstrap_diff
-from text2tracks.cf_targets import ItemCosine  # noqa: F401 (eval.continuation imports it here)
+from text2tracks.cf_targets import ItemCosine
 
 KS = (5, 10)
 MODEL_SYSTEM = "text2tracks"
@@ -218,7 +218,7 @@ def _fit_baselines(split, ev: _Evaluation, als_factors: int, log) -> dict:
 
     index, n_items = ev.index, ev.n_items
     train_rows = _rows(split.train, index)
-    cosines = {p: ItemCosine(train_rows, p) for p in KNN_HISTORY_POWERS}
+    cosine = ItemCosine(train_rows)
     popularity = ev.popularity.astype(np.float64)
 
     def score_popularity(histories):
@@ -229,7 +229,7 @@ def _fit_baselines(split, ev: _Evaluation, als_factors: int, log) -> dict:
     def score_knn(histories, decay, power):
         # sum over history items j of decay**age * n_j**(0.5 - power) * cos(j, i)
         weighted = _rows(histories, index, decay)
-        return lambda rows: cosines[power].scores(weighted[rows])
+        return lambda rows: cosine.scores(weighted[rows], power)
 
     def score_als(histories, model):
         hist = _rows(histories, index)

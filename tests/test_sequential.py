@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from eval.sequential import ItemCosine, format_table, metrics_from_ranks, rank_of_targets, run
+from eval.sequential import format_table, metrics_from_ranks, rank_of_targets, run
 from semantic_ids.playlists import Playlist
 from semantic_ids.sequences import (
     SequenceFormatError,
@@ -16,6 +16,7 @@ from semantic_ids.sequences import (
     read_sequences,
     sequences_from_playlists,
 )
+from text2tracks.cf_targets import ItemCosine
 
 
 def test_readers_keep_time_order(tmp_path):
@@ -121,6 +122,8 @@ def test_item_cosine_is_the_documented_sum_over_history_items(power):
     train.eliminate_zeros()
     history = sp.csr_matrix(rng.random((4, 12)) * (rng.random((4, 12)) < 0.4))
     got = ItemCosine(train, history_power=power).scores(history)
+    # one instance serves every power: the same scores when the power is given per call
+    np.testing.assert_array_equal(ItemCosine(train).scores(history, power), got)
     x = train.toarray() > 0
     n = np.maximum(x.sum(axis=0), 1)
     expected = np.zeros((4, 12))

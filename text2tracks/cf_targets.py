@@ -153,7 +153,7 @@ def cooccurrence_lists(own_tracks, n_items: int, top: int = 100) -> CFLists:
         part = binary[start : start + block]
         scores = cosine.scores(part)  # x_p D^-1/2 X^T X D^-1/2
         # leave the playlist's own vote out: its row of X^T X, scaled, on its own items
-        own_mass = np.asarray((part @ sp.diags(cosine.history_scale)).sum(axis=1)).ravel()
+        own_mass = np.asarray((part @ sp.diags(cosine.history_scale())).sum(axis=1)).ravel()
         r, c = part.nonzero()
         scores[r, c] -= own_mass[r] * cosine.inv_norms[c]
         best, best_scores = _top_per_row(scores, top)
@@ -169,24 +169,21 @@ class ItemCosine:
     baseline of :mod:`eval.sequential` and :mod:`eval.continuation`, and the scores of
     :func:`cooccurrence_lists`.
 
-    ``scores(rows)`` gives, per row of weighted history items ``h``,
+    ``scores(rows, history_power)`` gives, per row of weighted history items ``h``,
     ``sum_j h_j * n_j ** (0.5 - history_power) * cos(j, i)`` for every item ``i``, with ``n`` the
     items' user counts and ``cos(j, i) = |U_j & U_i| / sqrt(n_j n_i)``: ``history_power`` 0.5 is
     the plain sum of cosines; 0 does not divide by the history item's count at all
     (``sum_j h_j |U_j & U_i| / sqrt(n_i)``), so a popular history item votes as much as a rare
     one; 1 divides it by ``n_j``. Computed as ``(h D^-p X^T)(X D^-1/2)``: no item x item
-    matrix is formed.
+    matrix is formed. One instance serves every power.
     """
 
     def __init__(self, train: sp.csr_matrix, history_power: float = 0.5) -> None:
         import scipy.sparse as sp
 
-        if not 0 <= history_power <= 1:
-            raise ValueError(f"history_power must be in [0, 1], got {history_power!r}")
-        self.history_power = float(history_power)
-        counts = np.maximum(train.getnnz(axis=0), 1).astype(np.float64)
-        self.inv_norms = (1.0 / np.sqrt(counts)).astype(np.float32)
-        self.history_scale = (counts**-self.history_power).astype(np.float32)
+        self.history_power = _check_history_power(history_power)
+        self.counts = np.maximum(train.getnnz(axis=0), 1).astype(np.float64)
+        self.inv_norms = (1.0 / np.sqrt(self.counts)).astype(np.float32)
         binary = train.copy()
         binary.data = np.ones_like(binary.data, dtype=np.float32)
         self.binary_t = binary.T.tocsr()
@@ -195,12 +192,23 @@ class ItemCosine:
         # x 185k items, 128 rows, one thread)
         self.scaled_t = (sp.diags(self.inv_norms) @ self.binary_t).tocsr()
 
-    def scores(self, rows: sp.csr_matrix) -> np.ndarray:
+    def history_scale(self, history_power: float | None = None) -> np.ndarray:
+        """``n_j ** -p`` per item: the history side's weight (``p``: the instance's default)."""
+        p = self.history_power if history_power is None else _check_history_power(history_power)
+        return (self.counts**-p).astype(np.float32)
+
+    def scores(self, rows: sp.csr_matrix, history_power: float | None = None) -> np.ndarray:
         import scipy.sparse as sp
 
-        left = (rows @ sp.diags(self.history_scale)).tocsr()
+        left = (rows @ sp.diags(self.history_scale(history_power))).tocsr()
         users = (left @ self.binary_t).toarray()  # rows x users, dense: the next product is dense
         return np.asarray((self.scaled_t @ users.T).T, dtype=np.float32)
+
+
+def _check_history_power(history_power) -> float:
+    if not 0 <= history_power <= 1:
+        raise ValueError(f"history_power must be in [0, 1], got {history_power!r}")
+    return float(history_power)
 
 
 def _check_own_and_top(own: Ragged, top, n_items: int, rows_named: str) -> None:
