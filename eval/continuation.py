@@ -408,23 +408,12 @@ def fit_knn_power(
 
 
 def fit_fuse_weights(
-    scorers: Scorers,
-    validation,
-    index,
-    item_ids,
-    popularity_order,
-    max_per_category: int | None = None,
-    chunk: int = 64,
+    scorers: Scorers, val_tasks: list[Task], item_ids, popularity_order, chunk: int = 64
 ) -> dict:
     """Per seed system, the title-kNN weight (of :data:`FUSE_WEIGHTS`) of its fused row with the
-    best mean R-precision on the validation playlists (the categories with a title and seeds;
-    ``max_per_category`` as in :func:`make_tasks`). Each system's scores are computed once per
-    chunk and blended with every weight."""
-    val_tasks = [
-        t
-        for t in validation_tasks(validation, index, max_per_category)
-        if t.category.title and t.category.n_seeds
-    ]
+    best mean R-precision on the validation tasks (:func:`validation_tasks`) with a title and
+    seeds. Each system's scores are computed once per chunk and blended with every weight."""
+    val_tasks = [t for t in val_tasks if t.category.title and t.category.n_seeds]
     r_precision = {(s, w): [] for s in SEED_SYSTEMS for w in FUSE_WEIGHTS}
     for task in val_tasks:
         per_weight = {key: [] for key in r_precision}
@@ -464,13 +453,10 @@ def run(
     popularity_order = np.arange(len(item_ids))  # items are already in popularity order
     scorers = Scorers(train, index, popularity)
     log(f"{len(train)} training playlists, {len(item_ids)} tracks")
-    knn_power = fit_knn_power(
-        scorers, validation_tasks(validation, index, max_per_category), item_ids, popularity_order
-    )
+    val_tasks = validation_tasks(validation, index, max_per_category)
+    knn_power = fit_knn_power(scorers, val_tasks, item_ids, popularity_order)
     log(f"item kNN history_power (validation): {knn_power}")
-    fuse_weight = fit_fuse_weights(
-        scorers, validation, index, item_ids, popularity_order, max_per_category
-    )
+    fuse_weight = fit_fuse_weights(scorers, val_tasks, item_ids, popularity_order)
     log(f"fusion weights (validation): {fuse_weight}")
     tasks = make_tasks(test, index, seed=0, max_per_category=max_per_category)
     evaluated = evaluate_tasks(scorers, tasks, item_ids, popularity_order, fuse_weight, model=model)
