@@ -1,6 +1,6 @@
 """The seq2seq trainer's optimizer: AdamW with no decay on norms and biases, the encoder's own
 learning rate as an option, and the schedule applied to each parameter group's own base rate.
-``training.train_seq2seq`` re-exports both functions."""
+``training.train_seq2seq`` uses (and so still exports) both functions."""
 
 from __future__ import annotations
 

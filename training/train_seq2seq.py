@@ -48,7 +48,7 @@ from text2tracks.seed_embedding import attach_seed_items
 from text2tracks.training_step import FrozenEncoderCache, grouped_forward  # noqa: F401 (it lived here)
 from training.checkpoints import STATE_NAME, list_checkpoints, resolve_resume
 from training.launch import force_cpu, print_on_main
-from training.optimizer import build_optimizer, schedule_lr  # noqa: F401  (re-exported)
+from training.optimizer import build_optimizer, schedule_lr
 from training.seq2seq_config import (  # noqa: F401  (re-exported: they lived here)
     TARGET_SOURCES,
     TrainConfig,
