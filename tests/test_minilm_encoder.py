@@ -4,6 +4,8 @@ save/load round trip."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -96,14 +98,7 @@ def test_bad_combinations_are_named():
 
 def test_the_encoder_takes_the_model_dropout_not_minilm_s_own():
     for dropout in (0.0, 0.2):
-        config = ModelConfig(
-            encoder="minilm",
-            d_model=32,
-            num_decoder_layers=1,
-            num_heads=2,
-            d_ff=64,
-            dropout=dropout,
-        )
+        config = dataclasses.replace(CONFIG, freeze_encoder=False, dropout=dropout)
         encoder_config = build_seq2seq(config, LEVELS)[0].get_encoder().config
         assert encoder_config.hidden_dropout_prob == dropout
         assert encoder_config.attention_probs_dropout_prob == dropout
