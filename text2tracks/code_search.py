@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from text2tracks.decoding_args import check_int, normalise_exclude
+from text2tracks.output_head import compact_output, has_id_output_head
 from text2tracks.tokens import SIDTokenLayout
 from text2tracks.trie import FlatTrie
 
@@ -102,6 +103,7 @@ class _MemberState:
         # transformers 5 calls it ``cache``, 4.x ``past_key_values`` (argument and output)
         params = inspect.signature(model.forward).parameters
         self.cache_arg = "cache" if "cache" in params else "past_key_values"
+        self.columns = _scored_columns(model, self.layout, self.eos, device)
 
     def reorder(self, parent: torch.Tensor) -> None:
         """Follow the beams: row ``i`` of the cache becomes the old row ``parent[i]``.
@@ -126,20 +128,46 @@ class _MemberState:
         else:  # later steps: the last code, the cache holds the rest
             off = self.layout.offsets[t - 1]
             tokens = codes[:, -1:].to(self.device) + off
-        out = self.model(
-            encoder_outputs=BaseModelOutput(last_hidden_state=self.hidden),
-            attention_mask=self.mask,
-            decoder_input_ids=tokens,
-            use_cache=True,
-            return_dict=True,
-            **{self.cache_arg: self.cache},
-        )
+        # an ID-only output layer scores its own columns only: the log-softmax over them equals
+        # the one over the masked full vocabulary, without a (rows, vocab) tensor per step
+        # (MiniLM's 31k-token vocabulary made that most of a search step)
+        compact = contextlib.nullcontext() if self.columns is None else compact_output(self.model)
+        with compact:
+            out = self.model(
+                encoder_outputs=BaseModelOutput(last_hidden_state=self.hidden),
+                attention_mask=self.mask,
+                decoder_input_ids=tokens,
+                use_cache=True,
+                return_dict=True,
+                **{self.cache_arg: self.cache},
+            )
         self.cache = out[self.cache_arg]
         logp = torch.log_softmax(out.logits[:, -1, :].float(), dim=-1)
+        if self.columns is not None:
+            return logp.index_select(1, self.columns[-1 if level is None else level])
         if level is None:
             return logp[:, self.eos : self.eos + 1]
         off = self.layout.offsets[level]
         return logp[:, off : off + self.layout.level_sizes[level]]
+
+
+def _scored_columns(model, layout: SIDTokenLayout, eos: int, device):
+    """Per level, the columns of ``model``'s ID-only output layer (compact mode) that score its
+    codes, then EOS's (a list of long tensors); ``None`` for a model without such a layer, or one
+    whose layer does not score every code and EOS (the full logits are used then)."""
+    import torch
+
+    if not has_id_output_head(model):
+        return None
+    position = model.get_output_embeddings().position
+    columns = [
+        position[off : off + size]
+        for off, size in zip(layout.offsets, layout.level_sizes, strict=True)
+    ]
+    columns.append(position[eos : eos + 1])
+    if any(bool(c.lt(0).any()) for c in columns):
+        return None
+    return [c.to(device=device, dtype=torch.long) for c in columns]
 
 
 def ensemble_generate(
