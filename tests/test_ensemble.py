@@ -103,10 +103,7 @@ def test_a_wide_beam_finds_the_exact_top_k_of_the_mean_score(tiny):
         assert set(own.tolist()) != set(items[0].tolist())
 
 
-def test_the_search_scores_only_the_id_columns_and_gets_the_full_vocabularys_answer(
-    tiny, monkeypatch
-):
-    import text2tracks.code_search as code_search
+def test_the_search_scores_only_the_id_columns_and_gets_the_full_vocabularys_answer(tiny):
     from text2tracks.ensemble import ensemble_generate
     from text2tracks.trie import FlatTrie
 
@@ -118,18 +115,21 @@ def test_the_search_scores_only_the_id_columns_and_gets_the_full_vocabularys_ans
         head = model.get_output_embeddings()
         head.register_forward_hook(lambda mod, args, out: widths.append(out.shape[-1]))
 
-    def search():
+    def search(compact):
         return ensemble_generate(
-            [_member(m, t, lay, texts) for m, t, lay in members], trie, k=6, num_beams=12
+            [_member(m, t, lay, texts) for m, t, lay in members],
+            trie,
+            k=6,
+            num_beams=12,
+            compact_scores=compact,
         )
 
-    items, scores = search()
+    items, scores = search(True)
     scored = members[0][0].get_output_embeddings().token_ids.numel()
     assert set(widths) == {scored} and scored == sum(catalog.level_sizes) + 1
     # the same search on the masked full-vocabulary logits
     widths.clear()
-    monkeypatch.setattr(code_search, "_scored_columns", lambda *args: None)
-    full_items, full_scores = search()
+    full_items, full_scores = search(False)
     assert set(widths) == {members[0][0].get_output_embeddings().vocab_size}
     np.testing.assert_array_equal(items, full_items)
     np.testing.assert_allclose(scores, full_scores, atol=1e-5)

@@ -70,9 +70,12 @@ class _MemberState:
 
     ``shared``: the model computes cross-attention once per prompt
     (:mod:`text2tracks.shared_cross_attention` is active), so the states stay ``(batch, L, d)``;
-    otherwise they are repeated per beam."""
+    otherwise they are repeated per beam. ``compact``: score only the columns of an ID-only output
+    layer (:func:`_scored_columns`)."""
 
-    def __init__(self, member: EnsembleMember, beams: int, shared: bool = False) -> None:
+    def __init__(
+        self, member: EnsembleMember, beams: int, shared: bool = False, compact: bool = True
+    ) -> None:
         model = member.model
         self.model = model
         self.layout = member.layout
@@ -103,7 +106,7 @@ class _MemberState:
         # transformers 5 calls it ``cache``, 4.x ``past_key_values`` (argument and output)
         params = inspect.signature(model.forward).parameters
         self.cache_arg = "cache" if "cache" in params else "past_key_values"
-        self.columns = _scored_columns(model, self.layout, self.eos, device)
+        self.columns = _scored_columns(model, self.layout, self.eos, device) if compact else None
 
     def reorder(self, parent: torch.Tensor) -> None:
         """Follow the beams: row ``i`` of the cache becomes the old row ``parent[i]``.
@@ -178,6 +181,7 @@ def ensemble_generate(
     exclude: Sequence[Iterable[int]] | None = None,
     weights: Sequence[float] | None = None,
     share_cross_attention: bool = True,
+    compact_scores: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-k catalogue items per prompt under the members' mean log-probability.
 
@@ -190,6 +194,8 @@ def ensemble_generate(
         share_cross_attention: compute each prompt's cross-attention once, not once per beam
             (:mod:`text2tracks.shared_cross_attention`; same results); False repeats the
             encoder states per beam, as ``generate`` does (for comparison).
+        compact_scores: a member with an ID-only output layer scores only its columns (same
+            results); False writes its masked vocabulary-wide logits each step (for comparison).
 
     Returns ``items`` int64 and ``scores`` float32, ``(batch, k)``, best first: the weighted mean
     over members of each ID's summed log-probability (EOS included).
@@ -230,7 +236,9 @@ def ensemble_generate(
             share_cross_attention and stack.enter_context(shared_cross_attention(m.model))
             for m in members
         ]
-        states = [_MemberState(m, beams, s) for m, s in zip(members, shared, strict=True)]
+        states = [
+            _MemberState(m, beams, s, compact_scores) for m, s in zip(members, shared, strict=True)
+        ]
         items, scores = _search(states, w, processor, trie, batch, beams)
     return _best_k(items, scores, k, excl)
 
