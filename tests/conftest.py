@@ -30,6 +30,12 @@ def _share_threads() -> None:
 
 _share_threads()
 
+# The suite's models are tiny T5s built from a config: ``encoder="auto"`` (the default) would
+# build the pretrained MiniLM wherever its optional package is installed (it is, with [dev]).
+# Pinned here, for this process, its xdist workers and the CLI runs it starts; the tests of
+# "auto" itself clear it (tests/test_minilm_encoder.py).
+os.environ["TEXT2TRACKS_AUTO_ENCODER"] = "t5"
+
 
 @pytest.fixture(scope="module")
 def one_thread():

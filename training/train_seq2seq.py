@@ -166,6 +166,11 @@ def build_model(config: TrainConfig, catalog, prompts: list[str], log):
         f"model: {n_params / 1e6:.2f}M parameters ({count_parameters(model, True) / 1e6:.2f}M "
         f"trainable); catalogue {len(catalog)} items, {shape}"
     )
+    if config.model.base is None:
+        encoder_lr = config.resolved_encoder_lr() or config.lr
+        log(
+            f"encoder: {config.model.encoder} (learning rate {encoder_lr:g}; decoder {config.lr:g})"
+        )
     return model, tokenizer, layout, n_params
 
 
@@ -476,7 +481,7 @@ def _train_one(config: TrainConfig) -> dict[str, Any]:
         examples = build_examples(config, data, tokenizer, sid_token_ids, log, None, seed_ids)
     train_dl, val_loss_dl, val_prompt_dl = build_loaders(config, examples)
     optimizer = build_optimizer(  # 4.
-        model, config.lr, config.weight_decay, encoder_lr=config.encoder_lr
+        model, config.lr, config.weight_decay, encoder_lr=config.resolved_encoder_lr()
     )
     # 5. prepare
     model, optimizer, train_dl, val_loss_dl, val_prompt_dl = accelerator.prepare(
