@@ -32,6 +32,7 @@ from eval.bench_diffusion_pairs import (
     target_check,
 )
 from eval.bench_diffusion_views import Gathered, ProductViews
+from text2tracks.latent_search import as_samples
 from text2tracks.rerank import per_prompt_metric
 
 # ------------------------------------------------------------------------------------ negatives
@@ -167,7 +168,8 @@ def negative_prompt_curve(
 def _negative_weight_curves(
     views: ProductViews, prompts: _NegativeSet, w: float, config: DiffusionBenchConfig
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Hybrid mode's share and Hits@k at guidance weight ``w``, per ``negative_weight``
+    """Hybrid mode's share, Hits@k and mean similarity of the list to the negative's latent (an
+    inner product with its CF factors) at guidance weight ``w``, per ``negative_weight``
     (``config.negative_weight_list``, no contrast) and per ``negative_contrast``
     (``config.negative_contrast_list``, at the default ``negative_weight``). The same latents
     for every point: only the demotion of the fused candidates changes (the recommender's
@@ -179,11 +181,16 @@ def _negative_weight_curves(
     guided = views.latents(sub.prompts, negative_prompt=negatives, **options)
     negative_latents = views.latents(negatives, **options)
 
-    def measure(latents, negative, contrast=None) -> tuple[float, float]:
+    # what the demotion acts on: the list's mean similarity to the negative's mean latent
+    negative_mean = as_samples(negative_latents).mean(axis=1)
+
+    def measure(latents, negative, contrast=None) -> tuple[float, float, float]:
         ranked = views.hybrid_ranking(sub, k, latents=latents, negative=negative, contrast=contrast)
         items = views.vocab_items(ranked)
         hits = per_prompt_metric(items, prompts.relevant, "hits", k)
-        return prompts.share(items), float(hits.mean())
+        sims = np.einsum("bkd,bd->bk", views.factors[np.maximum(ranked, 0)], negative_mean)
+        similarity = float(np.nanmean(np.where(ranked >= 0, sims, np.nan)))
+        return prompts.share(items), float(hits.mean()), similarity
 
     without = measure(plain, None)
     settings = recommender.hybrid_settings
@@ -201,13 +208,15 @@ def _negative_weight_curves(
             contrast = None
             if recommender.hybrid_settings.negative_contrast > 0:
                 contrast = recommender._negative_contrast(sub.texts, negatives, 0)
-            share_with, hits_with = measure(guided, negative_latents, contrast)
+            share_with, hits_with, similarity_with = measure(guided, negative_latents, contrast)
             row = {
                 key: change[key],
                 "hybrid_share_without": without[0],
                 "hybrid_share_with": share_with,
                 "hybrid_hits_without": without[1],
                 "hybrid_hits_with": hits_with,
+                "hybrid_negative_similarity_without": without[2],
+                "hybrid_negative_similarity_with": similarity_with,
             }
             curves[curve].append(row)
             log(f"hybrid {key} {change[key]}: { {n: round(v, 4) for n, v in row.items()} }")

@@ -506,8 +506,14 @@ def test_hybrid_negatives_are_measured_per_negative_weight(tiny_run):
     assert [r["negative_weight"] for r in rows] == [0.0, 4.0]
     # the same latents at every weight: only the demotion changes, never the answer without one
     assert len({(r["hybrid_share_without"], r["hybrid_hits_without"]) for r in rows}) == 1
-    # demoting what resembles the negative can only lower its share of the list
-    assert rows[1]["hybrid_share_with"] <= rows[0]["hybrid_share_with"]
+    # demotion acts on resemblance to the negative's latent, so the list resembles it less
+    # (the union's share is the benchmark's proxy for the negative, and may move either way)
+    key = "hybrid_negative_similarity_with"
+    assert rows[1][key] < rows[0][key]
+    assert (
+        rows[0]["hybrid_negative_similarity_without"]
+        == rows[1]["hybrid_negative_similarity_without"]
+    )
     checked = negatives["target"]["hybrid_by_negative_weight"]["per_weight"]
     assert [r["negative_weight"] for r in checked] == [0.0, 4.0]
     assert negatives["default_negative_weight"] == 1.0  # restored after the sweep
