@@ -1,4 +1,4 @@
-"""The cost of the beam search's three paths, for short prompts and for prompts with seed tracks.
+"""The cost of the beam search's paths, for short prompts and for prompts with seed tracks.
 
     python -m eval.bench_search_paths [--prompt-lengths 16,416] [--batches 1,64]
         [--out bench_out/bench_search_paths.json]
@@ -20,6 +20,10 @@ candidates from 50 beams, as when the 10 answers are diversified). Paths:
   vocabulary-wide logits every step, as it did before the compact scores (the gap grows with
   the prompt vocabulary: ``--encoder minilm`` has MiniLM's 31k WordPieces, the default bytes
   ~1.1k).
+- ``code_space_shared_forward``: the API's search, but each step through the model's
+  ``forward``; differs from ``code_space_shared`` only for a BERT decoder (``--encoder minilm``),
+  which the API steps through :class:`text2tracks.lean_decoder.LeanBertDecoder`.
+  ``code_space_repeated`` steps through ``forward`` too (the lean step always shares).
 
 Prompt lengths in tokens: 16 is a title; 416 is a title and 100 seed tracks of 4 ID tokens each
 (issue 13's latency target: 100 seeds at most 2x none, at batch 64). Each repeat times every
@@ -42,7 +46,13 @@ from eval.benchmark_outputs import table_main
 from eval.timing import int_list, time_interleaved
 from text2tracks.modeling import BUILT_ENCODERS
 
-PATHS = ("generate", "code_space_repeated", "code_space_shared", "code_space_shared_full_logits")
+PATHS = (
+    "generate",
+    "code_space_repeated",
+    "code_space_shared",
+    "code_space_shared_full_logits",
+    "code_space_shared_forward",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,6 +108,7 @@ def _search(path, model, layout, trie, x, args):
         num_beams=args.num_beams,
         share_cross_attention=path.startswith("code_space_shared"),
         compact_scores=path != "code_space_shared_full_logits",
+        lean_steps=path in ("code_space_shared", "code_space_shared_full_logits"),
     )
     return items
 

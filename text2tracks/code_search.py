@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from text2tracks.decoding_args import check_int, normalise_exclude
+from text2tracks.lean_decoder import LeanBertDecoder, lean_supported
 from text2tracks.output_head import compact_output, has_id_output_head
 from text2tracks.tokens import SIDTokenLayout
 from text2tracks.trie import FlatTrie
@@ -71,10 +72,17 @@ class _MemberState:
     ``shared``: the model computes cross-attention once per prompt
     (:mod:`text2tracks.shared_cross_attention` is active), so the states stay ``(batch, L, d)``;
     otherwise they are repeated per beam. ``compact``: score only the columns of an ID-only output
-    layer (:func:`_scored_columns`)."""
+    layer (:func:`_scored_columns`). ``lean``: a BERT decoder steps through
+    :class:`~text2tracks.lean_decoder.LeanBertDecoder` (its own shared cross-attention), not
+    through the model's ``forward``."""
 
     def __init__(
-        self, member: EnsembleMember, beams: int, shared: bool = False, compact: bool = True
+        self,
+        member: EnsembleMember,
+        beams: int,
+        shared: bool = False,
+        compact: bool = True,
+        lean: bool = True,
     ) -> None:
         model = member.model
         self.model = model
@@ -94,7 +102,10 @@ class _MemberState:
         hidden = model.get_encoder()(
             input_ids=ids, attention_mask=mask, return_dict=True
         ).last_hidden_state
-        if shared:
+        self.lean = None  # a BERT decoder's bare step (text2tracks.lean_decoder)
+        if lean and lean_supported(model):
+            self.lean = LeanBertDecoder(model, hidden, mask)
+        elif shared:
             from text2tracks.shared_cross_attention import additive_mask
 
             self.hidden, self.mask = hidden, additive_mask(mask, hidden.dtype)
@@ -116,6 +127,9 @@ class _MemberState:
         same rows already; copying them would move ``beams x prompt length`` rows per layer and
         step for nothing."""
         parent = parent.to(self.device)
+        if self.lean is not None:
+            self.lean.reorder(parent)
+            return
         inner = getattr(self.cache, "self_attention_cache", None)
         (inner if inner is not None else self.cache).reorder_cache(parent)
 
@@ -126,7 +140,7 @@ class _MemberState:
         from transformers.modeling_outputs import BaseModelOutput
 
         rows, t = codes.shape
-        if self.cache is None:  # the first step: the decoder start token alone
+        if t == 0:  # the first step: the decoder start token alone
             tokens = torch.full((rows, 1), self.start, dtype=torch.long, device=self.device)
         else:  # later steps: the last code, the cache holds the rest
             off = self.layout.offsets[t - 1]
@@ -136,6 +150,8 @@ class _MemberState:
         # (MiniLM's 31k-token vocabulary made that most of a search step)
         compact = contextlib.nullcontext() if self.columns is None else compact_output(self.model)
         with compact:
+            if self.lean is not None:
+                return self._scores(self.lean.step(tokens[:, 0]), level)
             out = self.model(
                 encoder_outputs=BaseModelOutput(last_hidden_state=self.hidden),
                 attention_mask=self.mask,
@@ -145,7 +161,13 @@ class _MemberState:
                 **{self.cache_arg: self.cache},
             )
         self.cache = out[self.cache_arg]
-        logp = torch.log_softmax(out.logits[:, -1, :].float(), dim=-1)
+        return self._scores(out.logits[:, -1, :], level)
+
+    def _scores(self, logits: torch.Tensor, level: int | None) -> torch.Tensor:
+        """The level's (or EOS's) log-probabilities from one step's output-layer scores."""
+        import torch
+
+        logp = torch.log_softmax(logits.float(), dim=-1)
         if self.columns is not None:
             return logp.index_select(1, self.columns[-1 if level is None else level])
         if level is None:
@@ -182,6 +204,7 @@ def ensemble_generate(
     weights: Sequence[float] | None = None,
     share_cross_attention: bool = True,
     compact_scores: bool = True,
+    lean_steps: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-k catalogue items per prompt under the members' mean log-probability.
 
@@ -196,6 +219,9 @@ def ensemble_generate(
             encoder states per beam, as ``generate`` does (for comparison).
         compact_scores: a member with an ID-only output layer scores only its columns (same
             results); False writes its masked vocabulary-wide logits each step (for comparison).
+        lean_steps: a member with a BERT decoder steps through
+            :class:`~text2tracks.lean_decoder.LeanBertDecoder` (same results); False through
+            the model's ``forward`` (for comparison).
 
     Returns ``items`` int64 and ``scores`` float32, ``(batch, k)``, best first: the weighted mean
     over members of each ID's summed log-probability (EOS included).
@@ -237,7 +263,8 @@ def ensemble_generate(
             for m in members
         ]
         states = [
-            _MemberState(m, beams, s, compact_scores) for m, s in zip(members, shared, strict=True)
+            _MemberState(m, beams, s, compact_scores, lean_steps)
+            for m, s in zip(members, shared, strict=True)
         ]
         items, scores = _search(states, w, processor, trie, batch, beams)
     return _best_k(items, scores, k, excl)
