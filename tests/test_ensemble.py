@@ -307,3 +307,31 @@ def test_training_members_side_by_side_and_stale_members_are_removed(tmp_path):
     assert "seq2seq_1" not in read_manifest(artifact)["components"]
     assert not (artifact / "seq2seq_1").exists()
     assert Text2Tracks.from_pretrained(artifact, device="cpu").members == []
+
+
+def test_the_search_runs_in_eval_mode_and_restores_every_modules_flag(tiny):
+    from text2tracks.ensemble import ensemble_generate
+    from text2tracks.trie import FlatTrie
+
+    catalog, [(model, tokenizer, layout)] = _models(tiny, seeds=(3,))
+    trie = FlatTrie.from_codes(catalog.sid_codes, catalog.level_sizes)
+    member = _member(model, tokenizer, layout, ["chill pop"])
+    ref = ensemble_generate([member], trie, k=4, num_beams=8)
+    # training, with dropout that would change the answer, except the encoder
+    for mod in model.modules():
+        if isinstance(mod, torch.nn.Dropout):
+            mod.p = 0.5
+    model.train()
+    model.get_encoder().eval()
+    seen = []
+    hook = model.get_decoder().register_forward_pre_hook(
+        lambda mod, args: seen.append(mod.training)
+    )
+    try:
+        got = ensemble_generate([member], trie, k=4, num_beams=8)
+    finally:
+        hook.remove()
+    assert seen and not any(seen)
+    np.testing.assert_array_equal(got[0], ref[0])
+    assert model.training and model.get_decoder().training
+    assert not any(mod.training for mod in model.get_encoder().modules())

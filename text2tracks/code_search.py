@@ -21,6 +21,7 @@ returns.
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -64,6 +65,14 @@ def model_eos_token_id(model) -> int:
     if eos is None:
         raise ValueError("the model has no eos_token_id in its config or generation config")
     return int(eos[0] if isinstance(eos, (list, tuple)) else eos)
+
+
+@functools.cache
+def _cache_arg(model_class: type) -> str:
+    """transformers 5 calls the decoder cache ``cache``, 4.x ``past_key_values`` (argument and
+    output); looked up once per model class."""
+    params = inspect.signature(model_class.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
 
 
 class _MemberState:
@@ -114,9 +123,7 @@ class _MemberState:
             self.mask = None if mask is None else mask.repeat_interleave(beams, dim=0)
         self.device = device
         self.cache = None  # the decoder's key/value cache, reordered with the beams
-        # transformers 5 calls it ``cache``, 4.x ``past_key_values`` (argument and output)
-        params = inspect.signature(model.forward).parameters
-        self.cache_arg = "cache" if "cache" in params else "past_key_values"
+        self.cache_arg = _cache_arg(type(model))
         self.columns = _scored_columns(model, self.layout, self.eos, device) if compact else None
 
     def reorder(self, parent: torch.Tensor) -> None:
@@ -259,7 +266,9 @@ def ensemble_generate(
     )
     with _eval_mode(members), torch.no_grad(), contextlib.ExitStack() as stack:
         shared = [
-            share_cross_attention and stack.enter_context(shared_cross_attention(m.model))
+            share_cross_attention
+            and not (lean_steps and lean_supported(m.model))  # the lean step shares on its own
+            and stack.enter_context(shared_cross_attention(m.model))
             for m in members
         ]
         states = [
@@ -326,15 +335,21 @@ def _member_weights(weights: Sequence[float] | None, n: int) -> np.ndarray:
 
 @contextlib.contextmanager
 def _eval_mode(members: Sequence[EnsembleMember]):
-    """The members' models in eval mode for the block, their training flags restored after."""
-    was_training = [bool(getattr(m.model, "training", False)) for m in members]
+    """The members' models in eval mode for the block, each submodule's training flag restored
+    after. A model already in eval mode throughout is left alone (switching walks every
+    submodule twice, a few percent of a one-prompt search)."""
+    switched = []
     for m in members:
-        m.model.eval()
+        flags = [(mod, mod.training) for mod in m.model.modules()]
+        if any(flag for _, flag in flags):
+            switched.append(flags)
+            m.model.eval()
     try:
         yield
     finally:
-        for m, flag in zip(members, was_training, strict=True):
-            m.model.train(flag)
+        for flags in switched:
+            for mod, flag in flags:
+                mod.training = flag
 
 
 def _search(states, w, processor, trie: FlatTrie, batch: int, beams: int):
