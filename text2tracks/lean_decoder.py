@@ -41,7 +41,7 @@ def lean_supported(model) -> bool:
     )
 
 
-def torch_arange_repeat(n: int, times: int, device):
+def _repeat_rows(n: int, times: int, device):
     """``[0]*times + [1]*times + ... + [n-1]*times`` as a long tensor."""
     import torch
 
@@ -112,7 +112,7 @@ class LeanBertDecoder:
             # then each prompt's row (scores and cache) is repeated for its beams
             beams = rows // self.batch
             scores = self._step(tokens[::beams])
-            self.reorder(torch_arange_repeat(self.batch, beams, tokens.device))
+            self.reorder(_repeat_rows(self.batch, beams, tokens.device))
             return scores.repeat_interleave(beams, dim=0)
         return self._step(tokens)
 
