@@ -32,6 +32,7 @@ import numpy as np
 from text2tracks.decoding_args import check_int, normalise_exclude
 from text2tracks.lean_decoder import LeanBertDecoder, lean_supported
 from text2tracks.output_head import compact_output, has_id_output_head
+from text2tracks.shared_cross_attention import additive_mask, shared_cross_attention
 from text2tracks.tokens import SIDTokenLayout
 from text2tracks.trie import FlatTrie
 
@@ -81,9 +82,10 @@ class _MemberState:
     ``shared``: the model computes cross-attention once per prompt
     (:mod:`text2tracks.shared_cross_attention` is active), so the states stay ``(batch, L, d)``;
     otherwise they are repeated per beam. ``compact``: score only the columns of an ID-only output
-    layer (:func:`_scored_columns`). ``lean``: a BERT decoder steps through
+    layer (:func:`_scored_columns`). ``lean``: the decoder steps through
     :class:`~text2tracks.lean_decoder.LeanBertDecoder` (its own shared cross-attention), not
-    through the model's ``forward``."""
+    through the model's ``forward`` (the caller checked ``lean_supported``; see
+    :func:`_member_states`)."""
 
     def __init__(
         self,
@@ -91,7 +93,7 @@ class _MemberState:
         beams: int,
         shared: bool = False,
         compact: bool = True,
-        lean: bool = True,
+        lean: bool = False,
     ) -> None:
         model = member.model
         self.model = model
@@ -112,11 +114,9 @@ class _MemberState:
             input_ids=ids, attention_mask=mask, return_dict=True
         ).last_hidden_state
         self.lean = None  # a BERT decoder's bare step (text2tracks.lean_decoder)
-        if lean and lean_supported(model):
+        if lean:
             self.lean = LeanBertDecoder(model, hidden, mask)
         elif shared:
-            from text2tracks.shared_cross_attention import additive_mask
-
             self.hidden, self.mask = hidden, additive_mask(mask, hidden.dtype)
         else:
             self.hidden = hidden.repeat_interleave(beams, dim=0)
@@ -236,7 +236,6 @@ def ensemble_generate(
     import torch
 
     from text2tracks.constraint_processor import SIDConstraintProcessor
-    from text2tracks.shared_cross_attention import shared_cross_attention
 
     if not members:
         raise ValueError("an ensemble needs at least one member")
@@ -265,16 +264,9 @@ def ensemble_generate(
         trie, first.layout, first.eos_token_id, exclude=excl, num_beams=beams, decoder_prompt_len=0
     )
     with _eval_mode(members), torch.no_grad(), contextlib.ExitStack() as stack:
-        shared = [
-            share_cross_attention
-            and not (lean_steps and lean_supported(m.model))  # the lean step shares on its own
-            and stack.enter_context(shared_cross_attention(m.model))
-            for m in members
-        ]
-        states = [
-            _MemberState(m, beams, s, compact_scores, lean_steps)
-            for m, s in zip(members, shared, strict=True)
-        ]
+        states = _member_states(
+            members, beams, stack, share_cross_attention, compact_scores, lean_steps
+        )
         items, scores = _search(states, w, processor, trie, batch, beams)
     return _best_k(items, scores, k, excl)
 
@@ -298,8 +290,6 @@ def ensemble_item_scores(
     """
     import torch
 
-    from text2tracks.shared_cross_attention import shared_cross_attention
-
     if not members:
         raise ValueError("scoring needs at least one model")
     codes = np.asarray(codes, dtype=np.int64)
@@ -313,9 +303,8 @@ def ensemble_item_scores(
     if n == 0:
         return total.numpy().reshape(batch, 0)
     with _eval_mode(members), torch.no_grad(), contextlib.ExitStack() as stack:
-        shared = [stack.enter_context(shared_cross_attention(m.model)) for m in members]
         # n rows per prompt play the beams: the cache never reorders, each row keeps its ID
-        states = [_MemberState(m, n, s) for m, s in zip(members, shared, strict=True)]
+        states = _member_states(members, n, stack)
         for t in range(depth + 1):
             level = t if t < depth else None
             for wi, state in zip(w, states, strict=True):
@@ -323,6 +312,26 @@ def ensemble_item_scores(
                 picked = step[:, 0] if level is None else step.gather(1, flat[:, t : t + 1])[:, 0]
                 total += float(wi) * picked
     return total.numpy().reshape(batch, n)
+
+
+def _member_states(
+    members: Sequence[EnsembleMember],
+    beams: int,
+    stack: contextlib.ExitStack,
+    share: bool = True,
+    compact: bool = True,
+    lean: bool = True,
+) -> list[_MemberState]:
+    """Each member's state for a search of ``beams`` rows per prompt (inside the caller's eval
+    mode and ``no_grad``): a member whose decoder the lean step serves steps through it (with
+    ``lean``); any other computes cross-attention once per prompt (with ``share``, while
+    ``stack`` is open) when its model can switch, else over states repeated per beam."""
+    states = []
+    for m in members:
+        bare = lean and lean_supported(m.model)
+        shared = share and not bare and stack.enter_context(shared_cross_attention(m.model))
+        states.append(_MemberState(m, beams, shared, compact, bare))
+    return states
 
 
 def _member_weights(weights: Sequence[float] | None, n: int) -> np.ndarray:

@@ -22,6 +22,8 @@ other model keeps ``forward``.
 
 from __future__ import annotations
 
+from text2tracks.shared_cross_attention import additive_mask
+
 __all__ = ["LeanBertDecoder", "lean_supported"]
 
 
@@ -64,8 +66,6 @@ class LeanBertDecoder:
     """
 
     def __init__(self, model, hidden, mask) -> None:
-        import torch
-
         decoder = model.decoder
         self.bert, self.cls = decoder.bert, decoder.cls
         self.layers = list(self.bert.encoder.layer)
@@ -75,13 +75,8 @@ class LeanBertDecoder:
         if model.encoder.config.hidden_size != config.hidden_size:
             hidden = model.enc_to_dec_proj(hidden)
         self.batch = hidden.shape[0]
-        # (batch, 1, 1, L) additive, broadcast over heads and beams; the dtype's minimum as
-        # transformers' bidirectional mask writes it
-        self.mask = None
-        if mask is not None:
-            self.mask = (1.0 - mask[:, None, None, :].to(hidden.dtype)) * torch.finfo(
-                hidden.dtype
-            ).min
+        # (batch, 1, 1, L) additive, broadcast over heads and beams
+        self.mask = additive_mask(mask, hidden.dtype)
         # cross-attention keys and values once per prompt: (batch, heads, L, dh)
         self.cross = [
             (
