@@ -530,3 +530,69 @@ def test_in_process_grouped_and_plain_paths_cover_one_epoch(artifact):
     for summary in summaries.values():
         assert summary["stopped_by"] == "epochs"
         assert summary["final_eval"]["val_loss"] == summary["final_eval"]["val_loss"]  # not NaN
+
+
+# ------------------------------------------------------------------------------------ final weights
+
+
+def _scripted_run(art, playlists, monkeypatch, scores, *flags):
+    """A 6-step in-process run validated every 2 steps by ``scores`` (step -> Hits@10) instead
+    of the real validation; returns the weights each validation saw and the saved model's."""
+    import torch
+
+    import training.train_seq2seq as trainer
+    from text2tracks.modeling import load_seq2seq
+
+    seen = []
+
+    def fake_validate(config, accelerator, model, *data):
+        seen.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+        return {"val_loss": 1.0, "val_hits@10": scores[len(seen) * 2], "val_prompts": 16}
+
+    monkeypatch.setattr(trainer, "validate", fake_validate)
+    args = ["--artifact", str(art), "--playlists", str(playlists), "--max-steps", "6"]
+    args += ["--eval-every", "2", "--members", "1", "--targets-per-playlist", "2", *TINY_FLAGS]
+    threads = torch.get_num_threads()
+    try:
+        summary = trainer.train(config_from_args(build_parser().parse_args([*args, *flags])))
+    finally:
+        torch.set_num_threads(threads)
+    saved = load_seq2seq(art / "seq2seq")[0].state_dict()
+    return summary, seen, saved
+
+
+def _same_weights(a, b) -> bool:
+    import torch
+
+    return all(torch.allclose(a[k], b[k], atol=1e-6) for k in a if k in b)
+
+
+def test_keep_best_and_the_weight_average_decide_the_saved_weights(
+    tiny_artifact, tmp_path, monkeypatch
+):
+    """``--keep-best`` saves the weights of the best validation (not the last); ``--ema-decay``
+    validates and saves the moving average, which differs from the raw weights; with both, the
+    best average is saved."""
+    playlists, source = tiny_artifact
+    arts = {}
+    for name in ("raw", "best", "ema", "both"):
+        arts[name] = tmp_path / name
+        shutil.copytree(source, arts[name])
+    scores = {2: 0.1, 4: 0.5, 6: 0.2}
+    _, raw_seen, raw = _scripted_run(arts["raw"], playlists, monkeypatch, scores)
+    assert _same_weights(raw, raw_seen[-1])  # no flag: the last step's weights
+    summary, seen, best = _scripted_run(arts["best"], playlists, monkeypatch, scores, "--keep-best")
+    assert summary["best_step"] == 4 and summary["final_eval"]["val_hits@10"] == 0.5
+    assert _same_weights(best, seen[1]) and not _same_weights(best, seen[2])
+    _, ema_seen, ema = _scripted_run(
+        arts["ema"], playlists, monkeypatch, scores, "--ema-decay", "0.9"
+    )
+    assert _same_weights(ema, ema_seen[-1]) and not _same_weights(ema, raw)
+    summary, both_seen, both = _scripted_run(
+        arts["both"], playlists, monkeypatch, scores, "--ema-decay", "0.9", "--keep-best"
+    )
+    assert summary["best_step"] == 4 and _same_weights(both, both_seen[1])
+    assert _same_weights(both_seen[2], ema_seen[2])  # the same run's averages
+    assert not _same_weights(both, ema)
+    with pytest.raises(ValueError, match="ema_decay"):
+        TrainConfig(artifact="a", playlists="p", ema_decay=1.0)

@@ -22,6 +22,7 @@ a resumed run still knows its best.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -50,9 +51,9 @@ class BestWeights:
 
     def update(self, model, scores: dict[str, float], step: int) -> bool:
         """Keep ``model``'s weights when ``scores[metric]`` beats the best so far; returns whether
-        it did. Scores without the metric (no validation prompts) are ignored."""
+        it did. Scores without the metric, or NaN (no validation prompts), are ignored."""
         value = scores.get(self.metric)
-        if value is None or (self.score is not None and value <= self.score):
+        if value is None or math.isnan(value) or (self.score is not None and value <= self.score):
             return False
         self.step, self.scores = int(step), dict(scores)
         self._state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
@@ -142,3 +143,15 @@ class WeightAverage:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.ema.load_state_dict(state)
+
+
+def end_weights(average: WeightAverage | None, best: BestWeights | None, model, step: int, log):
+    """Give ``model`` (unwrapped) the weights the run ends with: the moving average it
+    validated, then the best validation's weights when they are not the last ones. Returns the
+    best validation's scores when they were restored, else None."""
+    if average is not None:
+        average.copy_to_model()
+    if best is not None and best.restore(model, step):
+        log(f"restored the best validation's weights: step {best.step}, {best.scores}")
+        return dict(best.scores)
+    return None

@@ -65,6 +65,12 @@ class TrainConfig:
         checkpoint_every: checkpoint every this many steps (0 = only at the end).
         checkpoint_dir: where checkpoints go (default ``ARTIFACT/.checkpoints``).
         keep_checkpoints: older checkpoints beyond this many are deleted.
+        ema_decay: keep an exponential moving average of the trainable weights (diffusers'
+            ``EMAModel``, this maximum decay; 0 = off): validation scores the average and the
+            run saves it (:mod:`training.final_weights`).
+        keep_best: at the end, restore the weights of the validation with the best
+            Hits@eval_k (the last one included), as transformers' ``load_best_model_at_end``;
+            with ``ema_decay``, the best average.
         resume: ``"latest"`` (newest in checkpoint_dir) or a checkpoint folder.
         targets_per_playlist, popularity_power: see :class:`text2tracks.data.Seq2SeqPairs`.
         targets_per_prompt_group: keep up to this many examples of one playlist together in a
@@ -157,6 +163,8 @@ class TrainConfig:
     checkpoint_every: int = 0
     checkpoint_dir: str | None = None
     keep_checkpoints: int = 2
+    ema_decay: float = 0.0
+    keep_best: bool = False
     resume: str | None = field(
         default=None, metadata={"argparse": {"nargs": "?", "const": "latest", "metavar": "DIR"}}
     )
@@ -205,6 +213,8 @@ class TrainConfig:
         self._check_number_types()
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1) (0 = off), got {self.ema_decay!r}")
         if self.max_minutes < 0 or self.weight_decay < 0 or self.popularity_power < 0:
             raise ValueError("max_minutes, weight_decay and popularity_power must be >= 0")
         if self.encoder_lr < 0:

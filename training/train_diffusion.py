@@ -68,7 +68,7 @@ from training.diffusion_data import (
 from training.diffusion_fusion import fit_artifact_fusion  # also importable from here
 from training.diffusion_seeds import SeedBatches
 from training.diffusion_teacher import apply_teacher, teacher_positives
-from training.final_weights import BestWeights, WeightAverage
+from training.final_weights import BestWeights, WeightAverage, end_weights
 from training.launch import force_cpu, print_on_main
 
 CHECKPOINTS_PREFIX = ".checkpoints-"  # + component: diffusion / latent_regressor
@@ -457,12 +457,9 @@ def _finish(run: _Run) -> None:
         run.log_records.append({"step": run.state["step"], **run.last_eval})
     if run.config.checkpoint_every:
         _save_checkpoint(run)
-    if run.average is not None:  # the run ends with the average it validated
-        run.average.copy_to_model()
-    best, unwrapped = run.best, run.accelerator.unwrap_model(run.model)
-    if best is not None and best.restore(unwrapped, run.state["step"]):
-        run.log(f"restored the best validation's weights: step {best.step}, {best.scores}")
-        run.last_eval = dict(best.scores)
+    unwrapped = run.accelerator.unwrap_model(run.model)
+    restored = end_weights(run.average, run.best, unwrapped, run.state["step"], run.log)
+    run.last_eval = restored or run.last_eval
     run.accelerator.wait_for_everyone()
 
 

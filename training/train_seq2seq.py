@@ -37,6 +37,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,7 @@ from text2tracks.config_flags import add_config_flags, command_parser
 from text2tracks.seed_embedding import attach_seed_items
 from text2tracks.training_step import FrozenEncoderCache, grouped_forward  # noqa: F401 (it lived here)
 from training.checkpoints import STATE_NAME, list_checkpoints, resolve_resume
+from training.final_weights import BestWeights, WeightAverage, end_weights
 from training.launch import force_cpu, print_on_main
 from training.optimizer import build_optimizer, schedule_lr
 from training.seq2seq_config import (  # noqa: F401  (re-exported: they lived here)
@@ -110,6 +112,8 @@ class _Run:
     list_loss_sum: Any = None
     loss_n: int = 0
     epochs: Any = None  # training.seq2seq_data.TrainEpochs
+    best: BestWeights | None = None  # the best validation's weights (--keep-best only)
+    average: WeightAverage | None = None  # the weights' moving average (--ema-decay only)
 
     @property
     def main(self) -> bool:
@@ -175,16 +179,14 @@ def build_model(config: TrainConfig, catalog, prompts: list[str], log):
 
 
 def _record_eval(run: _Run) -> None:
-    run.last_eval = validate(
-        run.config,
-        run.accelerator,
-        run.model,
-        run.val_loss_dl,
-        run.val_prompt_dl,
-        run.val_relevant,
-        run.trie,
-        run.layout,
-    )
+    """Validate (the moving average's weights with ``--ema-decay``) and log; with
+    ``--keep-best``, keep the weights validated if they are the best so far."""
+    with run.average.swapped_in() if run.average is not None else nullcontext():
+        data = (run.val_loss_dl, run.val_prompt_dl, run.val_relevant, run.trie, run.layout)
+        run.last_eval = validate(run.config, run.accelerator, run.model, *data)
+        if run.best is not None:
+            unwrapped = run.accelerator.unwrap_model(run.model)
+            run.best.update(unwrapped, run.last_eval, run.state["step"])
     record = {
         "step": run.state["step"],
         "elapsed_s": round(time.perf_counter() - run.start_time, 3),
@@ -245,6 +247,8 @@ def _resume(run: _Run) -> None:
     if resume_from is None:
         return
     accelerator.load_state(str(resume_from))
+    if run.best is not None:
+        run.best.load(resume_from)
     with open(resume_from / STATE_NAME, encoding="utf-8") as f:
         run.state.update(json.load(f))
     log_path = resume_from / LOG_NAME
@@ -275,6 +279,8 @@ def _save_checkpoint(run: _Run) -> Path:
         with open(path / LOG_NAME, "w", encoding="utf-8") as f:
             for record in run.log_records:
                 f.write(json.dumps(record) + "\n")
+        if run.best is not None:
+            run.best.save(path)
         for old in list_checkpoints(ckpt_root)[: -run.config.keep_checkpoints]:
             shutil.rmtree(old, ignore_errors=True)
     run.accelerator.wait_for_everyone()
@@ -295,6 +301,8 @@ def _train_batch(run: _Run, batch) -> bool:
             schedule_lr(optimizer, factor, config.lr)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        if run.average is not None and accelerator.sync_gradients:
+            run.average.step()
     state["batches_in_epoch"] += 1
     state["examples_seen"] += batch["labels"].shape[0] * accelerator.num_processes
     run.loss_sum += out.loss.detach()
@@ -397,6 +405,7 @@ def _summary(run: _Run) -> dict[str, Any]:
         "examples_per_s": round(state["examples_seen"] / max(seconds, 1e-9), 2),
         "final_eval": run.last_eval,
         "stopped_by": run.stopped_by,
+        "best_step": run.best.step if run.best is not None else None,
         "n_parameters": run.n_params,
         "n_validation_skipped": run.n_val_skipped,
         "seq2seq_dir": str(Path(run.config.artifact) / member_component(run.config.member)),
@@ -511,6 +520,8 @@ def _train_one(config: TrainConfig) -> dict[str, Any]:
         n_params=n_params,
         n_val_skipped=examples["n_val_skipped"],
         epochs=examples["epochs"],
+        best=BestWeights(f"val_hits@{config.eval_k}") if config.keep_best else None,
+        average=WeightAverage.registered(accelerator, model, config.ema_decay),
     )
     _resume(run)
     _train_loop(run)
@@ -519,6 +530,9 @@ def _train_one(config: TrainConfig) -> dict[str, Any]:
     if last.get("step") != run.state["step"] or "val_loss" not in last:
         _record_eval(run)
     _save_checkpoint(run)
+    unwrapped = accelerator.unwrap_model(run.model)
+    restored = end_weights(run.average, run.best, unwrapped, run.state["step"], run.log)
+    run.last_eval = restored or run.last_eval
     accelerator.wait_for_everyone()
     summary = _summary(run)
     if run.main:
