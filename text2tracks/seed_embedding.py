@@ -7,7 +7,13 @@ Two encodings (``seed_encoding``), chosen at training time and recorded with the
 - ``"item"``: each seed is one position whose input embedding is the sum of its ID tokens'
   embeddings, scaled by ``depth ** -0.5`` (the same vectors the decoder writes, so similar
   tracks, which share ID prefixes, read alike). 100 seeds are 100 positions: the encoder's cost
-  with many seeds falls about fourfold (``python -m eval.bench_seed_latency``).
+  with many seeds falls about fourfold (``python -m eval.bench_seed_latency``);
+- ``"direct"``: the same item vector, plus the encoder's position embedding where it has one
+  (BERT / MiniLM; the T5's relative positions have none), layer-normed and written straight into
+  the encoder's *output* at the seed's position: the encoder's layers run on the title alone and
+  the decoder's cross-attention reads title and seeds together. A pretrained encoder is costly
+  per token (MiniLM: 6 layers of width 384), so this keeps 100 seeds nearly as cheap as none.
+  No parameter is added (the layer norm has no weights): the saved files are the same.
 
 For ``"item"`` the prompt holds, for seed item ``i``, the id ``vocab_rows + i`` (past every token
 of the vocabulary), and the encoder's input embedding is replaced by :class:`SeedItemEmbedding`,
@@ -24,7 +30,7 @@ import functools
 
 import numpy as np
 
-SEED_ENCODINGS = ("codes", "item")
+SEED_ENCODINGS = ("codes", "item", "direct")
 DEFAULT_SEED_ENCODING = "item"
 
 
@@ -64,6 +70,7 @@ def seed_item_embedding_class():
             # a plain attribute, not a buffer: a buffer would be broadcast by DDP at every step
             self._item_tokens = torch.from_numpy(item_tokens.astype(np.int64))
             self.scale = float(item_tokens.shape[1]) ** -0.5
+            self.direct = False  # "direct": seeds skip the encoder's layers (DirectSeeds)
 
         @property
         def vocab_rows(self) -> int:
@@ -96,6 +103,72 @@ def seed_item_embedding_class():
     return SeedItemEmbedding
 
 
+class DirectSeeds:
+    """The hooks that make an encoder read ``"direct"`` seeds: before its forward, the input is
+    cut to the title (the columns up to the longest title; seed ids there are masked out); after
+    it, the output is widened back to the prompt's length with each seed's vector at its
+    position. Every caller (training, beam search, item scoring) calls the encoder module with
+    the whole prompt and gets states for the whole prompt, so nothing else changes.
+
+    Hooks, not a wrapper module: a wrapper would rename the encoder's parameters and so its saved
+    files. Prompts hold the title first and the seeds after it
+    (:func:`text2tracks.data.seeded_prompt_ids`), right-padded.
+    """
+
+    def __init__(self, encoder, embedding) -> None:
+        self.embedding = embedding
+        embeddings = getattr(encoder, "embeddings", None)  # BERT: word + position + type
+        self.positions = getattr(embeddings, "position_embeddings", None)
+        self.full: tuple | None = None
+        self.handles = [
+            encoder.register_forward_pre_hook(self.before, with_kwargs=True),
+            encoder.register_forward_hook(self.after, with_kwargs=True),
+        ]
+
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+
+    def before(self, module, args, kwargs):
+        input_ids = kwargs.get("input_ids", args[0] if args else None)
+        mask = kwargs.get("attention_mask")
+        self.full = None
+        if input_ids is None or not bool((input_ids >= self.embedding.vocab_rows).any()):
+            return None
+        if mask is None:
+            mask = input_ids.new_ones(input_ids.shape)
+        is_seed = input_ids >= self.embedding.vocab_rows
+        title = mask.bool() & ~is_seed
+        width = max(1, int(title.sum(dim=1).max()))
+        self.full = (input_ids, is_seed, title)
+        ids = input_ids[:, :width].masked_fill(is_seed[:, :width], 0)
+        kwargs = {**kwargs, "input_ids": ids, "attention_mask": title[:, :width].to(mask.dtype)}
+        return args[1:] if args else args, kwargs
+
+    def after(self, module, args, kwargs, output):
+        import torch
+
+        if self.full is None:
+            return None
+        input_ids, is_seed, title = self.full
+        self.full = None
+        hidden = output[0] if isinstance(output, tuple) else output.last_hidden_state
+        batch, length = input_ids.shape
+        width = hidden.shape[1]
+        vectors = self.embedding(input_ids[is_seed].unsqueeze(0))[0]
+        if self.positions is not None:
+            where = torch.arange(length, device=input_ids.device).expand(batch, length)
+            vectors = vectors + self.positions(where[is_seed])
+        vectors = torch.nn.functional.layer_norm(vectors, vectors.shape[-1:])
+        states = hidden.new_zeros(batch, length, hidden.shape[-1])
+        states[:, :width] = hidden * title[:, :width].unsqueeze(-1).to(hidden.dtype)
+        states = states.masked_scatter(is_seed.unsqueeze(-1), vectors.to(hidden.dtype))
+        if isinstance(output, tuple):
+            return (states, *output[1:])
+        output.last_hidden_state = states
+        return output
+
+
 def __getattr__(name: str):
     if name == "SeedItemEmbedding":
         return seed_item_embedding_class()
@@ -110,17 +183,28 @@ def _encoder(model):
 
 
 def seed_encoding_of(model) -> str:
-    """``"item"`` when ``model``'s encoder reads one token per seed, else ``"codes"``."""
+    """``"item"`` / ``"direct"`` when ``model``'s encoder reads one token per seed (through its
+    layers / straight into its output), else ``"codes"``."""
     embedding = _encoder(model).get_input_embeddings()
-    return "item" if isinstance(embedding, seed_item_embedding_class()) else "codes"
+    if not isinstance(embedding, seed_item_embedding_class()):
+        return "codes"
+    return "direct" if embedding.direct else "item"
 
 
-def install_seed_items(model, item_tokens: np.ndarray):
-    """Make ``model``'s encoder read one token per seed (idempotent: a second call replaces
-    the item table). Returns the new input embedding."""
+def install_seed_items(model, item_tokens: np.ndarray, direct: bool = False):
+    """Make ``model``'s encoder read one token per seed, through its layers or, with ``direct``,
+    straight into its output (:class:`DirectSeeds`). Idempotent: a second call replaces the item
+    table and the hooks. Returns the new input embedding."""
     encoder = _encoder(model)
+    old = getattr(encoder, "_direct_seeds", None)
+    if old is not None:
+        old.remove()
+        encoder._direct_seeds = None
     layer = seed_item_embedding_class()(encoder.get_input_embeddings(), item_tokens)
     encoder.set_input_embeddings(layer)
+    if direct:
+        layer.direct = True
+        encoder._direct_seeds = DirectSeeds(encoder, layer)
     return layer
 
 
@@ -143,15 +227,17 @@ def catalogue_seed_tokens(model, layout, sid_codes: np.ndarray) -> np.ndarray:
 
 def attach_seed_items(model, item_tokens: np.ndarray, seed_encoding: str) -> np.ndarray:
     """Install :class:`SeedItemEmbedding` when the model reads (or is to be trained to read)
-    ``seed_encoding="item"``; ``"codes"`` leaves it as it is. Returns
+    ``seed_encoding="item"`` or ``"direct"``; ``"codes"`` leaves it as it is. Returns
     :func:`seed_token_table`."""
-    if check_seed_encoding(seed_encoding) == "item":
-        install_seed_items(model, item_tokens)
+    encoding = check_seed_encoding(seed_encoding)
+    if encoding != "codes":
+        install_seed_items(model, item_tokens, direct=encoding == "direct")
     return seed_token_table(model, item_tokens)
 
 
 __all__ = [
     "DEFAULT_SEED_ENCODING",
+    "DirectSeeds",
     "SEED_ENCODINGS",
     "seed_item_embedding_class",
     "attach_seed_items",

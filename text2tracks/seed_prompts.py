@@ -292,7 +292,7 @@ def check_seed_room(model, max_prompt_length: int, max_seed_tracks: int, depth: 
     config = getattr(model, "config", None)
     encoder_config = getattr(config, "encoder", None)
     limit = getattr(encoder_config, "max_position_embeddings", None)
-    if isinstance(limit, int) and seed_encoding_of(model) == "item":
+    if isinstance(limit, int) and seed_encoding_of(model) != "codes":
         depth = 1
     longest = max_prompt_length + max_seed_tracks * depth
     if isinstance(limit, int) and max_seed_tracks and longest > limit:

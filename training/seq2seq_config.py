@@ -114,8 +114,10 @@ class TrainConfig:
             ``"cooccurrence"``, the items that co-occur with the playlist's tracks in the other
             training playlists (item-kNN cosine, :func:`text2tracks.cf_targets.cooccurrence_lists`).
         seed_encoding: how the encoder reads a seed: ``"item"``, one position whose embedding
-            is the sum of its ID tokens' (:mod:`text2tracks.seed_embedding`), or ``"codes"``,
-            its ``depth`` ID tokens (TIGER). Recorded with the model.
+            is the sum of its ID tokens' (:mod:`text2tracks.seed_embedding`); ``"direct"``, the
+            same vector written straight into the encoder's output (its layers read the title
+            only: cheap seeds for a pretrained encoder); or ``"codes"``, its ``depth`` ID tokens
+            (TIGER). Recorded with the model.
         id_init: how the semantic-ID tokens' embeddings start: ``"codebooks"``, a fixed random
             projection of the residual k-means centroids each code stands for
             (:mod:`text2tracks.id_embedding_init`; where the artifact has them: IDs built by
