@@ -1,6 +1,7 @@
 """Seeds written straight into the encoder's output (``seed_encoding="direct"``): the encoder's
-layers read the title alone, each seed's position holds its layer-normed item vector (plus its
-position embedding), gradients reach the ID tokens, and the artifact keeps the choice."""
+layers read the title alone, each seed's position holds its item vector (plus its position
+embedding) through the encoder's last norm, gradients reach the ID tokens, and the artifact
+keeps the choice."""
 
 from __future__ import annotations
 
@@ -63,7 +64,7 @@ def test_the_layers_read_the_title_alone_and_each_seed_its_own_vector(direct_mod
         assert seeds.tolist() == list(range(n, int(mask[row].sum())))
         with torch.no_grad():
             vectors = embedding(ids[row, seeds][None])[0] + positions[seeds]
-            expected = torch.nn.functional.layer_norm(vectors, vectors.shape[-1:])
+            expected = encoder.encoder.layer[-1].output.LayerNorm(vectors)
         torch.testing.assert_close(states[row, seeds], expected)
     # another seed changes its own position only: the title's states never see it
     other = ids.clone()

@@ -9,11 +9,12 @@ Two encodings (``seed_encoding``), chosen at training time and recorded with the
   tracks, which share ID prefixes, read alike). 100 seeds are 100 positions: the encoder's cost
   with many seeds falls about fourfold (``python -m eval.bench_seed_latency``);
 - ``"direct"``: the same item vector, plus the encoder's position embedding where it has one
-  (BERT / MiniLM; the T5's relative positions have none), layer-normed and written straight into
+  (BERT / MiniLM; the T5's relative positions have none), through the norm that ends the
+  encoder (BERT's last ``LayerNorm``, T5's ``final_layer_norm``) and written straight into
   the encoder's *output* at the seed's position: the encoder's layers run on the title alone and
   the decoder's cross-attention reads title and seeds together. A pretrained encoder is costly
   per token (MiniLM: 6 layers of width 384), so this keeps 100 seeds nearly as cheap as none.
-  No parameter is added (the layer norm has no weights): the saved files are the same.
+  No parameter is added: the saved files are the same.
 
 For ``"item"`` the prompt holds, for seed item ``i``, the id ``vocab_rows + i`` (past every token
 of the vocabulary), and the encoder's input embedding is replaced by :class:`SeedItemEmbedding`,
@@ -103,6 +104,21 @@ def seed_item_embedding_class():
     return SeedItemEmbedding
 
 
+def _output_norm(encoder):
+    """The norm that ends ``encoder``'s forward (BERT: the last layer's ``LayerNorm``; T5: its
+    ``final_layer_norm``), so that seeds come out at the title states' scale; else a layer norm
+    without weights."""
+    import torch
+
+    layers = getattr(getattr(encoder, "encoder", None), "layer", None)
+    if layers is not None and hasattr(getattr(layers[-1], "output", None), "LayerNorm"):
+        return layers[-1].output.LayerNorm
+    final = getattr(encoder, "final_layer_norm", None)
+    if final is not None:
+        return final
+    return lambda x: torch.nn.functional.layer_norm(x, x.shape[-1:])
+
+
 class DirectSeeds:
     """The hooks that make an encoder read ``"direct"`` seeds: before its forward, the input is
     cut to the title (the columns up to the longest title; seed ids there are masked out); after
@@ -119,6 +135,7 @@ class DirectSeeds:
         self.embedding = embedding
         embeddings = getattr(encoder, "embeddings", None)  # BERT: word + position + type
         self.positions = getattr(embeddings, "position_embeddings", None)
+        self.norm = _output_norm(encoder)
         self.full: tuple | None = None
         self.handles = [
             encoder.register_forward_pre_hook(self.before, with_kwargs=True),
@@ -159,7 +176,7 @@ class DirectSeeds:
         if self.positions is not None:
             where = torch.arange(length, device=input_ids.device).expand(batch, length)
             vectors = vectors + self.positions(where[is_seed])
-        vectors = torch.nn.functional.layer_norm(vectors, vectors.shape[-1:])
+        vectors = self.norm(vectors)
         states = hidden.new_zeros(batch, length, hidden.shape[-1])
         states[:, :width] = hidden * title[:, :width].unsqueeze(-1).to(hidden.dtype)
         states = states.masked_scatter(is_seed.unsqueeze(-1), vectors.to(hidden.dtype))
