@@ -131,3 +131,23 @@ def test_reinstalling_replaces_the_hooks():
     assert len(encoder._forward_pre_hooks) == 1 and len(encoder._forward_hooks) == 1
     attach_seed_items(model, tokens, "item")
     assert seed_encoding_of(model) == "item" and not encoder._forward_pre_hooks
+
+
+def test_a_t5_encoder_reads_direct_seeds_through_its_final_norm():
+    from tests.tiny_artifact import tiny_model_config
+
+    torch.manual_seed(2)
+    model, tokenizer, layout = build_seq2seq(tiny_model_config(), LEVELS)
+    table = attach_seed_items(model, layout.codes_to_token_ids(CODES), "direct")
+    model.eval()
+    encoder = model.get_encoder()
+    ids, mask = _batch(tokenizer, table, ["gym", "night drive"], [[4, 2], [9]])
+    with torch.no_grad():
+        states = encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+        embedding = encoder.get_input_embeddings()
+        for row, title in enumerate(["gym", "night drive"]):
+            ref = encoder(**tokenizer([title], return_tensors="pt")).last_hidden_state[0]
+            torch.testing.assert_close(states[row, : ref.shape[0]], ref, atol=1e-5, rtol=1e-5)
+            seeds = (ids[row] >= embedding.vocab_rows).nonzero().ravel()
+            expected = encoder.final_layer_norm(embedding(ids[row, seeds][None])[0])
+            torch.testing.assert_close(states[row, seeds], expected)
