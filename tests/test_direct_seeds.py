@@ -151,3 +151,16 @@ def test_a_t5_encoder_reads_direct_seeds_through_its_final_norm():
             seeds = (ids[row] >= embedding.vocab_rows).nonzero().ravel()
             expected = encoder.final_layer_norm(embedding(ids[row, seeds][None])[0])
             torch.testing.assert_close(states[row, seeds], expected)
+
+
+def test_auto_trains_direct_seeds_under_minilm_and_item_seeds_under_the_t5():
+    from training.seq2seq_config import TrainConfig
+
+    def encoding(**kw):
+        return TrainConfig(artifact="a", playlists="p", seed_prob=0.5, **kw).seed_encoding
+
+    assert encoding(model=ModelConfig(encoder="minilm")) == "direct"
+    assert encoding(model=ModelConfig(encoder="t5")) == "item"
+    assert encoding(model=ModelConfig(encoder="minilm"), seed_encoding="item") == "item"
+    with pytest.raises(ValueError, match="seed_encoding must be one of"):
+        encoding(seed_encoding="tokens")

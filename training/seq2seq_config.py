@@ -17,7 +17,12 @@ from text2tracks.id_embedding_init import ID_INITS, check_id_init
 from text2tracks.modeling import ModelConfig
 from text2tracks.options import check_integer_fields
 from text2tracks.seed_draw import DEFAULT_MAX_SEED_TRACKS, SeedDraw
-from text2tracks.seed_embedding import DEFAULT_SEED_ENCODING, SEED_ENCODINGS, check_seed_encoding
+from text2tracks.seed_embedding import (
+    DEFAULT_SEED_ENCODING,
+    SEED_ENCODINGS,
+    check_seed_encoding,
+    default_seed_encoding,
+)
 
 _SCHEDULES = ("linear", "cosine", "constant")
 # The learning rate of a fine-tuned MiniLM encoder (the decoder keeps ``lr``): at 3e-5 it learnt
@@ -117,7 +122,9 @@ class TrainConfig:
             is the sum of its ID tokens' (:mod:`text2tracks.seed_embedding`); ``"direct"``, the
             same vector written straight into the encoder's output (its layers read the title
             only: cheap seeds for a pretrained encoder); or ``"codes"``, its ``depth`` ID tokens
-            (TIGER). Recorded with the model.
+            (TIGER); ``"auto"`` (the default): ``"direct"`` under MiniLM, ``"item"`` under
+            the T5 (:func:`text2tracks.seed_embedding.default_seed_encoding`). Recorded with
+            the model.
         id_init: how the semantic-ID tokens' embeddings start: ``"codebooks"``, a fixed random
             projection of the residual k-means centroids each code stands for
             (:mod:`text2tracks.id_embedding_init`; where the artifact has them: IDs built by
@@ -191,7 +198,9 @@ class TrainConfig:
     seed_cf_weight: float = 0.0
     seed_cf_top: int = 100
     seed_cf_source: str = field(default="als", metadata={"choices": CF_SOURCES})
-    seed_encoding: str = field(default=DEFAULT_SEED_ENCODING, metadata={"choices": SEED_ENCODINGS})
+    seed_encoding: str = field(
+        default=DEFAULT_SEED_ENCODING, metadata={"choices": ("auto", *SEED_ENCODINGS)}
+    )
     id_init: str = field(default="codebooks", metadata={"choices": ID_INITS})
     normalize_prompts: bool = True
     subword_dropout: float = 0.0
@@ -316,6 +325,8 @@ class TrainConfig:
 
     def _check_seed_options(self) -> None:
         """seed_prob and the frozen encoder, and the seed draw's own checks under our names."""
+        if self.seed_encoding == "auto":
+            object.__setattr__(self, "seed_encoding", default_seed_encoding(self.model.encoder))
         check_seed_encoding(self.seed_encoding)
         if isinstance(self.seed_cf_weight, bool) or not 0 <= self.seed_cf_weight <= 1:
             raise ValueError(f"seed_cf_weight must be in [0, 1], got {self.seed_cf_weight!r}")
