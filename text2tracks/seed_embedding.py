@@ -158,11 +158,13 @@ class DirectSeeds:
         input_ids = kwargs.get("input_ids", args[0] if args else None)
         mask = kwargs.get("attention_mask")
         self.full = None
-        if input_ids is None or not bool((input_ids >= self.embedding.vocab_rows).any()):
+        if input_ids is None:
+            return None
+        is_seed = input_ids >= self.embedding.vocab_rows
+        if not bool(is_seed.any()):
             return None
         if mask is None:
             mask = input_ids.new_ones(input_ids.shape)
-        is_seed = input_ids >= self.embedding.vocab_rows
         title = mask.bool() & ~is_seed
         width = max(1, int(title.sum(dim=1).max()))
         self.full = (input_ids, is_seed, title)
@@ -187,7 +189,7 @@ class DirectSeeds:
         vectors = self.norm(vectors)
         states = hidden.new_zeros(batch, length, hidden.shape[-1])
         states[:, :width] = hidden * title[:, :width].unsqueeze(-1).to(hidden.dtype)
-        states = states.masked_scatter(is_seed.unsqueeze(-1), vectors.to(hidden.dtype))
+        states.masked_scatter_(is_seed.unsqueeze(-1), vectors.to(hidden.dtype))
         if isinstance(output, tuple):
             return (states, *output[1:])
         output.last_hidden_state = states
