@@ -18,7 +18,8 @@ through the public API (``Text2Tracks.from_pretrained``, ``recommend_arrays``,
   their decoding;
 * ``hybrid``: beam + latent candidates, :class:`~text2tracks.rerank.FixedBlendFusion` fitted on
   validation prompts by the API's fitter; ``hybrid-gated``: :class:`~text2tracks.rerank.GatedFusion`;
-  ``hybrid-regressor``: the fixed blend with the regressor's latent instead of the head's.
+  ``hybrid-regressor``: the fixed blend with the regressor's latent instead of the head's;
+  ``hybrid-mixture``: the two views read as distributions and mixed (``fit_fusion(kind="mixture")``).
 
 and paired bootstrap comparisons (``hybrid vs generative`` and others). The fitted fixed blend and
 its hybrid settings go to ``DIR/fusion.json`` (``text2tracks.hybrid.load_fusion(DIR)`` reads it;
@@ -309,6 +310,7 @@ def _training_and_fusion(trained: dict[str, Any], measured: dict[str, Any]) -> d
             "fixed": fusions.fixed.to_dict(),
             "fixed_regressor": fusions.fixed_regressor.to_dict(),
             "gated": fusions.gated.to_dict(),
+            "mixture": fusions.mixture.to_dict(),
             "validation": fusions.summaries,
         },
         "api_parity": measured["api_parity"],

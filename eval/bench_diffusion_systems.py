@@ -26,16 +26,19 @@ COMPARISONS = (
     ("latent-only", "latent-regressor"),
     ("hybrid", "hybrid-regressor"),
     ("hybrid-gated", "generative"),
+    ("hybrid-mixture", "generative"),
+    ("hybrid-mixture", "hybrid"),
 )
 
 
 @dataclass
 class Fusions:
-    """The three fitted fusions and :func:`~text2tracks.hybrid.fit_fusion`'s summaries."""
+    """The four fitted fusions and :func:`~text2tracks.hybrid.fit_fusion`'s summaries."""
 
     fixed: Any
     gated: Any
     fixed_regressor: Any
+    mixture: Any
     summaries: dict[str, dict[str, Any]]
 
 
@@ -63,8 +66,8 @@ def validation_prompts(
 def fit_fusions(
     views: ProductViews, val: Gathered, sets: list[set[int]], config: DiffusionBenchConfig
 ) -> Fusions:
-    """Fit the fixed blend (Hits), the gate (nDCG) and the regressor's fixed blend on the
-    validation views, with the recommender's hybrid settings."""
+    """Fit the fixed blend (Hits), the gate (nDCG), the mixture (Hits) and the regressor's fixed
+    blend on the validation views, with the recommender's hybrid settings."""
     from text2tracks.hybrid import fit_fusion
 
     settings = views.recommender.hybrid_settings
@@ -96,9 +99,18 @@ def fit_fusions(
     fixed, fixed_summary = fit(val.latents, "fixed", "hits")
     gated, gated_summary = fit(val.latents, "gated", "ndcg")
     fixed_reg, reg_summary = fit(val.regressor, "fixed", "hits")
-    log(f"fixed alpha {fixed.alpha} (regressor {fixed_reg.alpha}); gate fitted")
-    summaries = {"fixed": fixed_summary, "gated": gated_summary, "fixed_regressor": reg_summary}
-    return Fusions(fixed, gated, fixed_reg, summaries)
+    mixture, mixture_summary = fit(val.latents, "mixture", "hits")
+    log(
+        f"fixed alpha {fixed.alpha} (regressor {fixed_reg.alpha}); gate fitted; mixture alpha "
+        f"{mixture.alpha} at temperatures {mixture.temperatures}"
+    )
+    summaries = {
+        "fixed": fixed_summary,
+        "gated": gated_summary,
+        "fixed_regressor": reg_summary,
+        "mixture": mixture_summary,
+    }
+    return Fusions(fixed, gated, fixed_reg, mixture, summaries)
 
 
 def save_fusion_to_run(out_dir: Path, fusions: Fusions, settings, n_prompts: int, k: int) -> Path:
@@ -143,6 +155,7 @@ def system_rankings(
         "latent-regressor": views.latent_ranking(test.regressor, k),
         "hybrid": views.hybrid_ranking(test, k, fusions.fixed),
         "hybrid-gated": views.hybrid_ranking(test, k, fusions.gated),
+        "hybrid-mixture": views.hybrid_ranking(test, k, fusions.mixture),
         "hybrid-regressor": views.hybrid_ranking(
             test, k, fusions.fixed_regressor, latents=test.regressor
         ),
@@ -198,6 +211,12 @@ def system_extras(
             "diversity": gate.diversity,
         },
         "hybrid-regressor": {"alpha": fusions.fixed_regressor.alpha},
+        "hybrid-mixture": {
+            "alpha": fusions.mixture.alpha,
+            "temperatures": list(fusions.mixture.temperatures),
+            "diversity": fusions.mixture.diversity,
+            "temperature_validation": dict(fusions.mixture.temperature_scores_),
+        },
         "latent-only-mean": {
             "n_samples": config.mean_samples,
             "pool": "mean of samples",

@@ -474,6 +474,7 @@ def test_the_benchmark_scores_every_system_and_writes_its_files(tiny_run):
         "latent-regressor",
         "hybrid",
         "hybrid-gated",
+        "hybrid-mixture",
         "hybrid-regressor",
         "latent-only-mean",
     }

@@ -97,8 +97,9 @@ def _synthetic(beam_right: bool):
     return prompts, [{j} for j in range(N_PROMPTS)], beam, sample, factors.astype(np.float32)
 
 
+@pytest.mark.parametrize("kind", ["fixed", "mixture"])
 @pytest.mark.parametrize("beam_right", [True, False])
-def test_fit_fusion_finds_the_view_that_is_right(beam_right):
+def test_fit_fusion_finds_the_view_that_is_right(beam_right, kind):
     prompts, relevant, beam, sample, factors = _synthetic(beam_right)
     settings = HybridSettings(n_samples=1, beam_candidates=5, latent_k=5)
     fusion, summary = fit_fusion(
@@ -108,10 +109,13 @@ def test_fit_fusion_finds_the_view_that_is_right(beam_right):
         sample,
         factors,
         settings=settings,
+        kind=kind,
         metric="hits",
         k=1,
         batch_size=4,
     )
+    assert fusion.normalisation == ("mixture" if kind == "mixture" else "zscore")
+    assert summary["temperatures"] == list(fusion.temperatures)
     scores = summary["hits@1"]
     assert (scores["generative"], scores["latent"]) == ((1.0, 0.0) if beam_right else (0.0, 1.0))
     assert scores["fused"] == 1.0

@@ -4,7 +4,7 @@
 each item with its score and rank in either view (:func:`pool_candidates`). Since beam
 log-probabilities and inner products live on unrelated scales, each view is normalised per
 prompt (:func:`normalise_view`: z-score or rank-based) before :func:`blend` mixes them with a
-weight alpha; :func:`top_k` takes the best items by any score. :func:`negative_penalty` is
+weight alpha (or :func:`blend` mixes the two views read as distributions, ``"mixture"``); :func:`top_k` takes the best items by any score. :func:`negative_penalty` is
 what a negative prompt takes off the fused scores in hybrid mode.
 
 Arrays use ``-1`` for "no item" and NaN for "no score".
@@ -25,7 +25,12 @@ from text2tracks.latent_search import (
     similarity_spread,
 )
 
-NORMALISATIONS = ("zscore", "rank")
+VIEW_NORMALISATIONS = ("zscore", "rank")  # one view's scores alone (normalise_view)
+NORMALISATIONS = (*VIEW_NORMALISATIONS, "mixture")  # how blend reads two views
+# The (beam, latent) temperatures a "mixture" blend is fitted over
+# (FixedBlendFusion.fit): the beam's log-probabilities and the latent's z-scored similarities
+# times these, then softmaxed over the candidates.
+MIXTURE_TEMPERATURES = tuple((b, lt) for b in (0.5, 1.0, 2.0) for lt in (1.0, 2.0, 4.0))
 # What negative_penalty measures a candidate's likeness to the negative against: the catalogue
 # alone, or the prompt's own latents too (prompt_latents).
 NEGATIVE_REFERENCES = ("catalogue", "prompt")
@@ -192,8 +197,10 @@ def normalise_view(scores: np.ndarray, method: str = "zscore") -> np.ndarray:
     standard unit (strictly below every present item). ``rank``: 1 - rank / n_present, in
     (0, 1], missing at 0. A row with no present entries is all zeros.
     """
-    if method not in NORMALISATIONS:
-        raise ValueError(f"normalisation must be one of {NORMALISATIONS}, got {method!r}")
+    if method not in VIEW_NORMALISATIONS:
+        raise ValueError(
+            f"a view's normalisation must be one of {VIEW_NORMALISATIONS}, got {method!r}"
+        )
     scores = np.asarray(scores, dtype=np.float64)
     out = np.zeros_like(scores)
     present = ~np.isnan(scores)
@@ -216,22 +223,61 @@ def normalise_view(scores: np.ndarray, method: str = "zscore") -> np.ndarray:
 
 
 def blend(
-    candidates: Candidates, alpha: np.ndarray | float, normalisation: str = "zscore"
+    candidates: Candidates,
+    alpha: np.ndarray | float,
+    normalisation: str = "zscore",
+    temperatures: tuple[float, float] = (1.0, 1.0),
 ) -> np.ndarray:
     """Fused scores ``(batch, n)``: alpha * norm(generative) + (1 - alpha) * norm(latent).
 
     ``alpha`` is a scalar or one value per prompt; padding gets -inf. Where alpha is exactly 1
     (or 0) the other view only breaks ties, so the order is exactly that view's order.
+
+    ``normalisation="mixture"`` reads the views as two distributions over the candidates and
+    mixes those (as ``text2tracks-hybrid``'s ``ScoreMixture`` does with title kNN): the beam's
+    softmax of ``temperatures[0] * log-prob`` (its own confidence kept: a peaked beam outweighs a
+    flat latent list) and the softmax of ``temperatures[1] *`` the latent's z-scores; the fused
+    score is the log of ``alpha * p_beam + (1 - alpha) * p_latent``, an item missing from a view
+    having probability 0 there.
     """
     alpha = np.broadcast_to(np.asarray(alpha, dtype=np.float64), (len(candidates),))[:, None]
     if np.any((alpha < 0) | (alpha > 1)):
         raise ValueError("alpha must be in [0, 1]")
-    g = normalise_view(candidates.generative, normalisation)
-    lt = normalise_view(candidates.latent, normalisation)
     tie = 1e-6
-    fused = alpha * g + (1 - alpha) * lt
+    if normalisation == "mixture":
+        t_beam, t_latent = checked_temperatures(temperatures)
+        g = normalise_view(candidates.generative, "zscore")
+        lt = normalise_view(candidates.latent, "zscore")
+        p_beam = _softmax(candidates.generative, t_beam, candidates.items >= 0)
+        p_latent = _softmax(lt, t_latent, ~np.isnan(candidates.latent) & (candidates.items >= 0))
+        mixed = alpha * p_beam + (1 - alpha) * p_latent
+        with np.errstate(divide="ignore"):
+            fused = np.log(np.maximum(mixed, 1e-300))
+    else:
+        g = normalise_view(candidates.generative, normalisation)
+        lt = normalise_view(candidates.latent, normalisation)
+        fused = alpha * g + (1 - alpha) * lt
     fused = fused + tie * np.where(alpha == 1, lt, 0) + tie * np.where(alpha == 0, g, 0)
     return np.where(candidates.items >= 0, fused, -np.inf)
+
+
+def checked_temperatures(temperatures) -> tuple[float, float]:
+    """A mixture's (beam, latent) temperatures as two floats > 0, or a ValueError saying so."""
+    pair = tuple(float(t) for t in temperatures)
+    if len(pair) != 2 or not all(np.isfinite(t) and t > 0 for t in pair):
+        raise ValueError(
+            f"temperatures must be two finite numbers > 0 (beam, latent), got {temperatures!r}"
+        )
+    return pair
+
+
+def _softmax(scores: np.ndarray, temperature: float, present: np.ndarray) -> np.ndarray:
+    """Per-row softmax of ``temperature * scores`` over the ``present`` entries (0 elsewhere)."""
+    present = present & ~np.isnan(scores)
+    z = np.where(present, temperature * np.nan_to_num(scores.astype(np.float64)), -np.inf)
+    top = z.max(axis=1, keepdims=True)
+    p = np.exp(z - np.where(np.isfinite(top), top, 0.0))
+    return p / np.maximum(p.sum(axis=1, keepdims=True), 1e-300)
 
 
 def top_k(
@@ -345,6 +391,7 @@ def _pooled_z(factors, items, queries, moments, pool: str) -> np.ndarray:
 
 __all__ = [
     "NEGATIVE_REFERENCES",
+    "MIXTURE_TEMPERATURES",
     "NORMALISATIONS",
     "Candidates",
     "blend",

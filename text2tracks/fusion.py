@@ -13,7 +13,15 @@ from typing import Any
 
 import numpy as np
 
-from text2tracks.candidate_pool import NORMALISATIONS, Candidates, blend, top_k
+from text2tracks.candidate_pool import (
+    MIXTURE_TEMPERATURES,
+    NORMALISATIONS,
+    VIEW_NORMALISATIONS,
+    Candidates,
+    blend,
+    checked_temperatures,
+    top_k,
+)
 from text2tracks.latent_search import as_samples
 from text2tracks.ranking_metrics import per_prompt_metrics
 
@@ -44,14 +52,20 @@ def alpha_curves(
     k: int,
     normalisation: str,
     diversity: float = 0.0,
+    temperatures: tuple[float, float] = (1.0, 1.0),
 ) -> np.ndarray:
     """Per-prompt metric for each alpha of ``grid``: ``(batch, len(grid))``."""
     if len(relevant) != len(candidates):
         raise ValueError(f"{len(relevant)} relevant sets for {len(candidates)} prompts")
+
+    def ranked(alpha: float) -> np.ndarray:
+        fused = blend(candidates, alpha, normalisation, temperatures)
+        return top_k(candidates, fused, k, diversity=diversity)[0]
+
     return np.stack(
         [
             per_prompt_metric(
-                top_k(candidates, blend(candidates, a, normalisation), k, diversity=diversity)[0],
+                ranked(a),
                 relevant,
                 metric,
                 k,
@@ -70,6 +84,7 @@ def diversity_curves(
     k: int,
     normalisation: str,
     diversities: tuple[float, ...] | None,
+    temperatures: tuple[float, float] = (1.0, 1.0),
 ) -> tuple[float, np.ndarray, dict[float, float]]:
     """The diversity penalty (of ``diversities``; default :data:`DIVERSITY_GRID` when the
     candidates carry groups, else 0) whose best alpha scores best (ties: the first listed), its
@@ -77,7 +92,8 @@ def diversity_curves(
     if diversities is None:
         diversities = DIVERSITY_GRID if candidates.groups is not None else (0.0,)
     curves = [
-        alpha_curves(candidates, relevant, grid, metric, k, normalisation, d) for d in diversities
+        alpha_curves(candidates, relevant, grid, metric, k, normalisation, d, temperatures)
+        for d in diversities
     ]
     best = [float(c.mean(0).max()) for c in curves]
     pick = int(np.flatnonzero(np.isclose(best, max(best)))[0])
@@ -102,10 +118,16 @@ def _checked_diversity(value: float) -> float:
 class FixedBlendFusion:
     """score = alpha * norm(beam log-prob) + (1 - alpha) * norm(latent similarity) (DAR); with
     ``diversity`` > 0 the top of the fused list is spread over first ID codes as the generative
-    list is (:func:`text2tracks.candidate_pool.top_k`)."""
+    list is (:func:`text2tracks.candidate_pool.top_k`). ``normalisation="mixture"`` mixes the
+    two views read as distributions instead, at ``temperatures`` (beam, latent)
+    (:func:`text2tracks.candidate_pool.blend`)."""
 
     def __init__(
-        self, alpha: float = 0.5, normalisation: str = "zscore", diversity: float = 0.0
+        self,
+        alpha: float = 0.5,
+        normalisation: str = "zscore",
+        diversity: float = 0.0,
+        temperatures: tuple[float, float] = (1.0, 1.0),
     ) -> None:
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], got {alpha}")
@@ -116,6 +138,8 @@ class FixedBlendFusion:
         self.alpha = float(alpha)
         self.normalisation = normalisation
         self.diversity = _checked_diversity(diversity)
+        self.temperatures = checked_temperatures(temperatures)
+        self.temperature_scores_: dict[str, float] | None = None
         self.grid_: np.ndarray | None = None
         self.grid_scores_: np.ndarray | None = None
         self.diversity_scores_: dict[float, float] | None = None
@@ -128,16 +152,33 @@ class FixedBlendFusion:
         k: int = 10,
         grid: np.ndarray | None = None,
         diversities: tuple[float, ...] | None = None,
+        temperatures: tuple[tuple[float, float], ...] | None = None,
         **_: Any,
     ) -> FixedBlendFusion:
         """Grid-search alpha and the diversity penalty on validation prompts to maximise the
         mean ``metric``@k (ties: the smaller penalty, then the alpha nearest 0.5, then the
         smaller). ``diversities``: default :data:`DIVERSITY_GRID` when the candidates carry
-        groups, else 0 alone."""
+        groups, else 0 alone. A ``"mixture"`` blend also searches its (beam, latent)
+        ``temperatures`` (default :data:`~text2tracks.candidate_pool.MIXTURE_TEMPERATURES`;
+        ties: the first listed); the other normalisations have none."""
         grid = np.linspace(0.0, 1.0, 21) if grid is None else np.asarray(grid, dtype=np.float64)
-        self.diversity, curves, self.diversity_scores_ = diversity_curves(
-            candidates, relevant, grid, metric, k, self.normalisation, diversities
-        )
+        if self.normalisation != "mixture":
+            pairs = (self.temperatures,)
+        else:
+            pairs = tuple(map(checked_temperatures, temperatures or MIXTURE_TEMPERATURES))
+        fits = [
+            diversity_curves(
+                candidates, relevant, grid, metric, k, self.normalisation, diversities, pair
+            )
+            for pair in pairs
+        ]
+        best = [max(fit[2].values()) for fit in fits]
+        pick = int(np.flatnonzero(np.isclose(best, max(best)))[0])
+        self.temperatures = pairs[pick]
+        self.temperature_scores_ = {
+            f"{b:g},{t:g}": v for (b, t), v in zip(pairs, best, strict=True)
+        }
+        self.diversity, curves, self.diversity_scores_ = fits[pick]
         means = curves.mean(0)
         best = np.flatnonzero(np.isclose(means, means.max()))
         self.alpha = float(grid[best[np.argmin(np.abs(grid[best] - 0.5))]])
@@ -149,7 +190,7 @@ class FixedBlendFusion:
 
     def scores(self, candidates: Candidates, **_: Any) -> np.ndarray:
         """Fused scores ``(batch, n)`` of the candidates (padding -inf)."""
-        return blend(candidates, self.alpha, self.normalisation)
+        return blend(candidates, self.alpha, self.normalisation, self.temperatures)
 
     def fuse(
         self, candidates: Candidates, k: int = 10, exclude=None, **_: Any
@@ -162,6 +203,7 @@ class FixedBlendFusion:
             "alpha": self.alpha,
             "normalisation": self.normalisation,
             "diversity": self.diversity,
+            "temperatures": list(self.temperatures),
         }
 
 
@@ -241,9 +283,10 @@ class GatedFusion:
         seed: int = 0,
         diversity: float = 0.0,
     ) -> None:
-        if normalisation not in NORMALISATIONS:
+        if normalisation not in VIEW_NORMALISATIONS:  # its alphas blend z-scores or ranks
             raise ValueError(
-                f"normalisation must be one of {NORMALISATIONS}, got {normalisation!r}"
+                f"the gate's normalisation must be one of {VIEW_NORMALISATIONS}, got "
+                f"{normalisation!r}; a mixture is a FixedBlendFusion"
             )
         self.grid = (
             np.linspace(0.0, 1.0, 11) if grid is None else np.asarray(grid, dtype=np.float64)
@@ -390,7 +433,8 @@ def fusion_from_dict(payload: dict[str, Any]) -> FixedBlendFusion | GatedFusion:
     kind = payload.get("kind")
     diversity = float(payload.get("diversity", 0.0))  # absent from files before it existed
     if kind == "fixed":
-        return FixedBlendFusion(payload["alpha"], payload["normalisation"], diversity)
+        temperatures = tuple(payload.get("temperatures", (1.0, 1.0)))  # absent before mixtures
+        return FixedBlendFusion(payload["alpha"], payload["normalisation"], diversity, temperatures)
     if kind == "gated":
         gate = GatedFusion(
             np.asarray(payload["grid"]), payload["normalisation"], diversity=diversity

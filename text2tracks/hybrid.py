@@ -54,7 +54,9 @@ DEFAULT_ALPHA = 0.5
 # the middle of the grid, 0.5, already took validation Hits@10 from 0.393 to 0.409 (60-min MPD
 # model, alpha 0.85)
 DEFAULT_FUSION_DIVERSITY = 0.5
-FUSION_KINDS = ("fixed", "gated")
+# fixed: FixedBlendFusion on z-scores; mixture: the same over the two views read as
+# distributions (normalisation "mixture", temperatures fitted too); gated: GatedFusion
+FUSION_KINDS = ("fixed", "gated", "mixture")
 _POOLS = ("max", "mean")
 SEED_METHODS = ("mean", "fold_in")
 EDIT_METHODS = ("anchor", "inversion")
@@ -312,8 +314,9 @@ def fit_fusion(
             latents in the CF space, as the inference path draws them.
         item_factors: ``(n_items, dim)`` CF item factors; ``index`` reuses a faiss index.
         settings: how candidates are gathered (:class:`HybridSettings`; its defaults if None).
-        kind: ``"fixed"`` (:class:`FixedBlendFusion`, alpha by grid search) or ``"gated"``
-            (:class:`GatedFusion`, alpha per prompt from features).
+        kind: ``"fixed"`` (:class:`FixedBlendFusion`, alpha by grid search), ``"mixture"`` (the
+            same over the views read as distributions, temperatures searched too) or
+            ``"gated"`` (:class:`GatedFusion`, alpha per prompt from features).
         metric, k: what the weights maximise (mean per-prompt ``hits``, ``ndcg`` or ``mrr`` at k).
         batch_size: prompts per call of ``beam`` and ``sample``.
         grid: alphas to search (default: the fusion's own grid).
@@ -443,10 +446,13 @@ def _fit_weights(
     grid: np.ndarray | None,
     seed: int,
 ) -> Fusion:
-    """A :class:`FixedBlendFusion` (``kind="fixed"``) or :class:`GatedFusion` fitted to these
+    """A :class:`FixedBlendFusion` (``kind="fixed"`` or ``"mixture"``) or :class:`GatedFusion` fitted to these
     candidates; the gate's features come from the candidates, latents and prompts."""
-    if kind == "fixed":
-        return FixedBlendFusion().fit(candidates, relevant, metric=metric, k=k, grid=grid)
+    if kind in ("fixed", "mixture"):
+        normalisation = "mixture" if kind == "mixture" else "zscore"
+        return FixedBlendFusion(normalisation=normalisation).fit(
+            candidates, relevant, metric=metric, k=k, grid=grid
+        )
     features = prompt_features(candidates, latents, prompts)
     return GatedFusion(grid=grid, seed=seed).fit(candidates, relevant, features, metric=metric, k=k)
 
@@ -468,7 +474,8 @@ def _in_sample_scores(
         return float(per_prompt_metric(items, relevant, metric, k).mean())
 
     def pure_view(alpha: float) -> float:
-        fused = blend(candidates, alpha, fusion.normalisation)
+        temperatures = getattr(fusion, "temperatures", (1.0, 1.0))  # the gate has none
+        fused = blend(candidates, alpha, fusion.normalisation, temperatures)
         return score(top_k(candidates, fused, k, diversity=fusion.diversity)[0])
 
     scores: dict[str, Any] = {
@@ -483,6 +490,9 @@ def _in_sample_scores(
         scores["diversity_scores"] = {str(d): v for d, v in fusion.diversity_scores_.items()}
     if isinstance(fusion, FixedBlendFusion):
         scores["alpha"] = fusion.alpha
+        scores["temperatures"] = list(fusion.temperatures)
+        if fusion.temperature_scores_ is not None:
+            scores["temperature_scores"] = dict(fusion.temperature_scores_)
         scores["alpha_grid"] = [float(a) for a in fusion.grid_]
         scores["alpha_grid_scores"] = [float(s) for s in fusion.grid_scores_]
     else:

@@ -14,7 +14,7 @@ from training.seq2seq_config import LOOP_COUNTS, TARGET_SOURCES  # shared with t
 
 _ENCODERS = ("seq2seq", "bytes")
 _PRECISIONS = ("no", "fp16", "bf16")
-_FUSION_KINDS = ("fixed", "gated")
+_FUSION_KINDS = ("fixed", "gated", "mixture")  # text2tracks.hybrid.FUSION_KINDS
 _POOLS = ("max", "mean")
 NEGATIVES = ("in_batch", "full")  # text2tracks.contrastive.NEGATIVES (which imports torch)
 

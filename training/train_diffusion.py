@@ -31,8 +31,9 @@ The hybrid mode's fusion is fitted after the head is saved (unless ``--no-fit-fu
 for the head, not ``--regressor``): up to ``--fusion-prompts`` validation prompts (default 300)
 get beam candidates from the seq2seq (``--fusion-candidates``) and latent candidates from the new
 head (``--fusion-samples`` samples, ``--fusion-latent-k`` neighbours each), gathered exactly as
-``Text2Tracks.recommend(mode="hybrid")`` gathers them, and a ``FixedBlendFusion`` (or, with
-``--fusion-kind gated``, a ``GatedFusion``) is fitted to maximise ``--fusion-metric`` at
+``Text2Tracks.recommend(mode="hybrid")`` gathers them, and a ``FixedBlendFusion`` (with
+``--fusion-kind mixture`` over the two views read as distributions; with ``gated``, a
+``GatedFusion``) is fitted to maximise ``--fusion-metric`` at
 ``--eval-k``. It goes to ``ART/diffusion/fusion.json`` with those settings, which the API then
 uses by default. An artifact without ``seq2seq/`` gets no fusion (hybrid mode then blends evenly).
 The fit is :mod:`training.diffusion_fusion`.
