@@ -4,8 +4,9 @@
 each item with its score and rank in either view (:func:`pool_candidates`). Since beam
 log-probabilities and inner products live on unrelated scales, each view is normalised per
 prompt (:func:`normalise_view`: z-score or rank-based) before :func:`blend` mixes them with a
-weight alpha (or :func:`blend` mixes the two views read as distributions, ``"mixture"``); :func:`top_k` takes the best items by any score. :func:`negative_penalty` is
-what a negative prompt takes off the fused scores in hybrid mode.
+weight alpha (or, ``"mixture"``, mixes the two views read as distributions, :func:`view_softmax`);
+:func:`top_k` takes the best items by any score. :func:`negative_penalty` is what a negative
+prompt takes off the fused scores in hybrid mode.
 
 Arrays use ``-1`` for "no item" and NaN for "no score".
 """
@@ -246,10 +247,12 @@ def blend(
     tie = 1e-6
     if normalisation == "mixture":
         t_beam, t_latent = checked_temperatures(temperatures)
-        g = normalise_view(candidates.generative, "zscore")
         lt = normalise_view(candidates.latent, "zscore")
-        p_beam = _softmax(candidates.generative, t_beam, candidates.items >= 0)
-        p_latent = _softmax(lt, t_latent, ~np.isnan(candidates.latent) & (candidates.items >= 0))
+        # the beam's z-scores only break the ties of prompts whose alpha is 0
+        g = normalise_view(candidates.generative, "zscore") if np.any(alpha == 0) else 0.0
+        valid = candidates.items >= 0
+        p_beam = view_softmax(candidates.generative, t_beam, valid)
+        p_latent = view_softmax(lt, t_latent, valid & ~np.isnan(candidates.latent))
         mixed = alpha * p_beam + (1 - alpha) * p_latent
         with np.errstate(divide="ignore"):
             fused = np.log(np.maximum(mixed, 1e-300))
@@ -271,8 +274,11 @@ def checked_temperatures(temperatures) -> tuple[float, float]:
     return pair
 
 
-def _softmax(scores: np.ndarray, temperature: float, present: np.ndarray) -> np.ndarray:
-    """Per-row softmax of ``temperature * scores`` over the ``present`` entries (0 elsewhere)."""
+def view_softmax(scores: np.ndarray, temperature: float, present: np.ndarray) -> np.ndarray:
+    """Per-row softmax of ``temperature * scores`` over the ``present`` entries that are not NaN
+    (probability 0 elsewhere; a row with none is all 0): one view read as a distribution over
+    the candidates, as the ``"mixture"`` blend and ``text2tracks-hybrid``'s ``ScoreMixture``
+    read it."""
     present = present & ~np.isnan(scores)
     z = np.where(present, temperature * np.nan_to_num(scores.astype(np.float64)), -np.inf)
     top = z.max(axis=1, keepdims=True)
@@ -393,12 +399,15 @@ __all__ = [
     "NEGATIVE_REFERENCES",
     "MIXTURE_TEMPERATURES",
     "NORMALISATIONS",
+    "VIEW_NORMALISATIONS",
     "Candidates",
     "blend",
+    "checked_temperatures",
     "gather_candidates",
     "negative_penalty",
     "normalise_view",
     "pool_candidates",
     "top_k",
+    "view_softmax",
     "with_groups",
 ]

@@ -405,12 +405,10 @@ class ScoreMixture:
 
     @staticmethod
     def _log_mixture(candidates, weight: float, temperature: float) -> np.ndarray:
+        from text2tracks.candidate_pool import view_softmax
+
         valid = candidates.items >= 0
-        first = np.where(valid & ~np.isnan(candidates.generative), candidates.generative, -np.inf)
-        z = temperature * first.astype(np.float64)
-        top = np.max(z, axis=1, keepdims=True)
-        p_first = np.exp(z - np.where(np.isfinite(top), top, 0.0))
-        p_first /= np.maximum(p_first.sum(axis=1, keepdims=True), 1e-300)
+        p_first = view_softmax(candidates.generative, temperature, valid)
         second = np.where(valid, np.nan_to_num(candidates.latent.astype(np.float64), nan=0.0), 0.0)
         second = np.maximum(second, 0.0)
         p_second = second / np.maximum(second.sum(axis=1, keepdims=True), 1e-300)

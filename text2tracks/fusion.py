@@ -172,11 +172,11 @@ class FixedBlendFusion:
             )
             for pair in pairs
         ]
-        best = [max(fit[2].values()) for fit in fits]
-        pick = int(np.flatnonzero(np.isclose(best, max(best)))[0])
+        tops = [max(fit[2].values()) for fit in fits]  # each pair's best (penalty, alpha)
+        pick = int(np.flatnonzero(np.isclose(tops, max(tops)))[0])
         self.temperatures = pairs[pick]
         self.temperature_scores_ = {
-            f"{b:g},{t:g}": v for (b, t), v in zip(pairs, best, strict=True)
+            f"{b:g},{t:g}": v for (b, t), v in zip(pairs, tops, strict=True)
         }
         self.diversity, curves, self.diversity_scores_ = fits[pick]
         means = curves.mean(0)
@@ -292,6 +292,7 @@ class GatedFusion:
             np.linspace(0.0, 1.0, 11) if grid is None else np.asarray(grid, dtype=np.float64)
         )
         self.normalisation = normalisation
+        self.temperatures = (1.0, 1.0)  # a mixture's; the gate blends z-scores or ranks
         self.l2, self.temperature, self.n_iter, self.seed = (
             float(l2),
             float(temperature),

@@ -446,8 +446,8 @@ def _fit_weights(
     grid: np.ndarray | None,
     seed: int,
 ) -> Fusion:
-    """A :class:`FixedBlendFusion` (``kind="fixed"`` or ``"mixture"``) or :class:`GatedFusion` fitted to these
-    candidates; the gate's features come from the candidates, latents and prompts."""
+    """A :class:`FixedBlendFusion` (``kind="fixed"`` or ``"mixture"``) or :class:`GatedFusion`
+    fitted to these candidates; the gate's features come from the candidates, latents and prompts."""
     if kind in ("fixed", "mixture"):
         normalisation = "mixture" if kind == "mixture" else "zscore"
         return FixedBlendFusion(normalisation=normalisation).fit(
@@ -474,8 +474,7 @@ def _in_sample_scores(
         return float(per_prompt_metric(items, relevant, metric, k).mean())
 
     def pure_view(alpha: float) -> float:
-        temperatures = getattr(fusion, "temperatures", (1.0, 1.0))  # the gate has none
-        fused = blend(candidates, alpha, fusion.normalisation, temperatures)
+        fused = blend(candidates, alpha, fusion.normalisation, fusion.temperatures)
         return score(top_k(candidates, fused, k, diversity=fusion.diversity)[0])
 
     scores: dict[str, Any] = {
