@@ -96,6 +96,12 @@ class TrainConfig:
         teacher_top_items, teacher_own_weight, teacher_leave_out: the teacher's list length, the
             share of probability kept on the playlist's own tracks, and whether the playlist's
             own vote is removed from its teacher scores.
+        artist_prompts: add one example per catalogue artist to every epoch, its name as the
+            prompt and its tracks as the targets (:mod:`training.artist_prompts`; needs
+            ``target_source="teacher"`` and the catalogue's ``semantic_ids/tracks.json``).
+        artist_min_count, artist_top_items: an artist takes part when its tracks are held this
+            many times in the training playlists; its targets are its most-held tracks, at most
+            ``artist_top_items``.
         seed_prob: the share of training playlists that carry seed tracks in an epoch (0 = off:
             title-only prompts, exactly the examples of a run before seeds existed). A playlist
             with seeds reads its title (or not, ``seed_title_drop``) and 1 .. ``max_seed_tracks``
@@ -190,6 +196,9 @@ class TrainConfig:
     teacher_top_items: int = 200
     teacher_own_weight: float = 0.3
     teacher_leave_out: bool = True
+    artist_prompts: bool = False
+    artist_min_count: int = 5
+    artist_top_items: int = 50
     seed_prob: float = 0.0
     max_seed_tracks: int = DEFAULT_MAX_SEED_TRACKS
     seed_title_drop: float = 0.3
@@ -267,6 +276,11 @@ class TrainConfig:
                 )
             if self.popularity_power:
                 raise ValueError("popularity_power applies to target_source='playlist' only")
+        elif self.artist_prompts:
+            raise ValueError(
+                "artist_prompts weights each artist's tracks the way the teacher weights a "
+                "playlist's: set target_source='teacher' (the default) or artist_prompts=False"
+            )
         self._check_seed_options()
         self._check_token_options()
         if self.member >= self.members:
@@ -286,6 +300,7 @@ class TrainConfig:
         positive = ("batch_size", "grad_accum", "epochs", "eval_k", "keep_checkpoints", "log_every")
         positive += ("members",)
         positive += ("targets_per_prompt_group", "teacher_top_items", "list_loss_negatives")
+        positive += ("artist_min_count", "artist_top_items")
         non_negative = (
             *LOOP_COUNTS,
             "targets_per_playlist",

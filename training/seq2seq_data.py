@@ -266,13 +266,18 @@ def build_examples(
     (:func:`text2tracks.seed_embedding.seed_token_table`; default: its ID tokens)."""
     from text2tracks.data import Seq2SeqCollator, Seq2SeqPairs, encode_prompts
 
+    train_targets, target_weights = targets or playlist_targets(config, data, log)
+    n_train = len(data["train_prompts"])
+    if config.artist_prompts:
+        data, train_targets, target_weights = with_artist_prompts(
+            config, data, train_targets, target_weights, log
+        )
     train_prompts = encode_prompts(
         tokenizer,
         data["train_prompts"],
         config.model.max_prompt_length,
         config.normalize_prompts,
     )
-    train_targets, target_weights = targets or playlist_targets(config, data, log)
     blank = encode_prompts(tokenizer, [""], config.model.max_prompt_length)[0]
     seed_token_ids = sid_token_ids if seed_token_ids is None else seed_token_ids
     seed_options = _seed_options(config, data, blank, seed_token_ids.shape[1])
@@ -312,9 +317,10 @@ def build_examples(
     val = _validation_examples(
         config, data, tokenizer, sid_token_ids, seed_options, blank, seed_token_ids
     )
-    n_train = len(data["train_prompts"])
+    n_artists = len(data["train_prompts"]) - n_train
     log(
-        f"data: {n_train} train playlists, {len(train_pairs)} examples per epoch; "
+        f"data: {n_train} train playlists{f' and {n_artists} artists' if n_artists else ''}, "
+        f"{len(train_pairs)} examples per epoch; "
         f"{len(val['val_relevant'])} validation prompts ({val['n_val_skipped']} without "
         "catalogue tracks skipped)"
     )
@@ -323,6 +329,42 @@ def build_examples(
         log(f"seeds: {n_seeded} of {n_train} training playlists carry seeds in epoch 0")
     epochs = TrainEpochs(config, data, tokenizer, train_pairs, collate)
     return {"train_pairs": train_pairs, "collate": collate, "epochs": epochs, **val}
+
+
+def with_artist_prompts(config: TrainConfig, data: dict, targets, weights, log):
+    """``data`` and the teacher's targets with one training example per catalogue artist
+    appended (:mod:`training.artist_prompts`): a new dict whose ``train_prompts`` and
+    ``train_relevant`` (the artist's tracks, also what seeds are drawn from) hold the artists
+    after the playlists, and the targets and weights with the artists' rows after them."""
+    from text2tracks.metadata import read_track_metadata
+    from training.artist_prompts import append_rows, artist_prompts
+
+    sid_dir = Path(config.artifact) / CATALOG_COMPONENT
+    metadata = read_track_metadata(sid_dir)
+    if not metadata:
+        raise ValueError(
+            f"artist_prompts needs the catalogue's track metadata, {sid_dir}/tracks.json, which "
+            "this artifact lacks: build the IDs again from playlists that carry artist names "
+            "(text2tracks build-ids), or train with --no-artist-prompts"
+        )
+    artists = [metadata.get(t, (None, None))[1] for t in data["catalog"].item_ids]
+    extra = artist_prompts(
+        artists,
+        data["vocab"].counts,
+        data["train_prompts"],
+        min_count=config.artist_min_count,
+        top_items=config.artist_top_items,
+    )
+    log(
+        f"artists: {len(extra)} artist prompts added (held >= {config.artist_min_count} times, "
+        f"top {config.artist_top_items} tracks each)"
+    )
+    data = dict(
+        data,
+        train_prompts=list(data["train_prompts"]) + extra.prompts,
+        train_relevant=append_rows(data["train_relevant"], extra.items),
+    )
+    return data, append_rows(targets, extra.items), append_rows(weights, extra.weights)
 
 
 class TrainEpochs:
