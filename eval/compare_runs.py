@@ -1,6 +1,7 @@
 """Paired comparison of systems from two benchmark runs on the same split.
 
     python -m eval.compare_runs RUN_A:SYSTEM RUN_B:SYSTEM [--metric hits]
+        [--seen-titles PLAYLISTS] [--artist-titles PLAYLISTS]
 
 Each run folder is an ``eval.benchmark --out`` folder with ``per_prompt.json`` (written by every
 run). The two systems must have been scored on the same test prompts (same data, split and
@@ -56,10 +57,9 @@ def compare(a: str, b: str, metric: str = "hits", n_bootstrap: int = 10000) -> d
     }
 
 
-def seen_title_mask(run: str, playlists: str) -> np.ndarray:
-    """Per evaluated test prompt of ``run``, whether its normalised title is also the title of a
-    training playlist (the split recorded in ``RUN/artifact/cf/split.json``)."""
-    from eval.baselines import normalize_title
+def _test_prompts(run: str, playlists: str) -> tuple[list, list]:
+    """The training playlists and the evaluated test playlists of ``run`` (in its
+    ``per_prompt.json`` order), re-split as recorded in ``RUN/artifact/cf/split.json``."""
     from semantic_ids.playlists import read_playlists, split_playlists
 
     info = json.loads((Path(run) / "artifact" / CF_COMPONENT / "split.json").read_text())
@@ -69,9 +69,62 @@ def seen_title_mask(run: str, playlists: str) -> np.ndarray:
         test_fraction=info["test_fraction"],
         seed=info["seed"],
     )
-    train_titles = {normalize_title(p.title) for p in split.train}
     index = json.loads((Path(run) / "per_prompt.json").read_text())["prompt_index"]
-    return np.array([normalize_title(split.test[i].title) in train_titles for i in index])
+    return split.train, [split.test[i] for i in index]
+
+
+def seen_title_mask(run: str, playlists: str) -> np.ndarray:
+    """Per evaluated test prompt of ``run``, whether its normalised title is also the title of a
+    training playlist (the split recorded in ``RUN/artifact/cf/split.json``)."""
+    from eval.baselines import normalize_title
+
+    train, test = _test_prompts(run, playlists)
+    train_titles = {normalize_title(p.title) for p in train}
+    return np.array([normalize_title(p.title) in train_titles for p in test])
+
+
+def artist_title_mask(run: str, playlists: str) -> np.ndarray:
+    """Per evaluated test prompt of ``run``, whether its prompt is the name of an artist of the
+    run's catalogue (``RUN/artifact/semantic_ids/tracks.json``; compared as the artist prompts
+    of :mod:`training.artist_prompts` compare names)."""
+    from text2tracks.metadata import read_track_metadata
+    from training.artist_prompts import artist_key
+
+    meta = read_track_metadata(Path(run) / "artifact" / "semantic_ids")
+    artists = {artist_key(artist) for _, artist in meta.values()} - {""}
+    _, test = _test_prompts(run, playlists)
+    return np.array([artist_key(p.prompt) in artists for p in test])
+
+
+def _print_groups(args) -> None:
+    """Per group of prompts (``--seen-titles``, ``--artist-titles``), the paired difference."""
+    _, a = load_per_prompt(args.a, args.metric)
+    _, b = load_per_prompt(args.b, args.metric)
+    run = args.a.rpartition(":")[0]
+    if args.metric == "hits":
+        print(f"either system hits: {float(np.mean((a > 0) | (b > 0))):.4f}")
+    groups = []
+    if args.seen_titles:
+        seen = seen_title_mask(run, args.seen_titles)
+        groups += [("title seen in training", seen), ("title not seen", ~seen)]
+    if args.artist_titles:
+        artist = artist_title_mask(run, args.artist_titles)
+        seen = seen_title_mask(run, args.artist_titles)
+        groups += [
+            ("title names a catalogue artist, seen in training", artist & seen),
+            ("title names a catalogue artist, not seen", artist & ~seen),
+            ("title names no catalogue artist", ~artist),
+        ]
+    for name, mask in groups:
+        if not mask.any():
+            print(f"{name}: no prompts")
+            continue
+        d = paired_bootstrap_diff(a[mask], b[mask], n_bootstrap=args.n_bootstrap)
+        print(
+            f"{name} ({mask.sum()} prompts, {mask.mean():.0%}): {a[mask].mean():.4f} vs "
+            f"{b[mask].mean():.4f}; diff {d['diff']:+.4f} [{d['ci'][0]:+.4f}, "
+            f"{d['ci'][1]:+.4f}], p = {d['p_value']:.4f}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,6 +142,13 @@ def main(argv: list[str] | None = None) -> int:
         help="also split the prompts by whether their title occurs in training "
         "(reads the playlists the first run was built from)",
     )
+    parser.add_argument(
+        "--artist-titles",
+        metavar="PLAYLISTS",
+        default=None,
+        help="also split the prompts by whether they name an artist of the first run's "
+        "catalogue, seen in training or not (reads the playlists the first run was built from)",
+    )
     args = parser.parse_args(argv)
     r = compare(args.a, args.b, args.metric, args.n_bootstrap)
     rel = f"{100 * r['relative']:+.1f}%" if r["relative"] is not None else "-"
@@ -96,19 +156,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{r['metric']}@10: {r['mean_a']:.4f} vs {r['mean_b']:.4f}; diff {r['diff']:+.4f} "
         f"[{r['ci'][0]:+.4f}, {r['ci'][1]:+.4f}], {rel}, p = {r['p_value']:.4f}"
     )
-    if args.seen_titles:
-        seen = seen_title_mask(args.a.rpartition(":")[0], args.seen_titles)
-        _, a = load_per_prompt(args.a, args.metric)
-        _, b = load_per_prompt(args.b, args.metric)
-        if args.metric == "hits":
-            print(f"either system hits: {float(np.mean((a > 0) | (b > 0))):.4f}")
-        for name, mask in (("title seen in training", seen), ("title not seen", ~seen)):
-            d = paired_bootstrap_diff(a[mask], b[mask], n_bootstrap=args.n_bootstrap)
-            print(
-                f"{name} ({mask.mean():.0%} of prompts): {a[mask].mean():.4f} vs "
-                f"{b[mask].mean():.4f}; diff {d['diff']:+.4f} [{d['ci'][0]:+.4f}, "
-                f"{d['ci'][1]:+.4f}], p = {d['p_value']:.4f}"
-            )
+    if args.seen_titles or args.artist_titles:
+        _print_groups(args)
     print(json.dumps(r))
     return 0
 

@@ -42,3 +42,35 @@ def test_refuses_mismatched_prompts_and_bad_specs(tmp_path):
         compare("nofolder", f"{a}:m")
     with pytest.raises(FileNotFoundError, match="per_prompt.json is missing"):
         compare(f"{tmp_path}:m", f"{a}:m")
+
+
+def test_breakdown_by_seen_and_artist_titles(tmp_path, capsys):
+    from semantic_ids.playlists import read_playlists, split_playlists
+
+    titles = ["Adele", "adele", "chill", "Drake", "gym", "Chill", "Kanye", "road trip"] * 12
+    lines = [
+        json.dumps({"id": f"p{i}", "title": t, "tracks": [f"t{i % 5}"]})
+        for i, t in enumerate(titles)
+    ]
+    data = tmp_path / "playlists.jsonl"
+    data.write_text("\n".join(lines) + "\n")
+    split = split_playlists(read_playlists(data).playlists, 0.1, 0.3, seed=0)
+    a = _run(tmp_path / "a", {"m": {"hits": [1.0] * len(split.test)}}, range(len(split.test)))
+    b = _run(tmp_path / "b", {"k": {"hits": [0.0] * len(split.test)}}, range(len(split.test)))
+    (a / "artifact" / "cf").mkdir(parents=True)
+    (a / "artifact" / "semantic_ids").mkdir()
+    split_info = {"validation_fraction": 0.1, "test_fraction": 0.3, "seed": 0}
+    (a / "artifact" / "cf" / "split.json").write_text(json.dumps(split_info))
+    tracks = [{"id": "t0", "name": "Hello", "artist": "ADELE"}, {"id": "t1", "artist": "Drake"}]
+    (a / "artifact" / "semantic_ids" / "tracks.json").write_text(json.dumps(tracks))
+    from eval.compare_runs import artist_title_mask
+
+    mask = artist_title_mask(str(a), str(data))
+    names = [p.title.casefold() for p in split.test]
+    assert mask.tolist() == [n in ("adele", "drake") for n in names] and 0 < mask.sum() < len(names)
+    assert main([f"{a}:m", f"{b}:k", "--artist-titles", str(data), "--n-bootstrap", "100"]) == 0
+    out = capsys.readouterr().out
+    n_artist = int(mask.sum())
+    assert f"title names a catalogue artist, seen in training ({n_artist} prompts" in out
+    assert "title names a catalogue artist, not seen: no prompts" in out
+    assert f"title names no catalogue artist ({len(names) - n_artist} prompts" in out

@@ -27,7 +27,7 @@ import numpy as np
 from text2tracks.ragged import Ragged
 from text2tracks.teacher import prompt_text
 
-__all__ = ["ArtistPrompts", "artist_prompts", "append_rows"]
+__all__ = ["ArtistPrompts", "artist_key", "artist_prompts", "append_rows"]
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,8 @@ class ArtistPrompts:
         return len(self.prompts)
 
 
-def _key(name: str | None) -> str:
+def artist_key(name: str | None) -> str:
+    """How names are compared: NFKC, case folded, runs of spaces as one, no outer spaces."""
     return " ".join(prompt_text(name or "").split())
 
 
@@ -76,11 +77,11 @@ def artist_prompts(
         )
     if int(min_count) < 1 or int(top_items) < 1:
         raise ValueError(f"min_count and top_items must be >= 1, got {min_count}, {top_items}")
-    titles = {_key(p) for p in train_prompts}
+    titles = {artist_key(p) for p in train_prompts}
     groups: dict[str, list[int]] = {}
     names: dict[str, str] = {}
     for item, name in enumerate(item_artists):
-        key = _key(name)
+        key = artist_key(name)
         if key and key not in titles:
             groups.setdefault(key, []).append(item)
             names.setdefault(key, " ".join(str(name).split()))
