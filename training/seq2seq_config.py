@@ -194,7 +194,7 @@ class TrainConfig:
     length_bucket_window: int = 32
     target_source: str = field(default="teacher", metadata={"choices": TARGET_SOURCES})
     teacher_top_items: int = 200
-    teacher_own_weight: float = 0.3
+    teacher_own_weight: float = 0.5
     teacher_leave_out: bool = True
     artist_prompts: bool = False
     artist_min_count: int = 5
