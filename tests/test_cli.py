@@ -398,13 +398,16 @@ def test_the_mapper_round_trips_each_config(name):
     elif name == "TrainConfig":
         # d_model must stay a multiple of num_heads; seeds (seed_prob > 0) need the encoder to
         # train, so freeze_encoder keeps its default; subword dropout needs the subword T5,
-        # which the change leaves, so it keeps its default too
+        # which the change leaves, so it keeps its default too; artist prompts need the teacher,
+        # which the change leaves, so they keep theirs
         model = dataclasses.replace(
             _changed(config.model, d_model=1, num_heads=1, freeze_encoder=1),
             d_model=256,
             num_heads=8,
         )
-        outer = _changed(config, d_model=1, num_heads=1, freeze_encoder=1, subword_dropout=1)
+        outer = _changed(
+            config, d_model=1, num_heads=1, freeze_encoder=1, subword_dropout=1, artist_prompts=1
+        )
         changes = [dataclasses.replace(outer, model=model)]
     elif name == "DiffusionTrainConfig":
         # the time embedding width must stay even, the contrastive term (on by default) needs
