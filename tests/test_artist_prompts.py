@@ -9,6 +9,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from tests.tiny_artifact import build_synthetic_artifact
 from text2tracks.ragged import Ragged
 from training.artist_prompts import append_rows, artist_prompts
 
@@ -61,22 +62,8 @@ def test_config_needs_the_teacher():
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     """A synthetic MPD-shaped set and an artifact built from it (with tracks.json)."""
-    from semantic_ids.cf import CFConfig
-    from semantic_ids.synthetic import SyntheticConfig, write_synthetic
-    from text2tracks.commands.build_ids import BuildIDsConfig, run_build_ids
-
     root = tmp_path_factory.mktemp("artist_prompts")
-    write_synthetic(SyntheticConfig(n_playlists=400, seed=5, slice_size=200), root, ("mpd",))
-    artifact = root / "artifact"
-    run_build_ids(
-        root / "mpd",
-        artifact,
-        BuildIDsConfig(
-            min_count=2, n_levels=2, codebook_size=16, cf=CFConfig(factors=8, iterations=2)
-        ),
-        show_progress=False,
-    )
-    return root, artifact
+    return root, build_synthetic_artifact(root, ("mpd",), n_playlists=400, seed=5, slice_size=200)
 
 
 def _examples(root, artifact, **options):

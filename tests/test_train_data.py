@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tests.tiny_artifact import build_synthetic_artifact
 from text2tracks.ragged import Ragged, as_ragged
 
 
@@ -43,23 +44,9 @@ def test_ragged_take_matches_python_on_random_rows():
 def built(tmp_path_factory):
     """A synthetic MPD-shaped set (with descriptions), as MPD slices and Parquet, and an
     artifact built from the slices."""
-    from semantic_ids.cf import CFConfig
-    from semantic_ids.synthetic import SyntheticConfig, write_synthetic
-    from text2tracks.commands.build_ids import BuildIDsConfig, run_build_ids
-
     root = tmp_path_factory.mktemp("train_data")
-    config = SyntheticConfig(n_playlists=600, seed=3, description_share=0.2, slice_size=200)
-    write_synthetic(config, root, ("mpd", "parquet"))
-    artifact = root / "artifact"
-    run_build_ids(
-        root / "mpd",
-        artifact,
-        BuildIDsConfig(
-            min_count=2, n_levels=2, codebook_size=16, cf=CFConfig(factors=8, iterations=2)
-        ),
-        show_progress=False,
-    )
-    return root, artifact
+    options = dict(n_playlists=600, seed=3, description_share=0.2, slice_size=200)
+    return root, build_synthetic_artifact(root, **options)
 
 
 def _index(artifact):

@@ -161,3 +161,23 @@ def tiny_t5(seed: int = 0, vocab_size: int = 64, d_model: int = 32, num_layers: 
         decoder_start_token_id=0,
     )
     return T5ForConditionalGeneration(config)
+
+
+def build_synthetic_artifact(root: Path, forms=("mpd", "parquet"), **synthetic) -> Path:
+    """A synthetic MPD-shaped set written under ``root`` in ``forms`` (``root / "mpd"`` ...) and
+    a 2 x 16 artifact built from its MPD slices; returns the artifact folder."""
+    from semantic_ids.cf import CFConfig
+    from semantic_ids.synthetic import SyntheticConfig, write_synthetic
+    from text2tracks.commands.build_ids import BuildIDsConfig, run_build_ids
+
+    write_synthetic(SyntheticConfig(**synthetic), root, forms)
+    artifact = root / "artifact"
+    run_build_ids(
+        root / "mpd",
+        artifact,
+        BuildIDsConfig(
+            min_count=2, n_levels=2, codebook_size=16, cf=CFConfig(factors=8, iterations=2)
+        ),
+        show_progress=False,
+    )
+    return artifact
