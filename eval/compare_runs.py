@@ -73,26 +73,24 @@ def _test_prompts(run: str, playlists: str) -> tuple[list, list]:
     return split.train, [split.test[i] for i in index]
 
 
-def seen_title_mask(run: str, playlists: str) -> np.ndarray:
-    """Per evaluated test prompt of ``run``, whether its normalised title is also the title of a
-    training playlist (the split recorded in ``RUN/artifact/cf/split.json``)."""
+def seen_title_mask(train: list, test: list) -> np.ndarray:
+    """Per test playlist, whether its normalised title is also the title of a training
+    playlist (``train`` and ``test`` as :func:`_test_prompts` gives them)."""
     from eval.baselines import normalize_title
 
-    train, test = _test_prompts(run, playlists)
     train_titles = {normalize_title(p.title) for p in train}
     return np.array([normalize_title(p.title) in train_titles for p in test])
 
 
-def artist_title_mask(run: str, playlists: str) -> np.ndarray:
-    """Per evaluated test prompt of ``run``, whether its prompt is the name of an artist of the
-    run's catalogue (``RUN/artifact/semantic_ids/tracks.json``; compared as the artist prompts
-    of :mod:`training.artist_prompts` compare names)."""
+def artist_title_mask(run: str, test: list) -> np.ndarray:
+    """Per test playlist, whether its prompt is the name of an artist of ``run``'s catalogue
+    (``RUN/artifact/semantic_ids/tracks.json``; compared as the artist prompts of
+    :mod:`training.artist_prompts` compare names)."""
     from text2tracks.metadata import read_track_metadata
     from training.artist_prompts import artist_key
 
     meta = read_track_metadata(Path(run) / "artifact" / "semantic_ids")
     artists = {artist_key(artist) for _, artist in meta.values()} - {""}
-    _, test = _test_prompts(run, playlists)
     return np.array([artist_key(p.prompt) in artists for p in test])
 
 
@@ -103,13 +101,14 @@ def _print_groups(args) -> None:
     run = args.a.rpartition(":")[0]
     if args.metric == "hits":
         print(f"either system hits: {float(np.mean((a > 0) | (b > 0))):.4f}")
+    # the playlists are read and split once, whichever flags name them
+    train, test = _test_prompts(run, args.seen_titles or args.artist_titles)
+    seen = seen_title_mask(train, test)
     groups = []
     if args.seen_titles:
-        seen = seen_title_mask(run, args.seen_titles)
         groups += [("title seen in training", seen), ("title not seen", ~seen)]
     if args.artist_titles:
-        artist = artist_title_mask(run, args.artist_titles)
-        seen = seen_title_mask(run, args.artist_titles)
+        artist = artist_title_mask(run, test)
         groups += [
             ("title names a catalogue artist, seen in training", artist & seen),
             ("title names a catalogue artist, not seen", artist & ~seen),

@@ -63,9 +63,9 @@ def test_breakdown_by_seen_and_artist_titles(tmp_path, capsys):
     (a / "artifact" / "cf" / "split.json").write_text(json.dumps(split_info))
     tracks = [{"id": "t0", "name": "Hello", "artist": "ADELE"}, {"id": "t1", "artist": "Drake"}]
     (a / "artifact" / "semantic_ids" / "tracks.json").write_text(json.dumps(tracks))
-    from eval.compare_runs import artist_title_mask
+    from eval.compare_runs import _test_prompts, artist_title_mask
 
-    mask = artist_title_mask(str(a), str(data))
+    mask = artist_title_mask(str(a), _test_prompts(str(a), str(data))[1])
     names = [p.title.casefold() for p in split.test]
     assert mask.tolist() == [n in ("adele", "drake") for n in names] and 0 < mask.sum() < len(names)
     assert main([f"{a}:m", f"{b}:k", "--artist-titles", str(data), "--n-bootstrap", "100"]) == 0

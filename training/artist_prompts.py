@@ -89,7 +89,7 @@ def artist_prompts(
     for key, items in groups.items():
         items = np.asarray(items, dtype=np.int64)
         held = counts[items]
-        if held.sum() < min_count or not np.any(held > 0):
+        if held.sum() < min_count:  # min_count >= 1: some item is held
             continue
         order = np.lexsort((items, -held))[: int(top_items)]
         order = order[held[order] > 0]
@@ -103,8 +103,7 @@ def artist_prompts(
 
 def append_rows(first: Ragged, second: Ragged) -> Ragged:
     """``first``'s rows, then ``second``'s (values in ``first``'s dtype; a copy)."""
-    values = np.concatenate(
-        [np.asarray(first.values), np.asarray(second.values, dtype=np.asarray(first.values).dtype)]
-    )
+    head = np.asarray(first.values)
+    values = np.concatenate([head, np.asarray(second.values, dtype=head.dtype)])
     tail = np.asarray(second.indptr[1:], dtype=np.int64) + int(first.indptr[-1])
     return Ragged(np.concatenate([np.asarray(first.indptr, dtype=np.int64), tail]), values)
