@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from eval import benchmark
+from eval import benchmark, fusion_headroom
 from eval.compare_runs import compare
 from semantic_ids.demo import write_demo_jsonl
 from tests.tiny_artifact import TINY_MODEL_FLAGS
@@ -90,6 +90,17 @@ def test_benchmark_writes_results_per_prompt_and_report(tmp_path, monkeypatch):
         ], name
     assert per_prompt["rank_depth"]["title_knn"] == 30
     assert (out / "report.html").is_file() and (out / "results.md").is_file()
+    # eval.fusion_headroom reads the folder back: its title kNN is the benchmark's, and no fit
+    # on validation beats the grid's best on test, nor (10 slots) the union of the two top 10s
+    headroom = tmp_path / "headroom.json"
+    argv = ["--benchmark-dir", str(out), "--playlists", str(playlists), "--out", str(headroom)]
+    assert fusion_headroom.main([*argv, "--views", "popularity"]) == 2  # ranks no items
+    assert fusion_headroom.main([*argv, "--views", "exact_title"]) == 0
+    found = json.loads(headroom.read_text())
+    assert found["title_knn"] == pytest.approx(results["systems"]["title_knn"]["hits@10"])
+    assert [row["view"] for row in found["rows"]] == ["title_knn", "exact_title"]
+    for row in found["rows"]:
+        assert row["fitted"] <= row["ceiling"] + 1e-12
     r = compare(f"{out}:text2tracks", f"{out}:title_knn", n_bootstrap=100)
     assert r["diff"] == pytest.approx(
         results["systems"]["text2tracks"]["hits@10"] - results["systems"]["title_knn"]["hits@10"]
