@@ -40,7 +40,7 @@ WIDE_WEIGHTS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 WIDE_TEMPERATURES = (0.25, 0.5, 1.0, 2.0)
 WIDE_PENALTIES = (0.0, 0.25, 0.5, 1.0)
 DEFAULT_VIEWS = ("title_knn", "exact_title", "bm25", "dense_biencoder")
-DEPTH = 50
+DEPTH = 50  # the benchmark's --hybrid-depth
 K = 10
 
 
@@ -77,15 +77,15 @@ def either_hits(first: np.ndarray, second: np.ndarray, relevant, k: int = K) -> 
     return np.maximum(*hits)
 
 
-def _side_views(model, baselines: dict, playlists, vocab) -> dict:
-    """One side's beam view, each baseline's view (its top :data:`DEPTH` with its scores of the
+def _side_views(model, baselines: dict, playlists, vocab, depth: int) -> dict:
+    """One side's beam view, each baseline's view (its top ``depth`` with its scores of the
     beam's candidates appended, as the benchmark's mixture reads it) and relevant items."""
     from text2tracks.ranking_metrics import relevant_items
 
     kept, relevant, _ = relevant_items(playlists, vocab)
     prompts = [playlists[i].prompt for i in kept]
-    beam = model_view(model, prompts, vocab, DEPTH, 64)
-    views = {n: baseline_view(b, prompts, DEPTH, also=beam[0]) for n, b in baselines.items()}
+    beam = model_view(model, prompts, vocab, depth, 64)
+    views = {n: baseline_view(b, prompts, depth, also=beam[0]) for n, b in baselines.items()}
     return {"beam": beam, "views": views, "relevant": relevant}
 
 
@@ -113,7 +113,9 @@ def _fitted_baselines(results: dict, data: dict, vocab, cf, names: Sequence[str]
     return fitted
 
 
-def measure(bench_dir, playlists, views: Sequence[str] = DEFAULT_VIEWS, grid=None) -> dict:
+def measure(
+    bench_dir, playlists, views: Sequence[str] = DEFAULT_VIEWS, grid=None, depth: int = DEPTH
+) -> dict:
     """The table of the module docstring as a dict (see :func:`format_markdown`); title kNN is
     always among the views (the yardstick)."""
     views = ["title_knn", *(v for v in views if v != "title_knn")]
@@ -132,7 +134,9 @@ def measure(bench_dir, playlists, views: Sequence[str] = DEFAULT_VIEWS, grid=Non
     model = Text2Tracks.from_pretrained(art)
     groups = item_groups(model.catalog, vocab)
     baselines = _fitted_baselines(results, data, vocab, cf, views)
-    sides = {s: _side_views(model, baselines, data[s], vocab) for s in ("validation", "test")}
+    sides = {
+        s: _side_views(model, baselines, data[s], vocab, depth) for s in ("validation", "test")
+    }
     grid = grid or (WIDE_WEIGHTS, WIDE_TEMPERATURES, WIDE_PENALTIES)
     test = sides["test"]
     knn_hits = per_prompt_metrics(
@@ -143,6 +147,7 @@ def measure(bench_dir, playlists, views: Sequence[str] = DEFAULT_VIEWS, grid=Non
         "benchmark_dir": str(bench),
         "title_knn": float(knn_hits.mean()),
         "grid": [list(g) for g in grid],
+        "depth": depth,
         "rows": rows,
     }
 
@@ -194,6 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--benchmark-dir", required=True, help="an eval.benchmark output folder")
     ap.add_argument("--playlists", required=True, help="the playlists it was trained on")
     ap.add_argument("--views", default=",".join(DEFAULT_VIEWS), help="baselines to mix with")
+    ap.add_argument(
+        "--depth", type=int, default=DEPTH, help="candidates per view (the benchmark's 50)"
+    )
     ap.add_argument("--out", default="bench_out/fusion_headroom.json")
     return ap
 
@@ -210,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     try:
-        result = measure(bench, args.playlists, views)
+        result = measure(bench, args.playlists, views, depth=args.depth)
     except (KeyError, ValueError) as err:  # an unknown or unmixable view, named
         print(f"error: {err}", file=sys.stderr)
         return 2

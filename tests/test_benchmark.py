@@ -95,8 +95,9 @@ def test_benchmark_writes_results_per_prompt_and_report(tmp_path, monkeypatch):
     headroom = tmp_path / "headroom.json"
     argv = ["--benchmark-dir", str(out), "--playlists", str(playlists), "--out", str(headroom)]
     assert fusion_headroom.main([*argv, "--views", "popularity"]) == 2  # ranks no items
-    assert fusion_headroom.main([*argv, "--views", "exact_title"]) == 0
+    assert fusion_headroom.main([*argv, "--views", "exact_title", "--depth", "20"]) == 0
     found = json.loads(headroom.read_text())
+    assert found["depth"] == 20
     assert found["title_knn"] == pytest.approx(results["systems"]["title_knn"]["hits@10"])
     assert [row["view"] for row in found["rows"]] == ["title_knn", "exact_title"]
     for row in found["rows"]:
