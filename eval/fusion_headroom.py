@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from eval.benchmark_outputs import write_json
 from eval.hybrid_candidates import baseline_view, item_groups, model_view
 from text2tracks.candidate_rerank import ScoreMixture
 from text2tracks.ranking_metrics import per_prompt_metrics
@@ -174,6 +175,8 @@ def _row(name: str, sides: dict, groups, grid, knn_hits: np.ndarray) -> dict:
 
 
 def format_markdown(result: dict) -> str:
+    from eval.metrics import paired_text
+
     knn = result["title_knn"]
     lines = [
         f"title kNN: {knn:.3f}; 1.2x: {1.2 * knn:.3f}",
@@ -184,7 +187,7 @@ def format_markdown(result: dict) -> str:
     ]
     for row in result["rows"]:
         c = row["fitted_vs_title_knn"]
-        versus = f"{c['diff']:+.3f} [{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}], {c['p_value']:.3f}"
+        versus = f"{paired_text(c)}, {c['p_value']:.3f}"
         lines.append(
             f"| {row['view']} | {row['fitted']:.3f} ({row['fitted'] / knn:.2f}x) | {versus} "
             f"| {row['ceiling']:.3f} ({row['ceiling'] / knn:.2f}x) | {row['either']:.3f} |"
@@ -223,10 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(format_markdown(result))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    print(f"wrote {out}")
+    print(f"wrote {write_json(args.out, result)}")
     return 0
 
 

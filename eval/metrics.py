@@ -35,6 +35,7 @@ from text2tracks.ranking_metrics import (
 __all__ = [
     "PER_PROMPT_METRICS",
     "bootstrap_means",
+    "paired_text",
     "coverage",
     "evaluate_rankings",
     "first_hit_ranks",
@@ -44,6 +45,12 @@ __all__ = [
     "per_prompt_metrics",
     "relevant_items",
 ]
+
+
+def paired_text(comparison: dict) -> str:
+    """A :func:`paired_bootstrap_diff` result as table text: ``+0.050 [+0.017, +0.084]``."""
+    low, high = comparison["ci"]
+    return f"{comparison['diff']:+.3f} [{low:+.3f}, {high:+.3f}]"
 
 
 def paired_bootstrap_diff(

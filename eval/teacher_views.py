@@ -28,7 +28,6 @@ README's recommended configuration).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,6 +36,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from eval.baseline_core import rank_scores
+from eval.benchmark_outputs import write_json
 from text2tracks.cf_targets import ridge_fold_in
 from text2tracks.ragged import as_ragged
 
@@ -164,6 +164,8 @@ def measure(artifact, playlists, weights=DEFAULT_WEIGHTS, fold_in_top=DEFAULT_FO
 
 
 def format_markdown(result: dict) -> str:
+    from eval.metrics import paired_text
+
     lines = [
         "| system | validation Hits@10 | test Hits@10 | test vs title kNN [95% CI] | p |",
         "|---|---|---|---|---|",
@@ -173,8 +175,8 @@ def format_markdown(result: dict) -> str:
         c = row["test_vs_title_knn"]
         name = row["system"] + (" (chosen)" if row["system"] in chosen else "")
         lines.append(
-            f"| {name} | {row['validation']:.3f} | {row['test']:.3f} | {c['diff']:+.3f} "
-            f"[{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}] | {c['p_value']:.2f} |"
+            f"| {name} | {row['validation']:.3f} | {row['test']:.3f} | {paired_text(c)} "
+            f"| {c['p_value']:.2f} |"
         )
     return "\n".join(lines)
 
@@ -210,10 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     result = measure(args.artifact, args.playlists, weights, tops)
     print(format_markdown(result))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    print(f"wrote {out}")
+    print(f"wrote {write_json(args.out, result)}")
     return 0
 
 

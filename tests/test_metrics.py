@@ -192,3 +192,9 @@ def test_hits_at_ks_shape_and_bad_k():
     assert out.tolist() == [[0, 1, 0, 0], [0, 1, 1, 0], [0, 1, 1, 1]]
     with pytest.raises(ValueError, match="K must be >= 1"):
         hits_at_ks([1], [0])
+
+
+def test_paired_text_signs_the_difference_and_both_interval_ends():
+    from eval.metrics import paired_text
+
+    assert paired_text({"diff": 0.05, "ci": [-0.0174, 0.0836]}) == "+0.050 [-0.017, +0.084]"
