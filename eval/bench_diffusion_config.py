@@ -38,6 +38,9 @@ class DiffusionBenchConfig:
         head_contrastive_negatives, head_contrastive_weight: the heads' contrastive term
             (``DiffusionTrainConfig.contrastive_negatives`` / ``contrastive_weight``, whose
             defaults they take).
+        head_teacher_own_weight: the share of the title-kNN teacher's list on the playlist's
+            own tracks, for the heads and the regressor
+            (``DiffusionTrainConfig.teacher_own_weight``, whose default it takes).
         hidden, n_blocks, lr, train_batch_size: model width/depth and optimiser (both models).
         k: cut-off of the metrics. candidates: beam candidates per prompt (>= k) for the
             generative and hybrid systems (the hybrid settings' ``beam_candidates``); beams: beam
@@ -99,6 +102,7 @@ class DiffusionBenchConfig:
     head_latent_target: str = DiffusionTrainConfig.latent_target
     head_contrastive_negatives: str = DiffusionTrainConfig.contrastive_negatives
     head_contrastive_weight: float = DiffusionTrainConfig.contrastive_weight
+    head_teacher_own_weight: float = DiffusionTrainConfig.teacher_own_weight
     hidden: int = 512
     n_blocks: int = 4
     lr: float = 1e-3
@@ -235,6 +239,10 @@ class DiffusionBenchConfig:
         if not self.head_contrastive_weight >= 0:
             raise ValueError(
                 f"head_contrastive_weight must be >= 0, got {self.head_contrastive_weight}"
+            )
+        if not 0 <= self.head_teacher_own_weight <= 1:
+            raise ValueError(
+                f"head_teacher_own_weight must be in [0, 1], got {self.head_teacher_own_weight}"
             )
 
     @property

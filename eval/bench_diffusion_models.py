@@ -87,6 +87,7 @@ def _train_settings(config: DiffusionBenchConfig, work: Path, train_path: str) -
         eval_prompts=min(500, config.max_validation_prompts or 500),
         pool=config.pool,  # validation (and --keep-best) ranks as the benchmark's latent does
         eval_k=config.k,
+        teacher_own_weight=config.head_teacher_own_weight,  # the regressor's target follows
         seed=config.seed,
         num_threads=config.num_threads,
         progress=config.progress,

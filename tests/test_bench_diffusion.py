@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -304,6 +305,7 @@ def test_config_validation_and_cli_flags():
         {"head_latent_target": "als"},
         {"head_contrastive_negatives": "hard"},
         {"head_contrastive_weight": -1.0},
+        {"head_teacher_own_weight": 1.5},
     ):
         with pytest.raises(ValueError):
             DiffusionBenchConfig(**bad)
@@ -315,6 +317,12 @@ def test_config_validation_and_cli_flags():
     assert defaults.head_latent_target == train.latent_target == "teacher"
     assert defaults.head_contrastive_negatives == train.contrastive_negatives
     assert defaults.head_contrastive_weight == train.contrastive_weight
+    assert defaults.head_teacher_own_weight == train.teacher_own_weight
+    # ... and reach both models' training (the regressor learns the head's target)
+    from eval.bench_diffusion_models import _train_settings
+
+    shared = _train_settings(DiffusionBenchConfig(head_teacher_own_weight=0.5), Path("w"), "p")
+    assert shared["teacher_own_weight"] == 0.5
     args = build_parser().parse_args(
         [
             "--benchmark-dir",
