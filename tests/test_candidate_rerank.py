@@ -208,7 +208,7 @@ def test_score_mixture_fit_finds_what_both_views_agree_on_and_round_trips():
     assert per_prompt_metrics(ranked, relevant, 1)["hits"].mean() == 1.0
     for name in ("beam", "knn"):  # either view alone never ranks the target first
         assert per_prompt_metrics(flat[name][0][:, :1], relevant, 1)["hits"].mean() == 0.0
-    assert len(fusion.fit_hits_) == 5 * 3 * 4  # the whole grid was tried
+    assert len(fusion.fit_hits_) == 9 * 4 * 4  # the whole grid was tried
     loaded = hybrid_fusion_from_dict(json.loads(json.dumps(fusion.to_dict())))
     assert isinstance(loaded, ScoreMixture)
     assert (loaded.weight_, loaded.temperature_, loaded.penalty_) == (
