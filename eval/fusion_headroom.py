@@ -122,13 +122,13 @@ def measure(
 ) -> dict:
     """The table of the module docstring as a dict (see :func:`format_markdown`); title kNN is
     always among the views (the yardstick)."""
-    views = ["title_knn", *(v for v in views if v != "title_knn")]
     from eval.benchmark import load_split
     from semantic_ids.cf import CFModel
     from semantic_ids.interactions import ItemVocab
     from text2tracks.artifacts import CF_COMPONENT
     from text2tracks.pipeline import Text2Tracks
 
+    views = ["title_knn", *(v for v in views if v != "title_knn")]
     bench = Path(bench_dir)
     results = json.loads((bench / "results.json").read_text(encoding="utf-8"))
     config = argparse.Namespace(**{**results["config"], "train": str(playlists)})
