@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from eval.benchmark_outputs import write_json
+from eval.benchmark_outputs import table_main
 from eval.hybrid_candidates import baseline_view, item_groups, model_view
 from text2tracks.candidate_rerank import (
     MIX_PENALTIES,
@@ -93,7 +93,9 @@ def _side_views(model, baselines: dict, playlists, vocab, depth: int) -> dict:
     return {"beam": beam, "views": views, "relevant": relevant}
 
 
-def _fitted_baselines(results: dict, data: dict, vocab, cf, names: Sequence[str]) -> dict:
+def _baselines(results: dict, names: Sequence[str]) -> dict:
+    """The unfitted baselines of ``names`` (title kNN at the benchmark's tuned settings); an
+    unknown name or one that scores no items is an error before anything is loaded."""
     from eval import baselines as baselines_mod
     from eval.baseline_core import Baseline
 
@@ -109,12 +111,7 @@ def _fitted_baselines(results: dict, data: dict, vocab, cf, names: Sequence[str]
                 "every prompt), so there is nothing to mix; pick views such as title_knn, "
                 "exact_title, bm25, dense_biencoder"
             )
-    fitted = {}
-    for name, model in models.items():
-        fitted[name] = model.fit(
-            data["train"], vocab, tracks=data["tracks"], item_factors=cf.item_factors
-        )
-    return fitted
+    return models
 
 
 def measure(
@@ -131,13 +128,15 @@ def measure(
     views = ["title_knn", *(v for v in views if v != "title_knn")]
     bench = Path(bench_dir)
     results = json.loads((bench / "results.json").read_text(encoding="utf-8"))
+    baselines = _baselines(results, views)
     config = argparse.Namespace(**{**results["config"], "train": str(playlists)})
     data = load_split(config)
     art = bench / "artifact"
     vocab, cf = ItemVocab.load(art / CF_COMPONENT), CFModel.load(art / CF_COMPONENT)
     model = Text2Tracks.from_pretrained(art)
     groups = item_groups(model.catalog, vocab)
-    baselines = _fitted_baselines(results, data, vocab, cf, views)
+    for baseline in baselines.values():
+        baseline.fit(data["train"], vocab, tracks=data["tracks"], item_factors=cf.item_factors)
     sides = {
         s: _side_views(model, baselines, data[s], vocab, depth) for s in ("validation", "test")
     }
@@ -212,25 +211,23 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    views = [v for v in args.views.split(",") if v]
+def _run(args: argparse.Namespace) -> dict:
     bench = Path(args.benchmark_dir)
     if not (bench / "results.json").is_file() or not (bench / "artifact").is_dir():
-        print(
-            f"error: {bench} is not an eval.benchmark output folder (results.json and artifact/ "
-            "expected); run python -m eval.benchmark --out DIR first",
-            file=sys.stderr,
+        raise ValueError(
+            f"{bench} is not an eval.benchmark output folder (results.json and artifact/ "
+            "expected); run python -m eval.benchmark --out DIR first"
         )
-        return 2
+    views = [v for v in args.views.split(",") if v]
+    return measure(bench, args.playlists, views, depth=args.depth)
+
+
+def main(argv: list[str] | None = None) -> int:
     try:
-        result = measure(bench, args.playlists, views, depth=args.depth)
-    except (KeyError, ValueError) as err:  # an unknown or unmixable view, named
+        return table_main(argv, build_parser, _run, format_markdown)
+    except (KeyError, ValueError) as err:  # not a benchmark folder, an unknown or unmixable view
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(format_markdown(result))
-    print(f"wrote {write_json(args.out, result)}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -91,7 +91,7 @@ def test_benchmark_writes_results_per_prompt_and_report(tmp_path, monkeypatch):
     assert per_prompt["rank_depth"]["title_knn"] == 30
     assert (out / "report.html").is_file() and (out / "results.md").is_file()
     # eval.fusion_headroom reads the folder back: its title kNN is the benchmark's, and no fit
-    # on validation beats the grid's best on test, nor (10 slots) the union of the two top 10s
+    # on validation beats the grid's best on test
     headroom = tmp_path / "headroom.json"
     argv = ["--benchmark-dir", str(out), "--playlists", str(playlists), "--out", str(headroom)]
     assert fusion_headroom.main([*argv, "--views", "popularity"]) == 2  # ranks no items
