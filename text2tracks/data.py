@@ -453,6 +453,10 @@ class Seq2SeqCollator:
     the playlist's title (or ``blank_prompt_ids`` without it) and the last ``max_seed_tracks``
     seeds (each as its row of ``seed_token_ids``, default ``sid_token_ids``: see
     :mod:`text2tracks.seed_embedding`); equal prompts (same title and seeds) still share a row.
+
+    With ``soft_targets`` (a :class:`~text2tracks.soft_targets.SoftCodeTargets`, title-only
+    items) the batch also holds ``soft_token_ids`` and ``soft_probs``: each example's target
+    list's code distribution per position, given its drawn item's prefix.
     """
 
     def __init__(
@@ -465,8 +469,10 @@ class Seq2SeqCollator:
         blank_prompt_ids: np.ndarray | None = None,
         max_seed_tracks: int | None = None,
         seed_token_ids: np.ndarray | None = None,
+        soft_targets=None,
     ) -> None:
         self.prompt_ids = list(prompt_ids)
+        self.soft_targets = soft_targets
         self.sid_token_ids = np.asarray(sid_token_ids, dtype=np.int64)
         self.seed_token_ids = (
             self.sid_token_ids
@@ -493,6 +499,11 @@ class Seq2SeqCollator:
         playlists = np.fromiter((b[0] for b in batch), dtype=np.int64, count=len(batch))
         items = np.fromiter((b[1] for b in batch), dtype=np.int64, count=len(batch))
         out = {}
+        if self.soft_targets is not None:
+            if batch and len(batch[0]) > 2:
+                raise ValueError("soft targets answer title-only examples, not seeded ones")
+            soft = self.soft_targets(playlists, items)
+            out["soft_token_ids"], out["soft_probs"] = map(torch.from_numpy, soft)
         if batch and len(batch[0]) > 2:
             prompts, index = self._seeded_prompts(batch)
             if self.share_prompts:

@@ -100,6 +100,7 @@ def grouped_forward(
     list_loss_weight=0.0,
     num_negatives=16,
     generator=None,
+    soft_targets=None,
 ):
     """Seq2seq forward where several examples share one encoded prompt.
 
@@ -108,7 +109,9 @@ def grouped_forward(
     the P rows; its hidden states and mask are gathered to B rows (``index_select``, the general
     form of ``repeat_interleave``) and passed as ``encoder_outputs`` to ``model``'s forward, which
     runs the decoder and the loss only. With dropout 0 the loss and gradients equal those of
-    ``model(input_ids[prompt_index], attention_mask[prompt_index], labels=labels)``.
+    ``model(input_ids[prompt_index], attention_mask[prompt_index], labels=labels)``. With an ID
+    output head (:mod:`text2tracks.output_head`) the loss is computed on its scored columns only
+    and ``logits`` holds those columns (same loss value).
 
     Args:
         model: what the training loop calls (plain, peft-wrapped, or prepared by accelerate,
@@ -118,18 +121,15 @@ def grouped_forward(
         autocast: a context manager factory for the encoder call (``accelerator.autocast``): the
             mixed-precision wrapper accelerate puts on the model's forward does not cover a
             direct encoder call.
-        list_loss_weight: weight of a sequence-level list loss added to the cross-entropy
-            (0 = off: nothing more runs and the output is the model's own). With weight w > 0,
-            each prompt's decoder also scores up to ``num_negatives`` label sequences of the
-            other prompts of the batch (:func:`draw_negatives`), the encoder states reused: the
-            P * K (prompt, negative) pairs join the B examples' rows in the one decoder forward
-            of ``model``, and the cross-entropy is computed here from the same log-softmax. The
-            output's ``loss`` is then ``ce_loss + w * list_loss``, with ``ce_loss`` (equal to the
-            model's loss up to float rounding) and ``list_loss`` (:func:`list_loss_from_scores`)
-            set on it as attributes; its ``logits`` are the B examples' rows.
-            With an ID output head (:mod:`text2tracks.output_head`) the loss is computed on
-            its scored columns only and ``logits`` holds those columns (same loss value).
+        list_loss_weight: weight w of a sequence-level list loss added to the cross-entropy
+            (0 = off). Each prompt's decoder also scores up to ``num_negatives`` label sequences
+            of the batch's other prompts (:func:`draw_negatives`) in the same decoder forward,
+            the encoder states reused; ``loss`` is ``ce_loss + w * list_loss``, both set on the
+            output (:func:`list_loss_from_scores`), ``logits`` the B examples' rows.
         generator: a ``torch.Generator`` for the draw of negatives (default: the global RNG).
+        soft_targets: ``(token_ids, probs, w)``, per-position code distributions
+            (:class:`text2tracks.soft_targets.SoftCodeTargets`) and their weight in the loss
+            (:func:`_compact_forward`). Needs an ID output head; not with the list loss.
 
     DDP stays correct: the encoder's parameters receive their gradients through the hidden
     states that enter the wrapped forward, so the backward marks every parameter ready and the
@@ -138,10 +138,11 @@ def grouped_forward(
     """
     from transformers.modeling_outputs import BaseModelOutput
 
-    if list_loss_weight and num_negatives < 1:
-        raise ValueError(f"the list loss needs num_negatives >= 1, got {num_negatives!r}")
+    _check_losses(list_loss_weight, num_negatives, soft_targets)
     hidden = _encode_prompts(model, encoder, autocast, input_ids, attention_mask)
     with compact_output(_unwrapped(model)) as head:
+        if soft_targets is not None and head is None:
+            raise ValueError("soft targets need the ID output head (ModelConfig.id_only_output)")
         if list_loss_weight:
             negatives = draw_negatives(
                 prompt_index, labels, input_ids.shape[0], num_negatives, generator
@@ -164,12 +165,25 @@ def grouped_forward(
                 attention_mask=attention_mask.index_select(0, prompt_index),
                 labels=labels,
             )
-        return _compact_forward(model, head, hidden, attention_mask, prompt_index, labels)
+        return _compact_forward(
+            model, head, hidden, attention_mask, prompt_index, labels, soft_targets
+        )
 
 
-def _compact_forward(model, head, hidden, attention_mask, prompt_index, labels):
+def _check_losses(list_loss_weight, num_negatives, soft_targets) -> None:
+    if list_loss_weight and num_negatives < 1:
+        raise ValueError(f"the list loss needs num_negatives >= 1, got {num_negatives!r}")
+    if soft_targets is not None and list_loss_weight:
+        raise ValueError("soft targets and the list loss do not combine: use one of them")
+
+
+def _compact_forward(model, head, hidden, attention_mask, prompt_index, labels, soft=None):
     """The model's forward and cross-entropy on the scored columns of an ID output head (the
-    same loss as the model's own on full logits, without writing them)."""
+    same loss as the model's own on full logits, without writing them).
+
+    With ``soft = (token_ids, probs, w)`` the loss is ``(1 - w) * ce + w * soft_ce``,
+    ``soft_ce`` the mean over positions of the cross-entropy against ``probs`` over
+    ``token_ids`` (``out.ce_loss`` keeps ``ce``)."""
     import torch
     from transformers.modeling_outputs import BaseModelOutput
 
@@ -182,6 +196,15 @@ def _compact_forward(model, head, hidden, attention_mask, prompt_index, labels):
     out.loss = torch.nn.functional.cross_entropy(
         out.logits.float().flatten(0, -2), columns.flatten(), ignore_index=-100
     )
+    if soft is not None:
+        token_ids, probs, weight = soft
+        if not 0 < weight <= 1:
+            raise ValueError(f"the soft target weight must be in (0, 1], got {weight!r}")
+        log_probs = torch.log_softmax(out.logits.float(), dim=-1)
+        soft_columns = head.compact_labels(token_ids).clamp(min=0)  # padding: probability 0
+        soft_ce = -(probs * log_probs.gather(-1, soft_columns)).sum(-1)
+        out.ce_loss = out.loss
+        out.loss = (1 - weight) * out.loss + weight * soft_ce.mean()
     return out
 
 

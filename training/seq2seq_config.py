@@ -87,6 +87,12 @@ class TrainConfig:
             against up to ``list_loss_negatives`` label sequences of the batch's other prompts,
             scored by the decoder on its prompt (:func:`grouped_forward`; needs
             ``targets_per_prompt_group`` > 1). One more decoder pass per step.
+        soft_target_weight: in [0, 1]; with w > 0 the loss is ``(1 - w) * ce + w * soft_ce``,
+            ``soft_ce`` the cross-entropy against the target list's exact distribution over each
+            ID level's code given the drawn target's prefix
+            (:mod:`text2tracks.soft_targets`: the same expected gradient as the drawn targets',
+            with less variance). Needs the grouped forward, title-only examples
+            (``seed_prob`` 0) and no list loss.
         length_bucket_window: sort prompts by length within windows of this many batches, so
             that little padding is encoded (0 = off). The batches of a window are shuffled.
         target_source: what each playlist's examples are drawn from: ``"playlist"`` its own
@@ -191,6 +197,7 @@ class TrainConfig:
     targets_per_prompt_group: int = 8
     list_loss_weight: float = 0.0
     list_loss_negatives: int = 16
+    soft_target_weight: float = 0.0
     length_bucket_window: int = 32
     target_source: str = field(default="teacher", metadata={"choices": TARGET_SOURCES})
     teacher_top_items: int = 200
@@ -252,6 +259,7 @@ class TrainConfig:
                 "targets_per_prompt_group >= 2 (its negatives are other prompts' "
                 "examples in the batch)"
             )
+        self._check_soft_targets()
         if self.schedule not in _SCHEDULES:
             raise ValueError(f"schedule must be one of {_SCHEDULES}, got {self.schedule!r}")
         if self.mixed_precision not in _PRECISIONS:
@@ -317,6 +325,7 @@ class TrainConfig:
             "weight_decay",
             "popularity_power",
             "list_loss_weight",
+            "soft_target_weight",
         ):
             value = getattr(self, name)
             if (
@@ -325,6 +334,23 @@ class TrainConfig:
                 or not math.isfinite(value)
             ):
                 raise ValueError(f"{name} must be a finite number, got {value!r}")
+
+    def _check_soft_targets(self) -> None:
+        w = self.soft_target_weight
+        if not 0 <= w <= 1:
+            raise ValueError(f"soft_target_weight must be in [0, 1] (0 = off), got {w!r}")
+        if not w:
+            return
+        if self.targets_per_prompt_group < 2 or self.list_loss_weight or self.seed_prob:
+            raise ValueError(
+                "soft_target_weight > 0 needs the grouped forward (targets_per_prompt_group >= "
+                "2), no list loss (list_loss_weight 0) and title-only examples (seed_prob 0)"
+            )
+        if self.popularity_power or not self.model.id_only_output:
+            raise ValueError(
+                "soft_target_weight > 0 needs targets drawn in proportion to their weights "
+                "(popularity_power 0) and the ID output head (id_only_output)"
+            )
 
     def _check_token_options(self) -> None:
         check_id_init(self.id_init)

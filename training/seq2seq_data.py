@@ -172,6 +172,36 @@ def playlist_targets(config: TrainConfig, data: dict, log):
     return _load_targets(folder)
 
 
+def _train_collator(config, train_prompts, targets, token_tables, tokenizer, blank):
+    """The training examples' collator; ``token_tables``: the items' ID tokens and what the
+    encoder reads for each as a seed."""
+    from text2tracks.data import Seq2SeqCollator
+
+    sid_token_ids, seed_token_ids = token_tables
+    return Seq2SeqCollator(
+        train_prompts,
+        sid_token_ids,
+        tokenizer.pad_token_id,
+        tokenizer.eos_token_id,
+        share_prompts=config.targets_per_prompt_group > 1,
+        blank_prompt_ids=blank,
+        max_seed_tracks=config.max_seed_tracks,
+        seed_token_ids=seed_token_ids,
+        soft_targets=soft_code_targets(config, *targets, sid_token_ids, tokenizer.eos_token_id),
+    )
+
+
+def soft_code_targets(config: TrainConfig, targets, weights, sid_token_ids, eos_token_id: int):
+    """The training collator's :class:`text2tracks.soft_targets.SoftCodeTargets` (``None``
+    with ``soft_target_weight`` 0): the code distributions of the lists the targets are drawn
+    from (uniform over the playlist's own tracks without teacher weights)."""
+    if not config.soft_target_weight:
+        return None
+    from text2tracks.soft_targets import SoftCodeTargets
+
+    return SoftCodeTargets(targets, weights, sid_token_ids, eos_token_id)
+
+
 def _teacher_key(config: TrainConfig, data: dict) -> str:
     """A digest of the teacher's settings, the catalogue size and the training data."""
     import hashlib
@@ -264,7 +294,7 @@ def build_examples(
     ``targets``: :func:`playlist_targets`' result when already computed (default: computed).
     ``seed_token_ids``: what the encoder reads for each item as a seed
     (:func:`text2tracks.seed_embedding.seed_token_table`; default: its ID tokens)."""
-    from text2tracks.data import Seq2SeqCollator, Seq2SeqPairs, encode_prompts
+    from text2tracks.data import Seq2SeqPairs, encode_prompts
 
     train_targets, target_weights = targets or playlist_targets(config, data, log)
     n_train = len(data["train_prompts"])
@@ -303,17 +333,10 @@ def build_examples(
     )
     if len(train_pairs) == 0:
         raise ValueError("no training examples: no training playlist holds a catalogue track")
-    collate = Seq2SeqCollator(
-        train_prompts,
-        sid_token_ids,
-        tokenizer.pad_token_id,
-        tokenizer.eos_token_id,
-        share_prompts=config.targets_per_prompt_group > 1,
-        blank_prompt_ids=blank,
-        max_seed_tracks=config.max_seed_tracks,
-        seed_token_ids=seed_token_ids,
+    tables = (sid_token_ids, seed_token_ids)
+    collate = _train_collator(
+        config, train_prompts, (train_targets, target_weights), tables, tokenizer, blank
     )
-
     val = _validation_examples(
         config, data, tokenizer, sid_token_ids, seed_options, blank, seed_token_ids
     )

@@ -212,6 +212,11 @@ def _train_forward(run: _Run, batch):
             autocast=run.accelerator.autocast,
             list_loss_weight=config.list_loss_weight,
             num_negatives=config.list_loss_negatives,
+            soft_targets=(
+                (batch["soft_token_ids"], batch["soft_probs"], config.soft_target_weight)
+                if "soft_token_ids" in batch
+                else None
+            ),
         )
     if config.list_loss_weight:
         raise ValueError(
