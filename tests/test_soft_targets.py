@@ -67,6 +67,40 @@ def test_without_weights_the_list_is_uniform_and_max_codes_keeps_the_heaviest():
     assert _as_dicts(token_ids, probs, 0, 2) == {31: 1.0}  # 0.3 outweighs the drawn item's 0.1
 
 
+def test_examples_not_drawn_from_the_list_keep_their_own_target():
+    soft = SoftCodeTargets(LISTS, WEIGHTS, TOKENS, EOS)
+    # example 1 (playlist 1) carries seeds: its item 2 came from the playlist's own tracks
+    token_ids, probs = soft.batch(np.array([0, 1]), np.array([1, 2]), np.array([True, False]))
+    want_ids, want_probs = soft(np.array([0]), np.array([1]))
+    np.testing.assert_array_equal(token_ids[:1], want_ids)
+    np.testing.assert_array_equal(probs[:1], want_probs)
+    for level, token in enumerate([10, 21, 30, EOS]):
+        assert _as_dicts(token_ids, probs, 1, level) == {token: 1.0}
+    token_ids, probs = soft.batch(np.array([1]), np.array([3]), np.array([False]))
+    assert token_ids.shape == (1, 4, 1) and probs.sum() == 4
+
+
+def test_the_collator_gives_seeded_examples_their_own_target():
+    from text2tracks.data import Seq2SeqCollator
+
+    soft = SoftCodeTargets(LISTS, WEIGHTS, TOKENS, EOS)
+    collate = Seq2SeqCollator(
+        [np.array([5, EOS]), np.array([6, EOS])],
+        TOKENS,
+        pad_token_id=0,
+        eos_token_id=EOS,
+        share_prompts=True,
+        blank_prompt_ids=np.array([EOS]),
+        max_seed_tracks=4,
+        soft_targets=soft,
+    )
+    batch = collate([(0, 3, np.zeros(0, np.int64), True), (1, 0, np.array([4]), True)])
+    token_ids, probs = batch["soft_token_ids"].numpy(), batch["soft_probs"].numpy()
+    assert _as_dicts(token_ids, probs, 0, 0) == {10: 0.6, 11: 0.4}
+    assert _as_dicts(token_ids, probs, 1, 0) == {10: 1.0}  # item 0, not in playlist 1's list
+    np.testing.assert_array_equal(token_ids[:, :, 0][:, :-1][1], TOKENS[0])
+
+
 def test_bad_input_is_refused():
     soft = SoftCodeTargets(LISTS, WEIGHTS, TOKENS, EOS)
     with pytest.raises(ValueError, match="not in its playlist's target list"):
@@ -145,17 +179,14 @@ def test_train_config_validates_the_soft_target_weight():
     for bad in (-0.1, 1.5, float("nan")):
         with pytest.raises(ValueError, match="soft_target_weight"):
             TrainConfig("art", "pl", soft_target_weight=bad)
-    for conflict in (
-        dict(targets_per_prompt_group=1),
-        dict(seed_prob=0.5),
-        dict(list_loss_weight=1.0),
-    ):
-        with pytest.raises(ValueError, match="title-only examples"):
+    for conflict in (dict(targets_per_prompt_group=1), dict(list_loss_weight=1.0)):
+        with pytest.raises(ValueError, match="grouped forward"):
             TrainConfig("art", "pl", soft_target_weight=0.5, **conflict)
     assert TrainConfig("art", "pl", soft_target_weight=1.0).soft_target_weight == 1.0
 
 
-def test_a_run_with_soft_targets_trains(tiny_artifact, tmp_path):  # noqa: F811
+@pytest.mark.parametrize("seed_flags", [[], ["--seed-prob", "0.5"]], ids=["titles", "seeds"])
+def test_a_run_with_soft_targets_trains(tiny_artifact, tmp_path, seed_flags):  # noqa: F811
     import shutil
 
     from training.train_seq2seq import build_parser, config_from_args, train
@@ -167,7 +198,7 @@ def test_a_run_with_soft_targets_trains(tiny_artifact, tmp_path):  # noqa: F811
     try:
         args = build_parser().parse_args(
             ["--artifact", str(art), "--playlists", str(playlists), "--epochs", "1"]
-            + ["--eval-every", "0", "--soft-target-weight", "0.5", *TINY_FLAGS]
+            + ["--eval-every", "0", "--soft-target-weight", "0.5", *TINY_FLAGS, *seed_flags]
         )
         summary = train(config_from_args(args))
     finally:

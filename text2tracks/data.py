@@ -454,9 +454,9 @@ class Seq2SeqCollator:
     seeds (each as its row of ``seed_token_ids``, default ``sid_token_ids``: see
     :mod:`text2tracks.seed_embedding`); equal prompts (same title and seeds) still share a row.
 
-    With ``soft_targets`` (a :class:`~text2tracks.soft_targets.SoftCodeTargets`, title-only
-    items) the batch also holds ``soft_token_ids`` and ``soft_probs``: each example's target
-    list's code distribution per position, given its drawn item's prefix.
+    With ``soft_targets`` (a :class:`~text2tracks.soft_targets.SoftCodeTargets`) the batch also
+    holds ``soft_token_ids`` and ``soft_probs``: each example's target list's code distribution
+    per position, given its drawn item's prefix (one-hot for an example with seeds).
     """
 
     def __init__(
@@ -499,10 +499,9 @@ class Seq2SeqCollator:
         playlists = np.fromiter((b[0] for b in batch), dtype=np.int64, count=len(batch))
         items = np.fromiter((b[1] for b in batch), dtype=np.int64, count=len(batch))
         out = {}
-        if self.soft_targets is not None:
-            if batch and len(batch[0]) > 2:
-                raise ValueError("soft targets answer title-only examples, not seeded ones")
-            soft = self.soft_targets(playlists, items)
+        if self.soft_targets is not None:  # seeded examples' targets are not the list's
+            from_list = [len(b) < 3 or not len(b[2]) for b in batch]
+            soft = self.soft_targets.batch(playlists, items, np.asarray(from_list, dtype=bool))
             out["soft_token_ids"], out["soft_probs"] = map(torch.from_numpy, soft)
         if batch and len(batch[0]) > 2:
             prompts, index = self._seeded_prompts(batch)

@@ -115,6 +115,27 @@ class SoftCodeTargets:
         probs[:, -1, 0] = 1.0
         return token_ids, probs
 
+    def batch(
+        self, playlists: np.ndarray, items: np.ndarray, from_list: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """As :meth:`__call__` for the examples where ``from_list`` is true; the others (a
+        seeded example's target, drawn from the playlist's own tracks, not from the list) get
+        their own item's tokens, one-hot: their plain cross-entropy."""
+        playlists = np.asarray(playlists, dtype=np.int64)
+        items = np.asarray(items, dtype=np.int64)
+        from_list = np.asarray(from_list, dtype=bool)
+        soft = self(playlists[from_list], items[from_list]) if from_list.any() else None
+        width = 1 if soft is None else soft[0].shape[2]
+        token_ids = np.full((items.size, self.depth + 1, width), -100, dtype=np.int64)
+        probs = np.zeros(token_ids.shape, dtype=np.float32)
+        if soft is not None:
+            token_ids[from_list], probs[from_list] = soft
+        hard = ~from_list
+        token_ids[hard, :-1, 0] = self.tokens[items[hard]]
+        token_ids[hard, -1, 0] = self.eos_token_id
+        probs[hard, :, 0] = 1.0
+        return token_ids, probs
+
     def _entries(self, playlists: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per list entry of the batch's playlists: its example and its index in ``targets``."""
         start = self.targets.indptr[playlists]
