@@ -179,14 +179,17 @@ def test_train_config_validates_the_soft_target_weight():
     for bad in (-0.1, 1.5, float("nan")):
         with pytest.raises(ValueError, match="soft_target_weight"):
             TrainConfig("art", "pl", soft_target_weight=bad)
-    for conflict in (dict(targets_per_prompt_group=1), dict(list_loss_weight=1.0)):
-        with pytest.raises(ValueError, match="grouped forward"):
-            TrainConfig("art", "pl", soft_target_weight=0.5, **conflict)
+    with pytest.raises(ValueError, match="do not combine"):
+        TrainConfig("art", "pl", soft_target_weight=0.5, list_loss_weight=1.0)
     assert TrainConfig("art", "pl", soft_target_weight=1.0).soft_target_weight == 1.0
 
 
-@pytest.mark.parametrize("seed_flags", [[], ["--seed-prob", "0.5"]], ids=["titles", "seeds"])
-def test_a_run_with_soft_targets_trains(tiny_artifact, tmp_path, seed_flags):  # noqa: F811
+@pytest.mark.parametrize(
+    "flags",
+    [[], ["--seed-prob", "0.5"], ["--targets-per-prompt-group", "1"]],
+    ids=["titles", "seeds", "ungrouped"],
+)
+def test_a_run_with_soft_targets_trains(tiny_artifact, tmp_path, flags):  # noqa: F811
     import shutil
 
     from training.train_seq2seq import build_parser, config_from_args, train
@@ -198,7 +201,7 @@ def test_a_run_with_soft_targets_trains(tiny_artifact, tmp_path, seed_flags):  #
     try:
         args = build_parser().parse_args(
             ["--artifact", str(art), "--playlists", str(playlists), "--epochs", "1"]
-            + ["--eval-every", "0", "--soft-target-weight", "0.5", *TINY_FLAGS, *seed_flags]
+            + ["--eval-every", "0", "--soft-target-weight", "0.5", *TINY_FLAGS, *flags]
         )
         summary = train(config_from_args(args))
     finally:

@@ -91,8 +91,8 @@ class TrainConfig:
             ``soft_ce`` the cross-entropy against the target list's exact distribution over each
             ID level's code given the drawn target's prefix
             (:mod:`text2tracks.soft_targets`: the same expected gradient as the drawn targets',
-            with less variance; an example with seeds keeps its own target). Needs the grouped
-            forward and no list loss.
+            with less variance; an example with seeds keeps its own target). Not with the list
+            loss.
         length_bucket_window: sort prompts by length within windows of this many batches, so
             that little padding is encoded (0 = off). The batches of a window are shuffled.
         target_source: what each playlist's examples are drawn from: ``"playlist"`` its own
@@ -341,10 +341,9 @@ class TrainConfig:
             raise ValueError(f"soft_target_weight must be in [0, 1] (0 = off), got {w!r}")
         if not w:
             return
-        if self.targets_per_prompt_group < 2 or self.list_loss_weight:
+        if self.list_loss_weight:
             raise ValueError(
-                "soft_target_weight > 0 needs the grouped forward (targets_per_prompt_group >= "
-                "2) and no list loss (list_loss_weight 0)"
+                "soft_target_weight > 0 and list_loss_weight > 0 do not combine: set one to 0"
             )
         if self.popularity_power or not self.model.id_only_output:
             raise ValueError(

@@ -200,23 +200,23 @@ def _record_eval(run: _Run) -> None:
 
 
 def _train_forward(run: _Run, batch):
-    config = run.config
-    if "prompt_index" in batch:
+    config, index, soft = run.config, batch.get("prompt_index"), None
+    if "soft_token_ids" in batch:
+        soft = (batch["soft_token_ids"], batch["soft_probs"], config.soft_target_weight)
+        if index is None:  # prompts not shared: every example is its own prompt row
+            index = batch["labels"].new_ones(batch["labels"].shape[0]).cumsum(0) - 1
+    if index is not None:
         return grouped_forward(
             run.model,
             batch["input_ids"],
             batch["attention_mask"],
-            batch["prompt_index"],
+            index,
             batch["labels"],
             encoder=run.train_encoder,
             autocast=run.accelerator.autocast,
             list_loss_weight=config.list_loss_weight,
             num_negatives=config.list_loss_negatives,
-            soft_targets=(
-                (batch["soft_token_ids"], batch["soft_probs"], config.soft_target_weight)
-                if "soft_token_ids" in batch
-                else None
-            ),
+            soft_targets=soft,
         )
     if config.list_loss_weight:
         raise ValueError(
