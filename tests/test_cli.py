@@ -399,16 +399,26 @@ def test_the_mapper_round_trips_each_config(name):
         # d_model must stay a multiple of num_heads; seeds (seed_prob > 0) need the encoder to
         # train, so freeze_encoder keeps its default; subword dropout needs the subword T5,
         # which the change leaves, so it keeps its default too; artist prompts need the teacher,
-        # which the change leaves, so they keep theirs
+        # which the change leaves, so they keep theirs; soft targets and the list loss (which
+        # the change turns on) do not combine, so soft targets change on their own
         model = dataclasses.replace(
             _changed(config.model, d_model=1, num_heads=1, freeze_encoder=1),
             d_model=256,
             num_heads=8,
         )
         outer = _changed(
-            config, d_model=1, num_heads=1, freeze_encoder=1, subword_dropout=1, artist_prompts=1
+            config,
+            d_model=1,
+            num_heads=1,
+            freeze_encoder=1,
+            subword_dropout=1,
+            artist_prompts=1,
+            soft_target_weight=1,
         )
-        changes = [dataclasses.replace(outer, model=model)]
+        changes = [
+            dataclasses.replace(outer, model=model),
+            dataclasses.replace(config, soft_target_weight=0.5),
+        ]
     elif name == "DiffusionTrainConfig":
         # the time embedding width must stay even, the contrastive term (on by default) needs
         # an x_0 prediction type, and seed conditioning is refused with --regressor (which the
