@@ -160,6 +160,23 @@ def test_the_soft_loss_is_the_expected_cross_entropy_of_the_draws():
             model, ids, mask, index, labels, soft_targets=(token_ids, probs, 0.25)
         )
     assert float(mixed.loss) == pytest.approx(0.75 * float(out.ce_loss) + 0.25 * float(out.loss))
+    # a padded position (label -100) counts in neither loss
+    padded = labels.clone()
+    padded[0, -1] = -100
+    with torch.no_grad():
+        masked = grouped_forward(
+            model, ids, mask, index, padded, soft_targets=(token_ids, probs, 1.0)
+        )
+        first = grouped_forward(
+            model, ids, mask, index[:1], labels[:1], soft_targets=(token_ids[:1], probs[:1], 1.0)
+        )
+    n = labels.numel()  # the other positions' soft losses, summed, less example 0's EOS term
+    eos = float(first.loss) * labels.shape[1] - float(
+        grouped_forward(
+            model, ids, mask, index[:1], padded[:1], soft_targets=(token_ids[:1], probs[:1], 1.0)
+        ).loss
+    ) * (labels.shape[1] - 1)
+    assert float(masked.loss) == pytest.approx((float(out.loss) * n - eos) / (n - 1), rel=1e-5)
 
 
 def test_the_soft_loss_needs_the_id_head_and_refuses_the_list_loss():

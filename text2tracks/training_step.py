@@ -182,7 +182,7 @@ def _compact_forward(model, head, hidden, attention_mask, prompt_index, labels, 
     same loss as the model's own on full logits, without writing them).
 
     With ``soft = (token_ids, probs, w)`` the loss is ``(1 - w) * ce + w * soft_ce``,
-    ``soft_ce`` the mean over positions of the cross-entropy against ``probs`` over
+    ``soft_ce`` the mean over the labelled positions of the cross-entropy against ``probs`` over
     ``token_ids`` (``out.ce_loss`` keeps ``ce``)."""
     import torch
     from transformers.modeling_outputs import BaseModelOutput
@@ -204,7 +204,7 @@ def _compact_forward(model, head, hidden, attention_mask, prompt_index, labels, 
         soft_columns = head.compact_labels(token_ids).clamp(min=0)  # padding: probability 0
         soft_ce = -(probs * log_probs.gather(-1, soft_columns)).sum(-1)
         out.ce_loss = out.loss
-        out.loss = (1 - weight) * out.loss + weight * soft_ce.mean()
+        out.loss = (1 - weight) * out.loss + weight * soft_ce[labels.ne(-100)].mean()
     return out
 
 
