@@ -99,6 +99,10 @@ def test_the_collator_gives_seeded_examples_their_own_target():
     assert _as_dicts(token_ids, probs, 0, 0) == {10: 0.6, 11: 0.4}
     assert _as_dicts(token_ids, probs, 1, 0) == {10: 1.0}  # item 0, not in playlist 1's list
     np.testing.assert_array_equal(token_ids[:, :, 0][:, :-1][1], TOKENS[0])
+    # prompts not shared: each example is its own prompt row, for the grouped forward
+    collate.share_prompts = False
+    batch = collate([(0, 3, np.zeros(0, np.int64), True), (0, 1, np.zeros(0, np.int64), True)])
+    assert batch["prompt_index"].tolist() == [0, 1] and batch["input_ids"].shape[0] == 2
 
 
 def test_bad_input_is_refused():

@@ -456,7 +456,8 @@ class Seq2SeqCollator:
 
     With ``soft_targets`` (a :class:`~text2tracks.soft_targets.SoftCodeTargets`) the batch also
     holds ``soft_token_ids`` and ``soft_probs``: each example's target list's code distribution
-    per position, given its drawn item's prefix (one-hot for an example with seeds).
+    per position, given its drawn item's prefix (one-hot for an example with seeds), and a
+    ``prompt_index`` even when prompts are not shared (each example its own row).
     """
 
     def __init__(
@@ -518,6 +519,8 @@ class Seq2SeqCollator:
             prompts = [self.prompt_ids[p] for p in rows]
         else:
             prompts = [self.prompt_ids[p] for p in playlists]
+        if self.soft_targets is not None and "prompt_index" not in out:
+            out["prompt_index"] = torch.arange(len(batch))  # the soft loss is grouped_forward's
         input_ids, attention_mask = pad_prompts(prompts, self.pad_token_id)
         labels = np.empty((len(batch), self.sid_token_ids.shape[1] + 1), dtype=np.int64)
         labels[:, :-1] = self.sid_token_ids[items]

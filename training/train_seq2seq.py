@@ -200,17 +200,15 @@ def _record_eval(run: _Run) -> None:
 
 
 def _train_forward(run: _Run, batch):
-    config, index, soft = run.config, batch.get("prompt_index"), None
+    config, soft = run.config, None
     if "soft_token_ids" in batch:
         soft = (batch["soft_token_ids"], batch["soft_probs"], config.soft_target_weight)
-        if index is None:  # prompts not shared: every example is its own prompt row
-            index = batch["labels"].new_ones(batch["labels"].shape[0]).cumsum(0) - 1
-    if index is not None:
+    if "prompt_index" in batch:  # always there with soft targets
         return grouped_forward(
             run.model,
             batch["input_ids"],
             batch["attention_mask"],
-            index,
+            batch["prompt_index"],
             batch["labels"],
             encoder=run.train_encoder,
             autocast=run.accelerator.autocast,
