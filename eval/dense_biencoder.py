@@ -16,7 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from eval.baseline_core import Baseline
-from text2tracks.modeling import minilm_path
+from text2tracks.minilm import minilm_path
 from text2tracks.teacher import prompt_text
 
 # the logger of eval.baselines, where this baseline lived before issue 11

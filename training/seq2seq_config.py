@@ -382,6 +382,11 @@ class TrainConfig:
                 "whose encoder embeddings are new; with freeze_encoder=True they stay random. "
                 "Drop --freeze-encoder, or set --seed-prob 0"
             )
+        if self.seed_prob and self.model.encoder_trainable_layers is not None:
+            raise ValueError(
+                "seed_prob > 0 needs the encoder's embeddings to train (seeds are new ID tokens), "
+                "which encoder_trainable_layers keeps fixed: drop one of them"
+            )
         try:
             self.seed_draw()
         except ValueError as err:  # SeedDraw names its fields; say which of ours it was
