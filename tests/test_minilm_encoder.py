@@ -138,3 +138,88 @@ def test_auto_builds_minilm_when_its_package_is_installed_and_t5_otherwise(monke
     monkeypatch.setenv(modeling.AUTO_ENCODER_ENV, "bert")
     with pytest.raises(ValueError, match="TEXT2TRACKS_AUTO_ENCODER must be"):
         ModelConfig()
+
+
+def test_only_the_top_layers_train_and_the_frozen_weights_do_not_move():
+    from training.optimizer import build_optimizer
+
+    config = dataclasses.replace(CONFIG, freeze_encoder=False, encoder_trainable_layers=2)
+    torch.manual_seed(0)
+    model, tokenizer, layout = build_seq2seq(config, LEVELS)
+    encoder = model.get_encoder()
+    trains = [all(p.requires_grad for p in layer.parameters()) for layer in encoder.encoder.layer]
+    assert trains == [False] * 4 + [True] * 2
+    assert not any(p.requires_grad for p in encoder.embeddings.parameters())
+    assert all(p.requires_grad for p in model.get_decoder().parameters())
+    assert model.enc_to_dec_proj.weight.requires_grad
+    before = {k: v.clone() for k, v in encoder.state_dict().items()}
+    optimizer = build_optimizer(model, lr=1e-2, weight_decay=0.01, encoder_lr=1e-3)
+    trained = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    assert trained == {id(p) for p in model.parameters() if p.requires_grad}
+    batch = tokenizer(PROMPTS, return_tensors="pt", padding=True)
+    labels = _labels(layout, tokenizer.eos_token_id, ANSWERS)
+    model.train()
+    for _ in range(3):
+        model(**batch, labels=labels).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    after = encoder.state_dict()
+    moved = {k for k in before if not torch.equal(before[k], after[k])}
+    assert moved and all(k.startswith(("encoder.layer.4.", "encoder.layer.5.")) for k in moved)
+    assert any(k.startswith("encoder.layer.4.") for k in moved)
+    # 0 keeps the whole encoder fixed but the projection still trains; a saved config keeps it
+    zero = dataclasses.replace(config, encoder_trainable_layers=0)
+    assert not any(
+        p.requires_grad for p in build_seq2seq(zero, LEVELS)[0].get_encoder().parameters()
+    )
+    assert ModelConfig.from_dict(config.to_dict()).encoder_trainable_layers == 2
+
+
+def test_trainable_layers_refuse_what_they_cannot_do():
+    from training.seq2seq_config import TrainConfig
+
+    with pytest.raises(ValueError, match="encoder_trainable_layers"):
+        ModelConfig(encoder="t5", encoder_trainable_layers=2)
+    with pytest.raises(ValueError, match="encoder_trainable_layers"):
+        dataclasses.replace(CONFIG, encoder_trainable_layers=2)  # CONFIG freezes the encoder
+    with pytest.raises(ValueError, match="integer >= 0"):
+        ModelConfig(encoder="minilm", encoder_trainable_layers=-1)
+    with pytest.raises(ValueError, match="the encoder has 6 layers"):
+        build_seq2seq(ModelConfig(encoder="minilm", encoder_trainable_layers=7), LEVELS)
+    model = ModelConfig(encoder="minilm", encoder_trainable_layers=3)
+    with pytest.raises(ValueError, match="seed_prob > 0 needs the encoder's embeddings"):
+        TrainConfig(artifact="a", playlists="p", model=model, seed_prob=0.5)
+
+
+def test_the_training_step_caches_the_frozen_layers_with_the_same_states_and_gradients():
+    from text2tracks.training_step import FrozenEncoderCache, training_encoder
+
+    config = dataclasses.replace(CONFIG, freeze_encoder=False, encoder_trainable_layers=2)
+    torch.manual_seed(0)
+    model, tokenizer, _ = build_seq2seq(config, LEVELS)
+    encoder = model.get_encoder()
+    cache = training_encoder(encoder)
+    assert isinstance(cache, FrozenEncoderCache) and cache.trainable_layers == 2
+    padded = tokenizer([PROMPTS[0], "rock"], return_tensors="pt", padding=True)
+    real = padded["attention_mask"].bool()
+    cached = cache(padded["input_ids"], padded["attention_mask"]).last_hidden_state
+    direct = encoder(**padded).last_hidden_state
+    torch.testing.assert_close(cached[real], direct[real], atol=1e-5, rtol=1e-5)
+    top = encoder.encoder.layer[4].attention.self.query.weight
+    (grad_cached,) = torch.autograd.grad(cached[real].square().sum(), top)
+    (grad_direct,) = torch.autograd.grad(direct[real].square().sum(), top)
+    torch.testing.assert_close(grad_cached, grad_direct, atol=1e-4, rtol=1e-4)
+    again = cache(padded["input_ids"][1:], padded["attention_mask"][1:])  # shorter padding
+    n = int(padded["attention_mask"][1].sum())
+    torch.testing.assert_close(again.last_hidden_state[0, :n], direct[1, :n], atol=1e-5, rtol=1e-5)
+    assert (cache.misses, cache.hits) == (2, 1)
+    # what must not be cached: an encoder whose embeddings train, or an unfrozen layer below
+    fine_tuned = build_seq2seq(dataclasses.replace(config, encoder_trainable_layers=None), LEVELS)
+    assert training_encoder(fine_tuned[0].get_encoder()) is fine_tuned[0].get_encoder()
+    encoder.encoder.layer[1].requires_grad_(True)
+    assert training_encoder(encoder) is encoder
+    with pytest.raises(ValueError, match="below its top trainable_layers"):
+        FrozenEncoderCache(encoder, 2)
+    assert isinstance(
+        training_encoder(build_seq2seq(CONFIG, LEVELS)[0].get_encoder()), FrozenEncoderCache
+    )

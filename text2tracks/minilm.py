@@ -106,5 +106,7 @@ def freeze_below(encoder, trainable: int) -> None:
             f"encoder_trainable_layers={trainable}, but the encoder has {len(layers)} layers"
         )
     encoder.embeddings.requires_grad_(False)
+    if getattr(encoder, "pooler", None) is not None:  # unused: the decoder reads every state
+        encoder.pooler.requires_grad_(False)
     for layer in layers[: len(layers) - trainable]:
         layer.requires_grad_(False)

@@ -282,17 +282,28 @@ class FrozenEncoderCache:
     hides. The cache grows by one ``length x hidden`` array per distinct prompt (about 15 KB
     for an MPD title under MiniLM).
 
+    With ``trainable_layers`` > 0 (a BERT encoder whose top layers train,
+    ``ModelConfig(encoder_trainable_layers=N)``) it caches the states below those layers and
+    runs them on every call, with gradients: the same answer as the whole encoder at the real
+    positions, without the frozen layers' forward.
+
     Args:
-        encoder: the frozen encoder module (``model.get_encoder()``).
+        encoder: the encoder module (``model.get_encoder()``), frozen but for its top
+            ``trainable_layers`` layers.
+        trainable_layers: how many of its top layers train (0: all of it is frozen).
     """
 
-    def __init__(self, encoder) -> None:
-        if any(p.requires_grad for p in encoder.parameters()):
+    def __init__(self, encoder, trainable_layers: int = 0) -> None:
+        self.top = list(encoder.encoder.layer)[-trainable_layers:] if trainable_layers else []
+        training = {id(p) for layer in self.top for p in layer.parameters()}
+        if any(p.requires_grad for p in encoder.parameters() if id(p) not in training):
             raise ValueError(
-                "FrozenEncoderCache needs a frozen encoder (no parameter with requires_grad); "
-                "train with freeze_encoder=True, or do not cache"
+                "FrozenEncoderCache needs a frozen encoder (no parameter with requires_grad "
+                "below its top trainable_layers layers); train with freeze_encoder=True or "
+                "encoder_trainable_layers, or do not cache"
             )
         self.encoder = encoder
+        self.trainable_layers = trainable_layers
         self._states: dict[bytes, Any] = {}
         self.hits = 0
         self.misses = 0
@@ -319,6 +330,12 @@ class FrozenEncoderCache:
         hidden = rows[0].new_zeros((len(rows), attention_mask.shape[1], rows[0].shape[-1]))
         for i, (states, n) in enumerate(zip(rows, lengths, strict=True)):
             hidden[i, :n] = states
+        if self.top:  # BertModel's additive mask; BertLayer returns a tensor or a tuple
+            mask = attention_mask[:, None, None, :].to(hidden.dtype)
+            mask = (1.0 - mask) * torch.finfo(hidden.dtype).min
+            for layer in self.top:
+                out = layer(hidden, attention_mask=mask)
+                hidden = out[0] if isinstance(out, tuple) else out
         return BaseModelOutput(last_hidden_state=hidden)
 
     def _encode(self, input_ids, attention_mask, missing, keys, lengths) -> None:
@@ -329,12 +346,33 @@ class FrozenEncoderCache:
         self.encoder.eval()
         try:
             with torch.no_grad():
-                states = self.encoder(
+                out = self.encoder(
                     input_ids=input_ids.index_select(0, index),
                     attention_mask=attention_mask.index_select(0, index),
+                    output_hidden_states=bool(self.top),
                     return_dict=True,
-                ).last_hidden_state
+                )
+            states = out.hidden_states[-1 - len(self.top)] if self.top else out.last_hidden_state
         finally:
             self.encoder.train(was_training)
         for row, i in enumerate(missing):
             self._states[keys[i]] = states[row, : lengths[i]].clone()
+
+
+def training_encoder(encoder):
+    """What the training step calls as the encoder: the encoder itself while its embeddings
+    train, else a :class:`FrozenEncoderCache` of its frozen part (all of it, or all but the top
+    layers of a BERT encoder built with ``encoder_trainable_layers``)."""
+    if not any(p.requires_grad for p in encoder.parameters()):
+        return FrozenEncoderCache(encoder)
+    layers = getattr(getattr(encoder, "encoder", None), "layer", None)
+    trains = [any(p.requires_grad for p in layer.parameters()) for layer in layers or []]
+    if True not in trains:
+        return encoder
+    top = len(trains) - trains.index(True)
+    if all(trains[-top:]):
+        try:
+            return FrozenEncoderCache(encoder, top)
+        except ValueError:  # something below the top layers trains (the embeddings)
+            pass
+    return encoder

@@ -46,7 +46,7 @@ from text2tracks import config_flags as flags
 from text2tracks.artifacts import member_component
 from text2tracks.config_flags import add_config_flags, command_parser
 from text2tracks.seed_embedding import attach_seed_items
-from text2tracks.training_step import FrozenEncoderCache, grouped_forward  # noqa: F401 (it lived here)
+from text2tracks.training_step import grouped_forward, training_encoder
 from training.checkpoints import STATE_NAME, list_checkpoints, resolve_resume
 from training.final_weights import BestWeights, WeightAverage, end_weights
 from training.launch import force_cpu, print_on_main
@@ -457,12 +457,9 @@ def _save_model(run: _Run, summary: dict[str, Any]) -> None:
 
 
 def _train_encoder(model):
-    """The encoder the grouped forward calls: the model's own, or, when it is frozen, a cache of
-    each prompt's states (:class:`FrozenEncoderCache`: a frozen encoder runs once per prompt)."""
-    encoder = model.get_encoder()
-    if any(p.requires_grad for p in encoder.parameters()):
-        return encoder
-    return FrozenEncoderCache(encoder)
+    """The encoder the grouped forward calls: the model's own, or, where it is frozen, a cache
+    of each prompt's frozen states (:func:`training_encoder`: they are computed once a prompt)."""
+    return training_encoder(model.get_encoder())
 
 
 def train(config: TrainConfig) -> dict[str, Any]:
