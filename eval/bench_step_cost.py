@@ -14,9 +14,16 @@ model):
 - ``id_head+fused``: and the fused AdamW of training (:func:`training.train_seq2seq.build_optimizer`);
 - ``id_head+fused+cache`` (frozen encoders only): and :class:`FrozenEncoderCache`.
 
+``minilm_tuned`` is the fine-tuned MiniLM of training (ID-only output layer, fused AdamW, the
+encoder at ``MINILM_ENCODER_LR``): ``all`` trains every weight; ``topN`` only the top N layers
+(``--encoder-trainable-layers N``, per ``--trainable-layers``), ``topN+cache`` with the frozen
+states cached (:func:`text2tracks.training_step.training_encoder`).
+
+A cache is filled with every prompt before timing, as it is after training's first epoch.
 Windows of ``--window-batches`` steps are timed round-robin across variants, so that a busy
 machine slows all of them alike; the table gives the median examples/s and the median ratio
-to ``full`` over windows. Prints a markdown table and writes ``--out``.
+to the encoder's first variant (``full``, or ``all``) over windows. Prints a markdown table
+and writes ``--out``.
 """
 
 from __future__ import annotations
@@ -37,7 +44,8 @@ from eval.bench_train_throughput import (
 )
 from text2tracks.data import Seq2SeqCollator, Seq2SeqPairs, encode_prompts
 from text2tracks.modeling import ModelConfig, build_seq2seq
-from text2tracks.training_step import FrozenEncoderCache
+from text2tracks.training_step import training_encoder
+from training.seq2seq_config import MINILM_ENCODER_LR
 from training.train_seq2seq import build_optimizer
 
 VARIANTS = ("full", "id_head", "id_head+fused", "id_head+fused+cache")
@@ -45,7 +53,10 @@ VARIANTS = ("full", "id_head", "id_head+fused", "id_head+fused+cache")
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m eval.bench_step_cost", description=__doc__)
-    ap.add_argument("--encoders", default="t5,minilm", help="t5 and/or minilm (frozen)")
+    ap.add_argument(
+        "--encoders", default="t5,minilm,minilm_tuned", help="t5, minilm (frozen), minilm_tuned"
+    )
+    ap.add_argument("--trainable-layers", default="6,3,1", help="minilm_tuned: top layers trained")
     ap.add_argument("--n-playlists", type=int, default=5000)
     ap.add_argument("--n-items", type=int, default=50000)
     ap.add_argument("--batch-size", type=int, default=128)
@@ -58,10 +69,24 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def variant_names(encoder: str, trainable_layers: str) -> list[str]:
+    """The variants timed for ``encoder``, the baseline first."""
+    if encoder == "minilm_tuned":
+        tops = [int(n) for n in trainable_layers.split(",") if n.strip()]
+        return ["all"] + [f"top{n}{cache}" for n in tops for cache in ("", "+cache")]
+    if encoder not in ("t5", "minilm"):
+        raise ValueError(f"--encoders: unknown {encoder!r} (t5, minilm, minilm_tuned)")
+    return list(VARIANTS if encoder == "minilm" else VARIANTS[:3])
+
+
 def _variant(encoder: str, name: str, data: dict, args) -> dict:
     """A fresh model, optimizer, batches and encoder call for one variant."""
+    tuned = encoder == "minilm_tuned"
     config = ModelConfig(
-        encoder=encoder, freeze_encoder=encoder == "minilm", id_only_output=name != "full"
+        encoder="minilm" if tuned else encoder,
+        freeze_encoder=encoder == "minilm",
+        encoder_trainable_layers=int(name[3:].split("+")[0]) if name.startswith("top") else None,
+        id_only_output=name != "full",
     )
     torch.manual_seed(args.seed)
     model, tokenizer, layout = build_seq2seq(
@@ -82,11 +107,15 @@ def _variant(encoder: str, name: str, data: dict, args) -> dict:
     collate = Seq2SeqCollator(
         prompt_ids, sid, tokenizer.pad_token_id, tokenizer.eos_token_id, share_prompts=True
     )
-    fused = "fused" in name
-    optimizer = build_optimizer(model, lr=1e-3, weight_decay=0.01, fused=fused)
+    fused = "fused" in name or tuned
+    encoder_lr = MINILM_ENCODER_LR if tuned else 0.0
+    optimizer = build_optimizer(
+        model, lr=1e-3, weight_decay=0.01, fused=fused, encoder_lr=encoder_lr
+    )
     encoder_call = model.get_encoder()
     if name.endswith("cache"):
-        encoder_call = FrozenEncoderCache(encoder_call)
+        encoder_call = training_encoder(encoder_call)
+        _fill(encoder_call, prompt_ids, tokenizer.pad_token_id)
     model.train()
     return {
         "model": model,
@@ -100,6 +129,16 @@ def _variant(encoder: str, name: str, data: dict, args) -> dict:
         "rates": [],
         "vocab": len(tokenizer),
     }
+
+
+def _fill(cache, prompt_ids, pad_id: int, chunk: int = 256) -> None:
+    """Every prompt's states into ``cache`` (right-padded chunks)."""
+    from torch.nn.utils.rnn import pad_sequence
+
+    for start in range(0, len(prompt_ids), chunk):
+        rows = [torch.as_tensor(ids) for ids in prompt_ids[start : start + chunk]]
+        masks = [torch.ones(len(ids), dtype=torch.long) for ids in rows]
+        cache(pad_sequence(rows, True, pad_id), pad_sequence(masks, True, 0))
 
 
 def _steps(run: dict, n: int, batch_size: int) -> int:
@@ -119,20 +158,20 @@ def measure(args) -> dict:
     }
     result = {}
     for encoder in [e for e in args.encoders.split(",") if e]:
-        names = VARIANTS if encoder == "minilm" else VARIANTS[:3]
+        names = variant_names(encoder, args.trainable_layers)
         runs = {name: _variant(encoder, name, data, args) for name in names}
         for run in runs.values():
-            _steps(run, 2, args.batch_size)  # warm-up (and the cache's first fill)
+            _steps(run, 2, args.batch_size)  # warm-up
         for _ in range(args.windows):
             for run in runs.values():
                 started = time.perf_counter()
                 n = _steps(run, args.window_batches, args.batch_size)
                 run["rates"].append(n / (time.perf_counter() - started))
-        base = runs["full"]["rates"]
+        base = runs[names[0]]["rates"]
         result[encoder] = {
             name: {
                 "examples_per_s": statistics.median(run["rates"]),
-                "speedup_vs_full": statistics.median(
+                "speedup": statistics.median(
                     [a / b for a, b in zip(run["rates"], base, strict=True)]
                 ),
                 "vocab_size": run["vocab"],
@@ -141,8 +180,7 @@ def measure(args) -> dict:
         }
         for name, row in result[encoder].items():
             print(
-                f"| {encoder} | {name} | {row['examples_per_s']:.0f} | "
-                f"{row['speedup_vs_full']:.2f}x |",
+                f"| {encoder} | {name} | {row['examples_per_s']:.0f} | {row['speedup']:.2f}x |",
                 flush=True,
             )
     return result
@@ -150,7 +188,7 @@ def measure(args) -> dict:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    print("| encoder | variant | examples/s (median) | vs full |")
+    print("| encoder | variant | examples/s (median) | vs the first |")
     print("|---|---|---|---|")
     result = measure(args)
     out = Path(args.out)

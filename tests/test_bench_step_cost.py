@@ -15,8 +15,20 @@ def test_each_variant_is_timed_and_reported(tmp_path):
     assert main([*argv, "--windows", "2", "--window-batches", "1", "--out", str(out)]) == 0
     rows = json.loads(out.read_text())["results"]["t5"]
     assert list(rows) == ["full", "id_head", "id_head+fused"]
-    assert rows["full"]["speedup_vs_full"] == 1.0
+    assert rows["full"]["speedup"] == 1.0
     assert all(r["examples_per_s"] > 0 for r in rows.values())
+
+
+def test_the_fine_tuned_minilm_is_timed_against_its_top_layers_alone(tmp_path):
+    out = tmp_path / "cost.json"
+    argv = ["--encoders", "minilm_tuned", "--trainable-layers", "2", "--n-playlists", "40"]
+    argv += ["--n-items", "300", "--batch-size", "8", "--windows", "1", "--window-batches", "1"]
+    assert main([*argv, "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())["results"]["minilm_tuned"]
+    assert list(rows) == ["all", "top2", "top2+cache"]
+    assert rows["all"]["speedup"] == 1.0 and all(r["examples_per_s"] > 0 for r in rows.values())
+    with pytest.raises(ValueError, match="unknown 'bert'"):
+        main(["--encoders", "bert", "--out", str(out)])
 
 
 def test_the_fused_optimizer_takes_the_same_steps_as_the_default():
