@@ -220,6 +220,8 @@ def test_the_training_step_caches_the_frozen_layers_with_the_same_states_and_gra
     assert training_encoder(encoder) is encoder
     with pytest.raises(ValueError, match="below its top trainable_layers"):
         FrozenEncoderCache(encoder, 2)
+    with pytest.raises(ValueError, match="the encoder has 6 BERT layers"):
+        FrozenEncoderCache(encoder, 7)
     assert isinstance(
         training_encoder(build_seq2seq(CONFIG, LEVELS)[0].get_encoder()), FrozenEncoderCache
     )

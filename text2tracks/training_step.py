@@ -294,7 +294,13 @@ class FrozenEncoderCache:
     """
 
     def __init__(self, encoder, trainable_layers: int = 0) -> None:
-        self.top = list(encoder.encoder.layer)[-trainable_layers:] if trainable_layers else []
+        layers = list(getattr(getattr(encoder, "encoder", None), "layer", None) or [])
+        if trainable_layers and not 0 < trainable_layers <= len(layers):
+            raise ValueError(
+                f"trainable_layers={trainable_layers}: the encoder has {len(layers)} BERT layers "
+                "(encoder.encoder.layer); pass at most that many, or 0 for a frozen encoder"
+            )
+        self.top = layers[-trainable_layers:] if trainable_layers else []
         training = {id(p) for layer in self.top for p in layer.parameters()}
         if any(p.requires_grad for p in encoder.parameters() if id(p) not in training):
             raise ValueError(
