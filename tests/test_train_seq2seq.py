@@ -307,11 +307,19 @@ def test_plain_python_and_resume_continue_the_step_count(artifact):
     assert elapsed == sorted(elapsed)
 
 
-def test_in_process_train_and_mismatched_playlists(artifact, tmp_path):
+def test_in_process_train_and_mismatched_playlists(artifact, tmp_path, monkeypatch):
     import torch
 
+    import training.train_seq2seq as train_module
     from training.train_seq2seq import train
 
+    cudnn_attention, train_batch = [], train_module._train_batch
+
+    def spy(run, batch):  # training steps run without cuDNN's attention (training_attention)
+        cudnn_attention.append(torch.backends.cuda.cudnn_sdp_enabled())
+        return train_batch(run, batch)
+
+    monkeypatch.setattr(train_module, "_train_batch", spy)
     playlists, art = artifact
     threads = torch.get_num_threads()
     args = build_parser().parse_args(
@@ -337,6 +345,7 @@ def test_in_process_train_and_mismatched_playlists(artifact, tmp_path):
         torch.set_num_threads(threads)
     assert summary["steps"] == 3 and summary["examples_seen"] == 3 * 16
     assert "val_hits@10" in summary["final_eval"]
+    assert cudnn_attention == [False] * 3 and torch.backends.cuda.cudnn_sdp_enabled()
 
     # other playlists than the artifact's: refused
     from semantic_ids.demo import write_demo_jsonl

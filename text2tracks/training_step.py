@@ -382,3 +382,24 @@ def training_encoder(encoder):
         except ValueError:  # something below the top layers trains (the embeddings)
             pass
     return encoder
+
+
+def training_attention():
+    """The attention kernels of a training step (a context manager): torch's scaled-dot-product
+    attention without its cuDNN backend.
+
+    Under bf16 / fp16 autocast on a GPU torch picks cuDNN's attention, which builds a plan on
+    the CPU for every new shape (about 10 ms a call on an H200); length-bucketed batches change
+    shape almost every step, so a bf16 step ran 6-8x slower than a float32 one
+    (``python -m eval.bench_device --precisions bf16,bf16+cudnn``). The flash, memory-efficient
+    and math kernels remain, so nothing else changes (CPUs have no cuDNN). A no-op where torch
+    has no ``sdpa_kernel``."""
+    import contextlib
+
+    try:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+    except ImportError:  # torch < 2.3
+        return contextlib.nullcontext()
+    return sdpa_kernel(
+        [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
+    )
