@@ -58,6 +58,7 @@ from typing import Any
 
 from text2tracks import config_flags as flags
 from text2tracks.config_flags import add_config_flags, command_parser
+from text2tracks.training_step import training_attention
 from training.checkpoints import STATE_NAME, list_checkpoints, resolve_resume
 from training.diffusion_config import DiffusionTrainConfig, lr_factor  # also importable here
 from training.diffusion_data import (
@@ -388,22 +389,23 @@ def _train_loop(run: _Run) -> None:
         total=run.total_steps, initial=state["step"], disable=not (run.main and config.progress)
     )
     done = state["step"] >= run.total_steps
-    while not done and state["epoch"] < config.epochs:
-        run.loader.set_epoch(state["epoch"])
-        if run.seeds is not None:
-            run.seeds.set_epoch(state["epoch"])
-        epoch_loader = run.loader
-        if state["batches_in_epoch"]:
-            epoch_loader = accelerator.skip_first_batches(run.loader, state["batches_in_epoch"])
-        for batch in epoch_loader:
-            if not _train_batch(run, batch):
-                continue
-            done = _after_step(run, bar)
-            if done:
-                break
-        else:
-            state["epoch"] += 1
-            state["batches_in_epoch"] = 0
+    with training_attention():  # as the seq2seq: no cuDNN attention plan per batch shape
+        while not done and state["epoch"] < config.epochs:
+            run.loader.set_epoch(state["epoch"])
+            if run.seeds is not None:
+                run.seeds.set_epoch(state["epoch"])
+            epoch_loader = run.loader
+            if state["batches_in_epoch"]:
+                epoch_loader = accelerator.skip_first_batches(run.loader, state["batches_in_epoch"])
+            for batch in epoch_loader:
+                if not _train_batch(run, batch):
+                    continue
+                done = _after_step(run, bar)
+                if done:
+                    break
+            else:
+                state["epoch"] += 1
+                state["batches_in_epoch"] = 0
     bar.close()
 
 
