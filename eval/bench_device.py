@@ -46,7 +46,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from eval.bench_train_throughput import synthetic_codes, synthetic_playlists, synthetic_prompts
+from eval.bench_train_throughput import (
+    next_batch,
+    synthetic_codes,
+    synthetic_playlists,
+    synthetic_prompts,
+)
 from eval.timing import int_list, paired_ratio, time_interleaved
 from text2tracks.data import Seq2SeqCollator, Seq2SeqPairs, encode_prompts
 from text2tracks.generative import beam_width, generate_items
@@ -197,13 +202,7 @@ def train_steps(run: dict, n: int, train: TrainConfig) -> tuple[int, float]:
 
 def _train_step(run: dict, train: TrainConfig, loss_sum: torch.Tensor) -> int:
     """One training step (its loss added to ``loss_sum`` on the device); its examples."""
-    pairs, size = run["pairs"], run["batch_size"]
-    if run["cursor"] + size > len(pairs):
-        run["epoch"] += 1
-        pairs.set_epoch(run["epoch"])
-        run["cursor"] = 0
-    batch = run["collate"]([pairs[i] for i in range(run["cursor"], run["cursor"] + size)])
-    run["cursor"] += size
+    batch = next_batch(run, run["batch_size"])
     batch = {key: value.to(run["device"], non_blocking=True) for key, value in batch.items()}
     with run["autocast"]():  # the decoder's forward, as accelerate's wrapper does
         out = grouped_forward(

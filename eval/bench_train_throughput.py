@@ -225,8 +225,8 @@ def prepare_path(work: Workload, group: int, window: int, args: argparse.Namespa
     }
 
 
-def train_step(run: dict, batch_size: int) -> int:
-    """One full training step of a path (a new epoch when its pairs run out); its examples."""
+def next_batch(run: dict, batch_size: int) -> dict:
+    """A path's next batch of pairs, collated (a new epoch when its pairs run out)."""
     pairs = run["pairs"]
     if run["cursor"] + batch_size > len(pairs):
         run["epoch"] += 1
@@ -234,6 +234,12 @@ def train_step(run: dict, batch_size: int) -> int:
         run["cursor"] = 0
     batch = run["collate"]([pairs[i] for i in range(run["cursor"], run["cursor"] + batch_size)])
     run["cursor"] += batch_size
+    return batch
+
+
+def train_step(run: dict, batch_size: int) -> int:
+    """One full training step of a path (a new epoch when its pairs run out); its examples."""
+    batch = next_batch(run, batch_size)
     model = run["model"]
     if "prompt_index" in batch:
         out = grouped_forward(

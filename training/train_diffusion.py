@@ -58,7 +58,6 @@ from typing import Any
 
 from text2tracks import config_flags as flags
 from text2tracks.config_flags import add_config_flags, command_parser
-from text2tracks.training_step import training_attention
 from training.checkpoints import STATE_NAME, list_checkpoints, resolve_resume
 from training.diffusion_config import DiffusionTrainConfig, lr_factor  # also importable here
 from training.diffusion_data import (
@@ -71,7 +70,7 @@ from training.diffusion_fusion import fit_artifact_fusion  # also importable fro
 from training.diffusion_seeds import SeedBatches
 from training.diffusion_teacher import apply_teacher, teacher_positives
 from training.final_weights import BestWeights, WeightAverage, end_weights
-from training.launch import force_cpu, print_on_main
+from training.launch import force_cpu, print_on_main, run_epochs
 
 CHECKPOINTS_PREFIX = ".checkpoints-"  # + component: diffusion / latent_regressor
 LOG_NAME = "training_log.jsonl"
@@ -379,7 +378,7 @@ def _train_loop(run: _Run) -> None:
     """7. Epochs of batches from where ``run.state`` stands until a limit is reached."""
     from tqdm.auto import tqdm
 
-    config, accelerator, state = run.config, run.accelerator, run.state
+    config, state = run.config, run.state
     run.model.train()
     run.start_time = time.perf_counter() - state["elapsed_s"]
     run.stopped_by = "epochs"
@@ -388,24 +387,13 @@ def _train_loop(run: _Run) -> None:
     bar = tqdm(
         total=run.total_steps, initial=state["step"], disable=not (run.main and config.progress)
     )
-    done = state["step"] >= run.total_steps
-    with training_attention():  # as the seq2seq: no cuDNN attention plan per batch shape
-        while not done and state["epoch"] < config.epochs:
-            run.loader.set_epoch(state["epoch"])
-            if run.seeds is not None:
-                run.seeds.set_epoch(state["epoch"])
-            epoch_loader = run.loader
-            if state["batches_in_epoch"]:
-                epoch_loader = accelerator.skip_first_batches(run.loader, state["batches_in_epoch"])
-            for batch in epoch_loader:
-                if not _train_batch(run, batch):
-                    continue
-                done = _after_step(run, bar)
-                if done:
-                    break
-            else:
-                state["epoch"] += 1
-                state["batches_in_epoch"] = 0
+
+    def start_epoch(epoch: int) -> None:
+        run.loader.set_epoch(epoch)
+        if run.seeds is not None:
+            run.seeds.set_epoch(epoch)
+
+    run_epochs(run, run.loader, start_epoch, _train_batch, _after_step, bar)
     bar.close()
 
 

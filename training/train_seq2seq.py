@@ -46,10 +46,10 @@ from text2tracks import config_flags as flags
 from text2tracks.artifacts import member_component
 from text2tracks.config_flags import add_config_flags, command_parser
 from text2tracks.seed_embedding import attach_seed_items
-from text2tracks.training_step import grouped_forward, training_attention, training_encoder
+from text2tracks.training_step import grouped_forward, training_encoder
 from training.checkpoints import STATE_NAME, list_checkpoints, resolve_resume
 from training.final_weights import BestWeights, WeightAverage, end_weights
-from training.launch import force_cpu, print_on_main
+from training.launch import force_cpu, print_on_main, run_epochs
 from training.optimizer import build_optimizer, schedule_lr
 from training.seq2seq_config import (  # noqa: F401  (re-exported: they lived here)
     TARGET_SOURCES,
@@ -379,22 +379,7 @@ def _train_loop(run: _Run) -> None:
     run.loss_n = 0
     run.last_eval = {}
     run.model.train()
-    done = state["step"] >= run.total_steps
-    with training_attention():  # no cuDNN attention: a plan per batch shape under bf16
-        while not done and state["epoch"] < config.epochs:
-            run.epochs.start(state["epoch"])
-            loader = run.train_dl
-            if state["batches_in_epoch"]:
-                loader = accelerator.skip_first_batches(run.train_dl, state["batches_in_epoch"])
-            for batch in loader:
-                if not _train_batch(run, batch):
-                    continue
-                done = _after_step(run, bar)
-                if done:
-                    break
-            else:
-                state["epoch"] += 1
-                state["batches_in_epoch"] = 0
+    run_epochs(run, run.train_dl, run.epochs.start, _train_batch, _after_step, bar)
     bar.close()
     state["elapsed_s"] = time.perf_counter() - run.start_time
 
