@@ -19,7 +19,7 @@ examples/s of full training steps (collate, forward, backward, optimizer step), 
   1 --length-bucket-window 0``, the old path);
 - ``bucketed``: length bucketing only;
 - ``grouped``: prompt groups only;
-- ``grouped+bucketed``: both (training's path; ``--group`` 8 here, training's default is 4).
+- ``grouped+bucketed``: both (the defaults).
 
 Also reported per path, over the first ``--stat-batches`` batches of an epoch: encoder rows per
 example, and the share of encoded prompt positions that are padding.

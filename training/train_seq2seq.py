@@ -17,7 +17,7 @@ as accelerate writes them) go to ``ART/.checkpoints/checkpoint-STEP`` (or ``--ch
 with a ``trainer_state.json``; ``--resume`` picks the latest and skips the batches already seen
 in its epoch (``skip_first_batches``).
 
-Batches are cheap to encode by default: up to ``--targets-per-prompt-group`` (4) examples of one
+Batches are cheap to encode by default: up to ``--targets-per-prompt-group`` (8) examples of one
 playlist sit together in a batch and share one encoder pass (:func:`grouped_forward`), and prompts
 are sorted by length within windows of ``--length-bucket-window`` (32) batches so that little
 padding is encoded. ``--targets-per-prompt-group 1 --length-bucket-window 0`` is the plain path.
