@@ -42,6 +42,7 @@ from eval.bench_train_throughput import (
     synthetic_prompts,
     train_step,
 )
+from eval.timing import int_list
 from text2tracks.data import Seq2SeqCollator, Seq2SeqPairs, encode_prompts
 from text2tracks.modeling import ModelConfig, build_seq2seq
 from text2tracks.training_step import training_encoder
@@ -56,7 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument(
         "--encoders", default="t5,minilm,minilm_tuned", help="t5, minilm (frozen), minilm_tuned"
     )
-    ap.add_argument("--trainable-layers", default="6,3,1", help="minilm_tuned: top layers trained")
+    ap.add_argument(
+        "--trainable-layers",
+        type=int_list,
+        default=[6, 3, 1],
+        help="minilm_tuned: top layers trained",
+    )
     ap.add_argument("--n-playlists", type=int, default=5000)
     ap.add_argument("--n-items", type=int, default=50000)
     ap.add_argument("--batch-size", type=int, default=128)
@@ -69,11 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def variant_names(encoder: str, trainable_layers: str) -> list[str]:
+def variant_names(encoder: str, trainable_layers: list[int]) -> list[str]:
     """The variants timed for ``encoder``, the baseline first."""
     if encoder == "minilm_tuned":
-        tops = [int(n) for n in trainable_layers.split(",") if n.strip()]
-        return ["all"] + [f"top{n}{cache}" for n in tops for cache in ("", "+cache")]
+        return ["all"] + [f"top{n}{cache}" for n in trainable_layers for cache in ("", "+cache")]
     if encoder not in ("t5", "minilm"):
         raise ValueError(f"--encoders: unknown {encoder!r} (t5, minilm, minilm_tuned)")
     return list(VARIANTS if encoder == "minilm" else VARIANTS[:3])

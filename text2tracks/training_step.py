@@ -390,7 +390,7 @@ def training_attention():
 
     Under bf16 / fp16 autocast on a GPU torch picks cuDNN's attention, which builds a plan on
     the CPU for every new shape (about 10 ms a call on an H200); length-bucketed batches change
-    shape almost every step, so a bf16 step ran 6-8x slower than a float32 one
+    shape almost every step, so a bf16 step ran 3.9-6.6x slower than without it
     (``python -m eval.bench_device --precisions bf16,bf16+cudnn``). The flash, memory-efficient
     and math kernels remain, so nothing else changes (CPUs have no cuDNN). A no-op where torch
     has no ``sdpa_kernel``."""
