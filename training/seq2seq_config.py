@@ -31,7 +31,7 @@ _SCHEDULES = ("linear", "cosine", "constant")
 MINILM_ENCODER_LR = 1e-4
 # the training loop's counts (>= 0) that both trainers' configs have
 LOOP_COUNTS = ("max_steps", "warmup_steps", "eval_every", "eval_prompts", "checkpoint_every")
-_PRECISIONS = ("no", "fp16", "bf16")
+_PRECISIONS = ("auto", "no", "fp16", "bf16")
 TARGET_SOURCES = ("playlist", "teacher")
 _SEED_FIELDS = {
     "prob": "seed_prob",
@@ -62,7 +62,10 @@ class TrainConfig:
         warmup_steps, schedule: linear warmup, then linear or cosine decay to 0 (or constant) over
             the run's horizon: the fraction of steps or of ``max_minutes`` spent, whichever is
             larger, so that a time-budgeted run decays to 0 when its time runs out.
-        mixed_precision: passed to ``Accelerator`` (no / fp16 / bf16).
+        mixed_precision: passed to ``Accelerator`` (no / fp16 / bf16); ``auto`` (the default) is
+            bf16 autocast on a CPU with native bf16 arithmetic (AVX512-BF16 or AMX: 1.4x the
+            steps a minute at the same validation Hits@10) and fp32 elsewhere, GPUs included
+            (:func:`training.launch.resolve_mixed_precision`).
         eval_every: validate every this many steps (0 = only at the end). A pass over 500
             prompts at beam 50 takes about 15 s on one CPU thread, as long as ~80 training
             steps of the default model, and counts against ``max_minutes``: every 500 steps it
@@ -179,7 +182,7 @@ class TrainConfig:
     warmup_steps: int = 200
     weight_decay: float = 0.01
     schedule: str = field(default="linear", metadata={"choices": _SCHEDULES})
-    mixed_precision: str = field(default="no", metadata={"choices": _PRECISIONS})
+    mixed_precision: str = field(default="auto", metadata={"choices": _PRECISIONS})
     eval_every: int = 2000
     eval_prompts: int = 500
     eval_k: int = 10

@@ -49,7 +49,13 @@ from text2tracks.seed_embedding import attach_seed_items
 from text2tracks.training_step import grouped_forward, training_encoder
 from training.checkpoints import STATE_NAME, list_checkpoints, resolve_resume
 from training.final_weights import BestWeights, WeightAverage, end_weights
-from training.launch import force_cpu, print_on_main, run_epochs
+from training.launch import (
+    cpu_bf16,
+    force_cpu,
+    print_on_main,
+    resolve_mixed_precision,
+    run_epochs,
+)
 from training.optimizer import build_optimizer, schedule_lr
 from training.seq2seq_config import (  # noqa: F401  (re-exported: they lived here)
     TARGET_SOURCES,
@@ -108,6 +114,7 @@ class _Run:
     last_eval: dict[str, float] = field(default_factory=dict)
     start_time: float = 0.0
     stopped_by: str = "epochs"
+    cpu_bf16: bool = False
     loss_sum: Any = None
     list_loss_sum: Any = None
     loss_n: int = 0
@@ -126,9 +133,10 @@ def _start(config: TrainConfig):
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
+    precision = resolve_mixed_precision(config.mixed_precision)
     accelerator = Accelerator(
         cpu=force_cpu(),
-        mixed_precision=config.mixed_precision,
+        mixed_precision="no" if cpu_bf16(config.mixed_precision) else precision,
         gradient_accumulation_steps=config.grad_accum,
     )
     if accelerator.device.type == "cpu":
@@ -142,6 +150,8 @@ def _start(config: TrainConfig):
         if accelerator.is_main_process:
             print(prefix + message, file=sys.stderr, flush=True)
 
+    if config.mixed_precision == "auto":
+        log(f"precision: {precision} (auto; --mixed-precision no for fp32)")
     return accelerator, log
 
 
@@ -200,6 +210,13 @@ def _record_eval(run: _Run) -> None:
 
 
 def _train_forward(run: _Run, batch):
+    import torch
+
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=run.cpu_bf16):
+        return _forward_batch(run, batch)
+
+
+def _forward_batch(run: _Run, batch):
     config, soft = run.config, None
     if "soft_token_ids" in batch:
         soft = (batch["soft_token_ids"], batch["soft_probs"], config.soft_target_weight)
@@ -508,6 +525,7 @@ def _train_one(config: TrainConfig) -> dict[str, Any]:
         epochs=examples["epochs"],
         best=BestWeights(f"val_hits@{config.eval_k}") if config.keep_best else None,
         average=WeightAverage.registered(accelerator, model, config.ema_decay),
+        cpu_bf16=cpu_bf16(config.mixed_precision),
     )
     _resume(run)
     _train_loop(run)
