@@ -19,6 +19,11 @@ encoder at ``MINILM_ENCODER_LR``): ``all`` trains every weight; ``topN`` only th
 (``--encoder-trainable-layers N``, per ``--trainable-layers``), ``topN+cache`` with the frozen
 states cached (:func:`text2tracks.training_step.training_encoder`).
 
+``--precisions fp32,bf16`` adds a ``+bf16`` twin of every variant whose forward runs under
+torch's CPU bf16 autocast, as ``mixed_precision="auto"`` trains on a CPU with native bf16
+(:func:`training.launch.resolve_mixed_precision`); its ratio to the fp32 variant beside it is
+what the trainer's default gains there.
+
 A cache is filled with every prompt before timing, as it is after training's first epoch.
 Windows of ``--window-batches`` steps are timed round-robin across variants, so that a busy
 machine slows all of them alike; the table gives the median examples/s and the median ratio
@@ -63,6 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=[6, 3, 1],
         help="minilm_tuned: top layers trained",
     )
+    ap.add_argument(
+        "--precisions",
+        default="fp32",
+        help="fp32 and/or bf16 (a +bf16 twin of each variant, under CPU bf16 autocast)",
+    )
     ap.add_argument("--n-playlists", type=int, default=5000)
     ap.add_argument("--n-items", type=int, default=50000)
     ap.add_argument("--batch-size", type=int, default=128)
@@ -75,17 +85,26 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def variant_names(encoder: str, trainable_layers: list[int]) -> list[str]:
-    """The variants timed for ``encoder``, the baseline first."""
+def variant_names(encoder: str, trainable_layers: list[int], precisions: str = "fp32") -> list[str]:
+    """The variants timed for ``encoder``, the baseline first; with ``precisions`` "fp32,bf16"
+    each followed by its ``+bf16`` twin (bf16 alone: the twins only)."""
     if encoder == "minilm_tuned":
-        return ["all"] + [f"top{n}{cache}" for n in trainable_layers for cache in ("", "+cache")]
-    if encoder not in ("t5", "minilm"):
+        names = ["all"] + [f"top{n}{cache}" for n in trainable_layers for cache in ("", "+cache")]
+    elif encoder in ("t5", "minilm"):
+        names = list(VARIANTS if encoder == "minilm" else VARIANTS[:3])
+    else:
         raise ValueError(f"--encoders: unknown {encoder!r} (t5, minilm, minilm_tuned)")
-    return list(VARIANTS if encoder == "minilm" else VARIANTS[:3])
+    kinds = [k for k in precisions.split(",") if k]
+    if not kinds or set(kinds) - {"fp32", "bf16"}:
+        raise ValueError(f"--precisions: fp32 and/or bf16, got {precisions!r}")
+    suffixes = [""] * ("fp32" in kinds) + ["+bf16"] * ("bf16" in kinds)
+    return [name + suffix for name in names for suffix in suffixes]
 
 
 def _variant(encoder: str, name: str, data: dict, args) -> dict:
     """A fresh model, optimizer, batches and encoder call for one variant."""
+    bf16 = name.endswith("+bf16")
+    name = name.removesuffix("+bf16")
     tuned = encoder == "minilm_tuned"
     config = ModelConfig(
         encoder="minilm" if tuned else encoder,
@@ -133,6 +152,7 @@ def _variant(encoder: str, name: str, data: dict, args) -> dict:
         "losses": [],
         "rates": [],
         "vocab": len(tokenizer),
+        "bf16": bf16,
     }
 
 
@@ -163,7 +183,7 @@ def measure(args) -> dict:
     }
     result = {}
     for encoder in [e for e in args.encoders.split(",") if e]:
-        names = variant_names(encoder, args.trainable_layers)
+        names = variant_names(encoder, args.trainable_layers, args.precisions)
         runs = {name: _variant(encoder, name, data, args) for name in names}
         for run in runs.values():
             _steps(run, 2, args.batch_size)  # warm-up

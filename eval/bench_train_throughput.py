@@ -241,21 +241,23 @@ def train_step(run: dict, batch_size: int) -> int:
     """One full training step of a path (a new epoch when its pairs run out); its examples."""
     batch = next_batch(run, batch_size)
     model = run["model"]
-    if "prompt_index" in batch:
-        out = grouped_forward(
-            model,
-            batch["input_ids"],
-            batch["attention_mask"],
-            batch["prompt_index"],
-            batch["labels"],
-            encoder=run.get("encoder"),  # None: the model's own (eval.bench_step_cost: a cache)
-        )
-    else:
-        out = model(
-            input_ids=batch["input_ids"],
-            attention_mask=batch["attention_mask"],
-            labels=batch["labels"],
-        )
+    # run["bf16"]: the forward under the CPU bf16 autocast of the trainer's mixed_precision auto
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=run.get("bf16", False)):
+        if "prompt_index" in batch:
+            out = grouped_forward(
+                model,
+                batch["input_ids"],
+                batch["attention_mask"],
+                batch["prompt_index"],
+                batch["labels"],
+                encoder=run.get("encoder"),  # None: the model's own (bench_step_cost: a cache)
+            )
+        else:
+            out = model(
+                input_ids=batch["input_ids"],
+                attention_mask=batch["attention_mask"],
+                labels=batch["labels"],
+            )
     out.loss.backward()
     run["optimizer"].step()
     run["optimizer"].zero_grad(set_to_none=True)

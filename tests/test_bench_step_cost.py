@@ -19,6 +19,33 @@ def test_each_variant_is_timed_and_reported(tmp_path):
     assert all(r["examples_per_s"] > 0 for r in rows.values())
 
 
+def test_bf16_twins_run_their_forward_in_bf16(tmp_path, monkeypatch):
+    import eval.bench_step_cost as bench
+
+    seen, step = {}, bench.train_step
+
+    def spy(run, batch_size):  # the dtype of the loss's logits, per variant
+        def record(_module, _inputs, out) -> None:
+            seen.setdefault(run["bf16"], out.logits.dtype)
+
+        hook = run["model"].register_forward_hook(record)
+        try:
+            return step(run, batch_size)
+        finally:
+            hook.remove()
+
+    monkeypatch.setattr(bench, "train_step", spy)
+    out = tmp_path / "cost.json"
+    argv = ["--encoders", "t5", "--n-playlists", "40", "--n-items", "300", "--batch-size", "8"]
+    argv += ["--precisions", "fp32,bf16", "--windows", "1", "--window-batches", "1"]
+    assert main([*argv, "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())["results"]["t5"]
+    assert list(rows)[:2] == ["full", "full+bf16"] and len(rows) == 6
+    assert seen == {False: torch.float32, True: torch.bfloat16}
+    with pytest.raises(ValueError, match="--precisions"):
+        main([*argv[:-6], "--precisions", "fp16", "--out", str(out)])
+
+
 def test_the_fine_tuned_minilm_is_timed_against_its_top_layers_alone(tmp_path):
     out = tmp_path / "cost.json"
     argv = ["--encoders", "minilm_tuned", "--trainable-layers", "2", "--n-playlists", "40"]

@@ -63,8 +63,9 @@ class TrainConfig:
             the run's horizon: the fraction of steps or of ``max_minutes`` spent, whichever is
             larger, so that a time-budgeted run decays to 0 when its time runs out.
         mixed_precision: passed to ``Accelerator`` (no / fp16 / bf16); ``auto`` (the default) is
-            bf16 autocast on a CPU with native bf16 arithmetic (AVX512-BF16 or AMX: 1.4x the
-            steps a minute at the same validation Hits@10) and fp32 elsewhere, GPUs included
+            bf16 autocast of the training steps on a CPU with native bf16 arithmetic
+            (AVX512-BF16 or AMX: 1.2x the steps in a 20-minute run, test Hits@10 within
+            noise of fp32) and fp32 elsewhere, GPUs included
             (:func:`training.launch.resolve_mixed_precision`).
         eval_every: validate every this many steps (0 = only at the end). A pass over 500
             prompts at beam 50 takes about 15 s on one CPU thread, as long as ~80 training
