@@ -551,7 +551,7 @@ def _train_one(config: TrainConfig) -> dict[str, Any]:
 EPILOG = """examples:
   text2tracks train --artifact artifacts/mpd --playlists path/to/mpd --max-minutes 60
   accelerate launch -m training.train_seq2seq --artifact artifacts/mpd --playlists path/to/mpd \\
-      --mixed-precision bf16 --batch-size 512
+      --batch-size 512   # GPUs: fp32 (this model trains slower in bf16 there)
   text2tracks train --artifact artifacts/mpd --playlists path/to/mpd --resume   # after a crash
   text2tracks train ... --d-model 256 --num-layers 4 --lr 1e-3   # any TrainConfig / ModelConfig field
 """
