@@ -42,8 +42,8 @@ def resolve_mixed_precision(requested: str, cpu: bool | None = None) -> str:
 
     if requested != "auto":
         return requested
-    if os.environ.get("ACCELERATE_MIXED_PRECISION"):
-        return os.environ["ACCELERATE_MIXED_PRECISION"]
+    if launcher := _launcher_precision():
+        return launcher
     if cpu is None:
         cpu = force_cpu() or not torch.cuda.is_available()
     if not cpu:
@@ -57,9 +57,16 @@ def cpu_bf16(requested: str) -> bool:
     itself: ``"auto"`` resolving to bf16 by its own choice, not a launcher's. The trainer then
     asks ``Accelerator`` for "no": accelerate's state is process-wide and refuses a second
     precision, and other trainers in the same process (the diffusion head's) ask for "no"."""
-    if requested != "auto" or "ACCELERATE_MIXED_PRECISION" in os.environ:
-        return False
-    return resolve_mixed_precision("auto") == "bf16"
+    return (
+        requested == "auto"
+        and not _launcher_precision()
+        and resolve_mixed_precision(requested) == "bf16"
+    )
+
+
+def _launcher_precision() -> str | None:
+    """The precision ``accelerate launch`` set for this process (its ``--mixed_precision``)."""
+    return os.environ.get("ACCELERATE_MIXED_PRECISION") or None
 
 
 def print_on_main(summary: dict) -> None:

@@ -128,15 +128,16 @@ class _Run:
 
 
 def _start(config: TrainConfig):
-    """1. ``Accelerator``, CPU threads, seed; and a logger that prints on the main process."""
+    """1. ``Accelerator``, CPU threads, seed, a main-process logger, and ``cpu_bf16``'s answer."""
     import torch
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
     precision = resolve_mixed_precision(config.mixed_precision)
+    own_bf16 = cpu_bf16(config.mixed_precision)  # then accelerate's own precision stays "no"
     accelerator = Accelerator(
         cpu=force_cpu(),
-        mixed_precision="no" if cpu_bf16(config.mixed_precision) else precision,
+        mixed_precision="no" if own_bf16 else precision,
         gradient_accumulation_steps=config.grad_accum,
     )
     if accelerator.device.type == "cpu":
@@ -152,7 +153,7 @@ def _start(config: TrainConfig):
 
     if config.mixed_precision == "auto":
         log(f"precision: {precision} (auto; --mixed-precision no for fp32)")
-    return accelerator, log
+    return accelerator, log, own_bf16
 
 
 def build_model(config: TrainConfig, catalog, prompts: list[str], log):
@@ -482,7 +483,7 @@ def _train_one(config: TrainConfig) -> dict[str, Any]:
     """One model (member ``config.member``): the training run itself."""
     from text2tracks.trie import FlatTrie
 
-    accelerator, log = _start(config)
+    accelerator, log, own_bf16 = _start(config)
     data = load_training_data(config, log)  # 2. data
     catalog = data["catalog"]
     model, tokenizer, layout, n_params = build_model(config, catalog, data["train_prompts"], log)
@@ -525,7 +526,7 @@ def _train_one(config: TrainConfig) -> dict[str, Any]:
         epochs=examples["epochs"],
         best=BestWeights(f"val_hits@{config.eval_k}") if config.keep_best else None,
         average=WeightAverage.registered(accelerator, model, config.ema_decay),
-        cpu_bf16=cpu_bf16(config.mixed_precision),
+        cpu_bf16=own_bf16,
     )
     _resume(run)
     _train_loop(run)
