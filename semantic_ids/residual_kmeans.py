@@ -57,6 +57,22 @@ def _l2_normalize(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return (x / np.maximum(norms, _EPS)[:, None]).astype(np.float32, copy=False), norms
 
 
+def _one_thread_blas():
+    """A context in which BLAS (numpy's and faiss's own OpenBLAS) runs on one thread.
+
+    faiss computes distances by BLAS matrix products, and a multi-threaded BLAS splits them into
+    blocks by thread count, so their rounding, and the nearest centroid of a near-tie, depended
+    on the machine's cores: the development data's 51,722 tracks got other codes for 46% of
+    tracks on 2 threads than on 1 (level 0 the same, level 1 for 2.2%, the rest from there).
+    With BLAS on one thread the codes are the same on 1 or 2 threads (``tests/
+    test_residual_kmeans.py``); faiss's own OpenMP loops (k-means updates, search over query
+    blocks) do not change them and keep every core."""
+    import faiss  # noqa: F401  (loaded first: threadpoolctl limits only the libraries loaded)
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1, user_api="blas")
+
+
 def _squared_distances(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     """Squared L2 distances ``(n, k)`` between rows of ``x`` and ``centroids``."""
     d = (
@@ -211,9 +227,17 @@ class ResidualKMeans:
     def fit(self, x: np.ndarray) -> ResidualKMeans:
         """Learn one codebook per level from ``x`` float ``(n, dim)`` and place the items.
 
+        The codes are the same for any number of threads: faiss's distance products run on a
+        single-threaded BLAS (:func:`_one_thread_blas`), while faiss's own OpenMP loops keep
+        every core.
+
         Raises:
             ValueError: on a non 2-d or non-finite input, or fewer vectors than ``codebook_size``.
         """
+        with _one_thread_blas():
+            return self._fit(x)
+
+    def _fit(self, x: np.ndarray) -> ResidualKMeans:
         import faiss
 
         x = self._prepare(x, fitting=True)
@@ -466,7 +490,8 @@ class ResidualKMeans:
         residual = self._prepare(x)
         codes = np.zeros((residual.shape[0], self.n_levels), dtype=np.int32)
         for level in range(self.n_levels):
-            _, nearest = self._index(level).search(residual, 1)
+            with _one_thread_blas():  # the same codes for any number of threads, as in fit
+                _, nearest = self._index(level).search(residual, 1)
             codes[:, level] = nearest[:, 0]
             if level + 1 < self.n_levels:
                 residual, _ = self._next_residual(residual, level, codes[:, level])

@@ -200,3 +200,74 @@ def test_matching_of_many_small_groups_is_minimum_cost_per_group():
         rows, cols = linear_sum_assignment(cost[members])
         got = cost[members, codes[members, 1]].sum()
         assert got == pytest.approx(cost[members][rows, cols].sum(), rel=1e-4, abs=1e-5)
+
+
+def _tied_vectors() -> np.ndarray:
+    """1,500 random vectors, each 8 times: exact ties everywhere, as CF gives tracks held by
+    the same playlists."""
+    rng = np.random.default_rng(0)
+    return np.repeat(rng.standard_normal((1500, 64)).astype(np.float32), 8, axis=0)
+
+
+# In a process of its own without torch (torch loaded first keeps faiss's BLAS from threading):
+# a multi-threaded BLAS rounds distances by its thread blocks, and before the fix 94% of these
+# codes changed between 1 and 2 BLAS threads (the development data's tracks: 46%).
+_THREADS_SCRIPT = """
+import sys
+import numpy as np
+import faiss
+from threadpoolctl import threadpool_limits
+from semantic_ids.residual_kmeans import ResidualKMeans
+from tests.test_residual_kmeans import _tied_vectors
+x = _tied_vectors()
+codes, encoded = [], []
+for threads in (1, 2):
+    with threadpool_limits(limits=threads, user_api="blas"):
+        rk = ResidualKMeans(n_levels=3, codebook_size=64, assignment=sys.argv[1]).fit(x)
+        codes.append(rk.codes_)
+        encoded.append(rk.encode(x[::7]))
+print(float((codes[0] == codes[1]).all(1).mean()), float((encoded[0] == encoded[1]).all(1).mean()))
+"""
+
+
+@pytest.mark.parametrize("assignment", ["matching", "nearest"])
+def test_codes_do_not_depend_on_the_number_of_blas_threads(assignment):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "2"}
+    done = subprocess.run(
+        [sys.executable, "-c", _THREADS_SCRIPT, assignment],
+        env=env,
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["1.0", "1.0"]
+
+
+def test_fit_runs_faiss_on_a_one_thread_blas(monkeypatch):
+    """Whatever the machine's cores: every k-means inside fit sees one BLAS thread (faiss
+    loaded first, so that the limit reaches its own OpenBLAS)."""
+    import faiss
+    from threadpoolctl import threadpool_info
+
+    seen = []
+
+    def blas_threads():
+        return {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+
+    train = faiss.Kmeans.train
+
+    def recording_train(self, *args, **kwargs):
+        seen.append(blas_threads())
+        return train(self, *args, **kwargs)
+
+    monkeypatch.setattr(faiss.Kmeans, "train", recording_train)
+    ResidualKMeans(n_levels=2, codebook_size=16).fit(_tied_vectors()[:2000])
+    assert len(seen) == 2 and all(s == {1} for s in seen)
