@@ -239,6 +239,16 @@ class SemanticIDCatalog:
         """Residual levels, without the collision digit."""
         return self.depth - 1
 
+    def codes_digest(self) -> str:
+        """A short digest of the tracks and their IDs: a model trained on this catalogue records
+        it, so that one trained on another build's codes of the same shape is refused on load
+        instead of answering with other tracks."""
+        import hashlib
+
+        digest = hashlib.sha256("\0".join(self.item_ids).encode("utf-8", "surrogatepass"))
+        digest.update(np.ascontiguousarray(self.sid_codes, dtype=np.int64).tobytes())
+        return digest.hexdigest()[:16]
+
     def index_of(self, item_id: str) -> int:
         """Item index of a track id (KeyError if not in the catalogue)."""
         try:

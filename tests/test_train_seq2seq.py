@@ -175,6 +175,10 @@ def _check_written(artifact: Path, steps: int):
     assert any(n.startswith("tokenizer") for n in names)
     manifest = json.loads((artifact / "text2tracks.json").read_text())
     assert manifest["components"]["seq2seq"]["steps"] == steps
+    from semantic_ids.catalog import SemanticIDCatalog
+
+    catalog = SemanticIDCatalog.load(artifact / "semantic_ids" / "catalog")
+    assert manifest["components"]["seq2seq"]["catalog_digest"] == catalog.codes_digest()
     curve = json.loads((seq2seq / "curve.json").read_text())
     assert curve["points"] and curve["points"][-1]["step"] == steps
     for point in curve["points"]:

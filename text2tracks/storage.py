@@ -103,6 +103,7 @@ def read_seq2seq_parts(artifact_dir: Path, manifest: dict, device=None) -> Seq2S
         with open(info_path, encoding="utf-8") as f:
             model_config = json.load(f).get("model_config")
     max_len = (model_config or {}).get("max_prompt_length", DEFAULT_MAX_PROMPT_LENGTH)
+    check_catalog_digest(manifest, SEQ2SEQ_COMPONENT, seq2seq_dir, catalog)
     try:
         model, tokenizer, layout = load_seq2seq(seq2seq_dir)
         _attach_seeds(model, layout, catalog, seq2seq_dir)
@@ -119,6 +120,19 @@ def read_seq2seq_parts(artifact_dir: Path, manifest: dict, device=None) -> Seq2S
     return Seq2SeqParts(
         model, tokenizer, layout, catalog, metadata, max_len, model_config, device, members
     )
+
+
+def check_catalog_digest(manifest: dict, name: str, directory: Path, catalog) -> None:
+    """``ArtifactError`` when the manifest says model component ``name`` was trained on other
+    semantic IDs than ``catalog``'s (another build with the same level sizes: the model would
+    write valid IDs of other tracks). Models saved before digests were recorded pass."""
+    recorded = (manifest.get("components", {}).get(name) or {}).get("catalog_digest")
+    if recorded is not None and recorded != catalog.codes_digest():
+        raise ArtifactError(
+            f"{directory} was trained on other semantic IDs than this artifact's catalogue "
+            f"(catalogue digest {recorded} recorded, {catalog.codes_digest()} here); train it "
+            "on this catalogue, or use it with the semantic_ids/ it was trained on"
+        )
 
 
 def _attach_seeds(model, layout, catalog, seq2seq_dir: Path) -> None:
@@ -141,6 +155,7 @@ def _read_member(artifact_dir: Path, manifest: dict, member: int, catalog):
 
     name = member_component(member)
     directory = component_dir(artifact_dir, manifest, name, "train the ensemble again")
+    check_catalog_digest(manifest, name, directory, catalog)
     try:
         model, tokenizer, layout = load_seq2seq(directory)
         check_layout(layout, catalog)
@@ -327,7 +342,10 @@ def write_artifact(
                 "n_items": len(catalog),
             },
         )
-        components.setdefault(SEQ2SEQ_COMPONENT, {})
+        components[SEQ2SEQ_COMPONENT] = {
+            **components.get(SEQ2SEQ_COMPONENT, {}),
+            "catalog_digest": catalog.codes_digest(),  # the model written here reads this one
+        }
         components = {n: c for n, c in components.items() if (tmp / n).is_dir()}
         write_json_atomic(tmp / MANIFEST_NAME, new_manifest(components))
     return path

@@ -88,8 +88,7 @@ class _Run:
 
     Built once by :func:`train`; ``state`` (what a checkpoint stores: ``step``, ``epoch``,
     ``batches_in_epoch``, ``elapsed_s``, ``examples_seen``, ``order``), ``log_records``,
-    ``last_eval``, the running train loss and ``stopped_by`` change as the loop runs.
-    """
+    ``last_eval``, the running train loss and ``stopped_by`` change as the loop runs."""
 
     config: TrainConfig
     accelerator: Any
@@ -431,8 +430,9 @@ def _save_model(run: _Run, summary: dict[str, Any]) -> None:
         "steps": state["step"],
         "elapsed_s": summary["elapsed_s"],
         "level_sizes": list(run.catalog.level_sizes),
+        "catalog_digest": run.catalog.codes_digest(),  # checked on load (text2tracks.storage)
         "scheme": run.layout.scheme,
-        **{k: v for k, v in run.last_eval.items()},
+        **run.last_eval,
     }
     if config.members > 1:
         info["member"] = config.member
