@@ -68,12 +68,9 @@ def fuse_items(
 def exact_scores(recommender, prompts: Sequence[str], candidates, batch_size: int = 32):
     """``(n_prompts, width)`` the recommender's exact log-probability of each candidate track
     (ragged track-id lists; NaN past a row's end), its members included."""
-    from text2tracks.ensemble import MemberModel, score_ensemble
+    from text2tracks.ensemble import score_ensemble
 
-    own = MemberModel(
-        recommender.model, recommender.tokenizer, recommender.layout, recommender.max_prompt_length
-    )
-    members = [own, *recommender.members]
+    members = [_as_member(recommender), *recommender.members]
     width = max(len(c) for c in candidates)
     items = np.full((len(prompts), width), -1, dtype=np.int64)
     for i, row in enumerate(candidates):
@@ -138,18 +135,22 @@ def _measure(recommenders, prompts, hits, k: int, depth: int, penalty: float, ba
 
 def same_build(first, second) -> bool:
     """Whether two recommenders spell the same catalogue with the same semantic IDs."""
-    return list(first.catalog.item_ids) == list(second.catalog.item_ids) and np.array_equal(
-        np.asarray(first.catalog.sid_codes), np.asarray(second.catalog.sid_codes)
+    return first.catalog.codes_digest() == second.catalog.codes_digest()
+
+
+def _as_member(recommender):
+    """A recommender's own model as an ensemble member."""
+    from text2tracks.ensemble import MemberModel
+
+    return MemberModel(
+        recommender.model, recommender.tokenizer, recommender.layout, recommender.max_prompt_length
     )
 
 
 def _product(first, second, prompts, k: int, batch_size: int) -> np.ndarray:
     """The shipped ensemble's answer: ``second``'s model searched with ``first``'s as one."""
-    from text2tracks.ensemble import MemberModel
-
-    extra = MemberModel(second.model, second.tokenizer, second.layout, second.max_prompt_length)
     kept = first.members
-    first.members = [*kept, extra]
+    first.members = [*kept, _as_member(second)]
     try:
         return first.recommend_arrays(prompts, k=k, batch_size=batch_size)[0]
     finally:

@@ -369,7 +369,6 @@ class ResidualKMeans:
         self, residual: np.ndarray, index, centroids: np.ndarray, prefix: np.ndarray
     ) -> np.ndarray:
         from scipy.optimize import linear_sum_assignment
-        from threadpoolctl import threadpool_limits
 
         k = self.codebook_size
         n_cand = min(self.n_candidates, k)
@@ -412,17 +411,17 @@ class ResidualKMeans:
                 )
                 lo = hi
         starts, ends = starts[~small], ends[~small]
-        # a few larger problems: a multi-threaded BLAS only adds overhead here
-        with threadpool_limits(limits=1, user_api="blas"):
-            for start, end in zip(starts, ends, strict=True):
-                members = by_prefix[start:end]
-                codes[members] = self._match_group(
-                    residual[members],
-                    dist[members],
-                    cand[members],
-                    centroids,
-                    linear_sum_assignment,
-                )
+        # a few larger problems, on fit's one-thread BLAS (a multi-threaded one only adds
+        # overhead here)
+        for start, end in zip(starts, ends, strict=True):
+            members = by_prefix[start:end]
+            codes[members] = self._match_group(
+                residual[members],
+                dist[members],
+                cand[members],
+                centroids,
+                linear_sum_assignment,
+            )
         return codes.astype(np.int32)
 
     def _match_small_groups(
@@ -489,12 +488,12 @@ class ResidualKMeans:
         self._check_fitted()
         residual = self._prepare(x)
         codes = np.zeros((residual.shape[0], self.n_levels), dtype=np.int32)
-        for level in range(self.n_levels):
-            with _one_thread_blas():  # the same codes for any number of threads, as in fit
+        with _one_thread_blas():  # the same codes for any number of threads, as in fit
+            for level in range(self.n_levels):
                 _, nearest = self._index(level).search(residual, 1)
-            codes[:, level] = nearest[:, 0]
-            if level + 1 < self.n_levels:
-                residual, _ = self._next_residual(residual, level, codes[:, level])
+                codes[:, level] = nearest[:, 0]
+                if level + 1 < self.n_levels:
+                    residual, _ = self._next_residual(residual, level, codes[:, level])
         return codes
 
     def decode(self, codes: np.ndarray) -> np.ndarray:

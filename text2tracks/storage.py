@@ -103,7 +103,8 @@ def read_seq2seq_parts(artifact_dir: Path, manifest: dict, device=None) -> Seq2S
         with open(info_path, encoding="utf-8") as f:
             model_config = json.load(f).get("model_config")
     max_len = (model_config or {}).get("max_prompt_length", DEFAULT_MAX_PROMPT_LENGTH)
-    check_catalog_digest(manifest, SEQ2SEQ_COMPONENT, seq2seq_dir, catalog)
+    digest = catalog.codes_digest()  # once, for the model and every member
+    check_catalog_digest(manifest, SEQ2SEQ_COMPONENT, seq2seq_dir, digest)
     try:
         model, tokenizer, layout = load_seq2seq(seq2seq_dir)
         _attach_seeds(model, layout, catalog, seq2seq_dir)
@@ -114,7 +115,7 @@ def read_seq2seq_parts(artifact_dir: Path, manifest: dict, device=None) -> Seq2S
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
     members = [
-        _read_member(artifact_dir, manifest, i, catalog)
+        _read_member(artifact_dir, manifest, i, catalog, digest)
         for i in member_indices(manifest["components"])
     ]
     return Seq2SeqParts(
@@ -122,15 +123,16 @@ def read_seq2seq_parts(artifact_dir: Path, manifest: dict, device=None) -> Seq2S
     )
 
 
-def check_catalog_digest(manifest: dict, name: str, directory: Path, catalog) -> None:
+def check_catalog_digest(manifest: dict, name: str, directory: Path, digest: str) -> None:
     """``ArtifactError`` when the manifest says model component ``name`` was trained on other
-    semantic IDs than ``catalog``'s (another build with the same level sizes: the model would
-    write valid IDs of other tracks). Models saved before digests were recorded pass."""
+    semantic IDs than those of the catalogue whose ``codes_digest()`` is ``digest`` (another
+    build with the same level sizes: the model would write valid IDs of other tracks). Models
+    saved before digests were recorded pass."""
     recorded = (manifest.get("components", {}).get(name) or {}).get("catalog_digest")
-    if recorded is not None and recorded != catalog.codes_digest():
+    if recorded is not None and recorded != digest:
         raise ArtifactError(
             f"{directory} was trained on other semantic IDs than this artifact's catalogue "
-            f"(catalogue digest {recorded} recorded, {catalog.codes_digest()} here); train it "
+            f"(catalogue digest {recorded} recorded, {digest} here); train it "
             "on this catalogue, or use it with the semantic_ids/ it was trained on"
         )
 
@@ -146,8 +148,9 @@ def _attach_seeds(model, layout, catalog, seq2seq_dir: Path) -> None:
         attach_seed_items(model, layout.codes_to_token_ids(catalog.sid_codes), encoding)
 
 
-def _read_member(artifact_dir: Path, manifest: dict, member: int, catalog):
-    """Ensemble member ``member`` (its ``seq2seq_MEMBER/`` component) as a ``MemberModel``."""
+def _read_member(artifact_dir: Path, manifest: dict, member: int, catalog, digest: str):
+    """Ensemble member ``member`` (its ``seq2seq_MEMBER/`` component) as a ``MemberModel``;
+    ``digest``: the catalogue's ``codes_digest()``."""
     from text2tracks.ensemble import MemberModel
     from text2tracks.generative import check_layout
     from text2tracks.modeling import MODEL_INFO_NAME, load_seq2seq
@@ -155,7 +158,7 @@ def _read_member(artifact_dir: Path, manifest: dict, member: int, catalog):
 
     name = member_component(member)
     directory = component_dir(artifact_dir, manifest, name, "train the ensemble again")
-    check_catalog_digest(manifest, name, directory, catalog)
+    check_catalog_digest(manifest, name, directory, digest)
     try:
         model, tokenizer, layout = load_seq2seq(directory)
         check_layout(layout, catalog)
