@@ -68,14 +68,14 @@ def load_head(diffusion_dir: Path, model, tokenizer, device):
 
 
 def catalogue_factor_loader(
-    artifact_dir: Path, catalog, latent_dim: int
+    artifact_dir: Path, catalog, latent_dim: int | None
 ) -> Callable[[], np.ndarray]:
     """A function that reads the CF item factors in catalogue order (called on first use).
 
     They come from ``cf/`` (``item_factors.npy`` in the order of ``cf/vocab.json``, the item
     vocabulary the catalogue and the diffusion training were built from), mapped by track id;
     ``diffusion/item_factors.npy`` (catalogue order) takes precedence where an artifact was
-    saved without ``cf/``.
+    saved without ``cf/``. ``latent_dim`` None: any width.
     """
 
     def load() -> np.ndarray:
@@ -95,7 +95,7 @@ def catalogue_factor_loader(
             raise ArtifactError(
                 f"cannot read the CF item factors of {artifact_dir}: {err}"
             ) from err
-        if factors.shape != (len(catalog), latent_dim):
+        if factors.shape != (len(catalog), latent_dim or factors.shape[1]):
             raise ArtifactError(
                 f"the CF item factors of {artifact_dir} have shape {factors.shape}; the catalogue "
                 f"and the diffusion head need ({len(catalog)}, {latent_dim})"

@@ -438,8 +438,11 @@ def save_seq2seq(
     """Write the model in ``save_pretrained`` form (safetensors) with its tokenizer and layout.
 
     A ``peft`` model writes its adapter (with the trained semantic-ID token rows) instead of the
-    full weights; :func:`load_seq2seq` needs its base to read it back.
+    full weights; :func:`load_seq2seq` needs its base to read it back. A model whose seeds read
+    CF factors writes that projection to its own file (:mod:`text2tracks.seed_factors`).
     """
+    from text2tracks.seed_factors import PROJECTION_MARK, save_seed_factors
+
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     is_peft = hasattr(model, "peft_config")
@@ -448,6 +451,11 @@ def save_seq2seq(
         # resized embedding matrix (it checks the base's vocab size, over the network for a hub name)
         model.save_pretrained(directory, safe_serialization=True, save_embedding_layers=False)
         model.get_base_model().generation_config.save_pretrained(directory)
+    elif save_seed_factors(
+        model, directory
+    ):  # the projection apart: from_pretrained reads the rest
+        state = {k: v for k, v in model.state_dict().items() if PROJECTION_MARK not in k}
+        model.save_pretrained(directory, safe_serialization=True, state_dict=state)
     else:
         model.save_pretrained(directory, safe_serialization=True)
     tokenizer.save_pretrained(directory)

@@ -80,6 +80,40 @@ def seed_item_embedding_class():
             self._item_tokens = torch.from_numpy(item_tokens.astype(np.int64))
             self.scale = float(item_tokens.shape[1]) ** -0.5
             self.direct = False  # "direct": seeds skip the encoder's layers (DirectSeeds)
+            self.factor_proj = None  # seed CF factors (set_factors; text2tracks.seed_factors)
+            self._factors = None
+
+        def set_factors(self, factors: np.ndarray, weight=None) -> None:
+            """Add to each seed's vector a learned projection of its CF item factors
+            (``factors``: ``(n_items, dim)``, standardised here per dimension); the projection
+            starts at zero (the seed reads as before) or at ``weight`` ``(width, dim)``."""
+            factors = np.asarray(factors, dtype=np.float64)
+            if factors.ndim != 2 or factors.shape[0] != self.n_items:
+                raise ValueError(
+                    f"seed factors must be ({self.n_items}, dim), one row per catalogue item; "
+                    f"got {factors.shape}"
+                )
+            if not np.isfinite(factors).all():
+                raise ValueError("seed factors hold NaN or infinite values")
+            std = factors.std(axis=0)
+            factors = (factors - factors.mean(axis=0)) / np.where(std > 1e-8, std, 1.0)
+            width = int(self.weight.shape[1])
+            proj = torch.nn.Linear(factors.shape[1], width, bias=False)
+            proj = proj.to(device=self.weight.device, dtype=self.weight.dtype)
+            with torch.no_grad():
+                if weight is None:
+                    proj.weight.zero_()
+                else:
+                    weight = torch.as_tensor(weight)
+                    if tuple(weight.shape) != tuple(proj.weight.shape):
+                        raise ValueError(
+                            f"the seed factor projection must be {tuple(proj.weight.shape)}, "
+                            f"got {tuple(weight.shape)}"
+                        )
+                    proj.weight.copy_(weight)
+            proj.trains_at_decoder_lr = True  # new weights: training.optimizer's decoder rate
+            self.factor_proj = proj
+            self._factors = torch.from_numpy(factors.astype(np.float32))
 
         @property
         def vocab_rows(self) -> int:
@@ -107,6 +141,11 @@ def seed_item_embedding_class():
                 self._item_tokens = self._item_tokens.to(input_ids.device)
             tokens = self._item_tokens[items]
             seed_vectors = self.weight[tokens].sum(dim=1) * self.scale
+            if self.factor_proj is not None:
+                if self._factors.device != input_ids.device:
+                    self._factors = self._factors.to(input_ids.device)
+                cf_rows = self._factors[items].to(self.factor_proj.weight.dtype)
+                seed_vectors = seed_vectors + self.factor_proj(cf_rows).to(seed_vectors.dtype)
             return out.masked_scatter(is_seed.unsqueeze(-1), seed_vectors.to(out.dtype))
 
     return SeedItemEmbedding

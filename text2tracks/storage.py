@@ -107,7 +107,7 @@ def read_seq2seq_parts(artifact_dir: Path, manifest: dict, device=None) -> Seq2S
     check_catalog_digest(manifest, SEQ2SEQ_COMPONENT, seq2seq_dir, digest)
     try:
         model, tokenizer, layout = load_seq2seq(seq2seq_dir)
-        _attach_seeds(model, layout, catalog, seq2seq_dir)
+        _attach_seeds(model, layout, catalog, seq2seq_dir, artifact_dir)
     except Exception as err:  # noqa: BLE001
         raise ArtifactError(f"cannot load component {seq2seq_dir}: {err}") from err
     if device is None:
@@ -137,15 +137,18 @@ def check_catalog_digest(manifest: dict, name: str, directory: Path, digest: str
         )
 
 
-def _attach_seeds(model, layout, catalog, seq2seq_dir: Path) -> None:
+def _attach_seeds(model, layout, catalog, seq2seq_dir: Path, artifact_dir: Path) -> None:
     """A model trained to read one token per seed gets its seed embedding back
-    (:func:`text2tracks.seed_embedding.attach_seed_items`)."""
+    (:func:`text2tracks.seed_embedding.attach_seed_items`), with its seeds' CF factors where it
+    was trained with them (:func:`text2tracks.seed_factors.load_seed_factors`)."""
     from text2tracks.seed_embedding import attach_seed_items
+    from text2tracks.seed_factors import load_seed_factors
     from text2tracks.seed_prompts import read_seed_encoding
 
     encoding = read_seed_encoding(seq2seq_dir)
     if encoding != "codes":  # "codes" needs no layer, so not the ID-token table either
         attach_seed_items(model, layout.codes_to_token_ids(catalog.sid_codes), encoding)
+        load_seed_factors(model, seq2seq_dir, artifact_dir, catalog)
 
 
 def _read_member(artifact_dir: Path, manifest: dict, member: int, catalog, digest: str):
@@ -162,7 +165,7 @@ def _read_member(artifact_dir: Path, manifest: dict, member: int, catalog, diges
     try:
         model, tokenizer, layout = load_seq2seq(directory)
         check_layout(layout, catalog)
-        _attach_seeds(model, layout, catalog, directory)
+        _attach_seeds(model, layout, catalog, directory, artifact_dir)
         info_path = directory / MODEL_INFO_NAME
         config = {}
         if info_path.is_file():

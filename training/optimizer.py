@@ -61,8 +61,15 @@ def schedule_lr(optimizer, factor: float, default_lr: float) -> None:
 
 
 def _encoder_only_parameters(model) -> set[int]:
-    """ids of the parameters of ``model``'s encoder that its decoder does not also use."""
+    """ids of the parameters of ``model``'s encoder that its decoder does not also use, less
+    those of new layers marked ``trains_at_decoder_lr``."""
     if not (hasattr(model, "get_encoder") and hasattr(model, "get_decoder")):
         raise ValueError("encoder_lr needs an encoder-decoder model (get_encoder / get_decoder)")
     shared = {id(p) for p in model.get_decoder().parameters()}
-    return {id(p) for p in model.get_encoder().parameters()} - shared
+    fresh = {  # new layers inside the encoder (seed factors' projection) learn at the decoder's rate
+        id(p)
+        for m in model.get_encoder().modules()
+        if getattr(m, "trains_at_decoder_lr", False)
+        for p in m.parameters()
+    }
+    return {id(p) for p in model.get_encoder().parameters()} - shared - fresh

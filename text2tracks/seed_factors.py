@@ -1,0 +1,106 @@
+"""Seeds that also carry their CF item factors (``--seed-factors``).
+
+A seed read as one token (``seed_encoding`` ``"item"`` or ``"direct"``,
+:mod:`text2tracks.seed_embedding`) is the sum of its semantic-ID token embeddings: similar tracks
+read alike, but everything below the last ID level (and, for tracks in one leaf, everything
+but the collision digit) must be learnt from the training examples. With seed factors each
+seed's vector also gets ``W f``: its ALS item factors from the artifact's ``cf/``
+(standardised per dimension), through one learned ``(width, dim)`` projection that starts at
+zero, so the model starts from the co-occurrence structure that ALS fold-in and item kNN, the
+strong continuation baselines, read directly. The factors come from the same training
+playlists as the semantic IDs; nothing about a held-out playlist enters them.
+
+Stored beside the model as ``seq2seq/seed_factors.safetensors`` (the projection; the factors
+themselves are the artifact's ``cf/``), outside the transformers weights so that
+``from_pretrained`` reads the model unchanged; :func:`load_seed_factors` re-installs it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+SEED_FACTORS_NAME = "seed_factors.safetensors"
+PROJECTION_MARK = ".factor_proj."  # in the names of the projection's parameters
+
+
+def _seed_embedding(model):
+    from text2tracks.seed_embedding import seed_item_embedding_class
+
+    embedding = model.get_encoder().get_input_embeddings()
+    if not isinstance(embedding, seed_item_embedding_class()):
+        raise ValueError(
+            "seed factors need a model that reads one token per seed (seed_encoding 'item' or "
+            "'direct'); train with --seed-prob > 0 and --seed-encoding item|direct|auto"
+        )
+    return embedding
+
+
+def catalogue_cf_factors(artifact_dir: str | Path, catalog) -> np.ndarray:
+    """The artifact's CF item factors ``(len(catalog), dim)`` in catalogue order
+    (:func:`text2tracks.latent.catalogue_factor_loader`); ``ArtifactError`` without them."""
+    from text2tracks.latent import catalogue_factor_loader
+
+    return catalogue_factor_loader(Path(artifact_dir), catalog, None)()
+
+
+def install_seed_factors(model, factors: np.ndarray, weight=None) -> None:
+    """Make ``model``'s seeds read their CF ``factors`` (catalogue order) as well; ``weight``:
+    a trained projection, else a zero one to train."""
+    _seed_embedding(model).set_factors(factors, weight)
+
+
+def seed_factor_projection(model):
+    """The trained projection's weight ``(width, dim)``, or ``None`` when the model's seeds read
+    no factors."""
+    from text2tracks.seed_embedding import seed_item_embedding_class
+
+    embedding = model.get_encoder().get_input_embeddings()
+    if isinstance(embedding, seed_item_embedding_class()) and embedding.factor_proj is not None:
+        return embedding.factor_proj.weight
+    return None
+
+
+def save_seed_factors(model, directory: str | Path) -> bool:
+    """Write the projection to ``directory/seed_factors.safetensors`` (True), or remove a stale
+    one when the model has none (False)."""
+    from safetensors.torch import save_file
+
+    path = Path(directory) / SEED_FACTORS_NAME
+    weight = seed_factor_projection(model)
+    if weight is None:
+        path.unlink(missing_ok=True)
+        return False
+    save_file({"weight": weight.detach().float().cpu().contiguous()}, str(path))
+    return True
+
+
+def load_seed_factors(model, seq2seq_dir: str | Path, artifact_dir: str | Path, catalog) -> bool:
+    """Re-install a saved projection with the artifact's factors (True); False when the model
+    was trained without seed factors."""
+    from safetensors.torch import load_file
+
+    path = Path(seq2seq_dir) / SEED_FACTORS_NAME
+    if not path.is_file():
+        return False
+    weight = load_file(str(path))["weight"]
+    factors = catalogue_cf_factors(artifact_dir, catalog)
+    if factors.shape[1] != weight.shape[1]:
+        raise ValueError(
+            f"{path} projects {weight.shape[1]}-dimensional CF factors, but the artifact's cf/ "
+            f"holds {factors.shape[1]}; the model was trained on another CF build"
+        )
+    install_seed_factors(model, factors, weight)
+    return True
+
+
+__all__ = [
+    "PROJECTION_MARK",
+    "SEED_FACTORS_NAME",
+    "catalogue_cf_factors",
+    "install_seed_factors",
+    "load_seed_factors",
+    "save_seed_factors",
+    "seed_factor_projection",
+]
