@@ -11,8 +11,9 @@ strong continuation baselines, read directly. The factors come from the same tra
 playlists as the semantic IDs; nothing about a held-out playlist enters them.
 
 Stored beside the model as ``seq2seq/seed_factors.safetensors`` (the projection; the factors
-themselves are the artifact's ``cf/``), outside the transformers weights so that
-``from_pretrained`` reads the model unchanged; :func:`load_seed_factors` re-installs it.
+themselves are the artifact's ``cf/``, or ``seq2seq/seed_item_factors.npy`` in an artifact
+saved without one), outside the transformers weights so that ``from_pretrained`` reads the
+model unchanged; :func:`load_seed_factors` re-installs it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from pathlib import Path
 import numpy as np
 
 SEED_FACTORS_NAME = "seed_factors.safetensors"
+# the factors themselves, catalogue order, only where the artifact has no cf/ to read them from
+SEED_ITEM_FACTORS_NAME = "seed_item_factors.npy"
 PROJECTION_MARK = ".factor_proj."  # in the names of the projection's parameters
 
 
@@ -37,12 +40,33 @@ def _seed_embedding(model):
     return embedding
 
 
-def catalogue_cf_factors(artifact_dir: str | Path, catalog) -> np.ndarray:
-    """The artifact's CF item factors ``(len(catalog), dim)`` in catalogue order
-    (:func:`text2tracks.latent.catalogue_factor_loader`); ``ArtifactError`` without them."""
+def catalogue_cf_factors(artifact_dir: str | Path, catalog, seq2seq_dir=None) -> np.ndarray:
+    """The CF item factors ``(len(catalog), dim)`` in catalogue order: the model's own copy
+    (``seq2seq_dir/seed_item_factors.npy``, written where the artifact has no ``cf/``), else
+    the artifact's (:func:`text2tracks.latent.catalogue_factor_loader`); ``ArtifactError``
+    without them."""
     from text2tracks.latent import catalogue_factor_loader
 
+    own = None if seq2seq_dir is None else Path(seq2seq_dir) / SEED_ITEM_FACTORS_NAME
+    if own is not None and own.is_file():
+        factors = np.load(own, allow_pickle=False)
+        if factors.ndim != 2 or factors.shape[0] != len(catalog):
+            raise ValueError(f"{own} must hold ({len(catalog)}, dim) factors, got {factors.shape}")
+        return factors
     return catalogue_factor_loader(Path(artifact_dir), catalog, None)()
+
+
+def save_seed_item_factors(model, directory: str | Path) -> bool:
+    """Write the factors the model's seeds read to ``directory/seed_item_factors.npy`` (an
+    artifact without ``cf/``, :func:`text2tracks.storage.write_artifact`); False when its seeds
+    read none. They are the standardised factors, which standardise to themselves on load."""
+    from text2tracks.seed_embedding import seed_item_embedding_class
+
+    embedding = model.get_encoder().get_input_embeddings()
+    if not isinstance(embedding, seed_item_embedding_class()) or embedding.factor_proj is None:
+        return False
+    np.save(Path(directory) / SEED_ITEM_FACTORS_NAME, embedding._factors.cpu().numpy())
+    return True
 
 
 def install_seed_factors(model, factors: np.ndarray, weight=None) -> None:
@@ -69,6 +93,7 @@ def save_seed_factors(model, directory: str | Path) -> bool:
 
     path = Path(directory) / SEED_FACTORS_NAME
     weight = seed_factor_projection(model)
+    (Path(directory) / SEED_ITEM_FACTORS_NAME).unlink(missing_ok=True)  # written after, if needed
     if weight is None:
         path.unlink(missing_ok=True)
         return False
@@ -85,7 +110,7 @@ def load_seed_factors(model, seq2seq_dir: str | Path, artifact_dir: str | Path, 
     if not path.is_file():
         return False
     weight = load_file(str(path))["weight"]
-    factors = catalogue_cf_factors(artifact_dir, catalog)
+    factors = catalogue_cf_factors(artifact_dir, catalog, seq2seq_dir)
     if factors.shape[1] != weight.shape[1]:
         raise ValueError(
             f"{path} projects {weight.shape[1]}-dimensional CF factors, but the artifact's cf/ "
@@ -98,9 +123,11 @@ def load_seed_factors(model, seq2seq_dir: str | Path, artifact_dir: str | Path, 
 __all__ = [
     "PROJECTION_MARK",
     "SEED_FACTORS_NAME",
+    "SEED_ITEM_FACTORS_NAME",
     "catalogue_cf_factors",
     "install_seed_factors",
     "load_seed_factors",
     "save_seed_factors",
+    "save_seed_item_factors",
     "seed_factor_projection",
 ]

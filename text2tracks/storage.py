@@ -310,6 +310,7 @@ def write_artifact(
     """
     from text2tracks.modeling import ModelConfig, save_seq2seq
     from text2tracks.seed_embedding import seed_encoding_of
+    from text2tracks.seed_factors import save_seed_item_factors
     from text2tracks.seed_prompts import write_max_seed_tracks
 
     components = dict(components)
@@ -333,6 +334,8 @@ def write_artifact(
         for stale in ("model.safetensors", "adapter_model.safetensors", "adapter_config.json"):
             (seq2seq_dir / stale).unlink(missing_ok=True)
         save_seq2seq(model, tokenizer, layout, seq2seq_dir, config)
+        if not (tmp / CF_COMPONENT).is_dir():  # the seeds' CF factors have nowhere else to live
+            save_seed_item_factors(model, seq2seq_dir)
         if max_seed_tracks is not None:
             write_max_seed_tracks(seq2seq_dir, max_seed_tracks, seed_encoding_of(model))
         if diffusion is not None:

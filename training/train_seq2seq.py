@@ -50,13 +50,7 @@ from text2tracks.seed_factors import catalogue_cf_factors, install_seed_factors
 from text2tracks.training_step import grouped_forward, training_encoder
 from training.checkpoints import STATE_NAME, list_checkpoints, resolve_resume
 from training.final_weights import BestWeights, WeightAverage, end_weights
-from training.launch import (
-    cpu_bf16,
-    force_cpu,
-    print_on_main,
-    resolve_mixed_precision,
-    run_epochs,
-)
+from training.launch import cpu_bf16, force_cpu, print_on_main, resolve_mixed_precision, run_epochs
 from training.optimizer import build_optimizer, schedule_lr
 from training.seq2seq_config import (  # noqa: F401  (re-exported: they lived here)
     TARGET_SOURCES,
