@@ -64,6 +64,13 @@ def test_seed_factors_need_seeds_read_as_one_token():
     t5 = ModelConfig(encoder="t5")
     config = TrainConfig(artifact="a", playlists="p", model=t5, seed_prob=0.5, seed_factors=True)
     assert config.seed_encoding == "item"
+    # the default: on wherever seeds are read as one token each
+    assert TrainConfig(artifact="a", playlists="p", model=t5, seed_prob=0.5).seed_factors is True
+    assert TrainConfig(artifact="a", playlists="p", model=t5).seed_factors is False
+    codes = TrainConfig(artifact="a", playlists="p", model=t5, seed_prob=0.5, seed_encoding="codes")
+    assert codes.seed_factors is False
+    off = TrainConfig(artifact="a", playlists="p", model=t5, seed_prob=0.5, seed_factors=False)
+    assert off.seed_factors is False
     with pytest.raises(ValueError, match="--seed-prob > 0"):
         TrainConfig(artifact="a", playlists="p", model=t5, seed_factors=True)
     with pytest.raises(ValueError, match="not codes"):

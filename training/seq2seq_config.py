@@ -145,8 +145,9 @@ class TrainConfig:
             the T5 (:func:`text2tracks.seed_embedding.default_seed_encoding`). Recorded with
             the model.
         seed_factors: seeds also read their CF item factors (the artifact's ``cf/``) through
-            a learned projection (:mod:`text2tracks.seed_factors`); needs ``seed_prob`` > 0
-            and one token per seed (``seed_encoding`` ``"item"`` or ``"direct"``).
+            a learned projection (:mod:`text2tracks.seed_factors`). ``None`` (the default): on
+            wherever seeds are read as one token each (``seed_prob`` > 0, ``seed_encoding``
+            ``"item"`` or ``"direct"``); True asks for it and needs those; False turns it off.
         id_init: how the semantic-ID tokens' embeddings start: ``"codebooks"``, a fixed random
             projection of the residual k-means centroids each code stands for
             (:mod:`text2tracks.id_embedding_init`; where the artifact has them: IDs built by
@@ -227,7 +228,7 @@ class TrainConfig:
     seed_encoding: str = field(
         default=DEFAULT_SEED_ENCODING, metadata={"choices": ("auto", *SEED_ENCODINGS)}
     )
-    seed_factors: bool = False
+    seed_factors: bool | None = None
     id_init: str = field(default="codebooks", metadata={"choices": ID_INITS})
     normalize_prompts: bool = True
     subword_dropout: float = 0.0
@@ -387,7 +388,10 @@ class TrainConfig:
             raise ValueError(
                 f"seed_cf_source must be one of {CF_SOURCES}, got {self.seed_cf_source!r}"
             )
-        if self.seed_factors and (not self.seed_prob or self.seed_encoding == "codes"):
+        one_token = bool(self.seed_prob) and self.seed_encoding != "codes"
+        if self.seed_factors is None:
+            object.__setattr__(self, "seed_factors", one_token)
+        elif self.seed_factors and not one_token:
             raise ValueError(
                 "seed_factors needs seeds read as one token each: set --seed-prob > 0 and "
                 "--seed-encoding item, direct or auto (not codes), or drop --seed-factors"
