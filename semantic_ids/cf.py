@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -320,3 +321,42 @@ def fit_cf(
                 "fewer factors or weighting='none'"
             )
     return CFModel(item_factors, playlist_factors, config)
+
+
+def catalogue_factors(
+    item_factors: np.ndarray, vocab_item_ids: Sequence[str], catalog_item_ids: Sequence[str]
+) -> np.ndarray:
+    """CF item factors ``(n_catalogue, dim)`` float32 in catalogue order.
+
+    ``item_factors[i]`` belongs to ``vocab_item_ids[i]`` (``cf/``'s order). ``build-ids`` makes
+    the catalogue from that vocabulary in the same order, but the mapping is done by id so that
+    a catalogue in another order (or a subset) still lines up. A catalogue track without a
+    factor raises ``ValueError``.
+    """
+    item_factors = np.asarray(item_factors)
+    if item_factors.ndim != 2 or item_factors.shape[0] != len(vocab_item_ids):
+        raise ValueError(
+            f"item_factors must be ({len(vocab_item_ids)}, dim) to match the vocabulary, "
+            f"got {item_factors.shape}"
+        )
+    position = {t: i for i, t in enumerate(vocab_item_ids)}
+    missing = [t for t in catalog_item_ids if t not in position]
+    if missing:
+        raise ValueError(
+            f"{len(missing)} catalogue tracks have no CF factor (first: {missing[0]!r}); "
+            "the catalogue and cf/ come from different builds"
+        )
+    rows = np.fromiter(
+        (position[t] for t in catalog_item_ids), dtype=np.int64, count=len(catalog_item_ids)
+    )
+    return np.ascontiguousarray(item_factors[rows], dtype=np.float32)
+
+
+def load_catalogue_factors(cf_dir: str | os.PathLike, item_ids: Sequence[str]) -> np.ndarray:
+    """The item factors saved in ``cf_dir`` (``item_factors.npy`` in the order of its
+    ``vocab.json``) for the tracks ``item_ids``, in that order (:func:`catalogue_factors`)."""
+    from semantic_ids.interactions import ItemVocab
+
+    vocab = ItemVocab.load(cf_dir)
+    raw = np.load(Path(cf_dir) / "item_factors.npy", allow_pickle=False, mmap_mode="r")
+    return catalogue_factors(raw, vocab.item_ids, item_ids)

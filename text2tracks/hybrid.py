@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from semantic_ids.cf import catalogue_factors
 from text2tracks.candidate_pool import NEGATIVE_REFERENCES, gather_candidates
 from text2tracks.fusion import fuse
 from text2tracks.rerank import (
@@ -250,35 +251,6 @@ def _plain(value: Any) -> Any:
 
 
 # ------------------------------------------------------------------------------------ factors
-
-
-def catalogue_factors(
-    item_factors: np.ndarray, vocab_item_ids: Sequence[str], catalog_item_ids: Sequence[str]
-) -> np.ndarray:
-    """CF item factors ``(n_catalogue, dim)`` float32 in catalogue order.
-
-    ``item_factors[i]`` belongs to ``vocab_item_ids[i]`` (``cf/``'s order). ``build-ids`` makes
-    the catalogue from that vocabulary in the same order, but the mapping is done by id so that
-    a catalogue in another order (or a subset) still lines up. A catalogue track without a
-    factor raises ``ValueError``.
-    """
-    item_factors = np.asarray(item_factors)
-    if item_factors.ndim != 2 or item_factors.shape[0] != len(vocab_item_ids):
-        raise ValueError(
-            f"item_factors must be ({len(vocab_item_ids)}, dim) to match the vocabulary, "
-            f"got {item_factors.shape}"
-        )
-    position = {t: i for i, t in enumerate(vocab_item_ids)}
-    missing = [t for t in catalog_item_ids if t not in position]
-    if missing:
-        raise ValueError(
-            f"{len(missing)} catalogue tracks have no CF factor (first: {missing[0]!r}); "
-            "the catalogue and cf/ come from different builds"
-        )
-    rows = np.fromiter(
-        (position[t] for t in catalog_item_ids), dtype=np.int64, count=len(catalog_item_ids)
-    )
-    return np.ascontiguousarray(item_factors[rows], dtype=np.float32)
 
 
 # ------------------------------------------------------------------------------------ fitting

@@ -68,34 +68,30 @@ def load_head(diffusion_dir: Path, model, tokenizer, device):
 
 
 def catalogue_factor_loader(
-    artifact_dir: Path, catalog, latent_dim: int | None
+    artifact_dir: Path, catalog, latent_dim: int
 ) -> Callable[[], np.ndarray]:
     """A function that reads the CF item factors in catalogue order (called on first use).
 
     They come from ``cf/`` (``item_factors.npy`` in the order of ``cf/vocab.json``, the item
     vocabulary the catalogue and the diffusion training were built from), mapped by track id;
     ``diffusion/item_factors.npy`` (catalogue order) takes precedence where an artifact was
-    saved without ``cf/``. ``latent_dim`` None: any width.
+    saved without ``cf/``.
     """
 
     def load() -> np.ndarray:
-        from semantic_ids.interactions import ItemVocab
-        from text2tracks.hybrid import catalogue_factors
+        from semantic_ids.cf import load_catalogue_factors
 
         own = artifact_dir / DIFFUSION_COMPONENT / CATALOGUE_FACTORS_NAME
         try:
             if own.is_file():
                 factors = np.ascontiguousarray(np.load(own, allow_pickle=False), dtype=np.float32)
             else:
-                cf_dir = artifact_dir / CF_COMPONENT
-                vocab = ItemVocab.load(cf_dir)
-                raw = np.load(cf_dir / "item_factors.npy", allow_pickle=False, mmap_mode="r")
-                factors = catalogue_factors(raw, vocab.item_ids, catalog.item_ids)
+                factors = load_catalogue_factors(artifact_dir / CF_COMPONENT, catalog.item_ids)
         except (OSError, ValueError, KeyError) as err:
             raise ArtifactError(
                 f"cannot read the CF item factors of {artifact_dir}: {err}"
             ) from err
-        if factors.shape != (len(catalog), latent_dim or factors.shape[1]):
+        if factors.shape != (len(catalog), latent_dim):
             raise ArtifactError(
                 f"the CF item factors of {artifact_dir} have shape {factors.shape}; the catalogue "
                 f"and the diffusion head need ({len(catalog)}, {latent_dim})"

@@ -87,33 +87,9 @@ def seed_item_embedding_class():
             """Add to each seed's vector a learned projection of its CF item factors
             (``factors``: ``(n_items, dim)``, standardised here per dimension); the projection
             starts at zero (the seed reads as before) or at ``weight`` ``(width, dim)``."""
-            factors = np.asarray(factors, dtype=np.float64)
-            if factors.ndim != 2 or factors.shape[0] != self.n_items:
-                raise ValueError(
-                    f"seed factors must be ({self.n_items}, dim), one row per catalogue item; "
-                    f"got {factors.shape}"
-                )
-            if not np.isfinite(factors).all():
-                raise ValueError("seed factors hold NaN or infinite values")
-            std = factors.std(axis=0)
-            factors = (factors - factors.mean(axis=0)) / np.where(std > 1e-8, std, 1.0)
-            width = int(self.weight.shape[1])
-            proj = torch.nn.Linear(factors.shape[1], width, bias=False)
-            proj = proj.to(device=self.weight.device, dtype=self.weight.dtype)
-            with torch.no_grad():
-                if weight is None:
-                    proj.weight.zero_()
-                else:
-                    weight = torch.as_tensor(weight)
-                    if tuple(weight.shape) != tuple(proj.weight.shape):
-                        raise ValueError(
-                            f"the seed factor projection must be {tuple(proj.weight.shape)}, "
-                            f"got {tuple(weight.shape)}"
-                        )
-                    proj.weight.copy_(weight)
-            proj.trains_at_decoder_lr = True  # new weights: training.optimizer's decoder rate
-            self.factor_proj = proj
-            self._factors = torch.from_numpy(factors.astype(np.float32))
+            self.factor_proj, self._factors = _factor_projection(
+                factors, weight, self.n_items, self.weight
+            )
 
         @property
         def vocab_rows(self) -> int:
@@ -149,6 +125,38 @@ def seed_item_embedding_class():
             return out.masked_scatter(is_seed.unsqueeze(-1), seed_vectors.to(out.dtype))
 
     return SeedItemEmbedding
+
+
+def _factor_projection(factors: np.ndarray, weight, n_items: int, like):
+    """``(projection, standardised factors)`` for :meth:`SeedItemEmbedding.set_factors`: a
+    bias-free ``Linear(dim, width)`` on ``like``'s device and dtype, at zero or ``weight``."""
+    import torch
+
+    factors = np.asarray(factors, dtype=np.float64)
+    if factors.ndim != 2 or factors.shape[0] != n_items:
+        raise ValueError(
+            f"seed factors must be ({n_items}, dim), one row per catalogue item; "
+            f"got {factors.shape}"
+        )
+    if not np.isfinite(factors).all():
+        raise ValueError("seed factors hold NaN or infinite values")
+    std = factors.std(axis=0)
+    factors = (factors - factors.mean(axis=0)) / np.where(std > 1e-8, std, 1.0)
+    proj = torch.nn.Linear(factors.shape[1], int(like.shape[1]), bias=False)
+    proj = proj.to(device=like.device, dtype=like.dtype)
+    with torch.no_grad():
+        if weight is None:
+            proj.weight.zero_()
+        else:
+            weight = torch.as_tensor(weight)
+            if tuple(weight.shape) != tuple(proj.weight.shape):
+                raise ValueError(
+                    f"the seed factor projection must be {tuple(proj.weight.shape)}, "
+                    f"got {tuple(weight.shape)}"
+                )
+            proj.weight.copy_(weight)
+    proj.trains_at_decoder_lr = True  # new weights: training.optimizer's decoder rate
+    return proj, torch.from_numpy(factors.astype(np.float32))
 
 
 def _output_norm(encoder):

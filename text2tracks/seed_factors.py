@@ -43,17 +43,26 @@ def _seed_embedding(model):
 def catalogue_cf_factors(artifact_dir: str | Path, catalog, seq2seq_dir=None) -> np.ndarray:
     """The CF item factors ``(len(catalog), dim)`` in catalogue order: the model's own copy
     (``seq2seq_dir/seed_item_factors.npy``, written where the artifact has no ``cf/``), else
-    the artifact's (:func:`text2tracks.latent.catalogue_factor_loader`); ``ArtifactError``
-    without them."""
-    from text2tracks.latent import catalogue_factor_loader
+    the artifact's ``cf/`` (:func:`semantic_ids.cf.load_catalogue_factors`); ``ArtifactError``
+    when neither can be read."""
+    from semantic_ids.cf import load_catalogue_factors
+    from text2tracks.artifacts import CF_COMPONENT, ArtifactError
 
     own = None if seq2seq_dir is None else Path(seq2seq_dir) / SEED_ITEM_FACTORS_NAME
-    if own is not None and own.is_file():
-        factors = np.load(own, allow_pickle=False)
-        if factors.ndim != 2 or factors.shape[0] != len(catalog):
-            raise ValueError(f"{own} must hold ({len(catalog)}, dim) factors, got {factors.shape}")
-        return factors
-    return catalogue_factor_loader(Path(artifact_dir), catalog, None)()
+    try:
+        if own is not None and own.is_file():
+            factors = np.load(own, allow_pickle=False)
+        else:
+            factors = load_catalogue_factors(Path(artifact_dir) / CF_COMPONENT, catalog.item_ids)
+    except (OSError, ValueError, KeyError) as err:
+        raise ArtifactError(
+            f"cannot read the CF item factors the model's seeds read ({artifact_dir}): {err}"
+        ) from err
+    if factors.ndim != 2 or factors.shape[0] != len(catalog):
+        raise ArtifactError(
+            f"the seeds' CF item factors must be ({len(catalog)}, dim), got {factors.shape}"
+        )
+    return factors
 
 
 def save_seed_item_factors(model, directory: str | Path) -> bool:
