@@ -203,7 +203,7 @@ def test_training_with_seed_factors_reads_cf_and_loads_back(tmp_path):
 
     layer = rec.model.get_encoder().get_input_embeddings()
     expected = _standardised(catalogue_cf_factors(art, rec.catalog))
-    np.testing.assert_allclose(layer._factors.numpy(), expected, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(layer.factors.numpy(), expected, rtol=1e-4, atol=1e-4)
     # an artifact whose CF factors are gone cannot give the model its seeds': a clear error
     (art / "cf" / "item_factors.npy").unlink()
     from text2tracks.artifacts import ArtifactError

@@ -92,6 +92,11 @@ def seed_item_embedding_class():
             )
 
         @property
+        def factors(self):
+            """The standardised CF factors the seeds read (``(n_items, dim)``), or ``None``."""
+            return self._factors
+
+        @property
         def vocab_rows(self) -> int:
             return int(self.weight.shape[0])
 

@@ -74,7 +74,7 @@ def save_seed_item_factors(model, directory: str | Path) -> bool:
     embedding = model.get_encoder().get_input_embeddings()
     if not isinstance(embedding, seed_item_embedding_class()) or embedding.factor_proj is None:
         return False
-    np.save(Path(directory) / SEED_ITEM_FACTORS_NAME, embedding._factors.cpu().numpy())
+    np.save(Path(directory) / SEED_ITEM_FACTORS_NAME, embedding.factors.cpu().numpy())
     return True
 
 
