@@ -164,7 +164,7 @@ def test_save_and_load_through_an_artifact_without_cf(tmp_path):
     assert not (seq2seq / SEED_ITEM_FACTORS_NAME).exists()
 
 
-def test_training_with_seed_factors_reads_cf_and_loads_back(tmp_path):
+def test_training_with_seed_factors_reads_cf_and_loads_back(tmp_path, monkeypatch):
     """``--seed-factors`` through the trainer: the projection trains (it starts at zero), is
     saved beside the model, and the artifact's loader re-installs it from ``cf/``."""
     from tiny_artifact import TINY_MODEL_FLAGS
@@ -185,7 +185,7 @@ def test_training_with_seed_factors_reads_cf_and_loads_back(tmp_path):
         *("--artifact", str(art), "--playlists", str(playlists), "--max-steps", "4"),
         *("--eval-every", "0", "--eval-prompts", "8", "--batch-size", "16", "--lr", "1e-2"),
         *("--warmup-steps", "0", "--num-threads", "1", "--no-progress", "--seed-prob", "1"),
-        *("--seed-factors", "--members", "1", "--tokenizer", "bytes", *TINY_MODEL_FLAGS),
+        *("--seed-factors", "--members", "2", "--tokenizer", "bytes", *TINY_MODEL_FLAGS),
     ]
     threads = torch.get_num_threads()
     try:
@@ -196,7 +196,21 @@ def test_training_with_seed_factors_reads_cf_and_loads_back(tmp_path):
     assert (seq2seq / SEED_FACTORS_NAME).is_file()
     assert not (seq2seq / SEED_ITEM_FACTORS_NAME).exists()  # the artifact's cf/ holds them
     assert json.loads((seq2seq / "train_config.json").read_text())["config"]["seed_factors"]
+    import text2tracks.storage as storage
+
+    reads = []
+    read = storage.catalogue_cf_factors
+    monkeypatch.setattr(
+        storage, "catalogue_cf_factors", lambda *a: reads.append(a) or read(*a)
+    )  # fmt: skip
     rec = Text2Tracks.from_pretrained(art, device="cpu")
+    assert len(reads) == 1  # cf/ read once for the model and its member
+    member = rec.members[0].model
+    torch.testing.assert_close(
+        member.get_encoder().get_input_embeddings().factors,
+        rec.model.get_encoder().get_input_embeddings().factors,
+    )
+    assert float(seed_factor_projection(member).detach().abs().sum()) > 0
     proj = seed_factor_projection(rec.model)
     assert proj is not None and proj.shape == (32, 8) and float(proj.detach().abs().sum()) > 0
     from text2tracks.seed_factors import catalogue_cf_factors

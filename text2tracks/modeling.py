@@ -445,15 +445,14 @@ def save_seq2seq(
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    has_factors = save_seed_factors(model, directory)  # apart: from_pretrained reads the rest
     is_peft = hasattr(model, "peft_config")
     if is_peft:
         # the adapter holds the trained rows of the new tokens; "auto" would also copy the whole
         # resized embedding matrix (it checks the base's vocab size, over the network for a hub name)
         model.save_pretrained(directory, safe_serialization=True, save_embedding_layers=False)
         model.get_base_model().generation_config.save_pretrained(directory)
-    elif save_seed_factors(
-        model, directory
-    ):  # the projection apart: from_pretrained reads the rest
+    elif has_factors:
         state = {k: v for k, v in model.state_dict().items() if PROJECTION_MARK not in k}
         model.save_pretrained(directory, safe_serialization=True, state_dict=state)
     else:

@@ -18,6 +18,7 @@ model unchanged; :func:`load_seed_factors` re-installs it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -40,39 +41,37 @@ def _seed_embedding(model):
     return embedding
 
 
-def catalogue_cf_factors(artifact_dir: str | Path, catalog, seq2seq_dir=None) -> np.ndarray:
-    """The CF item factors ``(len(catalog), dim)`` in catalogue order: the model's own copy
-    (``seq2seq_dir/seed_item_factors.npy``, written where the artifact has no ``cf/``), else
-    the artifact's ``cf/`` (:func:`semantic_ids.cf.load_catalogue_factors`); ``ArtifactError``
-    when neither can be read."""
+def catalogue_cf_factors(artifact_dir: str | Path, catalog) -> np.ndarray:
+    """The artifact's CF item factors ``(len(catalog), dim)`` in catalogue order (``cf/``,
+    :func:`semantic_ids.cf.load_catalogue_factors`); ``ArtifactError`` when they cannot be
+    read."""
     from semantic_ids.cf import load_catalogue_factors
     from text2tracks.artifacts import CF_COMPONENT, ArtifactError
 
-    own = None if seq2seq_dir is None else Path(seq2seq_dir) / SEED_ITEM_FACTORS_NAME
     try:
-        if own is not None and own.is_file():
-            factors = np.load(own, allow_pickle=False)
-        else:
-            factors = load_catalogue_factors(Path(artifact_dir) / CF_COMPONENT, catalog.item_ids)
+        return load_catalogue_factors(Path(artifact_dir) / CF_COMPONENT, catalog.item_ids)
     except (OSError, ValueError, KeyError) as err:
         raise ArtifactError(
             f"cannot read the CF item factors the model's seeds read ({artifact_dir}): {err}"
         ) from err
-    if factors.ndim != 2 or factors.shape[0] != len(catalog):
-        raise ArtifactError(
-            f"the seeds' CF item factors must be ({len(catalog)}, dim), got {factors.shape}"
-        )
-    return factors
+
+
+def _factor_embedding(model):
+    """The model's seed embedding when its seeds read factors, else ``None``."""
+    from text2tracks.seed_embedding import seed_item_embedding_class
+
+    embedding = model.get_encoder().get_input_embeddings()
+    if isinstance(embedding, seed_item_embedding_class()) and embedding.factor_proj is not None:
+        return embedding
+    return None
 
 
 def save_seed_item_factors(model, directory: str | Path) -> bool:
     """Write the factors the model's seeds read to ``directory/seed_item_factors.npy`` (an
     artifact without ``cf/``, :func:`text2tracks.storage.write_artifact`); False when its seeds
     read none. They are the standardised factors, which standardise to themselves on load."""
-    from text2tracks.seed_embedding import seed_item_embedding_class
-
-    embedding = model.get_encoder().get_input_embeddings()
-    if not isinstance(embedding, seed_item_embedding_class()) or embedding.factor_proj is None:
+    embedding = _factor_embedding(model)
+    if embedding is None:
         return False
     np.save(Path(directory) / SEED_ITEM_FACTORS_NAME, embedding.factors.cpu().numpy())
     return True
@@ -87,12 +86,8 @@ def install_seed_factors(model, factors: np.ndarray, weight=None) -> None:
 def seed_factor_projection(model):
     """The trained projection's weight ``(width, dim)``, or ``None`` when the model's seeds read
     no factors."""
-    from text2tracks.seed_embedding import seed_item_embedding_class
-
-    embedding = model.get_encoder().get_input_embeddings()
-    if isinstance(embedding, seed_item_embedding_class()) and embedding.factor_proj is not None:
-        return embedding.factor_proj.weight
-    return None
+    embedding = _factor_embedding(model)
+    return None if embedding is None else embedding.factor_proj.weight
 
 
 def save_seed_factors(model, directory: str | Path) -> bool:
@@ -110,22 +105,27 @@ def save_seed_factors(model, directory: str | Path) -> bool:
     return True
 
 
-def load_seed_factors(model, seq2seq_dir: str | Path, artifact_dir: str | Path, catalog) -> bool:
-    """Re-install a saved projection with the artifact's factors (True); False when the model
-    was trained without seed factors."""
+def load_seed_factors(
+    model, seq2seq_dir: str | Path, artifact_factors: Callable[[], np.ndarray]
+) -> bool:
+    """Re-install a saved projection (True); False when the model was trained without seed
+    factors. The factors are the model's own copy (``seed_item_factors.npy``, written where the
+    artifact has no ``cf/``), else ``artifact_factors()`` (:func:`catalogue_cf_factors`; one
+    cached call serves the model and every member)."""
     from safetensors.torch import load_file
 
     path = Path(seq2seq_dir) / SEED_FACTORS_NAME
     if not path.is_file():
         return False
     weight = load_file(str(path))["weight"]
-    factors = catalogue_cf_factors(artifact_dir, catalog, seq2seq_dir)
-    if factors.shape[1] != weight.shape[1]:
+    own = Path(seq2seq_dir) / SEED_ITEM_FACTORS_NAME
+    factors = np.load(own, allow_pickle=False) if own.is_file() else artifact_factors()
+    if factors.ndim != 2 or factors.shape[1] != weight.shape[1]:
         raise ValueError(
-            f"{path} projects {weight.shape[1]}-dimensional CF factors, but the artifact's cf/ "
-            f"holds {factors.shape[1]}; the model was trained on another CF build"
+            f"{path} projects {weight.shape[1]}-dimensional CF factors, but the artifact holds "
+            f"{factors.shape}; the model was trained on another CF build"
         )
-    install_seed_factors(model, factors, weight)
+    install_seed_factors(model, factors, weight)  # its rows checked against the catalogue
     return True
 
 

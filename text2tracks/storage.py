@@ -10,8 +10,10 @@ writes a temporary folder and renames it, copying the components that are not he
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,7 @@ from text2tracks.metadata import (
     read_track_metadata,
     write_track_metadata,
 )
+from text2tracks.seed_factors import catalogue_cf_factors
 
 DEFAULT_MAX_PROMPT_LENGTH = 64
 
@@ -104,10 +107,12 @@ def read_seq2seq_parts(artifact_dir: Path, manifest: dict, device=None) -> Seq2S
             model_config = json.load(f).get("model_config")
     max_len = (model_config or {}).get("max_prompt_length", DEFAULT_MAX_PROMPT_LENGTH)
     digest = catalog.codes_digest()  # once, for the model and every member
+    # the CF factors seeds may read: read from cf/ once, on first use, for the model and members
+    seed_factors = functools.cache(lambda: catalogue_cf_factors(artifact_dir, catalog))
     check_catalog_digest(manifest, SEQ2SEQ_COMPONENT, seq2seq_dir, digest)
     try:
         model, tokenizer, layout = load_seq2seq(seq2seq_dir)
-        _attach_seeds(model, layout, catalog, seq2seq_dir, artifact_dir)
+        _attach_seeds(model, layout, catalog, seq2seq_dir, seed_factors)
     except Exception as err:  # noqa: BLE001
         raise ArtifactError(f"cannot load component {seq2seq_dir}: {err}") from err
     if device is None:
@@ -115,7 +120,7 @@ def read_seq2seq_parts(artifact_dir: Path, manifest: dict, device=None) -> Seq2S
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
     members = [
-        _read_member(artifact_dir, manifest, i, catalog, digest)
+        _read_member(artifact_dir, manifest, i, catalog, digest, seed_factors)
         for i in member_indices(manifest["components"])
     ]
     return Seq2SeqParts(
@@ -137,10 +142,11 @@ def check_catalog_digest(manifest: dict, name: str, directory: Path, digest: str
         )
 
 
-def _attach_seeds(model, layout, catalog, seq2seq_dir: Path, artifact_dir: Path) -> None:
+def _attach_seeds(model, layout, catalog, seq2seq_dir: Path, seed_factors: Callable) -> None:
     """A model trained to read one token per seed gets its seed embedding back
-    (:func:`text2tracks.seed_embedding.attach_seed_items`), with its seeds' CF factors where it
-    was trained with them (:func:`text2tracks.seed_factors.load_seed_factors`)."""
+    (:func:`text2tracks.seed_embedding.attach_seed_items`), with its seeds' CF factors
+    (``seed_factors()``) where it was trained with them
+    (:func:`text2tracks.seed_factors.load_seed_factors`)."""
     from text2tracks.seed_embedding import attach_seed_items
     from text2tracks.seed_factors import load_seed_factors
     from text2tracks.seed_prompts import read_seed_encoding
@@ -148,12 +154,15 @@ def _attach_seeds(model, layout, catalog, seq2seq_dir: Path, artifact_dir: Path)
     encoding = read_seed_encoding(seq2seq_dir)
     if encoding != "codes":  # "codes" needs no layer, so not the ID-token table either
         attach_seed_items(model, layout.codes_to_token_ids(catalog.sid_codes), encoding)
-        load_seed_factors(model, seq2seq_dir, artifact_dir, catalog)
+        load_seed_factors(model, seq2seq_dir, seed_factors)
 
 
-def _read_member(artifact_dir: Path, manifest: dict, member: int, catalog, digest: str):
+def _read_member(
+    artifact_dir: Path, manifest: dict, member: int, catalog, digest: str, seed_factors: Callable
+):
     """Ensemble member ``member`` (its ``seq2seq_MEMBER/`` component) as a ``MemberModel``;
-    ``digest``: the catalogue's ``codes_digest()``."""
+    ``digest``: the catalogue's ``codes_digest()``; ``seed_factors``: the shared CF factor
+    loader (:func:`_attach_seeds`)."""
     from text2tracks.ensemble import MemberModel
     from text2tracks.generative import check_layout
     from text2tracks.modeling import MODEL_INFO_NAME, load_seq2seq
@@ -165,7 +174,7 @@ def _read_member(artifact_dir: Path, manifest: dict, member: int, catalog, diges
     try:
         model, tokenizer, layout = load_seq2seq(directory)
         check_layout(layout, catalog)
-        _attach_seeds(model, layout, catalog, directory, artifact_dir)
+        _attach_seeds(model, layout, catalog, directory, seed_factors)
         info_path = directory / MODEL_INFO_NAME
         config = {}
         if info_path.is_file():
