@@ -165,8 +165,9 @@ def test_save_and_load_through_an_artifact_without_cf(tmp_path):
 
 
 def test_training_with_seed_factors_reads_cf_and_loads_back(tmp_path, monkeypatch):
-    """``--seed-factors`` through the trainer: the projection trains (it starts at zero), is
-    saved beside the model, and the artifact's loader re-installs it from ``cf/``."""
+    """``--seed-factors`` (with ``--seed-prior``) through the trainer: the projection and the
+    prior train (they start at zero), are saved beside the model, and the artifact's loader
+    re-installs them from ``cf/``."""
     from tiny_artifact import TINY_MODEL_FLAGS
 
     from semantic_ids.cf import CFConfig
@@ -185,7 +186,8 @@ def test_training_with_seed_factors_reads_cf_and_loads_back(tmp_path, monkeypatc
         *("--artifact", str(art), "--playlists", str(playlists), "--max-steps", "4"),
         *("--eval-every", "0", "--eval-prompts", "8", "--batch-size", "16", "--lr", "1e-2"),
         *("--warmup-steps", "0", "--num-threads", "1", "--no-progress", "--seed-prob", "1"),
-        *("--seed-factors", "--members", "2", "--tokenizer", "bytes", *TINY_MODEL_FLAGS),
+        *("--seed-factors", "--seed-prior", "--members", "2", "--tokenizer", "bytes"),
+        *TINY_MODEL_FLAGS,
     ]
     threads = torch.get_num_threads()
     try:
@@ -213,6 +215,11 @@ def test_training_with_seed_factors_reads_cf_and_loads_back(tmp_path, monkeypatc
     assert float(seed_factor_projection(member).detach().abs().sum()) > 0
     proj = seed_factor_projection(rec.model)
     assert proj is not None and proj.shape == (32, 8) and float(proj.detach().abs().sum()) > 0
+    # --seed-prior: its weight trained from zero and came back with the model and the member
+    from text2tracks.seed_prior import seed_prior_of
+
+    for m in (rec.model, member):
+        assert float(seed_prior_of(m).weight.detach().abs().sum()) > 0
     from text2tracks.seed_factors import catalogue_cf_factors
 
     layer = rec.model.get_encoder().get_input_embeddings()

@@ -442,6 +442,7 @@ def save_seq2seq(
     CF factors writes that projection to its own file (:mod:`text2tracks.seed_factors`).
     """
     from text2tracks.seed_factors import PROJECTION_MARK, save_seed_factors
+    from text2tracks.seed_prior import PRIOR_MARK
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -453,7 +454,11 @@ def save_seq2seq(
         model.save_pretrained(directory, safe_serialization=True, save_embedding_layers=False)
         model.get_base_model().generation_config.save_pretrained(directory)
     elif has_factors:
-        state = {k: v for k, v in model.state_dict().items() if PROJECTION_MARK not in k}
+        state = {
+            k: v
+            for k, v in model.state_dict().items()
+            if PROJECTION_MARK not in k and PRIOR_MARK not in k
+        }
         model.save_pretrained(directory, safe_serialization=True, state_dict=state)
     else:
         model.save_pretrained(directory, safe_serialization=True)

@@ -54,6 +54,7 @@ def _id_output_head_class():
             self.register_buffer("position", position, persistent=False)
             # True inside `compact_output`: forward returns the scored columns only
             self.compact = False
+            self.seed_prior = None  # a prompt-conditioned bias (text2tracks.seed_prior)
 
         def compact_labels(self, labels):
             """``labels`` (token ids, ``-100`` for padding) as columns of the compact scores."""
@@ -72,6 +73,11 @@ def _id_output_head_class():
             weight = self.weight.index_select(0, self.token_ids)
             bias = None if self.bias is None else self.bias.index_select(0, self.token_ids)
             scores = torch.nn.functional.linear(hidden, weight, bias)
+            if self.seed_prior is not None:
+                extra = self.seed_prior.bias(scores.shape[0])
+                if extra is not None:
+                    extra = extra.unsqueeze(1) if scores.ndim == 3 else extra
+                    scores = scores + extra.to(scores.dtype)
             if self.compact:
                 return scores
             logits = scores.new_full((*scores.shape[:-1], self.vocab_size), MASKED_LOGIT)

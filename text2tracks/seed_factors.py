@@ -91,9 +91,12 @@ def seed_factor_projection(model):
 
 
 def save_seed_factors(model, directory: str | Path) -> bool:
-    """Write the projection to ``directory/seed_factors.safetensors`` (True), or remove a stale
-    one when the model has none (False)."""
+    """Write the projection (and the seed prior's weights, :mod:`text2tracks.seed_prior`, where
+    the model has one) to ``directory/seed_factors.safetensors`` (True), or remove a stale file
+    when the model has no projection (False)."""
     from safetensors.torch import save_file
+
+    from text2tracks.seed_prior import prior_tensors
 
     path = Path(directory) / SEED_FACTORS_NAME
     weight = seed_factor_projection(model)
@@ -101,23 +104,27 @@ def save_seed_factors(model, directory: str | Path) -> bool:
     if weight is None:
         path.unlink(missing_ok=True)
         return False
-    save_file({"weight": weight.detach().float().cpu().contiguous()}, str(path))
+    tensors = {"weight": weight.detach().float().cpu().contiguous(), **prior_tensors(model)}
+    save_file(tensors, str(path))
     return True
 
 
 def load_seed_factors(
     model, seq2seq_dir: str | Path, artifact_factors: Callable[[], np.ndarray]
 ) -> bool:
-    """Re-install a saved projection (True); False when the model was trained without seed
-    factors. The factors are the model's own copy (``seed_item_factors.npy``, written where the
+    """Re-install a saved projection, and the seed prior where one was saved (True); False when
+    the model was trained without seed factors. The factors are the model's own copy (``seed_item_factors.npy``, written where the
     artifact has no ``cf/``), else ``artifact_factors()`` (:func:`catalogue_cf_factors`; one
     cached call serves the model and every member)."""
     from safetensors.torch import load_file
 
+    from text2tracks.seed_prior import load_seed_prior
+
     path = Path(seq2seq_dir) / SEED_FACTORS_NAME
     if not path.is_file():
         return False
-    weight = load_file(str(path))["weight"]
+    tensors = load_file(str(path))
+    weight = tensors["weight"]
     own = Path(seq2seq_dir) / SEED_ITEM_FACTORS_NAME
     factors = np.load(own, allow_pickle=False) if own.is_file() else artifact_factors()
     if factors.ndim != 2 or factors.shape[1] != weight.shape[1]:
@@ -126,6 +133,7 @@ def load_seed_factors(
             f"{factors.shape}; the model was trained on another CF build"
         )
     install_seed_factors(model, factors, weight)  # its rows checked against the catalogue
+    load_seed_prior(model, tensors)  # after the factors it reads
     return True
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from text2tracks.output_head import compact_output
+from text2tracks.seed_prior import prior_rows
 
 
 def sequence_log_probs(logits, labels):
@@ -140,7 +141,8 @@ def grouped_forward(
 
     _check_losses(list_loss_weight, num_negatives, soft_targets)
     hidden = _encode_prompts(model, encoder, autocast, input_ids, attention_mask)
-    with compact_output(_unwrapped(model)) as head:
+    # the seed prior (text2tracks.seed_prior) of each example's own prompt
+    with compact_output(_unwrapped(model)) as head, prior_rows(_unwrapped(model), prompt_index):
         if soft_targets is not None and head is None:
             raise ValueError("soft targets need the ID output head (ModelConfig.id_only_output)")
         if list_loss_weight:
@@ -245,13 +247,14 @@ def _forward_with_list_loss(
     pair_prompt = torch.arange(num_prompts, device=index.device).repeat_interleave(index.shape[1])
     rows = torch.cat([prompt_index, pair_prompt])
     all_labels = torch.cat([labels, sequences.index_select(0, index.reshape(-1))])
-    out = model(
-        encoder_outputs=BaseModelOutput(last_hidden_state=hidden.index_select(0, rows)),
-        attention_mask=attention_mask.index_select(0, rows),
-        decoder_input_ids=_unwrapped(model).prepare_decoder_input_ids_from_labels(
-            labels=all_labels
-        ),
-    )
+    with prior_rows(_unwrapped(model), rows):
+        out = model(
+            encoder_outputs=BaseModelOutput(last_hidden_state=hidden.index_select(0, rows)),
+            attention_mask=attention_mask.index_select(0, rows),
+            decoder_input_ids=_unwrapped(model).prepare_decoder_input_ids_from_labels(
+                labels=all_labels
+            ),
+        )
     keep = all_labels.ne(-100)
     if head is not None:
         all_labels = head.compact_labels(all_labels)

@@ -148,6 +148,9 @@ class TrainConfig:
             a learned projection (:mod:`text2tracks.seed_factors`). ``None`` (the default): on
             wherever seeds are read as one token each (``seed_prob`` > 0, ``seed_encoding``
             ``"item"`` or ``"direct"``); True asks for it and needs those; False turns it off.
+        seed_prior: the decoder's ID-token scores also get a learned bilinear prior between the
+            mean of the seeds' CF factors and each token's fitted factor vector
+            (:mod:`text2tracks.seed_prior`); needs ``seed_factors``.
         id_init: how the semantic-ID tokens' embeddings start: ``"codebooks"``, a fixed random
             projection of the residual k-means centroids each code stands for
             (:mod:`text2tracks.id_embedding_init`; where the artifact has them: IDs built by
@@ -229,6 +232,7 @@ class TrainConfig:
         default=DEFAULT_SEED_ENCODING, metadata={"choices": ("auto", *SEED_ENCODINGS)}
     )
     seed_factors: bool | None = None
+    seed_prior: bool = False
     id_init: str = field(default="codebooks", metadata={"choices": ID_INITS})
     normalize_prompts: bool = True
     subword_dropout: float = 0.0
@@ -395,6 +399,11 @@ class TrainConfig:
             raise ValueError(
                 "seed_factors needs seeds read as one token each: set --seed-prob > 0 and "
                 "--seed-encoding item, direct or auto (not codes), or drop --seed-factors"
+            )
+        if self.seed_prior and not self.seed_factors:
+            raise ValueError(
+                "seed_prior reads the seeds' CF factors: keep seed factors on (--seed-prob > 0, "
+                "no --no-seed-factors) or drop --seed-prior"
             )
         if self.seed_prob and self.model.freeze_encoder:
             raise ValueError(

@@ -47,6 +47,7 @@ from text2tracks.artifacts import member_component
 from text2tracks.config_flags import add_config_flags, command_parser
 from text2tracks.seed_embedding import attach_seed_items
 from text2tracks.seed_factors import catalogue_cf_factors, install_seed_factors
+from text2tracks.seed_prior import install_seed_prior
 from text2tracks.training_step import grouped_forward, training_encoder
 from training.checkpoints import STATE_NAME, list_checkpoints, resolve_resume
 from training.final_weights import BestWeights, WeightAverage, end_weights
@@ -487,6 +488,8 @@ def _train_one(config: TrainConfig) -> dict[str, Any]:
     seed_ids = attach_seed_items(model, sid_token_ids, seed_encoding)  # before the optimizer
     if config.seed_factors:
         install_seed_factors(model, catalogue_cf_factors(config.artifact, catalog))
+    if config.seed_prior:
+        install_seed_prior(model)  # text2tracks.seed_prior: after the factors it reads
     with accelerator.main_process_first():  # the main process writes the teacher's cache
         examples = build_examples(config, data, tokenizer, sid_token_ids, log, None, seed_ids)
     train_dl, val_loss_dl, val_prompt_dl = build_loaders(config, examples)

@@ -1,0 +1,158 @@
+"""The seed-factor prior on the decoder's ID-token scores (``--seed-prior``,
+:mod:`text2tracks.seed_prior`): the least-squares token vectors, the exact bias each prompt's
+rows get in training and in search, the steer it gives the answers, the checks, and the round
+trip through an artifact."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from semantic_ids.catalog import SemanticIDCatalog
+from text2tracks.seed_embedding import attach_seed_items
+from text2tracks.seed_factors import SEED_FACTORS_NAME, install_seed_factors
+from text2tracks.seed_prior import fit_token_factors, install_seed_prior, seed_prior_of
+
+
+def test_token_vectors_sum_to_each_items_factors_when_they_are_additive():
+    rng = np.random.default_rng(0)
+    level0, level1 = rng.normal(size=(3, 4)), rng.normal(size=(5, 4))
+    codes = np.array([[a, b] for a in range(3) for b in range(5)])
+    factors = level0[codes[:, 0]] + level1[codes[:, 1]]
+    columns = np.stack([codes[:, 0], 3 + codes[:, 1]], axis=1)
+    g = fit_token_factors(columns, factors, n_columns=9)  # column 8: used by no item
+    assert g.shape == (9, 4) and g.dtype == np.float32
+    np.testing.assert_allclose(g[columns].sum(axis=1), factors, atol=0.02)
+    np.testing.assert_array_equal(g[8], 0.0)
+    with pytest.raises(ValueError, match=r"lie in \[0, 7\)"):
+        fit_token_factors(columns, factors, n_columns=7)
+    with pytest.raises(ValueError, match="rows of factors"):
+        fit_token_factors(columns, factors[:4], n_columns=9)
+
+
+def _catalog() -> SemanticIDCatalog:
+    codes = np.array([[g, i, 0] for g in range(2) for i in range(3)], np.int64)
+    return SemanticIDCatalog([f"g{g}:t{i}" for g in range(2) for i in range(3)], codes, (2, 3, 1))
+
+
+# group 0's tracks point one way in CF space, group 1's the other
+_FACTORS = np.array([[2.0, 0.1], [2.1, -0.2], [1.9, 0.3], [-2.0, 0.2], [-2.1, -0.1], [-1.9, 0.0]])
+
+
+def _seeded_model(seed: int = 0, encoding: str = "item"):
+    from text2tracks.modeling import ModelConfig, build_seq2seq
+
+    torch.manual_seed(seed)
+    config = ModelConfig(
+        encoder="t5", d_model=32, num_layers=1, num_decoder_layers=1, num_heads=2, d_ff=64,
+        max_prompt_length=16, tokenizer="bytes",
+    )  # fmt: skip
+    catalog = _catalog()
+    model, tokenizer, layout = build_seq2seq(config, catalog.level_sizes)
+    table = attach_seed_items(model, layout.codes_to_token_ids(catalog.sid_codes), encoding)
+    install_seed_factors(model, _FACTORS)
+    return model, tokenizer, layout, catalog, config, table
+
+
+def test_each_prompt_gets_its_seeds_mean_factor_score_in_training_and_in_search_rows():
+    from text2tracks.output_head import compact_output
+
+    model, _, _, _, _, table = _seeded_model()
+    model.eval()
+    ids = torch.tensor([[5, 6, table[0, 0], table[4, 0]], [7, 0, 0, 0]])
+    mask = torch.tensor([[1, 1, 1, 1], [1, 0, 0, 0]])
+    labels = torch.tensor([[3, 4], [3, 4]])
+    with torch.no_grad(), compact_output(model):
+        plain = model(input_ids=ids, attention_mask=mask, decoder_input_ids=labels).logits
+    weight = torch.tensor([[1.5, -0.5], [0.25, 2.0]])
+    prior = install_seed_prior(model, weight)
+    with torch.no_grad(), compact_output(model):
+        biased = model(input_ids=ids, attention_mask=mask, decoder_input_ids=labels).logits
+        f = model.get_encoder().get_input_embeddings().factors
+        m = (f[0] + f[4]) / 2
+        expected = (m @ weight) @ prior.token_factors.T
+        torch.testing.assert_close(biased[0], plain[0] + expected)
+        torch.testing.assert_close(biased[1], plain[1])  # no seeds, no prior
+        # search rows: prompt-major, as many per prompt (3 beams each)
+        states = model.get_encoder()(input_ids=ids, attention_mask=mask).last_hidden_state
+        head = model.get_output_embeddings()
+        hidden = torch.randn(6, 32)
+        rows = head(hidden)
+        prior.context = None
+        bare = head(hidden)
+    assert states.shape[0] == 2
+    torch.testing.assert_close(rows[:3], bare[:3] + expected)
+    torch.testing.assert_close(rows[3:], bare[3:])
+    prior.context = torch.zeros(4, 2)
+    with pytest.raises(RuntimeError, match="prompt-major"):
+        head(torch.randn(6, 32))
+
+
+@pytest.mark.parametrize("encoding", ["item", "direct"])
+def test_the_prior_steers_answers_toward_the_seeds_cf_neighbourhood(encoding):
+    from text2tracks import Text2Tracks
+
+    model, tokenizer, layout, catalog, config, _ = _seeded_model(1, encoding)
+    rec = Text2Tracks(
+        model, tokenizer, layout, catalog, max_seed_tracks=10, num_beams=6,
+        model_config=config.to_dict(),
+    )  # fmt: skip
+    ask = dict(k=2, diversity=0, num_beams=6)
+    install_seed_prior(model)  # W = 0: the same answers as without a prior
+    zero = rec.recommend_arrays(["mix", "mix"], seed_tracks=[["g0:t0"], ["g1:t0"]], **ask)
+    seed_prior_of(model).context = None
+    model.get_output_embeddings().seed_prior = None
+    bare = rec.recommend_arrays(["mix", "mix"], seed_tracks=[["g0:t0"], ["g1:t0"]], **ask)
+    np.testing.assert_array_equal(zero[0], bare[0])
+    install_seed_prior(model, torch.eye(2) * 30)
+    items, _ = rec.recommend_arrays(["mix", "mix"], seed_tracks=[["g0:t0"], ["g1:t0"]], **ask)
+    assert {t.split(":")[0] for t in items[0]} == {"g0"}  # group 0's other tracks
+    assert {t.split(":")[0] for t in items[1]} == {"g1"}
+    assert "g0:t0" not in items[0] and "g1:t0" not in items[1]  # seeds never come back
+
+
+def test_the_prior_needs_seed_factors_and_an_id_only_output_layer():
+    from text2tracks.modeling import ModelConfig
+    from training.train_seq2seq import TrainConfig
+
+    model, *_ = _seeded_model()
+    model.get_encoder().get_input_embeddings().factor_proj = None
+    with pytest.raises(ValueError, match="seeds' CF factors"):
+        install_seed_prior(model)
+    t5 = ModelConfig(encoder="t5")
+    with pytest.raises(ValueError, match="drop --seed-prior"):
+        TrainConfig(artifact="a", playlists="p", model=t5, seed_prior=True)
+    with pytest.raises(ValueError, match="drop --seed-prior"):
+        TrainConfig(
+            artifact="a", playlists="p", model=t5, seed_prob=0.5, seed_factors=False,
+            seed_prior=True,
+        )  # fmt: skip
+    assert TrainConfig(artifact="a", playlists="p", model=t5, seed_prob=0.5).seed_prior is False
+
+
+def test_the_prior_saves_beside_the_model_and_loads_with_the_same_answers(tmp_path):
+    from safetensors import safe_open
+
+    from text2tracks import Text2Tracks
+
+    model, tokenizer, layout, catalog, config, _ = _seeded_model(2)
+    install_seed_factors(model, _FACTORS, torch.randn(32, 2))
+    install_seed_prior(model, torch.randn(2, 2) * 3)
+    rec = Text2Tracks(
+        model, tokenizer, layout, catalog, max_seed_tracks=10, num_beams=6,
+        model_config=config.to_dict(),
+    )  # fmt: skip
+    ask = dict(k=4, seed_tracks=["g0:t0", "g1:t2"], diversity=0, num_beams=6)
+    before = rec.recommend_arrays(["mix"], **ask)
+    rec.save_pretrained(tmp_path / "art")
+    seq2seq = tmp_path / "art" / "seq2seq"
+    with safe_open(str(seq2seq / SEED_FACTORS_NAME), "pt") as f:
+        assert {"weight", "prior_weight", "prior_token_factors"} <= set(f.keys())
+    with safe_open(str(seq2seq / "model.safetensors"), "pt") as f:
+        assert not [k for k in f.keys() if "seed_prior" in k]
+    loaded = Text2Tracks.from_pretrained(tmp_path / "art", device="cpu")
+    torch.testing.assert_close(seed_prior_of(loaded.model).weight, seed_prior_of(model).weight)
+    after = loaded.recommend_arrays(["mix"], **ask)
+    assert np.array_equal(after[0], before[0])
+    np.testing.assert_allclose(after[1], before[1], rtol=1e-5, atol=1e-5)
