@@ -186,7 +186,7 @@ def test_training_with_seed_factors_reads_cf_and_loads_back(tmp_path, monkeypatc
         *("--artifact", str(art), "--playlists", str(playlists), "--max-steps", "4"),
         *("--eval-every", "0", "--eval-prompts", "8", "--batch-size", "16", "--lr", "1e-2"),
         *("--warmup-steps", "0", "--num-threads", "1", "--no-progress", "--seed-prob", "1"),
-        *("--seed-factors", "--seed-prior", "--members", "2", "--tokenizer", "bytes"),
+        *("--seed-factors", "--seed-prior", "nodes", "--members", "2", "--tokenizer", "bytes"),
         *TINY_MODEL_FLAGS,
     ]
     threads = torch.get_num_threads()

@@ -89,8 +89,8 @@ def test_each_prompt_gets_its_seeds_mean_factor_score_in_training_and_in_search_
         head(torch.randn(6, 32))
 
 
-@pytest.mark.parametrize("encoding", ["item", "direct"])
-def test_the_prior_steers_answers_toward_the_seeds_cf_neighbourhood(encoding):
+@pytest.mark.parametrize("encoding,nodes", [("item", False), ("direct", False), ("item", True)])
+def test_the_prior_steers_answers_toward_the_seeds_cf_neighbourhood(encoding, nodes):
     from text2tracks import Text2Tracks
 
     model, tokenizer, layout, catalog, config, _ = _seeded_model(1, encoding)
@@ -99,13 +99,14 @@ def test_the_prior_steers_answers_toward_the_seeds_cf_neighbourhood(encoding):
         model_config=config.to_dict(),
     )  # fmt: skip
     ask = dict(k=2, diversity=0, num_beams=6)
-    install_seed_prior(model)  # W = 0: the same answers as without a prior
+    mode = {"layout": layout} if nodes else {}
+    install_seed_prior(model, **mode)  # W = 0: the same answers as without a prior
     zero = rec.recommend_arrays(["mix", "mix"], seed_tracks=[["g0:t0"], ["g1:t0"]], **ask)
     seed_prior_of(model).context = None
     model.get_output_embeddings().seed_prior = None
     bare = rec.recommend_arrays(["mix", "mix"], seed_tracks=[["g0:t0"], ["g1:t0"]], **ask)
     np.testing.assert_array_equal(zero[0], bare[0])
-    install_seed_prior(model, torch.eye(2) * 30)
+    install_seed_prior(model, torch.eye(2) * 30, **mode)
     items, _ = rec.recommend_arrays(["mix", "mix"], seed_tracks=[["g0:t0"], ["g1:t0"]], **ask)
     assert {t.split(":")[0] for t in items[0]} == {"g0"}  # group 0's other tracks
     assert {t.split(":")[0] for t in items[1]} == {"g1"}
@@ -122,23 +123,26 @@ def test_the_prior_needs_seed_factors_and_an_id_only_output_layer():
         install_seed_prior(model)
     t5 = ModelConfig(encoder="t5")
     with pytest.raises(ValueError, match="drop --seed-prior"):
-        TrainConfig(artifact="a", playlists="p", model=t5, seed_prior=True)
+        TrainConfig(artifact="a", playlists="p", model=t5, seed_prior="tokens")
     with pytest.raises(ValueError, match="drop --seed-prior"):
         TrainConfig(
             artifact="a", playlists="p", model=t5, seed_prob=0.5, seed_factors=False,
-            seed_prior=True,
+            seed_prior="nodes",
         )  # fmt: skip
-    assert TrainConfig(artifact="a", playlists="p", model=t5, seed_prob=0.5).seed_prior is False
+    assert TrainConfig(artifact="a", playlists="p", model=t5, seed_prob=0.5).seed_prior == "off"
+    with pytest.raises(ValueError, match="seed_prior must be one of"):
+        TrainConfig(artifact="a", playlists="p", model=t5, seed_prob=0.5, seed_prior="on")
 
 
-def test_the_prior_saves_beside_the_model_and_loads_with_the_same_answers(tmp_path):
+@pytest.mark.parametrize("nodes", [False, True])
+def test_the_prior_saves_beside_the_model_and_loads_with_the_same_answers(tmp_path, nodes):
     from safetensors import safe_open
 
     from text2tracks import Text2Tracks
 
     model, tokenizer, layout, catalog, config, _ = _seeded_model(2)
     install_seed_factors(model, _FACTORS, torch.randn(32, 2))
-    install_seed_prior(model, torch.randn(2, 2) * 3)
+    install_seed_prior(model, torch.randn(2, 2) * 3, layout=layout if nodes else None)
     rec = Text2Tracks(
         model, tokenizer, layout, catalog, max_seed_tracks=10, num_beams=6,
         model_config=config.to_dict(),
@@ -148,11 +152,85 @@ def test_the_prior_saves_beside_the_model_and_loads_with_the_same_answers(tmp_pa
     rec.save_pretrained(tmp_path / "art")
     seq2seq = tmp_path / "art" / "seq2seq"
     with safe_open(str(seq2seq / SEED_FACTORS_NAME), "pt") as f:
-        assert {"weight", "prior_weight", "prior_token_factors"} <= set(f.keys())
+        kind = "prior_nodes" if nodes else "prior_token_factors"
+        assert {"weight", "prior_weight", kind} <= set(f.keys())
     with safe_open(str(seq2seq / "model.safetensors"), "pt") as f:
         assert not [k for k in f.keys() if "seed_prior" in k]
     loaded = Text2Tracks.from_pretrained(tmp_path / "art", device="cpu")
     torch.testing.assert_close(seed_prior_of(loaded.model).weight, seed_prior_of(model).weight)
+    assert (seed_prior_of(loaded.model).nodes is not None) == nodes
     after = loaded.recommend_arrays(["mix"], **ask)
     assert np.array_equal(after[0], before[0])
     np.testing.assert_allclose(after[1], before[1], rtol=1e-5, atol=1e-5)
+
+
+def test_grouped_training_forward_gives_each_target_its_own_prompts_prior():
+    """Several targets share one encoded prompt in any order (``grouped_forward``): the loss
+    equals that of the model run on each target's prompt repeated, prior included, with and
+    without the list loss's extra rows."""
+    from text2tracks.code_search import model_eos_token_id
+    from text2tracks.training_step import grouped_forward
+
+    model, _, layout, catalog, _, table = _seeded_model(3)
+    install_seed_prior(model, torch.randn(2, 2) * 2)
+    model.eval()
+    ids = torch.tensor([[5, 6, table[0, 0], table[4, 0]], [7, 8, table[2, 0], 0], [9, 0, 0, 0]])
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0], [1, 0, 0, 0]])
+    prompt_index = torch.tensor([2, 0, 1, 0, 1])
+    tokens = layout.codes_to_token_ids(catalog.sid_codes[[1, 3, 5, 2, 0]])
+    eos = np.full((5, 1), model_eos_token_id(model))
+    labels = torch.as_tensor(np.concatenate([tokens, eos], axis=1), dtype=torch.long)
+    with torch.no_grad():
+        grouped = grouped_forward(model, ids, mask, prompt_index, labels).loss
+        repeated = model(
+            input_ids=ids[prompt_index], attention_mask=mask[prompt_index], labels=labels
+        ).loss
+        listed = grouped_forward(
+            model, ids, mask, prompt_index, labels, list_loss_weight=0.5, num_negatives=2,
+            generator=torch.Generator().manual_seed(0),
+        )  # fmt: skip
+        prior = seed_prior_of(model)
+        prior.weight.zero_()
+        plain = grouped_forward(model, ids, mask, prompt_index, labels).loss
+    torch.testing.assert_close(grouped, repeated)
+    torch.testing.assert_close(listed.ce_loss, grouped)
+    assert abs(float(plain) - float(grouped)) > 1e-4  # the prior changed the loss
+
+
+def test_the_nodes_prior_of_a_whole_id_is_the_items_own_factor_score_in_search_and_training():
+    """Summed over an ID's steps the ``"nodes"`` prior is ``m^T W f_i`` exactly, and search
+    (step by step, from the prefix) and training (teacher-forced targets) score every ID the
+    same."""
+    from text2tracks.code_search import EnsembleMember, ensemble_item_scores, model_eos_token_id
+    from text2tracks.output_head import compact_output
+    from text2tracks.seed_prior import prior_prefix, prior_rows
+
+    model, _, layout, catalog, _, table = _seeded_model(4)
+    weight = torch.tensor([[1.0, 0.5], [-0.5, 2.0]])
+    prior = install_seed_prior(model, weight, layout=layout)
+    model.eval()
+    ids = torch.tensor([[5, 6, table[1, 0], table[5, 0]]])
+    f = model.get_encoder().get_input_embeddings().factors
+    with torch.no_grad():
+        model.get_encoder()(input_ids=ids)
+        q = (f[1] + f[5]) / 2 @ weight
+        head = model.get_output_embeddings()
+        codes = torch.as_tensor(catalog.sid_codes)
+        total = torch.zeros(len(catalog))
+        for t in range(codes.shape[1]):
+            with compact_output(model), prior_prefix(model, codes[:, :t]):
+                extra = prior.bias((len(catalog), head.token_ids.numel()))
+            column = head.position[codes[:, t] + layout.offsets[t]]
+            total += extra.gather(1, column[:, None])[:, 0]
+        torch.testing.assert_close(total, f @ q)
+        # search's step-by-step scores equal the teacher-forced sequence scores
+        n = len(catalog)
+        member = EnsembleMember(model, ids, None, layout, model_eos_token_id(model))
+        searched = ensemble_item_scores([member], catalog.sid_codes[None])[0]
+        eos = np.full((n, 1), model_eos_token_id(model))
+        labels = np.concatenate([layout.codes_to_token_ids(catalog.sid_codes), eos], axis=1)
+        labels = torch.as_tensor(labels, dtype=torch.long)
+        with prior_rows(model, torch.zeros(n, dtype=torch.long), labels):
+            logits = model(input_ids=ids.expand(n, -1), labels=labels).logits
+        forced = logits.float().log_softmax(-1).gather(-1, labels[..., None])[..., 0].sum(1)
+    np.testing.assert_allclose(searched, forced.double().numpy(), rtol=1e-4, atol=1e-4)

@@ -32,6 +32,7 @@ import numpy as np
 from text2tracks.decoding_args import check_int, normalise_exclude
 from text2tracks.lean_decoder import LeanBertDecoder, lean_supported
 from text2tracks.output_head import compact_output, has_id_output_head
+from text2tracks.seed_prior import prior_prefix
 from text2tracks.shared_cross_attention import additive_mask, shared_cross_attention
 from text2tracks.tokens import SIDTokenLayout
 from text2tracks.trie import FlatTrie
@@ -156,7 +157,7 @@ class _MemberState:
         # the one over the masked full vocabulary, without a (rows, vocab) tensor per step
         # (MiniLM's 31k-token vocabulary made that most of a search step)
         compact = contextlib.nullcontext() if self.columns is None else compact_output(self.model)
-        with compact:
+        with compact, prior_prefix(self.model, codes):  # a "nodes" seed prior reads the prefix
             if self.lean is not None:
                 return self._scores(self.lean.step(tokens[:, 0]), level)
             out = self.model(

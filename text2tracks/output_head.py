@@ -74,9 +74,8 @@ def _id_output_head_class():
             bias = None if self.bias is None else self.bias.index_select(0, self.token_ids)
             scores = torch.nn.functional.linear(hidden, weight, bias)
             if self.seed_prior is not None:
-                extra = self.seed_prior.bias(scores.shape[0])
+                extra = self.seed_prior.bias(tuple(scores.shape))
                 if extra is not None:
-                    extra = extra.unsqueeze(1) if scores.ndim == 3 else extra
                     scores = scores + extra.to(scores.dtype)
             if self.compact:
                 return scores

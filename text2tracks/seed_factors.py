@@ -110,12 +110,13 @@ def save_seed_factors(model, directory: str | Path) -> bool:
 
 
 def load_seed_factors(
-    model, seq2seq_dir: str | Path, artifact_factors: Callable[[], np.ndarray]
+    model, seq2seq_dir: str | Path, artifact_factors: Callable[[], np.ndarray], layout=None
 ) -> bool:
     """Re-install a saved projection, and the seed prior where one was saved (True); False when
     the model was trained without seed factors. The factors are the model's own copy (``seed_item_factors.npy``, written where the
     artifact has no ``cf/``), else ``artifact_factors()`` (:func:`catalogue_cf_factors`; one
-    cached call serves the model and every member)."""
+    cached call serves the model and every member). ``layout``: the model's, which a
+    ``"nodes"`` seed prior (:mod:`text2tracks.seed_prior`) is rebuilt with."""
     from safetensors.torch import load_file
 
     from text2tracks.seed_prior import load_seed_prior
@@ -133,7 +134,7 @@ def load_seed_factors(
             f"{factors.shape}; the model was trained on another CF build"
         )
     install_seed_factors(model, factors, weight)  # its rows checked against the catalogue
-    load_seed_prior(model, tensors)  # after the factors it reads
+    load_seed_prior(model, tensors, layout)  # after the factors it reads
     return True
 
 

@@ -40,6 +40,8 @@ import numpy as np
 PRIOR_MARK = ".seed_prior."  # in the names of the prior's parameters (kept out of model files)
 PRIOR_WEIGHT_KEY = "prior_weight"
 PRIOR_TOKEN_FACTORS_KEY = "prior_token_factors"
+PRIOR_NODES_KEY = "prior_nodes"  # present: the "nodes" prior
+SEED_PRIORS = ("off", "tokens", "nodes")
 # the least-squares fit's ridge, relative to the mean diagonal of the one-hot Gram matrix: the
 # one-hot columns of each level sum to one (collinear with every other level), so the plain
 # normal equations are singular
@@ -79,31 +81,143 @@ def seed_prior_class():
                     self.weight.copy_(weight)
             self.context = None  # (batch, dim) per prompt, set by the encoder's pre-hook
             self.row_index = None  # (rows,) prompt of each decoder row, where set (prior_rows)
+            self.nodes = None  # a NodeTable: the "nodes" prior (prefix-dependent)
+            self.prefix = None  # search: (rows, t) codes written so far (prior_prefix)
+            self.targets = None  # training: (rows, depth) target codes (prior_rows)
 
-        def bias(self, rows: int):
-            """``(rows, n_columns)`` scores to add, or ``None`` when no prompt has seeds. Row
-            ``r`` is prompt ``row_index[r]`` inside :func:`prior_rows`, else prompt
-            ``r // (rows // batch)``."""
+        def bias(self, shape):
+            """Scores to add to output scores of ``shape`` (``(rows, n)`` or ``(rows, T, n)``),
+            broadcastable to it, or ``None`` when no prompt has seeds."""
             if self.context is None:
                 return None
+            rows = shape[0]
+            prompts = self._row_prompts(rows)
+            q = self.context.to(self.weight.dtype) @ self.weight  # (batch, dim)
+            if self.nodes is not None:
+                return self.nodes.bias(q, prompts, shape, self.prefix, self.targets)
+            scores = q @ self.token_factors.to(q.dtype).T
+            scores = scores.index_select(0, prompts)
+            return scores.unsqueeze(1) if len(shape) == 3 else scores
+
+        def _row_prompts(self, rows: int):
+            """The prompt of each decoder row: ``row_index`` inside :func:`prior_rows`, else
+            prompt-major (``r // (rows // batch)``)."""
             batch = self.context.shape[0]
             if self.row_index is not None:
                 if rows != self.row_index.shape[0]:
                     raise RuntimeError(
-                        f"the decoder runs {rows} rows, prior_rows gave an index of {self.row_index.shape[0]}"
+                        f"the decoder runs {rows} rows, prior_rows gave {self.row_index.shape[0]}"
                     )
-                q = self.context.to(self.weight.dtype).index_select(0, self.row_index) @ self.weight
-                return q @ self.token_factors.to(q.dtype).T
+                return self.row_index.to(self.context.device)
             if rows % batch:
                 raise RuntimeError(
                     f"the decoder runs {rows} rows for {batch} prompts: rows must be "
                     "prompt-major, as many per prompt"
                 )
-            q = self.context.to(self.weight.dtype) @ self.weight
-            scores = q @ self.token_factors.to(q.dtype).T
-            return scores if rows == batch else scores.repeat_interleave(rows // batch, dim=0)
+            index = torch.arange(batch, device=self.context.device)
+            return index.repeat_interleave(rows // batch)
 
     return SeedPrior
+
+
+class NodeTable:
+    """The ``"nodes"`` prior's tables: per trie level ``l``, the sorted node keys
+    (:attr:`text2tracks.trie.FlatTrie.keys`), each node's vector ``v = mu(node) - mu(parent)``
+    (``mu``: the mean standardised factors of the items below; the root's is 0) and the output
+    columns of the level's codes. Summed along an ID's path the vectors give the item's own
+    factors exactly, so the prior of a whole ID is ``m^T W f_i``; each step adds the level's
+    share for every child of the row's prefix."""
+
+    def __init__(self, sid_codes, level_sizes, factors, columns, offsets) -> None:
+        import torch
+
+        from text2tracks.trie import FlatTrie
+
+        trie = FlatTrie.from_codes(np.asarray(sid_codes), level_sizes)
+        factors = np.asarray(factors, dtype=np.float64)
+        self.sizes = trie.level_sizes
+        self.offsets = torch.as_tensor(np.asarray(offsets, dtype=np.int64))
+        self.keys, self.values, self.columns = [], [], []
+        parent_mu = np.zeros((1, factors.shape[1]))
+        for lv in range(trie.depth):
+            count = np.bincount(trie.item_nodes[lv], minlength=trie.n_nodes(lv))
+            mu = np.zeros((trie.n_nodes(lv), factors.shape[1]))
+            np.add.at(mu, trie.item_nodes[lv], factors)
+            mu /= np.maximum(count, 1)[:, None]
+            self.values.append(
+                torch.from_numpy((mu - parent_mu[trie.node_parent[lv]]).astype(np.float32))
+            )
+            self.keys.append(torch.from_numpy(trie.keys[lv]))
+            self.columns.append(torch.as_tensor(np.asarray(columns[lv]), dtype=torch.long))
+            parent_mu = mu
+
+    def to(self, device) -> NodeTable:
+        for name in ("keys", "values", "columns"):
+            setattr(self, name, [t.to(device) for t in getattr(self, name)])
+        self.offsets = self.offsets.to(device)
+        return self
+
+    def codes_of(self, labels):
+        """``(rows, depth)`` codes of target ``labels`` (ID tokens, then EOS)."""
+        depth = len(self.sizes)
+        return (labels[:, :depth] - self.offsets.to(labels.device)).clamp(min=0)
+
+    def _children(self, level: int, parent):
+        """``(index (rows, size), valid (rows, size))``: the level's node of each code below
+        each row's ``parent`` node."""
+        import torch
+
+        keys = self.keys[level]
+        want = parent[:, None] * self.sizes[level] + torch.arange(
+            self.sizes[level], device=parent.device
+        )
+        index = torch.searchsorted(keys, want).clamp(max=keys.shape[0] - 1)
+        return index, keys[index].eq(want)
+
+    def _node_of(self, level: int, parent, code):
+        import torch
+
+        keys = self.keys[level]
+        want = parent * self.sizes[level] + code
+        return torch.searchsorted(keys, want).clamp(max=keys.shape[0] - 1)
+
+    def _level_bias(self, q, prompts, level: int, parent, n_columns: int):
+        """``(rows, n_columns)``: level ``level``'s share for every child of each row's prefix
+        (0 for codes with no node and for other columns)."""
+        node_scores = q @ self.values[level].to(q.dtype).T  # (batch, n_nodes)
+        index, valid = self._children(level, parent)
+        vals = node_scores[prompts[:, None], index] * valid.to(q.dtype)
+        out = vals.new_zeros(vals.shape[0], n_columns)
+        return out.index_copy(1, self.columns[level], vals)
+
+    def bias(self, q, prompts, shape, prefix, targets):
+        """:meth:`SeedPrior.bias` for the ``"nodes"`` prior: at training (``targets``, one
+        position per level then EOS) or at one search step (``prefix``)."""
+        import torch
+
+        rows, n_columns = shape[0], shape[-1]
+        parent = torch.zeros(rows, dtype=torch.long, device=q.device)
+        if len(shape) == 3 and shape[1] > 1:
+            if targets is None:
+                raise RuntimeError(
+                    "the nodes prior scores a whole ID only with prior_rows' targets"
+                )
+            steps = []
+            for lv in range(min(shape[1], len(self.sizes))):
+                steps.append(self._level_bias(q, prompts, lv, parent, n_columns))
+                parent = self._node_of(lv, parent, targets[:, lv].to(q.device))
+            while len(steps) < shape[1]:  # EOS: no prior
+                steps.append(steps[0].new_zeros(rows, n_columns))
+            return torch.stack(steps, dim=1)
+        if prefix is None:
+            raise RuntimeError("the nodes prior needs the search's prefixes (prior_prefix)")
+        prefix = prefix.to(q.device)
+        for lv in range(prefix.shape[1]):
+            parent = self._node_of(lv, parent, prefix[:, lv])
+        if prefix.shape[1] >= len(self.sizes):  # EOS
+            return None
+        out = self._level_bias(q, prompts, prefix.shape[1], parent, n_columns)
+        return out.unsqueeze(1) if len(shape) == 3 else out
 
 
 def fit_token_factors(columns: np.ndarray, factors: np.ndarray, n_columns: int) -> np.ndarray:
@@ -174,22 +288,32 @@ def _set_context(prior, embedding):
     return hook
 
 
-def install_seed_prior(model, weight=None, token_factors=None):
-    """Give ``model``'s output layer a :class:`SeedPrior` over its seeds' CF factors (fitting the
-    token vectors from the catalogue when ``token_factors`` is not given) and the encoder the
-    hook that sets each prompt's context. Idempotent. Returns the prior."""
+def install_seed_prior(model, weight=None, token_factors=None, layout=None):
+    """Give ``model``'s output layer a :class:`SeedPrior` over its seeds' CF factors and the
+    encoder the hook that sets each prompt's context. Idempotent. Returns the prior.
+
+    With ``layout`` (the model's :class:`~text2tracks.tokens.SIDTokenLayout`) the prior is the
+    ``"nodes"`` one (:class:`NodeTable`: exact per item, prefix-dependent); else the
+    ``"tokens"`` one (one vector per ID token; fitted from the catalogue when
+    ``token_factors`` is not given)."""
     embedding, head = _parts(model)
-    if token_factors is None:
+    n_columns, dim = head.token_ids.numel(), int(embedding.factors.shape[1])
+    nodes = None
+    if layout is not None:
+        nodes = _node_table(embedding, head, layout)
+        token_factors = np.zeros((n_columns, dim), dtype=np.float32)  # unused
+    elif token_factors is None:
         item_columns = head.position[embedding._item_tokens.to(head.position.device)]
         token_factors = fit_token_factors(
-            item_columns.cpu().numpy(), embedding.factors.cpu().numpy(), head.token_ids.numel()
+            item_columns.cpu().numpy(), embedding.factors.cpu().numpy(), n_columns
         )
     prior = seed_prior_class()(token_factors, weight).to(head.weight.device)
-    if tuple(prior.token_factors.shape) != (head.token_ids.numel(), embedding.factors.shape[1]):
+    if tuple(prior.token_factors.shape) != (n_columns, dim):
         raise ValueError(
             f"the seed prior's token factors are {tuple(prior.token_factors.shape)}, the model "
-            f"scores {head.token_ids.numel()} columns of {embedding.factors.shape[1]}-d factors"
+            f"scores {n_columns} columns of {dim}-d factors"
         )
+    prior.nodes = None if nodes is None else nodes.to(head.weight.device)
     encoder = model.get_encoder()
     old = getattr(encoder, "_seed_prior_hook", None)
     if old is not None:
@@ -202,6 +326,21 @@ def install_seed_prior(model, weight=None, token_factors=None):
     return prior
 
 
+def _node_table(embedding, head, layout) -> NodeTable:
+    """The catalogue's :class:`NodeTable`: item codes from the seed table's ID tokens."""
+    tokens = embedding._item_tokens.cpu().numpy()
+    offsets = np.asarray(layout.offsets, dtype=np.int64)
+    codes = tokens - offsets[None, :]
+    columns = [
+        head.position[off : off + size].cpu().numpy()
+        for off, size in zip(layout.offsets, layout.level_sizes, strict=True)
+    ]
+    if any((c < 0).any() for c in columns):
+        raise ValueError("the model's output layer does not score every ID code")
+    factors = embedding.factors.cpu().numpy()
+    return NodeTable(codes, layout.level_sizes, factors, columns, layout.offsets)
+
+
 def seed_prior_of(model):
     """The model's :class:`SeedPrior`, or ``None``."""
     head = model.get_output_embeddings()
@@ -209,44 +348,72 @@ def seed_prior_of(model):
 
 
 @contextlib.contextmanager
-def prior_rows(model, index):
+def prior_rows(model, index, labels=None):
     """Within the block, decoder row ``r`` of ``model`` reads the seed prior of prompt
     ``index[r]`` (training's grouped forward, where several targets share one encoded prompt in
-    any order); no effect on a model without a prior."""
+    any order; ``None``: prompt-major), and a ``"nodes"`` prior the rows' target ``labels``
+    (teacher forcing); no effect on a model without a prior."""
     prior = seed_prior_of(model)
     if prior is None:
         yield
         return
-    before, prior.row_index = prior.row_index, index
+    before = prior.row_index, prior.targets
+    targets = None if prior.nodes is None or labels is None else prior.nodes.codes_of(labels)
+    prior.row_index, prior.targets = index, targets
     try:
         yield
     finally:
-        prior.row_index = before
+        prior.row_index, prior.targets = before
+
+
+@contextlib.contextmanager
+def prior_prefix(model, codes):
+    """Within the block (one search step), the ``"nodes"`` prior reads each decoder row's
+    ``codes`` written so far ``(rows, t)``; no effect on a model without a prior."""
+    prior = seed_prior_of(model)
+    if prior is None:
+        yield
+        return
+    prior.prefix = codes
+    try:
+        yield
+    finally:
+        prior.prefix = None
 
 
 def prior_tensors(model) -> dict:
     """What :func:`text2tracks.seed_factors.save_seed_factors` writes for the prior (``{}``
     without one)."""
+    import torch
+
     prior = seed_prior_of(model)
     if prior is None:
         return {}
-    return {
-        PRIOR_WEIGHT_KEY: prior.weight.detach().float().cpu().contiguous(),
-        PRIOR_TOKEN_FACTORS_KEY: prior.token_factors.detach().float().cpu().contiguous(),
-    }
+    out = {PRIOR_WEIGHT_KEY: prior.weight.detach().float().cpu().contiguous()}
+    if prior.nodes is not None:  # rebuilt from the catalogue and the factors on load
+        out[PRIOR_NODES_KEY] = torch.ones(1)
+    else:
+        out[PRIOR_TOKEN_FACTORS_KEY] = prior.token_factors.detach().float().cpu().contiguous()
+    return out
 
 
-def load_seed_prior(model, tensors: dict) -> bool:
-    """Re-install a saved prior from ``tensors`` (the safetensors file's contents); False when
-    it holds none."""
+def load_seed_prior(model, tensors: dict, layout) -> bool:
+    """Re-install a saved prior from ``tensors`` (the safetensors file's contents; ``layout``:
+    the model's, for a ``"nodes"`` prior); False when it holds none."""
     if PRIOR_WEIGHT_KEY not in tensors:
         return False
-    install_seed_prior(model, tensors[PRIOR_WEIGHT_KEY], tensors[PRIOR_TOKEN_FACTORS_KEY])
+    if PRIOR_NODES_KEY in tensors:
+        install_seed_prior(model, tensors[PRIOR_WEIGHT_KEY], layout=layout)
+    else:
+        install_seed_prior(model, tensors[PRIOR_WEIGHT_KEY], tensors[PRIOR_TOKEN_FACTORS_KEY])
     return True
 
 
 __all__ = [
     "PRIOR_MARK",
+    "SEED_PRIORS",
+    "NodeTable",
+    "prior_prefix",
     "fit_token_factors",
     "install_seed_prior",
     "load_seed_prior",

@@ -154,7 +154,7 @@ def _attach_seeds(model, layout, catalog, seq2seq_dir: Path, seed_factors: Calla
     encoding = read_seed_encoding(seq2seq_dir)
     if encoding != "codes":  # "codes" needs no layer, so not the ID-token table either
         attach_seed_items(model, layout.codes_to_token_ids(catalog.sid_codes), encoding)
-        load_seed_factors(model, seq2seq_dir, seed_factors)
+        load_seed_factors(model, seq2seq_dir, seed_factors, layout)
 
 
 def _read_member(

@@ -142,7 +142,10 @@ def grouped_forward(
     _check_losses(list_loss_weight, num_negatives, soft_targets)
     hidden = _encode_prompts(model, encoder, autocast, input_ids, attention_mask)
     # the seed prior (text2tracks.seed_prior) of each example's own prompt
-    with compact_output(_unwrapped(model)) as head, prior_rows(_unwrapped(model), prompt_index):
+    with (
+        compact_output(_unwrapped(model)) as head,
+        prior_rows(_unwrapped(model), prompt_index, labels),
+    ):
         if soft_targets is not None and head is None:
             raise ValueError("soft targets need the ID output head (ModelConfig.id_only_output)")
         if list_loss_weight:
@@ -247,7 +250,7 @@ def _forward_with_list_loss(
     pair_prompt = torch.arange(num_prompts, device=index.device).repeat_interleave(index.shape[1])
     rows = torch.cat([prompt_index, pair_prompt])
     all_labels = torch.cat([labels, sequences.index_select(0, index.reshape(-1))])
-    with prior_rows(_unwrapped(model), rows):
+    with prior_rows(_unwrapped(model), rows, all_labels):
         out = model(
             encoder_outputs=BaseModelOutput(last_hidden_state=hidden.index_select(0, rows)),
             attention_mask=attention_mask.index_select(0, rows),

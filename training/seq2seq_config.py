@@ -23,6 +23,7 @@ from text2tracks.seed_embedding import (
     check_seed_encoding,
     default_seed_encoding,
 )
+from text2tracks.seed_prior import SEED_PRIORS
 
 _SCHEDULES = ("linear", "cosine", "constant")
 # The learning rate of a fine-tuned MiniLM encoder (the decoder keeps ``lr``): at 3e-5 it learnt
@@ -149,8 +150,10 @@ class TrainConfig:
             wherever seeds are read as one token each (``seed_prob`` > 0, ``seed_encoding``
             ``"item"`` or ``"direct"``); True asks for it and needs those; False turns it off.
         seed_prior: the decoder's ID-token scores also get a learned bilinear prior between the
-            mean of the seeds' CF factors and each token's fitted factor vector
-            (:mod:`text2tracks.seed_prior`); needs ``seed_factors``.
+            mean of the seeds' CF factors and the IDs' factors (:mod:`text2tracks.seed_prior`):
+            ``"tokens"``, one fitted vector per ID token; ``"nodes"``, exact per item (each
+            step adds its level's share for the prefix's children); ``"off"`` (default).
+            Needs ``seed_factors``.
         id_init: how the semantic-ID tokens' embeddings start: ``"codebooks"``, a fixed random
             projection of the residual k-means centroids each code stands for
             (:mod:`text2tracks.id_embedding_init`; where the artifact has them: IDs built by
@@ -232,7 +235,7 @@ class TrainConfig:
         default=DEFAULT_SEED_ENCODING, metadata={"choices": ("auto", *SEED_ENCODINGS)}
     )
     seed_factors: bool | None = None
-    seed_prior: bool = False
+    seed_prior: str = field(default="off", metadata={"choices": SEED_PRIORS})
     id_init: str = field(default="codebooks", metadata={"choices": ID_INITS})
     normalize_prompts: bool = True
     subword_dropout: float = 0.0
@@ -400,7 +403,9 @@ class TrainConfig:
                 "seed_factors needs seeds read as one token each: set --seed-prob > 0 and "
                 "--seed-encoding item, direct or auto (not codes), or drop --seed-factors"
             )
-        if self.seed_prior and not self.seed_factors:
+        if self.seed_prior not in SEED_PRIORS:
+            raise ValueError(f"seed_prior must be one of {SEED_PRIORS}, got {self.seed_prior!r}")
+        if self.seed_prior != "off" and not self.seed_factors:
             raise ValueError(
                 "seed_prior reads the seeds' CF factors: keep seed factors on (--seed-prob > 0, "
                 "no --no-seed-factors) or drop --seed-prior"

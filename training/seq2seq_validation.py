@@ -53,13 +53,16 @@ def _validation_losses(accelerator, model, val_loss_dl) -> list:
     """Per-example cross-entropy of each batch, gathered (one tensor per batch)."""
     import torch
 
+    from text2tracks.seed_prior import prior_rows
+
     losses = []
     for batch in val_loss_dl:
-        logits = model(
-            input_ids=batch["input_ids"],
-            attention_mask=batch["attention_mask"],
-            labels=batch["labels"],
-        ).logits
+        with prior_rows(accelerator.unwrap_model(model), None, batch["labels"]):
+            logits = model(
+                input_ids=batch["input_ids"],
+                attention_mask=batch["attention_mask"],
+                labels=batch["labels"],
+            ).logits
         # per-example loss, so that gather_for_metrics can drop the padding duplicates
         per_token = torch.nn.functional.cross_entropy(
             logits.float().transpose(1, 2), batch["labels"], reduction="none"

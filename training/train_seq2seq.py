@@ -488,8 +488,8 @@ def _train_one(config: TrainConfig) -> dict[str, Any]:
     seed_ids = attach_seed_items(model, sid_token_ids, seed_encoding)  # before the optimizer
     if config.seed_factors:
         install_seed_factors(model, catalogue_cf_factors(config.artifact, catalog))
-    if config.seed_prior:
-        install_seed_prior(model)  # text2tracks.seed_prior: after the factors it reads
+    if config.seed_prior != "off":  # text2tracks.seed_prior: after the factors it reads
+        install_seed_prior(model, layout=layout if config.seed_prior == "nodes" else None)
     with accelerator.main_process_first():  # the main process writes the teacher's cache
         examples = build_examples(config, data, tokenizer, sid_token_ids, log, None, seed_ids)
     train_dl, val_loss_dl, val_prompt_dl = build_loaders(config, examples)
