@@ -184,10 +184,16 @@ class NodeTable:
     def _level_bias(self, q, prompts, level: int, parent, n_columns: int):
         """``(rows, n_columns)``: level ``level``'s share for every child of each row's prefix
         (0 for codes with no node and for other columns)."""
-        node_scores = q @ self.values[level].to(q.dtype).T  # (batch, n_nodes)
         index, valid = self._children(level, parent)
-        vals = node_scores[prompts[:, None], index] * valid.to(q.dtype)
-        out = vals.new_zeros(vals.shape[0], n_columns)
+        values = self.values[level].to(q.dtype)
+        rows, size = index.shape
+        if rows * size <= q.shape[0] * values.shape[0]:
+            # few rows (training): the children's vectors, gathered
+            vals = (values[index] * q.index_select(0, prompts)[:, None, :]).sum(-1)
+        else:  # many beams a prompt (search): every node's score once per prompt
+            vals = (q @ values.T)[prompts[:, None], index]
+        vals = vals * valid.to(q.dtype)
+        out = vals.new_zeros(rows, n_columns)
         return out.index_copy(1, self.columns[level], vals)
 
     def bias(self, q, prompts, shape, prefix, targets):
