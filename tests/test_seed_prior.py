@@ -122,15 +122,21 @@ def test_the_prior_needs_seed_factors_and_an_id_only_output_layer():
     with pytest.raises(ValueError, match="seeds' CF factors"):
         install_seed_prior(model)
     t5 = ModelConfig(encoder="t5")
-    with pytest.raises(ValueError, match="drop --seed-prior"):
+    with pytest.raises(ValueError, match="--seed-prior off"):
         TrainConfig(artifact="a", playlists="p", model=t5, seed_prior="tokens")
-    with pytest.raises(ValueError, match="drop --seed-prior"):
+    with pytest.raises(ValueError, match="--seed-prior off"):
         TrainConfig(
             artifact="a", playlists="p", model=t5, seed_prob=0.5, seed_factors=False,
             seed_prior="nodes",
         )  # fmt: skip
-    assert TrainConfig(artifact="a", playlists="p", model=t5, seed_prob=0.5).seed_prior == "off"
-    with pytest.raises(ValueError, match="seed_prior must be one of"):
+    # the default: the nodes prior wherever the seeds read factors
+    assert TrainConfig(artifact="a", playlists="p", model=t5, seed_prob=0.5).seed_prior == "nodes"
+    assert TrainConfig(artifact="a", playlists="p", model=t5).seed_prior == "off"
+    no_factors = dict(seed_prob=0.5, seed_factors=False)
+    assert TrainConfig(artifact="a", playlists="p", model=t5, **no_factors).seed_prior == "off"
+    full = ModelConfig(encoder="t5", id_only_output=False)
+    assert TrainConfig(artifact="a", playlists="p", model=full, seed_prob=0.5).seed_prior == "off"
+    with pytest.raises(ValueError, match="seed_prior must be 'auto' or one of"):
         TrainConfig(artifact="a", playlists="p", model=t5, seed_prob=0.5, seed_prior="on")
 
 

@@ -260,12 +260,12 @@ def _parts(model):
     if not isinstance(embedding, seed_item_embedding_class()) or embedding.factor_proj is None:
         raise ValueError(
             "the seed prior reads the seeds' CF factors: train with seed factors on "
-            "(--seed-prob > 0, seeds read as one token each) or drop --seed-prior"
+            "(--seed-prob > 0, seeds read as one token each) or use --seed-prior off"
         )
     if not has_id_output_head(model):
         raise ValueError(
             "the seed prior adds to an ID-only output layer: the model has none "
-            "(id_only_output=False or LoRA); drop --seed-prior"
+            "(id_only_output=False or LoRA); use --seed-prior off"
         )
     return embedding, model.get_output_embeddings()
 

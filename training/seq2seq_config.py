@@ -152,8 +152,9 @@ class TrainConfig:
         seed_prior: the decoder's ID-token scores also get a learned bilinear prior between the
             mean of the seeds' CF factors and the IDs' factors (:mod:`text2tracks.seed_prior`):
             ``"tokens"``, one fitted vector per ID token; ``"nodes"``, exact per item (each
-            step adds its level's share for the prefix's children); ``"off"`` (default).
-            Needs ``seed_factors``.
+            step adds its level's share for the prefix's children); ``"off"``; ``"auto"`` (the
+            default): ``"nodes"`` wherever the seeds read factors and the model has an ID-only
+            output layer (not LoRA), else ``"off"``.
         id_init: how the semantic-ID tokens' embeddings start: ``"codebooks"``, a fixed random
             projection of the residual k-means centroids each code stands for
             (:mod:`text2tracks.id_embedding_init`; where the artifact has them: IDs built by
@@ -235,7 +236,7 @@ class TrainConfig:
         default=DEFAULT_SEED_ENCODING, metadata={"choices": ("auto", *SEED_ENCODINGS)}
     )
     seed_factors: bool | None = None
-    seed_prior: str = field(default="off", metadata={"choices": SEED_PRIORS})
+    seed_prior: str = field(default="auto", metadata={"choices": ("auto", *SEED_PRIORS)})
     id_init: str = field(default="codebooks", metadata={"choices": ID_INITS})
     normalize_prompts: bool = True
     subword_dropout: float = 0.0
@@ -403,12 +404,20 @@ class TrainConfig:
                 "seed_factors needs seeds read as one token each: set --seed-prob > 0 and "
                 "--seed-encoding item, direct or auto (not codes), or drop --seed-factors"
             )
+        if self.seed_prior == "auto":
+            # the prior adds to an ID-only output layer, which LoRA models do not have
+            scored = self.model.id_only_output and not self.model.lora
+            object.__setattr__(
+                self, "seed_prior", "nodes" if self.seed_factors and scored else "off"
+            )
         if self.seed_prior not in SEED_PRIORS:
-            raise ValueError(f"seed_prior must be one of {SEED_PRIORS}, got {self.seed_prior!r}")
+            raise ValueError(
+                f"seed_prior must be 'auto' or one of {SEED_PRIORS}, got {self.seed_prior!r}"
+            )
         if self.seed_prior != "off" and not self.seed_factors:
             raise ValueError(
                 "seed_prior reads the seeds' CF factors: keep seed factors on (--seed-prob > 0, "
-                "no --no-seed-factors) or drop --seed-prior"
+                "no --no-seed-factors) or use --seed-prior off"
             )
         if self.seed_prob and self.model.freeze_encoder:
             raise ValueError(
