@@ -142,10 +142,8 @@ def grouped_forward(
     _check_losses(list_loss_weight, num_negatives, soft_targets)
     hidden = _encode_prompts(model, encoder, autocast, input_ids, attention_mask)
     # the seed prior (text2tracks.seed_prior) of each example's own prompt
-    with (
-        compact_output(_unwrapped(model)) as head,
-        prior_rows(_unwrapped(model), prompt_index, labels),
-    ):
+    rows = prior_rows(_unwrapped(model), prompt_index, labels)
+    with compact_output(_unwrapped(model)) as head, rows:
         if soft_targets is not None and head is None:
             raise ValueError("soft targets need the ID output head (ModelConfig.id_only_output)")
         if list_loss_weight:
@@ -153,15 +151,9 @@ def grouped_forward(
                 prompt_index, labels, input_ids.shape[0], num_negatives, generator
             )
             return _forward_with_list_loss(
-                model,
-                hidden,
-                attention_mask,
-                prompt_index,
-                labels,
-                list_loss_weight,
-                negatives,
+                model, hidden, attention_mask, prompt_index, labels, list_loss_weight, negatives,
                 head,
-            )
+            )  # fmt: skip
         if head is None:
             return model(
                 encoder_outputs=BaseModelOutput(
