@@ -6,28 +6,34 @@ IDs those factors point to. ALS fold-in, the strongest continuation baseline, sc
 one dot product between a vector made from the seeds and the item's factors. The prior gives
 the decoder that path directly, as part of the model:
 
-- each ID token ``t`` (one code of one level) has a fixed factor vector ``g_t``, fitted once by
-  least squares so that the vectors of an item's ID tokens sum to its standardised CF factors
-  (``sum_l g[c_l(i)] ~ f_i``; the collision digit's tokens fit what is left, near zero);
 - each prompt has a context ``m``, the mean of its seeds' standardised factors (zero without
   seeds);
-- every decoder step adds ``m^T W g_t`` to the score of token ``t``, with ``W`` ``(dim, dim)``
-  learned (it starts at zero: the model starts as it was).
+- every decoder step adds ``m^T W v`` to the score of each code it may write, with ``W``
+  ``(dim, dim)`` learned (it starts at zero: the model starts as it was);
+- ``"nodes"`` (the default where seeds read factors, :class:`NodeTable`): ``v`` is the code's
+  trie node's mean factor minus its parent's (the mean over the items below), so summed along
+  an ID the added score is exactly ``m^T W f_i``; each step adds its level's share for the
+  children of the row's prefix, which the search passes (:func:`prior_prefix`) and training
+  reads from the targets (:func:`prior_rows`);
+- ``"tokens"``: ``v`` is one fixed vector ``g_t`` per ID token, fitted once by least squares so
+  that an item's token vectors sum to its factors (``sum_l g[c_l(i)] ~ f_i``), whatever the
+  prefix.
 
-Summed over an ID's tokens the added score is ``m^T W sum_l g_t ~ m^T W f_i``: a learned bilinear
-form between the seeds and the item, as ALS fold-in's ``u^T f_i`` is with
-``u = (F^T F + lambda I)^-1 sum f_s`` for a fixed ``W``. It is additive over the ID's levels, so
-the beam search ranks by it level by level without knowing the whole ID; the model's own
-scores and the prior are trained together, and the search ranks by their sum, the model's own
-score. Prompts without seeds get no prior.
+Summed over an ID the added score is a learned bilinear form between the seeds and the item,
+as ALS fold-in's ``u^T f_i`` is with ``u = (F^T F + lambda I)^-1 sum f_s`` for a fixed ``W``.
+It is additive over the ID's levels, so the beam search ranks by it level by level; the model's
+own scores and the prior are trained together, and the search ranks by their sum, the model's
+own score. Prompts without seeds get no prior.
 
 The prior is a submodule of the ID-only output layer (:mod:`text2tracks.output_head`), which
 adds it to its scores; the context is set by a forward pre-hook on the encoder each time the
 encoder runs (training, search, item scoring alike), and the decoder's rows map to prompts as
-every caller lays them out: prompt-major, as many rows per prompt. Saved with the seed factor
-projection in ``seq2seq/seed_factors.safetensors`` (``prior_weight``, ``prior_token_factors``),
-outside the transformers weights. Hand-written: no library adds a prompt-conditioned bias to a
-seq2seq's output layer.
+every caller lays them out: prompt-major, as many rows per prompt (or as :func:`prior_rows`
+says). Saved with the seed factor projection in ``seq2seq/seed_factors.safetensors``
+(``prior_weight``; ``prior_token_factors`` for ``"tokens"``, ``prior_nodes`` marking
+``"nodes"``, whose tables are rebuilt from the catalogue and the factors on load), outside the
+transformers weights. Hand-written: no library adds a prompt-conditioned bias to a seq2seq's
+output layer.
 """
 
 from __future__ import annotations
