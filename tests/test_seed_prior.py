@@ -89,15 +89,19 @@ def test_each_prompt_gets_its_seeds_mean_factor_score_in_training_and_in_search_
         head(torch.randn(6, 32))
 
 
-@pytest.mark.parametrize("encoding,nodes", [("item", False), ("direct", False), ("item", True)])
-def test_the_prior_steers_answers_toward_the_seeds_cf_neighbourhood(encoding, nodes):
+def _recommender(model, tokenizer, layout, catalog, config):
     from text2tracks import Text2Tracks
 
-    model, tokenizer, layout, catalog, config, _ = _seeded_model(1, encoding)
-    rec = Text2Tracks(
+    return Text2Tracks(
         model, tokenizer, layout, catalog, max_seed_tracks=10, num_beams=6,
         model_config=config.to_dict(),
     )  # fmt: skip
+
+
+@pytest.mark.parametrize("encoding,nodes", [("item", False), ("direct", False), ("item", True)])
+def test_the_prior_steers_answers_toward_the_seeds_cf_neighbourhood(encoding, nodes):
+    model, tokenizer, layout, catalog, config, _ = _seeded_model(1, encoding)
+    rec = _recommender(model, tokenizer, layout, catalog, config)
     ask = dict(k=2, diversity=0, num_beams=6)
     mode = {"layout": layout} if nodes else {}
     install_seed_prior(model, **mode)  # W = 0: the same answers as without a prior
@@ -149,10 +153,7 @@ def test_the_prior_saves_beside_the_model_and_loads_with_the_same_answers(tmp_pa
     model, tokenizer, layout, catalog, config, _ = _seeded_model(2)
     install_seed_factors(model, _FACTORS, torch.randn(32, 2))
     install_seed_prior(model, torch.randn(2, 2) * 3, layout=layout if nodes else None)
-    rec = Text2Tracks(
-        model, tokenizer, layout, catalog, max_seed_tracks=10, num_beams=6,
-        model_config=config.to_dict(),
-    )  # fmt: skip
+    rec = _recommender(model, tokenizer, layout, catalog, config)
     ask = dict(k=4, seed_tracks=["g0:t0", "g1:t2"], diversity=0, num_beams=6)
     before = rec.recommend_arrays(["mix"], **ask)
     rec.save_pretrained(tmp_path / "art")
