@@ -207,6 +207,8 @@ class NodeTable:
         position per level then EOS) or at one search step (``prefix``)."""
         import torch
 
+        if self.keys[0].device != q.device:  # the model moved after install (not buffers)
+            self.to(q.device)
         rows, n_columns = shape[0], shape[-1]
         parent = torch.zeros(rows, dtype=torch.long, device=q.device)
         if len(shape) == 3 and shape[1] > 1:
