@@ -96,6 +96,11 @@ def seed_item_embedding_class():
             """The standardised CF factors the seeds read (``(n_items, dim)``), or ``None``."""
             return self._factors
 
+        def factors_on(self, device):
+            """:attr:`factors` on ``device`` (moved once and kept there, not at every call)."""
+            self._factors = self._factors.to(device)  # itself when already there
+            return self._factors
+
         @property
         def vocab_rows(self) -> int:
             return int(self.weight.shape[0])
@@ -123,9 +128,7 @@ def seed_item_embedding_class():
             tokens = self._item_tokens[items]
             seed_vectors = self.weight[tokens].sum(dim=1) * self.scale
             if self.factor_proj is not None:
-                if self._factors.device != input_ids.device:
-                    self._factors = self._factors.to(input_ids.device)
-                cf_rows = self._factors[items].to(self.factor_proj.weight.dtype)
+                cf_rows = self.factors_on(input_ids.device)[items].to(self.factor_proj.weight.dtype)
                 seed_vectors = seed_vectors + self.factor_proj(cf_rows).to(seed_vectors.dtype)
             return out.masked_scatter(is_seed.unsqueeze(-1), seed_vectors.to(out.dtype))
 

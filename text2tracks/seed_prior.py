@@ -64,17 +64,22 @@ def seed_prior_class():
         """``m^T W g_t`` for each prompt's seed context ``m`` and each scored column ``t``.
 
         Args:
+            dim: the CF factors' dimension.
             token_factors: ``(n_columns, dim)``, one row per column of the output layer's
-                compact scores (zero for EOS).
+                compact scores (zero for EOS): the ``"tokens"`` prior; ``None`` for the
+                ``"nodes"`` one, which sets :attr:`nodes` instead.
             weight: a trained ``W`` ``(dim, dim)``, else zeros.
         """
 
-        def __init__(self, token_factors, weight=None) -> None:
+        def __init__(self, dim: int, token_factors=None, weight=None) -> None:
             super().__init__()
-            token_factors = torch.as_tensor(token_factors, dtype=torch.float32)
-            if token_factors.ndim != 2:
-                raise ValueError(f"token_factors must be 2-d, got {tuple(token_factors.shape)}")
-            dim = token_factors.shape[1]
+            if token_factors is not None:
+                token_factors = torch.as_tensor(token_factors, dtype=torch.float32)
+                if token_factors.ndim != 2 or token_factors.shape[1] != dim:
+                    raise ValueError(
+                        f"token_factors must be (n_columns, {dim}), got "
+                        f"{tuple(token_factors.shape)}"
+                    )
             self.register_buffer("token_factors", token_factors, persistent=False)
             self.weight = torch.nn.Parameter(torch.zeros(dim, dim))
             if weight is not None:
@@ -289,10 +294,7 @@ def _set_context(prior, embedding):
         is_seed = input_ids >= embedding.vocab_rows
         if not bool(is_seed.any()):
             return None
-        factors = embedding.factors
-        if factors.device != input_ids.device:
-            factors = factors.to(input_ids.device)
-            embedding._factors = factors
+        factors = embedding.factors_on(input_ids.device)
         items = (input_ids - embedding.vocab_rows).clamp(min=0)
         rows = factors[items] * is_seed.unsqueeze(-1).to(factors.dtype)
         count = is_seed.sum(dim=1, keepdim=True).clamp(min=1).to(factors.dtype)
@@ -315,14 +317,14 @@ def install_seed_prior(model, weight=None, token_factors=None, layout=None):
     nodes = None
     if layout is not None:
         nodes = _node_table(embedding, head, layout)
-        token_factors = np.zeros((n_columns, dim), dtype=np.float32)  # unused
     elif token_factors is None:
         item_columns = head.position[embedding._item_tokens.to(head.position.device)]
         token_factors = fit_token_factors(
             item_columns.cpu().numpy(), embedding.factors.cpu().numpy(), n_columns
         )
-    prior = seed_prior_class()(token_factors, weight).to(head.weight.device)
-    if tuple(prior.token_factors.shape) != (n_columns, dim):
+    prior = seed_prior_class()(dim, None if nodes is not None else token_factors, weight)
+    prior = prior.to(head.weight.device)
+    if nodes is None and prior.token_factors.shape[0] != n_columns:
         raise ValueError(
             f"the seed prior's token factors are {tuple(prior.token_factors.shape)}, the model "
             f"scores {n_columns} columns of {dim}-d factors"
