@@ -241,3 +241,49 @@ def test_the_nodes_prior_of_a_whole_id_is_the_items_own_factor_score_in_search_a
             logits = model(input_ids=ids.expand(n, -1), labels=labels).logits
         forced = logits.float().log_softmax(-1).gather(-1, labels[..., None])[..., 0].sum(1)
     np.testing.assert_allclose(searched, forced.double().numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_the_prompt_context_adds_the_projected_mean_encoder_state_for_every_prompt(tmp_path):
+    """``--seed-prior-prompt``: context = mean seed factors (0 without seeds) + P h_mean, so a
+    title-only prompt gets a prior too; saved and loaded with the same answers."""
+    from safetensors import safe_open
+
+    from text2tracks import Text2Tracks
+    from text2tracks.output_head import compact_output
+    from training.train_seq2seq import TrainConfig
+
+    model, tokenizer, layout, catalog, config, table = _seeded_model(3)
+    model.eval()
+    ids = torch.tensor([[5, 6, table[0, 0], table[4, 0]], [7, 8, 0, 0]])
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]])
+    labels = torch.tensor([[3, 4], [3, 4]])
+    with torch.no_grad(), compact_output(model):
+        plain = model(input_ids=ids, attention_mask=mask, decoder_input_ids=labels).logits
+    weight = torch.tensor([[1.5, -0.5], [0.25, 2.0]])
+    prior = install_seed_prior(model, weight, prompt=True)
+    assert prior.prompt_weight.shape == (2, 32) and prior.prompt_weight.requires_grad
+    with torch.no_grad(), compact_output(model):
+        biased = model(input_ids=ids, attention_mask=mask, decoder_input_ids=labels).logits
+        states = model.get_encoder()(input_ids=ids, attention_mask=mask).last_hidden_state
+    f = model.get_encoder().get_input_embeddings().factors
+    pooled = torch.stack([states[0].mean(0), states[1, :2].mean(0)])  # padding left out
+    context = pooled @ prior.prompt_weight.detach().T + torch.stack([(f[0] + f[4]) / 2, 0 * f[0]])
+    expected = (context @ weight) @ prior.token_factors.T
+    torch.testing.assert_close(biased, plain + expected[:, None, :])
+    assert expected[1].abs().sum() > 0  # the title-only prompt gets a prior
+
+    rec = _recommender(model, tokenizer, layout, catalog, config)
+    with torch.no_grad():
+        prior.prompt_weight.mul_(0).add_(torch.randn(2, 32) * 3)
+    ask = dict(k=4, diversity=0, num_beams=6)
+    before = rec.recommend_arrays(["mix", "other"], **ask)
+    rec.save_pretrained(tmp_path / "art")
+    with safe_open(str(tmp_path / "art" / "seq2seq" / SEED_FACTORS_NAME), "pt") as fh:
+        assert "prior_prompt_weight" in fh.keys()
+    loaded = Text2Tracks.from_pretrained(tmp_path / "art", device="cpu")
+    torch.testing.assert_close(seed_prior_of(loaded.model).prompt_weight, prior.prompt_weight)
+    after = loaded.recommend_arrays(["mix", "other"], **ask)
+    assert np.array_equal(after[0], before[0])
+    np.testing.assert_allclose(after[1], before[1], rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="--seed-prior-prompt"):
+        TrainConfig(artifact="a", playlists="p", seed_prior="off", seed_prior_prompt=True)

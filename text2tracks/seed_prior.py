@@ -47,6 +47,7 @@ PRIOR_MARK = ".seed_prior."  # in the names of the prior's parameters (kept out 
 PRIOR_WEIGHT_KEY = "prior_weight"
 PRIOR_TOKEN_FACTORS_KEY = "prior_token_factors"
 PRIOR_NODES_KEY = "prior_nodes"  # present: the "nodes" prior
+PRIOR_PROMPT_KEY = "prior_prompt_weight"  # present: the context reads the prompt too
 SEED_PRIORS = ("off", "tokens", "nodes")
 # the least-squares fit's ridge, relative to the mean diagonal of the one-hot Gram matrix: the
 # one-hot columns of each level sum to one (collinear with every other level), so the plain
@@ -90,7 +91,10 @@ def seed_prior_class():
                     )
                 with torch.no_grad():
                     self.weight.copy_(weight)
-            self.context = None  # (batch, dim) per prompt, set by the encoder's pre-hook
+            # --seed-prior-prompt: the context also gets a learned projection of the prompt's
+            # mean encoder state (title and seeds alike), set by the encoder's forward hook
+            self.prompt_weight = None
+            self.context = None  # (batch, dim) per prompt, set by the encoder's hooks
             self.row_index = None  # (rows,) prompt of each decoder row, where set (prior_rows)
             self.nodes = None  # a NodeTable: the "nodes" prior (prefix-dependent)
             self.prefix = None  # search: (rows, t) codes written so far (prior_prefix)
@@ -304,14 +308,58 @@ def _set_context(prior, embedding):
     return hook
 
 
-def install_seed_prior(model, weight=None, token_factors=None, layout=None):
+def _add_prompt_context(prior):
+    """The encoder's forward hook for ``--seed-prior-prompt``: ``prior.context`` += the
+    projection of each prompt's mean encoder state over its unmasked positions (zero seed
+    context for prompts without seeds)."""
+
+    def hook(module, args, kwargs, output):
+        states = output[0] if isinstance(output, tuple) else output.last_hidden_state
+        states = states.float()
+        mask = kwargs.get("attention_mask")
+        if mask is None:
+            pooled = states.mean(dim=1)
+        else:
+            mask = mask.to(states.dtype).unsqueeze(-1)
+            pooled = (states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
+        text = pooled @ prior.prompt_weight.T.to(pooled.dtype)
+        prior.context = text if prior.context is None else prior.context + text
+        return None
+
+    return hook
+
+
+def _prompt_weight(encoder, dim: int, prompt_weight):
+    """``(dim, encoder width)``: ``prompt_weight`` checked, or a small random start (the
+    prior's ``W`` starts at zero, so one of the two factors must not)."""
+    import torch
+
+    config = encoder.config
+    width = int(getattr(config, "hidden_size", None) or config.d_model)
+    if prompt_weight is None:
+        generator = torch.Generator().manual_seed(0)
+        return torch.nn.Parameter(torch.randn(dim, width, generator=generator) * 0.02)
+    prompt_weight = torch.as_tensor(prompt_weight, dtype=torch.float32)
+    if tuple(prompt_weight.shape) != (dim, width):
+        raise ValueError(
+            f"the seed prior's prompt projection must be ({dim}, {width}), got "
+            f"{tuple(prompt_weight.shape)}"
+        )
+    return torch.nn.Parameter(prompt_weight.clone())
+
+
+def install_seed_prior(
+    model, weight=None, token_factors=None, layout=None, prompt=False, prompt_weight=None
+):
     """Give ``model``'s output layer a :class:`SeedPrior` over its seeds' CF factors and the
     encoder the hook that sets each prompt's context. Idempotent. Returns the prior.
 
     With ``layout`` (the model's :class:`~text2tracks.tokens.SIDTokenLayout`) the prior is the
     ``"nodes"`` one (:class:`NodeTable`: exact per item, prefix-dependent); else the
     ``"tokens"`` one (one vector per ID token; fitted from the catalogue when
-    ``token_factors`` is not given)."""
+    ``token_factors`` is not given). ``prompt`` (or a saved ``prompt_weight``): the context
+    also reads the prompt's encoder states (``--seed-prior-prompt``), so prompts without seeds
+    get a prior too."""
     embedding, head = _parts(model)
     n_columns, dim = head.token_ids.numel(), int(embedding.factors.shape[1])
     nodes = None
@@ -331,13 +379,20 @@ def install_seed_prior(model, weight=None, token_factors=None, layout=None):
         )
     prior.nodes = None if nodes is None else nodes.to(head.weight.device)
     encoder = model.get_encoder()
-    old = getattr(encoder, "_seed_prior_hook", None)
-    if old is not None:
-        old.remove()
+    for name in ("_seed_prior_hook", "_seed_prior_prompt_hook"):
+        old = getattr(encoder, name, None)
+        if old is not None:
+            old.remove()
+            setattr(encoder, name, None)
     # before DirectSeeds' pre-hook, which cuts the seeds out of the encoder's input
     encoder._seed_prior_hook = encoder.register_forward_pre_hook(
         _set_context(prior, embedding), with_kwargs=True, prepend=True
     )
+    if prompt or prompt_weight is not None:
+        prior.prompt_weight = _prompt_weight(encoder, dim, prompt_weight).to(head.weight.device)
+        encoder._seed_prior_prompt_hook = encoder.register_forward_hook(
+            _add_prompt_context(prior), with_kwargs=True
+        )
     head.seed_prior = prior
     return prior
 
@@ -406,6 +461,8 @@ def prior_tensors(model) -> dict:
     if prior is None:
         return {}
     out = {PRIOR_WEIGHT_KEY: prior.weight.detach().float().cpu().contiguous()}
+    if prior.prompt_weight is not None:
+        out[PRIOR_PROMPT_KEY] = prior.prompt_weight.detach().float().cpu().contiguous()
     if prior.nodes is not None:  # rebuilt from the catalogue and the factors on load
         out[PRIOR_NODES_KEY] = torch.ones(1)
     else:
@@ -418,10 +475,18 @@ def load_seed_prior(model, tensors: dict, layout) -> bool:
     the model's, for a ``"nodes"`` prior); False when it holds none."""
     if PRIOR_WEIGHT_KEY not in tensors:
         return False
+    prompt_weight = tensors.get(PRIOR_PROMPT_KEY)
     if PRIOR_NODES_KEY in tensors:
-        install_seed_prior(model, tensors[PRIOR_WEIGHT_KEY], layout=layout)
+        install_seed_prior(
+            model, tensors[PRIOR_WEIGHT_KEY], layout=layout, prompt_weight=prompt_weight
+        )
     else:
-        install_seed_prior(model, tensors[PRIOR_WEIGHT_KEY], tensors[PRIOR_TOKEN_FACTORS_KEY])
+        install_seed_prior(
+            model,
+            tensors[PRIOR_WEIGHT_KEY],
+            tensors[PRIOR_TOKEN_FACTORS_KEY],
+            prompt_weight=prompt_weight,
+        )
     return True
 
 

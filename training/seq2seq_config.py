@@ -155,6 +155,9 @@ class TrainConfig:
             step adds its level's share for the prefix's children); ``"off"``; ``"auto"`` (the
             default): ``"nodes"`` wherever the seeds read factors and the model has an ID-only
             output layer (not LoRA), else ``"off"``.
+        seed_prior_prompt: the seed prior's context also reads the prompt: a learned projection
+            of its mean encoder state (title and seeds) is added to the seeds' mean factors, so
+            title-only prompts get a prior too. Needs a seed prior.
         id_init: how the semantic-ID tokens' embeddings start: ``"codebooks"``, a fixed random
             projection of the residual k-means centroids each code stands for
             (:mod:`text2tracks.id_embedding_init`; where the artifact has them: IDs built by
@@ -237,6 +240,7 @@ class TrainConfig:
     )
     seed_factors: bool | None = None
     seed_prior: str = field(default="auto", metadata={"choices": ("auto", *SEED_PRIORS)})
+    seed_prior_prompt: bool = False
     id_init: str = field(default="codebooks", metadata={"choices": ID_INITS})
     normalize_prompts: bool = True
     subword_dropout: float = 0.0
@@ -418,6 +422,11 @@ class TrainConfig:
             raise ValueError(
                 "seed_prior reads the seeds' CF factors: keep seed factors on (--seed-prob > 0, "
                 "no --no-seed-factors) or use --seed-prior off"
+            )
+        if self.seed_prior_prompt and self.seed_prior == "off":
+            raise ValueError(
+                "seed_prior_prompt adds the prompt to the seed prior's context: it needs a seed "
+                "prior (--seed-prior tokens or nodes, seed factors on); drop --seed-prior-prompt"
             )
         if self.seed_prob and self.model.freeze_encoder:
             raise ValueError(

@@ -488,16 +488,16 @@ def _train_one(config: TrainConfig) -> dict[str, Any]:
     seed_ids = attach_seed_items(model, sid_token_ids, seed_encoding)  # before the optimizer
     if config.seed_factors:
         install_seed_factors(model, catalogue_cf_factors(config.artifact, catalog))
-    if config.seed_prior != "off":  # text2tracks.seed_prior: after the factors it reads
-        install_seed_prior(model, layout=layout if config.seed_prior == "nodes" else None)
+    if config.seed_prior != "off":  # after the factors it reads
+        nodes = layout if config.seed_prior == "nodes" else None
+        install_seed_prior(model, layout=nodes, prompt=config.seed_prior_prompt)
     with accelerator.main_process_first():  # the main process writes the teacher's cache
         examples = build_examples(config, data, tokenizer, sid_token_ids, log, None, seed_ids)
     train_dl, val_loss_dl, val_prompt_dl = build_loaders(config, examples)
     optimizer = build_optimizer(  # 4.
         model, config.lr, config.weight_decay, encoder_lr=config.resolved_encoder_lr()
     )
-    # 5. prepare
-    model, optimizer, train_dl, val_loss_dl, val_prompt_dl = accelerator.prepare(
+    model, optimizer, train_dl, val_loss_dl, val_prompt_dl = accelerator.prepare(  # 5.
         model, optimizer, train_dl, val_loss_dl, val_prompt_dl
     )
     total_steps = config.epochs * math.ceil(len(train_dl) / config.grad_accum)
