@@ -243,16 +243,20 @@ def test_the_nodes_prior_of_a_whole_id_is_the_items_own_factor_score_in_search_a
     np.testing.assert_allclose(searched, forced.double().numpy(), rtol=1e-4, atol=1e-4)
 
 
-def test_the_prompt_context_adds_the_projected_mean_encoder_state_for_every_prompt(tmp_path):
-    """``--seed-prior-prompt``: context = mean seed factors (0 without seeds) + P h_mean, so a
-    title-only prompt gets a prior too; saved and loaded with the same answers."""
+@pytest.mark.parametrize("encoding", ["item", "direct"])
+def test_the_prompt_context_adds_the_projected_mean_encoder_state_for_every_prompt(
+    tmp_path, encoding
+):
+    """``--seed-prior-prompt``: context = mean seed factors (0 without seeds) + P h_mean over the
+    whole prompt's states (``direct`` seeds: widened back by DirectSeeds), so a title-only
+    prompt gets a prior too; saved and loaded with the same answers."""
     from safetensors import safe_open
 
     from text2tracks import Text2Tracks
     from text2tracks.output_head import compact_output
     from training.train_seq2seq import TrainConfig
 
-    model, tokenizer, layout, catalog, config, table = _seeded_model(3)
+    model, tokenizer, layout, catalog, config, table = _seeded_model(3, encoding)
     model.eval()
     ids = torch.tensor([[5, 6, table[0, 0], table[4, 0]], [7, 8, 0, 0]])
     mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]])

@@ -94,6 +94,7 @@ def seed_prior_class():
             # --seed-prior-prompt: the context also gets a learned projection of the prompt's
             # mean encoder state (title and seeds alike), set by the encoder's forward hook
             self.prompt_weight = None
+            self.prompt_mask = None  # the encoder's whole-prompt attention mask, between hooks
             self.context = None  # (batch, dim) per prompt, set by the encoder's hooks
             self.row_index = None  # (rows,) prompt of each decoder row, where set (prior_rows)
             self.nodes = None  # a NodeTable: the "nodes" prior (prefix-dependent)
@@ -293,6 +294,8 @@ def _set_context(prior, embedding):
     def hook(module, args, kwargs):
         input_ids = kwargs.get("input_ids", args[0] if args else None)
         prior.context = None
+        # the whole prompt's mask, before DirectSeeds cuts the input to the title
+        prior.prompt_mask = kwargs.get("attention_mask")
         if input_ids is None:
             return None
         is_seed = input_ids >= embedding.vocab_rows
@@ -316,7 +319,10 @@ def _add_prompt_context(prior):
     def hook(module, args, kwargs, output):
         states = output[0] if isinstance(output, tuple) else output.last_hidden_state
         states = states.float()
-        mask = kwargs.get("attention_mask")
+        mask = prior.prompt_mask  # DirectSeeds widens the states back to the whole prompt
+        prior.prompt_mask = None
+        if mask is None or mask.shape[1] != states.shape[1]:
+            mask = kwargs.get("attention_mask")
         if mask is None:
             pooled = states.mean(dim=1)
         else:
