@@ -123,7 +123,7 @@ def test_the_prior_needs_seed_factors_and_an_id_only_output_layer():
 
     model, *_ = _seeded_model()
     model.get_encoder().get_input_embeddings().factor_proj = None
-    with pytest.raises(ValueError, match="seeds' CF factors"):
+    with pytest.raises(ValueError, match="seed prior reads CF factors"):
         install_seed_prior(model)
     t5 = ModelConfig(encoder="t5")
     with pytest.raises(ValueError, match="--seed-prior off"):
@@ -291,3 +291,94 @@ def test_the_prompt_context_adds_the_projected_mean_encoder_state_for_every_prom
     np.testing.assert_allclose(after[1], before[1], rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="--seed-prior-prompt"):
         TrainConfig(artifact="a", playlists="p", seed_prior="off", seed_prior_prompt=True)
+
+
+def test_a_model_that_reads_no_seeds_gets_a_prompt_only_prior_over_the_catalogues_factors(
+    tmp_path,
+):
+    """``--seed-prior-prompt`` without seeds: the context is ``P h_mean`` alone, the nodes over
+    the catalogue's standardised factors; the prior saves (factors too, where the artifact has
+    no ``cf/``) and loads with the same answers; the config turns it on by itself."""
+    from text2tracks import Text2Tracks
+    from text2tracks.modeling import ModelConfig, build_seq2seq
+    from text2tracks.seed_embedding import standardise_factors
+    from text2tracks.seed_factors import SEED_ITEM_FACTORS_NAME
+    from training.train_seq2seq import TrainConfig
+
+    torch.manual_seed(4)
+    config = ModelConfig(
+        encoder="t5", d_model=32, num_layers=1, num_decoder_layers=1, num_heads=2, d_ff=64,
+        max_prompt_length=16, tokenizer="bytes",
+    )  # fmt: skip
+    catalog = _catalog()
+    model, tokenizer, layout = build_seq2seq(config, catalog.level_sizes)
+    tokens = layout.codes_to_token_ids(catalog.sid_codes)
+    with pytest.raises(ValueError, match="pass prompt=True"):
+        install_seed_prior(model, layout=layout, factors=_FACTORS * 5, item_tokens=tokens)
+    with pytest.raises(ValueError, match="seed prior reads CF factors"):
+        install_seed_prior(model, layout=layout, prompt=True)
+    prior = install_seed_prior(
+        model, torch.eye(2) * 3, layout=layout, prompt=True, factors=_FACTORS * 5 + 1,
+        item_tokens=tokens,
+    )  # fmt: skip
+    np.testing.assert_allclose(prior.item_factors.numpy(), standardise_factors(_FACTORS), atol=1e-5)
+    with torch.no_grad():
+        prior.prompt_weight.copy_(torch.randn(2, 32) * 3)
+    rec = _recommender(model, tokenizer, layout, catalog, config)
+    ask = dict(k=4, diversity=0, num_beams=6)
+    before = rec.recommend_arrays(["mix", "other"], **ask)
+    # the whole ID's prior is m^T W f_i with m = P h_mean: the beam's scores move by it
+    prior_scores = rec.recommend_arrays(["mix", "other"], **ask)[1]
+    model.get_output_embeddings().seed_prior = None
+    bare = rec.recommend_arrays(["mix", "other"], **ask)
+    model.get_output_embeddings().seed_prior = prior
+    assert not np.allclose(bare[1], prior_scores)
+    rec.save_pretrained(tmp_path / "art")
+    assert (tmp_path / "art" / "seq2seq" / SEED_ITEM_FACTORS_NAME).is_file()  # no cf/ here
+    loaded = Text2Tracks.from_pretrained(tmp_path / "art", device="cpu")
+    again = seed_prior_of(loaded.model)
+    assert again is not None and again.nodes is not None
+    torch.testing.assert_close(again.prompt_weight, prior.prompt_weight)
+    after = loaded.recommend_arrays(["mix", "other"], **ask)
+    assert np.array_equal(after[0], before[0])
+    np.testing.assert_allclose(after[1], before[1], rtol=1e-5, atol=1e-5)
+    t5 = ModelConfig(encoder="t5")
+    assert TrainConfig(
+        artifact="a", playlists="p", model=t5, seed_prior_prompt=True
+    ).seed_prior == ("nodes")
+
+
+def test_training_a_title_only_model_with_the_prompt_prior_reads_cf_and_loads_back(tmp_path):
+    """``--seed-prior-prompt`` on a model that reads no seeds, through the trainer: the prior
+    trains (``W`` from zero), is saved beside the model and comes back from ``cf/``."""
+    from tiny_artifact import TINY_MODEL_FLAGS
+
+    from semantic_ids.cf import CFConfig
+    from semantic_ids.demo import write_demo_jsonl
+    from text2tracks import Text2Tracks
+    from text2tracks.commands.build_ids import BuildIDsConfig, run_build_ids
+    from training.train_seq2seq import build_parser, config_from_args, train
+
+    playlists = write_demo_jsonl(tmp_path / "demo.jsonl", n_tracks=120, n_playlists=150, seed=0)
+    art = tmp_path / "artifact"
+    ids = BuildIDsConfig(
+        n_levels=2, codebook_size=8, kmeans_iterations=5, cf=CFConfig(factors=8, iterations=3)
+    )
+    run_build_ids(playlists, art, ids, show_progress=False)
+    flags = [
+        *("--artifact", str(art), "--playlists", str(playlists), "--max-steps", "4"),
+        *("--eval-every", "0", "--eval-prompts", "8", "--batch-size", "16", "--lr", "1e-2"),
+        *("--warmup-steps", "0", "--num-threads", "1", "--no-progress", "--members", "1"),
+        *("--seed-prior-prompt", "--tokenizer", "bytes", *TINY_MODEL_FLAGS),
+    ]
+    threads = torch.get_num_threads()
+    try:
+        train(config_from_args(build_parser().parse_args(flags)))
+    finally:
+        torch.set_num_threads(threads)
+    assert (art / "seq2seq" / SEED_FACTORS_NAME).is_file()
+    rec = Text2Tracks.from_pretrained(art, device="cpu")
+    prior = seed_prior_of(rec.model)
+    assert prior.nodes is not None and float(prior.weight.detach().abs().sum()) > 0
+    assert prior.prompt_weight.shape == (8, 32)
+    assert len(rec.recommend("road trip", k=3)) == 3

@@ -135,6 +135,14 @@ def seed_item_embedding_class():
     return SeedItemEmbedding
 
 
+def standardise_factors(factors) -> np.ndarray:
+    """``factors`` ``(n_items, dim)`` standardised per dimension (float64; constant dimensions
+    centred only)."""
+    factors = np.asarray(factors, dtype=np.float64)
+    std = factors.std(axis=0)
+    return (factors - factors.mean(axis=0)) / np.where(std > 1e-8, std, 1.0)
+
+
 def _factor_projection(factors: np.ndarray, weight, n_items: int, like):
     """``(projection, standardised factors)`` for :meth:`SeedItemEmbedding.set_factors`: a
     bias-free ``Linear(dim, width)`` on ``like``'s device and dtype, at zero or ``weight``."""
@@ -148,8 +156,7 @@ def _factor_projection(factors: np.ndarray, weight, n_items: int, like):
         )
     if not np.isfinite(factors).all():
         raise ValueError("seed factors hold NaN or infinite values")
-    std = factors.std(axis=0)
-    factors = (factors - factors.mean(axis=0)) / np.where(std > 1e-8, std, 1.0)
+    factors = standardise_factors(factors)
     proj = torch.nn.Linear(factors.shape[1], int(like.shape[1]), bias=False)
     proj = proj.to(device=like.device, dtype=like.dtype)
     with torch.no_grad():
@@ -329,4 +336,5 @@ __all__ = [
     "install_seed_items",
     "seed_encoding_of",
     "seed_token_table",
+    "standardise_factors",
 ]

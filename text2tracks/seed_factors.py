@@ -70,10 +70,17 @@ def save_seed_item_factors(model, directory: str | Path) -> bool:
     """Write the factors the model's seeds read to ``directory/seed_item_factors.npy`` (an
     artifact without ``cf/``, :func:`text2tracks.storage.write_artifact`); False when its seeds
     read none. They are the standardised factors, which standardise to themselves on load."""
+    from text2tracks.seed_prior import seed_prior_of
+
     embedding = _factor_embedding(model)
-    if embedding is None:
+    prior = seed_prior_of(model)
+    if embedding is not None:
+        factors = embedding.factors
+    elif prior is not None and prior.item_factors is not None:  # a prompt-only prior's
+        factors = prior.item_factors
+    else:
         return False
-    np.save(Path(directory) / SEED_ITEM_FACTORS_NAME, embedding.factors.cpu().numpy())
+    np.save(Path(directory) / SEED_ITEM_FACTORS_NAME, factors.cpu().numpy())
     return True
 
 
@@ -101,22 +108,29 @@ def save_seed_factors(model, directory: str | Path) -> bool:
     path = Path(directory) / SEED_FACTORS_NAME
     weight = seed_factor_projection(model)
     (Path(directory) / SEED_ITEM_FACTORS_NAME).unlink(missing_ok=True)  # written after, if needed
-    if weight is None:
+    tensors = prior_tensors(model)  # a prompt-only prior is saved here without a projection
+    if weight is None and not tensors:
         path.unlink(missing_ok=True)
         return False
-    tensors = {"weight": weight.detach().float().cpu().contiguous(), **prior_tensors(model)}
+    if weight is not None:
+        tensors["weight"] = weight.detach().float().cpu().contiguous()
     save_file(tensors, str(path))
     return True
 
 
 def load_seed_factors(
-    model, seq2seq_dir: str | Path, artifact_factors: Callable[[], np.ndarray], layout=None
+    model,
+    seq2seq_dir: str | Path,
+    artifact_factors: Callable[[], np.ndarray],
+    layout=None,
+    item_tokens=None,
 ) -> bool:
     """Re-install a saved projection, and the seed prior where one was saved (True); False when
     the model was trained without seed factors. The factors are the model's own copy (``seed_item_factors.npy``, written where the
     artifact has no ``cf/``), else ``artifact_factors()`` (:func:`catalogue_cf_factors`; one
     cached call serves the model and every member). ``layout``: the model's, which a
-    ``"nodes"`` seed prior (:mod:`text2tracks.seed_prior`) is rebuilt with."""
+    ``"nodes"`` seed prior (:mod:`text2tracks.seed_prior`) is rebuilt with; ``item_tokens``:
+    the catalogue's ID tokens, which a prompt-only prior (no projection) is rebuilt from."""
     from safetensors.torch import load_file
 
     from text2tracks.seed_prior import load_seed_prior
@@ -125,9 +139,11 @@ def load_seed_factors(
     if not path.is_file():
         return False
     tensors = load_file(str(path))
-    weight = tensors["weight"]
     own = Path(seq2seq_dir) / SEED_ITEM_FACTORS_NAME
     factors = np.load(own, allow_pickle=False) if own.is_file() else artifact_factors()
+    if "weight" not in tensors:  # a prompt-only prior: the model's seeds read no factors
+        return load_seed_prior(model, tensors, layout, factors, item_tokens)
+    weight = tensors["weight"]
     if factors.ndim != 2 or factors.shape[1] != weight.shape[1]:
         raise ValueError(
             f"{path} projects {weight.shape[1]}-dimensional CF factors, but the artifact holds "

@@ -95,6 +95,7 @@ def seed_prior_class():
             # mean encoder state (title and seeds alike), set by the encoder's forward hook
             self.prompt_weight = None
             self.prompt_mask = None  # the encoder's whole-prompt attention mask, between hooks
+            self.item_factors = None  # a prompt-only prior's standardised catalogue factors
             self.context = None  # (batch, dim) per prompt, set by the encoder's hooks
             self.row_index = None  # (rows,) prompt of each decoder row, where set (prior_rows)
             self.nodes = None  # a NodeTable: the "nodes" prior (prefix-dependent)
@@ -269,23 +270,47 @@ def fit_token_factors(columns: np.ndarray, factors: np.ndarray, n_columns: int) 
     return fitted.astype(np.float32)
 
 
-def _parts(model):
-    """``(seed embedding with factors, ID-only output layer)``; ``ValueError`` otherwise."""
+class _Items:
+    """What a prior is built from: the catalogue's standardised CF factors ``(n_items, dim)``
+    (torch) and ID tokens ``(n_items, depth)`` (numpy), and the seed embedding whose seeds read
+    those factors (``None``: a prompt-only prior, whose model reads no seeds)."""
+
+    def __init__(self, factors, tokens, embedding) -> None:
+        self.factors, self.tokens, self.embedding = factors, tokens, embedding
+
+
+def _parts(model, factors=None, item_tokens=None):
+    """``(_Items, ID-only output layer)``: the seeds' own factors where the model's seeds read
+    them, else (a prompt-only prior) the given catalogue ``factors`` and ``item_tokens``;
+    ``ValueError`` otherwise."""
+    import torch
+
     from text2tracks.output_head import has_id_output_head
-    from text2tracks.seed_embedding import seed_item_embedding_class
+    from text2tracks.seed_embedding import seed_item_embedding_class, standardise_factors
 
     embedding = model.get_encoder().get_input_embeddings()
-    if not isinstance(embedding, seed_item_embedding_class()) or embedding.factor_proj is None:
+    if isinstance(embedding, seed_item_embedding_class()) and embedding.factor_proj is not None:
+        items = _Items(embedding.factors, embedding._item_tokens.cpu().numpy(), embedding)
+    elif factors is not None and item_tokens is not None:
+        item_tokens = np.asarray(item_tokens, dtype=np.int64)
+        if len(factors) != len(item_tokens):
+            raise ValueError(
+                f"the prior's factors hold {len(factors)} items, the catalogue {len(item_tokens)}"
+            )
+        standard = torch.from_numpy(standardise_factors(factors).astype(np.float32))
+        items = _Items(standard, item_tokens, None)
+    else:
         raise ValueError(
-            "the seed prior reads the seeds' CF factors: train with seed factors on "
-            "(--seed-prob > 0, seeds read as one token each) or use --seed-prior off"
+            "the seed prior reads CF factors: train with seed factors on (--seed-prob > 0, "
+            "seeds read as one token each), or give it the catalogue's factors "
+            "(--seed-prior-prompt), or use --seed-prior off"
         )
     if not has_id_output_head(model):
         raise ValueError(
             "the seed prior adds to an ID-only output layer: the model has none "
             "(id_only_output=False or LoRA); use --seed-prior off"
         )
-    return embedding, model.get_output_embeddings()
+    return items, model.get_output_embeddings()
 
 
 def _set_context(prior, embedding):
@@ -296,7 +321,7 @@ def _set_context(prior, embedding):
         prior.context = None
         # the whole prompt's mask, before DirectSeeds cuts the input to the title
         prior.prompt_mask = kwargs.get("attention_mask")
-        if input_ids is None:
+        if input_ids is None or embedding is None:  # no seeds (a prompt-only prior)
             return None
         is_seed = input_ids >= embedding.vocab_rows
         if not bool(is_seed.any()):
@@ -355,7 +380,14 @@ def _prompt_weight(encoder, dim: int, prompt_weight):
 
 
 def install_seed_prior(
-    model, weight=None, token_factors=None, layout=None, prompt=False, prompt_weight=None
+    model,
+    weight=None,
+    token_factors=None,
+    layout=None,
+    prompt=False,
+    prompt_weight=None,
+    factors=None,
+    item_tokens=None,
 ):
     """Give ``model``'s output layer a :class:`SeedPrior` over its seeds' CF factors and the
     encoder the hook that sets each prompt's context. Idempotent. Returns the prior.
@@ -365,16 +397,22 @@ def install_seed_prior(
     ``"tokens"`` one (one vector per ID token; fitted from the catalogue when
     ``token_factors`` is not given). ``prompt`` (or a saved ``prompt_weight``): the context
     also reads the prompt's encoder states (``--seed-prior-prompt``), so prompts without seeds
-    get a prior too."""
-    embedding, head = _parts(model)
-    n_columns, dim = head.token_ids.numel(), int(embedding.factors.shape[1])
+    get a prior too; a model whose seeds read no factors (or that reads no seeds) can have this
+    prompt-only prior over the catalogue's CF ``factors`` (catalogue order, raw; standardised
+    here) and ID ``item_tokens`` ``(n_items, depth)``."""
+    import torch
+
+    if factors is not None and not (prompt or prompt_weight is not None):
+        raise ValueError("a prior over the catalogue's factors reads the prompt: pass prompt=True")
+    items, head = _parts(model, factors, item_tokens)
+    n_columns, dim = head.token_ids.numel(), int(items.factors.shape[1])
     nodes = None
     if layout is not None:
-        nodes = _node_table(embedding, head, layout)
+        nodes = _node_table(items, head, layout)
     elif token_factors is None:
-        item_columns = head.position[embedding._item_tokens.to(head.position.device)]
+        item_columns = head.position[torch.from_numpy(items.tokens).to(head.position.device)]
         token_factors = fit_token_factors(
-            item_columns.cpu().numpy(), embedding.factors.cpu().numpy(), n_columns
+            item_columns.cpu().numpy(), items.factors.cpu().numpy(), n_columns
         )
     prior = seed_prior_class()(dim, None if nodes is not None else token_factors, weight)
     prior = prior.to(head.weight.device)
@@ -392,8 +430,10 @@ def install_seed_prior(
             setattr(encoder, name, None)
     # before DirectSeeds' pre-hook, which cuts the seeds out of the encoder's input
     encoder._seed_prior_hook = encoder.register_forward_pre_hook(
-        _set_context(prior, embedding), with_kwargs=True, prepend=True
+        _set_context(prior, items.embedding), with_kwargs=True, prepend=True
     )
+    # a prompt-only prior keeps its factors: an artifact without cf/ saves them with the model
+    prior.item_factors = items.factors if items.embedding is None else None
     if prompt or prompt_weight is not None:
         prior.prompt_weight = _prompt_weight(encoder, dim, prompt_weight).to(head.weight.device)
         encoder._seed_prior_prompt_hook = encoder.register_forward_hook(
@@ -403,9 +443,9 @@ def install_seed_prior(
     return prior
 
 
-def _node_table(embedding, head, layout) -> NodeTable:
-    """The catalogue's :class:`NodeTable`: item codes from the seed table's ID tokens."""
-    tokens = embedding._item_tokens.cpu().numpy()
+def _node_table(items: _Items, head, layout) -> NodeTable:
+    """The catalogue's :class:`NodeTable`: item codes from the items' ID tokens."""
+    tokens = items.tokens
     offsets = np.asarray(layout.offsets, dtype=np.int64)
     codes = tokens - offsets[None, :]
     columns = [
@@ -414,7 +454,7 @@ def _node_table(embedding, head, layout) -> NodeTable:
     ]
     if any((c < 0).any() for c in columns):
         raise ValueError("the model's output layer does not score every ID code")
-    factors = embedding.factors.cpu().numpy()
+    factors = items.factors.cpu().numpy()
     return NodeTable(codes, layout.level_sizes, factors, columns, layout.offsets)
 
 
@@ -476,23 +516,21 @@ def prior_tensors(model) -> dict:
     return out
 
 
-def load_seed_prior(model, tensors: dict, layout) -> bool:
+def load_seed_prior(model, tensors: dict, layout, factors=None, item_tokens=None) -> bool:
     """Re-install a saved prior from ``tensors`` (the safetensors file's contents; ``layout``:
-    the model's, for a ``"nodes"`` prior); False when it holds none."""
+    the model's, for a ``"nodes"`` prior; ``factors`` and ``item_tokens``: the catalogue's, for
+    a prompt-only prior, :func:`install_seed_prior`); False when it holds none."""
     if PRIOR_WEIGHT_KEY not in tensors:
         return False
-    prompt_weight = tensors.get(PRIOR_PROMPT_KEY)
-    if PRIOR_NODES_KEY in tensors:
-        install_seed_prior(
-            model, tensors[PRIOR_WEIGHT_KEY], layout=layout, prompt_weight=prompt_weight
-        )
-    else:
-        install_seed_prior(
-            model,
-            tensors[PRIOR_WEIGHT_KEY],
-            tensors[PRIOR_TOKEN_FACTORS_KEY],
-            prompt_weight=prompt_weight,
-        )
+    install_seed_prior(
+        model,
+        tensors[PRIOR_WEIGHT_KEY],
+        None if PRIOR_NODES_KEY in tensors else tensors[PRIOR_TOKEN_FACTORS_KEY],
+        layout=layout if PRIOR_NODES_KEY in tensors else None,
+        prompt_weight=tensors.get(PRIOR_PROMPT_KEY),
+        factors=factors,
+        item_tokens=item_tokens,
+    )
     return True
 
 

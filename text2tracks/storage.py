@@ -145,16 +145,18 @@ def check_catalog_digest(manifest: dict, name: str, directory: Path, digest: str
 def _attach_seeds(model, layout, catalog, seq2seq_dir: Path, seed_factors: Callable) -> None:
     """A model trained to read one token per seed gets its seed embedding back
     (:func:`text2tracks.seed_embedding.attach_seed_items`), with its seeds' CF factors
-    (``seed_factors()``) where it was trained with them
+    (``seed_factors()``) where it was trained with them, and any model its seed prior
     (:func:`text2tracks.seed_factors.load_seed_factors`)."""
     from text2tracks.seed_embedding import attach_seed_items
     from text2tracks.seed_factors import load_seed_factors
     from text2tracks.seed_prompts import read_seed_encoding
 
     encoding = read_seed_encoding(seq2seq_dir)
+    item_tokens = layout.codes_to_token_ids(catalog.sid_codes)
     if encoding != "codes":  # "codes" needs no layer, so not the ID-token table either
-        attach_seed_items(model, layout.codes_to_token_ids(catalog.sid_codes), encoding)
-        load_seed_factors(model, seq2seq_dir, seed_factors, layout)
+        attach_seed_items(model, item_tokens, encoding)
+    # the factors' projection and the seed prior, or a prompt-only prior, where saved
+    load_seed_factors(model, seq2seq_dir, seed_factors, layout, item_tokens)
 
 
 def _read_member(

@@ -157,7 +157,8 @@ class TrainConfig:
             output layer (not LoRA), else ``"off"``.
         seed_prior_prompt: the seed prior's context also reads the prompt: a learned projection
             of its mean encoder state (title and seeds) is added to the seeds' mean factors, so
-            title-only prompts get a prior too. Needs a seed prior.
+            title-only prompts get a prior too. A model without seed factors gets this prior
+            over the catalogue's CF factors (the artifact's ``cf/``).
         id_init: how the semantic-ID tokens' embeddings start: ``"codebooks"``, a fixed random
             projection of the residual k-means centroids each code stands for
             (:mod:`text2tracks.id_embedding_init`; where the artifact has them: IDs built by
@@ -411,22 +412,23 @@ class TrainConfig:
         if self.seed_prior == "auto":
             # the prior adds to an ID-only output layer, which LoRA models do not have
             scored = self.model.id_only_output and not self.model.lora
-            object.__setattr__(
-                self, "seed_prior", "nodes" if self.seed_factors and scored else "off"
-            )
+            reads = self.seed_factors or self.seed_prior_prompt  # the seeds', or the catalogue's
+            object.__setattr__(self, "seed_prior", "nodes" if reads and scored else "off")
         if self.seed_prior not in SEED_PRIORS:
             raise ValueError(
                 f"seed_prior must be 'auto' or one of {SEED_PRIORS}, got {self.seed_prior!r}"
             )
-        if self.seed_prior != "off" and not self.seed_factors:
+        if self.seed_prior != "off" and not (self.seed_factors or self.seed_prior_prompt):
             raise ValueError(
                 "seed_prior reads the seeds' CF factors: keep seed factors on (--seed-prob > 0, "
-                "no --no-seed-factors) or use --seed-prior off"
+                "no --no-seed-factors), add --seed-prior-prompt (the prompt's context over the "
+                "catalogue's factors), or use --seed-prior off"
             )
         if self.seed_prior_prompt and self.seed_prior == "off":
             raise ValueError(
                 "seed_prior_prompt adds the prompt to the seed prior's context: it needs a seed "
-                "prior (--seed-prior tokens or nodes, seed factors on); drop --seed-prior-prompt"
+                "prior (--seed-prior tokens or nodes) and an ID-only output layer (not LoRA); "
+                "drop --seed-prior-prompt"
             )
         if self.seed_prob and self.model.freeze_encoder:
             raise ValueError(

@@ -45,9 +45,6 @@ from typing import Any
 from text2tracks import config_flags as flags
 from text2tracks.artifacts import member_component
 from text2tracks.config_flags import add_config_flags, command_parser
-from text2tracks.seed_embedding import attach_seed_items
-from text2tracks.seed_factors import catalogue_cf_factors, install_seed_factors
-from text2tracks.seed_prior import install_seed_prior
 from text2tracks.training_step import grouped_forward, training_encoder
 from training.checkpoints import STATE_NAME, list_checkpoints, resolve_resume
 from training.final_weights import BestWeights, WeightAverage, end_weights
@@ -59,6 +56,7 @@ from training.seq2seq_config import (  # noqa: F401  (re-exported: they lived he
     lr_factor,
 )
 from training.seq2seq_data import build_examples, build_loaders, load_training_data
+from training.seq2seq_seeds import attach_seed_parts
 from training.seq2seq_validation import validate
 
 CHECKPOINTS_NAME = ".checkpoints"
@@ -484,13 +482,7 @@ def _train_one(config: TrainConfig) -> dict[str, Any]:
     catalog = data["catalog"]
     model, tokenizer, layout, n_params = build_model(config, catalog, data["train_prompts"], log)
     sid_token_ids = layout.codes_to_token_ids(catalog.sid_codes)
-    seed_encoding = config.seed_encoding if config.seed_prob else "codes"
-    seed_ids = attach_seed_items(model, sid_token_ids, seed_encoding)  # before the optimizer
-    if config.seed_factors:
-        install_seed_factors(model, catalogue_cf_factors(config.artifact, catalog))
-    if config.seed_prior != "off":  # after the factors it reads
-        nodes = layout if config.seed_prior == "nodes" else None
-        install_seed_prior(model, layout=nodes, prompt=config.seed_prior_prompt)
+    seed_ids = attach_seed_parts(model, config, catalog, layout, sid_token_ids)  # before 4.
     with accelerator.main_process_first():  # the main process writes the teacher's cache
         examples = build_examples(config, data, tokenizer, sid_token_ids, log, None, seed_ids)
     train_dl, val_loss_dl, val_prompt_dl = build_loaders(config, examples)
