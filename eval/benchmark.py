@@ -311,11 +311,12 @@ class _Evaluation:
             diversity=diversity,
         )
 
-    def train_and_score(self, name: str, art: Path, minutes: float) -> dict:
-        """Train a model into ``art`` for ``minutes``, score it as ``name``; its summary."""
+    def train_and_score(self, name: str, art: Path, minutes: float, extra_args=()) -> dict:
+        """Train a model into ``art`` for ``minutes`` (training flags: the run's, then
+        ``extra_args``), score it as ``name``; its summary."""
         from training.train_seq2seq import train
 
-        config = _train_config(self.train_args, art, self.args.train, minutes)
+        config = _train_config([*self.train_args, *extra_args], art, self.args.train, minutes)
         summary = train(config)
         extra = {"train_seconds": summary.get("elapsed_s"), "steps": summary.get("steps")}
         if "members" in summary:
@@ -460,6 +461,9 @@ def _run_main_model(evaluation: _Evaluation, artifact: Path) -> None:
     results["training_summary"] = summary
 
 
+_ABLATION_TRAIN_ARGS = ("--no-seed-prior-prompt",)
+
+
 def _run_ablation(evaluation: _Evaluation, artifact: Path) -> None:
     """Train and score ``ids-SCHEME-short`` for each ID scheme, each for the ablation budget."""
     args = evaluation.args
@@ -472,7 +476,8 @@ def _run_ablation(evaluation: _Evaluation, artifact: Path) -> None:
             seed=args.split_seed,
             content_max_bytes=getattr(args, "content_max_bytes", DEFAULT_CONTENT_MAX_BYTES),
         )
-        evaluation.train_and_score(f"ids-{scheme}-short", art, minutes)
+        # the IDs alone: no prompt prior, whose dense CF score would reach any ID scheme
+        evaluation.train_and_score(f"ids-{scheme}-short", art, minutes, _ABLATION_TRAIN_ARGS)
         system = evaluation.results["systems"][f"ids-{scheme}-short"]
         system["curve"] = _read_curve(art / SEQ2SEQ_COMPONENT)
         if scheme == "content":

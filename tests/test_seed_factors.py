@@ -168,32 +168,12 @@ def test_training_with_seed_factors_reads_cf_and_loads_back(tmp_path, monkeypatc
     """``--seed-factors`` (with ``--seed-prior``) through the trainer: the projection and the
     prior train (they start at zero), are saved beside the model, and the artifact's loader
     re-installs them from ``cf/``."""
-    from tiny_artifact import TINY_MODEL_FLAGS
+    from tiny_artifact import train_tiny_on_demo
 
-    from semantic_ids.cf import CFConfig
-    from semantic_ids.demo import write_demo_jsonl
     from text2tracks import Text2Tracks
-    from text2tracks.commands.build_ids import BuildIDsConfig, run_build_ids
-    from training.train_seq2seq import build_parser, config_from_args, train
 
-    playlists = write_demo_jsonl(tmp_path / "demo.jsonl", n_tracks=120, n_playlists=150, seed=0)
-    art = tmp_path / "artifact"
-    ids = BuildIDsConfig(
-        n_levels=2, codebook_size=8, kmeans_iterations=5, cf=CFConfig(factors=8, iterations=3)
-    )
-    run_build_ids(playlists, art, ids, show_progress=False)
-    flags = [
-        *("--artifact", str(art), "--playlists", str(playlists), "--max-steps", "4"),
-        *("--eval-every", "0", "--eval-prompts", "8", "--batch-size", "16", "--lr", "1e-2"),
-        *("--warmup-steps", "0", "--num-threads", "1", "--no-progress", "--seed-prob", "1"),
-        *("--seed-factors", "--seed-prior", "nodes", "--members", "2", "--tokenizer", "bytes"),
-        *TINY_MODEL_FLAGS,
-    ]
-    threads = torch.get_num_threads()
-    try:
-        train(config_from_args(build_parser().parse_args(flags)))
-    finally:
-        torch.set_num_threads(threads)
+    seeds = ("--seed-prob", "1", "--seed-factors", "--seed-prior", "nodes", "--members", "2")
+    _, art = train_tiny_on_demo(tmp_path, *seeds)
     seq2seq = art / "seq2seq"
     assert (seq2seq / SEED_FACTORS_NAME).is_file()
     assert not (seq2seq / SEED_ITEM_FACTORS_NAME).exists()  # the artifact's cf/ holds them

@@ -40,7 +40,9 @@ def _catalog() -> SemanticIDCatalog:
 _FACTORS = np.array([[2.0, 0.1], [2.1, -0.2], [1.9, 0.3], [-2.0, 0.2], [-2.1, -0.1], [-1.9, 0.0]])
 
 
-def _seeded_model(seed: int = 0, encoding: str = "item"):
+def _plain_model(seed: int):
+    """A tiny T5 over :func:`_catalog` that reads no seeds: model, tokenizer, layout, catalogue,
+    config."""
     from text2tracks.modeling import ModelConfig, build_seq2seq
 
     torch.manual_seed(seed)
@@ -50,21 +52,36 @@ def _seeded_model(seed: int = 0, encoding: str = "item"):
     )  # fmt: skip
     catalog = _catalog()
     model, tokenizer, layout = build_seq2seq(config, catalog.level_sizes)
+    return model, tokenizer, layout, catalog, config
+
+
+def _seeded_model(seed: int = 0, encoding: str = "item"):
+    model, tokenizer, layout, catalog, config = _plain_model(seed)
     table = attach_seed_items(model, layout.codes_to_token_ids(catalog.sid_codes), encoding)
     install_seed_factors(model, _FACTORS)
     return model, tokenizer, layout, catalog, config, table
+
+
+def _seeded_and_plain_prompt(model, table, title_only_length: int):
+    """Two prompts (a title with seeds 0 and 4; a title-only one of ``title_only_length``
+    tokens), target labels, and the model's compact logits for them (eval mode, no grad)."""
+    from text2tracks.output_head import compact_output
+
+    model.eval()
+    ids = torch.tensor([[5, 6, table[0, 0], table[4, 0]], [7, 8, 0, 0]])
+    ids[1, title_only_length:] = 0
+    mask = (torch.arange(4) < torch.tensor([[4], [title_only_length]])).long()
+    labels = torch.tensor([[3, 4], [3, 4]])
+    with torch.no_grad(), compact_output(model):
+        plain = model(input_ids=ids, attention_mask=mask, decoder_input_ids=labels).logits
+    return ids, mask, labels, plain
 
 
 def test_each_prompt_gets_its_seeds_mean_factor_score_in_training_and_in_search_rows():
     from text2tracks.output_head import compact_output
 
     model, _, _, _, _, table = _seeded_model()
-    model.eval()
-    ids = torch.tensor([[5, 6, table[0, 0], table[4, 0]], [7, 0, 0, 0]])
-    mask = torch.tensor([[1, 1, 1, 1], [1, 0, 0, 0]])
-    labels = torch.tensor([[3, 4], [3, 4]])
-    with torch.no_grad(), compact_output(model):
-        plain = model(input_ids=ids, attention_mask=mask, decoder_input_ids=labels).logits
+    ids, mask, labels, plain = _seeded_and_plain_prompt(model, table, title_only_length=1)
     weight = torch.tensor([[1.5, -0.5], [0.25, 2.0]])
     prior = install_seed_prior(model, weight)
     with torch.no_grad(), compact_output(model):
@@ -257,12 +274,7 @@ def test_the_prompt_context_adds_the_projected_mean_encoder_state_for_every_prom
     from training.train_seq2seq import TrainConfig
 
     model, tokenizer, layout, catalog, config, table = _seeded_model(3, encoding)
-    model.eval()
-    ids = torch.tensor([[5, 6, table[0, 0], table[4, 0]], [7, 8, 0, 0]])
-    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]])
-    labels = torch.tensor([[3, 4], [3, 4]])
-    with torch.no_grad(), compact_output(model):
-        plain = model(input_ids=ids, attention_mask=mask, decoder_input_ids=labels).logits
+    ids, mask, labels, plain = _seeded_and_plain_prompt(model, table, title_only_length=2)
     weight = torch.tensor([[1.5, -0.5], [0.25, 2.0]])
     prior = install_seed_prior(model, weight, prompt=True)
     assert prior.prompt_weight.shape == (2, 32) and prior.prompt_weight.requires_grad
@@ -298,20 +310,14 @@ def test_a_model_that_reads_no_seeds_gets_a_prompt_only_prior_over_the_catalogue
 ):
     """``--seed-prior-prompt`` without seeds: the context is ``P h_mean`` alone, the nodes over
     the catalogue's standardised factors; the prior saves (factors too, where the artifact has
-    no ``cf/``) and loads with the same answers; the config turns it on by itself."""
+    no ``cf/``) and loads with the same answers; asked for in the config, it is the nodes prior."""
     from text2tracks import Text2Tracks
-    from text2tracks.modeling import ModelConfig, build_seq2seq
+    from text2tracks.modeling import ModelConfig
     from text2tracks.seed_embedding import standardise_factors
     from text2tracks.seed_factors import SEED_ITEM_FACTORS_NAME
     from training.train_seq2seq import TrainConfig
 
-    torch.manual_seed(4)
-    config = ModelConfig(
-        encoder="t5", d_model=32, num_layers=1, num_decoder_layers=1, num_heads=2, d_ff=64,
-        max_prompt_length=16, tokenizer="bytes",
-    )  # fmt: skip
-    catalog = _catalog()
-    model, tokenizer, layout = build_seq2seq(config, catalog.level_sizes)
+    model, tokenizer, layout, catalog, config = _plain_model(4)
     tokens = layout.codes_to_token_ids(catalog.sid_codes)
     with pytest.raises(ValueError, match="pass prompt=True"):
         install_seed_prior(model, layout=layout, factors=_FACTORS * 5, item_tokens=tokens)
@@ -351,34 +357,28 @@ def test_a_model_that_reads_no_seeds_gets_a_prompt_only_prior_over_the_catalogue
 def test_training_a_title_only_model_with_the_prompt_prior_reads_cf_and_loads_back(tmp_path):
     """``--seed-prior-prompt`` on a model that reads no seeds, through the trainer: the prior
     trains (``W`` from zero), is saved beside the model and comes back from ``cf/``."""
-    from tiny_artifact import TINY_MODEL_FLAGS
+    from tiny_artifact import train_tiny_on_demo
 
-    from semantic_ids.cf import CFConfig
-    from semantic_ids.demo import write_demo_jsonl
     from text2tracks import Text2Tracks
-    from text2tracks.commands.build_ids import BuildIDsConfig, run_build_ids
-    from training.train_seq2seq import build_parser, config_from_args, train
 
-    playlists = write_demo_jsonl(tmp_path / "demo.jsonl", n_tracks=120, n_playlists=150, seed=0)
-    art = tmp_path / "artifact"
-    ids = BuildIDsConfig(
-        n_levels=2, codebook_size=8, kmeans_iterations=5, cf=CFConfig(factors=8, iterations=3)
-    )
-    run_build_ids(playlists, art, ids, show_progress=False)
-    flags = [
-        *("--artifact", str(art), "--playlists", str(playlists), "--max-steps", "4"),
-        *("--eval-every", "0", "--eval-prompts", "8", "--batch-size", "16", "--lr", "1e-2"),
-        *("--warmup-steps", "0", "--num-threads", "1", "--no-progress", "--members", "1"),
-        *("--seed-prior-prompt", "--tokenizer", "bytes", *TINY_MODEL_FLAGS),
-    ]
-    threads = torch.get_num_threads()
-    try:
-        train(config_from_args(build_parser().parse_args(flags)))
-    finally:
-        torch.set_num_threads(threads)
+    _, art = train_tiny_on_demo(tmp_path, "--members", "1", "--seed-prior-prompt")
     assert (art / "seq2seq" / SEED_FACTORS_NAME).is_file()
     rec = Text2Tracks.from_pretrained(art, device="cpu")
     prior = seed_prior_of(rec.model)
     assert prior.nodes is not None and float(prior.weight.detach().abs().sum()) > 0
     assert prior.prompt_weight.shape == (8, 32)
     assert len(rec.recommend("road trip", k=3)) == 3
+
+
+def test_transformers_generate_refuses_a_model_whose_nodes_prior_reads_the_prefix():
+    from text2tracks.decoding import constrained_generate
+    from text2tracks.trie import FlatTrie
+
+    model, _, layout, catalog, _, _ = _seeded_model(5)
+    trie = FlatTrie.from_codes(catalog.sid_codes, catalog.level_sizes)
+    ids = torch.tensor([[5, 6, 7]])
+    found, _ = constrained_generate(model, ids, None, trie, layout, k=2)  # no prior: decodes
+    assert found.shape == (1, 2)
+    install_seed_prior(model, layout=layout)
+    with pytest.raises(ValueError, match="ensemble_generate"):
+        constrained_generate(model, ids, None, trie, layout, k=2)

@@ -11,6 +11,36 @@ TINY_MODEL_FLAGS = (
 )
 
 
+def train_tiny_on_demo(root: Path, *flags: str) -> tuple[Path, Path]:
+    """Demo playlists (150 x 120 tracks) -> build-ids (2 x 8 codes, 8 CF factors) -> 4 training
+    steps of the tiny model with ``flags`` (one thread; the torch thread count restored).
+    Returns ``(playlists, artifact)``."""
+    from semantic_ids.cf import CFConfig
+    from semantic_ids.demo import write_demo_jsonl
+    from text2tracks.commands.build_ids import BuildIDsConfig, run_build_ids
+    from training.train_seq2seq import build_parser, config_from_args, train
+
+    playlists = write_demo_jsonl(root / "demo.jsonl", n_tracks=120, n_playlists=150, seed=0)
+    art = root / "artifact"
+    ids = BuildIDsConfig(
+        n_levels=2, codebook_size=8, kmeans_iterations=5, cf=CFConfig(factors=8, iterations=3)
+    )
+    run_build_ids(playlists, art, ids, show_progress=False)
+    argv = [
+        *("--artifact", str(art), "--playlists", str(playlists), "--max-steps", "4"),
+        *("--eval-every", "0", "--eval-prompts", "8", "--batch-size", "16", "--lr", "1e-2"),
+        *("--warmup-steps", "0", "--num-threads", "1", "--no-progress", "--tokenizer", "bytes"),
+        *TINY_MODEL_FLAGS,
+        *flags,
+    ]
+    threads = torch.get_num_threads()
+    try:
+        train(config_from_args(build_parser().parse_args(argv)))
+    finally:
+        torch.set_num_threads(threads)
+    return playlists, art
+
+
 def tiny_model_config(**changes):
     """The ModelConfig of the tiny artifact's T5 (1+1 layers, d_model 32, byte tokenizer)."""
     from text2tracks.modeling import ModelConfig

@@ -91,6 +91,20 @@ def _gen_token(model, name: str, given):
     return None
 
 
+def _check_no_prefix_prior(model) -> None:
+    """``ValueError`` for a model whose ``"nodes"`` seed prior (:mod:`text2tracks.seed_prior`)
+    reads each beam's prefix: ``generate`` steps the decoder without telling the output layer."""
+    from text2tracks.seed_prior import seed_prior_of
+
+    prior = seed_prior_of(model)
+    if prior is not None and prior.nodes is not None:
+        raise ValueError(
+            "this model's nodes seed prior reads each beam's prefix, which transformers' "
+            "generate does not pass: decode it with text2tracks.code_search.ensemble_generate "
+            "(what the API, the export and the benchmark use)"
+        )
+
+
 def constrained_generate(
     model,
     input_ids,
@@ -126,6 +140,7 @@ def constrained_generate(
     k, beams, max_new_tokens = _check_search_args(
         trie, layout, k, num_beams, max_new_tokens, generate_kwargs
     )
+    _check_no_prefix_prior(model)
     input_ids, attention_mask = _prompt_tensors(model, input_ids, attention_mask)
     batch = input_ids.shape[0]
     excl = normalise_exclude(exclude, trie)

@@ -153,12 +153,14 @@ class TrainConfig:
             mean of the seeds' CF factors and the IDs' factors (:mod:`text2tracks.seed_prior`):
             ``"tokens"``, one fitted vector per ID token; ``"nodes"``, exact per item (each
             step adds its level's share for the prefix's children); ``"off"``; ``"auto"`` (the
-            default): ``"nodes"`` wherever the seeds read factors and the model has an ID-only
-            output layer (not LoRA), else ``"off"``.
+            default): ``"nodes"`` wherever the seeds read factors (or ``seed_prior_prompt``
+            asks for the prior) and the model has an ID-only output layer (not LoRA), else
+            ``"off"``.
         seed_prior_prompt: the seed prior's context also reads the prompt: a learned projection
             of its mean encoder state (title and seeds) is added to the seeds' mean factors, so
             title-only prompts get a prior too. A model without seed factors gets this prior
-            over the catalogue's CF factors (the artifact's ``cf/``).
+            over the catalogue's CF factors (the artifact's ``cf/``). Off by default: ahead in
+            20-minute screens, behind at 60 minutes (README, "Seed tracks").
         id_init: how the semantic-ID tokens' embeddings start: ``"codebooks"``, a fixed random
             projection of the residual k-means centroids each code stands for
             (:mod:`text2tracks.id_embedding_init`; where the artifact has them: IDs built by
