@@ -400,7 +400,8 @@ def test_the_mapper_round_trips_each_config(name):
         # train, so freeze_encoder keeps its default; subword dropout needs the subword T5,
         # which the change leaves, so it keeps its default too; artist prompts need the teacher,
         # which the change leaves, so they keep theirs; soft targets and the list loss (which
-        # the change turns on) do not combine, so soft targets change on their own
+        # the change turns on) do not combine, so soft targets change on their own; the prompt
+        # prior needs a seed prior (the change turns it off), so it changes on its own too
         model = dataclasses.replace(
             _changed(config.model, d_model=1, num_heads=1, freeze_encoder=1),
             d_model=256,
@@ -414,10 +415,17 @@ def test_the_mapper_round_trips_each_config(name):
             subword_dropout=1,
             artist_prompts=1,
             soft_target_weight=1,
+            seed_prior_prompt=1,
         )
         changes = [
             dataclasses.replace(outer, model=model),
             dataclasses.replace(config, soft_target_weight=0.5),
+            dataclasses.replace(  # a prior needs the ID-only output layer, which LoRA lacks
+                config,
+                model=dataclasses.replace(config.model, lora=False),
+                seed_prior="auto",
+                seed_prior_prompt=True,
+            ),
         ]
     elif name == "DiffusionTrainConfig":
         # the time embedding width must stay even, the contrastive term (on by default) needs
