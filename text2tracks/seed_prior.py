@@ -23,7 +23,11 @@ Summed over an ID the added score is a learned bilinear form between the seeds a
 as ALS fold-in's ``u^T f_i`` is with ``u = (F^T F + lambda I)^-1 sum f_s`` for a fixed ``W``.
 It is additive over the ID's levels, so the beam search ranks by it level by level; the model's
 own scores and the prior are trained together, and the search ranks by their sum, the model's
-own score. Prompts without seeds get no prior.
+own score. Prompts without seeds get no prior, unless ``--seed-prior-prompt`` adds ``P h`` to
+the context: ``h`` the prompt's mean encoder state, ``P`` learned (a forward hook on the
+encoder). A model whose seeds read no factors can have that prompt-only prior over the
+catalogue's CF factors. An option, off by default: it led in 20-minute screens and fell behind
+at 60 minutes (the README's "Seed tracks").
 
 The prior is a submodule of the ID-only output layer (:mod:`text2tracks.output_head`), which
 adds it to its scores; the context is set by a forward pre-hook on the encoder each time the
