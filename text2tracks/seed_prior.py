@@ -52,9 +52,6 @@ PRIOR_WEIGHT_KEY = "prior_weight"
 PRIOR_TOKEN_FACTORS_KEY = "prior_token_factors"
 PRIOR_NODES_KEY = "prior_nodes"  # present: the "nodes" prior
 PRIOR_PROMPT_KEY = "prior_prompt_weight"  # present: the context reads the prompt too
-# present: the prompt's part of the context is scaled to unit RMS (models trained before it
-# existed load without it and keep their unbounded projection)
-PRIOR_PROMPT_NORM_KEY = "prior_prompt_norm"
 SEED_PRIORS = ("off", "tokens", "nodes")
 # the least-squares fit's ridge, relative to the mean diagonal of the one-hot Gram matrix: the
 # one-hot columns of each level sum to one (collinear with every other level), so the plain
@@ -101,7 +98,6 @@ def seed_prior_class():
             # --seed-prior-prompt: the context also gets a learned projection of the prompt's
             # mean encoder state (title and seeds alike), set by the encoder's forward hook
             self.prompt_weight = None
-            self.prompt_norm = False  # P h scaled to unit RMS (bounded, as the seeds' part is)
             self.prompt_mask = None  # the encoder's whole-prompt attention mask, between hooks
             self.item_factors = None  # a prompt-only prior's standardised catalogue factors
             self.context = None  # (batch, dim) per prompt, set by the encoder's hooks
@@ -349,8 +345,6 @@ def _add_prompt_context(prior):
     projection of each prompt's mean encoder state over its unmasked positions (zero seed
     context for prompts without seeds)."""
 
-    import torch
-
     def hook(module, args, kwargs, output):
         states = output[0] if isinstance(output, tuple) else output.last_hidden_state
         states = states.float()
@@ -364,8 +358,6 @@ def _add_prompt_context(prior):
             mask = mask.to(states.dtype).unsqueeze(-1)
             pooled = (states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
         text = pooled @ prior.prompt_weight.T.to(pooled.dtype)
-        if prior.prompt_norm:  # unbounded, the product with W overruled the decoder (README)
-            text = text * torch.rsqrt(text.pow(2).mean(dim=-1, keepdim=True) + 1e-6)
         prior.context = text if prior.context is None else prior.context + text
         return None
 
@@ -400,7 +392,6 @@ def install_seed_prior(
     prompt_weight=None,
     factors=None,
     item_tokens=None,
-    prompt_norm=True,
 ):
     """Give ``model``'s output layer a :class:`SeedPrior` over its seeds' CF factors and the
     encoder the hook that sets each prompt's context. Idempotent. Returns the prior.
@@ -412,8 +403,7 @@ def install_seed_prior(
     also reads the prompt's encoder states (``--seed-prior-prompt``), so prompts without seeds
     get a prior too; a model whose seeds read no factors (or that reads no seeds) can have this
     prompt-only prior over the catalogue's CF ``factors`` (catalogue order, raw; standardised
-    here) and ID ``item_tokens`` ``(n_items, depth)``. ``prompt_norm``: the prompt's part is
-    scaled to unit RMS (False only for priors saved before it existed)."""
+    here) and ID ``item_tokens`` ``(n_items, depth)``."""
     import torch
 
     if factors is not None and not (prompt or prompt_weight is not None):
@@ -450,7 +440,6 @@ def install_seed_prior(
     prior.item_factors = items.factors if items.embedding is None else None
     if prompt or prompt_weight is not None:
         prior.prompt_weight = _prompt_weight(encoder, dim, prompt_weight).to(head.weight.device)
-        prior.prompt_norm = bool(prompt_norm)
         encoder._seed_prior_prompt_hook = encoder.register_forward_hook(
             _add_prompt_context(prior), with_kwargs=True
         )
@@ -524,8 +513,6 @@ def prior_tensors(model) -> dict:
     out = {PRIOR_WEIGHT_KEY: prior.weight.detach().float().cpu().contiguous()}
     if prior.prompt_weight is not None:
         out[PRIOR_PROMPT_KEY] = prior.prompt_weight.detach().float().cpu().contiguous()
-        if prior.prompt_norm:
-            out[PRIOR_PROMPT_NORM_KEY] = torch.ones(1)
     if prior.nodes is not None:  # rebuilt from the catalogue and the factors on load
         out[PRIOR_NODES_KEY] = torch.ones(1)
     else:
@@ -547,7 +534,6 @@ def load_seed_prior(model, tensors: dict, layout, factors=None, item_tokens=None
         prompt_weight=tensors.get(PRIOR_PROMPT_KEY),
         factors=factors,
         item_tokens=item_tokens,
-        prompt_norm=PRIOR_PROMPT_NORM_KEY in tensors,
     )
     return True
 
