@@ -344,6 +344,7 @@ def _add_prompt_context(prior):
     """The encoder's forward hook for ``--seed-prior-prompt``: ``prior.context`` += the
     projection of each prompt's mean encoder state over its unmasked positions (zero seed
     context for prompts without seeds)."""
+    from text2tracks.prompt_encoders import masked_mean
 
     def hook(module, args, kwargs, output):
         states = output[0] if isinstance(output, tuple) else output.last_hidden_state
@@ -352,11 +353,7 @@ def _add_prompt_context(prior):
         prior.prompt_mask = None
         if mask is None or mask.shape[1] != states.shape[1]:
             mask = kwargs.get("attention_mask")
-        if mask is None:
-            pooled = states.mean(dim=1)
-        else:
-            mask = mask.to(states.dtype).unsqueeze(-1)
-            pooled = (states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
+        pooled = states.mean(dim=1) if mask is None else masked_mean(states, mask)
         text = pooled @ prior.prompt_weight.T.to(pooled.dtype)
         prior.context = text if prior.context is None else prior.context + text
         return None
