@@ -382,3 +382,60 @@ def test_transformers_generate_refuses_a_model_whose_nodes_prior_reads_the_prefi
     install_seed_prior(model, layout=layout)
     with pytest.raises(ValueError, match="ensemble_generate"):
         constrained_generate(model, ids, None, trie, layout, k=2)
+
+
+def test_the_count_scale_weighs_each_prompts_seed_mean_by_its_seed_count_bucket(tmp_path):
+    """``--seed-prior-count-scale``: context = mean seed factors x exp(s[floor(log2 n)]); it
+    starts at 1 (the prior as without it), trains, saves and loads; a prompt-only prior and a
+    config without seed factors refuse it."""
+    from safetensors import safe_open
+
+    from text2tracks import Text2Tracks
+    from text2tracks.output_head import compact_output
+    from text2tracks.seed_prior import COUNT_BUCKETS
+    from training.train_seq2seq import TrainConfig
+
+    model, tokenizer, layout, catalog, config, table = _seeded_model(4)
+    model.eval()
+    ids = torch.tensor([[5, 6, table[0, 0], table[4, 0]], [7, table[1, 0], 0, 0]])
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]])
+    labels = torch.tensor([[3, 4], [3, 4]])
+    weight = torch.tensor([[1.5, -0.5], [0.25, 2.0]])
+    prior = install_seed_prior(model, weight, count_scale=True)
+    assert prior.count_log_scale.shape == (COUNT_BUCKETS,) and prior.count_log_scale.requires_grad
+    with torch.no_grad(), compact_output(model):
+        start = model(input_ids=ids, attention_mask=mask, decoder_input_ids=labels).logits
+        prior.count_log_scale.copy_(torch.log(torch.tensor([3.0, 0.5, 1, 1, 1, 1, 1, 1])))
+        scaled = model(input_ids=ids, attention_mask=mask, decoder_input_ids=labels).logits
+    f = model.get_encoder().get_input_embeddings().factors
+    means = torch.stack([(f[0] + f[4]) / 2, f[1]])  # two seeds (bucket 1), one seed (bucket 0)
+    extra = (means @ weight) @ prior.token_factors.T
+    plain = start - extra[:, None, :]  # at the start the scale is 1: the plain prior
+    torch.testing.assert_close(scaled, plain + (torch.tensor([[0.5], [3.0]]) * extra)[:, None])
+
+    model.train()
+    out = model(input_ids=ids, attention_mask=mask, labels=labels)
+    out.loss.backward()
+    grad = prior.count_log_scale.grad
+    assert grad[:2].abs().min() > 0 and not grad[2:].any()  # only the buckets the prompts use
+
+    rec = _recommender(model, tokenizer, layout, catalog, config)
+    ask = dict(k=4, seed_tracks=["g0:t0", "g1:t2"], diversity=0, num_beams=6)
+    before = rec.recommend_arrays(["mix"], **ask)
+    rec.save_pretrained(tmp_path / "art")
+    with safe_open(str(tmp_path / "art" / "seq2seq" / SEED_FACTORS_NAME), "pt") as fh:
+        assert "prior_count_log_scale" in fh.keys()
+    loaded = Text2Tracks.from_pretrained(tmp_path / "art", device="cpu")
+    loaded_scale = seed_prior_of(loaded.model).count_log_scale
+    torch.testing.assert_close(loaded_scale, prior.count_log_scale)
+    after = loaded.recommend_arrays(["mix"], **ask)
+    assert np.array_equal(after[0], before[0])
+
+    plain_model, *_ = _plain_model(5)
+    with pytest.raises(ValueError, match="count scale"):
+        install_seed_prior(
+            plain_model, prompt=True, factors=_FACTORS, item_tokens=catalog.sid_codes,
+            count_scale=True,
+        )  # fmt: skip
+    with pytest.raises(ValueError, match="--seed-prior-count-scale"):
+        TrainConfig(artifact="a", playlists="p", seed_prior_count_scale=True)

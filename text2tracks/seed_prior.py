@@ -23,7 +23,8 @@ Summed over an ID the added score is a learned bilinear form between the seeds a
 as ALS fold-in's ``u^T f_i`` is with ``u = (F^T F + lambda I)^-1 sum f_s`` for a fixed ``W``.
 It is additive over the ID's levels, so the beam search ranks by it level by level; the model's
 own scores and the prior are trained together, and the search ranks by their sum, the model's
-own score. Prompts without seeds get no prior, unless ``--seed-prior-prompt`` adds ``P h`` to
+own score. ``--seed-prior-count-scale`` scales the seeds' mean by a learned factor per bucket
+of their count (an option, off by default). Prompts without seeds get no prior, unless ``--seed-prior-prompt`` adds ``P h`` to
 the context: ``h`` the prompt's mean encoder state, ``P`` learned (a forward hook on the
 encoder). A model whose seeds read no factors can have that prompt-only prior over the
 catalogue's CF factors. An option, off by default: it led in 20-minute screens and fell behind
@@ -52,6 +53,10 @@ PRIOR_WEIGHT_KEY = "prior_weight"
 PRIOR_TOKEN_FACTORS_KEY = "prior_token_factors"
 PRIOR_NODES_KEY = "prior_nodes"  # present: the "nodes" prior
 PRIOR_PROMPT_KEY = "prior_prompt_weight"  # present: the context reads the prompt too
+PRIOR_COUNT_KEY = "prior_count_log_scale"  # present: the seed context is scaled by seed count
+# --seed-prior-count-scale: one learned log-scale per bucket floor(log2(seed count)), the last
+# bucket taking every count from 2**(COUNT_BUCKETS - 1) up (1, 2-3, 4-7, ..., 128+)
+COUNT_BUCKETS = 8
 SEED_PRIORS = ("off", "tokens", "nodes")
 # the least-squares fit's ridge, relative to the mean diagonal of the one-hot Gram matrix: the
 # one-hot columns of each level sum to one (collinear with every other level), so the plain
@@ -98,6 +103,8 @@ def seed_prior_class():
             # --seed-prior-prompt: the context also gets a learned projection of the prompt's
             # mean encoder state (title and seeds alike), set by the encoder's forward hook
             self.prompt_weight = None
+            # --seed-prior-count-scale: (COUNT_BUCKETS,) log-scales of the seeds' mean factors
+            self.count_log_scale = None
             self.prompt_mask = None  # the encoder's whole-prompt attention mask, between hooks
             self.item_factors = None  # a prompt-only prior's standardised catalogue factors
             self.context = None  # (batch, dim) per prompt, set by the encoder's hooks
@@ -335,9 +342,40 @@ def _set_context(prior, embedding):
         rows = factors[items] * is_seed.unsqueeze(-1).to(factors.dtype)
         count = is_seed.sum(dim=1, keepdim=True).clamp(min=1).to(factors.dtype)
         prior.context = rows.sum(dim=1) / count
+        if prior.count_log_scale is not None:
+            prior.context = prior.context * _count_scale(prior.count_log_scale, count)
         return None
 
     return hook
+
+
+def _count_scale(log_scale, count):
+    """``(batch, 1)`` scale of each prompt's mean seed factors: ``exp(log_scale[b])`` for its
+    seed ``count``'s bucket ``b = floor(log2(count))`` (the last bucket takes the rest).
+
+    The mean of 100 seeds is a surer query than one seed's factors, and ALS fold-in's sum over
+    the seeds grows with their number; with the mean alone the prior weighs the same against
+    the decoder for one seed as for a hundred."""
+    import torch
+
+    bucket = torch.log2(count.float()).floor().long().clamp(0, log_scale.shape[0] - 1)
+    return log_scale.exp()[bucket.squeeze(1)].unsqueeze(1).to(count.dtype)
+
+
+def _count_log_scale(count_log_scale):
+    """The ``(COUNT_BUCKETS,)`` log-scale parameter: ``count_log_scale`` checked, or zeros (the
+    prior starts as without it)."""
+    import torch
+
+    if count_log_scale is None:
+        return torch.nn.Parameter(torch.zeros(COUNT_BUCKETS))
+    count_log_scale = torch.as_tensor(count_log_scale, dtype=torch.float32)
+    if tuple(count_log_scale.shape) != (COUNT_BUCKETS,):
+        raise ValueError(
+            f"the seed prior's count scale must be ({COUNT_BUCKETS},), got "
+            f"{tuple(count_log_scale.shape)}"
+        )
+    return torch.nn.Parameter(count_log_scale.clone())
 
 
 def _add_prompt_context(prior):
@@ -389,6 +427,8 @@ def install_seed_prior(
     prompt_weight=None,
     factors=None,
     item_tokens=None,
+    count_scale=False,
+    count_log_scale=None,
 ):
     """Give ``model``'s output layer a :class:`SeedPrior` over its seeds' CF factors and the
     encoder the hook that sets each prompt's context. Idempotent. Returns the prior.
@@ -400,12 +440,19 @@ def install_seed_prior(
     also reads the prompt's encoder states (``--seed-prior-prompt``), so prompts without seeds
     get a prior too; a model whose seeds read no factors (or that reads no seeds) can have this
     prompt-only prior over the catalogue's CF ``factors`` (catalogue order, raw; standardised
-    here) and ID ``item_tokens`` ``(n_items, depth)``."""
+    here) and ID ``item_tokens`` ``(n_items, depth)``. ``count_scale`` (or a saved
+    ``count_log_scale``): the seeds' mean factors are scaled by a learned factor per bucket of
+    their count (``--seed-prior-count-scale``; it needs seeds that read factors)."""
     import torch
 
     if factors is not None and not (prompt or prompt_weight is not None):
         raise ValueError("a prior over the catalogue's factors reads the prompt: pass prompt=True")
     items, head = _parts(model, factors, item_tokens)
+    if (count_scale or count_log_scale is not None) and items.embedding is None:
+        raise ValueError(
+            "the seed prior's count scale scales the seeds' mean factors: the model's seeds "
+            "must read factors (--seed-prob > 0, seed factors on); drop --seed-prior-count-scale"
+        )
     n_columns, dim = head.token_ids.numel(), int(items.factors.shape[1])
     nodes = None
     if layout is not None:
@@ -440,6 +487,8 @@ def install_seed_prior(
         encoder._seed_prior_prompt_hook = encoder.register_forward_hook(
             _add_prompt_context(prior), with_kwargs=True
         )
+    if count_scale or count_log_scale is not None:
+        prior.count_log_scale = _count_log_scale(count_log_scale).to(head.weight.device)
     head.seed_prior = prior
     return prior
 
@@ -510,6 +559,8 @@ def prior_tensors(model) -> dict:
     out = {PRIOR_WEIGHT_KEY: prior.weight.detach().float().cpu().contiguous()}
     if prior.prompt_weight is not None:
         out[PRIOR_PROMPT_KEY] = prior.prompt_weight.detach().float().cpu().contiguous()
+    if prior.count_log_scale is not None:
+        out[PRIOR_COUNT_KEY] = prior.count_log_scale.detach().float().cpu().contiguous()
     if prior.nodes is not None:  # rebuilt from the catalogue and the factors on load
         out[PRIOR_NODES_KEY] = torch.ones(1)
     else:
@@ -531,11 +582,13 @@ def load_seed_prior(model, tensors: dict, layout, factors=None, item_tokens=None
         prompt_weight=tensors.get(PRIOR_PROMPT_KEY),
         factors=factors,
         item_tokens=item_tokens,
+        count_log_scale=tensors.get(PRIOR_COUNT_KEY),
     )
     return True
 
 
 __all__ = [
+    "COUNT_BUCKETS",
     "PRIOR_MARK",
     "SEED_PRIORS",
     "NodeTable",

@@ -161,6 +161,10 @@ class TrainConfig:
             title-only prompts get a prior too. A model without seed factors gets this prior
             over the catalogue's CF factors (the artifact's ``cf/``). Off by default: ahead in
             20-minute screens, behind at 60 minutes (README, "Seed tracks").
+        seed_prior_count_scale: the seeds' mean factors in the prior's context are scaled by a
+            learned factor per bucket of the seed count (1, 2-3, 4-7, ...; each starts at 1),
+            so the prior can weigh more against the decoder's own scores when there are many
+            seeds. Needs seed factors and a seed prior.
         id_init: how the semantic-ID tokens' embeddings start: ``"codebooks"``, a fixed random
             projection of the residual k-means centroids each code stands for
             (:mod:`text2tracks.id_embedding_init`; where the artifact has them: IDs built by
@@ -244,6 +248,7 @@ class TrainConfig:
     seed_factors: bool | None = None
     seed_prior: str = field(default="auto", metadata={"choices": ("auto", *SEED_PRIORS)})
     seed_prior_prompt: bool = False
+    seed_prior_count_scale: bool = False
     id_init: str = field(default="codebooks", metadata={"choices": ID_INITS})
     normalize_prompts: bool = True
     subword_dropout: float = 0.0
@@ -431,6 +436,12 @@ class TrainConfig:
                 "seed_prior_prompt adds the prompt to the seed prior's context: it needs a seed "
                 "prior (--seed-prior tokens or nodes) and an ID-only output layer (not LoRA); "
                 "drop --seed-prior-prompt"
+            )
+        if self.seed_prior_count_scale and (self.seed_prior == "off" or not self.seed_factors):
+            raise ValueError(
+                "seed_prior_count_scale scales the seeds' mean factors in the seed prior: it "
+                "needs seed factors (--seed-prob > 0, seeds read as one token each) and a seed "
+                "prior; drop --seed-prior-count-scale"
             )
         if self.seed_prob and self.model.freeze_encoder:
             raise ValueError(

@@ -29,6 +29,7 @@ def attach_seed_parts(model, config, catalog, layout, sid_token_ids: np.ndarray)
             prompt=config.seed_prior_prompt,
             factors=None if config.seed_factors else factors,
             item_tokens=None if config.seed_factors else sid_token_ids,
+            count_scale=config.seed_prior_count_scale,
         )
     return seed_ids
 
