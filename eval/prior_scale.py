@@ -132,8 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         scales = [float(s) for s in args.scales.split(",") if s.strip()]
-    except ValueError:
-        raise SystemExit(f"--scales must be comma-separated numbers, got {args.scales!r}")
+    except ValueError as err:
+        raise SystemExit(f"--scales must be comma-separated numbers, got {args.scales!r}") from err
     if not scales or min(scales) < 0:
         raise SystemExit(f"--scales must be non-negative numbers, got {args.scales!r}")
     split = artifact_split(args.artifact, args.playlists)
