@@ -48,15 +48,20 @@ import functools
 
 import numpy as np
 
+from text2tracks.seed_prior_context import (
+    COUNT_BUCKETS,
+    add_prompt_context,
+    count_log_scale_parameter,
+    prompt_weight_parameter,
+    set_context,
+)
+
 PRIOR_MARK = ".seed_prior."  # in the names of the prior's parameters (kept out of model files)
 PRIOR_WEIGHT_KEY = "prior_weight"
 PRIOR_TOKEN_FACTORS_KEY = "prior_token_factors"
 PRIOR_NODES_KEY = "prior_nodes"  # present: the "nodes" prior
 PRIOR_PROMPT_KEY = "prior_prompt_weight"  # present: the context reads the prompt too
 PRIOR_COUNT_KEY = "prior_count_log_scale"  # present: the seed context is scaled by seed count
-# --seed-prior-count-scale: one learned log-scale per bucket floor(log2(seed count)), the last
-# bucket taking every count from 2**(COUNT_BUCKETS - 1) up (1, 2-3, 4-7, ..., 128+)
-COUNT_BUCKETS = 8
 SEED_PRIORS = ("off", "tokens", "nodes")
 # the least-squares fit's ridge, relative to the mean diagonal of the one-hot Gram matrix: the
 # one-hot columns of each level sum to one (collinear with every other level), so the plain
@@ -103,8 +108,7 @@ def seed_prior_class():
             # --seed-prior-prompt: the context also gets a learned projection of the prompt's
             # mean encoder state (title and seeds alike), set by the encoder's forward hook
             self.prompt_weight = None
-            # --seed-prior-count-scale: (COUNT_BUCKETS,) log-scales of the seeds' mean factors
-            self.count_log_scale = None
+            self.count_log_scale = None  # --seed-prior-count-scale: (COUNT_BUCKETS,) log-scales
             self.prompt_mask = None  # the encoder's whole-prompt attention mask, between hooks
             self.item_factors = None  # a prompt-only prior's standardised catalogue factors
             self.context = None  # (batch, dim) per prompt, set by the encoder's hooks
@@ -324,100 +328,6 @@ def _parts(model, factors=None, item_tokens=None):
     return items, model.get_output_embeddings()
 
 
-def _set_context(prior, embedding):
-    """The encoder's forward pre-hook: ``prior.context`` = each prompt's mean seed factors."""
-
-    def hook(module, args, kwargs):
-        input_ids = kwargs.get("input_ids", args[0] if args else None)
-        prior.context = None
-        # the whole prompt's mask, before DirectSeeds cuts the input to the title
-        prior.prompt_mask = kwargs.get("attention_mask")
-        if input_ids is None or embedding is None:  # no seeds (a prompt-only prior)
-            return None
-        is_seed = input_ids >= embedding.vocab_rows
-        if not bool(is_seed.any()):
-            return None
-        factors = embedding.factors_on(input_ids.device)
-        items = (input_ids - embedding.vocab_rows).clamp(min=0)
-        rows = factors[items] * is_seed.unsqueeze(-1).to(factors.dtype)
-        count = is_seed.sum(dim=1, keepdim=True).clamp(min=1).to(factors.dtype)
-        prior.context = rows.sum(dim=1) / count
-        if prior.count_log_scale is not None:
-            prior.context = prior.context * _count_scale(prior.count_log_scale, count)
-        return None
-
-    return hook
-
-
-def _count_scale(log_scale, count):
-    """``(batch, 1)`` scale of each prompt's mean seed factors: ``exp(log_scale[b])`` for its
-    seed ``count``'s bucket ``b = floor(log2(count))`` (the last bucket takes the rest).
-
-    The mean of 100 seeds is a surer query than one seed's factors, and ALS fold-in's sum over
-    the seeds grows with their number; with the mean alone the prior weighs the same against
-    the decoder for one seed as for a hundred."""
-    import torch
-
-    bucket = torch.log2(count.float()).floor().long().clamp(0, log_scale.shape[0] - 1)
-    return log_scale.exp()[bucket.squeeze(1)].unsqueeze(1).to(count.dtype)
-
-
-def _count_log_scale(count_log_scale):
-    """The ``(COUNT_BUCKETS,)`` log-scale parameter: ``count_log_scale`` checked, or zeros (the
-    prior starts as without it)."""
-    import torch
-
-    if count_log_scale is None:
-        return torch.nn.Parameter(torch.zeros(COUNT_BUCKETS))
-    count_log_scale = torch.as_tensor(count_log_scale, dtype=torch.float32)
-    if tuple(count_log_scale.shape) != (COUNT_BUCKETS,):
-        raise ValueError(
-            f"the seed prior's count scale must be ({COUNT_BUCKETS},), got "
-            f"{tuple(count_log_scale.shape)}"
-        )
-    return torch.nn.Parameter(count_log_scale.clone())
-
-
-def _add_prompt_context(prior):
-    """The encoder's forward hook for ``--seed-prior-prompt``: ``prior.context`` += the
-    projection of each prompt's mean encoder state over its unmasked positions (zero seed
-    context for prompts without seeds)."""
-    from text2tracks.prompt_encoders import masked_mean
-
-    def hook(module, args, kwargs, output):
-        states = output[0] if isinstance(output, tuple) else output.last_hidden_state
-        states = states.float()
-        mask = prior.prompt_mask  # DirectSeeds widens the states back to the whole prompt
-        prior.prompt_mask = None
-        if mask is None or mask.shape[1] != states.shape[1]:
-            mask = kwargs.get("attention_mask")
-        pooled = states.mean(dim=1) if mask is None else masked_mean(states, mask)
-        text = pooled @ prior.prompt_weight.T.to(pooled.dtype)
-        prior.context = text if prior.context is None else prior.context + text
-        return None
-
-    return hook
-
-
-def _prompt_weight(encoder, dim: int, prompt_weight):
-    """``(dim, encoder width)``: ``prompt_weight`` checked, or a small random start (the
-    prior's ``W`` starts at zero, so one of the two factors must not)."""
-    import torch
-
-    config = encoder.config
-    width = int(getattr(config, "hidden_size", None) or config.d_model)
-    if prompt_weight is None:
-        generator = torch.Generator().manual_seed(0)
-        return torch.nn.Parameter(torch.randn(dim, width, generator=generator) * 0.02)
-    prompt_weight = torch.as_tensor(prompt_weight, dtype=torch.float32)
-    if tuple(prompt_weight.shape) != (dim, width):
-        raise ValueError(
-            f"the seed prior's prompt projection must be ({dim}, {width}), got "
-            f"{tuple(prompt_weight.shape)}"
-        )
-    return torch.nn.Parameter(prompt_weight.clone())
-
-
 def install_seed_prior(
     model,
     weight=None,
@@ -478,17 +388,19 @@ def install_seed_prior(
             setattr(encoder, name, None)
     # before DirectSeeds' pre-hook, which cuts the seeds out of the encoder's input
     encoder._seed_prior_hook = encoder.register_forward_pre_hook(
-        _set_context(prior, items.embedding), with_kwargs=True, prepend=True
+        set_context(prior, items.embedding), with_kwargs=True, prepend=True
     )
     # a prompt-only prior keeps its factors: an artifact without cf/ saves them with the model
     prior.item_factors = items.factors if items.embedding is None else None
     if prompt or prompt_weight is not None:
-        prior.prompt_weight = _prompt_weight(encoder, dim, prompt_weight).to(head.weight.device)
+        prior.prompt_weight = prompt_weight_parameter(encoder, dim, prompt_weight).to(
+            head.weight.device
+        )
         encoder._seed_prior_prompt_hook = encoder.register_forward_hook(
-            _add_prompt_context(prior), with_kwargs=True
+            add_prompt_context(prior), with_kwargs=True
         )
     if count_scale or count_log_scale is not None:
-        prior.count_log_scale = _count_log_scale(count_log_scale).to(head.weight.device)
+        prior.count_log_scale = count_log_scale_parameter(count_log_scale).to(head.weight.device)
     head.seed_prior = prior
     return prior
 
