@@ -401,7 +401,8 @@ def test_the_mapper_round_trips_each_config(name):
         # which the change leaves, so it keeps its default too; artist prompts need the teacher,
         # which the change leaves, so they keep theirs; soft targets and the list loss (which
         # the change turns on) do not combine, so soft targets change on their own; the prompt
-        # prior needs a seed prior (the change turns it off), so it changes on its own too
+        # prior needs a seed prior (the change turns it off), so it changes on its own too, and
+        # the count scale needs seeds that read factors as well
         model = dataclasses.replace(
             _changed(config.model, d_model=1, num_heads=1, freeze_encoder=1),
             d_model=256,
@@ -416,6 +417,7 @@ def test_the_mapper_round_trips_each_config(name):
             artist_prompts=1,
             soft_target_weight=1,
             seed_prior_prompt=1,
+            seed_prior_count_scale=1,
         )
         changes = [
             dataclasses.replace(outer, model=model),
@@ -425,6 +427,14 @@ def test_the_mapper_round_trips_each_config(name):
                 model=dataclasses.replace(config.model, lora=False),
                 seed_prior="auto",
                 seed_prior_prompt=True,
+            ),
+            dataclasses.replace(
+                config,
+                model=dataclasses.replace(config.model, lora=False),
+                seed_prob=0.5,
+                seed_factors=True,
+                seed_prior="auto",
+                seed_prior_count_scale=True,
             ),
         ]
     elif name == "DiffusionTrainConfig":
