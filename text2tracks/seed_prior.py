@@ -358,7 +358,8 @@ def install_seed_prior(
     if factors is not None and not (prompt or prompt_weight is not None):
         raise ValueError("a prior over the catalogue's factors reads the prompt: pass prompt=True")
     items, head = _parts(model, factors, item_tokens)
-    if (count_scale or count_log_scale is not None) and items.embedding is None:
+    count_scale = count_scale or count_log_scale is not None
+    if count_scale and items.embedding is None:
         raise ValueError(
             "the seed prior's count scale scales the seeds' mean factors: the model's seeds "
             "must read factors (--seed-prob > 0, seed factors on); drop --seed-prior-count-scale"
@@ -399,7 +400,7 @@ def install_seed_prior(
         encoder._seed_prior_prompt_hook = encoder.register_forward_hook(
             add_prompt_context(prior), with_kwargs=True
         )
-    if count_scale or count_log_scale is not None:
+    if count_scale:
         prior.count_log_scale = count_log_scale_parameter(count_log_scale).to(head.weight.device)
     head.seed_prior = prior
     return prior

@@ -61,15 +61,22 @@ def count_log_scale_parameter(count_log_scale):
     prior starts as without it)."""
     import torch
 
-    if count_log_scale is None:
-        return torch.nn.Parameter(torch.zeros(COUNT_BUCKETS))
-    count_log_scale = torch.as_tensor(count_log_scale, dtype=torch.float32)
-    if tuple(count_log_scale.shape) != (COUNT_BUCKETS,):
-        raise ValueError(
-            f"the seed prior's count scale must be ({COUNT_BUCKETS},), got "
-            f"{tuple(count_log_scale.shape)}"
-        )
-    return torch.nn.Parameter(count_log_scale.clone())
+    return _parameter(
+        count_log_scale, (COUNT_BUCKETS,), "count scale", lambda: torch.zeros(COUNT_BUCKETS)
+    )
+
+
+def _parameter(saved, shape: tuple, what: str, start):
+    """A trainable copy of ``saved`` (checked to be ``shape``: ``ValueError`` naming ``what``),
+    or of ``start()`` where nothing was saved."""
+    import torch
+
+    if saved is None:
+        return torch.nn.Parameter(start())
+    saved = torch.as_tensor(saved, dtype=torch.float32)
+    if tuple(saved.shape) != shape:
+        raise ValueError(f"the seed prior's {what} must be {shape}, got {tuple(saved.shape)}")
+    return torch.nn.Parameter(saved.clone())
 
 
 def add_prompt_context(prior):
@@ -100,16 +107,13 @@ def prompt_weight_parameter(encoder, dim: int, prompt_weight):
 
     config = encoder.config
     width = int(getattr(config, "hidden_size", None) or config.d_model)
-    if prompt_weight is None:
-        generator = torch.Generator().manual_seed(0)
-        return torch.nn.Parameter(torch.randn(dim, width, generator=generator) * 0.02)
-    prompt_weight = torch.as_tensor(prompt_weight, dtype=torch.float32)
-    if tuple(prompt_weight.shape) != (dim, width):
-        raise ValueError(
-            f"the seed prior's prompt projection must be ({dim}, {width}), got "
-            f"{tuple(prompt_weight.shape)}"
-        )
-    return torch.nn.Parameter(prompt_weight.clone())
+    generator = torch.Generator().manual_seed(0)
+    return _parameter(
+        prompt_weight,
+        (dim, width),
+        "prompt projection",
+        lambda: torch.randn(dim, width, generator=generator) * 0.02,
+    )
 
 
 __all__ = [
