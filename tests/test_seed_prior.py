@@ -439,3 +439,115 @@ def test_the_count_scale_weighs_each_prompts_seed_mean_by_its_seed_count_bucket(
         )  # fmt: skip
     with pytest.raises(ValueError, match="--seed-prior-count-scale"):
         TrainConfig(artifact="a", playlists="p", seed_prior_count_scale=True)
+
+
+def _whole_id_priors(model, prior, layout, catalog, ids):
+    """Each catalogue item's prior summed over its ID's search steps, for prompt ``ids``."""
+    from text2tracks.output_head import compact_output
+    from text2tracks.seed_prior import prior_prefix
+
+    head = model.get_output_embeddings()
+    codes = torch.as_tensor(np.array(catalog.sid_codes))
+    total = torch.zeros(len(catalog))
+    with torch.no_grad():
+        model.get_encoder()(input_ids=ids)
+        for t in range(codes.shape[1]):
+            with compact_output(model), prior_prefix(model, codes[:, :t]):
+                extra = prior.bias((len(catalog), head.token_ids.numel()))
+            if extra is not None:
+                column = head.position[codes[:, t] + layout.offsets[t]]
+                total += extra.gather(1, column[:, None])[:, 0]
+    return total
+
+
+def test_the_lse_kernel_scores_each_id_by_a_soft_maximum_over_the_seeds(tmp_path):
+    """``--seed-prior-kernel lse``: summed over an ID's steps the prior is
+    ``(1/beta) log mean_s exp(beta q_s^T f_i)``, the same in search and teacher-forced training;
+    one seed gives the linear prior at any beta, a tiny beta the mean's; beta trains, saves and
+    loads; priors that cannot have it refuse it."""
+    from text2tracks import Text2Tracks
+    from text2tracks.code_search import EnsembleMember, ensemble_item_scores, model_eos_token_id
+    from text2tracks.seed_prior import prior_rows
+    from training.train_seq2seq import TrainConfig
+
+    model, tokenizer, layout, catalog, config, table = _seeded_model(4)
+    weight = torch.tensor([[1.0, 0.5], [-0.5, 2.0]])
+    prior = install_seed_prior(model, weight, layout=layout, kernel="lse")
+    assert prior.kernel_log_beta.requires_grad
+    model.eval()
+    f = model.get_encoder().get_input_embeddings().factors
+    two = torch.tensor([[5, 6, table[1, 0], table[5, 0]]])
+    q = torch.stack([f[1], f[5]]) @ weight  # each seed's own query
+    for beta in (0.7, 3.0):
+        with torch.no_grad():
+            prior.kernel_log_beta.fill_(float(np.log(beta)))
+        want = (torch.logsumexp(beta * f @ q.T, dim=1) - np.log(2)) / beta
+        torch.testing.assert_close(_whole_id_priors(model, prior, layout, catalog, two), want)
+        assert not torch.allclose(want, f @ q.mean(0), atol=1e-2)  # not the mean's prior
+    one = torch.tensor([[5, 6, table[2, 0]]])
+    torch.testing.assert_close(
+        _whole_id_priors(model, prior, layout, catalog, one), f @ (f[2] @ weight)
+    )
+    with torch.no_grad():
+        prior.kernel_log_beta.fill_(-8.0)
+    torch.testing.assert_close(
+        _whole_id_priors(model, prior, layout, catalog, two), f @ q.mean(0), atol=2e-3, rtol=0
+    )
+
+    with torch.no_grad():
+        prior.kernel_log_beta.fill_(0.5)
+    n, eos = len(catalog), model_eos_token_id(model)
+    labels = np.concatenate([layout.codes_to_token_ids(catalog.sid_codes), [[eos]] * n], axis=1)
+    labels = torch.as_tensor(labels, dtype=torch.long)
+    with torch.no_grad():  # search's step-by-step scores equal the teacher-forced ones
+        member = EnsembleMember(model, two, None, layout, eos)
+        searched = ensemble_item_scores([member], catalog.sid_codes[None])[0]
+        with prior_rows(model, torch.zeros(n, dtype=torch.long), labels):
+            logits = model(input_ids=two.expand(n, -1), labels=labels).logits
+        forced = logits.float().log_softmax(-1).gather(-1, labels[..., None])[..., 0].sum(1)
+    np.testing.assert_allclose(searched, forced.double().numpy(), rtol=1e-4, atol=1e-4)
+    model.train()
+    with prior_rows(model, torch.zeros(n, dtype=torch.long), labels):
+        model(input_ids=two.expand(n, -1), labels=labels).loss.backward()
+    assert prior.kernel_log_beta.grad.abs().item() > 0
+
+    rec = _recommender(model, tokenizer, layout, catalog, config)
+    ask = dict(k=4, seed_tracks=["g0:t0", "g1:t2"], diversity=0, num_beams=6)
+    before = rec.recommend_arrays(["mix"], **ask)
+    rec.save_pretrained(tmp_path / "art")
+    loaded = Text2Tracks.from_pretrained(tmp_path / "art", device="cpu")
+    torch.testing.assert_close(seed_prior_of(loaded.model).kernel_log_beta, prior.kernel_log_beta)
+    assert np.array_equal(loaded.recommend_arrays(["mix"], **ask)[0], before[0])
+
+    plain = _seeded_model(5)[0]
+    with pytest.raises(ValueError, match="lse kernel"):
+        install_seed_prior(plain, kernel="lse")  # the tokens prior
+    with pytest.raises(ValueError, match="must be one of"):
+        install_seed_prior(plain, layout=layout, kernel="max")
+    with pytest.raises(ValueError, match="--seed-prior-kernel mean"):
+        TrainConfig(artifact="a", playlists="p", seed_prior_kernel="lse")
+
+
+def test_the_kernel_scores_gathered_nodes_as_it_scores_the_whole_level():
+    """:class:`SeedKernel` gives the same ``V`` whether it scores a few nodes (training) or
+    every node of the level once (search), per prompt, and 0 for prompts without seeds."""
+    from text2tracks.seed_prior_kernel import SeedKernel
+
+    gen = torch.Generator().manual_seed(0)
+    q = torch.randn(3, 4, 5, generator=gen)
+    mask = torch.tensor([[1, 1, 0, 1], [0, 0, 0, 0], [1, 0, 0, 0]], dtype=torch.bool)
+    kernel = SeedKernel(q, mask, torch.tensor([0.3]))
+    mu = torch.randn(50, 5, generator=gen)
+    few = torch.tensor([[3, 7], [1, 49], [0, 2], [10, 11]])  # 8 nodes < 50: gathered
+    prompts = torch.tensor([2, 0, 1, 0])
+    many = few.repeat(1, 10)  # 80 nodes >= 50: the whole level
+    beta = float(np.exp(0.3))
+    want = torch.zeros(4, 2)
+    for r, p in enumerate(prompts.tolist()):
+        seeds = q[p][mask[p]]
+        if len(seeds):
+            x = beta * seeds @ mu[few[r]].T
+            want[r] = (torch.logsumexp(x, 0) - np.log(len(seeds))) / beta
+    torch.testing.assert_close(kernel.values(mu, few, prompts), want)
+    torch.testing.assert_close(kernel.values(mu, many, prompts), want.repeat(1, 10))
+    assert not want[2].any() and want[0].abs().min() > 0
