@@ -24,9 +24,7 @@ as ALS fold-in's ``u^T f_i`` is with ``u = (F^T F + lambda I)^-1 sum f_s`` for a
 It is additive over the ID's levels, so the beam search ranks by it level by level; the model's
 own scores and the prior are trained together, and the search ranks by their sum, the model's
 own score. ``--seed-prior-count-scale`` scales the seeds' mean by a learned factor per bucket
-of their count (an option, off by default); ``--seed-prior-kernel lse`` scores the ``"nodes"``
-prior's trie nodes by a soft maximum over the individual seeds instead of their mean
-(:mod:`text2tracks.seed_prior_kernel`; an option, off by default). Prompts without seeds get no prior, unless ``--seed-prior-prompt`` adds ``P h`` to
+of their count (an option, off by default). Prompts without seeds get no prior, unless ``--seed-prior-prompt`` adds ``P h`` to
 the context: ``h`` the prompt's mean encoder state, ``P`` learned (a forward hook on the
 encoder). A model whose seeds read no factors can have that prompt-only prior over the
 catalogue's CF factors. An option, off by default: it led in 20-minute screens and fell behind
@@ -50,7 +48,6 @@ import functools
 
 import numpy as np
 
-from text2tracks.seed_prior_kernel import KERNELS, SeedKernel, kernel_log_beta_parameter
 from text2tracks.seed_prior_context import (
     COUNT_BUCKETS,
     add_prompt_context,
@@ -65,7 +62,6 @@ PRIOR_TOKEN_FACTORS_KEY = "prior_token_factors"
 PRIOR_NODES_KEY = "prior_nodes"  # present: the "nodes" prior
 PRIOR_PROMPT_KEY = "prior_prompt_weight"  # present: the context reads the prompt too
 PRIOR_COUNT_KEY = "prior_count_log_scale"  # present: the seed context is scaled by seed count
-PRIOR_KERNEL_KEY = "prior_kernel_log_beta"  # present: the "lse" kernel over the seeds
 SEED_PRIORS = ("off", "tokens", "nodes")
 # the least-squares fit's ridge, relative to the mean diagonal of the one-hot Gram matrix: the
 # one-hot columns of each level sum to one (collinear with every other level), so the plain
@@ -113,9 +109,6 @@ def seed_prior_class():
             # mean encoder state (title and seeds alike), set by the encoder's forward hook
             self.prompt_weight = None
             self.count_log_scale = None  # --seed-prior-count-scale: (COUNT_BUCKETS,) log-scales
-            self.kernel_log_beta = None  # --seed-prior-kernel lse: (1,) log beta
-            self.seed_rows = None  # the "lse" kernel: (batch, L, dim) seed factors, 0 elsewhere
-            self.seed_mask = None  # (batch, L): which positions are seeds
             self.prompt_mask = None  # the encoder's whole-prompt attention mask, between hooks
             self.item_factors = None  # a prompt-only prior's standardised catalogue factors
             self.context = None  # (batch, dim) per prompt, set by the encoder's hooks
@@ -133,11 +126,7 @@ def seed_prior_class():
             prompts = self._row_prompts(rows)
             q = self.context.to(self.weight.dtype) @ self.weight  # (batch, dim)
             if self.nodes is not None:
-                kernel = None
-                if self.kernel_log_beta is not None and self.seed_rows is not None:
-                    seeds = self.seed_rows.to(self.weight.dtype) @ self.weight
-                    kernel = SeedKernel(seeds, self.seed_mask, self.kernel_log_beta)
-                return self.nodes.bias(q, prompts, shape, self.prefix, self.targets, kernel)
+                return self.nodes.bias(q, prompts, shape, self.prefix, self.targets)
             scores = q @ self.token_factors.to(q.dtype).T
             scores = scores.index_select(0, prompts)
             return scores.unsqueeze(1) if len(shape) == 3 else scores
@@ -181,7 +170,6 @@ class NodeTable:
         self.sizes = trie.level_sizes
         self.offsets = torch.as_tensor(np.asarray(offsets, dtype=np.int64))
         self.keys, self.values, self.columns = [], [], []
-        self.mu = []  # each level's node means: the "lse" kernel scores nodes by them
         parent_mu = np.zeros((1, factors.shape[1]))
         for lv in range(trie.depth):
             count = np.bincount(trie.item_nodes[lv], minlength=trie.n_nodes(lv))
@@ -191,13 +179,12 @@ class NodeTable:
             self.values.append(
                 torch.from_numpy((mu - parent_mu[trie.node_parent[lv]]).astype(np.float32))
             )
-            self.mu.append(torch.from_numpy(mu.astype(np.float32)))
             self.keys.append(torch.from_numpy(trie.keys[lv]))
             self.columns.append(torch.as_tensor(np.asarray(columns[lv]), dtype=torch.long))
             parent_mu = mu
 
     def to(self, device) -> NodeTable:
-        for name in ("keys", "values", "columns", "mu"):
+        for name in ("keys", "values", "columns"):
             setattr(self, name, [t.to(device) for t in getattr(self, name)])
         self.offsets = self.offsets.to(device)
         return self
@@ -226,16 +213,13 @@ class NodeTable:
         want = parent * self.sizes[level] + code
         return torch.searchsorted(keys, want).clamp(max=keys.shape[0] - 1)
 
-    def _level_bias(self, q, prompts, level: int, parent, n_columns: int, kernel=None):
+    def _level_bias(self, q, prompts, level: int, parent, n_columns: int):
         """``(rows, n_columns)``: level ``level``'s share for every child of each row's prefix
-        (0 for codes with no node and for other columns); with a :class:`SeedKernel`, its
-        ``V(child) - V(parent)``."""
+        (0 for codes with no node and for other columns)."""
         index, valid = self._children(level, parent)
         values = self.values[level].to(q.dtype)
         rows, size = index.shape
-        if kernel is not None:
-            vals = self._kernel_step(kernel, prompts, level, parent, index)
-        elif rows * size <= q.shape[0] * values.shape[0]:
+        if rows * size <= q.shape[0] * values.shape[0]:
             # few rows (training): the children's vectors, gathered
             vals = (values[index] * q.index_select(0, prompts)[:, None, :]).sum(-1)
         else:  # many beams a prompt (search): every node's score once per prompt
@@ -244,20 +228,9 @@ class NodeTable:
         out = vals.new_zeros(rows, n_columns)
         return out.index_copy(1, self.columns[level], vals)
 
-    def _kernel_step(self, kernel, prompts, level: int, parent, index):
-        """``(rows, size)``: ``V(child) - V(parent)`` of :class:`SeedKernel` ``kernel`` for the
-        children ``index`` of each row's ``parent`` (the root's ``V`` is 0)."""
-        if not bool(self.values[level].any()):  # every node is its parent (a one-code level)
-            return kernel.q.new_zeros(index.shape)
-        vals = kernel.values(self.mu[level], index, prompts)
-        if level:
-            vals = vals - kernel.values(self.mu[level - 1], parent[:, None], prompts)
-        return vals
-
-    def bias(self, q, prompts, shape, prefix, targets, kernel=None):
+    def bias(self, q, prompts, shape, prefix, targets):
         """:meth:`SeedPrior.bias` for the ``"nodes"`` prior: at training (``targets``, one
-        position per level then EOS) or at one search step (``prefix``); ``kernel``: the
-        ``"lse"`` kernel's :class:`SeedKernel`, else the linear prior of ``q``."""
+        position per level then EOS) or at one search step (``prefix``)."""
         import torch
 
         if self.keys[0].device != q.device:  # the model moved after install (not buffers)
@@ -271,7 +244,7 @@ class NodeTable:
                 )
             steps = []
             for lv in range(min(shape[1], len(self.sizes))):
-                steps.append(self._level_bias(q, prompts, lv, parent, n_columns, kernel))
+                steps.append(self._level_bias(q, prompts, lv, parent, n_columns))
                 parent = self._node_of(lv, parent, targets[:, lv].to(q.device))
             while len(steps) < shape[1]:  # EOS: no prior
                 steps.append(steps[0].new_zeros(rows, n_columns))
@@ -283,7 +256,7 @@ class NodeTable:
             parent = self._node_of(lv, parent, prefix[:, lv])
         if prefix.shape[1] >= len(self.sizes):  # EOS
             return None
-        out = self._level_bias(q, prompts, prefix.shape[1], parent, n_columns, kernel)
+        out = self._level_bias(q, prompts, prefix.shape[1], parent, n_columns)
         return out.unsqueeze(1) if len(shape) == 3 else out
 
 
@@ -366,8 +339,6 @@ def install_seed_prior(
     item_tokens=None,
     count_scale=False,
     count_log_scale=None,
-    kernel="mean",
-    kernel_log_beta=None,
 ):
     """Give ``model``'s output layer a :class:`SeedPrior` over its seeds' CF factors and the
     encoder the hook that sets each prompt's context. Idempotent. Returns the prior.
@@ -381,9 +352,7 @@ def install_seed_prior(
     prompt-only prior over the catalogue's CF ``factors`` (catalogue order, raw; standardised
     here) and ID ``item_tokens`` ``(n_items, depth)``. ``count_scale`` (or a saved
     ``count_log_scale``): the seeds' mean factors are scaled by a learned factor per bucket of
-    their count (``--seed-prior-count-scale``; it needs seeds that read factors). ``kernel``
-    ``"lse"`` (or a saved ``kernel_log_beta``): the ``"nodes"`` prior scores by a soft maximum
-    over the seeds (:mod:`text2tracks.seed_prior_kernel`, ``--seed-prior-kernel``)."""
+    their count (``--seed-prior-count-scale``; it needs seeds that read factors)."""
     import torch
 
     if factors is not None and not (prompt or prompt_weight is not None):
@@ -395,8 +364,6 @@ def install_seed_prior(
             "the seed prior's count scale scales the seeds' mean factors: the model's seeds "
             "must read factors (--seed-prob > 0, seed factors on); drop --seed-prior-count-scale"
         )
-    kernel = "lse" if kernel_log_beta is not None else kernel
-    _check_kernel(kernel, items, layout, prompt or prompt_weight is not None)
     n_columns, dim = head.token_ids.numel(), int(items.factors.shape[1])
     nodes = None
     if layout is not None:
@@ -435,23 +402,8 @@ def install_seed_prior(
         )
     if count_scale:
         prior.count_log_scale = count_log_scale_parameter(count_log_scale).to(head.weight.device)
-    if kernel == "lse":
-        prior.kernel_log_beta = kernel_log_beta_parameter(kernel_log_beta).to(head.weight.device)
     head.seed_prior = prior
     return prior
-
-
-def _check_kernel(kernel: str, items: _Items, layout, prompt: bool) -> None:
-    """``ValueError`` unless ``kernel`` is known and, for ``"lse"``, the prior can have it: the
-    ``"nodes"`` prior over seeds that read factors, without the prompt's (linear) context."""
-    if kernel not in KERNELS:
-        raise ValueError(f"the seed prior's kernel must be one of {KERNELS}, got {kernel!r}")
-    if kernel == "lse" and (layout is None or items.embedding is None or prompt):
-        raise ValueError(
-            "the seed prior's lse kernel scores trie nodes against each seed's factors: it "
-            "needs the nodes prior (--seed-prior nodes) over seeds that read factors "
-            "(--seed-prob > 0), without --seed-prior-prompt; or use --seed-prior-kernel mean"
-        )
 
 
 def _node_table(items: _Items, head, layout) -> NodeTable:
@@ -522,8 +474,6 @@ def prior_tensors(model) -> dict:
         out[PRIOR_PROMPT_KEY] = prior.prompt_weight.detach().float().cpu().contiguous()
     if prior.count_log_scale is not None:
         out[PRIOR_COUNT_KEY] = prior.count_log_scale.detach().float().cpu().contiguous()
-    if prior.kernel_log_beta is not None:
-        out[PRIOR_KERNEL_KEY] = prior.kernel_log_beta.detach().float().cpu().contiguous()
     if prior.nodes is not None:  # rebuilt from the catalogue and the factors on load
         out[PRIOR_NODES_KEY] = torch.ones(1)
     else:
@@ -546,14 +496,12 @@ def load_seed_prior(model, tensors: dict, layout, factors=None, item_tokens=None
         factors=factors,
         item_tokens=item_tokens,
         count_log_scale=tensors.get(PRIOR_COUNT_KEY),
-        kernel_log_beta=tensors.get(PRIOR_KERNEL_KEY),
     )
     return True
 
 
 __all__ = [
     "COUNT_BUCKETS",
-    "KERNELS",
     "PRIOR_MARK",
     "SEED_PRIORS",
     "NodeTable",

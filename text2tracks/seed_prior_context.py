@@ -3,8 +3,7 @@ the encoder's hooks and the learned parts they read.
 
 - :func:`set_context` (a forward pre-hook): the mean of the prompt's seeds' standardised CF
   factors, zero without seeds; with ``--seed-prior-count-scale`` scaled by a learned factor for
-  its seed count's bucket (:func:`count_scale`); with ``--seed-prior-kernel lse`` the (scaled)
-  seeds one by one too;
+  its seed count's bucket (:func:`count_scale`);
 - :func:`add_prompt_context` (a forward hook, ``--seed-prior-prompt``): plus ``P h``, the
   projection of the prompt's mean encoder state.
 
@@ -24,7 +23,7 @@ def set_context(prior, embedding):
 
     def hook(module, args, kwargs):
         input_ids = kwargs.get("input_ids", args[0] if args else None)
-        prior.context = prior.seed_rows = prior.seed_mask = None
+        prior.context = None
         # the whole prompt's mask, before DirectSeeds cuts the input to the title
         prior.prompt_mask = kwargs.get("attention_mask")
         if input_ids is None or embedding is None:  # no seeds (a prompt-only prior)
@@ -36,11 +35,9 @@ def set_context(prior, embedding):
         items = (input_ids - embedding.vocab_rows).clamp(min=0)
         rows = factors[items] * is_seed.unsqueeze(-1).to(factors.dtype)
         count = is_seed.sum(dim=1, keepdim=True).clamp(min=1).to(factors.dtype)
-        if prior.count_log_scale is not None:
-            rows = rows * count_scale(prior.count_log_scale, count).unsqueeze(1)
         prior.context = rows.sum(dim=1) / count
-        if prior.kernel_log_beta is not None:  # the "lse" kernel reads each seed
-            prior.seed_rows, prior.seed_mask = rows, is_seed
+        if prior.count_log_scale is not None:
+            prior.context = prior.context * count_scale(prior.count_log_scale, count)
         return None
 
     return hook

@@ -23,7 +23,7 @@ from text2tracks.seed_embedding import (
     check_seed_encoding,
     default_seed_encoding,
 )
-from text2tracks.seed_prior import KERNELS, SEED_PRIORS
+from text2tracks.seed_prior import SEED_PRIORS
 
 _SCHEDULES = ("linear", "cosine", "constant")
 # The learning rate of a fine-tuned MiniLM encoder (the decoder keeps ``lr``): at 3e-5 it learnt
@@ -165,11 +165,6 @@ class TrainConfig:
             learned factor per bucket of the seed count (1, 2-3, 4-7, ...; each starts at 1),
             so the prior can weigh more against the decoder's own scores when there are many
             seeds. Needs seed factors and a seed prior.
-        seed_prior_kernel: how the ``"nodes"`` prior scores a trie node against the seeds:
-            ``"mean"`` (the default), the seeds' mean factors; ``"lse"``, a soft maximum over
-            the seeds one by one, with a learned temperature
-            (:mod:`text2tracks.seed_prior_kernel`). ``"lse"`` needs seed factors and the
-            ``"nodes"`` prior, without ``seed_prior_prompt``.
         id_init: how the semantic-ID tokens' embeddings start: ``"codebooks"``, a fixed random
             projection of the residual k-means centroids each code stands for
             (:mod:`text2tracks.id_embedding_init`; where the artifact has them: IDs built by
@@ -254,7 +249,6 @@ class TrainConfig:
     seed_prior: str = field(default="auto", metadata={"choices": ("auto", *SEED_PRIORS)})
     seed_prior_prompt: bool = False
     seed_prior_count_scale: bool = False
-    seed_prior_kernel: str = field(default="mean", metadata={"choices": KERNELS})
     id_init: str = field(default="codebooks", metadata={"choices": ID_INITS})
     normalize_prompts: bool = True
     subword_dropout: float = 0.0
@@ -448,19 +442,6 @@ class TrainConfig:
                 "seed_prior_count_scale scales the seeds' mean factors in the seed prior: it "
                 "needs seed factors (--seed-prob > 0, seeds read as one token each) and a seed "
                 "prior; drop --seed-prior-count-scale"
-            )
-        if self.seed_prior_kernel not in KERNELS:
-            raise ValueError(
-                f"seed_prior_kernel must be one of {KERNELS}, got {self.seed_prior_kernel!r}"
-            )
-        if self.seed_prior_kernel == "lse" and (
-            self.seed_prior != "nodes" or not self.seed_factors or self.seed_prior_prompt
-        ):
-            raise ValueError(
-                "seed_prior_kernel 'lse' scores the nodes prior against each seed's factors: it "
-                "needs seed factors (--seed-prob > 0, seeds read as one token each) and "
-                "--seed-prior nodes (or auto), without --seed-prior-prompt; or use "
-                "--seed-prior-kernel mean"
             )
         if self.seed_prob and self.model.freeze_encoder:
             raise ValueError(

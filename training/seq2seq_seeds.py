@@ -30,7 +30,6 @@ def attach_seed_parts(model, config, catalog, layout, sid_token_ids: np.ndarray)
             factors=None if config.seed_factors else factors,
             item_tokens=None if config.seed_factors else sid_token_ids,
             count_scale=config.seed_prior_count_scale,
-            kernel=config.seed_prior_kernel,
         )
     return seed_ids
 
