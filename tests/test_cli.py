@@ -402,7 +402,7 @@ def test_the_mapper_round_trips_each_config(name):
         # which the change leaves, so they keep theirs; soft targets and the list loss (which
         # the change turns on) do not combine, so soft targets change on their own; the prompt
         # prior needs a seed prior (the change turns it off), so it changes on its own too, and
-        # the count scale needs seeds that read factors as well
+        # the count scale and learned prior factors need seeds that read factors as well
         model = dataclasses.replace(
             _changed(config.model, d_model=1, num_heads=1, freeze_encoder=1),
             d_model=256,
@@ -418,6 +418,7 @@ def test_the_mapper_round_trips_each_config(name):
             soft_target_weight=1,
             seed_prior_prompt=1,
             seed_prior_count_scale=1,
+            seed_prior_learn_factors=1,
         )
         changes = [
             dataclasses.replace(outer, model=model),
@@ -435,6 +436,7 @@ def test_the_mapper_round_trips_each_config(name):
                 seed_factors=True,
                 seed_prior="auto",
                 seed_prior_count_scale=True,
+                seed_prior_learn_factors=True,
             ),
         ]
     elif name == "DiffusionTrainConfig":

@@ -439,3 +439,74 @@ def test_the_count_scale_weighs_each_prompts_seed_mean_by_its_seed_count_bucket(
         )  # fmt: skip
     with pytest.raises(ValueError, match="--seed-prior-count-scale"):
         TrainConfig(artifact="a", playlists="p", seed_prior_count_scale=True)
+
+
+def _whole_id_priors(model, prior, layout, catalog, ids):
+    """Each catalogue item's prior summed over its ID's search steps, for prompt ``ids``."""
+    from text2tracks.output_head import compact_output
+    from text2tracks.seed_prior import prior_prefix
+
+    head = model.get_output_embeddings()
+    codes = torch.as_tensor(np.array(catalog.sid_codes))
+    total = torch.zeros(len(catalog))
+    with torch.no_grad():
+        model.get_encoder()(input_ids=ids)
+        for t in range(codes.shape[1]):
+            with compact_output(model), prior_prefix(model, codes[:, :t]):
+                extra = prior.bias((len(catalog), head.token_ids.numel()))
+            column = head.position[codes[:, t] + layout.offsets[t]]
+            total += extra.gather(1, column[:, None])[:, 0]
+    return total
+
+
+def test_learned_factors_move_the_seeds_and_the_ids_and_train_save_and_load(tmp_path):
+    """``--seed-prior-learn-factors``: the prior reads ``f + delta`` for seeds and items alike
+    (at zero the plain prior), its tables follow ``delta`` after training mode, gradients reach
+    the seeds' and the targets' rows, and ``delta`` saves and loads; it needs the nodes prior
+    over seeds that read factors."""
+    from text2tracks import Text2Tracks
+    from text2tracks.code_search import model_eos_token_id
+    from text2tracks.seed_prior import prior_rows
+    from training.train_seq2seq import TrainConfig
+
+    model, tokenizer, layout, catalog, config, table = _seeded_model(4)
+    weight = torch.tensor([[1.0, 0.5], [-0.5, 2.0]])
+    prior = install_seed_prior(model, weight, layout=layout, learn_factors=True)
+    assert prior.factor_delta.shape == (len(catalog), 2) and prior.factor_delta.requires_grad
+    model.eval()
+    f = model.get_encoder().get_input_embeddings().factors
+    ids = torch.tensor([[5, 6, table[1, 0], table[5, 0]]])
+    plain = _whole_id_priors(model, prior, layout, catalog, ids)
+    torch.testing.assert_close(plain, f @ ((f[1] + f[5]) / 2 @ weight))
+    delta = torch.tensor([[0.5, -1.0], [0, 0], [2, 1], [-1, 0.5], [0, 3], [1, 1]])
+    model.train()  # the tables are recomputed after training mode
+    with torch.no_grad():
+        prior.factor_delta.copy_(delta)
+    model.eval()
+    g = f + delta
+    moved = _whole_id_priors(model, prior, layout, catalog, ids)
+    torch.testing.assert_close(moved, g @ ((g[1] + g[5]) / 2 @ weight))
+
+    model.train()
+    eos = model_eos_token_id(model)
+    labels = np.concatenate([layout.codes_to_token_ids(catalog.sid_codes[[2]]), [[eos]]], 1)
+    labels = torch.as_tensor(labels, dtype=torch.long)
+    with prior_rows(model, torch.zeros(1, dtype=torch.long), labels):
+        model(input_ids=ids, labels=labels).loss.backward()
+    grad = prior.factor_delta.grad.abs().sum(1)
+    assert grad[[1, 5, 2]].min() > 0  # the two seeds and the target
+
+    model.eval()
+    rec = _recommender(model, tokenizer, layout, catalog, config)
+    ask = dict(k=4, seed_tracks=["g0:t1", "g1:t2"], diversity=0, num_beams=6)
+    before = rec.recommend_arrays(["mix"], **ask)
+    rec.save_pretrained(tmp_path / "art")
+    loaded = Text2Tracks.from_pretrained(tmp_path / "art", device="cpu")
+    torch.testing.assert_close(seed_prior_of(loaded.model).factor_delta, prior.factor_delta)
+    after = loaded.recommend_arrays(["mix"], **ask)
+    assert np.array_equal(after[0], before[0]) and np.allclose(after[1], before[1], atol=1e-5)
+
+    with pytest.raises(ValueError, match="--seed-prior-learn-factors"):
+        install_seed_prior(_seeded_model(5)[0], learn_factors=True)  # the tokens prior
+    with pytest.raises(ValueError, match="--seed-prior-learn-factors"):
+        TrainConfig(artifact="a", playlists="p", seed_prior_learn_factors=True)

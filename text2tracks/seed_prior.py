@@ -24,7 +24,9 @@ as ALS fold-in's ``u^T f_i`` is with ``u = (F^T F + lambda I)^-1 sum f_s`` for a
 It is additive over the ID's levels, so the beam search ranks by it level by level; the model's
 own scores and the prior are trained together, and the search ranks by their sum, the model's
 own score. ``--seed-prior-count-scale`` scales the seeds' mean by a learned factor per bucket
-of their count (an option, off by default). Prompts without seeds get no prior, unless ``--seed-prior-prompt`` adds ``P h`` to
+of their count (an option, off by default); ``--seed-prior-learn-factors`` lets the prior's
+item factors train too, from the CF factors (``f + delta``, ``delta`` learned from zero, the
+``"nodes"`` tables recomputed from them at every training step; an option, off by default). Prompts without seeds get no prior, unless ``--seed-prior-prompt`` adds ``P h`` to
 the context: ``h`` the prompt's mean encoder state, ``P`` learned (a forward hook on the
 encoder). A model whose seeds read no factors can have that prompt-only prior over the
 catalogue's CF factors. An option, off by default: it led in 20-minute screens and fell behind
@@ -52,6 +54,7 @@ from text2tracks.seed_prior_context import (
     COUNT_BUCKETS,
     add_prompt_context,
     count_log_scale_parameter,
+    factor_delta_parameter,
     prompt_weight_parameter,
     set_context,
 )
@@ -62,6 +65,7 @@ PRIOR_TOKEN_FACTORS_KEY = "prior_token_factors"
 PRIOR_NODES_KEY = "prior_nodes"  # present: the "nodes" prior
 PRIOR_PROMPT_KEY = "prior_prompt_weight"  # present: the context reads the prompt too
 PRIOR_COUNT_KEY = "prior_count_log_scale"  # present: the seed context is scaled by seed count
+PRIOR_DELTA_KEY = "prior_factor_delta"  # present: the prior's item factors are f + delta
 SEED_PRIORS = ("off", "tokens", "nodes")
 # the least-squares fit's ridge, relative to the mean diagonal of the one-hot Gram matrix: the
 # one-hot columns of each level sum to one (collinear with every other level), so the plain
@@ -109,6 +113,11 @@ def seed_prior_class():
             # mean encoder state (title and seeds alike), set by the encoder's forward hook
             self.prompt_weight = None
             self.count_log_scale = None  # --seed-prior-count-scale: (COUNT_BUCKETS,) log-scales
+            # --seed-prior-learn-factors: (n_items, dim) learned change of the items' factors
+            # (the seeds' and the nodes' alike); base_factors: the CF factors it changes
+            self.factor_delta = None
+            self.base_factors = None
+            self._tables_fresh = False  # the nodes' tables hold f + delta (eval mode only)
             self.prompt_mask = None  # the encoder's whole-prompt attention mask, between hooks
             self.item_factors = None  # a prompt-only prior's standardised catalogue factors
             self.context = None  # (batch, dim) per prompt, set by the encoder's hooks
@@ -125,11 +134,26 @@ def seed_prior_class():
             rows = shape[0]
             prompts = self._row_prompts(rows)
             q = self.context.to(self.weight.dtype) @ self.weight  # (batch, dim)
+            if self.factor_delta is not None and (self.training or not self._tables_fresh):
+                # in training every step's delta (with its gradient); in eval once, no graph
+                with torch.set_grad_enabled(self.training and torch.is_grad_enabled()):
+                    self.nodes.refresh(self.learned_factors())
+                self._tables_fresh = not self.training
             if self.nodes is not None:
                 return self.nodes.bias(q, prompts, shape, self.prefix, self.targets)
             scores = q @ self.token_factors.to(q.dtype).T
             scores = scores.index_select(0, prompts)
             return scores.unsqueeze(1) if len(shape) == 3 else scores
+
+        def learned_factors(self):
+            """``f + delta``: the items' factors the prior reads (``--seed-prior-learn-factors``)."""
+            base = self.base_factors.to(self.factor_delta.device)
+            self.base_factors = base
+            return base + self.factor_delta
+
+        def train(self, mode: bool = True):
+            self._tables_fresh = False  # the delta may change: recompute before the next search
+            return super().train(mode)
 
         def _row_prompts(self, rows: int):
             """The prompt of each decoder row: ``row_index`` inside :func:`prior_rows`, else
@@ -168,6 +192,9 @@ class NodeTable:
         trie = FlatTrie.from_codes(np.asarray(sid_codes), level_sizes)
         factors = np.asarray(factors, dtype=np.float64)
         self.sizes = trie.level_sizes
+        # what refresh() recomputes the vectors from: each item's node, each node's parent
+        self.item_nodes = [torch.from_numpy(np.asarray(n, np.int64)) for n in trie.item_nodes]
+        self.node_parent = [torch.from_numpy(np.asarray(p, np.int64)) for p in trie.node_parent]
         self.offsets = torch.as_tensor(np.asarray(offsets, dtype=np.int64))
         self.keys, self.values, self.columns = [], [], []
         parent_mu = np.zeros((1, factors.shape[1]))
@@ -184,10 +211,28 @@ class NodeTable:
             parent_mu = mu
 
     def to(self, device) -> NodeTable:
-        for name in ("keys", "values", "columns"):
+        for name in ("keys", "values", "columns", "item_nodes", "node_parent"):
             setattr(self, name, [t.to(device) for t in getattr(self, name)])
         self.offsets = self.offsets.to(device)
         return self
+
+    def refresh(self, factors) -> None:
+        """Recompute every node's vector from the items' ``factors`` ``(n_items, dim)``, a
+        torch tensor (differentiable: ``--seed-prior-learn-factors`` trains through it)."""
+        import torch
+
+        device = factors.device
+        parent_mu = factors.new_zeros(1, factors.shape[1])
+        values = []
+        for nodes, parent in zip(self.item_nodes, self.node_parent, strict=True):
+            nodes, parent = nodes.to(device), parent.to(device)
+            n_nodes = parent.shape[0]
+            count = torch.bincount(nodes, minlength=n_nodes).to(factors.dtype).clamp(min=1)
+            mu = factors.new_zeros(n_nodes, factors.shape[1]).index_add(0, nodes, factors)
+            mu = mu / count[:, None]
+            values.append(mu - parent_mu[parent])
+            parent_mu = mu
+        self.values = values
 
     def codes_of(self, labels):
         """``(rows, depth)`` codes of target ``labels`` (ID tokens, then EOS)."""
@@ -339,6 +384,8 @@ def install_seed_prior(
     item_tokens=None,
     count_scale=False,
     count_log_scale=None,
+    learn_factors=False,
+    factor_delta=None,
 ):
     """Give ``model``'s output layer a :class:`SeedPrior` over its seeds' CF factors and the
     encoder the hook that sets each prompt's context. Idempotent. Returns the prior.
@@ -352,7 +399,9 @@ def install_seed_prior(
     prompt-only prior over the catalogue's CF ``factors`` (catalogue order, raw; standardised
     here) and ID ``item_tokens`` ``(n_items, depth)``. ``count_scale`` (or a saved
     ``count_log_scale``): the seeds' mean factors are scaled by a learned factor per bucket of
-    their count (``--seed-prior-count-scale``; it needs seeds that read factors)."""
+    their count (``--seed-prior-count-scale``; it needs seeds that read factors).
+    ``learn_factors`` (or a saved ``factor_delta``): the ``"nodes"`` prior reads ``f + delta``
+    for every item, seeds and nodes alike, ``delta`` learned (``--seed-prior-learn-factors``)."""
     import torch
 
     if factors is not None and not (prompt or prompt_weight is not None):
@@ -363,6 +412,12 @@ def install_seed_prior(
         raise ValueError(
             "the seed prior's count scale scales the seeds' mean factors: the model's seeds "
             "must read factors (--seed-prob > 0, seed factors on); drop --seed-prior-count-scale"
+        )
+    learn_factors = learn_factors or factor_delta is not None
+    if learn_factors and (items.embedding is None or layout is None):
+        raise ValueError(
+            "the seed prior learns its item factors only as the nodes prior over seeds that "
+            "read factors (--seed-prob > 0, --seed-prior nodes); drop --seed-prior-learn-factors"
         )
     n_columns, dim = head.token_ids.numel(), int(items.factors.shape[1])
     nodes = None
@@ -402,6 +457,11 @@ def install_seed_prior(
         )
     if count_scale:
         prior.count_log_scale = count_log_scale_parameter(count_log_scale).to(head.weight.device)
+    if learn_factors:
+        prior.base_factors = items.factors
+        prior.factor_delta = factor_delta_parameter(items.factors.shape, factor_delta).to(
+            head.weight.device
+        )
     head.seed_prior = prior
     return prior
 
@@ -474,6 +534,8 @@ def prior_tensors(model) -> dict:
         out[PRIOR_PROMPT_KEY] = prior.prompt_weight.detach().float().cpu().contiguous()
     if prior.count_log_scale is not None:
         out[PRIOR_COUNT_KEY] = prior.count_log_scale.detach().float().cpu().contiguous()
+    if prior.factor_delta is not None:
+        out[PRIOR_DELTA_KEY] = prior.factor_delta.detach().float().cpu().contiguous()
     if prior.nodes is not None:  # rebuilt from the catalogue and the factors on load
         out[PRIOR_NODES_KEY] = torch.ones(1)
     else:
@@ -496,6 +558,7 @@ def load_seed_prior(model, tensors: dict, layout, factors=None, item_tokens=None
         factors=factors,
         item_tokens=item_tokens,
         count_log_scale=tensors.get(PRIOR_COUNT_KEY),
+        factor_delta=tensors.get(PRIOR_DELTA_KEY),
     )
     return True
 

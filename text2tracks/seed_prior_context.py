@@ -2,7 +2,7 @@
 the encoder's hooks and the learned parts they read.
 
 - :func:`set_context` (a forward pre-hook): the mean of the prompt's seeds' standardised CF
-  factors, zero without seeds; with ``--seed-prior-count-scale`` scaled by a learned factor for
+  factors (plus their learned change, ``--seed-prior-learn-factors``), zero without seeds; with ``--seed-prior-count-scale`` scaled by a learned factor for
   its seed count's bucket (:func:`count_scale`);
 - :func:`add_prompt_context` (a forward hook, ``--seed-prior-prompt``): plus ``P h``, the
   projection of the prompt's mean encoder state.
@@ -33,7 +33,10 @@ def set_context(prior, embedding):
             return None
         factors = embedding.factors_on(input_ids.device)
         items = (input_ids - embedding.vocab_rows).clamp(min=0)
-        rows = factors[items] * is_seed.unsqueeze(-1).to(factors.dtype)
+        rows = factors[items]
+        if prior.factor_delta is not None:  # --seed-prior-learn-factors
+            rows = rows + prior.factor_delta[items]
+        rows = rows * is_seed.unsqueeze(-1).to(factors.dtype)
         count = is_seed.sum(dim=1, keepdim=True).clamp(min=1).to(factors.dtype)
         prior.context = rows.sum(dim=1) / count
         if prior.count_log_scale is not None:
@@ -64,6 +67,15 @@ def count_log_scale_parameter(count_log_scale):
     return _parameter(
         count_log_scale, (COUNT_BUCKETS,), "count scale", lambda: torch.zeros(COUNT_BUCKETS)
     )
+
+
+def factor_delta_parameter(shape, factor_delta):
+    """The ``(n_items, dim)`` learned change of the prior's item factors: ``factor_delta``
+    checked, or zeros (the prior starts as without it)."""
+    import torch
+
+    shape = tuple(int(n) for n in shape)
+    return _parameter(factor_delta, shape, "factor delta", lambda: torch.zeros(shape))
 
 
 def _parameter(saved, shape: tuple, what: str, start):
@@ -121,6 +133,7 @@ __all__ = [
     "add_prompt_context",
     "count_log_scale_parameter",
     "count_scale",
+    "factor_delta_parameter",
     "prompt_weight_parameter",
     "set_context",
 ]

@@ -165,6 +165,10 @@ class TrainConfig:
             learned factor per bucket of the seed count (1, 2-3, 4-7, ...; each starts at 1),
             so the prior can weigh more against the decoder's own scores when there are many
             seeds. Needs seed factors and a seed prior.
+        seed_prior_learn_factors: the ``"nodes"`` prior's item factors (seeds' and nodes'
+            alike) train too: the CF factors plus a learned change that starts at zero and
+            decays toward it with the weight decay. Needs seed factors and the ``"nodes"``
+            prior.
         id_init: how the semantic-ID tokens' embeddings start: ``"codebooks"``, a fixed random
             projection of the residual k-means centroids each code stands for
             (:mod:`text2tracks.id_embedding_init`; where the artifact has them: IDs built by
@@ -249,6 +253,7 @@ class TrainConfig:
     seed_prior: str = field(default="auto", metadata={"choices": ("auto", *SEED_PRIORS)})
     seed_prior_prompt: bool = False
     seed_prior_count_scale: bool = False
+    seed_prior_learn_factors: bool = False
     id_init: str = field(default="codebooks", metadata={"choices": ID_INITS})
     normalize_prompts: bool = True
     subword_dropout: float = 0.0
@@ -442,6 +447,12 @@ class TrainConfig:
                 "seed_prior_count_scale scales the seeds' mean factors in the seed prior: it "
                 "needs seed factors (--seed-prob > 0, seeds read as one token each) and a seed "
                 "prior; drop --seed-prior-count-scale"
+            )
+        if self.seed_prior_learn_factors and (self.seed_prior != "nodes" or not self.seed_factors):
+            raise ValueError(
+                "seed_prior_learn_factors trains the nodes prior's item factors: it needs seed "
+                "factors (--seed-prob > 0, seeds read as one token each) and --seed-prior nodes "
+                "(or auto); drop --seed-prior-learn-factors"
             )
         if self.seed_prob and self.model.freeze_encoder:
             raise ValueError(

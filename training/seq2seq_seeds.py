@@ -30,6 +30,7 @@ def attach_seed_parts(model, config, catalog, layout, sid_token_ids: np.ndarray)
             factors=None if config.seed_factors else factors,
             item_tokens=None if config.seed_factors else sid_token_ids,
             count_scale=config.seed_prior_count_scale,
+            learn_factors=config.seed_prior_learn_factors,
         )
     return seed_ids
 
