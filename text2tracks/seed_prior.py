@@ -408,17 +408,8 @@ def install_seed_prior(
         raise ValueError("a prior over the catalogue's factors reads the prompt: pass prompt=True")
     items, head = _parts(model, factors, item_tokens)
     count_scale = count_scale or count_log_scale is not None
-    if count_scale and items.embedding is None:
-        raise ValueError(
-            "the seed prior's count scale scales the seeds' mean factors: the model's seeds "
-            "must read factors (--seed-prob > 0, seed factors on); drop --seed-prior-count-scale"
-        )
     learn_factors = learn_factors or factor_delta is not None
-    if learn_factors and (items.embedding is None or layout is None):
-        raise ValueError(
-            "the seed prior learns its item factors only as the nodes prior over seeds that "
-            "read factors (--seed-prob > 0, --seed-prior nodes); drop --seed-prior-learn-factors"
-        )
+    _check_options(items, layout, count_scale, learn_factors)
     n_columns, dim = head.token_ids.numel(), int(items.factors.shape[1])
     nodes = None
     if layout is not None:
@@ -464,6 +455,21 @@ def install_seed_prior(
         )
     head.seed_prior = prior
     return prior
+
+
+def _check_options(items: _Items, layout, count_scale: bool, learn_factors: bool) -> None:
+    """``ValueError`` naming the flag to drop where the count scale or learned factors ask for
+    seeds that read factors (and learned factors for the ``"nodes"`` prior) and lack them."""
+    if count_scale and items.embedding is None:
+        raise ValueError(
+            "the seed prior's count scale scales the seeds' mean factors: the model's seeds "
+            "must read factors (--seed-prob > 0, seed factors on); drop --seed-prior-count-scale"
+        )
+    if learn_factors and (items.embedding is None or layout is None):
+        raise ValueError(
+            "the seed prior learns its item factors only as the nodes prior over seeds that "
+            "read factors (--seed-prob > 0, --seed-prior nodes); drop --seed-prior-learn-factors"
+        )
 
 
 def _node_table(items: _Items, head, layout) -> NodeTable:
