@@ -132,48 +132,53 @@ def seed_prior_class():
             if self.context is None:
                 return None
             rows = shape[0]
-            prompts = self._row_prompts(rows)
+            prompts = _row_prompts(self, rows)
             q = self.context.to(self.weight.dtype) @ self.weight  # (batch, dim)
             if self.factor_delta is not None and (self.training or not self._tables_fresh):
-                # in training every step's delta (with its gradient); in eval once, no graph
-                with torch.set_grad_enabled(self.training and torch.is_grad_enabled()):
-                    self.nodes.refresh(self.learned_factors())
-                self._tables_fresh = not self.training
+                _refresh_learned_tables(self)
             if self.nodes is not None:
                 return self.nodes.bias(q, prompts, shape, self.prefix, self.targets)
             scores = q @ self.token_factors.to(q.dtype).T
             scores = scores.index_select(0, prompts)
             return scores.unsqueeze(1) if len(shape) == 3 else scores
 
-        def learned_factors(self):
-            """``f + delta``: the items' factors the prior reads (``--seed-prior-learn-factors``)."""
-            base = self.base_factors.to(self.factor_delta.device)
-            self.base_factors = base
-            return base + self.factor_delta
-
         def train(self, mode: bool = True):
             self._tables_fresh = False  # the delta may change: recompute before the next search
             return super().train(mode)
 
-        def _row_prompts(self, rows: int):
-            """The prompt of each decoder row: ``row_index`` inside :func:`prior_rows`, else
-            prompt-major (``r // (rows // batch)``)."""
-            batch = self.context.shape[0]
-            if self.row_index is not None:
-                if rows != self.row_index.shape[0]:
-                    raise RuntimeError(
-                        f"the decoder runs {rows} rows, prior_rows gave {self.row_index.shape[0]}"
-                    )
-                return self.row_index.to(self.context.device)
-            if rows % batch:
-                raise RuntimeError(
-                    f"the decoder runs {rows} rows for {batch} prompts: rows must be "
-                    "prompt-major, as many per prompt"
-                )
-            index = torch.arange(batch, device=self.context.device)
-            return index.repeat_interleave(rows // batch)
-
     return SeedPrior
+
+
+def _row_prompts(prior, rows: int):
+    """The prompt of each of ``rows`` decoder rows: ``prior.row_index`` inside
+    :func:`prior_rows`, else prompt-major (``r // (rows // batch)``)."""
+    import torch
+
+    batch = prior.context.shape[0]
+    if prior.row_index is not None:
+        if rows != prior.row_index.shape[0]:
+            raise RuntimeError(
+                f"the decoder runs {rows} rows, prior_rows gave {prior.row_index.shape[0]}"
+            )
+        return prior.row_index.to(prior.context.device)
+    if rows % batch:
+        raise RuntimeError(
+            f"the decoder runs {rows} rows for {batch} prompts: rows must be prompt-major, as "
+            "many per prompt"
+        )
+    index = torch.arange(batch, device=prior.context.device)
+    return index.repeat_interleave(rows // batch)
+
+
+def _refresh_learned_tables(prior) -> None:
+    """``--seed-prior-learn-factors``: the nodes' tables from ``f + delta``; in training at every
+    step (with the gradient), in eval once (no graph) until the next training mode."""
+    import torch
+
+    prior.base_factors = prior.base_factors.to(prior.factor_delta.device)  # moved once
+    with torch.set_grad_enabled(prior.training and torch.is_grad_enabled()):
+        prior.nodes.refresh(prior.base_factors + prior.factor_delta)
+    prior._tables_fresh = not prior.training
 
 
 class NodeTable:
@@ -427,12 +432,7 @@ def install_seed_prior(
             f"scores {n_columns} columns of {dim}-d factors"
         )
     prior.nodes = None if nodes is None else nodes.to(head.weight.device)
-    encoder = model.get_encoder()
-    for name in ("_seed_prior_hook", "_seed_prior_prompt_hook"):
-        old = getattr(encoder, name, None)
-        if old is not None:
-            old.remove()
-            setattr(encoder, name, None)
+    encoder = _without_prior_hooks(model.get_encoder())
     # before DirectSeeds' pre-hook, which cuts the seeds out of the encoder's input
     encoder._seed_prior_hook = encoder.register_forward_pre_hook(
         set_context(prior, items.embedding), with_kwargs=True, prepend=True
@@ -455,6 +455,16 @@ def install_seed_prior(
         )
     head.seed_prior = prior
     return prior
+
+
+def _without_prior_hooks(encoder):
+    """``encoder`` with an earlier prior's hooks removed (installing again replaces them)."""
+    for name in ("_seed_prior_hook", "_seed_prior_prompt_hook"):
+        old = getattr(encoder, name, None)
+        if old is not None:
+            old.remove()
+            setattr(encoder, name, None)
+    return encoder
 
 
 def _check_options(items: _Items, layout, count_scale: bool, learn_factors: bool) -> None:
