@@ -2,8 +2,9 @@
 the encoder's hooks and the learned parts they read.
 
 - :func:`set_context` (a forward pre-hook): the mean of the prompt's seeds' standardised CF
-  factors (plus their learned change, ``--seed-prior-learn-factors``), zero without seeds; with ``--seed-prior-count-scale`` scaled by a learned factor for
-  its seed count's bucket (:func:`count_scale`);
+  factors (plus their learned change, ``--seed-prior-learn-factors``), zero without seeds;
+  with ``--seed-prior-count-scale`` scaled by a learned factor for its seed count's bucket
+  (:func:`count_scale`);
 - :func:`add_prompt_context` (a forward hook, ``--seed-prior-prompt``): plus ``P h``, the
   projection of the prompt's mean encoder state.
 
