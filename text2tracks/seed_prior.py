@@ -27,9 +27,9 @@ own score. ``--seed-prior-count-scale`` scales the seeds' mean by a learned fact
 of their count (an option, off by default); ``--seed-prior-learn-factors`` lets the prior's
 item factors train too, from the CF factors (``f + delta``, ``delta`` learned from zero, the
 ``"nodes"`` tables recomputed from them at every training step; an option, off by default).
-Prompts without seeds get no prior, unless ``--seed-prior-prompt`` adds ``P h`` to the context: ``h`` the prompt's mean encoder state, ``P`` learned (a forward hook on the
-encoder). A model whose seeds read no factors can have that prompt-only prior over the
-catalogue's CF factors. An option, off by default: it led in 20-minute screens and fell behind
+Prompts without seeds get no prior, unless ``--seed-prior-prompt`` adds ``P h`` to the context:
+``h`` the prompt's mean encoder state, ``P`` learned (a forward hook on the encoder). A model
+whose seeds read no factors can have that prompt-only prior over the catalogue's CF factors. An option, off by default: it led in 20-minute screens and fell behind
 at 60 minutes (the README's "Seed tracks").
 
 The prior is a submodule of the ID-only output layer (:mod:`text2tracks.output_head`), which
