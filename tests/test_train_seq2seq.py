@@ -360,6 +360,43 @@ def test_in_process_train_and_mismatched_playlists(artifact, tmp_path, monkeypat
         train(bad)
 
 
+def test_max_grad_norm_clips_the_gradients_of_every_step(tiny_artifact, tmp_path, monkeypatch):
+    """``--max-grad-norm N``: before each optimizer step the gradients' global norm is clipped
+    to N (measured on the gradients the step then reads); 0, the default, does not clip."""
+    import torch
+    from accelerate import Accelerator
+
+    from training.train_seq2seq import train
+
+    norms, clip = [], Accelerator.clip_grad_norm_
+
+    def spy(self, parameters, max_norm, norm_type=2):
+        parameters = list(parameters)
+        before = clip(self, parameters, max_norm, norm_type)
+        grads = [p.grad.norm() for p in parameters if p.grad is not None]
+        norms.append((float(before), float(torch.stack(grads).norm())))
+        return before
+
+    monkeypatch.setattr(Accelerator, "clip_grad_norm_", spy)
+    playlists, source = tiny_artifact
+    threads = torch.get_num_threads()
+    try:
+        for name, flags in (("plain", []), ("clipped", ["--max-grad-norm", "0.01"])):
+            art = tmp_path / name
+            shutil.copytree(source, art)
+            args = ["--artifact", str(art), "--playlists", str(playlists), "--max-steps", "2"]
+            args += ["--eval-every", "0", "--members", "1", "--targets-per-playlist", "2"]
+            train(config_from_args(build_parser().parse_args([*args, *TINY_FLAGS, *flags])))
+            if name == "plain":
+                assert norms == []
+    finally:
+        torch.set_num_threads(threads)
+    assert len(norms) == 2
+    assert all(before > 0.01 and after <= 0.01 * 1.001 for before, after in norms)
+    with pytest.raises(ValueError, match="max_grad_norm"):
+        TrainConfig(artifact="a", playlists="p", max_grad_norm=-1.0)
+
+
 # ------------------------------------------------------------------------------------ grouped forward
 
 

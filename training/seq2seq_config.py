@@ -52,6 +52,8 @@ class TrainConfig:
         playlists: the playlists the artifact was built from (re-split as recorded there).
         model: how to build the model (``--base``, ``--d-model``, ... ``--lora``).
         lr, weight_decay: AdamW settings (no decay on norms and biases).
+        max_grad_norm: clip the gradients' global norm to this before each optimizer step
+            (0, the default: no clipping, as the recorded runs trained).
         encoder_lr: the learning rate of the encoder's own parameters (0: the recommended
             one, :meth:`resolved_encoder_lr`: ``lr`` for the T5 trained from scratch,
             ``MINILM_ENCODER_LR`` (1e-4) for a fine-tuned MiniLM, which ``lr`` would wreck).
@@ -207,6 +209,7 @@ class TrainConfig:
     max_minutes: float = 0.0
     warmup_steps: int = 200
     weight_decay: float = 0.01
+    max_grad_norm: float = 0.0
     schedule: str = field(default="linear", metadata={"choices": _SCHEDULES})
     mixed_precision: str = field(default="auto", metadata={"choices": _PRECISIONS})
     eval_every: int = 2000
@@ -281,6 +284,10 @@ class TrainConfig:
             raise ValueError(f"ema_decay must be in [0, 1) (0 = off), got {self.ema_decay!r}")
         if self.max_minutes < 0 or self.weight_decay < 0 or self.popularity_power < 0:
             raise ValueError("max_minutes, weight_decay and popularity_power must be >= 0")
+        if self.max_grad_norm < 0:
+            raise ValueError(
+                f"max_grad_norm must be >= 0 (0: no clipping), got {self.max_grad_norm!r}"
+            )
         if self.encoder_lr < 0:
             raise ValueError(f"encoder_lr must be >= 0 (0: the same as lr), got {self.encoder_lr}")
         if self.encoder_lr and self.model.freeze_encoder:
@@ -360,6 +367,7 @@ class TrainConfig:
             "encoder_lr",
             "max_minutes",
             "weight_decay",
+            "max_grad_norm",
             "popularity_power",
             "list_loss_weight",
             "soft_target_weight",

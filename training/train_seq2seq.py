@@ -313,6 +313,8 @@ def _train_batch(run: _Run, batch) -> bool:
                 state["step"], time.perf_counter() - run.start_time, config, run.total_steps
             )
             schedule_lr(optimizer, factor, config.lr)
+            if config.max_grad_norm:
+                accelerator.clip_grad_norm_(run.model.parameters(), config.max_grad_norm)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         if run.average is not None and accelerator.sync_gradients:
