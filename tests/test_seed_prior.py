@@ -221,13 +221,30 @@ def test_grouped_training_forward_gives_each_target_its_own_prompts_prior():
     assert abs(float(plain) - float(grouped)) > 1e-4  # the prior changed the loss
 
 
+def _whole_id_priors(model, prior, layout, catalog, ids):
+    """Each catalogue item's prior summed over its ID's search steps, for prompt ``ids``."""
+    from text2tracks.output_head import compact_output
+    from text2tracks.seed_prior import prior_prefix
+
+    head = model.get_output_embeddings()
+    codes = torch.as_tensor(np.array(catalog.sid_codes))
+    total = torch.zeros(len(catalog))
+    with torch.no_grad():
+        model.get_encoder()(input_ids=ids)
+        for t in range(codes.shape[1]):
+            with compact_output(model), prior_prefix(model, codes[:, :t]):
+                extra = prior.bias((len(catalog), head.token_ids.numel()))
+            column = head.position[codes[:, t] + layout.offsets[t]]
+            total += extra.gather(1, column[:, None])[:, 0]
+    return total
+
+
 def test_the_nodes_prior_of_a_whole_id_is_the_items_own_factor_score_in_search_and_training():
     """Summed over an ID's steps the ``"nodes"`` prior is ``m^T W f_i`` exactly, and search
     (step by step, from the prefix) and training (teacher-forced targets) score every ID the
     same."""
     from text2tracks.code_search import EnsembleMember, ensemble_item_scores, model_eos_token_id
-    from text2tracks.output_head import compact_output
-    from text2tracks.seed_prior import prior_prefix, prior_rows
+    from text2tracks.seed_prior import prior_rows
 
     model, _, layout, catalog, _, table = _seeded_model(4)
     weight = torch.tensor([[1.0, 0.5], [-0.5, 2.0]])
@@ -235,18 +252,9 @@ def test_the_nodes_prior_of_a_whole_id_is_the_items_own_factor_score_in_search_a
     model.eval()
     ids = torch.tensor([[5, 6, table[1, 0], table[5, 0]]])
     f = model.get_encoder().get_input_embeddings().factors
+    total = _whole_id_priors(model, prior, layout, catalog, ids)
+    torch.testing.assert_close(total, f @ ((f[1] + f[5]) / 2 @ weight))
     with torch.no_grad():
-        model.get_encoder()(input_ids=ids)
-        q = (f[1] + f[5]) / 2 @ weight
-        head = model.get_output_embeddings()
-        codes = torch.as_tensor(catalog.sid_codes)
-        total = torch.zeros(len(catalog))
-        for t in range(codes.shape[1]):
-            with compact_output(model), prior_prefix(model, codes[:, :t]):
-                extra = prior.bias((len(catalog), head.token_ids.numel()))
-            column = head.position[codes[:, t] + layout.offsets[t]]
-            total += extra.gather(1, column[:, None])[:, 0]
-        torch.testing.assert_close(total, f @ q)
         # search's step-by-step scores equal the teacher-forced sequence scores
         n = len(catalog)
         member = EnsembleMember(model, ids, None, layout, model_eos_token_id(model))
@@ -439,24 +447,6 @@ def test_the_count_scale_weighs_each_prompts_seed_mean_by_its_seed_count_bucket(
         )  # fmt: skip
     with pytest.raises(ValueError, match="--seed-prior-count-scale"):
         TrainConfig(artifact="a", playlists="p", seed_prior_count_scale=True)
-
-
-def _whole_id_priors(model, prior, layout, catalog, ids):
-    """Each catalogue item's prior summed over its ID's search steps, for prompt ``ids``."""
-    from text2tracks.output_head import compact_output
-    from text2tracks.seed_prior import prior_prefix
-
-    head = model.get_output_embeddings()
-    codes = torch.as_tensor(np.array(catalog.sid_codes))
-    total = torch.zeros(len(catalog))
-    with torch.no_grad():
-        model.get_encoder()(input_ids=ids)
-        for t in range(codes.shape[1]):
-            with compact_output(model), prior_prefix(model, codes[:, :t]):
-                extra = prior.bias((len(catalog), head.token_ids.numel()))
-            column = head.position[codes[:, t] + layout.offsets[t]]
-            total += extra.gather(1, column[:, None])[:, 0]
-    return total
 
 
 def test_learned_factors_move_the_seeds_and_the_ids_and_train_save_and_load(tmp_path):

@@ -29,8 +29,9 @@ item factors train too, from the CF factors (``f + delta``, ``delta`` learned fr
 ``"nodes"`` tables recomputed from them at every training step; an option, off by default).
 Prompts without seeds get no prior, unless ``--seed-prior-prompt`` adds ``P h`` to the context:
 ``h`` the prompt's mean encoder state, ``P`` learned (a forward hook on the encoder). A model
-whose seeds read no factors can have that prompt-only prior over the catalogue's CF factors. An option, off by default: it led in 20-minute screens and fell behind
-at 60 minutes (the README's "Seed tracks").
+whose seeds read no factors can have that prompt-only prior over the catalogue's CF factors.
+An option, off by default: it led in 20-minute screens and fell behind at 60 minutes (the
+README's "Seed tracks").
 
 The prior is a submodule of the ID-only output layer (:mod:`text2tracks.output_head`), which
 adds it to its scores; the context is set by a forward pre-hook on the encoder each time the
@@ -195,46 +196,42 @@ class NodeTable:
         from text2tracks.trie import FlatTrie
 
         trie = FlatTrie.from_codes(np.asarray(sid_codes), level_sizes)
-        factors = np.asarray(factors, dtype=np.float64)
         self.sizes = trie.level_sizes
-        # what refresh() recomputes the vectors from: each item's node, each node's parent
+        self.offsets = torch.as_tensor(np.asarray(offsets, dtype=np.int64))
+        self.keys = [torch.from_numpy(trie.keys[lv]) for lv in range(trie.depth)]
+        self.columns = [
+            torch.as_tensor(np.asarray(columns[lv]), dtype=torch.long) for lv in range(trie.depth)
+        ]
+        # what refresh() computes the vectors from: each item's node, each node's parent and
+        # item count (at least 1)
         self.item_nodes = [torch.from_numpy(np.asarray(n, np.int64)) for n in trie.item_nodes]
         self.node_parent = [torch.from_numpy(np.asarray(p, np.int64)) for p in trie.node_parent]
-        self.offsets = torch.as_tensor(np.asarray(offsets, dtype=np.int64))
-        self.keys, self.values, self.columns = [], [], []
-        parent_mu = np.zeros((1, factors.shape[1]))
-        for lv in range(trie.depth):
-            count = np.bincount(trie.item_nodes[lv], minlength=trie.n_nodes(lv))
-            mu = np.zeros((trie.n_nodes(lv), factors.shape[1]))
-            np.add.at(mu, trie.item_nodes[lv], factors)
-            mu /= np.maximum(count, 1)[:, None]
-            self.values.append(
-                torch.from_numpy((mu - parent_mu[trie.node_parent[lv]]).astype(np.float32))
-            )
-            self.keys.append(torch.from_numpy(trie.keys[lv]))
-            self.columns.append(torch.as_tensor(np.asarray(columns[lv]), dtype=torch.long))
-            parent_mu = mu
+        self.counts = [
+            torch.bincount(n, minlength=p.shape[0]).clamp(min=1)
+            for n, p in zip(self.item_nodes, self.node_parent, strict=True)
+        ]
+        # the means summed in float64, kept in float32
+        self.refresh(torch.from_numpy(np.asarray(factors, dtype=np.float64)))
+        self.values = [v.float() for v in self.values]
 
     def to(self, device) -> NodeTable:
-        for name in ("keys", "values", "columns", "item_nodes", "node_parent"):
+        for name in ("keys", "values", "columns", "item_nodes", "node_parent", "counts"):
             setattr(self, name, [t.to(device) for t in getattr(self, name)])
         self.offsets = self.offsets.to(device)
         return self
 
     def refresh(self, factors) -> None:
-        """Recompute every node's vector from the items' ``factors`` ``(n_items, dim)``, a
+        """(Re)compute every node's vector from the items' ``factors`` ``(n_items, dim)``, a
         torch tensor (differentiable: ``--seed-prior-learn-factors`` trains through it)."""
-        import torch
-
         device = factors.device
         parent_mu = factors.new_zeros(1, factors.shape[1])
         values = []
-        for nodes, parent in zip(self.item_nodes, self.node_parent, strict=True):
+        for nodes, parent, count in zip(
+            self.item_nodes, self.node_parent, self.counts, strict=True
+        ):
             nodes, parent = nodes.to(device), parent.to(device)
-            n_nodes = parent.shape[0]
-            count = torch.bincount(nodes, minlength=n_nodes).to(factors.dtype).clamp(min=1)
-            mu = factors.new_zeros(n_nodes, factors.shape[1]).index_add(0, nodes, factors)
-            mu = mu / count[:, None]
+            mu = factors.new_zeros(parent.shape[0], factors.shape[1]).index_add(0, nodes, factors)
+            mu = mu / count.to(device=device, dtype=factors.dtype)[:, None]
             values.append(mu - parent_mu[parent])
             parent_mu = mu
         self.values = values
