@@ -68,6 +68,7 @@ PRIOR_NODES_KEY = "prior_nodes"  # present: the "nodes" prior
 PRIOR_PROMPT_KEY = "prior_prompt_weight"  # present: the context reads the prompt too
 PRIOR_COUNT_KEY = "prior_count_log_scale"  # present: the seed context is scaled by seed count
 PRIOR_DELTA_KEY = "prior_factor_delta"  # present: the prior's item factors are f + delta
+PRIOR_FACTORS_KEY = "prior_item_factors"  # present: the prior's own (standardised) factors
 SEED_PRIORS = ("off", "tokens", "nodes")
 # the least-squares fit's ridge, relative to the mean diagonal of the one-hot Gram matrix: the
 # one-hot columns of each level sum to one (collinear with every other level), so the plain
@@ -119,6 +120,9 @@ def seed_prior_class():
             # (the seeds' and the nodes' alike); base_factors: the CF factors it changes
             self.factor_delta = None
             self.base_factors = None
+            # --seed-prior-dim: the prior's own standardised factors (n_items, dim), read for
+            # the seeds' context and the nodes instead of the factors the seeds' input reads
+            self.own_factors = None
             self._tables_fresh = False  # the nodes' tables hold f + delta (eval mode only)
             self.prompt_mask = None  # the encoder's whole-prompt attention mask, between hooks
             self.item_factors = None  # a prompt-only prior's standardised catalogue factors
@@ -264,6 +268,7 @@ def install_seed_prior(
     count_log_scale=None,
     learn_factors=False,
     factor_delta=None,
+    prior_factors=None,
 ):
     """Give ``model``'s output layer a :class:`SeedPrior` over its seeds' CF factors and the
     encoder the hook that sets each prompt's context. Idempotent. Returns the prior.
@@ -279,12 +284,17 @@ def install_seed_prior(
     ``count_log_scale``): the seeds' mean factors are scaled by a learned factor per bucket of
     their count (``--seed-prior-count-scale``; it needs seeds that read factors).
     ``learn_factors`` (or a saved ``factor_delta``): the ``"nodes"`` prior reads ``f + delta``
-    for every item, seeds and nodes alike, ``delta`` learned (``--seed-prior-learn-factors``)."""
+    for every item, seeds and nodes alike, ``delta`` learned (``--seed-prior-learn-factors``).
+    ``prior_factors``: the prior's own standardised factors ``(n_items, dim)``, catalogue order
+    (``--seed-prior-dim``, :mod:`text2tracks.prior_factors`), read for the seeds' context and
+    the nodes instead of the factors the seeds' input reads."""
     import torch
 
     if factors is not None and not (prompt or prompt_weight is not None):
         raise ValueError("a prior over the catalogue's factors reads the prompt: pass prompt=True")
     items, head = _parts(model, factors, item_tokens)
+    if prior_factors is not None:
+        items = _own_items(items, prior_factors)
     count_scale = count_scale or count_log_scale is not None
     learn_factors = learn_factors or factor_delta is not None
     _check_options(items, layout, count_scale, learn_factors)
@@ -305,6 +315,7 @@ def install_seed_prior(
             f"scores {n_columns} columns of {dim}-d factors"
         )
     prior.nodes = None if nodes is None else nodes.to(head.weight.device)
+    prior.own_factors = items.factors if prior_factors is not None else None
     encoder = _without_prior_hooks(model.get_encoder())
     # before DirectSeeds' pre-hook, which cuts the seeds out of the encoder's input
     encoder._seed_prior_hook = encoder.register_forward_pre_hook(
@@ -328,6 +339,25 @@ def install_seed_prior(
         )
     head.seed_prior = prior
     return prior
+
+
+def _own_items(items: _Items, prior_factors) -> _Items:
+    """``items`` with the prior's own factors in place of the seeds' (``ValueError`` where the
+    model's seeds read no factors, or the factors do not cover the catalogue)."""
+    import torch
+
+    if items.embedding is None:
+        raise ValueError(
+            "the seed prior's own factors (--seed-prior-dim) replace the factors the seeds "
+            "read: the model's seeds must read factors (--seed-prob > 0, seed factors on)"
+        )
+    own = torch.as_tensor(np.asarray(prior_factors, dtype=np.float32))
+    if own.ndim != 2 or own.shape[0] != items.factors.shape[0]:
+        raise ValueError(
+            f"the seed prior's own factors must be ({items.factors.shape[0]}, dim), one row per "
+            f"catalogue item, got {tuple(own.shape)}"
+        )
+    return _Items(own, items.tokens, items.embedding)
 
 
 def _without_prior_hooks(encoder):
@@ -425,6 +455,8 @@ def prior_tensors(model) -> dict:
         out[PRIOR_COUNT_KEY] = prior.count_log_scale.detach().float().cpu().contiguous()
     if prior.factor_delta is not None:
         out[PRIOR_DELTA_KEY] = prior.factor_delta.detach().float().cpu().contiguous()
+    if prior.own_factors is not None:
+        out[PRIOR_FACTORS_KEY] = prior.own_factors.detach().float().cpu().contiguous()
     if prior.nodes is not None:  # rebuilt from the catalogue and the factors on load
         out[PRIOR_NODES_KEY] = torch.ones(1)
     else:
@@ -448,6 +480,7 @@ def load_seed_prior(model, tensors: dict, layout, factors=None, item_tokens=None
         item_tokens=item_tokens,
         count_log_scale=tensors.get(PRIOR_COUNT_KEY),
         factor_delta=tensors.get(PRIOR_DELTA_KEY),
+        prior_factors=tensors.get(PRIOR_FACTORS_KEY),
     )
     return True
 

@@ -2,7 +2,7 @@
 the encoder's hooks and the learned parts they read.
 
 - :func:`set_context` (a forward pre-hook): the mean of the prompt's seeds' standardised CF
-  factors (plus their learned change, ``--seed-prior-learn-factors``), zero without seeds;
+  factors (the prior's own, ``--seed-prior-dim``, where it has them; plus their learned change, ``--seed-prior-learn-factors``), zero without seeds;
   with ``--seed-prior-count-scale`` scaled by a learned factor for its seed count's bucket
   (:func:`count_scale`);
 - :func:`add_prompt_context` (a forward hook, ``--seed-prior-prompt``): plus ``P h``, the
@@ -32,7 +32,11 @@ def set_context(prior, embedding):
         is_seed = input_ids >= embedding.vocab_rows
         if not bool(is_seed.any()):
             return None
-        factors = embedding.factors_on(input_ids.device)
+        if prior.own_factors is not None:  # --seed-prior-dim: the prior's own factors
+            prior.own_factors = prior.own_factors.to(input_ids.device)  # moved once
+            factors = prior.own_factors
+        else:
+            factors = embedding.factors_on(input_ids.device)
         items = (input_ids - embedding.vocab_rows).clamp(min=0)
         rows = factors[items]
         if prior.factor_delta is not None:  # --seed-prior-learn-factors

@@ -171,6 +171,11 @@ class TrainConfig:
             alike) train too: the CF factors plus a learned change that starts at zero and
             decays toward it with the weight decay. Needs seed factors and the ``"nodes"``
             prior.
+        seed_prior_dim: 0 (the default): the seed prior reads the artifact's CF factors, as the
+            seeds' input does; N: its own ALS of N factors, fitted at the start of training with
+            the artifact's recorded CF settings on the same training playlists
+            (:mod:`text2tracks.prior_factors`) and saved with the model. Needs seed factors and
+            a seed prior.
         id_init: how the semantic-ID tokens' embeddings start: ``"codebooks"``, a fixed random
             projection of the residual k-means centroids each code stands for
             (:mod:`text2tracks.id_embedding_init`; where the artifact has them: IDs built by
@@ -257,6 +262,7 @@ class TrainConfig:
     seed_prior_prompt: bool = False
     seed_prior_count_scale: bool = False
     seed_prior_learn_factors: bool = False
+    seed_prior_dim: int = 0
     id_init: str = field(default="codebooks", metadata={"choices": ID_INITS})
     normalize_prompts: bool = True
     subword_dropout: float = 0.0
@@ -461,6 +467,16 @@ class TrainConfig:
                 "seed_prior_learn_factors trains the nodes prior's item factors: it needs seed "
                 "factors (--seed-prob > 0, seeds read as one token each) and --seed-prior nodes "
                 "(or auto); drop --seed-prior-learn-factors"
+            )
+        if self.seed_prior_dim < 0:
+            raise ValueError(
+                f"seed_prior_dim must be >= 0 (0: the artifact's factors), got {self.seed_prior_dim}"
+            )
+        if self.seed_prior_dim and (self.seed_prior == "off" or not self.seed_factors):
+            raise ValueError(
+                "seed_prior_dim gives the seed prior its own CF factors: it needs seed factors "
+                "(--seed-prob > 0, seeds read as one token each) and a seed prior; drop "
+                "--seed-prior-dim"
             )
         if self.seed_prob and self.model.freeze_encoder:
             raise ValueError(

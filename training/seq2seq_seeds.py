@@ -5,16 +5,23 @@ and the seed prior on the decoder's scores (:mod:`text2tracks.seed_prior`)."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
-from text2tracks.seed_embedding import attach_seed_items
+from text2tracks.prior_factors import fit_prior_factors
+from text2tracks.seed_embedding import attach_seed_items, standardise_factors
 from text2tracks.seed_factors import catalogue_cf_factors, install_seed_factors
 from text2tracks.seed_prior import install_seed_prior
 
 
-def attach_seed_parts(model, config, catalog, layout, sid_token_ids: np.ndarray) -> np.ndarray:
+def attach_seed_parts(
+    model, config, catalog, layout, sid_token_ids: np.ndarray, train_relevant=None, log=print
+) -> np.ndarray:
     """Install what ``config`` (a :class:`training.seq2seq_config.TrainConfig`) asks for on
-    ``model``; returns the seed token table (:func:`attach_seed_items`)."""
+    ``model``; returns the seed token table (:func:`attach_seed_items`). ``train_relevant``:
+    the training playlists' catalogue items, which ``config.seed_prior_dim`` fits the prior's
+    own factors on."""
     seed_encoding = config.seed_encoding if config.seed_prob else "codes"
     seed_ids = attach_seed_items(model, sid_token_ids, seed_encoding)
     factors = None  # the catalogue's CF factors, read once where anything reads them
@@ -31,8 +38,30 @@ def attach_seed_parts(model, config, catalog, layout, sid_token_ids: np.ndarray)
             item_tokens=None if config.seed_factors else sid_token_ids,
             count_scale=config.seed_prior_count_scale,
             learn_factors=config.seed_prior_learn_factors,
+            prior_factors=_prior_factors(config, catalog, train_relevant, log),
         )
     return seed_ids
+
+
+def _prior_factors(config, catalog, train_relevant, log):
+    """``--seed-prior-dim``: the prior's own standardised factors, else ``None``."""
+    if not config.seed_prior_dim:
+        return None
+    if train_relevant is None:
+        raise ValueError("seed_prior_dim fits on the training playlists: pass train_relevant")
+    started = time.perf_counter()
+    factors = fit_prior_factors(
+        config.artifact,
+        train_relevant,
+        len(catalog.item_ids),
+        config.seed_prior_dim,
+        num_threads=config.num_threads,
+    )
+    log(
+        f"seed prior: its own ALS of {config.seed_prior_dim} factors fitted in "
+        f"{time.perf_counter() - started:.1f} s"
+    )
+    return standardise_factors(factors).astype(np.float32)
 
 
 __all__ = ["attach_seed_parts"]

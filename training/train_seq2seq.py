@@ -484,7 +484,9 @@ def _train_one(config: TrainConfig) -> dict[str, Any]:
     catalog = data["catalog"]
     model, tokenizer, layout, n_params = build_model(config, catalog, data["train_prompts"], log)
     sid_token_ids = layout.codes_to_token_ids(catalog.sid_codes)
-    seed_ids = attach_seed_parts(model, config, catalog, layout, sid_token_ids)  # before 4.
+    seed_ids = attach_seed_parts(  # before 4.
+        model, config, catalog, layout, sid_token_ids, data["train_relevant"], log
+    )
     with accelerator.main_process_first():  # the main process writes the teacher's cache
         examples = build_examples(config, data, tokenizer, sid_token_ids, log, None, seed_ids)
     train_dl, val_loss_dl, val_prompt_dl = build_loaders(config, examples)
