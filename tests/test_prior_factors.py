@@ -135,3 +135,36 @@ def test_the_trainer_fits_the_priors_factors_and_the_model_loads_with_them(tmp_p
     seeds = list(rec.catalog.item_ids[:3])
     answer = rec.recommend("road trip", k=5, seed_tracks=seeds)
     assert len(answer) == 5 and not set(seeds) & {a.track_id for a in answer}
+
+
+def test_the_foldin_start_is_a_scaled_ridge_inverse_that_spreads_scores_as_asked():
+    from text2tracks.seed_prior import foldin_weight
+
+    rng = np.random.default_rng(1)
+    f = rng.normal(size=(200, 5)) @ rng.normal(size=(5, 5))  # correlated dimensions
+    f = (f - f.mean(0)) / f.std(0)
+    w = foldin_weight(f, spread=2.0).astype(np.float64)
+    np.testing.assert_allclose(w, w.T, rtol=1e-5, atol=1e-6)
+    inverse = np.linalg.inv(f.T @ f / 200 + 0.1 * np.eye(5))
+    scale = w[0, 0] / inverse[0, 0]
+    np.testing.assert_allclose(w, scale * inverse, rtol=1e-4, atol=1e-6)
+    assert scale > 0
+    # half the spread asked, half the weight
+    np.testing.assert_allclose(foldin_weight(f, spread=1.0), w / 2, rtol=1e-5, atol=1e-7)
+
+
+def test_the_prior_can_start_as_a_foldin_over_its_own_factors():
+    from text2tracks.seed_prior import foldin_weight
+    from training.train_seq2seq import TrainConfig
+
+    model, _, layout, _, _, _ = _seeded_model(6)
+    prior = install_seed_prior(model, layout=layout, prior_factors=_OWN, weight_init="foldin")
+    np.testing.assert_allclose(prior.weight.detach().numpy(), foldin_weight(_OWN), rtol=1e-6)
+    zero = install_seed_prior(_seeded_model(6)[0], layout=layout)
+    assert float(zero.weight.detach().abs().sum()) == 0
+    with pytest.raises(ValueError, match="weight_init must be"):
+        install_seed_prior(_seeded_model(6)[0], layout=layout, weight_init="random")
+    with pytest.raises(ValueError, match="seed_prior_init must be one of"):
+        TrainConfig(artifact="a", playlists="p", seed_prob=0.5, seed_prior_init="random")
+    with pytest.raises(ValueError, match="--seed-prior-init"):
+        TrainConfig(artifact="a", playlists="p", seed_prior_init="foldin")

@@ -23,7 +23,7 @@ from text2tracks.seed_embedding import (
     check_seed_encoding,
     default_seed_encoding,
 )
-from text2tracks.seed_prior import SEED_PRIORS
+from text2tracks.seed_prior import SEED_PRIOR_INITS, SEED_PRIORS
 
 _SCHEDULES = ("linear", "cosine", "constant")
 # The learning rate of a fine-tuned MiniLM encoder (the decoder keeps ``lr``): at 3e-5 it learnt
@@ -176,6 +176,9 @@ class TrainConfig:
             the artifact's recorded CF settings on the same training playlists
             (:mod:`text2tracks.prior_factors`) and saved with the model. Needs seed factors and
             a seed prior.
+        seed_prior_init: how the seed prior's ``W`` starts: ``"zero"`` (the default), the model
+            as without a prior; ``"foldin"``, a linear fold-in of the seeds' mean factors over
+            the prior's item factors (:func:`text2tracks.seed_prior.foldin_weight`).
         id_init: how the semantic-ID tokens' embeddings start: ``"codebooks"``, a fixed random
             projection of the residual k-means centroids each code stands for
             (:mod:`text2tracks.id_embedding_init`; where the artifact has them: IDs built by
@@ -263,6 +266,7 @@ class TrainConfig:
     seed_prior_count_scale: bool = False
     seed_prior_learn_factors: bool = False
     seed_prior_dim: int = 0
+    seed_prior_init: str = field(default="zero", metadata={"choices": SEED_PRIOR_INITS})
     id_init: str = field(default="codebooks", metadata={"choices": ID_INITS})
     normalize_prompts: bool = True
     subword_dropout: float = 0.0
@@ -471,6 +475,15 @@ class TrainConfig:
         if self.seed_prior_dim < 0:
             raise ValueError(
                 f"seed_prior_dim must be >= 0 (0: the artifact's factors), got {self.seed_prior_dim}"
+            )
+        if self.seed_prior_init not in SEED_PRIOR_INITS:
+            raise ValueError(
+                f"seed_prior_init must be one of {SEED_PRIOR_INITS}, got {self.seed_prior_init!r}"
+            )
+        if self.seed_prior_init != "zero" and self.seed_prior == "off":
+            raise ValueError(
+                "seed_prior_init sets how the seed prior starts: it needs a seed prior; drop "
+                "--seed-prior-init"
             )
         if self.seed_prior_dim and (self.seed_prior == "off" or not self.seed_factors):
             raise ValueError(

@@ -39,6 +39,7 @@ def attach_seed_parts(
             count_scale=config.seed_prior_count_scale,
             learn_factors=config.seed_prior_learn_factors,
             prior_factors=_prior_factors(config, catalog, train_relevant, log),
+            weight_init=config.seed_prior_init,
         )
     return seed_ids
 
