@@ -31,7 +31,8 @@ Baselines, fitted on the training playlists only: ``popularity``; ``title_knn`` 
 kNN baseline's neighbours voting their tracks; categories with a title); ``item_knn`` (item
 co-occurrence cosine summed over the seeds, each seed's vote scaled by its count to the power
 chosen on validation: :class:`text2tracks.cf_targets.ItemCosine`) and ``als_fold_in``
-(implicit ALS, ``recalculate_user`` on the seeds), for categories with seeds; ``fused`` (the better seed
+(implicit ALS, ``recalculate_user`` on the seeds; 64 factors, or the best of
+``--als-factors`` on validation), for categories with seeds; ``fused`` (the better seed
 system on validation, blended with title kNN: ``seed / max(seed) + w * title / max(title)``,
 ``w`` chosen on the validation playlists) where both apply.
 
@@ -55,12 +56,14 @@ import numpy as np
 import scipy.sparse as sp
 
 from eval.metrics import bootstrap_interval, bootstrap_means
-from eval.sequential import KNN_HISTORY_POWERS, als_fold_in_scores
+from eval.sequential import als_fold_in_scores
 from text2tracks.cf_targets import ItemCosine
 
 DEPTH = 500
 METRICS = ("r_precision", "ndcg", "clicks", "hits@10")
 SEED_SYSTEMS = ("item_knn", "als_fold_in")
+# ALS fold-in's factor counts, the best on the validation playlists kept (--als-factors)
+ALS_FACTORS = (64,)
 
 
 @dataclass(frozen=True)
@@ -184,9 +187,6 @@ class Scorers:
         popularity: np.ndarray,
         als_factors: int = 64,
     ) -> None:
-        from implicit.als import AlternatingLeastSquares
-        from threadpoolctl import threadpool_limits
-
         from text2tracks.teacher import TitleNeighbors
 
         self.n_items = len(index)
@@ -204,11 +204,19 @@ class Scorers:
         self.cosine = ItemCosine(self.train)
         self.knn_power = 0.5  # the plain cosine until :func:`fit_knn_power` chooses
         self.neighbors = TitleNeighbors().fit([p.prompt for p in train_playlists])
+        self.fit_als(als_factors)
+
+    def fit_als(self, factors: int) -> None:
+        """(Re)fit ALS fold-in's model with ``factors`` factors (``self.als_factors``)."""
+        from implicit.als import AlternatingLeastSquares
+        from threadpoolctl import threadpool_limits
+
         with threadpool_limits(limits=1, user_api="blas"):
             self.als = AlternatingLeastSquares(
-                factors=als_factors, regularization=0.05, iterations=15, random_state=0
+                factors=factors, regularization=0.05, iterations=15, random_state=0
             )
             self.als.fit(self.train, show_progress=False)
+        self.als_factors = int(factors)
 
     def _seed_rows(self, seeds: Sequence[np.ndarray]) -> sp.csr_matrix:
         indptr = np.r_[0, np.cumsum([len(s) for s in seeds])]
@@ -372,70 +380,6 @@ def item_index(train) -> tuple[list[str], dict[str, int], np.ndarray]:
     return item_ids, index, np.array([counts[t] for t in item_ids], dtype=np.float64)
 
 
-FUSE_WEIGHTS = (0.1, 0.3, 1.0, 3.0)
-
-
-def validation_tasks(validation, index, max_per_category: int | None = None) -> list[Task]:
-    """The categories with seeds, cut from the validation playlists (seeded apart from test's)."""
-    return [
-        t
-        for t in make_tasks(validation, index, seed=1, max_per_category=max_per_category)
-        if t.category.n_seeds and t.titles
-    ]
-
-
-def fit_knn_power(
-    scorers: Scorers, val_tasks: list[Task], item_ids, popularity_order, chunk: int = 64
-) -> float:
-    """Item kNN's ``history_power`` (of :data:`eval.sequential.KNN_HISTORY_POWERS`) with the
-    best mean R-precision over the seeded validation categories; set on ``scorers``."""
-    by_power = {}
-    for power in KNN_HISTORY_POWERS:
-        scorers.knn_power = power
-        per_task = []
-        for task in val_tasks:
-            values = []
-            for start in range(0, len(task.titles), chunk):
-                seeds = task.seeds[start : start + chunk]
-                scores = scorers.score("item_knn", task.titles[start : start + chunk], seeds)
-                ranked = rank(scores, seeds, popularity_order, item_ids)
-                withheld = task.withheld[start : start + chunk]
-                values.extend(challenge_metrics(ranked, withheld)["r_precision"])
-            per_task.append(float(np.mean(values)))  # categories count alike
-        by_power[power] = float(np.mean(per_task)) if per_task else 0.0
-    scorers.knn_power = max(KNN_HISTORY_POWERS, key=lambda p: by_power[p])
-    return scorers.knn_power
-
-
-def fit_fuse_weights(
-    scorers: Scorers, val_tasks: list[Task], item_ids, popularity_order, chunk: int = 64
-) -> dict:
-    """Per seed system, the title-kNN weight (of :data:`FUSE_WEIGHTS`) of its fused row with the
-    best mean R-precision on the validation tasks (:func:`validation_tasks`) with a title and
-    seeds. Each system's scores are computed once per chunk and blended with every weight."""
-    val_tasks = [t for t in val_tasks if t.category.title and t.category.n_seeds]
-    r_precision = {(s, w): [] for s in SEED_SYSTEMS for w in FUSE_WEIGHTS}
-    for task in val_tasks:
-        per_weight = {key: [] for key in r_precision}
-        for start in range(0, len(task.titles), chunk):
-            titles = task.titles[start : start + chunk]
-            seeds = task.seeds[start : start + chunk]
-            withheld = task.withheld[start : start + chunk]
-            title = _normalise(scorers.score("title_knn", titles, seeds))
-            for s in SEED_SYSTEMS:
-                base = _normalise(scorers.score(s, titles, seeds))
-                for w in FUSE_WEIGHTS:
-                    ranked = rank(base + w * title, seeds, popularity_order, item_ids)
-                    per_weight[s, w].extend(challenge_metrics(ranked, withheld)["r_precision"])
-        for key, values in per_weight.items():
-            r_precision[key].append(float(np.mean(values)))  # categories count alike
-    fuse_weight = dict.fromkeys(SEED_SYSTEMS, 0.5)
-    if val_tasks:
-        for s in SEED_SYSTEMS:
-            fuse_weight[s] = max(FUSE_WEIGHTS, key=lambda w: np.mean(r_precision[s, w]))
-    return fuse_weight
-
-
 def run(
     train,
     validation,
@@ -445,10 +389,18 @@ def run(
     model=None,
     n_bootstrap: int = 1000,
     max_per_category: int | None = None,
+    als_factors: tuple[int, ...] = ALS_FACTORS,
 ) -> dict:
     """The whole protocol: baselines fitted on ``train``, fusion weights on ``validation``,
     every system scored on ``test``'s categories (``model``: a
     :class:`eval.continuation_model.ModelSystem`, or ``None`` for the baselines alone)."""
+    from eval.continuation_fit import (
+        fit_als_factors,
+        fit_fuse_weights,
+        fit_knn_power,
+        validation_tasks,
+    )
+
     item_ids, index, popularity = item_index(train)
     popularity_order = np.arange(len(item_ids))  # items are already in popularity order
     scorers = Scorers(train, index, popularity)
@@ -456,6 +408,8 @@ def run(
     val_tasks = validation_tasks(validation, index, max_per_category)
     knn_power = fit_knn_power(scorers, val_tasks, item_ids, popularity_order)
     log(f"item kNN history_power (validation): {knn_power}")
+    als_factors = fit_als_factors(scorers, val_tasks, item_ids, popularity_order, als_factors)
+    log(f"ALS fold-in factors (validation): {als_factors}")
     fuse_weight = fit_fuse_weights(scorers, val_tasks, item_ids, popularity_order)
     log(f"fusion weights (validation): {fuse_weight}")
     tasks = make_tasks(test, index, seed=0, max_per_category=max_per_category)
@@ -467,6 +421,7 @@ def run(
         "empty_categories": empty,
         "fuse_weight": fuse_weight,
         "item_knn_history_power": knn_power,
+        "als_factors": als_factors,
         "max_per_category": max_per_category,
     }
 
@@ -527,11 +482,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-per-category", type=int, default=0, help="test playlists per category (0: all)"
     )
+    parser.add_argument(
+        "--als-factors",
+        default=",".join(str(n) for n in ALS_FACTORS),
+        help="ALS fold-in's factor counts, comma-separated; with several, the best on the "
+        "validation playlists is kept (default: %(default)s, the artifact's CF width)",
+    )
     parser.add_argument("--n-bootstrap", type=int, default=1000)
     parser.add_argument("--validation-fraction", type=float, default=0.1)
     parser.add_argument("--test-fraction", type=float, default=0.1)
     parser.add_argument("--split-seed", type=int, default=0)
     return parser
+
+
+def _factor_counts(text: str) -> tuple[int, ...]:
+    try:
+        counts = tuple(int(n) for n in text.split(",") if n.strip())
+    except ValueError:
+        counts = ()
+    if not counts or min(counts) < 1:
+        raise SystemExit(f"--als-factors must be positive integers, comma-separated: {text!r}")
+    return counts
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -560,6 +531,7 @@ def main(argv: list[str] | None = None) -> int:
         model=model,
         n_bootstrap=args.n_bootstrap,
         max_per_category=args.max_per_category or None,
+        als_factors=_factor_counts(args.als_factors),
     )
     if model is not None:
         results["model"] = model.describe() | {"artifact": str(args.artifact)}

@@ -11,13 +11,12 @@ from eval.continuation import (
     Scorers,
     challenge_metrics,
     evaluate_tasks,
-    fit_knn_power,
     item_index,
     make_tasks,
     rank,
     run,
-    validation_tasks,
 )
+from eval.continuation_fit import fit_als_factors, fit_knn_power, validation_tasks
 from semantic_ids.playlists import Playlist
 
 
@@ -112,6 +111,28 @@ def _hub_world(seed=0):
                 tracks.insert(0, "hub")
             out.append(Playlist(f"{g}{k}", f"mix {k}", tracks))
     return out
+
+
+def test_the_als_factor_count_is_the_one_that_ranks_validation_best():
+    """Eight genres of 12 tracks: one factor cannot tell them apart, eight can."""
+    rng = np.random.default_rng(2)
+    playlists = [
+        Playlist(f"{g}{k}", f"mix {k}", [f"{g}-{t}" for t in rng.choice(12, 9, replace=False)])
+        for g in "abcdefgh"
+        for k in range(20)
+    ]
+    rng.shuffle(playlists)
+    train, validation = playlists[:120], playlists[120:]
+    item_ids, index, popularity = item_index(train)
+    order = np.arange(len(item_ids))
+    scorers = Scorers(train, index, popularity, als_factors=1)
+    tasks = validation_tasks(validation, index)
+    assert fit_als_factors(scorers, tasks, item_ids, order, (1, 8)) == 8 == scorers.als_factors
+    assert scorers.als.factors == 8
+    # one choice: kept without scoring, the model refitted to it
+    assert fit_als_factors(scorers, tasks, item_ids, order, (1,)) == 1 == scorers.als_factors
+    with pytest.raises(ValueError, match="at least one"):
+        fit_als_factors(scorers, tasks, item_ids, order, ())
 
 
 def test_the_item_knn_power_is_the_one_that_ranks_validation_best():

@@ -1,0 +1,110 @@
+"""The continuation baselines' settings, chosen on the validation playlists
+(:mod:`eval.continuation`): item kNN's history power, ALS fold-in's factor count and the
+title-kNN weight of the fused rows. Each picks the best mean R-precision over the seeded
+validation categories, every category counting alike."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from eval.continuation import (
+    SEED_SYSTEMS,
+    Scorers,
+    Task,
+    _normalise,
+    challenge_metrics,
+    make_tasks,
+    rank,
+)
+from eval.sequential import KNN_HISTORY_POWERS
+
+FUSE_WEIGHTS = (0.1, 0.3, 1.0, 3.0)
+
+
+def validation_tasks(validation, index, max_per_category: int | None = None) -> list[Task]:
+    """The categories with seeds, cut from the validation playlists (seeded apart from test's)."""
+    return [
+        t
+        for t in make_tasks(validation, index, seed=1, max_per_category=max_per_category)
+        if t.category.n_seeds and t.titles
+    ]
+
+
+def fit_knn_power(
+    scorers: Scorers, val_tasks: list[Task], item_ids, popularity_order, chunk: int = 64
+) -> float:
+    """Item kNN's ``history_power`` (of :data:`eval.sequential.KNN_HISTORY_POWERS`) with the
+    best mean R-precision over the seeded validation categories; set on ``scorers``."""
+    by_power = {}
+    for power in KNN_HISTORY_POWERS:
+        scorers.knn_power = power
+        per_task = []
+        for task in val_tasks:
+            values = []
+            for start in range(0, len(task.titles), chunk):
+                seeds = task.seeds[start : start + chunk]
+                scores = scorers.score("item_knn", task.titles[start : start + chunk], seeds)
+                ranked = rank(scores, seeds, popularity_order, item_ids)
+                withheld = task.withheld[start : start + chunk]
+                values.extend(challenge_metrics(ranked, withheld)["r_precision"])
+            per_task.append(float(np.mean(values)))  # categories count alike
+        by_power[power] = float(np.mean(per_task)) if per_task else 0.0
+    scorers.knn_power = max(KNN_HISTORY_POWERS, key=lambda p: by_power[p])
+    return scorers.knn_power
+
+
+def fit_fuse_weights(
+    scorers: Scorers, val_tasks: list[Task], item_ids, popularity_order, chunk: int = 64
+) -> dict:
+    """Per seed system, the title-kNN weight (of :data:`FUSE_WEIGHTS`) of its fused row with the
+    best mean R-precision on the validation tasks (:func:`validation_tasks`) with a title and
+    seeds. Each system's scores are computed once per chunk and blended with every weight."""
+    val_tasks = [t for t in val_tasks if t.category.title and t.category.n_seeds]
+    r_precision = {(s, w): [] for s in SEED_SYSTEMS for w in FUSE_WEIGHTS}
+    for task in val_tasks:
+        per_weight = {key: [] for key in r_precision}
+        for start in range(0, len(task.titles), chunk):
+            titles = task.titles[start : start + chunk]
+            seeds = task.seeds[start : start + chunk]
+            withheld = task.withheld[start : start + chunk]
+            title = _normalise(scorers.score("title_knn", titles, seeds))
+            for s in SEED_SYSTEMS:
+                base = _normalise(scorers.score(s, titles, seeds))
+                for w in FUSE_WEIGHTS:
+                    ranked = rank(base + w * title, seeds, popularity_order, item_ids)
+                    per_weight[s, w].extend(challenge_metrics(ranked, withheld)["r_precision"])
+        for key, values in per_weight.items():
+            r_precision[key].append(float(np.mean(values)))  # categories count alike
+    fuse_weight = dict.fromkeys(SEED_SYSTEMS, 0.5)
+    if val_tasks:
+        for s in SEED_SYSTEMS:
+            fuse_weight[s] = max(FUSE_WEIGHTS, key=lambda w: np.mean(r_precision[s, w]))
+    return fuse_weight
+
+
+def fit_als_factors(
+    scorers: Scorers, val_tasks: list[Task], item_ids, popularity_order, choices, chunk: int = 64
+) -> int:
+    """ALS fold-in's factor count (of ``choices``) with the best mean R-precision over the
+    seeded validation categories; ``scorers`` keeps that model. One choice: that one, unscored."""
+    choices = tuple(int(n) for n in choices)
+    if not choices:
+        raise ValueError("choices must hold at least one factor count")
+    by_count = {}
+    for factors in choices if len(choices) > 1 else ():
+        scorers.fit_als(factors)
+        per_task = []
+        for task in val_tasks:
+            values = []
+            for start in range(0, len(task.titles), chunk):
+                seeds = task.seeds[start : start + chunk]
+                scores = scorers.score("als_fold_in", task.titles[start : start + chunk], seeds)
+                ranked = rank(scores, seeds, popularity_order, item_ids)
+                withheld = task.withheld[start : start + chunk]
+                values.extend(challenge_metrics(ranked, withheld)["r_precision"])
+            per_task.append(float(np.mean(values)))  # categories count alike
+        by_count[factors] = float(np.mean(per_task)) if per_task else 0.0
+    best = max(choices, key=lambda n: by_count.get(n, 0.0))
+    if scorers.als_factors != best:
+        scorers.fit_als(best)
+    return best
