@@ -168,3 +168,32 @@ def test_the_prior_can_start_as_a_foldin_over_its_own_factors():
         TrainConfig(artifact="a", playlists="p", seed_prob=0.5, seed_prior_init="random")
     with pytest.raises(ValueError, match="--seed-prior-init"):
         TrainConfig(artifact="a", playlists="p", seed_prior_init="foldin")
+
+
+def test_a_frozen_foldin_weight_stays_while_the_count_scale_trains():
+    from text2tracks.code_search import model_eos_token_id
+    from text2tracks.seed_prior import foldin_weight, prior_rows
+    from training.train_seq2seq import TrainConfig
+
+    model, _, layout, catalog, _, table = _seeded_model(7)
+    prior = install_seed_prior(
+        model,
+        layout=layout,
+        prior_factors=_OWN,
+        weight_init="foldin",
+        train_weight=False,
+        count_scale=True,
+    )
+    assert not prior.weight.requires_grad
+    model.train()
+    ids = torch.tensor([[5, 6, table[1, 0], table[5, 0]]])
+    eos = model_eos_token_id(model)
+    labels = np.concatenate([layout.codes_to_token_ids(catalog.sid_codes[[2]]), [[eos]]], 1)
+    labels = torch.as_tensor(labels, dtype=torch.long)
+    with prior_rows(model, torch.zeros(1, dtype=torch.long), labels):
+        model(input_ids=ids, labels=labels).loss.backward()
+    assert prior.weight.grad is None
+    assert float(prior.count_log_scale.grad.abs().sum()) > 0
+    np.testing.assert_allclose(prior.weight.detach().numpy(), foldin_weight(_OWN), rtol=1e-6)
+    with pytest.raises(ValueError, match="--seed-prior-init foldin"):
+        TrainConfig(artifact="a", playlists="p", seed_prob=0.5, seed_prior_freeze_weight=True)

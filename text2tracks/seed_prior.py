@@ -271,6 +271,7 @@ def install_seed_prior(
     factor_delta=None,
     prior_factors=None,
     weight_init="zero",
+    train_weight=True,
 ):
     """Give ``model``'s output layer a :class:`SeedPrior` over its seeds' CF factors and the
     encoder the hook that sets each prompt's context. Idempotent. Returns the prior.
@@ -291,7 +292,9 @@ def install_seed_prior(
     (``--seed-prior-dim``, :mod:`text2tracks.prior_factors`), read for the seeds' context and
     the nodes instead of the factors the seeds' input reads. ``weight_init`` (where no trained
     ``weight`` is given): ``"zero"``, the model as without a prior, or ``"foldin"``
-    (:func:`foldin_weight`), the prior starting as a linear fold-in of the seeds' mean."""
+    (:func:`foldin_weight`), the prior starting as a linear fold-in of the seeds' mean.
+    ``train_weight`` False: ``W`` stays as it starts (``--seed-prior-freeze-weight``; the
+    count scale and learned factors still train)."""
     import torch
 
     if factors is not None and not (prompt or prompt_weight is not None):
@@ -317,6 +320,7 @@ def install_seed_prior(
         raise ValueError(f"weight_init must be 'zero' or 'foldin', got {weight_init!r}")
     prior = seed_prior_class()(dim, None if nodes is not None else token_factors, weight)
     prior = prior.to(head.weight.device)
+    prior.weight.requires_grad_(bool(train_weight))
     if nodes is None and prior.token_factors.shape[0] != n_columns:
         raise ValueError(
             f"the seed prior's token factors are {tuple(prior.token_factors.shape)}, the model "

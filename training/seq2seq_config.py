@@ -179,6 +179,9 @@ class TrainConfig:
         seed_prior_init: how the seed prior's ``W`` starts: ``"zero"`` (the default), the model
             as without a prior; ``"foldin"``, a linear fold-in of the seeds' mean factors over
             the prior's item factors (:func:`text2tracks.seed_prior.foldin_weight`).
+        seed_prior_freeze_weight: the seed prior's ``W`` stays as it starts (needs
+            ``seed_prior_init="foldin"``: a fixed linear fold-in, which the count scale and
+            learned factors still adjust).
         id_init: how the semantic-ID tokens' embeddings start: ``"codebooks"``, a fixed random
             projection of the residual k-means centroids each code stands for
             (:mod:`text2tracks.id_embedding_init`; where the artifact has them: IDs built by
@@ -267,6 +270,7 @@ class TrainConfig:
     seed_prior_learn_factors: bool = False
     seed_prior_dim: int = 0
     seed_prior_init: str = field(default="zero", metadata={"choices": SEED_PRIOR_INITS})
+    seed_prior_freeze_weight: bool = False
     id_init: str = field(default="codebooks", metadata={"choices": ID_INITS})
     normalize_prompts: bool = True
     subword_dropout: float = 0.0
@@ -484,6 +488,12 @@ class TrainConfig:
             raise ValueError(
                 "seed_prior_init sets how the seed prior starts: it needs a seed prior; drop "
                 "--seed-prior-init"
+            )
+        if self.seed_prior_freeze_weight and self.seed_prior_init != "foldin":
+            raise ValueError(
+                "seed_prior_freeze_weight keeps the seed prior's W as it starts: it needs "
+                "--seed-prior-init foldin (a zero W would stay zero); drop "
+                "--seed-prior-freeze-weight or add --seed-prior-init foldin"
             )
         if self.seed_prior_dim and (self.seed_prior == "off" or not self.seed_factors):
             raise ValueError(

@@ -40,6 +40,7 @@ def attach_seed_parts(
             learn_factors=config.seed_prior_learn_factors,
             prior_factors=_prior_factors(config, catalog, train_relevant, log),
             weight_init=config.seed_prior_init,
+            train_weight=not config.seed_prior_freeze_weight,
         )
     return seed_ids
 
