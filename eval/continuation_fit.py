@@ -30,6 +30,23 @@ def validation_tasks(validation, index, max_per_category: int | None = None) -> 
     ]
 
 
+def _mean_r_precision(
+    scorers: Scorers, system: str, val_tasks: list[Task], item_ids, popularity_order, chunk: int
+) -> float:
+    """``system``'s R-precision over the validation tasks, each category counting alike."""
+    per_task = []
+    for task in val_tasks:
+        values = []
+        for start in range(0, len(task.titles), chunk):
+            seeds = task.seeds[start : start + chunk]
+            scores = scorers.score(system, task.titles[start : start + chunk], seeds)
+            ranked = rank(scores, seeds, popularity_order, item_ids)
+            withheld = task.withheld[start : start + chunk]
+            values.extend(challenge_metrics(ranked, withheld)["r_precision"])
+        per_task.append(float(np.mean(values)))
+    return float(np.mean(per_task)) if per_task else 0.0
+
+
 def fit_knn_power(
     scorers: Scorers, val_tasks: list[Task], item_ids, popularity_order, chunk: int = 64
 ) -> float:
@@ -38,17 +55,9 @@ def fit_knn_power(
     by_power = {}
     for power in KNN_HISTORY_POWERS:
         scorers.knn_power = power
-        per_task = []
-        for task in val_tasks:
-            values = []
-            for start in range(0, len(task.titles), chunk):
-                seeds = task.seeds[start : start + chunk]
-                scores = scorers.score("item_knn", task.titles[start : start + chunk], seeds)
-                ranked = rank(scores, seeds, popularity_order, item_ids)
-                withheld = task.withheld[start : start + chunk]
-                values.extend(challenge_metrics(ranked, withheld)["r_precision"])
-            per_task.append(float(np.mean(values)))  # categories count alike
-        by_power[power] = float(np.mean(per_task)) if per_task else 0.0
+        by_power[power] = _mean_r_precision(
+            scorers, "item_knn", val_tasks, item_ids, popularity_order, chunk
+        )
     scorers.knn_power = max(KNN_HISTORY_POWERS, key=lambda p: by_power[p])
     return scorers.knn_power
 
@@ -93,17 +102,9 @@ def fit_als_factors(
     by_count = {}
     for factors in choices if len(choices) > 1 else ():
         scorers.fit_als(factors)
-        per_task = []
-        for task in val_tasks:
-            values = []
-            for start in range(0, len(task.titles), chunk):
-                seeds = task.seeds[start : start + chunk]
-                scores = scorers.score("als_fold_in", task.titles[start : start + chunk], seeds)
-                ranked = rank(scores, seeds, popularity_order, item_ids)
-                withheld = task.withheld[start : start + chunk]
-                values.extend(challenge_metrics(ranked, withheld)["r_precision"])
-            per_task.append(float(np.mean(values)))  # categories count alike
-        by_count[factors] = float(np.mean(per_task)) if per_task else 0.0
+        by_count[factors] = _mean_r_precision(
+            scorers, "als_fold_in", val_tasks, item_ids, popularity_order, chunk
+        )
     best = max(choices, key=lambda n: by_count.get(n, 0.0))
     if scorers.als_factors != best:
         scorers.fit_als(best)
