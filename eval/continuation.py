@@ -49,219 +49,31 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
-import scipy.sparse as sp
 
-from eval.metrics import bootstrap_interval, bootstrap_means
-from eval.sequential import als_fold_in_scores
-from text2tracks.cf_targets import ItemCosine
-
-DEPTH = 500
-METRICS = ("r_precision", "ndcg", "clicks", "hits@10")
-SEED_SYSTEMS = ("item_knn", "als_fold_in")
-# ALS fold-in's factor counts, the best on the validation playlists kept (--als-factors)
-ALS_FACTORS = (64,)
-
-
-@dataclass(frozen=True)
-class Category:
-    name: str
-    title: bool
-    n_seeds: int
-    random: bool = False
-
-
-CATEGORIES = (
-    Category("title_only", True, 0),
-    Category("title_first1", True, 1),
-    Category("title_first5", True, 5),
-    Category("first5", False, 5),
-    Category("title_first10", True, 10),
-    Category("first10", False, 10),
-    Category("title_first25", True, 25),
-    Category("title_random25", True, 25, random=True),
-    Category("title_first100", True, 100),
-    Category("title_random100", True, 100, random=True),
+from eval.continuation_core import (
+    ALS_FACTORS,
+    CATEGORIES,
+    DEPTH,
+    METRICS,
+    SEED_SYSTEMS,
+    Category,
+    Scorers,
+    Task,
+    challenge_metrics,
+    item_index,
+    make_tasks,
+    normalise_rows,
+    rank,
 )
-
-
-@dataclass
-class Task:
-    """Prompts of one category, one entry per playlist in each list."""
-
-    category: Category
-    titles: list[str]  # the prompt's text: the playlist's title, or "" where the category hides it
-    seeds: list[np.ndarray]  # seed indices in the baselines' item index (unknown ones dropped)
-    withheld: list[list[str]]  # the track ids to find
-    seed_ids: list[list[str]]  # the seed track ids, in playlist order, all of them
-    playlist_titles: list[str]  # the playlist's title, also where the category hides it
-
-    def subset(self, rows: np.ndarray) -> Task:
-        """The playlists at ``rows`` (in that order)."""
-        pick = [int(r) for r in rows]
-        return Task(
-            self.category,
-            *([getattr(self, name)[r] for r in pick] for name in _TASK_LISTS),
-        )
-
-
-_TASK_LISTS = ("titles", "seeds", "withheld", "seed_ids", "playlist_titles")
-
-
-def make_tasks(
-    playlists: Sequence,
-    index: dict[str, int],
-    seed: int = 0,
-    categories: Sequence[Category] = CATEGORIES,
-    max_per_category: int | None = None,
-) -> list[Task]:
-    """Cut held-out playlists into the categories; seeds unknown to ``index`` are dropped from
-    ``Task.seeds`` (the baselines' view) and kept in ``Task.seed_ids``. ``max_per_category``:
-    at most this many playlists per category, a seeded random subset in playlist order (drawn
-    apart from the random seeds, which stay those of the full run)."""
-    if max_per_category is not None and max_per_category < 1:
-        raise ValueError(f"max_per_category must be a positive integer, got {max_per_category}")
-    rng = np.random.default_rng(seed)
-    tasks = []
-    for c, cat in enumerate(categories):
-        lists: dict[str, list] = {name: [] for name in _TASK_LISTS}
-        for p in playlists:
-            tracks = list(dict.fromkeys(p.track_ids))
-            if len(tracks) <= cat.n_seeds:
-                continue
-            if cat.random:
-                chosen = set(rng.choice(len(tracks), size=cat.n_seeds, replace=False).tolist())
-            else:
-                chosen = set(range(cat.n_seeds))
-            seed_ids = [t for i, t in enumerate(tracks) if i in chosen]
-            lists["titles"].append(p.prompt if cat.title else "")
-            lists["seeds"].append(
-                np.array([index[t] for t in seed_ids if t in index], dtype=np.int64)
-            )
-            lists["withheld"].append([t for i, t in enumerate(tracks) if i not in chosen])
-            lists["seed_ids"].append(seed_ids)
-            lists["playlist_titles"].append(p.prompt)
-        task = Task(cat, *(lists[name] for name in _TASK_LISTS))
-        n = len(task.titles)
-        if max_per_category is not None and n > max_per_category:
-            pick = np.random.default_rng([seed, c]).choice(n, max_per_category, replace=False)
-            task = task.subset(np.sort(pick))
-        tasks.append(task)
-    return tasks
-
-
-def challenge_metrics(
-    ranked_ids: Sequence[Sequence[str]], withheld: Sequence[Sequence[str]]
-) -> dict[str, np.ndarray]:
-    """Per prompt: ``r_precision``, ``ndcg``, ``clicks`` (over the ranked ids, 500 in the
-    challenge), ``hits@10``. A shorter list scores the missing ranks as misses: its R-precision
-    (when shorter than the withheld tracks) and NDCG are lower bounds of the 500-deep values,
-    and clicks count 51 when no hit is within it."""
-    n = len(withheld)
-    out = {m: np.zeros(n) for m in ("r_precision", "ndcg", "clicks", "hits@10")}
-    for u, (ranked, truth) in enumerate(zip(ranked_ids, withheld, strict=True)):
-        truth = set(truth)
-        rel = np.array([t in truth for t in ranked], dtype=np.float64)
-        g = len(truth)
-        out["r_precision"][u] = rel[:g].sum() / g
-        discounts = np.r_[1.0, 1.0 / np.log2(np.arange(2, max(len(rel), g) + 1))]
-        dcg = float((rel * discounts[: len(rel)]).sum())
-        idcg = float(discounts[: min(g, len(discounts))].sum())
-        out["ndcg"][u] = dcg / idcg
-        hits = np.flatnonzero(rel)
-        out["clicks"][u] = hits[0] // 10 if hits.size else 51
-        out["hits@10"][u] = float(rel[:10].any())
-    return out
-
-
-class Scorers:
-    """The baselines' scores over the item index, fitted on the training playlists."""
-
-    def __init__(
-        self,
-        train_playlists: Sequence,
-        index: dict[str, int],
-        popularity: np.ndarray,
-        als_factors: int = 64,
-    ) -> None:
-        from text2tracks.teacher import TitleNeighbors
-
-        self.n_items = len(index)
-        self.popularity = popularity.astype(np.float32)
-        rows, cols = [], []
-        for r, p in enumerate(train_playlists):
-            for t in dict.fromkeys(p.track_ids):
-                if t in index:
-                    rows.append(r)
-                    cols.append(index[t])
-        self.train = sp.csr_matrix(
-            (np.ones(len(rows), np.float32), (rows, cols)),
-            shape=(len(train_playlists), self.n_items),
-        )
-        self.cosine = ItemCosine(self.train)
-        self.knn_power = 0.5  # the plain cosine until :func:`fit_knn_power` chooses
-        self.neighbors = TitleNeighbors().fit([p.prompt for p in train_playlists])
-        self.fit_als(als_factors)
-
-    def fit_als(self, factors: int) -> None:
-        """(Re)fit ALS fold-in's model with ``factors`` factors (``self.als_factors``)."""
-        from implicit.als import AlternatingLeastSquares
-        from threadpoolctl import threadpool_limits
-
-        with threadpool_limits(limits=1, user_api="blas"):
-            self.als = AlternatingLeastSquares(
-                factors=factors, regularization=0.05, iterations=15, random_state=0
-            )
-            self.als.fit(self.train, show_progress=False)
-        self.als_factors = int(factors)
-
-    def _seed_rows(self, seeds: Sequence[np.ndarray]) -> sp.csr_matrix:
-        indptr = np.r_[0, np.cumsum([len(s) for s in seeds])]
-        cols = np.concatenate(seeds) if len(seeds) and indptr[-1] else np.zeros(0, np.int64)
-        return sp.csr_matrix(
-            (np.ones(len(cols), np.float32), cols, indptr), shape=(len(seeds), self.n_items)
-        )
-
-    def score(self, name: str, titles: list[str], seeds: Sequence[np.ndarray]) -> np.ndarray:
-        if name == "popularity":
-            return np.broadcast_to(self.popularity, (len(titles), self.n_items)).copy()
-        if name == "title_knn":
-            return (self.neighbors.weights(titles) @ self.train).toarray()
-        rows = self._seed_rows(seeds)
-        if name == "item_knn":
-            return self.cosine.scores(rows, self.knn_power)
-        if name == "als_fold_in":
-            return als_fold_in_scores(self.als, rows)
-        raise ValueError(f"unknown system {name!r}")
-
-
-def _normalise(scores: np.ndarray) -> np.ndarray:
-    top = np.abs(scores).max(axis=1, keepdims=True)
-    return scores / np.where(top > 0, top, 1.0)
-
-
-def rank(
-    scores: np.ndarray,
-    seeds: Sequence[np.ndarray],
-    popularity_order: np.ndarray,
-    item_ids: Sequence[str],
-) -> list[list[str]]:
-    """Top ``DEPTH`` track ids per row, seeds excluded, ties to the more popular item."""
-    scores = np.array(scores, dtype=np.float64)[:, popularity_order]  # stable tie order
-    position = np.empty_like(popularity_order)
-    position[popularity_order] = np.arange(len(popularity_order))
-    out = []
-    for r, s in enumerate(seeds):
-        row = scores[r]
-        row[position[s]] = -np.inf
-        depth = min(DEPTH, len(row) - 1)
-        top = np.argpartition(-row, depth)[:depth]
-        top = top[np.lexsort((top, -row[top]))]
-        out.append([item_ids[popularity_order[j]] for j in top])
-    return out
+from eval.continuation_fit import (
+    fit_als_factors,
+    fit_fuse_weights,
+    fit_knn_power,
+    validation_tasks,
+)
+from eval.metrics import bootstrap_interval, bootstrap_means
 
 
 def baseline_systems(cat: Category, fused: bool) -> list[str]:
@@ -296,7 +108,7 @@ def score_baselines(
             if s.startswith("fused_"):
                 seed_system = s[len("fused_") :]
                 w = fuse_weight.get(seed_system, 0.5)
-                scores = _normalise(base[seed_system]) + w * _normalise(base["title_knn"])
+                scores = normalise_rows(base[seed_system]) + w * normalise_rows(base["title_knn"])
             else:
                 scores = base[s]
             m = challenge_metrics(rank(scores, seeds, popularity_order, item_ids), withheld)
@@ -369,17 +181,6 @@ def summarise(evaluated: dict, n_bootstrap: int = 1000, confidence: float = 0.95
     return {"categories": categories, "overall": overall}
 
 
-def item_index(train) -> tuple[list[str], dict[str, int], np.ndarray]:
-    """``(item_ids, index, popularity)`` over the training playlists, most popular first."""
-    counts: dict[str, int] = {}
-    for p in train:
-        for t in dict.fromkeys(p.track_ids):
-            counts[t] = counts.get(t, 0) + 1
-    item_ids = sorted(counts, key=lambda t: (-counts[t], t))
-    index = {t: i for i, t in enumerate(item_ids)}
-    return item_ids, index, np.array([counts[t] for t in item_ids], dtype=np.float64)
-
-
 def run(
     train,
     validation,
@@ -394,13 +195,6 @@ def run(
     """The whole protocol: baselines fitted on ``train``, fusion weights on ``validation``,
     every system scored on ``test``'s categories (``model``: a
     :class:`eval.continuation_model.ModelSystem`, or ``None`` for the baselines alone)."""
-    from eval.continuation_fit import (
-        fit_als_factors,
-        fit_fuse_weights,
-        fit_knn_power,
-        validation_tasks,
-    )
-
     item_ids, index, popularity = item_index(train)
     popularity_order = np.arange(len(item_ids))  # items are already in popularity order
     scorers = Scorers(train, index, popularity)
@@ -539,6 +333,25 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
     write_table_and_json(args.out, "continuation", results, table)
     return 0
+
+
+__all__ = [
+    "CATEGORIES",
+    "DEPTH",
+    "Category",
+    "Scorers",
+    "Task",
+    "baseline_systems",
+    "challenge_metrics",
+    "evaluate_tasks",
+    "format_table",
+    "item_index",
+    "main",
+    "make_tasks",
+    "rank",
+    "run",
+    "summarise",
+]
 
 
 if __name__ == "__main__":

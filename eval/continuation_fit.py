@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from eval.continuation import (
+from eval.continuation_core import (
     SEED_SYSTEMS,
     Scorers,
     Task,
-    _normalise,
     challenge_metrics,
     make_tasks,
+    normalise_rows,
     rank,
 )
 from eval.sequential import KNN_HISTORY_POWERS
@@ -76,9 +76,9 @@ def fit_fuse_weights(
             titles = task.titles[start : start + chunk]
             seeds = task.seeds[start : start + chunk]
             withheld = task.withheld[start : start + chunk]
-            title = _normalise(scorers.score("title_knn", titles, seeds))
+            title = normalise_rows(scorers.score("title_knn", titles, seeds))
             for s in SEED_SYSTEMS:
-                base = _normalise(scorers.score(s, titles, seeds))
+                base = normalise_rows(scorers.score(s, titles, seeds))
                 for w in FUSE_WEIGHTS:
                     ranked = rank(base + w * title, seeds, popularity_order, item_ids)
                     per_weight[s, w].extend(challenge_metrics(ranked, withheld)["r_precision"])

@@ -402,7 +402,8 @@ def test_the_mapper_round_trips_each_config(name):
         # which the change leaves, so they keep theirs; soft targets and the list loss (which
         # the change turns on) do not combine, so soft targets change on their own; the prompt
         # prior needs a seed prior (the change turns it off), so it changes on its own too, and
-        # the count scale and learned prior factors need seeds that read factors as well
+        # the count scale, learned prior factors, the prior's own factors, its fold-in start
+        # and its frozen weight need seeds that read factors as well
         model = dataclasses.replace(
             _changed(config.model, d_model=1, num_heads=1, freeze_encoder=1),
             d_model=256,
@@ -419,6 +420,9 @@ def test_the_mapper_round_trips_each_config(name):
             seed_prior_prompt=1,
             seed_prior_count_scale=1,
             seed_prior_learn_factors=1,
+            seed_prior_dim=1,
+            seed_prior_init=1,
+            seed_prior_freeze_weight=1,
         )
         changes = [
             dataclasses.replace(outer, model=model),
@@ -437,6 +441,9 @@ def test_the_mapper_round_trips_each_config(name):
                 seed_prior="auto",
                 seed_prior_count_scale=True,
                 seed_prior_learn_factors=True,
+                seed_prior_dim=256,
+                seed_prior_init="foldin",
+                seed_prior_freeze_weight=True,
             ),
         ]
     elif name == "DiffusionTrainConfig":

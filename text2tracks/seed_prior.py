@@ -295,7 +295,6 @@ def install_seed_prior(
     (:func:`foldin_weight`), the prior starting as a linear fold-in of the seeds' mean.
     ``train_weight`` False: ``W`` stays as it starts (``--seed-prior-freeze-weight``; the
     count scale and learned factors still train)."""
-    import torch
 
     if factors is not None and not (prompt or prompt_weight is not None):
         raise ValueError("a prior over the catalogue's factors reads the prompt: pass prompt=True")
@@ -305,29 +304,10 @@ def install_seed_prior(
     count_scale = count_scale or count_log_scale is not None
     learn_factors = learn_factors or factor_delta is not None
     _check_options(items, layout, count_scale, learn_factors)
-    n_columns, dim = head.token_ids.numel(), int(items.factors.shape[1])
-    nodes = None
-    if layout is not None:
-        nodes = _node_table(items, head, layout)
-    elif token_factors is None:
-        item_columns = head.position[torch.from_numpy(items.tokens).to(head.position.device)]
-        token_factors = fit_token_factors(
-            item_columns.cpu().numpy(), items.factors.cpu().numpy(), n_columns
-        )
-    if weight is None and weight_init == "foldin":
-        weight = foldin_weight(items.factors.cpu().numpy())
-    elif weight is None and weight_init != "zero":
-        raise ValueError(f"weight_init must be 'zero' or 'foldin', got {weight_init!r}")
-    prior = seed_prior_class()(dim, None if nodes is not None else token_factors, weight)
-    prior = prior.to(head.weight.device)
+    prior = _new_prior(items, head, layout, token_factors, weight, weight_init)
     prior.weight.requires_grad_(bool(train_weight))
-    if nodes is None and prior.token_factors.shape[0] != n_columns:
-        raise ValueError(
-            f"the seed prior's token factors are {tuple(prior.token_factors.shape)}, the model "
-            f"scores {n_columns} columns of {dim}-d factors"
-        )
-    prior.nodes = None if nodes is None else nodes.to(head.weight.device)
     prior.own_factors = items.factors if prior_factors is not None else None
+    dim = prior.weight.shape[0]
     encoder = _without_prior_hooks(model.get_encoder())
     # before DirectSeeds' pre-hook, which cuts the seeds out of the encoder's input
     encoder._seed_prior_hook = encoder.register_forward_pre_hook(
@@ -350,6 +330,36 @@ def install_seed_prior(
             head.weight.device
         )
     head.seed_prior = prior
+    return prior
+
+
+def _new_prior(items: _Items, head, layout, token_factors, weight, weight_init: str):
+    """The :class:`SeedPrior` over ``items``' factors for ``head``'s columns: the ``"nodes"``
+    one with ``layout``, else the ``"tokens"`` one (``token_factors`` fitted where not given);
+    ``W`` as given, else started as ``weight_init`` says."""
+    import torch
+
+    n_columns, dim = head.token_ids.numel(), int(items.factors.shape[1])
+    nodes = None
+    if layout is not None:
+        nodes = _node_table(items, head, layout)
+    elif token_factors is None:
+        item_columns = head.position[torch.from_numpy(items.tokens).to(head.position.device)]
+        token_factors = fit_token_factors(
+            item_columns.cpu().numpy(), items.factors.cpu().numpy(), n_columns
+        )
+    if weight is None and weight_init == "foldin":
+        weight = foldin_weight(items.factors.cpu().numpy())
+    elif weight is None and weight_init != "zero":
+        raise ValueError(f"weight_init must be 'zero' or 'foldin', got {weight_init!r}")
+    prior = seed_prior_class()(dim, None if nodes is not None else token_factors, weight)
+    prior = prior.to(head.weight.device)
+    if nodes is None and prior.token_factors.shape[0] != n_columns:
+        raise ValueError(
+            f"the seed prior's token factors are {tuple(prior.token_factors.shape)}, the model "
+            f"scores {n_columns} columns of {dim}-d factors"
+        )
+    prior.nodes = None if nodes is None else nodes.to(head.weight.device)
     return prior
 
 

@@ -458,6 +458,29 @@ class TrainConfig:
                 "no --no-seed-factors), add --seed-prior-prompt (the prompt's context over the "
                 "catalogue's factors), or use --seed-prior off"
             )
+        self._check_seed_prior_options()
+        if self.seed_prob and self.model.freeze_encoder:
+            raise ValueError(
+                "seed_prob > 0 needs a trainable encoder: it reads seeds as semantic-ID tokens, "
+                "whose encoder embeddings are new; with freeze_encoder=True they stay random. "
+                "Drop --freeze-encoder, or set --seed-prob 0"
+            )
+        if self.seed_prob and self.model.encoder_trainable_layers is not None:
+            raise ValueError(
+                "seed_prob > 0 needs the encoder's embeddings to train (seeds are new ID tokens), "
+                "which encoder_trainable_layers keeps fixed: drop one of them"
+            )
+        try:
+            self.seed_draw()
+        except ValueError as err:  # SeedDraw names its fields; say which of ours it was
+            message = str(err)
+            for inner, outer in _SEED_FIELDS.items():
+                if message.startswith(inner + " "):
+                    message = outer + message[len(inner) :]
+            raise ValueError(message) from None
+
+    def _check_seed_prior_options(self) -> None:
+        """The seed prior's options against the prior and the seeds they need."""
         if self.seed_prior_prompt and self.seed_prior == "off":
             raise ValueError(
                 "seed_prior_prompt adds the prompt to the seed prior's context: it needs a seed "
@@ -501,25 +524,6 @@ class TrainConfig:
                 "(--seed-prob > 0, seeds read as one token each) and a seed prior; drop "
                 "--seed-prior-dim"
             )
-        if self.seed_prob and self.model.freeze_encoder:
-            raise ValueError(
-                "seed_prob > 0 needs a trainable encoder: it reads seeds as semantic-ID tokens, "
-                "whose encoder embeddings are new; with freeze_encoder=True they stay random. "
-                "Drop --freeze-encoder, or set --seed-prob 0"
-            )
-        if self.seed_prob and self.model.encoder_trainable_layers is not None:
-            raise ValueError(
-                "seed_prob > 0 needs the encoder's embeddings to train (seeds are new ID tokens), "
-                "which encoder_trainable_layers keeps fixed: drop one of them"
-            )
-        try:
-            self.seed_draw()
-        except ValueError as err:  # SeedDraw names its fields; say which of ours it was
-            message = str(err)
-            for inner, outer in _SEED_FIELDS.items():
-                if message.startswith(inner + " "):
-                    message = outer + message[len(inner) :]
-            raise ValueError(message) from None
 
     def seed_draw(self) -> SeedDraw | None:
         """The seed draw of the training examples (``None`` when ``seed_prob`` is 0)."""
