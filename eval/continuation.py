@@ -197,7 +197,7 @@ def run(
     :class:`eval.continuation_model.ModelSystem`, or ``None`` for the baselines alone)."""
     item_ids, index, popularity = item_index(train)
     popularity_order = np.arange(len(item_ids))  # items are already in popularity order
-    scorers = Scorers(train, index, popularity)
+    scorers = Scorers(train, index, popularity, als_factors=als_factors[0])
     log(f"{len(train)} training playlists, {len(item_ids)} tracks")
     val_tasks = validation_tasks(validation, index, max_per_category)
     knn_power = fit_knn_power(scorers, val_tasks, item_ids, popularity_order)

@@ -139,7 +139,7 @@ class Scorers:
         train_playlists: Sequence,
         index: dict[str, int],
         popularity: np.ndarray,
-        als_factors: int = 64,
+        als_factors: int = ALS_FACTORS[0],
     ) -> None:
         from text2tracks.teacher import TitleNeighbors
 

@@ -101,7 +101,8 @@ def fit_als_factors(
         raise ValueError("choices must hold at least one factor count")
     by_count = {}
     for factors in choices if len(choices) > 1 else ():
-        scorers.fit_als(factors)
+        if scorers.als_factors != factors:  # the model it holds already is not fitted again
+            scorers.fit_als(factors)
         by_count[factors] = _mean_r_precision(
             scorers, "als_fold_in", val_tasks, item_ids, popularity_order, chunk
         )

@@ -133,7 +133,7 @@ def build_interactions(
             (get(t, -1) for p in playlists for t in p.track_ids), dtype=np.int64, count=rows.size
         )
         keep = cols >= 0
-        return _binary_csr(rows[keep], cols[keep], n_rows, len(vocab)), vocab
+        return binary_csr(rows[keep], cols[keep], n_rows, len(vocab)), vocab
 
     # Provisional ids in first-seen order (one dict lookup per row), then a catalogue order.
     provisional: dict[str, int] = {}
@@ -145,7 +145,7 @@ def build_interactions(
     )
     all_ids = np.array(list(provisional), dtype=object)
     # count playlists, not rows: a track repeated inside one playlist counts once
-    matrix = _binary_csr(rows, cols, n_rows, len(all_ids))
+    matrix = binary_csr(rows, cols, n_rows, len(all_ids))
     counts = np.asarray(matrix.getnnz(axis=0), dtype=np.int64)
     kept = np.flatnonzero(counts >= min_count)
     # descending count, then track id: sort by id first, then stable sort by -count
@@ -155,7 +155,9 @@ def build_interactions(
     return matrix[:, order].tocsr(), new_vocab
 
 
-def _binary_csr(rows: np.ndarray, cols: np.ndarray, n_rows: int, n_cols: int) -> sp.csr_matrix:
+def binary_csr(rows: np.ndarray, cols: np.ndarray, n_rows: int, n_cols: int) -> sp.csr_matrix:
+    """The float32 0/1 ``(n_rows, n_cols)`` CSR matrix with a 1 at each ``(rows, cols)`` pair
+    (repeats counted once), indices sorted."""
     data = np.ones(rows.size, dtype=np.float32)
     matrix = sp.csr_matrix((data, (rows, cols)), shape=(n_rows, n_cols), dtype=np.float32)
     matrix.sum_duplicates()

@@ -26,16 +26,10 @@ def training_matrix(relevant, n_items: int):
     """The binary ``(n_playlists, n_items)`` CSR matrix of the training playlists' catalogue
     items (``relevant``: a :class:`~text2tracks.ragged.Ragged` of catalogue indices per
     playlist, repeats allowed), the matrix the artifact's CF was fitted on."""
-    import scipy.sparse as sp
+    from semantic_ids.interactions import binary_csr
 
-    rows = relevant.row_of_value()
     cols = np.asarray(relevant.values, dtype=np.int64)
-    matrix = sp.csr_matrix(
-        (np.ones(len(cols), np.float32), (rows, cols)), shape=(len(relevant), n_items)
-    )
-    matrix.sum_duplicates()
-    matrix.data[:] = 1.0
-    return matrix
+    return binary_csr(relevant.row_of_value(), cols, len(relevant), n_items)
 
 
 def fit_prior_factors(

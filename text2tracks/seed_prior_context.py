@@ -2,7 +2,8 @@
 the encoder's hooks and the learned parts they read.
 
 - :func:`set_context` (a forward pre-hook): the mean of the prompt's seeds' standardised CF
-  factors (the prior's own, ``--seed-prior-dim``, where it has them; plus their learned change, ``--seed-prior-learn-factors``), zero without seeds;
+  factors (the prior's own, ``--seed-prior-dim``, where it has them; plus their learned
+  change, ``--seed-prior-learn-factors``), zero without seeds;
   with ``--seed-prior-count-scale`` scaled by a learned factor for its seed count's bucket
   (:func:`count_scale`);
 - :func:`add_prompt_context` (a forward hook, ``--seed-prior-prompt``): plus ``P h``, the
