@@ -128,6 +128,10 @@ def seed_prior_class():
             self.prompt_mask = None  # the encoder's whole-prompt attention mask, between hooks
             self.item_factors = None  # a prompt-only prior's standardised catalogue factors
             self.context = None  # (batch, dim) per prompt, set by the encoder's hooks
+            # the last encoder pass's seeds (batch, length; -1: no seed) and the factors their
+            # context read: the prior's list loss (text2tracks.seed_prior_loss) scores them
+            self.seed_items = None
+            self.catalog_factors = None
             self.row_index = None  # (rows,) prompt of each decoder row, where set (prior_rows)
             self.nodes = None  # a NodeTable: the "nodes" prior (prefix-dependent)
             self.prefix = None  # search: (rows, t) codes written so far (prior_prefix)

@@ -26,6 +26,7 @@ def set_context(prior, embedding):
     def hook(module, args, kwargs):
         input_ids = kwargs.get("input_ids", args[0] if args else None)
         prior.context = None
+        prior.seed_items = None  # (batch, length) the seeds' catalogue indices, -1 elsewhere
         # the whole prompt's mask, before DirectSeeds cuts the input to the title
         prior.prompt_mask = kwargs.get("attention_mask")
         if input_ids is None or embedding is None:  # no seeds (a prompt-only prior)
@@ -45,6 +46,8 @@ def set_context(prior, embedding):
         rows = rows * is_seed.unsqueeze(-1).to(factors.dtype)
         count = is_seed.sum(dim=1, keepdim=True).clamp(min=1).to(factors.dtype)
         prior.context = rows.sum(dim=1) / count
+        prior.seed_items = items.masked_fill(~is_seed, -1)  # for the prior's list loss
+        prior.catalog_factors = factors
         if prior.count_log_scale is not None:
             prior.context = prior.context * count_scale(prior.count_log_scale, count)
         return None

@@ -37,6 +37,10 @@ class NodeTable:
             torch.bincount(n, minlength=p.shape[0]).clamp(min=1)
             for n, p in zip(self.item_nodes, self.node_parent, strict=True)
         ]
+        # each last-level node's item (IDs are unique, so the last level's nodes are the items)
+        last = self.item_nodes[-1]
+        self.node_item = torch.full((self.node_parent[-1].shape[0],), -1, dtype=torch.long)
+        self.node_item[last] = torch.arange(last.shape[0])
         # the means summed in float64, kept in float32
         self.refresh(torch.from_numpy(np.asarray(factors, dtype=np.float64)))
         self.values = [v.float() for v in self.values]
@@ -45,6 +49,7 @@ class NodeTable:
         for name in ("keys", "values", "columns", "item_nodes", "node_parent", "counts"):
             setattr(self, name, [t.to(device) for t in getattr(self, name)])
         self.offsets = self.offsets.to(device)
+        self.node_item = self.node_item.to(device)
         return self
 
     def refresh(self, factors) -> None:
@@ -67,6 +72,19 @@ class NodeTable:
         """``(rows, depth)`` codes of target ``labels`` (ID tokens, then EOS)."""
         depth = len(self.sizes)
         return (labels[:, :depth] - self.offsets.to(labels.device)).clamp(min=0)
+
+    def items_of(self, labels):
+        """``(rows,)`` the catalogue index of each row's target ID (``labels``: ID tokens,
+        then EOS)."""
+        import torch
+
+        if self.node_item.device != labels.device:
+            self.to(labels.device)
+        codes = self.codes_of(labels)
+        node = torch.zeros(codes.shape[0], dtype=torch.long, device=labels.device)
+        for lv in range(len(self.sizes)):
+            node = self._node_of(lv, node, codes[:, lv])
+        return self.node_item[node]
 
     def _children(self, level: int, parent):
         """``(index (rows, size), valid (rows, size))``: the level's node of each code below

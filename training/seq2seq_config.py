@@ -182,6 +182,10 @@ class TrainConfig:
         seed_prior_freeze_weight: the seed prior's ``W`` stays as it starts (needs
             ``seed_prior_init="foldin"``: a fixed linear fold-in, which the count scale and
             learned factors still adjust).
+        seed_prior_list_weight: weight of the seed prior's own list loss beside the decoder's
+            (0, the default: off): the prior's whole-ID scores ``m^T W f_i`` over the catalogue,
+            softmaxed with the seeds left out, should rank each seeded example's target first
+            (:mod:`text2tracks.seed_prior_loss`). Needs the ``"nodes"`` prior over seed factors.
         id_init: how the semantic-ID tokens' embeddings start: ``"codebooks"``, a fixed random
             projection of the residual k-means centroids each code stands for
             (:mod:`text2tracks.id_embedding_init`; where the artifact has them: IDs built by
@@ -271,6 +275,7 @@ class TrainConfig:
     seed_prior_dim: int = 0
     seed_prior_init: str = field(default="zero", metadata={"choices": SEED_PRIOR_INITS})
     seed_prior_freeze_weight: bool = False
+    seed_prior_list_weight: float = 0.0
     id_init: str = field(default="codebooks", metadata={"choices": ID_INITS})
     normalize_prompts: bool = True
     subword_dropout: float = 0.0
@@ -517,6 +522,16 @@ class TrainConfig:
                 "seed_prior_freeze_weight keeps the seed prior's W as it starts: it needs "
                 "--seed-prior-init foldin (a zero W would stay zero); drop "
                 "--seed-prior-freeze-weight or add --seed-prior-init foldin"
+            )
+        if self.seed_prior_list_weight < 0:
+            raise ValueError(
+                f"seed_prior_list_weight must be >= 0 (0: off), got {self.seed_prior_list_weight}"
+            )
+        if self.seed_prior_list_weight and (self.seed_prior != "nodes" or not self.seed_factors):
+            raise ValueError(
+                "seed_prior_list_weight trains the nodes prior as a retriever of the seeds' "
+                "playlist: it needs seed factors (--seed-prob > 0) and --seed-prior nodes (or "
+                "auto); drop --seed-prior-list-weight"
             )
         if self.seed_prior_dim and (self.seed_prior == "off" or not self.seed_factors):
             raise ValueError(

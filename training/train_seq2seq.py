@@ -45,6 +45,7 @@ from typing import Any
 from text2tracks import config_flags as flags
 from text2tracks.artifacts import member_component
 from text2tracks.config_flags import add_config_flags, command_parser
+from text2tracks.seed_prior_loss import with_prior_list_loss
 from text2tracks.training_step import grouped_forward, training_encoder
 from training.checkpoints import STATE_NAME, list_checkpoints, resolve_resume
 from training.final_weights import BestWeights, WeightAverage, end_weights
@@ -109,7 +110,7 @@ class _Run:
     stopped_by: str = "epochs"
     cpu_bf16: bool = False
     loss_sum: Any = None
-    list_loss_sum: Any = None
+    part_sums: dict = field(default_factory=dict)  # parts of the loss, logged beside it
     loss_n: int = 0
     epochs: Any = None  # training.seq2seq_data.TrainEpochs
     best: BestWeights | None = None  # the best validation's weights (--keep-best only)
@@ -207,7 +208,9 @@ def _train_forward(run: _Run, batch):
     import torch
 
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=run.cpu_bf16):
-        return _forward_batch(run, batch)
+        out = _forward_batch(run, batch)
+    weight = run.config.seed_prior_list_weight  # the seed prior's own list loss, beside it
+    return with_prior_list_loss(run.accelerator.unwrap_model(run.model), out, batch, weight)
 
 
 def _forward_batch(run: _Run, batch):
@@ -322,8 +325,10 @@ def _train_batch(run: _Run, batch) -> bool:
     state["batches_in_epoch"] += 1
     state["examples_seen"] += batch["labels"].shape[0] * accelerator.num_processes
     run.loss_sum += out.loss.detach()
-    if getattr(out, "list_loss", None) is not None:
-        run.list_loss_sum += out.list_loss.detach()
+    for name in ("list_loss", "prior_list_loss"):  # unweighted, as train_<name>
+        if getattr(out, name, None) is not None:  # its mean over the batches that have it
+            total, n = run.part_sums.get(name, (0, 0))
+            run.part_sums[name] = (total + getattr(out, name).detach(), n + 1)
     run.loss_n += 1
     return accelerator.sync_gradients
 
@@ -344,13 +349,10 @@ def _after_step(run: _Run, bar) -> bool:
             "examples_seen": state["examples_seen"],
             "train_loss": train_loss,
         }
-        if config.list_loss_weight:
-            # train_loss is the sum; its list part, unweighted, beside it
-            record["train_list_loss"] = float(accelerator.reduce(run.list_loss_sum, "mean")) / max(
-                1, run.loss_n
-            )
+        for name, (total, n) in run.part_sums.items():  # train_loss is their weighted sum
+            record[f"train_{name}"] = float(accelerator.reduce(total, "mean")) / n
         run.loss_sum.zero_()
-        run.list_loss_sum.zero_()
+        run.part_sums.clear()
         run.loss_n = 0
         run.log_records.append({**record, "lr": run.optimizer.param_groups[0]["lr"]})
         bar.set_postfix(loss=f"{train_loss:.3f}", refresh=False)
@@ -388,7 +390,6 @@ def _train_loop(run: _Run) -> None:
     )
     run.stopped_by = "epochs"
     run.loss_sum = torch.zeros((), device=accelerator.device)
-    run.list_loss_sum = torch.zeros((), device=accelerator.device)
     run.loss_n = 0
     run.last_eval = {}
     run.model.train()
