@@ -87,6 +87,10 @@ class TrainConfig:
             Hits@eval_k (the last one included), as transformers' ``load_best_model_at_end``;
             with ``ema_decay``, the best average.
         resume: ``"latest"`` (newest in checkpoint_dir) or a checkpoint folder.
+        init_from: an artifact folder whose trained seq2seq (member ``member``'s, or member
+            ``member mod n``) the run starts from instead of a fresh model: same semantic IDs,
+            same model flags (:mod:`training.warm_start`). The optimizer, the schedule and any
+            seed parts start fresh. ``None`` (the default): a fresh model.
         targets_per_playlist, popularity_power: see :class:`text2tracks.data.Seq2SeqPairs`.
         targets_per_prompt_group: keep up to this many examples of one playlist together in a
             batch and run the encoder once per distinct prompt of the batch, its output shared
@@ -239,6 +243,7 @@ class TrainConfig:
     resume: str | None = field(
         default=None, metadata={"argparse": {"nargs": "?", "const": "latest", "metavar": "DIR"}}
     )
+    init_from: str | None = None
     seed: int = 0
     members: int = 2
     member: int = 0

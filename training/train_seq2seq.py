@@ -17,10 +17,9 @@ as accelerate writes them) go to ``ART/.checkpoints/checkpoint-STEP`` (or ``--ch
 with a ``trainer_state.json``; ``--resume`` picks the latest and skips the batches already seen
 in its epoch (``skip_first_batches``).
 
-Batches are cheap to encode by default: up to ``--targets-per-prompt-group`` (8) examples of one
-playlist sit together in a batch and share one encoder pass (:func:`grouped_forward`), and prompts
-are sorted by length within windows of ``--length-bucket-window`` (32) batches so that little
-padding is encoded. ``--targets-per-prompt-group 1 --length-bucket-window 0`` is the plain path.
+Batches are cheap to encode: up to ``--targets-per-prompt-group`` (8) examples of a playlist
+share one encoder pass (:func:`grouped_forward`), and prompts are sorted by length within windows
+of ``--length-bucket-window`` (32) batches (``1`` and ``0``: the plain path).
 
 The playlists are read again and re-split with the parameters stored in ``ART/cf/split.json``;
 the training playlist ids must match the ones the artifact was built from. :func:`train` runs
@@ -155,16 +154,20 @@ def build_model(config: TrainConfig, catalog, prompts: list[str], log):
     from text2tracks.data import normalize_prompt
     from text2tracks.modeling import build_seq2seq, count_parameters
     from training.seq2seq_data import init_ids_from_codebooks
+    from training.warm_start import warm_start_model
 
     # the catalogue's scheme says how codes become tokens ("bytes": content IDs); targets are
     # then depth tokens + EOS whatever the scheme, and decoding follows layout / trie depth
-    model, tokenizer, layout = build_seq2seq(
-        config.model,
-        catalog.level_sizes,
-        scheme=catalog.scheme,
-        prompt_texts=[normalize_prompt(t) if config.normalize_prompts else t for t in prompts],
-    )
-    init_ids_from_codebooks(config, model, layout, catalog, log)
+    if config.init_from:  # --init-from: another artifact's trained model (warm_start)
+        model, tokenizer, layout = warm_start_model(config, catalog, log)
+    else:
+        model, tokenizer, layout = build_seq2seq(
+            config.model,
+            catalog.level_sizes,
+            scheme=catalog.scheme,
+            prompt_texts=[normalize_prompt(t) if config.normalize_prompts else t for t in prompts],
+        )
+        init_ids_from_codebooks(config, model, layout, catalog, log)
     n_params = count_parameters(model)
     shape = (
         f"level sizes {catalog.level_sizes}"
