@@ -403,7 +403,7 @@ def test_the_mapper_round_trips_each_config(name):
         # the change turns on) do not combine, so soft targets change on their own; the prompt
         # prior needs a seed prior (the change turns it off), so it changes on its own too, and
         # the count scale, learned prior factors, the prior's own factors, its fold-in start
-        # and its frozen weight need seeds that read factors as well
+        # its frozen weight and its list loss need seeds that read factors as well
         model = dataclasses.replace(
             _changed(config.model, d_model=1, num_heads=1, freeze_encoder=1),
             d_model=256,
@@ -423,6 +423,7 @@ def test_the_mapper_round_trips_each_config(name):
             seed_prior_dim=1,
             seed_prior_init=1,
             seed_prior_freeze_weight=1,
+            seed_prior_list_weight=1,
         )
         changes = [
             dataclasses.replace(outer, model=model),
@@ -444,6 +445,7 @@ def test_the_mapper_round_trips_each_config(name):
                 seed_prior_dim=256,
                 seed_prior_init="foldin",
                 seed_prior_freeze_weight=True,
+                seed_prior_list_weight=0.5,
             ),
         ]
     elif name == "DiffusionTrainConfig":

@@ -18,7 +18,7 @@ def train_tiny_on_demo(root: Path, *flags: str) -> tuple[Path, Path]:
     from semantic_ids.cf import CFConfig
     from semantic_ids.demo import write_demo_jsonl
     from text2tracks.commands.build_ids import BuildIDsConfig, run_build_ids
-    from training.train_seq2seq import build_parser, config_from_args, train
+    from training.train_seq2seq import train
 
     playlists = write_demo_jsonl(root / "demo.jsonl", n_tracks=120, n_playlists=150, seed=0)
     art = root / "artifact"
@@ -26,6 +26,18 @@ def train_tiny_on_demo(root: Path, *flags: str) -> tuple[Path, Path]:
         n_levels=2, codebook_size=8, kmeans_iterations=5, cf=CFConfig(factors=8, iterations=3)
     )
     run_build_ids(playlists, art, ids, show_progress=False)
+    threads = torch.get_num_threads()
+    try:
+        train(tiny_train_config(playlists, art, *flags))
+    finally:
+        torch.set_num_threads(threads)
+    return playlists, art
+
+
+def tiny_train_config(playlists: Path, art: Path, *flags: str):
+    """The TrainConfig :func:`train_tiny_on_demo` trains with (4 steps of the tiny model)."""
+    from training.train_seq2seq import build_parser, config_from_args
+
     argv = [
         *("--artifact", str(art), "--playlists", str(playlists), "--max-steps", "4"),
         *("--eval-every", "0", "--eval-prompts", "8", "--batch-size", "16", "--lr", "1e-2"),
@@ -33,12 +45,7 @@ def train_tiny_on_demo(root: Path, *flags: str) -> tuple[Path, Path]:
         *TINY_MODEL_FLAGS,
         *flags,
     ]
-    threads = torch.get_num_threads()
-    try:
-        train(config_from_args(build_parser().parse_args(argv)))
-    finally:
-        torch.set_num_threads(threads)
-    return playlists, art
+    return config_from_args(build_parser().parse_args(argv))
 
 
 def tiny_model_config(**changes):
