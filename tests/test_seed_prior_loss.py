@@ -62,7 +62,9 @@ def test_the_loss_is_the_catalogue_softmax_of_the_whole_id_prior_without_the_see
     m = 2.0 * (g[1] + g[5]) / 2
     s = g @ (m @ weight)
     s[[1, 5]] = float("-inf")  # the prompt's seeds are never the answer
-    expected = -(s.log_softmax(0)[2] + s.log_softmax(0)[4]) / 2  # the seedless prompt's target: none
+    expected = (
+        -(s.log_softmax(0)[2] + s.log_softmax(0)[4]) / 2
+    )  # the seedless prompt's target: none
     torch.testing.assert_close(loss.detach(), expected, rtol=1e-5, atol=1e-5)
     loss.backward()
     for grad in (prior.weight.grad, prior.count_log_scale.grad, prior.factor_delta.grad):
@@ -95,7 +97,11 @@ def test_the_config_refuses_a_negative_weight_and_a_model_without_the_nodes_prio
         TrainConfig(artifact="a", playlists="p", seed_prior_list_weight=1.0)
     with pytest.raises(ValueError, match="--seed-prior-list-weight"):
         TrainConfig(
-            artifact="a", playlists="p", seed_prob=0.5, seed_prior="tokens", seed_prior_list_weight=1
+            artifact="a",
+            playlists="p",
+            seed_prob=0.5,
+            seed_prior="tokens",
+            seed_prior_list_weight=1,
         )
 
 
