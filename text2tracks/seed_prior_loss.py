@@ -7,7 +7,7 @@ share every gradient with it. Measured so, the trained ``W`` ranks a playlist's 
 than a fixed ALS fold-in would (the README's "Seed tracks"). This loss asks the prior for what
 fold-in does: over the whole catalogue, the softmax of ``s_i = m^T W f_i`` (the prompt's seeds
 left out) should put its mass on the example's target,
-``-log softmax(s)[target]``, averaged over the examples whose prompt has seeds. A sampled-free
+``-log softmax(s)[target]``, averaged over the examples whose prompt has seeds. The full (unsampled)
 softmax over the catalogue's items is one ``(prompts, dim) x (dim, items)`` product a step
 (51,722 items here; two million at full-MPD scale is 8 GB at 1,000 prompts a step, so batch
 accordingly). Hand-written: the scores are the prior's own, which no library computes.

@@ -43,6 +43,13 @@ _SEED_FIELDS = {
 }
 
 
+# the options that need the "nodes" seed prior over the seeds' factors, and what each does
+_NODES_PRIOR_OPTIONS = {
+    "seed_prior_learn_factors": "trains the nodes prior's item factors",
+    "seed_prior_list_weight": "trains the nodes prior as a retriever of the seeds' playlist",
+}
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything the training script can be told; each field is one flag.
@@ -503,12 +510,17 @@ class TrainConfig:
                 "needs seed factors (--seed-prob > 0, seeds read as one token each) and a seed "
                 "prior; drop --seed-prior-count-scale"
             )
-        if self.seed_prior_learn_factors and (self.seed_prior != "nodes" or not self.seed_factors):
+        if self.seed_prior_list_weight < 0:
             raise ValueError(
-                "seed_prior_learn_factors trains the nodes prior's item factors: it needs seed "
-                "factors (--seed-prob > 0, seeds read as one token each) and --seed-prior nodes "
-                "(or auto); drop --seed-prior-learn-factors"
+                f"seed_prior_list_weight must be >= 0 (0: off), got {self.seed_prior_list_weight}"
             )
+        for name, what in _NODES_PRIOR_OPTIONS.items():
+            if getattr(self, name) and (self.seed_prior != "nodes" or not self.seed_factors):
+                raise ValueError(
+                    f"{name} {what}: it needs seed factors (--seed-prob > 0, seeds read as one "
+                    "token each) and --seed-prior nodes (or auto); drop "
+                    f"--{name.replace('_', '-')}"
+                )
         if self.seed_prior_dim < 0:
             raise ValueError(
                 f"seed_prior_dim must be >= 0 (0: the artifact's factors), got {self.seed_prior_dim}"
@@ -527,16 +539,6 @@ class TrainConfig:
                 "seed_prior_freeze_weight keeps the seed prior's W as it starts: it needs "
                 "--seed-prior-init foldin (a zero W would stay zero); drop "
                 "--seed-prior-freeze-weight or add --seed-prior-init foldin"
-            )
-        if self.seed_prior_list_weight < 0:
-            raise ValueError(
-                f"seed_prior_list_weight must be >= 0 (0: off), got {self.seed_prior_list_weight}"
-            )
-        if self.seed_prior_list_weight and (self.seed_prior != "nodes" or not self.seed_factors):
-            raise ValueError(
-                "seed_prior_list_weight trains the nodes prior as a retriever of the seeds' "
-                "playlist: it needs seed factors (--seed-prob > 0) and --seed-prior nodes (or "
-                "auto); drop --seed-prior-list-weight"
             )
         if self.seed_prior_dim and (self.seed_prior == "off" or not self.seed_factors):
             raise ValueError(

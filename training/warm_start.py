@@ -21,9 +21,9 @@ def warm_start_model(config, catalog, log):
     ``config.init_from`` (an artifact folder), in training mode.
 
     Raises:
-        ValueError: the artifact has no seq2seq, its model was trained on other semantic IDs
-            (another catalogue digest or level sizes), or its model config differs from
-            ``config.model`` (naming the fields).
+        ValueError: the artifact is missing or damaged, has no seq2seq, its model was trained
+            on other semantic IDs (another catalogue digest or level sizes), or its model
+            config differs from ``config.model`` (naming the fields).
     """
     from text2tracks.artifacts import (
         ArtifactError,
@@ -32,7 +32,9 @@ def warm_start_model(config, catalog, log):
         member_indices,
         read_manifest,
     )
+    from text2tracks.generative import check_layout
     from text2tracks.modeling import MODEL_INFO_NAME, load_seq2seq
+    from text2tracks.storage import check_catalog_digest
 
     art = Path(config.init_from)
     try:
@@ -44,15 +46,11 @@ def warm_start_model(config, catalog, log):
         raise ValueError(f"--init-from {art}: the artifact has no trained seq2seq to start from")
     members = [0, *member_indices(components)]
     name = member_component(members[config.member % len(members)])
-    info = components[name]
-    digest = info.get("catalog_digest")
-    if digest is not None and digest != catalog.codes_digest():
-        raise ValueError(
-            f"--init-from {art}: its {name} was trained on other semantic IDs (catalogue digest "
-            f"{digest}, this artifact's {catalog.codes_digest()}); start from a model of the same "
-            "IDs (build-ids --reuse) or drop --init-from"
-        )
-    directory = component_dir(art, manifest, name, "train it first")
+    try:  # the checks loading an artifact makes: files whole, the same semantic IDs
+        directory = component_dir(art, manifest, name, "train it first")
+        check_catalog_digest(manifest, name, directory, catalog.codes_digest())
+    except ArtifactError as err:
+        raise ValueError(f"--init-from: {err}") from err
     saved = json.loads((directory / MODEL_INFO_NAME).read_text(encoding="utf-8"))["model_config"]
     wanted = json.loads(json.dumps(dataclasses.asdict(config.model)))  # tuples as lists
     differ = sorted(k for k in wanted if k in saved and saved[k] != wanted[k])
@@ -63,13 +61,9 @@ def warm_start_model(config, catalog, log):
             "same model flags as it was trained with"
         )
     model, tokenizer, layout = load_seq2seq(directory)
-    if tuple(layout.level_sizes) != tuple(catalog.level_sizes):
-        raise ValueError(
-            f"--init-from {directory}: it writes IDs of level sizes {layout.level_sizes}, this "
-            f"catalogue's are {catalog.level_sizes}"
-        )
+    check_layout(layout, catalog)
     model.train()
-    log(f"warm start: from {directory} ({info.get('steps', '?')} steps trained there)")
+    log(f"warm start: from {directory} ({components[name].get('steps', '?')} steps trained there)")
     return model, tokenizer, layout
 
 
