@@ -21,6 +21,10 @@ Systems (those the artifact cannot run are skipped, and the output says why):
   ``--edit-strength``), fused by a fixed blend: the artifact's fitted one, the fixed alpha its
   gate fell back to, or the default even blend when it has no ``fusion.json``;
 * ``gate``: the same with the artifact's ADaFuSE gate (``GatedFusion``).
+* ``fixed blend + like fusion``: the fixed blend, with a second fusion for the rounds whose
+  query carries liked tracks (``fusion.with_likes``): the artifact's, or fitted for this run
+  on simulated validation sessions (``--fit-fusion N --like-fusion-rounds R``,
+  :func:`text2tracks.session.fit_like_fusion`). ``fixed blend`` alone never uses one.
 
 ``--fit-fusion N`` fits both fusions on N validation prompts first (never the test split) and
 uses those. Prints a markdown table and the final round's paired bootstrap difference of each
@@ -31,6 +35,7 @@ beside it.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import time
 import warnings
@@ -44,6 +49,7 @@ from text2tracks.hybrid import EDIT_METHODS
 from text2tracks.options import DEFAULT_EDIT_STRENGTH
 
 TEXT, SEEDS, FIXED, GATE = "text", "generative+seeds", "fixed blend", "gate"
+LIKES = "fixed blend + like fusion"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,6 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=0,
         help="fit fixed + gated fusions on N validation prompts",
+    )
+    parser.add_argument(
+        "--like-fusion-rounds",
+        type=int,
+        default=3,
+        help="with --fit-fusion: also fit the fusion of queries with liked tracks on sessions "
+        "of this many rounds over the same validation prompts (0: not)",
     )
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--num-threads", type=int, default=1)
@@ -167,7 +180,7 @@ def choose_systems(recommender, fitted: dict | None = None) -> tuple[dict, dict[
         skipped[SEEDS] = "the model was trained without seed tracks (max_seed_tracks 0)"
     if not recommender.has_diffusion:
         why = "the artifact has no diffusion head (recommender.has_diffusion is False)"
-        return systems, {**skipped, FIXED: why, GATE: why}
+        return systems, {**skipped, FIXED: why, GATE: why, LIKES: why}
     on_disk = recommender.fusion
     if "fixed" in fitted:
         fixed, note = fitted["fixed"], "fitted for this run on validation prompts"
@@ -178,13 +191,25 @@ def choose_systems(recommender, fitted: dict | None = None) -> tuple[dict, dict[
         note = "the fixed alpha the artifact's gate was fitted around"
     else:
         fixed, note = default_fusion(), "no fusion.json: the default even blend"
-    systems[FIXED] = {"mode": "hybrid", "pull": True, "fusion": fixed, "note": note}
+    if "likes" in fitted:
+        likes, like_note = fitted["likes"], "fitted for this run on simulated validation sessions"
+    else:
+        likes, like_note = on_disk, "the artifact's fusion, with its fusion for liked tracks"
+    plain = copy.copy(fixed)
+    plain.with_likes = None  # the plain blend every round
+    systems[FIXED] = {"mode": "hybrid", "pull": True, "fusion": plain, "note": note}
+    if getattr(likes, "with_likes", None) is not None:
+        systems[LIKES] = {"mode": "hybrid", "pull": True, "fusion": likes, "note": like_note}
+    else:
+        skipped[LIKES] = "no fusion for liked tracks: pass --fit-fusion N (--like-fusion-rounds)"
     if "gated" in fitted:
         note = "fitted for this run on validation prompts"
         systems[GATE] = {"mode": "hybrid", "pull": True, "fusion": fitted["gated"], "note": note}
     elif isinstance(on_disk, GatedFusion):
         note = "the artifact's fitted gate"
-        systems[GATE] = {"mode": "hybrid", "pull": True, "fusion": on_disk, "note": note}
+        gate = copy.copy(on_disk)
+        gate.with_likes = None  # the same gate every round
+        systems[GATE] = {"mode": "hybrid", "pull": True, "fusion": gate, "note": note}
     else:
         skipped[GATE] = (
             "the artifact has no fitted gate (diffusion/fusion.json holds "
@@ -202,20 +227,35 @@ def _describe(fusion) -> dict[str, Any] | None:
         out["alpha"] = float(fusion.alpha)
     if getattr(fusion, "fixed_alpha_", None) is not None:
         out["fixed_alpha"] = float(fusion.fixed_alpha_)
+    if getattr(fusion, "with_likes", None) is not None:
+        out["with_likes"] = _describe(fusion.with_likes)
     return out
 
 
-def _fit_fusions(recommender, split, vocab, n_prompts: int, k: int, batch_size: int) -> dict:
+def _fit_fusions(recommender, split, vocab, n_prompts: int, args) -> dict:
     from text2tracks.ranking_metrics import relevant_items
 
     kept, lists, _ = relevant_items(split.validation, vocab)
     kept, lists = kept[:n_prompts], lists[:n_prompts]
+    k, batch_size, like_rounds = args.k, args.batch_size, args.like_fusion_rounds
+    edit_strength = args.edit_strength
     prompts = [split.validation[i].prompt for i in kept]
     relevant = [[vocab.item_ids[j] for j in items] for items in lists]
     fitted = {}
     for kind in ("fixed", "gated"):
         recommender.fit_fusion(prompts, relevant, kind=kind, k=k, batch_size=batch_size)
         fitted[kind] = recommender.fusion
+    if like_rounds:
+        recommender.fusion = fitted["fixed"]
+        recommender.fit_like_fusion(
+            prompts,
+            relevant,
+            rounds=like_rounds,
+            k=k,
+            edit_strength=edit_strength,
+            batch_size=batch_size,
+        )
+        fitted["likes"] = recommender.fusion  # a copy of the fixed blend, with_likes set
     return fitted
 
 
@@ -291,7 +331,7 @@ def run(args) -> dict[str, Any]:
         recommender.hybrid_settings = settings = replace(settings, edit_method=args.edit_method)
     fitted = {}
     if args.fit_fusion and recommender.has_diffusion:
-        fitted = _fit_fusions(recommender, split, vocab, args.fit_fusion, args.k, args.batch_size)
+        fitted = _fit_fusions(recommender, split, vocab, args.fit_fusion, args)
     systems, skipped = choose_systems(recommender, fitted)
     for name, why in skipped.items():
         print(f"skipped {name}: {why}", flush=True)
@@ -309,6 +349,13 @@ def run(args) -> dict[str, Any]:
                 )
                 for metric in ("hits_new", "cumulative_recall")
             }
+    if LIKES in results and FIXED in results:
+        results[LIKES]["vs_fixed_final_round"] = {
+            metric: paired_bootstrap_diff(
+                per_system[LIKES][metric][:, last], per_system[FIXED][metric][:, last]
+            )
+            for metric in ("hits_new", "cumulative_recall")
+        }
     return {
         "artifact": str(args.artifact),
         "split": "test",
@@ -347,6 +394,12 @@ def format_table(result: dict[str, Any]) -> str:
                 f"\n{name} - text at round {result['rounds']}: cumulative recall "
                 f"{d['diff']:+.4f} [{d['ci'][0]:+.4f}, {d['ci'][1]:+.4f}], p = {d['p_value']:.3f}"
             )
+    d = result["systems"].get(LIKES, {}).get("vs_fixed_final_round", {}).get("cumulative_recall")
+    if d:
+        lines.append(
+            f"\n{LIKES} - {FIXED} at round {result['rounds']}: cumulative recall "
+            f"{d['diff']:+.4f} [{d['ci'][0]:+.4f}, {d['ci'][1]:+.4f}], p = {d['p_value']:.3f}"
+        )
     for name, why in result["skipped_systems"].items():
         lines.append(f"\nskipped {name}: {why}")
     return "\n".join(lines)

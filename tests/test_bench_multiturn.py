@@ -8,7 +8,16 @@ import numpy as np
 import pytest
 from tiny_artifact import add_tiny_diffusion, build_tiny_artifact
 
-from eval.bench_multiturn import FIXED, GATE, SEEDS, TEXT, main, round_metrics, simulate
+from eval.bench_multiturn import (
+    FIXED,
+    GATE,
+    LIKES,
+    SEEDS,
+    TEXT,
+    main,
+    round_metrics,
+    simulate,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -107,7 +116,7 @@ def test_generative_only_artifact_runs_text_and_skips_the_hybrid_systems(plain_a
     result = json.loads(out.read_text())
     assert result["split"] == "test" and 0 < result["prompts"] <= 12
     assert list(result["systems"]) == [TEXT]
-    assert set(result["skipped_systems"]) == {SEEDS, FIXED, GATE}
+    assert set(result["skipped_systems"]) == {SEEDS, FIXED, GATE, LIKES}
     assert "diffusion head" in result["skipped_systems"][FIXED]
     assert result["edit_method"] is None  # no head: no edits, and --edit-method changes nothing
     _check_rounds(result["systems"][TEXT], 3)
@@ -119,6 +128,7 @@ def test_diffusion_artifact_runs_the_fixed_blend_and_a_fitted_gate(diffusion_art
     result = json.loads(out.read_text())
     assert list(result["systems"]) == [TEXT, FIXED]
     assert "no fitted gate" in result["skipped_systems"][GATE]
+    assert "--fit-fusion" in result["skipped_systems"][LIKES]
     assert result["systems"][FIXED]["fusion"] == {"kind": "FixedBlendFusion", "alpha": 0.5}
     assert result["systems"][FIXED]["mode"] == "hybrid" and result["systems"][FIXED]["pull"]
     assert result["edit_method"] == "anchor"  # the API's default
@@ -132,7 +142,15 @@ def test_diffusion_artifact_runs_the_fixed_blend_and_a_fitted_gate(diffusion_art
     out2 = tmp_path / "fitted.json"
     assert main(_argv(diffusion_artifact, out2, "--fit-fusion", "10")) == 0
     fitted = json.loads(out2.read_text())
-    assert list(fitted["systems"]) == [TEXT, FIXED, GATE]
+    assert list(fitted["systems"]) == [TEXT, FIXED, LIKES, GATE]
+    likes = fitted["systems"][LIKES]["fusion"]
+    assert likes["with_likes"]["kind"] == "FixedBlendFusion"
+    assert likes["alpha"] == fitted["systems"][FIXED]["fusion"]["alpha"]  # plain rounds alike
+    assert "with_likes" not in fitted["systems"][FIXED]["fusion"]
+    # round 0 asks no liked tracks: the two blends answer it alike
+    assert fitted["systems"][LIKES]["rounds"][0] == fitted["systems"][FIXED]["rounds"][0]
+    diff = fitted["systems"][LIKES]["vs_fixed_final_round"]["cumulative_recall"]
+    assert diff["ci"][0] <= diff["diff"] <= diff["ci"][1]
     assert fitted["fit_fusion_prompts"] == 10
     assert fitted["systems"][GATE]["fusion"]["kind"] == "GatedFusion"
     for name, system in fitted["systems"].items():

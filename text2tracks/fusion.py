@@ -5,6 +5,12 @@ prompts; :class:`GatedFusion` (ADaFuSE's idea) picks alpha per prompt from cheap
 two candidate sets (:func:`prompt_features`). Both fit to maximise a per-prompt ranking metric
 (:func:`per_prompt_metric`, one of :data:`FUSION_METRICS`) and save as plain JSON
 (``to_dict`` / :func:`fusion_from_dict`, no pickle).
+
+Either may carry a second fusion, ``with_likes``, for the prompts whose query carries liked
+tracks (``like_tracks``, as a multi-turn session sends after each round): the latent then reads
+what the user liked, not the text alone, and deserves its own weight (DAR and ADaFuSE fuse anew
+each round). :func:`fuse` picks it per prompt (``liked``);
+:func:`text2tracks.session.fit_like_fusion` fits it on simulated sessions.
 """
 
 from __future__ import annotations
@@ -143,6 +149,8 @@ class FixedBlendFusion:
         self.grid_: np.ndarray | None = None
         self.grid_scores_: np.ndarray | None = None
         self.diversity_scores_: dict[float, float] | None = None
+        # the fusion of the prompts whose query carries liked tracks (fuse's liked; None: this)
+        self.with_likes: FixedBlendFusion | GatedFusion | None = None
 
     def fit(
         self,
@@ -204,6 +212,7 @@ class FixedBlendFusion:
             "normalisation": self.normalisation,
             "diversity": self.diversity,
             "temperatures": list(self.temperatures),
+            **_likes_dict(self),
         }
 
 
@@ -306,6 +315,8 @@ class GatedFusion:
         self.weights_: np.ndarray | None = None  # (n_features, n_grid)
         self.bias_: np.ndarray | None = None  # (n_grid,)
         self.fixed_alpha_: float | None = None  # the best single alpha on the fitting prompts
+        # the fusion of the prompts whose query carries liked tracks (fuse's liked; None: this)
+        self.with_likes: FixedBlendFusion | GatedFusion | None = None
 
     def fit(
         self,
@@ -396,6 +407,7 @@ class GatedFusion:
             "weights": self.weights_.tolist(),
             "bias": self.bias_.tolist(),
             "fixed_alpha": self.fixed_alpha_,
+            **_likes_dict(self),
         }
 
 
@@ -408,13 +420,44 @@ def fuse(
     prompts: list[str] | None = None,
     exclude: list[set[int]] | None = None,
     penalty: np.ndarray | None = None,
+    liked: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The best ``k`` candidates by the fused score: ``(items (batch, k), scores (batch, k))``.
 
     A :class:`GatedFusion` computes its per-prompt features from the candidates, the latents
     and the prompts (the same ones it was fitted with). ``penalty`` ``(batch, n)`` is taken off
     the fused scores first (a negative prompt's :func:`~text2tracks.candidate_pool.negative_penalty`).
+    ``liked`` ``(batch,)`` bool: the prompts whose query carries liked tracks, fused by
+    ``fusion.with_likes`` where it has one (the others, and all without it, by ``fusion``).
     """
+    liked = np.zeros(len(candidates), bool) if liked is None else np.asarray(liked, bool)
+    if liked.shape != (len(candidates),):
+        raise ValueError(
+            f"liked must have one flag per prompt ({len(candidates)}), got {liked.shape}"
+        )
+    if getattr(fusion, "with_likes", None) is None or not liked.any():
+        return _fuse_one(fusion, candidates, k, latents, prompts, exclude, penalty)
+    items = np.full((len(candidates), k), -1, dtype=np.int64)
+    scores = np.full((len(candidates), k), -np.inf)
+    for part, rows in (
+        (fusion, np.flatnonzero(~liked)),
+        (fusion.with_likes, np.flatnonzero(liked)),
+    ):
+        if rows.size:
+            items[rows], scores[rows] = _fuse_one(
+                part,
+                candidates.subset(rows),
+                k,
+                None if latents is None else np.asarray(latents)[rows],
+                None if prompts is None else [prompts[i] for i in rows],
+                None if exclude is None else [exclude[i] for i in rows],
+                None if penalty is None else np.asarray(penalty)[rows],
+            )
+    return items, scores
+
+
+def _fuse_one(fusion, candidates, k, latents, prompts, exclude, penalty):
+    """:func:`fuse` by one fusion, every prompt."""
     features = (
         prompt_features(candidates, latents, prompts) if isinstance(fusion, GatedFusion) else None
     )
@@ -429,8 +472,26 @@ def fuse(
     return top_k(candidates, scores, k, exclude, fusion.diversity)
 
 
+def _likes_dict(fusion) -> dict[str, Any]:
+    """``to_dict``'s entry for ``fusion.with_likes`` (none without one)."""
+    if fusion.with_likes is None:
+        return {}
+    return {"with_likes": fusion.with_likes.to_dict()}
+
+
 def fusion_from_dict(payload: dict[str, Any]) -> FixedBlendFusion | GatedFusion:
-    """Rebuild a fusion saved with ``to_dict`` (plain JSON, no pickle)."""
+    """Rebuild a fusion saved with ``to_dict`` (plain JSON, no pickle), its ``with_likes``
+    included."""
+    fusion = _one_from_dict(payload)
+    likes = payload.get("with_likes")
+    if likes is not None:
+        if not isinstance(likes, dict) or "with_likes" in likes:
+            raise ValueError("with_likes must be one fusion's object (not nested)")
+        fusion.with_likes = _one_from_dict(likes)
+    return fusion
+
+
+def _one_from_dict(payload: dict[str, Any]) -> FixedBlendFusion | GatedFusion:
     kind = payload.get("kind")
     diversity = float(payload.get("diversity", 0.0))  # absent from files before it existed
     if kind == "fixed":

@@ -273,6 +273,8 @@ def fit_fusion(
     progress: bool = False,
     seed: int = 0,
     item_groups: np.ndarray | None = None,
+    views: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    exclude: Sequence[set[int]] | None = None,
 ) -> tuple[Fusion, dict[str, Any]]:
     """Fit a fusion's weights on validation prompts whose relevant items are known.
 
@@ -296,6 +298,10 @@ def fit_fusion(
         item_groups: each item's first ID code (e.g. ``trie.item_nodes[0]``); given, the fit
             also picks the fusion's first-code diversity penalty from
             :data:`~text2tracks.fusion.DIVERSITY_GRID` (else it stays 0).
+        views: both views already queried, ``(beam items (n, kb), beam log-probs (n, kb),
+            latents (n, n_samples, dim))`` (``beam`` and ``sample`` are then unused): for
+            queries that :func:`text2tracks.session.fit_like_fusion` asks with options.
+        exclude: per prompt, the item indices its query kept out (they are no candidates).
 
     Returns:
         ``(fusion, summary)``: the summary holds ``n_prompts``, the metric at k of the beam's
@@ -308,9 +314,11 @@ def fit_fusion(
     index = build_index(item_factors) if index is None else index
 
     # 1. Both views for every prompt, in batches (the beam is the costly part).
-    beam_items, beam_scores, latents = _query_both_views(
-        prompts, beam, sample, settings.beam_candidates, int(batch_size), progress
-    )
+    if views is None:
+        views = _query_both_views(
+            prompts, beam, sample, settings.beam_candidates, int(batch_size), progress
+        )
+    beam_items, beam_scores, latents = views
     candidates = gather_candidates(
         beam_items,
         beam_scores,
@@ -320,6 +328,7 @@ def fit_fusion(
         latent_k=settings.latent_k,
         pool=settings.pool,
         k=k,
+        exclude=None if exclude is None else [set(e) for e in exclude],
         item_groups=item_groups,
     )
 

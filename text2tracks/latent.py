@@ -376,6 +376,7 @@ def rank_latent_batch(
     negative: np.ndarray | None = None,
     contrast=None,
     item_groups: np.ndarray | None = None,
+    liked: Sequence[bool] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Item indices and scores ``(batch, k)`` of the latent mode (faiss around ``latents``) or the
     hybrid mode (``beam``'s candidates and the latents' pooled, fused by ``fusion``).
@@ -387,7 +388,8 @@ def rank_latent_batch(
     of the pooled candidates' items ``(batch, n)`` giving a further penalty ``(batch, n)`` (the
     negative prompt's guidance of the beam's view, ``settings.negative_contrast``).
     ``item_groups`` (hybrid): each item's first ID code, which the fusion's ``diversity``
-    spreads its list over."""
+    spreads its list over. ``liked`` (hybrid): per prompt, whether its query carries liked
+    tracks, which the fusion's ``with_likes`` fuses (:func:`text2tracks.fusion.fuse`)."""
     from text2tracks.candidate_pool import negative_penalty
     from text2tracks.hybrid import fuse, gather_candidates
     from text2tracks.rerank import rerank
@@ -438,6 +440,7 @@ def rank_latent_batch(
         prompts=texts,
         exclude=exclude_sets,
         penalty=penalty,
+        liked=None if liked is None else np.asarray(liked, dtype=bool),
     )
 
 

@@ -201,6 +201,56 @@ class LatentModesMixin:
         self._fusion_summary = (fusion, summary)
         return summary
 
+    def fit_like_fusion(
+        self,
+        prompts: Sequence[str],
+        relevant: Sequence[Iterable[str]],
+        *,
+        rounds: int = 3,
+        kind: str = "fixed",
+        metric: str = "hits",
+        k: int = 10,
+        edit_strength: float = DEFAULT_EDIT_STRENGTH,
+        batch_size: int = 32,
+    ) -> dict[str, Any]:
+        """Fit hybrid mode's fusion for queries with ``like_tracks`` and keep it, as
+        ``self.fusion.with_likes`` (:func:`text2tracks.session.fit_like_fusion`: hybrid-mode
+        sessions simulated on validation prompts, ``rounds`` rounds of ``k`` tracks, the user
+        liking those in ``relevant``; the fusion of plain prompts is kept as it is, or the
+        default blend without one). :meth:`save_pretrained` writes both.
+
+        Returns:
+            The fit's summary (also under ``"with_likes"`` in the fusion's saved summary).
+        """
+        import copy
+
+        from text2tracks.session import fit_like_fusion
+
+        self._check_mode("hybrid")
+        base = copy.copy(self._hybrid_fusion())
+        base.with_likes = None  # sessions as plain hybrid mode runs them
+        previous, self.fusion = self.fusion, base
+        try:
+            likes, summary = fit_like_fusion(
+                self,
+                prompts,
+                relevant,
+                rounds=rounds,
+                kind=kind,
+                metric=metric,
+                k=k,
+                edit_strength=edit_strength,
+                batch_size=batch_size,
+            )
+        except BaseException:
+            self.fusion = previous
+            raise
+        base.with_likes = likes
+        fitted, old_summary = self._fusion_summary
+        kept = dict(old_summary) if fitted is previous else {}
+        self._fusion_summary = (base, {**kept, "with_likes": summary})
+        return summary
+
     def _latent_seeds(self, prompts, seed_tracks, single) -> tuple[list, list[bool]]:
         """``(per prompt its seeds' catalogue indices or None, whether it is seeds alone)`` of
         :meth:`sample_latents` (stacklevel: the user's line); the seeds are None for a head
@@ -294,6 +344,7 @@ class LatentModesMixin:
             negative,
             contrast,
             self.trie.item_nodes[0],
+            [row is not None and len(row) > 0 for row in request.seeds],
         )
 
     def _negative_contrast(self, texts, negatives, first_index):

@@ -35,7 +35,10 @@ with the same answers as each session's :meth:`RecommendationSession.next` (per-
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import Any
+
+import numpy as np
 
 from text2tracks.options import DEFAULT_EDIT_STRENGTH
 
@@ -234,6 +237,158 @@ def next_rounds(sessions: Sequence[RecommendationSession], batch_size: int = 32)
 _PER_PROMPT = ("exclude", "seed_tracks", "like_tracks", "edit_strength")
 
 
+# ------------------------------------------------------------------ fusion for liked tracks
+
+
+def liked_states(
+    recommender,
+    prompts: Sequence[str],
+    relevant: Sequence[Iterable[str]],
+    *,
+    rounds: int = 3,
+    k: int = 10,
+    edit_strength: float = DEFAULT_EDIT_STRENGTH,
+    batch_size: int = 32,
+) -> list[dict[str, Any]]:
+    """Simulated hybrid-mode sessions, and the queries they ask once something was liked.
+
+    One session per prompt (:class:`RecommendationSession`, ``mode="hybrid"``, the
+    recommender's fusion as it is); after each of rounds 0..``rounds - 1`` the simulated user
+    likes the shown tracks in ``relevant`` and skips the rest. Every session that has liked a
+    track by then gives the next round's query: a dict with ``prompt``, ``liked`` (oldest
+    first), ``shown`` (every track shown so far) and ``relevant`` (its relevant tracks not yet
+    shown; queries left with none are dropped).
+    """
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+        raise ValueError(f"rounds must be a positive integer, got {rounds!r}")
+    prompts, relevant = list(prompts), [set(r) for r in relevant]
+    if len(prompts) != len(relevant):
+        raise ValueError(f"{len(prompts)} prompts but {len(relevant)} relevant collections")
+    sessions = [
+        RecommendationSession(recommender, p, mode="hybrid", k=k, edit_strength=edit_strength)
+        for p in prompts
+    ]
+    states = []
+    for _ in range(rounds):
+        for start in range(0, len(sessions), batch_size):
+            next_rounds(sessions[start : start + batch_size], batch_size=batch_size)
+        for session, wanted in zip(sessions, relevant, strict=True):
+            last = session.shown_in(session.round - 1)
+            session.feedback(
+                liked=[t for t in last if t in wanted], skipped=[t for t in last if t not in wanted]
+            )
+            left = wanted.difference(session.shown)
+            if session.liked and left:
+                states.append(
+                    {
+                        "prompt": session.prompt,
+                        "liked": list(session.liked),
+                        "shown": list(session.shown),
+                        "relevant": left,
+                    }
+                )
+    return states
+
+
+def fit_like_fusion(
+    recommender,
+    prompts: Sequence[str],
+    relevant: Sequence[Iterable[str]],
+    *,
+    rounds: int = 3,
+    kind: str = "fixed",
+    metric: str = "hits",
+    k: int = 10,
+    edit_strength: float = DEFAULT_EDIT_STRENGTH,
+    batch_size: int = 32,
+) -> tuple[Any, dict[str, Any]]:
+    """Fit hybrid mode's fusion for queries that carry liked tracks, on simulated sessions.
+
+    The queries are :func:`liked_states`'s (validation prompts, never test ones); their
+    candidates are gathered as hybrid mode gathers them (the beam's ``beam_candidates`` with
+    the shown tracks excluded and, for a model that reads seeds, the liked tracks as seeds; the
+    latents edited from the liked tracks), and :func:`text2tracks.hybrid.fit_fusion` fits the
+    weights (``kind``, ``metric`` at ``k``). The recommender is not changed:
+    :meth:`~text2tracks.pipeline.Text2Tracks.fit_like_fusion` keeps the result.
+
+    Returns:
+        ``(fusion, summary)``; the summary adds ``rounds`` and ``n_sessions`` to the fit's.
+    """
+    from text2tracks.data import normalize_prompt
+    from text2tracks.hybrid import fit_fusion
+
+    known = set(recommender.catalog.item_ids)
+    states = liked_states(
+        recommender,
+        prompts,
+        [[t for t in r if t in known] for r in relevant],
+        rounds=rounds,
+        k=k,
+        edit_strength=edit_strength,
+        batch_size=batch_size,
+    )
+    if not states:
+        raise ValueError(
+            "no simulated session liked a track: give more validation prompts or rounds"
+        )
+    catalog, settings = recommender.catalog, recommender.hybrid_settings
+    n_beam = min(settings.beam_candidates, len(recommender))
+    views = [
+        _liked_views(recommender, states[i : i + batch_size], n_beam, edit_strength)
+        for i in range(0, len(states), batch_size)
+    ]
+    stacked = tuple(np.concatenate([v[part] for v in views]) for part in range(3))  # n_beam wide
+    factors, index = recommender.latent_index()
+    fusion, summary = fit_fusion(
+        [normalize_prompt(s["prompt"]) for s in states],
+        [{catalog.index_of(t) for t in s["relevant"]} for s in states],
+        None,
+        None,
+        factors,
+        settings=replace(settings, beam_candidates=n_beam),
+        index=index,
+        kind=kind,
+        metric=metric,
+        k=k,
+        batch_size=batch_size,
+        item_groups=recommender.trie.item_nodes[0],
+        views=stacked,
+        exclude=[{catalog.index_of(t) for t in s["shown"]} for s in states],
+    )
+    summary.update(rounds=rounds, n_sessions=len(prompts), edit_strength=edit_strength)
+    return fusion, summary
+
+
+def _liked_views(recommender, states, n_beam, edit_strength):
+    """Both views of some :func:`liked_states` queries, as hybrid mode queries them."""
+    prompts = [s["prompt"] for s in states]
+    liked = [s["liked"] for s in states]
+    seeds = {"seed_tracks": liked} if recommender.max_seed_tracks > 0 else {}
+    ids, scores = recommender.recommend_arrays(
+        prompts,
+        k=n_beam,
+        num_beams=n_beam,
+        diversity=0.0,  # undiversified, as hybrid mode draws the beam
+        exclude=[s["shown"] for s in states],
+        batch_size=len(prompts),
+        **seeds,
+    )
+    items = np.array(
+        [[recommender.catalog.index_of(t) if t else -1 for t in row] for row in ids],
+        dtype=np.int64,
+    ).reshape(len(prompts), -1)
+    scores = np.where(items >= 0, np.asarray(scores, dtype=np.float32).reshape(items.shape), np.nan)
+    latents = recommender.sample_latents(
+        prompts,
+        n_samples=recommender.hybrid_settings.n_samples,
+        like_tracks=liked,
+        edit_strength=edit_strength,
+        batch_size=len(prompts),
+    )
+    latents = np.asarray(latents, dtype=np.float32)
+    return items, scores, latents[:, None, :] if latents.ndim == 2 else latents
+
+
 def _batch_key(session: RecommendationSession) -> tuple:
     return (
         session.mode,
@@ -255,4 +410,10 @@ def _track_ids(values: Iterable[str], name: str) -> list[str]:
     return out
 
 
-__all__ = ["SESSION_MODES", "RecommendationSession", "next_rounds"]
+__all__ = [
+    "SESSION_MODES",
+    "RecommendationSession",
+    "fit_like_fusion",
+    "liked_states",
+    "next_rounds",
+]
