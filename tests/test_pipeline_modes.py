@@ -605,6 +605,18 @@ def test_train_diffusion_fits_and_writes_the_fusion(artifact, tmp_path):
     assert loaded.fusion.alpha == fusion.alpha and loaded.hybrid_settings == settings
     assert len(set(_ids(loaded.recommend("jazz", k=10, mode="hybrid")))) == 10
 
+    shutil.rmtree(copy / "diffusion")  # again, with the fusion of liked tracks' queries
+    summary = train(
+        DiffusionTrainConfig(
+            artifact=str(copy), playlists=str(playlists), **{**tiny, "fusion_like_rounds": 2}
+        )
+    )
+    likes = summary["fusion"]["with_likes"]
+    assert likes["rounds"] == 2 and likes["n_prompts"] > 0, likes
+    fusion, _, validation = load_fusion(copy / "diffusion")
+    assert fusion.with_likes is not None and fusion.with_likes.alpha == likes["alpha"]
+    assert validation["with_likes"]["n_prompts"] == likes["n_prompts"]
+
     shutil.rmtree(copy / "diffusion")
     summary = train(
         DiffusionTrainConfig(
@@ -626,7 +638,13 @@ def test_train_diffusion_fits_and_writes_the_fusion(artifact, tmp_path):
         ]
     )
     assert (args.fit_fusion, args.fusion_prompts, args.fusion_kind) == (False, 50, "gated")
-    for bad in ({"fusion_prompts": 0}, {"fusion_kind": "mlp"}, {"fusion_metric": "recall"}):
+    bad_values = (
+        {"fusion_prompts": 0},
+        {"fusion_kind": "mlp"},
+        {"fusion_metric": "recall"},
+        {"fusion_like_rounds": -1},
+    )
+    for bad in bad_values:
         with pytest.raises(ValueError, match="fusion"):
             DiffusionTrainConfig(artifact="a", playlists="p", **bad)
 

@@ -86,6 +86,10 @@ class DiffusionTrainConfig:
         fit_fusion, fusion_prompts, fusion_kind, fusion_metric, fusion_candidates,
             fusion_latent_k, fusion_samples: the hybrid fusion fitted after training (see the
             module docstring); the last three are stored as the API's defaults.
+        fusion_like_rounds: also fit the fusion of queries that carry liked tracks
+            (``fusion.with_likes``, what a multi-turn session sends after a like) on hybrid-mode
+            sessions of this many rounds over the same validation prompts
+            (:func:`text2tracks.session.fit_like_fusion`); 0: not.
     """
 
     artifact: str
@@ -165,6 +169,7 @@ class DiffusionTrainConfig:
     fusion_candidates: int = 50
     fusion_latent_k: int = 100
     fusion_samples: int = 4
+    fusion_like_rounds: int = 0
 
     def __post_init__(self) -> None:
         if self.encoder not in _ENCODERS:
@@ -189,7 +194,7 @@ class DiffusionTrainConfig:
             "teacher_top_items",
             "teacher_fold_in_top",
         )
-        check_integer_fields(self, positive, (*LOOP_COUNTS, "num_threads"))
+        check_integer_fields(self, positive, (*LOOP_COUNTS, "num_threads", "fusion_like_rounds"))
         for name in ("contrastive_targets", "latent_target"):
             if getattr(self, name) not in TARGET_SOURCES:
                 raise ValueError(

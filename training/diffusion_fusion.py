@@ -1,7 +1,9 @@
 """The hybrid mode's fusion, fitted once the diffusion head is saved
 (:mod:`training.train_diffusion`, unless ``--no-fit-fusion``): beam candidates of the seq2seq and
 latent candidates of the head on validation prompts, gathered as ``Text2Tracks.recommend(
-mode="hybrid")`` gathers them, and a fusion fitted to them into ``ART/diffusion/fusion.json``."""
+mode="hybrid")`` gathers them, and a fusion fitted to them into ``ART/diffusion/fusion.json``;
+with ``--fusion-like-rounds R`` also the fusion of queries that carry liked tracks, fitted on
+simulated R-round sessions over the same prompts (``fusion.with_likes``)."""
 
 from __future__ import annotations
 
@@ -77,6 +79,8 @@ def fit_artifact_fusion(
         k=config.eval_k,
         progress=config.progress,
     )
+    if config.fusion_like_rounds:
+        summary["with_likes"] = _fit_like_fusion(recommender, prompts, relevant_ids, config, log)
     summary["elapsed_s"] = round(time.perf_counter() - started, 3)
     save_fusion(artifact / DIFFUSION_COMPONENT, recommender.fusion, settings, summary)
     scores = summary[f"{config.fusion_metric}@{config.eval_k}"]
@@ -92,3 +96,28 @@ def fit_artifact_fusion(
         f"fused {scores['fused']:.4f} (in-sample)"
     )
     return summary
+
+
+def _fit_like_fusion(recommender, prompts, relevant_ids, config, log) -> dict[str, Any]:
+    """The fusion of queries with liked tracks, on simulated sessions (kept in
+    ``recommender.fusion.with_likes``); its summary, or why it was not fitted."""
+    try:
+        likes = recommender.fit_like_fusion(
+            prompts,
+            relevant_ids,
+            rounds=config.fusion_like_rounds,
+            kind=config.fusion_kind,
+            metric=config.fusion_metric,
+            k=config.eval_k,
+        )
+    except ValueError as err:  # no session liked anything: plain prompts' fusion for all
+        log(f"fusion for liked tracks not fitted: {err}")
+        return {"skipped": str(err)}
+    key = f"{config.fusion_metric}@{config.eval_k}"
+    log(
+        f"fusion for liked tracks ({likes['n_prompts']} queries of {likes['rounds']}-round "
+        f"sessions): alpha {likes.get('alpha', '-')}; {key} generative "
+        f"{likes[key]['generative']:.4f}, latent {likes[key]['latent']:.4f}, fused "
+        f"{likes[key]['fused']:.4f} (in-sample)"
+    )
+    return likes
