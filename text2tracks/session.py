@@ -22,7 +22,9 @@ The rules, round after round:
   - ``mode="latent"``: as ``like_tracks`` (an edit from the liked tracks towards the prompt,
     ``edit_strength``, by ``recommender.hybrid_settings.edit_method``: anchored by default);
   - ``mode="hybrid"``: as ``like_tracks`` for the latent view and, when the model reads seeds,
-    also as ``seed_tracks`` for the beam (the beam reads seeds, the head does not);
+    also as ``seed_tracks`` for the beam (the beam reads seeds, the head does not); the two
+    views are then fused by the fusion's ``with_likes`` where it has one (fitted on simulated
+    sessions by :func:`fit_like_fusion`), the round-0 fusion otherwise;
 
 * skipped tracks are only excluded (they are not used as negatives: ``negative_prompt`` takes
   text, and nothing in :meth:`recommend` takes negative tracks);
