@@ -141,3 +141,12 @@ def test_fit_like_fusion_uses_the_latent_once_pop_is_liked(recommender, tmp_path
     assert loaded.fusion.with_likes.alpha == fusion.alpha
     with pytest.raises(ValueError, match="no simulated session liked a track"):
         fit_like_fusion(rec, ["party"], [[]], rounds=1, k=K)
+
+
+def test_given_views_no_prompt_may_be_skipped(recommender):
+    from text2tracks.hybrid import fit_recommender_fusion
+
+    pop = _pop(recommender)
+    views = (np.zeros((2, 5), np.int64), np.zeros((2, 5), np.float32), np.zeros((2, 1, 4)))
+    with pytest.raises(ValueError, match="with views every prompt"):  # the second has no track
+        fit_recommender_fusion(recommender, ["party", "dance"], [pop, ["nope"]], views=views)

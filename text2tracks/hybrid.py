@@ -493,6 +493,8 @@ def fit_recommender_fusion(
     k: int = 10,
     batch_size: int = 32,
     progress: bool = False,
+    views: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    exclude: Sequence[Iterable[str]] | None = None,
 ) -> tuple[Fusion, HybridSettings, dict[str, Any]]:
     """:func:`fit_fusion` on a :class:`~text2tracks.pipeline.Text2Tracks`'s own candidates.
 
@@ -500,6 +502,9 @@ def fit_recommender_fusion(
     gathers them (the same beam width, samples, seed 0 and faiss search). ``relevant`` holds each
     prompt's right track ids; ids outside the catalogue are ignored, and prompts left with none
     (or empty after normalisation) are skipped and counted in the summary's ``n_skipped``.
+    ``views`` (both views already queried, as :func:`fit_fusion` takes them) and ``exclude``
+    (per prompt, the track ids its query kept out) are for queries asked with options
+    (:func:`text2tracks.session.fit_like_fusion`); with them no prompt may be skipped.
 
     Returns:
         ``(fusion, settings, summary)``; ``settings`` is ``settings`` or the recommender's.
@@ -521,6 +526,8 @@ def fit_recommender_fusion(
     texts, sets = labelled_prompts(prompts, relevant, index_of)
     if not texts:
         raise ValueError("no prompt has a relevant track in the catalogue: cannot fit the fusion")
+    if views is not None and len(texts) != len(prompts):
+        raise ValueError("with views every prompt needs text and a relevant catalogue track")
 
     def beam(batch: list[str], n: int) -> tuple[np.ndarray, np.ndarray]:
         n = max(min(n, n_items), min(k, n_items))
@@ -551,6 +558,8 @@ def fit_recommender_fusion(
         batch_size=batch_size,
         progress=progress,
         item_groups=recommender.trie.item_nodes[0],
+        views=views,
+        exclude=None if exclude is None else [set(map(catalog.index_of, e)) for e in exclude],
     )
     summary["n_skipped"] = len(prompts) - len(texts)
     summary["settings"] = asdict(settings)

@@ -202,22 +202,15 @@ class LatentModesMixin:
         return summary
 
     def fit_like_fusion(
-        self,
-        prompts: Sequence[str],
-        relevant: Sequence[Iterable[str]],
-        *,
-        rounds: int = 3,
-        kind: str = "fixed",
-        metric: str = "hits",
-        k: int = 10,
-        edit_strength: float = DEFAULT_EDIT_STRENGTH,
-        batch_size: int = 32,
+        self, prompts: Sequence[str], relevant: Sequence[Iterable[str]], **options: Any
     ) -> dict[str, Any]:
         """Fit hybrid mode's fusion for queries with ``like_tracks`` and keep it, as
         ``self.fusion.with_likes`` (:func:`text2tracks.session.fit_like_fusion`: hybrid-mode
         sessions simulated on validation prompts, ``rounds`` rounds of ``k`` tracks, the user
         liking those in ``relevant``; the fusion of plain prompts is kept as it is, or the
-        default blend without one). :meth:`save_pretrained` writes both.
+        default blend without one). ``options``: that function's (``rounds``, ``kind``,
+        ``metric``, ``k``, ``edit_strength``, ``batch_size``). :meth:`save_pretrained` writes
+        both.
 
         Returns:
             The fit's summary (also under ``"with_likes"`` in the fusion's saved summary).
@@ -231,17 +224,7 @@ class LatentModesMixin:
         base.with_likes = None  # sessions as plain hybrid mode runs them
         previous, self.fusion = self.fusion, base
         try:
-            likes, summary = fit_like_fusion(
-                self,
-                prompts,
-                relevant,
-                rounds=rounds,
-                kind=kind,
-                metric=metric,
-                k=k,
-                edit_strength=edit_strength,
-                batch_size=batch_size,
-            )
+            likes, summary = fit_like_fusion(self, prompts, relevant, **options)
         except BaseException:
             self.fusion = previous
             raise

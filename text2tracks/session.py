@@ -37,7 +37,6 @@ with the same answers as each session's :meth:`RecommendationSession.next` (per-
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -316,8 +315,7 @@ def fit_like_fusion(
     Returns:
         ``(fusion, summary)``; the summary adds ``rounds`` and ``n_sessions`` to the fit's.
     """
-    from text2tracks.data import normalize_prompt
-    from text2tracks.hybrid import fit_fusion
+    from text2tracks.hybrid import fit_recommender_fusion
 
     known = set(recommender.catalog.item_ids)
     states = liked_states(
@@ -333,29 +331,22 @@ def fit_like_fusion(
         raise ValueError(
             "no simulated session liked a track: give more validation prompts or rounds"
         )
-    catalog, settings = recommender.catalog, recommender.hybrid_settings
-    n_beam = min(settings.beam_candidates, len(recommender))
+    n_beam = min(recommender.hybrid_settings.beam_candidates, len(recommender))
     views = [
         _liked_views(recommender, states[i : i + batch_size], n_beam, edit_strength)
         for i in range(0, len(states), batch_size)
     ]
     stacked = tuple(np.concatenate([v[part] for v in views]) for part in range(3))  # n_beam wide
-    factors, index = recommender.latent_index()
-    fusion, summary = fit_fusion(
-        [normalize_prompt(s["prompt"]) for s in states],
-        [{catalog.index_of(t) for t in s["relevant"]} for s in states],
-        None,
-        None,
-        factors,
-        settings=replace(settings, beam_candidates=n_beam),
-        index=index,
+    fusion, _, summary = fit_recommender_fusion(
+        recommender,
+        [s["prompt"] for s in states],
+        [s["relevant"] for s in states],
         kind=kind,
         metric=metric,
         k=k,
         batch_size=batch_size,
-        item_groups=recommender.trie.item_nodes[0],
         views=stacked,
-        exclude=[{catalog.index_of(t) for t in s["shown"]} for s in states],
+        exclude=[s["shown"] for s in states],
     )
     summary.update(rounds=rounds, n_sessions=len(prompts), edit_strength=edit_strength)
     return fusion, summary
