@@ -89,7 +89,7 @@ class DiffusionTrainConfig:
         fusion_like_rounds: also fit the fusion of queries that carry liked tracks
             (``fusion.with_likes``, what a multi-turn session sends after a like) on hybrid-mode
             sessions of this many rounds over the same validation prompts
-            (:func:`text2tracks.session.fit_like_fusion`); 0: not.
+            (:func:`text2tracks.session.fit_like_fusion`); 0: not (default 3).
     """
 
     artifact: str
@@ -169,7 +169,10 @@ class DiffusionTrainConfig:
     fusion_candidates: int = 50
     fusion_latent_k: int = 100
     fusion_samples: int = 4
-    fusion_like_rounds: int = 0
+    # the fusion of liked rounds: on the default pair's head, 646 test sessions, cumulative
+    # recall at round 5 0.084 against 0.071 for the round-0 blend alone and 0.073 for text
+    # re-query (p < 0.001 each; README "Multi-turn refinement")
+    fusion_like_rounds: int = 3
 
     def __post_init__(self) -> None:
         if self.encoder not in _ENCODERS:
