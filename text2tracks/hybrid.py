@@ -298,10 +298,8 @@ def fit_fusion(
         item_groups: each item's first ID code (e.g. ``trie.item_nodes[0]``); given, the fit
             also picks the fusion's first-code diversity penalty from
             :data:`~text2tracks.fusion.DIVERSITY_GRID` (else it stays 0).
-        views: both views already queried, ``(beam items (n, kb), beam log-probs (n, kb),
-            latents (n, n_samples, dim))`` (``beam`` and ``sample`` are then unused): for
-            queries that :func:`text2tracks.session.fit_like_fusion` asks with options.
-        exclude: per prompt, the item indices its query kept out (they are no candidates).
+        views, exclude: both views already queried, ``(beam items, beam log-probs, latents)``
+            (``beam`` and ``sample`` then unused), and per prompt the items its query kept out.
 
     Returns:
         ``(fusion, summary)``: the summary holds ``n_prompts``, the metric at k of the beam's
@@ -310,27 +308,14 @@ def fit_fusion(
     """
     settings = settings or HybridSettings()
     prompts, relevant = _checked_fit_inputs(prompts, relevant, kind, metric, k, batch_size)
-    item_factors = np.ascontiguousarray(item_factors, dtype=np.float32)
-    index = build_index(item_factors) if index is None else index
 
     # 1. Both views for every prompt, in batches (the beam is the costly part).
     if views is None:
         views = _query_both_views(
             prompts, beam, sample, settings.beam_candidates, int(batch_size), progress
         )
-    beam_items, beam_scores, latents = views
-    candidates = gather_candidates(
-        beam_items,
-        beam_scores,
-        latents,
-        item_factors,
-        index=index,
-        latent_k=settings.latent_k,
-        pool=settings.pool,
-        k=k,
-        exclude=None if exclude is None else [set(e) for e in exclude],
-        item_groups=item_groups,
-    )
+    latents = views[2]
+    candidates = _pooled(views, item_factors, index, settings, k, exclude, item_groups)
 
     # 2. The weights.
     fusion = _fit_weights(kind, candidates, relevant, latents, prompts, metric, k, grid, seed)
@@ -345,6 +330,24 @@ def fit_fusion(
         **_in_sample_scores(fusion, candidates, relevant, latents, prompts, metric, k),
     }
     return fusion, summary
+
+
+def _pooled(views, item_factors, index, settings, k, exclude, item_groups) -> Candidates:
+    """:func:`fit_fusion`'s candidates: both views pooled as hybrid mode pools them."""
+    item_factors = np.ascontiguousarray(item_factors, dtype=np.float32)
+    beam_items, beam_scores, latents = views
+    return gather_candidates(
+        beam_items,
+        beam_scores,
+        latents,
+        item_factors,
+        index=build_index(item_factors) if index is None else index,
+        latent_k=settings.latent_k,
+        pool=settings.pool,
+        k=k,
+        exclude=None if exclude is None else [set(e) for e in exclude],
+        item_groups=item_groups,
+    )
 
 
 def _checked_fit_inputs(
@@ -498,13 +501,11 @@ def fit_recommender_fusion(
 ) -> tuple[Fusion, HybridSettings, dict[str, Any]]:
     """:func:`fit_fusion` on a :class:`~text2tracks.pipeline.Text2Tracks`'s own candidates.
 
-    The candidates come through the recommender's public API exactly as its hybrid mode
-    gathers them (the same beam width, samples, seed 0 and faiss search). ``relevant`` holds each
-    prompt's right track ids; ids outside the catalogue are ignored, and prompts left with none
-    (or empty after normalisation) are skipped and counted in the summary's ``n_skipped``.
-    ``views`` (both views already queried, as :func:`fit_fusion` takes them) and ``exclude``
-    (per prompt, the track ids its query kept out) are for queries asked with options
-    (:func:`text2tracks.session.fit_like_fusion`); with them no prompt may be skipped.
+    The candidates come through the recommender's public API as its hybrid mode gathers them
+    (the same beam width, samples, seed 0 and faiss search). ``relevant``: each prompt's right
+    track ids (others ignored); prompts left with none, or empty, are skipped (``n_skipped``).
+    ``views`` and ``exclude`` (track ids) as :func:`fit_fusion` takes them, for queries asked
+    with options (:func:`text2tracks.session.fit_like_fusion`): no prompt may then be skipped.
 
     Returns:
         ``(fusion, settings, summary)``; ``settings`` is ``settings`` or the recommender's.
@@ -526,7 +527,7 @@ def fit_recommender_fusion(
     texts, sets = labelled_prompts(prompts, relevant, index_of)
     if not texts:
         raise ValueError("no prompt has a relevant track in the catalogue: cannot fit the fusion")
-    if views is not None and len(texts) != len(prompts):
+    if views is not None and len(texts) != len(prompts):  # the views' rows are the prompts'
         raise ValueError("with views every prompt needs text and a relevant catalogue track")
 
     def beam(batch: list[str], n: int) -> tuple[np.ndarray, np.ndarray]:

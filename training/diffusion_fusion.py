@@ -83,6 +83,11 @@ def fit_artifact_fusion(
         summary["with_likes"] = _fit_like_fusion(recommender, prompts, relevant_ids, config, log)
     summary["elapsed_s"] = round(time.perf_counter() - started, 3)
     save_fusion(artifact / DIFFUSION_COMPONENT, recommender.fusion, settings, summary)
+    _log_fusion(summary, config, log)
+    return summary
+
+
+def _log_fusion(summary: dict[str, Any], config: DiffusionTrainConfig, log) -> None:
     scores = summary[f"{config.fusion_metric}@{config.eval_k}"]
     weights = (
         f"alpha {summary['alpha']}"
@@ -95,7 +100,6 @@ def fit_artifact_fusion(
         f"generative {scores['generative']:.4f}, latent {scores['latent']:.4f}, "
         f"fused {scores['fused']:.4f} (in-sample)"
     )
-    return summary
 
 
 def _fit_like_fusion(recommender, prompts, relevant_ids, config, log) -> dict[str, Any]:
