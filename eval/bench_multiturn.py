@@ -35,7 +35,6 @@ beside it.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import time
 import warnings
@@ -112,22 +111,17 @@ def simulate(
         ``found`` int64 ``(n_prompts, rounds + 1)``: the relevant tracks each round showed (all
         new: a session never shows a track twice).
     """
-    from text2tracks.session import RecommendationSession, next_rounds
+    from text2tracks.session import RecommendationSession, simulated_rounds
 
     options = {"edit_strength": edit_strength} if mode != "generative" else {}
     sessions = [
         RecommendationSession(recommender, p, mode=mode, k=k, pull=pull, **options) for p in prompts
     ]
     found = np.zeros((len(prompts), rounds + 1), dtype=np.int64)
-    for round_index in range(rounds + 1):
-        answers = []
-        for start in range(0, len(sessions), batch_size):
-            answers += next_rounds(sessions[start : start + batch_size], batch_size=batch_size)
-        for i, (session, answer) in enumerate(zip(sessions, answers, strict=True)):
-            ids = [rec.track_id for rec in answer]
-            liked = [t for t in ids if t in relevant[i]]
-            session.feedback(liked=liked, skipped=[t for t in ids if t not in relevant[i]])
-            found[i, round_index] = len(liked)
+    for round_index, liked in enumerate(
+        simulated_rounds(sessions, relevant, rounds + 1, batch_size)
+    ):
+        found[:, round_index] = [len(tracks) for tracks in liked]
     return found
 
 
@@ -165,6 +159,7 @@ def choose_systems(recommender, fitted: dict | None = None) -> tuple[dict, dict[
     A spec is ``{"mode", "pull", "fusion", "note"}``; ``fitted`` maps ``"fixed"``/``"gated"``
     to fusions fitted for this run (they win over the artifact's).
     """
+    from text2tracks.fusion import without_likes
     from text2tracks.hybrid import default_fusion
     from text2tracks.rerank import FixedBlendFusion, GatedFusion
 
@@ -195,8 +190,7 @@ def choose_systems(recommender, fitted: dict | None = None) -> tuple[dict, dict[
         likes, like_note = fitted["likes"], "fitted for this run on simulated validation sessions"
     else:
         likes, like_note = on_disk, "the artifact's fusion, with its fusion for liked tracks"
-    plain = copy.copy(fixed)
-    plain.with_likes = None  # the plain blend every round
+    plain = without_likes(fixed)  # the plain blend every round
     systems[FIXED] = {"mode": "hybrid", "pull": True, "fusion": plain, "note": note}
     if getattr(likes, "with_likes", None) is not None:
         systems[LIKES] = {"mode": "hybrid", "pull": True, "fusion": likes, "note": like_note}
@@ -207,8 +201,7 @@ def choose_systems(recommender, fitted: dict | None = None) -> tuple[dict, dict[
         systems[GATE] = {"mode": "hybrid", "pull": True, "fusion": fitted["gated"], "note": note}
     elif isinstance(on_disk, GatedFusion):
         note = "the artifact's fitted gate"
-        gate = copy.copy(on_disk)
-        gate.with_likes = None  # the same gate every round
+        gate = without_likes(on_disk)  # the same gate every round
         systems[GATE] = {"mode": "hybrid", "pull": True, "fusion": gate, "note": note}
     else:
         skipped[GATE] = (

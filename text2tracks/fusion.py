@@ -15,6 +15,7 @@ each round). :func:`fuse` picks it per prompt (``liked``);
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
@@ -472,6 +473,14 @@ def _fuse_one(fusion, candidates, k, latents, prompts, exclude, penalty):
     return top_k(candidates, scores, k, exclude, fusion.diversity)
 
 
+def without_likes(fusion: FixedBlendFusion | GatedFusion) -> FixedBlendFusion | GatedFusion:
+    """A shallow copy of ``fusion`` that fuses every prompt alike (``with_likes`` None);
+    ``fusion`` itself is left as it is."""
+    plain = copy.copy(fusion)
+    plain.with_likes = None
+    return plain
+
+
 def _likes_dict(fusion) -> dict[str, Any]:
     """``to_dict``'s entry for ``fusion.with_likes`` (none without one)."""
     if fusion.with_likes is None:
@@ -521,6 +530,7 @@ __all__ = [
     "diversity_curves",
     "fuse",
     "fusion_from_dict",
+    "without_likes",
     "per_prompt_metric",
     "prompt_features",
 ]

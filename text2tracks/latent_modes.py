@@ -215,13 +215,11 @@ class LatentModesMixin:
         Returns:
             The fit's summary (also under ``"with_likes"`` in the fusion's saved summary).
         """
-        import copy
-
+        from text2tracks.fusion import without_likes
         from text2tracks.session import fit_like_fusion
 
         self._check_mode("hybrid")
-        base = copy.copy(self._hybrid_fusion())
-        base.with_likes = None  # sessions as plain hybrid mode runs them
+        base = without_likes(self._hybrid_fusion())  # sessions as plain hybrid mode runs them
         previous, self.fusion = self.fusion, base
         try:
             likes, summary = fit_like_fusion(self, prompts, relevant, **options)

@@ -36,7 +36,7 @@ with the same answers as each session's :meth:`RecommendationSession.next` (per-
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -238,6 +238,26 @@ def next_rounds(sessions: Sequence[RecommendationSession], batch_size: int = 32)
 _PER_PROMPT = ("exclude", "seed_tracks", "like_tracks", "edit_strength")
 
 
+def simulated_rounds(
+    sessions: Sequence[RecommendationSession],
+    relevant: Sequence[set[str]],
+    rounds: int,
+    batch_size: int = 32,
+) -> Iterator[list[list[str]]]:
+    """Run ``rounds`` rounds of ``sessions`` (batched by :func:`next_rounds`) with a simulated
+    user who likes the shown tracks in ``relevant[i]`` and skips the rest; after each round's
+    feedback, yield the tracks each session liked in it (in the order shown)."""
+    for _ in range(rounds):
+        for start in range(0, len(sessions), batch_size):
+            next_rounds(sessions[start : start + batch_size], batch_size=batch_size)
+        liked = []
+        for session, wanted in zip(sessions, relevant, strict=True):
+            last = session.shown_in(session.round - 1)
+            liked.append([t for t in last if t in wanted])
+            session.feedback(liked=liked[-1], skipped=[t for t in last if t not in wanted])
+        yield liked
+
+
 # ------------------------------------------------------------------ fusion for liked tracks
 
 
@@ -270,14 +290,8 @@ def liked_states(
         for p in prompts
     ]
     states = []
-    for _ in range(rounds):
-        for start in range(0, len(sessions), batch_size):
-            next_rounds(sessions[start : start + batch_size], batch_size=batch_size)
+    for _ in simulated_rounds(sessions, relevant, rounds, batch_size):
         for session, wanted in zip(sessions, relevant, strict=True):
-            last = session.shown_in(session.round - 1)
-            session.feedback(
-                liked=[t for t in last if t in wanted], skipped=[t for t in last if t not in wanted]
-            )
             left = wanted.difference(session.shown)
             if session.liked and left:
                 states.append(
@@ -409,4 +423,5 @@ __all__ = [
     "fit_like_fusion",
     "liked_states",
     "next_rounds",
+    "simulated_rounds",
 ]
