@@ -271,6 +271,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--num-beams", type=int, help="the model's beam width (default: --k)")
     parser.add_argument("--batch-size", type=int, default=32, help="the model's prompts per call")
+    parser.add_argument(
+        "--mode",
+        choices=("generative", "hybrid"),
+        default="generative",
+        help="the model's mode: hybrid fuses the beam with the diffusion head's latents, which "
+        "start from the seeds (the artifact needs a head)",
+    )
+    parser.add_argument(
+        "--seed-strength",
+        type=float,
+        help="hybrid: the prompt's weight in the latents of prompts with seeds (0: the seeds "
+        "alone; default: the artifact's hybrid settings)",
+    )
+    parser.add_argument(
+        "--fit-seed-fusion",
+        type=int,
+        default=0,
+        metavar="N",
+        help="hybrid: first fit the blend of prompts with seeds on N validation playlists of "
+        "each seeded category (0: the artifact's own, or its plain blend)",
+    )
+    parser.add_argument(
+        "--fusion-k", type=int, default=100, help="the depth at which that blend's NDCG is fitted"
+    )
     parser.add_argument("--device", help="torch device (default: CUDA when available)")
     parser.add_argument("--num-threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument(
@@ -299,6 +323,29 @@ def _factor_counts(text: str) -> tuple[int, ...]:
     return counts
 
 
+def _hybrid_setup(recommender, args, validation) -> dict:
+    """Hybrid mode's settings for this run (``--seed-strength``, ``--fit-seed-fusion``): what
+    the results file records of them."""
+    from dataclasses import replace
+
+    from eval.continuation_model import fit_seed_fusion_on_validation
+
+    if args.mode != "hybrid":
+        if args.seed_strength is not None or args.fit_seed_fusion:
+            raise SystemExit("--seed-strength and --fit-seed-fusion need --mode hybrid")
+        return {}
+    if args.seed_strength is not None:
+        recommender.hybrid_settings = replace(
+            recommender.hybrid_settings, seed_strength=args.seed_strength
+        )
+    out = {"seed_strength": recommender.hybrid_settings.seed_strength}
+    if args.fit_seed_fusion:
+        out["seed_fusion"] = fit_seed_fusion_on_validation(
+            recommender, validation, args.fit_seed_fusion, args.fusion_k
+        )
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     from eval.continuation_model import ModelSystem, load_model
     from eval.report import write_table_and_json
@@ -310,7 +357,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.artifact:
         split = artifact_split(args.artifact, args.playlists)
         recommender = load_model(args.artifact, args.device, args.num_threads)
-        model = ModelSystem(recommender, args.k, args.num_beams, args.batch_size)
+        fitted = _hybrid_setup(recommender, args, split.validation)
+        model = ModelSystem(recommender, args.k, args.num_beams, args.batch_size, mode=args.mode)
     else:
         split = split_playlists(
             read_playlists(args.playlists).playlists,
@@ -328,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
         als_factors=_factor_counts(args.als_factors),
     )
     if model is not None:
-        results["model"] = model.describe() | {"artifact": str(args.artifact)}
+        results["model"] = model.describe() | {"artifact": str(args.artifact), **fitted}
     table = format_table(results)
     print(table)
     write_table_and_json(args.out, "continuation", results, table)

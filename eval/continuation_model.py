@@ -64,6 +64,9 @@ class ModelSystem:
         num_beams: beam width (``None``: ``k``).
         batch_size: prompts per ``recommend`` call.
         log: where the API's warnings are summarised, one line per call.
+        mode: ``recommend``'s mode: ``"generative"`` (the beam) or ``"hybrid"`` (the beam fused
+            with the diffusion head's latents, which start from the seeds where a prompt has
+            them; the recommender's ``fusion.with_seeds`` fuses those, where it has one).
     """
 
     recommender: Any
@@ -71,6 +74,7 @@ class ModelSystem:
     num_beams: int | None = None
     batch_size: int = 32
     log: Callable[[str], None] = print
+    mode: str = "generative"
     _known: set[str] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -82,6 +86,8 @@ class ModelSystem:
             raise ValueError(f"k must be at least 10 (Hits@10 is scored), got {self.k}")
         if self.num_beams is not None and self.num_beams < self.k:
             raise ValueError(f"num_beams must be at least k ({self.k}), got {self.num_beams}")
+        if self.mode not in ("generative", "hybrid"):
+            raise ValueError(f"mode must be 'generative' or 'hybrid', got {self.mode!r}")
 
     @property
     def beams(self) -> int:
@@ -92,6 +98,7 @@ class ModelSystem:
         return {
             "k": self.k,
             "num_beams": self.beams,
+            "mode": self.mode,
             "max_seed_tracks": int(getattr(self.recommender, "max_seed_tracks", 0)),
             "catalogue": len(self.known),
         }
@@ -123,6 +130,8 @@ class ModelSystem:
                 f"unknown system {system!r}; expected one of {self.systems(task.category)}"
             )
         reads_seeds = int(getattr(self.recommender, "max_seed_tracks", 0)) > 0
+        if self.mode == "hybrid":  # a prompt of seeds alone needs both views to read them
+            reads_seeds = reads_seeds and bool(getattr(self.recommender, "latent_reads_seeds", 0))
         answerable = [
             bool(normalize_prompt(text)) or (seeds is not None and reads_seeds and bool(seeds[i]))
             for i, text in enumerate(texts)
@@ -154,7 +163,38 @@ class ModelSystem:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             answers = self.recommender.recommend(
-                texts, k=self.k, num_beams=self.beams, batch_size=self.batch_size, **options
+                texts,
+                k=self.k,
+                num_beams=self.beams,
+                batch_size=self.batch_size,
+                mode=self.mode,
+                **options,
             )
         said.update(re.sub(r"\d+", "N", str(w.message).split(";")[0]) for w in caught)
         return answers
+
+
+def fit_seed_fusion_on_validation(
+    recommender, validation, per_category: int, k: int, log: Callable[[str], None] = print
+) -> dict:
+    """Fit the recommender's ``fusion.with_seeds`` (hybrid mode's blend for prompts with seeds,
+    :meth:`~text2tracks.pipeline.Text2Tracks.fit_seed_fusion`, NDCG at ``k``) on up to
+    ``per_category`` validation playlists of each seeded category, cut as the test ones are
+    (their own random seeds): the title (or none) and seeds as the prompt, the withheld tracks
+    as its answer. Returns the fit's summary."""
+    from eval.continuation_fit import validation_tasks
+
+    tasks = validation_tasks(validation, {}, max_per_category=per_category)
+    prompts = [title for t in tasks for title in t.titles]
+    seeds = [row for t in tasks for row in t.seed_ids]
+    withheld = [row for t in tasks for row in t.withheld]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # seeds past max_seed_tracks: the test rows say so
+        summary = recommender.fit_seed_fusion(prompts, seeds, withheld, metric="ndcg", k=k)
+    views = summary[f"ndcg@{k}"]
+    log(
+        f"continuation fusion: {summary['n_prompts']} validation prompts ({len(tasks)} "
+        f"categories), NDCG@{k}: beam {views['generative']:.4f}, latent {views['latent']:.4f}, "
+        f"fused {views['fused']:.4f} (alpha {summary.get('alpha')})"
+    )
+    return summary

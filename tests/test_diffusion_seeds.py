@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import shutil
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -311,15 +312,20 @@ def test_seeds_are_never_returned_in_the_latent_modes(recommenders):
 def test_a_head_without_conditioning_warns_and_ignores_seeds(recommenders):
     plain = recommenders[1]
     folk = _ids_of(plain, "folk", 3)
-    with pytest.warns(UserWarning, match="without seed conditioning"):
-        with_seeds = plain.sample_latents("jazz", seed_tracks=folk)
-    np.testing.assert_array_equal(with_seeds, plain.sample_latents("jazz"))
-    with pytest.raises(ValueError, match="without seed conditioning"):
-        plain.sample_latents("", seed_tracks=folk)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the seq2seq reads no seeds either: it warns too
-        recs = plain.recommend("jazz", k=10, mode="latent", seed_tracks=folk)
-    assert not {r.track_id for r in recs} & set(folk)
+    settings = plain.hybrid_settings
+    plain.hybrid_settings = replace(settings, seed_strength=None)  # the head alone reads seeds
+    try:
+        with pytest.warns(UserWarning, match="without seed conditioning"):
+            with_seeds = plain.sample_latents("jazz", seed_tracks=folk)
+        np.testing.assert_array_equal(with_seeds, plain.sample_latents("jazz"))
+        with pytest.raises(ValueError, match="without seed conditioning"):
+            plain.sample_latents("", seed_tracks=folk)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the seq2seq reads no seeds either: it warns too
+            recs = plain.recommend("jazz", k=10, mode="latent", seed_tracks=folk)
+        assert not {r.track_id for r in recs} & set(folk)
+    finally:
+        plain.hybrid_settings = settings
 
 
 def test_train_diffusion_with_seed_conditioning_writes_a_head_that_reads_seeds(
@@ -375,6 +381,13 @@ def test_recommend_passes_seeds_to_the_head_when_the_seq2seq_reads_none(recommen
             seeded.recommend("jazz", k=10, mode="generative", seed_tracks=seeds)
     finally:
         seeded.max_seed_tracks = saved
-    plain = recommenders[1]
-    with pytest.raises(ValueError, match="seed tracks but no text"):  # nothing reads them
-        plain.recommend("", k=10, mode="latent", seed_tracks=_ids_of(plain, "folk", 3))
+    plain, folk = recommenders[1], _ids_of(recommenders[1], "folk", 3)
+    recs = plain.recommend("", k=10, mode="latent", seed_tracks=folk)  # the seeds' own latent
+    assert [genre_of(r.track_id) for r in recs].count("folk") >= 8
+    settings = plain.hybrid_settings
+    plain.hybrid_settings = replace(settings, seed_strength=None)  # the head alone reads seeds
+    try:
+        with pytest.raises(ValueError, match="seed tracks but no text"):  # nothing reads them
+            plain.recommend("", k=10, mode="latent", seed_tracks=folk)
+    finally:
+        plain.hybrid_settings = settings

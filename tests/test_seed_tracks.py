@@ -735,5 +735,10 @@ def test_hybrid_beam_reads_seeds_and_latent_modes_exclude_them(tmp_path):
     assert ids(generative) != ids(rec.recommend(prompts, k=5, num_beams=8, diversity=0))
     latent = rec.recommend(prompts, k=20, mode="latent", seed_tracks=seeds)
     assert not {t for a in ids(latent) for t in a} & set(seeds)
+    alone = rec.recommend(["", ""], k=5, mode="latent", seed_tracks=[seeds, seeds[:1]])
+    assert ids(alone)[0] != ids(alone)[1]  # the seeds' own latents (seed_strength)
+    from dataclasses import replace
+
+    rec.hybrid_settings = replace(rec.hybrid_settings, seed_strength=None)  # the head alone
     with pytest.raises(ValueError, match="does not read seeds"):
         rec.recommend("", k=5, mode="latent", seed_tracks=seeds)

@@ -10,7 +10,10 @@ Either may carry a second fusion, ``with_likes``, for the prompts whose query ca
 tracks (``like_tracks``, as a multi-turn session sends after each round): the latent then reads
 what the user liked, not the text alone, and deserves its own weight (DAR and ADaFuSE fuse anew
 each round). :func:`fuse` picks it per prompt (``liked``);
-:func:`text2tracks.session.fit_like_fusion` fits it on simulated sessions.
+:func:`text2tracks.session.fit_like_fusion` fits it on simulated sessions. Likewise
+``with_seeds``, for the prompts that continue a playlist (``seed_tracks``, no liked tracks): the
+beam reads the seeds and the latent starts from them (``HybridSettings.seed_strength``);
+:func:`text2tracks.seed_fusion.fit_seed_fusion` fits it on validation continuations.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ from text2tracks.ranking_metrics import per_prompt_metrics
 
 # what a fusion's weights can be fitted to maximise (mean per-prompt value at k)
 FUSION_METRICS = ("hits", "ndcg", "mrr")
+# where fuse sends a prompt: the fusion itself, its fusion of liked queries, of continuations
+_ROUTES = ("", "with_likes", "with_seeds")
 # The first-code diversity penalties a fit tries (fused scores are z-score blends, so the
 # generative list's 0.5 log-probability is not the same unit). Without it hybrid mode's list was
 # the beam's crowded order, below generative mode's spread one: on the MPD validation split
@@ -150,8 +155,10 @@ class FixedBlendFusion:
         self.grid_: np.ndarray | None = None
         self.grid_scores_: np.ndarray | None = None
         self.diversity_scores_: dict[float, float] | None = None
-        # the fusion of the prompts whose query carries liked tracks (fuse's liked; None: this)
+        # the fusions of the prompts whose query carries liked tracks (fuse's liked) and of
+        # those continuing seed tracks (fuse's seeded); None: this one
         self.with_likes: FixedBlendFusion | GatedFusion | None = None
+        self.with_seeds: FixedBlendFusion | GatedFusion | None = None
 
     def fit(
         self,
@@ -213,7 +220,7 @@ class FixedBlendFusion:
             "normalisation": self.normalisation,
             "diversity": self.diversity,
             "temperatures": list(self.temperatures),
-            **_likes_dict(self),
+            **_routes_dict(self),
         }
 
 
@@ -316,8 +323,10 @@ class GatedFusion:
         self.weights_: np.ndarray | None = None  # (n_features, n_grid)
         self.bias_: np.ndarray | None = None  # (n_grid,)
         self.fixed_alpha_: float | None = None  # the best single alpha on the fitting prompts
-        # the fusion of the prompts whose query carries liked tracks (fuse's liked; None: this)
+        # the fusions of the prompts whose query carries liked tracks (fuse's liked) and of
+        # those continuing seed tracks (fuse's seeded); None: this one
         self.with_likes: FixedBlendFusion | GatedFusion | None = None
+        self.with_seeds: FixedBlendFusion | GatedFusion | None = None
 
     def fit(
         self,
@@ -408,7 +417,7 @@ class GatedFusion:
             "weights": self.weights_.tolist(),
             "bias": self.bias_.tolist(),
             "fixed_alpha": self.fixed_alpha_,
-            **_likes_dict(self),
+            **_routes_dict(self),
         }
 
 
@@ -422,38 +431,41 @@ def fuse(
     exclude: list[set[int]] | None = None,
     penalty: np.ndarray | None = None,
     liked: np.ndarray | None = None,
+    seeded: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The best ``k`` candidates by the fused score: ``(items (batch, k), scores (batch, k))``.
 
     A :class:`GatedFusion` computes its per-prompt features from the candidates, the latents
     and the prompts (the same ones it was fitted with). ``penalty`` ``(batch, n)`` is taken off
     the fused scores first (a negative prompt's :func:`~text2tracks.candidate_pool.negative_penalty`).
-    ``liked`` ``(batch,)`` bool: the prompts whose query carries liked tracks, fused by
-    ``fusion.with_likes`` where it has one (the others, and all without it, by ``fusion``).
+    ``liked`` / ``seeded`` ``(batch,)`` bool: the prompts whose query carries liked tracks,
+    fused by ``fusion.with_likes``, and those continuing seed tracks (liked ones aside), fused
+    by ``fusion.with_seeds``, where the fusion has them (the others by ``fusion`` itself).
     """
-    liked = np.zeros(len(candidates), bool) if liked is None else np.asarray(liked, bool)
-    if liked.shape != (len(candidates),):
-        raise ValueError(
-            f"liked must have one flag per prompt ({len(candidates)}), got {liked.shape}"
-        )
-    if getattr(fusion, "with_likes", None) is None or not liked.any():
+    routes = np.zeros(len(candidates), np.int64)  # an index into _ROUTES, 0: the fusion itself
+    for route, name, flags in ((2, "seeded", seeded), (1, "liked", liked)):  # liked wins
+        flags = np.zeros(len(candidates), bool) if flags is None else np.asarray(flags, bool)
+        if flags.shape != (len(candidates),):
+            raise ValueError(
+                f"{name} must have one flag per prompt ({len(candidates)}), got {flags.shape}"
+            )
+        if getattr(fusion, _ROUTES[route], None) is not None:
+            routes[flags] = route
+    if not routes.any():
         return _fuse_one(fusion, candidates, k, latents, prompts, exclude, penalty)
     items = np.full((len(candidates), k), -1, dtype=np.int64)
     scores = np.full((len(candidates), k), -np.inf)
-    for part, rows in (
-        (fusion, np.flatnonzero(~liked)),
-        (fusion.with_likes, np.flatnonzero(liked)),
-    ):
-        if rows.size:
-            items[rows], scores[rows] = _fuse_one(
-                part,
-                candidates.subset(rows),
-                k,
-                None if latents is None else np.asarray(latents)[rows],
-                None if prompts is None else [prompts[i] for i in rows],
-                None if exclude is None else [exclude[i] for i in rows],
-                None if penalty is None else np.asarray(penalty)[rows],
-            )
+    for route in np.unique(routes):
+        rows = np.flatnonzero(routes == route)
+        items[rows], scores[rows] = _fuse_one(
+            fusion if route == 0 else getattr(fusion, _ROUTES[route]),
+            candidates.subset(rows),
+            k,
+            None if latents is None else np.asarray(latents)[rows],
+            None if prompts is None else [prompts[i] for i in rows],
+            None if exclude is None else [exclude[i] for i in rows],
+            None if penalty is None else np.asarray(penalty)[rows],
+        )
     return items, scores
 
 
@@ -474,29 +486,31 @@ def _fuse_one(fusion, candidates, k, latents, prompts, exclude, penalty):
 
 
 def without_likes(fusion: FixedBlendFusion | GatedFusion) -> FixedBlendFusion | GatedFusion:
-    """A shallow copy of ``fusion`` that fuses every prompt alike (``with_likes`` None);
-    ``fusion`` itself is left as it is."""
+    """A shallow copy of ``fusion`` that fuses every prompt alike (no ``with_likes`` nor
+    ``with_seeds``); ``fusion`` itself is left as it is."""
     plain = copy.copy(fusion)
-    plain.with_likes = None
+    for route in _ROUTES[1:]:
+        setattr(plain, route, None)
     return plain
 
 
-def _likes_dict(fusion) -> dict[str, Any]:
-    """``to_dict``'s entry for ``fusion.with_likes`` (none without one)."""
-    if fusion.with_likes is None:
-        return {}
-    return {"with_likes": fusion.with_likes.to_dict()}
+def _routes_dict(fusion) -> dict[str, Any]:
+    """``to_dict``'s entries for ``fusion.with_likes`` and ``with_seeds`` (those it has)."""
+    routes = {name: getattr(fusion, name, None) for name in _ROUTES[1:]}
+    return {name: part.to_dict() for name, part in routes.items() if part is not None}
 
 
 def fusion_from_dict(payload: dict[str, Any]) -> FixedBlendFusion | GatedFusion:
-    """Rebuild a fusion saved with ``to_dict`` (plain JSON, no pickle), its ``with_likes``
-    included."""
+    """Rebuild a fusion saved with ``to_dict`` (plain JSON, no pickle), its ``with_likes`` and
+    ``with_seeds`` included."""
     fusion = _one_from_dict(payload)
-    likes = payload.get("with_likes")
-    if likes is not None:
-        if not isinstance(likes, dict) or "with_likes" in likes:
-            raise ValueError("with_likes must be one fusion's object (not nested)")
-        fusion.with_likes = _one_from_dict(likes)
+    for name in _ROUTES[1:]:
+        part = payload.get(name)
+        if part is None:
+            continue
+        if not isinstance(part, dict) or any(route in part for route in _ROUTES[1:]):
+            raise ValueError(f"{name} must be one fusion's object (not nested)")
+        setattr(fusion, name, _one_from_dict(part))
     return fusion
 
 

@@ -34,6 +34,7 @@ import numpy as np
 from semantic_ids.cf import catalogue_factors
 from text2tracks.candidate_pool import NEGATIVE_REFERENCES, gather_candidates
 from text2tracks.fusion import fuse
+from text2tracks.options import is_number
 from text2tracks.rerank import (
     FEATURE_NAMES,
     FUSION_METRICS,
@@ -107,6 +108,11 @@ class HybridSettings:
             prompt, as the seq2seq scores the ID (:func:`text2tracks.code_search.
             ensemble_item_scores`), stands above the prompt's other candidates' (z-scored per
             prompt, positive part); 0 = off (no extra model calls).
+        seed_strength: how the latent of a prompt continuing ``seed_tracks`` (no liked tracks)
+            reads them: the seeds' latent (``seed_method``) anchored toward the prompt's samples
+            as ``like_tracks`` are (``"anchor"``), the prompt weighing ``seed_strength`` (0: the
+            seeds alone, as a prompt of seeds alone always is); ``None``: only through a
+            seed-conditioned head (MO-DiT). The beam reads the seeds either way.
     """
 
     n_samples: int = 4
@@ -118,6 +124,7 @@ class HybridSettings:
     negative_weight: float = 1.0
     negative_reference: str = "catalogue"
     negative_contrast: float = 0.0
+    seed_strength: float | None = 0.5
 
     def __post_init__(self) -> None:
         for name in ("n_samples", "beam_candidates", "latent_k"):
@@ -150,6 +157,11 @@ class HybridSettings:
             raise ValueError(
                 f"HybridSettings.edit_method must be one of {EDIT_METHODS}, "
                 f"got {self.edit_method!r}"
+            )
+        strength = self.seed_strength
+        if strength is not None and not (is_number(strength) and 0.0 <= strength <= 1.0):
+            raise ValueError(
+                f"HybridSettings.seed_strength must be a number in [0, 1] or None, got {strength!r}"
             )
 
     @classmethod

@@ -326,6 +326,46 @@ def query_latents(
     return out.numpy()
 
 
+def continued_latents(
+    latents: np.ndarray,
+    texts: Sequence[str],
+    request: LatentRequest,
+    seed_tracks: Sequence[np.ndarray | None] | None,
+    item_factors: Callable[[], np.ndarray],
+    settings,
+) -> np.ndarray:
+    """``latents`` ``(batch, n_samples, dim)`` with each prompt that continues seed tracks (and
+    has no ``like_tracks``) anchored at them (``settings``:
+    :class:`~text2tracks.hybrid.HybridSettings`): :func:`anchored_latents` of the seeds'
+    ``seed_method`` latent (all of them) and the prompt's samples, the prompt weighing
+    ``seed_strength``, or nothing where the prompt is seeds alone. Unchanged when
+    ``seed_strength`` is None (a seed-conditioned head then reads the seeds by itself)."""
+    from text2tracks.head_seeds import seed_latent
+    from text2tracks.latent_search import catalogue_moments_of
+
+    if settings.seed_strength is None or seed_tracks is None:
+        return latents
+    rows = [
+        i
+        for i, seeds in enumerate(seed_tracks)
+        if seeds is not None and len(seeds) and request.seeds[i] is None
+    ]
+    if not rows:
+        return latents
+    factors = item_factors()
+    _, cov = catalogue_moments_of(factors)  # cached: the same array every batch
+    out = np.array(latents, dtype=np.float32)
+    for strength in {float(settings.seed_strength) if texts[i] else 0.0 for i in rows}:
+        group = [
+            i for i in rows if (float(settings.seed_strength) if texts[i] else 0.0) == strength
+        ]
+        start = np.stack(
+            [seed_latent(factors, seed_tracks[i], settings.seed_method) for i in group]
+        )
+        out[group] = anchored_latents(start, out[group], strength, cov)
+    return out
+
+
 def negative_latents(head, request: LatentRequest) -> np.ndarray | None:
     """CF-space latents ``(batch, n_samples, latent_dim)`` of each prompt's negative prompt,
     sampled as :func:`query_latents` samples the prompts (the request's guidance weight and seeded
@@ -377,6 +417,7 @@ def rank_latent_batch(
     contrast=None,
     item_groups: np.ndarray | None = None,
     liked: Sequence[bool] | None = None,
+    seeded: Sequence[bool] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Item indices and scores ``(batch, k)`` of the latent mode (faiss around ``latents``) or the
     hybrid mode (``beam``'s candidates and the latents' pooled, fused by ``fusion``).
@@ -388,8 +429,9 @@ def rank_latent_batch(
     of the pooled candidates' items ``(batch, n)`` giving a further penalty ``(batch, n)`` (the
     negative prompt's guidance of the beam's view, ``settings.negative_contrast``).
     ``item_groups`` (hybrid): each item's first ID code, which the fusion's ``diversity``
-    spreads its list over. ``liked`` (hybrid): per prompt, whether its query carries liked
-    tracks, which the fusion's ``with_likes`` fuses (:func:`text2tracks.fusion.fuse`)."""
+    spreads its list over. ``liked`` / ``seeded`` (hybrid): per prompt, whether its query
+    carries liked tracks / seed tracks, which the fusion's ``with_likes`` / ``with_seeds``
+    fuse (:func:`text2tracks.fusion.fuse`)."""
     from text2tracks.candidate_pool import negative_penalty
     from text2tracks.hybrid import fuse, gather_candidates
     from text2tracks.rerank import rerank
@@ -441,6 +483,7 @@ def rank_latent_batch(
         exclude=exclude_sets,
         penalty=penalty,
         liked=None if liked is None else np.asarray(liked, dtype=bool),
+        seeded=None if seeded is None else np.asarray(seeded, dtype=bool),
     )
 
 

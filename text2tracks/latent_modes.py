@@ -27,6 +27,7 @@ import numpy as np
 from text2tracks.latent import (
     CatalogueFactors,
     check_diffusion_parts,
+    continued_latents,
     hybrid_beam_width,
     negative_latents,
     query_latents,
@@ -81,6 +82,14 @@ class LatentModesMixin:
     def head_reads_seeds(self) -> bool:
         """Whether the diffusion head conditions on seed tracks (``seed_conditioning``)."""
         return self.diffusion_head is not None and self.diffusion_head.reads_seeds
+
+    @property
+    def latent_reads_seeds(self) -> bool:
+        """Whether the latent view reads seed tracks: a seed-conditioned head, or the seeds'
+        latent as an anchor (``hybrid_settings.seed_strength`` not None)."""
+        return self.has_diffusion and (
+            self.head_reads_seeds or self.hybrid_settings.seed_strength is not None
+        )
 
     @property
     def item_factors(self) -> np.ndarray:
@@ -227,9 +236,42 @@ class LatentModesMixin:
             self.fusion = previous
             raise
         base.with_likes = likes
+        base.with_seeds = getattr(previous, "with_seeds", None)
         fitted, old_summary = self._fusion_summary
         kept = dict(old_summary) if fitted is previous else {}
         self._fusion_summary = (base, {**kept, "with_likes": summary})
+        return summary
+
+    def fit_seed_fusion(
+        self,
+        prompts: Sequence[str],
+        seed_tracks: Sequence[Iterable[str] | None],
+        relevant: Sequence[Iterable[str]],
+        **options: Any,
+    ) -> dict[str, Any]:
+        """Fit hybrid mode's fusion for prompts that continue seed tracks and keep it, as
+        ``self.fusion.with_seeds`` (:func:`text2tracks.seed_fusion.fit_seed_fusion`: validation
+        prompts, their seeds and the tracks each should find; the fusion of other prompts is
+        kept as it is, or the default blend without one). ``options``: that function's
+        (``kind``, ``metric``, ``k``, ``batch_size``, ``progress``). :meth:`save_pretrained`
+        writes it with the others.
+
+        Returns:
+            The fit's summary (also under ``"with_seeds"`` in the fusion's saved summary).
+        """
+        import copy
+
+        from text2tracks.seed_fusion import fit_seed_fusion
+
+        self._check_mode("hybrid")
+        fitted, summary = fit_seed_fusion(self, prompts, seed_tracks, relevant, **options)
+        previous = self._hybrid_fusion()
+        base = copy.copy(previous)
+        base.with_seeds = fitted
+        old_fusion, old_summary = self._fusion_summary
+        kept = dict(old_summary) if old_fusion is previous else {}
+        self.fusion = base
+        self._fusion_summary = (base, {**kept, "with_seeds": summary})
         return summary
 
     def _latent_seeds(self, prompts, seed_tracks, single) -> tuple[list, list[bool]]:
@@ -242,7 +284,7 @@ class LatentModesMixin:
             seed_tracks, self._catalogue_index, len(prompts), single, stacklevel=3
         )
         alone = seeds_alone(prompts, seeds, reads_seeds=True)
-        if self.head_reads_seeds:
+        if self.latent_reads_seeds:
             return seeds, alone
         if any(alone):
             raise ValueError(
@@ -260,7 +302,8 @@ class LatentModesMixin:
         )
 
     def _query_latents(self, texts, request, seeds=None) -> np.ndarray:
-        return query_latents(
+        """The head's latents, those of prompts continuing seeds anchored at them."""
+        latents = query_latents(
             self.diffusion_head,
             texts,
             request,
@@ -268,6 +311,9 @@ class LatentModesMixin:
             self.hybrid_settings.seed_method,
             seeds if self.head_reads_seeds else None,
             self.hybrid_settings.edit_method,
+        )
+        return continued_latents(
+            latents, texts, request, seeds, lambda: self.item_factors, self.hybrid_settings
         )
 
     def _hybrid_fusion(self):
@@ -293,7 +339,7 @@ class LatentModesMixin:
                 first_index,
                 stacklevel=4,
             )
-        if not self.head_reads_seeds:  # stacklevel 4: here -> _rank -> recommend -> the user's line
+        if not self.latent_reads_seeds:  # stacklevel 4: here -> _rank -> recommend -> the user's
             warn_unread_head_seeds(seeds, stacklevel=4)
         beam = negative = None
         with self._lock:
@@ -326,6 +372,7 @@ class LatentModesMixin:
             contrast,
             self.trie.item_nodes[0],
             [row is not None and len(row) > 0 for row in request.seeds],
+            [row is not None and len(row) > 0 for row in seeds] if seeds is not None else None,
         )
 
     def _negative_contrast(self, texts, negatives, first_index):

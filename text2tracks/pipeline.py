@@ -437,7 +437,7 @@ class Text2Tracks(LatentModesMixin, SeedTracksMixin, EnsembleMixin):
             self._catalogue_index,
             seed_tracks=seed_tracks,
             max_seed_tracks=self.max_seed_tracks,
-            head_reads_seeds=self.head_reads_seeds,
+            head_reads_seeds=self.latent_reads_seeds,
             check_mode=self._check_mode,
             mode=mode,
             batch_size=batch_size,

@@ -1,0 +1,150 @@
+"""Hybrid mode's fusion for prompts that continue a playlist (``seed_tracks``; issue 13).
+
+A prompt with seed tracks is two different queries from a prompt of text alone: the beam reads
+the seeds (a model trained with them), and the latent starts from the seeds' own CF latent,
+anchored toward the prompt (:class:`~text2tracks.hybrid.HybridSettings`' ``seed_strength``,
+:func:`text2tracks.latent.continued_latents`). The blend fitted on text prompts gives each view
+the weight it earns there, which is not the weight it earns after seeds (the seeds' latent is
+ALS fold-in's kind of query, often as good as the beam). :func:`fit_seed_fusion` fits the
+fusion that :func:`text2tracks.fusion.fuse` applies to those prompts (``fusion.with_seeds``)
+on validation continuations, their candidates gathered as hybrid mode gathers them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+
+def continuation_prompts(
+    recommender,
+    prompts: Sequence[str],
+    seed_tracks: Sequence[Iterable[str] | None],
+    relevant: Sequence[Iterable[str]],
+) -> tuple[list[int], list[list[str]], list[set[int]]]:
+    """The rows :func:`fit_seed_fusion` can fit on: ``(rows, their known seeds, their relevant
+    catalogue indices)``; a row needs a catalogue seed and a relevant catalogue track that is
+    not one of its seeds (the answer never holds a seed), and text unless the seq2seq reads
+    seeds (hybrid mode cannot answer seeds alone without it)."""
+    from text2tracks.data import normalize_prompt
+
+    if not len(prompts) == len(seed_tracks) == len(relevant):
+        raise ValueError(
+            f"need one seed list and one relevant list per prompt, got {len(prompts)} prompts, "
+            f"{len(seed_tracks)} seed lists and {len(relevant)} relevant lists"
+        )
+    catalog = recommender.catalog
+    known = set(catalog.item_ids)
+    beam_reads_seeds = getattr(recommender, "max_seed_tracks", 0) > 0
+    rows, seeds, sets = [], [], []
+    for i, (prompt, row_seeds, row_relevant) in enumerate(
+        zip(prompts, seed_tracks, relevant, strict=True)
+    ):
+        if not isinstance(prompt, str):
+            raise TypeError(f"prompt {i} must be a str, got {type(prompt).__name__}")
+        found = [t for t in (row_seeds or ()) if t in known]
+        wanted = {catalog.index_of(t) for t in row_relevant if t in known and t not in found}
+        if found and wanted and (beam_reads_seeds or normalize_prompt(prompt)):
+            rows.append(i)
+            seeds.append(found)
+            sets.append(wanted)
+    return rows, seeds, sets
+
+
+def fit_seed_fusion(
+    recommender,
+    prompts: Sequence[str],
+    seed_tracks: Sequence[Iterable[str] | None],
+    relevant: Sequence[Iterable[str]],
+    *,
+    kind: str = "fixed",
+    metric: str = "ndcg",
+    k: int = 10,
+    batch_size: int = 32,
+    progress: bool = False,
+) -> tuple[Any, dict[str, Any]]:
+    """Fit hybrid mode's fusion for prompts with seed tracks (validation ones, never test ones).
+
+    ``prompts`` (a title, or ``""`` for seeds alone), ``seed_tracks`` (each prompt's seeds in
+    order) and ``relevant`` (the tracks it should find, e.g. the rest of the playlist). Each
+    view is queried as hybrid mode queries it at depth ``k``: the beam with the seeds (its width
+    ``max(k, beam_candidates)``), the latents anchored at the seeds; then
+    :func:`text2tracks.hybrid.fit_fusion` fits the weights (``kind``, ``metric`` at ``k``). Rows
+    without a catalogue seed or a relevant track are skipped (``n_skipped``). The recommender
+    is not changed: :meth:`~text2tracks.pipeline.Text2Tracks.fit_seed_fusion` keeps the result.
+
+    Returns:
+        ``(fusion, summary)``; the summary adds ``n_skipped`` and ``seed_strength``.
+    """
+    from text2tracks.hybrid import fit_fusion
+
+    settings = recommender.hybrid_settings
+    if settings.seed_strength is None:
+        raise ValueError(
+            "hybrid_settings.seed_strength is None: the latents do not start from the seeds, "
+            "so there is no continuation query to fit a fusion for; set seed_strength first"
+        )
+    rows, seeds, sets = continuation_prompts(recommender, prompts, seed_tracks, relevant)
+    if not rows:
+        raise ValueError(
+            "no prompt has both a catalogue seed track and a relevant catalogue track: "
+            "cannot fit the continuation fusion"
+        )
+    texts = [prompts[i] for i in rows]
+    longest = max(len(row) for row in seeds)  # the seeds are kept out of the beam's answer
+    n_beam = min(max(int(k), settings.beam_candidates), len(recommender) - longest)
+    views = _continuation_views(recommender, texts, seeds, n_beam, settings, batch_size, progress)
+    factors, index = recommender.latent_index()
+    catalog = recommender.catalog
+    fusion, summary = fit_fusion(
+        texts,
+        sets,
+        None,
+        None,
+        factors,
+        settings=replace(settings, beam_candidates=n_beam),
+        index=index,
+        kind=kind,
+        metric=metric,
+        k=k,
+        batch_size=batch_size,
+        item_groups=recommender.trie.item_nodes[0],
+        views=views,
+        exclude=[{catalog.index_of(t) for t in row} for row in seeds],
+    )
+    summary.update(n_skipped=len(prompts) - len(rows), seed_strength=settings.seed_strength)
+    return fusion, summary
+
+
+def _continuation_views(recommender, texts, seeds, n_beam, settings, batch_size, progress):
+    """``(beam items, beam log-probs, latents)`` of the continuation prompts, in batches."""
+    from tqdm.auto import tqdm
+
+    catalog = recommender.catalog
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    starts = range(0, len(texts), int(batch_size))
+    for start in tqdm(starts, desc="continuation views", disable=not progress):
+        batch, batch_seeds = texts[start : start + batch_size], seeds[start : start + batch_size]
+        ids, scores = recommender.recommend_arrays(
+            batch,
+            k=n_beam,
+            num_beams=n_beam,
+            diversity=0.0,  # undiversified, as hybrid mode draws the beam
+            seed_tracks=batch_seeds,
+            batch_size=len(batch),
+        )
+        items = np.array([[catalog.index_of(t) for t in row] for row in ids], dtype=np.int64)
+        latents = recommender.sample_latents(
+            batch,
+            seed_tracks=batch_seeds,
+            n_samples=settings.n_samples,
+            batch_size=len(batch),
+        )
+        parts.append((items.reshape(len(batch), n_beam), scores, latents))
+    return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))
+
+
+__all__ = ["continuation_prompts", "fit_seed_fusion"]
