@@ -597,8 +597,11 @@ def test_train_diffusion_fits_and_writes_the_fusion(artifact, tmp_path):
     )
     summary = train(DiffusionTrainConfig(artifact=str(copy), playlists=str(playlists), **tiny))
     assert summary["fusion"]["n_prompts"] == 10 and "alpha" in summary["fusion"]
+    seeds = summary["fusion"]["with_seeds"]  # the fusion of continuations, by default
+    assert 0 < seeds["n_prompts"] <= 10 and seeds["seed_strength"] == 0.5, seeds
     fusion, settings, validation = load_fusion(copy / "diffusion")
     assert isinstance(fusion, FixedBlendFusion) and fusion.alpha == summary["fusion"]["alpha"]
+    assert fusion.with_seeds.alpha == seeds["alpha"]
     assert settings == HybridSettings(n_samples=2, beam_candidates=10, latent_k=20)
     assert validation["n_prompts"] == 10
     loaded = Text2Tracks.from_pretrained(copy, device="cpu")
@@ -643,6 +646,7 @@ def test_train_diffusion_fits_and_writes_the_fusion(artifact, tmp_path):
         {"fusion_kind": "mlp"},
         {"fusion_metric": "recall"},
         {"fusion_like_rounds": -1},
+        {"fusion_seed_prompts": -1},
     )
     for bad in bad_values:
         with pytest.raises(ValueError, match="fusion"):

@@ -198,3 +198,26 @@ def test_the_continuation_benchmark_scores_hybrid_mode_with_its_own_fusion(recom
     assert model["seed_fusion"]["n_prompts"] > 0 and "ndcg@10" in model["seed_fusion"]
     seeded = results["categories"]["title_first5"]["systems"]
     assert {"text2tracks", "text2tracks_title_only"} <= set(seeded)
+
+
+def test_continuations_cut_from_validation_prompts():
+    from text2tracks.seed_fusion import CONTINUATION_SEED_COUNTS, continuation_examples
+
+    prompts = [f"p{i}" for i in range(40)]
+    relevant = [[f"t{i}-{j}" for j in range(2 + i * 3)] for i in range(40)]
+    relevant[0] = ["only-one"]  # a prompt with one track cannot be cut
+    texts, seeds, wanted = continuation_examples(prompts, relevant, 30, seed=3, title_drop=0.5)
+    assert len(texts) == 30 and (texts, seeds, wanted) == continuation_examples(
+        prompts, relevant, 30, seed=3, title_drop=0.5
+    )
+    assert 0 < texts.count("") < 30  # some titles dropped, not all
+    for text, row_seeds, row_wanted in zip(texts, seeds, wanted, strict=True):
+        i = int(row_seeds[0].split("-")[0][1:])
+        assert text in ("", prompts[i]) and i != 0
+        assert set(row_seeds) | set(row_wanted) == set(relevant[i]) and row_wanted
+        assert not set(row_seeds) & set(row_wanted)
+        assert len(row_seeds) in CONTINUATION_SEED_COUNTS or len(row_wanted) == 1
+    assert "" not in continuation_examples(prompts, relevant, 39)[0]  # no title dropped
+    assert len(continuation_examples(prompts, relevant, 100)[0]) == 39  # all that can be cut
+    with pytest.raises(ValueError, match="title_drop"):
+        continuation_examples(prompts, relevant, 5, title_drop=2.0)

@@ -54,6 +54,38 @@ def continuation_prompts(
     return rows, seeds, sets
 
 
+# how many seeds a continuation cut from a validation prompt keeps: the challenge's counts
+CONTINUATION_SEED_COUNTS = (1, 5, 10, 25, 100)
+
+
+def continuation_examples(
+    prompts: Sequence[str],
+    relevant: Sequence[Sequence[str]],
+    n: int,
+    seed: int = 0,
+    title_drop: float = 0.0,
+) -> tuple[list[str], list[list[str]], list[list[str]]]:
+    """Up to ``n`` continuations cut from validation prompts and their tracks: ``(prompts,
+    seeds, the tracks left to find)``. Each takes a prompt with at least two tracks, a seed
+    count from :data:`CONTINUATION_SEED_COUNTS` (at most all tracks but one) and that many of
+    its tracks, at random, as seeds; its title is dropped (``""``, seeds alone) with
+    probability ``title_drop``. Seeded: the same arguments give the same cut."""
+    if not 0.0 <= title_drop <= 1.0:
+        raise ValueError(f"title_drop must be in [0, 1], got {title_drop!r}")
+    rng = np.random.default_rng(seed)
+    rows = [i for i, r in enumerate(relevant) if len(r) >= 2]
+    rng.shuffle(rows)
+    texts, seeds, wanted = [], [], []
+    for i in rows[: max(int(n), 0)]:
+        tracks = list(relevant[i])
+        count = min(int(rng.choice(CONTINUATION_SEED_COUNTS)), len(tracks) - 1)
+        chosen = set(rng.choice(len(tracks), size=count, replace=False).tolist())
+        texts.append("" if rng.random() < title_drop else prompts[i])
+        seeds.append([t for j, t in enumerate(tracks) if j in chosen])
+        wanted.append([t for j, t in enumerate(tracks) if j not in chosen])
+    return texts, seeds, wanted
+
+
 def fit_seed_fusion(
     recommender,
     prompts: Sequence[str],
@@ -121,30 +153,42 @@ def fit_seed_fusion(
 
 def _continuation_views(recommender, texts, seeds, n_beam, settings, batch_size, progress):
     """``(beam items, beam log-probs, latents)`` of the continuation prompts, in batches."""
+    import warnings
+
     from tqdm.auto import tqdm
 
     catalog = recommender.catalog
     parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     starts = range(0, len(texts), int(batch_size))
-    for start in tqdm(starts, desc="continuation views", disable=not progress):
-        batch, batch_seeds = texts[start : start + batch_size], seeds[start : start + batch_size]
-        ids, scores = recommender.recommend_arrays(
-            batch,
-            k=n_beam,
-            num_beams=n_beam,
-            diversity=0.0,  # undiversified, as hybrid mode draws the beam
-            seed_tracks=batch_seeds,
-            batch_size=len(batch),
-        )
-        items = np.array([[catalog.index_of(t) for t in row] for row in ids], dtype=np.int64)
-        latents = recommender.sample_latents(
-            batch,
-            seed_tracks=batch_seeds,
-            n_samples=settings.n_samples,
-            batch_size=len(batch),
-        )
-        parts.append((items.reshape(len(batch), n_beam), scores, latents))
+    with warnings.catch_warnings():  # what the model reads of the seeds: known to the caller
+        warnings.filterwarnings("ignore", r"seed_tracks: |prompt \d+ has \d+ seed tracks")
+        for start in tqdm(starts, desc="continuation views", disable=not progress):
+            batch, batch_seeds = (
+                texts[start : start + batch_size],
+                seeds[start : start + batch_size],
+            )
+            ids, scores = recommender.recommend_arrays(
+                batch,
+                k=n_beam,
+                num_beams=n_beam,
+                diversity=0.0,  # undiversified, as hybrid mode draws the beam
+                seed_tracks=batch_seeds,
+                batch_size=len(batch),
+            )
+            items = np.array([[catalog.index_of(t) for t in row] for row in ids], dtype=np.int64)
+            latents = recommender.sample_latents(
+                batch,
+                seed_tracks=batch_seeds,
+                n_samples=settings.n_samples,
+                batch_size=len(batch),
+            )
+            parts.append((items.reshape(len(batch), n_beam), scores, latents))
     return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))
 
 
-__all__ = ["continuation_prompts", "fit_seed_fusion"]
+__all__ = [
+    "CONTINUATION_SEED_COUNTS",
+    "continuation_examples",
+    "continuation_prompts",
+    "fit_seed_fusion",
+]

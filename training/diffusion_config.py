@@ -90,6 +90,9 @@ class DiffusionTrainConfig:
             (``fusion.with_likes``, what a multi-turn session sends after a like) on hybrid-mode
             sessions of this many rounds over the same validation prompts
             (:func:`text2tracks.session.fit_like_fusion`); 0: not (default 3).
+        fusion_seed_prompts: also fit the fusion of prompts that continue seed tracks
+            (``fusion.with_seeds``) on this many continuations cut from the validation
+            prompts (:func:`text2tracks.seed_fusion.continuation_examples`); 0: not.
     """
 
     artifact: str
@@ -173,6 +176,8 @@ class DiffusionTrainConfig:
     # recall at round 5 0.084 against 0.071 for the round-0 blend alone and 0.073 for text
     # re-query (p < 0.001 each; README "Multi-turn refinement")
     fusion_like_rounds: int = 3
+    # the fusion of continuations (issue 13; README "Seeds in hybrid mode")
+    fusion_seed_prompts: int = 300
 
     def __post_init__(self) -> None:
         if self.encoder not in _ENCODERS:
@@ -197,7 +202,11 @@ class DiffusionTrainConfig:
             "teacher_top_items",
             "teacher_fold_in_top",
         )
-        check_integer_fields(self, positive, (*LOOP_COUNTS, "num_threads", "fusion_like_rounds"))
+        check_integer_fields(
+            self,
+            positive,
+            (*LOOP_COUNTS, "num_threads", "fusion_like_rounds", "fusion_seed_prompts"),
+        )
         for name in ("contrastive_targets", "latent_target"):
             if getattr(self, name) not in TARGET_SOURCES:
                 raise ValueError(

@@ -3,7 +3,9 @@
 latent candidates of the head on validation prompts, gathered as ``Text2Tracks.recommend(
 mode="hybrid")`` gathers them, and a fusion fitted to them into ``ART/diffusion/fusion.json``;
 with ``--fusion-like-rounds R`` also the fusion of queries that carry liked tracks, fitted on
-simulated R-round sessions over the same prompts (``fusion.with_likes``)."""
+simulated R-round sessions over the same prompts (``fusion.with_likes``), and with
+``--fusion-seed-prompts N`` the fusion of prompts that continue seed tracks, fitted on N
+continuations cut from them (``fusion.with_seeds``)."""
 
 from __future__ import annotations
 
@@ -81,6 +83,8 @@ def fit_artifact_fusion(
     )
     if config.fusion_like_rounds:
         summary["with_likes"] = _fit_like_fusion(recommender, prompts, relevant_ids, config, log)
+    if config.fusion_seed_prompts:
+        summary["with_seeds"] = _fit_seed_fusion(recommender, prompts, relevant_ids, config, log)
     summary["elapsed_s"] = round(time.perf_counter() - started, 3)
     save_fusion(artifact / DIFFUSION_COMPONENT, recommender.fusion, settings, summary)
     _log_fusion(summary, config, log)
@@ -125,3 +129,37 @@ def _fit_like_fusion(recommender, prompts, relevant_ids, config, log) -> dict[st
         f"{likes[key]['fused']:.4f} (in-sample)"
     )
     return likes
+
+
+def _fit_seed_fusion(recommender, prompts, relevant_ids, config, log) -> dict[str, Any]:
+    """The fusion of prompts that continue seed tracks, on continuations cut from the
+    validation prompts (kept in ``recommender.fusion.with_seeds``); its summary, or why it was
+    not fitted."""
+    from text2tracks.seed_fusion import continuation_examples
+
+    texts, seeds, wanted = continuation_examples(
+        prompts,
+        relevant_ids,
+        config.fusion_seed_prompts,
+        seed=config.seed,
+        title_drop=0.2 if recommender.max_seed_tracks else 0.0,  # seeds alone need the beam's
+    )
+    try:
+        fitted = recommender.fit_seed_fusion(
+            texts,
+            seeds,
+            wanted,
+            kind=config.fusion_kind,
+            metric=config.fusion_metric,
+            k=config.eval_k,
+        )
+    except ValueError as err:  # no continuation to fit on: plain prompts' fusion for all
+        log(f"fusion for seed tracks not fitted: {err}")
+        return {"skipped": str(err)}
+    key = f"{config.fusion_metric}@{config.eval_k}"
+    log(
+        f"fusion for seed tracks ({fitted['n_prompts']} continuations): alpha "
+        f"{fitted.get('alpha', '-')}; {key} generative {fitted[key]['generative']:.4f}, latent "
+        f"{fitted[key]['latent']:.4f}, fused {fitted[key]['fused']:.4f} (in-sample)"
+    )
+    return fitted
