@@ -289,8 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=0,
         metavar="N",
-        help="hybrid: first fit the blend of prompts with seeds on N validation playlists of "
-        "each seeded category (0: the artifact's own, or its plain blend)",
+        help="hybrid: first fit the blend of prompts with seeds (and the seed strength, unless "
+        "--seed-strength) on N validation playlists of each seeded category (0: the "
+        "artifact's own, or its plain blend)",
     )
     parser.add_argument(
         "--fusion-k", type=int, default=100, help="the depth at which that blend's NDCG is fitted"
@@ -338,12 +339,13 @@ def _hybrid_setup(recommender, args, validation) -> dict:
         recommender.hybrid_settings = replace(
             recommender.hybrid_settings, seed_strength=args.seed_strength
         )
-    out = {"seed_strength": recommender.hybrid_settings.seed_strength}
-    if args.fit_seed_fusion:
-        out["seed_fusion"] = fit_seed_fusion_on_validation(
-            recommender, validation, args.fit_seed_fusion, args.fusion_k
+    if args.fit_seed_fusion:  # the strength too, unless --seed-strength fixes it
+        fixed = None if args.seed_strength is None else [args.seed_strength]
+        summary = fit_seed_fusion_on_validation(
+            recommender, validation, args.fit_seed_fusion, args.fusion_k, fixed
         )
-    return out
+        return {"seed_strength": summary["seed_strength"], "seed_fusion": summary}
+    return {"seed_strength": recommender.hybrid_settings.seed_strength}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -175,14 +175,21 @@ class ModelSystem:
 
 
 def fit_seed_fusion_on_validation(
-    recommender, validation, per_category: int, k: int, log: Callable[[str], None] = print
+    recommender,
+    validation,
+    per_category: int,
+    k: int,
+    strengths=None,
+    log: Callable[[str], None] = print,
 ) -> dict:
     """Fit the recommender's ``fusion.with_seeds`` (hybrid mode's blend for prompts with seeds,
     :meth:`~text2tracks.pipeline.Text2Tracks.fit_seed_fusion`, NDCG at ``k``) on up to
     ``per_category`` validation playlists of each seeded category, cut as the test ones are
     (their own random seeds): the title (or none) and seeds as the prompt, the withheld tracks
-    as its answer. Returns the fit's summary."""
+    as its answer; the seed strength too, among ``strengths`` (default
+    :data:`text2tracks.seed_fusion.SEED_STRENGTHS`). Returns the fit's summary."""
     from eval.continuation_fit import validation_tasks
+    from text2tracks.seed_fusion import SEED_STRENGTHS
 
     tasks = validation_tasks(validation, {}, max_per_category=per_category)
     prompts = [title for t in tasks for title in t.titles]
@@ -190,11 +197,14 @@ def fit_seed_fusion_on_validation(
     withheld = [row for t in tasks for row in t.withheld]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # seeds past max_seed_tracks: the test rows say so
-        summary = recommender.fit_seed_fusion(prompts, seeds, withheld, metric="ndcg", k=k)
+        summary = recommender.fit_seed_fusion(
+            prompts, seeds, withheld, metric="ndcg", k=k, strengths=strengths or SEED_STRENGTHS
+        )
     views = summary[f"ndcg@{k}"]
     log(
         f"continuation fusion: {summary['n_prompts']} validation prompts ({len(tasks)} "
         f"categories), NDCG@{k}: beam {views['generative']:.4f}, latent {views['latent']:.4f}, "
-        f"fused {views['fused']:.4f} (alpha {summary.get('alpha')})"
+        f"fused {views['fused']:.4f} (alpha {summary.get('alpha')}, seed strength "
+        f"{summary['seed_strength']} of {summary['seed_strength_scores']})"
     )
     return summary

@@ -573,6 +573,7 @@ def test_fusion_json_round_trip(tmp_path):
 
 
 def test_train_diffusion_fits_and_writes_the_fusion(artifact, tmp_path):
+    from text2tracks.seed_fusion import SEED_STRENGTHS
     from training.train_diffusion import DiffusionTrainConfig, build_parser, train
 
     copy = _copy(artifact, tmp_path)
@@ -598,11 +599,14 @@ def test_train_diffusion_fits_and_writes_the_fusion(artifact, tmp_path):
     summary = train(DiffusionTrainConfig(artifact=str(copy), playlists=str(playlists), **tiny))
     assert summary["fusion"]["n_prompts"] == 10 and "alpha" in summary["fusion"]
     seeds = summary["fusion"]["with_seeds"]  # the fusion of continuations, by default
-    assert 0 < seeds["n_prompts"] <= 10 and seeds["seed_strength"] == 0.5, seeds
+    assert 0 < seeds["n_prompts"] <= 10 and seeds["seed_strength"] in SEED_STRENGTHS, seeds
+    assert set(seeds["seed_strength_scores"]) == {str(v) for v in SEED_STRENGTHS}
     fusion, settings, validation = load_fusion(copy / "diffusion")
     assert isinstance(fusion, FixedBlendFusion) and fusion.alpha == summary["fusion"]["alpha"]
     assert fusion.with_seeds.alpha == seeds["alpha"]
-    assert settings == HybridSettings(n_samples=2, beam_candidates=10, latent_k=20)
+    assert settings == HybridSettings(
+        n_samples=2, beam_candidates=10, latent_k=20, seed_strength=seeds["seed_strength"]
+    )
     assert validation["n_prompts"] == 10
     loaded = Text2Tracks.from_pretrained(copy, device="cpu")
     assert loaded.fusion.alpha == fusion.alpha and loaded.hybrid_settings == settings

@@ -155,6 +155,27 @@ def test_fit_seed_fusion_uses_the_latent_where_the_seeds_say_the_genre(recommend
     assert rec.hybrid_settings == settings
 
 
+def test_the_fit_picks_the_seed_strength_where_the_seeds_carry_the_answer(recommender):
+    rec = recommender
+    rows = [(g, i) for g in ("folk", "pop", "rock") for i in range(4)]
+    seeds = [_genre(rec, g)[3 * i : 3 * i + 3] for g, i in rows]
+    relevant = [_genre(rec, g) for g, _ in rows]
+    settings, keep = rec.hybrid_settings, rec.fusion
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            summary = rec.fit_seed_fusion(
+                ["jazz"] * len(rows), seeds, relevant, metric="hits", k=K, strengths=(1.0, 0.0)
+            )
+        scores = summary["seed_strength_scores"]
+        assert summary["seed_strength"] == 0.0 and scores["0.0"] > scores["1.0"]  # not "jazz"
+        assert rec.hybrid_settings.seed_strength == 0.0  # the method keeps what it chose
+        with pytest.raises(ValueError, match="seed strengths must be numbers in"):
+            fit_seed_fusion(rec, ["a"], [seeds[0]], [relevant[0]], strengths=(1.5,))
+    finally:
+        rec.hybrid_settings, rec.fusion = settings, keep
+
+
 def test_fit_seed_fusion_refuses_what_it_cannot_fit(recommender):
     rec, folk = recommender, _genre(recommender, "folk")
     assert continuation_prompts(rec, ["a", "b"], [folk[:2], ["nope"]], [folk, folk])[0] == [0]
@@ -167,7 +188,7 @@ def test_fit_seed_fusion_refuses_what_it_cannot_fit(recommender):
     settings = rec.hybrid_settings
     try:
         rec.hybrid_settings = replace(settings, seed_strength=None)
-        with pytest.raises(ValueError, match="seed_strength is None"):
+        with pytest.raises(ValueError, match="the latents do not start from the seeds"):
             fit_seed_fusion(rec, ["a"], [folk[:2]], [folk])
     finally:
         rec.hybrid_settings = settings

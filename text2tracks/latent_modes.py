@@ -20,6 +20,7 @@ warning (:func:`~text2tracks.latent.warn_unread_head_seeds`); seeds are never re
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -253,8 +254,9 @@ class LatentModesMixin:
         ``self.fusion.with_seeds`` (:func:`text2tracks.seed_fusion.fit_seed_fusion`: validation
         prompts, their seeds and the tracks each should find; the fusion of other prompts is
         kept as it is, or the default blend without one). ``options``: that function's
-        (``kind``, ``metric``, ``k``, ``batch_size``, ``progress``). :meth:`save_pretrained`
-        writes it with the others.
+        (``kind``, ``metric``, ``k``, ``strengths``, ``batch_size``, ``progress``); the
+        ``seed_strength`` it keeps becomes ``self.hybrid_settings``'. :meth:`save_pretrained`
+        writes both.
 
         Returns:
             The fit's summary (also under ``"with_seeds"`` in the fusion's saved summary).
@@ -271,6 +273,7 @@ class LatentModesMixin:
         old_fusion, old_summary = self._fusion_summary
         kept = dict(old_summary) if old_fusion is previous else {}
         self.fusion = base
+        self.hybrid_settings = replace(self.hybrid_settings, seed_strength=summary["seed_strength"])
         self._fusion_summary = (base, {**kept, "with_seeds": summary})
         return summary
 

@@ -54,6 +54,8 @@ def continuation_prompts(
     return rows, seeds, sets
 
 
+# the seed strengths a fit tries by default (train-diffusion, eval.continuation)
+SEED_STRENGTHS = (0.0, 0.25, 0.5, 0.75)
 # how many seeds a continuation cut from a validation prompt keeps: the challenge's counts
 CONTINUATION_SEED_COUNTS = (1, 5, 10, 25, 100)
 
@@ -95,6 +97,7 @@ def fit_seed_fusion(
     kind: str = "fixed",
     metric: str = "ndcg",
     k: int = 10,
+    strengths: Sequence[float] | None = None,
     batch_size: int = 32,
     progress: bool = False,
 ) -> tuple[Any, dict[str, Any]]:
@@ -104,20 +107,22 @@ def fit_seed_fusion(
     order) and ``relevant`` (the tracks it should find, e.g. the rest of the playlist). Each
     view is queried as hybrid mode queries it at depth ``k``: the beam with the seeds (its width
     ``max(k, beam_candidates)``), the latents anchored at the seeds; then
-    :func:`text2tracks.hybrid.fit_fusion` fits the weights (``kind``, ``metric`` at ``k``). Rows
-    without a catalogue seed or a relevant track are skipped (``n_skipped``). The recommender
-    is not changed: :meth:`~text2tracks.pipeline.Text2Tracks.fit_seed_fusion` keeps the result.
+    :func:`text2tracks.hybrid.fit_fusion` fits the weights (``kind``, ``metric`` at ``k``).
+    ``strengths``: the ``seed_strength`` values to try (the beam is queried once), the one
+    whose fitted fusion scores best kept; ``None``: the recommender's own. Rows without a
+    catalogue seed or a relevant track are skipped (``n_skipped``). The recommender is not
+    changed: :meth:`~text2tracks.pipeline.Text2Tracks.fit_seed_fusion` keeps the result.
 
     Returns:
-        ``(fusion, summary)``; the summary adds ``n_skipped`` and ``seed_strength``.
+        ``(fusion, summary)``; the summary adds ``n_skipped``, the ``seed_strength`` kept and,
+        per strength tried, the fitted fusion's score (``seed_strength_scores``).
     """
-    from text2tracks.hybrid import fit_fusion
-
     settings = recommender.hybrid_settings
-    if settings.seed_strength is None:
+    grid = [settings.seed_strength] if strengths is None else [float(v) for v in strengths]
+    if not grid or any(v is None or not 0.0 <= v <= 1.0 for v in grid):
         raise ValueError(
-            "hybrid_settings.seed_strength is None: the latents do not start from the seeds, "
-            "so there is no continuation query to fit a fusion for; set seed_strength first"
+            f"seed strengths must be numbers in [0, 1], got {grid} (the recommender's "
+            "hybrid_settings.seed_strength None: the latents do not start from the seeds)"
         )
     rows, seeds, sets = continuation_prompts(recommender, prompts, seed_tracks, relevant)
     if not rows:
@@ -128,66 +133,106 @@ def fit_seed_fusion(
     texts = [prompts[i] for i in rows]
     longest = max(len(row) for row in seeds)  # the seeds are kept out of the beam's answer
     n_beam = min(max(int(k), settings.beam_candidates), len(recommender) - longest)
-    views = _continuation_views(recommender, texts, seeds, n_beam, settings, batch_size, progress)
-    factors, index = recommender.latent_index()
-    catalog = recommender.catalog
-    fusion, summary = fit_fusion(
-        texts,
-        sets,
-        None,
-        None,
-        factors,
-        settings=replace(settings, beam_candidates=n_beam),
-        index=index,
-        kind=kind,
-        metric=metric,
-        k=k,
-        batch_size=batch_size,
-        item_groups=recommender.trie.item_nodes[0],
-        views=views,
-        exclude=[{catalog.index_of(t) for t in row} for row in seeds],
+    fit = _Fit(recommender, texts, seeds, sets, replace(settings, beam_candidates=n_beam))
+    beam = fit.beam(batch_size, progress)
+    best = None
+    tried: dict[str, float] = {}
+    for strength in grid:
+        latents = fit.latents(strength, batch_size)
+        fusion, summary = fit.fusion((*beam, latents), kind, metric, k, batch_size)
+        tried[str(strength)] = score = summary[f"{metric}@{k}"]["fused"]
+        if best is None or score > best[0]:  # ties: the first strength tried
+            best = (score, strength, fusion, summary)
+    _, strength, fusion, summary = best
+    summary.update(
+        n_skipped=len(prompts) - len(rows), seed_strength=strength, seed_strength_scores=tried
     )
-    summary.update(n_skipped=len(prompts) - len(rows), seed_strength=settings.seed_strength)
     return fusion, summary
 
 
-def _continuation_views(recommender, texts, seeds, n_beam, settings, batch_size, progress):
-    """``(beam items, beam log-probs, latents)`` of the continuation prompts, in batches."""
-    import warnings
+class _Fit:
+    """:func:`fit_seed_fusion`'s continuations, their views and the fit of one strength."""
 
-    from tqdm.auto import tqdm
+    def __init__(self, recommender, texts, seeds, sets, settings) -> None:
+        self.recommender, self.texts, self.seeds, self.sets = recommender, texts, seeds, sets
+        self.settings = settings
 
-    catalog = recommender.catalog
-    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-    starts = range(0, len(texts), int(batch_size))
-    with warnings.catch_warnings():  # what the model reads of the seeds: known to the caller
-        warnings.filterwarnings("ignore", r"seed_tracks: |prompt \d+ has \d+ seed tracks")
-        for start in tqdm(starts, desc="continuation views", disable=not progress):
-            batch, batch_seeds = (
-                texts[start : start + batch_size],
-                seeds[start : start + batch_size],
+    def _batches(self, batch_size: int, desc: str, progress: bool = False):
+        from tqdm.auto import tqdm
+
+        for start in tqdm(
+            range(0, len(self.texts), int(batch_size)), desc=desc, disable=not progress
+        ):
+            stop = start + int(batch_size)
+            yield self.texts[start:stop], self.seeds[start:stop]
+
+    def beam(self, batch_size: int, progress: bool) -> tuple[np.ndarray, np.ndarray]:
+        """The beam's candidates ``(items, log-probs)``, as hybrid mode draws them."""
+        import warnings
+
+        rec, n = self.recommender, self.settings.beam_candidates
+        items, scores = [], []
+        with warnings.catch_warnings():  # what the model reads of the seeds: known to the caller
+            warnings.filterwarnings("ignore", r"seed_tracks: |prompt \d+ has \d+ seed tracks")
+            for texts, seeds in self._batches(batch_size, "continuation beams", progress):
+                ids, batch_scores = rec.recommend_arrays(
+                    texts,
+                    k=n,
+                    num_beams=n,
+                    diversity=0.0,  # undiversified, as hybrid mode draws the beam
+                    seed_tracks=seeds,
+                    batch_size=len(texts),
+                )
+                rows = [[rec.catalog.index_of(t) for t in row] for row in ids]
+                items.append(np.array(rows, dtype=np.int64).reshape(len(texts), n))
+                scores.append(np.asarray(batch_scores).reshape(len(texts), n))
+        return np.concatenate(items), np.concatenate(scores)
+
+    def latents(self, strength: float, batch_size: int) -> np.ndarray:
+        """The latents at ``seed_strength`` ``strength`` (the recommender's settings restored)."""
+        rec, kept = self.recommender, self.recommender.hybrid_settings
+        rec.hybrid_settings = replace(kept, seed_strength=strength)
+        try:
+            return np.concatenate(
+                [
+                    rec.sample_latents(
+                        texts,
+                        seed_tracks=seeds,
+                        n_samples=self.settings.n_samples,
+                        batch_size=len(texts),
+                    )
+                    for texts, seeds in self._batches(batch_size, "continuation latents")
+                ]
             )
-            ids, scores = recommender.recommend_arrays(
-                batch,
-                k=n_beam,
-                num_beams=n_beam,
-                diversity=0.0,  # undiversified, as hybrid mode draws the beam
-                seed_tracks=batch_seeds,
-                batch_size=len(batch),
-            )
-            items = np.array([[catalog.index_of(t) for t in row] for row in ids], dtype=np.int64)
-            latents = recommender.sample_latents(
-                batch,
-                seed_tracks=batch_seeds,
-                n_samples=settings.n_samples,
-                batch_size=len(batch),
-            )
-            parts.append((items.reshape(len(batch), n_beam), scores, latents))
-    return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))
+        finally:
+            rec.hybrid_settings = kept
+
+    def fusion(self, views, kind, metric, k, batch_size) -> tuple[Any, dict[str, Any]]:
+        from text2tracks.hybrid import fit_fusion
+
+        rec = self.recommender
+        factors, index = rec.latent_index()
+        return fit_fusion(
+            self.texts,
+            self.sets,
+            None,
+            None,
+            factors,
+            settings=self.settings,
+            index=index,
+            kind=kind,
+            metric=metric,
+            k=k,
+            batch_size=batch_size,
+            item_groups=rec.trie.item_nodes[0],
+            views=views,
+            exclude=[{rec.catalog.index_of(t) for t in row} for row in self.seeds],
+        )
 
 
 __all__ = [
     "CONTINUATION_SEED_COUNTS",
+    "SEED_STRENGTHS",
     "continuation_examples",
     "continuation_prompts",
     "fit_seed_fusion",

@@ -86,7 +86,10 @@ def fit_artifact_fusion(
     if config.fusion_seed_prompts:
         summary["with_seeds"] = _fit_seed_fusion(recommender, prompts, relevant_ids, config, log)
     summary["elapsed_s"] = round(time.perf_counter() - started, 3)
-    save_fusion(artifact / DIFFUSION_COMPONENT, recommender.fusion, settings, summary)
+    # the settings with the seed strength the fusion of continuations chose
+    save_fusion(
+        artifact / DIFFUSION_COMPONENT, recommender.fusion, recommender.hybrid_settings, summary
+    )
     _log_fusion(summary, config, log)
     return summary
 
@@ -135,7 +138,7 @@ def _fit_seed_fusion(recommender, prompts, relevant_ids, config, log) -> dict[st
     """The fusion of prompts that continue seed tracks, on continuations cut from the
     validation prompts (kept in ``recommender.fusion.with_seeds``); its summary, or why it was
     not fitted."""
-    from text2tracks.seed_fusion import continuation_examples
+    from text2tracks.seed_fusion import SEED_STRENGTHS, continuation_examples
 
     texts, seeds, wanted = continuation_examples(
         prompts,
@@ -152,13 +155,15 @@ def _fit_seed_fusion(recommender, prompts, relevant_ids, config, log) -> dict[st
             kind=config.fusion_kind,
             metric=config.fusion_metric,
             k=config.eval_k,
+            strengths=SEED_STRENGTHS,
         )
     except ValueError as err:  # no continuation to fit on: plain prompts' fusion for all
         log(f"fusion for seed tracks not fitted: {err}")
         return {"skipped": str(err)}
     key = f"{config.fusion_metric}@{config.eval_k}"
     log(
-        f"fusion for seed tracks ({fitted['n_prompts']} continuations): alpha "
+        f"fusion for seed tracks ({fitted['n_prompts']} continuations): seed strength "
+        f"{fitted['seed_strength']}, alpha "
         f"{fitted.get('alpha', '-')}; {key} generative {fitted[key]['generative']:.4f}, latent "
         f"{fitted[key]['latent']:.4f}, fused {fitted[key]['fused']:.4f} (in-sample)"
     )
