@@ -422,16 +422,14 @@ def rank_latent_batch(
     """Item indices and scores ``(batch, k)`` of the latent mode (faiss around ``latents``) or the
     hybrid mode (``beam``'s candidates and the latents' pooled, fused by ``fusion``).
 
-    In hybrid mode ``negative`` (:func:`negative_latents`) demotes every pooled candidate by its
-    similarity to the negative prompt's latent, weighted by ``settings.negative_weight``
-    (:func:`text2tracks.candidate_pool.negative_penalty`); the latent mode ignores it, its
-    latents being guided away from the negative already. ``contrast`` (hybrid only): a function
-    of the pooled candidates' items ``(batch, n)`` giving a further penalty ``(batch, n)`` (the
-    negative prompt's guidance of the beam's view, ``settings.negative_contrast``).
-    ``item_groups`` (hybrid): each item's first ID code, which the fusion's ``diversity``
-    spreads its list over. ``liked`` / ``seeded`` (hybrid): per prompt, whether its query
-    carries liked tracks / seed tracks, which the fusion's ``with_likes`` / ``with_seeds``
-    fuse (:func:`text2tracks.fusion.fuse`)."""
+    Hybrid mode only: ``negative`` (:func:`negative_latents`) demotes every pooled candidate
+    by its similarity to the negative prompt's latent (``settings.negative_weight``,
+    :func:`text2tracks.candidate_pool.negative_penalty`; the latents were guided away from it
+    already); ``contrast`` maps the pooled items ``(batch, n)`` to a further penalty (the
+    negative prompt's guidance of the beam, ``settings.negative_contrast``); ``item_groups``:
+    each item's first ID code, which the fusion's ``diversity`` spreads over; ``liked`` /
+    ``seeded``: per prompt, whether its query carries liked / seed tracks, for the fusion's
+    ``with_likes`` / ``with_seeds`` (:func:`text2tracks.fusion.fuse`)."""
     from text2tracks.candidate_pool import negative_penalty
     from text2tracks.hybrid import fuse, gather_candidates
     from text2tracks.rerank import rerank
@@ -482,8 +480,8 @@ def rank_latent_batch(
         prompts=texts,
         exclude=exclude_sets,
         penalty=penalty,
-        liked=None if liked is None else np.asarray(liked, dtype=bool),
-        seeded=None if seeded is None else np.asarray(seeded, dtype=bool),
+        liked=liked,
+        seeded=seeded,
     )
 
 
