@@ -420,9 +420,7 @@ def rank_latent_batch(
     seeded: Sequence[bool] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Item indices and scores ``(batch, k)`` of the latent mode (faiss around ``latents``) or the
-    hybrid mode (``beam``'s candidates and the latents' pooled, fused by ``fusion``).
-
-    Hybrid mode only: ``negative`` (:func:`negative_latents`) demotes every pooled candidate
+    hybrid mode (``beam``'s candidates and the latents' pooled, fused by ``fusion``). Hybrid only: ``negative`` (:func:`negative_latents`) demotes every pooled candidate
     by its similarity to the negative prompt's latent (``settings.negative_weight``,
     :func:`text2tracks.candidate_pool.negative_penalty`; the latents were guided away from it
     already); ``contrast`` maps the pooled items ``(batch, n)`` to a further penalty (the
