@@ -296,6 +296,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--fusion-k", type=int, default=100, help="the depth at which that blend's NDCG is fitted"
     )
+    parser.add_argument(
+        "--fusion-kind",
+        choices=("fixed", "gated"),
+        default="fixed",
+        help="that blend: one alpha, or a gate picking alpha per prompt",
+    )
     parser.add_argument("--device", help="torch device (default: CUDA when available)")
     parser.add_argument("--num-threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument(
@@ -342,7 +348,7 @@ def _hybrid_setup(recommender, args, validation) -> dict:
     if args.fit_seed_fusion:  # the strength too, unless --seed-strength fixes it
         fixed = None if args.seed_strength is None else [args.seed_strength]
         summary = fit_seed_fusion_on_validation(
-            recommender, validation, args.fit_seed_fusion, args.fusion_k, fixed
+            recommender, validation, args.fit_seed_fusion, args.fusion_k, fixed, args.fusion_kind
         )
         return {"seed_strength": summary["seed_strength"], "seed_fusion": summary}
     return {"seed_strength": recommender.hybrid_settings.seed_strength}

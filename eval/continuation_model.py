@@ -180,13 +180,14 @@ def fit_seed_fusion_on_validation(
     per_category: int,
     k: int,
     strengths=None,
+    kind: str = "fixed",
     log: Callable[[str], None] = print,
 ) -> dict:
     """Fit the recommender's ``fusion.with_seeds`` (hybrid mode's blend for prompts with seeds,
     :meth:`~text2tracks.pipeline.Text2Tracks.fit_seed_fusion`, NDCG at ``k``) on up to
     ``per_category`` validation playlists of each seeded category, cut as the test ones are
     (their own random seeds): the title (or none) and seeds as the prompt, the withheld tracks
-    as its answer; the seed strength too, among ``strengths`` (default
+    as its answer (``kind``: a fixed blend or a gate); the seed strength too, among ``strengths`` (default
     :data:`text2tracks.seed_fusion.SEED_STRENGTHS`). Returns the fit's summary."""
     from eval.continuation_fit import validation_tasks
     from text2tracks.seed_fusion import SEED_STRENGTHS
@@ -198,7 +199,13 @@ def fit_seed_fusion_on_validation(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # seeds past max_seed_tracks: the test rows say so
         summary = recommender.fit_seed_fusion(
-            prompts, seeds, withheld, metric="ndcg", k=k, strengths=strengths or SEED_STRENGTHS
+            prompts,
+            seeds,
+            withheld,
+            kind=kind,
+            metric="ndcg",
+            k=k,
+            strengths=strengths or SEED_STRENGTHS,
         )
     views = summary[f"ndcg@{k}"]
     log(
