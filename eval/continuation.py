@@ -335,7 +335,7 @@ def _hybrid_setup(recommender, args, validation) -> dict:
     the results file records of them."""
     from dataclasses import replace
 
-    from eval.continuation_model import fit_seed_fusion_on_validation
+    from eval.continuation_fit import fit_seed_fusion_on_validation
 
     if args.mode != "hybrid":
         if args.seed_strength is not None or args.fit_seed_fusion:

@@ -1,9 +1,13 @@
 """The continuation baselines' settings, chosen on the validation playlists
 (:mod:`eval.continuation`): item kNN's history power, ALS fold-in's factor count and the
 title-kNN weight of the fused rows. Each picks the best mean R-precision over the seeded
-validation categories, every category counting alike."""
+validation categories, every category counting alike. Also the model's hybrid blend of
+continuations on the same validation cut (:func:`fit_seed_fusion_on_validation`)."""
 
 from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
 
 import numpy as np
 
@@ -110,3 +114,45 @@ def fit_als_factors(
     if scorers.als_factors != best:
         scorers.fit_als(best)
     return best
+
+
+def fit_seed_fusion_on_validation(
+    recommender,
+    validation,
+    per_category: int,
+    k: int,
+    strengths=None,
+    kind: str = "fixed",
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Fit the recommender's ``fusion.with_seeds`` (hybrid mode's blend for prompts with seeds,
+    :meth:`~text2tracks.pipeline.Text2Tracks.fit_seed_fusion`, NDCG at ``k``) on up to
+    ``per_category`` validation playlists of each seeded category, cut as the test ones are
+    (their own random seeds): the title (or none) and seeds as the prompt, the withheld tracks
+    as its answer (``kind``: a fixed blend or a gate); the seed strength too, among ``strengths`` (default
+    :data:`text2tracks.seed_fusion.SEED_STRENGTHS`). Returns the fit's summary."""
+    from text2tracks.seed_fusion import SEED_STRENGTHS
+
+    tasks = validation_tasks(validation, {}, max_per_category=per_category)
+    prompts = [title for t in tasks for title in t.titles]
+    seeds = [row for t in tasks for row in t.seed_ids]
+    withheld = [row for t in tasks for row in t.withheld]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # seeds past max_seed_tracks: the test rows say so
+        summary = recommender.fit_seed_fusion(
+            prompts,
+            seeds,
+            withheld,
+            kind=kind,
+            metric="ndcg",
+            k=k,
+            strengths=strengths or SEED_STRENGTHS,
+        )
+    views = summary[f"ndcg@{k}"]
+    log(
+        f"continuation fusion: {summary['n_prompts']} validation prompts ({len(tasks)} "
+        f"categories), NDCG@{k}: beam {views['generative']:.4f}, latent {views['latent']:.4f}, "
+        f"fused {views['fused']:.4f} (alpha {summary.get('alpha')}, seed strength "
+        f"{summary['seed_strength']} of {summary['seed_strength_scores']})"
+    )
+    return summary
