@@ -47,6 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--calls", type=int, default=2, help="timed calls per repeat and cell")
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--num-threads", type=int, default=1)
+    parser.add_argument(
+        "--mode",
+        choices=("generative", "hybrid"),
+        default="generative",
+        help="recommend's mode (hybrid needs the artifact's diffusion head)",
+    )
     parser.add_argument("--out", default="bench_out/bench_seed_latency.json")
     return parser
 
@@ -94,12 +100,14 @@ def time_seed_counts(
     repeats: int,
     calls: int,
     k: int = 10,
+    mode: str = "generative",
 ) -> dict[int, dict[int, list[list[float]]]]:
     """Seconds per call, ``{batch size: {seed count: [[per call] per repeat]}}``, interleaved.
 
     ``playlists`` holds ``(title, catalogue track ids)``; call ``c`` of repeat ``r`` at batch size
     ``b`` takes ``b`` playlists starting at ``(r * calls + c) * b`` (cycling through them), the
-    same playlists for every seed count, each prompt with its playlist's first N tracks as seeds.
+    same playlists for every seed count, each prompt with its playlist's first N tracks as seeds;
+    ``mode``: ``recommend``'s (hybrid: the seeds' latent and the blend of continuations too).
     """
     seed_counts = check_seed_counts(seed_counts)
     short = [t for t, tracks in playlists if len(tracks) < seed_counts[-1]]
@@ -113,7 +121,7 @@ def time_seed_counts(
         chosen = [playlists[(index * size + j) % len(playlists)] for j in range(size)]
         titles = [title for title, _ in chosen]
         seeds = [tracks[:n_seeds] for _, tracks in chosen]
-        recommender.recommend(titles, k=k, seed_tracks=seeds, batch_size=size)
+        recommender.recommend(titles, k=k, seed_tracks=seeds, batch_size=size, mode=mode)
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # over-long titles, seeds over the model's
@@ -169,13 +177,21 @@ def run(args) -> dict[str, Any]:
     needed = max(args.batch_sizes, default=1) * max(args.calls, 1)
     playlists, splits = seeded_playlists(split, vocab, seed_counts[-1], needed)
     times = time_seed_counts(
-        recommender, playlists, seed_counts, args.batch_sizes, args.repeats, args.calls, k=args.k
+        recommender,
+        playlists,
+        seed_counts,
+        args.batch_sizes,
+        args.repeats,
+        args.calls,
+        k=args.k,
+        mode=args.mode,
     )
     return {
         "artifact": str(args.artifact),
         "device": str(recommender.device),
         "num_threads": torch.get_num_threads(),
         "k": args.k,
+        "mode": args.mode,
         "repeats": args.repeats,
         "calls_per_repeat": args.calls,
         "seed_counts": seed_counts,
