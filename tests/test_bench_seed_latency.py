@@ -39,10 +39,12 @@ class _Recorder:
 
     def __init__(self):
         self.calls = []
+        self.modes = set()
 
-    def recommend(self, prompts, k, seed_tracks, batch_size):
+    def recommend(self, prompts, k, seed_tracks, batch_size, mode):
         assert batch_size == len(prompts) == len(seed_tracks)
         self.calls.append((tuple(prompts), tuple(len(s) for s in seed_tracks)))
+        self.modes.add(mode)
         return []
 
 
@@ -65,6 +67,9 @@ def test_repeats_interleave_the_seed_counts_on_the_same_playlists():
     by_count = {n: [p for p, seeds in timed if seeds[0] == n] for n in (0, 1, 3)}
     assert by_count[0] == by_count[1] == by_count[3]  # the same playlists for every count
     assert ("p0", "p1", "p2") in by_count[3] and ("p3", "p4", "p0") in by_count[3]
+    assert stub.modes == {"generative"}
+    time_seed_counts(stub, playlists, [1], [1], repeats=1, calls=1, mode="hybrid")
+    assert stub.modes == {"generative", "hybrid"}  # the mode is passed on to every call
     with pytest.raises(ValueError, match="batch sizes"):
         time_seed_counts(stub, playlists, [1], [0], repeats=1, calls=1)
     with pytest.raises(ValueError, match="at least 4 tracks"):
