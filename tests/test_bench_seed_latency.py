@@ -165,6 +165,7 @@ def test_runs_end_to_end_with_the_requested_seeds(artifacts, tmp_path, monkeypat
         "device",
         "num_threads",
         "k",
+        "mode",
         "repeats",
         "calls_per_repeat",
         "seed_counts",
