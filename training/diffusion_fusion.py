@@ -112,32 +112,26 @@ def _log_fusion(summary: dict[str, Any], config: DiffusionTrainConfig, log) -> N
 def _fit_like_fusion(recommender, prompts, relevant_ids, config, log) -> dict[str, Any]:
     """The fusion of queries with liked tracks, on simulated sessions (kept in
     ``recommender.fusion.with_likes``); its summary, or why it was not fitted."""
-    try:
-        likes = recommender.fit_like_fusion(
+    return _fit_part(
+        "liked tracks",
+        lambda: recommender.fit_like_fusion(
             prompts,
             relevant_ids,
             rounds=config.fusion_like_rounds,
             kind=config.fusion_kind,
             metric=config.fusion_metric,
             k=config.eval_k,
-        )
-    except ValueError as err:  # no session liked anything: plain prompts' fusion for all
-        log(f"fusion for liked tracks not fitted: {err}")
-        return {"skipped": str(err)}
-    key = f"{config.fusion_metric}@{config.eval_k}"
-    log(
-        f"fusion for liked tracks ({likes['n_prompts']} queries of {likes['rounds']}-round "
-        f"sessions): alpha {likes.get('alpha', '-')}; {key} generative "
-        f"{likes[key]['generative']:.4f}, latent {likes[key]['latent']:.4f}, fused "
-        f"{likes[key]['fused']:.4f} (in-sample)"
+        ),
+        lambda fitted: f"{fitted['n_prompts']} queries of {fitted['rounds']}-round sessions",
+        config,
+        log,
     )
-    return likes
 
 
 def _fit_seed_fusion(recommender, prompts, relevant_ids, config, log) -> dict[str, Any]:
     """The fusion of prompts that continue seed tracks, on continuations cut from the
-    validation prompts (kept in ``recommender.fusion.with_seeds``); its summary, or why it was
-    not fitted."""
+    validation prompts (kept in ``recommender.fusion.with_seeds``, the seed strength it chose in
+    ``recommender.hybrid_settings``); its summary, or why it was not fitted."""
     from text2tracks.seed_fusion import SEED_STRENGTHS, continuation_examples
 
     texts, seeds, wanted = continuation_examples(
@@ -147,8 +141,9 @@ def _fit_seed_fusion(recommender, prompts, relevant_ids, config, log) -> dict[st
         seed=config.seed,
         title_drop=0.2 if recommender.max_seed_tracks else 0.0,  # seeds alone need the beam's
     )
-    try:
-        fitted = recommender.fit_seed_fusion(
+    return _fit_part(
+        "seed tracks",
+        lambda: recommender.fit_seed_fusion(
             texts,
             seeds,
             wanted,
@@ -156,15 +151,27 @@ def _fit_seed_fusion(recommender, prompts, relevant_ids, config, log) -> dict[st
             metric=config.fusion_metric,
             k=config.eval_k,
             strengths=SEED_STRENGTHS,
-        )
-    except ValueError as err:  # no continuation to fit on: plain prompts' fusion for all
-        log(f"fusion for seed tracks not fitted: {err}")
+        ),
+        lambda fitted: (
+            f"{fitted['n_prompts']} continuations, seed strength {fitted['seed_strength']}"
+        ),
+        config,
+        log,
+    )
+
+
+def _fit_part(what: str, fit, describe, config, log) -> dict[str, Any]:
+    """Run one of the fusion's parts' fits and log it; its summary, or why it was not fitted
+    (a ``ValueError`` of the fit: nothing to fit on, so the plain prompts' fusion serves)."""
+    try:
+        fitted = fit()
+    except ValueError as err:
+        log(f"fusion for {what} not fitted: {err}")
         return {"skipped": str(err)}
     key = f"{config.fusion_metric}@{config.eval_k}"
     log(
-        f"fusion for seed tracks ({fitted['n_prompts']} continuations): seed strength "
-        f"{fitted['seed_strength']}, alpha "
-        f"{fitted.get('alpha', '-')}; {key} generative {fitted[key]['generative']:.4f}, latent "
-        f"{fitted[key]['latent']:.4f}, fused {fitted[key]['fused']:.4f} (in-sample)"
+        f"fusion for {what} ({describe(fitted)}): alpha {fitted.get('alpha', '-')}; {key} "
+        f"generative {fitted[key]['generative']:.4f}, latent {fitted[key]['latent']:.4f}, "
+        f"fused {fitted[key]['fused']:.4f} (in-sample)"
     )
     return fitted
