@@ -355,10 +355,9 @@ def continued_latents(
     factors = item_factors()
     _, cov = catalogue_moments_of(factors)  # cached: the same array every batch
     out = np.array(latents, dtype=np.float32)
-    for strength in {float(settings.seed_strength) if texts[i] else 0.0 for i in rows}:
-        group = [
-            i for i in rows if (float(settings.seed_strength) if texts[i] else 0.0) == strength
-        ]
+    strength_of = {i: float(settings.seed_strength) if texts[i] else 0.0 for i in rows}
+    for strength in set(strength_of.values()):  # seeds alone: the seeds' latent only
+        group = [i for i in rows if strength_of[i] == strength]
         start = np.stack(
             [seed_latent(factors, seed_tracks[i], settings.seed_method) for i in group]
         )
@@ -419,13 +418,13 @@ def rank_latent_batch(
     liked: Sequence[bool] | None = None,
     seeded: Sequence[bool] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Item indices and scores ``(batch, k)`` of the latent mode (faiss around ``latents``) or the
-    hybrid mode (``beam``'s candidates and the latents' pooled, fused by ``fusion``). Hybrid only: ``negative`` (:func:`negative_latents`) demotes every pooled candidate
-    by its similarity to the negative prompt's latent (``settings.negative_weight``,
-    :func:`text2tracks.candidate_pool.negative_penalty`; the latents were guided away from it
-    already); ``contrast`` maps the pooled items ``(batch, n)`` to a further penalty (the
-    negative prompt's guidance of the beam, ``settings.negative_contrast``); ``item_groups``:
-    each item's first ID code, which the fusion's ``diversity`` spreads over; ``liked`` /
+    """Item indices and scores ``(batch, k)`` of the latent mode (faiss around ``latents``) or
+    the hybrid mode (``beam``'s candidates and the latents' pooled, fused by ``fusion``). Hybrid
+    only: ``negative`` (:func:`negative_latents`) demotes every pooled candidate by its
+    similarity to the negative prompt's latent (``settings.negative_weight``,
+    :func:`text2tracks.candidate_pool.negative_penalty`); ``contrast`` maps the pooled items
+    ``(batch, n)`` to a further penalty (``settings.negative_contrast``); ``item_groups``: each
+    item's first ID code, which the fusion's ``diversity`` spreads over; ``liked`` /
     ``seeded``: per prompt, whether its query carries liked / seed tracks, for the fusion's
     ``with_likes`` / ``with_seeds`` (:func:`text2tracks.fusion.fuse`)."""
     from text2tracks.candidate_pool import negative_penalty

@@ -13,8 +13,12 @@ It is a part of ``Text2Tracks``, not a class of its own: it reads the recommende
 
 Seed tracks (MO-DiT): a head trained with ``seed_conditioning`` reads each prompt's seeds (their
 mean CF factor and count) in :meth:`sample_latents` and in the latent modes of ``recommend``; a
-prompt of seeds alone (empty text) gets the null prompt. A head without it ignores them with one
-warning (:func:`~text2tracks.latent.warn_unread_head_seeds`); seeds are never recommended back.
+prompt of seeds alone (empty text) gets the null prompt. Any head's latent of a prompt with seeds
+then starts from the seeds themselves (``hybrid_settings.seed_strength``,
+:func:`~text2tracks.latent.continued_latents`), and hybrid mode fuses such prompts by
+``fusion.with_seeds`` where there is one (:meth:`fit_seed_fusion`). With ``seed_strength``
+None a head without seed conditioning ignores them with one warning
+(:func:`~text2tracks.latent.warn_unread_head_seeds`); seeds are never recommended back.
 """
 
 from __future__ import annotations
@@ -124,10 +128,11 @@ class LatentModesMixin:
         Takes the options of :meth:`recommend` (same meaning, same defaults, same checks), so
         ``recommend(..., mode="latent")`` ranks the tracks by their pooled inner product with
         exactly these latents. ``seed_tracks`` (per prompt, track ids it continues, oldest
-        first; unknown ids ignored with a warning) are read by a seed-conditioned head, and a
-        prompt may then be empty; a head without seed conditioning ignores them with a warning
-        (and refuses a prompt of seeds alone). A prompt with neither text nor a known seed
-        raises ``ValueError``.
+        first; unknown ids ignored with a warning) are read by a seed-conditioned head, and the
+        latent starts from them (``hybrid_settings.seed_strength``); a prompt may then be
+        empty. With ``seed_strength`` None a head without seed conditioning ignores them with a
+        warning (and refuses a prompt of seeds alone). A prompt with neither text nor a known
+        seed raises ``ValueError``.
 
         Returns:
             float32 CF-space latents ``(n_samples, latent_dim)`` for a ``str``,
