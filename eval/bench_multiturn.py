@@ -159,7 +159,7 @@ def choose_systems(recommender, fitted: dict | None = None) -> tuple[dict, dict[
     A spec is ``{"mode", "pull", "fusion", "note"}``; ``fitted`` maps ``"fixed"``/``"gated"``
     to fusions fitted for this run (they win over the artifact's).
     """
-    from text2tracks.fusion import without_likes
+    from text2tracks.fusion import plain_fusion
     from text2tracks.hybrid import default_fusion
     from text2tracks.rerank import FixedBlendFusion, GatedFusion
 
@@ -190,7 +190,7 @@ def choose_systems(recommender, fitted: dict | None = None) -> tuple[dict, dict[
         likes, like_note = fitted["likes"], "fitted for this run on simulated validation sessions"
     else:
         likes, like_note = on_disk, "the artifact's fusion, with its fusion for liked tracks"
-    plain = without_likes(fixed)  # the plain blend every round
+    plain = plain_fusion(fixed)  # the plain blend every round
     systems[FIXED] = {"mode": "hybrid", "pull": True, "fusion": plain, "note": note}
     if getattr(likes, "with_likes", None) is not None:
         systems[LIKES] = {"mode": "hybrid", "pull": True, "fusion": likes, "note": like_note}
@@ -201,7 +201,7 @@ def choose_systems(recommender, fitted: dict | None = None) -> tuple[dict, dict[
         systems[GATE] = {"mode": "hybrid", "pull": True, "fusion": fitted["gated"], "note": note}
     elif isinstance(on_disk, GatedFusion):
         note = "the artifact's fitted gate"
-        gate = without_likes(on_disk)  # the same gate every round
+        gate = plain_fusion(on_disk)  # the same gate every round
         systems[GATE] = {"mode": "hybrid", "pull": True, "fusion": gate, "note": note}
     else:
         skipped[GATE] = (

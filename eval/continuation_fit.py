@@ -129,8 +129,9 @@ def fit_seed_fusion_on_validation(
     :meth:`~text2tracks.pipeline.Text2Tracks.fit_seed_fusion`, NDCG at ``k``) on up to
     ``per_category`` validation playlists of each seeded category, cut as the test ones are
     (their own random seeds): the title (or none) and seeds as the prompt, the withheld tracks
-    as its answer (``kind``: a fixed blend or a gate); the seed strength too, among ``strengths`` (default
-    :data:`text2tracks.seed_fusion.SEED_STRENGTHS`). Returns the fit's summary."""
+    as its answer (``kind``: a fixed blend or a gate); the seed strength too, among
+    ``strengths`` (default :data:`text2tracks.seed_fusion.SEED_STRENGTHS`). Returns the fit's
+    summary."""
     from text2tracks.seed_fusion import SEED_STRENGTHS
 
     tasks = validation_tasks(validation, {}, max_per_category=per_category)

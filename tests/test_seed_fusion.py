@@ -16,7 +16,7 @@ import pytest
 from test_like_fusion import _two_prompts
 from tiny_artifact import add_tiny_diffusion, build_tiny_artifact, genre_of
 
-from text2tracks.fusion import FixedBlendFusion, fuse, fusion_from_dict, without_likes
+from text2tracks.fusion import FixedBlendFusion, fuse, fusion_from_dict, plain_fusion
 from text2tracks.hybrid import HybridSettings
 from text2tracks.seed_fusion import continuation_prompts, fit_seed_fusion
 
@@ -37,7 +37,7 @@ def test_seeded_prompts_are_fused_by_with_seeds_and_liked_ones_by_with_likes():
     assert fuse(fusion, candidates, 2, seeded=seeded)[0].tolist() == [[3, 2], [0, 1]]
     both = np.array([True, True])  # a liked query that also has seeds is a liked query
     assert fuse(fusion, candidates, 2, liked=both, seeded=both)[0].tolist() == [[0, 1]] * 2
-    plain = without_likes(fusion)
+    plain = plain_fusion(fusion)
     assert plain.with_seeds is None and fusion.with_seeds is not None
     assert fuse(plain, candidates, 2, seeded=both)[0].tolist() == [[0, 1]] * 2
     with pytest.raises(ValueError, match="seeded must have one flag per prompt"):

@@ -485,7 +485,7 @@ def _fuse_one(fusion, candidates, k, latents, prompts, exclude, penalty):
     return top_k(candidates, scores, k, exclude, fusion.diversity)
 
 
-def without_likes(fusion: FixedBlendFusion | GatedFusion) -> FixedBlendFusion | GatedFusion:
+def plain_fusion(fusion: FixedBlendFusion | GatedFusion) -> FixedBlendFusion | GatedFusion:
     """A shallow copy of ``fusion`` that fuses every prompt alike (no ``with_likes`` nor
     ``with_seeds``); ``fusion`` itself is left as it is."""
     plain = copy.copy(fusion)
@@ -544,7 +544,7 @@ __all__ = [
     "diversity_curves",
     "fuse",
     "fusion_from_dict",
-    "without_likes",
+    "plain_fusion",
     "per_prompt_metric",
     "prompt_features",
 ]

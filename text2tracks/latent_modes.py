@@ -230,11 +230,11 @@ class LatentModesMixin:
         Returns:
             The fit's summary (also under ``"with_likes"`` in the fusion's saved summary).
         """
-        from text2tracks.fusion import without_likes
+        from text2tracks.fusion import plain_fusion
         from text2tracks.session import fit_like_fusion
 
         self._check_mode("hybrid")
-        base = without_likes(self._hybrid_fusion())  # sessions as plain hybrid mode runs them
+        base = plain_fusion(self._hybrid_fusion())  # sessions as plain hybrid mode runs them
         previous, self.fusion = self.fusion, base
         try:
             likes, summary = fit_like_fusion(self, prompts, relevant, **options)

@@ -156,6 +156,9 @@ class _Fit:
     def __init__(self, recommender, texts, seeds, sets, settings) -> None:
         self.recommender, self.texts, self.seeds, self.sets = recommender, texts, seeds, sets
         self.settings = settings
+        # the same for every strength tried: the seeds kept out, the faiss index
+        self.exclude = [{recommender.catalog.index_of(t) for t in row} for row in seeds]
+        self.factors, self.index = recommender.latent_index()
 
     def _batches(self, batch_size: int, desc: str, progress: bool = False):
         from tqdm.auto import tqdm
@@ -210,23 +213,21 @@ class _Fit:
     def fusion(self, views, kind, metric, k, batch_size) -> tuple[Any, dict[str, Any]]:
         from text2tracks.hybrid import fit_fusion
 
-        rec = self.recommender
-        factors, index = rec.latent_index()
         return fit_fusion(
             self.texts,
             self.sets,
             None,
             None,
-            factors,
+            self.factors,
             settings=self.settings,
-            index=index,
+            index=self.index,
             kind=kind,
             metric=metric,
             k=k,
             batch_size=batch_size,
-            item_groups=rec.trie.item_nodes[0],
+            item_groups=self.recommender.trie.item_nodes[0],
             views=views,
-            exclude=[{rec.catalog.index_of(t) for t in row} for row in self.seeds],
+            exclude=self.exclude,
         )
 
 
