@@ -125,10 +125,16 @@ def evaluate_tasks(
     fuse_weight: dict[str, float] | None = None,
     chunk: int = 64,
     model=None,
+    hybrid=None,
 ) -> dict:
     """Per category with playlists: ``{"n", "per_prompt": {system: {metric: (n,) values}},
     "depth": {system: ranked ids per playlist}, "notes": {system: {...}}}``. ``model``: an
-    :class:`eval.continuation_model.ModelSystem` scored beside the baselines."""
+    :class:`eval.continuation_model.ModelSystem` scored beside the baselines; ``hybrid``: a
+    fitted :class:`eval.continuation_hybrid.ContinuationHybrid` mixing its answers with a
+    baseline's (``text2tracks-hybrid``)."""
+    from eval.continuation_hybrid import HYBRID_SYSTEM
+    from eval.continuation_model import MODEL_SYSTEM
+
     results: dict = {}
     depth = min(DEPTH, len(item_ids) - 1)
     for task in tasks:
@@ -139,9 +145,13 @@ def evaluate_tasks(
         notes: dict[str, dict] = {}
         if model is not None:
             for system in model.systems(task.category):
-                ranked, notes[system] = model.rank(system, task)
+                ranked, scores, notes[system] = model.rank_scored(system, task)
                 per_prompt[system] = challenge_metrics(ranked, task.withheld)
                 depths[system] = model.k
+                if hybrid is not None and system == MODEL_SYSTEM:
+                    mixed = hybrid.rank(task, ranked, scores)
+                    per_prompt[HYBRID_SYSTEM] = challenge_metrics(mixed, task.withheld)
+                    depths[HYBRID_SYSTEM] = hybrid.depth
         results[task.category.name] = {
             "n": len(task.titles),
             "per_prompt": per_prompt,
@@ -191,10 +201,13 @@ def run(
     n_bootstrap: int = 1000,
     max_per_category: int | None = None,
     als_factors: tuple[int, ...] = ALS_FACTORS,
+    cf_hybrid: int = 0,
 ) -> dict:
     """The whole protocol: baselines fitted on ``train``, fusion weights on ``validation``,
     every system scored on ``test``'s categories (``model``: a
-    :class:`eval.continuation_model.ModelSystem`, or ``None`` for the baselines alone)."""
+    :class:`eval.continuation_model.ModelSystem`, or ``None`` for the baselines alone).
+    ``cf_hybrid``: also ``text2tracks-hybrid``, fitted on that many validation playlists per
+    category (:mod:`eval.continuation_hybrid`; needs ``model``)."""
     item_ids, index, popularity = item_index(train)
     popularity_order = np.arange(len(item_ids))  # items are already in popularity order
     scorers = Scorers(train, index, popularity, als_factors=als_factors[0])
@@ -206,18 +219,44 @@ def run(
     log(f"ALS fold-in factors (validation): {als_factors}")
     fuse_weight = fit_fuse_weights(scorers, val_tasks, item_ids, popularity_order)
     log(f"fusion weights (validation): {fuse_weight}")
+    hybrid = _fit_cf_hybrid(
+        model, scorers, item_ids, fuse_weight, validation, index, cf_hybrid, log
+    )
     tasks = make_tasks(test, index, seed=0, max_per_category=max_per_category)
-    evaluated = evaluate_tasks(scorers, tasks, item_ids, popularity_order, fuse_weight, model=model)
+    evaluated = evaluate_tasks(
+        scorers, tasks, item_ids, popularity_order, fuse_weight, model=model, hybrid=hybrid
+    )
     empty = [c.name for c in CATEGORIES if c.name not in evaluated]
     if empty:
         log(f"categories without a playlist long enough: {empty}")
-    return summarise(evaluated, n_bootstrap) | {
-        "empty_categories": empty,
-        "fuse_weight": fuse_weight,
-        "item_knn_history_power": knn_power,
-        "als_factors": als_factors,
-        "max_per_category": max_per_category,
-    }
+    return (
+        summarise(evaluated, n_bootstrap)
+        | {
+            "empty_categories": empty,
+            "fuse_weight": fuse_weight,
+            "item_knn_history_power": knn_power,
+            "als_factors": als_factors,
+            "max_per_category": max_per_category,
+        }
+        | ({"cf_hybrid": hybrid.describe()} if hybrid is not None else {})
+    )
+
+
+def _fit_cf_hybrid(model, scorers, item_ids, fuse_weight, validation, index, per_category, log):
+    """``text2tracks-hybrid`` fitted on ``per_category`` validation playlists of each category
+    (cut as the test ones, their own random seeds), or ``None`` when ``per_category`` is 0."""
+    from eval.continuation_hybrid import ContinuationHybrid
+    from eval.continuation_model import MODEL_SYSTEM
+
+    if not per_category:
+        return None
+    if model is None:
+        raise ValueError("text2tracks-hybrid (cf_hybrid) mixes the model's answers: give a model")
+    if per_category < 0:
+        raise ValueError(f"cf_hybrid must be >= 0 playlists per category, got {per_category}")
+    tasks = make_tasks(validation, index, seed=1, max_per_category=per_category)
+    hybrid = ContinuationHybrid(scorers, item_ids, fuse_weight)
+    return hybrid.fit(lambda task: model.rank_scored(MODEL_SYSTEM, task)[:2], tasks, log)
 
 
 def _cell(m: dict, name: str, digits: int) -> str:
@@ -302,6 +341,15 @@ def build_parser() -> argparse.ArgumentParser:
         default="fixed",
         help="that blend: one alpha, or a gate picking alpha per prompt",
     )
+    parser.add_argument(
+        "--cf-hybrid",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also score text2tracks-hybrid, the model's answer mixed with a baseline's list "
+        "(eval/continuation_hybrid.py), fitted on N validation playlists of each category "
+        "(0: not scored)",
+    )
     parser.add_argument("--device", help="torch device (default: CUDA when available)")
     parser.add_argument("--num-threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument(
@@ -361,6 +409,8 @@ def main(argv: list[str] | None = None) -> int:
     from text2tracks.artifacts import artifact_split
 
     args = build_parser().parse_args(argv)
+    if args.cf_hybrid and not args.artifact:
+        raise SystemExit("--cf-hybrid mixes a model's answers with a baseline's: give --artifact")
     model = None
     if args.artifact:
         split = artifact_split(args.artifact, args.playlists)
@@ -382,6 +432,7 @@ def main(argv: list[str] | None = None) -> int:
         n_bootstrap=args.n_bootstrap,
         max_per_category=args.max_per_category or None,
         als_factors=_factor_counts(args.als_factors),
+        cf_hybrid=args.cf_hybrid,
     )
     if model is not None:
         results["model"] = model.describe() | {"artifact": str(args.artifact), **fitted}

@@ -117,6 +117,12 @@ class ModelSystem:
     def rank(self, system: str, task) -> tuple[list[list[str]], dict]:
         """``(ranked track ids per playlist, notes)`` of one of :meth:`systems` on a task
         (:class:`eval.continuation.Task`)."""
+        ranked, _, notes = self.rank_scored(system, task)
+        return ranked, notes
+
+    def rank_scored(self, system: str, task) -> tuple[list[list[str]], list[list[float]], dict]:
+        """:meth:`rank` with each track's score in the mode
+        (:class:`~text2tracks.recommendation.Recommendation`): ``(ids, scores, notes)``."""
         from text2tracks.data import normalize_prompt
 
         known_seeds = [[t for t in ids if t in self.known] for ids in task.seed_ids]
@@ -138,6 +144,7 @@ class ModelSystem:
         ]
         rows = [i for i, ok in enumerate(answerable) if ok]
         ranked: list[list[str]] = [[] for _ in texts]
+        scores: list[list[float]] = [[] for _ in texts]
         said: Counter = Counter()
         for start in range(0, len(rows), self.batch_size):
             batch = rows[start : start + self.batch_size]
@@ -149,13 +156,14 @@ class ModelSystem:
             )
             for i, answer in zip(batch, answers, strict=True):
                 ranked[i] = [r.track_id for r in answer]
+                scores[i] = [float(r.score) for r in answer]
         if said:
             shown = "; ".join(f"{n}x {m}" for m, n in said.most_common(_WARNINGS_SHOWN))
             self.log(f"{system} on {task.category.name}: API warnings: {shown}")
         notes = {"unanswered": len(texts) - len(rows)}
         if system == MODEL_SYSTEM:
             notes["unknown_seeds"] = unknown
-        return ranked, notes
+        return ranked, scores, notes
 
     def _recommend(self, texts: list[str], said: Counter, **options) -> list:
         """One API call; its warnings (seeds truncated, seeds unread) counted in ``said`` by

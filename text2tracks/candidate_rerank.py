@@ -367,10 +367,16 @@ class ScoreMixture:
         relevant: Sequence[set[int]],
         groups: np.ndarray,
         k: int = 10,
+        metric: str = "hits",
     ) -> ScoreMixture:
         """Pick ``weight_``, ``temperature_`` and ``penalty_`` on prompts whose ``relevant`` sets
-        are known; ``groups[i]`` is item ``i``'s first ID code. ``fit_hits_``: per grid point
-        ``"weight,temperature,penalty"``."""
+        are known; ``groups[i]`` is item ``i``'s first ID code. The best grid point has the best
+        mean ``metric`` at ``k`` (``"hits"``, or ``"ndcg"`` for long lists such as the
+        challenge's 500), ties to the other, then the earlier point. ``fit_hits_``: per grid
+        point ``"weight,temperature,penalty"``, the mean ``metric``."""
+        if metric not in ("hits", "ndcg"):
+            raise ValueError(f"metric must be 'hits' or 'ndcg', got {metric!r}")
+        other = "ndcg" if metric == "hits" else "hits"
         candidates = self._pool(views, groups)
         self.fit_hits_, ranked_by = {}, {}
         for w in self.weights:
@@ -380,10 +386,11 @@ class ScoreMixture:
                     ranked = _top(candidates, log_p, k, p)[0]
                     m = per_prompt_metrics(ranked, relevant, k, allow_empty=True)
                     key = f"{w:g},{t:g},{p:g}"
-                    self.fit_hits_[key] = float(m["hits"].mean())
-                    ranked_by[key] = (self.fit_hits_[key], float(m["ndcg"].mean()))
+                    self.fit_hits_[key] = float(m[metric].mean())
+                    ranked_by[key] = (self.fit_hits_[key], float(m[other].mean()))
         best = max(ranked_by, key=lambda key: ranked_by[key])  # max keeps the earliest on ties
         self.weight_, self.temperature_, self.penalty_ = (float(x) for x in best.split(","))
+        self.fit_metric_ = metric
         return self
 
     def rank(
@@ -434,6 +441,7 @@ class ScoreMixture:
             "temperature": self.temperature_,
             "penalty": self.penalty_,
             "fit_hits": dict(self.fit_hits_),
+            "fit_metric": getattr(self, "fit_metric_", "hits"),
         }
 
     @classmethod
@@ -452,6 +460,7 @@ class ScoreMixture:
         fusion.temperature_ = float(payload["temperature"])
         fusion.penalty_ = float(payload["penalty"])
         fusion.fit_hits_ = dict(payload.get("fit_hits", {}))
+        fusion.fit_metric_ = str(payload.get("fit_metric", "hits"))
         return fusion
 
 
