@@ -86,6 +86,9 @@ class ContinuationHybrid:
                 dense[r, seeds] = -np.inf
             top = np.argpartition(-dense, self.depth, axis=1)[:, : self.depth]
             top_scores = np.take_along_axis(dense, top, 1)
+            # best first, ties to the more popular item (the lower index), as the rows rank
+            order = np.lexsort((top, -top_scores), axis=1)
+            top, top_scores = (np.take_along_axis(a, order, 1) for a in (top, top_scores))
             items.append(top)
             scores.append(np.where(np.isfinite(top_scores), top_scores, 0.0))
         return np.concatenate(items), np.concatenate(scores)
@@ -167,7 +170,21 @@ class ContinuationHybrid:
             mixture.second: self._cf_view(mixture.second, task),
         }
         items, _ = mixture.rank(views, self.groups, k=self.depth)
-        return [[self.item_ids[i] for i in row if i >= 0] for row in items]
+        out = []
+        for r, row in enumerate(items):
+            # a candidate with probability 0 in both views is dropped by the mixture; the
+            # baseline's, then the model's, remaining order fills the list to its depth
+            ranked_row = list(dict.fromkeys(int(i) for i in row if i >= 0))
+            seen = set(ranked_row)
+            for view in (mixture.second, "model"):
+                for i in views[view][0][r]:
+                    if len(ranked_row) >= self.depth:
+                        break
+                    if i >= 0 and int(i) not in seen:
+                        ranked_row.append(int(i))
+                        seen.add(int(i))
+            out.append([self.item_ids[i] for i in ranked_row])
+        return out
 
     def describe(self) -> dict:
         """What a results file records: per bucket, the chosen view, weight and temperature,
