@@ -89,8 +89,9 @@ class ContinuationHybrid:
             # best first, ties to the more popular item (the lower index), as the rows rank
             order = np.lexsort((top, -top_scores), axis=1)
             top, top_scores = (np.take_along_axis(a, order, 1) for a in (top, top_scores))
-            items.append(top)
-            scores.append(np.where(np.isfinite(top_scores), top_scores, 0.0))
+            finite = np.isfinite(top_scores)  # a seed (-inf) is no candidate
+            items.append(np.where(finite, top, -1))
+            scores.append(np.where(finite, top_scores, 0.0))
         return np.concatenate(items), np.concatenate(scores)
 
     def _model_view(
