@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from eval.continuation_core import DEPTH, SEED_SYSTEMS, Scorers, Task, normalise_rows
-from text2tracks.candidate_rerank import MIX_TEMPERATURES, ScoreMixture
+from text2tracks.candidate_rerank import MIX_TEMPERATURES, ScoreMixture, filled_lists
 
 HYBRID_SYSTEM = "text2tracks-hybrid"
 SEED_BUCKETS = (0, 1, 5, 10, 25, 100)
@@ -171,21 +171,9 @@ class ContinuationHybrid:
             mixture.second: self._cf_view(mixture.second, task),
         }
         items, _ = mixture.rank(views, self.groups, k=self.depth)
-        out = []
-        for r, row in enumerate(items):
-            # a candidate with probability 0 in both views is dropped by the mixture; the
-            # baseline's, then the model's, remaining order fills the list to its depth
-            ranked_row = list(dict.fromkeys(int(i) for i in row if i >= 0))
-            seen = set(ranked_row)
-            for view in (mixture.second, "model"):
-                for i in views[view][0][r]:
-                    if len(ranked_row) >= self.depth:
-                        break
-                    if i >= 0 and int(i) not in seen:
-                        ranked_row.append(int(i))
-                        seen.add(int(i))
-            out.append([self.item_ids[i] for i in ranked_row])
-        return out
+        # the baseline's, then the model's, remaining order fills the list to its depth
+        lists = filled_lists(items, [views[mixture.second], views["model"]], self.depth)
+        return [[self.item_ids[i] for i in row] for row in lists]
 
     def describe(self) -> dict:
         """What a results file records: per bucket, the chosen view, weight and temperature,

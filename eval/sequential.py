@@ -181,6 +181,7 @@ class _Evaluation:
             "test": ([split.test_history(u) for u in rows], [split.test[u] for u in rows]),
         }
         self.test_ranks: dict[str, np.ndarray] = {}
+        self.answers: dict[str, list] = {}  # the model's (ids, scores) per user, per stage
 
     def baseline(self, make_scores, setting: dict) -> tuple[dict, np.ndarray]:
         """Score a baseline (``make_scores(histories)`` -> ``scores_fn`` of
@@ -201,7 +202,10 @@ class _Evaluation:
         started = time.perf_counter()
         out: dict = {"setting": setting, "notes": {}}
         for stage in stages:
-            ranks, notes = model.rank(*self.stages[stage])
+            if hasattr(model, "rank_and_answer"):  # the answers, for text2tracks-hybrid
+                ranks, notes, self.answers[stage] = model.rank_and_answer(*self.stages[stage])
+            else:
+                ranks, notes = model.rank(*self.stages[stage])
             out[stage] = metrics_from_ranks(ranks, self.n_bootstrap)
             out["notes"][stage] = notes
             if stage == "test":
@@ -303,10 +307,15 @@ def run(
     model_stages: Sequence[str] = ("validation", "test"),
     max_users: int | None = None,
     sample_seed: int = 0,
+    hybrid: bool = False,
 ) -> dict:
     """The baselines (and ``model``, the ``text2tracks`` row, when given: anything with
     ``rank(histories, targets) -> (ranks, notes)``, scored on ``model_stages`` and compared with
-    item kNN and ALS fold-in by paired bootstrap) on the scored users (:func:`scored_users`)."""
+    item kNN and ALS fold-in by paired bootstrap) on the scored users (:func:`scored_users`).
+    ``hybrid``: also ``text2tracks-hybrid``, the model's answers mixed with item kNN's
+    (:mod:`eval.sequential_hybrid`; needs a model with ``rank_and_answer``, on both stages)."""
+    if hybrid and model is None:
+        raise ValueError("text2tracks-hybrid mixes the model's answers: give a model")
     if "test" not in model_stages or not set(model_stages) <= {"validation", "test"}:
         raise ValueError(
             f"model_stages must hold 'test' and maybe 'validation', got {list(model_stages)}"
@@ -326,6 +335,11 @@ def run(
         r["paired"] = paired_tests(ev.test_ranks, MODEL_SYSTEM, n_bootstrap)
         results["systems"][MODEL_SYSTEM] = r
         log(f"{MODEL_SYSTEM}: test recall@10 {r['test']['recall@10']:.4f} {r['notes']['test']}")
+        if hybrid:
+            from eval.sequential_hybrid import HYBRID_SYSTEM, hybrid_row
+
+            knn = results["systems"]["item_knn"]["setting"]
+            results["systems"][HYBRID_SYSTEM] = hybrid_row(split, ev, knn, n_bootstrap, log)
     results["per_user"] = {
         "rows": rows.tolist(),
         "test_ranks": {name: ranks.tolist() for name, ranks in ev.test_ranks.items()},
@@ -410,6 +424,12 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--num-threads", type=int, default=0, help="torch threads (0: default)")
     model.add_argument("--device", default=None, help="torch device (default: CUDA if any)")
     model.add_argument(
+        "--hybrid",
+        action="store_true",
+        help="also score text2tracks-hybrid, the model's answers mixed with item kNN's list, "
+        "fitted on the validation targets (eval/sequential_hybrid.py)",
+    )
+    model.add_argument(
         "--no-model-validation",
         action="store_true",
         help="score the model on the test targets only (half the beam searches)",
@@ -485,6 +505,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--max-users must be >= 1, got {args.max_users}")
     if args.history_window and args.train_minutes is None:
         parser.error("--history-window shapes the training data: it needs --train-minutes")
+    if args.hybrid and (
+        args.no_model_validation or not (args.model_artifact or args.train_minutes)
+    ):
+        parser.error(
+            "--hybrid mixes the model's answers, fitted on its validation answers: it needs "
+            "--model-artifact or --train-minutes, without --no-model-validation"
+        )
     sequences = (
         read_sequences(args.sequences)
         if args.sequences
@@ -502,6 +529,7 @@ def main(argv: list[str] | None = None) -> int:
         model_stages=("test",) if args.no_model_validation else ("validation", "test"),
         max_users=args.max_users,
         sample_seed=args.sample_seed,
+        hybrid=args.hybrid,
     )
     table = format_table(results)
     print(table)

@@ -308,31 +308,46 @@ class SequentialModel:
 
         A history's items outside the catalogue are dropped before the call (counted in
         ``unknown_seeds``); a user with none left is not asked (``unanswered``, a miss)."""
+        ranks, notes, _ = self.rank_and_answer(histories, targets)
+        return ranks, notes
+
+    def rank_and_answer(self, histories, targets) -> tuple[np.ndarray, dict[str, Any], list]:
+        """:meth:`rank` and the answers it ranked (:meth:`answer`): ``(ranks, notes, answers)``."""
         if len(histories) != len(targets):
             raise ValueError(f"{len(histories)} histories but {len(targets)} targets")
+        answers, notes = self.answer(histories)
+        ranks = np.full(len(targets), self.k, dtype=np.int64)
+        for i, (ids, _) in enumerate(answers):
+            if targets[i] in ids:
+                ranks[i] = ids.index(targets[i])
+        notes["targets_outside_catalogue"] = sum(t not in self.known for t in targets)
+        return ranks, notes, answers
+
+    def answer(
+        self, histories: Sequence[Sequence[str]]
+    ) -> tuple[list[tuple[list[str], list[float]]], dict[str, Any]]:
+        """``(answers, notes)``: per history the model's ``(item ids, scores)``, best first
+        (empty for a user it could not ask), and the counts :meth:`rank` reports."""
         seeds = [[t for t in h if t in self.known] for h in histories]
         cap = max(1, int(getattr(self.recommender, "max_seed_tracks", 0)))
         # similar lengths together: less padding in each batch (answers do not depend on it)
         rows = sorted((i for i, s in enumerate(seeds) if s), key=lambda i: min(len(seeds[i]), cap))
-        ranks = np.full(len(targets), self.k, dtype=np.int64)
+        out: list[tuple[list[str], list[float]]] = [([], []) for _ in histories]
         said: Counter = Counter()
         for start in range(0, len(rows), self.batch_size):
             batch = rows[start : start + self.batch_size]
             answers = self._recommend([seeds[i] for i in batch], cap, said)
             for i, answer in zip(batch, answers, strict=True):
-                ids = [r.track_id for r in answer]
-                if targets[i] in ids:
-                    ranks[i] = ids.index(targets[i])
+                out[i] = ([r.track_id for r in answer], [float(r.score) for r in answer])
         if said:
             shown = "; ".join(f"{n}x {m}" for m, n in said.most_common(_WARNINGS_SHOWN))
             self.log(f"text2tracks: API warnings: {shown}")
         notes = {
-            "unanswered": len(targets) - len(rows),
+            "unanswered": len(histories) - len(rows),
             "unknown_seeds": sum(len(h) for h in histories) - sum(len(s) for s in seeds),
-            "targets_outside_catalogue": sum(t not in self.known for t in targets),
             "api_warnings": dict(said.most_common(_WARNINGS_SHOWN)),
         }
-        return ranks, notes
+        return out, notes
 
     def _recommend(self, seeds: list[list[str]], cap: int, said: Counter) -> list:
         """One API call of empty prompts with seeds: the most recent ``cap`` (what the model

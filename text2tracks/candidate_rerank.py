@@ -470,6 +470,26 @@ def _top(candidates, log_p: np.ndarray, k: int, penalty: float):
     return top_k(candidates, log_p, k, diversity=penalty)
 
 
+def filled_lists(ranked: np.ndarray, views: Sequence[View], depth: int) -> list[list[int]]:
+    """Each row of ``ranked`` (item indices, -1 padded) without repeats, then filled to
+    ``depth`` by the candidates of ``views`` it lacks, each view's in its given order (rows as
+    views come, best first). A mixture drops a candidate with probability 0 in both of its views
+    (such as a baseline's zero scores); this puts them back where a fixed-depth list needs them."""
+    out = []
+    for r, row in enumerate(ranked):
+        items = list(dict.fromkeys(int(i) for i in row if i >= 0))[:depth]
+        seen = set(items)
+        for view_items, _ in views:
+            for i in view_items[r]:
+                if len(items) >= depth:
+                    break
+                if i >= 0 and int(i) not in seen:
+                    items.append(int(i))
+                    seen.add(int(i))
+        out.append(items)
+    return out
+
+
 Fusion = CandidateReranker | ListInterleave | ScoreMixture
 
 

@@ -1,0 +1,128 @@
+"""``text2tracks-hybrid`` in TIGER's protocol (:mod:`eval.sequential`, ``--hybrid``): the
+model's answers mixed with item kNN's list (LIGER, COBRA: a generative retriever's candidates
+unioned with another view's and re-ranked), as :mod:`eval.continuation_hybrid` does for the
+challenge's categories.
+
+The model's answers to a history (its ``k`` tracks with their beam scores) and item kNN's best
+:data:`CANDIDATES` (at the decay and history power chosen for the ``item_knn`` row), the
+history left out of both, are read as two distributions over the union of their candidates and
+mixed, ``w * p_model + (1 - w) * p_knn``
+(:class:`text2tracks.candidate_rerank.ScoreMixture`); ``w`` and the model's temperature are the
+grid point with the best Recall@10 on the validation targets (the model's answers to the
+training histories), never the test ones. ``w = 0`` is item kNN's own list and ``w = 1`` the
+model's, so the fit may fall back to either. The ``text2tracks`` row stays the model alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from eval.sequential import _rows, metrics_from_ranks, paired_tests
+from text2tracks.candidate_rerank import MIX_TEMPERATURES, ScoreMixture, filled_lists
+from text2tracks.cf_targets import ItemCosine
+
+HYBRID_SYSTEM = "text2tracks-hybrid"
+CANDIDATES = 100  # item kNN's candidates per user
+DEPTH = 10  # the protocol's deepest K
+WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+
+
+def model_view(
+    answers: Sequence[tuple[Sequence[str], Sequence[float]]], index: dict[str, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The model's answers as item indices and scores (-1 padded; an item outside the training
+    index can never be a target that counts, and is dropped)."""
+    width = max(1, max((len(ids) for ids, _ in answers), default=0))
+    items = np.full((len(answers), width), -1, np.int64)
+    scores = np.zeros((len(answers), width), np.float64)
+    for r, (ids, values) in enumerate(answers):
+        known = [(index[t], s) for t, s in zip(ids, values, strict=True) if t in index]
+        for j, (item, score) in enumerate(known):
+            items[r, j], scores[r, j] = item, score
+    return items, scores
+
+
+def knn_view(
+    cosine: ItemCosine,
+    histories: Sequence[Sequence[str]],
+    index: dict[str, int],
+    setting: dict,
+    depth: int = CANDIDATES,
+    chunk: int = 128,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Item kNN's best ``depth`` items and scores per history (best first, ties to the more
+    popular item), the history's own items left out."""
+    weighted = _rows(histories, index, setting["decay"])
+    seen = _rows(histories, index)
+    items, scores = [], []
+    for start in range(0, len(histories), chunk):
+        rows = slice(start, min(start + chunk, len(histories)))
+        dense = np.array(cosine.scores(weighted[rows], setting["history_power"]), np.float64)
+        dense[seen[rows].nonzero()] = -np.inf
+        width = min(depth, dense.shape[1] - 1)
+        top = np.argpartition(-dense, width, axis=1)[:, :width]
+        top_scores = np.take_along_axis(dense, top, 1)
+        order = np.lexsort((top, -top_scores), axis=1)
+        top, top_scores = (np.take_along_axis(a, order, 1) for a in (top, top_scores))
+        finite = np.isfinite(top_scores)
+        items.append(np.where(finite, top, -1))
+        scores.append(np.where(finite, top_scores, 0.0))
+    return np.concatenate(items), np.concatenate(scores)
+
+
+def target_ranks(lists: Sequence[Sequence[int]], targets: Sequence[str], index, depth: int):
+    """0-based rank of each target in its list (``depth`` when absent or unknown)."""
+    ranks = np.full(len(targets), depth, dtype=np.int64)
+    for u, (row, target) in enumerate(zip(lists, targets, strict=True)):
+        j = index.get(target)
+        if j is not None and j in row[:depth]:
+            ranks[u] = list(row).index(j)
+    return ranks
+
+
+def hybrid_row(split, ev, knn_setting: dict, n_bootstrap: int, log=print) -> dict:
+    """The ``text2tracks-hybrid`` row: fitted on the validation stage, scored on the test stage
+    (``ev``: :class:`eval.sequential._Evaluation` holding the model's answers on both), its test
+    ranks added to ``ev.test_ranks`` and compared by paired bootstrap."""
+    missing = {"validation", "test"} - set(ev.answers)
+    if missing:
+        raise ValueError(
+            f"text2tracks-hybrid is fitted on the model's validation answers and scored on its "
+            f"test ones; missing: {sorted(missing)} (drop --no-model-validation)"
+        )
+    cosine = ItemCosine(_rows(split.train, ev.index))
+    groups = np.zeros(ev.n_items, np.int64)  # no first-code spreading
+    views, stage_targets = {}, {}
+    for stage in ("validation", "test"):
+        histories, targets = ev.stages[stage]
+        views[stage] = {
+            "model": model_view(ev.answers[stage], ev.index),
+            "item_knn": knn_view(cosine, histories, ev.index, knn_setting),
+        }
+        stage_targets[stage] = targets
+    relevant = [{ev.index[t]} if t in ev.index else set() for t in stage_targets["validation"]]
+    mixture = ScoreMixture("model", "item_knn", WEIGHTS, MIX_TEMPERATURES, (0.0,))
+    mixture.fit(views["validation"], relevant, groups, k=DEPTH)
+    out: dict = {
+        "setting": {
+            "views": ["model", "item_knn"],
+            "item_knn": dict(knn_setting),
+            "weight": mixture.weight_,
+            "temperature": mixture.temperature_,
+            "candidates": CANDIDATES,
+        }
+    }
+    for stage in ("validation", "test"):
+        items, _ = mixture.rank(views[stage], groups, k=DEPTH)
+        lists = filled_lists(items, [views[stage]["item_knn"], views[stage]["model"]], DEPTH)
+        ranks = target_ranks(lists, stage_targets[stage], ev.index, DEPTH)
+        out[stage] = metrics_from_ranks(ranks, n_bootstrap)
+    ev.test_ranks[HYBRID_SYSTEM] = ranks
+    out["paired"] = paired_tests(ev.test_ranks, HYBRID_SYSTEM, n_bootstrap)
+    log(
+        f"{HYBRID_SYSTEM}: weight {mixture.weight_:g}, temperature {mixture.temperature_:g}; "
+        f"test recall@10 {out['test']['recall@10']:.4f}"
+    )
+    return out

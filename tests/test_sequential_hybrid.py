@@ -1,0 +1,103 @@
+"""text2tracks-hybrid in TIGER's protocol (eval.sequential --hybrid): the model's answers mixed
+with item kNN's list, fitted on the validation targets.
+
+Stand-in models of known quality check the fit: one that never answers the target must be
+mixed away (the hybrid ranks every user's target exactly where item kNN does), one that always
+answers it first must be kept (every target the training index knows is found).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from eval.sequential import main, run
+from eval.sequential_hybrid import HYBRID_SYSTEM
+from semantic_ids.sequences import Sequences, leave_last_out
+
+
+def _walks(n_users=300, n_items=200, seed=1):
+    rng = np.random.default_rng(seed)
+    return leave_last_out(
+        Sequences(
+            [f"u{u}" for u in range(n_users)],
+            [[f"t{i}" for i in rng.choice(n_items, size=6, replace=False)] for _ in range(n_users)],
+        )
+    )
+
+
+class StandIn:
+    """``oracle``: each user's target first, then nine other items; else ten items that are
+    neither the target nor in the history. Scores fall with the rank."""
+
+    def __init__(self, oracle: bool) -> None:
+        self.oracle = oracle
+
+    def rank_and_answer(self, histories, targets):
+        answers, ranks = [], []
+        for history, target in zip(histories, targets, strict=True):
+            others = [f"t{i}" for i in range(200) if f"t{i}" != target and f"t{i}" not in history]
+            ids = ([target] if self.oracle else []) + others[: 10 - self.oracle]
+            answers.append((ids, [-float(r) for r in range(len(ids))]))
+            ranks.append(0 if self.oracle else 10)
+        return np.array(ranks), {"unanswered": 0}, answers
+
+    def rank(self, histories, targets):
+        return self.rank_and_answer(histories, targets)[:2]
+
+
+def test_a_model_that_never_answers_the_target_is_mixed_away():
+    results = run(
+        _walks(),
+        n_bootstrap=100,
+        als_factors=8,
+        log=lambda m: None,
+        model=StandIn(False),
+        hybrid=True,
+    )
+    hybrid = results["systems"][HYBRID_SYSTEM]
+    assert hybrid["setting"]["weight"] == 0.0
+    ranks = results["per_user"]["test_ranks"]
+    ours, knn = np.array(ranks[HYBRID_SYSTEM]), np.minimum(ranks["item_knn"], 10)
+    # item kNN's own list, but for items tied on its score, where the mixture's pool puts
+    # the model's candidates first: a rank or two apart for a few users at most
+    assert np.mean(ours == knn) >= 0.98 and np.abs(ours - knn).max() <= 2
+    assert abs(hybrid["paired"]["item_knn"]["recall@10"]["diff"]) <= 0.01
+    assert hybrid["setting"]["item_knn"] == results["systems"]["item_knn"]["setting"]
+
+
+def test_a_model_that_knows_the_target_is_kept():
+    split = _walks()
+    results = run(
+        split,
+        n_bootstrap=100,
+        als_factors=8,
+        log=lambda m: None,
+        model=StandIn(True),
+        hybrid=True,
+    )
+    hybrid = results["systems"][HYBRID_SYSTEM]
+    assert hybrid["setting"]["weight"] > 0
+    trained = {t for h in split.train for t in h}
+    known = np.mean([t in trained for t in split.test])
+    assert hybrid["test"]["recall@10"] == pytest.approx(known)
+    assert hybrid["test"]["recall@10"] > results["systems"]["item_knn"]["test"]["recall@10"] + 0.3
+    assert hybrid["paired"]["item_knn"]["recall@10"]["p_value"] < 0.05
+
+
+def test_the_hybrid_needs_a_model_and_its_validation_answers(tmp_path):
+    split = _walks(60)
+    with pytest.raises(ValueError, match="give a model"):
+        run(split, n_bootstrap=10, als_factors=8, log=lambda m: None, hybrid=True)
+    with pytest.raises(ValueError, match="no-model-validation"):
+        run(
+            split,
+            n_bootstrap=10,
+            als_factors=8,
+            log=lambda m: None,
+            model=StandIn(True),
+            model_stages=("test",),
+            hybrid=True,
+        )
+    with pytest.raises(SystemExit):
+        main(["--playlists", "x", "--out", str(tmp_path), "--hybrid"])
