@@ -43,9 +43,7 @@ class StandIn:
     def rank_scored(self, system, task):
         self.calls += 1
         ranked = []
-        for withheld, title in zip(
-            task.withheld, task.playlist_titles, strict=True
-        ):
+        for withheld, title in zip(task.withheld, task.playlist_titles, strict=True):
             other = "j" if title.startswith("rock") else "r"
             junk = [f"{other}{i}" for i in range(40)]
             ranked.append((list(withheld) if self.oracle else [])[: self.k] + junk)

@@ -140,7 +140,10 @@ class _Scripted:
         self.calls.append((list(prompts), len(seed_tracks), k, num_beams))
         for i, seeds in enumerate(seed_tracks):
             self.asked[tuple(seeds)] = None if exclude is None else exclude[i]
-        return [[SimpleNamespace(track_id=t) for t in self.answers[s[-1]][:k]] for s in seed_tracks]
+        return [
+            [SimpleNamespace(track_id=t, score=-j) for j, t in enumerate(self.answers[s[-1]][:k])]
+            for s in seed_tracks
+        ]
 
 
 def test_ranks_of_handmade_answers():
@@ -157,6 +160,9 @@ def test_ranks_of_handmade_answers():
     targets = ["t8", "t2", "t1", "t4", "nope", "t11"]
     ranks, notes = model.rank(histories, targets)
     assert ranks.tolist() == [3, 0, 10, 10, 10, 6]
+    _, _, answered = model.rank_and_answer(histories, targets)  # what text2tracks-hybrid mixes
+    assert answered[0] == (answers["t0"], [-float(j) for j in range(10)])
+    assert answered[3] == ([], [])  # not asked
     assert notes == {
         "unanswered": 1,
         "unknown_seeds": 2,
