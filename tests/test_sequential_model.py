@@ -160,9 +160,6 @@ def test_ranks_of_handmade_answers():
     targets = ["t8", "t2", "t1", "t4", "nope", "t11"]
     ranks, notes = model.rank(histories, targets)
     assert ranks.tolist() == [3, 0, 10, 10, 10, 6]
-    _, _, answered = model.rank_and_answer(histories, targets)  # what text2tracks-hybrid mixes
-    assert answered[0] == (answers["t0"], [-float(j) for j in range(10)])
-    assert answered[3] == ([], [])  # not asked
     assert notes == {
         "unanswered": 1,
         "unknown_seeds": 2,
@@ -179,6 +176,9 @@ def test_ranks_of_handmade_answers():
     }
     assert all(set(p) == {""} and k == 10 and b == 10 for p, _, k, b in recommender.calls)
     assert [n for _, n, _, _ in recommender.calls] == [2, 2, 1]  # batches of 2: 5 users asked
+    _, _, answered = model.rank_and_answer(histories, targets)  # what text2tracks-hybrid mixes
+    assert answered[0] == (answers["t0"], [-float(j) for j in range(10)])
+    assert answered[3] == ([], [])  # not asked
 
     m = metrics_from_ranks(ranks, n_bootstrap=50)
     assert m["recall@5"] == pytest.approx(2 / 6) and m["recall@10"] == pytest.approx(3 / 6)
