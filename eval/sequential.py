@@ -48,12 +48,11 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from eval.metrics import bootstrap_means, paired_bootstrap_diff
+from eval.sequential_core import history_rows as _rows
+from eval.sequential_core import metrics_from_ranks, paired_tests
 from text2tracks.cf_targets import ItemCosine
 
-KS = (5, 10)
 MODEL_SYSTEM = "text2tracks"
-PAIRED_AGAINST = ("item_knn", "als_fold_in")
 # item kNN's settings, chosen on the validation targets: recency decay and the history side's
 # count normalisation (:class:`ItemCosine`)
 KNN_DECAYS = (1.0, 0.9, 0.7, 0.5)
@@ -68,25 +67,6 @@ def _index(split) -> tuple[dict[str, int], np.ndarray]:
             counts[item] = counts.get(item, 0) + 1
     items = sorted(counts, key=lambda i: (-counts[i], i))
     return {item: j for j, item in enumerate(items)}, np.array([counts[i] for i in items])
-
-
-def _rows(
-    histories: Sequence[Sequence[str]], index: dict[str, int], decay: float = 1.0
-) -> sp.csr_matrix:
-    """Users x items; the entry of a history item is ``decay ** age`` (last item: age 0)."""
-    indptr, cols, vals = [0], [], []
-    for history in histories:
-        known = [(index[i], age) for age, i in enumerate(reversed(history)) if i in index]
-        row: dict[int, float] = {}
-        for j, age in known:
-            row[j] = max(row.get(j, 0.0), decay**age)
-        cols.extend(row)
-        vals.extend(row.values())
-        indptr.append(len(cols))
-    return sp.csr_matrix(
-        (np.asarray(vals, np.float32), np.asarray(cols, np.int64), np.asarray(indptr, np.int64)),
-        shape=(len(histories), len(index)),
-    )
 
 
 def rank_of_targets(
@@ -120,30 +100,6 @@ def rank_of_targets(
         place = (block > own).sum(axis=1) + ((block == own) & (columns < cols[:, None])).sum(axis=1)
         ranks[start + rows] = np.minimum(place, depth)
     return ranks
-
-
-def metrics_from_ranks(ranks: np.ndarray, n_bootstrap: int = 1000) -> dict:
-    """Recall@K and NDCG@K (K in ``KS``) of 0-based target ranks, means and bootstrap 95%
-    intervals (:func:`per_user_metrics` per user)."""
-    out = {}
-    for k in KS:
-        for name, per_user in per_user_metrics(ranks, k).items():
-            samples = bootstrap_means(per_user, n_bootstrap, 0)
-            out[name] = float(per_user.mean())
-            out[f"{name}_ci"] = [
-                float(np.quantile(samples, 0.025)),
-                float(np.quantile(samples, 0.975)),
-            ]
-    return out
-
-
-def per_user_metrics(ranks: np.ndarray, k: int) -> dict[str, np.ndarray]:
-    """Per user: Recall@k (hit or not) and NDCG@k = 1 / log2(rank + 2) of a 0-based rank."""
-    ranks = np.asarray(ranks)
-    return {
-        f"recall@{k}": (ranks < k).astype(np.float64),
-        f"ndcg@{k}": np.where(ranks < k, 1.0 / np.log2(ranks + 2.0), 0.0),
-    }
 
 
 def als_fold_in_scores(model, rows: sp.csr_matrix) -> np.ndarray:
@@ -280,21 +236,6 @@ def _fit_baselines(split, ev: _Evaluation, als_factors: int, log) -> dict:
         r = systems[name]
         log(f"{name}: test recall@10 {r['test']['recall@10']:.4f} {r['setting']}")
     return systems
-
-
-def paired_tests(test_ranks: dict[str, np.ndarray], system: str, n_bootstrap: int) -> dict:
-    """``system`` against each personalised baseline on the same test users: the paired
-    bootstrap difference of Recall@10 and NDCG@10 (:func:`eval.metrics.paired_bootstrap_diff`)."""
-    ours = per_user_metrics(test_ranks[system], 10)
-    out = {}
-    for other in PAIRED_AGAINST:
-        if other in test_ranks:
-            theirs = per_user_metrics(test_ranks[other], 10)
-            out[other] = {
-                metric: paired_bootstrap_diff(ours[metric], theirs[metric], n_bootstrap, seed=0)
-                for metric in ours
-            }
-    return out
 
 
 def run(

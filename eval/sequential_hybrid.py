@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from eval.sequential import _rows, metrics_from_ranks, paired_tests
+from eval.sequential_core import history_rows, metrics_from_ranks, paired_tests
 from text2tracks.candidate_rerank import MIX_TEMPERATURES, ScoreMixture, filled_lists
 from text2tracks.cf_targets import ItemCosine
 
@@ -54,8 +54,8 @@ def knn_view(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Item kNN's best ``depth`` items and scores per history (best first, ties to the more
     popular item), the history's own items left out."""
-    weighted = _rows(histories, index, setting["decay"])
-    seen = _rows(histories, index)
+    weighted = history_rows(histories, index, setting["decay"])
+    seen = history_rows(histories, index)
     items, scores = [], []
     for start in range(0, len(histories), chunk):
         rows = slice(start, min(start + chunk, len(histories)))
@@ -92,7 +92,7 @@ def hybrid_row(split, ev, knn_setting: dict, n_bootstrap: int, log=print) -> dic
             f"text2tracks-hybrid is fitted on the model's validation answers and scored on its "
             f"test ones; missing: {sorted(missing)} (drop --no-model-validation)"
         )
-    cosine = ItemCosine(_rows(split.train, ev.index))
+    cosine = ItemCosine(history_rows(split.train, ev.index))
     groups = np.zeros(ev.n_items, np.int64)  # no first-code spreading
     views, stage_targets = {}, {}
     for stage in ("validation", "test"):

@@ -15,7 +15,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from eval.sequential import format_table, main, metrics_from_ranks, per_user_metrics, run
+from eval.sequential import format_table, main, metrics_from_ranks, run
+from eval.sequential_core import per_user_metrics
 from eval.sequential_model import (
     SPLIT_FILE,
     VALIDATION_SIDE,
