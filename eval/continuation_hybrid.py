@@ -21,12 +21,14 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from eval.continuation_core import DEPTH, SEED_SYSTEMS, Scorers, Task, normalise_rows
-from text2tracks.candidate_rerank import MIX_TEMPERATURES, ScoreMixture, filled_lists
+from text2tracks.candidate_rerank import ScoreMixture, filled_lists
 
 HYBRID_SYSTEM = "text2tracks-hybrid"
 SEED_BUCKETS = (0, 1, 5, 10, 25, 100)
 # w = 1 is the model alone and w = 0 the baseline alone: the fit may fall back to either
 HYBRID_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+# the model's softmax temperatures: a 500-deep beam wants flatter ones than a top 10
+HYBRID_TEMPERATURES = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
 TITLE_VIEWS = ("title_knn",)
 SEED_VIEWS = (*SEED_SYSTEMS, *(f"fused_{s}" for s in SEED_SYSTEMS))
 
@@ -142,19 +144,25 @@ class ContinuationHybrid:
                 views = {
                     key: (_stack(parts, key, 0), _stack(parts, key, 1)) for key in ("model", name)
                 }
-                mixture = ScoreMixture("model", name, HYBRID_WEIGHTS, MIX_TEMPERATURES, (0.0,))
+                mixture = ScoreMixture("model", name, HYBRID_WEIGHTS, HYBRID_TEMPERATURES, (0.0,))
                 mixture.fit(views, relevant, self.groups, k=self.depth, metric="ndcg")
                 key = f"{mixture.weight_:g},{mixture.temperature_:g},0"
                 scored[name] = (mixture.fit_hits_[key], mixture)
             best = max(sorted(scored), key=lambda n: scored[n][0])
             self.mixtures[bucket] = scored[best][1]
             self.fit_scores[bucket] = {n: s for n, (s, _) in scored.items()}
+            chosen = self.mixtures[bucket]
+            alone = {  # the grid's ends: w = 1 the model alone (best temperature), w = 0 the view
+                w: max(v for k, v in chosen.fit_hits_.items() if float(k.split(",")[0]) == w)
+                for w in (0.0, 1.0)
+            }
             log(
-                f"text2tracks-hybrid, {bucket} seeds: {best} at weight "
-                f"{self.mixtures[bucket].weight_:g}, temperature "
-                f"{self.mixtures[bucket].temperature_:g} (validation NDCG@{self.depth} "
+                f"text2tracks-hybrid, {bucket} seeds: {best} at weight {chosen.weight_:g}, "
+                f"temperature {chosen.temperature_:g} (validation NDCG@{self.depth}, "
+                f"{len(relevant)} playlists: the model alone {alone[1.0]:.4f}, {best} alone "
+                f"{alone[0.0]:.4f}; mixed with each view "
                 + ", ".join(f"{n} {s:.4f}" for n, s in sorted(self.fit_scores[bucket].items()))
-                + f"; {len(relevant)} playlists)"
+                + ")"
             )
         return self
 
