@@ -41,8 +41,10 @@ playlists through its public API, with its own title-only answer as a reference 
 categories with seeds (:mod:`eval.continuation_model`, which says what its shallower depth,
 ``--k``, means for each metric). Every row has percentile bootstrap intervals over playlists;
 overall rows resample each category alike. ``--max-per-category`` keeps a seeded random subset
-of each category, validation and test (every system on the same playlists). Prints a table and writes
-``OUT/continuation.json``.
+of each category, validation and test (every system on the same playlists). ``--cf-hybrid N``
+adds ``text2tracks-hybrid``: the model's answer mixed with a baseline's list, fitted per
+seed-count bucket on N validation playlists a category (:mod:`eval.continuation_hybrid`).
+Prints a table and writes ``OUT/continuation.json``.
 """
 
 from __future__ import annotations
