@@ -32,6 +32,8 @@ num_beams=10)`` (:mod:`eval.sequential_model`, which says how it is built and tr
 histories and trains it; ``--model-artifact`` alone scores an artifact built so, refused when its
 recorded split is not this one. The row is compared with item kNN and ALS fold-in by a paired
 bootstrap on the same users (Recall@10 and NDCG@10: difference, interval, p-value).
+``--hybrid`` adds ``text2tracks-hybrid``, the model's answers mixed with item kNN's list and
+fitted on the validation targets (:mod:`eval.sequential_hybrid`).
 ``--max-users N`` scores every system on a seeded subset of N users (fitting still reads every
 training history). Prints a markdown table and writes ``OUT/sequential.json`` (with each
 system's per-user test ranks).
