@@ -46,15 +46,12 @@ class StandIn:
         return self.rank_and_answer(histories, targets)[:2]
 
 
+def _run(split, model):
+    return run(split, n_bootstrap=100, als_factors=8, log=lambda m: None, model=model, hybrid=True)
+
+
 def test_a_model_that_never_answers_the_target_is_mixed_away():
-    results = run(
-        _walks(),
-        n_bootstrap=100,
-        als_factors=8,
-        log=lambda m: None,
-        model=StandIn(False),
-        hybrid=True,
-    )
+    results = _run(_walks(), StandIn(False))
     hybrid = results["systems"][HYBRID_SYSTEM]
     assert hybrid["setting"]["weight"] == 0.0
     ranks = results["per_user"]["test_ranks"]
@@ -68,14 +65,7 @@ def test_a_model_that_never_answers_the_target_is_mixed_away():
 
 def test_a_model_that_knows_the_target_is_kept():
     split = _walks()
-    results = run(
-        split,
-        n_bootstrap=100,
-        als_factors=8,
-        log=lambda m: None,
-        model=StandIn(True),
-        hybrid=True,
-    )
+    results = _run(split, StandIn(True))
     hybrid = results["systems"][HYBRID_SYSTEM]
     assert hybrid["setting"]["weight"] > 0
     trained = {t for h in split.train for t in h}
