@@ -182,6 +182,9 @@ def summarise(evaluated: dict, n_bootstrap: int = 1000, confidence: float = 0.95
             systems[system] = row
             overall_samples.setdefault(system, []).append((stacked.mean(axis=1), samples))
         categories[name] = {"n": cat["n"], "systems": systems}
+        paired = paired_against_best(cat["per_prompt"], systems, n_bootstrap)
+        if paired:
+            categories[name]["paired"] = paired
     overall = {}
     for system, parts in overall_samples.items():
         means = np.mean([p[0] for p in parts], axis=0)
@@ -191,6 +194,28 @@ def summarise(evaluated: dict, n_bootstrap: int = 1000, confidence: float = 0.95
             overall[system][m] = float(means[i])
             overall[system][f"{m}_ci"] = [float(low[i]), float(high[i])]
     return {"categories": categories, "overall": overall}
+
+
+PAIRED_METRICS = ("r_precision", "ndcg")
+OUR_SYSTEMS = ("text2tracks", "text2tracks-hybrid")  # compared with the best baseline
+NOT_BASELINES = (*OUR_SYSTEMS, "text2tracks_title_only")
+
+
+def paired_against_best(per_prompt: dict, systems: dict, n_bootstrap: int = 1000) -> dict:
+    """Per system of :data:`OUR_SYSTEMS` in a category, per metric of :data:`PAIRED_METRICS`:
+    the paired bootstrap difference to the baseline with the best mean on that metric in the
+    category (same playlists), ``{"against", "diff", "ci", "p_value", "n_prompts"}``."""
+    from eval.metrics import paired_bootstrap_diff
+
+    baselines = [s for s in systems if s not in NOT_BASELINES]
+    out: dict = {}
+    for ours in (s for s in OUR_SYSTEMS if s in per_prompt and baselines):
+        out[ours] = {}
+        for m in PAIRED_METRICS:
+            best = max(baselines, key=lambda s: systems[s][m])
+            test = paired_bootstrap_diff(per_prompt[ours][m], per_prompt[best][m], n_bootstrap)
+            out[ours][m] = {"against": best, **test}
+    return out
 
 
 def run(
@@ -289,6 +314,18 @@ def format_table(results: dict) -> str:
     ]
     for s, m in results["overall"].items():
         lines.append(f"| {s} | {m['categories']} | {_cells(m)} |")
+    paired = [(n, c["paired"]) for n, c in results["categories"].items() if c.get("paired")]
+    if paired:
+        lines += ["", "| category | system | against the best baseline (paired bootstrap) |"]
+        lines.append("|---|---|---|")
+    for name, by_system in paired:
+        for s, tests in by_system.items():
+            cells = "; ".join(
+                f"{m} vs {t['against']} {t['diff']:+.4f} [{t['ci'][0]:+.4f}, {t['ci'][1]:+.4f}]"
+                f" p = {t['p_value']:.3f}"
+                for m, t in tests.items()
+            )
+            lines.append(f"| {name} | {s} | {cells} |")
     return "\n".join(lines)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from eval.continuation import run
+from eval.continuation import format_table, run
 from eval.continuation_hybrid import HYBRID_SYSTEM, SEED_BUCKETS, seed_bucket
 from eval.continuation_model import MODEL_SYSTEM
 from semantic_ids.playlists import Playlist
@@ -117,6 +117,15 @@ def test_a_model_that_knows_the_answer_is_kept_and_beats_every_baseline():
         assert systems[HYBRID_SYSTEM]["r_precision"] == pytest.approx(
             systems[MODEL_SYSTEM]["r_precision"]
         )
+        paired = cat["paired"][HYBRID_SYSTEM]["r_precision"]  # against the best baseline
+        best_name = max(
+            (s for s in systems if s not in (HYBRID_SYSTEM, MODEL_SYSTEM)),
+            key=lambda s: systems[s]["r_precision"],
+        )
+        assert paired["against"] == best_name and paired["n_prompts"] == cat["n"]
+        assert paired["diff"] == pytest.approx(systems[HYBRID_SYSTEM]["r_precision"] - best)
+        assert paired["ci"][0] > 0 and paired["p_value"] < 0.05
+    assert "against the best baseline (paired bootstrap)" in format_table(results)
     assert all(b["weight"] > 0 for b in results["cf_hybrid"].values())
     assert {"validation_ndcg", "view", "temperature"} <= set(results["cf_hybrid"]["5"])
 
