@@ -44,7 +44,9 @@ overall rows resample each category alike. ``--max-per-category`` keeps a seeded
 of each category, validation and test (every system on the same playlists). ``--cf-hybrid N``
 adds ``text2tracks-hybrid``: the model's answer mixed with a baseline's list, fitted per
 seed-count bucket on N validation playlists a category (:mod:`eval.continuation_hybrid`).
-Prints a table and writes ``OUT/continuation.json``.
+The model rows (``text2tracks``, ``text2tracks-hybrid``) are compared with each category's
+best baseline on R-precision and NDCG by paired bootstrap (same playlists). Prints a table and
+writes ``OUT/continuation.json``.
 """
 
 from __future__ import annotations
