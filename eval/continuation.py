@@ -66,9 +66,9 @@ from eval.continuation_core import (
     Scorers,
     Task,
     challenge_metrics,
+    fused_scores,
     item_index,
     make_tasks,
-    normalise_rows,
     rank,
 )
 from eval.continuation_fit import (
@@ -112,7 +112,7 @@ def score_baselines(
             if s.startswith("fused_"):
                 seed_system = s[len("fused_") :]
                 w = fuse_weight.get(seed_system, 0.5)
-                scores = normalise_rows(base[seed_system]) + w * normalise_rows(base["title_knn"])
+                scores = fused_scores(base[seed_system], base["title_knn"], w)
             else:
                 scores = base[s]
             m = challenge_metrics(rank(scores, seeds, popularity_order, item_ids), withheld)

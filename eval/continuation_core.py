@@ -197,6 +197,12 @@ def normalise_rows(scores: np.ndarray) -> np.ndarray:
     return scores / np.where(top > 0, top, 1.0)
 
 
+def fused_scores(seed: np.ndarray, title: np.ndarray, weight: float) -> np.ndarray:
+    """A fused row's scores: a seed system's and title kNN's, each over its row maximum,
+    ``seed + weight * title``."""
+    return normalise_rows(seed) + weight * normalise_rows(title)
+
+
 def rank(
     scores: np.ndarray,
     seeds: Sequence[np.ndarray],

@@ -20,8 +20,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from eval.continuation_core import DEPTH, SEED_SYSTEMS, Scorers, Task, normalise_rows
-from text2tracks.candidate_rerank import ScoreMixture, filled_lists
+from eval.continuation_core import DEPTH, SEED_SYSTEMS, Scorers, Task, fused_scores
+from text2tracks.candidate_rerank import ScoreMixture, filled_lists, id_view, top_view
 
 HYBRID_SYSTEM = "text2tracks-hybrid"
 SEED_BUCKETS = (0, 1, 5, 10, 25, 100)
@@ -74,9 +74,9 @@ class ContinuationHybrid:
         if not view.startswith("fused_"):
             return self.scorers.score(view, task.titles, task.seeds)
         system = view[len("fused_") :]
-        seed = normalise_rows(self.scorers.score(system, task.titles, task.seeds))
-        title = normalise_rows(self.scorers.score("title_knn", task.titles, task.seeds))
-        return seed + self.fuse_weight.get(system, 0.5) * title
+        seed = self.scorers.score(system, task.titles, task.seeds)
+        title = self.scorers.score("title_knn", task.titles, task.seeds)
+        return fused_scores(seed, title, self.fuse_weight.get(system, 0.5))
 
     def _cf_view(self, view: str, task: Task) -> tuple[np.ndarray, np.ndarray]:
         """The baseline's best ``depth`` items and scores per playlist, the seeds left out."""
@@ -86,30 +86,15 @@ class ContinuationHybrid:
             dense = np.array(self._cf_scores(view, part), dtype=np.float64)
             for r, seeds in enumerate(part.seeds):
                 dense[r, seeds] = -np.inf
-            top = np.argpartition(-dense, self.depth, axis=1)[:, : self.depth]
-            top_scores = np.take_along_axis(dense, top, 1)
-            # best first, ties to the more popular item (the lower index), as the rows rank
-            order = np.lexsort((top, -top_scores), axis=1)
-            top, top_scores = (np.take_along_axis(a, order, 1) for a in (top, top_scores))
-            finite = np.isfinite(top_scores)  # a seed (-inf) is no candidate
-            items.append(np.where(finite, top, -1))
-            scores.append(np.where(finite, top_scores, 0.0))
+            part_items, part_scores = top_view(dense, self.depth)
+            items.append(part_items)
+            scores.append(part_scores)
         return np.concatenate(items), np.concatenate(scores)
 
-    def _model_view(
-        self, ranked: Sequence[Sequence[str]], scores: Sequence[Sequence[float]]
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """The model's answers in the baselines' item index (-1 padded; a track outside it
-        cannot be a withheld one that the baselines know, and is dropped)."""
-        width = max(1, max((len(r) for r in ranked), default=0))
-        items = np.full((len(ranked), width), -1, np.int64)
-        values = np.zeros((len(ranked), width), np.float64)
-        for r, (ids, row) in enumerate(zip(ranked, scores, strict=True)):
-            known = [(self.index[t], s) for t, s in zip(ids, row, strict=True) if t in self.index]
-            if known:
-                items[r, : len(known)] = [i for i, _ in known]
-                values[r, : len(known)] = [s for _, s in known]
-        return items, values
+    def _model_view(self, ranked, scores) -> tuple[np.ndarray, np.ndarray]:
+        """The model's answers in the baselines' item index (the model's catalogue is drawn
+        from the same training playlists, so every track it answers is there)."""
+        return id_view(list(zip(ranked, scores, strict=True)), self.index)
 
     def _views(self, task: Task, ranked, scores) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         # without a title a fused view ranks as its seed system does (title kNN scores 0)
@@ -133,14 +118,14 @@ class ContinuationHybrid:
                 views = self._views(task, *answer(task))
                 by_bucket.setdefault(seed_bucket(task.category.n_seeds), []).append((task, views))
         for bucket, parts in sorted(by_bucket.items()):
-            names = set.intersection(*(set(v) - {"model"} for _, v in parts))
+            names = [v for v in parts[0][1] if v != "model"]  # a bucket's tasks share views
             relevant = [
                 {self.index[t] for t in row if t in self.index}
                 for task, _ in parts
                 for row in task.withheld
             ]
             scored = {}
-            for name in sorted(names):
+            for name in names:
                 views = {
                     key: (_stack(parts, key, 0), _stack(parts, key, 1)) for key in ("model", name)
                 }

@@ -140,6 +140,7 @@ class _Evaluation:
         }
         self.test_ranks: dict[str, np.ndarray] = {}
         self.answers: dict[str, list] = {}  # the model's (ids, scores) per user, per stage
+        self.cosine: ItemCosine | None = None  # item kNN's, once the baselines are fitted
 
     def baseline(self, make_scores, setting: dict) -> tuple[dict, np.ndarray]:
         """Score a baseline (``make_scores(histories)`` -> ``scores_fn`` of
@@ -180,7 +181,7 @@ def _fit_baselines(split, ev: _Evaluation, als_factors: int, log) -> dict:
 
     index, n_items = ev.index, ev.n_items
     train_rows = _rows(split.train, index)
-    cosine = ItemCosine(train_rows)
+    cosine = ev.cosine = ItemCosine(train_rows)  # text2tracks-hybrid mixes its lists too
     popularity = ev.popularity.astype(np.float64)
 
     def score_popularity(histories):
@@ -282,7 +283,7 @@ def run(
             from eval.sequential_hybrid import HYBRID_SYSTEM, hybrid_row
 
             knn = results["systems"]["item_knn"]["setting"]
-            results["systems"][HYBRID_SYSTEM] = hybrid_row(split, ev, knn, n_bootstrap, log)
+            results["systems"][HYBRID_SYSTEM] = hybrid_row(ev, knn, n_bootstrap, log)
     results["per_user"] = {
         "rows": rows.tolist(),
         "test_ranks": {name: ranks.tolist() for name, ranks in ev.test_ranks.items()},

@@ -20,7 +20,13 @@ from collections.abc import Sequence
 import numpy as np
 
 from eval.sequential_core import history_rows, metrics_from_ranks, paired_tests
-from text2tracks.candidate_rerank import MIX_TEMPERATURES, ScoreMixture, filled_lists
+from text2tracks.candidate_rerank import (
+    MIX_TEMPERATURES,
+    ScoreMixture,
+    filled_lists,
+    id_view,
+    top_view,
+)
 from text2tracks.cf_targets import ItemCosine
 
 HYBRID_SYSTEM = "text2tracks-hybrid"
@@ -29,21 +35,6 @@ DEPTH = 10  # the protocol's deepest K
 # item kNN's shares spread over its 100 candidates, so small model weights reorder its top 10
 # already: the grid is finer near 0
 WEIGHTS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
-
-
-def model_view(
-    answers: Sequence[tuple[Sequence[str], Sequence[float]]], index: dict[str, int]
-) -> tuple[np.ndarray, np.ndarray]:
-    """The model's answers as item indices and scores (-1 padded; an item outside the training
-    index can never be a target that counts, and is dropped)."""
-    width = max(1, max((len(ids) for ids, _ in answers), default=0))
-    items = np.full((len(answers), width), -1, np.int64)
-    scores = np.zeros((len(answers), width), np.float64)
-    for r, (ids, values) in enumerate(answers):
-        known = [(index[t], s) for t, s in zip(ids, values, strict=True) if t in index]
-        for j, (item, score) in enumerate(known):
-            items[r, j], scores[r, j] = item, score
-    return items, scores
 
 
 def knn_view(
@@ -57,20 +48,15 @@ def knn_view(
     """Item kNN's best ``depth`` items and scores per history (best first, ties to the more
     popular item), the history's own items left out."""
     weighted = history_rows(histories, index, setting["decay"])
-    seen = history_rows(histories, index)
+    seen = history_rows(histories, index)  # a far item's decayed weight may underflow to 0
     items, scores = [], []
     for start in range(0, len(histories), chunk):
         rows = slice(start, min(start + chunk, len(histories)))
         dense = np.array(cosine.scores(weighted[rows], setting["history_power"]), np.float64)
         dense[seen[rows].nonzero()] = -np.inf
-        width = min(depth, dense.shape[1] - 1)
-        top = np.argpartition(-dense, width, axis=1)[:, :width]
-        top_scores = np.take_along_axis(dense, top, 1)
-        order = np.lexsort((top, -top_scores), axis=1)
-        top, top_scores = (np.take_along_axis(a, order, 1) for a in (top, top_scores))
-        finite = np.isfinite(top_scores)
-        items.append(np.where(finite, top, -1))
-        scores.append(np.where(finite, top_scores, 0.0))
+        part_items, part_scores = top_view(dense, depth)
+        items.append(part_items)
+        scores.append(part_scores)
     return np.concatenate(items), np.concatenate(scores)
 
 
@@ -84,9 +70,10 @@ def target_ranks(lists: Sequence[Sequence[int]], targets: Sequence[str], index, 
     return ranks
 
 
-def hybrid_row(split, ev, knn_setting: dict, n_bootstrap: int, log=print) -> dict:
+def hybrid_row(ev, knn_setting: dict, n_bootstrap: int, log=print) -> dict:
     """The ``text2tracks-hybrid`` row: fitted on the validation stage, scored on the test stage
-    (``ev``: :class:`eval.sequential._Evaluation` holding the model's answers on both), its test
+    (``ev``: :class:`eval.sequential._Evaluation` holding the model's answers on both and item
+    kNN's cosine over the training histories), its test
     ranks added to ``ev.test_ranks`` and compared by paired bootstrap."""
     missing = {"validation", "test"} - set(ev.answers)
     if missing:
@@ -94,14 +81,13 @@ def hybrid_row(split, ev, knn_setting: dict, n_bootstrap: int, log=print) -> dic
             f"text2tracks-hybrid is fitted on the model's validation answers and scored on its "
             f"test ones; missing: {sorted(missing)} (drop --no-model-validation)"
         )
-    cosine = ItemCosine(history_rows(split.train, ev.index))
     groups = np.zeros(ev.n_items, np.int64)  # no first-code spreading
     views, stage_targets = {}, {}
     for stage in ("validation", "test"):
         histories, targets = ev.stages[stage]
         views[stage] = {
-            "model": model_view(ev.answers[stage], ev.index),
-            "item_knn": knn_view(cosine, histories, ev.index, knn_setting),
+            "model": id_view(ev.answers[stage], ev.index),
+            "item_knn": knn_view(ev.cosine, histories, ev.index, knn_setting),
         }
         stage_targets[stage] = targets
     relevant = [{ev.index[t]} if t in ev.index else set() for t in stage_targets["validation"]]

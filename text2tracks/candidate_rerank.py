@@ -470,6 +470,35 @@ def _top(candidates, log_p: np.ndarray, k: int, penalty: float):
     return top_k(candidates, log_p, k, diversity=penalty)
 
 
+def top_view(scores: np.ndarray, depth: int) -> View:
+    """A view from dense scores ``(n, n_items)``: each row's best ``depth`` items and their
+    scores, best first, ties to the lower index (the more popular item where items are in
+    popularity order); ``-inf`` entries (items kept out, such as seeds) are no candidates
+    (item -1, score 0)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    width = min(depth, scores.shape[1] - 1)
+    top = np.argpartition(-scores, width, axis=1)[:, :width]
+    top_scores = np.take_along_axis(scores, top, 1)
+    order = np.lexsort((top, -top_scores), axis=1)
+    top, top_scores = (np.take_along_axis(a, order, 1) for a in (top, top_scores))
+    finite = np.isfinite(top_scores)
+    return np.where(finite, top, -1), np.where(finite, top_scores, 0.0)
+
+
+def id_view(answers: Sequence[tuple[Sequence[str], Sequence[float]]], index: Mapping) -> View:
+    """A view from ranked answers, ``(ids, scores)`` per row: item indices by ``index`` and
+    their scores, -1 padded; an id outside ``index`` is dropped."""
+    width = max(1, max((len(ids) for ids, _ in answers), default=0))
+    items = np.full((len(answers), width), -1, np.int64)
+    values = np.zeros((len(answers), width), np.float64)
+    for r, (ids, row) in enumerate(answers):
+        known = [(index[t], s) for t, s in zip(ids, row, strict=True) if t in index]
+        if known:
+            items[r, : len(known)] = [i for i, _ in known]
+            values[r, : len(known)] = [s for _, s in known]
+    return items, values
+
+
 def filled_lists(ranked: np.ndarray, views: Sequence[View], depth: int) -> list[list[int]]:
     """Each row of ``ranked`` (item indices, -1 padded) without repeats, then filled to
     ``depth`` by the candidates of ``views`` it lacks, each view's in its given order (rows as
