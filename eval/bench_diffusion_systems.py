@@ -101,8 +101,8 @@ def fit_fusions(
     fixed_reg, reg_summary = fit(val.regressor, "fixed", "hits")
     mixture, mixture_summary = fit(val.latents, "mixture", "hits")
     log(
-        f"fixed alpha {fixed.alpha} (regressor {fixed_reg.alpha}); gate fitted; mixture alpha "
-        f"{mixture.alpha} at temperatures {mixture.temperatures}"
+        f"fixed alpha {fixed.alpha} (regressor {fixed_reg.alpha}); gate fitted; mixture "
+        f"({mixture.normalisation}) alpha {mixture.alpha} at temperatures {mixture.temperatures}"
     )
     summaries = {
         "fixed": fixed_summary,

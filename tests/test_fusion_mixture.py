@@ -115,3 +115,75 @@ def test_bad_mixture_settings_are_named():
         blend(_two_items_and_a_latent_only_one(), 0.5, "mixture", (1.0,))
     with pytest.raises(ValueError, match="a mixture is a FixedBlendFusion"):
         GatedFusion(normalisation="mixture")
+
+
+def test_the_list_mixture_reads_raw_similarities_over_the_latents_own_list():
+    from text2tracks.candidate_pool import Candidates
+
+    # item 0 is the beam's alone, though its latent similarity (exact, 5.0) is the highest
+    cands = Candidates(
+        items=np.array([[0, 1, 2]]),
+        generative=np.log(np.array([[0.6, 0.4, np.nan]])),
+        latent=np.array([[5.0, 1.0, 3.0]]),
+        beam_rank=np.array([[0, 1, -1]]),
+        latent_rank=np.array([[-1, 1, 0]]),
+    )
+    p_latent = np.exp(0.5 * np.array([1.0, 3.0]))
+    p_latent /= p_latent.sum()
+    fused = blend(cands, 0.25, "mixture-list", (1.0, 0.5))
+    expected = np.log(0.25 * np.array([0.6, 0.4, 0.0]) + 0.75 * np.array([0.0, *p_latent]))
+    np.testing.assert_allclose(fused[0], expected, rtol=1e-6)
+    # the z-scored mixture reads item 0's similarity: it leads the latent view there
+    assert np.argmax(blend(cands, 0.0, "mixture")[0]) == 0
+
+
+def _sure_and_unsure_latents(n: int = 200):
+    """Every beam has the same shape (its top item at probability ~0.5) and every latent list
+    the same shape up to scale: 0.01x on the first half of the prompts (the latent is unsure:
+    the relevant item is the beam's first), 1x on the second (the latent stands out: the
+    relevant item is its first, absent from the beam). Z-scores make the two halves alike; raw
+    similarities do not."""
+    beams, beam_scores, latent, latent_scores, relevant = [], [], [], [], []
+    shape = np.array([5.0, 4.0, 3.0, 2.0, 1.0])
+    for i in range(n):
+        base = 100 * i
+        beams.append(base + np.arange(8))
+        beam_scores.append(np.log([0.5, 0.2, 0.1, 0.08, 0.05, 0.03, 0.02, 0.02]))
+        latent.append(base + np.arange(8, 13))
+        sure = i >= n // 2
+        latent_scores.append(shape * (1.0 if sure else 0.01))
+        relevant.append({base + 8} if sure else {base})
+    cands = pool_candidates(
+        np.array(beams),
+        np.array(beam_scores, dtype=np.float32),
+        np.array(latent),
+        np.array(latent_scores, dtype=np.float32),
+    )
+    return cands, relevant
+
+
+def test_the_mixture_fit_picks_the_latent_reading_that_serves_both_halves():
+    from text2tracks.candidate_pool import MIXTURE_BEAM_TEMPERATURES, MIXTURE_LIST_SPREADS, MIXTURES
+
+    cands, relevant = _sure_and_unsure_latents()
+
+    def hits(fusion) -> float:
+        return per_prompt_metric(fusion.fuse(cands, k=1)[0], relevant, "hits", 1).mean()
+
+    zscored = FixedBlendFusion(normalisation="mixture").fit(cands, relevant, metric="hits", k=1)
+    both = FixedBlendFusion(normalisation="mixture").fit(
+        cands, relevant, metric="hits", k=1, readings=MIXTURES
+    )
+    assert hits(zscored) <= 0.5
+    assert both.normalisation == "mixture-list" and hits(both) == 1.0
+    # each reading's temperatures were scored under its own name
+    listed = [key for key in both.temperature_scores_ if key.startswith("mixture-list:")]
+    assert len(listed) == len(MIXTURE_BEAM_TEMPERATURES) * len(MIXTURE_LIST_SPREADS)
+    assert len(both.temperature_scores_) == len(listed) + len(MIXTURE_TEMPERATURES)
+    again = fusion_from_dict(both.to_dict())
+    assert again.normalisation == "mixture-list" and again.temperatures == both.temperatures
+    np.testing.assert_array_equal(again.fuse(cands, k=3)[0], both.fuse(cands, k=3)[0])
+    with pytest.raises(ValueError, match="readings"):
+        FixedBlendFusion().fit(cands, relevant, readings=MIXTURES)
+    with pytest.raises(ValueError, match="readings"):
+        FixedBlendFusion(normalisation="mixture").fit(cands, relevant, readings=("zscore",))

@@ -4,7 +4,8 @@
 each item with its score and rank in either view (:func:`pool_candidates`). Since beam
 log-probabilities and inner products live on unrelated scales, each view is normalised per
 prompt (:func:`normalise_view`: z-score or rank-based) before :func:`blend` mixes them with a
-weight alpha (or, ``"mixture"``, mixes the two views read as distributions, :func:`view_softmax`);
+weight alpha (or, ``"mixture"`` / ``"mixture-list"``, mixes the two views read as
+distributions, :func:`view_softmax`);
 :func:`top_k` takes the best items by any score. :func:`negative_penalty` is what a negative
 prompt takes off the fused scores in hybrid mode.
 
@@ -27,11 +28,24 @@ from text2tracks.latent_search import (
 )
 
 VIEW_NORMALISATIONS = ("zscore", "rank")  # one view's scores alone (normalise_view)
-NORMALISATIONS = (*VIEW_NORMALISATIONS, "mixture")  # how blend reads two views
-# The (beam, latent) temperatures a "mixture" blend is fitted over
-# (FixedBlendFusion.fit): the beam's log-probabilities and the latent's z-scored similarities
-# times these, then softmaxed over the candidates.
-MIXTURE_TEMPERATURES = tuple((b, lt) for b in (0.5, 1.0, 2.0) for lt in (1.0, 2.0, 4.0))
+# How a mixture reads the latent view: "mixture", its similarities z-scored over all the
+# candidates; "mixture-list", its raw similarities over its own list only (beam-only items get
+# probability 0 there), so that a prompt whose latent stands out keeps a peaked distribution, as
+# text2tracks-hybrid reads title kNN's votes (ScoreMixture).
+MIXTURES = ("mixture", "mixture-list")
+NORMALISATIONS = (*VIEW_NORMALISATIONS, *MIXTURES)  # how blend reads two views
+# The beam temperatures a mixture is fitted over (FixedBlendFusion.fit): the beam's
+# log-probabilities times these, then softmaxed over the candidates. 0.25 flattens a 50-wide
+# beam: on the MPD validation split (60-minute pair) the mixtures fitted chose it most often.
+MIXTURE_BEAM_TEMPERATURES = (0.25, 0.5, 1.0, 2.0)
+# The (beam, latent) temperatures a "mixture" blend is fitted over: the latent's z-scores times
+# the second, softmaxed over the candidates.
+MIXTURE_TEMPERATURES = tuple((b, lt) for b in MIXTURE_BEAM_TEMPERATURES for lt in (1.0, 2.0, 4.0))
+# A "mixture-list" blend's latent temperatures, in units of the fitting prompts' typical spread
+# of similarities (latent_spread): raw similarities have the CF factors' scale, which varies
+# from one artifact to the next, so the grid is made scale-free and the fitted temperature
+# (raw units) saved.
+MIXTURE_LIST_SPREADS = (0.1, 0.25, 0.5, 1.0, 2.0)
 # What negative_penalty measures a candidate's likeness to the negative against: the catalogue
 # alone, or the prompt's own latents too (prompt_latents).
 NEGATIVE_REFERENCES = ("catalogue", "prompt")
@@ -239,20 +253,27 @@ def blend(
     softmax of ``temperatures[0] * log-prob`` (its own confidence kept: a peaked beam outweighs a
     flat latent list) and the softmax of ``temperatures[1] *`` the latent's z-scores; the fused
     score is the log of ``alpha * p_beam + (1 - alpha) * p_latent``, an item missing from a view
-    having probability 0 there.
+    having probability 0 there. ``"mixture-list"`` reads the latent as the softmax of
+    ``temperatures[1] *`` its raw similarities over its own candidates (``latent_rank >= 0``):
+    z-scores over every candidate make each prompt's latent list equally confident, raw
+    similarities keep how far a prompt's latent stands out.
     """
     alpha = np.broadcast_to(np.asarray(alpha, dtype=np.float64), (len(candidates),))[:, None]
     if np.any((alpha < 0) | (alpha > 1)):
         raise ValueError("alpha must be in [0, 1]")
     tie = 1e-6
-    if normalisation == "mixture":
+    if normalisation in MIXTURES:
         t_beam, t_latent = checked_temperatures(temperatures)
         lt = normalise_view(candidates.latent, "zscore")
         # the beam's z-scores only break the ties of prompts whose alpha is 0
         g = normalise_view(candidates.generative, "zscore") if np.any(alpha == 0) else 0.0
         valid = candidates.items >= 0
         p_beam = view_softmax(candidates.generative, t_beam, valid)
-        p_latent = view_softmax(lt, t_latent, valid & ~np.isnan(candidates.latent))
+        if normalisation == "mixture":
+            p_latent = view_softmax(lt, t_latent, valid & ~np.isnan(candidates.latent))
+        else:
+            own = valid & (candidates.latent_rank >= 0)
+            p_latent = view_softmax(candidates.latent, t_latent, own)
         mixed = alpha * p_beam + (1 - alpha) * p_latent
         with np.errstate(divide="ignore"):
             fused = np.log(np.maximum(mixed, 1e-300))
@@ -272,6 +293,19 @@ def checked_temperatures(temperatures) -> tuple[float, float]:
             f"temperatures must be two finite numbers > 0 (beam, latent), got {temperatures!r}"
         )
     return pair
+
+
+def latent_spread(candidates: Candidates) -> float:
+    """The typical spread of the latent's similarities: the median over prompts of their
+    standard deviation over the candidates (1.0 when none has two); the unit of
+    :data:`MIXTURE_LIST_SPREADS`."""
+    sims = np.where(candidates.items >= 0, candidates.latent.astype(np.float64), np.nan)
+    counts = (~np.isnan(sims)).sum(axis=1)
+    rows = sims[counts >= 2]
+    if not len(rows):
+        return 1.0
+    spread = float(np.median(np.nanstd(rows, axis=1)))
+    return spread if np.isfinite(spread) and spread > 0 else 1.0
 
 
 def view_softmax(scores: np.ndarray, temperature: float, present: np.ndarray) -> np.ndarray:

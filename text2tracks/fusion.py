@@ -24,12 +24,16 @@ from typing import Any
 import numpy as np
 
 from text2tracks.candidate_pool import (
+    MIXTURE_BEAM_TEMPERATURES,
+    MIXTURE_LIST_SPREADS,
     MIXTURE_TEMPERATURES,
+    MIXTURES,
     NORMALISATIONS,
     VIEW_NORMALISATIONS,
     Candidates,
     blend,
     checked_temperatures,
+    latent_spread,
     top_k,
 )
 from text2tracks.latent_search import as_samples
@@ -130,9 +134,9 @@ def _checked_diversity(value: float) -> float:
 class FixedBlendFusion:
     """score = alpha * norm(beam log-prob) + (1 - alpha) * norm(latent similarity) (DAR); with
     ``diversity`` > 0 the top of the fused list is spread over first ID codes as the generative
-    list is (:func:`text2tracks.candidate_pool.top_k`). ``normalisation="mixture"`` mixes the
-    two views read as distributions instead, at ``temperatures`` (beam, latent)
-    (:func:`text2tracks.candidate_pool.blend`)."""
+    list is (:func:`text2tracks.candidate_pool.top_k`). ``normalisation="mixture"`` or
+    ``"mixture-list"`` mixes the two views read as distributions instead, at ``temperatures``
+    (beam, latent) (:func:`text2tracks.candidate_pool.blend`)."""
 
     def __init__(
         self,
@@ -169,30 +173,34 @@ class FixedBlendFusion:
         grid: np.ndarray | None = None,
         diversities: tuple[float, ...] | None = None,
         temperatures: tuple[tuple[float, float], ...] | None = None,
+        readings: tuple[str, ...] | None = None,
         **_: Any,
     ) -> FixedBlendFusion:
         """Grid-search alpha and the diversity penalty on validation prompts to maximise the
         mean ``metric``@k (ties: the smaller penalty, then the alpha nearest 0.5, then the
         smaller). ``diversities``: default :data:`DIVERSITY_GRID` when the candidates carry
-        groups, else 0 alone. A ``"mixture"`` blend also searches its (beam, latent)
-        ``temperatures`` (default :data:`~text2tracks.candidate_pool.MIXTURE_TEMPERATURES`;
-        ties: the first listed); the other normalisations have none."""
+        groups, else 0 alone. A mixture also searches its (beam, latent) ``temperatures``
+        (default :data:`~text2tracks.candidate_pool.MIXTURE_TEMPERATURES` for ``"mixture"``;
+        for ``"mixture-list"`` the beam's
+        :data:`~text2tracks.candidate_pool.MIXTURE_BEAM_TEMPERATURES` with
+        :data:`~text2tracks.candidate_pool.MIXTURE_LIST_SPREADS` over these candidates'
+        :func:`~text2tracks.candidate_pool.latent_spread`) and, given ``readings`` (mixtures
+        among :data:`~text2tracks.candidate_pool.MIXTURES`), how the latent is read: the best
+        reading becomes ``normalisation`` (ties: the first listed). The other normalisations
+        have no temperatures."""
         grid = np.linspace(0.0, 1.0, 21) if grid is None else np.asarray(grid, dtype=np.float64)
-        if self.normalisation != "mixture":
-            pairs = (self.temperatures,)
-        else:
-            pairs = tuple(map(checked_temperatures, temperatures or MIXTURE_TEMPERATURES))
+        options = self._fit_options(candidates, temperatures, readings)
         fits = [
-            diversity_curves(
-                candidates, relevant, grid, metric, k, self.normalisation, diversities, pair
-            )
-            for pair in pairs
+            diversity_curves(candidates, relevant, grid, metric, k, reading, diversities, pair)
+            for reading, pair in options
         ]
-        tops = [max(fit[2].values()) for fit in fits]  # each pair's best (penalty, alpha)
+        tops = [max(fit[2].values()) for fit in fits]  # each option's best (penalty, alpha)
         pick = int(np.flatnonzero(np.isclose(tops, max(tops)))[0])
-        self.temperatures = pairs[pick]
+        self.normalisation, self.temperatures = options[pick]
+        several = len({reading for reading, _ in options}) > 1
         self.temperature_scores_ = {
-            f"{b:g},{t:g}": v for (b, t), v in zip(pairs, tops, strict=True)
+            (f"{reading}:" if several else "") + f"{b:g},{t:g}": v
+            for (reading, (b, t)), v in zip(options, tops, strict=True)
         }
         self.diversity, curves, self.diversity_scores_ = fits[pick]
         means = curves.mean(0)
@@ -200,6 +208,33 @@ class FixedBlendFusion:
         self.alpha = float(grid[best[np.argmin(np.abs(grid[best] - 0.5))]])
         self.grid_, self.grid_scores_ = grid, means
         return self
+
+    def _fit_options(self, candidates, temperatures, readings) -> list[tuple[str, tuple]]:
+        """The ``(normalisation, temperatures)`` pairs :meth:`fit` searches."""
+        if self.normalisation not in MIXTURES:
+            if readings is not None and tuple(readings) != (self.normalisation,):
+                raise ValueError(
+                    f"readings are a mixture's; this blend's normalisation is "
+                    f"{self.normalisation!r} (use 'mixture' or 'mixture-list')"
+                )
+            return [(self.normalisation, self.temperatures)]
+        readings = (self.normalisation,) if readings is None else tuple(readings)
+        unknown = [r for r in readings if r not in MIXTURES]
+        if not readings or unknown:
+            raise ValueError(f"readings must be among {MIXTURES}, got {readings!r}")
+        options = []
+        for reading in readings:
+            if temperatures is not None:
+                pairs = temperatures
+            elif reading == "mixture":
+                pairs = MIXTURE_TEMPERATURES
+            else:
+                spread = latent_spread(candidates)
+                pairs = [
+                    (b, s / spread) for b in MIXTURE_BEAM_TEMPERATURES for s in MIXTURE_LIST_SPREADS
+                ]
+            options += [(reading, checked_temperatures(pair)) for pair in pairs]
+        return options
 
     def alphas(self, candidates: Candidates, **_: Any) -> np.ndarray:
         return np.full(len(candidates), self.alpha)

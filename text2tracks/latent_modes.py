@@ -187,8 +187,8 @@ class LatentModesMixin:
 
         Candidates are gathered exactly as :meth:`recommend` gathers them in hybrid mode (the
         same beam width, samples, seed 0 and faiss search), then
-        :func:`text2tracks.hybrid.fit_fusion` fits the weights (``kind`` ``"fixed"`` or
-        ``"gated"``, maximising ``metric`` at ``k``); :meth:`save_pretrained` writes the result.
+        :func:`text2tracks.hybrid.fit_fusion` fits the weights (``kind`` ``"fixed"``,
+        ``"mixture"`` or ``"gated"``, maximising ``metric`` at ``k``); :meth:`save_pretrained` writes the result.
         ``relevant`` holds each prompt's right track ids; ids outside the catalogue are ignored
         and prompts left with none (or empty) are skipped and counted. ``settings``
         (:class:`~text2tracks.hybrid.HybridSettings`, ``None``: ``self.hybrid_settings``)
