@@ -3,6 +3,7 @@
     text2tracks build-ids        playlists -> CF embeddings -> semantic IDs   text2tracks.commands.build_ids
     text2tracks train            the prompt -> semantic-ID seq2seq            training.train_seq2seq
     text2tracks train-diffusion  the optional diffusion head                  training.train_diffusion
+    text2tracks fit-seed-blend   continuations blended with co-occurrence     text2tracks.commands.fit_seed_blend
     text2tracks evaluate         every system on one split, one report        eval.benchmark
     text2tracks export           recommendations for a file of prompts        text2tracks.commands.export
     text2tracks serve            the HTTP service                             text2tracks.commands.serve
@@ -29,7 +30,7 @@ import argparse
 import sys
 
 from eval import benchmark
-from text2tracks.commands import build_ids, export, serve
+from text2tracks.commands import build_ids, export, fit_seed_blend, serve
 from training import demo, train_diffusion, train_seq2seq
 
 # (subcommand, the function that registers it), in pipeline order
@@ -37,6 +38,7 @@ STAGES = (
     ("build-ids", build_ids.add_parser),
     ("train", train_seq2seq.add_parser),
     ("train-diffusion", train_diffusion.add_parser),
+    ("fit-seed-blend", fit_seed_blend.add_parser),
     ("evaluate", benchmark.add_parser),
     ("export", export.add_parser),
     ("serve", serve.add_parser),

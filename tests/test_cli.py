@@ -18,7 +18,7 @@ from eval import cli as full_cli
 from semantic_ids.cf import CFConfig
 from text2tracks import cli
 from text2tracks.batching import ServeLimits
-from text2tracks.commands import build_ids, export
+from text2tracks.commands import build_ids, export, fit_seed_blend
 from text2tracks.config_flags import HIDDEN_ALIASES, config_from_args, config_to_argv
 from text2tracks.modeling import ModelConfig
 from training import demo, train_diffusion, train_seq2seq
@@ -26,13 +26,23 @@ from training.train_diffusion import DiffusionTrainConfig
 from training.train_seq2seq import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
-COMMANDS = ("build-ids", "export", "serve")
-ALL_COMMANDS = ("build-ids", "train", "train-diffusion", "evaluate", "export", "serve", "demo")
+COMMANDS = ("build-ids", "fit-seed-blend", "export", "serve")
+ALL_COMMANDS = (
+    "build-ids",
+    "train",
+    "train-diffusion",
+    "fit-seed-blend",
+    "evaluate",
+    "export",
+    "serve",
+    "demo",
+)
 # the parsers behind `python -m` / `accelerate launch -m`, which must show the same help
 STANDALONE = {
     "build-ids": None,
     "train": train_seq2seq.build_parser,
     "train-diffusion": train_diffusion.build_parser,
+    "fit-seed-blend": lambda: fit_seed_blend.add_parser(None),
     "evaluate": benchmark.build_parser,
     "export": lambda: export.add_parser(None),
     "serve": None,

@@ -17,10 +17,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from text2tracks.commands import build_ids, export, serve
+from text2tracks.commands import build_ids, export, fit_seed_blend, serve
 
 COMMANDS = (
     ("build-ids", build_ids.add_parser),
+    ("fit-seed-blend", fit_seed_blend.add_parser),
     ("export", export.add_parser),
     ("serve", serve.add_parser),
 )

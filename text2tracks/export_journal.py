@@ -80,7 +80,7 @@ def journal_header(
         "input_size": input_path.stat().st_size,
         "guidance_weight": guidance_weight,
         "n_samples": n_samples,
-        "seed": 0 if mode == "generative" else seed,  # generative mode draws no noise
+        "seed": seed if mode in ("latent", "hybrid") else 0,  # only the latent modes draw noise
         "input": str(input_path.resolve()),
         "artifact": str(Path(artifact).resolve()),
     }

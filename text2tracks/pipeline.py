@@ -107,8 +107,9 @@ from text2tracks.latent import (
 from text2tracks.latent_modes import LatentModesMixin
 from text2tracks.metadata import CATALOG_SUBDIR, TRACKS_NAME, names_and_artists, read_track_metadata
 from text2tracks.modeling import DEFAULT_DIVERSITY
-from text2tracks.options import DEFAULT_EDIT_STRENGTH, MODES
+from text2tracks.options import DEFAULT_EDIT_STRENGTH, LATENT_MODES, MODES, RECOMMEND_MODES
 from text2tracks.recommendation import Recommendation, to_recommendations
+from text2tracks.seed_blend import SeedBlendMixin
 from text2tracks.seed_prompts import (
     SeedTracksMixin,
     prepare_seeded_call,
@@ -141,7 +142,7 @@ __all__ = [
 ]
 
 
-class Text2Tracks(LatentModesMixin, SeedTracksMixin, EnsembleMixin):
+class Text2Tracks(LatentModesMixin, SeedTracksMixin, SeedBlendMixin, EnsembleMixin):
     """A trained recommender: prompt -> ranked catalogue tracks.
 
     Build it with :meth:`from_pretrained` (the usual way) or from its parts. Example::
@@ -271,8 +272,8 @@ class Text2Tracks(LatentModesMixin, SeedTracksMixin, EnsembleMixin):
     def save_pretrained(self, path: str | os.PathLike) -> Path:
         """Write this recommender as an artifact folder at ``path`` (atomically; replaces it).
 
-        The catalogue, the seq2seq model and the diffusion head (with its fusion) are written
-        from memory; other components of the folder it was loaded from (``cf/``, training logs
+        The catalogue, the seq2seq model, the diffusion head (with its fusion) and a seed blend
+        fitted in memory are written from memory; other components of the folder it was loaded from (``cf/``, training logs
         in ``diffusion/``...) are copied as they are.
         """
         return write_artifact(
@@ -288,6 +289,7 @@ class Text2Tracks(LatentModesMixin, SeedTracksMixin, EnsembleMixin):
             model_config=self.model_config,
             diffusion=self._diffusion_to_save(),
             max_seed_tracks=self.max_seed_tracks,
+            seed_blend=self._seed_blend if self._seed_blend_changed else None,
         )
 
     # -------------------------------------------------------------------------- properties
@@ -344,7 +346,9 @@ class Text2Tracks(LatentModesMixin, SeedTracksMixin, EnsembleMixin):
             batch_size: prompts per ``generate`` call (and per diffusion batch).
             mode: ``"generative"`` (constrained beam search), ``"latent"`` (faiss around
                 diffusion samples) or ``"hybrid"`` (both, fused); the last two need a
-                ``diffusion/`` component. :class:`Recommendation` says what ``score`` is in each.
+                ``diffusion/`` component. ``"cf-blend"``: generative mode's answer mixed with
+                co-occurrence kNN of the ``seed_tracks`` (:mod:`text2tracks.seed_blend`).
+                :class:`Recommendation` says what ``score`` is in each.
             negative_prompt: latent modes, per prompt: guide away from it,
                 eps = eps(negative) + w * (eps(prompt) - eps(negative)).
             guidance_weight: latent modes: w >= 0 (``None``: the head's stored default).
@@ -430,6 +434,7 @@ class Text2Tracks(LatentModesMixin, SeedTracksMixin, EnsembleMixin):
         seed_tracks=None,
     ) -> tuple[bool, np.ndarray, np.ndarray]:
         """``(single, item indices (n, k) int64, scores (n, k) float64)`` of a call."""
+        blend = mode == "cf-blend" and self._check_blend() is not None
         call = prepare_seeded_call(  # stacklevel 3: _rank -> recommend -> the user's line
             prompt_or_prompts,
             k,
@@ -460,9 +465,10 @@ class Text2Tracks(LatentModesMixin, SeedTracksMixin, EnsembleMixin):
         rows = [(np.zeros((0, k), np.int64), np.zeros((0, k), np.float64))]
         for start in range(0, len(texts), int(batch_size)):
             stop = start + int(batch_size)
-            if mode == "generative":
+            if mode in ("generative", "cf-blend"):
+                batch = self._blend_batch if blend else self._generative_batch
                 rows.append(
-                    self._generative_batch(
+                    batch(
                         texts[start:stop],
                         excluded[start:stop],
                         k,
@@ -491,9 +497,9 @@ class Text2Tracks(LatentModesMixin, SeedTracksMixin, EnsembleMixin):
     # -------------------------------------------------------------------------- helpers
 
     def _check_mode(self, mode: str) -> None:
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        if mode != "generative" and not self.has_diffusion:
+        if mode not in RECOMMEND_MODES:
+            raise ValueError(f"mode must be one of {RECOMMEND_MODES}, got {mode!r}")
+        if mode in LATENT_MODES and not self.has_diffusion:
             where = self._source_dir or "this recommender"
             raise ValueError(
                 f"mode={mode!r} needs a diffusion head, but {where} has no '{DIFFUSION_COMPONENT}/' "

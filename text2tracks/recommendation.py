@@ -20,7 +20,9 @@ class Recommendation:
             pooled over the samples (max by default). ``"hybrid"``: the fused score,
             ``alpha * z(log-prob) + (1 - alpha) * z(latent similarity)`` with each view
             normalised over the prompt's pooled candidates (a track the beam did not return gets
-            that view's floor); comparable within one prompt's answer only.
+            that view's floor); comparable within one prompt's answer only. ``"cf-blend"``:
+            the log of the blend's probability, ``w * p_model + (1 - w) * p_knn``
+            (:mod:`text2tracks.seed_blend`), for a prompt with seeds.
         rank: 1 for the best track, then 2, 3, ...
         name, artist: the track's metadata from the catalogue (None where unknown).
     """

@@ -181,8 +181,12 @@ def prepare_seeded_call(
     modes, a diffusion head trained with seed conditioning (``head_reads_seeds``). When neither
     does, a warning says they are only excluded and they are not passed on. A prompt of seeds
     alone needs a reader for every view of its mode: latent mode the head, hybrid mode the head
-    and the seq2seq."""
+    and the seq2seq. ``mode="cf-blend"`` is generative mode's call whose seeds the blend's
+    kNN reads too: they are passed on, without the warning, even when the model reads none."""
     from text2tracks.options import check_k_left, prepare_call, prompt_list
+
+    keep_seeds = mode == "cf-blend"
+    mode = "generative" if keep_seeds else mode
 
     prompts, single = prompt_list(prompt_or_prompts)
     seeds = resolve_seed_tracks(
@@ -201,7 +205,7 @@ def prepare_seeded_call(
             f"prompt {alone.index(True)} has seed tracks but no text, and in mode={mode!r} "
             f"{reader} does not read seeds; give some text, or use mode='generative'"
         )
-    if not max_seed_tracks and not head_reads:
+    if not max_seed_tracks and not head_reads and not keep_seeds:
         warn_unread_seeds(seeds, stacklevel=stacklevel + 1)
     call = prepare_call(
         prompts[0] if single else prompts,
@@ -215,7 +219,7 @@ def prepare_seeded_call(
     )
     excluded = merge_excluded(call.excluded, seeds)
     check_k_left(k, excluded, n_items)
-    if not max_seed_tracks and not head_reads:
+    if not max_seed_tracks and not head_reads and not keep_seeds:
         seeds = [None] * len(call.texts)
     return SeededCall(call.texts, single, excluded, seeds, call.request)
 

@@ -48,7 +48,7 @@ from text2tracks.options import DEFAULT_EDIT_STRENGTH
 
 logger = logging.getLogger(__name__)
 
-Mode = Literal["generative", "latent", "hybrid"]
+Mode = Literal["generative", "latent", "hybrid", "cf-blend"]  # options.RECOMMEND_MODES
 TrackIds = list[str] | list[list[str] | None]
 PerPromptText = str | list[str | None]
 
@@ -159,11 +159,17 @@ def create_app(recommender, limits: ServeLimits | None = None) -> FastAPI:
     )
     async def recommend(body: RecommendRequest) -> dict[str, Any]:
         """Recommend ``k`` tracks for a prompt, or for each prompt of a list."""
-        if body.mode != "generative" and not recommender.has_diffusion:
+        if body.mode in ("latent", "hybrid") and not recommender.has_diffusion:
             raise RequestError(
                 422,
                 f"mode={body.mode!r} needs a diffusion head and this "
                 "service's artifact has none; use mode='generative'",
+            )
+        if body.mode == "cf-blend" and recommender.seed_blend is None:
+            raise RequestError(
+                422,
+                "mode='cf-blend' needs a fitted seed blend and this service's artifact has "
+                "none; use mode='generative'",
             )
         job = make_job(body, limits, len(recommender))
         if not job.prompts:
@@ -175,6 +181,7 @@ def create_app(recommender, limits: ServeLimits | None = None) -> FastAPI:
     async def health() -> dict[str, Any]:
         """Liveness, what the service offers, and the batcher's counters."""
         modes = ["generative", "latent", "hybrid"] if recommender.has_diffusion else ["generative"]
+        modes += ["cf-blend"] if recommender.seed_blend is not None else []
         return {
             "status": "ok",
             "tracks": len(recommender),

@@ -311,6 +311,7 @@ def write_artifact(
     model_config: dict | None,
     diffusion: DiffusionToSave | None,
     max_seed_tracks: int | None = None,
+    seed_blend=None,
 ) -> Path:
     """Write a recommender as an artifact folder at ``path`` (atomically; replaces it).
 
@@ -318,6 +319,7 @@ def write_artifact(
     held in memory are then written over them. ``max_seed_tracks`` (the most seed tracks the
     model reads) goes to ``seq2seq/seed_tracks.json`` inside the temporary folder, so the
     folder renamed into place is whole; ``None`` keeps the source's file, if any.
+    ``seed_blend`` (a :class:`~text2tracks.seed_blend.SeedBlend`) replaces ``seed_blend/``.
     """
     from text2tracks.modeling import ModelConfig, save_seq2seq
     from text2tracks.seed_embedding import seed_encoding_of
@@ -354,6 +356,8 @@ def write_artifact(
                 tmp / DIFFUSION_COMPONENT, diffusion, has_cf=(tmp / CF_COMPONENT).is_dir()
             )
             components.setdefault(DIFFUSION_COMPONENT, {"kind": "diffusion_head"})
+        if seed_blend is not None:
+            _write_seed_blend(tmp, seed_blend, components)
         components.setdefault(
             CATALOG_COMPONENT,
             {
@@ -369,6 +373,19 @@ def write_artifact(
         components = {n: c for n, c in components.items() if (tmp / n).is_dir()}
         write_json_atomic(tmp / MANIFEST_NAME, new_manifest(components))
     return path
+
+
+def _write_seed_blend(tmp: Path, seed_blend, components: dict[str, dict]) -> None:
+    """``seed_blend/`` written afresh, and its manifest entry."""
+    from text2tracks.seed_blend import SEED_BLEND_COMPONENT
+
+    shutil.rmtree(tmp / SEED_BLEND_COMPONENT, ignore_errors=True)
+    seed_blend.save(tmp / SEED_BLEND_COMPONENT)
+    components[SEED_BLEND_COMPONENT] = {
+        "kind": "seed_blend",
+        "history_power": seed_blend.history_power,
+        "buckets": sorted(seed_blend.mixtures),
+    }
 
 
 def _write_diffusion(directory: Path, diffusion: DiffusionToSave, has_cf: bool) -> None:

@@ -96,7 +96,7 @@ from text2tracks.export_output import (  # noqa: F401 - as are the output's
     result_records,
     write_output,
 )
-from text2tracks.options import MODES
+from text2tracks.options import LATENT_MODES, RECOMMEND_MODES
 from text2tracks.prompt_files import (  # noqa: F401 - read_input and the rows are this command's API too
     INPUT_FORMATS,
     ExportError,
@@ -258,9 +258,9 @@ def _checked_sampling(k, batch_size, mode, guidance_weight, n_samples, seed) -> 
         raise ExportError(f"--k must be a positive integer, got {k!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ExportError(f"--batch-size must be a positive integer, got {batch_size!r}")
-    if mode not in MODES:
-        raise ExportError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
-    if mode == "generative":
+    if mode not in RECOMMEND_MODES:
+        raise ExportError(f"--mode must be one of {', '.join(RECOMMEND_MODES)}, got {mode!r}")
+    if mode not in LATENT_MODES:
         given = [
             flag
             for flag, value in (("--guidance-weight", guidance_weight), ("--n-samples", n_samples))
@@ -269,7 +269,7 @@ def _checked_sampling(k, batch_size, mode, guidance_weight, n_samples, seed) -> 
         if given:
             raise ExportError(
                 f"{' and '.join(given)} need --mode latent or hybrid (the diffusion "
-                "head); generative mode cannot use them"
+                f"head); {mode} mode cannot use them"
             )
     if guidance_weight is not None and (
         isinstance(guidance_weight, bool)
@@ -286,7 +286,7 @@ def _checked_sampling(k, batch_size, mode, guidance_weight, n_samples, seed) -> 
         raise ExportError(f"--n-samples must be a positive integer, got {n_samples!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ExportError(f"--seed must be a non-negative integer, got {seed!r}")
-    if mode == "generative":
+    if mode not in LATENT_MODES:
         return {}
     return {"guidance_weight": guidance_weight, "n_samples": n_samples, "seed": seed}
 
@@ -309,11 +309,16 @@ def _check_recommender(recommender, artifact, k: int, mode: str) -> None:
     """``ExportError`` if the catalogue is smaller than ``k`` or ``mode`` needs a missing head."""
     if k > len(recommender):
         raise ExportError(f"--k {k} is larger than the catalogue ({len(recommender)} tracks)")
-    if mode != "generative" and not recommender.has_diffusion:
+    if mode in LATENT_MODES and not recommender.has_diffusion:
         raise ExportError(
             f"--mode {mode} needs a diffusion head, but {artifact} has no diffusion/ "
             "component; train one (python -m training.train_diffusion) or use "
             "--mode generative"
+        )
+    if mode == "cf-blend" and recommender.seed_blend is None:
+        raise ExportError(
+            f"--mode cf-blend needs a fitted seed blend, but {artifact} has no seed_blend/ "
+            "component; fit one (text2tracks fit-seed-blend) or use --mode generative"
         )
 
 
@@ -473,7 +478,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--mode",
         default="generative",
-        choices=MODES,
+        choices=RECOMMEND_MODES,
         help="generative (default); latent / hybrid need a diffusion head",
     )
     parser.add_argument(

@@ -1,0 +1,181 @@
+"""``mode="cf-blend"``: the model's continuation mixed with co-occurrence kNN of the seeds.
+
+Synthetic catalogue whose right answer is known: 4 groups of 8 tracks; every training and
+validation playlist holds tracks of one group, so co-occurrence kNN of any seed ranks the rest
+of its group first, and an untrained model knows nothing.
+"""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from semantic_ids.playlists import Playlist
+from tests.test_seed_tracks import N_GROUPS, PER_GROUP, _catalog, _recommender
+from text2tracks.seed_blend import (
+    BLEND_BUCKETS,
+    Continuations,
+    SeedBlend,
+    blend_bucket,
+    continuations,
+)
+
+N_ITEMS = N_GROUPS * PER_GROUP
+
+
+def _group_playlists(n: int, seed: int, size: int = 6) -> list[Playlist]:
+    rng = np.random.default_rng(seed)
+    ids = _catalog().item_ids
+    out = []
+    for p in range(n):
+        group = p % N_GROUPS
+        tracks = rng.choice(PER_GROUP, size, replace=False) + group * PER_GROUP
+        out.append(Playlist(f"p{seed}_{p}", "mix", tuple(ids[t] for t in tracks)))
+    return out
+
+
+def _index_of(track_id):
+    try:
+        return _catalog().item_ids.index(track_id)
+    except ValueError:
+        return None
+
+
+def _blend(playlists) -> SeedBlend:
+    return SeedBlend.from_playlists((p.track_ids for p in playlists), _index_of, N_ITEMS)
+
+
+def _ndcg(items: np.ndarray, relevant) -> float:
+    from text2tracks.ranking_metrics import per_prompt_metrics
+
+    return float(
+        per_prompt_metrics(items, relevant, items.shape[1], allow_empty=True)["ndcg"].mean()
+    )
+
+
+def test_buckets_and_the_continuations_cut():
+    assert [blend_bucket(n) for n in (1, 2, 5, 6, 25, 26, 100, 500)] == [
+        1,
+        5,
+        5,
+        10,
+        25,
+        100,
+        100,
+        100,
+    ]
+    with pytest.raises(ValueError, match="at least one seed"):
+        blend_bucket(0)
+    data = continuations(_group_playlists(20, seed=1, size=8), _index_of, per_category=3)
+    # categories with 1, 5, 5 (no title) seeds fit 8-track playlists; 10, 25 and 100 do not
+    assert sorted(len(s) for s in data.seeds) == [1] * 3 + [5] * 6
+    assert sum(not t for t in data.texts) == 3
+    for seeds, relevant in zip(data.seeds, data.relevant, strict=True):
+        assert not set(seeds.tolist()) & relevant
+        assert len(set((seeds // PER_GROUP).tolist()) | {r // PER_GROUP for r in relevant}) == 1
+
+
+def test_knn_ranks_the_seeds_group_first_and_never_a_seed_or_an_excluded_track():
+    blend = _blend(_group_playlists(40, seed=0))
+    items, scores = blend.knn_view([np.array([0, 1]), np.array([9])], [np.array([2]), None], 5)
+    assert set(items[0].tolist()) == {3, 4, 5, 6, 7} and np.all(scores[0] > 0)
+    assert set(items[1].tolist()) <= set(range(8, 16)) - {9}
+    with pytest.raises(RuntimeError, match="fit_seed_blend"):
+        blend.mixture_for(3)
+
+
+def _fit(blend: SeedBlend, data: Continuations, answer) -> SeedBlend:
+    return blend.fit(answer, data, k=6)
+
+
+def _random_answer(part: Continuations, k: int = 6):
+    rng = np.random.default_rng(7)
+    rows = []
+    for seeds in part.seeds:
+        rows.append(rng.permutation(np.setdiff1d(np.arange(N_ITEMS), seeds))[:k])
+    return np.array(rows), -np.arange(k, dtype=float)[None].repeat(len(rows), 0)
+
+
+def test_a_model_that_knows_nothing_is_mixed_away_and_knn_answers():
+    blend = _blend(_group_playlists(40, seed=0))
+    data = continuations(_group_playlists(40, seed=1, size=8), _index_of, per_category=8)
+    _fit(blend, data, _random_answer)
+    assert set(blend.mixtures) == {1, 5}
+    assert all(m.weight_ == 0.0 for m in blend.mixtures.values())
+    model_items, model_scores = _random_answer(data)
+    items, scores = blend.blend(model_items, model_scores, data.seeds, [None] * len(data.seeds), 6)
+    knn, _ = blend.knn_view(data.seeds, [None] * len(data.seeds), 6)
+    assert _ndcg(items, data.relevant) == pytest.approx(_ndcg(knn, data.relevant))
+    assert _ndcg(items, data.relevant) > _ndcg(model_items, data.relevant)
+    assert np.all(np.diff(scores, axis=1) <= 0)
+    # a prompt with seeds of 25 takes the nearest fitted bucket's mixture
+    assert blend.mixture_for(25) is blend.mixtures[5]
+
+
+def test_an_oracle_model_is_kept_where_knn_knows_nothing():
+    rng = np.random.default_rng(3)
+    noise = sp.random(60, N_ITEMS, density=0.2, random_state=3, format="csr")
+    blend = SeedBlend(noise)  # co-occurrence with no group structure
+    data = continuations(_group_playlists(40, seed=1, size=8), _index_of, per_category=8)
+
+    def oracle(part: Continuations):
+        rows = []
+        for seeds, relevant in zip(part.seeds, part.relevant, strict=True):
+            rest = np.setdiff1d(np.arange(N_ITEMS), np.r_[seeds, list(relevant)])
+            rows.append(np.r_[sorted(relevant), rng.permutation(rest)][:6])
+        return np.array(rows), -np.arange(6, dtype=float)[None].repeat(len(rows), 0)
+
+    _fit(blend, data, oracle)
+    assert all(m.weight_ > 0.5 for m in blend.mixtures.values())
+    model_items, model_scores = oracle(data)
+    items, _ = blend.blend(model_items, model_scores, data.seeds, [None] * len(data.seeds), 6)
+    assert _ndcg(items, data.relevant) == pytest.approx(_ndcg(model_items, data.relevant))
+
+
+def test_the_api_mode_fits_saves_and_answers_continuations(tmp_path):
+    recommender = _recommender(max_seed_tracks=4)
+    ids = recommender.catalog.item_ids
+    with pytest.raises(ValueError, match="fit-seed-blend"):
+        recommender.recommend("mix", k=5, mode="cf-blend", seed_tracks=[ids[0]])
+    summary = recommender.fit_seed_blend(
+        _group_playlists(40, seed=0), _group_playlists(40, seed=1, size=8), k=6, per_category=8
+    )
+    assert set(summary["buckets"]) == {"1", "5"} and summary["k"] == 6
+    seeds = [ids[8], ids[9]]
+    answer = recommender.recommend("mix", k=6, mode="cf-blend", seed_tracks=seeds)
+    got = [r.track_id for r in answer]
+    assert not set(got) & set(seeds)
+    # the untrained model is mixed away: the rest of the seeds' group comes first
+    assert set(got) == set(ids[8:16]) - set(seeds)
+    # without seeds, generative mode's answer
+    plain = recommender.recommend("mix", k=6)
+    assert [r.track_id for r in recommender.recommend("mix", k=6, mode="cf-blend")] == [
+        r.track_id for r in plain
+    ]
+    # saved and read back, the same answers; the component is in the manifest
+    recommender.save_pretrained(tmp_path / "artifact")
+    from text2tracks import Text2Tracks
+    from text2tracks.artifacts import read_manifest
+
+    again = Text2Tracks.from_pretrained(tmp_path / "artifact")
+    assert "seed_blend" in read_manifest(tmp_path / "artifact")["components"]
+    assert [
+        r.track_id for r in again.recommend("mix", k=6, mode="cf-blend", seed_tracks=seeds)
+    ] == got
+    with pytest.raises(ValueError, match="need --mode latent|latent mode|generative"):
+        again.recommend("mix", k=6, mode="cf-blend", seed_tracks=seeds, n_samples=4)
+
+
+def test_a_model_that_reads_no_seeds_is_still_blended_without_the_unread_warning():
+    import warnings
+
+    recommender = _recommender(max_seed_tracks=0)
+    ids = recommender.catalog.item_ids
+    recommender.fit_seed_blend(
+        _group_playlists(40, seed=0), _group_playlists(40, seed=1, size=8), k=6, per_category=8
+    )
+    assert set(recommender.seed_blend.summary["buckets"]) == {"1", "5"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        answer = recommender.recommend("mix", k=6, mode="cf-blend", seed_tracks=[ids[16], ids[17]])
+    assert {r.track_id for r in answer} == set(ids[16:24]) - {ids[16], ids[17]}
+    assert BLEND_BUCKETS[0] == 1

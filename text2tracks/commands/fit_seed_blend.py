@@ -1,0 +1,110 @@
+"""``text2tracks fit-seed-blend``: fit ``mode="cf-blend"`` into an artifact.
+
+    text2tracks fit-seed-blend --artifact artifacts/mpd --playlists path/to/mpd [--k 500]
+
+Reads ``--playlists`` and splits them as ``build-ids`` did (``cf/split.json``; another file or
+other split parameters are refused), counts co-occurrences on the training playlists, cuts the
+validation playlists into the RecSys Challenge 2018's seeded categories (``--per-category``
+each) and fits, per seed-count bucket, how much the model's answer and co-occurrence kNN of the
+seeds count (:mod:`text2tracks.seed_blend`). The artifact is rewritten in place with its new
+``seed_blend/`` component; ``recommend(..., mode="cf-blend")`` and ``text2tracks export --mode
+cf-blend`` then use it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from text2tracks.config_flags import add_flag, command_parser
+
+EPILOG = """examples:
+  text2tracks fit-seed-blend --artifact artifacts/mpd --playlists path/to/mpd
+  text2tracks fit-seed-blend --artifact artifacts/mpd --playlists path/to/mpd --k 100 --per-category 100
+"""
+
+
+def add_parser(subparsers=None) -> argparse.ArgumentParser:
+    """Register ``fit-seed-blend`` (or build the ``python -m`` parser when ``subparsers`` is None)."""
+    parser = command_parser(
+        subparsers,
+        "fit-seed-blend",
+        prog="text2tracks fit-seed-blend",
+        help="fit the blend of the model's continuations with co-occurrence kNN (mode cf-blend)",
+        description=__doc__.split("\n\n")[2].replace("\n", " "),
+        epilog=EPILOG,
+    )
+    add_flag(parser, "--artifact", required=True, help="the trained artifact folder (rewritten)")
+    add_flag(parser, "--playlists", required=True, help="the playlists it was built from")
+    parser.add_argument(
+        "--k", type=int, default=500, help="answer length the blend is fitted at (default: 500)"
+    )
+    parser.add_argument(
+        "--per-category",
+        type=int,
+        default=50,
+        help="validation playlists per seeded category (default: 50)",
+    )
+    parser.add_argument("--batch-size", type=int, default=32, help="prompts per beam search")
+    parser.set_defaults(func=_main)
+    return parser
+
+
+def run_fit_seed_blend(
+    artifact, playlists, k: int = 500, per_category: int = 50, batch_size: int = 32, log=print
+) -> dict:
+    """Fit and save; returns the fit's summary."""
+    from text2tracks.artifacts import artifact_split
+    from text2tracks.pipeline import Text2Tracks
+
+    for name, value in (("--k", k), ("--per-category", per_category), ("--batch-size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    split = artifact_split(artifact, playlists)
+    if not split.validation:
+        raise ValueError(
+            f"{artifact} was built without validation playlists (cf/split.json); the blend is "
+            "fitted on them: rebuild with --validation-fraction > 0"
+        )
+    recommender = Text2Tracks.from_pretrained(artifact)
+    if k > len(recommender):
+        raise ValueError(f"--k {k} is larger than the catalogue ({len(recommender)} tracks)")
+    summary = recommender.fit_seed_blend(
+        split.train,
+        split.validation,
+        k=k,
+        per_category=per_category,
+        batch_size=batch_size,
+        log=log,
+    )
+    recommender.save_pretrained(artifact)
+    return summary
+
+
+def _main(args: argparse.Namespace) -> int:
+    from semantic_ids.playlists import PlaylistFormatError
+    from text2tracks.artifacts import ArtifactError
+
+    try:
+        run_fit_seed_blend(
+            args.artifact,
+            args.playlists,
+            k=args.k,
+            per_category=args.per_category,
+            batch_size=args.batch_size,
+            log=lambda m: print(m, file=sys.stderr, flush=True),
+        )
+    except (ArtifactError, FileNotFoundError, PlaylistFormatError, ValueError) as err:
+        print(f"text2tracks fit-seed-blend: error: {err}", file=sys.stderr)
+        return 2
+    print(f"seed blend written to {args.artifact}/seed_blend")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = add_parser().parse_args(argv)
+    return _main(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
