@@ -77,6 +77,7 @@ from eval.continuation_fit import (
     fit_knn_power,
     validation_tasks,
 )
+from eval.continuation_model import MODEL_MODES
 from eval.metrics import bootstrap_interval, bootstrap_means
 
 
@@ -353,10 +354,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=32, help="the model's prompts per call")
     parser.add_argument(
         "--mode",
-        choices=("generative", "hybrid"),
+        choices=MODEL_MODES,
         default="generative",
         help="the model's mode: hybrid fuses the beam with the diffusion head's latents, which "
-        "start from the seeds (the artifact needs a head)",
+        "start from the seeds (the artifact needs a head); cf-blend blends the beam's answer "
+        "with co-occurrence kNN of the seeds (the artifact needs text2tracks fit-seed-blend)",
     )
     parser.add_argument(
         "--seed-strength",

@@ -1,6 +1,7 @@
 """The continuation protocol's parts shared by its runner and its validation fits
 (:mod:`eval.continuation`, :mod:`eval.continuation_fit`): the ten categories and how held-out
-playlists are cut into them, the challenge's metrics, the baselines' scorers and the ranking."""
+playlists are cut into them (the categories themselves are the library's,
+:data:`text2tracks.seed_blend.CATEGORIES`, which fits ``mode="cf-blend"`` on them), the challenge's metrics, the baselines' scorers and the ranking."""
 
 from __future__ import annotations
 
@@ -12,34 +13,13 @@ import scipy.sparse as sp
 
 from eval.sequential import als_fold_in_scores
 from text2tracks.cf_targets import ItemCosine
+from text2tracks.seed_blend import CATEGORIES, Category  # the challenge's ten, one table
 
 DEPTH = 500
 METRICS = ("r_precision", "ndcg", "clicks", "hits@10")
 SEED_SYSTEMS = ("item_knn", "als_fold_in")
 # ALS fold-in's factor counts, the best on the validation playlists kept (--als-factors)
 ALS_FACTORS = (64,)
-
-
-@dataclass(frozen=True)
-class Category:
-    name: str
-    title: bool
-    n_seeds: int
-    random: bool = False
-
-
-CATEGORIES = (
-    Category("title_only", True, 0),
-    Category("title_first1", True, 1),
-    Category("title_first5", True, 5),
-    Category("first5", False, 5),
-    Category("title_first10", True, 10),
-    Category("first10", False, 10),
-    Category("title_first25", True, 25),
-    Category("title_random25", True, 25, random=True),
-    Category("title_first100", True, 100),
-    Category("title_random100", True, 100, random=True),
-)
 
 
 @dataclass

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 MODEL_SYSTEM = "text2tracks"
+MODEL_MODES = ("generative", "hybrid", "cf-blend")  # recommend's modes a model row may take
 TITLE_ONLY_SYSTEM = "text2tracks_title_only"
 _WARNINGS_SHOWN = 3
 
@@ -66,7 +67,9 @@ class ModelSystem:
         log: where the API's warnings are summarised, one line per call.
         mode: ``recommend``'s mode: ``"generative"`` (the beam) or ``"hybrid"`` (the beam fused
             with the diffusion head's latents, which start from the seeds where a prompt has
-            them; the recommender's ``fusion.with_seeds`` fuses those, where it has one).
+            them; the recommender's ``fusion.with_seeds`` fuses those, where it has one) or
+            ``"cf-blend"`` (the beam's answer blended with co-occurrence kNN of the seeds, the
+            artifact's fitted ``seed_blend/``: :mod:`text2tracks.seed_blend`).
     """
 
     recommender: Any
@@ -86,8 +89,8 @@ class ModelSystem:
             raise ValueError(f"k must be at least 10 (Hits@10 is scored), got {self.k}")
         if self.num_beams is not None and self.num_beams < self.k:
             raise ValueError(f"num_beams must be at least k ({self.k}), got {self.num_beams}")
-        if self.mode not in ("generative", "hybrid"):
-            raise ValueError(f"mode must be 'generative' or 'hybrid', got {self.mode!r}")
+        if self.mode not in MODEL_MODES:
+            raise ValueError(f"mode must be one of {MODEL_MODES}, got {self.mode!r}")
 
     @property
     def beams(self) -> int:

@@ -179,3 +179,43 @@ def test_a_model_that_reads_no_seeds_is_still_blended_without_the_unread_warning
         answer = recommender.recommend("mix", k=6, mode="cf-blend", seed_tracks=[ids[16], ids[17]])
     assert {r.track_id for r in answer} == set(ids[16:24]) - {ids[16], ids[17]}
     assert BLEND_BUCKETS[0] == 1
+
+
+def test_the_command_fits_into_the_artifact_and_export_uses_the_mode(tmp_path):
+    import json
+
+    import torch
+    from tiny_artifact import build_tiny_artifact
+
+    from text2tracks.artifacts import artifact_split, read_manifest
+    from text2tracks.commands.export import ExportError, run_export
+    from text2tracks.commands.fit_seed_blend import main, run_fit_seed_blend
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        artifact = build_tiny_artifact(tmp_path)
+        playlists = tmp_path / "demo.jsonl"
+        rows = tmp_path / "prompts.jsonl"
+        split = artifact_split(artifact, playlists)
+        seeds = list(split.test[0].track_ids[:3])
+        rows.write_text(
+            json.dumps({"prompt": "chill", "seed_tracks": seeds})
+            + "\n"
+            + json.dumps({"prompt": "x"})
+            + "\n"
+        )
+        with pytest.raises(ExportError, match="fit-seed-blend"):
+            run_export(
+                artifact, rows, tmp_path / "none.jsonl", k=10, mode="cf-blend", progress=False
+            )
+        assert main(["--artifact", str(artifact), "--playlists", str(playlists), "--k", "0"]) == 2
+        summary = run_fit_seed_blend(artifact, playlists, k=10, per_category=5, log=lambda m: None)
+        assert summary["k"] == 10 and summary["buckets"]
+        assert "seed_blend" in read_manifest(artifact)["components"]
+        run_export(artifact, rows, tmp_path / "out.jsonl", k=10, mode="cf-blend", progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    out = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [len(r["track_ids"]) for r in out] == [10, 10] and not any(r["error"] for r in out)
+    assert not set(out[0]["track_ids"]) & set(seeds)
