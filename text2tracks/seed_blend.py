@@ -269,7 +269,13 @@ class SeedBlend:
                 buckets.setdefault(blend_bucket(len(s)), []).append(r)
         if not buckets:
             raise ValueError("no validation continuation has seeds and a track to find")
-        answers = {b: answer(data.subset(rows)) for b, rows in sorted(buckets.items())}
+        answers = {}
+        for b, rows in sorted(buckets.items()):
+            if log is not None:  # the model's beam at k is the slow part of the fit
+                log(
+                    f"seed blend: the model answers {len(rows)} continuations of {b} seeds at k={k}"
+                )
+            answers[b] = answer(data.subset(rows))
         fits = {p: self._fit_power(p, data, buckets, answers, k) for p in HISTORY_POWERS}
         power = max(HISTORY_POWERS, key=lambda p: np.mean([s for _, s in fits[p].values()]))
         self.cosine.history_power = self.history_power = power
