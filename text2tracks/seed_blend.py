@@ -43,6 +43,7 @@ BLEND_TEMPERATURES = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
 # item kNN's history_power choices (0: a popular seed votes as much as a rare one)
 HISTORY_POWERS = (0.0, 0.5)
 FIT_DEPTH = 500  # the challenge's list length
+KNN_BLOCK = 16  # prompts per dense kNN block
 
 
 @dataclass(frozen=True)
@@ -191,18 +192,27 @@ class SeedBlend:
         history_power: float | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Per prompt, kNN's best ``depth`` items and scores, ``excluded`` (and the seeds)
-        left out; -1 / 0 where it has fewer."""
-        indptr = np.r_[0, np.cumsum([len(s) for s in seeds])]
-        cols = np.concatenate([np.asarray(s, np.int64) for s in seeds]) if indptr[-1] else []
-        rows = sp.csr_matrix(
-            (np.ones(len(cols), np.float32), cols, indptr), shape=(len(seeds), self.n_items)
-        )
-        dense = np.asarray(self.cosine.scores(rows, history_power), dtype=np.float64)
-        for r, (s, e) in enumerate(zip(seeds, excluded, strict=True)):
-            dense[r, np.asarray(s, np.int64)] = -np.inf
-            if e is not None:
-                dense[r, np.asarray(e, np.int64)] = -np.inf
-        return top_view(dense, depth)
+        left out; -1 / 0 where it has fewer. Scored :data:`KNN_BLOCK` prompts at a time: a
+        dense row is the catalogue's size (2M tracks at full-MPD scale)."""
+        parts = []
+        for start in range(0, len(seeds), KNN_BLOCK):
+            block = [np.asarray(s, np.int64) for s in seeds[start : start + KNN_BLOCK]]
+            indptr = np.r_[0, np.cumsum([len(s) for s in block])]
+            cols = np.concatenate(block) if indptr[-1] else np.zeros(0, np.int64)
+            rows = sp.csr_matrix(
+                (np.ones(len(cols), np.float32), cols, indptr), shape=(len(block), self.n_items)
+            )
+            dense = np.asarray(self.cosine.scores(rows, history_power), dtype=np.float64)
+            for r, (s, e) in enumerate(
+                zip(block, excluded[start : start + KNN_BLOCK], strict=True)
+            ):
+                dense[r, s] = -np.inf
+                if e is not None:
+                    dense[r, np.asarray(e, np.int64)] = -np.inf
+            parts.append(top_view(dense, depth))
+        if not parts:
+            return np.zeros((0, depth), np.int64), np.zeros((0, depth))
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     def mixture_for(self, n_seeds: int) -> ScoreMixture:
         """The fitted mixture of a prompt with ``n_seeds`` seeds: its bucket's, else the nearest
