@@ -49,9 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num-threads", type=int, default=1)
     parser.add_argument(
         "--mode",
-        choices=("generative", "hybrid"),
+        choices=("generative", "hybrid", "cf-blend"),
         default="generative",
-        help="recommend's mode (hybrid needs the artifact's diffusion head)",
+        help="recommend's mode (hybrid needs the artifact's diffusion head, cf-blend its "
+        "seed_blend/)",
     )
     parser.add_argument("--out", default="bench_out/bench_seed_latency.json")
     return parser
