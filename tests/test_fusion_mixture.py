@@ -52,6 +52,16 @@ def test_pure_alphas_keep_each_views_order():
     assert latent_first[0].tolist() == [2, 1, 0]
 
 
+def _pooled(beams, beam_scores, latent, latent_scores):
+    """Per-prompt rows of both views as one :class:`Candidates` table."""
+    return pool_candidates(
+        np.array(beams),
+        np.array(beam_scores, dtype=np.float32),
+        np.array(latent),
+        np.array(latent_scores, dtype=np.float32),
+    )
+
+
 def _confident_and_unsure(n: int = 200, seed: int = 0):
     """Confident prompts: the beam puts nearly all its mass on the relevant item, the latent list
     misses it. Unsure prompts: the beam is flat and misses the relevant item, the latent list has
@@ -71,13 +81,7 @@ def _confident_and_unsure(n: int = 200, seed: int = 0):
         else:
             beam_scores.append(-2.0 - 0.02 * np.arange(8.0))
             relevant.append({base + 8})
-    cands = pool_candidates(
-        np.array(beams),
-        np.array(beam_scores, dtype=np.float32),
-        np.array(latent),
-        np.array(latent_scores, dtype=np.float32),
-    )
-    return cands, relevant
+    return _pooled(beams, beam_scores, latent, latent_scores), relevant
 
 
 def test_a_fitted_mixture_serves_confident_and_unsure_prompts_where_zscores_cannot():
@@ -153,13 +157,7 @@ def _sure_and_unsure_latents(n: int = 200):
         sure = i >= n // 2
         latent_scores.append(shape * (1.0 if sure else 0.01))
         relevant.append({base + 8} if sure else {base})
-    cands = pool_candidates(
-        np.array(beams),
-        np.array(beam_scores, dtype=np.float32),
-        np.array(latent),
-        np.array(latent_scores, dtype=np.float32),
-    )
-    return cands, relevant
+    return _pooled(beams, beam_scores, latent, latent_scores), relevant
 
 
 def test_the_mixture_fit_picks_the_latent_reading_that_serves_both_halves():
