@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from semantic_ids.cf import catalogue_factors
-from text2tracks.candidate_pool import MIXTURES, NEGATIVE_REFERENCES, gather_candidates
+from text2tracks.candidate_pool import NEGATIVE_REFERENCES, gather_candidates
 from text2tracks.fusion import fuse
 from text2tracks.options import is_number
 from text2tracks.rerank import (
@@ -446,9 +446,9 @@ def _fit_weights(
     fitted to these candidates; the gate's features come from the candidates, latents and prompts."""
     if kind == "fixed":
         return FixedBlendFusion().fit(candidates, relevant, metric=metric, k=k, grid=grid)
-    if kind == "mixture":  # both readings of the latent, the better on these prompts kept
+    if kind == "mixture":
         return FixedBlendFusion(normalisation="mixture").fit(
-            candidates, relevant, metric=metric, k=k, grid=grid, readings=MIXTURES
+            candidates, relevant, metric=metric, k=k, grid=grid
         )
     features = prompt_features(candidates, latents, prompts)
     return GatedFusion(grid=grid, seed=seed).fit(candidates, relevant, features, metric=metric, k=k)
