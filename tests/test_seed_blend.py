@@ -158,6 +158,12 @@ def test_the_api_mode_fits_saves_and_answers_continuations(tmp_path):
 
     again = Text2Tracks.from_pretrained(tmp_path / "artifact")
     assert "seed_blend" in read_manifest(tmp_path / "artifact")["components"]
+    # each bucket's kNN history power is fitted, reported and read back
+    powers = recommender.seed_blend.powers
+    assert set(powers) == {1, 5} and again.seed_blend.powers == powers
+    assert {b: e["history_power"] for b, e in summary["buckets"].items()} == {
+        str(b): p for b, p in powers.items()
+    }
     assert [
         r.track_id for r in again.recommend("mix", k=6, mode="cf-blend", seed_tracks=seeds)
     ] == got

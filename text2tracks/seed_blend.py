@@ -136,9 +136,10 @@ class SeedBlend:
         interactions: training playlists x catalogue items, nonzero where a playlist holds
             the track (any values; read as binary).
         history_power: item kNN's weight of a seed by its popularity
-            (:class:`~text2tracks.cf_targets.ItemCosine`).
+            (:class:`~text2tracks.cf_targets.ItemCosine`), where ``powers`` has none.
         mixtures: per bucket of :data:`BLEND_BUCKETS`, a fitted mixture of ``"model"`` and
             ``"item_knn"`` (none: :meth:`fit` first).
+        powers: per bucket, kNN's fitted ``history_power``.
         summary: what the fit measured (kept in ``config.json``).
     """
 
@@ -148,6 +149,7 @@ class SeedBlend:
         history_power: float = 0.5,
         mixtures: dict[int, ScoreMixture] | None = None,
         summary: dict[str, Any] | None = None,
+        powers: dict[int, float] | None = None,
     ) -> None:
         from text2tracks.cf_targets import ItemCosine
 
@@ -155,6 +157,7 @@ class SeedBlend:
         self.cosine = ItemCosine(self.interactions, history_power)
         self.history_power = self.cosine.history_power
         self.mixtures = dict(mixtures or {})
+        self.powers = {int(b): float(p) for b, p in (powers or {}).items()}
         self.summary = dict(summary or {})
 
     @property
@@ -214,17 +217,20 @@ class SeedBlend:
             return np.zeros((0, depth), np.int64), np.zeros((0, depth))
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
-    def mixture_for(self, n_seeds: int) -> ScoreMixture:
-        """The fitted mixture of a prompt with ``n_seeds`` seeds: its bucket's, else the nearest
-        fitted bucket's."""
+    def fitted_bucket(self, n_seeds: int) -> int:
+        """The fitted bucket that serves a prompt with ``n_seeds`` seeds: its own, else the
+        nearest fitted one."""
         if not self.mixtures:
             raise RuntimeError(
                 "this seed blend is not fitted: run Text2Tracks.fit_seed_blend (or text2tracks "
                 "fit-seed-blend) on validation playlists first"
             )
         bucket = blend_bucket(n_seeds)
-        nearest = min(self.mixtures, key=lambda b: (abs(b - bucket), b))
-        return self.mixtures[bucket] if bucket in self.mixtures else self.mixtures[nearest]
+        return min(self.mixtures, key=lambda b: (abs(b - bucket), b))
+
+    def mixture_for(self, n_seeds: int) -> ScoreMixture:
+        """The fitted mixture of a prompt with ``n_seeds`` seeds (:meth:`fitted_bucket`)."""
+        return self.mixtures[self.fitted_bucket(n_seeds)]
 
     def blend(
         self,
@@ -241,13 +247,14 @@ class SeedBlend:
         follow, each one below the last."""
         items = np.array(model_items, dtype=np.int64)
         scores = np.array(model_scores, dtype=np.float64)
-        by_mixture: dict[int, list[int]] = {}
+        by_bucket: dict[int, list[int]] = {}
         for r, s in enumerate(seeds):
             if s is not None and len(s):
-                by_mixture.setdefault(id(self.mixture_for(len(s))), []).append(r)
-        for rows in by_mixture.values():
-            mixture = self.mixture_for(len(seeds[rows[0]]))
-            knn = self.knn_view([seeds[r] for r in rows], [excluded[r] for r in rows], k)
+                by_bucket.setdefault(self.fitted_bucket(len(s)), []).append(r)
+        for bucket, rows in by_bucket.items():
+            mixture = self.mixtures[bucket]
+            power = self.powers.get(bucket, self.history_power)
+            knn = self.knn_view([seeds[r] for r in rows], [excluded[r] for r in rows], k, power)
             views = {"model": (items[rows], scores[rows]), "item_knn": knn}
             top, log_p = mixture.rank(views, np.zeros(self.n_items, np.int64), k)
             lists = filled_lists(top, [knn, views["model"]], k)
@@ -269,8 +276,8 @@ class SeedBlend:
         k: int = FIT_DEPTH,
         log: Callable[[str], None] | None = None,
     ) -> SeedBlend:
-        """Fit each bucket's weight and temperature, and kNN's ``history_power`` (of
-        :data:`HISTORY_POWERS`, the one with the best mean NDCG@k over the buckets), on
+        """Fit each bucket's weight, temperature and kNN ``history_power`` (of
+        :data:`HISTORY_POWERS`; the best NDCG@k of the bucket's mixture, ties to the first) on
         validation continuations; ``answer(part)`` gives the model's ``(items, scores)``
         ``(n, k)`` for a part of ``data`` (generative mode, the seeds read and excluded)."""
         buckets: dict[int, list[int]] = {}
@@ -287,28 +294,32 @@ class SeedBlend:
                 )
             answers[b] = answer(data.subset(rows))
         fits = {p: self._fit_power(p, data, buckets, answers, k) for p in HISTORY_POWERS}
-        power = max(HISTORY_POWERS, key=lambda p: np.mean([s for _, s in fits[p].values()]))
-        self.cosine.history_power = self.history_power = power
-        self.mixtures = {b: mixture for b, (mixture, _) in fits[power].items()}
+        self.powers = {
+            b: max(HISTORY_POWERS, key=lambda p, b=b: (fits[p][b][1], -HISTORY_POWERS.index(p)))
+            for b in buckets
+        }
+        chosen = {b: fits[p][b] for b, p in self.powers.items()}
+        self.mixtures = {b: mixture for b, (mixture, _) in chosen.items()}
         self.summary = {
             "k": int(k),
-            "history_power": power,
             "buckets": {
                 str(b): {
                     "prompts": len(buckets[b]),
+                    "history_power": self.powers[b],
                     "weight": m.weight_,
                     "temperature": m.temperature_,
                     "ndcg": s,
                     "model_alone": _grid_end(m, 1.0),
                     "knn_alone": _grid_end(m, 0.0),
                 }
-                for b, (m, s) in fits[power].items()
+                for b, (m, s) in sorted(chosen.items())
             },
         }
         if log is not None:
             for b, entry in self.summary["buckets"].items():
                 log(
-                    f"seed blend, {b} seeds ({entry['prompts']} prompts): weight "
+                    f"seed blend, {b} seeds ({entry['prompts']} prompts): kNN history power "
+                    f"{entry['history_power']:g}, weight "
                     f"{entry['weight']:g}, temperature {entry['temperature']:g}, NDCG@{k} "
                     f"{entry['ndcg']:.4f} (model alone {entry['model_alone']:.4f}, kNN alone "
                     f"{entry['knn_alone']:.4f})"
@@ -338,6 +349,7 @@ class SeedBlend:
         sp.save_npz(directory / "interactions.npz", self.interactions, compressed=True)
         config = {
             "history_power": self.history_power,
+            "powers": {str(b): p for b, p in sorted(self.powers.items())},
             "mixtures": {str(b): m.to_dict() for b, m in sorted(self.mixtures.items())},
             "summary": self.summary,
         }
@@ -356,7 +368,8 @@ class SeedBlend:
                 f"has {n_items}; fit it again on this artifact (text2tracks fit-seed-blend)"
             )
         mixtures = {int(b): ScoreMixture.from_dict(m) for b, m in config["mixtures"].items()}
-        return cls(matrix, float(config["history_power"]), mixtures, config.get("summary"))
+        powers = {int(b): float(p) for b, p in config.get("powers", {}).items()}
+        return cls(matrix, float(config["history_power"]), mixtures, config.get("summary"), powers)
 
 
 def _grid_end(mixture: ScoreMixture, weight: float) -> float:

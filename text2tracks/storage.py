@@ -383,7 +383,6 @@ def _write_seed_blend(tmp: Path, seed_blend, components: dict[str, dict]) -> Non
     seed_blend.save(tmp / SEED_BLEND_COMPONENT)
     components[SEED_BLEND_COMPONENT] = {
         "kind": "seed_blend",
-        "history_power": seed_blend.history_power,
         "buckets": sorted(seed_blend.mixtures),
     }
 
