@@ -240,3 +240,24 @@ def test_a_real_server_on_a_socket(recommender):
         server.should_exit = True
         thread.join(timeout=30)
     assert not thread.is_alive()
+
+
+def test_cf_blend_is_offered_once_fitted_and_answers_as_the_api(tmp_path):
+    from text2tracks.artifacts import artifact_split
+
+    artifact = build_tiny_artifact(tmp_path)
+    split = artifact_split(artifact, tmp_path / "demo.jsonl")
+    fresh = Text2Tracks.from_pretrained(artifact, device="cpu")
+    seeds = list(split.test[0].track_ids[:3])
+    body = {"prompt": "chill", "k": 5, "mode": "cf-blend", "seed_tracks": seeds}
+    app = create_app(fresh)
+    assert "cf-blend" not in _get(app, "/health").json()["modes"]
+    (refused,) = _post_all(app, [body])
+    assert refused.status_code == 422 and "seed blend" in refused.json()["detail"]
+    fresh.fit_seed_blend(split.train, split.validation, k=10, per_category=5)
+    app = create_app(fresh)
+    assert "cf-blend" in _get(app, "/health").json()["modes"]
+    (answer,) = _post_all(app, [body])
+    assert answer.status_code == 200
+    want = fresh.recommend("chill", k=5, mode="cf-blend", seed_tracks=seeds)
+    assert _same(answer.json()["recommendations"], want)
