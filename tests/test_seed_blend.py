@@ -65,6 +65,8 @@ def test_buckets_and_the_continuations_cut():
     ]
     with pytest.raises(ValueError, match="at least one seed"):
         blend_bucket(0)
+    with pytest.raises(ValueError, match="per_category"):
+        continuations([], _index_of, per_category=0)
     data = continuations(_group_playlists(20, seed=1, size=8), _index_of, per_category=3)
     # categories with 1, 5, 5 (no title) seeds fit 8-track playlists; 10, 25 and 100 do not
     assert sorted(len(s) for s in data.seeds) == [1] * 3 + [5] * 6

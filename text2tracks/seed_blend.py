@@ -104,15 +104,18 @@ def continuations(
 ) -> Continuations:
     """Cut ``playlists`` (objects with ``prompt`` and ``track_ids``) into the challenge's nine
     seeded categories (:data:`CATEGORIES`), at most ``per_category`` playlists each (a seeded
-    draw), as ``eval.continuation`` cuts its validation playlists. Tracks outside the catalogue
-    are dropped first; a playlist enters a category when it has a track left to find."""
+    draw), as ``eval.continuation`` cuts its validation playlists, except that tracks outside
+    the catalogue are dropped first (neither view can seed from or find them); a playlist
+    enters a category when it has a track left to find."""
+    if isinstance(per_category, bool) or not isinstance(per_category, int) or per_category < 1:
+        raise ValueError(f"per_category must be a positive integer, got {per_category!r}")
     rng = np.random.default_rng(seed)
     known = []
     for p in playlists:
         rows = [index_of(t) for t in dict.fromkeys(p.track_ids)]
         known.append((p.prompt, [r for r in rows if r is not None]))
     out = Continuations([], [], [])
-    for cat in CATEGORIES[1:]:
+    for cat in (c for c in CATEGORIES if c.n_seeds):
         eligible = [i for i, (_, rows) in enumerate(known) if len(rows) > cat.n_seeds]
         if len(eligible) > per_category:
             eligible = sorted(rng.choice(eligible, per_category, replace=False).tolist())
