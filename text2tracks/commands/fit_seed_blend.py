@@ -31,7 +31,13 @@ def add_parser(subparsers=None) -> argparse.ArgumentParser:
         "fit-seed-blend",
         prog="text2tracks fit-seed-blend",
         help="fit the blend of the model's continuations with co-occurrence kNN (mode cf-blend)",
-        description=__doc__.split("\n\n")[2].replace("\n", " "),
+        description=(
+            "Split --playlists as build-ids did, count co-occurrences on the training "
+            "playlists, cut the validation playlists into the RecSys Challenge 2018's seeded "
+            "categories and fit, per seed-count bucket, how much the model's answer and "
+            "co-occurrence kNN of the seeds count; the artifact gets a seed_blend/ component "
+            "that recommend(..., mode='cf-blend') and export --mode cf-blend use."
+        ),
         epilog=EPILOG,
     )
     add_flag(parser, "--artifact", required=True, help="the trained artifact folder (rewritten)")
