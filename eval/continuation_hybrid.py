@@ -22,13 +22,15 @@ import numpy as np
 
 from eval.continuation_core import DEPTH, SEED_SYSTEMS, Scorers, Task, fused_scores
 from text2tracks.candidate_rerank import ScoreMixture, filled_lists, id_view, top_view
+from text2tracks.seed_blend import BLEND_BUCKETS, BLEND_TEMPERATURES, BLEND_WEIGHTS, grid_end
 
 HYBRID_SYSTEM = "text2tracks-hybrid"
-SEED_BUCKETS = (0, 1, 5, 10, 25, 100)
-# w = 1 is the model alone and w = 0 the baseline alone: the fit may fall back to either
-HYBRID_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
-# the model's softmax temperatures: a 500-deep beam wants flatter ones than a top 10
-HYBRID_TEMPERATURES = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
+# the API's blend's buckets (text2tracks.seed_blend), and 0 for title-only prompts
+SEED_BUCKETS = (0, *BLEND_BUCKETS)
+# the API's blend's grid: w = 1 is the model alone and w = 0 the baseline alone; the model's
+# temperatures reach down to 0.05, as a 500-deep beam wants flatter ones than a top 10
+HYBRID_WEIGHTS = BLEND_WEIGHTS
+HYBRID_TEMPERATURES = BLEND_TEMPERATURES
 TITLE_VIEWS = ("title_knn",)
 SEED_VIEWS = (*SEED_SYSTEMS, *(f"fused_{s}" for s in SEED_SYSTEMS))
 
@@ -137,10 +139,8 @@ class ContinuationHybrid:
             self.mixtures[bucket] = scored[best][1]
             self.fit_scores[bucket] = {n: s for n, (s, _) in scored.items()}
             chosen = self.mixtures[bucket]
-            alone = {  # the grid's ends: w = 1 the model alone (best temperature), w = 0 the view
-                w: max(v for k, v in chosen.fit_hits_.items() if float(k.split(",")[0]) == w)
-                for w in (0.0, 1.0)
-            }
+            # the grid's ends: w = 1 the model alone (best temperature), w = 0 the view
+            alone = {w: grid_end(chosen, w) for w in (0.0, 1.0)}
             log(
                 f"text2tracks-hybrid, {bucket} seeds: {best} at weight {chosen.weight_:g}, "
                 f"temperature {chosen.temperature_:g} (validation NDCG@{self.depth}, "

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from text2tracks.export_output import error_record
+from text2tracks.options import LATENT_MODES
 from text2tracks.prompt_files import ExportError, InputRow
 
 JOURNAL_VERSION = 1
@@ -80,7 +81,7 @@ def journal_header(
         "input_size": input_path.stat().st_size,
         "guidance_weight": guidance_weight,
         "n_samples": n_samples,
-        "seed": seed if mode in ("latent", "hybrid") else 0,  # only the latent modes draw noise
+        "seed": seed if mode in LATENT_MODES else 0,  # only the latent modes draw noise
         "input": str(input_path.resolve()),
         "artifact": str(Path(artifact).resolve()),
     }

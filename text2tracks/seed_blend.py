@@ -312,8 +312,8 @@ class SeedBlend:
                     "weight": m.weight_,
                     "temperature": m.temperature_,
                     "ndcg": s,
-                    "model_alone": _grid_end(m, 1.0),
-                    "knn_alone": _grid_end(m, 0.0),
+                    "model_alone": grid_end(m, 1.0),
+                    "knn_alone": grid_end(m, 0.0),
                 }
                 for b, (m, s) in sorted(chosen.items())
             },
@@ -375,7 +375,7 @@ class SeedBlend:
         return cls(matrix, float(config["history_power"]), mixtures, config.get("summary"), powers)
 
 
-def _grid_end(mixture: ScoreMixture, weight: float) -> float:
+def grid_end(mixture: ScoreMixture, weight: float) -> float:
     """The fit's best score at one end of the weight grid (1: the model alone, 0: kNN)."""
     return max(v for key, v in mixture.fit_hits_.items() if float(key.split(",")[0]) == weight)
 
@@ -467,11 +467,11 @@ class SeedBlendMixin:
         return blend
 
     def _blend_batch(self, texts, excluded, k, num_beams, first_index, diversity, seeds):
-        """One batch of ``mode="cf-blend"``: generative mode's answer (the seeds read by a model
-        that reads them), then blended with kNN of the seeds."""
-        blend = self._check_blend()
+        """One batch of ``mode="cf-blend"`` (its blend checked by the call, ``_check_blend``):
+        generative mode's answer (the seeds read by a model that reads them), then blended with
+        kNN of the seeds."""
         read = seeds if self.max_seed_tracks else [None] * len(texts)
         items, scores = self._generative_batch(
             texts, excluded, k, num_beams, first_index, diversity, read
         )
-        return blend.blend(items, scores, seeds, excluded, k)
+        return self.seed_blend.blend(items, scores, seeds, excluded, k)

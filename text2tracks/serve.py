@@ -44,11 +44,11 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from text2tracks.batching import MicroBatcher, RequestError, ServeLimits, make_job
-from text2tracks.options import DEFAULT_EDIT_STRENGTH
+from text2tracks.options import DEFAULT_EDIT_STRENGTH, LATENT_MODES, MODES, RECOMMEND_MODES
 
 logger = logging.getLogger(__name__)
 
-Mode = Literal["generative", "latent", "hybrid", "cf-blend"]  # options.RECOMMEND_MODES
+Mode = Literal[RECOMMEND_MODES]
 TrackIds = list[str] | list[list[str] | None]
 PerPromptText = str | list[str | None]
 
@@ -159,7 +159,7 @@ def create_app(recommender, limits: ServeLimits | None = None) -> FastAPI:
     )
     async def recommend(body: RecommendRequest) -> dict[str, Any]:
         """Recommend ``k`` tracks for a prompt, or for each prompt of a list."""
-        if body.mode in ("latent", "hybrid") and not recommender.has_diffusion:
+        if body.mode in LATENT_MODES and not recommender.has_diffusion:
             raise RequestError(
                 422,
                 f"mode={body.mode!r} needs a diffusion head and this "
@@ -180,7 +180,7 @@ def create_app(recommender, limits: ServeLimits | None = None) -> FastAPI:
     @app.get("/health")
     async def health() -> dict[str, Any]:
         """Liveness, what the service offers, and the batcher's counters."""
-        modes = ["generative", "latent", "hybrid"] if recommender.has_diffusion else ["generative"]
+        modes = list(MODES) if recommender.has_diffusion else ["generative"]
         modes += ["cf-blend"] if recommender.seed_blend is not None else []
         return {
             "status": "ok",
