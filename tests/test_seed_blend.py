@@ -14,6 +14,7 @@ from tests.test_seed_tracks import N_GROUPS, PER_GROUP, _catalog, _recommender
 from text2tracks.seed_blend import (
     BLEND_BUCKETS,
     Continuations,
+    TITLE_BUCKET,
     SeedBlend,
     blend_bucket,
     continuations,
@@ -22,15 +23,20 @@ from text2tracks.seed_blend import (
 N_ITEMS = N_GROUPS * PER_GROUP
 
 
-def _group_playlists(n: int, seed: int, size: int = 6) -> list[Playlist]:
+def _group_playlists(n: int, seed: int, size: int = 6, titled: bool = False) -> list[Playlist]:
+    """Playlists of one group each, titled "mix" (or, ``titled``, after their group)."""
     rng = np.random.default_rng(seed)
     ids = _catalog().item_ids
     out = []
     for p in range(n):
         group = p % N_GROUPS
         tracks = rng.choice(PER_GROUP, size, replace=False) + group * PER_GROUP
-        out.append(Playlist(f"p{seed}_{p}", "mix", tuple(ids[t] for t in tracks)))
+        title = f"{_GROUP_WORDS[group]} songs" if titled else "mix"
+        out.append(Playlist(f"p{seed}_{p}", title, tuple(ids[t] for t in tracks)))
     return out
+
+
+_GROUP_WORDS = ("rainy", "workout", "wedding", "study")
 
 
 def _index_of(track_id):
@@ -63,8 +69,9 @@ def test_buckets_and_the_continuations_cut():
         100,
         100,
     ]
-    with pytest.raises(ValueError, match="at least one seed"):
-        blend_bucket(0)
+    assert blend_bucket(0) == TITLE_BUCKET == 0
+    with pytest.raises(ValueError, match="zero or more seeds"):
+        blend_bucket(-1)
     with pytest.raises(ValueError, match="per_category"):
         continuations([], _index_of, per_category=0)
     data = continuations(_group_playlists(20, seed=1, size=8), _index_of, per_category=3)
@@ -139,7 +146,12 @@ def test_the_api_mode_fits_saves_and_answers_continuations(tmp_path):
     with pytest.raises(ValueError, match="fit-seed-blend"):
         recommender.recommend("mix", k=5, mode="cf-blend", seed_tracks=[ids[0]])
     summary = recommender.fit_seed_blend(
-        _group_playlists(40, seed=0), _group_playlists(40, seed=1, size=8), k=6, per_category=8
+        _group_playlists(40, seed=0),
+        _group_playlists(40, seed=1, size=8),
+        k=6,
+        per_category=8,
+        als_factors=0,
+        titles=False,
     )
     assert set(summary["buckets"]) == {"1", "5"} and summary["k"] == 6
     seeds = [ids[8], ids[9]]
@@ -148,7 +160,7 @@ def test_the_api_mode_fits_saves_and_answers_continuations(tmp_path):
     assert not set(got) & set(seeds)
     # the untrained model is mixed away: the rest of the seeds' group comes first
     assert set(got) == set(ids[8:16]) - set(seeds)
-    # without seeds, generative mode's answer
+    # without seeds (and no titles kept), generative mode's answer
     plain = recommender.recommend("mix", k=6)
     assert [r.track_id for r in recommender.recommend("mix", k=6, mode="cf-blend")] == [
         r.track_id for r in plain
@@ -163,8 +175,8 @@ def test_the_api_mode_fits_saves_and_answers_continuations(tmp_path):
     # each bucket's kNN history power is fitted, reported and read back
     powers = recommender.seed_blend.powers
     assert set(powers) == {1, 5} and again.seed_blend.powers == powers
-    assert {b: e["history_power"] for b, e in summary["buckets"].items()} == {
-        str(b): p for b, p in powers.items()
+    assert {b: e["view"] for b, e in summary["buckets"].items()} == {
+        str(b): f"item_knn(p={p:g})" for b, p in powers.items()
     }
     assert [
         r.track_id for r in again.recommend("mix", k=6, mode="cf-blend", seed_tracks=seeds)
@@ -179,9 +191,13 @@ def test_a_model_that_reads_no_seeds_is_still_blended_without_the_unread_warning
     recommender = _recommender(max_seed_tracks=0)
     ids = recommender.catalog.item_ids
     recommender.fit_seed_blend(
-        _group_playlists(40, seed=0), _group_playlists(40, seed=1, size=8), k=6, per_category=8
+        _group_playlists(40, seed=0),
+        _group_playlists(40, seed=1, size=8),
+        k=6,
+        per_category=8,
+        als_factors=4,
     )
-    assert set(recommender.seed_blend.summary["buckets"]) == {"1", "5"}
+    assert set(recommender.seed_blend.summary["buckets"]) == {"0", "1", "5"}
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         answer = recommender.recommend("mix", k=6, mode="cf-blend", seed_tracks=[ids[16], ids[17]])
@@ -227,3 +243,65 @@ def test_the_command_fits_into_the_artifact_and_export_uses_the_mode(tmp_path):
     out = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert [len(r["track_ids"]) for r in out] == [10, 10] and not any(r["error"] for r in out)
     assert not set(out[0]["track_ids"]) & set(seeds)
+
+
+def test_als_fold_in_and_title_knn_find_the_group_and_a_fused_view_adds_the_two():
+    from text2tracks.seed_views import BlendView, CFViews, fit_als_factors
+
+    train = _group_playlists(80, seed=0, titled=True)
+    matrix = _blend(train).interactions
+    views = CFViews(matrix, [p.prompt for p in train], fit_als_factors(matrix, 4))
+    seeds = [np.array([0, 1]), np.array([17])]
+    items, _ = views.top(BlendView("als_fold_in"), ["", ""], seeds, [None, None], 6)
+    assert set(items[0].tolist()) <= set(range(2, 8)) and set(items[1].tolist()) <= set(
+        range(16, 24)
+    )
+    # title kNN reads the group from the text alone
+    items, scores = views.top(BlendView("title_knn"), ["study songs"], [np.zeros(0)], [None], 8)
+    assert set(items[0].tolist()) == set(range(24, 32)) and np.all(scores[0] > 0)
+    # fused: each side over its row maximum, the title's at its weight
+    texts = ["wedding songs", ""]
+    seed = views.scores(BlendView("item_knn", 0.0), texts, seeds)
+    title = views.scores(BlendView("title_knn"), texts, seeds)
+    fused = views.scores(BlendView("item_knn", 0.0, 0.3), texts, seeds)
+    expected = seed / seed.max(axis=1, keepdims=True)
+    expected[0] += 0.3 * title[0] / title[0].max()
+    np.testing.assert_allclose(fused, expected, rtol=1e-6)
+    assert not title[1].any()  # no text, no title votes: the fused row is the seed view's
+    with pytest.raises(ValueError, match="titles for"):
+        CFViews(matrix, ["one title"])
+    with pytest.raises(ValueError, match="unknown view system"):
+        BlendView("bm25")
+
+
+def test_title_only_prompts_are_blended_with_title_knn_and_the_views_are_saved(tmp_path):
+    recommender = _recommender(max_seed_tracks=4)
+    ids = recommender.catalog.item_ids
+    summary = recommender.fit_seed_blend(
+        _group_playlists(80, seed=0, titled=True),
+        _group_playlists(40, seed=1, size=8, titled=True),
+        k=6,
+        per_category=8,
+        als_factors=4,
+    )
+    assert set(summary["buckets"]) == {"0", "1", "5"}
+    assert summary["buckets"]["0"]["view"] == "title_knn"
+    # every seeded bucket tried every view: both powers, ALS, and each fused with the title
+    tried = set(summary["buckets"]["1"]["ndcg_by_view"])
+    assert {"item_knn(p=0)", "item_knn(p=0.5)", "als_fold_in", "als_fold_in+title*0.3"} <= tried
+    # the untrained model knows nothing; title kNN knows the group from the title alone
+    got = [r.track_id for r in recommender.recommend("workout songs", k=6, mode="cf-blend")]
+    assert set(got) <= set(ids[8:16])
+    plain = [r.track_id for r in recommender.recommend("workout songs", k=6)]
+    assert got != plain
+    recommender.save_pretrained(tmp_path / "artifact")
+    from text2tracks import Text2Tracks
+
+    files = {f.name for f in (tmp_path / "artifact" / "seed_blend").iterdir()}
+    assert {"titles.json", "als_item_factors.npy", "interactions.npz", "config.json"} <= files
+    again = Text2Tracks.from_pretrained(tmp_path / "artifact")
+    assert again.seed_blend.views == recommender.seed_blend.views
+    for prompt, seeds in (("workout songs", None), ("", [ids[0], ids[1]]), ("mix", [ids[20]])):
+        first = recommender.recommend(prompt, k=6, mode="cf-blend", seed_tracks=seeds)
+        second = again.recommend(prompt, k=6, mode="cf-blend", seed_tracks=seeds)
+        assert [r.track_id for r in first] == [r.track_id for r in second]

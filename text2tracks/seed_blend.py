@@ -1,22 +1,24 @@
 """Continuations blended with co-listening: ``recommend(..., mode="cf-blend")``.
 
-A prompt with seed tracks is answered by the model (generative mode, the seeds read as its
-input) and by item co-occurrence kNN of the seeds over the training playlists
-(:class:`~text2tracks.cf_targets.ItemCosine`); the two lists are read as distributions over
-their union and mixed, ``w * p_model + (1 - w) * p_knn``
-(:class:`~text2tracks.candidate_rerank.ScoreMixture`, the model's scores softmaxed at a
-temperature, kNN's clipped at 0 over their sum). This is what LIGER and COBRA do with a
+A prompt is answered by the model (generative mode, its seeds read as its input) and by a
+co-listening view of the training playlists (:mod:`text2tracks.seed_views`): item
+co-occurrence kNN of the seeds, ALS fold-in of the seeds, either fused with title kNN of the
+prompt's text, or title kNN alone for a prompt without seeds. The two lists are read as
+distributions over their union and mixed, ``w * p_model + (1 - w) * p_view``
+(:class:`~text2tracks.candidate_rerank.ScoreMixture`: the model's scores softmaxed at a
+temperature, the view's clipped at 0 over their sum). This is what LIGER and COBRA do with a
 generative retriever's candidates, and what ``eval.continuation --cf-hybrid`` measured as
 ``text2tracks-hybrid``: co-occurrence reads 25-100 seeds better than the model does, and the
 model reads the title and a few seeds better than co-occurrence.
 
-The weight and temperature are fitted per seed-count bucket (:data:`BLEND_BUCKETS`; a prompt
-takes the first bound at or above its seed count, the last for more) on validation
-continuations, by NDCG over the answer's length (:meth:`SeedBlend.fit`;
-``Text2Tracks.fit_seed_blend``, ``text2tracks fit-seed-blend``). A prompt without seeds gets
-the model's own answer. The blend is saved as the artifact's ``seed_blend/`` component: the
-training playlists x catalogue matrix (``interactions.npz``, scipy's sparse format, read
-without pickle) and ``config.json``.
+The view, weight and temperature are fitted per seed-count bucket (:data:`BLEND_BUCKETS`; a
+prompt takes the first bound at or above its seed count, the last for more; prompts without
+seeds are :data:`TITLE_BUCKET`) on validation continuations, by NDCG over the answer's length
+(:meth:`SeedBlend.fit`; ``Text2Tracks.fit_seed_blend``, ``text2tracks fit-seed-blend``). The
+blend is saved as the artifact's ``seed_blend/`` component: the training playlists x
+catalogue matrix (``interactions.npz``, scipy's sparse format, read without pickle), the
+training titles (``titles.json``), the ALS item factors (``als_item_factors.npy``) and
+``config.json``.
 
 Hand-written over :class:`ScoreMixture`: no library mixes a seq2seq's list with a kNN's.
 """
@@ -32,18 +34,17 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from text2tracks.candidate_rerank import ScoreMixture, filled_lists, top_view
+from text2tracks.candidate_rerank import ScoreMixture, filled_lists
+from text2tracks.seed_views import ALS_FACTORS, BlendView, CFViews, fit_als_factors
 
 SEED_BLEND_COMPONENT = "seed_blend"
 BLEND_BUCKETS = (1, 5, 10, 25, 100)
-# w = 1 is the model alone and w = 0 kNN alone: the fit may fall back to either
+TITLE_BUCKET = 0  # prompts without seeds: the model mixed with title kNN of their text
+# w = 1 is the model alone and w = 0 the view alone: the fit may fall back to either
 BLEND_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 # the model's softmax temperatures: a 500-deep beam wants flatter ones than a top 10
 BLEND_TEMPERATURES = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
-# item kNN's history_power choices (0: a popular seed votes as much as a rare one)
-HISTORY_POWERS = (0.0, 0.5)
 FIT_DEPTH = 500  # the challenge's list length
-KNN_BLOCK = 16  # prompts per dense kNN block
 
 
 @dataclass(frozen=True)
@@ -72,10 +73,12 @@ CATEGORIES = (
 
 
 def blend_bucket(n_seeds: int) -> int:
-    """The bucket of a prompt with ``n_seeds >= 1`` seeds: the first of :data:`BLEND_BUCKETS`
-    at or above it (the last for more)."""
-    if n_seeds < 1:
-        raise ValueError(f"a blended prompt has at least one seed, got {n_seeds}")
+    """The bucket of a prompt with ``n_seeds`` seeds: :data:`TITLE_BUCKET` for none, else the
+    first of :data:`BLEND_BUCKETS` at or above it (the last for more)."""
+    if n_seeds < 0:
+        raise ValueError(f"a prompt has zero or more seeds, got {n_seeds}")
+    if n_seeds == 0:
+        return TITLE_BUCKET
     return next((b for b in BLEND_BUCKETS if n_seeds <= b), BLEND_BUCKETS[-1])
 
 
@@ -101,12 +104,14 @@ def continuations(
     index_of: Callable[[str], int | None],
     per_category: int = 50,
     seed: int = 0,
+    title_only: bool = False,
 ) -> Continuations:
     """Cut ``playlists`` (objects with ``prompt`` and ``track_ids``) into the challenge's nine
-    seeded categories (:data:`CATEGORIES`), at most ``per_category`` playlists each (a seeded
-    draw), as ``eval.continuation`` cuts its validation playlists, except that tracks outside
-    the catalogue are dropped first (neither view can seed from or find them); a playlist
-    enters a category when it has a track left to find."""
+    seeded categories (:data:`CATEGORIES`), and with ``title_only`` its title-only one last,
+    at most ``per_category`` playlists each (a seeded draw), as ``eval.continuation`` cuts its
+    validation playlists, except that tracks outside the catalogue are dropped first (no view
+    can seed from or find them); a playlist enters a category when it has a track left to
+    find (and, for title only, a title)."""
     if isinstance(per_category, bool) or not isinstance(per_category, int) or per_category < 1:
         raise ValueError(f"per_category must be a positive integer, got {per_category!r}")
     rng = np.random.default_rng(seed)
@@ -115,8 +120,13 @@ def continuations(
         rows = [index_of(t) for t in dict.fromkeys(p.track_ids)]
         known.append((p.prompt, [r for r in rows if r is not None]))
     out = Continuations([], [], [])
-    for cat in (c for c in CATEGORIES if c.n_seeds):
-        eligible = [i for i, (_, rows) in enumerate(known) if len(rows) > cat.n_seeds]
+    order = [c for c in CATEGORIES if c.n_seeds] + [c for c in CATEGORIES if not c.n_seeds]
+    for cat in order[: len(order) if title_only else -1]:
+        eligible = [
+            i
+            for i, (prompt, rows) in enumerate(known)
+            if len(rows) > cat.n_seeds and (cat.n_seeds or prompt.strip())
+        ]
         if len(eligible) > per_category:
             eligible = sorted(rng.choice(eligible, per_category, replace=False).tolist())
         for i in eligible:
@@ -127,52 +137,84 @@ def continuations(
                 else set(range(cat.n_seeds))
             )
             out.texts.append(prompt if cat.title else "")
-            out.seeds.append(np.asarray([r for j, r in enumerate(rows) if j in picked]))
+            out.seeds.append(np.asarray([r for j, r in enumerate(rows) if j in picked], np.int64))
             out.relevant.append({r for j, r in enumerate(rows) if j not in picked})
     return out
 
 
 class SeedBlend:
-    """Item co-occurrence kNN of the seeds and the mixtures that blend it with the model.
+    """The co-listening views (:class:`~text2tracks.seed_views.CFViews`) and, per bucket, the
+    view and mixture that blend it with the model.
 
     Args:
         interactions: training playlists x catalogue items, nonzero where a playlist holds
-            the track (any values; read as binary).
-        history_power: item kNN's weight of a seed by its popularity
-            (:class:`~text2tracks.cf_targets.ItemCosine`), where ``powers`` has none.
-        mixtures: per bucket of :data:`BLEND_BUCKETS`, a fitted mixture of ``"model"`` and
-            ``"item_knn"`` (none: :meth:`fit` first).
-        powers: per bucket, kNN's fitted ``history_power``.
+            the track (any values; read as binary); or the :class:`CFViews` themselves (then
+            ``titles`` and ``item_factors`` are theirs).
+        history_power: item kNN's weight of a seed by its popularity, where a bucket has no
+            fitted view (:meth:`knn_view`'s default).
+        mixtures: per bucket (:data:`BLEND_BUCKETS`, and :data:`TITLE_BUCKET` for prompts
+            without seeds), a fitted mixture of ``"model"`` and the bucket's view (none:
+            :meth:`fit` first).
         summary: what the fit measured (kept in ``config.json``).
+        powers: per bucket, item kNN's ``history_power`` (a blend saved before views were
+            fitted: each bucket's view is item kNN at its power).
+        titles: the training playlists' texts, row for row: title kNN, alone for prompts
+            without seeds and fused into the seed views (none: no title views).
+        item_factors: ALS item factors (none: no ALS fold-in view).
+        views: per bucket, the fitted :class:`~text2tracks.seed_views.BlendView`.
     """
 
     def __init__(
         self,
-        interactions: sp.spmatrix,
+        interactions: sp.spmatrix | CFViews,
         history_power: float = 0.5,
         mixtures: dict[int, ScoreMixture] | None = None,
         summary: dict[str, Any] | None = None,
         powers: dict[int, float] | None = None,
+        *,
+        titles: Sequence[str] | None = None,
+        item_factors: np.ndarray | None = None,
+        views: dict[int, BlendView] | None = None,
     ) -> None:
-        from text2tracks.cf_targets import ItemCosine
+        from text2tracks.cf_targets import _check_history_power
 
-        self.interactions = sp.csr_matrix(interactions, dtype=np.float32)
-        self.cosine = ItemCosine(self.interactions, history_power)
-        self.history_power = self.cosine.history_power
-        self.mixtures = dict(mixtures or {})
-        self.powers = {int(b): float(p) for b, p in (powers or {}).items()}
+        self.cf = (
+            interactions
+            if isinstance(interactions, CFViews)
+            else CFViews(interactions, titles, item_factors)
+        )
+        self.interactions = self.cf.interactions
+        self.history_power = _check_history_power(history_power)
+        self.mixtures = {int(b): m for b, m in (mixtures or {}).items()}
+        powers = {int(b): float(p) for b, p in (powers or {}).items()}
+        self.views = {int(b): v for b, v in (views or {}).items()}
+        for b in self.mixtures:
+            if b not in self.views and b != TITLE_BUCKET:
+                self.views[b] = BlendView("item_knn", powers.get(b, self.history_power))
         self.summary = dict(summary or {})
 
     @property
     def n_items(self) -> int:
-        return self.interactions.shape[1]
+        return self.cf.n_items
+
+    @property
+    def powers(self) -> dict[int, float]:
+        """Per seeded bucket, the history power of its item kNN view (0.5 where it reads ALS)."""
+        return {b: v.history_power for b, v in self.views.items() if b != TITLE_BUCKET}
 
     @classmethod
     def from_playlists(
-        cls, track_lists: Iterable[Sequence[str]], index_of: Callable[[str], int | None], n_items
+        cls,
+        track_lists: Iterable[Sequence[str]],
+        index_of: Callable[[str], int | None],
+        n_items,
+        *,
+        titles: Sequence[str] | None = None,
+        als_factors: int = 0,
     ) -> SeedBlend:
-        """The kNN of training playlists given as track-id lists; ids outside the catalogue
-        (``index_of`` gives None) are dropped."""
+        """The views of training playlists given as track-id lists; ids outside the catalogue
+        (``index_of`` gives None) are dropped. ``titles``: their texts, row for row (title
+        kNN); ``als_factors`` > 0 fits ALS with that many factors (ALS fold-in)."""
         rows, cols = [], []
         n = 0
         for n, tracks in enumerate(track_lists, start=1):
@@ -186,9 +228,10 @@ class SeedBlend:
         matrix = sp.csr_matrix(
             (np.ones(len(rows), np.float32), (rows, cols)), shape=(n, int(n_items))
         )
-        return cls(matrix)
+        factors = fit_als_factors(matrix, als_factors) if als_factors else None
+        return cls(matrix, titles=titles, item_factors=factors)
 
-    # --- the kNN view and the blend ------------------------------------------------------------
+    # --- the views and the blend ---------------------------------------------------------------
 
     def knn_view(
         self,
@@ -197,43 +240,31 @@ class SeedBlend:
         depth: int,
         history_power: float | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Per prompt, kNN's best ``depth`` items and scores, ``excluded`` (and the seeds)
-        left out; -1 / 0 where it has fewer. Scored :data:`KNN_BLOCK` prompts at a time: a
-        dense row is the catalogue's size (2M tracks at full-MPD scale)."""
-        parts = []
-        for start in range(0, len(seeds), KNN_BLOCK):
-            block = [np.asarray(s, np.int64) for s in seeds[start : start + KNN_BLOCK]]
-            indptr = np.r_[0, np.cumsum([len(s) for s in block])]
-            cols = np.concatenate(block) if indptr[-1] else np.zeros(0, np.int64)
-            rows = sp.csr_matrix(
-                (np.ones(len(cols), np.float32), cols, indptr), shape=(len(block), self.n_items)
-            )
-            dense = np.asarray(self.cosine.scores(rows, history_power), dtype=np.float64)
-            for r, (s, e) in enumerate(
-                zip(block, excluded[start : start + KNN_BLOCK], strict=True)
-            ):
-                dense[r, s] = -np.inf
-                if e is not None:
-                    dense[r, np.asarray(e, np.int64)] = -np.inf
-            parts.append(top_view(dense, depth))
-        if not parts:
-            return np.zeros((0, depth), np.int64), np.zeros((0, depth))
-        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+        """Per prompt, item kNN's best ``depth`` items and scores, ``excluded`` (and the seeds)
+        left out; -1 / 0 where it has fewer."""
+        power = self.history_power if history_power is None else history_power
+        view = BlendView("item_knn", power)
+        return self.cf.top(view, [""] * len(seeds), seeds, excluded, depth)
 
-    def fitted_bucket(self, n_seeds: int) -> int:
+    def fitted_bucket(self, n_seeds: int) -> int | None:
         """The fitted bucket that serves a prompt with ``n_seeds`` seeds: its own, else the
-        nearest fitted one."""
-        if not self.mixtures:
+        nearest fitted one with seeds; for a prompt without seeds, :data:`TITLE_BUCKET` where
+        fitted, else None (the model's answer)."""
+        seeded = [b for b in self.mixtures if b != TITLE_BUCKET]
+        if not seeded:
             raise RuntimeError(
                 "this seed blend is not fitted: run Text2Tracks.fit_seed_blend (or text2tracks "
                 "fit-seed-blend) on validation playlists first"
             )
+        if n_seeds == 0:
+            return TITLE_BUCKET if TITLE_BUCKET in self.mixtures else None
         bucket = blend_bucket(n_seeds)
-        return min(self.mixtures, key=lambda b: (abs(b - bucket), b))
+        return min(seeded, key=lambda b: (abs(b - bucket), b))
 
-    def mixture_for(self, n_seeds: int) -> ScoreMixture:
+    def mixture_for(self, n_seeds: int) -> ScoreMixture | None:
         """The fitted mixture of a prompt with ``n_seeds`` seeds (:meth:`fitted_bucket`)."""
-        return self.mixtures[self.fitted_bucket(n_seeds)]
+        bucket = self.fitted_bucket(n_seeds)
+        return None if bucket is None else self.mixtures[bucket]
 
     def blend(
         self,
@@ -242,32 +273,38 @@ class SeedBlend:
         seeds: Sequence[np.ndarray | None],
         excluded: Sequence[np.ndarray | None],
         k: int,
+        texts: Sequence[str] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """The blended ``(items, scores)`` ``(n, k)``: the model's answers ``(n, k)`` (catalogue
-        indices, -1 padded, and their scores) mixed with kNN of each prompt's seeds; a prompt
-        without seeds keeps the model's answer. Scores are the mixture's log-probabilities;
-        tracks that neither list scores (filling a short list: kNN's order, then the model's)
-        follow, each one below the last."""
+        indices, -1 padded, and their scores) mixed with each prompt's bucket's view. A prompt
+        without seeds is mixed with title kNN of its text where that was fitted, else keeps the
+        model's answer. Scores are the mixture's log-probabilities; tracks that neither list
+        scores (filling a short list: the view's order, then the model's) follow, each one
+        below the last."""
         items = np.array(model_items, dtype=np.int64)
         scores = np.array(model_scores, dtype=np.float64)
+        texts = [""] * len(items) if texts is None else [str(t) for t in texts]
+        seeds = [np.zeros(0, np.int64) if s is None else np.asarray(s, np.int64) for s in seeds]
         by_bucket: dict[int, list[int]] = {}
         for r, s in enumerate(seeds):
-            if s is not None and len(s):
-                by_bucket.setdefault(self.fitted_bucket(len(s)), []).append(r)
+            bucket = self.fitted_bucket(len(s)) if len(s) or texts[r].strip() else None
+            if bucket is not None:
+                by_bucket.setdefault(bucket, []).append(r)
         for bucket, rows in by_bucket.items():
-            mixture = self.mixtures[bucket]
-            power = self.powers.get(bucket, self.history_power)
-            knn = self.knn_view([seeds[r] for r in rows], [excluded[r] for r in rows], k, power)
-            views = {"model": (items[rows], scores[rows]), "item_knn": knn}
+            mixture, view = self.mixtures[bucket], self.views[bucket]
+            cf = self.cf.top(
+                view, [texts[r] for r in rows], [seeds[r] for r in rows],
+                [excluded[r] for r in rows], k,
+            )  # fmt: skip
+            views = {"model": (items[rows], scores[rows]), mixture.second: cf}
             top, log_p = mixture.rank(views, np.zeros(self.n_items, np.int64), k)
-            lists = filled_lists(top, [knn, views["model"]], k)
+            lists = filled_lists(top, [cf, views["model"]], k)
             for j, r in enumerate(rows):
                 ranked = lists[j][:k]
-                row_scores = _scores_with_fill(log_p[j], top[j], ranked)
                 items[r] = -1
                 scores[r] = -np.inf
                 items[r, : len(ranked)] = ranked
-                scores[r, : len(ranked)] = row_scores
+                scores[r, : len(ranked)] = _scores_with_fill(log_p[j], top[j], ranked)
         return items, scores
 
     # --- fitting --------------------------------------------------------------------------------
@@ -279,81 +316,80 @@ class SeedBlend:
         k: int = FIT_DEPTH,
         log: Callable[[str], None] | None = None,
     ) -> SeedBlend:
-        """Fit each bucket's weight, temperature and kNN ``history_power`` (of
-        :data:`HISTORY_POWERS`; the best NDCG@k of the bucket's mixture, ties to the first) on
-        validation continuations; ``answer(part)`` gives the model's ``(items, scores)``
-        ``(n, k)`` for a part of ``data`` (generative mode, the seeds read and excluded)."""
+        """Fit each bucket's view (of :meth:`CFViews.candidates`), weight and temperature on
+        validation continuations: the best NDCG@k of the view's mixture with the model, ties
+        to the earlier view. ``answer(part)`` gives the model's ``(items, scores)`` ``(n, k)``
+        for a part of ``data`` (generative mode, the seeds read and excluded). Prompts
+        without seeds (and with text) fit :data:`TITLE_BUCKET` where the blend keeps titles."""
         buckets: dict[int, list[int]] = {}
         for r, s in enumerate(data.seeds):
-            if len(s) and data.relevant[r]:
+            if not data.relevant[r] or not (len(s) or self.cf.titles is not None):
+                continue
+            if len(s) or data.texts[r].strip():
                 buckets.setdefault(blend_bucket(len(s)), []).append(r)
-        if not buckets:
+        if not any(b != TITLE_BUCKET for b in buckets):
             raise ValueError("no validation continuation has seeds and a track to find")
-        answers = {}
+        chosen = {}
         for b, rows in sorted(buckets.items()):
+            part = data.subset(rows)
             if log is not None:  # the model's beam at k is the slow part of the fit
                 log(
                     f"seed blend: the model answers {len(rows)} continuations of {b} seeds at k={k}"
                 )
-            answers[b] = answer(data.subset(rows))
-        fits = {p: self._fit_power(p, data, buckets, answers, k) for p in HISTORY_POWERS}
-        self.powers = {
-            b: max(HISTORY_POWERS, key=lambda p, b=b: (fits[p][b][1], -HISTORY_POWERS.index(p)))
-            for b in buckets
-        }
-        chosen = {b: fits[p][b] for b, p in self.powers.items()}
-        self.mixtures = {b: mixture for b, (mixture, _) in chosen.items()}
-        self.summary = {
-            "k": int(k),
-            "buckets": {
-                str(b): {
-                    "prompts": len(buckets[b]),
-                    "history_power": self.powers[b],
-                    "weight": m.weight_,
-                    "temperature": m.temperature_,
-                    "ndcg": s,
-                    "model_alone": grid_end(m, 1.0),
-                    "knn_alone": grid_end(m, 0.0),
-                }
-                for b, (m, s) in sorted(chosen.items())
-            },
-        }
-        if log is not None:
-            for b, entry in self.summary["buckets"].items():
+            chosen[b] = self._fit_bucket(b, part, answer(part), k)
+        self.views = {b: view for b, (view, _, _) in chosen.items()}
+        self.mixtures = {b: mixture for b, (_, mixture, _) in chosen.items()}
+        self.summary = {"k": int(k), "buckets": {}}
+        for b, (view, m, by_view) in sorted(chosen.items()):
+            entry = {
+                "prompts": len(buckets[b]),
+                "view": view.name,
+                "weight": m.weight_,
+                "temperature": m.temperature_,
+                "ndcg": by_view[view.name],
+                "model_alone": grid_end(m, 1.0),
+                "view_alone": grid_end(m, 0.0),
+                "ndcg_by_view": by_view,
+            }
+            self.summary["buckets"][str(b)] = entry
+            if log is not None:
                 log(
-                    f"seed blend, {b} seeds ({entry['prompts']} prompts): kNN history power "
-                    f"{entry['history_power']:g}, weight "
-                    f"{entry['weight']:g}, temperature {entry['temperature']:g}, NDCG@{k} "
-                    f"{entry['ndcg']:.4f} (model alone {entry['model_alone']:.4f}, kNN alone "
-                    f"{entry['knn_alone']:.4f})"
+                    f"seed blend, {b} seeds ({entry['prompts']} prompts): {view.name}, weight "
+                    f"{m.weight_:g}, temperature {m.temperature_:g}, NDCG@{k} {entry['ndcg']:.4f} "
+                    f"(model alone {entry['model_alone']:.4f}, {view.name} alone "
+                    f"{entry['view_alone']:.4f})"
                 )
         return self
 
-    def _fit_power(self, power, data, buckets, answers, k) -> dict[int, tuple[ScoreMixture, float]]:
-        out = {}
-        for b, rows in sorted(buckets.items()):
-            part = data.subset(rows)
-            knn = self.knn_view(part.seeds, [None] * len(rows), k, history_power=power)
-            mixture = ScoreMixture("model", "item_knn", BLEND_WEIGHTS, BLEND_TEMPERATURES, (0.0,))
-            views = {"model": answers[b], "item_knn": knn}
+    def _fit_bucket(self, bucket, part, answers, k):
+        """``(view, mixture, NDCG@k per view)`` of one bucket."""
+        seeded = bucket != TITLE_BUCKET
+        candidates = self.cf.candidates(seeded, any(t.strip() for t in part.texts))
+        fits = []
+        for view in candidates:
+            cf = self.cf.top(view, part.texts, part.seeds, [None] * len(part.seeds), k)
+            mixture = ScoreMixture("model", view.name, BLEND_WEIGHTS, BLEND_TEMPERATURES, (0.0,))
+            views = {"model": answers, view.name: cf}
             mixture.fit(views, part.relevant, np.zeros(self.n_items, np.int64), k, "ndcg")
             key = f"{mixture.weight_:g},{mixture.temperature_:g},0"
-            out[b] = (mixture, mixture.fit_hits_[key])
-        return out
+            fits.append((view, mixture, mixture.fit_hits_[key]))
+        view, mixture, _ = max(fits, key=lambda f: f[2])  # max keeps the earliest on ties
+        return view, mixture, {v.name: s for v, _, s in fits}
 
     # --- saving ---------------------------------------------------------------------------------
 
     def save(self, directory: str | Path) -> Path:
-        """Write ``interactions.npz`` and ``config.json`` into ``directory``."""
+        """Write the views' files (:meth:`CFViews.save`) and ``config.json`` into ``directory``."""
         if not self.mixtures:
             raise RuntimeError("fit the seed blend before saving it")
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        sp.save_npz(directory / "interactions.npz", self.interactions, compressed=True)
+        kept = self.cf.save(directory)
         config = {
             "history_power": self.history_power,
-            "powers": {str(b): p for b, p in sorted(self.powers.items())},
+            "views": {str(b): v.to_dict() for b, v in sorted(self.views.items())},
             "mixtures": {str(b): m.to_dict() for b, m in sorted(self.mixtures.items())},
+            **kept,
             "summary": self.summary,
         }
         (directory / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
@@ -364,15 +400,22 @@ class SeedBlend:
         """Read a saved blend; ``n_items``: the catalogue size it must match."""
         directory = Path(directory)
         config = json.loads((directory / "config.json").read_text(encoding="utf-8"))
-        matrix = sp.load_npz(directory / "interactions.npz")  # plain arrays, no pickle
-        if n_items is not None and matrix.shape[1] != n_items:
+        cf = CFViews.load(directory)
+        if n_items is not None and cf.n_items != n_items:
             raise ValueError(
-                f"{directory}: the seed blend counts {matrix.shape[1]} items but the catalogue "
+                f"{directory}: the seed blend counts {cf.n_items} items but the catalogue "
                 f"has {n_items}; fit it again on this artifact (text2tracks fit-seed-blend)"
             )
         mixtures = {int(b): ScoreMixture.from_dict(m) for b, m in config["mixtures"].items()}
-        powers = {int(b): float(p) for b, p in config.get("powers", {}).items()}
-        return cls(matrix, float(config["history_power"]), mixtures, config.get("summary"), powers)
+        views = {int(b): BlendView.from_dict(v) for b, v in config.get("views", {}).items()}
+        return cls(
+            cf,
+            float(config["history_power"]),
+            mixtures,
+            config.get("summary"),
+            config.get("powers"),
+            views=views,
+        )
 
 
 def grid_end(mixture: ScoreMixture, weight: float) -> float:
@@ -417,26 +460,40 @@ class SeedBlendMixin:
         k: int = FIT_DEPTH,
         per_category: int = 50,
         batch_size: int = 32,
+        als_factors: int = ALS_FACTORS,
+        titles: bool = True,
         log: Callable[[str], None] | None = None,
     ) -> dict[str, Any]:
         """Fit ``mode="cf-blend"`` and keep it (:meth:`save_pretrained` writes it).
 
         Args:
             train_playlists: the playlists the model was trained on (objects with
-                ``track_ids``): kNN counts their co-occurrences.
+                ``prompt`` and ``track_ids``): the views count their co-occurrences, fit ALS
+                on them and find their nearest titles.
             validation_playlists: held-out playlists (``prompt``, ``track_ids``), cut into the
-                challenge's seeded categories (:func:`continuations`, ``per_category`` each);
-                without a model that reads seeds, the categories without a title are left out.
+                challenge's categories (:func:`continuations`, ``per_category`` each, title
+                only included with ``titles``); without a model that reads seeds, the
+                categories without a title are left out.
             k: the answers' length the mixtures are fitted at (NDCG@k; the challenge's 500).
+            als_factors: ALS fold-in's factors (0: no ALS fold-in view).
+            titles: keep the training titles: title kNN for prompts without seeds and the
+                fused views (False: prompts without seeds keep the model's answer).
 
         Returns:
-            The fit's summary (per bucket: prompts, weight, temperature, NDCG@k of the blend,
-            the model alone and kNN alone; kNN's history power).
+            The fit's summary (per bucket: prompts, the chosen view, weight, temperature,
+            NDCG@k of the blend, of the model alone, of the view alone, and of each view).
         """
+        train = list(train_playlists)
         blend = SeedBlend.from_playlists(
-            (p.track_ids for p in train_playlists), self._catalogue_index, len(self)
+            (p.track_ids for p in train),
+            self._catalogue_index,
+            len(self),
+            titles=[p.prompt for p in train] if titles else None,
+            als_factors=als_factors,
         )
-        data = continuations(validation_playlists, self._catalogue_index, per_category)
+        data = continuations(
+            validation_playlists, self._catalogue_index, per_category, title_only=titles
+        )
         if not self.max_seed_tracks:  # a prompt of seeds alone needs a model that reads them
             data = data.subset([i for i, text in enumerate(data.texts) if text.strip()])
         ids = self.catalog.item_ids
@@ -469,9 +526,9 @@ class SeedBlendMixin:
     def _blend_batch(self, texts, excluded, k, num_beams, first_index, diversity, seeds):
         """One batch of ``mode="cf-blend"`` (its blend checked by the call, ``_check_blend``):
         generative mode's answer (the seeds read by a model that reads them), then blended with
-        kNN of the seeds."""
+        its bucket's co-listening view."""
         read = seeds if self.max_seed_tracks else [None] * len(texts)
         items, scores = self._generative_batch(
             texts, excluded, k, num_beams, first_index, diversity, read
         )
-        return self.seed_blend.blend(items, scores, seeds, excluded, k)
+        return self.seed_blend.blend(items, scores, seeds, excluded, k, texts)

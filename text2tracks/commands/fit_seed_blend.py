@@ -3,10 +3,11 @@
     text2tracks fit-seed-blend --artifact artifacts/mpd --playlists path/to/mpd [--k 500]
 
 Reads ``--playlists`` and splits them as ``build-ids`` did (``cf/split.json``; another file or
-other split parameters are refused), counts co-occurrences on the training playlists, cuts the
-validation playlists into the RecSys Challenge 2018's seeded categories (``--per-category``
-each) and fits, per seed-count bucket, how much the model's answer and co-occurrence kNN of the
-seeds count (:mod:`text2tracks.seed_blend`). The artifact is rewritten in place with its new
+other split parameters are refused), counts co-occurrences, fits ALS (``--als-factors``) and
+indexes the titles (unless ``--no-titles``) of the training playlists, cuts the validation
+playlists into the RecSys Challenge 2018's categories (``--per-category`` each) and fits, per
+seed-count bucket, which co-listening view to mix with the model's answer and how much each
+counts (:mod:`text2tracks.seed_blend`). The artifact is rewritten in place with its new
 ``seed_blend/`` component; ``recommend(..., mode="cf-blend")`` and ``text2tracks export --mode
 cf-blend`` then use it.
 """
@@ -17,6 +18,7 @@ import argparse
 import sys
 
 from text2tracks.config_flags import add_flag, command_parser
+from text2tracks.seed_views import ALS_FACTORS
 
 EPILOG = """examples:
   text2tracks fit-seed-blend --artifact artifacts/mpd --playlists path/to/mpd
@@ -30,13 +32,15 @@ def add_parser(subparsers=None) -> argparse.ArgumentParser:
         subparsers,
         "fit-seed-blend",
         prog="text2tracks fit-seed-blend",
-        help="fit the blend of the model's continuations with co-occurrence kNN (mode cf-blend)",
+        help="fit the blend of the model's continuations with co-listening views (mode cf-blend)",
         description=(
-            "Split --playlists as build-ids did, count co-occurrences on the training "
-            "playlists, cut the validation playlists into the RecSys Challenge 2018's seeded "
-            "categories and fit, per seed-count bucket, how much the model's answer and "
-            "co-occurrence kNN of the seeds count; the artifact gets a seed_blend/ component "
-            "that recommend(..., mode='cf-blend') and export --mode cf-blend use."
+            "Split --playlists as build-ids did, count co-occurrences, fit ALS and index the "
+            "titles of the training playlists, cut the validation playlists into the RecSys "
+            "Challenge 2018's categories and fit, per seed-count bucket, which co-listening "
+            "view (item kNN or ALS fold-in of the seeds, either fused with title kNN; title "
+            "kNN without seeds) to mix with the model's answer and how much each counts; the "
+            "artifact gets a seed_blend/ component that recommend(..., mode='cf-blend') and "
+            "export --mode cf-blend use."
         ),
         epilog=EPILOG,
     )
@@ -52,12 +56,31 @@ def add_parser(subparsers=None) -> argparse.ArgumentParser:
         help="validation playlists per seeded category (default: 50)",
     )
     parser.add_argument("--batch-size", type=int, default=32, help="prompts per beam search")
+    parser.add_argument(
+        "--als-factors",
+        type=int,
+        default=ALS_FACTORS,
+        help=f"ALS fold-in's factors; 0: no ALS view (default: {ALS_FACTORS})",
+    )
+    parser.add_argument(
+        "--no-titles",
+        action="store_true",
+        help="keep no training titles: no title kNN views, prompts without seeds keep the "
+        "model's answer",
+    )
     parser.set_defaults(func=_main)
     return parser
 
 
 def run_fit_seed_blend(
-    artifact, playlists, k: int = 500, per_category: int = 50, batch_size: int = 32, log=print
+    artifact,
+    playlists,
+    k: int = 500,
+    per_category: int = 50,
+    batch_size: int = 32,
+    log=print,
+    als_factors: int = ALS_FACTORS,
+    titles: bool = True,
 ) -> dict:
     """Fit and save; returns the fit's summary."""
     from text2tracks.artifacts import artifact_split
@@ -66,6 +89,8 @@ def run_fit_seed_blend(
     for name, value in (("--k", k), ("--per-category", per_category), ("--batch-size", batch_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if isinstance(als_factors, bool) or not isinstance(als_factors, int) or als_factors < 0:
+        raise ValueError(f"--als-factors must be 0 or a positive integer, got {als_factors!r}")
     split = artifact_split(artifact, playlists)
     if not split.validation:
         raise ValueError(
@@ -81,6 +106,8 @@ def run_fit_seed_blend(
         k=k,
         per_category=per_category,
         batch_size=batch_size,
+        als_factors=als_factors,
+        titles=titles,
         log=log,
     )
     recommender.save_pretrained(artifact)
@@ -99,6 +126,8 @@ def _main(args: argparse.Namespace) -> int:
             per_category=args.per_category,
             batch_size=args.batch_size,
             log=lambda m: print(m, file=sys.stderr, flush=True),
+            als_factors=args.als_factors,
+            titles=not args.no_titles,
         )
     except (ArtifactError, FileNotFoundError, PlaylistFormatError, ValueError) as err:
         print(f"text2tracks fit-seed-blend: error: {err}", file=sys.stderr)
