@@ -358,7 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="generative",
         help="the model's mode: hybrid fuses the beam with the diffusion head's latents, which "
         "start from the seeds (the artifact needs a head); cf-blend blends the beam's answer "
-        "with co-occurrence kNN of the seeds (the artifact needs text2tracks fit-seed-blend)",
+        "with the fitted co-listening view (the artifact needs text2tracks fit-seed-blend)",
     )
     parser.add_argument(
         "--seed-strength",

@@ -68,8 +68,9 @@ class ModelSystem:
         mode: ``recommend``'s mode: ``"generative"`` (the beam) or ``"hybrid"`` (the beam fused
             with the diffusion head's latents, which start from the seeds where a prompt has
             them; the recommender's ``fusion.with_seeds`` fuses those, where it has one) or
-            ``"cf-blend"`` (the beam's answer blended with co-occurrence kNN of the seeds, the
-            artifact's fitted ``seed_blend/``: :mod:`text2tracks.seed_blend`).
+            ``"cf-blend"`` (the beam's answer blended with the co-listening view its bucket
+            fitted, title kNN for title-only prompts, the artifact's ``seed_blend/``:
+            :mod:`text2tracks.seed_blend`).
     """
 
     recommender: Any

@@ -13,8 +13,8 @@ from semantic_ids.playlists import Playlist
 from tests.test_seed_tracks import N_GROUPS, PER_GROUP, _catalog, _recommender
 from text2tracks.seed_blend import (
     BLEND_BUCKETS,
-    Continuations,
     TITLE_BUCKET,
+    Continuations,
     SeedBlend,
     blend_bucket,
     continuations,

@@ -181,7 +181,7 @@ class ItemCosine:
     def __init__(self, train: sp.csr_matrix, history_power: float = 0.5) -> None:
         import scipy.sparse as sp
 
-        self.history_power = _check_history_power(history_power)
+        self.history_power = check_history_power(history_power)
         self.counts = np.maximum(train.getnnz(axis=0), 1).astype(np.float64)
         self.inv_norms = (1.0 / np.sqrt(self.counts)).astype(np.float32)
         binary = train.copy()
@@ -194,7 +194,7 @@ class ItemCosine:
 
     def history_scale(self, history_power: float | None = None) -> np.ndarray:
         """``n_j ** -p`` per item: the history side's weight (``p``: the instance's default)."""
-        p = self.history_power if history_power is None else _check_history_power(history_power)
+        p = self.history_power if history_power is None else check_history_power(history_power)
         return (self.counts**-p).astype(np.float32)
 
     def scores(self, rows: sp.csr_matrix, history_power: float | None = None) -> np.ndarray:
@@ -205,7 +205,8 @@ class ItemCosine:
         return np.asarray((self.scaled_t @ users.T).T, dtype=np.float32)
 
 
-def _check_history_power(history_power) -> float:
+def check_history_power(history_power) -> float:
+    """``history_power`` as a float, or a ValueError naming it when it is outside [0, 1]."""
     if not 0 <= history_power <= 1:
         raise ValueError(f"history_power must be in [0, 1], got {history_power!r}")
     return float(history_power)

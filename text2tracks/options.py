@@ -19,7 +19,7 @@ import numpy as np
 
 MODES = ("generative", "latent", "hybrid")  # the modes text2tracks.rerank ranks
 LATENT_MODES = ("latent", "hybrid")  # the modes that need a diffusion head
-# recommend's modes: MODES, and "cf-blend": generative mode blended with co-occurrence kNN of
+# recommend's modes: MODES, and "cf-blend": generative mode blended with co-listening views of
 # the seed tracks (text2tracks.seed_blend); its options are generative mode's
 RECOMMEND_MODES = (*MODES, "cf-blend")
 # like_tracks + prompt: where the anchored edit's Joint@10 peaked on the development data (0.8:

@@ -347,7 +347,7 @@ class Text2Tracks(LatentModesMixin, SeedTracksMixin, SeedBlendMixin, EnsembleMix
             mode: ``"generative"`` (constrained beam search), ``"latent"`` (faiss around
                 diffusion samples) or ``"hybrid"`` (both, fused); the last two need a
                 ``diffusion/`` component. ``"cf-blend"``: generative mode's answer mixed with
-                co-occurrence kNN of the ``seed_tracks`` (:mod:`text2tracks.seed_blend`).
+                co-listening views of the seeds and title (:mod:`text2tracks.seed_blend`).
                 :class:`Recommendation` says what ``score`` is in each.
             negative_prompt: latent modes, per prompt: guide away from it,
                 eps = eps(negative) + w * (eps(prompt) - eps(negative)).

@@ -21,8 +21,8 @@ class Recommendation:
             ``alpha * z(log-prob) + (1 - alpha) * z(latent similarity)`` with each view
             normalised over the prompt's pooled candidates (a track the beam did not return gets
             that view's floor); comparable within one prompt's answer only. ``"cf-blend"``:
-            the log of the blend's probability, ``w * p_model + (1 - w) * p_knn``
-            (:mod:`text2tracks.seed_blend`), for a prompt with seeds.
+            the log of the blend's probability, ``w * p_model + (1 - w) * p_view``
+            (:mod:`text2tracks.seed_blend`), where the blend answers the prompt.
         rank: 1 for the best track, then 2, 3, ...
         name, artist: the track's metadata from the catalogue (None where unknown).
     """

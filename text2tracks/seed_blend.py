@@ -176,7 +176,7 @@ class SeedBlend:
         item_factors: np.ndarray | None = None,
         views: dict[int, BlendView] | None = None,
     ) -> None:
-        from text2tracks.cf_targets import _check_history_power
+        from text2tracks.cf_targets import check_history_power
 
         self.cf = (
             interactions
@@ -184,7 +184,7 @@ class SeedBlend:
             else CFViews(interactions, titles, item_factors)
         )
         self.interactions = self.cf.interactions
-        self.history_power = _check_history_power(history_power)
+        self.history_power = check_history_power(history_power)
         self.mixtures = {int(b): m for b, m in (mixtures or {}).items()}
         powers = {int(b): float(p) for b, p in (powers or {}).items()}
         self.views = {int(b): v for b, v in (views or {}).items()}
