@@ -134,14 +134,16 @@ def _model_rankings(
     num_beams: int,
     batch_size: int,
     diversity: float | None = None,
+    mode: str = "generative",
 ) -> tuple[np.ndarray, float]:
-    """Rank catalogue items with the trained model through the public API; returns seconds."""
+    """Rank catalogue items with the trained model through the public API (in ``mode``);
+    returns seconds."""
     from text2tracks.pipeline import Text2Tracks
 
     model = Text2Tracks.from_pretrained(artifact)
     started = time.perf_counter()
     recs = model.recommend(
-        prompts, k=k, num_beams=num_beams, diversity=diversity, batch_size=batch_size
+        prompts, k=k, num_beams=num_beams, diversity=diversity, batch_size=batch_size, mode=mode
     )
     elapsed = time.perf_counter() - started
     index = {t: i for i, t in enumerate(vocab.item_ids)}
@@ -156,6 +158,7 @@ def _latency(
     num_beams: int,
     repeats: int,
     diversity: float | None = None,
+    mode: str = "generative",
 ) -> dict:
     """Median latency of one prompt (k=10) and prompts per second at batch 64."""
     from text2tracks.pipeline import Text2Tracks
@@ -163,17 +166,17 @@ def _latency(
     model = Text2Tracks.from_pretrained(artifact)
     if diversity is not None:
         model.diversity = diversity
-    model.recommend(prompts[0], k=k, num_beams=num_beams)  # warm-up
+    model.recommend(prompts[0], k=k, num_beams=num_beams, mode=mode)  # warm-up
     singles = []
     for prompt in prompts[:repeats]:
         started = time.perf_counter()
-        model.recommend(prompt, k=k, num_beams=num_beams)
+        model.recommend(prompt, k=k, num_beams=num_beams, mode=mode)
         singles.append(time.perf_counter() - started)
     batch = (prompts * (64 // max(1, len(prompts)) + 1))[:64]
     rates = []
     for _ in range(3):
         started = time.perf_counter()
-        model.recommend(batch, k=k, num_beams=num_beams, batch_size=64)
+        model.recommend(batch, k=k, num_beams=num_beams, batch_size=64, mode=mode)
         rates.append(len(batch) / (time.perf_counter() - started))
     return {
         "latency_ms_one_prompt": 1000 * statistics.median(singles),
@@ -298,7 +301,9 @@ class _Evaluation:
             self.out / "results.json", json.dumps(self.results, indent=2, default=str)
         )
 
-    def rankings(self, artifact: Path, diversity: float | None) -> tuple[np.ndarray, float]:
+    def rankings(
+        self, artifact: Path, diversity: float | None, mode: str = "generative"
+    ) -> tuple[np.ndarray, float]:
         """The trained model's rankings of the test prompts, as deep as its beam; seconds."""
         beams = self.model_beams
         return _model_rankings(
@@ -309,6 +314,7 @@ class _Evaluation:
             beams,
             self.args.eval_batch_size,
             diversity=diversity,
+            mode=mode,
         )
 
     def train_and_score(self, name: str, art: Path, minutes: float, extra_args=()) -> dict:
@@ -324,10 +330,10 @@ class _Evaluation:
         self.score(name, art, extra)
         return summary
 
-    def score(self, name: str, art: Path, extra: dict) -> None:
-        """Score the model in ``art`` as ``name``: its rankings, ID figures and batched latency
-        join ``extra`` in the results."""
-        ranked, seconds = self.rankings(art, self.args.diversity)
+    def score(self, name: str, art: Path, extra: dict, mode: str = "generative") -> None:
+        """Score the model in ``art`` as ``name`` (in ``mode``): its rankings, ID figures and
+        batched latency join ``extra`` in the results."""
+        ranked, seconds = self.rankings(art, self.args.diversity, mode)
         extra = {
             **extra,
             **id_token_figures(art),
@@ -445,13 +451,19 @@ def _run_main_model(evaluation: _Evaluation, artifact: Path) -> None:
     own order as ``text2tracks-beam-order``; its curve and summary go into the results."""
     args, results = evaluation.args, evaluation.results
     if args.reuse_model:
-        evaluation.score("text2tracks", artifact, {"reused": True})
+        evaluation.score("text2tracks", artifact, {"reused": True, "mode": args.mode}, args.mode)
         summary = {"reused": str(artifact)}
     else:
         summary = evaluation.train_and_score("text2tracks", artifact, args.budget_minutes)
     results["systems"]["text2tracks"].update(
         _latency(
-            artifact, evaluation.prompts, args.k, args.beams, args.latency_repeats, args.diversity
+            artifact,
+            evaluation.prompts,
+            args.k,
+            args.beams,
+            args.latency_repeats,
+            args.diversity,
+            args.mode,
         )
     )
     if args.diversity != 0:  # the same model, its beam's own order: what diversity adds
@@ -538,6 +550,13 @@ def _plot_curves(results: dict, path: Path) -> None:
 
 def _run_from_args(args: argparse.Namespace, train_args: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.mode != "generative" and not args.reuse_model:
+        print(
+            f"evaluate: error: --mode {args.mode} scores a fitted artifact: pass --reuse-model "
+            "(a model trained here has no seed blend; fit one with text2tracks fit-seed-blend)",
+            file=sys.stderr,
+        )
+        return 2
     results = run(args, list(train_args or []))
     print(_markdown(results, args.k))
     return 0

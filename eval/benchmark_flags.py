@@ -150,6 +150,14 @@ def add_scoring_flags(parser: argparse.ArgumentParser) -> None:
         "text2tracks.modeling.DEFAULT_DIVERSITY); unless 0 the beam's own "
         "order is scored too, as text2tracks-beam-order",
     )
+    parser.add_argument(
+        "--mode",
+        choices=("generative", "cf-blend"),
+        default="generative",
+        help="recommend's mode for the text2tracks row: generative (the model alone) or "
+        "cf-blend (blended with title kNN, after text2tracks fit-seed-blend; "
+        "text2tracks.seed_blend) (default: generative)",
+    )
     parser.add_argument("--eval-batch-size", type=int, default=64)
     parser.add_argument("--max-test-prompts", type=int, default=0, help="0 = all test prompts")
     parser.add_argument("--latency-repeats", type=int, default=20)
