@@ -1,7 +1,7 @@
 """The continuation protocol's parts shared by its runner and its validation fits
 (:mod:`eval.continuation`, :mod:`eval.continuation_fit`): the ten categories and how held-out
 playlists are cut into them (the categories themselves are the library's,
-:data:`text2tracks.seed_blend.CATEGORIES`, which fits ``mode="cf-blend"`` on them), the challenge's metrics, the baselines' scorers and the ranking."""
+:data:`text2tracks.seed_continuations.CATEGORIES`, which fits ``mode="cf-blend"`` on them), the challenge's metrics, the baselines' scorers and the ranking."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import scipy.sparse as sp
 
 from eval.sequential import als_fold_in_scores
 from text2tracks.cf_targets import ItemCosine
-from text2tracks.seed_blend import CATEGORIES, Category  # the challenge's ten, one table
+from text2tracks.seed_continuations import CATEGORIES, Category  # the challenge's ten, one table
 
 DEPTH = 500
 METRICS = ("r_precision", "ndcg", "clicks", "hits@10")

@@ -126,7 +126,7 @@ def test_an_oracle_model_is_kept_where_knn_knows_nothing():
     blend = SeedBlend(noise)  # co-occurrence with no group structure
     data = continuations(_group_playlists(40, seed=1, size=8), _index_of, per_category=8)
 
-    def oracle(part: Continuations):
+    def oracle(part: Continuations, depth: int = 6):
         rows = []
         for seeds, relevant in zip(part.seeds, part.relevant, strict=True):
             rest = np.setdiff1d(np.arange(N_ITEMS), np.r_[seeds, list(relevant)])
@@ -233,7 +233,9 @@ def test_the_command_fits_into_the_artifact_and_export_uses_the_mode(tmp_path):
             run_export(
                 artifact, rows, tmp_path / "none.jsonl", k=10, mode="cf-blend", progress=False
             )
-        assert main(["--artifact", str(artifact), "--playlists", str(playlists), "--k", "0"]) == 2
+        flags = ["--artifact", str(artifact), "--playlists", str(playlists)]
+        assert main([*flags, "--k", "0"]) == 2
+        assert main([*flags, "--short-k", "-1"]) == 2 and main([*flags, "--als-factors", "-2"]) == 2
         summary = run_fit_seed_blend(artifact, playlists, k=10, per_category=5, log=lambda m: None)
         assert summary["k"] == 10 and summary["buckets"]
         assert "seed_blend" in read_manifest(artifact)["components"]
@@ -287,7 +289,7 @@ def test_title_only_prompts_are_blended_with_title_knn_and_the_views_are_saved(t
     assert set(summary["buckets"]) == {"0", "1", "5"}
     assert summary["buckets"]["0"]["view"] == "title_knn"
     # every seeded bucket tried every view: both powers, ALS, and each fused with the title
-    tried = set(summary["buckets"]["1"]["ndcg_by_view"])
+    tried = set(summary["buckets"]["1"]["by_view"])
     assert {"item_knn(p=0)", "item_knn(p=0.5)", "als_fold_in", "als_fold_in+title*0.3"} <= tried
     # the untrained model knows nothing; title kNN knows the group from the title alone
     got = [r.track_id for r in recommender.recommend("workout songs", k=6, mode="cf-blend")]
@@ -305,3 +307,35 @@ def test_title_only_prompts_are_blended_with_title_knn_and_the_views_are_saved(t
         first = recommender.recommend(prompt, k=6, mode="cf-blend", seed_tracks=seeds)
         second = again.recommend(prompt, k=6, mode="cf-blend", seed_tracks=seeds)
         assert [r.track_id for r in first] == [r.track_id for r in second]
+
+
+def test_a_short_answer_reads_its_own_fit_and_it_survives_saving(tmp_path):
+    from text2tracks.seed_blend import SeedBlend
+
+    recommender = _recommender(max_seed_tracks=4)
+    ids = recommender.catalog.item_ids
+    summary = recommender.fit_seed_blend(
+        _group_playlists(80, seed=0, titled=True),
+        _group_playlists(40, seed=1, size=8, titled=True),
+        k=8,
+        per_category=4,
+        als_factors=0,
+        short_k=2,
+    )
+    short = summary["short"]
+    assert short["k"] == 2 and set(short["buckets"]) == {"0", "1", "5"}
+    # 4 a category for the 8-deep fit, SHORT_SCALE times as many for the short one
+    assert summary["buckets"]["1"]["prompts"] == 4 and short["buckets"]["1"]["prompts"] == 16
+    assert short["buckets"]["1"]["metric"] == "hits@2"
+    blend = recommender.seed_blend
+    # the nearer depth on a log scale: up to sqrt(2 * 8) = 4 tracks the short fit serves
+    assert blend.fitted(4)[1] is blend.short["mixtures"]
+    assert blend.fitted(5)[1] is blend.mixtures and blend.fitted(None)[1] is blend.mixtures
+    answer = recommender.recommend("rainy songs", k=3, mode="cf-blend")
+    assert {r.track_id for r in answer} <= set(ids[:8])
+    recommender.save_pretrained(tmp_path / "artifact")
+    again = SeedBlend.load(tmp_path / "artifact" / "seed_blend")
+    assert again.short["k"] == 2 and again.short["views"] == blend.short["views"]
+    assert {b: m.to_dict() for b, m in again.short["mixtures"].items()} == {
+        b: m.to_dict() for b, m in blend.short["mixtures"].items()
+    }

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from text2tracks.candidate_rerank import ScoreMixture, filled_lists
+from text2tracks.seed_continuations import Continuations, continuations
 from text2tracks.seed_views import ALS_FACTORS, BlendView, CFViews, fit_als_factors
 
 SEED_BLEND_COMPONENT = "seed_blend"
@@ -45,31 +45,11 @@ BLEND_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 # the model's softmax temperatures: a 500-deep beam wants flatter ones than a top 10
 BLEND_TEMPERATURES = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
 FIT_DEPTH = 500  # the challenge's list length
-
-
-@dataclass(frozen=True)
-class Category:
-    """One kind of continuation prompt (the RecSys Challenge 2018's ten): with or without the
-    title, the first ``n_seeds`` tracks or ``n_seeds`` drawn at random."""
-
-    name: str
-    title: bool
-    n_seeds: int
-    random: bool = False
-
-
-CATEGORIES = (
-    Category("title_only", True, 0),
-    Category("title_first1", True, 1),
-    Category("title_first5", True, 5),
-    Category("first5", False, 5),
-    Category("title_first10", True, 10),
-    Category("first10", False, 10),
-    Category("title_first25", True, 25),
-    Category("title_random25", True, 25, random=True),
-    Category("title_first100", True, 100),
-    Category("title_random100", True, 100, random=True),
-)
+# a short list reads its own fit, at the API's default k by Hits@k (a mixture fitted 500 deep
+# weighs the views for the list's tail, not its head): an answer of k tracks reads the fit
+# whose depth is nearer k on a log scale, the short one up to sqrt(10 * 500) = 70 tracks
+SHORT_DEPTH = 10
+SHORT_SCALE = 4  # the short fit's validation prompts a category, per_category times this
 
 
 def blend_bucket(n_seeds: int) -> int:
@@ -80,66 +60,6 @@ def blend_bucket(n_seeds: int) -> int:
     if n_seeds == 0:
         return TITLE_BUCKET
     return next((b for b in BLEND_BUCKETS if n_seeds <= b), BLEND_BUCKETS[-1])
-
-
-@dataclass
-class Continuations:
-    """Validation continuations to fit on: per prompt its text, seed indices (catalogue order)
-    and the indices of the tracks to find."""
-
-    texts: list[str]
-    seeds: list[np.ndarray]
-    relevant: list[set[int]]
-
-    def subset(self, rows: Sequence[int]) -> Continuations:
-        return Continuations(
-            [self.texts[i] for i in rows],
-            [self.seeds[i] for i in rows],
-            [self.relevant[i] for i in rows],
-        )
-
-
-def continuations(
-    playlists: Iterable,
-    index_of: Callable[[str], int | None],
-    per_category: int = 50,
-    seed: int = 0,
-    title_only: bool = False,
-) -> Continuations:
-    """Cut ``playlists`` (objects with ``prompt`` and ``track_ids``) into the challenge's nine
-    seeded categories (:data:`CATEGORIES`), and with ``title_only`` its title-only one last,
-    at most ``per_category`` playlists each (a seeded draw), as ``eval.continuation`` cuts its
-    validation playlists, except that tracks outside the catalogue are dropped first (no view
-    can seed from or find them); a playlist enters a category when it has a track left to
-    find (and, for title only, a title)."""
-    if isinstance(per_category, bool) or not isinstance(per_category, int) or per_category < 1:
-        raise ValueError(f"per_category must be a positive integer, got {per_category!r}")
-    rng = np.random.default_rng(seed)
-    known = []
-    for p in playlists:
-        rows = [index_of(t) for t in dict.fromkeys(p.track_ids)]
-        known.append((p.prompt, [r for r in rows if r is not None]))
-    out = Continuations([], [], [])
-    order = [c for c in CATEGORIES if c.n_seeds] + [c for c in CATEGORIES if not c.n_seeds]
-    for cat in order[: len(order) if title_only else -1]:
-        eligible = [
-            i
-            for i, (prompt, rows) in enumerate(known)
-            if len(rows) > cat.n_seeds and (cat.n_seeds or prompt.strip())
-        ]
-        if len(eligible) > per_category:
-            eligible = sorted(rng.choice(eligible, per_category, replace=False).tolist())
-        for i in eligible:
-            prompt, rows = known[i]
-            picked = (
-                set(rng.choice(len(rows), cat.n_seeds, replace=False).tolist())
-                if cat.random
-                else set(range(cat.n_seeds))
-            )
-            out.texts.append(prompt if cat.title else "")
-            out.seeds.append(np.asarray([r for j, r in enumerate(rows) if j in picked], np.int64))
-            out.relevant.append({r for j, r in enumerate(rows) if j not in picked})
-    return out
 
 
 class SeedBlend:
@@ -162,6 +82,8 @@ class SeedBlend:
             without seeds and fused into the seed views (none: no title views).
         item_factors: ALS item factors (none: no ALS fold-in view).
         views: per bucket, the fitted :class:`~text2tracks.seed_views.BlendView`.
+        short: the fit short lists read (:meth:`fitted`): ``{"k": depth, "views": {bucket:
+            BlendView}, "mixtures": {bucket: ScoreMixture}}``.
     """
 
     def __init__(
@@ -175,6 +97,7 @@ class SeedBlend:
         titles: Sequence[str] | None = None,
         item_factors: np.ndarray | None = None,
         views: dict[int, BlendView] | None = None,
+        short: dict[str, Any] | None = None,
     ) -> None:
         from text2tracks.cf_targets import check_history_power
 
@@ -192,6 +115,8 @@ class SeedBlend:
             if b not in self.views and b != TITLE_BUCKET:
                 self.views[b] = BlendView("item_knn", powers.get(b, self.history_power))
         self.summary = dict(summary or {})
+        # the short lists' fit: {"k", "views", "mixtures"} (none: every k reads the long one)
+        self.short = short
 
     @property
     def n_items(self) -> int:
@@ -246,25 +171,35 @@ class SeedBlend:
         view = BlendView("item_knn", power)
         return self.cf.top(view, [""] * len(seeds), seeds, excluded, depth)
 
-    def fitted_bucket(self, n_seeds: int) -> int | None:
-        """The fitted bucket that serves a prompt with ``n_seeds`` seeds: its own, else the
-        nearest fitted one with seeds; for a prompt without seeds, :data:`TITLE_BUCKET` where
-        fitted, else None (the model's answer)."""
-        seeded = [b for b in self.mixtures if b != TITLE_BUCKET]
+    def fitted(self, k: int | None = None) -> tuple[dict[int, BlendView], dict[int, ScoreMixture]]:
+        """The views and mixtures an answer of ``k`` tracks reads: of the fit whose depth is
+        nearer ``k`` on a log scale, the short one (where there is one) up to the geometric
+        mean of the two depths."""
+        if self.short is not None and k is not None:
+            if k * k <= self.short["k"] * self.summary.get("k", FIT_DEPTH):
+                return self.short["views"], self.short["mixtures"]
+        return self.views, self.mixtures
+
+    def fitted_bucket(self, n_seeds: int, k: int | None = None) -> int | None:
+        """The fitted bucket that serves a prompt with ``n_seeds`` seeds (in an answer of ``k``
+        tracks, :meth:`fitted`): its own, else the nearest fitted one with seeds; for a prompt
+        without seeds, :data:`TITLE_BUCKET` where fitted, else None (the model's answer)."""
+        mixtures = self.fitted(k)[1]
+        seeded = [b for b in mixtures if b != TITLE_BUCKET]
         if not seeded:
             raise RuntimeError(
                 "this seed blend is not fitted: run Text2Tracks.fit_seed_blend (or text2tracks "
                 "fit-seed-blend) on validation playlists first"
             )
         if n_seeds == 0:
-            return TITLE_BUCKET if TITLE_BUCKET in self.mixtures else None
+            return TITLE_BUCKET if TITLE_BUCKET in mixtures else None
         bucket = blend_bucket(n_seeds)
         return min(seeded, key=lambda b: (abs(b - bucket), b))
 
-    def mixture_for(self, n_seeds: int) -> ScoreMixture | None:
+    def mixture_for(self, n_seeds: int, k: int | None = None) -> ScoreMixture | None:
         """The fitted mixture of a prompt with ``n_seeds`` seeds (:meth:`fitted_bucket`)."""
-        bucket = self.fitted_bucket(n_seeds)
-        return None if bucket is None else self.mixtures[bucket]
+        bucket = self.fitted_bucket(n_seeds, k)
+        return None if bucket is None else self.fitted(k)[1][bucket]
 
     def blend(
         self,
@@ -278,20 +213,22 @@ class SeedBlend:
         """The blended ``(items, scores)`` ``(n, k)``: the model's answers ``(n, k)`` (catalogue
         indices, -1 padded, and their scores) mixed with each prompt's bucket's view. A prompt
         without seeds is mixed with title kNN of its text where that was fitted, else keeps the
-        model's answer. Scores are the mixture's log-probabilities; tracks that neither list
-        scores (filling a short list: the view's order, then the model's) follow, each one
-        below the last."""
+        model's answer. A short answer reads the short fit's views and mixtures
+        (:meth:`fitted`). Scores are the mixture's log-probabilities; tracks that
+        neither list scores (filling a short list: the view's order, then the model's)
+        follow, each one below the last."""
+        fitted_views, mixtures = self.fitted(k)
         items = np.array(model_items, dtype=np.int64)
         scores = np.array(model_scores, dtype=np.float64)
         texts = [""] * len(items) if texts is None else [str(t) for t in texts]
         seeds = [np.zeros(0, np.int64) if s is None else np.asarray(s, np.int64) for s in seeds]
         by_bucket: dict[int, list[int]] = {}
         for r, s in enumerate(seeds):
-            bucket = self.fitted_bucket(len(s)) if len(s) or texts[r].strip() else None
+            bucket = self.fitted_bucket(len(s), k) if len(s) or texts[r].strip() else None
             if bucket is not None:
                 by_bucket.setdefault(bucket, []).append(r)
         for bucket, rows in by_bucket.items():
-            mixture, view = self.mixtures[bucket], self.views[bucket]
+            mixture, view = mixtures[bucket], fitted_views[bucket]
             cf = self.cf.top(
                 view, [texts[r] for r in rows], [seeds[r] for r in rows],
                 [excluded[r] for r in rows], k,
@@ -311,58 +248,69 @@ class SeedBlend:
 
     def fit(
         self,
-        answer: Callable[[Continuations], tuple[np.ndarray, np.ndarray]],
+        answer: Callable[[Continuations, int], tuple[np.ndarray, np.ndarray]],
         data: Continuations,
         k: int = FIT_DEPTH,
         log: Callable[[str], None] | None = None,
+        short: Continuations | None = None,
+        short_k: int = SHORT_DEPTH,
     ) -> SeedBlend:
         """Fit each bucket's view (of :meth:`CFViews.candidates`), weight and temperature on
         validation continuations: the best NDCG@k of the view's mixture with the model, ties
-        to the earlier view. ``answer(part)`` gives the model's ``(items, scores)`` ``(n, k)``
-        for a part of ``data`` (generative mode, the seeds read and excluded). Prompts
-        without seeds (and with text) fit :data:`TITLE_BUCKET` where the blend keeps titles."""
+        to the earlier view. ``answer(part, depth)`` gives the model's ``(items, scores)``
+        ``(n, depth)`` for a part of ``data`` (generative mode, the seeds read and excluded).
+        Prompts without seeds (and with text) fit :data:`TITLE_BUCKET` where the blend keeps
+        titles. With ``short`` continuations, the short lists' fit too: at ``short_k``, by
+        Hits@short_k (ties: NDCG)."""
+        self.views, self.mixtures, entries = self._fit_depth(answer, data, k, "ndcg", log)
+        self.summary = {"k": int(k), "buckets": entries}
+        self.short = None
+        if short is not None and 0 < short_k < k:
+            views, mixtures, entries = self._fit_depth(answer, short, short_k, "hits", log)
+            self.short = {"k": int(short_k), "views": views, "mixtures": mixtures}
+            self.summary["short"] = {"k": int(short_k), "buckets": entries}
+        return self
+
+    def _fit_depth(self, answer, data: Continuations, k: int, metric: str, log):
+        """``(views, mixtures, summary entries)`` per bucket, fitted at ``k`` by ``metric``."""
         buckets: dict[int, list[int]] = {}
         for r, s in enumerate(data.seeds):
-            if not data.relevant[r] or not (len(s) or self.cf.titles is not None):
-                continue
-            if len(s) or data.texts[r].strip():
+            if data.relevant[r] and (len(s) or (self.cf.titles and data.texts[r].strip())):
                 buckets.setdefault(blend_bucket(len(s)), []).append(r)
         if not any(b != TITLE_BUCKET for b in buckets):
             raise ValueError("no validation continuation has seeds and a track to find")
-        chosen = {}
+        chosen, entries = {}, {}
         for b, rows in sorted(buckets.items()):
             part = data.subset(rows)
             if log is not None:  # the model's beam at k is the slow part of the fit
                 log(
                     f"seed blend: the model answers {len(rows)} continuations of {b} seeds at k={k}"
                 )
-            chosen[b] = self._fit_bucket(b, part, answer(part), k)
-        self.views = {b: view for b, (view, _, _) in chosen.items()}
-        self.mixtures = {b: mixture for b, (_, mixture, _) in chosen.items()}
-        self.summary = {"k": int(k), "buckets": {}}
-        for b, (view, m, by_view) in sorted(chosen.items()):
-            entry = {
-                "prompts": len(buckets[b]),
+            chosen[b] = self._fit_bucket(b, part, answer(part, k), k, metric)
+            view, m, by_view = chosen[b]
+            entries[str(b)] = entry = {
+                "prompts": len(rows),
                 "view": view.name,
                 "weight": m.weight_,
                 "temperature": m.temperature_,
-                "ndcg": by_view[view.name],
+                "metric": f"{metric}@{k}",
+                "score": by_view[view.name],
                 "model_alone": grid_end(m, 1.0),
                 "view_alone": grid_end(m, 0.0),
-                "ndcg_by_view": by_view,
+                "by_view": by_view,
             }
-            self.summary["buckets"][str(b)] = entry
             if log is not None:
                 log(
-                    f"seed blend, {b} seeds ({entry['prompts']} prompts): {view.name}, weight "
-                    f"{m.weight_:g}, temperature {m.temperature_:g}, NDCG@{k} {entry['ndcg']:.4f} "
-                    f"(model alone {entry['model_alone']:.4f}, {view.name} alone "
-                    f"{entry['view_alone']:.4f})"
+                    f"seed blend, {b} seeds ({len(rows)} prompts): {view.name}, weight "
+                    f"{m.weight_:g}, temperature {m.temperature_:g}, {metric}@{k} "
+                    f"{entry['score']:.4f} (model alone {entry['model_alone']:.4f}, {view.name} "
+                    f"alone {entry['view_alone']:.4f})"
                 )
-        return self
+        views = {b: view for b, (view, _, _) in chosen.items()}
+        return views, {b: mixture for b, (_, mixture, _) in chosen.items()}, entries
 
-    def _fit_bucket(self, bucket, part, answers, k):
-        """``(view, mixture, NDCG@k per view)`` of one bucket."""
+    def _fit_bucket(self, bucket, part, answers, k, metric):
+        """``(view, mixture, metric@k per view)`` of one bucket."""
         seeded = bucket != TITLE_BUCKET
         candidates = self.cf.candidates(seeded, any(t.strip() for t in part.texts))
         fits = []
@@ -370,7 +318,7 @@ class SeedBlend:
             cf = self.cf.top(view, part.texts, part.seeds, [None] * len(part.seeds), k)
             mixture = ScoreMixture("model", view.name, BLEND_WEIGHTS, BLEND_TEMPERATURES, (0.0,))
             views = {"model": answers, view.name: cf}
-            mixture.fit(views, part.relevant, np.zeros(self.n_items, np.int64), k, "ndcg")
+            mixture.fit(views, part.relevant, np.zeros(self.n_items, np.int64), k, metric)
             key = f"{mixture.weight_:g},{mixture.temperature_:g},0"
             fits.append((view, mixture, mixture.fit_hits_[key]))
         view, mixture, _ = max(fits, key=lambda f: f[2])  # max keeps the earliest on ties
@@ -392,6 +340,14 @@ class SeedBlend:
             **kept,
             "summary": self.summary,
         }
+        if self.short is not None:
+            config["short"] = {
+                "k": self.short["k"],
+                "views": {str(b): v.to_dict() for b, v in sorted(self.short["views"].items())},
+                "mixtures": {
+                    str(b): m.to_dict() for b, m in sorted(self.short["mixtures"].items())
+                },
+            }
         (directory / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
         return directory
 
@@ -408,6 +364,15 @@ class SeedBlend:
             )
         mixtures = {int(b): ScoreMixture.from_dict(m) for b, m in config["mixtures"].items()}
         views = {int(b): BlendView.from_dict(v) for b, v in config.get("views", {}).items()}
+        short = config.get("short")
+        if short is not None:
+            short = {
+                "k": int(short["k"]),
+                "views": {int(b): BlendView.from_dict(v) for b, v in short["views"].items()},
+                "mixtures": {
+                    int(b): ScoreMixture.from_dict(m) for b, m in short["mixtures"].items()
+                },
+            }
         return cls(
             cf,
             float(config["history_power"]),
@@ -415,11 +380,12 @@ class SeedBlend:
             config.get("summary"),
             config.get("powers"),
             views=views,
+            short=short,
         )
 
 
 def grid_end(mixture: ScoreMixture, weight: float) -> float:
-    """The fit's best score at one end of the weight grid (1: the model alone, 0: kNN)."""
+    """The fit's best score at one end of the weight grid (1: the model alone, 0: the view)."""
     return max(v for key, v in mixture.fit_hits_.items() if float(key.split(",")[0]) == weight)
 
 
@@ -462,6 +428,7 @@ class SeedBlendMixin:
         batch_size: int = 32,
         als_factors: int = ALS_FACTORS,
         titles: bool = True,
+        short_k: int = SHORT_DEPTH,
         log: Callable[[str], None] | None = None,
     ) -> dict[str, Any]:
         """Fit ``mode="cf-blend"`` and keep it (:meth:`save_pretrained` writes it).
@@ -478,10 +445,14 @@ class SeedBlendMixin:
             als_factors: ALS fold-in's factors (0: no ALS fold-in view).
             titles: keep the training titles: title kNN for prompts without seeds and the
                 fused views (False: prompts without seeds keep the model's answer).
+            short_k: the short lists' fit (:meth:`SeedBlend.fitted`), at this depth by Hits@short_k on ``per_category`` x :data:`SHORT_SCALE` validation
+                playlists a category (the beams are short); 0: none, every k reads the fit at
+                ``k``.
 
         Returns:
             The fit's summary (per bucket: prompts, the chosen view, weight, temperature,
-            NDCG@k of the blend, of the model alone, of the view alone, and of each view).
+            NDCG@k of the blend, of the model alone, of the view alone, and of each view; the
+            same at ``short_k`` under ``"short"``).
         """
         train = list(train_playlists)
         blend = SeedBlend.from_playlists(
@@ -491,24 +462,29 @@ class SeedBlendMixin:
             titles=[p.prompt for p in train] if titles else None,
             als_factors=als_factors,
         )
-        data = continuations(
-            validation_playlists, self._catalogue_index, per_category, title_only=titles
-        )
-        if not self.max_seed_tracks:  # a prompt of seeds alone needs a model that reads them
-            data = data.subset([i for i, text in enumerate(data.texts) if text.strip()])
+        validation = list(validation_playlists)
+
+        def cut(n: int) -> Continuations:
+            data = continuations(validation, self._catalogue_index, n, title_only=titles)
+            if self.max_seed_tracks:
+                return data
+            # a prompt of seeds alone needs a model that reads them
+            return data.subset([i for i, text in enumerate(data.texts) if text.strip()])
+
         ids = self.catalog.item_ids
 
-        def answer(part: Continuations) -> tuple[np.ndarray, np.ndarray]:
+        def answer(part: Continuations, depth: int) -> tuple[np.ndarray, np.ndarray]:
             import warnings
 
             seeds = [[ids[i] for i in s] for s in part.seeds]
             read = {"seed_tracks": seeds} if self.max_seed_tracks else {"exclude": seeds}
             with warnings.catch_warnings():  # the 25-100 seed prompts are cut, as expected
                 warnings.filterwarnings("ignore", "prompt .* more than the model reads")
-                _, items, scores = self._rank(part.texts, k, batch_size=batch_size, **read)
+                _, items, scores = self._rank(part.texts, depth, batch_size=batch_size, **read)
             return items, scores
 
-        self._seed_blend = blend.fit(answer, data, k, log)
+        short = cut(per_category * SHORT_SCALE) if 0 < short_k < k else None
+        self._seed_blend = blend.fit(answer, cut(per_category), k, log, short, short_k)
         self._seed_blend_changed = True
         return blend.summary
 

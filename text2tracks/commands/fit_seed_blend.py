@@ -18,6 +18,7 @@ import argparse
 import sys
 
 from text2tracks.config_flags import add_flag, command_parser
+from text2tracks.seed_blend import SHORT_DEPTH, SHORT_SCALE
 from text2tracks.seed_views import ALS_FACTORS
 
 EPILOG = """examples:
@@ -53,7 +54,7 @@ def add_parser(subparsers=None) -> argparse.ArgumentParser:
         "--per-category",
         type=int,
         default=50,
-        help="validation playlists per seeded category (default: 50)",
+        help="validation playlists per category (default: 50)",
     )
     parser.add_argument("--batch-size", type=int, default=32, help="prompts per beam search")
     parser.add_argument(
@@ -61,6 +62,14 @@ def add_parser(subparsers=None) -> argparse.ArgumentParser:
         type=int,
         default=ALS_FACTORS,
         help=f"ALS fold-in's factors; 0: no ALS view (default: {ALS_FACTORS})",
+    )
+    parser.add_argument(
+        "--short-k",
+        type=int,
+        default=SHORT_DEPTH,
+        help=f"fit short answers apart, at this k by Hits@k on {SHORT_SCALE}x --per-category "
+        "playlists (an answer reads the fit whose k is nearer its own on a log scale); 0: "
+        f"every k reads the --k fit (default: {SHORT_DEPTH})",
     )
     parser.add_argument(
         "--no-titles",
@@ -81,6 +90,7 @@ def run_fit_seed_blend(
     log=print,
     als_factors: int = ALS_FACTORS,
     titles: bool = True,
+    short_k: int = SHORT_DEPTH,
 ) -> dict:
     """Fit and save; returns the fit's summary."""
     from text2tracks.artifacts import artifact_split
@@ -89,8 +99,9 @@ def run_fit_seed_blend(
     for name, value in (("--k", k), ("--per-category", per_category), ("--batch-size", batch_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    if isinstance(als_factors, bool) or not isinstance(als_factors, int) or als_factors < 0:
-        raise ValueError(f"--als-factors must be 0 or a positive integer, got {als_factors!r}")
+    for name, value in (("--als-factors", als_factors), ("--short-k", short_k)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name} must be 0 or a positive integer, got {value!r}")
     split = artifact_split(artifact, playlists)
     if not split.validation:
         raise ValueError(
@@ -108,6 +119,7 @@ def run_fit_seed_blend(
         batch_size=batch_size,
         als_factors=als_factors,
         titles=titles,
+        short_k=short_k,
         log=log,
     )
     recommender.save_pretrained(artifact)
@@ -128,6 +140,7 @@ def _main(args: argparse.Namespace) -> int:
             log=lambda m: print(m, file=sys.stderr, flush=True),
             als_factors=args.als_factors,
             titles=not args.no_titles,
+            short_k=args.short_k,
         )
     except (ArtifactError, FileNotFoundError, PlaylistFormatError, ValueError) as err:
         print(f"text2tracks fit-seed-blend: error: {err}", file=sys.stderr)
