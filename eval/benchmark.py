@@ -304,13 +304,16 @@ class _Evaluation:
     def rankings(
         self, artifact: Path, diversity: float | None, mode: str = "generative"
     ) -> tuple[np.ndarray, float]:
-        """The trained model's rankings of the test prompts, as deep as its beam; seconds."""
+        """The trained model's rankings of the test prompts, as deep as its beam (its top k is
+        then the answer at k); in cf-blend mode ``--k`` deep, the blend's answer at k (the
+        blend reads a fit per depth, so a deeper answer's head is not it); seconds."""
         beams = self.model_beams
+        depth = beams if mode == "generative" else self.args.k
         return _model_rankings(
             artifact,
             self.prompts,
             self.vocab,
-            beams,
+            depth,
             beams,
             self.args.eval_batch_size,
             diversity=diversity,
