@@ -143,6 +143,19 @@ def test_benchmark_writes_results_per_prompt_and_report(tmp_path, monkeypatch):
     assert (
         "text2tracks-hybrid" not in json.loads((no_hybrid / "results.json").read_text())["systems"]
     )
+    # --mode cf-blend scores the artifact's fitted blend, --k deep (its answer at k)
+    from text2tracks.commands.fit_seed_blend import run_fit_seed_blend
+
+    run_fit_seed_blend(out / "artifact", playlists, k=20, per_category=5, log=lambda m: None)
+    assert benchmark.main([*argv, "--hybrid-views", "", "--mode", "cf-blend"]) == 0
+    blended = json.loads((no_hybrid / "results.json").read_text())["systems"]["text2tracks"]
+    assert (
+        blended["mode"] == "cf-blend"
+        and "text2tracks-beam-order"
+        in json.loads((no_hybrid / "results.json").read_text())["systems"]
+    )
+    depth = json.loads((no_hybrid / "per_prompt.json").read_text())["rank_depth"]
+    assert depth["text2tracks"] == 10 and depth["text2tracks-beam-order"] > 10
 
 
 def test_hybrid_views_default_to_title_knn_when_it_runs_and_are_checked_before_training(tmp_path):
@@ -159,3 +172,6 @@ def test_hybrid_views_default_to_title_knn_when_it_runs_and_are_checked_before_t
         benchmark.main(["--train", "missing.jsonl", "--out", str(tmp_path / "x"), "--baselines", "",
                         "--hybrid-views", "title_knn"])  # fmt: skip
     assert not (tmp_path / "x").exists()
+    # a blend is fitted into an artifact: --mode cf-blend scores a reused one only
+    argv = ["--train", "missing.jsonl", "--out", str(tmp_path / "y"), "--mode", "cf-blend"]
+    assert benchmark.main(argv) == 2 and not (tmp_path / "y").exists()

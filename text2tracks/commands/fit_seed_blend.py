@@ -66,10 +66,10 @@ def add_parser(subparsers=None) -> argparse.ArgumentParser:
     parser.add_argument(
         "--short-k",
         type=int,
-        default=SHORT_DEPTH,
-        help=f"fit short answers apart, at this k by Hits@k on {SHORT_SCALE}x --per-category "
-        "playlists (an answer reads the fit whose k is nearer its own on a log scale); 0: "
-        f"every k reads the --k fit (default: {SHORT_DEPTH})",
+        default=0,
+        help=f"also fit short answers apart, at this k (e.g. {SHORT_DEPTH}) by Hits@k on "
+        f"{SHORT_SCALE}x --per-category playlists (an answer reads the fit whose k is nearer "
+        "its own on a log scale); 0: every k reads the --k fit (default: 0)",
     )
     parser.add_argument(
         "--no-titles",
@@ -90,7 +90,7 @@ def run_fit_seed_blend(
     log=print,
     als_factors: int = ALS_FACTORS,
     titles: bool = True,
-    short_k: int = SHORT_DEPTH,
+    short_k: int = 0,
 ) -> dict:
     """Fit and save; returns the fit's summary."""
     from text2tracks.artifacts import artifact_split
