@@ -330,6 +330,13 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--playlists", help="playlists (MPD, JSONL, Parquet) used as sequences")
     parser.add_argument("--out", required=True, help="output folder (sequential.json)")
     parser.add_argument("--min-length", type=int, default=3)
+    parser.add_argument(
+        "--core",
+        type=int,
+        default=0,
+        help="keep the k-core first, as TIGER's Amazon datasets (5-core): items in at least "
+        "this many sequences, users with at least this many items (default 0: every item)",
+    )
     parser.add_argument("--n-bootstrap", type=int, default=1000)
     parser.add_argument(
         "--max-users",
@@ -441,10 +448,17 @@ def prepare_model(args: argparse.Namespace, split, log=print):
 def main(argv: list[str] | None = None) -> int:
     from eval.report import write_table_and_json
     from semantic_ids.playlists import read_playlists
-    from semantic_ids.sequences import leave_last_out, read_sequences, sequences_from_playlists
+    from semantic_ids.sequences import (
+        k_core,
+        leave_last_out,
+        read_sequences,
+        sequences_from_playlists,
+    )
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.core < 0:
+        parser.error(f"--core must be >= 0, got {args.core}")
     if args.max_users is not None and args.max_users < 1:
         parser.error(f"--max-users must be >= 1, got {args.max_users}")
     if args.history_window and args.train_minutes is None:
@@ -461,6 +475,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.sequences
         else sequences_from_playlists(read_playlists(args.playlists).playlists)
     )
+    if args.core:
+        sequences = k_core(sequences, args.core)
     split = leave_last_out(sequences, min_length=args.min_length)
     model, setting = None, None
     if args.model_artifact or args.train_minutes is not None:

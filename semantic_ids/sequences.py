@@ -27,6 +27,7 @@ __all__ = [
     "read_sequences",
     "sequences_from_playlists",
     "leave_last_out",
+    "k_core",
 ]
 
 
@@ -128,6 +129,30 @@ def read_sequences(path: str | Path) -> Sequences:
 def sequences_from_playlists(playlists: Sequence) -> Sequences:
     """Each playlist as a sequence: its id as the user, its tracks in playlist order."""
     return Sequences([p.playlist_id for p in playlists], [list(p.track_ids) for p in playlists])
+
+
+def k_core(sequences: Sequences, k: int) -> Sequences:
+    """The ``k``-core, as TIGER's datasets (Amazon 5-core) are cut: items in fewer than ``k``
+    users' sequences are dropped, then users left with fewer than ``k`` items, again until
+    every item has ``k`` users and every user ``k`` items (order kept). Dropped users join
+    ``n_skipped``."""
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    users, items = list(sequences.users), [list(seq) for seq in sequences.items]
+    while True:
+        counts: dict[str, int] = {}
+        for seq in items:
+            for item in set(seq):
+                counts[item] = counts.get(item, 0) + 1
+        kept = [[i for i in seq if counts[i] >= k] for seq in items]
+        long_enough = [len(seq) >= k for seq in kept]
+        kept_users = [u for u, ok in zip(users, long_enough, strict=True) if ok]
+        kept_items = [seq for seq, ok in zip(kept, long_enough, strict=True) if ok]
+        if kept_items == items:
+            break
+        users, items = kept_users, kept_items
+    dropped = len(sequences.users) - len(users)
+    return Sequences(users, items, n_skipped=sequences.n_skipped + dropped)
 
 
 def leave_last_out(sequences: Sequences, min_length: int = 3) -> SequenceSplit:

@@ -12,6 +12,7 @@ from semantic_ids.playlists import Playlist
 from semantic_ids.sequences import (
     SequenceFormatError,
     Sequences,
+    k_core,
     leave_last_out,
     read_sequences,
     sequences_from_playlists,
@@ -73,6 +74,30 @@ def test_leave_last_out():
     assert split.test_history(0) == ["a", "b", "c"]
     with pytest.raises(ValueError, match="min_length"):
         leave_last_out(seqs, min_length=2)
+
+
+def test_k_core_drops_rare_items_then_short_users_until_both_hold():
+    seqs = Sequences(
+        ["u1", "u2", "u3", "u4"],
+        [["a", "b", "c"], ["a", "b", "d"], ["a", "c", "b", "e"], ["e", "d"]],
+        n_skipped=1,
+    )
+    core = k_core(seqs, 2)
+    # d and e (2 users each) survive the first pass; u4 keeps 2 items; nothing changes after
+    assert core.users == ["u1", "u2", "u3", "u4"]
+    assert core.items == [["a", "b", "c"], ["a", "b", "d"], ["a", "c", "b", "e"], ["e", "d"]]
+    core = k_core(seqs, 3)
+    # c, d, e are in fewer than 3 sequences; then u4 is empty and u1-u3 hold a, b (< 3 items):
+    # everyone goes, and the next pass has nothing left
+    assert core.users == [] and core.n_skipped == 5
+    core = k_core(Sequences(["u1", "u2", "u3"], [["a", "b", "x"], ["a", "b"], ["a", "b", "y"]]), 2)
+    assert core.items == [["a", "b"], ["a", "b"], ["a", "b"]] and core.n_skipped == 0
+    with pytest.raises(ValueError, match="positive integer"):
+        k_core(seqs, 0)
+    from eval.sequential import main
+
+    with pytest.raises(SystemExit):  # refused before any file is read
+        main(["--playlists", "missing", "--out", "x", "--core", "-1"])
 
 
 def test_metrics_from_ranks():
