@@ -14,6 +14,7 @@ import scipy.sparse as sp
 from eval.sequential import als_fold_in_scores
 from text2tracks.cf_targets import ItemCosine
 from text2tracks.seed_continuations import CATEGORIES, Category  # the challenge's ten, one table
+from text2tracks.seed_views import fused
 
 DEPTH = 500
 METRICS = ("r_precision", "ndcg", "clicks", "hits@10")
@@ -172,15 +173,11 @@ class Scorers:
         raise ValueError(f"unknown system {name!r}")
 
 
-def normalise_rows(scores: np.ndarray) -> np.ndarray:
-    top = np.abs(scores).max(axis=1, keepdims=True)
-    return scores / np.where(top > 0, top, 1.0)
-
-
 def fused_scores(seed: np.ndarray, title: np.ndarray, weight: float) -> np.ndarray:
     """A fused row's scores: a seed system's and title kNN's, each over its row maximum,
-    ``seed + weight * title``."""
-    return normalise_rows(seed) + weight * normalise_rows(title)
+    ``seed + weight * title`` (the API's fused views compute the same:
+    :func:`text2tracks.seed_views.fused`)."""
+    return fused(seed, title, weight)
 
 
 def rank(

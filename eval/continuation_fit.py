@@ -17,10 +17,10 @@ from eval.continuation_core import (
     Task,
     challenge_metrics,
     make_tasks,
-    normalise_rows,
     rank,
 )
 from eval.sequential import KNN_HISTORY_POWERS
+from text2tracks.seed_views import over_max
 
 FUSE_WEIGHTS = (0.1, 0.3, 1.0, 3.0)
 
@@ -80,9 +80,9 @@ def fit_fuse_weights(
             titles = task.titles[start : start + chunk]
             seeds = task.seeds[start : start + chunk]
             withheld = task.withheld[start : start + chunk]
-            title = normalise_rows(scorers.score("title_knn", titles, seeds))
+            title = over_max(scorers.score("title_knn", titles, seeds))
             for s in SEED_SYSTEMS:
-                base = normalise_rows(scorers.score(s, titles, seeds))
+                base = over_max(scorers.score(s, titles, seeds))
                 for w in FUSE_WEIGHTS:
                     ranked = rank(base + w * title, seeds, popularity_order, item_ids)
                     per_weight[s, w].extend(challenge_metrics(ranked, withheld)["r_precision"])

@@ -198,7 +198,7 @@ class CFViews:
         seed = np.asarray(seed, np.float64)
         if not view.title_weight:
             return seed
-        return _over_max(seed) + view.title_weight * _over_max(self._title_scores(texts))
+        return fused(seed, self._title_scores(texts), view.title_weight)
 
     def top(
         self,
@@ -251,7 +251,13 @@ class CFViews:
         return cls(matrix, titles, factors)
 
 
-def _over_max(scores: np.ndarray) -> np.ndarray:
+def over_max(scores: np.ndarray) -> np.ndarray:
     """Each row over its largest absolute value (a row of zeros stays zero)."""
     top = np.abs(scores).max(axis=1, keepdims=True)
     return scores / np.where(top > 0, top, 1.0)
+
+
+def fused(seed: np.ndarray, title: np.ndarray, weight: float) -> np.ndarray:
+    """A seed view fused with title kNN: each over its row maximum, ``seed + weight * title``
+    (the fused baselines of ``eval.continuation`` too)."""
+    return over_max(seed) + weight * over_max(title)
