@@ -276,16 +276,19 @@ def test_als_fold_in_and_title_knn_find_the_group_and_a_fused_view_adds_the_two(
         BlendView("bm25")
 
 
-def test_title_only_prompts_are_blended_with_title_knn_and_the_views_are_saved(tmp_path):
+def _fitted_on_titled_groups(**fit):
+    """A tiny untrained recommender and its blend, fitted on playlists titled by group."""
     recommender = _recommender(max_seed_tracks=4)
-    ids = recommender.catalog.item_ids
     summary = recommender.fit_seed_blend(
         _group_playlists(80, seed=0, titled=True),
         _group_playlists(40, seed=1, size=8, titled=True),
-        k=6,
-        per_category=8,
-        als_factors=4,
+        **fit,
     )
+    return recommender, recommender.catalog.item_ids, summary
+
+
+def test_title_only_prompts_are_blended_with_title_knn_and_the_views_are_saved(tmp_path):
+    recommender, ids, summary = _fitted_on_titled_groups(k=6, per_category=8, als_factors=4)
     assert set(summary["buckets"]) == {"0", "1", "5"}
     assert summary["buckets"]["0"]["view"] == "title_knn"
     # every seeded bucket tried every view: both powers, ALS, and each fused with the title
@@ -312,15 +315,8 @@ def test_title_only_prompts_are_blended_with_title_knn_and_the_views_are_saved(t
 def test_a_short_answer_reads_its_own_fit_and_it_survives_saving(tmp_path):
     from text2tracks.seed_blend import SeedBlend
 
-    recommender = _recommender(max_seed_tracks=4)
-    ids = recommender.catalog.item_ids
-    summary = recommender.fit_seed_blend(
-        _group_playlists(80, seed=0, titled=True),
-        _group_playlists(40, seed=1, size=8, titled=True),
-        k=8,
-        per_category=4,
-        als_factors=0,
-        short_k=2,
+    recommender, ids, summary = _fitted_on_titled_groups(
+        k=8, per_category=4, als_factors=0, short_k=2
     )
     short = summary["short"]
     assert short["k"] == 2 and set(short["buckets"]) == {"0", "1", "5"}
