@@ -11,10 +11,9 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from eval.sequential import als_fold_in_scores
 from text2tracks.cf_targets import ItemCosine
 from text2tracks.seed_continuations import CATEGORIES, Category  # the challenge's ten, one table
-from text2tracks.seed_views import fused
+from text2tracks.seed_views import als_fold_in_scores, fit_als, fused, seed_rows
 
 DEPTH = 500
 METRICS = ("r_precision", "ndcg", "clicks", "hits@10")
@@ -142,30 +141,17 @@ class Scorers:
         self.fit_als(als_factors)
 
     def fit_als(self, factors: int) -> None:
-        """(Re)fit ALS fold-in's model with ``factors`` factors (``self.als_factors``)."""
-        from implicit.als import AlternatingLeastSquares
-        from threadpoolctl import threadpool_limits
-
-        with threadpool_limits(limits=1, user_api="blas"):
-            self.als = AlternatingLeastSquares(
-                factors=factors, regularization=0.05, iterations=15, random_state=0
-            )
-            self.als.fit(self.train, show_progress=False)
+        """(Re)fit ALS fold-in's model with ``factors`` factors (``self.als_factors``), as the
+        API's blend fits its ALS view (:func:`text2tracks.seed_views.fit_als`)."""
+        self.als = fit_als(self.train, factors)
         self.als_factors = int(factors)
-
-    def _seed_rows(self, seeds: Sequence[np.ndarray]) -> sp.csr_matrix:
-        indptr = np.r_[0, np.cumsum([len(s) for s in seeds])]
-        cols = np.concatenate(seeds) if len(seeds) and indptr[-1] else np.zeros(0, np.int64)
-        return sp.csr_matrix(
-            (np.ones(len(cols), np.float32), cols, indptr), shape=(len(seeds), self.n_items)
-        )
 
     def score(self, name: str, titles: list[str], seeds: Sequence[np.ndarray]) -> np.ndarray:
         if name == "popularity":
             return np.broadcast_to(self.popularity, (len(titles), self.n_items)).copy()
         if name == "title_knn":
             return (self.neighbors.weights(titles) @ self.train).toarray()
-        rows = self._seed_rows(seeds)
+        rows = seed_rows(seeds, self.n_items)
         if name == "item_knn":
             return self.cosine.scores(rows, self.knn_power)
         if name == "als_fold_in":

@@ -48,11 +48,11 @@ import time
 from collections.abc import Sequence
 
 import numpy as np
-import scipy.sparse as sp
 
 from eval.sequential_core import history_rows as _rows
 from eval.sequential_core import metrics_from_ranks, paired_tests
 from text2tracks.cf_targets import ItemCosine
+from text2tracks.seed_views import als_fold_in_scores
 
 MODEL_SYSTEM = "text2tracks"
 # item kNN's settings, chosen on the validation targets: recency decay and the history side's
@@ -102,16 +102,6 @@ def rank_of_targets(
         place = (block > own).sum(axis=1) + ((block == own) & (columns < cols[:, None])).sum(axis=1)
         ranks[start + rows] = np.minimum(place, depth)
     return ranks
-
-
-def als_fold_in_scores(model, rows: sp.csr_matrix) -> np.ndarray:
-    """implicit ALS fold-in: each row's user factor solved from its items (item factors fixed),
-    then scored against every item."""
-    factors = model.recalculate_user(np.arange(rows.shape[0]), rows)
-    return (
-        np.asarray(factors, np.float32).reshape(rows.shape[0], -1)
-        @ np.asarray(model.item_factors).T
-    )
 
 
 def scored_users(n_users: int, max_users: int | None = None, seed: int = 0) -> np.ndarray:

@@ -75,9 +75,9 @@ class BlendView:
         )
 
 
-def fit_als_factors(interactions: sp.csr_matrix, factors: int = ALS_FACTORS) -> np.ndarray:
-    """ALS item factors ``(n_items, factors)`` float32 of a playlists x items matrix (binary),
-    fitted as ``eval.continuation``'s fold-in baseline is (seeded, one BLAS thread)."""
+def fit_als(interactions: sp.csr_matrix, factors: int = ALS_FACTORS):
+    """implicit ALS of a playlists x items matrix (binary), fitted as ``eval.continuation``'s
+    fold-in baseline and the blend's ALS view are (seeded, one BLAS thread)."""
     from implicit.als import AlternatingLeastSquares
     from threadpoolctl import threadpool_limits
 
@@ -91,7 +91,33 @@ def fit_als_factors(interactions: sp.csr_matrix, factors: int = ALS_FACTORS) -> 
             random_state=0,
         )
         model.fit(sp.csr_matrix(interactions, dtype=np.float32), show_progress=False)
-    return np.ascontiguousarray(model.item_factors, dtype=np.float32)
+    return model
+
+
+def fit_als_factors(interactions: sp.csr_matrix, factors: int = ALS_FACTORS) -> np.ndarray:
+    """:func:`fit_als`'s item factors ``(n_items, factors)``, float32."""
+    return np.ascontiguousarray(fit_als(interactions, factors).item_factors, dtype=np.float32)
+
+
+def als_fold_in_scores(model, rows: sp.csr_matrix) -> np.ndarray:
+    """implicit ALS fold-in: each row's user factor solved from its items (item factors fixed),
+    then scored against every item."""
+    factors = model.recalculate_user(np.arange(rows.shape[0]), rows)
+    return (
+        np.asarray(factors, np.float32).reshape(rows.shape[0], -1)
+        @ np.asarray(model.item_factors).T
+    )
+
+
+def seed_rows(seeds: Sequence[np.ndarray], n_items: int) -> sp.csr_matrix:
+    """Prompts x items, 1 where a prompt holds a seed (item indices per prompt)."""
+    from text2tracks.ragged import Ragged
+
+    ragged = Ragged.from_rows(seeds)
+    return sp.csr_matrix(
+        (np.ones(len(ragged.values), np.float32), ragged.values, ragged.indptr),
+        shape=(len(ragged), n_items),
+    )
 
 
 class CFViews:
@@ -152,14 +178,6 @@ class CFViews:
 
     # --- scores ---------------------------------------------------------------------------------
 
-    def _seed_rows(self, seeds: Sequence[np.ndarray]) -> sp.csr_matrix:
-        block = [np.asarray(s, np.int64) for s in seeds]
-        indptr = np.r_[0, np.cumsum([len(s) for s in block])]
-        cols = np.concatenate(block) if indptr[-1] else np.zeros(0, np.int64)
-        return sp.csr_matrix(
-            (np.ones(len(cols), np.float32), cols, indptr), shape=(len(block), self.n_items)
-        )
-
     def _title_scores(self, texts: Sequence[str]) -> np.ndarray:
         if self.titles is None:
             raise ValueError("this blend keeps no training titles: it has no title kNN view")
@@ -181,8 +199,7 @@ class CFViews:
                     factors=self.item_factors.shape[1], regularization=ALS_REGULARIZATION
                 )
             self._als.item_factors = self.item_factors
-        users = self._als.recalculate_user(np.arange(rows.shape[0]), rows)
-        return np.asarray(users, np.float32).reshape(rows.shape[0], -1) @ self.item_factors.T
+        return als_fold_in_scores(self._als, rows)
 
     def scores(
         self, view: BlendView, texts: Sequence[str], seeds: Sequence[np.ndarray]
@@ -190,7 +207,7 @@ class CFViews:
         """Dense ``(n, n_items)`` float64 scores of ``view`` for prompts (texts and seeds)."""
         if view.system == "title_knn":
             return self._title_scores(texts).astype(np.float64)
-        rows = self._seed_rows(seeds)
+        rows = seed_rows(seeds, self.n_items)
         if view.system == "item_knn":
             seed = self.cosine.scores(rows, view.history_power)
         else:
