@@ -33,7 +33,9 @@ histories and trains it; ``--model-artifact`` alone scores an artifact built so,
 recorded split is not this one. The row is compared with item kNN and ALS fold-in by a paired
 bootstrap on the same users (Recall@10 and NDCG@10: difference, interval, p-value).
 ``--hybrid`` adds ``text2tracks-hybrid``, the model's answers mixed with item kNN's list and
-fitted on the validation targets (:mod:`eval.sequential_hybrid`).
+fitted on the validation targets (:mod:`eval.sequential_hybrid`); ``--rerank`` adds
+``text2tracks-rerank``, the same mixture after the model has scored each of item kNN's
+candidates itself.
 ``--max-users N`` scores every system on a seeded subset of N users (fitting still reads every
 training history). Prints a markdown table and writes ``OUT/sequential.json`` (with each
 system's per-user test ranks).
@@ -242,14 +244,18 @@ def run(
     max_users: int | None = None,
     sample_seed: int = 0,
     hybrid: bool = False,
+    rerank: bool = False,
 ) -> dict:
     """The baselines (and ``model``, the ``text2tracks`` row, when given: anything with
     ``rank(histories, targets) -> (ranks, notes)``, scored on ``model_stages`` and compared with
     item kNN and ALS fold-in by paired bootstrap) on the scored users (:func:`scored_users`).
     ``hybrid``: also ``text2tracks-hybrid``, the model's answers mixed with item kNN's
-    (:mod:`eval.sequential_hybrid`; needs a model with ``rank_and_answer``, on both stages)."""
-    if hybrid and model is None:
-        raise ValueError("text2tracks-hybrid mixes the model's answers: give a model")
+    (:mod:`eval.sequential_hybrid`; needs a model with ``rank_and_answer``, on both stages).
+    ``rerank``: also ``text2tracks-rerank``, item kNN's candidates scored by the model too (it
+    needs ``score_candidates`` as well)."""
+    for flag, name in ((hybrid, "text2tracks-hybrid"), (rerank, "text2tracks-rerank")):
+        if flag and model is None:
+            raise ValueError(f"{name} mixes the model's answers: give a model")
     if "test" not in model_stages or not set(model_stages) <= {"validation", "test"}:
         raise ValueError(
             f"model_stages must hold 'test' and maybe 'validation', got {list(model_stages)}"
@@ -274,6 +280,11 @@ def run(
 
             knn = results["systems"]["item_knn"]["setting"]
             results["systems"][HYBRID_SYSTEM] = hybrid_row(ev, knn, n_bootstrap, log)
+        if rerank:
+            from eval.sequential_hybrid import RERANK_SYSTEM, rerank_row
+
+            knn = results["systems"]["item_knn"]["setting"]
+            results["systems"][RERANK_SYSTEM] = rerank_row(ev, model, knn, n_bootstrap, log)
     results["per_user"] = {
         "rows": rows.tolist(),
         "test_ranks": {name: ranks.tolist() for name, ranks in ev.test_ranks.items()},
@@ -371,6 +382,12 @@ def build_parser() -> argparse.ArgumentParser:
         "fitted on the validation targets (eval/sequential_hybrid.py)",
     )
     model.add_argument(
+        "--rerank",
+        action="store_true",
+        help="also score text2tracks-rerank: item kNN's 100 candidates each scored by the "
+        "model (teacher-forced), mixed with item kNN's list as --hybrid mixes them",
+    )
+    model.add_argument(
         "--no-model-validation",
         action="store_true",
         help="score the model on the test targets only (half the beam searches)",
@@ -453,12 +470,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--max-users must be >= 1, got {args.max_users}")
     if args.history_window and args.train_minutes is None:
         parser.error("--history-window shapes the training data: it needs --train-minutes")
-    if args.hybrid and (
+    if (args.hybrid or args.rerank) and (
         args.no_model_validation or not (args.model_artifact or args.train_minutes)
     ):
         parser.error(
-            "--hybrid mixes the model's answers, fitted on its validation answers: it needs "
-            "--model-artifact or --train-minutes, without --no-model-validation"
+            "--hybrid and --rerank mix the model's answers, fitted on its validation answers: "
+            "they need --model-artifact or --train-minutes, without --no-model-validation"
         )
     sequences = (
         read_sequences(args.sequences)
@@ -480,6 +497,7 @@ def main(argv: list[str] | None = None) -> int:
         max_users=args.max_users,
         sample_seed=args.sample_seed,
         hybrid=args.hybrid,
+        rerank=args.rerank,
     )
     table = format_table(results)
     print(table)

@@ -11,6 +11,11 @@ mixed, ``w * p_model + (1 - w) * p_knn``
 grid point with the best Recall@10 on the validation targets (the model's answers to the
 training histories), never the test ones. ``w = 0`` is item kNN's own list and ``w = 1`` the
 model's, so the fit may fall back to either. The ``text2tracks`` row stays the model alone.
+
+``text2tracks-rerank`` (``--rerank``) gives the model's view every one of item kNN's candidates:
+each is scored by the model itself (teacher-forced, :meth:`text2tracks.Text2Tracks.score_tracks`,
+the history as its seeds), so the mixture can reorder kNN's list by what the model thinks of
+each item, not only where its beam found one.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from text2tracks.candidate_rerank import (
 from text2tracks.cf_targets import ItemCosine
 
 HYBRID_SYSTEM = "text2tracks-hybrid"
+RERANK_SYSTEM = "text2tracks-rerank"
 CANDIDATES = 100  # item kNN's candidates per user
 DEPTH = 10  # the protocol's deepest K
 # item kNN's shares spread over its 100 candidates, so small model weights reorder its top 10
@@ -75,22 +81,64 @@ def hybrid_row(ev, knn_setting: dict, n_bootstrap: int, log=print) -> dict:
     (``ev``: :class:`eval.sequential._Evaluation` holding the model's answers on both and item
     kNN's cosine over the training histories), its test
     ranks added to ``ev.test_ranks`` and compared by paired bootstrap."""
+    _check_answers(ev, HYBRID_SYSTEM)
+    views = {
+        stage: {
+            "model": id_view(ev.answers[stage], ev.index),
+            "item_knn": knn_view(ev.cosine, ev.stages[stage][0], ev.index, knn_setting),
+        }
+        for stage in ("validation", "test")
+    }
+    return _mixture_row(ev, views, HYBRID_SYSTEM, knn_setting, n_bootstrap, log)
+
+
+def rerank_row(ev, model, knn_setting: dict, n_bootstrap: int, log=print) -> dict:
+    """The ``text2tracks-rerank`` row (LIGER: a generative model scoring another retriever's
+    candidates): item kNN's :data:`CANDIDATES` per user, each scored by the model
+    (``model.score_candidates``, teacher-forced: the score its search would give that item),
+    joined with the model's own answers, then mixed with item kNN's list as
+    :func:`hybrid_row` mixes them. Unlike the hybrid, the model's view covers every kNN
+    candidate, not only the ones its beam found."""
+    _check_answers(ev, RERANK_SYSTEM)
+    names = np.empty(ev.n_items, dtype=object)
+    for item, j in ev.index.items():
+        names[j] = item
+    views = {}
+    for stage in ("validation", "test"):
+        histories = ev.stages[stage][0]
+        knn_items, knn_scores = knn_view(ev.cosine, histories, ev.index, knn_setting)
+        ids = [[names[j] for j in row if j >= 0] for row in knn_items]
+        exact = np.asarray(model.score_candidates(histories, ids), dtype=np.float64)
+        scored = np.full(knn_items.shape, np.nan)
+        scored[:, : exact.shape[1]] = exact
+        scored[knn_items < 0] = np.nan
+        answer_items, answer_scores = id_view(ev.answers[stage], ev.index)
+        views[stage] = {
+            "model": (
+                np.concatenate([answer_items, knn_items], axis=1),
+                np.concatenate([answer_scores, scored], axis=1),
+            ),
+            "item_knn": (knn_items, knn_scores),
+        }
+        log(f"{RERANK_SYSTEM}: {stage}: {len(histories)} users' kNN candidates scored")
+    return _mixture_row(ev, views, RERANK_SYSTEM, knn_setting, n_bootstrap, log)
+
+
+def _check_answers(ev, system: str) -> None:
     missing = {"validation", "test"} - set(ev.answers)
     if missing:
         raise ValueError(
-            f"text2tracks-hybrid is fitted on the model's validation answers and scored on its "
+            f"{system} is fitted on the model's validation answers and scored on its "
             f"test ones; missing: {sorted(missing)} (drop --no-model-validation)"
         )
+
+
+def _mixture_row(ev, views, system: str, knn_setting: dict, n_bootstrap: int, log) -> dict:
+    """Fit the mixture of ``views[stage]["model"]`` and ``["item_knn"]`` on the validation
+    targets, rank both stages, and compare the test ranks by paired bootstrap."""
     groups = np.zeros(ev.n_items, np.int64)  # no first-code spreading
-    views, stage_targets = {}, {}
-    for stage in ("validation", "test"):
-        histories, targets = ev.stages[stage]
-        views[stage] = {
-            "model": id_view(ev.answers[stage], ev.index),
-            "item_knn": knn_view(ev.cosine, histories, ev.index, knn_setting),
-        }
-        stage_targets[stage] = targets
-    relevant = [{ev.index[t]} if t in ev.index else set() for t in stage_targets["validation"]]
+    targets = {stage: ev.stages[stage][1] for stage in ("validation", "test")}
+    relevant = [{ev.index[t]} if t in ev.index else set() for t in targets["validation"]]
     mixture = ScoreMixture("model", "item_knn", WEIGHTS, MIX_TEMPERATURES, (0.0,))
     mixture.fit(views["validation"], relevant, groups, k=DEPTH)
     out: dict = {
@@ -106,12 +154,12 @@ def hybrid_row(ev, knn_setting: dict, n_bootstrap: int, log=print) -> dict:
     for stage in ("validation", "test"):
         items, _ = mixture.rank(views[stage], groups, k=DEPTH)
         lists = filled_lists(items, [views[stage]["item_knn"], views[stage]["model"]], DEPTH)
-        ranks = target_ranks(lists, stage_targets[stage], ev.index, DEPTH)
+        ranks = target_ranks(lists, targets[stage], ev.index, DEPTH)
         out[stage] = metrics_from_ranks(ranks, n_bootstrap)
-    ev.test_ranks[HYBRID_SYSTEM] = ranks
-    out["paired"] = paired_tests(ev.test_ranks, HYBRID_SYSTEM, n_bootstrap)
+    ev.test_ranks[system] = ranks
+    out["paired"] = paired_tests(ev.test_ranks, system, n_bootstrap)
     log(
-        f"{HYBRID_SYSTEM}: weight {mixture.weight_:g}, temperature {mixture.temperature_:g}; "
+        f"{system}: weight {mixture.weight_:g}, temperature {mixture.temperature_:g}; "
         f"test recall@10 {out['test']['recall@10']:.4f}"
     )
     return out

@@ -368,6 +368,35 @@ class SequentialModel:
         said.update(re.sub(r"\d+", "N", str(w.message).split(";")[0]) for w in caught)
         return answers
 
+    def score_candidates(
+        self, histories: Sequence[Sequence[str]], candidates: Sequence[Sequence[str]]
+    ) -> np.ndarray:
+        """``(n_histories, longest)`` the model's score of each candidate item id after its
+        history (:meth:`text2tracks.Text2Tracks.score_tracks`, the score its search would give
+        it), the history's most recent ``max_seed_tracks`` catalogue items as the seeds, as
+        :meth:`answer` asks them; NaN past a row's end, for a candidate outside the catalogue
+        and for a history with no catalogue item."""
+        if len(histories) != len(candidates):
+            raise ValueError(f"{len(histories)} histories but {len(candidates)} candidate lists")
+        out = np.full((len(histories), max((len(c) for c in candidates), default=0)), np.nan)
+        cap = max(1, int(getattr(self.recommender, "max_seed_tracks", 0)))
+        seeds = [[t for t in h if t in self.known][-cap:] for h in histories]
+        rows = sorted((i for i, s in enumerate(seeds) if s), key=lambda i: len(seeds[i]))
+        for start in range(0, len(rows), self.batch_size):
+            batch = rows[start : start + self.batch_size]
+            keep = [[j for j, t in enumerate(candidates[i]) if t in self.known] for i in batch]
+            if not any(keep):
+                continue
+            scores = self.recommender.score_tracks(
+                [""] * len(batch),
+                [[candidates[i][j] for j in cols] for i, cols in zip(batch, keep, strict=True)],
+                seed_tracks=[seeds[i] for i in batch],
+                batch_size=self.batch_size,
+            )
+            for row, (i, cols) in enumerate(zip(batch, keep, strict=True)):
+                out[i, cols] = scores[row, : len(cols)]
+        return out
+
 
 def load_sequential_model(
     artifact: str | Path,

@@ -1,5 +1,6 @@
 """text2tracks-hybrid in TIGER's protocol (eval.sequential --hybrid): the model's answers mixed
-with item kNN's list, fitted on the validation targets.
+with item kNN's list, fitted on the validation targets; text2tracks-rerank (--rerank): the same
+after the model has scored each of item kNN's candidates.
 
 Stand-in models of known quality check the fit: one that never answers the target must be
 mixed away (the hybrid ranks every user's target exactly where item kNN does), one that always
@@ -91,3 +92,60 @@ def test_the_hybrid_needs_a_model_and_its_validation_answers(tmp_path):
         )
     with pytest.raises(SystemExit):
         main(["--playlists", "x", "--out", str(tmp_path), "--hybrid"])
+
+
+class Scorer(StandIn):
+    """Answers as ``StandIn(False)`` (never the target); scores candidates: ``knows`` puts the
+    user's target far above every other candidate, else seeded noise."""
+
+    def __init__(self, knows: bool) -> None:
+        super().__init__(False)
+        self.knows, self.target_of = knows, {}
+
+    def rank_and_answer(self, histories, targets):
+        self.target_of.update({tuple(h): t for h, t in zip(histories, targets, strict=True)})
+        return super().rank_and_answer(histories, targets)
+
+    def score_candidates(self, histories, candidates):
+        rng = np.random.default_rng(0)
+        out = np.full((len(histories), max(map(len, candidates))), np.nan)
+        for i, (history, row) in enumerate(zip(histories, candidates, strict=True)):
+            target = self.target_of[tuple(history)]
+            out[i, : len(row)] = [
+                0.0 if self.knows and t == target else -5.0 - rng.random() for t in row
+            ]
+        return out
+
+
+def _rerank(split, model):
+    return run(split, n_bootstrap=100, als_factors=8, log=lambda m: None, model=model, rerank=True)
+
+
+def test_rerank_finds_what_the_model_scores_high_among_knns_candidates():
+    from eval.sequential import _Evaluation
+    from eval.sequential_core import history_rows
+    from eval.sequential_hybrid import CANDIDATES, RERANK_SYSTEM, knn_view
+    from text2tracks.cf_targets import ItemCosine
+
+    split = _walks()
+    results = _rerank(split, Scorer(True))
+    rerank = results["systems"][RERANK_SYSTEM]
+    assert rerank["setting"]["weight"] > 0
+    # the target comes first wherever item kNN's candidates hold it, though the beam never did
+    ev = _Evaluation(split, np.arange(len(split.users)), 10)
+    cosine = ItemCosine(history_rows(split.train, ev.index))
+    histories, targets = ev.stages["test"]
+    items, _ = knn_view(cosine, histories, ev.index, results["systems"]["item_knn"]["setting"])
+    held = np.mean([ev.index.get(t, -2) in row for t, row in zip(targets, items, strict=True)])
+    assert items.shape[1] == CANDIDATES
+    assert rerank["test"]["recall@5"] == pytest.approx(held)
+    assert rerank["test"]["recall@10"] > results["systems"]["item_knn"]["test"]["recall@10"] + 0.1
+
+
+def test_rerank_mixes_a_noisy_scorer_away():
+    from eval.sequential_hybrid import RERANK_SYSTEM
+
+    results = _rerank(_walks(), Scorer(False))
+    rerank = results["systems"][RERANK_SYSTEM]
+    assert rerank["setting"]["weight"] == 0.0
+    assert abs(rerank["paired"]["item_knn"]["recall@10"]["diff"]) <= 0.01

@@ -192,6 +192,36 @@ def test_ranks_of_handmade_answers():
         model.rank(histories, targets[:2])
 
 
+class _Scorer(_Scripted):
+    """Scores a candidate by its number, plus 100 times the last seed's (so the seeds show)."""
+
+    def score_tracks(self, prompts, track_ids, seed_tracks, batch_size):
+        self.calls.append((list(prompts), [list(s) for s in seed_tracks], batch_size))
+        width = max(map(len, track_ids))
+        out = np.full((len(prompts), width), np.nan)
+        for i, (row, seeds) in enumerate(zip(track_ids, seed_tracks, strict=True)):
+            out[i, : len(row)] = [int(t[1:]) + 100 * int(seeds[-1][1:]) for t in row]
+        return out
+
+
+def test_candidates_are_scored_after_the_most_recent_seeds():
+    model = SequentialModel(_Scorer([f"t{i}" for i in range(20)], {}), batch_size=2)
+    long = ["t4", "t5", "t6", "t7", "t9", "t10", "t1"]
+    histories = [["t3", "t2"], ["zz"], long, ["t0", "yy"]]
+    candidates = [["t5", "nope", "t7"], ["t1"], ["t8"], ["t9", "t3"]]
+    got = model.score_candidates(histories, candidates)
+    np.testing.assert_array_equal(
+        got,
+        [[205, np.nan, 207], [np.nan] * 3, [108, np.nan, np.nan], [9, 3, np.nan]],
+    )
+    # unknown ids never reach the recommender; the user with no known item is not asked; the
+    # 5 most recent known items are the seeds; users of similar history length batched
+    seeds = [s for _, batch, _ in model.recommender.calls for s in batch]
+    assert seeds == [["t0"], ["t3", "t2"], ["t5", "t6", "t7", "t9", "t10", "t1"][-5:]]
+    with pytest.raises(ValueError, match="candidate lists"):
+        model.score_candidates(histories, candidates[:1])
+
+
 class _Fixed:
     """A model answering every user with the same rank, recording whom it was asked about."""
 

@@ -15,7 +15,8 @@ ranking over them (:func:`search_ensemble`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -88,7 +89,8 @@ class EnsembleMixin:
     """What :class:`~text2tracks.pipeline.Text2Tracks` adds for ensembles: the generative
     search over its own model and ``members`` as one. The class provides ``model``,
     ``tokenizer``, ``layout``, ``catalog``, ``trie``, ``max_prompt_length``,
-    ``max_seed_tracks``, ``members`` and (``SeedTracksMixin``) ``_seed_token_ids``."""
+    ``max_seed_tracks``, ``members``, ``_lock``, ``_catalogue_index`` and (``SeedTracksMixin``)
+    ``_seed_token_ids``."""
 
     def _generate_ensemble(
         self, texts, excluded, k, num_beams, first_index, stacklevel, diversity, seeds
@@ -121,6 +123,104 @@ class EnsembleMixin:
             self.max_seed_tracks,
             seed_tokens,
         )
+
+    def score_tracks(
+        self,
+        prompt_or_prompts: str | Sequence[str],
+        track_ids: Sequence[str] | Sequence[Sequence[str]],
+        *,
+        seed_tracks=None,
+        batch_size: int = 32,
+    ) -> np.ndarray:
+        """The generative search's score of given tracks, without searching: each track's
+        log-probability under the model for the prompt (its ID tokens and EOS, teacher-forced;
+        with members, their mean), the score generative mode ranks by and reports (its
+        ``diversity=0`` order). Re-ranks another retriever's candidates (LIGER), or says where a
+        known track stands.
+
+        Args:
+            prompt_or_prompts: a prompt, or a list of prompts (``""`` allowed with seeds).
+            track_ids: for a ``str`` prompt, a sequence of track ids; for a list, one sequence
+                per prompt (their lengths may differ). Duplicates are scored twice.
+            seed_tracks: per prompt, track ids it continues, oldest first, as in
+                ``recommend``; read only by a model trained with seeds.
+            batch_size: prompts per teacher-forced pass.
+
+        Returns float64 ``(n,)`` for a ``str`` prompt, ``(n_prompts, longest)`` for a list;
+        NaN past a row's end and for ids outside the catalogue (one warning names them).
+
+        Example::
+
+            >>> recommender.score_tracks("summer party", ["spotify:track:1", "spotify:track:2"])  # doctest: +SKIP
+            array([-4.21, -9.87])
+        """
+        from text2tracks.options import normalise_prompts, prompt_list
+        from text2tracks.seed_prompts import resolve_seed_tracks, seeds_alone
+
+        prompts, single = prompt_list(prompt_or_prompts)
+        items = self._track_rows(track_ids, len(prompts), single)
+        seeds = resolve_seed_tracks(
+            seed_tracks, self._catalogue_index, len(prompts), single, stacklevel=2
+        )
+        reads = self.max_seed_tracks > 0
+        texts = normalise_prompts(prompts, allow_empty=seeds_alone(prompts, seeds, reads))
+        with_seeds = any(s is not None for s in seeds)
+        if with_seeds and not reads:
+            warnings.warn(
+                "seed_tracks: this model was trained without seed tracks (max_seed_tracks 0), "
+                "so its scores read the text only",
+                UserWarning,
+                stacklevel=2,
+            )
+        with_seeds = with_seeds and reads
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        out = np.full(items.shape, np.nan)
+        with self._lock:
+            first = self._own_member(self._seed_token_ids() if with_seeds else None)
+            for start in range(0, len(texts), int(batch_size)):
+                rows = slice(start, start + int(batch_size))
+                out[rows] = score_ensemble(
+                    [first, *self.members],
+                    self.catalog,
+                    texts[rows],
+                    items[rows],
+                    first_index=start,
+                    stacklevel=2,
+                    seeds=seeds[rows] if with_seeds else None,
+                )
+        return out[0] if single else out
+
+    def _track_rows(self, track_ids, n_prompts: int, single: bool) -> np.ndarray:
+        """``score_tracks``'s ``track_ids`` as catalogue indices ``(n_prompts, longest)``, -1
+        past a row's end and for unknown ids (one ``UserWarning`` names the first few)."""
+        rows = [track_ids] if single else list(track_ids)
+        if any(isinstance(r, str) or not isinstance(r, Iterable) for r in rows):
+            raise TypeError(
+                "track_ids: give a list of track ids for one prompt, or one list per prompt "
+                "for a list of prompts"
+            )
+        rows = [list(r) for r in rows]
+        if len(rows) != n_prompts:
+            raise ValueError(f"track_ids has {len(rows)} lists for {n_prompts} prompts")
+        items = np.full((n_prompts, max((len(r) for r in rows), default=0)), -1, np.int64)
+        unknown = []
+        for i, row in enumerate(rows):
+            for j, track in enumerate(row):
+                index = self._catalogue_index(track) if isinstance(track, str) else None
+                if index is None:
+                    unknown.append(track)
+                else:
+                    items[i, j] = index
+        if unknown:
+            shown = ", ".join(repr(t) for t in unknown[:5])
+            warnings.warn(
+                f"track_ids: {len(unknown)} not in the catalogue ({shown}"
+                f"{', ...' if len(unknown) > 5 else ''}); their scores are NaN",
+                UserWarning,
+                stacklevel=3,
+            )
+        return items
 
     def _score_items(self, texts, items, first_index, stacklevel):
         """The search's score of each of ``items`` (catalogue indices ``(batch, n)``, ``-1``
@@ -174,14 +274,16 @@ def score_ensemble(
     *,
     first_index: int,
     stacklevel: int,
+    seeds: Sequence[np.ndarray | None] | None = None,
 ) -> np.ndarray:
     """What the search would score each of ``items`` (catalogue indices ``(batch, n)``, ``-1``
-    for none) for ``texts``: :func:`ensemble_item_scores` of their IDs; NaN where no item. The
-    caller holds the model lock."""
+    for none) for ``texts`` (and ``seeds``, per prompt its seeds' catalogue indices or None):
+    :func:`ensemble_item_scores` of their IDs; NaN where no item. The caller holds the model
+    lock."""
     from text2tracks.code_search import ensemble_item_scores
 
     items = np.asarray(items, dtype=np.int64)
-    members = _encoded_members(models, catalog, texts, None, first_index, stacklevel + 1)
+    members = _encoded_members(models, catalog, texts, seeds, first_index, stacklevel + 1)
     codes = np.asarray(catalog.sid_codes)[np.maximum(items, 0)]
     scores = ensemble_item_scores(members, codes)
     return np.where(items >= 0, scores, np.nan)
