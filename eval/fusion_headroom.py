@@ -21,6 +21,11 @@ each with its ratio to title kNN and, for ``fitted``, the paired bootstrap again
 MPD development data (two 60-minute default benchmarks) the title-kNN mixture fitted so scores
 0.469 and 0.463 and its ceiling is 0.480 and 0.464, below the 1.2x of title kNN (0.483) that
 the generative issue asks of the hybrid: the fit is near the most this pair of views gives.
+
+``--exact`` asks whether the beam is what limits the pair: the beam's view is grown by the
+model's own score of each of the other view's candidates that the beam did not find
+(:meth:`text2tracks.Text2Tracks.score_tracks`, teacher-forced), so the mixture reads the model's
+opinion of every candidate (rows ``"VIEW, exact"``).
 """
 
 from __future__ import annotations
@@ -81,16 +86,41 @@ def either_hits(first: np.ndarray, second: np.ndarray, relevant, k: int = K) -> 
     return np.maximum(*hits)
 
 
-def _side_views(model, baselines: dict, playlists, vocab, depth: int) -> dict:
+def _side_views(model, baselines: dict, playlists, vocab, depth: int, exact: bool) -> dict:
     """One side's beam view, each baseline's view (its top ``depth`` with its scores of the
-    beam's candidates appended, as the benchmark's mixture reads it) and relevant items."""
+    beam's candidates appended, as the benchmark's mixture reads it) and relevant items; with
+    ``exact``, per baseline also the beam's view grown by the model's own score of each of that
+    baseline's candidates (``exact_beam``)."""
     from text2tracks.ranking_metrics import relevant_items
 
     kept, relevant, _ = relevant_items(playlists, vocab)
     prompts = [playlists[i].prompt for i in kept]
     beam = model_view(model, prompts, vocab, depth, 64)
     views = {n: baseline_view(b, prompts, depth, also=beam[0]) for n, b in baselines.items()}
-    return {"beam": beam, "views": views, "relevant": relevant}
+    out = {"beam": beam, "views": views, "relevant": relevant}
+    if exact:
+        out["exact_beam"] = {
+            n: exact_beam_view(model, prompts, vocab, beam, view[0][:, :depth])
+            for n, view in views.items()
+        }
+    return out
+
+
+def exact_beam_view(model, prompts, vocab, beam, others: np.ndarray):
+    """The beam's view ``(items, scores)`` with ``others`` (vocabulary indices, ``-1`` for
+    none) appended, each scored by the model itself (:meth:`text2tracks.Text2Tracks.
+    score_tracks`: the score its search gives that track, found or not); NaN for a track
+    outside the model's catalogue."""
+    known = set(model.catalog.item_ids)
+    ids = np.asarray(vocab.item_ids, dtype=object)
+    rows = [[ids[j] for j in row if j >= 0 and ids[j] in known] for row in others]
+    scores = np.full(others.shape, np.nan)
+    for start in range(0, len(prompts), 64):
+        part = model.score_tracks(prompts[start : start + 64], rows[start : start + 64])
+        for i, row in enumerate(part, start=start):
+            cols = [c for c, j in enumerate(others[i]) if j >= 0 and ids[j] in known]
+            scores[i, cols] = row[: len(cols)]
+    return np.concatenate([beam[0], others], axis=1), np.concatenate([beam[1], scores], axis=1)
 
 
 def _baselines(results: dict, names: Sequence[str]) -> dict:
@@ -115,10 +145,16 @@ def _baselines(results: dict, names: Sequence[str]) -> dict:
 
 
 def measure(
-    bench_dir, playlists, views: Sequence[str] = DEFAULT_VIEWS, grid=None, depth: int = DEPTH
+    bench_dir,
+    playlists,
+    views: Sequence[str] = DEFAULT_VIEWS,
+    grid=None,
+    depth: int = DEPTH,
+    exact: bool = False,
 ) -> dict:
     """The table of the module docstring as a dict (see :func:`format_markdown`); title kNN is
-    always among the views (the yardstick)."""
+    always among the views (the yardstick). ``exact``: each view also mixed with the beam's
+    view grown by the model's scores of that view's candidates (rows ``"VIEW, exact"``)."""
     from eval.benchmark import load_split
     from semantic_ids.cf import CFModel
     from semantic_ids.interactions import ItemVocab
@@ -138,7 +174,8 @@ def measure(
     for baseline in baselines.values():
         baseline.fit(data["train"], vocab, tracks=data["tracks"], item_factors=cf.item_factors)
     sides = {
-        s: _side_views(model, baselines, data[s], vocab, depth) for s in ("validation", "test")
+        s: _side_views(model, baselines, data[s], vocab, depth, exact)
+        for s in ("validation", "test")
     }
     grid = grid or (MIX_WEIGHTS, MIX_TEMPERATURES, MIX_PENALTIES)
     test = sides["test"]
@@ -146,6 +183,8 @@ def measure(
         test["views"]["title_knn"][0][:, :K], test["relevant"], K, allow_empty=True
     )["hits"]
     rows = [_row(name, sides, groups, grid, knn_hits) for name in views]
+    if exact:
+        rows += [_row(name, sides, groups, grid, knn_hits, exact=True) for name in views]
     return {
         "benchmark_dir": str(bench),
         "title_knn": float(knn_hits.mean()),
@@ -155,18 +194,20 @@ def measure(
     }
 
 
-def _row(name: str, sides: dict, groups, grid, knn_hits: np.ndarray) -> dict:
-    """One view's row: the mixture fitted and its ceiling, either-hit rate, test vs title kNN."""
+def _row(name: str, sides: dict, groups, grid, knn_hits: np.ndarray, exact=False) -> dict:
+    """One view's row: the mixture fitted and its ceiling, either-hit rate, test vs title kNN
+    (``exact``: the beam's view grown by the model's scores of the view's candidates)."""
     from eval.metrics import paired_bootstrap_diff
 
     def pair(side: dict) -> dict:
-        views = {"beam": side["beam"], "other": side["views"][name]}
+        beam = side["exact_beam"][name] if exact else side["beam"]
+        views = {"beam": beam, "other": side["views"][name]}
         return {"views": views, "relevant": side["relevant"]}
 
     found = mixture_headroom(pair(sides["validation"]), pair(sides["test"]), groups, grid)
     test = sides["test"]
     either = either_hits(test["beam"][0], test["views"][name][0], test["relevant"])
-    row = {"view": name, "either": float(either.mean())}
+    row = {"view": f"{name}, exact" if exact else name, "either": float(either.mean())}
     for kind in ("fitted", "ceiling"):
         row[kind] = float(found[f"{kind}_hits"].mean())
         row[f"{kind}_point"] = found[f"{kind}_point"]
@@ -207,6 +248,12 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument(
         "--depth", type=int, default=DEPTH, help="candidates per view (the benchmark's 50)"
     )
+    ap.add_argument(
+        "--exact",
+        action="store_true",
+        help="also mix each view with the beam grown by the model's own score of every one of "
+        "that view's candidates (rows 'VIEW, exact')",
+    )
     ap.add_argument("--out", default="bench_out/fusion_headroom.json")
     return ap
 
@@ -219,7 +266,7 @@ def _run(args: argparse.Namespace) -> dict:
             "expected); run python -m eval.benchmark --out DIR first"
         )
     views = [v for v in args.views.split(",") if v]
-    return measure(bench, args.playlists, views, depth=args.depth)
+    return measure(bench, args.playlists, views, depth=args.depth, exact=args.exact)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -95,11 +95,13 @@ def test_benchmark_writes_results_per_prompt_and_report(tmp_path, monkeypatch):
     headroom = tmp_path / "headroom.json"
     argv = ["--benchmark-dir", str(out), "--playlists", str(playlists), "--out", str(headroom)]
     assert fusion_headroom.main([*argv, "--views", "popularity"]) == 2  # ranks no items
-    assert fusion_headroom.main([*argv, "--views", "exact_title", "--depth", "20"]) == 0
+    assert fusion_headroom.main([*argv, "--views", "exact_title", "--depth", "20", "--exact"]) == 0
     found = json.loads(headroom.read_text())
     assert found["depth"] == 20
     assert found["title_knn"] == pytest.approx(results["systems"]["title_knn"]["hits@10"])
-    assert [row["view"] for row in found["rows"]] == ["title_knn", "exact_title"]
+    assert [row["view"] for row in found["rows"]] == [
+        "title_knn", "exact_title", "title_knn, exact", "exact_title, exact"
+    ]  # fmt: skip
     for row in found["rows"]:
         assert row["fitted"] <= row["ceiling"] + 1e-12
     r = compare(f"{out}:text2tracks", f"{out}:title_knn", n_bootstrap=100)

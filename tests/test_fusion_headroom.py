@@ -72,3 +72,28 @@ def test_main_names_a_folder_that_is_not_a_benchmark_output(tmp_path, capsys):
     assert main(["--benchmark-dir", str(tmp_path), "--playlists", "x.jsonl"]) == 2
     err = capsys.readouterr().err
     assert "not an eval.benchmark output folder" in err and "python -m eval.benchmark" in err
+
+
+def test_the_exact_beam_view_appends_the_models_scores_of_the_other_views_candidates():
+    from types import SimpleNamespace
+
+    from eval.fusion_headroom import exact_beam_view
+
+    class Model:
+        catalog = SimpleNamespace(item_ids=["a", "b", "c", "d"])
+
+        def score_tracks(self, prompts, rows):  # NaN-padded, as Text2Tracks returns them
+            out = np.full((len(rows), max(map(len, rows))), np.nan)
+            for i, (p, row) in enumerate(zip(prompts, rows, strict=True)):
+                out[i, : len(row)] = [-float(ord(t) - 96) - len(p) for t in row]
+            return out
+
+    vocab = SimpleNamespace(item_ids=["a", "b", "c", "d", "unknown"])
+    beam = (np.array([[0, 1], [2, -1]]), np.array([[-0.5, -0.7], [-0.2, np.nan]]))
+    others = np.array([[2, 4, 3], [0, -1, -1]])
+    items, scores = exact_beam_view(Model(), ["x", "yy"], vocab, beam, others)
+    np.testing.assert_array_equal(items, [[0, 1, 2, 4, 3], [2, -1, 0, -1, -1]])
+    # c = -3 - 1, d = -4 - 1 for prompt "x"; a = -1 - 2 for "yy"; outside the catalogue: NaN
+    np.testing.assert_array_equal(
+        scores, [[-0.5, -0.7, -4.0, np.nan, -5.0], [-0.2, np.nan, -3.0, np.nan, np.nan]]
+    )
