@@ -10,7 +10,7 @@ together as long as they spell the same catalogue.
 
 The search itself is :func:`text2tracks.code_search.ensemble_generate` (re-exported here with
 :class:`EnsembleMember`); this module holds the members as the API loads them and the API's
-ranking over them (:func:`search_ensemble`).
+ranking over them (:func:`search_ensemble`) and its scores of given tracks (``score_tracks``).
 """
 
 from __future__ import annotations

@@ -16,6 +16,9 @@ Example (after ``python -m training.demo --out runs/demo``, which writes ``runs/
     # the same ranking as numpy arrays, as implicit returns it: track ids and scores (2, 10)
     track_ids, scores = recommender.recommend_arrays(["sad songs", "workout hip hop"], k=10)
 
+    # the score the search gives any tracks, without searching (re-rank your own candidates)
+    scores = recommender.score_tracks("sad songs", ["demo:pop:sad:90s:00012"])
+
 Everything after ``k`` is keyword-only. The class is the facade; each job lives in the module
 that names it: :mod:`text2tracks.options` (checking the options and spreading them over the
 prompts), :mod:`text2tracks.generative` (beam search), :mod:`text2tracks.latent` (the diffusion
