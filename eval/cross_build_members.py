@@ -9,7 +9,7 @@ searches the mean of their log-probabilities in that trie. Members trained on di
 search, but might make more different mistakes. This measures that: each artifact (one seq2seq
 each) searches its own trie (beam ``--depth``, no diversification); for each pair, the union of
 their candidates is scored exactly by both members (each track's own ID under each member's
-catalogue, teacher-forced: :func:`text2tracks.ensemble.score_ensemble`), ranked by the mean
+catalogue, teacher-forced: :meth:`text2tracks.Text2Tracks.score_tracks`), ranked by the mean
 log-probability and diversified by the first member's first code as the API does
 (:func:`text2tracks.generative.diversify`). Pairs on the same build are also decoded by the
 product search, the shipped ensemble. Prints Hits@k per system and pair (with each pair's
@@ -65,30 +65,6 @@ def fuse_items(
     return diversify(items, scores, groups_of[items], k, penalty)[0]
 
 
-def exact_scores(recommender, prompts: Sequence[str], candidates, batch_size: int = 32):
-    """``(n_prompts, width)`` the recommender's exact log-probability of each candidate track
-    (ragged track-id lists; NaN past a row's end), its members included."""
-    from text2tracks.ensemble import score_ensemble
-
-    members = [_as_member(recommender), *recommender.members]
-    width = max(len(c) for c in candidates)
-    items = np.full((len(prompts), width), -1, dtype=np.int64)
-    for i, row in enumerate(candidates):
-        items[i, : len(row)] = [recommender.catalog.index_of(t) for t in row]
-    out = np.empty(items.shape)
-    for start in range(0, len(prompts), batch_size):
-        stop = start + batch_size
-        out[start:stop] = score_ensemble(
-            members,
-            recommender.catalog,
-            list(prompts[start:stop]),
-            items[start:stop],
-            first_index=start,
-            stacklevel=2,
-        )
-    return out
-
-
 def measure(
     recommenders: Mapping[str, object],
     prompts: Sequence[str],
@@ -123,7 +99,7 @@ def _measure(recommenders, prompts, hits, k: int, depth: int, penalty: float, ba
     for a, b in itertools.combinations(recommenders, 2):
         first, second = recommenders[a], recommenders[b]
         union = union_candidates([beams[a], beams[b]])
-        scores = np.stack([exact_scores(r, prompts, union) for r in (first, second)])
+        scores = np.stack([r.score_tracks(prompts, union) for r in (first, second)])
         indices = [[first.catalog.index_of(t) for t in row] for row in union]
         groups = np.asarray(first.catalog.sid_codes)[:, 0]
         fused = fuse_items(indices, scores, groups, k, penalty)

@@ -113,13 +113,13 @@ def exact_beam_view(model, prompts, vocab, beam, others: np.ndarray):
     outside the model's catalogue."""
     known = set(model.catalog.item_ids)
     ids = np.asarray(vocab.item_ids, dtype=object)
-    rows = [[ids[j] for j in row if j >= 0 and ids[j] in known] for row in others]
+    cols = [[c for c, j in enumerate(row) if j >= 0 and ids[j] in known] for row in others]
+    rows = [list(ids[others[i, c]]) for i, c in enumerate(cols)]
     scores = np.full(others.shape, np.nan)
     for start in range(0, len(prompts), 64):
         part = model.score_tracks(prompts[start : start + 64], rows[start : start + 64])
         for i, row in enumerate(part, start=start):
-            cols = [c for c, j in enumerate(others[i]) if j >= 0 and ids[j] in known]
-            scores[i, cols] = row[: len(cols)]
+            scores[i, cols[i]] = row[: len(cols[i])]
     return np.concatenate([beam[0], others], axis=1), np.concatenate([beam[1], scores], axis=1)
 
 

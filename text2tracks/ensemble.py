@@ -177,18 +177,10 @@ class EnsembleMixin:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         out = np.full(items.shape, np.nan)
         with self._lock:
-            first = self._own_member(self._seed_token_ids() if with_seeds else None)
             for start in range(0, len(texts), int(batch_size)):
                 rows = slice(start, start + int(batch_size))
-                out[rows] = score_ensemble(
-                    [first, *self.members],
-                    self.catalog,
-                    texts[rows],
-                    items[rows],
-                    first_index=start,
-                    stacklevel=2,
-                    seeds=seeds[rows] if with_seeds else None,
-                )
+                batch_seeds = seeds[rows] if with_seeds else None
+                out[rows] = self._score_items(texts[rows], items[rows], start, 2, batch_seeds)
         return out[0] if single else out
 
     def _track_rows(self, track_ids, n_prompts: int, single: bool) -> np.ndarray:
@@ -222,17 +214,19 @@ class EnsembleMixin:
             )
         return items
 
-    def _score_items(self, texts, items, first_index, stacklevel):
+    def _score_items(self, texts, items, first_index, stacklevel, seeds=None):
         """The search's score of each of ``items`` (catalogue indices ``(batch, n)``, ``-1``
-        for none; NaN there) for ``texts``, over the model and its members (the caller holds
-        the lock)."""
+        for none; NaN there) for ``texts`` (and ``seeds``, per prompt its seeds' catalogue
+        indices or None), over the model and its members (the caller holds the lock)."""
+        with_seeds = seeds is not None and any(s is not None for s in seeds)
         return score_ensemble(
-            [self._own_member(), *self.members],
+            [self._own_member(self._seed_token_ids() if with_seeds else None), *self.members],
             self.catalog,
             texts,
             items,
             first_index=first_index,
             stacklevel=stacklevel + 1,
+            seeds=seeds if with_seeds else None,
         )
 
 
